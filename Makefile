@@ -1,0 +1,141 @@
+# icl - instruction tuning causal language models on the CPU.
+# One Makefile, no other build system.  Targets:
+#   make                 lib/libicl.a and bin/icl-*  (-O3 -march=native; PORTABLE=1 for generic)
+#   make check           all tests, ending with "N passed, N failed"
+#   make check SANITIZE=1  the same under ASan+UBSan (separate build in build-san/)
+#   make deps            install the Debian packages the build and tests need
+#   make bench-deps      install the peers the benchmarks run against
+#   make bench           every benchmark (bench-fmt, bench-tok, ...)
+#   make install PREFIX=/usr/local
+#   make demo            the main job on real data (examples/)
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+# BLIS: link the OpenMP build explicitly (its own include and lib folders, with
+# an rpath) so the result never depends on update-alternatives' choice.
+BLIS_INC ?= /usr/include/$(MULTIARCH)/blis-openmp
+BLIS_LIB ?= /usr/lib/$(MULTIARCH)/blis-openmp
+
+ifeq ($(PORTABLE),1)
+ARCHFLAGS ?=
+else
+ARCHFLAGS ?= -march=native
+endif
+
+ifeq ($(SANITIZE),1)
+B        := build-san
+OPTFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SANLD    := -fsanitize=address,undefined
+else
+B        := build
+OPTFLAGS := -O3 -g
+SANLD    :=
+endif
+
+CFLAGS   ?= $(OPTFLAGS) $(ARCHFLAGS)
+WARN     := -Wall -Wextra -Werror -Wno-unknown-pragmas
+ALLCFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -fopenmp -Ilib -isystem $(BLIS_INC) -MMD -MP
+LDLIBS   := -L$(BLIS_LIB) -Wl,-rpath,$(BLIS_LIB) -l:libblis.so.4 \
+            -lcsv -lxxhash -ljansson -lpcre2-8 -lutf8proc -lm
+LDFLAGS  += -fopenmp $(SANLD)
+
+# Normal builds put the library and programs where users expect them;
+# sanitizer builds keep everything under build-san/.
+ifeq ($(SANITIZE),1)
+LIBDIR := $(B)/lib
+BINDIR := $(B)/bin
+else
+LIBDIR := lib
+BINDIR := bin
+endif
+
+LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+CMD_SRC  := $(sort $(wildcard cmd/*.c))
+PROGS    := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+LIBA     := $(LIBDIR)/libicl.a
+
+all: $(LIBA) $(PROGS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -c -o $@ $<
+
+$(LIBA): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/%: $(B)/cmd/%.o $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) -lcmocka
+
+tests: $(UNITS)
+
+check: all tests
+	@ICL_BIN=$(abspath $(BINDIR)) ICL_UNIT=$(abspath $(B)/tests) \
+	  ICL_SANITIZE=$(SANITIZE) sh tests/run.sh
+
+# Debian packages needed to build and test (and run make demo).
+DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
+        libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
+        python3 gnuplot-nox
+# Peers used only by benchmarks.
+BENCH_DEPS := miller nodejs npm sentencepiece python3-torch python3-numpy time
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+define apt_install
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install,$(DEPS))
+
+bench-deps: deps
+	$(call apt_install,$(BENCH_DEPS))
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icl \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib
+	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icl
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7
+
+uninstall:
+	rm -f $(PROGS:$(BINDIR)/%=$(DESTDIR)$(PREFIX)/bin/%) $(DESTDIR)$(PREFIX)/lib/libicl.a
+	rm -rf $(DESTDIR)$(PREFIX)/include/icl
+	rm -f $(patsubst man/%,$(DESTDIR)$(PREFIX)/share/man/%,$(wildcard man/man1/*.1 man/man7/*.7))
+
+clean:
+	rm -rf build build-san bin lib/libicl.a
+
+# Benchmarks: each bench/NAME.sh is `make bench-NAME`; `make bench` runs all.
+BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
+bench: $(BENCHES)
+bench-%: all
+	sh bench/$*.sh
+
+demo:
+	@if [ -f examples/Makefile ]; then $(MAKE) deps all && $(MAKE) -C examples; \
+	 else echo "make demo: coming soon (needs icl-train)"; fi
+
+.PHONY: all tests check deps bench-deps install uninstall clean bench demo
+.SECONDARY:
+
+-include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d)

@@ -1,0 +1,161 @@
+/* record.c - see record.h. */
+#include "record.h"
+
+#include <errno.h>
+#include <string.h>
+
+const char *icl_display_name(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "<stdin>" : path;
+}
+
+void icl_lines_init(icl_lines *r, FILE *f, const char *name)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->name = name;
+}
+
+void icl_lines_open(icl_lines *r, const char *path)
+{
+    icl_lines_init(r, xfopen(path, "r"), icl_display_name(path));
+}
+
+int icl_lines_next(icl_lines *r)
+{
+    /* getline: lines of any length, and it counts embedded NUL bytes. */
+    errno = 0;
+    ssize_t n = getline(&r->line.data, &r->line.cap, r->f);
+    if (n < 0) {
+        if (ferror(r->f))
+            die("%s: read error:", r->name);
+        r->line.len = 0;
+        return 0;
+    }
+    if (n > 0 && r->line.data[n - 1] == '\n')
+        n--;
+    r->line.data[n] = '\0';
+    r->line.len = (size_t)n;
+    void *z = memchr(r->line.data, '\0', (size_t)n);
+    r->nul = z != NULL;
+    r->nul_at = z ? (size_t)((char *)z - r->line.data) : 0;
+    r->lineno++;
+    return 1;
+}
+
+void icl_lines_close(icl_lines *r)
+{
+    if (r->f && r->f != stdin)
+        fclose(r->f);
+    r->f = NULL;
+    buf_free(&r->line);
+}
+
+size_t icl_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else
+            return i;
+        if (i + len > n)
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k < len; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += len;
+    }
+    return n;
+}
+
+json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz)
+{
+    void *z = memchr(line, '\0', len);
+    if (z) {
+        snprintf(err, errsz, "NUL byte at byte offset %zu", (size_t)((const char *)z - line));
+        return NULL;
+    }
+    size_t bad = icl_utf8_valid(line, len);
+    if (bad < len) {
+        snprintf(err, errsz, "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad,
+                 (unsigned char)line[bad]);
+        return NULL;
+    }
+    json_error_t je;
+    /* jansson rejects \u0000 (without JSON_ALLOW_NUL) and lone surrogates,
+     * and decodes surrogate pairs. */
+    json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    if (!v) {
+        snprintf(err, errsz, "bad JSON at byte offset %d: %s", je.position, je.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        snprintf(err, errsz, "a record must be a JSON object");
+        return NULL;
+    }
+    return v;
+}
+
+int icl_record_next(icl_lines *r, json_t **out, char *err, size_t errsz)
+{
+    while (icl_lines_next(r)) {
+        const char *p = r->line.data;
+        size_t n = r->line.len;
+        size_t k = 0;
+        while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+            k++;
+        if (k == n && !r->nul)
+            continue; /* blank line */
+        char msg[512];
+        json_t *v = icl_record_parse(p, n, msg, sizeof msg);
+        if (!v) {
+            snprintf(err, errsz, "%s:%ld: %s", r->name, r->lineno, msg);
+            return -1;
+        }
+        *out = v;
+        return 1;
+    }
+    return 0;
+}
+
+static int dump_cb(const char *buffer, size_t size, void *data)
+{
+    buf_append((icl_buf *)data, buffer, size);
+    return 0;
+}
+
+void icl_record_dump(icl_buf *b, const json_t *rec)
+{
+    if (json_dump_callback(rec, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
+        die("cannot serialise a record");
+}
+
+void icl_record_write(FILE *f, const json_t *rec)
+{
+    static icl_buf b;
+    buf_clear(&b);
+    icl_record_dump(&b, rec);
+    buf_putc(&b, '\n');
+    if (fwrite(b.data, 1, b.len, f) != b.len)
+        die("write error:");
+}

@@ -1,0 +1,56 @@
+# tests/lib.sh - TAP helpers for program tests, in the style of git's test-lib.
+# Each test script sources this, runs in its own temporary directory (removed
+# at exit), and calls test_expect_success / test_expect_failure ... test_done.
+#   $TESTS_DIR  tests/ (absolute)   $DATA  tests/data   $SHARED  ../shared if present
+set -u
+: "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
+: "${ICL_BIN:=$TESTS_DIR/../bin}"
+PATH="$ICL_BIN:$PATH"
+DATA="$TESTS_DIR/data"
+SHARED="$TESTS_DIR/../../shared"
+export PATH DATA
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/icl-test.XXXXXX") || exit 2
+trap 'cd /; rm -rf "$TEST_TMP"' EXIT
+cd "$TEST_TMP" || exit 2
+test_count=0 test_failed=0
+
+# test_expect_success DESCRIPTION SCRIPT: SCRIPT (run by eval in a subshell) must exit 0.
+test_expect_success() {
+    test_count=$((test_count + 1))
+    if ( set -e; eval "$2" ) >"$TEST_TMP/.log" 2>&1; then
+        echo "ok $test_count - $1"
+    else
+        echo "not ok $test_count - $1"
+        sed 's/^/#   /' "$TEST_TMP/.log"
+        test_failed=$((test_failed + 1))
+    fi
+}
+
+# test_expect_code CODE DESCRIPTION SCRIPT: the last command's exit status must be CODE.
+test_expect_code() {
+    test_count=$((test_count + 1))
+    ( eval "$3" ) >"$TEST_TMP/.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq "$1" ]; then
+        echo "ok $test_count - $2"
+    else
+        echo "not ok $test_count - $2 (exit $rc, wanted $1)"
+        sed 's/^/#   /' "$TEST_TMP/.log"
+        test_failed=$((test_failed + 1))
+    fi
+}
+
+# test_skip DESCRIPTION REASON
+test_skip() {
+    test_count=$((test_count + 1))
+    echo "ok $test_count # skip $1 ($2)"
+}
+
+# Helpers usable inside test scripts.
+test_cmp() { cmp "$1" "$2" || { diff -u "$1" "$2" | head -40; return 1; }; }
+test_grep() { grep -q -- "$1" "$2" || { echo "no '$1' in $2:"; head -20 "$2"; return 1; }; }
+
+test_done() {
+    echo "1..$test_count"
+    [ "$test_failed" -eq 0 ]
+}
