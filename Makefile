@@ -73,6 +73,11 @@ $(BINDIR)/%: $(B)/cmd/%.o $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 
+# Unit tests find their data through TEST_DATA (absolute tests/data).
+$(B)/tests/unit/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALLCFLAGS) -DTEST_DATA='"$(abspath tests/data)"' -c -o $@ $<
+
 $(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) -lcmocka
