@@ -708,3 +708,151 @@ void icl_confusion_add(json_t *matrix, const char *gold, const char *pred)
     json_t *c = json_object_get(row, pred);
     json_object_set_new(row, pred, json_integer(c ? json_integer_value(c) + 1 : 1));
 }
+
+/* ---- aggregation ---- */
+
+int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz)
+{
+    static const struct { const char *name; unsigned bit; } names[] = {
+        {"exact_match", ICL_METRIC_EM}, {"em", ICL_METRIC_EM}, {"f1", ICL_METRIC_F1},
+        {"rougeL", ICL_METRIC_ROUGE_L}, {"rouge_l", ICL_METRIC_ROUGE_L},
+        {"rouge-l", ICL_METRIC_ROUGE_L}, {"rouge", ICL_METRIC_ROUGE_L},
+        {"bleu", ICL_METRIC_BLEU}, {"accuracy", ICL_METRIC_ACCURACY},
+        {"acc", ICL_METRIC_ACCURACY}, {"all", ICL_METRIC_ALL},
+    };
+    unsigned m = 0;
+    const char *p = list;
+    for (;;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        size_t i;
+        for (i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (strlen(names[i].name) == n && strncmp(names[i].name, p, n) == 0)
+                break;
+        if (i == sizeof names / sizeof names[0]) {
+            snprintf(err, errsz, "unknown metric '%.*s' (known: em, f1, rougeL, bleu, accuracy, all)",
+                     (int)n, p);
+            return -1;
+        }
+        m |= names[i].bit;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    *mask = m;
+    return 0;
+}
+
+void icl_eval_init(icl_eval_acc *a, unsigned mask)
+{
+    memset(a, 0, sizeof *a);
+    a->mask = mask;
+    a->confusion = json_object();
+}
+
+void icl_eval_free(icl_eval_acc *a)
+{
+    json_decref(a->confusion);
+    a->confusion = NULL;
+}
+
+void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, size_t nrefs,
+                  json_t *scores)
+{
+    a->n++;
+    if (a->mask & (ICL_METRIC_EM | ICL_METRIC_F1 | ICL_METRIC_ROUGE_L)) {
+        double em = 0, f1 = 0, rl = 0;
+        for (size_t i = 0; i < nrefs; i++) {
+            if (a->mask & ICL_METRIC_EM)
+                em = fmax(em, icl_exact_match(pred, refs[i]));
+            if (a->mask & ICL_METRIC_F1)
+                f1 = fmax(f1, icl_token_f1(pred, refs[i]));
+            if (a->mask & ICL_METRIC_ROUGE_L)
+                rl = fmax(rl, icl_rouge_l(pred, refs[i], NULL, NULL));
+        }
+        a->em += em;
+        a->f1 += f1;
+        a->rouge_l += rl;
+        if (scores && (a->mask & ICL_METRIC_EM))
+            json_object_set_new(scores, "exact_match", json_real(em));
+        if (scores && (a->mask & ICL_METRIC_F1))
+            json_object_set_new(scores, "f1", json_real(f1));
+        if (scores && (a->mask & ICL_METRIC_ROUGE_L))
+            json_object_set_new(scores, "rougeL", json_real(rl));
+    }
+    if (a->mask & ICL_METRIC_BLEU) {
+        icl_bleu_stats one = {0};
+        icl_bleu_add(&one, pred, refs, nrefs);
+        for (int n = 0; n < ICL_BLEU_ORDER; n++) {
+            a->bleu.correct[n] += one.correct[n];
+            a->bleu.total[n] += one.total[n];
+        }
+        a->bleu.sys_len += one.sys_len;
+        a->bleu.ref_len += one.ref_len;
+        if (scores) {
+            icl_bleu_result r;
+            icl_bleu_compute(&one, 1, &r);
+            json_object_set_new(scores, "bleu", json_real(r.score / 100));
+        }
+    }
+    if (a->mask & ICL_METRIC_ACCURACY) {
+        icl_buf p = {0}, g = {0};
+        icl_label_normalize(pred, &p);
+        buf_puts(&p, "");
+        int ok = 0;
+        for (size_t i = 0; i < nrefs; i++) {
+            buf_clear(&g);
+            icl_squad_normalize(refs[i], &g);
+            buf_puts(&g, "");
+            if (i == 0)
+                icl_confusion_add(a->confusion, g.data, p.data);
+            ok |= strcmp(g.data, p.data) == 0;
+        }
+        a->correct += ok;
+        if (scores) {
+            json_object_set_new(scores, "correct", json_boolean(ok));
+            json_object_set_new(scores, "label", json_string(p.data));
+        }
+        buf_free(&p);
+        buf_free(&g);
+    }
+}
+
+static json_t *mean(double sum, long n) { return n ? json_real(sum / (double)n) : json_null(); }
+
+json_t *icl_eval_summary(const icl_eval_acc *a)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "records", json_integer(a->n));
+    if (a->mask & ICL_METRIC_EM)
+        json_object_set_new(o, "exact_match", mean(a->em, a->n));
+    if (a->mask & ICL_METRIC_F1)
+        json_object_set_new(o, "f1", mean(a->f1, a->n));
+    if (a->mask & ICL_METRIC_ROUGE_L)
+        json_object_set_new(o, "rougeL", mean(a->rouge_l, a->n));
+    if (a->mask & ICL_METRIC_BLEU) {
+        icl_bleu_result r;
+        icl_bleu_compute(&a->bleu, 0, &r);
+        json_object_set_new(o, "bleu", a->n ? json_real(r.score / 100) : json_null());
+        json_t *d = json_object(), *c = json_array(), *t = json_array(), *p = json_array();
+        for (int n = 0; n < ICL_BLEU_ORDER; n++) {
+            json_array_append_new(c, json_integer(a->bleu.correct[n]));
+            json_array_append_new(t, json_integer(a->bleu.total[n]));
+            json_array_append_new(p, json_real(r.precisions[n]));
+        }
+        json_object_set_new(d, "score", json_real(r.score));
+        json_object_set_new(d, "counts", c);
+        json_object_set_new(d, "totals", t);
+        json_object_set_new(d, "precisions", p);
+        json_object_set_new(d, "bp", json_real(r.bp));
+        json_object_set_new(d, "sys_len", json_integer(a->bleu.sys_len));
+        json_object_set_new(d, "ref_len", json_integer(a->bleu.ref_len));
+        json_object_set_new(o, "bleu_detail", d);
+    }
+    if (a->mask & ICL_METRIC_ACCURACY) {
+        json_object_set_new(o, "accuracy", mean((double)a->correct, a->n));
+        json_object_set_new(o, "correct", json_integer(a->correct));
+        json_object_set_new(o, "confusion", json_deep_copy(a->confusion));
+    }
+    return o;
+}

@@ -119,4 +119,54 @@ void icl_label_normalize(const char *pred, icl_buf *out);
  * by the caller. */
 void icl_confusion_add(json_t *matrix, const char *gold_norm, const char *pred_norm);
 
+/* ---- Aggregation over records (what icl-eval prints) ---- */
+
+enum {
+    ICL_METRIC_EM = 1,       /* "exact_match" (alias "em") */
+    ICL_METRIC_F1 = 2,       /* "f1" */
+    ICL_METRIC_ROUGE_L = 4,  /* "rougeL" (aliases "rouge_l", "rouge-l", "rouge") */
+    ICL_METRIC_BLEU = 8,     /* "bleu" */
+    ICL_METRIC_ACCURACY = 16,/* "accuracy" (alias "acc") */
+    ICL_METRIC_DEFAULT = 1 | 2 | 4 | 8,
+    ICL_METRIC_ALL = 31,     /* "all" */
+};
+
+/* Parse a comma-separated metric list ("em,f1,bleu", "all") into a mask.
+ * Returns 0, or -1 with "unknown metric 'x'" in err. */
+int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz);
+
+/* Running sums over records.  Per-record scores are the maximum over the
+ * record's references for EM, F1 and ROUGE-L (as SQuAD's
+ * metric_max_over_ground_truths and rouge-score's score_multi, which picks
+ * the reference with the best F); BLEU uses all references of a record
+ * (sacreBLEU's multi-reference counts); accuracy counts a record correct
+ * when the prediction's label equals any reference's label, and the
+ * confusion matrix uses the first reference as the gold label. */
+typedef struct {
+    unsigned mask;
+    long n;                /* records added */
+    double em, f1, rouge_l;/* sums of per-record scores */
+    long correct;          /* accuracy: records whose label matched */
+    icl_bleu_stats bleu;
+    json_t *confusion;     /* {gold: {predicted: count}}, owned */
+} icl_eval_acc;
+
+void icl_eval_init(icl_eval_acc *a, unsigned mask);
+void icl_eval_free(icl_eval_acc *a);
+
+/* Score one record: pred against refs[0..nrefs) (nrefs >= 1).  When scores
+ * is a JSON object, the record's scores are set in it: "exact_match",
+ * "f1", "rougeL", "bleu" (sentence BLEU as sacreBLEU's sentence_bleu, over
+ * 100), "correct" (true/false) and "label" (the normalised predicted label),
+ * for the metrics in the mask. */
+void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, size_t nrefs,
+                  json_t *scores);
+
+/* The summary as a new JSON object: "records", then per metric in the
+ * mask "exact_match", "f1", "rougeL" (means over records), "bleu" (corpus
+ * BLEU / 100) with "bleu_detail" {score (0..100), counts, totals,
+ * precisions, bp, sys_len, ref_len}, "accuracy", "correct", "confusion".
+ * Means are null when no record was added.  Caller json_decref's it. */
+json_t *icl_eval_summary(const icl_eval_acc *a);
+
 #endif
