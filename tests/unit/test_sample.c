@@ -146,6 +146,34 @@ static void top_p_matches_transformers_on_issue_cases(void **state)
     json_decref(d);
 }
 
+static void top_p_ties_as_transformers(void **state)
+{
+    (void)state;
+    json_t *d = load_json("hf_samplers.json");
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(d, "top_p_ties"), i, c) {
+        json_t *jl = json_object_get(c, "logits"), *want = json_object_get(c, "kept");
+        int V = (int)json_array_size(jl);
+        float l[16];
+        for (int j = 0; j < V; j++)
+            l[j] = (float)json_number_value(json_array_get(jl, j));
+        icl_sampler s;
+        icl_sampler_init(&s, V);
+        icl_top_p(&s, l, (float)json_number_value(json_object_get(c, "top_p")));
+        size_t n = 0;
+        for (int j = 0; j < V; j++)
+            if (l[j] > -INFINITY) {
+                assert_true(n < json_array_size(want));
+                assert_int_equal(j, json_integer_value(json_array_get(want, n)));
+                n++;
+            }
+        assert_int_equal(n, json_array_size(want));
+        icl_sampler_free(&s);
+    }
+    json_decref(d);
+}
+
 static void top_k_cases(void **state)
 {
     (void)state;
@@ -383,6 +411,7 @@ int main(void)
         cmocka_unit_test(rng_uniform_and_below),
         cmocka_unit_test(top_p_issue_cases),
         cmocka_unit_test(top_p_matches_transformers_on_issue_cases),
+        cmocka_unit_test(top_p_ties_as_transformers),
         cmocka_unit_test(top_k_cases),
         cmocka_unit_test(min_p_cases),
         cmocka_unit_test(repetition_penalty_signs),

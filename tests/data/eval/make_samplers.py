@@ -70,8 +70,15 @@ def main():
     for p in [0.5, 0.74, 0.75, 0.76, 0.9, 1.0]:
         out = TopPLogitsWarper(top_p=p)(None, probs.log()) if p < 1 else probs.log()
         topp.append({"top_p": p, "kept": [i for i in range(4) if out[0, i] != float("-inf")]})
+    # Ties: which of equal logits top-p and top-k remove.
+    ties = []
+    for row, p in [([0.0] * 6, 0.5), ([1.0, 2.0, 2.0, 2.0, 0.0, 2.0], 0.4),
+                   ([3.0, 1.0, 3.0, 1.0, 1.0], 0.7)]:
+        out = TopPLogitsWarper(top_p=p)(None, torch.tensor([row]))
+        ties.append({"logits": row, "top_p": p,
+                     "kept": [i for i in range(len(row)) if out[0, i] != float("-inf")]})
     print(json.dumps({"transformers": transformers.__version__, "torch": torch.__version__,
-                      "cases": cases, "top_p_issue": topp}, indent=1))
+                      "cases": cases, "top_p_issue": topp, "top_p_ties": ties}, indent=1))
 
 
 if __name__ == "__main__":
