@@ -174,6 +174,66 @@ static void top_p_ties_as_transformers(void **state)
     json_decref(d);
 }
 
+/* Brute force as transformers writes it: full stable ascending sort,
+ * cumulative softmax, remove c_j <= (1-p)(1+1e-6), keep the top; and top-k
+ * by full sort.  Random rows with many ties and -inf entries. */
+static const float *cmp_row;
+static int asc_stable(const void *a, const void *b)
+{
+    int i = *(const int *)a, j = *(const int *)b;
+    if (cmp_row[i] != cmp_row[j])
+        return cmp_row[i] < cmp_row[j] ? -1 : 1;
+    return i - j;
+}
+
+static void top_p_top_k_match_brute_force(void **state)
+{
+    (void)state;
+    enum { V = 700 };
+    icl_sampler s;
+    icl_sampler_init(&s, V);
+    icl_rng r;
+    icl_rng_seed(&r, 2024, 0);
+    static float row[V], a[V];
+    static int ord[V];
+    for (int iter = 0; iter < 300; iter++) {
+        float scale = (float)(0.1 + 8 * icl_rng_uniform(&r));
+        for (int i = 0; i < V; i++) {
+            row[i] = (float)(int)(icl_rng_uniform(&r) * 40) * scale / 10; /* ties */
+            if (icl_rng_below(&r, 10) == 0)
+                row[i] = -INFINITY;
+        }
+        float p = (float)icl_rng_uniform(&r);
+        memcpy(a, row, sizeof row);
+        icl_top_p(&s, a, p);
+        for (int i = 0; i < V; i++)
+            ord[i] = i;
+        cmp_row = row;
+        qsort(ord, V, sizeof *ord, asc_stable);
+        float mx = row[ord[V - 1]];
+        double total = 0, c = 0;
+        for (int i = 0; i < V; i++)
+            total += exp((double)row[i] - mx);
+        double limit = (1.0 - p) * (1.0 + 1e-6) * total;
+        for (int k = 0; k < V; k++) {
+            int i = ord[k];
+            c += exp((double)row[i] - mx);
+            int removed = k < V - 1 && c <= limit;
+            if (removed != (a[i] == -INFINITY) && row[i] != -INFINITY)
+                fail_msg("iter %d: token %d (rank %d) %s", iter, i, k, removed ? "kept" : "removed");
+            if (!removed && a[i] != row[i])
+                fail_msg("iter %d: kept token %d changed", iter, i);
+        }
+        int k = 1 + (int)icl_rng_below(&r, V + 5);
+        memcpy(a, row, sizeof row);
+        icl_top_k(&s, a, k);
+        float kth = row[ord[V - (k < V ? k : V)]];
+        for (int i = 0; i < V; i++)
+            assert_true(a[i] == (row[i] < kth ? -INFINITY : row[i]));
+    }
+    icl_sampler_free(&s);
+}
+
 static void top_k_cases(void **state)
 {
     (void)state;
@@ -412,6 +472,7 @@ int main(void)
         cmocka_unit_test(top_p_issue_cases),
         cmocka_unit_test(top_p_matches_transformers_on_issue_cases),
         cmocka_unit_test(top_p_ties_as_transformers),
+        cmocka_unit_test(top_p_top_k_match_brute_force),
         cmocka_unit_test(top_k_cases),
         cmocka_unit_test(min_p_cases),
         cmocka_unit_test(repetition_penalty_signs),
