@@ -1,0 +1,230 @@
+/* icl-eval - score predictions against references (JSON Lines records), or
+ * (with -m, once the model core exists) the loss and perplexity of a model on
+ * token lines.  See icl-eval(1).  All computing is in lib/metrics.c. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "record.h"
+#include "util.h"
+
+/* Reals in the summary and per-example lines: 15 significant digits
+ * (0.8 prints as 0.8, not 0.80000000000000004). */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: icl-eval [OPTION]... [FILE]...\n"
+"       icl-eval -m MODEL_DIR [OPTION]... [FILE]...\n"
+"Score predictions against references in JSON Lines records (FILEs, or\n"
+"standard input) and print one JSON summary line.\n"
+"\n"
+"  -p, --pred KEY          key of the prediction (default \"completion\")\n"
+"  -r, --ref KEY           key of the reference: a string, or an array of\n"
+"                          strings for several references (default \"response\")\n"
+"  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, accuracy, or\n"
+"                          all (default em,f1,rougeL,bleu)\n"
+"  -e, --per-example FILE  also write one JSON line of scores per record to FILE\n"
+"                          (\"file\", \"line\", the record's \"id\" if any, scores)\n"
+"      --skip-bad          skip bad records (unreadable, key missing or not a\n"
+"                          string) and count them, instead of stopping\n"
+"  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
+"                          of a model on token lines (needs the model core)\n"
+"  -t, --threads N         threads for the model mode (default: all cores)\n"
+"  -h, --help              show this help and exit\n"
+"  -V, --version           show the version and exit\n"
+"\n"
+"Metrics (all in [0, 1]; exact definitions in icl-eval(1)):\n"
+"  exact_match, f1  SQuAD v1.1: lower-case, drop ASCII punctuation and the\n"
+"                   articles a/an/the, collapse white space; empty vs empty = 1\n"
+"  rougeL           rouge-score's ROUGE-L F-measure, no stemming\n"
+"  bleu             sacreBLEU's corpus BLEU (13a, exp smoothing) divided by 100;\n"
+"                   bleu_detail has sacreBLEU's score, counts, totals, bp, lengths\n"
+"  accuracy         first line of the prediction vs the label, both normalised\n"
+"                   as for exact_match; with a confusion matrix {gold: {pred: n}}\n"
+"\n"
+"Example:\n"
+"  icl-gen -m run/ test.jsonl | icl-eval --metrics em,f1\n"
+"  {\"records\":200,\"exact_match\":0.41,\"f1\":0.5872,\"skipped\":0}\n"
+"\n"
+"Exit status: 0 ok, 1 bad data, 2 bad usage.\n");
+}
+
+typedef struct {
+    const char *pred_key, *ref_key;
+    unsigned mask;
+    int skip_bad;
+    FILE *per;
+    const char *per_path;
+} opts;
+
+/* Model mode: loss over target tokens of token lines.  Filled in when the
+ * model core lands (lib/model.h); until then a clear usage error. */
+static int eval_model(const char *model_dir, int nfiles, char **files)
+{
+    (void)nfiles;
+    (void)files;
+    fprintf(stderr, "%s: -m %s: the model mode (loss and perplexity of token lines) needs "
+            "the model core, which is not built yet\n", icl_progname, model_dir);
+    return ICL_EXIT_USAGE;
+}
+
+static long skipped_warned;
+
+/* Report a bad record: die, or warn (the first 10) and count with --skip-bad. */
+static void bad(const opts *o, long *skipped, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void bad(const opts *o, long *skipped, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!o->skip_bad)
+        die("%s", msg);
+    (*skipped)++;
+    if (skipped_warned++ < 10)
+        warn("%s (skipped)", msg);
+}
+
+static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *skipped)
+{
+    icl_lines r;
+    icl_lines_open(&r, path);
+    const char *name = icl_display_name(path);
+    char err[512];
+    json_t *rec;
+    int st;
+    const char **refs = NULL;
+    size_t cap = 0;
+    while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
+        if (st < 0) {
+            bad(o, skipped, "%s", err);
+            continue;
+        }
+        json_t *p = json_object_get(rec, o->pred_key), *f = json_object_get(rec, o->ref_key);
+        size_t nrefs = 0;
+        if (!p) {
+            bad(o, skipped, "%s:%ld: no \"%s\" key (the prediction; see --pred)", name, r.lineno, o->pred_key);
+        } else if (!json_is_string(p)) {
+            bad(o, skipped, "%s:%ld: \"%s\" is not a string", name, r.lineno, o->pred_key);
+        } else if (!f) {
+            bad(o, skipped, "%s:%ld: no \"%s\" key (the reference; see --ref)", name, r.lineno, o->ref_key);
+        } else if (json_is_string(f)) {
+            nrefs = 1;
+        } else if (json_is_array(f) && json_array_size(f) > 0) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(f, i, x) if (!json_is_string(x)) break;
+            if (i < json_array_size(f))
+                bad(o, skipped, "%s:%ld: \"%s\"[%zu] is not a string", name, r.lineno, o->ref_key, i);
+            else
+                nrefs = json_array_size(f);
+        } else {
+            bad(o, skipped, "%s:%ld: \"%s\" is not a string or a non-empty array of strings",
+                name, r.lineno, o->ref_key);
+        }
+        if (nrefs > 0) {
+            if (nrefs > cap) {
+                cap = nrefs;
+                refs = xreallocarray(refs, cap, sizeof *refs);
+            }
+            if (json_is_string(f))
+                refs[0] = json_string_value(f);
+            else
+                for (size_t i = 0; i < nrefs; i++)
+                    refs[i] = json_string_value(json_array_get(f, i));
+            json_t *scores = NULL;
+            if (o->per) {
+                scores = json_object();
+                json_object_set_new(scores, "file", json_string(name));
+                json_object_set_new(scores, "line", json_integer(r.lineno));
+                json_t *id = json_object_get(rec, "id");
+                if (id)
+                    json_object_set(scores, "id", id);
+            }
+            icl_eval_add(acc, json_string_value(p), refs, nrefs, scores);
+            if (scores) {
+                if (json_dumpf(scores, o->per, DUMP_FLAGS) != 0 || fputc('\n', o->per) == EOF)
+                    die("%s: write error:", o->per_path);
+                json_decref(scores);
+            }
+        }
+        json_decref(rec);
+    }
+    free(refs);
+    icl_lines_close(&r);
+}
+
+int main(int argc, char **argv)
+{
+    icl_init(argc, argv);
+    opts o = {.pred_key = "completion", .ref_key = "response", .mask = ICL_METRIC_DEFAULT};
+    const char *model = NULL;
+    int text_opts = 0;
+    enum { OPT_SKIP_BAD = 256 };
+    static const struct option lo[] = {
+        {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
+        {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
+        {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
+        {"threads", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+    };
+    int c;
+    long threads = 0;
+    char err[256];
+    while ((c = getopt_long(argc, argv, "p:r:M:e:m:t:hV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'p': o.pred_key = optarg; text_opts = 1; break;
+        case 'r': o.ref_key = optarg; text_opts = 1; break;
+        case 'M':
+            if (icl_metrics_parse(optarg, &o.mask, err, sizeof err) != 0)
+                usage_die("--metrics: %s", err);
+            text_opts = 1;
+            break;
+        case 'e': o.per_path = optarg; text_opts = 1; break;
+        case OPT_SKIP_BAD: o.skip_bad = 1; break;
+        case 'm': model = optarg; break;
+        case 't':
+            if (parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
+                usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
+            break;
+        case 'h': usage(stdout); return ICL_EXIT_OK;
+        case 'V': icl_print_version(); return ICL_EXIT_OK;
+        default:
+            fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
+            return ICL_EXIT_USAGE;
+        }
+    }
+    if (model) {
+        if (text_opts)
+            usage_die("--pred, --ref, --metrics and --per-example do not apply to the model mode (-m)");
+        if (threads)
+            icl_set_threads((int)threads);
+        return eval_model(model, argc - optind, argv + optind);
+    }
+    if (o.per_path)
+        o.per = xfopen(o.per_path, "w");
+    icl_eval_acc acc;
+    icl_eval_init(&acc, o.mask);
+    long skipped = 0;
+    if (optind == argc)
+        eval_file(&o, "-", &acc, &skipped);
+    for (int i = optind; i < argc; i++)
+        eval_file(&o, argv[i], &acc, &skipped);
+    if (o.per)
+        xfclose(o.per, o.per_path);
+    json_t *sum = icl_eval_summary(&acc);
+    json_object_set_new(sum, "skipped", json_integer(skipped));
+    if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
+        die("write error:");
+    putchar('\n');
+    if (skipped)
+        warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
+    json_decref(sum);
+    icl_eval_free(&acc);
+    return ICL_EXIT_OK;
+}

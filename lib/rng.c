@@ -1,0 +1,57 @@
+/* rng.c - see rng.h. */
+#include "rng.h"
+
+uint64_t icl_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void icl_rng_seed(icl_rng *r, uint64_t seed, uint64_t stream)
+{
+    uint64_t a = seed, b = stream ^ 0xD1B54A32D192ED03ull;
+    uint64_t x = icl_splitmix64(&a) ^ icl_splitmix64(&b);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = icl_splitmix64(&x);
+    if (!(r->s[0] | r->s[1] | r->s[2] | r->s[3]))
+        r->s[0] = 1;
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t icl_rng_next_u64(icl_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double icl_rng_uniform(icl_rng *r)
+{
+    return (double)(icl_rng_next_u64(r) >> 11) * 0x1.0p-53;
+}
+
+uint64_t icl_rng_below(icl_rng *r, uint64_t n)
+{
+    if (n == 0)
+        return 0;
+    unsigned __int128 m = (unsigned __int128)icl_rng_next_u64(r) * n;
+    uint64_t lo = (uint64_t)m;
+    if (lo < n) {
+        uint64_t t = -n % n; /* 2^64 mod n */
+        while (lo < t) {
+            m = (unsigned __int128)icl_rng_next_u64(r) * n;
+            lo = (uint64_t)m;
+        }
+    }
+    return (uint64_t)(m >> 64);
+}

@@ -1,0 +1,61 @@
+#!/bin/sh
+# icl-eval: options, usage errors, the model mode's placeholder, man page.
+. "$(dirname "$0")/lib.sh"
+MAN="$TESTS_DIR/../man/man1/icl-eval.1"
+
+test_expect_success '--help teaches and exits 0' '
+	icl-eval --help >out &&
+	test_grep "^Usage: icl-eval" out &&
+	test_grep "exact_match, f1" out &&
+	test_grep "Example:" out
+'
+
+test_expect_success '--version names the program' '
+	icl-eval --version >out &&
+	test_grep "^icl-eval (icl) " out
+'
+
+test_expect_code 2 'an unknown metric is a usage error' '
+	icl-eval --metrics em,meteor </dev/null 2>err; rc=$?
+	grep -q "unknown metric .meteor." err || rc=99
+	exit $rc
+'
+
+test_expect_code 2 'an unknown option is a usage error' '
+	icl-eval --frobnicate </dev/null
+'
+
+test_expect_code 2 '-m explains that the model mode is not built yet' '
+	icl-eval -m model_dir </dev/null 2>err; rc=$?
+	grep -q "^icl-eval: -m model_dir: the model mode .*needs the model core" err || rc=99
+	exit $rc
+'
+
+test_expect_code 2 '-m does not mix with the text options' '
+	icl-eval -m model_dir --pred x </dev/null
+'
+
+test_expect_code 1 'a missing file is an error naming it' '
+	icl-eval no-such.jsonl 2>err; rc=$?
+	grep -q "no-such.jsonl" err || rc=99
+	exit $rc
+'
+
+test_expect_success 'the man page documents every long option of --help' '
+	icl-eval --help | grep -o -- "--[a-z-]*" | sort -u >opts &&
+	test $(wc -l <opts) -ge 9 &&
+	sed "s/\\\\-/-/g" "$MAN" >man.txt &&
+	while read o; do
+		grep -q -F -- "$o" man.txt || { echo "man page lacks $o"; exit 1; }
+	done <opts
+'
+
+test_expect_success 'the man page renders without warnings' '
+	if command -v man >/dev/null 2>&1; then
+		MANWIDTH=80 man --warnings -l "$MAN" >page 2>warnings &&
+		test ! -s warnings &&
+		test_grep "ROUGE" page
+	fi
+'
+
+test_done
