@@ -1,6 +1,8 @@
 /* rng.c - see rng.h. */
 #include "rng.h"
 
+#include <math.h>
+
 uint64_t icl_splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -54,4 +56,21 @@ uint64_t icl_rng_below(icl_rng *r, uint64_t n)
         }
     }
     return (uint64_t)(m >> 64);
+}
+
+double icl_rng_normal(icl_rng *r)
+{
+    double u1 = 1.0 - icl_rng_uniform(r); /* (0, 1] */
+    double u2 = icl_rng_uniform(r);
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+void icl_rng_shuffle(icl_rng *r, size_t *a, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)icl_rng_below(r, i);
+        size_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
 }

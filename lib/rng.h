@@ -22,6 +22,7 @@
 #ifndef ICL_RNG_H
 #define ICL_RNG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -42,6 +43,14 @@ double icl_rng_uniform(icl_rng *r);
  * integer generation in an interval", 2019: multiply and reject).
  * n must be > 0; n == 0 returns 0 and draws nothing. */
 uint64_t icl_rng_below(icl_rng *r, uint64_t n);
+
+/* Standard normal N(0, 1) by the Box-Muller transform (one value per call;
+ * two uniforms consumed, the first mapped to (0, 1] so log() is finite). */
+double icl_rng_normal(icl_rng *r);
+
+/* Shuffle a[0..n) in place: Fisher-Yates (Durstenfeld), i from n-1 down to 1
+ * swapping a[i] with a[icl_rng_below(r, i + 1)].  Same seed, same order. */
+void icl_rng_shuffle(icl_rng *r, size_t *a, size_t n);
 
 /* One splitmix64 step: advance *state by the golden gamma and return the
  * mixed output.  Exposed for deriving seeds (e.g. per-worker). */
