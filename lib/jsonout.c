@@ -1,0 +1,65 @@
+/* jsonout.c - see jsonout.h. */
+#include "jsonout.h"
+
+#include <string.h>
+
+#include "record.h"
+
+/* 1 for bytes that need an escape. */
+static const unsigned char needs_esc[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* '"' */
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* '\\' */
+};
+
+void icl_json_put_str(icl_buf *b, const char *s, size_t n)
+{
+    /* Worst case every byte becomes \u00XX: reserve once, write directly. */
+    buf_reserve(b, 6 * n + 2);
+    char *o = b->data + b->len;
+    *o++ = '"';
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && !needs_esc[(unsigned char)s[j]])
+            j++;
+        memcpy(o, s + i, j - i);
+        o += j - i;
+        if (j == n)
+            break;
+        unsigned char c = (unsigned char)s[j];
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default: {
+            static const char hex[] = "0123456789ABCDEF";
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+        }
+        i = j + 1;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+}
+
+void icl_json_put_value(icl_buf *b, const json_t *v)
+{
+    if (json_is_string(v))
+        icl_json_put_str(b, json_string_value(v), json_string_length(v));
+    else
+        icl_record_dump(b, v);
+}
