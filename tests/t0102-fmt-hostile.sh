@@ -6,13 +6,15 @@
 # ok NAME ARGS... : icl-fmt -t plain ARGS must exit 0; stdout in NAME.out
 # expect_out NAME TEXT : NAME.out must equal TEXT (printf-interpreted)
 # fails NAME CODE MESSAGE ARGS... : exit CODE and stderr exactly MESSAGE
+n_fail=0
 fails() {
-    name=$1 code=$2 msg=$3; shift 3
-    test_expect_success "$name: exit $code, '$msg'" "
+    name=$1 code=$2; n_fail=$((n_fail + 1))
+    printf '%s\n' "$3" >want.$n_fail
+    shift 3
+    test_expect_success "$name: exit $code, right message" "
         rc=0; icl-fmt -t plain $* >$name.out 2>$name.err || rc=\$?
         test \$rc -eq $code
-        printf '%s\n' \"$msg\" >$name.want
-        test_cmp $name.want $name.err
+        test_cmp want.$n_fail $name.err
         test ! -s $name.out
     "
 }
@@ -89,28 +91,27 @@ fails duplicate-column 1 "icl-fmt: dup.csv:1: duplicate column name 'a'" dup.csv
 printf 'q,a\nx,y\n' >nocols.csv
 fails no-known-columns 1 'icl-fmt: nocols.csv:1: no instruction/output or prompt/response columns; name them with --map' nocols.csv
 fails missing-mapped-column 1 "icl-fmt: nocols.csv:1: no column 'zz' for --map output (columns: q, a)" --map output=zz nocols.csv
+head -c 1048576 /dev/zero | tr '\000' y >y1m
+{ echo instruction,output; printf 'x,"'; cat y1m; printf '"\n'; } >big.csv
+{ printf '{"prompt":"x\\n","response":"'; cat y1m; printf '"}\n'; } >big.want
 test_expect_success '1 MB field survives byte for byte' '
-    { echo instruction,output; printf "x,\""; head -c 1048576 /dev/zero | tr "\\000" y; printf "\"\n"; } >big.csv
     icl-fmt -t plain big.csv >out
-    test $(wc -c <out) -eq $((1048576 + 37))
-    head -c 1048576 /dev/zero | tr "\\000" y >want
-    sed "s/.*\"response\":\"\\([y]*\\)\"}/\\1/" out | tr -d "\\n" >got
-    test_cmp want got
+    test_cmp big.want out
 '
 
 # JSON Lines and JSON arrays
 printf '{"instruction":"a","output":"caf\351"}\n' >badutf.jsonl
-fails invalid-utf8-jsonl 1 'icl-fmt: badutf.jsonl:1: invalid UTF-8 at byte offset 35 (byte 0xE9)' badutf.jsonl
+fails invalid-utf8-jsonl 1 'icl-fmt: badutf.jsonl:1: invalid UTF-8 at byte offset 32 (byte 0xE9)' badutf.jsonl
 printf '{"instruction":"a","output":"\\ud83e"}\n' >lone.jsonl
-fails lone-surrogate 1 "icl-fmt: lone.jsonl:1: bad JSON at byte offset 36: invalid Unicode '\\\\uD83E' near '\"\\\\ud83e\"'" lone.jsonl
+fails lone-surrogate 1 "icl-fmt: lone.jsonl:1: bad JSON at byte offset 36: invalid Unicode '\\uD83E' near '\"\\ud83e\"'" lone.jsonl
 printf '{"instruction":"a","output":"\\ud83e\\udd17"}\n' >pair.jsonl
 out_is surrogate-pair '{"prompt":"a\\n","response":"\360\237\244\227"}\n' pair.jsonl
 printf '{"instruction":"a","output":"x\\u0000"}\n' >nul.jsonl
-fails escaped-nul 1 "icl-fmt: nul.jsonl:1: bad JSON at byte offset 38: \\\\u0000 is not allowed without JSON_ALLOW_NUL near '\"x\\\\u0000\"'" nul.jsonl
+fails escaped-nul 1 "icl-fmt: nul.jsonl:1: bad JSON at byte offset 37: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"x\\u0000\"'" nul.jsonl
 printf '\r\n{"instruction":"a","output":"b"}\r\n\r\n{"instruction":"c","output":"d"}' >crlf.jsonl
 out_is jsonl-crlf-blank-no-final-newline '{"prompt":"a\\n","response":"b"}\n{"prompt":"c\\n","response":"d"}\n' crlf.jsonl
 printf '{"instruction":"a","output":"b"}\n{"instruction":"a",\n{"instruction":"c","output":"d"}\n' >badjson.jsonl
-fails bad-json-line 1 "icl-fmt: badjson.jsonl:2: bad JSON at byte offset 17: string or '}' expected near end of file" badjson.jsonl
+fails bad-json-line 1 "icl-fmt: badjson.jsonl:2: bad JSON at byte offset 19: string or '}' expected near end of file" badjson.jsonl
 test_expect_success 'bad JSON line skipped with --on-error skip' '
     icl-fmt -t plain --on-error skip badjson.jsonl >out 2>err
     test $(wc -l <out) -eq 2
@@ -123,7 +124,7 @@ fails output-is-array 1 "icl-fmt: arr.jsonl:1: 'output' is an array" arr.jsonl
 printf '[1]\n' >x.jsonl
 fails jsonl-not-object 1 'icl-fmt: x.jsonl:1: a record must be a JSON object' -f jsonl x.jsonl
 printf '[{"instruction":"a","output":"b"},\n {"instruction":"c","output":"d\377"}]\n' >bad.json
-fails json-array-invalid-utf8 1 'icl-fmt: bad.json:2: array element 2: invalid UTF-8 at byte offset 34 (byte 0xFF)' bad.json
+fails json-array-invalid-utf8 1 'icl-fmt: bad.json:2: array element 2: invalid UTF-8 at byte offset 31 (byte 0xFF)' bad.json
 printf '[{"instruction":"a","output":"b"} {"x":1}]' >bad2.json
 fails json-array-missing-comma 1 "icl-fmt: bad2.json:1: expected ',' or ']' after array element 1" bad2.json
 printf '[{"instruction":"a","output":"b"},\n{"instruction":"c"' >bad3.json
