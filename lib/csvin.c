@@ -1,20 +1,32 @@
 /* csvin.c - see csvin.h.
  *
- * libcsv is fed one physical line at a time.  Before each line we look at
- * libcsv's parser state: when no row is in progress (pstate 0,
- * ROW_NOT_BEGUN in libcsv.c) the next row starts on this line, which gives
- * every row its starting line number without knowing where inside
- * csv_parse the callbacks fire.  Completed rows are queued (a lone CR can
- * end two rows in one line) and handed out one per icl_csv_next.
+ * libcsv is fed runs of whole lines (about 256 KiB at a time).  Line numbers
+ * come from the callbacks: with CSV_REPALL_NL libcsv reports every unquoted
+ * CR and LF through the row callback (blank lines and the LF of a CRLF as
+ * rows without fields, which we ignore), and the LFs inside quoted fields
+ * arrive in the field text.  So the line where the parser stands is
+ * 1 + LF row ends + LFs in fields delivered so far, and a row starts on the
+ * line where the previous row ended (+1 if that end was an LF).
+ *
+ * Before a run is parsed it is checked for NUL bytes and invalid UTF-8
+ * (ASCII skipped 16 bytes at a time); a bad line is fed on its own after
+ * marking the row it belongs to as bad.  After a quoting error the parser
+ * restarts at the next line.  Completed rows are queued (one run of lines
+ * holds many) and handed out one per icl_csv_next.
  */
 #include "csvin.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "record.h"
 
-enum { ROW_NOT_BEGUN = 0, FIELD_MIGHT_HAVE_ENDED = 3 }; /* libcsv.c's pstate values */
+enum { FIELD_MIGHT_HAVE_ENDED = 3 }; /* libcsv.c's pstate after a closing quote */
+#define FEED_CHUNK (256u * 1024)
 
 typedef struct {
     size_t first, n; /* fields [first, first+n) in c->fo/c->fl */
@@ -30,7 +42,9 @@ struct icl_csv {
     size_t *fo, *fl;        /* field offsets into arena and lengths */
     size_t nf, capf;
     size_t row_first;       /* first field of the row in progress */
+    long line;              /* line the parser stands on (see above) */
     long row_line;          /* line where the row in progress started */
+    long next_base;         /* line number of the next run's first byte */
     char row_msg[256];      /* error attached to the row in progress */
     int row_bad;
     long row_bad_line;      /* line of that error */
@@ -55,7 +69,7 @@ static int no_space(unsigned char c)
 
 static void init_parser(icl_csv *c)
 {
-    if (csv_init(&c->p, CSV_STRICT | CSV_STRICT_FINI) != 0)
+    if (csv_init(&c->p, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0)
         die("out of memory");
     csv_set_delim(&c->p, (unsigned char)c->delim);
     csv_set_space_func(&c->p, no_space);
@@ -67,6 +81,7 @@ icl_csv *icl_csv_new(icl_reader *r, char delim)
     icl_csv *c = xcalloc(1, sizeof *c);
     c->r = r;
     c->delim = delim;
+    c->line = c->row_line = c->next_base = 1;
     init_parser(c);
     const char *p;
     if (icl_reader_peek(r, 3, &p) == 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
@@ -92,6 +107,14 @@ void icl_csv_free(icl_csv *c)
     free(c);
 }
 
+static size_t count_lf(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += s[i] == '\n';
+    return k;
+}
+
 static void cb_field(void *s, size_t len, void *data)
 {
     icl_csv *c = data;
@@ -104,16 +127,30 @@ static void cb_field(void *s, size_t len, void *data)
     c->fl[c->nf] = len;
     c->nf++;
     buf_reserve(&c->arena, len + 1);
-    if (len)
+    if (len) {
         memcpy(c->arena.data + c->arena.len, s, len);
+        if (memchr(s, '\n', len))
+            c->line += (long)count_lf(s, len);
+    }
     c->arena.len += len;
     c->arena.data[c->arena.len++] = '\0';
 }
 
+static void add_msg(icl_csv *c, row_rec *rr, const char *msg)
+{
+    if (c->nmsg == c->capmsg) {
+        c->capmsg = c->capmsg ? 2 * c->capmsg : 4;
+        c->msgs = xreallocarray(c->msgs, c->capmsg, sizeof *c->msgs);
+    }
+    snprintf(c->msgs[c->nmsg], sizeof c->msgs[0], "%s", msg);
+    rr->bad = (int)++c->nmsg;
+}
+
+/* Queue the row in progress (fields row_first..nf), bad with msg if given. */
 static void queue_row(icl_csv *c, const char *msg)
 {
     if (c->qn == c->qcap) {
-        c->qcap = c->qcap ? 2 * c->qcap : 8;
+        c->qcap = c->qcap ? 2 * c->qcap : 64;
         c->q = xreallocarray(c->q, c->qcap, sizeof *c->q);
     }
     row_rec *rr = &c->q[c->qn++];
@@ -121,23 +158,16 @@ static void queue_row(icl_csv *c, const char *msg)
     rr->n = c->nf - c->row_first;
     rr->line = c->row_line;
     rr->bad = 0;
-    if (!msg && c->row_bad) {
-        msg = c->row_msg;
+    if (msg)
+        add_msg(c, rr, msg);
+    else if (c->row_bad) {
         rr->line = c->row_bad_line;
-    }
-    if (!msg && c->ncols && rr->n != c->ncols) {
-        static char m[128];
+        add_msg(c, rr, c->row_msg);
+    } else if (c->ncols && rr->n != c->ncols) {
+        char m[128];
         snprintf(m, sizeof m, "row has %zu field%s, the header has %zu", rr->n,
                  rr->n == 1 ? "" : "s", c->ncols);
-        msg = m;
-    }
-    if (msg) {
-        if (c->nmsg == c->capmsg) {
-            c->capmsg = c->capmsg ? 2 * c->capmsg : 4;
-            c->msgs = xreallocarray(c->msgs, c->capmsg, sizeof *c->msgs);
-        }
-        snprintf(c->msgs[c->nmsg], sizeof c->msgs[0], "%s", msg);
-        rr->bad = (int)++c->nmsg;
+        add_msg(c, rr, m);
     }
     c->row_first = c->nf;
     c->row_bad = 0;
@@ -145,8 +175,13 @@ static void queue_row(icl_csv *c, const char *msg)
 
 static void cb_row(int term, void *data)
 {
-    (void)term;
-    queue_row((icl_csv *)data, NULL);
+    icl_csv *c = data;
+    if (c->nf > c->row_first)
+        queue_row(c, NULL);
+    /* else: a blank line or the LF of a CRLF (CSV_REPALL_NL) */
+    if (term == '\n')
+        c->line++;
+    c->row_line = c->line;
 }
 
 /* Drop the fields of rows already handed out, keeping the row in progress. */
@@ -168,24 +203,79 @@ static void compact(icl_csv *c)
     c->row_first = 0;
 }
 
-__attribute__((format(printf, 2, 3)))
-static void set_row_bad(icl_csv *c, const char *fmt, ...)
+/* Length of the prefix of s[0..n) without bytes >= 0x80. */
+static size_t ascii_prefix(const char *s, size_t n)
 {
-    if (c->row_bad)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->row_msg, sizeof c->row_msg, fmt, ap);
-    va_end(ap);
-    c->row_bad = 1;
-    c->row_bad_line = c->r->lineno;
+    size_t i = 0;
+#ifdef __SSE2__
+    for (; i + 16 <= n; i += 16) {
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_loadu_si128((const __m128i *)(s + i)));
+        if (m)
+            return i + (size_t)__builtin_ctz(m);
+    }
+#endif
+    while (i < n && !((unsigned char)s[i] & 0x80))
+        i++;
+    return i;
 }
 
-/* Feed one more line to libcsv (or finish at end of input). */
+/* Offset of the first byte that is not valid UTF-8, or n. */
+static size_t utf8_check(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        i += ascii_prefix(s + i, n - i);
+        if (i == n)
+            break;
+        /* A multi-byte sequence is all bytes >= 0x80: check the whole run. */
+        size_t j = i;
+        while (j < n && ((unsigned char)s[j] & 0x80))
+            j++;
+        size_t v = icl_utf8_valid(s + i, j - i);
+        if (v < j - i)
+            return i + v;
+        i = j;
+    }
+    return n;
+}
+
+/* Parse buf[a..b) (whole lines); base is the line number of buf[0]. */
+static void parse_span(icl_csv *c, const char *buf, size_t a, size_t b, long base)
+{
+    while (a < b) {
+        size_t done = csv_parse(&c->p, buf + a, b - a, cb_field, cb_row, c);
+        if (done == b - a)
+            return;
+        size_t at = a + done;
+        long line = base + (long)count_lf(buf, at);
+        const char *ls = buf + at;
+        while (ls > buf && ls[-1] != '\n')
+            ls--;
+        char msg[256];
+        if (c->p.pstate == FIELD_MIGHT_HAVE_ENDED)
+            snprintf(msg, sizeof msg, "text after a closing quote at byte offset %zu",
+                     (size_t)(buf + at - ls));
+        else
+            snprintf(msg, sizeof msg, "quote inside an unquoted field at byte offset %zu "
+                     "(quote the whole field and double the quote)", (size_t)(buf + at - ls));
+        /* Drop the partial row and restart the parser at the next line. */
+        c->nf = c->row_first;
+        c->row_bad = 0;
+        c->row_line = line;
+        queue_row(c, msg);
+        csv_free(&c->p);
+        init_parser(c);
+        const char *nl = memchr(buf + at, '\n', b - at);
+        a = nl ? (size_t)(nl - buf) + 1 : b;
+        c->line = c->row_line = line + 1;
+    }
+}
+
+/* Feed the next run of lines to libcsv (or finish at end of input). */
 static void feed(icl_csv *c)
 {
-    const char *line;
-    size_t n = icl_reader_line(c->r, &line);
+    const char *buf;
+    size_t n = icl_reader_lines(c->r, FEED_CHUNK, &buf);
     if (n == 0) {
         c->eof = 1;
         if (csv_fini(&c->p, cb_field, cb_row, c) != 0) {
@@ -195,31 +285,36 @@ static void feed(icl_csv *c)
         }
         return;
     }
-    if (c->p.pstate == ROW_NOT_BEGUN) {
-        c->row_line = c->r->lineno;
-        c->row_bad = 0;
-    }
-    const char *z = memchr(line, '\0', n);
-    size_t bad = icl_utf8_valid(line, z ? (size_t)(z - line) : n);
-    if (z && bad == (size_t)(z - line))
-        set_row_bad(c, "NUL byte at byte offset %zu", bad);
-    else if (bad < n)
-        set_row_bad(c, "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad, (unsigned char)line[bad]);
-    size_t done = csv_parse(&c->p, line, n, cb_field, cb_row, c);
-    if (done < n) {
-        char msg[256];
-        if (c->p.pstate == FIELD_MIGHT_HAVE_ENDED)
-            snprintf(msg, sizeof msg, "text after a closing quote at byte offset %zu", done);
-        else
-            snprintf(msg, sizeof msg, "quote inside an unquoted field at byte offset %zu "
-                     "(quote the whole field and double the quote)", done);
-        /* Drop the partial row and restart the parser at the next line. */
-        c->nf = c->row_first;
-        c->row_bad = 0;
-        c->row_line = c->r->lineno;
-        queue_row(c, msg);
-        csv_free(&c->p);
-        init_parser(c);
+    long base = c->next_base;
+    c->next_base += (long)count_lf(buf, n);
+    size_t off = 0;
+    while (off < n) {
+        const char *z = memchr(buf + off, '\0', n - off);
+        size_t lim = z ? (size_t)(z - buf) : n;
+        size_t bad = off + utf8_check(buf + off, lim - off);
+        if (bad == n) {
+            parse_span(c, buf, off, n, base);
+            return;
+        }
+        size_t ls = bad;
+        while (ls > off && buf[ls - 1] != '\n')
+            ls--;
+        parse_span(c, buf, off, ls, base);
+        const char *nl = memchr(buf + bad, '\n', n - bad);
+        size_t le = nl ? (size_t)(nl - buf) + 1 : n;
+        /* The bad line belongs to the row in progress or to the one it starts. */
+        if (!c->row_bad) {
+            if (z && bad == lim)
+                snprintf(c->row_msg, sizeof c->row_msg, "NUL byte at byte offset %zu", bad - ls);
+            else
+                snprintf(c->row_msg, sizeof c->row_msg,
+                         "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad - ls,
+                         (unsigned char)buf[bad]);
+            c->row_bad = 1;
+            c->row_bad_line = base + (long)count_lf(buf, ls);
+        }
+        parse_span(c, buf, ls, le, base);
+        off = le;
     }
 }
 
@@ -266,6 +361,14 @@ int icl_csv_header(icl_csv *c, icl_csv_row *hdr, char *err, size_t errsz)
         c->hdrlen[i] = row.len[i];
     }
     c->ncols = row.nfields;
+    /* Rows already queued behind the header were checked without a width. */
+    for (size_t i = c->qhead; i < c->qn; i++)
+        if (!c->q[i].bad && c->q[i].n != c->ncols) {
+            char m[128];
+            snprintf(m, sizeof m, "row has %zu field%s, the header has %zu", c->q[i].n,
+                     c->q[i].n == 1 ? "" : "s", c->ncols);
+            add_msg(c, &c->q[i], m);
+        }
     hdr->nfields = c->nhdr;
     hdr->field = (const char **)c->hdr;
     hdr->len = c->hdrlen;

@@ -2,6 +2,9 @@
 #include "jsonout.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "record.h"
 
@@ -18,14 +21,33 @@ static const unsigned char needs_esc[256] = {
 void icl_json_put_str(icl_buf *b, const char *s, size_t n)
 {
     /* Worst case every byte becomes \u00XX: reserve once, write directly. */
-    buf_reserve(b, 6 * n + 2);
+    buf_reserve(b, 6 * n + 2 + 16);
     char *o = b->data + b->len;
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
         size_t j = i;
+#ifdef __SSE2__
+        /* 16 bytes at a time: store them, stop at the first byte < 0x20, '"' or '\\'. */
+        const __m128i lim = _mm_set1_epi8(0x1F), q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+        while (j + 16 <= n) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + j));
+            __m128i m = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, lim), v),
+                                     _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)));
+            _mm_storeu_si128((__m128i *)(o + (j - i)), v);
+            unsigned mask = (unsigned)_mm_movemask_epi8(m);
+            if (mask) {
+                j += (size_t)__builtin_ctz(mask);
+                goto found;
+            }
+            j += 16;
+        }
+#endif
         while (j < n && !needs_esc[(unsigned char)s[j]])
             j++;
+#ifdef __SSE2__
+    found:
+#endif
         memcpy(o, s + i, j - i);
         o += j - i;
         if (j == n)

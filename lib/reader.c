@@ -1,4 +1,5 @@
 /* reader.c - see reader.h. */
+#define _GNU_SOURCE 1 /* memrchr */
 #include "reader.h"
 
 #include <string.h>
@@ -98,4 +99,27 @@ size_t icl_reader_line(icl_reader *r, const char **p)
             return avail;
         }
     }
+}
+
+size_t icl_reader_lines(icl_reader *r, size_t want, const char **p)
+{
+    const char *q;
+    size_t have = icl_reader_peek(r, want, &q);
+    if (have == 0)
+        return 0;
+    const char *nl = memrchr(q, '\n', have);
+    if (!nl) {
+        if (have < want) { /* the last line, without '\n' */
+            *p = q;
+            r->pos += have;
+            return have;
+        }
+        size_t n = icl_reader_line(r, p); /* one long line */
+        r->lineno--;
+        return n;
+    }
+    size_t n = (size_t)(nl - q) + 1;
+    *p = q;
+    r->pos += n;
+    return n;
 }

@@ -41,4 +41,10 @@ void icl_reader_skip(icl_reader *r, size_t n);
  * r->lineno. */
 size_t icl_reader_line(icl_reader *r, const char **p);
 
+/* A run of whole lines: at most about `want` bytes when the lines are shorter
+ * than that, else one line (of any length); the last line of the input may
+ * lack its '\n'.  *p points into the buffer, valid until the next call.
+ * Returns the length, or 0 at end of input.  Does not count lines. */
+size_t icl_reader_lines(icl_reader *r, size_t want, const char **p);
+
 #endif
