@@ -44,7 +44,6 @@ struct icl_csv {
     size_t row_first;       /* first field of the row in progress */
     long line;              /* line the parser stands on (see above) */
     long row_line;          /* line where the row in progress started */
-    long next_base;         /* line number of the next run's first byte */
     char row_msg[256];      /* error attached to the row in progress */
     int row_bad;
     long row_bad_line;      /* line of that error */
@@ -81,7 +80,7 @@ icl_csv *icl_csv_new(icl_reader *r, char delim)
     icl_csv *c = xcalloc(1, sizeof *c);
     c->r = r;
     c->delim = delim;
-    c->line = c->row_line = c->next_base = 1;
+    c->line = c->row_line = 1;
     init_parser(c);
     const char *p;
     if (icl_reader_peek(r, 3, &p) == 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
@@ -285,8 +284,11 @@ static void feed(icl_csv *c)
         }
         return;
     }
-    long base = c->next_base;
-    c->next_base += (long)count_lf(buf, n);
+    /* Line of buf[0]: the parser's line, plus the LFs of a quoted field it
+     * is still inside of (libcsv holds those in entry_buf). */
+    long base = c->line;
+    if (c->p.pstate != 0 && c->p.entry_pos)
+        base += (long)count_lf((const char *)c->p.entry_buf, c->p.entry_pos);
     size_t off = 0;
     while (off < n) {
         const char *z = memchr(buf + off, '\0', n - off);

@@ -24,7 +24,8 @@ enum { W_BAD, W_EMPTY_OUT, W_EMPTY_INSTR, W_N };
 struct icl_fmt {
     icl_fmt_opts o;
     icl_fmt_stats st;
-    icl_buf line;            /* the output record being built */
+    icl_buf *L;              /* where the record being built goes: &out or &store */
+    size_t rec_start;        /* its first byte in *L */
     icl_buf p, r;            /* rendered prompt and response of one turn */
     icl_buf pj, rj;          /* JSON arrays of prompts/responses (chat) */
     icl_buf num[ICL_F_N];    /* text of non-string JSON scalars */
@@ -123,7 +124,6 @@ void icl_fmt_free(icl_fmt *f)
 {
     if (!f)
         return;
-    buf_free(&f->line);
     buf_free(&f->p);
     buf_free(&f->r);
     buf_free(&f->pj);
@@ -180,12 +180,15 @@ static void flush_out(FILE *to, icl_buf *b)
     buf_clear(b);
 }
 
-/* 1 if the hash of line[0..hash_end) was seen before (then drop the record). */
+static void drop(icl_fmt *f);
+
+/* 1 if the hash of the record so far (up to hash_end) was seen before; then
+ * the record is dropped. */
 static int is_dup(icl_fmt *f)
 {
     if (!f->o.dedup)
         return 0;
-    uint64_t h = XXH3_64bits(f->line.data, f->hash_end);
+    uint64_t h = XXH3_64bits(f->L->data + f->rec_start, f->hash_end - f->rec_start);
     if (h == 0) {
         if (f->has_zero)
             goto dup;
@@ -217,23 +220,37 @@ static int is_dup(icl_fmt *f)
     return 0;
 dup:
     f->st.duplicates++;
+    drop(f);
     return 1;
 }
 
-/* The record in f->line is complete but for "}\n": write or hold it. */
+/* Records are written straight into the output buffer, or into the store
+ * when held for --shuffle/--split; a dropped record is cut off again. */
+static void begin(icl_fmt *f)
+{
+    f->L = (f->o.shuffle || f->o.split > 0) ? &f->store : &f->out;
+    f->rec_start = f->L->len;
+}
+
+static void drop(icl_fmt *f)
+{
+    f->L->len = f->rec_start;
+    if (f->L->data)
+        f->L->data[f->L->len] = '\0';
+}
+
+/* The record in *f->L is complete but for "}\n": keep it. */
 static void emit(icl_fmt *f)
 {
-    buf_append(&f->line, "}\n", 2);
-    if (f->o.shuffle || f->o.split > 0) {
+    buf_append(f->L, "}\n", 2);
+    if (f->L == &f->store) {
         if (f->n == f->cap) {
             f->cap = f->cap ? 2 * f->cap : 1024;
             f->off = xreallocarray(f->off, f->cap + 1, sizeof *f->off);
         }
-        f->off[f->n++] = f->store.len;
-        buf_append(&f->store, f->line.data, f->line.len);
+        f->off[f->n++] = f->rec_start;
         return;
     }
-    buf_append(&f->out, f->line.data, f->line.len);
     f->st.written++;
     if (f->out.len >= OUT_FLUSH)
         flush_out(f->o.out, &f->out);
@@ -254,13 +271,17 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
     }
     buf_clear(&f->p);
     buf_clear(&f->r);
-    icl_template_render(f->o.tpl, tf, 0, &f->p, &f->r);
-    buf_clear(&f->line);
-    buf_puts(&f->line, "{\"prompt\":");
-    icl_json_put_str(&f->line, f->p.data, f->p.len);
-    buf_puts(&f->line, ",\"response\":");
-    icl_json_put_str(&f->line, f->r.data, f->r.len);
-    f->hash_end = f->line.len;
+    int same = icl_template_response_is_output(f->o.tpl);
+    icl_template_render(f->o.tpl, tf, 0, &f->p, same ? NULL : &f->r);
+    begin(f);
+    buf_puts(f->L, "{\"prompt\":");
+    icl_json_put_str(f->L, f->p.data, f->p.len);
+    buf_puts(f->L, ",\"response\":");
+    if (same)
+        icl_json_put_str(f->L, tf->output.s, tf->output.n);
+    else
+        icl_json_put_str(f->L, f->r.data, f->r.len);
+    f->hash_end = f->L->len;
     return !is_dup(f);
 }
 
@@ -347,20 +368,20 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
                 note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, row.line);
                 continue;
             }
-            buf_clear(&f->line);
-            buf_puts(&f->line, "{\"prompt\":");
-            icl_json_put_str(&f->line, p.s, p.n);
-            buf_puts(&f->line, ",\"response\":");
-            icl_json_put_str(&f->line, r.s, r.n);
-            f->hash_end = f->line.len;
+            begin(f);
+            buf_puts(f->L, "{\"prompt\":");
+            icl_json_put_str(f->L, p.s, p.n);
+            buf_puts(f->L, ",\"response\":");
+            icl_json_put_str(f->L, r.s, r.n);
+            f->hash_end = f->L->len;
             if (is_dup(f))
                 continue;
         }
 #undef COL
         for (size_t i = 0; i < nc; i++)
             if (!used[i]) {
-                buf_append(&f->line, keys.data + koff[i], koff[i + 1] - koff[i]);
-                icl_json_put_str(&f->line, row.field[i], row.len[i]);
+                buf_append(f->L, keys.data + koff[i], koff[i + 1] - koff[i]);
+                icl_json_put_str(f->L, row.field[i], row.len[i]);
             }
         emit(f);
     }
@@ -518,12 +539,12 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
     }
     buf_putc(&f->pj, ']');
     buf_putc(&f->rj, ']');
-    buf_clear(&f->line);
-    buf_puts(&f->line, "{\"prompt\":");
-    buf_append(&f->line, f->pj.data, f->pj.len);
-    buf_puts(&f->line, ",\"response\":");
-    buf_append(&f->line, f->rj.data, f->rj.len);
-    f->hash_end = f->line.len;
+    begin(f);
+    buf_puts(f->L, "{\"prompt\":");
+    buf_append(f->L, f->pj.data, f->pj.len);
+    buf_puts(f->L, ",\"response\":");
+    buf_append(f->L, f->rj.data, f->rj.len);
+    f->hash_end = f->L->len;
     return !is_dup(f);
 }
 
@@ -593,12 +614,12 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         }
         used[nused++] = map[ICL_F_PROMPT];
         used[nused++] = map[ICL_F_RESPONSE];
-        buf_clear(&f->line);
-        buf_puts(&f->line, "{\"prompt\":");
-        icl_json_put_value(&f->line, v[ICL_F_PROMPT]);
-        buf_puts(&f->line, ",\"response\":");
-        icl_json_put_value(&f->line, v[ICL_F_RESPONSE]);
-        f->hash_end = f->line.len;
+        begin(f);
+        buf_puts(f->L, "{\"prompt\":");
+        icl_json_put_value(f->L, v[ICL_F_PROMPT]);
+        buf_puts(f->L, ",\"response\":");
+        icl_json_put_value(f->L, v[ICL_F_RESPONSE]);
+        f->hash_end = f->L->len;
         if (is_dup(f))
             return;
     } else {
@@ -616,13 +637,14 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         if (is_used(key, used, nused))
             continue;
         if (strcmp(key, "prompt") == 0 || strcmp(key, "response") == 0) {
+            drop(f);
             badf(f, line, "key '%s' would be overwritten by the rendered record; use --map", key);
             return;
         }
-        buf_putc(&f->line, ',');
-        icl_json_put_str(&f->line, key, strlen(key));
-        buf_putc(&f->line, ':');
-        icl_json_put_value(&f->line, val);
+        buf_putc(f->L, ',');
+        icl_json_put_str(f->L, key, strlen(key));
+        buf_putc(f->L, ':');
+        icl_json_put_value(f->L, val);
     }
     emit(f);
 }

@@ -2,7 +2,9 @@
 #include "jsonout.h"
 
 #include <string.h>
-#ifdef __SSE2__
+#if defined __AVX2__
+#include <immintrin.h>
+#elif defined __SSE2__
 #include <emmintrin.h>
 #endif
 
@@ -21,12 +23,30 @@ static const unsigned char needs_esc[256] = {
 void icl_json_put_str(icl_buf *b, const char *s, size_t n)
 {
     /* Worst case every byte becomes \u00XX: reserve once, write directly. */
-    buf_reserve(b, 6 * n + 2 + 16);
+    buf_reserve(b, 6 * n + 2 + 32);
     char *o = b->data + b->len;
     *o++ = '"';
     size_t i = 0;
     while (i < n) {
         size_t j = i;
+#ifdef __AVX2__
+        /* 32 bytes at a time: store them, stop at the first byte < 0x20, '"' or '\\'. */
+        const __m256i lim32 = _mm256_set1_epi8(0x1F), q32 = _mm256_set1_epi8('"'),
+                      bs32 = _mm256_set1_epi8('\\');
+        while (j + 32 <= n) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(s + j));
+            __m256i m = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_min_epu8(v, lim32), v),
+                                        _mm256_or_si256(_mm256_cmpeq_epi8(v, q32),
+                                                        _mm256_cmpeq_epi8(v, bs32)));
+            _mm256_storeu_si256((__m256i *)(o + (j - i)), v);
+            unsigned mask = (unsigned)_mm256_movemask_epi8(m);
+            if (mask) {
+                j += (size_t)__builtin_ctz(mask);
+                goto found;
+            }
+            j += 32;
+        }
+#endif
 #ifdef __SSE2__
         /* 16 bytes at a time: store them, stop at the first byte < 0x20, '"' or '\\'. */
         const __m128i lim = _mm_set1_epi8(0x1F), q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');

@@ -48,6 +48,11 @@ const char *icl_template_name(const icl_template *t)
     return t->name;
 }
 
+int icl_template_response_is_output(const icl_template *t)
+{
+    return t->kind == T_ALPACA || t->kind == T_CHATML || t->kind == T_PLAIN;
+}
+
 static int count_sub(const char *s, const char *sub)
 {
     int n = 0;
@@ -209,6 +214,9 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
 {
     int sys = turn == 0 && f->system.n > 0;
     buf_append(prompt, "", 0); /* NUL-terminated even when nothing follows */
+    icl_buf dummy = {0};
+    if (!response)
+        response = &dummy;
     buf_append(response, "", 0);
     switch (t->kind) {
     case T_ALPACA: {
@@ -267,4 +275,5 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
         subst(response, t->response, f, turn);
         break;
     }
+    buf_free(&dummy);
 }

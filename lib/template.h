@@ -68,12 +68,16 @@ icl_template *icl_template_load(const char *name, char *err, size_t errsz);
 icl_template *icl_template_parse(const char *text, size_t n, const char *name, char *err,
                                  size_t errsz);
 void icl_template_free(icl_template *t);
+/* 1 if the response is always exactly the output (alpaca, chatml, plain),
+ * so a caller may use the output text without rendering it. */
+int icl_template_response_is_output(const icl_template *t);
 /* The name it was loaded by. */
 const char *icl_template_name(const icl_template *t);
 
 /* Render turn `turn` (0-based) of an exchange: appends the prompt text to
- * prompt and the response text to response (both NUL-terminated after).
- * The system text is used on turn 0 only. */
+ * prompt and the response text to response (both NUL-terminated after;
+ * response may be NULL to render the prompt only).  The system text is used
+ * on turn 0 only. */
 void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, icl_buf *prompt,
                          icl_buf *response);
 

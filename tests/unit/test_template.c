@@ -154,7 +154,7 @@ static void json_escaping_matches_jansson(void **state)
 {
     (void)state;
     /* Every byte value that may appear in valid UTF-8 text, plus a long run. */
-    char s[300];
+    char s[400];
     size_t n = 0;
     for (int c = 1; c < 128; c++)
         s[n++] = (char)c;
@@ -162,6 +162,8 @@ static void json_escaping_matches_jansson(void **state)
     n += 9;
     for (int k = 0; k < 40; k++)
         s[n++] = "abc\n"[k % 4];
+    for (int k = 0; k < 100; k++) /* long clean runs with escapes at odd places */
+        s[n++] = k == 70 ? '"' : k == 99 ? '\x01' : k == 33 ? '\\' : (char)('a' + k % 26);
     icl_buf a = {0}, b = {0};
     icl_json_put_str(&a, s, n);
     json_t *j = json_stringn(s, n);
