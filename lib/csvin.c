@@ -238,13 +238,15 @@ static size_t utf8_check(const char *s, size_t n)
     return n;
 }
 
-/* Parse buf[a..b) (whole lines); base is the line number of buf[0]. */
-static void parse_span(icl_csv *c, const char *buf, size_t a, size_t b, long base)
+/* Parse buf[a..b) of the run buf[0..n); base is the line number of buf[0].  Returns where
+ * parsing stopped: b, or after b when a quoting error in the last line
+ * skipped the rest of that line. */
+static size_t parse_span(icl_csv *c, const char *buf, size_t a, size_t b, size_t n, long base)
 {
     while (a < b) {
         size_t done = csv_parse(&c->p, buf + a, b - a, cb_field, cb_row, c);
         if (done == b - a)
-            return;
+            return b;
         size_t at = a + done;
         long line = base + (long)count_lf(buf, at);
         const char *ls = buf + at;
@@ -264,10 +266,11 @@ static void parse_span(icl_csv *c, const char *buf, size_t a, size_t b, long bas
         queue_row(c, msg);
         csv_free(&c->p);
         init_parser(c);
-        const char *nl = memchr(buf + at, '\n', b - at);
-        a = nl ? (size_t)(nl - buf) + 1 : b;
+        const char *nl = memchr(buf + at, '\n', n - at);
+        a = nl ? (size_t)(nl - buf) + 1 : n;
         c->line = c->row_line = line + 1;
     }
+    return a;
 }
 
 /* Feed the next run of lines to libcsv (or finish at end of input). */
@@ -295,17 +298,18 @@ static void feed(icl_csv *c)
         size_t lim = z ? (size_t)(z - buf) : n;
         size_t bad = off + utf8_check(buf + off, lim - off);
         if (bad == n) {
-            parse_span(c, buf, off, n, base);
+            parse_span(c, buf, off, n, n, base);
             return;
         }
-        size_t ls = bad;
-        while (ls > off && buf[ls - 1] != '\n')
-            ls--;
-        parse_span(c, buf, off, ls, base);
-        const char *nl = memchr(buf + bad, '\n', n - bad);
-        size_t le = nl ? (size_t)(nl - buf) + 1 : n;
-        /* The bad line belongs to the row in progress or to the one it starts. */
+        /* Parse up to the bad byte: the row in progress then, or the row the
+         * bad byte starts, is the bad one. */
+        off = parse_span(c, buf, off, bad, n, base);
+        if (off > bad)
+            continue; /* the bad byte was in a line dropped for bad quoting */
         if (!c->row_bad) {
+            size_t ls = bad;
+            while (ls > 0 && buf[ls - 1] != '\n')
+                ls--;
             if (z && bad == lim)
                 snprintf(c->row_msg, sizeof c->row_msg, "NUL byte at byte offset %zu", bad - ls);
             else
@@ -313,10 +317,9 @@ static void feed(icl_csv *c)
                          "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad - ls,
                          (unsigned char)buf[bad]);
             c->row_bad = 1;
-            c->row_bad_line = base + (long)count_lf(buf, ls);
+            c->row_bad_line = base + (long)count_lf(buf, bad);
         }
-        parse_span(c, buf, ls, le, base);
-        off = le;
+        off = parse_span(c, buf, bad, bad + 1, n, base);
     }
 }
 

@@ -75,7 +75,7 @@ int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, siz
                      "messages, prompt, response)", (int)(eq - s), s);
             return -1;
         }
-        /* The spec string outlives the map (it is argv or static). */
+        free((char *)map[k]); /* a later --map for the same key wins */
         map[k] = xstrndup(eq + 1, (size_t)(s + len - eq - 1));
         s += len;
         if (*s == ',')

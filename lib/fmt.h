@@ -65,8 +65,10 @@ typedef struct {
 
 typedef struct icl_fmt icl_fmt;
 
-/* Parse "KEY=COLUMN[,KEY=COLUMN...]" into map (entries not named are left
- * as they are).  Returns 0, or -1 with a message in err. */
+/* Parse "KEY=COLUMN[,KEY=COLUMN...]" into map: each named entry is freed
+ * and replaced by a malloc'd copy of COLUMN (so map must start as NULLs or
+ * such copies; the caller frees them); others are left as they are.
+ * Returns 0, or -1 with a message in err. */
 int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, size_t errsz);
 /* Parse a format name ("csv", "tsv", "jsonl", "json"); -1 if unknown. */
 int icl_fmt_parse_format(const char *name);

@@ -89,13 +89,13 @@ icl_template *icl_template_parse(const char *text, size_t n, const char *name, c
         i += len + (nl != NULL);
         line++;
     }
-    if (nmarkers != 1) {
-        snprintf(err, errsz, nmarkers ? "%s:%ld: more than one marker line '%%%%'"
-                                      : "%s: no marker line '%%%%' separating prompt and response",
-                 name, nmarkers ? line - 1 : 0L);
-        if (nmarkers)
-            snprintf(err, errsz, "%s: more than one marker line '%%%%' (first on line %ld)", name,
-                     marker_line);
+    if (nmarkers == 0) {
+        snprintf(err, errsz, "%s: no marker line '%%%%' separating prompt and response", name);
+        return NULL;
+    }
+    if (nmarkers > 1) {
+        snprintf(err, errsz, "%s: more than one marker line '%%%%' (first on line %ld)", name,
+                 marker_line);
         return NULL;
     }
     /* The prompt part ends before the newline (LF or CRLF) preceding the marker. */
