@@ -150,11 +150,33 @@ static void note(icl_fmt *f, int kind, const char *fmt, ...)
     va_end(ap);
 }
 
+static void flush_out(FILE *to, icl_buf *b);
+
+/* Stop the run: the records before the error are written (unless held for
+ * --shuffle/--split), then the message, exit 1. */
+_Noreturn static void fatal(icl_fmt *f, const char *err)
+{
+    flush_out(f->o.out, &f->out);
+    fflush(f->o.out);
+    die("%s", err);
+}
+
+__attribute__((format(printf, 2, 3)))
+_Noreturn static void fatalf(icl_fmt *f, const char *fmt, ...)
+{
+    char err[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, sizeof err, fmt, ap);
+    va_end(ap);
+    fatal(f, err);
+}
+
 /* A bad record: stop (exit 1) or skip and count. */
 static void bad(icl_fmt *f, const char *err)
 {
     if (!f->o.skip_bad)
-        die("%s", err);
+        fatal(f, err);
     f->st.bad++;
     note(f, W_BAD, "%s (skipped)", err);
 }
@@ -294,7 +316,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     icl_csv_row h, row;
     int rc = icl_csv_header(c, &h, err, sizeof err);
     if (rc < 0)
-        die("%s", err);
+        fatal(f, err);
     if (rc == 0) {
         if (!f->o.quiet)
             warn("%s: empty input, no records", f->name);
@@ -305,7 +327,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     for (size_t i = 0; i < nc; i++)
         for (size_t j = 0; j < i; j++)
             if (strcmp(h.field[i], h.field[j]) == 0)
-                die("%s:%ld: duplicate column name '%s'", f->name, h.line, h.field[i]);
+                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h.line, h.field[i]);
     long idx[ICL_F_N];
     for (int k = 0; k < ICL_F_N; k++) {
         idx[k] = -1;
@@ -316,15 +338,15 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             icl_buf cols = {0};
             for (size_t i = 0; i < nc; i++)
                 buf_printf(&cols, "%s%s", i ? ", " : "", h.field[i]);
-            die("%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h.line, f->o.map[k],
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h.line, f->o.map[k],
                 icl_fmt_field_names[k], cols.data);
         }
     }
     if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
-        die("%s: chat messages are read from JSON input only", f->name);
+        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
     int instr = idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0;
     if (!instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
-        die("%s:%ld: no instruction/output or prompt/response columns; name them with --map",
+        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",
             f->name, h.line);
     char *used = xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
@@ -333,7 +355,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             used[idx[k]] = 1;
     for (size_t i = 0; i < nc; i++)
         if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0))
-            die("%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
+            fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
                 f->name, h.line, h.field[i]);
     /* JSON text of the passed-through column names, made once. */
     icl_buf keys = {0};
@@ -668,7 +690,7 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
         n++;
         f->st.read++;
         if (rc == -2)
-            die("%s", err);
+            fatal(f, err);
         if (rc < 0) {
             bad(f, err);
             continue;
@@ -687,6 +709,7 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
 void icl_fmt_file(icl_fmt *f, const char *path)
 {
     icl_reader rd;
+    flush_out(f->o.out, &f->out); /* the records so far stay written if this input fails */
     icl_reader_open(&rd, path);
     f->name = rd.name;
     int fmt = f->o.format;

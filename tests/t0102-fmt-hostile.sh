@@ -6,6 +6,7 @@
 # ok NAME ARGS... : icl-fmt -t plain ARGS must exit 0; stdout in NAME.out
 # expect_out NAME TEXT : NAME.out must equal TEXT (printf-interpreted)
 # fails NAME CODE MESSAGE ARGS... : exit CODE and stderr exactly MESSAGE
+# (records before the bad one are written: see the test after ragged)
 n_fail=0
 fails() {
     name=$1 code=$2; n_fail=$((n_fail + 1))
@@ -15,7 +16,6 @@ fails() {
         rc=0; icl-fmt -t plain $* >$name.out 2>$name.err || rc=\$?
         test \$rc -eq $code
         test_cmp want.$n_fail $name.err
-        test ! -s $name.out
     "
 }
 out_is() {
@@ -49,6 +49,16 @@ out_is blank-lines '{"prompt":"hi\\n","response":"there"}\n' blank.csv
 
 printf 'instruction,output\nhi,there\nx,y,z\nq,r\n' >ragged.csv
 fails ragged 1 'icl-fmt: ragged.csv:3: row has 3 fields, the header has 2' ragged.csv
+test_expect_success 'ragged: the records before the bad row are written' '
+    rc=0; icl-fmt -t plain ragged.csv >out 2>/dev/null || rc=$?
+    test $rc -eq 1
+    printf "{\"prompt\":\"hi\\\\n\",\"response\":\"there\"}\n" >want
+    test_cmp want out
+'
+test_expect_success 'ragged with --shuffle: nothing is written' '
+    rc=0; icl-fmt -t plain --shuffle ragged.csv >out 2>/dev/null || rc=$?
+    test $rc -eq 1 && test ! -s out
+'
 test_expect_success 'ragged: --on-error skip skips and counts' '
     icl-fmt -t plain --on-error skip ragged.csv >out 2>err
     printf "{\"prompt\":\"hi\\\\n\",\"response\":\"there\"}\n{\"prompt\":\"q\\\\n\",\"response\":\"r\"}\n" >want
