@@ -134,7 +134,8 @@ bench-%: all
 # Fuzzing (clang's libFuzzer; `make fuzz-deps` installs it): build-fuzz/fuzz_NAME
 # from tests/fuzz/fuzz_NAME.c, each run FUZZ_SECONDS over tests/fuzz/corpus/NAME;
 # the corpus is then minimised (-merge=1) in place; crashes go to build-fuzz/.
-# make check replays that corpus through the gcc build (test_fuzz_replay).
+# make check replays that corpus and tests/fuzz/regress/NAME (inputs of past
+# findings, kept by hand) through the gcc build (test_fuzz_replay).
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DEPS    := clang libclang-rt-14-dev libomp-dev
@@ -142,7 +143,7 @@ FUZZ_LIB     := lib/reader.c lib/csvin.c lib/jsonin.c lib/record.c lib/util.c
 fuzz-deps: deps
 	$(call apt_install,$(FUZZ_DEPS))
 
-fuzz: $(FUZZ_LIB:%=%) tests/fuzz/targets.h
+fuzz: $(FUZZ_LIB) tests/fuzz/targets.h tests/fuzz/fuzz_csv.c tests/fuzz/fuzz_json.c
 	@mkdir -p build-fuzz
 	for t in csv json; do \
 	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Ilib -isystem $(BLIS_INC) \
