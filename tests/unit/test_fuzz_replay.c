@@ -1,8 +1,8 @@
-/* Replays the committed fuzz corpus (tests/fuzz/corpus/{csv,json}) through
- * the fuzz targets, built with the normal compiler: regressions found by
- * `make fuzz` stay found.  The corpus folder is $TESTS_DIR/fuzz/corpus
- * (tests/run.sh sets TESTS_DIR), else tests/fuzz/corpus from the current
- * folder. */
+/* Replays the committed fuzz corpus (tests/fuzz/corpus/{csv,json}) and the
+ * inputs of past findings (tests/fuzz/regress/{csv,json}) through the fuzz
+ * targets, built with the normal compiler: what `make fuzz` found stays
+ * found.  The folders are under $TESTS_DIR/fuzz (tests/run.sh sets
+ * TESTS_DIR), else tests/fuzz from the current folder. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
