@@ -128,7 +128,7 @@ uninstall:
 	rm -f $(patsubst man/%,$(DESTDIR)$(PREFIX)/share/man/%,$(wildcard man/man1/*.1 man/man7/*.7))
 
 clean:
-	rm -rf build build-san bin lib/libicl.a
+	rm -rf build build-san build-fuzz bin lib/libicl.a
 
 # Benchmarks: each bench/NAME.sh is `make bench-NAME`; `make bench` runs all.
 BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
@@ -136,11 +136,37 @@ bench: $(BENCHES)
 bench-%: all
 	sh bench/$*.sh
 
+# Fuzzing (clang's libFuzzer; `make fuzz-deps` installs it): build-fuzz/fuzz_NAME
+# from tests/fuzz/fuzz_NAME.c, each run FUZZ_SECONDS over tests/fuzz/corpus/NAME;
+# the corpus is then minimised (-merge=1) in place; crashes go to build-fuzz/.
+# make check replays that corpus and tests/fuzz/regress/NAME (inputs of past
+# findings, kept by hand) through the gcc build (test_fuzz_replay).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DEPS    := clang libclang-rt-14-dev libomp-dev
+FUZZ_LIB     := lib/reader.c lib/csvin.c lib/jsonin.c lib/record.c lib/util.c
+fuzz-deps: deps
+	$(call apt_install,$(FUZZ_DEPS))
+
+fuzz: $(FUZZ_LIB) tests/fuzz/targets.h tests/fuzz/fuzz_csv.c tests/fuzz/fuzz_json.c
+	@mkdir -p build-fuzz
+	for t in csv json; do \
+	  $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -Ilib -isystem $(BLIS_INC) \
+	    -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_LIB) $(LDLIBS) || exit 1; \
+	done
+	for t in csv json; do \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -rss_limit_mb=2048 -artifact_prefix=build-fuzz/ tests/fuzz/corpus/$$t || exit 1; \
+	  rm -rf build-fuzz/min-$$t && mkdir build-fuzz/min-$$t && \
+	  build-fuzz/fuzz_$$t -merge=1 build-fuzz/min-$$t tests/fuzz/corpus/$$t 2>/dev/null && \
+	  rm -f tests/fuzz/corpus/$$t/* && cp build-fuzz/min-$$t/* tests/fuzz/corpus/$$t/ || exit 1; \
+	done
+
 demo:
 	@if [ -f examples/Makefile ]; then $(MAKE) deps all && $(MAKE) -C examples; \
 	 else echo "make demo: coming soon (needs icl-train)"; fi
 
-.PHONY: all tests check deps bench-deps install uninstall clean bench demo
+.PHONY: all tests check deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d)

@@ -14,10 +14,15 @@ trap 'cd /; rm -rf "$TEST_TMP"' EXIT
 cd "$TEST_TMP" || exit 2
 test_count=0 test_failed=0
 
-# test_expect_success DESCRIPTION SCRIPT: SCRIPT (run by eval in a subshell) must exit 0.
+# test_expect_success DESCRIPTION SCRIPT: SCRIPT (run by eval in a subshell
+# under set -e) must exit 0; every command in it counts.  A command that
+# must fail: "if cmd; then exit 1; fi" (set -e ignores "! cmd").
 test_expect_success() {
     test_count=$((test_count + 1))
-    if ( set -e; eval "$2" ) >"$TEST_TMP/.log" 2>&1; then
+    # Not "if ( set -e; ... )": set -e is ignored in a condition, even in a
+    # subshell, and only the script's last command would count.
+    ( set -e; eval "$2" ) >"$TEST_TMP/.log" 2>&1
+    if [ $? -eq 0 ]; then
         echo "ok $test_count - $1"
     else
         echo "not ok $test_count - $1"

@@ -1,0 +1,145 @@
+/* icl-fmt - instruction data (CSV, TSV, JSON Lines, JSON arrays) to
+ * prompt/response records.  Options and wiring only; the work is lib/fmt.c. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fmt.h"
+#include "template.h"
+#include "util.h"
+
+static const char usage_text[] =
+    "Usage: icl-fmt [OPTION]... [FILE]...\n"
+    "Turn instruction data into prompt/response records (JSON Lines, one per line):\n"
+    "  {\"prompt\": ..., \"response\": ..., <other columns/keys, in input order>}\n"
+    "Reads the FILEs in turn, or standard input; writes standard output.\n"
+    "\n"
+    "Input\n"
+    "  -f, --format=FMT      csv, tsv, jsonl or json (a JSON array of objects, as\n"
+    "                        alpaca_data.json); default: detected from the content\n"
+    "      --map=KEY=COL,... take field KEY from column/key COL; KEY is instruction,\n"
+    "                        input, output, system, messages, prompt or response;\n"
+    "                        COL may be a path into JSON: instances[0].output\n"
+    "                        (default: each field from the column of its own name)\n"
+    "\n"
+    "Records, by the first rule that applies\n"
+    "  messages [{role, content}...]  (OpenAI chat) prompt and response become arrays,\n"
+    "                        one entry per user/assistant exchange; system text goes\n"
+    "                        into the first prompt\n"
+    "  instruction/input/output  rendered by the template\n"
+    "  prompt and response   passed through as they are\n"
+    "\n"
+    "  -t, --template=T      alpaca (Stanford Alpaca's two prompts; default), chatml,\n"
+    "                        llama2, plain, or a template file: text with {instruction}\n"
+    "                        {input} {output} {system} and a line \"%%\" between the\n"
+    "                        prompt part and the response part (see icl-fmt(1)).\n"
+    "                        No EOS is added: the tokenizer adds it.\n"
+    "\n"
+    "Output\n"
+    "  -o, --output=FILE     write FILE instead of standard output\n"
+    "      --dedup           drop records whose prompt+response repeat an earlier one\n"
+    "      --shuffle         write the records in a random order (see --seed)\n"
+    "      --split=FRAC      write a random FRAC (0 < FRAC <= 1) of the records to the\n"
+    "                        output and the rest to --split-out, both in input order\n"
+    "                        unless --shuffle\n"
+    "      --split-out=FILE  where the rest of --split goes\n"
+    "      --seed=N          seed of --shuffle and --split (default 0); the same\n"
+    "                        input and seed give the same output\n"
+    "\n"
+    "Errors\n"
+    "      --on-error=WHAT   stop (default): a bad record ends the run with exit 1;\n"
+    "                        skip: bad records are skipped and counted on stderr\n"
+    "  -q, --quiet           no warnings or counts on stderr (errors still)\n"
+    "  -h, --help            this help;  -V, --version  version\n"
+    "\n"
+    "Records with an empty output are dropped, records with an empty instruction\n"
+    "kept; both are reported on stderr with FILE:LINE and counted.\n"
+    "Exit status: 0 ok, 1 bad data or failure, 2 bad usage.\n"
+    "\n"
+    "Examples\n"
+    "  icl-fmt alpaca_data.json > train.jsonl\n"
+    "  icl-fmt --map instruction=act,output=prompt -t chatml prompts.csv\n"
+    "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
+    "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";
+
+int main(int argc, char **argv)
+{
+    icl_init(argc, argv);
+    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR };
+    static const struct option longopts[] = {
+        {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 't'},
+        {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
+        {"shuffle", no_argument, 0, O_SHUFFLE},  {"seed", required_argument, 0, O_SEED},
+        {"split", required_argument, 0, O_SPLIT}, {"split-out", required_argument, 0, O_SPLIT_OUT},
+        {"on-error", required_argument, 0, O_ON_ERROR}, {"output", required_argument, 0, 'o'},
+        {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+    };
+    static icl_fmt_opts o; /* static: the map strings stay reachable */
+    const char *tname = "alpaca", *out_path = NULL, *split_path = NULL;
+    char err[512];
+    int c;
+    while ((c = getopt_long(argc, argv, "f:t:o:qhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            if ((o.format = icl_fmt_parse_format(optarg)) < 0)
+                usage_die("unknown format '%s' (csv, tsv, jsonl, json)", optarg);
+            break;
+        case 't': tname = optarg; break;
+        case O_MAP:
+            if (icl_fmt_parse_map(optarg, o.map, err, sizeof err) < 0)
+                usage_die("%s", err);
+            break;
+        case O_DEDUP: o.dedup = 1; break;
+        case O_SHUFFLE: o.shuffle = 1; break;
+        case O_SEED: {
+            long s;
+            if (parse_long(optarg, &s) < 0 || s < 0)
+                usage_die("--seed wants a whole number >= 0, not '%s'", optarg);
+            o.seed = (uint64_t)s;
+            break;
+        }
+        case O_SPLIT:
+            if (parse_double(optarg, &o.split) < 0 || !(o.split > 0 && o.split <= 1))
+                usage_die("--split wants a fraction in (0, 1], not '%s'", optarg);
+            break;
+        case O_SPLIT_OUT: split_path = optarg; break;
+        case O_ON_ERROR:
+            if (strcmp(optarg, "skip") == 0)
+                o.skip_bad = 1;
+            else if (strcmp(optarg, "stop") == 0)
+                o.skip_bad = 0;
+            else
+                usage_die("--on-error wants stop or skip, not '%s'", optarg);
+            break;
+        case 'o': out_path = optarg; break;
+        case 'q': o.quiet = 1; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case 'V': icl_print_version(); return 0;
+        default: usage_die("bad usage");
+        }
+    }
+    if ((o.split > 0) != (split_path != NULL))
+        usage_die("--split and --split-out go together");
+    icl_template *tpl = icl_template_load(tname, err, sizeof err);
+    if (!tpl)
+        usage_die("%s", err);
+    o.tpl = tpl;
+    o.out = out_path ? xfopen(out_path, "w") : stdout;
+    o.split_out = split_path ? xfopen(split_path, "w") : NULL;
+    icl_fmt *f = icl_fmt_new(&o);
+    if (optind == argc)
+        icl_fmt_file(f, "-");
+    for (int i = optind; i < argc; i++)
+        icl_fmt_file(f, argv[i]);
+    icl_fmt_finish(f, NULL);
+    icl_fmt_free(f);
+    icl_template_free(tpl);
+    if (out_path)
+        xfclose(o.out, out_path);
+    if (split_path)
+        xfclose(o.split_out, split_path);
+    for (int k = 0; k < ICL_F_N; k++)
+        free((char *)o.map[k]);
+    return 0;
+}

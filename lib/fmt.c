@@ -1,0 +1,790 @@
+/* fmt.c - see fmt.h. */
+#include "fmt.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "csvin.h"
+#include "jsonin.h"
+#include "jsonout.h"
+#include "reader.h"
+#include "record.h"
+#include "rng.h"
+
+const char *const icl_fmt_field_names[ICL_F_N] = {"instruction", "input",  "output",  "system",
+                                                  "messages",    "prompt", "response"};
+
+#define WARN_MAX 5           /* warnings of one kind shown before only counting */
+#define OUT_FLUSH (1u << 20) /* bytes buffered before a write */
+
+enum { W_BAD, W_EMPTY_OUT, W_EMPTY_INSTR, W_N };
+
+struct icl_fmt {
+    icl_fmt_opts o;
+    icl_fmt_stats st;
+    icl_buf *L;              /* where the record being built goes: &out or &store */
+    size_t rec_start;        /* its first byte in *L */
+    icl_buf p, r;            /* rendered prompt and response of one turn */
+    icl_buf pj, rj;          /* JSON arrays of prompts/responses (chat) */
+    icl_buf num[ICL_F_N];    /* text of non-string JSON scalars */
+    icl_buf out;             /* output waiting to be written */
+    size_t hash_end;         /* line bytes covered by the dedup hash */
+    /* held output (shuffle/split): records back to back in store */
+    icl_buf store;
+    size_t *off;
+    size_t n, cap;
+    /* dedup: open-addressing set of XXH3 hashes (0 = empty slot) */
+    uint64_t *set;
+    size_t setcap, setn;
+    int has_zero;
+    const char *name;        /* display name of the current input */
+    long warned[W_N];
+};
+
+/* ---- options ---------------------------------------------------------- */
+
+int icl_fmt_parse_format(const char *name)
+{
+    static const char *names[] = {"csv", "tsv", "jsonl", "json"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0)
+            return ICL_FMT_CSV + i;
+    return -1;
+}
+
+int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, size_t errsz)
+{
+    const char *s = spec;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t len = end ? (size_t)(end - s) : strlen(s);
+        const char *eq = memchr(s, '=', len);
+        if (!eq || eq == s || eq == s + len - 1) {
+            snprintf(err, errsz, "bad --map entry '%.*s' (want KEY=COLUMN)", (int)len, s);
+            return -1;
+        }
+        int k;
+        for (k = 0; k < ICL_F_N; k++)
+            if (strlen(icl_fmt_field_names[k]) == (size_t)(eq - s) &&
+                strncmp(s, icl_fmt_field_names[k], (size_t)(eq - s)) == 0)
+                break;
+        if (k == ICL_F_N) {
+            snprintf(err, errsz, "bad --map key '%.*s' (keys: instruction, input, output, system, "
+                     "messages, prompt, response)", (int)(eq - s), s);
+            return -1;
+        }
+        free((char *)map[k]); /* a later --map for the same key wins */
+        map[k] = xstrndup(eq + 1, (size_t)(s + len - eq - 1));
+        s += len;
+        if (*s == ',')
+            s++;
+    }
+    return 0;
+}
+
+int icl_fmt_detect(const char *p, size_t n)
+{
+    size_t i = 0;
+    if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+        i = 3;
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+        i++;
+    if (i < n && p[i] == '[')
+        return ICL_FMT_JSON;
+    if (i < n && p[i] == '{')
+        return ICL_FMT_JSONL;
+    long tabs = 0, commas = 0;
+    int q = 0;
+    for (; i < n && (q || (p[i] != '\n' && p[i] != '\r')); i++) {
+        if (p[i] == '"')
+            q = !q;
+        else if (!q && p[i] == '\t')
+            tabs++;
+        else if (!q && p[i] == ',')
+            commas++;
+    }
+    return tabs > commas ? ICL_FMT_TSV : ICL_FMT_CSV;
+}
+
+/* ---- set-up ------------------------------------------------------------ */
+
+icl_fmt *icl_fmt_new(const icl_fmt_opts *o)
+{
+    icl_fmt *f = xcalloc(1, sizeof *f);
+    f->o = *o;
+    for (int k = 0; k < ICL_F_N; k++)
+        if (!f->o.map[k])
+            f->o.map[k] = icl_fmt_field_names[k];
+    return f;
+}
+
+void icl_fmt_free(icl_fmt *f)
+{
+    if (!f)
+        return;
+    buf_free(&f->p);
+    buf_free(&f->r);
+    buf_free(&f->pj);
+    buf_free(&f->rj);
+    for (int k = 0; k < ICL_F_N; k++)
+        buf_free(&f->num[k]);
+    buf_free(&f->out);
+    buf_free(&f->store);
+    free(f->off);
+    free(f->set);
+    free(f);
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void note(icl_fmt *f, int kind, const char *fmt, ...)
+{
+    if (f->o.quiet || f->warned[kind]++ >= WARN_MAX)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vwarn(fmt, ap);
+    va_end(ap);
+}
+
+static void flush_out(FILE *to, icl_buf *b);
+
+/* Stop the run: the records before the error are written (unless held for
+ * --shuffle/--split), then the message, exit 1. */
+_Noreturn static void fatal(icl_fmt *f, const char *err)
+{
+    flush_out(f->o.out, &f->out);
+    fflush(f->o.out);
+    die("%s", err);
+}
+
+__attribute__((format(printf, 2, 3)))
+_Noreturn static void fatalf(icl_fmt *f, const char *fmt, ...)
+{
+    char err[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, sizeof err, fmt, ap);
+    va_end(ap);
+    fatal(f, err);
+}
+
+/* A bad record: stop (exit 1) or skip and count. */
+static void bad(icl_fmt *f, const char *err)
+{
+    if (!f->o.skip_bad)
+        fatal(f, err);
+    f->st.bad++;
+    note(f, W_BAD, "%s (skipped)", err);
+}
+
+__attribute__((format(printf, 3, 4)))
+static void badf(icl_fmt *f, long line, const char *fmt, ...)
+{
+    char msg[512], err[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(err, sizeof err, "%s:%ld: %s", f->name, line, msg);
+    bad(f, err);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void flush_out(FILE *to, icl_buf *b)
+{
+    if (b->len && fwrite(b->data, 1, b->len, to) != b->len)
+        die("write error:");
+    buf_clear(b);
+}
+
+static void drop(icl_fmt *f);
+
+/* 1 if the hash of the record so far (up to hash_end) was seen before; then
+ * the record is dropped. */
+static int is_dup(icl_fmt *f)
+{
+    if (!f->o.dedup)
+        return 0;
+    uint64_t h = XXH3_64bits(f->L->data + f->rec_start, f->hash_end - f->rec_start);
+    if (h == 0) {
+        if (f->has_zero)
+            goto dup;
+        f->has_zero = 1;
+        return 0;
+    }
+    if (2 * (f->setn + 1) > f->setcap) {
+        size_t nc = f->setcap ? 2 * f->setcap : 1024;
+        uint64_t *ns = xcalloc(nc, sizeof *ns);
+        for (size_t i = 0; i < f->setcap; i++)
+            if (f->set[i]) {
+                size_t j = f->set[i] & (nc - 1);
+                while (ns[j])
+                    j = (j + 1) & (nc - 1);
+                ns[j] = f->set[i];
+            }
+        free(f->set);
+        f->set = ns;
+        f->setcap = nc;
+    }
+    size_t j = h & (f->setcap - 1);
+    while (f->set[j]) {
+        if (f->set[j] == h)
+            goto dup;
+        j = (j + 1) & (f->setcap - 1);
+    }
+    f->set[j] = h;
+    f->setn++;
+    return 0;
+dup:
+    f->st.duplicates++;
+    drop(f);
+    return 1;
+}
+
+/* Records are written straight into the output buffer, or into the store
+ * when held for --shuffle/--split; a dropped record is cut off again. */
+static void begin(icl_fmt *f)
+{
+    f->L = (f->o.shuffle || f->o.split > 0) ? &f->store : &f->out;
+    f->rec_start = f->L->len;
+}
+
+static void drop(icl_fmt *f)
+{
+    f->L->len = f->rec_start;
+    if (f->L->data)
+        f->L->data[f->L->len] = '\0';
+}
+
+/* The record in *f->L is complete but for "}\n": keep it. */
+static void emit(icl_fmt *f)
+{
+    buf_append(f->L, "}\n", 2);
+    if (f->L == &f->store) {
+        if (f->n == f->cap) {
+            f->cap = f->cap ? 2 * f->cap : 1024;
+            f->off = xreallocarray(f->off, f->cap + 1, sizeof *f->off);
+        }
+        f->off[f->n++] = f->rec_start;
+        return;
+    }
+    f->st.written++;
+    if (f->out.len >= OUT_FLUSH)
+        flush_out(f->o.out, &f->out);
+}
+
+/* Start a record with single prompt/response texts from the template.
+ * Returns 0 if the record is dropped (empty output, duplicate). */
+static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
+{
+    if (tf->output.n == 0) {
+        f->st.empty_output++;
+        note(f, W_EMPTY_OUT, "%s:%ld: empty or missing output; record dropped", f->name, line);
+        return 0;
+    }
+    if (tf->instruction.n == 0) {
+        f->st.empty_instruction++;
+        note(f, W_EMPTY_INSTR, "%s:%ld: empty or missing instruction", f->name, line);
+    }
+    buf_clear(&f->p);
+    buf_clear(&f->r);
+    int same = icl_template_response_is_output(f->o.tpl);
+    icl_template_render(f->o.tpl, tf, 0, &f->p, same ? NULL : &f->r);
+    begin(f);
+    buf_puts(f->L, "{\"prompt\":");
+    icl_json_put_str(f->L, f->p.data, f->p.len);
+    buf_puts(f->L, ",\"response\":");
+    if (same)
+        icl_json_put_str(f->L, tf->output.s, tf->output.n);
+    else
+        icl_json_put_str(f->L, f->r.data, f->r.len);
+    f->hash_end = f->L->len;
+    return !is_dup(f);
+}
+
+/* ---- CSV / TSV --------------------------------------------------------- */
+
+static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
+{
+    char err[700];
+    icl_csv *c = icl_csv_new(rd, delim);
+    icl_csv_row h, row;
+    int rc = icl_csv_header(c, &h, err, sizeof err);
+    if (rc < 0)
+        fatal(f, err);
+    if (rc == 0) {
+        if (!f->o.quiet)
+            warn("%s: empty input, no records", f->name);
+        icl_csv_free(c);
+        return;
+    }
+    size_t nc = h.nfields;
+    for (size_t i = 0; i < nc; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h.field[i], h.field[j]) == 0)
+                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h.line, h.field[i]);
+    long idx[ICL_F_N];
+    for (int k = 0; k < ICL_F_N; k++) {
+        idx[k] = -1;
+        for (size_t i = 0; i < nc; i++)
+            if (strcmp(h.field[i], f->o.map[k]) == 0)
+                idx[k] = (long)i;
+        if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
+            icl_buf cols = {0};
+            for (size_t i = 0; i < nc; i++)
+                buf_printf(&cols, "%s%s", i ? ", " : "", h.field[i]);
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h.line, f->o.map[k],
+                icl_fmt_field_names[k], cols.data);
+        }
+    }
+    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
+        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
+    int instr = idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0;
+    if (!instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
+        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",
+            f->name, h.line);
+    char *used = xcalloc(nc, 1);
+    for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
+         k++)
+        if (k != ICL_F_MESSAGES && idx[k] >= 0)
+            used[idx[k]] = 1;
+    for (size_t i = 0; i < nc; i++)
+        if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0))
+            fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
+                f->name, h.line, h.field[i]);
+    /* JSON text of the passed-through column names, made once. */
+    icl_buf keys = {0};
+    size_t *koff = xcalloc(nc + 1, sizeof *koff);
+    for (size_t i = 0; i < nc; i++) {
+        koff[i] = keys.len;
+        if (!used[i]) {
+            buf_putc(&keys, ',');
+            icl_json_put_str(&keys, h.field[i], h.len[i]);
+            buf_putc(&keys, ':');
+        }
+    }
+    koff[nc] = keys.len;
+    long nrows = 0;
+    while ((rc = icl_csv_next(c, &row, err, sizeof err)) != 0) {
+        f->st.read++;
+        nrows++;
+        if (rc < 0) {
+            bad(f, err);
+            continue;
+        }
+#define COL(k) (idx[k] >= 0 ? (icl_str){row.field[idx[k]], row.len[idx[k]]} : (icl_str){"", 0})
+        if (instr) {
+            icl_tfields tf = {COL(ICL_F_SYSTEM), COL(ICL_F_INSTRUCTION), COL(ICL_F_INPUT),
+                              COL(ICL_F_OUTPUT)};
+            if (!start_instr(f, &tf, row.line))
+                continue;
+        } else {
+            icl_str p = COL(ICL_F_PROMPT), r = COL(ICL_F_RESPONSE);
+            if (r.n == 0) {
+                f->st.empty_output++;
+                note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, row.line);
+                continue;
+            }
+            begin(f);
+            buf_puts(f->L, "{\"prompt\":");
+            icl_json_put_str(f->L, p.s, p.n);
+            buf_puts(f->L, ",\"response\":");
+            icl_json_put_str(f->L, r.s, r.n);
+            f->hash_end = f->L->len;
+            if (is_dup(f))
+                continue;
+        }
+#undef COL
+        for (size_t i = 0; i < nc; i++)
+            if (!used[i]) {
+                buf_append(f->L, keys.data + koff[i], koff[i + 1] - koff[i]);
+                icl_json_put_str(f->L, row.field[i], row.len[i]);
+            }
+        emit(f);
+    }
+    if (nrows == 0 && !f->o.quiet)
+        warn("%s: header only, no records", f->name);
+    buf_free(&keys);
+    free(koff);
+    free(used);
+    icl_csv_free(c);
+}
+
+/* ---- JSON objects ------------------------------------------------------ */
+
+/* Look up src in o: the key itself, else a path "a.b[0].c" / "a.b.0.c". */
+static json_t *get_path(json_t *o, const char *src)
+{
+    json_t *v = json_object_get(o, src);
+    if (v || (!strchr(src, '.') && !strchr(src, '[')))
+        return v;
+    v = o;
+    const char *s = src;
+    char seg[256];
+    while (*s && v) {
+        size_t n = strcspn(s, ".[]");
+        if (n >= sizeof seg)
+            return NULL;
+        memcpy(seg, s, n);
+        seg[n] = '\0';
+        s += n;
+        if (*s == ']')
+            s++;
+        if (*s == '.' || *s == '[')
+            s++;
+        if (n == 0)
+            continue;
+        if (json_is_object(v))
+            v = json_object_get(v, seg);
+        else if (json_is_array(v)) {
+            long i;
+            if (parse_long(seg, &i) < 0 || i < 0)
+                return NULL;
+            v = json_array_get(v, (size_t)i);
+        } else
+            return NULL;
+    }
+    return v;
+}
+
+/* Length of the first key of a path ("instances" of "instances[0].x"). */
+static size_t root_len(const char *src)
+{
+    return strcspn(src, ".[");
+}
+
+/* A field value as text: 1 ok (s may be empty), 0 missing/null, -1 wrong type. */
+static int field_str(icl_fmt *f, int k, json_t *v, icl_str *out)
+{
+    *out = (icl_str){"", 0};
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v)) {
+        *out = (icl_str){json_string_value(v), json_string_length(v)};
+        return 1;
+    }
+    if (json_is_number(v) || json_is_boolean(v)) {
+        buf_clear(&f->num[k]);
+        icl_record_dump(&f->num[k], v);
+        *out = (icl_str){f->num[k].data, f->num[k].len};
+        return 1;
+    }
+    return -1;
+}
+
+static const char *type_name(json_t *v)
+{
+    return json_is_object(v) ? "an object" : json_is_array(v) ? "an array" : "not a string";
+}
+
+static int is_used(const char *key, const char *used[], size_t nused)
+{
+    for (size_t i = 0; i < nused; i++) {
+        size_t n = root_len(used[i]);
+        if (strcmp(key, used[i]) == 0 || (strlen(key) == n && strncmp(key, used[i], n) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+/* Chat record: messages -> arrays.  Returns 0 if dropped or bad. */
+static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
+{
+    if (!json_is_array(m) || json_array_size(m) == 0) {
+        badf(f, line, "'%s' must be a non-empty array of {role, content}", f->o.map[ICL_F_MESSAGES]);
+        return 0;
+    }
+    size_t n = json_array_size(m);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(m, i);
+        if (!json_is_object(e) || !json_is_string(json_object_get(e, "role")) ||
+            !json_is_string(json_object_get(e, "content"))) {
+            badf(f, line, "message %zu: want an object with string \"role\" and \"content\"", i + 1);
+            return 0;
+        }
+    }
+#define ROLE(i) json_string_value(json_object_get(json_array_get(m, i), "role"))
+#define CONTENT(i) ((icl_str){json_string_value(json_object_get(json_array_get(m, i), "content")), \
+                              json_string_length(json_object_get(json_array_get(m, i), "content"))})
+    size_t i = 0;
+    if (strcmp(ROLE(0), "system") == 0) {
+        sys = CONTENT(0);
+        i = 1;
+    }
+    buf_clear(&f->pj);
+    buf_clear(&f->rj);
+    int turn = 0;
+    for (; i < n; i += 2, turn++) {
+        if (strcmp(ROLE(i), "user") != 0) {
+            badf(f, line, "message %zu: role '%s' where 'user' was expected (a system message "
+                 "first, then user and assistant alternating)", i + 1, ROLE(i));
+            return 0;
+        }
+        if (i + 1 == n) {
+            badf(f, line, "the conversation ends with a user message that has no answer");
+            return 0;
+        }
+        if (strcmp(ROLE(i + 1), "assistant") != 0) {
+            badf(f, line, "message %zu: role '%s' where 'assistant' was expected", i + 2,
+                 ROLE(i + 1));
+            return 0;
+        }
+        icl_tfields tf = {sys, CONTENT(i), {"", 0}, CONTENT(i + 1)};
+        if (tf.output.n == 0) {
+            f->st.empty_output++;
+            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name,
+                 line, i + 2);
+            return 0;
+        }
+        if (tf.instruction.n == 0) {
+            f->st.empty_instruction++;
+            note(f, W_EMPTY_INSTR, "%s:%ld: empty user message %zu", f->name, line, i + 1);
+        }
+        buf_clear(&f->p);
+        buf_clear(&f->r);
+        icl_template_render(f->o.tpl, &tf, turn, &f->p, &f->r);
+        buf_putc(&f->pj, turn ? ',' : '[');
+        buf_putc(&f->rj, turn ? ',' : '[');
+        icl_json_put_str(&f->pj, f->p.data, f->p.len);
+        icl_json_put_str(&f->rj, f->r.data, f->r.len);
+    }
+#undef ROLE
+#undef CONTENT
+    if (turn == 0) {
+        badf(f, line, "no user/assistant exchange in '%s'", f->o.map[ICL_F_MESSAGES]);
+        return 0;
+    }
+    buf_putc(&f->pj, ']');
+    buf_putc(&f->rj, ']');
+    begin(f);
+    buf_puts(f->L, "{\"prompt\":");
+    buf_append(f->L, f->pj.data, f->pj.len);
+    buf_puts(f->L, ",\"response\":");
+    buf_append(f->L, f->rj.data, f->rj.len);
+    f->hash_end = f->L->len;
+    return !is_dup(f);
+}
+
+/* A prompt/response value given as is: a string, or an array of strings. */
+static int check_pr(json_t *v, size_t *n, int *empty)
+{
+    if (json_is_string(v)) {
+        *n = 0;
+        *empty = json_string_length(v) == 0;
+        return 1;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0)
+        return 0;
+    *n = json_array_size(v);
+    *empty = 0;
+    for (size_t i = 0; i < *n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e))
+            return 0;
+        if (json_string_length(e) == 0)
+            *empty = 1;
+    }
+    return 1;
+}
+
+static void do_obj(icl_fmt *f, json_t *o, long line)
+{
+    const char **map = f->o.map;
+    json_t *v[ICL_F_N];
+    for (int k = 0; k < ICL_F_N; k++)
+        v[k] = get_path(o, map[k]);
+    const char *used[4];
+    size_t nused = 0;
+    icl_str s[ICL_F_N];
+    for (int k = ICL_F_INSTRUCTION; k <= ICL_F_SYSTEM; k++)
+        if (field_str(f, k, v[k], &s[k]) < 0) {
+            badf(f, line, "'%s' is %s", map[k], type_name(v[k]));
+            return;
+        }
+    if (v[ICL_F_MESSAGES] && !json_is_null(v[ICL_F_MESSAGES])) {
+        used[nused++] = map[ICL_F_MESSAGES];
+        if (v[ICL_F_SYSTEM])
+            used[nused++] = map[ICL_F_SYSTEM];
+        if (!start_chat(f, v[ICL_F_MESSAGES], s[ICL_F_SYSTEM], line))
+            return;
+    } else if ((v[ICL_F_INSTRUCTION] && !json_is_null(v[ICL_F_INSTRUCTION])) ||
+               (v[ICL_F_OUTPUT] && !json_is_null(v[ICL_F_OUTPUT]))) {
+        for (int k = ICL_F_INSTRUCTION; k <= ICL_F_SYSTEM; k++)
+            if (v[k])
+                used[nused++] = map[k];
+        icl_tfields tf = {s[ICL_F_SYSTEM], s[ICL_F_INSTRUCTION], s[ICL_F_INPUT], s[ICL_F_OUTPUT]};
+        if (!start_instr(f, &tf, line))
+            return;
+    } else if (v[ICL_F_PROMPT] && v[ICL_F_RESPONSE]) {
+        size_t np, nr;
+        int ep, er;
+        if (!check_pr(v[ICL_F_PROMPT], &np, &ep) || !check_pr(v[ICL_F_RESPONSE], &nr, &er) ||
+            np != nr) {
+            badf(f, line, "'%s' and '%s' must be two strings or two arrays of strings of equal "
+                 "length", map[ICL_F_PROMPT], map[ICL_F_RESPONSE]);
+            return;
+        }
+        if (er) {
+            f->st.empty_output++;
+            note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, line);
+            return;
+        }
+        used[nused++] = map[ICL_F_PROMPT];
+        used[nused++] = map[ICL_F_RESPONSE];
+        begin(f);
+        buf_puts(f->L, "{\"prompt\":");
+        icl_json_put_value(f->L, v[ICL_F_PROMPT]);
+        buf_puts(f->L, ",\"response\":");
+        icl_json_put_value(f->L, v[ICL_F_RESPONSE]);
+        f->hash_end = f->L->len;
+        if (is_dup(f))
+            return;
+    } else {
+        if (v[ICL_F_PROMPT] || v[ICL_F_RESPONSE])
+            badf(f, line, "a record with '%s' needs '%s' too", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
+                 map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT]);
+        else
+            badf(f, line, "no instruction/output, messages or prompt/response keys; name them "
+                 "with --map");
+        return;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(o, key, val) {
+        if (is_used(key, used, nused))
+            continue;
+        if (strcmp(key, "prompt") == 0 || strcmp(key, "response") == 0) {
+            drop(f);
+            badf(f, line, "key '%s' would be overwritten by the rendered record; use --map", key);
+            return;
+        }
+        buf_putc(f->L, ',');
+        icl_json_put_str(f->L, key, strlen(key));
+        buf_putc(f->L, ':');
+        icl_json_put_value(f->L, val);
+    }
+    emit(f);
+}
+
+static void do_json(icl_fmt *f, icl_reader *rd, int array)
+{
+    char err[700];
+    json_t *o;
+    long line, n = 0;
+    int rc;
+    icl_jarr a;
+    if (array)
+        icl_jarr_init(&a, rd);
+    else
+        icl_reader_skip_bom(rd);
+    for (;;) {
+        rc = array ? icl_jarr_next(&a, &o, &line, err, sizeof err)
+                   : icl_jsonl_next(rd, &o, &line, err, sizeof err);
+        if (rc == 0)
+            break;
+        n++;
+        f->st.read++;
+        if (rc == -2)
+            fatal(f, err);
+        if (rc < 0) {
+            bad(f, err);
+            continue;
+        }
+        do_obj(f, o, line);
+        json_decref(o);
+    }
+    if (array)
+        icl_jarr_free(&a);
+    if (n == 0 && !f->o.quiet)
+        warn("%s: empty input, no records", f->name);
+}
+
+/* ---- driver ------------------------------------------------------------ */
+
+void icl_fmt_file(icl_fmt *f, const char *path)
+{
+    icl_reader rd;
+    flush_out(f->o.out, &f->out); /* the records so far stay written if this input fails */
+    icl_reader_open(&rd, path);
+    f->name = rd.name;
+    int fmt = f->o.format;
+    if (fmt == ICL_FMT_AUTO) {
+        const char *p;
+        size_t n = icl_reader_peek(&rd, 65536, &p);
+        fmt = icl_fmt_detect(p, n);
+    }
+    switch (fmt) {
+    case ICL_FMT_TSV: do_csv(f, &rd, '\t'); break;
+    case ICL_FMT_JSONL: do_json(f, &rd, 0); break;
+    case ICL_FMT_JSON: do_json(f, &rd, 1); break;
+    default: do_csv(f, &rd, ','); break;
+    }
+    icl_reader_close(&rd);
+}
+
+static void put_held(icl_fmt *f, icl_buf *b, FILE *to, size_t i)
+{
+    buf_append(b, f->store.data + f->off[i], f->off[i + 1] - f->off[i]);
+    if (b->len >= OUT_FLUSH)
+        flush_out(to, b);
+}
+
+void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st)
+{
+    if (f->o.shuffle || f->o.split > 0) {
+        size_t n = f->n;
+        if (f->off)
+            f->off[n] = f->store.len;
+        size_t *perm = xmalloc((n + 1) * sizeof *perm);
+        for (size_t i = 0; i < n; i++)
+            perm[i] = i;
+        icl_rng rng;
+        icl_rng_seed(&rng, f->o.seed, 0);
+        icl_rng_shuffle(&rng, perm, n);
+        size_t k = n;
+        if (f->o.split > 0)
+            k = (size_t)floor(f->o.split * (double)n + 0.5);
+        icl_buf side = {0};
+        if (f->o.shuffle) {
+            for (size_t i = 0; i < n; i++)
+                put_held(f, i < k ? &f->out : &side, i < k ? f->o.out : f->o.split_out, perm[i]);
+        } else {
+            /* A seeded random subset of k records; both parts keep input order. */
+            char *mainp = xcalloc(n + 1, 1);
+            for (size_t i = 0; i < k; i++)
+                mainp[perm[i]] = 1;
+            for (size_t i = 0; i < n; i++)
+                put_held(f, mainp[i] ? &f->out : &side, mainp[i] ? f->o.out : f->o.split_out, i);
+            free(mainp);
+        }
+        f->st.written = (long)k;
+        f->st.split_written = (long)(n - k);
+        if (f->o.split_out)
+            flush_out(f->o.split_out, &side);
+        buf_free(&side);
+        free(perm);
+    }
+    flush_out(f->o.out, &f->out);
+    if (fflush(f->o.out) != 0)
+        die("write error:");
+    if (!f->o.quiet) {
+        if (f->st.bad)
+            warn("%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");
+        if (f->st.empty_output)
+            warn("%ld record%s with an empty or missing output dropped", f->st.empty_output,
+                 f->st.empty_output == 1 ? "" : "s");
+        if (f->st.empty_instruction)
+            warn("%ld record%s with an empty or missing instruction", f->st.empty_instruction,
+                 f->st.empty_instruction == 1 ? "" : "s");
+        if (f->st.duplicates)
+            warn("%ld duplicate record%s dropped", f->st.duplicates,
+                 f->st.duplicates == 1 ? "" : "s");
+    }
+    if (st)
+        *st = f->st;
+}

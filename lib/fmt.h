@@ -1,0 +1,88 @@
+/* fmt.h - the engine of icl-fmt: rows and objects in, prompt/response
+ * records out (DESIGN.md, stream 1).
+ *
+ * Input: CSV, TSV (csvin.h), JSON Lines or a JSON array of objects
+ * (jsonin.h), detected from the content unless given.  Each input record
+ * is read through a field map (instruction, input, output, system,
+ * messages, prompt, response -> the record's column/key, or a path such as
+ * instances[0].output into nested JSON) and becomes one output line
+ *     {"prompt": P, "response": R, <the other columns/keys in input order>}
+ * where, by the first rule that applies:
+ *   - "messages" (OpenAI chat format, [{role, content}...]): P and R are
+ *     arrays of equal length, one entry per user/assistant exchange, each
+ *     rendered by the template; a leading system message goes into the
+ *     first prompt;
+ *   - instruction and/or output present: P and R from the template;
+ *   - prompt and response present: passed through as they are.
+ * Columns used by the map (for a path, its first key) are not passed on.
+ *
+ * Records with an empty or missing output are dropped and records with an
+ * empty instruction are kept; both are warned about (first few with
+ * FILE:LINE, then counts).  Bad records (wrong field count, invalid UTF-8,
+ * bad JSON, wrong types...) stop the run with "FILE:LINE: what" (exit 1),
+ * or with on_error_skip are skipped and counted on stderr.
+ *
+ * --dedup keeps the first of records whose rendered prompt+response are
+ * identical (XXH3 64-bit of the JSON text of both).  --shuffle and --split
+ * hold the output records (serialised, in one arena) until the end and
+ * then permute them with rng.h from the seed.
+ */
+#ifndef ICL_FMT_H
+#define ICL_FMT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "template.h"
+
+enum { ICL_FMT_AUTO, ICL_FMT_CSV, ICL_FMT_TSV, ICL_FMT_JSONL, ICL_FMT_JSON };
+
+/* The fields a map can name, in this order. */
+enum { ICL_F_INSTRUCTION, ICL_F_INPUT, ICL_F_OUTPUT, ICL_F_SYSTEM, ICL_F_MESSAGES, ICL_F_PROMPT,
+       ICL_F_RESPONSE, ICL_F_N };
+extern const char *const icl_fmt_field_names[ICL_F_N];
+
+typedef struct {
+    int format;                 /* ICL_FMT_*; AUTO detects per file */
+    const icl_template *tpl;    /* not owned */
+    const char *map[ICL_F_N];   /* source column/key per field; NULL = the field's own name */
+    int dedup, shuffle, skip_bad;
+    uint64_t seed;
+    double split;               /* fraction to out, rest to split_out; 0 = no split */
+    FILE *out, *split_out;      /* not owned */
+    int quiet;                  /* no warnings/summary on stderr */
+} icl_fmt_opts;
+
+typedef struct {
+    long read;          /* input records seen (bad ones included) */
+    long written;       /* records written to out */
+    long split_written; /* records written to split_out */
+    long bad;           /* bad records skipped */
+    long duplicates;    /* dropped by dedup */
+    long empty_output;  /* dropped: empty or missing output/response */
+    long empty_instruction; /* kept, warned */
+} icl_fmt_stats;
+
+typedef struct icl_fmt icl_fmt;
+
+/* Parse "KEY=COLUMN[,KEY=COLUMN...]" into map: each named entry is freed
+ * and replaced by a malloc'd copy of COLUMN (so map must start as NULLs or
+ * such copies; the caller frees them); others are left as they are.
+ * Returns 0, or -1 with a message in err. */
+int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, size_t errsz);
+/* Parse a format name ("csv", "tsv", "jsonl", "json"); -1 if unknown. */
+int icl_fmt_parse_format(const char *name);
+/* Guess the format of an input from its first bytes: '[' -> JSON, '{' ->
+ * JSONL, else TSV if the first line has more TABs than commas outside
+ * quotes, else CSV.  Leading BOM and whitespace are ignored. */
+int icl_fmt_detect(const char *p, size_t n);
+
+icl_fmt *icl_fmt_new(const icl_fmt_opts *o);
+/* Convert one input ("-" = stdin).  Dies with exit 1 on a bad record
+ * unless skip_bad, and always on unreadable input. */
+void icl_fmt_file(icl_fmt *f, const char *path);
+/* Write held records, flush, print the summary; fills *st if not NULL. */
+void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st);
+void icl_fmt_free(icl_fmt *f);
+
+#endif

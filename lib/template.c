@@ -1,0 +1,279 @@
+/* template.c - see template.h. */
+#include "template.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* tatsu-lab/stanford_alpaca, train.py, PROMPT_DICT (the Python string
+ * literals concatenated). */
+const char ICL_ALPACA_PROMPT_INPUT[] =
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:";
+const char ICL_ALPACA_PROMPT_NO_INPUT[] =
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:";
+
+enum { T_ALPACA, T_CHATML, T_LLAMA2, T_PLAIN, T_FILE };
+
+struct icl_template {
+    int kind;
+    char *name;
+    char *prompt, *response; /* T_FILE: the two parts */
+};
+
+static icl_template *make(int kind, const char *name)
+{
+    icl_template *t = xcalloc(1, sizeof *t);
+    t->kind = kind;
+    t->name = xstrdup(name);
+    return t;
+}
+
+void icl_template_free(icl_template *t)
+{
+    if (!t)
+        return;
+    free(t->name);
+    free(t->prompt);
+    free(t->response);
+    free(t);
+}
+
+const char *icl_template_name(const icl_template *t)
+{
+    return t->name;
+}
+
+int icl_template_response_is_output(const icl_template *t)
+{
+    return t->kind == T_ALPACA || t->kind == T_CHATML || t->kind == T_PLAIN;
+}
+
+static int count_sub(const char *s, const char *sub)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, sub)) != NULL; p += strlen(sub))
+        n++;
+    return n;
+}
+
+icl_template *icl_template_parse(const char *text, size_t n, const char *name, char *err,
+                                 size_t errsz)
+{
+    if (memchr(text, '\0', n)) {
+        snprintf(err, errsz, "%s: template contains a NUL byte", name);
+        return NULL;
+    }
+    /* Find the marker line "%%" (a line holding only %%, optionally with CR). */
+    const char *marker = NULL, *after = NULL;
+    int nmarkers = 0;
+    long line = 1, marker_line = 0;
+    for (size_t i = 0; i < n;) {
+        const char *ls = text + i;
+        const char *nl = memchr(ls, '\n', n - i);
+        size_t len = nl ? (size_t)(nl - ls) : n - i;
+        size_t core = len;
+        if (core && ls[core - 1] == '\r')
+            core--;
+        if (core == 2 && ls[0] == '%' && ls[1] == '%') {
+            if (nmarkers++ == 0) {
+                marker = ls;
+                after = nl ? nl + 1 : text + n;
+                marker_line = line;
+            }
+        }
+        i += len + (nl != NULL);
+        line++;
+    }
+    if (nmarkers == 0) {
+        snprintf(err, errsz, "%s: no marker line '%%%%' separating prompt and response", name);
+        return NULL;
+    }
+    if (nmarkers > 1) {
+        snprintf(err, errsz, "%s: more than one marker line '%%%%' (first on line %ld)", name,
+                 marker_line);
+        return NULL;
+    }
+    /* The prompt part ends before the newline (LF or CRLF) preceding the marker. */
+    size_t plen = (size_t)(marker - text);
+    if (plen && text[plen - 1] == '\n')
+        plen--;
+    if (plen && text[plen - 1] == '\r')
+        plen--;
+    size_t rlen = (size_t)(text + n - after);
+    if (rlen && after[rlen - 1] == '\n')
+        rlen--;
+    if (rlen && after[rlen - 1] == '\r')
+        rlen--;
+    icl_template *t = make(T_FILE, name);
+    t->prompt = xstrndup(text, plen);
+    t->response = xstrndup(after, rlen);
+    const char *bad = NULL;
+    if (count_sub(t->prompt, "{output}"))
+        bad = "{output} must not appear in the prompt part (before '%%')";
+    else if (count_sub(t->response, "{output}") != 1)
+        bad = "the response part (after '%%') must contain {output} exactly once";
+    if (bad) {
+        snprintf(err, errsz, "%s: %s", name, bad);
+        icl_template_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+icl_template *icl_template_load(const char *name, char *err, size_t errsz)
+{
+    static const char *names[] = {"alpaca", "chatml", "llama2", "plain"};
+    for (int k = 0; k < 4; k++)
+        if (strcmp(name, names[k]) == 0)
+            return make(k, name);
+    FILE *f = fopen(name, "r");
+    if (!f) {
+        if (errno == ENOENT && !strchr(name, '/') && !strchr(name, '.'))
+            snprintf(err, errsz, "unknown template '%s' (built in: alpaca, chatml, llama2, plain; "
+                     "or a template file)", name);
+        else
+            snprintf(err, errsz, "%s: %s", name, strerror(errno));
+        return NULL;
+    }
+    icl_buf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, got);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        snprintf(err, errsz, "%s: read error", name);
+        buf_free(&b);
+        return NULL;
+    }
+    icl_template *t = icl_template_parse(b.data ? b.data : "", b.len, name, err, errsz);
+    buf_free(&b);
+    return t;
+}
+
+/* Append s with {system} {instruction} {input} {output} substituted. */
+static void subst(icl_buf *out, const char *s, const icl_tfields *f, int turn)
+{
+    static const struct {
+        const char *ph;
+        size_t n;
+        size_t off;
+    } ph[] = {
+        {"{system}", 8, offsetof(icl_tfields, system)},
+        {"{instruction}", 13, offsetof(icl_tfields, instruction)},
+        {"{input}", 7, offsetof(icl_tfields, input)},
+        {"{output}", 8, offsetof(icl_tfields, output)},
+    };
+    for (;;) {
+        const char *b = strchr(s, '{');
+        if (!b) {
+            buf_puts(out, s);
+            return;
+        }
+        buf_append(out, s, (size_t)(b - s));
+        int k;
+        for (k = 0; k < 4; k++)
+            if (strncmp(b, ph[k].ph, ph[k].n) == 0)
+                break;
+        if (k == 4) {
+            buf_putc(out, '{');
+            s = b + 1;
+            continue;
+        }
+        const icl_str *v = (const icl_str *)((const char *)f + ph[k].off);
+        if (v->n && !(k == 0 && turn > 0))
+            buf_append(out, v->s, v->n);
+        s = b + ph[k].n;
+    }
+}
+
+static void put(icl_buf *b, icl_str s)
+{
+    if (s.n)
+        buf_append(b, s.s, s.n);
+}
+
+/* "user" text: instruction, then a blank line and input if input is not empty. */
+static void put_user(icl_buf *b, const icl_tfields *f)
+{
+    put(b, f->instruction);
+    if (f->input.n) {
+        buf_append(b, "\n\n", 2);
+        put(b, f->input);
+    }
+}
+
+void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, icl_buf *prompt,
+                         icl_buf *response)
+{
+    int sys = turn == 0 && f->system.n > 0;
+    buf_append(prompt, "", 0); /* NUL-terminated even when nothing follows */
+    icl_buf dummy = {0};
+    if (!response)
+        response = &dummy;
+    buf_append(response, "", 0);
+    switch (t->kind) {
+    case T_ALPACA: {
+        const char *tpl = f->input.n ? ICL_ALPACA_PROMPT_INPUT : ICL_ALPACA_PROMPT_NO_INPUT;
+        const char *body = strstr(tpl, "### Instruction:");
+        if (turn > 0) {
+            buf_append(prompt, "\n\n", 2);
+            tpl = body;
+        } else if (sys) {
+            put(prompt, f->system);
+            buf_append(prompt, "\n\n", 2);
+            tpl = body;
+        }
+        subst(prompt, tpl, f, turn);
+        put(response, f->output);
+        break;
+    }
+    case T_CHATML:
+        if (turn > 0)
+            buf_putc(prompt, '\n');
+        if (sys) {
+            buf_puts(prompt, "<|im_start|>system\n");
+            put(prompt, f->system);
+            buf_puts(prompt, "<|im_end|>\n");
+        }
+        buf_puts(prompt, "<|im_start|>user\n");
+        put_user(prompt, f);
+        buf_puts(prompt, "<|im_end|>\n<|im_start|>assistant\n");
+        put(response, f->output);
+        break;
+    case T_LLAMA2:
+        buf_puts(prompt, "[INST] ");
+        if (sys) {
+            buf_puts(prompt, "<<SYS>>\n");
+            put(prompt, f->system);
+            buf_puts(prompt, "\n<</SYS>>\n\n");
+        }
+        put_user(prompt, f);
+        buf_puts(prompt, " [/INST]");
+        buf_putc(response, ' ');
+        put(response, f->output);
+        break;
+    case T_PLAIN:
+        if (turn > 0)
+            buf_putc(prompt, '\n');
+        if (sys) {
+            put(prompt, f->system);
+            buf_append(prompt, "\n\n", 2);
+        }
+        put_user(prompt, f);
+        buf_putc(prompt, '\n');
+        put(response, f->output);
+        break;
+    default:
+        subst(prompt, t->prompt, f, turn);
+        subst(response, t->response, f, turn);
+        break;
+    }
+    buf_free(&dummy);
+}

@@ -1,0 +1,65 @@
+#!/bin/sh
+# icl-fmt: --help, --version, usage errors (exit 2) against data errors
+# (exit 1), the man page in step with --help, SIGPIPE.
+. "$(dirname "$0")/lib.sh"
+printf 'instruction,output\na,b\n' >ok.csv
+
+test_expect_success '--help teaches every option and exits 0' '
+    icl-fmt --help >out
+    for o in --format --template --map --dedup --shuffle --split --split-out --seed \
+             --on-error --output --quiet --help --version; do
+        grep -q -- "$o" out || { echo "missing $o"; exit 1; }
+    done
+'
+test_expect_success '--version names icl and the version' '
+    icl-fmt --version >out
+    grep -q "^icl-fmt (icl) [0-9]" out
+'
+test_expect_success 'man page documents every long option of --help' '
+    man=$TESTS_DIR/../man/man1/icl-fmt.1
+    test -f "$man"
+    for o in $(icl-fmt --help | grep -o -- "--[a-z-]*" | sort -u); do
+        grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$man" || { echo "man page lacks $o"; exit 1; }
+    done
+'
+usage() {
+    test_expect_code 2 "usage error: $1" "icl-fmt $2 ok.csv"
+}
+usage 'unknown option' '--nosuch'
+usage 'unknown format' '-f xml'
+usage 'bad --map key' '--map foo=bar'
+usage 'bad --map entry' '--map instruction'
+usage 'bad --seed' '--seed x1'
+usage 'negative --seed' '--seed -1'
+usage 'bad --split' '--split 1.5 --split-out v'
+usage 'zero --split' '--split 0 --split-out v'
+usage '--split without --split-out' '--split 0.5'
+usage '--split-out without --split' '--split-out v'
+usage 'bad --on-error' '--on-error maybe'
+usage 'unknown template' '-t nosuch'
+test_expect_success 'usage errors say what and point to --help' '
+    rc=0; icl-fmt -f xml ok.csv 2>err || rc=$?
+    test $rc -eq 2
+    printf "icl-fmt: unknown format '"'"'xml'"'"' (csv, tsv, jsonl, json)\nTry '"'"'icl-fmt --help'"'"' for more information.\n" >want
+    test_cmp want err
+'
+test_expect_code 1 'a missing input file is exit 1' 'icl-fmt nosuch.csv'
+test_expect_success 'missing input file message names it' '
+    rc=0; icl-fmt nosuch.csv 2>err || rc=$?
+    test $rc -eq 1
+    grep -q "^icl-fmt: .*nosuch.csv.*No such file" err
+'
+test_expect_code 1 'bad data is exit 1' 'printf "instruction,output\na\n" | icl-fmt'
+test_expect_success '-o writes the file, stdout stays empty' '
+    icl-fmt -o o.jsonl ok.csv >out
+    test ! -s out && test -s o.jsonl
+'
+test_expect_success 'quiet on SIGPIPE (| head)' '
+    gunzip -c "$DATA/fmt/alpaca_en_demo.json.gz" | icl-fmt 2>err | head -1 >/dev/null
+    test ! -s err
+'
+test_expect_success '-q silences warnings' '
+    printf "instruction,output\na,\n" | icl-fmt -q >out 2>err
+    test ! -s err && test ! -s out
+'
+test_done

@@ -1,0 +1,133 @@
+#!/bin/sh
+# icl-fmt templates (alpaca, chatml, llama2, plain, template files), chat
+# "messages" records, prompt/response pass-through, --map paths.
+. "$(dirname "$0")/lib.sh"
+
+cat >in.jsonl <<'X'
+{"id":1,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello."},{"role":"user","content":"2+2?"},{"role":"assistant","content":"4"}],"tag":"x"}
+{"instruction":"Sum","input":"1 2","output":"3","system":"S"}
+{"instruction":"Name a color.","input":"","output":"Red."}
+{"prompt":"p","response":"r","k":[1]}
+{"prompt":["a","b"],"response":["c","d"]}
+X
+
+test_expect_success 'alpaca: Stanford texts, system replaces the preamble, later turns' '
+    icl-fmt -t alpaca in.jsonl >out
+    cat >want <<"X"
+{"prompt":["Be brief.\n\n### Instruction:\nHi\n\n### Response:","\n\n### Instruction:\n2+2?\n\n### Response:"],"response":["Hello.","4"],"id":1,"tag":"x"}
+{"prompt":"S\n\n### Instruction:\nSum\n\n### Input:\n1 2\n\n### Response:","response":"3"}
+{"prompt":"Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nName a color.\n\n### Response:","response":"Red."}
+{"prompt":"p","response":"r","k":[1]}
+{"prompt":["a","b"],"response":["c","d"]}
+X
+    test_cmp want out
+'
+test_expect_success 'alpaca is the default template' '
+    icl-fmt in.jsonl >out2 && icl-fmt -t alpaca in.jsonl >out1 && test_cmp out1 out2
+'
+test_expect_success 'alpaca with input: the prompt_input text' '
+    echo "{\"instruction\":\"I\",\"input\":\"X\",\"output\":\"O\"}" | icl-fmt >out
+    cat >want <<"X"
+{"prompt":"Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\nI\n\n### Input:\nX\n\n### Response:","response":"O"}
+X
+    test_cmp want out
+'
+test_expect_success 'chatml' '
+    icl-fmt -t chatml in.jsonl | head -3 >out
+    cat >want <<"X"
+{"prompt":["<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n","\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"],"response":["Hello.","4"],"id":1,"tag":"x"}
+{"prompt":"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nSum\n\n1 2<|im_end|>\n<|im_start|>assistant\n","response":"3"}
+{"prompt":"<|im_start|>user\nName a color.<|im_end|>\n<|im_start|>assistant\n","response":"Red."}
+X
+    test_cmp want out
+'
+test_expect_success 'llama2' '
+    icl-fmt -t llama2 in.jsonl | head -3 >out
+    cat >want <<"X"
+{"prompt":["[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]","[INST] 2+2? [/INST]"],"response":[" Hello."," 4"],"id":1,"tag":"x"}
+{"prompt":"[INST] <<SYS>>\nS\n<</SYS>>\n\nSum\n\n1 2 [/INST]","response":" 3"}
+{"prompt":"[INST] Name a color. [/INST]","response":" Red."}
+X
+    test_cmp want out
+'
+test_expect_success 'plain' '
+    icl-fmt -t plain in.jsonl | head -3 >out
+    cat >want <<"X"
+{"prompt":["Be brief.\n\nHi\n","\n2+2?\n"],"response":["Hello.","4"],"id":1,"tag":"x"}
+{"prompt":"S\n\nSum\n\n1 2\n","response":"3"}
+{"prompt":"Name a color.\n","response":"Red."}
+X
+    test_cmp want out
+'
+test_expect_success 'template file: placeholders, marker line, newline rules, literal braces' '
+    printf "Q: {instruction} {x}\\n{input}\\n\\nA:\\n%%%%\\n {output}\\n" >t.tpl
+    echo "{\"instruction\":\"I\",\"input\":\"X\",\"output\":\"O\"}" | icl-fmt -t t.tpl >out
+    printf "%s\\n" "{\"prompt\":\"Q: I {x}\\nX\\n\\nA:\",\"response\":\" O\"}" >want
+    test_cmp want out
+'
+test_expect_success 'template file: CRLF file' '
+    printf "<{instruction}>\\r\\n%%%%\\r\\n{output}!\\r\\n" >crlf.tpl
+    echo "{\"instruction\":\"I\",\"output\":\"O\"}" | icl-fmt -t crlf.tpl >out
+    echo "{\"prompt\":\"<I>\",\"response\":\"O!\"}" >want
+    test_cmp want out
+'
+test_expect_code 2 'template file without marker: usage error' '
+    printf "{instruction} {output}\\n" >bad.tpl
+    icl-fmt -t bad.tpl in.jsonl 2>err; rc=$?
+    grep -q "bad.tpl: no marker line" err || exit 9
+    exit $rc
+'
+test_expect_code 2 'template file with {output} in the prompt part' '
+    printf "{output}\\n%%%%\\n{output}\\n" >bad2.tpl
+    icl-fmt -t bad2.tpl in.jsonl 2>err; rc=$?
+    grep -q "{output} must not appear in the prompt part" err || exit 9
+    exit $rc
+'
+test_expect_code 2 'unknown template name' '
+    icl-fmt -t nosuch in.jsonl 2>err; rc=$?
+    grep -q "unknown template .nosuch." err || exit 9
+    exit $rc
+'
+n_chat=0
+bad_chat() {
+    n_chat=$((n_chat + 1))
+    printf '%s\n' "$2" >c$n_chat.jsonl
+    printf '%s\n' "icl-fmt: c$n_chat.jsonl:1: $3" >want$n_chat
+    test_expect_success "chat: $1" "
+        rc=0; icl-fmt c$n_chat.jsonl >out 2>err || rc=\$?
+        test \$rc -eq 1 && test ! -s out
+        test_cmp want$n_chat err
+    "
+}
+bad_chat 'ends with user' '{"messages":[{"role":"user","content":"a"}]}' 'the conversation ends with a user message that has no answer'
+bad_chat 'two users in a row' '{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}' "message 2: role 'user' where 'assistant' was expected"
+bad_chat 'late system' '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"system","content":"c"}]}' "message 3: role 'system' where 'user' was expected (a system message first, then user and assistant alternating)"
+bad_chat 'content not a string' '{"messages":[{"role":"user","content":1}]}' 'message 1: want an object with string "role" and "content"'
+bad_chat 'prompt without response' '{"prompt":"a"}' "a record with 'prompt' needs 'response' too"
+bad_chat 'arrays of unequal length' '{"prompt":["a","b"],"response":["c"]}' "'prompt' and 'response' must be two strings or two arrays of strings of equal length"
+bad_chat 'nothing to use' '{"text":"a"}' 'no instruction/output, messages or prompt/response keys; name them with --map'
+bad_chat 'key would be overwritten' '{"instruction":"a","output":"b","prompt":"c"}' "key 'prompt' would be overwritten by the rendered record; use --map"
+test_expect_success 'chat: empty assistant message drops the record with a warning' '
+    echo "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"\"}]}" >c.jsonl
+    icl-fmt c.jsonl >out 2>err
+    test ! -s out
+    printf "icl-fmt: c.jsonl:1: empty assistant message 2; record dropped\nicl-fmt: 1 record with an empty or missing output dropped\n" >want
+    test_cmp want err
+'
+test_expect_success '--map renames, passes the rest through in order; response= for t0-style data' '
+    echo "{\"a\":1,\"q\":\"Q\",\"b\":2,\"ans\":\"A\"}" | icl-fmt -t plain --map instruction=q --map output=ans >out
+    printf "%s\\n" "{\"prompt\":\"Q\\n\",\"response\":\"A\",\"a\":1,\"b\":2}" >want
+    test_cmp want out
+    echo "{\"prompt\":\"P\",\"completion\":\"C\",\"z\":0}" | icl-fmt --map response=completion >out
+    echo "{\"prompt\":\"P\",\"response\":\"C\",\"z\":0}" >want
+    test_cmp want out
+'
+test_expect_success '--map paths into nested JSON: a[0].b and a.0.b' '
+    echo "{\"i\":\"I\",\"inst\":[{\"in\":\"X\",\"out\":\"O\"},{\"in\":\"Y\",\"out\":\"P\"}],\"k\":3}" >n.jsonl
+    icl-fmt -t plain --map "instruction=i,input=inst[0].in,output=inst.1.out" n.jsonl >out
+    printf "%s\\n" "{\"prompt\":\"I\\n\\nX\\n\",\"response\":\"P\",\"k\":3}" >want
+    test_cmp want out
+'
+test_expect_code 2 'bad --map key is a usage error' 'icl-fmt --map foo=bar in.jsonl'
+test_expect_code 2 'bad --map syntax is a usage error' 'icl-fmt --map instruction in.jsonl'
+test_done
