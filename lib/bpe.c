@@ -31,17 +31,14 @@ void u64map_init(icl_u64map *m, size_t expect)
 {
     m->cap = pow2_at_least(expect * 2 + 1);
     m->n = 0;
-    m->key = xmalloc(m->cap * sizeof *m->key);
-    memset(m->key, 0xff, m->cap * sizeof *m->key);
-    m->a = xmalloc(m->cap * sizeof *m->a);
-    m->b = xmalloc(m->cap * sizeof *m->b);
+    m->e = xmalloc(m->cap * sizeof *m->e);
+    for (size_t i = 0; i < m->cap; i++)
+        m->e[i].key = UINT64_MAX;
 }
 
 void u64map_free(icl_u64map *m)
 {
-    free(m->key);
-    free(m->a);
-    free(m->b);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 
@@ -52,8 +49,8 @@ static void u64map_grow(icl_u64map *m)
     icl_u64map n;
     u64map_init(&n, m->cap);
     for (size_t i = 0; i < m->cap; i++)
-        if (m->key[i] != UINT64_MAX)
-            u64map_put(&n, m->key[i], m->a[i], m->b[i]);
+        if (m->e[i].key != UINT64_MAX)
+            u64map_put(&n, m->e[i].key, m->e[i].a, m->e[i].b);
     u64map_free(m);
     *m = n;
 }
@@ -63,13 +60,13 @@ void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b)
     if ((m->n + 1) * 2 > m->cap)
         u64map_grow(m);
     size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->key[i] != UINT64_MAX && m->key[i] != key)
+    while (m->e[i].key != UINT64_MAX && m->e[i].key != key)
         i = (i + 1) & mask;
-    if (m->key[i] == UINT64_MAX)
+    if (m->e[i].key == UINT64_MAX)
         m->n++;
-    m->key[i] = key;
-    m->a[i] = a;
-    m->b[i] = b;
+    m->e[i].key = key;
+    m->e[i].a = a;
+    m->e[i].b = b;
 }
 
 long u64map_find(const icl_u64map *m, uint64_t key)
@@ -77,8 +74,8 @@ long u64map_find(const icl_u64map *m, uint64_t key)
     if (!m->cap)
         return -1;
     size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->key[i] != UINT64_MAX) {
-        if (m->key[i] == key)
+    while (m->e[i].key != UINT64_MAX) {
+        if (m->e[i].key == key)
             return (long)i;
         i = (i + 1) & mask;
     }
@@ -166,8 +163,8 @@ typedef struct {
 } word_ws;
 
 
-#define CACHE_SLOTS 16384       /* power of two */
-#define CACHE_MAX_ENTRIES 10000 /* as tokenizers' DEFAULT_CACHE_CAPACITY */
+#define CACHE_SLOTS 65536       /* power of two */
+#define CACHE_MAX_ENTRIES 40000 /* tokenizers keeps 10000; more pays here */
 #define CACHE_MAX_WORD 256      /* as tokenizers' MAX_LENGTH */
 
 struct bpe_cache {
@@ -272,8 +269,8 @@ static inline long pair_rank(const icl_tokenizer *t, int32_t a, int32_t b, int32
     long s = u64map_find(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
     if (s < 0)
         return -1;
-    *new_id = t->merges.b[s];
-    return t->merges.a[s];
+    *new_id = t->merges.e[s].b;
+    return t->merges.e[s].a;
 }
 
 /* One character (s[0..n)) into symbols, with HF's unk / byte_fallback rules. */

@@ -14,15 +14,18 @@
 
 /* u64 -> (a, b) map; key UINT64_MAX is reserved (empty). */
 typedef struct {
-    uint64_t *key;
-    int32_t *a, *b;
+    uint64_t key;
+    int32_t a, b;
+} icl_u64ent; /* one 16-byte slot: a probe touches one cache line */
+typedef struct {
+    icl_u64ent *e;
     size_t cap, n; /* cap: power of two */
 } icl_u64map;
 void u64map_init(icl_u64map *m, size_t expect);
 void u64map_free(icl_u64map *m);
 /* Set key -> (a, b), overwriting. */
 void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b);
-/* Slot index of key, or -1. */
+/* Slot index of key (read m->e[slot].a / .b), or -1. */
 long u64map_find(const icl_u64map *m, uint64_t key);
 
 /* string -> id map over strings stored elsewhere (get(id) returns them). */

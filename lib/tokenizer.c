@@ -15,13 +15,10 @@
 #include "record.h"
 #include "tok_internal.h"
 
-void ids_push(icl_ids *a, int32_t id)
+void ids_grow(icl_ids *a)
 {
-    if (a->n == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 64;
-        a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
-    }
-    a->v[a->n++] = id;
+    a->cap = a->cap ? a->cap * 2 : 64;
+    a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
 }
 
 void ids_free(icl_ids *a)
@@ -380,7 +377,7 @@ static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
         uint64_t k = ((uint64_t)node << 8) | (uint8_t)s[i];
         long sl = u64map_find(&tr->edges, k);
         if (sl >= 0) {
-            node = tr->edges.a[sl];
+            node = tr->edges.e[sl].a;
         } else {
             int32_t c = trie_node(tr);
             u64map_put(&tr->edges, k, c, 0);
@@ -408,7 +405,7 @@ static int32_t trie_longest(const tok_trie *tr, const char *s, size_t n, size_t 
         long sl = u64map_find(&tr->edges, ((uint64_t)node << 8) | (uint8_t)s[j]);
         if (sl < 0)
             break;
-        node = tr->edges.a[sl];
+        node = tr->edges.e[sl].a;
         if (tr->term[node] >= 0) {
             best = tr->term[node];
             *end = j + 1;

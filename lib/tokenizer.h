@@ -43,7 +43,13 @@ typedef struct {
     int32_t *v;
     size_t n, cap;
 } icl_ids;
-void ids_push(icl_ids *a, int32_t id);
+void ids_grow(icl_ids *a); /* make room for one more id */
+static inline void ids_push(icl_ids *a, int32_t id)
+{
+    if (a->n == a->cap)
+        ids_grow(a);
+    a->v[a->n++] = id;
+}
 void ids_free(icl_ids *a);
 
 /* Load a tokenizer from `path`: a tokenizer.json (plain or .gz-free JSON) or a
