@@ -6,7 +6,8 @@ tokenizer, reported apart, does not dominate).  icl-tok reads them as {"text": l
 and writes token lines (JSON parsing and output included in its time);
 tiktoken encodes the same strings (encode_ordinary per line for 1 thread,
 encode_ordinary_batch for all threads); spm_encode reads the plain lines.
-Each is run 3 times and the best time kept.  MB/s = text bytes / seconds.
+Each is run 3 times, the runs of the peers interleaved (the machine is
+shared, so load shifts hit both alike), and the best time kept.  MB/s = text bytes / seconds.
 """
 import json, os, subprocess, sys, time
 
@@ -23,13 +24,20 @@ with open(os.path.join(out, "lines.txt"), "w", encoding="utf-8") as f:
 ncpu = os.cpu_count() or 1
 
 
-def best(fn, n=3):
-    t = []
+def best_of(fns, n=3):
+    """Run each of fns n times, interleaved; return [(best time, result)]."""
+    t = [[] for _ in fns]
+    r = [None] * len(fns)
     for _ in range(n):
-        t0 = time.perf_counter()
-        r = fn()
-        t.append(time.perf_counter() - t0)
-    return min(t), r
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            r[k] = fn()
+            t[k].append(time.perf_counter() - t0)
+    return [(min(x), y) for x, y in zip(t, r)]
+
+
+def best(fn, n=3):
+    return best_of([fn], n)[0]
 
 
 def icl(tok, threads):
@@ -54,12 +62,14 @@ enc = tiktoken.Encoding("gpt2-local",
                         mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
 
 mb = nbytes / 1e6
-print(f"bench-tok: {len(lines)} lines, {mb:.2f} MB of text; {ncpu} CPUs; tiktoken {tiktoken.__version__} (PyPI)")
+load = os.getloadavg()[0]
+print(f"bench-tok: {len(lines)} lines, {mb:.2f} MB of text; {ncpu} CPUs; load average {load:.1f} at start; tiktoken {tiktoken.__version__} (PyPI)")
 gpt2 = os.path.join(out, "gpt2.json")
-t_icl1, o1 = best(lambda: icl(gpt2, 1))
-t_iclN, oN = best(lambda: icl(gpt2, ncpu))
-t_tt1, ids1 = best(lambda: [enc.encode_ordinary(l) for l in lines])
-t_ttN, idsN = best(lambda: enc.encode_ordinary_batch(lines, num_threads=ncpu))
+(t_icl1, o1), (t_tt1, ids1), (t_iclN, oN), (t_ttN, idsN) = best_of([
+    lambda: icl(gpt2, 1),
+    lambda: [enc.encode_ordinary(l) for l in lines],
+    lambda: icl(gpt2, ncpu),
+    lambda: enc.encode_ordinary_batch(lines, num_threads=ncpu)])
 t_load, _ = best(lambda: subprocess.run(["bin/icl-tok", "encode", "-t", gpt2], input=b"", check=True,
                                         capture_output=True))
 ours = [[int(x) for x in l.split("\t")[1].split()] for l in o1.decode().split("\n")[1:] if l]
@@ -73,10 +83,11 @@ print(f"  (icl-tok times include loading gpt2.json, {t_load:.3f} s, and JSON in/
 
 if os.path.exists(spm_model) and subprocess.run(["sh", "-c", "command -v spm_encode"], capture_output=True).returncode == 0:
     llama = os.path.join(out, "llama2.json")
-    t_l1, lo = best(lambda: icl(llama, 1))
-    t_spm, so = best(lambda: subprocess.run(["spm_encode", "--model=" + spm_model, "--output_format=id",
-                                             "--input=" + os.path.join(out, "lines.txt")],
-                                            check=True, capture_output=True).stdout)
+    (t_l1, lo), (t_spm, so) = best_of([
+        lambda: icl(llama, 1),
+        lambda: subprocess.run(["spm_encode", "--model=" + spm_model, "--output_format=id",
+                                "--input=" + os.path.join(out, "lines.txt")],
+                               check=True, capture_output=True).stdout])
     a = [l.split("\t")[1] for l in lo.decode().split("\n")[1:] if l]
     b = [l for l in so.decode().split("\n") if l]
     same = sum(x == y for x, y in zip(a, b))
