@@ -137,7 +137,7 @@ pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, 
 {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opt = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
@@ -409,6 +409,10 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         while (i < cur->len) {
             uint32_t c = utf8_next(cur->data, cur->len, &i);
             char u[4];
+            if (c == 0x130) { /* Rust's char::to_lowercase: the one two-char mapping */
+                buf_append(tmp, "i\xCC\x87", 3);
+                continue;
+            }
             buf_append(tmp, u, (size_t)utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
         }
         icl_buf x = *cur;
@@ -495,6 +499,7 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
             if (p->add_prefix_space && !(first && cont_mode) &&
                 (len == 0 || store->data[off] != ' ')) {
                 size_t no = store->len;
+                buf_reserve(store, len + 1); /* store->data must not move below */
                 buf_putc(store, ' ');
                 buf_append(store, store->data + off, len);
                 off = no;

@@ -917,9 +917,11 @@ const char *icl_tok_piece(const icl_tokenizer *t, int32_t id, size_t *len)
     if (id < 0 || id >= t->nids)
         return NULL;
     if (t->added_of_id && t->added_of_id[id] >= 0) {
+        /* tokenizers gives a token marked normalized back in its normalized
+         * form ("WORLD" under Lowercase decodes as "world") */
         const tok_added *a = &t->added[t->added_of_id[id]];
-        *len = strlen(a->content);
-        return a->content;
+        *len = a->match_len;
+        return a->match;
     }
     if (!t->has[id])
         return NULL;

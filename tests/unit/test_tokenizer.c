@@ -111,7 +111,11 @@ static void show_ids(const char *what, const icl_ids *a)
 static void parity(const char *name, icl_tokenizer *t, const char *cases_path, const char **keys)
 {
     json_error_t je;
-    json_t *cases = json_load_file(cases_path, 0, &je);
+    size_t cl;
+    char *ct = slurp(cases_path, &cl);
+    assert_non_null(ct);
+    json_t *cases = json_loadb(ct, cl, 0, &je);
+    free(ct);
     assert_non_null(cases);
     size_t i, n = json_array_size(cases), same = 0, dec_same = 0;
     json_t *c;
@@ -183,6 +187,29 @@ static void parity_bytelevel(void **state)
     const char *k[] = {"ids", NULL};
     parity("bytelevel-512.json", bl512, D "bytelevel-512.cases.json", k);
     parity("bytelevel-2048.json", bl2048, D "bytelevel-2048.cases.json", k);
+}
+
+/* Small tokenizers made by tests/data/tok/extra/make_extra.py with HF
+ * tokenizers, exercising the components the shared fixtures do not. */
+static void parity_extra(void **state)
+{
+    (void)state;
+    static const char *names[] = {
+        "metaspace", "metaspace-first", "split-removed", "split-removed-invert", "split-isolated",
+        "split-isolated-invert", "split-merged_with_previous", "split-merged_with_previous-invert",
+        "split-merged_with_next", "split-merged_with_next-invert", "split-contiguous",
+        "split-contiguous-invert", "nfkc-lower-digits", "digits-groups", "llama3-style",
+        "bytefallback", NULL};
+    const char *k[] = {"ids", NULL};
+    for (int i = 0; names[i]; i++) {
+        char p[128], c[128];
+        snprintf(p, sizeof p, D "extra/%s.json.gz", names[i]);
+        snprintf(c, sizeof c, D "extra/%s.cases.json.gz", names[i]);
+        icl_tokenizer *t = load(p);
+        assert_non_null(t);
+        parity(names[i], t, c, k);
+        icl_tok_free(t);
+    }
 }
 
 /* llama.cpp's test vectors: .inp holds texts separated by
@@ -470,6 +497,7 @@ int main(void)
         cmocka_unit_test(parity_qwen3),
         cmocka_unit_test(parity_bytelevel),
         cmocka_unit_test(llamacpp_vectors),
+        cmocka_unit_test(parity_extra),
         cmocka_unit_test(roundtrip_random),
         cmocka_unit_test(special_text_not_parsed_by_default),
         cmocka_unit_test(continuation_has_no_prefix_space),
