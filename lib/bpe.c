@@ -383,28 +383,63 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
         ids_push(out, w->id[i]);
 }
 
+/* BPE of one word without the ignore_merges shortcut: cache, then merge. */
+static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out);
+
+/* The symbol unit at s[i]: one byte for byte-level words, else one UTF-8
+ * character; its key for the pair set, and whether it is a one-unit vocab
+ * token (units that are not need unk/byte_fallback and never split). */
+static inline uint32_t unit_at(const icl_tokenizer *t, const char *s, size_t n, size_t *i, int *known)
+{
+    if (t->byte_level) {
+        uint8_t b = (uint8_t)s[(*i)++];
+        *known = t->byte_sym[b] >= 0;
+        return b;
+    }
+    size_t st = *i;
+    uint32_t c = utf8_next(s, n, i);
+    *known = c < 128 ? t->ascii_sym[c] >= 0 : vocab_lookup(t, s + st, *i - st) >= 0;
+    return c;
+}
+
+/* A long word is cut where no vocabulary token contains the two adjacent
+ * units (t->pairs): no merge can ever span such a place, so BPE of the parts
+ * equals BPE of the whole (merges in disjoint parts do not interact), and
+ * the parts are short enough for the cache.  This keeps a 10 MB line
+ * without pre-tokenizer (sentencepiece style) as fast as pre-tokenized text. */
+static void bpe_long(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
+{
+    size_t i = 0, start = 0;
+    int kprev;
+    uint32_t prev = unit_at(t, s, n, &i, &kprev);
+    while (i < n) {
+        size_t at = i;
+        int k;
+        uint32_t u = unit_at(t, s, n, &i, &k);
+        if (kprev && k && u64map_find(&t->pairs, ((uint64_t)prev << 32) | u) < 0) {
+            bpe_cached(t, c, s + start, at - start, out);
+            start = at;
+        }
+        prev = u;
+        kprev = k;
+    }
+    bpe_cached(t, c, s + start, n - start, out);
+}
+
 void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
 {
     if (n == 0)
         return;
-    if (t->ignore_merges) {
+    if (t->ignore_merges && n <= t->max_piece_len) {
         int32_t id;
         if (t->byte_level) {
-            char tmp[CACHE_MAX_WORD * 2];
-            if (n <= CACHE_MAX_WORD) {
-                size_t m = 0;
-                for (size_t i = 0; i < n; i++)
-                    m += (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], tmp + m);
-                id = vocab_lookup(t, tmp, m);
-            } else {
-                icl_buf b = {0};
-                for (size_t i = 0; i < n; i++) {
-                    char u[4];
-                    buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
-                }
-                id = vocab_lookup(t, b.data, b.len);
-                buf_free(&b);
+            icl_buf b = {0};
+            for (size_t i = 0; i < n; i++) {
+                char u[4];
+                buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
             }
+            id = vocab_lookup(t, b.data, b.len);
+            buf_free(&b);
         } else {
             id = vocab_lookup(t, s, n);
         }
@@ -413,6 +448,14 @@ void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n,
             return;
         }
     }
+    if (n > CACHE_MAX_WORD && t->pairs.cap)
+        bpe_long(t, c, s, n, out);
+    else
+        bpe_cached(t, c, s, n, out);
+}
+
+static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
+{
     uint64_t h = 0;
     size_t slot = 0;
     int cacheable = n <= CACHE_MAX_WORD;

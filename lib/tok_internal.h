@@ -110,6 +110,9 @@ struct icl_tokenizer {
     int32_t nids;         /* vocab size */
     icl_strmap vocab;     /* model vocab string -> id */
     icl_u64map merges;    /* (a<<32|b) -> a=rank, b=new id */
+    icl_u64map pairs;     /* adjacent units (bytes if byte_level, else code points)
+                             found inside some vocab token: key u1<<32|u2 */
+    size_t max_piece_len; /* longest vocab token, bytes */
     int32_t unk_id;
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_fallback_id[256]; /* <0xNN> ids or -1 */

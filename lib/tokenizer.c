@@ -690,6 +690,27 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     }
     buf_free(&cat);
 
+    /* unit pairs inside tokens, for cutting long words (bpe.c) */
+    u64map_init(&t->pairs, 1 << 16);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (!t->has[id])
+            continue;
+        const char *p = t->arena + t->poff[id];
+        size_t n = t->plen[id], j = 0;
+        if (n > t->max_piece_len)
+            t->max_piece_len = n;
+        long prev = -1;
+        while (j < n) {
+            uint32_t c = utf8_next(p, n, &j);
+            long u = c;
+            if (t->byte_level)
+                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
+            if (prev >= 0 && u >= 0)
+                u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
+            prev = u;
+        }
+    }
+
     t->unk_id = -1;
     const char *unk = jstr(model, "unk_token");
     if (unk) {
@@ -892,6 +913,8 @@ void icl_tok_free(icl_tokenizer *t)
     strmap_free(&t->vocab);
     if (t->merges.cap)
         u64map_free(&t->merges);
+    if (t->pairs.cap)
+        u64map_free(&t->pairs);
     icl_norm_free(t->norm);
     icl_pre_free(t->pre);
     icl_dec_free(t->dec);

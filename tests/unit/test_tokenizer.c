@@ -15,6 +15,7 @@
 
 #include "record.h"
 #include "tokenizer.h"
+#include "tok_internal.h" /* to switch off the long-word cut in one test */
 
 #define D "data/tok/"
 
@@ -456,6 +457,50 @@ static void long_words_fast(void **state)
     free(s);
 }
 
+/* Long words are cut where no token can span (bpe.c, bpe_long); the result
+ * must equal the plain heap merge of the whole word. */
+static void long_word_cut_is_exact(void **state)
+{
+    (void)state;
+    size_t len;
+    FILE *f = popen("gzip -dc " D "corpus.txt.gz | head -c 300000", "r");
+    icl_buf b = {0};
+    char tmp[65536];
+    while ((len = fread(tmp, 1, sizeof tmp, f)) > 0)
+        buf_append(&b, tmp, len);
+    pclose(f);
+    /* and 20000 random CJK and Latin letters without spaces: one word for the regexes */
+    icl_buf w = {0};
+    for (int i = 0; i < 20000; i++) {
+        char u[4];
+        uint32_t c = rnd() % 3 ? 0x4E00 + rnd() % 300 : 'a' + rnd() % 26;
+        buf_append(&w, u, (size_t)utf8_enc(c, u));
+    }
+    struct { icl_tokenizer *t; icl_buf *text; const char *name; } cases[] = {
+        {llama2, &b, "llama2, 300 KB line"}, {gpt2, &w, "gpt2, 20000-letter word"},
+        {qwen3, &w, "qwen3, 20000-letter word"}, {llama2, &w, "llama2, 20000-letter word"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        icl_ids a = {0}, c = {0};
+        char err[128];
+        double t0 = icl_now();
+        assert_int_equal(icl_tok_encode(cases[k].t, NULL, cases[k].text->data, cases[k].text->len, 0, &a, err, sizeof err), 0);
+        double t1 = icl_now();
+        size_t cap = cases[k].t->pairs.cap;
+        cases[k].t->pairs.cap = 0; /* no cut */
+        assert_int_equal(icl_tok_encode(cases[k].t, NULL, cases[k].text->data, cases[k].text->len, 0, &c, err, sizeof err), 0);
+        double t2 = icl_now();
+        cases[k].t->pairs.cap = cap;
+        printf("# %-26s %7zu ids, cut %.3f s, whole %.3f s, %s\n", cases[k].name, a.n, t1 - t0, t2 - t1,
+               a.n == c.n && !memcmp(a.v, c.v, a.n * sizeof *a.v) ? "identical" : "DIFFERENT");
+        assert_int_equal(a.n, c.n);
+        assert_memory_equal(a.v, c.v, a.n * sizeof *a.v);
+        ids_free(&a);
+        ids_free(&c);
+    }
+    buf_free(&b);
+    buf_free(&w);
+}
+
 static void unsupported_component_named(void **state)
 {
     (void)state;
@@ -503,6 +548,7 @@ int main(void)
         cmocka_unit_test(continuation_has_no_prefix_space),
         cmocka_unit_test(no_space_cleanup),
         cmocka_unit_test(long_words_fast),
+        cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
     };
