@@ -129,6 +129,7 @@ struct icl_tokenizer {
     int8_t *is_special;            /* per id */
     int32_t *added_of_id;          /* per id: index in added or -1 */
     icl_tok_specials sp;
+    int bos_named, eos_named;      /* tokenizer_config.json has the key (maybe null) */
     uint64_t fingerprint;
     int has_pcre;                  /* any regex in use */
 };

@@ -549,10 +549,14 @@ static void read_neighbours(icl_tokenizer *t, const char *dir)
     json_t *c = json_load_file(p, 0, NULL);
     if (json_is_object(c)) {
         int32_t id;
-        if ((id = token_id_of(t, json_object_get(c, "bos_token"))) >= 0)
+        json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
+        if ((id = token_id_of(t, b)) >= 0)
             t->sp.bos = id;
-        if ((id = token_id_of(t, json_object_get(c, "eos_token"))) >= 0)
+        if ((id = token_id_of(t, e)) >= 0)
             t->sp.eos = id;
+        /* an explicit null means "none": no guessing by name below */
+        t->bos_named |= b != NULL;
+        t->eos_named |= e != NULL;
         if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
             t->sp.pad = id;
         json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
@@ -789,13 +793,13 @@ static int check_bytelevel(const tok_pre *p, int last, errbuf *e, int *found)
     return 0;
 }
 
+/* The first of names that is an added token marked special, or -1. */
 static int32_t find_special(const icl_tokenizer *t, const char *const *names)
 {
-    for (int k = 0; names[k]; k++) {
-        int32_t id = icl_tok_id(t, names[k], strlen(names[k]));
-        if (id >= 0)
-            return id;
-    }
+    for (int k = 0; names[k]; k++)
+        for (int i = 0; i < t->nadded; i++)
+            if (t->added[i].special && !strcmp(t->added[i].content, names[k]))
+                return t->added[i].id;
     return -1;
 }
 
@@ -855,11 +859,11 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     t->sp.unk = t->unk_id;
     read_neighbours(t, dir);
-    if (t->sp.eos < 0) {
+    if (t->sp.eos < 0 && !t->eos_named) {
         static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
         t->sp.eos = find_special(t, eos_names);
     }
-    if (t->sp.bos < 0) {
+    if (t->sp.bos < 0 && !t->bos_named) {
         static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", NULL};
         t->sp.bos = find_special(t, bos_names);
     }

@@ -61,6 +61,20 @@ test_expect_success '--threads keeps the input order' '
 	icl-tok decode -t gpt2.json t1.tok >back.jsonl && test_cmp many.jsonl back.jsonl
 '
 
+cat >q.jsonl <<'END'
+{"prompt":"<|im_start|>user\nHi<|im_end|>\n","response":"Hello!"}
+END
+test_expect_success 'a model directory: specials from tokenizer_config.json' '
+	mkdir -p qwen && gzip -dc "$DATA/tok/qwen3.json.gz" >qwen/tokenizer.json &&
+	cp "$DATA/tok/qwen3_tokenizer_config.json" qwen/tokenizer_config.json &&
+	icl-tok encode -t qwen --parse-special q.jsonl >q.tok &&
+	head -1 q.tok | grep -q " vocab_size=151669 bos=-1 eos=151645 pad=151643 source=qwen$" &&
+	tail -1 q.tok >got && printf "151644 872 198 13048 151645 198\t9707 0 151645\n" >want && test_cmp want got &&
+	mkdir -p qg && cp qwen/tokenizer.json qg/ &&
+	echo "{\"bos_token_id\": 151643, \"eos_token_id\": [151643, 151645]}" >qg/generation_config.json &&
+	icl-tok encode -t qg --bos q.jsonl | head -1 | grep -q " bos=151643 eos=151643 "
+'
+
 test_expect_code 1 'decode refuses tokens of another tokenizer' '
 	icl-tok decode -t llama2.json r.tok
 '
