@@ -126,7 +126,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 it->lineno = r.lineno;
                 it->file = r.name;
                 free(it->text);
-                it->text = xstrndup(r.line.data ? r.line.data : "", r.line.len);
+                it->text = xmalloc(r.line.len + 1); /* not strndup: the line may hold a NUL */
+                if (r.line.len)
+                    memcpy(it->text, r.line.data, r.line.len);
+                it->text[r.line.len] = 0;
                 it->len = r.line.len;
                 it->out.len = 0;
             }

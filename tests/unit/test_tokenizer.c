@@ -519,6 +519,45 @@ static void unsupported_component_named(void **state)
     assert_non_null(strstr(err, "merges[0]"));
 }
 
+/* Merges as "a b" strings and as ["a", "b"] pairs; a TemplateProcessing
+ * post-processor gives BOS/EOS; a Sequence post-processor is read through. */
+static void merges_forms_and_templates(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *forms[] = {"[\"a b\", \"ab c\"]", "[[\"a\", \"b\"], [\"ab\", \"c\"]]"};
+    for (int k = 0; k < 2; k++) {
+        char j[1024];
+        snprintf(j, sizeof j,
+                 "{\"added_tokens\":[{\"id\":4,\"content\":\"<s>\",\"special\":true},"
+                 "{\"id\":5,\"content\":\"</s>\",\"special\":true}],"
+                 "\"post_processor\":{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"},"
+                 "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+                 "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+                 "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[4],\"tokens\":[\"<s>\"]},"
+                 "\"</s>\":{\"id\":\"</s>\",\"ids\":[5],\"tokens\":[\"</s>\"]}}}]},"
+                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"abc\":6},\"merges\":%s}}",
+                 forms[k]);
+        icl_tokenizer *t = icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err);
+        if (!t)
+            fail_msg("%s", err);
+        icl_ids a = {0};
+        encode_str(t, "abcab<s>", ICL_TOK_PARSE_SPECIAL, &a);
+        assert_int_equal(a.n, 3);
+        assert_int_equal(a.v[0], 6);
+        assert_int_equal(a.v[1], 3);
+        assert_int_equal(a.v[2], 4);
+        const icl_tok_specials *sp = icl_tok_get_specials(t);
+        assert_int_equal(sp->bos, 4);
+        assert_int_equal(sp->eos, 5);
+        assert_true(sp->add_bos);
+        assert_true(sp->add_eos);
+        assert_int_equal(icl_tok_vocab_size(t), 7);
+        ids_free(&a);
+        icl_tok_free(t);
+    }
+}
+
 static void specials(void **state)
 {
     (void)state;
@@ -551,6 +590,7 @@ int main(void)
         cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
+        cmocka_unit_test(merges_forms_and_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
