@@ -231,11 +231,10 @@ static void wtu_insert(wtu *w, uint64_t pair, int32_t word)
     ivec *v;
     if (s >= 0) {
         v = &w->set[w->idx.e[s].a];
+        /* a word's pairs are inserted together and a word comes once per
+         * phase (initial count, or one merge), so a duplicate is the last */
         if (v->n && v->v[v->n - 1] == word)
             return;
-        for (size_t k = 0; k < v->n; k++) /* sets are small; words come grouped */
-            if (v->v[k] == word)
-                return;
     } else {
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 1024;
