@@ -94,6 +94,13 @@ test_expect_success 'bad records are errors with file:line' '
 	grep -q "^icl-tok: br.jsonl:2: record has \"prompt\" without \"response\"" err
 '
 
+test_expect_success '--on-error skip counts bad records' '
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\"}" "not json" >br2.jsonl &&
+	icl-tok encode -t gpt2.json --on-error skip br2.jsonl >out.tok 2>err &&
+	test $(wc -l <out.tok) -eq 2 && grep -q "2 bad records skipped" err &&
+	grep -q "br2.jsonl:3: " err
+'
+
 test_expect_code 2 'usage: unknown command' 'icl-tok frobnicate'
 test_expect_code 2 'usage: encode without -t' 'icl-tok encode </dev/null'
 test_expect_code 1 'unsupported component is named' '
@@ -112,7 +119,7 @@ test_expect_success 'train writes a tokenizer that encodes' '
 
 test_expect_success '--help and the man page list the same options' '
 	icl-tok --help >help &&
-	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --vocab-size --special --min-frequency --output; do
+	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --on-error --vocab-size --special --min-frequency --output; do
 		grep -q -- "$o" help || exit 1
 		grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$TESTS_DIR/../man/man1/icl-tok.1" || { echo "man lacks $o"; exit 1; }
 	done
