@@ -133,12 +133,76 @@ void pl_free(piece_list *p)
 
 /* ---- regexes ---- */
 
+/* Oniguruma (which tokenizers uses) takes \s as the White_Space property;
+ * PCRE2 with UCP adds U+180E (via \h) and follows its own Unicode version.
+ * So \s and \S are rewritten to the explicit White_Space set: inside a
+ * character class \s becomes its members; \S inside a class is left to
+ * PCRE2 (no tokenizer uses it).  Everything else is passed through. */
+#define WS_SET "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+
+static void onig_spaces(const char *p, size_t n, icl_buf *o)
+{
+    int in_class = 0;
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            if (d == 's')
+                buf_puts(o, in_class ? WS_SET : "[" WS_SET "]");
+            else if (d == 'S' && !in_class)
+                buf_puts(o, "[^" WS_SET "]");
+            else
+                buf_append(o, p + i, 2);
+            i += 2;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = 1;
+            buf_putc(o, c);
+            i++;
+            if (i < n && p[i] == '^')
+                buf_putc(o, p[i++]);
+            if (i < n && p[i] == ']') /* a leading ] is literal */
+                buf_putc(o, p[i++]);
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
+            const char *e = NULL;
+            for (size_t j = i + 2; j + 1 < n; j++)
+                if (p[j] == ':' && p[j + 1] == ']') {
+                    e = p + j + 2;
+                    break;
+                }
+            if (e) {
+                buf_append(o, p + i, (size_t)(e - (p + i)));
+                i = (size_t)(e - p);
+                continue;
+            }
+        }
+        if (in_class && c == ']')
+            in_class = 0;
+        buf_putc(o, c);
+        i++;
+    }
+}
+
 pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, size_t errsz)
 {
     int ec;
     PCRE2_SIZE eo;
     uint32_t opt = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
+    icl_buf b = {0};
+    const char *src = pat;
+    size_t slen = len;
+    if (!literal) {
+        onig_spaces(pat, len, &b);
+        buf_reserve(&b, 1);
+        src = b.data;
+        slen = b.len;
+    }
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, slen, opt, &ec, &eo, NULL);
+    buf_free(&b);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);

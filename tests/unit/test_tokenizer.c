@@ -436,6 +436,21 @@ static void continuation_has_no_prefix_space(void **state)
     ids_free(&r);
 }
 
+/* \s is Oniguruma's (White_Space), not PCRE2's (which adds U+180E):
+ * found by tests/data/tok/extra/fuzz_vs_hf.py. */
+static void regex_whitespace_as_oniguruma(void **state)
+{
+    (void)state;
+    icl_ids a = {0};
+    encode_str(gpt2, "  \xE1\xA0\x8E", 0, &a); /* two spaces, U+180E */
+    assert_int_equal(a.n, 4);
+    assert_int_equal(a.v[0], 220);
+    assert_int_equal(a.v[1], 28053);
+    assert_int_equal(a.v[2], 254);
+    assert_int_equal(a.v[3], 236);
+    ids_free(&a);
+}
+
 static void no_space_cleanup(void **state)
 {
     (void)state;
@@ -604,6 +619,7 @@ int main(void)
         cmocka_unit_test(special_text_not_parsed_by_default),
         cmocka_unit_test(continuation_has_no_prefix_space),
         cmocka_unit_test(no_space_cleanup),
+        cmocka_unit_test(regex_whitespace_as_oniguruma),
         cmocka_unit_test(long_words_fast),
         cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
