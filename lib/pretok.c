@@ -78,6 +78,26 @@ int uni_is_numeric(uint32_t c)
     return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 
+/* regex_syntax::is_word_character (Unicode \w, UTS #18): letters, marks,
+ * decimal digits, connector punctuation, ZWNJ/ZWJ; what tokenizers uses for
+ * single_word added tokens. */
+int uni_is_word(uint32_t c)
+{
+    if (c < 128)
+        return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c == '_';
+    if (c == 0x200C || c == 0x200D)
+        return 1;
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int uni_is_alnum(uint32_t c)
 {
     if (c < 128)

@@ -140,6 +140,7 @@ int utf8_put(uint32_t c, char *out);                     /* encode, returns byte
 int uni_is_whitespace(uint32_t c);                       /* Rust char::is_whitespace */
 int uni_is_numeric(uint32_t c);                          /* Rust char::is_numeric */
 int uni_is_alnum(uint32_t c);
+int uni_is_word(uint32_t c);                             /* Unicode \w (regex_syntax) */
 /* byte <-> GPT-2 byte-level char (code point) */
 extern uint32_t icl_byte_to_cp[256];
 int icl_cp_to_byte(uint32_t cp); /* -1 if not a byte-level char */

@@ -423,7 +423,7 @@ static int is_word_char_before(const char *s, size_t i)
         j--;
     size_t k = j;
     uint32_t c = utf8_next(s, i, &k);
-    return uni_is_alnum(c) || c == '_';
+    return uni_is_word(c);
 }
 
 static int is_word_char_at(const char *s, size_t n, size_t i)
@@ -431,7 +431,7 @@ static int is_word_char_at(const char *s, size_t n, size_t i)
     if (i >= n)
         return 0;
     uint32_t c = utf8_next(s, n, &i);
-    return uni_is_alnum(c) || c == '_';
+    return uni_is_word(c);
 }
 
 /* AddedVocabulary::split_with_indices: segments of s as (start, end, added
