@@ -90,7 +90,8 @@ static icl_tokenizer *load_tok(const char *path)
 
 /* ---- encode ---- */
 
-#define BATCH 4096
+#define BATCH 16384
+#define BATCH_BYTES ((size_t)32 << 20)
 
 typedef struct {
     long lineno;
@@ -124,7 +125,9 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         icl_lines_open(&r, files[f]);
         for (;;) {
             int n = 0;
-            while (n < BATCH && icl_lines_next(&r)) {
+            size_t bytes = 0; /* a batch also stops at BATCH_BYTES: lines may be huge */
+            while (n < BATCH && bytes < BATCH_BYTES && icl_lines_next(&r)) {
+                bytes += r.line.len;
                 item *it = &items[n++];
                 it->lineno = r.lineno;
                 it->file = r.name;
@@ -305,6 +308,9 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
 
 int main(int argc, char **argv)
 {
+    /* Threads that finish a batch sleep rather than spin: on a shared
+     * machine spinning slows the other threads down (unless the user says). */
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     icl_init(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage_text, stdout);
