@@ -24,6 +24,16 @@
  *                read to learn whether BOS/EOS ids wrap a single sequence.
  *   added_tokens special or not, lstrip, rstrip, single_word, normalized.
  *
+ * Regexes: \s and \S mean Oniguruma's White_Space (tokenizers' regex
+ * engine), not PCRE2's; otherwise PCRE2 10.42 semantics.  Known limit:
+ * characters first assigned in Unicode 15/16 (PCRE2 10.42 knows 14,
+ * utf8proc 2.8 knows 15) can pre-tokenize or normalize differently from
+ * tokenizers; everything older matched in fuzzing (tests/data/tok/extra).
+ *
+ * Long words: BPE uses a heap, O(n log n); a word longer than 256 bytes is
+ * first cut where no vocabulary token contains the two adjacent units, which
+ * is exact (see bpe.c) and keeps a 10 MB line of text fast.
+ *
  * Thread safety: a loaded icl_tokenizer is read-only; encoding needs a
  * per-thread icl_tok_state (word cache, regex match data, scratch).
  */
@@ -52,8 +62,8 @@ static inline void ids_push(icl_ids *a, int32_t id)
 }
 void ids_free(icl_ids *a);
 
-/* Load a tokenizer from `path`: a tokenizer.json (plain or .gz-free JSON) or a
- * directory holding tokenizer.json.  tokenizer_config.json and
+/* Load a tokenizer from `path`: a tokenizer.json file or a directory
+ * holding one.  tokenizer_config.json and
  * generation_config.json beside it, when present, supply bos/eos and
  * add_bos_token.  On failure returns NULL with "what is wrong" in err (the
  * caller prefixes the path).  Caller frees with icl_tok_free. */
