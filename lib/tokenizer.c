@@ -803,6 +803,68 @@ static int32_t find_special(const icl_tokenizer *t, const char *const *names)
     return -1;
 }
 
+/* The identity of a tokenizer: XXH3-64 over what decides its ids and text,
+ * independent of the file's formatting and key order: the pieces by id, the
+ * merges by rank, the added tokens, the model options and the components
+ * (dumped compactly with sorted keys). */
+static void fp_str(XXH3_state_t *h, const char *s, size_t n)
+{
+    XXH3_64bits_update(h, s, n);
+    XXH3_64bits_update(h, "", 1);
+}
+
+static void fp_json(XXH3_state_t *h, json_t *v)
+{
+    char *d = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    fp_str(h, d ? d : "null", d ? strlen(d) : 4);
+    free(d);
+}
+
+static uint64_t fingerprint(const icl_tokenizer *t, json_t *root)
+{
+    XXH3_state_t *h = XXH3_createState();
+    if (!h)
+        die("out of memory (xxhash state)");
+    XXH3_64bits_reset(h);
+    fp_str(h, "icl-tokenizer-1", 15);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (t->has[id])
+            fp_str(h, t->arena + t->poff[id], t->plen[id]);
+        else
+            XXH3_64bits_update(h, "\x01", 1);
+    }
+    json_t *model = json_object_get(root, "model"), *m;
+    size_t i;
+    json_array_foreach(json_object_get(model, "merges"), i, m)
+    {
+        if (json_is_string(m)) {
+            fp_str(h, json_string_value(m), json_string_length(m));
+        } else {
+            const char *a = json_string_value(json_array_get(m, 0)), *b = json_string_value(json_array_get(m, 1));
+            XXH3_64bits_update(h, a, strlen(a));
+            XXH3_64bits_update(h, " ", 1);
+            fp_str(h, b, strlen(b));
+        }
+    }
+    for (int k = 0; k < t->nadded; k++) {
+        const tok_added *a = &t->added[k];
+        char f[64];
+        int l = snprintf(f, sizeof f, "%d %d%d%d%d%d", a->id, a->special, a->lstrip, a->rstrip,
+                         a->single_word, a->normalized);
+        fp_str(h, f, (size_t)l);
+        fp_str(h, a->content, strlen(a->content));
+    }
+    static const char *opts[] = {"unk_token", "byte_fallback", "fuse_unk", "ignore_merges", NULL};
+    for (int k = 0; opts[k]; k++)
+        fp_json(h, json_object_get(model, opts[k]));
+    static const char *comps[] = {"normalizer", "pre_tokenizer", "post_processor", "decoder", NULL};
+    for (int k = 0; comps[k]; k++)
+        fp_json(h, json_object_get(root, comps[k]));
+    uint64_t r = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return r;
+}
+
 icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, char *err,
                                 size_t errsz)
 {
@@ -815,7 +877,6 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         return NULL;
     }
     icl_tokenizer *t = xcalloc(1, sizeof *t);
-    t->fingerprint = XXH3_64bits(json, len);
     t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = -1;
     json_t *v;
     int found_bl = 0;
@@ -858,6 +919,7 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
          * has its own --max-len, so they are ignored rather than refused. */
     }
     t->sp.unk = t->unk_id;
+    t->fingerprint = fingerprint(t, root);
     read_neighbours(t, dir);
     if (t->sp.eos < 0 && !t->eos_named) {
         static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};

@@ -76,8 +76,10 @@ void icl_tok_free(icl_tokenizer *t);
 
 /* Number of ids: 1 + the largest id of the vocabulary and added tokens. */
 int icl_tok_vocab_size(const icl_tokenizer *t);
-/* XXH3-64 of the tokenizer.json bytes as loaded: the identity recorded in
- * token-line headers (toklines.h). */
+/* The tokenizer's identity, recorded in token-line headers (toklines.h):
+ * XXH3-64 over the pieces by id, the merges by rank, the added tokens, the
+ * model options and the components (compact JSON, sorted keys); the same
+ * tokenizer saved with other formatting or key order has the same one. */
 uint64_t icl_tok_fingerprint(const icl_tokenizer *t);
 /* The token string of id (model vocab or added token), its length in *len;
  * NULL if the id is out of range or unassigned.  Owned by t. */

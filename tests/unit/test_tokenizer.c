@@ -591,6 +591,40 @@ static void merges_forms_and_templates(void **state)
     }
 }
 
+/* The fingerprint ignores formatting and key order, not content. */
+static void fingerprint_is_semantic(void **state)
+{
+    (void)state;
+    size_t len;
+    char err[256];
+    char *j = slurp(D "bytelevel-512.json", &len);
+    json_error_t je;
+    json_t *root = json_loadb(j, len, 0, &je);
+    char *re = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(1));
+    icl_tokenizer *a = icl_tok_load_mem(j, len, NULL, err, sizeof err);
+    icl_tokenizer *b = icl_tok_load_mem(re, strlen(re), NULL, err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(strlen(re) != len);
+    assert_true(icl_tok_fingerprint(a) == icl_tok_fingerprint(b));
+    /* swap two merges: another tokenizer */
+    json_t *m = json_object_get(json_object_get(root, "model"), "merges");
+    json_t *m0 = json_incref(json_array_get(m, 0));
+    json_array_set(m, 0, json_array_get(m, 1));
+    json_array_set_new(m, 1, m0);
+    char *sw = json_dumps(root, JSON_COMPACT);
+    icl_tokenizer *c = icl_tok_load_mem(sw, strlen(sw), NULL, err, sizeof err);
+    assert_non_null(c);
+    assert_true(icl_tok_fingerprint(a) != icl_tok_fingerprint(c));
+    icl_tok_free(a);
+    icl_tok_free(b);
+    icl_tok_free(c);
+    free(re);
+    free(sw);
+    free(j);
+    json_decref(root);
+}
+
 static void specials(void **state)
 {
     (void)state;
@@ -624,6 +658,7 @@ int main(void)
         cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
+        cmocka_unit_test(fingerprint_is_semantic),
         cmocka_unit_test(merges_forms_and_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
