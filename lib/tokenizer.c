@@ -510,6 +510,10 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
 
 /* ---- loading ---- */
 
+/* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
+ * so a hostile file cannot make us allocate gigabytes. */
+#define MAX_IDS (1L << 24)
+
 static int read_all(const char *path, char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -614,8 +618,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     size_t arena = 0;
     json_object_foreach(vocab, k, v)
     {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX / 2)
-            return fail(e, "vocab entry \"%s\" has no valid id", k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= MAX_IDS)
+            return fail(e, "vocab entry \"%s\": id must be an integer in 0..%ld", k, MAX_IDS - 1);
         if (json_integer_value(v) > maxid)
             maxid = (long)json_integer_value(v);
         arena += strlen(k) + 1;
@@ -625,8 +629,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     {
         json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) > INT32_MAX / 2 || !jstr(v, "content"))
-            return fail(e, "added_tokens[%zu] needs an id and a content", i);
+            json_integer_value(id) >= MAX_IDS || !jstr(v, "content"))
+            return fail(e, "added_tokens[%zu] needs a content and an id in 0..%ld", i, MAX_IDS - 1);
         if (json_integer_value(id) > maxid)
             maxid = (long)json_integer_value(id);
     }
