@@ -962,7 +962,10 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     size_t len;
     icl_tokenizer *t = NULL;
     if (read_all(file, &data, &len)) {
-        snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        if (strcmp(file, path)) /* a directory: name the file looked for */
+            snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        else
+            snprintf(err, errsz, "%s", strerror(errno));
     } else {
         t = icl_tok_load_mem(data, len, dir, err, errsz);
         free(data);
