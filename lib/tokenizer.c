@@ -1387,3 +1387,73 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
     pl_free(&res.p);
     return 0;
 }
+
+/* ---- streaming decode ---- */
+
+void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special)
+{
+    memset(s, 0, sizeof *s);
+    s->flags = flags;
+    s->skip_special = skip_special;
+}
+
+void icl_tok_stream_free(icl_tok_stream *s)
+{
+    ids_free(&s->ids);
+    buf_free(&s->a);
+    buf_free(&s->b);
+}
+
+static int ends_incomplete(const icl_buf *b)
+{
+    return b->len >= 3 && !memcmp(b->data + b->len - 3, "\xEF\xBF\xBD", 3);
+}
+
+/* As tokenizers' DecodeStream::step: decode the window without and with
+ * the ids not yet released; release the difference when it grew and does
+ * not end in U+FFFD; then the window starts at the ids just released. */
+int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
+                       char *err, size_t errsz)
+{
+    if (id < 0 || id >= t->nids || !icl_tok_piece(t, id, &(size_t){0})) {
+        snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", id, t->nids);
+        return -1;
+    }
+    ids_push(&s->ids, id);
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len && !ends_incomplete(&s->b) &&
+        (s->a.len == 0 || !memcmp(s->a.data, s->b.data, s->a.len))) {
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+        /* keep the ids just released as the new prefix */
+        size_t keep = s->ids.n - s->read;
+        memmove(s->ids.v, s->ids.v + s->read, keep * sizeof *s->ids.v);
+        s->ids.n = keep;
+        s->read = keep;
+        s->started = 1;
+    }
+    return 0;
+}
+
+int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                         size_t errsz)
+{
+    if (s->ids.n == s->read)
+        return 0;
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len)
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+    s->ids.n = 0;
+    s->read = 0;
+    s->started = 1;
+    return 0;
+}

@@ -591,6 +591,60 @@ static void merges_forms_and_templates(void **state)
     }
 }
 
+/* Streaming decode: one id at a time, the pieces released add up to the
+ * whole decode and never hold U+FFFD when the whole decode has none. */
+static void stream_decode(void **state)
+{
+    (void)state;
+    icl_tokenizer *ts[] = {gpt2, llama2, qwen3};
+    const char *cases[] = {D "gpt2.cases.json", D "llama2.spm-cases.json", D "qwen3.cases.json"};
+    for (int k = 0; k < 3; k++) {
+        json_t *cs = json_load_file(cases[k], 0, NULL), *c;
+        size_t i, n = 0, good = 0, pieces = 0;
+        assert_non_null(cs);
+        json_array_foreach(cs, i, c)
+        {
+            json_t *ids = json_object_get(c, k == 1 ? "tokenizer_json_ids" : "ids"), *x;
+            size_t j;
+            icl_ids all = {0};
+            json_array_foreach(ids, j, x) ids_push(&all, (int32_t)json_integer_value(x));
+            for (int fl = 0; fl <= ICL_TOK_CONTINUATION; fl += ICL_TOK_CONTINUATION) {
+                icl_buf whole = {0}, got = {0}, piece = {0};
+                char err[128];
+                int fffd = 0;
+                assert_int_equal(icl_tok_decode(ts[k], all.v, all.n, 0, fl, &whole, err, sizeof err), 0);
+                icl_tok_stream st;
+                icl_tok_stream_init(&st, fl, 0);
+                for (size_t q = 0; q < all.n; q++) {
+                    piece.len = 0;
+                    assert_int_equal(icl_tok_stream_put(ts[k], &st, all.v[q], &piece, err, sizeof err), 0);
+                    if (piece.len) {
+                        pieces++;
+                        fffd |= strstr(piece.data, "\xEF\xBF\xBD") != NULL;
+                        buf_append(&got, piece.data, piece.len);
+                    }
+                }
+                assert_int_equal(icl_tok_stream_flush(ts[k], &st, &got, err, sizeof err), 0);
+                icl_tok_stream_free(&st);
+                int same = got.len == whole.len && !memcmp(got.data ? got.data : "", whole.data ? whole.data : "", got.len);
+                if (fffd && !strstr(whole.data ? whole.data : "", "\xEF\xBF\xBD"))
+                    same = 0;
+                if (!same)
+                    fprintf(stderr, "stream %d case %zu flags %d: got '%s' want '%s'\n", k, i, fl, got.data, whole.data);
+                good += same;
+                n++;
+                buf_free(&whole);
+                buf_free(&got);
+                buf_free(&piece);
+            }
+            ids_free(&all);
+        }
+        printf("# stream decode %-14s %4zu cases %4zu identical (%zu pieces)\n", cases[k] + strlen(D), n, good, pieces);
+        assert_int_equal(good, n);
+        json_decref(cs);
+    }
+}
+
 /* The fingerprint ignores formatting and key order, not content. */
 static void fingerprint_is_semantic(void **state)
 {
@@ -659,6 +713,7 @@ int main(void)
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
         cmocka_unit_test(fingerprint_is_semantic),
+        cmocka_unit_test(stream_decode),
         cmocka_unit_test(merges_forms_and_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
