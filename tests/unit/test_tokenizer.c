@@ -15,6 +15,7 @@
 
 #include "record.h"
 #include "tokenizer.h"
+#include "tokrec.h"
 #include "tok_internal.h" /* to switch off the long-word cut in one test */
 
 #define D "data/tok/"
@@ -451,6 +452,30 @@ static void regex_whitespace_as_oniguruma(void **state)
     ids_free(&a);
 }
 
+/* icl-gen's prompt ids equal the first segment icl-tok encode writes. */
+static void prompt_ids_as_encode(void **state)
+{
+    (void)state;
+    icl_tokrec_opts o = {.bos = 1, .eos = 1};
+    char err[128];
+    icl_ids a = {0};
+    assert_int_equal(icl_tokrec_encode_prompt(llama2, NULL, &o, "<s>Hi there", 11, &a, err, sizeof err), 0);
+    json_t *rec = json_pack("{s:s, s:s}", "prompt", "<s>Hi there", "response", " ok");
+    icl_buf line = {0};
+    assert_int_equal(icl_tokrec_encode(llama2, NULL, &o, rec, &line, err, sizeof err), 0);
+    icl_buf want = {0};
+    for (size_t i = 0; i < a.n; i++)
+        buf_printf(&want, i ? " %d" : "%d", a.v[i]);
+    buf_putc(&want, '\t');
+    assert_memory_equal(line.data, want.data, want.len);
+    assert_int_equal(a.v[0], 1);
+    assert_int_not_equal(a.v[1], 1); /* BOS once */
+    json_decref(rec);
+    buf_free(&line);
+    buf_free(&want);
+    ids_free(&a);
+}
+
 static void no_space_cleanup(void **state)
 {
     (void)state;
@@ -707,6 +732,7 @@ int main(void)
         cmocka_unit_test(special_text_not_parsed_by_default),
         cmocka_unit_test(continuation_has_no_prefix_space),
         cmocka_unit_test(no_space_cleanup),
+        cmocka_unit_test(prompt_ids_as_encode),
         cmocka_unit_test(regex_whitespace_as_oniguruma),
         cmocka_unit_test(long_words_fast),
         cmocka_unit_test(long_word_cut_is_exact),
