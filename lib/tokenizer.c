@@ -741,7 +741,7 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     return 0;
 }
 
-static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
+static void load_added(icl_tokenizer *t, json_t *added)
 {
     size_t n = json_array_size(added), i;
     t->added = xcalloc(n ? n : 1, sizeof *t->added);
@@ -776,8 +776,6 @@ static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
     }
     buf_free(&nb);
     pcre2_match_data_free(md);
-    (void)e;
-    return 0;
 }
 
 /* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
@@ -913,15 +911,12 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
-    if (load_added(t, added, &e))
-        goto bad;
+    load_added(t, added);
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
         if (parse_post(t, v, &e))
             goto bad;
-    if ((v = json_object_get(root, "truncation")) && !json_is_null(v)) {
-        /* truncation/padding are encode-time options of the Python API; icl
-         * has its own --max-len, so they are ignored rather than refused. */
-    }
+    /* "truncation" and "padding" are encode-time options of the Python API;
+     * icl has its own --max-len, so they are ignored rather than refused. */
     t->sp.unk = t->unk_id;
     t->fingerprint = fingerprint(t, root);
     read_neighbours(t, dir);

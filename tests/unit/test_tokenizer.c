@@ -264,7 +264,6 @@ static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
                 q++;
             if (!*q)
                 break;
-            want.v = want.v;
             ids_push(&want, (int32_t)strtol(q, &q, 10));
         }
         int ok = ids.n == want.n && (ids.n == 0 || !memcmp(ids.v, want.v, ids.n * sizeof *ids.v));
