@@ -95,7 +95,7 @@ icl_model *icl_model_new(const icl_config *cfg);
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
 void icl_model_free(icl_model *m);
 
-/* Save to dir (created if absent) as HF does: config.json, model.safetensors
+/* Save to dir (created with its parents if absent) as HF does: config.json, model.safetensors
  * (F32, tied embeddings stored once), generation_config.json (from the
  * source folder if it had one, else made from the config), and copies of the
  * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
