@@ -215,34 +215,126 @@ static char *join(const char *dir, const char *file)
     return p;
 }
 
+/* The weight files of a folder: model.safetensors, or the shards listed by
+ * model.safetensors.index.json ("weight_map": name -> file in the folder). */
+typedef struct {
+    int n;
+    icl_st_file **f;
+    char **path;
+} shards;
+
+static void shards_close(shards *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        icl_st_close(s->f[i]);
+        free(s->path[i]);
+    }
+    free(s->f);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
+{
+    memset(s, 0, sizeof *s);
+    char *wp = join(dir, "model.safetensors"), *ip = join(dir, "model.safetensors.index.json");
+    struct stat st;
+    int rc = -1;
+    if (stat(wp, &st) == 0 || stat(ip, &st) != 0) {
+        s->f = xmalloc(sizeof *s->f);
+        s->path = xmalloc(sizeof *s->path);
+        if ((s->f[0] = icl_st_open(wp, err, errsz))) {
+            s->path[0] = wp;
+            wp = NULL;
+            s->n = 1;
+            rc = 0;
+        }
+        goto out;
+    }
+    json_error_t je;
+    json_t *ix = json_load_file(ip, JSON_REJECT_DUPLICATES, &je), *wm = json_object_get(ix, "weight_map");
+    if (!json_is_object(wm)) {
+        seterr(err, errsz, "%s: %s", ip, ix ? "no \"weight_map\" object" : je.text);
+        json_decref(ix);
+        goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(wm, k, v) {
+        const char *fn = json_string_value(v);
+        if (!fn || !*fn || strchr(fn, '/') || !strcmp(fn, "..")) {
+            seterr(err, errsz, "%s: weight_map[\"%s\"] is not a file name in the folder", ip, k);
+            json_decref(ix);
+            goto out;
+        }
+        char *p = join(dir, fn);
+        int seen = 0;
+        for (int i = 0; i < s->n && !seen; i++)
+            seen = !strcmp(s->path[i], p);
+        if (seen) {
+            free(p);
+            continue;
+        }
+        s->f = xreallocarray(s->f, (size_t)s->n + 1, sizeof *s->f);
+        s->path = xreallocarray(s->path, (size_t)s->n + 1, sizeof *s->path);
+        if (!(s->f[s->n] = icl_st_open(p, err, errsz))) {
+            free(p);
+            json_decref(ix);
+            goto out;
+        }
+        s->path[s->n++] = p;
+    }
+    json_decref(ix);
+    rc = 0;
+out:
+    free(wp);
+    free(ip);
+    if (rc)
+        shards_close(s);
+    return rc;
+}
+
+static const icl_st_tensor *shards_find(const shards *s, const char *name, const char **path)
+{
+    for (int i = 0; i < s->n; i++) {
+        const icl_st_tensor *t = icl_st_find(s->f[i], name);
+        if (t) {
+            *path = s->path[i];
+            return t;
+        }
+    }
+    return NULL;
+}
+
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
-    char *cp = join(dir, "config.json"), *wp = join(dir, "model.safetensors");
+    char *cp = join(dir, "config.json");
     icl_config cfg;
     icl_model *m = NULL;
-    icl_st_file *f = NULL;
+    shards sh = {0};
     if (icl_config_load(&cfg, cp, err, errsz))
         goto out;
     m = icl_model_new(&cfg);
     icl_config_free(&cfg);
-    if (!(f = icl_st_open(wp, err, errsz)))
+    if (shards_open(&sh, dir, err, errsz))
         goto fail;
     for (int i = 0; i < m->n_views; i++) {
         const icl_param_view *v = &m->views[i];
-        const icl_st_tensor *t = icl_st_find(f, v->name);
+        const char *wp = sh.path[0];
+        const icl_st_tensor *t = shards_find(&sh, v->name, &wp);
         if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
-            t = icl_st_find(f, v->name + 12);
+            t = shards_find(&sh, v->name + 12, &wp);
         if (!t) {
-            seterr(err, errsz, "%s: missing tensor \"%s\"", wp, v->name);
+            seterr(err, errsz, "%s: missing tensor \"%s\"", sh.n == 1 ? wp : dir, v->name);
             goto fail;
         }
         int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
         if (!ok) {
-            char sh[64] = "";
+            char shp[64] = "";
             for (int d = 0; d < t->ndim && d < 4; d++)
-                snprintf(sh + strlen(sh), sizeof sh - strlen(sh), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name, sh,
-                   (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
+                snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
+                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
             goto fail;
         }
         char e2[256];
@@ -257,9 +349,8 @@ fail:
     icl_model_free(m);
     m = NULL;
 out:
-    icl_st_close(f);
+    shards_close(&sh);
     free(cp);
-    free(wp);
     return m;
 }
 
