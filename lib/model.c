@@ -15,6 +15,9 @@
 #include "util.h"
 
 #define NONE ((size_t)-1)
+/* Rows of logits the loss head computes at a time (at most T): bounds its
+ * buffer to HEAD_ROWS x V floats whatever the batch. */
+#define HEAD_ROWS 256
 
 static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errsz, const char *fmt, ...)
@@ -490,7 +493,8 @@ struct icl_acts {
     float *dres, *dtmp, *dqkv, *datt, *dup, *dact;
     /* loss head */
     int32_t *trow, *tlab; /* [N] target rows and labels */
-    float *hbuf, *lbuf;  /* [T, C], [T, V] */
+    int hrows;           /* rows per head chunk: min(T, HEAD_ROWS) */
+    float *hbuf, *lbuf;  /* [hrows, C], [hrows, V] */
     int fused;           /* last forward fused the head backward */
     long ntarg;
     float *slab;         /* one allocation for everything */
@@ -532,8 +536,10 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     size_t H = c->num_attention_heads, half = c->head_dim / 2;
     size_t per = N * (2 * C + 4 + Dqkv + (size_t)Datt + C + Dup + I) + H * N;
     size_t total = (size_t)(L + 1) * N * C + L * per + N * (C + 2) + 2 * N * half + N * C +
-                   N * (2 * C + Dqkv + Datt + Dup + I) + (size_t)T * C + (size_t)T * V;
+                   N * (2 * C + Dqkv + Datt + Dup + I) + (T < HEAD_ROWS ? (size_t)T : HEAD_ROWS) * (C + V);
+    size_t hr = T < HEAD_ROWS ? (size_t)T : HEAD_ROWS;
     a = xcalloc(1, sizeof *a);
+    a->hrows = (int)hr;
     a->B = B;
     a->T = T;
     a->N = N;
@@ -582,8 +588,8 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     a->datt = TAKE(N * Datt);
     a->dup = TAKE(N * Dup);
     a->dact = TAKE(N * I);
-    a->hbuf = TAKE((size_t)T * C);
-    a->lbuf = TAKE((size_t)T * V);
+    a->hbuf = TAKE(hr * C);
+    a->lbuf = TAKE(hr * V);
 #undef TAKE
     a->pos = xmalloc(N * sizeof(int32_t));
     a->trow = xmalloc(N * sizeof(int32_t));
@@ -769,12 +775,12 @@ static void block_backward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
     norm_bwd(m, a->dres, G(m, o->ln1_w), G(m, o->ln1_b), a->dtmp, a->x[l], P(m, o->ln1_w), a->m1[l], a->r1[l], N);
 }
 
-/* Loss head over target rows, in chunks of at most T rows: logits = h W^T,
+/* Loss head over target rows, in chunks of at most hrows rows: logits = h W^T,
  * cross-entropy, and (scale != 0) dh into dlnf, dW += dlogits^T h. */
 static double head_loss(icl_model *m, icl_acts *a, long nt, float scale)
 {
     const icl_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, T = a->T;
+    int C = c->hidden_size, V = c->vocab_size, T = a->hrows;
     const float *W = P(m, m->lm_head);
     float *dW = scale != 0 ? G(m, m->lm_head) : NULL;
     double total = 0;

@@ -123,7 +123,7 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * Returns the SUM over target positions of -log p(next token) (0 when there
  * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
  * count.  Only target rows of the [T, V] logits are computed when logits is
- * NULL, in chunks of at most T rows (never a [B, T, V] tensor). */
+ * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
  * ACCUMULATES into m->grads (allocates them if needed). */
