@@ -309,6 +309,37 @@ static const icl_st_tensor *shards_find(const shards *s, const char *name, const
     return NULL;
 }
 
+/* Read every view of m from the open files into buf (num_params floats). */
+static int read_views(const icl_model *m, float *buf, const shards *sh, const char *where, char *err, size_t errsz)
+{
+    for (int i = 0; i < m->n_views; i++) {
+        const icl_param_view *v = &m->views[i];
+        const char *wp = sh->path[0];
+        const icl_st_tensor *t = shards_find(sh, v->name, &wp);
+        if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
+            t = shards_find(sh, v->name + 12, &wp);
+        if (!t) {
+            seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? wp : where, v->name);
+            return -1;
+        }
+        int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
+        if (!ok) {
+            char shp[64] = "";
+            for (int d = 0; d < t->ndim && d < 4; d++)
+                snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
+                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
+            return -1;
+        }
+        char e2[256];
+        if (icl_st_read_f32(t, buf + v->offset, v->numel, e2, sizeof e2)) {
+            seterr(err, errsz, "%s: %s", wp, e2);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
     char *cp = join(dir, "config.json");
@@ -319,42 +350,47 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
         goto out;
     m = icl_model_new(&cfg);
     icl_config_free(&cfg);
-    if (shards_open(&sh, dir, err, errsz))
-        goto fail;
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
-        const char *wp = sh.path[0];
-        const icl_st_tensor *t = shards_find(&sh, v->name, &wp);
-        if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
-            t = shards_find(&sh, v->name + 12, &wp);
-        if (!t) {
-            seterr(err, errsz, "%s: missing tensor \"%s\"", sh.n == 1 ? wp : dir, v->name);
-            goto fail;
-        }
-        int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
-        if (!ok) {
-            char shp[64] = "";
-            for (int d = 0; d < t->ndim && d < 4; d++)
-                snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
-                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
-            goto fail;
-        }
-        char e2[256];
-        if (icl_st_read_f32(t, m->params + v->offset, v->numel, e2, sizeof e2)) {
-            seterr(err, errsz, "%s: %s", wp, e2);
-            goto fail;
-        }
+    if (shards_open(&sh, dir, err, errsz) || read_views(m, m->params, &sh, dir, err, errsz)) {
+        icl_model_free(m);
+        m = NULL;
+        goto out;
     }
     m->src_dir = xstrdup(dir);
-    goto out;
-fail:
-    icl_model_free(m);
-    m = NULL;
 out:
     shards_close(&sh);
     free(cp);
     return m;
+}
+
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz)
+{
+    shards sh = {0};
+    sh.f = xmalloc(sizeof *sh.f);
+    sh.path = xmalloc(sizeof *sh.path);
+    if (!(sh.f[0] = icl_st_open(path, err, errsz))) {
+        shards_close(&sh);
+        return -1;
+    }
+    sh.path[0] = xstrdup(path);
+    sh.n = 1;
+    int r = read_views(m, buf, &sh, path, err, errsz);
+    shards_close(&sh);
+    return r;
+}
+
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz)
+{
+    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    for (int i = 0; i < m->n_views; i++) {
+        e[i].name = m->views[i].name;
+        e[i].data = buf + m->views[i].offset;
+        e[i].ndim = m->views[i].ndim;
+        e[i].shape[0] = m->views[i].shape[0];
+        e[i].shape[1] = m->views[i].shape[1];
+    }
+    int r = icl_st_write(path, e, m->n_views, err, errsz);
+    free(e);
+    return r;
 }
 
 static int copy_file_atomic(const char *from, const char *to, char *err, size_t errsz)
@@ -403,16 +439,7 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         goto out;
     free(p);
     p = join(dir, "model.safetensors");
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name;
-        e[i].data = m->params + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
-    }
-    int r = icl_st_write(p, e, m->n_views, err, errsz);
-    free(e);
+    int r = icl_model_write_tensors(m, m->params, p, err, errsz);
     if (r)
         goto out;
     free(p);

@@ -103,6 +103,14 @@ void icl_model_free(icl_model *m);
  * file is written atomically.  0 ok, -1 with err. */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
 
+/* Write a buffer laid out as params (params, grads, m or v: num_params floats)
+ * to a safetensors file with the views' HF names and shapes, atomically (e.g.
+ * optimizer.safetensors with the AdamW moments).  0 ok, -1 with err. */
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz);
+/* Read such a file back into buf (num_params floats): every view must be
+ * present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz);
+
 /* Allocate (zeroed) the gradient / moment buffers; idempotent. */
 void icl_model_alloc_grads(icl_model *m);
 void icl_model_alloc_moments(icl_model *m);

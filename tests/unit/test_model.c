@@ -171,6 +171,28 @@ static void parity(const char *name)
     }
     assert_int_equal(seen, icl_st_count(sf)); /* every reference gradient checked */
     icl_st_close(sf);
+    /* the flat-buffer file helpers: the reference gradients read as one buffer,
+     * and our gradients written and read back bit for bit */
+    float *gbuf = xmalloc(m->num_params * sizeof(float));
+    p = data_path(rel);
+    assert_int_equal(icl_model_read_tensors(m, gbuf, p, err, sizeof err), 0);
+    free(p);
+    double num = 0, den = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        num += ((double)gbuf[j] - m->grads[j]) * ((double)gbuf[j] - m->grads[j]);
+        den += (double)gbuf[j] * gbuf[j];
+    }
+    assert_true(sqrt(num / den) <= 1e-4);
+    char tmpf[] = "/tmp/icl-grads-XXXXXX";
+    int fd = mkstemp(tmpf);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(icl_model_write_tensors(m, m->grads, tmpf, err, sizeof err), 0);
+    memset(gbuf, 0, m->num_params * sizeof(float));
+    assert_int_equal(icl_model_read_tensors(m, gbuf, tmpf, err, sizeof err), 0);
+    assert_memory_equal(gbuf, m->grads, m->num_params * sizeof(float));
+    unlink(tmpf);
+    free(gbuf);
     print_message("# %s: worst gradient rel L2 err %.3g (%s), grad norm %.9g want %.9g\n", name, worst, worst_name,
                   sqrt(gn), json_real_value(json_object_get(f.exp, "grad_norm_l2")));
     assert_true(worst <= 1e-4);
