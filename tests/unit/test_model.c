@@ -226,6 +226,10 @@ static void parity(const char *name)
 static void parity_llama(void **state) { (void)state; parity("llama-tiny"); }
 static void parity_gpt2(void **state) { (void)state; parity("gpt2-tiny"); }
 static void parity_qwen2(void **state) { (void)state; parity("qwen2-tiny"); }
+/* made by tests/hf/make_variants.py: llama3 rope scaling, q/k/v/o and MLP
+ * biases, GQA 4:1, head_dim != hidden/heads, tied; GPT-2 n_inner, untied */
+static void parity_llama3_bias(void **state) { (void)state; parity("llama3-bias-tiny"); }
+static void parity_gpt2_inner(void **state) { (void)state; parity("gpt2-inner-tiny"); }
 
 /* stories260K: 200 greedy ids from BOS equal llama2.c's run.c */
 static void stories_greedy(void **state)
@@ -308,8 +312,8 @@ static void stories_greedy(void **state)
 static void kv_cache_matches_full(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -343,8 +347,8 @@ static void kv_cache_matches_full(void **state)
 static void save_reload_and_packing(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -428,6 +432,8 @@ int main(void)
         cmocka_unit_test(parity_llama),
         cmocka_unit_test(parity_gpt2),
         cmocka_unit_test(parity_qwen2),
+        cmocka_unit_test(parity_llama3_bias),
+        cmocka_unit_test(parity_gpt2_inner),
         cmocka_unit_test(stories_greedy),
         cmocka_unit_test(kv_cache_matches_full),
         cmocka_unit_test(save_reload_and_packing),
