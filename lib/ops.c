@@ -495,8 +495,8 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+    float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)
@@ -506,10 +506,7 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         for (int j = 0; j < V; j++)
             sum += icl_expf(r[j] - m);
         float lse = m + logf(sum);
-        float li = lse - r[target[i]];
-        if (loss)
-            loss[i] = li;
-        total += li;
+        li[i] = lse - r[target[i]];
         if (scale != 0) {
 #pragma omp simd
             for (int j = 0; j < V; j++)
@@ -517,5 +514,10 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
             r[target[i]] -= scale;
         }
     }
+    double total = 0; /* summed in row order: the same result for any thread count */
+    for (int i = 0; i < n; i++)
+        total += li[i];
+    if (!loss)
+        free(li);
     return total;
 }

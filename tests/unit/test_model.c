@@ -197,6 +197,28 @@ static void parity(const char *name)
                   sqrt(gn), json_real_value(json_object_get(f.exp, "grad_norm_l2")));
     assert_true(worst <= 1e-4);
 
+    /* determinism: the same batch again gives bit-identical loss and gradients */
+    float *g1 = xmalloc(m->num_params * sizeof(float));
+    memcpy(g1, m->grads, m->num_params * sizeof(float));
+    icl_model_zero_grads(m);
+    double l3 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
+    icl_model_backward(m, &b);
+    assert_true(l3 == l2);
+    assert_memory_equal(g1, m->grads, m->num_params * sizeof(float));
+    /* gradient accumulation: two passes with half the scale each equal one pass */
+    icl_model_zero_grads(m);
+    for (int k = 0; k < 2; k++) {
+        icl_model_forward(m, &b, NULL, 0.5f / (float)nt, &nt);
+        icl_model_backward(m, &b);
+    }
+    double an = 0, ad = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        an += ((double)g1[j] - m->grads[j]) * ((double)g1[j] - m->grads[j]);
+        ad += (double)g1[j] * g1[j];
+    }
+    assert_true(sqrt(an / ad) < 1e-6);
+    free(g1);
+
     /* greedy decoding with the KV cache equals HF's */
     json_t *gr = json_object_get(f.exp, "greedy");
     json_t *prompt = json_object_get(gr, "prompt"), *out = json_object_get(gr, "output");
