@@ -145,6 +145,10 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * count.  Only target rows of the [T, V] logits are computed when logits is
  * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
+/* Per-position losses of the last forward: loss[B*T] gets -log p(ids[t+1])
+ * at each target position t (see icl_batch) and 0 elsewhere, so an evaluator
+ * can sum per example.  Call after icl_model_forward, before the next one. */
+void icl_model_token_losses(const icl_model *m, float *loss);
 /* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
  * ACCUMULATES into m->grads (allocates them if needed). */
 void icl_model_backward(icl_model *m, const icl_batch *b);
