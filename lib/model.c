@@ -151,15 +151,23 @@ void icl_model_init_random(icl_model *m, uint64_t seed, float std)
             for (size_t j = 0; j < v->numel; j++)
                 p[j] = 1.0f;
         } else {
+            /* HF _init_weights: GPT-2 scales the residual projections by 1/sqrt(2 n_layer) */
+            float sd = std;
+            if (m->cfg.arch == ICL_ARCH_GPT2 && suf && strstr(v->name, "c_proj.weight"))
+                sd = std / sqrtf(2.0f * m->cfg.num_hidden_layers);
             for (size_t j = 0; j < v->numel; j += 2) {
                 double u1 = ((splitmix(&s) >> 11) + 1.0) / 9007199254740993.0, u2 = (splitmix(&s) >> 11) / 9007199254740992.0;
                 double r = sqrt(-2 * log(u1));
-                p[j] = (float)(std * r * cos(2 * M_PI * u2));
+                p[j] = (float)(sd * r * cos(2 * M_PI * u2));
                 if (j + 1 < v->numel)
-                    p[j + 1] = (float)(std * r * sin(2 * M_PI * u2));
+                    p[j + 1] = (float)(sd * r * sin(2 * M_PI * u2));
             }
         }
     }
+    /* and zeroes the padding_idx row of Llama/Qwen2 embeddings */
+    if (m->cfg.arch == ICL_ARCH_LLAMA && m->cfg.pad_token_id >= 0)
+        memset(m->params + m->embed + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
+               (size_t)m->cfg.hidden_size * sizeof(float));
 }
 
 const icl_param_view *icl_model_view(const icl_model *m, const char *name)

@@ -102,8 +102,10 @@ typedef struct {
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
 /* A model with zeroed parameters for cfg (copied; cfg->raw is deep-copied). */
 icl_model *icl_model_new(const icl_config *cfg);
-/* Random initialisation: matrices ~ N(0, std) (std 0.02 if <= 0), norm
- * weights 1, biases 0; deterministic in seed. */
+/* Random initialisation as HF's _init_weights (pass std = initializer_range):
+ * matrices ~ N(0, std) (std 0.02 if <= 0), GPT-2's c_proj weights
+ * N(0, std / sqrt(2 n_layer)), norm weights 1, biases 0, the Llama pad_token_id
+ * embedding row 0; deterministic in seed. */
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
 void icl_model_free(icl_model *m);
 
