@@ -401,8 +401,11 @@ int main(int argc, char **argv)
         } else {
             o.eos = eos;
         }
-        if (o.bos && sp->bos < 0)
+        if (o.bos && sp->bos < 0) {
+            if (bos < 0) /* the tokenizer asks for a BOS it does not name: bad data */
+                die("%s: the tokenizer adds a BOS token but names none", tokpath);
             usage_die("--bos: %s has no BOS token", tokpath);
+        }
         if (o.eos && sp->eos < 0)
             usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;

@@ -1,0 +1,55 @@
+#!/bin/sh
+# icl-tok against hostile tokenizer files and arguments (review findings).
+. "$(dirname "$0")/lib.sh"
+
+gzip -dc "$DATA/tok/gpt2.json.gz" >gpt2.json
+echo '{"prompt":"Hello the world","response":" ok"}' >r.jsonl
+
+# with_post JSON OUT: gpt2.json with its post_processor object replaced by JSON.
+with_post() {
+	awk -v pp="$1" '
+		/^  "post_processor": \{/ { print "  \"post_processor\": " pp ","; skip = 1; next }
+		skip && /^  \},?$/ { skip = 0; next }
+		!skip' gpt2.json >"$2"
+}
+
+test_expect_success 'setup: with_post replaces the post_processor' '
+	with_post "null" n.json && grep -q "\"post_processor\": null," n.json &&
+	icl-tok encode -t n.json r.jsonl >out && test $(wc -l <out) -eq 2
+'
+
+test_expect_success 'TemplateProcessing ids out of range are errors, never wrapped' '
+	for id in 4294967301 -7 1000000000000; do
+		with_post "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[$id],\"tokens\":[\"<s>\"]}}}" tp.json
+		if icl-tok encode -t tp.json r.jsonl >out 2>err; then exit 1; fi
+		test_grep "tp.json: post_processor TemplateProcessing: special token <s> must have one id" err
+		test ! -s out || exit 1
+	done
+'
+
+test_expect_code 1 'BertProcessing without cls/sep is refused, not ignored' '
+	with_post "{\"type\":\"BertProcessing\"}" bp.json &&
+	icl-tok encode -t bp.json r.jsonl 2>err; rc=$?; test_grep "cls and sep" err; exit $rc
+'
+
+test_expect_code 1 'a Sequence post_processor without processors is refused' '
+	with_post "{\"type\":\"Sequence\",\"processors\":5}" sq.json &&
+	icl-tok encode -t sq.json r.jsonl 2>err; rc=$?; test_grep "processors" err; exit $rc
+'
+
+test_expect_code 1 'a truncated tokenizer_config.json is an error, not ignored' '
+	mkdir -p d1 && cp gpt2.json d1/tokenizer.json && echo "{\"bos_token\":" >d1/tokenizer_config.json &&
+	icl-tok encode -t d1 r.jsonl 2>err; rc=$?; test_grep "d1: tokenizer_config.json: line" err; exit $rc
+'
+
+test_expect_code 1 'generation_config.json ids are range-checked' '
+	mkdir -p d2 && cp gpt2.json d2/tokenizer.json && echo "{\"bos_token_id\": 4294967301}" >d2/generation_config.json &&
+	icl-tok encode -t d2 r.jsonl 2>err; rc=$?; test_grep "bos_token_id must be an id" err; exit $rc
+'
+
+test_expect_success 'generation_config.json pad_token_id -1 (early Llama conversions) means none' '
+	mkdir -p d3 && cp gpt2.json d3/tokenizer.json && echo "{\"pad_token_id\": -1}" >d3/generation_config.json &&
+	icl-tok encode -t d3 r.jsonl >out && head -1 out | grep -q " pad=-1 "
+'
+
+test_done
