@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fmt.h"
+#include "outfile.h"
 #include "template.h"
 #include "util.h"
 
@@ -36,7 +37,8 @@ static const char usage_text[] =
     "                        No EOS is added: the tokenizer adds it.\n"
     "\n"
     "Output\n"
-    "  -o, --output=FILE     write FILE instead of standard output\n"
+    "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
+    "                        when the run succeeds; so is --split-out)\n"
     "      --dedup           drop records whose prompt+response repeat an earlier one\n"
     "      --shuffle         write the records in a random order (see --seed)\n"
     "      --split=FRAC      write a random FRAC (0 < FRAC <= 1) of the records to the\n"
@@ -125,8 +127,11 @@ int main(int argc, char **argv)
     if (!tpl)
         usage_die("%s", err);
     o.tpl = tpl;
-    o.out = out_path ? xfopen(out_path, "w") : stdout;
-    o.split_out = split_path ? xfopen(split_path, "w") : NULL;
+    /* named outputs appear whole or not at all (outfile.h) */
+    o.out = out_path ? icl_out_open(out_path) : stdout;
+    o.out_name = out_path;
+    o.split_out = split_path ? icl_out_open(split_path) : NULL;
+    o.split_name = split_path;
     icl_fmt *f = icl_fmt_new(&o);
     if (optind == argc)
         icl_fmt_file(f, "-");
@@ -136,9 +141,9 @@ int main(int argc, char **argv)
     icl_fmt_free(f);
     icl_template_free(tpl);
     if (out_path)
-        xfclose(o.out, out_path);
+        icl_out_commit(o.out, out_path);
     if (split_path)
-        xfclose(o.split_out, split_path);
+        icl_out_commit(o.split_out, split_path);
     for (int k = 0; k < ICL_F_N; k++)
         free((char *)o.map[k]);
     return 0;

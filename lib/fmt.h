@@ -50,6 +50,7 @@ typedef struct {
     uint64_t seed;
     double split;               /* fraction to out, rest to split_out; 0 = no split */
     FILE *out, *split_out;      /* not owned */
+    const char *out_name, *split_name; /* for write errors; NULL = "<stdout>" */
     int quiet;                  /* no warnings/summary on stderr */
 } icl_fmt_opts;
 

@@ -1,0 +1,44 @@
+#!/bin/sh
+# icl-fmt -o and --split-out: whole or not at all; write errors named once.
+. "$(dirname "$0")/lib.sh"
+
+printf '%s\n' '{"instruction":"a","output":"b"}' '{"instruction":"c","output":"d"}' >good.jsonl
+{ cat good.jsonl; echo '{bad'; cat good.jsonl; } >bad.jsonl
+
+test_expect_success 'a failed run leaves no -o file and no temporary file' '
+	if icl-fmt -o out.jsonl bad.jsonl 2>err; then exit 1; fi
+	test_grep "bad.jsonl:3: bad JSON" err &&
+	test ! -e out.jsonl && ls >ls.txt && if grep "^out\\.jsonl" ls.txt; then exit 1; fi
+'
+
+test_expect_success 'a failed run keeps the old -o and --split-out files as they were' '
+	echo old >out.jsonl && echo old2 >val.jsonl &&
+	if icl-fmt -o out.jsonl --split 0.5 --split-out val.jsonl bad.jsonl 2>err; then exit 1; fi
+	echo old >want && test_cmp want out.jsonl && echo old2 >want && test_cmp want val.jsonl &&
+	test $(ls | grep -c "jsonl.tmp") -eq 0
+'
+
+test_expect_success '-o may name the input file' '
+	cp good.jsonl same.jsonl && icl-fmt -o same.jsonl same.jsonl &&
+	icl-fmt good.jsonl >want && test_cmp want same.jsonl
+'
+
+test_expect_success '-o file gets the usual permissions' '
+	(umask 022 && icl-fmt -o perm.jsonl good.jsonl) &&
+	test "$(stat -c %a perm.jsonl)" = 644
+'
+
+if test -w /dev/full; then
+test_expect_success 'write errors: exit 1, one message naming the output' '
+	if icl-fmt good.jsonl >/dev/full 2>err; then exit 1; fi
+	echo "icl-fmt: <stdout>: write error: No space left on device" >want && test_cmp want err &&
+	if icl-fmt -o /dev/full good.jsonl 2>err; then exit 1; fi
+	echo "icl-fmt: /dev/full: write error: No space left on device" >want && test_cmp want err &&
+	if icl-fmt --split 0.5 --split-out /dev/full good.jsonl >/dev/null 2>err; then exit 1; fi
+	test_cmp want err
+'
+else
+test_skip 'write errors: exit 1, one message naming the output' 'no /dev/full'
+fi
+
+test_done
