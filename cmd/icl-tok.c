@@ -8,6 +8,7 @@
 #include "bpe_train.h"
 #include "record.h"
 #include "tokenizer.h"
+#include "outfile.h"
 #include "toklines.h"
 #include "tokrec.h"
 
@@ -298,12 +299,13 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
     }
     icl_buf json = {0};
     size_t merges = icl_bpe_trainer_finish(tr, &json);
-    icl_bpe_trainer_free(tr);
-    FILE *fo = xfopen(out, "w");
-    fwrite(json.data, 1, json.len, fo);
-    xfclose(fo, out);
+    FILE *fo = icl_out_open(out); /* whole or not at all (outfile.h) */
+    if (fwrite(json.data, 1, json.len, fo) != json.len)
+        die("%s: write error:", out);
+    icl_out_commit(fo, out);
     buf_free(&json);
-    fprintf(stderr, "%s: %zu merges, vocabulary %d\n", out, merges, vocab);
+    fprintf(stderr, "%s: %zu merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
+    icl_bpe_trainer_free(tr);
 }
 
 int main(int argc, char **argv)
@@ -378,6 +380,15 @@ int main(int argc, char **argv)
     if (is_train) {
         if (!out)
             usage_die("train needs -o tokenizer.json");
+        int n = 0; /* a repeated --special counts once, as the trainer keeps it */
+        for (int i = 0; i < nspecial; i++) {
+            int seen = 0;
+            for (int j = 0; j < n; j++)
+                seen |= !strcmp(specials[j], specials[i]);
+            if (!seen)
+                specials[n++] = specials[i];
+        }
+        nspecial = n;
         if (vocab <= 256 + nspecial)
             usage_die("train needs --vocab-size above 256 + the number of special tokens");
         train_files((int)vocab, minfreq, specials, nspecial, out, files, nfiles);

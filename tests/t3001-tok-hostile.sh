@@ -52,4 +52,33 @@ test_expect_success 'generation_config.json pad_token_id -1 (early Llama convers
 	icl-tok encode -t d3 r.jsonl >out && head -1 out | grep -q " pad=-1 "
 '
 
+test_expect_success 'train: a repeated --special is kept once, as BpeTrainer does' '
+	gzip -dc "$DATA/tok/corpus.txt.gz" | head -2000 >c.txt &&
+	icl-tok train --vocab-size 300 --special "<s>" --special "<s>" -o t.json c.txt 2>err &&
+	test_grep "t.json: 43 merges, vocabulary 300" err &&
+	test $(grep -c "\"content\": \"<s>\"" t.json) -eq 1 &&
+	grep -q "\"<s>\": 0," t.json && grep -q "\"!\": 1," t.json
+'
+
+test_expect_success 'train: the vocabulary size reported is the one written' '
+	icl-tok train --vocab-size 300 -o e.json </dev/null 2>err &&
+	test_grep "e.json: 0 merges, vocabulary 256" err
+'
+
+test_expect_success 'train: a failed run leaves no -o file' '
+	printf "ok\n\377\n" >bad.txt &&
+	if icl-tok train --vocab-size 300 -o t2.json bad.txt 2>err; then exit 1; fi
+	test_grep "bad.txt:2: invalid UTF-8" err && ls >ls.txt && if grep "^t2\\.json" ls.txt; then exit 1; fi
+'
+
+if test -w /dev/full; then
+test_expect_success 'write errors: exit 1 and one message naming the output' '
+	if icl-tok train --vocab-size 300 -o /dev/full c.txt 2>err; then exit 1; fi
+	echo "icl-tok: /dev/full: write error: No space left on device" >want && test_cmp want err &&
+	icl-tok encode -t gpt2.json r.jsonl >r.tok &&
+	if icl-tok decode -t gpt2.json r.tok >/dev/full 2>err; then exit 1; fi
+	echo "icl-tok: <stdout>: write error: No space left on device" >want && test_cmp want err
+'
+fi
+
 test_done
