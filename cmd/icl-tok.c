@@ -29,12 +29,14 @@ static const char usage_text[] =
     "  -t, --tokenizer PATH    tokenizer.json or model directory\n"
     "      --bos / --no-bos    add BOS before the prompt (default: as the\n"
     "                          tokenizer's post-processor does); never twice\n"
-    "      --eos / --no-eos    add EOS after each response (default: on)\n"
+    "      --eos / --no-eos    add EOS after each response (default: on when the\n"
+    "                          tokenizer has one)\n"
     "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
     "                          into special ids; by default it is plain text\n"
-    "      --max-len N         at most N ids per line: the prompt is cut from the\n"
-    "                          left; examples whose response alone is longer are\n"
-    "                          skipped and counted on stderr\n"
+    "      --max-len N         at most N ids per line: ids are dropped from the\n"
+    "                          left (after BOS; earlier turns first, never the last\n"
+    "                          response); examples whose last response alone is\n"
+    "                          longer are skipped and counted on stderr\n"
     "      --threads N         encoding threads (default: all cores / ICL_NUM_THREADS);\n"
     "                          the output order is the input order\n"
     "      --on-error stop|skip  a bad record stops the run (default) or is\n"
@@ -355,7 +357,7 @@ int main(int argc, char **argv)
             break;
         case OPT_VOCAB:
             if (parse_long(optarg, &vocab) || vocab < 1 || vocab > 10000000)
-                usage_die("--vocab-size %s: want a positive number", optarg);
+                usage_die("--vocab-size %s: want a number in 257..10000000", optarg);
             break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
         case OPT_ON_ERROR:
