@@ -33,6 +33,7 @@ static const char usage_text[] =
     "                          tokenizer has one)\n"
     "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
     "                          into special ids; by default it is plain text\n"
+    "                          (records from icl-fmt -t chatml need this)\n"
     "      --max-len N         at most N ids per line: ids are dropped from the\n"
     "                          left (after BOS; earlier turns first, never the last\n"
     "                          response); examples whose last response alone is\n"
@@ -103,6 +104,7 @@ typedef struct {
     size_t len;
     icl_buf out;
     int status; /* 0 line, 1 skipped, 2 blank, -1 error */
+    int special_text; /* special-token text left as text (no --parse-special) */
     char err[512];
 } item;
 
@@ -117,7 +119,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
     item *items = xcalloc(BATCH, sizeof *items);
-    long skipped = 0, written = 0, bad = 0;
+    long skipped = 0, written = 0, bad = 0, special_text = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
         files = stdin_only;
@@ -159,8 +161,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                     it->status = -1;
                     continue;
                 }
-                it->status = icl_tokrec_encode(t, st[omp_get_thread_num()], o, rec, &it->out,
-                                               it->err, sizeof it->err);
+                icl_tok_state *ts = st[omp_get_thread_num()];
+                long before = icl_tok_state_special_text(ts, NULL);
+                it->status = icl_tokrec_encode(t, ts, o, rec, &it->out, it->err, sizeof it->err);
+                it->special_text = icl_tok_state_special_text(ts, NULL) > before;
                 json_decref(rec);
             }
             for (int i = 0; i < n; i++) {
@@ -175,6 +179,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 if (it->status == 1)
                     skipped++;
                 if (it->status == 0) {
+                    special_text += it->special_text;
                     buf_putc(&it->out, '\n');
                     fwrite(it->out.data, 1, it->out.len, stdout);
                     written++;
@@ -188,6 +193,19 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
              skipped == 1 ? "" : "s", o->max_len);
     if (bad)
         warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
+    if (special_text) {
+        /* Templates (chatml's <|im_start|>) write special tokens as text;
+         * without --parse-special they are not the special ids. */
+        int32_t id = -1;
+        for (int i = 0; i < nthreads; i++)
+            icl_tok_state_special_text(st[i], &id);
+        size_t pl = 0;
+        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
+        warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
+             "if a template wrote it, use --parse-special",
+             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
+             piece ? piece : "");
+    }
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         buf_free(&items[i].out);

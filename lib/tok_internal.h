@@ -183,6 +183,8 @@ struct icl_tok_state {
     pcre2_match_data *md;
     icl_buf norm, store, tmp;
     piece_list pieces;
+    long special_text;       /* special tokens left as text (no PARSE_SPECIAL) */
+    int32_t special_text_id; /* the last of them */
 };
 
 #endif

@@ -471,8 +471,10 @@ static void seg_push(segs *v, size_t s, size_t e, long idx)
     v->a[v->n++] = (size_t)idx;
 }
 
+/* Split s at added tokens.  A special token matched while !parse_special
+ * stays text; those are counted in st (for the "use --parse-special" hint). */
 static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *s, size_t n,
-                        int parse_special, segs *out)
+                        int parse_special, icl_tok_state *st, segs *out)
 {
     out->n = 0;
     size_t start_off = 0, i = 0;
@@ -491,8 +493,11 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
             size_t ms = i;
             i = mend;
             const tok_added *a = &t->added[idx];
-            if (a->special && !parse_special)
+            if (a->special && !parse_special) {
+                st->special_text++;
+                st->special_text_id = a->id;
                 continue;
+            }
             if (a->single_word && (is_word_char_before(s, ms) || is_word_char_at(s, n, mend)))
                 continue;
             if (a->lstrip) {
@@ -1123,6 +1128,13 @@ static void encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s
         icl_bpe_word(t, st->cache, st->store.data + st->pieces.off[k], st->pieces.len[k], out);
 }
 
+long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id)
+{
+    if (st->special_text && id)
+        *id = st->special_text_id;
+    return st->special_text;
+}
+
 int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n, int flags,
                    icl_ids *out, char *err, size_t errsz)
 {
@@ -1136,7 +1148,7 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         st = own = icl_tok_state_new(t);
     int ps = flags & ICL_TOK_PARSE_SPECIAL, cont = (flags & ICL_TOK_CONTINUATION) != 0;
     segs raw = {0}, nseg = {0};
-    added_split(t, &t->trie_raw, s, n, ps, &raw);
+    added_split(t, &t->trie_raw, s, n, ps, st, &raw);
     for (size_t i = 0; i < raw.n; i += 3) {
         size_t a = raw.a[i], b = raw.a[i + 1];
         long idx = (long)raw.a[i + 2];
@@ -1147,7 +1159,7 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         int first = a == 0;
         icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm);
         /* st->norm is reused by nothing below: copy not needed */
-        added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, &nseg);
+        added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, st, &nseg);
         for (size_t j = 0; j < nseg.n; j += 3) {
             size_t a2 = nseg.a[j], b2 = nseg.a[j + 1];
             long idx2 = (long)nseg.a[j + 2];

@@ -81,4 +81,14 @@ test_expect_success 'write errors: exit 1 and one message naming the output' '
 '
 fi
 
+test_expect_success 'special-token text kept as text is counted on stderr' '
+	printf "%s\n" "{\"text\":\"a <|endoftext|> b\"}" "{\"text\":\"plain\"}" \
+		"{\"prompt\":\"<|endoftext|>\",\"response\":\"x\"}" >sp.jsonl &&
+	icl-tok encode -t gpt2.json sp.jsonl >sp.tok 2>err &&
+	echo "icl-tok: 2 records contain special-token text such as \"<|endoftext|>\", encoded as plain text; if a template wrote it, use --parse-special" >want &&
+	test_cmp want err && test $(wc -l <sp.tok) -eq 4 &&
+	icl-tok encode -t gpt2.json --parse-special sp.jsonl >sp2.tok 2>err && test ! -s err &&
+	sed -n 4p sp2.tok | grep -q "^50256	87 50256$"
+'
+
 test_done
