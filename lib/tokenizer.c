@@ -838,6 +838,52 @@ static void load_added(icl_tokenizer *t, json_t *added)
     pcre2_match_data_free(md);
 }
 
+static const char *added_content_get(const void *ctx, int32_t i, size_t *len)
+{
+    const char *c = jstr(json_array_get((json_t *)ctx, (size_t)i), "content");
+    *len = strlen(c);
+    return c;
+}
+
+/* tokenizers does not take an added token's id from the file: on loading it
+ * adds the tokens in order (AddedVocabulary::add_tokens), skipping empty and
+ * repeated contents; a token already in the model vocabulary gets that id,
+ * any other the next id after the model vocabulary (model_n entries) and the
+ * added ids so far, and a differing id in the file only draws a warning.  A
+ * file whose ids disagree would be tokenized differently here (with the
+ * file's ids) than there, so it is refused. */
+static int check_added_ids(const icl_tokenizer *t, json_t *added, size_t model_n, errbuf *e)
+{
+    icl_strmap seen;
+    strmap_init(&seen, json_array_size(added));
+    long max = -1;
+    int rc = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(added, i, v)
+    {
+        const char *c = jstr(v, "content");
+        size_t cl = strlen(c);
+        if (cl == 0 || strmap_get(&seen, c, cl, added_content_get, added) >= 0)
+            continue;
+        strmap_put(&seen, (int32_t)i, added_content_get, added);
+        long id = (long)json_integer_value(json_object_get(v, "id"));
+        long want = vocab_id(t, c, cl);
+        if (want < 0)
+            want = max < 0 ? (long)model_n : (max >= (long)model_n || model_n == 0) ? max + 1 : (long)model_n;
+        if (id != want) {
+            rc = fail(e, "added_tokens[%zu] \"%s\" has id %ld, but Hugging Face tokenizers would "
+                      "give it id %ld (added tokens not in the vocab take the next free ids, in order)",
+                      i, c, id, want);
+            break;
+        }
+        if (want > max)
+            max = want;
+    }
+    strmap_free(&seen);
+    return rc;
+}
+
 /* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
 static int check_bytelevel(const tok_pre *p, int last, errbuf *e, int *found)
 {
@@ -970,6 +1016,8 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
             goto bad;
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
+        goto bad;
+    if (check_added_ids(t, added, json_object_size(json_object_get(json_object_get(root, "model"), "vocab")), &e))
         goto bad;
     load_added(t, added);
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))

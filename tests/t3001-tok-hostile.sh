@@ -91,4 +91,14 @@ test_expect_success 'special-token text kept as text is counted on stderr' '
 	sed -n 4p sp2.tok | grep -q "^50256	87 50256$"
 '
 
+test_expect_success 'added token ids must be the ones tokenizers would assign' '
+	sed "s|\"added_tokens\": \[|\"added_tokens\": [{\"id\": ID, \"content\": \"<x>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true},|" gpt2.json >ax.json &&
+	sed "s/\"id\": ID,/\"id\": 60000,/" ax.json >a1.json &&
+	if icl-tok encode -t a1.json r.jsonl >out 2>err; then exit 1; fi
+	test_grep "a1.json: added_tokens\[0\] \"<x>\" has id 60000, but Hugging Face tokenizers would give it id 50257" err &&
+	sed "s/\"id\": ID,/\"id\": 50257,/" ax.json >a2.json &&
+	echo "{\"text\":\"a<x>\"}" | icl-tok encode --parse-special -t a2.json >out &&
+	tail -1 out | grep -q "^	64 50257 50256$"
+'
+
 test_done
