@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fmt.h"
 #include "outfile.h"
@@ -64,6 +65,21 @@ static const char usage_text[] =
     "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
     "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";
 
+/* 1 if the outputs a and b (NULL or "-": standard output) are the same
+ * file, which would mix (or, renamed in turn, lose) the two parts.  Devices
+ * such as /dev/null may be shared. */
+static int same_file(const char *a, const char *b)
+{
+    int out_a = !a || !strcmp(a, "-"), out_b = !b || !strcmp(b, "-");
+    if (out_a && out_b)
+        return 1;
+    struct stat sa, sb;
+    int ra = out_a ? fstat(1, &sa) : stat(a, &sa), rb = out_b ? fstat(1, &sb) : stat(b, &sb);
+    if (ra == 0 && rb == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino && S_ISREG(sa.st_mode);
+    return !out_a && !out_b && !strcmp(a, b); /* not created yet: the same name */
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -123,6 +139,8 @@ int main(int argc, char **argv)
     }
     if ((o.split > 0) != (split_path != NULL))
         usage_die("--split and --split-out go together");
+    if (split_path && same_file(split_path, out_path))
+        usage_die("--split-out and the output are the same file: %s", split_path);
     icl_template *tpl = icl_template_load(tname, err, sizeof err);
     if (!tpl)
         usage_die("%s", err);
