@@ -43,10 +43,11 @@ fi
 
 test_expect_success '--split-out naming the output is a usage error' '
 	for args in "-o same.jsonl --split-out same.jsonl" "--split-out -"; do
-		icl-fmt --split 0.5 $args good.jsonl >stdout.jsonl 2>err; rc=$?
+		rc=0; icl-fmt --split 0.5 $args good.jsonl >stdout.jsonl 2>err || rc=$?
 		test $rc -eq 2 && test_grep "are the same file" err || exit 1
 	done
-	icl-fmt --split 0.5 --split-out stdout.jsonl good.jsonl >stdout.jsonl 2>err; test $? -eq 2 &&
+	rc=0; icl-fmt --split 0.5 --split-out stdout.jsonl good.jsonl >stdout.jsonl 2>err || rc=$?
+	test $rc -eq 2 &&
 	icl-fmt --split 0.5 --split-out /dev/null -o /dev/null good.jsonl
 '
 
