@@ -2,6 +2,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,6 +30,27 @@ static void remove_pending(void)
         }
 }
 
+/* On SIGINT, SIGTERM or SIGHUP: remove the temporary files (unlink is
+ * async-signal-safe), then die of the signal as before. */
+static void on_signal(int sig)
+{
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (pending[i].f && pending[i].tmp)
+            unlink(pending[i].tmp);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+            signal(sigs[i], on_signal);
+    }
+}
+
 FILE *icl_out_open(const char *path)
 {
     if (strcmp(path, "-") == 0)
@@ -40,6 +62,7 @@ FILE *icl_out_open(const char *path)
         die("%s: too many output files", path);
     if (!registered) {
         atexit(remove_pending);
+        catch_signals();
         registered = 1;
     }
     struct stat st;

@@ -7,8 +7,10 @@
  * file is removed at exit, so a failed run never leaves a half-written or
  * truncated FILE, and an old FILE survives a failed run unchanged.  This
  * also makes "-o x.jsonl x.jsonl" safe: the input is read before it is
- * replaced.  (A kill by signal can leave the temporary file behind; never
- * a half-written FILE.)
+ * replaced.  SIGINT, SIGTERM and SIGHUP (when not otherwise handled) also
+ * remove the temporary files before the program dies of the signal; only
+ * SIGKILL or a crash can leave one behind, never a half-written FILE.
+ * A symbolic link named FILE is replaced by the new file, as with sed -i.
  *
  * "-" means standard output, and a FILE that exists and is not a regular
  * file (/dev/null, /dev/full, a FIFO, /dev/stdout) is written directly:

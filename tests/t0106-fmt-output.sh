@@ -51,4 +51,13 @@ test_expect_success '--split-out naming the output is a usage error' '
 	icl-fmt --split 0.5 --split-out /dev/null -o /dev/null good.jsonl
 '
 
+test_expect_success 'SIGTERM before the end removes the temporary file' '
+	i=0; while [ $i -lt 20000 ]; do echo "{\"instruction\":\"q$i\",\"output\":\"a$i\"}"; i=$((i+1)); done >many.jsonl &&
+	set -- && for k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do set -- "$@" many.jsonl; done &&
+	{ icl-fmt --shuffle -o sig.jsonl "$@" & } && pid=$! &&
+	n=0; while ! ls | grep -q "^sig\.jsonl\.tmp" && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+	kill -TERM $pid; rc=0; wait $pid || rc=$?
+	ls >ls.txt; if grep "^sig\.jsonl" ls.txt; then test $rc -eq 0 || exit 1; fi
+'
+
 test_done
