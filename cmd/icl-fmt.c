@@ -3,8 +3,10 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fmt.h"
+#include "outfile.h"
 #include "template.h"
 #include "util.h"
 
@@ -36,7 +38,8 @@ static const char usage_text[] =
     "                        No EOS is added: the tokenizer adds it.\n"
     "\n"
     "Output\n"
-    "  -o, --output=FILE     write FILE instead of standard output\n"
+    "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
+    "                        when the run succeeds; so is --split-out)\n"
     "      --dedup           drop records whose prompt+response repeat an earlier one\n"
     "      --shuffle         write the records in a random order (see --seed)\n"
     "      --split=FRAC      write a random FRAC (0 < FRAC <= 1) of the records to the\n"
@@ -61,6 +64,21 @@ static const char usage_text[] =
     "  icl-fmt --map instruction=act,output=prompt -t chatml prompts.csv\n"
     "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
     "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";
+
+/* 1 if the outputs a and b (NULL or "-": standard output) are the same
+ * file, which would mix (or, renamed in turn, lose) the two parts.  Devices
+ * such as /dev/null may be shared. */
+static int same_file(const char *a, const char *b)
+{
+    int out_a = !a || !strcmp(a, "-"), out_b = !b || !strcmp(b, "-");
+    if (out_a && out_b)
+        return 1;
+    struct stat sa, sb;
+    int ra = out_a ? fstat(1, &sa) : stat(a, &sa), rb = out_b ? fstat(1, &sb) : stat(b, &sb);
+    if (ra == 0 && rb == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino && S_ISREG(sa.st_mode);
+    return !out_a && !out_b && !strcmp(a, b); /* not created yet: the same name */
+}
 
 int main(int argc, char **argv)
 {
@@ -121,12 +139,17 @@ int main(int argc, char **argv)
     }
     if ((o.split > 0) != (split_path != NULL))
         usage_die("--split and --split-out go together");
+    if (split_path && same_file(split_path, out_path))
+        usage_die("--split-out and the output are the same file: %s", split_path);
     icl_template *tpl = icl_template_load(tname, err, sizeof err);
     if (!tpl)
         usage_die("%s", err);
     o.tpl = tpl;
-    o.out = out_path ? xfopen(out_path, "w") : stdout;
-    o.split_out = split_path ? xfopen(split_path, "w") : NULL;
+    /* named outputs appear whole or not at all (outfile.h) */
+    o.out = out_path ? icl_out_open(out_path) : stdout;
+    o.out_name = out_path;
+    o.split_out = split_path ? icl_out_open(split_path) : NULL;
+    o.split_name = split_path;
     icl_fmt *f = icl_fmt_new(&o);
     if (optind == argc)
         icl_fmt_file(f, "-");
@@ -136,9 +159,9 @@ int main(int argc, char **argv)
     icl_fmt_free(f);
     icl_template_free(tpl);
     if (out_path)
-        xfclose(o.out, out_path);
+        icl_out_commit(o.out, out_path);
     if (split_path)
-        xfclose(o.split_out, split_path);
+        icl_out_commit(o.split_out, split_path);
     for (int k = 0; k < ICL_F_N; k++)
         free((char *)o.map[k]);
     return 0;

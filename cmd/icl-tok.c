@@ -8,6 +8,7 @@
 #include "bpe_train.h"
 #include "record.h"
 #include "tokenizer.h"
+#include "outfile.h"
 #include "toklines.h"
 #include "tokrec.h"
 
@@ -28,12 +29,15 @@ static const char usage_text[] =
     "  -t, --tokenizer PATH    tokenizer.json or model directory\n"
     "      --bos / --no-bos    add BOS before the prompt (default: as the\n"
     "                          tokenizer's post-processor does); never twice\n"
-    "      --eos / --no-eos    add EOS after each response (default: on)\n"
+    "      --eos / --no-eos    add EOS after each response (default: on when the\n"
+    "                          tokenizer has one)\n"
     "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
     "                          into special ids; by default it is plain text\n"
-    "      --max-len N         at most N ids per line: the prompt is cut from the\n"
-    "                          left; examples whose response alone is longer are\n"
-    "                          skipped and counted on stderr\n"
+    "                          (records from icl-fmt -t chatml need this)\n"
+    "      --max-len N         at most N ids per line: ids are dropped from the\n"
+    "                          left (after BOS; earlier turns first, never the last\n"
+    "                          response); examples whose last response alone is\n"
+    "                          longer are skipped and counted on stderr\n"
     "      --threads N         encoding threads (default: all cores / ICL_NUM_THREADS);\n"
     "                          the output order is the input order\n"
     "      --on-error stop|skip  a bad record stops the run (default) or is\n"
@@ -48,8 +52,10 @@ static const char usage_text[] =
     "  regex, 256-byte alphabet, most frequent pair first, ties to the lower ids).\n"
     "  Plain text is read line by line; JSON Lines records (detected from the\n"
     "  first line) contribute their text, prompt and response strings.\n"
-    "      --vocab-size N      final vocabulary size, specials included (> 256)\n"
-    "      --special TOKEN     a special token (repeatable; ids from 0 in order)\n"
+    "      --vocab-size N      final vocabulary size, specials included (more than\n"
+    "                          256 + the number of specials)\n"
+    "      --special TOKEN     a special token (repeatable; ids from 0 in order;\n"
+    "                          a repeated one is kept once)\n"
     "      --min-frequency N   stop when the best pair is rarer (default 0)\n"
     "  -o, --output FILE       where to write tokenizer.json (required)\n"
     "\n"
@@ -100,6 +106,7 @@ typedef struct {
     size_t len;
     icl_buf out;
     int status; /* 0 line, 1 skipped, 2 blank, -1 error */
+    int special_text; /* special-token text left as text (no --parse-special) */
     char err[512];
 } item;
 
@@ -114,7 +121,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
     item *items = xcalloc(BATCH, sizeof *items);
-    long skipped = 0, written = 0, bad = 0;
+    long skipped = 0, written = 0, bad = 0, special_text = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
         files = stdin_only;
@@ -156,8 +163,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                     it->status = -1;
                     continue;
                 }
-                it->status = icl_tokrec_encode(t, st[omp_get_thread_num()], o, rec, &it->out,
-                                               it->err, sizeof it->err);
+                icl_tok_state *ts = st[omp_get_thread_num()];
+                long before = icl_tok_state_special_text(ts, NULL);
+                it->status = icl_tokrec_encode(t, ts, o, rec, &it->out, it->err, sizeof it->err);
+                it->special_text = icl_tok_state_special_text(ts, NULL) > before;
                 json_decref(rec);
             }
             for (int i = 0; i < n; i++) {
@@ -172,6 +181,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 if (it->status == 1)
                     skipped++;
                 if (it->status == 0) {
+                    special_text += it->special_text;
                     buf_putc(&it->out, '\n');
                     fwrite(it->out.data, 1, it->out.len, stdout);
                     written++;
@@ -185,6 +195,19 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
              skipped == 1 ? "" : "s", o->max_len);
     if (bad)
         warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
+    if (special_text) {
+        /* Templates (chatml's <|im_start|>) write special tokens as text;
+         * without --parse-special they are not the special ids. */
+        int32_t id = -1;
+        for (int i = 0; i < nthreads; i++)
+            icl_tok_state_special_text(st[i], &id);
+        size_t pl = 0;
+        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
+        warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
+             "if a template wrote it, use --parse-special",
+             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
+             piece ? piece : "");
+    }
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         buf_free(&items[i].out);
@@ -298,12 +321,13 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
     }
     icl_buf json = {0};
     size_t merges = icl_bpe_trainer_finish(tr, &json);
-    icl_bpe_trainer_free(tr);
-    FILE *fo = xfopen(out, "w");
-    fwrite(json.data, 1, json.len, fo);
-    xfclose(fo, out);
+    FILE *fo = icl_out_open(out); /* whole or not at all (outfile.h) */
+    if (fwrite(json.data, 1, json.len, fo) != json.len)
+        die("%s: write error:", out);
+    icl_out_commit(fo, out);
     buf_free(&json);
-    fprintf(stderr, "%s: %zu merges, vocabulary %d\n", out, merges, vocab);
+    fprintf(stderr, "%s: %zu merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
+    icl_bpe_trainer_free(tr);
 }
 
 int main(int argc, char **argv)
@@ -353,7 +377,7 @@ int main(int argc, char **argv)
             break;
         case OPT_VOCAB:
             if (parse_long(optarg, &vocab) || vocab < 1 || vocab > 10000000)
-                usage_die("--vocab-size %s: want a positive number", optarg);
+                usage_die("--vocab-size %s: want a number in 257..10000000", optarg);
             break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
         case OPT_ON_ERROR:
@@ -378,6 +402,15 @@ int main(int argc, char **argv)
     if (is_train) {
         if (!out)
             usage_die("train needs -o tokenizer.json");
+        int n = 0; /* a repeated --special counts once, as the trainer keeps it */
+        for (int i = 0; i < nspecial; i++) {
+            int seen = 0;
+            for (int j = 0; j < n; j++)
+                seen |= !strcmp(specials[j], specials[i]);
+            if (!seen)
+                specials[n++] = specials[i];
+        }
+        nspecial = n;
         if (vocab <= 256 + nspecial)
             usage_die("train needs --vocab-size above 256 + the number of special tokens");
         train_files((int)vocab, minfreq, specials, nspecial, out, files, nfiles);
@@ -401,8 +434,11 @@ int main(int argc, char **argv)
         } else {
             o.eos = eos;
         }
-        if (o.bos && sp->bos < 0)
+        if (o.bos && sp->bos < 0) {
+            if (bos < 0) /* the tokenizer asks for a BOS it does not name: bad data */
+                die("%s: the tokenizer adds a BOS token but names none", tokpath);
             usage_die("--bos: %s has no BOS token", tokpath);
+        }
         if (o.eos && sp->eos < 0)
             usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;

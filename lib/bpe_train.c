@@ -35,6 +35,7 @@ struct icl_bpe_trainer {
     long min_frequency;
     char **specials;
     int nspecial;
+    size_t final_vocab; /* entries in the vocabulary written by finish */
     pcre2_code *re;
     pcre2_match_data *md;
     /* words: raw bytes in an arena, counted */
@@ -60,10 +61,16 @@ icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const c
     icl_bytelevel_init();
     tr->vocab_size = vocab_size;
     tr->min_frequency = min_frequency;
-    tr->nspecial = nspecial;
+    /* a repeated special token is added once, as BpeTrainer's
+     * add_special_tokens skips tokens already in the vocabulary */
     tr->specials = xcalloc((size_t)nspecial + 1, sizeof *tr->specials);
-    for (int i = 0; i < nspecial; i++)
-        tr->specials[i] = xstrdup(specials[i]);
+    for (int i = 0; i < nspecial; i++) {
+        int seen = 0;
+        for (int j = 0; j < tr->nspecial; j++)
+            seen |= !strcmp(tr->specials[j], specials[i]);
+        if (!seen)
+            tr->specials[tr->nspecial++] = xstrdup(specials[i]);
+    }
     tr->re = icl_re_compile(icl_gpt2_pattern, strlen(icl_gpt2_pattern), 0, err, sizeof err);
     if (!tr->re)
         die("%s", err);
@@ -71,6 +78,8 @@ icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const c
     strmap_init(&tr->wmap, 1024);
     return tr;
 }
+
+size_t icl_bpe_trainer_vocab(const icl_bpe_trainer *tr) { return tr->final_vocab; }
 
 void icl_bpe_trainer_free(icl_bpe_trainer *tr)
 {
@@ -483,6 +492,7 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     free(txt);
     json_decref(root);
 
+    tr->final_vocab = ntok;
     for (size_t j = 0; j < ntok; j++)
         free(tok[j]);
     free(tok);

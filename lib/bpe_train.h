@@ -22,7 +22,9 @@
 
 typedef struct icl_bpe_trainer icl_bpe_trainer;
 
-/* specials: nspecial strings, copied. */
+/* specials: nspecial strings, copied; a repeated one is kept once (at its
+ * first position), as BpeTrainer does.  Returns the trainer (free with
+ * icl_bpe_trainer_free); dies only when out of memory. */
 icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const char *const *specials,
                                      int nspecial);
 /* Feed one sequence (HF's train_from_files feeds each line with its '\n').
@@ -33,6 +35,10 @@ void icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n);
 /* Train and write the tokenizer.json text into out.  Returns the number of
  * merges. */
 size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out);
+/* Entries in the vocabulary that finish wrote (specials + 256 byte
+ * characters, less specials equal to one, + merges); 0 before finish.
+ * Below vocab_size when the corpus runs out of pairs. */
+size_t icl_bpe_trainer_vocab(const icl_bpe_trainer *tr);
 void icl_bpe_trainer_free(icl_bpe_trainer *tr);
 
 #endif

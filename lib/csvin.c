@@ -44,6 +44,7 @@ struct icl_csv {
     size_t row_first;       /* first field of the row in progress */
     long line;              /* line the parser stands on (see above) */
     long row_line;          /* line where the row in progress started */
+    int cr_pending;         /* the last row ended with CR: an LF next pairs with it */
     char row_msg[256];      /* error attached to the row in progress */
     int row_bad;
     long row_bad_line;      /* line of that error */
@@ -106,12 +107,36 @@ void icl_csv_free(icl_csv *c)
     free(c);
 }
 
-static size_t count_lf(const char *s, size_t n)
+/* Line ends are LF, CRLF and a lone CR (as Python's csv module, reading a
+ * file opened with newline='', counts them in line_num).  count_nl counts
+ * the ends in s[0..n); s[n] is looked at (to pair a CR with its LF) when
+ * n < avail. */
+static size_t count_nl(const char *s, size_t n, size_t avail)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        k += s[i] == '\n';
+        k += s[i] == '\n' || (s[i] == '\r' && !(i + 1 < avail && s[i + 1] == '\n'));
     return k;
+}
+
+/* Start of the line that holds s[i] (i < n). */
+static size_t line_start(const char *s, size_t i)
+{
+    while (i > 0 && s[i - 1] != '\n' && !(s[i - 1] == '\r' && s[i] != '\n'))
+        i--;
+    return i;
+}
+
+/* Offset just after the first line end at or after s[i], or n. */
+static size_t next_line(const char *s, size_t i, size_t n)
+{
+    for (; i < n; i++) {
+        if (s[i] == '\n')
+            return i + 1;
+        if (s[i] == '\r')
+            return i + 1 < n && s[i + 1] == '\n' ? i + 2 : i + 1;
+    }
+    return n;
 }
 
 static void cb_field(void *s, size_t len, void *data)
@@ -128,8 +153,9 @@ static void cb_field(void *s, size_t len, void *data)
     buf_reserve(&c->arena, len + 1);
     if (len) {
         memcpy(c->arena.data + c->arena.len, s, len);
-        if (memchr(s, '\n', len))
-            c->line += (long)count_lf(s, len);
+        if (memchr(s, '\n', len) || memchr(s, '\r', len))
+            c->line += (long)count_nl(s, len, len);
+        c->cr_pending = 0;
     }
     c->arena.len += len;
     c->arena.data[c->arena.len++] = '\0';
@@ -178,8 +204,10 @@ static void cb_row(int term, void *data)
     if (c->nf > c->row_first)
         queue_row(c, NULL);
     /* else: a blank line or the LF of a CRLF (CSV_REPALL_NL) */
-    if (term == '\n')
+    /* CRLF arrives as a row ended by CR, then an empty row ended by LF */
+    if (term == '\r' || (term == '\n' && !c->cr_pending))
         c->line++;
+    c->cr_pending = term == '\r';
     c->row_line = c->line;
 }
 
@@ -248,10 +276,8 @@ static size_t parse_span(icl_csv *c, const char *buf, size_t a, size_t b, size_t
         if (done == b - a)
             return b;
         size_t at = a + done;
-        long line = base + (long)count_lf(buf, at);
-        const char *ls = buf + at;
-        while (ls > buf && ls[-1] != '\n')
-            ls--;
+        long line = base + (long)count_nl(buf, at, n);
+        const char *ls = buf + line_start(buf, at);
         char msg[256];
         if (c->p.pstate == FIELD_MIGHT_HAVE_ENDED)
             snprintf(msg, sizeof msg, "text after a closing quote at byte offset %zu",
@@ -266,8 +292,7 @@ static size_t parse_span(icl_csv *c, const char *buf, size_t a, size_t b, size_t
         queue_row(c, msg);
         csv_free(&c->p);
         init_parser(c);
-        const char *nl = memchr(buf + at, '\n', n - at);
-        a = nl ? (size_t)(nl - buf) + 1 : n;
+        a = next_line(buf, at, n);
         c->line = c->row_line = line + 1;
     }
     return a;
@@ -291,7 +316,7 @@ static void feed(icl_csv *c)
      * is still inside of (libcsv holds those in entry_buf). */
     long base = c->line;
     if (c->p.pstate != 0 && c->p.entry_pos)
-        base += (long)count_lf((const char *)c->p.entry_buf, c->p.entry_pos);
+        base += (long)count_nl((const char *)c->p.entry_buf, c->p.entry_pos, c->p.entry_pos);
     size_t off = 0;
     while (off < n) {
         const char *z = memchr(buf + off, '\0', n - off);
@@ -307,9 +332,7 @@ static void feed(icl_csv *c)
         if (off > bad)
             continue; /* the bad byte was in a line dropped for bad quoting */
         if (!c->row_bad) {
-            size_t ls = bad;
-            while (ls > 0 && buf[ls - 1] != '\n')
-                ls--;
+            size_t ls = line_start(buf, bad);
             if (z && bad == lim)
                 snprintf(c->row_msg, sizeof c->row_msg, "NUL byte at byte offset %zu", bad - ls);
             else
@@ -317,7 +340,7 @@ static void feed(icl_csv *c)
                          "invalid UTF-8 at byte offset %zu (byte 0x%02X)", bad - ls,
                          (unsigned char)buf[bad]);
             c->row_bad = 1;
-            c->row_bad_line = base + (long)count_lf(buf, bad);
+            c->row_bad_line = base + (long)count_nl(buf, bad, n);
         }
         off = parse_span(c, buf, bad, bad + 1, n, base);
     }

@@ -2,8 +2,9 @@
  *
  * Dialect (RFC 4180 as Python's csv module reads it, checked strictly):
  *  - the first row is the header; every later row must have as many fields;
- *  - rows end in LF or CRLF (a lone CR also ends a row); blank lines between
- *    rows are ignored; the last row may lack a final newline;
+ *  - rows end in LF or CRLF (a lone CR also ends a row, and counts as a line
+ *    end in line numbers, as in Python's csv); blank lines between rows are
+ *    ignored; the last row may lack a final newline;
  *  - a field in double quotes may hold delimiters, CR, LF and doubled quotes
  *    ("" stands for one "); a quote inside an unquoted field, or text after a
  *    closing quote, is an error (libcsv's CSV_STRICT); a quoted field still

@@ -150,13 +150,13 @@ static void note(icl_fmt *f, int kind, const char *fmt, ...)
     va_end(ap);
 }
 
-static void flush_out(FILE *to, icl_buf *b);
+static void flush_out(const icl_fmt *f, FILE *to, icl_buf *b);
 
 /* Stop the run: the records before the error are written (unless held for
  * --shuffle/--split), then the message, exit 1. */
 _Noreturn static void fatal(icl_fmt *f, const char *err)
 {
-    flush_out(f->o.out, &f->out);
+    flush_out(f, f->o.out, &f->out);
     fflush(f->o.out);
     die("%s", err);
 }
@@ -195,10 +195,14 @@ static void badf(icl_fmt *f, long line, const char *fmt, ...)
 
 /* ---- output ------------------------------------------------------------ */
 
-static void flush_out(FILE *to, icl_buf *b)
+/* Write b to `to` (f's out or split_out) and empty it; a failed write dies
+ * naming the output ("prog: FILE: write error: reason"). */
+static void flush_out(const icl_fmt *f, FILE *to, icl_buf *b)
 {
-    if (b->len && fwrite(b->data, 1, b->len, to) != b->len)
-        die("write error:");
+    if (b->len && fwrite(b->data, 1, b->len, to) != b->len) {
+        const char *name = to == f->o.split_out ? f->o.split_name : f->o.out_name;
+        die("%s: write error:", name ? name : "<stdout>");
+    }
     buf_clear(b);
 }
 
@@ -275,7 +279,7 @@ static void emit(icl_fmt *f)
     }
     f->st.written++;
     if (f->out.len >= OUT_FLUSH)
-        flush_out(f->o.out, &f->out);
+        flush_out(f, f->o.out, &f->out);
 }
 
 /* Start a record with single prompt/response texts from the template.
@@ -709,7 +713,7 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
 void icl_fmt_file(icl_fmt *f, const char *path)
 {
     icl_reader rd;
-    flush_out(f->o.out, &f->out); /* the records so far stay written if this input fails */
+    flush_out(f, f->o.out, &f->out); /* the records so far stay written if this input fails */
     icl_reader_open(&rd, path);
     f->name = rd.name;
     int fmt = f->o.format;
@@ -731,7 +735,7 @@ static void put_held(icl_fmt *f, icl_buf *b, FILE *to, size_t i)
 {
     buf_append(b, f->store.data + f->off[i], f->off[i + 1] - f->off[i]);
     if (b->len >= OUT_FLUSH)
-        flush_out(to, b);
+        flush_out(f, to, b);
 }
 
 void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st)
@@ -765,13 +769,13 @@ void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st)
         f->st.written = (long)k;
         f->st.split_written = (long)(n - k);
         if (f->o.split_out)
-            flush_out(f->o.split_out, &side);
+            flush_out(f, f->o.split_out, &side);
         buf_free(&side);
         free(perm);
     }
-    flush_out(f->o.out, &f->out);
+    flush_out(f, f->o.out, &f->out);
     if (fflush(f->o.out) != 0)
-        die("write error:");
+        die("%s: write error:", f->o.out_name ? f->o.out_name : "<stdout>");
     if (!f->o.quiet) {
         if (f->st.bad)
             warn("%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");

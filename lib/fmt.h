@@ -50,6 +50,7 @@ typedef struct {
     uint64_t seed;
     double split;               /* fraction to out, rest to split_out; 0 = no split */
     FILE *out, *split_out;      /* not owned */
+    const char *out_name, *split_name; /* for write errors; NULL = "<stdout>" */
     int quiet;                  /* no warnings/summary on stderr */
 } icl_fmt_opts;
 
@@ -77,6 +78,9 @@ int icl_fmt_parse_format(const char *name);
  * quotes, else CSV.  Leading BOM and whitespace are ignored. */
 int icl_fmt_detect(const char *p, size_t n);
 
+/* A converter writing to o->out (and o->split_out).  *o is copied, but what
+ * it points to (template, map strings, FILEs) is not: it must outlive the
+ * converter.  Free with icl_fmt_free (closes nothing). */
 icl_fmt *icl_fmt_new(const icl_fmt_opts *o);
 /* Convert one input ("-" = stdin).  Dies with exit 1 on a bad record
  * unless skip_bad, and always on unreadable input. */

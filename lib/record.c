@@ -157,5 +157,5 @@ void icl_record_write(FILE *f, const json_t *rec)
     icl_record_dump(&b, rec);
     buf_putc(&b, '\n');
     if (fwrite(b.data, 1, b.len, f) != b.len)
-        die("write error:");
+        die("%s: write error:", f == stdout ? "<stdout>" : "output");
 }

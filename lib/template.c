@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "record.h"
+
 /* tatsu-lab/stanford_alpaca, train.py, PROMPT_DICT (the Python string
  * literals concatenated). */
 const char ICL_ALPACA_PROMPT_INPUT[] =
@@ -66,6 +68,18 @@ icl_template *icl_template_parse(const char *text, size_t n, const char *name, c
 {
     if (memchr(text, '\0', n)) {
         snprintf(err, errsz, "%s: template contains a NUL byte", name);
+        return NULL;
+    }
+    size_t bad_at = icl_utf8_valid(text, n);
+    if (bad_at != n) { /* its text goes into every record: it must be UTF-8 too */
+        long bl = 1;
+        size_t ls = 0;
+        for (size_t i = 0; i < bad_at; i++)
+            if (text[i] == '\n') {
+                bl++;
+                ls = i + 1;
+            }
+        snprintf(err, errsz, "%s:%ld: invalid UTF-8 at byte offset %zu", name, bl, bad_at - ls);
         return NULL;
     }
     /* Find the marker line "%%" (a line holding only %%, optionally with CR). */
@@ -145,10 +159,10 @@ icl_template *icl_template_load(const char *name, char *err, size_t errsz)
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
         buf_append(&b, chunk, got);
-    int rerr = ferror(f);
+    int rerr = ferror(f) ? errno : 0;
     fclose(f);
     if (rerr) {
-        snprintf(err, errsz, "%s: read error", name);
+        snprintf(err, errsz, "%s: read error: %s", name, strerror(rerr));
         buf_free(&b);
         return NULL;
     }

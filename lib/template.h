@@ -64,7 +64,8 @@ typedef struct {
  * icl_template_free. */
 icl_template *icl_template_load(const char *name, char *err, size_t errsz);
 /* Make a template from file text in memory (what icl_template_load reads);
- * name is used in messages. */
+ * name is used in messages.  The text must be UTF-8 without NUL bytes (its
+ * text goes into every record); otherwise NULL with "name:LINE: ..." in err. */
 icl_template *icl_template_parse(const char *text, size_t n, const char *name, char *err,
                                  size_t errsz);
 void icl_template_free(icl_template *t);

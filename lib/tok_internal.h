@@ -21,6 +21,10 @@ typedef struct {
     icl_u64ent *e;
     size_t cap, n; /* cap: power of two */
 } icl_u64map;
+/* Open-addressing map uint64 -> (int32, int32), hashed by XXH3, grown at
+ * half full.  UINT64_MAX marks an empty slot, so it is not a valid key (the
+ * callers' keys are id pairs and trie edges, all below 2^56).
+ * expect: entries expected (sizes the table); free with u64map_free. */
 void u64map_init(icl_u64map *m, size_t expect);
 void u64map_free(icl_u64map *m);
 /* Set key -> (a, b), overwriting. */
@@ -39,8 +43,10 @@ void strmap_init(icl_strmap *m, size_t expect);
 void strmap_free(icl_strmap *m);
 /* Insert id under its string; an existing equal string is overwritten. */
 void strmap_put(icl_strmap *m, int32_t id, strmap_get_fn get, const void *ctx);
+/* The id stored under s[0..len), or -1. */
 int32_t strmap_get(const icl_strmap *m, const char *s, size_t len, strmap_get_fn get,
                    const void *ctx);
+/* XXH3-64 of p[0..n). */
 uint64_t icl_hash_bytes(const void *p, size_t n);
 
 /* ---- normalizers, pre-tokenizers, decoders ---- */
@@ -183,6 +189,8 @@ struct icl_tok_state {
     pcre2_match_data *md;
     icl_buf norm, store, tmp;
     piece_list pieces;
+    long special_text;       /* special tokens left as text (no PARSE_SPECIAL) */
+    int32_t special_text_id; /* the last of them */
 };
 
 #endif

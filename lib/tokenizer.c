@@ -287,7 +287,24 @@ static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
     return 0;
 }
 
-/* The ids a TemplateProcessing "single" template puts before / after $A. */
+/* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
+ * so a hostile file cannot make us allocate gigabytes. */
+#define MAX_IDS (1L << 24)
+
+/* A special token id from the post-processor: an integer in 0..MAX_IDS-1
+ * (range against the vocabulary is checked after loading).  Returns -1 on
+ * anything else, so 2^32+5 never wraps to 5. */
+static int post_id(json_t *v, int32_t *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= MAX_IDS)
+        return -1;
+    *out = (int32_t)json_integer_value(v);
+    return 0;
+}
+
+/* The ids a TemplateProcessing "single" template puts before / after $A;
+ * the cls/sep ids of RobertaProcessing and BertProcessing.  A malformed
+ * processor is an error (tokenizers refuses to load it too), never ignored. */
 static int parse_post(icl_tokenizer *t, json_t *j, errbuf *e)
 {
     const char *ty = jstr(j, "type");
@@ -299,19 +316,19 @@ static int parse_post(icl_tokenizer *t, json_t *j, errbuf *e)
         json_t *a = json_object_get(j, "processors");
         size_t i;
         json_t *v;
+        if (!json_is_array(a))
+            return fail(e, "post_processor Sequence without a \"processors\" array");
         json_array_foreach(a, i, v) if (parse_post(t, v, e)) return -1;
         return 0;
     }
     if (!strcmp(ty, "RobertaProcessing") || !strcmp(ty, "BertProcessing")) {
         json_t *cls = json_object_get(j, "cls"), *sep = json_object_get(j, "sep");
-        if (json_is_integer(json_array_get(cls, 1))) {
-            t->sp.bos = (int32_t)json_integer_value(json_array_get(cls, 1));
-            t->sp.add_bos = 1;
-        }
-        if (json_is_integer(json_array_get(sep, 1))) {
-            t->sp.eos = (int32_t)json_integer_value(json_array_get(sep, 1));
-            t->sp.add_eos = 1;
-        }
+        if (!json_is_string(json_array_get(cls, 0)) || post_id(json_array_get(cls, 1), &t->sp.bos) ||
+            !json_is_string(json_array_get(sep, 0)) || post_id(json_array_get(sep, 1), &t->sp.eos))
+            return fail(e, "post_processor %s: cls and sep must be [token, id] with an id in 0..%ld", ty,
+                        MAX_IDS - 1);
+        t->sp.add_bos = 1;
+        t->sp.add_eos = 1;
         return 0;
     }
     if (strcmp(ty, "TemplateProcessing"))
@@ -320,6 +337,8 @@ static int parse_post(icl_tokenizer *t, json_t *j, errbuf *e)
     size_t i;
     json_t *it;
     int seen_a = 0;
+    if (!json_is_array(single))
+        return fail(e, "post_processor TemplateProcessing without a \"single\" array");
     json_array_foreach(single, i, it)
     {
         json_t *st = json_object_get(it, "SpecialToken");
@@ -333,10 +352,10 @@ static int parse_post(icl_tokenizer *t, json_t *j, errbuf *e)
             return fail(e, "post_processor TemplateProcessing: unknown piece in \"single\"");
         const char *name = jstr(st, "id");
         json_t *ids = json_object_get(json_object_get(sps, name ? name : ""), "ids");
-        if (json_array_size(ids) != 1 || !json_is_integer(json_array_get(ids, 0)))
-            return fail(e, "post_processor TemplateProcessing: special token %s must have one id",
-                        name ? name : "(none)");
-        int32_t id = (int32_t)json_integer_value(json_array_get(ids, 0));
+        int32_t id;
+        if (json_array_size(ids) != 1 || post_id(json_array_get(ids, 0), &id))
+            return fail(e, "post_processor TemplateProcessing: special token %s must have one id in 0..%ld",
+                        name ? name : "(none)", MAX_IDS - 1);
         if (!seen_a) {
             if (t->sp.add_bos)
                 return fail(e, "post_processor TemplateProcessing: more than one token before $A");
@@ -452,8 +471,10 @@ static void seg_push(segs *v, size_t s, size_t e, long idx)
     v->a[v->n++] = (size_t)idx;
 }
 
+/* Split s at added tokens.  A special token matched while !parse_special
+ * stays text; those are counted in st (for the "use --parse-special" hint). */
 static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *s, size_t n,
-                        int parse_special, segs *out)
+                        int parse_special, icl_tok_state *st, segs *out)
 {
     out->n = 0;
     size_t start_off = 0, i = 0;
@@ -472,8 +493,11 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
             size_t ms = i;
             i = mend;
             const tok_added *a = &t->added[idx];
-            if (a->special && !parse_special)
+            if (a->special && !parse_special) {
+                st->special_text++;
+                st->special_text_id = a->id;
                 continue;
+            }
             if (a->single_word && (is_word_char_before(s, ms) || is_word_char_at(s, n, mend)))
                 continue;
             if (a->lstrip) {
@@ -510,10 +534,6 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
 
 /* ---- loading ---- */
 
-/* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
- * so a hostile file cannot make us allocate gigabytes. */
-#define MAX_IDS (1L << 24)
-
 static int read_all(const char *path, char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -544,14 +564,52 @@ static int32_t token_id_of(icl_tokenizer *t, json_t *v)
 }
 
 /* tokenizer_config.json and generation_config.json beside the file. */
-static void read_neighbours(icl_tokenizer *t, const char *dir)
+/* A JSON file beside tokenizer.json: NULL when it does not exist; an error
+ * (-1, *out unchanged) when it exists but does not parse as an object, so a
+ * truncated tokenizer_config.json never silently drops its BOS settings. */
+static int load_neighbour(const char *path, const char *name, json_t **out, errbuf *e)
+{
+    struct stat st;
+    *out = NULL;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return 0;
+    json_error_t je;
+    json_t *c = json_load_file(path, 0, &je);
+    if (!json_is_object(c)) {
+        json_decref(c);
+        if (c)
+            return fail(e, "%s: not a JSON object", name);
+        return fail(e, "%s: line %d: %s", name, je.line, je.text);
+    }
+    *out = c;
+    return 0;
+}
+
+/* An id from generation_config.json: absent, null or negative (early Llama
+ * conversions wrote -1) leaves *id as it is; otherwise an integer in
+ * 0..MAX_IDS-1 (no wrap-around of 2^32+5 to 5). */
+static int gen_id(json_t *v, const char *key, int32_t *id, errbuf *e)
+{
+    if (!v || json_is_null(v) || (json_is_integer(v) && json_integer_value(v) < 0))
+        return 0;
+    int32_t x;
+    if (post_id(v, &x))
+        return fail(e, "generation_config.json: %s must be an id in 0..%ld", key, MAX_IDS - 1);
+    if (*id < 0)
+        *id = x;
+    return 0;
+}
+
+static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
 {
     if (!dir)
-        return;
+        return 0;
     char *p = xmalloc(strlen(dir) + 32);
+    json_t *c;
     sprintf(p, "%s/tokenizer_config.json", dir);
-    json_t *c = json_load_file(p, 0, NULL);
-    if (json_is_object(c)) {
+    if (load_neighbour(p, "tokenizer_config.json", &c, err))
+        goto bad;
+    if (c) {
         int32_t id;
         json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
         if ((id = token_id_of(t, b)) >= 0)
@@ -568,25 +626,27 @@ static void read_neighbours(icl_tokenizer *t, const char *dir)
             t->sp.add_bos = json_is_true(ab) && t->sp.bos >= 0;
         if (json_is_boolean(ae))
             t->sp.add_eos = json_is_true(ae) && t->sp.eos >= 0;
+        json_decref(c);
     }
-    json_decref(c);
     sprintf(p, "%s/generation_config.json", dir);
-    c = json_load_file(p, 0, NULL);
-    if (json_is_object(c)) {
-        json_t *v = json_object_get(c, "bos_token_id");
-        if (json_is_integer(v) && t->sp.bos < 0)
-            t->sp.bos = (int32_t)json_integer_value(v);
-        v = json_object_get(c, "eos_token_id");
+    if (load_neighbour(p, "generation_config.json", &c, err))
+        goto bad;
+    if (c) {
+        json_t *v = json_object_get(c, "eos_token_id");
         if (json_is_array(v))
             v = json_array_get(v, 0);
-        if (json_is_integer(v) && t->sp.eos < 0)
-            t->sp.eos = (int32_t)json_integer_value(v);
-        v = json_object_get(c, "pad_token_id");
-        if (json_is_integer(v) && t->sp.pad < 0)
-            t->sp.pad = (int32_t)json_integer_value(v);
+        int bad = gen_id(json_object_get(c, "bos_token_id"), "bos_token_id", &t->sp.bos, err) ||
+                  gen_id(v, "eos_token_id", &t->sp.eos, err) ||
+                  gen_id(json_object_get(c, "pad_token_id"), "pad_token_id", &t->sp.pad, err);
+        json_decref(c);
+        if (bad)
+            goto bad;
     }
-    json_decref(c);
     free(p);
+    return 0;
+bad:
+    free(p);
+    return -1;
 }
 
 static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
@@ -778,6 +838,52 @@ static void load_added(icl_tokenizer *t, json_t *added)
     pcre2_match_data_free(md);
 }
 
+static const char *added_content_get(const void *ctx, int32_t i, size_t *len)
+{
+    const char *c = jstr(json_array_get((json_t *)ctx, (size_t)i), "content");
+    *len = strlen(c);
+    return c;
+}
+
+/* tokenizers does not take an added token's id from the file: on loading it
+ * adds the tokens in order (AddedVocabulary::add_tokens), skipping empty and
+ * repeated contents; a token already in the model vocabulary gets that id,
+ * any other the next id after the model vocabulary (model_n entries) and the
+ * added ids so far, and a differing id in the file only draws a warning.  A
+ * file whose ids disagree would be tokenized differently here (with the
+ * file's ids) than there, so it is refused. */
+static int check_added_ids(const icl_tokenizer *t, json_t *added, size_t model_n, errbuf *e)
+{
+    icl_strmap seen;
+    strmap_init(&seen, json_array_size(added));
+    long max = -1;
+    int rc = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(added, i, v)
+    {
+        const char *c = jstr(v, "content");
+        size_t cl = strlen(c);
+        if (cl == 0 || strmap_get(&seen, c, cl, added_content_get, added) >= 0)
+            continue;
+        strmap_put(&seen, (int32_t)i, added_content_get, added);
+        long id = (long)json_integer_value(json_object_get(v, "id"));
+        long want = vocab_id(t, c, cl);
+        if (want < 0)
+            want = max < 0 ? (long)model_n : (max >= (long)model_n || model_n == 0) ? max + 1 : (long)model_n;
+        if (id != want) {
+            rc = fail(e, "added_tokens[%zu] \"%s\" has id %ld, but Hugging Face tokenizers would "
+                      "give it id %ld (added tokens not in the vocab take the next free ids, in order)",
+                      i, c, id, want);
+            break;
+        }
+        if (want > max)
+            max = want;
+    }
+    strmap_free(&seen);
+    return rc;
+}
+
 /* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
 static int check_bytelevel(const tok_pre *p, int last, errbuf *e, int *found)
 {
@@ -911,6 +1017,8 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
+    if (check_added_ids(t, added, json_object_size(json_object_get(json_object_get(root, "model"), "vocab")), &e))
+        goto bad;
     load_added(t, added);
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
         if (parse_post(t, v, &e))
@@ -919,7 +1027,8 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
      * icl has its own --max-len, so they are ignored rather than refused. */
     t->sp.unk = t->unk_id;
     t->fingerprint = fingerprint(t, root);
-    read_neighbours(t, dir);
+    if (read_neighbours(t, dir, &e))
+        goto bad;
     if (t->sp.eos < 0 && !t->eos_named) {
         static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
         t->sp.eos = find_special(t, eos_names);
@@ -1067,6 +1176,13 @@ static void encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s
         icl_bpe_word(t, st->cache, st->store.data + st->pieces.off[k], st->pieces.len[k], out);
 }
 
+long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id)
+{
+    if (st->special_text && id)
+        *id = st->special_text_id;
+    return st->special_text;
+}
+
 int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n, int flags,
                    icl_ids *out, char *err, size_t errsz)
 {
@@ -1080,7 +1196,7 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         st = own = icl_tok_state_new(t);
     int ps = flags & ICL_TOK_PARSE_SPECIAL, cont = (flags & ICL_TOK_CONTINUATION) != 0;
     segs raw = {0}, nseg = {0};
-    added_split(t, &t->trie_raw, s, n, ps, &raw);
+    added_split(t, &t->trie_raw, s, n, ps, st, &raw);
     for (size_t i = 0; i < raw.n; i += 3) {
         size_t a = raw.a[i], b = raw.a[i + 1];
         long idx = (long)raw.a[i + 2];
@@ -1091,7 +1207,7 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         int first = a == 0;
         icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm);
         /* st->norm is reused by nothing below: copy not needed */
-        added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, &nseg);
+        added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, st, &nseg);
         for (size_t j = 0; j < nseg.n; j += 3) {
             size_t a2 = nseg.a[j], b2 = nseg.a[j + 1];
             long idx2 = (long)nseg.a[j + 2];

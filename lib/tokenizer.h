@@ -105,6 +105,11 @@ int icl_tok_is_byte_level(const icl_tokenizer *t);
  * Free with icl_tok_state_free. */
 icl_tok_state *icl_tok_state_new(const icl_tokenizer *t);
 void icl_tok_state_free(icl_tok_state *s);
+/* How many special added tokens icl_tok_encode found written in the text and,
+ * without ICL_TOK_PARSE_SPECIAL, encoded as plain text, over all calls with
+ * st; *id (if not NULL) gets the id of the last one, untouched when none.
+ * Lets a program hint that a template's "<|im_start|>" wants --parse-special. */
+long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id);
 
 /* Encoding flags. */
 enum {

@@ -33,7 +33,7 @@ void icl_toklines_write_header(FILE *f, const icl_toklines_header *h)
         fputc(*s == '\n' || *s == '\r' ? '?' : *s, f);
     fputc('\n', f);
     if (ferror(f))
-        die("write error:");
+        die("%s: write error:", f == stdout ? "<stdout>" : "output");
 }
 
 static int parse_int(const char *s, size_t n, long lo, long hi, long *out)

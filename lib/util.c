@@ -36,9 +36,14 @@ void warn(const char *fmt, ...)
     va_end(ap);
 }
 
+/* Set by die and usage_die: the error is reported, so the exit-time check
+ * of stdout must not report a failed write a second time. */
+static int icl_reported;
+
 void die(const char *fmt, ...)
 {
     va_list ap;
+    icl_reported = 1;
     va_start(ap, fmt);
     vmsg(fmt, ap);
     va_end(ap);
@@ -48,6 +53,7 @@ void die(const char *fmt, ...)
 void usage_die(const char *fmt, ...)
 {
     va_list ap;
+    icl_reported = 1;
     va_start(ap, fmt);
     vmsg(fmt, ap);
     va_end(ap);
@@ -280,6 +286,8 @@ static void check_stdout(void)
     if (fflush(stdout) == EOF || ferror(stdout)) {
         if (errno == EPIPE)
             _exit(ICL_EXIT_OK);
+        if (icl_reported) /* die already said what went wrong; keep its status */
+            return;
         fprintf(stderr, "%s: <stdout>: write error: %s\n", icl_progname, strerror(errno));
         _exit(ICL_EXIT_FAIL);
     }

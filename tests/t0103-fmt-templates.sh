@@ -130,4 +130,19 @@ test_expect_success '--map paths into nested JSON: a[0].b and a.0.b' '
 '
 test_expect_code 2 'bad --map key is a usage error' 'icl-fmt --map foo=bar in.jsonl'
 test_expect_code 2 'bad --map syntax is a usage error' 'icl-fmt --map instruction in.jsonl'
+test_expect_code 2 'template file with invalid UTF-8: named, never copied into records' '
+    printf "Q: {instruction}\\n\\377\\n%%%%\\n{output}\\n" >u8.tpl &&
+    echo "{\"instruction\":\"a\",\"output\":\"b\"}" >one.jsonl &&
+    icl-fmt -t u8.tpl one.jsonl >out 2>err; rc=$?
+    grep -q "u8.tpl:2: invalid UTF-8 at byte offset 0" err || exit 9
+    test ! -s out || exit 8
+    exit $rc
+'
+
+test_expect_code 2 'a directory as template: the reason is given' '
+    mkdir -p tdir && icl-fmt -t tdir one.jsonl 2>err; rc=$?
+    grep -q "tdir: read error: Is a directory" err || exit 9
+    exit $rc
+'
+
 test_done

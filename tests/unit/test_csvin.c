@@ -176,10 +176,26 @@ static void jsonl_lines(void **state)
     icl_reader_close(&r);
 }
 
+/* Lone CR ends a line too (old Mac files; Python's csv reads them): line
+ * numbers count it, and after bad quoting reading resumes at the next CR
+ * (it used to look for the next LF and silently lose the rest of the file). */
+static void csv_cr_only(void **state)
+{
+    (void)state;
+    CSV_IS("a,b\r1,2\r3,4\r", "H2;2:[1|2];3:[3|4]");
+    CSV_IS("a,b\r1,2\r3,4,5\r6,7", "H2;2:[1|2];Et:3: row has 3 fields, the header has 2;4:[6|7]");
+    CSV_IS("a,b\r1,2\r3,x\"y\r5,6\r7,8\r",
+           "H2;2:[1|2];Et:3: quote inside an unquoted field at byte offset 3 (quote the whole field and "
+           "double the quote);4:[5|6];5:[7|8]");
+    CSV_IS("a,b\r\r\r1,\"x\ry\"\r3,4\r", "H2;4:[1|x\ry];6:[3|4]");      /* blank CR lines */
+    CSV_IS("a,b\r\n1,\"x\r\ny\"\r\n3,4\r\n", "H2;2:[1|x\r\ny];4:[3|4]"); /* CRLF counts once */
+    CSV_IS("a,b\r1,\xff\r3,4\r", "H2;Et:2: invalid UTF-8 at byte offset 2 (byte 0xFF);3:[3|4]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(csv_basics), cmocka_unit_test(csv_errors), cmocka_unit_test(tsv),
+        cmocka_unit_test(csv_basics), cmocka_unit_test(csv_cr_only), cmocka_unit_test(csv_errors), cmocka_unit_test(tsv),
         cmocka_unit_test(long_field), cmocka_unit_test(json_array_reader), cmocka_unit_test(jsonl_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -586,14 +586,14 @@ static void merges_forms_and_templates(void **state)
     for (int k = 0; k < 2; k++) {
         char j[1024];
         snprintf(j, sizeof j,
-                 "{\"added_tokens\":[{\"id\":4,\"content\":\"<s>\",\"special\":true},"
-                 "{\"id\":5,\"content\":\"</s>\",\"special\":true}],"
+                 "{\"added_tokens\":[{\"id\":5,\"content\":\"<s>\",\"special\":true},"
+                 "{\"id\":6,\"content\":\"</s>\",\"special\":true}],"
                  "\"post_processor\":{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"},"
                  "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
                  "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
-                 "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[4],\"tokens\":[\"<s>\"]},"
-                 "\"</s>\":{\"id\":\"</s>\",\"ids\":[5],\"tokens\":[\"</s>\"]}}}]},"
-                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"abc\":6},\"merges\":%s}}",
+                 "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[5],\"tokens\":[\"<s>\"]},"
+                 "\"</s>\":{\"id\":\"</s>\",\"ids\":[6],\"tokens\":[\"</s>\"]}}}]},"
+                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"abc\":4},\"merges\":%s}}",
                  forms[k]);
         icl_tokenizer *t = icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err);
         if (!t)
@@ -601,12 +601,12 @@ static void merges_forms_and_templates(void **state)
         icl_ids a = {0};
         encode_str(t, "abcab<s>", ICL_TOK_PARSE_SPECIAL, &a);
         assert_int_equal(a.n, 3);
-        assert_int_equal(a.v[0], 6);
+        assert_int_equal(a.v[0], 4);
         assert_int_equal(a.v[1], 3);
-        assert_int_equal(a.v[2], 4);
+        assert_int_equal(a.v[2], 5);
         const icl_tok_specials *sp = icl_tok_get_specials(t);
-        assert_int_equal(sp->bos, 4);
-        assert_int_equal(sp->eos, 5);
+        assert_int_equal(sp->bos, 5);
+        assert_int_equal(sp->eos, 6);
         assert_true(sp->add_bos);
         assert_true(sp->add_eos);
         assert_int_equal(icl_tok_vocab_size(t), 7);

@@ -1,0 +1,63 @@
+#!/bin/sh
+# icl-fmt -o and --split-out: whole or not at all; write errors named once.
+. "$(dirname "$0")/lib.sh"
+
+printf '%s\n' '{"instruction":"a","output":"b"}' '{"instruction":"c","output":"d"}' >good.jsonl
+{ cat good.jsonl; echo '{bad'; cat good.jsonl; } >bad.jsonl
+
+test_expect_success 'a failed run leaves no -o file and no temporary file' '
+	if icl-fmt -o out.jsonl bad.jsonl 2>err; then exit 1; fi
+	test_grep "bad.jsonl:3: bad JSON" err &&
+	test ! -e out.jsonl && ls >ls.txt && if grep "^out\\.jsonl" ls.txt; then exit 1; fi
+'
+
+test_expect_success 'a failed run keeps the old -o and --split-out files as they were' '
+	echo old >out.jsonl && echo old2 >val.jsonl &&
+	if icl-fmt -o out.jsonl --split 0.5 --split-out val.jsonl bad.jsonl 2>err; then exit 1; fi
+	echo old >want && test_cmp want out.jsonl && echo old2 >want && test_cmp want val.jsonl &&
+	test $(ls | grep -c "jsonl.tmp") -eq 0
+'
+
+test_expect_success '-o may name the input file' '
+	cp good.jsonl same.jsonl && icl-fmt -o same.jsonl same.jsonl &&
+	icl-fmt good.jsonl >want && test_cmp want same.jsonl
+'
+
+test_expect_success '-o file gets the usual permissions' '
+	(umask 022 && icl-fmt -o perm.jsonl good.jsonl) &&
+	test "$(stat -c %a perm.jsonl)" = 644
+'
+
+if test -w /dev/full; then
+test_expect_success 'write errors: exit 1, one message naming the output' '
+	if icl-fmt good.jsonl >/dev/full 2>err; then exit 1; fi
+	echo "icl-fmt: <stdout>: write error: No space left on device" >want && test_cmp want err &&
+	if icl-fmt -o /dev/full good.jsonl 2>err; then exit 1; fi
+	echo "icl-fmt: /dev/full: write error: No space left on device" >want && test_cmp want err &&
+	if icl-fmt --split 0.5 --split-out /dev/full good.jsonl >/dev/null 2>err; then exit 1; fi
+	test_cmp want err
+'
+else
+test_skip 'write errors: exit 1, one message naming the output' 'no /dev/full'
+fi
+
+test_expect_success '--split-out naming the output is a usage error' '
+	for args in "-o same.jsonl --split-out same.jsonl" "--split-out -"; do
+		rc=0; icl-fmt --split 0.5 $args good.jsonl >stdout.jsonl 2>err || rc=$?
+		test $rc -eq 2 && test_grep "are the same file" err || exit 1
+	done
+	rc=0; icl-fmt --split 0.5 --split-out stdout.jsonl good.jsonl >stdout.jsonl 2>err || rc=$?
+	test $rc -eq 2 &&
+	icl-fmt --split 0.5 --split-out /dev/null -o /dev/null good.jsonl
+'
+
+test_expect_success 'SIGTERM before the end removes the temporary file' '
+	i=0; while [ $i -lt 20000 ]; do echo "{\"instruction\":\"q$i\",\"output\":\"a$i\"}"; i=$((i+1)); done >many.jsonl &&
+	set -- && for k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do set -- "$@" many.jsonl; done &&
+	{ icl-fmt --shuffle -o sig.jsonl "$@" & } && pid=$! &&
+	n=0; while ! ls | grep -q "^sig\.jsonl\.tmp" && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
+	kill -TERM $pid; rc=0; wait $pid || rc=$?
+	ls >ls.txt; if grep "^sig\.jsonl" ls.txt; then test $rc -eq 0 || exit 1; fi
+'
+
+test_done

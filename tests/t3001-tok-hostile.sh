@@ -1,0 +1,104 @@
+#!/bin/sh
+# icl-tok against hostile tokenizer files and arguments (review findings).
+. "$(dirname "$0")/lib.sh"
+
+gzip -dc "$DATA/tok/gpt2.json.gz" >gpt2.json
+echo '{"prompt":"Hello the world","response":" ok"}' >r.jsonl
+
+# with_post JSON OUT: gpt2.json with its post_processor object replaced by JSON.
+with_post() {
+	awk -v pp="$1" '
+		/^  "post_processor": \{/ { print "  \"post_processor\": " pp ","; skip = 1; next }
+		skip && /^  \},?$/ { skip = 0; next }
+		!skip' gpt2.json >"$2"
+}
+
+test_expect_success 'setup: with_post replaces the post_processor' '
+	with_post "null" n.json && grep -q "\"post_processor\": null," n.json &&
+	icl-tok encode -t n.json r.jsonl >out && test $(wc -l <out) -eq 2
+'
+
+test_expect_success 'TemplateProcessing ids out of range are errors, never wrapped' '
+	for id in 4294967301 -7 1000000000000; do
+		with_post "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],\"pair\":[],\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[$id],\"tokens\":[\"<s>\"]}}}" tp.json
+		if icl-tok encode -t tp.json r.jsonl >out 2>err; then exit 1; fi
+		test_grep "tp.json: post_processor TemplateProcessing: special token <s> must have one id" err
+		test ! -s out || exit 1
+	done
+'
+
+test_expect_code 1 'BertProcessing without cls/sep is refused, not ignored' '
+	with_post "{\"type\":\"BertProcessing\"}" bp.json &&
+	icl-tok encode -t bp.json r.jsonl 2>err; rc=$?; test_grep "cls and sep" err; exit $rc
+'
+
+test_expect_code 1 'a Sequence post_processor without processors is refused' '
+	with_post "{\"type\":\"Sequence\",\"processors\":5}" sq.json &&
+	icl-tok encode -t sq.json r.jsonl 2>err; rc=$?; test_grep "processors" err; exit $rc
+'
+
+test_expect_code 1 'a truncated tokenizer_config.json is an error, not ignored' '
+	mkdir -p d1 && cp gpt2.json d1/tokenizer.json && echo "{\"bos_token\":" >d1/tokenizer_config.json &&
+	icl-tok encode -t d1 r.jsonl 2>err; rc=$?; test_grep "d1: tokenizer_config.json: line" err; exit $rc
+'
+
+test_expect_code 1 'generation_config.json ids are range-checked' '
+	mkdir -p d2 && cp gpt2.json d2/tokenizer.json && echo "{\"bos_token_id\": 4294967301}" >d2/generation_config.json &&
+	icl-tok encode -t d2 r.jsonl 2>err; rc=$?; test_grep "bos_token_id must be an id" err; exit $rc
+'
+
+test_expect_success 'generation_config.json pad_token_id -1 (early Llama conversions) means none' '
+	mkdir -p d3 && cp gpt2.json d3/tokenizer.json && echo "{\"pad_token_id\": -1}" >d3/generation_config.json &&
+	icl-tok encode -t d3 r.jsonl >out && head -1 out | grep -q " pad=-1 "
+'
+
+test_expect_success 'train: a repeated --special is kept once, as BpeTrainer does' '
+	gzip -dc "$DATA/tok/corpus.txt.gz" | head -2000 >c.txt &&
+	icl-tok train --vocab-size 300 --special "<s>" --special "<s>" -o t.json c.txt 2>err &&
+	test_grep "t.json: 43 merges, vocabulary 300" err &&
+	test $(grep -c "\"content\": \"<s>\"" t.json) -eq 1 &&
+	grep -q "\"<s>\": 0," t.json && grep -q "\"!\": 1," t.json
+'
+
+test_expect_success 'train: the vocabulary size reported is the one written' '
+	icl-tok train --vocab-size 300 -o e.json </dev/null 2>err &&
+	test_grep "e.json: 0 merges, vocabulary 256" err
+'
+
+test_expect_success 'train: a failed run leaves no -o file' '
+	printf "ok\n\377\n" >bad.txt &&
+	if icl-tok train --vocab-size 300 -o t2.json bad.txt 2>err; then exit 1; fi
+	test_grep "bad.txt:2: invalid UTF-8" err && ls >ls.txt && if grep "^t2\\.json" ls.txt; then exit 1; fi
+'
+
+if test -w /dev/full; then
+test_expect_success 'write errors: exit 1 and one message naming the output' '
+	if icl-tok train --vocab-size 300 -o /dev/full c.txt 2>err; then exit 1; fi
+	echo "icl-tok: /dev/full: write error: No space left on device" >want && test_cmp want err &&
+	icl-tok encode -t gpt2.json r.jsonl >r.tok &&
+	if icl-tok decode -t gpt2.json r.tok >/dev/full 2>err; then exit 1; fi
+	echo "icl-tok: <stdout>: write error: No space left on device" >want && test_cmp want err
+'
+fi
+
+test_expect_success 'special-token text kept as text is counted on stderr' '
+	printf "%s\n" "{\"text\":\"a <|endoftext|> b\"}" "{\"text\":\"plain\"}" \
+		"{\"prompt\":\"<|endoftext|>\",\"response\":\"x\"}" >sp.jsonl &&
+	icl-tok encode -t gpt2.json sp.jsonl >sp.tok 2>err &&
+	echo "icl-tok: 2 records contain special-token text such as \"<|endoftext|>\", encoded as plain text; if a template wrote it, use --parse-special" >want &&
+	test_cmp want err && test $(wc -l <sp.tok) -eq 4 &&
+	icl-tok encode -t gpt2.json --parse-special sp.jsonl >sp2.tok 2>err && test ! -s err &&
+	sed -n 4p sp2.tok | grep -q "^50256	87 50256$"
+'
+
+test_expect_success 'added token ids must be the ones tokenizers would assign' '
+	sed "s|\"added_tokens\": \[|\"added_tokens\": [{\"id\": ID, \"content\": \"<x>\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true},|" gpt2.json >ax.json &&
+	sed "s/\"id\": ID,/\"id\": 60000,/" ax.json >a1.json &&
+	if icl-tok encode -t a1.json r.jsonl >out 2>err; then exit 1; fi
+	test_grep "a1.json: added_tokens\[0\] \"<x>\" has id 60000, but Hugging Face tokenizers would give it id 50257" err &&
+	sed "s/\"id\": ID,/\"id\": 50257,/" ax.json >a2.json &&
+	echo "{\"text\":\"a<x>\"}" | icl-tok encode --parse-special -t a2.json >out &&
+	tail -1 out | grep -q "^	64 50257 50256$"
+'
+
+test_done
