@@ -11,16 +11,6 @@
 #include "safetensors.h"
 #include "util.h"
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || !errsz)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 int icl_config_defaults(icl_config *c, const char *mt)
 {
@@ -79,7 +69,7 @@ static int get_int(json_t *o, const char *k, int *v, int nullable, const char *n
     }
     double d = json_is_integer(x) ? (double)json_integer_value(x) : json_is_real(x) ? json_real_value(x) : 0.5;
     if (!json_is_number(x) || d < (nullable ? -1 : 0) || d > 1e9 || d != floor(d)) {
-        seterr(err, errsz, "%s: \"%s\" must be %s integer", name, k, nullable ? "null or an" : "a non-negative");
+        icl_seterr(err, errsz, "%s: \"%s\" must be %s integer", name, k, nullable ? "null or an" : "a non-negative");
         return -1;
     }
     *v = (int)d;
@@ -92,7 +82,7 @@ static int get_num(json_t *o, const char *k, double *v, const char *name, char *
     if (!x)
         return 0;
     if (!json_is_number(x)) {
-        seterr(err, errsz, "%s: \"%s\" must be a number", name, k);
+        icl_seterr(err, errsz, "%s: \"%s\" must be a number", name, k);
         return -1;
     }
     *v = json_number_value(x);
@@ -105,7 +95,7 @@ static int get_bool(json_t *o, const char *k, int *v, const char *name, char *er
     if (!x)
         return 0;
     if (!json_is_boolean(x)) {
-        seterr(err, errsz, "%s: \"%s\" must be true or false", name, k);
+        icl_seterr(err, errsz, "%s: \"%s\" must be true or false", name, k);
         return -1;
     }
     *v = json_is_true(x);
@@ -118,7 +108,7 @@ static int get_str(json_t *o, const char *k, const char **v, const char *name, c
     if (!x)
         return 0;
     if (!json_is_string(x)) {
-        seterr(err, errsz, "%s: \"%s\" must be a string", name, k);
+        icl_seterr(err, errsz, "%s: \"%s\" must be a string", name, k);
         return -1;
     }
     *v = json_string_value(x);
@@ -132,7 +122,7 @@ static int need_int(json_t *o, const char *k1, const char *k2, int *v, const cha
     if (r == 0 && k2)
         r = get_int(o, k2, v, 0, name, err, errsz);
     if (r == 0)
-        seterr(err, errsz, "%s: missing key \"%s\"", name, k1);
+        icl_seterr(err, errsz, "%s: missing key \"%s\"", name, k1);
     return r == 1 ? 0 : -1;
 }
 
@@ -141,7 +131,7 @@ static int read_rope(icl_config *c, json_t *rs, const char *key, const char *nam
     if (!rs || json_is_null(rs))
         return 0;
     if (!json_is_object(rs)) {
-        seterr(err, errsz, "%s: \"%s\" must be null or an object", name, key);
+        icl_seterr(err, errsz, "%s: \"%s\" must be null or an object", name, key);
         return -1;
     }
     if (get_num(rs, "rope_theta", &c->rope_theta, name, err, errsz) < 0)
@@ -152,7 +142,7 @@ static int read_rope(icl_config *c, json_t *rs, const char *key, const char *nam
     if (!type || !strcmp(type, "default"))
         return 0;
     if (strcmp(type, "llama3")) {
-        seterr(err, errsz, "%s: %s type \"%s\" is not supported (only default and llama3)", name, key, type);
+        icl_seterr(err, errsz, "%s: %s type \"%s\" is not supported (only default and llama3)", name, key, type);
         return -1;
     }
     c->rope_llama3 = 1;
@@ -167,7 +157,7 @@ static int read_rope(icl_config *c, json_t *rs, const char *key, const char *nam
         return -1;
     if (!(c->rope_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor) ||
         !(c->rope_low_freq_factor > 0) || c->rope_original_max_pos <= 0) {
-        seterr(err, errsz, "%s: %s: llama3 needs factor > 0, high_freq_factor > low_freq_factor > 0 and "
+        icl_seterr(err, errsz, "%s: %s: llama3 needs factor > 0, high_freq_factor > low_freq_factor > 0 and "
                "original_max_position_embeddings > 0", name, key);
         return -1;
     }
@@ -179,21 +169,21 @@ int icl_config_validate(const icl_config *c, const char *name, char *err, size_t
     if (c->vocab_size < 1 || c->hidden_size < 1 || c->intermediate_size < 1 || c->num_hidden_layers < 1 ||
         c->num_attention_heads < 1 || c->num_key_value_heads < 1 || c->head_dim < 1 ||
         c->max_position_embeddings < 1) {
-        seterr(err, errsz, "%s: sizes must be positive (vocab_size, hidden_size, intermediate_size, "
+        icl_seterr(err, errsz, "%s: sizes must be positive (vocab_size, hidden_size, intermediate_size, "
                "num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim, max_position_embeddings)", name);
         return -1;
     }
     if (c->num_attention_heads % c->num_key_value_heads) {
-        seterr(err, errsz, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", name,
+        icl_seterr(err, errsz, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", name,
                c->num_attention_heads, c->num_key_value_heads);
         return -1;
     }
     if (c->head_dim % 2 && c->arch == ICL_ARCH_LLAMA) {
-        seterr(err, errsz, "%s: head_dim %d must be even for rotary embeddings", name, c->head_dim);
+        icl_seterr(err, errsz, "%s: head_dim %d must be even for rotary embeddings", name, c->head_dim);
         return -1;
     }
     if (c->arch == ICL_ARCH_GPT2 && c->num_attention_heads * c->head_dim != c->hidden_size) {
-        seterr(err, errsz, "%s: n_embd %d is not a multiple of n_head %d", name, c->hidden_size,
+        icl_seterr(err, errsz, "%s: n_embd %d is not a multiple of n_head %d", name, c->hidden_size,
                c->num_attention_heads);
         return -1;
     }
@@ -202,15 +192,15 @@ int icl_config_validate(const icl_config *c, const char *name, char *err, size_t
            Q = (double)c->num_attention_heads * c->head_dim, K = (double)c->num_key_value_heads * c->head_dim;
     double total = V * C * 2 + L * (C * (Q + 2 * K) + Q * C + 3 * C * I + 4 * C) + C * c->max_position_embeddings;
     if (total > 4e11 || C > 1e6 || I > 1e7 || V > 1e8 || L > 1e4 || c->max_position_embeddings > 1e8) {
-        seterr(err, errsz, "%s: sizes are absurd (%.3g parameters)", name, total);
+        icl_seterr(err, errsz, "%s: sizes are absurd (%.3g parameters)", name, total);
         return -1;
     }
     if (!(c->norm_eps > 0 && c->norm_eps < 1)) {
-        seterr(err, errsz, "%s: norm epsilon %g is not in (0, 1)", name, c->norm_eps);
+        icl_seterr(err, errsz, "%s: norm epsilon %g is not in (0, 1)", name, c->norm_eps);
         return -1;
     }
     if (c->arch == ICL_ARCH_LLAMA && !(c->rope_theta > 1)) {
-        seterr(err, errsz, "%s: rope_theta %g must be > 1", name, c->rope_theta);
+        icl_seterr(err, errsz, "%s: rope_theta %g must be > 1", name, c->rope_theta);
         return -1;
     }
     return 0;
@@ -222,11 +212,11 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
     json_error_t je;
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!o) {
-        seterr(err, errsz, "%s:%d: not valid JSON: %s", name, je.line, je.text);
+        icl_seterr(err, errsz, "%s:%d: not valid JSON: %s", name, je.line, je.text);
         return -1;
     }
     if (!json_is_object(o)) {
-        seterr(err, errsz, "%s: not a JSON object", name);
+        icl_seterr(err, errsz, "%s: not a JSON object", name);
         json_decref(o);
         return -1;
     }
@@ -234,11 +224,11 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
     if (get_str(o, "model_type", &mt, name, err, errsz) < 0)
         goto fail;
     if (!mt) {
-        seterr(err, errsz, "%s: missing key \"model_type\"", name);
+        icl_seterr(err, errsz, "%s: missing key \"model_type\"", name);
         goto fail;
     }
     if (icl_config_defaults(c, mt) < 0) {
-        seterr(err, errsz, "%s: model_type \"%.40s\" is not supported (llama, qwen2, gpt2)", name, mt);
+        icl_seterr(err, errsz, "%s: model_type \"%.40s\" is not supported (llama, qwen2, gpt2)", name, mt);
         goto fail;
     }
     int g = c->arch == ICL_ARCH_GPT2;
@@ -261,7 +251,7 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         if (get_str(o, "activation_function", &act, name, err, errsz) < 0)
             goto fail;
         if (strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh")) {
-            seterr(err, errsz, "%s: activation_function \"%.40s\" is not supported (gelu_new, gelu_pytorch_tanh)", name, act);
+            icl_seterr(err, errsz, "%s: activation_function \"%.40s\" is not supported (gelu_new, gelu_pytorch_tanh)", name, act);
             goto fail;
         }
     } else {
@@ -285,7 +275,7 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         if (get_str(o, "hidden_act", &act, name, err, errsz) < 0)
             goto fail;
         if (strcmp(act, "silu")) {
-            seterr(err, errsz, "%s: hidden_act \"%.40s\" is not supported (silu)", name, act);
+            icl_seterr(err, errsz, "%s: hidden_act \"%.40s\" is not supported (silu)", name, act);
             goto fail;
         }
         if (c->model_type[0] == 'l') {
@@ -305,13 +295,13 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         c->n_eos = 0;
         if (json_is_array(e)) {
             if (json_array_size(e) > ICL_MAX_EOS) {
-                seterr(err, errsz, "%s: \"eos_token_id\" lists more than %d ids", name, ICL_MAX_EOS);
+                icl_seterr(err, errsz, "%s: \"eos_token_id\" lists more than %d ids", name, ICL_MAX_EOS);
                 goto fail;
             }
             for (size_t i = 0; i < json_array_size(e); i++) {
                 json_t *x = json_array_get(e, i);
                 if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000000000) {
-                    seterr(err, errsz, "%s: \"eos_token_id\"[%zu] must be a non-negative integer", name, i);
+                    icl_seterr(err, errsz, "%s: \"eos_token_id\"[%zu] must be a non-negative integer", name, i);
                     goto fail;
                 }
                 c->eos_token_id[c->n_eos++] = (int)json_integer_value(x);
@@ -332,14 +322,14 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         c->n_eos = 0;
     for (int i = 0; i < c->n_eos; i++)
         if (c->eos_token_id[i] >= c->vocab_size) {
-            seterr(err, errsz, "%s: eos_token_id %d is not below vocab_size %d", name, c->eos_token_id[i],
+            icl_seterr(err, errsz, "%s: eos_token_id %d is not below vocab_size %d", name, c->eos_token_id[i],
                    c->vocab_size);
             goto fail;
         }
     int ids[2] = {c->bos_token_id, c->pad_token_id};
     for (int i = 0; i < 2; i++)
         if (ids[i] >= c->vocab_size) {
-            seterr(err, errsz, "%s: %s %d is not below vocab_size %d", name, i ? "pad_token_id" : "bos_token_id",
+            icl_seterr(err, errsz, "%s: %s %d is not below vocab_size %d", name, i ? "pad_token_id" : "bos_token_id",
                    ids[i], c->vocab_size);
             goto fail;
         }
@@ -355,7 +345,7 @@ int icl_config_load(icl_config *c, const char *path, char *err, size_t errsz)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errsz, "%s: cannot open: %m", path);
+        icl_seterr(err, errsz, "%s: cannot open: %m", path);
         memset(c, 0, sizeof *c);
         return -1;
     }
@@ -370,7 +360,7 @@ int icl_config_load(icl_config *c, const char *path, char *err, size_t errsz)
     int bad = ferror(f);
     fclose(f);
     if (bad || b.len > (64u << 20)) {
-        seterr(err, errsz, "%s: %s", path, bad ? "read error" : "larger than 64 MB: not a config");
+        icl_seterr(err, errsz, "%s: %s", path, bad ? "read error" : "larger than 64 MB: not a config");
         buf_free(&b);
         memset(c, 0, sizeof *c);
         return -1;

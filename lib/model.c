@@ -19,16 +19,6 @@
  * buffer to HEAD_ROWS x V floats whatever the batch. */
 #define HEAD_ROWS 256
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || !errsz)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------- parameter table */
 
@@ -265,7 +255,7 @@ static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
     json_error_t je;
     json_t *ix = json_load_file(ip, JSON_REJECT_DUPLICATES, &je), *wm = json_object_get(ix, "weight_map");
     if (!json_is_object(wm)) {
-        seterr(err, errsz, "%s: %s", ip, ix ? "no \"weight_map\" object" : je.text);
+        icl_seterr(err, errsz, "%s: %s", ip, ix ? "no \"weight_map\" object" : je.text);
         json_decref(ix);
         goto out;
     }
@@ -274,7 +264,7 @@ static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
     json_object_foreach(wm, k, v) {
         const char *fn = json_string_value(v);
         if (!fn || !*fn || strchr(fn, '/') || !strcmp(fn, "..")) {
-            seterr(err, errsz, "%s: weight_map[\"%s\"] is not a file name in the folder", ip, k);
+            icl_seterr(err, errsz, "%s: weight_map[\"%s\"] is not a file name in the folder", ip, k);
             json_decref(ix);
             goto out;
         }
@@ -327,7 +317,7 @@ static int read_views(const icl_model *m, float *buf, const shards *sh, const ch
         if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
             t = shards_find(sh, v->name + 12, &wp);
         if (!t) {
-            seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? wp : where, v->name);
+            icl_seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? wp : where, v->name);
             return -1;
         }
         int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
@@ -335,13 +325,13 @@ static int read_views(const icl_model *m, float *buf, const shards *sh, const ch
             char shp[64] = "";
             for (int d = 0; d < t->ndim && d < 4; d++)
                 snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
+            icl_seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
                    shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
             return -1;
         }
         char e2[256];
         if (icl_st_read_f32(t, buf + v->offset, v->numel, e2, sizeof e2)) {
-            seterr(err, errsz, "%s: %s", wp, e2);
+            icl_seterr(err, errsz, "%s: %s", wp, e2);
             return -1;
         }
     }
@@ -405,7 +395,7 @@ static int copy_file_atomic(const char *from, const char *to, char *err, size_t 
 {
     FILE *f = fopen(from, "rb");
     if (!f)
-        return errno == ENOENT ? 0 : (seterr(err, errsz, "%s: %s", from, strerror(errno)), -1);
+        return errno == ENOENT ? 0 : (icl_seterr(err, errsz, "%s: %s", from, strerror(errno)), -1);
     icl_buf b = {0};
     char tmp[65536];
     size_t n;
@@ -413,7 +403,7 @@ static int copy_file_atomic(const char *from, const char *to, char *err, size_t 
         buf_append(&b, tmp, n);
     int bad = ferror(f);
     fclose(f);
-    int r = bad ? (seterr(err, errsz, "%s: read error", from), -1) : icl_write_file_atomic(to, b.data ? b.data : "", b.len, err, errsz);
+    int r = bad ? (icl_seterr(err, errsz, "%s: read error", from), -1) : icl_write_file_atomic(to, b.data ? b.data : "", b.len, err, errsz);
     buf_free(&b);
     return r;
 }
@@ -438,7 +428,7 @@ static int mkdirs(const char *dir)
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
 {
     if (mkdirs(dir) < 0) {
-        seterr(err, errsz, "%s: cannot create folder: %s", dir, strerror(errno));
+        icl_seterr(err, errsz, "%s: cannot create folder: %s", dir, strerror(errno));
         return -1;
     }
     int rc = -1;
@@ -643,18 +633,18 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
 {
     const icl_config *c = &m->cfg;
     if (b->B < 1 || b->T < 1 || (size_t)b->B * b->T > ((size_t)1 << 31) / (size_t)c->hidden_size) {
-        seterr(err, errsz, "batch of %d x %d positions is empty or too large", b->B, b->T);
+        icl_seterr(err, errsz, "batch of %d x %d positions is empty or too large", b->B, b->T);
         return -1;
     }
     for (long i = 0; i < (long)b->B * b->T; i++) {
         if (b->ids[i] < 0 || b->ids[i] >= c->vocab_size) {
-            seterr(err, errsz, "token id %d at row %ld position %ld is not below vocab_size %d", b->ids[i],
+            icl_seterr(err, errsz, "token id %d at row %ld position %ld is not below vocab_size %d", b->ids[i],
                    i / b->T, i % b->T, c->vocab_size);
             return -1;
         }
         int p = b->pos ? b->pos[i] : (int)(i % b->T);
         if (p < 0 || (c->arch == ICL_ARCH_GPT2 && p >= c->max_position_embeddings)) {
-            seterr(err, errsz, "position %d at row %ld is outside [0, %d)", p, i / b->T,
+            icl_seterr(err, errsz, "position %d at row %ld is outside [0, %d)", p, i / b->T,
                    c->arch == ICL_ARCH_GPT2 ? c->max_position_embeddings : 1 << 30);
             return -1;
         }
@@ -970,12 +960,12 @@ int icl_model_decode(icl_model *m, icl_kv_cache *kc, const int32_t *ids, int n, 
     if (n < 1)
         return 0;
     if (kc->len + n > kc->max_pos) {
-        seterr(err, errsz, "KV cache full: %d + %d positions > %d", kc->len, n, kc->max_pos);
+        icl_seterr(err, errsz, "KV cache full: %d + %d positions > %d", kc->len, n, kc->max_pos);
         return -1;
     }
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V) {
-            seterr(err, errsz, "token id %d is not below vocab_size %d", ids[i], V);
+            icl_seterr(err, errsz, "token id %d is not below vocab_size %d", ids[i], V);
             return -1;
         }
     long Dqkv, Dup, Datt;

@@ -25,16 +25,6 @@ struct icl_st_file {
     json_t *meta;              /* "__metadata__" or NULL */
 };
 
-static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || !errsz)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 float icl_bf16_to_f32(uint16_t h)
 {
@@ -121,24 +111,24 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
 {
     const unsigned char *b = bytes;
     if (len < 8) {
-        seterr(err, errsz, "%s: not a safetensors file (%zu bytes, shorter than the 8-byte header length)", name, len);
+        icl_seterr(err, errsz, "%s: not a safetensors file (%zu bytes, shorter than the 8-byte header length)", name, len);
         return NULL;
     }
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--)
         hl = hl << 8 | b[i];
     if (hl > ICL_ST_MAX_HEADER) {
-        seterr(err, errsz, "%s: header length %llu is absurd (limit %u bytes)", name, (unsigned long long)hl,
+        icl_seterr(err, errsz, "%s: header length %llu is absurd (limit %u bytes)", name, (unsigned long long)hl,
                ICL_ST_MAX_HEADER);
         return NULL;
     }
     if (hl > len - 8) {
-        seterr(err, errsz, "%s: header length %llu runs past the end of the file (%zu bytes): truncated?", name,
+        icl_seterr(err, errsz, "%s: header length %llu runs past the end of the file (%zu bytes): truncated?", name,
                (unsigned long long)hl, len);
         return NULL;
     }
     if (hl < 2) {
-        seterr(err, errsz, "%s: header of %llu bytes cannot be a JSON object", name, (unsigned long long)hl);
+        icl_seterr(err, errsz, "%s: header of %llu bytes cannot be a JSON object", name, (unsigned long long)hl);
         return NULL;
     }
     const unsigned char *data = b + 8 + hl;
@@ -146,11 +136,11 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
     json_error_t je;
     json_t *h = json_loadb((const char *)b + 8, (size_t)hl, JSON_REJECT_DUPLICATES, &je);
     if (!h) {
-        seterr(err, errsz, "%s: header is not valid JSON: %s (header byte %d)", name, je.text, je.position);
+        icl_seterr(err, errsz, "%s: header is not valid JSON: %s (header byte %d)", name, je.text, je.position);
         return NULL;
     }
     if (!json_is_object(h)) {
-        seterr(err, errsz, "%s: header is not a JSON object", name);
+        icl_seterr(err, errsz, "%s: header is not a JSON object", name);
         json_decref(h);
         return NULL;
     }
@@ -164,13 +154,13 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
     json_object_foreach(h, key, v) {
         if (!strcmp(key, "__metadata__")) {
             if (!json_is_object(v) && !json_is_null(v)) {
-                seterr(err, errsz, "%s: __metadata__ is not an object", name);
+                icl_seterr(err, errsz, "%s: __metadata__ is not an object", name);
                 goto fail;
             }
             const char *mk;
             json_t *mv;
             json_object_foreach(v, mk, mv) if (!json_is_string(mv)) {
-                seterr(err, errsz, "%s: __metadata__ value \"%s\" is not a string", name, mk);
+                icl_seterr(err, errsz, "%s: __metadata__ value \"%s\" is not a string", name, mk);
                 goto fail;
             }
             if (json_is_object(v))
@@ -178,25 +168,25 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
             continue;
         }
         if (!json_is_object(v)) {
-            seterr(err, errsz, "%s: tensor \"%s\": entry is not an object", name, key);
+            icl_seterr(err, errsz, "%s: tensor \"%s\": entry is not an object", name, key);
             goto fail;
         }
         json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
                *jo = json_object_get(v, "data_offsets");
         if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
-            seterr(err, errsz, "%s: tensor \"%s\": needs \"dtype\" (string), \"shape\" (array) and "
+            icl_seterr(err, errsz, "%s: tensor \"%s\": needs \"dtype\" (string), \"shape\" (array) and "
                    "\"data_offsets\" ([begin, end])", name, key);
             goto fail;
         }
         icl_st_tensor *t = &f->t[f->n];
         size_t esz;
         if (dtype_of(json_string_value(jd), &t->dtype, &esz)) {
-            seterr(err, errsz, "%s: tensor \"%s\": unknown dtype \"%.16s\"", name, key, json_string_value(jd));
+            icl_seterr(err, errsz, "%s: tensor \"%s\": unknown dtype \"%.16s\"", name, key, json_string_value(jd));
             goto fail;
         }
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", json_string_value(jd));
         if (json_array_size(js) > ICL_ST_MAX_DIMS) {
-            seterr(err, errsz, "%s: tensor \"%s\": %zu dimensions (at most %d)", name, key, json_array_size(js),
+            icl_seterr(err, errsz, "%s: tensor \"%s\": %zu dimensions (at most %d)", name, key, json_array_size(js),
                    ICL_ST_MAX_DIMS);
             goto fail;
         }
@@ -205,30 +195,30 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
         for (int d = 0; d < t->ndim; d++) {
             json_t *x = json_array_get(js, (size_t)d);
             if (!json_is_integer(x) || json_integer_value(x) < 0) {
-                seterr(err, errsz, "%s: tensor \"%s\": shape[%d] is not a non-negative integer", name, key, d);
+                icl_seterr(err, errsz, "%s: tensor \"%s\": shape[%d] is not a non-negative integer", name, key, d);
                 goto fail;
             }
             t->shape[d] = json_integer_value(x);
             if (__builtin_mul_overflow(numel, (size_t)t->shape[d], &numel)) {
-                seterr(err, errsz, "%s: tensor \"%s\": shape overflows", name, key);
+                icl_seterr(err, errsz, "%s: tensor \"%s\": shape overflows", name, key);
                 goto fail;
             }
         }
         json_t *o0 = json_array_get(jo, 0), *o1 = json_array_get(jo, 1);
         if (!json_is_integer(o0) || !json_is_integer(o1) || json_integer_value(o0) < 0 ||
             json_integer_value(o1) < json_integer_value(o0)) {
-            seterr(err, errsz, "%s: tensor \"%s\": data_offsets must be integers 0 <= begin <= end", name, key);
+            icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets must be integers 0 <= begin <= end", name, key);
             goto fail;
         }
         uint64_t beg = (uint64_t)json_integer_value(o0), end = (uint64_t)json_integer_value(o1);
         if (end > dlen) {
-            seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes)",
+            icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes)",
                    name, key, (unsigned long long)beg, (unsigned long long)end, dlen);
             goto fail;
         }
         size_t nb;
         if (__builtin_mul_overflow(numel, esz, &nb) || nb != end - beg) {
-            seterr(err, errsz, "%s: tensor \"%s\": %llu bytes of data for shape of %zu elements of %s", name, key,
+            icl_seterr(err, errsz, "%s: tensor \"%s\": %llu bytes of data for shape of %zu elements of %s", name, key,
                    (unsigned long long)(end - beg), numel, t->dtype_name);
             goto fail;
         }
@@ -247,7 +237,7 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
         for (int i = 1; i < f->n; i++) {
             const unsigned char *pe = (const unsigned char *)s[i - 1]->data + s[i - 1]->nbytes;
             if ((const unsigned char *)s[i]->data < pe && s[i]->nbytes && s[i - 1]->nbytes) {
-                seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, s[i - 1]->name, s[i]->name);
+                icl_seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, s[i - 1]->name, s[i]->name);
                 free(s);
                 goto fail;
             }
@@ -266,12 +256,12 @@ icl_st_file *icl_st_open(const char *path, char *err, size_t errsz)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        seterr(err, errsz, "%s: %s", path, strerror(errno));
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        seterr(err, errsz, "%s: not a regular file", path);
+        icl_seterr(err, errsz, "%s: not a regular file", path);
         close(fd);
         return NULL;
     }
@@ -280,7 +270,7 @@ icl_st_file *icl_st_open(const char *path, char *err, size_t errsz)
     if (len > 0) {
         map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (map == MAP_FAILED) {
-            seterr(err, errsz, "%s: mmap: %s", path, strerror(errno));
+            icl_seterr(err, errsz, "%s: mmap: %s", path, strerror(errno));
             close(fd);
             return NULL;
         }
@@ -323,7 +313,7 @@ const float *icl_st_f32_view(const icl_st_tensor *t)
 int icl_st_read_f32(const icl_st_tensor *t, float *dst, size_t n, char *err, size_t errsz)
 {
     if (n != t->numel) {
-        seterr(err, errsz, "tensor \"%s\": has %zu elements, expected %zu", t->name, t->numel, n);
+        icl_seterr(err, errsz, "tensor \"%s\": has %zu elements, expected %zu", t->name, t->numel, n);
         return -1;
     }
     const unsigned char *p = t->data;
@@ -340,7 +330,7 @@ int icl_st_read_f32(const icl_st_tensor *t, float *dst, size_t n, char *err, siz
             dst[i] = icl_f16_to_f32((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     default:
-        seterr(err, errsz, "tensor \"%s\": dtype %s is not a float type (want F32, BF16 or F16)", t->name,
+        icl_seterr(err, errsz, "tensor \"%s\": dtype %s is not a float type (want F32, BF16 or F16)", t->name,
                t->dtype_name);
         return -1;
     }
@@ -367,12 +357,12 @@ int icl_write_all(int fd, const void *data, size_t n)
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
 {
     if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {
-        seterr(err, errsz, "%s: path too long", path);
+        icl_seterr(err, errsz, "%s: path too long", path);
         return -1;
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        icl_seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(errno));
         return -1;
     }
     fchmod(fd, 0644);
@@ -389,17 +379,17 @@ void icl_atomic_abort(int fd, const char *tmp)
 int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz)
 {
     if (fsync(fd) < 0) {
-        seterr(err, errsz, "%s: fsync: %s", path, strerror(errno));
+        icl_seterr(err, errsz, "%s: fsync: %s", path, strerror(errno));
         icl_atomic_abort(fd, tmp);
         return -1;
     }
     if (close(fd) < 0) {
-        seterr(err, errsz, "%s: close: %s", path, strerror(errno));
+        icl_seterr(err, errsz, "%s: close: %s", path, strerror(errno));
         unlink(tmp);
         return -1;
     }
     if (rename(tmp, path) < 0) {
-        seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
+        icl_seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -420,7 +410,7 @@ int icl_write_file_atomic(const char *path, const void *data, size_t n, char *er
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
     if (fd >= 0) {
         if (icl_write_all(fd, data, n) < 0) {
-            seterr(err, errsz, "%s: write: %s", path, strerror(errno));
+            icl_seterr(err, errsz, "%s: write: %s", path, strerror(errno));
             icl_atomic_abort(fd, tmp);
         } else {
             rc = icl_atomic_commit(fd, tmp, path, err, errsz);
@@ -439,7 +429,7 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         if (json_object_get(h, e[i].name) || !strcmp(e[i].name, "__metadata__")) {
-            seterr(err, errsz, "%s: tensor name \"%s\" used twice", path, e[i].name);
+            icl_seterr(err, errsz, "%s: tensor name \"%s\" used twice", path, e[i].name);
             json_decref(h);
             return -1;
         }
@@ -484,7 +474,7 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
             bad = icl_write_all(fd, e[i].data, numel * 4) < 0;
         }
         if (bad) {
-            seterr(err, errsz, "%s: write: %s", path, strerror(errno));
+            icl_seterr(err, errsz, "%s: write: %s", path, strerror(errno));
             icl_atomic_abort(fd, tmp);
         } else {
             rc = icl_atomic_commit(fd, tmp, path, err, errsz);

@@ -61,6 +61,16 @@ void usage_die(const char *fmt, ...)
     exit(ICL_EXIT_USAGE);
 }
 
+void icl_seterr(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (!err || !errsz)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
 void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);

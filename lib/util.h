@@ -32,6 +32,11 @@ _Noreturn void usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vwarn(const char *fmt, va_list ap);
 
+/* Library error reporting: format a message into err[errsz] (no-op when err
+ * is NULL or errsz 0; truncated to fit).  Library functions that return an
+ * error to their caller, instead of dying, use this. */
+void icl_seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Allocation that dies ("out of memory") instead of returning NULL.
  * xmalloc(0) returns a unique non-NULL pointer.  Caller frees with free(). */
 void *xmalloc(size_t n);
