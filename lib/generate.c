@@ -556,3 +556,91 @@ const char *icl_gen_text_stream(icl_gen_text *t, int final, size_t *len)
     t->emitted = end;
     return p;
 }
+
+/* ---------------------------------------------------------------- prompts of records */
+
+int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o, const json_t *rec,
+                       icl_ids *out, char *err, size_t errsz)
+{
+    json_t *p = json_object_get(rec, "prompt"), *r = json_object_get(rec, "response");
+    json_t *tmp = json_object(), *pa = NULL, *ra = NULL;
+    int rc = -1;
+    if (!p) {
+        seterr(err, errsz, "no \"prompt\"");
+        goto out;
+    }
+    if (json_is_string(p)) {
+        json_object_set(tmp, "prompt", p);
+        json_object_set_new(tmp, "response", json_string(""));
+    } else if (json_is_array(p) && json_array_size(p) > 0) {
+        size_t n = json_array_size(p);
+        for (size_t i = 0; i < n; i++)
+            if (!json_is_string(json_array_get(p, i))) {
+                seterr(err, errsz, "\"prompt\"[%zu] is not a string", i);
+                goto out;
+            }
+        pa = json_array();
+        ra = json_array();
+        if (json_is_array(r)) {
+            if (json_array_size(r) + 1 != n && json_array_size(r) != n) {
+                seterr(err, errsz, "\"prompt\" has %zu turns, so \"response\" needs %zu (or %zu), not %zu", n,
+                       n - 1, n, json_array_size(r));
+                goto out;
+            }
+            for (size_t i = 0; i < n; i++) {
+                json_array_append(pa, json_array_get(p, i));
+                json_t *ri = i + 1 < n ? json_array_get(r, i) : NULL;
+                if (ri && !json_is_string(ri)) {
+                    seterr(err, errsz, "\"response\"[%zu] is not a string", i);
+                    goto out;
+                }
+                json_array_append_new(ra, ri ? json_incref(ri) : json_string(""));
+            }
+        } else {
+            if (n % 2 == 0) {
+                seterr(err, errsz, "\"prompt\" has %zu segments without a \"response\" array: want an odd "
+                       "number (prompt, response, ..., prompt)", n);
+                goto out;
+            }
+            for (size_t i = 0; i < n; i += 2) {
+                json_array_append(pa, json_array_get(p, i));
+                json_array_append_new(ra, i + 1 < n ? json_incref(json_array_get(p, i + 1)) : json_string(""));
+            }
+        }
+        json_object_set(tmp, "prompt", pa);
+        json_object_set(tmp, "response", ra);
+    } else {
+        seterr(err, errsz, "\"prompt\" is not a string or a non-empty array of strings");
+        goto out;
+    }
+    icl_tokrec_opts oo = *o;
+    oo.max_len = 0;
+    icl_buf line = {0};
+    int st2 = icl_tokrec_encode(t, st, &oo, tmp, &line, err, errsz);
+    if (st2 == 0) {
+        /* the line is ids separated by spaces and TABs */
+        size_t n0 = out->n;
+        const char *s = line.data ? line.data : "";
+        while (*s) {
+            if (*s == ' ' || *s == '\t') {
+                s++;
+                continue;
+            }
+            char *e;
+            long v = strtol(s, &e, 10);
+            if (e == s)
+                break;
+            ids_push(out, (int32_t)v);
+            s = e;
+        }
+        if (oo.eos && out->n > n0)
+            out->n--; /* the EOS after the empty last response */
+        rc = 0;
+    }
+    buf_free(&line);
+out:
+    json_decref(pa);
+    json_decref(ra);
+    json_decref(tmp);
+    return rc;
+}

@@ -28,6 +28,8 @@
 #include "model.h"
 #include "sample.h"
 #include "tokenizer.h"
+#include "tokrec.h"
+#include <jansson.h>
 #include "util.h"
 
 /* One decode step for B sequences.  Sequence b feeds ids[b] at position
@@ -108,6 +110,20 @@ typedef int (*icl_gen_token_fn)(void *ctx, int seq, int32_t id);
  * model produced no finite logit). */
 int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B, icl_gen_token_fn on_token,
                  void *ctx, char *err, size_t errsz);
+
+/* The prompt ids of a record, tokenized exactly as icl-tok encode does
+ * (tokrec.h, with the same BOS/EOS options o; o->max_len is ignored) for
+ * everything before the response to generate:
+ *   "prompt": P (a string)              ->  [BOS] ids(P)
+ *   "prompt": [P1..Pn], "response": [R1..R(n-1)] (or n: the last one, a
+ *     reference, is ignored)              ->  [BOS] ids(P1) ids(R1) EOS ... ids(Pn)
+ *   "prompt": [S1..Sk] and no response array: S1, S3, ... are prompts and
+ *     S2, S4, ... responses (k odd)      ->  the same rendering
+ * i.e. the token line icl-tok would write with an empty last response, all
+ * segments concatenated, without that response's EOS.  Appends to out;
+ * returns 0, or -1 with "what is wrong" in err. */
+int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o, const json_t *rec,
+                       icl_ids *out, char *err, size_t errsz);
 
 /* Text of a growing completion, decoded as a continuation (no leading space
  * stripped: prompt text + completion text == text of prompt ids + ids),
