@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ static int get_int(json_t *o, const char *k, int *v, int nullable, const char *n
         return 1;
     }
     double d = json_is_integer(x) ? (double)json_integer_value(x) : json_is_real(x) ? json_real_value(x) : 0.5;
-    if (!json_is_number(x) || d != (double)(long long)d || d < (nullable ? -1 : 0) || d > 1e9) {
+    if (!json_is_number(x) || d < (nullable ? -1 : 0) || d > 1e9 || d != floor(d)) {
         seterr(err, errsz, "%s: \"%s\" must be %s integer", name, k, nullable ? "null or an" : "a non-negative");
         return -1;
     }
@@ -324,6 +325,17 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
     }
     if (icl_config_validate(c, name, err, errsz))
         goto fail;
+    /* defaults (GPT-2's 50256) that do not fit a small vocabulary are dropped */
+    if (!json_object_get(o, "bos_token_id") && c->bos_token_id >= c->vocab_size)
+        c->bos_token_id = -1;
+    if (!e && c->n_eos == 1 && c->eos_token_id[0] >= c->vocab_size)
+        c->n_eos = 0;
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_id[i] >= c->vocab_size) {
+            seterr(err, errsz, "%s: eos_token_id %d is not below vocab_size %d", name, c->eos_token_id[i],
+                   c->vocab_size);
+            goto fail;
+        }
     int ids[2] = {c->bos_token_id, c->pad_token_id};
     for (int i = 0; i < 2; i++)
         if (ids[i] >= c->vocab_size) {
