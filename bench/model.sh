@@ -5,4 +5,4 @@ set -eu
 cd "$(dirname "$0")/.."
 bin=build/bench/model
 [ -x "$bin" ] || { echo "bench/model.sh: $bin missing (run make bench-model)" >&2; exit 1; }
-for t in 1 2; do "$bin" "$t" "${STEPS:-3}"; done
+for t in 1 2; do "$bin" "$t" "${STEPS:-5}"; done

@@ -407,8 +407,12 @@ char *icl_config_dump(const icl_config *c)
                                                                                           : "LlamaForCausalLM"));
         json_object_set_new(o, "architectures", a);
         json_object_set_new(o, "model_type", json_string(c->model_type));
-        json_object_set_new(o, "torch_dtype", json_string("float32"));
     }
+    /* the weights icl writes are float32 */
+    if (json_object_get(o, "dtype"))
+        json_object_set_new(o, "dtype", json_string("float32"));
+    if (!c->raw || json_object_get(o, "torch_dtype") || !json_object_get(o, "dtype"))
+        json_object_set_new(o, "torch_dtype", json_string("float32"));
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
     if (g) {
         json_object_set_new(o, "n_embd", json_integer(c->hidden_size));
@@ -439,18 +443,18 @@ char *icl_config_dump(const icl_config *c)
             json_object_set_new(rs, "high_freq_factor", json_real(c->rope_high_freq_factor));
             json_object_set_new(rs, "original_max_position_embeddings", json_integer(c->rope_original_max_pos));
         }
+        /* rope_theta and rope_scaling (transformers 4 keys) always; transformers 5's
+         * rope_parameters too when the config read had it, with the same values */
         json_t *rp = json_object_get(o, "rope_parameters");
-        if (json_is_object(rp)) { /* transformers 5 style: keep it, with our values */
+        if (json_is_object(rp)) {
             json_t *n = c->rope_llama3 ? json_deep_copy(rs) : json_object();
             json_object_set_new(n, "rope_theta", json_real(c->rope_theta));
             if (!c->rope_llama3)
                 json_object_set_new(n, "rope_type", json_string("default"));
             json_object_set_new(o, "rope_parameters", n);
-            json_decref(rs);
-        } else {
-            json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
-            json_object_set_new(o, "rope_scaling", rs);
         }
+        json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+        json_object_set_new(o, "rope_scaling", rs);
         if (c->model_type[0] == 'l') {
             json_object_set_new(o, "attention_bias", json_boolean(c->qkv_bias));
             json_object_set_new(o, "mlp_bias", json_boolean(c->mlp_bias));

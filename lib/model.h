@@ -84,7 +84,7 @@ typedef struct {
 } icl_batch;
 
 /* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
- * F16).  Weights named as HF does; a tied model may omit lm_head.weight.
+ * F16), or the shards named by model.safetensors.index.json.  Weights named as HF does; a tied model may omit lm_head.weight.
  * NULL with a message in err on any problem (missing/misshapen tensor,
  * hostile file, bad config). */
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
@@ -95,13 +95,21 @@ icl_model *icl_model_new(const icl_config *cfg);
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
 void icl_model_free(icl_model *m);
 
-/* Save to dir (created if absent) as HF does: config.json, model.safetensors
+/* Save to dir (created with its parents if absent) as HF does: config.json, model.safetensors
  * (F32, tied embeddings stored once), generation_config.json (from the
  * source folder if it had one, else made from the config), and copies of the
  * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
  * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model).  Every
  * file is written atomically.  0 ok, -1 with err. */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
+
+/* Write a buffer laid out as params (params, grads, m or v: num_params floats)
+ * to a safetensors file with the views' HF names and shapes, atomically (e.g.
+ * optimizer.safetensors with the AdamW moments).  0 ok, -1 with err. */
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz);
+/* Read such a file back into buf (num_params floats): every view must be
+ * present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz);
 
 /* Allocate (zeroed) the gradient / moment buffers; idempotent. */
 void icl_model_alloc_grads(icl_model *m);
@@ -123,7 +131,7 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * Returns the SUM over target positions of -log p(next token) (0 when there
  * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
  * count.  Only target rows of the [T, V] logits are computed when logits is
- * NULL, in chunks of at most T rows (never a [B, T, V] tensor). */
+ * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
  * ACCUMULATES into m->grads (allocates them if needed). */
