@@ -24,6 +24,16 @@
  *                read to learn whether BOS/EOS ids wrap a single sequence.
  *   added_tokens special or not, lstrip, rstrip, single_word, normalized.
  *
+ * Regexes: \s and \S mean Oniguruma's White_Space (tokenizers' regex
+ * engine), not PCRE2's; otherwise PCRE2 10.42 semantics.  Known limit:
+ * characters first assigned in Unicode 15/16 (PCRE2 10.42 knows 14,
+ * utf8proc 2.8 knows 15) can pre-tokenize or normalize differently from
+ * tokenizers; everything older matched in fuzzing (tests/data/tok/extra).
+ *
+ * Long words: BPE uses a heap, O(n log n); a word longer than 256 bytes is
+ * first cut where no vocabulary token contains the two adjacent units, which
+ * is exact (see bpe.c) and keeps a 10 MB line of text fast.
+ *
  * Thread safety: a loaded icl_tokenizer is read-only; encoding needs a
  * per-thread icl_tok_state (word cache, regex match data, scratch).
  */
@@ -43,11 +53,17 @@ typedef struct {
     int32_t *v;
     size_t n, cap;
 } icl_ids;
-void ids_push(icl_ids *a, int32_t id);
+void ids_grow(icl_ids *a); /* make room for one more id */
+static inline void ids_push(icl_ids *a, int32_t id)
+{
+    if (a->n == a->cap)
+        ids_grow(a);
+    a->v[a->n++] = id;
+}
 void ids_free(icl_ids *a);
 
-/* Load a tokenizer from `path`: a tokenizer.json (plain or .gz-free JSON) or a
- * directory holding tokenizer.json.  tokenizer_config.json and
+/* Load a tokenizer from `path`: a tokenizer.json file or a directory
+ * holding one.  tokenizer_config.json and
  * generation_config.json beside it, when present, supply bos/eos and
  * add_bos_token.  On failure returns NULL with "what is wrong" in err (the
  * caller prefixes the path).  Caller frees with icl_tok_free. */
@@ -60,8 +76,10 @@ void icl_tok_free(icl_tokenizer *t);
 
 /* Number of ids: 1 + the largest id of the vocabulary and added tokens. */
 int icl_tok_vocab_size(const icl_tokenizer *t);
-/* XXH3-64 of the tokenizer.json bytes as loaded: the identity recorded in
- * token-line headers (toklines.h). */
+/* The tokenizer's identity, recorded in token-line headers (toklines.h):
+ * XXH3-64 over the pieces by id, the merges by rank, the added tokens, the
+ * model options and the components (compact JSON, sorted keys); the same
+ * tokenizer saved with other formatting or key order has the same one. */
 uint64_t icl_tok_fingerprint(const icl_tokenizer *t);
 /* The token string of id (model vocab or added token), its length in *len;
  * NULL if the id is out of range or unassigned.  Owned by t. */

@@ -61,6 +61,20 @@ test_expect_success '--threads keeps the input order' '
 	icl-tok decode -t gpt2.json t1.tok >back.jsonl && test_cmp many.jsonl back.jsonl
 '
 
+cat >q.jsonl <<'END'
+{"prompt":"<|im_start|>user\nHi<|im_end|>\n","response":"Hello!"}
+END
+test_expect_success 'a model directory: specials from tokenizer_config.json' '
+	mkdir -p qwen && gzip -dc "$DATA/tok/qwen3.json.gz" >qwen/tokenizer.json &&
+	cp "$DATA/tok/qwen3_tokenizer_config.json" qwen/tokenizer_config.json &&
+	icl-tok encode -t qwen --parse-special q.jsonl >q.tok &&
+	head -1 q.tok | grep -q " vocab_size=151669 bos=-1 eos=151645 pad=151643 source=qwen$" &&
+	tail -1 q.tok >got && printf "151644 872 198 13048 151645 198\t9707 0 151645\n" >want && test_cmp want got &&
+	mkdir -p qg && cp qwen/tokenizer.json qg/ &&
+	echo "{\"bos_token_id\": 151643, \"eos_token_id\": [151643, 151645]}" >qg/generation_config.json &&
+	icl-tok encode -t qg --bos q.jsonl | head -1 | grep -q " bos=151643 eos=151643 "
+'
+
 test_expect_code 1 'decode refuses tokens of another tokenizer' '
 	icl-tok decode -t llama2.json r.tok
 '
@@ -78,6 +92,13 @@ test_expect_success 'bad records are errors with file:line' '
 	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\"}" >br.jsonl &&
 	! icl-tok encode -t gpt2.json br.jsonl >/dev/null 2>err &&
 	grep -q "^icl-tok: br.jsonl:2: record has \"prompt\" without \"response\"" err
+'
+
+test_expect_success '--on-error skip counts bad records' '
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\"}" "not json" >br2.jsonl &&
+	icl-tok encode -t gpt2.json --on-error skip br2.jsonl >out.tok 2>err &&
+	test $(wc -l <out.tok) -eq 2 && grep -q "2 bad records skipped" err &&
+	grep -q "br2.jsonl:3: " err
 '
 
 test_expect_code 2 'usage: unknown command' 'icl-tok frobnicate'
@@ -98,7 +119,7 @@ test_expect_success 'train writes a tokenizer that encodes' '
 
 test_expect_success '--help and the man page list the same options' '
 	icl-tok --help >help &&
-	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --vocab-size --special --min-frequency --output; do
+	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --on-error --vocab-size --special --min-frequency --output; do
 		grep -q -- "$o" help || exit 1
 		grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$TESTS_DIR/../man/man1/icl-tok.1" || { echo "man lacks $o"; exit 1; }
 	done
