@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <omp.h>
 #include <string.h>
 
 #include "ops.h"
@@ -87,12 +88,15 @@ static inline __attribute__((always_inline)) void dot_rows(const float *w, const
     }
 }
 
-void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
-                    int out, int conv1d, float beta)
+/* icl_gen_linear on nt threads (none when the product is small). */
+static void gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
+                       int out, int conv1d, float beta, int nt)
 {
+    if ((double)B * in * out < 65536.0)
+        nt = 1;
     if (!conv1d) {
         /* W [out, in]: each weight row is read from memory once for all B rows */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt)
         for (int j = 0; j < out; j++) {
             const float *w = W + (size_t)j * in;
             for (int b0 = 0; b0 < B; b0 += RB) {
@@ -119,7 +123,7 @@ void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const f
     /* W [in, out]: blocks of 64 output columns; y[b, j] = sum_k x[b,k] W[k,j]
      * accumulated in k order */
     int nblk = (out + 63) / 64;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt)
     for (int jb = 0; jb < nblk; jb++) {
         int j0 = jb * 64, nj = out - j0 < 64 ? out - j0 : 64;
         for (int b = 0; b < B; b++) {
@@ -139,6 +143,12 @@ void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const f
             }
         }
     }
+}
+
+void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
+                    int out, int conv1d, float beta)
+{
+    gen_linear(y, ldy, x, ldx, B, W, bias, in, out, conv1d, beta, omp_get_max_threads());
 }
 
 /* ---------------------------------------------------------------- one decode step */
@@ -185,8 +195,17 @@ int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, 
           *act = up + (size_t)B * Dup, *mean = act + (size_t)B * I, *rstd = mean + B, *cs = rstd + B,
           *sn = cs + (size_t)B * half;
     int32_t *pos = xmalloc((size_t)B * sizeof(int32_t));
-    for (int b = 0; b < B; b++)
+    int maxlen = 0;
+    for (int b = 0; b < B; b++) {
         pos[b] = caches[b]->len;
+        maxlen = pos[b] + 1 > maxlen ? pos[b] + 1 : maxlen;
+    }
+    /* Only the matrix products (and a long attention) run on several
+     * threads: the elementwise ops of one step are too small to pay for a
+     * team's fork and join, which on a busy machine costs far more than
+     * the work (each join waits for the slowest thread to be scheduled). */
+    int nt = omp_get_max_threads(), att_nt = (double)B * H * maxlen * hd > 262144.0 ? nt : 1;
+    omp_set_num_threads(1);
     if (!g2) {
         icl_rope_params rp = {c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low_freq_factor,
                               c->rope_high_freq_factor, c->rope_original_max_pos};
@@ -210,7 +229,7 @@ int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, 
     for (int l = 0; l < L; l++) {
         const icl_layer_offsets *o = &m->layer[l];
         norm(m, ln, mean, rstd, x, o->ln1_w, o->ln1_b, B);
-        icl_gen_linear(qkv, Dqkv, ln, C, B, PP(m, o->qkv_w), PP(m, o->qkv_b), C, (int)Dqkv, g2, 0.0f);
+        gen_linear(qkv, Dqkv, ln, C, B, PP(m, o->qkv_w), PP(m, o->qkv_b), C, (int)Dqkv, g2, 0.0f, nt);
         if (!g2) {
             icl_rope_apply(qkv, Dqkv, B, H, hd, cs, sn, 0);
             icl_rope_apply(qkv + Datt, Dqkv, B, KV, hd, cs, sn, 0);
@@ -226,7 +245,7 @@ int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, 
             }
         }
         /* one query per (sequence, head) against its cache */
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(att_nt)
         for (int bh = 0; bh < B * H; bh++) {
             int b = bh / H, h = bh % H, g = h / grp, n = pos[b] + 1;
             const icl_kv_cache *kc = caches[b];
@@ -259,17 +278,18 @@ int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, 
             }
             free(s);
         }
-        icl_gen_linear(x, C, att, Datt, B, PP(m, o->o_w), PP(m, o->o_b), (int)Datt, C, g2, 1.0f);
+        gen_linear(x, C, att, Datt, B, PP(m, o->o_w), PP(m, o->o_b), (int)Datt, C, g2, 1.0f, nt);
         norm(m, ln, mean, rstd, x, o->ln2_w, o->ln2_b, B);
-        icl_gen_linear(up, Dup, ln, C, B, PP(m, o->up_w), PP(m, o->up_b), C, (int)Dup, g2, 0.0f);
+        gen_linear(up, Dup, ln, C, B, PP(m, o->up_w), PP(m, o->up_b), C, (int)Dup, g2, 0.0f, nt);
         if (g2)
             icl_gelu_forward(act, up, (size_t)B * I);
         else
             icl_swiglu_forward(act, up, Dup, B, I);
-        icl_gen_linear(x, C, act, I, B, PP(m, o->down_w), PP(m, o->down_b), I, C, g2, 1.0f);
+        gen_linear(x, C, act, I, B, PP(m, o->down_w), PP(m, o->down_b), I, C, g2, 1.0f, nt);
     }
     norm(m, ln, mean, rstd, x, m->normf_w, m->normf_b, B);
-    icl_gen_linear(logits, V, ln, C, B, PP(m, m->lm_head), NULL, C, V, 0, 0.0f);
+    gen_linear(logits, V, ln, C, B, PP(m, m->lm_head), NULL, C, V, 0, 0.0f, nt);
+    omp_set_num_threads(nt);
     for (int b = 0; b < B; b++)
         caches[b]->len++;
     free(pos);
