@@ -104,6 +104,15 @@ typedef struct {
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
 } ctx_t;
 
+/* A prompt must fit the model's context (icl_generate would refuse the
+ * whole batch; say which record it is). */
+static void check_fits(const ctx_t *c, const char *name, long line, size_t n)
+{
+    if ((long)n > c->m->cfg.max_position_embeddings)
+        die("%s:%ld: the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)", name,
+            line, n, c->m->cfg.max_position_embeddings);
+}
+
 /* ---------------------------------------------------------------- text mode */
 
 typedef struct {
@@ -196,6 +205,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             die("%s:%ld: %s", name, r.lineno, err);
         if (prompts[n].n == 0)
             die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
+        check_fits(c, name, r.lineno, prompts[n].n);
         free(where[n]);
         size_t wl = strlen(name) + 32;
         where[n] = xmalloc(wl);
@@ -290,6 +300,7 @@ static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
         it->nseg = keep;
         if (it->ids.n == 0)
             die("%s:%ld: the prompt is empty (nothing before the last target segment)", name, r.lines.lineno);
+        check_fits(c, name, r.lines.lineno, it->ids.n);
         if (n == 0)
             snprintf(where, sizeof where, "%s:%ld", name, r.lines.lineno);
         n++;
