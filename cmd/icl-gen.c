@@ -51,9 +51,10 @@ static void usage(FILE *f)
 "  -V, --version              show the version and exit\n"
 "\n"
 "Decoding stops at any eos_token_id of generation_config.json (else\n"
-"config.json), at a --stop string, at --max-new-tokens, or when the context\n"
-"(max_position_embeddings) is full.  Without --temperature, --top-k, --top-p\n"
-"or --min-p, decoding is greedy unless generation_config.json sets do_sample;\n"
+"config.json, else the tokenizer's EOS), at a --stop string, at\n"
+"--max-new-tokens, or when the context (max_position_embeddings) is full.\n"
+"Without --temperature, --top-k, --top-p or --min-p, decoding is greedy\n"
+"unless generation_config.json sets do_sample;\n"
 "any of them turns sampling on, with the other values from\n"
 "generation_config.json or transformers' defaults (temperature 1, top-k 50).\n"
 "Prompts are tokenized as icl-tok encode does (BOS as the tokenizer adds it);\n"
@@ -433,6 +434,8 @@ int main(int argc, char **argv)
         cx.to.bos = sp->add_bos && sp->bos >= 0;
         cx.to.eos = sp->eos >= 0;
         cx.to.parse_special = parse_special;
+        if (cx.g.n_eos == 0 && sp->eos >= 0)
+            cx.g.eos[cx.g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
     }
     free(tokpath);
 
