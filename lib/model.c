@@ -710,10 +710,13 @@ static void embed_forward(icl_model *m, float *x, const int32_t *ids, const int3
     }
 }
 
-/* dwte[ids[i]] += dx[i] (and dwpe[pos[i]]): parallel over column blocks, so rows never race */
+/* dwte[ids[i]] += dx[i] (and dwpe[pos[i]]): parallel over column blocks, so rows
+ * never race.  As HF's Llama/Qwen2 (nn.Embedding(padding_idx=pad_token_id)),
+ * lookups of the pad id give its row no gradient; GPT-2 has no padding_idx. */
 static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, const int32_t *pos, int N)
 {
     int C = m->cfg.hidden_size;
+    int pad = m->cfg.arch == ICL_ARCH_LLAMA ? m->cfg.pad_token_id : -1;
     float *dE = G(m, m->embed), *dP = G(m, m->pos_embed);
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += 32) {
@@ -721,8 +724,9 @@ static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, co
         for (int i = 0; i < N; i++) {
             const float *d = dx + (size_t)i * C + c0;
             float *e = dE + (size_t)ids[i] * C + c0;
-            for (int j = 0; j < nb; j++)
-                e[j] += d[j];
+            if (ids[i] != pad)
+                for (int j = 0; j < nb; j++)
+                    e[j] += d[j];
             if (dP) {
                 float *p = dP + (size_t)pos[i] * C + c0;
                 for (int j = 0; j < nb; j++)

@@ -19,7 +19,19 @@
  * Evaluation: icl_model_forward(m, &batch, NULL, 0, &n) returns the summed loss.
  * Generation: icl_kv_cache_new + icl_model_decode.
  *
+ * Weight decay in HF's convention goes to views with ndim >= 2 (matrices and
+ * embeddings), not to norms and biases (ndim 1).
+ *
+ * Semantics follow transformers to float32 rounding (tests/unit/test_model.c
+ * against its logits, loss and gradients), including HF's padding_idx: for
+ * Llama/Qwen2, lookups of pad_token_id give that embedding row no gradient.
+ *
+ * Memory: the forward keeps about (7C + Dqkv + 3I + 8) floats per token per
+ * layer for the backward (Dqkv = (H + 2 KV) hd), plus min(T, 256) x V floats
+ * for the loss head; nothing of size [B, T, V] unless asked for logits.
+ *
  * Threads: set once with icl_set_threads (BLIS and OpenMP share the count).
+ * Results are bit-identical for the same inputs and thread count.
  * Not thread-safe: one forward/backward at a time per model.
  */
 #ifndef ICL_MODEL_H

@@ -306,21 +306,21 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     int B = sh->B, T = sh->T, H = sh->H, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld;
     int nt = omp_get_max_threads();
-    float *scr = xmalloc((size_t)nt * T * T * sizeof(float));
+    float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
-        float *S = scr + (size_t)omp_get_thread_num() * T * T;
+        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1], row stride T */
         const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         const int32_t *d = doc ? doc + (long)b * T : NULL;
         for (int r0 = 0; r0 < T; r0 += ATT_RB) {
             int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
-            /* S[r0:r1, 0:r1] = scale q[r0:r1] k[0:r1]^T */
-            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S + (long)r0 * T, T, 1, 1);
+            /* S = scale q[r0:r1] k[0:r1]^T */
+            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
             for (int t = r0; t < r1; t++) {
-                float *r = S + (long)t * T, m = -INFINITY;
+                float *r = S + (long)(t - r0) * T, m = -INFINITY;
                 for (int s = 0; s <= t; s++)
                     if (allowed(d, t, s) && r[s] > m)
                         m = r[s];
@@ -337,9 +337,9 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
                     r[s] = 0;
                 lse[(long)bh * T + t] = m + logf(sum);
             }
-            /* out[r0:r1] = P[r0:r1, 0:r1] v[0:r1] */
-            icl_gemm(nr, hd, r1, 1.0f, S + (long)r0 * T, T, 1, v, ld, 1, 0.0f,
-                     out + ((long)b * T + r0) * ldo + (long)h * hd, ldo, 1, 1);
+            /* out[r0:r1] = P v[0:r1] */
+            icl_gemm(nr, hd, r1, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + ((long)b * T + r0) * ldo + (long)h * hd, ldo,
+                     1, 1);
         }
     }
     free(scr);
@@ -495,8 +495,8 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+    float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)
@@ -506,10 +506,7 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         for (int j = 0; j < V; j++)
             sum += icl_expf(r[j] - m);
         float lse = m + logf(sum);
-        float li = lse - r[target[i]];
-        if (loss)
-            loss[i] = li;
-        total += li;
+        li[i] = lse - r[target[i]];
         if (scale != 0) {
 #pragma omp simd
             for (int j = 0; j < V; j++)
@@ -517,5 +514,10 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
             r[target[i]] -= scale;
         }
     }
+    double total = 0; /* summed in row order: the same result for any thread count */
+    for (int i = 0; i < n; i++)
+        total += li[i];
+    if (!loss)
+        free(li);
     return total;
 }

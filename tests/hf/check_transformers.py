@@ -5,7 +5,7 @@ transformers, e.g. a venv: python3 -m venv --system-site-packages V &&
 V/bin/pip install transformers; Debian's python3-torch suffices).
 
 usage: check_transformers.py ICL_ROUNDTRIP_BINARY FIXTURES_DIR OUT_DIR
-For each of llama-tiny, gpt2-tiny, qwen2-tiny, stories260K: icl loads
+For each fixture (tests/data/model): icl loads
 FIXTURES_DIR/NAME/model and saves OUT_DIR/NAME; transformers loads OUT_DIR/NAME
 (AutoModelForCausalLM) and its logits on the fixture batch must match icl's
 and the fixture's to 1e-5 of the largest |logit| at the real positions."""
@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 
 binary, fixtures, out = sys.argv[1:4]
 ok = True
-for name in ["llama-tiny", "gpt2-tiny", "qwen2-tiny", "stories260K"]:
+for name in ["llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny", "stories260K"]:
     exp_path = os.path.join(fixtures, name, "expected.json")
     if not os.path.exists(exp_path) or "input_ids" not in json.load(open(exp_path)):
         exp = {"input_ids": [[1, 5, 9, 200, 33, 17, 2, 44]], "attention_mask": [[1] * 8]}

@@ -197,6 +197,28 @@ static void parity(const char *name)
                   sqrt(gn), json_real_value(json_object_get(f.exp, "grad_norm_l2")));
     assert_true(worst <= 1e-4);
 
+    /* determinism: the same batch again gives bit-identical loss and gradients */
+    float *g1 = xmalloc(m->num_params * sizeof(float));
+    memcpy(g1, m->grads, m->num_params * sizeof(float));
+    icl_model_zero_grads(m);
+    double l3 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
+    icl_model_backward(m, &b);
+    assert_true(l3 == l2);
+    assert_memory_equal(g1, m->grads, m->num_params * sizeof(float));
+    /* gradient accumulation: two passes with half the scale each equal one pass */
+    icl_model_zero_grads(m);
+    for (int k = 0; k < 2; k++) {
+        icl_model_forward(m, &b, NULL, 0.5f / (float)nt, &nt);
+        icl_model_backward(m, &b);
+    }
+    double an = 0, ad = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        an += ((double)g1[j] - m->grads[j]) * ((double)g1[j] - m->grads[j]);
+        ad += (double)g1[j] * g1[j];
+    }
+    assert_true(sqrt(an / ad) < 1e-6);
+    free(g1);
+
     /* greedy decoding with the KV cache equals HF's */
     json_t *gr = json_object_get(f.exp, "greedy");
     json_t *prompt = json_object_get(gr, "prompt"), *out = json_object_get(gr, "output");
@@ -226,6 +248,10 @@ static void parity(const char *name)
 static void parity_llama(void **state) { (void)state; parity("llama-tiny"); }
 static void parity_gpt2(void **state) { (void)state; parity("gpt2-tiny"); }
 static void parity_qwen2(void **state) { (void)state; parity("qwen2-tiny"); }
+/* made by tests/hf/make_variants.py: llama3 rope scaling, q/k/v/o and MLP
+ * biases, GQA 4:1, head_dim != hidden/heads, tied; GPT-2 n_inner, untied */
+static void parity_llama3_bias(void **state) { (void)state; parity("llama3-bias-tiny"); }
+static void parity_gpt2_inner(void **state) { (void)state; parity("gpt2-inner-tiny"); }
 
 /* stories260K: 200 greedy ids from BOS equal llama2.c's run.c */
 static void stories_greedy(void **state)
@@ -308,8 +334,8 @@ static void stories_greedy(void **state)
 static void kv_cache_matches_full(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -343,8 +369,8 @@ static void kv_cache_matches_full(void **state)
 static void save_reload_and_packing(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -428,6 +454,8 @@ int main(void)
         cmocka_unit_test(parity_llama),
         cmocka_unit_test(parity_gpt2),
         cmocka_unit_test(parity_qwen2),
+        cmocka_unit_test(parity_llama3_bias),
+        cmocka_unit_test(parity_gpt2_inner),
         cmocka_unit_test(stories_greedy),
         cmocka_unit_test(kv_cache_matches_full),
         cmocka_unit_test(save_reload_and_packing),
