@@ -510,6 +510,10 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
 
 /* ---- loading ---- */
 
+/* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
+ * so a hostile file cannot make us allocate gigabytes. */
+#define MAX_IDS (1L << 24)
+
 static int read_all(const char *path, char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -614,8 +618,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     size_t arena = 0;
     json_object_foreach(vocab, k, v)
     {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX / 2)
-            return fail(e, "vocab entry \"%s\" has no valid id", k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= MAX_IDS)
+            return fail(e, "vocab entry \"%s\": id must be an integer in 0..%ld", k, MAX_IDS - 1);
         if (json_integer_value(v) > maxid)
             maxid = (long)json_integer_value(v);
         arena += strlen(k) + 1;
@@ -625,8 +629,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     {
         json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) > INT32_MAX / 2 || !jstr(v, "content"))
-            return fail(e, "added_tokens[%zu] needs an id and a content", i);
+            json_integer_value(id) >= MAX_IDS || !jstr(v, "content"))
+            return fail(e, "added_tokens[%zu] needs a content and an id in 0..%ld", i, MAX_IDS - 1);
         if (json_integer_value(id) > maxid)
             maxid = (long)json_integer_value(id);
     }
@@ -737,7 +741,7 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     return 0;
 }
 
-static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
+static void load_added(icl_tokenizer *t, json_t *added)
 {
     size_t n = json_array_size(added), i;
     t->added = xcalloc(n ? n : 1, sizeof *t->added);
@@ -772,8 +776,6 @@ static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
     }
     buf_free(&nb);
     pcre2_match_data_free(md);
-    (void)e;
-    return 0;
 }
 
 /* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
@@ -909,15 +911,12 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
-    if (load_added(t, added, &e))
-        goto bad;
+    load_added(t, added);
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
         if (parse_post(t, v, &e))
             goto bad;
-    if ((v = json_object_get(root, "truncation")) && !json_is_null(v)) {
-        /* truncation/padding are encode-time options of the Python API; icl
-         * has its own --max-len, so they are ignored rather than refused. */
-    }
+    /* "truncation" and "padding" are encode-time options of the Python API;
+     * icl has its own --max-len, so they are ignored rather than refused. */
     t->sp.unk = t->unk_id;
     t->fingerprint = fingerprint(t, root);
     read_neighbours(t, dir);
@@ -958,7 +957,10 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     size_t len;
     icl_tokenizer *t = NULL;
     if (read_all(file, &data, &len)) {
-        snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        if (strcmp(file, path)) /* a directory: name the file looked for */
+            snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        else
+            snprintf(err, errsz, "%s", strerror(errno));
     } else {
         t = icl_tok_load_mem(data, len, dir, err, errsz);
         free(data);
@@ -1378,5 +1380,75 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
     pl_free(&in.p);
     buf_free(&res.b);
     pl_free(&res.p);
+    return 0;
+}
+
+/* ---- streaming decode ---- */
+
+void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special)
+{
+    memset(s, 0, sizeof *s);
+    s->flags = flags;
+    s->skip_special = skip_special;
+}
+
+void icl_tok_stream_free(icl_tok_stream *s)
+{
+    ids_free(&s->ids);
+    buf_free(&s->a);
+    buf_free(&s->b);
+}
+
+static int ends_incomplete(const icl_buf *b)
+{
+    return b->len >= 3 && !memcmp(b->data + b->len - 3, "\xEF\xBF\xBD", 3);
+}
+
+/* As tokenizers' DecodeStream::step: decode the window without and with
+ * the ids not yet released; release the difference when it grew and does
+ * not end in U+FFFD; then the window starts at the ids just released. */
+int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
+                       char *err, size_t errsz)
+{
+    if (id < 0 || id >= t->nids || !icl_tok_piece(t, id, &(size_t){0})) {
+        snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", id, t->nids);
+        return -1;
+    }
+    ids_push(&s->ids, id);
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len && !ends_incomplete(&s->b) &&
+        (s->a.len == 0 || !memcmp(s->a.data, s->b.data, s->a.len))) {
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+        /* keep the ids just released as the new prefix */
+        size_t keep = s->ids.n - s->read;
+        memmove(s->ids.v, s->ids.v + s->read, keep * sizeof *s->ids.v);
+        s->ids.n = keep;
+        s->read = keep;
+        s->started = 1;
+    }
+    return 0;
+}
+
+int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                         size_t errsz)
+{
+    if (s->ids.n == s->read)
+        return 0;
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len)
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+    s->ids.n = 0;
+    s->read = 0;
+    s->started = 1;
     return 0;
 }

@@ -134,4 +134,29 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
 int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                    int flags, icl_buf *out, char *err, size_t errsz);
 
+/* Streaming decode, for text printed as it is generated (tokenizers'
+ * DecodeStream): ids come one at a time; text is released once it no longer
+ * ends in an incomplete character, so a character spread over several
+ * byte-level or <0xNN> tokens never shows as U+FFFD in the middle of valid
+ * text, and the concatenation of everything released (after flush) equals
+ * icl_tok_decode of all the ids.  Only a short window of ids is kept. */
+typedef struct {
+    icl_ids ids;         /* the window: ids[0..read) already released */
+    size_t read;
+    int started;         /* some text was released: decode as a continuation */
+    int flags, skip_special;
+    icl_buf a, b;
+} icl_tok_stream;
+/* flags: ICL_TOK_CONTINUATION if the ids continue text decoded elsewhere
+ * (a response after its prompt).  skip_special: drop special tokens. */
+void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special);
+/* Add one id; append the text it completes (maybe none) to out.  Returns 0,
+ * or -1 with a message in err for an id outside the vocabulary. */
+int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
+                       char *err, size_t errsz);
+/* Release what is left (an incomplete character as U+FFFD). */
+int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                         size_t errsz);
+void icl_tok_stream_free(icl_tok_stream *s);
+
 #endif

@@ -15,6 +15,7 @@
 
 #include "record.h"
 #include "tokenizer.h"
+#include "tokrec.h"
 #include "tok_internal.h" /* to switch off the long-word cut in one test */
 
 #define D "data/tok/"
@@ -263,7 +264,6 @@ static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
                 q++;
             if (!*q)
                 break;
-            want.v = want.v;
             ids_push(&want, (int32_t)strtol(q, &q, 10));
         }
         int ok = ids.n == want.n && (ids.n == 0 || !memcmp(ids.v, want.v, ids.n * sizeof *ids.v));
@@ -451,6 +451,30 @@ static void regex_whitespace_as_oniguruma(void **state)
     ids_free(&a);
 }
 
+/* icl-gen's prompt ids equal the first segment icl-tok encode writes. */
+static void prompt_ids_as_encode(void **state)
+{
+    (void)state;
+    icl_tokrec_opts o = {.bos = 1, .eos = 1};
+    char err[128];
+    icl_ids a = {0};
+    assert_int_equal(icl_tokrec_encode_prompt(llama2, NULL, &o, "<s>Hi there", 11, &a, err, sizeof err), 0);
+    json_t *rec = json_pack("{s:s, s:s}", "prompt", "<s>Hi there", "response", " ok");
+    icl_buf line = {0};
+    assert_int_equal(icl_tokrec_encode(llama2, NULL, &o, rec, &line, err, sizeof err), 0);
+    icl_buf want = {0};
+    for (size_t i = 0; i < a.n; i++)
+        buf_printf(&want, i ? " %d" : "%d", a.v[i]);
+    buf_putc(&want, '\t');
+    assert_memory_equal(line.data, want.data, want.len);
+    assert_int_equal(a.v[0], 1);
+    assert_int_not_equal(a.v[1], 1); /* BOS once */
+    json_decref(rec);
+    buf_free(&line);
+    buf_free(&want);
+    ids_free(&a);
+}
+
 static void no_space_cleanup(void **state)
 {
     (void)state;
@@ -591,6 +615,60 @@ static void merges_forms_and_templates(void **state)
     }
 }
 
+/* Streaming decode: one id at a time, the pieces released add up to the
+ * whole decode and never hold U+FFFD when the whole decode has none. */
+static void stream_decode(void **state)
+{
+    (void)state;
+    icl_tokenizer *ts[] = {gpt2, llama2, qwen3};
+    const char *cases[] = {D "gpt2.cases.json", D "llama2.spm-cases.json", D "qwen3.cases.json"};
+    for (int k = 0; k < 3; k++) {
+        json_t *cs = json_load_file(cases[k], 0, NULL), *c;
+        size_t i, n = 0, good = 0, pieces = 0;
+        assert_non_null(cs);
+        json_array_foreach(cs, i, c)
+        {
+            json_t *ids = json_object_get(c, k == 1 ? "tokenizer_json_ids" : "ids"), *x;
+            size_t j;
+            icl_ids all = {0};
+            json_array_foreach(ids, j, x) ids_push(&all, (int32_t)json_integer_value(x));
+            for (int fl = 0; fl <= ICL_TOK_CONTINUATION; fl += ICL_TOK_CONTINUATION) {
+                icl_buf whole = {0}, got = {0}, piece = {0};
+                char err[128];
+                int fffd = 0;
+                assert_int_equal(icl_tok_decode(ts[k], all.v, all.n, 0, fl, &whole, err, sizeof err), 0);
+                icl_tok_stream st;
+                icl_tok_stream_init(&st, fl, 0);
+                for (size_t q = 0; q < all.n; q++) {
+                    piece.len = 0;
+                    assert_int_equal(icl_tok_stream_put(ts[k], &st, all.v[q], &piece, err, sizeof err), 0);
+                    if (piece.len) {
+                        pieces++;
+                        fffd |= strstr(piece.data, "\xEF\xBF\xBD") != NULL;
+                        buf_append(&got, piece.data, piece.len);
+                    }
+                }
+                assert_int_equal(icl_tok_stream_flush(ts[k], &st, &got, err, sizeof err), 0);
+                icl_tok_stream_free(&st);
+                int same = got.len == whole.len && !memcmp(got.data ? got.data : "", whole.data ? whole.data : "", got.len);
+                if (fffd && !strstr(whole.data ? whole.data : "", "\xEF\xBF\xBD"))
+                    same = 0;
+                if (!same)
+                    fprintf(stderr, "stream %d case %zu flags %d: got '%s' want '%s'\n", k, i, fl, got.data, whole.data);
+                good += same;
+                n++;
+                buf_free(&whole);
+                buf_free(&got);
+                buf_free(&piece);
+            }
+            ids_free(&all);
+        }
+        printf("# stream decode %-14s %4zu cases %4zu identical (%zu pieces)\n", cases[k] + strlen(D), n, good, pieces);
+        assert_int_equal(good, n);
+        json_decref(cs);
+    }
+}
+
 /* The fingerprint ignores formatting and key order, not content. */
 static void fingerprint_is_semantic(void **state)
 {
@@ -653,12 +731,14 @@ int main(void)
         cmocka_unit_test(special_text_not_parsed_by_default),
         cmocka_unit_test(continuation_has_no_prefix_space),
         cmocka_unit_test(no_space_cleanup),
+        cmocka_unit_test(prompt_ids_as_encode),
         cmocka_unit_test(regex_whitespace_as_oniguruma),
         cmocka_unit_test(long_words_fast),
         cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
         cmocka_unit_test(fingerprint_is_semantic),
+        cmocka_unit_test(stream_decode),
         cmocka_unit_test(merges_forms_and_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
