@@ -143,7 +143,7 @@ static int on_token(void *vp, int seq, int32_t id)
         die("decoding the completion: %s", err);
     if (b->c->stream) {
         size_t len;
-        const char *p = icl_gen_text_stream(t, 0, &len);
+        const char *p = icl_gen_text_stream(t, &len);
         if (len && fwrite(p, 1, len, stdout) != len)
             die("write error:");
         fflush(stdout);
@@ -168,9 +168,11 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         die("%s: %s", where[0], err);
     }
     for (int i = 0; i < n; i++) {
+        if (icl_gen_text_finish(&texts[i], err, sizeof err) < 0)
+            die("decoding the completion: %s", err);
         if (c->stream) {
             size_t len;
-            const char *p = icl_gen_text_stream(&texts[i], 1, &len);
+            const char *p = icl_gen_text_stream(&texts[i], &len);
             if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
                 die("write error:");
             fflush(stdout);

@@ -435,12 +435,17 @@ static void stream_case(const char *tokname, int want_multi)
         for (size_t n = 1; n <= ids.n; n++) {
             int r = icl_gen_text_update(&t, ids.v, n, err, sizeof err);
             assert_true(r >= 0);
-            if (t.text.len >= 3 && memcmp(t.text.data + t.text.len - 3, "\xef\xbf\xbd", 3) == 0)
+            /* a token that ends inside a character: a full decode of the
+             * ids so far would end in U+FFFD (two, for byte tokens) */
+            icl_buf part = {0};
+            assert_int_equal(icl_tok_decode(tok, ids.v, n, 1, ICL_TOK_CONTINUATION, &part, err, sizeof err), 0);
+            if (part.len >= 3 && memcmp(part.data + part.len - 3, "\xef\xbf\xbd", 3) == 0)
                 split = 1;
-            if (t.text.len >= 6 && memcmp(t.text.data + t.text.len - 6, "\xef\xbf\xbd\xef\xbf\xbd", 6) == 0)
+            if (part.len >= 6 && memcmp(part.data + part.len - 6, "\xef\xbf\xbd\xef\xbf\xbd", 6) == 0)
                 multi = 1;
+            buf_free(&part);
             size_t len;
-            const char *s = icl_gen_text_stream(&t, 0, &len);
+            const char *s = icl_gen_text_stream(&t, &len);
             assert_null(memmem(s, len, "\xef\xbf\xbd", 3));
             buf_append(&got, s, len);
             if (with_stop) /* nothing of the stop string is ever streamed */
@@ -450,8 +455,9 @@ static void stream_case(const char *tokname, int want_multi)
                 break;
             }
         }
+        assert_true(icl_gen_text_finish(&t, err, sizeof err) >= 0);
         size_t len;
-        const char *s = icl_gen_text_stream(&t, 1, &len);
+        const char *s = icl_gen_text_stream(&t, &len);
         buf_append(&got, s, len);
         if (with_stop) {
             assert_true(stopped_at > 0);
