@@ -95,26 +95,41 @@ static void gen_linear(float *y, long ldy, const float *x, long ldx, int B, cons
     if ((double)B * in * out < 65536.0)
         nt = 1;
     if (!conv1d) {
-        /* W [out, in]: each weight row is read from memory once for all B rows */
+        /* W [out, in]: blocks of 16 weight rows, each row read from memory
+         * once for (up to) 8 rows of x, the 16 x 8 results gathered in yl
+         * and written out together (rows of y are a multiple of 4 KiB apart
+         * for the LM head: storing them one by one thrashes an L1 set) */
+        int nblk = (out + 15) / 16;
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int j = 0; j < out; j++) {
-            const float *w = W + (size_t)j * in;
-            for (int b0 = 0; b0 < B; b0 += RB) {
-                int nr = B - b0 < RB ? B - b0 : RB;
-                const float *xs[RB];
-                float o[RB];
-                for (int r = 0; r < nr; r++)
-                    xs[r] = x + (size_t)(b0 + r) * ldx;
-                switch (nr) { /* constant row counts: accumulators stay in registers */
-                case 1: dot_rows(w, xs, 1, in, o); break;
-                case 2: dot_rows(w, xs, 2, in, o); break;
-                case 3: dot_rows(w, xs, 3, in, o); break;
-                default: dot_rows(w, xs, 4, in, o); break;
+        for (int jb = 0; jb < nblk; jb++) {
+            int j0 = jb * 16, nj = out - j0 < 16 ? out - j0 : 16;
+            for (int g0 = 0; g0 < B; g0 += 2 * RB) {
+                int ng = B - g0 < 2 * RB ? B - g0 : 2 * RB;
+                float yl[2 * RB][16];
+                for (int jj = 0; jj < nj; jj++) {
+                    const float *w = W + (size_t)(j0 + jj) * in;
+                    for (int b0 = 0; b0 < ng; b0 += RB) {
+                        int nr = ng - b0 < RB ? ng - b0 : RB;
+                        const float *xs[RB];
+                        float o[RB];
+                        for (int r = 0; r < nr; r++)
+                            xs[r] = x + (size_t)(g0 + b0 + r) * ldx;
+                        switch (nr) { /* constant row counts: accumulators stay in registers */
+                        case 1: dot_rows(w, xs, 1, in, o); break;
+                        case 2: dot_rows(w, xs, 2, in, o); break;
+                        case 3: dot_rows(w, xs, 3, in, o); break;
+                        default: dot_rows(w, xs, 4, in, o); break;
+                        }
+                        for (int r = 0; r < nr; r++)
+                            yl[b0 + r][jj] = o[r];
+                    }
                 }
-                for (int r = 0; r < nr; r++) {
-                    float t = o[r] + (bias ? bias[j] : 0.0f);
-                    float *yo = y + (size_t)(b0 + r) * ldy + j;
-                    *yo = beta != 0.0f ? *yo + t : t;
+                for (int r = 0; r < ng; r++) {
+                    float *yo = y + (size_t)(g0 + r) * ldy + j0;
+                    for (int jj = 0; jj < nj; jj++) {
+                        float t = yl[r][jj] + (bias ? bias[j0 + jj] : 0.0f);
+                        yo[jj] = beta != 0.0f ? yo[jj] + t : t;
+                    }
                 }
             }
         }
