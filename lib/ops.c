@@ -8,6 +8,10 @@
 
 #include "util.h"
 
+/* Loops over fewer elements than this run on one thread: a parallel region
+ * costs more than the work (decoding one token, tiny models). */
+#define ICL_PAR_MIN 32768
+
 void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
               long csb, float beta, float *c, long rsc, long csc, int nthreads)
 {
@@ -20,7 +24,7 @@ void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long c
         return;
     }
     float al = alpha, be = beta;
-    if (nthreads == 1) {
+    if (nthreads == 1 || (double)m * n * k < 262144.0) { /* tiny: threads cost more than they give */
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_num_threads(1, &rntm);
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
@@ -54,7 +58,7 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
     if (l->b) {
         const float *b = l->b;
         int out = l->out;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * out >= ICL_PAR_MIN)
         for (int i = 0; i < N; i++) {
             float *yi = y + (long)i * ldy;
 #pragma omp simd
@@ -67,7 +71,7 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
 /* db[j] += sum_i dy[i, j], parallel over column blocks (deterministic). */
 static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * n >= ICL_PAR_MIN)
     for (int j0 = 0; j0 < n; j0 += 64) {
         int nb = n - j0 < 64 ? n - j0 : 64;
         float acc[64] = {0};
@@ -101,7 +105,7 @@ void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_d
 /* y[N,C] = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps)  (LlamaRMSNorm) */
 void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C;
         float *yi = y + (long)i * C;
@@ -121,7 +125,7 @@ void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, 
 void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, const float *x, const float *w,
                           const float *rstd, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
         float *dxi = dx + (long)i * C;
@@ -142,7 +146,7 @@ void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, con
     }
     if (!dw)
         return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int nb = C - c0 < 64 ? C - c0 : 64;
         float acc[64] = {0};
@@ -162,7 +166,7 @@ void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, con
 void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                            int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C;
         float *yi = y + (long)i * C;
@@ -187,7 +191,7 @@ void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, c
 void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const float *dy, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
         float *dxi = dx + (long)i * C;
@@ -210,7 +214,7 @@ void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const f
                 dxi[c] += r * (dyi[c] * w[c] - s1 - (xi[c] - m) * r * s2);
         }
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int nb = C - c0 < 64 ? C - c0 : 64;
         float aw[64] = {0}, ab[64] = {0};
@@ -262,7 +266,7 @@ void icl_rope_tables(float *cs, float *sn, const int32_t *pos, int N, int hd, co
     int half = hd / 2;
     float inv[half > 0 ? half : 1];
     icl_rope_inv_freq(inv, hd, p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * half >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < half; j++) {
             float a = (float)pos[i] * inv[j]; /* float32 product, as HF */
@@ -275,7 +279,7 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 {
     int half = hd / 2;
     float sg = backward ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * nh * hd >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *c = cs + (long)i * half, *s = sn + (long)i * half;
         for (int h = 0; h < nh; h++) {
@@ -295,9 +299,47 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 static inline int allowed(const int32_t *doc, int t, int s) { return s <= t && (!doc || doc[s] == doc[t]); }
 
 /* Queries are processed in blocks of ATT_RB rows; block [r0, r1) only needs
- * keys [0, r1) under the causal mask, so the GEMMs skip the upper triangle
- * (about half the work for long sequences). */
+ * keys [k0, r1): r1 by the causal mask, k0 = the first key that belongs to a
+ * document of the block.  The GEMMs skip the masked upper triangle and, with
+ * packed examples, everything before the block's documents, so attention
+ * costs about sum(doc_len^2) instead of T^2. */
 #define ATT_RB 64
+
+/* k0 of every block of every sequence: [B, ceil(T / ATT_RB)], caller frees. */
+static int *block_k0_table(const int32_t *doc, int B, int T)
+{
+    int nb = (T + ATT_RB - 1) / ATT_RB;
+    int *k0 = xcalloc((size_t)B * nb, sizeof(int));
+    if (!doc)
+        return k0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *d = doc + (long)b * T;
+        for (int j = 0; j < nb; j++) {
+            int r0 = j * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nd = 0, ids[8];
+            for (int t = r0; t < r1 && nd <= 8; t++) { /* the block's distinct documents */
+                int seen = 0;
+                for (int i = 0; i < nd && i < 8; i++)
+                    seen |= ids[i] == d[t];
+                if (!seen) {
+                    if (nd < 8)
+                        ids[nd] = d[t];
+                    nd++;
+                }
+            }
+            int s = 0;
+            if (nd <= 8) /* first key of any of them (else keep 0) */
+                for (s = 0; s < r0; s++) {
+                    int hit = 0;
+                    for (int i = 0; i < nd; i++)
+                        hit |= ids[i] == d[s];
+                    if (hit)
+                        break;
+                }
+            k0[(long)b * nb + j] = s;
+        }
+    }
+    return k0;
+}
 
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
@@ -307,42 +349,45 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     long ld = sh->ld;
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
-#pragma omp parallel for schedule(dynamic, 1)
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+#pragma omp parallel for schedule(dynamic, 1) if ((long)B * H * T * hd >= ICL_PAR_MIN)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
-        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1], row stride T */
+        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1 - k0], row stride T */
         const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         const int32_t *d = doc ? doc + (long)b * T : NULL;
         for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
-            /* S = scale q[r0:r1] k[0:r1]^T */
-            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
+            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
+                nc = r1 - k0;
+            /* S = scale q[r0:r1] k[k0:r1]^T; column j is key k0 + j */
+            icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, k + (long)k0 * ld, 1, ld, 0.0f, S, T, 1, 1);
             for (int t = r0; t < r1; t++) {
-                float *r = S + (long)(t - r0) * T, m = -INFINITY;
-                for (int s = 0; s <= t; s++)
+                float *r = S + (long)(t - r0) * T - k0, m = -INFINITY; /* r[s] for key s */
+                for (int s = k0; s <= t; s++)
                     if (allowed(d, t, s) && r[s] > m)
                         m = r[s];
                 float sum = 0;
-                for (int s = 0; s <= t; s++) {
+                for (int s = k0; s <= t; s++) {
                     float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
                     r[s] = e;
                     sum += e;
                 }
                 float inv = 1.0f / sum;
-                for (int s = 0; s <= t; s++)
+                for (int s = k0; s <= t; s++)
                     r[s] *= inv;
                 for (int s = t + 1; s < r1; s++)
                     r[s] = 0;
                 lse[(long)bh * T + t] = m + logf(sum);
             }
-            /* out[r0:r1] = P v[0:r1] */
-            icl_gemm(nr, hd, r1, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + ((long)b * T + r0) * ldo + (long)h * hd, ldo,
-                     1, 1);
+            /* out[r0:r1] = P v[k0:r1] */
+            icl_gemm(nr, hd, nc, 1.0f, S, T, 1, v + (long)k0 * ld, ld, 1, 0.0f,
+                     out + ((long)b * T + r0) * ldo + (long)h * hd, ldo, 1, 1);
         }
     }
     free(scr);
+    free(k0t);
 }
 
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
@@ -353,7 +398,8 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     int nt = omp_get_max_threads();
     size_t per = 2 * (size_t)ATT_RB * T + T;
     float *scr = xmalloc((size_t)nt * per * sizeof(float));
-#pragma omp parallel for schedule(dynamic, 1)
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+#pragma omp parallel for schedule(dynamic, 1) if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
         float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
@@ -379,32 +425,35 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
                 D[t] = acc;
             }
             for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
-                /* P block [nr, r1] (row stride r1) recomputed from q, k and lse */
-                icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, P, r1, 1, 1);
+                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
+                    nc = r1 - k0;
+                const float *kb = k + (long)k0 * ld, *vb = v + (long)k0 * ld;
+                /* P block [nr, nc] (row stride nc; column j is key k0 + j) recomputed from q, k and lse */
+                icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, kb, 1, ld, 0.0f, P, nc, 1, 1);
                 for (int i = 0; i < nr; i++) {
-                    float *r = P + (long)i * r1;
+                    float *r = P + (long)i * nc - k0;
                     int t = r0 + i;
-                    for (int s = 0; s < r1; s++)
+                    for (int s = k0; s < r1; s++)
                         r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
                 }
                 /* dP = dO v^T; dS = P (dP - D) */
-                icl_gemm(nr, r1, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, v, 1, ld, 0.0f, dP, r1, 1, 1);
+                icl_gemm(nr, nc, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, vb, 1, ld, 0.0f, dP, nc, 1, 1);
                 for (int i = 0; i < nr; i++) {
-                    float *r = dP + (long)i * r1, Dt = D[r0 + i];
-                    const float *p = P + (long)i * r1;
+                    float *r = dP + (long)i * nc, Dt = D[r0 + i];
+                    const float *p = P + (long)i * nc;
 #pragma omp simd
-                    for (int s = 0; s < r1; s++)
-                        r[s] = p[s] * (r[s] - Dt);
+                    for (int j = 0; j < nc; j++)
+                        r[j] = p[j] * (r[j] - Dt);
                 }
-                /* dq[r0:r1] = scale dS k[0:r1]; dk[0:r1] += scale dS^T q[r0:r1]; dv[0:r1] += P^T dO[r0:r1] */
-                icl_gemm(nr, hd, r1, sh->scale, dP, r1, 1, k, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
-                icl_gemm(r1, hd, nr, sh->scale, dP, 1, r1, q + (long)r0 * ld, ld, 1, 1.0f, dk, ld, 1, 1);
-                icl_gemm(r1, hd, nr, 1.0f, P, 1, r1, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv, ld, 1, 1);
+                /* dq[r0:r1] = scale dS k[k0:r1]; dk[k0:r1] += scale dS^T q[r0:r1]; dv[k0:r1] += P^T dO[r0:r1] */
+                icl_gemm(nr, hd, nc, sh->scale, dP, nc, 1, kb, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
+                icl_gemm(nc, hd, nr, sh->scale, dP, 1, nc, q + (long)r0 * ld, ld, 1, 1.0f, dk + (long)k0 * ld, ld, 1, 1);
+                icl_gemm(nc, hd, nr, 1.0f, P, 1, nc, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv + (long)k0 * ld, ld, 1, 1);
             }
         }
     }
     free(scr);
+    free(k0t);
 }
 
 void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const float *kc, const float *vc, int n,
@@ -413,7 +462,7 @@ void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const 
     int L = p0 + n, grp = H / KV;
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * n * L * sizeof(float));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)n * L * H * hd >= ICL_PAR_MIN)
     for (int h = 0; h < H; h++) {
         int g = h / grp;
         float *S = scr + (size_t)omp_get_thread_num() * n * L;
@@ -444,7 +493,7 @@ void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const 
 
 void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * I >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *g = gu + (long)i * ldgu, *u = g + I;
         float *hi = h + (long)i * I;
@@ -456,7 +505,7 @@ void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I)
 
 void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *gu, long ldgu, int N, int I)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * I >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *g = gu + (long)i * ldgu, *u = g + I, *d = dh + (long)i * I;
         float *dg = dgu + (long)i * lddgu, *du = dg + I;
@@ -474,7 +523,7 @@ void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *g
 
 void icl_gelu_forward(float *y, const float *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n >= ICL_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + tanhf(GELU_A * (v + GELU_B * v * v * v)));
@@ -483,7 +532,7 @@ void icl_gelu_forward(float *y, const float *x, size_t n)
 
 void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n >= ICL_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i], t = tanhf(GELU_A * (v + GELU_B * v * v * v));
         float dt = (1.0f - t * t) * GELU_A * (1.0f + 3.0f * GELU_B * v * v);
@@ -496,7 +545,7 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
     float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n * V >= ICL_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)

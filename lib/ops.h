@@ -17,7 +17,8 @@
 
 /* C[m,n] = alpha * A[m,k] B[k,n] + beta * C, each matrix given by pointer and
  * (row stride, column stride) in elements.  nthreads 0: the global setting
- * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region). */
+ * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region).
+ * Products of fewer than 2^18 multiply-adds always run on one thread. */
 void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
               long csb, float beta, float *c, long rsc, long csc, int nthreads);
 
@@ -73,7 +74,9 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
  * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
  * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
- * or padded examples never see each other.  out [B*T, H*hd] (row stride ldo),
+ * or padded examples never see each other (and cost only their own
+ * sum(doc_len^2): key blocks before a query block's documents are skipped).
+ * out [B*T, H*hd] (row stride ldo),
  * lse [B, H, T] = log-sum-exp of each scaled score row (kept for backward).
  * scale = 1/sqrt(hd) as HF. */
 typedef struct {
