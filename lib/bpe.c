@@ -1,0 +1,453 @@
+/* bpe.c - hash tables, the BPE word cache and the BPE merge of one word.
+ *
+ * The merge follows tokenizers' models/bpe/word.rs (Word::merge_all): every
+ * adjacent pair that has a merge rule goes into a min-heap keyed by (rank,
+ * position); the lowest rank, then the leftmost position, is merged first;
+ * stale heap entries (a symbol already merged away, or a pair that changed)
+ * are skipped.  Symbols form a doubly linked list, so a word of n symbols
+ * costs O(n log n), not O(n^2): "a" x 100000 stays fast.
+ */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok_internal.h"
+
+uint64_t icl_hash_bytes(const void *p, size_t n) { return XXH3_64bits(p, n); }
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t c = 16;
+    while (c < n)
+        c <<= 1;
+    return c;
+}
+
+/* ---- u64 map ---- */
+
+void u64map_init(icl_u64map *m, size_t expect)
+{
+    m->cap = pow2_at_least(expect * 2 + 1);
+    m->n = 0;
+    m->key = xmalloc(m->cap * sizeof *m->key);
+    memset(m->key, 0xff, m->cap * sizeof *m->key);
+    m->a = xmalloc(m->cap * sizeof *m->a);
+    m->b = xmalloc(m->cap * sizeof *m->b);
+}
+
+void u64map_free(icl_u64map *m)
+{
+    free(m->key);
+    free(m->a);
+    free(m->b);
+    memset(m, 0, sizeof *m);
+}
+
+static inline size_t u64slot(uint64_t k, size_t mask) { return (size_t)XXH3_64bits(&k, 8) & mask; }
+
+static void u64map_grow(icl_u64map *m)
+{
+    icl_u64map n;
+    u64map_init(&n, m->cap);
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->key[i] != UINT64_MAX)
+            u64map_put(&n, m->key[i], m->a[i], m->b[i]);
+    u64map_free(m);
+    *m = n;
+}
+
+void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b)
+{
+    if ((m->n + 1) * 2 > m->cap)
+        u64map_grow(m);
+    size_t mask = m->cap - 1, i = u64slot(key, mask);
+    while (m->key[i] != UINT64_MAX && m->key[i] != key)
+        i = (i + 1) & mask;
+    if (m->key[i] == UINT64_MAX)
+        m->n++;
+    m->key[i] = key;
+    m->a[i] = a;
+    m->b[i] = b;
+}
+
+long u64map_find(const icl_u64map *m, uint64_t key)
+{
+    if (!m->cap)
+        return -1;
+    size_t mask = m->cap - 1, i = u64slot(key, mask);
+    while (m->key[i] != UINT64_MAX) {
+        if (m->key[i] == key)
+            return (long)i;
+        i = (i + 1) & mask;
+    }
+    return -1;
+}
+
+/* ---- string map ---- */
+
+void strmap_init(icl_strmap *m, size_t expect)
+{
+    m->cap = pow2_at_least(expect * 2 + 1);
+    m->n = 0;
+    m->slot = xmalloc(m->cap * sizeof *m->slot);
+    memset(m->slot, 0xff, m->cap * sizeof *m->slot);
+    m->hash = xcalloc(m->cap, sizeof *m->hash);
+}
+
+void strmap_free(icl_strmap *m)
+{
+    free(m->slot);
+    free(m->hash);
+    memset(m, 0, sizeof *m);
+}
+
+static void strmap_grow(icl_strmap *m, strmap_get_fn get, const void *ctx)
+{
+    icl_strmap n;
+    strmap_init(&n, m->cap);
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slot[i] >= 0)
+            strmap_put(&n, m->slot[i], get, ctx);
+    strmap_free(m);
+    *m = n;
+}
+
+void strmap_put(icl_strmap *m, int32_t id, strmap_get_fn get, const void *ctx)
+{
+    if ((m->n + 1) * 2 > m->cap)
+        strmap_grow(m, get, ctx);
+    size_t len;
+    const char *s = get(ctx, id, &len);
+    uint64_t h = XXH3_64bits(s, len);
+    size_t mask = m->cap - 1, i = (size_t)h & mask;
+    while (m->slot[i] >= 0) {
+        if (m->hash[i] == h) {
+            size_t l2;
+            const char *s2 = get(ctx, m->slot[i], &l2);
+            if (l2 == len && memcmp(s, s2, len) == 0) {
+                m->slot[i] = id;
+                return;
+            }
+        }
+        i = (i + 1) & mask;
+    }
+    m->slot[i] = id;
+    m->hash[i] = h;
+    m->n++;
+}
+
+int32_t strmap_get(const icl_strmap *m, const char *s, size_t len, strmap_get_fn get,
+                   const void *ctx)
+{
+    if (!m->cap)
+        return -1;
+    uint64_t h = XXH3_64bits(s, len);
+    size_t mask = m->cap - 1, i = (size_t)h & mask;
+    while (m->slot[i] >= 0) {
+        if (m->hash[i] == h) {
+            size_t l2;
+            const char *s2 = get(ctx, m->slot[i], &l2);
+            if (l2 == len && memcmp(s, s2, len) == 0)
+                return m->slot[i];
+        }
+        i = (i + 1) & mask;
+    }
+    return -1;
+}
+
+/* ---- word cache ---- */
+
+typedef struct {
+    int32_t *id, *prev, *next;
+    uint64_t *heap; /* (rank << 32) | pos */
+    size_t nheap, cap, hcap;
+} word_ws;
+
+
+#define CACHE_SLOTS 16384       /* power of two */
+#define CACHE_MAX_ENTRIES 10000 /* as tokenizers' DEFAULT_CACHE_CAPACITY */
+#define CACHE_MAX_WORD 256      /* as tokenizers' MAX_LENGTH */
+
+struct bpe_cache {
+    uint64_t hash[CACHE_SLOTS];
+    uint32_t woff[CACHE_SLOTS], wlen[CACHE_SLOTS]; /* word bytes in `words` */
+    uint32_t ioff[CACHE_SLOTS], ilen[CACHE_SLOTS]; /* ids in `ids` */
+    uint8_t used[CACHE_SLOTS];
+    size_t n;
+    icl_buf words;
+    icl_ids ids;
+    word_ws ws; /* merge workspace */
+};
+
+bpe_cache *bpe_cache_new(void) { return xcalloc(1, sizeof(bpe_cache)); }
+
+void bpe_cache_free(bpe_cache *c)
+{
+    if (!c)
+        return;
+    buf_free(&c->words);
+    ids_free(&c->ids);
+    free(c->ws.id);
+    free(c->ws.prev);
+    free(c->ws.next);
+    free(c->ws.heap);
+    free(c);
+}
+
+static void cache_clear(bpe_cache *c)
+{
+    memset(c->used, 0, sizeof c->used);
+    c->n = 0;
+    c->words.len = 0;
+    c->ids.n = 0;
+}
+
+/* ---- the merge ---- */
+
+static const char *tok_piece_get(const void *ctx, int32_t id, size_t *len)
+{
+    const icl_tokenizer *t = ctx;
+    *len = t->plen[id];
+    return t->arena + t->poff[id];
+}
+
+static int32_t vocab_lookup(const icl_tokenizer *t, const char *s, size_t n)
+{
+    return strmap_get(&t->vocab, s, n, tok_piece_get, t);
+}
+
+
+static void heap_push(word_ws *w, uint64_t k)
+{
+    if (w->nheap == w->hcap) {
+        w->hcap = w->hcap ? w->hcap * 2 : 64;
+        w->heap = xreallocarray(w->heap, w->hcap, sizeof *w->heap);
+    }
+    size_t i = w->nheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (w->heap[p] <= k)
+            break;
+        w->heap[i] = w->heap[p];
+        i = p;
+    }
+    w->heap[i] = k;
+}
+
+static uint64_t heap_pop(word_ws *w)
+{
+    uint64_t top = w->heap[0], last = w->heap[--w->nheap];
+    size_t i = 0, n = w->nheap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && w->heap[c + 1] < w->heap[c])
+            c++;
+        if (w->heap[c] >= last)
+            break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (n)
+        w->heap[i] = last;
+    return top;
+}
+
+static void sym_push(word_ws *w, size_t *n, int32_t id)
+{
+    if (*n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 64;
+        w->id = xreallocarray(w->id, w->cap, sizeof *w->id);
+        w->prev = xreallocarray(w->prev, w->cap, sizeof *w->prev);
+        w->next = xreallocarray(w->next, w->cap, sizeof *w->next);
+    }
+    w->id[(*n)++] = id;
+}
+
+static inline long pair_rank(const icl_tokenizer *t, int32_t a, int32_t b, int32_t *new_id)
+{
+    long s = u64map_find(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
+    if (s < 0)
+        return -1;
+    *new_id = t->merges.b[s];
+    return t->merges.a[s];
+}
+
+/* One character (s[0..n)) into symbols, with HF's unk / byte_fallback rules. */
+static void add_char(const icl_tokenizer *t, word_ws *w, size_t *ns, const char *s, size_t n,
+                     int32_t id, int32_t *unk_pending)
+{
+    if (id >= 0) {
+        if (*unk_pending >= 0) {
+            sym_push(w, ns, *unk_pending);
+            *unk_pending = -1;
+        }
+        sym_push(w, ns, id);
+        return;
+    }
+    if (t->byte_fallback) {
+        size_t k;
+        for (k = 0; k < n; k++)
+            if (t->byte_fallback_id[(uint8_t)s[k]] < 0)
+                break;
+        if (k == n) { /* as HF: a pending unk is not flushed here */
+            for (k = 0; k < n; k++)
+                sym_push(w, ns, t->byte_fallback_id[(uint8_t)s[k]]);
+            return;
+        }
+    }
+    if (t->unk_id >= 0) {
+        if (*unk_pending >= 0 && !t->fuse_unk)
+            sym_push(w, ns, *unk_pending);
+        *unk_pending = t->unk_id;
+    }
+    /* no unk token: the character is dropped, as tokenizers does */
+}
+
+static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t n, icl_ids *out)
+{
+    size_t ns = 0;
+    int32_t unk = -1;
+    if (t->byte_level) {
+        for (size_t i = 0; i < n; i++) {
+            uint8_t b = (uint8_t)s[i];
+            int32_t id = t->byte_sym[b];
+            char tmp[4];
+            int l = utf8_put(icl_byte_to_cp[b], tmp);
+            add_char(t, w, &ns, tmp, (size_t)l, id, &unk);
+        }
+    } else {
+        size_t i = 0;
+        while (i < n) {
+            size_t st = i;
+            uint8_t b = (uint8_t)s[i];
+            int32_t id;
+            if (b < 128) {
+                i++;
+                id = t->ascii_sym[b];
+            } else {
+                utf8_next(s, n, &i);
+                id = vocab_lookup(t, s + st, i - st);
+            }
+            add_char(t, w, &ns, s + st, i - st, id, &unk);
+        }
+    }
+    if (unk >= 0)
+        sym_push(w, &ns, unk);
+    if (ns == 0)
+        return;
+    for (size_t i = 0; i < ns; i++) {
+        w->prev[i] = (int32_t)i - 1;
+        w->next[i] = i + 1 < ns ? (int32_t)i + 1 : -1;
+    }
+    w->nheap = 0;
+    for (size_t i = 0; i + 1 < ns; i++) {
+        int32_t nid;
+        long r = pair_rank(t, w->id[i], w->id[i + 1], &nid);
+        if (r >= 0)
+            heap_push(w, ((uint64_t)r << 32) | i);
+    }
+    while (w->nheap) {
+        uint64_t k = heap_pop(w);
+        int32_t pos = (int32_t)(k & 0xffffffffu);
+        long rank = (long)(k >> 32);
+        if (w->id[pos] < 0)
+            continue; /* merged away */
+        int32_t r = w->next[pos];
+        if (r < 0)
+            continue;
+        int32_t nid;
+        if (pair_rank(t, w->id[pos], w->id[r], &nid) != rank)
+            continue; /* stale */
+        w->id[pos] = nid;
+        w->id[r] = -1;
+        w->next[pos] = w->next[r];
+        if (w->next[r] >= 0)
+            w->prev[w->next[r]] = pos;
+        int32_t p = w->prev[pos];
+        if (p >= 0) {
+            int32_t x;
+            long pr = pair_rank(t, w->id[p], nid, &x);
+            if (pr >= 0)
+                heap_push(w, ((uint64_t)pr << 32) | (uint32_t)p);
+        }
+        int32_t q = w->next[pos];
+        if (q >= 0) {
+            int32_t x;
+            long qr = pair_rank(t, w->id[pos], w->id[q], &x);
+            if (qr >= 0)
+                heap_push(w, ((uint64_t)qr << 32) | (uint32_t)pos);
+        }
+    }
+    for (int32_t i = 0; i >= 0; i = w->next[i])
+        ids_push(out, w->id[i]);
+}
+
+void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
+{
+    if (n == 0)
+        return;
+    if (t->ignore_merges) {
+        int32_t id;
+        if (t->byte_level) {
+            char tmp[CACHE_MAX_WORD * 2];
+            if (n <= CACHE_MAX_WORD) {
+                size_t m = 0;
+                for (size_t i = 0; i < n; i++)
+                    m += (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], tmp + m);
+                id = vocab_lookup(t, tmp, m);
+            } else {
+                icl_buf b = {0};
+                for (size_t i = 0; i < n; i++) {
+                    char u[4];
+                    buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
+                }
+                id = vocab_lookup(t, b.data, b.len);
+                buf_free(&b);
+            }
+        } else {
+            id = vocab_lookup(t, s, n);
+        }
+        if (id >= 0) {
+            ids_push(out, id);
+            return;
+        }
+    }
+    uint64_t h = 0;
+    size_t slot = 0;
+    int cacheable = n <= CACHE_MAX_WORD;
+    if (cacheable) {
+        h = XXH3_64bits(s, n);
+        slot = (size_t)h & (CACHE_SLOTS - 1);
+        while (c->used[slot]) {
+            if (c->hash[slot] == h && c->wlen[slot] == n &&
+                memcmp(c->words.data + c->woff[slot], s, n) == 0) {
+                for (uint32_t k = 0; k < c->ilen[slot]; k++)
+                    ids_push(out, c->ids.v[c->ioff[slot] + k]);
+                return;
+            }
+            slot = (slot + 1) & (CACHE_SLOTS - 1);
+        }
+    }
+    size_t before = out->n;
+    merge_word(t, &c->ws, s, n, out);
+    if (cacheable) {
+        if (c->n >= CACHE_MAX_ENTRIES) {
+            cache_clear(c);
+            slot = (size_t)h & (CACHE_SLOTS - 1);
+        }
+        c->used[slot] = 1;
+        c->hash[slot] = h;
+        c->woff[slot] = (uint32_t)c->words.len;
+        c->wlen[slot] = (uint32_t)n;
+        buf_append(&c->words, s, n);
+        c->ioff[slot] = (uint32_t)c->ids.n;
+        c->ilen[slot] = (uint32_t)(out->n - before);
+        for (size_t k = before; k < out->n; k++)
+            ids_push(&c->ids, out->v[k]);
+        c->n++;
+    }
+}

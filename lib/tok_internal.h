@@ -1,0 +1,180 @@
+/* tok_internal.h - data structures shared by tokenizer.c, bpe.c, pretok.c,
+ * bpe_train.c.  Not a public interface: use tokenizer.h. */
+#ifndef ICL_TOK_INTERNAL_H
+#define ICL_TOK_INTERNAL_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+/* ---- hash tables (XXH3 keyed, open addressing, linear probing) ---- */
+
+/* u64 -> (a, b) map; key UINT64_MAX is reserved (empty). */
+typedef struct {
+    uint64_t *key;
+    int32_t *a, *b;
+    size_t cap, n; /* cap: power of two */
+} icl_u64map;
+void u64map_init(icl_u64map *m, size_t expect);
+void u64map_free(icl_u64map *m);
+/* Set key -> (a, b), overwriting. */
+void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b);
+/* Slot index of key, or -1. */
+long u64map_find(const icl_u64map *m, uint64_t key);
+
+/* string -> id map over strings stored elsewhere (get(id) returns them). */
+typedef struct {
+    int32_t *slot; /* id, or -1 empty */
+    uint64_t *hash;
+    size_t cap, n;
+} icl_strmap;
+typedef const char *(*strmap_get_fn)(const void *ctx, int32_t id, size_t *len);
+void strmap_init(icl_strmap *m, size_t expect);
+void strmap_free(icl_strmap *m);
+/* Insert id under its string; an existing equal string is overwritten. */
+void strmap_put(icl_strmap *m, int32_t id, strmap_get_fn get, const void *ctx);
+int32_t strmap_get(const icl_strmap *m, const char *s, size_t len, strmap_get_fn get,
+                   const void *ctx);
+uint64_t icl_hash_bytes(const void *p, size_t n);
+
+/* ---- normalizers, pre-tokenizers, decoders ---- */
+
+enum norm_type { N_NFC, N_NFKC, N_NFD, N_NFKD, N_PREPEND, N_REPLACE, N_LOWER, N_STRIP, N_SEQ };
+typedef struct tok_norm {
+    enum norm_type type;
+    char *s1, *s2;         /* Prepend: s1; Replace: s1 pattern (String), s2 content */
+    pcre2_code *re;        /* Replace with a Regex pattern */
+    int left, right;       /* Strip */
+    struct tok_norm *sub;  /* Sequence */
+    int nsub;
+} tok_norm;
+
+enum pre_type { P_BYTELEVEL, P_SPLIT, P_DIGITS, P_METASPACE, P_SEQ };
+enum split_behavior { B_REMOVED, B_ISOLATED, B_PREV, B_NEXT, B_CONTIGUOUS };
+typedef struct tok_pre {
+    enum pre_type type;
+    int add_prefix_space, use_regex; /* ByteLevel */
+    pcre2_code *re;                  /* Split (String patterns compiled literal); ByteLevel: GPT-2 regex */
+    enum split_behavior behavior;
+    int invert;
+    int individual_digits;           /* Digits */
+    char rep[8];                     /* Metaspace replacement (UTF-8) */
+    int rep_len;
+    int prepend;                     /* Metaspace: 0 never, 1 always, 2 first */
+    int split;                       /* Metaspace */
+    struct tok_pre *sub;
+    int nsub;
+} tok_pre;
+
+enum dec_type { D_BYTELEVEL, D_METASPACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_REPLACE, D_SEQ };
+typedef struct tok_dec {
+    enum dec_type type;
+    char *s1, *s2;        /* Replace: pattern (String), content; Strip: s1 content char */
+    pcre2_code *re;
+    int start, stop;      /* Strip */
+    char rep[8];          /* Metaspace */
+    int rep_len, prepend;
+    struct tok_dec *sub;
+    int nsub;
+} tok_dec;
+
+typedef struct {
+    char *content;      /* as in the file */
+    char *match;        /* what is matched: content, normalized if `normalized` */
+    size_t match_len;
+    int32_t id;
+    int special, lstrip, rstrip, single_word, normalized;
+} tok_added;
+
+/* Trie over added-token bytes: node<<8|byte -> child in a u64map. */
+typedef struct {
+    icl_u64map edges;     /* key (node<<8|byte) -> a = child node */
+    int32_t *term;        /* node -> added index or -1 */
+    int32_t nnodes, cap;
+    uint8_t first[256];   /* bytes that can start a token */
+    int any;
+} tok_trie;
+
+struct icl_tokenizer {
+    /* pieces: id -> string (model vocab and added tokens) */
+    char *arena;
+    size_t arena_len;
+    uint32_t *poff, *plen;
+    uint8_t *has;         /* id assigned */
+    int32_t nids;         /* vocab size */
+    icl_strmap vocab;     /* model vocab string -> id */
+    icl_u64map merges;    /* (a<<32|b) -> a=rank, b=new id */
+    int32_t unk_id;
+    int fuse_unk, byte_fallback, ignore_merges;
+    int32_t byte_fallback_id[256]; /* <0xNN> ids or -1 */
+    /* byte level */
+    int byte_level;                /* pre-tokenizer ends with ByteLevel: words are raw bytes mapped by byte_sym */
+    int32_t byte_sym[256];         /* id of the byte-level char of each byte, -1 if absent */
+    int32_t ascii_sym[128];        /* id of each ASCII char as a one-char token, -1 */
+    tok_norm *norm;
+    tok_pre *pre;
+    tok_dec *dec;
+    tok_added *added;
+    int nadded;
+    tok_trie trie_raw, trie_norm;
+    int8_t *is_special;            /* per id */
+    int32_t *added_of_id;          /* per id: index in added or -1 */
+    icl_tok_specials sp;
+    uint64_t fingerprint;
+    int has_pcre;                  /* any regex in use */
+};
+
+/* Unicode helpers (pretok.c). */
+uint32_t utf8_next(const char *s, size_t n, size_t *i);  /* decode at *i, advance */
+int utf8_put(uint32_t c, char *out);                     /* encode, returns bytes */
+int uni_is_whitespace(uint32_t c);                       /* Rust char::is_whitespace */
+int uni_is_numeric(uint32_t c);                          /* Rust char::is_numeric */
+int uni_is_alnum(uint32_t c);
+/* byte <-> GPT-2 byte-level char (code point) */
+extern uint32_t icl_byte_to_cp[256];
+int icl_cp_to_byte(uint32_t cp); /* -1 if not a byte-level char */
+void icl_bytelevel_init(void);
+
+/* A list of pieces: [off, off+len) into a byte buffer. */
+typedef struct {
+    size_t *off, *len;
+    int *cont;   /* 1: the piece starts at offset 0 of the input */
+    size_t n, cap;
+} piece_list;
+void pl_push(piece_list *p, size_t off, size_t len, int cont);
+void pl_free(piece_list *p);
+
+/* pretok.c: compile helpers and pipeline steps used by tokenizer.c */
+pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, size_t errsz);
+/* Normalize s[0..n) into out (replaces out's content).  cont: no Prepend. */
+void icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_t n, int cont,
+                   icl_buf *out);
+/* Pre-tokenize buf[off..off+len) (one segment).  Pieces are appended to out,
+ * their bytes to `store` (offsets into store). */
+/* first: the segment starts at offset 0 of the input; cont_mode: the input
+ * continues a text (ICL_TOK_CONTINUATION).  Frees: *_free free the pointer. */
+void icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_t n, int first,
+                     int cont_mode, icl_buf *store, piece_list *out);
+extern const char icl_gpt2_pattern[]; /* GPT-2 split regex */
+void icl_norm_free(tok_norm *n);
+void icl_pre_free(tok_pre *p);
+void icl_dec_free(tok_dec *d);
+
+/* bpe.c */
+typedef struct bpe_cache bpe_cache;
+bpe_cache *bpe_cache_new(void);
+void bpe_cache_free(bpe_cache *c);
+/* BPE one word (raw bytes if t->byte_level, else the chars themselves). */
+void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *w, size_t n, icl_ids *out);
+
+struct icl_tok_state {
+    bpe_cache *cache;
+    pcre2_match_data *md;
+    icl_buf norm, store, tmp;
+    piece_list pieces;
+};
+
+#endif

@@ -1,0 +1,1294 @@
+/* tokenizer.c - load tokenizer.json, split on added tokens, encode, decode.
+ * See tokenizer.h; the behaviour mirrors the Rust crate `tokenizers`
+ * (tokenizer/added_vocabulary.rs, the decoders, models/bpe/model.rs).
+ */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "record.h"
+#include "tok_internal.h"
+
+void ids_push(icl_ids *a, int32_t id)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 64;
+        a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
+    }
+    a->v[a->n++] = id;
+}
+
+void ids_free(icl_ids *a)
+{
+    free(a->v);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- small helpers ---- */
+
+typedef struct {
+    char *msg;
+    size_t sz;
+} errbuf;
+
+static int fail(errbuf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(errbuf *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, e->sz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int jbool(json_t *o, const char *k, int dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+static const char *piece_get(const void *ctx, int32_t id, size_t *len)
+{
+    const icl_tokenizer *t = ctx;
+    *len = t->plen[id];
+    return t->arena + t->poff[id];
+}
+
+static int32_t vocab_id(const icl_tokenizer *t, const char *s, size_t n)
+{
+    return strmap_get(&t->vocab, s, n, piece_get, t);
+}
+
+/* A pattern object {"String": s} or {"Regex": r}: literal text in *lit
+ * (owned), or a compiled regex in *re. */
+static int parse_pattern(json_t *pat, char **lit, pcre2_code **re, int compile_literal, errbuf *e)
+{
+    const char *s;
+    *lit = NULL;
+    *re = NULL;
+    if ((s = jstr(pat, "String"))) {
+        if (compile_literal) {
+            *re = icl_re_compile(s, strlen(s), 1, e->msg, e->sz);
+            return *re ? 0 : -1;
+        }
+        *lit = xstrdup(s);
+        return 0;
+    }
+    if ((s = jstr(pat, "Regex"))) {
+        *re = icl_re_compile(s, strlen(s), 0, e->msg, e->sz);
+        return *re ? 0 : -1;
+    }
+    return fail(e, "pattern is neither {\"String\": ...} nor {\"Regex\": ...}");
+}
+
+/* ---- component parsers ---- */
+
+static int parse_norm(json_t *j, tok_norm *n, errbuf *e)
+{
+    const char *ty = jstr(j, "type");
+    memset(n, 0, sizeof *n);
+    if (!ty)
+        return fail(e, "normalizer without a type");
+    if (!strcmp(ty, "NFC"))
+        n->type = N_NFC;
+    else if (!strcmp(ty, "NFKC"))
+        n->type = N_NFKC;
+    else if (!strcmp(ty, "NFD"))
+        n->type = N_NFD;
+    else if (!strcmp(ty, "NFKD"))
+        n->type = N_NFKD;
+    else if (!strcmp(ty, "Lowercase"))
+        n->type = N_LOWER;
+    else if (!strcmp(ty, "Prepend")) {
+        n->type = N_PREPEND;
+        const char *p = jstr(j, "prepend");
+        if (!p)
+            return fail(e, "normalizer Prepend without \"prepend\"");
+        n->s1 = xstrdup(p);
+    } else if (!strcmp(ty, "Replace")) {
+        n->type = N_REPLACE;
+        const char *c = jstr(j, "content");
+        if (!c)
+            return fail(e, "normalizer Replace without \"content\"");
+        if (parse_pattern(json_object_get(j, "pattern"), &n->s1, &n->re, 0, e))
+            return -1;
+        n->s2 = xstrdup(c);
+    } else if (!strcmp(ty, "Strip")) {
+        n->type = N_STRIP;
+        n->left = jbool(j, "strip_left", 1);
+        n->right = jbool(j, "strip_right", 1);
+    } else if (!strcmp(ty, "Sequence")) {
+        n->type = N_SEQ;
+        json_t *a = json_object_get(j, "normalizers");
+        if (!json_is_array(a))
+            return fail(e, "normalizer Sequence without \"normalizers\"");
+        n->nsub = (int)json_array_size(a);
+        n->sub = xcalloc((size_t)n->nsub, sizeof *n->sub);
+        for (int i = 0; i < n->nsub; i++)
+            if (parse_norm(json_array_get(a, (size_t)i), &n->sub[i], e))
+                return -1;
+    } else {
+        return fail(e, "unsupported normalizer %s", ty);
+    }
+    return 0;
+}
+
+static int parse_behavior(const char *b, enum split_behavior *out)
+{
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                  "Contiguous"};
+    for (int i = 0; i < 5; i++)
+        if (b && !strcmp(b, names[i])) {
+            *out = (enum split_behavior)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int parse_prepend_scheme(json_t *j, int *out)
+{
+    const char *s = jstr(j, "prepend_scheme");
+    if (!s) { /* older files: add_prefix_space */
+        *out = jbool(j, "add_prefix_space", 1) ? 1 : 0;
+        return 0;
+    }
+    if (!strcmp(s, "always"))
+        *out = 1;
+    else if (!strcmp(s, "first"))
+        *out = 2;
+    else if (!strcmp(s, "never"))
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+static int parse_rep(json_t *j, char *rep, int *len, errbuf *e)
+{
+    const char *r = jstr(j, "replacement");
+    if (!r)
+        r = "\xE2\x96\x81";
+    size_t l = strlen(r), i = 0;
+    if (l == 0 || l > 4 || (utf8_next(r, l, &i), i != l))
+        return fail(e, "Metaspace replacement must be one character");
+    memcpy(rep, r, l);
+    *len = (int)l;
+    return 0;
+}
+
+static int parse_pre(json_t *j, tok_pre *p, errbuf *e)
+{
+    const char *ty = jstr(j, "type");
+    memset(p, 0, sizeof *p);
+    if (!ty)
+        return fail(e, "pre_tokenizer without a type");
+    if (!strcmp(ty, "ByteLevel")) {
+        p->type = P_BYTELEVEL;
+        p->add_prefix_space = jbool(j, "add_prefix_space", 1);
+        p->use_regex = jbool(j, "use_regex", 1);
+        if (p->use_regex) {
+            p->re = icl_re_compile(icl_gpt2_pattern, strlen(icl_gpt2_pattern), 0, e->msg, e->sz);
+            if (!p->re)
+                return -1;
+        }
+    } else if (!strcmp(ty, "Split")) {
+        p->type = P_SPLIT;
+        char *lit;
+        if (parse_pattern(json_object_get(j, "pattern"), &lit, &p->re, 1, e))
+            return -1;
+        if (parse_behavior(jstr(j, "behavior"), &p->behavior))
+            return fail(e, "pre_tokenizer Split: unsupported behavior %s",
+                        jstr(j, "behavior") ? jstr(j, "behavior") : "(none)");
+        p->invert = jbool(j, "invert", 0);
+    } else if (!strcmp(ty, "Digits")) {
+        p->type = P_DIGITS;
+        p->individual_digits = jbool(j, "individual_digits", 0);
+    } else if (!strcmp(ty, "Metaspace")) {
+        p->type = P_METASPACE;
+        if (parse_rep(j, p->rep, &p->rep_len, e))
+            return -1;
+        if (parse_prepend_scheme(j, &p->prepend))
+            return fail(e, "pre_tokenizer Metaspace: unsupported prepend_scheme %s",
+                        jstr(j, "prepend_scheme"));
+        p->split = jbool(j, "split", 1);
+    } else if (!strcmp(ty, "Sequence")) {
+        p->type = P_SEQ;
+        json_t *a = json_object_get(j, "pretokenizers");
+        if (!json_is_array(a))
+            return fail(e, "pre_tokenizer Sequence without \"pretokenizers\"");
+        p->nsub = (int)json_array_size(a);
+        p->sub = xcalloc((size_t)p->nsub, sizeof *p->sub);
+        for (int i = 0; i < p->nsub; i++)
+            if (parse_pre(json_array_get(a, (size_t)i), &p->sub[i], e))
+                return -1;
+    } else {
+        return fail(e, "unsupported pre_tokenizer %s", ty);
+    }
+    return 0;
+}
+
+static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
+{
+    const char *ty = jstr(j, "type");
+    memset(d, 0, sizeof *d);
+    if (!ty)
+        return fail(e, "decoder without a type");
+    if (!strcmp(ty, "ByteLevel"))
+        d->type = D_BYTELEVEL;
+    else if (!strcmp(ty, "ByteFallback"))
+        d->type = D_BYTEFALLBACK;
+    else if (!strcmp(ty, "Fuse"))
+        d->type = D_FUSE;
+    else if (!strcmp(ty, "Metaspace")) {
+        d->type = D_METASPACE;
+        if (parse_rep(j, d->rep, &d->rep_len, e))
+            return -1;
+        if (parse_prepend_scheme(j, &d->prepend))
+            return fail(e, "decoder Metaspace: unsupported prepend_scheme");
+    } else if (!strcmp(ty, "Strip")) {
+        d->type = D_STRIP;
+        const char *c = jstr(j, "content");
+        json_t *st = json_object_get(j, "start"), *sp = json_object_get(j, "stop");
+        if (!c || !json_is_integer(st) || !json_is_integer(sp))
+            return fail(e, "decoder Strip needs content, start and stop");
+        d->s1 = xstrdup(c);
+        d->start = (int)json_integer_value(st);
+        d->stop = (int)json_integer_value(sp);
+    } else if (!strcmp(ty, "Replace")) {
+        d->type = D_REPLACE;
+        const char *c = jstr(j, "content");
+        if (!c)
+            return fail(e, "decoder Replace without \"content\"");
+        if (parse_pattern(json_object_get(j, "pattern"), &d->s1, &d->re, 0, e))
+            return -1;
+        d->s2 = xstrdup(c);
+    } else if (!strcmp(ty, "Sequence")) {
+        d->type = D_SEQ;
+        json_t *a = json_object_get(j, "decoders");
+        if (!json_is_array(a))
+            return fail(e, "decoder Sequence without \"decoders\"");
+        d->nsub = (int)json_array_size(a);
+        d->sub = xcalloc((size_t)d->nsub, sizeof *d->sub);
+        for (int i = 0; i < d->nsub; i++)
+            if (parse_dec(json_array_get(a, (size_t)i), &d->sub[i], e))
+                return -1;
+    } else {
+        return fail(e, "unsupported decoder %s", ty);
+    }
+    return 0;
+}
+
+/* The ids a TemplateProcessing "single" template puts before / after $A. */
+static int parse_post(icl_tokenizer *t, json_t *j, errbuf *e)
+{
+    const char *ty = jstr(j, "type");
+    if (!ty)
+        return fail(e, "post_processor without a type");
+    if (!strcmp(ty, "ByteLevel"))
+        return 0;
+    if (!strcmp(ty, "Sequence")) {
+        json_t *a = json_object_get(j, "processors");
+        size_t i;
+        json_t *v;
+        json_array_foreach(a, i, v) if (parse_post(t, v, e)) return -1;
+        return 0;
+    }
+    if (!strcmp(ty, "RobertaProcessing") || !strcmp(ty, "BertProcessing")) {
+        json_t *cls = json_object_get(j, "cls"), *sep = json_object_get(j, "sep");
+        if (json_is_integer(json_array_get(cls, 1))) {
+            t->sp.bos = (int32_t)json_integer_value(json_array_get(cls, 1));
+            t->sp.add_bos = 1;
+        }
+        if (json_is_integer(json_array_get(sep, 1))) {
+            t->sp.eos = (int32_t)json_integer_value(json_array_get(sep, 1));
+            t->sp.add_eos = 1;
+        }
+        return 0;
+    }
+    if (strcmp(ty, "TemplateProcessing"))
+        return fail(e, "unsupported post_processor %s", ty);
+    json_t *single = json_object_get(j, "single"), *sps = json_object_get(j, "special_tokens");
+    size_t i;
+    json_t *it;
+    int seen_a = 0;
+    json_array_foreach(single, i, it)
+    {
+        json_t *st = json_object_get(it, "SpecialToken");
+        if (json_object_get(it, "Sequence")) {
+            if (seen_a)
+                return fail(e, "post_processor TemplateProcessing: more than one sequence in \"single\"");
+            seen_a = 1;
+            continue;
+        }
+        if (!st)
+            return fail(e, "post_processor TemplateProcessing: unknown piece in \"single\"");
+        const char *name = jstr(st, "id");
+        json_t *ids = json_object_get(json_object_get(sps, name ? name : ""), "ids");
+        if (json_array_size(ids) != 1 || !json_is_integer(json_array_get(ids, 0)))
+            return fail(e, "post_processor TemplateProcessing: special token %s must have one id",
+                        name ? name : "(none)");
+        int32_t id = (int32_t)json_integer_value(json_array_get(ids, 0));
+        if (!seen_a) {
+            if (t->sp.add_bos)
+                return fail(e, "post_processor TemplateProcessing: more than one token before $A");
+            t->sp.bos = id;
+            t->sp.add_bos = 1;
+        } else {
+            if (t->sp.add_eos)
+                return fail(e, "post_processor TemplateProcessing: more than one token after $A");
+            t->sp.eos = id;
+            t->sp.add_eos = 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- added tokens ---- */
+
+static int32_t trie_node(tok_trie *tr)
+{
+    if (tr->nnodes == tr->cap) {
+        tr->cap = tr->cap ? tr->cap * 2 : 64;
+        tr->term = xreallocarray(tr->term, (size_t)tr->cap, sizeof *tr->term);
+    }
+    tr->term[tr->nnodes] = -1;
+    return tr->nnodes++;
+}
+
+static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
+{
+    if (!tr->nnodes) {
+        u64map_init(&tr->edges, 64);
+        trie_node(tr);
+    }
+    if (n == 0)
+        return;
+    int32_t node = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = ((uint64_t)node << 8) | (uint8_t)s[i];
+        long sl = u64map_find(&tr->edges, k);
+        if (sl >= 0) {
+            node = tr->edges.a[sl];
+        } else {
+            int32_t c = trie_node(tr);
+            u64map_put(&tr->edges, k, c, 0);
+            node = c;
+        }
+    }
+    if (tr->term[node] < 0)
+        tr->term[node] = idx; /* the first of equal contents wins */
+    tr->first[(uint8_t)s[0]] = 1;
+    tr->any = 1;
+}
+
+static void trie_free(tok_trie *tr)
+{
+    if (tr->nnodes)
+        u64map_free(&tr->edges);
+    free(tr->term);
+}
+
+/* Longest token starting at s[i]: its added index and end, or -1. */
+static int32_t trie_longest(const tok_trie *tr, const char *s, size_t n, size_t i, size_t *end)
+{
+    int32_t node = 0, best = -1;
+    for (size_t j = i; j < n; j++) {
+        long sl = u64map_find(&tr->edges, ((uint64_t)node << 8) | (uint8_t)s[j]);
+        if (sl < 0)
+            break;
+        node = tr->edges.a[sl];
+        if (tr->term[node] >= 0) {
+            best = tr->term[node];
+            *end = j + 1;
+        }
+    }
+    return best;
+}
+
+static int is_word_char_before(const char *s, size_t i)
+{
+    if (i == 0)
+        return 0;
+    size_t j = i - 1;
+    while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80)
+        j--;
+    size_t k = j;
+    uint32_t c = utf8_next(s, i, &k);
+    return uni_is_alnum(c) || c == '_';
+}
+
+static int is_word_char_at(const char *s, size_t n, size_t i)
+{
+    if (i >= n)
+        return 0;
+    uint32_t c = utf8_next(s, n, &i);
+    return uni_is_alnum(c) || c == '_';
+}
+
+/* AddedVocabulary::split_with_indices: segments of s as (start, end, added
+ * index or -1) triples appended to out. */
+typedef struct {
+    size_t *a;
+    size_t n, cap;
+} segs;
+
+static void seg_push(segs *v, size_t s, size_t e, long idx)
+{
+    if (v->n + 3 > v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 48;
+        v->a = xreallocarray(v->a, v->cap, sizeof *v->a);
+    }
+    v->a[v->n++] = s;
+    v->a[v->n++] = e;
+    v->a[v->n++] = (size_t)idx;
+}
+
+static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *s, size_t n,
+                        int parse_special, segs *out)
+{
+    out->n = 0;
+    size_t start_off = 0, i = 0;
+    if (tr->any) {
+        while (i < n) {
+            if (!tr->first[(uint8_t)s[i]]) {
+                i++;
+                continue;
+            }
+            size_t mend = 0;
+            int32_t idx = trie_longest(tr, s, n, i, &mend);
+            if (idx < 0) {
+                i++;
+                continue;
+            }
+            size_t ms = i;
+            i = mend;
+            const tok_added *a = &t->added[idx];
+            if (a->special && !parse_special)
+                continue;
+            if (a->single_word && (is_word_char_before(s, ms) || is_word_char_at(s, n, mend)))
+                continue;
+            if (a->lstrip) {
+                size_t ns = ms;
+                while (ns > start_off) {
+                    size_t j = ns - 1;
+                    while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80)
+                        j--;
+                    size_t k = j;
+                    if (!uni_is_whitespace(utf8_next(s, ns, &k)))
+                        break;
+                    ns = j;
+                }
+                ms = ns;
+            }
+            if (a->rstrip) {
+                while (mend < n) {
+                    size_t k = mend;
+                    if (!uni_is_whitespace(utf8_next(s, n, &k)))
+                        break;
+                    mend = k;
+                }
+                i = mend;
+            }
+            if (start_off < ms)
+                seg_push(out, start_off, ms, -1);
+            seg_push(out, ms, mend, idx);
+            start_off = mend;
+        }
+    }
+    if (start_off < n)
+        seg_push(out, start_off, n, -1);
+}
+
+/* ---- loading ---- */
+
+static int read_all(const char *path, char **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    icl_buf b = {0};
+    char tmp[65536];
+    size_t r;
+    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
+        buf_append(&b, tmp, r);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        buf_free(&b);
+        return -1;
+    }
+    if (!b.data)
+        buf_reserve(&b, 1);
+    *data = b.data;
+    *len = b.len;
+    return 0;
+}
+
+static int32_t token_id_of(icl_tokenizer *t, json_t *v)
+{
+    const char *s = json_is_string(v) ? json_string_value(v) : jstr(v, "content");
+    return s ? icl_tok_id(t, s, strlen(s)) : -1;
+}
+
+/* tokenizer_config.json and generation_config.json beside the file. */
+static void read_neighbours(icl_tokenizer *t, const char *dir)
+{
+    if (!dir)
+        return;
+    char *p = xmalloc(strlen(dir) + 32);
+    sprintf(p, "%s/tokenizer_config.json", dir);
+    json_t *c = json_load_file(p, 0, NULL);
+    if (json_is_object(c)) {
+        int32_t id;
+        if ((id = token_id_of(t, json_object_get(c, "bos_token"))) >= 0)
+            t->sp.bos = id;
+        if ((id = token_id_of(t, json_object_get(c, "eos_token"))) >= 0)
+            t->sp.eos = id;
+        if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
+            t->sp.pad = id;
+        json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
+        if (json_is_boolean(ab))
+            t->sp.add_bos = json_is_true(ab) && t->sp.bos >= 0;
+        if (json_is_boolean(ae))
+            t->sp.add_eos = json_is_true(ae) && t->sp.eos >= 0;
+    }
+    json_decref(c);
+    sprintf(p, "%s/generation_config.json", dir);
+    c = json_load_file(p, 0, NULL);
+    if (json_is_object(c)) {
+        json_t *v = json_object_get(c, "bos_token_id");
+        if (json_is_integer(v) && t->sp.bos < 0)
+            t->sp.bos = (int32_t)json_integer_value(v);
+        v = json_object_get(c, "eos_token_id");
+        if (json_is_array(v))
+            v = json_array_get(v, 0);
+        if (json_is_integer(v) && t->sp.eos < 0)
+            t->sp.eos = (int32_t)json_integer_value(v);
+        v = json_object_get(c, "pad_token_id");
+        if (json_is_integer(v) && t->sp.pad < 0)
+            t->sp.pad = (int32_t)json_integer_value(v);
+    }
+    json_decref(c);
+    free(p);
+}
+
+static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
+{
+    const char *ty = jstr(model, "type");
+    if (!ty && json_object_get(model, "merges"))
+        ty = "BPE";
+    if (!ty || strcmp(ty, "BPE"))
+        return fail(e, "unsupported model %s (only BPE)", ty ? ty : "(no type)");
+    json_t *dr = json_object_get(model, "dropout");
+    if (dr && !json_is_null(dr) && !(json_is_number(dr) && json_number_value(dr) == 0))
+        return fail(e, "unsupported model option: BPE dropout must be null");
+    const char *csp = jstr(model, "continuing_subword_prefix"), *ews = jstr(model, "end_of_word_suffix");
+    if ((csp && *csp) || (ews && *ews))
+        return fail(e, "unsupported model option: continuing_subword_prefix/end_of_word_suffix");
+    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    if (!json_is_object(vocab))
+        return fail(e, "model BPE without a \"vocab\" object");
+    if (merges && !json_is_array(merges))
+        return fail(e, "model BPE: \"merges\" is not an array");
+    t->fuse_unk = jbool(model, "fuse_unk", 0);
+    t->byte_fallback = jbool(model, "byte_fallback", 0);
+    t->ignore_merges = jbool(model, "ignore_merges", 0);
+
+    /* ids */
+    long maxid = -1;
+    const char *k;
+    json_t *v;
+    size_t arena = 0;
+    json_object_foreach(vocab, k, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX / 2)
+            return fail(e, "vocab entry \"%s\" has no valid id", k);
+        if (json_integer_value(v) > maxid)
+            maxid = (long)json_integer_value(v);
+        arena += strlen(k) + 1;
+    }
+    size_t i;
+    json_array_foreach(added, i, v)
+    {
+        json_t *id = json_object_get(v, "id");
+        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+            json_integer_value(id) > INT32_MAX / 2 || !jstr(v, "content"))
+            return fail(e, "added_tokens[%zu] needs an id and a content", i);
+        if (json_integer_value(id) > maxid)
+            maxid = (long)json_integer_value(id);
+    }
+    t->nids = (int32_t)(maxid + 1);
+    t->poff = xcalloc((size_t)t->nids + 1, sizeof *t->poff);
+    t->plen = xcalloc((size_t)t->nids + 1, sizeof *t->plen);
+    t->has = xcalloc((size_t)t->nids + 1, 1);
+    t->arena = xmalloc(arena + 1);
+    strmap_init(&t->vocab, json_object_size(vocab));
+    json_object_foreach(vocab, k, v)
+    {
+        int32_t id = (int32_t)json_integer_value(v);
+        size_t l = strlen(k);
+        if (t->has[id])
+            return fail(e, "vocab: id %d is given to two tokens", id);
+        memcpy(t->arena + t->arena_len, k, l + 1);
+        t->poff[id] = (uint32_t)t->arena_len;
+        t->plen[id] = (uint32_t)l;
+        t->has[id] = 1;
+        t->arena_len += l + 1;
+        strmap_put(&t->vocab, id, piece_get, t);
+    }
+
+    /* merges: rank = index; a later duplicate overrides, as HashMap::collect does */
+    size_t nm = json_array_size(merges);
+    u64map_init(&t->merges, nm);
+    icl_buf cat = {0};
+    for (i = 0; i < nm; i++) {
+        json_t *m = json_array_get(merges, i);
+        const char *a, *b;
+        size_t la, lb;
+        if (json_is_string(m)) {
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                buf_free(&cat);
+                return fail(e, "merges[%zu] \"%s\" is not two tokens", i, a);
+            }
+            la = (size_t)(sp - a);
+            b = sp + 1;
+            lb = strlen(b);
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = json_string_length(json_array_get(m, 0));
+            lb = json_string_length(json_array_get(m, 1));
+        } else {
+            buf_free(&cat);
+            return fail(e, "merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
+        }
+        int32_t ia = vocab_id(t, a, la), ib = vocab_id(t, b, lb);
+        cat.len = 0;
+        buf_append(&cat, a, la);
+        buf_append(&cat, b, lb);
+        int32_t in = vocab_id(t, cat.data, cat.len);
+        if (ia < 0 || ib < 0 || in < 0) {
+            int r = fail(e, "merges[%zu]: token %.*s not in the vocab", i,
+                         ia < 0 ? (int)la : ib < 0 ? (int)lb : (int)cat.len,
+                         ia < 0 ? a : ib < 0 ? b : cat.data);
+            buf_free(&cat);
+            return r;
+        }
+        u64map_put(&t->merges, ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib, (int32_t)i, in);
+    }
+    buf_free(&cat);
+
+    t->unk_id = -1;
+    const char *unk = jstr(model, "unk_token");
+    if (unk) {
+        t->unk_id = vocab_id(t, unk, strlen(unk));
+        if (t->unk_id < 0)
+            return fail(e, "model BPE: unk_token %s is not in the vocab", unk);
+    }
+    for (int b = 0; b < 256; b++) {
+        char hex[8];
+        snprintf(hex, sizeof hex, "<0x%02X>", b);
+        t->byte_fallback_id[b] = vocab_id(t, hex, 6);
+        char u[4];
+        int l = utf8_put(icl_byte_to_cp[b], u);
+        t->byte_sym[b] = vocab_id(t, u, (size_t)l);
+        if (b < 128) {
+            char c = (char)b;
+            t->ascii_sym[b] = vocab_id(t, &c, 1);
+        }
+    }
+    return 0;
+}
+
+static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
+{
+    size_t n = json_array_size(added), i;
+    t->added = xcalloc(n ? n : 1, sizeof *t->added);
+    t->added_of_id = xmalloc(((size_t)t->nids + 1) * sizeof *t->added_of_id);
+    memset(t->added_of_id, 0xff, ((size_t)t->nids + 1) * sizeof *t->added_of_id);
+    t->is_special = xcalloc((size_t)t->nids + 1, 1);
+    json_t *v;
+    icl_buf nb = {0};
+    pcre2_match_data *md = pcre2_match_data_create(16, NULL);
+    json_array_foreach(added, i, v)
+    {
+        tok_added *a = &t->added[t->nadded++];
+        a->id = (int32_t)json_integer_value(json_object_get(v, "id"));
+        a->content = xstrdup(jstr(v, "content"));
+        a->special = jbool(v, "special", 0);
+        a->lstrip = jbool(v, "lstrip", 0);
+        a->rstrip = jbool(v, "rstrip", 0);
+        a->single_word = jbool(v, "single_word", 0);
+        a->normalized = jbool(v, "normalized", !a->special);
+        /* tokens marked normalized are matched in normalized text, so their
+         * content is normalized too (AddedVocabulary::refresh_added_tokens) */
+        if (a->normalized && t->norm) {
+            icl_normalize(t->norm, md, a->content, strlen(a->content), 0, &nb);
+            a->match = xstrndup(nb.data, nb.len);
+        } else {
+            a->match = xstrdup(a->content);
+        }
+        a->match_len = strlen(a->match);
+        t->added_of_id[a->id] = (int32_t)i;
+        t->is_special[a->id] = (int8_t)a->special;
+        trie_add(a->normalized ? &t->trie_norm : &t->trie_raw, a->match, a->match_len, (int32_t)i);
+    }
+    buf_free(&nb);
+    pcre2_match_data_free(md);
+    (void)e;
+    return 0;
+}
+
+/* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
+static int check_bytelevel(const tok_pre *p, int last, errbuf *e, int *found)
+{
+    if (!p)
+        return 0;
+    if (p->type == P_BYTELEVEL) {
+        if (!last)
+            return fail(e, "unsupported pre_tokenizer: ByteLevel followed by other pre-tokenizers");
+        *found = 1;
+    }
+    if (p->type == P_SEQ)
+        for (int i = 0; i < p->nsub; i++)
+            if (check_bytelevel(&p->sub[i], last && i == p->nsub - 1, e, found))
+                return -1;
+    return 0;
+}
+
+static int32_t find_special(const icl_tokenizer *t, const char *const *names)
+{
+    for (int k = 0; names[k]; k++) {
+        int32_t id = icl_tok_id(t, names[k], strlen(names[k]));
+        if (id >= 0)
+            return id;
+    }
+    return -1;
+}
+
+icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, char *err,
+                                size_t errsz)
+{
+    errbuf e = {err, errsz};
+    json_error_t je;
+    icl_bytelevel_init();
+    json_t *root = json_loadb(json, len, 0, &je);
+    if (!root) {
+        snprintf(err, errsz, "line %d: %s", je.line, je.text);
+        return NULL;
+    }
+    icl_tokenizer *t = xcalloc(1, sizeof *t);
+    t->fingerprint = XXH3_64bits(json, len);
+    t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = -1;
+    json_t *v;
+    int found_bl = 0;
+    json_t *added = json_object_get(root, "added_tokens");
+    if (added && !json_is_array(added)) {
+        fail(&e, "\"added_tokens\" is not an array");
+        goto bad;
+    }
+    if (!json_is_object(root) || !json_is_object(json_object_get(root, "model"))) {
+        fail(&e, "not a tokenizer.json (no \"model\" object)");
+        goto bad;
+    }
+    if ((v = json_object_get(root, "normalizer")) && !json_is_null(v)) {
+        t->norm = xcalloc(1, sizeof *t->norm);
+        if (parse_norm(v, t->norm, &e))
+            goto bad;
+    }
+    if ((v = json_object_get(root, "pre_tokenizer")) && !json_is_null(v)) {
+        t->pre = xcalloc(1, sizeof *t->pre);
+        if (parse_pre(v, t->pre, &e))
+            goto bad;
+        if (check_bytelevel(t->pre, 1, &e, &found_bl))
+            goto bad;
+    }
+    t->byte_level = found_bl;
+    if ((v = json_object_get(root, "decoder")) && !json_is_null(v)) {
+        t->dec = xcalloc(1, sizeof *t->dec);
+        if (parse_dec(v, t->dec, &e))
+            goto bad;
+    }
+    if (load_model(t, json_object_get(root, "model"), added, &e))
+        goto bad;
+    if (load_added(t, added, &e))
+        goto bad;
+    if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
+        if (parse_post(t, v, &e))
+            goto bad;
+    if ((v = json_object_get(root, "truncation")) && !json_is_null(v)) {
+        /* truncation/padding are encode-time options of the Python API; icl
+         * has its own --max-len, so they are ignored rather than refused. */
+    }
+    t->sp.unk = t->unk_id;
+    read_neighbours(t, dir);
+    if (t->sp.eos < 0) {
+        static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
+        t->sp.eos = find_special(t, eos_names);
+    }
+    if (t->sp.bos < 0) {
+        static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", NULL};
+        t->sp.bos = find_special(t, bos_names);
+    }
+    if ((t->sp.bos >= t->nids) || (t->sp.eos >= t->nids)) {
+        fail(&e, "special token id out of the vocabulary");
+        goto bad;
+    }
+    json_decref(root);
+    return t;
+bad:
+    json_decref(root);
+    icl_tok_free(t);
+    return NULL;
+}
+
+icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
+{
+    struct stat st;
+    char *file, *dir;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        file = xmalloc(strlen(path) + 32);
+        sprintf(file, "%s/tokenizer.json", path);
+        dir = xstrdup(path);
+    } else {
+        file = xstrdup(path);
+        const char *sl = strrchr(path, '/');
+        dir = sl ? xstrndup(path, (size_t)(sl - path)) : xstrdup(".");
+    }
+    char *data;
+    size_t len;
+    icl_tokenizer *t = NULL;
+    if (read_all(file, &data, &len)) {
+        snprintf(err, errsz, "%s: %s", file, strerror(errno));
+    } else {
+        t = icl_tok_load_mem(data, len, dir, err, errsz);
+        free(data);
+    }
+    free(file);
+    free(dir);
+    return t;
+}
+
+void icl_tok_free(icl_tokenizer *t)
+{
+    if (!t)
+        return;
+    free(t->arena);
+    free(t->poff);
+    free(t->plen);
+    free(t->has);
+    strmap_free(&t->vocab);
+    if (t->merges.cap)
+        u64map_free(&t->merges);
+    icl_norm_free(t->norm);
+    icl_pre_free(t->pre);
+    icl_dec_free(t->dec);
+    for (int i = 0; i < t->nadded; i++) {
+        free(t->added[i].content);
+        free(t->added[i].match);
+    }
+    free(t->added);
+    trie_free(&t->trie_raw);
+    trie_free(&t->trie_norm);
+    free(t->is_special);
+    free(t->added_of_id);
+    free(t);
+}
+
+int icl_tok_vocab_size(const icl_tokenizer *t) { return t->nids; }
+uint64_t icl_tok_fingerprint(const icl_tokenizer *t) { return t->fingerprint; }
+const icl_tok_specials *icl_tok_get_specials(const icl_tokenizer *t) { return &t->sp; }
+int icl_tok_is_byte_level(const icl_tokenizer *t) { return t->byte_level; }
+
+const char *icl_tok_piece(const icl_tokenizer *t, int32_t id, size_t *len)
+{
+    if (id < 0 || id >= t->nids)
+        return NULL;
+    if (t->added_of_id && t->added_of_id[id] >= 0) {
+        const tok_added *a = &t->added[t->added_of_id[id]];
+        *len = strlen(a->content);
+        return a->content;
+    }
+    if (!t->has[id])
+        return NULL;
+    *len = t->plen[id];
+    return t->arena + t->poff[id];
+}
+
+int32_t icl_tok_id(const icl_tokenizer *t, const char *s, size_t len)
+{
+    for (int i = 0; i < t->nadded; i++)
+        if (strlen(t->added[i].content) == len && !memcmp(t->added[i].content, s, len))
+            return t->added[i].id;
+    return vocab_id(t, s, len);
+}
+
+int icl_tok_is_special(const icl_tokenizer *t, int32_t id)
+{
+    return id >= 0 && id < t->nids && t->is_special && t->is_special[id];
+}
+
+/* ---- encoding ---- */
+
+icl_tok_state *icl_tok_state_new(const icl_tokenizer *t)
+{
+    (void)t;
+    icl_tok_state *s = xcalloc(1, sizeof *s);
+    s->cache = bpe_cache_new();
+    s->md = pcre2_match_data_create(64, NULL);
+    if (!s->md)
+        die("out of memory (pcre2 match data)");
+    return s;
+}
+
+void icl_tok_state_free(icl_tok_state *s)
+{
+    if (!s)
+        return;
+    bpe_cache_free(s->cache);
+    pcre2_match_data_free(s->md);
+    buf_free(&s->norm);
+    buf_free(&s->store);
+    buf_free(&s->tmp);
+    pl_free(&s->pieces);
+    free(s);
+}
+
+static void encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
+                        int first, int cont_mode, icl_ids *out)
+{
+    icl_pretokenize(t->pre, st->md, s, n, first, cont_mode, &st->store, &st->pieces);
+    for (size_t k = 0; k < st->pieces.n; k++)
+        icl_bpe_word(t, st->cache, st->store.data + st->pieces.off[k], st->pieces.len[k], out);
+}
+
+int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n, int flags,
+                   icl_ids *out, char *err, size_t errsz)
+{
+    size_t bad = icl_utf8_valid(s, n);
+    if (bad != n) {
+        snprintf(err, errsz, "invalid UTF-8 at byte %zu", bad);
+        return -1;
+    }
+    icl_tok_state *own = NULL;
+    if (!st)
+        st = own = icl_tok_state_new(t);
+    int ps = flags & ICL_TOK_PARSE_SPECIAL, cont = (flags & ICL_TOK_CONTINUATION) != 0;
+    segs raw = {0}, nseg = {0};
+    added_split(t, &t->trie_raw, s, n, ps, &raw);
+    for (size_t i = 0; i < raw.n; i += 3) {
+        size_t a = raw.a[i], b = raw.a[i + 1];
+        long idx = (long)raw.a[i + 2];
+        if (idx >= 0) {
+            ids_push(out, t->added[idx].id);
+            continue;
+        }
+        int first = a == 0;
+        icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm);
+        /* st->norm is reused by nothing below: copy not needed */
+        added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, &nseg);
+        for (size_t j = 0; j < nseg.n; j += 3) {
+            size_t a2 = nseg.a[j], b2 = nseg.a[j + 1];
+            long idx2 = (long)nseg.a[j + 2];
+            if (idx2 >= 0)
+                ids_push(out, t->added[idx2].id);
+            else
+                encode_text(t, st, st->norm.data + a2, b2 - a2, first && a2 == 0, cont, out);
+        }
+    }
+    free(raw.a);
+    free(nseg.a);
+    icl_tok_state_free(own);
+    return 0;
+}
+
+/* ---- decoding ---- */
+
+/* Rust's String::from_utf8_lossy: each maximal invalid subpart -> U+FFFD. */
+static void lossy_append(icl_buf *out, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            size_t j = i;
+            while (j < n && s[j] < 0x80)
+                j++;
+            buf_append(out, s + i, j - i);
+            i = j;
+            continue;
+        }
+        size_t need;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            need = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            buf_append(out, "\xEF\xBF\xBD", 3);
+            i++;
+            continue;
+        }
+        size_t j = i + 1, got = 0;
+        while (got < need && j < n) {
+            uint8_t d = s[j];
+            if (got == 0 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF))
+                break;
+            j++;
+            got++;
+        }
+        if (got == need)
+            buf_append(out, s + i, j - i);
+        else
+            buf_append(out, "\xEF\xBF\xBD", 3);
+        i = j;
+    }
+}
+
+/* A list of token strings: offsets into a buffer. */
+typedef struct {
+    icl_buf b;
+    piece_list p;
+} toklist;
+
+static void tl_add(toklist *l, const char *s, size_t n)
+{
+    size_t o = l->b.len;
+    buf_append(&l->b, s, n);
+    pl_push(&l->p, o, n, 0);
+}
+
+static void tl_reset(toklist *l)
+{
+    l->b.len = 0;
+    l->p.n = 0;
+}
+
+static void tl_swap(toklist *a, toklist *b)
+{
+    toklist x = *a;
+    *a = *b;
+    *b = x;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_data *md, int cont)
+{
+    tl_reset(out);
+    const char *B;
+    switch (d->type) {
+    case D_BYTELEVEL: {
+        icl_buf bytes = {0};
+        B = in->b.data;
+        for (size_t k = 0; k < in->p.n; k++) {
+            const char *s = B + in->p.off[k];
+            size_t n = in->p.len[k], i = 0, mark = bytes.len;
+            int ok = 1;
+            while (i < n) {
+                int b = icl_cp_to_byte(utf8_next(s, n, &i));
+                if (b < 0) {
+                    ok = 0;
+                    break;
+                }
+                buf_putc(&bytes, b);
+            }
+            if (!ok) {
+                bytes.len = mark;
+                buf_append(&bytes, s, n);
+            }
+        }
+        icl_buf o = {0};
+        lossy_append(&o, (const uint8_t *)bytes.data, bytes.len);
+        tl_add(out, o.data ? o.data : "", o.len);
+        buf_free(&o);
+        buf_free(&bytes);
+        return;
+    }
+    case D_BYTEFALLBACK: {
+        icl_buf pend = {0};
+        B = in->b.data;
+        for (size_t k = 0; k <= in->p.n; k++) {
+            const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
+            size_t n = k < in->p.n ? in->p.len[k] : 0;
+            int byte = -1;
+            if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
+                int h = hexval(s[3]), l = hexval(s[4]);
+                if (h >= 0 && l >= 0)
+                    byte = h * 16 + l;
+            }
+            if (byte >= 0) {
+                buf_putc(&pend, byte);
+                continue;
+            }
+            if (pend.len) {
+                if (icl_utf8_valid(pend.data, pend.len) == pend.len)
+                    tl_add(out, pend.data, pend.len);
+                else
+                    for (size_t q = 0; q < pend.len; q++)
+                        tl_add(out, "\xEF\xBF\xBD", 3);
+                pend.len = 0;
+            }
+            if (s)
+                tl_add(out, s, n);
+        }
+        buf_free(&pend);
+        return;
+    }
+    case D_FUSE: {
+        icl_buf all = {0};
+        for (size_t k = 0; k < in->p.n; k++)
+            buf_append(&all, in->b.data + in->p.off[k], in->p.len[k]);
+        tl_add(out, all.data ? all.data : "", all.len);
+        buf_free(&all);
+        return;
+    }
+    case D_STRIP: {
+        size_t ci = 0, cl = strlen(d->s1);
+        uint32_t cc = cl ? utf8_next(d->s1, cl, &ci) : 0;
+        for (size_t k = 0; k < in->p.n; k++) {
+            const char *s = in->b.data + in->p.off[k];
+            size_t n = in->p.len[k], a = 0, b = n;
+            int start = (cont && k == 0) ? 0 : d->start;
+            for (int r = 0; r < start && a < b; r++) {
+                size_t j = a;
+                if (utf8_next(s, n, &j) != cc)
+                    break;
+                a = j;
+            }
+            for (int r = 0; r < d->stop && b > a; r++) {
+                size_t j = b - 1;
+                while (j > a && ((uint8_t)s[j] & 0xC0) == 0x80)
+                    j--;
+                size_t q = j;
+                if (utf8_next(s, n, &q) != cc)
+                    break;
+                b = j;
+            }
+            tl_add(out, s + a, b - a);
+        }
+        return;
+    }
+    case D_REPLACE: {
+        icl_buf cur = {0}, tmp = {0};
+        tok_norm fake = {.type = N_REPLACE, .s1 = d->s1, .s2 = d->s2, .re = d->re};
+        for (size_t k = 0; k < in->p.n; k++) {
+            icl_normalize(&fake, md, in->b.data + in->p.off[k], in->p.len[k], 0, &cur);
+            tl_add(out, cur.data, cur.len);
+        }
+        buf_free(&cur);
+        buf_free(&tmp);
+        return;
+    }
+    case D_METASPACE: {
+        icl_buf cur = {0};
+        for (size_t k = 0; k < in->p.n; k++) {
+            const char *s = in->b.data + in->p.off[k];
+            size_t n = in->p.len[k], i = 0;
+            cur.len = 0;
+            while (i < n) {
+                if (n - i >= (size_t)d->rep_len && !memcmp(s + i, d->rep, (size_t)d->rep_len)) {
+                    if (!(k == 0 && !cont && d->prepend != 0))
+                        buf_putc(&cur, ' ');
+                    i += (size_t)d->rep_len;
+                } else {
+                    buf_putc(&cur, s[i]);
+                    i++;
+                }
+            }
+            tl_add(out, cur.data ? cur.data : "", cur.len);
+        }
+        buf_free(&cur);
+        return;
+    }
+    case D_SEQ: {
+        toklist a = {0};
+        for (size_t k = 0; k < in->p.n; k++)
+            tl_add(&a, in->b.data + in->p.off[k], in->p.len[k]);
+        toklist b = {0};
+        for (int i = 0; i < d->nsub; i++) {
+            dec_step(&d->sub[i], &a, &b, md, cont);
+            tl_swap(&a, &b);
+        }
+        for (size_t k = 0; k < a.p.n; k++)
+            tl_add(out, a.b.data + a.p.off[k], a.p.len[k]);
+        buf_free(&a.b);
+        pl_free(&a.p);
+        buf_free(&b.b);
+        pl_free(&b.p);
+        return;
+    }
+    }
+}
+
+int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                   int flags, icl_buf *out, char *err, size_t errsz)
+{
+    toklist in = {0}, res = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t l;
+        const char *s = icl_tok_piece(t, ids[i], &l);
+        if (!s) {
+            snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", ids[i], t->nids);
+            buf_free(&in.b);
+            pl_free(&in.p);
+            return -1;
+        }
+        if (skip_special && icl_tok_is_special(t, ids[i]))
+            continue;
+        tl_add(&in, s, l);
+    }
+    buf_reserve(out, 1);
+    if (!t->dec) {
+        for (size_t k = 0; k < in.p.n; k++) {
+            if (k)
+                buf_putc(out, ' ');
+            buf_append(out, in.b.data + in.p.off[k], in.p.len[k]);
+        }
+    } else if (in.p.n) {
+        pcre2_match_data *md = pcre2_match_data_create(16, NULL);
+        dec_step(t->dec, &in, &res, md, (flags & ICL_TOK_CONTINUATION) != 0);
+        pcre2_match_data_free(md);
+        for (size_t k = 0; k < res.p.n; k++)
+            buf_append(out, res.b.data + res.p.off[k], res.p.len[k]);
+    }
+    buf_free(&in.b);
+    pl_free(&in.p);
+    buf_free(&res.b);
+    pl_free(&res.p);
+    return 0;
+}

@@ -1,0 +1,119 @@
+/* tokenizer.h - Hugging Face tokenizer.json: load, encode, decode (BPE).
+ *
+ * The reference is the Rust crate `tokenizers` (huggingface/tokenizers):
+ * encoding runs the same pipeline, and each step mirrors its behaviour:
+ *
+ *   text --added tokens (AddedVocabulary::extract_and_normalize)--> segments
+ *        --normalizer--> --added tokens marked "normalized"--> --pre_tokenizer-->
+ *        words --model BPE (merge by rank, ties leftmost)--> ids
+ *
+ * Supported components (anything else is refused at load time with an error
+ * naming the component, never tokenized differently):
+ *   model        BPE: vocab, merges ("a b" strings or ["a","b"] pairs),
+ *                byte_fallback, unk_token, fuse_unk, ignore_merges,
+ *                dropout null or 0, continuing_subword_prefix/end_of_word_suffix
+ *                null or "".
+ *   normalizer   NFC, NFKC, NFD, NFKD (libutf8proc), Prepend, Replace
+ *                (String or Regex), Lowercase, Strip, Sequence.
+ *   pre_tokenizer ByteLevel (add_prefix_space, use_regex: GPT-2's regex),
+ *                Split (String or Regex pattern, behavior, invert), Digits,
+ *                Metaspace (replacement, prepend_scheme, split), Sequence.
+ *                Regexes go to PCRE2 (UTF, UCP, JIT) exactly as written.
+ *   decoder      ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace, Sequence.
+ *   post_processor TemplateProcessing, ByteLevel, Sequence of those: only
+ *                read to learn whether BOS/EOS ids wrap a single sequence.
+ *   added_tokens special or not, lstrip, rstrip, single_word, normalized.
+ *
+ * Thread safety: a loaded icl_tokenizer is read-only; encoding needs a
+ * per-thread icl_tok_state (word cache, regex match data, scratch).
+ */
+#ifndef ICL_TOKENIZER_H
+#define ICL_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+typedef struct icl_tokenizer icl_tokenizer;
+typedef struct icl_tok_state icl_tok_state;
+
+/* A growable array of token ids; owned by the struct, free with ids_free. */
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} icl_ids;
+void ids_push(icl_ids *a, int32_t id);
+void ids_free(icl_ids *a);
+
+/* Load a tokenizer from `path`: a tokenizer.json (plain or .gz-free JSON) or a
+ * directory holding tokenizer.json.  tokenizer_config.json and
+ * generation_config.json beside it, when present, supply bos/eos and
+ * add_bos_token.  On failure returns NULL with "what is wrong" in err (the
+ * caller prefixes the path).  Caller frees with icl_tok_free. */
+icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz);
+/* Load from a JSON text already in memory (len bytes); dir (may be NULL) is
+ * where to look for tokenizer_config.json / generation_config.json. */
+icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir,
+                                char *err, size_t errsz);
+void icl_tok_free(icl_tokenizer *t);
+
+/* Number of ids: 1 + the largest id of the vocabulary and added tokens. */
+int icl_tok_vocab_size(const icl_tokenizer *t);
+/* XXH3-64 of the tokenizer.json bytes as loaded: the identity recorded in
+ * token-line headers (toklines.h). */
+uint64_t icl_tok_fingerprint(const icl_tokenizer *t);
+/* The token string of id (model vocab or added token), its length in *len;
+ * NULL if the id is out of range or unassigned.  Owned by t. */
+const char *icl_tok_piece(const icl_tokenizer *t, int32_t id, size_t *len);
+/* The id of a token string (added tokens first, then the model vocab), or -1. */
+int32_t icl_tok_id(const icl_tokenizer *t, const char *s, size_t len);
+/* 1 if id is an added token marked special. */
+int icl_tok_is_special(const icl_tokenizer *t, int32_t id);
+
+/* Special ids learned from the file and its neighbours; -1 when unknown.
+ * add_bos/add_eos: whether the post-processor (or tokenizer_config.json's
+ * add_bos_token / add_eos_token) wraps a sequence in them. */
+typedef struct {
+    int32_t bos, eos, pad, unk;
+    int add_bos, add_eos;
+} icl_tok_specials;
+const icl_tok_specials *icl_tok_get_specials(const icl_tokenizer *t);
+/* 1 if the pre-tokenizer is byte level (every string round-trips). */
+int icl_tok_is_byte_level(const icl_tokenizer *t);
+
+/* Per-thread encoding state: a word cache keyed by XXH3 (as HF's BPE cache,
+ * words up to 256 bytes, cleared when full) and regex match data.
+ * Free with icl_tok_state_free. */
+icl_tok_state *icl_tok_state_new(const icl_tokenizer *t);
+void icl_tok_state_free(icl_tok_state *s);
+
+/* Encoding flags. */
+enum {
+    /* Match added tokens marked special (HF's default; the opposite of HF's
+     * split_special_tokens).  Non-special added tokens always match. */
+    ICL_TOK_PARSE_SPECIAL = 1,
+    /* The text continues a sequence already begun: no prefix space or ▁ is
+     * added at its start (Prepend normalizer, ByteLevel add_prefix_space,
+     * Metaspace prepend_scheme).  Used for responses after a prompt so that
+     * decode(prompt ids ++ response ids) == prompt + response. */
+    ICL_TOK_CONTINUATION = 2,
+};
+
+/* Encode s[0..n) (valid UTF-8; icl_utf8_valid is the check) and append the
+ * ids to out.  No post-processing: BOS/EOS are the caller's (see specials).
+ * st may be NULL (a temporary state is used).  Returns 0, or -1 with a
+ * message in err if s is not valid UTF-8. */
+int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
+                   int flags, icl_ids *out, char *err, size_t errsz);
+
+/* Decode ids through the decoder chain, appending UTF-8 to out (invalid byte
+ * sequences become U+FFFD as Rust's from_utf8_lossy does).  Spaces are never
+ * "cleaned up".  skip_special drops added tokens marked special.
+ * continuation (ICL_TOK_CONTINUATION) decodes ids that follow others: the
+ * start-of-text strip of Metaspace/Strip decoders is not applied.  Returns 0,
+ * or -1 with a message in err if an id is out of range. */
+int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                   int flags, icl_buf *out, char *err, size_t errsz);
+
+#endif

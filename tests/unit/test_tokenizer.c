@@ -1,0 +1,482 @@
+/* Unit tests of lib/tokenizer.c: parity with Hugging Face tokenizers on the
+ * fixtures in tests/data/tok (copied from ../shared/fixtures/tokenizers and
+ * llama.cpp's tokenizer test vectors), round trips, long inputs, errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <utf8proc.h>
+
+#include "record.h"
+#include "tokenizer.h"
+
+#define D "data/tok/"
+
+static icl_tokenizer *gpt2, *llama2, *qwen3, *bl512, *bl2048;
+
+/* Read a file, through `gzip -dc` when it ends in .gz. */
+static char *slurp(const char *path, size_t *len)
+{
+    char cmd[512];
+    size_t pl = strlen(path);
+    FILE *f;
+    int gz = pl > 3 && !strcmp(path + pl - 3, ".gz");
+    if (gz) {
+        snprintf(cmd, sizeof cmd, "gzip -dc '%s'", path);
+        f = popen(cmd, "r");
+    } else {
+        f = fopen(path, "rb");
+    }
+    if (!f)
+        return NULL;
+    icl_buf b = {0};
+    char tmp[1 << 16];
+    size_t r;
+    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
+        buf_append(&b, tmp, r);
+    if (gz)
+        pclose(f);
+    else
+        fclose(f);
+    *len = b.len;
+    return b.data;
+}
+
+static icl_tokenizer *load(const char *path)
+{
+    size_t len;
+    char err[512];
+    char *j = slurp(path, &len);
+    if (!j) {
+        fprintf(stderr, "cannot read %s\n", path);
+        return NULL;
+    }
+    double t0 = icl_now();
+    icl_tokenizer *t = icl_tok_load_mem(j, len, NULL, err, sizeof err);
+    printf("# load %-28s %6.3f s\n", path, icl_now() - t0);
+    if (!t)
+        fprintf(stderr, "%s: %s\n", path, err);
+    free(j);
+    return t;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    gpt2 = load(D "gpt2.json.gz");
+    llama2 = load(D "llama2.json.gz");
+    qwen3 = load(D "qwen3.json.gz");
+    bl512 = load(D "bytelevel-512.json");
+    bl2048 = load(D "bytelevel-2048.json");
+    return gpt2 && llama2 && qwen3 && bl512 && bl2048 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    icl_tok_free(gpt2);
+    icl_tok_free(llama2);
+    icl_tok_free(qwen3);
+    icl_tok_free(bl512);
+    icl_tok_free(bl2048);
+    return 0;
+}
+
+static int ids_equal(const icl_ids *a, json_t *want)
+{
+    if (!json_is_array(want) || json_array_size(want) != a->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (json_integer_value(json_array_get(want, i)) != a->v[i])
+            return 0;
+    return 1;
+}
+
+static void show_ids(const char *what, const icl_ids *a)
+{
+    fprintf(stderr, "  %s:", what);
+    for (size_t i = 0; i < a->n; i++)
+        fprintf(stderr, " %d", a->v[i]);
+    fputc('\n', stderr);
+}
+
+/* Every case of a fixture: ids equal each of the reference id lists named in
+ * keys, decode(ids) equals "decoded".  Prints a table row. */
+static void parity(const char *name, icl_tokenizer *t, const char *cases_path, const char **keys)
+{
+    json_error_t je;
+    json_t *cases = json_load_file(cases_path, 0, &je);
+    assert_non_null(cases);
+    size_t i, n = json_array_size(cases), same = 0, dec_same = 0;
+    json_t *c;
+    icl_tok_state *st = icl_tok_state_new(t);
+    json_array_foreach(cases, i, c)
+    {
+        const char *text = json_string_value(json_object_get(c, "text"));
+        size_t tl = json_string_length(json_object_get(c, "text"));
+        icl_ids ids = {0};
+        char err[256];
+        assert_int_equal(icl_tok_encode(t, st, text, tl, ICL_TOK_PARSE_SPECIAL, &ids, err, sizeof err), 0);
+        int ok = 1;
+        for (int k = 0; keys[k]; k++)
+            if (!ids_equal(&ids, json_object_get(c, keys[k]))) {
+                ok = 0;
+                fprintf(stderr, "%s case %zu (%s) differs from %s\n", name, i, text, keys[k]);
+                show_ids("got", &ids);
+            }
+        same += ok;
+        icl_buf out = {0};
+        json_t *want = json_object_get(c, "decoded");
+        /* decode the reference ids, so a decode check does not depend on encode */
+        icl_ids ref = {0};
+        size_t j;
+        json_t *x;
+        json_array_foreach(json_object_get(c, keys[0]), j, x) ids_push(&ref, (int32_t)json_integer_value(x));
+        assert_int_equal(icl_tok_decode(t, ref.v, ref.n, 0, 0, &out, err, sizeof err), 0);
+        if (json_is_string(want) && out.len == json_string_length(want) &&
+            !memcmp(out.data ? out.data : "", json_string_value(want), out.len))
+            dec_same++;
+        else
+            fprintf(stderr, "%s case %zu decode: got '%s' want '%s'\n", name, i, out.data,
+                    json_string_value(want));
+        buf_free(&out);
+        ids_free(&ids);
+        ids_free(&ref);
+    }
+    printf("# %-22s %5zu cases %5zu identical ids %5zu identical decode\n", name, n, same, dec_same);
+    icl_tok_state_free(st);
+    json_decref(cases);
+    assert_int_equal(same, n);
+    assert_int_equal(dec_same, n);
+}
+
+static void parity_gpt2(void **state)
+{
+    (void)state;
+    const char *k[] = {"ids", "tiktoken_ids", NULL};
+    parity("gpt2.json", gpt2, D "gpt2.cases.json", k);
+}
+
+static void parity_llama2(void **state)
+{
+    (void)state;
+    const char *k[] = {"ids", "tokenizer_json_ids", NULL};
+    parity("llama2.json", llama2, D "llama2.spm-cases.json", k);
+}
+
+static void parity_qwen3(void **state)
+{
+    (void)state;
+    const char *k[] = {"ids", NULL};
+    parity("qwen3", qwen3, D "qwen3.cases.json", k);
+}
+
+static void parity_bytelevel(void **state)
+{
+    (void)state;
+    const char *k[] = {"ids", NULL};
+    parity("bytelevel-512.json", bl512, D "bytelevel-512.cases.json", k);
+    parity("bytelevel-2048.json", bl2048, D "bytelevel-2048.cases.json", k);
+}
+
+/* llama.cpp's test vectors: .inp holds texts separated by
+ * "\n__ggml_vocab_test__\n", .out one line of ids per text. */
+static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
+{
+    char p[256];
+    size_t il, ol;
+    snprintf(p, sizeof p, D "%s.inp", base);
+    char *inp = slurp(p, &il);
+    snprintf(p, sizeof p, D "%s.out", base);
+    char *out = slurp(p, &ol);
+    assert_non_null(inp);
+    assert_non_null(out);
+    const char *sep = "\n__ggml_vocab_test__\n";
+    size_t seplen = strlen(sep), n = 0, same = 0;
+    char *s = inp, *o = out;
+    icl_tok_state *st = icl_tok_state_new(t);
+    for (;;) {
+        char *e = strstr(s, sep);
+        if (!e)
+            break;
+        char *ol_end = strchr(o, '\n');
+        assert_non_null(ol_end);
+        *ol_end = 0;
+        icl_ids ids = {0}, want = {0};
+        char err[256];
+        assert_int_equal(icl_tok_encode(t, st, s, (size_t)(e - s), ICL_TOK_PARSE_SPECIAL, &ids, err, sizeof err), 0);
+        char *q = o;
+        for (;;) {
+            while (*q == ' ')
+                q++;
+            if (!*q)
+                break;
+            want.v = want.v;
+            ids_push(&want, (int32_t)strtol(q, &q, 10));
+        }
+        int ok = ids.n == want.n && (ids.n == 0 || !memcmp(ids.v, want.v, ids.n * sizeof *ids.v));
+        if (!ok) {
+            fprintf(stderr, "%s case %zu '%.*s' differs\n", name, n, (int)(e - s), s);
+            show_ids("got ", &ids);
+            show_ids("want", &want);
+        }
+        same += ok;
+        n++;
+        ids_free(&ids);
+        ids_free(&want);
+        s = e + seplen;
+        o = ol_end + 1;
+    }
+    printf("# %-22s %5zu cases %5zu identical ids\n", name, n, same);
+    icl_tok_state_free(st);
+    free(inp);
+    free(out);
+    assert_true(n > 30);
+    assert_int_equal(same, n);
+}
+
+static void llamacpp_vectors(void **state)
+{
+    (void)state;
+    llamacpp("llama.cpp gpt-2", gpt2, "ggml-vocab-gpt-2.gguf");
+    llamacpp("llama.cpp llama-spm", llama2, "ggml-vocab-llama-spm.gguf");
+    llamacpp("llama.cpp qwen2", qwen3, "ggml-vocab-qwen2.gguf");
+}
+
+/* ---- round trips on random valid UTF-8 ---- */
+
+static uint64_t rng = 88172645463325252ull;
+static uint32_t rnd(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+
+static uint32_t random_cp(void)
+{
+    static const uint32_t pool[] = {' ', '\t', '\n', '\r', 0xA0, 0x3000, 0x200B, 0x301, 0xFFFD, '\'', '<', '|'};
+    switch (rnd() % 8) {
+    case 0:
+    case 1:
+    case 2:
+        return 32 + rnd() % 95; /* ASCII */
+    case 3:
+        return pool[rnd() % (sizeof pool / sizeof *pool)];
+    case 4:
+        return 0x80 + rnd() % 0x780; /* 2-byte */
+    case 5:
+        for (;;) {
+            uint32_t c = 0x800 + rnd() % 0xF800;
+            if (c < 0xD800 || c > 0xDFFF)
+                return c;
+        }
+    case 6:
+        return 0x10000 + rnd() % 0x100000;
+    default:
+        return 0x4E00 + rnd() % 0x5000; /* CJK */
+    }
+}
+
+static int utf8_enc(uint32_t c, char *o)
+{
+    if (c < 0x80) { o[0] = (char)c; return 1; }
+    if (c < 0x800) { o[0] = (char)(0xC0 | c >> 6); o[1] = (char)(0x80 | (c & 63)); return 2; }
+    if (c < 0x10000) { o[0] = (char)(0xE0 | c >> 12); o[1] = (char)(0x80 | ((c >> 6) & 63)); o[2] = (char)(0x80 | (c & 63)); return 3; }
+    o[0] = (char)(0xF0 | c >> 18); o[1] = (char)(0x80 | ((c >> 12) & 63)); o[2] = (char)(0x80 | ((c >> 6) & 63)); o[3] = (char)(0x80 | (c & 63));
+    return 4;
+}
+
+/* decode(encode(s)) == s, or NFC(s) for a tokenizer that normalizes to NFC. */
+static void roundtrip_one(const char *name, icl_tokenizer *t, int trials, int nfc)
+{
+    icl_tok_state *st = icl_tok_state_new(t);
+    int good = 0;
+    for (int k = 0; k < trials; k++) {
+        char s[512];
+        size_t n = 0, len = rnd() % 60;
+        for (size_t i = 0; i < len; i++)
+            n += (size_t)utf8_enc(random_cp(), s + n);
+        icl_ids ids = {0};
+        icl_buf out = {0};
+        char err[256];
+        assert_int_equal(icl_tok_encode(t, st, s, n, 0, &ids, err, sizeof err), 0);
+        assert_int_equal(icl_tok_decode(t, ids.v, ids.n, 0, 0, &out, err, sizeof err), 0);
+        char *want = s;
+        size_t wn = n;
+        utf8proc_uint8_t *norm = NULL;
+        if (nfc) {
+            s[n] = 0;
+            norm = utf8proc_NFC((const utf8proc_uint8_t *)s);
+            want = (char *)norm;
+            wn = strlen(want);
+        }
+        if (out.len == wn && !memcmp(out.data ? out.data : "", want, wn))
+            good++;
+        else
+            fprintf(stderr, "%s: round trip fails on '%.*s' -> '%s'\n", name, (int)n, s, out.data);
+        free(norm);
+        ids_free(&ids);
+        buf_free(&out);
+    }
+    printf("# round trip %-20s %5d strings %5d identical\n", name, trials, good);
+    icl_tok_state_free(st);
+    assert_int_equal(good, trials);
+}
+
+static void roundtrip_random(void **state)
+{
+    (void)state;
+    roundtrip_one("gpt2.json", gpt2, 1000, 0);
+    roundtrip_one("qwen3 (NFC)", qwen3, 1000, 1);
+    roundtrip_one("bytelevel-512.json", bl512, 1000, 0);
+    roundtrip_one("bytelevel-2048.json", bl2048, 1000, 0);
+}
+
+/* ---- behaviour ---- */
+
+static void encode_str(icl_tokenizer *t, const char *s, int flags, icl_ids *ids)
+{
+    char err[256];
+    ids->n = 0;
+    assert_int_equal(icl_tok_encode(t, NULL, s, strlen(s), flags, ids, err, sizeof err), 0);
+}
+
+static void special_text_not_parsed_by_default(void **state)
+{
+    (void)state;
+    icl_ids a = {0};
+    encode_str(gpt2, "<|endoftext|>", 0, &a);
+    assert_true(a.n > 1); /* spelled out, not id 50256 */
+    for (size_t i = 0; i < a.n; i++)
+        assert_int_not_equal(a.v[i], 50256);
+    encode_str(gpt2, "<|endoftext|>", ICL_TOK_PARSE_SPECIAL, &a);
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.v[0], 50256);
+    ids_free(&a);
+}
+
+static void continuation_has_no_prefix_space(void **state)
+{
+    (void)state;
+    icl_ids p = {0}, r = {0};
+    encode_str(llama2, "Hello", 0, &p);
+    encode_str(llama2, "world", ICL_TOK_CONTINUATION, &r);
+    /* "▁Hello" then "world" without ▁ */
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.v[0], 15043);
+    icl_buf out = {0};
+    char err[128];
+    assert_int_equal(icl_tok_decode(llama2, r.v, r.n, 0, ICL_TOK_CONTINUATION, &out, err, sizeof err), 0);
+    assert_string_equal(out.data, "world");
+    out.len = 0;
+    for (size_t i = 0; i < r.n; i++)
+        ids_push(&p, r.v[i]);
+    assert_int_equal(icl_tok_decode(llama2, p.v, p.n, 0, 0, &out, err, sizeof err), 0);
+    assert_string_equal(out.data, "Helloworld");
+    encode_str(llama2, " world", ICL_TOK_CONTINUATION, &r);
+    out.len = 0;
+    assert_int_equal(icl_tok_decode(llama2, r.v, r.n, 0, ICL_TOK_CONTINUATION, &out, err, sizeof err), 0);
+    assert_string_equal(out.data, " world");
+    buf_free(&out);
+    ids_free(&p);
+    ids_free(&r);
+}
+
+static void no_space_cleanup(void **state)
+{
+    (void)state;
+    icl_ids a = {0};
+    icl_buf out = {0};
+    char err[128];
+    encode_str(gpt2, "wait ! it 's", 0, &a);
+    assert_int_equal(icl_tok_decode(gpt2, a.v, a.n, 0, 0, &out, err, sizeof err), 0);
+    assert_string_equal(out.data, "wait ! it 's");
+    buf_free(&out);
+    ids_free(&a);
+}
+
+static void long_words_fast(void **state)
+{
+    (void)state;
+    size_t n = 100000;
+    char *s = xmalloc(n + 1);
+    memset(s, 'a', n);
+    s[n] = 0;
+    icl_tokenizer *ts[] = {gpt2, llama2, qwen3};
+    for (int k = 0; k < 3; k++) {
+        icl_ids a = {0};
+        icl_buf out = {0};
+        char err[128];
+        double t0 = icl_now();
+        encode_str(ts[k], s, 0, &a);
+        double dt = icl_now() - t0;
+        printf("# \"a\" x 100000: %zu ids in %.3f s\n", a.n, dt);
+        assert_true(a.n > 1000 / 8);
+        assert_int_equal(icl_tok_decode(ts[k], a.v, a.n, 0, 0, &out, err, sizeof err), 0);
+        assert_int_equal(out.len, n);
+        assert_memory_equal(out.data, s, n);
+        buf_free(&out);
+        ids_free(&a);
+    }
+    free(s);
+}
+
+static void unsupported_component_named(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *j = "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}";
+    assert_null(icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err));
+    assert_non_null(strstr(err, "WordPiece"));
+    j = "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"model\":{\"type\":\"BPE\",\"vocab\":{},\"merges\":[]}}";
+    assert_null(icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err));
+    assert_non_null(strstr(err, "BertNormalizer"));
+    j = "{\"model\":{\"type\":\"BPE\",\"dropout\":0.1,\"vocab\":{},\"merges\":[]}}";
+    assert_null(icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err));
+    assert_non_null(strstr(err, "dropout"));
+    j = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}";
+    assert_null(icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err));
+    assert_non_null(strstr(err, "merges[0]"));
+}
+
+static void specials(void **state)
+{
+    (void)state;
+    const icl_tok_specials *sp = icl_tok_get_specials(gpt2);
+    assert_int_equal(sp->eos, 50256);
+    assert_int_equal(icl_tok_vocab_size(gpt2), 50257);
+    assert_int_equal(icl_tok_vocab_size(qwen3), 151669);
+    assert_true(icl_tok_is_byte_level(qwen3));
+    assert_false(icl_tok_is_byte_level(llama2));
+    sp = icl_tok_get_specials(llama2);
+    assert_int_equal(sp->bos, 1);
+    assert_int_equal(sp->eos, 2);
+    assert_int_equal(sp->add_bos, 0); /* llama2.json has no post_processor */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(parity_gpt2),
+        cmocka_unit_test(parity_llama2),
+        cmocka_unit_test(parity_qwen3),
+        cmocka_unit_test(parity_bytelevel),
+        cmocka_unit_test(llamacpp_vectors),
+        cmocka_unit_test(roundtrip_random),
+        cmocka_unit_test(special_text_not_parsed_by_default),
+        cmocka_unit_test(continuation_has_no_prefix_space),
+        cmocka_unit_test(no_space_cleanup),
+        cmocka_unit_test(long_words_fast),
+        cmocka_unit_test(unsupported_component_named),
+        cmocka_unit_test(specials),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
