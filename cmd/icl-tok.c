@@ -1,0 +1,387 @@
+/* icl-tok - records <-> token lines through a Hugging Face tokenizer.json,
+ * and byte-level BPE training.  See icl-tok(1). */
+#include <getopt.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe_train.h"
+#include "record.h"
+#include "tokenizer.h"
+#include "toklines.h"
+#include "tokrec.h"
+
+static const char usage_text[] =
+    "Usage: icl-tok encode -t TOKENIZER [options] [FILE...]   records -> token lines\n"
+    "       icl-tok decode -t TOKENIZER [FILE...]             token lines -> records\n"
+    "       icl-tok train --vocab-size N -o tokenizer.json [options] [FILE...]\n"
+    "\n"
+    "TOKENIZER is a tokenizer.json or a model directory holding one (its\n"
+    "tokenizer_config.json / generation_config.json give BOS/EOS when present).\n"
+    "Files are read in order; none or \"-\" means standard input.\n"
+    "\n"
+    "encode: each JSON Lines record becomes one token line (icl(7)):\n"
+    "  {\"prompt\":P,\"response\":R}   ->  ids(P) TAB ids(R) EOS\n"
+    "  prompt/response arrays (turns) ->  more segments, EOS after each response\n"
+    "  {\"text\":T}                   ->  TAB ids(T) EOS   (all target)\n"
+    "  The first line is a '#icl-tokens' header naming the tokenizer.\n"
+    "  -t, --tokenizer PATH    tokenizer.json or model directory\n"
+    "      --bos / --no-bos    add BOS before the prompt (default: as the\n"
+    "                          tokenizer's post-processor does); never twice\n"
+    "      --eos / --no-eos    add EOS after each response (default: on)\n"
+    "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
+    "                          into special ids; by default it is plain text\n"
+    "      --max-len N         at most N ids per line: the prompt is cut from the\n"
+    "                          left; examples whose response alone is longer are\n"
+    "                          skipped and counted on stderr\n"
+    "      --threads N         encoding threads (default: all cores / ICL_NUM_THREADS);\n"
+    "                          the output order is the input order\n"
+    "\n"
+    "decode: token lines back to records (prompt/response, arrays for turns,\n"
+    "  text for lines starting with TAB); a leading BOS and the EOS ending a\n"
+    "  response are removed; spaces are never \"cleaned up\".  A header naming\n"
+    "  another tokenizer is an error.\n"
+    "\n"
+    "train: byte-level BPE exactly as Hugging Face's BpeTrainer (GPT-2 split\n"
+    "  regex, 256-byte alphabet, most frequent pair first, ties to the lower ids).\n"
+    "  Plain text is read line by line; JSON Lines records (detected from the\n"
+    "  first line) contribute their text, prompt and response strings.\n"
+    "      --vocab-size N      final vocabulary size, specials included (> 256)\n"
+    "      --special TOKEN     a special token (repeatable; ids from 0 in order)\n"
+    "      --min-frequency N   stop when the best pair is rarer (default 0)\n"
+    "  -o, --output FILE       where to write tokenizer.json (required)\n"
+    "\n"
+    "  -h, --help              this help\n"
+    "      --version           version and BLIS kernels\n"
+    "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
+
+enum { OPT_BOS = 256, OPT_NO_BOS, OPT_EOS, OPT_NO_EOS, OPT_PARSE_SPECIAL, OPT_MAX_LEN, OPT_THREADS,
+       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_VERSION };
+
+static const struct option longopts[] = {
+    {"tokenizer", required_argument, NULL, 't'},
+    {"bos", no_argument, NULL, OPT_BOS},
+    {"no-bos", no_argument, NULL, OPT_NO_BOS},
+    {"eos", no_argument, NULL, OPT_EOS},
+    {"no-eos", no_argument, NULL, OPT_NO_EOS},
+    {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
+    {"max-len", required_argument, NULL, OPT_MAX_LEN},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"vocab-size", required_argument, NULL, OPT_VOCAB},
+    {"special", required_argument, NULL, OPT_SPECIAL},
+    {"min-frequency", required_argument, NULL, OPT_MINFREQ},
+    {"output", required_argument, NULL, 'o'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static icl_tokenizer *load_tok(const char *path)
+{
+    char err[1024];
+    icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
+    if (!t)
+        die("%s: %s", path, err);
+    return t;
+}
+
+/* ---- encode ---- */
+
+#define BATCH 4096
+
+typedef struct {
+    long lineno;
+    const char *file;
+    char *text;
+    size_t len;
+    icl_buf out;
+    int status; /* 0 line, 1 skipped, 2 blank, -1 error */
+    char err[512];
+} item;
+
+static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
+                         int nthreads, char **files, int nfiles)
+{
+    icl_toklines_header h;
+    icl_toklines_header_from_tok(&h, t, tokpath);
+    icl_toklines_write_header(stdout, &h);
+    icl_toklines_header_free(&h);
+    icl_tok_state **st = xcalloc((size_t)nthreads, sizeof *st);
+    for (int i = 0; i < nthreads; i++)
+        st[i] = icl_tok_state_new(t);
+    item *items = xcalloc(BATCH, sizeof *items);
+    long skipped = 0, written = 0;
+    char *stdin_only[] = {"-"};
+    if (nfiles == 0) {
+        files = stdin_only;
+        nfiles = 1;
+    }
+    for (int f = 0; f < nfiles; f++) {
+        icl_lines r;
+        icl_lines_open(&r, files[f]);
+        for (;;) {
+            int n = 0;
+            while (n < BATCH && icl_lines_next(&r)) {
+                item *it = &items[n++];
+                it->lineno = r.lineno;
+                it->file = r.name;
+                free(it->text);
+                it->text = xstrndup(r.line.data ? r.line.data : "", r.line.len);
+                it->len = r.line.len;
+                it->out.len = 0;
+            }
+            if (n == 0)
+                break;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads)
+            for (int i = 0; i < n; i++) {
+                item *it = &items[i];
+                size_t k = 0;
+                while (k < it->len && (it->text[k] == ' ' || it->text[k] == '\t' || it->text[k] == '\r'))
+                    k++;
+                if (k == it->len) {
+                    it->status = 2;
+                    continue;
+                }
+                json_t *rec = icl_record_parse(it->text, it->len, it->err, sizeof it->err);
+                if (!rec) {
+                    it->status = -1;
+                    continue;
+                }
+                it->status = icl_tokrec_encode(t, st[omp_get_thread_num()], o, rec, &it->out,
+                                               it->err, sizeof it->err);
+                json_decref(rec);
+            }
+            for (int i = 0; i < n; i++) {
+                item *it = &items[i];
+                if (it->status == -1)
+                    die("%s:%ld: %s", it->file, it->lineno, it->err);
+                if (it->status == 1)
+                    skipped++;
+                if (it->status == 0) {
+                    buf_putc(&it->out, '\n');
+                    fwrite(it->out.data, 1, it->out.len, stdout);
+                    written++;
+                }
+            }
+        }
+        icl_lines_close(&r);
+    }
+    if (skipped)
+        warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
+             skipped == 1 ? "" : "s", o->max_len);
+    for (int i = 0; i < BATCH; i++) {
+        free(items[i].text);
+        buf_free(&items[i].out);
+    }
+    free(items);
+    for (int i = 0; i < nthreads; i++)
+        icl_tok_state_free(st[i]);
+    free(st);
+}
+
+/* ---- decode ---- */
+
+static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
+{
+    char *stdin_only[] = {"-"};
+    char err[1024];
+    if (nfiles == 0) {
+        files = stdin_only;
+        nfiles = 1;
+    }
+    for (int f = 0; f < nfiles; f++) {
+        icl_toklines_reader r;
+        icl_toklines_open(&r, files[f], icl_tok_vocab_size(t));
+        int rc;
+        int checked = 0;
+        while ((rc = icl_toklines_next(&r, err, sizeof err)) == 1) {
+            if (!checked && r.hdr.present) {
+                char e2[512];
+                if (icl_toklines_check(&r.hdr, t, e2, sizeof e2))
+                    die("%s:%ld: %s", r.lines.name, r.header_line, e2);
+                checked = 1;
+            }
+            json_t *rec = icl_tokrec_decode(t, r.ids, r.seg_end, r.nseg, err, sizeof err);
+            if (!rec)
+                die("%s:%ld: %s", r.lines.name, r.lines.lineno, err);
+            icl_record_write(stdout, rec);
+            json_decref(rec);
+        }
+        if (rc < 0)
+            die("%s", err);
+        icl_toklines_close(&r);
+    }
+}
+
+/* ---- train ---- */
+
+static void train_files(int vocab, long minfreq, char **specials, int nspecial, const char *out,
+                        char **files, int nfiles)
+{
+    char *stdin_only[] = {"-"};
+    if (nfiles == 0) {
+        files = stdin_only;
+        nfiles = 1;
+    }
+    icl_bpe_trainer *tr = icl_bpe_trainer_new(vocab, minfreq, (const char *const *)specials, nspecial);
+    char err[512];
+    for (int f = 0; f < nfiles; f++) {
+        /* whole file: plain text is fed line by line with each line's ending,
+         * as HF's train_from_files reads it */
+        FILE *in = xfopen(files[f], "r");
+        const char *name = icl_display_name(files[f]);
+        icl_buf data = {0};
+        char tmp[1 << 16];
+        size_t got;
+        while ((got = fread(tmp, 1, sizeof tmp, in)) > 0)
+            buf_append(&data, tmp, got);
+        if (ferror(in))
+            die("%s: read error:", name);
+        xfclose(in, files[f]);
+        const char *s = data.data ? data.data : "";
+        size_t n = data.len, bad = icl_utf8_valid(s, n);
+        if (bad != n) {
+            long line = 1;
+            for (size_t i = 0; i < bad; i++)
+                line += s[i] == '\n';
+            die("%s:%ld: invalid UTF-8", name, line);
+        }
+        const char *nl = memchr(s, '\n', n);
+        size_t l1 = nl ? (size_t)(nl - s) : n;
+        json_t *rec = (n && s[0] == '{') ? icl_record_parse(s, l1, err, sizeof err) : NULL;
+        if (!rec) {
+            icl_bpe_trainer_feed_lines(tr, s, n);
+        } else {
+            json_decref(rec);
+            size_t a = 0;
+            long line = 0;
+            while (a < n) {
+                const char *e = memchr(s + a, '\n', n - a);
+                size_t len = e ? (size_t)(e - s) - a : n - a;
+                line++;
+                if (len) {
+                    rec = icl_record_parse(s + a, len, err, sizeof err);
+                    if (!rec)
+                        die("%s:%ld: %s", name, line, err);
+                    static const char *keys[] = {"text", "prompt", "response"};
+                    for (int k = 0; k < 3; k++) {
+                        json_t *v = json_object_get(rec, keys[k]), *x;
+                        size_t i;
+                        if (json_is_string(v))
+                            icl_bpe_trainer_feed(tr, json_string_value(v), json_string_length(v));
+                        if (json_is_array(v))
+                            json_array_foreach(v, i, x) if (json_is_string(x))
+                                icl_bpe_trainer_feed(tr, json_string_value(x), json_string_length(x));
+                    }
+                    json_decref(rec);
+                }
+                a += len + 1;
+            }
+        }
+        buf_free(&data);
+    }
+    icl_buf json = {0};
+    size_t merges = icl_bpe_trainer_finish(tr, &json);
+    icl_bpe_trainer_free(tr);
+    FILE *fo = xfopen(out, "w");
+    fwrite(json.data, 1, json.len, fo);
+    xfclose(fo, out);
+    buf_free(&json);
+    fprintf(stderr, "%s: %zu merges, vocabulary %d\n", out, merges, vocab);
+}
+
+int main(int argc, char **argv)
+{
+    icl_init(argc, argv);
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        icl_print_version();
+        return 0;
+    }
+    if (argc < 2)
+        usage_die("missing command: encode, decode or train");
+    const char *cmd = argv[1];
+    int is_enc = !strcmp(cmd, "encode"), is_dec = !strcmp(cmd, "decode"), is_train = !strcmp(cmd, "train");
+    if (!is_enc && !is_dec && !is_train)
+        usage_die("unknown command '%s' (want encode, decode or train)", cmd);
+    argv++;
+    argc--;
+    const char *tokpath = NULL, *out = NULL;
+    int bos = -1, eos = -1, parse_special = 0, threads = 0;
+    long max_len = 0, vocab = 0, minfreq = 0, x;
+    char **specials = xcalloc((size_t)argc + 1, sizeof *specials);
+    int nspecial = 0, c;
+    while ((c = getopt_long(argc, argv, "t:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 't': tokpath = optarg; break;
+        case 'o': out = optarg; break;
+        case OPT_BOS: bos = 1; break;
+        case OPT_NO_BOS: bos = 0; break;
+        case OPT_EOS: eos = 1; break;
+        case OPT_NO_EOS: eos = 0; break;
+        case OPT_PARSE_SPECIAL: parse_special = 1; break;
+        case OPT_MAX_LEN:
+            if (parse_long(optarg, &max_len) || max_len < 1)
+                usage_die("--max-len %s: want a positive number", optarg);
+            break;
+        case OPT_THREADS:
+            if (parse_long(optarg, &x) || x < 1 || x > 4096)
+                usage_die("--threads %s: want 1..4096", optarg);
+            threads = (int)x;
+            break;
+        case OPT_VOCAB:
+            if (parse_long(optarg, &vocab) || vocab < 1 || vocab > 10000000)
+                usage_die("--vocab-size %s: want a positive number", optarg);
+            break;
+        case OPT_SPECIAL: specials[nspecial++] = optarg; break;
+        case OPT_MINFREQ:
+            if (parse_long(optarg, &minfreq) || minfreq < 0)
+                usage_die("--min-frequency %s: want a number >= 0", optarg);
+            break;
+        case 'h': fputs(usage_text, stdout); free(specials); return 0;
+        case OPT_VERSION: icl_print_version(); free(specials); return 0;
+        default: usage_die("bad option");
+        }
+    }
+    char **files = argv + optind;
+    int nfiles = argc - optind;
+    if (is_train) {
+        if (!out)
+            usage_die("train needs -o tokenizer.json");
+        if (vocab <= 256 + nspecial)
+            usage_die("train needs --vocab-size above 256 + the number of special tokens");
+        train_files((int)vocab, minfreq, specials, nspecial, out, files, nfiles);
+        free(specials);
+        return 0;
+    }
+    free(specials);
+    if (!tokpath)
+        usage_die("%s needs -t TOKENIZER", cmd);
+    icl_tokenizer *t = load_tok(tokpath);
+    if (is_dec) {
+        decode_files(t, files, nfiles);
+    } else {
+        const icl_tok_specials *sp = icl_tok_get_specials(t);
+        icl_tokrec_opts o = {0};
+        o.bos = bos >= 0 ? bos : sp->add_bos;
+        if (eos < 0) {
+            o.eos = sp->eos >= 0;
+            if (!o.eos)
+                warn("%s: the tokenizer names no EOS token; responses end without one", tokpath);
+        } else {
+            o.eos = eos;
+        }
+        if (o.bos && sp->bos < 0)
+            usage_die("--bos: %s has no BOS token", tokpath);
+        if (o.eos && sp->eos < 0)
+            usage_die("--eos: %s has no EOS token", tokpath);
+        o.parse_special = parse_special;
+        o.max_len = max_len;
+        encode_files(t, tokpath, &o, icl_set_threads(threads), files, nfiles);
+    }
+    icl_tok_free(t);
+    return 0;
+}

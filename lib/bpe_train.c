@@ -1,0 +1,503 @@
+/* bpe_train.c - see bpe_train.h.  The loop mirrors tokenizers'
+ * BpeTrainer::do_train and Word::merge step by step, including its lazy
+ * heap (an entry whose count went stale is re-pushed with the current
+ * count) and its per-entry sets of words to update, so that the merges come
+ * out in the same order. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bpe_train.h"
+#include "tok_internal.h"
+
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} ivec;
+
+static void iv_push(ivec *a, int32_t x)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 4;
+        a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
+    }
+    a->v[a->n++] = x;
+}
+
+typedef struct {
+    int64_t count;
+    uint64_t pair;
+    ivec pos;
+} qentry;
+
+struct icl_bpe_trainer {
+    int vocab_size;
+    long min_frequency;
+    char **specials;
+    int nspecial;
+    pcre2_code *re;
+    pcre2_match_data *md;
+    /* words: raw bytes in an arena, counted */
+    icl_buf warena;
+    uint32_t *woff, *wlen;
+    uint64_t *wcount;
+    size_t nwords, wcap;
+    icl_strmap wmap;
+};
+
+static const char *word_get(const void *ctx, int32_t id, size_t *len)
+{
+    const icl_bpe_trainer *tr = ctx;
+    *len = tr->wlen[id];
+    return tr->warena.data + tr->woff[id];
+}
+
+icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const char *const *specials,
+                                     int nspecial)
+{
+    icl_bpe_trainer *tr = xcalloc(1, sizeof *tr);
+    char err[256];
+    icl_bytelevel_init();
+    tr->vocab_size = vocab_size;
+    tr->min_frequency = min_frequency;
+    tr->nspecial = nspecial;
+    tr->specials = xcalloc((size_t)nspecial + 1, sizeof *tr->specials);
+    for (int i = 0; i < nspecial; i++)
+        tr->specials[i] = xstrdup(specials[i]);
+    tr->re = icl_re_compile(icl_gpt2_pattern, strlen(icl_gpt2_pattern), 0, err, sizeof err);
+    if (!tr->re)
+        die("%s", err);
+    tr->md = pcre2_match_data_create(16, NULL);
+    strmap_init(&tr->wmap, 1024);
+    return tr;
+}
+
+void icl_bpe_trainer_free(icl_bpe_trainer *tr)
+{
+    if (!tr)
+        return;
+    for (int i = 0; i < tr->nspecial; i++)
+        free(tr->specials[i]);
+    free(tr->specials);
+    pcre2_code_free(tr->re);
+    pcre2_match_data_free(tr->md);
+    buf_free(&tr->warena);
+    free(tr->woff);
+    free(tr->wlen);
+    free(tr->wcount);
+    strmap_free(&tr->wmap);
+    free(tr);
+}
+
+static void add_word(icl_bpe_trainer *tr, const char *s, size_t n)
+{
+    if (n == 0)
+        return;
+    int32_t id = strmap_get(&tr->wmap, s, n, word_get, tr);
+    if (id >= 0) {
+        tr->wcount[id]++;
+        return;
+    }
+    if (tr->nwords == tr->wcap) {
+        tr->wcap = tr->wcap ? tr->wcap * 2 : 1024;
+        tr->woff = xreallocarray(tr->woff, tr->wcap, sizeof *tr->woff);
+        tr->wlen = xreallocarray(tr->wlen, tr->wcap, sizeof *tr->wlen);
+        tr->wcount = xreallocarray(tr->wcount, tr->wcap, sizeof *tr->wcount);
+    }
+    if (tr->warena.len + n > UINT32_MAX)
+        die("bpe training: more than 4 GB of distinct words");
+    id = (int32_t)tr->nwords++;
+    tr->woff[id] = (uint32_t)tr->warena.len;
+    tr->wlen[id] = (uint32_t)n;
+    tr->wcount[id] = 1;
+    buf_append(&tr->warena, s, n);
+    strmap_put(&tr->wmap, id, word_get, tr);
+}
+
+void icl_bpe_trainer_feed(icl_bpe_trainer *tr, const char *s, size_t n)
+{
+    size_t pos = 0;
+    while (pos < n) {
+        int rc = pcre2_match(tr->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, tr->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH)
+            break;
+        if (rc < 0)
+            die("bpe training: regex match failed (%d)", rc);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(tr->md);
+        if (ov[1] == ov[0]) { /* cannot happen with GPT-2's pattern */
+            pos = ov[1] + 1;
+            continue;
+        }
+        add_word(tr, s + ov[0], ov[1] - ov[0]);
+        pos = ov[1];
+    }
+}
+
+void icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n)
+{
+    size_t a = 0;
+    while (a < n) {
+        const char *nl = memchr(s + a, '\n', n - a);
+        size_t e = nl ? (size_t)(nl - s) + 1 : n;
+        icl_bpe_trainer_feed(tr, s + a, e - a);
+        a = e;
+    }
+}
+
+/* ---- training ---- */
+
+/* max-heap: higher count first, then the smaller pair */
+static int q_before(const qentry *x, const qentry *y)
+{
+    if (x->count != y->count)
+        return x->count > y->count;
+    return x->pair < y->pair;
+}
+
+typedef struct {
+    qentry **a;
+    size_t n, cap;
+} heap;
+
+static void hpush(heap *h, qentry *e)
+{
+    if (h->n == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 1024;
+        h->a = xreallocarray(h->a, h->cap, sizeof *h->a);
+    }
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!q_before(e, h->a[p]))
+            break;
+        h->a[i] = h->a[p];
+        i = p;
+    }
+    h->a[i] = e;
+}
+
+static qentry *hpop(heap *h)
+{
+    qentry *top = h->a[0], *last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && q_before(h->a[c + 1], h->a[c]))
+            c++;
+        if (!q_before(h->a[c], last))
+            break;
+        h->a[i] = h->a[c];
+        i = c;
+    }
+    if (h->n)
+        h->a[i] = last;
+    return top;
+}
+
+/* pair -> count (u64map a: index into counts) */
+typedef struct {
+    icl_u64map idx;
+    int64_t *cnt;
+    size_t n, cap;
+} pcounts;
+
+static int64_t *pc_ref(pcounts *p, uint64_t pair)
+{
+    long s = u64map_find(&p->idx, pair);
+    if (s >= 0)
+        return &p->cnt[p->idx.a[s]];
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 4096;
+        p->cnt = xreallocarray(p->cnt, p->cap, sizeof *p->cnt);
+    }
+    p->cnt[p->n] = 0;
+    u64map_put(&p->idx, pair, (int32_t)p->n, 0);
+    return &p->cnt[p->n++];
+}
+
+/* where_to_update: pair -> word set (insertion order, deduplicated) */
+typedef struct {
+    icl_u64map idx; /* a: index into sets */
+    uint64_t *pair;
+    ivec *set;
+    size_t n, cap;
+} wtu;
+
+static void wtu_insert(wtu *w, uint64_t pair, int32_t word)
+{
+    long s = u64map_find(&w->idx, pair);
+    ivec *v;
+    if (s >= 0) {
+        v = &w->set[w->idx.a[s]];
+        if (v->n && v->v[v->n - 1] == word)
+            return;
+        for (size_t k = 0; k < v->n; k++) /* sets are small; words come grouped */
+            if (v->v[k] == word)
+                return;
+    } else {
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 1024;
+            w->pair = xreallocarray(w->pair, w->cap, sizeof *w->pair);
+            w->set = xreallocarray(w->set, w->cap, sizeof *w->set);
+        }
+        w->pair[w->n] = pair;
+        memset(&w->set[w->n], 0, sizeof(ivec));
+        u64map_put(&w->idx, pair, (int32_t)w->n, 0);
+        v = &w->set[w->n++];
+    }
+    iv_push(v, word);
+}
+
+static void wtu_reset(wtu *w)
+{
+    u64map_free(&w->idx);
+    u64map_init(&w->idx, 64);
+    w->n = 0;
+}
+
+#define PAIR(a, b) (((uint64_t)(uint32_t)(a) << 32) | (uint32_t)(b))
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
+{
+    /* vocabulary: specials, then the byte alphabet sorted by code point */
+    size_t vcap = (size_t)tr->vocab_size + 300;
+    char **tok = xcalloc(vcap, sizeof *tok);
+    size_t ntok = 0;
+    for (int i = 0; i < tr->nspecial; i++) {
+        tok[ntok++] = xstrdup(tr->specials[i]);
+    }
+    uint32_t cps[256];
+    for (int b = 0; b < 256; b++)
+        cps[b] = icl_byte_to_cp[b];
+    qsort(cps, 256, sizeof *cps, cmp_u32);
+    int32_t sym_of_byte[256];
+    for (int k = 0; k < 256; k++) {
+        char u[5] = {0};
+        utf8_put(cps[k], u);
+        int dup = -1;
+        for (size_t j = 0; j < ntok; j++)
+            if (!strcmp(tok[j], u))
+                dup = (int)j;
+        int32_t id;
+        if (dup >= 0) {
+            id = dup;
+        } else {
+            id = (int32_t)ntok;
+            tok[ntok++] = xstrdup(u);
+        }
+        sym_of_byte[icl_cp_to_byte(cps[k])] = id;
+    }
+
+    /* words as symbol arrays */
+    size_t nw = tr->nwords, total = 0;
+    size_t *soff = xmalloc((nw + 1) * sizeof *soff);
+    uint32_t *slen = xmalloc((nw + 1) * sizeof *slen);
+    for (size_t i = 0; i < nw; i++) {
+        soff[i] = total;
+        slen[i] = tr->wlen[i];
+        total += tr->wlen[i];
+    }
+    int32_t *sym = xmalloc((total + 1) * sizeof *sym);
+    for (size_t i = 0; i < nw; i++)
+        for (uint32_t k = 0; k < tr->wlen[i]; k++)
+            sym[soff[i] + k] = sym_of_byte[(uint8_t)tr->warena.data[tr->woff[i] + k]];
+
+    pcounts pc = {0};
+    u64map_init(&pc.idx, 1 << 16);
+    wtu w = {0};
+    u64map_init(&w.idx, 1 << 16);
+    for (size_t i = 0; i < nw; i++) {
+        int32_t *s = sym + soff[i];
+        for (uint32_t k = 0; k + 1 < slen[i]; k++) {
+            uint64_t p = PAIR(s[k], s[k + 1]);
+            *pc_ref(&pc, p) += (int64_t)tr->wcount[i];
+            wtu_insert(&w, p, (int32_t)i);
+        }
+    }
+    heap h = {0};
+    for (size_t k = 0; k < w.n; k++) {
+        int64_t c = *pc_ref(&pc, w.pair[k]);
+        if (c > 0) {
+            qentry *e = xmalloc(sizeof *e);
+            e->count = c;
+            e->pair = w.pair[k];
+            e->pos = w.set[k];
+            hpush(&h, e);
+        } else {
+            free(w.set[k].v);
+        }
+    }
+    wtu_reset(&w);
+
+    icl_buf nt = {0};
+    uint64_t *merges = xmalloc(vcap * sizeof *merges);
+    size_t nmerges = 0;
+    icl_u64map th; /* XXH3(token string) -> id (a collision is detected and fatal) */
+    u64map_init(&th, vcap);
+    for (size_t j = 0; j < ntok; j++)
+        u64map_put(&th, icl_hash_bytes(tok[j], strlen(tok[j])), (int32_t)j, 0);
+
+    while (ntok < (size_t)tr->vocab_size && h.n) {
+        qentry *top = hpop(&h);
+        int64_t cur = *pc_ref(&pc, top->pair);
+        if (top->count != cur) {
+            top->count = cur;
+            hpush(&h, top);
+            continue;
+        }
+        if (top->count < 1 || tr->min_frequency > top->count) {
+            free(top->pos.v);
+            free(top);
+            break;
+        }
+        int32_t a = (int32_t)(top->pair >> 32), b = (int32_t)(top->pair & 0xffffffffu);
+        nt.len = 0;
+        buf_puts(&nt, tok[a]);
+        buf_puts(&nt, tok[b]);
+        uint64_t hh = icl_hash_bytes(nt.data, nt.len);
+        long sl = u64map_find(&th, hh);
+        int32_t nid;
+        if (sl >= 0 && !strcmp(tok[th.a[sl]], nt.data)) {
+            nid = th.a[sl];
+        } else {
+            if (sl >= 0)
+                die("bpe training: XXH3 collision between two tokens");
+            nid = (int32_t)ntok;
+            if (ntok == vcap) {
+                vcap *= 2;
+                tok = xreallocarray(tok, vcap, sizeof *tok);
+                merges = xreallocarray(merges, vcap, sizeof *merges);
+            }
+            tok[ntok++] = xstrndup(nt.data, nt.len);
+            u64map_put(&th, hh, nid, 0);
+        }
+        merges[nmerges++] = top->pair;
+        /* merge the pair in every word of the entry (Word::merge) */
+        for (size_t q = 0; q < top->pos.n; q++) {
+            int32_t wi = top->pos.v[q];
+            int32_t *s = sym + soff[wi];
+            uint32_t n = slen[wi];
+            int64_t wc = (int64_t)tr->wcount[wi];
+            for (uint32_t i = 0; i < n; i++) {
+                if (s[i] == a && i + 1 < n && s[i + 1] == b) {
+                    if (i > 0) {
+                        *pc_ref(&pc, PAIR(s[i - 1], a)) -= wc;
+                        *pc_ref(&pc, PAIR(s[i - 1], nid)) += wc;
+                        wtu_insert(&w, PAIR(s[i - 1], nid), wi);
+                    }
+                    s[i] = nid;
+                    memmove(s + i + 1, s + i + 2, (n - i - 2) * sizeof *s);
+                    n--;
+                    if (i + 1 < n) {
+                        *pc_ref(&pc, PAIR(b, s[i + 1])) -= wc;
+                        *pc_ref(&pc, PAIR(nid, s[i + 1])) += wc;
+                        wtu_insert(&w, PAIR(nid, s[i + 1]), wi);
+                    }
+                }
+            }
+            slen[wi] = n;
+        }
+        for (size_t k = 0; k < w.n; k++) {
+            int64_t c = *pc_ref(&pc, w.pair[k]);
+            if (c > 0) {
+                qentry *e = xmalloc(sizeof *e);
+                e->count = c;
+                e->pair = w.pair[k];
+                e->pos = w.set[k];
+                hpush(&h, e);
+            } else {
+                free(w.set[k].v);
+            }
+        }
+        wtu_reset(&w);
+        free(top->pos.v);
+        free(top);
+    }
+    while (h.n) {
+        qentry *e = hpop(&h);
+        free(e->pos.v);
+        free(e);
+    }
+
+    /* tokenizer.json, as HF's Tokenizer::save writes it for this model */
+    json_t *root = json_object(), *added = json_array();
+    json_object_set_new(root, "version", json_string("1.0"));
+    json_object_set_new(root, "truncation", json_null());
+    json_object_set_new(root, "padding", json_null());
+    for (int i = 0; i < tr->nspecial; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "id", json_integer(i));
+        json_object_set_new(o, "content", json_string(tr->specials[i]));
+        json_object_set_new(o, "single_word", json_false());
+        json_object_set_new(o, "lstrip", json_false());
+        json_object_set_new(o, "rstrip", json_false());
+        json_object_set_new(o, "normalized", json_false());
+        json_object_set_new(o, "special", json_true());
+        json_array_append_new(added, o);
+    }
+    json_object_set_new(root, "added_tokens", added);
+    json_object_set_new(root, "normalizer", json_null());
+    json_t *pre = json_object();
+    json_object_set_new(pre, "type", json_string("ByteLevel"));
+    json_object_set_new(pre, "add_prefix_space", json_false());
+    json_object_set_new(pre, "trim_offsets", json_true());
+    json_object_set_new(pre, "use_regex", json_true());
+    json_object_set_new(root, "pre_tokenizer", pre);
+    json_object_set_new(root, "post_processor", json_null());
+    json_t *dec = json_object();
+    json_object_set_new(dec, "type", json_string("ByteLevel"));
+    json_object_set_new(dec, "add_prefix_space", json_true());
+    json_object_set_new(dec, "trim_offsets", json_true());
+    json_object_set_new(dec, "use_regex", json_true());
+    json_object_set_new(root, "decoder", dec);
+    json_t *model = json_object(), *vocab = json_object(), *mj = json_array();
+    json_object_set_new(model, "type", json_string("BPE"));
+    json_object_set_new(model, "dropout", json_null());
+    json_object_set_new(model, "unk_token", json_null());
+    json_object_set_new(model, "continuing_subword_prefix", json_null());
+    json_object_set_new(model, "end_of_word_suffix", json_null());
+    json_object_set_new(model, "fuse_unk", json_false());
+    json_object_set_new(model, "byte_fallback", json_false());
+    json_object_set_new(model, "ignore_merges", json_false());
+    for (size_t j = 0; j < ntok; j++)
+        json_object_set_new(vocab, tok[j], json_integer((json_int_t)j));
+    for (size_t m = 0; m < nmerges; m++) {
+        json_t *pr = json_array();
+        json_array_append_new(pr, json_string(tok[merges[m] >> 32]));
+        json_array_append_new(pr, json_string(tok[merges[m] & 0xffffffffu]));
+        json_array_append_new(mj, pr);
+    }
+    json_object_set_new(model, "vocab", vocab);
+    json_object_set_new(model, "merges", mj);
+    json_object_set_new(root, "model", model);
+    char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    buf_puts(out, txt);
+    buf_putc(out, '\n');
+    free(txt);
+    json_decref(root);
+
+    for (size_t j = 0; j < ntok; j++)
+        free(tok[j]);
+    free(tok);
+    free(merges);
+    u64map_free(&th);
+    buf_free(&nt);
+    free(soff);
+    free(slen);
+    free(sym);
+    u64map_free(&pc.idx);
+    free(pc.cnt);
+    u64map_free(&w.idx);
+    free(w.pair);
+    free(w.set);
+    free(h.a);
+    return nmerges;
+}

@@ -1,0 +1,38 @@
+/* bpe_train.h - byte-level BPE training, as Hugging Face tokenizers'
+ * BpeTrainer (models/bpe/trainer.rs) does it with
+ *   Tokenizer(models.BPE()), pre_tokenizer ByteLevel(add_prefix_space=False),
+ *   BpeTrainer(vocab_size, special_tokens, min_frequency,
+ *              initial_alphabet=ByteLevel.alphabet()).
+ *
+ * Words: each text fed is split by GPT-2's regex (the ByteLevel
+ * pre-tokenizer) and counted.  Ids: the special tokens first (in the order
+ * given), then the 256 byte-level characters sorted by code point, then one
+ * id per merge.  Each step merges the most frequent adjacent pair; ties go
+ * to the smaller (left id, right id) pair; training stops at vocab_size
+ * tokens or when the best count is below min_frequency.  Pair counts live in
+ * an XXH3-keyed hash table and are updated incrementally from the words the
+ * merge touched (never by recounting the corpus), with a lazy max-heap.
+ */
+#ifndef ICL_BPE_TRAIN_H
+#define ICL_BPE_TRAIN_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+typedef struct icl_bpe_trainer icl_bpe_trainer;
+
+/* specials: nspecial strings, copied. */
+icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const char *const *specials,
+                                     int nspecial);
+/* Feed one sequence (HF's train_from_files feeds each line with its '\n').
+ * s must be valid UTF-8. */
+void icl_bpe_trainer_feed(icl_bpe_trainer *tr, const char *s, size_t n);
+/* Feed a text split into lines, each keeping its line ending. */
+void icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n);
+/* Train and write the tokenizer.json text into out.  Returns the number of
+ * merges. */
+size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out);
+void icl_bpe_trainer_free(icl_bpe_trainer *tr);
+
+#endif

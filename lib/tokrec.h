@@ -1,0 +1,49 @@
+/* tokrec.h - records (stream 1) <-> token lines (stream 2) through a tokenizer.
+ *
+ * Encoding a record:
+ *   {"prompt": P, "response": R}        ->  ids(P) TAB ids(R) EOS
+ *   {"prompt": [P1,P2], "response": [R1,R2]} (multi-turn, equal lengths)
+ *                                       ->  ids(P1) TAB ids(R1) EOS TAB ids(P2) TAB ids(R2) EOS
+ *   {"text": T}                         ->  TAB ids(T) EOS          (all target)
+ * BOS (when enabled) starts the first segment; with a "text" record the line
+ * is then "BOS TAB ids(T) EOS".  BOS is never doubled: a prompt that starts
+ * with the BOS token's text (a template that writes "<s>" itself) has that
+ * text encoded as the BOS id, whether or not special tokens are parsed, and
+ * no other BOS is added.
+ * Segments are encoded separately, so no token spans a boundary; every
+ * segment after the first is encoded as a continuation (no prefix space or
+ * ▁ added), so decode(whole line) == P + R (+ EOS text).
+ * max_len > 0 bounds the ids per line: tokens are dropped from the left of
+ * the line (after BOS), never from the last response; an example whose last
+ * response (+ EOS, + BOS) alone exceeds max_len is skipped.
+ */
+#ifndef ICL_TOKREC_H
+#define ICL_TOKREC_H
+
+#include <jansson.h>
+
+#include "tokenizer.h"
+
+typedef struct {
+    int bos;           /* add BOS (needs specials.bos >= 0) */
+    int eos;           /* add EOS after each response / text (needs specials.eos >= 0) */
+    int parse_special; /* special-token text in the data becomes special ids */
+    long max_len;      /* 0: no limit */
+} icl_tokrec_opts;
+
+/* Encode rec into one token line appended to out (no '\n').  Returns 0, 1
+ * if the example was skipped by max_len (out unchanged), or -1 with "what is
+ * wrong" in err (missing fields, wrong types, unequal turn counts). */
+int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
+                      const json_t *rec, icl_buf *out, char *err, size_t errsz);
+
+/* Decode one token line (ids split in nseg segments, see toklines.h) into
+ * a new record: "text" for a line whose first segment is empty and that has
+ * one target; else "prompt"/"response" (strings for one turn, arrays for
+ * more; a missing last response is ""). A leading BOS and an EOS ending a
+ * response are removed when they are the tokenizer's.  Returns the record
+ * (caller json_decref's), or NULL with a message in err. */
+json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size_t *seg_end,
+                          size_t nseg, char *err, size_t errsz);
+
+#endif
