@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +78,7 @@ static int get_int(json_t *o, const char *k, int *v, int nullable, const char *n
         return 1;
     }
     double d = json_is_integer(x) ? (double)json_integer_value(x) : json_is_real(x) ? json_real_value(x) : 0.5;
-    if (!json_is_number(x) || d != (double)(long long)d || d < (nullable ? -1 : 0) || d > 1e9) {
+    if (!json_is_number(x) || d < (nullable ? -1 : 0) || d > 1e9 || d != floor(d)) {
         seterr(err, errsz, "%s: \"%s\" must be %s integer", name, k, nullable ? "null or an" : "a non-negative");
         return -1;
     }
@@ -324,6 +325,17 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
     }
     if (icl_config_validate(c, name, err, errsz))
         goto fail;
+    /* defaults (GPT-2's 50256) that do not fit a small vocabulary are dropped */
+    if (!json_object_get(o, "bos_token_id") && c->bos_token_id >= c->vocab_size)
+        c->bos_token_id = -1;
+    if (!e && c->n_eos == 1 && c->eos_token_id[0] >= c->vocab_size)
+        c->n_eos = 0;
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_token_id[i] >= c->vocab_size) {
+            seterr(err, errsz, "%s: eos_token_id %d is not below vocab_size %d", name, c->eos_token_id[i],
+                   c->vocab_size);
+            goto fail;
+        }
     int ids[2] = {c->bos_token_id, c->pad_token_id};
     for (int i = 0; i < 2; i++)
         if (ids[i] >= c->vocab_size) {
@@ -395,8 +407,12 @@ char *icl_config_dump(const icl_config *c)
                                                                                           : "LlamaForCausalLM"));
         json_object_set_new(o, "architectures", a);
         json_object_set_new(o, "model_type", json_string(c->model_type));
-        json_object_set_new(o, "torch_dtype", json_string("float32"));
     }
+    /* the weights icl writes are float32 */
+    if (json_object_get(o, "dtype"))
+        json_object_set_new(o, "dtype", json_string("float32"));
+    if (!c->raw || json_object_get(o, "torch_dtype") || !json_object_get(o, "dtype"))
+        json_object_set_new(o, "torch_dtype", json_string("float32"));
     json_object_set_new(o, "vocab_size", json_integer(c->vocab_size));
     if (g) {
         json_object_set_new(o, "n_embd", json_integer(c->hidden_size));
@@ -427,18 +443,18 @@ char *icl_config_dump(const icl_config *c)
             json_object_set_new(rs, "high_freq_factor", json_real(c->rope_high_freq_factor));
             json_object_set_new(rs, "original_max_position_embeddings", json_integer(c->rope_original_max_pos));
         }
+        /* rope_theta and rope_scaling (transformers 4 keys) always; transformers 5's
+         * rope_parameters too when the config read had it, with the same values */
         json_t *rp = json_object_get(o, "rope_parameters");
-        if (json_is_object(rp)) { /* transformers 5 style: keep it, with our values */
+        if (json_is_object(rp)) {
             json_t *n = c->rope_llama3 ? json_deep_copy(rs) : json_object();
             json_object_set_new(n, "rope_theta", json_real(c->rope_theta));
             if (!c->rope_llama3)
                 json_object_set_new(n, "rope_type", json_string("default"));
             json_object_set_new(o, "rope_parameters", n);
-            json_decref(rs);
-        } else {
-            json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
-            json_object_set_new(o, "rope_scaling", rs);
         }
+        json_object_set_new(o, "rope_theta", json_real(c->rope_theta));
+        json_object_set_new(o, "rope_scaling", rs);
         if (c->model_type[0] == 'l') {
             json_object_set_new(o, "attention_bias", json_boolean(c->qkv_bias));
             json_object_set_new(o, "mlp_bias", json_boolean(c->mlp_bias));

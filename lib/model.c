@@ -15,6 +15,9 @@
 #include "util.h"
 
 #define NONE ((size_t)-1)
+/* Rows of logits the loss head computes at a time (at most T): bounds its
+ * buffer to HEAD_ROWS x V floats whatever the batch. */
+#define HEAD_ROWS 256
 
 static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void seterr(char *err, size_t errsz, const char *fmt, ...)
@@ -215,52 +218,179 @@ static char *join(const char *dir, const char *file)
     return p;
 }
 
+/* The weight files of a folder: model.safetensors, or the shards listed by
+ * model.safetensors.index.json ("weight_map": name -> file in the folder). */
+typedef struct {
+    int n;
+    icl_st_file **f;
+    char **path;
+} shards;
+
+static void shards_close(shards *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        icl_st_close(s->f[i]);
+        free(s->path[i]);
+    }
+    free(s->f);
+    free(s->path);
+    memset(s, 0, sizeof *s);
+}
+
+static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
+{
+    memset(s, 0, sizeof *s);
+    char *wp = join(dir, "model.safetensors"), *ip = join(dir, "model.safetensors.index.json");
+    struct stat st;
+    int rc = -1;
+    if (stat(wp, &st) == 0 || stat(ip, &st) != 0) {
+        s->f = xmalloc(sizeof *s->f);
+        s->path = xmalloc(sizeof *s->path);
+        if ((s->f[0] = icl_st_open(wp, err, errsz))) {
+            s->path[0] = wp;
+            wp = NULL;
+            s->n = 1;
+            rc = 0;
+        }
+        goto out;
+    }
+    json_error_t je;
+    json_t *ix = json_load_file(ip, JSON_REJECT_DUPLICATES, &je), *wm = json_object_get(ix, "weight_map");
+    if (!json_is_object(wm)) {
+        seterr(err, errsz, "%s: %s", ip, ix ? "no \"weight_map\" object" : je.text);
+        json_decref(ix);
+        goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(wm, k, v) {
+        const char *fn = json_string_value(v);
+        if (!fn || !*fn || strchr(fn, '/') || !strcmp(fn, "..")) {
+            seterr(err, errsz, "%s: weight_map[\"%s\"] is not a file name in the folder", ip, k);
+            json_decref(ix);
+            goto out;
+        }
+        char *p = join(dir, fn);
+        int seen = 0;
+        for (int i = 0; i < s->n && !seen; i++)
+            seen = !strcmp(s->path[i], p);
+        if (seen) {
+            free(p);
+            continue;
+        }
+        s->f = xreallocarray(s->f, (size_t)s->n + 1, sizeof *s->f);
+        s->path = xreallocarray(s->path, (size_t)s->n + 1, sizeof *s->path);
+        if (!(s->f[s->n] = icl_st_open(p, err, errsz))) {
+            free(p);
+            json_decref(ix);
+            goto out;
+        }
+        s->path[s->n++] = p;
+    }
+    json_decref(ix);
+    rc = 0;
+out:
+    free(wp);
+    free(ip);
+    if (rc)
+        shards_close(s);
+    return rc;
+}
+
+static const icl_st_tensor *shards_find(const shards *s, const char *name, const char **path)
+{
+    for (int i = 0; i < s->n; i++) {
+        const icl_st_tensor *t = icl_st_find(s->f[i], name);
+        if (t) {
+            *path = s->path[i];
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Read every view of m from the open files into buf (num_params floats). */
+static int read_views(const icl_model *m, float *buf, const shards *sh, const char *where, char *err, size_t errsz)
+{
+    for (int i = 0; i < m->n_views; i++) {
+        const icl_param_view *v = &m->views[i];
+        const char *wp = sh->path[0];
+        const icl_st_tensor *t = shards_find(sh, v->name, &wp);
+        if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
+            t = shards_find(sh, v->name + 12, &wp);
+        if (!t) {
+            seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? wp : where, v->name);
+            return -1;
+        }
+        int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
+        if (!ok) {
+            char shp[64] = "";
+            for (int d = 0; d < t->ndim && d < 4; d++)
+                snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
+                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
+            return -1;
+        }
+        char e2[256];
+        if (icl_st_read_f32(t, buf + v->offset, v->numel, e2, sizeof e2)) {
+            seterr(err, errsz, "%s: %s", wp, e2);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
-    char *cp = join(dir, "config.json"), *wp = join(dir, "model.safetensors");
+    char *cp = join(dir, "config.json");
     icl_config cfg;
     icl_model *m = NULL;
-    icl_st_file *f = NULL;
+    shards sh = {0};
     if (icl_config_load(&cfg, cp, err, errsz))
         goto out;
     m = icl_model_new(&cfg);
     icl_config_free(&cfg);
-    if (!(f = icl_st_open(wp, err, errsz)))
-        goto fail;
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
-        const icl_st_tensor *t = icl_st_find(f, v->name);
-        if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
-            t = icl_st_find(f, v->name + 12);
-        if (!t) {
-            seterr(err, errsz, "%s: missing tensor \"%s\"", wp, v->name);
-            goto fail;
-        }
-        int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
-        if (!ok) {
-            char sh[64] = "";
-            for (int d = 0; d < t->ndim && d < 4; d++)
-                snprintf(sh + strlen(sh), sizeof sh - strlen(sh), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name, sh,
-                   (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
-            goto fail;
-        }
-        char e2[256];
-        if (icl_st_read_f32(t, m->params + v->offset, v->numel, e2, sizeof e2)) {
-            seterr(err, errsz, "%s: %s", wp, e2);
-            goto fail;
-        }
+    if (shards_open(&sh, dir, err, errsz) || read_views(m, m->params, &sh, dir, err, errsz)) {
+        icl_model_free(m);
+        m = NULL;
+        goto out;
     }
     m->src_dir = xstrdup(dir);
-    goto out;
-fail:
-    icl_model_free(m);
-    m = NULL;
 out:
-    icl_st_close(f);
+    shards_close(&sh);
     free(cp);
-    free(wp);
     return m;
+}
+
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz)
+{
+    shards sh = {0};
+    sh.f = xmalloc(sizeof *sh.f);
+    sh.path = xmalloc(sizeof *sh.path);
+    if (!(sh.f[0] = icl_st_open(path, err, errsz))) {
+        shards_close(&sh);
+        return -1;
+    }
+    sh.path[0] = xstrdup(path);
+    sh.n = 1;
+    int r = read_views(m, buf, &sh, path, err, errsz);
+    shards_close(&sh);
+    return r;
+}
+
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz)
+{
+    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    for (int i = 0; i < m->n_views; i++) {
+        e[i].name = m->views[i].name;
+        e[i].data = buf + m->views[i].offset;
+        e[i].ndim = m->views[i].ndim;
+        e[i].shape[0] = m->views[i].shape[0];
+        e[i].shape[1] = m->views[i].shape[1];
+    }
+    int r = icl_st_write(path, e, m->n_views, err, errsz);
+    free(e);
+    return r;
 }
 
 static int copy_file_atomic(const char *from, const char *to, char *err, size_t errsz)
@@ -280,9 +410,26 @@ static int copy_file_atomic(const char *from, const char *to, char *err, size_t 
     return r;
 }
 
+/* mkdir -p */
+static int mkdirs(const char *dir)
+{
+    char *p = xstrdup(dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+                free(p);
+                return -1;
+            }
+            *s = '/';
+        }
+    free(p);
+    return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
 {
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+    if (mkdirs(dir) < 0) {
         seterr(err, errsz, "%s: cannot create folder: %s", dir, strerror(errno));
         return -1;
     }
@@ -292,16 +439,7 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         goto out;
     free(p);
     p = join(dir, "model.safetensors");
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name;
-        e[i].data = m->params + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
-    }
-    int r = icl_st_write(p, e, m->n_views, err, errsz);
-    free(e);
+    int r = icl_model_write_tensors(m, m->params, p, err, errsz);
     if (r)
         goto out;
     free(p);
@@ -382,7 +520,8 @@ struct icl_acts {
     float *dres, *dtmp, *dqkv, *datt, *dup, *dact;
     /* loss head */
     int32_t *trow, *tlab; /* [N] target rows and labels */
-    float *hbuf, *lbuf;  /* [T, C], [T, V] */
+    int hrows;           /* rows per head chunk: min(T, HEAD_ROWS) */
+    float *hbuf, *lbuf;  /* [hrows, C], [hrows, V] */
     int fused;           /* last forward fused the head backward */
     long ntarg;
     float *slab;         /* one allocation for everything */
@@ -424,8 +563,10 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     size_t H = c->num_attention_heads, half = c->head_dim / 2;
     size_t per = N * (2 * C + 4 + Dqkv + (size_t)Datt + C + Dup + I) + H * N;
     size_t total = (size_t)(L + 1) * N * C + L * per + N * (C + 2) + 2 * N * half + N * C +
-                   N * (2 * C + Dqkv + Datt + Dup + I) + (size_t)T * C + (size_t)T * V;
+                   N * (2 * C + Dqkv + Datt + Dup + I) + (T < HEAD_ROWS ? (size_t)T : HEAD_ROWS) * (C + V);
+    size_t hr = T < HEAD_ROWS ? (size_t)T : HEAD_ROWS;
     a = xcalloc(1, sizeof *a);
+    a->hrows = (int)hr;
     a->B = B;
     a->T = T;
     a->N = N;
@@ -474,8 +615,8 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     a->datt = TAKE(N * Datt);
     a->dup = TAKE(N * Dup);
     a->dact = TAKE(N * I);
-    a->hbuf = TAKE((size_t)T * C);
-    a->lbuf = TAKE((size_t)T * V);
+    a->hbuf = TAKE(hr * C);
+    a->lbuf = TAKE(hr * V);
 #undef TAKE
     a->pos = xmalloc(N * sizeof(int32_t));
     a->trow = xmalloc(N * sizeof(int32_t));
@@ -569,10 +710,13 @@ static void embed_forward(icl_model *m, float *x, const int32_t *ids, const int3
     }
 }
 
-/* dwte[ids[i]] += dx[i] (and dwpe[pos[i]]): parallel over column blocks, so rows never race */
+/* dwte[ids[i]] += dx[i] (and dwpe[pos[i]]): parallel over column blocks, so rows
+ * never race.  As HF's Llama/Qwen2 (nn.Embedding(padding_idx=pad_token_id)),
+ * lookups of the pad id give its row no gradient; GPT-2 has no padding_idx. */
 static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, const int32_t *pos, int N)
 {
     int C = m->cfg.hidden_size;
+    int pad = m->cfg.arch == ICL_ARCH_LLAMA ? m->cfg.pad_token_id : -1;
     float *dE = G(m, m->embed), *dP = G(m, m->pos_embed);
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += 32) {
@@ -580,8 +724,9 @@ static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, co
         for (int i = 0; i < N; i++) {
             const float *d = dx + (size_t)i * C + c0;
             float *e = dE + (size_t)ids[i] * C + c0;
-            for (int j = 0; j < nb; j++)
-                e[j] += d[j];
+            if (ids[i] != pad)
+                for (int j = 0; j < nb; j++)
+                    e[j] += d[j];
             if (dP) {
                 float *p = dP + (size_t)pos[i] * C + c0;
                 for (int j = 0; j < nb; j++)
@@ -661,15 +806,16 @@ static void block_backward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
     norm_bwd(m, a->dres, G(m, o->ln1_w), G(m, o->ln1_b), a->dtmp, a->x[l], P(m, o->ln1_w), a->m1[l], a->r1[l], N);
 }
 
-/* Loss head over target rows, in chunks of at most T rows: logits = h W^T,
- * cross-entropy, and (scale != 0) dh into dlnf, dW += dlogits^T h.
- * T is the batch's (<= a->T, the buffers' capacity): the chunking, hence the
- * rounding of dW, must not depend on earlier, larger batches, or a resumed
- * run would not be bit-identical to an uninterrupted one. */
-static double head_loss(icl_model *m, icl_acts *a, long nt, float scale, int T)
+/* Loss head over target rows, in chunks of at most min(T, hrows) rows:
+ * logits = h W^T, cross-entropy, and (scale != 0) dh into dlnf,
+ * dW += dlogits^T h.  T is the batch's (a->T and a->hrows come from the
+ * buffers' capacity): the chunking, hence the rounding of dW, must not
+ * depend on earlier, larger batches, or a resumed run would not be
+ * bit-identical to an uninterrupted one. */
+static double head_loss(icl_model *m, icl_acts *a, long nt, float scale, int Tb)
 {
     const icl_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size;
+    int C = c->hidden_size, V = c->vocab_size, T = Tb < a->hrows ? Tb : a->hrows;
     const float *W = P(m, m->lm_head);
     float *dW = scale != 0 ? G(m, m->lm_head) : NULL;
     double total = 0;

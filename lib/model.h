@@ -19,7 +19,19 @@
  * Evaluation: icl_model_forward(m, &batch, NULL, 0, &n) returns the summed loss.
  * Generation: icl_kv_cache_new + icl_model_decode.
  *
+ * Weight decay in HF's convention goes to views with ndim >= 2 (matrices and
+ * embeddings), not to norms and biases (ndim 1).
+ *
+ * Semantics follow transformers to float32 rounding (tests/unit/test_model.c
+ * against its logits, loss and gradients), including HF's padding_idx: for
+ * Llama/Qwen2, lookups of pad_token_id give that embedding row no gradient.
+ *
+ * Memory: the forward keeps about (7C + Dqkv + 3I + 8) floats per token per
+ * layer for the backward (Dqkv = (H + 2 KV) hd), plus min(T, 256) x V floats
+ * for the loss head; nothing of size [B, T, V] unless asked for logits.
+ *
  * Threads: set once with icl_set_threads (BLIS and OpenMP share the count).
+ * Results are bit-identical for the same inputs and thread count.
  * Not thread-safe: one forward/backward at a time per model.
  */
 #ifndef ICL_MODEL_H
@@ -84,7 +96,7 @@ typedef struct {
 } icl_batch;
 
 /* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
- * F16).  Weights named as HF does; a tied model may omit lm_head.weight.
+ * F16), or the shards named by model.safetensors.index.json.  Weights named as HF does; a tied model may omit lm_head.weight.
  * NULL with a message in err on any problem (missing/misshapen tensor,
  * hostile file, bad config). */
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
@@ -95,13 +107,21 @@ icl_model *icl_model_new(const icl_config *cfg);
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
 void icl_model_free(icl_model *m);
 
-/* Save to dir (created if absent) as HF does: config.json, model.safetensors
+/* Save to dir (created with its parents if absent) as HF does: config.json, model.safetensors
  * (F32, tied embeddings stored once), generation_config.json (from the
  * source folder if it had one, else made from the config), and copies of the
  * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
  * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model).  Every
  * file is written atomically.  0 ok, -1 with err. */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
+
+/* Write a buffer laid out as params (params, grads, m or v: num_params floats)
+ * to a safetensors file with the views' HF names and shapes, atomically (e.g.
+ * optimizer.safetensors with the AdamW moments).  0 ok, -1 with err. */
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz);
+/* Read such a file back into buf (num_params floats): every view must be
+ * present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz);
 
 /* Allocate (zeroed) the gradient / moment buffers; idempotent. */
 void icl_model_alloc_grads(icl_model *m);
@@ -123,7 +143,7 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * Returns the SUM over target positions of -log p(next token) (0 when there
  * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
  * count.  Only target rows of the [T, V] logits are computed when logits is
- * NULL, in chunks of at most T rows (never a [B, T, V] tensor). */
+ * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
  * ACCUMULATES into m->grads (allocates them if needed). */

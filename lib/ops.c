@@ -294,6 +294,11 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 
 static inline int allowed(const int32_t *doc, int t, int s) { return s <= t && (!doc || doc[s] == doc[t]); }
 
+/* Queries are processed in blocks of ATT_RB rows; block [r0, r1) only needs
+ * keys [0, r1) under the causal mask, so the GEMMs skip the upper triangle
+ * (about half the work for long sequences). */
+#define ATT_RB 64
+
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *sh)
@@ -301,35 +306,41 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     int B = sh->B, T = sh->T, H = sh->H, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld;
     int nt = omp_get_max_threads();
-    float *scr = xmalloc((size_t)nt * T * T * sizeof(float));
+    float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
-        float *S = scr + (size_t)omp_get_thread_num() * T * T;
+        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1], row stride T */
         const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         const int32_t *d = doc ? doc + (long)b * T : NULL;
-        icl_gemm(T, T, hd, sh->scale, q, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
-        for (int t = 0; t < T; t++) {
-            float *r = S + (long)t * T, m = -INFINITY;
-            for (int s = 0; s <= t; s++)
-                if (allowed(d, t, s) && r[s] > m)
-                    m = r[s];
-            float sum = 0;
-            for (int s = 0; s <= t; s++) {
-                float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
-                r[s] = e;
-                sum += e;
+        for (int r0 = 0; r0 < T; r0 += ATT_RB) {
+            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
+            /* S = scale q[r0:r1] k[0:r1]^T */
+            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
+            for (int t = r0; t < r1; t++) {
+                float *r = S + (long)(t - r0) * T, m = -INFINITY;
+                for (int s = 0; s <= t; s++)
+                    if (allowed(d, t, s) && r[s] > m)
+                        m = r[s];
+                float sum = 0;
+                for (int s = 0; s <= t; s++) {
+                    float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
+                    r[s] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int s = 0; s <= t; s++)
+                    r[s] *= inv;
+                for (int s = t + 1; s < r1; s++)
+                    r[s] = 0;
+                lse[(long)bh * T + t] = m + logf(sum);
             }
-            float inv = 1.0f / sum;
-            for (int s = 0; s <= t; s++)
-                r[s] *= inv;
-            for (int s = t + 1; s < T; s++)
-                r[s] = 0;
-            lse[(long)bh * T + t] = m + logf(sum);
+            /* out[r0:r1] = P v[0:r1] */
+            icl_gemm(nr, hd, r1, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + ((long)b * T + r0) * ldo + (long)h * hd, ldo,
+                     1, 1);
         }
-        icl_gemm(T, hd, T, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + (long)b * T * ldo + (long)h * hd, ldo, 1, 1);
     }
     free(scr);
 }
@@ -340,12 +351,12 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld;
     int nt = omp_get_max_threads();
-    float *scr = xmalloc((size_t)nt * (2 * (size_t)T * T + T) * sizeof(float));
+    size_t per = 2 * (size_t)ATT_RB * T + T;
+    float *scr = xmalloc((size_t)nt * per * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
-        float *P = scr + (size_t)omp_get_thread_num() * (2 * (size_t)T * T + T), *dP = P + (size_t)T * T,
-              *D = dP + (size_t)T * T;
+        float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         float *dk = dqkv + (long)b * T * ld + sh->ko + (long)g * hd;
@@ -361,29 +372,36 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
             const float *o = out + (long)b * T * ldo + (long)h * hd;
             const float *dO = dout + (long)b * T * lddo + (long)h * hd;
             const float *L = lse + ((long)b * H + h) * T;
-            icl_gemm(T, T, hd, sh->scale, q, ld, 1, k, 1, ld, 0.0f, P, T, 1, 1);
             for (int t = 0; t < T; t++) {
-                float *r = P + (long)t * T;
-                for (int s = 0; s < T; s++)
-                    r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
                 float acc = 0;
                 for (int j = 0; j < hd; j++)
                     acc += dO[(long)t * lddo + j] * o[(long)t * ldo + j];
                 D[t] = acc;
             }
-            /* dP = dO v^T */
-            icl_gemm(T, T, hd, 1.0f, dO, lddo, 1, v, 1, ld, 0.0f, dP, T, 1, 1);
-            for (int t = 0; t < T; t++) {
-                float *r = dP + (long)t * T;
-                const float *p = P + (long)t * T;
+            for (int r0 = 0; r0 < T; r0 += ATT_RB) {
+                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
+                /* P block [nr, r1] (row stride r1) recomputed from q, k and lse */
+                icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, P, r1, 1, 1);
+                for (int i = 0; i < nr; i++) {
+                    float *r = P + (long)i * r1;
+                    int t = r0 + i;
+                    for (int s = 0; s < r1; s++)
+                        r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
+                }
+                /* dP = dO v^T; dS = P (dP - D) */
+                icl_gemm(nr, r1, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, v, 1, ld, 0.0f, dP, r1, 1, 1);
+                for (int i = 0; i < nr; i++) {
+                    float *r = dP + (long)i * r1, Dt = D[r0 + i];
+                    const float *p = P + (long)i * r1;
 #pragma omp simd
-                for (int s = 0; s < T; s++)
-                    r[s] = p[s] * (r[s] - D[t]);
+                    for (int s = 0; s < r1; s++)
+                        r[s] = p[s] * (r[s] - Dt);
+                }
+                /* dq[r0:r1] = scale dS k[0:r1]; dk[0:r1] += scale dS^T q[r0:r1]; dv[0:r1] += P^T dO[r0:r1] */
+                icl_gemm(nr, hd, r1, sh->scale, dP, r1, 1, k, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
+                icl_gemm(r1, hd, nr, sh->scale, dP, 1, r1, q + (long)r0 * ld, ld, 1, 1.0f, dk, ld, 1, 1);
+                icl_gemm(r1, hd, nr, 1.0f, P, 1, r1, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv, ld, 1, 1);
             }
-            /* dq = scale dS k; dk += scale dS^T q; dv += P^T dO */
-            icl_gemm(T, hd, T, sh->scale, dP, T, 1, k, ld, 1, 0.0f, dq, ld, 1, 1);
-            icl_gemm(T, hd, T, sh->scale, dP, 1, T, q, ld, 1, 1.0f, dk, ld, 1, 1);
-            icl_gemm(T, hd, T, 1.0f, P, 1, T, dO, lddo, 1, 1.0f, dv, ld, 1, 1);
         }
     }
     free(scr);
@@ -477,8 +495,8 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+    float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)
@@ -488,10 +506,7 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         for (int j = 0; j < V; j++)
             sum += icl_expf(r[j] - m);
         float lse = m + logf(sum);
-        float li = lse - r[target[i]];
-        if (loss)
-            loss[i] = li;
-        total += li;
+        li[i] = lse - r[target[i]];
         if (scale != 0) {
 #pragma omp simd
             for (int j = 0; j < V; j++)
@@ -499,5 +514,10 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
             r[target[i]] -= scale;
         }
     }
+    double total = 0; /* summed in row order: the same result for any thread count */
+    for (int i = 0; i < n; i++)
+        total += li[i];
+    if (!loss)
+        free(li);
     return total;
 }

@@ -20,10 +20,12 @@
 
 static char *data_path(const char *rel)
 {
-    const char *td = getenv("TESTS_DIR");
-    size_t n = (td ? strlen(td) : 5) + strlen(rel) + 16;
+    const char *td = getenv("TESTS_DIR"); /* set by tests/run.sh; else run from the top or tests/ */
+    if (!td)
+        td = access("tests/data/model", F_OK) == 0 ? "tests" : ".";
+    size_t n = strlen(td) + strlen(rel) + 16;
     char *p = xmalloc(n);
-    snprintf(p, n, "%s/data/model/%s", td ? td : "tests", rel);
+    snprintf(p, n, "%s/data/model/%s", td, rel);
     return p;
 }
 
@@ -169,9 +171,53 @@ static void parity(const char *name)
     }
     assert_int_equal(seen, icl_st_count(sf)); /* every reference gradient checked */
     icl_st_close(sf);
+    /* the flat-buffer file helpers: the reference gradients read as one buffer,
+     * and our gradients written and read back bit for bit */
+    float *gbuf = xmalloc(m->num_params * sizeof(float));
+    p = data_path(rel);
+    assert_int_equal(icl_model_read_tensors(m, gbuf, p, err, sizeof err), 0);
+    free(p);
+    double num = 0, den = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        num += ((double)gbuf[j] - m->grads[j]) * ((double)gbuf[j] - m->grads[j]);
+        den += (double)gbuf[j] * gbuf[j];
+    }
+    assert_true(sqrt(num / den) <= 1e-4);
+    char tmpf[] = "/tmp/icl-grads-XXXXXX";
+    int fd = mkstemp(tmpf);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(icl_model_write_tensors(m, m->grads, tmpf, err, sizeof err), 0);
+    memset(gbuf, 0, m->num_params * sizeof(float));
+    assert_int_equal(icl_model_read_tensors(m, gbuf, tmpf, err, sizeof err), 0);
+    assert_memory_equal(gbuf, m->grads, m->num_params * sizeof(float));
+    unlink(tmpf);
+    free(gbuf);
     print_message("# %s: worst gradient rel L2 err %.3g (%s), grad norm %.9g want %.9g\n", name, worst, worst_name,
                   sqrt(gn), json_real_value(json_object_get(f.exp, "grad_norm_l2")));
     assert_true(worst <= 1e-4);
+
+    /* determinism: the same batch again gives bit-identical loss and gradients */
+    float *g1 = xmalloc(m->num_params * sizeof(float));
+    memcpy(g1, m->grads, m->num_params * sizeof(float));
+    icl_model_zero_grads(m);
+    double l3 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
+    icl_model_backward(m, &b);
+    assert_true(l3 == l2);
+    assert_memory_equal(g1, m->grads, m->num_params * sizeof(float));
+    /* gradient accumulation: two passes with half the scale each equal one pass */
+    icl_model_zero_grads(m);
+    for (int k = 0; k < 2; k++) {
+        icl_model_forward(m, &b, NULL, 0.5f / (float)nt, &nt);
+        icl_model_backward(m, &b);
+    }
+    double an = 0, ad = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        an += ((double)g1[j] - m->grads[j]) * ((double)g1[j] - m->grads[j]);
+        ad += (double)g1[j] * g1[j];
+    }
+    assert_true(sqrt(an / ad) < 1e-6);
+    free(g1);
 
     /* greedy decoding with the KV cache equals HF's */
     json_t *gr = json_object_get(f.exp, "greedy");
@@ -202,6 +248,10 @@ static void parity(const char *name)
 static void parity_llama(void **state) { (void)state; parity("llama-tiny"); }
 static void parity_gpt2(void **state) { (void)state; parity("gpt2-tiny"); }
 static void parity_qwen2(void **state) { (void)state; parity("qwen2-tiny"); }
+/* made by tests/hf/make_variants.py: llama3 rope scaling, q/k/v/o and MLP
+ * biases, GQA 4:1, head_dim != hidden/heads, tied; GPT-2 n_inner, untied */
+static void parity_llama3_bias(void **state) { (void)state; parity("llama3-bias-tiny"); }
+static void parity_gpt2_inner(void **state) { (void)state; parity("gpt2-inner-tiny"); }
 
 /* stories260K: 200 greedy ids from BOS equal llama2.c's run.c */
 static void stories_greedy(void **state)
@@ -237,6 +287,45 @@ static void stories_greedy(void **state)
         id = best;
     }
     icl_kv_cache_free(kc);
+    /* the training forward over BOS + the 200 ids (several attention blocks)
+     * predicts each next id, and its logits match HF's on the first 41 */
+    int32_t seq[201];
+    seq[0] = 1;
+    for (int i = 0; i < n; i++)
+        seq[i + 1] = want[i];
+    icl_batch b = {1, 201, seq, NULL, NULL, NULL};
+    float *all = xmalloc((size_t)201 * V * sizeof(float));
+    long nt;
+    double loss = icl_model_forward(m, &b, all, 0, &nt);
+    assert_int_equal(nt, 200);
+    for (int t = 0; t < n; t++) {
+        int best = 0;
+        for (int j = 1; j < V; j++)
+            if (all[(size_t)t * V + j] > all[(size_t)t * V + best])
+                best = j;
+        assert_int_equal(best, want[t]);
+    }
+    p = data_path("stories260K/greedy_logits.safetensors");
+    icl_st_file *sf = icl_st_open(p, err, sizeof err);
+    free(p);
+    assert_non_null(sf);
+    const icl_st_tensor *t = icl_st_find(sf, "logits");
+    assert_non_null(t);
+    float *ref = xmalloc(t->numel * sizeof(float));
+    assert_int_equal(icl_st_read_f32(t, ref, t->numel, err, sizeof err), 0);
+    size_t rows = t->numel / V;
+    assert_int_equal(rows, 41);
+    double maxerr = 0, maxabs = 0;
+    for (size_t i = 0; i < rows * V; i++) {
+        maxerr = fmax(maxerr, fabs(ref[i] - all[i]));
+        maxabs = fmax(maxabs, fabs(ref[i]));
+    }
+    print_message("# stories260K: 200 greedy ids ok; logits max abs err %.3g (max |logit| %.3g); mean loss %.4f\n",
+                  maxerr, maxabs, loss / nt);
+    assert_true(maxerr <= 1e-5 * maxabs);
+    icl_st_close(sf);
+    free(ref);
+    free(all);
     free(lg);
     icl_model_free(m);
 }
@@ -245,8 +334,8 @@ static void stories_greedy(void **state)
 static void kv_cache_matches_full(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -280,8 +369,8 @@ static void kv_cache_matches_full(void **state)
 static void save_reload_and_packing(void **state)
 {
     (void)state;
-    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
-    for (int k = 0; k < 3; k++) {
+    const char *names[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny", "llama3-bias-tiny", "gpt2-inner-tiny"};
+    for (int k = 0; k < 5; k++) {
         fixture f;
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
@@ -365,6 +454,8 @@ int main(void)
         cmocka_unit_test(parity_llama),
         cmocka_unit_test(parity_gpt2),
         cmocka_unit_test(parity_qwen2),
+        cmocka_unit_test(parity_llama3_bias),
+        cmocka_unit_test(parity_gpt2_inner),
         cmocka_unit_test(stories_greedy),
         cmocka_unit_test(kv_cache_matches_full),
         cmocka_unit_test(save_reload_and_packing),

@@ -226,6 +226,98 @@ static void attention_fd(void **state)
 }
 
 /* ------------------------------------------------------------ activations, cross-entropy */
+/* Attention over several query blocks (T > the kernel's 64-row blocks), with
+ * packed documents and GQA, against a float64 reference of the forward and of
+ * the backward (dS = P (dP - rowsum(dO o)), dq = scale dS k, dk = scale dS^T q,
+ * dv = P^T dO). */
+static void attention_reference(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {2, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    int T = s.T, B = s.B, H = s.H, hd = s.hd, grp = H / s.KV;
+    long ld = s.ld, lo = (long)H * hd;
+    int32_t *doc = xmalloc(sizeof(int32_t) * B * T);
+    for (int t = 0; t < T; t++) {
+        doc[t] = t < 70 ? 0 : t < 100 ? 1 : 2; /* three packed documents, one across a block edge */
+        doc[T + t] = t < 140 ? 7 : -1;        /* one document, then padding */
+    }
+    float *qkv = rnd((size_t)B * T * ld, 1.5f), *out = xmalloc(sizeof(float) * B * T * lo),
+          *lse = xmalloc(sizeof(float) * B * H * T), *dO = rnd((size_t)B * T * lo, 1),
+          *dqkv = xmalloc(sizeof(float) * B * T * ld);
+    icl_attention_forward(out, lo, lse, qkv, doc, &s);
+    icl_attention_backward(dqkv, dO, lo, out, lo, lse, qkv, doc, &s);
+    double *ref = xcalloc((size_t)B * T * ld, sizeof(double)), *P = xmalloc(sizeof(double) * T * T),
+           *o = xmalloc(sizeof(double) * T * hd);
+    double ferr = 0, fmaxv = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int g = h / grp;
+            const float *q = qkv + (long)b * T * ld + (long)h * hd, *k = qkv + (long)b * T * ld + s.ko + (long)g * hd,
+                        *v = qkv + (long)b * T * ld + s.vo + (long)g * hd, *dob = dO + (long)b * T * lo + (long)h * hd;
+            double *dq = ref + (long)b * T * ld + (long)h * hd, *dk = ref + (long)b * T * ld + s.ko + (long)g * hd,
+                   *dv = ref + (long)b * T * ld + s.vo + (long)g * hd;
+            const int32_t *d = doc + (long)b * T;
+            for (int t = 0; t < T; t++) {
+                double m = -1e300, sum = 0;
+                for (int u = 0; u <= t; u++)
+                    if (d[u] == d[t]) {
+                        double x = 0;
+                        for (int j = 0; j < hd; j++)
+                            x += (double)q[(long)t * ld + j] * k[(long)u * ld + j];
+                        P[(long)t * T + u] = x * s.scale;
+                        m = fmax(m, x * s.scale);
+                    }
+                for (int u = 0; u < T; u++) {
+                    double e = (u <= t && d[u] == d[t]) ? exp(P[(long)t * T + u] - m) : 0;
+                    P[(long)t * T + u] = e;
+                    sum += e;
+                }
+                for (int u = 0; u < T; u++)
+                    P[(long)t * T + u] /= sum;
+                for (int j = 0; j < hd; j++) {
+                    double acc = 0;
+                    for (int u = 0; u <= t; u++)
+                        acc += P[(long)t * T + u] * v[(long)u * ld + j];
+                    o[(long)t * hd + j] = acc;
+                    ferr = fmax(ferr, fabs(acc - out[((long)b * T + t) * lo + (long)h * hd + j]));
+                    fmaxv = fmax(fmaxv, fabs(acc));
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                double D = 0;
+                for (int j = 0; j < hd; j++)
+                    D += (double)dob[(long)t * lo + j] * o[(long)t * hd + j];
+                for (int u = 0; u <= t; u++) {
+                    double p = P[(long)t * T + u];
+                    if (p == 0)
+                        continue;
+                    double dp = 0;
+                    for (int j = 0; j < hd; j++)
+                        dp += (double)dob[(long)t * lo + j] * v[(long)u * ld + j];
+                    double ds = p * (dp - D);
+                    for (int j = 0; j < hd; j++) {
+                        dq[(long)t * ld + j] += s.scale * ds * k[(long)u * ld + j];
+                        dk[(long)u * ld + j] += s.scale * ds * q[(long)t * ld + j];
+                        dv[(long)u * ld + j] += p * dob[(long)t * lo + j];
+                    }
+                }
+            }
+        }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)B * T * ld; i++) {
+        num += (ref[i] - dqkv[i]) * (ref[i] - dqkv[i]);
+        den += ref[i] * ref[i];
+    }
+    print_message("# attention T=150 vs float64: forward max err %.2e (max %.2f), backward rel L2 err %.2e\n", ferr,
+                  fmaxv, sqrt(num / den));
+    assert_true(ferr < 1e-5 * fmax(1, fmaxv));
+    assert_true(sqrt(num / den) < 1e-5);
+    free(doc); free(qkv); free(out); free(lse); free(dO); free(dqkv); free(ref); free(P); free(o);
+}
+
 static int AN = 3, AI = 10;
 static float *gx, *gy, *gR;
 static double swiglu_loss(void)
@@ -303,7 +395,7 @@ int main(void)
     icl_set_threads(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
-        cmocka_unit_test(attention_fd), cmocka_unit_test(activations_fd), cmocka_unit_test(expf_accuracy),
+        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference), cmocka_unit_test(activations_fd), cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

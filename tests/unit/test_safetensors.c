@@ -313,12 +313,69 @@ static void hostile_model_dirs(void **state)
     icl_model_free(m);
 }
 
+/* A folder with its weights in two shards named by model.safetensors.index.json. */
+static void sharded_folder(void **state)
+{
+    (void)state;
+    const char *cfg = "{" LL ",\"tie_word_embeddings\":false}";
+    icl_config c;
+    char err[512], dir[] = "/tmp/icl-sh-XXXXXX", path[128];
+    assert_int_equal(icl_config_parse(&c, cfg, strlen(cfg), "c", err, sizeof err), 0);
+    icl_model *m = icl_model_new(&c);
+    icl_config_free(&c);
+    icl_model_init_random(m, 7, 0.1f);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
+    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    icl_buf ix = {0};
+    buf_puts(&ix, "{\"metadata\":{},\"weight_map\":{");
+    int half = m->n_views / 2;
+    for (int i = 0; i < m->n_views; i++) {
+        e[i].name = m->views[i].name;
+        e[i].data = m->params + m->views[i].offset;
+        e[i].ndim = m->views[i].ndim;
+        e[i].shape[0] = m->views[i].shape[0];
+        e[i].shape[1] = m->views[i].shape[1];
+        buf_printf(&ix, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", e[i].name, i < half ? 1 : 2);
+    }
+    buf_puts(&ix, "}}");
+    snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
+    assert_int_equal(icl_st_write(path, e, half, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
+    assert_int_equal(icl_st_write(path, e + half, m->n_views - half, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    assert_int_equal(icl_write_file_atomic(path, ix.data, ix.len, err, sizeof err), 0);
+    icl_model *m2 = icl_model_load(dir, err, sizeof err);
+    if (!m2)
+        fail_msg("%s", err);
+    assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
+    icl_model_free(m2);
+    /* a weight_map that points outside the folder is refused */
+    const char *bad = "{\"weight_map\":{\"lm_head.weight\":\"../../etc/passwd\"}}";
+    assert_int_equal(icl_write_file_atomic(path, bad, strlen(bad), err, sizeof err), 0);
+    assert_null(icl_model_load(dir, err, sizeof err));
+    assert_non_null(strstr(err, "not a file name in the folder"));
+    print_message("# %s\n", err);
+    const char *files[] = {"config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+                           "model.safetensors.index.json"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+    buf_free(&ix);
+    free(e);
+    icl_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_safetensors), cmocka_unit_test(conversions),
         cmocka_unit_test(write_read_round_trip), cmocka_unit_test(hostile_config),
         cmocka_unit_test(config_round_trip), cmocka_unit_test(hostile_model_dirs),
+        cmocka_unit_test(sharded_folder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
