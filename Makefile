@@ -93,7 +93,7 @@ DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
         python3 gnuplot-nox
 # Peers used only by benchmarks.
-BENCH_DEPS := miller nodejs npm sentencepiece python3-torch python3-numpy time
+BENCH_DEPS := miller nodejs npm sentencepiece python3-torch python3-numpy time python3-venv
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 define apt_install
@@ -112,6 +112,9 @@ deps:
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_DEPS))
+	@# tiktoken from PyPI for bench-tok (the npm registry is not reachable here)
+	@bench/out/venv/bin/python -c 'import tiktoken' 2>/dev/null || \
+	  { python3 -m venv bench/out/venv && bench/out/venv/bin/pip install -q tiktoken; }
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icl \

@@ -36,6 +36,8 @@ static const char usage_text[] =
     "                          skipped and counted on stderr\n"
     "      --threads N         encoding threads (default: all cores / ICL_NUM_THREADS);\n"
     "                          the output order is the input order\n"
+    "      --on-error stop|skip  a bad record stops the run (default) or is\n"
+    "                          skipped and counted on stderr\n"
     "\n"
     "decode: token lines back to records (prompt/response, arrays for turns,\n"
     "  text for lines starting with TAB); a leading BOS and the EOS ending a\n"
@@ -56,7 +58,7 @@ static const char usage_text[] =
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum { OPT_BOS = 256, OPT_NO_BOS, OPT_EOS, OPT_NO_EOS, OPT_PARSE_SPECIAL, OPT_MAX_LEN, OPT_THREADS,
-       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_VERSION };
+       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_VERSION, OPT_ON_ERROR };
 
 static const struct option longopts[] = {
     {"tokenizer", required_argument, NULL, 't'},
@@ -67,6 +69,7 @@ static const struct option longopts[] = {
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"max-len", required_argument, NULL, OPT_MAX_LEN},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"on-error", required_argument, NULL, OPT_ON_ERROR},
     {"vocab-size", required_argument, NULL, OPT_VOCAB},
     {"special", required_argument, NULL, OPT_SPECIAL},
     {"min-frequency", required_argument, NULL, OPT_MINFREQ},
@@ -87,7 +90,8 @@ static icl_tokenizer *load_tok(const char *path)
 
 /* ---- encode ---- */
 
-#define BATCH 4096
+#define BATCH 16384
+#define BATCH_BYTES ((size_t)32 << 20)
 
 typedef struct {
     long lineno;
@@ -100,7 +104,7 @@ typedef struct {
 } item;
 
 static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
-                         int nthreads, char **files, int nfiles)
+                         int nthreads, int skip_bad, char **files, int nfiles)
 {
     icl_toklines_header h;
     icl_toklines_header_from_tok(&h, t, tokpath);
@@ -110,7 +114,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
     item *items = xcalloc(BATCH, sizeof *items);
-    long skipped = 0, written = 0;
+    long skipped = 0, written = 0, bad = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
         files = stdin_only;
@@ -121,12 +125,17 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         icl_lines_open(&r, files[f]);
         for (;;) {
             int n = 0;
-            while (n < BATCH && icl_lines_next(&r)) {
+            size_t bytes = 0; /* a batch also stops at BATCH_BYTES: lines may be huge */
+            while (n < BATCH && bytes < BATCH_BYTES && icl_lines_next(&r)) {
+                bytes += r.line.len;
                 item *it = &items[n++];
                 it->lineno = r.lineno;
                 it->file = r.name;
                 free(it->text);
-                it->text = xstrndup(r.line.data ? r.line.data : "", r.line.len);
+                it->text = xmalloc(r.line.len + 1); /* not strndup: the line may hold a NUL */
+                if (r.line.len)
+                    memcpy(it->text, r.line.data, r.line.len);
+                it->text[r.line.len] = 0;
                 it->len = r.line.len;
                 it->out.len = 0;
             }
@@ -153,8 +162,13 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
             }
             for (int i = 0; i < n; i++) {
                 item *it = &items[i];
-                if (it->status == -1)
-                    die("%s:%ld: %s", it->file, it->lineno, it->err);
+                if (it->status == -1) {
+                    if (!skip_bad)
+                        die("%s:%ld: %s", it->file, it->lineno, it->err);
+                    if (bad < 10)
+                        warn("%s:%ld: %s (skipped)", it->file, it->lineno, it->err);
+                    bad++;
+                }
                 if (it->status == 1)
                     skipped++;
                 if (it->status == 0) {
@@ -169,6 +183,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     if (skipped)
         warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
              skipped == 1 ? "" : "s", o->max_len);
+    if (bad)
+        warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         buf_free(&items[i].out);
@@ -292,6 +308,9 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
 
 int main(int argc, char **argv)
 {
+    /* Threads that finish a batch sleep rather than spin: on a shared
+     * machine spinning slows the other threads down (unless the user says). */
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     icl_init(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage_text, stdout);
@@ -310,7 +329,7 @@ int main(int argc, char **argv)
     argv++;
     argc--;
     const char *tokpath = NULL, *out = NULL;
-    int bos = -1, eos = -1, parse_special = 0, threads = 0;
+    int bos = -1, eos = -1, parse_special = 0, threads = 0, skip_bad = 0;
     long max_len = 0, vocab = 0, minfreq = 0, x;
     char **specials = xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
@@ -337,6 +356,14 @@ int main(int argc, char **argv)
                 usage_die("--vocab-size %s: want a positive number", optarg);
             break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
+        case OPT_ON_ERROR:
+            if (!strcmp(optarg, "stop"))
+                skip_bad = 0;
+            else if (!strcmp(optarg, "skip"))
+                skip_bad = 1;
+            else
+                usage_die("--on-error %s: want stop or skip", optarg);
+            break;
         case OPT_MINFREQ:
             if (parse_long(optarg, &minfreq) || minfreq < 0)
                 usage_die("--min-frequency %s: want a number >= 0", optarg);
@@ -380,7 +407,7 @@ int main(int argc, char **argv)
             usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;
         o.max_len = max_len;
-        encode_files(t, tokpath, &o, icl_set_threads(threads), files, nfiles);
+        encode_files(t, tokpath, &o, icl_set_threads(threads), skip_bad, files, nfiles);
     }
     icl_tok_free(t);
     return 0;

@@ -31,17 +31,14 @@ void u64map_init(icl_u64map *m, size_t expect)
 {
     m->cap = pow2_at_least(expect * 2 + 1);
     m->n = 0;
-    m->key = xmalloc(m->cap * sizeof *m->key);
-    memset(m->key, 0xff, m->cap * sizeof *m->key);
-    m->a = xmalloc(m->cap * sizeof *m->a);
-    m->b = xmalloc(m->cap * sizeof *m->b);
+    m->e = xmalloc(m->cap * sizeof *m->e);
+    for (size_t i = 0; i < m->cap; i++)
+        m->e[i].key = UINT64_MAX;
 }
 
 void u64map_free(icl_u64map *m)
 {
-    free(m->key);
-    free(m->a);
-    free(m->b);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 
@@ -52,8 +49,8 @@ static void u64map_grow(icl_u64map *m)
     icl_u64map n;
     u64map_init(&n, m->cap);
     for (size_t i = 0; i < m->cap; i++)
-        if (m->key[i] != UINT64_MAX)
-            u64map_put(&n, m->key[i], m->a[i], m->b[i]);
+        if (m->e[i].key != UINT64_MAX)
+            u64map_put(&n, m->e[i].key, m->e[i].a, m->e[i].b);
     u64map_free(m);
     *m = n;
 }
@@ -63,13 +60,13 @@ void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b)
     if ((m->n + 1) * 2 > m->cap)
         u64map_grow(m);
     size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->key[i] != UINT64_MAX && m->key[i] != key)
+    while (m->e[i].key != UINT64_MAX && m->e[i].key != key)
         i = (i + 1) & mask;
-    if (m->key[i] == UINT64_MAX)
+    if (m->e[i].key == UINT64_MAX)
         m->n++;
-    m->key[i] = key;
-    m->a[i] = a;
-    m->b[i] = b;
+    m->e[i].key = key;
+    m->e[i].a = a;
+    m->e[i].b = b;
 }
 
 long u64map_find(const icl_u64map *m, uint64_t key)
@@ -77,8 +74,8 @@ long u64map_find(const icl_u64map *m, uint64_t key)
     if (!m->cap)
         return -1;
     size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->key[i] != UINT64_MAX) {
-        if (m->key[i] == key)
+    while (m->e[i].key != UINT64_MAX) {
+        if (m->e[i].key == key)
             return (long)i;
         i = (i + 1) & mask;
     }
@@ -166,8 +163,8 @@ typedef struct {
 } word_ws;
 
 
-#define CACHE_SLOTS 16384       /* power of two */
-#define CACHE_MAX_ENTRIES 10000 /* as tokenizers' DEFAULT_CACHE_CAPACITY */
+#define CACHE_SLOTS 65536       /* power of two */
+#define CACHE_MAX_ENTRIES 40000 /* tokenizers keeps 10000; more pays here */
 #define CACHE_MAX_WORD 256      /* as tokenizers' MAX_LENGTH */
 
 struct bpe_cache {
@@ -219,6 +216,9 @@ static int32_t vocab_lookup(const icl_tokenizer *t, const char *s, size_t n)
 }
 
 
+/* A 4-ary min-heap of (rank << 32 | position): half the depth of a binary
+ * heap, and the four children share a cache line, which matters for words
+ * of millions of symbols. */
 static void heap_push(word_ws *w, uint64_t k)
 {
     if (w->nheap == w->hcap) {
@@ -227,7 +227,7 @@ static void heap_push(word_ws *w, uint64_t k)
     }
     size_t i = w->nheap++;
     while (i > 0) {
-        size_t p = (i - 1) / 2;
+        size_t p = (i - 1) / 4;
         if (w->heap[p] <= k)
             break;
         w->heap[i] = w->heap[p];
@@ -240,19 +240,23 @@ static uint64_t heap_pop(word_ws *w)
 {
     uint64_t top = w->heap[0], last = w->heap[--w->nheap];
     size_t i = 0, n = w->nheap;
+    uint64_t *h = w->heap;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1;
         if (c >= n)
             break;
-        if (c + 1 < n && w->heap[c + 1] < w->heap[c])
-            c++;
-        if (w->heap[c] >= last)
+        size_t m = c;
+        size_t e = c + 4 < n ? c + 4 : n;
+        for (size_t j = c + 1; j < e; j++)
+            if (h[j] < h[m])
+                m = j;
+        if (h[m] >= last)
             break;
-        w->heap[i] = w->heap[c];
-        i = c;
+        h[i] = h[m];
+        i = m;
     }
     if (n)
-        w->heap[i] = last;
+        h[i] = last;
     return top;
 }
 
@@ -272,8 +276,8 @@ static inline long pair_rank(const icl_tokenizer *t, int32_t a, int32_t b, int32
     long s = u64map_find(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
     if (s < 0)
         return -1;
-    *new_id = t->merges.b[s];
-    return t->merges.a[s];
+    *new_id = t->merges.e[s].b;
+    return t->merges.e[s].a;
 }
 
 /* One character (s[0..n)) into symbols, with HF's unk / byte_fallback rules. */
@@ -386,28 +390,63 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
         ids_push(out, w->id[i]);
 }
 
+/* BPE of one word without the ignore_merges shortcut: cache, then merge. */
+static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out);
+
+/* The symbol unit at s[i]: one byte for byte-level words, else one UTF-8
+ * character; its key for the pair set, and whether it is a one-unit vocab
+ * token (units that are not need unk/byte_fallback and never split). */
+static inline uint32_t unit_at(const icl_tokenizer *t, const char *s, size_t n, size_t *i, int *known)
+{
+    if (t->byte_level) {
+        uint8_t b = (uint8_t)s[(*i)++];
+        *known = t->byte_sym[b] >= 0;
+        return b;
+    }
+    size_t st = *i;
+    uint32_t c = utf8_next(s, n, i);
+    *known = c < 128 ? t->ascii_sym[c] >= 0 : vocab_lookup(t, s + st, *i - st) >= 0;
+    return c;
+}
+
+/* A long word is cut where no vocabulary token contains the two adjacent
+ * units (t->pairs): no merge can ever span such a place, so BPE of the parts
+ * equals BPE of the whole (merges in disjoint parts do not interact), and
+ * the parts are short enough for the cache.  This keeps a 10 MB line
+ * without pre-tokenizer (sentencepiece style) as fast as pre-tokenized text. */
+static void bpe_long(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
+{
+    size_t i = 0, start = 0;
+    int kprev;
+    uint32_t prev = unit_at(t, s, n, &i, &kprev);
+    while (i < n) {
+        size_t at = i;
+        int k;
+        uint32_t u = unit_at(t, s, n, &i, &k);
+        if (kprev && k && u64map_find(&t->pairs, ((uint64_t)prev << 32) | u) < 0) {
+            bpe_cached(t, c, s + start, at - start, out);
+            start = at;
+        }
+        prev = u;
+        kprev = k;
+    }
+    bpe_cached(t, c, s + start, n - start, out);
+}
+
 void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
 {
     if (n == 0)
         return;
-    if (t->ignore_merges) {
+    if (t->ignore_merges && n <= t->max_piece_len) {
         int32_t id;
         if (t->byte_level) {
-            char tmp[CACHE_MAX_WORD * 2];
-            if (n <= CACHE_MAX_WORD) {
-                size_t m = 0;
-                for (size_t i = 0; i < n; i++)
-                    m += (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], tmp + m);
-                id = vocab_lookup(t, tmp, m);
-            } else {
-                icl_buf b = {0};
-                for (size_t i = 0; i < n; i++) {
-                    char u[4];
-                    buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
-                }
-                id = vocab_lookup(t, b.data, b.len);
-                buf_free(&b);
+            icl_buf b = {0};
+            for (size_t i = 0; i < n; i++) {
+                char u[4];
+                buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
             }
+            id = vocab_lookup(t, b.data, b.len);
+            buf_free(&b);
         } else {
             id = vocab_lookup(t, s, n);
         }
@@ -416,6 +455,14 @@ void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n,
             return;
         }
     }
+    if (n > CACHE_MAX_WORD && t->pairs.cap)
+        bpe_long(t, c, s, n, out);
+    else
+        bpe_cached(t, c, s, n, out);
+}
+
+static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n, icl_ids *out)
+{
     uint64_t h = 0;
     size_t slot = 0;
     int cacheable = n <= CACHE_MAX_WORD;

@@ -207,7 +207,7 @@ static int64_t *pc_ref(pcounts *p, uint64_t pair)
 {
     long s = u64map_find(&p->idx, pair);
     if (s >= 0)
-        return &p->cnt[p->idx.a[s]];
+        return &p->cnt[p->idx.e[s].a];
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 4096;
         p->cnt = xreallocarray(p->cnt, p->cap, sizeof *p->cnt);
@@ -230,12 +230,11 @@ static void wtu_insert(wtu *w, uint64_t pair, int32_t word)
     long s = u64map_find(&w->idx, pair);
     ivec *v;
     if (s >= 0) {
-        v = &w->set[w->idx.a[s]];
+        v = &w->set[w->idx.e[s].a];
+        /* a word's pairs are inserted together and a word comes once per
+         * phase (initial count, or one merge), so a duplicate is the last */
         if (v->n && v->v[v->n - 1] == word)
             return;
-        for (size_t k = 0; k < v->n; k++) /* sets are small; words come grouped */
-            if (v->v[k] == word)
-                return;
     } else {
         if (w->n == w->cap) {
             w->cap = w->cap ? w->cap * 2 : 1024;
@@ -365,8 +364,8 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
         uint64_t hh = icl_hash_bytes(nt.data, nt.len);
         long sl = u64map_find(&th, hh);
         int32_t nid;
-        if (sl >= 0 && !strcmp(tok[th.a[sl]], nt.data)) {
-            nid = th.a[sl];
+        if (sl >= 0 && !strcmp(tok[th.e[sl].a], nt.data)) {
+            nid = th.e[sl].a;
         } else {
             if (sl >= 0)
                 die("bpe training: XXH3 collision between two tokens");

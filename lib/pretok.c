@@ -78,6 +78,26 @@ int uni_is_numeric(uint32_t c)
     return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
 }
 
+/* regex_syntax::is_word_character (Unicode \w, UTS #18): letters, marks,
+ * decimal digits, connector punctuation, ZWNJ/ZWJ; what tokenizers uses for
+ * single_word added tokens. */
+int uni_is_word(uint32_t c)
+{
+    if (c < 128)
+        return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c == '_';
+    if (c == 0x200C || c == 0x200D)
+        return 1;
+    switch (utf8proc_category((utf8proc_int32_t)c)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int uni_is_alnum(uint32_t c)
 {
     if (c < 128)
@@ -133,12 +153,76 @@ void pl_free(piece_list *p)
 
 /* ---- regexes ---- */
 
+/* Oniguruma (which tokenizers uses) takes \s as the White_Space property;
+ * PCRE2 with UCP adds U+180E (via \h) and follows its own Unicode version.
+ * So \s and \S are rewritten to the explicit White_Space set: inside a
+ * character class \s becomes its members; \S inside a class is left to
+ * PCRE2 (no tokenizer uses it).  Everything else is passed through. */
+#define WS_SET "\\t-\\r\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+
+static void onig_spaces(const char *p, size_t n, icl_buf *o)
+{
+    int in_class = 0;
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            if (d == 's')
+                buf_puts(o, in_class ? WS_SET : "[" WS_SET "]");
+            else if (d == 'S' && !in_class)
+                buf_puts(o, "[^" WS_SET "]");
+            else
+                buf_append(o, p + i, 2);
+            i += 2;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = 1;
+            buf_putc(o, c);
+            i++;
+            if (i < n && p[i] == '^')
+                buf_putc(o, p[i++]);
+            if (i < n && p[i] == ']') /* a leading ] is literal */
+                buf_putc(o, p[i++]);
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
+            const char *e = NULL;
+            for (size_t j = i + 2; j + 1 < n; j++)
+                if (p[j] == ':' && p[j + 1] == ']') {
+                    e = p + j + 2;
+                    break;
+                }
+            if (e) {
+                buf_append(o, p + i, (size_t)(e - (p + i)));
+                i = (size_t)(e - p);
+                continue;
+            }
+        }
+        if (in_class && c == ']')
+            in_class = 0;
+        buf_putc(o, c);
+        i++;
+    }
+}
+
 pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, size_t errsz)
 {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opt = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
+    uint32_t opt = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    icl_buf b = {0};
+    const char *src = pat;
+    size_t slen = len;
+    if (!literal) {
+        onig_spaces(pat, len, &b);
+        buf_reserve(&b, 1);
+        src = b.data;
+        slen = b.len;
+    }
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, slen, opt, &ec, &eo, NULL);
+    buf_free(&b);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -409,6 +493,10 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         while (i < cur->len) {
             uint32_t c = utf8_next(cur->data, cur->len, &i);
             char u[4];
+            if (c == 0x130) { /* Rust's char::to_lowercase: the one two-char mapping */
+                buf_append(tmp, "i\xCC\x87", 3);
+                continue;
+            }
             buf_append(tmp, u, (size_t)utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
         }
         icl_buf x = *cur;
@@ -495,6 +583,7 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
             if (p->add_prefix_space && !(first && cont_mode) &&
                 (len == 0 || store->data[off] != ' ')) {
                 size_t no = store->len;
+                buf_reserve(store, len + 1); /* store->data must not move below */
                 buf_putc(store, ' ');
                 buf_append(store, store->data + off, len);
                 off = no;

@@ -14,15 +14,18 @@
 
 /* u64 -> (a, b) map; key UINT64_MAX is reserved (empty). */
 typedef struct {
-    uint64_t *key;
-    int32_t *a, *b;
+    uint64_t key;
+    int32_t a, b;
+} icl_u64ent; /* one 16-byte slot: a probe touches one cache line */
+typedef struct {
+    icl_u64ent *e;
     size_t cap, n; /* cap: power of two */
 } icl_u64map;
 void u64map_init(icl_u64map *m, size_t expect);
 void u64map_free(icl_u64map *m);
 /* Set key -> (a, b), overwriting. */
 void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b);
-/* Slot index of key, or -1. */
+/* Slot index of key (read m->e[slot].a / .b), or -1. */
 long u64map_find(const icl_u64map *m, uint64_t key);
 
 /* string -> id map over strings stored elsewhere (get(id) returns them). */
@@ -107,6 +110,9 @@ struct icl_tokenizer {
     int32_t nids;         /* vocab size */
     icl_strmap vocab;     /* model vocab string -> id */
     icl_u64map merges;    /* (a<<32|b) -> a=rank, b=new id */
+    icl_u64map pairs;     /* adjacent units (bytes if byte_level, else code points)
+                             found inside some vocab token: key u1<<32|u2 */
+    size_t max_piece_len; /* longest vocab token, bytes */
     int32_t unk_id;
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_fallback_id[256]; /* <0xNN> ids or -1 */
@@ -123,6 +129,7 @@ struct icl_tokenizer {
     int8_t *is_special;            /* per id */
     int32_t *added_of_id;          /* per id: index in added or -1 */
     icl_tok_specials sp;
+    int bos_named, eos_named;      /* tokenizer_config.json has the key (maybe null) */
     uint64_t fingerprint;
     int has_pcre;                  /* any regex in use */
 };
@@ -133,6 +140,7 @@ int utf8_put(uint32_t c, char *out);                     /* encode, returns byte
 int uni_is_whitespace(uint32_t c);                       /* Rust char::is_whitespace */
 int uni_is_numeric(uint32_t c);                          /* Rust char::is_numeric */
 int uni_is_alnum(uint32_t c);
+int uni_is_word(uint32_t c);                             /* Unicode \w (regex_syntax) */
 /* byte <-> GPT-2 byte-level char (code point) */
 extern uint32_t icl_byte_to_cp[256];
 int icl_cp_to_byte(uint32_t cp); /* -1 if not a byte-level char */

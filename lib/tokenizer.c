@@ -15,13 +15,10 @@
 #include "record.h"
 #include "tok_internal.h"
 
-void ids_push(icl_ids *a, int32_t id)
+void ids_grow(icl_ids *a)
 {
-    if (a->n == a->cap) {
-        a->cap = a->cap ? a->cap * 2 : 64;
-        a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
-    }
-    a->v[a->n++] = id;
+    a->cap = a->cap ? a->cap * 2 : 64;
+    a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
 }
 
 void ids_free(icl_ids *a)
@@ -380,7 +377,7 @@ static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
         uint64_t k = ((uint64_t)node << 8) | (uint8_t)s[i];
         long sl = u64map_find(&tr->edges, k);
         if (sl >= 0) {
-            node = tr->edges.a[sl];
+            node = tr->edges.e[sl].a;
         } else {
             int32_t c = trie_node(tr);
             u64map_put(&tr->edges, k, c, 0);
@@ -408,7 +405,7 @@ static int32_t trie_longest(const tok_trie *tr, const char *s, size_t n, size_t 
         long sl = u64map_find(&tr->edges, ((uint64_t)node << 8) | (uint8_t)s[j]);
         if (sl < 0)
             break;
-        node = tr->edges.a[sl];
+        node = tr->edges.e[sl].a;
         if (tr->term[node] >= 0) {
             best = tr->term[node];
             *end = j + 1;
@@ -426,7 +423,7 @@ static int is_word_char_before(const char *s, size_t i)
         j--;
     size_t k = j;
     uint32_t c = utf8_next(s, i, &k);
-    return uni_is_alnum(c) || c == '_';
+    return uni_is_word(c);
 }
 
 static int is_word_char_at(const char *s, size_t n, size_t i)
@@ -434,7 +431,7 @@ static int is_word_char_at(const char *s, size_t n, size_t i)
     if (i >= n)
         return 0;
     uint32_t c = utf8_next(s, n, &i);
-    return uni_is_alnum(c) || c == '_';
+    return uni_is_word(c);
 }
 
 /* AddedVocabulary::split_with_indices: segments of s as (start, end, added
@@ -513,6 +510,10 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
 
 /* ---- loading ---- */
 
+/* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
+ * so a hostile file cannot make us allocate gigabytes. */
+#define MAX_IDS (1L << 24)
+
 static int read_all(const char *path, char **data, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -552,10 +553,14 @@ static void read_neighbours(icl_tokenizer *t, const char *dir)
     json_t *c = json_load_file(p, 0, NULL);
     if (json_is_object(c)) {
         int32_t id;
-        if ((id = token_id_of(t, json_object_get(c, "bos_token"))) >= 0)
+        json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
+        if ((id = token_id_of(t, b)) >= 0)
             t->sp.bos = id;
-        if ((id = token_id_of(t, json_object_get(c, "eos_token"))) >= 0)
+        if ((id = token_id_of(t, e)) >= 0)
             t->sp.eos = id;
+        /* an explicit null means "none": no guessing by name below */
+        t->bos_named |= b != NULL;
+        t->eos_named |= e != NULL;
         if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
             t->sp.pad = id;
         json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
@@ -613,8 +618,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     size_t arena = 0;
     json_object_foreach(vocab, k, v)
     {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX / 2)
-            return fail(e, "vocab entry \"%s\" has no valid id", k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= MAX_IDS)
+            return fail(e, "vocab entry \"%s\": id must be an integer in 0..%ld", k, MAX_IDS - 1);
         if (json_integer_value(v) > maxid)
             maxid = (long)json_integer_value(v);
         arena += strlen(k) + 1;
@@ -624,8 +629,8 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     {
         json_t *id = json_object_get(v, "id");
         if (!json_is_integer(id) || json_integer_value(id) < 0 ||
-            json_integer_value(id) > INT32_MAX / 2 || !jstr(v, "content"))
-            return fail(e, "added_tokens[%zu] needs an id and a content", i);
+            json_integer_value(id) >= MAX_IDS || !jstr(v, "content"))
+            return fail(e, "added_tokens[%zu] needs a content and an id in 0..%ld", i, MAX_IDS - 1);
         if (json_integer_value(id) > maxid)
             maxid = (long)json_integer_value(id);
     }
@@ -693,6 +698,27 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     }
     buf_free(&cat);
 
+    /* unit pairs inside tokens, for cutting long words (bpe.c) */
+    u64map_init(&t->pairs, 1 << 16);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (!t->has[id])
+            continue;
+        const char *p = t->arena + t->poff[id];
+        size_t n = t->plen[id], j = 0;
+        if (n > t->max_piece_len)
+            t->max_piece_len = n;
+        long prev = -1;
+        while (j < n) {
+            uint32_t c = utf8_next(p, n, &j);
+            long u = c;
+            if (t->byte_level)
+                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
+            if (prev >= 0 && u >= 0)
+                u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
+            prev = u;
+        }
+    }
+
     t->unk_id = -1;
     const char *unk = jstr(model, "unk_token");
     if (unk) {
@@ -715,7 +741,7 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     return 0;
 }
 
-static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
+static void load_added(icl_tokenizer *t, json_t *added)
 {
     size_t n = json_array_size(added), i;
     t->added = xcalloc(n ? n : 1, sizeof *t->added);
@@ -750,8 +776,6 @@ static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
     }
     buf_free(&nb);
     pcre2_match_data_free(md);
-    (void)e;
-    return 0;
 }
 
 /* ByteLevel must be the last pre-tokenizer: words stay raw bytes until BPE. */
@@ -771,14 +795,76 @@ static int check_bytelevel(const tok_pre *p, int last, errbuf *e, int *found)
     return 0;
 }
 
+/* The first of names that is an added token marked special, or -1. */
 static int32_t find_special(const icl_tokenizer *t, const char *const *names)
 {
-    for (int k = 0; names[k]; k++) {
-        int32_t id = icl_tok_id(t, names[k], strlen(names[k]));
-        if (id >= 0)
-            return id;
-    }
+    for (int k = 0; names[k]; k++)
+        for (int i = 0; i < t->nadded; i++)
+            if (t->added[i].special && !strcmp(t->added[i].content, names[k]))
+                return t->added[i].id;
     return -1;
+}
+
+/* The identity of a tokenizer: XXH3-64 over what decides its ids and text,
+ * independent of the file's formatting and key order: the pieces by id, the
+ * merges by rank, the added tokens, the model options and the components
+ * (dumped compactly with sorted keys). */
+static void fp_str(XXH3_state_t *h, const char *s, size_t n)
+{
+    XXH3_64bits_update(h, s, n);
+    XXH3_64bits_update(h, "", 1);
+}
+
+static void fp_json(XXH3_state_t *h, json_t *v)
+{
+    char *d = v ? json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
+    fp_str(h, d ? d : "null", d ? strlen(d) : 4);
+    free(d);
+}
+
+static uint64_t fingerprint(const icl_tokenizer *t, json_t *root)
+{
+    XXH3_state_t *h = XXH3_createState();
+    if (!h)
+        die("out of memory (xxhash state)");
+    XXH3_64bits_reset(h);
+    fp_str(h, "icl-tokenizer-1", 15);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (t->has[id])
+            fp_str(h, t->arena + t->poff[id], t->plen[id]);
+        else
+            XXH3_64bits_update(h, "\x01", 1);
+    }
+    json_t *model = json_object_get(root, "model"), *m;
+    size_t i;
+    json_array_foreach(json_object_get(model, "merges"), i, m)
+    {
+        if (json_is_string(m)) {
+            fp_str(h, json_string_value(m), json_string_length(m));
+        } else {
+            const char *a = json_string_value(json_array_get(m, 0)), *b = json_string_value(json_array_get(m, 1));
+            XXH3_64bits_update(h, a, strlen(a));
+            XXH3_64bits_update(h, " ", 1);
+            fp_str(h, b, strlen(b));
+        }
+    }
+    for (int k = 0; k < t->nadded; k++) {
+        const tok_added *a = &t->added[k];
+        char f[64];
+        int l = snprintf(f, sizeof f, "%d %d%d%d%d%d", a->id, a->special, a->lstrip, a->rstrip,
+                         a->single_word, a->normalized);
+        fp_str(h, f, (size_t)l);
+        fp_str(h, a->content, strlen(a->content));
+    }
+    static const char *opts[] = {"unk_token", "byte_fallback", "fuse_unk", "ignore_merges", NULL};
+    for (int k = 0; opts[k]; k++)
+        fp_json(h, json_object_get(model, opts[k]));
+    static const char *comps[] = {"normalizer", "pre_tokenizer", "post_processor", "decoder", NULL};
+    for (int k = 0; comps[k]; k++)
+        fp_json(h, json_object_get(root, comps[k]));
+    uint64_t r = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    return r;
 }
 
 icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, char *err,
@@ -793,7 +879,6 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         return NULL;
     }
     icl_tokenizer *t = xcalloc(1, sizeof *t);
-    t->fingerprint = XXH3_64bits(json, len);
     t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = -1;
     json_t *v;
     int found_bl = 0;
@@ -826,22 +911,20 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
-    if (load_added(t, added, &e))
-        goto bad;
+    load_added(t, added);
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
         if (parse_post(t, v, &e))
             goto bad;
-    if ((v = json_object_get(root, "truncation")) && !json_is_null(v)) {
-        /* truncation/padding are encode-time options of the Python API; icl
-         * has its own --max-len, so they are ignored rather than refused. */
-    }
+    /* "truncation" and "padding" are encode-time options of the Python API;
+     * icl has its own --max-len, so they are ignored rather than refused. */
     t->sp.unk = t->unk_id;
+    t->fingerprint = fingerprint(t, root);
     read_neighbours(t, dir);
-    if (t->sp.eos < 0) {
+    if (t->sp.eos < 0 && !t->eos_named) {
         static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
         t->sp.eos = find_special(t, eos_names);
     }
-    if (t->sp.bos < 0) {
+    if (t->sp.bos < 0 && !t->bos_named) {
         static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>", NULL};
         t->sp.bos = find_special(t, bos_names);
     }
@@ -874,7 +957,10 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     size_t len;
     icl_tokenizer *t = NULL;
     if (read_all(file, &data, &len)) {
-        snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        if (strcmp(file, path)) /* a directory: name the file looked for */
+            snprintf(err, errsz, "%s: %s", file, strerror(errno));
+        else
+            snprintf(err, errsz, "%s", strerror(errno));
     } else {
         t = icl_tok_load_mem(data, len, dir, err, errsz);
         free(data);
@@ -895,6 +981,8 @@ void icl_tok_free(icl_tokenizer *t)
     strmap_free(&t->vocab);
     if (t->merges.cap)
         u64map_free(&t->merges);
+    if (t->pairs.cap)
+        u64map_free(&t->pairs);
     icl_norm_free(t->norm);
     icl_pre_free(t->pre);
     icl_dec_free(t->dec);
@@ -920,9 +1008,11 @@ const char *icl_tok_piece(const icl_tokenizer *t, int32_t id, size_t *len)
     if (id < 0 || id >= t->nids)
         return NULL;
     if (t->added_of_id && t->added_of_id[id] >= 0) {
+        /* tokenizers gives a token marked normalized back in its normalized
+         * form ("WORLD" under Lowercase decodes as "world") */
         const tok_added *a = &t->added[t->added_of_id[id]];
-        *len = strlen(a->content);
-        return a->content;
+        *len = a->match_len;
+        return a->match;
     }
     if (!t->has[id])
         return NULL;
@@ -1290,5 +1380,75 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
     pl_free(&in.p);
     buf_free(&res.b);
     pl_free(&res.p);
+    return 0;
+}
+
+/* ---- streaming decode ---- */
+
+void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special)
+{
+    memset(s, 0, sizeof *s);
+    s->flags = flags;
+    s->skip_special = skip_special;
+}
+
+void icl_tok_stream_free(icl_tok_stream *s)
+{
+    ids_free(&s->ids);
+    buf_free(&s->a);
+    buf_free(&s->b);
+}
+
+static int ends_incomplete(const icl_buf *b)
+{
+    return b->len >= 3 && !memcmp(b->data + b->len - 3, "\xEF\xBF\xBD", 3);
+}
+
+/* As tokenizers' DecodeStream::step: decode the window without and with
+ * the ids not yet released; release the difference when it grew and does
+ * not end in U+FFFD; then the window starts at the ids just released. */
+int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
+                       char *err, size_t errsz)
+{
+    if (id < 0 || id >= t->nids || !icl_tok_piece(t, id, &(size_t){0})) {
+        snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", id, t->nids);
+        return -1;
+    }
+    ids_push(&s->ids, id);
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len && !ends_incomplete(&s->b) &&
+        (s->a.len == 0 || !memcmp(s->a.data, s->b.data, s->a.len))) {
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+        /* keep the ids just released as the new prefix */
+        size_t keep = s->ids.n - s->read;
+        memmove(s->ids.v, s->ids.v + s->read, keep * sizeof *s->ids.v);
+        s->ids.n = keep;
+        s->read = keep;
+        s->started = 1;
+    }
+    return 0;
+}
+
+int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                         size_t errsz)
+{
+    if (s->ids.n == s->read)
+        return 0;
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
+    s->a.len = 0;
+    s->b.len = 0;
+    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
+        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+        return -1;
+    if (s->b.len > s->a.len)
+        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+    s->ids.n = 0;
+    s->read = 0;
+    s->started = 1;
     return 0;
 }

@@ -24,6 +24,16 @@
  *                read to learn whether BOS/EOS ids wrap a single sequence.
  *   added_tokens special or not, lstrip, rstrip, single_word, normalized.
  *
+ * Regexes: \s and \S mean Oniguruma's White_Space (tokenizers' regex
+ * engine), not PCRE2's; otherwise PCRE2 10.42 semantics.  Known limit:
+ * characters first assigned in Unicode 15/16 (PCRE2 10.42 knows 14,
+ * utf8proc 2.8 knows 15) can pre-tokenize or normalize differently from
+ * tokenizers; everything older matched in fuzzing (tests/data/tok/extra).
+ *
+ * Long words: BPE uses a heap, O(n log n); a word longer than 256 bytes is
+ * first cut where no vocabulary token contains the two adjacent units, which
+ * is exact (see bpe.c) and keeps a 10 MB line of text fast.
+ *
  * Thread safety: a loaded icl_tokenizer is read-only; encoding needs a
  * per-thread icl_tok_state (word cache, regex match data, scratch).
  */
@@ -43,11 +53,17 @@ typedef struct {
     int32_t *v;
     size_t n, cap;
 } icl_ids;
-void ids_push(icl_ids *a, int32_t id);
+void ids_grow(icl_ids *a); /* make room for one more id */
+static inline void ids_push(icl_ids *a, int32_t id)
+{
+    if (a->n == a->cap)
+        ids_grow(a);
+    a->v[a->n++] = id;
+}
 void ids_free(icl_ids *a);
 
-/* Load a tokenizer from `path`: a tokenizer.json (plain or .gz-free JSON) or a
- * directory holding tokenizer.json.  tokenizer_config.json and
+/* Load a tokenizer from `path`: a tokenizer.json file or a directory
+ * holding one.  tokenizer_config.json and
  * generation_config.json beside it, when present, supply bos/eos and
  * add_bos_token.  On failure returns NULL with "what is wrong" in err (the
  * caller prefixes the path).  Caller frees with icl_tok_free. */
@@ -60,8 +76,10 @@ void icl_tok_free(icl_tokenizer *t);
 
 /* Number of ids: 1 + the largest id of the vocabulary and added tokens. */
 int icl_tok_vocab_size(const icl_tokenizer *t);
-/* XXH3-64 of the tokenizer.json bytes as loaded: the identity recorded in
- * token-line headers (toklines.h). */
+/* The tokenizer's identity, recorded in token-line headers (toklines.h):
+ * XXH3-64 over the pieces by id, the merges by rank, the added tokens, the
+ * model options and the components (compact JSON, sorted keys); the same
+ * tokenizer saved with other formatting or key order has the same one. */
 uint64_t icl_tok_fingerprint(const icl_tokenizer *t);
 /* The token string of id (model vocab or added token), its length in *len;
  * NULL if the id is out of range or unassigned.  Owned by t. */
@@ -115,5 +133,30 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
  * or -1 with a message in err if an id is out of range. */
 int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                    int flags, icl_buf *out, char *err, size_t errsz);
+
+/* Streaming decode, for text printed as it is generated (tokenizers'
+ * DecodeStream): ids come one at a time; text is released once it no longer
+ * ends in an incomplete character, so a character spread over several
+ * byte-level or <0xNN> tokens never shows as U+FFFD in the middle of valid
+ * text, and the concatenation of everything released (after flush) equals
+ * icl_tok_decode of all the ids.  Only a short window of ids is kept. */
+typedef struct {
+    icl_ids ids;         /* the window: ids[0..read) already released */
+    size_t read;
+    int started;         /* some text was released: decode as a continuation */
+    int flags, skip_special;
+    icl_buf a, b;
+} icl_tok_stream;
+/* flags: ICL_TOK_CONTINUATION if the ids continue text decoded elsewhere
+ * (a response after its prompt).  skip_special: drop special tokens. */
+void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special);
+/* Add one id; append the text it completes (maybe none) to out.  Returns 0,
+ * or -1 with a message in err for an id outside the vocabulary. */
+int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
+                       char *err, size_t errsz);
+/* Release what is left (an incomplete character as U+FFFD). */
+int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                         size_t errsz);
+void icl_tok_stream_free(icl_tok_stream *s);
 
 #endif

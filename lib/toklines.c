@@ -141,13 +141,29 @@ int icl_toklines_parse_header(const char *line, size_t len, icl_toklines_header 
 
 void icl_toklines_put_segment(icl_buf *b, const int32_t *ids, size_t n, int first)
 {
-    char tmp[16];
+    buf_reserve(b, n * 12 + 2);
+    char *o = b->data + b->len;
     if (!first)
-        buf_putc(b, '\t');
+        *o++ = '\t';
     for (size_t i = 0; i < n; i++) {
-        int l = snprintf(tmp, sizeof tmp, i ? " %d" : "%d", ids[i]);
-        buf_append(b, tmp, (size_t)l);
+        char tmp[12];
+        int l = 0;
+        int64_t v = ids[i];
+        if (i)
+            *o++ = ' ';
+        if (v < 0) {
+            *o++ = '-';
+            v = -v;
+        }
+        do {
+            tmp[l++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        while (l)
+            *o++ = tmp[--l];
     }
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = 0;
 }
 
 void icl_toklines_open(icl_toklines_reader *r, const char *path, int vocab_size)

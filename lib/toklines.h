@@ -16,8 +16,9 @@
  *   #icl-tokens 1 fingerprint=xxh3:HHHHHHHHHHHHHHHH vocab_size=N bos=ID eos=ID pad=ID source=TEXT
  *
  *   "1"          format version.
- *   fingerprint  XXH3-64 of the tokenizer.json bytes (icl_tok_fingerprint),
- *                16 lower-case hex digits: the identity of the tokenizer.
+ *   fingerprint  icl_tok_fingerprint (XXH3-64 over the tokenizer's vocabulary,
+ *                merges, added tokens and components, independent of the
+ *                file's formatting), 16 lower-case hex digits.
  *   vocab_size   1 + the largest id of the tokenizer (icl_tok_vocab_size).
  *   bos eos pad  special ids, -1 if the tokenizer has none.
  *   source       the tokenizer's path as given to icl-tok; the rest of the

@@ -29,6 +29,14 @@ static int encode_part(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
     return icl_tok_encode(t, st, s, n, flags, out, err, errsz);
 }
 
+int icl_tokrec_encode_prompt(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
+                             const char *prompt, size_t n, icl_ids *out, char *err, size_t errsz)
+{
+    if (o->bos && icl_tok_get_specials(t)->bos < 0)
+        return snprintf(err, errsz, "the tokenizer has no BOS token"), -1;
+    return encode_part(t, st, o, prompt, n, 0, o->bos, out, err, errsz);
+}
+
 int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
                       const json_t *rec, icl_buf *out, char *err, size_t errsz)
 {

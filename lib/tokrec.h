@@ -37,6 +37,12 @@ typedef struct {
 int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
                       const json_t *rec, icl_buf *out, char *err, size_t errsz);
 
+/* The ids of a prompt exactly as icl_tokrec_encode makes its first
+ * segment (BOS rules included), appended to out: what icl-gen feeds the
+ * model.  Returns 0, or -1 with a message in err. */
+int icl_tokrec_encode_prompt(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
+                             const char *prompt, size_t n, icl_ids *out, char *err, size_t errsz);
+
 /* Decode one token line (ids split in nseg segments, see toklines.h) into
  * a new record: "text" for a line whose first segment is empty and that has
  * one target; else "prompt"/"response" (strings for one turn, arrays for

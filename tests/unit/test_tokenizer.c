@@ -15,6 +15,8 @@
 
 #include "record.h"
 #include "tokenizer.h"
+#include "tokrec.h"
+#include "tok_internal.h" /* to switch off the long-word cut in one test */
 
 #define D "data/tok/"
 
@@ -111,9 +113,13 @@ static void show_ids(const char *what, const icl_ids *a)
 static void parity(const char *name, icl_tokenizer *t, const char *cases_path, const char **keys)
 {
     json_error_t je;
-    json_t *cases = json_load_file(cases_path, 0, &je);
+    size_t cl;
+    char *ct = slurp(cases_path, &cl);
+    assert_non_null(ct);
+    json_t *cases = json_loadb(ct, cl, 0, &je);
+    free(ct);
     assert_non_null(cases);
-    size_t i, n = json_array_size(cases), same = 0, dec_same = 0;
+    size_t i, n = json_array_size(cases), same = 0, dec_same = 0, rt_same = 0, rt_n = 0;
     json_t *c;
     icl_tok_state *st = icl_tok_state_new(t);
     json_array_foreach(cases, i, c)
@@ -145,11 +151,29 @@ static void parity(const char *name, icl_tokenizer *t, const char *cases_path, c
         else
             fprintf(stderr, "%s case %zu decode: got '%s' want '%s'\n", name, i, out.data,
                     json_string_value(want));
+        /* byte level: decode(encode(text)) gives the text back (NFC'd if the
+         * tokenizer normalizes, as Qwen's does) */
+        if (icl_tok_is_byte_level(t) && !strstr(cases_path, "extra/")) {
+            out.len = 0;
+            assert_int_equal(icl_tok_decode(t, ids.v, ids.n, 0, 0, &out, err, sizeof err), 0);
+            utf8proc_uint8_t *nfc = utf8proc_NFC((const utf8proc_uint8_t *)text);
+            const char *w = strstr(name, "qwen") ? (const char *)nfc : text;
+            if (out.len == strlen(w) && !memcmp(out.data ? out.data : "", w, out.len))
+                rt_same++;
+            else
+                fprintf(stderr, "%s case %zu round trip: got '%s' want '%s'\n", name, i, out.data, w);
+            free(nfc);
+            rt_n++;
+        }
         buf_free(&out);
         ids_free(&ids);
         ids_free(&ref);
     }
-    printf("# %-22s %5zu cases %5zu identical ids %5zu identical decode\n", name, n, same, dec_same);
+    printf("# %-22s %5zu cases %5zu identical ids %5zu identical decode", name, n, same, dec_same);
+    if (rt_n)
+        printf(" %5zu round trips", rt_same);
+    printf("\n");
+    assert_int_equal(rt_same, rt_n);
     icl_tok_state_free(st);
     json_decref(cases);
     assert_int_equal(same, n);
@@ -185,6 +209,29 @@ static void parity_bytelevel(void **state)
     parity("bytelevel-2048.json", bl2048, D "bytelevel-2048.cases.json", k);
 }
 
+/* Small tokenizers made by tests/data/tok/extra/make_extra.py with HF
+ * tokenizers, exercising the components the shared fixtures do not. */
+static void parity_extra(void **state)
+{
+    (void)state;
+    static const char *names[] = {
+        "metaspace", "metaspace-first", "split-removed", "split-removed-invert", "split-isolated",
+        "split-isolated-invert", "split-merged_with_previous", "split-merged_with_previous-invert",
+        "split-merged_with_next", "split-merged_with_next-invert", "split-contiguous",
+        "split-contiguous-invert", "nfkc-lower-digits", "digits-groups", "llama3-style",
+        "bytefallback", NULL};
+    const char *k[] = {"ids", NULL};
+    for (int i = 0; names[i]; i++) {
+        char p[128], c[128];
+        snprintf(p, sizeof p, D "extra/%s.json.gz", names[i]);
+        snprintf(c, sizeof c, D "extra/%s.cases.json.gz", names[i]);
+        icl_tokenizer *t = load(p);
+        assert_non_null(t);
+        parity(names[i], t, c, k);
+        icl_tok_free(t);
+    }
+}
+
 /* llama.cpp's test vectors: .inp holds texts separated by
  * "\n__ggml_vocab_test__\n", .out one line of ids per text. */
 static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
@@ -217,7 +264,6 @@ static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
                 q++;
             if (!*q)
                 break;
-            want.v = want.v;
             ids_push(&want, (int32_t)strtol(q, &q, 10));
         }
         int ok = ids.n == want.n && (ids.n == 0 || !memcmp(ids.v, want.v, ids.n * sizeof *ids.v));
@@ -390,6 +436,45 @@ static void continuation_has_no_prefix_space(void **state)
     ids_free(&r);
 }
 
+/* \s is Oniguruma's (White_Space), not PCRE2's (which adds U+180E):
+ * found by tests/data/tok/extra/fuzz_vs_hf.py. */
+static void regex_whitespace_as_oniguruma(void **state)
+{
+    (void)state;
+    icl_ids a = {0};
+    encode_str(gpt2, "  \xE1\xA0\x8E", 0, &a); /* two spaces, U+180E */
+    assert_int_equal(a.n, 4);
+    assert_int_equal(a.v[0], 220);
+    assert_int_equal(a.v[1], 28053);
+    assert_int_equal(a.v[2], 254);
+    assert_int_equal(a.v[3], 236);
+    ids_free(&a);
+}
+
+/* icl-gen's prompt ids equal the first segment icl-tok encode writes. */
+static void prompt_ids_as_encode(void **state)
+{
+    (void)state;
+    icl_tokrec_opts o = {.bos = 1, .eos = 1};
+    char err[128];
+    icl_ids a = {0};
+    assert_int_equal(icl_tokrec_encode_prompt(llama2, NULL, &o, "<s>Hi there", 11, &a, err, sizeof err), 0);
+    json_t *rec = json_pack("{s:s, s:s}", "prompt", "<s>Hi there", "response", " ok");
+    icl_buf line = {0};
+    assert_int_equal(icl_tokrec_encode(llama2, NULL, &o, rec, &line, err, sizeof err), 0);
+    icl_buf want = {0};
+    for (size_t i = 0; i < a.n; i++)
+        buf_printf(&want, i ? " %d" : "%d", a.v[i]);
+    buf_putc(&want, '\t');
+    assert_memory_equal(line.data, want.data, want.len);
+    assert_int_equal(a.v[0], 1);
+    assert_int_not_equal(a.v[1], 1); /* BOS once */
+    json_decref(rec);
+    buf_free(&line);
+    buf_free(&want);
+    ids_free(&a);
+}
+
 static void no_space_cleanup(void **state)
 {
     (void)state;
@@ -429,6 +514,50 @@ static void long_words_fast(void **state)
     free(s);
 }
 
+/* Long words are cut where no token can span (bpe.c, bpe_long); the result
+ * must equal the plain heap merge of the whole word. */
+static void long_word_cut_is_exact(void **state)
+{
+    (void)state;
+    size_t len;
+    FILE *f = popen("gzip -dc " D "corpus.txt.gz | head -c 300000", "r");
+    icl_buf b = {0};
+    char tmp[65536];
+    while ((len = fread(tmp, 1, sizeof tmp, f)) > 0)
+        buf_append(&b, tmp, len);
+    pclose(f);
+    /* and 20000 random CJK and Latin letters without spaces: one word for the regexes */
+    icl_buf w = {0};
+    for (int i = 0; i < 20000; i++) {
+        char u[4];
+        uint32_t c = rnd() % 3 ? 0x4E00 + rnd() % 300 : 'a' + rnd() % 26;
+        buf_append(&w, u, (size_t)utf8_enc(c, u));
+    }
+    struct { icl_tokenizer *t; icl_buf *text; const char *name; } cases[] = {
+        {llama2, &b, "llama2, 300 KB line"}, {gpt2, &w, "gpt2, 20000-letter word"},
+        {qwen3, &w, "qwen3, 20000-letter word"}, {llama2, &w, "llama2, 20000-letter word"}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        icl_ids a = {0}, c = {0};
+        char err[128];
+        double t0 = icl_now();
+        assert_int_equal(icl_tok_encode(cases[k].t, NULL, cases[k].text->data, cases[k].text->len, 0, &a, err, sizeof err), 0);
+        double t1 = icl_now();
+        size_t cap = cases[k].t->pairs.cap;
+        cases[k].t->pairs.cap = 0; /* no cut */
+        assert_int_equal(icl_tok_encode(cases[k].t, NULL, cases[k].text->data, cases[k].text->len, 0, &c, err, sizeof err), 0);
+        double t2 = icl_now();
+        cases[k].t->pairs.cap = cap;
+        printf("# %-26s %7zu ids, cut %.3f s, whole %.3f s, %s\n", cases[k].name, a.n, t1 - t0, t2 - t1,
+               a.n == c.n && !memcmp(a.v, c.v, a.n * sizeof *a.v) ? "identical" : "DIFFERENT");
+        assert_int_equal(a.n, c.n);
+        assert_memory_equal(a.v, c.v, a.n * sizeof *a.v);
+        ids_free(&a);
+        ids_free(&c);
+    }
+    buf_free(&b);
+    buf_free(&w);
+}
+
 static void unsupported_component_named(void **state)
 {
     (void)state;
@@ -445,6 +574,133 @@ static void unsupported_component_named(void **state)
     j = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a b\"]}}";
     assert_null(icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err));
     assert_non_null(strstr(err, "merges[0]"));
+}
+
+/* Merges as "a b" strings and as ["a", "b"] pairs; a TemplateProcessing
+ * post-processor gives BOS/EOS; a Sequence post-processor is read through. */
+static void merges_forms_and_templates(void **state)
+{
+    (void)state;
+    char err[256];
+    const char *forms[] = {"[\"a b\", \"ab c\"]", "[[\"a\", \"b\"], [\"ab\", \"c\"]]"};
+    for (int k = 0; k < 2; k++) {
+        char j[1024];
+        snprintf(j, sizeof j,
+                 "{\"added_tokens\":[{\"id\":4,\"content\":\"<s>\",\"special\":true},"
+                 "{\"id\":5,\"content\":\"</s>\",\"special\":true}],"
+                 "\"post_processor\":{\"type\":\"Sequence\",\"processors\":[{\"type\":\"ByteLevel\"},"
+                 "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},"
+                 "{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+                 "\"special_tokens\":{\"<s>\":{\"id\":\"<s>\",\"ids\":[4],\"tokens\":[\"<s>\"]},"
+                 "\"</s>\":{\"id\":\"</s>\",\"ids\":[5],\"tokens\":[\"</s>\"]}}}]},"
+                 "\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"ab\":3,\"abc\":6},\"merges\":%s}}",
+                 forms[k]);
+        icl_tokenizer *t = icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err);
+        if (!t)
+            fail_msg("%s", err);
+        icl_ids a = {0};
+        encode_str(t, "abcab<s>", ICL_TOK_PARSE_SPECIAL, &a);
+        assert_int_equal(a.n, 3);
+        assert_int_equal(a.v[0], 6);
+        assert_int_equal(a.v[1], 3);
+        assert_int_equal(a.v[2], 4);
+        const icl_tok_specials *sp = icl_tok_get_specials(t);
+        assert_int_equal(sp->bos, 4);
+        assert_int_equal(sp->eos, 5);
+        assert_true(sp->add_bos);
+        assert_true(sp->add_eos);
+        assert_int_equal(icl_tok_vocab_size(t), 7);
+        ids_free(&a);
+        icl_tok_free(t);
+    }
+}
+
+/* Streaming decode: one id at a time, the pieces released add up to the
+ * whole decode and never hold U+FFFD when the whole decode has none. */
+static void stream_decode(void **state)
+{
+    (void)state;
+    icl_tokenizer *ts[] = {gpt2, llama2, qwen3};
+    const char *cases[] = {D "gpt2.cases.json", D "llama2.spm-cases.json", D "qwen3.cases.json"};
+    for (int k = 0; k < 3; k++) {
+        json_t *cs = json_load_file(cases[k], 0, NULL), *c;
+        size_t i, n = 0, good = 0, pieces = 0;
+        assert_non_null(cs);
+        json_array_foreach(cs, i, c)
+        {
+            json_t *ids = json_object_get(c, k == 1 ? "tokenizer_json_ids" : "ids"), *x;
+            size_t j;
+            icl_ids all = {0};
+            json_array_foreach(ids, j, x) ids_push(&all, (int32_t)json_integer_value(x));
+            for (int fl = 0; fl <= ICL_TOK_CONTINUATION; fl += ICL_TOK_CONTINUATION) {
+                icl_buf whole = {0}, got = {0}, piece = {0};
+                char err[128];
+                int fffd = 0;
+                assert_int_equal(icl_tok_decode(ts[k], all.v, all.n, 0, fl, &whole, err, sizeof err), 0);
+                icl_tok_stream st;
+                icl_tok_stream_init(&st, fl, 0);
+                for (size_t q = 0; q < all.n; q++) {
+                    piece.len = 0;
+                    assert_int_equal(icl_tok_stream_put(ts[k], &st, all.v[q], &piece, err, sizeof err), 0);
+                    if (piece.len) {
+                        pieces++;
+                        fffd |= strstr(piece.data, "\xEF\xBF\xBD") != NULL;
+                        buf_append(&got, piece.data, piece.len);
+                    }
+                }
+                assert_int_equal(icl_tok_stream_flush(ts[k], &st, &got, err, sizeof err), 0);
+                icl_tok_stream_free(&st);
+                int same = got.len == whole.len && !memcmp(got.data ? got.data : "", whole.data ? whole.data : "", got.len);
+                if (fffd && !strstr(whole.data ? whole.data : "", "\xEF\xBF\xBD"))
+                    same = 0;
+                if (!same)
+                    fprintf(stderr, "stream %d case %zu flags %d: got '%s' want '%s'\n", k, i, fl, got.data, whole.data);
+                good += same;
+                n++;
+                buf_free(&whole);
+                buf_free(&got);
+                buf_free(&piece);
+            }
+            ids_free(&all);
+        }
+        printf("# stream decode %-14s %4zu cases %4zu identical (%zu pieces)\n", cases[k] + strlen(D), n, good, pieces);
+        assert_int_equal(good, n);
+        json_decref(cs);
+    }
+}
+
+/* The fingerprint ignores formatting and key order, not content. */
+static void fingerprint_is_semantic(void **state)
+{
+    (void)state;
+    size_t len;
+    char err[256];
+    char *j = slurp(D "bytelevel-512.json", &len);
+    json_error_t je;
+    json_t *root = json_loadb(j, len, 0, &je);
+    char *re = json_dumps(root, JSON_SORT_KEYS | JSON_INDENT(1));
+    icl_tokenizer *a = icl_tok_load_mem(j, len, NULL, err, sizeof err);
+    icl_tokenizer *b = icl_tok_load_mem(re, strlen(re), NULL, err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(strlen(re) != len);
+    assert_true(icl_tok_fingerprint(a) == icl_tok_fingerprint(b));
+    /* swap two merges: another tokenizer */
+    json_t *m = json_object_get(json_object_get(root, "model"), "merges");
+    json_t *m0 = json_incref(json_array_get(m, 0));
+    json_array_set(m, 0, json_array_get(m, 1));
+    json_array_set_new(m, 1, m0);
+    char *sw = json_dumps(root, JSON_COMPACT);
+    icl_tokenizer *c = icl_tok_load_mem(sw, strlen(sw), NULL, err, sizeof err);
+    assert_non_null(c);
+    assert_true(icl_tok_fingerprint(a) != icl_tok_fingerprint(c));
+    icl_tok_free(a);
+    icl_tok_free(b);
+    icl_tok_free(c);
+    free(re);
+    free(sw);
+    free(j);
+    json_decref(root);
 }
 
 static void specials(void **state)
@@ -470,13 +726,20 @@ int main(void)
         cmocka_unit_test(parity_qwen3),
         cmocka_unit_test(parity_bytelevel),
         cmocka_unit_test(llamacpp_vectors),
+        cmocka_unit_test(parity_extra),
         cmocka_unit_test(roundtrip_random),
         cmocka_unit_test(special_text_not_parsed_by_default),
         cmocka_unit_test(continuation_has_no_prefix_space),
         cmocka_unit_test(no_space_cleanup),
+        cmocka_unit_test(prompt_ids_as_encode),
+        cmocka_unit_test(regex_whitespace_as_oniguruma),
         cmocka_unit_test(long_words_fast),
+        cmocka_unit_test(long_word_cut_is_exact),
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
+        cmocka_unit_test(fingerprint_is_semantic),
+        cmocka_unit_test(stream_decode),
+        cmocka_unit_test(merges_forms_and_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
