@@ -73,7 +73,9 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
  * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
  * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
- * or padded examples never see each other.  out [B*T, H*hd] (row stride ldo),
+ * or padded examples never see each other (and cost only their own
+ * sum(doc_len^2): key blocks before a query block's documents are skipped).
+ * out [B*T, H*hd] (row stride ldo),
  * lse [B, H, T] = log-sum-exp of each scaled score row (kept for backward).
  * scale = 1/sqrt(hd) as HF. */
 typedef struct {

@@ -130,6 +130,27 @@ static void parity(const char *name)
     print_message("# %s: loss %.9g (logits path) want %.9g\n", name, lsum / nt, want);
     assert_true(fabs(lsum / nt - want) <= 1e-5 * fabs(want));
 
+    /* per-position losses: zero off target, summing to the total; the logits path agrees */
+    float *tl = xmalloc((size_t)f.B * f.T * sizeof(float));
+    icl_model_token_losses(m, tl);
+    double tsum = 0;
+    for (int i = 0; i < f.B * f.T; i++) {
+        int is_t = (i + 1) % f.T != 0 && f.target[i + 1];
+        if (!is_t)
+            assert_true(tl[i] == 0.0f);
+        else
+            assert_true(tl[i] > 0.0f);
+        tsum += tl[i];
+    }
+    assert_true(fabs(tsum - lsum) < 1e-4);
+    icl_model_forward(m, &b, NULL, 0, NULL);
+    float *tl2 = xmalloc((size_t)f.B * f.T * sizeof(float));
+    icl_model_token_losses(m, tl2);
+    for (int i = 0; i < f.B * f.T; i++)
+        assert_float_equal(tl[i], tl2[i], 1e-5);
+    free(tl);
+    free(tl2);
+
     /* fused loss + backward */
     icl_model_zero_grads(m);
     double l2 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
