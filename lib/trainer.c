@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -106,7 +105,8 @@ static void on_signal(int sig) { got_signal = sig; }
 
 typedef struct {
     int present;
-    uint64_t fp;
+    uint64_t fp;      /* icl_tok_fingerprint */
+    int vocab;        /* icl_tok_vocab_size */
     const char *what; /* where the identity comes from */
 } tok_identity;
 
@@ -117,6 +117,9 @@ static void check_header(const icl_toklines_reader *r, const char *name, int voc
         die("%s:%ld: token lines were made by tokenizer xxh3:%016" PRIx64 " (%s), not the model's (%s, xxh3:%016" PRIx64
             "); re-encode with icl-tok encode -t %s",
             name, r->header_line, r->hdr.fingerprint, r->hdr.source ? r->hdr.source : "?", id->what, id->fp, id->what);
+    if (id->present && r->hdr.vocab_size != id->vocab)
+        die("%s:%ld: token lines have vocab_size %d but the model's tokenizer (%s) has %d", name, r->header_line,
+            r->hdr.vocab_size, id->what, id->vocab);
     if (r->hdr.vocab_size > vocab)
         die("%s:%ld: token lines use a vocabulary of %d ids but the model has %d", name, r->header_line,
             r->hdr.vocab_size, vocab);
@@ -563,9 +566,19 @@ int icl_train(const icl_train_opts *o)
         size_t n;
         char *bytes = slurp(tokpath, &n);
         if (bytes) {
-            tid.present = 1;
-            tid.fp = XXH3_64bits(bytes, n);
-            tid.what = tokpath;
+            icl_tokenizer *t = icl_tok_load_mem(bytes, n, NULL, err, sizeof err);
+            if (t) {
+                tid.present = 1;
+                tid.fp = icl_tok_fingerprint(t);
+                tid.vocab = icl_tok_vocab_size(t);
+                tid.what = tokpath;
+                icl_tok_free(t);
+            } else if (o->arch && !o->resume) {
+                die("%s: %s", tokpath, err);
+            } else {
+                warn("%s: %s", tokpath, err);
+                tid.what = "its tokenizer.json cannot be read by icl";
+            }
             if (!o->model_dir && !o->resume) {
                 tok_json = bytes;
                 tok_len = n;
