@@ -808,12 +808,16 @@ static void block_backward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
     norm_bwd(m, a->dres, G(m, o->ln1_w), G(m, o->ln1_b), a->dtmp, a->x[l], P(m, o->ln1_w), a->m1[l], a->r1[l], N);
 }
 
-/* Loss head over target rows, in chunks of at most hrows rows: logits = h W^T,
- * cross-entropy, and (scale != 0) dh into dlnf, dW += dlogits^T h. */
-static double head_loss(icl_model *m, icl_acts *a, long nt, float scale)
+/* Loss head over target rows, in chunks of at most min(T, hrows) rows:
+ * logits = h W^T, cross-entropy, and (scale != 0) dh into dlnf,
+ * dW += dlogits^T h.  T is the batch's (a->T and a->hrows come from the
+ * buffers' capacity): the chunking, hence the rounding of dW, must not
+ * depend on earlier, larger batches, or a resumed run would not be
+ * bit-identical to an uninterrupted one. */
+static double head_loss(icl_model *m, icl_acts *a, long nt, float scale, int Tb)
 {
     const icl_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, T = a->hrows;
+    int C = c->hidden_size, V = c->vocab_size, T = Tb < a->hrows ? Tb : a->hrows;
     const float *W = P(m, m->lm_head);
     float *dW = scale != 0 ? G(m, m->lm_head) : NULL;
     double total = 0;
@@ -894,7 +898,7 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
             return loss;
         }
     }
-    return head_loss(m, a, nt, loss_scale);
+    return head_loss(m, a, nt, loss_scale, T);
 }
 
 void icl_model_token_losses(const icl_model *m, float *loss)

@@ -131,7 +131,7 @@ static inline float icl_expf(float x)
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
+    u.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23); /* unsigned shift: no UB when x is NaN (p is NaN then) */
     return p * u.f;
 }
 

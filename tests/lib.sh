@@ -55,6 +55,22 @@ test_skip() {
 test_cmp() { cmp "$1" "$2" || { diff -u "$1" "$2" | head -40; return 1; }; }
 test_grep() { grep -q -- "$1" "$2" || { echo "no '$1' in $2:"; head -20 "$2"; return 1; }; }
 
+# test_must_fail CMD ARGS...: CMD must exit non-zero, and not by a signal
+# (a crash is never the expected failure).  Use it instead of "! CMD", which
+# set -e ignores in the middle of a test.
+test_must_fail() {
+    _rc=0
+    "$@" || _rc=$?
+    if [ "$_rc" -eq 0 ]; then
+        echo "test_must_fail: succeeded: $*" >&2
+        return 1
+    elif [ "$_rc" -gt 128 ]; then
+        echo "test_must_fail: died of signal $((_rc - 128)): $*" >&2
+        return 1
+    fi
+    return 0
+}
+
 test_done() {
     echo "1..$test_count"
     [ "$test_failed" -eq 0 ]

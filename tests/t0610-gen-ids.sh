@@ -39,13 +39,13 @@ test_expect_success 'sampling with --seed does not depend on the batch size' '
 	icl-gen -m $M/stories260K/model --ids -n 20 -b 1 --temperature 1.3 --seed 7 <prompts >s1 &&
 	icl-gen -m $M/stories260K/model --ids -n 20 -b 5 --temperature 1.3 --seed 7 <prompts >s5 &&
 	test_cmp s1 s5 &&
-	! cmp -s s1 b1
+	test_must_fail cmp -s s1 b1
 '
 
 test_expect_success 'another seed gives other samples; the same seed the same' '
 	icl-gen -m $M/stories260K/model --ids -n 20 --temperature 1.3 --seed 8 <prompts >s8 &&
 	icl-gen -m $M/stories260K/model --ids -n 20 --temperature 1.3 --seed 8 -t 1 <prompts >s8b &&
-	! cmp -s s1 s8 && test_cmp s8 s8b
+	test_must_fail cmp -s s1 s8 && test_cmp s8 s8b
 '
 
 test_expect_success 'segments are kept, a last target segment (the reference) is replaced' '

@@ -81,16 +81,16 @@ test_expect_code 1 'decode refuses tokens of another tokenizer' '
 
 test_expect_success 'decode names file and line of a bad id' '
 	printf "1 2\n3  4\n" >bad.tok &&
-	! icl-tok decode -t gpt2.json bad.tok 2>err &&
+	test_must_fail icl-tok decode -t gpt2.json bad.tok 2>err &&
 	grep -q "^icl-tok: bad.tok:2: " err &&
 	printf "1 99999\n" >big.tok &&
-	! icl-tok decode -t gpt2.json big.tok 2>err &&
+	test_must_fail icl-tok decode -t gpt2.json big.tok 2>err &&
 	grep -q "big.tok:1: token id 99999 is not below the vocabulary size 50257" err
 '
 
 test_expect_success 'bad records are errors with file:line' '
 	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\"}" >br.jsonl &&
-	! icl-tok encode -t gpt2.json br.jsonl >/dev/null 2>err &&
+	test_must_fail icl-tok encode -t gpt2.json br.jsonl >/dev/null 2>err &&
 	grep -q "^icl-tok: br.jsonl:2: record has \"prompt\" without \"response\"" err
 '
 
