@@ -103,6 +103,8 @@ typedef struct {
     int batch;
     int stream;
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
+    int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
+    icl_toklines_header hdr; /* the first one (source not kept) */
 } ctx_t;
 
 /* A prompt must fit the model's context (icl_generate would refuse the
@@ -274,25 +276,38 @@ static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
     free(seqs);
 }
 
-static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
+static void gen_ids_file(ctx_t *c, const char *path)
 {
     icl_toklines_reader r;
     icl_toklines_open(&r, path, c->m->cfg.vocab_size);
     const char *name = icl_display_name(path);
     ids_item *items = xcalloc((size_t)c->batch, sizeof *items);
-    int n = 0, st;
+    int n = 0, st, checked = 0;
     char err[512], where[600] = "";
     while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
         if (st < 0)
             die("%s", err);
-        if (r.hdr.present && !*header_done) {
+        /* every file's header is checked (the tokenizer, the model, the
+         * headers of the files before); the output has the first one */
+        if (r.hdr.present && !checked) {
+            checked = 1;
             if (c->tok && icl_toklines_check(&r.hdr, c->tok, err, sizeof err) != 0)
                 die("%s:%ld: %s", name, r.header_line, err);
             if (r.hdr.vocab_size > c->m->cfg.vocab_size)
                 die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                     r.hdr.vocab_size, c->m->cfg.vocab_size);
-            icl_toklines_write_header(stdout, &r.hdr);
-            *header_done = 1;
+            if (c->have_hdr && (r.hdr.fingerprint != c->hdr.fingerprint || r.hdr.vocab_size != c->hdr.vocab_size))
+                die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
+                    "vocab_size %d; before: xxh3:%016llx, %d)",
+                    name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
+                    (unsigned long long)c->hdr.fingerprint, c->hdr.vocab_size);
+            if (!c->have_hdr && c->index == 0) /* nothing written yet: the output gets it */
+                icl_toklines_write_header(stdout, &r.hdr);
+            if (!c->have_hdr) {
+                c->hdr = r.hdr;
+                c->hdr.source = NULL;
+                c->have_hdr = 1;
+            }
         }
         /* a last target segment is the reference: drop it */
         size_t keep = r.nseg % 2 == 0 ? r.nseg - 1 : r.nseg;
@@ -444,16 +459,15 @@ int main(int argc, char **argv)
     }
     free(tokpath);
 
-    int header_done = 0;
     if (optind == argc) {
         if (ids_mode)
-            gen_ids_file(&cx, "-", &header_done);
+            gen_ids_file(&cx, "-");
         else
             gen_text_file(&cx, "-");
     }
     for (int i = optind; i < argc; i++) {
         if (ids_mode)
-            gen_ids_file(&cx, argv[i], &header_done);
+            gen_ids_file(&cx, argv[i]);
         else
             gen_text_file(&cx, argv[i]);
     }

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Regression tests from the second review of icl-gen and icl-eval: each test
+# names the bug it guards against.
+. "$(dirname "$0")/lib.sh"
+S="$DATA/model/stories260K/model"
+hdr() { printf '#icl-tokens 1 fingerprint=xxh3:%016x vocab_size=512 bos=1 eos=2 pad=-1 source=t%s\n' "$1" "$1"; }
+{ hdr 1; printf '1 461\t401\n'; } >a.tok
+{ hdr 2; printf '1 300\t401\n'; } >b.tok
+{ hdr 1; printf '1 300\t401\n'; } >a2.tok
+
+test_expect_code 1 'icl-gen --ids: a later file from another tokenizer is an error (was ignored)' '
+	icl-gen -m $S --ids -n 2 a.tok b.tok >out 2>err
+'
+test_expect_success '... and the message names that file and its header line' '
+	test_grep "icl-gen: b.tok:1: tokens made by another tokenizer" err
+'
+test_expect_success 'icl-gen --ids: files of one tokenizer still concatenate, with one header' '
+	icl-gen -m $S --ids -n 2 a.tok a2.tok >out &&
+	test $(grep -c "^#icl-tokens" out) = 1 && test $(wc -l <out) = 3
+'
+test_expect_code 1 'icl-eval -m: a later file from another tokenizer is an error (was summed in)' '
+	icl-eval -m $S a.tok b.tok >out 2>err
+'
+test_expect_success '... with a message naming it' '
+	test_grep "icl-eval: b.tok:1: tokens made by another tokenizer" err
+'
+test_expect_success 'icl-eval -m: files of one tokenizer still add up' '
+	icl-eval -m $S a.tok a2.tok >out && test_grep "\"records\":2," out
+'
+
+test_done
