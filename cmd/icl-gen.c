@@ -122,6 +122,7 @@ typedef struct {
     ctx_t *c;
     icl_gen_seq *seqs;
     icl_gen_text *texts;
+    const char **where; /* "file:line" of each record */
 } batch_ctx;
 
 static int is_eos(const icl_gen_config *g, int32_t id)
@@ -142,7 +143,7 @@ static int on_token(void *vp, int seq, int32_t id)
         return 0; /* the eos ends the sequence; its text is not part of the completion */
     int r = icl_gen_text_update(t, s->out.v, s->out.n, err, sizeof err);
     if (r < 0)
-        die("decoding the completion: %s", err);
+        die("%s: decoding the completion: %s", b->where[seq], err);
     if (b->c->stream) {
         size_t len;
         const char *p = icl_gen_text_stream(t, &len);
@@ -163,7 +164,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         seqs[i].index = c->index - (uint64_t)n + (uint64_t)i;
         icl_gen_text_init(&texts[i], c->tok, c->stop, c->n_stop);
     }
-    batch_ctx b = {c, seqs, texts};
+    batch_ctx b = {c, seqs, texts, where};
     char err[512];
     if (icl_generate(c->m, &c->g, seqs, n, on_token, &b, err, sizeof err) != 0) {
         /* name the first record of the batch that the message may be about */
@@ -171,7 +172,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     }
     for (int i = 0; i < n; i++) {
         if (icl_gen_text_finish(&texts[i], err, sizeof err) < 0)
-            die("decoding the completion: %s", err);
+            die("%s: decoding the completion: %s", where[i], err);
         if (c->stream) {
             size_t len;
             const char *p = icl_gen_text_stream(&texts[i], &len);

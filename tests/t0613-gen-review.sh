@@ -28,4 +28,17 @@ test_expect_success 'icl-eval -m: files of one tokenizer still add up' '
 	icl-eval -m $S a.tok a2.tok >out && test_grep "\"records\":2," out
 '
 
+# a tokenizer with fewer ids (300) than the model (512): a generated id past
+# it cannot be decoded; the error must say which record
+mkdir m300 && cp $S/* m300/ &&
+for i in 1 2 3 4 5 6 7 8; do echo "Once upon a time there was a little girl named Lily. $i"; done >corpus &&
+icl-tok train --vocab-size 300 -o m300/tokenizer.json corpus 2>/dev/null
+printf '{"prompt":"x"}\n{"prompt":"Once upon"}\n' >two.jsonl
+test_expect_code 1 'icl-gen: an id the tokenizer cannot decode is an error' '
+	icl-gen -m m300 -n 40 -b 1 two.jsonl >out 2>err
+'
+test_expect_success '... naming the record (was: no file:line)' '
+	test_grep "^icl-gen: two.jsonl:[12]: decoding the completion: token id [0-9]* is not in the vocabulary (size 300)" err
+'
+
 test_done
