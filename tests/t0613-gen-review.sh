@@ -41,4 +41,10 @@ test_expect_success '... naming the record (was: no file:line)' '
 	test_grep "^icl-gen: two.jsonl:[12]: decoding the completion: token id [0-9]* is not in the vocabulary (size 300)" err
 '
 
+test_expect_success 'the --stop example passes a real blank line (was "\n\n": two backslash-n)' '
+	grep -F -q -- "--stop \$\\(aq\\(rsn\\(rsn\\(aq" "$TESTS_DIR/../man/man1/icl-gen.1" &&
+	! grep -F -q -- "--stop \"\\(rsn" "$TESTS_DIR/../man/man1/icl-gen.1" &&
+	icl-gen --help | grep -F -q "taken literally"
+'
+
 test_done
