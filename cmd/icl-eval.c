@@ -11,6 +11,7 @@
 
 #include "lmeval.h"
 #include "metrics.h"
+#include "outfile.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "toklines.h"
@@ -267,8 +268,8 @@ int main(int argc, char **argv)
             icl_set_threads((int)threads);
         return eval_model(model, argc - optind, argv + optind);
     }
-    if (o.per_path)
-        o.per = xfopen(o.per_path, "w");
+    if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
+        o.per = icl_out_open(o.per_path);
     icl_eval_acc acc;
     icl_eval_init(&acc, o.mask);
     long skipped = 0;
@@ -277,7 +278,7 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &acc, &skipped);
     if (o.per)
-        xfclose(o.per, o.per_path);
+        icl_out_commit(o.per, o.per_path);
     json_t *sum = icl_eval_summary(&acc);
     json_object_set_new(sum, "skipped", json_integer(skipped));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)

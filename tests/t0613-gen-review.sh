@@ -47,4 +47,17 @@ test_expect_success 'the --stop example passes a real blank line (was "\n\n": tw
 	icl-gen --help | grep -F -q "taken literally"
 '
 
+printf '{"completion":"a","response":"a"}\n' >self.jsonl
+test_expect_success 'icl-eval -e naming its own input scores it (was: truncated it first, 0 records)' '
+	icl-eval -e self.jsonl self.jsonl >sum &&
+	test_grep "\"records\":1," sum &&
+	test_grep "^{\"file\":\"self.jsonl\",\"line\":1,\"exact_match\":1.0," self.jsonl
+'
+printf '{"completion":"a","response":"a"}\n{"completion":1}\n' >bad.jsonl
+echo old >per.old
+test_expect_code 1 'icl-eval -e: a failed run ...' 'icl-eval -e per.old bad.jsonl'
+test_expect_success '... leaves the old per-example file as it was' '
+	echo old >want && test_cmp want per.old
+'
+
 test_done
