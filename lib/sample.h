@@ -72,7 +72,9 @@ void icl_sampler_free(icl_sampler *s);
 void icl_repetition_penalty(icl_sampler *s, float *logits, const int32_t *ids,
                             size_t n, float penalty);
 
-/* TemperatureLogitsWarper: logits[i] /= t (float division).  t must be > 0. */
+/* TemperatureLogitsWarper: logits[i] /= t (float division).  t must be > 0.
+ * When that would overflow the largest logit (t below ~1e-38), logits[i] =
+ * (logits[i] - max) / t instead: the same distribution, and no NaN. */
 void icl_temperature(float *logits, int V, float t);
 
 /* TopKLogitsWarper: k' = min(max(k, 1), V); every logit strictly below the
