@@ -60,4 +60,13 @@ test_expect_success '... leaves the old per-example file as it was' '
 	echo old >want && test_cmp want per.old
 '
 
+mkdir meos && cp $S/* meos/ && cp m300/tokenizer.json meos/ &&
+echo '{"eos_token_id": [400, 2]}' >meos/generation_config.json
+test_expect_code 1 'an eos id of generation_config.json past the tokenizer ...' '
+	echo "{\"prompt\":\"x\"}" | icl-gen -m meos -n 2 2>err
+'
+test_expect_success '... is named, with where it may come from (was: a bare "out of the vocabulary")' '
+	test_grep "eos 400, 300 ids (the ids may come from generation_config.json" err
+'
+
 test_done
