@@ -69,4 +69,12 @@ test_expect_success '... is named, with where it may come from (was: a bare "out
 	test_grep "eos 400, 300 ids (the ids may come from generation_config.json" err
 '
 
+mkdir mbig && cp $S/* mbig/ && echo '{"eos_token_id": 4294967298}' >mbig/generation_config.json
+test_expect_code 1 'an integer eos_token_id past int32 is an error (was taken as id 2)' '
+	echo 1 | icl-gen -m mbig --ids -n 2 2>err
+'
+test_expect_success '... naming the file and key' '
+	test_grep "generation_config.json: \"eos_token_id\" is not a token id" err
+'
+
 test_done
