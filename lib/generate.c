@@ -356,8 +356,12 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     snprintf(path, n, "%s/generation_config.json", dir);
     FILE *f = fopen(path, "r");
     free(path);
-    if (!f)
-        return 0;
+    if (!f) {
+        if (errno == ENOENT)
+            return 0; /* no file: the defaults */
+        seterr(err, errsz, "generation_config.json: %s", strerror(errno)); /* not silently ignored */
+        return -1;
+    }
     json_error_t je;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);

@@ -77,4 +77,17 @@ test_expect_success '... naming the file and key' '
 	test_grep "generation_config.json: \"eos_token_id\" is not a token id" err
 '
 
+mkdir mloop && cp $S/config.json $S/model.safetensors mloop/ &&
+ln -s generation_config.json mloop/generation_config.json
+test_expect_code 1 'an unreadable generation_config.json is an error (was ignored: defaults used silently)' '
+	echo 1 | icl-gen -m mloop --ids -n 2 2>err
+'
+test_expect_success '... that says why' '
+	test_grep "mloop/generation_config.json: Too many levels of symbolic links" err
+'
+test_expect_success 'a missing one still means the defaults' '
+	rm mloop/generation_config.json && echo 1 | icl-gen -m mloop --ids -n 2 >out &&
+	printf "1\t461 461\n" >want && test_cmp want out
+'
+
 test_done
