@@ -62,6 +62,8 @@ typedef struct {
     uint8_t *seen; /* [V] */
 } icl_sampler;
 
+/* Scratch for a vocabulary of V ids (dies if memory runs out); free with
+ * icl_sampler_free.  One sampler per thread. */
 void icl_sampler_init(icl_sampler *s, int V);
 void icl_sampler_free(icl_sampler *s);
 
