@@ -203,6 +203,18 @@ static void hostile_config(void **state)
                      "not a multiple of n_head");
     expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
                      "\"activation_function\":\"relu\"}", "activation_function");
+    /* variants that were computed as the plain model, silently wrong */
+    expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
+                     "\"scale_attn_by_inverse_layer_idx\":true}", "scale_attn_by_inverse_layer_idx true");
+    expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
+                     "\"scale_attn_weights\":false}", "scale_attn_weights false");
+    expect_cfg_error("{" LL ",\"use_sliding_window\":true}", "sliding-window");
+    expect_cfg_error("{" LL ",\"layer_types\":[\"sliding_attention\"]}", "sliding-window");
+    icl_config c;
+    char err[256];
+    const char *ok = "{" LL ",\"use_sliding_window\":false,\"layer_types\":[\"full_attention\"]}";
+    assert_int_equal(icl_config_parse(&c, ok, strlen(ok), "config.json", err, sizeof err), 0);
+    icl_config_free(&c);
 }
 
 static void config_round_trip(void **state)
