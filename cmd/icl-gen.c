@@ -1,6 +1,7 @@
 /* icl-gen - generate completions for prompts with a model folder: records in,
  * records with "completion" out (or token lines in and out with --ids).
  * See icl-gen(1).  All computing is in lib/generate.c. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,17 @@ static void check_fits(const ctx_t *c, const char *name, long line, size_t n)
             line, n, c->m->cfg.max_position_embeddings);
 }
 
+/* Flush standard output now, so a write error is reported when it happens
+ * (with its errno), not after the whole input was generated. */
+static void flush_stdout(void)
+{
+    if (fflush(stdout) == EOF) {
+        if (errno == EPIPE) /* a closed pipe with SIGPIPE ignored: quiet, as icl_init's check */
+            exit(ICL_EXIT_OK);
+        die("<stdout>: write error:");
+    }
+}
+
 /* ---------------------------------------------------------------- text mode */
 
 typedef struct {
@@ -150,7 +162,7 @@ static int on_token(void *vp, int seq, int32_t id)
         const char *p = icl_gen_text_stream(t, &len);
         if (len && fwrite(p, 1, len, stdout) != len)
             die("write error:");
-        fflush(stdout);
+        flush_stdout();
     }
     return r == 1 && b->c->n_stop > 0;
 }
@@ -179,7 +191,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
             const char *p = icl_gen_text_stream(&texts[i], &len);
             if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
                 die("write error:");
-            fflush(stdout);
+            flush_stdout();
         } else {
             json_object_set_new(recs[i], "completion",
                                 json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
@@ -188,7 +200,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         icl_gen_text_free(&texts[i]);
         ids_free(&seqs[i].out);
     }
-    fflush(stdout);
+    flush_stdout();
     free(seqs);
     free(texts);
 }
@@ -273,7 +285,7 @@ static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
             die("write error:");
         ids_free(&seqs[i].out);
     }
-    fflush(stdout);
+    flush_stdout();
     buf_free(&line);
     free(seqs);
 }

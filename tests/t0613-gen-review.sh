@@ -90,4 +90,16 @@ test_expect_success 'a missing one still means the defaults' '
 	printf "1\t461 461\n" >want && test_cmp want out
 '
 
+mkdir m && cp $S/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json
+if [ -w /dev/full ]; then
+	test_expect_code 1 'icl-gen --stream to a full disk fails ...' '
+		icl-gen -m m -n 4 --stream two.jsonl >/dev/full 2>err
+	'
+	test_expect_success '... saying why (was: "write error: Success", after generating everything)' '
+		test_grep "icl-gen: <stdout>: write error: No space left on device" err
+	'
+else
+	test_skip 'icl-gen --stream to a full disk' 'no /dev/full'
+fi
+
 test_done
