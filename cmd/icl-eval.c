@@ -11,6 +11,7 @@
 
 #include "lmeval.h"
 #include "metrics.h"
+#include "outfile.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "toklines.h"
@@ -84,6 +85,8 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
         die("%s: %s", tokpath, err);
     icl_lm_eval e;
     icl_lm_eval_init(&e);
+    int have_hdr = 0, hdr_vocab = 0;
+    uint64_t hdr_fp = 0;
     for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
         const char *path = nfiles ? files[i] : "-", *name = icl_display_name(path);
         icl_toklines_reader r;
@@ -99,6 +102,13 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
                 if (r.hdr.vocab_size > m->cfg.vocab_size)
                     die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                         r.hdr.vocab_size, m->cfg.vocab_size);
+                /* without a tokenizer to check against, files must at least agree */
+                if (have_hdr && (r.hdr.fingerprint != hdr_fp || r.hdr.vocab_size != hdr_vocab))
+                    die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint "
+                        "xxh3:%016llx, vocab_size %d; before: xxh3:%016llx, %d)",
+                        name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
+                        (unsigned long long)hdr_fp, hdr_vocab);
+                have_hdr = 1, hdr_fp = r.hdr.fingerprint, hdr_vocab = r.hdr.vocab_size;
             }
             if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
                 die("%s:%ld: %s", name, r.lines.lineno, err);
@@ -258,8 +268,8 @@ int main(int argc, char **argv)
             icl_set_threads((int)threads);
         return eval_model(model, argc - optind, argv + optind);
     }
-    if (o.per_path)
-        o.per = xfopen(o.per_path, "w");
+    if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
+        o.per = icl_out_open(o.per_path);
     icl_eval_acc acc;
     icl_eval_init(&acc, o.mask);
     long skipped = 0;
@@ -268,7 +278,7 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &acc, &skipped);
     if (o.per)
-        xfclose(o.per, o.per_path);
+        icl_out_commit(o.per, o.per_path);
     json_t *sum = icl_eval_summary(&acc);
     json_object_set_new(sum, "skipped", json_integer(skipped));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)

@@ -1,6 +1,7 @@
 /* icl-gen - generate completions for prompts with a model folder: records in,
  * records with "completion" out (or token lines in and out with --ids).
  * See icl-gen(1).  All computing is in lib/generate.c. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,8 @@ static void usage(FILE *f)
 "  -s, --seed N               random seed (default 0); record i always draws\n"
 "                             from stream (N, i): same output at any batch size\n"
 "      --stop STR             end a completion where STR appears (STR is not\n"
-"                             included); repeatable\n"
+"                             included; taken literally: a newline is\n"
+"                             $'\\n' in bash); repeatable\n"
 "  -b, --batch-size N         prompts decoded together (default 8)\n"
 "      --ids                  read token lines, write token lines: each input\n"
 "                             line's segments (less a last target segment, the\n"
@@ -103,6 +105,8 @@ typedef struct {
     int batch;
     int stream;
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
+    int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
+    icl_toklines_header hdr; /* the first one (source not kept) */
 } ctx_t;
 
 /* A prompt must fit the model's context (icl_generate would refuse the
@@ -114,12 +118,24 @@ static void check_fits(const ctx_t *c, const char *name, long line, size_t n)
             line, n, c->m->cfg.max_position_embeddings);
 }
 
+/* Flush standard output now, so a write error is reported when it happens
+ * (with its errno), not after the whole input was generated. */
+static void flush_stdout(void)
+{
+    if (fflush(stdout) == EOF) {
+        if (errno == EPIPE) /* a closed pipe with SIGPIPE ignored: quiet, as icl_init's check */
+            exit(ICL_EXIT_OK);
+        die("<stdout>: write error:");
+    }
+}
+
 /* ---------------------------------------------------------------- text mode */
 
 typedef struct {
     ctx_t *c;
     icl_gen_seq *seqs;
     icl_gen_text *texts;
+    const char **where; /* "file:line" of each record */
 } batch_ctx;
 
 static int is_eos(const icl_gen_config *g, int32_t id)
@@ -140,13 +156,13 @@ static int on_token(void *vp, int seq, int32_t id)
         return 0; /* the eos ends the sequence; its text is not part of the completion */
     int r = icl_gen_text_update(t, s->out.v, s->out.n, err, sizeof err);
     if (r < 0)
-        die("decoding the completion: %s", err);
+        die("%s: decoding the completion: %s", b->where[seq], err);
     if (b->c->stream) {
         size_t len;
         const char *p = icl_gen_text_stream(t, &len);
         if (len && fwrite(p, 1, len, stdout) != len)
             die("write error:");
-        fflush(stdout);
+        flush_stdout();
     }
     return r == 1 && b->c->n_stop > 0;
 }
@@ -161,7 +177,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         seqs[i].index = c->index - (uint64_t)n + (uint64_t)i;
         icl_gen_text_init(&texts[i], c->tok, c->stop, c->n_stop);
     }
-    batch_ctx b = {c, seqs, texts};
+    batch_ctx b = {c, seqs, texts, where};
     char err[512];
     if (icl_generate(c->m, &c->g, seqs, n, on_token, &b, err, sizeof err) != 0) {
         /* name the first record of the batch that the message may be about */
@@ -169,13 +185,13 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     }
     for (int i = 0; i < n; i++) {
         if (icl_gen_text_finish(&texts[i], err, sizeof err) < 0)
-            die("decoding the completion: %s", err);
+            die("%s: decoding the completion: %s", where[i], err);
         if (c->stream) {
             size_t len;
             const char *p = icl_gen_text_stream(&texts[i], &len);
             if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
                 die("write error:");
-            fflush(stdout);
+            flush_stdout();
         } else {
             json_object_set_new(recs[i], "completion",
                                 json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
@@ -184,7 +200,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         icl_gen_text_free(&texts[i]);
         ids_free(&seqs[i].out);
     }
-    fflush(stdout);
+    flush_stdout();
     free(seqs);
     free(texts);
 }
@@ -269,30 +285,43 @@ static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
             die("write error:");
         ids_free(&seqs[i].out);
     }
-    fflush(stdout);
+    flush_stdout();
     buf_free(&line);
     free(seqs);
 }
 
-static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
+static void gen_ids_file(ctx_t *c, const char *path)
 {
     icl_toklines_reader r;
     icl_toklines_open(&r, path, c->m->cfg.vocab_size);
     const char *name = icl_display_name(path);
     ids_item *items = xcalloc((size_t)c->batch, sizeof *items);
-    int n = 0, st;
+    int n = 0, st, checked = 0;
     char err[512], where[600] = "";
     while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
         if (st < 0)
             die("%s", err);
-        if (r.hdr.present && !*header_done) {
+        /* every file's header is checked (the tokenizer, the model, the
+         * headers of the files before); the output has the first one */
+        if (r.hdr.present && !checked) {
+            checked = 1;
             if (c->tok && icl_toklines_check(&r.hdr, c->tok, err, sizeof err) != 0)
                 die("%s:%ld: %s", name, r.header_line, err);
             if (r.hdr.vocab_size > c->m->cfg.vocab_size)
                 die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                     r.hdr.vocab_size, c->m->cfg.vocab_size);
-            icl_toklines_write_header(stdout, &r.hdr);
-            *header_done = 1;
+            if (c->have_hdr && (r.hdr.fingerprint != c->hdr.fingerprint || r.hdr.vocab_size != c->hdr.vocab_size))
+                die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
+                    "vocab_size %d; before: xxh3:%016llx, %d)",
+                    name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
+                    (unsigned long long)c->hdr.fingerprint, c->hdr.vocab_size);
+            if (!c->have_hdr && c->index == 0) /* nothing written yet: the output gets it */
+                icl_toklines_write_header(stdout, &r.hdr);
+            if (!c->have_hdr) {
+                c->hdr = r.hdr;
+                c->hdr.source = NULL;
+                c->have_hdr = 1;
+            }
         }
         /* a last target segment is the reference: drop it */
         size_t keep = r.nseg % 2 == 0 ? r.nseg - 1 : r.nseg;
@@ -444,16 +473,15 @@ int main(int argc, char **argv)
     }
     free(tokpath);
 
-    int header_done = 0;
     if (optind == argc) {
         if (ids_mode)
-            gen_ids_file(&cx, "-", &header_done);
+            gen_ids_file(&cx, "-");
         else
             gen_text_file(&cx, "-");
     }
     for (int i = optind; i < argc; i++) {
         if (ids_mode)
-            gen_ids_file(&cx, argv[i], &header_done);
+            gen_ids_file(&cx, argv[i]);
         else
             gen_text_file(&cx, argv[i]);
     }

@@ -286,6 +286,28 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
             c->qkv_bias = c->o_bias = ab;
         }
     }
+    /* Variants icl does not compute must be refused, not silently computed
+     * as the plain model: GPT-2's attention scalings, Qwen2's sliding window. */
+    int sw = g, inv = 0, slide = 0;
+    if (g && (get_bool(o, "scale_attn_weights", &sw, name, err, errsz) < 0 ||
+              get_bool(o, "scale_attn_by_inverse_layer_idx", &inv, name, err, errsz) < 0))
+        goto fail;
+    if (g && (!sw || inv)) {
+        icl_seterr(err, errsz, "%s: %s is not supported (icl scales attention by 1/sqrt(head_dim) only)", name,
+                   !sw ? "scale_attn_weights false" : "scale_attn_by_inverse_layer_idx true");
+        goto fail;
+    }
+    if (!g && get_bool(o, "use_sliding_window", &slide, name, err, errsz) < 0)
+        goto fail;
+    json_t *lt = json_object_get(o, "layer_types");
+    for (size_t i = 0; !slide && json_is_array(lt) && i < json_array_size(lt); i++) {
+        const char *ty = json_string_value(json_array_get(lt, i));
+        slide = !ty || strcmp(ty, "full_attention");
+    }
+    if (slide) {
+        icl_seterr(err, errsz, "%s: sliding-window attention (use_sliding_window, layer_types) is not supported", name);
+        goto fail;
+    }
     if (get_bool(o, "tie_word_embeddings", &c->tie_word_embeddings, name, err, errsz) < 0 ||
         get_int(o, "bos_token_id", &c->bos_token_id, 1, name, err, errsz) < 0 ||
         get_int(o, "pad_token_id", &c->pad_token_id, 1, name, err, errsz) < 0)

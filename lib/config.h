@@ -66,6 +66,7 @@ int icl_config_save(const icl_config *c, const char *path, char *err, size_t err
 int icl_config_defaults(icl_config *c, const char *model_type);
 /* Check sizes are positive and consistent (heads divide, products fit). 0 ok. */
 int icl_config_validate(const icl_config *c, const char *name, char *err, size_t errsz);
+/* Free what c owns (its raw config.json); c itself is the caller's. */
 void icl_config_free(icl_config *c);
 /* 1 if id is one of the eos ids. */
 int icl_config_is_eos(const icl_config *c, int id);

@@ -356,8 +356,12 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     snprintf(path, n, "%s/generation_config.json", dir);
     FILE *f = fopen(path, "r");
     free(path);
-    if (!f)
-        return 0;
+    if (!f) {
+        if (errno == ENOENT)
+            return 0; /* no file: the defaults */
+        seterr(err, errsz, "generation_config.json: %s", strerror(errno)); /* not silently ignored */
+        return -1;
+    }
     json_error_t je;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
@@ -388,6 +392,10 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     if (eos && !json_is_null(eos)) {
         g->n_eos = 0;
         if (json_is_integer(eos)) {
+            if (json_integer_value(eos) < 0 || json_integer_value(eos) > INT32_MAX) {
+                seterr(err, errsz, "generation_config.json: \"eos_token_id\" is not a token id");
+                goto out;
+            }
             g->eos[g->n_eos++] = (int32_t)json_integer_value(eos);
         } else if (json_is_array(eos) && json_array_size(eos) <= 16) {
             size_t i;

@@ -152,6 +152,10 @@ typedef struct {
     int finished;        /* icl_gen_text_finish was called */
 } icl_gen_text;
 
+/* Start the text of one completion, decoded with tok as a continuation of
+ * the prompt.  tok and the n_stop stop strings (non-empty, NUL-terminated)
+ * are borrowed: they must outlive t.  icl_gen_text_free frees t's own
+ * buffers. */
 void icl_gen_text_init(icl_gen_text *t, const icl_tokenizer *tok, char **stop, int n_stop);
 void icl_gen_text_free(icl_gen_text *t);
 /* The completion's ids are now ids[0..n) (the earlier ones unchanged, as

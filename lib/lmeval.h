@@ -28,6 +28,7 @@ typedef struct {
     size_t cap;
 } icl_lm_eval;
 
+/* Zero the totals; free the scratch logits (e can be reused after init). */
 void icl_lm_eval_init(icl_lm_eval *e);
 void icl_lm_eval_free(icl_lm_eval *e);
 

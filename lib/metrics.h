@@ -151,6 +151,7 @@ typedef struct {
     json_t *confusion;     /* {gold: {predicted: count}}, owned */
 } icl_eval_acc;
 
+/* Empty totals for the metrics in mask (ICL_METRIC_* bits); free what a owns. */
 void icl_eval_init(icl_eval_acc *a, unsigned mask);
 void icl_eval_free(icl_eval_acc *a);
 

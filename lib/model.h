@@ -107,6 +107,7 @@ icl_model *icl_model_new(const icl_config *cfg);
  * N(0, std / sqrt(2 n_layer)), norm weights 1, biases 0, the Llama pad_token_id
  * embedding row 0; deterministic in seed. */
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
+/* Free the model, its buffers and activations (NULL ok). */
 void icl_model_free(icl_model *m);
 
 /* Save to dir (created with its parents if absent) as HF does: config.json, model.safetensors
@@ -128,6 +129,7 @@ int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, cha
 /* Allocate (zeroed) the gradient / moment buffers; idempotent. */
 void icl_model_alloc_grads(icl_model *m);
 void icl_model_alloc_moments(icl_model *m);
+/* Set every gradient to 0 (allocates them if needed). */
 void icl_model_zero_grads(icl_model *m);
 /* View by HF name, or NULL. */
 const icl_param_view *icl_model_view(const icl_model *m, const char *name);
@@ -161,6 +163,10 @@ typedef struct {
     int len;       /* positions filled */
     float *k, *v;  /* [n_layer, n_kv, max_pos, hd] each */
 } icl_kv_cache;
+/* A zeroed cache for up to max_pos positions (at least 1; for GPT-2 at most
+ * n_positions): 2 * n_layer * n_kv * max_pos * head_dim floats, owned by the
+ * caller; dies if memory runs out.  Free with icl_kv_cache_free (NULL ok);
+ * icl_kv_cache_reset empties it for a new sequence. */
 icl_kv_cache *icl_kv_cache_new(const icl_model *m, int max_pos);
 void icl_kv_cache_free(icl_kv_cache *c);
 static inline void icl_kv_cache_reset(icl_kv_cache *c) { c->len = 0; }

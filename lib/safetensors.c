@@ -234,13 +234,18 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
         for (int i = 0; i < f->n; i++)
             s[i] = &f->t[i];
         qsort(s, (size_t)f->n, sizeof *s, cmp_by_offset);
-        for (int i = 1; i < f->n; i++) {
-            const unsigned char *pe = (const unsigned char *)s[i - 1]->data + s[i - 1]->nbytes;
-            if ((const unsigned char *)s[i]->data < pe && s[i]->nbytes && s[i - 1]->nbytes) {
-                icl_seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, s[i - 1]->name, s[i]->name);
+        /* compare with the furthest end so far, not just the previous
+         * tensor's: an empty tensor between two others hides nothing */
+        const icl_st_tensor *far = NULL;
+        for (int i = 0; i < f->n; i++) {
+            if (!s[i]->nbytes)
+                continue;
+            if (far && (const unsigned char *)s[i]->data < (const unsigned char *)far->data + far->nbytes) {
+                icl_seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, far->name, s[i]->name);
                 free(s);
                 goto fail;
             }
+            far = s[i]; /* sorted by start and disjoint so far: s[i] ends furthest */
         }
         free(s);
     }

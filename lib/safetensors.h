@@ -48,8 +48,10 @@ icl_st_file *icl_st_open(const char *path, char *err, size_t errsz);
 /* Validate an in-memory image (used by open and by the fuzzer).  The bytes
  * are borrowed, not copied: they must outlive the returned handle. */
 icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char *err, size_t errsz);
+/* Unmap and free (NULL ok); tensor pointers into the file die with it. */
 void icl_st_close(icl_st_file *f);
 
+/* Number of tensors (not counting __metadata__). */
 int icl_st_count(const icl_st_file *f);
 const icl_st_tensor *icl_st_get(const icl_st_file *f, int i);       /* in file order */
 const icl_st_tensor *icl_st_find(const icl_st_file *f, const char *name); /* NULL if absent */

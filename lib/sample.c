@@ -78,8 +78,26 @@ void icl_repetition_penalty(icl_sampler *s, float *logits, const int32_t *ids,
             s->seen[ids[i]] = 0;
 }
 
+static float row_max(const float *l, int V)
+{
+    float m = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (l[i] > m)
+            m = l[i];
+    return m;
+}
+
 void icl_temperature(float *logits, int V, float t)
 {
+    /* A tiny t (below ~1e-38) would send the largest logits to +inf (their
+     * softmax is then NaN) or every logit to -inf: then divide distances
+     * from the max instead, the same distribution in exact arithmetic. */
+    float mx = row_max(logits, V);
+    if (isfinite(mx) && !isfinite(mx / t)) {
+        for (int i = 0; i < V; i++)
+            logits[i] = (logits[i] - mx) / t;
+        return;
+    }
     for (int i = 0; i < V; i++)
         logits[i] = logits[i] / t;
 }
@@ -133,15 +151,6 @@ static int cmp_desc(const void *a, const void *b, void *ctx)
     if (l[i] > l[j]) return -1;
     if (l[i] < l[j]) return 1;
     return (i < j) - (i > j);
-}
-
-static float row_max(const float *l, int V)
-{
-    float m = -INFINITY;
-    for (int i = 0; i < V; i++)
-        if (l[i] > m)
-            m = l[i];
-    return m;
 }
 
 void icl_top_p(icl_sampler *s, float *logits, float p)

@@ -62,6 +62,8 @@ typedef struct {
     uint8_t *seen; /* [V] */
 } icl_sampler;
 
+/* Scratch for a vocabulary of V ids (dies if memory runs out); free with
+ * icl_sampler_free.  One sampler per thread. */
 void icl_sampler_init(icl_sampler *s, int V);
 void icl_sampler_free(icl_sampler *s);
 
@@ -72,7 +74,9 @@ void icl_sampler_free(icl_sampler *s);
 void icl_repetition_penalty(icl_sampler *s, float *logits, const int32_t *ids,
                             size_t n, float penalty);
 
-/* TemperatureLogitsWarper: logits[i] /= t (float division).  t must be > 0. */
+/* TemperatureLogitsWarper: logits[i] /= t (float division).  t must be > 0.
+ * When that would overflow the largest logit (t below ~1e-38), logits[i] =
+ * (logits[i] - max) / t instead: the same distribution, and no NaN. */
 void icl_temperature(float *logits, int V, float t);
 
 /* TopKLogitsWarper: k' = min(max(k, 1), V); every logit strictly below the

@@ -1038,7 +1038,9 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         t->sp.bos = find_special(t, bos_names);
     }
     if ((t->sp.bos >= t->nids) || (t->sp.eos >= t->nids)) {
-        fail(&e, "special token id out of the vocabulary");
+        fail(&e, "special token id out of the vocabulary: bos %d, eos %d, %d ids (the ids may come from "
+                 "generation_config.json or tokenizer_config.json beside it)", (int)t->sp.bos, (int)t->sp.eos,
+             (int)t->nids);
         goto bad;
     }
     json_decref(root);

@@ -56,6 +56,10 @@ static void hostile_safetensors(void **state)
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 4, "past the end of the data");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                  "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", -1, 8, "overlap");
+    /* an empty tensor between two overlapping ones used to hide the overlap */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                 "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+                 "\"c\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}", -1, 16, "overlap");
     expect_error("{\"a\":{\"dtype\":\"Q4_K\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 8, "unknown dtype");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", -1, 8, "bytes of data for shape");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", -1, 8, "shape[0]");
@@ -199,6 +203,18 @@ static void hostile_config(void **state)
                      "not a multiple of n_head");
     expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
                      "\"activation_function\":\"relu\"}", "activation_function");
+    /* variants that were computed as the plain model, silently wrong */
+    expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
+                     "\"scale_attn_by_inverse_layer_idx\":true}", "scale_attn_by_inverse_layer_idx true");
+    expect_cfg_error("{\"model_type\":\"gpt2\",\"vocab_size\":10,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
+                     "\"scale_attn_weights\":false}", "scale_attn_weights false");
+    expect_cfg_error("{" LL ",\"use_sliding_window\":true}", "sliding-window");
+    expect_cfg_error("{" LL ",\"layer_types\":[\"sliding_attention\"]}", "sliding-window");
+    icl_config c;
+    char err[256];
+    const char *ok = "{" LL ",\"use_sliding_window\":false,\"layer_types\":[\"full_attention\"]}";
+    assert_int_equal(icl_config_parse(&c, ok, strlen(ok), "config.json", err, sizeof err), 0);
+    icl_config_free(&c);
 }
 
 static void config_round_trip(void **state)

@@ -315,6 +315,14 @@ static void greedy_and_never_nan(void **state)
     icl_rng r;
     icl_rng_seed(&r, 1, 0);
     assert_int_equal(icl_sample(&s, &p, n, NULL, 0, &r), 3);
+    /* a tiny temperature is greedy, not the last index (logits / 1e-40
+     * overflowed to +inf and the softmax was NaN) */
+    icl_sampler_defaults(&p);
+    p.temperature = 1e-40f;
+    float tiny[5] = {0.5f, 3.0f, 0.0f, 2.0f, -1.0f};
+    assert_int_equal(icl_sample(&s, &p, tiny, NULL, 0, &r), 1);
+    float neg[5] = {-5.0f, -3.0f, -4.0f, -9.0f, -7.0f}; /* all would become -inf */
+    assert_int_equal(icl_sample(&s, &p, neg, NULL, 0, &r), 1);
     float inf[5] = {-INFINITY, -INFINITY, NAN, -INFINITY, -INFINITY};
     icl_sampler_defaults(&p);
     assert_int_equal(icl_sample(&s, &p, inf, NULL, 0, &r), -1);
