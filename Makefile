@@ -135,8 +135,11 @@ clean:
 
 # Benchmarks: each bench/NAME.sh is `make bench-NAME`; `make bench` runs all.
 BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
+BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+$(B)/bench/%: $(B)/bench/%.o $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
 bench: $(BENCHES)
-bench-%: all
+bench-%: all $(BENCH_BIN)
 	sh bench/$*.sh
 
 # Fuzzing (clang's libFuzzer; `make fuzz-deps` installs it): build-fuzz/fuzz_NAME

@@ -1,0 +1,156 @@
+/* model.h - causal LMs (Llama/Qwen2 and GPT-2): HF model folders, forward,
+ * backward, KV-cache decoding.
+ *
+ * Memory (as llm.c): the parameters live in ONE float buffer, params[num_params];
+ * the gradients (grads) and AdamW moments (m, v), when allocated, are buffers of
+ * the same size and layout, so an optimizer or an all-reduce is one loop over
+ * num_params floats.  views[] names each tensor with its Hugging Face name,
+ * shape and offset into those buffers (tied embeddings are one tensor).
+ *
+ * Typical use:
+ *   icl_model *m = icl_model_load("base/", err, sizeof err);   (NULL on error)
+ *   icl_model_alloc_grads(m);
+ *   per optimizer step: icl_model_zero_grads(m); for each micro-batch:
+ *       icl_model_forward(m, &batch, NULL, 1.0f / step_targets, &n);
+ *       icl_model_backward(m, &batch);
+ *     then update m->params from m->grads (AdamW over the flat buffers).
+ *   icl_model_save(m, "run/", err, sizeof err);
+ *   icl_model_free(m);
+ * Evaluation: icl_model_forward(m, &batch, NULL, 0, &n) returns the summed loss.
+ * Generation: icl_kv_cache_new + icl_model_decode.
+ *
+ * Threads: set once with icl_set_threads (BLIS and OpenMP share the count).
+ * Not thread-safe: one forward/backward at a time per model.
+ */
+#ifndef ICL_MODEL_H
+#define ICL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef struct {
+    char name[128];      /* HF name, e.g. "model.layers.0.self_attn.q_proj.weight" */
+    int ndim;
+    int64_t shape[2];    /* as stored by HF: Linear [out, in], Conv1D [in, out] */
+    size_t offset;       /* in floats, into params / grads / m / v */
+    size_t numel;
+} icl_param_view;
+
+/* Offsets (floats into params/grads) of one block's tensors; SIZE_MAX = absent.
+ * Llama: qkv_w is q_proj|k_proj|v_proj stacked ([(H+2KV)*hd, C], adjacent
+ * views), up_w is gate_proj|up_proj stacked ([2I, C]).  GPT-2: qkv_w is
+ * c_attn [C, 3C], up_w c_fc [C, I], down_w mlp.c_proj [I, C] (Conv1D). */
+typedef struct {
+    size_t ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, up_w, up_b, down_w, down_b;
+} icl_layer_offsets;
+
+typedef struct icl_acts icl_acts;
+
+typedef struct {
+    icl_config cfg;
+    size_t num_params;
+    int n_views;
+    icl_param_view *views;
+    float *params;        /* [num_params], owned */
+    float *grads;         /* [num_params] or NULL (icl_model_alloc_grads) */
+    float *m, *v;         /* AdamW moments or NULL (icl_model_alloc_moments) */
+    icl_layer_offsets *layer;          /* [num_hidden_layers] */
+    size_t embed, pos_embed, normf_w, normf_b, lm_head; /* lm_head == embed when tied */
+    char *src_dir;        /* folder loaded from (tokenizer files are copied from it), or NULL */
+    icl_acts *acts;       /* activations of the last forward (internal) */
+} icl_model;
+
+/* A batch of B sequences of T positions (row-major [B, T] arrays).
+ *   ids     token ids, each in [0, vocab_size).
+ *   target  1 where the token belongs to a target (response) segment, else 0;
+ *           NULL: every token is a target.  Position t is trained to predict
+ *           token t+1 when target[t+1] and (doc NULL or doc[t+1] == doc[t]).
+ *           The loss is the sum of -log p over those positions.
+ *   doc     document id per position, or NULL (one document per row).
+ *           Query t attends key s iff s <= t and doc[s] == doc[t], so packed
+ *           examples never see each other.  Mark padding with its own id
+ *           (e.g. -1) and target 0: it never affects real positions.
+ *   pos     position ids (RoPE angle / GPT-2 wpe row), or NULL for 0..T-1.
+ *           With packing, restart at 0 at each document.  GPT-2 needs
+ *           pos < n_positions. */
+typedef struct {
+    int B, T;
+    const int32_t *ids;
+    const uint8_t *target;
+    const int32_t *doc;
+    const int32_t *pos;
+} icl_batch;
+
+/* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
+ * F16), or the shards named by model.safetensors.index.json.  Weights named as HF does; a tied model may omit lm_head.weight.
+ * NULL with a message in err on any problem (missing/misshapen tensor,
+ * hostile file, bad config). */
+icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
+/* A model with zeroed parameters for cfg (copied; cfg->raw is deep-copied). */
+icl_model *icl_model_new(const icl_config *cfg);
+/* Random initialisation: matrices ~ N(0, std) (std 0.02 if <= 0), norm
+ * weights 1, biases 0; deterministic in seed. */
+void icl_model_init_random(icl_model *m, uint64_t seed, float std);
+void icl_model_free(icl_model *m);
+
+/* Save to dir (created with its parents if absent) as HF does: config.json, model.safetensors
+ * (F32, tied embeddings stored once), generation_config.json (from the
+ * source folder if it had one, else made from the config), and copies of the
+ * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
+ * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model).  Every
+ * file is written atomically.  0 ok, -1 with err. */
+int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
+
+/* Write a buffer laid out as params (params, grads, m or v: num_params floats)
+ * to a safetensors file with the views' HF names and shapes, atomically (e.g.
+ * optimizer.safetensors with the AdamW moments).  0 ok, -1 with err. */
+int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz);
+/* Read such a file back into buf (num_params floats): every view must be
+ * present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
+int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz);
+
+/* Allocate (zeroed) the gradient / moment buffers; idempotent. */
+void icl_model_alloc_grads(icl_model *m);
+void icl_model_alloc_moments(icl_model *m);
+void icl_model_zero_grads(icl_model *m);
+/* View by HF name, or NULL. */
+const icl_param_view *icl_model_view(const icl_model *m, const char *name);
+
+/* Check a batch against the model (ids in range, positions in range, sizes).
+ * 0 ok, -1 with err.  icl_model_forward dies on a batch this rejects. */
+int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t errsz);
+
+/* Forward pass over the batch.
+ * logits: if not NULL, receives all logits [B, T, V] (row-major).
+ * loss_scale: if != 0, the backward of the loss head is fused in: d(loss sum
+ *   * loss_scale) is accumulated into the head's gradient and kept for
+ *   icl_model_backward, which must follow with the same batch.  For a mean
+ *   over an optimizer step, pass 1 / (target tokens in the whole step).
+ * Returns the SUM over target positions of -log p(next token) (0 when there
+ * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
+ * count.  Only target rows of the [T, V] logits are computed when logits is
+ * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
+double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
+/* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
+ * ACCUMULATES into m->grads (allocates them if needed). */
+void icl_model_backward(icl_model *m, const icl_batch *b);
+
+/* KV cache of one sequence, layout [layer, kv_head, pos, head_dim] for k and v. */
+typedef struct {
+    int n_layer, n_kv, hd, max_pos;
+    int len;       /* positions filled */
+    float *k, *v;  /* [n_layer, n_kv, max_pos, hd] each */
+} icl_kv_cache;
+icl_kv_cache *icl_kv_cache_new(const icl_model *m, int max_pos);
+void icl_kv_cache_free(icl_kv_cache *c);
+static inline void icl_kv_cache_reset(icl_kv_cache *c) { c->len = 0; }
+/* Feed n tokens at positions c->len .. c->len+n-1 (prefill when n > 1),
+ * append their keys/values, advance c->len.  logits gets [n, V] when
+ * all_logits, else the last token's [V].  0 ok; -1 (err) if the cache is
+ * full, an id is out of range, or a GPT-2 position passes n_positions. */
+int icl_model_decode(icl_model *m, icl_kv_cache *c, const int32_t *ids, int n, float *logits, int all_logits,
+                     char *err, size_t errsz);
+
+#endif

@@ -1,0 +1,521 @@
+/* ops.c - transformer kernels: BLIS GEMM plus vectorised C with OpenMP. */
+#include "ops.h"
+
+#include <blis.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "util.h"
+
+void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
+              long csb, float beta, float *c, long rsc, long csc, int nthreads)
+{
+    if (m <= 0 || n <= 0)
+        return;
+    if (k <= 0) { /* C = beta C */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                c[i * rsc + j * csc] = beta == 0 ? 0 : beta * c[i * rsc + j * csc];
+        return;
+    }
+    float al = alpha, be = beta;
+    if (nthreads == 1) {
+        rntm_t rntm = BLIS_RNTM_INITIALIZER;
+        bli_rntm_set_num_threads(1, &rntm);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                     &be, c, rsc, csc, NULL, &rntm);
+    } else {
+        bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb, &be,
+                  c, rsc, csc);
+    }
+}
+
+/* ---------------------------------------------------------------- linear */
+
+/* Logical W' [in, out] strides. */
+static void wstrides(const icl_linear *l, long *rs, long *cs)
+{
+    if (l->conv1d) {
+        *rs = l->out;
+        *cs = 1;
+    } else {
+        *rs = 1;
+        *cs = l->in;
+    }
+}
+
+/* y[N, out] = x[N, in] W' + b */
+void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta)
+{
+    long rs, cs;
+    wstrides(l, &rs, &cs);
+    icl_gemm(N, l->out, l->in, 1.0f, x, ldx, 1, l->w, rs, cs, beta, y, ldy, 1, 0);
+    if (l->b) {
+        const float *b = l->b;
+        int out = l->out;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < N; i++) {
+            float *yi = y + (long)i * ldy;
+#pragma omp simd
+            for (int j = 0; j < out; j++)
+                yi[j] += b[j];
+        }
+    }
+}
+
+/* db[j] += sum_i dy[i, j], parallel over column blocks (deterministic). */
+static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
+{
+#pragma omp parallel for schedule(static)
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        int nb = n - j0 < 64 ? n - j0 : 64;
+        float acc[64] = {0};
+        for (int i = 0; i < N; i++) {
+            const float *r = dy + (long)i * ld + j0;
+#pragma omp simd
+            for (int j = 0; j < nb; j++)
+                acc[j] += r[j];
+        }
+        for (int j = 0; j < nb; j++)
+            db[j0 + j] += acc[j];
+    }
+}
+
+/* dx[N, in] = dy[N, out] W'^T; dW'[in, out] += x^T dy; db += colsum dy */
+void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
+                         const float *x, long ldx, int N)
+{
+    long rs, cs;
+    wstrides(l, &rs, &cs);
+    if (dx)
+        icl_gemm(N, l->in, l->out, 1.0f, dy, lddy, 1, l->w, cs, rs, beta_dx, dx, lddx, 1, 0);
+    if (l->dw)
+        icl_gemm(l->in, l->out, N, 1.0f, x, 1, ldx, dy, lddy, 1, 1.0f, l->dw, rs, cs, 0);
+    if (l->db)
+        colsum_acc(l->db, dy, lddy, N, l->out);
+}
+
+/* ---------------------------------------------------------------- norms */
+
+/* y[N,C] = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps)  (LlamaRMSNorm) */
+void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (long)i * C;
+        float *yi = y + (long)i * C;
+        float ss = 0;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++)
+            ss += xi[c] * xi[c];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        rstd[i] = r;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            yi[c] = w[c] * (xi[c] * r);
+    }
+}
+
+/* xhat = x r; dxhat = dy w; dx = r (dxhat - xhat mean(dxhat xhat)); dw += sum dy xhat */
+void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, const float *x, const float *w,
+                          const float *rstd, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
+        float *dxi = dx + (long)i * C;
+        float r = rstd[i], dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int c = 0; c < C; c++)
+            dot += dyi[c] * w[c] * xi[c];
+        float k = dot * r * r / (float)C;
+        if (beta == 0) {
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                dxi[c] = r * (dyi[c] * w[c] - xi[c] * k);
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                dxi[c] += r * (dyi[c] * w[c] - xi[c] * k);
+        }
+    }
+    if (!dw)
+        return;
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int nb = C - c0 < 64 ? C - c0 : 64;
+        float acc[64] = {0};
+        for (int i = 0; i < N; i++) {
+            const float *xi = x + (long)i * C + c0, *dyi = dy + (long)i * C + c0;
+            float r = rstd[i];
+#pragma omp simd
+            for (int c = 0; c < nb; c++)
+                acc[c] += dyi[c] * (xi[c] * r);
+        }
+        for (int c = 0; c < nb; c++)
+            dw[c0 + c] += acc[c];
+    }
+}
+
+/* y = (x - mean) rstd w + b  (torch.nn.LayerNorm, biased variance) */
+void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+                           int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (long)i * C;
+        float *yi = y + (long)i * C;
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < C; c++)
+            s += xi[c];
+        float m = s / (float)C, v = 0;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++)
+            v += (xi[c] - m) * (xi[c] - m);
+        float r = 1.0f / sqrtf(v / (float)C + eps);
+        mean[i] = m;
+        rstd[i] = r;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            yi[c] = (xi[c] - m) * r * w[c] + b[c];
+    }
+}
+
+/* dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)), dxhat = dy w */
+void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, const float *mean, const float *rstd, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
+        float *dxi = dx + (long)i * C;
+        float m = mean[i], r = rstd[i], s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+        for (int c = 0; c < C; c++) {
+            float g = dyi[c] * w[c];
+            s1 += g;
+            s2 += g * (xi[c] - m) * r;
+        }
+        s1 /= (float)C;
+        s2 /= (float)C;
+        if (beta == 0) {
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                dxi[c] = r * (dyi[c] * w[c] - s1 - (xi[c] - m) * r * s2);
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                dxi[c] += r * (dyi[c] * w[c] - s1 - (xi[c] - m) * r * s2);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += 64) {
+        int nb = C - c0 < 64 ? C - c0 : 64;
+        float aw[64] = {0}, ab[64] = {0};
+        for (int i = 0; i < N; i++) {
+            const float *xi = x + (long)i * C + c0, *dyi = dy + (long)i * C + c0;
+            float m = mean[i], r = rstd[i];
+#pragma omp simd
+            for (int c = 0; c < nb; c++) {
+                aw[c] += dyi[c] * (xi[c] - m) * r;
+                ab[c] += dyi[c];
+            }
+        }
+        for (int c = 0; c < nb; c++) {
+            dw[c0 + c] += aw[c];
+            db[c0 + c] += ab[c];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- rotary */
+
+/* HF _compute_default_rope_parameters / _compute_llama3_parameters */
+void icl_rope_inv_freq(float *inv_freq, int hd, const icl_rope_params *p)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)hd;
+        inv_freq[i] = 1.0f / powf((float)p->theta, e);
+    }
+    if (!p->llama3)
+        return;
+    double old = p->original_max_pos, lw = old / p->low_freq_factor, hw = old / p->high_freq_factor;
+    for (int i = 0; i < half; i++) {
+        double f = inv_freq[i], wl = 2 * M_PI / f, nf;
+        if (wl < hw) {
+            nf = f;
+        } else if (wl > lw) {
+            nf = f / p->factor;
+        } else {
+            double sm = (old / wl - p->low_freq_factor) / (p->high_freq_factor - p->low_freq_factor);
+            nf = (1 - sm) * f / p->factor + sm * f;
+        }
+        inv_freq[i] = (float)nf;
+    }
+}
+
+void icl_rope_tables(float *cs, float *sn, const int32_t *pos, int N, int hd, const icl_rope_params *p)
+{
+    int half = hd / 2;
+    float inv[half > 0 ? half : 1];
+    icl_rope_inv_freq(inv, hd, p);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < half; j++) {
+            float a = (float)pos[i] * inv[j]; /* float32 product, as HF */
+            cs[(long)i * half + j] = (float)cos((double)a);
+            sn[(long)i * half + j] = (float)sin((double)a);
+        }
+}
+
+void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, const float *sn, int backward)
+{
+    int half = hd / 2;
+    float sg = backward ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *c = cs + (long)i * half, *s = sn + (long)i * half;
+        for (int h = 0; h < nh; h++) {
+            float *x1 = x + (long)i * ld + (long)h * hd, *x2 = x1 + half;
+#pragma omp simd
+            for (int j = 0; j < half; j++) {
+                float a = x1[j], b = x2[j], sj = sg * s[j];
+                x1[j] = a * c[j] - b * sj;
+                x2[j] = b * c[j] + a * sj;
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- attention */
+
+static inline int allowed(const int32_t *doc, int t, int s) { return s <= t && (!doc || doc[s] == doc[t]); }
+
+/* Queries are processed in blocks of ATT_RB rows; block [r0, r1) only needs
+ * keys [0, r1) under the causal mask, so the GEMMs skip the upper triangle
+ * (about half the work for long sequences). */
+#define ATT_RB 64
+
+/* out = softmax(scale q k^T + mask) v, per (b, h) */
+void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
+                           const icl_attn_shape *sh)
+{
+    int B = sh->B, T = sh->T, H = sh->H, hd = sh->hd, grp = sh->H / sh->KV;
+    long ld = sh->ld;
+    int nt = omp_get_max_threads();
+    float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H, g = h / grp;
+        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1], row stride T */
+        const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
+        const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
+        const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
+        const int32_t *d = doc ? doc + (long)b * T : NULL;
+        for (int r0 = 0; r0 < T; r0 += ATT_RB) {
+            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
+            /* S = scale q[r0:r1] k[0:r1]^T */
+            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
+            for (int t = r0; t < r1; t++) {
+                float *r = S + (long)(t - r0) * T, m = -INFINITY;
+                for (int s = 0; s <= t; s++)
+                    if (allowed(d, t, s) && r[s] > m)
+                        m = r[s];
+                float sum = 0;
+                for (int s = 0; s <= t; s++) {
+                    float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
+                    r[s] = e;
+                    sum += e;
+                }
+                float inv = 1.0f / sum;
+                for (int s = 0; s <= t; s++)
+                    r[s] *= inv;
+                for (int s = t + 1; s < r1; s++)
+                    r[s] = 0;
+                lse[(long)bh * T + t] = m + logf(sum);
+            }
+            /* out[r0:r1] = P v[0:r1] */
+            icl_gemm(nr, hd, r1, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + ((long)b * T + r0) * ldo + (long)h * hd, ldo,
+                     1, 1);
+        }
+    }
+    free(scr);
+}
+
+void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
+                            const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *sh)
+{
+    int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
+    long ld = sh->ld;
+    int nt = omp_get_max_threads();
+    size_t per = 2 * (size_t)ATT_RB * T + T;
+    float *scr = xmalloc((size_t)nt * per * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bg = 0; bg < B * KV; bg++) {
+        int b = bg / KV, g = bg % KV;
+        float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
+        const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
+        const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
+        float *dk = dqkv + (long)b * T * ld + sh->ko + (long)g * hd;
+        float *dv = dqkv + (long)b * T * ld + sh->vo + (long)g * hd;
+        const int32_t *d = doc ? doc + (long)b * T : NULL;
+        for (int t = 0; t < T; t++) {
+            memset(dk + (long)t * ld, 0, (size_t)hd * sizeof(float));
+            memset(dv + (long)t * ld, 0, (size_t)hd * sizeof(float));
+        }
+        for (int h = g * grp; h < (g + 1) * grp; h++) {
+            const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
+            float *dq = dqkv + (long)b * T * ld + sh->qo + (long)h * hd;
+            const float *o = out + (long)b * T * ldo + (long)h * hd;
+            const float *dO = dout + (long)b * T * lddo + (long)h * hd;
+            const float *L = lse + ((long)b * H + h) * T;
+            for (int t = 0; t < T; t++) {
+                float acc = 0;
+                for (int j = 0; j < hd; j++)
+                    acc += dO[(long)t * lddo + j] * o[(long)t * ldo + j];
+                D[t] = acc;
+            }
+            for (int r0 = 0; r0 < T; r0 += ATT_RB) {
+                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
+                /* P block [nr, r1] (row stride r1) recomputed from q, k and lse */
+                icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, P, r1, 1, 1);
+                for (int i = 0; i < nr; i++) {
+                    float *r = P + (long)i * r1;
+                    int t = r0 + i;
+                    for (int s = 0; s < r1; s++)
+                        r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
+                }
+                /* dP = dO v^T; dS = P (dP - D) */
+                icl_gemm(nr, r1, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, v, 1, ld, 0.0f, dP, r1, 1, 1);
+                for (int i = 0; i < nr; i++) {
+                    float *r = dP + (long)i * r1, Dt = D[r0 + i];
+                    const float *p = P + (long)i * r1;
+#pragma omp simd
+                    for (int s = 0; s < r1; s++)
+                        r[s] = p[s] * (r[s] - Dt);
+                }
+                /* dq[r0:r1] = scale dS k[0:r1]; dk[0:r1] += scale dS^T q[r0:r1]; dv[0:r1] += P^T dO[r0:r1] */
+                icl_gemm(nr, hd, r1, sh->scale, dP, r1, 1, k, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
+                icl_gemm(r1, hd, nr, sh->scale, dP, 1, r1, q + (long)r0 * ld, ld, 1, 1.0f, dk, ld, 1, 1);
+                icl_gemm(r1, hd, nr, 1.0f, P, 1, r1, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv, ld, 1, 1);
+            }
+        }
+    }
+    free(scr);
+}
+
+void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const float *kc, const float *vc, int n,
+                          int p0, int maxpos, int H, int KV, int hd, float scale)
+{
+    int L = p0 + n, grp = H / KV;
+    int nt = omp_get_max_threads();
+    float *scr = xmalloc((size_t)nt * n * L * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int h = 0; h < H; h++) {
+        int g = h / grp;
+        float *S = scr + (size_t)omp_get_thread_num() * n * L;
+        const float *k = kc + (long)g * maxpos * hd, *v = vc + (long)g * maxpos * hd;
+        icl_gemm(n, L, hd, scale, q + (long)h * hd, ldq, 1, k, 1, hd, 0.0f, S, L, 1, 1);
+        for (int i = 0; i < n; i++) {
+            float *r = S + (long)i * L, m = -INFINITY;
+            int last = p0 + i;
+            for (int s = 0; s <= last; s++)
+                m = r[s] > m ? r[s] : m;
+            float sum = 0;
+            for (int s = 0; s <= last; s++) {
+                r[s] = icl_expf(r[s] - m);
+                sum += r[s];
+            }
+            float inv = 1.0f / sum;
+            for (int s = 0; s <= last; s++)
+                r[s] *= inv;
+            for (int s = last + 1; s < L; s++)
+                r[s] = 0;
+        }
+        icl_gemm(n, hd, L, 1.0f, S, L, 1, v, hd, 1, 0.0f, out + (long)h * hd, ldo, 1, 1);
+    }
+    free(scr);
+}
+
+/* ---------------------------------------------------------------- MLP activations */
+
+void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *g = gu + (long)i * ldgu, *u = g + I;
+        float *hi = h + (long)i * I;
+#pragma omp simd
+        for (int j = 0; j < I; j++)
+            hi[j] = g[j] / (1.0f + icl_expf(-g[j])) * u[j];
+    }
+}
+
+void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *gu, long ldgu, int N, int I)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *g = gu + (long)i * ldgu, *u = g + I, *d = dh + (long)i * I;
+        float *dg = dgu + (long)i * lddgu, *du = dg + I;
+#pragma omp simd
+        for (int j = 0; j < I; j++) {
+            float s = 1.0f / (1.0f + icl_expf(-g[j])), si = g[j] * s;
+            du[j] = d[j] * si;
+            dg[j] = d[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+        }
+    }
+}
+
+#define GELU_A 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_B 0.044715f
+
+void icl_gelu_forward(float *y, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + tanhf(GELU_A * (v + GELU_B * v * v * v)));
+    }
+}
+
+void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], t = tanhf(GELU_A * (v + GELU_B * v * v * v));
+        float dt = (1.0f - t * t) * GELU_A * (1.0f + 3.0f * GELU_B * v * v);
+        dx[i] = dy[i] * (0.5f * (1.0f + t) + 0.5f * v * dt);
+    }
+}
+
+/* ---------------------------------------------------------------- cross-entropy */
+
+double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
+{
+    double total = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total)
+    for (int i = 0; i < n; i++) {
+        float *r = logits + (long)i * ld, m = -INFINITY;
+        for (int j = 0; j < V; j++)
+            m = r[j] > m ? r[j] : m;
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++)
+            sum += icl_expf(r[j] - m);
+        float lse = m + logf(sum);
+        float li = lse - r[target[i]];
+        if (loss)
+            loss[i] = li;
+        total += li;
+        if (scale != 0) {
+#pragma omp simd
+            for (int j = 0; j < V; j++)
+                r[j] = icl_expf(r[j] - lse) * scale;
+            r[target[i]] -= scale;
+        }
+    }
+    return total;
+}

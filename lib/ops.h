@@ -1,0 +1,134 @@
+/* ops.h - tensor kernels of the transformer, forward and backward side by side.
+ *
+ * Layout: activations are row-major; N = B*T rows (tokens), C channels, so an
+ * activation [B, T, C] is N rows of C floats.  Every matrix product goes to
+ * BLIS bli_sgemm with explicit strides (no transposed copies); everything else
+ * is plain C that gcc vectorises, with OpenMP over rows (or over columns where
+ * rows would race).  Backward functions ACCUMULATE (+=) into parameter
+ * gradients and, unless said otherwise, OVERWRITE input gradients.
+ * Formulas follow Hugging Face transformers (modeling_llama.py,
+ * modeling_gpt2.py) so results agree to float32 rounding.
+ */
+#ifndef ICL_OPS_H
+#define ICL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* C[m,n] = alpha * A[m,k] B[k,n] + beta * C, each matrix given by pointer and
+ * (row stride, column stride) in elements.  nthreads 0: the global setting
+ * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region). */
+void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
+              long csb, float beta, float *c, long rsc, long csc, int nthreads);
+
+/* A linear map y = x W' + b where W' is the logical [in, out] matrix:
+ * Linear (torch.nn.Linear) stores W [out, in] (trans = 0); GPT-2's Conv1D
+ * stores W [in, out] (trans = 1).  bias may be NULL. */
+typedef struct {
+    float *w, *b;  /* parameters */
+    float *dw, *db; /* their gradients (may be NULL in inference) */
+    int in, out;
+    int conv1d;    /* 1: w is [in, out]; 0: w is [out, in] */
+} icl_linear;
+
+/* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W' + b.  beta 0
+ * overwrites y, 1 adds to it (residual). */
+void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta);
+/* dx[N, in] (+)= dy W'^T (beta_dx 0 overwrites, 1 accumulates; dx NULL skips),
+ * dW' += x^T dy, db += sum_rows dy. */
+void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
+                         const float *x, long ldx, int N);
+
+/* RMSNorm (LlamaRMSNorm): y = w * x / sqrt(mean(x^2) + eps).  x, y [N, C];
+ * rstd [N] saved for backward. */
+void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
+/* dx[N,C] (+)= (beta 0/1), dw[C] += . */
+void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, const float *x, const float *w,
+                          const float *rstd, int N, int C);
+
+/* LayerNorm with bias (GPT-2): y = (x - mean) * rstd * w + b; mean, rstd [N]. */
+void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
+                           int C, float eps);
+void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const float *dy, const float *x,
+                            const float *w, const float *mean, const float *rstd, int N, int C);
+
+/* Rotary tables for positions pos[N]: cos, sin [N, hd/2] with HF's float32
+ * arithmetic (inv_freq = 1/theta^(2i/hd), angle = pos * inv_freq), llama3
+ * frequency scaling applied to inv_freq when llama3 != 0. */
+typedef struct {
+    double theta;
+    int llama3;
+    double factor, low_freq_factor, high_freq_factor;
+    int original_max_pos;
+} icl_rope_params;
+void icl_rope_inv_freq(float *inv_freq, int hd, const icl_rope_params *p);
+void icl_rope_tables(float *cos, float *sin, const int32_t *pos, int N, int hd, const icl_rope_params *p);
+/* Rotate, in place, nh heads of head_dim hd in each row of x (row stride ld):
+ * HF's rotate-half convention, x1 = x[:hd/2], x2 = x[hd/2:],
+ * out = (x1 c - x2 s, x2 c + x1 s).  backward = 1 applies the inverse
+ * rotation (the gradient of the forward map). */
+void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, const float *sin, int backward);
+
+/* Causal attention with per-position document ids.
+ * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
+ * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
+ * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
+ * or padded examples never see each other.  out [B*T, H*hd] (row stride ldo),
+ * lse [B, H, T] = log-sum-exp of each scaled score row (kept for backward).
+ * scale = 1/sqrt(hd) as HF. */
+typedef struct {
+    int B, T, H, KV, hd;
+    long ld, qo, ko, vo; /* qkv row stride and column offsets */
+    float scale;
+} icl_attn_shape;
+void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
+                           const icl_attn_shape *s);
+/* Gradients into dqkv (same layout as qkv, overwritten in the q, k and v
+ * columns) from dout, recomputing the probabilities from q, k and lse
+ * (flash-attention style: no [T, T] tensor is kept between passes). */
+void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
+                            const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *s);
+
+/* Attention of n new queries (positions p0..p0+n-1) against a KV cache.
+ * q [n, H*hd] (row stride ldq); kc, vc [KV, maxpos, hd] for one layer holding
+ * positions 0..p0+n-1; out [n, H*hd] (row stride ldo). */
+void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const float *kc, const float *vc, int n,
+                          int p0, int maxpos, int H, int KV, int hd, float scale);
+
+/* SwiGLU: h = silu(g) * u, with gu rows [g (I) | u (I)] (row stride ldgu);
+ * h [N, I].  Backward writes dg, du into dgu. */
+void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I);
+void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *gu, long ldgu, int N, int I);
+
+/* GELU, tanh approximation (HF "gelu_new"):
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).  y, x [n]. */
+void icl_gelu_forward(float *y, const float *x, size_t n);
+void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+
+/* Fused numerically stable log-softmax cross-entropy over rows of logits
+ * [n, V] (row stride ld): loss[i] = logsumexp(row) - row[target[i]].  When
+ * scale != 0 the row is overwritten with d loss_i / d logits * scale
+ * = (softmax - onehot) * scale.  Returns the sum of losses (double). */
+double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale);
+
+/* exp accurate to about 2 ulp on [-87, 88]; clamped outside (Cephes polynomial), vectorisable. */
+static inline float icl_expf(float x)
+{
+    x = x < -87.33f ? -87.33f : x;
+    x = x > 88.3f ? 88.3f : x;
+    float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } u;
+    u.i = ((int32_t)n + 127) << 23;
+    return p * u.f;
+}
+
+#endif

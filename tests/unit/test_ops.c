@@ -1,0 +1,401 @@
+/* Finite-difference checks of every backward in lib/ops.c: for random inputs
+ * and a random projection R, L = sum(R * forward(x)) accumulated in double;
+ * central differences (x +- h) against the analytic backward fed dy = R.
+ * Also: icl_expf accuracy, rotary tables against direct formulas, llama3
+ * frequency scaling against its definition. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops.h"
+#include "util.h"
+
+static uint64_t rng = 12345;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / (double)(1ull << 24) * 2 - 1);
+}
+static float *rnd(size_t n, float s)
+{
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = s * frand();
+    return p;
+}
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+typedef double (*lossfn)(void);
+
+/* relative L2 error of the analytic gradient g against central differences on x */
+static double fd_check(const char *name, float *x, size_t n, const float *g, lossfn f)
+{
+    const float h = 1e-3f;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        x[i] = xi + h;
+        double lp = f();
+        x[i] = xi - h;
+        double lm = f();
+        x[i] = xi;
+        double d = (lp - lm) / (2.0 * h), e = d - g[i];
+        num += e * e;
+        den += d * d;
+    }
+    double r = sqrt(num / (den > 0 ? den : 1));
+    print_message("# %-28s rel L2 err %.2e over %zu inputs\n", name, r, n);
+    return r;
+}
+#define TOL 3e-3
+
+/* ------------------------------------------------------------ linear */
+static int LN = 5, LIN = 7, LOUT = 6;
+static float *lx, *lw, *lb, *ly, *lR;
+static int lconv;
+static double linear_loss(void)
+{
+    icl_linear l = {lw, lb, NULL, NULL, LIN, LOUT, lconv};
+    icl_linear_forward(&l, ly, LOUT, lx, LIN, LN, 0.0f);
+    return dot(ly, lR, (size_t)LN * LOUT);
+}
+static void linear_fd(void **state)
+{
+    (void)state;
+    for (lconv = 0; lconv < 2; lconv++) {
+        lx = rnd((size_t)LN * LIN, 1);
+        lw = rnd((size_t)LIN * LOUT, 1);
+        lb = rnd(LOUT, 1);
+        ly = xmalloc((size_t)LN * LOUT * sizeof(float));
+        lR = rnd((size_t)LN * LOUT, 1);
+        float *dx = xcalloc((size_t)LN * LIN, 4), *dw = xcalloc((size_t)LIN * LOUT, 4), *db = xcalloc(LOUT, 4);
+        icl_linear l = {lw, lb, dw, db, LIN, LOUT, lconv};
+        icl_linear_backward(&l, dx, LIN, 0.0f, lR, LOUT, lx, LIN, LN);
+        assert_true(fd_check(lconv ? "conv1d dx" : "linear dx", lx, (size_t)LN * LIN, dx, linear_loss) < TOL);
+        assert_true(fd_check(lconv ? "conv1d dW" : "linear dW", lw, (size_t)LIN * LOUT, dw, linear_loss) < TOL);
+        assert_true(fd_check(lconv ? "conv1d db" : "linear db", lb, LOUT, db, linear_loss) < TOL);
+        /* accumulation: a second backward doubles dW and adds to dx with beta 1 */
+        icl_linear_backward(&l, dx, LIN, 1.0f, lR, LOUT, lx, LIN, LN);
+        float *dx1 = xcalloc((size_t)LN * LIN, 4);
+        icl_linear l1 = {lw, lb, NULL, NULL, LIN, LOUT, lconv};
+        icl_linear_backward(&l1, dx1, LIN, 0.0f, lR, LOUT, lx, LIN, LN);
+        for (int i = 0; i < LN * LIN; i++)
+            assert_float_equal(dx[i], 2 * dx1[i], 1e-5);
+        free(dx1);
+        free(lx); free(lw); free(lb); free(ly); free(lR); free(dx); free(dw); free(db);
+    }
+}
+
+/* ------------------------------------------------------------ norms */
+static int NN = 4, NC = 16;
+static float *nx, *nw, *nb, *ny, *nR, *nm, *nr;
+static double rms_loss(void)
+{
+    icl_rmsnorm_forward(ny, nr, nx, nw, NN, NC, 1e-5f);
+    return dot(ny, nR, (size_t)NN * NC);
+}
+static double ln_loss(void)
+{
+    icl_layernorm_forward(ny, nm, nr, nx, nw, nb, NN, NC, 1e-5f);
+    return dot(ny, nR, (size_t)NN * NC);
+}
+static void norms_fd(void **state)
+{
+    (void)state;
+    size_t n = (size_t)NN * NC;
+    nx = rnd(n, 2);
+    nw = rnd(NC, 1);
+    nb = rnd(NC, 1);
+    ny = xmalloc(n * 4);
+    nR = rnd(n, 1);
+    nm = xmalloc(NN * 4);
+    nr = xmalloc(NN * 4);
+    float *dx = xcalloc(n, 4), *dw = xcalloc(NC, 4), *db = xcalloc(NC, 4);
+    rms_loss();
+    icl_rmsnorm_backward(dx, 0.0f, dw, nR, nx, nw, nr, NN, NC);
+    assert_true(fd_check("rmsnorm dx", nx, n, dx, rms_loss) < TOL);
+    assert_true(fd_check("rmsnorm dw", nw, NC, dw, rms_loss) < TOL);
+    memset(dw, 0, NC * 4);
+    ln_loss();
+    icl_layernorm_backward(dx, 0.0f, dw, db, nR, nx, nw, nm, nr, NN, NC);
+    assert_true(fd_check("layernorm dx", nx, n, dx, ln_loss) < TOL);
+    assert_true(fd_check("layernorm dw", nw, NC, dw, ln_loss) < TOL);
+    assert_true(fd_check("layernorm db", nb, NC, db, ln_loss) < TOL);
+    free(nx); free(nw); free(nb); free(ny); free(nR); free(nm); free(nr); free(dx); free(dw); free(db);
+}
+
+/* ------------------------------------------------------------ rotary */
+static int RN = 5, RH = 3, RD = 8;
+static float *rx, *ry, *rR, *rc, *rs;
+static double rope_loss(void)
+{
+    memcpy(ry, rx, (size_t)RN * RH * RD * 4);
+    icl_rope_apply(ry, RH * RD, RN, RH, RD, rc, rs, 0);
+    return dot(ry, rR, (size_t)RN * RH * RD);
+}
+static void rope_fd(void **state)
+{
+    (void)state;
+    size_t n = (size_t)RN * RH * RD;
+    int32_t pos[5] = {0, 3, 7, 100, 4095};
+    icl_rope_params p = {10000.0, 0, 0, 0, 0, 0};
+    rc = xmalloc((size_t)RN * RD / 2 * 4);
+    rs = xmalloc((size_t)RN * RD / 2 * 4);
+    icl_rope_tables(rc, rs, pos, RN, RD, &p);
+    for (int i = 0; i < RN; i++)
+        for (int j = 0; j < RD / 2; j++) {
+            double a = pos[i] * pow(10000.0, -2.0 * j / RD);
+            assert_float_equal(rc[i * RD / 2 + j], cos(a), 2e-3 * (1 + pos[i] / 1000.0));
+            assert_float_equal(rs[i * RD / 2 + j], sin(a), 2e-3 * (1 + pos[i] / 1000.0));
+        }
+    rx = rnd(n, 1);
+    ry = xmalloc(n * 4);
+    rR = rnd(n, 1);
+    float *dx = xmalloc(n * 4);
+    memcpy(dx, rR, n * 4);
+    icl_rope_apply(dx, RH * RD, RN, RH, RD, rc, rs, 1);
+    assert_true(fd_check("rope dx", rx, n, dx, rope_loss) < TOL);
+    /* llama3 scaling (Llama 3.1 defaults): high frequencies kept, low ones divided by factor */
+    icl_rope_params l3 = {500000.0, 1, 8.0, 1.0, 4.0, 8192};
+    float f0[64], f1[64];
+    icl_rope_inv_freq(f0, 128, &p);
+    p.theta = 500000.0;
+    icl_rope_inv_freq(f0, 128, &p);
+    icl_rope_inv_freq(f1, 128, &l3);
+    for (int j = 0; j < 64; j++) {
+        double wl = 2 * M_PI / f0[j];
+        if (wl < 8192 / 4.0)
+            assert_float_equal(f1[j], f0[j], 0);
+        else if (wl > 8192 / 1.0)
+            assert_float_equal(f1[j], f0[j] / 8, 1e-6 * f0[j]);
+        else
+            assert_true(f1[j] < f0[j] && f1[j] > f0[j] / 8);
+    }
+    free(rx); free(ry); free(rR); free(rc); free(rs); free(dx);
+}
+
+/* ------------------------------------------------------------ attention */
+static icl_attn_shape ash;
+static float *aqkv, *aout, *alse, *aR;
+static int32_t adoc[2 * 6];
+static double attn_loss(void)
+{
+    icl_attention_forward(aout, (long)ash.H * ash.hd, alse, aqkv, adoc, &ash);
+    return dot(aout, aR, (size_t)ash.B * ash.T * ash.H * ash.hd);
+}
+static void attention_fd(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {2, 6, 4, 2, 4, 0, 0, 0, 0, 0.5f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    ash = s;
+    /* row 0: two packed documents; row 1: one document then padding */
+    int32_t d[12] = {0, 0, 0, 1, 1, 1, 5, 5, 5, 5, -1, -1};
+    memcpy(adoc, d, sizeof d);
+    size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
+    aqkv = rnd(n, 1);
+    aout = xmalloc(no * 4);
+    alse = xmalloc((size_t)s.B * s.H * s.T * 4);
+    aR = rnd(no, 1);
+    attn_loss();
+    float *dqkv = xmalloc(n * 4);
+    icl_attention_backward(dqkv, aR, s.H * s.hd, aout, s.H * s.hd, alse, aqkv, adoc, &s);
+    assert_true(fd_check("attention dq,dk,dv (GQA)", aqkv, n, dqkv, attn_loss) < TOL);
+    /* isolation: changing document 1's values leaves document 0's outputs unchanged */
+    float keep[3 * 16];
+    memcpy(keep, aout, sizeof keep);
+    for (int t = 3; t < 6; t++)
+        for (long j = 0; j < s.ld; j++)
+            aqkv[t * s.ld + j] += 1.0f;
+    attn_loss();
+    assert_memory_equal(keep, aout, sizeof keep);
+    free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+}
+
+/* ------------------------------------------------------------ activations, cross-entropy */
+/* Attention over several query blocks (T > the kernel's 64-row blocks), with
+ * packed documents and GQA, against a float64 reference of the forward and of
+ * the backward (dS = P (dP - rowsum(dO o)), dq = scale dS k, dk = scale dS^T q,
+ * dv = P^T dO). */
+static void attention_reference(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {2, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    int T = s.T, B = s.B, H = s.H, hd = s.hd, grp = H / s.KV;
+    long ld = s.ld, lo = (long)H * hd;
+    int32_t *doc = xmalloc(sizeof(int32_t) * B * T);
+    for (int t = 0; t < T; t++) {
+        doc[t] = t < 70 ? 0 : t < 100 ? 1 : 2; /* three packed documents, one across a block edge */
+        doc[T + t] = t < 140 ? 7 : -1;        /* one document, then padding */
+    }
+    float *qkv = rnd((size_t)B * T * ld, 1.5f), *out = xmalloc(sizeof(float) * B * T * lo),
+          *lse = xmalloc(sizeof(float) * B * H * T), *dO = rnd((size_t)B * T * lo, 1),
+          *dqkv = xmalloc(sizeof(float) * B * T * ld);
+    icl_attention_forward(out, lo, lse, qkv, doc, &s);
+    icl_attention_backward(dqkv, dO, lo, out, lo, lse, qkv, doc, &s);
+    double *ref = xcalloc((size_t)B * T * ld, sizeof(double)), *P = xmalloc(sizeof(double) * T * T),
+           *o = xmalloc(sizeof(double) * T * hd);
+    double ferr = 0, fmaxv = 0;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int g = h / grp;
+            const float *q = qkv + (long)b * T * ld + (long)h * hd, *k = qkv + (long)b * T * ld + s.ko + (long)g * hd,
+                        *v = qkv + (long)b * T * ld + s.vo + (long)g * hd, *dob = dO + (long)b * T * lo + (long)h * hd;
+            double *dq = ref + (long)b * T * ld + (long)h * hd, *dk = ref + (long)b * T * ld + s.ko + (long)g * hd,
+                   *dv = ref + (long)b * T * ld + s.vo + (long)g * hd;
+            const int32_t *d = doc + (long)b * T;
+            for (int t = 0; t < T; t++) {
+                double m = -1e300, sum = 0;
+                for (int u = 0; u <= t; u++)
+                    if (d[u] == d[t]) {
+                        double x = 0;
+                        for (int j = 0; j < hd; j++)
+                            x += (double)q[(long)t * ld + j] * k[(long)u * ld + j];
+                        P[(long)t * T + u] = x * s.scale;
+                        m = fmax(m, x * s.scale);
+                    }
+                for (int u = 0; u < T; u++) {
+                    double e = (u <= t && d[u] == d[t]) ? exp(P[(long)t * T + u] - m) : 0;
+                    P[(long)t * T + u] = e;
+                    sum += e;
+                }
+                for (int u = 0; u < T; u++)
+                    P[(long)t * T + u] /= sum;
+                for (int j = 0; j < hd; j++) {
+                    double acc = 0;
+                    for (int u = 0; u <= t; u++)
+                        acc += P[(long)t * T + u] * v[(long)u * ld + j];
+                    o[(long)t * hd + j] = acc;
+                    ferr = fmax(ferr, fabs(acc - out[((long)b * T + t) * lo + (long)h * hd + j]));
+                    fmaxv = fmax(fmaxv, fabs(acc));
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                double D = 0;
+                for (int j = 0; j < hd; j++)
+                    D += (double)dob[(long)t * lo + j] * o[(long)t * hd + j];
+                for (int u = 0; u <= t; u++) {
+                    double p = P[(long)t * T + u];
+                    if (p == 0)
+                        continue;
+                    double dp = 0;
+                    for (int j = 0; j < hd; j++)
+                        dp += (double)dob[(long)t * lo + j] * v[(long)u * ld + j];
+                    double ds = p * (dp - D);
+                    for (int j = 0; j < hd; j++) {
+                        dq[(long)t * ld + j] += s.scale * ds * k[(long)u * ld + j];
+                        dk[(long)u * ld + j] += s.scale * ds * q[(long)t * ld + j];
+                        dv[(long)u * ld + j] += p * dob[(long)t * lo + j];
+                    }
+                }
+            }
+        }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)B * T * ld; i++) {
+        num += (ref[i] - dqkv[i]) * (ref[i] - dqkv[i]);
+        den += ref[i] * ref[i];
+    }
+    print_message("# attention T=150 vs float64: forward max err %.2e (max %.2f), backward rel L2 err %.2e\n", ferr,
+                  fmaxv, sqrt(num / den));
+    assert_true(ferr < 1e-5 * fmax(1, fmaxv));
+    assert_true(sqrt(num / den) < 1e-5);
+    free(doc); free(qkv); free(out); free(lse); free(dO); free(dqkv); free(ref); free(P); free(o);
+}
+
+static int AN = 3, AI = 10;
+static float *gx, *gy, *gR;
+static double swiglu_loss(void)
+{
+    icl_swiglu_forward(gy, gx, 2 * AI, AN, AI);
+    return dot(gy, gR, (size_t)AN * AI);
+}
+static double gelu_loss(void)
+{
+    icl_gelu_forward(gy, gx, (size_t)AN * AI);
+    return dot(gy, gR, (size_t)AN * AI);
+}
+static int32_t xt[3] = {1, 7, 3};
+static double xent_loss(void)
+{
+    float *c = xmalloc((size_t)AN * AI * 4);
+    memcpy(c, gx, (size_t)AN * AI * 4);
+    double l = icl_xent_rows(c, AI, AN, AI, xt, NULL, 0);
+    free(c);
+    return l;
+}
+static void activations_fd(void **state)
+{
+    (void)state;
+    gx = rnd((size_t)AN * 2 * AI, 3);
+    gy = xmalloc((size_t)AN * AI * 4);
+    gR = rnd((size_t)AN * AI, 1);
+    float *d = xmalloc((size_t)AN * 2 * AI * 4);
+    swiglu_loss();
+    icl_swiglu_backward(d, 2 * AI, gR, gx, 2 * AI, AN, AI);
+    assert_true(fd_check("swiglu dg,du", gx, (size_t)AN * 2 * AI, d, swiglu_loss) < TOL);
+    icl_gelu_backward(d, gR, gx, (size_t)AN * AI);
+    assert_true(fd_check("gelu_new dx", gx, (size_t)AN * AI, d, gelu_loss) < TOL);
+    /* cross-entropy: the gradient rows, the loss against a double reference, and huge logits */
+    memcpy(d, gx, (size_t)AN * AI * 4);
+    float loss[3];
+    double tot = icl_xent_rows(d, AI, AN, AI, xt, loss, 1.0f);
+    assert_true(fd_check("cross-entropy dlogits", gx, (size_t)AN * AI, d, xent_loss) < TOL);
+    double ref = 0;
+    for (int i = 0; i < AN; i++) {
+        double mx = -1e30, s = 0;
+        for (int j = 0; j < AI; j++)
+            mx = fmax(mx, gx[i * AI + j]);
+        for (int j = 0; j < AI; j++)
+            s += exp(gx[i * AI + j] - mx);
+        double li = mx + log(s) - gx[i * AI + xt[i]];
+        assert_float_equal(loss[i], li, 1e-5);
+        ref += li;
+    }
+    assert_float_equal(tot, ref, 1e-5);
+    float big[4] = {1e4f, -1e4f, 3e4f, 0};
+    int32_t t1 = 0;
+    double lb = icl_xent_rows(big, 4, 1, 4, &t1, NULL, 1.0f);
+    assert_float_equal(lb, 2e4, 1e-2);
+    assert_true(isfinite(big[0]) && isfinite(big[2]));
+    free(gx); free(gy); free(gR); free(d);
+}
+
+static void expf_accuracy(void **state)
+{
+    (void)state;
+    double worst = 0;
+    for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+        double r = exp((double)x), e = fabs(icl_expf(x) - r) / r;
+        worst = fmax(worst, e);
+    }
+    print_message("# icl_expf max rel err %.2e\n", worst);
+    assert_true(worst < 3e-7);
+    assert_true(icl_expf(-INFINITY) >= 0 && icl_expf(-INFINITY) < 1e-37);
+}
+
+int main(void)
+{
+    icl_blis_setup();
+    icl_set_threads(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
+        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference), cmocka_unit_test(activations_fd), cmocka_unit_test(expf_accuracy),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
