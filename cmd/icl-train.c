@@ -1,0 +1,221 @@
+/* icl-train - train or fine-tune a causal LM on token lines.  See icl-train(1). */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trainer.h"
+#include "util.h"
+
+static const char usage_text[] =
+    "Usage: icl-train (-m MODEL_DIR | --arch llama|qwen2|gpt2 [size options] -t TOKENIZER)\n"
+    "                 -o OUT_DIR [options] [FILE...]\n"
+    "\n"
+    "Trains on token lines (from icl-tok encode; FILE... or standard input).\n"
+    "Only target segments (responses and their EOS) count in the loss, the mean\n"
+    "over all target tokens of each optimizer step.  Writes one JSON object per\n"
+    "logged step on standard output:\n"
+    "  {\"step\", \"epoch\", \"loss\", \"lr\", \"grad_norm\" (before clipping),\n"
+    "   \"tokens_per_s\", \"val_loss\" (when measured)}\n"
+    "and a progress bar on standard error when it is a terminal.\n"
+    "\n"
+    "Model:\n"
+    "  -m, --model DIR            Hugging Face model folder to fine-tune\n"
+    "      --arch NAME            from scratch: llama, qwen2 or gpt2, randomly\n"
+    "                             initialised from --seed (std 0.02)\n"
+    "      --hidden-size N  --num-hidden-layers N  --num-attention-heads N\n"
+    "      --num-key-value-heads N  --intermediate-size N\n"
+    "                             sizes from scratch (defaults: transformers')\n"
+    "  -t, --tokenizer PATH       with --arch: tokenizer.json (or its folder): the\n"
+    "                             vocabulary size and special ids; copied into\n"
+    "                             OUT_DIR so it is a complete model folder\n"
+    "  -o, --output-dir DIR       checkpoints DIR/checkpoint-STEP/; the final model\n"
+    "\n"
+    "Data:\n"
+    "      --batch-size N         examples (rows) per micro-batch (default 8)\n"
+    "      --seq-len N            longest example: longer ones lose the start of\n"
+    "                             their prompt (never the response; those whose\n"
+    "                             response cannot fit are dropped and counted)\n"
+    "                             (default: the model's max positions, <= 2048;\n"
+    "                             512 from scratch)\n"
+    "      --packing              several examples per row of --seq-len positions,\n"
+    "                             attention kept inside each example\n"
+    "      --no-shuffle           keep the file order (default: shuffle per epoch)\n"
+    "      --valid FILE           token lines for the validation loss (val_loss)\n"
+    "      --eval-every N         validate every N steps (and at the end)\n"
+    "\n"
+    "Optimisation (names as transformers' TrainingArguments):\n"
+    "      --grad-accum N         micro-batches per optimizer step (default 1)\n"
+    "      --epochs N             passes over the data (default 1)\n"
+    "      --max-steps N          optimizer steps (overrides --epochs)\n"
+    "      --lr F                 peak learning rate (default 5e-5)\n"
+    "      --schedule KIND        constant, linear (default) or cosine\n"
+    "      --warmup-steps N       linear warmup from 0 (default 0)\n"
+    "      --min-lr F             floor of linear/cosine decay (default 0)\n"
+    "      --weight-decay F       AdamW decoupled decay, tensors of 2+ dims (0)\n"
+    "      --beta1 F --beta2 F --eps F   AdamW (0.9, 0.999, 1e-8)\n"
+    "      --clip F               max global gradient norm, 0 = off (default 1)\n"
+    "\n"
+    "Run:\n"
+    "      --save-every N         checkpoint every N steps (always at the end)\n"
+    "      --resume               continue from the newest complete checkpoint in\n"
+    "                             OUT_DIR: bit-identical to an uninterrupted run\n"
+    "                             (same options, data and --threads)\n"
+    "      --seed N               initialisation and shuffling (default 42)\n"
+    "      --threads N            threads (default: ICL_NUM_THREADS or all cores)\n"
+    "      --log-every N          metrics every N steps (default 1)\n"
+    "      --progress / --no-progress   force the progress bar on or off\n"
+    "  -q, --quiet                no configuration summary on stderr\n"
+    "  -h, --help                 this help\n"
+    "      --version              version and BLIS kernels\n"
+    "\n"
+    "SIGINT / SIGTERM save a checkpoint of the last finished step and exit\n"
+    "130 / 143.  A loss that becomes NaN or infinite stops the run (exit 1).\n"
+    "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
+
+enum {
+    O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
+    O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
+    O_LOG, O_PROG, O_NOPROG, O_VERSION
+};
+
+static long want_long(const char *opt, const char *s, long min)
+{
+    long v;
+    if (parse_long(s, &v) || v < min)
+        usage_die("%s %s: want an integer >= %ld", opt, s, min);
+    return v;
+}
+
+static double want_double(const char *opt, const char *s, double min)
+{
+    double v;
+    if (parse_double(s, &v) || !(v >= min))
+        usage_die("%s %s: want a number >= %g", opt, s, min);
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    icl_init(argc, argv);
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'},
+        {"arch", required_argument, 0, O_ARCH},
+        {"hidden-size", required_argument, 0, O_HID},
+        {"num-hidden-layers", required_argument, 0, O_NL},
+        {"num-attention-heads", required_argument, 0, O_NH},
+        {"num-key-value-heads", required_argument, 0, O_NKV},
+        {"intermediate-size", required_argument, 0, O_INTER},
+        {"tokenizer", required_argument, 0, 't'},
+        {"output-dir", required_argument, 0, 'o'},
+        {"batch-size", required_argument, 0, O_BS},
+        {"per-device-train-batch-size", required_argument, 0, O_BS},
+        {"seq-len", required_argument, 0, O_SL},
+        {"grad-accum", required_argument, 0, O_GA},
+        {"gradient-accumulation-steps", required_argument, 0, O_GA},
+        {"epochs", required_argument, 0, O_EP},
+        {"num-train-epochs", required_argument, 0, O_EP},
+        {"max-steps", required_argument, 0, O_MS},
+        {"lr", required_argument, 0, O_LR},
+        {"learning-rate", required_argument, 0, O_LR},
+        {"schedule", required_argument, 0, O_SCHED},
+        {"lr-scheduler-type", required_argument, 0, O_SCHED},
+        {"warmup-steps", required_argument, 0, O_WU},
+        {"min-lr", required_argument, 0, O_MINLR},
+        {"weight-decay", required_argument, 0, O_WD},
+        {"beta1", required_argument, 0, O_B1},
+        {"adam-beta1", required_argument, 0, O_B1},
+        {"beta2", required_argument, 0, O_B2},
+        {"adam-beta2", required_argument, 0, O_B2},
+        {"eps", required_argument, 0, O_EPS},
+        {"adam-epsilon", required_argument, 0, O_EPS},
+        {"clip", required_argument, 0, O_CLIP},
+        {"max-grad-norm", required_argument, 0, O_CLIP},
+        {"packing", no_argument, 0, O_PACK},
+        {"no-shuffle", no_argument, 0, O_NOSHUF},
+        {"valid", required_argument, 0, O_VALID},
+        {"eval-every", required_argument, 0, O_EVAL},
+        {"eval-steps", required_argument, 0, O_EVAL},
+        {"save-every", required_argument, 0, O_SAVE},
+        {"save-steps", required_argument, 0, O_SAVE},
+        {"resume", no_argument, 0, O_RESUME},
+        {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS},
+        {"log-every", required_argument, 0, O_LOG},
+        {"logging-steps", required_argument, 0, O_LOG},
+        {"progress", no_argument, 0, O_PROG},
+        {"no-progress", no_argument, 0, O_NOPROG},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, O_VERSION},
+        {0, 0, 0, 0},
+    };
+    icl_train_opts o;
+    icl_train_opts_default(&o);
+    int c;
+    while ((c = getopt_long(argc, argv, "m:t:o:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model_dir = optarg; break;
+        case O_ARCH:
+            if (strcmp(optarg, "llama") && strcmp(optarg, "qwen2") && strcmp(optarg, "gpt2"))
+                usage_die("--arch %s: want llama, qwen2 or gpt2", optarg);
+            o.arch = optarg;
+            break;
+        case O_HID: o.hidden_size = (int)want_long("--hidden-size", optarg, 1); break;
+        case O_NL: o.num_hidden_layers = (int)want_long("--num-hidden-layers", optarg, 1); break;
+        case O_NH: o.num_attention_heads = (int)want_long("--num-attention-heads", optarg, 1); break;
+        case O_NKV: o.num_key_value_heads = (int)want_long("--num-key-value-heads", optarg, 1); break;
+        case O_INTER: o.intermediate_size = (int)want_long("--intermediate-size", optarg, 1); break;
+        case 't': o.tokenizer = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case O_BS: o.batch_size = (int)want_long("--batch-size", optarg, 1); break;
+        case O_SL: o.seq_len = (int)want_long("--seq-len", optarg, 2); break;
+        case O_GA: o.grad_accum = (int)want_long("--grad-accum", optarg, 1); break;
+        case O_EP: o.epochs = want_long("--epochs", optarg, 1); break;
+        case O_MS: o.max_steps = want_long("--max-steps", optarg, 1); break;
+        case O_LR: o.adamw.lr = want_double("--lr", optarg, 0); break;
+        case O_SCHED:
+            if (icl_sched_parse(optarg, &o.schedule))
+                usage_die("--schedule %s: want constant, linear or cosine", optarg);
+            break;
+        case O_WU: o.warmup_steps = want_long("--warmup-steps", optarg, 0); break;
+        case O_MINLR: o.min_lr = want_double("--min-lr", optarg, 0); break;
+        case O_WD: o.adamw.weight_decay = want_double("--weight-decay", optarg, 0); break;
+        case O_B1: o.adamw.beta1 = want_double("--beta1", optarg, 0); break;
+        case O_B2: o.adamw.beta2 = want_double("--beta2", optarg, 0); break;
+        case O_EPS: o.adamw.eps = want_double("--eps", optarg, 0); break;
+        case O_CLIP: o.clip = want_double("--clip", optarg, 0); break;
+        case O_PACK: o.packing = 1; break;
+        case O_NOSHUF: o.shuffle = 0; break;
+        case O_VALID: o.valid = optarg; break;
+        case O_EVAL: o.eval_every = want_long("--eval-every", optarg, 0); break;
+        case O_SAVE: o.save_every = want_long("--save-every", optarg, 0); break;
+        case O_RESUME: o.resume = 1; break;
+        case O_SEED: o.seed = (uint64_t)want_long("--seed", optarg, 0); break;
+        case O_THREADS: o.threads = (int)want_long("--threads", optarg, 1); break;
+        case O_LOG: o.log_every = want_long("--log-every", optarg, 1); break;
+        case O_PROG: o.progress = 1; break;
+        case O_NOPROG: o.progress = 0; break;
+        case 'q': o.verbose = 0; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        case O_VERSION: icl_print_version(); return 0;
+        default: usage_die("bad option");
+        }
+    }
+    if (!o.out_dir)
+        usage_die("missing -o OUT_DIR");
+    if (o.model_dir && o.arch)
+        usage_die("give -m MODEL_DIR or --arch, not both");
+    if (!o.model_dir && !o.arch && !o.resume)
+        usage_die("missing -m MODEL_DIR or --arch");
+    if (o.arch && !o.tokenizer && !o.resume)
+        usage_die("--arch needs -t TOKENIZER");
+    if (o.model_dir && o.tokenizer)
+        usage_die("-t is for --arch; a model folder brings its own tokenizer");
+    if (o.adamw.beta1 >= 1 || o.adamw.beta2 >= 1)
+        usage_die("--beta1 and --beta2 must be below 1");
+    if (o.min_lr > o.adamw.lr)
+        usage_die("--min-lr %g is above --lr %g", o.min_lr, o.adamw.lr);
+    o.files = (const char *const *)argv + optind;
+    o.nfiles = argc - optind;
+    return icl_train(&o);
+}
