@@ -1,12 +1,19 @@
 /* icl-eval - score predictions against references (JSON Lines records), or
- * (with -m, once the model core exists) the loss and perplexity of a model on
- * token lines.  See icl-eval(1).  All computing is in lib/metrics.c. */
+ * (with -m) the loss, perplexity and token accuracy of a model on token
+ * lines.  See icl-eval(1).  All computing is in lib/metrics.c. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <math.h>
+#include <unistd.h>
+
+#include "lmeval.h"
 #include "metrics.h"
+#include "model.h"
+#include "tokenizer.h"
+#include "toklines.h"
 #include "record.h"
 #include "util.h"
 
@@ -32,7 +39,8 @@ static void usage(FILE *f)
 "      --skip-bad          skip bad records (unreadable, key missing or not a\n"
 "                          string) and count them, instead of stopping\n"
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
-"                          of a model on token lines (needs the model core)\n"
+"                          of a model on token lines (target segments only;\n"
+"                          per token over the whole input)\n"
 "  -t, --threads N         threads for the model mode (default: all cores)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
@@ -61,15 +69,59 @@ typedef struct {
     const char *per_path;
 } opts;
 
-/* Model mode: loss over target tokens of token lines.  Filled in when the
- * model core lands (lib/model.h); until then a clear usage error. */
+/* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_dir, int nfiles, char **files)
 {
-    (void)nfiles;
-    (void)files;
-    fprintf(stderr, "%s: -m %s: the model mode (loss and perplexity of token lines) needs "
-            "the model core, which is not built yet\n", icl_progname, model_dir);
-    return ICL_EXIT_USAGE;
+    char err[1024];
+    icl_model *m = icl_model_load(model_dir, err, sizeof err);
+    if (!m)
+        die("%s: %s", model_dir, err);
+    icl_tokenizer *tok = NULL;
+    size_t pl = strlen(model_dir) + 32;
+    char *tokpath = xmalloc(pl);
+    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    if (access(tokpath, R_OK) == 0 && !(tok = icl_tok_load(model_dir, err, sizeof err)))
+        die("%s: %s", tokpath, err);
+    icl_lm_eval e;
+    icl_lm_eval_init(&e);
+    for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
+        const char *path = nfiles ? files[i] : "-", *name = icl_display_name(path);
+        icl_toklines_reader r;
+        icl_toklines_open(&r, path, m->cfg.vocab_size);
+        int st, checked = 0;
+        while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
+            if (st < 0)
+                die("%s", err);
+            if (r.hdr.present && !checked) {
+                checked = 1;
+                if (tok && icl_toklines_check(&r.hdr, tok, err, sizeof err) != 0)
+                    die("%s:%ld: %s (tokenizer %s)", name, r.header_line, err, tokpath);
+                if (r.hdr.vocab_size > m->cfg.vocab_size)
+                    die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
+                        r.hdr.vocab_size, m->cfg.vocab_size);
+            }
+            if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
+                die("%s:%ld: %s", name, r.lines.lineno, err);
+        }
+        icl_toklines_close(&r);
+    }
+    json_t *sum = json_object();
+    json_object_set_new(sum, "records", json_integer(e.records));
+    json_object_set_new(sum, "tokens", json_integer(e.tokens));
+#define REAL_OR_NULL(x) (isnan(x) ? json_null() : json_real(x))
+    json_object_set_new(sum, "loss", REAL_OR_NULL(icl_lm_eval_loss(&e)));
+    json_object_set_new(sum, "perplexity", REAL_OR_NULL(icl_lm_eval_perplexity(&e)));
+    json_object_set_new(sum, "token_accuracy", REAL_OR_NULL(icl_lm_eval_accuracy(&e)));
+    if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
+        die("write error:");
+    putchar('\n');
+    json_decref(sum);
+    icl_lm_eval_free(&e);
+    if (tok)
+        icl_tok_free(tok);
+    free(tokpath);
+    icl_model_free(m);
+    return ICL_EXIT_OK;
 }
 
 static long skipped_warned;

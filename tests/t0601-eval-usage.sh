@@ -1,5 +1,5 @@
 #!/bin/sh
-# icl-eval: options, usage errors, the model mode's placeholder, man page.
+# icl-eval: options, usage errors, man page.
 . "$(dirname "$0")/lib.sh"
 MAN="$TESTS_DIR/../man/man1/icl-eval.1"
 
@@ -25,9 +25,9 @@ test_expect_code 2 'an unknown option is a usage error' '
 	icl-eval --frobnicate </dev/null
 '
 
-test_expect_code 2 '-m explains that the model mode is not built yet' '
-	icl-eval -m model_dir </dev/null 2>err; rc=$?
-	grep -q "^icl-eval: -m model_dir: the model mode .*needs the model core" err || rc=99
+test_expect_code 1 '-m with a missing model folder names it' '
+	icl-eval -m no_such_model </dev/null 2>err; rc=$?
+	grep -q "^icl-eval: no_such_model" err || rc=99
 	exit $rc
 '
 

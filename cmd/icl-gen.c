@@ -1,0 +1,448 @@
+/* icl-gen - generate completions for prompts with a model folder: records in,
+ * records with "completion" out (or token lines in and out with --ids).
+ * See icl-gen(1).  All computing is in lib/generate.c. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "generate.h"
+#include "model.h"
+#include "record.h"
+#include "tokenizer.h"
+#include "toklines.h"
+#include "tokrec.h"
+#include "util.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"Usage: icl-gen -m MODEL_DIR [OPTION]... [FILE]...\n"
+"Generate a completion for the \"prompt\" of each JSON Lines record (FILEs, or\n"
+"standard input) and write the record back with \"completion\" added.\n"
+"\n"
+"  -m, --model DIR            Hugging Face model folder (config.json,\n"
+"                             model.safetensors, tokenizer.json)\n"
+"  -n, --max-new-tokens N     at most N new tokens per prompt (default:\n"
+"                             generation_config.json's, else 256)\n"
+"      --temperature F        sample at temperature F (0 = greedy)\n"
+"      --top-k N              sample from the N most likely tokens (0 = off)\n"
+"      --top-p F              sample from the smallest set of tokens whose\n"
+"                             probability reaches F (1 = off, 0 = greedy)\n"
+"      --min-p F              drop tokens below F times the top probability\n"
+"      --repetition-penalty F divide (multiply if negative) the logits of\n"
+"                             tokens already seen by F (1 = off; greedy too)\n"
+"      --greedy               argmax decoding, whatever the model folder says\n"
+"  -s, --seed N               random seed (default 0); record i always draws\n"
+"                             from stream (N, i): same output at any batch size\n"
+"      --stop STR             end a completion where STR appears (STR is not\n"
+"                             included); repeatable\n"
+"  -b, --batch-size N         prompts decoded together (default 8)\n"
+"      --ids                  read token lines, write token lines: each input\n"
+"                             line's segments (less a last target segment, the\n"
+"                             reference) then TAB and the generated ids\n"
+"      --parse-special        special-token text in prompts becomes special ids\n"
+"                             (as icl-tok encode --parse-special)\n"
+"      --stream               write plain text as it is generated (the default\n"
+"                             when standard output is a terminal)\n"
+"  -t, --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"  -h, --help                 show this help and exit\n"
+"  -V, --version              show the version and exit\n"
+"\n"
+"Decoding stops at any eos_token_id of generation_config.json (else\n"
+"config.json), at a --stop string, at --max-new-tokens, or when the context\n"
+"(max_position_embeddings) is full.  Without --temperature, --top-k, --top-p\n"
+"or --min-p, decoding is greedy unless generation_config.json sets do_sample;\n"
+"any of them turns sampling on, with the other values from\n"
+"generation_config.json or transformers' defaults (temperature 1, top-k 50).\n"
+"Prompts are tokenized as icl-tok encode does (BOS as the tokenizer adds it);\n"
+"a \"prompt\" array is a conversation: turns with the \"response\" array, or\n"
+"prompt, response, ..., prompt segments.\n"
+"\n"
+"Example:\n"
+"  echo '{\"id\":1,\"prompt\":\"Once upon a time\"}' | icl-gen -m run/ -n 32\n"
+"  {\"id\":1,\"prompt\":\"Once upon a time\",\"completion\":\" there was ...\"}\n"
+"\n"
+"Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n");
+}
+
+enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
+       OPT_STREAM };
+
+static const struct option longopts[] = {
+    {"model", required_argument, NULL, 'm'},
+    {"max-new-tokens", required_argument, NULL, 'n'},
+    {"temperature", required_argument, NULL, OPT_TEMP},
+    {"top-k", required_argument, NULL, OPT_TOPK},
+    {"top-p", required_argument, NULL, OPT_TOPP},
+    {"min-p", required_argument, NULL, OPT_MINP},
+    {"repetition-penalty", required_argument, NULL, OPT_REP},
+    {"greedy", no_argument, NULL, OPT_GREEDY},
+    {"seed", required_argument, NULL, 's'},
+    {"stop", required_argument, NULL, OPT_STOP},
+    {"batch-size", required_argument, NULL, 'b'},
+    {"ids", no_argument, NULL, OPT_IDS},
+    {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
+    {"stream", no_argument, NULL, OPT_STREAM},
+    {"threads", required_argument, NULL, 't'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct {
+    icl_model *m;
+    icl_gen_config g;
+    icl_tokenizer *tok;
+    icl_tok_state *st;
+    icl_tokrec_opts to;
+    char **stop;
+    int n_stop;
+    int batch;
+    int stream;
+    uint64_t index;  /* records seen so far (the RNG stream of the next one) */
+} ctx_t;
+
+/* ---------------------------------------------------------------- text mode */
+
+typedef struct {
+    ctx_t *c;
+    icl_gen_seq *seqs;
+    icl_gen_text *texts;
+} batch_ctx;
+
+static int is_eos(const icl_gen_config *g, int32_t id)
+{
+    for (int i = 0; i < g->n_eos; i++)
+        if (g->eos[i] == id)
+            return 1;
+    return 0;
+}
+
+static int on_token(void *vp, int seq, int32_t id)
+{
+    batch_ctx *b = vp;
+    icl_gen_seq *s = &b->seqs[seq];
+    icl_gen_text *t = &b->texts[seq];
+    char err[256];
+    if (is_eos(&b->c->g, id))
+        return 0; /* the eos ends the sequence; its text is not part of the completion */
+    int r = icl_gen_text_update(t, s->out.v, s->out.n, err, sizeof err);
+    if (r < 0)
+        die("decoding the completion: %s", err);
+    if (b->c->stream) {
+        size_t len;
+        const char *p = icl_gen_text_stream(t, 0, &len);
+        if (len && fwrite(p, 1, len, stdout) != len)
+            die("write error:");
+        fflush(stdout);
+    }
+    return r == 1 && b->c->n_stop > 0;
+}
+
+static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, const char **where)
+{
+    icl_gen_seq *seqs = xcalloc((size_t)n, sizeof *seqs);
+    icl_gen_text *texts = xcalloc((size_t)n, sizeof *texts);
+    for (int i = 0; i < n; i++) {
+        seqs[i].prompt = prompts[i].v;
+        seqs[i].n_prompt = prompts[i].n;
+        seqs[i].index = c->index - (uint64_t)n + (uint64_t)i;
+        icl_gen_text_init(&texts[i], c->tok, c->stop, c->n_stop);
+    }
+    batch_ctx b = {c, seqs, texts};
+    char err[512];
+    if (icl_generate(c->m, &c->g, seqs, n, on_token, &b, err, sizeof err) != 0) {
+        /* name the first record of the batch that the message may be about */
+        die("%s: %s", where[0], err);
+    }
+    for (int i = 0; i < n; i++) {
+        if (c->stream) {
+            size_t len;
+            const char *p = icl_gen_text_stream(&texts[i], 1, &len);
+            if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
+                die("write error:");
+            fflush(stdout);
+        } else {
+            json_object_set_new(recs[i], "completion",
+                                json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
+            icl_record_write(stdout, recs[i]);
+        }
+        icl_gen_text_free(&texts[i]);
+        ids_free(&seqs[i].out);
+    }
+    fflush(stdout);
+    free(seqs);
+    free(texts);
+}
+
+static void gen_text_file(ctx_t *c, const char *path)
+{
+    icl_lines r;
+    icl_lines_open(&r, path);
+    const char *name = icl_display_name(path);
+    json_t **recs = xcalloc((size_t)c->batch, sizeof *recs);
+    icl_ids *prompts = xcalloc((size_t)c->batch, sizeof *prompts);
+    char **where = xcalloc((size_t)c->batch, sizeof *where);
+    int n = 0, st;
+    char err[512];
+    json_t *rec;
+    while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
+        if (st < 0)
+            die("%s", err);
+        prompts[n].n = 0;
+        if (icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, &prompts[n], err, sizeof err) != 0)
+            die("%s:%ld: %s", name, r.lineno, err);
+        if (prompts[n].n == 0)
+            die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
+        free(where[n]);
+        size_t wl = strlen(name) + 32;
+        where[n] = xmalloc(wl);
+        snprintf(where[n], wl, "%s:%ld", name, r.lineno);
+        recs[n++] = rec;
+        c->index++;
+        if (n == c->batch) {
+            run_text_batch(c, recs, prompts, n, (const char **)where);
+            for (int i = 0; i < n; i++)
+                json_decref(recs[i]);
+            n = 0;
+        }
+    }
+    if (n > 0)
+        run_text_batch(c, recs, prompts, n, (const char **)where);
+    for (int i = 0; i < n; i++)
+        json_decref(recs[i]);
+    for (int i = 0; i < c->batch; i++) {
+        ids_free(&prompts[i]);
+        free(where[i]);
+    }
+    free(prompts);
+    free(recs);
+    free(where);
+    icl_lines_close(&r);
+}
+
+/* ---------------------------------------------------------------- --ids mode */
+
+typedef struct {
+    icl_ids ids;       /* the kept segments, concatenated (the prompt) */
+    size_t *seg_end;   /* their ends */
+    size_t nseg;
+} ids_item;
+
+static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
+{
+    icl_gen_seq *seqs = xcalloc((size_t)n, sizeof *seqs);
+    for (int i = 0; i < n; i++) {
+        seqs[i].prompt = items[i].ids.v;
+        seqs[i].n_prompt = items[i].ids.n;
+        seqs[i].index = c->index - (uint64_t)n + (uint64_t)i;
+    }
+    char err[512];
+    if (icl_generate(c->m, &c->g, seqs, n, NULL, NULL, err, sizeof err) != 0)
+        die("%s: %s", where, err);
+    icl_buf line = {0};
+    for (int i = 0; i < n; i++) {
+        buf_clear(&line);
+        size_t b0 = 0;
+        for (size_t k = 0; k < items[i].nseg; k++) {
+            icl_toklines_put_segment(&line, items[i].ids.v + b0, items[i].seg_end[k] - b0, k == 0);
+            b0 = items[i].seg_end[k];
+        }
+        icl_toklines_put_segment(&line, seqs[i].out.v, seqs[i].out.n, 0);
+        buf_putc(&line, '\n');
+        if (fwrite(line.data, 1, line.len, stdout) != line.len)
+            die("write error:");
+        ids_free(&seqs[i].out);
+    }
+    fflush(stdout);
+    buf_free(&line);
+    free(seqs);
+}
+
+static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
+{
+    icl_toklines_reader r;
+    icl_toklines_open(&r, path, c->m->cfg.vocab_size);
+    const char *name = icl_display_name(path);
+    ids_item *items = xcalloc((size_t)c->batch, sizeof *items);
+    int n = 0, st;
+    char err[512], where[600] = "";
+    while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
+        if (st < 0)
+            die("%s", err);
+        if (r.hdr.present && !*header_done) {
+            if (c->tok && icl_toklines_check(&r.hdr, c->tok, err, sizeof err) != 0)
+                die("%s:%ld: %s", name, r.header_line, err);
+            icl_toklines_write_header(stdout, &r.hdr);
+            *header_done = 1;
+        }
+        /* a last target segment is the reference: drop it */
+        size_t keep = r.nseg % 2 == 0 ? r.nseg - 1 : r.nseg;
+        ids_item *it = &items[n];
+        it->ids.n = 0;
+        size_t end = keep ? r.seg_end[keep - 1] : 0;
+        for (size_t i = 0; i < end; i++)
+            ids_push(&it->ids, r.ids[i]);
+        it->seg_end = xreallocarray(it->seg_end, keep ? keep : 1, sizeof *it->seg_end);
+        memcpy(it->seg_end, r.seg_end, keep * sizeof *it->seg_end);
+        it->nseg = keep;
+        if (it->ids.n == 0)
+            die("%s:%ld: the prompt is empty (nothing before the last target segment)", name, r.lines.lineno);
+        if (n == 0)
+            snprintf(where, sizeof where, "%s:%ld", name, r.lines.lineno);
+        n++;
+        c->index++;
+        if (n == c->batch) {
+            run_ids_batch(c, items, n, where);
+            n = 0;
+        }
+    }
+    if (n > 0)
+        run_ids_batch(c, items, n, where);
+    for (int i = 0; i < c->batch; i++) {
+        ids_free(&items[i].ids);
+        free(items[i].seg_end);
+    }
+    free(items);
+    icl_toklines_close(&r);
+}
+
+/* ---------------------------------------------------------------- main */
+
+static double num_arg(const char *opt, const char *s)
+{
+    double v;
+    if (parse_double(s, &v))
+        usage_die("%s %s: want a number", opt, s);
+    return v;
+}
+
+static long int_arg(const char *opt, const char *s, long lo, long hi)
+{
+    long v;
+    if (parse_long(s, &v) || v < lo || v > hi)
+        usage_die("%s %s: want an integer in [%ld, %ld]", opt, s, lo, hi);
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    icl_init(argc, argv);
+    const char *model_dir = NULL;
+    long max_new = -1, threads = 0, batch = 8, seed = 0, top_k = -1;
+    double temp = 0, top_p = 0, min_p = 0, rep = 0;
+    int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
+    char **stop = xcalloc((size_t)argc + 1, sizeof *stop);
+    int n_stop = 0;
+    while ((c = getopt_long(argc, argv, "m:n:s:b:t:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'n': max_new = int_arg("--max-new-tokens", optarg, 1, 1L << 30); break;
+        case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
+        case OPT_TOPK: top_k = int_arg("--top-k", optarg, 0, 1L << 30); break;
+        case OPT_TOPP: top_p = num_arg("--top-p", optarg), has_top_p = 1; break;
+        case OPT_MINP: min_p = num_arg("--min-p", optarg), has_min_p = 1; break;
+        case OPT_REP: rep = num_arg("--repetition-penalty", optarg), has_rep = 1; break;
+        case OPT_GREEDY: greedy = 1; break;
+        case 's': seed = int_arg("--seed", optarg, 0, (long)(~0UL >> 1)); break;
+        case OPT_STOP:
+            if (!*optarg)
+                usage_die("--stop: the string is empty");
+            stop[n_stop++] = optarg;
+            break;
+        case 'b': batch = int_arg("--batch-size", optarg, 1, 4096); break;
+        case OPT_IDS: ids_mode = 1; break;
+        case OPT_PARSE_SPECIAL: parse_special = 1; break;
+        case OPT_STREAM: stream = 1; break;
+        case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
+        case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
+        case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
+        default: usage_die("unknown option");
+        }
+    }
+    if (!model_dir)
+        usage_die("no model: give -m MODEL_DIR");
+    if (ids_mode && n_stop)
+        usage_die("--stop needs text: it does not apply to --ids");
+    if (ids_mode && stream)
+        usage_die("--stream writes text: it does not apply to --ids");
+    int sampling = has_temp || top_k >= 0 || has_top_p || has_min_p;
+    if (greedy && sampling)
+        usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
+    icl_set_threads((int)threads);
+
+    ctx_t cx;
+    memset(&cx, 0, sizeof cx);
+    char err[1024];
+    cx.m = icl_model_load(model_dir, err, sizeof err);
+    if (!cx.m)
+        die("%s: %s", model_dir, err);
+    if (icl_gen_config_load(&cx.g, model_dir, &cx.m->cfg, err, sizeof err) != 0)
+        die("%s/%s", model_dir, err);
+    if (max_new > 0)
+        cx.g.max_new_tokens = max_new;
+    if (sampling)
+        cx.g.do_sample = 1;
+    if (greedy)
+        cx.g.do_sample = 0;
+    if (has_temp)
+        cx.g.sp.temperature = (float)temp;
+    if (top_k >= 0)
+        cx.g.sp.top_k = (int)top_k;
+    if (has_top_p)
+        cx.g.sp.top_p = (float)top_p;
+    if (has_min_p)
+        cx.g.sp.min_p = (float)min_p;
+    if (has_rep)
+        cx.g.sp.repetition_penalty = (float)rep;
+    if (icl_sampler_check(&cx.g.sp, err, sizeof err) != 0)
+        usage_die("%s", err);
+    cx.g.seed = (uint64_t)seed;
+    cx.stop = stop;
+    cx.n_stop = n_stop;
+    cx.batch = (int)batch;
+    cx.stream = !ids_mode && (stream || isatty(STDOUT_FILENO));
+    if (cx.stream)
+        cx.batch = 1; /* one completion at a time on the screen */
+
+    size_t pl = strlen(model_dir) + 32;
+    char *tokpath = xmalloc(pl);
+    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    if (!ids_mode || access(tokpath, R_OK) == 0) {
+        cx.tok = icl_tok_load(model_dir, err, sizeof err);
+        if (!cx.tok)
+            die("%s: %s", tokpath, err);
+        if (icl_tok_vocab_size(cx.tok) > cx.m->cfg.vocab_size)
+            die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
+                icl_tok_vocab_size(cx.tok), cx.m->cfg.vocab_size);
+        cx.st = icl_tok_state_new(cx.tok);
+        const icl_tok_specials *sp = icl_tok_get_specials(cx.tok);
+        cx.to.bos = sp->add_bos && sp->bos >= 0;
+        cx.to.eos = sp->eos >= 0;
+        cx.to.parse_special = parse_special;
+    }
+    free(tokpath);
+
+    int header_done = 0;
+    if (optind == argc) {
+        if (ids_mode)
+            gen_ids_file(&cx, "-", &header_done);
+        else
+            gen_text_file(&cx, "-");
+    }
+    for (int i = optind; i < argc; i++) {
+        if (ids_mode)
+            gen_ids_file(&cx, argv[i], &header_done);
+        else
+            gen_text_file(&cx, argv[i]);
+    }
+    if (cx.st)
+        icl_tok_state_free(cx.st);
+    if (cx.tok)
+        icl_tok_free(cx.tok);
+    icl_model_free(cx.m);
+    free(stop);
+    return ICL_EXIT_OK;
+}

@@ -1,0 +1,154 @@
+/* generate.h - autoregressive generation with a KV cache: batched decode
+ * steps, stop conditions, samplers, incremental (streaming) detokenisation.
+ *
+ * Layers, from the bottom:
+ *   icl_gen_step        one new token for each of B sequences, each with its
+ *                       own KV cache (icl_kv_cache of model.h) at its own length;
+ *                       the B rows go through every weight matrix together.
+ *   icl_gen_config      what the model folder's generation_config.json (and
+ *                       config.json) say: eos ids, sampler defaults, max_new_tokens.
+ *   icl_generate        prefill + decode loop for a batch of prompts until each
+ *                       one stops (eos id, max_new_tokens, context full, or the
+ *                       caller's per-token callback, which handles stop strings).
+ *   icl_gen_text        decoded text of a growing id sequence: UTF-8 safe
+ *                       streaming and --stop strings.
+ *
+ * Reproducibility: sequence s draws from its own icl_rng seeded (seed, index
+ * of s in the whole input), one uniform per sampled token, and the logits
+ * of a sequence are computed by the same arithmetic whatever the other rows
+ * of the batch are (see icl_gen_step), so the output does not depend on the
+ * batch size.  It may depend on the thread count (BLIS in the prefill).
+ */
+#ifndef ICL_GENERATE_H
+#define ICL_GENERATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "sample.h"
+#include "tokenizer.h"
+#include "tokrec.h"
+#include <jansson.h>
+#include "util.h"
+
+/* One decode step for B sequences.  Sequence b feeds ids[b] at position
+ * caches[b]->len (its own length), appends its keys/values and advances
+ * caches[b]->len; logits [B, V] (row-major) receive the next-token logits.
+ * The same computation as icl_model_decode(n = 1) (model.h), reorganised so
+ * that each weight matrix is read once per step for the whole batch:
+ *   - Linear maps y = x W^T (+ b) with W [out, in] (Llama/Qwen2) or Conv1D
+ *     W [in, out] (GPT-2) by a small-batch kernel whose arithmetic for one row
+ *     does not depend on B (sums in a fixed order over the input dimension);
+ *   - attention of the one query of each head against the sequence's cache
+ *     (softmax(q k^T / sqrt(hd)) v, max subtracted, as HF eager attention).
+ * Agrees with icl_model_decode to float32 rounding (about 1e-6 relative).
+ * Returns 0, or -1 with err if a cache is full, an id is out of range, or a
+ * GPT-2 position reaches n_positions; then no cache is changed. */
+int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, int B, float *logits, char *err,
+                 size_t errsz);
+
+/* y[B, out] (row stride ldy) = x[B, in] (row stride ldx) W' + bias, W' the
+ * logical [in, out] matrix: W [out, in] row-major when conv1d == 0
+ * (torch.nn.Linear), W [in, out] when conv1d == 1 (GPT-2 Conv1D).  bias may
+ * be NULL.  beta 0 overwrites y, 1 adds (residual).  Row b's result depends
+ * only on row b of x (never on B).  OpenMP over output columns. */
+void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
+                    int out, int conv1d, float beta);
+
+/* Generation settings, defaults as transformers' GenerationConfig merged
+ * with the model folder's generation_config.json. */
+typedef struct {
+    int do_sample;             /* 0: greedy (argmax after the repetition penalty) */
+    icl_sampler_params sp;     /* used when do_sample (greedy forces temperature 0) */
+    long max_new_tokens;       /* > 0 */
+    int n_eos;
+    int32_t eos[16];           /* stop ids (generation_config's, else config.json's) */
+    uint64_t seed;
+} icl_gen_config;
+
+/* Defaults: do_sample 0, temperature 1, top_k 50, top_p 1, min_p 0,
+ * repetition_penalty 1 (transformers' GenerationConfig), max_new_tokens 256
+ * (transformers' max_length 20 counts the prompt: too short to be useful),
+ * seed 0, eos from config.json (cfg may be NULL).  Then, if dir holds a
+ * generation_config.json, its do_sample, temperature, top_k, top_p, min_p,
+ * repetition_penalty, max_new_tokens and eos_token_id (an int or a list)
+ * override these (null values are ignored).  0 ok; -1 with err when the file
+ * is not valid JSON or a value has the wrong type or range. */
+int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cfg, char *err, size_t errsz);
+
+/* The sampler parameters generation uses: g->sp, or greedy (temperature 0,
+ * the repetition penalty kept) when !g->do_sample. */
+icl_sampler_params icl_gen_sampler_params(const icl_gen_config *g);
+
+/* Why a sequence stopped. */
+typedef enum { ICL_STOP_NONE, ICL_STOP_EOS, ICL_STOP_LENGTH, ICL_STOP_CONTEXT, ICL_STOP_CALLER } icl_stop_reason;
+
+/* One sequence of a batch.  The caller fills prompt/n_prompt (not owned,
+ * n_prompt >= 1) and index (the RNG stream: the record's number in the whole
+ * input); icl_generate fills out (the generated ids, an eos id that ended
+ * the sequence included; owned, free with ids_free) and stop. */
+typedef struct {
+    const int32_t *prompt;
+    size_t n_prompt;
+    uint64_t index;
+    icl_ids out;
+    icl_stop_reason stop;
+} icl_gen_seq;
+
+/* Called after each generated token of sequence seq (its ids so far in
+ * seqs[seq].out).  Return nonzero to stop that sequence (e.g. a stop string
+ * appeared); the token stays in out, the caller trims what it must. */
+typedef int (*icl_gen_token_fn)(void *ctx, int seq, int32_t id);
+
+/* Generate for B sequences together: each prompt is prefilled into its own
+ * KV cache (icl_model_decode), then one icl_gen_step per new token for the
+ * sequences still running.  A sequence stops after an id in g->eos, after
+ * g->max_new_tokens ids, when the model's context (max_position_embeddings)
+ * is full, or when on_token returns nonzero.  on_token may be NULL.
+ * 0 ok; -1 with err (prompt longer than the context, id out of range, the
+ * model produced no finite logit). */
+int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B, icl_gen_token_fn on_token,
+                 void *ctx, char *err, size_t errsz);
+
+/* The prompt ids of a record, tokenized exactly as icl-tok encode does
+ * (tokrec.h, with the same BOS/EOS options o; o->max_len is ignored) for
+ * everything before the response to generate:
+ *   "prompt": P (a string)              ->  [BOS] ids(P)
+ *   "prompt": [P1..Pn], "response": [R1..R(n-1)] (or n: the last one, a
+ *     reference, is ignored)              ->  [BOS] ids(P1) ids(R1) EOS ... ids(Pn)
+ *   "prompt": [S1..Sk] and no response array: S1, S3, ... are prompts and
+ *     S2, S4, ... responses (k odd)      ->  the same rendering
+ * i.e. the token line icl-tok would write with an empty last response, all
+ * segments concatenated, without that response's EOS.  Appends to out;
+ * returns 0, or -1 with "what is wrong" in err. */
+int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o, const json_t *rec,
+                       icl_ids *out, char *err, size_t errsz);
+
+/* Text of a growing completion, decoded as a continuation (no leading space
+ * stripped: prompt text + completion text == text of prompt ids + ids),
+ * special tokens skipped.  Decoding the whole id sequence each time keeps
+ * characters whose bytes span tokens intact; the streamable part holds back
+ * a trailing U+FFFD (bytes of an unfinished character) and any tail that
+ * could still become a stop string. */
+typedef struct {
+    const icl_tokenizer *tok;
+    char **stop;         /* stop strings (not owned), n_stop of them, non-empty */
+    int n_stop;
+    icl_buf text;        /* the decoded completion, cut before a stop string once found */
+    size_t emitted;      /* bytes of text already handed out by icl_gen_text_stream */
+    int stopped;         /* a stop string was found (text ends before it) */
+} icl_gen_text;
+
+void icl_gen_text_init(icl_gen_text *t, const icl_tokenizer *tok, char **stop, int n_stop);
+void icl_gen_text_free(icl_gen_text *t);
+/* Re-decode ids[0..n) into t->text and look for the stop strings (the
+ * earliest occurrence wins; the text is cut before it).  Returns 1 when a
+ * stop string has been found, else 0; -1 with err on a decoding error. */
+int icl_gen_text_update(icl_gen_text *t, const int32_t *ids, size_t n, char *err, size_t errsz);
+/* Bytes that are final and not yet emitted: *len bytes at the returned
+ * pointer (into t->text), then marked emitted.  final = 1 (the sequence is
+ * over) releases everything, except a trailing U+FFFD is kept as decoded. */
+const char *icl_gen_text_stream(icl_gen_text *t, int final, size_t *len);
+
+#endif

@@ -1,0 +1,55 @@
+/* lmeval.c - loss, perplexity, token accuracy of a model on token lines.  See lmeval.h. */
+#include "lmeval.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sample.h"
+#include "util.h"
+
+void icl_lm_eval_init(icl_lm_eval *e) { memset(e, 0, sizeof *e); }
+
+void icl_lm_eval_free(icl_lm_eval *e)
+{
+    free(e->logits);
+    memset(e, 0, sizeof *e);
+}
+
+int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uint8_t *target, size_t n, char *err,
+                     size_t errsz)
+{
+    e->records++;
+    if (n < 2)
+        return 0; /* no position has a next token */
+    if (n > (size_t)1 << 30) {
+        snprintf(err, errsz, "line of %zu ids is too long", n);
+        return -1;
+    }
+    icl_batch b = {1, (int)n, ids, target, NULL, NULL};
+    if (icl_batch_validate(m, &b, err, errsz) != 0)
+        return -1;
+    int V = m->cfg.vocab_size;
+    if (n > e->cap) {
+        free(e->logits);
+        e->logits = xmalloc(n * (size_t)V * sizeof(float));
+        e->cap = n;
+    }
+    long nt = 0;
+    double loss = icl_model_forward(m, &b, e->logits, 0, &nt);
+    e->loss_sum += loss;
+    e->tokens += nt;
+    for (size_t t = 0; t + 1 < n; t++)
+        if (target[t + 1] && icl_argmax(e->logits + t * (size_t)V, V) == ids[t + 1])
+            e->correct++;
+    return 0;
+}
+
+double icl_lm_eval_loss(const icl_lm_eval *e) { return e->tokens ? e->loss_sum / (double)e->tokens : NAN; }
+
+double icl_lm_eval_perplexity(const icl_lm_eval *e) { return e->tokens ? exp(icl_lm_eval_loss(e)) : NAN; }
+
+double icl_lm_eval_accuracy(const icl_lm_eval *e)
+{
+    return e->tokens ? (double)e->correct / (double)e->tokens : NAN;
+}

@@ -1,0 +1,127 @@
+#!/bin/sh
+# icl-gen on records: "completion" added and nothing else changed, prompts
+# tokenized as icl-tok encode does, stop strings, streaming, batch and seed
+# independence, usage errors, man page.  The model is stories260K (vocab 512)
+# given the byte-level tokenizer bytelevel-512 (its own is lost): the text is
+# gibberish but every mechanism is exercised.
+. "$(dirname "$0")/lib.sh"
+MAN="$TESTS_DIR/../man/man1/icl-gen.1"
+mkdir m && cp "$DATA"/model/stories260K/model/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json
+json() { python3 -c 'import json,sys; [print(json.dumps(json.loads(l)[sys.argv[1]], ensure_ascii=False)) for l in sys.stdin]' "$1"; }
+
+cat >in.jsonl <<'J'
+{"id":1,"prompt":"Once upon a time","response":"ref","z":[1,2]}
+{"prompt":"caf\u00e9 \u4e16\u754c","id":"b"}
+{"id":3,"prompt":["Hi","Hello!","How are you?"]}
+{"id":4,"prompt":["Hi","How are you?"],"response":["Hello!","ref"]}
+J
+
+test_expect_success 'the record gets "completion", every other key unchanged and in order' '
+	icl-gen -m m -n 16 in.jsonl >out &&
+	test $(wc -l <out) = 4 &&
+	python3 -c "
+import json
+for a, b in zip(open(\"in.jsonl\"), open(\"out\")):
+    a, b = json.loads(a), json.loads(b)
+    assert list(b) == list(a) + [\"completion\"], (list(a), list(b))
+    assert all(a[k] == b[k] for k in a)
+    assert isinstance(b[\"completion\"], str) and len(b[\"completion\"]) > 0
+"
+'
+
+test_expect_success 'a conversation renders alike from turns or from segments' '
+	sed -n 3p out | json completion >c3 && sed -n 4p out | json completion >c4 && test_cmp c3 c4
+'
+
+test_expect_success 'prompts are tokenized as icl-tok encode does (encode | gen --ids | decode)' '
+	sed -n "1p;4p" in.jsonl >pr.jsonl &&
+	echo "{\"prompt\":\"caf\u00e9 \u4e16\u754c\",\"response\":\"\"}" >>pr.jsonl &&
+	icl-tok encode -t m pr.jsonl >pr.tok 2>/dev/null &&
+	icl-gen -m m -n 16 --ids pr.tok >gen.tok &&
+	test_grep "^#icl-tokens" gen.tok &&
+	icl-tok decode -t m gen.tok >dec.jsonl &&
+	icl-gen -m m -n 16 pr.jsonl >gen.jsonl &&
+	python3 -c "
+import json
+for a, b in zip(open(\"dec.jsonl\"), open(\"gen.jsonl\")):
+    r = json.loads(a)[\"response\"]
+    r = r[-1] if isinstance(r, list) else r
+    assert r == json.loads(b)[\"completion\"], (r, b)
+" &&
+	test $(wc -l <gen.jsonl) = 3
+'
+
+test_expect_success 'the same completions at any batch size, with sampling' '
+	icl-gen -m m -n 16 -b 1 --temperature 1.2 --seed 3 in.jsonl >s1 &&
+	icl-gen -m m -n 16 -b 3 --temperature 1.2 --seed 3 in.jsonl >s3 &&
+	test_cmp s1 s3 && ! cmp -s s1 out
+'
+
+test_expect_success '--stop ends the completion before the stop string' '
+	json completion <out | head -1 | python3 -c "import json,sys; print(json.loads(sys.stdin.read())[3:7])" >stopstr &&
+	head -1 in.jsonl | icl-gen -m m -n 16 --stop "$(cat stopstr)" --stop "not there" >st &&
+	json completion <st >got &&
+	json completion <out | head -1 | python3 -c "import json,sys; c=json.loads(sys.stdin.read()); print(json.dumps(c[:c.index(open(\"stopstr\").read().rstrip(\"\\n\"))], ensure_ascii=False))" >want &&
+	test_cmp want got
+'
+
+test_expect_success '--stream writes the same text as it is generated' '
+	icl-gen -m m -n 16 --stream in.jsonl >stream &&
+	python3 -c "
+import json
+want = \"\".join(json.loads(l)[\"completion\"] + \"\\n\\n\" for l in open(\"out\"))
+got = open(\"stream\", encoding=\"utf-8\").read()
+assert got == want, (got, want)
+"
+'
+
+test_expect_code 1 'a record without a prompt names its line' '
+	printf "{\"prompt\":\"a\"}\n{\"text\":\"b\"}\n" | icl-gen -m m -n 2 2>err; rc=$?
+	grep -q "<stdin>:2: no \"prompt\"" err || rc=99
+	exit $rc
+'
+
+test_expect_code 1 'an even number of segments without responses is an error' '
+	echo "{\"prompt\":[\"a\",\"b\"]}" | icl-gen -m m -n 2 2>err; rc=$?
+	grep -q "odd" err || rc=99
+	exit $rc
+'
+
+test_expect_code 1 'a model folder without tokenizer.json is an error in text mode' '
+	echo "{\"prompt\":\"a\"}" | icl-gen -m "$DATA/model/stories260K/model" -n 2 2>err; rc=$?
+	grep -q "tokenizer" err || rc=99
+	exit $rc
+'
+
+test_expect_code 2 'no model is a usage error' 'icl-gen </dev/null'
+test_expect_code 2 'a bad sampler value is a usage error' '
+	icl-gen -m m --top-p 1.5 </dev/null 2>err; rc=$?
+	grep -q "top-p" err || rc=99
+	exit $rc
+'
+test_expect_code 2 '--stop with --ids is a usage error' 'icl-gen -m m --ids --stop x </dev/null'
+test_expect_code 2 '--greedy with --temperature is a usage error' 'icl-gen -m m --greedy --temperature 1 </dev/null'
+
+test_expect_success '--help teaches, --version names the program' '
+	icl-gen --help >out && test_grep "^Usage: icl-gen" out && test_grep "Example:" out &&
+	icl-gen --version >v && test_grep "^icl-gen (icl) " v
+'
+
+test_expect_success 'the man page documents every long option of --help' '
+	icl-gen --help | grep -o -- "--[a-z-]*" | sort -u >opts &&
+	test $(wc -l <opts) -ge 15 &&
+	sed "s/\\\\-/-/g" "$MAN" >man.txt &&
+	while read o; do
+		grep -q -F -- "$o" man.txt || { echo "man page lacks $o"; exit 1; }
+	done <opts
+'
+
+test_expect_success 'the man page renders without warnings' '
+	if command -v man >/dev/null 2>&1; then
+		MANWIDTH=80 man --warnings -l "$MAN" >page 2>warnings &&
+		test ! -s warnings &&
+		test_grep "prefill" page
+	fi
+'
+
+test_done

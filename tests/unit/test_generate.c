@@ -1,0 +1,455 @@
+/* lib/generate.c: the batched decode step against full recompute and
+ * icl_model_decode, independence from the batch, greedy parity with
+ * transformers (tests/data/model, from ../shared/fixtures), generation
+ * config, streaming text with characters that span tokens, stop strings. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "generate.h"
+#include "model.h"
+#include "util.h"
+
+static char *path_of(const char *fmt, const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, fmt, name);
+    size_t n = strlen(TEST_DATA) + strlen(rel) + 2;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/%s", TEST_DATA, rel);
+    return p;
+}
+
+static icl_model *load(const char *name)
+{
+    char err[512];
+    char *p = path_of("model/%s/model", name);
+    icl_model *m = icl_model_load(p, err, sizeof err);
+    if (!m)
+        fail_msg("%s: %s", p, err);
+    free(p);
+    return m;
+}
+
+static json_t *expected(const char *name)
+{
+    char *p = path_of("model/%s/expected.json", name);
+    json_error_t je;
+    json_t *e = json_load_file(p, 0, &je);
+    if (!e)
+        fail_msg("%s: %s", p, je.text);
+    free(p);
+    return e;
+}
+
+static const char *tiny[] = {"llama-tiny", "gpt2-tiny", "qwen2-tiny"};
+
+/* Three sequences of different lengths decoded together, step by step: the
+ * logits equal full recompute (icl_model_forward) and icl_model_decode. */
+static void step_matches_full_recompute(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 4; k++) {
+        icl_model *m = load(k < 3 ? tiny[k] : "stories260K");
+        int V = m->cfg.vocab_size, T = 24, B = 3, pre[3] = {5, 1, 9};
+        int32_t ids[3][24];
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++)
+                ids[b][t] = (int32_t)((t * 31 + b * 17 + 3) % V);
+        float *full = xmalloc((size_t)B * T * V * sizeof(float)), *lg = xmalloc((size_t)B * V * sizeof(float)),
+              *ref = xmalloc((size_t)V * sizeof(float));
+        icl_batch bt = {B, T, &ids[0][0], NULL, NULL, NULL};
+        icl_model_forward(m, &bt, full, 0, NULL);
+        icl_kv_cache *kc[3], *kr[3];
+        char err[256];
+        for (int b = 0; b < B; b++) {
+            kc[b] = icl_kv_cache_new(m, T);
+            kr[b] = icl_kv_cache_new(m, T);
+            assert_int_equal(icl_model_decode(m, kc[b], ids[b], pre[b], lg, 0, err, sizeof err), 0);
+            assert_int_equal(icl_model_decode(m, kr[b], ids[b], pre[b], lg, 0, err, sizeof err), 0);
+        }
+        double maxerr = 0, maxdec = 0, maxabs = 0;
+        for (int s = 0; s < T - 9; s++) {
+            int32_t next[3];
+            for (int b = 0; b < B; b++)
+                next[b] = ids[b][pre[b] + s];
+            assert_int_equal(icl_gen_step(m, kc, next, B, lg, err, sizeof err), 0);
+            for (int b = 0; b < B; b++) {
+                int t = pre[b] + s;
+                assert_int_equal(kc[b]->len, t + 1);
+                assert_int_equal(icl_model_decode(m, kr[b], &next[b], 1, ref, 0, err, sizeof err), 0);
+                const float *f = full + ((size_t)b * T + t) * V, *g = lg + (size_t)b * V;
+                for (int v = 0; v < V; v++) {
+                    maxerr = fmax(maxerr, fabs(f[v] - g[v]));
+                    maxdec = fmax(maxdec, fabs(ref[v] - g[v]));
+                    maxabs = fmax(maxabs, fabs(f[v]));
+                }
+            }
+        }
+        print_message("# %s: step vs full max abs err %.3g, vs icl_model_decode %.3g (max |logit| %.3g)\n",
+                      k < 3 ? tiny[k] : "stories260K", maxerr, maxdec, maxabs);
+        assert_true(maxerr <= 1e-5 * fmax(1.0, maxabs));
+        assert_true(maxdec <= 1e-5 * fmax(1.0, maxabs));
+        /* a bad id changes nothing and reports */
+        int32_t bad[3] = {0, V, 0};
+        int len0 = kc[0]->len;
+        assert_int_equal(icl_gen_step(m, kc, bad, B, lg, err, sizeof err), -1);
+        assert_non_null(strstr(err, "vocab_size"));
+        assert_int_equal(kc[0]->len, len0);
+        for (int b = 0; b < B; b++) {
+            icl_kv_cache_free(kc[b]);
+            icl_kv_cache_free(kr[b]);
+        }
+        free(full);
+        free(lg);
+        free(ref);
+        icl_model_free(m);
+    }
+}
+
+/* A sequence's logits are bit-identical whatever else is in the batch. */
+static void step_independent_of_batch(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        icl_model *m = load(tiny[k]);
+        int V = m->cfg.vocab_size, B = 7;
+        icl_kv_cache *kc[7];
+        char err[256];
+        float *one = xmalloc((size_t)V * sizeof(float)), *all = xmalloc((size_t)B * V * sizeof(float));
+        for (int b = 0; b < B; b++) {
+            kc[b] = icl_kv_cache_new(m, 32);
+            int32_t p[4] = {3 + b, 7, 11 * b % V, 5};
+            assert_int_equal(icl_model_decode(m, kc[b], p, 1 + b % 4, all, 0, err, sizeof err), 0);
+        }
+        icl_kv_cache *solo = icl_kv_cache_new(m, 32);
+        int32_t p5[4] = {3 + 5, 7, 55 % V, 5};
+        assert_int_equal(icl_model_decode(m, solo, p5, 1 + 5 % 4, one, 0, err, sizeof err), 0);
+        int32_t next[7] = {1, 2, 3, 4, 5, 6, 7};
+        for (int s = 0; s < 3; s++) {
+            assert_int_equal(icl_gen_step(m, kc, next, B, all, err, sizeof err), 0);
+            assert_int_equal(icl_gen_step(m, &solo, &next[5], 1, one, err, sizeof err), 0);
+            assert_memory_equal(one, all + (size_t)5 * V, (size_t)V * sizeof(float));
+        }
+        for (int b = 0; b < B; b++)
+            icl_kv_cache_free(kc[b]);
+        icl_kv_cache_free(solo);
+        free(one);
+        free(all);
+        icl_model_free(m);
+    }
+}
+
+/* icl_gen_linear against a plain double-precision product, both layouts,
+ * sizes that exercise the vector tails. */
+static void linear_kernel(void **state)
+{
+    (void)state;
+    int shapes[][3] = {{1, 7, 5}, {3, 48, 70}, {6, 100, 33}, {9, 64, 129}};
+    for (int s = 0; s < 4; s++) {
+        int B = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+        float *x = xmalloc(sizeof(float) * B * in), *W = xmalloc(sizeof(float) * in * out),
+              *bias = xmalloc(sizeof(float) * out), *y = xmalloc(sizeof(float) * B * out);
+        for (int i = 0; i < B * in; i++)
+            x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+        for (int i = 0; i < in * out; i++)
+            W[i] = (float)((i * 53 % 97) - 48) / 48.0f;
+        for (int j = 0; j < out; j++)
+            bias[j] = (float)j / 10.0f;
+        for (int conv = 0; conv < 2; conv++)
+            for (int beta = 0; beta < 2; beta++) {
+                for (int i = 0; i < B * out; i++)
+                    y[i] = 1.0f;
+                icl_gen_linear(y, out, x, in, B, W, bias, in, out, conv, (float)beta);
+                for (int b = 0; b < B; b++)
+                    for (int j = 0; j < out; j++) {
+                        double r = bias[j] + beta;
+                        for (int k = 0; k < in; k++)
+                            r += (double)x[b * in + k] * (conv ? W[k * out + j] : W[j * in + k]);
+                        assert_true(fabs(r - y[b * out + j]) <= 1e-5 * (1 + fabs(r)));
+                    }
+            }
+        free(x);
+        free(W);
+        free(bias);
+        free(y);
+    }
+}
+
+/* icl_generate greedy equals transformers' greedy output (12 new tokens),
+ * alone and in a batch with other prompts. */
+static void greedy_parity(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        icl_model *m = load(tiny[k]);
+        json_t *e = expected(tiny[k]), *gr = json_object_get(e, "greedy");
+        json_t *pr = json_object_get(gr, "prompt"), *out = json_object_get(gr, "output");
+        size_t np = json_array_size(pr), no = json_array_size(out);
+        int32_t prompt[16], other[3] = {1, 2, 3};
+        for (size_t i = 0; i < np; i++)
+            prompt[i] = (int32_t)json_integer_value(json_array_get(pr, i));
+        icl_gen_config g;
+        char err[256];
+        assert_int_equal(icl_gen_config_load(&g, NULL, &m->cfg, err, sizeof err), 0);
+        g.n_eos = 0; /* transformers ran exactly 12 new tokens */
+        g.max_new_tokens = (long)json_integer_value(json_object_get(gr, "new_tokens"));
+        for (int B = 1; B <= 3; B += 2) {
+            icl_gen_seq seqs[3];
+            memset(seqs, 0, sizeof seqs);
+            for (int b = 0; b < B; b++) {
+                seqs[b].prompt = b == 1 ? prompt : other;
+                seqs[b].n_prompt = b == 1 ? np : 3;
+                seqs[b].index = (uint64_t)b;
+            }
+            if (B == 1) {
+                seqs[0].prompt = prompt;
+                seqs[0].n_prompt = np;
+            }
+            int w = B == 1 ? 0 : 1;
+            assert_int_equal(icl_generate(m, &g, seqs, B, NULL, NULL, err, sizeof err), 0);
+            assert_int_equal(seqs[w].out.n, no - np);
+            assert_int_equal(seqs[w].stop, ICL_STOP_LENGTH);
+            for (size_t i = 0; i < no - np; i++)
+                assert_int_equal(seqs[w].out.v[i], json_integer_value(json_array_get(out, np + i)));
+            for (int b = 0; b < B; b++)
+                ids_free(&seqs[b].out);
+        }
+        json_decref(e);
+        icl_model_free(m);
+    }
+}
+
+/* stories260K from BOS: the 200 ids of llama2.c's run.c. */
+static void greedy_stories(void **state)
+{
+    (void)state;
+    icl_model *m = load("stories260K");
+    char *p = path_of("model/%s/greedy_ids_from_bos_n200.txt", "stories260K");
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    int32_t want[256];
+    int n = 0;
+    while (n < 256 && fscanf(f, "%d", &want[n]) == 1)
+        n++;
+    fclose(f);
+    free(p);
+    assert_int_equal(n, 200);
+    icl_gen_config g;
+    char err[256];
+    assert_int_equal(icl_gen_config_load(&g, NULL, &m->cfg, err, sizeof err), 0);
+    g.max_new_tokens = 200;
+    int32_t bos = 1;
+    icl_gen_seq s;
+    memset(&s, 0, sizeof s);
+    s.prompt = &bos;
+    s.n_prompt = 1;
+    assert_int_equal(icl_generate(m, &g, &s, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(s.out.n, 200);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(s.out.v[i], want[i]);
+    ids_free(&s.out);
+    icl_model_free(m);
+}
+
+/* Sampling: the same seed gives the same tokens whatever the batch; a
+ * caller's stop and the eos ids end a sequence. */
+static int stop_after_3(void *ctx, int seq, int32_t id)
+{
+    (void)id;
+    icl_gen_seq *s = ctx;
+    return s[seq].out.n >= 3;
+}
+
+static void sampling_reproducible(void **state)
+{
+    (void)state;
+    icl_model *m = load("stories260K");
+    icl_gen_config g;
+    char err[256];
+    assert_int_equal(icl_gen_config_load(&g, NULL, &m->cfg, err, sizeof err), 0);
+    g.do_sample = 1;
+    g.sp.temperature = 1.5f;
+    g.seed = 42;
+    g.max_new_tokens = 30;
+    int32_t bos = 1;
+    icl_gen_seq a[5], solo;
+    memset(a, 0, sizeof a);
+    memset(&solo, 0, sizeof solo);
+    for (int b = 0; b < 5; b++) {
+        a[b].prompt = &bos;
+        a[b].n_prompt = 1;
+        a[b].index = (uint64_t)b;
+    }
+    solo = a[3];
+    assert_int_equal(icl_generate(m, &g, a, 5, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(icl_generate(m, &g, &solo, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(solo.out.n, a[3].out.n);
+    assert_memory_equal(solo.out.v, a[3].out.v, solo.out.n * sizeof(int32_t));
+    /* different streams differ */
+    assert_true(a[0].out.n != a[1].out.n || memcmp(a[0].out.v, a[1].out.v, a[0].out.n * sizeof(int32_t)) != 0);
+    for (int b = 0; b < 5; b++)
+        ids_free(&a[b].out);
+    ids_free(&solo.out);
+    /* caller stop */
+    assert_int_equal(icl_generate(m, &g, a, 2, stop_after_3, a, err, sizeof err), 0);
+    assert_int_equal(a[0].out.n, 3);
+    assert_int_equal(a[0].stop, ICL_STOP_CALLER);
+    ids_free(&a[0].out);
+    ids_free(&a[1].out);
+    /* eos: greedy from BOS makes 461 first; make it an eos id */
+    g.do_sample = 0;
+    g.eos[0] = 461;
+    g.n_eos = 1;
+    assert_int_equal(icl_generate(m, &g, a, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(a[0].out.n, 1);
+    assert_int_equal(a[0].out.v[0], 461);
+    assert_int_equal(a[0].stop, ICL_STOP_EOS);
+    ids_free(&a[0].out);
+    /* context: a prompt of max_position_embeddings - 1 tokens leaves 2 */
+    int mp = m->cfg.max_position_embeddings;
+    int32_t *longp = xcalloc((size_t)mp + 1, sizeof(int32_t));
+    a[0].prompt = longp;
+    a[0].n_prompt = (size_t)mp - 1;
+    assert_int_equal(icl_generate(m, &g, a, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(a[0].out.n, 2);
+    assert_int_equal(a[0].stop, ICL_STOP_CONTEXT);
+    ids_free(&a[0].out);
+    a[0].n_prompt = (size_t)mp + 1;
+    assert_int_equal(icl_generate(m, &g, a, 1, NULL, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "max_position_embeddings"));
+    ids_free(&a[0].out);
+    free(longp);
+    icl_model_free(m);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void gen_config(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/icl-gencfg.XXXXXX", path[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    icl_config cfg;
+    icl_config_defaults(&cfg, "llama");
+    cfg.n_eos = 1;
+    cfg.eos_token_id[0] = 2;
+    icl_gen_config g;
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), 0); /* no file: defaults */
+    assert_int_equal(g.do_sample, 0);
+    assert_int_equal(g.sp.top_k, 50);
+    assert_int_equal(g.n_eos, 1);
+    assert_int_equal(g.eos[0], 2);
+    icl_sampler_params sp = icl_gen_sampler_params(&g);
+    assert_true(icl_sampler_is_greedy(&sp));
+    write_file(path, "{\"do_sample\": true, \"temperature\": 0.6, \"top_p\": 0.9, \"top_k\": null, "
+                     "\"max_new_tokens\": 7, \"eos_token_id\": [128001, 128009]}");
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), 0);
+    assert_int_equal(g.do_sample, 1);
+    assert_true(fabsf(g.sp.temperature - 0.6f) < 1e-7f);
+    assert_true(fabsf(g.sp.top_p - 0.9f) < 1e-7f);
+    assert_int_equal(g.sp.top_k, 50);
+    assert_int_equal(g.max_new_tokens, 7);
+    assert_int_equal(g.n_eos, 2);
+    assert_int_equal(g.eos[1], 128009);
+    write_file(path, "{\"top_p\": 1.5}");
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "top-p must be in [0, 1]"));
+    assert_non_null(strstr(err, "generation_config.json"));
+    write_file(path, "{\"max_new_tokens\": \"ten\"}");
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "max_new_tokens"));
+    write_file(path, "{\"eos_token_id\": ");
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "generation_config.json"));
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Streaming: characters whose bytes span tokens never show as U+FFFD, the
+ * streamed pieces add up to the text, stop strings are cut and never
+ * streamed, even when they span tokens. */
+static void text_stream(void **state)
+{
+    (void)state;
+    char err[512];
+    char *p = path_of("%s/bytelevel-512.json", "tok");
+    icl_tokenizer *tok = icl_tok_load(p, err, sizeof err);
+    if (!tok)
+        fail_msg("%s: %s", p, err);
+    free(p);
+    const char *text = "Oh caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\xa4\x97 END and more";
+    icl_ids ids = {0};
+    assert_int_equal(icl_tok_encode(tok, NULL, text, strlen(text), 0, &ids, err, sizeof err), 0);
+    assert_true(ids.n > 10);
+    int split = 0; /* a token that ends inside a character */
+    for (int with_stop = 0; with_stop < 2; with_stop++) {
+        char *stops[] = {"END", "zzz"};
+        icl_gen_text t;
+        icl_gen_text_init(&t, tok, stops, with_stop ? 2 : 0);
+        icl_buf got = {0};
+        int stopped_at = -1;
+        for (size_t n = 1; n <= ids.n; n++) {
+            int r = icl_gen_text_update(&t, ids.v, n, err, sizeof err);
+            assert_true(r >= 0);
+            if (t.text.len >= 3 && memcmp(t.text.data + t.text.len - 3, "\xef\xbf\xbd", 3) == 0)
+                split = 1;
+            size_t len;
+            const char *s = icl_gen_text_stream(&t, 0, &len);
+            assert_null(memmem(s, len, "\xef\xbf\xbd", 3));
+            buf_append(&got, s, len);
+            if (r == 1) {
+                stopped_at = (int)n;
+                break;
+            }
+        }
+        size_t len;
+        const char *s = icl_gen_text_stream(&t, 1, &len);
+        buf_append(&got, s, len);
+        if (with_stop) {
+            assert_true(stopped_at > 0);
+            assert_string_equal(got.data, "Oh caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\xa4\x97 ");
+            assert_string_equal(t.text.data, got.data);
+        } else {
+            assert_string_equal(got.data, text);
+        }
+        buf_free(&got);
+        icl_gen_text_free(&t);
+    }
+    assert_true(split); /* the test did exercise a split character */
+    ids_free(&ids);
+    icl_tok_free(tok);
+}
+
+int main(void)
+{
+    icl_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(linear_kernel),
+        cmocka_unit_test(step_matches_full_recompute),
+        cmocka_unit_test(step_independent_of_batch),
+        cmocka_unit_test(greedy_parity),
+        cmocka_unit_test(greedy_stories),
+        cmocka_unit_test(sampling_reproducible),
+        cmocka_unit_test(gen_config),
+        cmocka_unit_test(text_stream),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
