@@ -151,15 +151,23 @@ void icl_model_init_random(icl_model *m, uint64_t seed, float std)
             for (size_t j = 0; j < v->numel; j++)
                 p[j] = 1.0f;
         } else {
+            /* HF _init_weights: GPT-2 scales the residual projections by 1/sqrt(2 n_layer) */
+            float sd = std;
+            if (m->cfg.arch == ICL_ARCH_GPT2 && suf && strstr(v->name, "c_proj.weight"))
+                sd = std / sqrtf(2.0f * m->cfg.num_hidden_layers);
             for (size_t j = 0; j < v->numel; j += 2) {
                 double u1 = ((splitmix(&s) >> 11) + 1.0) / 9007199254740993.0, u2 = (splitmix(&s) >> 11) / 9007199254740992.0;
                 double r = sqrt(-2 * log(u1));
-                p[j] = (float)(std * r * cos(2 * M_PI * u2));
+                p[j] = (float)(sd * r * cos(2 * M_PI * u2));
                 if (j + 1 < v->numel)
-                    p[j + 1] = (float)(std * r * sin(2 * M_PI * u2));
+                    p[j + 1] = (float)(sd * r * sin(2 * M_PI * u2));
             }
         }
     }
+    /* and zeroes the padding_idx row of Llama/Qwen2 embeddings */
+    if (m->cfg.arch == ICL_ARCH_LLAMA && m->cfg.pad_token_id >= 0)
+        memset(m->params + m->embed + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
+               (size_t)m->cfg.hidden_size * sizeof(float));
 }
 
 const icl_param_view *icl_model_view(const icl_model *m, const char *name)
@@ -520,10 +528,12 @@ struct icl_acts {
     float *dres, *dtmp, *dqkv, *datt, *dup, *dact;
     /* loss head */
     int32_t *trow, *tlab; /* [N] target rows and labels */
+    float *tloss;         /* [N] loss of each target row */
     int hrows;           /* rows per head chunk: min(T, HEAD_ROWS) */
     float *hbuf, *lbuf;  /* [hrows, C], [hrows, V] */
     int fused;           /* last forward fused the head backward */
     long ntarg;
+    size_t cur_n;        /* B * T of the last forward */
     float *slab;         /* one allocation for everything */
 };
 
@@ -536,6 +546,7 @@ static void acts_free(icl_acts *a)
     free(a->pos);
     free(a->trow);
     free(a->tlab);
+    free(a->tloss);
     free(a);
 }
 
@@ -621,6 +632,7 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     a->pos = xmalloc(N * sizeof(int32_t));
     a->trow = xmalloc(N * sizeof(int32_t));
     a->tlab = xmalloc(N * sizeof(int32_t));
+    a->tloss = xmalloc(N * sizeof(float));
     m->acts = a;
     return a;
 }
@@ -806,12 +818,16 @@ static void block_backward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
     norm_bwd(m, a->dres, G(m, o->ln1_w), G(m, o->ln1_b), a->dtmp, a->x[l], P(m, o->ln1_w), a->m1[l], a->r1[l], N);
 }
 
-/* Loss head over target rows, in chunks of at most hrows rows: logits = h W^T,
- * cross-entropy, and (scale != 0) dh into dlnf, dW += dlogits^T h. */
-static double head_loss(icl_model *m, icl_acts *a, long nt, float scale)
+/* Loss head over target rows, in chunks of at most min(T, hrows) rows:
+ * logits = h W^T, cross-entropy, and (scale != 0) dh into dlnf,
+ * dW += dlogits^T h.  T is the batch's (a->T and a->hrows come from the
+ * buffers' capacity): the chunking, hence the rounding of dW, must not
+ * depend on earlier, larger batches, or a resumed run would not be
+ * bit-identical to an uninterrupted one. */
+static double head_loss(icl_model *m, icl_acts *a, long nt, float scale, int Tb)
 {
     const icl_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, T = a->hrows;
+    int C = c->hidden_size, V = c->vocab_size, T = Tb < a->hrows ? Tb : a->hrows;
     const float *W = P(m, m->lm_head);
     float *dW = scale != 0 ? G(m, m->lm_head) : NULL;
     double total = 0;
@@ -821,7 +837,7 @@ static double head_loss(icl_model *m, icl_acts *a, long nt, float scale)
             memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
         /* logits [n, V] = h [n, C] W^T, W [V, C] */
         icl_gemm(n, V, C, 1.0f, a->hbuf, C, 1, W, 1, C, 0.0f, a->lbuf, V, 1, 0);
-        total += icl_xent_rows(a->lbuf, V, n, V, a->tlab + r0, NULL, scale);
+        total += icl_xent_rows(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale);
         if (scale != 0) {
             /* dh [n, C] = dlogits W, scattered to the target rows */
             icl_gemm(n, C, V, 1.0f, a->lbuf, V, 1, W, C, 1, 0.0f, a->hbuf, C, 1, 0);
@@ -867,6 +883,7 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
             }
         }
     a->ntarg = nt;
+    a->cur_n = (size_t)N;
     if (n_targets)
         *n_targets = nt;
     double loss = 0;
@@ -884,12 +901,24 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
                 double s = 0;
                 for (int j = 0; j < V; j++)
                     s += exp((double)row[j] - mx);
-                loss += mx + log(s) - row[a->tlab[r]];
+                double l = mx + log(s) - row[a->tlab[r]];
+                a->tloss[r] = (float)l;
+                loss += l;
             }
             return loss;
         }
     }
-    return head_loss(m, a, nt, loss_scale);
+    return head_loss(m, a, nt, loss_scale, T);
+}
+
+void icl_model_token_losses(const icl_model *m, float *loss)
+{
+    const icl_acts *a = m->acts;
+    if (!a)
+        die("model token losses: no forward before it");
+    memset(loss, 0, a->cur_n * sizeof(float));
+    for (long r = 0; r < a->ntarg; r++)
+        loss[a->trow[r]] = a->tloss[r];
 }
 
 void icl_model_backward(icl_model *m, const icl_batch *b)

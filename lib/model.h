@@ -19,7 +19,19 @@
  * Evaluation: icl_model_forward(m, &batch, NULL, 0, &n) returns the summed loss.
  * Generation: icl_kv_cache_new + icl_model_decode.
  *
+ * Weight decay in HF's convention goes to views with ndim >= 2 (matrices and
+ * embeddings), not to norms and biases (ndim 1).
+ *
+ * Semantics follow transformers to float32 rounding (tests/unit/test_model.c
+ * against its logits, loss and gradients), including HF's padding_idx: for
+ * Llama/Qwen2, lookups of pad_token_id give that embedding row no gradient.
+ *
+ * Memory: the forward keeps about (7C + Dqkv + 3I + 8) floats per token per
+ * layer for the backward (Dqkv = (H + 2 KV) hd), plus min(T, 256) x V floats
+ * for the loss head; nothing of size [B, T, V] unless asked for logits.
+ *
  * Threads: set once with icl_set_threads (BLIS and OpenMP share the count).
+ * Results are bit-identical for the same inputs and thread count.
  * Not thread-safe: one forward/backward at a time per model.
  */
 #ifndef ICL_MODEL_H
@@ -90,8 +102,10 @@ typedef struct {
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
 /* A model with zeroed parameters for cfg (copied; cfg->raw is deep-copied). */
 icl_model *icl_model_new(const icl_config *cfg);
-/* Random initialisation: matrices ~ N(0, std) (std 0.02 if <= 0), norm
- * weights 1, biases 0; deterministic in seed. */
+/* Random initialisation as HF's _init_weights (pass std = initializer_range):
+ * matrices ~ N(0, std) (std 0.02 if <= 0), GPT-2's c_proj weights
+ * N(0, std / sqrt(2 n_layer)), norm weights 1, biases 0, the Llama pad_token_id
+ * embedding row 0; deterministic in seed. */
 void icl_model_init_random(icl_model *m, uint64_t seed, float std);
 void icl_model_free(icl_model *m);
 
@@ -133,6 +147,10 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * count.  Only target rows of the [T, V] logits are computed when logits is
  * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
+/* Per-position losses of the last forward: loss[B*T] gets -log p(ids[t+1])
+ * at each target position t (see icl_batch) and 0 elsewhere, so an evaluator
+ * can sum per example.  Call after icl_model_forward, before the next one. */
+void icl_model_token_losses(const icl_model *m, float *loss);
 /* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
  * ACCUMULATES into m->grads (allocates them if needed). */
 void icl_model_backward(icl_model *m, const icl_batch *b);

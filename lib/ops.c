@@ -295,9 +295,47 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 static inline int allowed(const int32_t *doc, int t, int s) { return s <= t && (!doc || doc[s] == doc[t]); }
 
 /* Queries are processed in blocks of ATT_RB rows; block [r0, r1) only needs
- * keys [0, r1) under the causal mask, so the GEMMs skip the upper triangle
- * (about half the work for long sequences). */
+ * keys [k0, r1): r1 by the causal mask, k0 = the first key that belongs to a
+ * document of the block.  The GEMMs skip the masked upper triangle and, with
+ * packed examples, everything before the block's documents, so attention
+ * costs about sum(doc_len^2) instead of T^2. */
 #define ATT_RB 64
+
+/* k0 of every block of every sequence: [B, ceil(T / ATT_RB)], caller frees. */
+static int *block_k0_table(const int32_t *doc, int B, int T)
+{
+    int nb = (T + ATT_RB - 1) / ATT_RB;
+    int *k0 = xcalloc((size_t)B * nb, sizeof(int));
+    if (!doc)
+        return k0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *d = doc + (long)b * T;
+        for (int j = 0; j < nb; j++) {
+            int r0 = j * ATT_RB, r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nd = 0, ids[8];
+            for (int t = r0; t < r1 && nd <= 8; t++) { /* the block's distinct documents */
+                int seen = 0;
+                for (int i = 0; i < nd && i < 8; i++)
+                    seen |= ids[i] == d[t];
+                if (!seen) {
+                    if (nd < 8)
+                        ids[nd] = d[t];
+                    nd++;
+                }
+            }
+            int s = 0;
+            if (nd <= 8) /* first key of any of them (else keep 0) */
+                for (s = 0; s < r0; s++) {
+                    int hit = 0;
+                    for (int i = 0; i < nd; i++)
+                        hit |= ids[i] == d[s];
+                    if (hit)
+                        break;
+                }
+            k0[(long)b * nb + j] = s;
+        }
+    }
+    return k0;
+}
 
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
@@ -307,42 +345,45 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     long ld = sh->ld;
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
-        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1], row stride T */
+        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1 - k0], row stride T */
         const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         const int32_t *d = doc ? doc + (long)b * T : NULL;
         for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
-            /* S = scale q[r0:r1] k[0:r1]^T */
-            icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, S, T, 1, 1);
+            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
+                nc = r1 - k0;
+            /* S = scale q[r0:r1] k[k0:r1]^T; column j is key k0 + j */
+            icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, k + (long)k0 * ld, 1, ld, 0.0f, S, T, 1, 1);
             for (int t = r0; t < r1; t++) {
-                float *r = S + (long)(t - r0) * T, m = -INFINITY;
-                for (int s = 0; s <= t; s++)
+                float *r = S + (long)(t - r0) * T - k0, m = -INFINITY; /* r[s] for key s */
+                for (int s = k0; s <= t; s++)
                     if (allowed(d, t, s) && r[s] > m)
                         m = r[s];
                 float sum = 0;
-                for (int s = 0; s <= t; s++) {
+                for (int s = k0; s <= t; s++) {
                     float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
                     r[s] = e;
                     sum += e;
                 }
                 float inv = 1.0f / sum;
-                for (int s = 0; s <= t; s++)
+                for (int s = k0; s <= t; s++)
                     r[s] *= inv;
                 for (int s = t + 1; s < r1; s++)
                     r[s] = 0;
                 lse[(long)bh * T + t] = m + logf(sum);
             }
-            /* out[r0:r1] = P v[0:r1] */
-            icl_gemm(nr, hd, r1, 1.0f, S, T, 1, v, ld, 1, 0.0f, out + ((long)b * T + r0) * ldo + (long)h * hd, ldo,
-                     1, 1);
+            /* out[r0:r1] = P v[k0:r1] */
+            icl_gemm(nr, hd, nc, 1.0f, S, T, 1, v + (long)k0 * ld, ld, 1, 0.0f,
+                     out + ((long)b * T + r0) * ldo + (long)h * hd, ldo, 1, 1);
         }
     }
     free(scr);
+    free(k0t);
 }
 
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
@@ -353,6 +394,7 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     int nt = omp_get_max_threads();
     size_t per = 2 * (size_t)ATT_RB * T + T;
     float *scr = xmalloc((size_t)nt * per * sizeof(float));
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
@@ -379,32 +421,35 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
                 D[t] = acc;
             }
             for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
-                /* P block [nr, r1] (row stride r1) recomputed from q, k and lse */
-                icl_gemm(nr, r1, hd, sh->scale, q + (long)r0 * ld, ld, 1, k, 1, ld, 0.0f, P, r1, 1, 1);
+                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
+                    nc = r1 - k0;
+                const float *kb = k + (long)k0 * ld, *vb = v + (long)k0 * ld;
+                /* P block [nr, nc] (row stride nc; column j is key k0 + j) recomputed from q, k and lse */
+                icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, kb, 1, ld, 0.0f, P, nc, 1, 1);
                 for (int i = 0; i < nr; i++) {
-                    float *r = P + (long)i * r1;
+                    float *r = P + (long)i * nc - k0;
                     int t = r0 + i;
-                    for (int s = 0; s < r1; s++)
+                    for (int s = k0; s < r1; s++)
                         r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
                 }
                 /* dP = dO v^T; dS = P (dP - D) */
-                icl_gemm(nr, r1, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, v, 1, ld, 0.0f, dP, r1, 1, 1);
+                icl_gemm(nr, nc, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, vb, 1, ld, 0.0f, dP, nc, 1, 1);
                 for (int i = 0; i < nr; i++) {
-                    float *r = dP + (long)i * r1, Dt = D[r0 + i];
-                    const float *p = P + (long)i * r1;
+                    float *r = dP + (long)i * nc, Dt = D[r0 + i];
+                    const float *p = P + (long)i * nc;
 #pragma omp simd
-                    for (int s = 0; s < r1; s++)
-                        r[s] = p[s] * (r[s] - Dt);
+                    for (int j = 0; j < nc; j++)
+                        r[j] = p[j] * (r[j] - Dt);
                 }
-                /* dq[r0:r1] = scale dS k[0:r1]; dk[0:r1] += scale dS^T q[r0:r1]; dv[0:r1] += P^T dO[r0:r1] */
-                icl_gemm(nr, hd, r1, sh->scale, dP, r1, 1, k, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
-                icl_gemm(r1, hd, nr, sh->scale, dP, 1, r1, q + (long)r0 * ld, ld, 1, 1.0f, dk, ld, 1, 1);
-                icl_gemm(r1, hd, nr, 1.0f, P, 1, r1, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv, ld, 1, 1);
+                /* dq[r0:r1] = scale dS k[k0:r1]; dk[k0:r1] += scale dS^T q[r0:r1]; dv[k0:r1] += P^T dO[r0:r1] */
+                icl_gemm(nr, hd, nc, sh->scale, dP, nc, 1, kb, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
+                icl_gemm(nc, hd, nr, sh->scale, dP, 1, nc, q + (long)r0 * ld, ld, 1, 1.0f, dk + (long)k0 * ld, ld, 1, 1);
+                icl_gemm(nc, hd, nr, 1.0f, P, 1, nc, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv + (long)k0 * ld, ld, 1, 1);
             }
         }
     }
     free(scr);
+    free(k0t);
 }
 
 void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const float *kc, const float *vc, int n,
@@ -495,8 +540,8 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+    float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)
@@ -506,10 +551,7 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         for (int j = 0; j < V; j++)
             sum += icl_expf(r[j] - m);
         float lse = m + logf(sum);
-        float li = lse - r[target[i]];
-        if (loss)
-            loss[i] = li;
-        total += li;
+        li[i] = lse - r[target[i]];
         if (scale != 0) {
 #pragma omp simd
             for (int j = 0; j < V; j++)
@@ -517,5 +559,10 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
             r[target[i]] -= scale;
         }
     }
+    double total = 0; /* summed in row order: the same result for any thread count */
+    for (int i = 0; i < n; i++)
+        total += li[i];
+    if (!loss)
+        free(li);
     return total;
 }

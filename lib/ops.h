@@ -73,7 +73,9 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
  * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
  * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
- * or padded examples never see each other.  out [B*T, H*hd] (row stride ldo),
+ * or padded examples never see each other (and cost only their own
+ * sum(doc_len^2): key blocks before a query block's documents are skipped).
+ * out [B*T, H*hd] (row stride ldo),
  * lse [B, H, T] = log-sum-exp of each scaled score row (kept for backward).
  * scale = 1/sqrt(hd) as HF. */
 typedef struct {
@@ -108,7 +110,8 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 /* Fused numerically stable log-softmax cross-entropy over rows of logits
  * [n, V] (row stride ld): loss[i] = logsumexp(row) - row[target[i]].  When
  * scale != 0 the row is overwritten with d loss_i / d logits * scale
- * = (softmax - onehot) * scale.  Returns the sum of losses (double). */
+ * = (softmax - onehot) * scale.  Returns the sum of losses (double), added in
+ * row order so it does not depend on the thread count. */
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale);
 
 /* exp accurate to about 2 ulp on [-87, 88]; clamped outside (Cephes polynomial), vectorisable. */
@@ -127,7 +130,7 @@ static inline float icl_expf(float x)
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
     union { float f; int32_t i; } u;
-    u.i = ((int32_t)n + 127) << 23;
+    u.i = (int32_t)((uint32_t)((int32_t)n + 127) << 23); /* unsigned shift: no UB when x is NaN (p is NaN then) */
     return p * u.f;
 }
 

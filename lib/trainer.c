@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "config.h"
 #include "dataset.h"
@@ -106,11 +105,33 @@ static void on_signal(int sig) { got_signal = sig; }
 
 typedef struct {
     int present;
-    uint64_t fp;
+    uint64_t fp;      /* icl_tok_fingerprint */
+    int vocab;        /* icl_tok_vocab_size */
     const char *what; /* where the identity comes from */
 } tok_identity;
 
-/* Read the token-line files into d, checking headers against the model's tokenizer. */
+/* Check the header of r (once it has been read) against the model. */
+static void check_header(const icl_toklines_reader *r, const char *name, int vocab, const tok_identity *id)
+{
+    if (id->present && r->hdr.fingerprint != id->fp)
+        die("%s:%ld: token lines were made by tokenizer xxh3:%016" PRIx64 " (%s), not the model's (%s, xxh3:%016" PRIx64
+            "); re-encode with icl-tok encode -t %s",
+            name, r->header_line, r->hdr.fingerprint, r->hdr.source ? r->hdr.source : "?", id->what, id->fp, id->what);
+    if (id->present && r->hdr.vocab_size != id->vocab)
+        die("%s:%ld: token lines have vocab_size %d but the model's tokenizer (%s) has %d", name, r->header_line,
+            r->hdr.vocab_size, id->what, id->vocab);
+    if (r->hdr.vocab_size > vocab)
+        die("%s:%ld: token lines use a vocabulary of %d ids but the model has %d", name, r->header_line,
+            r->hdr.vocab_size, vocab);
+    if (!id->present)
+        warn("%s: cannot check the tokenizer of the token lines: %s", name, id->what);
+}
+
+/* Read the token-line files into d, checking headers against the model's
+ * tokenizer before any id is used.  The reader starts without an id bound
+ * (so a header naming another tokenizer is reported as such, not as an id
+ * out of range); the first example is checked here, then the reader bounds
+ * ids by the model's vocabulary itself. */
 static void load_data(icl_dataset *d, const char *const *files, int nfiles, int vocab, const tok_identity *id)
 {
     static const char *const stdin_only[] = {"-"};
@@ -118,37 +139,34 @@ static void load_data(icl_dataset *d, const char *const *files, int nfiles, int 
         files = stdin_only;
         nfiles = 1;
     }
-    int32_t *ids = NULL;
     for (int f = 0; f < nfiles; f++) {
         icl_toklines_reader r;
-        icl_toklines_open(&r, files[f], vocab);
-        const char *name = strcmp(files[f], "-") ? files[f] : "<stdin>";
+        icl_toklines_open(&r, files[f], 0);
+        r.vocab_size = INT32_MAX;
+        const char *name = r.lines.name;
         char err[512];
-        int rc, checked = 0;
+        int checked = 0;
         for (;;) {
-            rc = icl_toklines_next(&r, err, sizeof err);
+            int rc = icl_toklines_next(&r, err, sizeof err);
             if (rc < 0)
                 die("%s", err);
             if (!checked && r.hdr.present) {
                 checked = 1;
-                if (r.hdr.vocab_size > vocab)
-                    die("%s:%ld: token lines use a vocabulary of %d ids but the model has %d", name,
-                        r.header_line, r.hdr.vocab_size, vocab);
-                if (id->present && r.hdr.fingerprint != id->fp)
-                    die("%s:%ld: token lines were made by tokenizer xxh3:%016" PRIx64
-                        " (%s), not the model's (%s, xxh3:%016" PRIx64 "); re-encode with icl-tok encode -t %s",
-                        name, r.header_line, r.hdr.fingerprint, r.hdr.source ? r.hdr.source : "?", id->what,
-                        id->fp, id->what);
-                if (!id->present)
-                    warn("%s: cannot check the tokenizer of the token lines: %s", name, id->what);
+                check_header(&r, name, vocab, id);
             }
             if (rc == 0)
                 break;
+            if (r.vocab_size != vocab) {
+                for (size_t i = 0; i < r.n; i++)
+                    if (r.ids[i] >= vocab)
+                        die("%s:%ld: token id %d is not below the vocabulary size %d", name, r.lines.lineno,
+                            r.ids[i], vocab);
+                r.vocab_size = vocab;
+            }
             icl_dataset_add(d, r.ids, r.target, r.n);
         }
         icl_toklines_close(&r);
     }
-    free(ids);
 }
 
 static void report_data(const char *what, const icl_dataset *d, int verbose)
@@ -160,7 +178,7 @@ static void report_data(const char *what, const icl_dataset *d, int verbose)
         warn("%s: dropped %ld of %ld examples without a trained target token", what, d->n_dropped_empty,
              d->n_read);
     if (verbose)
-        fprintf(stderr, "%s: %zu examples, %zu tokens, %ld targets, longest %d; %ld truncated from the left\n",
+        fprintf(stderr, "icl-train: %s: %zu examples, %zu tokens, %ld targets, longest %d; %ld truncated from the left\n",
                 what, d->n, d->ntok, d->n_targets, d->max_len, d->n_truncated);
 }
 
@@ -451,7 +469,7 @@ static void print_config(const icl_train_opts *o, const icl_model *m, const icl_
             "icl-train: batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | "
             "lr %g schedule %s warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | "
             "clip %g | seed %" PRIu64 " threads %d | out %s\n",
-            o->batch_size, o->grad_accum, seq_len, o->packing, s->total_steps, start_step, o->max_steps > 0 ? 0 : o->epochs,
+            o->batch_size, o->grad_accum, seq_len, o->packing, s->total_steps, start_step, o->max_steps > 0 ? -1 : o->epochs,
             s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr, o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
             o->adamw.weight_decay, o->clip, o->seed, threads, o->out_dir);
 }
@@ -477,6 +495,8 @@ int icl_train(const icl_train_opts *o)
     int threads = icl_set_threads(o->threads);
     if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST)
         die("%s: cannot create:", o->out_dir);
+    if (!is_dir(o->out_dir))
+        die("%s: exists and is not a folder", o->out_dir);
 
     /* ---- model */
     char err[1024];
@@ -546,9 +566,19 @@ int icl_train(const icl_train_opts *o)
         size_t n;
         char *bytes = slurp(tokpath, &n);
         if (bytes) {
-            tid.present = 1;
-            tid.fp = XXH3_64bits(bytes, n);
-            tid.what = tokpath;
+            icl_tokenizer *t = icl_tok_load_mem(bytes, n, NULL, err, sizeof err);
+            if (t) {
+                tid.present = 1;
+                tid.fp = icl_tok_fingerprint(t);
+                tid.vocab = icl_tok_vocab_size(t);
+                tid.what = tokpath;
+                icl_tok_free(t);
+            } else if (o->arch && !o->resume) {
+                die("%s: %s", tokpath, err);
+            } else {
+                warn("%s: %s", tokpath, err);
+                tid.what = "its tokenizer.json cannot be read by icl";
+            }
             if (!o->model_dir && !o->resume) {
                 tok_json = bytes;
                 tok_len = n;

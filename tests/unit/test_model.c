@@ -130,6 +130,27 @@ static void parity(const char *name)
     print_message("# %s: loss %.9g (logits path) want %.9g\n", name, lsum / nt, want);
     assert_true(fabs(lsum / nt - want) <= 1e-5 * fabs(want));
 
+    /* per-position losses: zero off target, summing to the total; the logits path agrees */
+    float *tl = xmalloc((size_t)f.B * f.T * sizeof(float));
+    icl_model_token_losses(m, tl);
+    double tsum = 0;
+    for (int i = 0; i < f.B * f.T; i++) {
+        int is_t = (i + 1) % f.T != 0 && f.target[i + 1];
+        if (!is_t)
+            assert_true(tl[i] == 0.0f);
+        else
+            assert_true(tl[i] > 0.0f);
+        tsum += tl[i];
+    }
+    assert_true(fabs(tsum - lsum) < 1e-4);
+    icl_model_forward(m, &b, NULL, 0, NULL);
+    float *tl2 = xmalloc((size_t)f.B * f.T * sizeof(float));
+    icl_model_token_losses(m, tl2);
+    for (int i = 0; i < f.B * f.T; i++)
+        assert_float_equal(tl[i], tl2[i], 1e-5);
+    free(tl);
+    free(tl2);
+
     /* fused loss + backward */
     icl_model_zero_grads(m);
     double l2 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
@@ -196,6 +217,28 @@ static void parity(const char *name)
     print_message("# %s: worst gradient rel L2 err %.3g (%s), grad norm %.9g want %.9g\n", name, worst, worst_name,
                   sqrt(gn), json_real_value(json_object_get(f.exp, "grad_norm_l2")));
     assert_true(worst <= 1e-4);
+
+    /* determinism: the same batch again gives bit-identical loss and gradients */
+    float *g1 = xmalloc(m->num_params * sizeof(float));
+    memcpy(g1, m->grads, m->num_params * sizeof(float));
+    icl_model_zero_grads(m);
+    double l3 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
+    icl_model_backward(m, &b);
+    assert_true(l3 == l2);
+    assert_memory_equal(g1, m->grads, m->num_params * sizeof(float));
+    /* gradient accumulation: two passes with half the scale each equal one pass */
+    icl_model_zero_grads(m);
+    for (int k = 0; k < 2; k++) {
+        icl_model_forward(m, &b, NULL, 0.5f / (float)nt, &nt);
+        icl_model_backward(m, &b);
+    }
+    double an = 0, ad = 0;
+    for (size_t j = 0; j < m->num_params; j++) {
+        an += ((double)g1[j] - m->grads[j]) * ((double)g1[j] - m->grads[j]);
+        ad += (double)g1[j] * g1[j];
+    }
+    assert_true(sqrt(an / ad) < 1e-6);
+    free(g1);
 
     /* greedy decoding with the KV cache equals HF's */
     json_t *gr = json_object_get(f.exp, "greedy");

@@ -242,7 +242,7 @@ static void attention_reference(void **state)
     int32_t *doc = xmalloc(sizeof(int32_t) * B * T);
     for (int t = 0; t < T; t++) {
         doc[t] = t < 70 ? 0 : t < 100 ? 1 : 2; /* three packed documents, one across a block edge */
-        doc[T + t] = t < 140 ? 7 : -1;        /* one document, then padding */
+        doc[T + t] = t >= 140 ? -1 : (t >= 90 && t < 120) ? 8 : 7; /* 7 resumes after 8, then padding */
     }
     float *qkv = rnd((size_t)B * T * ld, 1.5f), *out = xmalloc(sizeof(float) * B * T * lo),
           *lse = xmalloc(sizeof(float) * B * H * T), *dO = rnd((size_t)B * T * lo, 1),

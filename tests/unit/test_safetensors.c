@@ -369,13 +369,55 @@ static void sharded_folder(void **state)
     icl_model_free(m);
 }
 
+/* GPT-2 as the original checkpoint stores it: no "transformer." prefix, plus
+ * the attn.bias mask buffers, which are ignored. */
+static void gpt2_without_prefix(void **state)
+{
+    (void)state;
+    const char *cfg = "{\"model_type\":\"gpt2\",\"vocab_size\":20,\"n_embd\":8,\"n_layer\":1,\"n_head\":2,"
+                      "\"n_positions\":16}";
+    icl_config c;
+    char err[512], dir[] = "/tmp/icl-g2-XXXXXX", path[128];
+    assert_int_equal(icl_config_parse(&c, cfg, strlen(cfg), "c", err, sizeof err), 0);
+    assert_int_equal(c.bos_token_id, -1); /* GPT-2's default 50256 does not fit vocab 20 */
+    icl_model *m = icl_model_new(&c);
+    icl_config_free(&c);
+    icl_model_init_random(m, 3, 0.1f);
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
+    icl_st_entry *e = xcalloc((size_t)m->n_views + 1, sizeof *e);
+    float mask[16 * 16] = {0};
+    for (int i = 0; i < m->n_views; i++) {
+        e[i].name = m->views[i].name + strlen("transformer.");
+        e[i].data = m->params + m->views[i].offset;
+        e[i].ndim = m->views[i].ndim;
+        e[i].shape[0] = m->views[i].shape[0];
+        e[i].shape[1] = m->views[i].shape[1];
+    }
+    e[m->n_views] = (icl_st_entry){"h.0.attn.bias", mask, 2, {16, 16}};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    assert_int_equal(icl_st_write(path, e, m->n_views + 1, err, sizeof err), 0);
+    icl_model *m2 = icl_model_load(dir, err, sizeof err);
+    if (!m2)
+        fail_msg("%s", err);
+    assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
+    icl_model_free(m2);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+    free(e);
+    icl_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hostile_safetensors), cmocka_unit_test(conversions),
         cmocka_unit_test(write_read_round_trip), cmocka_unit_test(hostile_config),
         cmocka_unit_test(config_round_trip), cmocka_unit_test(hostile_model_dirs),
-        cmocka_unit_test(sharded_folder),
+        cmocka_unit_test(sharded_folder), cmocka_unit_test(gpt2_without_prefix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

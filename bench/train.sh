@@ -1,0 +1,63 @@
+#!/bin/sh
+# bench/train.sh (make bench-train): tokens/s of a full training step
+# (forward, backward, clipping, AdamW) of icl-train against PyTorch
+# (Debian's python3-torch, bench/torch_train.py) on the same Llama
+# architecture and batch, measured in the same run, with 1 and 2 threads.
+# PyTorch runs as installed and with OMP_WAIT_POLICY=passive (its best
+# setting with 2 threads here).  Peak RSS of both from /usr/bin/time -v.
+# Sizes: BENCH_HIDDEN (256) BENCH_LAYERS (4) BENCH_HEADS (4) BENCH_KV (2)
+# BENCH_INTER (768) BENCH_VOCAB (4096) BENCH_BATCH (8) BENCH_SEQ (256)
+# BENCH_STEPS (8; the median step after 2 warm-up steps is reported).
+set -eu
+cd "$(dirname "$0")/.."
+H=${BENCH_HIDDEN:-256} L=${BENCH_LAYERS:-4} NH=${BENCH_HEADS:-4} KV=${BENCH_KV:-2}
+I=${BENCH_INTER:-768} V=${BENCH_VOCAB:-4096} B=${BENCH_BATCH:-8} S=${BENCH_SEQ:-256} N=${BENCH_STEPS:-8}
+PY=/usr/bin/python3
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/icl-bench-train.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+# A byte-level tokenizer of exactly V ids for the from-scratch model: its
+# vocabulary is what matters here, not its merges.
+$PY - "$V" >"$TMP/tok.json" <<'PYEOF'
+import json, sys
+V = int(sys.argv[1])
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+cs = bs[:]; n = 0
+for b in range(256):
+    if b not in bs: bs.append(b); cs.append(256 + n); n += 1
+vocab = {chr(c): i for i, c in enumerate(cs)}
+for i in range(256, V): vocab["<x%d>" % i] = i
+print(json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
+  "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+  "post_processor": None, "decoder": {"type": "ByteLevel"},
+  "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": []}}))
+PYEOF
+# B * (N + 2) rows of S random ids, all trained (a line starting with TAB).
+awk -v V="$V" -v S="$S" -v R=$((B * (N + 2))) 'BEGIN { srand(1); for (r = 0; r < R; r++) {
+	s = "\t"; for (i = 0; i < S; i++) s = s (i ? " " : "") int(rand() * V); print s } }' >"$TMP/data.tok"
+
+rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "bench-train: Llama hidden $H layers $L heads $NH kv $KV intermediate $I vocab $V; batch $B x seq $S; $N steps"
+echo "icl: $(bin/icl-train --version | tail -1); torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null)"
+printf '%-8s %12s %12s %12s %8s %8s %10s %10s %10s\n' threads icl_tok/s torch_tok/s torch_pass icl/torch icl/best icl_RSS_MB torch_MB torchp_MB
+for T in 1 2; do
+	/usr/bin/time -v -o "$TMP/icl.time" bin/icl-train -q --arch llama --hidden-size "$H" --num-hidden-layers "$L" \
+		--num-attention-heads "$NH" --num-key-value-heads "$KV" --intermediate-size "$I" -t "$TMP/tok.json" \
+		-o "$TMP/out" --batch-size "$B" --seq-len "$S" --max-steps "$N" --no-shuffle --lr 1e-3 \
+		--weight-decay 0.1 --beta2 0.95 --threads "$T" "$TMP/data.tok" >"$TMP/icl.jsonl"
+	icl=$(tail -n +3 "$TMP/icl.jsonl" | sed 's/.*"tokens_per_s": \([0-9.]*\).*/\1/' | median)
+	/usr/bin/time -v -o "$TMP/t.time" $PY bench/torch_train.py --hidden "$H" --layers "$L" --heads "$NH" --kv "$KV" \
+		--inter "$I" --vocab "$V" --batch "$B" --seq "$S" --steps "$N" --threads "$T" >"$TMP/t.out"
+	tt=$(awk '{ print $3 }' "$TMP/t.out")
+	OMP_WAIT_POLICY=passive /usr/bin/time -v -o "$TMP/tp.time" $PY bench/torch_train.py --hidden "$H" --layers "$L" \
+		--heads "$NH" --kv "$KV" --inter "$I" --vocab "$V" --batch "$B" --seq "$S" --steps "$N" --threads "$T" >"$TMP/tp.out"
+	tp=$(awk '{ print $3 }' "$TMP/tp.out")
+	awk -v T="$T" -v a="$icl" -v b="$tt" -v c="$tp" -v r1="$(rss "$TMP/icl.time")" -v r2="$(rss "$TMP/t.time")" \
+		-v r3="$(rss "$TMP/tp.time")" 'BEGIN { best = b > c ? b : c;
+		printf "%-8s %12.1f %12.1f %12.1f %7.2fx %7.2fx %10.1f %10.1f %10.1f\n", T, a, b, c, a / b, a / best, r1 / 1024, r2 / 1024, r3 / 1024 }'
+	rm -rf "$TMP/out"
+done
+echo "(torch_tok/s: PyTorch as installed, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; torch_pass: OMP_WAIT_POLICY=passive; icl/best: against the faster of the two)"
