@@ -51,9 +51,10 @@ static void usage(FILE *f)
 "  -V, --version              show the version and exit\n"
 "\n"
 "Decoding stops at any eos_token_id of generation_config.json (else\n"
-"config.json), at a --stop string, at --max-new-tokens, or when the context\n"
-"(max_position_embeddings) is full.  Without --temperature, --top-k, --top-p\n"
-"or --min-p, decoding is greedy unless generation_config.json sets do_sample;\n"
+"config.json, else the tokenizer's EOS), at a --stop string, at\n"
+"--max-new-tokens, or when the context (max_position_embeddings) is full.\n"
+"Without --temperature, --top-k, --top-p or --min-p, decoding is greedy\n"
+"unless generation_config.json sets do_sample;\n"
 "any of them turns sampling on, with the other values from\n"
 "generation_config.json or transformers' defaults (temperature 1, top-k 50).\n"
 "Prompts are tokenized as icl-tok encode does (BOS as the tokenizer adds it);\n"
@@ -104,6 +105,15 @@ typedef struct {
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
 } ctx_t;
 
+/* A prompt must fit the model's context (icl_generate would refuse the
+ * whole batch; say which record it is). */
+static void check_fits(const ctx_t *c, const char *name, long line, size_t n)
+{
+    if ((long)n > c->m->cfg.max_position_embeddings)
+        die("%s:%ld: the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)", name,
+            line, n, c->m->cfg.max_position_embeddings);
+}
+
 /* ---------------------------------------------------------------- text mode */
 
 typedef struct {
@@ -133,7 +143,7 @@ static int on_token(void *vp, int seq, int32_t id)
         die("decoding the completion: %s", err);
     if (b->c->stream) {
         size_t len;
-        const char *p = icl_gen_text_stream(t, 0, &len);
+        const char *p = icl_gen_text_stream(t, &len);
         if (len && fwrite(p, 1, len, stdout) != len)
             die("write error:");
         fflush(stdout);
@@ -158,9 +168,11 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         die("%s: %s", where[0], err);
     }
     for (int i = 0; i < n; i++) {
+        if (icl_gen_text_finish(&texts[i], err, sizeof err) < 0)
+            die("decoding the completion: %s", err);
         if (c->stream) {
             size_t len;
-            const char *p = icl_gen_text_stream(&texts[i], 1, &len);
+            const char *p = icl_gen_text_stream(&texts[i], &len);
             if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
                 die("write error:");
             fflush(stdout);
@@ -196,6 +208,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             die("%s:%ld: %s", name, r.lineno, err);
         if (prompts[n].n == 0)
             die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
+        check_fits(c, name, r.lineno, prompts[n].n);
         free(where[n]);
         size_t wl = strlen(name) + 32;
         where[n] = xmalloc(wl);
@@ -290,6 +303,7 @@ static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
         it->nseg = keep;
         if (it->ids.n == 0)
             die("%s:%ld: the prompt is empty (nothing before the last target segment)", name, r.lines.lineno);
+        check_fits(c, name, r.lines.lineno, it->ids.n);
         if (n == 0)
             snprintf(where, sizeof where, "%s:%ld", name, r.lines.lineno);
         n++;
@@ -422,6 +436,8 @@ int main(int argc, char **argv)
         cx.to.bos = sp->add_bos && sp->bos >= 0;
         cx.to.eos = sp->eos >= 0;
         cx.to.parse_special = parse_special;
+        if (cx.g.n_eos == 0 && sp->eos >= 0)
+            cx.g.eos[cx.g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
     }
     free(tokpath);
 

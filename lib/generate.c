@@ -95,26 +95,41 @@ static void gen_linear(float *y, long ldy, const float *x, long ldx, int B, cons
     if ((double)B * in * out < 65536.0)
         nt = 1;
     if (!conv1d) {
-        /* W [out, in]: each weight row is read from memory once for all B rows */
+        /* W [out, in]: blocks of 16 weight rows, each row read from memory
+         * once for (up to) 8 rows of x, the 16 x 8 results gathered in yl
+         * and written out together (rows of y are a multiple of 4 KiB apart
+         * for the LM head: storing them one by one thrashes an L1 set) */
+        int nblk = (out + 15) / 16;
 #pragma omp parallel for schedule(static) num_threads(nt)
-        for (int j = 0; j < out; j++) {
-            const float *w = W + (size_t)j * in;
-            for (int b0 = 0; b0 < B; b0 += RB) {
-                int nr = B - b0 < RB ? B - b0 : RB;
-                const float *xs[RB];
-                float o[RB];
-                for (int r = 0; r < nr; r++)
-                    xs[r] = x + (size_t)(b0 + r) * ldx;
-                switch (nr) { /* constant row counts: accumulators stay in registers */
-                case 1: dot_rows(w, xs, 1, in, o); break;
-                case 2: dot_rows(w, xs, 2, in, o); break;
-                case 3: dot_rows(w, xs, 3, in, o); break;
-                default: dot_rows(w, xs, 4, in, o); break;
+        for (int jb = 0; jb < nblk; jb++) {
+            int j0 = jb * 16, nj = out - j0 < 16 ? out - j0 : 16;
+            for (int g0 = 0; g0 < B; g0 += 2 * RB) {
+                int ng = B - g0 < 2 * RB ? B - g0 : 2 * RB;
+                float yl[2 * RB][16];
+                for (int jj = 0; jj < nj; jj++) {
+                    const float *w = W + (size_t)(j0 + jj) * in;
+                    for (int b0 = 0; b0 < ng; b0 += RB) {
+                        int nr = ng - b0 < RB ? ng - b0 : RB;
+                        const float *xs[RB];
+                        float o[RB];
+                        for (int r = 0; r < nr; r++)
+                            xs[r] = x + (size_t)(g0 + b0 + r) * ldx;
+                        switch (nr) { /* constant row counts: accumulators stay in registers */
+                        case 1: dot_rows(w, xs, 1, in, o); break;
+                        case 2: dot_rows(w, xs, 2, in, o); break;
+                        case 3: dot_rows(w, xs, 3, in, o); break;
+                        default: dot_rows(w, xs, 4, in, o); break;
+                        }
+                        for (int r = 0; r < nr; r++)
+                            yl[b0 + r][jj] = o[r];
+                    }
                 }
-                for (int r = 0; r < nr; r++) {
-                    float t = o[r] + (bias ? bias[j] : 0.0f);
-                    float *yo = y + (size_t)(b0 + r) * ldy + j;
-                    *yo = beta != 0.0f ? *yo + t : t;
+                for (int r = 0; r < ng; r++) {
+                    float *yo = y + (size_t)(g0 + r) * ldy + j0;
+                    for (int jj = 0; jj < nj; jj++) {
+                        float t = yl[r][jj] + (bias ? bias[j0 + jj] : 0.0f);
+                        yo[jj] = beta != 0.0f ? yo[jj] + t : t;
+                    }
                 }
             }
         }
@@ -521,47 +536,75 @@ void icl_gen_text_init(icl_gen_text *t, const icl_tokenizer *tok, char **stop, i
     t->tok = tok;
     t->stop = stop;
     t->n_stop = n_stop;
+    for (int i = 0; i < n_stop; i++)
+        if (strlen(stop[i]) > t->max_stop)
+            t->max_stop = strlen(stop[i]);
+    icl_tok_stream_init(&t->ds, ICL_TOK_CONTINUATION, 1);
     buf_reserve(&t->text, 64);
 }
 
-void icl_gen_text_free(icl_gen_text *t) { buf_free(&t->text); }
+void icl_gen_text_free(icl_gen_text *t)
+{
+    icl_tok_stream_free(&t->ds);
+    buf_free(&t->text);
+}
+
+/* Look for the stop strings in text that appeared since `from` bytes (an
+ * occurrence may start up to max_stop - 1 bytes earlier); cut before the
+ * earliest. */
+static int find_stop(icl_gen_text *t, size_t from)
+{
+    if (!t->n_stop)
+        return 0;
+    size_t start = from >= t->max_stop ? from - t->max_stop + 1 : 0, cut = t->text.len;
+    for (int i = 0; i < t->n_stop; i++) {
+        size_t sl = strlen(t->stop[i]);
+        const char *p = memmem(t->text.data + start, t->text.len - start, t->stop[i], sl);
+        if (p && (size_t)(p - t->text.data) < cut)
+            cut = (size_t)(p - t->text.data);
+    }
+    if (cut == t->text.len)
+        return 0;
+    t->text.len = cut;
+    t->text.data[cut] = '\0';
+    t->stopped = 1;
+    if (t->emitted > cut) /* cannot happen: a stop string's prefix is held back */
+        t->emitted = cut;
+    return 1;
+}
 
 int icl_gen_text_update(icl_gen_text *t, const int32_t *ids, size_t n, char *err, size_t errsz)
 {
     if (t->stopped)
         return 1;
-    buf_clear(&t->text);
-    if (icl_tok_decode(t->tok, ids, n, 1, ICL_TOK_CONTINUATION, &t->text, err, errsz) != 0)
-        return -1;
-    size_t cut = t->text.len;
-    for (int i = 0; i < t->n_stop; i++) {
-        size_t sl = strlen(t->stop[i]);
-        const char *p = sl ? memmem(t->text.data, t->text.len, t->stop[i], sl) : NULL;
-        if (p && (size_t)(p - t->text.data) < cut)
-            cut = (size_t)(p - t->text.data);
-    }
-    if (cut < t->text.len) {
-        t->text.len = cut;
-        t->text.data[cut] = '\0';
-        t->stopped = 1;
-        if (t->emitted > cut) /* cannot happen: a stop string's prefix is held back */
-            t->emitted = cut;
-        return 1;
-    }
-    return 0;
+    size_t from = t->text.len;
+    for (; t->fed < n; t->fed++)
+        if (icl_tok_stream_put(t->tok, &t->ds, ids[t->fed], &t->text, err, errsz) != 0)
+            return -1;
+    return find_stop(t, from);
 }
 
-const char *icl_gen_text_stream(icl_gen_text *t, int final, size_t *len)
+int icl_gen_text_finish(icl_gen_text *t, char *err, size_t errsz)
+{
+    if (t->finished || t->stopped) {
+        t->finished = 1;
+        return t->stopped;
+    }
+    t->finished = 1;
+    size_t from = t->text.len;
+    if (icl_tok_stream_flush(t->tok, &t->ds, &t->text, err, errsz) != 0)
+        return -1;
+    return find_stop(t, from);
+}
+
+const char *icl_gen_text_stream(icl_gen_text *t, size_t *len)
 {
     size_t end = t->text.len;
-    if (!final && !t->stopped) {
-        static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
-        while (end >= 3 && memcmp(t->text.data + end - 3, fffd, 3) == 0)
-            end -= 3;
+    if (!t->finished && !t->stopped) {
         size_t hold = 0;
         for (int i = 0; i < t->n_stop; i++) {
             size_t sl = strlen(t->stop[i]);
-            for (size_t k = sl - (sl > 0); k > hold; k--)
+            for (size_t k = sl - 1; k > hold; k--)
                 if (k <= end && memcmp(t->text.data + end - k, t->stop[i], k) == 0) {
                     hold = k;
                     break;

@@ -125,30 +125,40 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
 int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o, const json_t *rec,
                        icl_ids *out, char *err, size_t errsz);
 
-/* Text of a growing completion, decoded as a continuation (no leading space
- * stripped: prompt text + completion text == text of prompt ids + ids),
- * special tokens skipped.  Decoding the whole id sequence each time keeps
- * characters whose bytes span tokens intact; the streamable part holds back
- * a trailing U+FFFD (bytes of an unfinished character) and any tail that
- * could still become a stop string. */
+/* Text of a growing completion, decoded incrementally with the tokenizer's
+ * streaming decoder (icl_tok_stream, as tokenizers' DecodeStream) as a
+ * continuation (no leading space stripped: prompt text + completion text ==
+ * text of prompt ids + ids), special tokens skipped.  Text is appended only
+ * once its characters are complete, so a character whose bytes span tokens
+ * never shows as U+FFFD; stop strings are looked for in what was appended
+ * (and the text cut before the earliest one); the streamable part also holds
+ * back any tail that could still become a stop string. */
 typedef struct {
     const icl_tokenizer *tok;
     char **stop;         /* stop strings (not owned), n_stop of them, non-empty */
     int n_stop;
+    size_t max_stop;     /* the longest stop string's length */
+    icl_tok_stream ds;   /* the incremental decoder */
+    size_t fed;          /* ids given to it so far */
     icl_buf text;        /* the decoded completion, cut before a stop string once found */
     size_t emitted;      /* bytes of text already handed out by icl_gen_text_stream */
     int stopped;         /* a stop string was found (text ends before it) */
+    int finished;        /* icl_gen_text_finish was called */
 } icl_gen_text;
 
 void icl_gen_text_init(icl_gen_text *t, const icl_tokenizer *tok, char **stop, int n_stop);
 void icl_gen_text_free(icl_gen_text *t);
-/* Re-decode ids[0..n) into t->text and look for the stop strings (the
- * earliest occurrence wins; the text is cut before it).  Returns 1 when a
- * stop string has been found, else 0; -1 with err on a decoding error. */
+/* The completion's ids are now ids[0..n) (the earlier ones unchanged, as
+ * icl_gen_seq.out grows): decode the new ones into t->text and look for
+ * the stop strings.  Returns 1 when a stop string has been found (then
+ * nothing more is added), else 0; -1 with err on a decoding error. */
 int icl_gen_text_update(icl_gen_text *t, const int32_t *ids, size_t n, char *err, size_t errsz);
+/* The sequence is over: release what the decoder holds back (an unfinished
+ * character becomes U+FFFD, as a full decode does).  Returns as update. */
+int icl_gen_text_finish(icl_gen_text *t, char *err, size_t errsz);
 /* Bytes that are final and not yet emitted: *len bytes at the returned
- * pointer (into t->text), then marked emitted.  final = 1 (the sequence is
- * over) releases everything, except a trailing U+FFFD is kept as decoded. */
-const char *icl_gen_text_stream(icl_gen_text *t, int final, size_t *len);
+ * pointer (into t->text), then marked emitted.  Before icl_gen_text_finish
+ * a tail that is a prefix of a stop string is held back. */
+const char *icl_gen_text_stream(icl_gen_text *t, size_t *len);
 
 #endif

@@ -84,7 +84,7 @@ test_expect_code 1 'an empty prompt is an error' '
 
 test_expect_code 1 'a prompt longer than the context is an error' '
 	seq 1 70 | tr "\n" " " | sed "s/ $//" | icl-gen -m $M/gpt2-tiny/model --ids -n 3 2>err; rc=$?
-	grep -q "max_position_embeddings 64" err || rc=99
+	grep -q "<stdin>:1: the prompt has 70 tokens.*max_position_embeddings 64" err || rc=99
 	exit $rc
 '
 

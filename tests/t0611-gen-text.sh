@@ -93,6 +93,13 @@ test_expect_code 1 'a model folder without tokenizer.json is an error in text mo
 	exit $rc
 '
 
+test_expect_code 1 '--ids: a header naming another tokenizer is an error' '
+	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=512 bos=1 eos=2 pad=-1 source=x\n1\n" |
+		icl-gen -m m --ids -n 2 2>err; rc=$?
+	grep -q "<stdin>:1:" err || rc=99
+	exit $rc
+'
+
 test_expect_code 2 'no model is a usage error' 'icl-gen </dev/null'
 test_expect_code 2 'a bad sampler value is a usage error' '
 	icl-gen -m m --top-p 1.5 </dev/null 2>err; rc=$?
