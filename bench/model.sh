@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 bin=build/bench/model
 [ -x "$bin" ] || { echo "bench/model.sh: $bin missing (run make bench-model)" >&2; exit 1; }
 for t in 1 2; do "$bin" "$t" "${STEPS:-5}"; done
+build/bench/attention

@@ -707,7 +707,7 @@ static void embed_forward(icl_model *m, float *x, const int32_t *ids, const int3
 {
     int C = m->cfg.hidden_size;
     const float *E = P(m, m->embed), *Pe = P(m, m->pos_embed);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= 32768)
     for (int i = 0; i < N; i++) {
         const float *e = E + (size_t)ids[i] * C;
         float *xi = x + (size_t)i * C;
@@ -730,7 +730,7 @@ static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, co
     int C = m->cfg.hidden_size;
     int pad = m->cfg.arch == ICL_ARCH_LLAMA ? m->cfg.pad_token_id : -1;
     float *dE = G(m, m->embed), *dP = G(m, m->pos_embed);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= 32768)
     for (int c0 = 0; c0 < C; c0 += 32) {
         int nb = C - c0 < 32 ? C - c0 : 32;
         for (int i = 0; i < N; i++) {

@@ -8,6 +8,10 @@
 
 #include "util.h"
 
+/* Loops over fewer elements than this run on one thread: a parallel region
+ * costs more than the work (decoding one token, tiny models). */
+#define ICL_PAR_MIN 32768
+
 void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
               long csb, float beta, float *c, long rsc, long csc, int nthreads)
 {
@@ -20,7 +24,7 @@ void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long c
         return;
     }
     float al = alpha, be = beta;
-    if (nthreads == 1) {
+    if (nthreads == 1 || (double)m * n * k < 262144.0) { /* tiny: threads cost more than they give */
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_num_threads(1, &rntm);
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
@@ -54,7 +58,7 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
     if (l->b) {
         const float *b = l->b;
         int out = l->out;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * out >= ICL_PAR_MIN)
         for (int i = 0; i < N; i++) {
             float *yi = y + (long)i * ldy;
 #pragma omp simd
@@ -67,7 +71,7 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
 /* db[j] += sum_i dy[i, j], parallel over column blocks (deterministic). */
 static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * n >= ICL_PAR_MIN)
     for (int j0 = 0; j0 < n; j0 += 64) {
         int nb = n - j0 < 64 ? n - j0 : 64;
         float acc[64] = {0};
@@ -101,7 +105,7 @@ void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_d
 /* y[N,C] = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps)  (LlamaRMSNorm) */
 void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C;
         float *yi = y + (long)i * C;
@@ -121,7 +125,7 @@ void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, 
 void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, const float *x, const float *w,
                           const float *rstd, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
         float *dxi = dx + (long)i * C;
@@ -142,7 +146,7 @@ void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, con
     }
     if (!dw)
         return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int nb = C - c0 < 64 ? C - c0 : 64;
         float acc[64] = {0};
@@ -162,7 +166,7 @@ void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, con
 void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                            int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C;
         float *yi = y + (long)i * C;
@@ -187,7 +191,7 @@ void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, c
 void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const float *dy, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *xi = x + (long)i * C, *dyi = dy + (long)i * C;
         float *dxi = dx + (long)i * C;
@@ -210,7 +214,7 @@ void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const f
                 dxi[c] += r * (dyi[c] * w[c] - s1 - (xi[c] - m) * r * s2);
         }
     }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int nb = C - c0 < 64 ? C - c0 : 64;
         float aw[64] = {0}, ab[64] = {0};
@@ -262,7 +266,7 @@ void icl_rope_tables(float *cs, float *sn, const int32_t *pos, int N, int hd, co
     int half = hd / 2;
     float inv[half > 0 ? half : 1];
     icl_rope_inv_freq(inv, hd, p);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * half >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++)
         for (int j = 0; j < half; j++) {
             float a = (float)pos[i] * inv[j]; /* float32 product, as HF */
@@ -275,7 +279,7 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 {
     int half = hd / 2;
     float sg = backward ? -1.0f : 1.0f;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * nh * hd >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *c = cs + (long)i * half, *s = sn + (long)i * half;
         for (int h = 0; h < nh; h++) {
@@ -346,7 +350,7 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)B * H * T * hd >= ICL_PAR_MIN)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
         float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1 - k0], row stride T */
@@ -395,7 +399,7 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     size_t per = 2 * (size_t)ATT_RB * T + T;
     float *scr = xmalloc((size_t)nt * per * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
         float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
@@ -458,7 +462,7 @@ void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const 
     int L = p0 + n, grp = H / KV;
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * n * L * sizeof(float));
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((long)n * L * H * hd >= ICL_PAR_MIN)
     for (int h = 0; h < H; h++) {
         int g = h / grp;
         float *S = scr + (size_t)omp_get_thread_num() * n * L;
@@ -489,7 +493,7 @@ void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const 
 
 void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * I >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *g = gu + (long)i * ldgu, *u = g + I;
         float *hi = h + (long)i * I;
@@ -501,7 +505,7 @@ void icl_swiglu_forward(float *h, const float *gu, long ldgu, int N, int I)
 
 void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *gu, long ldgu, int N, int I)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)N * I >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++) {
         const float *g = gu + (long)i * ldgu, *u = g + I, *d = dh + (long)i * I;
         float *dg = dgu + (long)i * lddgu, *du = dg + I;
@@ -519,7 +523,7 @@ void icl_swiglu_backward(float *dgu, long lddgu, const float *dh, const float *g
 
 void icl_gelu_forward(float *y, const float *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n >= ICL_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + tanhf(GELU_A * (v + GELU_B * v * v * v)));
@@ -528,7 +532,7 @@ void icl_gelu_forward(float *y, const float *x, size_t n)
 
 void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n >= ICL_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i], t = tanhf(GELU_A * (v + GELU_B * v * v * v));
         float dt = (1.0f - t * t) * GELU_A * (1.0f + 3.0f * GELU_B * v * v);
@@ -541,7 +545,7 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
     float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((long)n * V >= ICL_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)

@@ -17,7 +17,8 @@
 
 /* C[m,n] = alpha * A[m,k] B[k,n] + beta * C, each matrix given by pointer and
  * (row stride, column stride) in elements.  nthreads 0: the global setting
- * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region). */
+ * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region).
+ * Products of fewer than 2^18 multiply-adds always run on one thread. */
 void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
               long csb, float beta, float *c, long rsc, long csc, int nthreads);
 
