@@ -666,7 +666,7 @@ int icl_train(const icl_train_opts *o)
     icl_batchbuf evb = {0};
     long last_saved = ckpt ? pos.step : -1;
     char *last_good = ckpt ? xstrdup(ckpt) : NULL;
-    double log_loss = 0, log_t0 = icl_now(), run_t0 = log_t0;
+    double log_loss = 0, log_t0 = icl_now(), run_t0 = log_t0, log_time = 0;
     long log_targets = 0, log_tokens = 0, log_steps = 0, start_step = pos.step;
     int rc = 0;
     double val_loss = NAN;
@@ -727,24 +727,25 @@ int icl_train(const icl_train_opts *o)
         log_tokens += ntok;
         log_steps++;
 
+        double t_end = icl_now(); /* tokens/s counts training only, not evaluation or saving */
+        log_time += t_end - log_t0;
         int do_eval = have_valid && ((o->eval_every > 0 && t % o->eval_every == 0) || t == total);
         if (do_eval)
             val_loss = evaluate(m, &valid, o->batch_size, pad, &evb);
         int do_log = (o->log_every > 0 && t % o->log_every == 0) || t == total || do_eval;
         if (do_log) {
-            double now = icl_now();
             double ep = pos.epoch + (double)pos.cursor / (double)data.n;
             fprintf(o->metrics,
                     "{\"step\": %ld, \"epoch\": %.6g, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
                     "\"tokens_per_s\": %.1f",
-                    t, ep, log_loss / (double)log_targets, lr, norm, (double)log_tokens / (now - log_t0 + 1e-12));
+                    t, ep, log_loss / (double)log_targets, lr, norm, (double)log_tokens / (log_time + 1e-12));
             if (do_eval)
                 fprintf(o->metrics, ", \"val_loss\": %.9g", val_loss);
             fputs("}\n", o->metrics);
             fflush(o->metrics);
             log_loss = 0;
             log_targets = log_tokens = log_steps = 0;
-            log_t0 = now;
+            log_time = 0;
         }
         if (progress) {
             double el = icl_now() - run_t0, per = el / (double)(t - start_step);
@@ -760,6 +761,7 @@ int icl_train(const icl_train_opts *o)
             last_good = save_checkpoint(m, o->out_dir, o, &sched, &pos, &data, tok_json, tok_len);
             last_saved = t;
         }
+        log_t0 = icl_now();
     }
     if (progress && got_signal)
         fputc('\n', stderr);
