@@ -288,6 +288,9 @@ static void gen_ids_file(ctx_t *c, const char *path, int *header_done)
         if (r.hdr.present && !*header_done) {
             if (c->tok && icl_toklines_check(&r.hdr, c->tok, err, sizeof err) != 0)
                 die("%s:%ld: %s", name, r.header_line, err);
+            if (r.hdr.vocab_size > c->m->cfg.vocab_size)
+                die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
+                    r.hdr.vocab_size, c->m->cfg.vocab_size);
             icl_toklines_write_header(stdout, &r.hdr);
             *header_done = 1;
         }

@@ -22,6 +22,7 @@
 #ifndef ICL_GENERATE_H
 #define ICL_GENERATE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +30,6 @@
 #include "sample.h"
 #include "tokenizer.h"
 #include "tokrec.h"
-#include <jansson.h>
 #include "util.h"
 
 /* One decode step for B sequences.  Sequence b feeds ids[b] at position
@@ -52,7 +52,8 @@ int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, 
  * logical [in, out] matrix: W [out, in] row-major when conv1d == 0
  * (torch.nn.Linear), W [in, out] when conv1d == 1 (GPT-2 Conv1D).  bias may
  * be NULL.  beta 0 overwrites y, 1 adds (residual).  Row b's result depends
- * only on row b of x (never on B).  OpenMP over output columns. */
+ * only on row b of x (never on B).  OpenMP over blocks of 16 output
+ * columns. */
 void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
                     int out, int conv1d, float beta);
 
@@ -70,7 +71,8 @@ typedef struct {
 /* Defaults: do_sample 0, temperature 1, top_k 50, top_p 1, min_p 0,
  * repetition_penalty 1 (transformers' GenerationConfig), max_new_tokens 256
  * (transformers' max_length 20 counts the prompt: too short to be useful),
- * seed 0, eos from config.json (cfg may be NULL).  Then, if dir holds a
+ * seed 0, eos from config.json (cfg may be NULL).  Then, if dir (may be
+ * NULL) holds a
  * generation_config.json, its do_sample, temperature, top_k, top_p, min_p,
  * repetition_penalty, max_new_tokens and eos_token_id (an int or a list)
  * override these (null values are ignored).  0 ok; -1 with err when the file

@@ -70,6 +70,13 @@ test_expect_success 'a token-lines header passes through' '
 	head -1 h >want && printf "1\t461 461 401\n" >>want && test_cmp want out
 '
 
+test_expect_code 1 'a header with a larger vocabulary than the model is an error' '
+	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=32000 bos=1 eos=2 pad=-1 source=x\n1\n" |
+		icl-gen -m $M/stories260K/model --ids -n 3 2>err; rc=$?
+	grep -q "<stdin>:1: the tokens. vocab_size 32000 is larger than the model.s 512" err || rc=99
+	exit $rc
+'
+
 test_expect_code 1 'an id beyond the vocabulary names the line' '
 	printf "1 2\n1 512\n" | icl-gen -m $M/stories260K/model --ids -n 3 2>err; rc=$?
 	grep -q "<stdin>:2:" err || rc=99
