@@ -35,6 +35,7 @@ def pct(x):
 M = ("base", "tuned")
 ppl_a = {m: load("%s.ppl.alpaca.json" % m) for m in M}
 ppl_c = {m: load("%s.ppl.cls.json" % m) for m in M}
+ppl_p = {m: load("%s.ppl.prompts.json" % m) for m in M}
 eos_a = {m: load("%s.eos.alpaca.json" % m) for m in M}
 eos_c = {m: load("%s.eos.cls.json" % m) for m in M}
 ev_a = {m: load("%s.eval.alpaca.json" % m) for m in M}
@@ -68,7 +69,7 @@ p("# icl demo: what instruction tuning is for")
 p()
 p("A Llama-family model (%s layers, hidden %s, %s heads, FFN %s, vocabulary %s) "
   "is pre-trained from random weights on C4 web text for %s steps (**base**), "
-  "then instruction-tuned for %s epochs on Alpaca instructions plus two "
+  "then instruction-tuned for %s epochs on Alpaca instructions, role-play prompts and two "
   "classification tasks phrased as instructions (**tuned**). Both are scored on "
   "the same held-out prompts, never seen in training or tokenizer training."
   % (params.get("LAYERS"), params.get("HIDDEN"), params.get("HEADS"), params.get("FFN"),
@@ -79,11 +80,11 @@ p("Made by `make -C examples` (`make demo` at the top level) with: `%s`."
 p()
 p("## Data")
 p()
-p("| split | Alpaca | Amazon polarity | AG News topic |")
-p("|---|---|---|---|")
-p("| train | %d | %d | %d |" % (count("alpaca.train.jsonl"), count("amazon.train.jsonl"), count("agnews.train.jsonl")))
-p("| validation | %d | - | - |" % count("alpaca.valid.jsonl"))
-p("| test | %d | %d | %d |" % (count("alpaca.test.jsonl"), count("amazon.test.jsonl"), count("agnews.test.jsonl")))
+p("| split | Alpaca (JSON) | role-play prompts (CSV) | Amazon polarity (JSONL) | AG News topic (JSONL) |")
+p("|---|---|---|---|---|")
+p("| train | %d | %d | %d | %d |" % (count("alpaca.train.jsonl"), count("prompts.train.jsonl"), count("amazon.train.jsonl"), count("agnews.train.jsonl")))
+p("| validation | %d | - | - | - |" % count("alpaca.valid.jsonl"))
+p("| test | %d | %d | %d | %d |" % (count("alpaca.test.jsonl"), count("prompts.test.jsonl"), count("amazon.test.jsonl"), count("agnews.test.jsonl")))
 p()
 p("Pre-training: %d token lines of C4 text (chunks of at most %d ids); "
   "instruction tuning: %d records (the classification records %s times)."
@@ -95,6 +96,8 @@ p("| metric | base (pre-trained only) | tuned | majority-class baseline |")
 p("|---|---|---|---|")
 p("| Alpaca response perplexity (%d responses, %d tokens) | %.1f | **%.1f** | |"
   % (ppl_a["base"]["records"], ppl_a["base"]["tokens"], ppl_a["base"]["perplexity"], ppl_a["tuned"]["perplexity"]))
+p("| role-play prompt perplexity (CSV source; %d responses, %d tokens) | %.1f | **%.1f** | |"
+  % (ppl_p["base"]["records"], ppl_p["base"]["tokens"], ppl_p["base"]["perplexity"], ppl_p["tuned"]["perplexity"]))
 p("| classification label perplexity (%d labels, %d tokens) | %.1f | **%.2f** | |"
   % (ppl_c["base"]["records"], ppl_c["base"]["tokens"], ppl_c["base"]["perplexity"], ppl_c["tuned"]["perplexity"]))
 p("| Alpaca generations ending in EOS (at most %s new tokens) | %d/%d (%s) | **%d/%d (%s)** | |"

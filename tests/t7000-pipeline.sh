@@ -35,12 +35,21 @@ json.dump(a[:60], open("data/alpaca_en_demo.json", "w"), ensure_ascii=False, ind
 head -40 "$EX/data/t0_amazon_polarity_Is_this_review.jsonl" >data/t0_amazon_polarity_Is_this_review.jsonl
 head -40 "$EX/data/t0_ag_news_classify_with_choices.jsonl" >data/t0_ag_news_classify_with_choices.jsonl
 head -20 "$EX/data/c4_demo.jsonl" >data/c4_demo.jsonl
+# the header and 30 rows of the CSV, cut at a record end (CRLF; LF inside quotes)
+python3 -c '
+import sys
+b = open(sys.argv[1], "rb").read(); pos = 0
+for i in range(31):
+    pos = b.index(b"\r\n", pos) + 2
+open("data/awesome_chatgpt_prompts_head200.csv", "wb").write(b[:pos])
+' "$EX/data/awesome_chatgpt_prompts_head200.csv"
+
 O="$TEST_TMP/out"
 KNOBS="D=$TEST_TMP/data O=$O BIN=$ICL_BIN THREADS=1 VOCAB=320 HIDDEN=32 LAYERS=1 HEADS=2 KV_HEADS=1
        FFN=64 SEQ=128 PT_STEPS=6 SFT_EPOCHS=1 CLS_REPEAT=1 BATCH=4 GEN_TOKENS=12 CLS_TOKENS=4"
 
 test_expect_success 'the shipped data match examples/data/MANIFEST.md' '
-	make -s -C "$EX" verify >v && test $(grep -c ": OK$" v) = 4
+	make -s -C "$EX" verify >v && test $(grep -c ": OK$" v) = 5
 '
 
 test_expect_success 'examples/Makefile runs the whole pipeline on the slice' '
@@ -53,7 +62,9 @@ test_expect_success 'records: train/validation/test splits of the right sizes, n
 	test $(count $O/alpaca.valid.jsonl) = 3 && test $(count $O/alpaca.test.jsonl) = 3 &&
 	test $(count $O/amazon.train.jsonl) = 30 && test $(count $O/amazon.test.jsonl) = 10 &&
 	test $(count $O/agnews.train.jsonl) = 30 && test $(count $O/agnews.test.jsonl) = 10 &&
-	test $(count $O/sft.jsonl) = 114 &&
+	test $(count $O/prompts.train.jsonl) = 27 && test $(count $O/prompts.test.jsonl) = 3 &&
+	test $(count $O/sft.jsonl) = 141 &&
+	cat $O/prompts.train.jsonl $O/prompts.test.jsonl | grep -c "Instruction:.*Linux Terminal" | grep -qx 1 &&
 	! grep -q "endoftext" $O/amazon.test.jsonl $O/agnews.train.jsonl &&
 	grep -q "\"response\":\"Positive\"" $O/amazon.train.jsonl &&
 	grep -q "### Response:\"" $O/agnews.test.jsonl
@@ -61,7 +72,7 @@ test_expect_success 'records: train/validation/test splits of the right sizes, n
 
 test_expect_success 'token lines: the #icl-tokens header, one line per record, EOS ends each response' '
 	python3 -c "import json; t = json.load(open(\"$O/tok.json\")); assert len(t[\"model\"][\"vocab\"]) == 320, len(t[\"model\"][\"vocab\"])" &&
-	for f in alpaca.test alpaca.valid cls.test sft; do
+	for f in alpaca.test alpaca.valid cls.test prompts.test sft; do
 		head -1 $O/$f.tok | grep -Eq "^#icl-tokens 1 fingerprint=xxh3:[0-9a-f]{16} vocab_size=320 bos=-1 eos=0 pad=-1 source=" &&
 		test $(count $O/$f.tok) = $(count $O/$f.jsonl) &&
 		awk -F "\t" "!/^#/ && (NF != 2 || \$2 !~ / 0\$|^0\$/) { bad++ } END { exit bad > 0 }" $O/$f.tok || exit 1
@@ -109,6 +120,8 @@ test_expect_success 'evaluation files and the report' '
 		test $(wc -l <$O/$m.gen.cls.jsonl) = 20 || exit 1
 	done &&
 	test_grep "| Alpaca response perplexity (3 responses" $O/REPORT.md &&
+	test_grep "| role-play prompt perplexity (CSV source; 3 responses" $O/REPORT.md &&
+	test $(field records $O/tuned.ppl.prompts.json) = 3 &&
 	test_grep "| both classification tasks, accuracy (20)" $O/REPORT.md &&
 	test_grep "stops by itself (EOS) more often after tuning" $O/REPORT.md &&
 	test_grep "^\*\*Instruction:\*\*" $O/REPORT.md
