@@ -438,9 +438,52 @@ static int is_eos(const icl_gen_config *g, int32_t id)
     return 0;
 }
 
+/* Thread count of the prefill and of the decode steps, chosen by
+ * measurement.  Neither result depends on the thread count (icl_gen_step by
+ * construction; the prefill because BLIS never splits the k loop, checked by
+ * test_generate), so this choice never changes the output.  On a quiet
+ * machine the team reads the weights faster; on a busy one every join of
+ * the team (and every BLIS barrier) may wait a whole scheduler slice for a
+ * descheduled thread, and one thread is several times faster.  So: time
+ * work with the team and with one thread (moving averages of seconds per
+ * unit: per step, per prompt token), use the faster, and try the other
+ * again every 64 uses.  The averages live for the process (icl_generate is
+ * called once per batch), in static storage: like the model, generation is
+ * not thread-safe. */
+typedef struct {
+    int nt;            /* the team size the averages were measured with */
+    double avg[2];     /* seconds per unit: [0] team, [1] one thread; 0 = not measured */
+    long uses;
+} thread_tuner;
+
+static thread_tuner step_tuner, prefill_tuner;
+
+/* 1 if the next use should run on one thread. */
+static int pick_threads(thread_tuner *t, int nt)
+{
+    if (t->nt != nt) { /* new team size: measure afresh */
+        t->nt = nt;
+        t->avg[0] = t->avg[1] = 0;
+        t->uses = 0;
+    }
+    if (nt <= 1)
+        return 0;
+    if (t->avg[0] == 0 || t->avg[1] == 0) /* measure each once first */
+        return t->avg[0] == 0 ? 0 : 1;
+    int best = t->avg[1] < t->avg[0];
+    return t->uses % 64 == 63 ? !best : best;
+}
+
+static void tuner_record(thread_tuner *t, int one, double per_unit)
+{
+    t->uses++;
+    t->avg[one] = t->avg[one] == 0 ? per_unit : 0.7 * t->avg[one] + 0.3 * per_unit;
+}
+
 int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B, icl_gen_token_fn on_token,
                  void *ctx, char *err, size_t errsz)
 {
+    int nt = omp_get_max_threads();
     int V = m->cfg.vocab_size, maxpos = m->cfg.max_position_embeddings, rc = -1;
     icl_sampler_params sp = icl_gen_sampler_params(g);
     if (icl_sampler_check(&sp, err, errsz) != 0)
@@ -476,8 +519,16 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
         for (size_t i = 0; i < s->n_prompt; i++)
             ids_push(&hist[b], s->prompt[i]);
         kc[b] = icl_kv_cache_new(m, (int)(s->n_prompt + (size_t)limit[b] - 1));
-        if (icl_model_decode(m, kc[b], s->prompt, (int)s->n_prompt, logits + (size_t)b * V, 0, err, errsz) != 0)
+        int one = pick_threads(&prefill_tuner, nt);
+        double t0 = icl_now();
+        if (one)
+            icl_set_threads(1); /* OpenMP and BLIS */
+        int st = icl_model_decode(m, kc[b], s->prompt, (int)s->n_prompt, logits + (size_t)b * V, 0, err, errsz);
+        if (one)
+            icl_set_threads(nt);
+        if (st != 0)
             goto out;
+        tuner_record(&prefill_tuner, one, (icl_now() - t0) / (double)s->n_prompt);
         act[nact++] = b;
     }
     /* act[i] is the sequence whose logits are in row i */
@@ -507,8 +558,18 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
             }
         }
         nact = nn;
-        if (nact > 0 && icl_gen_step(m, act_kc, next, nact, logits, err, errsz) != 0)
-            goto out;
+        if (nact > 0) {
+            int one = pick_threads(&step_tuner, nt);
+            double t0 = icl_now();
+            if (one)
+                omp_set_num_threads(1);
+            int st = icl_gen_step(m, act_kc, next, nact, logits, err, errsz);
+            if (one)
+                omp_set_num_threads(nt);
+            if (st != 0)
+                goto out;
+            tuner_record(&step_tuner, one, icl_now() - t0);
+        }
     }
     rc = 0;
 out:

@@ -17,7 +17,11 @@
  * of s in the whole input), one uniform per sampled token, and the logits
  * of a sequence are computed by the same arithmetic whatever the other rows
  * of the batch are (see icl_gen_step), so the output does not depend on the
- * batch size.  It may depend on the thread count (BLIS in the prefill).
+ * batch size.  Nor on the thread count: the step's sums never split over
+ * threads, and BLIS (the prefill) splits its m and n loops, never k (both
+ * checked bit for bit by test_generate).  icl_generate picks the thread
+ * count of each prefill and step by timing (one thread wins on a busy
+ * machine), which is therefore free of side effects.
  */
 #ifndef ICL_GENERATE_H
 #define ICL_GENERATE_H

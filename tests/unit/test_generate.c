@@ -486,6 +486,61 @@ static void text_stream(void **state)
     stream_case("tok/llama2.json.gz", 1);
 }
 
+/* The thread count never changes a result: the prefill (BLIS, threaded over
+ * m and n, never k) and the decode step are bit-identical on 1 and 2
+ * threads, so icl_generate may pick either by timing. */
+static void threads_do_not_change_results(void **state)
+{
+    (void)state;
+    icl_config cfg;
+    icl_config_defaults(&cfg, "llama");
+    cfg.vocab_size = 2048;
+    cfg.hidden_size = 256;
+    cfg.num_hidden_layers = 2;
+    cfg.num_attention_heads = 4;
+    cfg.num_key_value_heads = 2;
+    cfg.head_dim = 64;
+    cfg.intermediate_size = 688;
+    cfg.max_position_embeddings = 512;
+    icl_model *m = icl_model_new(&cfg);
+    icl_model_init_random(m, 7, 0.05f);
+    int n = 150, V = cfg.vocab_size;
+    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        ids[i] = (int32_t)((i * 7919 + 13) % V);
+    float *lg[2];
+    icl_kv_cache *kc[2][2];
+    char err[256];
+    for (int t = 0; t < 2; t++) {
+        icl_set_threads(t + 1);
+        lg[t] = xmalloc((size_t)2 * V * sizeof(float));
+        for (int b = 0; b < 2; b++) {
+            kc[t][b] = icl_kv_cache_new(m, n + 4);
+            assert_int_equal(icl_model_decode(m, kc[t][b], ids + b, n - b, lg[t] + (size_t)b * V, 0, err, sizeof err), 0);
+        }
+    }
+    assert_memory_equal(lg[0], lg[1], (size_t)2 * V * sizeof(float));
+    size_t cache = (size_t)2 * 2 * (n + 4) * 64 * sizeof(float);
+    for (int b = 0; b < 2; b++) {
+        assert_memory_equal(kc[0][b]->k, kc[1][b]->k, cache);
+        assert_memory_equal(kc[0][b]->v, kc[1][b]->v, cache);
+    }
+    int32_t next[2] = {5, 6};
+    for (int t = 0; t < 2; t++) {
+        icl_set_threads(t + 1);
+        assert_int_equal(icl_gen_step(m, kc[t], next, 2, lg[t], err, sizeof err), 0);
+    }
+    assert_memory_equal(lg[0], lg[1], (size_t)2 * V * sizeof(float));
+    for (int t = 0; t < 2; t++) {
+        free(lg[t]);
+        for (int b = 0; b < 2; b++)
+            icl_kv_cache_free(kc[t][b]);
+    }
+    free(ids);
+    icl_model_free(m);
+    icl_set_threads(2);
+}
+
 int main(void)
 {
     icl_set_threads(2);
@@ -498,6 +553,7 @@ int main(void)
         cmocka_unit_test(sampling_reproducible),
         cmocka_unit_test(gen_config),
         cmocka_unit_test(text_stream),
+        cmocka_unit_test(threads_do_not_change_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
