@@ -93,7 +93,7 @@ DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
         python3 gnuplot-nox
 # Peers used only by benchmarks.
-BENCH_DEPS := miller nodejs npm sentencepiece python3-torch python3-numpy time python3-venv
+BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 define apt_install
