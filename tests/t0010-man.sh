@@ -20,6 +20,16 @@ for prog in "$ICL_BIN"/icl-*; do
         MANWIDTH=80 man -l "$MANDIR/man1/$p.1" 2>/dev/null | sed -n "/^NAME/,/^\$/p" >name &&
         test_grep "$p" name
     '
+    # The page is kept in step with --help: every long option --help teaches
+    # is documented (roff writes a hyphen as \-).
+    test_expect_success "$p(1) documents every long option of --help" '
+        "$prog" --help | grep -o -- "--[a-z][a-z0-9-]*" | sort -u >opts &&
+        test $(wc -l <opts) -ge 3 &&
+        sed "s/\\\\-/-/g" "$MANDIR/man1/$p.1" >man.txt &&
+        while read o; do
+            grep -q -F -- "$o" man.txt || { echo "$p.1 lacks $o"; exit 1; }
+        done <opts
+    '
 done
 
 test_done

@@ -15,13 +15,6 @@ test_expect_success '--version names icl and the version' '
     icl-fmt --version >out
     grep -q "^icl-fmt (icl) [0-9]" out
 '
-test_expect_success 'man page documents every long option of --help' '
-    man=$TESTS_DIR/../man/man1/icl-fmt.1
-    test -f "$man"
-    for o in $(icl-fmt --help | grep -o -- "--[a-z-]*" | sort -u); do
-        grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$man" || { echo "man page lacks $o"; exit 1; }
-    done
-'
 usage() {
     test_expect_code 2 "usage error: $1" "icl-fmt $2 ok.csv"
 }

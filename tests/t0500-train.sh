@@ -29,12 +29,6 @@ test_expect_success '--help teaches and exits 0; --version' '
 	icl-train --version >v && test_grep "^icl-train (icl) " v
 '
 
-test_expect_success 'every long option of --help is in the man page' '
-	icl-train --help | grep -o -- "--[a-z][a-z0-9-]*" | sort -u >opts &&
-	test -s opts &&
-	while read o; do grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$MAN" || { echo "missing $o"; exit 1; }; done <opts
-'
-
 test_expect_code 2 'no model is a usage error' 'icl-train -o out </dev/null'
 test_expect_code 2 '--arch without -t is a usage error' 'icl-train --arch llama -o out </dev/null'
 test_expect_code 2 'a bad --schedule is a usage error' 'icl-train -m "$LLAMA" -o out --schedule wavy </dev/null'

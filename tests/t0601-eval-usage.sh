@@ -41,21 +41,4 @@ test_expect_code 1 'a missing file is an error naming it' '
 	exit $rc
 '
 
-test_expect_success 'the man page documents every long option of --help' '
-	icl-eval --help | grep -o -- "--[a-z-]*" | sort -u >opts &&
-	test $(wc -l <opts) -ge 9 &&
-	sed "s/\\\\-/-/g" "$MAN" >man.txt &&
-	while read o; do
-		grep -q -F -- "$o" man.txt || { echo "man page lacks $o"; exit 1; }
-	done <opts
-'
-
-test_expect_success 'the man page renders without warnings' '
-	if command -v man >/dev/null 2>&1; then
-		MANWIDTH=80 man --warnings -l "$MAN" >page 2>warnings &&
-		test ! -s warnings &&
-		test_grep "ROUGE" page
-	fi
-'
-
 test_done

@@ -114,21 +114,4 @@ test_expect_success '--help teaches, --version names the program' '
 	icl-gen --version >v && test_grep "^icl-gen (icl) " v
 '
 
-test_expect_success 'the man page documents every long option of --help' '
-	icl-gen --help | grep -o -- "--[a-z-]*" | sort -u >opts &&
-	test $(wc -l <opts) -ge 15 &&
-	sed "s/\\\\-/-/g" "$MAN" >man.txt &&
-	while read o; do
-		grep -q -F -- "$o" man.txt || { echo "man page lacks $o"; exit 1; }
-	done <opts
-'
-
-test_expect_success 'the man page renders without warnings' '
-	if command -v man >/dev/null 2>&1; then
-		MANWIDTH=80 man --warnings -l "$MAN" >page 2>warnings &&
-		test ! -s warnings &&
-		test_grep "prefill" page
-	fi
-'
-
 test_done
