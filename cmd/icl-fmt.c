@@ -53,6 +53,10 @@ static const char usage_text[] =
     "      --on-error=WHAT   stop (default): a bad record ends the run with exit 1;\n"
     "                        skip: bad records are skipped and counted on stderr\n"
     "  -q, --quiet           no warnings or counts on stderr (errors still)\n"
+    "\n"
+    "      --threads=N       N > 1: CSV/TSV is parsed in a second thread while\n"
+    "                        records are written (same output); 1: one thread\n"
+    "                        (default: ICL_NUM_THREADS, else all cores)\n"
     "  -h, --help            this help;  -V, --version  version\n"
     "\n"
     "Records with an empty output are dropped, records with an empty instruction\n"
@@ -83,19 +87,21 @@ static int same_file(const char *a, const char *b)
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR };
+    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS };
     static const struct option longopts[] = {
         {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 't'},
         {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
         {"shuffle", no_argument, 0, O_SHUFFLE},  {"seed", required_argument, 0, O_SEED},
         {"split", required_argument, 0, O_SPLIT}, {"split-out", required_argument, 0, O_SPLIT_OUT},
         {"on-error", required_argument, 0, O_ON_ERROR}, {"output", required_argument, 0, 'o'},
+        {"threads", required_argument, 0, O_THREADS},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     static icl_fmt_opts o; /* static: the map strings stay reachable */
     const char *tname = "alpaca", *out_path = NULL, *split_path = NULL;
     char err[512];
+    long threads = 0;
     int c;
     while ((c = getopt_long(argc, argv, "f:t:o:qhV", longopts, NULL)) != -1) {
         switch (c) {
@@ -130,6 +136,10 @@ int main(int argc, char **argv)
             else
                 usage_die("--on-error wants stop or skip, not '%s'", optarg);
             break;
+        case O_THREADS:
+            if (parse_long(optarg, &threads) < 0 || threads < 1 || threads > 4096)
+                usage_die("--threads wants a number from 1 to 4096, not '%s'", optarg);
+            break;
         case 'o': out_path = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
@@ -145,6 +155,7 @@ int main(int argc, char **argv)
     if (!tpl)
         usage_die("%s", err);
     o.tpl = tpl;
+    o.threads = icl_set_threads((int)threads);
     /* named outputs appear whole or not at all (outfile.h) */
     o.out = out_path ? icl_out_open(out_path) : stdout;
     o.out_name = out_path;

@@ -16,6 +16,7 @@
  */
 #include "csvin.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,6 +34,21 @@ typedef struct {
     long line;
     int bad;         /* index+1 into c->msgs, or 0 */
 } row_rec;
+
+/* Threaded mode (icl_csv_set_threads): the parser thread hands over the rows
+ * of one feed() as a batch, by swapping its buffers with an empty slot's, so
+ * nothing is copied but the row still in progress.  NSLOT batches (at most
+ * ~1 MiB of input) are in flight; the consumer reads the oldest full one. */
+typedef struct {
+    icl_buf arena;
+    size_t *fo, *fl, capf;
+    row_rec *q;
+    size_t qn, qcap;
+    char (*msgs)[256];
+    size_t capmsg;
+    int eof;                /* last batch: end of input after its rows */
+} batch;
+enum { NSLOT = 4 };
 
 struct icl_csv {
     struct csv_parser p;
@@ -59,6 +75,16 @@ struct icl_csv {
     size_t *hdrlen;
     size_t nhdr;
     int eof;
+    /* threaded mode; everything above belongs to the parser thread once it
+     * runs, except r->name and what the consumer fields below point to */
+    int threads, started, stop;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* a slot filled (consumer waits) or freed (parser waits) */
+    batch slot[NSLOT];
+    size_t head, count;     /* full slots: head..head+count-1 (mod NSLOT); under mu */
+    batch *cur;             /* consumer: the batch it reads (slot[head]) or NULL */
+    size_t cqhead;          /* consumer: next row of cur */
 };
 
 static int no_space(unsigned char c)
@@ -89,10 +115,32 @@ icl_csv *icl_csv_new(icl_reader *r, char delim)
     return c;
 }
 
+void icl_csv_set_threads(icl_csv *c, int n)
+{
+    c->threads = n;
+}
+
 void icl_csv_free(icl_csv *c)
 {
     if (!c)
         return;
+    if (c->started) {
+        /* normally the parser has ended (end of input); if not, stop it */
+        pthread_mutex_lock(&c->mu);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(c->th, NULL);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        for (int i = 0; i < NSLOT; i++) {
+            buf_free(&c->slot[i].arena);
+            free(c->slot[i].fo);
+            free(c->slot[i].fl);
+            free(c->slot[i].q);
+            free(c->slot[i].msgs);
+        }
+    }
     csv_free(&c->p);
     buf_free(&c->arena);
     free(c->fo);
@@ -346,20 +394,12 @@ static void feed(icl_csv *c)
     }
 }
 
-/* Pop the next queued row, feeding lines as needed.  Returns 1, 0 at end,
- * -1 for a bad row (message in err). */
-static int next_row(icl_csv *c, icl_csv_row *row, char *err, size_t errsz)
+/* Hand out the queued row rr whose fields are in arena/fo/fl. */
+static int out_row(icl_csv *c, const row_rec *rr, const char *arena, const size_t *fo,
+                   const size_t *fl, char (*msgs)[256], icl_csv_row *row, char *err, size_t errsz)
 {
-    if (c->qhead == c->qn) {
-        compact(c);
-        while (c->qn == 0 && !c->eof)
-            feed(c);
-        if (c->qn == 0)
-            return 0;
-    }
-    row_rec *rr = &c->q[c->qhead++];
     if (rr->bad) {
-        snprintf(err, errsz, "%s:%ld: %s", c->r->name, rr->line, c->msgs[rr->bad - 1]);
+        snprintf(err, errsz, "%s:%ld: %s", c->r->name, rr->line, msgs[rr->bad - 1]);
         return -1;
     }
     if (c->capptr < rr->n) {
@@ -367,12 +407,122 @@ static int next_row(icl_csv *c, icl_csv_row *row, char *err, size_t errsz)
         c->fptr = xreallocarray(c->fptr, c->capptr, sizeof *c->fptr);
     }
     for (size_t i = 0; i < rr->n; i++)
-        c->fptr[i] = c->arena.data + c->fo[rr->first + i];
+        c->fptr[i] = arena + fo[rr->first + i];
     row->nfields = rr->n;
     row->field = c->fptr;
-    row->len = c->fl + rr->first;
+    row->len = fl + rr->first;
     row->line = rr->line;
     return 1;
+}
+
+#define SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
+
+/* Parser thread: feed() as the single-threaded path does, and after each
+ * feed that completed rows (or reached the end) pass them on as a batch. */
+static void *parser_main(void *arg)
+{
+    icl_csv *c = arg;
+    for (;;) {
+        while (c->qn == 0 && !c->eof)
+            feed(c);
+        pthread_mutex_lock(&c->mu);
+        while (c->count == NSLOT && !c->stop)
+            pthread_cond_wait(&c->cv, &c->mu);
+        int stop = c->stop;
+        /* The first empty slot; only this thread touches empty slots. */
+        batch *b = &c->slot[(c->head + c->count) % NSLOT];
+        pthread_mutex_unlock(&c->mu);
+        if (stop)
+            break;
+        SWAP(c->arena, b->arena);
+        SWAP(c->fo, b->fo);
+        SWAP(c->fl, b->fl);
+        SWAP(c->capf, b->capf);
+        SWAP(c->q, b->q);
+        SWAP(c->qcap, b->qcap);
+        SWAP(c->msgs, b->msgs);
+        SWAP(c->capmsg, b->capmsg);
+        b->qn = c->qn;
+        b->eof = c->eof;
+        /* Move the row in progress (fields row_first..nf) to our new buffers. */
+        size_t keep = c->nf - c->row_first;
+        buf_clear(&c->arena);
+        c->nf = c->qn = c->qhead = c->nmsg = 0;
+        if (keep > c->capf) {
+            c->capf = keep;
+            c->fo = xreallocarray(c->fo, c->capf, sizeof *c->fo);
+            c->fl = xreallocarray(c->fl, c->capf, sizeof *c->fl);
+        }
+        if (keep) {
+            size_t base = b->fo[c->row_first];
+            buf_append(&c->arena, b->arena.data + base, b->arena.len - base);
+            for (size_t i = 0; i < keep; i++) {
+                c->fo[i] = b->fo[c->row_first + i] - base;
+                c->fl[i] = b->fl[c->row_first + i];
+            }
+        }
+        c->nf = keep;
+        c->row_first = 0;
+        pthread_mutex_lock(&c->mu);
+        c->count++;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        if (b->eof)
+            break;
+    }
+    return NULL;
+}
+
+/* Threaded next_row: rows from the parser thread's batches, in order. */
+static int next_row_mt(icl_csv *c, icl_csv_row *row, char *err, size_t errsz)
+{
+    while (!c->cur || c->cqhead == c->cur->qn) {
+        if (c->cur && c->cur->eof)
+            return 0; /* stays at the end: cur is kept */
+        pthread_mutex_lock(&c->mu);
+        if (c->cur) { /* give the read batch back */
+            c->head = (c->head + 1) % NSLOT;
+            c->count--;
+            pthread_cond_broadcast(&c->cv);
+        }
+        while (c->count == 0)
+            pthread_cond_wait(&c->cv, &c->mu);
+        c->cur = &c->slot[c->head];
+        pthread_mutex_unlock(&c->mu);
+        c->cqhead = 0;
+    }
+    batch *b = c->cur;
+    return out_row(c, &b->q[c->cqhead++], b->arena.data, b->fo, b->fl, b->msgs, row, err, errsz);
+}
+
+/* Pop the next queued row, feeding lines as needed.  Returns 1, 0 at end,
+ * -1 for a bad row (message in err). */
+static int next_row(icl_csv *c, icl_csv_row *row, char *err, size_t errsz)
+{
+    if (c->started)
+        return next_row_mt(c, row, err, errsz);
+    if (c->qhead == c->qn) {
+        compact(c);
+        /* After the header (its width is needed to check rows), with the
+         * queue empty, the parser thread takes over c's parsing state. */
+        if (c->threads > 1 && c->ncols && !c->eof) {
+            pthread_mutex_init(&c->mu, NULL);
+            pthread_cond_init(&c->cv, NULL);
+            if (pthread_create(&c->th, NULL, parser_main, c) == 0) {
+                c->started = 1;
+                return next_row_mt(c, row, err, errsz);
+            }
+            pthread_mutex_destroy(&c->mu); /* no thread: carry on in this one */
+            pthread_cond_destroy(&c->cv);
+            c->threads = 1;
+        }
+        while (c->qn == 0 && !c->eof)
+            feed(c);
+        if (c->qn == 0)
+            return 0;
+    }
+    row_rec *rr = &c->q[c->qhead++];
+    return out_row(c, rr, c->arena.data, c->fo, c->fl, c->msgs, row, err, errsz);
 }
 
 int icl_csv_header(icl_csv *c, icl_csv_row *hdr, char *err, size_t errsz)

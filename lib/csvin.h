@@ -44,6 +44,13 @@ typedef struct icl_csv icl_csv;
 /* Start reading CSV (delim ',') or TSV (delim '\t') from r (not owned; it
  * must stay open while the icl_csv lives).  Strips a UTF-8 BOM. */
 icl_csv *icl_csv_new(icl_reader *r, char delim);
+/* n > 1: after the header, parse (libcsv) in a second thread that passes
+ * batches of rows through a small bounded queue, so that parsing overlaps
+ * the caller's work on the rows.  Rows, errors and their order are the same
+ * as with n <= 1 (the default).  Call before icl_csv_header.  A read error
+ * (die) then comes from the parser thread. */
+void icl_csv_set_threads(icl_csv *c, int n);
+/* Also stops and joins the parser thread if it runs. */
 void icl_csv_free(icl_csv *c);
 
 /* Read the header row.  Returns 1 (then *hdr holds the column names, valid

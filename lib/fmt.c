@@ -317,6 +317,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
 {
     char err[700];
     icl_csv *c = icl_csv_new(rd, delim);
+    icl_csv_set_threads(c, f->o.threads); /* parse while we render and write */
     icl_csv_row h, row;
     int rc = icl_csv_header(c, &h, err, sizeof err);
     if (rc < 0)

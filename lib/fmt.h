@@ -52,6 +52,8 @@ typedef struct {
     FILE *out, *split_out;      /* not owned */
     const char *out_name, *split_name; /* for write errors; NULL = "<stdout>" */
     int quiet;                  /* no warnings/summary on stderr */
+    int threads;                /* > 1: CSV/TSV parsing runs in a second thread
+                                 * (same output); <= 1: one thread */
 } icl_fmt_opts;
 
 typedef struct {
