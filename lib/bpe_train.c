@@ -265,6 +265,26 @@ static void wtu_reset(wtu *w)
     w->n = 0;
 }
 
+/* Move every pair collected in w onto the queue with its current count (the
+ * queue entry takes the pair's word set); pairs whose count is no longer
+ * positive are dropped.  Leaves w empty. */
+static void queue_pairs(heap *h, wtu *w, pcounts *pc)
+{
+    for (size_t k = 0; k < w->n; k++) {
+        int64_t c = *pc_ref(pc, w->pair[k]);
+        if (c > 0) {
+            qentry *e = xmalloc(sizeof *e);
+            e->count = c;
+            e->pair = w->pair[k];
+            e->pos = w->set[k];
+            hpush(h, e);
+        } else {
+            free(w->set[k].v);
+        }
+    }
+    wtu_reset(w);
+}
+
 #define PAIR(a, b) (((uint64_t)(uint32_t)(a) << 32) | (uint32_t)(b))
 
 static int cmp_u32(const void *a, const void *b)
@@ -331,19 +351,7 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
         }
     }
     heap h = {0};
-    for (size_t k = 0; k < w.n; k++) {
-        int64_t c = *pc_ref(&pc, w.pair[k]);
-        if (c > 0) {
-            qentry *e = xmalloc(sizeof *e);
-            e->count = c;
-            e->pair = w.pair[k];
-            e->pos = w.set[k];
-            hpush(&h, e);
-        } else {
-            free(w.set[k].v);
-        }
-    }
-    wtu_reset(&w);
+    queue_pairs(&h, &w, &pc);
 
     icl_buf nt = {0};
     uint64_t *merges = xmalloc(vcap * sizeof *merges);
@@ -413,19 +421,7 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
             }
             slen[wi] = n;
         }
-        for (size_t k = 0; k < w.n; k++) {
-            int64_t c = *pc_ref(&pc, w.pair[k]);
-            if (c > 0) {
-                qentry *e = xmalloc(sizeof *e);
-                e->count = c;
-                e->pair = w.pair[k];
-                e->pos = w.set[k];
-                hpush(&h, e);
-            } else {
-                free(w.set[k].v);
-            }
-        }
-        wtu_reset(&w);
+        queue_pairs(&h, &w, &pc);
         free(top->pos.v);
         free(top);
     }
