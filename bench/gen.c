@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "generate.h"
+#include "llama_config.h"
 #include "model.h"
 #include "util.h"
 
@@ -22,14 +23,7 @@ int main(int argc, char **argv)
     int threads = icl_set_threads(atoi(argv[1])), B = atoi(argv[2]);
     int N = argc > 3 ? atoi(argv[3]) : 128, P = argc > 4 ? atoi(argv[4]) : 16;
     icl_config cfg;
-    icl_config_defaults(&cfg, "llama");
-    cfg.vocab_size = 8192;
-    cfg.hidden_size = 512;
-    cfg.num_hidden_layers = 8;
-    cfg.num_attention_heads = cfg.num_key_value_heads = 8;
-    cfg.head_dim = 64;
-    cfg.intermediate_size = 1376;
-    cfg.max_position_embeddings = 2048;
+    bench_llama_config(&cfg, 2048);
     icl_model *m = icl_model_new(&cfg);
     icl_model_init_random(m, 42, 0.02f);
     icl_gen_config g;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "llama_config.h"
 #include "model.h"
 #include "ops.h"
 #include "util.h"
@@ -33,14 +34,7 @@ int main(int argc, char **argv)
     int threads = icl_set_threads(argc > 1 ? atoi(argv[1]) : 0);
     int steps = argc > 2 ? atoi(argv[2]) : 5;
     icl_config cfg;
-    icl_config_defaults(&cfg, "llama");
-    cfg.vocab_size = 8192;
-    cfg.hidden_size = 512;
-    cfg.num_hidden_layers = 8;
-    cfg.num_attention_heads = cfg.num_key_value_heads = 8;
-    cfg.head_dim = 64;
-    cfg.intermediate_size = 1376;
-    cfg.max_position_embeddings = 256;
+    bench_llama_config(&cfg, 256);
     int B = 8, T = 256, N = B * T;
     icl_model *m = icl_model_new(&cfg);
     icl_model_init_random(m, 42, 0.02f);
