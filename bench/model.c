@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     long nt;
     icl_model_zero_grads(m);
     icl_model_forward(m, &b, NULL, 1.0f / (N - B), &nt);
-    icl_model_backward(m, &b);
+    icl_model_backward(m, &b, NULL, 0);
     /* Interleave model steps and GEMM sets and keep the fastest of each: the
      * machine is shared, and the minimum is the least disturbed measurement. */
     float *ga = calloc((size_t)N * 2 * I, 4), *gb = calloc((size_t)V * C, 4), *gc = calloc((size_t)N * V, 4);
@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         double a = icl_now();
         loss = icl_model_forward(m, &b, NULL, 1.0f / nt, &nt) / nt;
         double f = icl_now() - a;
-        icl_model_backward(m, &b);
+        icl_model_backward(m, &b, NULL, 0);
         double st = icl_now() - a;
         tf = f < tf ? f : tf;
         step = st < step ? st : step;
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
     }
     double model_gf = flops / step / 1e9, blis_gf = gemm_flops / tg / 1e9;
     printf("model: llama vocab %d hidden %d layers %d heads %d inter %d, batch %d x seq %d, %.1fM params, BLIS kernels %s, threads %d\n",
-           V, C, L, cfg.num_attention_heads, I, B, T, m->num_params / 1e6, icl_blis_arch(), threads);
+           V, C, L, cfg.num_attention_heads, I, B, T, m->base.num_params / 1e6, icl_blis_arch(), threads);
     printf("  icl fwd+bwd: %.3f s/step (forward %.3f s), %.0f tokens/s, %.1f GFLOP/s (loss %.4f), best of %d\n",
            step, tf, N / step, model_gf, loss, steps);
     printf("  BLIS sgemm, same shapes and strides: %.3f s, %.1f GFLOP/s\n", tg, blis_gf);

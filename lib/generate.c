@@ -1,6 +1,5 @@
-/* generate.c - batched KV-cache decoding, generation loop, streaming text.
- * See generate.h.  The step mirrors icl_model_decode (model.c) and HF's
- * modeling_llama.py / modeling_gpt2.py. */
+/* generate.c - generation loop, sampling, streaming text.  See generate.h.
+ * The model (prefill and batched decode steps) is model.c's. */
 #define _GNU_SOURCE
 #include "generate.h"
 
@@ -15,302 +14,6 @@
 
 #include "ops.h"
 
-#define NONE ((size_t)-1)
-
-static void seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errsz, const char *fmt, ...)
-{
-    if (!err || !errsz)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
-
-/* ---------------------------------------------------------------- small-batch linear */
-
-/* 16 floats; loads and stores through memcpy (unaligned vmovups). */
-typedef float v16 __attribute__((vector_size(64)));
-
-static inline v16 ld16(const float *p)
-{
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-/* Horizontal sum in a fixed order: fold halves (16 -> 8 -> 4 -> 2 -> 1). */
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v4 __attribute__((vector_size(16)));
-static inline float hsum(v16 a)
-{
-    v8 lo, hi;
-    memcpy(&lo, &a, sizeof lo);
-    memcpy(&hi, (const char *)&a + sizeof lo, sizeof hi);
-    v8 s8 = lo + hi;
-    v4 l4, h4;
-    memcpy(&l4, &s8, sizeof l4);
-    memcpy(&h4, (const char *)&s8 + sizeof l4, sizeof h4);
-    v4 s4 = l4 + h4;
-    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
-}
-
-#define RB 4 /* rows of x per pass over a weight row */
-
-/* out[r] = dot(w[0..n), xs[r][0..n)) for r < nr (nr <= RB).  Every row uses
- * the same sequence of operations whatever nr is: two vector accumulators
- * over 32-float chunks, one 16-float step, fixed-order horizontal sum, then
- * a scalar tail. */
-static inline __attribute__((always_inline)) void dot_rows(const float *w, const float *const *xs, int nr, int n, float *out)
-{
-    v16 a[RB][2];
-    memset(a, 0, sizeof a);
-    int k = 0;
-    for (; k + 32 <= n; k += 32) {
-        v16 w0 = ld16(w + k), w1 = ld16(w + k + 16);
-        for (int r = 0; r < nr; r++) {
-            a[r][0] += w0 * ld16(xs[r] + k);
-            a[r][1] += w1 * ld16(xs[r] + k + 16);
-        }
-    }
-    if (k + 16 <= n) {
-        v16 w0 = ld16(w + k);
-        for (int r = 0; r < nr; r++)
-            a[r][0] += w0 * ld16(xs[r] + k);
-        k += 16;
-    }
-    for (int r = 0; r < nr; r++) {
-        float s = hsum(a[r][0] + a[r][1]);
-        for (int j = k; j < n; j++)
-            s += w[j] * xs[r][j];
-        out[r] = s;
-    }
-}
-
-/* icl_gen_linear on nt threads (none when the product is small). */
-static void gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
-                       int out, int conv1d, float beta, int nt)
-{
-    if ((double)B * in * out < 65536.0)
-        nt = 1;
-    if (!conv1d) {
-        /* W [out, in]: blocks of 16 weight rows, each row read from memory
-         * once for (up to) 8 rows of x, the 16 x 8 results gathered in yl
-         * and written out together (rows of y are a multiple of 4 KiB apart
-         * for the LM head: storing them one by one thrashes an L1 set) */
-        int nblk = (out + 15) / 16;
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int jb = 0; jb < nblk; jb++) {
-            int j0 = jb * 16, nj = out - j0 < 16 ? out - j0 : 16;
-            for (int g0 = 0; g0 < B; g0 += 2 * RB) {
-                int ng = B - g0 < 2 * RB ? B - g0 : 2 * RB;
-                float yl[2 * RB][16];
-                for (int jj = 0; jj < nj; jj++) {
-                    const float *w = W + (size_t)(j0 + jj) * in;
-                    for (int b0 = 0; b0 < ng; b0 += RB) {
-                        int nr = ng - b0 < RB ? ng - b0 : RB;
-                        const float *xs[RB];
-                        float o[RB];
-                        for (int r = 0; r < nr; r++)
-                            xs[r] = x + (size_t)(g0 + b0 + r) * ldx;
-                        switch (nr) { /* constant row counts: accumulators stay in registers */
-                        case 1: dot_rows(w, xs, 1, in, o); break;
-                        case 2: dot_rows(w, xs, 2, in, o); break;
-                        case 3: dot_rows(w, xs, 3, in, o); break;
-                        default: dot_rows(w, xs, 4, in, o); break;
-                        }
-                        for (int r = 0; r < nr; r++)
-                            yl[b0 + r][jj] = o[r];
-                    }
-                }
-                for (int r = 0; r < ng; r++) {
-                    float *yo = y + (size_t)(g0 + r) * ldy + j0;
-                    for (int jj = 0; jj < nj; jj++) {
-                        float t = yl[r][jj] + (bias ? bias[j0 + jj] : 0.0f);
-                        yo[jj] = beta != 0.0f ? yo[jj] + t : t;
-                    }
-                }
-            }
-        }
-        return;
-    }
-    /* W [in, out]: blocks of 64 output columns; y[b, j] = sum_k x[b,k] W[k,j]
-     * accumulated in k order */
-    int nblk = (out + 63) / 64;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int jb = 0; jb < nblk; jb++) {
-        int j0 = jb * 64, nj = out - j0 < 64 ? out - j0 : 64;
-        for (int b = 0; b < B; b++) {
-            float acc[64] = {0};
-            const float *xb = x + (size_t)b * ldx;
-            for (int k = 0; k < in; k++) {
-                const float *w = W + (size_t)k * out + j0;
-                float xk = xb[k];
-#pragma omp simd
-                for (int j = 0; j < 64; j++)
-                    acc[j] += xk * (j < nj ? w[j] : 0.0f);
-            }
-            float *yo = y + (size_t)b * ldy + j0;
-            for (int j = 0; j < nj; j++) {
-                float t = acc[j] + (bias ? bias[j0 + j] : 0.0f);
-                yo[j] = beta != 0.0f ? yo[j] + t : t;
-            }
-        }
-    }
-}
-
-void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
-                    int out, int conv1d, float beta)
-{
-    gen_linear(y, ldy, x, ldx, B, W, bias, in, out, conv1d, beta, omp_get_max_threads());
-}
-
-/* ---------------------------------------------------------------- one decode step */
-
-static const float *PP(const icl_model *m, size_t off) { return off == NONE ? NULL : m->params + off; }
-
-static void norm(const icl_model *m, float *y, float *mean, float *rstd, const float *x, size_t w, size_t b, int N)
-{
-    const icl_config *c = &m->cfg;
-    if (c->arch == ICL_ARCH_LLAMA)
-        icl_rmsnorm_forward(y, rstd, x, PP(m, w), N, c->hidden_size, (float)c->norm_eps);
-    else
-        icl_layernorm_forward(y, mean, rstd, x, PP(m, w), PP(m, b), N, c->hidden_size, (float)c->norm_eps);
-}
-
-int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, int B, float *logits, char *err,
-                 size_t errsz)
-{
-    const icl_config *c = &m->cfg;
-    int C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_hidden_layers,
-        hd = c->head_dim, KV = c->num_key_value_heads, H = c->num_attention_heads, g2 = c->arch == ICL_ARCH_GPT2;
-    if (B < 1)
-        return 0;
-    for (int b = 0; b < B; b++) {
-        if (ids[b] < 0 || ids[b] >= V) {
-            seterr(err, errsz, "token id %d is not below vocab_size %d", ids[b], V);
-            return -1;
-        }
-        if (caches[b]->len >= caches[b]->max_pos) {
-            seterr(err, errsz, "KV cache full: %d positions", caches[b]->max_pos);
-            return -1;
-        }
-        if (g2 && caches[b]->len >= c->max_position_embeddings) {
-            seterr(err, errsz, "position %d is not below n_positions %d", caches[b]->len,
-                   c->max_position_embeddings);
-            return -1;
-        }
-    }
-    long Datt = (long)H * hd, Dqkv = Datt + 2L * KV * hd, Dup = g2 ? I : 2L * I;
-    int half = hd / 2;
-    size_t nC = (size_t)B * C;
-    float *buf = xmalloc((nC * 2 + (size_t)B * (Dqkv + Datt + Dup + I + 2 + 2 * half)) * sizeof(float));
-    float *x = buf, *ln = x + nC, *qkv = ln + nC, *att = qkv + (size_t)B * Dqkv, *up = att + (size_t)B * Datt,
-          *act = up + (size_t)B * Dup, *mean = act + (size_t)B * I, *rstd = mean + B, *cs = rstd + B,
-          *sn = cs + (size_t)B * half;
-    int32_t *pos = xmalloc((size_t)B * sizeof(int32_t));
-    int maxlen = 0;
-    for (int b = 0; b < B; b++) {
-        pos[b] = caches[b]->len;
-        maxlen = pos[b] + 1 > maxlen ? pos[b] + 1 : maxlen;
-    }
-    /* Only the matrix products (and a long attention) run on several
-     * threads: the elementwise ops of one step are too small to pay for a
-     * team's fork and join, which on a busy machine costs far more than
-     * the work (each join waits for the slowest thread to be scheduled). */
-    int nt = omp_get_max_threads(), att_nt = (double)B * H * maxlen * hd > 262144.0 ? nt : 1;
-    omp_set_num_threads(1);
-    if (!g2) {
-        icl_rope_params rp = {c->rope_theta, c->rope_llama3, c->rope_factor, c->rope_low_freq_factor,
-                              c->rope_high_freq_factor, c->rope_original_max_pos};
-        icl_rope_tables(cs, sn, pos, B, hd, &rp);
-    }
-    /* embedding (+ learned positions for GPT-2) */
-    const float *E = PP(m, m->embed), *Pe = PP(m, m->pos_embed);
-    for (int b = 0; b < B; b++) {
-        const float *e = E + (size_t)ids[b] * C;
-        float *xb = x + (size_t)b * C;
-        if (Pe) {
-            const float *p = Pe + (size_t)pos[b] * C;
-            for (int j = 0; j < C; j++)
-                xb[j] = e[j] + p[j];
-        } else {
-            memcpy(xb, e, (size_t)C * sizeof(float));
-        }
-    }
-    float scale = 1.0f / sqrtf((float)hd);
-    int grp = H / KV;
-    for (int l = 0; l < L; l++) {
-        const icl_layer_offsets *o = &m->layer[l];
-        norm(m, ln, mean, rstd, x, o->ln1_w, o->ln1_b, B);
-        gen_linear(qkv, Dqkv, ln, C, B, PP(m, o->qkv_w), PP(m, o->qkv_b), C, (int)Dqkv, g2, 0.0f, nt);
-        if (!g2) {
-            icl_rope_apply(qkv, Dqkv, B, H, hd, cs, sn, 0);
-            icl_rope_apply(qkv + Datt, Dqkv, B, KV, hd, cs, sn, 0);
-        }
-        for (int b = 0; b < B; b++) {
-            icl_kv_cache *kc = caches[b];
-            size_t lo = (size_t)l * KV * kc->max_pos * hd;
-            for (int g = 0; g < KV; g++) {
-                size_t at = lo + ((size_t)g * kc->max_pos + pos[b]) * hd;
-                memcpy(kc->k + at, qkv + (size_t)b * Dqkv + Datt + (size_t)g * hd, (size_t)hd * sizeof(float));
-                memcpy(kc->v + at, qkv + (size_t)b * Dqkv + Datt + (size_t)(KV + g) * hd,
-                       (size_t)hd * sizeof(float));
-            }
-        }
-        /* one query per (sequence, head) against its cache */
-#pragma omp parallel for schedule(dynamic, 1) num_threads(att_nt)
-        for (int bh = 0; bh < B * H; bh++) {
-            int b = bh / H, h = bh % H, g = h / grp, n = pos[b] + 1;
-            const icl_kv_cache *kc = caches[b];
-            size_t lo = ((size_t)l * KV + g) * kc->max_pos * hd;
-            const float *q = qkv + (size_t)b * Dqkv + (size_t)h * hd, *K = kc->k + lo, *Vc = kc->v + lo;
-            float *s = xmalloc((size_t)n * sizeof(float)), mx = -INFINITY;
-            for (int t = 0; t < n; t++) {
-                const float *k = K + (size_t)t * hd;
-                float d = 0;
-#pragma omp simd reduction(+ : d)
-                for (int j = 0; j < hd; j++)
-                    d += q[j] * k[j];
-                s[t] = d * scale;
-                mx = s[t] > mx ? s[t] : mx;
-            }
-            float sum = 0;
-            for (int t = 0; t < n; t++) {
-                s[t] = icl_expf(s[t] - mx);
-                sum += s[t];
-            }
-            float inv = 1.0f / sum, *out = att + (size_t)b * Datt + (size_t)h * hd;
-            for (int j = 0; j < hd; j++)
-                out[j] = 0;
-            for (int t = 0; t < n; t++) {
-                const float *v = Vc + (size_t)t * hd;
-                float p = s[t] * inv;
-#pragma omp simd
-                for (int j = 0; j < hd; j++)
-                    out[j] += p * v[j];
-            }
-            free(s);
-        }
-        gen_linear(x, C, att, Datt, B, PP(m, o->o_w), PP(m, o->o_b), (int)Datt, C, g2, 1.0f, nt);
-        norm(m, ln, mean, rstd, x, o->ln2_w, o->ln2_b, B);
-        gen_linear(up, Dup, ln, C, B, PP(m, o->up_w), PP(m, o->up_b), C, (int)Dup, g2, 0.0f, nt);
-        if (g2)
-            icl_gelu_forward(act, up, (size_t)B * I);
-        else
-            icl_swiglu_forward(act, up, Dup, B, I);
-        gen_linear(x, C, act, I, B, PP(m, o->down_w), PP(m, o->down_b), I, C, g2, 1.0f, nt);
-    }
-    norm(m, ln, mean, rstd, x, m->normf_w, m->normf_b, B);
-    gen_linear(logits, V, ln, C, B, PP(m, m->lm_head), NULL, C, V, 0, 0.0f, nt);
-    omp_set_num_threads(nt);
-    for (int b = 0; b < B; b++)
-        caches[b]->len++;
-    free(pos);
-    free(buf);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- generation config */
 
@@ -320,7 +23,7 @@ static int gen_int(json_t *root, const char *key, long lo, long hi, long *out, c
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        seterr(err, errsz, "generation_config.json: \"%s\" is not an integer in [%ld, %ld]", key, lo, hi);
+        icl_seterr(err, errsz, "generation_config.json: \"%s\" is not an integer in [%ld, %ld]", key, lo, hi);
         return -1;
     }
     *out = (long)json_integer_value(v);
@@ -333,7 +36,7 @@ static int gen_real(json_t *root, const char *key, float *out, char *err, size_t
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_number(v)) {
-        seterr(err, errsz, "generation_config.json: \"%s\" is not a number", key);
+        icl_seterr(err, errsz, "generation_config.json: \"%s\" is not a number", key);
         return -1;
     }
     *out = (float)json_number_value(v);
@@ -359,14 +62,14 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     if (!f) {
         if (errno == ENOENT)
             return 0; /* no file: the defaults */
-        seterr(err, errsz, "generation_config.json: %s", strerror(errno)); /* not silently ignored */
+        icl_seterr(err, errsz, "generation_config.json: %s", strerror(errno)); /* not silently ignored */
         return -1;
     }
     json_error_t je;
     json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
     fclose(f);
     if (!root || !json_is_object(root)) {
-        seterr(err, errsz, "generation_config.json:%d: %s", root ? 1 : je.line,
+        icl_seterr(err, errsz, "generation_config.json:%d: %s", root ? 1 : je.line,
                root ? "not a JSON object" : je.text);
         json_decref(root);
         return -1;
@@ -376,7 +79,7 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     json_t *ds = json_object_get(root, "do_sample"), *eos = json_object_get(root, "eos_token_id");
     if (ds && !json_is_null(ds)) {
         if (!json_is_boolean(ds)) {
-            seterr(err, errsz, "generation_config.json: \"do_sample\" is not true or false");
+            icl_seterr(err, errsz, "generation_config.json: \"do_sample\" is not true or false");
             goto out;
         }
         g->do_sample = json_is_true(ds);
@@ -393,7 +96,7 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
         g->n_eos = 0;
         if (json_is_integer(eos)) {
             if (json_integer_value(eos) < 0 || json_integer_value(eos) > INT32_MAX) {
-                seterr(err, errsz, "generation_config.json: \"eos_token_id\" is not a token id");
+                icl_seterr(err, errsz, "generation_config.json: \"eos_token_id\" is not a token id");
                 goto out;
             }
             g->eos[g->n_eos++] = (int32_t)json_integer_value(eos);
@@ -403,20 +106,20 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
             json_array_foreach(eos, i, x)
             {
                 if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > INT32_MAX) {
-                    seterr(err, errsz, "generation_config.json: \"eos_token_id\"[%zu] is not a token id", i);
+                    icl_seterr(err, errsz, "generation_config.json: \"eos_token_id\"[%zu] is not a token id", i);
                     goto out;
                 }
                 g->eos[g->n_eos++] = (int32_t)json_integer_value(x);
             }
         } else {
-            seterr(err, errsz, "generation_config.json: \"eos_token_id\" is not an id or a list of at most 16");
+            icl_seterr(err, errsz, "generation_config.json: \"eos_token_id\" is not an id or a list of at most 16");
             goto out;
         }
     }
     if (icl_sampler_check(&g->sp, err, errsz) != 0) {
         char m2[256];
         snprintf(m2, sizeof m2, "generation_config.json: %s", err);
-        seterr(err, errsz, "%s", m2);
+        icl_seterr(err, errsz, "%s", m2);
         goto out;
     }
     rc = 0;
@@ -510,11 +213,11 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
         s->out.n = 0;
         s->stop = ICL_STOP_NONE;
         if (s->n_prompt < 1) {
-            seterr(err, errsz, "empty prompt");
+            icl_seterr(err, errsz, "empty prompt");
             goto out;
         }
         if ((long)s->n_prompt > maxpos) {
-            seterr(err, errsz, "the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)",
+            icl_seterr(err, errsz, "the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)",
                    s->n_prompt, maxpos);
             goto out;
         }
@@ -547,7 +250,7 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
             icl_gen_seq *s = &seqs[b];
             int id = icl_sample(&smp, &sp, logits + (size_t)i * V, hist[b].v, hist[b].n, &rng[b]);
             if (id < 0) {
-                seterr(err, errsz, "the model produced no finite logit (NaN or -inf everywhere)");
+                icl_seterr(err, errsz, "the model produced no finite logit (NaN or -inf everywhere)");
                 goto out;
             }
             ids_push(&s->out, id);
@@ -571,7 +274,7 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
             double t0 = icl_now();
             if (one)
                 omp_set_num_threads(1);
-            int st = icl_gen_step(m, act_kc, next, nact, logits, err, errsz);
+            int st = icl_model_step(m, act_kc, next, nact, logits, err, errsz);
             if (one)
                 omp_set_num_threads(nt);
             if (st != 0)
@@ -698,7 +401,7 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
     json_t *tmp = json_object(), *pa = NULL, *ra = NULL;
     int rc = -1;
     if (!p) {
-        seterr(err, errsz, "no \"prompt\"");
+        icl_seterr(err, errsz, "no \"prompt\"");
         goto out;
     }
     if (json_is_string(p)) {
@@ -708,14 +411,14 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
         size_t n = json_array_size(p);
         for (size_t i = 0; i < n; i++)
             if (!json_is_string(json_array_get(p, i))) {
-                seterr(err, errsz, "\"prompt\"[%zu] is not a string", i);
+                icl_seterr(err, errsz, "\"prompt\"[%zu] is not a string", i);
                 goto out;
             }
         pa = json_array();
         ra = json_array();
         if (json_is_array(r)) {
             if (json_array_size(r) + 1 != n && json_array_size(r) != n) {
-                seterr(err, errsz, "\"prompt\" has %zu turns, so \"response\" needs %zu (or %zu), not %zu", n,
+                icl_seterr(err, errsz, "\"prompt\" has %zu turns, so \"response\" needs %zu (or %zu), not %zu", n,
                        n - 1, n, json_array_size(r));
                 goto out;
             }
@@ -723,14 +426,14 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
                 json_array_append(pa, json_array_get(p, i));
                 json_t *ri = i + 1 < n ? json_array_get(r, i) : NULL;
                 if (ri && !json_is_string(ri)) {
-                    seterr(err, errsz, "\"response\"[%zu] is not a string", i);
+                    icl_seterr(err, errsz, "\"response\"[%zu] is not a string", i);
                     goto out;
                 }
                 json_array_append_new(ra, ri ? json_incref(ri) : json_string(""));
             }
         } else {
             if (n % 2 == 0) {
-                seterr(err, errsz, "\"prompt\" has %zu segments without a \"response\" array: want an odd "
+                icl_seterr(err, errsz, "\"prompt\" has %zu segments without a \"response\" array: want an odd "
                        "number (prompt, response, ..., prompt)", n);
                 goto out;
             }
@@ -742,7 +445,7 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
         json_object_set(tmp, "prompt", pa);
         json_object_set(tmp, "response", ra);
     } else {
-        seterr(err, errsz, "\"prompt\" is not a string or a non-empty array of strings");
+        icl_seterr(err, errsz, "\"prompt\" is not a string or a non-empty array of strings");
         goto out;
     }
     icl_tokrec_opts oo = *o;

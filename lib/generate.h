@@ -2,9 +2,9 @@
  * steps, stop conditions, samplers, incremental (streaming) detokenisation.
  *
  * Layers, from the bottom:
- *   icl_gen_step        one new token for each of B sequences, each with its
- *                       own KV cache (icl_kv_cache of model.h) at its own length;
- *                       the B rows go through every weight matrix together.
+ *   icl_model_step      (model.h) one new token for each of B sequences, each
+ *                       with its own KV cache at its own length; the B rows
+ *                       go through every weight matrix together.
  *   icl_gen_config      what the model folder's generation_config.json (and
  *                       config.json) say: eos ids, sampler defaults, max_new_tokens.
  *   icl_generate        prefill + decode loop for a batch of prompts until each
@@ -16,7 +16,7 @@
  * Reproducibility: sequence s draws from its own icl_rng seeded (seed, index
  * of s in the whole input), one uniform per sampled token, and the logits
  * of a sequence are computed by the same arithmetic whatever the other rows
- * of the batch are (see icl_gen_step), so the output does not depend on the
+ * of the batch are (see icl_model_step), so the output does not depend on the
  * batch size.  Nor on the thread count: the step's sums never split over
  * threads, and BLIS (the prefill) splits its m and n loops, never k (both
  * checked bit for bit by test_generate).  icl_generate picks the thread
@@ -35,31 +35,6 @@
 #include "tokenizer.h"
 #include "tokrec.h"
 #include "util.h"
-
-/* One decode step for B sequences.  Sequence b feeds ids[b] at position
- * caches[b]->len (its own length), appends its keys/values and advances
- * caches[b]->len; logits [B, V] (row-major) receive the next-token logits.
- * The same computation as icl_model_decode(n = 1) (model.h), reorganised so
- * that each weight matrix is read once per step for the whole batch:
- *   - Linear maps y = x W^T (+ b) with W [out, in] (Llama/Qwen2) or Conv1D
- *     W [in, out] (GPT-2) by a small-batch kernel whose arithmetic for one row
- *     does not depend on B (sums in a fixed order over the input dimension);
- *   - attention of the one query of each head against the sequence's cache
- *     (softmax(q k^T / sqrt(hd)) v, max subtracted, as HF eager attention).
- * Agrees with icl_model_decode to float32 rounding (about 1e-6 relative).
- * Returns 0, or -1 with err if a cache is full, an id is out of range, or a
- * GPT-2 position reaches n_positions; then no cache is changed. */
-int icl_gen_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, int B, float *logits, char *err,
-                 size_t errsz);
-
-/* y[B, out] (row stride ldy) = x[B, in] (row stride ldx) W' + bias, W' the
- * logical [in, out] matrix: W [out, in] row-major when conv1d == 0
- * (torch.nn.Linear), W [in, out] when conv1d == 1 (GPT-2 Conv1D).  bias may
- * be NULL.  beta 0 overwrites y, 1 adds (residual).  Row b's result depends
- * only on row b of x (never on B).  OpenMP over blocks of 16 output
- * columns. */
-void icl_gen_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias, int in,
-                    int out, int conv1d, float beta);
 
 /* Generation settings, defaults as transformers' GenerationConfig merged
  * with the model folder's generation_config.json. */
@@ -108,7 +83,7 @@ typedef struct {
 typedef int (*icl_gen_token_fn)(void *ctx, int seq, int32_t id);
 
 /* Generate for B sequences together: each prompt is prefilled into its own
- * KV cache (icl_model_decode), then one icl_gen_step per new token for the
+ * KV cache (icl_model_decode), then one icl_model_step per new token for the
  * sequences still running.  A sequence stops after an id in g->eos, after
  * g->max_new_tokens ids, when the model's context (max_position_embeddings)
  * is full, or when on_token returns nonzero.  on_token may be NULL.

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 
 /* ---------------------------------------------------------------- parameter table */
 
-static size_t add_view(icl_model *m, int *cap, const char *name, int ndim, int64_t d0, int64_t d1)
+static size_t add_view(icl_param_set *m, int *cap, const char *name, int ndim, int64_t d0, int64_t d1)
 {
     if (m->n_views == *cap) {
         *cap = *cap ? 2 * *cap : 64;
@@ -41,19 +42,20 @@ static size_t add_view(icl_model *m, int *cap, const char *name, int ndim, int64
 }
 
 /* Lay out every tensor of the architecture in one buffer, in HF names. */
-static void build_views(icl_model *m)
+static void build_views(icl_model *mo)
 {
-    const icl_config *c = &m->cfg;
+    const icl_config *c = &mo->cfg;
+    icl_param_set *m = &mo->base;
     int cap = 0, L = c->num_hidden_layers;
     int64_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
     int64_t Q = c->num_attention_heads * hd, K = c->num_key_value_heads * hd;
     char nm[128];
-    m->layer = xcalloc((size_t)L, sizeof *m->layer);
-    m->pos_embed = m->normf_b = NONE;
+    mo->layer = xcalloc((size_t)L, sizeof *mo->layer);
+    mo->pos_embed = mo->normf_b = NONE;
     if (c->arch == ICL_ARCH_LLAMA) {
-        m->embed = add_view(m, &cap, "model.embed_tokens.weight", 2, V, C);
+        mo->embed = add_view(m, &cap, "model.embed_tokens.weight", 2, V, C);
         for (int l = 0; l < L; l++) {
-            icl_layer_offsets *o = &m->layer[l];
+            icl_layer_offsets *o = &mo->layer[l];
             memset(o, 0xff, sizeof *o);
 #define N(s) (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, s), nm)
             o->ln1_w = add_view(m, &cap, N("input_layernorm.weight"), 1, C, 0);
@@ -80,12 +82,12 @@ static void build_views(icl_model *m)
                 o->down_b = add_view(m, &cap, N("mlp.down_proj.bias"), 1, C, 0);
 #undef N
         }
-        m->normf_w = add_view(m, &cap, "model.norm.weight", 1, C, 0);
+        mo->normf_w = add_view(m, &cap, "model.norm.weight", 1, C, 0);
     } else {
-        m->embed = add_view(m, &cap, "transformer.wte.weight", 2, V, C);
-        m->pos_embed = add_view(m, &cap, "transformer.wpe.weight", 2, c->max_position_embeddings, C);
+        mo->embed = add_view(m, &cap, "transformer.wte.weight", 2, V, C);
+        mo->pos_embed = add_view(m, &cap, "transformer.wpe.weight", 2, c->max_position_embeddings, C);
         for (int l = 0; l < L; l++) {
-            icl_layer_offsets *o = &m->layer[l];
+            icl_layer_offsets *o = &mo->layer[l];
 #define N(s) (snprintf(nm, sizeof nm, "transformer.h.%d.%s", l, s), nm)
             o->ln1_w = add_view(m, &cap, N("ln_1.weight"), 1, C, 0);
             o->ln1_b = add_view(m, &cap, N("ln_1.bias"), 1, C, 0);
@@ -101,10 +103,10 @@ static void build_views(icl_model *m)
             o->down_b = add_view(m, &cap, N("mlp.c_proj.bias"), 1, C, 0);
 #undef N
         }
-        m->normf_w = add_view(m, &cap, "transformer.ln_f.weight", 1, C, 0);
-        m->normf_b = add_view(m, &cap, "transformer.ln_f.bias", 1, C, 0);
+        mo->normf_w = add_view(m, &cap, "transformer.ln_f.weight", 1, C, 0);
+        mo->normf_b = add_view(m, &cap, "transformer.ln_f.bias", 1, C, 0);
     }
-    m->lm_head = c->tie_word_embeddings ? m->embed : add_view(m, &cap, "lm_head.weight", 2, V, C);
+    mo->lm_head = c->tie_word_embeddings ? mo->embed : add_view(m, &cap, "lm_head.weight", 2, V, C);
 }
 
 icl_model *icl_model_new(const icl_config *cfg)
@@ -113,7 +115,9 @@ icl_model *icl_model_new(const icl_config *cfg)
     m->cfg = *cfg;
     m->cfg.raw = cfg->raw ? json_deep_copy(cfg->raw) : NULL;
     build_views(m);
-    m->params = xcalloc(m->num_params, sizeof(float));
+    snprintf(m->base.name, sizeof m->base.name, "base");
+    m->base.trainable = 1;
+    m->base.params = xcalloc(m->base.num_params, sizeof(float));
     return m;
 }
 
@@ -130,9 +134,9 @@ void icl_model_init_random(icl_model *m, uint64_t seed, float std)
     if (std <= 0)
         std = 0.02f;
     uint64_t s = seed;
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
-        float *p = m->params + v->offset;
+    for (int i = 0; i < m->base.n_views; i++) {
+        const icl_param_view *v = &m->base.views[i];
+        float *p = m->base.params + v->offset;
         const char *suf = strrchr(v->name, '.');
         int is_norm = v->ndim == 1 && strstr(v->name, "norm") ? 1 : v->ndim == 1 && strstr(v->name, "ln_") ? 1 : 0;
         if (v->ndim == 1 && suf && !strcmp(suf, ".bias")) {
@@ -156,36 +160,107 @@ void icl_model_init_random(icl_model *m, uint64_t seed, float std)
     }
     /* and zeroes the padding_idx row of Llama/Qwen2 embeddings */
     if (m->cfg.arch == ICL_ARCH_LLAMA && m->cfg.pad_token_id >= 0)
-        memset(m->params + m->embed + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
+        memset(m->base.params + m->embed + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
                (size_t)m->cfg.hidden_size * sizeof(float));
+}
+
+const icl_param_view *icl_param_set_view(const icl_param_set *s, const char *name)
+{
+    for (int i = 0; i < s->n_views; i++)
+        if (!strcmp(s->views[i].name, name))
+            return &s->views[i];
+    return NULL;
 }
 
 const icl_param_view *icl_model_view(const icl_model *m, const char *name)
 {
-    for (int i = 0; i < m->n_views; i++)
-        if (!strcmp(m->views[i].name, name))
-            return &m->views[i];
-    return NULL;
+    return icl_param_set_view(&m->base, name);
+}
+
+int icl_model_trainable(icl_model *m, icl_param_set **out, int max)
+{
+    int n = 0;
+    if (m->base.trainable && n++ < max)
+        out[n - 1] = &m->base;
+    for (int i = 0; i < m->n_sets; i++)
+        if (m->sets[i]->trainable && n++ < max)
+            out[n - 1] = m->sets[i];
+    return n;
+}
+
+static void set_alloc_grads(icl_param_set *s)
+{
+    if (s->trainable && !s->grads)
+        s->grads = xcalloc(s->num_params, sizeof(float));
+}
+
+/* Point the adapters' dA, dB at their set's gradients (NULL while it has none). */
+static void lora_bind(icl_model *m)
+{
+    const icl_param_set *s = m->lora_set;
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++) {
+                icl_lora *a = &m->lora[l].lora[p][i];
+                a->dA = s->grads ? s->grads + (a->A - s->params) : NULL;
+                a->dB = s->grads ? s->grads + (a->B - s->params) : NULL;
+            }
 }
 
 void icl_model_alloc_grads(icl_model *m)
 {
-    if (!m->grads)
-        m->grads = xcalloc(m->num_params, sizeof(float));
+    set_alloc_grads(&m->base);
+    for (int i = 0; i < m->n_sets; i++)
+        set_alloc_grads(m->sets[i]);
+    lora_bind(m);
+}
+
+static void set_alloc_moments(icl_param_set *s)
+{
+    if (!s->trainable)
+        return;
+    if (!s->m)
+        s->m = xcalloc(s->num_params, sizeof(float));
+    if (!s->v)
+        s->v = xcalloc(s->num_params, sizeof(float));
 }
 
 void icl_model_alloc_moments(icl_model *m)
 {
-    if (!m->m)
-        m->m = xcalloc(m->num_params, sizeof(float));
-    if (!m->v)
-        m->v = xcalloc(m->num_params, sizeof(float));
+    set_alloc_moments(&m->base);
+    for (int i = 0; i < m->n_sets; i++)
+        set_alloc_moments(m->sets[i]);
 }
 
 void icl_model_zero_grads(icl_model *m)
 {
     icl_model_alloc_grads(m);
-    memset(m->grads, 0, m->num_params * sizeof(float));
+    if (m->base.grads)
+        memset(m->base.grads, 0, m->base.num_params * sizeof(float));
+    for (int i = 0; i < m->n_sets; i++)
+        if (m->sets[i]->grads)
+            memset(m->sets[i]->grads, 0, m->sets[i]->num_params * sizeof(float));
+}
+
+static void set_free_state(icl_param_set *s)
+{
+    free(s->grads);
+    free(s->m);
+    free(s->v);
+    s->grads = s->m = s->v = NULL;
+}
+
+void icl_model_freeze_base(icl_model *m)
+{
+    m->base.trainable = 0;
+    set_free_state(&m->base);
+}
+
+static void set_free(icl_param_set *s)
+{
+    set_free_state(s);
+    free(s->params);
+    free(s->views);
 }
 
 static void acts_free(icl_acts *a);
@@ -195,15 +270,128 @@ void icl_model_free(icl_model *m)
     if (!m)
         return;
     icl_config_free(&m->cfg);
-    free(m->views);
-    free(m->params);
-    free(m->grads);
-    free(m->m);
-    free(m->v);
+    set_free(&m->base);
+    for (int i = 0; i < m->n_sets; i++) {
+        set_free(m->sets[i]);
+        free(m->sets[i]);
+    }
+    free(m->sets);
+    if (m->lora)
+        for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+            for (int p = 0; p < ICL_NPROJ; p++)
+                free(m->lora[l].lora[p]);
+    free(m->lora);
     free(m->layer);
     free(m->src_dir);
     acts_free(m->acts);
     free(m);
+}
+
+/* ---------------------------------------------------------------- low-rank adapters */
+
+/* A projection an adapter can target: its PEFT module path (after the
+ * "base_model.model." prefix), the block projection and column offset. */
+typedef struct {
+    char path[96];
+    const char *leaf; /* the name PEFT's target_modules matches */
+    int proj, out_off, out, in;
+} lora_site;
+
+/* The adaptable projections of layer l, in the order of HF's modules. */
+static int lora_sites(const icl_model *m, int l, lora_site *s)
+{
+    const icl_config *c = &m->cfg;
+    int C = c->hidden_size, I = c->intermediate_size, n = 0;
+    int Q = c->num_attention_heads * c->head_dim, K = c->num_key_value_heads * c->head_dim;
+#define SITE(fmt, lf, p, off, o, i)                                                                     \
+    (snprintf(s[n].path, sizeof s[n].path, fmt, l, lf), s[n].leaf = lf, s[n].proj = p, s[n].out_off = off, \
+     s[n].out = o, s[n].in = i, n++)
+    if (c->arch == ICL_ARCH_LLAMA) {
+        SITE("model.layers.%d.self_attn.%s", "q_proj", ICL_PROJ_QKV, 0, Q, C);
+        SITE("model.layers.%d.self_attn.%s", "k_proj", ICL_PROJ_QKV, Q, K, C);
+        SITE("model.layers.%d.self_attn.%s", "v_proj", ICL_PROJ_QKV, Q + K, K, C);
+        SITE("model.layers.%d.self_attn.%s", "o_proj", ICL_PROJ_O, 0, C, Q);
+        SITE("model.layers.%d.mlp.%s", "gate_proj", ICL_PROJ_UP, 0, I, C);
+        SITE("model.layers.%d.mlp.%s", "up_proj", ICL_PROJ_UP, I, I, C);
+        SITE("model.layers.%d.mlp.%s", "down_proj", ICL_PROJ_DOWN, 0, C, I);
+    } else {
+        SITE("transformer.h.%d.attn.%s", "c_attn", ICL_PROJ_QKV, 0, 3 * C, C);
+        SITE("transformer.h.%d.attn.%s", "c_proj", ICL_PROJ_O, 0, C, C);
+        SITE("transformer.h.%d.mlp.%s", "c_fc", ICL_PROJ_UP, 0, I, C);
+        SITE("transformer.h.%d.mlp.%s", "c_proj", ICL_PROJ_DOWN, 0, C, I);
+    }
+#undef SITE
+    return n;
+}
+
+static int lora_wanted(const char *leaf, const char *const *targets, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(leaf, targets[i]))
+            return 1;
+    return 0;
+}
+
+icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
+                                  uint64_t seed, char *err, size_t errsz)
+{
+    int L = m->cfg.num_hidden_layers;
+    lora_site site[8];
+    if (r < 1 || m->lora) {
+        icl_seterr(err, errsz, r < 1 ? "LoRA rank %d is below 1" : "the model has adapters already (rank %d)", r);
+        return NULL;
+    }
+    int ns = lora_sites(m, 0, site);
+    for (int t = 0; t < n_targets; t++) {
+        int hit = 0;
+        for (int i = 0; i < ns; i++)
+            hit |= !strcmp(site[i].leaf, targets[t]);
+        if (!hit) {
+            icl_seterr(err, errsz, "LoRA target \"%s\" names no projection of this %s model", targets[t],
+                       m->cfg.model_type);
+            return NULL;
+        }
+    }
+    icl_param_set *set = xcalloc(1, sizeof *set);
+    snprintf(set->name, sizeof set->name, "lora");
+    set->trainable = 1;
+    int cap = 0;
+    char nm[128];
+    for (int l = 0; l < L; l++) {
+        lora_sites(m, l, site);
+        for (int i = 0; i < ns; i++)
+            if (lora_wanted(site[i].leaf, targets, n_targets)) {
+                snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_A.weight", site[i].path);
+                add_view(set, &cap, nm, 2, r, site[i].in);
+                snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_B.weight", site[i].path);
+                add_view(set, &cap, nm, 2, site[i].out, r);
+            }
+    }
+    set->params = xcalloc(set->num_params, sizeof(float));
+    m->lora = xcalloc((size_t)L, sizeof *m->lora);
+    uint64_t st = seed;
+    int v = 0;
+    for (int l = 0; l < L; l++) {
+        lora_sites(m, l, site);
+        for (int i = 0; i < ns; i++) {
+            if (!lora_wanted(site[i].leaf, targets, n_targets))
+                continue;
+            const icl_param_view *va = &set->views[v++], *vb = &set->views[v++];
+            /* PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
+            float *A = set->params + va->offset, bound = 1.0f / sqrtf((float)site[i].in);
+            for (size_t j = 0; j < va->numel; j++)
+                A[j] = (float)((2.0 * ((splitmix(&st) >> 11) / 9007199254740992.0) - 1.0) * bound);
+            icl_layer_lora *ll = &m->lora[l];
+            int p = site[i].proj;
+            ll->lora[p] = xreallocarray(ll->lora[p], (size_t)ll->n[p] + 1, sizeof *ll->lora[p]);
+            ll->lora[p][ll->n[p]++] = (icl_lora){r, site[i].in, site[i].out, site[i].out_off, alpha / (float)r, A,
+                                                 set->params + vb->offset, NULL, NULL};
+        }
+    }
+    m->sets = xreallocarray(m->sets, (size_t)m->n_sets + 1, sizeof *m->sets);
+    m->sets[m->n_sets++] = set;
+    m->lora_set = set;
+    return set;
 }
 
 /* ---------------------------------------------------------------- loading and saving */
@@ -310,8 +498,8 @@ static const icl_st_tensor *shards_find(const shards *s, const char *name, const
 /* Read every view of m from the open files into buf (num_params floats). */
 static int read_views(const icl_model *m, float *buf, const shards *sh, const char *where, char *err, size_t errsz)
 {
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
+    for (int i = 0; i < m->base.n_views; i++) {
+        const icl_param_view *v = &m->base.views[i];
         const char *wp = sh->path[0];
         const icl_st_tensor *t = shards_find(sh, v->name, &wp);
         if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
@@ -348,7 +536,7 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
         goto out;
     m = icl_model_new(&cfg);
     icl_config_free(&cfg);
-    if (shards_open(&sh, dir, err, errsz) || read_views(m, m->params, &sh, dir, err, errsz)) {
+    if (shards_open(&sh, dir, err, errsz) || read_views(m, m->base.params, &sh, dir, err, errsz)) {
         icl_model_free(m);
         m = NULL;
         goto out;
@@ -378,15 +566,15 @@ int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, cha
 
 int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz)
 {
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name;
-        e[i].data = buf + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
+    icl_st_entry *e = xcalloc((size_t)m->base.n_views, sizeof *e);
+    for (int i = 0; i < m->base.n_views; i++) {
+        e[i].name = m->base.views[i].name;
+        e[i].data = buf + m->base.views[i].offset;
+        e[i].ndim = m->base.views[i].ndim;
+        e[i].shape[0] = m->base.views[i].shape[0];
+        e[i].shape[1] = m->base.views[i].shape[1];
     }
-    int r = icl_st_write(path, e, m->n_views, err, errsz);
+    int r = icl_st_write(path, e, m->base.n_views, err, errsz);
     free(e);
     return r;
 }
@@ -437,7 +625,7 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         goto out;
     free(p);
     p = join(dir, "model.safetensors");
-    int r = icl_model_write_tensors(m, m->params, p, err, errsz);
+    int r = icl_model_write_tensors(m, m->base.params, p, err, errsz);
     if (r)
         goto out;
     free(p);
@@ -525,6 +713,8 @@ struct icl_acts {
     long ntarg;
     size_t cur_n;        /* B * T of the last forward */
     float *slab;         /* one allocation for everything */
+    float *lwork;        /* adapters' scratch (icl_linear_work), lwork_n floats */
+    size_t lwork_n;
 };
 
 static void acts_free(icl_acts *a)
@@ -537,6 +727,7 @@ static void acts_free(icl_acts *a)
     free(a->trow);
     free(a->tlab);
     free(a->tloss);
+    free(a->lwork);
     free(a);
 }
 
@@ -652,18 +843,59 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
     return 0;
 }
 
-static icl_linear lin(icl_model *m, size_t w, size_t bias, int in, int out, int conv1d)
+static float *P(const icl_model *m, size_t off) { return off == NONE ? NULL : m->base.params + off; }
+/* A gradient of the base set, NULL when frozen (or the tensor is absent). */
+static float *G(const icl_model *m, size_t off) { return off == NONE || !m->base.grads ? NULL : m->base.grads + off; }
+
+/* Largest adapter rank on any projection (0: none). */
+static int lora_rmax(const icl_model *m)
 {
-    icl_linear l = {m->params + w, bias == NONE ? NULL : m->params + bias, NULL, NULL, in, out, conv1d};
-    if (m->grads) {
-        l.dw = m->grads + w;
-        l.db = bias == NONE ? NULL : m->grads + bias;
-    }
-    return l;
+    int r = 0;
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++)
+                r = m->lora[l].lora[p][i].r > r ? m->lora[l].lora[p][i].r : r;
+    return r;
 }
 
-static float *P(icl_model *m, size_t off) { return off == NONE ? NULL : m->params + off; }
-static float *G(icl_model *m, size_t off) { return off == NONE ? NULL : m->grads + off; }
+/* The base weight at offset w (logical [out, in]; GPT-2 stores Conv1D
+ * [in, out]) as a float32 icl_weight, with its gradient when trainable. */
+static icl_weight weight(const icl_model *m, size_t w, int in, int out, int conv1d)
+{
+    icl_weight W = {ICL_WEIGHT_F32, 0, out, in, conv1d, m->base.params + w, G(m, w)};
+    return W;
+}
+
+/* The linear map of projection p of layer l, with its adapters. */
+static icl_linear lin(const icl_model *m, int l, int p)
+{
+    const icl_config *c = &m->cfg;
+    const icl_layer_offsets *o = &m->layer[l];
+    int C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
+    long Datt = (long)c->num_attention_heads * c->head_dim, Dqkv = Datt + 2L * c->num_key_value_heads * c->head_dim,
+         Dup = g2 ? I : 2L * I;
+    size_t w, b;
+    int in, out;
+    switch (p) {
+    case ICL_PROJ_QKV: w = o->qkv_w, b = o->qkv_b, in = C, out = (int)Dqkv; break;
+    case ICL_PROJ_O: w = o->o_w, b = o->o_b, in = (int)Datt, out = C; break;
+    case ICL_PROJ_UP: w = o->up_w, b = o->up_b, in = C, out = (int)Dup; break;
+    default: w = o->down_w, b = o->down_b, in = I, out = C; break;
+    }
+    icl_linear L = {weight(m, w, in, out, g2), P(m, b), G(m, b), NULL, 0};
+    if (m->lora) {
+        L.lora = m->lora[l].lora[p];
+        L.n_lora = m->lora[l].n[p];
+    }
+    return L;
+}
+
+/* The LM head: W [V, C] (the embedding when tied; never Conv1D). */
+static icl_linear head_lin(const icl_model *m)
+{
+    icl_linear L = {weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0), NULL, NULL, NULL, 0};
+    return L;
+}
 
 static void norm_fwd(const icl_model *m, float *y, float *mean, float *rstd, const float *x, const float *w,
                      const float *b, int N)
@@ -675,8 +907,8 @@ static void norm_fwd(const icl_model *m, float *y, float *mean, float *rstd, con
         icl_layernorm_forward(y, mean, rstd, x, w, b, N, c->hidden_size, (float)c->norm_eps);
 }
 
-static void norm_bwd(icl_model *m, float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                     const float *mean, const float *rstd, int N)
+static void norm_bwd(const icl_model *m, float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, const float *mean, const float *rstd, int N)
 {
     const icl_config *c = &m->cfg;
     if (c->arch == ICL_ARCH_LLAMA)
@@ -693,7 +925,7 @@ static icl_rope_params rope_params(const icl_config *c)
 }
 
 /* Embedding: x[N, C] = wte[ids] (+ wpe[pos] for GPT-2) */
-static void embed_forward(icl_model *m, float *x, const int32_t *ids, const int32_t *pos, int N)
+static void embed_forward(const icl_model *m, float *x, const int32_t *ids, const int32_t *pos, int N)
 {
     int C = m->cfg.hidden_size;
     const float *E = P(m, m->embed), *Pe = P(m, m->pos_embed);
@@ -715,7 +947,7 @@ static void embed_forward(icl_model *m, float *x, const int32_t *ids, const int3
 /* dwte[ids[i]] += dx[i] (and dwpe[pos[i]]): parallel over column blocks, so rows
  * never race.  As HF's Llama/Qwen2 (nn.Embedding(padding_idx=pad_token_id)),
  * lookups of the pad id give its row no gradient; GPT-2 has no padding_idx. */
-static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, const int32_t *pos, int N)
+static void embed_backward(const icl_model *m, const float *dx, const int32_t *ids, const int32_t *pos, int N)
 {
     int C = m->cfg.hidden_size;
     int pad = m->cfg.arch == ICL_ARCH_LLAMA ? m->cfg.pad_token_id : -1;
@@ -738,120 +970,308 @@ static void embed_backward(icl_model *m, const float *dx, const int32_t *ids, co
     }
 }
 
-/* One block forward: x[N,C] -> y[N,C] (B, T) */
-static void block_forward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
+/* ---------------------------------------------------------------- the layer */
+
+/* How one pass of layer_forward gets its attention context and runs its
+ * products.  N rows (tokens):
+ *   batch   b != NULL: the B*T rows of a training or evaluation batch;
+ *           attention inside each row's documents (icl_attention_forward,
+ *           log-sum-exp kept for the backward);
+ *   cached  caches != NULL: n_cache KV caches with n_new consecutive new
+ *           tokens each (row i: cache i / n_new, position len + i % n_new);
+ *           their keys and values are appended to the caches, the queries
+ *           attend to everything cached (the caches' len advances later). */
+typedef struct {
+    int N;
+    const icl_batch *b;
+    icl_kv_cache *const *caches;
+    int n_cache, n_new;
+    const float *cos, *sin; /* rotary tables [N, hd/2] (Llama/Qwen2) */
+    icl_lin_kernel kernel;  /* GEMM: batch and prefill; ROWS: decode steps */
+    int nt, att_nt;         /* ROWS: threads of the products and of the attention */
+    float *work;            /* adapters' scratch: icl_linear_work of the widest adapter for N rows */
+} layer_ctx;
+
+/* One layer's buffers.  The forward of a batch keeps them per layer for the
+ * backward; decoding reuses one set in place (x_in == res2 == x_out). */
+typedef struct {
+    float *x_in;      /* [N, C] block input (residual stream) */
+    float *ln1, *ln2; /* [N, C] normalised inputs of attention and MLP */
+    float *m1, *r1, *m2, *r2; /* [N] mean (LayerNorm) and rstd of both norms */
+    float *qkv;       /* [N, Dqkv] q|k|v after rotary */
+    float *lse;       /* [B, H, T] attention log-sum-exp (batch only) */
+    float *att;       /* [N, H*hd] attention output */
+    float *res2;      /* [N, C] x_in + attention */
+    float *up;        /* [N, Dup] gate|up (Llama) or c_fc output (GPT-2) */
+    float *act;       /* [N, I] after SwiGLU / GELU */
+    float *x_out;     /* [N, C] block output */
+} layer_bufs;
+
+static layer_bufs batch_bufs(const icl_acts *a, int l)
 {
-    const icl_config *c = &m->cfg;
-    const icl_layer_offsets *o = &m->layer[l];
-    int N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
-    long Dqkv, Dup, Datt;
-    dims(c, &Dqkv, &Dup, &Datt);
-    /* attention: ln1 = norm(x); qkv = ln1 Wqkv; rotary; att = softmax(q k^T) v; res2 = x + att Wo */
-    norm_fwd(m, a->ln1[l], a->m1[l], a->r1[l], a->x[l], P(m, o->ln1_w), P(m, o->ln1_b), N);
-    icl_linear Lqkv = lin(m, o->qkv_w, o->qkv_b, C, (int)Dqkv, g2);
-    icl_linear_forward(&Lqkv, a->qkv[l], Dqkv, a->ln1[l], C, N, 0.0f);
-    if (!g2) {
-        icl_rope_apply(a->qkv[l], Dqkv, N, c->num_attention_heads, c->head_dim, a->cos, a->sin, 0);
-        icl_rope_apply(a->qkv[l] + Datt, Dqkv, N, c->num_key_value_heads, c->head_dim, a->cos, a->sin, 0);
-    }
-    icl_attn_shape sh = {b->B, b->T, c->num_attention_heads, c->num_key_value_heads, c->head_dim,
-                         Dqkv, 0, Datt, Datt + (long)c->num_key_value_heads * c->head_dim,
-                         1.0f / sqrtf((float)c->head_dim)};
-    icl_attention_forward(a->att[l], Datt, a->lse[l], a->qkv[l], b->doc, &sh);
-    memcpy(a->res2[l], a->x[l], (size_t)N * C * sizeof(float));
-    icl_linear Lo = lin(m, o->o_w, o->o_b, (int)Datt, C, g2);
-    icl_linear_forward(&Lo, a->res2[l], C, a->att[l], Datt, N, 1.0f);
-    /* MLP: ln2 = norm(res2); up = ln2 Wup; act = swiglu/gelu(up); x[l+1] = res2 + act Wdown */
-    norm_fwd(m, a->ln2[l], a->m2[l], a->r2[l], a->res2[l], P(m, o->ln2_w), P(m, o->ln2_b), N);
-    icl_linear Lup = lin(m, o->up_w, o->up_b, C, (int)Dup, g2);
-    icl_linear_forward(&Lup, a->up[l], Dup, a->ln2[l], C, N, 0.0f);
-    if (g2)
-        icl_gelu_forward(a->act[l], a->up[l], (size_t)N * I);
-    else
-        icl_swiglu_forward(a->act[l], a->up[l], Dup, N, I);
-    memcpy(a->x[l + 1], a->res2[l], (size_t)N * C * sizeof(float));
-    icl_linear Ldown = lin(m, o->down_w, o->down_b, I, C, g2);
-    icl_linear_forward(&Ldown, a->x[l + 1], C, a->act[l], I, N, 1.0f);
+    layer_bufs lb = {a->x[l], a->ln1[l], a->ln2[l], a->m1[l], a->r1[l], a->m2[l], a->r2[l], a->qkv[l],
+                     a->lse[l], a->att[l], a->res2[l], a->up[l], a->act[l], a->x[l + 1]};
+    return lb;
 }
 
-/* One block backward: a->dres holds dL/dx[l+1] on entry, dL/dx[l] on exit. */
-static void block_backward(icl_model *m, icl_acts *a, int l, const icl_batch *b)
+/* Append the keys and values of the rows to their caches (layout
+ * [layer, kv_head, pos, hd]). */
+static void kv_append(const icl_model *m, int l, const layer_ctx *cx, const float *qkv, long Dqkv, long Datt)
+{
+    int KV = m->cfg.num_key_value_heads, hd = m->cfg.head_dim;
+    for (int i = 0; i < cx->N; i++) {
+        icl_kv_cache *kc = cx->caches[i / cx->n_new];
+        size_t lo = (size_t)l * KV * kc->max_pos * hd;
+        int p = kc->len + i % cx->n_new;
+        for (int g = 0; g < KV; g++) {
+            size_t at = lo + ((size_t)g * kc->max_pos + p) * hd;
+            memcpy(kc->k + at, qkv + (size_t)i * Dqkv + Datt + (size_t)g * hd, (size_t)hd * sizeof(float));
+            memcpy(kc->v + at, qkv + (size_t)i * Dqkv + Datt + (size_t)(KV + g) * hd, (size_t)hd * sizeof(float));
+        }
+    }
+}
+
+/* Decode-step attention: the one query of each (sequence, head) against
+ * its cache, softmax(q k^T scale) v with the max subtracted; sums in
+ * position order, so a row does not depend on the others (n_new == 1). */
+static void attend_rows(const icl_model *m, int l, const layer_ctx *cx, const float *qkv, long Dqkv, float *att,
+                        long Datt)
+{
+    int H = m->cfg.num_attention_heads, KV = m->cfg.num_key_value_heads, hd = m->cfg.head_dim, grp = H / KV;
+    int B = cx->n_cache;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(cx->att_nt)
+    for (int bh = 0; bh < B * H; bh++) {
+        int b = bh / H, h = bh % H, g = h / grp;
+        const icl_kv_cache *kc = cx->caches[b];
+        int n = kc->len + 1;
+        size_t lo = ((size_t)l * KV + g) * kc->max_pos * hd;
+        const float *q = qkv + (size_t)b * Dqkv + (size_t)h * hd, *K = kc->k + lo, *Vc = kc->v + lo;
+        float *s = xmalloc((size_t)n * sizeof(float)), mx = -INFINITY;
+        for (int t = 0; t < n; t++) {
+            const float *k = K + (size_t)t * hd;
+            float d = 0;
+#pragma omp simd reduction(+ : d)
+            for (int j = 0; j < hd; j++)
+                d += q[j] * k[j];
+            s[t] = d * scale;
+            mx = s[t] > mx ? s[t] : mx;
+        }
+        float sum = 0;
+        for (int t = 0; t < n; t++) {
+            s[t] = icl_expf(s[t] - mx);
+            sum += s[t];
+        }
+        float inv = 1.0f / sum, *out = att + (size_t)b * Datt + (size_t)h * hd;
+        for (int j = 0; j < hd; j++)
+            out[j] = 0;
+        for (int t = 0; t < n; t++) {
+            const float *v = Vc + (size_t)t * hd;
+            float p = s[t] * inv;
+#pragma omp simd
+            for (int j = 0; j < hd; j++)
+                out[j] += p * v[j];
+        }
+        free(s);
+    }
+}
+
+/* Block l, pre-norm as HF's LlamaDecoderLayer / GPT2Block:
+ *   ln1  = norm(x_in)                                    [N, C]
+ *   qkv  = ln1 Wqkv^T (+ b); rotary on q and k (Llama)   [N, Dqkv]
+ *   att  = softmax(q k^T / sqrt(hd), causal, docs) v     [N, H*hd]
+ *   res2 = x_in + att Wo^T (+ b)                         [N, C]
+ *   ln2  = norm(res2); up = ln2 Wup^T (+ b)              [N, Dup]
+ *   act  = silu(gate) * up (Llama) | gelu_new(up)        [N, I]
+ *   x_out = res2 + act Wdown^T (+ b)                     [N, C] */
+static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const layer_bufs *a)
 {
     const icl_config *c = &m->cfg;
     const icl_layer_offsets *o = &m->layer[l];
-    int N = b->B * b->T, C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
+    int N = cx->N, C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
+    int H = c->num_attention_heads, KV = c->num_key_value_heads, hd = c->head_dim;
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
-    /* MLP */
-    icl_linear Ldown = lin(m, o->down_w, o->down_b, I, C, g2);
-    icl_linear_backward(&Ldown, a->dact, I, 0.0f, a->dres, C, a->act[l], I, N);
-    if (g2)
-        icl_gelu_backward(a->dup, a->dact, a->up[l], (size_t)N * I);
-    else
-        icl_swiglu_backward(a->dup, Dup, a->dact, a->up[l], Dup, N, I);
-    icl_linear Lup = lin(m, o->up_w, o->up_b, C, (int)Dup, g2);
-    icl_linear_backward(&Lup, a->dtmp, C, 0.0f, a->dup, Dup, a->ln2[l], C, N);
-    norm_bwd(m, a->dres, G(m, o->ln2_w), G(m, o->ln2_b), a->dtmp, a->res2[l], P(m, o->ln2_w), a->m2[l], a->r2[l], N);
-    /* attention */
-    icl_linear Lo = lin(m, o->o_w, o->o_b, (int)Datt, C, g2);
-    icl_linear_backward(&Lo, a->datt, Datt, 0.0f, a->dres, C, a->att[l], Datt, N);
-    icl_attn_shape sh = {b->B, b->T, c->num_attention_heads, c->num_key_value_heads, c->head_dim,
-                         Dqkv, 0, Datt, Datt + (long)c->num_key_value_heads * c->head_dim,
-                         1.0f / sqrtf((float)c->head_dim)};
-    icl_attention_backward(a->dqkv, a->datt, Datt, a->att[l], Datt, a->lse[l], a->qkv[l], b->doc, &sh);
+    norm_fwd(m, a->ln1, a->m1, a->r1, a->x_in, P(m, o->ln1_w), P(m, o->ln1_b), N);
+    icl_linear L = lin(m, l, ICL_PROJ_QKV);
+    icl_linear_forward(&L, a->qkv, Dqkv, a->ln1, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
     if (!g2) {
-        icl_rope_apply(a->dqkv, Dqkv, N, c->num_attention_heads, c->head_dim, a->cos, a->sin, 1);
-        icl_rope_apply(a->dqkv + Datt, Dqkv, N, c->num_key_value_heads, c->head_dim, a->cos, a->sin, 1);
+        icl_rope_apply(a->qkv, Dqkv, N, H, hd, cx->cos, cx->sin, 0);
+        icl_rope_apply(a->qkv + Datt, Dqkv, N, KV, hd, cx->cos, cx->sin, 0);
     }
-    icl_linear Lqkv = lin(m, o->qkv_w, o->qkv_b, C, (int)Dqkv, g2);
-    icl_linear_backward(&Lqkv, a->dtmp, C, 0.0f, a->dqkv, Dqkv, a->ln1[l], C, N);
-    norm_bwd(m, a->dres, G(m, o->ln1_w), G(m, o->ln1_b), a->dtmp, a->x[l], P(m, o->ln1_w), a->m1[l], a->r1[l], N);
+    if (cx->b) {
+        icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
+                             1.0f / sqrtf((float)hd)};
+        icl_attention_forward(a->att, Datt, a->lse, a->qkv, cx->b->doc, &sh);
+    } else {
+        kv_append(m, l, cx, a->qkv, Dqkv, Datt);
+        if (cx->kernel == ICL_LIN_ROWS)
+            attend_rows(m, l, cx, a->qkv, Dqkv, a->att, Datt);
+        else
+            for (int k = 0; k < cx->n_cache; k++) {
+                const icl_kv_cache *kc = cx->caches[k];
+                size_t lo = (size_t)l * KV * kc->max_pos * hd, r0 = (size_t)k * cx->n_new;
+                icl_attention_cached(a->att + r0 * Datt, Datt, a->qkv + r0 * Dqkv, Dqkv, kc->k + lo, kc->v + lo,
+                                     cx->n_new, kc->len, kc->max_pos, H, KV, hd, 1.0f / sqrtf((float)hd));
+            }
+    }
+    if (a->res2 != a->x_in)
+        memcpy(a->res2, a->x_in, (size_t)N * C * sizeof(float));
+    L = lin(m, l, ICL_PROJ_O);
+    icl_linear_forward(&L, a->res2, C, a->att, Datt, N, 1.0f, cx->kernel, cx->nt, cx->work);
+    norm_fwd(m, a->ln2, a->m2, a->r2, a->res2, P(m, o->ln2_w), P(m, o->ln2_b), N);
+    L = lin(m, l, ICL_PROJ_UP);
+    icl_linear_forward(&L, a->up, Dup, a->ln2, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
+    if (g2)
+        icl_gelu_forward(a->act, a->up, (size_t)N * I);
+    else
+        icl_swiglu_forward(a->act, a->up, Dup, N, I);
+    if (a->x_out != a->res2)
+        memcpy(a->x_out, a->res2, (size_t)N * C * sizeof(float));
+    L = lin(m, l, ICL_PROJ_DOWN);
+    icl_linear_forward(&L, a->x_out, C, a->act, I, N, 1.0f, cx->kernel, cx->nt, cx->work);
+}
+
+/* Backward of block l over a batch: the acts' dres holds dL/dx_out on
+ * entry and dL/dx_in on exit; weight, bias and adapter gradients
+ * accumulate (+=) into the trainable sets, nothing into a frozen base. */
+static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const layer_bufs *a, icl_acts *d)
+{
+    const icl_config *c = &m->cfg;
+    const icl_layer_offsets *o = &m->layer[l];
+    int N = cx->N, C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
+    int H = c->num_attention_heads, KV = c->num_key_value_heads, hd = c->head_dim;
+    long Dqkv, Dup, Datt;
+    dims(c, &Dqkv, &Dup, &Datt);
+    /* MLP: dact = dres Wdown; dup; dln2 = dup Wup; dres += norm'(dln2) */
+    icl_linear L = lin(m, l, ICL_PROJ_DOWN);
+    icl_linear_backward(&L, d->dact, I, 0.0f, d->dres, C, a->act, I, N, cx->work);
+    if (g2)
+        icl_gelu_backward(d->dup, d->dact, a->up, (size_t)N * I);
+    else
+        icl_swiglu_backward(d->dup, Dup, d->dact, a->up, Dup, N, I);
+    L = lin(m, l, ICL_PROJ_UP);
+    icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dup, Dup, a->ln2, C, N, cx->work);
+    norm_bwd(m, d->dres, G(m, o->ln2_w), G(m, o->ln2_b), d->dtmp, a->res2, P(m, o->ln2_w), a->m2, a->r2, N);
+    /* attention: datt = dres Wo; dqkv (flash-style recompute); inverse rotary; dres += norm'(dqkv Wqkv) */
+    L = lin(m, l, ICL_PROJ_O);
+    icl_linear_backward(&L, d->datt, Datt, 0.0f, d->dres, C, a->att, Datt, N, cx->work);
+    icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
+                         1.0f / sqrtf((float)hd)};
+    icl_attention_backward(d->dqkv, d->datt, Datt, a->att, Datt, a->lse, a->qkv, cx->b->doc, &sh);
+    if (!g2) {
+        icl_rope_apply(d->dqkv, Dqkv, N, H, hd, cx->cos, cx->sin, 1);
+        icl_rope_apply(d->dqkv + Datt, Dqkv, N, KV, hd, cx->cos, cx->sin, 1);
+    }
+    L = lin(m, l, ICL_PROJ_QKV);
+    icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dqkv, Dqkv, a->ln1, C, N, cx->work);
+    norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
 }
 
 /* Loss head over target rows, in chunks of at most min(T, hrows) rows:
  * logits = h W^T, cross-entropy, and (scale != 0) dh into dlnf,
- * dW += dlogits^T h.  T is the batch's (a->T and a->hrows come from the
- * buffers' capacity): the chunking, hence the rounding of dW, must not
- * depend on earlier, larger batches, or a resumed run would not be
- * bit-identical to an uninterrupted one. */
-static double head_loss(icl_model *m, icl_acts *a, long nt, float scale, int Tb)
+ * dW += dlogits^T h (when the head is trainable).  T is the batch's (a->T
+ * and a->hrows come from the buffers' capacity): the chunking, hence the
+ * rounding of dW, must not depend on earlier, larger batches, or a resumed
+ * run would not be bit-identical to an uninterrupted one. */
+static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, int Tb)
 {
     const icl_config *c = &m->cfg;
     int C = c->hidden_size, V = c->vocab_size, T = Tb < a->hrows ? Tb : a->hrows;
-    const float *W = P(m, m->lm_head);
-    float *dW = scale != 0 ? G(m, m->lm_head) : NULL;
+    icl_linear H = head_lin(m);
     double total = 0;
     for (long r0 = 0; r0 < nt; r0 += T) {
         int n = (int)(nt - r0 < T ? nt - r0 : T);
         for (int i = 0; i < n; i++)
             memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
         /* logits [n, V] = h [n, C] W^T, W [V, C] */
-        icl_gemm(n, V, C, 1.0f, a->hbuf, C, 1, W, 1, C, 0.0f, a->lbuf, V, 1, 0);
+        icl_linear_forward(&H, a->lbuf, V, a->hbuf, C, n, 0.0f, ICL_LIN_GEMM, 0, NULL);
         total += icl_xent_rows(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale);
         if (scale != 0) {
-            /* dh [n, C] = dlogits W, scattered to the target rows */
-            icl_gemm(n, C, V, 1.0f, a->lbuf, V, 1, W, C, 1, 0.0f, a->hbuf, C, 1, 0);
+            /* dh [n, C] = dlogits W, scattered to the target rows, then
+             * dW [V, C] += dlogits^T h: h rows recomputed (hbuf held dh) */
+            icl_linear dxonly = H;
+            dxonly.w.grad = NULL;
+            icl_linear_backward(&dxonly, a->hbuf, C, 0.0f, a->lbuf, V, NULL, 0, n, NULL);
             for (int i = 0; i < n; i++)
                 memcpy(a->dlnf + (size_t)a->trow[r0 + i] * C, a->hbuf + (size_t)i * C, (size_t)C * sizeof(float));
-            /* dW [V, C] += dlogits^T h: recompute h rows (hbuf now holds dh) */
-            for (int i = 0; i < n; i++)
-                memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
-            icl_gemm(V, C, n, 1.0f, a->lbuf, 1, V, a->hbuf, C, 1, 1.0f, dW, C, 1, 0);
+            if (H.w.grad) {
+                for (int i = 0; i < n; i++)
+                    memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
+                icl_linear_backward(&H, NULL, 0, 0.0f, a->lbuf, V, a->hbuf, C, n, NULL);
+            }
         }
     }
     return total;
 }
 
+/* Make sure the adapters' scratch holds icl_linear_work for N rows. */
+static float *lwork_get(icl_acts *a, const icl_model *m, int N)
+{
+    size_t need = 2 * (size_t)N * (size_t)lora_rmax(m);
+    if (need > a->lwork_n) {
+        free(a->lwork);
+        a->lwork = xmalloc(need * sizeof(float));
+        a->lwork_n = need;
+    }
+    return a->lwork;
+}
+
+/* The batch's layer context (rotary tables of a must be filled). */
+static layer_ctx batch_ctx(const icl_acts *a, const icl_batch *b)
+{
+    layer_ctx cx = {b->B * b->T, b, NULL, 0, 0, a->cos, a->sin, ICL_LIN_GEMM, 0, 0, a->lwork};
+    return cx;
+}
+
+/* Target rows: position t predicts ids[t+1] when that token is a target of
+ * the same document.  Returns their count. */
+static long find_targets(icl_acts *a, const icl_batch *b)
+{
+    long nt = 0;
+    for (int bb = 0; bb < b->B; bb++)
+        for (int t = 0; t + 1 < b->T; t++) {
+            long i = (long)bb * b->T + t;
+            if ((!b->target || b->target[i + 1]) && (!b->doc || b->doc[i + 1] == b->doc[i])) {
+                a->trow[nt] = (int32_t)i;
+                a->tlab[nt++] = b->ids[i + 1];
+            }
+        }
+    return nt;
+}
+
+/* Summed loss of the target rows from full logits [N, V] (no backward). */
+static double logits_loss(icl_acts *a, const float *logits, int V)
+{
+    double loss = 0;
+    for (long r = 0; r < a->ntarg; r++) {
+        const float *row = logits + (size_t)a->trow[r] * V;
+        float mx = -INFINITY;
+        for (int j = 0; j < V; j++)
+            mx = row[j] > mx ? row[j] : mx;
+        double s = 0;
+        for (int j = 0; j < V; j++)
+            s += exp((double)row[j] - mx);
+        double l = mx + log(s) - row[a->tlab[r]];
+        a->tloss[r] = (float)l;
+        loss += l;
+    }
+    return loss;
+}
+
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets)
 {
-    char err[256];
-    if (icl_batch_validate(m, b, err, sizeof err))
-        die("model forward: %s", err);
+    if (icl_batch_validate(m, b, m->err, sizeof m->err)) {
+        if (m->acts)
+            m->acts->fused = 0;
+        return NAN;
+    }
     const icl_config *c = &m->cfg;
-    int B = b->B, T = b->T, N = B * T, C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    int B = b->B, T = b->T, N = B * T, C = c->hidden_size, L = c->num_hidden_layers;
     if (loss_scale != 0)
         icl_model_alloc_grads(m);
     icl_acts *a = acts_get(m, B, T);
+    lwork_get(a, m, N);
     for (int i = 0; i < N; i++)
         a->pos[i] = b->pos ? b->pos[i] : i % T;
     if (c->arch == ICL_ARCH_LLAMA) {
@@ -859,73 +1279,64 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
         icl_rope_tables(a->cos, a->sin, a->pos, N, c->head_dim, &rp);
     }
     embed_forward(m, a->x[0], b->ids, a->pos, N);
-    for (int l = 0; l < L; l++)
-        block_forward(m, a, l, b);
+    layer_ctx cx = batch_ctx(a, b);
+    for (int l = 0; l < L; l++) {
+        layer_bufs lb = batch_bufs(a, l);
+        layer_forward(m, l, &cx, &lb);
+    }
     norm_fwd(m, a->lnf, a->mf, a->rf, a->x[L], P(m, m->normf_w), P(m, m->normf_b), N);
-    /* target rows: position t predicts ids[t+1] when that token is a target of the same document */
-    long nt = 0;
-    for (int bb = 0; bb < B; bb++)
-        for (int t = 0; t + 1 < T; t++) {
-            long i = (long)bb * T + t;
-            if ((!b->target || b->target[i + 1]) && (!b->doc || b->doc[i + 1] == b->doc[i])) {
-                a->trow[nt] = (int32_t)i;
-                a->tlab[nt++] = b->ids[i + 1];
-            }
-        }
+    long nt = find_targets(a, b);
     a->ntarg = nt;
     a->cur_n = (size_t)N;
     if (n_targets)
         *n_targets = nt;
-    double loss = 0;
     if (loss_scale != 0)
         memset(a->dlnf, 0, (size_t)N * C * sizeof(float));
     a->fused = loss_scale != 0;
     if (logits) {
-        icl_gemm(N, V, C, 1.0f, a->lnf, C, 1, P(m, m->lm_head), 1, C, 0.0f, logits, V, 1, 0);
-        if (loss_scale == 0) {
-            for (long r = 0; r < nt; r++) {
-                const float *row = logits + (size_t)a->trow[r] * V;
-                float mx = -INFINITY;
-                for (int j = 0; j < V; j++)
-                    mx = row[j] > mx ? row[j] : mx;
-                double s = 0;
-                for (int j = 0; j < V; j++)
-                    s += exp((double)row[j] - mx);
-                double l = mx + log(s) - row[a->tlab[r]];
-                a->tloss[r] = (float)l;
-                loss += l;
-            }
-            return loss;
-        }
+        icl_linear H = head_lin(m);
+        icl_linear_forward(&H, logits, c->vocab_size, a->lnf, C, N, 0.0f, ICL_LIN_GEMM, 0, NULL);
+        if (loss_scale == 0)
+            return logits_loss(a, logits, c->vocab_size);
     }
     return head_loss(m, a, nt, loss_scale, T);
 }
 
-void icl_model_token_losses(const icl_model *m, float *loss)
+int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t errsz)
 {
     const icl_acts *a = m->acts;
-    if (!a)
-        die("model token losses: no forward before it");
+    if (!a) {
+        icl_seterr(err, errsz, "model token losses: no forward before it");
+        return -1;
+    }
     memset(loss, 0, a->cur_n * sizeof(float));
     for (long r = 0; r < a->ntarg; r++)
         loss[a->trow[r]] = a->tloss[r];
+    return 0;
 }
 
-void icl_model_backward(icl_model *m, const icl_batch *b)
+int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz)
 {
     icl_acts *a = m->acts;
-    if (!a || !a->fused || a->B != b->B || a->T < b->T)
-        die("model backward: no forward with loss_scale != 0 on this batch before it");
+    if (!a || !a->fused || a->B != b->B || a->T < b->T) {
+        icl_seterr(err, errsz, "model backward: no forward with loss_scale != 0 on this batch before it");
+        return -1;
+    }
     const icl_config *c = &m->cfg;
     int N = b->B * b->T, L = c->num_hidden_layers;
     icl_model_alloc_grads(m);
     /* final norm: dres = dL/dx[L] */
     memset(a->dres, 0, (size_t)N * c->hidden_size * sizeof(float));
     norm_bwd(m, a->dres, G(m, m->normf_w), G(m, m->normf_b), a->dlnf, a->x[L], P(m, m->normf_w), a->mf, a->rf, N);
-    for (int l = L - 1; l >= 0; l--)
-        block_backward(m, a, l, b);
-    embed_backward(m, a->dres, b->ids, a->pos, N);
+    layer_ctx cx = batch_ctx(a, b);
+    for (int l = L - 1; l >= 0; l--) {
+        layer_bufs lb = batch_bufs(a, l);
+        layer_backward(m, l, &cx, &lb, a);
+    }
+    if (G(m, m->embed))
+        embed_backward(m, a->dres, b->ids, a->pos, N);
     a->fused = 0;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- KV cache decoding */
@@ -955,12 +1366,54 @@ void icl_kv_cache_free(icl_kv_cache *c)
     free(c);
 }
 
+/* Decode the rows of cx (cached mode: n_cache caches, n_new tokens each):
+ * embeddings, every layer in place on one set of buffers, final norm, LM
+ * head (logits [N, V] when all_logits, else the last row of each cache),
+ * then advance the caches. */
+static void decode_rows(const icl_model *m, layer_ctx *cx, const int32_t *ids, float *logits, int all_logits)
+{
+    const icl_config *c = &m->cfg;
+    int n = cx->N, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, hd = c->head_dim;
+    long Dqkv, Dup, Datt;
+    dims(c, &Dqkv, &Dup, &Datt);
+    int half = hd / 2;
+    size_t nC = (size_t)n * C, nw = 2 * (size_t)n * (size_t)lora_rmax(m);
+    float *buf = xmalloc((nC * 2 + (size_t)n * (Dqkv + Datt + Dup + I + 4 + 2 * half) + nw) * sizeof(float));
+    float *x = buf, *ln = x + nC, *qkv = ln + nC, *att = qkv + (size_t)n * Dqkv, *up = att + (size_t)n * Datt,
+          *act = up + (size_t)n * Dup, *mean = act + (size_t)n * I, *rstd = mean + n, *cs = rstd + n,
+          *sn = cs + (size_t)n * half;
+    int32_t *pos = xmalloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        pos[i] = cx->caches[i / cx->n_new]->len + i % cx->n_new;
+    if (c->arch == ICL_ARCH_LLAMA) {
+        icl_rope_params rp = rope_params(c);
+        icl_rope_tables(cs, sn, pos, n, hd, &rp);
+    }
+    cx->cos = cs;
+    cx->sin = sn;
+    cx->work = nw ? sn + (size_t)n * half : NULL;
+    embed_forward(m, x, ids, pos, n);
+    layer_bufs lb = {x, ln, ln, mean, rstd, mean, rstd, qkv, NULL, att, x, up, act, x};
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        layer_forward(m, l, cx, &lb);
+    norm_fwd(m, ln, mean, rstd, x, P(m, m->normf_w), P(m, m->normf_b), n);
+    icl_linear H = head_lin(m);
+    if (all_logits || cx->n_new == 1)
+        icl_linear_forward(&H, logits, V, ln, C, n, 0.0f, cx->kernel, cx->nt, NULL);
+    else
+        for (int k = 0; k < cx->n_cache; k++)
+            icl_linear_forward(&H, logits + (size_t)k * V, V, ln + ((size_t)k * cx->n_new + cx->n_new - 1) * C, C,
+                               1, 0.0f, cx->kernel, cx->nt, NULL);
+    for (int k = 0; k < cx->n_cache; k++)
+        cx->caches[k]->len += cx->n_new;
+    free(pos);
+    free(buf);
+}
+
 int icl_model_decode(icl_model *m, icl_kv_cache *kc, const int32_t *ids, int n, float *logits, int all_logits,
                      char *err, size_t errsz)
 {
-    const icl_config *c = &m->cfg;
-    int C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_hidden_layers,
-        hd = c->head_dim, KV = c->num_key_value_heads, H = c->num_attention_heads, g2 = c->arch == ICL_ARCH_GPT2;
+    int V = m->cfg.vocab_size;
     if (n < 1)
         return 0;
     if (kc->len + n > kc->max_pos) {
@@ -972,61 +1425,44 @@ int icl_model_decode(icl_model *m, icl_kv_cache *kc, const int32_t *ids, int n, 
             icl_seterr(err, errsz, "token id %d is not below vocab_size %d", ids[i], V);
             return -1;
         }
-    long Dqkv, Dup, Datt;
-    dims(c, &Dqkv, &Dup, &Datt);
-    int p0 = kc->len, half = hd / 2;
-    size_t nC = (size_t)n * C;
-    float *buf = xmalloc((nC * 2 + (size_t)n * (Dqkv + Datt + Dup + I + 4 + 2 * half)) * sizeof(float));
-    float *x = buf, *ln = x + nC, *qkv = ln + nC, *att = qkv + (size_t)n * Dqkv,
-          *up = att + (size_t)n * Datt, *act = up + (size_t)n * Dup, *mean = act + (size_t)n * I, *rstd = mean + n,
-          *cs = rstd + n, *sn = cs + (size_t)n * half;
-    int32_t *pos = xmalloc((size_t)n * sizeof(int32_t));
-    for (int i = 0; i < n; i++)
-        pos[i] = p0 + i;
-    if (!g2) {
-        icl_rope_params rp = rope_params(c);
-        icl_rope_tables(cs, sn, pos, n, hd, &rp);
-    }
-    embed_forward(m, x, ids, pos, n);
-    for (int l = 0; l < L; l++) {
-        const icl_layer_offsets *o = &m->layer[l];
-        norm_fwd(m, ln, mean, rstd, x, P(m, o->ln1_w), P(m, o->ln1_b), n);
-        icl_linear Lqkv = lin(m, o->qkv_w, o->qkv_b, C, (int)Dqkv, g2);
-        icl_linear_forward(&Lqkv, qkv, Dqkv, ln, C, n, 0.0f);
-        if (!g2) {
-            icl_rope_apply(qkv, Dqkv, n, H, hd, cs, sn, 0);
-            icl_rope_apply(qkv + Datt, Dqkv, n, KV, hd, cs, sn, 0);
+    layer_ctx cx = {n, NULL, &kc, 1, n, NULL, NULL, ICL_LIN_GEMM, 0, 0, NULL};
+    decode_rows(m, &cx, ids, logits, all_logits);
+    return 0;
+}
+
+int icl_model_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, int B, float *logits, char *err,
+                   size_t errsz)
+{
+    const icl_config *c = &m->cfg;
+    int V = c->vocab_size;
+    if (B < 1)
+        return 0;
+    int maxlen = 0;
+    for (int b = 0; b < B; b++) {
+        if (ids[b] < 0 || ids[b] >= V) {
+            icl_seterr(err, errsz, "token id %d is not below vocab_size %d", ids[b], V);
+            return -1;
         }
-        size_t lo = (size_t)l * KV * kc->max_pos * hd;
-        for (int i = 0; i < n; i++)
-            for (int g = 0; g < KV; g++) {
-                size_t at = lo + ((size_t)g * kc->max_pos + p0 + i) * hd;
-                memcpy(kc->k + at, qkv + (size_t)i * Dqkv + Datt + (size_t)g * hd, (size_t)hd * sizeof(float));
-                memcpy(kc->v + at, qkv + (size_t)i * Dqkv + Datt + (size_t)KV * hd + (size_t)g * hd,
-                       (size_t)hd * sizeof(float));
-            }
-        icl_attention_cached(att, Datt, qkv, Dqkv, kc->k + lo, kc->v + lo, n, p0, kc->max_pos, H, KV, hd,
-                             1.0f / sqrtf((float)hd));
-        icl_linear Lo = lin(m, o->o_w, o->o_b, (int)Datt, C, g2);
-        icl_linear_forward(&Lo, x, C, att, Datt, n, 1.0f);
-        norm_fwd(m, ln, mean, rstd, x, P(m, o->ln2_w), P(m, o->ln2_b), n);
-        icl_linear Lup = lin(m, o->up_w, o->up_b, C, (int)Dup, g2);
-        icl_linear_forward(&Lup, up, Dup, ln, C, n, 0.0f);
-        if (g2)
-            icl_gelu_forward(act, up, (size_t)n * I);
-        else
-            icl_swiglu_forward(act, up, Dup, n, I);
-        icl_linear Ldown = lin(m, o->down_w, o->down_b, I, C, g2);
-        icl_linear_forward(&Ldown, x, C, act, I, n, 1.0f);
+        if (caches[b]->len >= caches[b]->max_pos) {
+            icl_seterr(err, errsz, "KV cache full: %d positions", caches[b]->max_pos);
+            return -1;
+        }
+        if (c->arch == ICL_ARCH_GPT2 && caches[b]->len >= c->max_position_embeddings) {
+            icl_seterr(err, errsz, "position %d is not below n_positions %d", caches[b]->len,
+                       c->max_position_embeddings);
+            return -1;
+        }
+        maxlen = caches[b]->len + 1 > maxlen ? caches[b]->len + 1 : maxlen;
     }
-    norm_fwd(m, ln, mean, rstd, x, P(m, m->normf_w), P(m, m->normf_b), n);
-    const float *W = P(m, m->lm_head);
-    if (all_logits)
-        icl_gemm(n, V, C, 1.0f, ln, C, 1, W, 1, C, 0.0f, logits, V, 1, 0);
-    else
-        icl_gemm(1, V, C, 1.0f, ln + (size_t)(n - 1) * C, C, 1, W, 1, C, 0.0f, logits, V, 1, 0);
-    kc->len += n;
-    free(pos);
-    free(buf);
+    /* Only the matrix products (and a long attention) run on several
+     * threads: the elementwise ops of one step are too small to pay for a
+     * team's fork and join, which on a busy machine costs far more than
+     * the work (each join waits for the slowest thread to be scheduled). */
+    int nt = omp_get_max_threads(),
+        att_nt = (double)B * c->num_attention_heads * maxlen * c->head_dim > 262144.0 ? nt : 1;
+    omp_set_num_threads(1);
+    layer_ctx cx = {B, NULL, caches, B, 1, NULL, NULL, ICL_LIN_ROWS, nt, att_nt, NULL};
+    decode_rows(m, &cx, ids, logits, 1);
+    omp_set_num_threads(nt);
     return 0;
 }

@@ -1,23 +1,34 @@
 /* model.h - causal LMs (Llama/Qwen2 and GPT-2): HF model folders, forward,
- * backward, KV-cache decoding.
+ * backward, KV-cache decoding, parameter sets, low-rank adapters.
  *
- * Memory (as llm.c): the parameters live in ONE float buffer, params[num_params];
- * the gradients (grads) and AdamW moments (m, v), when allocated, are buffers of
- * the same size and layout, so an optimizer or an all-reduce is one loop over
- * num_params floats.  views[] names each tensor with its Hugging Face name,
- * shape and offset into those buffers (tied embeddings are one tensor).
+ * Parameters come in SETS (icl_param_set, as llm.c's one-buffer layout, per
+ * set): a set's tensors live in ONE float buffer params[num_params]; its
+ * gradients (grads) and AdamW moments (m, v), when allocated, are buffers of
+ * the same size and layout, so an optimizer or an all-reduce is one loop
+ * over num_params floats.  views[] names each tensor with its Hugging Face
+ * (or PEFT) name, shape and offset into those buffers.
+ *   m->base     the model's own weights (tied embeddings are one tensor).
+ *               Trainable by default (full fine-tuning); after
+ *               icl_model_freeze_base it has NO grads, m or v buffers and
+ *               no weight gradient is computed.
+ *   m->sets[i]  further sets, e.g. the LoRA adapters of icl_model_add_lora;
+ *               trainable.
+ * The optimizer, clipping and checkpoints run over icl_model_trainable().
  *
  * Typical use:
  *   icl_model *m = icl_model_load("base/", err, sizeof err);   (NULL on error)
- *   icl_model_alloc_grads(m);
  *   per optimizer step: icl_model_zero_grads(m); for each micro-batch:
  *       icl_model_forward(m, &batch, NULL, 1.0f / step_targets, &n);
- *       icl_model_backward(m, &batch);
- *     then update m->params from m->grads (AdamW over the flat buffers).
+ *       icl_model_backward(m, &batch, err, sizeof err);
+ *     then update each trainable set (trainer.h: icl_train_step).
  *   icl_model_save(m, "run/", err, sizeof err);
  *   icl_model_free(m);
  * Evaluation: icl_model_forward(m, &batch, NULL, 0, &n) returns the summed loss.
- * Generation: icl_kv_cache_new + icl_model_decode.
+ * Generation: icl_kv_cache_new, icl_model_decode (prefill), icl_model_step.
+ *
+ * One layer function (model.c: layer_forward / layer_backward) serves
+ * training, evaluation, prefill and batched decoding; every weight product
+ * goes through icl_linear (linear.h).
  *
  * Weight decay in HF's convention goes to views with ndim >= 2 (matrices and
  * embeddings), not to norms and biases (ndim 1).
@@ -41,14 +52,34 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "linear.h"
 
 typedef struct {
     char name[128];      /* HF name, e.g. "model.layers.0.self_attn.q_proj.weight" */
     int ndim;
     int64_t shape[2];    /* as stored by HF: Linear [out, in], Conv1D [in, out] */
-    size_t offset;       /* in floats, into params / grads / m / v */
+    size_t offset;       /* in floats, into its set's params / grads / m / v */
     size_t numel;
 } icl_param_view;
+
+/* A set of parameters with its own flat buffers (see the top of this file). */
+typedef struct {
+    char name[32];        /* "base", "lora", ... */
+    size_t num_params;
+    int n_views;
+    icl_param_view *views;
+    float *params;        /* [num_params], owned */
+    float *grads;         /* [num_params] or NULL (never allocated while frozen) */
+    float *m, *v;         /* AdamW moments or NULL (likewise) */
+    int trainable;        /* 0: frozen */
+} icl_param_set;
+
+/* Projections of a block that carry adapters (q|k|v is one fused product). */
+enum { ICL_PROJ_QKV, ICL_PROJ_O, ICL_PROJ_UP, ICL_PROJ_DOWN, ICL_NPROJ };
+typedef struct {
+    icl_lora *lora[ICL_NPROJ]; /* arrays of n[p] adapters (owned), views into a set */
+    int n[ICL_NPROJ];
+} icl_layer_lora;
 
 /* Offsets (floats into params/grads) of one block's tensors; SIZE_MAX = absent.
  * Llama: qkv_w is q_proj|k_proj|v_proj stacked ([(H+2KV)*hd, C], adjacent
@@ -62,16 +93,16 @@ typedef struct icl_acts icl_acts;
 
 typedef struct {
     icl_config cfg;
-    size_t num_params;
-    int n_views;
-    icl_param_view *views;
-    float *params;        /* [num_params], owned */
-    float *grads;         /* [num_params] or NULL (icl_model_alloc_grads) */
-    float *m, *v;         /* AdamW moments or NULL (icl_model_alloc_moments) */
-    icl_layer_offsets *layer;          /* [num_hidden_layers] */
+    icl_param_set base;   /* the model's weights, HF names */
+    int n_sets;
+    icl_param_set **sets; /* [n_sets] further sets (adapters), owned */
+    icl_layer_offsets *layer;          /* [num_hidden_layers], offsets into base */
+    icl_layer_lora *lora;              /* [num_hidden_layers] or NULL: no adapters */
+    icl_param_set *lora_set;           /* the set holding them (one of sets), or NULL */
     size_t embed, pos_embed, normf_w, normf_b, lm_head; /* lm_head == embed when tied */
     char *src_dir;        /* folder loaded from (tokenizer files are copied from it), or NULL */
     icl_acts *acts;       /* activations of the last forward (internal) */
+    char err[256];        /* why the last icl_model_forward returned NAN */
 } icl_model;
 
 /* A batch of B sequences of T positions (row-major [B, T] arrays).
@@ -118,24 +149,50 @@ void icl_model_free(icl_model *m);
  * file is written atomically.  0 ok, -1 with err. */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
 
-/* Write a buffer laid out as params (params, grads, m or v: num_params floats)
- * to a safetensors file with the views' HF names and shapes, atomically (e.g.
- * optimizer.safetensors with the AdamW moments).  0 ok, -1 with err. */
+/* Write a buffer laid out as the base set's params (params, grads, m or v:
+ * base.num_params floats) to a safetensors file with the views' HF names and
+ * shapes, atomically.  0 ok, -1 with err. */
 int icl_model_write_tensors(const icl_model *m, const float *buf, const char *path, char *err, size_t errsz);
-/* Read such a file back into buf (num_params floats): every view must be
- * present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
+/* Read such a file back into buf (base.num_params floats): every view must
+ * be present with its shape (F32/BF16/F16).  0 ok, -1 with err. */
 int icl_model_read_tensors(const icl_model *m, float *buf, const char *path, char *err, size_t errsz);
 
-/* Allocate (zeroed) the gradient / moment buffers; idempotent. */
+/* Allocate (zeroed) the gradient / moment buffers of every trainable set;
+ * idempotent; a frozen set gets none. */
 void icl_model_alloc_grads(icl_model *m);
 void icl_model_alloc_moments(icl_model *m);
-/* Set every gradient to 0 (allocates them if needed). */
+/* Set every gradient of the trainable sets to 0 (allocates them if needed). */
 void icl_model_zero_grads(icl_model *m);
-/* View by HF name, or NULL. */
+/* View of the base set by HF name, or NULL. */
 const icl_param_view *icl_model_view(const icl_model *m, const char *name);
+/* View by name in a set, or NULL. */
+const icl_param_view *icl_param_set_view(const icl_param_set *s, const char *name);
+
+/* Freeze the base set: its grads, m and v are freed and never allocated
+ * again; backward computes no weight gradient of the base (input gradients
+ * still flow to the adapters).  Idempotent. */
+void icl_model_freeze_base(icl_model *m);
+/* The trainable sets, base first when it is trainable: writes up to max
+ * pointers to out and returns how many there are. */
+int icl_model_trainable(icl_model *m, icl_param_set **out, int max);
+
+/* Add a trainable set "lora" of low-rank adapters (linear.h) on the
+ * projections named by targets (PEFT's target_modules, matched as the last
+ * name component: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
+ * for Llama/Qwen2; c_attn c_proj c_fc for GPT-2, c_proj meaning both
+ * attn.c_proj and mlp.c_proj as PEFT's suffix match does), rank r, scale
+ * alpha / r.  Views are PEFT's names:
+ *   base_model.model.<module>.lora_A.weight [r, in]
+ *   base_model.model.<module>.lora_B.weight [out, r]
+ * initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), i.e.
+ * kaiming_uniform with a = sqrt(5); B = 0), deterministic in seed.
+ * Returns the set (owned by m), or NULL with err (a target that names no
+ * projection, r < 1, adapters already present). */
+icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
+                                  uint64_t seed, char *err, size_t errsz);
 
 /* Check a batch against the model (ids in range, positions in range, sizes).
- * 0 ok, -1 with err.  icl_model_forward dies on a batch this rejects. */
+ * 0 ok, -1 with err.  icl_model_forward returns NAN on a batch this rejects. */
 int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t errsz);
 
 /* Forward pass over the batch.
@@ -146,16 +203,19 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  *   over an optimizer step, pass 1 / (target tokens in the whole step).
  * Returns the SUM over target positions of -log p(next token) (0 when there
  * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
- * count.  Only target rows of the [T, V] logits are computed when logits is
+ * count.  A batch icl_batch_validate rejects: NAN, the message in m->err.  Only target rows of the [T, V] logits are computed when logits is
  * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Per-position losses of the last forward: loss[B*T] gets -log p(ids[t+1])
  * at each target position t (see icl_batch) and 0 elsewhere, so an evaluator
- * can sum per example.  Call after icl_model_forward, before the next one. */
-void icl_model_token_losses(const icl_model *m, float *loss);
-/* Backward through the whole model after icl_model_forward(..., loss_scale != 0):
- * ACCUMULATES into m->grads (allocates them if needed). */
-void icl_model_backward(icl_model *m, const icl_batch *b);
+ * can sum per example.  Call after a successful icl_model_forward, before
+ * the next one.  0 ok, -1 with err when there was none. */
+int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t errsz);
+/* Backward through the whole model after icl_model_forward(..., loss_scale != 0)
+ * on the same batch: ACCUMULATES into the gradients of the trainable sets
+ * (allocates them if needed).  0 ok, -1 with err when no such forward
+ * preceded it. */
+int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz);
 
 /* KV cache of one sequence, layout [layer, kv_head, pos, head_dim] for k and v. */
 typedef struct {
@@ -172,9 +232,25 @@ void icl_kv_cache_free(icl_kv_cache *c);
 static inline void icl_kv_cache_reset(icl_kv_cache *c) { c->len = 0; }
 /* Feed n tokens at positions c->len .. c->len+n-1 (prefill when n > 1),
  * append their keys/values, advance c->len.  logits gets [n, V] when
- * all_logits, else the last token's [V].  0 ok; -1 (err) if the cache is
- * full, an id is out of range, or a GPT-2 position passes n_positions. */
+ * all_logits, else the last token's [V].  Linear maps run on BLIS
+ * (ICL_LIN_GEMM).  0 ok; -1 (err) if the cache is full, an id is out of
+ * range, or a GPT-2 position passes n_positions. */
 int icl_model_decode(icl_model *m, icl_kv_cache *c, const int32_t *ids, int n, float *logits, int all_logits,
                      char *err, size_t errsz);
+
+/* One decode step for B sequences.  Sequence b feeds ids[b] at position
+ * caches[b]->len (its own length), appends its keys/values and advances
+ * caches[b]->len; logits [B, V] (row-major) receive the next-token logits.
+ * The same layer as icl_model_decode, with the linear maps on the
+ * small-batch kernel (ICL_LIN_ROWS: each weight matrix read once per step
+ * for the whole batch, a row's arithmetic independent of B) and one query
+ * per (sequence, head) against its cache (softmax(q k^T / sqrt(hd)) v, max
+ * subtracted, as HF eager attention).  Agrees with icl_model_decode to
+ * float32 rounding (about 1e-6 relative).  Only the matrix products (and a
+ * long attention) use the thread team.  Returns 0, or -1 with err if a
+ * cache is full, an id is out of range, or a GPT-2 position reaches
+ * n_positions; then no cache is changed. */
+int icl_model_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids, int B, float *logits, char *err,
+                   size_t errsz);
 
 #endif

@@ -35,71 +35,6 @@ void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long c
     }
 }
 
-/* ---------------------------------------------------------------- linear */
-
-/* Logical W' [in, out] strides. */
-static void wstrides(const icl_linear *l, long *rs, long *cs)
-{
-    if (l->conv1d) {
-        *rs = l->out;
-        *cs = 1;
-    } else {
-        *rs = 1;
-        *cs = l->in;
-    }
-}
-
-/* y[N, out] = x[N, in] W' + b */
-void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta)
-{
-    long rs, cs;
-    wstrides(l, &rs, &cs);
-    icl_gemm(N, l->out, l->in, 1.0f, x, ldx, 1, l->w, rs, cs, beta, y, ldy, 1, 0);
-    if (l->b) {
-        const float *b = l->b;
-        int out = l->out;
-#pragma omp parallel for schedule(static) if ((long)N * out >= ICL_PAR_MIN)
-        for (int i = 0; i < N; i++) {
-            float *yi = y + (long)i * ldy;
-#pragma omp simd
-            for (int j = 0; j < out; j++)
-                yi[j] += b[j];
-        }
-    }
-}
-
-/* db[j] += sum_i dy[i, j], parallel over column blocks (deterministic). */
-static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
-{
-#pragma omp parallel for schedule(static) if ((long)N * n >= ICL_PAR_MIN)
-    for (int j0 = 0; j0 < n; j0 += 64) {
-        int nb = n - j0 < 64 ? n - j0 : 64;
-        float acc[64] = {0};
-        for (int i = 0; i < N; i++) {
-            const float *r = dy + (long)i * ld + j0;
-#pragma omp simd
-            for (int j = 0; j < nb; j++)
-                acc[j] += r[j];
-        }
-        for (int j = 0; j < nb; j++)
-            db[j0 + j] += acc[j];
-    }
-}
-
-/* dx[N, in] = dy[N, out] W'^T; dW'[in, out] += x^T dy; db += colsum dy */
-void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
-                         const float *x, long ldx, int N)
-{
-    long rs, cs;
-    wstrides(l, &rs, &cs);
-    if (dx)
-        icl_gemm(N, l->in, l->out, 1.0f, dy, lddy, 1, l->w, cs, rs, beta_dx, dx, lddx, 1, 0);
-    if (l->dw)
-        icl_gemm(l->in, l->out, N, 1.0f, x, 1, ldx, dy, lddy, 1, 1.0f, l->dw, rs, cs, 0);
-    if (l->db)
-        colsum_acc(l->db, dy, lddy, N, l->out);
-}
-
 /* ---------------------------------------------------------------- norms */
 
 /* y[N,C] = w * (x * rstd), rstd = 1/sqrt(mean(x^2) + eps)  (LlamaRMSNorm) */
@@ -214,6 +149,8 @@ void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const f
                 dxi[c] += r * (dyi[c] * w[c] - s1 - (xi[c] - m) * r * s2);
         }
     }
+    if (!dw) /* frozen */
+        return;
 #pragma omp parallel for schedule(static) if ((long)N * C >= ICL_PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += 64) {
         int nb = C - c0 < 64 ? C - c0 : 64;

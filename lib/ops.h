@@ -22,34 +22,19 @@
 void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long csa, const float *b, long rsb,
               long csb, float beta, float *c, long rsc, long csc, int nthreads);
 
-/* A linear map y = x W' + b where W' is the logical [in, out] matrix:
- * Linear (torch.nn.Linear) stores W [out, in] (trans = 0); GPT-2's Conv1D
- * stores W [in, out] (trans = 1).  bias may be NULL. */
-typedef struct {
-    float *w, *b;  /* parameters */
-    float *dw, *db; /* their gradients (may be NULL in inference) */
-    int in, out;
-    int conv1d;    /* 1: w is [in, out]; 0: w is [out, in] */
-} icl_linear;
-
-/* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W' + b.  beta 0
- * overwrites y, 1 adds to it (residual). */
-void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta);
-/* dx[N, in] (+)= dy W'^T (beta_dx 0 overwrites, 1 accumulates; dx NULL skips),
- * dW' += x^T dy, db += sum_rows dy. */
-void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
-                         const float *x, long ldx, int N);
+/* Linear maps (weights times activations) are in linear.h. */
 
 /* RMSNorm (LlamaRMSNorm): y = w * x / sqrt(mean(x^2) + eps).  x, y [N, C];
  * rstd [N] saved for backward. */
 void icl_rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int N, int C, float eps);
-/* dx[N,C] (+)= (beta 0/1), dw[C] += . */
+/* dx[N,C] (+)= (beta 0/1), dw[C] += (dw NULL: frozen, not computed). */
 void icl_rmsnorm_backward(float *dx, float beta, float *dw, const float *dy, const float *x, const float *w,
                           const float *rstd, int N, int C);
 
 /* LayerNorm with bias (GPT-2): y = (x - mean) * rstd * w + b; mean, rstd [N]. */
 void icl_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int N,
                            int C, float eps);
+/* dw, db NULL (together): frozen, not computed. */
 void icl_layernorm_backward(float *dx, float beta, float *dw, float *db, const float *dy, const float *x,
                             const float *w, const float *mean, const float *rstd, int N, int C);
 

@@ -301,18 +301,18 @@ static void read_state(const char *ckpt, const icl_train_opts *o, const icl_data
 
 static void save_optimizer(const icl_model *m, const char *path)
 {
-    int n = m->n_views;
+    int n = m->base.n_views;
     icl_st_entry *e = xcalloc((size_t)n * 2, sizeof *e);
     char **names = xcalloc((size_t)n * 2, sizeof *names);
     for (int i = 0; i < n; i++) {
-        const icl_param_view *v = &m->views[i];
+        const icl_param_view *v = &m->base.views[i];
         for (int k = 0; k < 2; k++) {
             icl_st_entry *x = &e[2 * i + k];
             size_t len = strlen(v->name) + 16;
             names[2 * i + k] = xmalloc(len);
             snprintf(names[2 * i + k], len, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
             x->name = names[2 * i + k];
-            x->data = (k ? m->v : m->m) + v->offset;
+            x->data = (k ? m->base.v : m->base.m) + v->offset;
             x->ndim = v->ndim;
             x->shape[0] = v->shape[0];
             x->shape[1] = v->shape[1];
@@ -333,8 +333,8 @@ static void load_optimizer(icl_model *m, const char *path)
     icl_st_file *f = icl_st_open(path, err, sizeof err);
     if (!f)
         die("%s", err);
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
+    for (int i = 0; i < m->base.n_views; i++) {
+        const icl_param_view *v = &m->base.views[i];
         for (int k = 0; k < 2; k++) {
             char name[160];
             snprintf(name, sizeof name, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
@@ -343,7 +343,7 @@ static void load_optimizer(icl_model *m, const char *path)
                 die("%s: no tensor %s", path, name);
             if (t->dtype != ICL_ST_F32)
                 die("%s: %s is %s, not F32", path, name, t->dtype_name);
-            if (icl_st_read_f32(t, (k ? m->v : m->m) + v->offset, v->numel, err, sizeof err))
+            if (icl_st_read_f32(t, (k ? m->base.v : m->base.m) + v->offset, v->numel, err, sizeof err))
                 die("%s: %s", path, err);
         }
     }
@@ -463,7 +463,7 @@ static void print_config(const icl_train_opts *o, const icl_model *m, const icl_
     fprintf(stderr,
             "icl-train: model %s (%s, %zu parameters): vocab_size %d hidden_size %d intermediate_size %d "
             "num_hidden_layers %d num_attention_heads %d num_key_value_heads %d tie_word_embeddings %d\n",
-            from, c->model_type, m->num_params, c->vocab_size, c->hidden_size, c->intermediate_size,
+            from, c->model_type, m->base.num_params, c->vocab_size, c->hidden_size, c->intermediate_size,
             c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->tie_word_embeddings);
     fprintf(stderr,
             "icl-train: batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | "
@@ -699,26 +699,27 @@ int icl_train(const icl_train_opts *o)
             if (nt != bbs[k].n_targets)
                 die("internal error: step %ld: model counted %ld targets, batch %ld", pos.step + 1, nt,
                     bbs[k].n_targets);
-            icl_model_backward(m, &bbs[k].b);
+            if (icl_model_backward(m, &bbs[k].b, err, sizeof err))
+                die("%s", err);
         }
         if (interrupted || got_signal) {
             pos = at_start;
             break;
         }
         double loss = loss_sum / (double)tg;
-        double norm = sqrt(icl_sumsq(m->grads, m->num_params));
+        double norm = sqrt(icl_sumsq(m->base.grads, m->base.num_params));
         if (!isfinite(loss) || !isfinite(norm))
             die("step %ld: the %s is %s; stopping (last good checkpoint: %s)", pos.step + 1,
                 isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite",
                 last_good ? last_good : "none");
         double coef = icl_clip_coef(norm, o->clip);
         if (coef < 1.0)
-            icl_scale(m->grads, m->num_params, (float)coef);
+            icl_scale(m->base.grads, m->base.num_params, (float)coef);
         long t = pos.step + 1;
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < m->n_views; i++) {
-            const icl_param_view *v = &m->views[i];
-            icl_adamw_update(m->params + v->offset, m->grads + v->offset, m->m + v->offset, m->v + v->offset,
+        for (int i = 0; i < m->base.n_views; i++) {
+            const icl_param_view *v = &m->base.views[i];
+            icl_adamw_update(m->base.params + v->offset, m->base.grads + v->offset, m->base.m + v->offset, m->base.v + v->offset,
                              v->numel, &o->adamw, lr, t, v->ndim >= 2);
         }
         pos.step = t;

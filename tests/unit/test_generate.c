@@ -83,7 +83,7 @@ static void step_matches_full_recompute(void **state)
             int32_t next[3];
             for (int b = 0; b < B; b++)
                 next[b] = ids[b][pre[b] + s];
-            assert_int_equal(icl_gen_step(m, kc, next, B, lg, err, sizeof err), 0);
+            assert_int_equal(icl_model_step(m, kc, next, B, lg, err, sizeof err), 0);
             for (int b = 0; b < B; b++) {
                 int t = pre[b] + s;
                 assert_int_equal(kc[b]->len, t + 1);
@@ -103,7 +103,7 @@ static void step_matches_full_recompute(void **state)
         /* a bad id changes nothing and reports */
         int32_t bad[3] = {0, V, 0};
         int len0 = kc[0]->len;
-        assert_int_equal(icl_gen_step(m, kc, bad, B, lg, err, sizeof err), -1);
+        assert_int_equal(icl_model_step(m, kc, bad, B, lg, err, sizeof err), -1);
         assert_non_null(strstr(err, "vocab_size"));
         assert_int_equal(kc[0]->len, len0);
         for (int b = 0; b < B; b++) {
@@ -137,8 +137,8 @@ static void step_independent_of_batch(void **state)
         assert_int_equal(icl_model_decode(m, solo, p5, 1 + 5 % 4, one, 0, err, sizeof err), 0);
         int32_t next[7] = {1, 2, 3, 4, 5, 6, 7};
         for (int s = 0; s < 3; s++) {
-            assert_int_equal(icl_gen_step(m, kc, next, B, all, err, sizeof err), 0);
-            assert_int_equal(icl_gen_step(m, &solo, &next[5], 1, one, err, sizeof err), 0);
+            assert_int_equal(icl_model_step(m, kc, next, B, all, err, sizeof err), 0);
+            assert_int_equal(icl_model_step(m, &solo, &next[5], 1, one, err, sizeof err), 0);
             assert_memory_equal(one, all + (size_t)5 * V, (size_t)V * sizeof(float));
         }
         for (int b = 0; b < B; b++)
@@ -150,8 +150,9 @@ static void step_independent_of_batch(void **state)
     }
 }
 
-/* icl_gen_linear against a plain double-precision product, both layouts,
- * sizes that exercise the vector tails. */
+/* The decoding kernel of linear.h (float32 ICL_LIN_ROWS) against a plain
+ * double-precision product, both layouts, sizes that exercise the vector
+ * tails. */
 static void linear_kernel(void **state)
 {
     (void)state;
@@ -170,7 +171,8 @@ static void linear_kernel(void **state)
             for (int beta = 0; beta < 2; beta++) {
                 for (int i = 0; i < B * out; i++)
                     y[i] = 1.0f;
-                icl_gen_linear(y, out, x, in, B, W, bias, in, out, conv, (float)beta);
+                icl_linear l = {.w = {ICL_WEIGHT_F32, 0, out, in, conv, W, NULL}, .b = bias};
+                icl_linear_forward(&l, y, out, x, in, B, (float)beta, ICL_LIN_ROWS, 2, NULL);
                 for (int b = 0; b < B; b++)
                     for (int j = 0; j < out; j++) {
                         double r = bias[j] + beta;
@@ -528,7 +530,7 @@ static void threads_do_not_change_results(void **state)
     int32_t next[2] = {5, 6};
     for (int t = 0; t < 2; t++) {
         icl_set_threads(t + 1);
-        assert_int_equal(icl_gen_step(m, kc[t], next, 2, lg[t], err, sizeof err), 0);
+        assert_int_equal(icl_model_step(m, kc[t], next, 2, lg[t], err, sizeof err), 0);
     }
     assert_memory_equal(lg[0], lg[1], (size_t)2 * V * sizeof(float));
     for (int t = 0; t < 2; t++) {

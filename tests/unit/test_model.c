@@ -132,7 +132,7 @@ static void parity(const char *name)
 
     /* per-position losses: zero off target, summing to the total; the logits path agrees */
     float *tl = xmalloc((size_t)f.B * f.T * sizeof(float));
-    icl_model_token_losses(m, tl);
+    icl_model_token_losses(m, tl, NULL, 0);
     double tsum = 0;
     for (int i = 0; i < f.B * f.T; i++) {
         int is_t = (i + 1) % f.T != 0 && f.target[i + 1];
@@ -145,7 +145,7 @@ static void parity(const char *name)
     assert_true(fabs(tsum - lsum) < 1e-4);
     icl_model_forward(m, &b, NULL, 0, NULL);
     float *tl2 = xmalloc((size_t)f.B * f.T * sizeof(float));
-    icl_model_token_losses(m, tl2);
+    icl_model_token_losses(m, tl2, NULL, 0);
     for (int i = 0; i < f.B * f.T; i++)
         assert_float_equal(tl[i], tl2[i], 1e-5);
     free(tl);
@@ -154,7 +154,7 @@ static void parity(const char *name)
     /* fused loss + backward */
     icl_model_zero_grads(m);
     double l2 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
-    icl_model_backward(m, &b);
+    icl_model_backward(m, &b, NULL, 0);
     print_message("# %s: loss %.9g (fused) want %.9g\n", name, l2, want);
     assert_true(fabs(l2 - want) <= 1e-5 * fabs(want));
 
@@ -166,8 +166,8 @@ static void parity(const char *name)
     double worst = 0, gn = 0;
     const char *worst_name = "";
     int seen = 0;
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
+    for (int i = 0; i < m->base.n_views; i++) {
+        const icl_param_view *v = &m->base.views[i];
         t = icl_st_find(sf, v->name);
         if (!t)
             fail_msg("no reference gradient for %s", v->name);
@@ -176,10 +176,10 @@ static void parity(const char *name)
         assert_int_equal(icl_st_read_f32(t, g, v->numel, err, sizeof err), 0);
         double num = 0, den = 0;
         for (size_t j = 0; j < v->numel; j++) {
-            double d = (double)g[j] - m->grads[v->offset + j];
+            double d = (double)g[j] - m->base.grads[v->offset + j];
             num += d * d;
             den += (double)g[j] * g[j];
-            gn += (double)m->grads[v->offset + j] * m->grads[v->offset + j];
+            gn += (double)m->base.grads[v->offset + j] * m->base.grads[v->offset + j];
         }
         double rel_err = den > 0 ? sqrt(num / den) : sqrt(num);
         if (rel_err > worst) {
@@ -194,13 +194,13 @@ static void parity(const char *name)
     icl_st_close(sf);
     /* the flat-buffer file helpers: the reference gradients read as one buffer,
      * and our gradients written and read back bit for bit */
-    float *gbuf = xmalloc(m->num_params * sizeof(float));
+    float *gbuf = xmalloc(m->base.num_params * sizeof(float));
     p = data_path(rel);
     assert_int_equal(icl_model_read_tensors(m, gbuf, p, err, sizeof err), 0);
     free(p);
     double num = 0, den = 0;
-    for (size_t j = 0; j < m->num_params; j++) {
-        num += ((double)gbuf[j] - m->grads[j]) * ((double)gbuf[j] - m->grads[j]);
+    for (size_t j = 0; j < m->base.num_params; j++) {
+        num += ((double)gbuf[j] - m->base.grads[j]) * ((double)gbuf[j] - m->base.grads[j]);
         den += (double)gbuf[j] * gbuf[j];
     }
     assert_true(sqrt(num / den) <= 1e-4);
@@ -208,10 +208,10 @@ static void parity(const char *name)
     int fd = mkstemp(tmpf);
     assert_true(fd >= 0);
     close(fd);
-    assert_int_equal(icl_model_write_tensors(m, m->grads, tmpf, err, sizeof err), 0);
-    memset(gbuf, 0, m->num_params * sizeof(float));
+    assert_int_equal(icl_model_write_tensors(m, m->base.grads, tmpf, err, sizeof err), 0);
+    memset(gbuf, 0, m->base.num_params * sizeof(float));
     assert_int_equal(icl_model_read_tensors(m, gbuf, tmpf, err, sizeof err), 0);
-    assert_memory_equal(gbuf, m->grads, m->num_params * sizeof(float));
+    assert_memory_equal(gbuf, m->base.grads, m->base.num_params * sizeof(float));
     unlink(tmpf);
     free(gbuf);
     print_message("# %s: worst gradient rel L2 err %.3g (%s), grad norm %.9g want %.9g\n", name, worst, worst_name,
@@ -219,22 +219,22 @@ static void parity(const char *name)
     assert_true(worst <= 1e-4);
 
     /* determinism: the same batch again gives bit-identical loss and gradients */
-    float *g1 = xmalloc(m->num_params * sizeof(float));
-    memcpy(g1, m->grads, m->num_params * sizeof(float));
+    float *g1 = xmalloc(m->base.num_params * sizeof(float));
+    memcpy(g1, m->base.grads, m->base.num_params * sizeof(float));
     icl_model_zero_grads(m);
     double l3 = icl_model_forward(m, &b, NULL, 1.0f / (float)nt, &nt) / nt;
-    icl_model_backward(m, &b);
+    icl_model_backward(m, &b, NULL, 0);
     assert_true(l3 == l2);
-    assert_memory_equal(g1, m->grads, m->num_params * sizeof(float));
+    assert_memory_equal(g1, m->base.grads, m->base.num_params * sizeof(float));
     /* gradient accumulation: two passes with half the scale each equal one pass */
     icl_model_zero_grads(m);
     for (int k = 0; k < 2; k++) {
         icl_model_forward(m, &b, NULL, 0.5f / (float)nt, &nt);
-        icl_model_backward(m, &b);
+        icl_model_backward(m, &b, NULL, 0);
     }
     double an = 0, ad = 0;
-    for (size_t j = 0; j < m->num_params; j++) {
-        an += ((double)g1[j] - m->grads[j]) * ((double)g1[j] - m->grads[j]);
+    for (size_t j = 0; j < m->base.num_params; j++) {
+        an += ((double)g1[j] - m->base.grads[j]) * ((double)g1[j] - m->base.grads[j]);
         ad += (double)g1[j] * g1[j];
     }
     assert_true(sqrt(an / ad) < 1e-6);
@@ -450,9 +450,9 @@ static void save_reload_and_packing(void **state)
         icl_model_zero_grads(m);
         assert_true(icl_model_forward(m, &nb0, NULL, 1.0f, &n0) == 0.0);
         assert_int_equal(n0, 0);
-        icl_model_backward(m, &nb0);
-        for (size_t i = 0; i < m->num_params; i++)
-            assert_true(m->grads[i] == 0.0f);
+        icl_model_backward(m, &nb0, NULL, 0);
+        for (size_t i = 0; i < m->base.num_params; i++)
+            assert_true(m->base.grads[i] == 0.0f);
         free(pl);
         free(sa);
         free(a);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "linear.h"
 #include "ops.h"
 #include "util.h"
 
@@ -64,10 +65,16 @@ static double fd_check(const char *name, float *x, size_t n, const float *g, los
 static int LN = 5, LIN = 7, LOUT = 6;
 static float *lx, *lw, *lb, *ly, *lR;
 static int lconv;
+/* The float32 linear of linear.h: W [out, in], or [in, out] when conv1d. */
+static icl_linear mklin(float *w, float *b, float *dw, float *db)
+{
+    icl_linear l = {.w = {ICL_WEIGHT_F32, 0, LOUT, LIN, lconv, w, dw}, .b = b, .db = db};
+    return l;
+}
 static double linear_loss(void)
 {
-    icl_linear l = {lw, lb, NULL, NULL, LIN, LOUT, lconv};
-    icl_linear_forward(&l, ly, LOUT, lx, LIN, LN, 0.0f);
+    icl_linear l = mklin(lw, lb, NULL, NULL);
+    icl_linear_forward(&l, ly, LOUT, lx, LIN, LN, 0.0f, ICL_LIN_GEMM, 0, NULL);
     return dot(ly, lR, (size_t)LN * LOUT);
 }
 static void linear_fd(void **state)
@@ -80,16 +87,16 @@ static void linear_fd(void **state)
         ly = xmalloc((size_t)LN * LOUT * sizeof(float));
         lR = rnd((size_t)LN * LOUT, 1);
         float *dx = xcalloc((size_t)LN * LIN, 4), *dw = xcalloc((size_t)LIN * LOUT, 4), *db = xcalloc(LOUT, 4);
-        icl_linear l = {lw, lb, dw, db, LIN, LOUT, lconv};
-        icl_linear_backward(&l, dx, LIN, 0.0f, lR, LOUT, lx, LIN, LN);
+        icl_linear l = mklin(lw, lb, dw, db);
+        icl_linear_backward(&l, dx, LIN, 0.0f, lR, LOUT, lx, LIN, LN, NULL);
         assert_true(fd_check(lconv ? "conv1d dx" : "linear dx", lx, (size_t)LN * LIN, dx, linear_loss) < TOL);
         assert_true(fd_check(lconv ? "conv1d dW" : "linear dW", lw, (size_t)LIN * LOUT, dw, linear_loss) < TOL);
         assert_true(fd_check(lconv ? "conv1d db" : "linear db", lb, LOUT, db, linear_loss) < TOL);
         /* accumulation: a second backward doubles dW and adds to dx with beta 1 */
-        icl_linear_backward(&l, dx, LIN, 1.0f, lR, LOUT, lx, LIN, LN);
+        icl_linear_backward(&l, dx, LIN, 1.0f, lR, LOUT, lx, LIN, LN, NULL);
         float *dx1 = xcalloc((size_t)LN * LIN, 4);
-        icl_linear l1 = {lw, lb, NULL, NULL, LIN, LOUT, lconv};
-        icl_linear_backward(&l1, dx1, LIN, 0.0f, lR, LOUT, lx, LIN, LN);
+        icl_linear l1 = mklin(lw, lb, NULL, NULL);
+        icl_linear_backward(&l1, dx1, LIN, 0.0f, lR, LOUT, lx, LIN, LN, NULL);
         for (int i = 0; i < LN * LIN; i++)
             assert_float_equal(dx[i], 2 * dx1[i], 1e-5);
         free(dx1);

@@ -282,32 +282,32 @@ static void hostile_model_dirs(void **state)
     assert_int_equal(icl_model_save(m, dir, err, sizeof err), 0);
     icl_model *m2 = icl_model_load(dir, err, sizeof err);
     assert_non_null(m2);
-    assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
+    assert_memory_equal(m->base.params, m2->base.params, m->base.num_params * sizeof(float));
     icl_model_free(m2);
     /* drop one tensor */
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name;
-        e[i].data = m->params + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
+    icl_st_entry *e = xcalloc((size_t)m->base.n_views, sizeof *e);
+    for (int i = 0; i < m->base.n_views; i++) {
+        e[i].name = m->base.views[i].name;
+        e[i].data = m->base.params + m->base.views[i].offset;
+        e[i].ndim = m->base.views[i].ndim;
+        e[i].shape[0] = m->base.views[i].shape[0];
+        e[i].shape[1] = m->base.views[i].shape[1];
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    assert_int_equal(icl_st_write(path, e + 1, m->n_views - 1, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(path, e + 1, m->base.n_views - 1, err, sizeof err), 0);
     assert_null(icl_model_load(dir, err, sizeof err));
     assert_non_null(strstr(err, "missing tensor \"model.embed_tokens.weight\""));
     /* wrong shape */
     e[0].shape[0] = 5;
     e[0].shape[1] = 16;
-    assert_int_equal(icl_st_write(path, e, m->n_views, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(path, e, m->base.n_views, err, sizeof err), 0);
     assert_null(icl_model_load(dir, err, sizeof err));
     assert_non_null(strstr(err, "has shape [5, 16]"));
     print_message("# %s\n", err);
     /* truncated weights file */
     e[0].shape[0] = 10;
     e[0].shape[1] = 8;
-    assert_int_equal(icl_st_write(path, e, m->n_views, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(path, e, m->base.n_views, err, sizeof err), 0);
     assert_int_equal(truncate(path, 500), 0);
     assert_null(icl_model_load(dir, err, sizeof err));
     assert_non_null(strstr(err, "past the end"));
@@ -343,29 +343,29 @@ static void sharded_folder(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/config.json", dir);
     assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    icl_st_entry *e = xcalloc((size_t)m->base.n_views, sizeof *e);
     icl_buf ix = {0};
     buf_puts(&ix, "{\"metadata\":{},\"weight_map\":{");
-    int half = m->n_views / 2;
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name;
-        e[i].data = m->params + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
+    int half = m->base.n_views / 2;
+    for (int i = 0; i < m->base.n_views; i++) {
+        e[i].name = m->base.views[i].name;
+        e[i].data = m->base.params + m->base.views[i].offset;
+        e[i].ndim = m->base.views[i].ndim;
+        e[i].shape[0] = m->base.views[i].shape[0];
+        e[i].shape[1] = m->base.views[i].shape[1];
         buf_printf(&ix, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", e[i].name, i < half ? 1 : 2);
     }
     buf_puts(&ix, "}}");
     snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
     assert_int_equal(icl_st_write(path, e, half, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
-    assert_int_equal(icl_st_write(path, e + half, m->n_views - half, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(path, e + half, m->base.n_views - half, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     assert_int_equal(icl_write_file_atomic(path, ix.data, ix.len, err, sizeof err), 0);
     icl_model *m2 = icl_model_load(dir, err, sizeof err);
     if (!m2)
         fail_msg("%s", err);
-    assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
+    assert_memory_equal(m->base.params, m2->base.params, m->base.num_params * sizeof(float));
     icl_model_free(m2);
     /* a weight_map that points outside the folder is refused */
     const char *bad = "{\"weight_map\":{\"lm_head.weight\":\"../../etc/passwd\"}}";
@@ -402,22 +402,22 @@ static void gpt2_without_prefix(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/config.json", dir);
     assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
-    icl_st_entry *e = xcalloc((size_t)m->n_views + 1, sizeof *e);
+    icl_st_entry *e = xcalloc((size_t)m->base.n_views + 1, sizeof *e);
     float mask[16 * 16] = {0};
-    for (int i = 0; i < m->n_views; i++) {
-        e[i].name = m->views[i].name + strlen("transformer.");
-        e[i].data = m->params + m->views[i].offset;
-        e[i].ndim = m->views[i].ndim;
-        e[i].shape[0] = m->views[i].shape[0];
-        e[i].shape[1] = m->views[i].shape[1];
+    for (int i = 0; i < m->base.n_views; i++) {
+        e[i].name = m->base.views[i].name + strlen("transformer.");
+        e[i].data = m->base.params + m->base.views[i].offset;
+        e[i].ndim = m->base.views[i].ndim;
+        e[i].shape[0] = m->base.views[i].shape[0];
+        e[i].shape[1] = m->base.views[i].shape[1];
     }
-    e[m->n_views] = (icl_st_entry){"h.0.attn.bias", mask, 2, {16, 16}};
+    e[m->base.n_views] = (icl_st_entry){"h.0.attn.bias", mask, 2, {16, 16}};
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    assert_int_equal(icl_st_write(path, e, m->n_views + 1, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(path, e, m->base.n_views + 1, err, sizeof err), 0);
     icl_model *m2 = icl_model_load(dir, err, sizeof err);
     if (!m2)
         fail_msg("%s", err);
-    assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
+    assert_memory_equal(m->base.params, m2->base.params, m->base.num_params * sizeof(float));
     icl_model_free(m2);
     unlink(path);
     snprintf(path, sizeof path, "%s/config.json", dir);

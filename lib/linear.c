@@ -1,0 +1,318 @@
+/* linear.c - weights by storage type, linear maps, low-rank adapters.  See linear.h. */
+#include "linear.h"
+
+#include <omp.h>
+#include <string.h>
+
+#include "ops.h"
+
+/* Loops over fewer elements than this run on one thread (as ops.c). */
+#define ICL_PAR_MIN 32768
+
+/* ---------------------------------------------------------------- float32: GEMM kernels (BLIS) */
+
+/* Strides (row, column) of the logical W^T [in, out] in the storage. */
+static void f32_wt_strides(const icl_weight *w, long *rs, long *cs)
+{
+    if (w->conv1d) {
+        *rs = w->out;
+        *cs = 1;
+    } else {
+        *rs = 1;
+        *cs = w->in;
+    }
+}
+
+/* y[N, out] = x[N, in] W^T + beta y */
+static void f32_gemm_forward(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta)
+{
+    long rs, cs;
+    f32_wt_strides(w, &rs, &cs);
+    icl_gemm(N, w->out, w->in, 1.0f, x, ldx, 1, (const float *)w->data, rs, cs, beta, y, ldy, 1, 0);
+}
+
+/* dx[N, in] = dy[N, out] W + beta dx */
+static void f32_input_grad(const icl_weight *w, float *dx, long lddx, float beta, const float *dy, long lddy, int N)
+{
+    long rs, cs;
+    f32_wt_strides(w, &rs, &cs);
+    icl_gemm(N, w->in, w->out, 1.0f, dy, lddy, 1, (const float *)w->data, cs, rs, beta, dx, lddx, 1, 0);
+}
+
+/* dW^T [in, out] += x^T dy */
+static void f32_weight_grad(const icl_weight *w, const float *dy, long lddy, const float *x, long ldx, int N)
+{
+    long rs, cs;
+    f32_wt_strides(w, &rs, &cs);
+    icl_gemm(w->in, w->out, N, 1.0f, x, 1, ldx, dy, lddy, 1, 1.0f, w->grad, rs, cs, 0);
+}
+
+static void f32_dequantize_row(const icl_weight *w, int r, float *out)
+{
+    const float *W = (const float *)w->data;
+    if (w->conv1d)
+        for (int k = 0; k < w->in; k++)
+            out[k] = W[(size_t)k * w->out + r];
+    else
+        memcpy(out, W + (size_t)r * w->in, (size_t)w->in * sizeof(float));
+}
+
+/* ---------------------------------------------------------------- float32: rows kernel (decoding) */
+
+/* 16 floats; loads and stores through memcpy (unaligned vmovups). */
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline v16 ld16(const float *p)
+{
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* Horizontal sum in a fixed order: fold halves (16 -> 8 -> 4 -> 2 -> 1). */
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+static inline float hsum(v16 a)
+{
+    v8 lo, hi;
+    memcpy(&lo, &a, sizeof lo);
+    memcpy(&hi, (const char *)&a + sizeof lo, sizeof hi);
+    v8 s8 = lo + hi;
+    v4 l4, h4;
+    memcpy(&l4, &s8, sizeof l4);
+    memcpy(&h4, (const char *)&s8 + sizeof l4, sizeof h4);
+    v4 s4 = l4 + h4;
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
+}
+
+#define RB 4 /* rows of x per pass over a weight row */
+
+/* out[r] = dot(w[0..n), xs[r][0..n)) for r < nr (nr <= RB).  Every row uses
+ * the same sequence of operations whatever nr is: two vector accumulators
+ * over 32-float chunks, one 16-float step, fixed-order horizontal sum, then
+ * a scalar tail. */
+static inline __attribute__((always_inline)) void dot_rows(const float *w, const float *const *xs, int nr, int n,
+                                                           float *out)
+{
+    v16 a[RB][2];
+    memset(a, 0, sizeof a);
+    int k = 0;
+    for (; k + 32 <= n; k += 32) {
+        v16 w0 = ld16(w + k), w1 = ld16(w + k + 16);
+        for (int r = 0; r < nr; r++) {
+            a[r][0] += w0 * ld16(xs[r] + k);
+            a[r][1] += w1 * ld16(xs[r] + k + 16);
+        }
+    }
+    if (k + 16 <= n) {
+        v16 w0 = ld16(w + k);
+        for (int r = 0; r < nr; r++)
+            a[r][0] += w0 * ld16(xs[r] + k);
+        k += 16;
+    }
+    for (int r = 0; r < nr; r++) {
+        float s = hsum(a[r][0] + a[r][1]);
+        for (int j = k; j < n; j++)
+            s += w[j] * xs[r][j];
+        out[r] = s;
+    }
+}
+
+/* W [out, in]: blocks of 16 weight rows, each row read from memory once for
+ * (up to) 8 rows of x, the 16 x 8 results gathered in yl and written out
+ * together (rows of y are a multiple of 4 KiB apart for the LM head:
+ * storing them one by one thrashes an L1 set). */
+static void rows_linear(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias,
+                        int in, int out, float beta, int nt)
+{
+    int nblk = (out + 15) / 16;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int jb = 0; jb < nblk; jb++) {
+        int j0 = jb * 16, nj = out - j0 < 16 ? out - j0 : 16;
+        for (int g0 = 0; g0 < B; g0 += 2 * RB) {
+            int ng = B - g0 < 2 * RB ? B - g0 : 2 * RB;
+            float yl[2 * RB][16];
+            for (int jj = 0; jj < nj; jj++) {
+                const float *w = W + (size_t)(j0 + jj) * in;
+                for (int b0 = 0; b0 < ng; b0 += RB) {
+                    int nr = ng - b0 < RB ? ng - b0 : RB;
+                    const float *xs[RB];
+                    float o[RB];
+                    for (int r = 0; r < nr; r++)
+                        xs[r] = x + (size_t)(g0 + b0 + r) * ldx;
+                    switch (nr) { /* constant row counts: accumulators stay in registers */
+                    case 1: dot_rows(w, xs, 1, in, o); break;
+                    case 2: dot_rows(w, xs, 2, in, o); break;
+                    case 3: dot_rows(w, xs, 3, in, o); break;
+                    default: dot_rows(w, xs, 4, in, o); break;
+                    }
+                    for (int r = 0; r < nr; r++)
+                        yl[b0 + r][jj] = o[r];
+                }
+            }
+            for (int r = 0; r < ng; r++) {
+                float *yo = y + (size_t)(g0 + r) * ldy + j0;
+                for (int jj = 0; jj < nj; jj++) {
+                    float t = yl[r][jj] + (bias ? bias[j0 + jj] : 0.0f);
+                    yo[jj] = beta != 0.0f ? yo[jj] + t : t;
+                }
+            }
+        }
+    }
+}
+
+/* W [in, out] (Conv1D): blocks of 64 output columns; y[b, j] = sum_k x[b,k]
+ * W[k,j] accumulated in k order. */
+static void rows_conv1d(float *y, long ldy, const float *x, long ldx, int B, const float *W, const float *bias,
+                        int in, int out, float beta, int nt)
+{
+    int nblk = (out + 63) / 64;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int jb = 0; jb < nblk; jb++) {
+        int j0 = jb * 64, nj = out - j0 < 64 ? out - j0 : 64;
+        for (int b = 0; b < B; b++) {
+            float acc[64] = {0};
+            const float *xb = x + (size_t)b * ldx;
+            for (int k = 0; k < in; k++) {
+                const float *w = W + (size_t)k * out + j0;
+                float xk = xb[k];
+#pragma omp simd
+                for (int j = 0; j < 64; j++)
+                    acc[j] += xk * (j < nj ? w[j] : 0.0f);
+            }
+            float *yo = y + (size_t)b * ldy + j0;
+            for (int j = 0; j < nj; j++) {
+                float t = acc[j] + (bias ? bias[j0 + j] : 0.0f);
+                yo[j] = beta != 0.0f ? yo[j] + t : t;
+            }
+        }
+    }
+}
+
+static void f32_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx,
+                             int N, float beta, int nt)
+{
+    if ((double)N * w->in * w->out < 65536.0)
+        nt = 1;
+    if (w->conv1d)
+        rows_conv1d(y, ldy, x, ldx, N, (const float *)w->data, bias, w->in, w->out, beta, nt);
+    else
+        rows_linear(y, ldy, x, ldx, N, (const float *)w->data, bias, w->in, w->out, beta, nt);
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const icl_weight_ops f32_ops = {
+    .name = "f32",
+    .gemm_forward = f32_gemm_forward,
+    .rows_forward = f32_rows_forward,
+    .input_grad = f32_input_grad,
+    .weight_grad = f32_weight_grad,
+    .dequantize_row = f32_dequantize_row,
+};
+
+/* One row per icl_weight_type; NULL: no kernels yet (bf16, quantized blocks). */
+static const icl_weight_ops *const kernels[ICL_WEIGHT_NTYPES] = {
+    [ICL_WEIGHT_F32] = &f32_ops,
+    [ICL_WEIGHT_BF16] = NULL,
+    [ICL_WEIGHT_QBLOCK] = NULL,
+};
+
+const icl_weight_ops *icl_weight_kernels(icl_weight_type t)
+{
+    return (unsigned)t < ICL_WEIGHT_NTYPES ? kernels[t] : NULL;
+}
+
+/* ---------------------------------------------------------------- linear maps */
+
+size_t icl_linear_work(const icl_linear *l, int N)
+{
+    int r = 0;
+    for (int i = 0; i < l->n_lora; i++)
+        r = l->lora[i].r > r ? l->lora[i].r : r;
+    return 2 * (size_t)N * (size_t)r;
+}
+
+/* y[N, out] += b */
+static void add_bias(float *y, long ldy, const float *b, int N, int out)
+{
+#pragma omp parallel for schedule(static) if ((long)N * out >= ICL_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        float *yi = y + (long)i * ldy;
+#pragma omp simd
+        for (int j = 0; j < out; j++)
+            yi[j] += b[j];
+    }
+}
+
+/* db[j] += sum_i dy[i, j], parallel over column blocks (deterministic). */
+static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
+{
+#pragma omp parallel for schedule(static) if ((long)N * n >= ICL_PAR_MIN)
+    for (int j0 = 0; j0 < n; j0 += 64) {
+        int nb = n - j0 < 64 ? n - j0 : 64;
+        float acc[64] = {0};
+        for (int i = 0; i < N; i++) {
+            const float *r = dy + (long)i * ld + j0;
+#pragma omp simd
+            for (int j = 0; j < nb; j++)
+                acc[j] += r[j];
+        }
+        for (int j = 0; j < nb; j++)
+            db[j0 + j] += acc[j];
+    }
+}
+
+/* xa[N, r] = x[N, in] A^T */
+static void lora_down(const icl_lora *a, float *xa, const float *x, long ldx, int N)
+{
+    icl_gemm(N, a->r, a->in, 1.0f, x, ldx, 1, a->A, 1, a->in, 0.0f, xa, a->r, 1, 0);
+}
+
+void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
+                        icl_lin_kernel kernel, int nthreads, float *work)
+{
+    const icl_weight_ops *k = icl_weight_kernels(l->w.type);
+    if (kernel == ICL_LIN_ROWS && k->rows_forward) {
+        k->rows_forward(&l->w, l->b, y, ldy, x, ldx, N, beta, nthreads);
+    } else {
+        k->gemm_forward(&l->w, y, ldy, x, ldx, N, beta);
+        if (l->b)
+            add_bias(y, ldy, l->b, N, l->w.out);
+    }
+    for (int i = 0; i < l->n_lora; i++) {
+        const icl_lora *a = &l->lora[i];
+        /* y[:, off:off+out] += scale * xa B^T, B [out, r] */
+        lora_down(a, work, x, ldx, N);
+        icl_gemm(N, a->out, a->r, a->scale, work, a->r, 1, a->B, 1, a->r, 1.0f, y + a->out_off, ldy, 1, 0);
+    }
+}
+
+void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
+                         const float *x, long ldx, int N, float *work)
+{
+    const icl_weight_ops *k = icl_weight_kernels(l->w.type);
+    if (dx)
+        k->input_grad(&l->w, dx, lddx, beta_dx, dy, lddy, N);
+    if (l->w.grad)
+        k->weight_grad(&l->w, dy, lddy, x, ldx, N);
+    if (l->db)
+        colsum_acc(l->db, dy, lddy, N, l->w.out);
+    for (int i = 0; i < l->n_lora; i++) {
+        const icl_lora *a = &l->lora[i];
+        const float *dys = dy + a->out_off;
+        float *xa = work, *t = work + (size_t)N * a->r;
+        if (a->dB) { /* dB [out, r] += scale * dys^T xa */
+            lora_down(a, xa, x, ldx, N);
+            icl_gemm(a->out, a->r, N, a->scale, dys, 1, lddy, xa, a->r, 1, 1.0f, a->dB, a->r, 1, 0);
+        }
+        if (!a->dA && !dx)
+            continue;
+        /* t [N, r] = scale * dys B */
+        icl_gemm(N, a->r, a->out, a->scale, dys, lddy, 1, a->B, a->r, 1, 0.0f, t, a->r, 1, 0);
+        if (a->dA) /* dA [r, in] += t^T x */
+            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, x, ldx, 1, 1.0f, a->dA, a->in, 1, 0);
+        if (dx) /* dx += t A */
+            icl_gemm(N, a->in, a->r, 1.0f, t, a->r, 1, a->A, a->in, 1, 1.0f, dx, lddx, 1, 0);
+    }
+}

@@ -1,0 +1,122 @@
+/* linear.h - the one place a weight matrix meets activations.
+ *
+ * Every matrix product of the model with a weight goes through
+ * icl_linear_forward / icl_linear_backward.  A weight (icl_weight) knows its
+ * storage type, and the kernels of each type sit in one table
+ * (icl_weight_kernels): float32 today (BLIS sgemm with explicit strides for
+ * many rows, a batch-invariant small-batch kernel for decoding); bfloat16
+ * and quantized blocks (GGUF Q8_0, Q4_K, ...) get their own rows in that
+ * table, so no call site branches on a type.
+ *
+ * Conventions (torch.nn.Linear): a weight is logically W [out, in] and
+ * y = x W^T + b.  Activations are row-major: x [N, in] with row stride ldx,
+ * y [N, out] with row stride ldy.  GPT-2's Conv1D stores W^T, i.e. [in, out]
+ * (icl_weight.conv1d = 1, float32 only).
+ *
+ * Low-rank adapters (LoRA: Hu et al., "LoRA: Low-Rank Adaptation of Large
+ * Language Models", 2021; names as PEFT's lora_A / lora_B): a linear may
+ * carry adapters, each adding scale * (x A^T) B^T to a block of output
+ * columns, A [r, in], B [out, r], scale = lora_alpha / r as PEFT's default.
+ * Several adapters on one linear cover a fused product (Llama's q|k|v
+ * stacked weight: q_proj and v_proj adapters at their column offsets).
+ * PEFT's lora_dropout is not applied (dropout 0).
+ *
+ * Backward ACCUMULATES (+=) into weight, bias and adapter gradients, and
+ * OVERWRITES (beta_dx 0) or accumulates (1) the input gradient.  A NULL
+ * gradient pointer means frozen: nothing is computed for it.
+ *
+ * Threads: GEMM kernels use the global setting (icl_set_threads); the rows
+ * kernel the count it is given.  Results are bit-identical for the same
+ * inputs and thread count; the rows kernel's row i depends only on row i of
+ * x (never on N nor on the thread count).
+ */
+#ifndef ICL_LINEAR_H
+#define ICL_LINEAR_H
+
+#include <stddef.h>
+
+/* Storage types of weights.  Only F32 has kernels now; BF16 and QBLOCK are
+ * the slots the bf16 and GGUF-quantized issues fill (icl_weight_kernels
+ * returns NULL for a type without kernels). */
+typedef enum {
+    ICL_WEIGHT_F32 = 0, /* float32, row-major [out, in] (or [in, out] when conv1d) */
+    ICL_WEIGHT_BF16,    /* bfloat16 [out, in] */
+    ICL_WEIGHT_QBLOCK,  /* quantized blocks along in (GGUF types; qtype says which) */
+    ICL_WEIGHT_NTYPES
+} icl_weight_type;
+
+typedef struct {
+    icl_weight_type type;
+    int qtype;        /* QBLOCK: the GGUF ggml_type id; else 0 */
+    int out, in;      /* logical shape [out, in] */
+    int conv1d;       /* F32: 1 when stored [in, out] (GPT-2 Conv1D) */
+    const void *data; /* the storage, not owned */
+    float *grad;      /* F32 only: dW in the storage layout (+=); NULL = frozen */
+} icl_weight;
+
+/* Which forward kernel: GEMM (BLIS; training, evaluation, prefill) or ROWS
+ * (decoding a few rows: each weight row read once for all rows of x, row
+ * results independent of the batch; sums in a fixed order over in). */
+typedef enum { ICL_LIN_GEMM = 0, ICL_LIN_ROWS = 1 } icl_lin_kernel;
+
+/* The kernels of one storage type.  Entries a type cannot do are NULL
+ * (weight_grad for a type that is never trained). */
+typedef struct {
+    const char *name;
+    /* y[N, out] = x[N, in] W^T + beta * y (beta 0 or 1); no bias. */
+    void (*gemm_forward)(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta);
+    /* y[N, out] = (x W^T + bias) + beta * y on nthreads threads; bias may be NULL. */
+    void (*rows_forward)(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
+                         float beta, int nthreads);
+    /* dx[N, in] = dy[N, out] W + beta * dx (beta 0 or 1). */
+    void (*input_grad)(const icl_weight *w, float *dx, long lddx, float beta, const float *dy, long lddy, int N);
+    /* dW += dy^T x into w->grad (storage layout). */
+    void (*weight_grad)(const icl_weight *w, const float *dy, long lddy, const float *x, long ldx, int N);
+    /* out[in] = row r of the logical W as float32. */
+    void (*dequantize_row)(const icl_weight *w, int r, float *out);
+} icl_weight_ops;
+
+/* The kernel table of a storage type, or NULL when it has none. */
+const icl_weight_ops *icl_weight_kernels(icl_weight_type t);
+
+/* One low-rank adapter on a linear: y[:, out_off : out_off+out] +=
+ * scale * (x A^T) B^T.  A [r, in] and B [out, r] row-major (PEFT's
+ * lora_A.weight and lora_B.weight); dA, dB their gradients (+=) or NULL
+ * (frozen).  Not owned. */
+typedef struct {
+    int r, in, out, out_off;
+    float scale;
+    const float *A, *B;
+    float *dA, *dB;
+} icl_lora;
+
+/* A linear map: weight, optional bias [out] and its gradient, and n_lora
+ * adapters (may be 0). */
+typedef struct {
+    icl_weight w;
+    const float *b;
+    float *db;
+    const icl_lora *lora;
+    int n_lora;
+} icl_linear;
+
+/* Scratch floats icl_linear_forward / _backward need for N rows: 2 N r_max
+ * with adapters, 0 without. */
+size_t icl_linear_work(const icl_linear *l, int N);
+
+/* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W^T + b, plus the
+ * adapters; beta 0 overwrites y, 1 adds (residual).  kernel and nthreads
+ * choose the float32 path (nthreads is used by ICL_LIN_ROWS only).  work:
+ * icl_linear_work(l, N) floats (NULL when that is 0). */
+void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
+                        icl_lin_kernel kernel, int nthreads, float *work);
+
+/* Gradients of y = x W^T + b + adapters, given dy [N, out] and the forward's
+ * input x:  dx[N, in] = dy W (+ beta_dx * dx; dx NULL skips it, adapters
+ * included) plus each adapter's scale (dy B) A;  dW += dy^T x when
+ * w.grad;  db += column sums of dy when db;  dB += scale dy^T (x A^T) and
+ * dA += scale (dy B)^T x when given.  work as for the forward. */
+void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
+                         const float *x, long ldx, int N, float *work);
+
+#endif

@@ -1,0 +1,276 @@
+/* Unit tests of lib/linear.c and the model's parameter sets:
+ *   - icl_linear with low-rank adapters (two on column blocks of one fused
+ *     product, as q_proj / v_proj on Llama's q|k|v): forward against a
+ *     double-precision product, backward (dx, dW, db, dA, dB) against
+ *     central finite differences, both weight layouts, and a frozen weight
+ *     (no dW, input and adapter gradients unchanged);
+ *   - the ROWS (decoding) kernel with adapters equals the GEMM kernel to
+ *     float32 rounding;
+ *   - icl_model_add_lora on llama-tiny and gpt2-tiny: with B = 0 the logits
+ *     are bit-identical to the base model's; with the base frozen no base
+ *     gradient or moment buffer exists and the model's adapter gradients
+ *     match finite differences of the model's loss. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linear.h"
+#include "model.h"
+#include "util.h"
+
+#ifndef TEST_DATA
+#define TEST_DATA "tests/data"
+#endif
+
+static uint64_t rng = 4242;
+static float frand(void) /* uniform in [-1, 1) */
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((rng >> 40) / (double)(1ull << 24) * 2 - 1);
+}
+static float *rnd(size_t n, float s)
+{
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = s * frand();
+    return p;
+}
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+typedef double (*lossfn)(void *ctx);
+
+/* Relative L2 error of the analytic gradient g against central differences on x[0..n). */
+static double fd_check(const char *name, float *x, size_t n, const float *g, lossfn f, void *ctx, float h)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        float xi = x[i];
+        x[i] = xi + h;
+        double lp = f(ctx);
+        x[i] = xi - h;
+        double lm = f(ctx);
+        x[i] = xi;
+        double d = (lp - lm) / (2.0 * h), e = d - g[i];
+        num += e * e;
+        den += d * d;
+    }
+    double r = sqrt(num / (den > 0 ? den : 1));
+    print_message("# %-34s rel L2 err %.2e over %zu inputs (|g| %.3g)\n", name, r, n, sqrt(den));
+    return r;
+}
+
+/* ------------------------------------------------------------ icl_linear with adapters */
+
+enum { N = 5, IN = 12, OUT = 10, R1 = 3, R2 = 2 };
+typedef struct {
+    float *x, *w, *b, *y, *R, *A1, *B1, *A2, *B2;
+    icl_lora lo[2];
+    icl_linear l;
+} lin_case;
+
+static double lin_loss(void *ctx)
+{
+    lin_case *c = ctx;
+    icl_linear l = c->l;
+    float work[2 * N * R1];
+    icl_linear_forward(&l, c->y, OUT, c->x, IN, N, 0.0f, ICL_LIN_GEMM, 0, work);
+    return dot(c->y, c->R, (size_t)N * OUT);
+}
+
+static void lora_linear_fd(void **state)
+{
+    (void)state;
+    for (int conv = 0; conv < 2; conv++)
+        for (int frozen = 0; frozen < 2; frozen++) {
+            lin_case c;
+            c.x = rnd((size_t)N * IN, 1);
+            c.w = rnd((size_t)IN * OUT, 0.5f);
+            c.b = rnd(OUT, 1);
+            c.y = xmalloc((size_t)N * OUT * sizeof(float));
+            c.R = rnd((size_t)N * OUT, 1);
+            c.A1 = rnd((size_t)R1 * IN, 0.5f);
+            c.B1 = rnd((size_t)4 * R1, 0.5f); /* adapter 1: columns 0..3 */
+            c.A2 = rnd((size_t)R2 * IN, 0.5f);
+            c.B2 = rnd((size_t)3 * R2, 0.5f); /* adapter 2: columns 6..8 */
+            float *dx = xcalloc((size_t)N * IN, 4), *dw = xcalloc((size_t)IN * OUT, 4), *db = xcalloc(OUT, 4);
+            float *dA1 = xcalloc((size_t)R1 * IN, 4), *dB1 = xcalloc((size_t)4 * R1, 4);
+            float *dA2 = xcalloc((size_t)R2 * IN, 4), *dB2 = xcalloc((size_t)3 * R2, 4);
+            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1};
+            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2};
+            c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2};
+            assert_int_equal(icl_linear_work(&c.l, N), 2 * N * R1);
+            /* forward against double precision */
+            lin_loss(&c);
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < OUT; j++) {
+                    double r = c.b[j];
+                    for (int k = 0; k < IN; k++)
+                        r += (double)c.x[i * IN + k] * (conv ? c.w[k * OUT + j] : c.w[j * IN + k]);
+                    for (int a = 0; a < 2; a++) {
+                        const icl_lora *lo = &c.lo[a];
+                        if (j < lo->out_off || j >= lo->out_off + lo->out)
+                            continue;
+                        for (int q = 0; q < lo->r; q++) {
+                            double xa = 0;
+                            for (int k = 0; k < IN; k++)
+                                xa += (double)c.x[i * IN + k] * lo->A[q * IN + k];
+                            r += lo->scale * xa * lo->B[(j - lo->out_off) * lo->r + q];
+                        }
+                    }
+                    assert_true(fabs(r - c.y[i * OUT + j]) <= 1e-5 * (1 + fabs(r)));
+                }
+            float work[2 * N * R1];
+            icl_linear_backward(&c.l, dx, IN, 0.0f, c.R, OUT, c.x, IN, N, work);
+            assert_true(fd_check("lora dx", c.x, (size_t)N * IN, dx, lin_loss, &c, 1e-2f) < 1e-3);
+            assert_true(fd_check("lora dA (q block)", c.A1, (size_t)R1 * IN, dA1, lin_loss, &c, 1e-2f) < 1e-3);
+            assert_true(fd_check("lora dB (q block)", c.B1, (size_t)4 * R1, dB1, lin_loss, &c, 1e-2f) < 1e-3);
+            assert_true(fd_check("lora dA (v block)", c.A2, (size_t)R2 * IN, dA2, lin_loss, &c, 1e-2f) < 1e-3);
+            assert_true(fd_check("lora dB (v block)", c.B2, (size_t)3 * R2, dB2, lin_loss, &c, 1e-2f) < 1e-3);
+            assert_true(fd_check("bias db", c.b, OUT, db, lin_loss, &c, 1e-2f) < 1e-3);
+            if (frozen) {
+                for (int i = 0; i < IN * OUT; i++)
+                    assert_true(dw[i] == 0.0f); /* a frozen weight gets nothing */
+            } else {
+                assert_true(fd_check(conv ? "conv1d dW" : "linear dW", c.w, (size_t)IN * OUT, dw, lin_loss, &c,
+                                     1e-2f) < 1e-3);
+            }
+            /* the ROWS kernel with the same adapters agrees with GEMM */
+            float *y2 = xmalloc((size_t)N * OUT * sizeof(float));
+            icl_linear_forward(&c.l, c.y, OUT, c.x, IN, N, 0.0f, ICL_LIN_GEMM, 0, work);
+            icl_linear_forward(&c.l, y2, OUT, c.x, IN, N, 0.0f, ICL_LIN_ROWS, 2, work);
+            for (int i = 0; i < N * OUT; i++)
+                assert_true(fabsf(y2[i] - c.y[i]) <= 1e-5f * (1 + fabsf(c.y[i])));
+            free(y2);
+            free(c.x); free(c.w); free(c.b); free(c.y); free(c.R);
+            free(c.A1); free(c.B1); free(c.A2); free(c.B2);
+            free(dx); free(dw); free(db); free(dA1); free(dB1); free(dA2); free(dB2);
+        }
+}
+
+static void kernel_table(void **state)
+{
+    (void)state;
+    const icl_weight_ops *k = icl_weight_kernels(ICL_WEIGHT_F32);
+    assert_non_null(k);
+    assert_string_equal(k->name, "f32");
+    assert_non_null(k->gemm_forward);
+    assert_non_null(k->rows_forward);
+    assert_non_null(k->input_grad);
+    assert_non_null(k->weight_grad);
+    assert_non_null(k->dequantize_row);
+    assert_null(icl_weight_kernels(ICL_WEIGHT_NTYPES));
+    /* dequantize_row gives row r of the logical [out, in] for both layouts */
+    float w[6] = {1, 2, 3, 4, 5, 6}, row[3];
+    icl_weight a = {ICL_WEIGHT_F32, 0, 2, 3, 0, w, NULL}, b = {ICL_WEIGHT_F32, 0, 3, 2, 1, w, NULL};
+    k->dequantize_row(&a, 1, row);
+    assert_true(row[0] == 4 && row[1] == 5 && row[2] == 6);
+    k->dequantize_row(&b, 2, row); /* stored [in 2, out 3]: row 2 is column 2 */
+    assert_true(row[0] == 3 && row[1] == 6);
+}
+
+/* ------------------------------------------------------------ adapters in the model */
+
+static icl_model *load(const char *name)
+{
+    char p[512], err[512];
+    snprintf(p, sizeof p, "%s/model/%s/model", TEST_DATA, name);
+    icl_model *m = icl_model_load(p, err, sizeof err);
+    if (!m)
+        fail_msg("%s", err);
+    return m;
+}
+
+typedef struct {
+    icl_model *m;
+    icl_batch b;
+} model_case;
+
+static double model_loss(void *ctx)
+{
+    model_case *c = ctx;
+    long nt;
+    return icl_model_forward(c->m, &c->b, NULL, 0, &nt);
+}
+
+static void lora_model(void **state)
+{
+    (void)state;
+    static const char *const targets[2][2] = {{"q_proj", "v_proj"}, {"c_attn", "c_proj"}};
+    static const char *const names[2] = {"llama-tiny", "gpt2-tiny"};
+    for (int k = 0; k < 2; k++) {
+        icl_model *m = load(names[k]);
+        int V = m->cfg.vocab_size, T = 6;
+        int32_t ids[12];
+        for (int i = 0; i < 12; i++)
+            ids[i] = (i * 7 + 3) % V;
+        model_case c = {m, {2, T, ids, NULL, NULL, NULL}};
+        float *l0 = xmalloc(sizeof(float) * 12 * V), *l1 = xmalloc(sizeof(float) * 12 * V);
+        long nt;
+        icl_model_forward(m, &c.b, l0, 0, &nt);
+        char err[256];
+        const char *bad[1] = {"nope_proj"};
+        assert_null(icl_model_add_lora(m, bad, 1, 4, 8.0f, 1, err, sizeof err));
+        assert_non_null(strstr(err, "nope_proj"));
+        icl_param_set *s = icl_model_add_lora(m, targets[k], 2, 4, 8.0f, 1, err, sizeof err);
+        assert_non_null(s);
+        assert_null(icl_model_add_lora(m, targets[k], 2, 4, 8.0f, 1, err, sizeof err)); /* only once */
+        /* views: PEFT names; llama: q and v per layer; gpt2: c_attn, attn.c_proj, mlp.c_proj */
+        int L = m->cfg.num_hidden_layers;
+        assert_int_equal(s->n_views, 2 * L * (k == 0 ? 2 : 3));
+        assert_non_null(icl_param_set_view(s, k == 0 ? "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight"
+                                                      : "base_model.model.transformer.h.0.mlp.c_proj.lora_A.weight"));
+        /* B = 0: the adapted model is the base model, bit for bit */
+        icl_model_forward(m, &c.b, l1, 0, &nt);
+        assert_memory_equal(l0, l1, sizeof(float) * 12 * V);
+        /* give B values, freeze the base: gradients only for the adapters */
+        for (int i = 0; i < s->n_views; i++)
+            if (strstr(s->views[i].name, "lora_B"))
+                for (size_t j = 0; j < s->views[i].numel; j++)
+                    s->params[s->views[i].offset + j] = 0.05f * frand();
+        icl_model_freeze_base(m);
+        icl_param_set *tr[4];
+        assert_int_equal(icl_model_trainable(m, tr, 4), 1);
+        assert_ptr_equal(tr[0], s);
+        icl_model_zero_grads(m);
+        icl_model_alloc_moments(m);
+        double loss = icl_model_forward(m, &c.b, NULL, 1.0f, &nt);
+        assert_true(isfinite(loss));
+        assert_int_equal(icl_model_backward(m, &c.b, err, sizeof err), 0);
+        assert_null(m->base.grads);
+        assert_null(m->base.m);
+        assert_null(m->base.v);
+        assert_non_null(s->grads);
+        assert_non_null(s->m);
+        /* the first adapters' A and B of layer 0 against finite differences */
+        for (int i = 0; i < 4; i++) {
+            const icl_param_view *v = &s->views[i];
+            size_t n = v->numel < 48 ? v->numel : 48;
+            assert_true(fd_check(v->name + 17, s->params + v->offset, n, s->grads + v->offset, model_loss, &c,
+                                 2e-2f) < 5e-3);
+        }
+        free(l0);
+        free(l1);
+        icl_model_free(m);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(lora_linear_fd),
+        cmocka_unit_test(kernel_table),
+        cmocka_unit_test(lora_model),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
