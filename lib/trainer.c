@@ -38,6 +38,71 @@ void icl_train_opts_default(icl_train_opts *o)
     o->progress = -1;
     o->verbose = 1;
     o->metrics = stdout;
+    o->world_size = 1;
+}
+
+/* ------------------------------------------------------------ the step */
+
+int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, double lr, long t,
+                   const icl_step_opts *o, icl_step_result *r, char *err, size_t errsz)
+{
+    icl_param_set *sets[16];
+    int ns = icl_model_trainable(m, sets, 16);
+    if (ns > 16) {
+        icl_seterr(err, errsz, "%d trainable parameter sets: at most 16", ns);
+        return -1;
+    }
+    icl_model_zero_grads(m);
+    icl_model_alloc_moments(m);
+    memset(r, 0, sizeof *r);
+    for (int k = 0; k < n_mb; k++) {
+        char e2[256];
+        if (icl_batch_validate(m, &mb[k], e2, sizeof e2)) {
+            icl_seterr(err, errsz, "micro-batch %d: %s", k + 1, e2);
+            return -1;
+        }
+    }
+    for (int k = 0; k < n_mb; k++) {
+        if (o->stop && *o->stop)
+            return 1;
+        long nt = 0;
+        r->loss_sum += icl_model_forward(m, &mb[k], NULL, (float)(1.0 / (double)n_targets), &nt);
+        r->n_targets += nt;
+        if (icl_model_backward(m, &mb[k], err, errsz))
+            return -1;
+    }
+    if (o->stop && *o->stop)
+        return 1;
+    if (r->n_targets != n_targets) {
+        icl_seterr(err, errsz, "internal error: the model counted %ld targets, the batches %ld", r->n_targets,
+                   n_targets);
+        return -1;
+    }
+    if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, err, errsz))
+        return -1;
+    double ss = 0;
+    for (int i = 0; i < ns; i++)
+        ss += icl_sumsq(sets[i]->grads, sets[i]->num_params);
+    r->loss = r->loss_sum / (double)r->n_targets;
+    r->grad_norm = sqrt(ss);
+    if (!isfinite(r->loss) || !isfinite(r->grad_norm)) {
+        icl_seterr(err, errsz, "the %s is %s", isfinite(r->loss) ? "gradient norm" : "loss",
+                   isnan(isfinite(r->loss) ? r->grad_norm : r->loss) ? "NaN" : "infinite");
+        return -1;
+    }
+    double coef = icl_clip_coef(r->grad_norm, o->clip);
+    for (int i = 0; i < ns; i++) {
+        icl_param_set *s = sets[i];
+        if (coef < 1.0)
+            icl_scale(s->grads, s->num_params, (float)coef);
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int j = 0; j < s->n_views; j++) {
+            const icl_param_view *v = &s->views[j];
+            icl_adamw_update(s->params + v->offset, s->grads + v->offset, s->m + v->offset, s->v + v->offset,
+                             v->numel, &o->adamw, lr, t, v->ndim >= 2);
+        }
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ small helpers */
@@ -299,55 +364,76 @@ static void read_state(const char *ckpt, const icl_train_opts *o, const icl_data
     free(path);
 }
 
-static void save_optimizer(const icl_model *m, const char *path)
+/* optimizer.safetensors: "NAME.exp_avg" and "NAME.exp_avg_sq" of every view
+ * of every trainable set (views' names are unique across sets). */
+static int save_optimizer(icl_model *m, const char *path, char *err, size_t errsz)
 {
-    int n = m->base.n_views;
-    icl_st_entry *e = xcalloc((size_t)n * 2, sizeof *e);
-    char **names = xcalloc((size_t)n * 2, sizeof *names);
-    for (int i = 0; i < n; i++) {
-        const icl_param_view *v = &m->base.views[i];
-        for (int k = 0; k < 2; k++) {
-            icl_st_entry *x = &e[2 * i + k];
-            size_t len = strlen(v->name) + 16;
-            names[2 * i + k] = xmalloc(len);
-            snprintf(names[2 * i + k], len, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
-            x->name = names[2 * i + k];
-            x->data = (k ? m->base.v : m->base.m) + v->offset;
-            x->ndim = v->ndim;
-            x->shape[0] = v->shape[0];
-            x->shape[1] = v->shape[1];
+    icl_param_set *sets[16];
+    int ns = icl_model_trainable(m, sets, 16), n = 0;
+    for (int i = 0; i < ns && i < 16; i++)
+        n += sets[i]->n_views;
+    icl_st_entry *e = xcalloc((size_t)n * 2 + 1, sizeof *e);
+    char **names = xcalloc((size_t)n * 2 + 1, sizeof *names);
+    int j = 0;
+    for (int si = 0; si < ns && si < 16; si++)
+        for (int i = 0; i < sets[si]->n_views; i++) {
+            const icl_param_set *s = sets[si];
+            const icl_param_view *v = &s->views[i];
+            for (int k = 0; k < 2; k++, j++) {
+                icl_st_entry *x = &e[j];
+                size_t len = strlen(v->name) + 16;
+                names[j] = xmalloc(len);
+                snprintf(names[j], len, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
+                x->name = names[j];
+                x->data = (k ? s->v : s->m) + v->offset;
+                x->ndim = v->ndim;
+                x->shape[0] = v->shape[0];
+                x->shape[1] = v->shape[1];
+            }
         }
-    }
-    char err[512];
-    if (icl_st_write(path, e, 2 * n, err, sizeof err))
-        die("%s", err);
-    for (int i = 0; i < 2 * n; i++)
+    int rc = icl_st_write(path, e, j, err, errsz);
+    for (int i = 0; i < j; i++)
         free(names[i]);
     free(names);
     free(e);
+    return rc;
 }
 
-static void load_optimizer(icl_model *m, const char *path)
+static int load_optimizer(icl_model *m, const char *path, char *err, size_t errsz)
 {
-    char err[512];
-    icl_st_file *f = icl_st_open(path, err, sizeof err);
+    icl_st_file *f = icl_st_open(path, err, errsz);
     if (!f)
-        die("%s", err);
-    for (int i = 0; i < m->base.n_views; i++) {
-        const icl_param_view *v = &m->base.views[i];
-        for (int k = 0; k < 2; k++) {
-            char name[160];
-            snprintf(name, sizeof name, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
-            const icl_st_tensor *t = icl_st_find(f, name);
-            if (!t)
-                die("%s: no tensor %s", path, name);
-            if (t->dtype != ICL_ST_F32)
-                die("%s: %s is %s, not F32", path, name, t->dtype_name);
-            if (icl_st_read_f32(t, (k ? m->base.v : m->base.m) + v->offset, v->numel, err, sizeof err))
-                die("%s: %s", path, err);
+        return -1;
+    icl_model_alloc_moments(m);
+    icl_param_set *sets[16];
+    int ns = icl_model_trainable(m, sets, 16), rc = -1;
+    char e2[256];
+    for (int si = 0; si < ns && si < 16; si++)
+        for (int i = 0; i < sets[si]->n_views; i++) {
+            const icl_param_set *s = sets[si];
+            const icl_param_view *v = &s->views[i];
+            for (int k = 0; k < 2; k++) {
+                char name[160];
+                snprintf(name, sizeof name, "%s.%s", v->name, k ? "exp_avg_sq" : "exp_avg");
+                const icl_st_tensor *t = icl_st_find(f, name);
+                if (!t) {
+                    icl_seterr(err, errsz, "%s: no tensor %s", path, name);
+                    goto out;
+                }
+                if (t->dtype != ICL_ST_F32) {
+                    icl_seterr(err, errsz, "%s: %s is %s, not F32", path, name, t->dtype_name);
+                    goto out;
+                }
+                if (icl_st_read_f32(t, (k ? s->v : s->m) + v->offset, v->numel, e2, sizeof e2)) {
+                    icl_seterr(err, errsz, "%s: %s", path, e2);
+                    goto out;
+                }
+            }
         }
-    }
+    rc = 0;
+out:
     icl_st_close(f);
+    return rc;
 }
 
 /* The model folder files plus, from scratch, tokenizer.json. */
@@ -365,7 +451,7 @@ static void save_model_dir(const icl_model *m, const char *dir, const char *tok_
 }
 
 /* OUT/checkpoint-STEP, atomically. Returns its path (malloc'd). */
-static char *save_checkpoint(const icl_model *m, const char *out, const icl_train_opts *o, const icl_schedule *s,
+static char *save_checkpoint(icl_model *m, const char *out, const icl_train_opts *o, const icl_schedule *s,
                              const train_pos *p, const icl_dataset *d, const char *tok_json, size_t tok_len)
 {
     char name[64];
@@ -378,11 +464,12 @@ static char *save_checkpoint(const icl_model *m, const char *out, const icl_trai
         die("%s: cannot create a temporary folder:", out);
     save_model_dir(m, tmp, tok_json, tok_len);
     char *op = join(tmp, "optimizer.safetensors");
-    save_optimizer(m, op);
+    char err[512];
+    if (save_optimizer(m, op, err, sizeof err))
+        die("%s", err);
     free(op);
     char *st = state_json(o, s, p, d);
     char *sp = join(tmp, "trainer_state.json");
-    char err[512];
     if (icl_write_file_atomic(sp, st, strlen(st), err, sizeof err))
         die("%s", err);
     free(sp);
@@ -636,13 +723,12 @@ int icl_train(const icl_train_opts *o)
                           .warmup_steps = o->warmup_steps, .total_steps = total};
 
     /* ---- state */
-    icl_model_alloc_grads(m);
-    icl_model_alloc_moments(m);
     train_pos pos = {0};
     if (ckpt) {
         read_state(ckpt, o, &data, &pos);
         char *op = join(ckpt, "optimizer.safetensors");
-        load_optimizer(m, op);
+        if (load_optimizer(m, op, err, sizeof err))
+            die("%s", err);
         free(op);
         if (o->verbose)
             fprintf(stderr, "icl-train: resuming from %s (step %ld, epoch %ld, example %zu)\n", ckpt, pos.step,
@@ -663,6 +749,8 @@ int icl_train(const icl_train_opts *o)
     int progress = o->progress < 0 ? isatty(2) : o->progress;
     int A = o->grad_accum;
     icl_batchbuf *bbs = xcalloc((size_t)A, sizeof *bbs);
+    icl_batch *mbs = xcalloc((size_t)A, sizeof *mbs);
+    icl_step_opts sopt = {o->adamw, o->clip, NULL, NULL, &got_signal};
     icl_batchbuf evb = {0};
     long last_saved = ckpt ? pos.step : -1;
     char *last_good = ckpt ? xstrdup(ckpt) : NULL;
@@ -680,48 +768,29 @@ int icl_train(const icl_train_opts *o)
         train_pos at_start = pos;
         int nmb = 0;
         long tg = 0, ntok = 0;
-        while (nmb < A && icl_dataset_next(&data, perm, &pos.cursor, o->batch_size, o->packing, pad, &bbs[nmb])) {
+        /* A micro-batches per process: of each world_size consecutive ones, this rank's */
+        for (int k = 0; nmb < A; k++) {
+            if (!icl_dataset_next(&data, perm, &pos.cursor, o->batch_size, o->packing, pad, &bbs[nmb]))
+                break;
+            if (k % o->world_size != o->rank)
+                continue;
             tg += bbs[nmb].n_targets;
             ntok += bbs[nmb].n_tokens;
             nmb++;
         }
         double lr = icl_lr_at(&sched, pos.step);
-        icl_model_zero_grads(m);
-        double loss_sum = 0;
-        int interrupted = 0;
-        for (int k = 0; k < nmb; k++) {
-            if (got_signal) {
-                interrupted = 1;
-                break;
-            }
-            long nt = 0;
-            loss_sum += icl_model_forward(m, &bbs[k].b, NULL, (float)(1.0 / (double)tg), &nt);
-            if (nt != bbs[k].n_targets)
-                die("internal error: step %ld: model counted %ld targets, batch %ld", pos.step + 1, nt,
-                    bbs[k].n_targets);
-            if (icl_model_backward(m, &bbs[k].b, err, sizeof err))
-                die("%s", err);
-        }
-        if (interrupted || got_signal) {
+        long t = pos.step + 1;
+        for (int k = 0; k < nmb; k++)
+            mbs[k] = bbs[k].b;
+        icl_step_result sr;
+        int st = icl_train_step(m, mbs, nmb, tg, lr, t, &sopt, &sr, err, sizeof err);
+        if (st == 1) {
             pos = at_start;
             break;
         }
-        double loss = loss_sum / (double)tg;
-        double norm = sqrt(icl_sumsq(m->base.grads, m->base.num_params));
-        if (!isfinite(loss) || !isfinite(norm))
-            die("step %ld: the %s is %s; stopping (last good checkpoint: %s)", pos.step + 1,
-                isfinite(loss) ? "gradient norm" : "loss", isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite",
-                last_good ? last_good : "none");
-        double coef = icl_clip_coef(norm, o->clip);
-        if (coef < 1.0)
-            icl_scale(m->base.grads, m->base.num_params, (float)coef);
-        long t = pos.step + 1;
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int i = 0; i < m->base.n_views; i++) {
-            const icl_param_view *v = &m->base.views[i];
-            icl_adamw_update(m->base.params + v->offset, m->base.grads + v->offset, m->base.m + v->offset, m->base.v + v->offset,
-                             v->numel, &o->adamw, lr, t, v->ndim >= 2);
-        }
+        if (st < 0)
+            die("step %ld: %s; stopping (last good checkpoint: %s)", t, err, last_good ? last_good : "none");
+        double loss_sum = sr.loss_sum, loss = sr.loss, norm = sr.grad_norm;
         pos.step = t;
         log_loss += loss_sum;
         log_targets += tg;
@@ -785,6 +854,7 @@ int icl_train(const icl_train_opts *o)
     for (int k = 0; k < A; k++)
         icl_batchbuf_free(&bbs[k]);
     free(bbs);
+    free(mbs);
     icl_batchbuf_free(&evb);
     free(perm);
     free(last_good);

@@ -37,10 +37,53 @@
 #ifndef ICL_TRAINER_H
 #define ICL_TRAINER_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include "model.h"
 #include "optim.h"
+
+/* ------------------------------------------------------------ one optimizer step */
+
+/* Where a gradient all-reduce goes (data-parallel training): called once per
+ * step after the backward of this process's micro-batches, before the norm.
+ * sets[0..n_sets) are the trainable sets (their grads hold this process's
+ * sum of d(loss_sum / n_targets)); *n_targets is this process's count of
+ * target tokens in the step and may be replaced by the global one.  Return
+ * 0, or -1 with err. */
+typedef int (*icl_grad_reduce_fn)(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, char *err,
+                                  size_t errsz);
+
+typedef struct {
+    icl_adamw adamw;
+    double clip;                 /* max global L2 norm; <= 0: off */
+    icl_grad_reduce_fn reduce;   /* NULL: one process */
+    void *reduce_ctx;
+    const volatile sig_atomic_t *stop; /* polled between micro-batches (may be NULL) */
+} icl_step_opts;
+
+typedef struct {
+    double loss_sum;   /* summed -log p over the step's targets */
+    long n_targets;    /* their count (after the reduce hook) */
+    double loss;       /* loss_sum / n_targets */
+    double grad_norm;  /* global L2 norm over the trainable sets, before clipping */
+} icl_step_result;
+
+/* One optimizer step over the trainable sets of m (icl_model_trainable):
+ * zero their gradients; forward + backward of mb[0..n_mb) with loss_scale
+ * 1 / n_targets (n_targets: target tokens of all n_mb micro-batches, so
+ * the gradient is that of the step's mean loss); the reduce hook; global
+ * L2 norm (sets in order, tensors in order, accumulated in double);
+ * clipping as torch.nn.utils.clip_grad_norm_; AdamW (optim.h) per tensor
+ * with weight decay on tensors of 2+ dims, at learning rate lr and bias
+ * correction step t (1-based).  Moments are allocated on first use.
+ * Returns 0 (r filled), 1 when *o->stop became nonzero before the update
+ * (parameters unchanged), -1 with err: a rejected batch, a target count
+ * that differs from n_targets, the hook's failure, a non-finite loss or
+ * norm ("the loss is NaN", parameters unchanged). */
+int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, double lr, long t,
+                   const icl_step_opts *o, icl_step_result *r, char *err, size_t errsz);
 
 typedef struct {
     /* model: exactly one of model_dir or arch */
@@ -67,6 +110,8 @@ typedef struct {
     int resume;
     uint64_t seed;
     int threads;                /* 0: $ICL_NUM_THREADS or all cores (icl_set_threads) */
+    int rank, world_size;       /* data-parallel position: this process takes micro-batches
+                                   k with k % world_size == rank (only 0, 1 used now) */
     FILE *metrics;              /* JSONL sink (stdout) */
     int progress;               /* 1 bar on stderr, 0 none, -1 when stderr is a tty */
     int verbose;                /* print the configuration and data summary on stderr */
