@@ -1,7 +1,10 @@
 /* icl-train - train or fine-tune a causal LM on token lines.  See icl-train(1). */
 #include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "trainer.h"
 #include "util.h"
@@ -94,6 +97,62 @@ static double want_double(const char *opt, const char *s, double min)
     return v;
 }
 
+/* ------------------------------------------------------------ reporting */
+
+typedef struct {
+    FILE *metrics; /* JSONL of logged steps (stdout) */
+    int progress;  /* a progress bar on stderr */
+    int bar_open;  /* the bar's line is not finished */
+} reporter;
+
+static void fmt_time(char *b, size_t n, double s)
+{
+    if (!(s >= 0) || s > 1e7)
+        snprintf(b, n, "--:--");
+    else if (s >= 3600)
+        snprintf(b, n, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(b, n, "%d:%02d", (int)s / 60, (int)s % 60);
+}
+
+static void on_note(void *ctx, int warning, const char *msg)
+{
+    reporter *rp = ctx;
+    if (rp->bar_open)
+        fputc('\n', stderr);
+    rp->bar_open = 0;
+    if (warning)
+        warn("%s", msg);
+    else
+        fprintf(stderr, "icl-train: %s\n", msg);
+}
+
+static void on_step(void *ctx, const icl_train_progress *p)
+{
+    reporter *rp = ctx;
+    if (p->logged) {
+        char line[512];
+        icl_train_metrics_json(p, line, sizeof line);
+        fprintf(rp->metrics, "%s\n", line);
+        fflush(rp->metrics);
+    }
+    if (rp->progress) {
+        double per = p->elapsed / (double)(p->step - p->start_step);
+        char eta[32];
+        fmt_time(eta, sizeof eta, per * (double)(p->total_steps - p->step));
+        fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tok/s  ETA %s   ", p->step, p->total_steps, p->loss,
+                (double)p->tokens / (per > 0 ? per : 1e-9), eta);
+        rp->bar_open = p->step != p->total_steps;
+        if (!rp->bar_open)
+            fputc('\n', stderr);
+    }
+}
+
+/* ------------------------------------------------------------ signals */
+
+static volatile sig_atomic_t got_signal;
+static void on_signal(int sig) { got_signal = sig; }
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -151,15 +210,12 @@ int main(int argc, char **argv)
     };
     icl_train_opts o;
     icl_train_opts_default(&o);
+    int progress = -1; /* -1: when stderr is a terminal */
     int c;
     while ((c = getopt_long(argc, argv, "m:t:o:qh", lo, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
-        case O_ARCH:
-            if (strcmp(optarg, "llama") && strcmp(optarg, "qwen2") && strcmp(optarg, "gpt2"))
-                usage_die("--arch %s: want llama, qwen2 or gpt2", optarg);
-            o.arch = optarg;
-            break;
+        case O_ARCH: o.arch = optarg; break;
         case O_HID: o.hidden_size = (int)want_long("--hidden-size", optarg, 1); break;
         case O_NL: o.num_hidden_layers = (int)want_long("--num-hidden-layers", optarg, 1); break;
         case O_NH: o.num_attention_heads = (int)want_long("--num-attention-heads", optarg, 1); break;
@@ -193,29 +249,34 @@ int main(int argc, char **argv)
         case O_SEED: o.seed = (uint64_t)want_long("--seed", optarg, 0); break;
         case O_THREADS: o.threads = (int)want_long("--threads", optarg, 1); break;
         case O_LOG: o.log_every = want_long("--log-every", optarg, 1); break;
-        case O_PROG: o.progress = 1; break;
-        case O_NOPROG: o.progress = 0; break;
+        case O_PROG: progress = 1; break;
+        case O_NOPROG: progress = 0; break;
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case O_VERSION: icl_print_version(); return 0;
         default: usage_die("bad option");
         }
     }
-    if (!o.out_dir)
-        usage_die("missing -o OUT_DIR");
-    if (o.model_dir && o.arch)
-        usage_die("give -m MODEL_DIR or --arch, not both");
-    if (!o.model_dir && !o.arch && !o.resume)
-        usage_die("missing -m MODEL_DIR or --arch");
-    if (o.arch && !o.tokenizer && !o.resume)
-        usage_die("--arch needs -t TOKENIZER");
-    if (o.model_dir && o.tokenizer)
-        usage_die("-t is for --arch; a model folder brings its own tokenizer");
-    if (o.adamw.beta1 >= 1 || o.adamw.beta2 >= 1)
-        usage_die("--beta1 and --beta2 must be below 1");
-    if (o.min_lr > o.adamw.lr)
-        usage_die("--min-lr %g is above --lr %g", o.min_lr, o.adamw.lr);
     o.files = (const char *const *)argv + optind;
     o.nfiles = argc - optind;
-    return icl_train(&o);
+    char err[1024];
+    if (icl_train_opts_check(&o, err, sizeof err))
+        usage_die("%s", err);
+
+    reporter rp = {stdout, progress < 0 ? isatty(2) : progress, 0};
+    icl_train_hooks h = {on_note, on_step, &rp, &got_signal};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = icl_train(&o, &h, err, sizeof err);
+    if (rp.bar_open)
+        fputc('\n', stderr);
+    if (rc < 0)
+        die("%s", err);
+    if (rc == 1)
+        return got_signal == SIGINT ? 130 : 143;
+    return 0;
 }

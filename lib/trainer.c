@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,9 +36,7 @@ void icl_train_opts_default(icl_train_opts *o)
     o->clip = 1.0;
     o->log_every = 1;
     o->seed = 42;
-    o->progress = -1;
     o->verbose = 1;
-    o->metrics = stdout;
     o->world_size = 1;
 }
 
@@ -161,12 +160,7 @@ static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw
 
 static void rm_rf(const char *p) { nftw(p, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* ------------------------------------------------------------ signals */
-
-static volatile sig_atomic_t got_signal;
-static void on_signal(int sig) { got_signal = sig; }
-
-/* ------------------------------------------------------------ data */
+/* ------------------------------------------------------------ a run */
 
 typedef struct {
     int present;
@@ -175,86 +169,344 @@ typedef struct {
     const char *what; /* where the identity comes from */
 } tok_identity;
 
-/* Check the header of r (once it has been read) against the model. */
-static void check_header(const icl_toklines_reader *r, const char *name, int vocab, const tok_identity *id)
-{
-    if (id->present && r->hdr.fingerprint != id->fp)
-        die("%s:%ld: token lines were made by tokenizer xxh3:%016" PRIx64 " (%s), not the model's (%s, xxh3:%016" PRIx64
-            "); re-encode with icl-tok encode -t %s",
-            name, r->header_line, r->hdr.fingerprint, r->hdr.source ? r->hdr.source : "?", id->what, id->fp, id->what);
-    if (id->present && r->hdr.vocab_size != id->vocab)
-        die("%s:%ld: token lines have vocab_size %d but the model's tokenizer (%s) has %d", name, r->header_line,
-            r->hdr.vocab_size, id->what, id->vocab);
-    if (r->hdr.vocab_size > vocab)
-        die("%s:%ld: token lines use a vocabulary of %d ids but the model has %d", name, r->header_line,
-            r->hdr.vocab_size, vocab);
-    if (!id->present)
-        warn("%s: cannot check the tokenizer of the token lines: %s", name, id->what);
-}
-
-/* Read the token-line files into d, checking headers against the model's
- * tokenizer before any id is used.  The reader starts without an id bound
- * (so a header naming another tokenizer is reported as such, not as an id
- * out of range); the first example is checked here, then the reader bounds
- * ids by the model's vocabulary itself. */
-static void load_data(icl_dataset *d, const char *const *files, int nfiles, int vocab, const tok_identity *id)
-{
-    static const char *const stdin_only[] = {"-"};
-    if (nfiles == 0) {
-        files = stdin_only;
-        nfiles = 1;
-    }
-    for (int f = 0; f < nfiles; f++) {
-        icl_toklines_reader r;
-        icl_toklines_open(&r, files[f], 0);
-        r.vocab_size = INT32_MAX;
-        const char *name = r.lines.name;
-        char err[512];
-        int checked = 0;
-        for (;;) {
-            int rc = icl_toklines_next(&r, err, sizeof err);
-            if (rc < 0)
-                die("%s", err);
-            if (!checked && r.hdr.present) {
-                checked = 1;
-                check_header(&r, name, vocab, id);
-            }
-            if (rc == 0)
-                break;
-            if (r.vocab_size != vocab) {
-                for (size_t i = 0; i < r.n; i++)
-                    if (r.ids[i] >= vocab)
-                        die("%s:%ld: token id %d is not below the vocabulary size %d", name, r.lines.lineno,
-                            r.ids[i], vocab);
-                r.vocab_size = vocab;
-            }
-            icl_dataset_add(d, r.ids, r.target, r.n);
-        }
-        icl_toklines_close(&r);
-    }
-}
-
-static void report_data(const char *what, const icl_dataset *d, int verbose)
-{
-    if (d->n_dropped_long)
-        warn("%s: dropped %ld of %ld examples whose final response does not fit in --seq-len %d with a token "
-             "before it", what, d->n_dropped_long, d->n_read, d->seq_len);
-    if (d->n_dropped_empty)
-        warn("%s: dropped %ld of %ld examples without a trained target token", what, d->n_dropped_empty,
-             d->n_read);
-    if (verbose)
-        fprintf(stderr, "icl-train: %s: %zu examples, %zu tokens, %ld targets, longest %d; %ld truncated from the left\n",
-                what, d->n, d->ntok, d->n_targets, d->max_len, d->n_truncated);
-}
-
-/* ------------------------------------------------------------ state */
-
 typedef struct {
     long step;        /* optimizer steps done */
     long epoch;       /* current epoch (0-based) */
     size_t cursor;    /* next example of the epoch's permutation */
     uint64_t rng[4];  /* shuffle generator after the epoch's shuffle */
 } train_pos;
+
+/* Everything one icl_train call holds. */
+typedef struct {
+    const icl_train_opts *o;
+    const icl_train_hooks *h;
+    char *err;
+    size_t errsz;
+    icl_model *m;
+    const char *from;    /* where the model came from (for the summary) */
+    char *ckpt;          /* resumed checkpoint or NULL */
+    char *tokpath;       /* the model's tokenizer.json */
+    char *tok_json;      /* from scratch: the tokenizer.json bytes to ship */
+    size_t tok_len;
+    tok_identity tid;
+    int seq_len, threads;
+    int32_t pad;
+    icl_dataset data, valid;
+    int have_valid;
+    size_t *perm;
+    icl_schedule sched;
+    train_pos pos;
+    icl_batchbuf *bbs, evb;
+    icl_batch *mbs;
+    char *last_good;     /* newest checkpoint written or resumed from */
+    long last_saved;
+    /* metrics since the last logged step */
+    double log_loss, log_time;
+    long log_targets, log_tokens;
+} train_run;
+
+static void note(const train_run *r, int warning, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void note(const train_run *r, int warning, const char *fmt, ...)
+{
+    if (!r->h || !r->h->note || (!warning && !r->o->verbose))
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->h->note(r->h->ctx, warning, msg);
+}
+
+/* Set the run's error message; returns -1. */
+static int fail(train_run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(train_run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (r->err && r->errsz)
+        vsnprintf(r->err, r->errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
+{
+#define BAD(...) return (icl_seterr(err, errsz, __VA_ARGS__), -1)
+    if (!o->out_dir)
+        BAD("missing -o OUT_DIR");
+    if (o->model_dir && o->arch)
+        BAD("give -m MODEL_DIR or --arch, not both");
+    if (!o->model_dir && !o->arch && !o->resume)
+        BAD("missing -m MODEL_DIR or --arch");
+    if (o->arch && strcmp(o->arch, "llama") && strcmp(o->arch, "qwen2") && strcmp(o->arch, "gpt2"))
+        BAD("--arch %s: want llama, qwen2 or gpt2", o->arch);
+    if (o->arch && !o->tokenizer && !o->resume)
+        BAD("--arch needs -t TOKENIZER");
+    if (o->model_dir && o->tokenizer)
+        BAD("-t is for --arch; a model folder brings its own tokenizer");
+    if (o->batch_size < 1 || o->grad_accum < 1)
+        BAD("--batch-size and --grad-accum must be at least 1");
+    if (o->max_steps <= 0 && o->epochs < 1)
+        BAD("--epochs must be at least 1 (or give --max-steps)");
+    if (!(o->adamw.lr >= 0) || !(o->min_lr >= 0) || !(o->adamw.eps >= 0) || !(o->adamw.weight_decay >= 0) ||
+        !(o->clip >= 0) || o->warmup_steps < 0)
+        BAD("--lr, --min-lr, --eps, --weight-decay, --clip and --warmup-steps must not be negative");
+    if (!(o->adamw.beta1 >= 0) || !(o->adamw.beta2 >= 0) || o->adamw.beta1 >= 1 || o->adamw.beta2 >= 1)
+        BAD("--beta1 and --beta2 must be in [0, 1)");
+    if (o->min_lr > o->adamw.lr)
+        BAD("--min-lr %g is above --lr %g", o->min_lr, o->adamw.lr);
+    if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
+        BAD("rank %d of %d processes", o->rank, o->world_size);
+    return 0;
+#undef BAD
+}
+
+/* ------------------------------------------------------------ model */
+
+/* The config of a model from scratch: --arch defaults, the sizes given, the
+ * tokenizer's vocabulary and special ids. */
+static int scratch_config(train_run *r, icl_config *c)
+{
+    const icl_train_opts *o = r->o;
+    char e2[512];
+    icl_tokenizer *t = icl_tok_load(o->tokenizer, e2, sizeof e2);
+    if (!t)
+        return fail(r, "%s: %s", o->tokenizer, e2);
+    if (icl_config_defaults(c, o->arch)) {
+        icl_tok_free(t);
+        return fail(r, "--arch %s: not one of llama, qwen2, gpt2", o->arch);
+    }
+    c->vocab_size = icl_tok_vocab_size(t);
+    const icl_tok_specials *sp = icl_tok_get_specials(t);
+    c->bos_token_id = sp->bos;
+    c->pad_token_id = sp->pad;
+    c->n_eos = sp->eos >= 0;
+    c->eos_token_id[0] = sp->eos;
+    icl_tok_free(t);
+    if (o->hidden_size)
+        c->hidden_size = o->hidden_size;
+    if (o->num_hidden_layers)
+        c->num_hidden_layers = o->num_hidden_layers;
+    if (o->num_attention_heads)
+        c->num_attention_heads = o->num_attention_heads;
+    c->num_key_value_heads = o->num_key_value_heads ? o->num_key_value_heads : c->num_attention_heads;
+    if (c->arch == ICL_ARCH_GPT2)
+        c->num_key_value_heads = c->num_attention_heads;
+    if (o->intermediate_size)
+        c->intermediate_size = o->intermediate_size;
+    else if (c->arch == ICL_ARCH_GPT2 || o->hidden_size)
+        c->intermediate_size = 4 * c->hidden_size;
+    if (c->num_attention_heads > 0)
+        c->head_dim = c->hidden_size / c->num_attention_heads;
+    int sl = o->seq_len > 0 ? o->seq_len : 512;
+    c->max_position_embeddings = c->arch == ICL_ARCH_GPT2 ? sl : (sl > 2048 ? sl : 2048);
+    if (icl_config_validate(c, "--arch", r->err, r->errsz)) {
+        icl_config_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* The model: the newest checkpoint (--resume), the -m folder, or a random
+ * one from --arch; and r->tokpath, its tokenizer.json. */
+static int open_model(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    char e2[1024];
+    if (o->resume) {
+        r->ckpt = icl_train_latest_checkpoint(o->out_dir);
+        if (!r->ckpt)
+            return fail(r, "%s: no complete checkpoint to resume from", o->out_dir);
+        if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2)))
+            return fail(r, "%s: %s", r->ckpt, e2);
+        r->from = r->ckpt;
+        r->tokpath = join(r->ckpt, "tokenizer.json");
+    } else if (o->model_dir) {
+        if (!(r->m = icl_model_load(o->model_dir, e2, sizeof e2)))
+            return fail(r, "%s: %s", o->model_dir, e2);
+        r->from = o->model_dir;
+        r->tokpath = join(o->model_dir, "tokenizer.json");
+    } else {
+        r->tokpath = is_dir(o->tokenizer) ? join(o->tokenizer, "tokenizer.json") : xstrdup(o->tokenizer);
+        icl_config c;
+        if (scratch_config(r, &c))
+            return -1;
+        r->m = icl_model_new(&c);
+        icl_config_free(&c);
+        icl_model_init_random(r->m, o->seed, 0.02f);
+        r->from = o->arch;
+    }
+    return 0;
+}
+
+/* The identity of the model's tokenizer (to check token-line headers
+ * against) and, from scratch, its bytes to ship with the model. */
+static int open_tokenizer(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    int scratch = o->arch && !o->resume;
+    size_t n;
+    char *bytes = slurp(r->tokpath, &n), e2[1024];
+    if (!bytes) {
+        if (scratch)
+            return fail(r, "%s: cannot read: %s", r->tokpath, strerror(errno));
+        r->tid.what = "the model folder has no tokenizer.json";
+        return 0;
+    }
+    icl_tokenizer *t = icl_tok_load_mem(bytes, n, NULL, e2, sizeof e2);
+    if (t) {
+        r->tid.present = 1;
+        r->tid.fp = icl_tok_fingerprint(t);
+        r->tid.vocab = icl_tok_vocab_size(t);
+        r->tid.what = r->tokpath;
+        icl_tok_free(t);
+    } else if (scratch) {
+        free(bytes);
+        return fail(r, "%s: %s", r->tokpath, e2);
+    } else {
+        note(r, 1, "%s: %s", r->tokpath, e2);
+        r->tid.what = "its tokenizer.json cannot be read by icl";
+    }
+    if (!o->model_dir && !o->resume) {
+        r->tok_json = bytes;
+        r->tok_len = n;
+    } else {
+        free(bytes);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ data */
+
+/* Check the header of tr (once it has been read) against the model. */
+static int check_header(train_run *r, const icl_toklines_reader *tr, const char *name)
+{
+    const tok_identity *id = &r->tid;
+    int vocab = r->m->cfg.vocab_size;
+    if (id->present && tr->hdr.fingerprint != id->fp)
+        return fail(r, "%s:%ld: token lines were made by tokenizer xxh3:%016" PRIx64 " (%s), not the model's (%s, "
+                    "xxh3:%016" PRIx64 "); re-encode with icl-tok encode -t %s",
+                    name, tr->header_line, tr->hdr.fingerprint, tr->hdr.source ? tr->hdr.source : "?", id->what,
+                    id->fp, id->what);
+    if (id->present && tr->hdr.vocab_size != id->vocab)
+        return fail(r, "%s:%ld: token lines have vocab_size %d but the model's tokenizer (%s) has %d", name,
+                    tr->header_line, tr->hdr.vocab_size, id->what, id->vocab);
+    if (tr->hdr.vocab_size > vocab)
+        return fail(r, "%s:%ld: token lines use a vocabulary of %d ids but the model has %d", name, tr->header_line,
+                    tr->hdr.vocab_size, vocab);
+    if (!id->present)
+        note(r, 1, "%s: cannot check the tokenizer of the token lines: %s", name, id->what);
+    return 0;
+}
+
+/* Read one token-line file into d, checking its header against the model's
+ * tokenizer before any id is used.  The reader starts without an id bound
+ * (so a header naming another tokenizer is reported as such, not as an id
+ * out of range); the first example is checked here, then the reader bounds
+ * ids by the model's vocabulary itself. */
+static int load_file(train_run *r, icl_dataset *d, const char *file)
+{
+    int vocab = r->m->cfg.vocab_size, rc = -1, checked = 0;
+    icl_toklines_reader tr;
+    icl_toklines_open(&tr, file, 0);
+    tr.vocab_size = INT32_MAX;
+    const char *name = tr.lines.name;
+    for (;;) {
+        int st = icl_toklines_next(&tr, r->err, r->errsz);
+        if (st < 0)
+            goto out;
+        if (!checked && tr.hdr.present) {
+            checked = 1;
+            if (check_header(r, &tr, name))
+                goto out;
+        }
+        if (st == 0)
+            break;
+        if (tr.vocab_size != vocab) {
+            for (size_t i = 0; i < tr.n; i++)
+                if (tr.ids[i] >= vocab) {
+                    fail(r, "%s:%ld: token id %d is not below the vocabulary size %d", name, tr.lines.lineno,
+                         tr.ids[i], vocab);
+                    goto out;
+                }
+            tr.vocab_size = vocab;
+        }
+        icl_dataset_add(d, tr.ids, tr.target, tr.n);
+    }
+    rc = 0;
+out:
+    icl_toklines_close(&tr);
+    return rc;
+}
+
+static void report_data(const train_run *r, const char *what, const icl_dataset *d)
+{
+    if (d->n_dropped_long)
+        note(r, 1, "%s: dropped %ld of %ld examples whose final response does not fit in --seq-len %d with a "
+                   "token before it", what, d->n_dropped_long, d->n_read, d->seq_len);
+    if (d->n_dropped_empty)
+        note(r, 1, "%s: dropped %ld of %ld examples without a trained target token", what, d->n_dropped_empty,
+             d->n_read);
+    note(r, 0, "%s: %zu examples, %zu tokens, %ld targets, longest %d; %ld truncated from the left", what, d->n,
+         d->ntok, d->n_targets, d->max_len, d->n_truncated);
+}
+
+/* seq_len, the pad id, the training and validation data. */
+static int open_data(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    const icl_config *cfg = &r->m->cfg;
+    r->seq_len = o->seq_len;
+    if (r->seq_len <= 0)
+        r->seq_len = cfg->max_position_embeddings < 2048 ? cfg->max_position_embeddings : 2048;
+    if (cfg->arch == ICL_ARCH_GPT2 && r->seq_len > cfg->max_position_embeddings)
+        return fail(r, "--seq-len %d is more than the model's n_positions %d", r->seq_len, cfg->max_position_embeddings);
+    r->pad = cfg->pad_token_id >= 0 ? cfg->pad_token_id : (cfg->n_eos ? cfg->eos_token_id[0] : 0);
+    if (r->pad < 0 || r->pad >= cfg->vocab_size)
+        r->pad = 0;
+    icl_dataset_init(&r->data, r->seq_len);
+    icl_dataset_init(&r->valid, r->seq_len);
+    if (o->nfiles == 0 && load_file(r, &r->data, "-"))
+        return -1;
+    for (int f = 0; f < o->nfiles; f++)
+        if (load_file(r, &r->data, o->files[f]))
+            return -1;
+    report_data(r, "training data", &r->data);
+    if (r->data.n == 0)
+        return fail(r, "no training example left (see above)");
+    r->have_valid = o->valid != NULL;
+    if (r->have_valid) {
+        if (load_file(r, &r->valid, o->valid))
+            return -1;
+        report_data(r, o->valid, &r->valid);
+        if (r->valid.n == 0)
+            return fail(r, "%s: no validation example left", o->valid);
+    }
+    return 0;
+}
+
+/* Optimizer steps of the run: max_steps, else per epoch ceil(micro-batches /
+ * grad_accum) (an epoch's permutation changes the batches only with packing). */
+static void plan_schedule(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    r->perm = xmalloc(r->data.n * sizeof *r->perm);
+    long total = o->max_steps;
+    if (total <= 0) {
+        total = 0;
+        for (long e = 0; e < o->epochs; e++) {
+            if (e == 0 || o->packing)
+                icl_dataset_order(&r->data, o->seed, e, o->shuffle, r->perm, NULL);
+            long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
+            total += (nb + o->grad_accum - 1) / o->grad_accum;
+        }
+    }
+    r->sched = (icl_schedule){.kind = o->schedule, .lr = o->adamw.lr, .min_lr = o->min_lr,
+                              .warmup_steps = o->warmup_steps, .total_steps = total};
+}
+
+/* ------------------------------------------------------------ state */
 
 static char *state_json(const icl_train_opts *o, const icl_schedule *s, const train_pos *p, const icl_dataset *d)
 {
@@ -299,69 +551,100 @@ static char *state_json(const icl_train_opts *o, const icl_schedule *s, const tr
     return txt;
 }
 
-static uint64_t hex64(json_t *v, const char *path, const char *key)
+static int hex64(train_run *r, json_t *v, const char *path, const char *key, uint64_t *out)
 {
     const char *s = json_string_value(v);
     char *end;
     if (!s || !*s)
-        die("%s: \"%s\" is not a hex string", path, key);
+        return fail(r, "%s: \"%s\" is not a hex string", path, key);
     errno = 0;
     unsigned long long x = strtoull(s, &end, 16);
     if (*end || errno)
-        die("%s: \"%s\" is not a hex string", path, key);
-    return (uint64_t)x;
+        return fail(r, "%s: \"%s\" is not a hex string", path, key);
+    *out = (uint64_t)x;
+    return 0;
 }
 
-/* Read trainer_state.json of a checkpoint and check it fits this run. */
-static void read_state(const char *ckpt, const icl_train_opts *o, const icl_dataset *d, train_pos *p)
+static int get_long(train_run *r, json_t *ic, const char *path, const char *k, long *out)
 {
-    char *path = join(ckpt, "trainer_state.json");
+    json_t *v = json_object_get(ic, k);
+    if (!json_is_integer(v))
+        return fail(r, "%s: \"icl.%s\" missing or not an integer", path, k);
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+/* Check a value of the checkpoint against this run's. */
+static int same(train_run *r, long here, long there, const char *what)
+{
+    if (here == there)
+        return 0;
+    return fail(r, "%s: cannot resume: %s is %ld here but %ld in the checkpoint (give the same options and data)",
+                r->ckpt, what, here, there);
+}
+
+/* Read trainer_state.json of the checkpoint into r->pos and check it fits this run. */
+static int read_state(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    const icl_dataset *d = &r->data;
+    train_pos *p = &r->pos;
+    char *path = join(r->ckpt, "trainer_state.json");
     json_error_t je;
-    json_t *root = json_load_file(path, 0, &je);
-    if (!root)
-        die("%s:%d: %s", path, je.line, je.text);
-    json_t *ic = json_object_get(root, "icl");
-    if (!json_is_object(ic))
-        die("%s: no \"icl\" object: not written by icl-train", path);
-#define GETI(k) (json_is_integer(json_object_get(ic, k)) ? (long)json_integer_value(json_object_get(ic, k)) \
-                                                         : (die("%s: \"icl.%s\" missing or not an integer", path, k), 0))
-    p->step = GETI("step");
-    p->epoch = GETI("epoch");
-    long cursor = GETI("cursor");
-    long bs = GETI("batch_size"), ga = GETI("grad_accum"), sl = GETI("seq_len"), ne = GETI("num_examples");
-#undef GETI
+    json_t *root = json_load_file(path, 0, &je), *ic = json_object_get(root, "icl");
+    long cursor = 0, bs = 0, ga = 0, sl = 0, ne = 0;
+    uint64_t seed = 0;
+    int rc = -1;
+    if (!root) {
+        fail(r, "%s:%d: %s", path, je.line, je.text);
+        goto out;
+    }
+    if (!json_is_object(ic)) {
+        fail(r, "%s: no \"icl\" object: not written by icl-train", path);
+        goto out;
+    }
+    if (get_long(r, ic, path, "step", &p->step) || get_long(r, ic, path, "epoch", &p->epoch) ||
+        get_long(r, ic, path, "cursor", &cursor) || get_long(r, ic, path, "batch_size", &bs) ||
+        get_long(r, ic, path, "grad_accum", &ga) || get_long(r, ic, path, "seq_len", &sl) ||
+        get_long(r, ic, path, "num_examples", &ne))
+        goto out;
     json_t *rng = json_object_get(ic, "rng");
-    if (!json_is_array(rng) || json_array_size(rng) != 4)
-        die("%s: \"icl.rng\" is not 4 hex words", path);
+    if (!json_is_array(rng) || json_array_size(rng) != 4) {
+        fail(r, "%s: \"icl.rng\" is not 4 hex words", path);
+        goto out;
+    }
     for (int i = 0; i < 4; i++)
-        p->rng[i] = hex64(json_array_get(rng, (size_t)i), path, "icl.rng");
-    uint64_t seed = hex64(json_object_get(ic, "seed"), path, "icl.seed");
-    int packing = json_is_true(json_object_get(ic, "packing"));
-    int shuffle = json_is_true(json_object_get(ic, "shuffle"));
+        if (hex64(r, json_array_get(rng, (size_t)i), path, "icl.rng", &p->rng[i]))
+            goto out;
+    if (hex64(r, json_object_get(ic, "seed"), path, "icl.seed", &seed))
+        goto out;
+    int packing = json_is_true(json_object_get(ic, "packing")), shuffle = json_is_true(json_object_get(ic, "shuffle"));
+    if (same(r, o->batch_size, bs, "--batch-size") || same(r, o->grad_accum, ga, "--grad-accum") ||
+        same(r, d->seq_len, sl, "--seq-len") || same(r, o->packing, packing, "--packing") ||
+        same(r, o->shuffle, shuffle, "shuffling") || same(r, (long)d->n, ne, "the number of examples"))
+        goto out;
+    if (seed != o->seed) {
+        fail(r, "%s: cannot resume: --seed %" PRIu64 " differs from the checkpoint's %" PRIu64, r->ckpt, o->seed, seed);
+        goto out;
+    }
     char hex[32];
     snprintf(hex, sizeof hex, "xxh3:%016" PRIx64, icl_dataset_hash(d));
     const char *dh = json_string_value(json_object_get(ic, "data_hash"));
-#define SAME(cond, what, a, b)                                                                                 \
-    if (!(cond))                                                                                               \
-        die("%s: cannot resume: %s is %ld here but %ld in the checkpoint (give the same options and data)", \
-            ckpt, what, (long)(a), (long)(b));
-    SAME(bs == o->batch_size, "--batch-size", o->batch_size, bs);
-    SAME(ga == o->grad_accum, "--grad-accum", o->grad_accum, ga);
-    SAME(sl == d->seq_len, "--seq-len", d->seq_len, sl);
-    SAME(packing == o->packing, "--packing", o->packing, packing);
-    SAME(shuffle == o->shuffle, "shuffling", o->shuffle, shuffle);
-    SAME(ne == (long)d->n, "the number of examples", (long)d->n, ne);
-#undef SAME
-    if (seed != o->seed)
-        die("%s: cannot resume: --seed %" PRIu64 " differs from the checkpoint's %" PRIu64, ckpt, o->seed, seed);
-    if (!dh || strcmp(dh, hex))
-        die("%s: cannot resume: the training data differ from the checkpoint's (%s, here %s)", ckpt,
-            dh ? dh : "none", hex);
-    if (cursor < 0 || (size_t)cursor > d->n || p->epoch < 0 || p->step < 0)
-        die("%s: data position out of range", path);
+    if (!dh || strcmp(dh, hex)) {
+        fail(r, "%s: cannot resume: the training data differ from the checkpoint's (%s, here %s)", r->ckpt,
+             dh ? dh : "none", hex);
+        goto out;
+    }
+    if (cursor < 0 || (size_t)cursor > d->n || p->epoch < 0 || p->step < 0) {
+        fail(r, "%s: data position out of range", path);
+        goto out;
+    }
     p->cursor = (size_t)cursor;
+    rc = 0;
+out:
     json_decref(root);
     free(path);
+    return rc;
 }
 
 /* optimizer.safetensors: "NAME.exp_avg" and "NAME.exp_avg_sq" of every view
@@ -437,60 +720,91 @@ out:
 }
 
 /* The model folder files plus, from scratch, tokenizer.json. */
-static void save_model_dir(const icl_model *m, const char *dir, const char *tok_json, size_t tok_len)
+static int save_model_dir(train_run *r, const char *dir)
 {
-    char err[512];
-    if (icl_model_save(m, dir, err, sizeof err))
-        die("%s", err);
-    if (tok_json) {
+    if (icl_model_save(r->m, dir, r->err, r->errsz))
+        return -1;
+    if (r->tok_json) {
         char *p = join(dir, "tokenizer.json");
-        if (icl_write_file_atomic(p, tok_json, tok_len, err, sizeof err))
-            die("%s", err);
+        int rc = icl_write_file_atomic(p, r->tok_json, r->tok_len, r->err, r->errsz);
         free(p);
+        return rc;
     }
+    return 0;
 }
 
-/* OUT/checkpoint-STEP, atomically. Returns its path (malloc'd). */
-static char *save_checkpoint(icl_model *m, const char *out, const icl_train_opts *o, const icl_schedule *s,
-                             const train_pos *p, const icl_dataset *d, const char *tok_json, size_t tok_len)
+/* OUT/checkpoint-STEP, atomically: every file written (atomically) in a
+ * temporary folder, which is renamed into place.  r->last_good becomes it. */
+static int save_checkpoint(train_run *r)
 {
-    char name[64];
-    snprintf(name, sizeof name, "checkpoint-%ld", p->step);
-    char *final = join(out, name);
-    char tmpl[96];
+    const char *out = r->o->out_dir;
+    char name[64], tmpl[96];
+    snprintf(name, sizeof name, "checkpoint-%ld", r->pos.step);
     snprintf(tmpl, sizeof tmpl, ".tmp-%s.XXXXXX", name);
-    char *tmp = join(out, tmpl);
-    if (!mkdtemp(tmp))
-        die("%s: cannot create a temporary folder:", out);
-    save_model_dir(m, tmp, tok_json, tok_len);
-    char *op = join(tmp, "optimizer.safetensors");
-    char err[512];
-    if (save_optimizer(m, op, err, sizeof err))
-        die("%s", err);
-    free(op);
-    char *st = state_json(o, s, p, d);
-    char *sp = join(tmp, "trainer_state.json");
-    if (icl_write_file_atomic(sp, st, strlen(st), err, sizeof err))
-        die("%s", err);
-    free(sp);
-    free(st);
+    char *final = join(out, name), *tmp = join(out, tmpl), *op = NULL, *sp = NULL, *st = NULL, *old = NULL;
+    int rc = -1;
+    if (!mkdtemp(tmp)) {
+        fail(r, "%s: cannot create a temporary folder: %s", out, strerror(errno));
+        goto out;
+    }
+    op = join(tmp, "optimizer.safetensors");
+    sp = join(tmp, "trainer_state.json");
+    st = state_json(r->o, &r->sched, &r->pos, &r->data);
+    if (save_model_dir(r, tmp) || save_optimizer(r->m, op, r->err, r->errsz) ||
+        icl_write_file_atomic(sp, st, strlen(st), r->err, r->errsz))
+        goto out;
     fsync_path(tmp);
-    char *old = NULL;
     if (is_dir(final)) { /* replace a checkpoint of the same step */
         old = join(out, ".old-checkpoint");
         rm_rf(old);
-        if (rename(final, old) < 0)
-            die("%s: cannot move aside:", final);
+        if (rename(final, old) < 0) {
+            fail(r, "%s: cannot move aside: %s", final, strerror(errno));
+            goto out;
+        }
     }
-    if (rename(tmp, final) < 0)
-        die("%s: cannot rename to %s:", tmp, final);
+    if (rename(tmp, final) < 0) {
+        fail(r, "%s: cannot rename to %s: %s", tmp, final, strerror(errno));
+        goto out;
+    }
     fsync_path(out);
-    if (old) {
+    if (old)
         rm_rf(old);
-        free(old);
-    }
+    free(r->last_good);
+    r->last_good = final;
+    final = NULL;
+    r->last_saved = r->pos.step;
+    rc = 0;
+out:
+    if (rc && is_dir(tmp))
+        rm_rf(tmp);
+    free(final);
     free(tmp);
-    return final;
+    free(op);
+    free(sp);
+    free(st);
+    free(old);
+    return rc;
+}
+
+/* Resume: the position, the moments and the first step's data order. */
+static int restore(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    if (r->ckpt) {
+        if (read_state(r))
+            return -1;
+        char *op = join(r->ckpt, "optimizer.safetensors");
+        int rc = load_optimizer(r->m, op, r->err, r->errsz);
+        free(op);
+        if (rc)
+            return -1;
+        note(r, 0, "resuming from %s (step %ld, epoch %ld, example %zu)", r->ckpt, r->pos.step, r->pos.epoch,
+             r->pos.cursor);
+        r->last_good = xstrdup(r->ckpt);
+        r->last_saved = r->pos.step;
+    }
+    icl_dataset_order(&r->data, o->seed, r->pos.epoch, o->shuffle, r->perm, r->pos.rng);
+    return 0;
 }
 
 char *icl_train_latest_checkpoint(const char *out_dir)
@@ -523,346 +837,216 @@ char *icl_train_latest_checkpoint(const char *out_dir)
     return join(out_dir, name);
 }
 
-/* ------------------------------------------------------------ evaluation */
+/* ------------------------------------------------------------ the loop */
 
-static double evaluate(icl_model *m, const icl_dataset *d, int batch_size, int32_t pad, icl_batchbuf *bb)
+static double evaluate(train_run *r)
 {
+    const icl_dataset *d = &r->valid;
     size_t *perm = xmalloc((d->n ? d->n : 1) * sizeof *perm);
     icl_dataset_order(d, 0, 0, 0, perm, NULL);
     size_t cur = 0;
     double sum = 0;
     long n = 0;
-    while (icl_dataset_next(d, perm, &cur, batch_size, 0, pad, bb)) {
+    while (icl_dataset_next(d, perm, &cur, r->o->batch_size, 0, r->pad, &r->evb)) {
         long nt = 0;
-        sum += icl_model_forward(m, &bb->b, NULL, 0, &nt);
+        sum += icl_model_forward(r->m, &r->evb.b, NULL, 0, &nt);
         n += nt;
     }
     free(perm);
     return n ? sum / (double)n : NAN;
 }
 
-/* ------------------------------------------------------------ main loop */
-
-static void print_config(const icl_train_opts *o, const icl_model *m, const icl_schedule *s, const char *from,
-                         long start_step, int threads, int seq_len)
+static void summary(const train_run *r)
 {
-    const icl_config *c = &m->cfg;
-    fprintf(stderr,
-            "icl-train: model %s (%s, %zu parameters): vocab_size %d hidden_size %d intermediate_size %d "
-            "num_hidden_layers %d num_attention_heads %d num_key_value_heads %d tie_word_embeddings %d\n",
-            from, c->model_type, m->base.num_params, c->vocab_size, c->hidden_size, c->intermediate_size,
-            c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads, c->tie_word_embeddings);
-    fprintf(stderr,
-            "icl-train: batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | "
-            "lr %g schedule %s warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | "
-            "clip %g | seed %" PRIu64 " threads %d | out %s\n",
-            o->batch_size, o->grad_accum, seq_len, o->packing, s->total_steps, start_step, o->max_steps > 0 ? -1 : o->epochs,
-            s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr, o->adamw.beta1, o->adamw.beta2, o->adamw.eps,
-            o->adamw.weight_decay, o->clip, o->seed, threads, o->out_dir);
+    const icl_train_opts *o = r->o;
+    const icl_config *c = &r->m->cfg;
+    const icl_schedule *s = &r->sched;
+    size_t trainable = 0;
+    icl_param_set *sets[16];
+    int ns = icl_model_trainable(r->m, sets, 16);
+    for (int i = 0; i < ns && i < 16; i++)
+        trainable += sets[i]->num_params;
+    note(r, 0,
+         "model %s (%s, %zu parameters, %zu trainable): vocab_size %d hidden_size %d intermediate_size %d "
+         "num_hidden_layers %d num_attention_heads %d num_key_value_heads %d tie_word_embeddings %d",
+         r->from, c->model_type, r->m->base.num_params, trainable, c->vocab_size, c->hidden_size,
+         c->intermediate_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
+         c->tie_word_embeddings);
+    note(r, 0,
+         "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | lr %g schedule %s "
+         "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
+         " threads %d | out %s",
+         o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
+         o->max_steps > 0 ? -1 : o->epochs, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
+         o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
+         o->out_dir);
 }
 
-static void fmt_time(char *b, size_t n, double s)
+/* At the end of an epoch, the next one's order. */
+static void epoch_rollover(train_run *r)
 {
-    if (!(s >= 0) || s > 1e7)
-        snprintf(b, n, "--:--");
-    else if (s >= 3600)
-        snprintf(b, n, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
-    else
-        snprintf(b, n, "%d:%02d", (int)s / 60, (int)s % 60);
+    train_pos *p = &r->pos;
+    if (p->cursor >= r->data.n) {
+        p->epoch++;
+        p->cursor = 0;
+        icl_dataset_order(&r->data, r->o->seed, p->epoch, r->o->shuffle, r->perm, p->rng);
+    }
 }
 
-int icl_train(const icl_train_opts *o)
+/* The next step's micro-batches: up to grad_accum per process from the
+ * current epoch (a step never spans two epochs); of each
+ * world_size consecutive ones, this rank's.  Returns their count; *tg and
+ * *ntok get the step's targets and real tokens. */
+static int next_microbatches(train_run *r, long *tg, long *ntok)
 {
-    if (!o->out_dir)
-        die("no output folder (-o)");
-    if (!!o->model_dir + !!o->arch != 1 && !o->resume)
-        die("give exactly one of -m MODEL_DIR and --arch");
-    if (o->batch_size < 1 || o->grad_accum < 1)
-        die("--batch-size and --grad-accum must be at least 1");
-    int threads = icl_set_threads(o->threads);
-    if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST)
-        die("%s: cannot create:", o->out_dir);
-    if (!is_dir(o->out_dir))
-        die("%s: exists and is not a folder", o->out_dir);
-
-    /* ---- model */
-    char err[1024];
-    icl_model *m = NULL;
-    char *tok_json = NULL; /* from scratch: the tokenizer.json bytes to ship */
-    size_t tok_len = 0;
-    tok_identity tid = {0};
-    char *ckpt = NULL;
-    const char *from = o->model_dir;
-    char *tokpath = NULL;
-    if (o->resume) {
-        ckpt = icl_train_latest_checkpoint(o->out_dir);
-        if (!ckpt)
-            die("%s: no complete checkpoint to resume from", o->out_dir);
-        m = icl_model_load(ckpt, err, sizeof err);
-        if (!m)
-            die("%s: %s", ckpt, err);
-        from = ckpt;
-        tokpath = join(ckpt, "tokenizer.json");
-    } else if (o->model_dir) {
-        m = icl_model_load(o->model_dir, err, sizeof err);
-        if (!m)
-            die("%s: %s", o->model_dir, err);
-        tokpath = join(o->model_dir, "tokenizer.json");
-    } else {
-        if (!o->tokenizer)
-            die("--arch needs a tokenizer (-t TOKENIZER) for the vocabulary and special ids");
-        tokpath = is_dir(o->tokenizer) ? join(o->tokenizer, "tokenizer.json") : xstrdup(o->tokenizer);
-        icl_tokenizer *t = icl_tok_load(o->tokenizer, err, sizeof err);
-        if (!t)
-            die("%s: %s", o->tokenizer, err);
-        icl_config c;
-        if (icl_config_defaults(&c, o->arch))
-            die("--arch %s: not one of llama, qwen2, gpt2", o->arch);
-        c.vocab_size = icl_tok_vocab_size(t);
-        const icl_tok_specials *sp = icl_tok_get_specials(t);
-        c.bos_token_id = sp->bos;
-        c.pad_token_id = sp->pad;
-        c.n_eos = sp->eos >= 0;
-        c.eos_token_id[0] = sp->eos;
-        icl_tok_free(t);
-        if (o->hidden_size)
-            c.hidden_size = o->hidden_size;
-        if (o->num_hidden_layers)
-            c.num_hidden_layers = o->num_hidden_layers;
-        if (o->num_attention_heads)
-            c.num_attention_heads = o->num_attention_heads;
-        c.num_key_value_heads = o->num_key_value_heads ? o->num_key_value_heads : c.num_attention_heads;
-        if (c.arch == ICL_ARCH_GPT2)
-            c.num_key_value_heads = c.num_attention_heads;
-        if (o->intermediate_size)
-            c.intermediate_size = o->intermediate_size;
-        else if (c.arch == ICL_ARCH_GPT2 || o->hidden_size)
-            c.intermediate_size = 4 * c.hidden_size;
-        if (c.num_attention_heads > 0)
-            c.head_dim = c.hidden_size / c.num_attention_heads;
-        int sl = o->seq_len > 0 ? o->seq_len : 512;
-        c.max_position_embeddings = c.arch == ICL_ARCH_GPT2 ? sl : (sl > 2048 ? sl : 2048);
-        if (icl_config_validate(&c, "--arch", err, sizeof err))
-            die("%s", err);
-        m = icl_model_new(&c);
-        icl_config_free(&c);
-        icl_model_init_random(m, o->seed, 0.02f);
-        from = o->arch;
-    }
-    {
-        size_t n;
-        char *bytes = slurp(tokpath, &n);
-        if (bytes) {
-            icl_tokenizer *t = icl_tok_load_mem(bytes, n, NULL, err, sizeof err);
-            if (t) {
-                tid.present = 1;
-                tid.fp = icl_tok_fingerprint(t);
-                tid.vocab = icl_tok_vocab_size(t);
-                tid.what = tokpath;
-                icl_tok_free(t);
-            } else if (o->arch && !o->resume) {
-                die("%s: %s", tokpath, err);
-            } else {
-                warn("%s: %s", tokpath, err);
-                tid.what = "its tokenizer.json cannot be read by icl";
-            }
-            if (!o->model_dir && !o->resume) {
-                tok_json = bytes;
-                tok_len = n;
-                bytes = NULL;
-            }
-            free(bytes);
-        } else if (o->arch && !o->resume) {
-            die("%s: cannot read:", tokpath);
-        } else {
-            tid.what = "the model folder has no tokenizer.json";
-        }
-    }
-    const icl_config *cfg = &m->cfg;
-    int seq_len = o->seq_len;
-    if (seq_len <= 0)
-        seq_len = cfg->max_position_embeddings < 2048 ? cfg->max_position_embeddings : 2048;
-    if (cfg->arch == ICL_ARCH_GPT2 && seq_len > cfg->max_position_embeddings)
-        die("--seq-len %d is more than the model's n_positions %d", seq_len, cfg->max_position_embeddings);
-    int32_t pad = cfg->pad_token_id >= 0 ? cfg->pad_token_id : (cfg->n_eos ? cfg->eos_token_id[0] : 0);
-    if (pad < 0 || pad >= cfg->vocab_size)
-        pad = 0;
-
-    /* ---- data */
-    icl_dataset data, valid;
-    icl_dataset_init(&data, seq_len);
-    load_data(&data, o->files, o->nfiles, cfg->vocab_size, &tid);
-    report_data("training data", &data, o->verbose);
-    if (data.n == 0)
-        die("no training example left (see above)");
-    int have_valid = o->valid != NULL;
-    icl_dataset_init(&valid, seq_len);
-    if (have_valid) {
-        const char *vf[1] = {o->valid};
-        load_data(&valid, vf, 1, cfg->vocab_size, &tid);
-        report_data(o->valid, &valid, o->verbose);
-        if (valid.n == 0)
-            die("%s: no validation example left", o->valid);
-    }
-
-    /* ---- length and schedule */
-    size_t *perm = xmalloc(data.n * sizeof *perm);
-    long total = o->max_steps;
-    if (total <= 0) {
-        if (o->epochs < 1)
-            die("--epochs must be at least 1 (or give --max-steps)");
-        total = 0;
-        for (long e = 0; e < o->epochs; e++) {
-            if (e == 0 || o->packing)
-                icl_dataset_order(&data, o->seed, e, o->shuffle, perm, NULL);
-            long nb = icl_dataset_count_batches(&data, perm, o->batch_size, o->packing);
-            total += (nb + o->grad_accum - 1) / o->grad_accum;
-        }
-    }
-    icl_schedule sched = {.kind = o->schedule, .lr = o->adamw.lr, .min_lr = o->min_lr,
-                          .warmup_steps = o->warmup_steps, .total_steps = total};
-
-    /* ---- state */
-    train_pos pos = {0};
-    if (ckpt) {
-        read_state(ckpt, o, &data, &pos);
-        char *op = join(ckpt, "optimizer.safetensors");
-        if (load_optimizer(m, op, err, sizeof err))
-            die("%s", err);
-        free(op);
-        if (o->verbose)
-            fprintf(stderr, "icl-train: resuming from %s (step %ld, epoch %ld, example %zu)\n", ckpt, pos.step,
-                    pos.epoch, pos.cursor);
-    }
-    icl_dataset_order(&data, o->seed, pos.epoch, o->shuffle, perm, pos.rng);
-    if (o->verbose)
-        print_config(o, m, &sched, from, pos.step, threads, seq_len);
-
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    got_signal = 0;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
-
-    int progress = o->progress < 0 ? isatty(2) : o->progress;
-    int A = o->grad_accum;
-    icl_batchbuf *bbs = xcalloc((size_t)A, sizeof *bbs);
-    icl_batch *mbs = xcalloc((size_t)A, sizeof *mbs);
-    icl_step_opts sopt = {o->adamw, o->clip, NULL, NULL, &got_signal};
-    icl_batchbuf evb = {0};
-    long last_saved = ckpt ? pos.step : -1;
-    char *last_good = ckpt ? xstrdup(ckpt) : NULL;
-    double log_loss = 0, log_t0 = icl_now(), run_t0 = log_t0, log_time = 0;
-    long log_targets = 0, log_tokens = 0, log_steps = 0, start_step = pos.step;
-    int rc = 0;
-    double val_loss = NAN;
-
-    while (pos.step < total) {
-        if (pos.cursor >= data.n) {
-            pos.epoch++;
-            pos.cursor = 0;
-            icl_dataset_order(&data, o->seed, pos.epoch, o->shuffle, perm, pos.rng);
-        }
-        train_pos at_start = pos;
-        int nmb = 0;
-        long tg = 0, ntok = 0;
-        /* A micro-batches per process: of each world_size consecutive ones, this rank's */
-        for (int k = 0; nmb < A; k++) {
-            if (!icl_dataset_next(&data, perm, &pos.cursor, o->batch_size, o->packing, pad, &bbs[nmb]))
-                break;
-            if (k % o->world_size != o->rank)
-                continue;
-            tg += bbs[nmb].n_targets;
-            ntok += bbs[nmb].n_tokens;
-            nmb++;
-        }
-        double lr = icl_lr_at(&sched, pos.step);
-        long t = pos.step + 1;
-        for (int k = 0; k < nmb; k++)
-            mbs[k] = bbs[k].b;
-        icl_step_result sr;
-        int st = icl_train_step(m, mbs, nmb, tg, lr, t, &sopt, &sr, err, sizeof err);
-        if (st == 1) {
-            pos = at_start;
+    const icl_train_opts *o = r->o;
+    train_pos *p = &r->pos;
+    int nmb = 0;
+    *tg = *ntok = 0;
+    for (int k = 0; nmb < o->grad_accum; k++) {
+        if (!icl_dataset_next(&r->data, r->perm, &p->cursor, o->batch_size, o->packing, r->pad, &r->bbs[nmb]))
             break;
+        if (k % o->world_size != o->rank)
+            continue;
+        *tg += r->bbs[nmb].n_targets;
+        *ntok += r->bbs[nmb].n_tokens;
+        r->mbs[nmb] = r->bbs[nmb].b;
+        nmb++;
+    }
+    return nmb;
+}
+
+/* After step t: validation, the progress report, a periodic checkpoint. */
+static int after_step(train_run *r, icl_train_progress *pr)
+{
+    const icl_train_opts *o = r->o;
+    long t = pr->step, total = r->sched.total_steps;
+    pr->has_val = r->have_valid && ((o->eval_every > 0 && t % o->eval_every == 0) || t == total);
+    if (pr->has_val)
+        pr->val_loss = evaluate(r);
+    pr->logged = (o->log_every > 0 && t % o->log_every == 0) || t == total || pr->has_val;
+    pr->log_loss = r->log_loss / (double)r->log_targets;
+    pr->tokens_per_s = (double)r->log_tokens / (r->log_time + 1e-12);
+    if (r->h && r->h->step)
+        r->h->step(r->h->ctx, pr);
+    if (pr->logged) {
+        r->log_loss = r->log_time = 0;
+        r->log_targets = r->log_tokens = 0;
+    }
+    if (o->save_every > 0 && t % o->save_every == 0 && t != total)
+        return save_checkpoint(r);
+    return 0;
+}
+
+/* Steps until the end or a stop request: 0 done, 1 stopped, -1 error. */
+static int run_steps(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    icl_step_opts sopt = {o->adamw, o->clip, o->reduce, o->reduce_ctx, r->h ? r->h->stop : NULL};
+    double t0 = icl_now(), run_t0 = t0;
+    long start_step = r->pos.step;
+    while (r->pos.step < r->sched.total_steps) {
+        epoch_rollover(r);
+        train_pos at_start = r->pos;
+        long tg, ntok;
+        int nmb = next_microbatches(r, &tg, &ntok);
+        double lr = icl_lr_at(&r->sched, r->pos.step);
+        long t = r->pos.step + 1;
+        icl_step_result sr;
+        char e2[512];
+        int st = icl_train_step(r->m, r->mbs, nmb, tg, lr, t, &sopt, &sr, e2, sizeof e2);
+        if (st == 1) {
+            r->pos = at_start;
+            return 1;
         }
         if (st < 0)
-            die("step %ld: %s; stopping (last good checkpoint: %s)", t, err, last_good ? last_good : "none");
-        double loss_sum = sr.loss_sum, loss = sr.loss, norm = sr.grad_norm;
-        pos.step = t;
-        log_loss += loss_sum;
-        log_targets += tg;
-        log_tokens += ntok;
-        log_steps++;
-
+            return fail(r, "step %ld: %s; stopping (last good checkpoint: %s)", t, e2,
+                        r->last_good ? r->last_good : "none");
+        r->pos.step = t;
+        r->log_loss += sr.loss_sum;
+        r->log_targets += sr.n_targets;
+        r->log_tokens += ntok;
         double t_end = icl_now(); /* tokens/s counts training only, not evaluation or saving */
-        log_time += t_end - log_t0;
-        int do_eval = have_valid && ((o->eval_every > 0 && t % o->eval_every == 0) || t == total);
-        if (do_eval)
-            val_loss = evaluate(m, &valid, o->batch_size, pad, &evb);
-        int do_log = (o->log_every > 0 && t % o->log_every == 0) || t == total || do_eval;
-        if (do_log) {
-            double ep = pos.epoch + (double)pos.cursor / (double)data.n;
-            fprintf(o->metrics,
-                    "{\"step\": %ld, \"epoch\": %.6g, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-                    "\"tokens_per_s\": %.1f",
-                    t, ep, log_loss / (double)log_targets, lr, norm, (double)log_tokens / (log_time + 1e-12));
-            if (do_eval)
-                fprintf(o->metrics, ", \"val_loss\": %.9g", val_loss);
-            fputs("}\n", o->metrics);
-            fflush(o->metrics);
-            log_loss = 0;
-            log_targets = log_tokens = log_steps = 0;
-            log_time = 0;
-        }
-        if (progress) {
-            double el = icl_now() - run_t0, per = el / (double)(t - start_step);
-            char eta[32];
-            fmt_time(eta, sizeof eta, per * (double)(total - t));
-            fprintf(stderr, "\rstep %ld/%ld  loss %.4f  %.0f tok/s  ETA %s   ", t, total, loss,
-                    (double)ntok / (per > 0 ? per : 1e-9), eta);
-            if (t == total)
-                fputc('\n', stderr);
-        }
-        if (o->save_every > 0 && t % o->save_every == 0 && t != total) {
-            free(last_good);
-            last_good = save_checkpoint(m, o->out_dir, o, &sched, &pos, &data, tok_json, tok_len);
-            last_saved = t;
-        }
-        log_t0 = icl_now();
+        r->log_time += t_end - t0;
+        icl_train_progress pr = {.step = t, .total_steps = r->sched.total_steps, .start_step = start_step,
+                                 .epoch = r->pos.epoch + (double)r->pos.cursor / (double)r->data.n,
+                                 .loss = sr.loss, .lr = lr, .grad_norm = sr.grad_norm, .tokens = ntok,
+                                 .elapsed = t_end - run_t0};
+        if (after_step(r, &pr))
+            return -1;
+        t0 = icl_now();
     }
-    if (progress && got_signal)
-        fputc('\n', stderr);
-    if (pos.step != last_saved) {
-        free(last_good);
-        last_good = save_checkpoint(m, o->out_dir, o, &sched, &pos, &data, tok_json, tok_len);
-    }
-    if (got_signal) {
-        rc = got_signal == SIGINT ? 130 : 143;
-        warn("interrupted at step %ld; saved %s; continue with --resume", pos.step, last_good);
-    } else {
-        save_model_dir(m, o->out_dir, tok_json, tok_len);
-        if (o->verbose)
-            fprintf(stderr, "icl-train: done: %ld steps; model in %s, last checkpoint %s\n", pos.step, o->out_dir,
-                    last_good);
-    }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    return 0;
+}
 
-    for (int k = 0; k < A; k++)
-        icl_batchbuf_free(&bbs[k]);
-    free(bbs);
-    free(mbs);
-    icl_batchbuf_free(&evb);
-    free(perm);
-    free(last_good);
-    free(ckpt);
-    free(tokpath);
-    free(tok_json);
-    icl_dataset_free(&data);
-    icl_dataset_free(&valid);
-    icl_model_free(m);
+static void run_free(train_run *r)
+{
+    for (int k = 0; r->bbs && k < r->o->grad_accum; k++)
+        icl_batchbuf_free(&r->bbs[k]);
+    free(r->bbs);
+    free(r->mbs);
+    icl_batchbuf_free(&r->evb);
+    free(r->perm);
+    free(r->last_good);
+    free(r->ckpt);
+    free(r->tokpath);
+    free(r->tok_json);
+    icl_dataset_free(&r->data);
+    icl_dataset_free(&r->valid);
+    icl_model_free(r->m);
+}
+
+int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz)
+{
+    train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1}, *r = &run;
+    int rc = -1;
+    if (icl_train_opts_check(o, err, errsz))
+        return -1;
+    r->threads = icl_set_threads(o->threads);
+    if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
+        fail(r, "%s: cannot create: %s", o->out_dir, strerror(errno));
+        goto out;
+    }
+    if (!is_dir(o->out_dir)) {
+        fail(r, "%s: exists and is not a folder", o->out_dir);
+        goto out;
+    }
+    if (open_model(r) || open_tokenizer(r) || open_data(r))
+        goto out;
+    plan_schedule(r);
+    if (restore(r))
+        goto out;
+    summary(r);
+    r->bbs = xcalloc((size_t)o->grad_accum, sizeof *r->bbs);
+    r->mbs = xcalloc((size_t)o->grad_accum, sizeof *r->mbs);
+    int st = run_steps(r);
+    if (st < 0)
+        goto out;
+    if (r->pos.step != r->last_saved && save_checkpoint(r))
+        goto out;
+    if (st == 1) {
+        note(r, 1, "interrupted at step %ld; saved %s; continue with --resume", r->pos.step, r->last_good);
+        rc = 1;
+        goto out;
+    }
+    if (save_model_dir(r, o->out_dir))
+        goto out;
+    note(r, 0, "done: %ld steps; model in %s, last checkpoint %s", r->pos.step, o->out_dir, r->last_good);
+    rc = 0;
+out:
+    run_free(r);
     return rc;
+}
+
+int icl_train_metrics_json(const icl_train_progress *p, char *buf, size_t n)
+{
+    int k = snprintf(buf, n,
+                     "{\"step\": %ld, \"epoch\": %.6g, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+                     "\"tokens_per_s\": %.1f",
+                     p->step, p->epoch, p->log_loss, p->lr, p->grad_norm, p->tokens_per_s);
+    if (k >= 0 && (size_t)k < n && p->has_val)
+        k += snprintf(buf + k, n - (size_t)k, ", \"val_loss\": %.9g", p->val_loss);
+    if (k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, "}");
+    return k;
 }

@@ -1,5 +1,8 @@
-/* trainer.h - the training loop of icl-train: data, optimizer steps,
- * schedule, clipping, evaluation, metrics, checkpoints and exact resume.
+/* trainer.h - training: one optimizer step (icl_train_step) and the run of
+ * icl-train (icl_train): data, schedule, clipping, evaluation, checkpoints
+ * and exact resume.  The library reports; the program (cmd/icl-train.c)
+ * prints metrics, progress and messages and handles signals, through
+ * icl_train_hooks.
  *
  * One optimizer step = grad_accum micro-batches (icl_dataset_next) taken
  * from the current epoch (a step never spans two epochs, so the last step of
@@ -7,19 +10,21 @@
  * trained positions: each micro-batch's forward gets loss_scale =
  * 1 / (trained positions of the whole step), so --grad-accum 2
  * --batch-size 4 computes the same update as --batch-size 8.  Then:
- * global L2 norm of the gradients (logged as grad_norm, before clipping),
- * clipping as torch.nn.utils.clip_grad_norm_, AdamW (optim.h) with weight
- * decay on tensors of 2+ dims only, learning rate icl_lr_at(schedule, step)
- * as transformers' schedulers (step 0-based).
+ * global L2 norm of the gradients of the trainable parameter sets (logged
+ * as grad_norm, before clipping), clipping as
+ * torch.nn.utils.clip_grad_norm_, AdamW (optim.h) with weight decay on
+ * tensors of 2+ dims only, learning rate icl_lr_at(schedule, step) as
+ * transformers' schedulers (step 0-based).
  *
  * Number of steps: max_steps when > 0, else the sum over the epochs of
  * ceil(micro-batches of the epoch / grad_accum).
  *
- * Checkpoints (every save_every steps, at the end, and on SIGINT/SIGTERM):
+ * Checkpoints (every save_every steps, at the end, and when stopped):
  *   OUT_DIR/checkpoint-STEP/   config.json, model.safetensors (F32),
  *     generation_config.json, tokenizer files  (an HF model folder)
- *     optimizer.safetensors    per parameter NAME: "NAME.exp_avg" and
- *                              "NAME.exp_avg_sq" (AdamW moments, F32)
+ *     optimizer.safetensors    per parameter NAME of the trainable sets:
+ *                              "NAME.exp_avg" and "NAME.exp_avg_sq" (AdamW
+ *                              moments, F32)
  *     trainer_state.json       {"global_step", "epoch" (float, as HF),
  *                              "icl": {step, epoch, cursor, seed, rng
  *                              [4 hex words], schedule, adamw, batch_size,
@@ -110,25 +115,66 @@ typedef struct {
     int resume;
     uint64_t seed;
     int threads;                /* 0: $ICL_NUM_THREADS or all cores (icl_set_threads) */
-    int rank, world_size;       /* data-parallel position: this process takes micro-batches
-                                   k with k % world_size == rank (only 0, 1 used now) */
-    FILE *metrics;              /* JSONL sink (stdout) */
-    int progress;               /* 1 bar on stderr, 0 none, -1 when stderr is a tty */
-    int verbose;                /* print the configuration and data summary on stderr */
+    int verbose;                /* pass the configuration and data summaries to the note hook */
+    /* data parallelism: this process takes, of each world_size consecutive
+     * micro-batches, the one at index rank; reduce (see icl_step_opts) sums
+     * the gradients.  Only rank 0 of 1 is used now. */
+    int rank, world_size;
+    icl_grad_reduce_fn reduce;
+    void *reduce_ctx;
 } icl_train_opts;
 
 /* Defaults (as transformers' TrainingArguments where one exists): batch 8,
  * seq_len 0 (= the model's max_position_embeddings, at most 2048; 512 from
  * scratch), grad_accum 1, epochs 1, lr 5e-5, linear schedule, no warmup,
  * betas 0.9/0.999, eps 1e-8, weight decay 0, clip 1.0, log every step,
- * shuffle on, seed 42, progress auto, verbose on. */
+ * shuffle on, seed 42, verbose on, rank 0 of 1. */
 void icl_train_opts_default(icl_train_opts *o);
 
-/* Run training.  Returns 0 when done, 130 / 143 after SIGINT / SIGTERM (a
- * checkpoint of the last completed step is saved first).  Bad data, bad
- * options, I/O errors and a non-finite loss die (exit 1) with a message
- * naming the file:line or the step. */
-int icl_train(const icl_train_opts *o);
+/* Check the options' combination and ranges (the one place they are
+ * checked; icl_train does it first).  0 ok, -1 with "what is wrong" in err
+ * (a usage error for a program). */
+int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz);
+
+/* What the run reports after each optimizer step. */
+typedef struct {
+    long step, total_steps;   /* the step just done (1-based) and the run's count */
+    long start_step;          /* the step the run started from (resume) */
+    double epoch;             /* epochs done (fractional) */
+    double loss;              /* this step's mean loss */
+    double lr, grad_norm;     /* its learning rate; global norm before clipping */
+    long tokens;              /* real tokens of the step */
+    double elapsed;           /* seconds since the run's first step started */
+    int logged;               /* the metrics are due: --log-every, an evaluation or the last step */
+    double log_loss;          /* mean loss over the steps since the last logged one */
+    double tokens_per_s;      /* over those steps (training time only) */
+    int has_val;              /* val_loss was measured after this step */
+    double val_loss;
+} icl_train_progress;
+
+/* The metrics line of a logged step (JSON, no newline):
+ *   {"step", "epoch", "loss" (log_loss), "lr", "grad_norm", "tokens_per_s",
+ *    "val_loss" (when has_val)}
+ * Returns snprintf's count. */
+int icl_train_metrics_json(const icl_train_progress *p, char *buf, size_t n);
+
+/* The program's side of a run (every member may be NULL). */
+typedef struct {
+    /* a message: warning 0 for summaries (only when verbose), 1 for
+     * warnings (dropped examples, an unreadable tokenizer, interrupted) */
+    void (*note)(void *ctx, int warning, const char *msg);
+    void (*step)(void *ctx, const icl_train_progress *p); /* after each step */
+    void *ctx;
+    /* nonzero (set by a signal handler): stop before the next update, save
+     * a checkpoint of the last finished step and return 1 */
+    const volatile sig_atomic_t *stop;
+} icl_train_hooks;
+
+/* Run training.  Returns 0 when done, 1 when *h->stop stopped it (a
+ * checkpoint of the last completed step saved), -1 with err: bad options
+ * (icl_train_opts_check), bad data (naming file:line), I/O errors, a
+ * non-finite loss (naming the step and the last good checkpoint). */
+int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz);
 
 /* Newest complete checkpoint folder in out_dir (malloc'd path) or NULL. */
 char *icl_train_latest_checkpoint(const char *out_dir);
