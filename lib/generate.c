@@ -191,11 +191,50 @@ static void tuner_record(thread_tuner *t, int one, double per_unit)
     t->avg[one] = t->avg[one] == 0 ? per_unit : 0.7 * t->avg[one] + 0.3 * per_unit;
 }
 
+/* Start sequence s: check its prompt, its token limit, RNG and history,
+ * a KV cache holding the prefilled prompt, the next-token logits [V]. */
+static int start_seq(icl_model *m, const icl_gen_config *g, icl_gen_seq *s, icl_kv_cache **kc, icl_rng *rng,
+                     icl_ids *hist, long *limit, float *logits, int nt, char *err, size_t errsz)
+{
+    int maxpos = m->cfg.max_position_embeddings;
+    s->out.n = 0;
+    s->stop = ICL_STOP_NONE;
+    if (s->n_prompt < 1) {
+        icl_seterr(err, errsz, "empty prompt");
+        return -1;
+    }
+    if ((long)s->n_prompt > maxpos) {
+        icl_seterr(err, errsz, "the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)",
+                   s->n_prompt, maxpos);
+        return -1;
+    }
+    /* new tokens allowed: the last one is never fed back, so a prompt of
+     * n tokens leaves maxpos - n + 1 */
+    *limit = g->max_new_tokens;
+    if (*limit > (long)maxpos - (long)s->n_prompt + 1)
+        *limit = (long)maxpos - (long)s->n_prompt + 1;
+    icl_rng_seed(rng, g->seed, s->index);
+    for (size_t i = 0; i < s->n_prompt; i++)
+        ids_push(hist, s->prompt[i]);
+    *kc = icl_kv_cache_new(m, (int)(s->n_prompt + (size_t)*limit - 1));
+    int one = pick_threads(&prefill_tuner, nt);
+    double t0 = icl_now();
+    if (one)
+        icl_set_threads(1); /* OpenMP and BLIS */
+    int st = icl_model_decode(m, *kc, s->prompt, (int)s->n_prompt, logits, 0, err, errsz);
+    if (one)
+        icl_set_threads(nt);
+    if (st != 0)
+        return -1;
+    tuner_record(&prefill_tuner, one, (icl_now() - t0) / (double)s->n_prompt);
+    return 0;
+}
+
 int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B, icl_gen_token_fn on_token,
                  void *ctx, char *err, size_t errsz)
 {
     int nt = omp_get_max_threads();
-    int V = m->cfg.vocab_size, maxpos = m->cfg.max_position_embeddings, rc = -1;
+    int V = m->cfg.vocab_size, rc = -1;
     icl_sampler_params sp = icl_gen_sampler_params(g);
     if (icl_sampler_check(&sp, err, errsz) != 0)
         return -1;
@@ -209,37 +248,8 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
     int32_t *next = xcalloc((size_t)B, sizeof *next);
     float *logits = xmalloc((size_t)B * V * sizeof(float));
     for (int b = 0; b < B; b++) {
-        icl_gen_seq *s = &seqs[b];
-        s->out.n = 0;
-        s->stop = ICL_STOP_NONE;
-        if (s->n_prompt < 1) {
-            icl_seterr(err, errsz, "empty prompt");
+        if (start_seq(m, g, &seqs[b], &kc[b], &rng[b], &hist[b], &limit[b], logits + (size_t)b * V, nt, err, errsz))
             goto out;
-        }
-        if ((long)s->n_prompt > maxpos) {
-            icl_seterr(err, errsz, "the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)",
-                   s->n_prompt, maxpos);
-            goto out;
-        }
-        /* new tokens allowed: the last one is never fed back, so a prompt of
-         * n tokens leaves maxpos - n + 1 */
-        limit[b] = g->max_new_tokens;
-        if (limit[b] > (long)maxpos - (long)s->n_prompt + 1)
-            limit[b] = (long)maxpos - (long)s->n_prompt + 1;
-        icl_rng_seed(&rng[b], g->seed, s->index);
-        for (size_t i = 0; i < s->n_prompt; i++)
-            ids_push(&hist[b], s->prompt[i]);
-        kc[b] = icl_kv_cache_new(m, (int)(s->n_prompt + (size_t)limit[b] - 1));
-        int one = pick_threads(&prefill_tuner, nt);
-        double t0 = icl_now();
-        if (one)
-            icl_set_threads(1); /* OpenMP and BLIS */
-        int st = icl_model_decode(m, kc[b], s->prompt, (int)s->n_prompt, logits + (size_t)b * V, 0, err, errsz);
-        if (one)
-            icl_set_threads(nt);
-        if (st != 0)
-            goto out;
-        tuner_record(&prefill_tuner, one, (icl_now() - t0) / (double)s->n_prompt);
         act[nact++] = b;
     }
     /* act[i] is the sequence whose logits are in row i */
