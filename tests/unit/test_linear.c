@@ -9,7 +9,11 @@
  *   - icl_model_add_lora on llama-tiny and gpt2-tiny: with B = 0 the logits
  *     are bit-identical to the base model's; with the base frozen no base
  *     gradient or moment buffer exists and the model's adapter gradients
- *     match finite differences of the model's loss. */
+ *     match finite differences of the model's loss;
+ *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
+ *     make_fixtures2.py): PEFT's adapter file read into the set by its
+ *     names, then logits, loss, adapter gradients and one AdamW step
+ *     (icl_train_step, base frozen) against PEFT's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,8 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "linear.h"
 #include "model.h"
+#include "safetensors.h"
+#include "trainer.h"
 #include "util.h"
 
 #ifndef TEST_DATA
@@ -265,12 +273,158 @@ static void lora_model(void **state)
     }
 }
 
+/* ------------------------------------------------------------ parity with PEFT */
+
+static float *read_tensor(icl_st_file *f, const char *name, size_t numel)
+{
+    const icl_st_tensor *t = icl_st_find(f, name);
+    if (!t)
+        fail_msg("no tensor %s", name);
+    assert_int_equal(t->numel, numel);
+    float *x = xmalloc(numel * sizeof(float));
+    char err[256];
+    assert_int_equal(icl_st_read_f32(t, x, numel, err, sizeof err), 0);
+    return x;
+}
+
+/* PEFT's in-memory names carry the adapter name: ...lora_A.default.weight */
+static void default_name(char *out, size_t n, const char *name)
+{
+    const char *w = strstr(name, ".weight");
+    snprintf(out, n, "%.*s.default.weight", (int)(w - name), name);
+}
+
+static void lora_peft_parity(void **state)
+{
+    (void)state;
+    char err[512], p[512];
+    icl_model *m = load("llama-tiny");
+    snprintf(p, sizeof p, "%s/model/llama-tiny/expected.json", TEST_DATA);
+    json_error_t je;
+    json_t *exp = json_load_file(p, 0, &je), *lexp;
+    assert_non_null(exp);
+    snprintf(p, sizeof p, "%s/lora-llama-tiny/expected.json", TEST_DATA);
+    lexp = json_load_file(p, 0, &je);
+    assert_non_null(lexp);
+    /* the batch (as test_model.c): padding is its own document */
+    json_t *jids = json_object_get(exp, "input_ids"), *lab = json_object_get(exp, "labels"),
+           *am = json_object_get(exp, "attention_mask");
+    int B = (int)json_array_size(jids), T = (int)json_array_size(json_array_get(jids, 0)), V = m->cfg.vocab_size;
+    int32_t *ids = xmalloc(sizeof(int32_t) * B * T), *doc = xmalloc(sizeof(int32_t) * B * T);
+    uint8_t *target = xmalloc((size_t)B * T), *valid = xmalloc((size_t)B * T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            ids[i] = (int32_t)json_integer_value(json_array_get(json_array_get(jids, b), t));
+            target[i] = json_integer_value(json_array_get(json_array_get(lab, b), t)) != -100;
+            valid[i] = json_integer_value(json_array_get(json_array_get(am, b), t)) != 0;
+            doc[i] = valid[i] ? 0 : -1;
+        }
+    icl_batch batch = {B, T, ids, target, doc, NULL};
+    /* the adapter: r 4, alpha 8 on q_proj, v_proj, down_proj, PEFT's file read by view name */
+    static const char *const targets[] = {"q_proj", "v_proj", "down_proj"};
+    json_t *lc = json_object_get(lexp, "lora");
+    icl_param_set *s = icl_model_add_lora(m, targets, 3, (int)json_integer_value(json_object_get(lc, "r")),
+                                          (float)json_number_value(json_object_get(lc, "lora_alpha")), 1, err,
+                                          sizeof err);
+    assert_non_null(s);
+    assert_int_equal(s->n_views, 12);
+    snprintf(p, sizeof p, "%s/lora-llama-tiny/adapter/adapter_model.safetensors", TEST_DATA);
+    icl_st_file *af = icl_st_open(p, err, sizeof err);
+    assert_non_null(af);
+    assert_int_equal(icl_st_count(af), s->n_views);
+    for (int i = 0; i < s->n_views; i++) {
+        const icl_param_view *v = &s->views[i];
+        float *x = read_tensor(af, v->name, v->numel);
+        memcpy(s->params + v->offset, x, v->numel * sizeof(float));
+        free(x);
+    }
+    icl_st_close(af);
+    icl_model_freeze_base(m);
+    /* logits and loss */
+    float *logits = xmalloc(sizeof(float) * B * T * V);
+    long nt = 0;
+    double lsum = icl_model_forward(m, &batch, logits, 0, &nt);
+    snprintf(p, sizeof p, "%s/lora-llama-tiny/logits.safetensors", TEST_DATA);
+    icl_st_file *lf = icl_st_open(p, err, sizeof err);
+    assert_non_null(lf);
+    float *ref = read_tensor(lf, "logits", (size_t)B * T * V);
+    icl_st_close(lf);
+    double maxabs = 0, maxerr = 0;
+    for (int i = 0; i < B * T; i++)
+        for (int j = 0; valid[i] && j < V; j++) {
+            maxabs = fmax(maxabs, fabs(ref[i * V + j]));
+            maxerr = fmax(maxerr, fabs(ref[i * V + j] - logits[i * V + j]));
+        }
+    double want = json_number_value(json_object_get(lexp, "loss"));
+    print_message("# LoRA vs PEFT: logits max abs err %.3g (max |logit| %.3g); loss %.9g want %.9g\n", maxerr,
+                  maxabs, lsum / nt, want);
+    assert_true(maxerr <= 1e-5 * maxabs);
+    assert_true(fabs(lsum / nt - want) <= 1e-5 * want);
+    /* one step: gradients and AdamW as PEFT + torch.optim.AdamW (no clipping) */
+    json_t *ad = json_object_get(lexp, "adamw");
+    icl_adamw h = {json_number_value(json_object_get(ad, "lr")),
+                   json_number_value(json_array_get(json_object_get(ad, "betas"), 0)),
+                   json_number_value(json_array_get(json_object_get(ad, "betas"), 1)),
+                   json_number_value(json_object_get(ad, "eps")),
+                   json_number_value(json_object_get(ad, "weight_decay"))};
+    icl_step_opts so = {h, 0.0, NULL, NULL, NULL};
+    icl_step_result r;
+    float *before = xmalloc(s->num_params * sizeof(float));
+    memcpy(before, s->params, s->num_params * sizeof(float));
+    assert_int_equal(icl_train_step(m, &batch, 1, nt, h.lr, 1, &so, &r, err, sizeof err), 0);
+    assert_null(m->base.grads);
+    snprintf(p, sizeof p, "%s/lora-llama-tiny/lora_grads.safetensors", TEST_DATA);
+    icl_st_file *gf = icl_st_open(p, err, sizeof err);
+    snprintf(p, sizeof p, "%s/lora-llama-tiny/lora_after_adamw.safetensors", TEST_DATA);
+    icl_st_file *pf = icl_st_open(p, err, sizeof err);
+    assert_non_null(gf);
+    assert_non_null(pf);
+    double gnum = 0, gden = 0, pmax = 0;
+    for (int i = 0; i < s->n_views; i++) {
+        const icl_param_view *v = &s->views[i];
+        char nm[192];
+        default_name(nm, sizeof nm, v->name);
+        float *g = read_tensor(gf, nm, v->numel), *pa = read_tensor(pf, nm, v->numel);
+        for (size_t j = 0; j < v->numel; j++) {
+            double d = (double)g[j] - s->grads[v->offset + j];
+            gnum += d * d;
+            gden += (double)g[j] * g[j];
+            /* a first Adam step moves each parameter by about lr * sign(g): compare
+             * where the gradient is above rounding noise */
+            if (fabs(g[j]) > 1e-6)
+                pmax = fmax(pmax, fabs(pa[j] - s->params[v->offset + j]));
+            else
+                assert_true(fabs(s->params[v->offset + j] - before[v->offset + j]) <= 1.1 * h.lr);
+        }
+        free(g);
+        free(pa);
+    }
+    print_message("# LoRA vs PEFT: adapter gradients rel L2 err %.3g; after one AdamW step max abs err %.3g\n",
+                  sqrt(gnum / gden), pmax);
+    assert_true(sqrt(gnum / gden) <= 1e-5);
+    assert_true(pmax <= 1e-5);
+    icl_st_close(gf);
+    icl_st_close(pf);
+    free(before);
+    free(ref);
+    free(logits);
+    free(ids);
+    free(doc);
+    free(target);
+    free(valid);
+    json_decref(exp);
+    json_decref(lexp);
+    icl_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lora_linear_fd),
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
+        cmocka_unit_test(lora_peft_parity),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
