@@ -196,7 +196,7 @@ typedef struct {
     size_t *perm;
     icl_schedule sched;
     train_pos pos;
-    icl_batchbuf *bbs, evb;
+    icl_batchbuf *bbs, evb; /* bbs [grad_accum + 1]: the step's micro-batches and one scratch */
     icl_batch *mbs;
     char *last_good;     /* newest checkpoint written or resumed from */
     long last_saved;
@@ -487,7 +487,8 @@ static int open_data(train_run *r)
 }
 
 /* Optimizer steps of the run: max_steps, else per epoch ceil(micro-batches /
- * grad_accum) (an epoch's permutation changes the batches only with packing). */
+ * (grad_accum world_size)) (an epoch's permutation changes the batches only
+ * with packing). */
 static void plan_schedule(train_run *r)
 {
     const icl_train_opts *o = r->o;
@@ -499,7 +500,8 @@ static void plan_schedule(train_run *r)
             if (e == 0 || o->packing)
                 icl_dataset_order(&r->data, o->seed, e, o->shuffle, r->perm, NULL);
             long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
-            total += (nb + o->grad_accum - 1) / o->grad_accum;
+            long per = (long)o->grad_accum * o->world_size; /* micro-batches per step, all processes */
+            total += (nb + per - 1) / per;
         }
     }
     r->sched = (icl_schedule){.kind = o->schedule, .lr = o->adamw.lr, .min_lr = o->min_lr,
@@ -893,7 +895,7 @@ static void epoch_rollover(train_run *r)
     }
 }
 
-/* The next step's micro-batches: up to grad_accum per process from the
+/* The next step's micro-batches: up to grad_accum world_size from the
  * current epoch (a step never spans two epochs); of each
  * world_size consecutive ones, this rank's.  Returns their count; *tg and
  * *ntok get the step's targets and real tokens. */
@@ -903,7 +905,8 @@ static int next_microbatches(train_run *r, long *tg, long *ntok)
     train_pos *p = &r->pos;
     int nmb = 0;
     *tg = *ntok = 0;
-    for (int k = 0; nmb < o->grad_accum; k++) {
+    for (int k = 0; k < o->grad_accum * o->world_size; k++) {
+        /* bbs[grad_accum] takes the other ranks' micro-batches once this rank has its own */
         if (!icl_dataset_next(&r->data, r->perm, &p->cursor, o->batch_size, o->packing, r->pad, &r->bbs[nmb]))
             break;
         if (k % o->world_size != o->rank)
@@ -981,7 +984,7 @@ static int run_steps(train_run *r)
 
 static void run_free(train_run *r)
 {
-    for (int k = 0; r->bbs && k < r->o->grad_accum; k++)
+    for (int k = 0; r->bbs && k <= r->o->grad_accum; k++)
         icl_batchbuf_free(&r->bbs[k]);
     free(r->bbs);
     free(r->mbs);
@@ -1017,7 +1020,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     if (restore(r))
         goto out;
     summary(r);
-    r->bbs = xcalloc((size_t)o->grad_accum, sizeof *r->bbs);
+    r->bbs = xcalloc((size_t)o->grad_accum + 1, sizeof *r->bbs);
     r->mbs = xcalloc((size_t)o->grad_accum, sizeof *r->mbs);
     int st = run_steps(r);
     if (st < 0)

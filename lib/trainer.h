@@ -17,7 +17,16 @@
  * transformers' schedulers (step 0-based).
  *
  * Number of steps: max_steps when > 0, else the sum over the epochs of
- * ceil(micro-batches of the epoch / grad_accum).
+ * ceil(micro-batches of the epoch / (grad_accum world_size)).
+ *
+ * Data parallelism (world_size > 1, for the MPI issue; only 1 is used now):
+ * process rank takes, of each world_size consecutive micro-batches of the
+ * common order, the one at index rank (up to grad_accum per step), and the
+ * reduce hook must combine the gradients: each process's are those of its
+ * own mean loss (loss_scale 1 / its targets), so the global mean is
+ * sum_r(n_r g_r) / sum_r n_r.  An epoch's last step may leave a process
+ * without a micro-batch (0 targets): the reduce must then supply the
+ * global count, or the step reports a NaN loss.
  *
  * Checkpoints (every save_every steps, at the end, and when stopped):
  *   OUT_DIR/checkpoint-STEP/   config.json, model.safetensors (F32),

@@ -8,7 +8,10 @@
  *   - the reduce hook is called once per step with the trainable sets and
  *     the step's target count, before the norm (a hook that doubles every
  *     gradient doubles the reported norm), and its failure is the step's;
- *   - a stop flag set before the step leaves the parameters unchanged. */
+ *   - a stop flag set before the step leaves the parameters unchanged;
+ *   - icl_train with world_size 2: rank r takes micro-batch r of each pair,
+ *     so per step the two ranks' target counts add up to world_size 1's
+ *     (with grad_accum 2), and the step count is the same. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -216,11 +219,94 @@ static void reduce_hook_and_stop(void **state)
     icl_model_free(m2);
 }
 
+/* ------------------------------------------------------------ data order by (rank, world_size) */
+
+typedef struct {
+    long targets[16];
+    int n;
+} step_targets;
+
+static int record_targets(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, char *err,
+                          size_t errsz)
+{
+    (void)sets, (void)n_sets, (void)err, (void)errsz;
+    step_targets *st = ctx;
+    if (st->n < 16)
+        st->targets[st->n++] = *n_targets;
+    return 0;
+}
+
+static void train_ranks(const char *data, const char *out, int rank, int world, int accum, step_targets *st)
+{
+    char model[512], err[512];
+    snprintf(model, sizeof model, "%s/model/llama-tiny/model", TEST_DATA);
+    const char *files[1] = {data};
+    icl_train_opts o;
+    icl_train_opts_default(&o);
+    o.model_dir = model;
+    o.out_dir = out;
+    o.files = files;
+    o.nfiles = 1;
+    o.batch_size = 1;
+    o.grad_accum = accum;
+    o.shuffle = 0;
+    o.verbose = 0;
+    o.rank = rank;
+    o.world_size = world;
+    o.reduce = record_targets;
+    o.reduce_ctx = st;
+    st->n = 0;
+    int rc = icl_train(&o, NULL, err, sizeof err);
+    if (rc)
+        fail_msg("icl_train: %s", err);
+}
+
+static void rank_data_order(void **state)
+{
+    (void)state;
+    char dir[256], data[300], out[300];
+    snprintf(dir, sizeof dir, "%s/icl-test-ranks.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/d.tok", dir);
+    /* example i: prompt "1 2", a response of i + 1 tokens, so i + 1 targets */
+    FILE *f = fopen(data, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 8; i++) {
+        fprintf(f, "1 2\t");
+        for (int j = 0; j <= i; j++)
+            fprintf(f, "%s%d", j ? " " : "", 3 + (i + j) % 90);
+        fputc('\n', f);
+    }
+    fclose(f);
+    step_targets one, r0, r1;
+    snprintf(out, sizeof out, "%s/w1", dir);
+    train_ranks(data, out, 0, 1, 2, &one);
+    snprintf(out, sizeof out, "%s/r0", dir);
+    train_ranks(data, out, 0, 2, 1, &r0);
+    snprintf(out, sizeof out, "%s/r1", dir);
+    train_ranks(data, out, 1, 2, 1, &r1);
+    for (int k = 0; k < one.n || k < r0.n; k++)
+        print_message("# step %d: targets %ld (world 1), %ld + %ld (ranks 0, 1 of 2)\n", k + 1, one.targets[k],
+                      r0.targets[k], r1.targets[k]);
+    assert_int_equal(one.n, 4);
+    assert_int_equal(r0.n, 4);
+    assert_int_equal(r1.n, 4);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(r0.targets[k], 2 * k + 1);
+        assert_int_equal(r1.targets[k], 2 * k + 2);
+        assert_int_equal(one.targets[k], r0.targets[k] + r1.targets[k]);
+    }
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(frozen_base_memory),
         cmocka_unit_test(reduce_hook_and_stop),
+        cmocka_unit_test(rank_data_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
