@@ -1328,8 +1328,17 @@ int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz
     /* final norm: dres = dL/dx[L] */
     memset(a->dres, 0, (size_t)N * c->hidden_size * sizeof(float));
     norm_bwd(m, a->dres, G(m, m->normf_w), G(m, m->normf_b), a->dlnf, a->x[L], P(m, m->normf_w), a->mf, a->rf, N);
+    /* with the base frozen nothing below the lowest adapter needs a gradient */
+    int lmin = 0;
+    if (!m->base.grads) {
+        lmin = L; /* no adapters: no layer */
+        for (int l = 0; l < L && m->lora && lmin == L; l++)
+            for (int p = 0; p < ICL_NPROJ; p++)
+                if (m->lora[l].n[p] > 0)
+                    lmin = l;
+    }
     layer_ctx cx = batch_ctx(a, b);
-    for (int l = L - 1; l >= 0; l--) {
+    for (int l = L - 1; l >= lmin; l--) {
         layer_bufs lb = batch_bufs(a, l);
         layer_backward(m, l, &cx, &lb, a);
     }

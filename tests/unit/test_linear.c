@@ -10,6 +10,7 @@
  *     are bit-identical to the base model's; with the base frozen no base
  *     gradient or moment buffer exists and the model's adapter gradients
  *     match finite differences of the model's loss;
+ *   - model errors are returned (NAN and m->err, -1 and err), not fatal;
  *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
  *     make_fixtures2.py): PEFT's adapter file read into the set by its
  *     names, then logits, loss, adapter gradients and one AdamW step
@@ -273,6 +274,33 @@ static void lora_model(void **state)
     }
 }
 
+/* The model reports errors instead of exiting: a rejected batch gives NAN
+ * and the message in m->err; backward or token losses without their
+ * forward return -1 with a message. */
+static void model_errors(void **state)
+{
+    (void)state;
+    icl_model *m = load("llama-tiny");
+    char err[256] = "";
+    float loss[8];
+    assert_int_equal(icl_model_token_losses(m, loss, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no forward"));
+    int32_t ids[4] = {1, 2, 96, 3};
+    icl_batch b = {1, 4, ids, NULL, NULL, NULL};
+    long nt = -1;
+    assert_true(isnan(icl_model_forward(m, &b, NULL, 1.0f, &nt)));
+    assert_non_null(strstr(m->err, "token id 96"));
+    err[0] = 0;
+    assert_int_equal(icl_model_backward(m, &b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no forward"));
+    ids[2] = 5;
+    assert_true(isfinite(icl_model_forward(m, &b, NULL, 0, &nt)));
+    assert_int_equal(nt, 3);
+    assert_int_equal(icl_model_backward(m, &b, err, sizeof err), -1); /* loss_scale 0: nothing to go back through */
+    assert_int_equal(icl_model_token_losses(m, loss, err, sizeof err), 0);
+    icl_model_free(m);
+}
+
 /* ------------------------------------------------------------ parity with PEFT */
 
 static float *read_tensor(icl_st_file *f, const char *name, size_t numel)
@@ -425,6 +453,7 @@ int main(void)
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
         cmocka_unit_test(lora_peft_parity),
+        cmocka_unit_test(model_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
