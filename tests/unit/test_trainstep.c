@@ -2,9 +2,10 @@
  *   - a frozen base allocates no gradient or moment memory: the peak RSS of
  *     a process that runs steps with the base (5.3 M parameters) frozen is
  *     below that of full fine-tuning by at least 3x the parameter bytes
- *     (grads, m, v); with LoRA adapters trained on the frozen base, by 3x
- *     less the adapters' own 4 buffers; each measured in its own child
- *     process (getrusage ru_maxrss);
+ *     (grads, m, v; with nothing trainable the backward also stops at
+ *     once); with LoRA adapters trained on the frozen base (the full
+ *     backward), by 3x less the adapters' own 4 buffers; each measured in
+ *     its own child process (getrusage ru_maxrss);
  *   - the reduce hook is called once per step with the trainable sets and
  *     the step's target count, before the norm (a hook that doubles every
  *     gradient doubles the reported norm), and its failure is the step's;
