@@ -112,6 +112,17 @@ test_expect_success 'pass@k estimates over several samples (Chen et al.)' '
 	test_cmp want out
 '
 
+test_expect_success 'icl-gen samples -> icl-eval pass@k (tiny model: gibberish fails)' '
+	mkdir m && cp "$DATA"/model/stories260K/model/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json &&
+	grep "HumanEval/\(2\|23\|45\)\"" HumanEval.jsonl >three.jsonl &&
+	test $(wc -l <three.jsonl) -eq 3 &&
+	icl-gen -m m -n 8 --temperature 1 --num-return-sequences 2 three.jsonl >gen.jsonl &&
+	icl-eval -M pass@1,pass@2 --per-record pr gen.jsonl >out &&
+	echo "{\"records\":6,\"tasks\":3,\"samples\":6,\"passed\":0,\"pass@1\":0.0,\"pass@2\":0.0,\"skipped\":0}" >want &&
+	test_cmp want out &&
+	sed -n 2p pr | test_grep "\"task_id\":\"HumanEval/2\",\"sample\":1,\"passed\":false" -
+'
+
 test_expect_success 'a missing interpreter is a clear error' '
 	{ ICL_PYTHON=/nonexistent/python3 icl-eval --pred canonical_solution -M pass@1 one.jsonl 2>err; test $? -eq 1; } &&
 	test_grep "python3" err
