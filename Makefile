@@ -91,7 +91,7 @@ check: all tests
 # Debian packages needed to build and test (and run make demo).
 DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
-        python3 gnuplot-nox man-db
+        python3 gnuplot-nox man-db bubblewrap
 # Peers used only by benchmarks.
 BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv
 

@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
 #include <math.h>
 #include <unistd.h>
+
+#include <utf8proc.h>
 
 #include "lmeval.h"
 #include "metrics.h"
@@ -16,6 +19,7 @@
 #include "tokenizer.h"
 #include "toklines.h"
 #include "record.h"
+#include "sandbox.h"
 #include "util.h"
 
 /* Reals in the summary and per-example lines: 15 significant digits
@@ -33,16 +37,30 @@ static void usage(FILE *f)
 "  -p, --pred KEY          key of the prediction (default \"completion\")\n"
 "  -r, --ref KEY           key of the reference: a string, or an array of\n"
 "                          strings for several references (default \"response\")\n"
-"  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, accuracy, or\n"
-"                          all (default em,f1,rougeL,bleu)\n"
-"  -e, --per-example FILE  also write one JSON line of scores per record to FILE\n"
-"                          (\"file\", \"line\", the record's \"id\" if any, scores)\n"
+"  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, chrf, chrf++,\n"
+"                          accuracy, all (all of those), pass@K (code: runs\n"
+"                          each completion with its test; pass@1,pass@10)\n"
+"                          (default em,f1,rougeL,bleu)\n"
+"      --tokenize T        tokenization of f1, rougeL and bleu: auto (default),\n"
+"                          13a, intl, zh, char, none (sacreBLEU's names); 13a\n"
+"                          keeps SQuAD's f1 and rouge-score's rougeL; auto is 13a\n"
+"                          unless the references are mostly CJK or Thai (then zh\n"
+"                          or char); the summary's \"tokenize\" names the choice\n"
+"      --extract RE        score the answers: the first capture group of the\n"
+"                          PCRE2 regex RE in predictions and references, or RE =\n"
+"                          gsm8k: the number after ####, else the last number\n"
+"  -e, --per-record FILE   also write one JSON line of scores per record to FILE\n"
+"                          (\"file\", \"line\", the record's \"id\" if any, scores;\n"
+"                          --per-example is the same option)\n"
+"      --timeout S         pass@k: wall-clock (and CPU) seconds per sample\n"
+"                          (default 10)\n"
 "      --skip-bad          skip bad records (unreadable, key missing or not a\n"
 "                          string) and count them, instead of stopping\n"
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
-"  -t, --threads N         threads for the model mode (default: all cores)\n"
+"  -t, --threads N         threads for the model mode, samples run at once for\n"
+"                          pass@k (default: all cores)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
 "\n"
@@ -53,7 +71,12 @@ static void usage(FILE *f)
 "  bleu             sacreBLEU's corpus BLEU (13a, exp smoothing) divided by 100;\n"
 "                   bleu_detail has sacreBLEU's score, counts, totals, bp, lengths\n"
 "  accuracy         first line of the prediction vs the label, both normalised\n"
-"                   as for exact_match; with a confusion matrix {gold: {pred: n}}\n"
+"                   as for exact_match; with a confusion matrix {gold: {pred: n}}\n""  chrf, chrf++     sacreBLEU's corpus chrF (char order 6) and chrF++ (word\n"
+"                   order 2), beta 2, divided by 100\n"
+"  pass@K           HumanEval records (task_id, prompt, test, entry_point): runs\n"
+"                   prompt + completion + test + check(entry_point) with python3\n"
+"                   in a bubblewrap sandbox (no network, read-only files, a\n"
+"                   private /tmp, limits); unbiased estimator of Chen et al. 2021\n"
 "\n"
 "Example:\n"
 "  icl-gen -m run/ test.jsonl | icl-eval --metrics em,f1\n"
@@ -65,10 +88,29 @@ static void usage(FILE *f)
 typedef struct {
     const char *pred_key, *ref_key;
     unsigned mask;
+    long pass_k[ICL_MAX_PASS_K];
+    size_t n_pass_k;
     int skip_bad;
     FILE *per;
     const char *per_path;
+    icl_extractor *extract;
 } opts;
+
+/* One scored record, kept until every record is read (the automatic
+ * tokenization looks at all references first; pass@k runs them together). */
+typedef struct {
+    char *pred;
+    char **refs;
+    size_t nrefs;
+    char *task;    /* pass@k: the task id */
+    char *program; /* pass@k: prompt + completion + test + check(entry_point) */
+    json_t *scores;/* the --per-record line, or NULL */
+} item;
+
+typedef struct {
+    item *v;
+    size_t n, cap;
+} items;
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_dir, int nfiles, char **files)
@@ -152,7 +194,57 @@ static void bad(const opts *o, long *skipped, const char *fmt, ...)
         warn("%s (skipped)", msg);
 }
 
-static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *skipped)
+/* s with every byte of an invalid UTF-8 sequence replaced by '?'. */
+static json_t *json_text(const char *s, size_t len)
+{
+    icl_buf b = {0};
+    buf_puts(&b, "");
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &c);
+        if (k <= 0 || c == 0) {
+            buf_putc(&b, '?');
+            i++;
+        } else {
+            buf_append(&b, s + i, (size_t)k);
+            i += (size_t)k;
+        }
+    }
+    json_t *j = json_stringn(b.data, b.len);
+    buf_free(&b);
+    return j;
+}
+
+/* The answer of s under --extract: the extracted text, or (none found) ""
+ * for a prediction and s itself for a reference. */
+static char *extract(const opts *o, const char *s, int is_ref)
+{
+    if (!o->extract)
+        return xstrdup(s);
+    icl_buf b = {0};
+    if (!icl_extract(o->extract, s, &b)) {
+        buf_free(&b);
+        return xstrdup(is_ref ? s : "");
+    }
+    return b.data;
+}
+
+/* A string field of a pass@k record, or NULL after reporting it. */
+static const char *need_string(const opts *o, long *skipped, json_t *rec, const char *key, const char *name,
+                               long line)
+{
+    json_t *v = json_object_get(rec, key);
+    if (!v)
+        bad(o, skipped, "%s:%ld: no \"%s\" key (pass@k needs \"task_id\", \"prompt\", the completion, "
+            "\"test\" and \"entry_point\", as HumanEval's records)", name, line, key);
+    else if (!json_is_string(v))
+        bad(o, skipped, "%s:%ld: \"%s\" is not a string", name, line, key);
+    else
+        return json_string_value(v);
+    return NULL;
+}
+
+static void eval_file(const opts *o, const char *path, items *it, long *skipped)
 {
     icl_lines r;
     icl_lines_open(&r, path);
@@ -160,8 +252,7 @@ static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *
     char err[512];
     json_t *rec;
     int st;
-    const char **refs = NULL;
-    size_t cap = 0;
+    int text = (o->mask & ~(unsigned)ICL_METRIC_PASS) != 0, pass = (o->mask & ICL_METRIC_PASS) != 0;
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0) {
             bad(o, skipped, "%s", err);
@@ -169,56 +260,180 @@ static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *
         }
         json_t *p = json_object_get(rec, o->pred_key), *f = json_object_get(rec, o->ref_key);
         size_t nrefs = 0;
+        int ok = 0;
         if (!p) {
             bad(o, skipped, "%s:%ld: no \"%s\" key (the prediction; see --pred)", name, r.lineno, o->pred_key);
         } else if (!json_is_string(p)) {
             bad(o, skipped, "%s:%ld: \"%s\" is not a string", name, r.lineno, o->pred_key);
+        } else if (!text) {
+            ok = 1;
         } else if (!f) {
             bad(o, skipped, "%s:%ld: no \"%s\" key (the reference; see --ref)", name, r.lineno, o->ref_key);
         } else if (json_is_string(f)) {
             nrefs = 1;
+            ok = 1;
         } else if (json_is_array(f) && json_array_size(f) > 0) {
             size_t i;
             json_t *x;
             json_array_foreach(f, i, x) if (!json_is_string(x)) break;
-            if (i < json_array_size(f))
+            if (i < json_array_size(f)) {
                 bad(o, skipped, "%s:%ld: \"%s\"[%zu] is not a string", name, r.lineno, o->ref_key, i);
-            else
+            } else {
                 nrefs = json_array_size(f);
+                ok = 1;
+            }
         } else {
             bad(o, skipped, "%s:%ld: \"%s\" is not a string or a non-empty array of strings",
                 name, r.lineno, o->ref_key);
         }
-        if (nrefs > 0) {
-            if (nrefs > cap) {
-                cap = nrefs;
-                refs = xreallocarray(refs, cap, sizeof *refs);
+        const char *task = NULL, *prompt = NULL, *test = NULL, *entry = NULL;
+        if (ok && pass) {
+            json_t *t = json_object_get(rec, "task_id");
+            task = t && json_is_string(t) ? json_string_value(t) : NULL;
+            if (!task && t && json_is_integer(t))
+                task = ""; /* set below from the number */
+            ok = (task || need_string(o, skipped, rec, "task_id", name, r.lineno)) &&
+                 (prompt = need_string(o, skipped, rec, "prompt", name, r.lineno)) &&
+                 (test = need_string(o, skipped, rec, "test", name, r.lineno)) &&
+                 (entry = need_string(o, skipped, rec, "entry_point", name, r.lineno));
+        }
+        if (ok) {
+            if (it->n == it->cap) {
+                it->cap = it->cap ? 2 * it->cap : 256;
+                it->v = xreallocarray(it->v, it->cap, sizeof *it->v);
             }
-            if (json_is_string(f))
-                refs[0] = json_string_value(f);
-            else
-                for (size_t i = 0; i < nrefs; i++)
-                    refs[i] = json_string_value(json_array_get(f, i));
-            json_t *scores = NULL;
+            item *x = &it->v[it->n++];
+            memset(x, 0, sizeof *x);
+            x->pred = extract(o, json_string_value(p), 0);
+            x->nrefs = nrefs;
+            x->refs = xcalloc(nrefs + 1, sizeof *x->refs);
+            for (size_t i = 0; i < nrefs; i++)
+                x->refs[i] = extract(o, json_is_string(f) ? json_string_value(f)
+                                                         : json_string_value(json_array_get(f, i)), 1);
             if (o->per) {
-                scores = json_object();
-                json_object_set_new(scores, "file", json_string(name));
-                json_object_set_new(scores, "line", json_integer(r.lineno));
+                x->scores = json_object();
+                json_object_set_new(x->scores, "file", json_string(name));
+                json_object_set_new(x->scores, "line", json_integer(r.lineno));
                 json_t *id = json_object_get(rec, "id");
                 if (id)
-                    json_object_set(scores, "id", id);
+                    json_object_set(x->scores, "id", id);
+                if (o->extract && text) {
+                    json_object_set_new(x->scores, "answer", json_string(x->pred));
+                    json_t *ra = json_array();
+                    for (size_t i = 0; i < nrefs; i++)
+                        json_array_append_new(ra, json_string(x->refs[i]));
+                    json_object_set_new(x->scores, "ref_answers", ra);
+                }
             }
-            icl_eval_add(acc, json_string_value(p), refs, nrefs, scores);
-            if (scores) {
-                if (json_dumpf(scores, o->per, DUMP_FLAGS) != 0 || fputc('\n', o->per) == EOF)
-                    die("%s: write error:", o->per_path);
-                json_decref(scores);
+            if (pass) {
+                json_t *t = json_object_get(rec, "task_id");
+                if (json_is_integer(t)) {
+                    char num[32];
+                    snprintf(num, sizeof num, "%lld", (long long)json_integer_value(t));
+                    x->task = xstrdup(num);
+                } else {
+                    x->task = xstrdup(task);
+                }
+                icl_buf prog = {0};
+                buf_printf(&prog, "%s%s\n%s\ncheck(%s)\n", prompt, json_string_value(p), test, entry);
+                x->program = prog.data;
+                if (x->scores) {
+                    json_object_set_new(x->scores, "task_id", json_string(x->task));
+                    json_t *smp = json_object_get(rec, "sample");
+                    if (smp)
+                        json_object_set(x->scores, "sample", smp);
+                }
             }
         }
         json_decref(rec);
     }
-    free(refs);
     icl_lines_close(&r);
+}
+
+/* pass@k: run every program in the sandbox, set each record's result, and
+ * put the estimates in the summary. */
+static void eval_pass(const opts *o, items *it, double timeout, long jobs, json_t *sum)
+{
+    char err[1024];
+    icl_sandbox_limits lim;
+    icl_sandbox_defaults(&lim);
+    lim.timeout_s = timeout;
+    lim.cpu_s = (long)ceil(timeout);
+    const char *py = getenv("ICL_PYTHON");
+    char *interp = icl_find_program(py && *py ? py : "python3", "/usr/local/bin:/usr/bin:/bin");
+    if (!interp)
+        die("pass@k runs the completions with python3, which is not in /usr/local/bin, /usr/bin or /bin "
+            "(install python3, or set ICL_PYTHON to an interpreter's path)");
+    char *bwrap = icl_find_program("bwrap", getenv("PATH"));
+    if (!bwrap)
+        bwrap = icl_find_program("bwrap", "/usr/bin:/bin");
+    if (!bwrap)
+        die("pass@k runs the completions in a bubblewrap sandbox, and bwrap is not installed "
+            "(Debian package bubblewrap); icl-eval never runs them unconfined");
+    lim.interpreter = interp;
+    lim.bwrap = bwrap;
+    if (icl_sandbox_check(&lim, err, sizeof err) != 0)
+        die("pass@k: %s; icl-eval never runs generated code unconfined", err);
+    const char **progs = xcalloc(it->n + 1, sizeof *progs);
+    for (size_t i = 0; i < it->n; i++)
+        progs[i] = it->v[i].program;
+    icl_sandbox_result *res = xcalloc(it->n + 1, sizeof *res);
+    if (icl_sandbox_run(&lim, progs, it->n, (int)jobs, res, NULL, NULL, err, sizeof err) != 0)
+        die("pass@k: %s", err);
+    /* samples per task, in the order tasks first appear */
+    json_t *idx = json_object();
+    long *nn = xcalloc(it->n + 1, sizeof *nn), *cc = xcalloc(it->n + 1, sizeof *cc);
+    const char **names = xcalloc(it->n + 1, sizeof *names);
+    size_t ntask = 0;
+    long passed = 0;
+    for (size_t i = 0; i < it->n; i++) {
+        json_t *t = json_object_get(idx, it->v[i].task);
+        size_t k;
+        if (!t) {
+            k = ntask++;
+            names[k] = it->v[i].task;
+            json_object_set_new(idx, it->v[i].task, json_integer((json_int_t)k));
+        } else {
+            k = (size_t)json_integer_value(t);
+        }
+        nn[k]++;
+        cc[k] += res[i].passed;
+        passed += res[i].passed;
+        if (it->v[i].scores) {
+            json_t *sc = it->v[i].scores;
+            json_object_set_new(sc, "passed", json_boolean(res[i].passed));
+            json_object_set_new(sc, "result", json_string(res[i].passed ? "passed"
+                                                          : res[i].timed_out ? "timed out" : "failed"));
+            json_object_set_new(sc, "exit_status", json_integer(res[i].exit_status));
+            if (!res[i].passed)
+                json_object_set_new(sc, "output", json_text(res[i].output, res[i].output_len));
+        }
+        icl_sandbox_result_free(&res[i]);
+    }
+    json_object_set_new(sum, "tasks", json_integer((json_int_t)ntask));
+    json_object_set_new(sum, "samples", json_integer((json_int_t)it->n));
+    json_object_set_new(sum, "passed", json_integer(passed));
+    for (size_t q = 0; q < o->n_pass_k; q++) {
+        long k = o->pass_k[q];
+        double total = 0;
+        for (size_t t = 0; t < ntask; t++) {
+            if (nn[t] < k)
+                die("pass@%ld needs at least %ld samples of every task; task \"%s\" has %ld "
+                    "(see icl-gen --num-return-sequences)", k, k, names[t], nn[t]);
+            total += icl_pass_at_k(nn[t], cc[t], k);
+        }
+        char key[32];
+        snprintf(key, sizeof key, "pass@%ld", k);
+        json_object_set_new(sum, key, ntask ? json_real(total / (double)ntask) : json_null());
+    }
+    json_decref(idx);
+    free(nn);
+    free(cc);
+    free(names);
+    free(res);
+    free(progs);
+    free(interp);
+    free(bwrap);
 }
 
 int main(int argc, char **argv)
@@ -226,11 +441,15 @@ int main(int argc, char **argv)
     icl_init(argc, argv);
     opts o = {.pred_key = "completion", .ref_key = "response", .mask = ICL_METRIC_DEFAULT};
     const char *model = NULL;
-    int text_opts = 0;
-    enum { OPT_SKIP_BAD = 256 };
+    int text_opts = 0, tok_auto = 1;
+    icl_tokenize tok = ICL_TOK_13A;
+    double timeout = 10;
+    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
+        {"per-record", required_argument, 0, 'e'}, {"tokenize", required_argument, 0, OPT_TOKENIZE},
+        {"extract", required_argument, 0, OPT_EXTRACT}, {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
@@ -243,11 +462,35 @@ int main(int argc, char **argv)
         case 'p': o.pred_key = optarg; text_opts = 1; break;
         case 'r': o.ref_key = optarg; text_opts = 1; break;
         case 'M':
-            if (icl_metrics_parse(optarg, &o.mask, err, sizeof err) != 0)
+            if (icl_metrics_parse(optarg, &o.mask, o.pass_k, &o.n_pass_k, err, sizeof err) != 0)
                 usage_die("--metrics: %s", err);
             text_opts = 1;
             break;
         case 'e': o.per_path = optarg; text_opts = 1; break;
+        case OPT_TOKENIZE:
+            if (strcmp(optarg, "auto") == 0)
+                tok_auto = 1;
+            else if (icl_tokenize_parse(optarg, &tok) == 0)
+                tok_auto = 0;
+            else
+                usage_die("--tokenize: '%s' is not one of auto, 13a, intl, zh, char, none", optarg);
+            text_opts = 1;
+            break;
+        case OPT_EXTRACT:
+            icl_extractor_free(o.extract);
+            if (!(o.extract = icl_extractor_new(optarg, err, sizeof err)))
+                usage_die("--extract '%s': %s", optarg, err);
+            text_opts = 1;
+            break;
+        case OPT_TIMEOUT: {
+            char *end;
+            errno = 0;
+            timeout = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(timeout > 0 && timeout <= 86400))
+                usage_die("--timeout: '%s' is not a number of seconds from 0 to 86400", optarg);
+            text_opts = 1;
+            break;
+        }
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
         case 't':
@@ -263,23 +506,65 @@ int main(int argc, char **argv)
     }
     if (model) {
         if (text_opts)
-            usage_die("--pred, --ref, --metrics and --per-example do not apply to the model mode (-m)");
+            usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
+                      "apply to the model mode (-m)");
         if (threads)
             icl_set_threads((int)threads);
         return eval_model(model, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
         o.per = icl_out_open(o.per_path);
-    icl_eval_acc acc;
-    icl_eval_init(&acc, o.mask);
+    items it = {0};
     long skipped = 0;
     if (optind == argc)
-        eval_file(&o, "-", &acc, &skipped);
+        eval_file(&o, "-", &it, &skipped);
     for (int i = optind; i < argc; i++)
-        eval_file(&o, argv[i], &acc, &skipped);
+        eval_file(&o, argv[i], &it, &skipped);
+    icl_eval_acc acc;
+    icl_eval_init(&acc, o.mask & ~(unsigned)ICL_METRIC_PASS);
+    if (tok_auto) {
+        icl_script_counts sc = {0};
+        for (size_t i = 0; i < it.n; i++)
+            for (size_t j = 0; j < it.v[i].nrefs; j++)
+                icl_script_count(&sc, it.v[i].refs[j]);
+        tok = icl_script_choose(&sc);
+    }
+    acc.tok = tok;
+    acc.tok_auto = tok_auto;
+    if (acc.mask)
+        for (size_t i = 0; i < it.n; i++)
+            icl_eval_add(&acc, it.v[i].pred, (const char *const *)it.v[i].refs, it.v[i].nrefs, it.v[i].scores);
+    json_t *sum = icl_eval_summary(&acc);
+    if (!acc.mask)
+        json_object_set_new(sum, "records", json_integer((json_int_t)it.n));
+    if (o.mask & ICL_METRIC_PASS) {
+        long jobs = threads;
+        if (!jobs) {
+            const char *e = getenv("ICL_NUM_THREADS");
+            if (!e || parse_long(e, &jobs) != 0 || jobs < 1)
+                jobs = sysconf(_SC_NPROCESSORS_ONLN);
+            if (jobs < 1)
+                jobs = 1;
+        }
+        eval_pass(&o, &it, timeout, jobs, sum);
+    }
+    for (size_t i = 0; i < it.n; i++) {
+        item *x = &it.v[i];
+        if (x->scores) {
+            if (json_dumpf(x->scores, o.per, DUMP_FLAGS) != 0 || fputc('\n', o.per) == EOF)
+                die("%s: write error:", o.per_path);
+            json_decref(x->scores);
+        }
+        free(x->pred);
+        for (size_t j = 0; j < x->nrefs; j++)
+            free(x->refs[j]);
+        free(x->refs);
+        free(x->task);
+        free(x->program);
+    }
+    free(it.v);
     if (o.per)
         icl_out_commit(o.per, o.per_path);
-    json_t *sum = icl_eval_summary(&acc);
     json_object_set_new(sum, "skipped", json_integer(skipped));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
         die("write error:");
@@ -288,5 +573,6 @@ int main(int argc, char **argv)
         warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
     json_decref(sum);
     icl_eval_free(&acc);
+    icl_extractor_free(o.extract);
     return ICL_EXIT_OK;
 }

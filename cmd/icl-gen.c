@@ -37,6 +37,12 @@ static void usage(FILE *f)
 "      --greedy               argmax decoding, whatever the model folder says\n"
 "  -s, --seed N               random seed (default 0); record i always draws\n"
 "                             from stream (N, i): same output at any batch size\n"
+"      --num-return-sequences N\n"
+"                             N samples of each record (default 1), written\n"
+"                             one after another with \"sample\": 0..N-1;\n"
+"                             sample j of record i draws from stream\n"
+"                             (seed, i + j * 2^32): more samples keep the\n"
+"                             earlier ones (for pass@k; needs sampling)\n"
 "      --stop STR             end a completion where STR appears (STR is not\n"
 "                             included; taken literally: a newline is\n"
 "                             $'\\n' in bash); repeatable\n"
@@ -71,7 +77,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM };
+       OPT_STREAM, OPT_NRET };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -88,6 +94,7 @@ static const struct option longopts[] = {
     {"ids", no_argument, NULL, OPT_IDS},
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"stream", no_argument, NULL, OPT_STREAM},
+    {"num-return-sequences", required_argument, NULL, OPT_NRET},
     {"threads", required_argument, NULL, 't'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -105,6 +112,8 @@ typedef struct {
     int batch;
     int stream;
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
+    int nret;        /* --num-return-sequences */
+    uint64_t *streams; /* text mode: the RNG stream of each batch slot */
     int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
     icl_toklines_header hdr; /* the first one (source not kept) */
 } ctx_t;
@@ -174,7 +183,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     for (int i = 0; i < n; i++) {
         seqs[i].prompt = prompts[i].v;
         seqs[i].n_prompt = prompts[i].n;
-        seqs[i].index = c->index - (uint64_t)n + (uint64_t)i;
+        seqs[i].index = c->streams[i];
         icl_gen_text_init(&texts[i], c->tok, c->stop, c->n_stop);
     }
     batch_ctx b = {c, seqs, texts, where};
@@ -219,24 +228,34 @@ static void gen_text_file(ctx_t *c, const char *path)
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0)
             die("%s", err);
-        prompts[n].n = 0;
-        if (icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, &prompts[n], err, sizeof err) != 0)
-            die("%s:%ld: %s", name, r.lineno, err);
-        if (prompts[n].n == 0)
-            die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
-        check_fits(c, name, r.lineno, prompts[n].n);
-        free(where[n]);
-        size_t wl = strlen(name) + 32;
-        where[n] = xmalloc(wl);
-        snprintf(where[n], wl, "%s:%ld", name, r.lineno);
-        recs[n++] = rec;
-        c->index++;
-        if (n == c->batch) {
-            run_text_batch(c, recs, prompts, n, (const char **)where);
-            for (int i = 0; i < n; i++)
-                json_decref(recs[i]);
-            n = 0;
+        for (int j = 0; j < c->nret; j++) { /* sample j of this record */
+            prompts[n].n = 0;
+            if (icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, &prompts[n], err, sizeof err) != 0)
+                die("%s:%ld: %s", name, r.lineno, err);
+            if (prompts[n].n == 0)
+                die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
+            check_fits(c, name, r.lineno, prompts[n].n);
+            free(where[n]);
+            size_t wl = strlen(name) + 32;
+            where[n] = xmalloc(wl);
+            snprintf(where[n], wl, "%s:%ld", name, r.lineno);
+            if (c->nret == 1) {
+                recs[n] = json_incref(rec);
+            } else {
+                recs[n] = json_deep_copy(rec);
+                json_object_set_new(recs[n], "sample", json_integer(j));
+            }
+            c->streams[n] = c->index + ((uint64_t)j << 32);
+            n++;
+            if (n == c->batch) {
+                run_text_batch(c, recs, prompts, n, (const char **)where);
+                for (int i = 0; i < n; i++)
+                    json_decref(recs[i]);
+                n = 0;
+            }
         }
+        json_decref(rec);
+        c->index++;
     }
     if (n > 0)
         run_text_batch(c, recs, prompts, n, (const char **)where);
@@ -377,7 +396,7 @@ int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     const char *model_dir = NULL;
-    long max_new = -1, threads = 0, batch = 8, seed = 0, top_k = -1;
+    long max_new = -1, threads = 0, batch = 8, seed = 0, top_k = -1, nret = 1;
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = xcalloc((size_t)argc + 1, sizeof *stop);
@@ -402,6 +421,7 @@ int main(int argc, char **argv)
         case OPT_IDS: ids_mode = 1; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
+        case OPT_NRET: nret = int_arg("--num-return-sequences", optarg, 1, 1L << 20); break;
         case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
         case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
         case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
@@ -414,6 +434,8 @@ int main(int argc, char **argv)
         usage_die("--stop needs text: it does not apply to --ids");
     if (ids_mode && stream)
         usage_die("--stream writes text: it does not apply to --ids");
+    if (ids_mode && nret > 1)
+        usage_die("--num-return-sequences writes records: it does not apply to --ids");
     int sampling = has_temp || top_k >= 0 || has_top_p || has_min_p;
     if (greedy && sampling)
         usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
@@ -449,6 +471,8 @@ int main(int argc, char **argv)
     cx.stop = stop;
     cx.n_stop = n_stop;
     cx.batch = (int)batch;
+    cx.nret = (int)nret;
+    cx.streams = xcalloc((size_t)batch, sizeof *cx.streams);
     cx.stream = !ids_mode && (stream || isatty(STDOUT_FILENO));
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
@@ -491,5 +515,6 @@ int main(int argc, char **argv)
         icl_tok_free(cx.tok);
     icl_model_free(cx.m);
     free(stop);
+    free(cx.streams);
     return ICL_EXIT_OK;
 }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <utf8proc.h>
 
 /* ---- code points ---- */
@@ -298,47 +300,14 @@ static int intcmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+static double f1_of_tokens(const icl_buf *a, const icl_buf *b);
+
 double icl_token_f1(const char *pred, const char *ref)
 {
     icl_buf a = {0}, b = {0};
     icl_squad_normalize(pred, &a);
     icl_squad_normalize(ref, &b);
-    toks ta = {0}, tb = {0};
-    split_spaces(a.data ? a.data : "", a.len, &ta);
-    split_spaces(b.data ? b.data : "", b.len, &tb);
-    double f1;
-    if (ta.n == 0 || tb.n == 0) {
-        f1 = ta.n == tb.n;
-    } else {
-        int32_t *ia = xmalloc(ta.n * sizeof *ia), *ib = xmalloc(tb.n * sizeof *ib);
-        toks *lists[2] = {&ta, &tb};
-        int32_t *ids[2] = {ia, ib};
-        intern(lists, ids, 2);
-        qsort(ia, ta.n, sizeof *ia, intcmp);
-        qsort(ib, tb.n, sizeof *ib, intcmp);
-        size_t i = 0, j = 0, common = 0;
-        while (i < ta.n && j < tb.n) { /* multiset intersection of sorted lists */
-            if (ia[i] == ib[j]) {
-                common++;
-                i++;
-                j++;
-            } else if (ia[i] < ib[j]) {
-                i++;
-            } else {
-                j++;
-            }
-        }
-        if (common == 0) {
-            f1 = 0;
-        } else {
-            double p = (double)common / ta.n, r = (double)common / tb.n;
-            f1 = 2 * p * r / (p + r);
-        }
-        free(ia);
-        free(ib);
-    }
-    free(ta.t);
-    free(tb.t);
+    double f1 = f1_of_tokens(&a, &b);
     buf_free(&a);
     buf_free(&b);
     return f1;
@@ -368,14 +337,12 @@ size_t icl_rouge_tokenize(const char *s, icl_buf *out)
     return n;
 }
 
-double icl_rouge_l(const char *pred, const char *ref, double *pp, double *rp)
+/* ROUGE-L F of two space-separated token strings (rouge-score's _score_lcs). */
+static double rouge_l_tokens(const icl_buf *a, const icl_buf *b, double *pp, double *rp)
 {
-    icl_buf a = {0}, b = {0};
-    icl_rouge_tokenize(pred, &a);
-    icl_rouge_tokenize(ref, &b);
     toks ta = {0}, tb = {0};
-    split_spaces(a.data ? a.data : "", a.len, &ta);
-    split_spaces(b.data ? b.data : "", b.len, &tb);
+    split_spaces(a->data ? a->data : "", a->len, &ta);
+    split_spaces(b->data ? b->data : "", b->len, &tb);
     double p = 0, r = 0, f = 0;
     if (ta.n > 0 && tb.n > 0) {
         int32_t *ia = xmalloc(ta.n * sizeof *ia), *ib = xmalloc(tb.n * sizeof *ib);
@@ -407,6 +374,15 @@ double icl_rouge_l(const char *pred, const char *ref, double *pp, double *rp)
         *rp = r;
     free(ta.t);
     free(tb.t);
+    return f;
+}
+
+double icl_rouge_l(const char *pred, const char *ref, double *pp, double *rp)
+{
+    icl_buf a = {0}, b = {0};
+    icl_rouge_tokenize(pred, &a);
+    icl_rouge_tokenize(ref, &b);
+    double f = rouge_l_tokens(&a, &b, pp, rp);
     buf_free(&a);
     buf_free(&b);
     return f;
@@ -443,6 +419,78 @@ static int rule1(unsigned char c)
 static int digit(unsigned char c) { return c >= '0' && c <= '9'; }
 static int dotcomma(unsigned char c) { return c == '.' || c == ','; }
 
+/* sacreBLEU's TokenizerRegexp (the language-dependent part of 13a, also
+ * zh's post-tokenizer) on the text in a (clobbered): the four re.sub rules,
+ * then ' '.join(line.split()) appended to out. */
+static void regexp_post(icl_buf *a, icl_buf *out)
+{
+    icl_buf b = {0};
+    /* Rule 1: ([\{-\~\[-\` -\&\(-\+\:-\@\/]) -> " \1 " */
+    for (size_t i = 0; i < a->len; i++) {
+        unsigned char c = (unsigned char)a->data[i];
+        if (rule1(c)) {
+            buf_putc(&b, ' ');
+            buf_putc(&b, (char)c);
+            buf_putc(&b, ' ');
+        } else {
+            buf_putc(&b, (char)c);
+        }
+    }
+    /* Rules 2-4 are two-character patterns: re.sub scans left to right and
+     * resumes after each match.  Scanning bytes gives the same result as
+     * scanning code points, since [.,0-9-] are ASCII and never inside a
+     * multi-byte sequence. */
+    buf_clear(a);
+    for (size_t i = 0; i < b.len;) { /* ([^0-9])([\.,]) -> "\1 \2 " */
+        unsigned char c = (unsigned char)b.data[i];
+        if (i + 1 < b.len && !digit(c) && dotcomma((unsigned char)b.data[i + 1])) {
+            buf_putc(a, (char)c);
+            buf_putc(a, ' ');
+            buf_putc(a, b.data[i + 1]);
+            buf_putc(a, ' ');
+            i += 2;
+        } else {
+            buf_putc(a, (char)c);
+            i++;
+        }
+    }
+    buf_clear(&b);
+    for (size_t i = 0; i < a->len;) { /* ([\.,])([^0-9]) -> " \1 \2" */
+        unsigned char c = (unsigned char)a->data[i];
+        if (i + 1 < a->len && dotcomma(c) && !digit((unsigned char)a->data[i + 1])) {
+            buf_putc(&b, ' ');
+            buf_putc(&b, (char)c);
+            buf_putc(&b, ' ');
+            buf_putc(&b, a->data[i + 1]);
+            i += 2;
+        } else {
+            buf_putc(&b, (char)c);
+            i++;
+        }
+    }
+    buf_clear(a);
+    for (size_t i = 0; i < b.len;) { /* ([0-9])(-) -> "\1 \2 " */
+        unsigned char c = (unsigned char)b.data[i];
+        if (i + 1 < b.len && digit(c) && b.data[i + 1] == '-') {
+            buf_putc(a, (char)c);
+            buf_putc(a, ' ');
+            buf_putc(a, '-');
+            buf_putc(a, ' ');
+            i += 2;
+        } else {
+            buf_putc(a, (char)c);
+            i++;
+        }
+    }
+    /* ' '.join(line.split()) */
+    cpvec w = {0};
+    decode(a->data, &w);
+    ws_join(w.cp, w.n, out);
+    free(w.cp);
+    buf_free(&b);
+}
+
+
 void icl_tok13a(const char *s, icl_buf *out)
 {
     /* str.rstrip(): drop trailing Python whitespace. */
@@ -465,75 +513,13 @@ void icl_tok13a(const char *s, icl_buf *out)
         replace_all(&line, "&lt;", "<");
         replace_all(&line, "&gt;", ">");
     }
-    icl_buf a = {0}, b = {0};
+    icl_buf a = {0};
     buf_putc(&a, ' ');
     buf_append(&a, line.data, line.len);
     buf_putc(&a, ' ');
     buf_free(&line);
-    /* Rule 1: ([\{-\~\[-\` -\&\(-\+\:-\@\/]) -> " \1 " */
-    for (size_t i = 0; i < a.len; i++) {
-        unsigned char c = (unsigned char)a.data[i];
-        if (rule1(c)) {
-            buf_putc(&b, ' ');
-            buf_putc(&b, (char)c);
-            buf_putc(&b, ' ');
-        } else {
-            buf_putc(&b, (char)c);
-        }
-    }
-    /* Rules 2-4 are two-character patterns: re.sub scans left to right and
-     * resumes after each match.  Scanning bytes gives the same result as
-     * scanning code points, since [.,0-9-] are ASCII and never inside a
-     * multi-byte sequence. */
-    buf_clear(&a);
-    for (size_t i = 0; i < b.len;) { /* ([^0-9])([\.,]) -> "\1 \2 " */
-        unsigned char c = (unsigned char)b.data[i];
-        if (i + 1 < b.len && !digit(c) && dotcomma((unsigned char)b.data[i + 1])) {
-            buf_putc(&a, (char)c);
-            buf_putc(&a, ' ');
-            buf_putc(&a, b.data[i + 1]);
-            buf_putc(&a, ' ');
-            i += 2;
-        } else {
-            buf_putc(&a, (char)c);
-            i++;
-        }
-    }
-    buf_clear(&b);
-    for (size_t i = 0; i < a.len;) { /* ([\.,])([^0-9]) -> " \1 \2" */
-        unsigned char c = (unsigned char)a.data[i];
-        if (i + 1 < a.len && dotcomma(c) && !digit((unsigned char)a.data[i + 1])) {
-            buf_putc(&b, ' ');
-            buf_putc(&b, (char)c);
-            buf_putc(&b, ' ');
-            buf_putc(&b, a.data[i + 1]);
-            i += 2;
-        } else {
-            buf_putc(&b, (char)c);
-            i++;
-        }
-    }
-    buf_clear(&a);
-    for (size_t i = 0; i < b.len;) { /* ([0-9])(-) -> "\1 \2 " */
-        unsigned char c = (unsigned char)b.data[i];
-        if (i + 1 < b.len && digit(c) && b.data[i + 1] == '-') {
-            buf_putc(&a, (char)c);
-            buf_putc(&a, ' ');
-            buf_putc(&a, '-');
-            buf_putc(&a, ' ');
-            i += 2;
-        } else {
-            buf_putc(&a, (char)c);
-            i++;
-        }
-    }
-    /* ' '.join(line.split()) */
-    cpvec w = {0};
-    decode(a.data, &w);
-    ws_join(w.cp, w.n, out);
-    free(w.cp);
+    regexp_post(&a, out);
     buf_free(&a);
-    buf_free(&b);
 }
 
 typedef struct {
@@ -586,13 +572,18 @@ static size_t ngram_count(const int32_t *ids, const int32_t *pos, size_t m, cons
 
 void icl_bleu_add(icl_bleu_stats *st, const char *hyp, const char *const *refs, size_t nrefs)
 {
+    icl_bleu_add_tok(st, ICL_TOK_13A, hyp, refs, nrefs);
+}
+
+void icl_bleu_add_tok(icl_bleu_stats *st, icl_tokenize t, const char *hyp, const char *const *refs, size_t nrefs)
+{
     size_t k = nrefs + 1;
     icl_buf *bufs = xcalloc(k, sizeof *bufs);
     toks *tl = xcalloc(k, sizeof *tl);
     toks **lists = xmalloc(k * sizeof *lists);
     int32_t **ids = xmalloc(k * sizeof *ids), **pos = xmalloc(k * sizeof *pos);
     for (size_t i = 0; i < k; i++) {
-        icl_tok13a(i == 0 ? hyp : refs[i - 1], &bufs[i]);
+        icl_bleu_tokenize(t, i == 0 ? hyp : refs[i - 1], &bufs[i]);
         split_spaces(bufs[i].data ? bufs[i].data : "", bufs[i].len, &tl[i]);
         lists[i] = &tl[i];
         ids[i] = xmalloc((tl[i].n + 1) * sizeof **ids);
@@ -681,6 +672,563 @@ void icl_bleu_compute(const icl_bleu_stats *st, int effective_order, icl_bleu_re
     out->score = bp * exp(s / eff);
 }
 
+/* ---- sacreBLEU's other tokenizers ---- */
+
+int icl_tokenize_parse(const char *name, icl_tokenize *t)
+{
+    static const char *const names[] = {"13a", "intl", "zh", "char", "none"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *t = (icl_tokenize)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *icl_tokenize_name(icl_tokenize t)
+{
+    static const char *const names[] = {"13a", "intl", "zh", "char", "none"};
+    return (unsigned)t < 5 ? names[t] : "?";
+}
+
+/* General categories as the regex module's \p{N}, \p{P}, \p{S}. */
+static int cat_n(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
+}
+
+static int cat_p(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return k >= UTF8PROC_CATEGORY_PC && k <= UTF8PROC_CATEGORY_PO;
+}
+
+static int cat_s(int32_t c)
+{
+    utf8proc_category_t k = utf8proc_category(c);
+    return k >= UTF8PROC_CATEGORY_SM && k <= UTF8PROC_CATEGORY_SO;
+}
+
+/* TokenizerV14International: three regex.sub passes on code points, each
+ * scanning left to right and resuming after a match, then split/join. */
+static void tok_intl(const int32_t *cp, size_t n, icl_buf *out)
+{
+    cpvec a = {0}, b = {0};
+    for (size_t i = 0; i < n;) { /* (\P{N})(\p{P}) -> "\1 \2 " */
+        if (i + 1 < n && !cat_n(cp[i]) && cat_p(cp[i + 1])) {
+            cp_push(&a, cp[i]);
+            cp_push(&a, ' ');
+            cp_push(&a, cp[i + 1]);
+            cp_push(&a, ' ');
+            i += 2;
+        } else {
+            cp_push(&a, cp[i++]);
+        }
+    }
+    for (size_t i = 0; i < a.n;) { /* (\p{P})(\P{N}) -> " \1 \2" */
+        if (i + 1 < a.n && cat_p(a.cp[i]) && !cat_n(a.cp[i + 1])) {
+            cp_push(&b, ' ');
+            cp_push(&b, a.cp[i]);
+            cp_push(&b, ' ');
+            cp_push(&b, a.cp[i + 1]);
+            i += 2;
+        } else {
+            cp_push(&b, a.cp[i++]);
+        }
+    }
+    a.n = 0;
+    for (size_t i = 0; i < b.n; i++) { /* (\p{S}) -> " \1 " */
+        if (cat_s(b.cp[i])) {
+            cp_push(&a, ' ');
+            cp_push(&a, b.cp[i]);
+            cp_push(&a, ' ');
+        } else {
+            cp_push(&a, b.cp[i]);
+        }
+    }
+    ws_join(a.cp, a.n, out);
+    free(a.cp);
+    free(b.cp);
+}
+
+int icl_zh_char(int32_t c)
+{
+    /* sacreBLEU's _UCODE_RANGES compared as Python strings: the two
+     * "(UTF16)" entries are written '\u20000' and '\u2f800' (two characters
+     * each), so they cover U+2001..U+2A6D and U+2F81..U+2FA1 and not
+     * Extension B or the Compatibility Supplement. */
+    static const int32_t r[][2] = {
+        {0x3400, 0x4DB5}, {0x4E00, 0x9FA5}, {0x9FA6, 0x9FBB}, {0xF900, 0xFA2D}, {0xFA30, 0xFA6A},
+        {0xFA70, 0xFAD9}, {0x2001, 0x2A6D}, {0x2F81, 0x2FA1}, {0xFF00, 0xFFEF}, {0x2E80, 0x2EFF},
+        {0x3000, 0x303F}, {0x31C0, 0x31EF}, {0x2F00, 0x2FDF}, {0x2FF0, 0x2FFF}, {0x3100, 0x312F},
+        {0x31A0, 0x31BF}, {0xFE10, 0xFE1F}, {0xFE30, 0xFE4F}, {0x2600, 0x26FF}, {0x2700, 0x27BF},
+        {0x3200, 0x32FF}, {0x3300, 0x33FF},
+    };
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
+        if (c >= r[i][0] && c <= r[i][1])
+            return 1;
+    return 0;
+}
+
+void icl_bleu_tokenize(icl_tokenize t, const char *s, icl_buf *out)
+{
+    if (t == ICL_TOK_13A) {
+        icl_tok13a(s, out);
+        return;
+    }
+    cpvec v = {0};
+    decode(s, &v);
+    size_t n = v.n, b = 0;
+    while (n > 0 && icl_py_isspace(v.cp[n - 1])) /* BLEU's sent.rstrip() */
+        n--;
+    switch (t) {
+    case ICL_TOK_INTL:
+        tok_intl(v.cp, n, out);
+        break;
+    case ICL_TOK_ZH: {
+        while (b < n && icl_py_isspace(v.cp[b])) /* line.strip() */
+            b++;
+        icl_buf line = {0};
+        buf_puts(&line, "");
+        for (size_t i = b; i < n; i++) {
+            if (icl_zh_char(v.cp[i])) {
+                buf_putc(&line, ' ');
+                encode(&line, v.cp[i]);
+                buf_putc(&line, ' ');
+            } else {
+                encode(&line, v.cp[i]);
+            }
+        }
+        regexp_post(&line, out);
+        buf_free(&line);
+        break;
+    }
+    case ICL_TOK_CHAR: { /* " ".join(line), then split(): every non-space character */
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            if (icl_py_isspace(v.cp[i]))
+                continue;
+            if (!first)
+                buf_putc(out, ' ');
+            first = 0;
+            encode(out, v.cp[i]);
+        }
+        break;
+    }
+    default: /* none: the n-gram extraction's split() */
+        ws_join(v.cp, n, out);
+        break;
+    }
+    free(v.cp);
+}
+
+/* Scripts of the automatic tokenization. */
+void icl_script_count(icl_script_counts *sc, const char *s)
+{
+    cpvec v = {0};
+    decode(s, &v);
+    for (size_t i = 0; i < v.n; i++) {
+        int32_t c = v.cp[i];
+        if ((c >= 0x3040 && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) || (c >= 0xFF66 && c <= 0xFF9D))
+            sc->kana++;
+        else if ((c >= 0x1100 && c <= 0x11FF) || (c >= 0x3130 && c <= 0x318F) || (c >= 0xA960 && c <= 0xA97F) ||
+                 (c >= 0xAC00 && c <= 0xD7FF) || (c >= 0xFFA0 && c <= 0xFFDC))
+            sc->hangul++;
+        else if ((c >= 0x0E00 && c <= 0x0EFF) || (c >= 0x1000 && c <= 0x109F) || (c >= 0x1780 && c <= 0x17FF))
+            sc->thai++;
+        else if ((c >= 0x2E80 && c <= 0x2FDF) || (c >= 0x3005 && c <= 0x3007) || (c >= 0x3021 && c <= 0x3029) ||
+                 (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xF900 && c <= 0xFAFF) ||
+                 (c >= 0x20000 && c <= 0x3134F))
+            sc->han++;
+        else if (utf8proc_category(c) >= UTF8PROC_CATEGORY_LU && utf8proc_category(c) <= UTF8PROC_CATEGORY_LO)
+            sc->other++;
+    }
+    free(v.cp);
+}
+
+icl_tokenize icl_script_choose(const icl_script_counts *sc)
+{
+    long asian = sc->han + sc->kana + sc->hangul + sc->thai;
+    if (2 * asian <= asian + sc->other) /* not mostly CJK or Thai letters */
+        return ICL_TOK_13A;
+    return 10 * (sc->kana + sc->thai) >= asian ? ICL_TOK_CHAR : ICL_TOK_ZH;
+}
+
+/* ---- tokenized F1 and ROUGE-L ---- */
+
+/* Tokens of s under t (s pre-normalised by the caller), without the tokens
+ * made only of punctuation (categories P*), appended to out separated by
+ * single spaces. */
+static void tokens_nopunct(icl_tokenize t, const char *s, icl_buf *out)
+{
+    icl_buf all = {0};
+    icl_bleu_tokenize(t, s, &all);
+    toks v = {0};
+    split_spaces(all.data ? all.data : "", all.len, &v);
+    int first = 1;
+    cpvec c = {0};
+    for (size_t i = 0; i < v.n; i++) {
+        icl_buf one = {0};
+        buf_append(&one, v.t[i].s, v.t[i].len);
+        decode(one.data, &c);
+        buf_free(&one);
+        size_t k = 0;
+        while (k < c.n && cat_p(c.cp[k]))
+            k++;
+        if (k == c.n)
+            continue;
+        if (!first)
+            buf_putc(out, ' ');
+        first = 0;
+        buf_append(out, v.t[i].s, v.t[i].len);
+    }
+    free(c.cp);
+    free(v.t);
+    buf_free(&all);
+}
+
+/* Token F1 of two space-separated token strings (SQuAD's f1_score). */
+static double f1_of_tokens(const icl_buf *a, const icl_buf *b)
+{
+    toks ta = {0}, tb = {0};
+    split_spaces(a->data ? a->data : "", a->len, &ta);
+    split_spaces(b->data ? b->data : "", b->len, &tb);
+    double f1;
+    if (ta.n == 0 || tb.n == 0) {
+        f1 = ta.n == tb.n;
+    } else {
+        int32_t *ia = xmalloc(ta.n * sizeof *ia), *ib = xmalloc(tb.n * sizeof *ib);
+        toks *lists[2] = {&ta, &tb};
+        int32_t *ids[2] = {ia, ib};
+        intern(lists, ids, 2);
+        qsort(ia, ta.n, sizeof *ia, intcmp);
+        qsort(ib, tb.n, sizeof *ib, intcmp);
+        size_t i = 0, j = 0, common = 0;
+        while (i < ta.n && j < tb.n) { /* multiset intersection of sorted lists */
+            if (ia[i] == ib[j]) {
+                common++;
+                i++;
+                j++;
+            } else if (ia[i] < ib[j]) {
+                i++;
+            } else {
+                j++;
+            }
+        }
+        if (common == 0) {
+            f1 = 0;
+        } else {
+            double p = (double)common / ta.n, r = (double)common / tb.n;
+            f1 = 2 * p * r / (p + r);
+        }
+        free(ia);
+        free(ib);
+    }
+    free(ta.t);
+    free(tb.t);
+    return f1;
+}
+
+double icl_token_f1_tok(const char *pred, const char *ref, icl_tokenize t)
+{
+    if (t == ICL_TOK_13A)
+        return icl_token_f1(pred, ref);
+    icl_buf a = {0}, b = {0}, ta = {0}, tb = {0};
+    icl_squad_normalize(pred, &a);
+    icl_squad_normalize(ref, &b);
+    tokens_nopunct(t, a.data ? a.data : "", &ta);
+    tokens_nopunct(t, b.data ? b.data : "", &tb);
+    double f1 = f1_of_tokens(&ta, &tb);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&ta);
+    buf_free(&tb);
+    return f1;
+}
+
+double icl_rouge_l_tok(const char *pred, const char *ref, icl_tokenize t, double *pp, double *rp)
+{
+    if (t == ICL_TOK_13A)
+        return icl_rouge_l(pred, ref, pp, rp);
+    icl_buf a = {0}, b = {0}, ta = {0}, tb = {0};
+    icl_py_lower(pred, &a);
+    icl_py_lower(ref, &b);
+    tokens_nopunct(t, a.data ? a.data : "", &ta);
+    tokens_nopunct(t, b.data ? b.data : "", &tb);
+    double f = rouge_l_tokens(&ta, &tb, pp, rp);
+    buf_free(&a);
+    buf_free(&b);
+    buf_free(&ta);
+    buf_free(&tb);
+    return f;
+}
+
+/* ---- chrF ---- */
+
+/* Counter-style statistics of order-n n-grams of h against r (values
+ * compare directly: code points, or ids from one intern call):
+ * hyp = number of hypothesis n-grams if r has any, else 0; ref = number of
+ * reference n-grams; match = sum over distinct n-grams of min(counts). */
+static void ngram_stats(const int32_t *h, size_t hn, const int32_t *r, size_t rn, int n, long out[3])
+{
+    int32_t *hp = xmalloc((hn + 1) * sizeof *hp), *rp = xmalloc((rn + 1) * sizeof *rp);
+    size_t hm = ngrams_sorted(h, hn, n, hp), rm = ngrams_sorted(r, rn, n, rp);
+    long match = 0;
+    for (size_t g = 0; g < hm;) {
+        const int32_t *q = h + hp[g];
+        size_t c = 1;
+        while (g + c < hm && memcmp(h + hp[g + c], q, (size_t)n * sizeof *q) == 0)
+            c++;
+        size_t rc = ngram_count(r, rp, rm, q, n);
+        match += (long)(c < rc ? c : rc);
+        g += c;
+    }
+    out[0] = rm ? (long)hm : 0;
+    out[1] = (long)rm;
+    out[2] = match;
+    free(hp);
+    free(rp);
+}
+
+/* chrF's _remove_punctuation: split() words, a word longer than one
+ * character loses a last (else first) string.punctuation character as a
+ * word of its own.  Words are appended to w (code points of all words
+ * concatenated) with their ends in ends. */
+typedef struct {
+    toks t;
+    icl_buf text;
+} wordlist;
+
+static void chrf_words(const int32_t *cp, size_t n, wordlist *wl)
+{
+    buf_clear(&wl->text);
+    buf_puts(&wl->text, "");
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && icl_py_isspace(cp[i]))
+            i++;
+        if (i == n)
+            break;
+        size_t j = i;
+        while (j < n && !icl_py_isspace(cp[j]))
+            j++;
+        size_t len = j - i;
+        if (wl->text.len)
+            buf_putc(&wl->text, ' ');
+        if (len > 1 && cp[j - 1] < 0x80 && ascii_punct(cp[j - 1])) {
+            for (size_t k = i; k < j - 1; k++)
+                encode(&wl->text, cp[k]);
+            buf_putc(&wl->text, ' ');
+            encode(&wl->text, cp[j - 1]);
+        } else if (len > 1 && cp[i] < 0x80 && ascii_punct(cp[i])) {
+            encode(&wl->text, cp[i]);
+            buf_putc(&wl->text, ' ');
+            for (size_t k = i + 1; k < j; k++)
+                encode(&wl->text, cp[k]);
+        } else {
+            for (size_t k = i; k < j; k++)
+                encode(&wl->text, cp[k]);
+        }
+        i = j;
+    }
+    split_spaces(wl->text.data, wl->text.len, &wl->t);
+}
+
+double icl_chrf_score(const long *stats, int word_order)
+{
+    /* CHRF._compute_f_score without eps_smoothing (sacreBLEU 2.x default) */
+    const double factor = ICL_CHRF_BETA * ICL_CHRF_BETA;
+    double avg_prec = 0.0, avg_rec = 0.0;
+    int eff = 0;
+    for (int i = 0; i < ICL_CHRF_CHAR_ORDER + word_order; i++) {
+        long n_hyp = stats[3 * i], n_ref = stats[3 * i + 1], n_match = stats[3 * i + 2];
+        double prec = n_hyp > 0 ? (double)n_match / (double)n_hyp : 1e-16;
+        double rec = n_ref > 0 ? (double)n_match / (double)n_ref : 1e-16;
+        if (n_hyp > 0 && n_ref > 0) {
+            avg_prec += prec;
+            avg_rec += rec;
+            eff++;
+        }
+    }
+    if (eff == 0) {
+        avg_prec = avg_rec = 0.0;
+    } else {
+        avg_prec /= eff;
+        avg_rec /= eff;
+    }
+    if (avg_prec + avg_rec != 0.0) {
+        double score = (1 + factor) * avg_prec * avg_rec;
+        score /= (factor * avg_prec) + avg_rec;
+        return 100 * score;
+    }
+    return 0.0;
+}
+
+void icl_chrf_add(long *stats, int word_order, const char *hyp, const char *const *refs, size_t nrefs)
+{
+    int order = ICL_CHRF_CHAR_ORDER + word_order;
+    cpvec h = {0}, hc = {0}, r = {0}, rc = {0};
+    decode(hyp, &h);
+    for (size_t i = 0; i < h.n; i++) /* ''.join(line.split()) */
+        if (!icl_py_isspace(h.cp[i]))
+            cp_push(&hc, h.cp[i]);
+    wordlist hw = {0}, rw = {0};
+    if (word_order > 0)
+        chrf_words(h.cp, h.n, &hw);
+    long best[3 * ICL_CHRF_MAX_ORDER], cur[3 * ICL_CHRF_MAX_ORDER];
+    double best_f = -1.0;
+    memset(best, 0, sizeof best);
+    for (size_t k = 0; k < nrefs; k++) {
+        decode(refs[k], &r);
+        rc.n = 0;
+        for (size_t i = 0; i < r.n; i++)
+            if (!icl_py_isspace(r.cp[i]))
+                cp_push(&rc, r.cp[i]);
+        for (int n = 1; n <= ICL_CHRF_CHAR_ORDER; n++)
+            ngram_stats(hc.cp, hc.n, rc.cp, rc.n, n, cur + 3 * (n - 1));
+        if (word_order > 0) {
+            chrf_words(r.cp, r.n, &rw);
+            int32_t *hid = xmalloc((hw.t.n + 1) * sizeof *hid), *rid = xmalloc((rw.t.n + 1) * sizeof *rid);
+            toks *lists[2] = {&hw.t, &rw.t};
+            int32_t *ids[2] = {hid, rid};
+            intern(lists, ids, 2);
+            for (int n = 1; n <= word_order; n++)
+                ngram_stats(hid, hw.t.n, rid, rw.t.n, n, cur + 3 * (ICL_CHRF_CHAR_ORDER + n - 1));
+            free(hid);
+            free(rid);
+        }
+        double f = icl_chrf_score(cur, word_order);
+        if (f > best_f) { /* the first reference with the best F */
+            best_f = f;
+            memcpy(best, cur, sizeof best);
+        }
+    }
+    for (int i = 0; i < 3 * order; i++)
+        stats[i] += best[i];
+    free(h.cp);
+    free(hc.cp);
+    free(r.cp);
+    free(rc.cp);
+    free(hw.t.t);
+    free(rw.t.t);
+    buf_free(&hw.text);
+    buf_free(&rw.text);
+}
+
+/* ---- answer extraction ---- */
+
+struct icl_extractor {
+    int gsm8k;
+    pcre2_code *re;
+    pcre2_match_data *md;
+};
+
+#define GSM8K_NUMBER "-?\\$?([0-9][0-9,]*(?:\\.[0-9]+)?)"
+
+icl_extractor *icl_extractor_new(const char *spec, char *err, size_t errsz)
+{
+    icl_extractor *x = xcalloc(1, sizeof *x);
+    x->gsm8k = strcmp(spec, "gsm8k") == 0;
+    const char *pat = x->gsm8k ? GSM8K_NUMBER : spec;
+    int code;
+    PCRE2_SIZE off;
+    x->re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
+    if (!x->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        snprintf(err, errsz, "bad regular expression at offset %zu: %s", (size_t)off, (const char *)msg);
+        free(x);
+        return NULL;
+    }
+    x->md = pcre2_match_data_create_from_pattern(x->re, NULL);
+    return x;
+}
+
+void icl_extractor_free(icl_extractor *x)
+{
+    if (!x)
+        return;
+    pcre2_match_data_free(x->md);
+    pcre2_code_free(x->re);
+    free(x);
+}
+
+/* The normalised gsm8k number of group 1 of the match in md (text s). */
+static void gsm8k_number(const icl_extractor *x, const char *s, icl_buf *out)
+{
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+    const char *p = s + ov[2], *e = s + ov[3];
+    int neg = ov[0] < ov[2] && s[ov[0]] == '-';
+    icl_buf b = {0};
+    for (; p < e; p++)
+        if (*p != ',')
+            buf_putc(&b, *p);
+    buf_puts(&b, "");
+    if (memchr(b.data, '.', b.len)) {
+        while (b.len > 0 && b.data[b.len - 1] == '0')
+            b.data[--b.len] = 0;
+        if (b.len > 0 && b.data[b.len - 1] == '.')
+            b.data[--b.len] = 0;
+    }
+    size_t z = 0; /* "-0" is "0" */
+    while (z < b.len && (b.data[z] == '0' || b.data[z] == '.'))
+        z++;
+    if (neg && z < b.len)
+        buf_putc(out, '-');
+    buf_append(out, b.data, b.len);
+    buf_free(&b);
+}
+
+int icl_extract(const icl_extractor *x, const char *s, icl_buf *out)
+{
+    size_t len = strlen(s);
+    if (!x->gsm8k) {
+        if (pcre2_match(x->re, (PCRE2_SPTR)s, len, 0, 0, x->md, NULL) < 0)
+            return 0;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+        uint32_t ng = pcre2_get_ovector_count(x->md), g = 0;
+        for (uint32_t k = 1; k < ng && !g; k++) /* the first group that took part */
+            if (ov[2 * k] != PCRE2_UNSET)
+                g = k;
+        buf_append(out, s + ov[2 * g], ov[2 * g + 1] - ov[2 * g]);
+        buf_puts(out, "");
+        return 1;
+    }
+    const char *h = NULL;
+    for (const char *p = s; (p = strstr(p, "####")) != NULL; p += 4)
+        h = p;
+    if (h && pcre2_match(x->re, (PCRE2_SPTR)s, len, (PCRE2_SIZE)(h + 4 - s), 0, x->md, NULL) >= 0) {
+        gsm8k_number(x, s, out);
+        buf_puts(out, "");
+        return 1;
+    }
+    PCRE2_SIZE start = 0, last0 = PCRE2_UNSET;
+    while (start <= len && pcre2_match(x->re, (PCRE2_SPTR)s, len, start, 0, x->md, NULL) >= 0) {
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(x->md);
+        last0 = ov[0];
+        start = ov[1] > ov[0] ? ov[1] : ov[0] + 1;
+    }
+    if (last0 == PCRE2_UNSET)
+        return 0;
+    pcre2_match(x->re, (PCRE2_SPTR)s, len, last0, 0, x->md, NULL); /* the last match again */
+    gsm8k_number(x, s, out);
+    buf_puts(out, "");
+    return 1;
+}
+
+/* ---- pass@k ---- */
+
+double icl_pass_at_k(long n, long c, long k)
+{
+    if (n - c < k)
+        return 1.0;
+    double prod = 1.0;
+    for (long i = n - c + 1; i <= n; i++)
+        prod *= 1.0 - (double)k / (double)i;
+    return 1.0 - prod;
+}
+
 /* ---- labels ---- */
 
 void icl_label_normalize(const char *pred, icl_buf *out)
@@ -711,16 +1259,20 @@ void icl_confusion_add(json_t *matrix, const char *gold, const char *pred)
 
 /* ---- aggregation ---- */
 
-int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz)
+int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_pass_k, char *err,
+                      size_t errsz)
 {
     static const struct { const char *name; unsigned bit; } names[] = {
         {"exact_match", ICL_METRIC_EM}, {"em", ICL_METRIC_EM}, {"f1", ICL_METRIC_F1},
         {"rougeL", ICL_METRIC_ROUGE_L}, {"rouge_l", ICL_METRIC_ROUGE_L},
         {"rouge-l", ICL_METRIC_ROUGE_L}, {"rouge", ICL_METRIC_ROUGE_L},
         {"bleu", ICL_METRIC_BLEU}, {"accuracy", ICL_METRIC_ACCURACY},
-        {"acc", ICL_METRIC_ACCURACY}, {"all", ICL_METRIC_ALL},
+        {"acc", ICL_METRIC_ACCURACY}, {"chrf", ICL_METRIC_CHRF}, {"chrF", ICL_METRIC_CHRF},
+        {"chrf++", ICL_METRIC_CHRFPP}, {"chrF++", ICL_METRIC_CHRFPP}, {"chrfpp", ICL_METRIC_CHRFPP},
+        {"all", ICL_METRIC_ALL},
     };
     unsigned m = 0;
+    size_t nk = 0;
     const char *p = list;
     for (;;) {
         const char *e = strchr(p, ',');
@@ -729,17 +1281,40 @@ int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz)
         for (i = 0; i < sizeof names / sizeof names[0]; i++)
             if (strlen(names[i].name) == n && strncmp(names[i].name, p, n) == 0)
                 break;
-        if (i == sizeof names / sizeof names[0]) {
-            snprintf(err, errsz, "unknown metric '%.*s' (known: em, f1, rougeL, bleu, accuracy, all)",
+        if (i < sizeof names / sizeof names[0]) {
+            m |= names[i].bit;
+        } else if (n > 5 && strncmp(p, "pass@", 5) == 0) {
+            long k = 0;
+            size_t j;
+            for (j = 5; j < n && p[j] >= '0' && p[j] <= '9' && k <= 1000000; j++)
+                k = 10 * k + (p[j] - '0');
+            if (j < n || k < 1 || k > 1000000) {
+                snprintf(err, errsz, "'%.*s': k must be a number from 1 to 1000000", (int)n, p);
+                return -1;
+            }
+            size_t q;
+            for (q = 0; q < nk && pass_k[q] != k; q++)
+                ;
+            if (q == nk) {
+                if (nk == ICL_MAX_PASS_K) {
+                    snprintf(err, errsz, "at most %d pass@k metrics", ICL_MAX_PASS_K);
+                    return -1;
+                }
+                pass_k[nk++] = k;
+            }
+            m |= ICL_METRIC_PASS;
+        } else {
+            snprintf(err, errsz,
+                     "unknown metric '%.*s' (known: em, f1, rougeL, bleu, chrf, chrf++, accuracy, all, pass@K)",
                      (int)n, p);
             return -1;
         }
-        m |= names[i].bit;
         if (!e)
             break;
         p = e + 1;
     }
     *mask = m;
+    *n_pass_k = nk;
     return 0;
 }
 
@@ -766,9 +1341,9 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
             if (a->mask & ICL_METRIC_EM)
                 em = fmax(em, icl_exact_match(pred, refs[i]));
             if (a->mask & ICL_METRIC_F1)
-                f1 = fmax(f1, icl_token_f1(pred, refs[i]));
+                f1 = fmax(f1, icl_token_f1_tok(pred, refs[i], a->tok));
             if (a->mask & ICL_METRIC_ROUGE_L)
-                rl = fmax(rl, icl_rouge_l(pred, refs[i], NULL, NULL));
+                rl = fmax(rl, icl_rouge_l_tok(pred, refs[i], a->tok, NULL, NULL));
         }
         a->em += em;
         a->f1 += f1;
@@ -782,7 +1357,7 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
     }
     if (a->mask & ICL_METRIC_BLEU) {
         icl_bleu_stats one = {0};
-        icl_bleu_add(&one, pred, refs, nrefs);
+        icl_bleu_add_tok(&one, a->tok, pred, refs, nrefs);
         for (int n = 0; n < ICL_BLEU_ORDER; n++) {
             a->bleu.correct[n] += one.correct[n];
             a->bleu.total[n] += one.total[n];
@@ -794,6 +1369,19 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
             icl_bleu_compute(&one, 1, &r);
             json_object_set_new(scores, "bleu", json_real(r.score / 100));
         }
+    }
+    for (int pp = 0; pp < 2; pp++) {
+        unsigned bit = pp ? ICL_METRIC_CHRFPP : ICL_METRIC_CHRF;
+        if (!(a->mask & bit))
+            continue;
+        long one[3 * ICL_CHRF_MAX_ORDER] = {0};
+        int wo = pp ? 2 : 0;
+        icl_chrf_add(one, wo, pred, refs, nrefs);
+        long *sum = pp ? a->chrfpp : a->chrf;
+        for (int i = 0; i < 3 * (ICL_CHRF_CHAR_ORDER + wo); i++)
+            sum[i] += one[i];
+        if (scores)
+            json_object_set_new(scores, pp ? "chrf++" : "chrf", json_real(icl_chrf_score(one, wo) / 100));
     }
     if (a->mask & ICL_METRIC_ACCURACY) {
         icl_buf p = {0}, g = {0};
@@ -824,6 +1412,11 @@ json_t *icl_eval_summary(const icl_eval_acc *a)
 {
     json_t *o = json_object();
     json_object_set_new(o, "records", json_integer(a->n));
+    if (a->mask & (ICL_METRIC_F1 | ICL_METRIC_ROUGE_L | ICL_METRIC_BLEU)) {
+        json_object_set_new(o, "tokenize", json_string(icl_tokenize_name(a->tok)));
+        if (a->tok_auto)
+            json_object_set_new(o, "tokenize_auto", json_true());
+    }
     if (a->mask & ICL_METRIC_EM)
         json_object_set_new(o, "exact_match", mean(a->em, a->n));
     if (a->mask & ICL_METRIC_F1)
@@ -848,6 +1441,15 @@ json_t *icl_eval_summary(const icl_eval_acc *a)
         json_object_set_new(d, "sys_len", json_integer(a->bleu.sys_len));
         json_object_set_new(d, "ref_len", json_integer(a->bleu.ref_len));
         json_object_set_new(o, "bleu_detail", d);
+    }
+    for (int pp = 0; pp < 2; pp++) {
+        if (!(a->mask & (pp ? ICL_METRIC_CHRFPP : ICL_METRIC_CHRF)))
+            continue;
+        double sc = icl_chrf_score(pp ? a->chrfpp : a->chrf, pp ? 2 : 0);
+        json_object_set_new(o, pp ? "chrf++" : "chrf", a->n ? json_real(sc / 100) : json_null());
+        json_t *d = json_object();
+        json_object_set_new(d, "score", json_real(sc));
+        json_object_set_new(o, pp ? "chrf++_detail" : "chrf_detail", d);
     }
     if (a->mask & ICL_METRIC_ACCURACY) {
         json_object_set_new(o, "accuracy", mean((double)a->correct, a->n));

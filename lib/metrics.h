@@ -10,7 +10,10 @@
  *    use_stemmer=False (tokenize.tokenize and _score_lcs).
  *  - BLEU: sacreBLEU 2.x defaults (tokenize "13a", max order 4,
  *    smooth_method "exp", case-sensitive, effective_order off for the corpus
- *    score and on for sentence_bleu).
+ *    score and on for sentence_bleu); with tokenize 13a, intl, zh, char or
+ *    none as sacreBLEU's tokenizers of those names.
+ *  - chrF and chrF++: sacreBLEU 2.x CHRF (char order 6, word order 0 or 2,
+ *    beta 2, whitespace excluded, no eps smoothing).
  *
  * Python semantics reproduced where they matter: str.lower() (full Unicode
  * lower-casing, including U+0130 -> "i\u0307" and the Final_Sigma rule),
@@ -24,6 +27,7 @@
 #define ICL_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -75,6 +79,69 @@ double icl_rouge_l(const char *pred, const char *ref, double *p, double *r);
  * Appends to out. */
 void icl_tok13a(const char *s, icl_buf *out);
 
+/* The tokenizations of sacreBLEU (BLEU's tokenize=): 13a (mteval-v13a,
+ * the default), intl (mteval-v14 international), zh (CJK characters one by
+ * one, then 13a's regexes), char (every character), none (split on white
+ * space).  For F1 and ROUGE-L, ICL_TOK_13A means each metric's own
+ * reference tokenization (SQuAD, rouge-score) and any other value that
+ * tokenization (see icl_token_f1_tok). */
+typedef enum { ICL_TOK_13A = 0, ICL_TOK_INTL, ICL_TOK_ZH, ICL_TOK_CHAR, ICL_TOK_NONE } icl_tokenize;
+
+/* Name ("13a", "intl", "zh", "char", "none") to value: 0, or -1 if unknown. */
+int icl_tokenize_parse(const char *name, icl_tokenize *t);
+/* Value to name (static string). */
+const char *icl_tokenize_name(icl_tokenize t);
+
+/* 1 if sacreBLEU's TokenizerZh._is_chinese_char(chr(c)): its
+ * _UCODE_RANGES compared as Python strings, which makes the entries written
+ * '\u20000'-'\u2a6d6' and '\u2f800'-'\u2fa1d' cover U+2001..U+2A6D and
+ * U+2F81..U+2FA1 (not CJK Extension B). */
+int icl_zh_char(int32_t c);
+
+/* The tokens BLEU counts for one segment under t: sacreBLEU's
+ * tokenizer(s.rstrip()) (BLEU._preprocess_segment, no lower-casing) split
+ * on white space (extract_all_word_ngrams' str.split()), appended to out
+ * joined by single spaces.
+ *   13a:  icl_tok13a.
+ *   intl: regex.sub (\P{N})(\p{P}) -> "\1 \2 ", then (\p{P})(\P{N}) ->
+ *         " \1 \2", then (\p{S}) -> " \1 " (general categories from
+ *         utf8proc), on the text without padding.
+ *   zh:   str.strip(), a space either side of every icl_zh_char, then
+ *         13a's four regex rules (TokenizerRegexp) without 13a's
+ *         <skipped>/&quot; handling and padding.
+ *   char: every character that is not white space is a token.
+ *   none: the white-space separated words. */
+void icl_bleu_tokenize(icl_tokenize t, const char *s, icl_buf *out);
+
+/* Letter counts for the automatic tokenization (add with icl_script_count
+ * over the references): han (CJK ideographs and radicals), kana
+ * (hiragana, katakana, half-width katakana), hangul (jamo, syllables,
+ * half-width), thai (Thai, Lao, Myanmar, Khmer: scripts written without
+ * spaces between words), other (any other letter, categories L*). */
+typedef struct {
+    long han, kana, hangul, thai, other;
+} icl_script_counts;
+void icl_script_count(icl_script_counts *sc, const char *s);
+
+/* The automatic choice: 13a unless more than half of the letters are
+ * han + kana + hangul + thai; then char if kana + thai are at least a
+ * tenth of those (Japanese, Thai: words not separated by spaces and not
+ * split by zh), else zh (Chinese, Korean). */
+icl_tokenize icl_script_choose(const icl_script_counts *sc);
+
+/* Token F1 under t: ICL_TOK_13A is icl_token_f1 (SQuAD).  Otherwise both
+ * strings are normalised as SQuAD does (icl_squad_normalize), tokenized by
+ * icl_bleu_tokenize(t), tokens made only of punctuation (categories P*,
+ * e.g. "\u3002") dropped, then SQuAD's multiset F1 with its empty rule.
+ * With zh or char, Chinese is scored by character as CMRC 2018's
+ * evaluation does. */
+double icl_token_f1_tok(const char *pred, const char *ref, icl_tokenize t);
+
+/* ROUGE-L under t: ICL_TOK_13A is icl_rouge_l (rouge-score).  Otherwise the
+ * tokens are icl_bleu_tokenize(t) of Python's lower() of each string, less
+ * the tokens made only of punctuation; LCS-based P, R, F as icl_rouge_l. */
+double icl_rouge_l_tok(const char *pred, const char *ref, icl_tokenize t, double *p, double *r);
+
 #define ICL_BLEU_ORDER 4
 
 /* Sufficient statistics of corpus BLEU, summed over segments. */
@@ -95,6 +162,9 @@ typedef struct {
  * maximum count over the references; ref_len adds the reference length
  * closest to the hypothesis length (the shorter one on ties). */
 void icl_bleu_add(icl_bleu_stats *st, const char *hyp, const char *const *refs, size_t nrefs);
+/* The same with the tokens of icl_bleu_tokenize(t). */
+void icl_bleu_add_tok(icl_bleu_stats *st, icl_tokenize t, const char *hyp, const char *const *refs,
+                      size_t nrefs);
 
 /* sacreBLEU's BLEU.compute_bleu with smooth_method "exp":
  *   bp = 1 if sys_len >= ref_len, exp(1 - ref_len/sys_len) if 0 < sys_len,
@@ -107,6 +177,48 @@ void icl_bleu_add(icl_bleu_stats *st, const char *hyp, const char *const *refs, 
  *   with N = 4 (corpus) or, if effective_order, the last n with total > 0
  *   (sentence BLEU). */
 void icl_bleu_compute(const icl_bleu_stats *st, int effective_order, icl_bleu_result *out);
+
+/* chrF (Popovic 2015) and chrF++ (Popovic 2017) as sacreBLEU's CHRF. */
+#define ICL_CHRF_CHAR_ORDER 6
+#define ICL_CHRF_BETA 2
+#define ICL_CHRF_MAX_ORDER 8 /* char order 6 + word order 2 */
+
+/* Add one segment's statistics to stats[3 * (6 + word_order)]: for each
+ * order (character n-grams 1..6 over the text with white space removed,
+ * then word n-grams 1..word_order) the triple [hypothesis n-grams (0 when
+ * the reference has none of that order), reference n-grams, matches (sum
+ * of min counts)], of the reference with the best sentence chrF (the first
+ * on ties).  Words are str.split() words where a word of 2+ characters
+ * loses a last, else a first, ASCII punctuation character as a word of its
+ * own (CHRF._remove_punctuation).  word_order is 0 (chrF) or 2 (chrF++). */
+void icl_chrf_add(long *stats, int word_order, const char *hyp, const char *const *refs, size_t nrefs);
+
+/* CHRF._compute_f_score, eps_smoothing off: the mean precision and recall
+ * over the orders where both hypothesis and reference have n-grams, then
+ * F_beta = (1 + beta^2) P R / (beta^2 P + R) * 100 (0 if P + R = 0).
+ * The corpus score is this of the summed statistics. */
+double icl_chrf_score(const long *stats, int word_order);
+
+/* Answer extraction before scoring (--extract).  spec is "gsm8k" or a
+ * PCRE2 regular expression (UTF mode, Unicode properties).  A regex gives
+ * its first match's first capture group that took part in the match (so
+ * "a: (\\d)|b: (\\d)" works), or the whole match if none did.  gsm8k: the first number after the last "####", else the last
+ * number of the text; a number is -?[0-9][0-9,]*(\.[0-9]+)? (a "$" before
+ * it is ignored); commas are removed, and zeros ending a fraction and then
+ * a bare "." are dropped ("1,234.50" -> "1234.5", "18.0" -> "18"). */
+typedef struct icl_extractor icl_extractor;
+
+/* NULL with the PCRE2 error and its offset in err on a bad regex. */
+icl_extractor *icl_extractor_new(const char *spec, char *err, size_t errsz);
+/* 1 and the answer appended to out, or 0 (out unchanged) when s has none. */
+int icl_extract(const icl_extractor *x, const char *s, icl_buf *out);
+void icl_extractor_free(icl_extractor *x);
+
+/* The unbiased pass@k estimator of Chen et al. 2021 (Codex, eq. 1) for n
+ * samples of which c pass: 1 - C(n-c, k)/C(n, k), computed as
+ * 1 - prod_{i=n-c+1}^{n} (1 - k/i) (HumanEval's estimate_pass_at_k);
+ * 1 when n - c < k.  Needs 1 <= k <= n and 0 <= c <= n. */
+double icl_pass_at_k(long n, long c, long k);
 
 /* First line of a label prediction: skip leading whitespace (str.isspace),
  * take the text up to the next '\n' (or the end), then icl_squad_normalize.
@@ -127,13 +239,22 @@ enum {
     ICL_METRIC_ROUGE_L = 4,  /* "rougeL" (aliases "rouge_l", "rouge-l", "rouge") */
     ICL_METRIC_BLEU = 8,     /* "bleu" */
     ICL_METRIC_ACCURACY = 16,/* "accuracy" (alias "acc") */
+    ICL_METRIC_CHRF = 32,    /* "chrf" */
+    ICL_METRIC_CHRFPP = 64,  /* "chrf++" (alias "chrfpp") */
+    ICL_METRIC_PASS = 128,   /* "pass@K" (see icl_metrics_parse) */
     ICL_METRIC_DEFAULT = 1 | 2 | 4 | 8,
-    ICL_METRIC_ALL = 31,     /* "all" */
+    ICL_METRIC_ALL = 127,    /* "all": every text metric (not pass@k) */
 };
 
-/* Parse a comma-separated metric list ("em,f1,bleu", "all") into a mask.
- * Returns 0, or -1 with "unknown metric 'x'" in err. */
-int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz);
+#define ICL_MAX_PASS_K 16
+
+/* Parse a comma-separated metric list ("em,f1,bleu", "all", "pass@1,pass@10")
+ * into a mask; each pass@K (1 <= K <= 1000000, at most ICL_MAX_PASS_K of
+ * them, repeated ones once) sets ICL_METRIC_PASS and is appended to
+ * pass_k[*n_pass_k] in the order given.  Returns 0, or -1 with
+ * "unknown metric 'x'" in err. */
+int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_pass_k, char *err,
+                      size_t errsz);
 
 /* Running sums over records.  Per-record scores are the maximum over the
  * record's references for EM, F1 and ROUGE-L (as SQuAD's
@@ -144,29 +265,39 @@ int icl_metrics_parse(const char *list, unsigned *mask, char *err, size_t errsz)
  * confusion matrix uses the first reference as the gold label. */
 typedef struct {
     unsigned mask;
+    icl_tokenize tok;      /* F1, ROUGE-L and BLEU tokenization (0: 13a) */
+    int tok_auto;          /* tok was chosen by icl_script_choose (for the summary) */
     long n;                /* records added */
     double em, f1, rouge_l;/* sums of per-record scores */
     long correct;          /* accuracy: records whose label matched */
     icl_bleu_stats bleu;
+    long chrf[3 * ICL_CHRF_CHAR_ORDER];   /* summed chrF statistics */
+    long chrfpp[3 * ICL_CHRF_MAX_ORDER];  /* summed chrF++ statistics */
     json_t *confusion;     /* {gold: {predicted: count}}, owned */
 } icl_eval_acc;
 
-/* Empty totals for the metrics in mask (ICL_METRIC_* bits); free what a owns. */
+/* Empty totals for the metrics in mask (ICL_METRIC_* bits), tokenization
+ * 13a (set a->tok, a->tok_auto after this for another); free what a owns. */
 void icl_eval_init(icl_eval_acc *a, unsigned mask);
 void icl_eval_free(icl_eval_acc *a);
 
 /* Score one record: pred against refs[0..nrefs) (nrefs >= 1).  When scores
  * is a JSON object, the record's scores are set in it: "exact_match",
  * "f1", "rougeL", "bleu" (sentence BLEU as sacreBLEU's sentence_bleu, over
- * 100), "correct" (true/false) and "label" (the normalised predicted label),
- * for the metrics in the mask. */
+ * 100), "chrf", "chrf++" (sentence_chrf / 100), "correct" (true/false) and
+ * "label" (the normalised predicted label), for the metrics in the mask.
+ * F1, ROUGE-L and BLEU use a->tok. */
 void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, size_t nrefs,
                   json_t *scores);
 
-/* The summary as a new JSON object: "records", then per metric in the
+/* The summary as a new JSON object: "records", "tokenize" (the name of
+ * a->tok, with "tokenize_auto": true when it was chosen automatically;
+ * only when F1, ROUGE-L or BLEU is in the mask), then per metric in the
  * mask "exact_match", "f1", "rougeL" (means over records), "bleu" (corpus
  * BLEU / 100) with "bleu_detail" {score (0..100), counts, totals,
- * precisions, bp, sys_len, ref_len}, "accuracy", "correct", "confusion".
+ * precisions, bp, sys_len, ref_len}, "chrf", "chrf++" (corpus scores / 100)
+ * with "chrf_detail", "chrf++_detail" {score (0..100)}, "accuracy",
+ * "correct", "confusion".
  * Means are null when no record was added.  Caller json_decref's it. */
 json_t *icl_eval_summary(const icl_eval_acc *a);
 

@@ -38,7 +38,7 @@ EOF
 
 test_expect_success 'EM, F1 and ROUGE-L by hand' '
 	icl-eval -M em,f1,rougeL qa.jsonl >out &&
-	echo "{\"records\":4,\"exact_match\":0.75,\"f1\":0.95,\"rougeL\":0.515151515151515,\"skipped\":0}" >want &&
+	echo "{\"records\":4,\"tokenize\":\"13a\",\"tokenize_auto\":true,\"exact_match\":0.75,\"f1\":0.95,\"rougeL\":0.515151515151515,\"skipped\":0}" >want &&
 	test_cmp want out
 '
 
@@ -53,7 +53,7 @@ test_expect_success 'per-example lines name file and line, keep the id' '
 test_expect_success 'several files are one corpus' '
 	head -2 qa.jsonl >a.jsonl && tail -3 qa.jsonl >b.jsonl &&
 	icl-eval -M em,f1,rougeL a.jsonl b.jsonl >out &&
-	test_grep "\"records\":4,\"exact_match\":0.75,\"f1\":0.95," out
+	test_grep "\"records\":4,\"tokenize\":\"13a\",\"tokenize_auto\":true,\"exact_match\":0.75,\"f1\":0.95," out
 '
 
 cat >labels.jsonl <<\EOF
@@ -71,7 +71,7 @@ test_expect_success 'accuracy on the first line, with a confusion matrix' '
 
 test_expect_success 'no records: counts 0, means null' '
 	icl-eval </dev/null >out &&
-	echo "{\"records\":0,\"exact_match\":null,\"f1\":null,\"rougeL\":null,\"bleu\":null,\"bleu_detail\":{\"score\":0.0,\"counts\":[0,0,0,0],\"totals\":[0,0,0,0],\"precisions\":[0.0,0.0,0.0,0.0],\"bp\":1.0,\"sys_len\":0,\"ref_len\":0},\"skipped\":0}" >want &&
+	echo "{\"records\":0,\"tokenize\":\"13a\",\"tokenize_auto\":true,\"exact_match\":null,\"f1\":null,\"rougeL\":null,\"bleu\":null,\"bleu_detail\":{\"score\":0.0,\"counts\":[0,0,0,0],\"totals\":[0,0,0,0],\"precisions\":[0.0,0.0,0.0,0.0],\"bp\":1.0,\"sys_len\":0,\"ref_len\":0},\"skipped\":0}" >want &&
 	test_cmp want out
 '
 

@@ -204,10 +204,12 @@ static void sacrebleu_fixture(void **state)
     json_t *d = load_json("sacrebleu.json");
     json_t *hyps = json_object_get(d, "hyps"), *refs = json_object_get(d, "refs");
     icl_bleu_stats st = {0};
+    long chrf[3 * ICL_CHRF_CHAR_ORDER] = {0};
     for (size_t i = 0; i < json_array_size(hyps); i++) {
         const char *r = json_string_value(json_array_get(refs, i));
         const char *h = json_string_value(json_array_get(hyps, i));
         icl_bleu_add(&st, h, &r, 1);
+        icl_chrf_add(chrf, 0, h, &r, 1);
         icl_bleu_stats one = {0};
         icl_bleu_add(&one, h, &r, 1);
         icl_bleu_result br;
@@ -224,7 +226,189 @@ static void sacrebleu_fixture(void **state)
     icl_bleu_compute(&st, 0, &br);
     assert_near(br.bp, json_number_value(json_object_get(d, "bp")), 1e-15);
     assert_near(br.score, json_number_value(json_object_get(d, "corpus_bleu")), 1e-9);
+    assert_near(icl_chrf_score(chrf, 0), json_number_value(json_object_get(d, "corpus_chrf")), 1e-9);
     json_decref(d);
+}
+
+/* sacreBLEU 2.6.0's tokenizers, BLEU under each and chrF / chrF++ on
+ * English, Chinese, Japanese, Korean and Thai pairs
+ * (tests/data/eval/sacrebleu_tok.json from make_sacrebleu_tok.py). */
+static void sacrebleu_tokenizers_and_chrf(void **state)
+{
+    (void)state;
+    json_t *d = load_json("sacrebleu_tok.json");
+    json_t *pairs = json_object_get(d, "pairs");
+    size_t np = json_array_size(pairs);
+    for (icl_tokenize t = ICL_TOK_13A; t <= ICL_TOK_NONE; t++) {
+        const char *name = icl_tokenize_name(t);
+        icl_tokenize back;
+        assert_int_equal(icl_tokenize_parse(name, &back), 0);
+        assert_int_equal(back, t);
+        json_t *want_toks = json_object_get(json_object_get(d, "tokens"), name);
+        json_t *bl = json_object_get(json_object_get(d, "bleu"), name);
+        icl_bleu_stats corpus = {0};
+        for (size_t i = 0; i < np; i++) {
+            json_t *pr = json_array_get(pairs, i);
+            const char *h = json_string_value(json_object_get(pr, "hyp"));
+            size_t nr;
+            const char **refs = refs_of(json_object_get(pr, "refs"), &nr);
+            icl_buf b = {0};
+            icl_bleu_tokenize(t, h, &b);
+            /* sacreBLEU's tokenizer output, then split(): compare the joined words */
+            const char *w = json_string_value(json_array_get(want_toks, i));
+            icl_buf ws = {0};
+            int first = 1;
+            for (const char *q = w; *q;) {
+                while (*q == ' ')
+                    q++;
+                if (!*q)
+                    break;
+                if (!first)
+                    buf_putc(&ws, ' ');
+                first = 0;
+                while (*q && *q != ' ')
+                    buf_putc(&ws, *q++);
+            }
+            if (t != ICL_TOK_NONE && t != ICL_TOK_CHAR &&
+                strcmp(b.data ? b.data : "", ws.data ? ws.data : ""))
+                fail_msg("%s pair %zu: '%s', want '%s'", name, i, b.data, w);
+            buf_free(&b);
+            buf_free(&ws);
+            icl_bleu_add_tok(&corpus, t, h, refs, nr);
+            icl_bleu_stats one = {0};
+            icl_bleu_add_tok(&one, t, h, refs, nr);
+            icl_bleu_result br;
+            icl_bleu_compute(&one, 1, &br);
+            double want = json_number_value(json_array_get(json_object_get(bl, "sentence"), i));
+            if (!(fabs(br.score - want) <= 1e-9))
+                fail_msg("%s sentence BLEU of pair %zu: %.17g, want %.17g", name, i, br.score, want);
+            free(refs);
+        }
+        json_t *cb = json_object_get(bl, "corpus");
+        for (int n = 0; n < 4; n++) {
+            assert_int_equal(corpus.correct[n], json_integer_value(json_array_get(json_object_get(cb, "counts"), n)));
+            assert_int_equal(corpus.total[n], json_integer_value(json_array_get(json_object_get(cb, "totals"), n)));
+        }
+        assert_int_equal(corpus.sys_len, json_integer_value(json_object_get(cb, "sys_len")));
+        assert_int_equal(corpus.ref_len, json_integer_value(json_object_get(cb, "ref_len")));
+        icl_bleu_result br;
+        icl_bleu_compute(&corpus, 0, &br);
+        assert_near(br.bp, json_number_value(json_object_get(cb, "bp")), 1e-15);
+        assert_near(br.score, json_number_value(json_object_get(cb, "score")), 1e-9);
+    }
+    for (int wo = 0; wo <= 2; wo += 2) {
+        json_t *c = json_object_get(json_object_get(d, "chrf"), wo ? "chrf++" : "chrf");
+        long corpus[3 * ICL_CHRF_MAX_ORDER] = {0};
+        for (size_t i = 0; i < np; i++) {
+            json_t *pr = json_array_get(pairs, i);
+            const char *h = json_string_value(json_object_get(pr, "hyp"));
+            size_t nr;
+            const char **refs = refs_of(json_object_get(pr, "refs"), &nr);
+            long one[3 * ICL_CHRF_MAX_ORDER] = {0};
+            icl_chrf_add(one, wo, h, refs, nr);
+            icl_chrf_add(corpus, wo, h, refs, nr);
+            double want = json_number_value(json_array_get(json_object_get(c, "sentence"), i));
+            double got = icl_chrf_score(one, wo);
+            if (!(fabs(got - want) <= 1e-9))
+                fail_msg("chrF word order %d of pair %zu: %.17g, want %.17g", wo, i, got, want);
+            free(refs);
+        }
+        assert_near(icl_chrf_score(corpus, wo), json_number_value(json_object_get(c, "corpus")), 1e-9);
+    }
+    json_decref(d);
+}
+
+/* pass@k against the closed form 1 - C(n-c,k)/C(n,k) by exact products. */
+static void pass_at_k(void **state)
+{
+    (void)state;
+    assert_near(icl_pass_at_k(10, 0, 1), 0.0, 0);
+    assert_near(icl_pass_at_k(10, 10, 10), 1.0, 0);
+    assert_near(icl_pass_at_k(10, 3, 1), 0.3, 1e-15);
+    /* n = 5, c = 2, k = 2: 1 - C(3,2)/C(5,2) = 1 - 3/10 */
+    assert_near(icl_pass_at_k(5, 2, 2), 0.7, 1e-15);
+    /* n - c < k: certain */
+    assert_near(icl_pass_at_k(5, 4, 2), 1.0, 0);
+    /* n = 200, c = 1, k = 100: 1 - C(199,100)/C(200,100) = 1 - 100/200 */
+    assert_near(icl_pass_at_k(200, 1, 100), 0.5, 1e-12);
+    /* large n stays finite where binomials overflow: n = 2000, c = 7, k = 1000 */
+    double p = icl_pass_at_k(2000, 7, 1000), q = 1;
+    for (int i = 0; i < 7; i++) /* C(1993,1000)/C(2000,1000) = prod (1000-i)/(2000-i) */
+        q *= (1000.0 - i) / (2000.0 - i);
+    assert_near(p, 1 - q, 1e-12);
+}
+
+static void extraction(void **state)
+{
+    (void)state;
+    char err[256];
+    icl_extractor *g = icl_extractor_new("gsm8k", err, sizeof err);
+    assert_non_null(g);
+    struct { const char *in, *out; } cases[] = {
+        {"Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 72", "72"},
+        {"so 1,234.50 total\n#### 1,234.50", "1234.5"},
+        {"The answer is 18.0.", "18"},
+        {"3 apples and then -4 more", "-4"},
+        {"#### $1,000", "1000"},
+        {"got 5 then 6, #### and 7", "7"},
+        {"-0.0", "0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        icl_buf b = {0};
+        assert_int_equal(icl_extract(g, cases[i].in, &b), 1);
+        if (strcmp(b.data, cases[i].out))
+            fail_msg("gsm8k('%s') = '%s', want '%s'", cases[i].in, b.data, cases[i].out);
+        buf_free(&b);
+    }
+    icl_buf b = {0};
+    assert_int_equal(icl_extract(g, "no number", &b), 0);
+    assert_int_equal(b.len, 0);
+    icl_extractor_free(g);
+    icl_extractor *x = icl_extractor_new("answer is \\(?([A-D])", err, sizeof err);
+    assert_non_null(x);
+    assert_int_equal(icl_extract(x, "I think the answer is (C) because", &b), 1);
+    assert_string_equal(b.data, "C");
+    buf_clear(&b);
+    icl_extractor_free(x);
+    x = icl_extractor_new("\\p{Han}+", err, sizeof err); /* no group: the whole match */
+    assert_non_null(x);
+    assert_int_equal(icl_extract(x, "答案：正面。", &b), 1);
+    assert_string_equal(b.data, "答案");
+    buf_free(&b);
+    icl_extractor_free(x);
+    assert_null(icl_extractor_new("(unclosed", err, sizeof err));
+    assert_non_null(strstr(err, "offset"));
+}
+
+/* Identical CJK, Thai and Korean pairs score 1 with the tokenization the
+ * automatic mode picks for them. */
+static void identical_non_latin(void **state)
+{
+    (void)state;
+    const char *texts[] = {"正面", "今天天气很好，我们去公园散步吧！", "私は学生です。", "안녕하세요 세계",
+                           "สวัสดีครับ", "ฉันชอบกินข้าวผัด"};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        icl_script_counts sc = {0};
+        icl_script_count(&sc, texts[i]);
+        icl_tokenize t = icl_script_choose(&sc);
+        assert_int_not_equal(t, ICL_TOK_13A);
+        icl_eval_acc a;
+        icl_eval_init(&a, ICL_METRIC_ALL);
+        a.tok = t;
+        json_t *sc1 = json_object();
+        icl_eval_add(&a, texts[i], &texts[i], 1, sc1);
+        const char *keys[] = {"exact_match", "f1", "rougeL", "bleu", "chrf", "chrf++"};
+        for (size_t k = 0; k < 6; k++) {
+            double v = json_real_value(json_object_get(sc1, keys[k]));
+            if (!(fabs(v - 1.0) <= 1e-12)) /* sentence BLEU: exp of mean logs of 100 */
+                fail_msg("'%s' (%s): %s = %.17g", texts[i], icl_tokenize_name(t), keys[k], v);
+        }
+        json_decref(sc1);
+        icl_eval_free(&a);
+    }
+    icl_script_counts en = {0};
+    icl_script_count(&en, "The cat sat on the mat, 正面.");
+    assert_int_equal(icl_script_choose(&en), ICL_TOK_13A);
 }
 
 int main(void)
@@ -235,6 +419,10 @@ int main(void)
         cmocka_unit_test(tok13a_cases),
         cmocka_unit_test(reference_implementations),
         cmocka_unit_test(sacrebleu_fixture),
+        cmocka_unit_test(sacrebleu_tokenizers_and_chrf),
+        cmocka_unit_test(pass_at_k),
+        cmocka_unit_test(extraction),
+        cmocka_unit_test(identical_non_latin),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
