@@ -1,5 +1,5 @@
 /* fmt.h - the engine of icl-fmt: rows and objects in, prompt/response
- * records out (DESIGN.md, stream 1).
+ * records out (doc/DESIGN.md, stream 1).
  *
  * Input: CSV, TSV (csvin.h), JSON Lines or a JSON array of objects
  * (jsonin.h), detected from the content unless given.  Each input record

@@ -1,4 +1,4 @@
-/* record.h - JSON Lines records (DESIGN.md, stream 1) and line reading.
+/* record.h - JSON Lines records (doc/DESIGN.md, stream 1) and line reading.
  *
  * A record is one JSON object per line, UTF-8.  Objects are jansson json_t
  * values; jansson (>= 2.8) keeps object keys in insertion order, so keys a

@@ -3,7 +3,7 @@
  * A template turns the fields of one exchange into two texts: the prompt
  * (context, not trained on) and the response (the target).  The response
  * never contains any of the prompt part, and no EOS is added here: the
- * tokenizer appends its EOS after each response (DESIGN.md, token lines).
+ * tokenizer appends its EOS after each response (doc/DESIGN.md, token lines).
  * Multi-turn chats render turn by turn; turn 0 carries the system text.
  *
  * Built-in templates ("user" below is instruction, plus "\n\n" and input

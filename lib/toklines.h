@@ -1,4 +1,4 @@
-/* toklines.h - token lines (DESIGN.md, stream 2): writer and reader.
+/* toklines.h - token lines (doc/DESIGN.md, stream 2): writer and reader.
  *
  * Format.  A token-line file is UTF-8 text, one example per line:
  *

@@ -15,7 +15,7 @@
 
 #define ICL_VERSION "0.1.0"
 
-/* Exit codes shared by every program (DESIGN.md, "Conventions"). */
+/* Exit codes shared by every program (doc/DESIGN.md, "Conventions"). */
 enum { ICL_EXIT_OK = 0, ICL_EXIT_FAIL = 1, ICL_EXIT_USAGE = 2 };
 
 extern const char *icl_progname; /* basename of argv[0]; "icl" before icl_init */

@@ -1,6 +1,6 @@
 /* Unit tests of lib/bpe_train.c: training on the fixtures' corpus
  * (tinyshakespeare.txt then wiki_demo.txt) gives Hugging Face BpeTrainer's
- * merges, at vocabulary 512 and 2048 (../shared/fixtures/tokenizers). */
+ * merges, at vocabulary 512 and 2048 (tests/data/tok, made by tests/hf/fixtures/make_fixtures.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

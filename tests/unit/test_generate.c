@@ -1,6 +1,6 @@
 /* lib/generate.c: the batched decode step against full recompute and
  * icl_model_decode, independence from the batch, greedy parity with
- * transformers (tests/data/model, from ../shared/fixtures), generation
+ * transformers (tests/data/model, made by tests/hf/fixtures/make_fixtures.py), generation
  * config, streaming text with characters that span tokens, stop strings. */
 #define _GNU_SOURCE
 #include <setjmp.h>

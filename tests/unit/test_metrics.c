@@ -1,7 +1,7 @@
 /* Unit tests of lib/metrics.c: hand-computed values, and the reference
  * implementations' own outputs (tests/data/eval/metrics_ref.json from
  * make_metrics.py: SQuAD v1.1 script, rouge-score, sacreBLEU 2.6.0;
- * tests/data/eval/sacrebleu.json from ../shared/fixtures). */
+ * tests/data/eval/sacrebleu.json, from the reference fixtures). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,7 +197,7 @@ static void reference_implementations(void **state)
     json_decref(d);
 }
 
-/* sacreBLEU's documented example values (../shared/fixtures/sacrebleu.json). */
+/* sacreBLEU's documented example values (tests/data/eval/sacrebleu.json). */
 static void sacrebleu_fixture(void **state)
 {
     (void)state;

@@ -1,5 +1,5 @@
-/* Parity of lib/model.c with Hugging Face transformers (tests/data/model, copied
- * from ../shared/fixtures): logits, loss and every gradient on a padded batch
+/* Parity of lib/model.c with Hugging Face transformers (tests/data/model, made by
+ * tests/hf/fixtures/make_fixtures.py): logits, loss and every gradient on a padded batch
  * of two examples; greedy decoding; KV cache against full recompute; save and
  * reload bit-identical. */
 #include <setjmp.h>

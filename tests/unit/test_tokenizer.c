@@ -1,5 +1,5 @@
 /* Unit tests of lib/tokenizer.c: parity with Hugging Face tokenizers on the
- * fixtures in tests/data/tok (copied from ../shared/fixtures/tokenizers and
+ * fixtures in tests/data/tok (made by tests/hf/fixtures/make_fixtures.py and
  * llama.cpp's tokenizer test vectors), round trips, long inputs, errors. */
 #include <setjmp.h>
 #include <stdarg.h>
