@@ -11,11 +11,12 @@
 
 #include "lmeval.h"
 #include "metrics.h"
-#include "outfile.h"
+#include "fileio.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "toklines.h"
 #include "record.h"
+#include "cli.h"
 #include "util.h"
 
 /* Reals in the summary and per-example lines: 15 significant digits
@@ -76,13 +77,13 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
     char err[1024];
     icl_model *m = icl_model_load(model_dir, err, sizeof err);
     if (!m)
-        die("%s: %s", model_dir, err);
+        icl_die("%s: %s", model_dir, err);
     icl_tokenizer *tok = NULL;
     size_t pl = strlen(model_dir) + 32;
-    char *tokpath = xmalloc(pl);
+    char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
     if (access(tokpath, R_OK) == 0 && !(tok = icl_tok_load(model_dir, err, sizeof err)))
-        die("%s: %s", tokpath, err);
+        icl_die("%s: %s", tokpath, err);
     icl_lm_eval e;
     icl_lm_eval_init(&e);
     int have_hdr = 0, hdr_vocab = 0;
@@ -94,24 +95,24 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
         int st, checked = 0;
         while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
             if (st < 0)
-                die("%s", err);
+                icl_die("%s", err);
             if (r.hdr.present && !checked) {
                 checked = 1;
                 if (tok && icl_toklines_check(&r.hdr, tok, err, sizeof err) != 0)
-                    die("%s:%ld: %s (tokenizer %s)", name, r.header_line, err, tokpath);
+                    icl_die("%s:%ld: %s (tokenizer %s)", name, r.header_line, err, tokpath);
                 if (r.hdr.vocab_size > m->cfg.vocab_size)
-                    die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
+                    icl_die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                         r.hdr.vocab_size, m->cfg.vocab_size);
                 /* without a tokenizer to check against, files must at least agree */
                 if (have_hdr && (r.hdr.fingerprint != hdr_fp || r.hdr.vocab_size != hdr_vocab))
-                    die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint "
+                    icl_die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint "
                         "xxh3:%016llx, vocab_size %d; before: xxh3:%016llx, %d)",
                         name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
                         (unsigned long long)hdr_fp, hdr_vocab);
                 have_hdr = 1, hdr_fp = r.hdr.fingerprint, hdr_vocab = r.hdr.vocab_size;
             }
             if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
-                die("%s:%ld: %s", name, r.lines.lineno, err);
+                icl_die("%s:%ld: %s", name, r.lines.lineno, err);
         }
         icl_toklines_close(&r);
     }
@@ -123,7 +124,7 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
     json_object_set_new(sum, "perplexity", REAL_OR_NULL(icl_lm_eval_perplexity(&e)));
     json_object_set_new(sum, "token_accuracy", REAL_OR_NULL(icl_lm_eval_accuracy(&e)));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
-        die("write error:");
+        icl_die("write error:");
     putchar('\n');
     json_decref(sum);
     icl_lm_eval_free(&e);
@@ -146,16 +147,18 @@ static void bad(const opts *o, long *skipped, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (!o->skip_bad)
-        die("%s", msg);
+        icl_die("%s", msg);
     (*skipped)++;
     if (skipped_warned++ < 10)
-        warn("%s (skipped)", msg);
+        icl_warn("%s (skipped)", msg);
 }
 
 static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *skipped)
 {
     icl_lines r;
-    icl_lines_open(&r, path);
+    char oerr[512];
+    if (icl_lines_open(&r, path, oerr, sizeof oerr) != 0)
+        icl_die("%s", oerr);
     const char *name = icl_display_name(path);
     char err[512];
     json_t *rec;
@@ -192,7 +195,7 @@ static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *
         if (nrefs > 0) {
             if (nrefs > cap) {
                 cap = nrefs;
-                refs = xreallocarray(refs, cap, sizeof *refs);
+                refs = icl_xreallocarray(refs, cap, sizeof *refs);
             }
             if (json_is_string(f))
                 refs[0] = json_string_value(f);
@@ -211,7 +214,7 @@ static void eval_file(const opts *o, const char *path, icl_eval_acc *acc, long *
             icl_eval_add(acc, json_string_value(p), refs, nrefs, scores);
             if (scores) {
                 if (json_dumpf(scores, o->per, DUMP_FLAGS) != 0 || fputc('\n', o->per) == EOF)
-                    die("%s: write error:", o->per_path);
+                    icl_die("%s: write error:", o->per_path);
                 json_decref(scores);
             }
         }
@@ -244,15 +247,15 @@ int main(int argc, char **argv)
         case 'r': o.ref_key = optarg; text_opts = 1; break;
         case 'M':
             if (icl_metrics_parse(optarg, &o.mask, err, sizeof err) != 0)
-                usage_die("--metrics: %s", err);
+                icl_usage_die("--metrics: %s", err);
             text_opts = 1;
             break;
         case 'e': o.per_path = optarg; text_opts = 1; break;
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
         case 't':
-            if (parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
-                usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
+            if (icl_parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
+                icl_usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
             break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_print_version(); return ICL_EXIT_OK;
@@ -263,13 +266,13 @@ int main(int argc, char **argv)
     }
     if (model) {
         if (text_opts)
-            usage_die("--pred, --ref, --metrics and --per-example do not apply to the model mode (-m)");
+            icl_usage_die("--pred, --ref, --metrics and --per-example do not apply to the model mode (-m)");
         if (threads)
             icl_set_threads((int)threads);
         return eval_model(model, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
-        o.per = icl_out_open(o.per_path);
+        o.per = icl_xout_open(o.per_path);
     icl_eval_acc acc;
     icl_eval_init(&acc, o.mask);
     long skipped = 0;
@@ -278,14 +281,14 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &acc, &skipped);
     if (o.per)
-        icl_out_commit(o.per, o.per_path);
+        icl_xout_commit(o.per, o.per_path);
     json_t *sum = icl_eval_summary(&acc);
     json_object_set_new(sum, "skipped", json_integer(skipped));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
-        die("write error:");
+        icl_die("write error:");
     putchar('\n');
     if (skipped)
-        warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
+        icl_warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
     json_decref(sum);
     icl_eval_free(&acc);
     return ICL_EXIT_OK;

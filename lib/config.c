@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -365,30 +366,14 @@ fail:
 
 int icl_config_load(icl_config *c, const char *path, char *err, size_t errsz)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        icl_seterr(err, errsz, "%s: cannot open: %m", path);
-        memset(c, 0, sizeof *c);
-        return -1;
-    }
-    icl_buf b = {0};
-    char tmp[65536];
     size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        buf_append(&b, tmp, n);
-        if (b.len > (64u << 20))
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || b.len > (64u << 20)) {
-        icl_seterr(err, errsz, "%s: %s", path, bad ? "read error" : "larger than 64 MB: not a config");
-        buf_free(&b);
+    char *text = icl_read_file(path, 64u << 20, &n, err, errsz); /* 64 MB: not a config beyond */
+    if (!text) {
         memset(c, 0, sizeof *c);
         return -1;
     }
-    int r = icl_config_parse(c, b.data ? b.data : "", b.len, path, err, errsz);
-    buf_free(&b);
+    int r = icl_config_parse(c, text, n, path, err, errsz);
+    free(text);
     return r;
 }
 
@@ -488,7 +473,7 @@ char *icl_config_dump(const icl_config *c)
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     size_t n = strlen(s);
-    s = xrealloc(s, n + 2);
+    s = icl_xrealloc(s, n + 2);
     s[n] = '\n';
     s[n + 1] = 0;
     return s;

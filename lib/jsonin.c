@@ -50,7 +50,7 @@ void icl_jarr_init(icl_jarr *a, icl_reader *r)
 
 void icl_jarr_free(icl_jarr *a)
 {
-    buf_free(&a->elem);
+    icl_buf_free(&a->elem);
 }
 
 __attribute__((format(printf, 5, 6)))
@@ -118,7 +118,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
         icl_reader_skip_bom(r);
         r->lineno = 1; /* the scanner counts lines itself: the current line */
     }
-    buf_clear(&a->elem);
+    icl_buf_clear(&a->elem);
     int depth = 0, in_str = 0, esc = 0;
     /* Consume the input a byte at a time through peek/skip of whole chunks. */
     for (;;) {
@@ -150,7 +150,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
                 else if (c == '}' || c == ']')
                     depth--;
                 if (depth == 0) {
-                    buf_append(&a->elem, p, i + 1);
+                    icl_buf_append(&a->elem, p, i + 1);
                     icl_reader_skip(r, i + 1);
                     a->state = J_AFTER_ELEM;
                     return parse_elem(a, out, line, err, errsz);
@@ -201,7 +201,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
             }
         }
         if (depth > 0)
-            buf_append(&a->elem, p, n);
+            icl_buf_append(&a->elem, p, n);
         icl_reader_skip(r, n);
     }
     if (depth > 0)

@@ -1,4 +1,4 @@
-/* safetensors.c - safetensors reader (mmap, validated) and atomic writer. */
+/* safetensors.c - safetensors reader (mmap, validated) and writer (through fileio.h). */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "util.h"
 
 struct icl_st_file {
@@ -144,11 +145,11 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
         json_decref(h);
         return NULL;
     }
-    icl_st_file *f = xcalloc(1, sizeof *f);
+    icl_st_file *f = icl_xcalloc(1, sizeof *f);
     f->base = b;
     f->len = len;
     size_t cap = json_object_size(h);
-    f->t = xcalloc(cap ? cap : 1, sizeof *f->t);
+    f->t = icl_xcalloc(cap ? cap : 1, sizeof *f->t);
     const char *key;
     json_t *v;
     json_object_foreach(h, key, v) {
@@ -222,7 +223,7 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
                    (unsigned long long)(end - beg), numel, t->dtype_name);
             goto fail;
         }
-        t->name = xstrdup(key);
+        t->name = icl_xstrdup(key);
         t->numel = numel;
         t->nbytes = nb;
         t->data = data + beg;
@@ -230,7 +231,7 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
     }
     /* no two tensors may overlap */
     if (f->n > 1) {
-        icl_st_tensor **s = xmalloc((size_t)f->n * sizeof *s);
+        icl_st_tensor **s = icl_xmalloc((size_t)f->n * sizeof *s);
         for (int i = 0; i < f->n; i++)
             s[i] = &f->t[i];
         qsort(s, (size_t)f->n, sizeof *s, cmp_by_offset);
@@ -343,88 +344,6 @@ int icl_st_read_f32(const icl_st_tensor *t, float *dst, size_t n, char *err, siz
 
 /* ---------------------------------------------------------------- writing */
 
-int icl_write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
-{
-    if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {
-        icl_seterr(err, errsz, "%s: path too long", path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        icl_seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        return -1;
-    }
-    fchmod(fd, 0644);
-    return fd;
-}
-
-void icl_atomic_abort(int fd, const char *tmp)
-{
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-}
-
-int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz)
-{
-    if (fsync(fd) < 0) {
-        icl_seterr(err, errsz, "%s: fsync: %s", path, strerror(errno));
-        icl_atomic_abort(fd, tmp);
-        return -1;
-    }
-    if (close(fd) < 0) {
-        icl_seterr(err, errsz, "%s: close: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) < 0) {
-        icl_seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    char *d = xstrdup(path);
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(d);
-    if (dfd >= 0) {
-        fsync(dfd); /* best effort: some file systems refuse fsync on folders */
-        close(dfd);
-    }
-    return 0;
-}
-
-int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz)
-{
-    size_t tsz = strlen(path) + 16;
-    char *tmp = xmalloc(tsz);
-    int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
-    if (fd >= 0) {
-        if (icl_write_all(fd, data, n) < 0) {
-            icl_seterr(err, errsz, "%s: write: %s", path, strerror(errno));
-            icl_atomic_abort(fd, tmp);
-        } else {
-            rc = icl_atomic_commit(fd, tmp, path, err, errsz);
-        }
-    }
-    free(tmp);
-    return rc;
-}
-
 int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size_t errsz)
 {
     json_t *h = json_object();
@@ -462,13 +381,13 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
     uint64_t hl = jl + pad;
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)(hl >> (8 * i));
-    buf_append(&hb, len8, 8);
-    buf_append(&hb, js, jl);
+    icl_buf_append(&hb, len8, 8);
+    icl_buf_append(&hb, js, jl);
     for (size_t i = 0; i < pad; i++)
-        buf_putc(&hb, ' ');
+        icl_buf_putc(&hb, ' ');
     free(js);
     size_t tsz = strlen(path) + 16;
-    char *tmp = xmalloc(tsz);
+    char *tmp = icl_xmalloc(tsz);
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
     if (fd >= 0) {
         int bad = icl_write_all(fd, hb.data, hb.len) < 0;
@@ -486,6 +405,6 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
         }
     }
     free(tmp);
-    buf_free(&hb);
+    icl_buf_free(&hb);
     return rc;
 }

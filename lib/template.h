@@ -58,10 +58,14 @@ typedef struct {
     icl_str system, instruction, input, output;
 } icl_tfields;
 
+/* Largest template file read (bytes): a template is a few lines; the cap
+ * makes /dev/zero an error, not an unbounded read. */
+#define ICL_TEMPLATE_MAX_BYTES (16u << 20)
+
 /* Load a template: a built-in name (alpaca, chatml, llama2, plain) or the
  * path of a template file.  Returns NULL with a message in err (e.g.
- * "tpl.txt:3: ..." or "unknown template 'x'") on failure.  Free with
- * icl_template_free. */
+ * "tpl.txt:3: ...", "unknown template 'x'", "t: larger than N bytes") on
+ * failure.  Free with icl_template_free. */
 icl_template *icl_template_load(const char *name, char *err, size_t errsz);
 /* Make a template from file text in memory (what icl_template_load reads);
  * name is used in messages.  The text must be UTF-8 without NUL bytes (its

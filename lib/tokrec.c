@@ -20,7 +20,7 @@ static int encode_part(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
         int32_t bos = icl_tok_get_specials(t)->bos;
         size_t bl = 0;
         const char *bt = icl_tok_piece(t, bos, &bl);
-        ids_push(out, bos);
+        icl_ids_push(out, bos);
         if (bt && bl && n >= bl && !memcmp(s, bt, bl)) { /* the template wrote BOS itself */
             s += bl;
             n -= bl;
@@ -80,7 +80,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     if (o->eos && sp->eos < 0)
         return snprintf(err, errsz, "the tokenizer has no EOS token"), -1;
 
-    line_t *L = xcalloc(1, sizeof *L);
+    line_t *L = icl_xcalloc(1, sizeof *L);
     int any_text = 0, rc = 0;
     for (size_t i = 0; i < nturn && rc == 0; i++) {
         json_t *pi = is_text ? NULL : json_is_array(p) ? json_array_get(p, i) : p;
@@ -93,7 +93,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         } else if (o->bos) {
             /* text record: BOS alone in the context (a BOS text starting the
              * text is skipped below); the text is not a continuation */
-            ids_push(&L->ids, sp->bos);
+            icl_ids_push(&L->ids, sp->bos);
         }
         L->seg_end[L->nseg++] = L->ids.n;
         if (rc)
@@ -112,11 +112,11 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         rc = encode_part(t, st, o, s, n, any_text, 0, &L->ids, err, errsz);
         any_text |= n > 0;
         if (o->eos)
-            ids_push(&L->ids, sp->eos);
+            icl_ids_push(&L->ids, sp->eos);
         L->seg_end[L->nseg++] = L->ids.n;
     }
     if (rc) {
-        ids_free(&L->ids);
+        icl_ids_free(&L->ids);
         free(L);
         return -1;
     }
@@ -125,7 +125,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     if (o->max_len > 0 && total > (size_t)o->max_len) {
         size_t last = L->seg_end[L->nseg - 1] - L->seg_end[L->nseg - 2];
         if (last + nbos > (size_t)o->max_len) {
-            ids_free(&L->ids);
+            icl_ids_free(&L->ids);
             free(L);
             return 1;
         }
@@ -142,7 +142,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         icl_toklines_put_segment(out, L->ids.v + start, e - start, k == 0);
         start = e;
     }
-    ids_free(&L->ids);
+    icl_ids_free(&L->ids);
     free(L);
     return 0;
 }
@@ -164,7 +164,7 @@ json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size
             e--;
         b.len = 0;
         if (icl_tok_decode(t, ids + a, e - a, 0, any ? ICL_TOK_CONTINUATION : 0, &b, err, errsz)) {
-            buf_free(&b);
+            icl_buf_free(&b);
             json_decref(prompts);
             json_decref(responses);
             return NULL;
@@ -175,14 +175,14 @@ json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size
         json_t *str = json_stringn(b.data ? b.data : "", b.len);
         if (!str) {
             snprintf(err, errsz, "segment %zu does not decode to valid UTF-8", k + 1);
-            buf_free(&b);
+            icl_buf_free(&b);
             json_decref(prompts);
             json_decref(responses);
             return NULL;
         }
         json_array_append_new(k % 2 ? responses : prompts, str);
     }
-    buf_free(&b);
+    icl_buf_free(&b);
     if (json_array_size(responses) < json_array_size(prompts))
         json_array_append_new(responses, json_string(""));
     json_t *rec = json_object();

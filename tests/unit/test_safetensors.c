@@ -22,7 +22,7 @@ static unsigned char *image(const char *hdr, uint64_t hlen_claim, size_t datalen
 {
     size_t hl = strlen(hdr);
     *len = 8 + hl + datalen;
-    unsigned char *b = xcalloc(*len ? *len : 1, 1);
+    unsigned char *b = icl_xcalloc(*len ? *len : 1, 1);
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)(hlen_claim >> (8 * i));
     memcpy(b + 8, hdr, hl);
@@ -285,7 +285,7 @@ static void hostile_model_dirs(void **state)
     assert_memory_equal(m->params, m2->params, m->num_params * sizeof(float));
     icl_model_free(m2);
     /* drop one tensor */
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    icl_st_entry *e = icl_xcalloc((size_t)m->n_views, sizeof *e);
     for (int i = 0; i < m->n_views; i++) {
         e[i].name = m->views[i].name;
         e[i].data = m->params + m->views[i].offset;
@@ -343,9 +343,9 @@ static void sharded_folder(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/config.json", dir);
     assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
-    icl_st_entry *e = xcalloc((size_t)m->n_views, sizeof *e);
+    icl_st_entry *e = icl_xcalloc((size_t)m->n_views, sizeof *e);
     icl_buf ix = {0};
-    buf_puts(&ix, "{\"metadata\":{},\"weight_map\":{");
+    icl_buf_puts(&ix, "{\"metadata\":{},\"weight_map\":{");
     int half = m->n_views / 2;
     for (int i = 0; i < m->n_views; i++) {
         e[i].name = m->views[i].name;
@@ -353,9 +353,9 @@ static void sharded_folder(void **state)
         e[i].ndim = m->views[i].ndim;
         e[i].shape[0] = m->views[i].shape[0];
         e[i].shape[1] = m->views[i].shape[1];
-        buf_printf(&ix, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", e[i].name, i < half ? 1 : 2);
+        icl_buf_printf(&ix, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", e[i].name, i < half ? 1 : 2);
     }
-    buf_puts(&ix, "}}");
+    icl_buf_puts(&ix, "}}");
     snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
     assert_int_equal(icl_st_write(path, e, half, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
@@ -380,7 +380,7 @@ static void sharded_folder(void **state)
         assert_int_equal(unlink(path), 0);
     }
     assert_int_equal(rmdir(dir), 0);
-    buf_free(&ix);
+    icl_buf_free(&ix);
     free(e);
     icl_model_free(m);
 }
@@ -402,7 +402,7 @@ static void gpt2_without_prefix(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/config.json", dir);
     assert_int_equal(icl_config_save(&m->cfg, path, err, sizeof err), 0);
-    icl_st_entry *e = xcalloc((size_t)m->n_views + 1, sizeof *e);
+    icl_st_entry *e = icl_xcalloc((size_t)m->n_views + 1, sizeof *e);
     float mask[16 * 16] = {0};
     for (int i = 0; i < m->n_views; i++) {
         e[i].name = m->views[i].name + strlen("transformer.");
