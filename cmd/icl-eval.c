@@ -43,7 +43,7 @@ static void usage(FILE *f)
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
-"  -t, --threads N         threads for the model mode (default: all cores)\n"
+"      --threads N         threads for the model mode (default: all cores)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
 "\n"
@@ -230,18 +230,18 @@ int main(int argc, char **argv)
     opts o = {.pred_key = "completion", .ref_key = "response", .mask = ICL_METRIC_DEFAULT};
     const char *model = NULL;
     int text_opts = 0;
-    enum { OPT_SKIP_BAD = 256 };
+    enum { OPT_SKIP_BAD = 256, OPT_THREADS };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
-        {"threads", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, OPT_THREADS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     int c;
-    long threads = 0;
+    int threads = 0;
     char err[256];
-    while ((c = getopt_long(argc, argv, "p:r:M:e:m:t:hV", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:r:M:e:m:hV", lo, NULL)) != -1) {
         switch (c) {
         case 'p': o.pred_key = optarg; text_opts = 1; break;
         case 'r': o.ref_key = optarg; text_opts = 1; break;
@@ -253,12 +253,9 @@ int main(int argc, char **argv)
         case 'e': o.per_path = optarg; text_opts = 1; break;
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
-        case 't':
-            if (icl_parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
-                icl_usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
-            break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); return ICL_EXIT_OK;
+        case 'V': icl_version_exit();
         default:
             fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
             return ICL_EXIT_USAGE;
@@ -268,7 +265,7 @@ int main(int argc, char **argv)
         if (text_opts)
             icl_usage_die("--pred, --ref, --metrics and --per-example do not apply to the model mode (-m)");
         if (threads)
-            icl_set_threads((int)threads);
+            icl_set_threads(threads);
         return eval_model(model, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */

@@ -3,6 +3,7 @@
  * See icl-gen(1).  All computing is in lib/generate.c. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,7 @@ static void usage(FILE *f)
 "                             (as icl-tok encode --parse-special)\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
-"  -t, --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -72,7 +73,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM };
+       OPT_STREAM, OPT_THREADS };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -89,7 +90,7 @@ static const struct option longopts[] = {
     {"ids", no_argument, NULL, OPT_IDS},
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"stream", no_argument, NULL, OPT_STREAM},
-    {"threads", required_argument, NULL, 't'},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -362,54 +363,43 @@ static void gen_ids_file(ctx_t *c, const char *path)
 
 /* ---------------------------------------------------------------- main */
 
-static double num_arg(const char *opt, const char *s)
-{
-    double v;
-    if (icl_parse_double(s, &v))
-        icl_usage_die("%s %s: want a number", opt, s);
-    return v;
-}
-
-static long int_arg(const char *opt, const char *s, long lo, long hi)
-{
-    long v;
-    if (icl_parse_long(s, &v) || v < lo || v > hi)
-        icl_usage_die("%s %s: want an integer in [%ld, %ld]", opt, s, lo, hi);
-    return v;
-}
+/* Any finite number: the sampler check (icl_sampler_check) says which are
+ * meaningful, with the field's own words. */
+static double num_arg(const char *opt, const char *s) { return icl_opt_double(opt, s, -HUGE_VAL, HUGE_VAL); }
 
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     const char *model_dir = NULL;
-    long max_new = -1, threads = 0, batch = 8, seed = 0, top_k = -1;
+    long max_new = -1, threads = 0, batch = 8, top_k = -1;
+    uint64_t seed = 0;
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:b:t:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case 'n': max_new = int_arg("--max-new-tokens", optarg, 1, 1L << 30); break;
+        case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
-        case OPT_TOPK: top_k = int_arg("--top-k", optarg, 0, 1L << 30); break;
+        case OPT_TOPK: top_k = icl_opt_long("--top-k", optarg, 0, 1L << 30); break;
         case OPT_TOPP: top_p = num_arg("--top-p", optarg), has_top_p = 1; break;
         case OPT_MINP: min_p = num_arg("--min-p", optarg), has_min_p = 1; break;
         case OPT_REP: rep = num_arg("--repetition-penalty", optarg), has_rep = 1; break;
         case OPT_GREEDY: greedy = 1; break;
-        case 's': seed = int_arg("--seed", optarg, 0, (long)(~0UL >> 1)); break;
+        case 's': seed = icl_opt_u64("--seed", optarg); break;
         case OPT_STOP:
             if (!*optarg)
                 icl_usage_die("--stop: the string is empty");
             stop[n_stop++] = optarg;
             break;
-        case 'b': batch = int_arg("--batch-size", optarg, 1, 4096); break;
+        case 'b': batch = icl_opt_long("--batch-size", optarg, 1, 4096); break;
         case OPT_IDS: ids_mode = 1; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
-        case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
+        case 'V': free(stop); icl_version_exit();
         default: icl_usage_die("unknown option");
         }
     }
@@ -450,7 +440,7 @@ int main(int argc, char **argv)
         cx.g.sp.repetition_penalty = (float)rep;
     if (icl_sampler_check(&cx.g.sp, err, sizeof err) != 0)
         icl_usage_die("%s", err);
-    cx.g.seed = (uint64_t)seed;
+    cx.g.seed = seed;
     cx.stop = stop;
     cx.n_stop = n_stop;
     cx.batch = (int)batch;

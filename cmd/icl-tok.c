@@ -1,6 +1,7 @@
 /* icl-tok - records <-> token lines through a Hugging Face tokenizer.json,
  * and byte-level BPE training.  See icl-tok(1). */
 #include <getopt.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ static const char usage_text[] =
     "                          tokenizer has one)\n"
     "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
     "                          into special ids; by default it is plain text\n"
-    "                          (records from icl-fmt -t chatml need this)\n"
+    "                          (records from icl-fmt -T chatml need this)\n"
     "      --max-len N         at most N ids per line: ids are dropped from the\n"
     "                          left (after BOS; earlier turns first, never the last\n"
     "                          response); examples whose last response alone is\n"
@@ -61,11 +62,11 @@ static const char usage_text[] =
     "  -o, --output FILE       where to write tokenizer.json (required)\n"
     "\n"
     "  -h, --help              this help\n"
-    "      --version           version and BLIS kernels\n"
+    "  -V, --version           version and BLIS kernels\n"
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum { OPT_BOS = 256, OPT_NO_BOS, OPT_EOS, OPT_NO_EOS, OPT_PARSE_SPECIAL, OPT_MAX_LEN, OPT_THREADS,
-       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_VERSION, OPT_ON_ERROR };
+       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_ON_ERROR };
 
 static const struct option longopts[] = {
     {"tokenizer", required_argument, NULL, 't'},
@@ -82,7 +83,7 @@ static const struct option longopts[] = {
     {"min-frequency", required_argument, NULL, OPT_MINFREQ},
     {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
+    {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
@@ -347,10 +348,8 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        icl_print_version();
-        return 0;
-    }
+    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")))
+        icl_version_exit();
     if (argc < 2)
         icl_usage_die("missing command: encode, decode or train");
     const char *cmd = argv[1];
@@ -361,10 +360,11 @@ int main(int argc, char **argv)
     argc--;
     const char *tokpath = NULL, *out = NULL;
     int bos = -1, eos = -1, parse_special = 0, threads = 0, skip_bad = 0;
-    long max_len = 0, vocab = 0, minfreq = 0, x;
+    long max_len = 0, vocab = 0, minfreq = 0;
+    static const char *const on_error[] = {"stop", "skip", NULL};
     char **specials = icl_xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
-    while ((c = getopt_long(argc, argv, "t:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:o:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 't': tokpath = optarg; break;
         case 'o': out = optarg; break;
@@ -373,34 +373,14 @@ int main(int argc, char **argv)
         case OPT_EOS: eos = 1; break;
         case OPT_NO_EOS: eos = 0; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
-        case OPT_MAX_LEN:
-            if (icl_parse_long(optarg, &max_len) || max_len < 1)
-                icl_usage_die("--max-len %s: want a positive number", optarg);
-            break;
-        case OPT_THREADS:
-            if (icl_parse_long(optarg, &x) || x < 1 || x > 4096)
-                icl_usage_die("--threads %s: want 1..4096", optarg);
-            threads = (int)x;
-            break;
-        case OPT_VOCAB:
-            if (icl_parse_long(optarg, &vocab) || vocab < 1 || vocab > 10000000)
-                icl_usage_die("--vocab-size %s: want a number in 257..10000000", optarg);
-            break;
+        case OPT_MAX_LEN: max_len = icl_opt_long("--max-len", optarg, 1, LONG_MAX); break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_VOCAB: vocab = icl_opt_long("--vocab-size", optarg, 1, 10000000); break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
-        case OPT_ON_ERROR:
-            if (!strcmp(optarg, "stop"))
-                skip_bad = 0;
-            else if (!strcmp(optarg, "skip"))
-                skip_bad = 1;
-            else
-                icl_usage_die("--on-error %s: want stop or skip", optarg);
-            break;
-        case OPT_MINFREQ:
-            if (icl_parse_long(optarg, &minfreq) || minfreq < 0)
-                icl_usage_die("--min-frequency %s: want a number >= 0", optarg);
-            break;
+        case OPT_ON_ERROR: skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
+        case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
-        case OPT_VERSION: icl_print_version(); free(specials); return 0;
+        case 'V': free(specials); icl_version_exit();
         default: icl_usage_die("bad option");
         }
     }
