@@ -363,6 +363,32 @@ static void gen_ids_file(ctx_t *c, const char *path)
 
 /* ---------------------------------------------------------------- main */
 
+/* The model folder's tokenizer (needed for text; for --ids only when there
+ * is one, to check ids and find the EOS). */
+static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special)
+{
+    char err[1024];
+    size_t pl = strlen(model_dir) + 32;
+    char *tokpath = icl_xmalloc(pl);
+    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    if (!ids_mode || access(tokpath, R_OK) == 0) {
+        cx->tok = icl_tok_load(model_dir, err, sizeof err);
+        if (!cx->tok)
+            icl_die("%s: %s", tokpath, err);
+        if (icl_tok_vocab_size(cx->tok) > cx->m->cfg.vocab_size)
+            icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
+                icl_tok_vocab_size(cx->tok), cx->m->cfg.vocab_size);
+        cx->st = icl_tok_state_new(cx->tok);
+        const icl_tok_specials *sp = icl_tok_get_specials(cx->tok);
+        cx->to.bos = sp->add_bos && sp->bos >= 0;
+        cx->to.eos = sp->eos >= 0;
+        cx->to.parse_special = parse_special;
+        if (cx->g.n_eos == 0 && sp->eos >= 0)
+            cx->g.eos[cx->g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
+    }
+    free(tokpath);
+}
+
 /* Any finite number: the sampler check (icl_sampler_check) says which are
  * meaningful, with the field's own words. */
 static double num_arg(const char *opt, const char *s) { return icl_opt_double(opt, s, -HUGE_VAL, HUGE_VAL); }
@@ -448,38 +474,12 @@ int main(int argc, char **argv)
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
-    size_t pl = strlen(model_dir) + 32;
-    char *tokpath = icl_xmalloc(pl);
-    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (!ids_mode || access(tokpath, R_OK) == 0) {
-        cx.tok = icl_tok_load(model_dir, err, sizeof err);
-        if (!cx.tok)
-            icl_die("%s: %s", tokpath, err);
-        if (icl_tok_vocab_size(cx.tok) > cx.m->cfg.vocab_size)
-            icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
-                icl_tok_vocab_size(cx.tok), cx.m->cfg.vocab_size);
-        cx.st = icl_tok_state_new(cx.tok);
-        const icl_tok_specials *sp = icl_tok_get_specials(cx.tok);
-        cx.to.bos = sp->add_bos && sp->bos >= 0;
-        cx.to.eos = sp->eos >= 0;
-        cx.to.parse_special = parse_special;
-        if (cx.g.n_eos == 0 && sp->eos >= 0)
-            cx.g.eos[cx.g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
-    }
-    free(tokpath);
+    load_tokenizer(&cx, model_dir, ids_mode, parse_special);
 
-    if (optind == argc) {
-        if (ids_mode)
-            gen_ids_file(&cx, "-");
-        else
-            gen_text_file(&cx, "-");
-    }
-    for (int i = optind; i < argc; i++) {
-        if (ids_mode)
-            gen_ids_file(&cx, argv[i]);
-        else
-            gen_text_file(&cx, argv[i]);
-    }
+    char *stdin_only[] = {"-"};
+    char **files = optind < argc ? argv + optind : stdin_only;
+    for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
+        (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
     if (cx.st)
         icl_tok_state_free(cx.st);
     if (cx.tok)

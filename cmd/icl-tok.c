@@ -112,6 +112,30 @@ typedef struct {
     char err[512];
 } item;
 
+/* The counts of encode_files, on stderr. */
+static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl_tok_state **st, int nthreads,
+                           long skipped, long bad, long special_text)
+{
+    if (skipped)
+        icl_warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
+             skipped == 1 ? "" : "s", o->max_len);
+    if (bad)
+        icl_warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
+    if (special_text) {
+        /* Templates (chatml's <|im_start|>) write special tokens as text;
+         * without --parse-special they are not the special ids. */
+        int32_t id = -1;
+        for (int i = 0; i < nthreads; i++)
+            icl_tok_state_special_text(st[i], &id);
+        size_t pl = 0;
+        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
+        icl_warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
+             "if a template wrote it, use --parse-special",
+             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
+             piece ? piece : "");
+    }
+}
+
 static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
                          int nthreads, int skip_bad, char **files, int nfiles)
 {
@@ -197,24 +221,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         }
         icl_lines_close(&r);
     }
-    if (skipped)
-        icl_warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
-             skipped == 1 ? "" : "s", o->max_len);
-    if (bad)
-        icl_warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
-    if (special_text) {
-        /* Templates (chatml's <|im_start|>) write special tokens as text;
-         * without --parse-special they are not the special ids. */
-        int32_t id = -1;
-        for (int i = 0; i < nthreads; i++)
-            icl_tok_state_special_text(st[i], &id);
-        size_t pl = 0;
-        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
-        icl_warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
-             "if a template wrote it, use --parse-special",
-             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
-             piece ? piece : "");
-    }
+    encode_summary(t, o, st, nthreads, skipped, bad, special_text);
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         icl_buf_free(&items[i].out);

@@ -366,11 +366,42 @@ static void write_json(const icl_bpe_trainer *tr, char **tok, size_t ntok, const
 
 }
 
-size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
+/* Merge the pair (a, b) into nid in every word listed in pos, as
+ * Word::merge does, updating the pair counts and the words-to-update set. */
+static void merge_words(const icl_bpe_trainer *tr, const ivec *pos, int32_t a, int32_t b, int32_t nid,
+                        int32_t *sym, const size_t *soff, uint32_t *slen, pcounts *pc, wtu *w)
 {
-    /* vocabulary: specials, then the byte alphabet sorted by code point */
-    size_t vcap = (size_t)tr->vocab_size + 300;
-    char **tok = icl_xcalloc(vcap, sizeof *tok);
+    for (size_t q = 0; q < pos->n; q++) {
+        int32_t wi = pos->v[q];
+        int32_t *s = sym + soff[wi];
+        uint32_t n = slen[wi];
+        int64_t wc = (int64_t)tr->wcount[wi];
+        for (uint32_t i = 0; i < n; i++) {
+            if (s[i] == a && i + 1 < n && s[i + 1] == b) {
+                if (i > 0) {
+                    *pc_ref(pc, PAIR(s[i - 1], a)) -= wc;
+                    *pc_ref(pc, PAIR(s[i - 1], nid)) += wc;
+                    wtu_insert(w, PAIR(s[i - 1], nid), wi);
+                }
+                s[i] = nid;
+                memmove(s + i + 1, s + i + 2, (n - i - 2) * sizeof *s);
+                n--;
+                if (i + 1 < n) {
+                    *pc_ref(pc, PAIR(b, s[i + 1])) -= wc;
+                    *pc_ref(pc, PAIR(nid, s[i + 1])) += wc;
+                    wtu_insert(w, PAIR(nid, s[i + 1]), wi);
+                }
+            }
+        }
+        slen[wi] = n;
+    }
+}
+
+/* The first entries of the vocabulary in tok: the specials, then the 256
+ * byte-level characters sorted by code point (a special equal to one is
+ * not repeated); sym_of_byte gets each byte's id.  Returns the count. */
+static size_t init_vocab(const icl_bpe_trainer *tr, char **tok, int32_t sym_of_byte[256])
+{
     size_t ntok = 0;
     for (int i = 0; i < tr->nspecial; i++) {
         tok[ntok++] = icl_xstrdup(tr->specials[i]);
@@ -379,7 +410,6 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     for (int b = 0; b < 256; b++)
         cps[b] = icl_byte_to_cp[b];
     qsort(cps, 256, sizeof *cps, cmp_u32);
-    int32_t sym_of_byte[256];
     for (int k = 0; k < 256; k++) {
         char u[5] = {0};
         icl_utf8_put(cps[k], u);
@@ -396,11 +426,17 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
         }
         sym_of_byte[icl_cp_to_byte(cps[k])] = id;
     }
+    return ntok;
+}
 
-    /* words as symbol arrays */
+/* Each distinct word as an array of byte-level symbol ids: word i is
+ * sym[soff[i] .. soff[i] + slen[i]).  Caller frees the three arrays. */
+static int32_t *word_symbols(const icl_bpe_trainer *tr, const int32_t sym_of_byte[256], size_t **soffp,
+                             uint32_t **slenp)
+{
     size_t nw = tr->nwords, total = 0;
-    size_t *soff = icl_xmalloc((nw + 1) * sizeof *soff);
-    uint32_t *slen = icl_xmalloc((nw + 1) * sizeof *slen);
+    size_t *soff = *soffp = icl_xmalloc((nw + 1) * sizeof *soff);
+    uint32_t *slen = *slenp = icl_xmalloc((nw + 1) * sizeof *slen);
     for (size_t i = 0; i < nw; i++) {
         soff[i] = total;
         slen[i] = tr->wlen[i];
@@ -410,19 +446,41 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     for (size_t i = 0; i < nw; i++)
         for (uint32_t k = 0; k < tr->wlen[i]; k++)
             sym[soff[i] + k] = sym_of_byte[(uint8_t)tr->warena.data[tr->woff[i] + k]];
+    return sym;
+}
 
+/* Count every adjacent pair of every word (times the word's count) into pc
+ * and note in w which words hold it. */
+static void count_pairs(const icl_bpe_trainer *tr, const int32_t *sym, const size_t *soff, const uint32_t *slen,
+                        pcounts *pc, wtu *w)
+{
+    for (size_t i = 0; i < tr->nwords; i++) {
+        const int32_t *s = sym + soff[i];
+        for (uint32_t k = 0; k + 1 < slen[i]; k++) {
+            uint64_t p = PAIR(s[k], s[k + 1]);
+            *pc_ref(pc, p) += (int64_t)tr->wcount[i];
+            wtu_insert(w, p, (int32_t)i);
+        }
+    }
+}
+
+size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
+{
+    /* vocabulary: specials, then the byte alphabet sorted by code point */
+    size_t vcap = (size_t)tr->vocab_size + 300;
+    char **tok = icl_xcalloc(vcap, sizeof *tok);
+    int32_t sym_of_byte[256];
+    size_t ntok = init_vocab(tr, tok, sym_of_byte);
+
+    /* words as symbol arrays, and the count of every adjacent pair */
+    size_t *soff;
+    uint32_t *slen;
+    int32_t *sym = word_symbols(tr, sym_of_byte, &soff, &slen);
     pcounts pc = {0};
     icl_u64map_init(&pc.idx, 1 << 16);
     wtu w = {0};
     icl_u64map_init(&w.idx, 1 << 16);
-    for (size_t i = 0; i < nw; i++) {
-        int32_t *s = sym + soff[i];
-        for (uint32_t k = 0; k + 1 < slen[i]; k++) {
-            uint64_t p = PAIR(s[k], s[k + 1]);
-            *pc_ref(&pc, p) += (int64_t)tr->wcount[i];
-            wtu_insert(&w, p, (int32_t)i);
-        }
-    }
+    count_pairs(tr, sym, soff, slen, &pc, &w);
     heap h = {0};
     queue_pairs(&h, &w, &pc);
 
@@ -472,31 +530,7 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
                 icl_u64map_put(&th, hh, nid, 0);
         }
         merges[nmerges++] = top->pair;
-        /* merge the pair in every word of the entry (Word::merge) */
-        for (size_t q = 0; q < top->pos.n; q++) {
-            int32_t wi = top->pos.v[q];
-            int32_t *s = sym + soff[wi];
-            uint32_t n = slen[wi];
-            int64_t wc = (int64_t)tr->wcount[wi];
-            for (uint32_t i = 0; i < n; i++) {
-                if (s[i] == a && i + 1 < n && s[i + 1] == b) {
-                    if (i > 0) {
-                        *pc_ref(&pc, PAIR(s[i - 1], a)) -= wc;
-                        *pc_ref(&pc, PAIR(s[i - 1], nid)) += wc;
-                        wtu_insert(&w, PAIR(s[i - 1], nid), wi);
-                    }
-                    s[i] = nid;
-                    memmove(s + i + 1, s + i + 2, (n - i - 2) * sizeof *s);
-                    n--;
-                    if (i + 1 < n) {
-                        *pc_ref(&pc, PAIR(b, s[i + 1])) -= wc;
-                        *pc_ref(&pc, PAIR(nid, s[i + 1])) += wc;
-                        wtu_insert(&w, PAIR(nid, s[i + 1]), wi);
-                    }
-                }
-            }
-            slen[wi] = n;
-        }
+        merge_words(tr, &top->pos, a, b, nid, sym, soff, slen, &pc, &w);
         queue_pairs(&h, &w, &pc);
         free(top->pos.v);
         free(top);

@@ -352,6 +352,32 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
 
 /* ---- CSV / TSV --------------------------------------------------------- */
 
+/* The column of each field (idx[k], -1: none) from the header row; a
+ * duplicate name or a --map naming no column stops the conversion. */
+static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
+{
+    size_t nc = h->nfields;
+    for (size_t i = 0; i < nc; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h->field[i], h->field[j]) == 0)
+                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h->line, h->field[i]);
+    for (int k = 0; k < ICL_F_N; k++) {
+        idx[k] = -1;
+        for (size_t i = 0; i < nc; i++)
+            if (strcmp(h->field[i], f->o.map[k]) == 0)
+                idx[k] = (long)i;
+        if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
+            icl_buf_clear(&f->cols);
+            for (size_t i = 0; i < nc; i++)
+                icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h->field[i]);
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h->line, f->o.map[k],
+                icl_fmt_field_names[k], f->cols.data);
+        }
+    }
+    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
+        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
+}
+
 static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
 {
     char err[700];
@@ -368,26 +394,8 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         return;
     }
     size_t nc = h.nfields;
-    for (size_t i = 0; i < nc; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(h.field[i], h.field[j]) == 0)
-                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h.line, h.field[i]);
     long idx[ICL_F_N];
-    for (int k = 0; k < ICL_F_N; k++) {
-        idx[k] = -1;
-        for (size_t i = 0; i < nc; i++)
-            if (strcmp(h.field[i], f->o.map[k]) == 0)
-                idx[k] = (long)i;
-        if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
-            icl_buf_clear(&f->cols);
-            for (size_t i = 0; i < nc; i++)
-                icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h.field[i]);
-            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h.line, f->o.map[k],
-                icl_fmt_field_names[k], f->cols.data);
-        }
-    }
-    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
-        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
+    csv_columns(f, &h, idx);
     int instr = idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0;
     if (!instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
         fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",

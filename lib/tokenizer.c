@@ -627,6 +627,78 @@ bad:
     return -1;
 }
 
+/* merges: rank = index; a later duplicate overrides, as HashMap::collect does */
+static int load_merges(icl_tokenizer *t, json_t *merges, errbuf *e)
+{
+    size_t nm = json_array_size(merges);
+    icl_u64map_init(&t->merges, nm);
+    icl_buf cat = {0};
+    for (size_t i = 0; i < nm; i++) {
+        json_t *m = json_array_get(merges, i);
+        const char *a, *b;
+        size_t la, lb;
+        if (json_is_string(m)) {
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                icl_buf_free(&cat);
+                return fail(e, "merges[%zu] \"%s\" is not two tokens", i, a);
+            }
+            la = (size_t)(sp - a);
+            b = sp + 1;
+            lb = strlen(b);
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = json_string_length(json_array_get(m, 0));
+            lb = json_string_length(json_array_get(m, 1));
+        } else {
+            icl_buf_free(&cat);
+            return fail(e, "merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
+        }
+        int32_t ia = vocab_id(t, a, la), ib = vocab_id(t, b, lb);
+        cat.len = 0;
+        icl_buf_append(&cat, a, la);
+        icl_buf_append(&cat, b, lb);
+        int32_t in = vocab_id(t, cat.data, cat.len);
+        if (ia < 0 || ib < 0 || in < 0) {
+            int r = fail(e, "merges[%zu]: token %.*s not in the vocab", i,
+                         ia < 0 ? (int)la : ib < 0 ? (int)lb : (int)cat.len,
+                         ia < 0 ? a : ib < 0 ? b : cat.data);
+            icl_buf_free(&cat);
+            return r;
+        }
+        icl_u64map_put(&t->merges, ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib, (int32_t)i, in);
+    }
+    icl_buf_free(&cat);
+    return 0;
+}
+
+/* unit pairs inside tokens, for cutting long words (bpe.c) */
+static void index_unit_pairs(icl_tokenizer *t)
+{
+    icl_u64map_init(&t->pairs, 1 << 16);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (!t->has[id])
+            continue;
+        const char *p = t->arena + t->poff[id];
+        size_t n = t->plen[id], j = 0;
+        if (n > t->max_piece_len)
+            t->max_piece_len = n;
+        long prev = -1;
+        while (j < n) {
+            uint32_t c = icl_utf8_next(p, n, &j);
+            long u = c;
+            if (t->byte_level)
+                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
+            if (prev >= 0 && u >= 0)
+                icl_u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
+            prev = u;
+        }
+    }
+}
+
 static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
 {
     const char *ty = jstr(model, "type");
@@ -692,70 +764,9 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
         icl_strmap_put(&t->vocab, id, piece_get, t);
     }
 
-    /* merges: rank = index; a later duplicate overrides, as HashMap::collect does */
-    size_t nm = json_array_size(merges);
-    icl_u64map_init(&t->merges, nm);
-    icl_buf cat = {0};
-    for (i = 0; i < nm; i++) {
-        json_t *m = json_array_get(merges, i);
-        const char *a, *b;
-        size_t la, lb;
-        if (json_is_string(m)) {
-            a = json_string_value(m);
-            const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                icl_buf_free(&cat);
-                return fail(e, "merges[%zu] \"%s\" is not two tokens", i, a);
-            }
-            la = (size_t)(sp - a);
-            b = sp + 1;
-            lb = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 &&
-                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1));
-            la = json_string_length(json_array_get(m, 0));
-            lb = json_string_length(json_array_get(m, 1));
-        } else {
-            icl_buf_free(&cat);
-            return fail(e, "merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
-        }
-        int32_t ia = vocab_id(t, a, la), ib = vocab_id(t, b, lb);
-        cat.len = 0;
-        icl_buf_append(&cat, a, la);
-        icl_buf_append(&cat, b, lb);
-        int32_t in = vocab_id(t, cat.data, cat.len);
-        if (ia < 0 || ib < 0 || in < 0) {
-            int r = fail(e, "merges[%zu]: token %.*s not in the vocab", i,
-                         ia < 0 ? (int)la : ib < 0 ? (int)lb : (int)cat.len,
-                         ia < 0 ? a : ib < 0 ? b : cat.data);
-            icl_buf_free(&cat);
-            return r;
-        }
-        icl_u64map_put(&t->merges, ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib, (int32_t)i, in);
-    }
-    icl_buf_free(&cat);
-
-    /* unit pairs inside tokens, for cutting long words (bpe.c) */
-    icl_u64map_init(&t->pairs, 1 << 16);
-    for (int32_t id = 0; id < t->nids; id++) {
-        if (!t->has[id])
-            continue;
-        const char *p = t->arena + t->poff[id];
-        size_t n = t->plen[id], j = 0;
-        if (n > t->max_piece_len)
-            t->max_piece_len = n;
-        long prev = -1;
-        while (j < n) {
-            uint32_t c = icl_utf8_next(p, n, &j);
-            long u = c;
-            if (t->byte_level)
-                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
-            if (prev >= 0 && u >= 0)
-                icl_u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
-            prev = u;
-        }
-    }
+    if (load_merges(t, merges, e))
+        return -1;
+    index_unit_pairs(t);
 
     t->unk_id = -1;
     const char *unk = jstr(model, "unk_token");
@@ -1305,71 +1316,82 @@ static int hexval(char c)
     return -1;
 }
 
+/* ByteLevel decoder: byte-level chars back to bytes (a piece that is not
+ * all byte-level chars is kept as it is), then lossy UTF-8. */
+static void dec_bytelevel(const toklist *in, toklist *out)
+{
+    icl_buf bytes = {0};
+    const char *B = in->b.data;
+    for (size_t k = 0; k < in->p.n; k++) {
+        const char *s = B + in->p.off[k];
+        size_t n = in->p.len[k], i = 0, mark = bytes.len;
+        int ok = 1;
+        while (i < n) {
+            int b = icl_cp_to_byte(icl_utf8_next(s, n, &i));
+            if (b < 0) {
+                ok = 0;
+                break;
+            }
+            icl_buf_putc(&bytes, b);
+        }
+        if (!ok) {
+            bytes.len = mark;
+            icl_buf_append(&bytes, s, n);
+        }
+    }
+    icl_buf o = {0};
+    lossy_append(&o, (const uint8_t *)bytes.data, bytes.len);
+    tl_add(out, o.data ? o.data : "", o.len);
+    icl_buf_free(&o);
+    icl_buf_free(&bytes);
+}
+
+/* ByteFallback decoder: runs of <0xNN> pieces become their bytes when valid
+ * UTF-8, else one U+FFFD per byte. */
+static void dec_bytefallback(const toklist *in, toklist *out)
+{
+    icl_buf pend = {0};
+    const char *B = in->b.data;
+    for (size_t k = 0; k <= in->p.n; k++) {
+        const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
+        size_t n = k < in->p.n ? in->p.len[k] : 0;
+        int byte = -1;
+        if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
+            int h = hexval(s[3]), l = hexval(s[4]);
+            if (h >= 0 && l >= 0)
+                byte = h * 16 + l;
+        }
+        if (byte >= 0) {
+            icl_buf_putc(&pend, byte);
+            continue;
+        }
+        if (pend.len) {
+            if (icl_utf8_valid(pend.data, pend.len) == pend.len)
+                tl_add(out, pend.data, pend.len);
+            else
+                for (size_t q = 0; q < pend.len; q++)
+                    tl_add(out, "\xEF\xBF\xBD", 3);
+            pend.len = 0;
+        }
+        if (s)
+            tl_add(out, s, n);
+    }
+    icl_buf_free(&pend);
+}
+
 /* A failure (a Replace regex that gave up) is counted in *nfail, its
  * message written to err for the first one; the step goes on. */
 static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_data *md, int cont,
                      int *nfail, char *err, size_t errsz)
 {
     tl_reset(out);
-    const char *B;
     switch (d->type) {
-    case D_BYTELEVEL: {
-        icl_buf bytes = {0};
-        B = in->b.data;
-        for (size_t k = 0; k < in->p.n; k++) {
-            const char *s = B + in->p.off[k];
-            size_t n = in->p.len[k], i = 0, mark = bytes.len;
-            int ok = 1;
-            while (i < n) {
-                int b = icl_cp_to_byte(icl_utf8_next(s, n, &i));
-                if (b < 0) {
-                    ok = 0;
-                    break;
-                }
-                icl_buf_putc(&bytes, b);
-            }
-            if (!ok) {
-                bytes.len = mark;
-                icl_buf_append(&bytes, s, n);
-            }
-        }
-        icl_buf o = {0};
-        lossy_append(&o, (const uint8_t *)bytes.data, bytes.len);
-        tl_add(out, o.data ? o.data : "", o.len);
-        icl_buf_free(&o);
-        icl_buf_free(&bytes);
+    case D_BYTELEVEL:
+        dec_bytelevel(in, out);
         return;
-    }
-    case D_BYTEFALLBACK: {
-        icl_buf pend = {0};
-        B = in->b.data;
-        for (size_t k = 0; k <= in->p.n; k++) {
-            const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
-            size_t n = k < in->p.n ? in->p.len[k] : 0;
-            int byte = -1;
-            if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
-                int h = hexval(s[3]), l = hexval(s[4]);
-                if (h >= 0 && l >= 0)
-                    byte = h * 16 + l;
-            }
-            if (byte >= 0) {
-                icl_buf_putc(&pend, byte);
-                continue;
-            }
-            if (pend.len) {
-                if (icl_utf8_valid(pend.data, pend.len) == pend.len)
-                    tl_add(out, pend.data, pend.len);
-                else
-                    for (size_t q = 0; q < pend.len; q++)
-                        tl_add(out, "\xEF\xBF\xBD", 3);
-                pend.len = 0;
-            }
-            if (s)
-                tl_add(out, s, n);
-        }
-        icl_buf_free(&pend);
+    case D_BYTEFALLBACK:
+        dec_bytefallback(in, out);
         return;
-    }
     case D_FUSE: {
         icl_buf all = {0};
         for (size_t k = 0; k < in->p.n; k++)
