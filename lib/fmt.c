@@ -350,6 +350,16 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
     return !is_dup(f);
 }
 
+/* The input ended: because it could not be read?  Then that is the error. */
+static void check_read(icl_fmt *f, const icl_reader *rd)
+{
+    if (rd->errnum) {
+        char e[600];
+        snprintf(e, sizeof e, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        fatal(f, e);
+    }
+}
+
 /* ---- CSV / TSV --------------------------------------------------------- */
 
 /* The column of each field (idx[k], -1: none) from the header row; a
@@ -388,6 +398,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     if (rc < 0)
         fatal(f, err);
     if (rc == 0) {
+        check_read(f, rd);
         say(f, "%s: empty input, no records", f->name);
         icl_csv_free(c);
         f->csv = NULL;
@@ -460,7 +471,8 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             }
         emit(f);
     }
-    if (nrows == 0 && !f->o.quiet)
+    check_read(f, rd);
+    if (nrows == 0)
         say(f, "%s: header only, no records", f->name);
     free(koff);
     free(used);
@@ -761,6 +773,7 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
         icl_jarr_free(&a);
         f->jarr = NULL;
     }
+    check_read(f, rd);
     if (n == 0)
         say(f, "%s: empty input, no records", f->name);
 }
@@ -791,8 +804,11 @@ int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz)
     icl_reader *rd = &f->rd;
     memset(rd, 0, sizeof *rd);
     if (setjmp(f->jb)) {
+        if (rd->errnum) /* the input ended early because it could not be read */
+            icl_seterr(err, errsz, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        else
+            icl_seterr(err, errsz, "%s", f->errmsg);
         cleanup(f);
-        icl_seterr(err, errsz, "%s", f->errmsg);
         return -1;
     }
     flush_out(f, f->o.out, &f->out); /* the records so far stay written if this input fails */

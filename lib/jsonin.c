@@ -109,6 +109,24 @@ static int parse_elem(icl_jarr *a, json_t **out, long *line, char *err, size_t e
     return 1;
 }
 
+/* One byte inside an element: strings (with escapes) and nesting depth. */
+static inline void scan_elem(unsigned char c, int *depth, int *in_str, int *esc)
+{
+    if (*in_str) {
+        if (*esc)
+            *esc = 0;
+        else if (c == '\\')
+            *esc = 1;
+        else if (c == '"')
+            *in_str = 0;
+    } else if (c == '"')
+        *in_str = 1;
+    else if (c == '{' || c == '[')
+        ++*depth;
+    else if (c == '}' || c == ']')
+        --*depth;
+}
+
 int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz)
 {
     icl_reader *r = a->r;
@@ -135,20 +153,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
             } else
                 a->col++;
             if (depth > 0) {
-                /* inside an element */
-                if (in_str) {
-                    if (esc)
-                        esc = 0;
-                    else if (c == '\\')
-                        esc = 1;
-                    else if (c == '"')
-                        in_str = 0;
-                } else if (c == '"')
-                    in_str = 1;
-                else if (c == '{' || c == '[')
-                    depth++;
-                else if (c == '}' || c == ']')
-                    depth--;
+                scan_elem(c, &depth, &in_str, &esc);
                 if (depth == 0) {
                     icl_buf_append(&a->elem, p, i + 1);
                     icl_reader_skip(r, i + 1);

@@ -37,30 +37,30 @@ int icl_tokrec_encode_prompt(const icl_tokenizer *t, icl_tok_state *st, const ic
     return encode_part(t, st, o, prompt, n, 0, o->bos, out, err, errsz);
 }
 
-int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
-                      const json_t *rec, icl_buf *out, char *err, size_t errsz)
+/* The shape of a record: prompt/response strings (one turn) or arrays of
+ * strings (turns), or text.  Sets the members found and the turn count. */
+static int record_turns(const json_t *rec, json_t **pp, json_t **rp, json_t **txp, size_t *nturn, int *is_text,
+                        char *err, size_t errsz)
 {
-    const icl_tok_specials *sp = icl_tok_get_specials(t);
-    json_t *p = json_object_get(rec, "prompt"), *r = json_object_get(rec, "response");
-    json_t *tx = json_object_get(rec, "text");
-    size_t nturn;
-    int is_text = 0;
+    json_t *p = *pp = json_object_get(rec, "prompt"), *r = *rp = json_object_get(rec, "response");
+    json_t *tx = *txp = json_object_get(rec, "text");
+    *is_text = 0;
     if (p || r) {
         if (!p || !r)
             return snprintf(err, errsz, "record has \"%s\" without \"%s\"", p ? "prompt" : "response",
                             p ? "response" : "prompt"), -1;
         if (json_is_string(p) && json_is_string(r)) {
-            nturn = 1;
+            *nturn = 1;
         } else if (json_is_array(p) && json_is_array(r)) {
-            nturn = json_array_size(p);
-            if (nturn != json_array_size(r))
+            *nturn = json_array_size(p);
+            if (*nturn != json_array_size(r))
                 return snprintf(err, errsz, "\"prompt\" has %zu turns but \"response\" has %zu",
-                                nturn, json_array_size(r)), -1;
-            if (nturn == 0)
+                                *nturn, json_array_size(r)), -1;
+            if (*nturn == 0)
                 return snprintf(err, errsz, "\"prompt\" and \"response\" are empty arrays"), -1;
-            if (nturn > 255)
+            if (*nturn > 255)
                 return snprintf(err, errsz, "more than 255 turns"), -1;
-            for (size_t i = 0; i < nturn; i++)
+            for (size_t i = 0; i < *nturn; i++)
                 if (!json_is_string(json_array_get(p, i)) || !json_is_string(json_array_get(r, i)))
                     return snprintf(err, errsz, "turn %zu of \"prompt\"/\"response\" is not a string",
                                     i + 1), -1;
@@ -70,11 +70,23 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     } else if (tx) {
         if (!json_is_string(tx))
             return snprintf(err, errsz, "\"text\" is not a string"), -1;
-        is_text = 1;
-        nturn = 1;
+        *is_text = 1;
+        *nturn = 1;
     } else {
         return snprintf(err, errsz, "record has neither prompt/response nor text"), -1;
     }
+    return 0;
+}
+
+int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
+                      const json_t *rec, icl_buf *out, char *err, size_t errsz)
+{
+    const icl_tok_specials *sp = icl_tok_get_specials(t);
+    json_t *p, *r, *tx;
+    size_t nturn;
+    int is_text;
+    if (record_turns(rec, &p, &r, &tx, &nturn, &is_text, err, errsz))
+        return -1;
     if (o->bos && sp->bos < 0)
         return snprintf(err, errsz, "the tokenizer has no BOS token"), -1;
     if (o->eos && sp->eos < 0)
