@@ -326,7 +326,7 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
         return NULL;
     }
     if (!b.data)
-        icl_buf_reserve(&b, 1);
+        icl_buf_append(&b, "", 0); /* an empty file: "" */
     *len = b.len;
     return b.data;
 }

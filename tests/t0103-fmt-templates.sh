@@ -145,4 +145,13 @@ test_expect_code 2 'a directory as template: the reason is given' '
     exit $rc
 '
 
+if test -r /dev/zero; then
+test_expect_success 'a template that never ends (/dev/zero) is refused at the size cap' '
+	rc=0; echo "{\"instruction\":\"a\",\"output\":\"b\"}" | icl-fmt -T /dev/zero >out 2>err || rc=$?
+	test $rc -eq 2 && test_grep "^icl-fmt: /dev/zero: larger than 16777216 bytes" err && test ! -s out
+'
+else
+test_skip 'a template that never ends (/dev/zero) is refused at the size cap' 'no /dev/zero'
+fi
+
 test_done
