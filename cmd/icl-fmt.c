@@ -145,7 +145,7 @@ int main(int argc, char **argv)
         icl_usage_die("%s", err);
     o.tpl = tpl;
     o.threads = icl_set_threads(threads);
-    o.warn = warn_msg;
+    o.on_warning = warn_msg;
     /* named outputs appear whole or not at all (fileio.h) */
     o.out = out_path ? icl_xout_open(out_path) : stdout;
     o.out_name = out_path;

@@ -162,14 +162,14 @@ void icl_fmt_free(icl_fmt *f)
 __attribute__((format(printf, 2, 3)))
 static void say(icl_fmt *f, const char *fmt, ...)
 {
-    if (f->o.quiet || !f->o.warn)
+    if (f->o.quiet || !f->o.on_warning)
         return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    f->o.warn(f->o.warn_ctx, msg);
+    f->o.on_warning(f->o.warning_ctx, msg);
 }
 
 /* A warning of a kind shown WARN_MAX times at most. */

@@ -18,7 +18,7 @@
  *
  * Records with an empty or missing output are dropped and records with an
  * empty instruction are kept; both are warned about (first few with
- * FILE:LINE, then counts) through the warn callback.  Bad records (wrong
+ * FILE:LINE, then counts) through the on_warning callback.  Bad records (wrong
  * field count, invalid UTF-8, bad JSON, wrong types...) stop the conversion
  * with "FILE:LINE: what" returned as the error, or with skip_bad are
  * skipped, counted and warned about.  Nothing here prints or exits.
@@ -55,8 +55,8 @@ typedef struct {
     int quiet;                  /* no warnings or summary */
     /* Warnings and the summary, one message per call (no newline, no
      * program name); NULL: none. */
-    void (*warn)(void *ctx, const char *msg);
-    void *warn_ctx;
+    void (*on_warning)(void *ctx, const char *msg);
+    void *warning_ctx;
     int threads;                /* > 1: CSV/TSV parsing runs in a second thread
                                  * (same output); <= 1: one thread */
 } icl_fmt_opts;

@@ -12,11 +12,11 @@
 
 /* tatsu-lab/stanford_alpaca, train.py, PROMPT_DICT (the Python string
  * literals concatenated). */
-const char ICL_ALPACA_PROMPT_INPUT[] =
+const char icl_alpaca_prompt_input[] =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:";
-const char ICL_ALPACA_PROMPT_NO_INPUT[] =
+const char icl_alpaca_prompt_no_input[] =
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Response:";
@@ -229,7 +229,7 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
     icl_buf_append(response, "", 0);
     switch (t->kind) {
     case T_ALPACA: {
-        const char *tpl = f->input.n ? ICL_ALPACA_PROMPT_INPUT : ICL_ALPACA_PROMPT_NO_INPUT;
+        const char *tpl = f->input.n ? icl_alpaca_prompt_input : icl_alpaca_prompt_no_input;
         const char *body = strstr(tpl, "### Instruction:");
         if (turn > 0) {
             icl_buf_append(prompt, "\n\n", 2);

@@ -42,8 +42,8 @@
 
 /* Stanford Alpaca's texts, exact (without the format placeholders' braces
  * resolved: {instruction} and {input} stand where str.format_map puts them). */
-extern const char ICL_ALPACA_PROMPT_INPUT[];
-extern const char ICL_ALPACA_PROMPT_NO_INPUT[];
+extern const char icl_alpaca_prompt_input[];
+extern const char icl_alpaca_prompt_no_input[];
 
 typedef struct icl_template icl_template;
 

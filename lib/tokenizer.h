@@ -62,8 +62,8 @@ static inline void icl_ids_push(icl_ids *a, int32_t id)
 }
 void icl_ids_free(icl_ids *a);
 /* The short names still used by lib/generate.c (issue 10, branch core). */
-#define ids_push icl_ids_push
-#define ids_free icl_ids_free
+#define ids_push(...) icl_ids_push(__VA_ARGS__)
+#define ids_free(...) icl_ids_free(__VA_ARGS__)
 
 /* Largest tokenizer.json read (bytes); real ones are 2-35 MB. */
 #define ICL_TOK_MAX_BYTES (512u << 20)

@@ -72,25 +72,26 @@ void icl_print_version(void);
 
 /* The short names of the functions above, still spelled so in lib/model.c,
  * generate.c, trainer.c, optim.c, dataset.c, ops.c and cmd/icl-train.c
- * (issue 10, branch core); the symbols are the icl_ ones. */
-#define xmalloc icl_xmalloc
-#define xcalloc icl_xcalloc
-#define xrealloc icl_xrealloc
-#define xreallocarray icl_xreallocarray
-#define xstrdup icl_xstrdup
-#define xstrndup icl_xstrndup
-#define buf_reserve icl_buf_reserve
-#define buf_append icl_buf_append
-#define buf_putc icl_buf_putc
-#define buf_puts icl_buf_puts
-#define buf_printf icl_buf_printf
-#define buf_clear icl_buf_clear
-#define buf_free icl_buf_free
-#define parse_long icl_parse_long
-#define parse_double icl_parse_double
-#define die icl_die
-#define warn icl_warn
-#define usage_die icl_usage_die
+ * (issue 10, branch core); the symbols are the icl_ ones.  Function-like,
+ * so that only calls are renamed; to be removed once those files are. */
+#define xmalloc(...) icl_xmalloc(__VA_ARGS__)
+#define xcalloc(...) icl_xcalloc(__VA_ARGS__)
+#define xrealloc(...) icl_xrealloc(__VA_ARGS__)
+#define xreallocarray(...) icl_xreallocarray(__VA_ARGS__)
+#define xstrdup(...) icl_xstrdup(__VA_ARGS__)
+#define xstrndup(...) icl_xstrndup(__VA_ARGS__)
+#define buf_reserve(...) icl_buf_reserve(__VA_ARGS__)
+#define buf_append(...) icl_buf_append(__VA_ARGS__)
+#define buf_putc(...) icl_buf_putc(__VA_ARGS__)
+#define buf_puts(...) icl_buf_puts(__VA_ARGS__)
+#define buf_printf(...) icl_buf_printf(__VA_ARGS__)
+#define buf_clear(...) icl_buf_clear(__VA_ARGS__)
+#define buf_free(...) icl_buf_free(__VA_ARGS__)
+#define parse_long(...) icl_parse_long(__VA_ARGS__)
+#define parse_double(...) icl_parse_double(__VA_ARGS__)
+#define die(...) icl_die(__VA_ARGS__)
+#define warn(...) icl_warn(__VA_ARGS__)
+#define usage_die(...) icl_usage_die(__VA_ARGS__)
 
 /* Thread count: requested if > 0, else $ICL_NUM_THREADS if set and valid
  * (icl_init refuses an invalid one at program start), else the number of

@@ -32,11 +32,11 @@ static void alpaca_exact(void **state)
 {
     (void)state;
     /* The texts of tatsu-lab/stanford_alpaca train.py PROMPT_DICT. */
-    assert_string_equal(ICL_ALPACA_PROMPT_INPUT,
+    assert_string_equal(icl_alpaca_prompt_input,
         "Below is an instruction that describes a task, paired with an input that provides "
         "further context. Write a response that appropriately completes the request.\n\n"
         "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:");
-    assert_string_equal(ICL_ALPACA_PROMPT_NO_INPUT,
+    assert_string_equal(icl_alpaca_prompt_no_input,
         "Below is an instruction that describes a task. Write a response that appropriately "
         "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:");
     icl_tfields f = {{0}, S("Add."), S("1 2"), S("3")};
