@@ -116,12 +116,24 @@ bench-deps: deps
 	@bench/out/venv/bin/python -c 'import tiktoken' 2>/dev/null || \
 	  { python3 -m venv bench/out/venv && bench/out/venv/bin/pip install -q tiktoken; }
 
+# Headers installed by make install: the public interface of libicl, listed
+# one by one.  INTERNAL_H are shared between lib/ files only.  A header in
+# neither list stops make install (a new header must be placed).
+PUBLIC_H := lib/bpe_train.h lib/cli.h lib/config.h lib/csvin.h lib/dataset.h lib/fileio.h \
+            lib/fmt.h lib/generate.h lib/jsonin.h lib/jsonout.h lib/linear.h lib/lmeval.h lib/metrics.h \
+            lib/model.h lib/ops.h lib/optim.h lib/reader.h lib/record.h lib/rng.h \
+            lib/safetensors.h lib/sample.h lib/sandbox.h lib/template.h lib/tokenizer.h lib/toklines.h \
+            lib/tokrec.h lib/trainer.h lib/utf8.h lib/util.h
+INTERNAL_H := lib/tok_internal.h lib/hashtab.h
+UNPLACED_H = $(filter-out $(PUBLIC_H) $(INTERNAL_H),$(wildcard lib/*.h))
+
 install: all
+	$(if $(UNPLACED_H),$(error $(UNPLACED_H): list in PUBLIC_H or INTERNAL_H (Makefile)))
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/icl \
 	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib
-	install -m 644 lib/*.h $(DESTDIR)$(PREFIX)/include/icl
+	install -m 644 $(PUBLIC_H) $(DESTDIR)$(PREFIX)/include/icl
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7
 

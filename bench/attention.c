@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "ops.h"
+#include "cli.h"
 #include "util.h"
 
 int main(int argc, char **argv)

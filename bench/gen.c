@@ -11,6 +11,7 @@
 #include "generate.h"
 #include "llama_config.h"
 #include "model.h"
+#include "cli.h"
 #include "util.h"
 
 int main(int argc, char **argv)

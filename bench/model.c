@@ -9,6 +9,7 @@
 #include "llama_config.h"
 #include "model.h"
 #include "ops.h"
+#include "cli.h"
 #include "util.h"
 
 static double gemm_set(int M, int L, int C, int V, int I, int Q, int K, int reps, float *a, float *b, float *c)

@@ -14,12 +14,13 @@
 
 #include "lmeval.h"
 #include "metrics.h"
-#include "outfile.h"
+#include "fileio.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "toklines.h"
 #include "record.h"
 #include "sandbox.h"
+#include "cli.h"
 #include "util.h"
 
 /* Reals in the summary and per-example lines: 15 significant digits
@@ -59,7 +60,7 @@ static void usage(FILE *f)
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
-"  -t, --threads N         threads for the model mode, samples run at once for\n"
+"      --threads N         threads for the model mode, samples run at once for\n"
 "                          pass@k (default: all cores)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
@@ -118,13 +119,13 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
     char err[1024];
     icl_model *m = icl_model_load(model_dir, err, sizeof err);
     if (!m)
-        die("%s: %s", model_dir, err);
+        icl_die("%s: %s", model_dir, err);
     icl_tokenizer *tok = NULL;
     size_t pl = strlen(model_dir) + 32;
-    char *tokpath = xmalloc(pl);
+    char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
     if (access(tokpath, R_OK) == 0 && !(tok = icl_tok_load(model_dir, err, sizeof err)))
-        die("%s: %s", tokpath, err);
+        icl_die("%s: %s", tokpath, err);
     icl_lm_eval e;
     icl_lm_eval_init(&e);
     int have_hdr = 0, hdr_vocab = 0;
@@ -136,24 +137,24 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
         int st, checked = 0;
         while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
             if (st < 0)
-                die("%s", err);
+                icl_die("%s", err);
             if (r.hdr.present && !checked) {
                 checked = 1;
                 if (tok && icl_toklines_check(&r.hdr, tok, err, sizeof err) != 0)
-                    die("%s:%ld: %s (tokenizer %s)", name, r.header_line, err, tokpath);
+                    icl_die("%s:%ld: %s (tokenizer %s)", name, r.header_line, err, tokpath);
                 if (r.hdr.vocab_size > m->cfg.vocab_size)
-                    die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
+                    icl_die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                         r.hdr.vocab_size, m->cfg.vocab_size);
                 /* without a tokenizer to check against, files must at least agree */
                 if (have_hdr && (r.hdr.fingerprint != hdr_fp || r.hdr.vocab_size != hdr_vocab))
-                    die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint "
+                    icl_die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint "
                         "xxh3:%016llx, vocab_size %d; before: xxh3:%016llx, %d)",
                         name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
                         (unsigned long long)hdr_fp, hdr_vocab);
                 have_hdr = 1, hdr_fp = r.hdr.fingerprint, hdr_vocab = r.hdr.vocab_size;
             }
             if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
-                die("%s:%ld: %s", name, r.lines.lineno, err);
+                icl_die("%s:%ld: %s", name, r.lines.lineno, err);
         }
         icl_toklines_close(&r);
     }
@@ -165,7 +166,7 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
     json_object_set_new(sum, "perplexity", REAL_OR_NULL(icl_lm_eval_perplexity(&e)));
     json_object_set_new(sum, "token_accuracy", REAL_OR_NULL(icl_lm_eval_accuracy(&e)));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
-        die("write error:");
+        icl_die("write error:");
     putchar('\n');
     json_decref(sum);
     icl_lm_eval_free(&e);
@@ -188,10 +189,10 @@ static void bad(const opts *o, long *skipped, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (!o->skip_bad)
-        die("%s", msg);
+        icl_die("%s", msg);
     (*skipped)++;
     if (skipped_warned++ < 10)
-        warn("%s (skipped)", msg);
+        icl_warn("%s (skipped)", msg);
 }
 
 /* s with every byte of an invalid UTF-8 sequence replaced by '?'. */
@@ -247,7 +248,9 @@ static const char *need_string(const opts *o, long *skipped, json_t *rec, const 
 static void eval_file(const opts *o, const char *path, items *it, long *skipped)
 {
     icl_lines r;
-    icl_lines_open(&r, path);
+    char oerr[512];
+    if (icl_lines_open(&r, path, oerr, sizeof oerr) != 0)
+        icl_die("%s", oerr);
     const char *name = icl_display_name(path);
     char err[512];
     json_t *rec;
@@ -362,24 +365,24 @@ static void eval_pass(const opts *o, items *it, double timeout, long jobs, json_
     const char *py = getenv("ICL_PYTHON");
     char *interp = icl_find_program(py && *py ? py : "python3", "/usr/local/bin:/usr/bin:/bin");
     if (!interp)
-        die("pass@k runs the completions with python3, which is not in /usr/local/bin, /usr/bin or /bin "
+        icl_die("pass@k runs the completions with python3, which is not in /usr/local/bin, /usr/bin or /bin "
             "(install python3, or set ICL_PYTHON to an interpreter's path)");
     char *bwrap = icl_find_program("bwrap", getenv("PATH"));
     if (!bwrap)
         bwrap = icl_find_program("bwrap", "/usr/bin:/bin");
     if (!bwrap)
-        die("pass@k runs the completions in a bubblewrap sandbox, and bwrap is not installed "
+        icl_die("pass@k runs the completions in a bubblewrap sandbox, and bwrap is not installed "
             "(Debian package bubblewrap); icl-eval never runs them unconfined");
     lim.interpreter = interp;
     lim.bwrap = bwrap;
     if (icl_sandbox_check(&lim, err, sizeof err) != 0)
-        die("pass@k: %s; icl-eval never runs generated code unconfined", err);
+        icl_die("pass@k: %s; icl-eval never runs generated code unconfined", err);
     const char **progs = xcalloc(it->n + 1, sizeof *progs);
     for (size_t i = 0; i < it->n; i++)
         progs[i] = it->v[i].program;
     icl_sandbox_result *res = xcalloc(it->n + 1, sizeof *res);
     if (icl_sandbox_run(&lim, progs, it->n, (int)jobs, res, NULL, NULL, err, sizeof err) != 0)
-        die("pass@k: %s", err);
+        icl_die("pass@k: %s", err);
     /* samples per task, in the order tasks first appear */
     json_t *idx = json_object();
     long *nn = xcalloc(it->n + 1, sizeof *nn), *cc = xcalloc(it->n + 1, sizeof *cc);
@@ -418,7 +421,7 @@ static void eval_pass(const opts *o, items *it, double timeout, long jobs, json_
         double total = 0;
         for (size_t t = 0; t < ntask; t++) {
             if (nn[t] < k)
-                die("pass@%ld needs at least %ld samples of every task; task \"%s\" has %ld "
+                icl_die("pass@%ld needs at least %ld samples of every task; task \"%s\" has %ld "
                     "(see icl-gen --num-return-sequences)", k, k, names[t], nn[t]);
             total += icl_pass_at_k(nn[t], cc[t], k);
         }
@@ -444,26 +447,26 @@ int main(int argc, char **argv)
     int text_opts = 0, tok_auto = 1;
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
-    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT };
+    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
         {"per-record", required_argument, 0, 'e'}, {"tokenize", required_argument, 0, OPT_TOKENIZE},
         {"extract", required_argument, 0, OPT_EXTRACT}, {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
-        {"threads", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, OPT_THREADS}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     int c;
-    long threads = 0;
+    int threads = 0;
     char err[256];
-    while ((c = getopt_long(argc, argv, "p:r:M:e:m:t:hV", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:r:M:e:m:hV", lo, NULL)) != -1) {
         switch (c) {
         case 'p': o.pred_key = optarg; text_opts = 1; break;
         case 'r': o.ref_key = optarg; text_opts = 1; break;
         case 'M':
             if (icl_metrics_parse(optarg, &o.mask, o.pass_k, &o.n_pass_k, err, sizeof err) != 0)
-                usage_die("--metrics: %s", err);
+                icl_usage_die("--metrics: %s", err);
             text_opts = 1;
             break;
         case 'e': o.per_path = optarg; text_opts = 1; break;
@@ -473,13 +476,13 @@ int main(int argc, char **argv)
             else if (icl_tokenize_parse(optarg, &tok) == 0)
                 tok_auto = 0;
             else
-                usage_die("--tokenize: '%s' is not one of auto, 13a, intl, zh, char, none", optarg);
+                icl_usage_die("--tokenize: '%s' is not one of auto, 13a, intl, zh, char, none", optarg);
             text_opts = 1;
             break;
         case OPT_EXTRACT:
             icl_extractor_free(o.extract);
             if (!(o.extract = icl_extractor_new(optarg, err, sizeof err)))
-                usage_die("--extract '%s': %s", optarg, err);
+                icl_usage_die("--extract '%s': %s", optarg, err);
             text_opts = 1;
             break;
         case OPT_TIMEOUT: {
@@ -487,18 +490,15 @@ int main(int argc, char **argv)
             errno = 0;
             timeout = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(timeout > 0 && timeout <= 86400))
-                usage_die("--timeout: '%s' is not a number of seconds from 0 to 86400", optarg);
+                icl_usage_die("--timeout: '%s' is not a number of seconds from 0 to 86400", optarg);
             text_opts = 1;
             break;
         }
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
-        case 't':
-            if (parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
-                usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
-            break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); return ICL_EXIT_OK;
+        case 'V': icl_version_exit();
         default:
             fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
             return ICL_EXIT_USAGE;
@@ -506,14 +506,14 @@ int main(int argc, char **argv)
     }
     if (model) {
         if (text_opts)
-            usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
+            icl_usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
                       "apply to the model mode (-m)");
         if (threads)
-            icl_set_threads((int)threads);
+            icl_set_threads(threads);
         return eval_model(model, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
-        o.per = icl_out_open(o.per_path);
+        o.per = icl_xout_open(o.per_path);
     items it = {0};
     long skipped = 0;
     if (optind == argc)
@@ -552,7 +552,7 @@ int main(int argc, char **argv)
         item *x = &it.v[i];
         if (x->scores) {
             if (json_dumpf(x->scores, o.per, DUMP_FLAGS) != 0 || fputc('\n', o.per) == EOF)
-                die("%s: write error:", o.per_path);
+                icl_die("%s: write error:", o.per_path);
             json_decref(x->scores);
         }
         free(x->pred);
@@ -564,13 +564,13 @@ int main(int argc, char **argv)
     }
     free(it.v);
     if (o.per)
-        icl_out_commit(o.per, o.per_path);
+        icl_xout_commit(o.per, o.per_path);
     json_object_set_new(sum, "skipped", json_integer(skipped));
     if (json_dumpf(sum, stdout, DUMP_FLAGS) != 0)
-        die("write error:");
+        icl_die("write error:");
     putchar('\n');
     if (skipped)
-        warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
+        icl_warn("skipped %ld bad record%s", skipped, skipped == 1 ? "" : "s");
     json_decref(sum);
     icl_eval_free(&acc);
     icl_extractor_free(o.extract);

@@ -6,8 +6,9 @@
 #include <sys/stat.h>
 
 #include "fmt.h"
-#include "outfile.h"
+#include "fileio.h"
 #include "template.h"
+#include "cli.h"
 #include "util.h"
 
 static const char usage_text[] =
@@ -31,7 +32,7 @@ static const char usage_text[] =
     "  instruction/input/output  rendered by the template\n"
     "  prompt and response   passed through as they are\n"
     "\n"
-    "  -t, --template=T      alpaca (Stanford Alpaca's two prompts; default), chatml,\n"
+    "  -T, --template=T      alpaca (Stanford Alpaca's two prompts; default), chatml,\n"
     "                        llama2, plain, or a template file: text with {instruction}\n"
     "                        {input} {output} {system} and a line \"%%\" between the\n"
     "                        prompt part and the response part (see icl-fmt(1)).\n"
@@ -84,12 +85,19 @@ static int same_file(const char *a, const char *b)
     return !out_a && !out_b && !strcmp(a, b); /* not created yet: the same name */
 }
 
+/* The converter's warnings and summary go to stderr as "icl-fmt: ...". */
+static void warn_msg(void *ctx, const char *msg)
+{
+    (void)ctx;
+    icl_warn("%s", msg);
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS };
     static const struct option longopts[] = {
-        {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 't'},
+        {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 'T'},
         {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
         {"shuffle", no_argument, 0, O_SHUFFLE},  {"seed", required_argument, 0, O_SEED},
         {"split", required_argument, 0, O_SPLIT}, {"split-out", required_argument, 0, O_SPLIT_OUT},
@@ -101,78 +109,63 @@ int main(int argc, char **argv)
     static icl_fmt_opts o; /* static: the map strings stay reachable */
     const char *tname = "alpaca", *out_path = NULL, *split_path = NULL;
     char err[512];
-    long threads = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "f:t:o:qhV", longopts, NULL)) != -1) {
+    int threads = 0, c;
+    static const char *const on_error[] = {"stop", "skip", NULL};
+    while ((c = getopt_long(argc, argv, "f:T:o:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             if ((o.format = icl_fmt_parse_format(optarg)) < 0)
-                usage_die("unknown format '%s' (csv, tsv, jsonl, json)", optarg);
+                icl_usage_die("unknown format '%s' (csv, tsv, jsonl, json)", optarg);
             break;
-        case 't': tname = optarg; break;
+        case 'T': tname = optarg; break;
         case O_MAP:
             if (icl_fmt_parse_map(optarg, o.map, err, sizeof err) < 0)
-                usage_die("%s", err);
+                icl_usage_die("%s", err);
             break;
         case O_DEDUP: o.dedup = 1; break;
         case O_SHUFFLE: o.shuffle = 1; break;
-        case O_SEED: {
-            long s;
-            if (parse_long(optarg, &s) < 0 || s < 0)
-                usage_die("--seed wants a whole number >= 0, not '%s'", optarg);
-            o.seed = (uint64_t)s;
-            break;
-        }
-        case O_SPLIT:
-            if (parse_double(optarg, &o.split) < 0 || !(o.split > 0 && o.split <= 1))
-                usage_die("--split wants a fraction in (0, 1], not '%s'", optarg);
-            break;
+        case O_SEED: o.seed = icl_opt_u64("--seed", optarg); break;
+        case O_SPLIT: o.split = icl_opt_double_gt("--split", optarg, 0, 1); break;
         case O_SPLIT_OUT: split_path = optarg; break;
-        case O_ON_ERROR:
-            if (strcmp(optarg, "skip") == 0)
-                o.skip_bad = 1;
-            else if (strcmp(optarg, "stop") == 0)
-                o.skip_bad = 0;
-            else
-                usage_die("--on-error wants stop or skip, not '%s'", optarg);
-            break;
-        case O_THREADS:
-            if (parse_long(optarg, &threads) < 0 || threads < 1 || threads > 4096)
-                usage_die("--threads wants a number from 1 to 4096, not '%s'", optarg);
-            break;
+        case O_ON_ERROR: o.skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
+        case O_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'o': out_path = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        case 'V': icl_print_version(); return 0;
-        default: usage_die("bad usage");
+        case 'V': icl_version_exit();
+        default: icl_usage_die("bad usage");
         }
     }
     if ((o.split > 0) != (split_path != NULL))
-        usage_die("--split and --split-out go together");
+        icl_usage_die("--split and --split-out go together");
     if (split_path && same_file(split_path, out_path))
-        usage_die("--split-out and the output are the same file: %s", split_path);
+        icl_usage_die("--split-out and the output are the same file: %s", split_path);
     icl_template *tpl = icl_template_load(tname, err, sizeof err);
     if (!tpl)
-        usage_die("%s", err);
+        icl_usage_die("%s", err);
     o.tpl = tpl;
-    o.threads = icl_set_threads((int)threads);
-    /* named outputs appear whole or not at all (outfile.h) */
-    o.out = out_path ? icl_out_open(out_path) : stdout;
+    o.threads = icl_set_threads(threads);
+    o.on_warning = warn_msg;
+    /* named outputs appear whole or not at all (fileio.h) */
+    o.out = out_path ? icl_xout_open(out_path) : stdout;
     o.out_name = out_path;
-    o.split_out = split_path ? icl_out_open(split_path) : NULL;
+    o.split_out = split_path ? icl_xout_open(split_path) : NULL;
     o.split_name = split_path;
     icl_fmt *f = icl_fmt_new(&o);
-    if (optind == argc)
-        icl_fmt_file(f, "-");
+    char ferr[1024];
+    if (optind == argc && icl_fmt_file(f, "-", ferr, sizeof ferr) != 0)
+        icl_die("%s", ferr);
     for (int i = optind; i < argc; i++)
-        icl_fmt_file(f, argv[i]);
-    icl_fmt_finish(f, NULL);
+        if (icl_fmt_file(f, argv[i], ferr, sizeof ferr) != 0)
+            icl_die("%s", ferr);
+    if (icl_fmt_finish(f, NULL, ferr, sizeof ferr) != 0)
+        icl_die("%s", ferr);
     icl_fmt_free(f);
     icl_template_free(tpl);
     if (out_path)
-        icl_out_commit(o.out, out_path);
+        icl_xout_commit(o.out, out_path);
     if (split_path)
-        icl_out_commit(o.split_out, split_path);
+        icl_xout_commit(o.split_out, split_path);
     for (int k = 0; k < ICL_F_N; k++)
         free((char *)o.map[k]);
     return 0;

@@ -3,6 +3,7 @@
  * See icl-gen(1).  All computing is in lib/generate.c. */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "tokenizer.h"
 #include "toklines.h"
 #include "tokrec.h"
+#include "cli.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -54,7 +56,7 @@ static void usage(FILE *f)
 "                             (as icl-tok encode --parse-special)\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
-"  -t, --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -77,7 +79,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET };
+       OPT_STREAM, OPT_NRET, OPT_THREADS };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -95,7 +97,7 @@ static const struct option longopts[] = {
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"stream", no_argument, NULL, OPT_STREAM},
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
-    {"threads", required_argument, NULL, 't'},
+    {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -123,7 +125,7 @@ typedef struct {
 static void check_fits(const ctx_t *c, const char *name, long line, size_t n)
 {
     if ((long)n > c->m->cfg.max_position_embeddings)
-        die("%s:%ld: the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)", name,
+        icl_die("%s:%ld: the prompt has %zu tokens, more than the model's context (max_position_embeddings %d)", name,
             line, n, c->m->cfg.max_position_embeddings);
 }
 
@@ -134,7 +136,7 @@ static void flush_stdout(void)
     if (fflush(stdout) == EOF) {
         if (errno == EPIPE) /* a closed pipe with SIGPIPE ignored: quiet, as icl_init's check */
             exit(ICL_EXIT_OK);
-        die("<stdout>: write error:");
+        icl_die("<stdout>: write error:");
     }
 }
 
@@ -165,12 +167,12 @@ static int on_token(void *vp, int seq, int32_t id)
         return 0; /* the eos ends the sequence; its text is not part of the completion */
     int r = icl_gen_text_update(t, s->out.v, s->out.n, err, sizeof err);
     if (r < 0)
-        die("%s: decoding the completion: %s", b->where[seq], err);
+        icl_die("%s: decoding the completion: %s", b->where[seq], err);
     if (b->c->stream) {
         size_t len;
         const char *p = icl_gen_text_stream(t, &len);
         if (len && fwrite(p, 1, len, stdout) != len)
-            die("write error:");
+            icl_die("write error:");
         flush_stdout();
     }
     return r == 1 && b->c->n_stop > 0;
@@ -178,8 +180,8 @@ static int on_token(void *vp, int seq, int32_t id)
 
 static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, const char **where)
 {
-    icl_gen_seq *seqs = xcalloc((size_t)n, sizeof *seqs);
-    icl_gen_text *texts = xcalloc((size_t)n, sizeof *texts);
+    icl_gen_seq *seqs = icl_xcalloc((size_t)n, sizeof *seqs);
+    icl_gen_text *texts = icl_xcalloc((size_t)n, sizeof *texts);
     for (int i = 0; i < n; i++) {
         seqs[i].prompt = prompts[i].v;
         seqs[i].n_prompt = prompts[i].n;
@@ -190,24 +192,25 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     char err[512];
     if (icl_generate(c->m, &c->g, seqs, n, on_token, &b, err, sizeof err) != 0) {
         /* name the first record of the batch that the message may be about */
-        die("%s: %s", where[0], err);
+        icl_die("%s: %s", where[0], err);
     }
     for (int i = 0; i < n; i++) {
         if (icl_gen_text_finish(&texts[i], err, sizeof err) < 0)
-            die("%s: decoding the completion: %s", where[i], err);
+            icl_die("%s: decoding the completion: %s", where[i], err);
         if (c->stream) {
             size_t len;
             const char *p = icl_gen_text_stream(&texts[i], &len);
             if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
-                die("write error:");
+                icl_die("write error:");
             flush_stdout();
         } else {
             json_object_set_new(recs[i], "completion",
                                 json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
-            icl_record_write(stdout, recs[i]);
+            if (icl_record_write(stdout, recs[i]) != 0)
+                icl_die("<stdout>: write error:");
         }
         icl_gen_text_free(&texts[i]);
-        ids_free(&seqs[i].out);
+        icl_ids_free(&seqs[i].out);
     }
     flush_stdout();
     free(seqs);
@@ -217,27 +220,29 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
-    icl_lines_open(&r, path);
+    char oerr[512];
+    if (icl_lines_open(&r, path, oerr, sizeof oerr) != 0)
+        icl_die("%s", oerr);
     const char *name = icl_display_name(path);
-    json_t **recs = xcalloc((size_t)c->batch, sizeof *recs);
-    icl_ids *prompts = xcalloc((size_t)c->batch, sizeof *prompts);
-    char **where = xcalloc((size_t)c->batch, sizeof *where);
+    json_t **recs = icl_xcalloc((size_t)c->batch, sizeof *recs);
+    icl_ids *prompts = icl_xcalloc((size_t)c->batch, sizeof *prompts);
+    char **where = icl_xcalloc((size_t)c->batch, sizeof *where);
     int n = 0, st;
     char err[512];
     json_t *rec;
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0)
-            die("%s", err);
+            icl_die("%s", err);
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
             if (icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, &prompts[n], err, sizeof err) != 0)
-                die("%s:%ld: %s", name, r.lineno, err);
+                icl_die("%s:%ld: %s", name, r.lineno, err);
             if (prompts[n].n == 0)
-                die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
+                icl_die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
             check_fits(c, name, r.lineno, prompts[n].n);
             free(where[n]);
             size_t wl = strlen(name) + 32;
-            where[n] = xmalloc(wl);
+            where[n] = icl_xmalloc(wl);
             snprintf(where[n], wl, "%s:%ld", name, r.lineno);
             if (c->nret == 1) {
                 recs[n] = json_incref(rec);
@@ -262,7 +267,7 @@ static void gen_text_file(ctx_t *c, const char *path)
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
     for (int i = 0; i < c->batch; i++) {
-        ids_free(&prompts[i]);
+        icl_ids_free(&prompts[i]);
         free(where[i]);
     }
     free(prompts);
@@ -281,7 +286,7 @@ typedef struct {
 
 static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
 {
-    icl_gen_seq *seqs = xcalloc((size_t)n, sizeof *seqs);
+    icl_gen_seq *seqs = icl_xcalloc((size_t)n, sizeof *seqs);
     for (int i = 0; i < n; i++) {
         seqs[i].prompt = items[i].ids.v;
         seqs[i].n_prompt = items[i].ids.n;
@@ -289,23 +294,23 @@ static void run_ids_batch(ctx_t *c, ids_item *items, int n, const char *where)
     }
     char err[512];
     if (icl_generate(c->m, &c->g, seqs, n, NULL, NULL, err, sizeof err) != 0)
-        die("%s: %s", where, err);
+        icl_die("%s: %s", where, err);
     icl_buf line = {0};
     for (int i = 0; i < n; i++) {
-        buf_clear(&line);
+        icl_buf_clear(&line);
         size_t b0 = 0;
         for (size_t k = 0; k < items[i].nseg; k++) {
             icl_toklines_put_segment(&line, items[i].ids.v + b0, items[i].seg_end[k] - b0, k == 0);
             b0 = items[i].seg_end[k];
         }
         icl_toklines_put_segment(&line, seqs[i].out.v, seqs[i].out.n, 0);
-        buf_putc(&line, '\n');
+        icl_buf_putc(&line, '\n');
         if (fwrite(line.data, 1, line.len, stdout) != line.len)
-            die("write error:");
-        ids_free(&seqs[i].out);
+            icl_die("write error:");
+        icl_ids_free(&seqs[i].out);
     }
     flush_stdout();
-    buf_free(&line);
+    icl_buf_free(&line);
     free(seqs);
 }
 
@@ -314,28 +319,29 @@ static void gen_ids_file(ctx_t *c, const char *path)
     icl_toklines_reader r;
     icl_toklines_open(&r, path, c->m->cfg.vocab_size);
     const char *name = icl_display_name(path);
-    ids_item *items = xcalloc((size_t)c->batch, sizeof *items);
+    ids_item *items = icl_xcalloc((size_t)c->batch, sizeof *items);
     int n = 0, st, checked = 0;
     char err[512], where[600] = "";
     while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
         if (st < 0)
-            die("%s", err);
+            icl_die("%s", err);
         /* every file's header is checked (the tokenizer, the model, the
          * headers of the files before); the output has the first one */
         if (r.hdr.present && !checked) {
             checked = 1;
             if (c->tok && icl_toklines_check(&r.hdr, c->tok, err, sizeof err) != 0)
-                die("%s:%ld: %s", name, r.header_line, err);
+                icl_die("%s:%ld: %s", name, r.header_line, err);
             if (r.hdr.vocab_size > c->m->cfg.vocab_size)
-                die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
+                icl_die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                     r.hdr.vocab_size, c->m->cfg.vocab_size);
             if (c->have_hdr && (r.hdr.fingerprint != c->hdr.fingerprint || r.hdr.vocab_size != c->hdr.vocab_size))
-                die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
+                icl_die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
                     "vocab_size %d; before: xxh3:%016llx, %d)",
                     name, r.header_line, (unsigned long long)r.hdr.fingerprint, r.hdr.vocab_size,
                     (unsigned long long)c->hdr.fingerprint, c->hdr.vocab_size);
             if (!c->have_hdr && c->index == 0) /* nothing written yet: the output gets it */
-                icl_toklines_write_header(stdout, &r.hdr);
+                if (icl_toklines_write_header(stdout, &r.hdr) != 0)
+                    icl_die("<stdout>: write error:");
             if (!c->have_hdr) {
                 c->hdr = r.hdr;
                 c->hdr.source = NULL;
@@ -348,12 +354,12 @@ static void gen_ids_file(ctx_t *c, const char *path)
         it->ids.n = 0;
         size_t end = keep ? r.seg_end[keep - 1] : 0;
         for (size_t i = 0; i < end; i++)
-            ids_push(&it->ids, r.ids[i]);
-        it->seg_end = xreallocarray(it->seg_end, keep ? keep : 1, sizeof *it->seg_end);
+            icl_ids_push(&it->ids, r.ids[i]);
+        it->seg_end = icl_xreallocarray(it->seg_end, keep ? keep : 1, sizeof *it->seg_end);
         memcpy(it->seg_end, r.seg_end, keep * sizeof *it->seg_end);
         it->nseg = keep;
         if (it->ids.n == 0)
-            die("%s:%ld: the prompt is empty (nothing before the last target segment)", name, r.lines.lineno);
+            icl_die("%s:%ld: the prompt is empty (nothing before the last target segment)", name, r.lines.lineno);
         check_fits(c, name, r.lines.lineno, it->ids.n);
         if (n == 0)
             snprintf(where, sizeof where, "%s:%ld", name, r.lines.lineno);
@@ -367,7 +373,7 @@ static void gen_ids_file(ctx_t *c, const char *path)
     if (n > 0)
         run_ids_batch(c, items, n, where);
     for (int i = 0; i < c->batch; i++) {
-        ids_free(&items[i].ids);
+        icl_ids_free(&items[i].ids);
         free(items[i].seg_end);
     }
     free(items);
@@ -376,69 +382,84 @@ static void gen_ids_file(ctx_t *c, const char *path)
 
 /* ---------------------------------------------------------------- main */
 
-static double num_arg(const char *opt, const char *s)
+/* The model folder's tokenizer (needed for text; for --ids only when there
+ * is one, to check ids and find the EOS). */
+static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special)
 {
-    double v;
-    if (parse_double(s, &v))
-        usage_die("%s %s: want a number", opt, s);
-    return v;
+    char err[1024];
+    size_t pl = strlen(model_dir) + 32;
+    char *tokpath = icl_xmalloc(pl);
+    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    if (!ids_mode || access(tokpath, R_OK) == 0) {
+        cx->tok = icl_tok_load(model_dir, err, sizeof err);
+        if (!cx->tok)
+            icl_die("%s: %s", tokpath, err);
+        if (icl_tok_vocab_size(cx->tok) > cx->m->cfg.vocab_size)
+            icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
+                icl_tok_vocab_size(cx->tok), cx->m->cfg.vocab_size);
+        cx->st = icl_tok_state_new(cx->tok);
+        const icl_tok_specials *sp = icl_tok_get_specials(cx->tok);
+        cx->to.bos = sp->add_bos && sp->bos >= 0;
+        cx->to.eos = sp->eos >= 0;
+        cx->to.parse_special = parse_special;
+        if (cx->g.n_eos == 0 && sp->eos >= 0)
+            cx->g.eos[cx->g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
+    }
+    free(tokpath);
 }
 
-static long int_arg(const char *opt, const char *s, long lo, long hi)
-{
-    long v;
-    if (parse_long(s, &v) || v < lo || v > hi)
-        usage_die("%s %s: want an integer in [%ld, %ld]", opt, s, lo, hi);
-    return v;
-}
+/* Any finite number: the sampler check (icl_sampler_check) says which are
+ * meaningful, with the field's own words. */
+static double num_arg(const char *opt, const char *s) { return icl_opt_double(opt, s, -HUGE_VAL, HUGE_VAL); }
 
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     const char *model_dir = NULL;
-    long max_new = -1, threads = 0, batch = 8, seed = 0, top_k = -1, nret = 1;
+    long max_new = -1, threads = 0, batch = 8, top_k = -1, nret = 1;
+    uint64_t seed = 0;
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
-    char **stop = xcalloc((size_t)argc + 1, sizeof *stop);
+    char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:b:t:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case 'n': max_new = int_arg("--max-new-tokens", optarg, 1, 1L << 30); break;
+        case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
-        case OPT_TOPK: top_k = int_arg("--top-k", optarg, 0, 1L << 30); break;
+        case OPT_TOPK: top_k = icl_opt_long("--top-k", optarg, 0, 1L << 30); break;
         case OPT_TOPP: top_p = num_arg("--top-p", optarg), has_top_p = 1; break;
         case OPT_MINP: min_p = num_arg("--min-p", optarg), has_min_p = 1; break;
         case OPT_REP: rep = num_arg("--repetition-penalty", optarg), has_rep = 1; break;
         case OPT_GREEDY: greedy = 1; break;
-        case 's': seed = int_arg("--seed", optarg, 0, (long)(~0UL >> 1)); break;
+        case 's': seed = icl_opt_u64("--seed", optarg); break;
         case OPT_STOP:
             if (!*optarg)
-                usage_die("--stop: the string is empty");
+                icl_usage_die("--stop: the string is empty");
             stop[n_stop++] = optarg;
             break;
-        case 'b': batch = int_arg("--batch-size", optarg, 1, 4096); break;
+        case 'b': batch = icl_opt_long("--batch-size", optarg, 1, 4096); break;
         case OPT_IDS: ids_mode = 1; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
-        case OPT_NRET: nret = int_arg("--num-return-sequences", optarg, 1, 1L << 20); break;
-        case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
+        case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
-        default: usage_die("unknown option");
+        case 'V': free(stop); icl_version_exit();
+        default: icl_usage_die("unknown option");
         }
     }
     if (!model_dir)
-        usage_die("no model: give -m MODEL_DIR");
+        icl_usage_die("no model: give -m MODEL_DIR");
     if (ids_mode && n_stop)
-        usage_die("--stop needs text: it does not apply to --ids");
+        icl_usage_die("--stop needs text: it does not apply to --ids");
     if (ids_mode && stream)
-        usage_die("--stream writes text: it does not apply to --ids");
+        icl_usage_die("--stream writes text: it does not apply to --ids");
     if (ids_mode && nret > 1)
-        usage_die("--num-return-sequences writes records: it does not apply to --ids");
+        icl_usage_die("--num-return-sequences writes records: it does not apply to --ids");
     int sampling = has_temp || top_k >= 0 || has_top_p || has_min_p;
     if (greedy && sampling)
-        usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
+        icl_usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
     icl_set_threads((int)threads);
 
     ctx_t cx;
@@ -446,9 +467,9 @@ int main(int argc, char **argv)
     char err[1024];
     cx.m = icl_model_load(model_dir, err, sizeof err);
     if (!cx.m)
-        die("%s: %s", model_dir, err);
+        icl_die("%s: %s", model_dir, err);
     if (icl_gen_config_load(&cx.g, model_dir, &cx.m->cfg, err, sizeof err) != 0)
-        die("%s/%s", model_dir, err);
+        icl_die("%s/%s", model_dir, err);
     if (max_new > 0)
         cx.g.max_new_tokens = max_new;
     if (sampling)
@@ -466,8 +487,8 @@ int main(int argc, char **argv)
     if (has_rep)
         cx.g.sp.repetition_penalty = (float)rep;
     if (icl_sampler_check(&cx.g.sp, err, sizeof err) != 0)
-        usage_die("%s", err);
-    cx.g.seed = (uint64_t)seed;
+        icl_usage_die("%s", err);
+    cx.g.seed = seed;
     cx.stop = stop;
     cx.n_stop = n_stop;
     cx.batch = (int)batch;
@@ -477,38 +498,12 @@ int main(int argc, char **argv)
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
-    size_t pl = strlen(model_dir) + 32;
-    char *tokpath = xmalloc(pl);
-    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (!ids_mode || access(tokpath, R_OK) == 0) {
-        cx.tok = icl_tok_load(model_dir, err, sizeof err);
-        if (!cx.tok)
-            die("%s: %s", tokpath, err);
-        if (icl_tok_vocab_size(cx.tok) > cx.m->cfg.vocab_size)
-            die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
-                icl_tok_vocab_size(cx.tok), cx.m->cfg.vocab_size);
-        cx.st = icl_tok_state_new(cx.tok);
-        const icl_tok_specials *sp = icl_tok_get_specials(cx.tok);
-        cx.to.bos = sp->add_bos && sp->bos >= 0;
-        cx.to.eos = sp->eos >= 0;
-        cx.to.parse_special = parse_special;
-        if (cx.g.n_eos == 0 && sp->eos >= 0)
-            cx.g.eos[cx.g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
-    }
-    free(tokpath);
+    load_tokenizer(&cx, model_dir, ids_mode, parse_special);
 
-    if (optind == argc) {
-        if (ids_mode)
-            gen_ids_file(&cx, "-");
-        else
-            gen_text_file(&cx, "-");
-    }
-    for (int i = optind; i < argc; i++) {
-        if (ids_mode)
-            gen_ids_file(&cx, argv[i]);
-        else
-            gen_text_file(&cx, argv[i]);
-    }
+    char *stdin_only[] = {"-"};
+    char **files = optind < argc ? argv + optind : stdin_only;
+    for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
+        (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
     if (cx.st)
         icl_tok_state_free(cx.st);
     if (cx.tok)

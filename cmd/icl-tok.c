@@ -1,6 +1,7 @@
 /* icl-tok - records <-> token lines through a Hugging Face tokenizer.json,
  * and byte-level BPE training.  See icl-tok(1). */
 #include <getopt.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,8 @@
 #include "bpe_train.h"
 #include "record.h"
 #include "tokenizer.h"
-#include "outfile.h"
+#include "cli.h"
+#include "fileio.h"
 #include "toklines.h"
 #include "tokrec.h"
 
@@ -33,7 +35,7 @@ static const char usage_text[] =
     "                          tokenizer has one)\n"
     "      --parse-special     turn special-token text in the data (\"<|endoftext|>\")\n"
     "                          into special ids; by default it is plain text\n"
-    "                          (records from icl-fmt -t chatml need this)\n"
+    "                          (records from icl-fmt -T chatml need this)\n"
     "      --max-len N         at most N ids per line: ids are dropped from the\n"
     "                          left (after BOS; earlier turns first, never the last\n"
     "                          response); examples whose last response alone is\n"
@@ -60,11 +62,11 @@ static const char usage_text[] =
     "  -o, --output FILE       where to write tokenizer.json (required)\n"
     "\n"
     "  -h, --help              this help\n"
-    "      --version           version and BLIS kernels\n"
+    "  -V, --version           version and BLIS kernels\n"
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum { OPT_BOS = 256, OPT_NO_BOS, OPT_EOS, OPT_NO_EOS, OPT_PARSE_SPECIAL, OPT_MAX_LEN, OPT_THREADS,
-       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_VERSION, OPT_ON_ERROR };
+       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_ON_ERROR };
 
 static const struct option longopts[] = {
     {"tokenizer", required_argument, NULL, 't'},
@@ -81,7 +83,7 @@ static const struct option longopts[] = {
     {"min-frequency", required_argument, NULL, OPT_MINFREQ},
     {"output", required_argument, NULL, 'o'},
     {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
+    {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
 };
 
@@ -90,7 +92,7 @@ static icl_tokenizer *load_tok(const char *path)
     char err[1024];
     icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
     if (!t)
-        die("%s: %s", path, err);
+        icl_die("%s: %s", path, err);
     return t;
 }
 
@@ -110,17 +112,42 @@ typedef struct {
     char err[512];
 } item;
 
+/* The counts of encode_files, on stderr. */
+static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl_tok_state **st, int nthreads,
+                           long skipped, long bad, long special_text)
+{
+    if (skipped)
+        icl_warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
+             skipped == 1 ? "" : "s", o->max_len);
+    if (bad)
+        icl_warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
+    if (special_text) {
+        /* Templates (chatml's <|im_start|>) write special tokens as text;
+         * without --parse-special they are not the special ids. */
+        int32_t id = -1;
+        for (int i = 0; i < nthreads; i++)
+            icl_tok_state_special_text(st[i], &id);
+        size_t pl = 0;
+        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
+        icl_warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
+             "if a template wrote it, use --parse-special",
+             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
+             piece ? piece : "");
+    }
+}
+
 static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
                          int nthreads, int skip_bad, char **files, int nfiles)
 {
     icl_toklines_header h;
     icl_toklines_header_from_tok(&h, t, tokpath);
-    icl_toklines_write_header(stdout, &h);
+    if (icl_toklines_write_header(stdout, &h) != 0)
+        icl_die("<stdout>: write error:");
     icl_toklines_header_free(&h);
-    icl_tok_state **st = xcalloc((size_t)nthreads, sizeof *st);
+    icl_tok_state **st = icl_xcalloc((size_t)nthreads, sizeof *st);
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
-    item *items = xcalloc(BATCH, sizeof *items);
+    item *items = icl_xcalloc(BATCH, sizeof *items);
     long skipped = 0, written = 0, bad = 0, special_text = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
@@ -129,23 +156,27 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     }
     for (int f = 0; f < nfiles; f++) {
         icl_lines r;
-        icl_lines_open(&r, files[f]);
+        char oerr[512];
+        if (icl_lines_open(&r, files[f], oerr, sizeof oerr) != 0)
+            icl_die("%s", oerr);
         for (;;) {
-            int n = 0;
+            int n = 0, got = 0;
             size_t bytes = 0; /* a batch also stops at BATCH_BYTES: lines may be huge */
-            while (n < BATCH && bytes < BATCH_BYTES && icl_lines_next(&r)) {
+            while (n < BATCH && bytes < BATCH_BYTES && (got = icl_lines_next(&r)) > 0) {
                 bytes += r.line.len;
                 item *it = &items[n++];
                 it->lineno = r.lineno;
                 it->file = r.name;
                 free(it->text);
-                it->text = xmalloc(r.line.len + 1); /* not strndup: the line may hold a NUL */
+                it->text = icl_xmalloc(r.line.len + 1); /* not strndup: the line may hold a NUL */
                 if (r.line.len)
                     memcpy(it->text, r.line.data, r.line.len);
                 it->text[r.line.len] = 0;
                 it->len = r.line.len;
                 it->out.len = 0;
             }
+            if (got < 0)
+                icl_die("%s: read error: %s", r.name, strerror(r.errnum));
             if (n == 0)
                 break;
 #pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads)
@@ -173,16 +204,16 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 item *it = &items[i];
                 if (it->status == -1) {
                     if (!skip_bad)
-                        die("%s:%ld: %s", it->file, it->lineno, it->err);
+                        icl_die("%s:%ld: %s", it->file, it->lineno, it->err);
                     if (bad < 10)
-                        warn("%s:%ld: %s (skipped)", it->file, it->lineno, it->err);
+                        icl_warn("%s:%ld: %s (skipped)", it->file, it->lineno, it->err);
                     bad++;
                 }
                 if (it->status == 1)
                     skipped++;
                 if (it->status == 0) {
                     special_text += it->special_text;
-                    buf_putc(&it->out, '\n');
+                    icl_buf_putc(&it->out, '\n');
                     fwrite(it->out.data, 1, it->out.len, stdout);
                     written++;
                 }
@@ -190,27 +221,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         }
         icl_lines_close(&r);
     }
-    if (skipped)
-        warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
-             skipped == 1 ? "" : "s", o->max_len);
-    if (bad)
-        warn("%ld bad record%s skipped", bad, bad == 1 ? "" : "s");
-    if (special_text) {
-        /* Templates (chatml's <|im_start|>) write special tokens as text;
-         * without --parse-special they are not the special ids. */
-        int32_t id = -1;
-        for (int i = 0; i < nthreads; i++)
-            icl_tok_state_special_text(st[i], &id);
-        size_t pl = 0;
-        const char *piece = id >= 0 ? icl_tok_piece(t, id, &pl) : NULL;
-        warn("%ld record%s special-token text such as \"%.*s\", encoded as plain text; "
-             "if a template wrote it, use --parse-special",
-             special_text, special_text == 1 ? " contains" : "s contain", piece ? (int)pl : 0,
-             piece ? piece : "");
-    }
+    encode_summary(t, o, st, nthreads, skipped, bad, special_text);
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
-        buf_free(&items[i].out);
+        icl_buf_free(&items[i].out);
     }
     free(items);
     for (int i = 0; i < nthreads; i++)
@@ -237,17 +251,18 @@ static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
             if (!checked && r.hdr.present) {
                 char e2[512];
                 if (icl_toklines_check(&r.hdr, t, e2, sizeof e2))
-                    die("%s:%ld: %s", r.lines.name, r.header_line, e2);
+                    icl_die("%s:%ld: %s", r.lines.name, r.header_line, e2);
                 checked = 1;
             }
             json_t *rec = icl_tokrec_decode(t, r.ids, r.seg_end, r.nseg, err, sizeof err);
             if (!rec)
-                die("%s:%ld: %s", r.lines.name, r.lines.lineno, err);
-            icl_record_write(stdout, rec);
+                icl_die("%s:%ld: %s", r.lines.name, r.lines.lineno, err);
+            if (icl_record_write(stdout, rec) != 0)
+                icl_die("<stdout>: write error:");
             json_decref(rec);
         }
         if (rc < 0)
-            die("%s", err);
+            icl_die("%s", err);
         icl_toklines_close(&r);
     }
 }
@@ -267,29 +282,24 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
     for (int f = 0; f < nfiles; f++) {
         /* whole file: plain text is fed line by line with each line's ending,
          * as HF's train_from_files reads it */
-        FILE *in = xfopen(files[f], "r");
         const char *name = icl_display_name(files[f]);
-        icl_buf data = {0};
-        char tmp[1 << 16];
-        size_t got;
-        while ((got = fread(tmp, 1, sizeof tmp, in)) > 0)
-            buf_append(&data, tmp, got);
-        if (ferror(in))
-            die("%s: read error:", name);
-        xfclose(in, files[f]);
-        const char *s = data.data ? data.data : "";
-        size_t n = data.len, bad = icl_utf8_valid(s, n);
+        size_t n;
+        char *s = icl_read_file(files[f], 0, &n, err, sizeof err);
+        if (!s)
+            icl_die("%s", err);
+        size_t bad = icl_utf8_valid(s, n);
         if (bad != n) {
             long line = 1;
             for (size_t i = 0; i < bad; i++)
                 line += s[i] == '\n';
-            die("%s:%ld: invalid UTF-8", name, line);
+            icl_die("%s:%ld: invalid UTF-8", name, line);
         }
         const char *nl = memchr(s, '\n', n);
         size_t l1 = nl ? (size_t)(nl - s) : n;
         json_t *rec = (n && s[0] == '{') ? icl_record_parse(s, l1, err, sizeof err) : NULL;
         if (!rec) {
-            icl_bpe_trainer_feed_lines(tr, s, n);
+            if (icl_bpe_trainer_feed_lines(tr, s, n, err, sizeof err) != 0)
+                icl_die("%s: %s", name, err);
         } else {
             json_decref(rec);
             size_t a = 0;
@@ -301,31 +311,36 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
                 if (len) {
                     rec = icl_record_parse(s + a, len, err, sizeof err);
                     if (!rec)
-                        die("%s:%ld: %s", name, line, err);
+                        icl_die("%s:%ld: %s", name, line, err);
                     static const char *keys[] = {"text", "prompt", "response"};
+                    char e2[512];
+                    int fed = 0;
                     for (int k = 0; k < 3; k++) {
                         json_t *v = json_object_get(rec, keys[k]), *x;
                         size_t i;
                         if (json_is_string(v))
-                            icl_bpe_trainer_feed(tr, json_string_value(v), json_string_length(v));
+                            fed |= icl_bpe_trainer_feed(tr, json_string_value(v), json_string_length(v), e2, sizeof e2);
                         if (json_is_array(v))
                             json_array_foreach(v, i, x) if (json_is_string(x))
-                                icl_bpe_trainer_feed(tr, json_string_value(x), json_string_length(x));
+                                fed |= icl_bpe_trainer_feed(tr, json_string_value(x), json_string_length(x), e2,
+                                                            sizeof e2);
                     }
+                    if (fed)
+                        icl_die("%s:%ld: %s", name, line, e2);
                     json_decref(rec);
                 }
                 a += len + 1;
             }
         }
-        buf_free(&data);
+        free(s);
     }
     icl_buf json = {0};
     size_t merges = icl_bpe_trainer_finish(tr, &json);
-    FILE *fo = icl_out_open(out); /* whole or not at all (outfile.h) */
+    FILE *fo = icl_xout_open(out); /* whole or not at all (fileio.h) */
     if (fwrite(json.data, 1, json.len, fo) != json.len)
-        die("%s: write error:", out);
-    icl_out_commit(fo, out);
-    buf_free(&json);
+        icl_die("%s: write error:", out);
+    icl_xout_commit(fo, out);
+    icl_buf_free(&json);
     fprintf(stderr, "%s: %zu merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
     icl_bpe_trainer_free(tr);
 }
@@ -340,24 +355,23 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "--version")) {
-        icl_print_version();
-        return 0;
-    }
+    if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")))
+        icl_version_exit();
     if (argc < 2)
-        usage_die("missing command: encode, decode or train");
+        icl_usage_die("missing command: encode, decode or train");
     const char *cmd = argv[1];
     int is_enc = !strcmp(cmd, "encode"), is_dec = !strcmp(cmd, "decode"), is_train = !strcmp(cmd, "train");
     if (!is_enc && !is_dec && !is_train)
-        usage_die("unknown command '%s' (want encode, decode or train)", cmd);
+        icl_usage_die("unknown command '%s' (want encode, decode or train)", cmd);
     argv++;
     argc--;
     const char *tokpath = NULL, *out = NULL;
     int bos = -1, eos = -1, parse_special = 0, threads = 0, skip_bad = 0;
-    long max_len = 0, vocab = 0, minfreq = 0, x;
-    char **specials = xcalloc((size_t)argc + 1, sizeof *specials);
+    long max_len = 0, vocab = 0, minfreq = 0;
+    static const char *const on_error[] = {"stop", "skip", NULL};
+    char **specials = icl_xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
-    while ((c = getopt_long(argc, argv, "t:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:o:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 't': tokpath = optarg; break;
         case 'o': out = optarg; break;
@@ -366,42 +380,22 @@ int main(int argc, char **argv)
         case OPT_EOS: eos = 1; break;
         case OPT_NO_EOS: eos = 0; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
-        case OPT_MAX_LEN:
-            if (parse_long(optarg, &max_len) || max_len < 1)
-                usage_die("--max-len %s: want a positive number", optarg);
-            break;
-        case OPT_THREADS:
-            if (parse_long(optarg, &x) || x < 1 || x > 4096)
-                usage_die("--threads %s: want 1..4096", optarg);
-            threads = (int)x;
-            break;
-        case OPT_VOCAB:
-            if (parse_long(optarg, &vocab) || vocab < 1 || vocab > 10000000)
-                usage_die("--vocab-size %s: want a number in 257..10000000", optarg);
-            break;
+        case OPT_MAX_LEN: max_len = icl_opt_long("--max-len", optarg, 1, LONG_MAX); break;
+        case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_VOCAB: vocab = icl_opt_long("--vocab-size", optarg, 1, 10000000); break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
-        case OPT_ON_ERROR:
-            if (!strcmp(optarg, "stop"))
-                skip_bad = 0;
-            else if (!strcmp(optarg, "skip"))
-                skip_bad = 1;
-            else
-                usage_die("--on-error %s: want stop or skip", optarg);
-            break;
-        case OPT_MINFREQ:
-            if (parse_long(optarg, &minfreq) || minfreq < 0)
-                usage_die("--min-frequency %s: want a number >= 0", optarg);
-            break;
+        case OPT_ON_ERROR: skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
+        case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
-        case OPT_VERSION: icl_print_version(); free(specials); return 0;
-        default: usage_die("bad option");
+        case 'V': free(specials); icl_version_exit();
+        default: icl_usage_die("bad option");
         }
     }
     char **files = argv + optind;
     int nfiles = argc - optind;
     if (is_train) {
         if (!out)
-            usage_die("train needs -o tokenizer.json");
+            icl_usage_die("train needs -o tokenizer.json");
         int n = 0; /* a repeated --special counts once, as the trainer keeps it */
         for (int i = 0; i < nspecial; i++) {
             int seen = 0;
@@ -412,14 +406,14 @@ int main(int argc, char **argv)
         }
         nspecial = n;
         if (vocab <= 256 + nspecial)
-            usage_die("train needs --vocab-size above 256 + the number of special tokens");
+            icl_usage_die("train needs --vocab-size above 256 + the number of special tokens");
         train_files((int)vocab, minfreq, specials, nspecial, out, files, nfiles);
         free(specials);
         return 0;
     }
     free(specials);
     if (!tokpath)
-        usage_die("%s needs -t TOKENIZER", cmd);
+        icl_usage_die("%s needs -t TOKENIZER", cmd);
     icl_tokenizer *t = load_tok(tokpath);
     if (is_dec) {
         decode_files(t, files, nfiles);
@@ -430,17 +424,17 @@ int main(int argc, char **argv)
         if (eos < 0) {
             o.eos = sp->eos >= 0;
             if (!o.eos)
-                warn("%s: the tokenizer names no EOS token; responses end without one", tokpath);
+                icl_warn("%s: the tokenizer names no EOS token; responses end without one", tokpath);
         } else {
             o.eos = eos;
         }
         if (o.bos && sp->bos < 0) {
             if (bos < 0) /* the tokenizer asks for a BOS it does not name: bad data */
-                die("%s: the tokenizer adds a BOS token but names none", tokpath);
-            usage_die("--bos: %s has no BOS token", tokpath);
+                icl_die("%s: the tokenizer adds a BOS token but names none", tokpath);
+            icl_usage_die("--bos: %s has no BOS token", tokpath);
         }
         if (o.eos && sp->eos < 0)
-            usage_die("--eos: %s has no EOS token", tokpath);
+            icl_usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;
         o.max_len = max_len;
         encode_files(t, tokpath, &o, icl_set_threads(threads), skip_bad, files, nfiles);

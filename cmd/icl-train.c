@@ -2,10 +2,13 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -69,7 +72,7 @@ static const char usage_text[] =
     "      --progress / --no-progress   force the progress bar on or off\n"
     "  -q, --quiet                no configuration summary on stderr\n"
     "  -h, --help                 this help\n"
-    "      --version              version and BLIS kernels\n"
+    "  -V, --version              version and BLIS kernels\n"
     "\n"
     "SIGINT / SIGTERM save a checkpoint of the last finished step and exit\n"
     "130 / 143.  A loss that becomes NaN or infinite stops the run (exit 1).\n"
@@ -81,21 +84,10 @@ enum {
     O_LOG, O_PROG, O_NOPROG, O_VERSION
 };
 
-static long want_long(const char *opt, const char *s, long min)
-{
-    long v;
-    if (parse_long(s, &v) || v < min)
-        usage_die("%s %s: want an integer >= %ld", opt, s, min);
-    return v;
-}
-
-static double want_double(const char *opt, const char *s, double min)
-{
-    double v;
-    if (parse_double(s, &v) || !(v >= min))
-        usage_die("%s %s: want a number >= %g", opt, s, min);
-    return v;
-}
+/* Option values: whole, in range, never truncated (lib/cli.h). */
+#define INT_OPT(name, lo) icl_opt_int(name, optarg, lo, INT_MAX)
+#define LONG_OPT(name, lo) icl_opt_long(name, optarg, lo, LONG_MAX)
+#define NUM_OPT(name) icl_opt_double(name, optarg, 0, HUGE_VAL)
 
 /* ------------------------------------------------------------ reporting */
 
@@ -205,55 +197,55 @@ int main(int argc, char **argv)
         {"no-progress", no_argument, 0, O_NOPROG},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, O_VERSION},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     icl_train_opts o;
     icl_train_opts_default(&o);
     int progress = -1; /* -1: when stderr is a terminal */
     int c;
-    while ((c = getopt_long(argc, argv, "m:t:o:qh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:o:qhV", lo, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case O_ARCH: o.arch = optarg; break;
-        case O_HID: o.hidden_size = (int)want_long("--hidden-size", optarg, 1); break;
-        case O_NL: o.num_hidden_layers = (int)want_long("--num-hidden-layers", optarg, 1); break;
-        case O_NH: o.num_attention_heads = (int)want_long("--num-attention-heads", optarg, 1); break;
-        case O_NKV: o.num_key_value_heads = (int)want_long("--num-key-value-heads", optarg, 1); break;
-        case O_INTER: o.intermediate_size = (int)want_long("--intermediate-size", optarg, 1); break;
+        case O_HID: o.hidden_size = INT_OPT("--hidden-size", 1); break;
+        case O_NL: o.num_hidden_layers = INT_OPT("--num-hidden-layers", 1); break;
+        case O_NH: o.num_attention_heads = INT_OPT("--num-attention-heads", 1); break;
+        case O_NKV: o.num_key_value_heads = INT_OPT("--num-key-value-heads", 1); break;
+        case O_INTER: o.intermediate_size = INT_OPT("--intermediate-size", 1); break;
         case 't': o.tokenizer = optarg; break;
         case 'o': o.out_dir = optarg; break;
-        case O_BS: o.batch_size = (int)want_long("--batch-size", optarg, 1); break;
-        case O_SL: o.seq_len = (int)want_long("--seq-len", optarg, 2); break;
-        case O_GA: o.grad_accum = (int)want_long("--grad-accum", optarg, 1); break;
-        case O_EP: o.epochs = want_long("--epochs", optarg, 1); break;
-        case O_MS: o.max_steps = want_long("--max-steps", optarg, 1); break;
-        case O_LR: o.adamw.lr = want_double("--lr", optarg, 0); break;
+        case O_BS: o.batch_size = INT_OPT("--batch-size", 1); break;
+        case O_SL: o.seq_len = INT_OPT("--seq-len", 2); break;
+        case O_GA: o.grad_accum = INT_OPT("--grad-accum", 1); break;
+        case O_EP: o.epochs = LONG_OPT("--epochs", 1); break;
+        case O_MS: o.max_steps = LONG_OPT("--max-steps", 1); break;
+        case O_LR: o.adamw.lr = NUM_OPT("--lr"); break;
         case O_SCHED:
             if (icl_sched_parse(optarg, &o.schedule))
                 usage_die("--schedule %s: want constant, linear or cosine", optarg);
             break;
-        case O_WU: o.warmup_steps = want_long("--warmup-steps", optarg, 0); break;
-        case O_MINLR: o.min_lr = want_double("--min-lr", optarg, 0); break;
-        case O_WD: o.adamw.weight_decay = want_double("--weight-decay", optarg, 0); break;
-        case O_B1: o.adamw.beta1 = want_double("--beta1", optarg, 0); break;
-        case O_B2: o.adamw.beta2 = want_double("--beta2", optarg, 0); break;
-        case O_EPS: o.adamw.eps = want_double("--eps", optarg, 0); break;
-        case O_CLIP: o.clip = want_double("--clip", optarg, 0); break;
+        case O_WU: o.warmup_steps = LONG_OPT("--warmup-steps", 0); break;
+        case O_MINLR: o.min_lr = NUM_OPT("--min-lr"); break;
+        case O_WD: o.adamw.weight_decay = NUM_OPT("--weight-decay"); break;
+        case O_B1: o.adamw.beta1 = NUM_OPT("--beta1"); break;
+        case O_B2: o.adamw.beta2 = NUM_OPT("--beta2"); break;
+        case O_EPS: o.adamw.eps = NUM_OPT("--eps"); break;
+        case O_CLIP: o.clip = NUM_OPT("--clip"); break;
         case O_PACK: o.packing = 1; break;
         case O_NOSHUF: o.shuffle = 0; break;
         case O_VALID: o.valid = optarg; break;
-        case O_EVAL: o.eval_every = want_long("--eval-every", optarg, 0); break;
-        case O_SAVE: o.save_every = want_long("--save-every", optarg, 0); break;
+        case O_EVAL: o.eval_every = LONG_OPT("--eval-every", 0); break;
+        case O_SAVE: o.save_every = LONG_OPT("--save-every", 0); break;
         case O_RESUME: o.resume = 1; break;
-        case O_SEED: o.seed = (uint64_t)want_long("--seed", optarg, 0); break;
-        case O_THREADS: o.threads = (int)want_long("--threads", optarg, 1); break;
-        case O_LOG: o.log_every = want_long("--log-every", optarg, 1); break;
+        case O_SEED: o.seed = icl_opt_u64("--seed", optarg); break;
+        case O_THREADS: o.threads = icl_opt_threads("--threads", optarg); break;
+        case O_LOG: o.log_every = LONG_OPT("--log-every", 1); break;
         case O_PROG: progress = 1; break;
         case O_NOPROG: progress = 0; break;
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        case O_VERSION: icl_print_version(); return 0;
+        case 'V': icl_version_exit();
         default: usage_die("bad option");
         }
     }

@@ -25,7 +25,7 @@ gzip -dc "$here/../tests/data/eval/gsm8k_test.jsonl.gz" | head -n "$N" >"$OUT/sl
 
 # 2. as instructions in the model's template: prompt = the question, response =
 #    the reference solution (icl-fmt keeps "question" and "answer" too)
-"$BIN/icl-fmt" -q -t "$TEMPLATE" --map instruction=question,output=answer "$OUT/slice.jsonl" \
+"$BIN/icl-fmt" -q -T "$TEMPLATE" --map instruction=question,output=answer "$OUT/slice.jsonl" \
     >"$OUT/test.jsonl"
 
 # 3. greedy answers, stopping at a blank line (the model's answer paragraph)

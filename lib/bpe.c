@@ -1,4 +1,4 @@
-/* bpe.c - hash tables, the BPE word cache and the BPE merge of one word.
+/* bpe.c - the BPE word cache and the BPE merge of one word.
  *
  * The merge follows tokenizers' models/bpe/word.rs (Word::merge_all): every
  * adjacent pair that has a merge rule goes into a min-heap keyed by (rank,
@@ -14,145 +14,6 @@
 #include <string.h>
 
 #include "tok_internal.h"
-
-uint64_t icl_hash_bytes(const void *p, size_t n) { return XXH3_64bits(p, n); }
-
-static size_t pow2_at_least(size_t n)
-{
-    size_t c = 16;
-    while (c < n)
-        c <<= 1;
-    return c;
-}
-
-/* ---- u64 map ---- */
-
-void u64map_init(icl_u64map *m, size_t expect)
-{
-    m->cap = pow2_at_least(expect * 2 + 1);
-    m->n = 0;
-    m->e = xmalloc(m->cap * sizeof *m->e);
-    for (size_t i = 0; i < m->cap; i++)
-        m->e[i].key = UINT64_MAX;
-}
-
-void u64map_free(icl_u64map *m)
-{
-    free(m->e);
-    memset(m, 0, sizeof *m);
-}
-
-static inline size_t u64slot(uint64_t k, size_t mask) { return (size_t)XXH3_64bits(&k, 8) & mask; }
-
-static void u64map_grow(icl_u64map *m)
-{
-    icl_u64map n;
-    u64map_init(&n, m->cap);
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->e[i].key != UINT64_MAX)
-            u64map_put(&n, m->e[i].key, m->e[i].a, m->e[i].b);
-    u64map_free(m);
-    *m = n;
-}
-
-void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b)
-{
-    if ((m->n + 1) * 2 > m->cap)
-        u64map_grow(m);
-    size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->e[i].key != UINT64_MAX && m->e[i].key != key)
-        i = (i + 1) & mask;
-    if (m->e[i].key == UINT64_MAX)
-        m->n++;
-    m->e[i].key = key;
-    m->e[i].a = a;
-    m->e[i].b = b;
-}
-
-long u64map_find(const icl_u64map *m, uint64_t key)
-{
-    if (!m->cap)
-        return -1;
-    size_t mask = m->cap - 1, i = u64slot(key, mask);
-    while (m->e[i].key != UINT64_MAX) {
-        if (m->e[i].key == key)
-            return (long)i;
-        i = (i + 1) & mask;
-    }
-    return -1;
-}
-
-/* ---- string map ---- */
-
-void strmap_init(icl_strmap *m, size_t expect)
-{
-    m->cap = pow2_at_least(expect * 2 + 1);
-    m->n = 0;
-    m->slot = xmalloc(m->cap * sizeof *m->slot);
-    memset(m->slot, 0xff, m->cap * sizeof *m->slot);
-    m->hash = xcalloc(m->cap, sizeof *m->hash);
-}
-
-void strmap_free(icl_strmap *m)
-{
-    free(m->slot);
-    free(m->hash);
-    memset(m, 0, sizeof *m);
-}
-
-static void strmap_grow(icl_strmap *m, strmap_get_fn get, const void *ctx)
-{
-    icl_strmap n;
-    strmap_init(&n, m->cap);
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slot[i] >= 0)
-            strmap_put(&n, m->slot[i], get, ctx);
-    strmap_free(m);
-    *m = n;
-}
-
-void strmap_put(icl_strmap *m, int32_t id, strmap_get_fn get, const void *ctx)
-{
-    if ((m->n + 1) * 2 > m->cap)
-        strmap_grow(m, get, ctx);
-    size_t len;
-    const char *s = get(ctx, id, &len);
-    uint64_t h = XXH3_64bits(s, len);
-    size_t mask = m->cap - 1, i = (size_t)h & mask;
-    while (m->slot[i] >= 0) {
-        if (m->hash[i] == h) {
-            size_t l2;
-            const char *s2 = get(ctx, m->slot[i], &l2);
-            if (l2 == len && memcmp(s, s2, len) == 0) {
-                m->slot[i] = id;
-                return;
-            }
-        }
-        i = (i + 1) & mask;
-    }
-    m->slot[i] = id;
-    m->hash[i] = h;
-    m->n++;
-}
-
-int32_t strmap_get(const icl_strmap *m, const char *s, size_t len, strmap_get_fn get,
-                   const void *ctx)
-{
-    if (!m->cap)
-        return -1;
-    uint64_t h = XXH3_64bits(s, len);
-    size_t mask = m->cap - 1, i = (size_t)h & mask;
-    while (m->slot[i] >= 0) {
-        if (m->hash[i] == h) {
-            size_t l2;
-            const char *s2 = get(ctx, m->slot[i], &l2);
-            if (l2 == len && memcmp(s, s2, len) == 0)
-                return m->slot[i];
-        }
-        i = (i + 1) & mask;
-    }
-    return -1;
-}
 
 /* ---- word cache ---- */
 
@@ -178,14 +39,14 @@ struct bpe_cache {
     word_ws ws; /* merge workspace */
 };
 
-bpe_cache *bpe_cache_new(void) { return xcalloc(1, sizeof(bpe_cache)); }
+bpe_cache *icl_bpe_cache_new(void) { return icl_xcalloc(1, sizeof(bpe_cache)); }
 
-void bpe_cache_free(bpe_cache *c)
+void icl_bpe_cache_free(bpe_cache *c)
 {
     if (!c)
         return;
-    buf_free(&c->words);
-    ids_free(&c->ids);
+    icl_buf_free(&c->words);
+    icl_ids_free(&c->ids);
     free(c->ws.id);
     free(c->ws.prev);
     free(c->ws.next);
@@ -212,7 +73,7 @@ static const char *tok_piece_get(const void *ctx, int32_t id, size_t *len)
 
 static int32_t vocab_lookup(const icl_tokenizer *t, const char *s, size_t n)
 {
-    return strmap_get(&t->vocab, s, n, tok_piece_get, t);
+    return icl_strmap_get(&t->vocab, s, n, tok_piece_get, t);
 }
 
 
@@ -223,7 +84,7 @@ static void heap_push(word_ws *w, uint64_t k)
 {
     if (w->nheap == w->hcap) {
         w->hcap = w->hcap ? w->hcap * 2 : 64;
-        w->heap = xreallocarray(w->heap, w->hcap, sizeof *w->heap);
+        w->heap = icl_xreallocarray(w->heap, w->hcap, sizeof *w->heap);
     }
     size_t i = w->nheap++;
     while (i > 0) {
@@ -264,16 +125,16 @@ static void sym_push(word_ws *w, size_t *n, int32_t id)
 {
     if (*n == w->cap) {
         w->cap = w->cap ? w->cap * 2 : 64;
-        w->id = xreallocarray(w->id, w->cap, sizeof *w->id);
-        w->prev = xreallocarray(w->prev, w->cap, sizeof *w->prev);
-        w->next = xreallocarray(w->next, w->cap, sizeof *w->next);
+        w->id = icl_xreallocarray(w->id, w->cap, sizeof *w->id);
+        w->prev = icl_xreallocarray(w->prev, w->cap, sizeof *w->prev);
+        w->next = icl_xreallocarray(w->next, w->cap, sizeof *w->next);
     }
     w->id[(*n)++] = id;
 }
 
 static inline long pair_rank(const icl_tokenizer *t, int32_t a, int32_t b, int32_t *new_id)
 {
-    long s = u64map_find(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
+    long s = icl_u64map_find(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b);
     if (s < 0)
         return -1;
     *new_id = t->merges.e[s].b;
@@ -320,7 +181,7 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
             uint8_t b = (uint8_t)s[i];
             int32_t id = t->byte_sym[b];
             char tmp[4];
-            int l = utf8_put(icl_byte_to_cp[b], tmp);
+            int l = icl_utf8_put(icl_byte_to_cp[b], tmp);
             add_char(t, w, &ns, tmp, (size_t)l, id, &unk);
         }
     } else {
@@ -333,7 +194,7 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
                 i++;
                 id = t->ascii_sym[b];
             } else {
-                utf8_next(s, n, &i);
+                icl_utf8_next(s, n, &i);
                 id = vocab_lookup(t, s + st, i - st);
             }
             add_char(t, w, &ns, s + st, i - st, id, &unk);
@@ -387,7 +248,7 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
         }
     }
     for (int32_t i = 0; i >= 0; i = w->next[i])
-        ids_push(out, w->id[i]);
+        icl_ids_push(out, w->id[i]);
 }
 
 /* BPE of one word without the ignore_merges shortcut: cache, then merge. */
@@ -404,7 +265,7 @@ static inline uint32_t unit_at(const icl_tokenizer *t, const char *s, size_t n, 
         return b;
     }
     size_t st = *i;
-    uint32_t c = utf8_next(s, n, i);
+    uint32_t c = icl_utf8_next(s, n, i);
     *known = c < 128 ? t->ascii_sym[c] >= 0 : vocab_lookup(t, s + st, *i - st) >= 0;
     return c;
 }
@@ -423,7 +284,7 @@ static void bpe_long(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t
         size_t at = i;
         int k;
         uint32_t u = unit_at(t, s, n, &i, &k);
-        if (kprev && k && u64map_find(&t->pairs, ((uint64_t)prev << 32) | u) < 0) {
+        if (kprev && k && icl_u64map_find(&t->pairs, ((uint64_t)prev << 32) | u) < 0) {
             bpe_cached(t, c, s + start, at - start, out);
             start = at;
         }
@@ -443,15 +304,15 @@ void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *s, size_t n,
             icl_buf b = {0};
             for (size_t i = 0; i < n; i++) {
                 char u[4];
-                buf_append(&b, u, (size_t)utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
+                icl_buf_append(&b, u, (size_t)icl_utf8_put(icl_byte_to_cp[(uint8_t)s[i]], u));
             }
             id = vocab_lookup(t, b.data, b.len);
-            buf_free(&b);
+            icl_buf_free(&b);
         } else {
             id = vocab_lookup(t, s, n);
         }
         if (id >= 0) {
-            ids_push(out, id);
+            icl_ids_push(out, id);
             return;
         }
     }
@@ -473,7 +334,7 @@ static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size
             if (c->hash[slot] == h && c->wlen[slot] == n &&
                 memcmp(c->words.data + c->woff[slot], s, n) == 0) {
                 for (uint32_t k = 0; k < c->ilen[slot]; k++)
-                    ids_push(out, c->ids.v[c->ioff[slot] + k]);
+                    icl_ids_push(out, c->ids.v[c->ioff[slot] + k]);
                 return;
             }
             slot = (slot + 1) & (CACHE_SLOTS - 1);
@@ -490,11 +351,11 @@ static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size
         c->hash[slot] = h;
         c->woff[slot] = (uint32_t)c->words.len;
         c->wlen[slot] = (uint32_t)n;
-        buf_append(&c->words, s, n);
+        icl_buf_append(&c->words, s, n);
         c->ioff[slot] = (uint32_t)c->ids.n;
         c->ilen[slot] = (uint32_t)(out->n - before);
         for (size_t k = before; k < out->n; k++)
-            ids_push(&c->ids, out->v[k]);
+            icl_ids_push(&c->ids, out->v[k]);
         c->n++;
     }
 }

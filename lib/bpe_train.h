@@ -28,10 +28,11 @@ typedef struct icl_bpe_trainer icl_bpe_trainer;
 icl_bpe_trainer *icl_bpe_trainer_new(int vocab_size, long min_frequency, const char *const *specials,
                                      int nspecial);
 /* Feed one sequence (HF's train_from_files feeds each line with its '\n').
- * s must be valid UTF-8. */
-void icl_bpe_trainer_feed(icl_bpe_trainer *tr, const char *s, size_t n);
-/* Feed a text split into lines, each keeping its line ending. */
-void icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n);
+ * s must be valid UTF-8.  0, or -1 with a message in err (the regex engine
+ * gave up, more than 4 GB of distinct words); the trainer stays usable. */
+int icl_bpe_trainer_feed(icl_bpe_trainer *tr, const char *s, size_t n, char *err, size_t errsz);
+/* Feed a text split into lines, each keeping its line ending; as above. */
+int icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n, char *err, size_t errsz);
 /* Train and write the tokenizer.json text into out.  Returns the number of
  * merges. */
 size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -206,6 +207,88 @@ int icl_config_validate(const icl_config *c, const char *name, char *err, size_t
     return 0;
 }
 
+/* GPT-2's keys (n_embd... as GPT2Config names them). */
+static int read_gpt2(icl_config *c, json_t *o, const char *name, char *err, size_t errsz)
+{
+    int inner = -1;
+    if (get_int(o, "n_inner", &inner, 1, name, err, errsz) < 0)
+        return -1;
+    c->intermediate_size = inner > 0 ? inner : 4 * c->hidden_size;
+    if (get_int(o, "n_positions", &c->max_position_embeddings, 0, name, err, errsz) < 0 ||
+        get_num(o, "layer_norm_epsilon", &c->norm_eps, name, err, errsz) < 0)
+        return -1;
+    const char *act = "gelu_new";
+    if (get_str(o, "activation_function", &act, name, err, errsz) < 0)
+        return -1;
+    if (strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh")) {
+        icl_seterr(err, errsz, "%s: activation_function \"%.40s\" is not supported (gelu_new, gelu_pytorch_tanh)", name, act);
+        return -1;
+    }
+    return 0;
+}
+
+/* The Llama family's keys (llama, qwen2). */
+static int read_llama(icl_config *c, json_t *o, const char *name, char *err, size_t errsz)
+{
+    if (need_int(o, "intermediate_size", NULL, &c->intermediate_size, name, err, errsz))
+        return -1;
+    int hd = -1;
+    if (get_int(o, "num_key_value_heads", &c->num_key_value_heads, 1, name, err, errsz) < 0 ||
+        get_int(o, "head_dim", &hd, 1, name, err, errsz) < 0 ||
+        get_int(o, "max_position_embeddings", &c->max_position_embeddings, 0, name, err, errsz) < 0 ||
+        get_num(o, "rms_norm_eps", &c->norm_eps, name, err, errsz) < 0 ||
+        get_num(o, "rope_theta", &c->rope_theta, name, err, errsz) < 0)
+        return -1;
+    if (c->num_key_value_heads < 0)
+        c->num_key_value_heads = c->num_attention_heads;
+    if (hd > 0)
+        c->head_dim = hd;
+    if (read_rope(c, json_object_get(o, "rope_parameters"), "rope_parameters", name, err, errsz) ||
+        read_rope(c, json_object_get(o, "rope_scaling"), "rope_scaling", name, err, errsz))
+        return -1;
+    const char *act = "silu";
+    if (get_str(o, "hidden_act", &act, name, err, errsz) < 0)
+        return -1;
+    if (strcmp(act, "silu")) {
+        icl_seterr(err, errsz, "%s: hidden_act \"%.40s\" is not supported (silu)", name, act);
+        return -1;
+    }
+    if (c->model_type[0] == 'l') {
+        int ab = 0;
+        if (get_bool(o, "attention_bias", &ab, name, err, errsz) < 0 ||
+            get_bool(o, "mlp_bias", &c->mlp_bias, name, err, errsz) < 0)
+            return -1;
+        c->qkv_bias = c->o_bias = ab;
+    }
+    return 0;
+}
+
+/* "eos_token_id": one id, a list of them, or null. */
+static int read_eos(icl_config *c, json_t *o, json_t *e, const char *name, char *err, size_t errsz)
+{
+    c->n_eos = 0;
+    if (json_is_array(e)) {
+        if (json_array_size(e) > ICL_MAX_EOS) {
+            icl_seterr(err, errsz, "%s: \"eos_token_id\" lists more than %d ids", name, ICL_MAX_EOS);
+            return -1;
+        }
+        for (size_t i = 0; i < json_array_size(e); i++) {
+            json_t *x = json_array_get(e, i);
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000000000) {
+                icl_seterr(err, errsz, "%s: \"eos_token_id\"[%zu] must be a non-negative integer", name, i);
+                return -1;
+            }
+            c->eos_token_id[c->n_eos++] = (int)json_integer_value(x);
+        }
+    } else if (!json_is_null(e)) {
+        int v;
+        if (get_int(o, "eos_token_id", &v, 0, name, err, errsz) < 0)
+            return -1;
+        c->eos_token_id[c->n_eos++] = v;
+    }
+    return 0;
+}
+
 int icl_config_parse(icl_config *c, const char *text, size_t len, const char *name, char *err, size_t errsz)
 {
     memset(c, 0, sizeof *c);
@@ -239,53 +322,8 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         goto fail;
     c->num_key_value_heads = c->num_attention_heads;
     c->head_dim = c->num_attention_heads ? c->hidden_size / c->num_attention_heads : 0;
-    if (g) {
-        int inner = -1;
-        if (get_int(o, "n_inner", &inner, 1, name, err, errsz) < 0)
-            goto fail;
-        c->intermediate_size = inner > 0 ? inner : 4 * c->hidden_size;
-        if (get_int(o, "n_positions", &c->max_position_embeddings, 0, name, err, errsz) < 0 ||
-            get_num(o, "layer_norm_epsilon", &c->norm_eps, name, err, errsz) < 0)
-            goto fail;
-        const char *act = "gelu_new";
-        if (get_str(o, "activation_function", &act, name, err, errsz) < 0)
-            goto fail;
-        if (strcmp(act, "gelu_new") && strcmp(act, "gelu_pytorch_tanh")) {
-            icl_seterr(err, errsz, "%s: activation_function \"%.40s\" is not supported (gelu_new, gelu_pytorch_tanh)", name, act);
-            goto fail;
-        }
-    } else {
-        if (need_int(o, "intermediate_size", NULL, &c->intermediate_size, name, err, errsz))
-            goto fail;
-        int hd = -1;
-        if (get_int(o, "num_key_value_heads", &c->num_key_value_heads, 1, name, err, errsz) < 0 ||
-            get_int(o, "head_dim", &hd, 1, name, err, errsz) < 0 ||
-            get_int(o, "max_position_embeddings", &c->max_position_embeddings, 0, name, err, errsz) < 0 ||
-            get_num(o, "rms_norm_eps", &c->norm_eps, name, err, errsz) < 0 ||
-            get_num(o, "rope_theta", &c->rope_theta, name, err, errsz) < 0)
-            goto fail;
-        if (c->num_key_value_heads < 0)
-            c->num_key_value_heads = c->num_attention_heads;
-        if (hd > 0)
-            c->head_dim = hd;
-        if (read_rope(c, json_object_get(o, "rope_parameters"), "rope_parameters", name, err, errsz) ||
-            read_rope(c, json_object_get(o, "rope_scaling"), "rope_scaling", name, err, errsz))
-            goto fail;
-        const char *act = "silu";
-        if (get_str(o, "hidden_act", &act, name, err, errsz) < 0)
-            goto fail;
-        if (strcmp(act, "silu")) {
-            icl_seterr(err, errsz, "%s: hidden_act \"%.40s\" is not supported (silu)", name, act);
-            goto fail;
-        }
-        if (c->model_type[0] == 'l') {
-            int ab = 0;
-            if (get_bool(o, "attention_bias", &ab, name, err, errsz) < 0 ||
-                get_bool(o, "mlp_bias", &c->mlp_bias, name, err, errsz) < 0)
-                goto fail;
-            c->qkv_bias = c->o_bias = ab;
-        }
-    }
+    if (g ? read_gpt2(c, o, name, err, errsz) : read_llama(c, o, name, err, errsz))
+        goto fail;
     /* Variants icl does not compute must be refused, not silently computed
      * as the plain model: GPT-2's attention scalings, Qwen2's sliding window. */
     int sw = g, inv = 0, slide = 0;
@@ -313,28 +351,8 @@ int icl_config_parse(icl_config *c, const char *text, size_t len, const char *na
         get_int(o, "pad_token_id", &c->pad_token_id, 1, name, err, errsz) < 0)
         goto fail;
     json_t *e = json_object_get(o, "eos_token_id");
-    if (e) {
-        c->n_eos = 0;
-        if (json_is_array(e)) {
-            if (json_array_size(e) > ICL_MAX_EOS) {
-                icl_seterr(err, errsz, "%s: \"eos_token_id\" lists more than %d ids", name, ICL_MAX_EOS);
-                goto fail;
-            }
-            for (size_t i = 0; i < json_array_size(e); i++) {
-                json_t *x = json_array_get(e, i);
-                if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 1000000000) {
-                    icl_seterr(err, errsz, "%s: \"eos_token_id\"[%zu] must be a non-negative integer", name, i);
-                    goto fail;
-                }
-                c->eos_token_id[c->n_eos++] = (int)json_integer_value(x);
-            }
-        } else if (!json_is_null(e)) {
-            int v;
-            if (get_int(o, "eos_token_id", &v, 0, name, err, errsz) < 0)
-                goto fail;
-            c->eos_token_id[c->n_eos++] = v;
-        }
-    }
+    if (e && read_eos(c, o, e, name, err, errsz))
+        goto fail;
     if (icl_config_validate(c, name, err, errsz))
         goto fail;
     /* defaults (GPT-2's 50256) that do not fit a small vocabulary are dropped */
@@ -365,30 +383,14 @@ fail:
 
 int icl_config_load(icl_config *c, const char *path, char *err, size_t errsz)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        icl_seterr(err, errsz, "%s: cannot open: %m", path);
-        memset(c, 0, sizeof *c);
-        return -1;
-    }
-    icl_buf b = {0};
-    char tmp[65536];
     size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
-        buf_append(&b, tmp, n);
-        if (b.len > (64u << 20))
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || b.len > (64u << 20)) {
-        icl_seterr(err, errsz, "%s: %s", path, bad ? "read error" : "larger than 64 MB: not a config");
-        buf_free(&b);
+    char *text = icl_read_file(path, 64u << 20, &n, err, errsz); /* 64 MB: not a config beyond */
+    if (!text) {
         memset(c, 0, sizeof *c);
         return -1;
     }
-    int r = icl_config_parse(c, b.data ? b.data : "", b.len, path, err, errsz);
-    buf_free(&b);
+    int r = icl_config_parse(c, text, n, path, err, errsz);
+    free(text);
     return r;
 }
 
@@ -488,7 +490,7 @@ char *icl_config_dump(const icl_config *c)
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
     size_t n = strlen(s);
-    s = xrealloc(s, n + 2);
+    s = icl_xrealloc(s, n + 2);
     s[n] = '\n';
     s[n + 1] = 0;
     return s;

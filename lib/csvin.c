@@ -96,7 +96,7 @@ static int no_space(unsigned char c)
 static void init_parser(icl_csv *c)
 {
     if (csv_init(&c->p, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0)
-        die("out of memory");
+        icl_out_of_memory("csv parser");
     csv_set_delim(&c->p, (unsigned char)c->delim);
     csv_set_space_func(&c->p, no_space);
     csv_set_blk_size(&c->p, 64 * 1024);
@@ -104,7 +104,7 @@ static void init_parser(icl_csv *c)
 
 icl_csv *icl_csv_new(icl_reader *r, char delim)
 {
-    icl_csv *c = xcalloc(1, sizeof *c);
+    icl_csv *c = icl_xcalloc(1, sizeof *c);
     c->r = r;
     c->delim = delim;
     c->line = c->row_line = 1;
@@ -134,7 +134,7 @@ void icl_csv_free(icl_csv *c)
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         for (int i = 0; i < NSLOT; i++) {
-            buf_free(&c->slot[i].arena);
+            icl_buf_free(&c->slot[i].arena);
             free(c->slot[i].fo);
             free(c->slot[i].fl);
             free(c->slot[i].q);
@@ -142,7 +142,7 @@ void icl_csv_free(icl_csv *c)
         }
     }
     csv_free(&c->p);
-    buf_free(&c->arena);
+    icl_buf_free(&c->arena);
     free(c->fo);
     free(c->fl);
     free(c->q);
@@ -192,13 +192,13 @@ static void cb_field(void *s, size_t len, void *data)
     icl_csv *c = data;
     if (c->nf == c->capf) {
         c->capf = c->capf ? 2 * c->capf : 64;
-        c->fo = xreallocarray(c->fo, c->capf, sizeof *c->fo);
-        c->fl = xreallocarray(c->fl, c->capf, sizeof *c->fl);
+        c->fo = icl_xreallocarray(c->fo, c->capf, sizeof *c->fo);
+        c->fl = icl_xreallocarray(c->fl, c->capf, sizeof *c->fl);
     }
     c->fo[c->nf] = c->arena.len;
     c->fl[c->nf] = len;
     c->nf++;
-    buf_reserve(&c->arena, len + 1);
+    icl_buf_reserve(&c->arena, len + 1);
     if (len) {
         memcpy(c->arena.data + c->arena.len, s, len);
         if (memchr(s, '\n', len) || memchr(s, '\r', len))
@@ -213,7 +213,7 @@ static void add_msg(icl_csv *c, row_rec *rr, const char *msg)
 {
     if (c->nmsg == c->capmsg) {
         c->capmsg = c->capmsg ? 2 * c->capmsg : 4;
-        c->msgs = xreallocarray(c->msgs, c->capmsg, sizeof *c->msgs);
+        c->msgs = icl_xreallocarray(c->msgs, c->capmsg, sizeof *c->msgs);
     }
     snprintf(c->msgs[c->nmsg], sizeof c->msgs[0], "%s", msg);
     rr->bad = (int)++c->nmsg;
@@ -224,7 +224,7 @@ static void queue_row(icl_csv *c, const char *msg)
 {
     if (c->qn == c->qcap) {
         c->qcap = c->qcap ? 2 * c->qcap : 64;
-        c->q = xreallocarray(c->q, c->qcap, sizeof *c->q);
+        c->q = icl_xreallocarray(c->q, c->qcap, sizeof *c->q);
     }
     row_rec *rr = &c->q[c->qn++];
     rr->first = c->row_first;
@@ -404,7 +404,7 @@ static int out_row(icl_csv *c, const row_rec *rr, const char *arena, const size_
     }
     if (c->capptr < rr->n) {
         c->capptr = rr->n;
-        c->fptr = xreallocarray(c->fptr, c->capptr, sizeof *c->fptr);
+        c->fptr = icl_xreallocarray(c->fptr, c->capptr, sizeof *c->fptr);
     }
     for (size_t i = 0; i < rr->n; i++)
         c->fptr[i] = arena + fo[rr->first + i];
@@ -446,16 +446,16 @@ static void *parser_main(void *arg)
         b->eof = c->eof;
         /* Move the row in progress (fields row_first..nf) to our new buffers. */
         size_t keep = c->nf - c->row_first;
-        buf_clear(&c->arena);
+        icl_buf_clear(&c->arena);
         c->nf = c->qn = c->qhead = c->nmsg = 0;
         if (keep > c->capf) {
             c->capf = keep;
-            c->fo = xreallocarray(c->fo, c->capf, sizeof *c->fo);
-            c->fl = xreallocarray(c->fl, c->capf, sizeof *c->fl);
+            c->fo = icl_xreallocarray(c->fo, c->capf, sizeof *c->fo);
+            c->fl = icl_xreallocarray(c->fl, c->capf, sizeof *c->fl);
         }
         if (keep) {
             size_t base = b->fo[c->row_first];
-            buf_append(&c->arena, b->arena.data + base, b->arena.len - base);
+            icl_buf_append(&c->arena, b->arena.data + base, b->arena.len - base);
             for (size_t i = 0; i < keep; i++) {
                 c->fo[i] = b->fo[c->row_first + i] - base;
                 c->fl[i] = b->fl[c->row_first + i];
@@ -532,10 +532,10 @@ int icl_csv_header(icl_csv *c, icl_csv_row *hdr, char *err, size_t errsz)
     if (rc <= 0)
         return rc;
     c->nhdr = row.nfields;
-    c->hdr = xcalloc(row.nfields, sizeof *c->hdr);
-    c->hdrlen = xcalloc(row.nfields, sizeof *c->hdrlen);
+    c->hdr = icl_xcalloc(row.nfields, sizeof *c->hdr);
+    c->hdrlen = icl_xcalloc(row.nfields, sizeof *c->hdrlen);
     for (size_t i = 0; i < row.nfields; i++) {
-        c->hdr[i] = xstrndup(row.field[i], row.len[i]);
+        c->hdr[i] = icl_xstrndup(row.field[i], row.len[i]);
         c->hdrlen[i] = row.len[i];
     }
     c->ncols = row.nfields;

@@ -1,6 +1,6 @@
 /* dataset.h - training examples in memory, truncation, shuffling, batches.
  *
- * Examples are token lines (DESIGN.md stream 2, toklines.h) read once and
+ * Examples are token lines (doc/DESIGN.md stream 2, toklines.h) read once and
  * kept compactly: one uint32 per token, the id in the low 31 bits and the
  * "target" flag (the token belongs to a target segment) in the top bit, with
  * an offset table [n+1].  No per-example allocation.

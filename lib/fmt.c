@@ -1,7 +1,10 @@
 /* fmt.c - see fmt.h. */
 #include "fmt.h"
 
+#include <errno.h>
 #include <math.h>
+#include <setjmp.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <xxhash.h>
@@ -41,6 +44,20 @@ struct icl_fmt {
     int has_zero;
     const char *name;        /* display name of the current input */
     long warned[W_N];
+    /* failure: fail() stores the message and jumps back to the entry point
+     * (icl_fmt_file, icl_fmt_finish), which cleans up what is open and
+     * returns -1; nothing in this file exits */
+    jmp_buf jb;
+    char errmsg[1024];
+    icl_csv *csv;            /* open CSV parser (its thread), freed on failure */
+    icl_jarr *jarr;          /* open JSON array reader */
+    json_t *obj;             /* object being converted */
+    icl_reader rd;           /* the input being read */
+    char *used;              /* do_csv's scratch */
+    size_t *koff;
+    icl_buf keys, cols;
+    icl_buf side;            /* icl_fmt_finish's scratch */
+    size_t *perm;
 };
 
 /* ---- options ---------------------------------------------------------- */
@@ -76,7 +93,7 @@ int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, siz
             return -1;
         }
         free((char *)map[k]); /* a later --map for the same key wins */
-        map[k] = xstrndup(eq + 1, (size_t)(s + len - eq - 1));
+        map[k] = icl_xstrndup(eq + 1, (size_t)(s + len - eq - 1));
         s += len;
         if (*s == ',')
             s++;
@@ -112,7 +129,7 @@ int icl_fmt_detect(const char *p, size_t n)
 
 icl_fmt *icl_fmt_new(const icl_fmt_opts *o)
 {
-    icl_fmt *f = xcalloc(1, sizeof *f);
+    icl_fmt *f = icl_xcalloc(1, sizeof *f);
     f->o = *o;
     for (int k = 0; k < ICL_F_N; k++)
         if (!f->o.map[k])
@@ -124,14 +141,16 @@ void icl_fmt_free(icl_fmt *f)
 {
     if (!f)
         return;
-    buf_free(&f->p);
-    buf_free(&f->r);
-    buf_free(&f->pj);
-    buf_free(&f->rj);
+    icl_buf_free(&f->p);
+    icl_buf_free(&f->r);
+    icl_buf_free(&f->pj);
+    icl_buf_free(&f->rj);
     for (int k = 0; k < ICL_F_N; k++)
-        buf_free(&f->num[k]);
-    buf_free(&f->out);
-    buf_free(&f->store);
+        icl_buf_free(&f->num[k]);
+    icl_buf_free(&f->out);
+    icl_buf_free(&f->store);
+    icl_buf_free(&f->keys);
+    icl_buf_free(&f->cols);
     free(f->off);
     free(f->set);
     free(f);
@@ -139,26 +158,43 @@ void icl_fmt_free(icl_fmt *f)
 
 /* ---- messages ---------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4)))
-static void note(icl_fmt *f, int kind, const char *fmt, ...)
+/* A warning, through the caller's callback (none: dropped). */
+__attribute__((format(printf, 2, 3)))
+static void say(icl_fmt *f, const char *fmt, ...)
 {
-    if (f->o.quiet || f->warned[kind]++ >= WARN_MAX)
+    if (f->o.quiet || !f->o.on_warning)
         return;
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vwarn(fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    f->o.on_warning(f->o.warning_ctx, msg);
 }
 
-static void flush_out(const icl_fmt *f, FILE *to, icl_buf *b);
+/* A warning of a kind shown WARN_MAX times at most. */
+#define note(f, kind, ...) \
+    do { \
+        if ((f)->warned[kind]++ < WARN_MAX) \
+            say(f, __VA_ARGS__); \
+    } while (0)
+
+static void flush_out(icl_fmt *f, FILE *to, icl_buf *b);
+
+/* Give up: back to the entry point with the message. */
+_Noreturn static void fail(icl_fmt *f, const char *err)
+{
+    snprintf(f->errmsg, sizeof f->errmsg, "%s", err);
+    longjmp(f->jb, 1);
+}
 
 /* Stop the run: the records before the error are written (unless held for
- * --shuffle/--split), then the message, exit 1. */
+ * --shuffle/--split), then the error is returned. */
 _Noreturn static void fatal(icl_fmt *f, const char *err)
 {
     flush_out(f, f->o.out, &f->out);
     fflush(f->o.out);
-    die("%s", err);
+    fail(f, err);
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -195,15 +231,18 @@ static void badf(icl_fmt *f, long line, const char *fmt, ...)
 
 /* ---- output ------------------------------------------------------------ */
 
-/* Write b to `to` (f's out or split_out) and empty it; a failed write dies
- * naming the output ("prog: FILE: write error: reason"). */
-static void flush_out(const icl_fmt *f, FILE *to, icl_buf *b)
+/* Write b to `to` (f's out or split_out) and empty it; a failed write
+ * fails naming the output ("FILE: write error: reason"). */
+static void flush_out(icl_fmt *f, FILE *to, icl_buf *b)
 {
     if (b->len && fwrite(b->data, 1, b->len, to) != b->len) {
         const char *name = to == f->o.split_out ? f->o.split_name : f->o.out_name;
-        die("%s: write error:", name ? name : "<stdout>");
+        char err[600];
+        snprintf(err, sizeof err, "%s: write error: %s", name ? name : "<stdout>", strerror(errno));
+        icl_buf_clear(b);
+        fail(f, err);
     }
-    buf_clear(b);
+    icl_buf_clear(b);
 }
 
 static void drop(icl_fmt *f);
@@ -223,7 +262,7 @@ static int is_dup(icl_fmt *f)
     }
     if (2 * (f->setn + 1) > f->setcap) {
         size_t nc = f->setcap ? 2 * f->setcap : 1024;
-        uint64_t *ns = xcalloc(nc, sizeof *ns);
+        uint64_t *ns = icl_xcalloc(nc, sizeof *ns);
         for (size_t i = 0; i < f->setcap; i++)
             if (f->set[i]) {
                 size_t j = f->set[i] & (nc - 1);
@@ -268,11 +307,11 @@ static void drop(icl_fmt *f)
 /* The record in *f->L is complete but for "}\n": keep it. */
 static void emit(icl_fmt *f)
 {
-    buf_append(f->L, "}\n", 2);
+    icl_buf_append(f->L, "}\n", 2);
     if (f->L == &f->store) {
         if (f->n == f->cap) {
             f->cap = f->cap ? 2 * f->cap : 1024;
-            f->off = xreallocarray(f->off, f->cap + 1, sizeof *f->off);
+            f->off = icl_xreallocarray(f->off, f->cap + 1, sizeof *f->off);
         }
         f->off[f->n++] = f->rec_start;
         return;
@@ -295,14 +334,14 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
         f->st.empty_instruction++;
         note(f, W_EMPTY_INSTR, "%s:%ld: empty or missing instruction", f->name, line);
     }
-    buf_clear(&f->p);
-    buf_clear(&f->r);
+    icl_buf_clear(&f->p);
+    icl_buf_clear(&f->r);
     int same = icl_template_response_is_output(f->o.tpl);
     icl_template_render(f->o.tpl, tf, 0, &f->p, same ? NULL : &f->r);
     begin(f);
-    buf_puts(f->L, "{\"prompt\":");
+    icl_buf_puts(f->L, "{\"prompt\":");
     icl_json_put_str(f->L, f->p.data, f->p.len);
-    buf_puts(f->L, ",\"response\":");
+    icl_buf_puts(f->L, ",\"response\":");
     if (same)
         icl_json_put_str(f->L, tf->output.s, tf->output.n);
     else
@@ -311,49 +350,68 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
     return !is_dup(f);
 }
 
+/* The input ended: because it could not be read?  Then that is the error. */
+static void check_read(icl_fmt *f, const icl_reader *rd)
+{
+    if (rd->errnum) {
+        char e[600];
+        snprintf(e, sizeof e, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        fatal(f, e);
+    }
+}
+
 /* ---- CSV / TSV --------------------------------------------------------- */
+
+/* The column of each field (idx[k], -1: none) from the header row; a
+ * duplicate name or a --map naming no column stops the conversion. */
+static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
+{
+    size_t nc = h->nfields;
+    for (size_t i = 0; i < nc; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(h->field[i], h->field[j]) == 0)
+                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h->line, h->field[i]);
+    for (int k = 0; k < ICL_F_N; k++) {
+        idx[k] = -1;
+        for (size_t i = 0; i < nc; i++)
+            if (strcmp(h->field[i], f->o.map[k]) == 0)
+                idx[k] = (long)i;
+        if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
+            icl_buf_clear(&f->cols);
+            for (size_t i = 0; i < nc; i++)
+                icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h->field[i]);
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h->line, f->o.map[k],
+                icl_fmt_field_names[k], f->cols.data);
+        }
+    }
+    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
+        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
+}
 
 static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
 {
     char err[700];
-    icl_csv *c = icl_csv_new(rd, delim);
+    icl_csv *c = f->csv = icl_csv_new(rd, delim);
     icl_csv_set_threads(c, f->o.threads); /* parse while we render and write */
     icl_csv_row h, row;
     int rc = icl_csv_header(c, &h, err, sizeof err);
     if (rc < 0)
         fatal(f, err);
     if (rc == 0) {
-        if (!f->o.quiet)
-            warn("%s: empty input, no records", f->name);
+        check_read(f, rd);
+        say(f, "%s: empty input, no records", f->name);
         icl_csv_free(c);
+        f->csv = NULL;
         return;
     }
     size_t nc = h.nfields;
-    for (size_t i = 0; i < nc; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(h.field[i], h.field[j]) == 0)
-                fatalf(f, "%s:%ld: duplicate column name '%s'", f->name, h.line, h.field[i]);
     long idx[ICL_F_N];
-    for (int k = 0; k < ICL_F_N; k++) {
-        idx[k] = -1;
-        for (size_t i = 0; i < nc; i++)
-            if (strcmp(h.field[i], f->o.map[k]) == 0)
-                idx[k] = (long)i;
-        if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
-            icl_buf cols = {0};
-            for (size_t i = 0; i < nc; i++)
-                buf_printf(&cols, "%s%s", i ? ", " : "", h.field[i]);
-            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h.line, f->o.map[k],
-                icl_fmt_field_names[k], cols.data);
-        }
-    }
-    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
-        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
+    csv_columns(f, &h, idx);
     int instr = idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0;
     if (!instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
         fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",
             f->name, h.line);
-    char *used = xcalloc(nc, 1);
+    char *used = f->used = icl_xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
          k++)
         if (k != ICL_F_MESSAGES && idx[k] >= 0)
@@ -363,17 +421,18 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
                 f->name, h.line, h.field[i]);
     /* JSON text of the passed-through column names, made once. */
-    icl_buf keys = {0};
-    size_t *koff = xcalloc(nc + 1, sizeof *koff);
+    icl_buf *keys = &f->keys;
+    icl_buf_clear(keys);
+    size_t *koff = f->koff = icl_xcalloc(nc + 1, sizeof *koff);
     for (size_t i = 0; i < nc; i++) {
-        koff[i] = keys.len;
+        koff[i] = keys->len;
         if (!used[i]) {
-            buf_putc(&keys, ',');
-            icl_json_put_str(&keys, h.field[i], h.len[i]);
-            buf_putc(&keys, ':');
+            icl_buf_putc(keys, ',');
+            icl_json_put_str(keys, h.field[i], h.len[i]);
+            icl_buf_putc(keys, ':');
         }
     }
-    koff[nc] = keys.len;
+    koff[nc] = keys->len;
     long nrows = 0;
     while ((rc = icl_csv_next(c, &row, err, sizeof err)) != 0) {
         f->st.read++;
@@ -396,9 +455,9 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
                 continue;
             }
             begin(f);
-            buf_puts(f->L, "{\"prompt\":");
+            icl_buf_puts(f->L, "{\"prompt\":");
             icl_json_put_str(f->L, p.s, p.n);
-            buf_puts(f->L, ",\"response\":");
+            icl_buf_puts(f->L, ",\"response\":");
             icl_json_put_str(f->L, r.s, r.n);
             f->hash_end = f->L->len;
             if (is_dup(f))
@@ -407,17 +466,20 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
 #undef COL
         for (size_t i = 0; i < nc; i++)
             if (!used[i]) {
-                buf_append(f->L, keys.data + koff[i], koff[i + 1] - koff[i]);
+                icl_buf_append(f->L, keys->data + koff[i], koff[i + 1] - koff[i]);
                 icl_json_put_str(f->L, row.field[i], row.len[i]);
             }
         emit(f);
     }
-    if (nrows == 0 && !f->o.quiet)
-        warn("%s: header only, no records", f->name);
-    buf_free(&keys);
+    check_read(f, rd);
+    if (nrows == 0)
+        say(f, "%s: header only, no records", f->name);
     free(koff);
     free(used);
+    f->koff = NULL;
+    f->used = NULL;
     icl_csv_free(c);
+    f->csv = NULL;
 }
 
 /* ---- JSON objects ------------------------------------------------------ */
@@ -448,7 +510,7 @@ static json_t *get_path(json_t *o, const char *src)
             v = json_object_get(v, seg);
         else if (json_is_array(v)) {
             long i;
-            if (parse_long(seg, &i) < 0 || i < 0)
+            if (icl_parse_long(seg, &i) < 0 || i < 0)
                 return NULL;
             v = json_array_get(v, (size_t)i);
         } else
@@ -474,7 +536,7 @@ static int field_str(icl_fmt *f, int k, json_t *v, icl_str *out)
         return 1;
     }
     if (json_is_number(v) || json_is_boolean(v)) {
-        buf_clear(&f->num[k]);
+        icl_buf_clear(&f->num[k]);
         icl_record_dump(&f->num[k], v);
         *out = (icl_str){f->num[k].data, f->num[k].len};
         return 1;
@@ -521,8 +583,8 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
         sys = CONTENT(0);
         i = 1;
     }
-    buf_clear(&f->pj);
-    buf_clear(&f->rj);
+    icl_buf_clear(&f->pj);
+    icl_buf_clear(&f->rj);
     int turn = 0;
     for (; i < n; i += 2, turn++) {
         if (strcmp(ROLE(i), "user") != 0) {
@@ -550,11 +612,11 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
             f->st.empty_instruction++;
             note(f, W_EMPTY_INSTR, "%s:%ld: empty user message %zu", f->name, line, i + 1);
         }
-        buf_clear(&f->p);
-        buf_clear(&f->r);
+        icl_buf_clear(&f->p);
+        icl_buf_clear(&f->r);
         icl_template_render(f->o.tpl, &tf, turn, &f->p, &f->r);
-        buf_putc(&f->pj, turn ? ',' : '[');
-        buf_putc(&f->rj, turn ? ',' : '[');
+        icl_buf_putc(&f->pj, turn ? ',' : '[');
+        icl_buf_putc(&f->rj, turn ? ',' : '[');
         icl_json_put_str(&f->pj, f->p.data, f->p.len);
         icl_json_put_str(&f->rj, f->r.data, f->r.len);
     }
@@ -564,13 +626,13 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
         badf(f, line, "no user/assistant exchange in '%s'", f->o.map[ICL_F_MESSAGES]);
         return 0;
     }
-    buf_putc(&f->pj, ']');
-    buf_putc(&f->rj, ']');
+    icl_buf_putc(&f->pj, ']');
+    icl_buf_putc(&f->rj, ']');
     begin(f);
-    buf_puts(f->L, "{\"prompt\":");
-    buf_append(f->L, f->pj.data, f->pj.len);
-    buf_puts(f->L, ",\"response\":");
-    buf_append(f->L, f->rj.data, f->rj.len);
+    icl_buf_puts(f->L, "{\"prompt\":");
+    icl_buf_append(f->L, f->pj.data, f->pj.len);
+    icl_buf_puts(f->L, ",\"response\":");
+    icl_buf_append(f->L, f->rj.data, f->rj.len);
     f->hash_end = f->L->len;
     return !is_dup(f);
 }
@@ -642,9 +704,9 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         used[nused++] = map[ICL_F_PROMPT];
         used[nused++] = map[ICL_F_RESPONSE];
         begin(f);
-        buf_puts(f->L, "{\"prompt\":");
+        icl_buf_puts(f->L, "{\"prompt\":");
         icl_json_put_value(f->L, v[ICL_F_PROMPT]);
-        buf_puts(f->L, ",\"response\":");
+        icl_buf_puts(f->L, ",\"response\":");
         icl_json_put_value(f->L, v[ICL_F_RESPONSE]);
         f->hash_end = f->L->len;
         if (is_dup(f))
@@ -668,9 +730,9 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             badf(f, line, "key '%s' would be overwritten by the rendered record; use --map", key);
             return;
         }
-        buf_putc(f->L, ',');
+        icl_buf_putc(f->L, ',');
         icl_json_put_str(f->L, key, strlen(key));
-        buf_putc(f->L, ':');
+        icl_buf_putc(f->L, ':');
         icl_json_put_value(f->L, val);
     }
     emit(f);
@@ -683,8 +745,10 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
     long line, n = 0;
     int rc;
     icl_jarr a;
-    if (array)
+    if (array) {
         icl_jarr_init(&a, rd);
+        f->jarr = &a;
+    }
     else
         icl_reader_skip_bom(rd);
     for (;;) {
@@ -700,96 +764,148 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
             bad(f, err);
             continue;
         }
+        f->obj = o;
         do_obj(f, o, line);
+        f->obj = NULL;
         json_decref(o);
     }
-    if (array)
+    if (array) {
         icl_jarr_free(&a);
-    if (n == 0 && !f->o.quiet)
-        warn("%s: empty input, no records", f->name);
+        f->jarr = NULL;
+    }
+    check_read(f, rd);
+    if (n == 0)
+        say(f, "%s: empty input, no records", f->name);
 }
 
 /* ---- driver ------------------------------------------------------------ */
 
-void icl_fmt_file(icl_fmt *f, const char *path)
+/* After a failure: free what the failed input left open. */
+static void cleanup(icl_fmt *f)
 {
-    icl_reader rd;
+    if (f->csv)
+        icl_csv_free(f->csv);
+    if (f->jarr)
+        icl_jarr_free(f->jarr);
+    if (f->obj)
+        json_decref(f->obj);
+    f->csv = NULL;
+    f->jarr = NULL;
+    f->obj = NULL;
+    icl_reader_close(&f->rd);
+    free(f->used);
+    free(f->koff);
+    f->used = NULL;
+    f->koff = NULL;
+}
+
+int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz)
+{
+    icl_reader *rd = &f->rd;
+    memset(rd, 0, sizeof *rd);
+    if (setjmp(f->jb)) {
+        if (rd->errnum) /* the input ended early because it could not be read */
+            icl_seterr(err, errsz, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        else
+            icl_seterr(err, errsz, "%s", f->errmsg);
+        cleanup(f);
+        return -1;
+    }
     flush_out(f, f->o.out, &f->out); /* the records so far stay written if this input fails */
-    icl_reader_open(&rd, path);
-    f->name = rd.name;
+    char oerr[600];
+    if (icl_reader_open(rd, path, oerr, sizeof oerr) != 0)
+        fail(f, oerr);
+    f->name = rd->name;
     int fmt = f->o.format;
     if (fmt == ICL_FMT_AUTO) {
         const char *p;
-        size_t n = icl_reader_peek(&rd, 65536, &p);
+        size_t n = icl_reader_peek(rd, 65536, &p);
         fmt = icl_fmt_detect(p, n);
     }
     switch (fmt) {
-    case ICL_FMT_TSV: do_csv(f, &rd, '\t'); break;
-    case ICL_FMT_JSONL: do_json(f, &rd, 0); break;
-    case ICL_FMT_JSON: do_json(f, &rd, 1); break;
-    default: do_csv(f, &rd, ','); break;
+    case ICL_FMT_TSV: do_csv(f, rd, '\t'); break;
+    case ICL_FMT_JSONL: do_json(f, rd, 0); break;
+    case ICL_FMT_JSON: do_json(f, rd, 1); break;
+    default: do_csv(f, rd, ','); break;
     }
-    icl_reader_close(&rd);
+    if (rd->errnum) {
+        char e[600];
+        snprintf(e, sizeof e, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        fatal(f, e);
+    }
+    icl_reader_close(rd);
+    return 0;
 }
 
 static void put_held(icl_fmt *f, icl_buf *b, FILE *to, size_t i)
 {
-    buf_append(b, f->store.data + f->off[i], f->off[i + 1] - f->off[i]);
+    icl_buf_append(b, f->store.data + f->off[i], f->off[i + 1] - f->off[i]);
     if (b->len >= OUT_FLUSH)
         flush_out(f, to, b);
 }
 
-void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st)
+int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
 {
+    if (setjmp(f->jb)) {
+        icl_buf_free(&f->side);
+        free(f->perm);
+        free(f->used);
+        f->perm = NULL;
+        f->used = NULL;
+        icl_seterr(err, errsz, "%s", f->errmsg);
+        return -1;
+    }
     if (f->o.shuffle || f->o.split > 0) {
         size_t n = f->n;
         if (f->off)
             f->off[n] = f->store.len;
-        size_t *perm = xmalloc((n + 1) * sizeof *perm);
+        f->perm = icl_xmalloc((n + 1) * sizeof *f->perm);
         for (size_t i = 0; i < n; i++)
-            perm[i] = i;
+            f->perm[i] = i;
         icl_rng rng;
         icl_rng_seed(&rng, f->o.seed, 0);
-        icl_rng_shuffle(&rng, perm, n);
+        icl_rng_shuffle(&rng, f->perm, n);
         size_t k = n;
         if (f->o.split > 0)
             k = (size_t)floor(f->o.split * (double)n + 0.5);
-        icl_buf side = {0};
         if (f->o.shuffle) {
             for (size_t i = 0; i < n; i++)
-                put_held(f, i < k ? &f->out : &side, i < k ? f->o.out : f->o.split_out, perm[i]);
+                put_held(f, i < k ? &f->out : &f->side, i < k ? f->o.out : f->o.split_out, f->perm[i]);
         } else {
             /* A seeded random subset of k records; both parts keep input order. */
-            char *mainp = xcalloc(n + 1, 1);
+            char *mainp = f->used = icl_xcalloc(n + 1, 1);
             for (size_t i = 0; i < k; i++)
-                mainp[perm[i]] = 1;
+                mainp[f->perm[i]] = 1;
             for (size_t i = 0; i < n; i++)
-                put_held(f, mainp[i] ? &f->out : &side, mainp[i] ? f->o.out : f->o.split_out, i);
+                put_held(f, mainp[i] ? &f->out : &f->side, mainp[i] ? f->o.out : f->o.split_out, i);
             free(mainp);
+            f->used = NULL;
         }
         f->st.written = (long)k;
         f->st.split_written = (long)(n - k);
         if (f->o.split_out)
-            flush_out(f, f->o.split_out, &side);
-        buf_free(&side);
-        free(perm);
+            flush_out(f, f->o.split_out, &f->side);
+        icl_buf_free(&f->side);
+        free(f->perm);
+        f->perm = NULL;
     }
     flush_out(f, f->o.out, &f->out);
-    if (fflush(f->o.out) != 0)
-        die("%s: write error:", f->o.out_name ? f->o.out_name : "<stdout>");
-    if (!f->o.quiet) {
-        if (f->st.bad)
-            warn("%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");
-        if (f->st.empty_output)
-            warn("%ld record%s with an empty or missing output dropped", f->st.empty_output,
-                 f->st.empty_output == 1 ? "" : "s");
-        if (f->st.empty_instruction)
-            warn("%ld record%s with an empty or missing instruction", f->st.empty_instruction,
-                 f->st.empty_instruction == 1 ? "" : "s");
-        if (f->st.duplicates)
-            warn("%ld duplicate record%s dropped", f->st.duplicates,
-                 f->st.duplicates == 1 ? "" : "s");
+    if (fflush(f->o.out) != 0) {
+        char e[600];
+        snprintf(e, sizeof e, "%s: write error: %s", f->o.out_name ? f->o.out_name : "<stdout>", strerror(errno));
+        fail(f, e);
     }
+    if (f->st.bad)
+        say(f, "%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");
+    if (f->st.empty_output)
+        say(f, "%ld record%s with an empty or missing output dropped", f->st.empty_output,
+            f->st.empty_output == 1 ? "" : "s");
+    if (f->st.empty_instruction)
+        say(f, "%ld record%s with an empty or missing instruction", f->st.empty_instruction,
+            f->st.empty_instruction == 1 ? "" : "s");
+    if (f->st.duplicates)
+        say(f, "%ld duplicate record%s dropped", f->st.duplicates, f->st.duplicates == 1 ? "" : "s");
     if (st)
         *st = f->st;
+    return 0;
 }

@@ -1,5 +1,5 @@
 /* fmt.h - the engine of icl-fmt: rows and objects in, prompt/response
- * records out (DESIGN.md, stream 1).
+ * records out (doc/DESIGN.md, stream 1).
  *
  * Input: CSV, TSV (csvin.h), JSON Lines or a JSON array of objects
  * (jsonin.h), detected from the content unless given.  Each input record
@@ -18,9 +18,10 @@
  *
  * Records with an empty or missing output are dropped and records with an
  * empty instruction are kept; both are warned about (first few with
- * FILE:LINE, then counts).  Bad records (wrong field count, invalid UTF-8,
- * bad JSON, wrong types...) stop the run with "FILE:LINE: what" (exit 1),
- * or with on_error_skip are skipped and counted on stderr.
+ * FILE:LINE, then counts) through the on_warning callback.  Bad records (wrong
+ * field count, invalid UTF-8, bad JSON, wrong types...) stop the conversion
+ * with "FILE:LINE: what" returned as the error, or with skip_bad are
+ * skipped, counted and warned about.  Nothing here prints or exits.
  *
  * --dedup keeps the first of records whose rendered prompt+response are
  * identical (XXH3 64-bit of the JSON text of both).  --shuffle and --split
@@ -51,7 +52,11 @@ typedef struct {
     double split;               /* fraction to out, rest to split_out; 0 = no split */
     FILE *out, *split_out;      /* not owned */
     const char *out_name, *split_name; /* for write errors; NULL = "<stdout>" */
-    int quiet;                  /* no warnings/summary on stderr */
+    int quiet;                  /* no warnings or summary */
+    /* Warnings and the summary, one message per call (no newline, no
+     * program name); NULL: none. */
+    void (*on_warning)(void *ctx, const char *msg);
+    void *warning_ctx;
     int threads;                /* > 1: CSV/TSV parsing runs in a second thread
                                  * (same output); <= 1: one thread */
 } icl_fmt_opts;
@@ -84,11 +89,14 @@ int icl_fmt_detect(const char *p, size_t n);
  * it points to (template, map strings, FILEs) is not: it must outlive the
  * converter.  Free with icl_fmt_free (closes nothing). */
 icl_fmt *icl_fmt_new(const icl_fmt_opts *o);
-/* Convert one input ("-" = stdin).  Dies with exit 1 on a bad record
- * unless skip_bad, and always on unreadable input. */
-void icl_fmt_file(icl_fmt *f, const char *path);
-/* Write held records, flush, print the summary; fills *st if not NULL. */
-void icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st);
+/* Convert one input ("-" = stdin).  0, or -1 with the message in err on a
+ * bad record (unless skip_bad), unreadable input or a write error; the
+ * records before the bad one are written (unless held for shuffle/split).
+ * The converter may be used for another file after an error. */
+int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz);
+/* Write held records, flush, warn the summary; fills *st if not NULL.
+ * 0, or -1 with "OUTPUT: write error: ..." in err. */
+int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz);
 void icl_fmt_free(icl_fmt *f);
 
 #endif

@@ -50,7 +50,7 @@ void icl_jarr_init(icl_jarr *a, icl_reader *r)
 
 void icl_jarr_free(icl_jarr *a)
 {
-    buf_free(&a->elem);
+    icl_buf_free(&a->elem);
 }
 
 __attribute__((format(printf, 5, 6)))
@@ -109,6 +109,24 @@ static int parse_elem(icl_jarr *a, json_t **out, long *line, char *err, size_t e
     return 1;
 }
 
+/* One byte inside an element: strings (with escapes) and nesting depth. */
+static inline void scan_elem(unsigned char c, int *depth, int *in_str, int *esc)
+{
+    if (*in_str) {
+        if (*esc)
+            *esc = 0;
+        else if (c == '\\')
+            *esc = 1;
+        else if (c == '"')
+            *in_str = 0;
+    } else if (c == '"')
+        *in_str = 1;
+    else if (c == '{' || c == '[')
+        ++*depth;
+    else if (c == '}' || c == ']')
+        --*depth;
+}
+
 int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz)
 {
     icl_reader *r = a->r;
@@ -118,7 +136,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
         icl_reader_skip_bom(r);
         r->lineno = 1; /* the scanner counts lines itself: the current line */
     }
-    buf_clear(&a->elem);
+    icl_buf_clear(&a->elem);
     int depth = 0, in_str = 0, esc = 0;
     /* Consume the input a byte at a time through peek/skip of whole chunks. */
     for (;;) {
@@ -135,22 +153,9 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
             } else
                 a->col++;
             if (depth > 0) {
-                /* inside an element */
-                if (in_str) {
-                    if (esc)
-                        esc = 0;
-                    else if (c == '\\')
-                        esc = 1;
-                    else if (c == '"')
-                        in_str = 0;
-                } else if (c == '"')
-                    in_str = 1;
-                else if (c == '{' || c == '[')
-                    depth++;
-                else if (c == '}' || c == ']')
-                    depth--;
+                scan_elem(c, &depth, &in_str, &esc);
                 if (depth == 0) {
-                    buf_append(&a->elem, p, i + 1);
+                    icl_buf_append(&a->elem, p, i + 1);
                     icl_reader_skip(r, i + 1);
                     a->state = J_AFTER_ELEM;
                     return parse_elem(a, out, line, err, errsz);
@@ -201,7 +206,7 @@ int icl_jarr_next(icl_jarr *a, json_t **out, long *line, char *err, size_t errsz
             }
         }
         if (depth > 0)
-            buf_append(&a->elem, p, n);
+            icl_buf_append(&a->elem, p, n);
         icl_reader_skip(r, n);
     }
     if (depth > 0)

@@ -23,7 +23,7 @@ static const unsigned char needs_esc[256] = {
 void icl_json_put_str(icl_buf *b, const char *s, size_t n)
 {
     /* Worst case every byte becomes \u00XX: reserve once, write directly. */
-    buf_reserve(b, 6 * n + 2 + 32);
+    icl_buf_reserve(b, 6 * n + 2 + 32);
     char *o = b->data + b->len;
     *o++ = '"';
     size_t i = 0;

@@ -32,7 +32,7 @@ int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uin
     int V = m->cfg.vocab_size;
     if (n > e->cap) {
         free(e->logits);
-        e->logits = xmalloc(n * (size_t)V * sizeof(float));
+        e->logits = icl_xmalloc(n * (size_t)V * sizeof(float));
         e->cap = n;
     }
     long nt = 0;

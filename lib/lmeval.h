@@ -1,7 +1,7 @@
 /* lmeval.h - a model's loss, perplexity and token accuracy on token lines
  * (icl-eval -m).
  *
- * Definitions (as the fixtures' "loss" of transformers, ../shared/fixtures):
+ * Definitions (as the fixtures' "loss" of transformers, tests/hf/fixtures):
  * for one line of ids x[0..n) with a target flag per id, position t (t+1 < n)
  * is a target position when x[t+1] belongs to a target segment; its loss is
  * -log softmax(logits_t)[x[t+1]] in nats (icl_model_forward's sum) and it is

@@ -22,7 +22,7 @@ static void cp_push(cpvec *v, int32_t c)
 {
     if (v->n == v->cap) {
         v->cap = v->cap ? 2 * v->cap : 64;
-        v->cp = xreallocarray(v->cp, v->cap, sizeof *v->cp);
+        v->cp = icl_xreallocarray(v->cp, v->cap, sizeof *v->cp);
     }
     v->cp[v->n++] = c;
 }
@@ -50,7 +50,7 @@ static void encode(icl_buf *b, int32_t c)
 {
     utf8proc_uint8_t tmp[4];
     utf8proc_ssize_t k = utf8proc_encode_char(c, tmp);
-    buf_append(b, tmp, (size_t)k);
+    icl_buf_append(b, tmp, (size_t)k);
 }
 
 int icl_py_isspace(int c)
@@ -167,7 +167,7 @@ static void ws_join(const int32_t *cp, size_t n, icl_buf *out)
         if (i == n)
             break;
         if (!first)
-            buf_putc(out, ' ');
+            icl_buf_putc(out, ' ');
         first = 0;
         while (i < n && !icl_py_isspace(cp[i]))
             encode(out, cp[i++]);
@@ -216,8 +216,8 @@ double icl_exact_match(const char *pred, const char *ref)
     icl_squad_normalize(pred, &a);
     icl_squad_normalize(ref, &b);
     double r = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-    buf_free(&a);
-    buf_free(&b);
+    icl_buf_free(&a);
+    icl_buf_free(&b);
     return r;
 }
 
@@ -245,7 +245,7 @@ static void split_spaces(const char *s, size_t len, toks *v)
         if (j > i) {
             if (v->n == v->cap) {
                 v->cap = v->cap ? 2 * v->cap : 32;
-                v->t = xreallocarray(v->t, v->cap, sizeof *v->t);
+                v->t = icl_xreallocarray(v->t, v->cap, sizeof *v->t);
             }
             v->t[v->n++] = (tok){s + i, j - i};
         }
@@ -279,7 +279,7 @@ static void intern(toks *const *lists, int32_t **ids, size_t k)
     size_t n = 0;
     for (size_t i = 0; i < k; i++)
         n += lists[i]->n;
-    tref *r = xmalloc(n * sizeof *r);
+    tref *r = icl_xmalloc(n * sizeof *r);
     size_t m = 0;
     for (size_t i = 0; i < k; i++)
         for (size_t j = 0; j < lists[i]->n; j++)
@@ -325,9 +325,9 @@ size_t icl_rouge_tokenize(const char *s, icl_buf *out)
         int32_t c = b.cp[i];
         if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
             if (n++)
-                buf_putc(out, ' ');
+                icl_buf_putc(out, ' ');
             while (i < b.n && ((b.cp[i] >= 'a' && b.cp[i] <= 'z') || (b.cp[i] >= '0' && b.cp[i] <= '9')))
-                buf_putc(out, (char)b.cp[i++]);
+                icl_buf_putc(out, (char)b.cp[i++]);
         } else {
             i++;
         }
@@ -345,12 +345,12 @@ static double rouge_l_tokens(const icl_buf *a, const icl_buf *b, double *pp, dou
     split_spaces(b->data ? b->data : "", b->len, &tb);
     double p = 0, r = 0, f = 0;
     if (ta.n > 0 && tb.n > 0) {
-        int32_t *ia = xmalloc(ta.n * sizeof *ia), *ib = xmalloc(tb.n * sizeof *ib);
+        int32_t *ia = icl_xmalloc(ta.n * sizeof *ia), *ib = icl_xmalloc(tb.n * sizeof *ib);
         toks *lists[2] = {&ta, &tb};
         int32_t *ids[2] = {ia, ib};
         intern(lists, ids, 2);
         /* LCS by dynamic programming, one row of |ref|+1 at a time. */
-        size_t *prev = xcalloc(tb.n + 1, sizeof *prev), *cur = xcalloc(tb.n + 1, sizeof *cur);
+        size_t *prev = icl_xcalloc(tb.n + 1, sizeof *prev), *cur = icl_xcalloc(tb.n + 1, sizeof *cur);
         for (size_t i = 1; i <= ta.n; i++) {
             for (size_t j = 1; j <= tb.n; j++)
                 cur[j] = ia[i - 1] == ib[j - 1] ? prev[j - 1] + 1
@@ -400,13 +400,13 @@ static void replace_all(icl_buf *b, const char *from, const char *to)
     size_t i = 0;
     while (i < b->len) {
         if (i + fl <= b->len && memcmp(b->data + i, from, fl) == 0) {
-            buf_append(&o, to, tl);
+            icl_buf_append(&o, to, tl);
             i += fl;
         } else {
-            buf_putc(&o, b->data[i++]);
+            icl_buf_putc(&o, b->data[i++]);
         }
     }
-    buf_free(b);
+    icl_buf_free(b);
     *b = o;
 }
 
@@ -503,7 +503,7 @@ void icl_tok13a(const char *s, icl_buf *out)
     for (size_t i = 0; i < n; i++)
         encode(&line, v.cp[i]);
     free(v.cp);
-    buf_puts(&line, ""); /* data non-NULL even when empty */
+    icl_buf_puts(&line, ""); /* data non-NULL even when empty */
     replace_all(&line, "<skipped>", "");
     replace_all(&line, "-\n", "");
     replace_all(&line, "\n", " ");
@@ -578,16 +578,16 @@ void icl_bleu_add(icl_bleu_stats *st, const char *hyp, const char *const *refs, 
 void icl_bleu_add_tok(icl_bleu_stats *st, icl_tokenize t, const char *hyp, const char *const *refs, size_t nrefs)
 {
     size_t k = nrefs + 1;
-    icl_buf *bufs = xcalloc(k, sizeof *bufs);
-    toks *tl = xcalloc(k, sizeof *tl);
-    toks **lists = xmalloc(k * sizeof *lists);
-    int32_t **ids = xmalloc(k * sizeof *ids), **pos = xmalloc(k * sizeof *pos);
+    icl_buf *bufs = icl_xcalloc(k, sizeof *bufs);
+    toks *tl = icl_xcalloc(k, sizeof *tl);
+    toks **lists = icl_xmalloc(k * sizeof *lists);
+    int32_t **ids = icl_xmalloc(k * sizeof *ids), **pos = icl_xmalloc(k * sizeof *pos);
     for (size_t i = 0; i < k; i++) {
         icl_bleu_tokenize(t, i == 0 ? hyp : refs[i - 1], &bufs[i]);
         split_spaces(bufs[i].data ? bufs[i].data : "", bufs[i].len, &tl[i]);
         lists[i] = &tl[i];
-        ids[i] = xmalloc((tl[i].n + 1) * sizeof **ids);
-        pos[i] = xmalloc((tl[i].n + 1) * sizeof **pos);
+        ids[i] = icl_xmalloc((tl[i].n + 1) * sizeof **ids);
+        pos[i] = icl_xmalloc((tl[i].n + 1) * sizeof **pos);
     }
     intern(lists, ids, k);
     long hyp_len = (long)tl[0].n;
@@ -603,7 +603,7 @@ void icl_bleu_add_tok(icl_bleu_stats *st, icl_tokenize t, const char *hyp, const
     }
     st->sys_len += hyp_len;
     st->ref_len += closest;
-    size_t *rm = xcalloc(k, sizeof *rm);
+    size_t *rm = icl_xcalloc(k, sizeof *rm);
     for (int n = 1; n <= ICL_BLEU_ORDER; n++) {
         for (size_t i = 0; i < k; i++)
             rm[i] = ngrams_sorted(ids[i], tl[i].n, n, pos[i]);
@@ -625,7 +625,7 @@ void icl_bleu_add_tok(icl_bleu_stats *st, icl_tokenize t, const char *hyp, const
         }
     }
     for (size_t i = 0; i < k; i++) {
-        buf_free(&bufs[i]);
+        icl_buf_free(&bufs[i]);
         free(tl[i].t);
         free(ids[i]);
         free(pos[i]);
@@ -1386,12 +1386,12 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
     if (a->mask & ICL_METRIC_ACCURACY) {
         icl_buf p = {0}, g = {0};
         icl_label_normalize(pred, &p);
-        buf_puts(&p, "");
+        icl_buf_puts(&p, "");
         int ok = 0;
         for (size_t i = 0; i < nrefs; i++) {
-            buf_clear(&g);
+            icl_buf_clear(&g);
             icl_squad_normalize(refs[i], &g);
-            buf_puts(&g, "");
+            icl_buf_puts(&g, "");
             if (i == 0)
                 icl_confusion_add(a->confusion, g.data, p.data);
             ok |= strcmp(g.data, p.data) == 0;
@@ -1401,8 +1401,8 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
             json_object_set_new(scores, "correct", json_boolean(ok));
             json_object_set_new(scores, "label", json_string(p.data));
         }
-        buf_free(&p);
-        buf_free(&g);
+        icl_buf_free(&p);
+        icl_buf_free(&g);
     }
 }
 

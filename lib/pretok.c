@@ -3,108 +3,13 @@
  * tokenizer/normalizer.rs NormalizedString::split for split behaviours).
  */
 #define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include <utf8proc.h>
 
 #include "tok_internal.h"
-
-/* ---- UTF-8 and Unicode ---- */
-
-uint32_t utf8_next(const char *s, size_t n, size_t *i)
-{
-    const uint8_t *p = (const uint8_t *)s + *i;
-    size_t left = n - *i;
-    uint32_t c = p[0];
-    if (c < 0x80 || left < 2) {
-        *i += 1;
-        return c;
-    }
-    if (c < 0xE0) {
-        *i += 2;
-        return ((c & 0x1F) << 6) | (p[1] & 0x3F);
-    }
-    if (c < 0xF0 || left < 4) {
-        if (left < 3) {
-            *i += 1;
-            return c;
-        }
-        *i += 3;
-        return ((c & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
-    }
-    *i += 4;
-    return ((c & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) | ((uint32_t)(p[2] & 0x3F) << 6) |
-           (p[3] & 0x3F);
-}
-
-int utf8_put(uint32_t c, char *o)
-{
-    if (c < 0x80) {
-        o[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        o[0] = (char)(0xC0 | (c >> 6));
-        o[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        o[0] = (char)(0xE0 | (c >> 12));
-        o[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (c >> 18));
-    o[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
-/* Rust's char::is_whitespace: the White_Space property. */
-int uni_is_whitespace(uint32_t c)
-{
-    return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-           c == 0x205F || c == 0x3000;
-}
-
-/* Rust's char::is_numeric: general category Nd, Nl or No. */
-int uni_is_numeric(uint32_t c)
-{
-    if (c < 128)
-        return c >= '0' && c <= '9';
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return k == UTF8PROC_CATEGORY_ND || k == UTF8PROC_CATEGORY_NL || k == UTF8PROC_CATEGORY_NO;
-}
-
-/* regex_syntax::is_word_character (Unicode \w, UTS #18): letters, marks,
- * decimal digits, connector punctuation, ZWNJ/ZWJ; what tokenizers uses for
- * single_word added tokens. */
-int uni_is_word(uint32_t c)
-{
-    if (c < 128)
-        return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z') || c == '_';
-    if (c == 0x200C || c == 0x200D)
-        return 1;
-    switch (utf8proc_category((utf8proc_int32_t)c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_NL:
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_PC:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-int uni_is_alnum(uint32_t c)
-{
-    if (c < 128)
-        return (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z');
-    utf8proc_category_t k = utf8proc_category((utf8proc_int32_t)c);
-    return (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) || uni_is_numeric(c);
-}
 
 /* GPT-2's bytes_to_unicode (encoder.py): printable Latin-1 bytes map to
  * themselves, the other 68 to U+0100.. in byte order. */
@@ -129,13 +34,13 @@ int icl_cp_to_byte(uint32_t cp) { return cp < 324 ? cp_to_byte_tab[cp] : -1; }
 
 /* ---- piece lists ---- */
 
-void pl_push(piece_list *p, size_t off, size_t len, int cont)
+void icl_pl_push(piece_list *p, size_t off, size_t len, int cont)
 {
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 64;
-        p->off = xreallocarray(p->off, p->cap, sizeof *p->off);
-        p->len = xreallocarray(p->len, p->cap, sizeof *p->len);
-        p->cont = xreallocarray(p->cont, p->cap, sizeof *p->cont);
+        p->off = icl_xreallocarray(p->off, p->cap, sizeof *p->off);
+        p->len = icl_xreallocarray(p->len, p->cap, sizeof *p->len);
+        p->cont = icl_xreallocarray(p->cont, p->cap, sizeof *p->cont);
     }
     p->off[p->n] = off;
     p->len[p->n] = len;
@@ -143,7 +48,7 @@ void pl_push(piece_list *p, size_t off, size_t len, int cont)
     p->n++;
 }
 
-void pl_free(piece_list *p)
+void icl_pl_free(piece_list *p)
 {
     free(p->off);
     free(p->len);
@@ -169,22 +74,22 @@ static void onig_spaces(const char *p, size_t n, icl_buf *o)
         if (c == '\\' && i + 1 < n) {
             char d = p[i + 1];
             if (d == 's')
-                buf_puts(o, in_class ? WS_SET : "[" WS_SET "]");
+                icl_buf_puts(o, in_class ? WS_SET : "[" WS_SET "]");
             else if (d == 'S' && !in_class)
-                buf_puts(o, "[^" WS_SET "]");
+                icl_buf_puts(o, "[^" WS_SET "]");
             else
-                buf_append(o, p + i, 2);
+                icl_buf_append(o, p + i, 2);
             i += 2;
             continue;
         }
         if (!in_class && c == '[') {
             in_class = 1;
-            buf_putc(o, c);
+            icl_buf_putc(o, c);
             i++;
             if (i < n && p[i] == '^')
-                buf_putc(o, p[i++]);
+                icl_buf_putc(o, p[i++]);
             if (i < n && p[i] == ']') /* a leading ] is literal */
-                buf_putc(o, p[i++]);
+                icl_buf_putc(o, p[i++]);
             continue;
         }
         if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
@@ -195,14 +100,14 @@ static void onig_spaces(const char *p, size_t n, icl_buf *o)
                     break;
                 }
             if (e) {
-                buf_append(o, p + i, (size_t)(e - (p + i)));
+                icl_buf_append(o, p + i, (size_t)(e - (p + i)));
                 i = (size_t)(e - p);
                 continue;
             }
         }
         if (in_class && c == ']')
             in_class = 0;
-        buf_putc(o, c);
+        icl_buf_putc(o, c);
         i++;
     }
 }
@@ -217,12 +122,12 @@ pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, 
     size_t slen = len;
     if (!literal) {
         onig_spaces(pat, len, &b);
-        buf_reserve(&b, 1);
+        icl_buf_reserve(&b, 1);
         src = b.data;
         slen = b.len;
     }
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)src, slen, opt, &ec, &eo, NULL);
-    buf_free(&b);
+    icl_buf_free(&b);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -245,15 +150,36 @@ static void sp_push(spans *v, size_t s, size_t e, size_t m)
 {
     if (v->n + 3 > v->cap) {
         v->cap = v->cap ? v->cap * 2 : 96;
-        v->a = xreallocarray(v->a, v->cap, sizeof *v->a);
+        v->a = icl_xreallocarray(v->a, v->cap, sizeof *v->a);
     }
     v->a[v->n++] = s;
     v->a[v->n++] = e;
     v->a[v->n++] = m;
 }
 
+/* The first failure of a normalization or pre-tokenization, kept while the
+ * work goes on harmlessly (a failed regex matches nothing more) and
+ * returned by icl_normalize / icl_pretokenize. */
+typedef struct {
+    char *err;
+    size_t errsz;
+    int failed;
+} tok_fail;
+
+__attribute__((format(printf, 2, 3)))
+static void failed(tok_fail *f, const char *fmt, ...)
+{
+    if (f->failed++)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (f->err && f->errsz)
+        vsnprintf(f->err, f->errsz, fmt, ap);
+    va_end(ap);
+}
+
 static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n,
-                       spans *out)
+                       spans *out, tok_fail *fl)
 {
     size_t prev = 0, pos = 0;
     out->n = 0;
@@ -265,10 +191,11 @@ static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH)
             break;
-        if (rc < 0) {
+        if (rc < 0) { /* e.g. the match limit of a catastrophic pattern */
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            die("pre-tokenizer regex failed: %s", (char *)msg);
+            failed(fl, "pre-tokenizer regex failed: %s", (char *)msg);
+            break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
@@ -280,7 +207,7 @@ static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s
             if (me >= n)
                 break;
             size_t j = me;
-            utf8_next(s, n, &j);
+            icl_utf8_next(s, n, &j);
             pos = j;
         } else {
             pos = me;
@@ -302,7 +229,7 @@ static void char_matches(const char *s, size_t n, int (*pred)(uint32_t, const vo
     }
     while (i < n) {
         size_t b = i;
-        uint32_t c = utf8_next(s, n, &i);
+        uint32_t c = icl_utf8_next(s, n, &i);
         if (pred(c, ctx)) {
             if (last < b)
                 sp_push(out, last, b, 0);
@@ -364,7 +291,7 @@ static void apply_behavior(spans *m, enum split_behavior beh, int invert)
         return;
     case B_NEXT: {
         /* fold from the right, then the result is in reverse order */
-        size_t *b = xmalloc((k ? k : 1) * 3 * sizeof *b);
+        size_t *b = icl_xmalloc((k ? k : 1) * 3 * sizeof *b);
         for (size_t j = k; j-- > 0;) {
             int im = (int)a[3 * j + 2];
             if (im && !prevm && o > 0) {
@@ -394,7 +321,7 @@ static void apply_behavior(spans *m, enum split_behavior beh, int invert)
 static void buf_set(icl_buf *b, const char *s, size_t n)
 {
     b->len = 0;
-    buf_reserve(b, n + 1);
+    icl_buf_reserve(b, n + 1);
     memcpy(b->data, s, n);
     b->len = n;
     b->data[n] = 0;
@@ -409,20 +336,20 @@ static int all_ascii(const char *s, size_t n)
 }
 
 static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, pcre2_code *re,
-                        pcre2_match_data *md, const char *rep, size_t rl)
+                        pcre2_match_data *md, const char *rep, size_t rl, tok_fail *fl)
 {
     tmp->len = 0;
-    buf_reserve(tmp, cur->len + 1);
+    icl_buf_reserve(tmp, cur->len + 1);
     const char *s = cur->data;
     size_t n = cur->len;
     if (re) {
         spans m = {0};
-        re_matches(re, md, s, n, &m);
+        re_matches(re, md, s, n, &m, fl);
         for (size_t i = 0; i < m.n; i += 3) {
             if (m.a[i + 2])
-                buf_append(tmp, rep, rl);
+                icl_buf_append(tmp, rep, rl);
             else
-                buf_append(tmp, s + m.a[i], m.a[i + 1] - m.a[i]);
+                icl_buf_append(tmp, s + m.a[i], m.a[i + 1] - m.a[i]);
         }
         free(m.a);
     } else {
@@ -430,11 +357,11 @@ static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, 
         while (i < n) {
             const char *f = pl ? memmem(s + i, n - i, pat, pl) : NULL;
             if (!f) {
-                buf_append(tmp, s + i, n - i);
+                icl_buf_append(tmp, s + i, n - i);
                 break;
             }
-            buf_append(tmp, s + i, (size_t)(f - (s + i)));
-            buf_append(tmp, rep, rl);
+            icl_buf_append(tmp, s + i, (size_t)(f - (s + i)));
+            icl_buf_append(tmp, rep, rl);
             i = (size_t)(f - s) + pl;
         }
     }
@@ -443,7 +370,8 @@ static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, 
     *tmp = x;
 }
 
-static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, icl_buf *tmp, int cont)
+static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, icl_buf *tmp, int cont,
+                      tok_fail *fl)
 {
     switch (nm->type) {
     case N_NFC:
@@ -459,8 +387,10 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         utf8proc_uint8_t *dst = NULL;
         utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)cur->data,
                                           (utf8proc_ssize_t)cur->len, &dst, (utf8proc_option_t)opt);
-        if (r < 0)
-            die("unicode normalization failed: %s", utf8proc_errmsg(r));
+        if (r < 0) {
+            failed(fl, "unicode normalization failed: %s", utf8proc_errmsg(r));
+            return;
+        }
         buf_set(cur, (const char *)dst, (size_t)r);
         free(dst);
         return;
@@ -469,8 +399,8 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         if (cont || cur->len == 0)
             return;
         tmp->len = 0;
-        buf_puts(tmp, nm->s1);
-        buf_append(tmp, cur->data, cur->len);
+        icl_buf_puts(tmp, nm->s1);
+        icl_buf_append(tmp, cur->data, cur->len);
         {
             icl_buf x = *cur;
             *cur = *tmp;
@@ -479,7 +409,7 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         return;
     case N_REPLACE:
         replace_all(cur, tmp, nm->s1, nm->s1 ? strlen(nm->s1) : 0, nm->re, md, nm->s2,
-                    strlen(nm->s2));
+                    strlen(nm->s2), fl);
         return;
     case N_LOWER: {
         if (all_ascii(cur->data, cur->len)) {
@@ -491,13 +421,13 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         tmp->len = 0;
         size_t i = 0;
         while (i < cur->len) {
-            uint32_t c = utf8_next(cur->data, cur->len, &i);
+            uint32_t c = icl_utf8_next(cur->data, cur->len, &i);
             char u[4];
             if (c == 0x130) { /* Rust's char::to_lowercase: the one two-char mapping */
-                buf_append(tmp, "i\xCC\x87", 3);
+                icl_buf_append(tmp, "i\xCC\x87", 3);
                 continue;
             }
-            buf_append(tmp, u, (size_t)utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
+            icl_buf_append(tmp, u, (size_t)icl_utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
         }
         icl_buf x = *cur;
         *cur = *tmp;
@@ -509,7 +439,7 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         if (nm->left)
             while (a < b) {
                 size_t j = a;
-                if (!uni_is_whitespace(utf8_next(cur->data, b, &j)))
+                if (!icl_uni_is_whitespace(icl_utf8_next(cur->data, b, &j)))
                     break;
                 a = j;
             }
@@ -519,7 +449,7 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
                 while (j > a && ((uint8_t)cur->data[j] & 0xC0) == 0x80)
                     j--;
                 size_t k = j;
-                if (!uni_is_whitespace(utf8_next(cur->data, b, &k)))
+                if (!icl_uni_is_whitespace(icl_utf8_next(cur->data, b, &k)))
                     break;
                 b = j;
             }
@@ -530,20 +460,22 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
     }
     case N_SEQ:
         for (int i = 0; i < nm->nsub; i++)
-            norm_step(&nm->sub[i], md, cur, tmp, cont);
+            norm_step(&nm->sub[i], md, cur, tmp, cont, fl);
         return;
     }
 }
 
-void icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_t n, int cont,
-                   icl_buf *out)
+int icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_t n, int cont,
+                  icl_buf *out, char *err, size_t errsz)
 {
     buf_set(out, s, n);
     if (!nm)
-        return;
+        return 0;
+    tok_fail fl = {err, errsz, 0};
     icl_buf tmp = {0};
-    norm_step(nm, md, out, &tmp, cont);
-    buf_free(&tmp);
+    norm_step(nm, md, out, &tmp, cont, &fl);
+    icl_buf_free(&tmp);
+    return fl.failed ? -1 : 0;
 }
 
 /* ---- pre-tokenizers ---- */
@@ -555,7 +487,7 @@ const char icl_gpt2_pattern[] =
 static int pred_numeric(uint32_t c, const void *ctx)
 {
     (void)ctx;
-    return uni_is_numeric(c);
+    return icl_uni_is_numeric(c);
 }
 
 static int pred_eq(uint32_t c, const void *ctx) { return c == *(const uint32_t *)ctx; }
@@ -566,12 +498,12 @@ static void split_pieces(const spans *m, size_t base, int first, piece_list *out
     for (size_t i = 0; i < m->n; i += 3) {
         if (m->a[i + 2] || m->a[i + 1] == m->a[i])
             continue;
-        pl_push(out, base + m->a[i], m->a[i + 1] - m->a[i], first && m->a[i] == 0);
+        icl_pl_push(out, base + m->a[i], m->a[i + 1] - m->a[i], first && m->a[i] == 0);
     }
 }
 
 static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, piece_list *in,
-                     piece_list *out, int cont_mode)
+                     piece_list *out, int cont_mode, tok_fail *fl)
 {
     spans m = {0};
     out->n = 0;
@@ -583,22 +515,22 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
             if (p->add_prefix_space && !(first && cont_mode) &&
                 (len == 0 || store->data[off] != ' ')) {
                 size_t no = store->len;
-                buf_reserve(store, len + 1); /* store->data must not move below */
-                buf_putc(store, ' ');
-                buf_append(store, store->data + off, len);
+                icl_buf_reserve(store, len + 1); /* store->data must not move below */
+                icl_buf_putc(store, ' ');
+                icl_buf_append(store, store->data + off, len);
                 off = no;
                 len++;
             }
             if (p->use_regex) {
-                re_matches(p->re, md, store->data + off, len, &m);
+                re_matches(p->re, md, store->data + off, len, &m, fl);
                 apply_behavior(&m, B_ISOLATED, 0);
                 split_pieces(&m, off, first, out);
             } else if (len) {
-                pl_push(out, off, len, first);
+                icl_pl_push(out, off, len, first);
             }
             break;
         case P_SPLIT:
-            re_matches(p->re, md, store->data + off, len, &m);
+            re_matches(p->re, md, store->data + off, len, &m, fl);
             apply_behavior(&m, p->behavior, p->invert);
             split_pieces(&m, off, first, out);
             break;
@@ -615,39 +547,39 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
             int prepend = !starts && ((p->prepend == 1 && !(first && cont_mode)) ||
                                       (p->prepend == 2 && first && !cont_mode));
             if (prepend)
-                buf_append(store, p->rep, (size_t)p->rep_len);
+                icl_buf_append(store, p->rep, (size_t)p->rep_len);
             for (size_t i = 0; i < len; i++) {
                 char c = store->data[off + i];
                 if (c == ' ')
-                    buf_append(store, p->rep, (size_t)p->rep_len);
+                    icl_buf_append(store, p->rep, (size_t)p->rep_len);
                 else
-                    buf_putc(store, c);
+                    icl_buf_putc(store, c);
             }
             size_t nl = store->len - no;
             if (p->split) {
                 size_t j = 0;
-                uint32_t rc = utf8_next(p->rep, (size_t)p->rep_len, &j);
+                uint32_t rc = icl_utf8_next(p->rep, (size_t)p->rep_len, &j);
                 char_matches(store->data + no, nl, pred_eq, &rc, &m);
                 apply_behavior(&m, B_NEXT, 0);
                 split_pieces(&m, no, first, out);
             } else if (nl) {
-                pl_push(out, no, nl, first);
+                icl_pl_push(out, no, nl, first);
             }
             break;
         }
         case P_SEQ: {
             piece_list a = {0}, b = {0};
-            pl_push(&a, off, len, first);
+            icl_pl_push(&a, off, len, first);
             for (int i = 0; i < p->nsub; i++) {
-                pre_step(&p->sub[i], md, store, &a, &b, cont_mode);
+                pre_step(&p->sub[i], md, store, &a, &b, cont_mode, fl);
                 piece_list x = a;
                 a = b;
                 b = x;
             }
             for (size_t i = 0; i < a.n; i++)
-                pl_push(out, a.off[i], a.len[i], a.cont[i]);
-            pl_free(&a);
-            pl_free(&b);
+                icl_pl_push(out, a.off[i], a.len[i], a.cont[i]);
+            icl_pl_free(&a);
+            icl_pl_free(&b);
             break;
         }
         }
@@ -655,21 +587,23 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
     free(m.a);
 }
 
-void icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_t n, int first,
-                     int cont_mode, icl_buf *store, piece_list *out)
+int icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_t n, int first,
+                    int cont_mode, icl_buf *store, piece_list *out, char *err, size_t errsz)
 {
     store->len = 0;
-    buf_append(store, s, n);
+    icl_buf_append(store, s, n);
     out->n = 0;
     if (!p) {
         if (n)
-            pl_push(out, 0, n, first);
-        return;
+            icl_pl_push(out, 0, n, first);
+        return 0;
     }
+    tok_fail fl = {err, errsz, 0};
     piece_list in = {0};
-    pl_push(&in, 0, n, first);
-    pre_step(p, md, store, &in, out, cont_mode);
-    pl_free(&in);
+    icl_pl_push(&in, 0, n, first);
+    pre_step(p, md, store, &in, out, cont_mode, &fl);
+    icl_pl_free(&in);
+    return fl.failed ? -1 : 0;
 }
 
 /* ---- freeing ---- */

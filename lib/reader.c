@@ -2,6 +2,7 @@
 #define _GNU_SOURCE 1 /* memrchr */
 #include "reader.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "record.h"
@@ -9,13 +10,18 @@
 
 #define READER_CHUNK (1u << 20)
 
-void icl_reader_open(icl_reader *r, const char *path)
+int icl_reader_open(icl_reader *r, const char *path, char *err, size_t errsz)
 {
     memset(r, 0, sizeof *r);
-    r->f = xfopen(path, "r");
+    r->f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!r->f) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
     r->name = icl_display_name(path);
     r->cap = READER_CHUNK;
-    r->buf = xmalloc(r->cap);
+    r->buf = icl_xmalloc(r->cap);
+    return 0;
 }
 
 void icl_reader_mem(icl_reader *r, const char *data, size_t n, const char *name)
@@ -48,12 +54,12 @@ static size_t fill(icl_reader *r)
     }
     if (r->cap - r->len < READER_CHUNK / 2) {
         r->cap *= 2;
-        r->buf = xrealloc(r->buf, r->cap);
+        r->buf = icl_xrealloc(r->buf, r->cap);
     }
     size_t got = fread(r->buf + r->len, 1, r->cap - r->len, r->f);
     if (got == 0) {
         if (ferror(r->f))
-            die("%s: read error:", r->name);
+            r->errnum = errno ? errno : EIO;
         r->eof = 1;
     }
     r->len += got;

@@ -18,18 +18,22 @@ typedef struct {
     size_t cap, pos, len;
     int eof, mem;
     long lineno;       /* number of the line last returned by icl_reader_line (1-based) */
+    int errnum;        /* errno of a read error, else 0 (see icl_reader_peek) */
 } icl_reader;
 
-/* Open path ("-" = stdin) for reading; dies naming the path on failure.
+/* Open path ("-" = stdin) for reading: 0, or -1 with "PATH: reason" in err.
  * Messages name the file icl_display_name(path). */
-void icl_reader_open(icl_reader *r, const char *path);
+int icl_reader_open(icl_reader *r, const char *path, char *err, size_t errsz);
 /* Read n bytes of memory (not copied: data must outlive the reader). */
 void icl_reader_mem(icl_reader *r, const char *data, size_t n, const char *name);
-/* Close the file (never stdin) and free the buffer. */
+/* Close the file (never stdin) and free the buffer; a zeroed or closed
+ * reader may be closed again. */
 void icl_reader_close(icl_reader *r);
 
 /* Make at least n bytes available at *p (fewer only at end of input).
- * Returns the number available; does not consume.  Dies on a read error. */
+ * Returns the number available; does not consume.  A read error ends the
+ * input as end of file would and sets r->errnum: a caller that reaches the
+ * end checks it before taking the input as complete. */
 size_t icl_reader_peek(icl_reader *r, size_t n, const char **p);
 /* Consume n bytes that icl_reader_peek made available. */
 void icl_reader_skip(icl_reader *r, size_t n);

@@ -16,9 +16,15 @@ void icl_lines_init(icl_lines *r, FILE *f, const char *name)
     r->name = name;
 }
 
-void icl_lines_open(icl_lines *r, const char *path)
+int icl_lines_open(icl_lines *r, const char *path, char *err, size_t errsz)
 {
-    icl_lines_init(r, xfopen(path, "r"), icl_display_name(path));
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    icl_lines_init(r, f, icl_display_name(path));
+    if (!f) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 int icl_lines_next(icl_lines *r)
@@ -27,9 +33,12 @@ int icl_lines_next(icl_lines *r)
     errno = 0;
     ssize_t n = getline(&r->line.data, &r->line.cap, r->f);
     if (n < 0) {
-        if (ferror(r->f))
-            die("%s: read error:", r->name);
         r->line.len = 0;
+        if (ferror(r->f)) {
+            r->errnum = errno ? errno : EIO;
+            errno = r->errnum;
+            return -1;
+        }
         return 0;
     }
     if (n > 0 && r->line.data[n - 1] == '\n')
@@ -48,43 +57,7 @@ void icl_lines_close(icl_lines *r)
     if (r->f && r->f != stdin)
         fclose(r->f);
     r->f = NULL;
-    buf_free(&r->line);
-}
-
-size_t icl_utf8_valid(const char *str, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else
-            return i;
-        if (i + len > n)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
-        for (size_t k = 2; k < len; k++)
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-        i += len;
-    }
-    return n;
+    icl_buf_free(&r->line);
 }
 
 json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz)
@@ -118,7 +91,8 @@ json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz)
 
 int icl_record_next(icl_lines *r, json_t **out, char *err, size_t errsz)
 {
-    while (icl_lines_next(r)) {
+    int got;
+    while ((got = icl_lines_next(r)) > 0) {
         const char *p = r->line.data;
         size_t n = r->line.len;
         size_t k = 0;
@@ -135,27 +109,32 @@ int icl_record_next(icl_lines *r, json_t **out, char *err, size_t errsz)
         *out = v;
         return 1;
     }
+    if (got < 0) {
+        icl_seterr(err, errsz, "%s: read error: %s", r->name, strerror(r->errnum));
+        return -1;
+    }
     return 0;
 }
 
 static int dump_cb(const char *buffer, size_t size, void *data)
 {
-    buf_append((icl_buf *)data, buffer, size);
+    icl_buf_append((icl_buf *)data, buffer, size);
     return 0;
 }
 
-void icl_record_dump(icl_buf *b, const json_t *rec)
+int icl_record_dump(icl_buf *b, const json_t *rec)
 {
-    if (json_dump_callback(rec, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-        die("cannot serialise a record");
+    return json_dump_callback(rec, dump_cb, b, JSON_COMPACT | JSON_ENCODE_ANY) != 0 ? -1 : 0;
 }
 
-void icl_record_write(FILE *f, const json_t *rec)
+int icl_record_write(FILE *f, const json_t *rec)
 {
     static icl_buf b;
-    buf_clear(&b);
-    icl_record_dump(&b, rec);
-    buf_putc(&b, '\n');
-    if (fwrite(b.data, 1, b.len, f) != b.len)
-        die("%s: write error:", f == stdout ? "<stdout>" : "output");
+    icl_buf_clear(&b);
+    if (icl_record_dump(&b, rec) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    icl_buf_putc(&b, '\n');
+    return fwrite(b.data, 1, b.len, f) != b.len ? -1 : 0;
 }

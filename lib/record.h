@@ -1,4 +1,4 @@
-/* record.h - JSON Lines records (DESIGN.md, stream 1) and line reading.
+/* record.h - JSON Lines records (doc/DESIGN.md, stream 1) and line reading.
  *
  * A record is one JSON object per line, UTF-8.  Objects are jansson json_t
  * values; jansson (>= 2.8) keeps object keys in insertion order, so keys a
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "utf8.h"
 #include "util.h"
 
 /* Line reader over a FILE: lines of any length, numbered from 1.
@@ -25,24 +26,24 @@ typedef struct {
     icl_buf line;  /* the line, without its '\n' (a '\r' before it is kept) */
     int nul;       /* line contains a NUL byte (offset in nul_at) */
     size_t nul_at;
+    int errnum;    /* errno of a read error (icl_lines_next returned -1), else 0 */
 } icl_lines;
 
-/* Open a line reader on path ("-" = stdin).  Dies if the file cannot be opened. */
-void icl_lines_open(icl_lines *r, const char *path);
+/* Open a line reader on path ("-" = stdin).  0, or -1 with "PATH: reason"
+ * in err when the file cannot be opened (r is then closed). */
+int icl_lines_open(icl_lines *r, const char *path, char *err, size_t errsz);
 /* Wrap an already open FILE; name is for messages. */
 void icl_lines_init(icl_lines *r, FILE *f, const char *name);
-/* Read the next line into r->line.  Returns 1, or 0 at end of input (a last
- * line without '\n' is still returned).  Dies on a read error. */
+/* Read the next line into r->line.  Returns 1, 0 at end of input (a last
+ * line without '\n' is still returned), or -1 on a read error (errno and
+ * r->errnum set; the message is the caller's: "NAME: read error: ..."). */
 int icl_lines_next(icl_lines *r);
 /* Close (not stdin) and free the buffer. */
 void icl_lines_close(icl_lines *r);
 /* Display name of a path: "<stdin>" for "-". */
 const char *icl_display_name(const char *path);
 
-/* Strict UTF-8 check (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
- * Returns the byte offset of the first invalid byte, or n if all valid. */
-size_t icl_utf8_valid(const char *s, size_t n);
-
+/* UTF-8 checks (icl_utf8_valid) are in utf8.h. */
 /* Parse one JSONL line into an object.  On error returns NULL and writes a
  * message of the form "what is wrong" (no file:line prefix) into err.
  * Rejected: invalid UTF-8 (with byte offset), NUL bytes raw or as \u0000,
@@ -53,14 +54,15 @@ json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz);
 
 /* Read the next record from r, skipping blank lines.  Returns 1 and sets *out
  * (caller json_decref's it), 0 at end of input, or -1 on a bad line with the
- * message "FILE:LINE: what" in err. */
+ * message "FILE:LINE: what" in err (or "FILE: read error: ..."). */
 int icl_record_next(icl_lines *r, json_t **out, char *err, size_t errsz);
 
 /* Write rec as one compact JSON line (UTF-8 unescaped, keys in order, '\n').
- * Dies on a write error. */
-void icl_record_write(FILE *f, const json_t *rec);
+ * 0, or -1 on a write error (errno set) or a value jansson cannot write. */
+int icl_record_write(FILE *f, const json_t *rec);
 
-/* Serialise rec compactly into b (appending, no newline). */
-void icl_record_dump(icl_buf *b, const json_t *rec);
+/* Serialise rec compactly into b (appending, no newline).  0, or -1 when
+ * jansson cannot serialise it (out of memory). */
+int icl_record_dump(icl_buf *b, const json_t *rec);
 
 #endif

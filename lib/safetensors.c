@@ -1,4 +1,4 @@
-/* safetensors.c - safetensors reader (mmap, validated) and atomic writer. */
+/* safetensors.c - safetensors reader (mmap, validated) and writer (through fileio.h). */
 #include "safetensors.h"
 
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "util.h"
 
 struct icl_st_file {
@@ -107,6 +108,98 @@ void icl_st_close(icl_st_file *f)
     free(f);
 }
 
+/* One tensor entry of the header into t: dtype, shape and data_offsets
+ * checked against each other and against the data buffer (dlen bytes). */
+static int parse_tensor(icl_st_tensor *t, const char *key, json_t *v, const unsigned char *data, size_t dlen,
+                        const char *name, char *err, size_t errsz)
+{
+    if (!json_is_object(v)) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": entry is not an object", name, key);
+        return -1;
+    }
+    json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
+           *jo = json_object_get(v, "data_offsets");
+    if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": needs \"dtype\" (string), \"shape\" (array) and "
+               "\"data_offsets\" ([begin, end])", name, key);
+        return -1;
+    }
+    size_t esz;
+    if (dtype_of(json_string_value(jd), &t->dtype, &esz)) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": unknown dtype \"%.16s\"", name, key, json_string_value(jd));
+        return -1;
+    }
+    snprintf(t->dtype_name, sizeof t->dtype_name, "%s", json_string_value(jd));
+    if (json_array_size(js) > ICL_ST_MAX_DIMS) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": %zu dimensions (at most %d)", name, key, json_array_size(js),
+               ICL_ST_MAX_DIMS);
+        return -1;
+    }
+    t->ndim = (int)json_array_size(js);
+    size_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        json_t *x = json_array_get(js, (size_t)d);
+        if (!json_is_integer(x) || json_integer_value(x) < 0) {
+            icl_seterr(err, errsz, "%s: tensor \"%s\": shape[%d] is not a non-negative integer", name, key, d);
+            return -1;
+        }
+        t->shape[d] = json_integer_value(x);
+        if (__builtin_mul_overflow(numel, (size_t)t->shape[d], &numel)) {
+            icl_seterr(err, errsz, "%s: tensor \"%s\": shape overflows", name, key);
+            return -1;
+        }
+    }
+    json_t *o0 = json_array_get(jo, 0), *o1 = json_array_get(jo, 1);
+    if (!json_is_integer(o0) || !json_is_integer(o1) || json_integer_value(o0) < 0 ||
+        json_integer_value(o1) < json_integer_value(o0)) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets must be integers 0 <= begin <= end", name, key);
+        return -1;
+    }
+    uint64_t beg = (uint64_t)json_integer_value(o0), end = (uint64_t)json_integer_value(o1);
+    if (end > dlen) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes)",
+               name, key, (unsigned long long)beg, (unsigned long long)end, dlen);
+        return -1;
+    }
+    size_t nb;
+    if (__builtin_mul_overflow(numel, esz, &nb) || nb != end - beg) {
+        icl_seterr(err, errsz, "%s: tensor \"%s\": %llu bytes of data for shape of %zu elements of %s", name, key,
+               (unsigned long long)(end - beg), numel, t->dtype_name);
+        return -1;
+    }
+    t->name = icl_xstrdup(key);
+    t->numel = numel;
+    t->nbytes = nb;
+    t->data = data + beg;
+    return 0;
+}
+
+/* No two tensors of f may overlap. */
+static int check_overlap(icl_st_file *f, const char *name, char *err, size_t errsz)
+{
+    if (f->n > 1) {
+        icl_st_tensor **s = icl_xmalloc((size_t)f->n * sizeof *s);
+        for (int i = 0; i < f->n; i++)
+            s[i] = &f->t[i];
+        qsort(s, (size_t)f->n, sizeof *s, cmp_by_offset);
+        /* compare with the furthest end so far, not just the previous
+         * tensor's: an empty tensor between two others hides nothing */
+        const icl_st_tensor *far = NULL;
+        for (int i = 0; i < f->n; i++) {
+            if (!s[i]->nbytes)
+                continue;
+            if (far && (const unsigned char *)s[i]->data < (const unsigned char *)far->data + far->nbytes) {
+                icl_seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, far->name, s[i]->name);
+                free(s);
+                return -1;
+            }
+            far = s[i]; /* sorted by start and disjoint so far: s[i] ends furthest */
+        }
+        free(s);
+    }
+    return 0;
+}
+
 icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char *err, size_t errsz)
 {
     const unsigned char *b = bytes;
@@ -144,11 +237,11 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
         json_decref(h);
         return NULL;
     }
-    icl_st_file *f = xcalloc(1, sizeof *f);
+    icl_st_file *f = icl_xcalloc(1, sizeof *f);
     f->base = b;
     f->len = len;
     size_t cap = json_object_size(h);
-    f->t = xcalloc(cap ? cap : 1, sizeof *f->t);
+    f->t = icl_xcalloc(cap ? cap : 1, sizeof *f->t);
     const char *key;
     json_t *v;
     json_object_foreach(h, key, v) {
@@ -167,88 +260,12 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
                 f->meta = json_incref(v);
             continue;
         }
-        if (!json_is_object(v)) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": entry is not an object", name, key);
+        if (parse_tensor(&f->t[f->n], key, v, data, dlen, name, err, errsz))
             goto fail;
-        }
-        json_t *jd = json_object_get(v, "dtype"), *js = json_object_get(v, "shape"),
-               *jo = json_object_get(v, "data_offsets");
-        if (!json_is_string(jd) || !json_is_array(js) || !json_is_array(jo) || json_array_size(jo) != 2) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": needs \"dtype\" (string), \"shape\" (array) and "
-                   "\"data_offsets\" ([begin, end])", name, key);
-            goto fail;
-        }
-        icl_st_tensor *t = &f->t[f->n];
-        size_t esz;
-        if (dtype_of(json_string_value(jd), &t->dtype, &esz)) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": unknown dtype \"%.16s\"", name, key, json_string_value(jd));
-            goto fail;
-        }
-        snprintf(t->dtype_name, sizeof t->dtype_name, "%s", json_string_value(jd));
-        if (json_array_size(js) > ICL_ST_MAX_DIMS) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": %zu dimensions (at most %d)", name, key, json_array_size(js),
-                   ICL_ST_MAX_DIMS);
-            goto fail;
-        }
-        t->ndim = (int)json_array_size(js);
-        size_t numel = 1;
-        for (int d = 0; d < t->ndim; d++) {
-            json_t *x = json_array_get(js, (size_t)d);
-            if (!json_is_integer(x) || json_integer_value(x) < 0) {
-                icl_seterr(err, errsz, "%s: tensor \"%s\": shape[%d] is not a non-negative integer", name, key, d);
-                goto fail;
-            }
-            t->shape[d] = json_integer_value(x);
-            if (__builtin_mul_overflow(numel, (size_t)t->shape[d], &numel)) {
-                icl_seterr(err, errsz, "%s: tensor \"%s\": shape overflows", name, key);
-                goto fail;
-            }
-        }
-        json_t *o0 = json_array_get(jo, 0), *o1 = json_array_get(jo, 1);
-        if (!json_is_integer(o0) || !json_is_integer(o1) || json_integer_value(o0) < 0 ||
-            json_integer_value(o1) < json_integer_value(o0)) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets must be integers 0 <= begin <= end", name, key);
-            goto fail;
-        }
-        uint64_t beg = (uint64_t)json_integer_value(o0), end = (uint64_t)json_integer_value(o1);
-        if (end > dlen) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes)",
-                   name, key, (unsigned long long)beg, (unsigned long long)end, dlen);
-            goto fail;
-        }
-        size_t nb;
-        if (__builtin_mul_overflow(numel, esz, &nb) || nb != end - beg) {
-            icl_seterr(err, errsz, "%s: tensor \"%s\": %llu bytes of data for shape of %zu elements of %s", name, key,
-                   (unsigned long long)(end - beg), numel, t->dtype_name);
-            goto fail;
-        }
-        t->name = xstrdup(key);
-        t->numel = numel;
-        t->nbytes = nb;
-        t->data = data + beg;
         f->n++;
     }
-    /* no two tensors may overlap */
-    if (f->n > 1) {
-        icl_st_tensor **s = xmalloc((size_t)f->n * sizeof *s);
-        for (int i = 0; i < f->n; i++)
-            s[i] = &f->t[i];
-        qsort(s, (size_t)f->n, sizeof *s, cmp_by_offset);
-        /* compare with the furthest end so far, not just the previous
-         * tensor's: an empty tensor between two others hides nothing */
-        const icl_st_tensor *far = NULL;
-        for (int i = 0; i < f->n; i++) {
-            if (!s[i]->nbytes)
-                continue;
-            if (far && (const unsigned char *)s[i]->data < (const unsigned char *)far->data + far->nbytes) {
-                icl_seterr(err, errsz, "%s: tensors \"%s\" and \"%s\" overlap", name, far->name, s[i]->name);
-                free(s);
-                goto fail;
-            }
-            far = s[i]; /* sorted by start and disjoint so far: s[i] ends furthest */
-        }
-        free(s);
-    }
+    if (check_overlap(f, name, err, errsz))
+        goto fail;
     json_decref(h);
     return f;
 fail:
@@ -343,88 +360,6 @@ int icl_st_read_f32(const icl_st_tensor *t, float *dst, size_t n, char *err, siz
 
 /* ---------------------------------------------------------------- writing */
 
-int icl_write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
-{
-    if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {
-        icl_seterr(err, errsz, "%s: path too long", path);
-        return -1;
-    }
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        icl_seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        return -1;
-    }
-    fchmod(fd, 0644);
-    return fd;
-}
-
-void icl_atomic_abort(int fd, const char *tmp)
-{
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-}
-
-int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz)
-{
-    if (fsync(fd) < 0) {
-        icl_seterr(err, errsz, "%s: fsync: %s", path, strerror(errno));
-        icl_atomic_abort(fd, tmp);
-        return -1;
-    }
-    if (close(fd) < 0) {
-        icl_seterr(err, errsz, "%s: close: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (rename(tmp, path) < 0) {
-        icl_seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    char *d = xstrdup(path);
-    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(d);
-    if (dfd >= 0) {
-        fsync(dfd); /* best effort: some file systems refuse fsync on folders */
-        close(dfd);
-    }
-    return 0;
-}
-
-int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz)
-{
-    size_t tsz = strlen(path) + 16;
-    char *tmp = xmalloc(tsz);
-    int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
-    if (fd >= 0) {
-        if (icl_write_all(fd, data, n) < 0) {
-            icl_seterr(err, errsz, "%s: write: %s", path, strerror(errno));
-            icl_atomic_abort(fd, tmp);
-        } else {
-            rc = icl_atomic_commit(fd, tmp, path, err, errsz);
-        }
-    }
-    free(tmp);
-    return rc;
-}
-
 int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size_t errsz)
 {
     json_t *h = json_object();
@@ -462,13 +397,13 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
     uint64_t hl = jl + pad;
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)(hl >> (8 * i));
-    buf_append(&hb, len8, 8);
-    buf_append(&hb, js, jl);
+    icl_buf_append(&hb, len8, 8);
+    icl_buf_append(&hb, js, jl);
     for (size_t i = 0; i < pad; i++)
-        buf_putc(&hb, ' ');
+        icl_buf_putc(&hb, ' ');
     free(js);
     size_t tsz = strlen(path) + 16;
-    char *tmp = xmalloc(tsz);
+    char *tmp = icl_xmalloc(tsz);
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
     if (fd >= 0) {
         int bad = icl_write_all(fd, hb.data, hb.len) < 0;
@@ -486,6 +421,6 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
         }
     }
     free(tmp);
-    buf_free(&hb);
+    icl_buf_free(&hb);
     return rc;
 }

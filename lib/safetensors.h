@@ -1,4 +1,4 @@
-/* safetensors.h - read and write Hugging Face safetensors files; atomic file writes.
+/* safetensors.h - read and write Hugging Face safetensors files.
  *
  * Format (https://github.com/huggingface/safetensors, "Format"): 8 bytes,
  * little-endian u64 N = header length; N bytes of UTF-8 JSON, an object
@@ -23,6 +23,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* The atomic writer (icl_atomic_*, icl_write_file_atomic) moved to
+ * fileio.h; included here for the code that found it here. */
+#include "fileio.h"
 
 #define ICL_ST_MAX_DIMS 8
 /* Largest header the reader accepts (bytes).  The safetensors library uses 100 MB. */
@@ -73,23 +77,11 @@ typedef struct {
     int64_t shape[ICL_ST_MAX_DIMS];
 } icl_st_entry;
 
-/* Write n tensors, in the order given, as F32 to path, atomically (temp file
- * in the same folder, fsync, rename, fsync of the folder).  The header holds
+/* Write n tensors, in the order given, as F32 to path, atomically
+ * (icl_atomic_open/commit, fileio.h).  The header holds
  * {"__metadata__":{"format":"pt"}} and is padded with spaces so the data
  * starts 8-byte aligned.  Names must be unique.  0 ok, -1 on error. */
 int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size_t errsz);
-
-/* Atomic writes of whole files.  icl_atomic_open creates a temp file next to
- * path (path.tmp.XXXXXX) and returns its fd (tmp gets its name, tmpsz >=
- * strlen(path)+16), -1 on error.  icl_atomic_commit fsyncs and closes fd and
- * renames tmp to path, then fsyncs the folder; on failure it removes tmp.
- * icl_atomic_abort closes and removes.  icl_write_file_atomic does all three. */
-int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz);
-int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz);
-void icl_atomic_abort(int fd, const char *tmp);
-int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz);
-/* Write all n bytes to fd (retrying short writes); 0 ok, -1 with errno set. */
-int icl_write_all(int fd, const void *data, size_t n);
 
 /* Conversions (exact for bf16->f32 and f16->f32; f32->bf16 rounds to nearest even). */
 float icl_bf16_to_f32(uint16_t h);

@@ -44,10 +44,10 @@ int icl_sampler_is_greedy(const icl_sampler_params *p)
 void icl_sampler_init(icl_sampler *s, int V)
 {
     s->V = V;
-    s->prob = xcalloc((size_t)V, sizeof *s->prob);
-    s->idx = xcalloc((size_t)V, sizeof *s->idx);
-    s->tmp = xcalloc((size_t)V, sizeof *s->tmp);
-    s->seen = xcalloc((size_t)V, 1);
+    s->prob = icl_xcalloc((size_t)V, sizeof *s->prob);
+    s->idx = icl_xcalloc((size_t)V, sizeof *s->idx);
+    s->tmp = icl_xcalloc((size_t)V, sizeof *s->tmp);
+    s->seen = icl_xcalloc((size_t)V, 1);
 }
 
 void icl_sampler_free(icl_sampler *s)

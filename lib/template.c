@@ -1,6 +1,8 @@
 /* template.c - see template.h. */
 #include "template.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -10,11 +12,11 @@
 
 /* tatsu-lab/stanford_alpaca, train.py, PROMPT_DICT (the Python string
  * literals concatenated). */
-const char ICL_ALPACA_PROMPT_INPUT[] =
+const char icl_alpaca_prompt_input[] =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:";
-const char ICL_ALPACA_PROMPT_NO_INPUT[] =
+const char icl_alpaca_prompt_no_input[] =
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Response:";
@@ -29,9 +31,9 @@ struct icl_template {
 
 static icl_template *make(int kind, const char *name)
 {
-    icl_template *t = xcalloc(1, sizeof *t);
+    icl_template *t = icl_xcalloc(1, sizeof *t);
     t->kind = kind;
-    t->name = xstrdup(name);
+    t->name = icl_xstrdup(name);
     return t;
 }
 
@@ -124,8 +126,8 @@ icl_template *icl_template_parse(const char *text, size_t n, const char *name, c
     if (rlen && after[rlen - 1] == '\r')
         rlen--;
     icl_template *t = make(T_FILE, name);
-    t->prompt = xstrndup(text, plen);
-    t->response = xstrndup(after, rlen);
+    t->prompt = icl_xstrndup(text, plen);
+    t->response = icl_xstrndup(after, rlen);
     const char *bad = NULL;
     if (count_sub(t->prompt, "{output}"))
         bad = "{output} must not appear in the prompt part (before '%%')";
@@ -154,20 +156,13 @@ icl_template *icl_template_load(const char *name, char *err, size_t errsz)
             snprintf(err, errsz, "%s: %s", name, strerror(errno));
         return NULL;
     }
-    icl_buf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        buf_append(&b, chunk, got);
-    int rerr = ferror(f) ? errno : 0;
     fclose(f);
-    if (rerr) {
-        snprintf(err, errsz, "%s: read error: %s", name, strerror(rerr));
-        buf_free(&b);
+    size_t n;
+    char *text = icl_read_file(name, ICL_TEMPLATE_MAX_BYTES, &n, err, errsz);
+    if (!text)
         return NULL;
-    }
-    icl_template *t = icl_template_parse(b.data ? b.data : "", b.len, name, err, errsz);
-    buf_free(&b);
+    icl_template *t = icl_template_parse(text, n, name, err, errsz);
+    free(text);
     return t;
 }
 
@@ -187,22 +182,22 @@ static void subst(icl_buf *out, const char *s, const icl_tfields *f, int turn)
     for (;;) {
         const char *b = strchr(s, '{');
         if (!b) {
-            buf_puts(out, s);
+            icl_buf_puts(out, s);
             return;
         }
-        buf_append(out, s, (size_t)(b - s));
+        icl_buf_append(out, s, (size_t)(b - s));
         int k;
         for (k = 0; k < 4; k++)
             if (strncmp(b, ph[k].ph, ph[k].n) == 0)
                 break;
         if (k == 4) {
-            buf_putc(out, '{');
+            icl_buf_putc(out, '{');
             s = b + 1;
             continue;
         }
         const icl_str *v = (const icl_str *)((const char *)f + ph[k].off);
         if (v->n && !(k == 0 && turn > 0))
-            buf_append(out, v->s, v->n);
+            icl_buf_append(out, v->s, v->n);
         s = b + ph[k].n;
     }
 }
@@ -210,7 +205,7 @@ static void subst(icl_buf *out, const char *s, const icl_tfields *f, int turn)
 static void put(icl_buf *b, icl_str s)
 {
     if (s.n)
-        buf_append(b, s.s, s.n);
+        icl_buf_append(b, s.s, s.n);
 }
 
 /* "user" text: instruction, then a blank line and input if input is not empty. */
@@ -218,7 +213,7 @@ static void put_user(icl_buf *b, const icl_tfields *f)
 {
     put(b, f->instruction);
     if (f->input.n) {
-        buf_append(b, "\n\n", 2);
+        icl_buf_append(b, "\n\n", 2);
         put(b, f->input);
     }
 }
@@ -227,21 +222,21 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
                          icl_buf *response)
 {
     int sys = turn == 0 && f->system.n > 0;
-    buf_append(prompt, "", 0); /* NUL-terminated even when nothing follows */
+    icl_buf_append(prompt, "", 0); /* NUL-terminated even when nothing follows */
     icl_buf dummy = {0};
     if (!response)
         response = &dummy;
-    buf_append(response, "", 0);
+    icl_buf_append(response, "", 0);
     switch (t->kind) {
     case T_ALPACA: {
-        const char *tpl = f->input.n ? ICL_ALPACA_PROMPT_INPUT : ICL_ALPACA_PROMPT_NO_INPUT;
+        const char *tpl = f->input.n ? icl_alpaca_prompt_input : icl_alpaca_prompt_no_input;
         const char *body = strstr(tpl, "### Instruction:");
         if (turn > 0) {
-            buf_append(prompt, "\n\n", 2);
+            icl_buf_append(prompt, "\n\n", 2);
             tpl = body;
         } else if (sys) {
             put(prompt, f->system);
-            buf_append(prompt, "\n\n", 2);
+            icl_buf_append(prompt, "\n\n", 2);
             tpl = body;
         }
         subst(prompt, tpl, f, turn);
@@ -250,38 +245,38 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
     }
     case T_CHATML:
         if (turn > 0)
-            buf_putc(prompt, '\n');
+            icl_buf_putc(prompt, '\n');
         if (sys) {
-            buf_puts(prompt, "<|im_start|>system\n");
+            icl_buf_puts(prompt, "<|im_start|>system\n");
             put(prompt, f->system);
-            buf_puts(prompt, "<|im_end|>\n");
+            icl_buf_puts(prompt, "<|im_end|>\n");
         }
-        buf_puts(prompt, "<|im_start|>user\n");
+        icl_buf_puts(prompt, "<|im_start|>user\n");
         put_user(prompt, f);
-        buf_puts(prompt, "<|im_end|>\n<|im_start|>assistant\n");
+        icl_buf_puts(prompt, "<|im_end|>\n<|im_start|>assistant\n");
         put(response, f->output);
         break;
     case T_LLAMA2:
-        buf_puts(prompt, "[INST] ");
+        icl_buf_puts(prompt, "[INST] ");
         if (sys) {
-            buf_puts(prompt, "<<SYS>>\n");
+            icl_buf_puts(prompt, "<<SYS>>\n");
             put(prompt, f->system);
-            buf_puts(prompt, "\n<</SYS>>\n\n");
+            icl_buf_puts(prompt, "\n<</SYS>>\n\n");
         }
         put_user(prompt, f);
-        buf_puts(prompt, " [/INST]");
-        buf_putc(response, ' ');
+        icl_buf_puts(prompt, " [/INST]");
+        icl_buf_putc(response, ' ');
         put(response, f->output);
         break;
     case T_PLAIN:
         if (turn > 0)
-            buf_putc(prompt, '\n');
+            icl_buf_putc(prompt, '\n');
         if (sys) {
             put(prompt, f->system);
-            buf_append(prompt, "\n\n", 2);
+            icl_buf_append(prompt, "\n\n", 2);
         }
         put_user(prompt, f);
-        buf_putc(prompt, '\n');
+        icl_buf_putc(prompt, '\n');
         put(response, f->output);
         break;
     default:
@@ -289,5 +284,5 @@ void icl_template_render(const icl_template *t, const icl_tfields *f, int turn, 
         subst(response, t->response, f, turn);
         break;
     }
-    buf_free(&dummy);
+    icl_buf_free(&dummy);
 }

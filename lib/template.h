@@ -3,7 +3,7 @@
  * A template turns the fields of one exchange into two texts: the prompt
  * (context, not trained on) and the response (the target).  The response
  * never contains any of the prompt part, and no EOS is added here: the
- * tokenizer appends its EOS after each response (DESIGN.md, token lines).
+ * tokenizer appends its EOS after each response (doc/DESIGN.md, token lines).
  * Multi-turn chats render turn by turn; turn 0 carries the system text.
  *
  * Built-in templates ("user" below is instruction, plus "\n\n" and input
@@ -42,8 +42,8 @@
 
 /* Stanford Alpaca's texts, exact (without the format placeholders' braces
  * resolved: {instruction} and {input} stand where str.format_map puts them). */
-extern const char ICL_ALPACA_PROMPT_INPUT[];
-extern const char ICL_ALPACA_PROMPT_NO_INPUT[];
+extern const char icl_alpaca_prompt_input[];
+extern const char icl_alpaca_prompt_no_input[];
 
 typedef struct icl_template icl_template;
 
@@ -58,10 +58,14 @@ typedef struct {
     icl_str system, instruction, input, output;
 } icl_tfields;
 
+/* Largest template file read (bytes): a template is a few lines; the cap
+ * makes /dev/zero an error, not an unbounded read. */
+#define ICL_TEMPLATE_MAX_BYTES (16u << 20)
+
 /* Load a template: a built-in name (alpaca, chatml, llama2, plain) or the
  * path of a template file.  Returns NULL with a message in err (e.g.
- * "tpl.txt:3: ..." or "unknown template 'x'") on failure.  Free with
- * icl_template_free. */
+ * "tpl.txt:3: ...", "unknown template 'x'", "t: larger than N bytes") on
+ * failure.  Free with icl_template_free. */
 icl_template *icl_template_load(const char *name, char *err, size_t errsz);
 /* Make a template from file text in memory (what icl_template_load reads);
  * name is used in messages.  The text must be UTF-8 without NUL bytes (its

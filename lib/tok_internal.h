@@ -8,46 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hashtab.h"
 #include "tokenizer.h"
-
-/* ---- hash tables (XXH3 keyed, open addressing, linear probing) ---- */
-
-/* u64 -> (a, b) map; key UINT64_MAX is reserved (empty). */
-typedef struct {
-    uint64_t key;
-    int32_t a, b;
-} icl_u64ent; /* one 16-byte slot: a probe touches one cache line */
-typedef struct {
-    icl_u64ent *e;
-    size_t cap, n; /* cap: power of two */
-} icl_u64map;
-/* Open-addressing map uint64 -> (int32, int32), hashed by XXH3, grown at
- * half full.  UINT64_MAX marks an empty slot, so it is not a valid key (the
- * callers' keys are id pairs and trie edges, all below 2^56).
- * expect: entries expected (sizes the table); free with u64map_free. */
-void u64map_init(icl_u64map *m, size_t expect);
-void u64map_free(icl_u64map *m);
-/* Set key -> (a, b), overwriting. */
-void u64map_put(icl_u64map *m, uint64_t key, int32_t a, int32_t b);
-/* Slot index of key (read m->e[slot].a / .b), or -1. */
-long u64map_find(const icl_u64map *m, uint64_t key);
-
-/* string -> id map over strings stored elsewhere (get(id) returns them). */
-typedef struct {
-    int32_t *slot; /* id, or -1 empty */
-    uint64_t *hash;
-    size_t cap, n;
-} icl_strmap;
-typedef const char *(*strmap_get_fn)(const void *ctx, int32_t id, size_t *len);
-void strmap_init(icl_strmap *m, size_t expect);
-void strmap_free(icl_strmap *m);
-/* Insert id under its string; an existing equal string is overwritten. */
-void strmap_put(icl_strmap *m, int32_t id, strmap_get_fn get, const void *ctx);
-/* The id stored under s[0..len), or -1. */
-int32_t strmap_get(const icl_strmap *m, const char *s, size_t len, strmap_get_fn get,
-                   const void *ctx);
-/* XXH3-64 of p[0..n). */
-uint64_t icl_hash_bytes(const void *p, size_t n);
+#include "utf8.h"
 
 /* ---- normalizers, pre-tokenizers, decoders ---- */
 
@@ -140,13 +103,6 @@ struct icl_tokenizer {
     int has_pcre;                  /* any regex in use */
 };
 
-/* Unicode helpers (pretok.c). */
-uint32_t utf8_next(const char *s, size_t n, size_t *i);  /* decode at *i, advance */
-int utf8_put(uint32_t c, char *out);                     /* encode, returns bytes */
-int uni_is_whitespace(uint32_t c);                       /* Rust char::is_whitespace */
-int uni_is_numeric(uint32_t c);                          /* Rust char::is_numeric */
-int uni_is_alnum(uint32_t c);
-int uni_is_word(uint32_t c);                             /* Unicode \w (regex_syntax) */
 /* byte <-> GPT-2 byte-level char (code point) */
 extern uint32_t icl_byte_to_cp[256];
 int icl_cp_to_byte(uint32_t cp); /* -1 if not a byte-level char */
@@ -158,20 +114,23 @@ typedef struct {
     int *cont;   /* 1: the piece starts at offset 0 of the input */
     size_t n, cap;
 } piece_list;
-void pl_push(piece_list *p, size_t off, size_t len, int cont);
-void pl_free(piece_list *p);
+void icl_pl_push(piece_list *p, size_t off, size_t len, int cont);
+void icl_pl_free(piece_list *p);
 
 /* pretok.c: compile helpers and pipeline steps used by tokenizer.c */
 pcre2_code *icl_re_compile(const char *pat, size_t len, int literal, char *err, size_t errsz);
-/* Normalize s[0..n) into out (replaces out's content).  cont: no Prepend. */
-void icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_t n, int cont,
-                   icl_buf *out);
+/* Normalize s[0..n) into out (replaces out's content).  cont: no Prepend.
+ * 0, or -1 with a message in err (a regex that gave up, as at PCRE2's match
+ * limit; a normalization utf8proc refused); out then holds partial text. */
+int icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_t n, int cont,
+                  icl_buf *out, char *err, size_t errsz);
 /* Pre-tokenize buf[off..off+len) (one segment).  Pieces are appended to out,
  * their bytes to `store` (offsets into store). */
 /* first: the segment starts at offset 0 of the input; cont_mode: the input
  * continues a text (ICL_TOK_CONTINUATION).  Frees: *_free free the pointer. */
-void icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_t n, int first,
-                     int cont_mode, icl_buf *store, piece_list *out);
+/* 0, or -1 with a message in err as icl_normalize. */
+int icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_t n, int first,
+                    int cont_mode, icl_buf *store, piece_list *out, char *err, size_t errsz);
 extern const char icl_gpt2_pattern[]; /* GPT-2 split regex */
 void icl_norm_free(tok_norm *n);
 void icl_pre_free(tok_pre *p);
@@ -179,8 +138,8 @@ void icl_dec_free(tok_dec *d);
 
 /* bpe.c */
 typedef struct bpe_cache bpe_cache;
-bpe_cache *bpe_cache_new(void);
-void bpe_cache_free(bpe_cache *c);
+bpe_cache *icl_bpe_cache_new(void);
+void icl_bpe_cache_free(bpe_cache *c);
 /* BPE one word (raw bytes if t->byte_level, else the chars themselves). */
 void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *w, size_t n, icl_ids *out);
 

@@ -12,16 +12,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "record.h"
 #include "tok_internal.h"
 
-void ids_grow(icl_ids *a)
+void icl_ids_grow(icl_ids *a)
 {
     a->cap = a->cap ? a->cap * 2 : 64;
-    a->v = xreallocarray(a->v, a->cap, sizeof *a->v);
+    a->v = icl_xreallocarray(a->v, a->cap, sizeof *a->v);
 }
 
-void ids_free(icl_ids *a)
+void icl_ids_free(icl_ids *a)
 {
     free(a->v);
     memset(a, 0, sizeof *a);
@@ -65,7 +66,7 @@ static const char *piece_get(const void *ctx, int32_t id, size_t *len)
 
 static int32_t vocab_id(const icl_tokenizer *t, const char *s, size_t n)
 {
-    return strmap_get(&t->vocab, s, n, piece_get, t);
+    return icl_strmap_get(&t->vocab, s, n, piece_get, t);
 }
 
 /* A pattern object {"String": s} or {"Regex": r}: literal text in *lit
@@ -80,7 +81,7 @@ static int parse_pattern(json_t *pat, char **lit, pcre2_code **re, int compile_l
             *re = icl_re_compile(s, strlen(s), 1, e->msg, e->sz);
             return *re ? 0 : -1;
         }
-        *lit = xstrdup(s);
+        *lit = icl_xstrdup(s);
         return 0;
     }
     if ((s = jstr(pat, "Regex"))) {
@@ -113,7 +114,7 @@ static int parse_norm(json_t *j, tok_norm *n, errbuf *e)
         const char *p = jstr(j, "prepend");
         if (!p)
             return fail(e, "normalizer Prepend without \"prepend\"");
-        n->s1 = xstrdup(p);
+        n->s1 = icl_xstrdup(p);
     } else if (!strcmp(ty, "Replace")) {
         n->type = N_REPLACE;
         const char *c = jstr(j, "content");
@@ -121,7 +122,7 @@ static int parse_norm(json_t *j, tok_norm *n, errbuf *e)
             return fail(e, "normalizer Replace without \"content\"");
         if (parse_pattern(json_object_get(j, "pattern"), &n->s1, &n->re, 0, e))
             return -1;
-        n->s2 = xstrdup(c);
+        n->s2 = icl_xstrdup(c);
     } else if (!strcmp(ty, "Strip")) {
         n->type = N_STRIP;
         n->left = jbool(j, "strip_left", 1);
@@ -132,7 +133,7 @@ static int parse_norm(json_t *j, tok_norm *n, errbuf *e)
         if (!json_is_array(a))
             return fail(e, "normalizer Sequence without \"normalizers\"");
         n->nsub = (int)json_array_size(a);
-        n->sub = xcalloc((size_t)n->nsub, sizeof *n->sub);
+        n->sub = icl_xcalloc((size_t)n->nsub, sizeof *n->sub);
         for (int i = 0; i < n->nsub; i++)
             if (parse_norm(json_array_get(a, (size_t)i), &n->sub[i], e))
                 return -1;
@@ -178,7 +179,7 @@ static int parse_rep(json_t *j, char *rep, int *len, errbuf *e)
     if (!r)
         r = "\xE2\x96\x81";
     size_t l = strlen(r), i = 0;
-    if (l == 0 || l > 4 || (utf8_next(r, l, &i), i != l))
+    if (l == 0 || l > 4 || (icl_utf8_next(r, l, &i), i != l))
         return fail(e, "Metaspace replacement must be one character");
     memcpy(rep, r, l);
     *len = (int)l;
@@ -226,7 +227,7 @@ static int parse_pre(json_t *j, tok_pre *p, errbuf *e)
         if (!json_is_array(a))
             return fail(e, "pre_tokenizer Sequence without \"pretokenizers\"");
         p->nsub = (int)json_array_size(a);
-        p->sub = xcalloc((size_t)p->nsub, sizeof *p->sub);
+        p->sub = icl_xcalloc((size_t)p->nsub, sizeof *p->sub);
         for (int i = 0; i < p->nsub; i++)
             if (parse_pre(json_array_get(a, (size_t)i), &p->sub[i], e))
                 return -1;
@@ -260,7 +261,7 @@ static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
         json_t *st = json_object_get(j, "start"), *sp = json_object_get(j, "stop");
         if (!c || !json_is_integer(st) || !json_is_integer(sp))
             return fail(e, "decoder Strip needs content, start and stop");
-        d->s1 = xstrdup(c);
+        d->s1 = icl_xstrdup(c);
         d->start = (int)json_integer_value(st);
         d->stop = (int)json_integer_value(sp);
     } else if (!strcmp(ty, "Replace")) {
@@ -270,14 +271,14 @@ static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
             return fail(e, "decoder Replace without \"content\"");
         if (parse_pattern(json_object_get(j, "pattern"), &d->s1, &d->re, 0, e))
             return -1;
-        d->s2 = xstrdup(c);
+        d->s2 = icl_xstrdup(c);
     } else if (!strcmp(ty, "Sequence")) {
         d->type = D_SEQ;
         json_t *a = json_object_get(j, "decoders");
         if (!json_is_array(a))
             return fail(e, "decoder Sequence without \"decoders\"");
         d->nsub = (int)json_array_size(a);
-        d->sub = xcalloc((size_t)d->nsub, sizeof *d->sub);
+        d->sub = icl_xcalloc((size_t)d->nsub, sizeof *d->sub);
         for (int i = 0; i < d->nsub; i++)
             if (parse_dec(json_array_get(a, (size_t)i), &d->sub[i], e))
                 return -1;
@@ -377,7 +378,7 @@ static int32_t trie_node(tok_trie *tr)
 {
     if (tr->nnodes == tr->cap) {
         tr->cap = tr->cap ? tr->cap * 2 : 64;
-        tr->term = xreallocarray(tr->term, (size_t)tr->cap, sizeof *tr->term);
+        tr->term = icl_xreallocarray(tr->term, (size_t)tr->cap, sizeof *tr->term);
     }
     tr->term[tr->nnodes] = -1;
     return tr->nnodes++;
@@ -386,7 +387,7 @@ static int32_t trie_node(tok_trie *tr)
 static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
 {
     if (!tr->nnodes) {
-        u64map_init(&tr->edges, 64);
+        icl_u64map_init(&tr->edges, 64);
         trie_node(tr);
     }
     if (n == 0)
@@ -394,12 +395,12 @@ static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
     int32_t node = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t k = ((uint64_t)node << 8) | (uint8_t)s[i];
-        long sl = u64map_find(&tr->edges, k);
+        long sl = icl_u64map_find(&tr->edges, k);
         if (sl >= 0) {
             node = tr->edges.e[sl].a;
         } else {
             int32_t c = trie_node(tr);
-            u64map_put(&tr->edges, k, c, 0);
+            icl_u64map_put(&tr->edges, k, c, 0);
             node = c;
         }
     }
@@ -412,7 +413,7 @@ static void trie_add(tok_trie *tr, const char *s, size_t n, int32_t idx)
 static void trie_free(tok_trie *tr)
 {
     if (tr->nnodes)
-        u64map_free(&tr->edges);
+        icl_u64map_free(&tr->edges);
     free(tr->term);
 }
 
@@ -421,7 +422,7 @@ static int32_t trie_longest(const tok_trie *tr, const char *s, size_t n, size_t 
 {
     int32_t node = 0, best = -1;
     for (size_t j = i; j < n; j++) {
-        long sl = u64map_find(&tr->edges, ((uint64_t)node << 8) | (uint8_t)s[j]);
+        long sl = icl_u64map_find(&tr->edges, ((uint64_t)node << 8) | (uint8_t)s[j]);
         if (sl < 0)
             break;
         node = tr->edges.e[sl].a;
@@ -441,16 +442,16 @@ static int is_word_char_before(const char *s, size_t i)
     while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80)
         j--;
     size_t k = j;
-    uint32_t c = utf8_next(s, i, &k);
-    return uni_is_word(c);
+    uint32_t c = icl_utf8_next(s, i, &k);
+    return icl_uni_is_word(c);
 }
 
 static int is_word_char_at(const char *s, size_t n, size_t i)
 {
     if (i >= n)
         return 0;
-    uint32_t c = utf8_next(s, n, &i);
-    return uni_is_word(c);
+    uint32_t c = icl_utf8_next(s, n, &i);
+    return icl_uni_is_word(c);
 }
 
 /* AddedVocabulary::split_with_indices: segments of s as (start, end, added
@@ -464,7 +465,7 @@ static void seg_push(segs *v, size_t s, size_t e, long idx)
 {
     if (v->n + 3 > v->cap) {
         v->cap = v->cap ? v->cap * 2 : 48;
-        v->a = xreallocarray(v->a, v->cap, sizeof *v->a);
+        v->a = icl_xreallocarray(v->a, v->cap, sizeof *v->a);
     }
     v->a[v->n++] = s;
     v->a[v->n++] = e;
@@ -507,7 +508,7 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
                     while (j > 0 && ((uint8_t)s[j] & 0xC0) == 0x80)
                         j--;
                     size_t k = j;
-                    if (!uni_is_whitespace(utf8_next(s, ns, &k)))
+                    if (!icl_uni_is_whitespace(icl_utf8_next(s, ns, &k)))
                         break;
                     ns = j;
                 }
@@ -516,7 +517,7 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
             if (a->rstrip) {
                 while (mend < n) {
                     size_t k = mend;
-                    if (!uni_is_whitespace(utf8_next(s, n, &k)))
+                    if (!icl_uni_is_whitespace(icl_utf8_next(s, n, &k)))
                         break;
                     mend = k;
                 }
@@ -533,29 +534,6 @@ static void added_split(const icl_tokenizer *t, const tok_trie *tr, const char *
 }
 
 /* ---- loading ---- */
-
-static int read_all(const char *path, char **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    icl_buf b = {0};
-    char tmp[65536];
-    size_t r;
-    while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, r);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        buf_free(&b);
-        return -1;
-    }
-    if (!b.data)
-        buf_reserve(&b, 1);
-    *data = b.data;
-    *len = b.len;
-    return 0;
-}
 
 static int32_t token_id_of(icl_tokenizer *t, json_t *v)
 {
@@ -604,7 +582,7 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
 {
     if (!dir)
         return 0;
-    char *p = xmalloc(strlen(dir) + 32);
+    char *p = icl_xmalloc(strlen(dir) + 32);
     json_t *c;
     sprintf(p, "%s/tokenizer_config.json", dir);
     if (load_neighbour(p, "tokenizer_config.json", &c, err))
@@ -647,6 +625,78 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
 bad:
     free(p);
     return -1;
+}
+
+/* merges: rank = index; a later duplicate overrides, as HashMap::collect does */
+static int load_merges(icl_tokenizer *t, json_t *merges, errbuf *e)
+{
+    size_t nm = json_array_size(merges);
+    icl_u64map_init(&t->merges, nm);
+    icl_buf cat = {0};
+    for (size_t i = 0; i < nm; i++) {
+        json_t *m = json_array_get(merges, i);
+        const char *a, *b;
+        size_t la, lb;
+        if (json_is_string(m)) {
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                icl_buf_free(&cat);
+                return fail(e, "merges[%zu] \"%s\" is not two tokens", i, a);
+            }
+            la = (size_t)(sp - a);
+            b = sp + 1;
+            lb = strlen(b);
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = json_string_length(json_array_get(m, 0));
+            lb = json_string_length(json_array_get(m, 1));
+        } else {
+            icl_buf_free(&cat);
+            return fail(e, "merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
+        }
+        int32_t ia = vocab_id(t, a, la), ib = vocab_id(t, b, lb);
+        cat.len = 0;
+        icl_buf_append(&cat, a, la);
+        icl_buf_append(&cat, b, lb);
+        int32_t in = vocab_id(t, cat.data, cat.len);
+        if (ia < 0 || ib < 0 || in < 0) {
+            int r = fail(e, "merges[%zu]: token %.*s not in the vocab", i,
+                         ia < 0 ? (int)la : ib < 0 ? (int)lb : (int)cat.len,
+                         ia < 0 ? a : ib < 0 ? b : cat.data);
+            icl_buf_free(&cat);
+            return r;
+        }
+        icl_u64map_put(&t->merges, ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib, (int32_t)i, in);
+    }
+    icl_buf_free(&cat);
+    return 0;
+}
+
+/* unit pairs inside tokens, for cutting long words (bpe.c) */
+static void index_unit_pairs(icl_tokenizer *t)
+{
+    icl_u64map_init(&t->pairs, 1 << 16);
+    for (int32_t id = 0; id < t->nids; id++) {
+        if (!t->has[id])
+            continue;
+        const char *p = t->arena + t->poff[id];
+        size_t n = t->plen[id], j = 0;
+        if (n > t->max_piece_len)
+            t->max_piece_len = n;
+        long prev = -1;
+        while (j < n) {
+            uint32_t c = icl_utf8_next(p, n, &j);
+            long u = c;
+            if (t->byte_level)
+                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
+            if (prev >= 0 && u >= 0)
+                icl_u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
+            prev = u;
+        }
+    }
 }
 
 static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
@@ -695,11 +745,11 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
             maxid = (long)json_integer_value(id);
     }
     t->nids = (int32_t)(maxid + 1);
-    t->poff = xcalloc((size_t)t->nids + 1, sizeof *t->poff);
-    t->plen = xcalloc((size_t)t->nids + 1, sizeof *t->plen);
-    t->has = xcalloc((size_t)t->nids + 1, 1);
-    t->arena = xmalloc(arena + 1);
-    strmap_init(&t->vocab, json_object_size(vocab));
+    t->poff = icl_xcalloc((size_t)t->nids + 1, sizeof *t->poff);
+    t->plen = icl_xcalloc((size_t)t->nids + 1, sizeof *t->plen);
+    t->has = icl_xcalloc((size_t)t->nids + 1, 1);
+    t->arena = icl_xmalloc(arena + 1);
+    icl_strmap_init(&t->vocab, json_object_size(vocab));
     json_object_foreach(vocab, k, v)
     {
         int32_t id = (int32_t)json_integer_value(v);
@@ -711,73 +761,12 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
         t->plen[id] = (uint32_t)l;
         t->has[id] = 1;
         t->arena_len += l + 1;
-        strmap_put(&t->vocab, id, piece_get, t);
+        icl_strmap_put(&t->vocab, id, piece_get, t);
     }
 
-    /* merges: rank = index; a later duplicate overrides, as HashMap::collect does */
-    size_t nm = json_array_size(merges);
-    u64map_init(&t->merges, nm);
-    icl_buf cat = {0};
-    for (i = 0; i < nm; i++) {
-        json_t *m = json_array_get(merges, i);
-        const char *a, *b;
-        size_t la, lb;
-        if (json_is_string(m)) {
-            a = json_string_value(m);
-            const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                buf_free(&cat);
-                return fail(e, "merges[%zu] \"%s\" is not two tokens", i, a);
-            }
-            la = (size_t)(sp - a);
-            b = sp + 1;
-            lb = strlen(b);
-        } else if (json_is_array(m) && json_array_size(m) == 2 &&
-                   json_is_string(json_array_get(m, 0)) && json_is_string(json_array_get(m, 1))) {
-            a = json_string_value(json_array_get(m, 0));
-            b = json_string_value(json_array_get(m, 1));
-            la = json_string_length(json_array_get(m, 0));
-            lb = json_string_length(json_array_get(m, 1));
-        } else {
-            buf_free(&cat);
-            return fail(e, "merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", i);
-        }
-        int32_t ia = vocab_id(t, a, la), ib = vocab_id(t, b, lb);
-        cat.len = 0;
-        buf_append(&cat, a, la);
-        buf_append(&cat, b, lb);
-        int32_t in = vocab_id(t, cat.data, cat.len);
-        if (ia < 0 || ib < 0 || in < 0) {
-            int r = fail(e, "merges[%zu]: token %.*s not in the vocab", i,
-                         ia < 0 ? (int)la : ib < 0 ? (int)lb : (int)cat.len,
-                         ia < 0 ? a : ib < 0 ? b : cat.data);
-            buf_free(&cat);
-            return r;
-        }
-        u64map_put(&t->merges, ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib, (int32_t)i, in);
-    }
-    buf_free(&cat);
-
-    /* unit pairs inside tokens, for cutting long words (bpe.c) */
-    u64map_init(&t->pairs, 1 << 16);
-    for (int32_t id = 0; id < t->nids; id++) {
-        if (!t->has[id])
-            continue;
-        const char *p = t->arena + t->poff[id];
-        size_t n = t->plen[id], j = 0;
-        if (n > t->max_piece_len)
-            t->max_piece_len = n;
-        long prev = -1;
-        while (j < n) {
-            uint32_t c = utf8_next(p, n, &j);
-            long u = c;
-            if (t->byte_level)
-                u = icl_cp_to_byte(c); /* -1: not a byte char, never adjacent */
-            if (prev >= 0 && u >= 0)
-                u64map_put(&t->pairs, ((uint64_t)prev << 32) | (uint64_t)u, 0, 0);
-            prev = u;
-        }
-    }
+    if (load_merges(t, merges, e))
+        return -1;
+    index_unit_pairs(t);
 
     t->unk_id = -1;
     const char *unk = jstr(model, "unk_token");
@@ -791,7 +780,7 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
         snprintf(hex, sizeof hex, "<0x%02X>", b);
         t->byte_fallback_id[b] = vocab_id(t, hex, 6);
         char u[4];
-        int l = utf8_put(icl_byte_to_cp[b], u);
+        int l = icl_utf8_put(icl_byte_to_cp[b], u);
         t->byte_sym[b] = vocab_id(t, u, (size_t)l);
         if (b < 128) {
             char c = (char)b;
@@ -801,13 +790,14 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
     return 0;
 }
 
-static void load_added(icl_tokenizer *t, json_t *added)
+static int load_added(icl_tokenizer *t, json_t *added, errbuf *e)
 {
+    int rc = 0;
     size_t n = json_array_size(added), i;
-    t->added = xcalloc(n ? n : 1, sizeof *t->added);
-    t->added_of_id = xmalloc(((size_t)t->nids + 1) * sizeof *t->added_of_id);
+    t->added = icl_xcalloc(n ? n : 1, sizeof *t->added);
+    t->added_of_id = icl_xmalloc(((size_t)t->nids + 1) * sizeof *t->added_of_id);
     memset(t->added_of_id, 0xff, ((size_t)t->nids + 1) * sizeof *t->added_of_id);
-    t->is_special = xcalloc((size_t)t->nids + 1, 1);
+    t->is_special = icl_xcalloc((size_t)t->nids + 1, 1);
     json_t *v;
     icl_buf nb = {0};
     pcre2_match_data *md = pcre2_match_data_create(16, NULL);
@@ -815,7 +805,7 @@ static void load_added(icl_tokenizer *t, json_t *added)
     {
         tok_added *a = &t->added[t->nadded++];
         a->id = (int32_t)json_integer_value(json_object_get(v, "id"));
-        a->content = xstrdup(jstr(v, "content"));
+        a->content = icl_xstrdup(jstr(v, "content"));
         a->special = jbool(v, "special", 0);
         a->lstrip = jbool(v, "lstrip", 0);
         a->rstrip = jbool(v, "rstrip", 0);
@@ -824,18 +814,21 @@ static void load_added(icl_tokenizer *t, json_t *added)
         /* tokens marked normalized are matched in normalized text, so their
          * content is normalized too (AddedVocabulary::refresh_added_tokens) */
         if (a->normalized && t->norm) {
-            icl_normalize(t->norm, md, a->content, strlen(a->content), 0, &nb);
-            a->match = xstrndup(nb.data, nb.len);
+            char m[256];
+            if (icl_normalize(t->norm, md, a->content, strlen(a->content), 0, &nb, m, sizeof m) != 0 && rc == 0)
+                rc = fail(e, "added token %d: %s", a->id, m);
+            a->match = icl_xstrndup(nb.data, nb.len);
         } else {
-            a->match = xstrdup(a->content);
+            a->match = icl_xstrdup(a->content);
         }
         a->match_len = strlen(a->match);
         t->added_of_id[a->id] = (int32_t)i;
         t->is_special[a->id] = (int8_t)a->special;
         trie_add(a->normalized ? &t->trie_norm : &t->trie_raw, a->match, a->match_len, (int32_t)i);
     }
-    buf_free(&nb);
+    icl_buf_free(&nb);
     pcre2_match_data_free(md);
+    return rc;
 }
 
 static const char *added_content_get(const void *ctx, int32_t i, size_t *len)
@@ -855,7 +848,7 @@ static const char *added_content_get(const void *ctx, int32_t i, size_t *len)
 static int check_added_ids(const icl_tokenizer *t, json_t *added, size_t model_n, errbuf *e)
 {
     icl_strmap seen;
-    strmap_init(&seen, json_array_size(added));
+    icl_strmap_init(&seen, json_array_size(added));
     long max = -1;
     int rc = 0;
     size_t i;
@@ -864,9 +857,9 @@ static int check_added_ids(const icl_tokenizer *t, json_t *added, size_t model_n
     {
         const char *c = jstr(v, "content");
         size_t cl = strlen(c);
-        if (cl == 0 || strmap_get(&seen, c, cl, added_content_get, added) >= 0)
+        if (cl == 0 || icl_strmap_get(&seen, c, cl, added_content_get, added) >= 0)
             continue;
-        strmap_put(&seen, (int32_t)i, added_content_get, added);
+        icl_strmap_put(&seen, (int32_t)i, added_content_get, added);
         long id = (long)json_integer_value(json_object_get(v, "id"));
         long want = vocab_id(t, c, cl);
         if (want < 0)
@@ -880,7 +873,7 @@ static int check_added_ids(const icl_tokenizer *t, json_t *added, size_t model_n
         if (want > max)
             max = want;
     }
-    strmap_free(&seen);
+    icl_strmap_free(&seen);
     return rc;
 }
 
@@ -932,7 +925,7 @@ static uint64_t fingerprint(const icl_tokenizer *t, json_t *root)
 {
     XXH3_state_t *h = XXH3_createState();
     if (!h)
-        die("out of memory (xxhash state)");
+        icl_out_of_memory("xxhash state");
     XXH3_64bits_reset(h);
     fp_str(h, "icl-tokenizer-1", 15);
     for (int32_t id = 0; id < t->nids; id++) {
@@ -984,7 +977,7 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         snprintf(err, errsz, "line %d: %s", je.line, je.text);
         return NULL;
     }
-    icl_tokenizer *t = xcalloc(1, sizeof *t);
+    icl_tokenizer *t = icl_xcalloc(1, sizeof *t);
     t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = -1;
     json_t *v;
     int found_bl = 0;
@@ -998,12 +991,12 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         goto bad;
     }
     if ((v = json_object_get(root, "normalizer")) && !json_is_null(v)) {
-        t->norm = xcalloc(1, sizeof *t->norm);
+        t->norm = icl_xcalloc(1, sizeof *t->norm);
         if (parse_norm(v, t->norm, &e))
             goto bad;
     }
     if ((v = json_object_get(root, "pre_tokenizer")) && !json_is_null(v)) {
-        t->pre = xcalloc(1, sizeof *t->pre);
+        t->pre = icl_xcalloc(1, sizeof *t->pre);
         if (parse_pre(v, t->pre, &e))
             goto bad;
         if (check_bytelevel(t->pre, 1, &e, &found_bl))
@@ -1011,7 +1004,7 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     }
     t->byte_level = found_bl;
     if ((v = json_object_get(root, "decoder")) && !json_is_null(v)) {
-        t->dec = xcalloc(1, sizeof *t->dec);
+        t->dec = icl_xcalloc(1, sizeof *t->dec);
         if (parse_dec(v, t->dec, &e))
             goto bad;
     }
@@ -1019,7 +1012,8 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         goto bad;
     if (check_added_ids(t, added, json_object_size(json_object_get(json_object_get(root, "model"), "vocab")), &e))
         goto bad;
-    load_added(t, added);
+    if (load_added(t, added, &e))
+        goto bad;
     if ((v = json_object_get(root, "post_processor")) && !json_is_null(v))
         if (parse_post(t, v, &e))
             goto bad;
@@ -1056,20 +1050,21 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     struct stat st;
     char *file, *dir;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        file = xmalloc(strlen(path) + 32);
+        file = icl_xmalloc(strlen(path) + 32);
         sprintf(file, "%s/tokenizer.json", path);
-        dir = xstrdup(path);
+        dir = icl_xstrdup(path);
     } else {
-        file = xstrdup(path);
+        file = icl_xstrdup(path);
         const char *sl = strrchr(path, '/');
-        dir = sl ? xstrndup(path, (size_t)(sl - path)) : xstrdup(".");
+        dir = sl ? icl_xstrndup(path, (size_t)(sl - path)) : icl_xstrdup(".");
     }
     char *data;
     size_t len;
     icl_tokenizer *t = NULL;
-    if (read_all(file, &data, &len)) {
+    char rerr[512];
+    if (!(data = icl_read_file(file, ICL_TOK_MAX_BYTES, &len, rerr, sizeof rerr))) {
         if (strcmp(file, path)) /* a directory: name the file looked for */
-            snprintf(err, errsz, "%s: %s", file, strerror(errno));
+            snprintf(err, errsz, "%s", rerr);
         else
             snprintf(err, errsz, "%s", strerror(errno));
     } else {
@@ -1089,11 +1084,11 @@ void icl_tok_free(icl_tokenizer *t)
     free(t->poff);
     free(t->plen);
     free(t->has);
-    strmap_free(&t->vocab);
+    icl_strmap_free(&t->vocab);
     if (t->merges.cap)
-        u64map_free(&t->merges);
+        icl_u64map_free(&t->merges);
     if (t->pairs.cap)
-        u64map_free(&t->pairs);
+        icl_u64map_free(&t->pairs);
     icl_norm_free(t->norm);
     icl_pre_free(t->pre);
     icl_dec_free(t->dec);
@@ -1149,11 +1144,11 @@ int icl_tok_is_special(const icl_tokenizer *t, int32_t id)
 icl_tok_state *icl_tok_state_new(const icl_tokenizer *t)
 {
     (void)t;
-    icl_tok_state *s = xcalloc(1, sizeof *s);
-    s->cache = bpe_cache_new();
+    icl_tok_state *s = icl_xcalloc(1, sizeof *s);
+    s->cache = icl_bpe_cache_new();
     s->md = pcre2_match_data_create(64, NULL);
     if (!s->md)
-        die("out of memory (pcre2 match data)");
+        icl_out_of_memory("pcre2 match data");
     return s;
 }
 
@@ -1161,21 +1156,23 @@ void icl_tok_state_free(icl_tok_state *s)
 {
     if (!s)
         return;
-    bpe_cache_free(s->cache);
+    icl_bpe_cache_free(s->cache);
     pcre2_match_data_free(s->md);
-    buf_free(&s->norm);
-    buf_free(&s->store);
-    buf_free(&s->tmp);
-    pl_free(&s->pieces);
+    icl_buf_free(&s->norm);
+    icl_buf_free(&s->store);
+    icl_buf_free(&s->tmp);
+    icl_pl_free(&s->pieces);
     free(s);
 }
 
-static void encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
-                        int first, int cont_mode, icl_ids *out)
+static int encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
+                       int first, int cont_mode, icl_ids *out, char *err, size_t errsz)
 {
-    icl_pretokenize(t->pre, st->md, s, n, first, cont_mode, &st->store, &st->pieces);
+    if (icl_pretokenize(t->pre, st->md, s, n, first, cont_mode, &st->store, &st->pieces, err, errsz) != 0)
+        return -1;
     for (size_t k = 0; k < st->pieces.n; k++)
         icl_bpe_word(t, st->cache, st->store.data + st->pieces.off[k], st->pieces.len[k], out);
+    return 0;
 }
 
 long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id)
@@ -1198,31 +1195,35 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         st = own = icl_tok_state_new(t);
     int ps = flags & ICL_TOK_PARSE_SPECIAL, cont = (flags & ICL_TOK_CONTINUATION) != 0;
     segs raw = {0}, nseg = {0};
+    int rc = 0;
     added_split(t, &t->trie_raw, s, n, ps, st, &raw);
-    for (size_t i = 0; i < raw.n; i += 3) {
+    for (size_t i = 0; i < raw.n && rc == 0; i += 3) {
         size_t a = raw.a[i], b = raw.a[i + 1];
         long idx = (long)raw.a[i + 2];
         if (idx >= 0) {
-            ids_push(out, t->added[idx].id);
+            icl_ids_push(out, t->added[idx].id);
             continue;
         }
         int first = a == 0;
-        icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm);
+        if (icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm, err, errsz) != 0) {
+            rc = -1;
+            break;
+        }
         /* st->norm is reused by nothing below: copy not needed */
         added_split(t, &t->trie_norm, st->norm.data, st->norm.len, ps, st, &nseg);
-        for (size_t j = 0; j < nseg.n; j += 3) {
+        for (size_t j = 0; j < nseg.n && rc == 0; j += 3) {
             size_t a2 = nseg.a[j], b2 = nseg.a[j + 1];
             long idx2 = (long)nseg.a[j + 2];
             if (idx2 >= 0)
-                ids_push(out, t->added[idx2].id);
+                icl_ids_push(out, t->added[idx2].id);
             else
-                encode_text(t, st, st->norm.data + a2, b2 - a2, first && a2 == 0, cont, out);
+                rc = encode_text(t, st, st->norm.data + a2, b2 - a2, first && a2 == 0, cont, out, err, errsz);
         }
     }
     free(raw.a);
     free(nseg.a);
     icl_tok_state_free(own);
-    return 0;
+    return rc;
 }
 
 /* ---- decoding ---- */
@@ -1237,7 +1238,7 @@ static void lossy_append(icl_buf *out, const uint8_t *s, size_t n)
             size_t j = i;
             while (j < n && s[j] < 0x80)
                 j++;
-            buf_append(out, s + i, j - i);
+            icl_buf_append(out, s + i, j - i);
             i = j;
             continue;
         }
@@ -1258,7 +1259,7 @@ static void lossy_append(icl_buf *out, const uint8_t *s, size_t n)
             if (c == 0xF4)
                 hi = 0x8F;
         } else {
-            buf_append(out, "\xEF\xBF\xBD", 3);
+            icl_buf_append(out, "\xEF\xBF\xBD", 3);
             i++;
             continue;
         }
@@ -1271,9 +1272,9 @@ static void lossy_append(icl_buf *out, const uint8_t *s, size_t n)
             got++;
         }
         if (got == need)
-            buf_append(out, s + i, j - i);
+            icl_buf_append(out, s + i, j - i);
         else
-            buf_append(out, "\xEF\xBF\xBD", 3);
+            icl_buf_append(out, "\xEF\xBF\xBD", 3);
         i = j;
     }
 }
@@ -1287,8 +1288,8 @@ typedef struct {
 static void tl_add(toklist *l, const char *s, size_t n)
 {
     size_t o = l->b.len;
-    buf_append(&l->b, s, n);
-    pl_push(&l->p, o, n, 0);
+    icl_buf_append(&l->b, s, n);
+    icl_pl_push(&l->p, o, n, 0);
 }
 
 static void tl_reset(toklist *l)
@@ -1315,86 +1316,100 @@ static int hexval(char c)
     return -1;
 }
 
-static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_data *md, int cont)
+/* ByteLevel decoder: byte-level chars back to bytes (a piece that is not
+ * all byte-level chars is kept as it is), then lossy UTF-8. */
+static void dec_bytelevel(const toklist *in, toklist *out)
+{
+    icl_buf bytes = {0};
+    const char *B = in->b.data;
+    for (size_t k = 0; k < in->p.n; k++) {
+        const char *s = B + in->p.off[k];
+        size_t n = in->p.len[k], i = 0, mark = bytes.len;
+        int ok = 1;
+        while (i < n) {
+            int b = icl_cp_to_byte(icl_utf8_next(s, n, &i));
+            if (b < 0) {
+                ok = 0;
+                break;
+            }
+            icl_buf_putc(&bytes, b);
+        }
+        if (!ok) {
+            bytes.len = mark;
+            icl_buf_append(&bytes, s, n);
+        }
+    }
+    icl_buf o = {0};
+    lossy_append(&o, (const uint8_t *)bytes.data, bytes.len);
+    tl_add(out, o.data ? o.data : "", o.len);
+    icl_buf_free(&o);
+    icl_buf_free(&bytes);
+}
+
+/* ByteFallback decoder: runs of <0xNN> pieces become their bytes when valid
+ * UTF-8, else one U+FFFD per byte. */
+static void dec_bytefallback(const toklist *in, toklist *out)
+{
+    icl_buf pend = {0};
+    const char *B = in->b.data;
+    for (size_t k = 0; k <= in->p.n; k++) {
+        const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
+        size_t n = k < in->p.n ? in->p.len[k] : 0;
+        int byte = -1;
+        if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
+            int h = hexval(s[3]), l = hexval(s[4]);
+            if (h >= 0 && l >= 0)
+                byte = h * 16 + l;
+        }
+        if (byte >= 0) {
+            icl_buf_putc(&pend, byte);
+            continue;
+        }
+        if (pend.len) {
+            if (icl_utf8_valid(pend.data, pend.len) == pend.len)
+                tl_add(out, pend.data, pend.len);
+            else
+                for (size_t q = 0; q < pend.len; q++)
+                    tl_add(out, "\xEF\xBF\xBD", 3);
+            pend.len = 0;
+        }
+        if (s)
+            tl_add(out, s, n);
+    }
+    icl_buf_free(&pend);
+}
+
+/* A failure (a Replace regex that gave up) is counted in *nfail, its
+ * message written to err for the first one; the step goes on. */
+static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_data *md, int cont,
+                     int *nfail, char *err, size_t errsz)
 {
     tl_reset(out);
-    const char *B;
     switch (d->type) {
-    case D_BYTELEVEL: {
-        icl_buf bytes = {0};
-        B = in->b.data;
-        for (size_t k = 0; k < in->p.n; k++) {
-            const char *s = B + in->p.off[k];
-            size_t n = in->p.len[k], i = 0, mark = bytes.len;
-            int ok = 1;
-            while (i < n) {
-                int b = icl_cp_to_byte(utf8_next(s, n, &i));
-                if (b < 0) {
-                    ok = 0;
-                    break;
-                }
-                buf_putc(&bytes, b);
-            }
-            if (!ok) {
-                bytes.len = mark;
-                buf_append(&bytes, s, n);
-            }
-        }
-        icl_buf o = {0};
-        lossy_append(&o, (const uint8_t *)bytes.data, bytes.len);
-        tl_add(out, o.data ? o.data : "", o.len);
-        buf_free(&o);
-        buf_free(&bytes);
+    case D_BYTELEVEL:
+        dec_bytelevel(in, out);
         return;
-    }
-    case D_BYTEFALLBACK: {
-        icl_buf pend = {0};
-        B = in->b.data;
-        for (size_t k = 0; k <= in->p.n; k++) {
-            const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
-            size_t n = k < in->p.n ? in->p.len[k] : 0;
-            int byte = -1;
-            if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
-                int h = hexval(s[3]), l = hexval(s[4]);
-                if (h >= 0 && l >= 0)
-                    byte = h * 16 + l;
-            }
-            if (byte >= 0) {
-                buf_putc(&pend, byte);
-                continue;
-            }
-            if (pend.len) {
-                if (icl_utf8_valid(pend.data, pend.len) == pend.len)
-                    tl_add(out, pend.data, pend.len);
-                else
-                    for (size_t q = 0; q < pend.len; q++)
-                        tl_add(out, "\xEF\xBF\xBD", 3);
-                pend.len = 0;
-            }
-            if (s)
-                tl_add(out, s, n);
-        }
-        buf_free(&pend);
+    case D_BYTEFALLBACK:
+        dec_bytefallback(in, out);
         return;
-    }
     case D_FUSE: {
         icl_buf all = {0};
         for (size_t k = 0; k < in->p.n; k++)
-            buf_append(&all, in->b.data + in->p.off[k], in->p.len[k]);
+            icl_buf_append(&all, in->b.data + in->p.off[k], in->p.len[k]);
         tl_add(out, all.data ? all.data : "", all.len);
-        buf_free(&all);
+        icl_buf_free(&all);
         return;
     }
     case D_STRIP: {
         size_t ci = 0, cl = strlen(d->s1);
-        uint32_t cc = cl ? utf8_next(d->s1, cl, &ci) : 0;
+        uint32_t cc = cl ? icl_utf8_next(d->s1, cl, &ci) : 0;
         for (size_t k = 0; k < in->p.n; k++) {
             const char *s = in->b.data + in->p.off[k];
             size_t n = in->p.len[k], a = 0, b = n;
             int start = (cont && k == 0) ? 0 : d->start;
             for (int r = 0; r < start && a < b; r++) {
                 size_t j = a;
-                if (utf8_next(s, n, &j) != cc)
+                if (icl_utf8_next(s, n, &j) != cc)
                     break;
                 a = j;
             }
@@ -1403,7 +1418,7 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
                 while (j > a && ((uint8_t)s[j] & 0xC0) == 0x80)
                     j--;
                 size_t q = j;
-                if (utf8_next(s, n, &q) != cc)
+                if (icl_utf8_next(s, n, &q) != cc)
                     break;
                 b = j;
             }
@@ -1415,11 +1430,13 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
         icl_buf cur = {0}, tmp = {0};
         tok_norm fake = {.type = N_REPLACE, .s1 = d->s1, .s2 = d->s2, .re = d->re};
         for (size_t k = 0; k < in->p.n; k++) {
-            icl_normalize(&fake, md, in->b.data + in->p.off[k], in->p.len[k], 0, &cur);
+            if (icl_normalize(&fake, md, in->b.data + in->p.off[k], in->p.len[k], 0, &cur, *nfail ? NULL : err,
+                              *nfail ? 0 : errsz) != 0)
+                ++*nfail;
             tl_add(out, cur.data, cur.len);
         }
-        buf_free(&cur);
-        buf_free(&tmp);
+        icl_buf_free(&cur);
+        icl_buf_free(&tmp);
         return;
     }
     case D_METASPACE: {
@@ -1431,16 +1448,16 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
             while (i < n) {
                 if (n - i >= (size_t)d->rep_len && !memcmp(s + i, d->rep, (size_t)d->rep_len)) {
                     if (!(k == 0 && !cont && d->prepend != 0))
-                        buf_putc(&cur, ' ');
+                        icl_buf_putc(&cur, ' ');
                     i += (size_t)d->rep_len;
                 } else {
-                    buf_putc(&cur, s[i]);
+                    icl_buf_putc(&cur, s[i]);
                     i++;
                 }
             }
             tl_add(out, cur.data ? cur.data : "", cur.len);
         }
-        buf_free(&cur);
+        icl_buf_free(&cur);
         return;
     }
     case D_SEQ: {
@@ -1449,15 +1466,15 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
             tl_add(&a, in->b.data + in->p.off[k], in->p.len[k]);
         toklist b = {0};
         for (int i = 0; i < d->nsub; i++) {
-            dec_step(&d->sub[i], &a, &b, md, cont);
+            dec_step(&d->sub[i], &a, &b, md, cont, nfail, err, errsz);
             tl_swap(&a, &b);
         }
         for (size_t k = 0; k < a.p.n; k++)
             tl_add(out, a.b.data + a.p.off[k], a.p.len[k]);
-        buf_free(&a.b);
-        pl_free(&a.p);
-        buf_free(&b.b);
-        pl_free(&b.p);
+        icl_buf_free(&a.b);
+        icl_pl_free(&a.p);
+        icl_buf_free(&b.b);
+        icl_pl_free(&b.p);
         return;
     }
     }
@@ -1467,38 +1484,39 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
                    int flags, icl_buf *out, char *err, size_t errsz)
 {
     toklist in = {0}, res = {0};
+    int nfail = 0;
     for (size_t i = 0; i < n; i++) {
         size_t l;
         const char *s = icl_tok_piece(t, ids[i], &l);
         if (!s) {
             snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", ids[i], t->nids);
-            buf_free(&in.b);
-            pl_free(&in.p);
+            icl_buf_free(&in.b);
+            icl_pl_free(&in.p);
             return -1;
         }
         if (skip_special && icl_tok_is_special(t, ids[i]))
             continue;
         tl_add(&in, s, l);
     }
-    buf_reserve(out, 1);
+    icl_buf_reserve(out, 1);
     if (!t->dec) {
         for (size_t k = 0; k < in.p.n; k++) {
             if (k)
-                buf_putc(out, ' ');
-            buf_append(out, in.b.data + in.p.off[k], in.p.len[k]);
+                icl_buf_putc(out, ' ');
+            icl_buf_append(out, in.b.data + in.p.off[k], in.p.len[k]);
         }
     } else if (in.p.n) {
         pcre2_match_data *md = pcre2_match_data_create(16, NULL);
-        dec_step(t->dec, &in, &res, md, (flags & ICL_TOK_CONTINUATION) != 0);
+        dec_step(t->dec, &in, &res, md, (flags & ICL_TOK_CONTINUATION) != 0, &nfail, err, errsz);
         pcre2_match_data_free(md);
         for (size_t k = 0; k < res.p.n; k++)
-            buf_append(out, res.b.data + res.p.off[k], res.p.len[k]);
+            icl_buf_append(out, res.b.data + res.p.off[k], res.p.len[k]);
     }
-    buf_free(&in.b);
-    pl_free(&in.p);
-    buf_free(&res.b);
-    pl_free(&res.p);
-    return 0;
+    icl_buf_free(&in.b);
+    icl_pl_free(&in.p);
+    icl_buf_free(&res.b);
+    icl_pl_free(&res.p);
+    return nfail ? -1 : 0;
 }
 
 /* ---- streaming decode ---- */
@@ -1512,9 +1530,9 @@ void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special)
 
 void icl_tok_stream_free(icl_tok_stream *s)
 {
-    ids_free(&s->ids);
-    buf_free(&s->a);
-    buf_free(&s->b);
+    icl_ids_free(&s->ids);
+    icl_buf_free(&s->a);
+    icl_buf_free(&s->b);
 }
 
 static int ends_incomplete(const icl_buf *b)
@@ -1532,7 +1550,7 @@ int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, ic
         snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", id, t->nids);
         return -1;
     }
-    ids_push(&s->ids, id);
+    icl_ids_push(&s->ids, id);
     int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
     s->a.len = 0;
     s->b.len = 0;
@@ -1541,7 +1559,7 @@ int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, ic
         return -1;
     if (s->b.len > s->a.len && !ends_incomplete(&s->b) &&
         (s->a.len == 0 || !memcmp(s->a.data, s->b.data, s->a.len))) {
-        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+        icl_buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
         /* keep the ids just released as the new prefix */
         size_t keep = s->ids.n - s->read;
         memmove(s->ids.v, s->ids.v + s->read, keep * sizeof *s->ids.v);
@@ -1564,7 +1582,7 @@ int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out
         icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
         return -1;
     if (s->b.len > s->a.len)
-        buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+        icl_buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
     s->ids.n = 0;
     s->read = 0;
     s->started = 1;

@@ -48,19 +48,25 @@
 typedef struct icl_tokenizer icl_tokenizer;
 typedef struct icl_tok_state icl_tok_state;
 
-/* A growable array of token ids; owned by the struct, free with ids_free. */
+/* A growable array of token ids; owned by the struct, free with icl_ids_free. */
 typedef struct {
     int32_t *v;
     size_t n, cap;
 } icl_ids;
-void ids_grow(icl_ids *a); /* make room for one more id */
-static inline void ids_push(icl_ids *a, int32_t id)
+void icl_ids_grow(icl_ids *a); /* make room for one more id */
+static inline void icl_ids_push(icl_ids *a, int32_t id)
 {
     if (a->n == a->cap)
-        ids_grow(a);
+        icl_ids_grow(a);
     a->v[a->n++] = id;
 }
-void ids_free(icl_ids *a);
+void icl_ids_free(icl_ids *a);
+/* The short names still used by lib/generate.c (issue 10, branch core). */
+#define ids_push(...) icl_ids_push(__VA_ARGS__)
+#define ids_free(...) icl_ids_free(__VA_ARGS__)
+
+/* Largest tokenizer.json read (bytes); real ones are 2-35 MB. */
+#define ICL_TOK_MAX_BYTES (512u << 20)
 
 /* Load a tokenizer from `path`: a tokenizer.json file or a directory
  * holding one.  tokenizer_config.json and

@@ -16,7 +16,7 @@ void icl_toklines_header_from_tok(icl_toklines_header *h, const icl_tokenizer *t
     h->bos = sp->bos;
     h->eos = sp->eos;
     h->pad = sp->pad;
-    h->source = source ? xstrdup(source) : NULL;
+    h->source = source ? icl_xstrdup(source) : NULL;
 }
 
 void icl_toklines_header_free(icl_toklines_header *h)
@@ -25,15 +25,14 @@ void icl_toklines_header_free(icl_toklines_header *h)
     h->source = NULL;
 }
 
-void icl_toklines_write_header(FILE *f, const icl_toklines_header *h)
+int icl_toklines_write_header(FILE *f, const icl_toklines_header *h)
 {
     fprintf(f, "#icl-tokens 1 fingerprint=xxh3:%016" PRIx64 " vocab_size=%d bos=%d eos=%d pad=%d source=",
             h->fingerprint, h->vocab_size, h->bos, h->eos, h->pad);
     for (const char *s = h->source ? h->source : ""; *s; s++)
         fputc(*s == '\n' || *s == '\r' ? '?' : *s, f);
     fputc('\n', f);
-    if (ferror(f))
-        die("%s: write error:", f == stdout ? "<stdout>" : "output");
+    return ferror(f) ? -1 : 0;
 }
 
 static int parse_int(const char *s, size_t n, long lo, long hi, long *out)
@@ -43,7 +42,7 @@ static int parse_int(const char *s, size_t n, long lo, long hi, long *out)
         return -1;
     memcpy(tmp, s, n);
     tmp[n] = 0;
-    if (parse_long(tmp, out) || *out < lo || *out > hi)
+    if (icl_parse_long(tmp, out) || *out < lo || *out > hi)
         return -1;
     return 0;
 }
@@ -83,7 +82,7 @@ int icl_toklines_parse_header(const char *line, size_t len, icl_toklines_header 
         i++;
         if (kl == 6 && !memcmp(k, "source", 6)) {
             free(h->source);
-            h->source = xstrndup(line + i, len - i);
+            h->source = icl_xstrndup(line + i, len - i);
             break;
         }
         size_t vs = i;
@@ -141,7 +140,7 @@ int icl_toklines_parse_header(const char *line, size_t len, icl_toklines_header 
 
 void icl_toklines_put_segment(icl_buf *b, const int32_t *ids, size_t n, int first)
 {
-    buf_reserve(b, n * 12 + 2);
+    icl_buf_reserve(b, n * 12 + 2);
     char *o = b->data + b->len;
     if (!first)
         *o++ = '\t';
@@ -169,7 +168,8 @@ void icl_toklines_put_segment(icl_buf *b, const int32_t *ids, size_t n, int firs
 void icl_toklines_open(icl_toklines_reader *r, const char *path, int vocab_size)
 {
     memset(r, 0, sizeof *r);
-    icl_lines_open(&r->lines, path);
+    if (icl_lines_open(&r->lines, path, r->open_err, sizeof r->open_err) == 0)
+        r->open_err[0] = '\0';
     r->vocab_size = vocab_size;
     r->hdr.bos = r->hdr.eos = r->hdr.pad = -1;
 }
@@ -188,8 +188,8 @@ static void push_id(icl_toklines_reader *r, int32_t id, uint8_t tgt)
 {
     if (r->n == r->cap) {
         r->cap = r->cap ? r->cap * 2 : 256;
-        r->ids = xreallocarray(r->ids, r->cap, sizeof *r->ids);
-        r->target = xreallocarray(r->target, r->cap, sizeof *r->target);
+        r->ids = icl_xreallocarray(r->ids, r->cap, sizeof *r->ids);
+        r->target = icl_xreallocarray(r->target, r->cap, sizeof *r->target);
     }
     r->ids[r->n] = id;
     r->target[r->n] = tgt;
@@ -200,7 +200,7 @@ static void end_seg(icl_toklines_reader *r)
 {
     if (r->nseg == r->segcap) {
         r->segcap = r->segcap ? r->segcap * 2 : 16;
-        r->seg_end = xreallocarray(r->seg_end, r->segcap, sizeof *r->seg_end);
+        r->seg_end = icl_xreallocarray(r->seg_end, r->segcap, sizeof *r->seg_end);
     }
     r->seg_end[r->nseg++] = r->n;
 }
@@ -208,7 +208,12 @@ static void end_seg(icl_toklines_reader *r)
 int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
 {
     const char *name = r->lines.name;
-    while (icl_lines_next(&r->lines)) {
+    if (r->open_err[0]) {
+        icl_seterr(err, errsz, "%s", r->open_err);
+        return -1;
+    }
+    int got;
+    while ((got = icl_lines_next(&r->lines)) > 0) {
         const char *s = r->lines.line.data;
         size_t len = r->lines.line.len;
         long ln = r->lines.lineno;
@@ -283,6 +288,10 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
         }
         r->examples++;
         return 1;
+    }
+    if (got < 0) {
+        icl_seterr(err, errsz, "%s: read error: %s", name, strerror(r->lines.errnum));
+        return -1;
     }
     return 0;
 }

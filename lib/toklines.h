@@ -1,4 +1,4 @@
-/* toklines.h - token lines (DESIGN.md, stream 2): writer and reader.
+/* toklines.h - token lines (doc/DESIGN.md, stream 2): writer and reader.
  *
  * Format.  A token-line file is UTF-8 text, one example per line:
  *
@@ -51,8 +51,8 @@ typedef struct {
 void icl_toklines_header_from_tok(icl_toklines_header *h, const icl_tokenizer *t,
                                   const char *source);
 void icl_toklines_header_free(icl_toklines_header *h);
-/* Write the header line (with '\n').  Dies on a write error. */
-void icl_toklines_write_header(FILE *f, const icl_toklines_header *h);
+/* Write the header line (with '\n').  0, or -1 on a write error (errno set). */
+int icl_toklines_write_header(FILE *f, const icl_toklines_header *h);
 /* Parse a "#icl-tokens ..." line (len bytes, no '\n') into h.  Returns 0, or
  * -1 with "what is wrong" in err. */
 int icl_toklines_parse_header(const char *line, size_t len, icl_toklines_header *h, char *err,
@@ -78,15 +78,17 @@ typedef struct {
     size_t n, cap;
     size_t *seg_end;
     size_t nseg, segcap;
+    char open_err[300];     /* why icl_toklines_open failed, else "" */
 } icl_toklines_reader;
 
 /* Open path ("-" = stdin).  vocab_size > 0 bounds ids (the model's
  * vocabulary); 0 takes the header's when one comes (and then no bound until
- * it does).  Dies if the file cannot be opened. */
+ * it does).  A file that cannot be opened is reported by the first
+ * icl_toklines_next ("PATH: reason"); close the reader either way. */
 void icl_toklines_open(icl_toklines_reader *r, const char *path, int vocab_size);
 /* Read the next example.  Returns 1, 0 at end of input, or -1 with
  * "FILE:LINE: what" in err (bad id, id >= vocab size, bad separator,
- * mismatched second header). */
+ * mismatched second header), "FILE: read error: ..." or the open error. */
 int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz);
 void icl_toklines_close(icl_toklines_reader *r);
 

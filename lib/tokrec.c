@@ -20,7 +20,7 @@ static int encode_part(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
         int32_t bos = icl_tok_get_specials(t)->bos;
         size_t bl = 0;
         const char *bt = icl_tok_piece(t, bos, &bl);
-        ids_push(out, bos);
+        icl_ids_push(out, bos);
         if (bt && bl && n >= bl && !memcmp(s, bt, bl)) { /* the template wrote BOS itself */
             s += bl;
             n -= bl;
@@ -37,30 +37,30 @@ int icl_tokrec_encode_prompt(const icl_tokenizer *t, icl_tok_state *st, const ic
     return encode_part(t, st, o, prompt, n, 0, o->bos, out, err, errsz);
 }
 
-int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
-                      const json_t *rec, icl_buf *out, char *err, size_t errsz)
+/* The shape of a record: prompt/response strings (one turn) or arrays of
+ * strings (turns), or text.  Sets the members found and the turn count. */
+static int record_turns(const json_t *rec, json_t **pp, json_t **rp, json_t **txp, size_t *nturn, int *is_text,
+                        char *err, size_t errsz)
 {
-    const icl_tok_specials *sp = icl_tok_get_specials(t);
-    json_t *p = json_object_get(rec, "prompt"), *r = json_object_get(rec, "response");
-    json_t *tx = json_object_get(rec, "text");
-    size_t nturn;
-    int is_text = 0;
+    json_t *p = *pp = json_object_get(rec, "prompt"), *r = *rp = json_object_get(rec, "response");
+    json_t *tx = *txp = json_object_get(rec, "text");
+    *is_text = 0;
     if (p || r) {
         if (!p || !r)
             return snprintf(err, errsz, "record has \"%s\" without \"%s\"", p ? "prompt" : "response",
                             p ? "response" : "prompt"), -1;
         if (json_is_string(p) && json_is_string(r)) {
-            nturn = 1;
+            *nturn = 1;
         } else if (json_is_array(p) && json_is_array(r)) {
-            nturn = json_array_size(p);
-            if (nturn != json_array_size(r))
+            *nturn = json_array_size(p);
+            if (*nturn != json_array_size(r))
                 return snprintf(err, errsz, "\"prompt\" has %zu turns but \"response\" has %zu",
-                                nturn, json_array_size(r)), -1;
-            if (nturn == 0)
+                                *nturn, json_array_size(r)), -1;
+            if (*nturn == 0)
                 return snprintf(err, errsz, "\"prompt\" and \"response\" are empty arrays"), -1;
-            if (nturn > 255)
+            if (*nturn > 255)
                 return snprintf(err, errsz, "more than 255 turns"), -1;
-            for (size_t i = 0; i < nturn; i++)
+            for (size_t i = 0; i < *nturn; i++)
                 if (!json_is_string(json_array_get(p, i)) || !json_is_string(json_array_get(r, i)))
                     return snprintf(err, errsz, "turn %zu of \"prompt\"/\"response\" is not a string",
                                     i + 1), -1;
@@ -70,17 +70,29 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     } else if (tx) {
         if (!json_is_string(tx))
             return snprintf(err, errsz, "\"text\" is not a string"), -1;
-        is_text = 1;
-        nturn = 1;
+        *is_text = 1;
+        *nturn = 1;
     } else {
         return snprintf(err, errsz, "record has neither prompt/response nor text"), -1;
     }
+    return 0;
+}
+
+int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
+                      const json_t *rec, icl_buf *out, char *err, size_t errsz)
+{
+    const icl_tok_specials *sp = icl_tok_get_specials(t);
+    json_t *p, *r, *tx;
+    size_t nturn;
+    int is_text;
+    if (record_turns(rec, &p, &r, &tx, &nturn, &is_text, err, errsz))
+        return -1;
     if (o->bos && sp->bos < 0)
         return snprintf(err, errsz, "the tokenizer has no BOS token"), -1;
     if (o->eos && sp->eos < 0)
         return snprintf(err, errsz, "the tokenizer has no EOS token"), -1;
 
-    line_t *L = xcalloc(1, sizeof *L);
+    line_t *L = icl_xcalloc(1, sizeof *L);
     int any_text = 0, rc = 0;
     for (size_t i = 0; i < nturn && rc == 0; i++) {
         json_t *pi = is_text ? NULL : json_is_array(p) ? json_array_get(p, i) : p;
@@ -93,7 +105,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         } else if (o->bos) {
             /* text record: BOS alone in the context (a BOS text starting the
              * text is skipped below); the text is not a continuation */
-            ids_push(&L->ids, sp->bos);
+            icl_ids_push(&L->ids, sp->bos);
         }
         L->seg_end[L->nseg++] = L->ids.n;
         if (rc)
@@ -112,11 +124,11 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         rc = encode_part(t, st, o, s, n, any_text, 0, &L->ids, err, errsz);
         any_text |= n > 0;
         if (o->eos)
-            ids_push(&L->ids, sp->eos);
+            icl_ids_push(&L->ids, sp->eos);
         L->seg_end[L->nseg++] = L->ids.n;
     }
     if (rc) {
-        ids_free(&L->ids);
+        icl_ids_free(&L->ids);
         free(L);
         return -1;
     }
@@ -125,7 +137,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     if (o->max_len > 0 && total > (size_t)o->max_len) {
         size_t last = L->seg_end[L->nseg - 1] - L->seg_end[L->nseg - 2];
         if (last + nbos > (size_t)o->max_len) {
-            ids_free(&L->ids);
+            icl_ids_free(&L->ids);
             free(L);
             return 1;
         }
@@ -142,7 +154,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         icl_toklines_put_segment(out, L->ids.v + start, e - start, k == 0);
         start = e;
     }
-    ids_free(&L->ids);
+    icl_ids_free(&L->ids);
     free(L);
     return 0;
 }
@@ -164,7 +176,7 @@ json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size
             e--;
         b.len = 0;
         if (icl_tok_decode(t, ids + a, e - a, 0, any ? ICL_TOK_CONTINUATION : 0, &b, err, errsz)) {
-            buf_free(&b);
+            icl_buf_free(&b);
             json_decref(prompts);
             json_decref(responses);
             return NULL;
@@ -175,14 +187,14 @@ json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size
         json_t *str = json_stringn(b.data ? b.data : "", b.len);
         if (!str) {
             snprintf(err, errsz, "segment %zu does not decode to valid UTF-8", k + 1);
-            buf_free(&b);
+            icl_buf_free(&b);
             json_decref(prompts);
             json_decref(responses);
             return NULL;
         }
         json_array_append_new(k % 2 ? responses : prompts, str);
     }
-    buf_free(&b);
+    icl_buf_free(&b);
     if (json_array_size(responses) < json_array_size(prompts))
         json_array_append_new(responses, json_string(""));
     json_t *rec = json_object();

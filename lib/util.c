@@ -15,51 +15,22 @@
 
 const char *icl_progname = "icl";
 
-static void vmsg(const char *fmt, va_list ap)
+/* The allocation wrappers' one exit: a library that runs out of memory has
+ * no better answer (doc/DESIGN.md, "Conventions"). */
+_Noreturn static void oom(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void oom(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fflush(stdout);
     fprintf(stderr, "%s: ", icl_progname);
     vfprintf(stderr, fmt, ap);
-    size_t n = strlen(fmt);
-    if (n > 0 && fmt[n - 1] == ':')
-        fprintf(stderr, " %s", strerror(errno));
     fputc('\n', stderr);
-}
-
-void vwarn(const char *fmt, va_list ap) { vmsg(fmt, ap); }
-
-void warn(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vmsg(fmt, ap);
-    va_end(ap);
-}
-
-/* Set by die and usage_die: the error is reported, so the exit-time check
- * of stdout must not report a failed write a second time. */
-static int icl_reported;
-
-void die(const char *fmt, ...)
-{
-    va_list ap;
-    icl_reported = 1;
-    va_start(ap, fmt);
-    vmsg(fmt, ap);
     va_end(ap);
     exit(ICL_EXIT_FAIL);
 }
 
-void usage_die(const char *fmt, ...)
-{
-    va_list ap;
-    icl_reported = 1;
-    va_start(ap, fmt);
-    vmsg(fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
-    exit(ICL_EXIT_USAGE);
-}
+void icl_out_of_memory(const char *what) { oom("out of memory (%s)", what); }
 
 void icl_seterr(char *err, size_t errsz, const char *fmt, ...)
 {
@@ -71,132 +42,108 @@ void icl_seterr(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
-void *xmalloc(size_t n)
+void *icl_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p)
-        die("out of memory (%zu bytes)", n);
+        oom("out of memory (%zu bytes)", n);
     return p;
 }
 
-void *xcalloc(size_t n, size_t size)
+void *icl_xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
-        die("out of memory (%zu x %zu bytes)", n, size);
+        oom("out of memory (%zu x %zu bytes)", n, size);
     return p;
 }
 
-void *xrealloc(void *p, size_t n)
+void *icl_xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);
     if (!p)
-        die("out of memory (%zu bytes)", n);
+        oom("out of memory (%zu bytes)", n);
     return p;
 }
 
-void *xreallocarray(void *p, size_t n, size_t size)
+void *icl_xreallocarray(void *p, size_t n, size_t size)
 {
     if (size && n > SIZE_MAX / size)
-        die("out of memory (%zu x %zu bytes overflows)", n, size);
-    return xrealloc(p, n * size);
+        oom("out of memory (%zu x %zu bytes overflows)", n, size);
+    return icl_xrealloc(p, n * size);
 }
 
-char *xstrdup(const char *s) { return xstrndup(s, strlen(s)); }
+char *icl_xstrdup(const char *s) { return icl_xstrndup(s, strlen(s)); }
 
-char *xstrndup(const char *s, size_t n)
+char *icl_xstrndup(const char *s, size_t n)
 {
-    char *p = xmalloc(n + 1);
+    char *p = icl_xmalloc(n + 1);
     memcpy(p, s, n);
     p[n] = '\0';
     return p;
 }
 
-FILE *xfopen(const char *path, const char *mode)
-{
-    if (strcmp(path, "-") == 0)
-        return mode[0] == 'r' ? stdin : stdout;
-    FILE *f = fopen(path, mode);
-    if (!f)
-        die("%s:", path);
-    return f;
-}
-
-void xfclose(FILE *f, const char *path)
-{
-    if (f == stdin)
-        return;
-    if (f == stdout) {
-        if (fflush(f) == EOF || ferror(f))
-            die("%s: write error:", path);
-        return;
-    }
-    int bad = ferror(f);
-    if (fclose(f) == EOF || bad)
-        die("%s: %s error:", path, bad ? "I/O" : "close");
-}
-
-void buf_reserve(icl_buf *b, size_t extra)
+void icl_buf_reserve(icl_buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap)
         return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra + 1) {
         if (cap > SIZE_MAX / 2)
-            die("out of memory (buffer of %zu bytes)", b->len + extra);
+            oom("out of memory (buffer of %zu bytes)", b->len + extra);
         cap *= 2;
     }
-    b->data = xrealloc(b->data, cap);
+    b->data = icl_xrealloc(b->data, cap);
     b->cap = cap;
 }
 
-void buf_append(icl_buf *b, const void *p, size_t n)
+void icl_buf_append(icl_buf *b, const void *p, size_t n)
 {
-    buf_reserve(b, n);
+    icl_buf_reserve(b, n);
     if (n)
         memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
 
-void buf_putc(icl_buf *b, int c)
+void icl_buf_putc(icl_buf *b, int c)
 {
     char ch = (char)c;
-    buf_append(b, &ch, 1);
+    icl_buf_append(b, &ch, 1);
 }
 
-void buf_puts(icl_buf *b, const char *s) { buf_append(b, s, strlen(s)); }
+void icl_buf_puts(icl_buf *b, const char *s) { icl_buf_append(b, s, strlen(s)); }
 
-void buf_printf(icl_buf *b, const char *fmt, ...)
+void icl_buf_printf(icl_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0)
-        die("buf_printf: bad format");
-    buf_reserve(b, (size_t)n);
+        oom("icl_buf_printf: bad format");
+    icl_buf_reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
 }
 
-void buf_clear(icl_buf *b)
+void icl_buf_clear(icl_buf *b)
 {
     b->len = 0;
     if (b->data)
         b->data[0] = '\0';
 }
 
-void buf_free(icl_buf *b)
+void icl_buf_free(icl_buf *b)
 {
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
-int parse_long(const char *s, long *out)
+int icl_parse_long(const char *s, long *out)
 {
     char *end;
     errno = 0;
@@ -207,7 +154,7 @@ int parse_long(const char *s, long *out)
     return 0;
 }
 
-int parse_double(const char *s, double *out)
+int icl_parse_double(const char *s, double *out)
 {
     char *end;
     errno = 0;
@@ -225,9 +172,8 @@ int icl_set_threads(int requested)
         const char *e = getenv("ICL_NUM_THREADS");
         long v;
         if (e && *e) {
-            if (parse_long(e, &v) || v < 1 || v > 4096)
-                die("ICL_NUM_THREADS=%s: not a thread count (want 1..4096)", e);
-            n = (int)v;
+            if (icl_parse_long(e, &v) == 0 && v >= 1 && v <= 4096)
+                n = (int)v; /* else ignored here; icl_init reports it */
         }
     }
     if (n <= 0) {
@@ -267,6 +213,15 @@ void icl_blis_setup(void)
     }
 }
 
+const char *icl_blis_arch_source(void)
+{
+    return blis_ours == 1 ? "selected by icl: BLIS_ARCH_TYPE=0 for this CPU"
+           : getenv("BLIS_ARCH_TYPE") ? "from BLIS_ARCH_TYPE in the environment"
+                                      : "selected by BLIS";
+}
+
+const char *icl_blis_version(void) { return bli_info_get_version_str(); }
+
 const char *icl_blis_arch(void)
 {
     icl_blis_setup();
@@ -274,44 +229,9 @@ const char *icl_blis_arch(void)
     return bli_arch_string(bli_arch_query_id());
 }
 
-void icl_print_version(void)
-{
-    const char *arch = icl_blis_arch();
-    printf("%s (icl) %s\n", icl_progname, ICL_VERSION);
-    printf("BLIS %s, kernels: %s (%s)\n", bli_info_get_version_str(), arch,
-           blis_ours == 1 ? "selected by icl: BLIS_ARCH_TYPE=0 for this CPU"
-           : getenv("BLIS_ARCH_TYPE") ? "from BLIS_ARCH_TYPE in the environment"
-                                      : "selected by BLIS");
-}
-
 double icl_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void check_stdout(void)
-{
-    if (fflush(stdout) == EOF || ferror(stdout)) {
-        if (errno == EPIPE)
-            _exit(ICL_EXIT_OK);
-        if (icl_reported) /* die already said what went wrong; keep its status */
-            return;
-        fprintf(stderr, "%s: <stdout>: write error: %s\n", icl_progname, strerror(errno));
-        _exit(ICL_EXIT_FAIL);
-    }
-}
-
-void icl_init(int argc, char **argv)
-{
-    (void)argc;
-    if (argv && argv[0]) {
-        const char *s = strrchr(argv[0], '/');
-        icl_progname = s ? s + 1 : argv[0];
-    }
-    /* Die quietly on a closed pipe (`| head`): the default action of SIGPIPE. */
-    signal(SIGPIPE, SIG_DFL);
-    icl_blis_setup();
-    atexit(check_stdout);
 }

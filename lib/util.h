@@ -1,9 +1,8 @@
-/* util.h - the one error voice, checked allocation and I/O, threads, BLIS set-up.
+/* util.h - the library's error voice (icl_seterr), checked allocation,
+ * growable buffers, number parsing, threads, BLIS set-up.
  *
- * Every program calls icl_init(argc, argv) first thing in main: it records
- * the program name for messages, makes SIGPIPE quiet, selects the BLIS
- * sub-configuration (see icl_blis_setup) and registers the exit-time check
- * of stdout (a failed write is a failed run, as in sbase).
+ * What only the programs do (messages on stderr, exits, signals, options)
+ * is in lib/cli.h.
  */
 #ifndef ICL_UTIL_H
 #define ICL_UTIL_H
@@ -15,65 +14,88 @@
 
 #define ICL_VERSION "0.1.0"
 
-/* Exit codes shared by every program (DESIGN.md, "Conventions"). */
+/* Exit codes shared by every program (doc/DESIGN.md, "Conventions"). */
 enum { ICL_EXIT_OK = 0, ICL_EXIT_FAIL = 1, ICL_EXIT_USAGE = 2 };
 
-extern const char *icl_progname; /* basename of argv[0]; "icl" before icl_init */
+/* Basename of argv[0], set by icl_init (lib/cli.h); "icl" before. */
+extern const char *icl_progname;
 
-/* Program start-up: progname, SIGPIPE -> quiet exit, BLIS arch, stdout check at exit. */
-void icl_init(int argc, char **argv);
-
-/* die: print "prog: message\n" to stderr and exit 1.  A message ending in ':'
- * gets strerror(errno) appended, as in sbase's eprintf. */
-_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* usage_die: as die, then "Try 'prog --help'." and exit 2. */
-_Noreturn void usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* warn: as die without exiting. */
-void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void vwarn(const char *fmt, va_list ap);
-
-/* Library error reporting: format a message into err[errsz] (no-op when err
- * is NULL or errsz 0; truncated to fit).  Library functions that return an
- * error to their caller, instead of dying, use this. */
+/* Library error reporting, the one voice of lib/: format a message into
+ * err[errsz] (no-op when err is NULL or errsz 0; truncated to fit).  Library
+ * functions return -1 / NULL and leave the message here; only the programs
+ * (cmd/, through lib/cli.h) print it and exit. */
 void icl_seterr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Allocation that dies ("out of memory") instead of returning NULL.
- * xmalloc(0) returns a unique non-NULL pointer.  Caller frees with free(). */
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-void *xrealloc(void *p, size_t n);
-/* xreallocarray: realloc to n*size bytes; dies on overflow. */
-void *xreallocarray(void *p, size_t n, size_t size);
-char *xstrdup(const char *s);
-char *xstrndup(const char *s, size_t n);
-
-/* xfopen: fopen that dies with the path on failure; "-" is stdin (mode "r")
- * or stdout (mode "w").  xfclose closes (never stdin/stdout) and dies on a
- * write error, naming the path. */
-FILE *xfopen(const char *path, const char *mode);
-void xfclose(FILE *f, const char *path);
+/* Allocation that never returns NULL: on failure it prints
+ * "prog: out of memory (N bytes)" and exits 1 (the only exits in lib/).
+ * icl_xmalloc(0) returns a unique non-NULL pointer.  Caller frees with free(). */
+void *icl_xmalloc(size_t n);
+/* The same exit for memory a library allocated for us (libcsv, xxhash,
+ * pcre2 match data): "prog: out of memory (what)". */
+_Noreturn void icl_out_of_memory(const char *what);
+void *icl_xcalloc(size_t n, size_t size);
+void *icl_xrealloc(void *p, size_t n);
+/* icl_xreallocarray: realloc to n*size bytes; exits on overflow. */
+void *icl_xreallocarray(void *p, size_t n, size_t size);
+char *icl_xstrdup(const char *s);
+char *icl_xstrndup(const char *s, size_t n);
 
 /* A growable byte buffer.  data is NUL-terminated after every append
- * (len excludes the NUL).  Owned by the struct; release with buf_free. */
+ * (len excludes the NUL).  Owned by the struct; release with icl_buf_free. */
 typedef struct {
     char *data;
     size_t len, cap;
 } icl_buf;
-void buf_reserve(icl_buf *b, size_t extra);
-void buf_append(icl_buf *b, const void *p, size_t n);
-void buf_putc(icl_buf *b, int c);
-void buf_puts(icl_buf *b, const char *s);
-void buf_printf(icl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void buf_clear(icl_buf *b);
-void buf_free(icl_buf *b);
+void icl_buf_reserve(icl_buf *b, size_t extra);
+void icl_buf_append(icl_buf *b, const void *p, size_t n);
+void icl_buf_putc(icl_buf *b, int c);
+void icl_buf_puts(icl_buf *b, const char *s);
+void icl_buf_printf(icl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void icl_buf_clear(icl_buf *b);
+void icl_buf_free(icl_buf *b);
 
 /* Parse whole strings as numbers; return 0 on success, -1 if s is not
- * entirely a number in range (no silent truncation of "12abc"). */
-int parse_long(const char *s, long *out);
-int parse_double(const char *s, double *out);
+ * entirely a number in range (no silent truncation of "12abc").  Command-line
+ * options use lib/cli.h's range-checked icl_opt_* instead. */
+int icl_parse_long(const char *s, long *out);
+int icl_parse_double(const char *s, double *out);
 
-/* Thread count: requested if > 0, else $ICL_NUM_THREADS if set and valid,
- * else the number of online CPUs.  Also applies it to OpenMP (which BLIS's
+/* The programs' voice (defined in lib/cli.c, declared in lib/cli.h): a
+ * library function never calls these.  Declared here too while lib/model.c,
+ * lib/trainer.c and lib/dataset.c still do (issue 10, branch core). */
+_Noreturn void icl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void icl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* And for cmd/icl-train.c, which includes only this header (branch core). */
+_Noreturn void icl_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void icl_init(int argc, char **argv);
+void icl_print_version(void);
+
+/* The short names of the functions above, still spelled so in lib/model.c,
+ * generate.c, trainer.c, optim.c, dataset.c, ops.c and cmd/icl-train.c
+ * (issue 10, branch core); the symbols are the icl_ ones.  Function-like,
+ * so that only calls are renamed; to be removed once those files are. */
+#define xmalloc(...) icl_xmalloc(__VA_ARGS__)
+#define xcalloc(...) icl_xcalloc(__VA_ARGS__)
+#define xrealloc(...) icl_xrealloc(__VA_ARGS__)
+#define xreallocarray(...) icl_xreallocarray(__VA_ARGS__)
+#define xstrdup(...) icl_xstrdup(__VA_ARGS__)
+#define xstrndup(...) icl_xstrndup(__VA_ARGS__)
+#define buf_reserve(...) icl_buf_reserve(__VA_ARGS__)
+#define buf_append(...) icl_buf_append(__VA_ARGS__)
+#define buf_putc(...) icl_buf_putc(__VA_ARGS__)
+#define buf_puts(...) icl_buf_puts(__VA_ARGS__)
+#define buf_printf(...) icl_buf_printf(__VA_ARGS__)
+#define buf_clear(...) icl_buf_clear(__VA_ARGS__)
+#define buf_free(...) icl_buf_free(__VA_ARGS__)
+#define parse_long(...) icl_parse_long(__VA_ARGS__)
+#define parse_double(...) icl_parse_double(__VA_ARGS__)
+#define die(...) icl_die(__VA_ARGS__)
+#define warn(...) icl_warn(__VA_ARGS__)
+#define usage_die(...) icl_usage_die(__VA_ARGS__)
+
+/* Thread count: requested if > 0, else $ICL_NUM_THREADS if set and valid
+ * (icl_init refuses an invalid one at program start), else the number of
+ * online CPUs.  Also applies it to OpenMP (which BLIS's
  * OpenMP build shares).  Returns the count in use. */
 int icl_set_threads(int requested);
 
@@ -81,14 +103,16 @@ int icl_set_threads(int requested);
  * (Zen 5) and falls back to slow generic kernels.  When the CPU has AVX-512
  * F/DQ/BW/VL and the user has not set BLIS_ARCH_TYPE, we set it to "0" (skx's
  * index in 0.9.0's arch_t enum; names are not understood by 0.9.0) before any
- * BLIS call.  Called by icl_init; idempotent. */
+ * BLIS call.  Called by icl_init (lib/cli.h); idempotent. */
 void icl_blis_setup(void);
 /* Name of the BLIS sub-configuration in use ("skx", "haswell", "generic"...),
  * and whether icl chose it or the user's BLIS_ARCH_TYPE did. Initialises BLIS. */
 const char *icl_blis_arch(void);
-
-/* Standard --version text: "prog (icl) 0.1.0\nBLIS kernels: skx (...)". */
-void icl_print_version(void);
+/* Who chose it: "selected by icl: ...", "from BLIS_ARCH_TYPE in the
+ * environment" or "selected by BLIS" (for --version and benchmarks). */
+const char *icl_blis_arch_source(void);
+/* BLIS's version string ("0.9.0"). */
+const char *icl_blis_version(void);
 
 /* Monotonic wall time in seconds. */
 double icl_now(void);

@@ -1,13 +1,12 @@
 # tests/lib.sh - TAP helpers for program tests, in the style of git's test-lib.
 # Each test script sources this, runs in its own temporary directory (removed
 # at exit), and calls test_expect_success / test_expect_failure ... test_done.
-#   $TESTS_DIR  tests/ (absolute)   $DATA  tests/data   $SHARED  ../shared if present
+#   $TESTS_DIR  tests/ (absolute)   $DATA  tests/data
 set -u
 : "${TESTS_DIR:=$(cd "$(dirname "$0")" && pwd)}"
 : "${ICL_BIN:=$TESTS_DIR/../bin}"
 PATH="$ICL_BIN:$PATH"
 DATA="$TESTS_DIR/data"
-SHARED="$TESTS_DIR/../../shared"
 export PATH DATA
 TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/icl-test.XXXXXX") || exit 2
 trap 'cd /; rm -rf "$TEST_TMP"' EXIT

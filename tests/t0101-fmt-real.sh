@@ -10,7 +10,7 @@ gunzip -c "$D/awesome_chatgpt_prompts.csv.gz" >prompts.csv
 gunzip -c "$D/alpaca_en_demo.json.gz" >alpaca.json
 
 test_expect_success 'awesome prompts: 1486 records, every field byte for byte as Python csv reads it' '
-    icl-fmt --map instruction=act,output=prompt -t "$D/raw.tpl" prompts.csv >out
+    icl-fmt --map instruction=act,output=prompt -T "$D/raw.tpl" prompts.csv >out
     test $(wc -l <out) -eq 1486
     awk "NR % 50 == 1" out >sample
     test_cmp "$D/awesome.sample.jsonl" sample
@@ -18,11 +18,11 @@ test_expect_success 'awesome prompts: 1486 records, every field byte for byte as
     test_cmp "$D/awesome.sha256" sum
 '
 test_expect_success 'awesome prompts from stdin, detected as CSV, same output' '
-    icl-fmt --map instruction=act,output=prompt -t "$D/raw.tpl" <prompts.csv >out2
+    icl-fmt --map instruction=act,output=prompt -T "$D/raw.tpl" <prompts.csv >out2
     test_cmp out out2
 '
 test_expect_success 'awesome prompts with -f csv: same output' '
-    icl-fmt -f csv --map instruction=act,output=prompt -t "$D/raw.tpl" prompts.csv >a
+    icl-fmt -f csv --map instruction=act,output=prompt -T "$D/raw.tpl" prompts.csv >a
     test_cmp out a
 '
 test_expect_success 'alpaca_en_demo.json: 999 records equal to Stanford Alpaca formatting' '
@@ -39,7 +39,7 @@ test_expect_success 'alpaca: -f json and detection agree; 412 records use the in
     test $(grep -c "paired with an input" out) -eq 412
 '
 test_expect_success 'self-instruct seed tasks: instances[0] via --map paths, 175 records' '
-    icl-fmt -t plain --map "input=instances[0].input,output=instances[0].output" \
+    icl-fmt -T plain --map "input=instances[0].input,output=instances[0].output" \
         "$D/self_instruct_seed_tasks.jsonl" >out 2>err
     test $(wc -l <out) -eq 175
     test ! -s err

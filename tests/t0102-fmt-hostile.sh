@@ -3,7 +3,7 @@
 # or a clear error (exact message and exit status checked).
 . "$(dirname "$0")/lib.sh"
 
-# ok NAME ARGS... : icl-fmt -t plain ARGS must exit 0; stdout in NAME.out
+# ok NAME ARGS... : icl-fmt -T plain ARGS must exit 0; stdout in NAME.out
 # expect_out NAME TEXT : NAME.out must equal TEXT (printf-interpreted)
 # fails NAME CODE MESSAGE ARGS... : exit CODE and stderr exactly MESSAGE
 # (records before the bad one are written: see the test after ragged)
@@ -13,7 +13,7 @@ fails() {
     printf '%s\n' "$3" >want.$n_fail
     shift 3
     test_expect_success "$name: exit $code, right message" "
-        rc=0; icl-fmt -t plain $* >$name.out 2>$name.err || rc=\$?
+        rc=0; icl-fmt -T plain $* >$name.out 2>$name.err || rc=\$?
         test \$rc -eq $code
         test_cmp want.$n_fail $name.err
     "
@@ -21,7 +21,7 @@ fails() {
 out_is() {
     name=$1 want=$2; shift 2
     test_expect_success "$name: right output" "
-        icl-fmt -t plain $* >$name.out 2>$name.err
+        icl-fmt -T plain $* >$name.out 2>$name.err
         printf '$want' >$name.want
         test_cmp $name.want $name.out
     "
@@ -31,7 +31,7 @@ printf '\357\273\277instruction,output\nhi,there\n' >bom.csv
 out_is bom '{"prompt":"hi\\n","response":"there"}\n' bom.csv
 test_expect_success 'bom: header name is clean (no BOM in a passed-through key)' '
     printf "\357\273\277id,instruction,output\n7,a,b\n" >bom2.csv
-    icl-fmt -t plain bom2.csv >out
+    icl-fmt -T plain bom2.csv >out
     printf "{\"prompt\":\"a\\\\n\",\"response\":\"b\",\"id\":\"7\"}\n" >want
     test_cmp want out
 '
@@ -50,17 +50,17 @@ out_is blank-lines '{"prompt":"hi\\n","response":"there"}\n' blank.csv
 printf 'instruction,output\nhi,there\nx,y,z\nq,r\n' >ragged.csv
 fails ragged 1 'icl-fmt: ragged.csv:3: row has 3 fields, the header has 2' ragged.csv
 test_expect_success 'ragged: the records before the bad row are written' '
-    rc=0; icl-fmt -t plain ragged.csv >out 2>/dev/null || rc=$?
+    rc=0; icl-fmt -T plain ragged.csv >out 2>/dev/null || rc=$?
     test $rc -eq 1
     printf "{\"prompt\":\"hi\\\\n\",\"response\":\"there\"}\n" >want
     test_cmp want out
 '
 test_expect_success 'ragged with --shuffle: nothing is written' '
-    rc=0; icl-fmt -t plain --shuffle ragged.csv >out 2>/dev/null || rc=$?
+    rc=0; icl-fmt -T plain --shuffle ragged.csv >out 2>/dev/null || rc=$?
     test $rc -eq 1 && test ! -s out
 '
 test_expect_success 'ragged: --on-error skip skips and counts' '
-    icl-fmt -t plain --on-error skip ragged.csv >out 2>err
+    icl-fmt -T plain --on-error skip ragged.csv >out 2>err
     printf "{\"prompt\":\"hi\\\\n\",\"response\":\"there\"}\n{\"prompt\":\"q\\\\n\",\"response\":\"r\"}\n" >want
     test_cmp want out
     printf "icl-fmt: ragged.csv:3: row has 3 fields, the header has 2 (skipped)\nicl-fmt: 1 bad record skipped\n" >want
@@ -105,7 +105,7 @@ head -c 1048576 /dev/zero | tr '\000' y >y1m
 { echo instruction,output; printf 'x,"'; cat y1m; printf '"\n'; } >big.csv
 { printf '{"prompt":"x\\n","response":"'; cat y1m; printf '"}\n'; } >big.want
 test_expect_success '1 MB field survives byte for byte' '
-    icl-fmt -t plain big.csv >out
+    icl-fmt -T plain big.csv >out
     test_cmp big.want out
 '
 
@@ -123,7 +123,7 @@ out_is jsonl-crlf-blank-no-final-newline '{"prompt":"a\\n","response":"b"}\n{"pr
 printf '{"instruction":"a","output":"b"}\n{"instruction":"a",\n{"instruction":"c","output":"d"}\n' >badjson.jsonl
 fails bad-json-line 1 "icl-fmt: badjson.jsonl:2: bad JSON at byte offset 19: string or '}' expected near end of file" badjson.jsonl
 test_expect_success 'bad JSON line skipped with --on-error skip' '
-    icl-fmt -t plain --on-error skip badjson.jsonl >out 2>err
+    icl-fmt -T plain --on-error skip badjson.jsonl >out 2>err
     test $(wc -l <out) -eq 2
     grep -q "^icl-fmt: 1 bad record skipped$" err
 '

@@ -12,7 +12,7 @@ cat >in.jsonl <<'X'
 X
 
 test_expect_success 'alpaca: Stanford texts, system replaces the preamble, later turns' '
-    icl-fmt -t alpaca in.jsonl >out
+    icl-fmt -T alpaca in.jsonl >out
     cat >want <<"X"
 {"prompt":["Be brief.\n\n### Instruction:\nHi\n\n### Response:","\n\n### Instruction:\n2+2?\n\n### Response:"],"response":["Hello.","4"],"id":1,"tag":"x"}
 {"prompt":"S\n\n### Instruction:\nSum\n\n### Input:\n1 2\n\n### Response:","response":"3"}
@@ -23,7 +23,7 @@ X
     test_cmp want out
 '
 test_expect_success 'alpaca is the default template' '
-    icl-fmt in.jsonl >out2 && icl-fmt -t alpaca in.jsonl >out1 && test_cmp out1 out2
+    icl-fmt in.jsonl >out2 && icl-fmt -T alpaca in.jsonl >out1 && test_cmp out1 out2
 '
 test_expect_success 'alpaca with input: the prompt_input text' '
     echo "{\"instruction\":\"I\",\"input\":\"X\",\"output\":\"O\"}" | icl-fmt >out
@@ -33,7 +33,7 @@ X
     test_cmp want out
 '
 test_expect_success 'chatml' '
-    icl-fmt -t chatml in.jsonl | head -3 >out
+    icl-fmt -T chatml in.jsonl | head -3 >out
     cat >want <<"X"
 {"prompt":["<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n","\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"],"response":["Hello.","4"],"id":1,"tag":"x"}
 {"prompt":"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nSum\n\n1 2<|im_end|>\n<|im_start|>assistant\n","response":"3"}
@@ -42,7 +42,7 @@ X
     test_cmp want out
 '
 test_expect_success 'llama2' '
-    icl-fmt -t llama2 in.jsonl | head -3 >out
+    icl-fmt -T llama2 in.jsonl | head -3 >out
     cat >want <<"X"
 {"prompt":["[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]","[INST] 2+2? [/INST]"],"response":[" Hello."," 4"],"id":1,"tag":"x"}
 {"prompt":"[INST] <<SYS>>\nS\n<</SYS>>\n\nSum\n\n1 2 [/INST]","response":" 3"}
@@ -51,7 +51,7 @@ X
     test_cmp want out
 '
 test_expect_success 'plain' '
-    icl-fmt -t plain in.jsonl | head -3 >out
+    icl-fmt -T plain in.jsonl | head -3 >out
     cat >want <<"X"
 {"prompt":["Be brief.\n\nHi\n","\n2+2?\n"],"response":["Hello.","4"],"id":1,"tag":"x"}
 {"prompt":"S\n\nSum\n\n1 2\n","response":"3"}
@@ -61,30 +61,30 @@ X
 '
 test_expect_success 'template file: placeholders, marker line, newline rules, literal braces' '
     printf "Q: {instruction} {x}\\n{input}\\n\\nA:\\n%%%%\\n {output}\\n" >t.tpl
-    echo "{\"instruction\":\"I\",\"input\":\"X\",\"output\":\"O\"}" | icl-fmt -t t.tpl >out
+    echo "{\"instruction\":\"I\",\"input\":\"X\",\"output\":\"O\"}" | icl-fmt -T t.tpl >out
     printf "%s\\n" "{\"prompt\":\"Q: I {x}\\nX\\n\\nA:\",\"response\":\" O\"}" >want
     test_cmp want out
 '
 test_expect_success 'template file: CRLF file' '
     printf "<{instruction}>\\r\\n%%%%\\r\\n{output}!\\r\\n" >crlf.tpl
-    echo "{\"instruction\":\"I\",\"output\":\"O\"}" | icl-fmt -t crlf.tpl >out
+    echo "{\"instruction\":\"I\",\"output\":\"O\"}" | icl-fmt -T crlf.tpl >out
     echo "{\"prompt\":\"<I>\",\"response\":\"O!\"}" >want
     test_cmp want out
 '
 test_expect_code 2 'template file without marker: usage error' '
     printf "{instruction} {output}\\n" >bad.tpl
-    icl-fmt -t bad.tpl in.jsonl 2>err; rc=$?
+    icl-fmt -T bad.tpl in.jsonl 2>err; rc=$?
     grep -q "bad.tpl: no marker line" err || exit 9
     exit $rc
 '
 test_expect_code 2 'template file with {output} in the prompt part' '
     printf "{output}\\n%%%%\\n{output}\\n" >bad2.tpl
-    icl-fmt -t bad2.tpl in.jsonl 2>err; rc=$?
+    icl-fmt -T bad2.tpl in.jsonl 2>err; rc=$?
     grep -q "{output} must not appear in the prompt part" err || exit 9
     exit $rc
 '
 test_expect_code 2 'unknown template name' '
-    icl-fmt -t nosuch in.jsonl 2>err; rc=$?
+    icl-fmt -T nosuch in.jsonl 2>err; rc=$?
     grep -q "unknown template .nosuch." err || exit 9
     exit $rc
 '
@@ -115,7 +115,7 @@ test_expect_success 'chat: empty assistant message drops the record with a warni
     test_cmp want err
 '
 test_expect_success '--map renames, passes the rest through in order; response= for t0-style data' '
-    echo "{\"a\":1,\"q\":\"Q\",\"b\":2,\"ans\":\"A\"}" | icl-fmt -t plain --map instruction=q --map output=ans >out
+    echo "{\"a\":1,\"q\":\"Q\",\"b\":2,\"ans\":\"A\"}" | icl-fmt -T plain --map instruction=q --map output=ans >out
     printf "%s\\n" "{\"prompt\":\"Q\\n\",\"response\":\"A\",\"a\":1,\"b\":2}" >want
     test_cmp want out
     echo "{\"prompt\":\"P\",\"completion\":\"C\",\"z\":0}" | icl-fmt --map response=completion >out
@@ -124,7 +124,7 @@ test_expect_success '--map renames, passes the rest through in order; response= 
 '
 test_expect_success '--map paths into nested JSON: a[0].b and a.0.b' '
     echo "{\"i\":\"I\",\"inst\":[{\"in\":\"X\",\"out\":\"O\"},{\"in\":\"Y\",\"out\":\"P\"}],\"k\":3}" >n.jsonl
-    icl-fmt -t plain --map "instruction=i,input=inst[0].in,output=inst.1.out" n.jsonl >out
+    icl-fmt -T plain --map "instruction=i,input=inst[0].in,output=inst.1.out" n.jsonl >out
     printf "%s\\n" "{\"prompt\":\"I\\n\\nX\\n\",\"response\":\"P\",\"k\":3}" >want
     test_cmp want out
 '
@@ -133,16 +133,25 @@ test_expect_code 2 'bad --map syntax is a usage error' 'icl-fmt --map instructio
 test_expect_code 2 'template file with invalid UTF-8: named, never copied into records' '
     printf "Q: {instruction}\\n\\377\\n%%%%\\n{output}\\n" >u8.tpl &&
     echo "{\"instruction\":\"a\",\"output\":\"b\"}" >one.jsonl &&
-    icl-fmt -t u8.tpl one.jsonl >out 2>err; rc=$?
+    icl-fmt -T u8.tpl one.jsonl >out 2>err; rc=$?
     grep -q "u8.tpl:2: invalid UTF-8 at byte offset 0" err || exit 9
     test ! -s out || exit 8
     exit $rc
 '
 
 test_expect_code 2 'a directory as template: the reason is given' '
-    mkdir -p tdir && icl-fmt -t tdir one.jsonl 2>err; rc=$?
+    mkdir -p tdir && icl-fmt -T tdir one.jsonl 2>err; rc=$?
     grep -q "tdir: read error: Is a directory" err || exit 9
     exit $rc
 '
+
+if test -r /dev/zero; then
+test_expect_success 'a template that never ends (/dev/zero) is refused at the size cap' '
+	rc=0; echo "{\"instruction\":\"a\",\"output\":\"b\"}" | icl-fmt -T /dev/zero >out 2>err || rc=$?
+	test $rc -eq 2 && test_grep "^icl-fmt: /dev/zero: larger than 16777216 bytes" err && test ! -s out
+'
+else
+test_skip 'a template that never ends (/dev/zero) is refused at the size cap' 'no /dev/zero'
+fi
 
 test_done

@@ -18,7 +18,7 @@ test_expect_success '--dedup looks at the rendered text: same instruction, diffe
     printf "%s\n" "{\"instruction\":\"a\",\"output\":\"b\",\"id\":1}" \
         "{\"instruction\":\"a\",\"output\":\"b\",\"id\":2}" \
         "{\"instruction\":\"a\",\"input\":\"x\",\"output\":\"b\"}" >d.jsonl
-    icl-fmt --dedup -t plain d.jsonl >out 2>err
+    icl-fmt --dedup -T plain d.jsonl >out 2>err
     test $(wc -l <out) -eq 2
     grep -q "\"id\":1" out
     if grep -q "\"id\":2" out; then exit 1; fi

@@ -28,6 +28,18 @@ test_expect_success '-o file gets the usual permissions' '
 	test "$(stat -c %a perm.jsonl)" = 644
 '
 
+test_expect_success '-o onto an existing file keeps its mode (a private file stays private)' '
+	echo old >private.jsonl && chmod 600 private.jsonl &&
+	(umask 022 && icl-fmt -o private.jsonl good.jsonl) &&
+	test "$(stat -c %a private.jsonl)" = 600 &&
+	icl-fmt good.jsonl >want && test_cmp want private.jsonl
+'
+
+test_expect_success 'a new -o file honours the umask' '
+	(umask 077 && icl-fmt -o new077.jsonl good.jsonl) &&
+	test "$(stat -c %a new077.jsonl)" = 600
+'
+
 if test -w /dev/full; then
 test_expect_success 'write errors: exit 1, one message naming the output' '
 	if icl-fmt good.jsonl >/dev/full 2>err; then exit 1; fi

@@ -7,7 +7,7 @@
 gzip -dc "$DATA/eval/HumanEval.jsonl.gz" >HumanEval.jsonl
 
 test_expect_success 'HumanEval: the 164 canonical solutions score pass@1 = 1' '
-	icl-eval --pred canonical_solution -M pass@1 -t 2 --per-record pr HumanEval.jsonl >out &&
+	icl-eval --pred canonical_solution -M pass@1 --threads 2 --per-record pr HumanEval.jsonl >out &&
 	echo "{\"records\":164,\"tasks\":164,\"samples\":164,\"passed\":164,\"pass@1\":1.0,\"skipped\":0}" >want &&
 	test_cmp want out &&
 	test $(grep -c "\"result\":\"passed\"" pr) -eq 164
@@ -71,7 +71,7 @@ test_expect_success 'the listener answers outside the sandbox' '
 
 test_expect_success 'broken and hostile completions each fail; only the control passes' '
 	rm -f /tmp/icl-sandbox-escape &&
-	icl-eval -M pass@1 -t 2 --timeout 3 --per-record pr broken.jsonl >out &&
+	icl-eval -M pass@1 --threads 2 --timeout 3 --per-record pr broken.jsonl >out &&
 	echo "{\"records\":10,\"tasks\":10,\"samples\":10,\"passed\":1,\"pass@1\":0.1,\"skipped\":0}" >want &&
 	test_cmp want out &&
 	grep "\"task_id\":\"broken/canonical\"" pr | test_grep "\"result\":\"passed\"" - &&

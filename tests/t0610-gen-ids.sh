@@ -44,7 +44,7 @@ test_expect_success 'sampling with --seed does not depend on the batch size' '
 
 test_expect_success 'another seed gives other samples; the same seed the same' '
 	icl-gen -m $M/stories260K/model --ids -n 20 --temperature 1.3 --seed 8 <prompts >s8 &&
-	icl-gen -m $M/stories260K/model --ids -n 20 --temperature 1.3 --seed 8 -t 1 <prompts >s8b &&
+	icl-gen -m $M/stories260K/model --ids -n 20 --temperature 1.3 --seed 8 --threads 1 <prompts >s8b &&
 	test_must_fail cmp -s s1 s8 && test_cmp s8 s8b
 '
 

@@ -101,4 +101,13 @@ test_expect_success 'added token ids must be the ones tokenizers would assign' '
 	tail -1 out | grep -q "^	64 50257 50256$"
 '
 
+if test -r /dev/zero; then
+test_expect_success 'a tokenizer that never ends (/dev/zero) is refused at the size cap, not read forever' '
+	rc=0; icl-tok encode -t /dev/zero </dev/null >out 2>err || rc=$?
+	test $rc -eq 1 && test_grep "^icl-tok: /dev/zero: File too large" err
+'
+else
+test_skip 'a tokenizer that never ends (/dev/zero) is refused at the size cap' 'no /dev/zero'
+fi
+
 test_done

@@ -14,33 +14,33 @@ int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     if (argc != 4)
-        usage_die("usage: icl_roundtrip IN_DIR OUT_DIR EXPECTED_JSON");
+        icl_usage_die("usage: icl_roundtrip IN_DIR OUT_DIR EXPECTED_JSON");
     char err[512];
     icl_model *m = icl_model_load(argv[1], err, sizeof err);
     if (!m)
-        die("%s", err);
+        icl_die("%s", err);
     if (icl_model_save(m, argv[2], err, sizeof err))
-        die("%s", err);
+        icl_die("%s", err);
     json_error_t je;
     json_t *e = json_load_file(argv[3], 0, &je);
     if (!e)
-        die("%s: %s", argv[3], je.text);
+        icl_die("%s: %s", argv[3], je.text);
     json_t *ids = json_object_get(e, "input_ids"), *am = json_object_get(e, "attention_mask");
     int B = (int)json_array_size(ids), T = (int)json_array_size(json_array_get(ids, 0)), V = m->cfg.vocab_size;
-    int32_t *id = xmalloc(sizeof(int32_t) * B * T), *doc = xmalloc(sizeof(int32_t) * B * T);
+    int32_t *id = icl_xmalloc(sizeof(int32_t) * B * T), *doc = icl_xmalloc(sizeof(int32_t) * B * T);
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             id[b * T + t] = (int32_t)json_integer_value(json_array_get(json_array_get(ids, b), t));
             doc[b * T + t] = json_integer_value(json_array_get(json_array_get(am, b), t)) ? 0 : -1;
         }
     icl_batch bt = {B, T, id, NULL, doc, NULL};
-    float *lg = xmalloc(sizeof(float) * B * T * V);
+    float *lg = icl_xmalloc(sizeof(float) * B * T * V);
     icl_model_forward(m, &bt, lg, 0, NULL);
     char p[1024];
     snprintf(p, sizeof p, "%s/icl_logits.safetensors", argv[2]);
     icl_st_entry en = {"logits", lg, 3, {B, T, V}};
     if (icl_st_write(p, &en, 1, err, sizeof err))
-        die("%s", err);
+        icl_die("%s", err);
     free(lg);
     free(id);
     free(doc);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference values for model variants the shared fixtures do not cover, made
-the same way as ../shared/fixtures/make_fixtures.py (random seeded model with
+the same way as tests/hf/fixtures/make_fixtures.py (random seeded model with
 randomised norms and biases, a right-padded batch of two prompt/response
 examples, HF loss/logits/gradients).  Run with transformers (4.46.3 was used,
 with Debian's python3-torch 1.13):

@@ -1,6 +1,6 @@
 /* Unit tests of lib/bpe_train.c: training on the fixtures' corpus
  * (tinyshakespeare.txt then wiki_demo.txt) gives Hugging Face BpeTrainer's
- * merges, at vocabulary 512 and 2048 (../shared/fixtures/tokenizers). */
+ * merges, at vocabulary 512 and 2048 (tests/data/tok, made by tests/hf/fixtures/make_fixtures.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,7 +29,7 @@ static int setup(void **state)
     char tmp[1 << 16];
     size_t r;
     while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, r);
+        icl_buf_append(&b, tmp, r);
     pclose(f);
     corpus = b.data;
     corpus_len = b.len;
@@ -48,7 +48,7 @@ static void same_as_hf(int vocab)
     const char *sp[] = {"<|endoftext|>"};
     double t0 = icl_now();
     icl_bpe_trainer *tr = icl_bpe_trainer_new(vocab, 0, sp, 1);
-    icl_bpe_trainer_feed_lines(tr, corpus, corpus_len);
+    assert_int_equal(icl_bpe_trainer_feed_lines(tr, corpus, corpus_len, NULL, 0), 0);
     icl_buf out = {0};
     size_t nm = icl_bpe_trainer_finish(tr, &out);
     icl_bpe_trainer_free(tr);
@@ -84,12 +84,12 @@ static void same_as_hf(int vocab)
     icl_buf back = {0};
     assert_int_equal(icl_tok_decode(a, x.v, x.n, 0, 0, &back, err, sizeof err), 0);
     assert_string_equal(back.data, s);
-    buf_free(&back);
-    ids_free(&x);
+    icl_buf_free(&back);
+    icl_ids_free(&x);
     icl_tok_free(a);
     json_decref(ref);
     json_decref(ours);
-    buf_free(&out);
+    icl_buf_free(&out);
 }
 
 static void train_512(void **state)
@@ -109,13 +109,13 @@ static void min_frequency_stops(void **state)
     (void)state;
     const char *text = "ab ab ab cd\n";
     icl_bpe_trainer *tr = icl_bpe_trainer_new(1000, 3, NULL, 0);
-    icl_bpe_trainer_feed_lines(tr, text, strlen(text));
+    assert_int_equal(icl_bpe_trainer_feed_lines(tr, text, strlen(text), NULL, 0), 0);
     icl_buf out = {0};
     /* pairs: (a,b) x3, (Ġ,a) x2, (Ġ,c) x1, (c,d) x1, (d,\n)... only a+b reaches 3 */
     assert_int_equal(icl_bpe_trainer_finish(tr, &out), 1);
     assert_non_null(strstr(out.data, "\"ab\": 256"));
     icl_bpe_trainer_free(tr);
-    buf_free(&out);
+    icl_buf_free(&out);
 }
 
 int main(void)

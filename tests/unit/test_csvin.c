@@ -23,25 +23,25 @@ static void csv_dump(const char *s, size_t n, char delim, char *out, size_t outs
     icl_buf b = {0};
     int rc = icl_csv_header(c, &row, err, sizeof err);
     if (rc > 0) {
-        buf_printf(&b, "H%zu", row.nfields);
+        icl_buf_printf(&b, "H%zu", row.nfields);
         while ((rc = icl_csv_next(c, &row, err, sizeof err)) != 0) {
             if (rc < 0) {
-                buf_printf(&b, ";E%s", err);
+                icl_buf_printf(&b, ";E%s", err);
                 continue;
             }
-            buf_printf(&b, ";%ld:[", row.line);
+            icl_buf_printf(&b, ";%ld:[", row.line);
             for (size_t i = 0; i < row.nfields; i++) {
                 assert_int_equal(strlen(row.field[i]), row.len[i]);
-                buf_printf(&b, "%s%s", i ? "|" : "", row.field[i]);
+                icl_buf_printf(&b, "%s%s", i ? "|" : "", row.field[i]);
             }
-            buf_putc(&b, ']');
+            icl_buf_putc(&b, ']');
         }
     } else if (rc < 0)
-        buf_printf(&b, "E%s", err);
+        icl_buf_printf(&b, "E%s", err);
     else
-        buf_puts(&b, "EMPTY");
+        icl_buf_puts(&b, "EMPTY");
     snprintf(out, outsz, "%s", b.data);
-    buf_free(&b);
+    icl_buf_free(&b);
     icl_csv_free(c);
     icl_reader_close(&r);
 }

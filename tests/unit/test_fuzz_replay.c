@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "../fuzz/targets.h"
+#include "fileio.h"
 
 /* Run every file of $TESTS_DIR/fuzz/WHERE/KIND through target; returns the
  * count (-1 if the folder does not exist). */
@@ -27,25 +28,19 @@ static long replay_dir(const char *where, const char *kind, int (*target)(const 
         return -1;
     long n = 0;
     struct dirent *e;
-    icl_buf b = {0};
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
         char path[8192];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        assert_non_null(f);
-        buf_clear(&b);
-        char chunk[65536];
-        size_t got;
-        while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-            buf_append(&b, chunk, got);
-        fclose(f);
-        target((const uint8_t *)(b.data ? b.data : ""), b.len);
+        size_t len;
+        char *data = icl_read_file(path, 0, &len, NULL, 0);
+        assert_non_null(data);
+        target((const uint8_t *)data, len);
+        free(data);
         n++;
     }
     closedir(d);
-    buf_free(&b);
     return n;
 }
 
@@ -90,20 +85,15 @@ static int replay_corpus(const char *sub, int (*fn)(const uint8_t *, size_t), in
             continue;
         char p[1024];
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(p, "rb");
-        assert_non_null(f);
-        icl_buf b = {0};
-        char tmp[4096];
-        size_t k;
-        while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-            buf_append(&b, tmp, k);
-        fclose(f);
+        size_t len;
+        char *data = icl_read_file(p, 0, &len, NULL, 0);
+        assert_non_null(data);
         /* an exact-size copy, so the sanitizer build catches any overread */
-        uint8_t *exact = xmalloc(b.len ? b.len : 1);
-        memcpy(exact, b.data ? b.data : "", b.len);
-        *accepted += fn(exact, b.len);
+        uint8_t *exact = icl_xmalloc(len ? len : 1);
+        memcpy(exact, data, len);
+        *accepted += fn(exact, len);
         free(exact);
-        buf_free(&b);
+        free(data);
         n++;
     }
     closedir(d);

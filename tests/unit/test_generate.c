@@ -1,6 +1,6 @@
 /* lib/generate.c: the batched decode step against full recompute and
  * icl_model_decode, independence from the batch, greedy parity with
- * transformers (tests/data/model, from ../shared/fixtures), generation
+ * transformers (tests/data/model, made by tests/hf/fixtures/make_fixtures.py), generation
  * config, streaming text with characters that span tokens, stop strings. */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -25,7 +25,7 @@ static char *path_of(const char *fmt, const char *name)
     char rel[256];
     snprintf(rel, sizeof rel, fmt, name);
     size_t n = strlen(TEST_DATA) + strlen(rel) + 2;
-    char *p = xmalloc(n);
+    char *p = icl_xmalloc(n);
     snprintf(p, n, "%s/%s", TEST_DATA, rel);
     return p;
 }
@@ -66,8 +66,8 @@ static void step_matches_full_recompute(void **state)
         for (int b = 0; b < B; b++)
             for (int t = 0; t < T; t++)
                 ids[b][t] = (int32_t)((t * 31 + b * 17 + 3) % V);
-        float *full = xmalloc((size_t)B * T * V * sizeof(float)), *lg = xmalloc((size_t)B * V * sizeof(float)),
-              *ref = xmalloc((size_t)V * sizeof(float));
+        float *full = icl_xmalloc((size_t)B * T * V * sizeof(float)), *lg = icl_xmalloc((size_t)B * V * sizeof(float)),
+              *ref = icl_xmalloc((size_t)V * sizeof(float));
         icl_batch bt = {B, T, &ids[0][0], NULL, NULL, NULL};
         icl_model_forward(m, &bt, full, 0, NULL);
         icl_kv_cache *kc[3], *kr[3];
@@ -126,7 +126,7 @@ static void step_independent_of_batch(void **state)
         int V = m->cfg.vocab_size, B = 7;
         icl_kv_cache *kc[7];
         char err[256];
-        float *one = xmalloc((size_t)V * sizeof(float)), *all = xmalloc((size_t)B * V * sizeof(float));
+        float *one = icl_xmalloc((size_t)V * sizeof(float)), *all = icl_xmalloc((size_t)B * V * sizeof(float));
         for (int b = 0; b < B; b++) {
             kc[b] = icl_kv_cache_new(m, 32);
             int32_t p[4] = {3 + b, 7, 11 * b % V, 5};
@@ -159,8 +159,8 @@ static void linear_kernel(void **state)
     int shapes[][3] = {{1, 7, 5}, {3, 48, 70}, {6, 100, 33}, {9, 64, 129}};
     for (int s = 0; s < 4; s++) {
         int B = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
-        float *x = xmalloc(sizeof(float) * B * in), *W = xmalloc(sizeof(float) * in * out),
-              *bias = xmalloc(sizeof(float) * out), *y = xmalloc(sizeof(float) * B * out);
+        float *x = icl_xmalloc(sizeof(float) * B * in), *W = icl_xmalloc(sizeof(float) * in * out),
+              *bias = icl_xmalloc(sizeof(float) * out), *y = icl_xmalloc(sizeof(float) * B * out);
         for (int i = 0; i < B * in; i++)
             x[i] = (float)((i * 37 % 101) - 50) / 50.0f;
         for (int i = 0; i < in * out; i++)
@@ -225,7 +225,7 @@ static void greedy_parity(void **state)
             for (size_t i = 0; i < no - np; i++)
                 assert_int_equal(seqs[w].out.v[i], json_integer_value(json_array_get(out, np + i)));
             for (int b = 0; b < B; b++)
-                ids_free(&seqs[b].out);
+                icl_ids_free(&seqs[b].out);
         }
         json_decref(e);
         icl_model_free(m);
@@ -260,7 +260,7 @@ static void greedy_stories(void **state)
     assert_int_equal(s.out.n, 200);
     for (int i = 0; i < 200; i++)
         assert_int_equal(s.out.v[i], want[i]);
-    ids_free(&s.out);
+    icl_ids_free(&s.out);
     icl_model_free(m);
 }
 
@@ -301,14 +301,14 @@ static void sampling_reproducible(void **state)
     /* different streams differ */
     assert_true(a[0].out.n != a[1].out.n || memcmp(a[0].out.v, a[1].out.v, a[0].out.n * sizeof(int32_t)) != 0);
     for (int b = 0; b < 5; b++)
-        ids_free(&a[b].out);
-    ids_free(&solo.out);
+        icl_ids_free(&a[b].out);
+    icl_ids_free(&solo.out);
     /* caller stop */
     assert_int_equal(icl_generate(m, &g, a, 2, stop_after_3, a, err, sizeof err), 0);
     assert_int_equal(a[0].out.n, 3);
     assert_int_equal(a[0].stop, ICL_STOP_CALLER);
-    ids_free(&a[0].out);
-    ids_free(&a[1].out);
+    icl_ids_free(&a[0].out);
+    icl_ids_free(&a[1].out);
     /* eos: greedy from BOS makes 461 first; make it an eos id */
     g.do_sample = 0;
     g.eos[0] = 461;
@@ -317,20 +317,20 @@ static void sampling_reproducible(void **state)
     assert_int_equal(a[0].out.n, 1);
     assert_int_equal(a[0].out.v[0], 461);
     assert_int_equal(a[0].stop, ICL_STOP_EOS);
-    ids_free(&a[0].out);
+    icl_ids_free(&a[0].out);
     /* context: a prompt of max_position_embeddings - 1 tokens leaves 2 */
     int mp = m->cfg.max_position_embeddings;
-    int32_t *longp = xcalloc((size_t)mp + 1, sizeof(int32_t));
+    int32_t *longp = icl_xcalloc((size_t)mp + 1, sizeof(int32_t));
     a[0].prompt = longp;
     a[0].n_prompt = (size_t)mp - 1;
     assert_int_equal(icl_generate(m, &g, a, 1, NULL, NULL, err, sizeof err), 0);
     assert_int_equal(a[0].out.n, 2);
     assert_int_equal(a[0].stop, ICL_STOP_CONTEXT);
-    ids_free(&a[0].out);
+    icl_ids_free(&a[0].out);
     a[0].n_prompt = (size_t)mp + 1;
     assert_int_equal(icl_generate(m, &g, a, 1, NULL, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "max_position_embeddings"));
-    ids_free(&a[0].out);
+    icl_ids_free(&a[0].out);
     free(longp);
     icl_model_free(m);
 }
@@ -403,10 +403,10 @@ static icl_tokenizer *load_tok(const char *rel)
         char tmp[1 << 16];
         size_t r;
         while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-            buf_append(&b, tmp, r);
+            icl_buf_append(&b, tmp, r);
         pclose(f);
         tok = icl_tok_load_mem(b.data, b.len, NULL, err, sizeof err);
-        buf_free(&b);
+        icl_buf_free(&b);
     } else {
         tok = icl_tok_load(p, err, sizeof err);
     }
@@ -445,11 +445,11 @@ static void stream_case(const char *tokname, int want_multi)
                 split = 1;
             if (part.len >= 6 && memcmp(part.data + part.len - 6, "\xef\xbf\xbd\xef\xbf\xbd", 6) == 0)
                 multi = 1;
-            buf_free(&part);
+            icl_buf_free(&part);
             size_t len;
             const char *s = icl_gen_text_stream(&t, &len);
             assert_null(memmem(s, len, "\xef\xbf\xbd", 3));
-            buf_append(&got, s, len);
+            icl_buf_append(&got, s, len);
             if (with_stop) /* nothing of the stop string is ever streamed */
                 assert_null(memmem(got.data ? got.data : "", got.len, "EN", 2));
             if (r == 1) {
@@ -460,7 +460,7 @@ static void stream_case(const char *tokname, int want_multi)
         assert_true(icl_gen_text_finish(&t, err, sizeof err) >= 0);
         size_t len;
         const char *s = icl_gen_text_stream(&t, &len);
-        buf_append(&got, s, len);
+        icl_buf_append(&got, s, len);
         if (with_stop) {
             assert_true(stopped_at > 0);
             size_t cut = (size_t)(strstr(full.data, "END") - full.data);
@@ -470,14 +470,14 @@ static void stream_case(const char *tokname, int want_multi)
         } else {
             assert_string_equal(got.data, full.data);
         }
-        buf_free(&got);
+        icl_buf_free(&got);
         icl_gen_text_free(&t);
     }
     assert_true(split); /* the test did exercise a split character */
     if (want_multi)
         assert_true(multi);
-    buf_free(&full);
-    ids_free(&ids);
+    icl_buf_free(&full);
+    icl_ids_free(&ids);
     icl_tok_free(tok);
 }
 
@@ -507,7 +507,7 @@ static void threads_do_not_change_results(void **state)
     icl_model *m = icl_model_new(&cfg);
     icl_model_init_random(m, 7, 0.05f);
     int n = 150, V = cfg.vocab_size;
-    int32_t *ids = xmalloc((size_t)n * sizeof(int32_t));
+    int32_t *ids = icl_xmalloc((size_t)n * sizeof(int32_t));
     for (int i = 0; i < n; i++)
         ids[i] = (int32_t)((i * 7919 + 13) % V);
     float *lg[2];
@@ -515,7 +515,7 @@ static void threads_do_not_change_results(void **state)
     char err[256];
     for (int t = 0; t < 2; t++) {
         icl_set_threads(t + 1);
-        lg[t] = xmalloc((size_t)2 * V * sizeof(float));
+        lg[t] = icl_xmalloc((size_t)2 * V * sizeof(float));
         for (int b = 0; b < 2; b++) {
             kc[t][b] = icl_kv_cache_new(m, n + 4);
             assert_int_equal(icl_model_decode(m, kc[t][b], ids + b, n - b, lg[t] + (size_t)b * V, 0, err, sizeof err), 0);

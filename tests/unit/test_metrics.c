@@ -1,7 +1,7 @@
 /* Unit tests of lib/metrics.c: hand-computed values, and the reference
  * implementations' own outputs (tests/data/eval/metrics_ref.json from
  * make_metrics.py: SQuAD v1.1 script, rouge-score, sacreBLEU 2.6.0;
- * tests/data/eval/sacrebleu.json from ../shared/fixtures). */
+ * tests/data/eval/sacrebleu.json, from the reference fixtures). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,10 +87,10 @@ static void label_first_line(void **state)
     icl_buf b = {0};
     icl_label_normalize("\n  Positive.\nBecause the film...", &b);
     assert_string_equal(b.data, "positive");
-    buf_clear(&b);
+    icl_buf_clear(&b);
     icl_label_normalize("The answer", &b);
     assert_string_equal(b.data, "answer");
-    buf_free(&b);
+    icl_buf_free(&b);
     json_t *m = json_object();
     icl_confusion_add(m, "pos", "pos");
     icl_confusion_add(m, "pos", "neg");
@@ -107,10 +107,10 @@ static void tok13a_cases(void **state)
     icl_buf b = {0};
     icl_tok13a("Hello, world. 3.14 and 1,000; 5-4", &b);
     assert_string_equal(b.data, "Hello , world . 3.14 and 1,000 ; 5 - 4");
-    buf_clear(&b);
+    icl_buf_clear(&b);
     icl_tok13a("   ", &b);
     assert_int_equal(b.len, 0);
-    buf_free(&b);
+    icl_buf_free(&b);
 }
 
 static const char **refs_of(json_t *a, size_t *n)
@@ -137,29 +137,29 @@ static void reference_implementations(void **state)
         icl_py_lower(pred, &b);
         if (strcmp(b.data ? b.data : "", json_string_value(json_object_get(c, "lower"))))
             fail_msg("case %zu: lower %s", ci, b.data);
-        buf_clear(&b);
+        icl_buf_clear(&b);
         icl_squad_normalize(pred, &b);
         if (strcmp(b.data ? b.data : "", json_string_value(json_object_get(c, "squad_norm"))))
             fail_msg("case %zu: normalised to '%s', want '%s'", ci, b.data,
                      json_string_value(json_object_get(c, "squad_norm")));
-        buf_clear(&b);
+        icl_buf_clear(&b);
         icl_tok13a(pred, &b);
         if (strcmp(b.data ? b.data : "", json_string_value(json_object_get(c, "tok13a"))))
             fail_msg("case %zu: 13a gave '%s'", ci, b.data);
-        buf_clear(&b);
+        icl_buf_clear(&b);
         icl_rouge_tokenize(pred, &b);
         icl_buf w = {0};
         size_t k;
         json_t *t;
         json_array_foreach(json_object_get(c, "rouge_tokens"), k, t) {
             if (k)
-                buf_putc(&w, ' ');
-            buf_puts(&w, json_string_value(t));
+                icl_buf_putc(&w, ' ');
+            icl_buf_puts(&w, json_string_value(t));
         }
         if (strcmp(b.data ? b.data : "", w.data ? w.data : ""))
             fail_msg("case %zu: rouge tokens '%s', want '%s'", ci, b.data, w.data);
-        buf_free(&w);
-        buf_free(&b);
+        icl_buf_free(&w);
+        icl_buf_free(&b);
         double em = 0, f1 = 0, rl = 0, bestp = 0, bestr = 0;
         for (size_t i = 0; i < nr; i++) {
             double p, r, x = icl_rouge_l(pred, refs[i], &p, &r);
@@ -197,7 +197,7 @@ static void reference_implementations(void **state)
     json_decref(d);
 }
 
-/* sacreBLEU's documented example values (../shared/fixtures/sacrebleu.json). */
+/* sacreBLEU's documented example values (tests/data/eval/sacrebleu.json). */
 static void sacrebleu_fixture(void **state)
 {
     (void)state;

@@ -1,5 +1,5 @@
-/* Parity of lib/model.c with Hugging Face transformers (tests/data/model, copied
- * from ../shared/fixtures): logits, loss and every gradient on a padded batch
+/* Parity of lib/model.c with Hugging Face transformers (tests/data/model, made by
+ * tests/hf/fixtures/make_fixtures.py): logits, loss and every gradient on a padded batch
  * of two examples; greedy decoding; KV cache against full recompute; save and
  * reload bit-identical. */
 #include <setjmp.h>
@@ -24,7 +24,7 @@ static char *data_path(const char *rel)
     if (!td)
         td = access("tests/data/model", F_OK) == 0 ? "tests" : ".";
     size_t n = strlen(td) + strlen(rel) + 16;
-    char *p = xmalloc(n);
+    char *p = icl_xmalloc(n);
     snprintf(p, n, "%s/data/model/%s", td, rel);
     return p;
 }
@@ -57,10 +57,10 @@ static void fixture_load(fixture *f, const char *name)
     f->B = (int)json_array_size(ids);
     f->T = (int)json_array_size(json_array_get(ids, 0));
     size_t N = (size_t)f->B * f->T;
-    f->ids = xmalloc(N * sizeof(int32_t));
-    f->doc = xmalloc(N * sizeof(int32_t));
-    f->target = xmalloc(N);
-    f->valid = xmalloc(N);
+    f->ids = icl_xmalloc(N * sizeof(int32_t));
+    f->doc = icl_xmalloc(N * sizeof(int32_t));
+    f->target = icl_xmalloc(N);
+    f->valid = icl_xmalloc(N);
     for (int b = 0; b < f->B; b++)
         for (int t = 0; t < f->T; t++) {
             size_t i = (size_t)b * f->T + t;
@@ -97,7 +97,7 @@ static void parity(const char *name)
     char err[512], rel[128];
 
     /* logits over the real (unpadded) positions */
-    float *logits = xmalloc((size_t)f.B * f.T * V * sizeof(float));
+    float *logits = icl_xmalloc((size_t)f.B * f.T * V * sizeof(float));
     long nt = 0;
     double lsum = icl_model_forward(m, &b, logits, 0, &nt);
     snprintf(rel, sizeof rel, "%s/logits.safetensors", name);
@@ -107,7 +107,7 @@ static void parity(const char *name)
     assert_non_null(sf);
     const icl_st_tensor *t = icl_st_find(sf, "logits");
     assert_non_null(t);
-    float *ref = xmalloc(t->numel * sizeof(float));
+    float *ref = icl_xmalloc(t->numel * sizeof(float));
     assert_int_equal(icl_st_read_f32(t, ref, t->numel, err, sizeof err), 0);
     assert_int_equal(t->numel, (size_t)f.B * f.T * V);
     double maxabs = 0, maxerr = 0;
@@ -172,7 +172,7 @@ static void parity(const char *name)
         if (!t)
             fail_msg("no reference gradient for %s", v->name);
         seen++;
-        float *g = xmalloc(v->numel * sizeof(float));
+        float *g = icl_xmalloc(v->numel * sizeof(float));
         assert_int_equal(icl_st_read_f32(t, g, v->numel, err, sizeof err), 0);
         double num = 0, den = 0;
         for (size_t j = 0; j < v->numel; j++) {
@@ -248,7 +248,7 @@ static void parity(const char *name)
     int32_t ids[64];
     for (int i = 0; i < np; i++)
         ids[i] = (int32_t)json_integer_value(json_array_get(prompt, i));
-    float *lg = xmalloc((size_t)V * sizeof(float));
+    float *lg = icl_xmalloc((size_t)V * sizeof(float));
     assert_int_equal(icl_model_decode(m, kc, ids, np, lg, 0, err, sizeof err), 0);
     for (size_t i = np; i < json_array_size(out); i++) {
         int best = 0;
@@ -295,7 +295,7 @@ static void stories_greedy(void **state)
     assert_int_equal(n, 200);
     int V = m->cfg.vocab_size;
     icl_kv_cache *kc = icl_kv_cache_new(m, 256);
-    float *lg = xmalloc((size_t)V * sizeof(float));
+    float *lg = icl_xmalloc((size_t)V * sizeof(float));
     int32_t id = 1;
     for (int i = 0; i < n; i++) {
         assert_int_equal(icl_model_decode(m, kc, &id, 1, lg, 0, err, sizeof err), 0);
@@ -315,7 +315,7 @@ static void stories_greedy(void **state)
     for (int i = 0; i < n; i++)
         seq[i + 1] = want[i];
     icl_batch b = {1, 201, seq, NULL, NULL, NULL};
-    float *all = xmalloc((size_t)201 * V * sizeof(float));
+    float *all = icl_xmalloc((size_t)201 * V * sizeof(float));
     long nt;
     double loss = icl_model_forward(m, &b, all, 0, &nt);
     assert_int_equal(nt, 200);
@@ -332,7 +332,7 @@ static void stories_greedy(void **state)
     assert_non_null(sf);
     const icl_st_tensor *t = icl_st_find(sf, "logits");
     assert_non_null(t);
-    float *ref = xmalloc(t->numel * sizeof(float));
+    float *ref = icl_xmalloc(t->numel * sizeof(float));
     assert_int_equal(icl_st_read_f32(t, ref, t->numel, err, sizeof err), 0);
     size_t rows = t->numel / V;
     assert_int_equal(rows, 41);
@@ -362,7 +362,7 @@ static void kv_cache_matches_full(void **state)
         icl_model *m = f.m;
         int V = m->cfg.vocab_size, T = f.T;
         icl_batch b = {1, T, f.ids, NULL, NULL, NULL};
-        float *full = xmalloc((size_t)T * V * sizeof(float)), *inc = xmalloc((size_t)T * V * sizeof(float));
+        float *full = icl_xmalloc((size_t)T * V * sizeof(float)), *inc = icl_xmalloc((size_t)T * V * sizeof(float));
         icl_model_forward(m, &b, full, 0, NULL);
         icl_kv_cache *kc = icl_kv_cache_new(m, T);
         char err[256];
@@ -403,7 +403,7 @@ static void save_reload_and_packing(void **state)
         if (!m2)
             fail_msg("%s", err);
         icl_batch b = {f.B, T, f.ids, f.target, f.doc, NULL};
-        float *a = xmalloc((size_t)f.B * T * V * sizeof(float)), *c = xmalloc((size_t)f.B * T * V * sizeof(float));
+        float *a = icl_xmalloc((size_t)f.B * T * V * sizeof(float)), *c = icl_xmalloc((size_t)f.B * T * V * sizeof(float));
         icl_model_forward(m, &b, a, 0, NULL);
         icl_model_forward(m2, &b, c, 0, NULL);
         assert_memory_equal(a, c, (size_t)f.B * T * V * sizeof(float));
@@ -427,7 +427,7 @@ static void save_reload_and_packing(void **state)
             pos[t] = inA ? t : t - 5;
         }
         icl_batch pk = {1, 12, ids, NULL, doc, pos};
-        float *pl = xmalloc((size_t)12 * V * sizeof(float)), *sa = xmalloc((size_t)7 * V * sizeof(float));
+        float *pl = icl_xmalloc((size_t)12 * V * sizeof(float)), *sa = icl_xmalloc((size_t)7 * V * sizeof(float));
         long npk;
         double lpk = icl_model_forward(m, &pk, pl, 0, &npk);
         assert_int_equal(npk, 4 + 6); /* no target across the document boundary */

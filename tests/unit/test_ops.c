@@ -24,7 +24,7 @@ static float frand(void) /* uniform in [-1, 1) */
 }
 static float *rnd(size_t n, float s)
 {
-    float *p = xmalloc(n * sizeof(float));
+    float *p = icl_xmalloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         p[i] = s * frand();
     return p;
@@ -84,7 +84,7 @@ static void linear_fd(void **state)
         lx = rnd((size_t)LN * LIN, 1);
         lw = rnd((size_t)LIN * LOUT, 1);
         lb = rnd(LOUT, 1);
-        ly = xmalloc((size_t)LN * LOUT * sizeof(float));
+        ly = icl_xmalloc((size_t)LN * LOUT * sizeof(float));
         lR = rnd((size_t)LN * LOUT, 1);
         float *dx = xcalloc((size_t)LN * LIN, 4), *dw = xcalloc((size_t)LIN * LOUT, 4), *db = xcalloc(LOUT, 4);
         icl_linear l = mklin(lw, lb, dw, db);
@@ -124,11 +124,11 @@ static void norms_fd(void **state)
     nx = rnd(n, 2);
     nw = rnd(NC, 1);
     nb = rnd(NC, 1);
-    ny = xmalloc(n * 4);
+    ny = icl_xmalloc(n * 4);
     nR = rnd(n, 1);
-    nm = xmalloc(NN * 4);
-    nr = xmalloc(NN * 4);
-    float *dx = xcalloc(n, 4), *dw = xcalloc(NC, 4), *db = xcalloc(NC, 4);
+    nm = icl_xmalloc(NN * 4);
+    nr = icl_xmalloc(NN * 4);
+    float *dx = icl_xcalloc(n, 4), *dw = icl_xcalloc(NC, 4), *db = icl_xcalloc(NC, 4);
     rms_loss();
     icl_rmsnorm_backward(dx, 0.0f, dw, nR, nx, nw, nr, NN, NC);
     assert_true(fd_check("rmsnorm dx", nx, n, dx, rms_loss) < TOL);
@@ -157,8 +157,8 @@ static void rope_fd(void **state)
     size_t n = (size_t)RN * RH * RD;
     int32_t pos[5] = {0, 3, 7, 100, 4095};
     icl_rope_params p = {10000.0, 0, 0, 0, 0, 0};
-    rc = xmalloc((size_t)RN * RD / 2 * 4);
-    rs = xmalloc((size_t)RN * RD / 2 * 4);
+    rc = icl_xmalloc((size_t)RN * RD / 2 * 4);
+    rs = icl_xmalloc((size_t)RN * RD / 2 * 4);
     icl_rope_tables(rc, rs, pos, RN, RD, &p);
     for (int i = 0; i < RN; i++)
         for (int j = 0; j < RD / 2; j++) {
@@ -167,9 +167,9 @@ static void rope_fd(void **state)
             assert_float_equal(rs[i * RD / 2 + j], sin(a), 2e-3 * (1 + pos[i] / 1000.0));
         }
     rx = rnd(n, 1);
-    ry = xmalloc(n * 4);
+    ry = icl_xmalloc(n * 4);
     rR = rnd(n, 1);
-    float *dx = xmalloc(n * 4);
+    float *dx = icl_xmalloc(n * 4);
     memcpy(dx, rR, n * 4);
     icl_rope_apply(dx, RH * RD, RN, RH, RD, rc, rs, 1);
     assert_true(fd_check("rope dx", rx, n, dx, rope_loss) < TOL);
@@ -214,11 +214,11 @@ static void attention_fd(void **state)
     memcpy(adoc, d, sizeof d);
     size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
     aqkv = rnd(n, 1);
-    aout = xmalloc(no * 4);
-    alse = xmalloc((size_t)s.B * s.H * s.T * 4);
+    aout = icl_xmalloc(no * 4);
+    alse = icl_xmalloc((size_t)s.B * s.H * s.T * 4);
     aR = rnd(no, 1);
     attn_loss();
-    float *dqkv = xmalloc(n * 4);
+    float *dqkv = icl_xmalloc(n * 4);
     icl_attention_backward(dqkv, aR, s.H * s.hd, aout, s.H * s.hd, alse, aqkv, adoc, &s);
     assert_true(fd_check("attention dq,dk,dv (GQA)", aqkv, n, dqkv, attn_loss) < TOL);
     /* isolation: changing document 1's values leaves document 0's outputs unchanged */
@@ -246,18 +246,18 @@ static void attention_reference(void **state)
     s.ld = s.vo + s.KV * s.hd;
     int T = s.T, B = s.B, H = s.H, hd = s.hd, grp = H / s.KV;
     long ld = s.ld, lo = (long)H * hd;
-    int32_t *doc = xmalloc(sizeof(int32_t) * B * T);
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * B * T);
     for (int t = 0; t < T; t++) {
         doc[t] = t < 70 ? 0 : t < 100 ? 1 : 2; /* three packed documents, one across a block edge */
         doc[T + t] = t >= 140 ? -1 : (t >= 90 && t < 120) ? 8 : 7; /* 7 resumes after 8, then padding */
     }
-    float *qkv = rnd((size_t)B * T * ld, 1.5f), *out = xmalloc(sizeof(float) * B * T * lo),
-          *lse = xmalloc(sizeof(float) * B * H * T), *dO = rnd((size_t)B * T * lo, 1),
-          *dqkv = xmalloc(sizeof(float) * B * T * ld);
+    float *qkv = rnd((size_t)B * T * ld, 1.5f), *out = icl_xmalloc(sizeof(float) * B * T * lo),
+          *lse = icl_xmalloc(sizeof(float) * B * H * T), *dO = rnd((size_t)B * T * lo, 1),
+          *dqkv = icl_xmalloc(sizeof(float) * B * T * ld);
     icl_attention_forward(out, lo, lse, qkv, doc, &s);
     icl_attention_backward(dqkv, dO, lo, out, lo, lse, qkv, doc, &s);
-    double *ref = xcalloc((size_t)B * T * ld, sizeof(double)), *P = xmalloc(sizeof(double) * T * T),
-           *o = xmalloc(sizeof(double) * T * hd);
+    double *ref = icl_xcalloc((size_t)B * T * ld, sizeof(double)), *P = icl_xmalloc(sizeof(double) * T * T),
+           *o = icl_xmalloc(sizeof(double) * T * hd);
     double ferr = 0, fmaxv = 0;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
@@ -340,7 +340,7 @@ static double gelu_loss(void)
 static int32_t xt[3] = {1, 7, 3};
 static double xent_loss(void)
 {
-    float *c = xmalloc((size_t)AN * AI * 4);
+    float *c = icl_xmalloc((size_t)AN * AI * 4);
     memcpy(c, gx, (size_t)AN * AI * 4);
     double l = icl_xent_rows(c, AI, AN, AI, xt, NULL, 0);
     free(c);
@@ -350,9 +350,9 @@ static void activations_fd(void **state)
 {
     (void)state;
     gx = rnd((size_t)AN * 2 * AI, 3);
-    gy = xmalloc((size_t)AN * AI * 4);
+    gy = icl_xmalloc((size_t)AN * AI * 4);
     gR = rnd((size_t)AN * AI, 1);
-    float *d = xmalloc((size_t)AN * 2 * AI * 4);
+    float *d = icl_xmalloc((size_t)AN * 2 * AI * 4);
     swiglu_loss();
     icl_swiglu_backward(d, 2 * AI, gR, gx, 2 * AI, AN, AI);
     assert_true(fd_check("swiglu dg,du", gx, (size_t)AN * 2 * AI, d, swiglu_loss) < TOL);

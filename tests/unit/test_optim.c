@@ -1,6 +1,6 @@
 /* Unit tests of lib/optim.c: AdamW against a float64 reference and the
  * closed form of the first step; schedules against transformers' own lrs
- * (tests/data/optim/train_curve.json, from ../shared/fixtures/llama-tiny). */
+ * (tests/data/optim/train_curve.json, made by tests/hf/fixtures/make_fixtures.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -64,7 +64,7 @@ static void keys_keep_their_order(void **state)
     icl_record_dump(&b, v);
     assert_string_equal(b.data,
         "{\"z\":1,\"a\":\"x\",\"m\":[true,null],\"b\":{\"y\":2,\"c\":3},\"prompt\":\"p/q \xC3\xA9\"}");
-    buf_free(&b);
+    icl_buf_free(&b);
     json_decref(v);
 }
 
@@ -115,15 +115,15 @@ static void numbers_parse_strictly(void **state)
     (void)state;
     long l;
     double d;
-    assert_int_equal(parse_long("42", &l), 0);
+    assert_int_equal(icl_parse_long("42", &l), 0);
     assert_int_equal(l, 42);
-    assert_int_equal(parse_long("12abc", &l), -1);
-    assert_int_equal(parse_long("", &l), -1);
-    assert_int_equal(parse_long("99999999999999999999999", &l), -1);
-    assert_int_equal(parse_double("0.25", &d), 0);
+    assert_int_equal(icl_parse_long("12abc", &l), -1);
+    assert_int_equal(icl_parse_long("", &l), -1);
+    assert_int_equal(icl_parse_long("99999999999999999999999", &l), -1);
+    assert_int_equal(icl_parse_double("0.25", &d), 0);
     assert_true(d == 0.25);
-    assert_int_equal(parse_double("nan", &d), -1);
-    assert_int_equal(parse_double("1e999", &d), -1);
+    assert_int_equal(icl_parse_double("nan", &d), -1);
+    assert_int_equal(icl_parse_double("1e999", &d), -1);
 }
 
 static void blis_kernels_reported(void **state)

@@ -22,7 +22,7 @@ static unsigned char *image(const char *hdr, uint64_t hlen_claim, size_t datalen
 {
     size_t hl = strlen(hdr);
     *len = 8 + hl + datalen;
-    unsigned char *b = xcalloc(*len ? *len : 1, 1);
+    unsigned char *b = icl_xcalloc(*len ? *len : 1, 1);
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)(hlen_claim >> (8 * i));
     memcpy(b + 8, hdr, hl);
@@ -355,7 +355,7 @@ static void sharded_folder(void **state)
         e[i].shape[1] = m->base.views[i].shape[1];
         buf_printf(&ix, "%s\"%s\":\"model-0000%d-of-00002.safetensors\"", i ? "," : "", e[i].name, i < half ? 1 : 2);
     }
-    buf_puts(&ix, "}}");
+    icl_buf_puts(&ix, "}}");
     snprintf(path, sizeof path, "%s/model-00001-of-00002.safetensors", dir);
     assert_int_equal(icl_st_write(path, e, half, err, sizeof err), 0);
     snprintf(path, sizeof path, "%s/model-00002-of-00002.safetensors", dir);
@@ -380,7 +380,7 @@ static void sharded_folder(void **state)
         assert_int_equal(unlink(path), 0);
     }
     assert_int_equal(rmdir(dir), 0);
-    buf_free(&ix);
+    icl_buf_free(&ix);
     free(e);
     icl_model_free(m);
 }

@@ -23,8 +23,8 @@ static void render(const char *name, icl_tfields f, int turn, const char *wp, co
     icl_template_render(t, &f, turn, &p, &r);
     assert_string_equal(p.data, wp);
     assert_string_equal(r.data, wr);
-    buf_free(&p);
-    buf_free(&r);
+    icl_buf_free(&p);
+    icl_buf_free(&r);
     icl_template_free(t);
 }
 
@@ -32,11 +32,11 @@ static void alpaca_exact(void **state)
 {
     (void)state;
     /* The texts of tatsu-lab/stanford_alpaca train.py PROMPT_DICT. */
-    assert_string_equal(ICL_ALPACA_PROMPT_INPUT,
+    assert_string_equal(icl_alpaca_prompt_input,
         "Below is an instruction that describes a task, paired with an input that provides "
         "further context. Write a response that appropriately completes the request.\n\n"
         "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:");
-    assert_string_equal(ICL_ALPACA_PROMPT_NO_INPUT,
+    assert_string_equal(icl_alpaca_prompt_no_input,
         "Below is an instruction that describes a task. Write a response that appropriately "
         "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:");
     icl_tfields f = {{0}, S("Add."), S("1 2"), S("3")};
@@ -83,12 +83,12 @@ static void file_templates(void **state)
     icl_template_render(t, &f, 0, &p, &r);
     assert_string_equal(p.data, "[S] I|N\n");
     assert_string_equal(r.data, "O {nope}");
-    buf_clear(&p);
-    buf_clear(&r);
+    icl_buf_clear(&p);
+    icl_buf_clear(&r);
     icl_template_render(t, &f, 1, &p, &r); /* system only on turn 0 */
     assert_string_equal(p.data, "[] I|N\n");
-    buf_free(&p);
-    buf_free(&r);
+    icl_buf_free(&p);
+    icl_buf_free(&r);
     icl_template_free(t);
 
     const char *bad[] = {"no marker {output}\n", "%%\n%%\n{output}", "{output}\n%%\n{output}",
@@ -173,8 +173,8 @@ static void json_escaping_matches_jansson(void **state)
     json_decref(j);
     assert_int_equal(a.len, b.len);
     assert_memory_equal(a.data, b.data, a.len);
-    buf_free(&a);
-    buf_free(&b);
+    icl_buf_free(&a);
+    icl_buf_free(&b);
 }
 
 int main(void)

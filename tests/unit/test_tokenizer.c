@@ -1,5 +1,5 @@
 /* Unit tests of lib/tokenizer.c: parity with Hugging Face tokenizers on the
- * fixtures in tests/data/tok (copied from ../shared/fixtures/tokenizers and
+ * fixtures in tests/data/tok (made by tests/hf/fixtures/make_fixtures.py and
  * llama.cpp's tokenizer test vectors), round trips, long inputs, errors. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,7 +41,7 @@ static char *slurp(const char *path, size_t *len)
     char tmp[1 << 16];
     size_t r;
     while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, r);
+        icl_buf_append(&b, tmp, r);
     if (gz)
         pclose(f);
     else
@@ -143,7 +143,7 @@ static void parity(const char *name, icl_tokenizer *t, const char *cases_path, c
         icl_ids ref = {0};
         size_t j;
         json_t *x;
-        json_array_foreach(json_object_get(c, keys[0]), j, x) ids_push(&ref, (int32_t)json_integer_value(x));
+        json_array_foreach(json_object_get(c, keys[0]), j, x) icl_ids_push(&ref, (int32_t)json_integer_value(x));
         assert_int_equal(icl_tok_decode(t, ref.v, ref.n, 0, 0, &out, err, sizeof err), 0);
         if (json_is_string(want) && out.len == json_string_length(want) &&
             !memcmp(out.data ? out.data : "", json_string_value(want), out.len))
@@ -165,9 +165,9 @@ static void parity(const char *name, icl_tokenizer *t, const char *cases_path, c
             free(nfc);
             rt_n++;
         }
-        buf_free(&out);
-        ids_free(&ids);
-        ids_free(&ref);
+        icl_buf_free(&out);
+        icl_ids_free(&ids);
+        icl_ids_free(&ref);
     }
     printf("# %-22s %5zu cases %5zu identical ids %5zu identical decode", name, n, same, dec_same);
     if (rt_n)
@@ -264,7 +264,7 @@ static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
                 q++;
             if (!*q)
                 break;
-            ids_push(&want, (int32_t)strtol(q, &q, 10));
+            icl_ids_push(&want, (int32_t)strtol(q, &q, 10));
         }
         int ok = ids.n == want.n && (ids.n == 0 || !memcmp(ids.v, want.v, ids.n * sizeof *ids.v));
         if (!ok) {
@@ -274,8 +274,8 @@ static void llamacpp(const char *name, icl_tokenizer *t, const char *base)
         }
         same += ok;
         n++;
-        ids_free(&ids);
-        ids_free(&want);
+        icl_ids_free(&ids);
+        icl_ids_free(&want);
         s = e + seplen;
         o = ol_end + 1;
     }
@@ -369,8 +369,8 @@ static void roundtrip_one(const char *name, icl_tokenizer *t, int trials, int nf
         else
             fprintf(stderr, "%s: round trip fails on '%.*s' -> '%s'\n", name, (int)n, s, out.data);
         free(norm);
-        ids_free(&ids);
-        buf_free(&out);
+        icl_ids_free(&ids);
+        icl_buf_free(&out);
     }
     printf("# round trip %-20s %5d strings %5d identical\n", name, trials, good);
     icl_tok_state_free(st);
@@ -406,7 +406,7 @@ static void special_text_not_parsed_by_default(void **state)
     encode_str(gpt2, "<|endoftext|>", ICL_TOK_PARSE_SPECIAL, &a);
     assert_int_equal(a.n, 1);
     assert_int_equal(a.v[0], 50256);
-    ids_free(&a);
+    icl_ids_free(&a);
 }
 
 static void continuation_has_no_prefix_space(void **state)
@@ -424,16 +424,16 @@ static void continuation_has_no_prefix_space(void **state)
     assert_string_equal(out.data, "world");
     out.len = 0;
     for (size_t i = 0; i < r.n; i++)
-        ids_push(&p, r.v[i]);
+        icl_ids_push(&p, r.v[i]);
     assert_int_equal(icl_tok_decode(llama2, p.v, p.n, 0, 0, &out, err, sizeof err), 0);
     assert_string_equal(out.data, "Helloworld");
     encode_str(llama2, " world", ICL_TOK_CONTINUATION, &r);
     out.len = 0;
     assert_int_equal(icl_tok_decode(llama2, r.v, r.n, 0, ICL_TOK_CONTINUATION, &out, err, sizeof err), 0);
     assert_string_equal(out.data, " world");
-    buf_free(&out);
-    ids_free(&p);
-    ids_free(&r);
+    icl_buf_free(&out);
+    icl_ids_free(&p);
+    icl_ids_free(&r);
 }
 
 /* \s is Oniguruma's (White_Space), not PCRE2's (which adds U+180E):
@@ -448,7 +448,7 @@ static void regex_whitespace_as_oniguruma(void **state)
     assert_int_equal(a.v[1], 28053);
     assert_int_equal(a.v[2], 254);
     assert_int_equal(a.v[3], 236);
-    ids_free(&a);
+    icl_ids_free(&a);
 }
 
 /* icl-gen's prompt ids equal the first segment icl-tok encode writes. */
@@ -464,15 +464,15 @@ static void prompt_ids_as_encode(void **state)
     assert_int_equal(icl_tokrec_encode(llama2, NULL, &o, rec, &line, err, sizeof err), 0);
     icl_buf want = {0};
     for (size_t i = 0; i < a.n; i++)
-        buf_printf(&want, i ? " %d" : "%d", a.v[i]);
-    buf_putc(&want, '\t');
+        icl_buf_printf(&want, i ? " %d" : "%d", a.v[i]);
+    icl_buf_putc(&want, '\t');
     assert_memory_equal(line.data, want.data, want.len);
     assert_int_equal(a.v[0], 1);
     assert_int_not_equal(a.v[1], 1); /* BOS once */
     json_decref(rec);
-    buf_free(&line);
-    buf_free(&want);
-    ids_free(&a);
+    icl_buf_free(&line);
+    icl_buf_free(&want);
+    icl_ids_free(&a);
 }
 
 static void no_space_cleanup(void **state)
@@ -484,15 +484,15 @@ static void no_space_cleanup(void **state)
     encode_str(gpt2, "wait ! it 's", 0, &a);
     assert_int_equal(icl_tok_decode(gpt2, a.v, a.n, 0, 0, &out, err, sizeof err), 0);
     assert_string_equal(out.data, "wait ! it 's");
-    buf_free(&out);
-    ids_free(&a);
+    icl_buf_free(&out);
+    icl_ids_free(&a);
 }
 
 static void long_words_fast(void **state)
 {
     (void)state;
     size_t n = 100000;
-    char *s = xmalloc(n + 1);
+    char *s = icl_xmalloc(n + 1);
     memset(s, 'a', n);
     s[n] = 0;
     icl_tokenizer *ts[] = {gpt2, llama2, qwen3};
@@ -508,8 +508,8 @@ static void long_words_fast(void **state)
         assert_int_equal(icl_tok_decode(ts[k], a.v, a.n, 0, 0, &out, err, sizeof err), 0);
         assert_int_equal(out.len, n);
         assert_memory_equal(out.data, s, n);
-        buf_free(&out);
-        ids_free(&a);
+        icl_buf_free(&out);
+        icl_ids_free(&a);
     }
     free(s);
 }
@@ -524,14 +524,14 @@ static void long_word_cut_is_exact(void **state)
     icl_buf b = {0};
     char tmp[65536];
     while ((len = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, len);
+        icl_buf_append(&b, tmp, len);
     pclose(f);
     /* and 20000 random CJK and Latin letters without spaces: one word for the regexes */
     icl_buf w = {0};
     for (int i = 0; i < 20000; i++) {
         char u[4];
         uint32_t c = rnd() % 3 ? 0x4E00 + rnd() % 300 : 'a' + rnd() % 26;
-        buf_append(&w, u, (size_t)utf8_enc(c, u));
+        icl_buf_append(&w, u, (size_t)utf8_enc(c, u));
     }
     struct { icl_tokenizer *t; icl_buf *text; const char *name; } cases[] = {
         {llama2, &b, "llama2, 300 KB line"}, {gpt2, &w, "gpt2, 20000-letter word"},
@@ -551,11 +551,11 @@ static void long_word_cut_is_exact(void **state)
                a.n == c.n && !memcmp(a.v, c.v, a.n * sizeof *a.v) ? "identical" : "DIFFERENT");
         assert_int_equal(a.n, c.n);
         assert_memory_equal(a.v, c.v, a.n * sizeof *a.v);
-        ids_free(&a);
-        ids_free(&c);
+        icl_ids_free(&a);
+        icl_ids_free(&c);
     }
-    buf_free(&b);
-    buf_free(&w);
+    icl_buf_free(&b);
+    icl_buf_free(&w);
 }
 
 static void unsupported_component_named(void **state)
@@ -610,7 +610,7 @@ static void merges_forms_and_templates(void **state)
         assert_true(sp->add_bos);
         assert_true(sp->add_eos);
         assert_int_equal(icl_tok_vocab_size(t), 7);
-        ids_free(&a);
+        icl_ids_free(&a);
         icl_tok_free(t);
     }
 }
@@ -631,7 +631,7 @@ static void stream_decode(void **state)
             json_t *ids = json_object_get(c, k == 1 ? "tokenizer_json_ids" : "ids"), *x;
             size_t j;
             icl_ids all = {0};
-            json_array_foreach(ids, j, x) ids_push(&all, (int32_t)json_integer_value(x));
+            json_array_foreach(ids, j, x) icl_ids_push(&all, (int32_t)json_integer_value(x));
             for (int fl = 0; fl <= ICL_TOK_CONTINUATION; fl += ICL_TOK_CONTINUATION) {
                 icl_buf whole = {0}, got = {0}, piece = {0};
                 char err[128];
@@ -645,7 +645,7 @@ static void stream_decode(void **state)
                     if (piece.len) {
                         pieces++;
                         fffd |= strstr(piece.data, "\xEF\xBF\xBD") != NULL;
-                        buf_append(&got, piece.data, piece.len);
+                        icl_buf_append(&got, piece.data, piece.len);
                     }
                 }
                 assert_int_equal(icl_tok_stream_flush(ts[k], &st, &got, err, sizeof err), 0);
@@ -657,11 +657,11 @@ static void stream_decode(void **state)
                     fprintf(stderr, "stream %d case %zu flags %d: got '%s' want '%s'\n", k, i, fl, got.data, whole.data);
                 good += same;
                 n++;
-                buf_free(&whole);
-                buf_free(&got);
-                buf_free(&piece);
+                icl_buf_free(&whole);
+                icl_buf_free(&got);
+                icl_buf_free(&piece);
             }
-            ids_free(&all);
+            icl_ids_free(&all);
         }
         printf("# stream decode %-14s %4zu cases %4zu identical (%zu pieces)\n", cases[k] + strlen(D), n, good, pieces);
         assert_int_equal(good, n);
@@ -718,6 +718,45 @@ static void specials(void **state)
     assert_int_equal(sp->add_bos, 0); /* llama2.json has no post_processor */
 }
 
+/* A catastrophic pattern (issue 18, defect 13): PCRE2 gives up at its match
+ * limit, and icl_tok_encode returns that as an error instead of exiting;
+ * the tokenizer and its state stay usable.  Both places a regex runs on the
+ * text: a Split pre-tokenizer and a Replace normalizer. */
+static void catastrophic_regex_is_an_error(void **state)
+{
+    (void)state;
+    static const char *comp[] = {
+        "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a+)+$\"},"
+        "\"behavior\":\"Isolated\",\"invert\":false}",
+        "\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a+)+$\"},\"content\":\"x\"}",
+    };
+    for (int k = 0; k < 2; k++) {
+        char j[1024], err[256];
+        snprintf(j, sizeof j,
+                 "{%s,\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"x\":2,\"aa\":3},"
+                 "\"merges\":[\"a a\"]}}",
+                 comp[k]);
+        icl_tokenizer *t = icl_tok_load_mem(j, strlen(j), NULL, err, sizeof err);
+        if (!t)
+            fail_msg("%s", err);
+        icl_tok_state *st = icl_tok_state_new(t);
+        char text[64];
+        memset(text, 'a', 48);
+        strcpy(text + 48, "b");
+        icl_ids a = {0};
+        err[0] = 0;
+        assert_int_equal(icl_tok_encode(t, st, text, strlen(text), 0, &a, err, sizeof err), -1);
+        assert_non_null(strstr(err, "regex failed"));
+        /* still usable: a short text has a cheap match */
+        a.n = 0;
+        assert_int_equal(icl_tok_encode(t, st, "aab", 3, 0, &a, err, sizeof err), 0);
+        assert_true(a.n >= 1);
+        icl_ids_free(&a);
+        icl_tok_state_free(st);
+        icl_tok_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -740,6 +779,7 @@ int main(void)
         cmocka_unit_test(fingerprint_is_semantic),
         cmocka_unit_test(stream_decode),
         cmocka_unit_test(merges_forms_and_templates),
+        cmocka_unit_test(catastrophic_regex_is_an_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -146,7 +146,7 @@ static void header_round_trip(void **state)
     icl_toklines_put_segment(&b, a, 0, 0);
     icl_toklines_put_segment(&b, a + 1, 2, 0);
     assert_string_equal(b.data, "1 22 333\t\t22 333");
-    buf_free(&b);
+    icl_buf_free(&b);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
 /* Unit tests of lib/trainer.c against transformers/PyTorch references
- * (tests/data/train, copied from ../shared/fixtures; see its README):
+ * (tests/data/train, made by tests/hf/fixtures/make_fixtures.py; see its README.md):
  *   - the 10-step llama-tiny curve (cosine, 2 warmup steps, clip 1.0, AdamW
  *     lr 1e-2 betas 0.9/0.95 wd 0.1): per-step lr, loss, grad norm, and the
  *     final parameters (after_10_steps.safetensors);

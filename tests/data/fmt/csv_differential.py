@@ -5,7 +5,7 @@ usage: csv_differential.py SEED FILES MAXROWS TMPDIR [tsv]
 Writes FILES random CSV (or, with "tsv", TSV) files (quoted and unquoted fields with commas,
 quotes, LF, CRLF, lone CR, TABs, spaces, non-ASCII; blank lines; LF or CRLF
 row ends; with or without a final newline), converts each with
-`icl-fmt -q -t raw.tpl` (prompt = instruction, response = output) and checks
+`icl-fmt -q -T raw.tpl` (prompt = instruction, response = output) and checks
 that every record equals what csv.reader yields, field for field, and that
 each row's line (taken from a deliberately ragged last row) is the physical
 line Python's reader says the row starts on.  Exit 1 on any difference.
@@ -50,7 +50,7 @@ for t in range(files):
             want.append(row)
         prev = r.line_num
     want = [w for w in want if w[1] != '']  # empty output: dropped
-    p = subprocess.run(['icl-fmt', '-q', '-t', tpl] + (['-f', 'tsv'] if tsv else []) + [path],
+    p = subprocess.run(['icl-fmt', '-q', '-T', tpl] + (['-f', 'tsv'] if tsv else []) + [path],
                        capture_output=True)
     got = [json.loads(l) for l in p.stdout.decode('utf-8').splitlines()]
     got = [[g['prompt'], g['response'], g['extra']] for g in got]

@@ -1,6 +1,6 @@
 """Extra reference values for icl's tokenizer: small BPE tokenizers built
 with Hugging Face `tokenizers` (PyPI) that exercise the components the
-../shared fixtures do not (Metaspace, Split behaviours, Digits, Replace with
+fixtures of tests/hf/fixtures/make_fixtures.py do not (Metaspace, Split behaviours, Digits, Replace with
 a regex, Lowercase, NFKC, Strip, added tokens with lstrip/rstrip/single_word/
 normalized, unk/fuse_unk, byte_fallback, ignore_merges, a Llama-3 style
 regex).  Not needed by make check; run it to remake the files:

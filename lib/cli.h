@@ -1,0 +1,77 @@
+/* cli.h - what the programs in cmd/ share: start-up, messages and exits,
+ * command-line numbers, --version.
+ *
+ * This is the program side of icl.  Library functions never call anything
+ * here: they return -1 / NULL with a message (icl_seterr, util.h) and the
+ * program prints it with icl_die.  The Makefile builds each file in cmd/ as its
+ * own program, so code the programs share lives in lib/ like this.
+ *
+ * Conventions every program keeps (doc/DESIGN.md, "Conventions"): exit 0
+ * ok, 1 bad data or failure, 2 bad usage; short options mean the same in
+ * every program: -t --tokenizer, -m --model, -o --output, -q --quiet,
+ * -h --help, -V --version.
+ */
+#ifndef ICL_CLI_H
+#define ICL_CLI_H
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+/* Program start-up, first thing in main: records the program name for
+ * messages (icl_progname), makes SIGPIPE quiet (`| head`), selects the
+ * BLIS sub-configuration (icl_blis_setup), refuses an invalid
+ * $ICL_NUM_THREADS, and arranges that at exit and on SIGINT, SIGTERM or
+ * SIGHUP (where not ignored) the temporary files of uncommitted atomic
+ * writes are removed (icl_atomic_cleanup, fileio.h) and that a failed
+ * write to stdout fails the run (as in sbase). */
+void icl_init(int argc, char **argv);
+
+/* icl_die: print "prog: message\n" to stderr and exit 1.  A message ending
+ * in ':' gets strerror(errno) appended, as in sbase's eprintf. */
+_Noreturn void icl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* icl_usage_die: as icl_die, then "Try 'prog --help'..." and exit 2. */
+_Noreturn void icl_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* icl_warn: as icl_die without exiting. */
+void icl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void icl_vwarn(const char *fmt, va_list ap);
+
+/* Open a file named on the command line, or die naming it.  "-" is stdin
+ * (mode "r") or stdout (mode "w").  icl_xfclose closes (never stdin or
+ * stdout, which it only flushes) and dies naming path on a write error. */
+FILE *icl_xfopen(const char *path, const char *mode);
+void icl_xfclose(FILE *f, const char *path);
+
+/* The atomic output files of fileio.h (icl_out_open/commit), dying with
+ * the library's message on failure. */
+FILE *icl_xout_open(const char *path);
+void icl_xout_commit(FILE *f, const char *path);
+
+/* Numeric option values, parsed whole and range-checked in one place: the
+ * value of option opt ("--batch-size") given as arg must be a number from lo
+ * to hi inclusive, else icl_usage_die("--batch-size 'x': want an integer from
+ * 1 to 4096") (exit 2).  Nothing is truncated: 4294967297 is out of range of
+ * an int option, not 1. */
+long icl_opt_long(const char *opt, const char *arg, long lo, long hi);
+int icl_opt_int(const char *opt, const char *arg, int lo, int hi);
+/* Any 64-bit unsigned value (seeds): 0 .. 18446744073709551615. */
+uint64_t icl_opt_u64(const char *opt, const char *arg);
+/* A finite number in [lo, hi]; icl_opt_double_gt excludes lo: (lo, hi]. */
+double icl_opt_double(const char *opt, const char *arg, double lo, double hi);
+double icl_opt_double_gt(const char *opt, const char *arg, double lo, double hi);
+/* --threads N: 1 .. ICL_MAX_THREADS. */
+#define ICL_MAX_THREADS 4096
+int icl_opt_threads(const char *opt, const char *arg);
+/* One of the strings in choices (NULL-terminated): returns its index; else
+ * icl_usage_die("--on-error 'x': want stop or skip"). */
+int icl_opt_choice(const char *opt, const char *arg, const char *const *choices);
+
+/* -V / --version: print "prog (icl) 0.1.0" and the BLIS kernels in use to
+ * stdout and exit 0. */
+_Noreturn void icl_version_exit(void);
+/* The same text without exiting. */
+void icl_print_version(void);
+
+#endif

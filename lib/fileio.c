@@ -1,0 +1,332 @@
+/* fileio.c - see fileio.h. */
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---------------------------------------------- registry of temporaries */
+
+enum { MAX_PENDING = 32 };
+/* Names of temporary files not yet committed or aborted.  A slot is
+ * published (pointer stored) only once its string is complete, and cleared
+ * before the string is freed, so a signal handler sees whole names only. */
+static char *volatile pending[MAX_PENDING];
+
+static void pending_add(const char *tmp)
+{
+    for (int i = 0; i < MAX_PENDING; i++)
+        if (!pending[i]) {
+            pending[i] = icl_xstrdup(tmp);
+            return;
+        }
+    /* full: the file is still written atomically, only not removed by a
+     * signal (the same as a file written by another process) */
+}
+
+static void pending_remove(const char *tmp)
+{
+    for (int i = 0; i < MAX_PENDING; i++) {
+        char *p = pending[i];
+        if (p && strcmp(p, tmp) == 0) {
+            pending[i] = NULL;
+            free(p);
+            return;
+        }
+    }
+}
+
+void icl_atomic_cleanup(void)
+{
+    for (int i = 0; i < MAX_PENDING; i++) {
+        char *p = pending[i];
+        if (p)
+            unlink(p);
+    }
+}
+
+/* ------------------------------------------------------ the fd interface */
+
+int icl_write_all(int fd, const void *data, size_t n)
+{
+    const char *p = data;
+    while (n) {
+        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
+{
+    if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {
+        icl_seterr(err, errsz, "%s: path too long", path);
+        return -1;
+    }
+    struct stat st;
+    int have = stat(path, &st) == 0;
+    if (have && S_ISDIR(st.st_mode)) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(EISDIR));
+        return -1;
+    }
+    /* create and register with the clean-up signals held, so that a
+     * signal never finds a temporary file it does not know */
+    sigset_t hold, old;
+    sigemptyset(&hold);
+    sigaddset(&hold, SIGINT);
+    sigaddset(&hold, SIGTERM);
+    sigaddset(&hold, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hold, &old);
+    int fd = mkstemp(tmp), e = errno;
+    if (fd >= 0)
+        pending_add(tmp);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (fd < 0) {
+        icl_seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(e));
+        return -1;
+    }
+    mode_t mode;
+    if (have && S_ISREG(st.st_mode)) {
+        mode = st.st_mode & 07777; /* keep the mode of the file replaced */
+    } else {
+        mode_t um = umask(0);
+        umask(um);
+        mode = 0666 & ~um;
+    }
+    if (fchmod(fd, mode) != 0) {
+        icl_seterr(err, errsz, "%s: %s", tmp, strerror(errno));
+        icl_atomic_abort(fd, tmp);
+        return -1;
+    }
+    return fd;
+}
+
+void icl_atomic_abort(int fd, const char *tmp)
+{
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    pending_remove(tmp);
+}
+
+int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz)
+{
+    if (fsync(fd) < 0) {
+        icl_seterr(err, errsz, "%s: fsync: %s", path, strerror(errno));
+        icl_atomic_abort(fd, tmp);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        icl_seterr(err, errsz, "%s: close: %s", path, strerror(errno));
+        icl_atomic_abort(-1, tmp);
+        return -1;
+    }
+    if (rename(tmp, path) < 0) {
+        icl_seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
+        icl_atomic_abort(-1, tmp);
+        return -1;
+    }
+    pending_remove(tmp);
+    char *d = icl_xstrdup(path);
+    int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+    if (dfd >= 0) {
+        fsync(dfd); /* best effort: some file systems refuse fsync on folders */
+        close(dfd);
+    }
+    return 0;
+}
+
+int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz)
+{
+    size_t tsz = strlen(path) + 16;
+    char *tmp = icl_xmalloc(tsz);
+    int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
+    if (fd >= 0) {
+        if (icl_write_all(fd, data, n) < 0) {
+            icl_seterr(err, errsz, "%s: write: %s", path, strerror(errno));
+            icl_atomic_abort(fd, tmp);
+        } else {
+            rc = icl_atomic_commit(fd, tmp, path, err, errsz);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+
+/* -------------------------------------------------- the stdio interface */
+
+enum { MAX_OUT = 32 };
+static struct {
+    FILE *f;
+    char *tmp; /* NULL: written directly, nothing to rename or remove */
+} outs[MAX_OUT];
+
+FILE *icl_out_open(const char *path, char *err, size_t errsz)
+{
+    if (strcmp(path, "-") == 0)
+        return stdout;
+    int slot = 0;
+    while (slot < MAX_OUT && outs[slot].f)
+        slot++;
+    if (slot == MAX_OUT) {
+        icl_seterr(err, errsz, "%s: too many output files", path);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        FILE *f = fopen(path, "w");
+        if (!f) {
+            icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+            return NULL;
+        }
+        outs[slot].f = f;
+        return f;
+    }
+    size_t tsz = strlen(path) + 16;
+    char *tmp = icl_xmalloc(tsz);
+    int fd = icl_atomic_open(path, tmp, tsz, err, errsz);
+    if (fd < 0) {
+        free(tmp);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+        icl_atomic_abort(fd, tmp);
+        free(tmp);
+        return NULL;
+    }
+    outs[slot].f = f;
+    outs[slot].tmp = tmp;
+    return f;
+}
+
+static int out_slot(FILE *f)
+{
+    for (int i = 0; i < MAX_OUT; i++)
+        if (outs[i].f == f)
+            return i;
+    return -1;
+}
+
+static void out_release(int slot)
+{
+    free(outs[slot].tmp);
+    outs[slot].tmp = NULL;
+    outs[slot].f = NULL;
+}
+
+void icl_out_abort(FILE *f)
+{
+    int slot = out_slot(f);
+    if (f == stdout || slot < 0)
+        return;
+    fclose(f);
+    if (outs[slot].tmp)
+        icl_atomic_abort(-1, outs[slot].tmp);
+    out_release(slot);
+}
+
+int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz)
+{
+    if (f == stdout) {
+        if (fflush(f) == EOF || ferror(f)) {
+            icl_seterr(err, errsz, "%s: write error: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    int slot = out_slot(f);
+    if (slot < 0) {
+        icl_seterr(err, errsz, "%s: icl_out_commit of a stream icl_out_open did not open", path);
+        return -1;
+    }
+    char *tmp = outs[slot].tmp;
+    int bad = fflush(f) == EOF || ferror(f);
+    int e = errno;
+    if (bad || !tmp) { /* written directly, or failed: close and report */
+        if (fclose(f) == EOF && !bad) {
+            bad = 1;
+            e = errno;
+        }
+        if (tmp)
+            icl_atomic_abort(-1, tmp);
+        out_release(slot);
+        if (bad)
+            icl_seterr(err, errsz, "%s: write error: %s", path, strerror(e));
+        return bad ? -1 : 0;
+    }
+    /* icl_atomic_commit closes the descriptor: detach it from the stream
+     * (already flushed) by duplicating it first */
+    int fd = dup(fileno(f));
+    fclose(f);
+    int rc;
+    if (fd < 0) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+        icl_atomic_abort(-1, tmp);
+        rc = -1;
+    } else {
+        rc = icl_atomic_commit(fd, tmp, path, err, errsz);
+    }
+    out_release(slot);
+    return rc;
+}
+
+/* ------------------------------------------------------------- reading */
+
+char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz)
+{
+    int in = strcmp(path, "-") == 0;
+    const char *name = in ? "<stdin>" : path;
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        icl_seterr(err, errsz, "%s: %s", name, strerror(e));
+        errno = e;
+        return NULL;
+    }
+    icl_buf b = {0};
+    char tmp[65536];
+    size_t n;
+    int big = 0;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) {
+        if (max && b.len + n > max) {
+            big = 1;
+            break;
+        }
+        icl_buf_append(&b, tmp, n);
+    }
+    int bad = ferror(f), e = errno;
+    if (!in)
+        fclose(f);
+    if (bad || big) {
+        icl_buf_free(&b);
+        if (big) {
+            icl_seterr(err, errsz, "%s: larger than %zu bytes", name, max);
+            e = EFBIG;
+        } else {
+            icl_seterr(err, errsz, "%s: read error: %s", name, strerror(e));
+        }
+        errno = e;
+        return NULL;
+    }
+    if (!b.data)
+        icl_buf_append(&b, "", 0); /* an empty file: "" */
+    *len = b.len;
+    return b.data;
+}

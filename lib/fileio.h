@@ -1,0 +1,66 @@
+/* fileio.h - whole files: the atomic writer and the one read-whole-file.
+ *
+ * Every file icl writes appears whole or not at all: the bytes go to a
+ * temporary file beside the target ("PATH.tmp.XXXXXX", mkstemp), which is
+ * fsync'ed and renamed over PATH only when everything was written; the
+ * folder is then fsync'ed (best effort).  A failed or interrupted write
+ * leaves an old PATH unchanged and no half-written one (doc/DESIGN.md,
+ * stream 3).  The new file gets the mode of the file it replaces, or
+ * 0666 & ~umask for a new file, as fopen(PATH, "w") would give.
+ *
+ * Temporary files not yet committed are registered here so that a program
+ * can remove them when it exits or dies of a signal: icl_atomic_cleanup
+ * (called by lib/cli.c's exit and signal handlers, never by the library).
+ *
+ * Two interfaces over the same writer: file descriptors (icl_atomic_*,
+ * icl_write_file_atomic; the safetensors and checkpoint writers) and stdio
+ * streams (icl_out_*; the programs' -o outputs, which may also be "-" for
+ * standard output or an existing non-regular file such as /dev/null, written
+ * directly since nothing can be renamed over those).
+ *
+ * Errors: a message naming the path in err (errsz bytes; err may be NULL)
+ * and a -1 / NULL return; nothing here prints or exits (allocation aside).
+ */
+#ifndef ICL_FILEIO_H
+#define ICL_FILEIO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Create the temporary file for path and return its fd (write-only); its
+ * name goes to tmp (tmpsz >= strlen(path) + 16).  -1 on error. */
+int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz);
+/* fsync and close fd, rename tmp to path, fsync the folder.  On failure
+ * tmp is removed and -1 returned. */
+int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz);
+/* Close fd (when >= 0) and remove tmp. */
+void icl_atomic_abort(int fd, const char *tmp);
+/* All three: write n bytes of data to path atomically.  0 ok, -1 on error. */
+int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz);
+/* Write all n bytes to fd (retrying short writes and EINTR); 0 ok, -1 with errno set. */
+int icl_write_all(int fd, const void *data, size_t n);
+
+/* Remove every registered temporary file not yet committed or aborted.
+ * Async-signal-safe (only unlink): for exit and signal handlers. */
+void icl_atomic_cleanup(void);
+
+/* Open path for writing as above and return a stream: stdout for "-", the
+ * file itself for an existing non-regular file, else a temporary file that
+ * icl_out_commit renames to path.  NULL on error (a folder, an unwritable
+ * place, more than 32 outputs open at once). */
+FILE *icl_out_open(const char *path, char *err, size_t errsz);
+/* Flush, fsync and close f (from icl_out_open(path)) and rename its
+ * temporary file to path; for stdout only flush.  0 ok, -1 on a write,
+ * sync, close or rename error (the temporary file is then removed). */
+int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz);
+/* Close f and remove its temporary file (stdout: nothing). */
+void icl_out_abort(FILE *f);
+
+/* Read a whole file into memory: returns a malloc'd buffer of *len bytes
+ * plus a terminating NUL (caller frees), or NULL on error with errno set
+ * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
+ * message "PATH: reason" in err.  "-" reads standard input.  The cap makes
+ * /dev/zero or a runaway FIFO an error instead of an unbounded allocation. */
+char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz);
+
+#endif

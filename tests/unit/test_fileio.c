@@ -1,0 +1,201 @@
+/* Unit tests of lib/fileio.c: the atomic writer (whole or nothing, modes,
+ * clean-up of temporaries) and icl_read_file (caps, errors). */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "util.h"
+
+static char dir[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/icl-fileio.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void path_in(char *p, size_t n, const char *name) { snprintf(p, n, "%s/%s", dir, name); }
+
+/* Entries of dir whose name starts with prefix. */
+static int count_prefix(const char *prefix)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+static void write_then_read_back(void **state)
+{
+    (void)state;
+    char p[512], err[256];
+    path_in(p, sizeof p, "a.bin");
+    const char data[] = "one\0two\nthree"; /* a NUL inside */
+    assert_int_equal(icl_write_file_atomic(p, data, sizeof data, err, sizeof err), 0);
+    size_t n;
+    char *back = icl_read_file(p, 0, &n, err, sizeof err);
+    assert_non_null(back);
+    assert_int_equal(n, sizeof data);
+    assert_memory_equal(back, data, n);
+    assert_int_equal(back[n], '\0'); /* always NUL-terminated */
+    free(back);
+    assert_int_equal(count_prefix("a.bin.tmp."), 0);
+}
+
+static void modes_kept_or_from_umask(void **state)
+{
+    (void)state;
+    char p[512], err[256];
+    struct stat st;
+    path_in(p, sizeof p, "private");
+    assert_int_equal(icl_write_file_atomic(p, "x", 1, err, sizeof err), 0);
+    assert_int_equal(chmod(p, 0600), 0);
+    assert_int_equal(icl_write_file_atomic(p, "yy", 2, err, sizeof err), 0);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0600);
+    assert_int_equal(st.st_size, 2);
+    mode_t old = umask(027);
+    path_in(p, sizeof p, "new027");
+    assert_int_equal(icl_write_file_atomic(p, "z", 1, err, sizeof err), 0);
+    umask(old);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0640);
+}
+
+/* An aborted write leaves the old file as it was and no temporary; an
+ * uncommitted one is removed by icl_atomic_cleanup (the programs' exit and
+ * signal handlers). */
+static void abort_and_cleanup(void **state)
+{
+    (void)state;
+    char p[512], tmp[600], err[256];
+    path_in(p, sizeof p, "keep");
+    assert_int_equal(icl_write_file_atomic(p, "old", 3, err, sizeof err), 0);
+    int fd = icl_atomic_open(p, tmp, sizeof tmp, err, sizeof err);
+    assert_true(fd >= 0);
+    assert_int_equal(icl_write_all(fd, "new!", 4), 0);
+    icl_atomic_abort(fd, tmp);
+    assert_int_equal(count_prefix("keep.tmp."), 0);
+    fd = icl_atomic_open(p, tmp, sizeof tmp, err, sizeof err);
+    assert_true(fd >= 0);
+    assert_int_equal(count_prefix("keep.tmp."), 1);
+    icl_atomic_cleanup();
+    assert_int_equal(count_prefix("keep.tmp."), 0);
+    close(fd);
+    size_t n;
+    char *back = icl_read_file(p, 0, &n, err, sizeof err);
+    assert_non_null(back);
+    assert_int_equal(n, 3);
+    assert_memory_equal(back, "old", 3);
+    free(back);
+    icl_atomic_abort(-1, tmp); /* unregister (the file is already gone) */
+}
+
+static void stdio_outputs(void **state)
+{
+    (void)state;
+    char p[512], err[256];
+    path_in(p, sizeof p, "out.jsonl");
+    FILE *f = icl_out_open(p, err, sizeof err);
+    assert_non_null(f);
+    fputs("{}\n", f);
+    assert_int_equal(access(p, F_OK), -1); /* nothing under the name before commit */
+    assert_int_equal(icl_out_commit(f, p, err, sizeof err), 0);
+    assert_int_equal(access(p, F_OK), 0);
+    /* abort: no file */
+    path_in(p, sizeof p, "gone.jsonl");
+    f = icl_out_open(p, err, sizeof err);
+    assert_non_null(f);
+    fputs("x", f);
+    icl_out_abort(f);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_equal(count_prefix("gone.jsonl.tmp."), 0);
+    /* a folder is an error naming it */
+    assert_null(icl_out_open(dir, err, sizeof err));
+    assert_non_null(strstr(err, dir));
+    assert_non_null(strstr(err, "Is a directory"));
+    /* a full device: the write error is reported by commit */
+    if (access("/dev/full", W_OK) == 0) {
+        f = icl_out_open("/dev/full", err, sizeof err);
+        assert_non_null(f);
+        for (int i = 0; i < 100000; i++)
+            fputs("0123456789", f);
+        assert_int_equal(icl_out_commit(f, "/dev/full", err, sizeof err), -1);
+        assert_non_null(strstr(err, "/dev/full: write error: No space left on device"));
+    }
+}
+
+static void read_file_errors(void **state)
+{
+    (void)state;
+    char p[512], err[256];
+    size_t n;
+    path_in(p, sizeof p, "nosuch");
+    errno = 0;
+    assert_null(icl_read_file(p, 0, &n, err, sizeof err));
+    assert_int_equal(errno, ENOENT);
+    assert_non_null(strstr(err, "nosuch: No such file or directory"));
+    /* the cap: a file one byte over is refused, one at the cap is read */
+    path_in(p, sizeof p, "ten");
+    assert_int_equal(icl_write_file_atomic(p, "0123456789", 10, err, sizeof err), 0);
+    errno = 0;
+    assert_null(icl_read_file(p, 9, &n, err, sizeof err));
+    assert_int_equal(errno, EFBIG);
+    assert_non_null(strstr(err, "ten: larger than 9 bytes"));
+    char *s = icl_read_file(p, 10, &n, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(n, 10);
+    free(s);
+    /* an endless file stops at the cap */
+    if (access("/dev/zero", R_OK) == 0) {
+        assert_null(icl_read_file("/dev/zero", 1 << 20, &n, err, sizeof err));
+        assert_int_equal(errno, EFBIG);
+    }
+    /* a folder: a read error naming it */
+    assert_null(icl_read_file(dir, 0, &n, err, sizeof err));
+    assert_non_null(strstr(err, "read error: Is a directory"));
+    /* an empty file: length 0, a valid empty string */
+    path_in(p, sizeof p, "empty");
+    assert_int_equal(icl_write_file_atomic(p, "", 0, err, sizeof err), 0);
+    s = icl_read_file(p, 0, &n, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(n, 0);
+    assert_int_equal(s[0], '\0');
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(write_then_read_back),
+        cmocka_unit_test(modes_kept_or_from_umask),
+        cmocka_unit_test(abort_and_cleanup),
+        cmocka_unit_test(stdio_outputs),
+        cmocka_unit_test(read_file_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
