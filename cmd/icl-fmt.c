@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chat.h"
 #include "fmt.h"
 #include "outfile.h"
 #include "template.h"
@@ -36,6 +37,18 @@ static const char usage_text[] =
     "                        {input} {output} {system} and a line \"%%\" between the\n"
     "                        prompt part and the response part (see icl-fmt(1)).\n"
     "                        No EOS is added: the tokenizer adds it.\n"
+    "      --chat-template=MODEL  render with the model's own chat template instead:\n"
+    "                        MODEL is a model folder (chat_template.jinja or\n"
+    "                        tokenizer_config.json), a tokenizer_config.json or a\n"
+    "                        .jinja file.  messages (OpenAI role/content or ShareGPT\n"
+    "                        from/value; in CSV a column of JSON arrays) and\n"
+    "                        instruction/input/output (one user turn) become\n"
+    "                        {\"prompt\": [...], \"response\": [...], \"chat\": true}:\n"
+    "                        each assistant turn and its end-of-turn marker is a\n"
+    "                        response (trained on), all other text prompt\n"
+    "      --template-var=NAME=VALUE  a variable of the chat template (repeatable):\n"
+    "                        VALUE is JSON if it parses (false, 3), else a string:\n"
+    "                        --template-var 'date_string=26 Jul 2024'\n"
     "\n"
     "Output\n"
     "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
@@ -66,6 +79,7 @@ static const char usage_text[] =
     "Examples\n"
     "  icl-fmt alpaca_data.json > train.jsonl\n"
     "  icl-fmt --map instruction=act,output=prompt -t chatml prompts.csv\n"
+    "  icl-fmt --chat-template SmolLM2-135M-Instruct/ chats.jsonl | icl-tok encode ...\n"
     "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
     "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";
 
@@ -87,7 +101,8 @@ static int same_file(const char *a, const char *b)
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS };
+    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS, O_CHAT,
+           O_TVAR };
     static const struct option longopts[] = {
         {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 't'},
         {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
@@ -95,11 +110,14 @@ int main(int argc, char **argv)
         {"split", required_argument, 0, O_SPLIT}, {"split-out", required_argument, 0, O_SPLIT_OUT},
         {"on-error", required_argument, 0, O_ON_ERROR}, {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, O_THREADS},
+        {"chat-template", required_argument, 0, O_CHAT}, {"template-var", required_argument, 0, O_TVAR},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     static icl_fmt_opts o; /* static: the map strings stay reachable */
-    const char *tname = "alpaca", *out_path = NULL, *split_path = NULL;
+    const char *tname = NULL, *out_path = NULL, *split_path = NULL, *chat_path = NULL;
+    const char **tvars = xcalloc((size_t)argc + 1, sizeof *tvars);
+    int ntvars = 0;
     char err[512];
     long threads = 0;
     int c;
@@ -140,6 +158,8 @@ int main(int argc, char **argv)
             if (parse_long(optarg, &threads) < 0 || threads < 1 || threads > 4096)
                 usage_die("--threads wants a number from 1 to 4096, not '%s'", optarg);
             break;
+        case O_CHAT: chat_path = optarg; break;
+        case O_TVAR: tvars[ntvars++] = optarg; break;
         case 'o': out_path = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
@@ -151,10 +171,23 @@ int main(int argc, char **argv)
         usage_die("--split and --split-out go together");
     if (split_path && same_file(split_path, out_path))
         usage_die("--split-out and the output are the same file: %s", split_path);
-    icl_template *tpl = icl_template_load(tname, err, sizeof err);
+    if (chat_path && tname)
+        usage_die("--template and --chat-template exclude each other");
+    if (ntvars && !chat_path)
+        usage_die("--template-var needs --chat-template");
+    icl_template *tpl = icl_template_load(tname ? tname : "alpaca", err, sizeof err);
     if (!tpl)
         usage_die("%s", err);
     o.tpl = tpl;
+    icl_chat *chat = NULL;
+    if (chat_path) {
+        if (!(chat = icl_chat_load(chat_path, err, sizeof err)))
+            die("%s", err);
+        for (int i = 0; i < ntvars; i++)
+            if (icl_chat_set_var(chat, tvars[i], err, sizeof err))
+                usage_die("%s", err);
+        o.chat = chat;
+    }
     o.threads = icl_set_threads((int)threads);
     /* named outputs appear whole or not at all (outfile.h) */
     o.out = out_path ? icl_out_open(out_path) : stdout;
@@ -169,6 +202,8 @@ int main(int argc, char **argv)
     icl_fmt_finish(f, NULL);
     icl_fmt_free(f);
     icl_template_free(tpl);
+    icl_chat_free(chat);
+    free(tvars);
     if (out_path)
         icl_out_commit(o.out, out_path);
     if (split_path)

@@ -43,6 +43,15 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     const icl_tok_specials *sp = icl_tok_get_specials(t);
     json_t *p = json_object_get(rec, "prompt"), *r = json_object_get(rec, "response");
     json_t *tx = json_object_get(rec, "text");
+    icl_tokrec_opts chat_o;
+    if (json_is_true(json_object_get(rec, "chat"))) {
+        /* rendered by the model's chat template: it wrote BOS and the
+         * end-of-turn markers itself, as special-token text */
+        chat_o = *o;
+        chat_o.bos = chat_o.eos = 0;
+        chat_o.parse_special = 1;
+        o = &chat_o;
+    }
     size_t nturn;
     int is_text = 0;
     if (p || r) {

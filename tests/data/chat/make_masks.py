@@ -90,3 +90,39 @@ def main():
 
 if __name__ == '__main__':
     main()
+
+
+def token_masks():
+    """Token-level reference for Qwen3: transformers' apply_chat_template(
+    tokenize=True, return_assistant_tokens_mask=True) with the annotated
+    template and the Qwen3 tokenizer (tests/data/tok/qwen3.json.gz), written
+    as the token line icl must produce: segments where the mask changes,
+    context first, ending with the last assistant token (qwen3-tokens.txt,
+    one line per conversation in qwen3-chats.jsonl)."""
+    import gzip, tempfile
+    from transformers import PreTrainedTokenizerFast
+    with tempfile.TemporaryDirectory() as d:
+        open(os.path.join(d, 'tokenizer.json'), 'wb').write(
+            gzip.open(os.path.join(HERE, '..', 'tok', 'qwen3.json.gz')).read())
+        tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, 'tokenizer.json'), eos_token='<|im_end|>')
+    tok.chat_template = annotate('qwen3', open(os.path.join(HERE, 'templates', 'qwen3.jinja'), encoding='utf-8').read())
+    chats = open(os.path.join(HERE, 'qwen3-chats.jsonl'), 'w', encoding='utf-8')
+    lines = open(os.path.join(HERE, 'qwen3-tokens.txt'), 'w')
+    for cname in ('multi', 'sys-multi', 'unicode', 'think', 'spaces'):
+        conv = make_chat.CONVS[cname]
+        r = tok.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        ids, mask = r['input_ids'], r['assistant_masks']
+        last = max(i for i, m in enumerate(mask) if m)
+        segs, cur, state = [], [], 0
+        for i in range(last + 1):
+            if mask[i] != state:
+                segs.append(cur)
+                cur, state = [], mask[i]
+            cur.append(ids[i])
+        segs.append(cur)
+        lines.write('\t'.join(' '.join(map(str, s)) for s in segs) + '\n')
+        chats.write(json.dumps({'messages': conv}, ensure_ascii=False) + '\n')
+
+
+if __name__ == '__main__':
+    token_masks()
