@@ -162,8 +162,8 @@ int main(int argc, char **argv)
         case O_TVAR: tvars[ntvars++] = optarg; break;
         case 'o': out_path = optarg; break;
         case 'q': o.quiet = 1; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case 'V': icl_print_version(); return 0;
+        case 'h': fputs(usage_text, stdout); free(tvars); return 0;
+        case 'V': icl_print_version(); free(tvars); return 0;
         default: usage_die("bad usage");
         }
     }

@@ -448,8 +448,8 @@ int main(int argc, char **argv)
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
         case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
-        case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
+        case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
+        case 'V': icl_print_version(); free(stop); free(tvars); return ICL_EXIT_OK;
         default: usage_die("unknown option");
         }
     }

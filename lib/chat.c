@@ -281,7 +281,8 @@ json_t *icl_chat_messages(const json_t *msgs, char *err, size_t errsz)
     return out;
 }
 
-int icl_chat_render(const icl_chat *c, const json_t *messages, int agp, icl_buf *out, char *err, size_t errsz)
+static int render_spans(const icl_chat *c, const json_t *messages, int agp, icl_buf *out, icl_jinja_span **spans,
+                        size_t *nspans, char *err, size_t errsz)
 {
     json_t *v = json_copy(c->vars);
     json_object_set(v, "messages", (json_t *)messages);
@@ -290,9 +291,14 @@ int icl_chat_render(const icl_chat *c, const json_t *messages, int agp, icl_buf 
         json_object_set_new(v, "tools", json_null());
     if (!json_object_get(v, "documents"))
         json_object_set_new(v, "documents", json_null());
-    int rc = icl_jinja_render(c->t, v, &c->lim, out, NULL, NULL, err, errsz);
+    int rc = icl_jinja_render(c->t, v, &c->lim, out, spans, nspans, err, errsz);
     json_decref(v);
     return rc;
+}
+
+int icl_chat_render(const icl_chat *c, const json_t *messages, int agp, icl_buf *out, char *err, size_t errsz)
+{
+    return render_spans(c, messages, agp, out, NULL, NULL, err, errsz);
 }
 
 /* the first end-of-turn marker in s[from..n): its end offset, or 0 */
@@ -320,10 +326,36 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
     *prompts = *responses = NULL;
     icl_buf full = {0}, pre = {0}, turn = {0};
     int rc = -1;
-    if (icl_chat_render(c, messages, 0, &full, err, errsz))
+    icl_jinja_span *gs = NULL;
+    size_t ngs = 0;
+    if (render_spans(c, messages, 0, &full, &gs, &ngs, err, errsz))
         goto out;
     json_t *P = json_array(), *Rs = json_array();
     size_t done = 0; /* end of the last target */
+    if (ngs) {
+        /* the template marks the targets itself with {% generation %} */
+        for (size_t k = 0; k < ngs; k++) {
+            if (gs[k].start < done || gs[k].end < gs[k].start) {
+                icl_seterr(err, errsz, "{%% generation %%} blocks overlap");
+                free(gs);
+                goto bad;
+            }
+            if (gs[k].end == gs[k].start)
+                continue;
+            json_array_append_new(P, json_stringn(full.data + done, gs[k].start - done));
+            json_array_append_new(Rs, json_stringn(full.data + gs[k].start, gs[k].end - gs[k].start));
+            done = gs[k].end;
+        }
+        free(gs);
+        if (!json_array_size(P)) {
+            icl_seterr(err, errsz, "no assistant message to train on ({%% generation %%} blocks are empty)");
+            goto bad;
+        }
+        *prompts = P;
+        *responses = Rs;
+        rc = 0;
+        goto out;
+    }
     size_t nmsg = json_array_size(messages);
     for (size_t i = 0; i < nmsg; i++) {
         json_t *m = json_array_get(messages, i);

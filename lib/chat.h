@@ -22,7 +22,9 @@
  * fail that prefix check and are refused with a message naming the turn,
  * never given wrong spans; templates that only drop text from finished
  * turns (Qwen3 dropping old reasoning) give the spans of the full
- * rendering's own text for those turns.
+ * rendering's own text for those turns.  A template that marks its targets
+ * with {% generation %} ... {% endgeneration %} (TRL's training templates)
+ * gets exactly those spans instead.
  */
 #ifndef ICL_CHAT_H
 #define ICL_CHAT_H

@@ -127,5 +127,35 @@ FEATURES = [
     ('{{ "%s" | format(none) }}|{{ none | string }}|{{ [none] | join(",") }}|{{ true | string | upper }}|{{ 1.0 | string }}|{{ [1.0, 2] | join }}|{{ {"a": none} }}|{{ "\'" ~ [\'\\\'\'] }}|{{ ["a\\"b"] }}', {}),
 ]
 
+# A tool-calling template (llama.cpp's Phi-4-mini variant) with tools and tool calls.
+_PHI4 = open(os.path.join(HERE, 'templates', 'phi-4-mini-llamacpp.jinja'), encoding='utf-8').read()
+_TOOLS = [{'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather of a city, in °C',
+                                            'parameters': {'type': 'object', 'properties': {'city': {'type': 'string'}},
+                                                           'required': ['city']}}}]
+_TOOLCHAT = [{'role': 'system', 'content': 'Use tools.'}, {'role': 'user', 'content': 'Weather in Zürich?'},
+             {'role': 'assistant', 'content': None, 'tool_calls': [{'type': 'function', 'function':
+                 {'name': 'get_weather', 'arguments': {'city': 'Zürich'}}}]},
+             {'role': 'tool', 'content': '{"temp": 21.5}'}, {'role': 'assistant', 'content': '21.5 °C.'}]
+FEATURES += [
+    (_PHI4, {'messages': _TOOLCHAT, 'tools': _TOOLS, 'add_generation_prompt': False, 'eos_token': '<|endoftext|>'}),
+    (_PHI4, {'messages': _TOOLCHAT[1:3], 'tools': _TOOLS, 'add_generation_prompt': True, 'eos_token': '<|endoftext|>'}),
+    (_PHI4, {'messages': _TOOLCHAT[1:2], 'tools': None, 'add_generation_prompt': True, 'eos_token': '<|endoftext|>'}),
+]
+
+# Mistral Small 3.1: tools, tool calls with ids, tool results, content blocks.
+_MS31 = open(os.path.join(HERE, 'templates', 'mistral-small-3.1.jinja'), encoding='utf-8').read()
+_MSCHAT = [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Weather in Zürich?'},
+           {'role': 'assistant', 'tool_calls': [{'id': 'call_abc123456789', 'type': 'function', 'function':
+               {'name': 'get_weather', 'arguments': {'city': 'Zürich'}}}]},
+           {'role': 'tool', 'tool_call_id': 'call_abc123456789', 'content': {'temp': 21.5}},
+           {'role': 'assistant', 'content': '21.5 °C.'},
+           {'role': 'user', 'content': [{'type': 'text', 'text': 'And this? '}, {'type': 'image'}]}]
+FEATURES += [
+    (_MS31, {'messages': _MSCHAT, 'tools': _TOOLS, 'bos_token': '<s>', 'eos_token': '</s>'}),
+    (_MS31, {'messages': _MSCHAT, 'tools': None, 'bos_token': '<s>', 'eos_token': '</s>'}),
+    (_MS31, {'messages': _MSCHAT[:2] + [_MSCHAT[4]], 'bos_token': '<s>', 'eos_token': '</s>'}),
+    (_MS31, {'messages': [_MSCHAT[0], _MSCHAT[1], _MSCHAT[1]], 'bos_token': '<s>', 'eos_token': '</s>'}),
+]
+
 if __name__ == '__main__':
     main()

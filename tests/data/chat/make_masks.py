@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reference assistant spans for icl's chat masking (lib/chat.c).
 
-For each template, a generation-annotated variant is made from the committed
+For each template, a generation-annotated variant (templates-gen/) is made from the committed
 text by the substitutions below (TRL's convention: {% generation %} wraps
 what the model must produce after the generation prompt: the assistant
 content and its end-of-turn marker).  The script checks that the variant
@@ -67,6 +67,8 @@ def main():
     for name, toks in make_chat.MODELS.items():
         orig = open(os.path.join(HERE, 'templates', name + '.jinja'), encoding='utf-8').read()
         ann = annotate(name, orig)
+        os.makedirs(os.path.join(HERE, 'templates-gen'), exist_ok=True)
+        open(os.path.join(HERE, 'templates-gen', name + '.jinja'), 'w', encoding='utf-8').write(ann)
         for cname in ('one-answer', 'multi', 'sys-multi', 'unicode', 'think', 'spaces'):
             conv = make_chat.CONVS.get(cname) or [make_chat.U('Hi'), make_chat.A('Hello!')]
             vars_ = dict(toks)
