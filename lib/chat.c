@@ -438,6 +438,15 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
             }
         }
         size_t end = find_marker(c, full.data, full.len, from);
+        /* when the rendering through this message is a prefix of the whole,
+         * the turn must end inside it (a template that drops the message
+         * would otherwise lend it a later marker) */
+        if (end && turn.len <= full.len && !memcmp(turn.data ? turn.data : "", full.data, turn.len) &&
+            end > turn.len) {
+            icl_seterr(err, errsz, "cannot find the end of assistant message %zu: no end-of-turn marker in "
+                       "its rendering (does the template write it?)", i + 1);
+            goto bad;
+        }
         if (!end) {
             icl_seterr(err, errsz, "cannot find the end of assistant message %zu: no end-of-turn marker (%s or "
                        "eos_token) after it", i + 1, ICL_CHAT_END_MARKERS[0]);

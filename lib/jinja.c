@@ -2726,6 +2726,10 @@ static jv get_attr(rctx *R, const node *at, jv o, const char *name)
         for (int k = 0; DM[k].n; k++)
             if (!strcmp(name, DM[k].n))
                 return vfunc(R, DM[k].id, o, DM[k].n);
+        static const char *const MUT[] = {"update", "pop", "popitem", "setdefault", "clear", NULL};
+        for (int k = 0; MUT[k]; k++)
+            if (!strcmp(name, MUT[k]))
+                rfail(R, at, "access to attribute '%s' of 'dict' object is unsafe.", name);
         jv *v = dict_get(o.u.d, name, strlen(name));
         return v ? *v : vundef("dict object", name);
     }
@@ -2743,9 +2747,11 @@ static jv get_attr(rctx *R, const node *at, jv o, const char *name)
             return vfunc(R, M_LCOUNT, o, "count");
         if (!strcmp(name, "index"))
             return vfunc(R, M_LINDEX, o, "index");
+        /* transformers renders in jinja2's ImmutableSandboxedEnvironment */
         if (!strcmp(name, "append") || !strcmp(name, "pop") || !strcmp(name, "insert") ||
-            !strcmp(name, "extend") || !strcmp(name, "remove") || !strcmp(name, "clear"))
-            rfail(R, at, "unsupported: list.%s (templates may not modify lists)", name);
+            !strcmp(name, "extend") || !strcmp(name, "remove") || !strcmp(name, "clear") ||
+            !strcmp(name, "sort") || !strcmp(name, "reverse"))
+            rfail(R, at, "access to attribute '%s' of '%s' object is unsafe.", name, tname(o));
         break;
     case V_LOOP: {
         loopst *l = o.u.lp;
@@ -3009,6 +3015,13 @@ static jv arith(rctx *R, const node *at, int op, jv a, jv b)
     }
     if (op == OP_MUL && ((a.t == V_STR || a.t == V_LIST) && (b.t == V_INT || b.t == V_BOOL))) {
         int64_t k = numi(b);
+        if (k <= 0 || (a.t == V_STR ? a.u.s->len == 0 : a.u.l->n == 0)) { /* nothing to repeat */
+            if (a.t == V_STR)
+                return vstr(R, "", 0);
+            jlist *l = list_new(R, 0);
+            l->tuple = a.u.l->tuple;
+            return vlist(l);
+        }
         if (a.t == V_STR) {
             sb s = {0};
             if (k > 0 && a.u.s->len && (uint64_t)k > (uint64_t)R->lim.max_memory / a.u.s->len)

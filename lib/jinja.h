@@ -2,7 +2,7 @@
  *
  * Renders the chat templates Hugging Face models ship (tokenizer_config.json
  * "chat_template", chat_template.jinja, GGUF tokenizer.chat_template) the way
- * transformers' apply_chat_template does: jinja2's sandboxed environment with
+ * transformers' apply_chat_template does: jinja2's ImmutableSandboxedEnvironment with
  * trim_blocks=True, lstrip_blocks=True, the loopcontrols extension (break,
  * continue), keep_trailing_newline=False, a tojson filter that is Python's
  * json.dumps(ensure_ascii=False, sort_keys=False) and the globals
@@ -19,7 +19,9 @@
  * + - * / // % ** ~, comparisons (chained), in, not in, and, or, not,
  * x if c else y, subscripts, slices [a:b:c], attributes; tests, filters and
  * the string/dict/list methods real templates call (see jinja.c for the
- * lists).  Anything else is an error that names the construct.
+ * lists).  Anything else is an error that names the construct; as in the
+ * immutable sandbox, methods that modify lists and dicts (append, pop,
+ * update...) are refused.
  *
  * Templates are untrusted input: the interpreter has no file, environment
  * or process access (include/import/extends are refused), and every render

@@ -66,6 +66,12 @@ test_expect_success 'a template that rewrites earlier turns is refused, not mis-
 	test ! -s m2.out
 '
 
+test_expect_success 'a template that drops assistant turns gets no borrowed marker' '
+	printf "{%% for m in messages %%}{%% if m.role == \"user\" %%}<u>{{ m.content }}</s>{%% endif %%}{%% endfor %%}" >drop.jinja &&
+	if icl-fmt --chat-template drop.jinja in.jsonl >d.out 2>d.err; then exit 1; fi &&
+	grep -F "in.jsonl:1: cannot find the end of assistant message 2" d.err
+'
+
 test_expect_success 'usage errors' '
 	if icl-fmt --chat-template smol -t chatml in.jsonl 2>e; then exit 1; fi &&
 	grep -F "exclude each other" e &&

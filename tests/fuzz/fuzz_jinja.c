@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "jinja.h"
 
 #define JFUZZ_CHECK(c)                                                              \
@@ -50,6 +51,28 @@ int icl_fuzz_jinja(const uint8_t *data, size_t size)
     free(sp);
     int rb = icl_jinja_render(t, vars, &lim, &b, NULL, NULL, err, sizeof err);
     JFUZZ_CHECK(ra == rb && a.len == b.len && (!a.len || !memcmp(a.data, b.data, a.len)));
+    /* the same template as a chat template: segments are a prefix of the
+     * rendering, with as many contexts as targets */
+    icl_chat *c = icl_chat_from_string((const char *)data, size, "fuzz", "<s>", "</s>", err, sizeof err);
+    JFUZZ_CHECK(c != NULL);
+    icl_chat_set_limits(c, &lim);
+    json_t *P, *R;
+    json_t *msgs = json_object_get(vars, "messages");
+    if (icl_chat_segments(c, msgs, &P, &R, err, sizeof err) == 0) {
+        JFUZZ_CHECK(json_array_size(P) == json_array_size(R) && json_array_size(P) > 0);
+        icl_buf full = {0}, cat = {0};
+        JFUZZ_CHECK(icl_chat_render(c, msgs, 0, &full, err, sizeof err) == 0);
+        for (size_t i = 0; i < json_array_size(P); i++) {
+            buf_append(&cat, json_string_value(json_array_get(P, i)), json_string_length(json_array_get(P, i)));
+            buf_append(&cat, json_string_value(json_array_get(R, i)), json_string_length(json_array_get(R, i)));
+        }
+        JFUZZ_CHECK(cat.len <= full.len && (!cat.len || !memcmp(cat.data, full.data, cat.len)));
+        buf_free(&full);
+        buf_free(&cat);
+        json_decref(P);
+        json_decref(R);
+    }
+    icl_chat_free(c);
     buf_free(&a);
     buf_free(&b);
     json_decref(vars);

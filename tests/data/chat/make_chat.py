@@ -127,6 +127,19 @@ FEATURES = [
     ('{{ "%s" | format(none) }}|{{ none | string }}|{{ [none] | join(",") }}|{{ true | string | upper }}|{{ 1.0 | string }}|{{ [1.0, 2] | join }}|{{ {"a": none} }}|{{ "\'" ~ [\'\\\'\'] }}|{{ ["a\\"b"] }}', {}),
 ]
 
+# Templates may not modify lists and dicts (transformers uses jinja2's ImmutableSandboxedEnvironment).
+FEATURES += [
+    ('{% set l = [] %}{% for m in messages %}{% set _ = l.append(m.role) %}{% endfor %}{{ l }}|'
+     '{% set x = [1, 2] %}{{ x.extend([3, 4]) }}{{ x }}{{ x.pop() }}{{ x.pop(0) }}{{ x }}'
+     '{% set _ = x.insert(0, "a") %}{% set _ = x.insert(-1, "b") %}{% set _ = x.insert(99, "c") %}{{ x }}|'
+     '{% set d = {"a": 1} %}{% set _ = d.update({"b": 2}, c=3) %}{% set _ = d.update(a=0) %}{{ d }}|'
+     '{% set y = [1] %}{% set _ = y.extend(y) %}{{ y }}', M),
+    ('{% set d = {"a": 1} %}{% set _ = d.update({"b": 2}) %}{{ d }}', {}),
+    ('{{ [].pop() }}', {}),
+    ("[{{ '' * 100000000000 }}|{{ [] * 100000000000 }}|{{ 'ab' * 0 }}|{{ [1] * -2 }}|{{ 3 * 'x' }}|{{ (1,) * 2 }}]", {}),
+    ('{{ (1, 2).append(3) }}', {}),
+]
+
 # A tool-calling template (llama.cpp's Phi-4-mini variant) with tools and tool calls.
 _PHI4 = open(os.path.join(HERE, 'templates', 'phi-4-mini-llamacpp.jinja'), encoding='utf-8').read()
 _TOOLS = [{'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather of a city, in °C',
