@@ -272,20 +272,27 @@ typedef struct {
     const char *name;
     const char *src;
     size_t srclen;
+    size_t *lines; /* offsets where lines start (arena) */
+    size_t nlines;
 } errctx;
 
-static void pos_of(const char *src, size_t off, int *line, int *col)
+/* line and column (in code points) of a source offset: a binary search in
+ * the table of line starts (parsing stays linear in the template size) */
+static void pos_of(const errctx *e, size_t off, int *line, int *col)
 {
-    int l = 1, c = 1;
-    for (size_t i = 0; i < off && src[i]; i++) {
-        if (src[i] == '\n') {
-            l++;
-            c = 1;
-        } else if (((unsigned char)src[i] & 0xc0) != 0x80) {
-            c++;
-        }
+    size_t lo = 0, hi = e->nlines; /* lines[lo] <= off < lines[hi] */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (e->lines[mid] <= off)
+            lo = mid;
+        else
+            hi = mid;
     }
-    *line = l;
+    int c = 1;
+    for (size_t i = e->nlines ? e->lines[lo] : 0; i < off && i < e->srclen; i++)
+        if (((unsigned char)e->src[i] & 0xc0) != 0x80)
+            c++;
+    *line = (int)lo + 1;
     *col = c;
 }
 
@@ -315,7 +322,7 @@ static _Noreturn void lex_fail(errctx *e, size_t off, const char *fmt, ...)
 static _Noreturn void lex_fail(errctx *e, size_t off, const char *fmt, ...)
 {
     int line, col;
-    pos_of(e->src, off, &line, &col);
+    pos_of(e, off, &line, &col);
     char m[400];
     va_list ap;
     va_start(ap, fmt);
@@ -704,7 +711,7 @@ static _Noreturn void pfail(parser *P, tok *t, const char *fmt, ...)
     vsnprintf(m, sizeof m, fmt, ap);
     va_end(ap);
     int line, col;
-    pos_of(P->e->src, t->off, &line, &col);
+    pos_of(P->e, t->off, &line, &col);
     snprintf(P->e->msg, sizeof P->e->msg, "%s:%d:%d: %s", P->e->name, line, col, m);
     longjmp(P->e->jb, 1);
 }
@@ -746,7 +753,7 @@ static node *mk(parser *P, int kind, tok *t)
     node *x = ealloc(P->e, sizeof *x);
     memset(x, 0, sizeof *x);
     x->kind = kind;
-    pos_of(P->e->src, t->off, &x->line, &x->col);
+    pos_of(P->e, t->off, &x->line, &x->col);
     return x;
 }
 
@@ -1507,7 +1514,7 @@ static void p_body(parser *P, nvec *out, const char *const *ends, const char *wh
         if (t->t == T_EOF) {
             if (ends) {
                 int line, col;
-                pos_of(P->e->src, opener->off, &line, &col);
+                pos_of(P->e, opener->off, &line, &col);
                 pfail(P, t, "unexpected end of template: '%s' opened on line %d needs '%s'", what, line,
                       ends[0] && ends[1] ? ends[1] && ends[2] ? ends[2] : ends[1] : ends[0]);
             }
@@ -1566,6 +1573,15 @@ static void __attribute__((noinline)) parse_all(icl_jinja *t, errctx *e, const c
     s[n] = 0;
     e->src = s;
     e->srclen = n;
+    size_t nl = 1;
+    for (size_t i = 0; i < n; i++)
+        nl += s[i] == '\n';
+    e->lines = ealloc(e, nl * sizeof *e->lines);
+    e->lines[0] = 0;
+    e->nlines = 1;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\n')
+            e->lines[e->nlines++] = i + 1;
     if (memchr(s, 0, n))
         lex_fail(e, (size_t)((char *)memchr(s, 0, n) - s), "NUL byte in template");
     lexer L = {.e = e, .src = s, .len = n};
@@ -1625,7 +1641,7 @@ typedef struct {
     const icl_jinja *t;
     icl_jinja_limits lim;
     long steps;
-    int depth, vdepth;
+    int depth, vdepth, edepth;
     sb *out;
     sb main;
     jdict *vars; /* the caller's variables */
@@ -2543,6 +2559,10 @@ static jv pyformat(rctx *R, const node *at, jv fmt, jv args)
         }
         if (i >= n)
             rfail(R, at, "incomplete format");
+        spec[k] = 0;
+        for (size_t q = 1; q < k; q++)
+            if (isdigit((unsigned char)spec[q]) && atoi(spec + q) > 10000)
+                rfail(R, at, "format width or precision too large (limit 10000)");
         char conv = s[i];
         if (ai >= a->n)
             rfail(R, at, "not enough arguments for format string");
@@ -3987,7 +4007,20 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
 
 /* ---- expressions */
 
+static jv eval_inner(rctx *R, const node *x);
+
+/* Every evaluation counts towards a bound on the C stack: macro recursion
+ * (max_depth) times expression nesting (parser's bound) stays far below it. */
 static jv eval(rctx *R, const node *x)
+{
+    if (++R->edepth > 4000)
+        rfail(R, x, "evaluation nested too deeply (limit 4000): recursion through macros?");
+    jv v = eval_inner(R, x);
+    R->edepth--;
+    return v;
+}
+
+static jv eval_inner(rctx *R, const node *x)
 {
     R->at = x;
     switch (x->kind) {

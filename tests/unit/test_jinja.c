@@ -225,6 +225,40 @@ static void hostile(void **state)
         strcat(deep, "{% if 1 %}");
     expect_error(deep, NULL, -2, "nested too deeply");
     free(deep);
+    /* huge widths in %-formatting */
+    expect_error("{{ '%100000000d' % 1 }}", NULL, -1, "format width or precision too large");
+    expect_error("{{ '%.100000000s' % 'x' }}", NULL, -1, "format width or precision too large");
+    /* macro recursion through deeply nested expressions stays off the C stack limit */
+    {
+        icl_buf src = {0};
+        buf_puts(&src, "{% macro f(n) %}{{ ");
+        for (int i = 0; i < 60; i++)
+            buf_puts(&src, "0 + (");
+        buf_puts(&src, "f(n + 1)");
+        for (int i = 0; i < 60; i++)
+            buf_puts(&src, ")");
+        buf_puts(&src, " }}{% endmacro %}{{ f(0) }}");
+        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 4000)");
+        buf_free(&src);
+    }
+    /* a large template parses in linear time (line:col by binary search) */
+    {
+        icl_buf src = {0};
+        for (int i = 0; i < 100000; i++)
+            buf_puts(&src, "{{ x }}\n");
+        char err[300];
+        icl_jinja *t = icl_jinja_parse(src.data, src.len, "big", err, sizeof err);
+        assert_non_null(t);
+        icl_buf out = {0};
+        assert_int_equal(icl_jinja_render(t, NULL, NULL, &out, NULL, NULL, err, sizeof err), 0);
+        assert_int_equal(out.len, 99999); /* the newlines; the last one is dropped */
+        buf_free(&out);
+        icl_jinja_free(t);
+        buf_puts(&src, "{{ oops");
+        assert_null(icl_jinja_parse(src.data, src.len, "big", err, sizeof err));
+        assert_string_equal(err, "big:100001:1: unclosed '{{'");
+        buf_free(&src);
+    }
     /* self-containing namespace printed */
     expect_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", NULL, -1, "nested too deeply");
 }
