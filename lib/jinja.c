@@ -4009,12 +4009,14 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
 
 static jv eval_inner(rctx *R, const node *x);
 
-/* Every evaluation counts towards a bound on the C stack: macro recursion
- * (max_depth) times expression nesting (parser's bound) stays far below it. */
+/* Every evaluation and statement counts towards one bound on the C stack
+ * (macro recursion times expression and block nesting could otherwise
+ * reach it): MAX_NEST nested evaluations, a few frames each. */
+#define MAX_NEST 1000
 static jv eval(rctx *R, const node *x)
 {
-    if (++R->edepth > 4000)
-        rfail(R, x, "evaluation nested too deeply (limit 4000): recursion through macros?");
+    if (++R->edepth > MAX_NEST)
+        rfail(R, x, "evaluation nested too deeply (limit %d): recursion through macros?", MAX_NEST);
     jv v = eval_inner(R, x);
     R->edepth--;
     return v;
@@ -4178,7 +4180,17 @@ static void assign(rctx *R, const node *x, frame *f, const char **names, int n, 
 
 static void out_add(rctx *R, const char *s, size_t n) { sb_add(R, R->out, s, n); }
 
+static void exec_stmt_inner(rctx *R, const node *x);
+
 static void exec_stmt(rctx *R, const node *x)
+{
+    if (++R->edepth > MAX_NEST)
+        rfail(R, x, "evaluation nested too deeply (limit %d): recursion through macros?", MAX_NEST);
+    exec_stmt_inner(R, x);
+    R->edepth--;
+}
+
+static void exec_stmt_inner(rctx *R, const node *x)
 {
     R->at = x;
     switch (x->kind) {

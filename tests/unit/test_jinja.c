@@ -238,7 +238,16 @@ static void hostile(void **state)
         for (int i = 0; i < 60; i++)
             buf_puts(&src, ")");
         buf_puts(&src, " }}{% endmacro %}{{ f(0) }}");
-        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 4000)");
+        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 1000)");
+        buf_clear(&src);
+        buf_puts(&src, "{% macro f(n) %}");
+        for (int i = 0; i < 150; i++)
+            buf_puts(&src, "{% if true %}");
+        buf_puts(&src, "{{ f(n + 1) }}");
+        for (int i = 0; i < 150; i++)
+            buf_puts(&src, "{% endif %}");
+        buf_puts(&src, "{% endmacro %}{{ f(0) }}");
+        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 1000)");
         buf_free(&src);
     }
     /* a large template parses in linear time (line:col by binary search) */
