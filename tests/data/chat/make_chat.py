@@ -140,6 +140,18 @@ FEATURES += [
     ('{{ (1, 2).append(3) }}', {}),
 ]
 
+# Scoping and loop corner cases.
+FEATURES += [
+    ('{% for a in [1, 2] %}{% set outer = loop %}{% for b in "xy" %}{{ outer.index }}{{ loop.index }}{{ a }}{{ b }} {% endfor %}{% endfor %}', {}),
+    ('{% set x = 5 %}{% macro m(a, b=a * 2, c=x) %}{{ a }},{{ b }},{{ c }};{% endmacro %}{{ m(1) }}{{ m(1, c=0) }}{% set x = 7 %}{{ m(2) }}', {}),
+    ('{% for i in range(3) %}{% if i == 1 %}{% set y = "one" %}{% endif %}[{{ y }}]{% endfor %}[{{ y }}]', {}),
+    ('{% set ns = namespace(found=false) %}{% for m in messages %}{% if m.role == "assistant" and not ns.found %}{% set ns.found = true %}first:{{ loop.index0 }}{% endif %}{% endfor %}{{ ns.found }}', M),
+    ('{%- for m in messages -%}\n  {%- if loop.first and m.role != "system" %}S{% endif -%}\n  {{ m.role[0] | upper }}\n{%- endfor %}\n', M),
+    ('{{ messages | map(attribute="content") | select("equalto", "U1") | list }}{{ messages | selectattr("role", "in", ["user", "system"]) | map(attribute="content") | join("+") }}', M),
+    ('{% if messages[0].role == "system" %}{% set sys = messages[0].content %}{% set rest = messages[1:] %}{% else %}{% set rest = messages %}{% endif %}{{ sys | default("none") }}/{{ rest | length }}/{{ rest[0].content if rest else "" }}', M),
+    ('{{ "a" if none else "b" }}{{ "c" if undefined_thing is not defined }}{{ (1, 2) == (1, 2) }}{{ [1, 2] != [1, 2] }}{{ "x" ~ 1.0 ~ 2 }}{{ 10 // 3 * 3 + 10 % 3 }}{{ -2 ** 2 }}{{ 2 ** -1 }}', {}),
+]
+
 # A tool-calling template (llama.cpp's Phi-4-mini variant) with tools and tool calls.
 _PHI4 = open(os.path.join(HERE, 'templates', 'phi-4-mini-llamacpp.jinja'), encoding='utf-8').read()
 _TOOLS = [{'type': 'function', 'function': {'name': 'get_weather', 'description': 'Weather of a city, in °C',
