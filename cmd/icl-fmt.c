@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chat.h"
 #include "fmt.h"
 #include "fileio.h"
 #include "template.h"
@@ -37,6 +38,18 @@ static const char usage_text[] =
     "                        {input} {output} {system} and a line \"%%\" between the\n"
     "                        prompt part and the response part (see icl-fmt(1)).\n"
     "                        No EOS is added: the tokenizer adds it.\n"
+    "      --chat-template=MODEL  render with the model's own chat template instead:\n"
+    "                        MODEL is a model folder (chat_template.jinja or\n"
+    "                        tokenizer_config.json), a tokenizer_config.json or a\n"
+    "                        .jinja file.  messages (OpenAI role/content or ShareGPT\n"
+    "                        from/value; in CSV a column of JSON arrays) and\n"
+    "                        instruction/input/output (one user turn) become\n"
+    "                        {\"prompt\": [...], \"response\": [...], \"chat\": true}:\n"
+    "                        each assistant turn and its end-of-turn marker is a\n"
+    "                        response (trained on), all other text prompt\n"
+    "      --template-var=NAME=VALUE  a variable of the chat template (repeatable):\n"
+    "                        VALUE is JSON if it parses (false, 3), else a string:\n"
+    "                        --template-var 'date_string=26 Jul 2024'\n"
     "\n"
     "Output\n"
     "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
@@ -67,6 +80,7 @@ static const char usage_text[] =
     "Examples\n"
     "  icl-fmt alpaca_data.json > train.jsonl\n"
     "  icl-fmt --map instruction=act,output=prompt -t chatml prompts.csv\n"
+    "  icl-fmt --chat-template SmolLM2-135M-Instruct/ chats.jsonl | icl-tok encode ...\n"
     "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
     "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";
 
@@ -95,7 +109,8 @@ static void warn_msg(void *ctx, const char *msg)
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS };
+    enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS, O_CHAT,
+           O_TVAR };
     static const struct option longopts[] = {
         {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 'T'},
         {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
@@ -103,11 +118,14 @@ int main(int argc, char **argv)
         {"split", required_argument, 0, O_SPLIT}, {"split-out", required_argument, 0, O_SPLIT_OUT},
         {"on-error", required_argument, 0, O_ON_ERROR}, {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, O_THREADS},
+        {"chat-template", required_argument, 0, O_CHAT}, {"template-var", required_argument, 0, O_TVAR},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     static icl_fmt_opts o; /* static: the map strings stay reachable */
-    const char *tname = "alpaca", *out_path = NULL, *split_path = NULL;
+    const char *tname = NULL, *out_path = NULL, *split_path = NULL, *chat_path = NULL;
+    const char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
+    int ntvars = 0;
     char err[512];
     int threads = 0, c;
     static const char *const on_error[] = {"stop", "skip", NULL};
@@ -129,10 +147,12 @@ int main(int argc, char **argv)
         case O_SPLIT_OUT: split_path = optarg; break;
         case O_ON_ERROR: o.skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
         case O_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case O_CHAT: chat_path = optarg; break;
+        case O_TVAR: tvars[ntvars++] = optarg; break;
         case 'o': out_path = optarg; break;
         case 'q': o.quiet = 1; break;
-        case 'h': fputs(usage_text, stdout); return 0;
-        case 'V': icl_version_exit();
+        case 'h': fputs(usage_text, stdout); free(tvars); return 0;
+        case 'V': free(tvars); icl_version_exit();
         default: icl_usage_die("bad usage");
         }
     }
@@ -140,10 +160,23 @@ int main(int argc, char **argv)
         icl_usage_die("--split and --split-out go together");
     if (split_path && same_file(split_path, out_path))
         icl_usage_die("--split-out and the output are the same file: %s", split_path);
-    icl_template *tpl = icl_template_load(tname, err, sizeof err);
+    if (chat_path && tname)
+        icl_usage_die("--template and --chat-template exclude each other");
+    if (ntvars && !chat_path)
+        icl_usage_die("--template-var needs --chat-template");
+    icl_template *tpl = icl_template_load(tname ? tname : "alpaca", err, sizeof err);
     if (!tpl)
         icl_usage_die("%s", err);
     o.tpl = tpl;
+    icl_chat *chat = NULL;
+    if (chat_path) {
+        if (!(chat = icl_chat_load(chat_path, err, sizeof err)))
+            icl_die("%s", err);
+        for (int i = 0; i < ntvars; i++)
+            if (icl_chat_set_var(chat, tvars[i], err, sizeof err))
+                icl_usage_die("%s", err);
+        o.chat = chat;
+    }
     o.threads = icl_set_threads(threads);
     o.on_warning = warn_msg;
     /* named outputs appear whole or not at all (fileio.h) */
@@ -162,6 +195,8 @@ int main(int argc, char **argv)
         icl_die("%s", ferr);
     icl_fmt_free(f);
     icl_template_free(tpl);
+    icl_chat_free(chat);
+    free(tvars);
     if (out_path)
         icl_xout_commit(o.out, out_path);
     if (split_path)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "generate.h"
 #include "model.h"
 #include "record.h"
@@ -54,6 +55,13 @@ static void usage(FILE *f)
 "                             reference) then TAB and the generated ids\n"
 "      --parse-special        special-token text in prompts becomes special ids\n"
 "                             (as icl-tok encode --parse-special)\n"
+"      --chat-template MODEL  render records with \"messages\" (OpenAI or ShareGPT\n"
+"                             form) by this chat template (a model folder,\n"
+"                             tokenizer_config.json or .jinja file) with\n"
+"                             add_generation_prompt; default: the model folder's\n"
+"                             own template, when it has one\n"
+"      --template-var NAME=VALUE  a chat-template variable (repeatable); VALUE\n"
+"                             is JSON if it parses, else a string\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
@@ -62,14 +70,18 @@ static void usage(FILE *f)
 "\n"
 "Decoding stops at any eos_token_id of generation_config.json (else\n"
 "config.json, else the tokenizer's EOS), at a --stop string, at\n"
-"--max-new-tokens, or when the context (max_position_embeddings) is full.\n"
+"--max-new-tokens, or when the context (max_position_embeddings) is full;\n"
+"with a chat template also at its end-of-turn tokens (eos_token, <|im_end|>,\n"
+"<|eot_id|>, <end_of_turn>, <|end|>... when they are special tokens).\n"
 "Without --temperature, --top-k, --top-p or --min-p, decoding is greedy\n"
 "unless generation_config.json sets do_sample;\n"
 "any of them turns sampling on, with the other values from\n"
 "generation_config.json or transformers' defaults (temperature 1, top-k 50).\n"
 "Prompts are tokenized as icl-tok encode does (BOS as the tokenizer adds it);\n"
 "a \"prompt\" array is a conversation: turns with the \"response\" array, or\n"
-"prompt, response, ..., prompt segments.\n"
+"prompt, response, ..., prompt segments.  A record with \"messages\" and no\n"
+"\"prompt\" is rendered by the chat template (special tokens parsed, no BOS\n"
+"added: the template writes it).\n"
 "\n"
 "Example:\n"
 "  echo '{\"id\":1,\"prompt\":\"Once upon a time\"}' | icl-gen -m run/ -n 32\n"
@@ -79,7 +91,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -97,6 +109,8 @@ static const struct option longopts[] = {
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"stream", no_argument, NULL, OPT_STREAM},
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
+    {"chat-template", required_argument, NULL, OPT_CHAT},
+    {"template-var", required_argument, NULL, OPT_TVAR},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -109,6 +123,7 @@ typedef struct {
     icl_tokenizer *tok;
     icl_tok_state *st;
     icl_tokrec_opts to;
+    icl_chat *chat;  /* renders "messages" records; NULL: none */
     char **stop;
     int n_stop;
     int batch;
@@ -217,6 +232,31 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     free(texts);
 }
 
+/* The prompt ids of a record: a "messages" record (and no "prompt") is
+ * rendered by the chat template with add_generation_prompt and tokenized
+ * with special tokens parsed and no BOS added; others as icl-tok does. */
+static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err, size_t errsz)
+{
+    json_t *msgs = json_object_get(rec, "messages");
+    if (!msgs || json_object_get(rec, "prompt"))
+        return icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, out, err, errsz);
+    if (!c->chat)
+        return snprintf(err, errsz, "a \"messages\" record needs a chat template (the model folder has "
+                        "none): --chat-template MODEL"), -1;
+    json_t *m = icl_chat_messages(msgs, err, errsz);
+    if (!m)
+        return -1;
+    icl_buf text = {0};
+    int rc = icl_chat_render(c->chat, m, 1, &text, err, errsz);
+    json_decref(m);
+    if (rc == 0) {
+        icl_tokrec_opts o = {.parse_special = 1};
+        rc = icl_tokrec_encode_prompt(c->tok, c->st, &o, text.data ? text.data : "", text.len, out, err, errsz);
+    }
+    buf_free(&text);
+    return rc;
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
@@ -235,7 +275,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             icl_die("%s", err);
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
-            if (icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, &prompts[n], err, sizeof err) != 0)
+            if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lineno, err);
             if (prompts[n].n == 0)
                 icl_die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
@@ -422,6 +462,9 @@ int main(int argc, char **argv)
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0;
+    const char *chat_path = NULL;
+    char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
+    int ntvars = 0;
     while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -439,13 +482,15 @@ int main(int argc, char **argv)
             stop[n_stop++] = optarg;
             break;
         case 'b': batch = icl_opt_long("--batch-size", optarg, 1, 4096); break;
+        case OPT_CHAT: chat_path = optarg; break;
+        case OPT_TVAR: tvars[ntvars++] = optarg; break;
         case OPT_IDS: ids_mode = 1; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
-        case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
-        case 'V': free(stop); icl_version_exit();
+        case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
+        case 'V': free(stop); free(tvars); icl_version_exit();
         default: icl_usage_die("unknown option");
         }
     }
@@ -457,6 +502,8 @@ int main(int argc, char **argv)
         icl_usage_die("--stream writes text: it does not apply to --ids");
     if (ids_mode && nret > 1)
         icl_usage_die("--num-return-sequences writes records: it does not apply to --ids");
+    if (ids_mode && (chat_path || ntvars))
+        icl_usage_die("--chat-template and --template-var render text: they do not apply to --ids");
     int sampling = has_temp || top_k >= 0 || has_top_p || has_min_p;
     if (greedy && sampling)
         icl_usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
@@ -493,12 +540,35 @@ int main(int argc, char **argv)
     cx.n_stop = n_stop;
     cx.batch = (int)batch;
     cx.nret = (int)nret;
-    cx.streams = xcalloc((size_t)batch, sizeof *cx.streams);
+    cx.streams = icl_xcalloc((size_t)batch, sizeof *cx.streams);
     cx.stream = !ids_mode && (stream || isatty(STDOUT_FILENO));
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
     load_tokenizer(&cx, model_dir, ids_mode, parse_special);
+    if (!ids_mode) {
+        /* the chat template: given, else the model folder's own if it has one */
+        cx.chat = icl_chat_load(chat_path ? chat_path : model_dir, err, sizeof err);
+        if (!cx.chat && chat_path)
+            icl_die("%s", err);
+        for (int i = 0; cx.chat && i < ntvars; i++)
+            if (icl_chat_set_var(cx.chat, tvars[i], err, sizeof err))
+                icl_usage_die("%s", err);
+        if (!cx.chat && ntvars)
+            icl_usage_die("--template-var: %s", err);
+        /* stop also at the template's end-of-turn tokens */
+        for (int k = -1; cx.chat && (k < 0 || icl_chat_end_markers[k]); k++) {
+            const char *mk = k < 0 ? icl_chat_eos(cx.chat) : icl_chat_end_markers[k];
+            if (!mk)
+                continue;
+            int32_t id = icl_tok_id(cx.tok, mk, strlen(mk));
+            int dup = 0;
+            for (int i = 0; i < cx.g.n_eos; i++)
+                dup |= cx.g.eos[i] == id;
+            if (id >= 0 && icl_tok_is_special(cx.tok, id) && !dup && cx.g.n_eos < 16)
+                cx.g.eos[cx.g.n_eos++] = id;
+        }
+    }
 
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
@@ -509,7 +579,9 @@ int main(int argc, char **argv)
     if (cx.tok)
         icl_tok_free(cx.tok);
     icl_model_free(cx.m);
+    icl_chat_free(cx.chat);
     free(stop);
     free(cx.streams);
+    free(tvars);
     return ICL_EXIT_OK;
 }

@@ -26,6 +26,7 @@ static const char usage_text[] =
     "encode: each JSON Lines record becomes one token line (icl(7)):\n"
     "  {\"prompt\":P,\"response\":R}   ->  ids(P) TAB ids(R) EOS\n"
     "  prompt/response arrays (turns) ->  more segments, EOS after each response\n"
+    "  \"chat\": true (icl-fmt --chat-template) -> special tokens parsed, no BOS/EOS added\n"
     "  {\"text\":T}                   ->  TAB ids(T) EOS   (all target)\n"
     "  The first line is a '#icl-tokens' header naming the tokenizer.\n"
     "  -t, --tokenizer PATH    tokenizer.json or model directory\n"

@@ -1,5 +1,6 @@
 /* fmt.c - see fmt.h. */
 #include "fmt.h"
+#include "chat.h"
 
 #include <errno.h>
 #include <math.h>
@@ -321,6 +322,78 @@ static void emit(icl_fmt *f)
         flush_out(f, f->o.out, &f->out);
 }
 
+/* A conversation rendered by the model's chat template (opts.chat) and
+ * split into context/target arrays.  sys (may be empty) is put first as a
+ * system message when the conversation has none.  Returns 0 if dropped or
+ * bad. */
+static int start_chat_tpl(icl_fmt *f, const json_t *msgs, icl_str sys, long line)
+{
+    char err[700];
+    json_t *m = icl_chat_messages(msgs, err, sizeof err);
+    if (!m) {
+        badf(f, line, "%s", err);
+        return 0;
+    }
+    const char *r0 = json_string_value(json_object_get(json_array_get(m, 0), "role"));
+    if (sys.n && strcmp(r0, "system")) {
+        json_t *s = json_object();
+        json_object_set_new(s, "role", json_string("system"));
+        json_object_set_new(s, "content", json_stringn(sys.s, sys.n));
+        json_array_insert_new(m, 0, s);
+    }
+    for (size_t i = 0; i < json_array_size(m); i++) {
+        json_t *e = json_array_get(m, i);
+        json_t *ct = json_object_get(e, "content");
+        if (!strcmp(json_string_value(json_object_get(e, "role")), "assistant") && json_is_string(ct) &&
+            !json_string_length(ct)) {
+            f->st.empty_output++;
+            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name, line, i + 1);
+            json_decref(m);
+            return 0;
+        }
+    }
+    json_t *P, *R;
+    if (icl_chat_segments(f->o.chat, m, &P, &R, err, sizeof err)) {
+        json_decref(m);
+        badf(f, line, "%s", err);
+        return 0;
+    }
+    json_decref(m);
+    begin(f);
+    buf_puts(f->L, "{\"prompt\":");
+    icl_json_put_value(f->L, P);
+    buf_puts(f->L, ",\"response\":");
+    icl_json_put_value(f->L, R);
+    f->hash_end = f->L->len;
+    buf_puts(f->L, ",\"chat\":true");
+    json_decref(P);
+    json_decref(R);
+    return !is_dup(f);
+}
+
+/* instruction/input/output as a one-turn conversation for a chat template */
+static int start_instr_chat(icl_fmt *f, const icl_tfields *tf, long line)
+{
+    json_t *m = json_array(), *u = json_object(), *a = json_object();
+    icl_buf q = {0};
+    buf_append(&q, tf->instruction.s ? tf->instruction.s : "", tf->instruction.n);
+    if (tf->input.n) {
+        if (q.len)
+            buf_puts(&q, "\n\n");
+        buf_append(&q, tf->input.s, tf->input.n);
+    }
+    json_object_set_new(u, "role", json_string("user"));
+    json_object_set_new(u, "content", json_stringn(q.data ? q.data : "", q.len));
+    json_object_set_new(a, "role", json_string("assistant"));
+    json_object_set_new(a, "content", json_stringn(tf->output.s ? tf->output.s : "", tf->output.n));
+    json_array_append_new(m, u);
+    json_array_append_new(m, a);
+    buf_free(&q);
+    int r = start_chat_tpl(f, m, tf->system, line);
+    json_decref(m);
+    return r;
+}
+
 /* Start a record with single prompt/response texts from the template.
  * Returns 0 if the record is dropped (empty output, duplicate). */
 static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
@@ -334,6 +407,8 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
         f->st.empty_instruction++;
         note(f, W_EMPTY_INSTR, "%s:%ld: empty or missing instruction", f->name, line);
     }
+    if (f->o.chat)
+        return start_instr_chat(f, tf, line);
     icl_buf_clear(&f->p);
     icl_buf_clear(&f->r);
     int same = icl_template_response_is_output(f->o.tpl);
@@ -384,8 +459,6 @@ static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
                 icl_fmt_field_names[k], f->cols.data);
         }
     }
-    if (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
-        fatalf(f, "%s: chat messages are read from JSON input only", f->name);
 }
 
 static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
@@ -407,15 +480,23 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     size_t nc = h.nfields;
     long idx[ICL_F_N];
     csv_columns(f, &h, idx);
-    int instr = idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0;
-    if (!instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
+    int msgs = f->o.chat && idx[ICL_F_MESSAGES] >= 0; /* a column of JSON arrays */
+    if (!msgs && f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
+        fatalf(f, "%s: chat messages are read from CSV only with --chat-template", f->name);
+    int instr = !msgs && (idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0);
+    if (!msgs && !instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
         fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",
             f->name, h.line);
     char *used = f->used = icl_xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
          k++)
-        if (k != ICL_F_MESSAGES && idx[k] >= 0)
+        if (!msgs && k != ICL_F_MESSAGES && idx[k] >= 0)
             used[idx[k]] = 1;
+    if (msgs) {
+        used[idx[ICL_F_MESSAGES]] = 1;
+        if (idx[ICL_F_SYSTEM] >= 0)
+            used[idx[ICL_F_SYSTEM]] = 1;
+    }
     for (size_t i = 0; i < nc; i++)
         if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0))
             fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
@@ -442,7 +523,19 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             continue;
         }
 #define COL(k) (idx[k] >= 0 ? (icl_str){row.field[idx[k]], row.len[idx[k]]} : (icl_str){"", 0})
-        if (instr) {
+        if (msgs) {
+            json_error_t je;
+            json_t *m = json_loadb(row.field[idx[ICL_F_MESSAGES]], row.len[idx[ICL_F_MESSAGES]], 0, &je);
+            if (!m) {
+                badf(f, row.line, "column '%s': not a JSON array of messages (%s)", f->o.map[ICL_F_MESSAGES],
+                     je.text);
+                continue;
+            }
+            int ok = start_chat_tpl(f, m, COL(ICL_F_SYSTEM), row.line);
+            json_decref(m);
+            if (!ok)
+                continue;
+        } else if (instr) {
             icl_tfields tf = {COL(ICL_F_SYSTEM), COL(ICL_F_INSTRUCTION), COL(ICL_F_INPUT),
                               COL(ICL_F_OUTPUT)};
             if (!start_instr(f, &tf, row.line))
@@ -562,6 +655,8 @@ static int is_used(const char *key, const char *used[], size_t nused)
 /* Chat record: messages -> arrays.  Returns 0 if dropped or bad. */
 static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
 {
+    if (f->o.chat)
+        return start_chat_tpl(f, m, sys, line);
     if (!json_is_array(m) || json_array_size(m) == 0) {
         badf(f, line, "'%s' must be a non-empty array of {role, content}", f->o.map[ICL_F_MESSAGES]);
         return 0;

@@ -8,6 +8,12 @@
  * instances[0].output into nested JSON) and becomes one output line
  *     {"prompt": P, "response": R, <the other columns/keys in input order>}
  * where, by the first rule that applies:
+ *   - with a chat template (opts.chat): "messages" (OpenAI or ShareGPT
+ *     form; from CSV, a column holding the JSON array) or instruction/input/
+ *     output (one user turn, instruction + "\n\n" + input, and the
+ *     assistant's output) are rendered by it and split by
+ *     icl_chat_segments: P and R are arrays (context before each assistant
+ *     turn, the turn through its end marker) and "chat": true is added;
  *   - "messages" (OpenAI chat format, [{role, content}...]): P and R are
  *     arrays of equal length, one entry per user/assistant exchange, each
  *     rendered by the template; a leading system message goes into the
@@ -46,6 +52,10 @@ extern const char *const icl_fmt_field_names[ICL_F_N];
 typedef struct {
     int format;                 /* ICL_FMT_*; AUTO detects per file */
     const icl_template *tpl;    /* not owned */
+    const struct icl_chat *chat; /* not owned; when set, messages and instruction
+                                 * records are rendered by this chat template
+                                 * (chat.h) into {"prompt": [contexts],
+                                 * "response": [targets], "chat": true} */
     const char *map[ICL_F_N];   /* source column/key per field; NULL = the field's own name */
     int dedup, shuffle, skip_bad;
     uint64_t seed;

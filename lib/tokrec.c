@@ -87,6 +87,15 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     int is_text;
     if (record_turns(rec, &p, &r, &tx, &nturn, &is_text, err, errsz))
         return -1;
+    icl_tokrec_opts chat_o;
+    if (json_is_true(json_object_get(rec, "chat"))) {
+        /* rendered by the model's chat template: it wrote BOS and the
+         * end-of-turn markers itself, as special-token text */
+        chat_o = *o;
+        chat_o.bos = chat_o.eos = 0;
+        chat_o.parse_special = 1;
+        o = &chat_o;
+    }
     if (o->bos && sp->bos < 0)
         return snprintf(err, errsz, "the tokenizer has no BOS token"), -1;
     if (o->eos && sp->eos < 0)

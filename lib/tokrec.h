@@ -13,6 +13,10 @@
  * Segments are encoded separately, so no token spans a boundary; every
  * segment after the first is encoded as a continuation (no prefix space or
  * ▁ added), so decode(whole line) == P + R (+ EOS text).
+ * A record with "chat": true (icl-fmt --chat-template) is a conversation
+ * rendered by the model's own chat template: its segments are encoded with
+ * special tokens parsed and neither BOS nor EOS is added (the template wrote
+ * them, as transformers' apply_chat_template(tokenize=True) does).
  * max_len > 0 bounds the ids per line: tokens are dropped from the left of
  * the line (after BOS), never from the last response; an example whose last
  * response (+ EOS, + BOS) alone exceeds max_len is skipped.

@@ -1,0 +1,42 @@
+#!/bin/sh
+# icl-gen and chat templates: "messages" records rendered by the model
+# folder's template (or --chat-template) with add_generation_prompt, the
+# same completion as the rendered text given as a prompt; errors.
+# stories260K with the byte-level tokenizer bytelevel-512 (as t0611; it adds
+# no BOS, so the two prompts tokenize alike).
+. "$(dirname "$0")/lib.sh"
+mkdir m && cp "$DATA"/model/stories260K/model/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json
+mkdir c && cp m/* c/ &&
+printf '%s' '{% for m in messages %}[{{ m.role }}] {{ m.content }}
+{% endfor %}{% if add_generation_prompt %}[assistant]{{ x | default("") }}{% endif %}' >c/chat_template.jinja
+
+test_expect_success 'a messages record renders with the folder template and add_generation_prompt' '
+	echo "{\"id\":1,\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}]}" >msg.jsonl &&
+	icl-gen -m c -n 12 --greedy msg.jsonl >a.out &&
+	printf "%s\n" "{\"id\":1,\"prompt\":\"[user] Once upon a time\n[assistant]\"}" >p.jsonl &&
+	icl-gen -m c -n 12 --greedy p.jsonl >b.out &&
+	sed "s/.*\"completion\"://" a.out >ca && sed "s/.*\"completion\"://" b.out >cb &&
+	test -s ca && test_cmp ca cb &&
+	grep -F "\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"completion\":" a.out
+'
+
+test_expect_success '--chat-template and --template-var change the rendering' '
+	icl-gen -m m --chat-template c/chat_template.jinja --template-var "x= Once" -n 12 --greedy msg.jsonl >d.out &&
+	printf "%s\n" "{\"id\":1,\"prompt\":\"[user] Once upon a time\n[assistant] Once\"}" >q.jsonl &&
+	icl-gen -m m -n 12 --greedy q.jsonl >e.out &&
+	sed "s/.*\"completion\"://" d.out >cd && sed "s/.*\"completion\"://" e.out >ce && test_cmp cd ce
+'
+
+test_expect_success 'messages without a template, and template errors, are clear' '
+	if icl-gen -m m -n 4 msg.jsonl 2>err; then exit 1; fi &&
+	grep -F "msg.jsonl:1: a \"messages\" record needs a chat template" err &&
+	if icl-gen -m m --chat-template nowhere.jinja -n 4 msg.jsonl 2>err; then exit 1; fi &&
+	grep -F "nowhere.jinja" err &&
+	printf "{{ raise_exception(\"no \" ~ messages[0].role) }}" >bad.jinja &&
+	if icl-gen -m m --chat-template bad.jinja -n 4 msg.jsonl 2>err; then exit 1; fi &&
+	grep -F "msg.jsonl:1: bad.jinja:1: no user" err &&
+	if icl-gen -m m --ids --chat-template c 2>err </dev/null; then exit 1; fi &&
+	grep -F "do not apply to --ids" err
+'
+
+test_done

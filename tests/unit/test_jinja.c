@@ -1,0 +1,327 @@
+/* Unit tests of lib/jinja.c: renderings compared byte for byte with
+ * transformers' own (tests/data/chat/make_chat.py made render.jsonl and
+ * features.jsonl with jinja2), syntax errors with their place, and hostile
+ * templates that must end with a clear error within the limits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jinja.h"
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    icl_buf b = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, got);
+    fclose(f);
+    *n = b.len;
+    return b.data ? b.data : xstrdup("");
+}
+
+/* Render one case; returns 1 if it matches the reference. */
+static int check_case(icl_jinja *t, json_t *vars, json_t *c, const char *label)
+{
+    icl_buf out = {0};
+    char err[600];
+    icl_jinja_limits lim = {0};
+    int rc = icl_jinja_render(t, vars, &lim, &out, NULL, NULL, err, sizeof err);
+    json_t *text = json_object_get(c, "text"), *error = json_object_get(c, "error");
+    int ok;
+    if (text) {
+        ok = rc == 0 && out.len == json_string_length(text) && !memcmp(out.data ? out.data : "", json_string_value(text), out.len);
+        if (!ok)
+            fprintf(stderr, "MISMATCH %s\n  want: [%s]\n  got:  [%s]%s%s\n", label, json_string_value(text),
+                    out.data ? out.data : "", rc ? " error: " : "", rc ? err : "");
+    } else {
+        ok = rc == -1;
+        /* raise_exception's message reaches the user verbatim */
+        const char *w = json_string_value(error);
+        if (ok && strstr(label, "raise"))
+            ok = strlen(err) >= strlen(w) && !strcmp(err + strlen(err) - strlen(w), w);
+        if (!ok)
+            fprintf(stderr, "MISMATCH %s\n  want error: %s\n  got rc %d: %s [%s]\n", label, w, rc, rc ? err : "", out.data ? out.data : "");
+    }
+    buf_free(&out);
+    return ok;
+}
+
+static void real_templates(void **state)
+{
+    (void)state;
+    size_t n;
+    char *all = slurp(TEST_DATA "/chat/render.jsonl", &n);
+    assert_non_null(all);
+    int cases = 0, bad = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *c = json_loads(line, 0, &je);
+        assert_non_null(c);
+        const char *name = json_string_value(json_object_get(c, "template"));
+        char path[512];
+        snprintf(path, sizeof path, TEST_DATA "/chat/templates/%s.jinja", name);
+        size_t tn;
+        char *src = slurp(path, &tn);
+        assert_non_null(src);
+        char err[600];
+        icl_jinja *t = icl_jinja_parse(src, tn, name, err, sizeof err);
+        if (!t)
+            fprintf(stderr, "%s\n", err);
+        assert_non_null(t);
+        json_t *vars = json_deep_copy(json_object_get(c, "vars"));
+        json_object_set(vars, "messages", json_object_get(c, "messages"));
+        json_object_set(vars, "add_generation_prompt", json_object_get(c, "add_generation_prompt"));
+        json_object_set_new(vars, "tools", json_null());
+        json_object_set_new(vars, "documents", json_null());
+        char label[256];
+        snprintf(label, sizeof label, "%s/%s/agp=%d%s", name, json_string_value(json_object_get(c, "conv")),
+                 json_is_true(json_object_get(c, "add_generation_prompt")),
+                 json_object_get(c, "error") ? " raise" : "");
+        bad += !check_case(t, vars, c, label);
+        cases++;
+        json_decref(vars);
+        json_decref(c);
+        icl_jinja_free(t);
+        free(src);
+    }
+    free(all);
+    fprintf(stderr, "# %d real-template cases, %d mismatches\n", cases, bad);
+    assert_true(cases >= 150);
+    assert_int_equal(bad, 0);
+}
+
+static void features(void **state)
+{
+    (void)state;
+    size_t n;
+    char *all = slurp(TEST_DATA "/chat/features.jsonl", &n);
+    assert_non_null(all);
+    int cases = 0, bad = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *c = json_loads(line, 0, &je);
+        assert_non_null(c);
+        const char *src = json_string_value(json_object_get(c, "template"));
+        char err[600];
+        char label[64];
+        snprintf(label, sizeof label, "feature %d%s", cases + 1,
+                 strstr(src, "raise_exception") ? " raise" : "");
+        icl_jinja *t = icl_jinja_parse(src, strlen(src), "feature", err, sizeof err);
+        if (!t) {
+            if (json_object_get(c, "text")) {
+                fprintf(stderr, "MISMATCH %s: parse error %s\n  template: %s\n", label, err, src);
+                bad++;
+            }
+        } else {
+            if (!check_case(t, json_object_get(c, "vars"), c, label)) {
+                fprintf(stderr, "  template: %s\n", src);
+                bad++;
+            }
+            icl_jinja_free(t);
+        }
+        cases++;
+        json_decref(c);
+    }
+    free(all);
+    fprintf(stderr, "# %d feature cases, %d mismatches\n", cases, bad);
+    assert_true(cases >= 30);
+    assert_int_equal(bad, 0);
+}
+
+/* Render src with vars (JSON text or NULL) under lim; returns rc, text or error in out/err. */
+static int run(const char *src, const char *vars, const icl_jinja_limits *lim, icl_buf *out, char *err, size_t errsz)
+{
+    icl_jinja *t = icl_jinja_parse(src, strlen(src), "t.jinja", err, errsz);
+    if (!t)
+        return -2;
+    json_t *v = vars ? json_loads(vars, 0, NULL) : NULL;
+    int rc = icl_jinja_render(t, v, lim, out, NULL, NULL, err, errsz);
+    json_decref(v);
+    icl_jinja_free(t);
+    return rc;
+}
+
+static void expect_error(const char *src, const icl_jinja_limits *lim, int want_rc, const char *want)
+{
+    icl_buf out = {0};
+    char err[600] = "";
+    int rc = run(src, NULL, lim, &out, err, sizeof err);
+    if (rc != want_rc || !strstr(err, want))
+        fprintf(stderr, "template %.80s\n  rc %d err [%s], want rc %d and [%s]\n", src, rc, err, want_rc, want);
+    assert_int_equal(rc, want_rc);
+    assert_non_null(strstr(err, want));
+    assert_int_equal(out.len, 0); /* nothing half-written */
+    buf_free(&out);
+}
+
+static void syntax_errors(void **state)
+{
+    (void)state;
+    expect_error("line one\n{{ 1 + }}", NULL, -2, "t.jinja:2:8: expected an expression, got end of print statement");
+    expect_error("{% for x in y %}\nno end", NULL, -2, "t.jinja:2:7: unexpected end of template: 'for' opened on line 1 needs 'endfor'");
+    expect_error("{% if x %}a{% endfor %}", NULL, -2, "t.jinja:1:15: unexpected 'endfor' inside 'if'");
+    expect_error("{% include 'x.jinja' %}", NULL, -2, "t.jinja:1:4: unsupported statement 'include'");
+    expect_error("{% extends 'base' %}", NULL, -2, "unsupported statement 'extends'");
+    expect_error("{% break %}", NULL, -2, "'break' outside a loop");
+    expect_error("{{ 'unterminated }}", NULL, -2, "t.jinja:1:4: unterminated string literal");
+    expect_error("{{ x", NULL, -2, "t.jinja:1:1: unclosed '{{'");
+    expect_error("{# open comment", NULL, -2, "unclosed comment");
+    expect_error("{{ a ; b }}", NULL, -2, "t.jinja:1:6: unexpected character ';'");
+    expect_error("{% for x in y recursive %}{% endfor %}", NULL, -2, "unsupported: recursive loops");
+    expect_error("{{ 99999999999999999999 }}", NULL, -2, "integer literal too large");
+    /* runtime errors name the line */
+    expect_error("a\nb\n{{ x.y }}", NULL, -1, "t.jinja:3: 'x' is undefined");
+    expect_error("{{ raise_exception('Bad role: ' ~ 'tool') }}", NULL, -1, "t.jinja:1: Bad role: tool");
+    expect_error("{{ [1] | nosuchfilter }}", NULL, -1, "unsupported filter 'nosuchfilter'");
+    expect_error("{{ 1 is nosuchtest }}", NULL, -1, "unsupported test 'nosuchtest'");
+    expect_error("{{ 2 ** 64 }}", NULL, -1, "integer overflow");
+    expect_error("{{ 1 + 'a' }}", NULL, -1, "unsupported operand type(s) for +: 'int' and 'str'");
+    expect_error("{% set x = 1 %}{% set x.a = 2 %}", NULL, -1, "cannot assign attribute on non-namespace object");
+}
+
+static void hostile(void **state)
+{
+    (void)state;
+    icl_jinja_limits small = {.max_output = 1 << 20, .max_memory = 64 << 20, .max_steps = 1000000, .max_depth = 50};
+    /* endless recursion */
+    expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", &small, -1, "nested more than 50 deep");
+    expect_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", NULL, -1, "nested more than 100 deep");
+    /* exponential fan-out and nested huge loops hit the step limit */
+    expect_error("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}", &small, -1, "(limit)");
+    expect_error("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", &small, -1, "steps (limit)");
+    expect_error("{% for i in range(1000000000000) %}x{% endfor %}", NULL, -1, "steps (limit)");
+    expect_error("{{ range(1000000000000) | length }}", NULL, -1, "steps (limit)");
+    /* huge output */
+    expect_error("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", &small, -1, "rendered text exceeds 1048576 bytes");
+    /* memory: a string doubled 100 times, a huge repetition */
+    expect_error("{% set ns = namespace(s='x') %}{% for i in range(100) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}", &small, -1, "memory");
+    expect_error("{{ ('x' * 1000000000000) | length }}", NULL, -1, "memory");
+    /* deep nesting in the source */
+    char *deep = xmalloc(30000);
+    strcpy(deep, "{{ ");
+    for (int i = 0; i < 10000; i++)
+        strcat(deep + 3 + i, "(");
+    strcat(deep, "1");
+    for (int i = 0; i < 10000; i++)
+        strcat(deep, ")");
+    strcat(deep, " }}");
+    expect_error(deep, NULL, -2, "nested too deeply");
+    strcpy(deep, "{{ ");
+    for (int i = 0; i < 10000; i++)
+        deep[3 + i] = '[';
+    deep[10003] = 0;
+    expect_error(deep, NULL, -2, "t.jinja:1:1:");
+    strcpy(deep, "");
+    for (int i = 0; i < 2000; i++)
+        strcat(deep, "{% if 1 %}");
+    expect_error(deep, NULL, -2, "nested too deeply");
+    free(deep);
+    /* huge widths in %-formatting */
+    expect_error("{{ '%100000000d' % 1 }}", NULL, -1, "format width or precision too large");
+    expect_error("{{ '%.100000000s' % 'x' }}", NULL, -1, "format width or precision too large");
+    /* macro recursion through deeply nested expressions stays off the C stack limit */
+    {
+        icl_buf src = {0};
+        buf_puts(&src, "{% macro f(n) %}{{ ");
+        for (int i = 0; i < 60; i++)
+            buf_puts(&src, "0 + (");
+        buf_puts(&src, "f(n + 1)");
+        for (int i = 0; i < 60; i++)
+            buf_puts(&src, ")");
+        buf_puts(&src, " }}{% endmacro %}{{ f(0) }}");
+        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 1000)");
+        buf_clear(&src);
+        buf_puts(&src, "{% macro f(n) %}");
+        for (int i = 0; i < 150; i++)
+            buf_puts(&src, "{% if true %}");
+        buf_puts(&src, "{{ f(n + 1) }}");
+        for (int i = 0; i < 150; i++)
+            buf_puts(&src, "{% endif %}");
+        buf_puts(&src, "{% endmacro %}{{ f(0) }}");
+        expect_error(src.data, NULL, -1, "evaluation nested too deeply (limit 1000)");
+        buf_free(&src);
+    }
+    /* a large template parses in linear time (line:col by binary search) */
+    {
+        icl_buf src = {0};
+        for (int i = 0; i < 100000; i++)
+            buf_puts(&src, "{{ x }}\n");
+        char err[300];
+        icl_jinja *t = icl_jinja_parse(src.data, src.len, "big", err, sizeof err);
+        assert_non_null(t);
+        icl_buf out = {0};
+        assert_int_equal(icl_jinja_render(t, NULL, NULL, &out, NULL, NULL, err, sizeof err), 0);
+        assert_int_equal(out.len, 99999); /* the newlines; the last one is dropped */
+        buf_free(&out);
+        icl_jinja_free(t);
+        buf_puts(&src, "{{ oops");
+        assert_null(icl_jinja_parse(src.data, src.len, "big", err, sizeof err));
+        assert_string_equal(err, "big:100001:1: unclosed '{{'");
+        buf_free(&src);
+    }
+    /* self-containing namespace printed */
+    expect_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", NULL, -1, "nested too deeply");
+}
+
+static void spans_and_floats(void **state)
+{
+    (void)state;
+    const char *src = "a{% generation %}bc{% endgeneration %}d{% for i in [1, 2] %}{% generation %}<{{ i }}>{% endgeneration %}{% endfor %}";
+    char err[300];
+    icl_jinja *t = icl_jinja_parse(src, strlen(src), "g", err, sizeof err);
+    assert_non_null(t);
+    icl_buf out = {0};
+    icl_jinja_span *sp;
+    size_t ns;
+    assert_int_equal(icl_jinja_render(t, NULL, NULL, &out, &sp, &ns, err, sizeof err), 0);
+    assert_string_equal(out.data, "abcd<1><2>");
+    assert_int_equal(ns, 3);
+    assert_int_equal(sp[0].start, 1);
+    assert_int_equal(sp[0].end, 3);
+    assert_int_equal(sp[1].start, 4);
+    assert_int_equal(sp[1].end, 7);
+    assert_int_equal(sp[2].start, 7);
+    assert_int_equal(sp[2].end, 10);
+    free(sp);
+    buf_free(&out);
+    icl_jinja_free(t);
+    /* Python repr(float) (values from CPython 3.11) */
+    const struct {
+        double x;
+        const char *s;
+    } F[] = {{0.1, "0.1"}, {1e16, "1e+16"}, {1e15, "1000000000000000.0"}, {123456789012345678.0, "1.2345678901234568e+17"},
+             {5e-324, "5e-324"}, {0.0001, "0.0001"}, {0.00001, "1e-05"}, {-2.5, "-2.5"}, {1.0 / 3, "0.3333333333333333"},
+             {1e300 * 1e10, "inf"}, {100.0, "100.0"}, {1.7976931348623157e308, "1.7976931348623157e+308"}};
+    for (size_t i = 0; i < sizeof F / sizeof F[0]; i++) {
+        char b[32];
+        assert_string_equal(icl_py_float_repr(F[i].x, b), F[i].s);
+    }
+    /* strftime_now formats the given time */
+    icl_jinja_limits lim = {.now = 1721952000}; /* 2024-07-26 00:00:00 UTC */
+    icl_buf o2 = {0};
+    setenv("TZ", "UTC", 1);
+    assert_int_equal(run("{{ strftime_now('%d %b %Y') }}", NULL, &lim, &o2, err, sizeof err), 0);
+    assert_string_equal(o2.data, "26 Jul 2024");
+    buf_free(&o2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(syntax_errors),
+        cmocka_unit_test(hostile),
+        cmocka_unit_test(spans_and_floats),
+        cmocka_unit_test(features),
+        cmocka_unit_test(real_templates),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
