@@ -60,6 +60,7 @@ static void same_as_folder(void **state)
         assert_int_equal(x->o_bias, y->o_bias);
         assert_int_equal(x->mlp_bias, y->mlp_bias);
         assert_true((float)x->norm_eps == (float)y->norm_eps);
+        assert_true((float)x->rope_theta == (float)y->rope_theta);
         assert_int_equal(x->bos_token_id, y->bos_token_id);
         assert_int_equal(x->n_eos ? x->eos_token_id[0] : -1, y->n_eos ? y->eos_token_id[0] : -1);
         assert_int_equal(a->num_params, b->num_params);
@@ -240,11 +241,69 @@ static void save_like_llama_cpp(void **state)
     }
 }
 
+static int same_tensors(const char *pa, const char *pb)
+{
+    char err[512];
+    icl_gguf *a = icl_gguf_open(pa, err, sizeof err), *b = icl_gguf_open(pb, err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int ok = icl_gguf_n_tensors(a) == icl_gguf_n_tensors(b);
+    for (int i = 0; ok && i < icl_gguf_n_tensors(a); i++) {
+        const icl_gguf_tensor *x = icl_gguf_tensor_at(a, i), *y = icl_gguf_find_tensor(b, x->name);
+        ok = y && x->type == y->type && !memcmp(x->ne, y->ne, sizeof x->ne) && x->nbytes == y->nbytes &&
+             !memcmp(x->data, y->data, x->nbytes);
+        if (!ok)
+            print_message("# %s differs\n", x->name);
+    }
+    icl_gguf_close(a);
+    icl_gguf_close(b);
+    return ok;
+}
+
+/* folder -> GGUF (type) -> folder -> GGUF (type): the two GGUF files have the
+ * same tensor bytes; for F32 the first folder's floats come back exactly. */
+static void round_trips(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"llama-tiny", "qwen2-tiny", "gpt2-tiny", "gpt2-inner-tiny"};
+    static const uint32_t types[] = {ICL_GGML_F32, ICL_GGML_F16, ICL_GGML_BF16, ICL_GGML_Q8_0, ICL_GGML_Q4_0};
+    char err[512];
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++) {
+            char dir[512], a[] = "/tmp/icl-rta-XXXXXX", b[] = "/tmp/icl-rtb-XXXXXX", f[] = "/tmp/icl-rtf-XXXXXX";
+            snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", models[k]);
+            close(mkstemp(a));
+            close(mkstemp(b));
+            assert_non_null(mkdtemp(f));
+            icl_model *m0 = load(dir);
+            if (icl_gguf_save_model(m0, a, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m1 = load(a);
+            if (icl_model_save(m1, f, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m2 = load(f);
+            assert_int_equal(m2->num_params, m1->num_params);
+            assert_memory_equal(m2->params, m1->params, m1->num_params * 4);
+            if (types[j] == ICL_GGML_F32)
+                assert_memory_equal(m1->params, m0->params, m0->num_params * 4);
+            if (icl_gguf_save_model(m2, b, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            if (!same_tensors(a, b))
+                fail_msg("%s as %s: GGUF -> folder -> GGUF changed tensor data", models[k], icl_ggml_type_name(types[j]));
+            icl_model_free(m0);
+            icl_model_free(m1);
+            icl_model_free(m2);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf %s %s %s", a, b, f);
+            assert_int_equal(system(cmd), 0);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
-        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp),
+        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
