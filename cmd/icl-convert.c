@@ -21,8 +21,11 @@ static void usage(FILE *f)
 "folder to a GGUF file.  Architectures: llama, qwen2, gpt2.\n"
 "\n"
 "  -T, --type TYPE   tensor type of the GGUF file written: F32 (default),\n"
-"                    F16, BF16, Q8_0 or Q4_0 (vectors stay F32; a matrix whose\n"
-"                    rows are not whole blocks stays F32)\n"
+"                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
+"                    whose rows are not whole blocks stays F32)\n"
+"  -L, --like FILE   writing a GGUF file: copy FILE's metadata (tokenizer.*,\n"
+"                    general.*) and give each tensor the type it has in FILE\n"
+"                    (e.g. the GGUF the folder was converted from)\n"
 "  -t, --threads N   threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help        show this help and exit\n"
 "  -V, --version     show the version and exit\n"
@@ -51,21 +54,24 @@ int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     static const struct option opts[] = {
-        {"type", required_argument, 0, 'T'}, {"threads", required_argument, 0, 't'},
+        {"type", required_argument, 0, 'T'}, {"like", required_argument, 0, 'L'},
+        {"threads", required_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},       {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int c, type = ICL_GGML_F32, type_given = 0;
     long threads = 0;
-    while ((c = getopt_long(argc, argv, "T:t:hV", opts, NULL)) != -1) {
+    const char *like = NULL;
+    while ((c = getopt_long(argc, argv, "T:L:t:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             type = icl_ggml_type_by_name(optarg);
             if (type != ICL_GGML_F32 && type != ICL_GGML_F16 && type != ICL_GGML_BF16 && type != ICL_GGML_Q8_0 &&
-                type != ICL_GGML_Q4_0)
-                usage_die("--type %s: not one of F32, F16, BF16, Q8_0, Q4_0", optarg);
+                type != ICL_GGML_Q4_0 && type != ICL_GGML_Q4_1)
+                usage_die("--type %s: not one of F32, F16, BF16, Q8_0, Q4_0, Q4_1", optarg);
             type_given = 1;
             break;
+        case 'L': like = optarg; break;
         case 't':
             if (parse_long(optarg, &threads) || threads < 1)
                 usage_die("--threads %s: not a positive integer", optarg);
@@ -82,8 +88,8 @@ int main(int argc, char **argv)
     char err[1024];
     struct stat st;
     if (icl_is_gguf_file(in)) {
-        if (type_given)
-            usage_die("--type applies to writing a GGUF file, and %s is one being read", in);
+        if (type_given || like)
+            usage_die("--%s applies to writing a GGUF file, and %s is one being read", like ? "like" : "type", in);
         icl_gguf *g = icl_gguf_open(in, err, sizeof err);
         if (!g)
             die("%s", err);
@@ -95,12 +101,16 @@ int main(int argc, char **argv)
         icl_model_free(m);
         icl_gguf_close(g);
     } else if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+        icl_gguf *lg = NULL;
+        if (like && !(lg = icl_gguf_open(like, err, sizeof err)))
+            die("%s", err);
         icl_model *m = icl_model_load(in, err, sizeof err);
         if (!m)
             die("%s: %s", in, err);
-        if (icl_gguf_save_model(m, out, (uint32_t)type, NULL, tokenizer_folder_to_gguf, err, sizeof err))
+        if (icl_gguf_save_model(m, out, (uint32_t)type, lg, tokenizer_folder_to_gguf, err, sizeof err))
             die("%s", err);
         icl_model_free(m);
+        icl_gguf_close(lg);
     } else {
         die("%s: neither a GGUF file nor a model folder", in);
     }

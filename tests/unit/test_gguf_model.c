@@ -299,11 +299,44 @@ static void round_trips(void **state)
         }
 }
 
+/* The real model (make deps): GGUF -> float32 model -> GGUF like the source:
+ * every Q4_1 and Q8_0 block and every F32 vector comes back byte for byte,
+ * with the source's metadata keys. */
+static void smollm2_round_trip(void **state)
+{
+    (void)state;
+    const char *p = getenv("ICL_SMOLLM2_GGUF");
+    if (!p || access(p, R_OK)) {
+        print_message("# SKIP ICL_SMOLLM2_GGUF not set or missing (make deps fetches it)\n");
+        skip();
+    }
+    char err[512], out[] = "/tmp/icl-smol-XXXXXX";
+    close(mkstemp(out));
+    icl_gguf *src = icl_gguf_open(p, err, sizeof err);
+    assert_non_null(src);
+    icl_model *m = load(p);
+    assert_int_equal(m->cfg.num_hidden_layers, 30);
+    assert_int_equal(m->cfg.num_key_value_heads, 3);
+    assert_int_equal(m->cfg.tie_word_embeddings, 1);
+    assert_true(m->cfg.rope_theta == 100000.0);
+    if (icl_gguf_save_model(m, out, ICL_GGML_F32, src, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(same_tensors(p, out));
+    icl_gguf *b = icl_gguf_open(out, err, sizeof err);
+    assert_int_equal(icl_gguf_n_kv(b), icl_gguf_n_kv(src));
+    for (int i = 0; i < icl_gguf_n_kv(src); i++)
+        assert_non_null(icl_gguf_find_kv(b, icl_gguf_kv_at(src, i)->key));
+    icl_gguf_close(b);
+    icl_gguf_close(src);
+    icl_model_free(m);
+    unlink(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
-        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips),
+        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(smollm2_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
