@@ -24,8 +24,9 @@ static void usage(FILE *f)
 "                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
 "                    whose rows are not whole blocks stays F32)\n"
 "  -L, --like FILE   writing a GGUF file: copy FILE's metadata (tokenizer.*,\n"
-"                    general.*) and give each tensor the type it has in FILE\n"
-"                    (e.g. the GGUF the folder was converted from)\n"
+"                    general.*) and, unless --type is given, give each tensor\n"
+"                    the type it has in FILE (e.g. the GGUF the folder was\n"
+"                    converted from)\n"
 "  -t, --threads N   threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help        show this help and exit\n"
 "  -V, --version     show the version and exit\n"
@@ -107,7 +108,7 @@ int main(int argc, char **argv)
         icl_model *m = icl_model_load(in, err, sizeof err);
         if (!m)
             die("%s: %s", in, err);
-        if (icl_gguf_save_model(m, out, (uint32_t)type, lg, tokenizer_folder_to_gguf, err, sizeof err))
+        if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, tokenizer_folder_to_gguf, err, sizeof err))
             die("%s", err);
         icl_model_free(m);
         icl_gguf_close(lg);

@@ -282,6 +282,10 @@ static int config_from_gguf(const icl_gguf *g, icl_config *c, char *err, size_t 
         key_int(g, arch, "feed_forward_length", !gpt2, &ff, err, errsz) ||
         key_int(g, arch, "context_length", 1, &c->max_position_embeddings, err, errsz))
         return -1;
+    if (!ff && c->hidden_size > INT32_MAX / 4) {
+        icl_seterr(err, errsz, "%s: %s.embedding_length %d is out of range", name, arch, c->hidden_size);
+        return -1;
+    }
     c->intermediate_size = ff ? ff : 4 * c->hidden_size;
     c->num_key_value_heads = c->num_attention_heads;
     c->head_dim = c->hidden_size / c->num_attention_heads;
@@ -292,6 +296,11 @@ static int config_from_gguf(const icl_gguf *g, icl_config *c, char *err, size_t 
     if (key_int(g, arch, "attention.value_length", 0, &vl, err, errsz) ||
         key_int(g, arch, "rope.dimension_count", 0, &rd, err, errsz))
         return -1;
+    if ((int64_t)c->num_attention_heads * c->head_dim > INT32_MAX / 4) { /* products stay ints downstream */
+        icl_seterr(err, errsz, "%s: %s.attention.head_count %d x head size %d is out of range", name, arch,
+                   c->num_attention_heads, c->head_dim);
+        return -1;
+    }
     if (vl != c->head_dim) {
         icl_seterr(err, errsz, "%s: %s.attention.value_length %d differs from key_length %d (not supported)", name, arch,
                    vl, c->head_dim);
@@ -482,17 +491,28 @@ icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz)
     if (!gm)
         return NULL;
     icl_model *m = icl_model_new(&gm->cfg);
-    int n_read = 0, bad = 0;
-    for (int i = 0; i < m->n_views && !bad; i++) {
+    int n_read = 0, bad = 0, first_bad = m->n_views;
+    /* one view per thread at a time; the first failing view (in order) reports */
+#pragma omp parallel for schedule(dynamic) reduction(+ : n_read)
+    for (int i = 0; i < m->n_views; i++) {
         const icl_param_view *v = &m->views[i];
         const icl_gguf_model_tensor *e = icl_gguf_model_find(gm, v->name);
+        char e2[512];
+        int rc;
         if (!e) {
-            icl_seterr(err, errsz, "%s: no GGUF tensor maps to %s", path, v->name);
-            bad = 1;
+            icl_seterr(e2, sizeof e2, "%s: no GGUF tensor maps to %s", path, v->name);
+            rc = -1;
         } else {
-            bad = icl_gguf_model_read_f32(gm, e, m->params + v->offset, v->numel, err, errsz) != 0;
+            rc = icl_gguf_model_read_f32(gm, e, m->params + v->offset, v->numel, e2, sizeof e2);
             n_read++;
         }
+        if (rc)
+#pragma omp critical(icl_gguf_load)
+            if (i < first_bad) {
+                first_bad = i;
+                bad = 1;
+                icl_seterr(err, errsz, "%s", e2);
+            }
     }
     if (!bad && n_read != gm->n) {
         icl_seterr(err, errsz, "%s: %d tensors mapped, the model has %d", path, gm->n, n_read);
@@ -536,7 +556,7 @@ static int file_type_of(uint32_t t)
     }
 }
 
-int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra,
+int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra, int extra_types,
                         icl_gguf_tok_writer tok, char *err, size_t errsz)
 {
     const icl_config *c = &m->cfg;
@@ -635,7 +655,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
                 src = lay;
             }
             uint32_t tt = nd == 1 ? ICL_GGML_F32 : type;
-            const icl_gguf_tensor *like = extra ? icl_gguf_find_tensor(extra, gn) : NULL;
+            const icl_gguf_tensor *like = extra && extra_types ? icl_gguf_find_tensor(extra, gn) : NULL;
             if (like && file_type_of(like->type) >= 0)
                 tt = like->type; /* the type the source file had */
             if (icl_ggml_row_size(tt, ne[0]) == 0)

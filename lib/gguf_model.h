@@ -121,11 +121,11 @@ typedef int (*icl_gguf_tok_writer)(icl_gguf_writer *w, const char *src_dir, char
  * a whole number of blocks stays F32).  extra (NULL: none), e.g. the GGUF
  * the model came from: its key/values are copied first (tokenizer.ggml.*,
  * general.name...; general.architecture, general.alignment,
- * general.file_type and ARCH.* are icl's), and a tensor it has under the
- * same name keeps that tensor's type when icl can write it (so GGUF ->
- * model -> GGUF gives the same blocks).  tok: see above.  Atomic.  0 ok,
- * -1 with err. */
-int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra,
+ * general.file_type and ARCH.* are icl's); with extra_types, a tensor it
+ * has under the same name keeps that tensor's type when icl can write it
+ * (so GGUF -> model -> GGUF gives the same blocks).  tok: see above.
+ * Atomic.  0 ok, -1 with err. */
+int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra, int extra_types,
                         icl_gguf_tok_writer tok, char *err, size_t errsz);
 
 #endif

@@ -415,21 +415,28 @@ static const icl_quant_traits TRAITS[] = {
     {ICL_GGML_Q6_K, "Q6_K", 256, 210, q6_k_to_float, NULL},
 };
 
+/* Types the container knows (gguf.c's size table) but icl does not compute:
+ * traits without functions, so callers can name them in messages. */
+#define NOFN(id, nm, bl, sz) {id, nm, bl, sz, NULL, NULL}
+static const icl_quant_traits OTHERS[] = {
+    NOFN(9, "Q8_1", 32, 36),       NOFN(15, "Q8_K", 256, 292),   NOFN(16, "IQ2_XXS", 256, 66),
+    NOFN(17, "IQ2_XS", 256, 74),   NOFN(18, "IQ3_XXS", 256, 98), NOFN(19, "IQ1_S", 256, 50),
+    NOFN(20, "IQ4_NL", 32, 18),    NOFN(21, "IQ3_S", 256, 110),  NOFN(22, "IQ2_S", 256, 82),
+    NOFN(23, "IQ4_XS", 256, 136),  NOFN(24, "I8", 1, 1),         NOFN(25, "I16", 1, 2),
+    NOFN(26, "I32", 1, 4),         NOFN(27, "I64", 1, 8),        NOFN(28, "F64", 1, 8),
+    NOFN(29, "IQ1_M", 256, 56),    NOFN(34, "TQ1_0", 256, 54),   NOFN(35, "TQ2_0", 256, 66),
+    NOFN(39, "MXFP4", 32, 17),
+};
+#undef NOFN
+
 const icl_quant_traits *icl_quant_traits_of(uint32_t type)
 {
     for (size_t i = 0; i < sizeof TRAITS / sizeof TRAITS[0]; i++)
         if (TRAITS[i].type == type)
             return &TRAITS[i];
-    /* a type the container knows but icl does not compute: traits without functions */
-    static const uint32_t others[] = {9, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 34, 35, 39};
-    static icl_quant_traits other[sizeof others / sizeof others[0]];
-    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
-        if (others[i] == type) {
-            icl_quant_traits t = {type, icl_ggml_type_name(type), icl_ggml_blck_size(type), icl_ggml_type_size(type),
-                                  NULL, NULL};
-            other[i] = t; /* idempotent: every caller stores the same values */
-            return &other[i];
-        }
+    for (size_t i = 0; i < sizeof OTHERS / sizeof OTHERS[0]; i++)
+        if (OTHERS[i].type == type)
+            return &OTHERS[i];
     return NULL;
 }
 

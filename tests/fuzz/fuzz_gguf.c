@@ -4,7 +4,8 @@
  * by tests/data/gguf/make_fuzz_seeds.py) through icl_fuzz_gguf with a gcc
  * build (tests/unit/test_fuzz_replay.c).
  *
- * Small tensors are dequantized (lib/quant.c).  Besides not crashing: every key and tensor name is a NUL-free string, every
+ * Small tensors are dequantized (lib/quant.c), and a file that parses is
+ * opened as a model (lib/gguf_model.c).  Besides not crashing: every key and tensor name is a NUL-free string, every
  * tensor lies inside the input with the byte size its shape and type give,
  * and the typed getters agree with the value types. */
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "gguf_model.h"
 #include "quant.h"
 
 #ifndef FUZZ_CHECK
@@ -87,8 +89,25 @@ int icl_fuzz_gguf(const uint8_t *data, size_t size)
             free(y);
         }
     }
+    /* and as a model: config from the metadata, the tensor table, small
+     * tensors read in HF layout (un-permuted / transposed) */
+    icl_gguf_model *gm = icl_gguf_model_from(g, err, sizeof err); /* owns g from here */
+    if (gm) {
+        for (int i = 0; i < icl_gguf_model_count(gm); i++) {
+            const icl_gguf_model_tensor *e = icl_gguf_model_at(gm, i);
+            size_t numel = (size_t)e->shape[0] * (size_t)(e->shape[1] ? e->shape[1] : 1);
+            FUZZ_CHECK((int64_t)numel == e->t->nelements);
+            if (numel > 4096)
+                continue;
+            float *y = malloc(numel * sizeof *y);
+            if (icl_gguf_model_read_f32(gm, e, y, numel, err, sizeof err) == 0)
+                for (size_t j = 0; j < numel; j++)
+                    sum += y[j] == y[j];
+            free(y);
+        }
+        icl_gguf_model_close(gm);
+    }
     (void)sum;
-    icl_gguf_close(g);
     return 1;
 }
 

@@ -210,7 +210,7 @@ static void save_like_llama_cpp(void **state)
         int fd = mkstemp(out);
         close(fd);
         icl_model *m = load(dir);
-        if (icl_gguf_save_model(m, out, ICL_GGML_F32, NULL, NULL, err, sizeof err))
+        if (icl_gguf_save_model(m, out, ICL_GGML_F32, NULL, 0, NULL, err, sizeof err))
             fail_msg("%s", err);
         icl_gguf *a = icl_gguf_open(ref, err, sizeof err), *b = icl_gguf_open(out, err, sizeof err);
         assert_non_null(a);
@@ -276,7 +276,7 @@ static void round_trips(void **state)
             close(mkstemp(b));
             assert_non_null(mkdtemp(f));
             icl_model *m0 = load(dir);
-            if (icl_gguf_save_model(m0, a, types[j], NULL, NULL, err, sizeof err))
+            if (icl_gguf_save_model(m0, a, types[j], NULL, 0, NULL, err, sizeof err))
                 fail_msg("%s", err);
             icl_model *m1 = load(a);
             if (icl_model_save(m1, f, err, sizeof err))
@@ -286,7 +286,7 @@ static void round_trips(void **state)
             assert_memory_equal(m2->params, m1->params, m1->num_params * 4);
             if (types[j] == ICL_GGML_F32)
                 assert_memory_equal(m1->params, m0->params, m0->num_params * 4);
-            if (icl_gguf_save_model(m2, b, types[j], NULL, NULL, err, sizeof err))
+            if (icl_gguf_save_model(m2, b, types[j], NULL, 0, NULL, err, sizeof err))
                 fail_msg("%s", err);
             if (!same_tensors(a, b))
                 fail_msg("%s as %s: GGUF -> folder -> GGUF changed tensor data", models[k], icl_ggml_type_name(types[j]));
@@ -319,7 +319,7 @@ static void smollm2_round_trip(void **state)
     assert_int_equal(m->cfg.num_key_value_heads, 3);
     assert_int_equal(m->cfg.tie_word_embeddings, 1);
     assert_true(m->cfg.rope_theta == 100000.0);
-    if (icl_gguf_save_model(m, out, ICL_GGML_F32, src, NULL, err, sizeof err))
+    if (icl_gguf_save_model(m, out, ICL_GGML_F32, src, 1, NULL, err, sizeof err))
         fail_msg("%s", err);
     assert_true(same_tensors(p, out));
     icl_gguf *b = icl_gguf_open(out, err, sizeof err);

@@ -136,6 +136,16 @@ static void errors(void **state)
     assert_int_equal(t->size, 210);
     assert_null(icl_quant_traits_of(4));
     assert_null(icl_quant_traits_of(16)->to_float);
+    /* the two size tables (container, quant) agree on every ggml id */
+    for (uint32_t id = 0; id < 64; id++) {
+        const icl_quant_traits *q = icl_quant_traits_of(id);
+        assert_int_equal(q != NULL, icl_ggml_type_name(id) != NULL);
+        if (q) {
+            assert_string_equal(q->name, icl_ggml_type_name(id));
+            assert_int_equal(q->blck, icl_ggml_blck_size(id));
+            assert_int_equal(q->size, icl_ggml_type_size(id));
+        }
+    }
 }
 
 int main(void)

@@ -4,7 +4,8 @@
 Small GGUF files written by the reference writer, the `gguf` Python package
 (llama.cpp's gguf-py): every metadata value type, arrays of numbers and of
 strings, tensors of several ggml types, a non-default alignment, a version-2
-header, and a file with no tensors.  Each stays under the fuzzer's 4096-byte
+header, a file with no tensors, and whole 1-layer llama, qwen2 and gpt2
+models.  Each stays under the fuzzer's 4096-byte
 max_len.  Run with /work/ref/venv/bin/python (needs gguf, numpy):
 
     python tests/data/gguf/make_fuzz_seeds.py tests/fuzz/corpus/gguf
@@ -21,10 +22,10 @@ import gguf
 from gguf import GGUFWriter, GGMLQuantizationType as T, GGUFValueType as V
 
 
-def write(path, build, alignment=None):
+def write(path, build, alignment=None, arch="llama"):
     with tempfile.TemporaryDirectory() as d:
         tmp = os.path.join(d, "x.gguf")
-        w = GGUFWriter(tmp, "llama")
+        w = GGUFWriter(tmp, arch)
         if alignment is not None:
             w.data_alignment = alignment
             w.add_uint32("general.alignment", alignment)
@@ -94,6 +95,43 @@ def model(w):
     w.add_bos_token_id(3)
 
 
+def micro(arch):
+    """A whole 1-layer model of width 4 (2 heads of 2, 1 KV head), so the fuzzer
+    reaches lib/gguf_model.c: the tensor table, un-permuting, transposing."""
+    def build(w):
+        rng = np.random.default_rng(1)
+        f = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+        w.add_block_count(1)
+        w.add_context_length(8)
+        w.add_embedding_length(4)
+        w.add_feed_forward_length(8)
+        w.add_head_count(2)
+        if arch == "gpt2":
+            w.add_layer_norm_eps(1e-5)
+            w.add_tensor("token_embd.weight", f(5, 4))
+            w.add_tensor("position_embd.weight", f(8, 4))
+            for n, shape in [("attn_norm", (4,)), ("attn_qkv", (12, 4)), ("attn_output", (4, 4)),
+                             ("ffn_norm", (4,)), ("ffn_up", (8, 4)), ("ffn_down", (4, 8))]:
+                w.add_tensor(f"blk.0.{n}.weight", f(*shape))
+                w.add_tensor(f"blk.0.{n}.bias", f(shape[0]))
+            w.add_tensor("output_norm.weight", f(4))
+            w.add_tensor("output_norm.bias", f(4))
+        else:
+            w.add_head_count_kv(1)
+            w.add_layer_norm_rms_eps(1e-5)
+            w.add_rope_freq_base(10000.0)
+            w.add_tensor("token_embd.weight", f(5, 4))
+            for n, shape in [("attn_norm", (4,)), ("attn_q", (4, 4)), ("attn_k", (2, 4)), ("attn_v", (2, 4)),
+                             ("attn_output", (4, 4)), ("ffn_norm", (4,)), ("ffn_gate", (8, 4)),
+                             ("ffn_up", (8, 4)), ("ffn_down", (4, 8))]:
+                w.add_tensor(f"blk.0.{n}.weight", f(*shape))
+            for n, k in [("attn_q", 4), ("attn_k", 2), ("attn_v", 2)]:
+                w.add_tensor(f"blk.0.{n}.bias", f(k))
+            w.add_tensor("output_norm.weight", f(4))
+            w.add_tensor("output.weight", f(5, 4))
+    return build
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -104,6 +142,8 @@ def main():
     write(os.path.join(out, "seed-align64"), lambda w: (kinds(w), w.add_tensor("x", np.arange(5, dtype=np.float32))),
           alignment=64)
     write(os.path.join(out, "seed-empty"), lambda w: None)
+    for arch in ("llama", "qwen2", "gpt2"):
+        write(os.path.join(out, "seed-micro-" + arch), micro(arch), arch=arch)
     d = bytearray(write(os.path.join(out, "seed-v2"), tensors))
     d[4] = 2  # version 2 has the same layout (64-bit counts) as 3
     open(os.path.join(out, "seed-v2"), "wb").write(bytes(d))
