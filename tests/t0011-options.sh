@@ -3,7 +3,7 @@
 # place and never truncated (issue 18, defect 6), -t meaning --tokenizer.
 . "$(dirname "$0")/lib.sh"
 
-for p in icl-fmt icl-tok icl-train icl-gen icl-eval; do
+for p in icl-fmt icl-tok icl-train icl-gen icl-eval icl-convert; do
 	test_expect_success "$p -V and --version print the version" '
 		$p -V >v1 && $p --version >v2 && test_cmp v1 v2 &&
 		test_grep "^$p (icl) " v1 && test_grep "^BLIS .*kernels: " v1
