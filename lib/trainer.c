@@ -77,7 +77,7 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
                    n_targets);
         return -1;
     }
-    if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, err, errsz))
+    if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
         return -1;
     double ss = 0;
     for (int i = 0; i < ns; i++)
@@ -739,6 +739,10 @@ static int save_model_dir(train_run *r, const char *dir)
  * temporary folder, which is renamed into place.  r->last_good becomes it. */
 static int save_checkpoint(train_run *r)
 {
+    if (r->o->rank != 0) { /* only rank 0 writes */
+        r->last_saved = r->pos.step;
+        return 0;
+    }
     const char *out = r->o->out_dir;
     char name[64], tmpl[96];
     snprintf(name, sizeof name, "checkpoint-%ld", r->pos.step);
@@ -1006,11 +1010,11 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     if (icl_train_opts_check(o, err, errsz))
         return -1;
     r->threads = icl_set_threads(o->threads);
-    if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
+    if (o->rank == 0 && mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
         fail(r, "%s: cannot create: %s", o->out_dir, strerror(errno));
         goto out;
     }
-    if (!is_dir(o->out_dir)) {
+    if (o->rank == 0 && !is_dir(o->out_dir)) {
         fail(r, "%s: exists and is not a folder", o->out_dir);
         goto out;
     }
@@ -1032,7 +1036,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
         rc = 1;
         goto out;
     }
-    if (save_model_dir(r, o->out_dir))
+    if (o->rank == 0 && save_model_dir(r, o->out_dir))
         goto out;
     note(r, 0, "done: %ld steps; model in %s, last checkpoint %s", r->pos.step, o->out_dir, r->last_good);
     rc = 0;
