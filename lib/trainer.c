@@ -409,6 +409,10 @@ static int load_file(train_run *r, icl_dataset *d, const char *file)
 {
     int vocab = r->m->cfg.vocab_size, rc = -1, checked = 0;
     icl_toklines_reader tr;
+    /* icl_reader_open dies on a missing file: report it here instead (an
+     * MPI rank must end the job through its error path, dp.h) */
+    if (strcmp(file, "-") && access(file, R_OK) < 0)
+        return fail(r, "%s: %s", file, strerror(errno));
     icl_toklines_open(&tr, file, 0);
     tr.vocab_size = INT32_MAX;
     const char *name = tr.lines.name;
