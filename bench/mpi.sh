@@ -7,10 +7,9 @@
 #   1 rank  x 2 threads (icl-train --threads 2)
 #   1 rank  x 1 thread  (icl-train --threads 1)
 # at the same global batch (2 ranks x BENCH_BATCH/2 rows = 1 x BENCH_BATCH).
-# Reports total tokens/s (rank 0's "tokens_per_s", which counts its own
-# tokens, times the ranks; the median of the steps after BENCH_WARMUP),
-# and the seconds per step rank 0 spent in the all-reduce is not printed
-# by icl-train: the difference of 2x1 against 1x1 shows it.  Needs an idle
+# Reports total tokens/s: rank 0's "tokens_per_s" (it counts its own
+# tokens) times the ranks, the median of the steps after BENCH_WARMUP.
+# The cost of the all-reduce shows as 2x1 against twice 1x1.  Needs an idle
 # machine with 2+ cores; append the table to bench/RESULTS.md by hand.
 # Sizes: BENCH_BATCH (8) BENCH_SEQ (150) BENCH_STEPS (8) BENCH_WARMUP (2).
 # LoRA: BENCH_LORA_ARGS (default "--lora-r 16"), run only when icl-train

@@ -100,6 +100,18 @@ test_expect_success 'SIGTERM to one rank: every rank stops at one checkpoint (14
 	test_cmp a b
 '
 
+test_expect_success 'SIGINT to mpirun (Ctrl-C): the ranks stop at one checkpoint; the job exits non-zero' '
+	$MPI icl-train $L -o ctrlc rand.tok >m.c 2>err &
+	pid=$! &&
+	i=0; while ! [ $(cat m.c 2>/dev/null | wc -l) -ge 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
+	kill -INT $pid &&
+	rc=0; wait $pid || rc=$?; test $rc -ne 0 &&
+	test $(grep -c "interrupted at step" err) -eq 1 &&
+	test $(ls ctrlc | grep -c "^checkpoint-") -eq 1 &&
+	ck=$(ls ctrlc | grep "^checkpoint-") &&
+	test -f ctrlc/$ck/optimizer.safetensors && ! test -f ctrlc/model.safetensors
+'
+
 test_expect_success 'a rank given a missing file ends the job, non-zero, within seconds, naming it' '
 	start=$(date +%s) &&
 	test_must_fail timeout 60 mpirun -np 1 icl-train $L -o miss rand.tok : -np 1 icl-train $L -o miss missing.tok \

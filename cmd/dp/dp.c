@@ -13,15 +13,6 @@
 #include <mpi.h>
 #endif
 
-static void say(const icl_dp *d, const char *msg)
-{
-    if (d->world > 1)
-        fprintf(stderr, "%s: rank %d: %s\n", icl_progname, d->rank, msg);
-    else
-        fprintf(stderr, "%s: %s\n", icl_progname, msg);
-    fflush(stderr);
-}
-
 #ifndef ICL_MPI
 
 int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz)
@@ -54,11 +45,20 @@ int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
 
 _Noreturn void dp_die(icl_dp *d, int status, const char *msg)
 {
-    say(d, msg);
-    exit(status);
+    (void)d, (void)status;
+    die("%s", msg); /* the one-process program, as without dp */
 }
 
 #else /* ICL_MPI */
+
+static void say(const icl_dp *d, const char *msg)
+{
+    if (d->world > 1)
+        fprintf(stderr, "%s: rank %d: %s\n", icl_progname, d->rank, msg);
+    else
+        fprintf(stderr, "%s: %s\n", icl_progname, msg);
+    fflush(stderr);
+}
 
 enum { H_START = 1, H_STEP, H_FINISH };
 static const char *kind_name(int64_t k)
@@ -254,10 +254,8 @@ int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
 
 _Noreturn void dp_die(icl_dp *d, int status, const char *msg)
 {
-    if (!d->mpi) {
-        say(d, msg);
-        exit(status);
-    }
+    if (!d->mpi)
+        die("%s", msg);
     if (d->collective) { /* every process knows: rank 0 tells, all end */
         if (d->rank == 0)
             say(d, msg);

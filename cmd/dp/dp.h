@@ -68,7 +68,8 @@ int dp_finish(icl_dp *d, int rc, char *err, size_t errsz);
 
 /* Print "icl-train: MSG" (with "rank R: " when world > 1) and end the job
  * with status: a collective error ends every process quietly except rank 0
- * (which prints); a process's own error aborts the job (MPI_Abort). */
+ * (which prints); a process's own error aborts the job (MPI_Abort).
+ * Without MPI initialised: die(MSG) (exit 1), as the one-process program. */
 _Noreturn void dp_die(icl_dp *d, int status, const char *msg);
 
 #endif

@@ -306,6 +306,26 @@ static void rank_data_order(void **state)
         assert_int_equal(r1.targets[k], 2 * k + 2);
         assert_int_equal(one.targets[k], r0.targets[k] + r1.targets[k]);
     }
+    /* the same examples per step whatever the world size divides: per step,
+     * world 1 x accum 4 == world 2 x accum 2 == world 4 x accum 1 (summed
+     * over the ranks); 8 examples of batch 1: 2 steps */
+    step_targets w[7];
+    const int worlds[3] = {1, 2, 4};
+    for (int wi = 0, k = 0; wi < 3; wi++)
+        for (int r = 0; r < worlds[wi]; r++, k++) {
+            snprintf(out, sizeof out, "%s/x%d", dir, k);
+            train_ranks(data, out, r, worlds[wi], 4 / worlds[wi], &w[k]);
+        }
+    for (int step = 0; step < 2; step++) {
+        long t1 = w[0].targets[step], t2 = w[1].targets[step] + w[2].targets[step];
+        long t4 = w[3].targets[step] + w[4].targets[step] + w[5].targets[step] + w[6].targets[step];
+        assert_int_equal(t1, step == 0 ? 1 + 2 + 3 + 4 : 5 + 6 + 7 + 8);
+        assert_int_equal(t2, t1);
+        assert_int_equal(t4, t1);
+        assert_int_equal(w[3].targets[step], 1 + 4 * step); /* rank 0 of 4: example 4 step */
+    }
+    for (int k = 0; k < 7; k++)
+        assert_int_equal(w[k].n, 2);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
