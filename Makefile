@@ -61,6 +61,29 @@ LIBA     := $(LIBDIR)/libicl.a
 
 all: $(LIBA) $(PROGS)
 
+# MPI: icl-train is linked with cmd/dp/dp.c, compiled by mpicc with -DICL_MPI
+# when mpicc is found (`mpirun -np N icl-train` trains data-parallel), else
+# without MPI (the one-process program).  MPI=0 builds without it.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifeq ($(MPI),0)
+MPICC :=
+endif
+ifneq ($(MPICC),)
+DPCC := $(MPICC)
+DPDEF := -DICL_MPI
+else
+DPCC := $(CC)
+DPDEF :=
+endif
+DP_OBJ := $(B)/cmd/dp/dp.o
+$(DP_OBJ): cmd/dp/dp.c
+	@mkdir -p $(@D)
+	$(DPCC) $(ALLCFLAGS) $(DPDEF) -c -o $@ $<
+
+$(BINDIR)/icl-train: $(B)/cmd/icl-train.o $(DP_OBJ) $(LIBA)
+	@mkdir -p $(@D)
+	$(DPCC) $(LDFLAGS) -o $@ $< $(DP_OBJ) $(LIBA) $(LDLIBS)
+
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
@@ -94,12 +117,12 @@ SMOLLM2_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 
 check: all tests
 	@ICL_BIN=$(abspath $(BINDIR)) ICL_UNIT=$(abspath $(B)/tests) \
-	  ICL_SMOLLM2_GGUF=$(SMOLLM2_GGUF) ICL_SANITIZE=$(SANITIZE) sh tests/run.sh
+	  ICL_SMOLLM2_GGUF=$(SMOLLM2_GGUF) ICL_SANITIZE=$(SANITIZE) ICL_MPI=$(if $(MPICC),1,0) sh tests/run.sh
 
 # Debian packages needed to build and test (and run make demo).
 DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
-        python3 python3-pip gnuplot-nox man-db bubblewrap
+        python3 python3-pip gnuplot-nox man-db bubblewrap openmpi-bin libopenmpi-dev
 # Peers used only by benchmarks.
 BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv
 
@@ -210,4 +233,4 @@ demo:
 .PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
 .SECONDARY:
 
--include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d)

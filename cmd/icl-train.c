@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dp/dp.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -255,8 +256,13 @@ int main(int argc, char **argv)
     if (icl_train_opts_check(&o, err, sizeof err))
         usage_die("%s", err);
 
+    icl_dp dp; /* mpirun -np N: data parallelism (dp/dp.h) */
+    if (dp_init(&dp, &got_signal, err, sizeof err))
+        die("%s", err);
     reporter rp = {stdout, progress < 0 ? isatty(2) : progress, 0};
     icl_train_hooks h = {on_note, on_step, &rp, &got_signal};
+    if (dp_start(&dp, &o, &h, err, sizeof err))
+        dp_die(&dp, 2, err);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -266,9 +272,11 @@ int main(int argc, char **argv)
     int rc = icl_train(&o, &h, err, sizeof err);
     if (rp.bar_open)
         fputc('\n', stderr);
-    if (rc < 0)
-        die("%s", err);
-    if (rc == 1)
-        return got_signal == SIGINT ? 130 : 143;
+    if (rc < 0 || (rc = dp_finish(&dp, rc, err, sizeof err)) < 0)
+        dp_die(&dp, 1, err);
+    if (rc == 1) {
+        int sig = dp.world > 1 ? dp.stop : got_signal;
+        return sig == SIGINT ? 130 : 143;
+    }
     return 0;
 }

@@ -77,7 +77,7 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
                    n_targets);
         return -1;
     }
-    if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, err, errsz))
+    if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
         return -1;
     double ss = 0;
     for (int i = 0; i < ns; i++)
@@ -409,6 +409,10 @@ static int load_file(train_run *r, icl_dataset *d, const char *file)
 {
     int vocab = r->m->cfg.vocab_size, rc = -1, checked = 0;
     icl_toklines_reader tr;
+    /* icl_reader_open dies on a missing file: report it here instead (an
+     * MPI rank must end the job through its error path, dp.h) */
+    if (strcmp(file, "-") && access(file, R_OK) < 0)
+        return fail(r, "%s: %s", file, strerror(errno));
     icl_toklines_open(&tr, file, 0);
     tr.vocab_size = INT32_MAX;
     const char *name = tr.lines.name;
@@ -739,6 +743,10 @@ static int save_model_dir(train_run *r, const char *dir)
  * temporary folder, which is renamed into place.  r->last_good becomes it. */
 static int save_checkpoint(train_run *r)
 {
+    if (r->o->rank != 0) { /* only rank 0 writes */
+        r->last_saved = r->pos.step;
+        return 0;
+    }
     const char *out = r->o->out_dir;
     char name[64], tmpl[96];
     snprintf(name, sizeof name, "checkpoint-%ld", r->pos.step);
@@ -1006,11 +1014,11 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     if (icl_train_opts_check(o, err, errsz))
         return -1;
     r->threads = icl_set_threads(o->threads);
-    if (mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
+    if (o->rank == 0 && mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
         fail(r, "%s: cannot create: %s", o->out_dir, strerror(errno));
         goto out;
     }
-    if (!is_dir(o->out_dir)) {
+    if (o->rank == 0 && !is_dir(o->out_dir)) {
         fail(r, "%s: exists and is not a folder", o->out_dir);
         goto out;
     }
@@ -1032,7 +1040,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
         rc = 1;
         goto out;
     }
-    if (save_model_dir(r, o->out_dir))
+    if (o->rank == 0 && save_model_dir(r, o->out_dir))
         goto out;
     note(r, 0, "done: %ld steps; model in %s, last checkpoint %s", r->pos.step, o->out_dir, r->last_good);
     rc = 0;

@@ -19,14 +19,16 @@
  * Number of steps: max_steps when > 0, else the sum over the epochs of
  * ceil(micro-batches of the epoch / (grad_accum world_size)).
  *
- * Data parallelism (world_size > 1, for the MPI issue; only 1 is used now):
- * process rank takes, of each world_size consecutive micro-batches of the
- * common order, the one at index rank (up to grad_accum per step), and the
- * reduce hook must combine the gradients: each process's are those of its
- * own mean loss (loss_scale 1 / its targets), so the global mean is
+ * Data parallelism (world_size > 1; icl-train over MPI): process rank
+ * takes, of each world_size consecutive micro-batches of the common order,
+ * the one at index rank (up to grad_accum per step), and the reduce hook
+ * must combine the gradients: each process's are those of its own mean loss
+ * (loss_scale 1 / its targets), so the global mean is
  * sum_r(n_r g_r) / sum_r n_r.  An epoch's last step may leave a process
  * without a micro-batch (0 targets): the reduce must then supply the
- * global count, or the step reports a NaN loss.
+ * global count and loss sum, or the step reports a NaN loss.  Only rank 0
+ * writes (OUT_DIR, checkpoints, the final model); every rank reads the
+ * checkpoint of --resume, so OUT_DIR must be the same folder for all.
  *
  * Checkpoints (every save_every steps, at the end, and when stopped):
  *   OUT_DIR/checkpoint-STEP/   config.json, model.safetensors (F32),
@@ -64,10 +66,11 @@
  * step after the backward of this process's micro-batches, before the norm.
  * sets[0..n_sets) are the trainable sets (their grads hold this process's
  * sum of d(loss_sum / n_targets)); *n_targets is this process's count of
- * target tokens in the step and may be replaced by the global one.  Return
- * 0, or -1 with err. */
-typedef int (*icl_grad_reduce_fn)(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, char *err,
-                                  size_t errsz);
+ * target tokens in the step and *loss_sum its summed -log p over them: the
+ * hook may replace both by the global ones (the step's loss is then
+ * loss_sum / n_targets).  Return 0, or -1 with err. */
+typedef int (*icl_grad_reduce_fn)(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets,
+                                  double *loss_sum, char *err, size_t errsz);
 
 typedef struct {
     icl_adamw adamw;
@@ -78,7 +81,7 @@ typedef struct {
 } icl_step_opts;
 
 typedef struct {
-    double loss_sum;   /* summed -log p over the step's targets */
+    double loss_sum;   /* summed -log p over the step's targets (after the reduce hook) */
     long n_targets;    /* their count (after the reduce hook) */
     double loss;       /* loss_sum / n_targets */
     double grad_norm;  /* global L2 norm over the trainable sets, before clipping */
@@ -127,7 +130,7 @@ typedef struct {
     int verbose;                /* pass the configuration and data summaries to the note hook */
     /* data parallelism: this process takes, of each world_size consecutive
      * micro-batches, the one at index rank; reduce (see icl_step_opts) sums
-     * the gradients.  Only rank 0 of 1 is used now. */
+     * the gradients.  Ranks other than 0 write nothing. */
     int rank, world_size;
     icl_grad_reduce_fn reduce;
     void *reduce_ctx;

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,7 +151,8 @@ typedef struct {
     int fail;
 } hook_log;
 
-static int hook(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, char *err, size_t errsz)
+static int hook(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                size_t errsz)
 {
     hook_log *h = ctx;
     h->calls++;
@@ -163,6 +165,7 @@ static int hook(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targe
     for (int i = 0; i < n_sets; i++)
         for (size_t j = 0; j < sets[i]->num_params; j++)
             sets[i]->grads[j] *= h->factor;
+    *loss_sum *= h->factor; /* as a sum over processes would */
     return 0;
 }
 
@@ -195,7 +198,8 @@ static void reduce_hook_and_stop(void **state)
     assert_int_equal(h.calls, 1);
     assert_int_equal(h.n_sets, 1);
     assert_int_equal(h.n_targets, nt);
-    assert_true(r2.loss_sum == r1.loss_sum);
+    assert_true(r2.loss_sum == 2 * r1.loss_sum); /* the step's loss is the hook's sum over its count */
+    assert_true(r2.loss == 2 * r1.loss);
     assert_true(fabs(r2.grad_norm - 2 * r1.grad_norm) <= 1e-6 * r1.grad_norm);
     /* a wrong target count and a failing hook are errors; nothing is updated */
     float *before = xmalloc(m2->base.num_params * sizeof(float));
@@ -227,10 +231,10 @@ typedef struct {
     int n;
 } step_targets;
 
-static int record_targets(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, char *err,
-                          size_t errsz)
+static int record_targets(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum,
+                          char *err, size_t errsz)
 {
-    (void)sets, (void)n_sets, (void)err, (void)errsz;
+    (void)sets, (void)n_sets, (void)loss_sum, (void)err, (void)errsz;
     step_targets *st = ctx;
     if (st->n < 16)
         st->targets[st->n++] = *n_targets;
@@ -286,6 +290,11 @@ static void rank_data_order(void **state)
     train_ranks(data, out, 0, 2, 1, &r0);
     snprintf(out, sizeof out, "%s/r1", dir);
     train_ranks(data, out, 1, 2, 1, &r1);
+    /* only rank 0 writes: rank 1's OUT_DIR is not even created */
+    struct stat sb;
+    assert_int_equal(stat(out, &sb), -1);
+    snprintf(out, sizeof out, "%s/r0/model.safetensors", dir);
+    assert_int_equal(stat(out, &sb), 0);
     for (int k = 0; k < one.n || k < r0.n; k++)
         print_message("# step %d: targets %ld (world 1), %ld + %ld (ranks 0, 1 of 2)\n", k + 1, one.targets[k],
                       r0.targets[k], r1.targets[k]);
@@ -297,6 +306,26 @@ static void rank_data_order(void **state)
         assert_int_equal(r1.targets[k], 2 * k + 2);
         assert_int_equal(one.targets[k], r0.targets[k] + r1.targets[k]);
     }
+    /* the same examples per step whatever the world size divides: per step,
+     * world 1 x accum 4 == world 2 x accum 2 == world 4 x accum 1 (summed
+     * over the ranks); 8 examples of batch 1: 2 steps */
+    step_targets w[7];
+    const int worlds[3] = {1, 2, 4};
+    for (int wi = 0, k = 0; wi < 3; wi++)
+        for (int r = 0; r < worlds[wi]; r++, k++) {
+            snprintf(out, sizeof out, "%s/x%d", dir, k);
+            train_ranks(data, out, r, worlds[wi], 4 / worlds[wi], &w[k]);
+        }
+    for (int step = 0; step < 2; step++) {
+        long t1 = w[0].targets[step], t2 = w[1].targets[step] + w[2].targets[step];
+        long t4 = w[3].targets[step] + w[4].targets[step] + w[5].targets[step] + w[6].targets[step];
+        assert_int_equal(t1, step == 0 ? 1 + 2 + 3 + 4 : 5 + 6 + 7 + 8);
+        assert_int_equal(t2, t1);
+        assert_int_equal(t4, t1);
+        assert_int_equal(w[3].targets[step], 1 + 4 * step); /* rank 0 of 4: example 4 step */
+    }
+    for (int k = 0; k < 7; k++)
+        assert_int_equal(w[k].n, 2);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);

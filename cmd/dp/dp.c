@@ -1,0 +1,270 @@
+/* dp.c - data-parallel icl-train over MPI (see dp.h). */
+#include "dp.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#ifdef ICL_MPI
+#include <mpi.h>
+#endif
+
+#ifndef ICL_MPI
+
+int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz)
+{
+    (void)err, (void)errsz;
+    memset(d, 0, sizeof *d);
+    d->world = d->local_size = 1;
+    d->signal = sig;
+    return 0;
+}
+
+int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t errsz)
+{
+    (void)d, (void)o, (void)h, (void)err, (void)errsz;
+    return 0;
+}
+
+int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                   size_t errsz)
+{
+    (void)ctx, (void)sets, (void)n_sets, (void)n_targets, (void)loss_sum, (void)err, (void)errsz;
+    return 0;
+}
+
+int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
+{
+    (void)d, (void)err, (void)errsz;
+    return rc;
+}
+
+_Noreturn void dp_die(icl_dp *d, int status, const char *msg)
+{
+    (void)d, (void)status;
+    die("%s", msg); /* the one-process program, as without dp */
+}
+
+#else /* ICL_MPI */
+
+static void say(const icl_dp *d, const char *msg)
+{
+    if (d->world > 1)
+        fprintf(stderr, "%s: rank %d: %s\n", icl_progname, d->rank, msg);
+    else
+        fprintf(stderr, "%s: %s\n", icl_progname, msg);
+    fflush(stderr);
+}
+
+enum { H_START = 1, H_STEP, H_FINISH };
+static const char *kind_name(int64_t k)
+{
+    return k == H_START ? "the start" : k == H_STEP ? "a training step" : k == H_FINISH ? "the end" : "?";
+}
+
+/* The header (dp.h): out[0] = max kind, -out[1] = min kind, and so on;
+ * out[6] the largest signal. */
+static int header(icl_dp *d, int kind, int64_t value, int64_t ck, int64_t out[7], char *err, size_t errsz)
+{
+    int64_t sig = d->signal ? (int64_t)*d->signal : 0;
+    int64_t a[7] = {kind, -kind, value, -value, ck, -ck, sig};
+    int rc = MPI_Allreduce(a, out, 7, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) {
+        icl_seterr(err, errsz, "MPI_Allreduce failed (%d)", rc);
+        return -1;
+    }
+    if (out[6] > 0)
+        d->stop = (sig_atomic_t)out[6];
+    if (out[0] != -out[1]) {
+        d->collective = 1;
+        icl_seterr(err, errsz,
+                   "the processes are out of step: one is at %s, another at %s (are the data and options the same "
+                   "for every process?)",
+                   kind_name(-out[1]), kind_name(out[0]));
+        return -1;
+    }
+    return 0;
+}
+
+int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz)
+{
+    memset(d, 0, sizeof *d);
+    d->world = d->local_size = 1;
+    d->signal = sig;
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
+        return 0; /* not under a launcher: the one-process program, MPI untouched */
+    int provided = 0;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        icl_seterr(err, errsz, "MPI_Init_thread failed");
+        return -1;
+    }
+    d->mpi = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    MPI_Comm local;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local) == MPI_SUCCESS) {
+        MPI_Comm_size(local, &d->local_size);
+        MPI_Comm_free(&local);
+    }
+    return 0;
+}
+
+/* FNV-1a over the options that shape the run (data order, schedule, update). */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ULL;
+    return h;
+}
+#define MIX(h, x) ((h) = fnv((h), &(x), sizeof(x)))
+
+static int64_t options_print(const icl_train_opts *o)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int has_model = o->model_dir != NULL, has_valid = o->valid != NULL;
+    MIX(h, has_model), MIX(h, has_valid), MIX(h, o->nfiles);
+    MIX(h, o->hidden_size), MIX(h, o->num_hidden_layers), MIX(h, o->num_attention_heads);
+    MIX(h, o->num_key_value_heads), MIX(h, o->intermediate_size);
+    MIX(h, o->batch_size), MIX(h, o->seq_len), MIX(h, o->grad_accum), MIX(h, o->packing), MIX(h, o->shuffle);
+    MIX(h, o->epochs), MIX(h, o->max_steps);
+    MIX(h, o->adamw.lr), MIX(h, o->adamw.beta1), MIX(h, o->adamw.beta2), MIX(h, o->adamw.eps);
+    MIX(h, o->adamw.weight_decay), MIX(h, o->schedule), MIX(h, o->warmup_steps), MIX(h, o->min_lr);
+    MIX(h, o->clip), MIX(h, o->eval_every), MIX(h, o->save_every), MIX(h, o->resume), MIX(h, o->seed);
+    if (o->arch)
+        h = fnv(h, o->arch, strlen(o->arch));
+    return (int64_t)(h >> 2); /* room for its negation */
+}
+
+int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t errsz)
+{
+    if (!d->mpi)
+        return 0;
+    o->rank = d->rank;
+    o->world_size = d->world;
+    if (d->world > 1) {
+        o->reduce = dp_grad_reduce;
+        o->reduce_ctx = d;
+        h->stop = &d->stop;
+    }
+    if (o->threads == 0 && !getenv("ICL_NUM_THREADS") && d->local_size > 1) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = ncpu / d->local_size > 1 ? (int)(ncpu / d->local_size) : 1;
+    }
+    if (d->rank != 0) {
+        h->note = NULL;
+        h->step = NULL;
+    }
+    int64_t ck = -1;
+    if (o->resume) {
+        char *p = icl_train_latest_checkpoint(o->out_dir);
+        long step;
+        const char *b = p ? strrchr(p, '/') : NULL;
+        if (b && !parse_long(b + 1 + strlen("checkpoint-"), &step))
+            ck = step;
+        free(p);
+    }
+    int64_t out[7];
+    if (header(d, H_START, options_print(o), ck, out, err, errsz))
+        return -1;
+    if (out[2] != -out[3]) {
+        d->collective = 1;
+        icl_seterr(err, errsz, "the processes were given different options (every rank needs the same)");
+        return -1;
+    }
+    if (out[4] != -out[5]) {
+        d->collective = 1;
+        icl_seterr(err, errsz,
+                   "--resume: the processes find different newest checkpoints in %s (steps %lld and %lld; -1: "
+                   "none): it must be one folder shared by every host",
+                   o->out_dir, (long long)-out[5], (long long)out[4]);
+        return -1;
+    }
+    if (d->rank == 0 && h->note && o->verbose && d->world > 1) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "data parallel: %d processes x --batch-size %d x --grad-accum %d = effective batch %ld sequences "
+                 "per optimizer step",
+                 d->world, o->batch_size, o->grad_accum, (long)d->world * o->batch_size * o->grad_accum);
+        h->note(h->ctx, 0, msg);
+    }
+    return 0;
+}
+
+int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                   size_t errsz)
+{
+    icl_dp *d = ctx;
+    double t0 = MPI_Wtime();
+    int64_t out[7];
+    if (header(d, H_STEP, 0, 0, out, err, errsz))
+        return -1;
+    double c[2] = {(double)*n_targets, *loss_sum};
+    if (MPI_Allreduce(MPI_IN_PLACE, c, 2, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) {
+        icl_seterr(err, errsz, "MPI_Allreduce of the target count failed");
+        return -1;
+    }
+    /* this process's grads are d(loss_r / n_r); the step's are d(sum_r loss_r / N) */
+    float f = c[0] > 0 ? (float)((double)*n_targets / c[0]) : 1.0f;
+    double bytes = 0;
+    for (int i = 0; i < n_sets; i++) {
+        float *g = sets[i]->grads;
+        size_t n = sets[i]->num_params;
+        if (f != 1.0f)
+            for (size_t j = 0; j < n; j++)
+                g[j] *= f;
+        for (size_t off = 0; off < n;) {
+            size_t k = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+            if (MPI_Allreduce(MPI_IN_PLACE, g + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) {
+                icl_seterr(err, errsz, "MPI_Allreduce of the gradients of %s failed", sets[i]->name);
+                return -1;
+            }
+            off += k;
+        }
+        bytes += (double)n * sizeof(float);
+    }
+    *n_targets = (long)c[0];
+    *loss_sum = c[1];
+    d->steps++;
+    d->bytes = bytes;
+    d->reduce_s += MPI_Wtime() - t0;
+    return 0;
+}
+
+int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
+{
+    if (!d->mpi)
+        return rc;
+    int64_t out[7];
+    if (header(d, H_FINISH, rc, 0, out, err, errsz))
+        return -1;
+    if (out[2] != -out[3]) {
+        d->collective = 1;
+        icl_seterr(err, errsz, "the processes ended differently");
+        return -1;
+    }
+    MPI_Finalize();
+    d->mpi = 0;
+    return rc;
+}
+
+_Noreturn void dp_die(icl_dp *d, int status, const char *msg)
+{
+    if (!d->mpi)
+        die("%s", msg);
+    if (d->collective) { /* every process knows: rank 0 tells, all end */
+        if (d->rank == 0)
+            say(d, msg);
+        MPI_Finalize();
+        exit(status);
+    }
+    say(d, msg);
+    MPI_Abort(MPI_COMM_WORLD, status);
+    exit(status);
+}
+
+#endif /* ICL_MPI */

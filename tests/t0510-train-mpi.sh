@@ -1,0 +1,133 @@
+#!/bin/sh
+# icl-train over MPI (mpirun -np 2): equal to one process with twice the
+# batch, exact resume after an interrupted 2-rank run, one rank's failure or
+# signal ends the whole job.  Skipped when icl-train is built without MPI.
+. "$(dirname "$0")/lib.sh"
+LLAMA="$DATA/model/llama-tiny/model"
+
+if ! command -v mpirun >/dev/null 2>&1 || ! ldd "$ICL_BIN/icl-train" 2>/dev/null | grep -q libmpi; then
+	test_skip 'mpirun -np 2 icl-train' 'icl-train built without MPI (no mpicc)'
+	test_done
+	exit 0
+fi
+# CI runs as root; --oversubscribe: 2 ranks on however few cores
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# sanitizer builds: Open MPI's own allocations are not ours to chase
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+MPI="mpirun -np 2"
+
+# 24 random examples for llama-tiny (vocab 96), prompt TAB response.
+awk 'BEGIN { srand(7); for (e = 0; e < 24; e++) { n = 4 + int(rand() * 10); np = 1 + int(rand() * (n - 2));
+	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >rand.tok
+
+# close.py A B TOL: the metrics' loss per step within TOL relative (same steps),
+# or, for two safetensors files, every F32 value within TOL absolute.
+cat >close.py <<'EOF2'
+import json, struct, sys
+a, b, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+if a.endswith(".safetensors"):
+    def st(p):
+        with open(p, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            h = json.loads(f.read(n)); d = f.read()
+        h.pop("__metadata__", None)
+        return {k: struct.unpack("<%df" % ((v["data_offsets"][1] - v["data_offsets"][0]) // 4),
+                                 d[v["data_offsets"][0]:v["data_offsets"][1]]) for k, v in h.items()}
+    x, y = st(a), st(b)
+    assert set(x) == set(y), sorted(set(x) ^ set(y))
+    worst = max(max(abs(p - q) for p, q in zip(x[k], y[k])) for k in x)
+    changed = max(max(abs(p) for p in x[k]) for k in x)
+    print("max |diff|", worst)
+    assert worst <= tol, worst
+else:
+    x = [json.loads(l) for l in open(a)]; y = [json.loads(l) for l in open(b)]
+    assert [r["step"] for r in x] == [r["step"] for r in y], "steps differ"
+    worst = max(abs(p["loss"] - q["loss"]) / abs(p["loss"]) for p, q in zip(x, y))
+    print(len(x), "steps, max relative loss diff", worst)
+    assert worst <= tol, worst
+EOF2
+
+A="-q -m $LLAMA --epochs 2 --lr 1e-2 --weight-decay 0.1 --schedule cosine --warmup-steps 2 --threads 1"
+test_expect_success '2 ranks x --batch-size 2 == 1 process x --batch-size 4 (loss 1e-6, parameters 1e-5)' '
+	icl-train $A --grad-accum 2 --batch-size 4 -o one rand.tok >m.one &&
+	$MPI icl-train $A --grad-accum 2 --batch-size 2 -o two rand.tok >m.two 2>err &&
+	test $(wc -l <m.two) -eq 6 &&
+	python3 close.py m.one m.two 1e-6 &&
+	python3 close.py one/model.safetensors two/model.safetensors 1e-5 &&
+	! python3 close.py one/model.safetensors $LLAMA/model.safetensors 1e-5
+'
+
+test_expect_success 'an epoch end leaving rank 1 without a micro-batch: still the global mean' '
+	icl-train $A --batch-size 10 -o one5 rand.tok >m.one5 &&
+	$MPI icl-train $A --batch-size 5 -o two5 rand.tok >m.two5 &&
+	test $(wc -l <m.two5) -eq 6 &&
+	python3 close.py m.one5 m.two5 1e-6 &&
+	python3 close.py one5/model.safetensors two5/model.safetensors 1e-5
+'
+
+test_expect_success 'packing too' '
+	icl-train $A --packing --seq-len 24 --batch-size 4 -o onep rand.tok >m.onep &&
+	$MPI icl-train $A --packing --seq-len 24 --batch-size 2 -o twop rand.tok >m.twop &&
+	python3 close.py m.onep m.twop 1e-6 &&
+	python3 close.py onep/model.safetensors twop/model.safetensors 1e-5
+'
+
+test_expect_success 'rank 0 alone reports; the effective batch is printed' '
+	$MPI icl-train -m $LLAMA --batch-size 3 --grad-accum 2 --max-steps 2 --threads 1 -o rep rand.tok >m 2>err &&
+	test $(wc -l <m) -eq 2 &&
+	test_grep "2 processes x --batch-size 3 x --grad-accum 2 = effective batch 12 sequences" err &&
+	test $(grep -c "^icl-train: done" err) -eq 1
+'
+
+L="-q -m $LLAMA --batch-size 2 --threads 1 --schedule cosine --lr 1e-3 --epochs 100 --save-every 100 --log-every 10"
+test_expect_success 'SIGTERM to one rank: every rank stops at one checkpoint (143); --resume with 2 ranks is bit-identical' '
+	$MPI icl-train $L -o full rand.tok >m.full &&
+	$MPI sh -c "echo \$\$ >pid.\$OMPI_COMM_WORLD_RANK; exec icl-train $L -o part rand.tok" >m.part 2>err &
+	pid=$! &&
+	i=0; while ! [ $(cat m.part 2>/dev/null | wc -l) -ge 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
+	kill -TERM $(cat pid.1) &&
+	rc=0; wait $pid || rc=$?; test $rc -eq 143 || { kill -9 $pid; false; } ;
+	test $(grep -c "interrupted at step" err) -eq 1 &&
+	ck=$(ls part | grep "^checkpoint-" | sed "s/checkpoint-//" | sort -n | tail -1) &&
+	test "$ck" -ge 20 && test "$ck" -lt 600 &&
+	$MPI icl-train $L -o part --resume rand.tok >m.rest &&
+	cmp full/model.safetensors part/model.safetensors &&
+	cmp full/checkpoint-600/optimizer.safetensors part/checkpoint-600/optimizer.safetensors &&
+	# the first logged line after the resume averages fewer steps: compare the rest
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.full | awk -v ck=$ck -F"[:,]" "\$2 > ck" | tail -n +2 >a &&
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.rest | tail -n +2 >b &&
+	test $(wc -l <b) -ge 50 &&
+	test_cmp a b
+'
+
+test_expect_success 'SIGINT to mpirun (Ctrl-C): the ranks stop at one checkpoint; the job exits non-zero' '
+	$MPI icl-train $L -o ctrlc rand.tok >m.c 2>err &
+	pid=$! &&
+	i=0; while ! [ $(cat m.c 2>/dev/null | wc -l) -ge 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
+	kill -INT $pid &&
+	rc=0; wait $pid || rc=$?; test $rc -ne 0 &&
+	test $(grep -c "interrupted at step" err) -eq 1 &&
+	test $(ls ctrlc | grep -c "^checkpoint-") -eq 1 &&
+	ck=$(ls ctrlc | grep "^checkpoint-") &&
+	test -f ctrlc/$ck/optimizer.safetensors && ! test -f ctrlc/model.safetensors
+'
+
+test_expect_success 'a rank given a missing file ends the job, non-zero, within seconds, naming it' '
+	start=$(date +%s) &&
+	test_must_fail timeout 60 mpirun -np 1 icl-train $L -o miss rand.tok : -np 1 icl-train $L -o miss missing.tok \
+		>m 2>err &&
+	test $(( $(date +%s) - start )) -lt 30 &&
+	test_grep "rank 1: missing.tok: No such file" err
+'
+
+test_expect_success 'ranks given different options, or resuming from different checkpoints, refuse together' '
+	test_must_fail timeout 60 mpirun -np 1 icl-train $L -o d rand.tok : -np 1 icl-train $L --lr 1 -o d rand.tok \
+		>m 2>err &&
+	test_grep "rank 0: the processes were given different options" err &&
+	mkdir r0 r1 && cp -r full/checkpoint-100 r0/ &&
+	test_must_fail timeout 60 mpirun -np 1 icl-train $L -o r0 --resume rand.tok : \
+		-np 1 icl-train $L -o r1 --resume rand.tok >m 2>err &&
+	test_grep "newest checkpoints in r0 (steps -1 and 100" err
+'
+
+test_done
