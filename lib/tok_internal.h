@@ -138,7 +138,17 @@ struct icl_tokenizer {
     int bos_named, eos_named;      /* tokenizer_config.json has the key (maybe null) */
     uint64_t fingerprint;
     int has_pcre;                  /* any regex in use */
+    char *chat_template;           /* tokenizer_config.json / tokenizer.chat_template, or NULL */
 };
+
+/* Load from a parsed tokenizer.json (root: borrowed).  cfg (may be NULL): a
+ * tokenizer_config.json object applied after the files beside it in dir
+ * (may be NULL).  Errors as icl_tok_load_mem. */
+/* Ids are below this (tokenizer.json vocab and GGUF token counts). */
+#define ICL_TOK_MAX_IDS (1L << 24)
+struct json_t;
+icl_tokenizer *icl_tok_load_json(struct json_t *root, struct json_t *cfg, const char *dir,
+                                 char *err, size_t errsz);
 
 /* Unicode helpers (pretok.c). */
 uint32_t utf8_next(const char *s, size_t n, size_t *i);  /* decode at *i, advance */

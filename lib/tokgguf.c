@@ -1,0 +1,525 @@
+/* tokgguf.c - GGUF tokenizer metadata <-> tokenizer.json (see tokgguf.h).
+ *
+ * The pre-tokenizer regexes are llama.cpp's (src/llama-vocab.cpp,
+ * llm_tokenizer_bpe), one Split(Isolated) step each, in its order: llama.cpp
+ * splits every piece by each regex in turn, keeping matches and the text
+ * between them, which is tokenizers' Split with behavior Isolated.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "record.h"
+#include "safetensors.h"
+#include "tok_internal.h"
+#include "tokgguf.h"
+#include "util.h"
+
+/* ---- the pre-tokenizers of tokenizer.ggml.pre ---- */
+
+#define GPT2_RE "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define LLAMA3_RE                                                                                  \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"  \
+    "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define QWEN2_RE                                                                                   \
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"  \
+    "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+typedef struct {
+    const char *names;         /* '|'-separated tokenizer.ggml.pre values */
+    const char *re[8];         /* NULL-terminated */
+    int ignore_merges, add_bos;
+} pre_def;
+
+static const pre_def pre_defs[] = {
+    {"default", {"[\\p{P}\\$\\+<=>\\^~\\|]+", GPT2_RE, "\\p{N}+", "[0-9][0-9][0-9]", NULL}, 0, 0},
+    {"llama-bpe|llama3|llama-v3", {LLAMA3_RE, NULL}, 1, 1},
+    {"dbrx|smaug-bpe", {LLAMA3_RE, NULL}, 0, 0},
+    {"deepseek-llm", {
+      "[\r\n]",
+      "\\s?[A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃]+",
+      "\\s?[!-/:-~！-／：-～‘-‟　-。]+",
+      "\\s+$",
+      "[一-龥ࠀ-一가-퟿]+",
+      "\\p{N}+",
+      NULL}, 0, 0},
+    {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}", NULL}, 0, 0},
+    {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_RE, "[0-9][0-9][0-9]", NULL}, 0, 0},
+    {"starcoder|refact|smollm|command-r|codeshell|exaone|minerva", {"\\p{N}", GPT2_RE, NULL}, 0, 0},
+    {"gpt-2|mpt|phi-2|olmo|jais", {GPT2_RE, NULL}, 0, 0},
+    {"qwen2|deepseek-r1-qwen|stablelm2", {QWEN2_RE, NULL}, 0, 0},
+};
+#define NPRE (sizeof pre_defs / sizeof pre_defs[0])
+
+const char *const icl_tok_gguf_pre_names[] = {
+    "default", "llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe", "deepseek-llm",
+    "deepseek-coder", "falcon", "starcoder", "refact", "smollm", "command-r", "codeshell",
+    "exaone", "minerva", "gpt-2", "mpt", "phi-2", "olmo", "jais", "qwen2",
+    "deepseek-r1-qwen", "stablelm2", NULL};
+
+static const pre_def *find_pre(const char *name)
+{
+    if (!name)
+        name = "default";
+    size_t n = strlen(name);
+    for (size_t i = 0; i < NPRE; i++)
+        for (const char *p = pre_defs[i].names; p;) {
+            const char *bar = strchr(p, '|');
+            size_t l = bar ? (size_t)(bar - p) : strlen(p);
+            if (l == n && !memcmp(p, name, n))
+                return &pre_defs[i];
+            p = bar ? bar + 1 : NULL;
+        }
+    return NULL;
+}
+
+/* ---- the struct ---- */
+
+void icl_tok_gguf_init(icl_tok_gguf *m)
+{
+    memset(m, 0, sizeof *m);
+    m->bos = m->eos = m->eot = m->unk = m->pad = -1;
+    m->add_bos = m->add_eos = m->add_space_prefix = -1;
+}
+
+void icl_tok_gguf_free(icl_tok_gguf *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n_tokens; i++)
+        free(m->tokens[i].s);
+    for (size_t i = 0; i < m->n_merges; i++)
+        free(m->merges[i].s);
+    free(m->tokens);
+    free(m->merges);
+    free(m->scores);
+    free(m->types);
+    free(m->model);
+    free(m->pre);
+    free(m->chat_template);
+    icl_tok_gguf_init(m);
+}
+
+static int ferr(char *err, size_t errsz, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int ferr(char *err, size_t errsz, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
+
+static int is_llama(const icl_tok_gguf *m) { return m->model && !strcmp(m->model, "llama"); }
+
+static int ttype(const icl_tok_gguf *m, size_t i) { return m->types ? m->types[i] : TT_NORMAL; }
+
+int icl_tok_gguf_check(const icl_tok_gguf *m, char *err, size_t errsz)
+{
+    if (!m->model)
+        return ferr(err, errsz, "no tokenizer.ggml.model");
+    if (strcmp(m->model, "gpt2") && strcmp(m->model, "llama"))
+        return ferr(err, errsz, "tokenizer.ggml.model \"%s\" is not supported (gpt2 or llama)", m->model);
+    if (!is_llama(m) && !find_pre(m->pre)) {
+        char list[1024];
+        size_t o = 0;
+        for (int i = 0; icl_tok_gguf_pre_names[i] && o + 32 < sizeof list; i++)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", icl_tok_gguf_pre_names[i]);
+        return ferr(err, errsz, "tokenizer.ggml.pre \"%s\" is not supported (known: %s)", m->pre, list);
+    }
+    if (!m->tokens || m->n_tokens == 0)
+        return ferr(err, errsz, "no tokenizer.ggml.tokens");
+    if (m->n_tokens > (size_t)ICL_TOK_MAX_IDS)
+        return ferr(err, errsz, "tokenizer.ggml.tokens: %zu tokens, at most %ld", m->n_tokens, (long)ICL_TOK_MAX_IDS);
+    if (m->scores && m->n_scores != m->n_tokens)
+        return ferr(err, errsz, "tokenizer.ggml.scores has %zu values for %zu tokens", m->n_scores, m->n_tokens);
+    if (m->types && m->n_types != m->n_tokens)
+        return ferr(err, errsz, "tokenizer.ggml.token_type has %zu values for %zu tokens", m->n_types,
+                    m->n_tokens);
+    if (is_llama(m) && !m->scores)
+        return ferr(err, errsz, "tokenizer.ggml.model llama needs tokenizer.ggml.scores");
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        const icl_tok_str *t = &m->tokens[i];
+        if (t->n == 0)
+            return ferr(err, errsz, "tokenizer.ggml.tokens[%zu] is empty", i);
+        if (memchr(t->s, 0, t->n))
+            return ferr(err, errsz, "tokenizer.ggml.tokens[%zu] contains a NUL byte", i);
+        if (icl_utf8_valid(t->s, t->n) != t->n)
+            return ferr(err, errsz, "tokenizer.ggml.tokens[%zu] is not valid UTF-8", i);
+        int ty = ttype(m, i);
+        if (ty < TT_NORMAL || ty > TT_BYTE)
+            return ferr(err, errsz, "tokenizer.ggml.token_type[%zu] is %d (1..6 expected)", i, ty);
+        if (m->scores && !(m->scores[i] == m->scores[i]))
+            return ferr(err, errsz, "tokenizer.ggml.scores[%zu] is NaN", i);
+    }
+    struct {
+        const char *key;
+        int64_t v;
+    } ids[] = {{"bos", m->bos}, {"eos", m->eos}, {"eot", m->eot}, {"unknown", m->unk}, {"padding", m->pad}};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
+        if (ids[k].v < -1 || ids[k].v >= (int64_t)m->n_tokens)
+            return ferr(err, errsz, "tokenizer.ggml.%s_token_id %lld is not a token id (0..%zu)", ids[k].key,
+                        (long long)ids[k].v, m->n_tokens - 1);
+    return 0;
+}
+
+/* ---- GGUF -> tokenizer.json ---- */
+
+static json_t *jstrn(const icl_tok_str *s) { return json_stringn(s->s, s->n); }
+
+static json_t *added_entry(const icl_tok_gguf *m, size_t id)
+{
+    int special = ttype(m, id) == TT_CONTROL || ttype(m, id) == TT_UNKNOWN;
+    return json_pack("{s:I, s:o, s:b, s:b, s:b, s:b, s:b}", "id", (json_int_t)id, "content",
+                     jstrn(&m->tokens[id]), "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0,
+                     "special", special);
+}
+
+static int is_added(const icl_tok_gguf *m, size_t id)
+{
+    int ty = ttype(m, id);
+    return ty == TT_CONTROL || ty == TT_UNKNOWN || ty == TT_USER;
+}
+
+/* Split a GGUF merge "a b" as llama.cpp does: at the first space after the
+ * first byte. */
+static int split_merge(const icl_tok_str *mg, size_t *la)
+{
+    if (mg->n < 3)
+        return -1;
+    const char *sp = memchr(mg->s + 1, ' ', mg->n - 1);
+    if (!sp || (size_t)(sp - mg->s) + 1 >= mg->n)
+        return -1;
+    *la = (size_t)(sp - mg->s);
+    return 0;
+}
+
+typedef struct {
+    size_t id;
+    float score;
+} scored;
+
+static int cmp_scored(const void *a, const void *b)
+{
+    const scored *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score > y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+typedef struct {
+    int32_t l, r;
+} mpair;
+
+static int cmp_mpair(const void *a, const void *b)
+{
+    const mpair *x = a, *y = b;
+    if (x->l != y->l)
+        return x->l < y->l ? -1 : 1;
+    return (x->r > y->r) - (x->r < y->r);
+}
+
+/* Merges of a SentencePiece vocabulary: every split of a token into two
+ * tokens, tokens by descending score (equal scores by id), the splits of one
+ * token by the ids of their halves, as transformers' GGUF and
+ * SentencePiece converters make them.  Control, unknown and byte tokens
+ * take no part: llama.cpp matches them otherwise. */
+static json_t *spm_merges(const icl_tok_gguf *m, json_t *vocab)
+{
+    scored *order = xmalloc(m->n_tokens * sizeof *order);
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        int ty = ttype(m, i);
+        if (ty == TT_CONTROL || ty == TT_UNKNOWN || ty == TT_BYTE)
+            continue;
+        order[n].id = i;
+        order[n++].score = m->scores[i];
+    }
+    qsort(order, n, sizeof *order, cmp_scored);
+    json_t *merges = json_array();
+    mpair *loc = NULL;
+    size_t cap = 0;
+    for (size_t k = 0; k < n; k++) {
+        const icl_tok_str *t = &m->tokens[order[k].id];
+        size_t nl = 0, j = 0;
+        while (j < t->n) {
+            utf8_next(t->s, t->n, &j);
+            if (j >= t->n)
+                break;
+            json_t *a = json_object_getn(vocab, t->s, j), *b = json_object_getn(vocab, t->s + j, t->n - j);
+            if (!a || !b)
+                continue;
+            int32_t ia = (int32_t)json_integer_value(a), ib = (int32_t)json_integer_value(b);
+            int ta = ttype(m, (size_t)ia), tb = ttype(m, (size_t)ib);
+            if (ta == TT_CONTROL || ta == TT_UNKNOWN || ta == TT_BYTE || tb == TT_CONTROL ||
+                tb == TT_UNKNOWN || tb == TT_BYTE)
+                continue;
+            if (nl == cap) {
+                cap = cap ? 2 * cap : 16;
+                loc = xrealloc(loc, cap * sizeof *loc);
+            }
+            loc[nl].l = ia;
+            loc[nl++].r = ib;
+        }
+        qsort(loc, nl, sizeof *loc, cmp_mpair);
+        for (size_t q = 0; q < nl; q++)
+            json_array_append_new(merges, json_pack("[o, o]", jstrn(&m->tokens[loc[q].l]),
+                                                    jstrn(&m->tokens[loc[q].r])));
+    }
+    free(loc);
+    free(order);
+    return merges;
+}
+
+static json_t *split_step(const char *re)
+{
+    return json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split", "pattern", "Regex", re, "behavior",
+                     "Isolated", "invert", 0);
+}
+
+static int default_add_bos(const icl_tok_gguf *m)
+{
+    if (m->add_bos >= 0)
+        return m->add_bos;
+    if (is_llama(m))
+        return 1;
+    const pre_def *p = find_pre(m->pre);
+    return p && p->add_bos;
+}
+
+/* The tokenizer.json document and the tokenizer_config.json object for m
+ * (checked).  Returns 0, or -1 with err (merges naming unknown tokens). */
+static int build_hf(const icl_tok_gguf *m, json_t **root_out, json_t **cfg_out, char *err, size_t errsz)
+{
+    int llama = is_llama(m);
+    json_t *vocab = json_object();
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        if (json_object_getn(vocab, m->tokens[i].s, m->tokens[i].n)) {
+            json_decref(vocab);
+            return ferr(err, errsz, "tokenizer.ggml.tokens[%zu] \"%s\" is repeated (first at %lld)", i,
+                        m->tokens[i].s,
+                        (long long)json_integer_value(json_object_getn(vocab, m->tokens[i].s, m->tokens[i].n)));
+        }
+        json_object_setn_new(vocab, m->tokens[i].s, m->tokens[i].n, json_integer((json_int_t)i));
+    }
+    json_t *merges;
+    if (llama) {
+        merges = spm_merges(m, vocab);
+    } else {
+        merges = json_array();
+        for (size_t i = 0; i < m->n_merges; i++) {
+            const icl_tok_str *mg = &m->merges[i];
+            size_t la;
+            if (split_merge(mg, &la)) {
+                json_decref(vocab);
+                json_decref(merges);
+                return ferr(err, errsz, "tokenizer.ggml.merges[%zu] \"%s\" is not two tokens", i, mg->s);
+            }
+            const char *b = mg->s + la + 1;
+            size_t lb = mg->n - la - 1;
+            int bad_a = !json_object_getn(vocab, mg->s, la), bad_b = !json_object_getn(vocab, b, lb);
+            if (bad_a || bad_b) {
+                json_decref(vocab);
+                json_decref(merges);
+                return ferr(err, errsz, "tokenizer.ggml.merges[%zu]: \"%.*s\" is not a token", i,
+                            bad_a ? (int)la : (int)lb, bad_a ? mg->s : b);
+            }
+            if (memchr(b, ' ', lb))
+                json_array_append_new(merges, json_pack("[s%, s%]", mg->s, la, b, lb));
+            else
+                json_array_append_new(merges, jstrn(mg));
+        }
+    }
+    json_t *added = json_array();
+    for (size_t i = 0; i < m->n_tokens; i++)
+        if (is_added(m, i))
+            json_array_append_new(added, added_entry(m, i));
+
+    json_t *model = json_pack("{s:s, s:n, s:n, s:n, s:n, s:b, s:b, s:b, s:o, s:o}", "type", "BPE",
+                              "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix",
+                              "fuse_unk", llama, "byte_fallback", llama, "ignore_merges", 0, "vocab", vocab,
+                              "merges", merges);
+    if (llama && m->unk >= 0)
+        json_object_set_new(model, "unk_token", jstrn(&m->tokens[m->unk]));
+    json_t *norm = json_null(), *pre, *dec;
+    int space_prefix = m->add_space_prefix != 0;
+    if (llama) {
+        json_t *ns = json_array();
+        if (space_prefix)
+            json_array_append_new(ns, json_pack("{s:s, s:s}", "type", "Prepend", "prepend", "\xe2\x96\x81"));
+        json_array_append_new(ns, json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace", "pattern", "String", " ",
+                                            "content", "\xe2\x96\x81"));
+        norm = json_pack("{s:s, s:o}", "type", "Sequence", "normalizers", ns);
+        pre = json_null();
+        json_t *ds = json_array();
+        json_array_append_new(ds, json_pack("{s:s, s:{s:s}, s:s}", "type", "Replace", "pattern", "String",
+                                            "\xe2\x96\x81", "content", " "));
+        json_array_append_new(ds, json_pack("{s:s}", "type", "ByteFallback"));
+        json_array_append_new(ds, json_pack("{s:s}", "type", "Fuse"));
+        if (space_prefix)
+            json_array_append_new(ds, json_pack("{s:s, s:s, s:i, s:i}", "type", "Strip", "content", " ", "start",
+                                                1, "stop", 0));
+        dec = json_pack("{s:s, s:o}", "type", "Sequence", "decoders", ds);
+    } else {
+        const pre_def *p = find_pre(m->pre);
+        json_object_set_new(model, "ignore_merges", json_boolean(p->ignore_merges));
+        json_t *ps = json_array();
+        for (int k = 0; p->re[k]; k++)
+            json_array_append_new(ps, split_step(p->re[k]));
+        json_array_append_new(ps, json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 0,
+                                            "trim_offsets", 1, "use_regex", 0));
+        pre = json_pack("{s:s, s:o}", "type", "Sequence", "pretokenizers", ps);
+        dec = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1, "trim_offsets", 1,
+                        "use_regex", 1);
+    }
+    /* post-processor: BOS/EOS around a sequence, as transformers' fast
+     * tokenizers take it from tokenizer.json */
+    int add_bos = default_add_bos(m) && m->bos >= 0, add_eos = m->add_eos > 0 && m->eos >= 0;
+    json_t *post = json_null();
+    if (add_bos || add_eos) {
+        json_t *single = json_array(), *pair = json_array(), *st = json_object();
+        const char *seq[2] = {"A", "B"};
+        for (int s = 0; s < 2; s++) {
+            json_t *tmpl = s ? pair : single;
+            for (int q = 0; q <= s; q++) {
+                if (add_bos)
+                    json_array_append_new(tmpl, json_pack("{s:{s:o, s:i}}", "SpecialToken", "id",
+                                                          jstrn(&m->tokens[m->bos]), "type_id", q));
+                json_array_append_new(tmpl, json_pack("{s:{s:s, s:i}}", "Sequence", "id", seq[q], "type_id", q));
+                if (add_eos)
+                    json_array_append_new(tmpl, json_pack("{s:{s:o, s:i}}", "SpecialToken", "id",
+                                                          jstrn(&m->tokens[m->eos]), "type_id", q));
+            }
+        }
+        int64_t sp[2] = {add_bos ? m->bos : -1, add_eos ? m->eos : -1};
+        for (int s = 0; s < 2; s++)
+            if (sp[s] >= 0)
+                json_object_setn_new(st, m->tokens[sp[s]].s, m->tokens[sp[s]].n,
+                                     json_pack("{s:o, s:[I], s:[o]}", "id", jstrn(&m->tokens[sp[s]]), "ids",
+                                               (json_int_t)sp[s], "tokens", jstrn(&m->tokens[sp[s]])));
+        post = json_pack("{s:s, s:o, s:o, s:o}", "type", "TemplateProcessing", "single", single, "pair", pair,
+                         "special_tokens", st);
+    }
+    json_t *root = json_pack("{s:s, s:n, s:n, s:o, s:o, s:o, s:o, s:o, s:o}", "version", "1.0", "truncation",
+                             "padding", "added_tokens", added, "normalizer", norm, "pre_tokenizer", pre,
+                             "post_processor", post, "decoder", dec, "model", model);
+
+    json_t *cfg = json_object(), *atd = json_object();
+    json_object_set_new(cfg, "add_bos_token", json_boolean(add_bos));
+    json_object_set_new(cfg, "add_eos_token", json_boolean(add_eos));
+    for (size_t i = 0; i < m->n_tokens; i++)
+        if (is_added(m, i)) {
+            char key[32];
+            snprintf(key, sizeof key, "%zu", i);
+            json_t *e = added_entry(m, i);
+            json_object_del(e, "id");
+            json_object_set_new(atd, key, e);
+        }
+    json_object_set_new(cfg, "added_tokens_decoder", atd);
+    struct {
+        const char *key;
+        int64_t id;
+    } names[] = {{"bos_token", m->bos}, {"eos_token", m->eos}, {"pad_token", m->pad}, {"unk_token", m->unk}};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        json_object_set_new(cfg, names[k].key, names[k].id >= 0 ? jstrn(&m->tokens[names[k].id]) : json_null());
+    if (m->chat_template)
+        json_object_set_new(cfg, "chat_template", json_string(m->chat_template));
+    json_object_set_new(cfg, "clean_up_tokenization_spaces", json_false());
+    json_object_set_new(cfg, "tokenizer_class", json_string("PreTrainedTokenizerFast"));
+    *root_out = root;
+    *cfg_out = cfg;
+    return 0;
+}
+
+icl_tokenizer *icl_tok_from_gguf(const icl_tok_gguf *m, char *err, size_t errsz)
+{
+    if (icl_tok_gguf_check(m, err, errsz))
+        return NULL;
+    json_t *root, *cfg;
+    if (build_hf(m, &root, &cfg, err, errsz))
+        return NULL;
+    icl_tokenizer *t = icl_tok_load_json(root, cfg, NULL, err, errsz);
+    json_decref(root);
+    json_decref(cfg);
+    if (!t)
+        return NULL;
+    /* the ids themselves, not their contents looked up again */
+    t->sp.bos = (int32_t)m->bos;
+    t->sp.eos = (int32_t)m->eos;
+    t->sp.pad = (int32_t)m->pad;
+    t->sp.eot = (int32_t)m->eot;
+    if (m->unk >= 0)
+        t->sp.unk = (int32_t)m->unk;
+    t->sp.add_bos = default_add_bos(m) && m->bos >= 0;
+    t->sp.add_eos = m->add_eos > 0 && m->eos >= 0;
+    return t;
+}
+
+int icl_tok_gguf_to_hf_json(const icl_tok_gguf *m, char **tokenizer_json, char **tokenizer_config, char *err,
+                            size_t errsz)
+{
+    if (icl_tok_gguf_check(m, err, errsz))
+        return -1;
+    json_t *root, *cfg;
+    if (build_hf(m, &root, &cfg, err, errsz))
+        return -1;
+    if (tokenizer_json)
+        *tokenizer_json = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (tokenizer_config)
+        *tokenizer_config = json_dumps(cfg, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    json_decref(cfg);
+    if ((tokenizer_json && !*tokenizer_json) || (tokenizer_config && !*tokenizer_config)) {
+        if (tokenizer_json)
+            free(*tokenizer_json);
+        if (tokenizer_config)
+            free(*tokenizer_config);
+        return ferr(err, errsz, "out of memory (JSON text)");
+    }
+    return 0;
+}
+
+static int write_file(const char *dir, const char *name, const char *text, char *err, size_t errsz)
+{
+    char *path = xmalloc(strlen(dir) + strlen(name) + 2), tmp[4096];
+    sprintf(path, "%s/%s", dir, name);
+    int fd = icl_atomic_open(path, tmp, sizeof tmp, err, errsz), rc = -1;
+    if (fd >= 0) {
+        size_t n = strlen(text), off = 0;
+        while (off < n) {
+            ssize_t w = write(fd, text + off, n - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        if (off < n || write(fd, "\n", 1) != 1) {
+            ferr(err, errsz, "%s: %s", path, strerror(errno));
+            icl_atomic_abort(fd, tmp);
+        } else {
+            rc = icl_atomic_commit(fd, tmp, path, err, errsz);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+int icl_tok_gguf_write_hf(const icl_tok_gguf *m, const char *dir, char *err, size_t errsz)
+{
+    char *tj, *tc;
+    if (icl_tok_gguf_to_hf_json(m, &tj, &tc, err, errsz))
+        return -1;
+    int rc = write_file(dir, "tokenizer.json", tj, err, errsz) || write_file(dir, "tokenizer_config.json", tc, err, errsz);
+    free(tj);
+    free(tc);
+    return rc ? -1 : 0;
+}
