@@ -14,6 +14,7 @@
 
 #include "record.h"
 #include "tok_internal.h"
+#include "tokgguf.h"
 
 void ids_grow(icl_ids *a)
 {
@@ -622,6 +623,10 @@ static void apply_config(icl_tokenizer *t, json_t *c)
     t->eos_named |= e != NULL;
     if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
         t->sp.pad = id;
+    /* the model's unk_token comes first; byte-level BPE has none, but a
+     * GGUF file may name one (written here as unk_token) */
+    if (t->sp.unk < 0 && (id = token_id_of(t, json_object_get(c, "unk_token"))) >= 0)
+        t->sp.unk = id;
     json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
     if (json_is_boolean(ab))
         t->sp.add_bos = json_is_true(ab) && t->sp.bos >= 0;
@@ -1088,10 +1093,34 @@ bad:
     return NULL;
 }
 
+/* A regular file starting with GGUF's magic. */
+static int is_gguf_file(const char *path)
+{
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    int yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return yes;
+}
+
 icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
 {
     struct stat st;
     char *file, *dir;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && is_gguf_file(path)) {
+        /* the path is named by icl_tok_load_gguf's messages: drop it here,
+         * as the caller prefixes it */
+        char e2[1024];
+        icl_tokenizer *t = icl_tok_load_gguf(path, e2, sizeof e2);
+        if (!t) {
+            size_t pl = strlen(path);
+            const char *m = !strncmp(e2, path, pl) && !strncmp(e2 + pl, ": ", 2) ? e2 + pl + 2 : e2;
+            snprintf(err, errsz, "%s", m);
+        }
+        return t;
+    }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         file = xmalloc(strlen(path) + 32);
         sprintf(file, "%s/tokenizer.json", path);

@@ -20,6 +20,7 @@
 #include "tok_internal.h"
 #include "tokgguf.h"
 #include "util.h"
+#include "gguf.h"
 
 /* ---- the pre-tokenizers of tokenizer.ggml.pre ---- */
 
@@ -522,4 +523,495 @@ int icl_tok_gguf_write_hf(const icl_tok_gguf *m, const char *dir, char *err, siz
     free(tj);
     free(tc);
     return rc ? -1 : 0;
+}
+
+/* ---- GGUF file <-> icl_tok_gguf ---- */
+
+static char *dup_gstr(const icl_gguf_str *s) { return xstrndup(s->p, s->len); }
+
+static int read_strs(const icl_gguf *g, const char *key, icl_tok_str **out, size_t *n, char *err, size_t errsz)
+{
+    const icl_gguf_kv *kv;
+    int r = icl_gguf_get_arr(g, key, ICL_GGUF_STRING, &kv, err, errsz);
+    if (r)
+        return r < 0 ? -1 : 0;
+    *out = xcalloc(kv->n ? kv->n : 1, sizeof **out);
+    for (uint64_t i = 0; i < kv->n; i++) {
+        (*out)[i].s = dup_gstr(&kv->strs[i]);
+        (*out)[i].n = kv->strs[i].len;
+    }
+    *n = kv->n;
+    return 0;
+}
+
+static int read_id(const icl_gguf *g, const char *key, int64_t *id, char *err, size_t errsz)
+{
+    int64_t v;
+    int r = icl_gguf_get_int(g, key, &v, err, errsz);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        *id = v < 0 ? -2 : v; /* negative: refused by the check, with the key named */
+    return 0;
+}
+
+static int read_flag(const icl_gguf *g, const char *key, int *f, char *err, size_t errsz)
+{
+    int v;
+    int r = icl_gguf_get_bool(g, key, &v, err, errsz);
+    if (r < 0)
+        return -1;
+    if (r == 0)
+        *f = v;
+    return 0;
+}
+
+int icl_tok_gguf_read(const icl_gguf *g, icl_tok_gguf *m, char *err, size_t errsz)
+{
+    icl_tok_gguf_init(m);
+    const icl_gguf_kv *kv;
+    int r;
+    if (!(m->model = icl_gguf_get_strdup(g, "tokenizer.ggml.model", err, errsz))) {
+        if (icl_gguf_find_kv(g, "tokenizer.ggml.model"))
+            goto bad;
+        ferr(err, errsz, "%s: no tokenizer (no tokenizer.ggml.model key)", icl_gguf_name(g));
+        goto bad;
+    }
+    m->pre = icl_gguf_get_strdup(g, "tokenizer.ggml.pre", err, errsz);
+    if (!m->pre && icl_gguf_find_kv(g, "tokenizer.ggml.pre"))
+        goto bad;
+    m->chat_template = icl_gguf_get_strdup(g, "tokenizer.chat_template", err, errsz);
+    if (!m->chat_template && icl_gguf_find_kv(g, "tokenizer.chat_template"))
+        goto bad;
+    if (read_strs(g, "tokenizer.ggml.tokens", &m->tokens, &m->n_tokens, err, errsz) ||
+        read_strs(g, "tokenizer.ggml.merges", &m->merges, &m->n_merges, err, errsz))
+        goto bad;
+    if ((r = icl_gguf_get_arr(g, "tokenizer.ggml.scores", -1, &kv, err, errsz)) < 0)
+        goto bad;
+    if (r == 0) {
+        if (kv->elem != ICL_GGUF_FLOAT32 && kv->elem != ICL_GGUF_INT32) {
+            ferr(err, errsz, "%s: tokenizer.ggml.scores is an array of %s (float32 expected)", icl_gguf_name(g),
+                 icl_gguf_type_name(kv->elem));
+            goto bad;
+        }
+        m->scores = xmalloc((kv->n ? kv->n : 1) * sizeof *m->scores);
+        for (uint64_t i = 0; i < kv->n; i++)
+            m->scores[i] = (float)icl_gguf_arr_float(kv, i);
+        m->n_scores = kv->n;
+    }
+    if ((r = icl_gguf_get_arr(g, "tokenizer.ggml.token_type", ICL_GGUF_INT32, &kv, err, errsz)) < 0)
+        goto bad;
+    if (r == 0) {
+        m->types = xmalloc((kv->n ? kv->n : 1) * sizeof *m->types);
+        for (uint64_t i = 0; i < kv->n; i++) {
+            int64_t v = icl_gguf_arr_int(kv, i);
+            m->types[i] = v < 0 || v > 1000 ? 0 : (int32_t)v; /* 0: refused by the check */
+        }
+        m->n_types = kv->n;
+    }
+    if (read_id(g, "tokenizer.ggml.bos_token_id", &m->bos, err, errsz) ||
+        read_id(g, "tokenizer.ggml.eos_token_id", &m->eos, err, errsz) ||
+        read_id(g, "tokenizer.ggml.eot_token_id", &m->eot, err, errsz) ||
+        read_id(g, "tokenizer.ggml.unknown_token_id", &m->unk, err, errsz) ||
+        read_id(g, "tokenizer.ggml.padding_token_id", &m->pad, err, errsz) ||
+        read_flag(g, "tokenizer.ggml.add_bos_token", &m->add_bos, err, errsz) ||
+        read_flag(g, "tokenizer.ggml.add_eos_token", &m->add_eos, err, errsz) ||
+        read_flag(g, "tokenizer.ggml.add_space_prefix", &m->add_space_prefix, err, errsz))
+        goto bad;
+    return 0;
+bad:
+    icl_tok_gguf_free(m);
+    return -1;
+}
+
+icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz)
+{
+    icl_gguf *g = icl_gguf_open(path, err, errsz);
+    if (!g)
+        return NULL;
+    icl_tok_gguf m;
+    icl_tokenizer *t = NULL;
+    if (icl_tok_gguf_read(g, &m, err, errsz) == 0) {
+        char e2[512];
+        t = icl_tok_from_gguf(&m, e2, sizeof e2);
+        if (!t)
+            ferr(err, errsz, "%s: %s", path, e2);
+        icl_tok_gguf_free(&m);
+    }
+    icl_gguf_close(g);
+    return t;
+}
+
+int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, icl_gguf_writer *w, char *err, size_t errsz)
+{
+    if (icl_tok_gguf_check(m, err, errsz))
+        return -1;
+    icl_gguf_set_str(w, "tokenizer.ggml.model", m->model, strlen(m->model));
+    if (m->pre)
+        icl_gguf_set_str(w, "tokenizer.ggml.pre", m->pre, strlen(m->pre));
+    const char **s = xmalloc((m->n_tokens + m->n_merges + 1) * sizeof *s);
+    size_t *l = xmalloc((m->n_tokens + m->n_merges + 1) * sizeof *l);
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        s[i] = m->tokens[i].s;
+        l[i] = m->tokens[i].n;
+    }
+    icl_gguf_set_arr_str(w, "tokenizer.ggml.tokens", s, l, m->n_tokens);
+    if (m->scores)
+        icl_gguf_set_arr(w, "tokenizer.ggml.scores", ICL_GGUF_FLOAT32, m->scores, m->n_scores);
+    if (m->types)
+        icl_gguf_set_arr(w, "tokenizer.ggml.token_type", ICL_GGUF_INT32, m->types, m->n_types);
+    if (m->merges) {
+        for (size_t i = 0; i < m->n_merges; i++) {
+            s[i] = m->merges[i].s;
+            l[i] = m->merges[i].n;
+        }
+        icl_gguf_set_arr_str(w, "tokenizer.ggml.merges", s, l, m->n_merges);
+    }
+    free(s);
+    free(l);
+    struct {
+        const char *key;
+        int64_t v;
+    } ids[] = {{"tokenizer.ggml.bos_token_id", m->bos},     {"tokenizer.ggml.eos_token_id", m->eos},
+               {"tokenizer.ggml.eot_token_id", m->eot},     {"tokenizer.ggml.unknown_token_id", m->unk},
+               {"tokenizer.ggml.padding_token_id", m->pad}};
+    for (size_t k = 0; k < sizeof ids / sizeof ids[0]; k++)
+        if (ids[k].v >= 0)
+            icl_gguf_set_u32(w, ids[k].key, (uint32_t)ids[k].v);
+    if (m->add_bos >= 0)
+        icl_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", m->add_bos);
+    if (m->add_eos >= 0)
+        icl_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", m->add_eos);
+    if (m->add_space_prefix >= 0)
+        icl_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", m->add_space_prefix);
+    if (m->chat_template)
+        icl_gguf_set_str(w, "tokenizer.chat_template", m->chat_template, strlen(m->chat_template));
+    return 0;
+}
+
+/* ---- Hugging Face tokenizer -> icl_tok_gguf ---- */
+
+/* What identifies a pre-tokenizer: digits in runs of every length, letters
+ * of several scripts, contractions in both cases, whitespace runs and
+ * newlines, punctuation runs, Han, emoji (in the spirit of llama.cpp's
+ * convert_hf_to_gguf_update.py check text). */
+static const char check_text[] =
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶‍🌫️ (multiple emojis concatenated) ✅ "
+    "🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 12345678901234567890 "
+    "កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български "
+    "''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure "
+    "I'll make it, 'D you like some tea? We'Ve a'lL\r\n\r\n  x=1;\tif (a<=b) {return $x^2|~y;}\n"
+    "    1. first\n\t\t2) second  3\n"
+    "Ünïcödé ñandú Ærø ÀÖØ µ ½ months, 3rd of May 2024 –— «quotes» „Zitat“ 100% #hash @at ｆｕｌｌ，。";
+
+/* Encode text (the check text when NULL) with t; ids in out. */
+static void check_ids(const icl_tokenizer *t, const icl_buf *text, icl_ids *out)
+{
+    char err[256];
+    out->n = 0;
+    const char *s = text ? text->data : check_text;
+    size_t n = text ? text->len : sizeof check_text - 1;
+    if (icl_tok_encode(t, NULL, s, n, 0, out, err, sizeof err))
+        out->n = 0;
+}
+
+/* The check text without the characters a byte-level vocabulary cannot
+ * spell (some byte's character is not a token): real vocabularies have all
+ * 256, cut-down test ones do not, and tokenizers drops the unknown symbols
+ * before merging, which the candidate test below cannot mirror. */
+static void spellable_text(const icl_tok_gguf *m, icl_buf *out)
+{
+    uint8_t have[256] = {0};
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        size_t j = 0;
+        uint32_t c = utf8_next(m->tokens[i].s, m->tokens[i].n, &j);
+        int b;
+        if (j == m->tokens[i].n && (b = icl_cp_to_byte(c)) >= 0)
+            have[b] = 1;
+    }
+    size_t i = 0, n = sizeof check_text - 1;
+    while (i < n) {
+        size_t j = i;
+        utf8_next(check_text, n, &j);
+        int ok = 1;
+        for (size_t k = i; k < j; k++)
+            ok &= have[(uint8_t)check_text[k]];
+        if (ok)
+            buf_append(out, check_text + i, j - i);
+        i = j;
+    }
+}
+
+static int same_ids(const icl_ids *a, const icl_ids *b)
+{
+    return a->n == b->n && (a->n == 0 || !memcmp(a->v, b->v, a->n * sizeof *a->v));
+}
+
+/* The candidate pre-tokenizers, one name per distinct behaviour. */
+static const char *const pre_candidates[] = {"qwen2",        "llama-bpe",      "dbrx",   "starcoder", "gpt-2",
+                                             "deepseek-llm", "deepseek-coder", "falcon", "default",   NULL};
+
+/* ids of the check text under m with pre-tokenizer pre, computed on the
+ * part of the vocabulary that can occur in it (tokens that are substrings
+ * of the byte-level text, and all added ones; see
+ * tests/data/tok/gguf/make_vocab_subsets.py for why that is exact), mapped
+ * back to m's ids.  -1 if the candidate does not load. */
+static int candidate_ids(const icl_tok_gguf *m, const char *pre, const icl_buf *text, icl_ids *out)
+{
+    icl_buf hay = {0};
+    for (size_t i = 0; i < text->len; i++) {
+        char u[4];
+        int l = utf8_put(icl_byte_to_cp[(uint8_t)text->data[i]], u);
+        buf_append(&hay, u, (size_t)l);
+    }
+    icl_tok_gguf s;
+    icl_tok_gguf_init(&s);
+    s.model = (char *)"gpt2";
+    s.pre = (char *)pre;
+    int32_t *orig = xmalloc(m->n_tokens * sizeof *orig), *newid = xmalloc(m->n_tokens * sizeof *newid);
+    s.tokens = xmalloc(m->n_tokens * sizeof *s.tokens);
+    s.types = xmalloc(m->n_tokens * sizeof *s.types);
+    json_t *kept = json_object();
+    for (size_t i = 0; i < m->n_tokens; i++) {
+        newid[i] = -1;
+        if (ttype(m, i) == TT_NORMAL && !memmem(hay.data, hay.len, m->tokens[i].s, m->tokens[i].n))
+            continue;
+        newid[i] = (int32_t)s.n_tokens;
+        orig[s.n_tokens] = (int32_t)i;
+        s.types[s.n_tokens] = ttype(m, i);
+        s.tokens[s.n_tokens++] = m->tokens[i];
+        json_object_setn_new(kept, m->tokens[i].s, m->tokens[i].n, json_true());
+    }
+    s.n_types = s.n_tokens;
+    s.merges = xmalloc((m->n_merges ? m->n_merges : 1) * sizeof *s.merges);
+    icl_buf cat = {0};
+    for (size_t i = 0; i < m->n_merges; i++) {
+        size_t la;
+        if (split_merge(&m->merges[i], &la))
+            continue;
+        cat.len = 0;
+        buf_append(&cat, m->merges[i].s, la);
+        buf_append(&cat, m->merges[i].s + la + 1, m->merges[i].n - la - 1);
+        if (json_object_getn(kept, m->merges[i].s, la) &&
+            json_object_getn(kept, m->merges[i].s + la + 1, m->merges[i].n - la - 1) &&
+            json_object_getn(kept, cat.data, cat.len))
+            s.merges[s.n_merges++] = m->merges[i];
+    }
+    char err[256];
+    icl_tokenizer *t = icl_tok_from_gguf(&s, err, sizeof err);
+    int rc = -1;
+    if (t) {
+        check_ids(t, text, out);
+        for (size_t i = 0; i < out->n; i++)
+            out->v[i] = orig[out->v[i]];
+        icl_tok_free(t);
+        rc = 0;
+    }
+    json_decref(kept);
+    buf_free(&hay);
+    buf_free(&cat);
+    free(s.tokens);
+    free(s.types);
+    free(s.merges);
+    free(orig);
+    free(newid);
+    return rc;
+}
+
+static icl_tok_str str_of(const char *s, size_t n)
+{
+    icl_tok_str r = {xstrndup(s, n), n};
+    return r;
+}
+
+/* Does the normalizer / pre-tokenizer JSON put "▁" for spaces and one in
+ * front?  *space: " " -> "▁" replaced; *prefix: a leading "▁" added. */
+static void spm_shape(json_t *v, int *space, int *prefix)
+{
+    if (!json_is_object(v))
+        return;
+    const char *ty = json_string_value(json_object_get(v, "type"));
+    if (!ty)
+        return;
+    const char *rep = "\xe2\x96\x81";
+    if (!strcmp(ty, "Sequence")) {
+        json_t *subs = json_object_get(v, "normalizers");
+        if (!subs)
+            subs = json_object_get(v, "pretokenizers");
+        size_t i;
+        json_t *x;
+        json_array_foreach(subs, i, x) spm_shape(x, space, prefix);
+    } else if (!strcmp(ty, "Prepend")) {
+        const char *p = json_string_value(json_object_get(v, "prepend"));
+        if (p && !strcmp(p, rep))
+            *prefix = 1;
+    } else if (!strcmp(ty, "Replace")) {
+        const char *p = json_string_value(json_object_get(json_object_get(v, "pattern"), "String"));
+        const char *c = json_string_value(json_object_get(v, "content"));
+        if (p && c && !strcmp(p, " ") && !strcmp(c, rep))
+            *space = 1;
+    } else if (!strcmp(ty, "Metaspace")) {
+        *space = 1;
+        const char *ps = json_string_value(json_object_get(v, "prepend_scheme"));
+        json_t *aps = json_object_get(v, "add_prefix_space");
+        if ((ps && strcmp(ps, "never")) || json_is_true(aps))
+            *prefix = 1;
+    }
+}
+
+int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t errsz)
+{
+    icl_tok_gguf_init(m);
+    struct stat st;
+    char *file;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        file = xmalloc(strlen(path) + 32);
+        sprintf(file, "%s/tokenizer.json", path);
+    } else {
+        file = xstrdup(path);
+    }
+    char e2[512];
+    icl_tokenizer *t = icl_tok_load(path, e2, sizeof e2);
+    json_error_t je;
+    json_t *root = t ? json_load_file(file, 0, &je) : NULL;
+    icl_ids want = {0}, got = {0};
+    int rc = -1;
+    if (!t) {
+        ferr(err, errsz, "%s: %s", path, e2);
+        goto out;
+    }
+    if (!root) {
+        ferr(err, errsz, "%s: line %d: %s", file, je.line, je.text);
+        goto out;
+    }
+    json_t *model = json_object_get(root, "model");
+    int32_t n = icl_tok_vocab_size(t);
+    m->tokens = xcalloc((size_t)n + 1, sizeof *m->tokens);
+    m->types = xcalloc((size_t)n + 1, sizeof *m->types);
+    for (int32_t i = 0; i < n; i++) {
+        size_t l;
+        const char *s;
+        int ty = TT_NORMAL;
+        if (t->added_of_id[i] >= 0) {
+            const tok_added *a = &t->added[t->added_of_id[i]];
+            s = a->content;
+            l = strlen(s);
+            ty = a->special ? (i == t->sp.unk ? TT_UNKNOWN : TT_CONTROL) : TT_USER;
+        } else if (!(s = icl_tok_piece(t, i, &l))) {
+            ferr(err, errsz, "%s: id %d has no token (GGUF needs ids 0..%d without holes)", file, i, n - 1);
+            goto out;
+        }
+        if (ty == TT_NORMAL && t->byte_fallback && l == 6 && !strncmp(s, "<0x", 3) && s[5] == '>')
+            ty = TT_BYTE;
+        m->tokens[i] = str_of(s, l);
+        m->types[i] = ty;
+        m->n_tokens = m->n_types = (size_t)i + 1;
+    }
+    m->bos = t->sp.bos;
+    m->eos = t->sp.eos;
+    m->pad = t->sp.pad;
+    m->unk = t->sp.unk;
+    m->add_bos = t->sp.add_bos;
+    m->add_eos = t->sp.add_eos;
+    if (t->chat_template)
+        m->chat_template = xstrdup(t->chat_template);
+    icl_buf text = {0};
+    if (t->byte_level) {
+        spellable_text(m, &text);
+        check_ids(t, &text, &want);
+        m->model = xstrdup("gpt2");
+        json_t *merges = json_object_get(model, "merges"), *v;
+        size_t i, nm = json_array_size(merges);
+        m->merges = xcalloc(nm + 1, sizeof *m->merges);
+        json_array_foreach(merges, i, v)
+        {
+            icl_buf b = {0};
+            if (json_is_string(v)) {
+                buf_append(&b, json_string_value(v), json_string_length(v));
+            } else {
+                json_t *a = json_array_get(v, 0), *c = json_array_get(v, 1);
+                buf_append(&b, json_string_value(a), json_string_length(a));
+                buf_append(&b, " ", 1);
+                buf_append(&b, json_string_value(c), json_string_length(c));
+                if (memchr(json_string_value(a), ' ', json_string_length(a))) {
+                    buf_free(&b);
+                    ferr(err, errsz, "%s: merges[%zu]: a token with a space cannot be written as a GGUF merge",
+                         file, i);
+                    goto out;
+                }
+            }
+            m->merges[i] = str_of(b.data, b.len);
+            m->n_merges = i + 1;
+            buf_free(&b);
+        }
+        for (int k = 0; pre_candidates[k]; k++) {
+            got.n = 0;
+            int cr = candidate_ids(m, pre_candidates[k], &text, &got);
+            if (cr == 0 && same_ids(&got, &want)) {
+                m->pre = xstrdup(pre_candidates[k]);
+                break;
+            }
+        }
+        if (!m->pre) {
+            ferr(err, errsz, "%s: its pre-tokenizer matches none that GGUF can name (tokenizer.ggml.pre: "
+                             "gpt-2, llama-bpe, dbrx, qwen2, starcoder, deepseek-llm, deepseek-coder, falcon, default)",
+                 file);
+            goto out;
+        }
+    } else if (t->byte_fallback) {
+        int space = 0, prefix = 0;
+        spm_shape(json_object_get(root, "normalizer"), &space, &prefix);
+        spm_shape(json_object_get(root, "pre_tokenizer"), &space, &prefix);
+        if (!space) {
+            ferr(err, errsz, "%s: neither byte level nor SentencePiece-like (spaces as \"\xe2\x96\x81\"): no GGUF "
+                             "tokenizer.ggml.model fits", file);
+            goto out;
+        }
+        m->model = xstrdup("llama");
+        m->pre = xstrdup("default");
+        m->add_space_prefix = prefix;
+        /* a token's score: minus the rank of the first merge making it
+         * (earlier merges win, as the highest score does in llama.cpp) */
+        m->scores = xmalloc(((size_t)n + 1) * sizeof *m->scores);
+        m->n_scores = (size_t)n;
+        for (int32_t i = 0; i < n; i++)
+            m->scores[i] = -1e9f; /* made by no merge: never a merge result first */
+        for (size_t k = 0; k < t->merges.cap; k++) {
+            const icl_u64ent *e = &t->merges.e[k];
+            if (e->key == UINT64_MAX)
+                continue;
+            float sc = -(float)e->a - 1.0f;
+            if (sc > m->scores[e->b])
+                m->scores[e->b] = sc;
+        }
+        icl_tokenizer *t2 = icl_tok_from_gguf(m, e2, sizeof e2);
+        if (!t2) {
+            ferr(err, errsz, "%s: %s", file, e2);
+            goto out;
+        }
+        check_ids(t, NULL, &want);
+        check_ids(t2, NULL, &got);
+        icl_tok_free(t2);
+        if (!same_ids(&got, &want)) {
+            ferr(err, errsz, "%s: as a GGUF \"llama\" tokenizer it would tokenize differently", file);
+            goto out;
+        }
+    } else {
+        ferr(err, errsz, "%s: neither byte-level BPE nor BPE with byte_fallback: no GGUF tokenizer.ggml.model fits",
+             file);
+        goto out;
+    }
+    rc = icl_tok_gguf_check(m, e2, sizeof e2);
+    if (rc)
+        ferr(err, errsz, "%s: %s", file, e2);
+out:
+    if (rc)
+        icl_tok_gguf_free(m);
+    ids_free(&want);
+    ids_free(&got);
+    buf_free(&text);
+    json_decref(root);
+    icl_tok_free(t);
+    free(file);
+    return rc;
 }

@@ -35,16 +35,6 @@
 
 #include "tokenizer.h"
 
-/* GGUF value types (docs/gguf.md) of the key/values below. */
-enum {
-    ICL_GGUF_T_UINT32 = 4,
-    ICL_GGUF_T_INT32 = 5,
-    ICL_GGUF_T_FLOAT32 = 6,
-    ICL_GGUF_T_BOOL = 7,
-    ICL_GGUF_T_STRING = 8,
-    ICL_GGUF_T_ARRAY = 9,
-};
-
 /* A byte string (GGUF strings are length + bytes; s is also NUL-terminated). */
 typedef struct {
     char *s;
@@ -112,24 +102,19 @@ int icl_tok_gguf_write_hf(const icl_tok_gguf *m, const char *dir, char *err, siz
  * On success *out (initialised here) owns everything; 0 or -1 with err. */
 int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *out, char *err, size_t errsz);
 
-/* One GGUF key/value of m, for a GGUF writer: key, GGUF type, for arrays
- * the element type and count, and the value: for scalars a pointer to a
- * uint32_t / uint8_t (bool) / icl_tok_str; for arrays to the first element
- * (icl_tok_str, float or int32_t).  Pointers into m. */
-typedef struct {
-    const char *key;
-    int type, arr_type;
-    size_t n;
-    const void *v;
-    uint32_t u32;    /* storage for scalar ids */
-    uint8_t b;       /* storage for bools */
-    icl_tok_str str; /* storage for scalar strings */
-} icl_tok_kv;
-/* Fill kv[0..] (room for ICL_TOK_GGUF_MAX_KV) with the present keys of m, in
- * the order llama.cpp's converter writes them; returns the count.  The
- * scalar storage lives in kv itself: v points into kv[i] for scalars. */
-#define ICL_TOK_GGUF_MAX_KV 16
-size_t icl_tok_gguf_kvs(const icl_tok_gguf *m, icl_tok_kv *kv);
+/* Read the tokenizer.ggml.* keys and tokenizer.chat_template of an open
+ * GGUF file into *out (initialised here; free with icl_tok_gguf_free).
+ * Wrong value types are errors naming the key; ids may be any integer type;
+ * scores FLOAT32 (or integers, as llama.cpp accepts); token_type any
+ * integer type.  Not checked beyond types: icl_tok_gguf_check does that. */
+struct icl_gguf;
+int icl_tok_gguf_read(const struct icl_gguf *g, icl_tok_gguf *out, char *err, size_t errsz);
+/* The tokenizer of a GGUF file (path), or NULL with err naming the file. */
+icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz);
+/* Set m's keys (as icl_tok_gguf_read reads them) on a GGUF writer, in the
+ * order llama.cpp's converter writes them; m is checked first.  0 or -1. */
+struct icl_gguf_writer;
+int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, struct icl_gguf_writer *w, char *err, size_t errsz);
 
 /* Known values of tokenizer.ggml.pre for model "gpt2" (NULL-terminated). */
 extern const char *const icl_tok_gguf_pre_names[];
