@@ -417,6 +417,54 @@ static void smollm2(void **state)
     icl_gguf_close(g);
 }
 
+/* A Hugging Face folder as transformers writes it: tokenizer_config.json
+ * with "model_max_length": 1000000000000000019884624838656 (its "no limit"
+ * sentinel, beyond int64) loads; its chat_template (a string or a list of
+ * {name, template}) is kept; a broken tokenizer_config.json is still an
+ * error. */
+static void hf_folder_sentinel(void **state)
+{
+    (void)state;
+    char err[512], cfg[600];
+    icl_gguf *g = icl_gguf_open(D "ggml-vocab-gpt-2.gguf", err, sizeof err);
+    assert_non_null(g);
+    icl_tok_gguf m;
+    assert_int_equal(icl_tok_gguf_read(g, &m, err, sizeof err), 0);
+    char *dir = strdup("/tmp/icl-tokgguf-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(icl_tok_gguf_write_hf(&m, dir, err, sizeof err), 0);
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    static const char *const texts[] = {
+        "{\"model_max_length\": 1000000000000000019884624838656, \"eos_token\": \"<|endoftext|>\",\n"
+        " \"chat_template\": \"{{ messages[0].content }}\"}\n",
+        "{\"model_max_length\": 1000000000000000019884624838656, \"chat_template\": [\n"
+        " {\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}\n",
+        "{\"model_max_length\": 1000000000000000019884624838656, \"eos_token\": \n",
+    };
+    static const char *const want[] = {"{{ messages[0].content }}", "D", NULL};
+    for (int k = 0; k < 3; k++) {
+        FILE *f = fopen(cfg, "w");
+        assert_non_null(f);
+        fputs(texts[k], f);
+        fclose(f);
+        icl_tokenizer *t = icl_tok_load(dir, err, sizeof err);
+        if (!want[k]) {
+            assert_null(t);
+            assert_non_null(strstr(err, "tokenizer_config.json: line 2"));
+            continue;
+        }
+        if (!t)
+            fail_msg("%s", err);
+        assert_string_equal(icl_tok_chat_template(t), want[k]);
+        if (k == 0)
+            assert_int_equal(icl_tok_get_specials(t)->eos, m.eos);
+        icl_tok_free(t);
+    }
+    icl_tok_gguf_free(&m);
+    icl_gguf_close(g);
+    rm_dir(dir);
+}
+
 /* ---- hostile metadata ---- */
 
 static icl_tok_str S(const char *s)
@@ -592,6 +640,7 @@ int main(void)
         cmocka_unit_test(llamacpp_vectors), cmocka_unit_test(qwen2_from_hf),
         cmocka_unit_test(hf_round_trip),    cmocka_unit_test(smollm2),
         cmocka_unit_test(hostile_metadata), cmocka_unit_test(hostile_files),
+        cmocka_unit_test(hf_folder_sentinel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
