@@ -270,7 +270,8 @@ static json_t *spm_merges(const icl_tok_gguf *m, json_t *vocab)
             loc[nl].l = ia;
             loc[nl++].r = ib;
         }
-        qsort(loc, nl, sizeof *loc, cmp_mpair);
+        if (nl > 1)
+            qsort(loc, nl, sizeof *loc, cmp_mpair);
         for (size_t q = 0; q < nl; q++)
             json_array_append_new(merges, json_pack("[o, o]", jstrn(&m->tokens[loc[q].l]),
                                                     jstrn(&m->tokens[loc[q].r])));
