@@ -651,7 +651,8 @@ static double arr_value(const icl_gguf_kv *kv, uint64_t i, int64_t *iv)
     icl_gguf_kv tmp = {.type = kv->elem};
     decode_scalar(&tmp, (const uint8_t *)kv->data + i * es);
     if (kv->elem == ICL_GGUF_FLOAT32 || kv->elem == ICL_GGUF_FLOAT64) {
-        *iv = (int64_t)tmp.f;
+        /* truncated toward zero, saturated; NaN is 0 */
+        *iv = tmp.f != tmp.f ? 0 : tmp.f >= 0x1p63 ? INT64_MAX : tmp.f <= -0x1p63 ? INT64_MIN : (int64_t)tmp.f;
         return tmp.f;
     }
     if (is_unsigned_type(kv->elem) || kv->elem == ICL_GGUF_BOOL) {

@@ -173,7 +173,8 @@ int icl_gguf_get_arr(const icl_gguf *g, const char *key, int want_elem, const ic
 /* A NUL-terminated malloc'd copy of a STRING value (caller frees); NULL when
  * absent or not a string (then -1-style message in err if wrong type). */
 char *icl_gguf_get_strdup(const icl_gguf *g, const char *key, char *err, size_t errsz);
-/* Element i of a numeric/bool ARRAY kv as int64 (float elements truncated)
+/* Element i of a numeric/bool ARRAY kv as int64 (float elements truncated
+ * toward zero and saturated, NaN 0)
  * or double.  i must be < kv->n. */
 int64_t icl_gguf_arr_int(const icl_gguf_kv *kv, uint64_t i);
 double icl_gguf_arr_float(const icl_gguf_kv *kv, uint64_t i);

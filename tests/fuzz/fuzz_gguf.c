@@ -4,7 +4,7 @@
  * by tests/data/gguf/make_fuzz_seeds.py) through icl_fuzz_gguf with a gcc
  * build (tests/unit/test_fuzz_replay.c).
  *
- * Besides not crashing: every key and tensor name is a NUL-free string, every
+ * Small tensors are dequantized (lib/quant.c).  Besides not crashing: every key and tensor name is a NUL-free string, every
  * tensor lies inside the input with the byte size its shape and type give,
  * and the typed getters agree with the value types. */
 #include <stddef.h>
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "gguf.h"
+#include "quant.h"
 
 #ifndef FUZZ_CHECK
 #define FUZZ_CHECK(cond)                                                                         \
@@ -74,6 +75,17 @@ int icl_fuzz_gguf(const uint8_t *data, size_t size)
         const uint8_t *p = t->data;
         for (size_t j = 0; j < t->nbytes; j++)
             sum += p[j];
+        /* dequantize small tensors (every type icl computes; others must say so) */
+        if (t->nelements <= 4096) {
+            float *y = malloc((size_t)t->nelements * sizeof *y);
+            const icl_quant_traits *q = icl_quant_traits_of(t->type);
+            int rc = icl_dequantize(t->type, t->data, t->nbytes, y, t->nelements, t->name, err, sizeof err);
+            FUZZ_CHECK(rc == (q && q->to_float ? 0 : -1));
+            if (!rc)
+                for (int64_t j = 0; j < t->nelements; j++)
+                    sum += y[j] == y[j];
+            free(y);
+        }
     }
     (void)sum;
     icl_gguf_close(g);

@@ -11,7 +11,7 @@ mkdir -p build-fuzz
 BLIS_INC=/usr/include/$(gcc -print-multiarch)/blis-openmp
 BLIS_LIB=/usr/lib/$(gcc -print-multiarch)/blis-openmp
 clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Ilib -isystem "$BLIS_INC" -fopenmp \
-  -o build-fuzz/fuzz_$name tests/fuzz/fuzz_$name.c lib/safetensors.c lib/config.c lib/gguf.c lib/util.c \
+  -o build-fuzz/fuzz_$name tests/fuzz/fuzz_$name.c lib/safetensors.c lib/config.c lib/gguf.c lib/quant.c lib/util.c \
   lib/tokgguf.c lib/tokenizer.c lib/pretok.c lib/bpe.c lib/record.c \
   -L"$BLIS_LIB" -Wl,-rpath,"$BLIS_LIB" -l:libblis.so.4 -ljansson -lpcre2-8 -lutf8proc -lxxhash -lm
 exec build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 tests/fuzz/corpus/$name
