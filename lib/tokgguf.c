@@ -625,20 +625,26 @@ bad:
     return -1;
 }
 
-icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz)
+icl_tokenizer *icl_tok_from_gguf_file(const icl_gguf *g, char *err, size_t errsz)
 {
-    icl_gguf *g = icl_gguf_open(path, err, errsz);
-    if (!g)
-        return NULL;
     icl_tok_gguf m;
     icl_tokenizer *t = NULL;
     if (icl_tok_gguf_read(g, &m, err, errsz) == 0) {
         char e2[512];
         t = icl_tok_from_gguf(&m, e2, sizeof e2);
         if (!t)
-            ferr(err, errsz, "%s: %s", path, e2);
+            ferr(err, errsz, "%s: %s", icl_gguf_name(g), e2);
         icl_tok_gguf_free(&m);
     }
+    return t;
+}
+
+icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz)
+{
+    icl_gguf *g = icl_gguf_open(path, err, errsz);
+    if (!g)
+        return NULL;
+    icl_tokenizer *t = icl_tok_from_gguf_file(g, err, errsz);
     icl_gguf_close(g);
     return t;
 }

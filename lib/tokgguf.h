@@ -109,8 +109,12 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *out, char *err, size_t 
  * integer type.  Not checked beyond types: icl_tok_gguf_check does that. */
 struct icl_gguf;
 int icl_tok_gguf_read(const struct icl_gguf *g, icl_tok_gguf *out, char *err, size_t errsz);
-/* The tokenizer of a GGUF file (path), or NULL with err naming the file. */
+/* The tokenizer of a GGUF file (path), or NULL with err naming the file.
+ * icl_tok_load(path) calls it for any file that starts with "GGUF". */
 icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz);
+/* The same from a GGUF file already open (g is only read; the tokenizer
+ * owns copies, so g may be closed afterwards).  err names the file. */
+icl_tokenizer *icl_tok_from_gguf_file(const struct icl_gguf *g, char *err, size_t errsz);
 /* Set m's keys (as icl_tok_gguf_read reads them) on a GGUF writer, in the
  * order llama.cpp's converter writes them; m is checked first.  0 or -1. */
 struct icl_gguf_writer;
