@@ -99,6 +99,12 @@ int icl_tok_gguf_write_hf(const icl_tok_gguf *m, const char *dir, char *err, siz
  * becomes "llama" with scores -(rank of the merge making the token), 0 for
  * tokens no merge makes.  Added tokens become control (special) or
  * user-defined (not special) tokens.  Ids must be 0..n-1 without holes.
+ * A byte-level tokenizer's normalizer is dropped (GGUF has none for "gpt2";
+ * llama.cpp's converter drops Qwen's NFC too): text already in that normal
+ * form tokenizes the same.  A "llama" tokenizer is checked to give the same
+ * ids on the check text, else refused.  In llama.cpp, merges whose results
+ * score the same compete by position; here by their order in the list, as
+ * in transformers: the two can differ only when equal scores compete.
  * On success *out (initialised here) owns everything; 0 or -1 with err. */
 int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *out, char *err, size_t errsz);
 

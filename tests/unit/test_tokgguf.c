@@ -235,6 +235,55 @@ static void qwen2_from_hf(void **state)
     assert_int_equal(icl_tok_fingerprint(t2), icl_tok_fingerprint(t));
     icl_tok_free(t2);
     icl_tok_free(t);
+
+    /* pre "llama-bpe" (llama.cpp's adaptation of Llama 3's regex, and
+     * ignore_merges) on the same vocabulary against tokenizers running Llama
+     * 3's own pre-tokenizer (make_llama3_pre_ids.py): llama.cpp's vectors'
+     * texts and the 1,000 lines */
+    free(m.pre);
+    m.pre = strdup("llama-bpe");
+    t = icl_tok_from_gguf(&m, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(icl_tok_get_specials(t)->add_bos, 0); /* no bos id in this vocabulary's config */
+    size_t tl, il, ll;
+    char *inp = slurp(D "ggml-vocab-gpt-2.gguf.inp", &tl), *lines = slurp(D "smollm2-lines.txt", &ll);
+    char *ids = slurp(D "llama3pre-qwen3vocab.ids", &il), *o = ids;
+    assert_non_null(inp);
+    assert_non_null(lines);
+    assert_non_null(ids);
+    n = ok = 0;
+    for (int part = 0; part < 2; part++) {
+        const char *sep = part ? "\n" : "\n__ggml_vocab_test__\n";
+        char *s = part ? lines : inp, *e;
+        while ((e = strstr(s, sep))) {
+            char *oe = strchr(o, '\n');
+            assert_non_null(oe);
+            *oe = 0;
+            icl_ids got = {0}, want = {0};
+            parse_ids(o, &want);
+            assert_int_equal(icl_tok_encode(t, NULL, s, (size_t)(e - s), 0, &got, err, sizeof err), 0);
+            if (same(&got, &want))
+                ok++;
+            else if (n - ok < 3) {
+                fprintf(stderr, "llama-bpe text %zu '%.*s' differs\n", n, (int)(e - s), s);
+                show("got ", &got);
+                show("want", &want);
+            }
+            n++;
+            ids_free(&got);
+            ids_free(&want);
+            s = e + strlen(sep);
+            o = oe + 1;
+        }
+    }
+    printf("# pre llama-bpe on Qwen3's vocabulary: %zu of %zu texts identical to tokenizers with Llama 3's "
+           "pre-tokenizer\n", ok, n);
+    assert_int_equal(n, 1046);
+    assert_int_equal(ok, n);
+    free(inp);
+    free(lines);
+    free(ids);
+    icl_tok_free(t);
     icl_tok_gguf_free(&m);
     rm_dir(dir);
 }
