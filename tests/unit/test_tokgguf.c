@@ -392,6 +392,20 @@ static void smollm2(void **state)
     assert_int_equal(icl_tok_gguf_to_hf_json(&m, &tj, &tc, err, sizeof err), 0);
     icl_tokenizer *th = icl_tok_load_mem(tj, strlen(tj), NULL, err, sizeof err);
     assert_non_null(th);
+    assert_int_equal(icl_tok_fingerprint(th), icl_tok_fingerprint(t));
+    /* as a Hugging Face folder: tokenizer_config.json carries the specials,
+     * add_bos_token and the chat template */
+    char *dir = strdup("/tmp/icl-tokgguf-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(icl_tok_gguf_write_hf(&m, dir, err, sizeof err), 0);
+    icl_tokenizer *tf = icl_tok_load(dir, err, sizeof err);
+    if (!tf)
+        fail_msg("%s: %s", dir, err);
+    assert_int_equal(icl_tok_fingerprint(tf), icl_tok_fingerprint(t));
+    assert_memory_equal(icl_tok_get_specials(tf), sp, sizeof *sp - sizeof sp->eot);
+    assert_string_equal(icl_tok_chat_template(tf), ct);
+    icl_tok_free(tf);
+    rm_dir(dir);
 
     /* references: transformers (its GGUF loader drops the digit split of
      * pre "smollm"), llama.cpp, and SmolLM2's own pre-tokenizer (Digits +
