@@ -551,8 +551,9 @@ static int read_id(const icl_gguf *g, const char *key, int64_t *id, char *err, s
     int r = icl_gguf_get_int(g, key, &v, err, errsz);
     if (r < 0)
         return -1;
-    if (r == 0)
-        *id = v < 0 ? -2 : v; /* negative: refused by the check, with the key named */
+    /* -1 (int32) or 0xFFFFFFFF (uint32): llama.cpp's LLAMA_TOKEN_NULL, "none" */
+    if (r == 0 && v != -1 && v != 0xFFFFFFFFLL)
+        *id = v < 0 ? -2 : v; /* other negatives: refused by the check, with the key named */
     return 0;
 }
 
@@ -581,9 +582,17 @@ int icl_tok_gguf_read(const icl_gguf *g, icl_tok_gguf *m, char *err, size_t errs
     m->pre = icl_gguf_get_strdup(g, "tokenizer.ggml.pre", err, errsz);
     if (!m->pre && icl_gguf_find_kv(g, "tokenizer.ggml.pre"))
         goto bad;
-    m->chat_template = icl_gguf_get_strdup(g, "tokenizer.chat_template", err, errsz);
-    if (!m->chat_template && icl_gguf_find_kv(g, "tokenizer.chat_template"))
+    icl_gguf_str ct;
+    if ((r = icl_gguf_get_str(g, "tokenizer.chat_template", &ct, err, errsz)) < 0)
         goto bad;
+    if (r == 0) {
+        if (memchr(ct.p, 0, ct.len) || icl_utf8_valid(ct.p, ct.len) != ct.len) {
+            ferr(err, errsz, "%s: tokenizer.chat_template is not valid UTF-8 text (or holds a NUL byte)",
+                 icl_gguf_name(g));
+            goto bad;
+        }
+        m->chat_template = dup_gstr(&ct);
+    }
     if (read_strs(g, "tokenizer.ggml.tokens", &m->tokens, &m->n_tokens, err, errsz) ||
         read_strs(g, "tokenizer.ggml.merges", &m->merges, &m->n_merges, err, errsz))
         goto bad;

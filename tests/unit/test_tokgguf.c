@@ -657,6 +657,9 @@ static void hostile_files(void **state)
         {"model as number", "tokenizer.ggml.model"},
         {"bos as string", "tokenizer.ggml.bos_token_id"},
         {"types lie", "tokenizer.ggml.token_type has 1 values for 2 tokens"},
+        {"template not UTF-8", "tokenizer.chat_template is not valid UTF-8"},
+        {"bos out of range", "tokenizer.ggml.bos_token_id 2 is not a token id (0..1)"},
+        {"pad 0xFFFFFFFF is none", NULL},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         icl_gguf_writer *w = icl_gguf_writer_new();
@@ -681,10 +684,23 @@ static void hostile_files(void **state)
             icl_gguf_set_str(w, "tokenizer.ggml.bos_token_id", "1", 1);
         if (c == 5)
             icl_gguf_set_arr(w, "tokenizer.ggml.token_type", ICL_GGUF_INT32, &one, 1);
+        if (c == 6)
+            icl_gguf_set_str(w, "tokenizer.chat_template", "{{ \xff }}", 6);
+        if (c == 7)
+            icl_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 2);
+        if (c == 8)
+            icl_gguf_set_u32(w, "tokenizer.ggml.padding_token_id", 0xFFFFFFFFu);
         assert_int_equal(icl_gguf_write(w, path, err, sizeof err), 0);
         icl_gguf_writer_free(w);
         err[0] = 0;
         icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
+        if (!cases[c].want) {
+            if (!t)
+                fail_msg("%s: %s", cases[c].what, err);
+            assert_int_equal(icl_tok_get_specials(t)->pad, -1);
+            icl_tok_free(t);
+            continue;
+        }
         if (t)
             fail_msg("%s: loaded", cases[c].what);
         if (!strstr(err, cases[c].want))
