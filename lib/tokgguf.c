@@ -52,8 +52,8 @@ static const pre_def pre_defs[] = {
       NULL}, 0, 0},
     {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[一-龥ࠀ-一가-퟿]+", "\\p{N}", NULL}, 0, 0},
     {"falcon", {"[\\p{P}\\$\\+<=>\\^~\\|`]+", GPT2_RE, "[0-9][0-9][0-9]", NULL}, 0, 0},
-    {"starcoder|refact|smollm|command-r|codeshell|exaone|minerva", {"\\p{N}", GPT2_RE, NULL}, 0, 0},
-    {"gpt-2|mpt|phi-2|olmo|jais", {GPT2_RE, NULL}, 0, 0},
+    {"starcoder|refact|smollm|command-r|codeshell|exaone|minerva-7b", {"\\p{N}", GPT2_RE, NULL}, 0, 0},
+    {"gpt-2|mpt|phi-2|olmo", {GPT2_RE, NULL}, 0, 0},
     {"qwen2|deepseek-r1-qwen|stablelm2", {QWEN2_RE, NULL}, 0, 0},
 };
 #define NPRE (sizeof pre_defs / sizeof pre_defs[0])
@@ -61,7 +61,7 @@ static const pre_def pre_defs[] = {
 const char *const icl_tok_gguf_pre_names[] = {
     "default", "llama-bpe", "llama3", "llama-v3", "dbrx", "smaug-bpe", "deepseek-llm",
     "deepseek-coder", "falcon", "starcoder", "refact", "smollm", "command-r", "codeshell",
-    "exaone", "minerva", "gpt-2", "mpt", "phi-2", "olmo", "jais", "qwen2",
+    "exaone", "minerva-7b", "gpt-2", "mpt", "phi-2", "olmo", "qwen2",
     "deepseek-r1-qwen", "stablelm2", NULL};
 
 static const pre_def *find_pre(const char *name)

@@ -176,6 +176,66 @@ static void llamacpp_vectors(void **state)
     assert_int_equal(total, 9 * 46);
 }
 
+/* Every tokenizer.ggml.pre icl knows, on the cut-down gpt-2 vocabulary,
+ * against llama.cpp's own ids for it (make_pre_ids_llamacpp.py). */
+static void llamacpp_every_pre(void **state)
+{
+    (void)state;
+    char err[512];
+    icl_gguf *g = icl_gguf_open(D "ggml-vocab-gpt-2.gguf", err, sizeof err);
+    assert_non_null(g);
+    icl_tok_gguf m;
+    assert_int_equal(icl_tok_gguf_read(g, &m, err, sizeof err), 0);
+    int npre = 0;
+    for (int k = 0; icl_tok_gguf_pre_names[k]; k++, npre++) {
+        const char *pre = icl_tok_gguf_pre_names[k];
+        free(m.pre);
+        m.pre = strdup(pre);
+        icl_tokenizer *t = icl_tok_from_gguf(&m, err, sizeof err);
+        if (!t)
+            fail_msg("pre %s: %s", pre, err);
+        char ref[256];
+        snprintf(ref, sizeof ref, D "pre-%s.ids", pre);
+        size_t il, ol;
+        char *inp = slurp(D "ggml-vocab-gpt-2.gguf.inp", &il), *out = slurp(ref, &ol);
+        assert_non_null(inp);
+        if (!out)
+            fail_msg("%s missing", ref);
+        const char *sep = "\n__ggml_vocab_test__\n";
+        char *s = inp, *o = out, *e;
+        size_t n = 0, ok = 0;
+        while ((e = strstr(s, sep))) {
+            char *oe = strchr(o, '\n');
+            assert_non_null(oe);
+            *oe = 0;
+            icl_ids got = {0}, want = {0};
+            parse_ids(o, &want);
+            assert_int_equal(icl_tok_encode(t, NULL, s, (size_t)(e - s), 0, &got, err, sizeof err), 0);
+            if (same(&got, &want))
+                ok++;
+            else if (n - ok < 3) {
+                fprintf(stderr, "pre %s case %zu '%.*s' differs from llama.cpp\n", pre, n, (int)(e - s), s);
+                show("got ", &got);
+                show("want", &want);
+            }
+            n++;
+            ids_free(&got);
+            ids_free(&want);
+            s = e + strlen(sep);
+            o = oe + 1;
+        }
+        printf("# pre %-16s %zu of %zu identical to llama.cpp\n", pre, ok, n);
+        assert_int_equal(n, 46);
+        assert_int_equal(ok, n);
+        free(inp);
+        free(out);
+        icl_tok_free(t);
+    }
+    assert_int_equal(npre, 23);
+    icl_tok_gguf_free(&m);
+    icl_gguf_close(g);
+}
+
 /* Decompress qwen3.json.gz into a temporary folder; returns the folder. */
 static char *qwen3_dir(void)
 {
@@ -716,7 +776,8 @@ static void hostile_files(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(llamacpp_vectors), cmocka_unit_test(qwen2_from_hf),
+        cmocka_unit_test(llamacpp_vectors), cmocka_unit_test(llamacpp_every_pre),
+        cmocka_unit_test(qwen2_from_hf),
         cmocka_unit_test(hf_round_trip),    cmocka_unit_test(smollm2),
         cmocka_unit_test(hostile_metadata), cmocka_unit_test(hostile_files),
         cmocka_unit_test(hf_folder_sentinel),
