@@ -529,6 +529,7 @@ static int file_type_of(uint32_t t)
     case ICL_GGML_F32: return 0;
     case ICL_GGML_F16: return 1;
     case ICL_GGML_Q4_0: return 2;
+    case ICL_GGML_Q4_1: return 3;
     case ICL_GGML_Q8_0: return 7;
     case ICL_GGML_BF16: return 32;
     default: return -1;
@@ -540,7 +541,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
 {
     const icl_config *c = &m->cfg;
     if (file_type_of(type) < 0) {
-        icl_seterr(err, errsz, "%s: cannot write tensors as %s (F32, F16, BF16, Q8_0, Q4_0)", path,
+        icl_seterr(err, errsz, "%s: cannot write tensors as %s (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", path,
                    icl_ggml_type_name(type) ? icl_ggml_type_name(type) : "an unknown type");
         return -1;
     }
@@ -634,6 +635,9 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
                 src = lay;
             }
             uint32_t tt = nd == 1 ? ICL_GGML_F32 : type;
+            const icl_gguf_tensor *like = extra ? icl_gguf_find_tensor(extra, gn) : NULL;
+            if (like && file_type_of(like->type) >= 0)
+                tt = like->type; /* the type the source file had */
             if (icl_ggml_row_size(tt, ne[0]) == 0)
                 tt = ICL_GGML_F32; /* rows not a whole number of blocks: kept as F32 */
             const void *data = src;

@@ -116,11 +116,15 @@ typedef int (*icl_gguf_tok_writer)(icl_gguf_writer *w, const char *src_dir, char
 
 /* Write m as a GGUF file (llama.cpp's names and layout, general.architecture
  * and ARCH.* keys as llama.cpp reads them) with the weights in type
- * (ICL_GGML_F32, F16, BF16, Q8_0 or Q4_0; 1-D tensors (norms, biases) stay
- * F32 as llama.cpp's converter keeps them; a matrix whose rows are not a
- * whole number of blocks is an error).  extra: key/values copied first (e.g.
- * tokenizer.ggml.* and general.name of a source GGUF; NULL none); tok: see
- * above.  Atomic.  0 ok, -1 with err. */
+ * (ICL_GGML_F32, F16, BF16, Q8_0, Q4_0 or Q4_1; 1-D tensors (norms, biases)
+ * stay F32 as llama.cpp's converter keeps them; a matrix whose rows are not
+ * a whole number of blocks stays F32).  extra (NULL: none), e.g. the GGUF
+ * the model came from: its key/values are copied first (tokenizer.ggml.*,
+ * general.name...; general.architecture, general.alignment,
+ * general.file_type and ARCH.* are icl's), and a tensor it has under the
+ * same name keeps that tensor's type when icl can write it (so GGUF ->
+ * model -> GGUF gives the same blocks).  tok: see above.  Atomic.  0 ok,
+ * -1 with err. */
 int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra,
                         icl_gguf_tok_writer tok, char *err, size_t errsz);
 

@@ -374,12 +374,37 @@ static void float_to_q4_0(const float *x, void *dst, int64_t n)
     }
 }
 
+/* quantize_row_q4_1_ref */
+static void float_to_q4_1(const float *x, void *dst, int64_t n)
+{
+    uint8_t *b = dst;
+    for (int64_t i = 0; i < n / QK; i++, b += 20, x += QK) {
+        float min = INFINITY, max = -INFINITY;
+        for (int j = 0; j < QK; j++) {
+            if (x[j] < min)
+                min = x[j];
+            if (x[j] > max)
+                max = x[j];
+        }
+        const float d = (max - min) / ((1 << 4) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        put_h(b, d);
+        put_h(b + 2, min);
+        for (int j = 0; j < QK / 2; ++j) {
+            const float x0 = (x[0 + j] - min) * id, x1 = (x[QK / 2 + j] - min) * id;
+            const int a = (int8_t)(x0 + 0.5f), c = (int8_t)(x1 + 0.5f);
+            const uint8_t xi0 = (uint8_t)(a < 15 ? a : 15), xi1 = (uint8_t)(c < 15 ? c : 15);
+            b[4 + j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
 static const icl_quant_traits TRAITS[] = {
     {ICL_GGML_F32, "F32", 1, 4, f32_to_float, float_to_f32},
     {ICL_GGML_F16, "F16", 1, 2, f16_to_float, float_to_f16},
     {ICL_GGML_BF16, "BF16", 1, 2, bf16_to_float, float_to_bf16},
     {ICL_GGML_Q4_0, "Q4_0", 32, 18, q4_0_to_float, float_to_q4_0},
-    {ICL_GGML_Q4_1, "Q4_1", 32, 20, q4_1_to_float, NULL},
+    {ICL_GGML_Q4_1, "Q4_1", 32, 20, q4_1_to_float, float_to_q4_1},
     {ICL_GGML_Q5_0, "Q5_0", 32, 22, q5_0_to_float, NULL},
     {ICL_GGML_Q5_1, "Q5_1", 32, 24, q5_1_to_float, NULL},
     {ICL_GGML_Q8_0, "Q8_0", 32, 34, q8_0_to_float, float_to_q8_0},

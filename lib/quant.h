@@ -7,10 +7,11 @@
  * Python package's gguf.quants.dequantize (tests/unit/test_quant.c against
  * fixtures made by tests/data/gguf/make_quant_fixtures.py).
  *
- * Quantization (for export) to F32, F16, BF16, Q8_0 and Q4_0 as ggml's
+ * Quantization (for export) to F32, F16, BF16, Q8_0, Q4_0 and Q4_1 as ggml's
  * quantize_row_*_ref (bit-identical to gguf.quants.quantize): Q8_0 d =
  * max|x| / 127, q = roundf(x / d); Q4_0 d = x_absmax_signed / -8,
- * q = min(15, trunc(x / d + 8.5)); F16 and BF16 round to nearest even
+ * q = min(15, trunc(x / d + 8.5)); Q4_1 d = (max - min) / 15, m = min,
+ * q = min(15, trunc((x - min) / d + 0.5)); F16 and BF16 round to nearest even
  * (BF16 NaNs quieted as ggml does).
  *
  * Block layouts: see DESIGN.md "GGUF facts" and ggml-common.h.  n (values)

@@ -60,6 +60,7 @@ static void same_as_folder(void **state)
         assert_int_equal(x->o_bias, y->o_bias);
         assert_int_equal(x->mlp_bias, y->mlp_bias);
         assert_true((float)x->norm_eps == (float)y->norm_eps);
+        assert_true((float)x->rope_theta == (float)y->rope_theta);
         assert_int_equal(x->bos_token_id, y->bos_token_id);
         assert_int_equal(x->n_eos ? x->eos_token_id[0] : -1, y->n_eos ? y->eos_token_id[0] : -1);
         assert_int_equal(a->num_params, b->num_params);
@@ -240,11 +241,102 @@ static void save_like_llama_cpp(void **state)
     }
 }
 
+static int same_tensors(const char *pa, const char *pb)
+{
+    char err[512];
+    icl_gguf *a = icl_gguf_open(pa, err, sizeof err), *b = icl_gguf_open(pb, err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int ok = icl_gguf_n_tensors(a) == icl_gguf_n_tensors(b);
+    for (int i = 0; ok && i < icl_gguf_n_tensors(a); i++) {
+        const icl_gguf_tensor *x = icl_gguf_tensor_at(a, i), *y = icl_gguf_find_tensor(b, x->name);
+        ok = y && x->type == y->type && !memcmp(x->ne, y->ne, sizeof x->ne) && x->nbytes == y->nbytes &&
+             !memcmp(x->data, y->data, x->nbytes);
+        if (!ok)
+            print_message("# %s differs\n", x->name);
+    }
+    icl_gguf_close(a);
+    icl_gguf_close(b);
+    return ok;
+}
+
+/* folder -> GGUF (type) -> folder -> GGUF (type): the two GGUF files have the
+ * same tensor bytes; for F32 the first folder's floats come back exactly. */
+static void round_trips(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"llama-tiny", "qwen2-tiny", "gpt2-tiny", "gpt2-inner-tiny"};
+    static const uint32_t types[] = {ICL_GGML_F32, ICL_GGML_F16, ICL_GGML_BF16, ICL_GGML_Q8_0, ICL_GGML_Q4_0};
+    char err[512];
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++) {
+            char dir[512], a[] = "/tmp/icl-rta-XXXXXX", b[] = "/tmp/icl-rtb-XXXXXX", f[] = "/tmp/icl-rtf-XXXXXX";
+            snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", models[k]);
+            close(mkstemp(a));
+            close(mkstemp(b));
+            assert_non_null(mkdtemp(f));
+            icl_model *m0 = load(dir);
+            if (icl_gguf_save_model(m0, a, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m1 = load(a);
+            if (icl_model_save(m1, f, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m2 = load(f);
+            assert_int_equal(m2->num_params, m1->num_params);
+            assert_memory_equal(m2->params, m1->params, m1->num_params * 4);
+            if (types[j] == ICL_GGML_F32)
+                assert_memory_equal(m1->params, m0->params, m0->num_params * 4);
+            if (icl_gguf_save_model(m2, b, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            if (!same_tensors(a, b))
+                fail_msg("%s as %s: GGUF -> folder -> GGUF changed tensor data", models[k], icl_ggml_type_name(types[j]));
+            icl_model_free(m0);
+            icl_model_free(m1);
+            icl_model_free(m2);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf %s %s %s", a, b, f);
+            assert_int_equal(system(cmd), 0);
+        }
+}
+
+/* The real model (make deps): GGUF -> float32 model -> GGUF like the source:
+ * every Q4_1 and Q8_0 block and every F32 vector comes back byte for byte,
+ * with the source's metadata keys. */
+static void smollm2_round_trip(void **state)
+{
+    (void)state;
+    const char *p = getenv("ICL_SMOLLM2_GGUF");
+    if (!p || access(p, R_OK)) {
+        print_message("# SKIP ICL_SMOLLM2_GGUF not set or missing (make deps fetches it)\n");
+        skip();
+    }
+    char err[512], out[] = "/tmp/icl-smol-XXXXXX";
+    close(mkstemp(out));
+    icl_gguf *src = icl_gguf_open(p, err, sizeof err);
+    assert_non_null(src);
+    icl_model *m = load(p);
+    assert_int_equal(m->cfg.num_hidden_layers, 30);
+    assert_int_equal(m->cfg.num_key_value_heads, 3);
+    assert_int_equal(m->cfg.tie_word_embeddings, 1);
+    assert_true(m->cfg.rope_theta == 100000.0);
+    if (icl_gguf_save_model(m, out, ICL_GGML_F32, src, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(same_tensors(p, out));
+    icl_gguf *b = icl_gguf_open(out, err, sizeof err);
+    assert_int_equal(icl_gguf_n_kv(b), icl_gguf_n_kv(src));
+    for (int i = 0; i < icl_gguf_n_kv(src); i++)
+        assert_non_null(icl_gguf_find_kv(b, icl_gguf_kv_at(src, i)->key));
+    icl_gguf_close(b);
+    icl_gguf_close(src);
+    icl_model_free(m);
+    unlink(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
-        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp),
+        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(smollm2_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

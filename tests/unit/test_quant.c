@@ -68,7 +68,7 @@ static void quantize_types(void **state)
     icl_gguf *g = fixtures();
     const icl_gguf_tensor *src = icl_gguf_find_tensor(g, "q.src");
     assert_non_null(src);
-    static const uint32_t types[] = {ICL_GGML_F16, ICL_GGML_BF16, ICL_GGML_Q8_0, ICL_GGML_Q4_0};
+    static const uint32_t types[] = {ICL_GGML_F16, ICL_GGML_BF16, ICL_GGML_Q8_0, ICL_GGML_Q4_0, ICL_GGML_Q4_1};
     char err[512];
     for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
         char name[64];

@@ -106,7 +106,7 @@ def write(path, cfg, tensors, types=None):
         w.add_block_count(cfg["num_hidden_layers"])
         w.add_head_count(H)
         w.add_head_count_kv(cfg.get("num_key_value_heads", H))
-        w.add_rope_freq_base(cfg.get("rope_theta", 10000.0))
+        w.add_rope_freq_base(cfg.get("rope_theta") or cfg.get("rope_parameters", {}).get("rope_theta") or 10000.0)
         w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
         w.add_rope_dimension_count(hd)
         if hd * H != C:

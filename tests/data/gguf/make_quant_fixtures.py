@@ -8,7 +8,7 @@ and subnormal) and "deq.T.out", the F32 floats gguf.quants.dequantize (the
 `gguf` package, llama.cpp's gguf-py) makes of them.
 
 Quantization: "q.src" (F32 inputs: random values over many magnitudes, a zero
-block, ties) and for T in F16, BF16, Q8_0, Q4_0 the tensor "q.T" that
+block, ties) and for T in F16, BF16, Q8_0, Q4_0, Q4_1 the tensor "q.T" that
 gguf.quants.quantize makes of it.
 
 tests/unit/test_quant.c checks icl against these bit for bit.  Run with
@@ -76,7 +76,7 @@ def main():
     src[100] = 1.0 + 2.0 ** -11  # tie to even 1.0 in fp16
     src = src.reshape(2, -1)
     w.add_tensor("q.src", src)
-    for t in (T.F16, T.BF16, T.Q8_0, T.Q4_0):
+    for t in (T.F16, T.BF16, T.Q8_0, T.Q4_0, T.Q4_1):
         q = gguf.quants.quantize(src, t)
         if t == T.F16:
             q = q.view(np.uint8)
