@@ -64,6 +64,19 @@ const char *const icl_tok_gguf_pre_names[] = {
     "exaone", "minerva-7b", "gpt-2", "mpt", "phi-2", "olmo", "qwen2",
     "deepseek-r1-qwen", "stablelm2", NULL};
 
+/* llama.cpp's clean_spaces (transformers' clean_up_tokenization_spaces):
+ * true for byte-level BPE unless the pre-tokenizer's entry says otherwise.
+ * icl never cleans spaces; this only travels to and from tokenizer_config.json. */
+static int clean_spaces(const char *pre)
+{
+    static const char *const no[] = {"deepseek-llm", "deepseek-coder", "command-r", "qwen2", "deepseek-r1-qwen",
+                                     "smollm", NULL};
+    for (int i = 0; pre && no[i]; i++)
+        if (!strcmp(pre, no[i]))
+            return 0;
+    return 1;
+}
+
 static const pre_def *find_pre(const char *name)
 {
     if (!name)
@@ -434,7 +447,7 @@ static int build_hf(const icl_tok_gguf *m, json_t **root_out, json_t **cfg_out, 
         json_object_set_new(cfg, names[k].key, names[k].id >= 0 ? jstrn(&m->tokens[names[k].id]) : json_null());
     if (m->chat_template)
         json_object_set_new(cfg, "chat_template", json_string(m->chat_template));
-    json_object_set_new(cfg, "clean_up_tokenization_spaces", json_false());
+    json_object_set_new(cfg, "clean_up_tokenization_spaces", json_boolean(!llama && clean_spaces(m->pre)));
     json_object_set_new(cfg, "tokenizer_class", json_string("PreTrainedTokenizerFast"));
     *root_out = root;
     *cfg_out = cfg;
@@ -662,6 +675,15 @@ int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, icl_gguf_writer *w, char *err, s
 {
     if (icl_tok_gguf_check(m, err, errsz))
         return -1;
+    /* keys m leaves absent must not survive from metadata copied before */
+    static const char *const managed[] = {
+        "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.scores",
+        "tokenizer.ggml.token_type", "tokenizer.ggml.merges", "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.unknown_token_id",
+        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token",
+        "tokenizer.ggml.add_space_prefix", "tokenizer.chat_template", NULL};
+    for (int k = 0; managed[k]; k++)
+        icl_gguf_unset(w, managed[k]);
     icl_gguf_set_str(w, "tokenizer.ggml.model", m->model, strlen(m->model));
     if (m->pre)
         icl_gguf_set_str(w, "tokenizer.ggml.pre", m->pre, strlen(m->pre));
@@ -717,7 +739,7 @@ static const char check_text[] =
     "កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български "
     "''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure "
     "I'll make it, 'D you like some tea? We'Ve a'lL\r\n\r\n  x=1;\tif (a<=b) {return $x^2|~y;}\n"
-    "    1. first\n\t\t2) second  3\n"
+    "    1. first\n\t\t2) second  3\n        <option value=\"level1\">Level 1</option> a+=b; x=>(y)\n"
     "Ünïcödé ñandú Ærø ÀÖØ µ ½ months, 3rd of May 2024 –— «quotes» „Zitat“ 100% #hash @at ｆｕｌｌ，。";
 
 /* Encode text (the check text when NULL) with t; ids in out. */
@@ -764,8 +786,8 @@ static int same_ids(const icl_ids *a, const icl_ids *b)
 }
 
 /* The candidate pre-tokenizers, one name per distinct behaviour. */
-static const char *const pre_candidates[] = {"qwen2",        "llama-bpe",      "dbrx",   "starcoder", "gpt-2",
-                                             "deepseek-llm", "deepseek-coder", "falcon", "default",   NULL};
+static const char *const pre_candidates[] = {"qwen2",          "llama-bpe",    "dbrx",   "starcoder", "gpt-2",
+                                             "deepseek-coder", "deepseek-llm", "falcon", "default",   NULL};
 
 /* ids of the check text under m with pre-tokenizer pre, computed on the
  * part of the vocabulary that can occur in it (tokens that are substrings
@@ -932,6 +954,18 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
     if (t->chat_template)
         m->chat_template = xstrdup(t->chat_template);
     icl_buf text = {0};
+    int clean = -1; /* tokenizer_config.json's clean_up_tokenization_spaces */
+    {
+        char *cp = xmalloc(strlen(file) + 32);
+        const char *sl = strrchr(file, '/');
+        sprintf(cp, "%.*s/tokenizer_config.json", sl ? (int)(sl - file) : 1, sl ? file : ".");
+        json_t *c = json_load_file(cp, JSON_DECODE_INT_AS_REAL, &je);
+        json_t *v = json_object_get(c, "clean_up_tokenization_spaces");
+        if (json_is_boolean(v))
+            clean = json_is_true(v);
+        json_decref(c);
+        free(cp);
+    }
     if (t->byte_level) {
         spellable_text(m, &text);
         check_ids(t, &text, &want);
@@ -964,13 +998,20 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
             got.n = 0;
             int cr = candidate_ids(m, pre_candidates[k], &text, &got);
             if (cr == 0 && same_ids(&got, &want)) {
-                m->pre = xstrdup(pre_candidates[k]);
+                /* the same splits under a name with tokenizer_config.json's
+                 * clean_up_tokenization_spaces, when the group has one */
+                const char *name = pre_candidates[k];
+                if (clean == 0 && !strcmp(name, "starcoder"))
+                    name = "smollm";
+                if (clean == 1 && !strcmp(name, "qwen2"))
+                    name = "stablelm2";
+                m->pre = xstrdup(name);
                 break;
             }
         }
         if (!m->pre) {
             ferr(err, errsz, "%s: its pre-tokenizer matches none that GGUF can name (tokenizer.ggml.pre: "
-                             "gpt-2, llama-bpe, dbrx, qwen2, starcoder, deepseek-llm, deepseek-coder, falcon, default)",
+                             "qwen2, llama-bpe, dbrx, starcoder, gpt-2, deepseek-coder, deepseek-llm, falcon, default)",
                  file);
             goto out;
         }

@@ -122,7 +122,9 @@ icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz);
  * owns copies, so g may be closed afterwards).  err names the file. */
 icl_tokenizer *icl_tok_from_gguf_file(const struct icl_gguf *g, char *err, size_t errsz);
 /* Set m's keys (as icl_tok_gguf_read reads them) on a GGUF writer, in the
- * order llama.cpp's converter writes them; m is checked first.  0 or -1. */
+ * order llama.cpp's converter writes them; those m leaves absent are
+ * removed from w (they may have been copied from another file); m is
+ * checked first.  0 or -1 with err. */
 struct icl_gguf_writer;
 int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, struct icl_gguf_writer *w, char *err, size_t errsz);
 
