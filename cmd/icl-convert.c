@@ -5,9 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gguf.h"
 #include "gguf_model.h"
+#include "tokgguf.h"
 #include "model.h"
 #include "cli.h"
 #include "util.h"
@@ -42,15 +44,43 @@ static void usage(FILE *f)
 "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n");
 }
 
-/* Seams for the tokenizer side of GGUF conversion (tokenizer.ggml.* keys <->
- * tokenizer.json/tokenizer_config.json): not done here yet; the model
- * conversion calls these so the tokenizer code plugs in at one place. */
+/* The tokenizer side of GGUF conversion (lib/tokgguf.h): tokenizer.ggml.*
+ * keys -> tokenizer.json + tokenizer_config.json, and a folder's
+ * tokenizer.json (+ tokenizer_config.json) -> tokenizer.ggml.* keys.  A
+ * file or folder without a tokenizer converts without one. */
 static int tokenizer_gguf_to_folder(const icl_gguf *g, const char *dir, char *err, size_t errsz)
 {
-    (void)g, (void)dir, (void)err, (void)errsz;
-    return 0;
+    if (!icl_gguf_find_kv(g, "tokenizer.ggml.model"))
+        return 0;
+    icl_tok_gguf m;
+    if (icl_tok_gguf_read(g, &m, err, errsz))
+        return -1;
+    char e2[512];
+    int rc = icl_tok_gguf_write_hf(&m, dir, e2, sizeof e2);
+    if (rc)
+        snprintf(err, errsz, "%s: tokenizer: %s", icl_gguf_name(g), e2);
+    icl_tok_gguf_free(&m);
+    return rc;
 }
-static const icl_gguf_tok_writer tokenizer_folder_to_gguf = NULL;
+
+static int tokenizer_folder_to_gguf(icl_gguf_writer *w, const char *src_dir, char *err, size_t errsz)
+{
+    if (!src_dir)
+        return 0;
+    size_t n = strlen(src_dir) + 32;
+    char *p = xmalloc(n);
+    snprintf(p, n, "%s/tokenizer.json", src_dir);
+    int have = access(p, R_OK) == 0;
+    free(p);
+    if (!have)
+        return 0;
+    icl_tok_gguf m;
+    if (icl_tok_gguf_from_hf(src_dir, &m, err, errsz))
+        return -1;
+    int rc = icl_tok_gguf_set_kvs(&m, w, err, errsz);
+    icl_tok_gguf_free(&m);
+    return rc;
+}
 
 int main(int argc, char **argv)
 {

@@ -101,8 +101,17 @@ struct icl_tokenizer {
     int bos_named, eos_named;      /* tokenizer_config.json has the key (maybe null) */
     uint64_t fingerprint;
     int has_pcre;                  /* any regex in use */
+    char *chat_template;           /* tokenizer_config.json / tokenizer.chat_template, or NULL */
 };
 
+/* Ids are below this (tokenizer.json vocab and GGUF token counts). */
+#define ICL_TOK_MAX_IDS (1L << 24)
+/* Load from a parsed tokenizer.json (root: borrowed).  cfg (may be NULL): a
+ * tokenizer_config.json object applied after the files beside it in dir
+ * (may be NULL).  Errors as icl_tok_load_mem. */
+struct json_t;
+icl_tokenizer *icl_tok_load_json(struct json_t *root, struct json_t *cfg, const char *dir,
+                                 char *err, size_t errsz);
 /* byte <-> GPT-2 byte-level char (code point) */
 extern uint32_t icl_byte_to_cp[256];
 int icl_cp_to_byte(uint32_t cp); /* -1 if not a byte-level char */

@@ -15,6 +15,7 @@
 #include "fileio.h"
 #include "record.h"
 #include "tok_internal.h"
+#include "tokgguf.h"
 
 void icl_ids_grow(icl_ids *a)
 {
@@ -290,7 +291,7 @@ static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
 
 /* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
  * so a hostile file cannot make us allocate gigabytes. */
-#define MAX_IDS (1L << 24)
+#define MAX_IDS ICL_TOK_MAX_IDS
 
 /* A special token id from the post-processor: an integer in 0..MAX_IDS-1
  * (range against the vocabulary is checked after loading).  Returns -1 on
@@ -581,6 +582,50 @@ static int gen_id(json_t *v, const char *key, int32_t *id, errbuf *e)
     return 0;
 }
 
+/* What tokenizer_config.json (or the equivalent made from GGUF metadata)
+ * says: bos/eos/pad tokens by content, add_bos_token/add_eos_token, and the
+ * chat template (a string, or a list of {name, template}: the "default"
+ * one, else the first). */
+static void apply_config(icl_tokenizer *t, json_t *c)
+{
+    int32_t id;
+    json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
+    if ((id = token_id_of(t, b)) >= 0)
+        t->sp.bos = id;
+    if ((id = token_id_of(t, e)) >= 0)
+        t->sp.eos = id;
+    /* an explicit null means "none": no guessing by name below */
+    t->bos_named |= b != NULL;
+    t->eos_named |= e != NULL;
+    if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
+        t->sp.pad = id;
+    /* the model's unk_token comes first; byte-level BPE has none, but a
+     * GGUF file may name one (written here as unk_token) */
+    if (t->sp.unk < 0 && (id = token_id_of(t, json_object_get(c, "unk_token"))) >= 0)
+        t->sp.unk = id;
+    json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
+    if (json_is_boolean(ab))
+        t->sp.add_bos = json_is_true(ab) && t->sp.bos >= 0;
+    if (json_is_boolean(ae))
+        t->sp.add_eos = json_is_true(ae) && t->sp.eos >= 0;
+    json_t *ct = json_object_get(c, "chat_template");
+    if (json_is_array(ct)) {
+        size_t i;
+        json_t *x, *pick = NULL;
+        json_array_foreach(ct, i, x)
+        {
+            const char *nm = jstr(x, "name");
+            if (!pick || (nm && !strcmp(nm, "default")))
+                pick = x;
+        }
+        ct = json_object_get(pick, "template");
+    }
+    if (json_is_string(ct)) {
+        free(t->chat_template);
+        t->chat_template = xstrndup(json_string_value(ct), json_string_length(ct));
+    }
+}
+
 static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
 {
     if (!dir)
@@ -600,22 +645,7 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
                      changing[i]);
                 goto bad;
             }
-        int32_t id;
-        json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
-        if ((id = token_id_of(t, b)) >= 0)
-            t->sp.bos = id;
-        if ((id = token_id_of(t, e)) >= 0)
-            t->sp.eos = id;
-        /* an explicit null means "none": no guessing by name below */
-        t->bos_named |= b != NULL;
-        t->eos_named |= e != NULL;
-        if ((id = token_id_of(t, json_object_get(c, "pad_token"))) >= 0)
-            t->sp.pad = id;
-        json_t *ab = json_object_get(c, "add_bos_token"), *ae = json_object_get(c, "add_eos_token");
-        if (json_is_boolean(ab))
-            t->sp.add_bos = json_is_true(ab) && t->sp.bos >= 0;
-        if (json_is_boolean(ae))
-            t->sp.add_eos = json_is_true(ae) && t->sp.eos >= 0;
+        apply_config(t, c);
         json_decref(c);
     }
     sprintf(p, "%s/generation_config.json", dir);
@@ -981,16 +1011,23 @@ static uint64_t fingerprint(const icl_tokenizer *t, json_t *root)
 icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, char *err,
                                 size_t errsz)
 {
-    errbuf e = {err, errsz};
     json_error_t je;
-    icl_bytelevel_init();
     json_t *root = json_loadb(json, len, 0, &je);
     if (!root) {
         snprintf(err, errsz, "line %d: %s", je.line, je.text);
         return NULL;
     }
+    icl_tokenizer *t = icl_tok_load_json(root, NULL, dir, err, errsz);
+    json_decref(root);
+    return t;
+}
+
+icl_tokenizer *icl_tok_load_json(json_t *root, json_t *cfg, const char *dir, char *err, size_t errsz)
+{
+    errbuf e = {err, errsz};
+    icl_bytelevel_init();
     icl_tokenizer *t = icl_xcalloc(1, sizeof *t);
-    t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = -1;
+    t->sp.bos = t->sp.eos = t->sp.pad = t->sp.unk = t->sp.eot = -1;
     json_t *v;
     int found_bl = 0;
     json_t *added = json_object_get(root, "added_tokens");
@@ -1035,6 +1072,8 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     t->fingerprint = fingerprint(t, root);
     if (read_neighbours(t, dir, &e))
         goto bad;
+    if (cfg)
+        apply_config(t, cfg);
     if (t->sp.eos < 0 && !t->eos_named) {
         static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
         t->sp.eos = find_special(t, eos_names);
@@ -1049,18 +1088,40 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
              (int)t->nids);
         goto bad;
     }
-    json_decref(root);
     return t;
 bad:
-    json_decref(root);
     icl_tok_free(t);
     return NULL;
+}
+
+/* A regular file starting with GGUF's magic. */
+static int is_gguf_file(const char *path)
+{
+    char magic[4];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    int yes = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    fclose(f);
+    return yes;
 }
 
 icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
 {
     struct stat st;
     char *file, *dir;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && is_gguf_file(path)) {
+        /* the path is named by icl_tok_load_gguf's messages: drop it here,
+         * as the caller prefixes it */
+        char e2[1024];
+        icl_tokenizer *t = icl_tok_load_gguf(path, e2, sizeof e2);
+        if (!t) {
+            size_t pl = strlen(path);
+            const char *m = !strncmp(e2, path, pl) && !strncmp(e2 + pl, ": ", 2) ? e2 + pl + 2 : e2;
+            snprintf(err, errsz, "%s", m);
+        }
+        return t;
+    }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         file = icl_xmalloc(strlen(path) + 32);
         sprintf(file, "%s/tokenizer.json", path);
@@ -1113,6 +1174,7 @@ void icl_tok_free(icl_tokenizer *t)
     trie_free(&t->trie_norm);
     free(t->is_special);
     free(t->added_of_id);
+    free(t->chat_template);
     free(t);
 }
 
@@ -1120,6 +1182,7 @@ int icl_tok_vocab_size(const icl_tokenizer *t) { return t->nids; }
 uint64_t icl_tok_fingerprint(const icl_tokenizer *t) { return t->fingerprint; }
 const icl_tok_specials *icl_tok_get_specials(const icl_tokenizer *t) { return &t->sp; }
 int icl_tok_is_byte_level(const icl_tokenizer *t) { return t->byte_level; }
+const char *icl_tok_chat_template(const icl_tokenizer *t) { return t->chat_template; }
 
 const char *icl_tok_piece(const icl_tokenizer *t, int32_t id, size_t *len)
 {

@@ -97,14 +97,21 @@ int icl_tok_is_special(const icl_tokenizer *t, int32_t id);
 
 /* Special ids learned from the file and its neighbours; -1 when unknown.
  * add_bos/add_eos: whether the post-processor (or tokenizer_config.json's
- * add_bos_token / add_eos_token) wraps a sequence in them. */
+ * add_bos_token / add_eos_token, or GGUF's tokenizer.ggml.add_bos_token /
+ * add_eos_token) wraps a sequence in them.  eot: end of turn
+ * (tokenizer.ggml.eot_token_id; GGUF only), which ends generation as eos does. */
 typedef struct {
     int32_t bos, eos, pad, unk;
     int add_bos, add_eos;
+    int32_t eot;
 } icl_tok_specials;
 const icl_tok_specials *icl_tok_get_specials(const icl_tokenizer *t);
 /* 1 if the pre-tokenizer is byte level (every string round-trips). */
 int icl_tok_is_byte_level(const icl_tokenizer *t);
+/* The chat template (Jinja source) kept with the tokenizer: tokenizer_config.json's
+ * "chat_template" (a string, or of a list of {name, template} the "default"
+ * one) or GGUF's tokenizer.chat_template; NULL when there is none.  Owned by t. */
+const char *icl_tok_chat_template(const icl_tokenizer *t);
 
 /* Per-thread encoding state: a word cache keyed by XXH3 (as HF's BPE cache,
  * words up to 256 bytes, cleared when full) and regex match data.

@@ -1,0 +1,64 @@
+#!/bin/sh
+# icl-convert carries the tokenizer: folder -> GGUF -> folder, and (with the
+# real model) GGUF -> folder -> GGUF, always the same tokenizer.
+. "$(dirname "$0")/lib.sh"
+
+SMOL=${ICL_SMOLLM2_GGUF:-$HOME/.cache/icl/SmolLM2-135M-Instruct.Q4_1.gguf}
+
+# fingerprint of the tokenizer icl-tok reads from $1 (header of an encode)
+fp() { echo '{"text":"Hello world 12"}' | icl-tok encode -t "$1" --no-eos | head -1 | sed 's/ source=.*//'; }
+
+# A 96-token byte-level tokenizer for the 96-token model: ASCII 33..124,
+# space as "Ġ", two merges, <|endoftext|>; $1 is the pre_tokenizer JSON.
+mktok() {
+	python3 -c "
+import json, sys
+v = {chr(c): c - 33 for c in range(33, 125)}
+v.update({\"\\u0120\": 92, \"ll\": 93, \"\\u0120w\": 94, \"<|endoftext|>\": 95})
+t = {\"version\": \"1.0\", \"added_tokens\": [{\"id\": 95, \"content\": \"<|endoftext|>\", \"single_word\": False,
+     \"lstrip\": False, \"rstrip\": False, \"normalized\": False, \"special\": True}],
+     \"normalizer\": None, \"pre_tokenizer\": json.loads(sys.argv[1]), \"post_processor\": None,
+     \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": True, \"trim_offsets\": True, \"use_regex\": True},
+     \"model\": {\"type\": \"BPE\", \"vocab\": v, \"merges\": [\"l l\", \"\\u0120 w\"]}}
+json.dump(t, open(sys.argv[2] + \"/tokenizer.json\", \"w\"))
+json.dump({\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"{{ messages }}\",
+           \"model_max_length\": 1000000000000000019884624838656}, open(sys.argv[2] + \"/tokenizer_config.json\", \"w\"))
+" "$1" "$2"
+}
+
+# ids icl-tok gives for a text with tokenizer $1
+ids() { echo '{"text":"Hello world, we will"}' | icl-tok encode -t "$1" --no-eos | tail -1; }
+
+test_expect_success 'folder with a byte-level tokenizer -> GGUF (gpt2, pre gpt-2) -> folder' '
+	mkdir -p m && cp "$DATA/model/llama-tiny/model/"* m/ &&
+	mktok "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}" m &&
+	icl-convert m m.gguf &&
+	icl-convert m.gguf m2 &&
+	test -f m2/tokenizer.json && test -f m2/tokenizer_config.json &&
+	ids m >a && ids m.gguf >b && ids m2 >c && test_cmp a b && test_cmp a c &&
+	printf "\t39 68 93 78 94 78 81 75 67 11 94 68 94 72 93\n" >want && test_cmp want a &&
+	# the folder written from the GGUF is the GGUF tokenizer, fingerprint and all
+	fp m.gguf >fa && fp m2 >fb && test_cmp fa fb && test_grep " eos=95 " fa &&
+	test_grep "chat_template" m2/tokenizer_config.json
+'
+
+test_expect_success 'a folder tokenizer GGUF cannot name is refused by name' '
+	mkdir -p bad && cp m/config.json m/generation_config.json m/model.safetensors bad/ &&
+	mktok "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"l\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}" bad &&
+	test_must_fail icl-convert bad bad.gguf 2>err &&
+	test_grep "bad/tokenizer.json: its pre-tokenizer matches none" err &&
+	test ! -e bad.gguf
+'
+
+if [ -r "$SMOL" ]; then
+test_expect_success 'SmolLM2: GGUF -> folder -> GGUF (Q8_0) keeps the tokenizer and chat template' '
+	icl-convert "$SMOL" s &&
+	icl-convert -T Q8_0 s s.gguf &&
+	fp "$SMOL" >a && fp s >b && fp s.gguf >c && test_cmp a b && test_cmp a c &&
+	test_grep "You are a helpful AI assistant named SmolLM" s/tokenizer_config.json
+'
+else
+test_skip 'SmolLM2 GGUF -> folder -> GGUF' "$SMOL missing (make deps fetches it)"
+fi
+
+test_done
