@@ -1,6 +1,8 @@
 /* chat.c - chat templates: loading, rendering, assistant spans (see chat.h). */
 #define _GNU_SOURCE /* memmem */
 #include "chat.h"
+#include "tokenizer.h"
+#include "tokgguf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -128,6 +130,35 @@ static const char *config_template(json_t *cfg)
     return NULL;
 }
 
+/* The template of a GGUF file (tokenizer.chat_template), with the BOS and
+ * EOS texts of its tokenizer. */
+static icl_chat *chat_from_gguf(const char *path, char *err, size_t errsz)
+{
+    icl_tokenizer *t = icl_tok_load_gguf(path, err, errsz);
+    if (!t)
+        return NULL;
+    icl_chat *c = NULL;
+    const char *tmpl = icl_tok_chat_template(t);
+    if (!tmpl) {
+        icl_seterr(err, errsz, "%s: no tokenizer.chat_template (a base model? give a .jinja file)", path);
+    } else {
+        const icl_tok_specials *sp = icl_tok_get_specials(t);
+        char *tok[2] = {NULL, NULL};
+        int32_t ids[2] = {sp->bos, sp->eos};
+        for (int k = 0; k < 2; k++) {
+            size_t len = 0;
+            const char *s = ids[k] >= 0 ? icl_tok_piece(t, ids[k], &len) : NULL;
+            if (s)
+                tok[k] = icl_xstrndup(s, len);
+        }
+        c = icl_chat_from_string(tmpl, strlen(tmpl), path, tok[0], tok[1], err, errsz);
+        free(tok[0]);
+        free(tok[1]);
+    }
+    icl_tok_free(t);
+    return c;
+}
+
 icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
 {
     struct stat st;
@@ -159,8 +190,7 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
         buf_clear(&p);
         buf_printf(&p, "%s/tokenizer_config.json", path);
     } else if (ends_with(path, ".gguf")) {
-        icl_seterr(err, errsz, "%s: reading the chat template of a GGUF file needs the GGUF tokenizer "
-                   "reader (not in this build); give the model folder or a .jinja file", path);
+        c = chat_from_gguf(path, err, errsz);
         goto out;
     } else if (ends_with(path, ".json")) {
         if (!(cfg = load_config(path, err, errsz)))

@@ -43,8 +43,8 @@ typedef struct icl_chat icl_chat;
 /* Load a chat template from path: a model folder (chat_template.jinja, else
  * tokenizer_config.json's "chat_template"), a tokenizer_config.json, or a
  * Jinja file (special tokens then come from a tokenizer_config.json in the
- * same folder, if any).  A GGUF file is refused with a message pointing to
- * icl_chat_from_string (the GGUF reader supplies the string).  A template
+ * same folder, if any), or a GGUF file (tokenizer.chat_template, with the
+ * BOS/EOS texts of its tokenizer.ggml.* metadata).  A template
  * given as a list of named templates uses the one named "default".  Returns
  * NULL with "path: what" in err. */
 icl_chat *icl_chat_load(const char *path, char *err, size_t errsz);

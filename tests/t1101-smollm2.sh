@@ -20,6 +20,14 @@ if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
 	exit 0
 fi
 
+test_expect_success 'icl-fmt --chat-template takes the GGUF: its template renders as the committed one' '
+	icl-fmt -q --chat-template "$GGUF" "$DATA/../../examples/data/alpaca_en_demo.json" >a.jsonl &&
+	icl-fmt -q --chat-template "$DATA/chat/templates/smollm2.jinja" "$DATA/../../examples/data/alpaca_en_demo.json" >b.jsonl &&
+	test $(wc -l <a.jsonl) -gt 100 &&
+	test_cmp b.jsonl a.jsonl &&
+	grep -q "named SmolLM" a.jsonl
+'
+
 test_expect_success 'masked loss of 16 chat-rendered Alpaca examples equals transformers (1e-5 relative)' '
 	icl-eval -m "$GGUF" $S/alpaca16.tok >sum &&
 	read want n <$S/alpaca16.loss &&
