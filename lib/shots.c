@@ -1,4 +1,5 @@
 /* shots.c - k-shot demonstrations: pool, BM25 index, selection (shots.h). */
+#define _GNU_SOURCE /* qsort_r */
 #include "shots.h"
 
 #include <math.h>
@@ -423,11 +424,11 @@ static size_t next_of(icl_shots *s, size_t g, icl_rng *rng, uint64_t qk)
     return SIZE_MAX;
 }
 
-static icl_shots *sort_ctx; /* qsort has no context argument in C11 */
-static int cmp_score(const void *a, const void *b)
+static int cmp_score(const void *a, const void *b, void *ctx)
 {
+    const icl_shots *s = ctx;
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    double sx = sort_ctx->score[x], sy = sort_ctx->score[y];
+    double sx = s->score[x], sy = s->score[y];
     if (sx != sy)
         return sx > sy ? -1 : 1;
     return x < y ? -1 : x > y;
@@ -450,9 +451,7 @@ size_t icl_shots_pick(icl_shots *s, const icl_tfields *q, uint64_t pos, size_t *
         score_all(s, q);
         for (size_t i = 0; i < n; i++)
             s->order[i] = i;
-        sort_ctx = s;
-        qsort(s->order, n, sizeof *s->order, cmp_score);
-        sort_ctx = NULL;
+        qsort_r(s->order, n, sizeof *s->order, cmp_score, s); /* glibc's */
         size_t *fill = s->cur;
         for (size_t g = 0; g < ng; g++)
             fill[g] = s->go[g];

@@ -59,7 +59,7 @@ def similar(pool_name, query_name, out_name, tok, k):
             order = sorted(range(len(pool)), key=lambda i: (-sc[i], i))
             order = [i for i in order if key(pool[i]) != key(q)][:k]
             f.write(json.dumps({'shots': [pool_id(pool[i], i) for i in order],
-                                'scores': [round(float(sc[i]), 6) for i in order]}, ensure_ascii=False) + '\n')
+                                'scores': [float(sc[i]) for i in order]}, ensure_ascii=False) + '\n')
 
 
 def chat_fixed(k):
