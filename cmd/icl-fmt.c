@@ -7,6 +7,8 @@
 
 #include "chat.h"
 #include "fmt.h"
+#include "shots.h"
+#include "tokenizer.h"
 #include "fileio.h"
 #include "template.h"
 #include "cli.h"
@@ -51,6 +53,23 @@ static const char usage_text[] =
     "                        VALUE is JSON if it parses (false, 3), else a string:\n"
     "                        --template-var 'date_string=26 Jul 2024'\n"
     "\n"
+    "k-shot prompts (in-context learning)\n"
+    "      --shots=K         put K demonstrations from --shots-from before each\n"
+    "                        instruction/output record's prompt; the record keeps its\n"
+    "                        response and gains \"shots\": [pool ids] (the pool\n"
+    "                        record's \"id\", else its 0-based index)\n"
+    "      --shots-from=POOL  the demonstrations: any input icl-fmt reads, with the\n"
+    "                        same --format and --map; never the record itself or a\n"
+    "                        duplicate (same lower-cased, space-normalised\n"
+    "                        instruction+input)\n"
+    "      --shot-selection=HOW  random (default; from --seed and the record's\n"
+    "                        position), similar (BM25, best first) or fixed (first K)\n"
+    "      --balance-labels  cover the pool's outputs (labels) as evenly as K\n"
+    "                        allows, in a seeded order\n"
+    "      --max-prompt-tokens=N  drop shots from the end until the prompt has at\n"
+    "                        most N tokens of --tokenizer (the query is never cut)\n"
+    "  -t, --tokenizer=FILE  tokenizer.json for --max-prompt-tokens\n"
+    "\n"
     "Output\n"
     "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
     "                        when the run succeeds; so is --split-out)\n"
@@ -60,8 +79,8 @@ static const char usage_text[] =
     "                        output and the rest to --split-out, both in input order\n"
     "                        unless --shuffle\n"
     "      --split-out=FILE  where the rest of --split goes\n"
-    "      --seed=N          seed of --shuffle and --split (default 0); the same\n"
-    "                        input and seed give the same output\n"
+    "      --seed=N          seed of --shuffle, --split and the shots (default 0);\n"
+    "                        the same input and seed give the same output\n"
     "\n"
     "Errors\n"
     "      --on-error=WHAT   stop (default): a bad record ends the run with exit 1;\n"
@@ -110,7 +129,7 @@ int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     enum { O_MAP = 256, O_DEDUP, O_SHUFFLE, O_SEED, O_SPLIT, O_SPLIT_OUT, O_ON_ERROR, O_THREADS, O_CHAT,
-           O_TVAR };
+           O_TVAR, O_SHOTS, O_SHOTS_FROM, O_SHOT_SEL, O_BALANCE, O_MAXPT };
     static const struct option longopts[] = {
         {"format", required_argument, 0, 'f'},   {"template", required_argument, 0, 'T'},
         {"map", required_argument, 0, O_MAP},    {"dedup", no_argument, 0, O_DEDUP},
@@ -119,6 +138,9 @@ int main(int argc, char **argv)
         {"on-error", required_argument, 0, O_ON_ERROR}, {"output", required_argument, 0, 'o'},
         {"threads", required_argument, 0, O_THREADS},
         {"chat-template", required_argument, 0, O_CHAT}, {"template-var", required_argument, 0, O_TVAR},
+        {"shots", required_argument, 0, O_SHOTS}, {"shots-from", required_argument, 0, O_SHOTS_FROM},
+        {"shot-selection", required_argument, 0, O_SHOT_SEL}, {"balance-labels", no_argument, 0, O_BALANCE},
+        {"max-prompt-tokens", required_argument, 0, O_MAXPT}, {"tokenizer", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
@@ -127,9 +149,11 @@ int main(int argc, char **argv)
     const char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
     char err[512];
-    int threads = 0, c;
+    int threads = 0, c, nshots = -1, shot_sel = ICL_SHOTS_RANDOM, balance = 0;
+    const char *pool_path = NULL, *tok_path = NULL;
+    long max_pt = 0;
     static const char *const on_error[] = {"stop", "skip", NULL};
-    while ((c = getopt_long(argc, argv, "f:T:o:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:T:o:t:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
             if ((o.format = icl_fmt_parse_format(optarg)) < 0)
@@ -150,6 +174,12 @@ int main(int argc, char **argv)
         case O_CHAT: chat_path = optarg; break;
         case O_TVAR: tvars[ntvars++] = optarg; break;
         case 'o': out_path = optarg; break;
+        case O_SHOTS: nshots = icl_opt_int("--shots", optarg, 0, 1000); break;
+        case O_SHOTS_FROM: pool_path = optarg; break;
+        case O_SHOT_SEL: shot_sel = icl_opt_choice("--shot-selection", optarg, icl_shots_selection_names); break;
+        case O_BALANCE: balance = 1; break;
+        case O_MAXPT: max_pt = icl_opt_long("--max-prompt-tokens", optarg, 1, 1L << 40); break;
+        case 't': tok_path = optarg; break;
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); free(tvars); return 0;
         case 'V': free(tvars); icl_version_exit();
@@ -164,6 +194,12 @@ int main(int argc, char **argv)
         icl_usage_die("--template and --chat-template exclude each other");
     if (ntvars && !chat_path)
         icl_usage_die("--template-var needs --chat-template");
+    if ((nshots >= 0) != (pool_path != NULL))
+        icl_usage_die("--shots and --shots-from go together");
+    if (nshots < 0 && (balance || max_pt || tok_path))
+        icl_usage_die("--balance-labels, --max-prompt-tokens and --tokenizer need --shots");
+    if ((max_pt > 0) != (tok_path != NULL))
+        icl_usage_die("--max-prompt-tokens and --tokenizer go together");
     icl_template *tpl = icl_template_load(tname ? tname : "alpaca", err, sizeof err);
     if (!tpl)
         icl_usage_die("%s", err);
@@ -179,6 +215,35 @@ int main(int argc, char **argv)
     }
     o.threads = icl_set_threads(threads);
     o.on_warning = warn_msg;
+    icl_shots *shots = NULL;
+    icl_tokenizer *btok = NULL;
+    if (pool_path) {
+        /* the pool is read by the same converter, collecting fields only */
+        shots = icl_shots_new(nshots, shot_sel, o.seed, balance);
+        icl_fmt_opts po = o;
+        po.collect = shots;
+        po.out = NULL;
+        po.shuffle = po.dedup = 0;
+        po.split = 0;
+        po.split_out = NULL;
+        icl_fmt *pf = icl_fmt_new(&po);
+        char perr[1024];
+        if (icl_fmt_file(pf, pool_path, perr, sizeof perr) != 0 ||
+            icl_fmt_finish(pf, NULL, perr, sizeof perr) != 0)
+            icl_die("%s", perr);
+        icl_fmt_free(pf);
+        icl_shots_index(shots);
+        if (icl_shots_size(shots) <= (size_t)nshots)
+            icl_warn("%s: %zu distinct pool records for --shots %d: some records get fewer shots", pool_path,
+                     icl_shots_size(shots), nshots);
+        o.shots = shots;
+        if (tok_path) {
+            if (!(btok = icl_tok_load(tok_path, err, sizeof err)))
+                icl_die("%s", err);
+            o.budget_tok = btok;
+            o.max_prompt_tokens = max_pt;
+        }
+    }
     /* named outputs appear whole or not at all (fileio.h) */
     o.out = out_path ? icl_xout_open(out_path) : stdout;
     o.out_name = out_path;
@@ -196,6 +261,8 @@ int main(int argc, char **argv)
     icl_fmt_free(f);
     icl_template_free(tpl);
     icl_chat_free(chat);
+    icl_shots_free(shots);
+    icl_tok_free(btok);
     free(tvars);
     if (out_path)
         icl_xout_commit(o.out, out_path);

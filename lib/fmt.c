@@ -16,6 +16,8 @@
 #include "reader.h"
 #include "record.h"
 #include "rng.h"
+#include "shots.h"
+#include "tokenizer.h"
 
 const char *const icl_fmt_field_names[ICL_F_N] = {"instruction", "input",  "output",  "system",
                                                   "messages",    "prompt", "response"};
@@ -58,6 +60,11 @@ struct icl_fmt {
     size_t *koff;
     icl_buf keys, cols;
     icl_buf side;            /* icl_fmt_finish's scratch */
+    /* k-shot prompts */
+    json_t *rec_id;          /* the current record's "id" (pool reading), a reference */
+    size_t *pick;            /* the chosen pool records */
+    icl_buf sp, sr, sq;      /* scratch: one turn's prompt, response; the whole prompt */
+    icl_ids ids;             /* scratch: the prompt's tokens (budget) */
     size_t *perm;
 };
 
@@ -140,6 +147,13 @@ icl_fmt *icl_fmt_new(const icl_fmt_opts *o)
 
 void icl_fmt_free(icl_fmt *f)
 {
+    if (f) {
+        free(f->pick);
+        icl_buf_free(&f->sp);
+        icl_buf_free(&f->sr);
+        icl_buf_free(&f->sq);
+        icl_ids_free(&f->ids);
+    }
     if (!f)
         return;
     icl_buf_free(&f->p);
@@ -394,6 +408,134 @@ static int start_instr_chat(icl_fmt *f, const icl_tfields *tf, long line)
     return r;
 }
 
+/* --shots with a kind of record other than instruction/input/output: bad. */
+static int no_shots(icl_fmt *f, long line)
+{
+    if (!f->o.shots && !f->o.collect)
+        return 0;
+    badf(f, line, "%s needs instruction/output records (not messages or prompt/response)",
+         f->o.collect ? "a --shots-from pool" : "--shots");
+    return 1;
+}
+
+/* The user text of a one-turn conversation: instruction, "\n\n", input. */
+static json_t *user_text(const icl_tfields *tf)
+{
+    icl_buf q = {0};
+    buf_append(&q, tf->instruction.s ? tf->instruction.s : "", tf->instruction.n);
+    if (tf->input.n) {
+        if (q.len)
+            buf_puts(&q, "\n\n");
+        buf_append(&q, tf->input.s, tf->input.n);
+    }
+    json_t *v = json_stringn(q.data ? q.data : "", q.len);
+    buf_free(&q);
+    return v;
+}
+
+static void add_msg(json_t *m, const char *role, json_t *content)
+{
+    json_t *e = json_object();
+    json_object_set_new(e, "role", json_string(role));
+    json_object_set_new(e, "content", content);
+    json_array_append_new(m, e);
+}
+
+/* Render the query tf after its first k shots (f->pick) into f->sq (the
+ * whole context) and f->sr (the target).  0, or -1 with the chat
+ * template's error in err. */
+static int render_shots(icl_fmt *f, const icl_tfields *tf, size_t k, char *err, size_t errsz)
+{
+    icl_buf_clear(&f->sq);
+    icl_buf_clear(&f->sr);
+    icl_buf_append(&f->sq, "", 0);
+    if (!f->o.chat) {
+        for (size_t i = 0; i < k; i++) {
+            icl_tfields d = *icl_shots_fields(f->o.shots, f->pick[i]);
+            d.system = tf->system; /* the query's system text, on turn 0 */
+            icl_buf_clear(&f->sp);
+            icl_template_render(f->o.tpl, &d, (int)i, &f->sq, &f->sp);
+            icl_buf_append(&f->sq, f->sp.data, f->sp.len);
+        }
+        icl_template_render(f->o.tpl, tf, (int)k, &f->sq, &f->sr);
+        return 0;
+    }
+    json_t *m = json_array();
+    if (tf->system.n)
+        add_msg(m, "system", json_stringn(tf->system.s, tf->system.n));
+    for (size_t i = 0; i < k; i++) {
+        const icl_tfields *d = icl_shots_fields(f->o.shots, f->pick[i]);
+        add_msg(m, "user", user_text(d));
+        add_msg(m, "assistant", json_stringn(d->output.s, d->output.n));
+    }
+    add_msg(m, "user", user_text(tf));
+    add_msg(m, "assistant", json_stringn(tf->output.s ? tf->output.s : "", tf->output.n));
+    json_t *P, *R;
+    int rc = icl_chat_segments(f->o.chat, m, &P, &R, err, errsz);
+    json_decref(m);
+    if (rc)
+        return -1;
+    size_t n = json_array_size(P);
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_array_get(P, i), *r = json_array_get(R, i);
+        icl_buf_append(&f->sq, json_string_value(p), json_string_length(p));
+        if (i + 1 < n)
+            icl_buf_append(&f->sq, json_string_value(r), json_string_length(r));
+        else
+            icl_buf_append(&f->sr, json_string_value(r), json_string_length(r));
+    }
+    icl_buf_append(&f->sr, "", 0);
+    json_decref(P);
+    json_decref(R);
+    return 0;
+}
+
+/* A record with k shots before its prompt (opts.shots).  Returns 0 if
+ * dropped or bad. */
+static int start_shots(icl_fmt *f, const icl_tfields *tf, long line)
+{
+    size_t K = icl_shots_k(f->o.shots);
+    if (!f->pick)
+        f->pick = icl_xcalloc(K + 1, sizeof *f->pick);
+    size_t k = icl_shots_pick(f->o.shots, tf, (uint64_t)(f->st.read - 1), f->pick);
+    char err[700];
+    for (;;) {
+        if (render_shots(f, tf, k, err, sizeof err)) {
+            badf(f, line, "%s", err);
+            return 0;
+        }
+        if (f->o.max_prompt_tokens <= 0 || k == 0)
+            break;
+        f->ids.n = 0;
+        if (icl_tok_encode(f->o.budget_tok, NULL, f->sq.data, f->sq.len, ICL_TOK_PARSE_SPECIAL, &f->ids, err,
+                           sizeof err)) {
+            badf(f, line, "%s", err);
+            return 0;
+        }
+        if ((long)f->ids.n <= f->o.max_prompt_tokens)
+            break;
+        k--;
+    }
+    begin(f);
+    icl_buf_puts(f->L, f->o.chat ? "{\"prompt\":[" : "{\"prompt\":");
+    icl_json_put_str(f->L, f->sq.data, f->sq.len);
+    icl_buf_puts(f->L, f->o.chat ? "],\"response\":[" : ",\"response\":");
+    icl_json_put_str(f->L, f->sr.data, f->sr.len);
+    if (f->o.chat)
+        icl_buf_putc(f->L, ']');
+    f->hash_end = f->L->len;
+    if (f->o.chat)
+        icl_buf_puts(f->L, ",\"chat\":true");
+    icl_buf_puts(f->L, ",\"shots\":[");
+    for (size_t i = 0; i < k; i++) {
+        if (i)
+            icl_buf_putc(f->L, ',');
+        icl_shots_put_id(f->o.shots, f->pick[i], f->L);
+    }
+    icl_buf_putc(f->L, ']');
+    return !is_dup(f);
+}
+
 /* Start a record with single prompt/response texts from the template.
  * Returns 0 if the record is dropped (empty output, duplicate). */
 static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
@@ -407,6 +549,12 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
         f->st.empty_instruction++;
         note(f, W_EMPTY_INSTR, "%s:%ld: empty or missing instruction", f->name, line);
     }
+    if (f->o.collect) {
+        icl_shots_add(f->o.collect, tf, f->rec_id, f->st.read - 1);
+        return 0;
+    }
+    if (f->o.shots)
+        return start_shots(f, tf, line);
     if (f->o.chat)
         return start_instr_chat(f, tf, line);
     icl_buf_clear(&f->p);
@@ -514,7 +662,10 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         }
     }
     koff[nc] = keys->len;
-    long nrows = 0;
+    long nrows = 0, idcol = -1;
+    for (size_t i = 0; i < nc; i++)
+        if (strcmp(h.field[i], "id") == 0)
+            idcol = (long)i;
     while ((rc = icl_csv_next(c, &row, err, sizeof err)) != 0) {
         f->st.read++;
         nrows++;
@@ -523,6 +674,8 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             continue;
         }
 #define COL(k) (idx[k] >= 0 ? (icl_str){row.field[idx[k]], row.len[idx[k]]} : (icl_str){"", 0})
+        if (msgs && no_shots(f, row.line))
+            continue;
         if (msgs) {
             json_error_t je;
             json_t *m = json_loadb(row.field[idx[ICL_F_MESSAGES]], row.len[idx[ICL_F_MESSAGES]], 0, &je);
@@ -538,9 +691,16 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         } else if (instr) {
             icl_tfields tf = {COL(ICL_F_SYSTEM), COL(ICL_F_INSTRUCTION), COL(ICL_F_INPUT),
                               COL(ICL_F_OUTPUT)};
-            if (!start_instr(f, &tf, row.line))
+            if (f->o.collect && idcol >= 0)
+                f->rec_id = json_stringn(row.field[idcol], row.len[idcol]);
+            int ok = start_instr(f, &tf, row.line);
+            json_decref(f->rec_id);
+            f->rec_id = NULL;
+            if (!ok)
                 continue;
         } else {
+            if (no_shots(f, row.line))
+                continue;
             icl_str p = COL(ICL_F_PROMPT), r = COL(ICL_F_RESPONSE);
             if (r.n == 0) {
                 f->st.empty_output++;
@@ -655,6 +815,8 @@ static int is_used(const char *key, const char *used[], size_t nused)
 /* Chat record: messages -> arrays.  Returns 0 if dropped or bad. */
 static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
 {
+    if (no_shots(f, line))
+        return 0;
     if (f->o.chat)
         return start_chat_tpl(f, m, sys, line);
     if (!json_is_array(m) || json_array_size(m) == 0) {
@@ -780,9 +942,16 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             if (v[k])
                 used[nused++] = map[k];
         icl_tfields tf = {s[ICL_F_SYSTEM], s[ICL_F_INSTRUCTION], s[ICL_F_INPUT], s[ICL_F_OUTPUT]};
-        if (!start_instr(f, &tf, line))
+        if (f->o.collect)
+            f->rec_id = json_incref(json_object_get(o, "id"));
+        int ok = start_instr(f, &tf, line);
+        json_decref(f->rec_id);
+        f->rec_id = NULL;
+        if (!ok)
             return;
     } else if (v[ICL_F_PROMPT] && v[ICL_F_RESPONSE]) {
+        if (no_shots(f, line))
+            return;
         size_t np, nr;
         int ep, er;
         if (!check_pr(v[ICL_F_PROMPT], &np, &ep) || !check_pr(v[ICL_F_RESPONSE], &nr, &er) ||
@@ -887,6 +1056,8 @@ static void cleanup(icl_fmt *f)
     f->csv = NULL;
     f->jarr = NULL;
     f->obj = NULL;
+    json_decref(f->rec_id);
+    f->rec_id = NULL;
     icl_reader_close(&f->rd);
     free(f->used);
     free(f->koff);

@@ -67,6 +67,31 @@ typedef struct {
      * program name); NULL: none. */
     void (*on_warning)(void *ctx, const char *msg);
     void *warning_ctx;
+    /* k-shot prompts (shots.h; icl-fmt --shots): with shots set, each
+     * instruction/input/output record's prompt is preceded by the
+     * demonstrations icl_shots_pick chooses (position: the record's 0-based
+     * index among the input records read), and the record gains
+     * "shots": [pool ids].  Plain template: the demonstrations and the
+     * query are turns 0..k of one conversation rendered by tpl, all
+     * concatenated into one prompt string (demonstrations' outputs
+     * included); the response is the query's.  Chat template: the
+     * conversation (system, then per demonstration a user and an assistant
+     * message, then the query's) is split by icl_chat_segments and all
+     * segments before the query's target are joined into the one context
+     * entry: "prompt": [context], "response": [target], so no loss counts a
+     * demonstration.  Records of other kinds (messages, prompt/response)
+     * are bad records.  With max_prompt_tokens > 0 (needs budget_tok),
+     * shots are dropped from the end of the list until the prompt text's
+     * token count (icl_tok_encode, special tokens parsed, no BOS) is at
+     * most max_prompt_tokens; the query is never cut (0 shots if even
+     * that is over). */
+    struct icl_shots *shots;    /* not owned */
+    long max_prompt_tokens;
+    const struct icl_tokenizer *budget_tok; /* not owned */
+    /* Pool reading: with collect set, instruction/input/output records are
+     * added to it (icl_shots_add, id: the "id" key or column) and nothing
+     * is written; other record kinds are bad records. */
+    struct icl_shots *collect;  /* not owned */
     int threads;                /* > 1: CSV/TSV parsing runs in a second thread
                                  * (same output); <= 1: one thread */
 } icl_fmt_opts;
