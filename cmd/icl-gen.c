@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "generate.h"
+#include "gguf_model.h"
 #include "model.h"
 #include "record.h"
 #include "tokenizer.h"
@@ -447,7 +448,7 @@ int main(int argc, char **argv)
     cx.m = icl_model_load(model_dir, err, sizeof err);
     if (!cx.m)
         die("%s: %s", model_dir, err);
-    if (icl_gen_config_load(&cx.g, model_dir, &cx.m->cfg, err, sizeof err) != 0)
+    if (icl_gen_config_load(&cx.g, icl_is_gguf_file(model_dir) ? NULL : model_dir, &cx.m->cfg, err, sizeof err) != 0)
         die("%s/%s", model_dir, err);
     if (max_new > 0)
         cx.g.max_new_tokens = max_new;

@@ -1,5 +1,6 @@
 /* model.c - parameters, HF folders, forward/backward of Llama/Qwen2/GPT-2, KV cache. */
 #include "model.h"
+#include "gguf_model.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -528,6 +529,8 @@ static int read_views(const icl_model *m, float *buf, const shards *sh, const ch
 
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
+    if (icl_is_gguf_file(dir)) /* a .gguf file instead of a folder: lib/gguf_model.c */
+        return icl_model_load_gguf(dir, err, errsz);
     char *cp = join(dir, "config.json");
     icl_config cfg;
     icl_model *m = NULL;

@@ -127,7 +127,8 @@ typedef struct {
 } icl_batch;
 
 /* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
- * F16), or the shards named by model.safetensors.index.json.  Weights named as HF does; a tied model may omit lm_head.weight.
+ * F16), or the shards named by model.safetensors.index.json.  dir may also
+ * be a GGUF file (icl_model_load_gguf in gguf_model.h: dequantized to float32).  Weights named as HF does; a tied model may omit lm_head.weight.
  * NULL with a message in err on any problem (missing/misshapen tensor,
  * hostile file, bad config). */
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);

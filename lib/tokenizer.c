@@ -574,7 +574,10 @@ static int load_neighbour(const char *path, const char *name, json_t **out, errb
     if (stat(path, &st) != 0 && errno == ENOENT)
         return 0;
     json_error_t je;
-    json_t *c = json_load_file(path, 0, &je);
+    /* tokenizer_config.json: integers as reals, so transformers' "no limit"
+     * sentinel (model_max_length 1000000000000000019884624838656, past
+     * jansson's integers) loads; icl reads no integer from it */
+    json_t *c = json_load_file(path, strcmp(name, "tokenizer_config.json") ? 0 : JSON_DECODE_INT_AS_REAL, &je);
     if (!json_is_object(c)) {
         json_decref(c);
         if (c)
@@ -610,6 +613,15 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
     if (load_neighbour(p, "tokenizer_config.json", &c, err))
         goto bad;
     if (c) {
+        /* keys icl does not use are ignored; these would change the ids */
+        static const char *const changing[] = {"do_lower_case", "split_special_tokens"};
+        for (size_t i = 0; i < sizeof changing / sizeof changing[0]; i++)
+            if (json_is_true(json_object_get(c, changing[i]))) {
+                json_decref(c);
+                fail(err, "tokenizer_config.json: \"%s\": true is not supported (icl would give other ids)",
+                     changing[i]);
+                goto bad;
+            }
         int32_t id;
         json_t *b = json_object_get(c, "bos_token"), *e = json_object_get(c, "eos_token");
         if ((id = token_id_of(t, b)) >= 0)

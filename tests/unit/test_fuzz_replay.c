@@ -2,7 +2,7 @@
  * normal compiler (and with ASan+UBSan under make check SANITIZE=1):
  * - tests/fuzz/corpus/{csv,json} and the inputs of past findings
  *   tests/fuzz/regress/{csv,json} (what `make fuzz` found stays found);
- * - tests/fuzz/corpus/{safetensors,config} (every input handled without a crash).
+ * - tests/fuzz/corpus/{safetensors,config,gguf} (every input handled without a crash).
  * The folders are under $TESTS_DIR/fuzz (tests/run.sh sets TESTS_DIR), else
  * tests/fuzz from the current folder. */
 #include <setjmp.h>
@@ -74,6 +74,7 @@ static void json_corpus(void **state)
 #define ICL_FUZZ_NO_ENTRY
 #include "../fuzz/fuzz_config.c"
 #include "../fuzz/fuzz_safetensors.c"
+#include "../fuzz/fuzz_gguf.c"
 #include "util.h"
 
 static int replay_corpus(const char *sub, int (*fn)(const uint8_t *, size_t), int *accepted)
@@ -128,9 +129,18 @@ static void replay_config(void **state)
     assert_true(ok >= 6);
 }
 
+static void replay_gguf(void **state)
+{
+    (void)state;
+    int ok = 0, n = replay_corpus("gguf", icl_fuzz_gguf, &ok);
+    print_message("# gguf corpus: %d inputs, %d accepted\n", n, ok);
+    assert_true(n >= 6);
+    assert_true(ok >= 6); /* the seeds (tests/data/gguf/make_fuzz_seeds.py) parse */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(csv_corpus), cmocka_unit_test(json_corpus),
-                                       cmocka_unit_test(replay_safetensors), cmocka_unit_test(replay_config)};
+                                       cmocka_unit_test(replay_safetensors), cmocka_unit_test(replay_config), cmocka_unit_test(replay_gguf)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

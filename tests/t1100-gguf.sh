@@ -1,0 +1,96 @@
+#!/bin/sh
+# GGUF files as models: icl-gen, icl-eval and icl-train take a .gguf where they
+# take a model folder (same results as the folder), icl-convert both ways with
+# exact round trips, hostile files, and transformers' tokenizer_config.json
+# "no limit" sentinel.  The GGUF fixtures and their check against
+# transformers' GGUF reader: tests/data/gguf/make_model_ggufs.py.
+. "$(dirname "$0")/lib.sh"
+M="$DATA/model"
+G="$DATA/gen"
+GG="$DATA/gguf"
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+field() { python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print("null" if v is None else v)' "$1" <"$2"; }
+
+test_expect_success 'icl-convert --help teaches and exits 0; --version' '
+	icl-convert --help >help &&
+	test_grep "^Usage: icl-convert" help &&
+	test_grep "Q8_0" help &&
+	icl-convert -V >v && test_grep "^icl-convert (icl) " v
+'
+test_expect_code 2 'icl-convert with one argument is a usage error' 'icl-convert $GG/llama-tiny.f32.gguf'
+test_expect_code 2 'icl-convert --type Q4_K is a usage error' 'icl-convert --type Q4_K $M/llama-tiny/model x.gguf'
+test_expect_code 2 '--type with a GGUF input is a usage error' 'icl-convert --type F16 $GG/llama-tiny.f32.gguf out'
+test_expect_success 'icl-convert of something else names it' '
+	test_must_fail icl-convert help out 2>err &&
+	test_grep "help: neither a GGUF file nor a model folder" err
+'
+
+for m in llama-tiny gpt2-tiny qwen2-tiny; do
+	test_expect_success "$m: icl-gen -m FILE.gguf gives the folder's greedy ids (transformers')" "
+		icl-gen -m $GG/$m.f32.gguf --ids -n 12 <$G/$m.greedy.in >out &&
+		test_cmp $G/$m.greedy.out out
+	"
+	test_expect_success "$m: icl-eval -m FILE.gguf gives transformers' loss" "
+		icl-eval -m $GG/$m.f32.gguf $G/$m.tok >sum &&
+		read want n <$G/$m.loss &&
+		test \$(field tokens sum) = \$n &&
+		close \$(field loss sum) \$want 1e-5
+	"
+done
+
+test_expect_success 'icl-train -m FILE.gguf trains from the GGUF weights, as from the folder' '
+	icl-train -q -m $GG/llama-tiny.f32.gguf -o run1 --max-steps 2 --seed 3 --no-shuffle $DATA/train/llama-tiny.tok >m1 &&
+	icl-train -q -m $M/llama-tiny/model -o run2 --max-steps 2 --seed 3 --no-shuffle $DATA/train/llama-tiny.tok >m2 &&
+	test -f run1/model.safetensors && test -f run1/config.json &&
+	cmp run1/model.safetensors run2/model.safetensors &&
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m1 >a && sed "s/, \"tokens_per_s\": [0-9.]*//" m2 >b &&
+	test_cmp a b && test $(wc -l <a) = 2
+'
+
+for t in F32 F16 BF16 Q8_0 Q4_0; do
+	test_expect_success "folder -> $t GGUF -> folder -> $t GGUF: the same file" "
+		icl-convert --type $t $M/llama-tiny/model a.gguf &&
+		icl-convert a.gguf f1 &&
+		icl-convert --type $t f1 b.gguf &&
+		cmp a.gguf b.gguf &&
+		icl-convert b.gguf f2 &&
+		cmp f1/model.safetensors f2/model.safetensors &&
+		rm -rf a.gguf b.gguf f1 f2
+	"
+done
+
+test_expect_success 'GGUF (as llama.cpp lays it out) -> folder -> GGUF: the same tensors; the folder loads as the GGUF' '
+	icl-convert $GG/qwen2-tiny.f32.gguf q &&
+	test -f q/config.json && test -f q/generation_config.json &&
+	icl-convert q q.gguf &&
+	icl-eval -m q $G/qwen2-tiny.tok >s1 && icl-eval -m q.gguf $G/qwen2-tiny.tok >s2 &&
+	test_cmp s1 s2 &&
+	grep -q "\"model_type\": \"qwen2\"" q/config.json
+'
+
+test_expect_success 'a truncated GGUF is an error naming the file, not a crash' '
+	head -c 3000 $GG/llama-tiny.f32.gguf >t.gguf &&
+	test_must_fail icl-eval -m t.gguf $G/llama-tiny.tok 2>err &&
+	test_grep "t.gguf: .*runs past the end of the file" err &&
+	test_must_fail icl-convert t.gguf t-out 2>err2 &&
+	test_grep "t.gguf" err2 && test ! -e t-out
+'
+
+# transformers writes "model_max_length": 1000000000000000019884624838656 (its
+# "no limit"), past jansson's integers: the copy here is SmolLM2's, as written
+# by tests/data/smollm2/make_refs.py.
+test_expect_success 'tokenizer_config.json with the model_max_length sentinel loads' '
+	mkdir tm && cp $M/llama-tiny/model/* tm/ &&
+	cp $DATA/tok/bytelevel-512.json tm/tokenizer.json &&
+	cp $DATA/smollm2/tokenizer_config.json tm/ &&
+	grep -q "\"model_max_length\": 1000000000000000019884624838656" tm/tokenizer_config.json &&
+	echo "{\"prompt\":\"hi\",\"response\":\"yo\"}" | icl-tok encode -t tm >ids &&
+	test -s ids
+'
+test_expect_success 'a tokenizer_config.json key that would change the ids is refused by name' '
+	sed "s/\"model_max_length\"/\"do_lower_case\": true, \"model_max_length\"/" $DATA/smollm2/tokenizer_config.json >tm/tokenizer_config.json &&
+	echo "{\"prompt\":\"hi\",\"response\":\"yo\"}" | test_must_fail icl-tok encode -t tm 2>err &&
+	test_grep "do_lower_case" err
+'
+
+test_done

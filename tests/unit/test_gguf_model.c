@@ -1,0 +1,342 @@
+/* lib/gguf_model.c: models from GGUF files and back.
+ * Fixtures (tests/data/gguf/make_model_ggufs.py): the tiny models of
+ * tests/data/model written as llama.cpp's converter lays them out (checked
+ * there against transformers' own GGUF reader), and a Q4_1/Q8_0 llama-tiny
+ * with the floats transformers' loader makes of it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "gguf_model.h"
+#include "model.h"
+#include "quant.h"
+#include "safetensors.h"
+#include "util.h"
+
+static const char *const PAIRS[][2] = {
+    {"llama-tiny", "llama-tiny"},   {"qwen2-tiny", "qwen2-tiny"},           {"gpt2-tiny", "gpt2-tiny"},
+    {"gpt2-inner-tiny", "gpt2-inner-tiny"}, {"llama3-bias-tiny", "llama-bias-tiny"},
+};
+
+static icl_model *load(const char *path)
+{
+    char err[512];
+    icl_model *m = icl_model_load(path, err, sizeof err);
+    if (!m)
+        fail_msg("%s", err);
+    return m;
+}
+
+/* The F32 GGUF loads to the same config sizes and bit-identical parameters
+ * as the HF folder (llama q/k un-permuted, gpt2 Conv1D transposed back,
+ * ties found). */
+static void same_as_folder(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof PAIRS / sizeof PAIRS[0]; k++) {
+        char dir[512], gg[512];
+        snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", PAIRS[k][0]);
+        snprintf(gg, sizeof gg, TEST_DATA "/gguf/%s.f32.gguf", PAIRS[k][1]);
+        icl_model *a = load(dir), *b = load(gg);
+        const icl_config *x = &a->cfg, *y = &b->cfg;
+        assert_string_equal(x->model_type, y->model_type);
+        assert_int_equal(x->vocab_size, y->vocab_size);
+        assert_int_equal(x->hidden_size, y->hidden_size);
+        assert_int_equal(x->intermediate_size, y->intermediate_size);
+        assert_int_equal(x->num_hidden_layers, y->num_hidden_layers);
+        assert_int_equal(x->num_attention_heads, y->num_attention_heads);
+        assert_int_equal(x->num_key_value_heads, y->num_key_value_heads);
+        assert_int_equal(x->head_dim, y->head_dim);
+        assert_int_equal(x->max_position_embeddings, y->max_position_embeddings);
+        assert_int_equal(x->tie_word_embeddings, y->tie_word_embeddings);
+        assert_int_equal(x->qkv_bias, y->qkv_bias);
+        assert_int_equal(x->o_bias, y->o_bias);
+        assert_int_equal(x->mlp_bias, y->mlp_bias);
+        assert_true((float)x->norm_eps == (float)y->norm_eps);
+        assert_true((float)x->rope_theta == (float)y->rope_theta);
+        assert_int_equal(x->bos_token_id, y->bos_token_id);
+        assert_int_equal(x->n_eos ? x->eos_token_id[0] : -1, y->n_eos ? y->eos_token_id[0] : -1);
+        assert_int_equal(a->num_params, b->num_params);
+        assert_int_equal(a->n_views, b->n_views);
+        for (int i = 0; i < a->n_views; i++) {
+            assert_string_equal(a->views[i].name, b->views[i].name);
+            if (memcmp(a->params + a->views[i].offset, b->params + b->views[i].offset, a->views[i].numel * 4))
+                fail_msg("%s: %s differs from the folder's", gg, a->views[i].name);
+        }
+        assert_null(b->src_dir);
+        print_message("# %s: %zu parameters bit-identical to the folder\n", PAIRS[k][1], b->num_params);
+        icl_model_free(a);
+        icl_model_free(b);
+    }
+}
+
+/* Q4_1 matrices, Q8_0 embeddings: the floats transformers' loader gives. */
+static void quantized_as_transformers(void **state)
+{
+    (void)state;
+    char err[512];
+    icl_model *m = load(TEST_DATA "/gguf/llama-tiny.q4_1.gguf");
+    icl_st_file *f = icl_st_open(TEST_DATA "/gguf/llama-tiny.q4_1.expected.safetensors", err, sizeof err);
+    if (!f)
+        fail_msg("%s", err);
+    assert_int_equal(icl_st_count(f), m->n_views);
+    for (int i = 0; i < m->n_views; i++) {
+        const icl_param_view *v = &m->views[i];
+        const icl_st_tensor *t = icl_st_find(f, v->name);
+        if (!t)
+            fail_msg("expected tensor %s missing", v->name);
+        assert_int_equal(t->numel, v->numel);
+        if (memcmp(t->data, m->params + v->offset, v->numel * 4))
+            fail_msg("%s differs from transformers' dequantized tensor", v->name);
+    }
+    icl_st_close(f);
+    icl_model_free(m);
+}
+
+static void permutation(void **state)
+{
+    (void)state;
+    /* 2 heads of head_dim 4, rows of 3: HF row h*4 + s*2 + i is GGUF row h*4 + 2i + s */
+    float hf[24], gg[24], back[24];
+    for (int i = 0; i < 24; i++)
+        hf[i] = (float)i;
+    icl_gguf_permute_rows(hf, gg, 2, 4, 3, 1);
+    static const int gg_row_from_hf[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 3; c++)
+            assert_true(gg[r * 3 + c] == hf[gg_row_from_hf[r] * 3 + c]);
+    icl_gguf_permute_rows(gg, back, 2, 4, 3, 0);
+    assert_memory_equal(back, hf, sizeof hf);
+}
+
+/* A copy of src's keys and tensors with changes: drop a tensor, change a
+ * tensor's type/ne, add one, set or drop keys. */
+typedef struct {
+    const char *drop, *add, *setarch, *dropkey;
+    const char *retype;
+    uint32_t type;
+} edit;
+
+static char *edited(const char *src, const edit *e)
+{
+    char err[512];
+    icl_gguf *g = icl_gguf_open(src, err, sizeof err);
+    if (!g)
+        fail_msg("%s", err);
+    icl_gguf_writer *w = icl_gguf_writer_new();
+    for (int i = 0; i < icl_gguf_n_kv(g); i++)
+        if (!e->dropkey || strcmp(icl_gguf_kv_at(g, i)->key, e->dropkey))
+            icl_gguf_set_kv(w, icl_gguf_kv_at(g, i));
+    if (e->setarch)
+        icl_gguf_set_str(w, "general.architecture", e->setarch, strlen(e->setarch));
+    void *blob = xcalloc(1, 1 << 16);
+    for (int i = 0; i < icl_gguf_n_tensors(g); i++) {
+        const icl_gguf_tensor *t = icl_gguf_tensor_at(g, i);
+        if (e->drop && !strcmp(t->name, e->drop))
+            continue;
+        if (e->retype && !strcmp(t->name, e->retype)) {
+            size_t nb = icl_ggml_row_size(e->type, t->ne[0]) * (size_t)(t->nelements / t->ne[0]);
+            assert_true(nb > 0 && nb <= (1 << 16));
+            assert_int_equal(icl_gguf_add_tensor(w, t->name, e->type, t->n_dims, t->ne, blob, nb, err, sizeof err), 0);
+            continue;
+        }
+        assert_int_equal(icl_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, err, sizeof err), 0);
+    }
+    if (e->add) {
+        int64_t ne[1] = {4};
+        assert_int_equal(icl_gguf_add_tensor(w, e->add, ICL_GGML_F32, 1, ne, blob, 16, err, sizeof err), 0);
+    }
+    char *path = xstrdup("/tmp/icl-ggufm-XXXXXX");
+    int fd = mkstemp(path);
+    close(fd);
+    assert_int_equal(icl_gguf_write(w, path, err, sizeof err), 0);
+    icl_gguf_writer_free(w);
+    icl_gguf_close(g);
+    free(blob);
+    return path;
+}
+
+static void expect_load_error(const edit *e, const char *want)
+{
+    char *p = edited(TEST_DATA "/gguf/llama-tiny.f32.gguf", e), err[512] = "";
+    icl_model *m = icl_model_load(p, err, sizeof err);
+    if (m)
+        fail_msg("loaded a bad model (wanted \"%s\")", want);
+    if (strncmp(err, p, strlen(p)) || !strstr(err, want))
+        fail_msg("error \"%s\" does not name the file and say \"%s\"", err, want);
+    print_message("# %s\n", err + strlen(p));
+    unlink(p);
+    free(p);
+}
+
+static void bad_models(void **state)
+{
+    (void)state;
+    edit e;
+    e = (edit){.drop = "blk.1.ffn_down.weight"}, expect_load_error(&e, ": missing tensor blk.1.ffn_down.weight (ffn_down for model.layers.1.mlp.down_proj.weight)");
+    e = (edit){.add = "blk.0.mystery.weight"}, expect_load_error(&e, ": tensor blk.0.mystery.weight is not part of a llama model");
+    e = (edit){.setarch = "mamba"}, expect_load_error(&e, ": architecture \"mamba\" is not supported (llama, qwen2, gpt2)");
+    e = (edit){.dropkey = "llama.block_count"}, expect_load_error(&e, ": missing key llama.block_count");
+    e = (edit){.retype = "blk.0.attn_v.weight", .type = 20}, expect_load_error(&e, "tensor blk.0.attn_v.weight: ggml type IQ4_NL (20) cannot be dequantized by icl");
+    e = (edit){.drop = "token_embd.weight"}, expect_load_error(&e, ": missing tensor token_embd.weight");
+    e = (edit){.add = "rope_freqs.weight"}, expect_load_error(&e, "rope_freqs.weight (llama3 rope scaling) is not supported");
+    /* a folder that is not a GGUF file still goes to the folder loader */
+    char err[256];
+    assert_null(icl_model_load(TEST_DATA "/gguf", err, sizeof err));
+    assert_non_null(strstr(err, "config.json"));
+    assert_int_equal(icl_is_gguf_file(TEST_DATA "/gguf/kinds.gguf"), 1);
+    assert_int_equal(icl_is_gguf_file(TEST_DATA "/gguf/make_model_ggufs.py"), 0);
+}
+
+/* icl's GGUF writer lays an F32 model out exactly as the reference script
+ * (llama.cpp's layout): same tensor names, types, dims and bytes. */
+static void save_like_llama_cpp(void **state)
+{
+    (void)state;
+    char err[512];
+    for (size_t k = 0; k < sizeof PAIRS / sizeof PAIRS[0]; k++) {
+        char dir[512], ref[512], out[] = "/tmp/icl-ggufs-XXXXXX";
+        snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", PAIRS[k][0]);
+        snprintf(ref, sizeof ref, TEST_DATA "/gguf/%s.f32.gguf", PAIRS[k][1]);
+        if (strstr(PAIRS[k][0], "llama3"))
+            continue; /* llama3 rope: not written to GGUF yet */
+        int fd = mkstemp(out);
+        close(fd);
+        icl_model *m = load(dir);
+        if (icl_gguf_save_model(m, out, ICL_GGML_F32, NULL, NULL, err, sizeof err))
+            fail_msg("%s", err);
+        icl_gguf *a = icl_gguf_open(ref, err, sizeof err), *b = icl_gguf_open(out, err, sizeof err);
+        assert_non_null(a);
+        assert_non_null(b);
+        int gpt2_copy = !strncmp(PAIRS[k][0], "gpt2", 4) && m->cfg.tie_word_embeddings; /* llama.cpp writes a copy */
+        assert_int_equal(icl_gguf_n_tensors(a), icl_gguf_n_tensors(b) + gpt2_copy);
+        for (int i = 0; i < icl_gguf_n_tensors(a); i++) {
+            const icl_gguf_tensor *x = icl_gguf_tensor_at(a, i), *y = icl_gguf_find_tensor(b, x->name);
+            if (!y && gpt2_copy && !strcmp(x->name, "output.weight"))
+                continue;
+            if (!y)
+                fail_msg("%s: icl did not write %s", PAIRS[k][1], x->name);
+            assert_int_equal(x->type, y->type);
+            assert_int_equal(x->n_dims, y->n_dims);
+            assert_memory_equal(x->ne, y->ne, sizeof x->ne);
+            if (x->nbytes != y->nbytes || memcmp(x->data, y->data, x->nbytes))
+                fail_msg("%s: %s differs", PAIRS[k][1], x->name);
+        }
+        /* and it loads back to the same parameters */
+        icl_model *m2 = load(out);
+        assert_int_equal(m2->num_params, m->num_params);
+        assert_memory_equal(m2->params, m->params, m->num_params * 4);
+        icl_model_free(m2);
+        icl_gguf_close(a);
+        icl_gguf_close(b);
+        icl_model_free(m);
+        unlink(out);
+    }
+}
+
+static int same_tensors(const char *pa, const char *pb)
+{
+    char err[512];
+    icl_gguf *a = icl_gguf_open(pa, err, sizeof err), *b = icl_gguf_open(pb, err, sizeof err);
+    assert_non_null(a);
+    assert_non_null(b);
+    int ok = icl_gguf_n_tensors(a) == icl_gguf_n_tensors(b);
+    for (int i = 0; ok && i < icl_gguf_n_tensors(a); i++) {
+        const icl_gguf_tensor *x = icl_gguf_tensor_at(a, i), *y = icl_gguf_find_tensor(b, x->name);
+        ok = y && x->type == y->type && !memcmp(x->ne, y->ne, sizeof x->ne) && x->nbytes == y->nbytes &&
+             !memcmp(x->data, y->data, x->nbytes);
+        if (!ok)
+            print_message("# %s differs\n", x->name);
+    }
+    icl_gguf_close(a);
+    icl_gguf_close(b);
+    return ok;
+}
+
+/* folder -> GGUF (type) -> folder -> GGUF (type): the two GGUF files have the
+ * same tensor bytes; for F32 the first folder's floats come back exactly. */
+static void round_trips(void **state)
+{
+    (void)state;
+    static const char *const models[] = {"llama-tiny", "qwen2-tiny", "gpt2-tiny", "gpt2-inner-tiny"};
+    static const uint32_t types[] = {ICL_GGML_F32, ICL_GGML_F16, ICL_GGML_BF16, ICL_GGML_Q8_0, ICL_GGML_Q4_0};
+    char err[512];
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++) {
+            char dir[512], a[] = "/tmp/icl-rta-XXXXXX", b[] = "/tmp/icl-rtb-XXXXXX", f[] = "/tmp/icl-rtf-XXXXXX";
+            snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", models[k]);
+            close(mkstemp(a));
+            close(mkstemp(b));
+            assert_non_null(mkdtemp(f));
+            icl_model *m0 = load(dir);
+            if (icl_gguf_save_model(m0, a, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m1 = load(a);
+            if (icl_model_save(m1, f, err, sizeof err))
+                fail_msg("%s", err);
+            icl_model *m2 = load(f);
+            assert_int_equal(m2->num_params, m1->num_params);
+            assert_memory_equal(m2->params, m1->params, m1->num_params * 4);
+            if (types[j] == ICL_GGML_F32)
+                assert_memory_equal(m1->params, m0->params, m0->num_params * 4);
+            if (icl_gguf_save_model(m2, b, types[j], NULL, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            if (!same_tensors(a, b))
+                fail_msg("%s as %s: GGUF -> folder -> GGUF changed tensor data", models[k], icl_ggml_type_name(types[j]));
+            icl_model_free(m0);
+            icl_model_free(m1);
+            icl_model_free(m2);
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "rm -rf %s %s %s", a, b, f);
+            assert_int_equal(system(cmd), 0);
+        }
+}
+
+/* The real model (make deps): GGUF -> float32 model -> GGUF like the source:
+ * every Q4_1 and Q8_0 block and every F32 vector comes back byte for byte,
+ * with the source's metadata keys. */
+static void smollm2_round_trip(void **state)
+{
+    (void)state;
+    const char *p = getenv("ICL_SMOLLM2_GGUF");
+    if (!p || access(p, R_OK)) {
+        print_message("# SKIP ICL_SMOLLM2_GGUF not set or missing (make deps fetches it)\n");
+        skip();
+    }
+    char err[512], out[] = "/tmp/icl-smol-XXXXXX";
+    close(mkstemp(out));
+    icl_gguf *src = icl_gguf_open(p, err, sizeof err);
+    assert_non_null(src);
+    icl_model *m = load(p);
+    assert_int_equal(m->cfg.num_hidden_layers, 30);
+    assert_int_equal(m->cfg.num_key_value_heads, 3);
+    assert_int_equal(m->cfg.tie_word_embeddings, 1);
+    assert_true(m->cfg.rope_theta == 100000.0);
+    if (icl_gguf_save_model(m, out, ICL_GGML_F32, src, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(same_tensors(p, out));
+    icl_gguf *b = icl_gguf_open(out, err, sizeof err);
+    assert_int_equal(icl_gguf_n_kv(b), icl_gguf_n_kv(src));
+    for (int i = 0; i < icl_gguf_n_kv(src); i++)
+        assert_non_null(icl_gguf_find_kv(b, icl_gguf_kv_at(src, i)->key));
+    icl_gguf_close(b);
+    icl_gguf_close(src);
+    icl_model_free(m);
+    unlink(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
+        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(smollm2_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
