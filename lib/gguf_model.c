@@ -483,14 +483,14 @@ icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz)
         return NULL;
     icl_model *m = icl_model_new(&gm->cfg);
     int n_read = 0, bad = 0;
-    for (int i = 0; i < m->n_views && !bad; i++) {
-        const icl_param_view *v = &m->views[i];
+    for (int i = 0; i < m->base.n_views && !bad; i++) {
+        const icl_param_view *v = &m->base.views[i];
         const icl_gguf_model_tensor *e = icl_gguf_model_find(gm, v->name);
         if (!e) {
             icl_seterr(err, errsz, "%s: no GGUF tensor maps to %s", path, v->name);
             bad = 1;
         } else {
-            bad = icl_gguf_model_read_f32(gm, e, m->params + v->offset, v->numel, err, errsz) != 0;
+            bad = icl_gguf_model_read_f32(gm, e, m->base.params + v->offset, v->numel, err, errsz) != 0;
             n_read++;
         }
     }
@@ -602,7 +602,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
     if (tok && tok(w, m->src_dir, err, errsz))
         goto out;
     /* tensors */
-    void **bufs = xcalloc(2 * (size_t)m->n_views + 1, sizeof *bufs);
+    void **bufs = xcalloc(2 * (size_t)m->base.n_views + 1, sizeof *bufs);
     int nb = 0;
     for (int r = 0; r < nrows; r++) {
         const icl_gguf_tensor_map *row = &tab[r];
@@ -621,7 +621,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
             int64_t shape[2] = {v->shape[0], v->ndim > 1 ? v->shape[1] : 0}, ne[2];
             int nd;
             gguf_ne(row, shape, &nd, ne);
-            const float *src = m->params + v->offset;
+            const float *src = m->base.params + v->offset;
             float *lay = NULL;
             if (row->xform != ICL_GGUF_AS_IS) {
                 lay = xmalloc(v->numel * sizeof *lay);

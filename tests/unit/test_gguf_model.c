@@ -63,15 +63,15 @@ static void same_as_folder(void **state)
         assert_true((float)x->rope_theta == (float)y->rope_theta);
         assert_int_equal(x->bos_token_id, y->bos_token_id);
         assert_int_equal(x->n_eos ? x->eos_token_id[0] : -1, y->n_eos ? y->eos_token_id[0] : -1);
-        assert_int_equal(a->num_params, b->num_params);
-        assert_int_equal(a->n_views, b->n_views);
-        for (int i = 0; i < a->n_views; i++) {
-            assert_string_equal(a->views[i].name, b->views[i].name);
-            if (memcmp(a->params + a->views[i].offset, b->params + b->views[i].offset, a->views[i].numel * 4))
-                fail_msg("%s: %s differs from the folder's", gg, a->views[i].name);
+        assert_int_equal(a->base.num_params, b->base.num_params);
+        assert_int_equal(a->base.n_views, b->base.n_views);
+        for (int i = 0; i < a->base.n_views; i++) {
+            assert_string_equal(a->base.views[i].name, b->base.views[i].name);
+            if (memcmp(a->base.params + a->base.views[i].offset, b->base.params + b->base.views[i].offset, a->base.views[i].numel * 4))
+                fail_msg("%s: %s differs from the folder's", gg, a->base.views[i].name);
         }
         assert_null(b->src_dir);
-        print_message("# %s: %zu parameters bit-identical to the folder\n", PAIRS[k][1], b->num_params);
+        print_message("# %s: %zu parameters bit-identical to the folder\n", PAIRS[k][1], b->base.num_params);
         icl_model_free(a);
         icl_model_free(b);
     }
@@ -86,14 +86,14 @@ static void quantized_as_transformers(void **state)
     icl_st_file *f = icl_st_open(TEST_DATA "/gguf/llama-tiny.q4_1.expected.safetensors", err, sizeof err);
     if (!f)
         fail_msg("%s", err);
-    assert_int_equal(icl_st_count(f), m->n_views);
-    for (int i = 0; i < m->n_views; i++) {
-        const icl_param_view *v = &m->views[i];
+    assert_int_equal(icl_st_count(f), m->base.n_views);
+    for (int i = 0; i < m->base.n_views; i++) {
+        const icl_param_view *v = &m->base.views[i];
         const icl_st_tensor *t = icl_st_find(f, v->name);
         if (!t)
             fail_msg("expected tensor %s missing", v->name);
         assert_int_equal(t->numel, v->numel);
-        if (memcmp(t->data, m->params + v->offset, v->numel * 4))
+        if (memcmp(t->data, m->base.params + v->offset, v->numel * 4))
             fail_msg("%s differs from transformers' dequantized tensor", v->name);
     }
     icl_st_close(f);
@@ -231,8 +231,8 @@ static void save_like_llama_cpp(void **state)
         }
         /* and it loads back to the same parameters */
         icl_model *m2 = load(out);
-        assert_int_equal(m2->num_params, m->num_params);
-        assert_memory_equal(m2->params, m->params, m->num_params * 4);
+        assert_int_equal(m2->base.num_params, m->base.num_params);
+        assert_memory_equal(m2->base.params, m->base.params, m->base.num_params * 4);
         icl_model_free(m2);
         icl_gguf_close(a);
         icl_gguf_close(b);
@@ -282,10 +282,10 @@ static void round_trips(void **state)
             if (icl_model_save(m1, f, err, sizeof err))
                 fail_msg("%s", err);
             icl_model *m2 = load(f);
-            assert_int_equal(m2->num_params, m1->num_params);
-            assert_memory_equal(m2->params, m1->params, m1->num_params * 4);
+            assert_int_equal(m2->base.num_params, m1->base.num_params);
+            assert_memory_equal(m2->base.params, m1->base.params, m1->base.num_params * 4);
             if (types[j] == ICL_GGML_F32)
-                assert_memory_equal(m1->params, m0->params, m0->num_params * 4);
+                assert_memory_equal(m1->base.params, m0->base.params, m0->base.num_params * 4);
             if (icl_gguf_save_model(m2, b, types[j], NULL, NULL, err, sizeof err))
                 fail_msg("%s", err);
             if (!same_tensors(a, b))
