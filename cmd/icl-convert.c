@@ -8,6 +8,7 @@
 
 #include "gguf.h"
 #include "gguf_model.h"
+#include "lora.h"
 #include "model.h"
 #include "util.h"
 
@@ -26,6 +27,12 @@ static void usage(FILE *f)
 "  -L, --like FILE   writing a GGUF file: copy FILE's metadata (tokenizer.*,\n"
 "                    general.*) and give each tensor the type it has in FILE\n"
 "                    (e.g. the GGUF the folder was converted from)\n"
+"  -a, --adapter DIR[:SCALE]\n"
+"                    merge the PEFT LoRA adapter folder DIR into the model\n"
+"                    before writing it, as PEFT's merge_and_unload (W += SCALE\n"
+"                    * lora_alpha/r * B A; SCALE default 1); repeatable,\n"
+"                    merged in order.  With --adapter, a folder is written\n"
+"                    as a folder when OUT does not end in .gguf\n"
 "  -t, --threads N   threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help        show this help and exit\n"
 "  -V, --version     show the version and exit\n"
@@ -36,6 +43,7 @@ static void usage(FILE *f)
 "Examples:\n"
 "  icl-convert SmolLM2-135M-Instruct.Q4_1.gguf smollm2/\n"
 "  icl-convert --type Q8_0 run/ run.q8_0.gguf\n"
+"  icl-convert --adapter lora-run/ base/ merged.f16.gguf --type F16\n"
 "\n"
 "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n");
 }
@@ -50,19 +58,36 @@ static int tokenizer_gguf_to_folder(const icl_gguf *g, const char *dir, char *er
 }
 static const icl_gguf_tok_writer tokenizer_folder_to_gguf = NULL;
 
+/* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
+static void merge_adapters(icl_model *m, const char *const *specs, int n)
+{
+    char err[1024];
+    for (int i = 0; i < n; i++) {
+        double sc;
+        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
+        if (!d)
+            usage_die("%s", err);
+        if (icl_lora_merge(m, d, sc, err, sizeof err))
+            die("%s", err);
+        free(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     static const struct option opts[] = {
         {"type", required_argument, 0, 'T'}, {"like", required_argument, 0, 'L'},
-        {"threads", required_argument, 0, 't'},
+        {"threads", required_argument, 0, 't'}, {"adapter", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},       {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int c, type = ICL_GGML_F32, type_given = 0;
     long threads = 0;
     const char *like = NULL;
-    while ((c = getopt_long(argc, argv, "T:L:t:hV", opts, NULL)) != -1) {
+    const char **adapters = xcalloc((size_t)argc + 1, sizeof *adapters);
+    int n_adapters = 0;
+    while ((c = getopt_long(argc, argv, "T:L:t:a:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             type = icl_ggml_type_by_name(optarg);
@@ -72,6 +97,7 @@ int main(int argc, char **argv)
             type_given = 1;
             break;
         case 'L': like = optarg; break;
+        case 'a': adapters[n_adapters++] = optarg; break;
         case 't':
             if (parse_long(optarg, &threads) || threads < 1)
                 usage_die("--threads %s: not a positive integer", optarg);
@@ -96,6 +122,7 @@ int main(int argc, char **argv)
         icl_model *m = icl_model_load_gguf(in, err, sizeof err);
         if (!m)
             die("%s", err);
+        merge_adapters(m, adapters, n_adapters);
         if (icl_model_save(m, out, err, sizeof err) || tokenizer_gguf_to_folder(g, out, err, sizeof err))
             die("%s: %s", out, err);
         icl_model_free(m);
@@ -107,12 +134,20 @@ int main(int argc, char **argv)
         icl_model *m = icl_model_load(in, err, sizeof err);
         if (!m)
             die("%s: %s", in, err);
-        if (icl_gguf_save_model(m, out, (uint32_t)type, lg, tokenizer_folder_to_gguf, err, sizeof err))
+        merge_adapters(m, adapters, n_adapters);
+        size_t lo = strlen(out);
+        if (n_adapters && !(lo >= 5 && !strcmp(out + lo - 5, ".gguf"))) { /* merged folder -> folder */
+            if (type_given || like)
+                usage_die("--type and --like apply to writing a GGUF file (a name ending in .gguf)");
+            if (icl_model_save(m, out, err, sizeof err))
+                die("%s: %s", out, err);
+        } else if (icl_gguf_save_model(m, out, (uint32_t)type, lg, tokenizer_folder_to_gguf, err, sizeof err))
             die("%s", err);
         icl_model_free(m);
         icl_gguf_close(lg);
     } else {
         die("%s: neither a GGUF file nor a model folder", in);
     }
+    free(adapters);
     return ICL_EXIT_OK;
 }
