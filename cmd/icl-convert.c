@@ -85,7 +85,7 @@ int main(int argc, char **argv)
     int c, type = ICL_GGML_F32, type_given = 0;
     long threads = 0;
     const char *like = NULL;
-    const char **adapters = xcalloc((size_t)argc + 1, sizeof *adapters);
+    static const char *adapters[64];
     int n_adapters = 0;
     while ((c = getopt_long(argc, argv, "T:L:t:a:hV", opts, NULL)) != -1) {
         switch (c) {
@@ -97,7 +97,11 @@ int main(int argc, char **argv)
             type_given = 1;
             break;
         case 'L': like = optarg; break;
-        case 'a': adapters[n_adapters++] = optarg; break;
+        case 'a':
+            if (n_adapters == 64)
+                usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case 't':
             if (parse_long(optarg, &threads) || threads < 1)
                 usage_die("--threads %s: not a positive integer", optarg);
@@ -148,6 +152,5 @@ int main(int argc, char **argv)
     } else {
         die("%s: neither a GGUF file nor a model folder", in);
     }
-    free(adapters);
     return ICL_EXIT_OK;
 }

@@ -461,7 +461,7 @@ int main(int argc, char **argv)
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
     int c, n_adapters = 0;
-    const char **adapters = xcalloc((size_t)argc + 1, sizeof *adapters);
+    static const char *adapters[64];
     long threads = 0;
     char err[256];
     while ((c = getopt_long(argc, argv, "p:r:M:e:m:t:hV", lo, NULL)) != -1) {
@@ -500,7 +500,11 @@ int main(int argc, char **argv)
         }
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
-        case OPT_ADAPTER: adapters[n_adapters++] = optarg; break;
+        case OPT_ADAPTER:
+            if (n_adapters == 64)
+                usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case 't':
             if (parse_long(optarg, &threads) != 0 || threads < 1 || threads > 4096)
                 usage_die("--threads: '%s' is not a number from 1 to 4096", optarg);
@@ -520,9 +524,7 @@ int main(int argc, char **argv)
                       "apply to the model mode (-m)");
         if (threads)
             icl_set_threads((int)threads);
-        int rc = eval_model(model, adapters, n_adapters, argc - optind, argv + optind);
-        free(adapters);
-        return rc;
+        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
         o.per = icl_out_open(o.per_path);

@@ -409,11 +409,15 @@ int main(int argc, char **argv)
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0, n_adapters = 0;
-    const char **adapters = xcalloc((size_t)argc + 1, sizeof *adapters);
+    static const char *adapters[64];
     while ((c = getopt_long(argc, argv, "m:n:s:b:t:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
-        case OPT_ADAPTER: adapters[n_adapters++] = optarg; break;
+        case OPT_ADAPTER:
+            if (n_adapters == 64)
+                usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case 'n': max_new = int_arg("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
         case OPT_TOPK: top_k = int_arg("--top-k", optarg, 0, 1L << 30); break;
@@ -433,8 +437,8 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = int_arg("--num-return-sequences", optarg, 1, 1L << 20); break;
         case 't': threads = int_arg("--threads", optarg, 1, 4096); break;
-        case 'h': usage(stdout); free(stop); free(adapters); return ICL_EXIT_OK;
-        case 'V': icl_print_version(); free(stop); free(adapters); return ICL_EXIT_OK;
+        case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
+        case 'V': icl_print_version(); free(stop); return ICL_EXIT_OK;
         default: usage_die("unknown option");
         }
     }
@@ -458,7 +462,6 @@ int main(int argc, char **argv)
     cx.m = icl_lora_load_merged(model_dir, adapters, n_adapters, &base, err, sizeof err);
     if (!cx.m)
         die("%s", err);
-    free(adapters);
     model_dir = base;
     if (icl_gen_config_load(&cx.g, icl_is_gguf_file(model_dir) ? NULL : model_dir, &cx.m->cfg, err, sizeof err) != 0)
         die("%s/%s", model_dir, err);

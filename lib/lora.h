@@ -51,6 +51,15 @@ int icl_lora_set_targets(icl_lora_config *c, const icl_config *mc, const char *s
 /* Free the owned members (the struct itself is the caller's). */
 void icl_lora_config_free(icl_lora_config *c);
 
+/* Parse the text of an adapter_config.json (len bytes; path names it in
+ * messages) as icl_lora_read_config does.  0 ok, -1 with err. */
+int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lora_config *c, char *err,
+                          size_t errsz);
+/* c as adapter_config.json text (PEFT 0.13.2's LoraConfig keys, sorted as
+ * its save_pretrained writes them, newline-terminated; fan_in_fan_out as
+ * given: PEFT sets it for GPT-2's Conv1D).  malloc'd. */
+char *icl_lora_config_json(const icl_lora_config *c, int fan_in_fan_out);
+
 /* Read DIR/adapter_config.json (PEFT's).  0 ok, -1 with err naming the file
  * (unreadable, not JSON, peft_type not LORA, an unsupported setting). */
 int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t errsz);

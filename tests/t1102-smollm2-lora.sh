@@ -17,6 +17,16 @@ if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
 	test_done
 	exit 0
 fi
+# The -O1 sanitizer build's training forward (full fine-tuning too: main's
+# loss head) differs from the -O3 build by about 1e-4 relative on this
+# model's 49152-way softmax (a float32 sum in another order), beyond the
+# tolerances here; icl-eval's loss agrees in both builds.  The sanitizers
+# run the LoRA code paths in t0520 and test_lora.
+if [ "${ICL_SANITIZE:-0}" = 1 ]; then
+	test_skip 'LoRA parity on SmolLM2' 'numerics are checked in the -O3 build (make check)'
+	test_done
+	exit 0
+fi
 
 test_expect_success '10 LoRA steps: loss and grad norm per step equal transformers+PEFT (float32 noise)' '
 	head -10 $S/alpaca16.tok >ten.tok &&

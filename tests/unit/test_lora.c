@@ -203,6 +203,8 @@ static void hostile(void **state)
         {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"use_dora\": true, \"target_modules\": [\"q_proj\"]}",
          "DoRA"},
         {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": \".*proj\"}", "regular expressions"},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": []}", "target_modules is empty"},
+        {"{\"peft_type\": \"LORA\", \"r\": 4, \"r\": 5, \"lora_alpha\": 8}", "duplicate"},
         {"{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"], \"rank_pattern\": "
          "{\"q_proj\": 8}}",
          "rank_pattern"},
