@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "gguf_model.h"
 #include "tokgguf.h"
+#include "lora.h"
 #include "model.h"
 #include "cli.h"
 #include "util.h"
@@ -30,6 +31,12 @@ static void usage(FILE *f)
 "                    general.*) and, unless --type is given, give each tensor\n"
 "                    the type it has in FILE (e.g. the GGUF the folder was\n"
 "                    converted from)\n"
+"  -a, --adapter DIR[:SCALE]\n"
+"                    merge the PEFT LoRA adapter folder DIR into the model\n"
+"                    before writing it, as PEFT's merge_and_unload (W += SCALE\n"
+"                    * lora_alpha/r * B A; SCALE default 1); repeatable,\n"
+"                    merged in order.  With --adapter, a folder is written\n"
+"                    as a folder when OUT does not end in .gguf\n"
 "      --threads N   threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help        show this help and exit\n"
 "  -V, --version     show the version and exit\n"
@@ -40,6 +47,7 @@ static void usage(FILE *f)
 "Examples:\n"
 "  icl-convert SmolLM2-135M-Instruct.Q4_1.gguf smollm2/\n"
 "  icl-convert --type Q8_0 run/ run.q8_0.gguf\n"
+"  icl-convert --adapter lora-run/ base/ merged.f16.gguf --type F16\n"
 "\n"
 "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n");
 }
@@ -82,19 +90,36 @@ static int tokenizer_folder_to_gguf(icl_gguf_writer *w, const char *src_dir, cha
     return rc;
 }
 
+/* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
+static void merge_adapters(icl_model *m, const char *const *specs, int n)
+{
+    char err[1024];
+    for (int i = 0; i < n; i++) {
+        double sc;
+        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
+        if (!d)
+            icl_usage_die("%s", err);
+        if (icl_lora_merge(m, d, sc, err, sizeof err))
+            icl_die("%s", err);
+        free(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
     static const struct option opts[] = {
         {"type", required_argument, 0, 'T'}, {"like", required_argument, 0, 'L'},
-        {"threads", required_argument, 0, 256},
+        {"threads", required_argument, 0, 256}, {"adapter", required_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},       {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int c, type = ICL_GGML_F32, type_given = 0;
     long threads = 0;
     const char *like = NULL;
-    while ((c = getopt_long(argc, argv, "T:L:hV", opts, NULL)) != -1) {
+    static const char *adapters[64];
+    int n_adapters = 0;
+    while ((c = getopt_long(argc, argv, "T:L:a:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             type = icl_ggml_type_by_name(optarg);
@@ -104,6 +129,11 @@ int main(int argc, char **argv)
             type_given = 1;
             break;
         case 'L': like = optarg; break;
+        case 'a':
+            if (n_adapters == 64)
+                icl_usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case 256: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
@@ -125,6 +155,7 @@ int main(int argc, char **argv)
         icl_model *m = icl_model_load_gguf(in, err, sizeof err);
         if (!m)
             icl_die("%s", err);
+        merge_adapters(m, adapters, n_adapters);
         if (icl_model_save(m, out, err, sizeof err) || tokenizer_gguf_to_folder(g, out, err, sizeof err))
             icl_die("%s: %s", out, err);
         icl_model_free(m);
@@ -136,7 +167,15 @@ int main(int argc, char **argv)
         icl_model *m = icl_model_load(in, err, sizeof err);
         if (!m)
             icl_die("%s: %s", in, err);
-        if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, tokenizer_folder_to_gguf, err, sizeof err))
+        merge_adapters(m, adapters, n_adapters);
+        size_t lo = strlen(out);
+        if (n_adapters && !(lo >= 5 && !strcmp(out + lo - 5, ".gguf"))) { /* merged folder -> folder */
+            if (type_given || like)
+                icl_usage_die("--type and --like apply to writing a GGUF file (a name ending in .gguf)");
+            if (icl_model_save(m, out, err, sizeof err))
+                icl_die("%s: %s", out, err);
+        } else if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, tokenizer_folder_to_gguf, err,
+                                       sizeof err))
             icl_die("%s", err);
         icl_model_free(m);
         icl_gguf_close(lg);

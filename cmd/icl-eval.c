@@ -13,6 +13,7 @@
 #include <utf8proc.h>
 
 #include "lmeval.h"
+#include "lora.h"
 #include "metrics.h"
 #include "fileio.h"
 #include "model.h"
@@ -57,6 +58,8 @@ static void usage(FILE *f)
 "                          (default 10)\n"
 "      --skip-bad          skip bad records (unreadable, key missing or not a\n"
 "                          string) and count them, instead of stopping\n"
+"      --adapter DIR[:SCALE] with -m: merge the PEFT LoRA adapter folder DIR,\n"
+"                          its output times SCALE (default 1); repeatable\n"
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
@@ -114,12 +117,13 @@ typedef struct {
 } items;
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
-static int eval_model(const char *model_dir, int nfiles, char **files)
+static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files)
 {
-    char err[1024];
-    icl_model *m = icl_model_load(model_dir, err, sizeof err);
+    char err[1024], *base = NULL;
+    icl_model *m = icl_lora_load_merged(model_arg, adapters, n_adapters, &base, err, sizeof err);
     if (!m)
-        icl_die("%s: %s", model_dir, err);
+        icl_die("%s", err);
+    const char *model_dir = base;
     icl_tokenizer *tok = NULL;
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
@@ -173,6 +177,7 @@ static int eval_model(const char *model_dir, int nfiles, char **files)
     if (tok)
         icl_tok_free(tok);
     free(tokpath);
+    free(base);
     icl_model_free(m);
     return ICL_EXIT_OK;
 }
@@ -447,7 +452,7 @@ int main(int argc, char **argv)
     int text_opts = 0, tok_auto = 1;
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
-    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS };
+    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
@@ -455,9 +460,11 @@ int main(int argc, char **argv)
         {"extract", required_argument, 0, OPT_EXTRACT}, {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
         {"threads", required_argument, 0, OPT_THREADS}, {"help", no_argument, 0, 'h'},
+        {"adapter", required_argument, 0, OPT_ADAPTER},
         {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
     };
-    int c;
+    int c, n_adapters = 0;
+    static const char *adapters[64];
     int threads = 0;
     char err[256];
     while ((c = getopt_long(argc, argv, "p:r:M:e:m:hV", lo, NULL)) != -1) {
@@ -496,6 +503,11 @@ int main(int argc, char **argv)
         }
         case OPT_SKIP_BAD: o.skip_bad = 1; break;
         case 'm': model = optarg; break;
+        case OPT_ADAPTER:
+            if (n_adapters == 64)
+                icl_usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
@@ -504,13 +516,15 @@ int main(int argc, char **argv)
             return ICL_EXIT_USAGE;
         }
     }
+    if (n_adapters && !model)
+        icl_usage_die("--adapter needs -m MODEL (the model mode)");
     if (model) {
         if (text_opts)
             icl_usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
                       "apply to the model mode (-m)");
         if (threads)
             icl_set_threads(threads);
-        return eval_model(model, argc - optind, argv + optind);
+        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind);
     }
     if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
         o.per = icl_xout_open(o.per_path);

@@ -11,6 +11,7 @@
 
 #include "chat.h"
 #include "generate.h"
+#include "lora.h"
 #include "gguf_model.h"
 #include "model.h"
 #include "record.h"
@@ -28,7 +29,12 @@ static void usage(FILE *f)
 "standard input) and write the record back with \"completion\" added.\n"
 "\n"
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
-"                             model.safetensors, tokenizer.json)\n"
+"                             model.safetensors, tokenizer.json), GGUF file, or\n"
+"                             PEFT adapter folder (its base_model_name_or_path\n"
+"                             is loaded and the adapter merged)\n"
+"      --adapter DIR[:SCALE]  merge the PEFT LoRA adapter folder DIR into the\n"
+"                             model, its output times SCALE (default 1);\n"
+"                             repeatable, merged in order\n"
 "  -n, --max-new-tokens N     at most N new tokens per prompt (default:\n"
 "                             generation_config.json's, else 256)\n"
 "      --temperature F        sample at temperature F (0 = greedy)\n"
@@ -92,10 +98,11 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
+    {"adapter", required_argument, NULL, OPT_ADAPTER},
     {"max-new-tokens", required_argument, NULL, 'n'},
     {"temperature", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOPK},
@@ -462,13 +469,19 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0;
+    int n_stop = 0, n_adapters = 0;
+    static const char *adapters[64];
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
     while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
+        case OPT_ADAPTER:
+            if (n_adapters == 64)
+                icl_usage_die("--adapter: at most 64");
+            adapters[n_adapters++] = optarg;
+            break;
         case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
         case OPT_TOPK: top_k = icl_opt_long("--top-k", optarg, 0, 1L << 30); break;
@@ -513,9 +526,11 @@ int main(int argc, char **argv)
     ctx_t cx;
     memset(&cx, 0, sizeof cx);
     char err[1024];
-    cx.m = icl_model_load(model_dir, err, sizeof err);
+    char *base = NULL;
+    cx.m = icl_lora_load_merged(model_dir, adapters, n_adapters, &base, err, sizeof err);
     if (!cx.m)
-        icl_die("%s: %s", model_dir, err);
+        icl_die("%s", err);
+    model_dir = base;
     if (icl_gen_config_load(&cx.g, icl_is_gguf_file(model_dir) ? NULL : model_dir, &cx.m->cfg, err, sizeof err) != 0)
         icl_die("%s/%s", model_dir, err);
     if (max_new > 0)
@@ -581,6 +596,7 @@ int main(int argc, char **argv)
         icl_tok_free(cx.tok);
     icl_model_free(cx.m);
     icl_chat_free(cx.chat);
+    free(base);
     free(stop);
     free(cx.streams);
     free(tvars);

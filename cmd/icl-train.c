@@ -37,6 +37,19 @@ static const char usage_text[] =
     "                             OUT_DIR so it is a complete model folder\n"
     "  -o, --output-dir DIR       checkpoints DIR/checkpoint-STEP/; the final model\n"
     "\n"
+    "LoRA (names as PEFT's LoraConfig; the base is frozen, checkpoints and DIR\n"
+    "hold a PEFT adapter folder: adapter_config.json, adapter_model.safetensors):\n"
+    "      --lora-r R             train rank-R adapters instead of every weight\n"
+    "      --lora-alpha A         scale alpha / r (default 8)\n"
+    "      --lora-dropout P       dropout on the adapters' input (only 0 for now)\n"
+    "      --lora-targets LIST    modules: comma list of q_proj,k_proj,v_proj,o_proj,\n"
+    "                             gate_proj,up_proj,down_proj (GPT-2: c_attn,c_proj,\n"
+    "                             c_fc) or all-linear (default: q_proj,v_proj;\n"
+    "                             GPT-2 c_attn, as PEFT)\n"
+    "      --use-rslora           scale alpha / sqrt(r) (rsLoRA)\n"
+    "      --adapter DIR          start from the PEFT adapter folder DIR (its r,\n"
+    "                             lora_alpha, target_modules, use_rslora)\n"
+    "\n"
     "Data:\n"
     "      --batch-size N         examples (rows) per micro-batch (default 8)\n"
     "      --seq-len N            longest example: longer ones lose the start of\n"
@@ -82,7 +95,7 @@ static const char usage_text[] =
 enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
-    O_LOG, O_PROG, O_NOPROG, O_VERSION
+    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -196,6 +209,12 @@ int main(int argc, char **argv)
         {"logging-steps", required_argument, 0, O_LOG},
         {"progress", no_argument, 0, O_PROG},
         {"no-progress", no_argument, 0, O_NOPROG},
+        {"lora-r", required_argument, 0, O_LORA_R},
+        {"lora-alpha", required_argument, 0, O_LORA_ALPHA},
+        {"lora-dropout", required_argument, 0, O_LORA_DROP},
+        {"lora-targets", required_argument, 0, O_LORA_TGT},
+        {"use-rslora", no_argument, 0, O_RSLORA},
+        {"adapter", required_argument, 0, O_ADAPTER},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -244,6 +263,12 @@ int main(int argc, char **argv)
         case O_LOG: o.log_every = LONG_OPT("--log-every", 1); break;
         case O_PROG: progress = 1; break;
         case O_NOPROG: progress = 0; break;
+        case O_LORA_R: o.lora_r = INT_OPT("--lora-r", 1); break;
+        case O_LORA_ALPHA: o.lora_alpha = NUM_OPT("--lora-alpha"); break;
+        case O_LORA_DROP: o.lora_dropout = icl_opt_double("--lora-dropout", optarg, 0, 1); break;
+        case O_LORA_TGT: o.lora_targets = optarg; break;
+        case O_RSLORA: o.use_rslora = 1; break;
+        case O_ADAPTER: o.adapter = optarg; break;
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "dataset.h"
+#include "lora.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -38,6 +39,7 @@ void icl_train_opts_default(icl_train_opts *o)
     o->seed = 42;
     o->verbose = 1;
     o->world_size = 1;
+    o->lora_alpha = 8;
 }
 
 /* ------------------------------------------------------------ the step */
@@ -200,6 +202,7 @@ typedef struct {
     icl_batch *mbs;
     char *last_good;     /* newest checkpoint written or resumed from */
     long last_saved;
+    icl_lora_config lcfg; /* with --lora-r or --adapter: the adapters' configuration */
     /* metrics since the last logged step */
     double log_loss, log_time;
     long log_targets, log_tokens;
@@ -258,6 +261,21 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--min-lr %g is above --lr %g", o->min_lr, o->adamw.lr);
     if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
         BAD("rank %d of %d processes", o->rank, o->world_size);
+    if (o->lora_r < 0)
+        BAD("--lora-r must not be negative");
+    if (o->adapter && (o->lora_r || o->lora_targets || o->use_rslora))
+        BAD("--adapter DIR brings its own r, lora_alpha, target_modules and use_rslora: no --lora-r, "
+            "--lora-targets or --use-rslora with it");
+    if (o->adapter && o->arch)
+        BAD("--adapter adapts a pretrained model: give -m MODEL_DIR, not --arch");
+    if (o->lora_r > 0 && o->arch)
+        BAD("LoRA (--lora-r) adapts a pretrained model: give -m MODEL_DIR, not --arch");
+    if (!(o->lora_dropout >= 0 && o->lora_dropout < 1))
+        BAD("--lora-dropout %g: want a probability in [0, 1)", o->lora_dropout);
+    if (!isfinite(o->lora_alpha))
+        BAD("--lora-alpha must be a finite number");
+    if (!o->lora_r && !o->adapter && (o->lora_targets || o->use_rslora || o->lora_dropout > 0))
+        BAD("--lora-targets, --lora-dropout and --use-rslora need --lora-r R");
     return 0;
 #undef BAD
 }
@@ -310,10 +328,14 @@ static int scratch_config(train_run *r, icl_config *c)
 
 /* The model: the newest checkpoint (--resume), the -m folder, or a random
  * one from --arch; and r->tokpath, its tokenizer.json. */
+static int open_lora(train_run *r);
+
 static int open_model(train_run *r)
 {
     const icl_train_opts *o = r->o;
     char e2[1024];
+    if (o->lora_r > 0 || o->adapter)
+        return open_lora(r);
     if (o->resume) {
         r->ckpt = icl_train_latest_checkpoint(o->out_dir);
         if (!r->ckpt)
@@ -336,6 +358,79 @@ static int open_model(train_run *r)
         icl_config_free(&c);
         icl_model_init_random(r->m, o->seed, 0.02f);
         r->from = o->arch;
+    }
+    return 0;
+}
+
+/* LoRA: the base (-m, or on --resume the checkpoint's base_model_name_or_path
+ * when -m is not given), frozen, with adapters: fresh (seed) or the
+ * checkpoint's, whose configuration must be this run's. */
+static int open_lora(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    char e2[1024];
+    icl_lora_config *lc = &r->lcfg;
+    char *base = NULL;
+    if (o->resume) {
+        r->ckpt = icl_train_latest_checkpoint(o->out_dir);
+        if (!r->ckpt)
+            return fail(r, "%s: no complete checkpoint to resume from", o->out_dir);
+        base = o->model_dir ? xstrdup(o->model_dir) : icl_lora_base_path(r->ckpt, e2, sizeof e2);
+        if (!base)
+            return fail(r, "%s", e2);
+    } else {
+        base = xstrdup(o->model_dir);
+    }
+    r->m = icl_model_load(base, e2, sizeof e2);
+    if (!r->m) {
+        fail(r, "%s: %s", base, e2);
+        free(base);
+        return -1;
+    }
+    r->from = o->model_dir ? o->model_dir : "the checkpoint's base";
+    r->tokpath = join(base, "tokenizer.json");
+    if (o->adapter) {
+        if (icl_lora_read_config(o->adapter, lc, e2, sizeof e2)) {
+            free(base);
+            return fail(r, "%s", e2);
+        }
+        free(lc->base_model_name_or_path);
+        lc->base_model_name_or_path = NULL;
+        if (lc->n_targets == 1 && !strcmp(lc->target_modules[0], "all-linear") &&
+            icl_lora_set_targets(lc, &r->m->cfg, "all-linear", e2, sizeof e2)) {
+            free(base);
+            return fail(r, "%s", e2);
+        }
+    } else {
+        lc->r = o->lora_r;
+        lc->lora_alpha = o->lora_alpha;
+        lc->use_rslora = o->use_rslora;
+        if (icl_lora_set_targets(lc, &r->m->cfg, o->lora_targets, e2, sizeof e2)) {
+            free(base);
+            return fail(r, "%s", e2);
+        }
+    }
+    lc->lora_dropout = o->lora_dropout;
+    lc->base_model_name_or_path = base;
+    if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2))
+        return fail(r, "%s", e2);
+    if (r->ckpt) {
+        icl_lora_config cc;
+        if (icl_lora_read_config(r->ckpt, &cc, e2, sizeof e2))
+            return fail(r, "%s", e2);
+        int same = cc.r == lc->r && cc.lora_alpha == lc->lora_alpha && cc.use_rslora == lc->use_rslora &&
+                   cc.n_targets == lc->n_targets;
+        for (int i = 0; same && i < cc.n_targets; i++)
+            same = !strcmp(cc.target_modules[i], lc->target_modules[i]);
+        icl_lora_config_free(&cc);
+        if (!same)
+            return fail(r, "%s: cannot resume: its adapter_config.json has other r, lora_alpha, use_rslora or "
+                           "target_modules than these options",
+                        r->ckpt);
+        if (icl_lora_load_weights(r->m, r->ckpt, e2, sizeof e2))
+            return fail(r, "%s", e2);
+    } else if (o->adapter && icl_lora_load_weights(r->m, o->adapter, e2, sizeof e2)) {
+        return fail(r, "%s", e2);
     }
     return 0;
 }
@@ -728,6 +823,8 @@ out:
 /* The model folder files plus, from scratch, tokenizer.json. */
 static int save_model_dir(train_run *r, const char *dir)
 {
+    if (r->o->lora_r > 0 || r->o->adapter)
+        return icl_lora_save(r->m, &r->lcfg, dir, r->err, r->errsz);
     if (icl_model_save(r->m, dir, r->err, r->errsz))
         return -1;
     if (r->tok_json) {
@@ -1005,6 +1102,7 @@ static void run_free(train_run *r)
     icl_dataset_free(&r->data);
     icl_dataset_free(&r->valid);
     icl_model_free(r->m);
+    icl_lora_config_free(&r->lcfg);
 }
 
 int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz)

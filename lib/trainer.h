@@ -109,6 +109,17 @@ typedef struct {
     int hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, intermediate_size;
     const char *tokenizer;      /* -t: tokenizer.json (or its folder), with --arch */
     const char *out_dir;        /* -o */
+    /* LoRA (lora.h; PEFT's LoraConfig names): lora_r > 0 freezes the base
+     * and trains adapters; checkpoints and OUT_DIR then hold a PEFT adapter
+     * folder (adapter_config.json, adapter_model.safetensors) instead of a
+     * model, and --resume reloads the base from model_dir (or the
+     * checkpoint's base_model_name_or_path). */
+    int lora_r;                 /* 0: full fine-tuning */
+    double lora_alpha;          /* default 8 (PEFT's) */
+    double lora_dropout;        /* default 0 */
+    const char *lora_targets;   /* comma list, "all-linear", or NULL: PEFT's default per architecture */
+    int use_rslora;             /* scale alpha / sqrt(r) */
+    const char *adapter;        /* a PEFT adapter folder to start from (its r, alpha, targets) */
     /* data */
     const char *const *files;   /* token-line files; none = stdin */
     int nfiles;

@@ -7,7 +7,7 @@
 gzip -dc "$DATA/eval/HumanEval.jsonl.gz" >HumanEval.jsonl
 
 test_expect_success 'HumanEval: the 164 canonical solutions score pass@1 = 1' '
-	icl-eval --pred canonical_solution -M pass@1 --threads 2 --per-record pr HumanEval.jsonl >out &&
+	icl-eval --pred canonical_solution -M pass@1 --threads 2 --timeout 120 --per-record pr HumanEval.jsonl >out &&
 	echo "{\"records\":164,\"tasks\":164,\"samples\":164,\"passed\":164,\"pass@1\":1.0,\"skipped\":0}" >want &&
 	test_cmp want out &&
 	test $(grep -c "\"result\":\"passed\"" pr) -eq 164

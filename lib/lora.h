@@ -1,0 +1,114 @@
+/* lora.h - LoRA adapters in PEFT's format: configuration, adapter folders,
+ * attaching to a model, merging into the base weights.
+ *
+ * An adapter folder is what PEFT's save_pretrained writes (PEFT 0.13 keys):
+ *   adapter_config.json        {"peft_type": "LORA", "task_type": "CAUSAL_LM",
+ *                               "base_model_name_or_path", "r", "lora_alpha",
+ *                               "lora_dropout", "target_modules" [...],
+ *                               "use_rslora", "fan_in_fan_out", "bias": "none", ...}
+ *   adapter_model.safetensors  F32 tensors
+ *       base_model.model.<module>.lora_A.weight  [r, in]
+ *       base_model.model.<module>.lora_B.weight  [out, r]
+ *     <module> as HF names it, e.g. model.layers.0.self_attn.q_proj or
+ *     transformer.h.0.attn.c_attn (GPT-2's Conv1D: in/out are the logical
+ *     sizes, PEFT's fan_in_fan_out).
+ * Scale (PEFT's "scaling"): lora_alpha / r, or lora_alpha / sqrt(r) with
+ * use_rslora (Kalajdzievski 2023, rsLoRA).
+ * Supported: plain LoRA (no DoRA, no rank_pattern/alpha_pattern, bias
+ * "none", no modules_to_save, no layers_to_transform); any other setting
+ * is refused by name.
+ */
+#ifndef ICL_LORA_H
+#define ICL_LORA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    int r;                       /* rank */
+    double lora_alpha;
+    double lora_dropout;         /* probability, [0, 1) */
+    int use_rslora;
+    int n_targets;
+    char **target_modules;       /* [n_targets] owned: last name components (q_proj, c_attn, ...) */
+    char *base_model_name_or_path; /* owned, may be NULL */
+} icl_lora_config;
+
+/* PEFT's scaling: alpha / r, or alpha / sqrt(r) with use_rslora. */
+double icl_lora_scale(const icl_lora_config *c);
+
+/* Set c->target_modules from a comma-separated list of module names, or
+ * "all-linear" (PEFT: every linear of the blocks, not the LM head: q_proj
+ * k_proj v_proj o_proj gate_proj up_proj down_proj for Llama/Qwen2; c_attn
+ * c_proj c_fc for GPT-2), or NULL for PEFT's default of the architecture
+ * (q_proj v_proj; GPT-2 c_attn).  Names are checked against the model's
+ * projections when the adapter is attached.  0 ok, -1 with err (an empty
+ * name). */
+int icl_lora_set_targets(icl_lora_config *c, const icl_config *mc, const char *spec, char *err, size_t errsz);
+
+/* Free the owned members (the struct itself is the caller's). */
+void icl_lora_config_free(icl_lora_config *c);
+
+/* Parse the text of an adapter_config.json (len bytes; path names it in
+ * messages) as icl_lora_read_config does.  0 ok, -1 with err. */
+int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lora_config *c, char *err,
+                          size_t errsz);
+/* c as adapter_config.json text (PEFT 0.13.2's LoraConfig keys, sorted as
+ * its save_pretrained writes them, newline-terminated; fan_in_fan_out as
+ * given: PEFT sets it for GPT-2's Conv1D).  malloc'd. */
+char *icl_lora_config_json(const icl_lora_config *c, int fan_in_fan_out);
+
+/* Read DIR/adapter_config.json (PEFT's).  0 ok, -1 with err naming the file
+ * (unreadable, not JSON, peft_type not LORA, an unsupported setting). */
+int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t errsz);
+
+/* Freeze the base of m and add the trainable set "lora" of c's adapters
+ * (icl_model_add_lora, A Kaiming-uniform as PEFT, B = 0, deterministic in
+ * seed) with scale icl_lora_scale(c) and dropout c->lora_dropout.  Returns
+ * the set (owned by m) or NULL with err. */
+icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
+
+/* Read the adapter weights of m's "lora" set from path (an
+ * adapter_model.safetensors, or a folder holding one): every view of the
+ * set must be there with its shape (F32/BF16/F16), and nothing else.
+ * 0 ok, -1 with err. */
+int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errsz);
+
+/* Write m's "lora" set as a PEFT adapter folder: dir (created with its
+ * parents) receives adapter_config.json (c's values, PEFT 0.13's keys,
+ * fan_in_fan_out true for GPT-2 as PEFT sets it for Conv1D) and
+ * adapter_model.safetensors (F32), each atomically.  0 ok, -1 with err. */
+int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir, char *err, size_t errsz);
+
+/* Merge the adapter folder dir into m's base weights as PEFT's
+ * merge_and_unload: W += (mult * scaling) * (B A) per adapted module
+ * (Conv1D: W^T += ...), B A summed in float32 over r in order.  mult is
+ * the user's weight of this adapter (1: PEFT's merge; as llama.cpp's
+ * export-lora --lora-scaled).  Several adapters: call once per adapter.
+ * 0 ok; -1 with err (a tensor that is not a lora_A/lora_B pair of a base
+ * weight, wrong shapes, a config problem), m unchanged then. */
+int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t errsz);
+
+/* Split "DIR[:SCALE]" (SCALE a number, the last ':' when what follows
+ * parses as one) into a malloc'd folder and *scale (1 when absent).
+ * NULL with err when SCALE is not finite. */
+char *icl_lora_parse_spec(const char *spec, double *scale, char *err, size_t errsz);
+
+/* The base model of an adapter folder: its base_model_name_or_path as
+ * given when that exists, else relative to dir; malloc'd, or NULL with err
+ * (no adapter_config.json, no base named, base not found). */
+char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
+
+/* The model of -m MODEL --adapter SPEC...: MODEL is a model folder or GGUF
+ * file, or an adapter folder (adapter_config.json and no config.json), which
+ * then stands for its base (icl_lora_base_path) plus itself as the first
+ * adapter at scale 1.  Each SPEC is "DIR[:SCALE]" (icl_lora_parse_spec),
+ * merged in order into the loaded base (icl_lora_merge).  *base gets the
+ * model folder or file actually loaded (malloc'd; its tokenizer and
+ * generation config are the model's).  NULL with err naming the file. */
+icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int n_specs, char **base, char *err,
+                                size_t errsz);
+
+#endif

@@ -1,0 +1,159 @@
+#!/bin/sh
+# icl-train --lora-r: PEFT adapter folders as output, checkpoints holding
+# only the adapters and their moments, exact resume, option errors.
+# (PEFT parity of the numbers: tests/unit/test_linear.c and test_lora.c.)
+. "$(dirname "$0")/lib.sh"
+LLAMA="$DATA/model/llama-tiny/model"
+GPT2="$DATA/model/gpt2-tiny/model"
+
+awk 'BEGIN { srand(7); for (e = 0; e < 24; e++) { n = 4 + int(rand() * 10); np = 1 + int(rand() * (n - 2));
+	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >rand.tok
+
+# tensor names of a safetensors file, one a line, sorted
+st_names() { python3 -c 'import json,struct,sys
+f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; h=json.loads(f.read(n))
+for k in sorted(h):
+    if k!="__metadata__": print(k, h[k]["dtype"], h[k]["shape"])' "$1"; }
+
+test_expect_success '--help lists the LoRA options' '
+	icl-train --help >help &&
+	for o in --lora-r --lora-alpha --lora-dropout --lora-targets --use-rslora; do grep -q -e "$o" help || return 1; done
+'
+
+test_expect_code 2 'LoRA options without --lora-r are a usage error' 'icl-train -m "$LLAMA" -o out --use-rslora rand.tok'
+test_expect_code 2 'LoRA with --arch is a usage error' 'icl-train --arch llama -t x -o out --lora-r 4 rand.tok'
+test_expect_code 2 '--lora-dropout 1 is a usage error' 'icl-train -m "$LLAMA" -o out --lora-r 4 --lora-dropout 1 rand.tok'
+
+test_expect_success 'a target the model does not have is an error naming it' '
+	test_must_fail icl-train -q -m "$LLAMA" -o out --lora-r 4 --lora-targets q_proj,c_attn rand.tok 2>err &&
+	test_grep "LoRA target \"c_attn\" names no projection of this llama model" err
+'
+
+ARGS="-q -m $LLAMA --lora-r 4 --lora-alpha 8 --lora-targets q_proj,v_proj,down_proj --batch-size 3 --grad-accum 2 --epochs 3 --lr 1e-2 --weight-decay 0.1 --schedule cosine --warmup-steps 2 --save-every 5 --threads 2"
+
+test_expect_success 'the output is a PEFT adapter folder with the names and shapes PEFT writes' '
+	icl-train $ARGS -o full rand.tok >m.full &&
+	test $(wc -l <m.full) -eq 12 &&
+	! test -e full/model.safetensors && ! test -e full/checkpoint-5/model.safetensors &&
+	st_names full/adapter_model.safetensors >got &&
+	st_names "$DATA/lora-llama-tiny/adapter/adapter_model.safetensors" >want &&
+	test_cmp want got &&
+	python3 -c "import json,sys
+a=json.load(open(\"full/adapter_config.json\")); b=json.load(open(sys.argv[1]))
+for k in (\"peft_type\",\"task_type\",\"r\",\"lora_alpha\",\"use_rslora\",\"bias\",\"fan_in_fan_out\"):
+    assert a[k]==b[k], (k,a[k],b[k])
+assert sorted(a[\"target_modules\"])==sorted(b[\"target_modules\"])
+assert a[\"base_model_name_or_path\"]==sys.argv[2]" "$DATA/lora-llama-tiny/adapter/adapter_config.json" "$LLAMA"
+'
+
+test_expect_success 'checkpoints hold only the adapters moments' '
+	st_names full/checkpoint-5/optimizer.safetensors >o &&
+	test $(wc -l <o) -eq 24 &&
+	! grep -v "^base_model.model.model.layers.[01].*lora_[AB].weight.exp_avg" o
+'
+
+test_expect_success 'the loss changes: the adapters are trained (B starts at zero)' '
+	python3 -c "import json,struct,sys
+f=open(\"full/adapter_model.safetensors\",\"rb\"); n=struct.unpack(\"<Q\",f.read(8))[0]; h=json.loads(f.read(n)); d=f.read()
+t=h[\"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight\"]; a,b=t[\"data_offsets\"]
+v=struct.unpack(\"<%df\"%((b-a)//4), d[a:b]); assert max(abs(x) for x in v)>1e-4, max(v)"
+'
+
+test_expect_success 'resume: 5 steps + resume == uninterrupted run, bit for bit' '
+	mkdir part && cp -r full/checkpoint-5 part/ &&
+	icl-train $ARGS -o part --resume rand.tok >m.part &&
+	test $(wc -l <m.part) -eq 7 &&
+	cmp full/adapter_model.safetensors part/adapter_model.safetensors &&
+	cmp full/checkpoint-12/optimizer.safetensors part/checkpoint-12/optimizer.safetensors &&
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.full | tail -7 >a &&
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.part >b &&
+	test_cmp a b
+'
+
+test_expect_success 'resume without -m takes the base from base_model_name_or_path' '
+	mkdir part2 && cp -r full/checkpoint-5 part2/ &&
+	icl-train $(echo "$ARGS" | sed "s|-m [^ ]*||") -o part2 --resume rand.tok >m.part2 &&
+	cmp full/adapter_model.safetensors part2/adapter_model.safetensors
+'
+
+test_expect_success 'resume refuses other LoRA options' '
+	test_must_fail icl-train $ARGS --lora-alpha 16 -o part --resume rand.tok 2>err &&
+	test_grep "cannot resume: its adapter_config.json has other r" err
+'
+
+test_expect_success 'rsLoRA and all-linear: GPT-2 Conv1D modules, fan_in_fan_out as PEFT sets it' '
+	icl-train -q -m "$GPT2" --lora-r 2 --lora-targets all-linear --use-rslora --max-steps 2 --batch-size 4 -o g rand.tok >m.g &&
+	python3 -c "import json
+a=json.load(open(\"g/adapter_config.json\"))
+assert a[\"use_rslora\"] is True and a[\"fan_in_fan_out\"] is True and a[\"r\"]==2
+assert sorted(a[\"target_modules\"])==[\"c_attn\",\"c_fc\",\"c_proj\"]" &&
+	st_names g/adapter_model.safetensors >gn &&
+	test_grep "^base_model.model.transformer.h.0.attn.c_attn.lora_A.weight F32 \[2, 64\]" gn &&
+	test_grep "^base_model.model.transformer.h.0.mlp.c_proj.lora_B.weight F32 \[64, 2\]" gn
+'
+
+PEFT="$DATA/lora-llama-tiny/adapter"
+
+test_expect_success 'icl-eval -m BASE --adapter PEFT_DIR equals the merged model icl-convert writes' '
+	icl-convert --adapter "$PEFT" "$LLAMA" merged &&
+	test -f merged/model.safetensors &&
+	icl-eval -m merged rand.tok >e.merged &&
+	icl-eval -m "$LLAMA" --adapter "$PEFT" rand.tok >e.adapter &&
+	test_cmp e.merged e.adapter &&
+	icl-eval -m "$LLAMA" rand.tok >e.base &&
+	! cmp -s e.base e.adapter
+'
+
+test_expect_success '--adapter DIR:0 is the base; DIR:0.5 twice is DIR once (within rounding)' '
+	icl-eval -m "$LLAMA" --adapter "$PEFT:0" rand.tok >e.zero &&
+	test_cmp e.base e.zero &&
+	icl-eval -m "$LLAMA" --adapter "$PEFT:0.5" --adapter "$PEFT:0.5" rand.tok >e.half &&
+	python3 -c "import json,sys
+a=json.load(open(\"e.adapter\")); b=json.load(open(\"e.half\"))
+assert abs(a[\"loss\"]-b[\"loss\"]) < 1e-5*abs(a[\"loss\"]), (a,b)"
+'
+
+test_expect_success 'an adapter folder icl-train wrote works as -m (its base_model_name_or_path)' '
+	icl-eval -m full rand.tok >e.full1 &&
+	icl-eval -m "$LLAMA" --adapter full rand.tok >e.full2 &&
+	test_cmp e.full1 e.full2 &&
+	! cmp -s e.base e.full1 &&
+	icl-gen --ids -n 4 -m full <rand.tok >g1 &&
+	icl-gen --ids -n 4 -m "$LLAMA" --adapter full <rand.tok >g2 &&
+	test_cmp g1 g2
+'
+
+test_expect_success 'merged GGUF (F32) gives the same loss as the merged folder' '
+	icl-convert --adapter "$PEFT" "$LLAMA" merged.gguf &&
+	icl-eval -m merged.gguf rand.tok >e.gguf &&
+	test_cmp e.merged e.gguf &&
+	icl-convert --adapter "$PEFT" --type Q8_0 "$LLAMA" merged.q8.gguf &&
+	icl-eval -m merged.q8.gguf rand.tok >e.q8 &&
+	python3 -c "import json
+a=json.load(open(\"e.merged\")); b=json.load(open(\"e.q8\"))
+assert abs(a[\"loss\"]-b[\"loss\"]) < 0.02*abs(a[\"loss\"]), (a,b)"
+'
+
+test_expect_success 'adapters that do not fit the model are refused by name' '
+	test_must_fail icl-eval -m "$GPT2" --adapter "$PEFT" rand.tok 2>err &&
+	test_grep "adapts model.layers.0.mlp.down_proj.weight, which the model does not have" err &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter nowhere rand.tok 2>err &&
+	test_grep "nowhere/adapter_config.json" err &&
+	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
+'
+
+test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
+	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
+	test_grep "brings its own r" err &&
+	icl-train -q -m "$LLAMA" --adapter "$PEFT" --lr 0 --max-steps 2 --batch-size 4 -o keep rand.tok >m.keep &&
+	python3 -c "import json
+a=json.load(open(\"keep/adapter_config.json\"))
+assert a[\"r\"]==4 and a[\"lora_alpha\"]==8 and sorted(a[\"target_modules\"])==[\"down_proj\",\"q_proj\",\"v_proj\"]" &&
+	icl-eval -m "$LLAMA" --adapter keep rand.tok >e.keep &&
+	test_cmp e.adapter e.keep &&
+	icl-train -q -m "$LLAMA" --adapter "$PEFT" --lr 1e-2 --max-steps 2 --batch-size 4 -o moved rand.tok >m.moved &&
+	icl-eval -m "$LLAMA" --adapter moved rand.tok >e.moved &&
+	! cmp -s e.adapter e.moved
+'
+
+test_done
