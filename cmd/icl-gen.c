@@ -334,6 +334,11 @@ static void gen_ids_file(ctx_t *c, const char *path)
             if (r.hdr.vocab_size > c->m->cfg.vocab_size)
                 icl_die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                     r.hdr.vocab_size, c->m->cfg.vocab_size);
+            if (r.hdr.eos >= 0 && c->g.n_eos > 0 && !is_eos(&c->g, r.hdr.eos))
+                icl_warn("%s:%ld: the token lines end responses with EOS id %d, which the model does not stop at "
+                         "(its generation_config.json / config.json eos_token_id %d%s); re-encode with icl-tok "
+                         "encode -t MODEL_DIR",
+                         name, r.header_line, r.hdr.eos, c->g.eos[0], c->g.n_eos > 1 ? " ..." : "");
             if (c->have_hdr && (r.hdr.fingerprint != c->hdr.fingerprint || r.hdr.vocab_size != c->hdr.vocab_size))
                 icl_die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
                     "vocab_size %d; before: xxh3:%016llx, %d)",

@@ -141,6 +141,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
 {
     icl_toklines_header h;
     icl_toklines_header_from_tok(&h, t, tokpath);
+    if (!o->eos)
+        h.eos = -1; /* the header records the EOS used: none appended */
     if (icl_toklines_write_header(stdout, &h) != 0)
         icl_die("<stdout>: write error:");
     icl_toklines_header_free(&h);

@@ -48,11 +48,14 @@ static const char usage_text[] =
     "                             attention kept inside each example\n"
     "      --no-shuffle           keep the file order (default: shuffle per epoch)\n"
     "      --valid FILE           token lines for the validation loss (val_loss)\n"
+    "      --allow-eos-mismatch   train on token lines whose EOS (their header's) is\n"
+    "                             not one the model stops at (default: refused)\n"
     "      --eval-every N         validate every N steps (and at the end)\n"
     "\n"
     "Optimisation (names as transformers' TrainingArguments):\n"
     "      --grad-accum N         micro-batches per optimizer step (default 1)\n"
-    "      --epochs N             passes over the data (default 1)\n"
+    "      --epochs F             passes over the data, may be fractional: 0.5 is\n"
+    "                             half the steps of an epoch (default 1)\n"
     "      --max-steps N          optimizer steps (overrides --epochs)\n"
     "      --lr F                 peak learning rate (default 5e-5)\n"
     "      --schedule KIND        constant, linear (default) or cosine\n"
@@ -99,7 +102,7 @@ static const char usage_text[] =
 enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
-    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE
+    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -235,6 +238,7 @@ int main(int argc, char **argv)
         {"save-total-limit", required_argument, 0, O_LIMIT},
         {"save-only-model", no_argument, 0, O_ONLYMODEL},
         {"load-best-model-at-end", no_argument, 0, O_BEST},
+        {"allow-eos-mismatch", no_argument, 0, O_EOSMIS},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"log-every", required_argument, 0, O_LOG},
@@ -265,7 +269,7 @@ int main(int argc, char **argv)
         case O_BS: o.batch_size = INT_OPT("--batch-size", 1); break;
         case O_SL: o.seq_len = INT_OPT("--seq-len", 2); break;
         case O_GA: o.grad_accum = INT_OPT("--grad-accum", 1); break;
-        case O_EP: o.epochs = LONG_OPT("--epochs", 1); break;
+        case O_EP: o.epochs = icl_opt_double_gt("--epochs", optarg, 0, 1e9); break;
         case O_MS: o.max_steps = LONG_OPT("--max-steps", 1); break;
         case O_LR: o.adamw.lr = NUM_OPT("--lr"); break;
         case O_SCHED:
@@ -291,6 +295,7 @@ int main(int argc, char **argv)
         case O_LIMIT: o.save_total_limit = LONG_OPT("--save-total-limit", 0); break;
         case O_ONLYMODEL: o.save_only_model = 1; break;
         case O_BEST: o.load_best_model_at_end = 1; break;
+        case O_EOSMIS: o.allow_eos_mismatch = 1; break;
         case O_SEED: o.seed = icl_opt_u64("--seed", optarg); break;
         case O_THREADS: o.threads = icl_opt_threads("--threads", optarg); break;
         case O_LOG: o.log_every = LONG_OPT("--log-every", 1); break;

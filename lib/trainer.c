@@ -21,6 +21,7 @@
 #include "config.h"
 #include "dataset.h"
 #include "fileio.h"
+#include "generate.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -109,11 +110,14 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
 
 /* ------------------------------------------------------------ small helpers */
 
+/* a/b, without doubling a slash that ends a ("out/" + "x" = "out/x"). */
 static char *join(const char *a, const char *b)
 {
-    size_t n = strlen(a) + strlen(b) + 2;
+    size_t la = strlen(a), n = la + strlen(b) + 2;
+    while (la > 1 && a[la - 1] == '/')
+        la--;
     char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
+    snprintf(p, n, "%.*s%s%s", (int)la, a, la == 1 && a[0] == '/' ? "" : "/", b);
     return p;
 }
 
@@ -205,6 +209,7 @@ typedef struct {
     long last_saved;
     int lock_fd;         /* OUT_DIR/.lock, flock'd for the run */
     json_t *history;     /* log_history: the logged metrics objects */
+    double epochs_run;   /* the epochs the planned steps cover */
     long val_step;       /* the step val_loss was last measured after (-1: none) */
     double val_loss;
     char *best;          /* best_model_checkpoint (load_best_model_at_end) */
@@ -257,8 +262,8 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("-t is for --arch; a model folder brings its own tokenizer");
     if (o->batch_size < 1 || o->grad_accum < 1)
         BAD("--batch-size and --grad-accum must be at least 1");
-    if (o->max_steps <= 0 && o->epochs < 1)
-        BAD("--epochs must be at least 1 (or give --max-steps)");
+    if (o->max_steps <= 0 && !(o->epochs > 0 && o->epochs <= 1e9))
+        BAD("--epochs must be above 0 (or give --max-steps)");
     if (!(o->adamw.lr >= 0) || !(o->min_lr >= 0) || !(o->adamw.eps >= 0) || !(o->adamw.weight_decay >= 0) ||
         !(o->clip >= 0) || o->warmup_steps < 0)
         BAD("--lr, --min-lr, --eps, --weight-decay, --clip and --warmup-steps must not be negative");
@@ -397,6 +402,43 @@ static int open_tokenizer(train_run *r)
 
 /* ------------------------------------------------------------ data */
 
+/* The data's EOS (the header's eos, which icl-tok encode appended) must be
+ * one the model stops generating at (icl_gen_config_load: the model
+ * folder's generation_config.json eos_token_id, else config.json's):
+ * otherwise the model learns to end answers with a token generation never
+ * stops at.  An error, or a warning with allow_eos_mismatch. */
+static int check_eos(train_run *r, const icl_toklines_reader *tr, const char *name)
+{
+    const char *dir = r->ckpt ? r->ckpt : r->o->model_dir;
+    icl_gen_config g;
+    char e2[512];
+    if (tr->hdr.eos < 0)
+        return 0;
+    if (icl_gen_config_load(&g, dir, &r->m->cfg, e2, sizeof e2)) {
+        note(r, 1, "%s: %s: cannot check the EOS of the token lines", dir ? dir : "model", e2);
+        return 0;
+    }
+    if (g.n_eos == 0)
+        return 0;
+    for (int i = 0; i < g.n_eos; i++)
+        if (g.eos[i] == tr->hdr.eos)
+            return 0;
+    char stops[160] = "";
+    for (int i = 0, k = 0; i < g.n_eos && k < (int)sizeof stops - 16; i++)
+        k += snprintf(stops + k, sizeof stops - (size_t)k, "%s%d", i ? ", " : "", g.eos[i]);
+    char msg[900];
+    snprintf(msg, sizeof msg,
+             "%s:%ld: the token lines end responses with EOS id %d but the model stops generating at %s "
+             "(%s's generation_config.json / config.json): it would learn to end answers with a token generation "
+             "never stops at; re-encode with icl-tok encode -t %s",
+             name, tr->header_line, tr->hdr.eos, stops, dir ? dir : r->from, dir ? dir : "MODEL_DIR");
+    if (r->o->allow_eos_mismatch) {
+        note(r, 1, "%s", msg);
+        return 0;
+    }
+    return fail(r, "%s (or give --allow-eos-mismatch)", msg);
+}
+
 /* Check the header of tr (once it has been read) against the model. */
 static int check_header(train_run *r, const icl_toklines_reader *tr, const char *name)
 {
@@ -415,7 +457,7 @@ static int check_header(train_run *r, const icl_toklines_reader *tr, const char 
                     tr->hdr.vocab_size, vocab);
     if (!id->present)
         note(r, 1, "%s: cannot check the tokenizer of the token lines: %s", name, id->what);
-    return 0;
+    return check_eos(r, tr, name);
 }
 
 /* Read one token-line file into d, checking its header against the model's
@@ -504,23 +546,56 @@ static int open_data(train_run *r)
     return 0;
 }
 
-/* Optimizer steps of the run: max_steps, else per epoch ceil(micro-batches /
- * (grad_accum world_size)) (an epoch's permutation changes the batches only
- * with packing). */
+/* Optimizer steps of epoch e: ceil(micro-batches / (grad_accum world_size))
+ * (an epoch's permutation changes the batches only with packing; r->perm is
+ * scratch). */
+static long epoch_steps(train_run *r, long e)
+{
+    const icl_train_opts *o = r->o;
+    icl_dataset_order(&r->data, o->seed, o->packing ? e : 0, o->shuffle, r->perm, NULL);
+    long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
+    long per = (long)o->grad_accum * o->world_size; /* micro-batches per step, all processes */
+    return (nb + per - 1) / per;
+}
+
+/* Optimizer steps of the run: max_steps, else the steps of the whole epochs
+ * of --epochs plus, for a fraction f, ceil(f x the steps of the next epoch)
+ * (transformers: ceil(num_train_epochs x steps per epoch)).  r->epochs_run:
+ * the epochs those steps cover (what the summary prints). */
 static void plan_schedule(train_run *r)
 {
     const icl_train_opts *o = r->o;
     r->perm = xmalloc(r->data.n * sizeof *r->perm);
     long total = o->max_steps;
     if (total <= 0) {
+        double whole = floor(o->epochs), f = o->epochs - whole;
         total = 0;
-        for (long e = 0; e < o->epochs; e++) {
-            if (e == 0 || o->packing)
-                icl_dataset_order(&r->data, o->seed, e, o->shuffle, r->perm, NULL);
-            long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
-            long per = (long)o->grad_accum * o->world_size; /* micro-batches per step, all processes */
-            total += (nb + per - 1) / per;
+        for (long e = 0; e < (long)whole; e++)
+            total += o->packing || e == 0 ? epoch_steps(r, e) : total / e;
+        if (f > 0)
+            total += (long)ceil(f * (double)epoch_steps(r, (long)whole));
+        r->epochs_run = o->epochs;
+    } else { /* the epochs max_steps covers */
+        long left = total, e = 0, per = 1;
+        r->epochs_run = 0;
+        while (left > 0 && e < 1000) {
+            per = epoch_steps(r, e++);
+            if (per <= 0)
+                break;
+            if (left < per) {
+                r->epochs_run += (double)left / (double)per;
+                left = 0;
+            } else {
+                r->epochs_run += 1;
+                left -= per;
+            }
+            if (!o->packing && left > 0) { /* every epoch alike */
+                r->epochs_run += (double)left / (double)per;
+                left = 0;
+            }
         }
+        if (left > 0 && per > 0)
+            r->epochs_run += (double)left / (double)per;
     }
     r->sched = (icl_schedule){.kind = o->schedule, .lr = o->adamw.lr, .min_lr = o->min_lr,
                               .warmup_steps = o->warmup_steps, .total_steps = total};
@@ -1090,6 +1165,9 @@ static int save_checkpoint(train_run *r)
         fail(r, "%s: cannot create a temporary folder: %s", out, strerror(errno));
         goto out;
     }
+    struct stat osb; /* a checkpoint folder gets OUT_DIR's permissions (mkdtemp makes it 0700) */
+    if (stat(out, &osb) == 0)
+        chmod(tmp, osb.st_mode & 07777);
     op = join(tmp, "optimizer.safetensors");
     sp = join(tmp, "trainer_state.json");
     /* best_model_checkpoint: this one when its val_loss is the lowest yet */
@@ -1269,11 +1347,11 @@ static void summary(const train_run *r)
          c->intermediate_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
          c->tie_word_embeddings);
     note(r, 0,
-         "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | lr %g schedule %s "
+         "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
          " threads %d | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
-         o->max_steps > 0 ? -1 : o->epochs, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
+         r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
          o->out_dir);
 }

@@ -16,8 +16,10 @@
  * tensors of 2+ dims only, learning rate icl_lr_at(schedule, step) as
  * transformers' schedulers (step 0-based).
  *
- * Number of steps: max_steps when > 0, else the sum over the epochs of
- * ceil(micro-batches of the epoch / (grad_accum world_size)).
+ * Number of steps: max_steps when > 0, else the sum over the whole epochs
+ * of ceil(micro-batches of the epoch / (grad_accum world_size)), plus for a
+ * fractional epochs ceil(fraction x the next epoch's steps) (transformers:
+ * ceil(num_train_epochs x steps per epoch)).
  *
  * Data parallelism (world_size > 1, for the MPI issue; only 1 is used now):
  * process rank takes, of each world_size consecutive micro-batches of the
@@ -131,7 +133,8 @@ typedef struct {
     const char *valid;          /* --valid FILE or NULL */
     int batch_size, seq_len, grad_accum, packing, shuffle;
     /* length */
-    long epochs, max_steps;
+    double epochs;              /* may be fractional: see icl_train */
+    long max_steps;
     /* optimizer */
     icl_adamw adamw;
     icl_sched_kind schedule;
@@ -146,6 +149,7 @@ typedef struct {
     long save_total_limit;      /* keep the newest N checkpoints (plus the best); 0: all */
     int save_only_model;        /* checkpoints without optimizer state (cannot be resumed) */
     int load_best_model_at_end; /* OUT_DIR gets the checkpoint of the lowest val_loss */
+    int allow_eos_mismatch;     /* data whose header EOS the model does not stop at: a warning, not an error */
     uint64_t seed;
     int threads;                /* 0: $ICL_NUM_THREADS or all cores (icl_set_threads) */
     int verbose;                /* pass the configuration and data summaries to the note hook */

@@ -137,4 +137,27 @@ test_expect_success 'a closed metrics pipe (| head -1) saves a checkpoint and ex
 	test -f pipe/checkpoint-$ck/optimizer.safetensors
 '
 
+test_expect_success '--epochs accepts fractions (ceil of the fraction of an epoch'"'"'s steps); the summary says what runs' '
+	icl-train $A --epochs 0.5 -o half rand.tok >m 2>err &&
+	test $(wc -l <m) -eq 3 && test_grep "steps 3 (from 0) epochs 0.5 " err &&
+	icl-train $A --epochs 1.4 -o more rand.tok >m 2>err &&
+	test $(wc -l <m) -eq 9 && test_grep "steps 9 (from 0) epochs 1.4 " err &&
+	icl-train $A --max-steps 9 -o ms rand.tok >m 2>err &&
+	test_grep "steps 9 (from 0) epochs 1.5 " err
+'
+test_expect_code 2 '--epochs 0 is a usage error' 'icl-train $A --epochs 0 -o x rand.tok'
+
+test_expect_success 'paths are printed without doubled slashes' '
+	icl-train $A --max-steps 2 -o slash/ rand.tok >m 2>err &&
+	test_grep "last checkpoint slash/checkpoint-2" err &&
+	! grep -q "//" err
+'
+
+test_expect_success 'checkpoint and model folders get the same permissions (the umask)' '
+	(umask 027 && icl-train -q $A --max-steps 2 -o perm rand.tok >m) &&
+	test "$(stat -c %a perm)" = 750 && test "$(stat -c %a perm/checkpoint-2)" = 750 &&
+	(umask 022 && icl-train -q $A --max-steps 2 -o perm2 rand.tok >m) &&
+	test "$(stat -c %a perm2)" = 755 && test "$(stat -c %a perm2/checkpoint-2)" = 755
+'
+
 test_done
