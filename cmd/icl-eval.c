@@ -512,7 +512,10 @@ int main(int argc, char **argv)
             icl_set_threads(threads);
         return eval_model(model, argc - optind, argv + optind);
     }
-    if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
+    for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
+        if (icl_same_file(argv[i], o.per_path))
+            icl_usage_die("%s is both an input and the --per-example output: it would be destroyed", argv[i]);
+    if (o.per_path) /* a temporary file renamed at the end */
         o.per = icl_xout_open(o.per_path);
     items it = {0};
     long skipped = 0;

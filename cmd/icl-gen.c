@@ -409,6 +409,8 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
         cx->to.parse_special = parse_special;
         if (cx->g.n_eos == 0 && sp->eos >= 0)
             cx->g.eos[cx->g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
+        /* a padded vocab_size (Qwen2.5): ids without a token are never generated */
+        cx->g.n_sample_ids = icl_tok_vocab_size(cx->tok);
     }
     free(tokpath);
 }
