@@ -323,8 +323,18 @@ static int scratch_config(train_run *r, icl_config *c)
         c->intermediate_size = o->intermediate_size;
     else if (c->arch == ICL_ARCH_GPT2 || o->hidden_size)
         c->intermediate_size = 4 * c->hidden_size;
+    if (c->num_attention_heads > 0 && c->hidden_size % c->num_attention_heads) {
+        icl_config_free(c);
+        return fail(r, "--hidden-size %d is not a multiple of --num-attention-heads %d (head_dim = hidden_size / "
+                       "num_attention_heads)", c->hidden_size, c->num_attention_heads);
+    }
     if (c->num_attention_heads > 0)
         c->head_dim = c->hidden_size / c->num_attention_heads;
+    if (c->arch != ICL_ARCH_GPT2 && c->head_dim % 2) {
+        int hd = c->head_dim;
+        icl_config_free(c);
+        return fail(r, "head_dim %d (--hidden-size / --num-attention-heads) must be even for rotary embeddings", hd);
+    }
     int sl = o->seq_len > 0 ? o->seq_len : 512;
     c->max_position_embeddings = c->arch == ICL_ARCH_GPT2 ? sl : (sl > 2048 ? sl : 2048);
     if (icl_config_validate(c, "--arch", r->err, r->errsz)) {

@@ -160,4 +160,15 @@ test_expect_success 'checkpoint and model folders get the same permissions (the 
 	test "$(stat -c %a perm2)" = 755 && test "$(stat -c %a perm2/checkpoint-2)" = 755
 '
 
+test_expect_success 'messages name the cause (issue 18 defect 12): sizes, and an id past 2^63' '
+	TOK512="$DATA/tok/bytelevel-512.json" &&
+	test_must_fail icl-train -q --arch llama --hidden-size 30 --num-attention-heads 4 -t "$TOK512" -o sz rand.tok 2>err &&
+	test_grep "hidden-size 30 is not a multiple of --num-attention-heads 4" err &&
+	test_must_fail icl-train -q --arch llama --hidden-size 28 --num-attention-heads 4 -t "$TOK512" -o sz rand.tok 2>err &&
+	test_grep "head_dim 7 (--hidden-size / --num-attention-heads) must be even for rotary embeddings" err &&
+	printf "1 2\t18446744073709551616\n" >big.tok &&
+	test_must_fail icl-train -q $A -o big big.tok 2>err &&
+	test_grep "big.tok:1: token id 18446744073709551616 is out of range (ids are below 2^31)" err
+'
+
 test_done
