@@ -57,6 +57,10 @@ static void usage(FILE *f)
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --progress / --no-progress   force the progress line on standard error\n"
+"                             (count, rate, ETA) on or off (default: on when\n"
+"                             it is a terminal, unless text is streamed)\n"
+"  -q, --quiet                no progress line\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -79,7 +83,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_PROGRESS, OPT_NO_PROGRESS };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -98,6 +102,9 @@ static const struct option longopts[] = {
     {"stream", no_argument, NULL, OPT_STREAM},
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -118,6 +125,7 @@ typedef struct {
     uint64_t *streams; /* text mode: the RNG stream of each batch slot */
     int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
     icl_toklines_header hdr; /* the first one (source not kept) */
+    icl_progress prog; /* completions (text) or lines (--ids) done */
 } ctx_t;
 
 /* A prompt must fit the model's context (icl_generate would refuse the
@@ -254,6 +262,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             n++;
             if (n == c->batch) {
                 run_text_batch(c, recs, prompts, n, (const char **)where);
+                icl_progress_add(&c->prog, n);
                 for (int i = 0; i < n; i++)
                     json_decref(recs[i]);
                 n = 0;
@@ -262,8 +271,10 @@ static void gen_text_file(ctx_t *c, const char *path)
         json_decref(rec);
         c->index++;
     }
-    if (n > 0)
+    if (n > 0) {
         run_text_batch(c, recs, prompts, n, (const char **)where);
+        icl_progress_add(&c->prog, n);
+    }
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
     for (int i = 0; i < c->batch; i++) {
@@ -372,11 +383,14 @@ static void gen_ids_file(ctx_t *c, const char *path)
         c->index++;
         if (n == c->batch) {
             run_ids_batch(c, items, n, where);
+            icl_progress_add(&c->prog, n);
             n = 0;
         }
     }
-    if (n > 0)
+    if (n > 0) {
         run_ids_batch(c, items, n, where);
+        icl_progress_add(&c->prog, n);
+    }
     for (int i = 0; i < c->batch; i++) {
         icl_ids_free(&items[i].ids);
         free(items[i].seg_end);
@@ -428,8 +442,8 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
+    int n_stop = 0, progress = -1;
+    while ((c = getopt_long(argc, argv, "m:n:s:b:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
@@ -451,6 +465,8 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_PROGRESS: progress = 1; break;
+        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case 'h': usage(stdout); free(stop); return ICL_EXIT_OK;
         case 'V': free(stop); icl_version_exit();
         default: icl_usage_die("unknown option");
@@ -509,8 +525,12 @@ int main(int argc, char **argv)
 
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
+    long total = icl_count_lines(argv + optind, argc - optind);
+    icl_progress_start(&cx.prog, cx.stream ? 0 : progress, total > 0 && !ids_mode ? total * nret : total,
+                       ids_mode ? "lines" : "completions");
     for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
         (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
+    icl_progress_end(&cx.prog);
     if (cx.st)
         icl_tok_state_free(cx.st);
     if (cx.tok)
