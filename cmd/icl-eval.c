@@ -65,6 +65,10 @@ static void usage(FILE *f)
 "                          per token over the whole input)\n"
 "      --threads N         threads for the model mode, samples run at once for\n"
 "                          pass@k (default: all cores)\n"
+"      --progress / --no-progress   model mode: force the progress line on\n"
+"                          standard error (count, rate, ETA) on or off\n"
+"                          (default: on when it is a terminal)\n"
+"  -q, --quiet             no progress line\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
 "\n"
@@ -117,7 +121,8 @@ typedef struct {
 } items;
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
-static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files)
+static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files,
+                      int progress)
 {
     char err[1024], *base = NULL;
     icl_model *m = icl_lora_load_merged(model_arg, adapters, n_adapters, &base, err, sizeof err);
@@ -132,6 +137,8 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
         icl_die("%s: %s", tokpath, err);
     icl_lm_eval e;
     icl_lm_eval_init(&e);
+    icl_progress prog;
+    icl_progress_start(&prog, progress, icl_count_lines(files, nfiles), "lines");
     int have_hdr = 0, hdr_vocab = 0;
     uint64_t hdr_fp = 0;
     for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
@@ -159,9 +166,11 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
             }
             if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lines.lineno, err);
+            icl_progress_add(&prog, 1);
         }
         icl_toklines_close(&r);
     }
+    icl_progress_end(&prog);
     json_t *sum = json_object();
     json_object_set_new(sum, "records", json_integer(e.records));
     json_object_set_new(sum, "tokens", json_integer(e.tokens));
@@ -452,7 +461,8 @@ int main(int argc, char **argv)
     int text_opts = 0, tok_auto = 1;
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
-    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER };
+    enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER, OPT_PROGRESS,
+           OPT_NO_PROGRESS };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
@@ -461,13 +471,15 @@ int main(int argc, char **argv)
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
         {"threads", required_argument, 0, OPT_THREADS}, {"help", no_argument, 0, 'h'},
         {"adapter", required_argument, 0, OPT_ADAPTER},
-        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'},        {"progress", no_argument, 0, OPT_PROGRESS},
+        {"no-progress", no_argument, 0, OPT_NO_PROGRESS}, {"quiet", no_argument, 0, 'q'},
+        {0, 0, 0, 0},
     };
     int c, n_adapters = 0;
     static const char *adapters[64];
-    int threads = 0;
+    int threads = 0, progress = -1;
     char err[256];
-    while ((c = getopt_long(argc, argv, "p:r:M:e:m:hV", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "p:r:M:e:m:qhV", lo, NULL)) != -1) {
         switch (c) {
         case 'p': o.pred_key = optarg; text_opts = 1; break;
         case 'r': o.ref_key = optarg; text_opts = 1; break;
@@ -509,6 +521,8 @@ int main(int argc, char **argv)
             adapters[n_adapters++] = optarg;
             break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_PROGRESS: progress = 1; break;
+        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
         default:
@@ -524,9 +538,12 @@ int main(int argc, char **argv)
                       "apply to the model mode (-m)");
         if (threads)
             icl_set_threads(threads);
-        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind);
+        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress);
     }
-    if (o.per_path) /* a temporary file renamed at the end: -e may name an input */
+    for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
+        if (icl_same_file(argv[i], o.per_path))
+            icl_usage_die("%s is both an input and the --per-example output: it would be destroyed", argv[i]);
+    if (o.per_path) /* a temporary file renamed at the end */
         o.per = icl_xout_open(o.per_path);
     items it = {0};
     long skipped = 0;

@@ -190,6 +190,9 @@ int main(int argc, char **argv)
         icl_usage_die("--split and --split-out go together");
     if (split_path && same_file(split_path, out_path))
         icl_usage_die("--split-out and the output are the same file: %s", split_path);
+    for (int i = optind; i < argc; i++) /* --split-out is renamed over its path at the end */
+        if (icl_same_file(argv[i], split_path)) /* -o onto the input is an in-place rewrite (t0106) */
+            icl_usage_die("%s is both an input and --split-out: it would be destroyed", argv[i]);
     if (chat_path && tname)
         icl_usage_die("--template and --chat-template exclude each other");
     if (ntvars && !chat_path)

@@ -72,6 +72,10 @@ static void usage(FILE *f)
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --progress / --no-progress   force the progress line on standard error\n"
+"                             (count, rate, ETA) on or off (default: on when\n"
+"                             it is a terminal, unless text is streamed)\n"
+"  -q, --quiet                no progress line\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -98,7 +102,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -120,6 +124,9 @@ static const struct option longopts[] = {
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -141,6 +148,7 @@ typedef struct {
     uint64_t *streams; /* text mode: the RNG stream of each batch slot */
     int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
     icl_toklines_header hdr; /* the first one (source not kept) */
+    icl_progress prog; /* completions (text) or lines (--ids) done */
 } ctx_t;
 
 /* A prompt must fit the model's context (icl_generate would refuse the
@@ -302,6 +310,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             n++;
             if (n == c->batch) {
                 run_text_batch(c, recs, prompts, n, (const char **)where);
+                icl_progress_add(&c->prog, n);
                 for (int i = 0; i < n; i++)
                     json_decref(recs[i]);
                 n = 0;
@@ -310,8 +319,10 @@ static void gen_text_file(ctx_t *c, const char *path)
         json_decref(rec);
         c->index++;
     }
-    if (n > 0)
+    if (n > 0) {
         run_text_batch(c, recs, prompts, n, (const char **)where);
+        icl_progress_add(&c->prog, n);
+    }
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
     for (int i = 0; i < c->batch; i++) {
@@ -382,6 +393,11 @@ static void gen_ids_file(ctx_t *c, const char *path)
             if (r.hdr.vocab_size > c->m->cfg.vocab_size)
                 icl_die("%s:%ld: the tokens' vocab_size %d is larger than the model's %d", name, r.header_line,
                     r.hdr.vocab_size, c->m->cfg.vocab_size);
+            if (r.hdr.eos >= 0 && c->g.n_eos > 0 && !is_eos(&c->g, r.hdr.eos))
+                icl_warn("%s:%ld: the token lines end responses with EOS id %d, which the model does not stop at "
+                         "(its generation_config.json / config.json eos_token_id %d%s); re-encode with icl-tok "
+                         "encode -t MODEL_DIR",
+                         name, r.header_line, r.hdr.eos, c->g.eos[0], c->g.n_eos > 1 ? " ..." : "");
             if (c->have_hdr && (r.hdr.fingerprint != c->hdr.fingerprint || r.hdr.vocab_size != c->hdr.vocab_size))
                 icl_die("%s:%ld: tokens made by another tokenizer than the earlier files' (fingerprint xxh3:%016llx, "
                     "vocab_size %d; before: xxh3:%016llx, %d)",
@@ -415,11 +431,14 @@ static void gen_ids_file(ctx_t *c, const char *path)
         c->index++;
         if (n == c->batch) {
             run_ids_batch(c, items, n, where);
+            icl_progress_add(&c->prog, n);
             n = 0;
         }
     }
-    if (n > 0)
+    if (n > 0) {
         run_ids_batch(c, items, n, where);
+        icl_progress_add(&c->prog, n);
+    }
     for (int i = 0; i < c->batch; i++) {
         icl_ids_free(&items[i].ids);
         free(items[i].seg_end);
@@ -452,6 +471,8 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
         cx->to.parse_special = parse_special;
         if (cx->g.n_eos == 0 && sp->eos >= 0)
             cx->g.eos[cx->g.n_eos++] = sp->eos; /* neither config names one: the tokenizer's */
+        /* a padded vocab_size (Qwen2.5): ids without a token are never generated */
+        cx->g.n_sample_ids = icl_tok_vocab_size(cx->tok);
     }
     free(tokpath);
 }
@@ -469,12 +490,12 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0, n_adapters = 0;
+    int n_stop = 0, n_adapters = 0, progress = -1;
     static const char *adapters[64];
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:b:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:n:s:b:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case OPT_ADAPTER:
@@ -503,6 +524,8 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_PROGRESS: progress = 1; break;
+        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
         case 'V': free(stop); free(tvars); icl_version_exit();
         default: icl_usage_die("unknown option");
@@ -588,8 +611,12 @@ int main(int argc, char **argv)
 
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
+    long total = icl_count_lines(argv + optind, argc - optind);
+    icl_progress_start(&cx.prog, cx.stream ? 0 : progress, total > 0 && !ids_mode ? total * nret : total,
+                       ids_mode ? "lines" : "completions");
     for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
         (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
+    icl_progress_end(&cx.prog);
     if (cx.st)
         icl_tok_state_free(cx.st);
     if (cx.tok)

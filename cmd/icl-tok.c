@@ -11,6 +11,7 @@
 #include "tokenizer.h"
 #include "cli.h"
 #include "fileio.h"
+#include "utf8.h"
 #include "toklines.h"
 #include "tokrec.h"
 
@@ -143,6 +144,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
 {
     icl_toklines_header h;
     icl_toklines_header_from_tok(&h, t, tokpath);
+    if (!o->eos)
+        h.eos = -1; /* the header records the EOS used: none appended */
     if (icl_toklines_write_header(stdout, &h) != 0)
         icl_die("<stdout>: write error:");
     icl_toklines_header_free(&h);
@@ -398,6 +401,9 @@ int main(int argc, char **argv)
     if (is_train) {
         if (!out)
             icl_usage_die("train needs -o tokenizer.json");
+        for (int i = 0; i < nspecial; i++) /* else the tokenizer written could not be loaded */
+            if (!specials[i][0] || icl_utf8_valid(specials[i], strlen(specials[i])) != strlen(specials[i]))
+                icl_usage_die("--special: %s", specials[i][0] ? "not valid UTF-8" : "an empty token");
         int n = 0; /* a repeated --special counts once, as the trainer keeps it */
         for (int i = 0; i < nspecial; i++) {
             int seen = 0;
@@ -409,6 +415,9 @@ int main(int argc, char **argv)
         nspecial = n;
         if (vocab <= 256 + nspecial)
             icl_usage_die("train needs --vocab-size above 256 + the number of special tokens");
+        for (int i = 0; i < nfiles; i++)
+            if (icl_same_file(files[i], out))
+                icl_usage_die("%s is both an input and the output (-o): it would be destroyed", files[i]);
         train_files((int)vocab, minfreq, specials, nspecial, out, files, nfiles);
         free(specials);
         return 0;

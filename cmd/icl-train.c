@@ -1,4 +1,5 @@
 /* icl-train - train or fine-tune a causal LM on token lines.  See icl-train(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -61,11 +62,14 @@ static const char usage_text[] =
     "                             attention kept inside each example\n"
     "      --no-shuffle           keep the file order (default: shuffle per epoch)\n"
     "      --valid FILE           token lines for the validation loss (val_loss)\n"
+    "      --allow-eos-mismatch   train on token lines whose EOS (their header's) is\n"
+    "                             not one the model stops at (default: refused)\n"
     "      --eval-every N         validate every N steps (and at the end)\n"
     "\n"
     "Optimisation (names as transformers' TrainingArguments):\n"
     "      --grad-accum N         micro-batches per optimizer step (default 1)\n"
-    "      --epochs N             passes over the data (default 1)\n"
+    "      --epochs F             passes over the data, may be fractional: 0.5 is\n"
+    "                             half the steps of an epoch (default 1)\n"
     "      --max-steps N          optimizer steps (overrides --epochs)\n"
     "      --lr F                 peak learning rate (default 5e-5)\n"
     "      --schedule KIND        constant, linear (default) or cosine\n"
@@ -77,9 +81,23 @@ static const char usage_text[] =
     "\n"
     "Run:\n"
     "      --save-every N         checkpoint every N steps (always at the end)\n"
+    "      --save-total-limit N   keep only the newest N checkpoints (and the best\n"
+    "                             one with --load-best-model-at-end); 0 = all\n"
+    "      --save-only-model      checkpoints without optimizer state (about 2/3\n"
+    "                             smaller for a full fine-tune; cannot be resumed)\n"
+    "      --load-best-model-at-end   OUT_DIR gets the checkpoint of the lowest\n"
+    "                             val_loss (needs --valid; --save-every a multiple\n"
+    "                             of --eval-every)\n"
     "      --resume               continue from the newest complete checkpoint in\n"
     "                             OUT_DIR: bit-identical to an uninterrupted run\n"
-    "                             (same options, data and --threads)\n"
+    "                             (same options, data and --threads; what differs\n"
+    "                             is named); prints the checkpoint's logged\n"
+    "                             metrics first, so the output is the whole run's\n"
+    "      --resume-if-possible   --resume, but start a new run when OUT_DIR has\n"
+    "                             no checkpoint (--resume alone: an error)\n"
+    "      --no-log-history       with --resume: print only the new steps' metrics\n"
+    "      --overwrite-output-dir a new run may delete the checkpoints another run\n"
+    "                             left in OUT_DIR (otherwise refused)\n"
     "      --seed N               initialisation and shuffling (default 42)\n"
     "      --threads N            threads (default: ICL_NUM_THREADS or all cores)\n"
     "      --log-every N          metrics every N steps (default 1)\n"
@@ -88,14 +106,18 @@ static const char usage_text[] =
     "  -h, --help                 this help\n"
     "  -V, --version              version and BLIS kernels\n"
     "\n"
-    "SIGINT / SIGTERM save a checkpoint of the last finished step and exit\n"
-    "130 / 143.  A loss that becomes NaN or infinite stops the run (exit 1).\n"
+    "OUT_DIR is locked while a run uses it (OUT_DIR/.lock): a second icl-train\n"
+    "on it is refused.  SIGINT, SIGTERM and a closed standard output (a reader\n"
+    "such as head that exited) save a checkpoint of the last finished step and\n"
+    "exit 130 / 143 / 141.  A loss that becomes NaN or infinite stops the run\n"
+    "(exit 1).\n"
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
-    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER
+    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER,
+    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -105,8 +127,12 @@ enum {
 
 /* ------------------------------------------------------------ reporting */
 
+static volatile sig_atomic_t got_signal;
+
 typedef struct {
     FILE *metrics; /* JSONL of logged steps (stdout) */
+    int metrics_errno; /* a failed metrics write: the run stops (EPIPE: like SIGTERM) */
+    int replay;    /* print the resumed checkpoint's log history */
     int progress;  /* a progress bar on stderr */
     int bar_open;  /* the bar's line is not finished */
 } reporter;
@@ -133,15 +159,34 @@ static void on_note(void *ctx, int warning, const char *msg)
         fprintf(stderr, "icl-train: %s\n", msg);
 }
 
+/* One metrics line; a failed write (EPIPE: the reader is gone) stops the
+ * run as a signal does, after a checkpoint. */
+static void put_metrics(reporter *rp, const icl_train_progress *p)
+{
+    char line[512];
+    if (rp->metrics_errno)
+        return;
+    icl_train_metrics_json(p, line, sizeof line);
+    errno = 0;
+    if (fprintf(rp->metrics, "%s\n", line) < 0 || fflush(rp->metrics) == EOF) {
+        rp->metrics_errno = errno ? errno : EIO;
+        if (!got_signal)
+            got_signal = rp->metrics_errno == EPIPE ? SIGPIPE : SIGTERM;
+    }
+}
+
+static void on_replay(void *ctx, const icl_train_progress *p)
+{
+    reporter *rp = ctx;
+    if (rp->replay)
+        put_metrics(rp, p);
+}
+
 static void on_step(void *ctx, const icl_train_progress *p)
 {
     reporter *rp = ctx;
-    if (p->logged) {
-        char line[512];
-        icl_train_metrics_json(p, line, sizeof line);
-        fprintf(rp->metrics, "%s\n", line);
-        fflush(rp->metrics);
-    }
+    if (p->logged)
+        put_metrics(rp, p);
     if (rp->progress) {
         double per = p->elapsed / (double)(p->step - p->start_step);
         char eta[32];
@@ -156,7 +201,6 @@ static void on_step(void *ctx, const icl_train_progress *p)
 
 /* ------------------------------------------------------------ signals */
 
-static volatile sig_atomic_t got_signal;
 static void on_signal(int sig) { got_signal = sig; }
 
 int main(int argc, char **argv)
@@ -203,6 +247,13 @@ int main(int argc, char **argv)
         {"save-every", required_argument, 0, O_SAVE},
         {"save-steps", required_argument, 0, O_SAVE},
         {"resume", no_argument, 0, O_RESUME},
+        {"resume-if-possible", no_argument, 0, O_RESUME_IF},
+        {"no-log-history", no_argument, 0, O_NOHIST},
+        {"overwrite-output-dir", no_argument, 0, O_OVERWRITE},
+        {"save-total-limit", required_argument, 0, O_LIMIT},
+        {"save-only-model", no_argument, 0, O_ONLYMODEL},
+        {"load-best-model-at-end", no_argument, 0, O_BEST},
+        {"allow-eos-mismatch", no_argument, 0, O_EOSMIS},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"log-every", required_argument, 0, O_LOG},
@@ -223,6 +274,7 @@ int main(int argc, char **argv)
     icl_train_opts o;
     icl_train_opts_default(&o);
     int progress = -1; /* -1: when stderr is a terminal */
+    int replay = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:t:o:qhV", lo, NULL)) != -1) {
         switch (c) {
@@ -238,7 +290,7 @@ int main(int argc, char **argv)
         case O_BS: o.batch_size = INT_OPT("--batch-size", 1); break;
         case O_SL: o.seq_len = INT_OPT("--seq-len", 2); break;
         case O_GA: o.grad_accum = INT_OPT("--grad-accum", 1); break;
-        case O_EP: o.epochs = LONG_OPT("--epochs", 1); break;
+        case O_EP: o.epochs = icl_opt_double_gt("--epochs", optarg, 0, 1e9); break;
         case O_MS: o.max_steps = LONG_OPT("--max-steps", 1); break;
         case O_LR: o.adamw.lr = NUM_OPT("--lr"); break;
         case O_SCHED:
@@ -258,6 +310,13 @@ int main(int argc, char **argv)
         case O_EVAL: o.eval_every = LONG_OPT("--eval-every", 0); break;
         case O_SAVE: o.save_every = LONG_OPT("--save-every", 0); break;
         case O_RESUME: o.resume = 1; break;
+        case O_RESUME_IF: o.resume = o.resume_if_possible = 1; break;
+        case O_NOHIST: replay = 0; break;
+        case O_OVERWRITE: o.overwrite_output_dir = 1; break;
+        case O_LIMIT: o.save_total_limit = LONG_OPT("--save-total-limit", 0); break;
+        case O_ONLYMODEL: o.save_only_model = 1; break;
+        case O_BEST: o.load_best_model_at_end = 1; break;
+        case O_EOSMIS: o.allow_eos_mismatch = 1; break;
         case O_SEED: o.seed = icl_opt_u64("--seed", optarg); break;
         case O_THREADS: o.threads = icl_opt_threads("--threads", optarg); break;
         case O_LOG: o.log_every = LONG_OPT("--log-every", 1); break;
@@ -283,9 +342,9 @@ int main(int argc, char **argv)
 
     icl_dp dp; /* mpirun -np N: data parallelism (dp/dp.h) */
     if (dp_init(&dp, &got_signal, err, sizeof err))
-        die("%s", err);
-    reporter rp = {stdout, progress < 0 ? isatty(2) : progress, 0};
-    icl_train_hooks h = {on_note, on_step, &rp, &got_signal};
+        icl_die("%s", err);
+    reporter rp = {.metrics = stdout, .replay = replay, .progress = progress < 0 ? isatty(2) : progress};
+    icl_train_hooks h = {.note = on_note, .step = on_step, .ctx = &rp, .stop = &got_signal, .replay = on_replay};
     if (dp_start(&dp, &o, &h, err, sizeof err))
         dp_die(&dp, 2, err);
     struct sigaction sa;
@@ -294,14 +353,19 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed metrics pipe is EPIPE: checkpoint, then exit */
     int rc = icl_train(&o, &h, err, sizeof err);
     if (rp.bar_open)
         fputc('\n', stderr);
     if (rc < 0 || (rc = dp_finish(&dp, rc, err, sizeof err)) < 0)
         dp_die(&dp, 1, err);
+    if (rp.metrics_errno)
+        clearerr(stdout); /* reported here, not again at exit with a stale errno */
+    if (rp.metrics_errno && rp.metrics_errno != EPIPE)
+        icl_die("standard output: cannot write the metrics: %s (stopped after a checkpoint)", strerror(rp.metrics_errno));
     if (rc == 1) {
         int sig = dp.world > 1 ? dp.stop : got_signal;
-        return sig == SIGINT ? 130 : 143;
+        return sig == SIGINT ? 130 : sig == SIGPIPE ? 141 : 143;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -223,4 +224,89 @@ void icl_init(int argc, char **argv)
     icl_blis_setup();
     atexit(icl_atomic_cleanup);
     atexit(check_stdout);
+}
+
+/* ------------------------------------------------------------- progress */
+
+static void fmt_secs(char *b, size_t n, double s)
+{
+    if (!(s >= 0) || s > 1e7)
+        snprintf(b, n, "--:--");
+    else if (s >= 3600)
+        snprintf(b, n, "%d:%02d:%02d", (int)s / 3600, (int)s / 60 % 60, (int)s % 60);
+    else
+        snprintf(b, n, "%d:%02d", (int)s / 60, (int)s % 60);
+}
+
+static void progress_draw(icl_progress *p, double now)
+{
+    double el = now - p->t0, rate = el > 0 ? (double)p->done / el : 0;
+    char a[32], e[32] = "";
+    fmt_secs(a, sizeof a, el);
+    if (p->total > 0 && rate > 0) {
+        char t[24];
+        fmt_secs(t, sizeof t, (double)(p->total - p->done) / rate);
+        snprintf(e, sizeof e, "  ETA %s", t);
+    }
+    if (p->total > 0)
+        fprintf(stderr, "\r%s: %ld/%ld %s  %.2f/s  elapsed %s%s   ", icl_progname, p->done, p->total, p->what, rate,
+                a, e);
+    else
+        fprintf(stderr, "\r%s: %ld %s  %.2f/s  elapsed %s   ", icl_progname, p->done, p->what, rate, a);
+    p->drawn = 1;
+    p->last = now;
+}
+
+void icl_progress_start(icl_progress *p, int mode, long total, const char *what)
+{
+    memset(p, 0, sizeof *p);
+    p->on = mode < 0 ? isatty(2) : mode;
+    p->total = total;
+    p->what = what;
+    p->t0 = p->last = icl_now();
+}
+
+void icl_progress_add(icl_progress *p, long n)
+{
+    p->done += n;
+    if (!p->on)
+        return;
+    double now = icl_now();
+    if (now - p->last >= 0.25 || !p->drawn)
+        progress_draw(p, now);
+}
+
+void icl_progress_end(icl_progress *p)
+{
+    if (!p->on)
+        return;
+    progress_draw(p, icl_now());
+    fputc('\n', stderr);
+    p->on = 0;
+}
+
+long icl_count_lines(char *const *files, int n)
+{
+    long total = 0;
+    if (n == 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        if (!strcmp(files[i], "-") || stat(files[i], &st) || !S_ISREG(st.st_mode))
+            return -1;
+        FILE *f = fopen(files[i], "r");
+        if (!f)
+            return -1;
+        int c, first = 1, counted = 0;
+        while ((c = getc(f)) != EOF) {
+            if (first)
+                counted = c != '\n' && c != '#';
+            first = c == '\n';
+            if (first && counted)
+                total++, counted = 0;
+        }
+        total += !first && counted;
+        fclose(f);
+    }
+    return total;
 }

@@ -74,4 +74,23 @@ _Noreturn void icl_version_exit(void);
 /* The same text without exiting. */
 void icl_print_version(void);
 
+/* A progress line on stderr, "PROG: DONE[/TOTAL] WHAT  RATE/s  elapsed
+ * M:SS[  ETA M:SS]" (ETA when total > 0), redrawn in place at most 4 times a
+ * second and finished with a newline by icl_progress_end. */
+typedef struct {
+    int on, drawn;
+    long done, total;   /* total <= 0: unknown */
+    double t0, last;    /* icl_now() seconds */
+    const char *what;   /* "records", "lines" */
+} icl_progress;
+/* mode 1: on; 0: off; -1: when stderr is a terminal (a program that streams
+ * text to the terminal passes 0). */
+void icl_progress_start(icl_progress *p, int mode, long total, const char *what);
+void icl_progress_add(icl_progress *p, long n);
+void icl_progress_end(icl_progress *p);
+/* Lines of the named files that are neither empty nor '#' comments, for
+ * an ETA: -1 when one is standard input ("-", or n == 0) or not a regular
+ * file (a pipe can be read once only). */
+long icl_count_lines(char *const *files, int n);
+
 #endif

@@ -71,6 +71,14 @@ int icl_write_all(int fd, const void *data, size_t n)
     return 0;
 }
 
+int icl_same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (!a || !b || !strcmp(a, "-") || !strcmp(b, "-") || stat(a, &sa) || stat(b, &sb))
+        return 0;
+    return S_ISREG(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
 {
     if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {

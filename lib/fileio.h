@@ -63,4 +63,10 @@ void icl_out_abort(FILE *f);
  * /dev/zero or a runaway FIFO an error instead of an unbounded allocation. */
 char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz);
 
+/* 1 when paths a and b name the same existing regular file (st_dev and
+ * st_ino equal, symbolic links followed): writing b would destroy input a.
+ * "-" and paths that do not exist (yet) are never the same; devices such
+ * as /dev/null may be shared. */
+int icl_same_file(const char *a, const char *b);
+
 #endif

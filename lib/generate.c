@@ -258,7 +258,10 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
         for (int i = 0; i < nact; i++) {
             int b = act[i];
             icl_gen_seq *s = &seqs[b];
-            int id = icl_sample(&smp, &sp, logits + (size_t)i * V, hist[b].v, hist[b].n, &rng[b]);
+            float *row = logits + (size_t)i * V;
+            for (int j = g->n_sample_ids > 0 ? g->n_sample_ids : V; j < V; j++)
+                row[j] = -INFINITY; /* padding ids: no token to decode */
+            int id = icl_sample(&smp, &sp, row, hist[b].v, hist[b].n, &rng[b]);
             if (id < 0) {
                 icl_seterr(err, errsz, "the model produced no finite logit (NaN or -inf everywhere)");
                 goto out;

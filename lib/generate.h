@@ -45,6 +45,8 @@ typedef struct {
     int n_eos;
     int32_t eos[16];           /* stop ids (generation_config's, else config.json's) */
     uint64_t seed;
+    int n_sample_ids;          /* > 0: ids >= it are never generated (the tokenizer's vocabulary
+                                * size, below a padded config vocab_size as Qwen2.5's); 0: all */
 } icl_gen_config;
 
 /* Defaults: do_sample 0, temperature 1, top_k 50, top_p 1, min_p 0,

@@ -26,6 +26,13 @@ int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uin
         snprintf(err, errsz, "line of %zu ids is too long", n);
         return -1;
     }
+    if (m->cfg.max_position_embeddings > 0 && n > (size_t)m->cfg.max_position_embeddings) {
+        /* the rule of icl-gen (a prompt must fit the context); icl-train
+         * instead fits examples to --seq-len, dropping the prompt's start */
+        snprintf(err, errsz, "the line has %zu tokens, more than the model's context (max_position_embeddings %d)", n,
+                 m->cfg.max_position_embeddings);
+        return -1;
+    }
     icl_batch b = {1, (int)n, ids, target, NULL, NULL};
     if (icl_batch_validate(m, &b, err, errsz) != 0)
         return -1;

@@ -35,7 +35,8 @@ void icl_lm_eval_free(icl_lm_eval *e);
 /* Score one line: ids[0..n), target[0..n) (1 = id in a target segment).
  * One forward pass of the whole line (logits [n, V] kept in e->logits).
  * 0 ok; -1 with err when the line does not fit the model (an id >= vocab
- * size, longer than GPT-2's n_positions). */
+ * size, more tokens than max_position_embeddings: as icl-gen refuses such
+ * a prompt, a loss past the trained positions is not reported). */
 int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uint8_t *target, size_t n, char *err,
                      size_t errsz);
 

@@ -542,7 +542,6 @@ static int32_t token_id_of(icl_tokenizer *t, json_t *v)
     return s ? icl_tok_id(t, s, strlen(s)) : -1;
 }
 
-/* tokenizer_config.json and generation_config.json beside the file. */
 /* A JSON file beside tokenizer.json: NULL when it does not exist; an error
  * (-1, *out unchanged) when it exists but does not parse as an object, so a
  * truncated tokenizer_config.json never silently drops its BOS settings. */
@@ -567,16 +566,18 @@ static int load_neighbour(const char *path, const char *name, json_t **out, errb
     return 0;
 }
 
-/* An id from generation_config.json: absent, null or negative (early Llama
+/* An id from generation_config.json or config.json: absent, null or negative (early Llama
  * conversions wrote -1) leaves *id as it is; otherwise an integer in
  * 0..MAX_IDS-1 (no wrap-around of 2^32+5 to 5). */
-static int gen_id(json_t *v, const char *key, int32_t *id, errbuf *e)
+static int gen_id_in(json_t *v, const char *file, const char *key, int32_t *id, errbuf *e)
 {
+    if (json_is_array(v)) /* eos_token_id may be a list: the first is the one to append */
+        v = json_array_get(v, 0);
     if (!v || json_is_null(v) || (json_is_integer(v) && json_integer_value(v) < 0))
         return 0;
     int32_t x;
     if (post_id(v, &x))
-        return fail(e, "generation_config.json: %s must be an id in 0..%ld", key, MAX_IDS - 1);
+        return fail(e, "%s: %s must be an id in 0..%ld", file, key, MAX_IDS - 1);
     if (*id < 0)
         *id = x;
     return 0;
@@ -648,20 +649,33 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
         apply_config(t, c);
         json_decref(c);
     }
-    sprintf(p, "%s/generation_config.json", dir);
-    if (load_neighbour(p, "generation_config.json", &c, err))
-        goto bad;
-    if (c) {
-        json_t *v = json_object_get(c, "eos_token_id");
-        if (json_is_array(v))
-            v = json_array_get(v, 0);
-        int bad = gen_id(json_object_get(c, "bos_token_id"), "bos_token_id", &t->sp.bos, err) ||
-                  gen_id(v, "eos_token_id", &t->sp.eos, err) ||
-                  gen_id(json_object_get(c, "pad_token_id"), "pad_token_id", &t->sp.pad, err);
+    /* the model's own say wins: generation_config.json, then config.json
+     * (what icl-gen stops at), over tokenizer_config.json */
+    static const char *const model_files[] = {"generation_config.json", "config.json"};
+    int32_t ids[3] = {-1, -1, -1}; /* bos, eos, pad */
+    for (int f = 0; f < 2; f++) {
+        sprintf(p, "%s/%s", dir, model_files[f]);
+        if (load_neighbour(p, model_files[f], &c, err))
+            goto bad;
+        if (!c)
+            continue;
+        int bad = gen_id_in(json_object_get(c, "bos_token_id"), model_files[f], "bos_token_id", &ids[0], err) ||
+                  gen_id_in(json_object_get(c, "eos_token_id"), model_files[f], "eos_token_id", &ids[1], err) ||
+                  gen_id_in(json_object_get(c, "pad_token_id"), model_files[f], "pad_token_id", &ids[2], err);
         json_decref(c);
         if (bad)
             goto bad;
     }
+    if (ids[0] >= 0) {
+        t->sp.bos = ids[0];
+        t->bos_named = 1;
+    }
+    if (ids[1] >= 0) {
+        t->sp.eos = ids[1];
+        t->eos_named = 1;
+    }
+    if (ids[2] >= 0)
+        t->sp.pad = ids[2];
     free(p);
     return 0;
 bad:

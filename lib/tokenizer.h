@@ -69,9 +69,14 @@ void icl_ids_free(icl_ids *a);
 #define ICL_TOK_MAX_BYTES (512u << 20)
 
 /* Load a tokenizer from `path`: a tokenizer.json file or a directory
- * holding one.  tokenizer_config.json and
- * generation_config.json beside it, when present, supply bos/eos and
- * add_bos_token.  On failure returns NULL with "what is wrong" in err (the
+ * holding one.  The special ids (the one source of truth for every program:
+ * icl-tok, icl-train, icl-gen, icl-eval) come from the files beside it,
+ * first found wins: generation_config.json's bos/eos/pad_token_id (eos: the
+ * first of a list: the end-of-generation set icl-gen stops at, see
+ * icl_gen_config_load), then config.json's, then tokenizer_config.json's
+ * bos_token/eos_token/pad_token, then tokenizer.json's post-processor and
+ * well-known names.  add_bos_token / add_eos_token come from
+ * tokenizer_config.json.  On failure returns NULL with "what is wrong" in err (the
  * caller prefixes the path).  Caller frees with icl_tok_free. */
 icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz);
 /* Load from a JSON text already in memory (len bytes); dir (may be NULL) is

@@ -262,7 +262,12 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
                                  ln, i + 1, i < len ? (s[i] == ' ' ? "a second space" : s[i] == '\r' ? "CR" : "a non-digit") : "end of line");
                         return -1;
                     }
-                    if (v > INT32_MAX || (r->vocab_size > 0 && v >= r->vocab_size)) {
+                    if (v > INT32_MAX) { /* not a vocabulary question: no id is that large */
+                        snprintf(err, errsz, "%s:%ld: token id %.*s is out of range (ids are below 2^31)", name,
+                                 ln, (int)(i - st) > 40 ? 40 : (int)(i - st), s + st);
+                        return -1;
+                    }
+                    if (r->vocab_size > 0 && v >= r->vocab_size) {
                         snprintf(err, errsz, "%s:%ld: token id %.*s is not below the vocabulary size %d",
                                  name, ln, (int)(i - st), s + st, r->vocab_size);
                         return -1;

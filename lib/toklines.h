@@ -20,7 +20,11 @@
  *                merges, added tokens and components, independent of the
  *                file's formatting), 16 lower-case hex digits.
  *   vocab_size   1 + the largest id of the tokenizer (icl_tok_vocab_size).
- *   bos eos pad  special ids, -1 if the tokenizer has none.
+ *   bos eos pad  special ids, -1 if the tokenizer has none; eos is the id
+ *                appended after each response (-1: none, icl-tok encode
+ *                --no-eos), as icl_tok_get_specials gives it (the model
+ *                folder's generation_config.json first): icl-train checks
+ *                it is one the model stops generating at.
  *   source       the tokenizer's path as given to icl-tok; the rest of the
  *                line (may contain spaces; newlines are written as '?').
  * Fields are space-separated key=value pairs after the version; readers

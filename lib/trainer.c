@@ -13,12 +13,16 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "config.h"
 #include "dataset.h"
 #include "lora.h"
+#include "fileio.h"
+#include "generate.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -108,11 +112,14 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
 
 /* ------------------------------------------------------------ small helpers */
 
+/* a/b, without doubling a slash that ends a ("out/" + "x" = "out/x"). */
 static char *join(const char *a, const char *b)
 {
-    size_t n = strlen(a) + strlen(b) + 2;
+    size_t la = strlen(a), n = la + strlen(b) + 2;
+    while (la > 1 && a[la - 1] == '/')
+        la--;
     char *p = xmalloc(n);
-    snprintf(p, n, "%s/%s", a, b);
+    snprintf(p, n, "%.*s%s%s", (int)la, a, la == 1 && a[0] == '/' ? "" : "/", b);
     return p;
 }
 
@@ -203,6 +210,14 @@ typedef struct {
     char *last_good;     /* newest checkpoint written or resumed from */
     long last_saved;
     icl_lora_config lcfg; /* with --lora-r or --adapter: the adapters' configuration */
+    int lock_fd;         /* OUT_DIR/.lock, flock'd for the run */
+    json_t *history;     /* log_history: the logged metrics objects */
+    double epochs_run;   /* the epochs the planned steps cover */
+    long val_step;       /* the step val_loss was last measured after (-1: none) */
+    double val_loss;
+    char *best;          /* best_model_checkpoint (load_best_model_at_end) */
+    json_t *ckpt_settings; /* the resumed checkpoint's "settings" */
+    double best_val;
     /* metrics since the last logged step */
     double log_loss, log_time;
     long log_targets, log_tokens;
@@ -250,8 +265,8 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("-t is for --arch; a model folder brings its own tokenizer");
     if (o->batch_size < 1 || o->grad_accum < 1)
         BAD("--batch-size and --grad-accum must be at least 1");
-    if (o->max_steps <= 0 && o->epochs < 1)
-        BAD("--epochs must be at least 1 (or give --max-steps)");
+    if (o->max_steps <= 0 && !(o->epochs > 0 && o->epochs <= 1e9))
+        BAD("--epochs must be above 0 (or give --max-steps)");
     if (!(o->adamw.lr >= 0) || !(o->min_lr >= 0) || !(o->adamw.eps >= 0) || !(o->adamw.weight_decay >= 0) ||
         !(o->clip >= 0) || o->warmup_steps < 0)
         BAD("--lr, --min-lr, --eps, --weight-decay, --clip and --warmup-steps must not be negative");
@@ -259,6 +274,17 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--beta1 and --beta2 must be in [0, 1)");
     if (o->min_lr > o->adamw.lr)
         BAD("--min-lr %g is above --lr %g", o->min_lr, o->adamw.lr);
+    if (o->resume_if_possible && !o->resume)
+        BAD("--resume-if-possible goes with --resume");
+    if (o->resume_if_possible && !o->model_dir && !o->arch)
+        BAD("--resume-if-possible needs -m MODEL_DIR or --arch to start from when there is no checkpoint");
+    if (o->save_total_limit < 0)
+        BAD("--save-total-limit must not be negative");
+    if (o->load_best_model_at_end && !o->valid)
+        BAD("--load-best-model-at-end needs --valid FILE");
+    if (o->load_best_model_at_end && o->save_every > 0 &&
+        (o->eval_every <= 0 || o->save_every % o->eval_every))
+        BAD("--load-best-model-at-end needs --save-every to be a multiple of --eval-every (as transformers)");
     if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
         BAD("rank %d of %d processes", o->rank, o->world_size);
     if (o->lora_r < 0)
@@ -315,8 +341,18 @@ static int scratch_config(train_run *r, icl_config *c)
         c->intermediate_size = o->intermediate_size;
     else if (c->arch == ICL_ARCH_GPT2 || o->hidden_size)
         c->intermediate_size = 4 * c->hidden_size;
+    if (c->num_attention_heads > 0 && c->hidden_size % c->num_attention_heads) {
+        icl_config_free(c);
+        return fail(r, "--hidden-size %d is not a multiple of --num-attention-heads %d (head_dim = hidden_size / "
+                       "num_attention_heads)", c->hidden_size, c->num_attention_heads);
+    }
     if (c->num_attention_heads > 0)
         c->head_dim = c->hidden_size / c->num_attention_heads;
+    if (c->arch != ICL_ARCH_GPT2 && c->head_dim % 2) {
+        int hd = c->head_dim;
+        icl_config_free(c);
+        return fail(r, "head_dim %d (--hidden-size / --num-attention-heads) must be even for rotary embeddings", hd);
+    }
     int sl = o->seq_len > 0 ? o->seq_len : 512;
     c->max_position_embeddings = c->arch == ICL_ARCH_GPT2 ? sl : (sl > 2048 ? sl : 2048);
     if (icl_config_validate(c, "--arch", r->err, r->errsz)) {
@@ -336,10 +372,7 @@ static int open_model(train_run *r)
     char e2[1024];
     if (o->lora_r > 0 || o->adapter)
         return open_lora(r);
-    if (o->resume) {
-        r->ckpt = icl_train_latest_checkpoint(o->out_dir);
-        if (!r->ckpt)
-            return fail(r, "%s: no complete checkpoint to resume from", o->out_dir);
+    if (r->ckpt) { /* claim_dir found it */
         if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2)))
             return fail(r, "%s: %s", r->ckpt, e2);
         r->from = r->ckpt;
@@ -371,10 +404,7 @@ static int open_lora(train_run *r)
     char e2[1024];
     icl_lora_config *lc = &r->lcfg;
     char *base = NULL;
-    if (o->resume) {
-        r->ckpt = icl_train_latest_checkpoint(o->out_dir);
-        if (!r->ckpt)
-            return fail(r, "%s: no complete checkpoint to resume from", o->out_dir);
+    if (r->ckpt) { /* claim_dir found it */
         base = o->model_dir ? xstrdup(o->model_dir) : icl_lora_base_path(r->ckpt, e2, sizeof e2);
         if (!base)
             return fail(r, "%s", e2);
@@ -440,7 +470,7 @@ static int open_lora(train_run *r)
 static int open_tokenizer(train_run *r)
 {
     const icl_train_opts *o = r->o;
-    int scratch = o->arch && !o->resume;
+    int scratch = o->arch && !r->ckpt;
     size_t n;
     char *bytes = slurp(r->tokpath, &n), e2[1024];
     if (!bytes) {
@@ -463,7 +493,7 @@ static int open_tokenizer(train_run *r)
         note(r, 1, "%s: %s", r->tokpath, e2);
         r->tid.what = "its tokenizer.json cannot be read by icl";
     }
-    if (!o->model_dir && !o->resume) {
+    if (!o->model_dir && !r->ckpt) {
         r->tok_json = bytes;
         r->tok_len = n;
     } else {
@@ -473,6 +503,43 @@ static int open_tokenizer(train_run *r)
 }
 
 /* ------------------------------------------------------------ data */
+
+/* The data's EOS (the header's eos, which icl-tok encode appended) must be
+ * one the model stops generating at (icl_gen_config_load: the model
+ * folder's generation_config.json eos_token_id, else config.json's):
+ * otherwise the model learns to end answers with a token generation never
+ * stops at.  An error, or a warning with allow_eos_mismatch. */
+static int check_eos(train_run *r, const icl_toklines_reader *tr, const char *name)
+{
+    const char *dir = r->ckpt ? r->ckpt : r->o->model_dir;
+    icl_gen_config g;
+    char e2[512];
+    if (tr->hdr.eos < 0)
+        return 0;
+    if (icl_gen_config_load(&g, dir, &r->m->cfg, e2, sizeof e2)) {
+        note(r, 1, "%s: %s: cannot check the EOS of the token lines", dir ? dir : "model", e2);
+        return 0;
+    }
+    if (g.n_eos == 0)
+        return 0;
+    for (int i = 0; i < g.n_eos; i++)
+        if (g.eos[i] == tr->hdr.eos)
+            return 0;
+    char stops[160] = "";
+    for (int i = 0, k = 0; i < g.n_eos && k < (int)sizeof stops - 16; i++)
+        k += snprintf(stops + k, sizeof stops - (size_t)k, "%s%d", i ? ", " : "", g.eos[i]);
+    char msg[900];
+    snprintf(msg, sizeof msg,
+             "%s:%ld: the token lines end responses with EOS id %d but the model stops generating at %s "
+             "(%s's generation_config.json / config.json): it would learn to end answers with a token generation "
+             "never stops at; re-encode with icl-tok encode -t %s",
+             name, tr->header_line, tr->hdr.eos, stops, dir ? dir : r->from, dir ? dir : "MODEL_DIR");
+    if (r->o->allow_eos_mismatch) {
+        note(r, 1, "%s", msg);
+        return 0;
+    }
+    return fail(r, "%s (or give --allow-eos-mismatch)", msg);
+}
 
 /* Check the header of tr (once it has been read) against the model. */
 static int check_header(train_run *r, const icl_toklines_reader *tr, const char *name)
@@ -492,7 +559,7 @@ static int check_header(train_run *r, const icl_toklines_reader *tr, const char 
                     tr->hdr.vocab_size, vocab);
     if (!id->present)
         note(r, 1, "%s: cannot check the tokenizer of the token lines: %s", name, id->what);
-    return 0;
+    return check_eos(r, tr, name);
 }
 
 /* Read one token-line file into d, checking its header against the model's
@@ -585,23 +652,56 @@ static int open_data(train_run *r)
     return 0;
 }
 
-/* Optimizer steps of the run: max_steps, else per epoch ceil(micro-batches /
- * (grad_accum world_size)) (an epoch's permutation changes the batches only
- * with packing). */
+/* Optimizer steps of epoch e: ceil(micro-batches / (grad_accum world_size))
+ * (an epoch's permutation changes the batches only with packing; r->perm is
+ * scratch). */
+static long epoch_steps(train_run *r, long e)
+{
+    const icl_train_opts *o = r->o;
+    icl_dataset_order(&r->data, o->seed, o->packing ? e : 0, o->shuffle, r->perm, NULL);
+    long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
+    long per = (long)o->grad_accum * o->world_size; /* micro-batches per step, all processes */
+    return (nb + per - 1) / per;
+}
+
+/* Optimizer steps of the run: max_steps, else the steps of the whole epochs
+ * of --epochs plus, for a fraction f, ceil(f x the steps of the next epoch)
+ * (transformers: ceil(num_train_epochs x steps per epoch)).  r->epochs_run:
+ * the epochs those steps cover (what the summary prints). */
 static void plan_schedule(train_run *r)
 {
     const icl_train_opts *o = r->o;
     r->perm = xmalloc(r->data.n * sizeof *r->perm);
     long total = o->max_steps;
     if (total <= 0) {
+        double whole = floor(o->epochs), f = o->epochs - whole;
         total = 0;
-        for (long e = 0; e < o->epochs; e++) {
-            if (e == 0 || o->packing)
-                icl_dataset_order(&r->data, o->seed, e, o->shuffle, r->perm, NULL);
-            long nb = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
-            long per = (long)o->grad_accum * o->world_size; /* micro-batches per step, all processes */
-            total += (nb + per - 1) / per;
+        for (long e = 0; e < (long)whole; e++)
+            total += o->packing || e == 0 ? epoch_steps(r, e) : total / e;
+        if (f > 0)
+            total += (long)ceil(f * (double)epoch_steps(r, (long)whole));
+        r->epochs_run = o->epochs;
+    } else { /* the epochs max_steps covers */
+        long left = total, e = 0, per = 1;
+        r->epochs_run = 0;
+        while (left > 0 && e < 1000) {
+            per = epoch_steps(r, e++);
+            if (per <= 0)
+                break;
+            if (left < per) {
+                r->epochs_run += (double)left / (double)per;
+                left = 0;
+            } else {
+                r->epochs_run += 1;
+                left -= per;
+            }
+            if (!o->packing && left > 0) { /* every epoch alike */
+                r->epochs_run += (double)left / (double)per;
+                left = 0;
+            }
         }
+        if (left > 0 && per > 0)
+            r->epochs_run += (double)left / (double)per;
     }
     r->sched = (icl_schedule){.kind = o->schedule, .lr = o->adamw.lr, .min_lr = o->min_lr,
                               .warmup_steps = o->warmup_steps, .total_steps = total};
@@ -609,8 +709,152 @@ static void plan_schedule(train_run *r)
 
 /* ------------------------------------------------------------ state */
 
-static char *state_json(const icl_train_opts *o, const icl_schedule *s, const train_pos *p, const icl_dataset *d)
+/* The settings that change the computation ("settings" of trainer_state.json),
+ * with the words that name them in a message, in this order. */
+static const struct {
+    const char *key, *what;
+} setting_names[] = {
+    {"model", "the model (xxh3 of -m's config.json)"},
+    {"arch", "--arch"},
+    {"hidden_size", "--hidden-size"},
+    {"num_hidden_layers", "--num-hidden-layers"},
+    {"num_attention_heads", "--num-attention-heads"},
+    {"num_key_value_heads", "--num-key-value-heads"},
+    {"intermediate_size", "--intermediate-size"},
+    {"tokenizer", "the tokenizer (xxh3 fingerprint)"},
+    {"num_examples", "the number of examples"},
+    {"data_hash", "the training data (xxh3 of the kept examples)"},
+    {"batch_size", "--batch-size"},
+    {"grad_accum", "--grad-accum"},
+    {"seq_len", "--seq-len"},
+    {"packing", "--packing"},
+    {"shuffle", "shuffling (--no-shuffle)"},
+    {"seed", "--seed"},
+    {"lr", "--lr"},
+    {"schedule", "--schedule"},
+    {"warmup_steps", "--warmup-steps"},
+    {"min_lr", "--min-lr"},
+    {"weight_decay", "--weight-decay"},
+    {"beta1", "--beta1"},
+    {"beta2", "--beta2"},
+    {"eps", "--eps"},
+    {"clip", "--clip"},
+    {"total_steps", "the number of steps (--epochs, --max-steps)"},
+    {"world_size", "the number of processes"},
+};
+
+static char *hex_hash(const char *pre, uint64_t h)
 {
+    char b[64];
+    snprintf(b, sizeof b, "%s%016" PRIx64, pre, h);
+    return xstrdup(b);
+}
+
+/* This run's settings.  The model's are present only where this command
+ * names one (-m, --arch and sizes): a --resume without them takes the
+ * checkpoint's. */
+static json_t *run_settings(const train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    json_t *s = json_object();
+    char *h;
+    if (o->model_dir) {
+        char *cp = join(o->model_dir, "config.json"), e2[256];
+        size_t n = 0;
+        char *txt = icl_read_file(cp, (size_t)64 << 20, &n, e2, sizeof e2);
+        if (txt) {
+            json_object_set_new(s, "model", json_string(h = hex_hash("xxh3:", XXH3_64bits(txt, n))));
+            free(h);
+        }
+        free(txt);
+        free(cp);
+    } else if (o->arch) {
+        json_object_set_new(s, "arch", json_string(o->arch));
+        json_object_set_new(s, "hidden_size", json_integer(o->hidden_size));
+        json_object_set_new(s, "num_hidden_layers", json_integer(o->num_hidden_layers));
+        json_object_set_new(s, "num_attention_heads", json_integer(o->num_attention_heads));
+        json_object_set_new(s, "num_key_value_heads", json_integer(o->num_key_value_heads));
+        json_object_set_new(s, "intermediate_size", json_integer(o->intermediate_size));
+        if (r->tid.present) {
+            json_object_set_new(s, "tokenizer", json_string(h = hex_hash("xxh3:", r->tid.fp)));
+            free(h);
+        }
+    }
+    json_object_set_new(s, "num_examples", json_integer((json_int_t)r->data.n));
+    json_object_set_new(s, "data_hash", json_string(h = hex_hash("xxh3:", icl_dataset_hash(&r->data))));
+    free(h);
+    json_object_set_new(s, "batch_size", json_integer(o->batch_size));
+    json_object_set_new(s, "grad_accum", json_integer(o->grad_accum));
+    json_object_set_new(s, "seq_len", json_integer(r->data.seq_len));
+    json_object_set_new(s, "packing", json_boolean(o->packing));
+    json_object_set_new(s, "shuffle", json_boolean(o->shuffle));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%" PRIu64, o->seed);
+    json_object_set_new(s, "seed", json_string(seed));
+    json_object_set_new(s, "lr", json_real(o->adamw.lr));
+    json_object_set_new(s, "schedule", json_string(icl_sched_name(o->schedule)));
+    json_object_set_new(s, "warmup_steps", json_integer(o->warmup_steps));
+    json_object_set_new(s, "min_lr", json_real(o->min_lr));
+    json_object_set_new(s, "weight_decay", json_real(o->adamw.weight_decay));
+    json_object_set_new(s, "beta1", json_real(o->adamw.beta1));
+    json_object_set_new(s, "beta2", json_real(o->adamw.beta2));
+    json_object_set_new(s, "eps", json_real(o->adamw.eps));
+    json_object_set_new(s, "clip", json_real(o->clip));
+    json_object_set_new(s, "total_steps", json_integer(r->sched.total_steps));
+    json_object_set_new(s, "world_size", json_integer(o->world_size));
+    return s;
+}
+
+/* A setting's value for a message (malloc'd). */
+static char *setting_text(const json_t *v)
+{
+    if (!v)
+        return xstrdup("absent");
+    if (json_is_string(v))
+        return xstrdup(json_string_value(v));
+    if (json_is_real(v)) {
+        char b[64];
+        snprintf(b, sizeof b, "%.9g", json_real_value(v));
+        return xstrdup(b);
+    }
+    char *t = json_dumps(v, JSON_ENCODE_ANY);
+    return t ? t : xstrdup("?");
+}
+
+/* Every setting of this run that differs from the checkpoint's, named, into
+ * r->err; 0 when none does. */
+static int compare_settings(train_run *r, json_t *theirs)
+{
+    json_t *mine = run_settings(r);
+    icl_buf b = {0};
+    int n = 0;
+    for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
+        json_t *a = json_object_get(mine, setting_names[i].key), *t = json_object_get(theirs, setting_names[i].key);
+        if (!a || (t && json_equal(a, t)))
+            continue;
+        char *x = setting_text(a), *y = setting_text(t), line[600];
+        snprintf(line, sizeof line, "%s%s is %s here but %s in the checkpoint", n++ ? "; " : "",
+                 setting_names[i].what, x, y);
+        buf_append(&b, line, strlen(line));
+        free(x);
+        free(y);
+    }
+    json_decref(mine);
+    if (n) {
+        buf_append(&b, "", 1);
+        fail(r, "%s: cannot resume: %s (give the same options, model and data, or start a new run)", r->ckpt,
+             b.data);
+    }
+    buf_free(&b);
+    return n ? -1 : 0;
+}
+
+static char *state_json(const train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    const icl_schedule *s = &r->sched;
+    const train_pos *p = &r->pos;
+    const icl_dataset *d = &r->data;
     json_t *ic = json_object();
     json_object_set_new(ic, "format", json_string("icl-trainer-state 1"));
     json_object_set_new(ic, "step", json_integer(p->step));
@@ -641,11 +885,36 @@ static char *state_json(const icl_train_opts *o, const icl_schedule *s, const tr
     json_object_set_new(ic, "num_examples", json_integer((json_int_t)d->n));
     snprintf(hex, sizeof hex, "xxh3:%016" PRIx64, icl_dataset_hash(d));
     json_object_set_new(ic, "data_hash", json_string(hex));
+    json_object_set_new(ic, "save_only_model", json_boolean(o->save_only_model));
+    /* the metrics of the steps since the last logged one, so that a resumed
+     * run logs the same mean loss and tokens/s */
+    json_object_set_new(ic, "log_window",
+                        json_pack("{s:f, s:I, s:I, s:f}", "loss_sum", r->log_loss, "targets",
+                                  (json_int_t)r->log_targets, "tokens", (json_int_t)r->log_tokens, "seconds",
+                                  r->log_time));
+    json_t *st = run_settings(r);
+    if (r->ckpt) { /* a resume without -m / --arch keeps the checkpoint's model settings */
+        json_t *old = r->ckpt_settings;
+        for (size_t i = 0; old && i < 8; i++) {
+            json_t *v = json_object_get(old, setting_names[i].key);
+            if (v && !json_object_get(st, setting_names[i].key))
+                json_object_set(st, setting_names[i].key, v);
+        }
+    }
+    json_object_set_new(ic, "settings", st);
     json_t *root = json_object();
     json_object_set_new(root, "global_step", json_integer(p->step));
     json_object_set_new(root, "epoch", json_real(p->epoch + (d->n ? (double)p->cursor / (double)d->n : 0)));
     json_object_set_new(root, "max_steps", json_integer(s->total_steps));
     json_object_set_new(root, "train_batch_size", json_integer(o->batch_size));
+    json_object_set(root, "log_history", r->history);
+    if (r->best) {
+        json_object_set_new(root, "best_metric", json_real(r->best_val));
+        json_object_set_new(root, "best_model_checkpoint", json_string(r->best));
+    } else {
+        json_object_set_new(root, "best_metric", json_null());
+        json_object_set_new(root, "best_model_checkpoint", json_null());
+    }
     json_object_set_new(root, "icl", ic);
     char *txt = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
     json_decref(root);
@@ -675,26 +944,16 @@ static int get_long(train_run *r, json_t *ic, const char *path, const char *k, l
     return 0;
 }
 
-/* Check a value of the checkpoint against this run's. */
-static int same(train_run *r, long here, long there, const char *what)
-{
-    if (here == there)
-        return 0;
-    return fail(r, "%s: cannot resume: %s is %ld here but %ld in the checkpoint (give the same options and data)",
-                r->ckpt, what, here, there);
-}
-
-/* Read trainer_state.json of the checkpoint into r->pos and check it fits this run. */
+/* Read trainer_state.json of the checkpoint into r->pos, r->history and the
+ * best checkpoint, and check it fits this run. */
 static int read_state(train_run *r)
 {
-    const icl_train_opts *o = r->o;
     const icl_dataset *d = &r->data;
     train_pos *p = &r->pos;
     char *path = join(r->ckpt, "trainer_state.json");
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je), *ic = json_object_get(root, "icl");
-    long cursor = 0, bs = 0, ga = 0, sl = 0, ne = 0;
-    uint64_t seed = 0;
+    long cursor = 0;
     int rc = -1;
     if (!root) {
         fail(r, "%s:%d: %s", path, je.line, je.text);
@@ -704,10 +963,22 @@ static int read_state(train_run *r)
         fail(r, "%s: no \"icl\" object: not written by icl-train", path);
         goto out;
     }
+    if (json_is_true(json_object_get(ic, "save_only_model"))) {
+        fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
+                "from it with -m %s",
+             r->ckpt, r->ckpt);
+        goto out;
+    }
+    json_t *st = json_object_get(ic, "settings");
+    if (!json_is_object(st)) {
+        fail(r, "%s: no \"icl.settings\": written by an older icl-train, cannot be checked", path);
+        goto out;
+    }
+    r->ckpt_settings = json_incref(st);
+    if (compare_settings(r, st))
+        goto out;
     if (get_long(r, ic, path, "step", &p->step) || get_long(r, ic, path, "epoch", &p->epoch) ||
-        get_long(r, ic, path, "cursor", &cursor) || get_long(r, ic, path, "batch_size", &bs) ||
-        get_long(r, ic, path, "grad_accum", &ga) || get_long(r, ic, path, "seq_len", &sl) ||
-        get_long(r, ic, path, "num_examples", &ne))
+        get_long(r, ic, path, "cursor", &cursor))
         goto out;
     json_t *rng = json_object_get(ic, "rng");
     if (!json_is_array(rng) || json_array_size(rng) != 4) {
@@ -717,30 +988,32 @@ static int read_state(train_run *r)
     for (int i = 0; i < 4; i++)
         if (hex64(r, json_array_get(rng, (size_t)i), path, "icl.rng", &p->rng[i]))
             goto out;
-    if (hex64(r, json_object_get(ic, "seed"), path, "icl.seed", &seed))
-        goto out;
-    int packing = json_is_true(json_object_get(ic, "packing")), shuffle = json_is_true(json_object_get(ic, "shuffle"));
-    if (same(r, o->batch_size, bs, "--batch-size") || same(r, o->grad_accum, ga, "--grad-accum") ||
-        same(r, d->seq_len, sl, "--seq-len") || same(r, o->packing, packing, "--packing") ||
-        same(r, o->shuffle, shuffle, "shuffling") || same(r, (long)d->n, ne, "the number of examples"))
-        goto out;
-    if (seed != o->seed) {
-        fail(r, "%s: cannot resume: --seed %" PRIu64 " differs from the checkpoint's %" PRIu64, r->ckpt, o->seed, seed);
-        goto out;
-    }
-    char hex[32];
-    snprintf(hex, sizeof hex, "xxh3:%016" PRIx64, icl_dataset_hash(d));
-    const char *dh = json_string_value(json_object_get(ic, "data_hash"));
-    if (!dh || strcmp(dh, hex)) {
-        fail(r, "%s: cannot resume: the training data differ from the checkpoint's (%s, here %s)", r->ckpt,
-             dh ? dh : "none", hex);
-        goto out;
-    }
     if (cursor < 0 || (size_t)cursor > d->n || p->epoch < 0 || p->step < 0) {
         fail(r, "%s: data position out of range", path);
         goto out;
     }
     p->cursor = (size_t)cursor;
+    json_t *lw = json_object_get(ic, "log_window");
+    if (json_is_object(lw)) {
+        r->log_loss = json_number_value(json_object_get(lw, "loss_sum"));
+        r->log_targets = (long)json_integer_value(json_object_get(lw, "targets"));
+        r->log_tokens = (long)json_integer_value(json_object_get(lw, "tokens"));
+        r->log_time = json_number_value(json_object_get(lw, "seconds"));
+    }
+    json_t *lh = json_object_get(root, "log_history"), *e;
+    size_t i;
+    json_array_foreach(lh, i, e)
+    {
+        json_t *sv = json_object_get(e, "step");
+        if (json_is_object(e) && json_is_integer(sv) && json_integer_value(sv) <= p->step)
+            json_array_append(r->history, e);
+    }
+    const char *best = json_string_value(json_object_get(root, "best_model_checkpoint"));
+    json_t *bm = json_object_get(root, "best_metric");
+    if (best && json_is_number(bm) && is_dir(best)) {
+        r->best = xstrdup(best);
+        r->best_val = json_number_value(bm);
+    }
     rc = 0;
 out:
     json_decref(root);
@@ -836,6 +1109,161 @@ static int save_model_dir(train_run *r, const char *dir)
     return 0;
 }
 
+/* The steps of OUT_DIR's checkpoint-STEP folders (complete or not), sorted
+ * ascending; returns their count, *steps malloc'd. */
+static size_t list_checkpoints(const char *out_dir, long **steps)
+{
+    DIR *dp = opendir(out_dir);
+    size_t n = 0, cap = 0;
+    *steps = NULL;
+    if (!dp)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(dp))) {
+        long step;
+        if (strncmp(de->d_name, "checkpoint-", 11) || parse_long(de->d_name + 11, &step) || step < 0)
+            continue;
+        char *p = join(out_dir, de->d_name);
+        int d = is_dir(p);
+        free(p);
+        if (!d)
+            continue;
+        if (n == cap)
+            *steps = xrealloc(*steps, (cap = cap ? 2 * cap : 16) * sizeof **steps);
+        (*steps)[n++] = step;
+    }
+    closedir(dp);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a few hundred at most */
+        for (size_t j = i; j > 0 && (*steps)[j - 1] > (*steps)[j]; j--) {
+            long t = (*steps)[j];
+            (*steps)[j] = (*steps)[j - 1];
+            (*steps)[j - 1] = t;
+        }
+    return n;
+}
+
+/* --save-total-limit: transformers' Trainer._rotate_checkpoints.  Sorted by
+ * step, the best checkpoint is moved to the second-newest place (so it is
+ * kept), the limit becomes 2 when it is 1 and the best is not the newest,
+ * and the oldest beyond the limit are deleted. */
+static int rotate_checkpoints(train_run *r)
+{
+    long lim = r->o->save_total_limit, *steps;
+    if (lim <= 0)
+        return 0;
+    const char *out = r->o->out_dir;
+    size_t n = list_checkpoints(out, &steps);
+    long best = -1;
+    if (r->best) {
+        const char *b = strrchr(r->best, '/');
+        b = b ? b + 1 : r->best;
+        if (parse_long(b + 11, &best))
+            best = -1;
+    }
+    size_t bi = n;
+    for (size_t i = 0; i < n; i++)
+        if (steps[i] == best)
+            bi = i;
+    if (bi < n)
+        for (size_t i = bi; i + 2 < n; i++) {
+            long t = steps[i];
+            steps[i] = steps[i + 1];
+            steps[i + 1] = t;
+        }
+    if (bi < n && lim == 1 && steps[n - 1] != best)
+        lim = 2;
+    for (size_t i = 0; (long)i < (long)n - lim; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "checkpoint-%ld", steps[i]);
+        char *p = join(out, name);
+        note(r, 0, "deleting %s (--save-total-limit %ld)", p, r->o->save_total_limit);
+        rm_rf(p);
+        free(p);
+    }
+    free(steps);
+    return 0;
+}
+
+/* Take OUT_DIR for this run: create it, lock OUT_DIR/.lock (which also
+ * proves it writable), remove what killed runs left, and decide what
+ * --resume starts from (r->ckpt); a fresh run into a folder with another
+ * run's checkpoints is refused, or with --overwrite-output-dir clears them. */
+static int claim_dir(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    const char *out = o->out_dir;
+    if (o->rank != 0) { /* rank 0 owns the folder (and its lock); the others only read the checkpoint */
+        if (o->resume)
+            r->ckpt = icl_train_latest_checkpoint(out);
+        return 0;
+    }
+    if (mkdir(out, 0777) < 0 && errno != EEXIST)
+        return fail(r, "%s: cannot create: %s", out, strerror(errno));
+    if (!is_dir(out))
+        return fail(r, "%s: exists and is not a folder", out);
+    char *lp = join(out, ".lock");
+    r->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    int e = errno;
+    free(lp);
+    if (r->lock_fd < 0)
+        return fail(r, "%s: not writable (cannot create .lock: %s)", out, strerror(e));
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0)
+        return fail(r, "%s: in use by another icl-train (%s/.lock is locked); give another -o", out, out);
+    if (access(out, W_OK | X_OK) < 0)
+        return fail(r, "%s: not writable: %s", out, strerror(errno));
+    /* stale temporaries: only a killed run leaves them, and the lock says none runs */
+    DIR *dp = opendir(out);
+    struct dirent *de;
+    while (dp && (de = readdir(dp))) {
+        const char *n = de->d_name;
+        int tmpdir = !strncmp(n, ".tmp-checkpoint-", 16) || !strcmp(n, ".old-checkpoint");
+        if (!tmpdir && !strstr(n, ".tmp."))
+            continue;
+        char *p = join(out, n);
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && (tmpdir ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode))) {
+            note(r, 0, "removing %s, left by an interrupted run", p);
+            if (tmpdir)
+                rm_rf(p);
+            else
+                unlink(p);
+        }
+        free(p);
+    }
+    if (dp)
+        closedir(dp);
+    if (o->resume) {
+        r->ckpt = icl_train_latest_checkpoint(out);
+        if (!r->ckpt && !o->resume_if_possible)
+            return fail(r, "%s: no complete checkpoint to resume from (--resume-if-possible starts afresh then)",
+                        out);
+        if (!r->ckpt)
+            note(r, 1, "%s: no checkpoint to resume from: starting a new run", out);
+    }
+    if (r->ckpt)
+        return 0;
+    long *steps;
+    size_t n = list_checkpoints(out, &steps);
+    if (n && !o->overwrite_output_dir) {
+        fail(r, "%s: holds checkpoints of another run (checkpoint-%ld ...): continue it with --resume, give another "
+                "-o, or --overwrite-output-dir to delete them",
+             out, steps[n - 1]);
+        free(steps);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "checkpoint-%ld", steps[i]);
+        char *p = join(out, name);
+        rm_rf(p);
+        free(p);
+    }
+    if (n)
+        note(r, 1, "%s: deleted %zu checkpoints of an earlier run (--overwrite-output-dir)", out, n);
+    free(steps);
+    return 0;
+}
+
 /* OUT/checkpoint-STEP, atomically: every file written (atomically) in a
  * temporary folder, which is renamed into place.  r->last_good becomes it. */
 static int save_checkpoint(train_run *r)
@@ -854,12 +1282,32 @@ static int save_checkpoint(train_run *r)
         fail(r, "%s: cannot create a temporary folder: %s", out, strerror(errno));
         goto out;
     }
+    struct stat osb; /* a checkpoint folder gets OUT_DIR's permissions (mkdtemp makes it 0700) */
+    if (stat(out, &osb) == 0)
+        chmod(tmp, osb.st_mode & 07777);
     op = join(tmp, "optimizer.safetensors");
     sp = join(tmp, "trainer_state.json");
-    st = state_json(r->o, &r->sched, &r->pos, &r->data);
-    if (save_model_dir(r, tmp) || save_optimizer(r->m, op, r->err, r->errsz) ||
-        icl_write_file_atomic(sp, st, strlen(st), r->err, r->errsz))
+    /* best_model_checkpoint: this one when its val_loss is the lowest yet */
+    int was_best = 0;
+    char *prev_best = r->best;
+    double prev_val = r->best_val;
+    if (r->o->load_best_model_at_end && r->val_step == r->pos.step && (!r->best || r->val_loss < r->best_val)) {
+        r->best = xstrdup(final);
+        r->best_val = r->val_loss;
+        was_best = 1;
+    }
+    st = state_json(r);
+    if (save_model_dir(r, tmp) || (!r->o->save_only_model && save_optimizer(r->m, op, r->err, r->errsz)) ||
+        icl_write_file_atomic(sp, st, strlen(st), r->err, r->errsz)) {
+        if (was_best) {
+            free(r->best);
+            r->best = prev_best;
+            r->best_val = prev_val;
+        }
         goto out;
+    }
+    if (was_best)
+        free(prev_best);
     fsync_path(tmp);
     if (is_dir(final)) { /* replace a checkpoint of the same step */
         old = join(out, ".old-checkpoint");
@@ -880,7 +1328,7 @@ static int save_checkpoint(train_run *r)
     r->last_good = final;
     final = NULL;
     r->last_saved = r->pos.step;
-    rc = 0;
+    rc = rotate_checkpoints(r);
 out:
     if (rc && is_dir(tmp))
         rm_rf(tmp);
@@ -891,6 +1339,41 @@ out:
     free(st);
     free(old);
     return rc;
+}
+
+/* A log_history object of a logged step (the metrics line's keys). */
+static json_t *history_entry(const icl_train_progress *p)
+{
+    json_t *e = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)p->step, "epoch", p->epoch, "loss",
+                          p->log_loss, "lr", p->lr, "grad_norm", p->grad_norm, "tokens_per_s", p->tokens_per_s);
+    if (p->has_val)
+        json_object_set_new(e, "val_loss", json_real(p->val_loss));
+    return e;
+}
+
+/* The checkpoint's log history through the replay hook. */
+static void replay_history(train_run *r)
+{
+    if (!r->h || !r->h->replay)
+        return;
+    size_t i;
+    json_t *e;
+    json_array_foreach(r->history, i, e)
+    {
+        json_t *v = json_object_get(e, "val_loss");
+        icl_train_progress p = {.step = (long)json_integer_value(json_object_get(e, "step")),
+                                .total_steps = r->sched.total_steps,
+                                .epoch = json_number_value(json_object_get(e, "epoch")),
+                                .log_loss = json_number_value(json_object_get(e, "loss")),
+                                .lr = json_number_value(json_object_get(e, "lr")),
+                                .grad_norm = json_number_value(json_object_get(e, "grad_norm")),
+                                .tokens_per_s = json_number_value(json_object_get(e, "tokens_per_s")),
+                                .logged = 1,
+                                .has_val = json_is_number(v),
+                                .val_loss = json_number_value(v)};
+        p.loss = p.log_loss;
+        r->h->replay(r->h->ctx, &p);
+    }
 }
 
 /* Resume: the position, the moments and the first step's data order. */
@@ -907,6 +1390,8 @@ static int restore(train_run *r)
             return -1;
         note(r, 0, "resuming from %s (step %ld, epoch %ld, example %zu)", r->ckpt, r->pos.step, r->pos.epoch,
              r->pos.cursor);
+        if (r->o->rank == 0) /* rank 0 alone reports */
+            replay_history(r);
         r->last_good = xstrdup(r->ckpt);
         r->last_saved = r->pos.step;
     }
@@ -980,11 +1465,11 @@ static void summary(const train_run *r)
          c->intermediate_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
          c->tie_word_embeddings);
     note(r, 0,
-         "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %ld | lr %g schedule %s "
+         "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
          " threads %d | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
-         o->max_steps > 0 ? -1 : o->epochs, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
+         r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
          o->out_dir);
 }
@@ -1030,11 +1515,15 @@ static int after_step(train_run *r, icl_train_progress *pr)
     const icl_train_opts *o = r->o;
     long t = pr->step, total = r->sched.total_steps;
     pr->has_val = r->have_valid && ((o->eval_every > 0 && t % o->eval_every == 0) || t == total);
-    if (pr->has_val)
-        pr->val_loss = evaluate(r);
+    if (pr->has_val) {
+        pr->val_loss = r->val_loss = evaluate(r);
+        r->val_step = t;
+    }
     pr->logged = (o->log_every > 0 && t % o->log_every == 0) || t == total || pr->has_val;
     pr->log_loss = r->log_loss / (double)r->log_targets;
     pr->tokens_per_s = (double)r->log_tokens / (r->log_time + 1e-12);
+    if (pr->logged)
+        json_array_append_new(r->history, history_entry(pr));
     if (r->h && r->h->step)
         r->h->step(r->h->ctx, pr);
     if (pr->logged) {
@@ -1097,6 +1586,11 @@ static void run_free(train_run *r)
     free(r->perm);
     free(r->last_good);
     free(r->ckpt);
+    free(r->best);
+    json_decref(r->history);
+    json_decref(r->ckpt_settings);
+    if (r->lock_fd >= 0)
+        close(r->lock_fd); /* releases the flock */
     free(r->tokpath);
     free(r->tok_json);
     icl_dataset_free(&r->data);
@@ -1105,22 +1599,32 @@ static void run_free(train_run *r)
     icl_lora_config_free(&r->lcfg);
 }
 
+/* --load-best-model-at-end: the model of best_model_checkpoint replaces the
+ * last step's, to be saved in OUT_DIR. */
+static int load_best(train_run *r)
+{
+    if (!r->o->load_best_model_at_end || !r->best || (r->last_good && !strcmp(r->best, r->last_good)))
+        return 0;
+    char e2[1024];
+    icl_model *b = icl_model_load(r->best, e2, sizeof e2);
+    if (!b)
+        return fail(r, "%s: %s", r->best, e2);
+    note(r, 0, "loading the best model (val_loss %.9g) from %s", r->best_val, r->best);
+    icl_model_free(r->m);
+    r->m = b;
+    return 0;
+}
+
 int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz)
 {
-    train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1}, *r = &run;
+    train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1, .lock_fd = -1, .val_step = -1},
+              *r = &run;
     int rc = -1;
     if (icl_train_opts_check(o, err, errsz))
         return -1;
+    r->history = json_array();
     r->threads = icl_set_threads(o->threads);
-    if (o->rank == 0 && mkdir(o->out_dir, 0755) < 0 && errno != EEXIST) {
-        fail(r, "%s: cannot create: %s", o->out_dir, strerror(errno));
-        goto out;
-    }
-    if (o->rank == 0 && !is_dir(o->out_dir)) {
-        fail(r, "%s: exists and is not a folder", o->out_dir);
-        goto out;
-    }
-    if (open_model(r) || open_tokenizer(r) || open_data(r))
+    if (claim_dir(r) || open_model(r) || open_tokenizer(r) || open_data(r))
         goto out;
     plan_schedule(r);
     if (restore(r))
@@ -1138,7 +1642,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
         rc = 1;
         goto out;
     }
-    if (o->rank == 0 && save_model_dir(r, o->out_dir))
+    if (load_best(r) || (o->rank == 0 && save_model_dir(r, o->out_dir)))
         goto out;
     note(r, 0, "done: %ld steps; model in %s, last checkpoint %s", r->pos.step, o->out_dir, r->last_good);
     rc = 0;

@@ -16,8 +16,10 @@
  * tensors of 2+ dims only, learning rate icl_lr_at(schedule, step) as
  * transformers' schedulers (step 0-based).
  *
- * Number of steps: max_steps when > 0, else the sum over the epochs of
- * ceil(micro-batches of the epoch / (grad_accum world_size)).
+ * Number of steps: max_steps when > 0, else the sum over the whole epochs
+ * of ceil(micro-batches of the epoch / (grad_accum world_size)), plus for a
+ * fractional epochs ceil(fraction x the next epoch's steps) (transformers:
+ * ceil(num_train_epochs x steps per epoch)).
  *
  * Data parallelism (world_size > 1; icl-train over MPI): process rank
  * takes, of each world_size consecutive micro-batches of the common order,
@@ -37,14 +39,33 @@
  *                              "NAME.exp_avg" and "NAME.exp_avg_sq" (AdamW
  *                              moments, F32)
  *     trainer_state.json       {"global_step", "epoch" (float, as HF),
+ *                              "log_history" (as HF: the logged metrics
+ *                              objects of the run so far, keys as the
+ *                              metrics lines), "best_metric" and
+ *                              "best_model_checkpoint" (val_loss, with
+ *                              load_best_model_at_end),
  *                              "icl": {step, epoch, cursor, seed, rng
  *                              [4 hex words], schedule, adamw, batch_size,
  *                              grad_accum, seq_len, packing, num_examples,
- *                              data_hash}}
+ *                              data_hash, save_only_model, settings}}
+ *   "settings" holds every setting that changes the computation (model,
+ *   sizes, tokenizer, data hash, batch and optimizer options, the planned
+ *   step count): --resume compares them with this run's and names each
+ *   that differs.  With save_only_model there is no optimizer.safetensors
+ *   and such a checkpoint cannot be resumed.
  *   written in a temporary folder OUT_DIR/.tmp-checkpoint-STEP.XXXXXX (every
  *   file fsynced), then renamed into place and OUT_DIR fsynced: a folder
  *   named checkpoint-STEP is always complete.  OUT_DIR itself receives the
  *   final model.
+ * Run folder: OUT_DIR/.lock is held (flock) for the run, so a second run on
+ * the same folder is refused; creating it is also the check that OUT_DIR is
+ * writable, before any work.  Then stale ".tmp-checkpoint-*" folders and
+ * "*.tmp.*" files (left by a killed run) are removed.  A fresh run into a
+ * folder holding checkpoint-* folders is refused unless
+ * overwrite_output_dir (which deletes them).  After each checkpoint, with
+ * save_total_limit N the oldest are deleted as transformers'
+ * _rotate_checkpoints does: the best one (load_best_model_at_end) is kept
+ * and counted, and with N = 1 the newest is kept too.
  * Resume: the newest checkpoint-STEP (largest STEP) holding trainer_state.json;
  * the model and moments are read back bit for bit and the data position is
  * (epoch, cursor) of the per-epoch permutation, so the continued run gives
@@ -126,7 +147,8 @@ typedef struct {
     const char *valid;          /* --valid FILE or NULL */
     int batch_size, seq_len, grad_accum, packing, shuffle;
     /* length */
-    long epochs, max_steps;
+    double epochs;              /* may be fractional: see icl_train */
+    long max_steps;
     /* optimizer */
     icl_adamw adamw;
     icl_sched_kind schedule;
@@ -135,7 +157,13 @@ typedef struct {
     double clip;                /* max grad norm; <= 0 = off */
     /* run */
     long eval_every, save_every, log_every;
-    int resume;
+    int resume;                 /* continue from OUT_DIR's newest checkpoint (error if none) */
+    int resume_if_possible;     /* with resume: start fresh when OUT_DIR has no checkpoint */
+    int overwrite_output_dir;   /* a fresh run may delete the checkpoints of another run in OUT_DIR */
+    long save_total_limit;      /* keep the newest N checkpoints (plus the best); 0: all */
+    int save_only_model;        /* checkpoints without optimizer state (cannot be resumed) */
+    int load_best_model_at_end; /* OUT_DIR gets the checkpoint of the lowest val_loss */
+    int allow_eos_mismatch;     /* data whose header EOS the model does not stop at: a warning, not an error */
     uint64_t seed;
     int threads;                /* 0: $ICL_NUM_THREADS or all cores (icl_set_threads) */
     int verbose;                /* pass the configuration and data summaries to the note hook */
@@ -191,6 +219,9 @@ typedef struct {
     /* nonzero (set by a signal handler): stop before the next update, save
      * a checkpoint of the last finished step and return 1 */
     const volatile sig_atomic_t *stop;
+    /* on resume, before the first step: each logged step of the
+     * checkpoint's log history, in order (logged = 1, has_val as logged) */
+    void (*replay)(void *ctx, const icl_train_progress *p);
 } icl_train_hooks;
 
 /* Run training.  Returns 0 when done, 1 when *h->stop stopped it (a

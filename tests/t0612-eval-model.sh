@@ -57,4 +57,12 @@ test_expect_code 1 'an id beyond the vocabulary names the line' '
 	exit $rc
 '
 
+test_expect_success 'a line longer than max_position_embeddings is an error naming it, as in icl-gen (issue 18 defect 4)' '
+	awk "BEGIN { s = \"1\"; for (i = 1; i < 64; i++) s = s \" \" (i % 90 + 1); print s; print s \" 5\" }" >long.tok &&
+	head -1 long.tok | icl-eval -m $M/llama-tiny/model >ok && test $(field records ok) = 1 &&
+	test_must_fail icl-eval -m $M/llama-tiny/model long.tok >out 2>err &&
+	test_grep "^icl-eval: long.tok:2: the line has 65 tokens, more than the model'"'"'s context (max_position_embeddings 64)" err &&
+	! test -s out
+'
+
 test_done

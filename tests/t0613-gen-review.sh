@@ -28,17 +28,19 @@ test_expect_success 'icl-eval -m: files of one tokenizer still add up' '
 	icl-eval -m $S a.tok a2.tok >out && test_grep "\"records\":2," out
 '
 
-# a tokenizer with fewer ids (300) than the model (512): a generated id past
-# it cannot be decoded; the error must say which record
+# a tokenizer with fewer ids (300) than the model (512): ids past it have no
+# token and are never generated (issue 18, defect 5; was: an error naming
+# the record, tested here before)
 mkdir m300 && cp $S/* m300/ &&
 for i in 1 2 3 4 5 6 7 8; do echo "Once upon a time there was a little girl named Lily. $i"; done >corpus &&
 icl-tok train --vocab-size 300 -o m300/tokenizer.json corpus 2>/dev/null
 printf '{"prompt":"x"}\n{"prompt":"Once upon"}\n' >two.jsonl
-test_expect_code 1 'icl-gen: an id the tokenizer cannot decode is an error' '
-	icl-gen -m m300 -n 40 -b 1 two.jsonl >out 2>err
-'
-test_expect_success '... naming the record (was: no file:line)' '
-	test_grep "^icl-gen: two.jsonl:[12]: decoding the completion: token id [0-9]* is not in the vocabulary (size 300)" err
+test_expect_success 'icl-gen: ids the tokenizer cannot decode are never generated' '
+	printf "1 2 3\n4 5\n" | icl-gen -m m300 -n 40 -b 1 --ids >ids 2>err &&
+	test $(wc -l <ids) -eq 2 &&
+	cut -f2 ids | tr " " "\n" | awk "\$1 >= 300 { exit 1 }" &&
+	icl-gen -m m300 -n 40 -b 1 two.jsonl >out 2>err &&
+	test $(grep -c "\"completion\":" out) -eq 2 && ! test -s err
 '
 
 test_expect_success 'the --stop example passes a real blank line (was "\n\n": two backslash-n)' '
@@ -47,11 +49,13 @@ test_expect_success 'the --stop example passes a real blank line (was "\n\n": tw
 	icl-gen --help | grep -F -q "taken literally"
 '
 
+test_expect_code_in() { want=$1; shift; rc=0; "$@" || rc=$?; test "$rc" -eq "$want"; }
 printf '{"completion":"a","response":"a"}\n' >self.jsonl
-test_expect_success 'icl-eval -e naming its own input scores it (was: truncated it first, 0 records)' '
-	icl-eval -e self.jsonl self.jsonl >sum &&
-	test_grep "\"records\":1," sum &&
-	test_grep "^{\"file\":\"self.jsonl\",\"line\":1,\"exact_match\":1.0," self.jsonl
+test_expect_success 'icl-eval -e naming its own input is refused, the input kept (issue 18 defect 8; was: truncated it first, 0 records, then replaced it by the scores)' '
+	cp self.jsonl keep &&
+	test_expect_code_in 2 icl-eval -e self.jsonl self.jsonl >sum 2>err &&
+	test_grep "self.jsonl is both an input and the --per-example output" err &&
+	test_cmp keep self.jsonl
 '
 printf '{"completion":"a","response":"a"}\n{"completion":1}\n' >bad.jsonl
 echo old >per.old

@@ -49,6 +49,37 @@ static int count_prefix(const char *prefix)
     return n;
 }
 
+/* icl_same_file: by device and inode, through links and other names. */
+static void same_file_by_inode(void **state)
+{
+    (void)state;
+    char a[512], b[512], h[512], l[512], other[512], dot[600];
+    path_in(a, sizeof a, "same-a");
+    path_in(b, sizeof b, "same-b");
+    path_in(h, sizeof h, "same-hard");
+    path_in(l, sizeof l, "same-link");
+    path_in(other, sizeof other, "same-missing");
+    snprintf(dot, sizeof dot, "%s/./same-a", dir);
+    FILE *f = fopen(a, "w");
+    assert_non_null(f);
+    fclose(f);
+    f = fopen(b, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(link(a, h), 0);
+    assert_int_equal(symlink(a, l), 0);
+    assert_int_equal(icl_same_file(a, a), 1);
+    assert_int_equal(icl_same_file(a, dot), 1);
+    assert_int_equal(icl_same_file(a, h), 1);
+    assert_int_equal(icl_same_file(l, a), 1);
+    assert_int_equal(icl_same_file(a, b), 0);   /* two empty files are still two */
+    assert_int_equal(icl_same_file(a, other), 0);
+    assert_int_equal(icl_same_file("-", "-"), 0);
+    assert_int_equal(icl_same_file(a, NULL), 0);
+    assert_int_equal(icl_same_file("/dev/null", "/dev/null"), 0); /* devices may be shared */
+    unlink(a), unlink(b), unlink(h), unlink(l);
+}
+
 static void write_then_read_back(void **state)
 {
     (void)state;
@@ -196,6 +227,7 @@ int main(void)
         cmocka_unit_test(abort_and_cleanup),
         cmocka_unit_test(stdio_outputs),
         cmocka_unit_test(read_file_errors),
+        cmocka_unit_test(same_file_by_inode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

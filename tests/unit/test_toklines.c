@@ -97,7 +97,7 @@ static void bad_lines_name_file_and_line(void **state)
         {"1 -2\n", ":1: byte 3: expected a token id, found a non-digit"},
         {"1 x\n", ":1: byte 3: expected a token id"},
         {"3 10\n", ":1: token id 10 is not below the vocabulary size 10"},
-        {"99999999999999\n", ":1: token id 99999999999999 is not below"},
+        {"99999999999999\n", ":1: token id 99999999999999 is out of range (ids are below 2^31)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         assert_int_equal(read_all(bad[i].text, 10, err, &n), -1);

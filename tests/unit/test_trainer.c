@@ -68,7 +68,7 @@ static void run(icl_train_opts *o, metrics *mt)
     FILE *f = open_memstream(&buf, &len);
     assert_non_null(f);
     o->verbose = 0;
-    icl_train_hooks h = {NULL, write_metrics, f, NULL};
+    icl_train_hooks h = {.step = write_metrics, .ctx = f};
     char err[512];
     int rc = icl_train(o, &h, err, sizeof err);
     if (rc)

@@ -1,0 +1,174 @@
+#!/bin/sh
+# icl-train's run folder: the lock, refusal of another run's checkpoints,
+# resume checks naming what differs, --resume-if-possible, stale temporaries,
+# checkpoint rotation (--save-total-limit, --load-best-model-at-end),
+# --save-only-model, the log history across resume, a closed metrics pipe.
+. "$(dirname "$0")/lib.sh"
+LLAMA="$DATA/model/llama-tiny/model"
+
+awk 'BEGIN { srand(7); for (e = 0; e < 24; e++) { n = 4 + int(rand() * 10); np = 1 + int(rand() * (n - 2));
+	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >rand.tok
+awk 'BEGIN { srand(11); for (e = 0; e < 8; e++) { n = 4 + int(rand() * 10); np = 1 + int(rand() * (n - 2));
+	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >val.tok
+A="-m $LLAMA --batch-size 4 --threads 1"
+
+test_expect_success 'a second run on a folder in use is refused while the first runs' '
+	icl-train -q $A --max-steps 100000 -o busy rand.tok >m.busy 2>err.busy &
+	pid=$! &&
+	i=0; while ! [ $(cat m.busy 2>/dev/null | wc -l) -ge 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
+	{ icl-train -q $A --max-steps 2 -o busy rand.tok >m2 2>err; echo $? >rc.second; } &&
+	kill -TERM $pid &&
+	{ wait $pid; echo $? >rc.first; } &&
+	test "$(cat rc.first)" -eq 143 &&
+	test "$(cat rc.second)" -eq 1 &&
+	test_grep "busy: in use by another icl-train (busy/.lock is locked)" err &&
+	! test -s m2 &&
+	icl-train -q $A --max-steps 2 -o busy --overwrite-output-dir rand.tok >m2 2>err &&
+	test $(wc -l <m2) -eq 2
+'
+
+test_expect_success 'a new run into a folder with another run'"'"'s checkpoints is refused' '
+	icl-train -q $A --max-steps 8 --save-every 4 -o rc rand.tok >m8 &&
+	test_must_fail icl-train -q $A --max-steps 4 -o rc rand.tok >m4 2>err &&
+	test_grep "rc: holds checkpoints of another run (checkpoint-8 ...): continue it with --resume" err &&
+	! test -s m4 && test -d rc/checkpoint-8 && test -d rc/checkpoint-4
+'
+
+test_expect_success '--overwrite-output-dir deletes them; --resume then continues the new run' '
+	icl-train $A --max-steps 4 -o rc --overwrite-output-dir rand.tok >m4 2>err &&
+	test_grep "deleted 2 checkpoints of an earlier run" err &&
+	test "$(ls rc | grep checkpoint)" = "checkpoint-4" &&
+	cp rc/model.safetensors m4.safetensors &&
+	icl-train -q $A --max-steps 4 -o rc --resume rand.tok >m4r &&
+	test_cmp m4 m4r &&
+	cmp m4.safetensors rc/model.safetensors
+'
+
+test_expect_success '--resume names every setting that differs' '
+	test_must_fail icl-train -q $A --max-steps 4 --lr 1e-3 --schedule cosine -o rc --resume rand.tok 2>err &&
+	test_grep "rc/checkpoint-4: cannot resume: --lr is 0.001 here but 5e-05 in the checkpoint; --schedule is cosine here but linear in the checkpoint (give the same" err &&
+	test_must_fail icl-train -q $A --max-steps 5 -o rc --resume rand.tok 2>err &&
+	test_grep "the number of steps (--epochs, --max-steps) is 5 here but 4 in the checkpoint" err &&
+	mkdir other && cp "$LLAMA"/* other/ && sed "s/\"rms_norm_eps\"/ \"rms_norm_eps\"/" "$LLAMA/config.json" >other/config.json &&
+	! cmp -s other/config.json "$LLAMA/config.json" &&
+	test_must_fail icl-train -q -m other --batch-size 4 --threads 1 --max-steps 4 -o rc --resume rand.tok 2>err &&
+	test_grep "cannot resume: the model (xxh3 of -m'"'"'s config.json) is xxh3:[0-9a-f]* here but xxh3:" err &&
+	head -20 rand.tok >less.tok &&
+	test_must_fail icl-train -q $A --max-steps 4 -o rc --resume less.tok 2>err &&
+	test_grep "the number of examples is 20 here but 24 in the checkpoint; the training data (xxh3 of the kept examples) is xxh3:" err
+'
+
+test_expect_success '--resume without a checkpoint fails; --resume-if-possible starts afresh' '
+	test_must_fail icl-train -q $A --max-steps 2 -o fresh --resume rand.tok 2>err &&
+	test_grep "fresh: no complete checkpoint to resume from (--resume-if-possible starts afresh then)" err &&
+	icl-train -q $A --max-steps 2 -o fresh --resume-if-possible rand.tok >m 2>err &&
+	test_grep "no checkpoint to resume from: starting a new run" err &&
+	test $(wc -l <m) -eq 2 && test -d fresh/checkpoint-2
+'
+
+test_expect_success 'temporaries left by a killed run are removed on the next start' '
+	mkdir rc/.tmp-checkpoint-6.AbCdEf && echo x >rc/.tmp-checkpoint-6.AbCdEf/model.safetensors &&
+	echo x >rc/model.safetensors.tmp.XyZ123 && echo keep >rc/notes.txt &&
+	icl-train $A --max-steps 4 -o rc --resume rand.tok >m 2>err &&
+	test_grep "removing rc/.tmp-checkpoint-6.AbCdEf, left by an interrupted run" err &&
+	test_grep "removing rc/model.safetensors.tmp.XyZ123, left by an interrupted run" err &&
+	! test -e rc/.tmp-checkpoint-6.AbCdEf && ! test -e rc/model.safetensors.tmp.XyZ123 &&
+	test -f rc/notes.txt
+'
+
+if [ "$(id -u)" = 0 ]; then
+	test_skip 'an unwritable -o is found before step 1' 'root writes anywhere'
+else
+	test_expect_success 'an unwritable -o is found before step 1' '
+		mkdir ro && chmod 555 ro &&
+		test_must_fail icl-train -q $A --max-steps 2 --save-every 0 -o ro rand.tok >m 2>err &&
+		chmod 755 ro &&
+		test_grep "ro: not writable" err && ! test -s m
+	'
+fi
+
+test_expect_success '--save-total-limit keeps the newest N' '
+	icl-train -q $A --max-steps 10 --save-every 2 --save-total-limit 2 -o rot rand.tok >m &&
+	test "$(ls rot | grep checkpoint | tr "\n" " ")" = "checkpoint-10 checkpoint-8 "
+'
+
+test_expect_success '--save-total-limit with --load-best-model-at-end keeps the best too and loads it' '
+	icl-train -q $A --max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 1 \
+		--load-best-model-at-end -o best rand.tok >m &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	echo "best step $best" &&
+	test "$best" -lt 12 &&
+	test "$(ls best | grep checkpoint | sort | tr "\n" " ")" = "$(printf "checkpoint-%s\ncheckpoint-12\n" $best | sort | tr "\n" " ")" &&
+	cmp best/model.safetensors best/checkpoint-$best/model.safetensors &&
+	test_grep "\"best_model_checkpoint\": \"best/checkpoint-$best\"" best/checkpoint-12/trainer_state.json
+'
+
+test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
+test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \
+	'icl-train $A --valid val.tok --eval-every 3 --save-every 2 --load-best-model-at-end -o x rand.tok'
+
+test_expect_success '--save-only-model: no optimizer state, and --resume says it cannot' '
+	icl-train -q $A --max-steps 3 --save-every 2 --save-only-model -o slim rand.tok >m &&
+	test -f slim/checkpoint-2/model.safetensors && ! test -e slim/checkpoint-2/optimizer.safetensors &&
+	test_must_fail icl-train -q $A --max-steps 3 -o slim --resume rand.tok 2>err &&
+	test_grep "slim/checkpoint-3: saved with --save-only-model (no optimizer state): it cannot be resumed" err
+'
+
+test_expect_success 'trainer_state.json keeps the log history; --resume re-emits it, --no-log-history not' '
+	icl-train -q $A --max-steps 6 --log-every 2 --save-every 3 -o hist rand.tok >m.full &&
+	test $(wc -l <m.full) -eq 3 &&
+	grep -c "\"tokens_per_s\"" hist/checkpoint-6/trainer_state.json >n && test "$(cat n)" -eq 3 &&
+	grep -c "\"tokens_per_s\"" hist/checkpoint-3/trainer_state.json >n && test "$(cat n)" -eq 1 &&
+	mkdir h2 && cp -r hist/checkpoint-3 h2/ &&
+	icl-train -q $A --max-steps 6 --log-every 2 --save-every 3 -o h2 --resume rand.tok >m.res &&
+	head -1 m.full >a && head -1 m.res >b && test_cmp a b &&
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.full >a && sed "s/, \"tokens_per_s\": [0-9.]*//" m.res >b && test_cmp a b &&
+	rm -r h2/checkpoint-6 &&
+	icl-train -q $A --max-steps 6 --log-every 2 --save-every 3 -o h2 --resume --no-log-history rand.tok >m.new &&
+	test $(wc -l <m.new) -eq 2 && grep -q "\"step\": 4," m.new
+'
+
+test_expect_success 'a closed metrics pipe (| head -1) saves a checkpoint and exits 141' '
+	{ icl-train -q $A --max-steps 100000 --schedule constant -o pipe rand.tok 2>err; echo $? >rc.pipe; } | head -1 >first &&
+	test "$(cat rc.pipe)" -eq 141 &&
+	test_grep "\"step\": 1," first &&
+	test_grep "interrupted at step" err &&
+	ck=$(ls pipe | grep "^checkpoint-" | sed "s/checkpoint-//") &&
+	test -f pipe/checkpoint-$ck/optimizer.safetensors
+'
+
+test_expect_success '--epochs accepts fractions (ceil of the fraction of an epoch'"'"'s steps); the summary says what runs' '
+	icl-train $A --epochs 0.5 -o half rand.tok >m 2>err &&
+	test $(wc -l <m) -eq 3 && test_grep "steps 3 (from 0) epochs 0.5 " err &&
+	icl-train $A --epochs 1.4 -o more rand.tok >m 2>err &&
+	test $(wc -l <m) -eq 9 && test_grep "steps 9 (from 0) epochs 1.4 " err &&
+	icl-train $A --max-steps 9 -o ms rand.tok >m 2>err &&
+	test_grep "steps 9 (from 0) epochs 1.5 " err
+'
+test_expect_code 2 '--epochs 0 is a usage error' 'icl-train $A --epochs 0 -o x rand.tok'
+
+test_expect_success 'paths are printed without doubled slashes' '
+	icl-train $A --max-steps 2 -o slash/ rand.tok >m 2>err &&
+	test_grep "last checkpoint slash/checkpoint-2" err &&
+	! grep -q "//" err
+'
+
+test_expect_success 'checkpoint and model folders get the same permissions (the umask)' '
+	(umask 027 && icl-train -q $A --max-steps 2 -o perm rand.tok >m) &&
+	test "$(stat -c %a perm)" = 750 && test "$(stat -c %a perm/checkpoint-2)" = 750 &&
+	(umask 022 && icl-train -q $A --max-steps 2 -o perm2 rand.tok >m) &&
+	test "$(stat -c %a perm2)" = 755 && test "$(stat -c %a perm2/checkpoint-2)" = 755
+'
+
+test_expect_success 'messages name the cause (issue 18 defect 12): sizes, and an id past 2^63' '
+	TOK512="$DATA/tok/bytelevel-512.json" &&
+	test_must_fail icl-train -q --arch llama --hidden-size 30 --num-attention-heads 4 -t "$TOK512" -o sz rand.tok 2>err &&
+	test_grep "hidden-size 30 is not a multiple of --num-attention-heads 4" err &&
+	test_must_fail icl-train -q --arch llama --hidden-size 28 --num-attention-heads 4 -t "$TOK512" -o sz rand.tok 2>err &&
+	test_grep "head_dim 7 (--hidden-size / --num-attention-heads) must be even for rotary embeddings" err &&
+	printf "1 2\t18446744073709551616\n" >big.tok &&
+	test_must_fail icl-train -q $A -o big big.tok 2>err &&
+	test_grep "big.tok:1: token id 18446744073709551616 is out of range (ids are below 2^31)" err
+'
+
+test_done
