@@ -71,25 +71,6 @@ static int tokenizer_gguf_to_folder(const icl_gguf *g, const char *dir, char *er
     return rc;
 }
 
-static int tokenizer_folder_to_gguf(icl_gguf_writer *w, const char *src_dir, char *err, size_t errsz)
-{
-    if (!src_dir)
-        return 0;
-    size_t n = strlen(src_dir) + 32;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s/tokenizer.json", src_dir);
-    int have = access(p, R_OK) == 0;
-    free(p);
-    if (!have)
-        return 0;
-    icl_tok_gguf m;
-    if (icl_tok_gguf_from_hf(src_dir, &m, err, errsz))
-        return -1;
-    int rc = icl_tok_gguf_set_kvs(&m, w, err, errsz);
-    icl_tok_gguf_free(&m);
-    return rc;
-}
-
 /* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
 static void merge_adapters(icl_model *m, const char *const *specs, int n)
 {
@@ -174,7 +155,7 @@ int main(int argc, char **argv)
                 icl_usage_die("--type and --like apply to writing a GGUF file (a name ending in .gguf)");
             if (icl_model_save(m, out, err, sizeof err))
                 icl_die("%s: %s", out, err);
-        } else if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, tokenizer_folder_to_gguf, err,
+        } else if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, icl_tok_gguf_folder_writer, err,
                                        sizeof err))
             icl_die("%s", err);
         icl_model_free(m);

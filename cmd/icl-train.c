@@ -11,6 +11,10 @@
 
 #include "cli.h"
 #include "dp/dp.h"
+#include "gguf.h"
+#include "gguf_model.h"
+#include "lora.h"
+#include "tokgguf.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -37,6 +41,9 @@ static const char usage_text[] =
     "                             vocabulary size and special ids; copied into\n"
     "                             OUT_DIR so it is a complete model folder\n"
     "  -o, --output-dir DIR       checkpoints DIR/checkpoint-STEP/; the final model\n"
+    "      --save-gguf TYPE       also write the final model as DIR/model.gguf for\n"
+    "                             llama.cpp: F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (with\n"
+    "                             LoRA: the base with the adapter merged)\n"
     "\n"
     "LoRA (names as PEFT's LoraConfig; the base is frozen, checkpoints and DIR\n"
     "hold a PEFT adapter folder: adapter_config.json, adapter_model.safetensors):\n"
@@ -117,7 +124,7 @@ enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
     O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER,
-    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS
+    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -203,6 +210,33 @@ static void on_step(void *ctx, const icl_train_progress *p)
 
 static void on_signal(int sig) { got_signal = sig; }
 
+/* --save-gguf: OUT_DIR's final model (a model folder, or an adapter folder
+ * merged into its base) as OUT_DIR/model.gguf, with the tokenizer of the
+ * folder (or the metadata of a GGUF base). */
+static void save_gguf(const char *out_dir, uint32_t type, int verbose)
+{
+    char err[1024], *base = NULL;
+    icl_model *m = icl_lora_load_merged(out_dir, NULL, 0, &base, err, sizeof err);
+    if (!m)
+        icl_die("--save-gguf: %s", err);
+    icl_gguf *like = NULL;
+    if (icl_is_gguf_file(base) && !(like = icl_gguf_open(base, err, sizeof err)))
+        icl_die("--save-gguf: %s", err);
+    size_t n = strlen(out_dir) + 16;
+    char *path = icl_xmalloc(n);
+    snprintf(path, n, "%s/model.gguf", out_dir);
+    /* the tokenizer of the folder m was read from (m->src_dir): OUT_DIR's own
+     * after a full fine-tune, the base's with LoRA */
+    if (icl_gguf_save_model(m, path, type, like, 0, like ? NULL : icl_tok_gguf_folder_writer, err, sizeof err))
+        icl_die("%s", err);
+    if (verbose)
+        fprintf(stderr, "icl-train: wrote %s (%s)\n", path, icl_ggml_type_name(type));
+    free(path);
+    icl_gguf_close(like);
+    icl_model_free(m);
+    free(base);
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -253,7 +287,7 @@ int main(int argc, char **argv)
         {"save-total-limit", required_argument, 0, O_LIMIT},
         {"save-only-model", no_argument, 0, O_ONLYMODEL},
         {"load-best-model-at-end", no_argument, 0, O_BEST},
-        {"allow-eos-mismatch", no_argument, 0, O_EOSMIS},
+        {"allow-eos-mismatch", no_argument, 0, O_EOSMIS}, {"save-gguf", required_argument, 0, O_GGUF},
         {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS},
         {"log-every", required_argument, 0, O_LOG},
@@ -274,6 +308,7 @@ int main(int argc, char **argv)
     icl_train_opts o;
     icl_train_opts_default(&o);
     int progress = -1; /* -1: when stderr is a terminal */
+    int gguf_type = -1; /* --save-gguf */
     int replay = 1;
     int c;
     while ((c = getopt_long(argc, argv, "m:t:o:qhV", lo, NULL)) != -1) {
@@ -317,6 +352,12 @@ int main(int argc, char **argv)
         case O_ONLYMODEL: o.save_only_model = 1; break;
         case O_BEST: o.load_best_model_at_end = 1; break;
         case O_EOSMIS: o.allow_eos_mismatch = 1; break;
+        case O_GGUF:
+            gguf_type = icl_ggml_type_by_name(optarg);
+            if (gguf_type != ICL_GGML_F32 && gguf_type != ICL_GGML_F16 && gguf_type != ICL_GGML_BF16 &&
+                gguf_type != ICL_GGML_Q8_0 && gguf_type != ICL_GGML_Q4_0 && gguf_type != ICL_GGML_Q4_1)
+                icl_usage_die("--save-gguf %s: not one of F32, F16, BF16, Q8_0, Q4_0, Q4_1", optarg);
+            break;
         case O_SEED: o.seed = icl_opt_u64("--seed", optarg); break;
         case O_THREADS: o.threads = icl_opt_threads("--threads", optarg); break;
         case O_LOG: o.log_every = LONG_OPT("--log-every", 1); break;
@@ -367,5 +408,7 @@ int main(int argc, char **argv)
         int sig = dp.world > 1 ? dp.stop : got_signal;
         return sig == SIGINT ? 130 : sig == SIGPIPE ? 141 : 143;
     }
+    if (gguf_type >= 0 && dp.rank == 0)
+        save_gguf(o.out_dir, (uint32_t)gguf_type, o.verbose);
     return 0;
 }

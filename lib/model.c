@@ -1,5 +1,6 @@
 /* model.c - parameters, HF folders, forward/backward of Llama/Qwen2/GPT-2, KV cache. */
 #include "model.h"
+#include "fileio.h"
 #include "gguf_model.h"
 
 #include <errno.h>
@@ -584,18 +585,12 @@ int icl_model_write_tensors(const icl_model *m, const float *buf, const char *pa
 
 static int copy_file_atomic(const char *from, const char *to, char *err, size_t errsz)
 {
-    FILE *f = fopen(from, "rb");
-    if (!f)
-        return errno == ENOENT ? 0 : (icl_seterr(err, errsz, "%s: %s", from, strerror(errno)), -1);
-    icl_buf b = {0};
-    char tmp[65536];
     size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, n);
-    int bad = ferror(f);
-    fclose(f);
-    int r = bad ? (icl_seterr(err, errsz, "%s: read error", from), -1) : icl_write_file_atomic(to, b.data ? b.data : "", b.len, err, errsz);
-    buf_free(&b);
+    char *b = icl_read_file(from, (size_t)512 << 20, &n, err, errsz); /* the caps of the files copied */
+    if (!b)
+        return errno == ENOENT ? 0 : -1;
+    int r = icl_write_file_atomic(to, b, n, err, errsz);
+    free(b);
     return r;
 }
 

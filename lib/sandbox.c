@@ -113,12 +113,14 @@ static int start(const icl_sandbox_limits *lim, const char *text, int slot, job 
         "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
         "--", lim->interpreter, "program.py", NULL,
     };
-    /* RLIMIT_NPROC counts every process of a uid: two icl-eval runs on one
-     * machine must not share slot uids, or one's fork bomb (or its sixty
-     * samples) starves the other's namespace creation.  64 slots per process,
-     * the process picked by pid. */
-    uid_t id = getuid() == 0 ? (uid_t)(ICL_SANDBOX_UID + ((unsigned)getpid() % 1000u) * 64u + (unsigned)slot % 64u)
-                             : getuid();
+    /* RLIMIT_NPROC counts every process of a uid, and the kernel releases a
+     * finished sandbox's count only after its namespaces are torn down
+     * (seen here: reusing one uid per slot made later samples fail with
+     * "bwrap: Can't fork"), and two icl-eval runs must not share uids: a
+     * fresh uid for every sample, spread by the caller's pid. */
+    static unsigned seq;
+    unsigned u = ((unsigned)getpid() * 1024u + seq++ * 64u + (unsigned)slot) % 65535u;
+    uid_t id = getuid() == 0 ? (uid_t)(ICL_SANDBOX_UID + u) : getuid();
     gid_t gid = getuid() == 0 ? (gid_t)id : getgid();
     pid_t pid = fork();
     if (pid < 0) {

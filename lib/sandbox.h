@@ -2,7 +2,7 @@
  * pass@k) confined by bubblewrap (bwrap(1), Debian package bubblewrap).
  *
  * Each program runs as its own process tree:
- *   - under a uid of its own (ICL_SANDBOX_UID + 64 * (pid mod 1000) + slot mod 64) when the caller is
+ *   - under a uid of its own (ICL_SANDBOX_UID + a number below 65535, new for each sample) when the caller is
  *     root (so RLIMIT_NPROC counts, which it never does for root), else
  *     under the caller's uid;
  *   - in new user, pid, network (loopback only, down), ipc, uts and cgroup

@@ -1072,3 +1072,22 @@ out:
     free(file);
     return rc;
 }
+
+int icl_tok_gguf_folder_writer(icl_gguf_writer *w, const char *src_dir, char *err, size_t errsz)
+{
+    if (!src_dir)
+        return 0;
+    size_t n = strlen(src_dir) + 32;
+    char *p = icl_xmalloc(n);
+    snprintf(p, n, "%s/tokenizer.json", src_dir);
+    int have = access(p, R_OK) == 0;
+    free(p);
+    if (!have)
+        return 0;
+    icl_tok_gguf m;
+    if (icl_tok_gguf_from_hf(src_dir, &m, err, errsz))
+        return -1;
+    int rc = icl_tok_gguf_set_kvs(&m, w, err, errsz);
+    icl_tok_gguf_free(&m);
+    return rc;
+}

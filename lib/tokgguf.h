@@ -131,4 +131,12 @@ int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, struct icl_gguf_writer *w, char 
 /* Known values of tokenizer.ggml.pre for model "gpt2" (NULL-terminated). */
 extern const char *const icl_tok_gguf_pre_names[];
 
+/* An icl_gguf_tok_writer (gguf_model.h) for icl_gguf_save_model: the
+ * tokenizer of the folder src_dir (its tokenizer.json and
+ * tokenizer_config.json) as tokenizer.ggml.* keys of w.  A NULL src_dir, or
+ * a folder without tokenizer.json, writes nothing and returns 0; a tokenizer
+ * GGUF cannot express is -1 with err naming the file. */
+struct icl_gguf_writer;
+int icl_tok_gguf_folder_writer(struct icl_gguf_writer *w, const char *src_dir, char *err, size_t errsz);
+
 #endif

@@ -129,29 +129,6 @@ static int is_dir(const char *p)
     return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Whole file into memory (NUL-terminated), NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    icl_buf b = {0};
-    char tmp[65536];
-    size_t n;
-    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-        buf_append(&b, tmp, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        buf_free(&b);
-        return NULL;
-    }
-    if (!b.data)
-        buf_append(&b, "", 0);
-    *len = b.len;
-    return b.data;
-}
-
 static void fsync_path(const char *p)
 {
     int fd = open(p, O_RDONLY | O_DIRECTORY);
@@ -472,10 +449,11 @@ static int open_tokenizer(train_run *r)
     const icl_train_opts *o = r->o;
     int scratch = o->arch && !r->ckpt;
     size_t n;
-    char *bytes = slurp(r->tokpath, &n), e2[1024];
+    char e2[1024];
+    char *bytes = icl_read_file(r->tokpath, (size_t)512 << 20, &n, e2, sizeof e2); /* tokenizer.json's cap */
     if (!bytes) {
         if (scratch)
-            return fail(r, "%s: cannot read: %s", r->tokpath, strerror(errno));
+            return fail(r, "%s", e2);
         r->tid.what = "the model folder has no tokenizer.json";
         return 0;
     }

@@ -93,4 +93,17 @@ test_expect_success 'a tokenizer_config.json key that would change the ids is re
 	test_grep "do_lower_case" err
 '
 
+test_expect_success 'icl-train --save-gguf writes the final model as icl-convert does (full and LoRA)' '
+	icl-train -q -m $M/llama-tiny/model -o sg --max-steps 2 --seed 3 --no-shuffle --save-gguf Q8_0 \
+		$DATA/train/llama-tiny.tok >m &&
+	icl-convert --type Q8_0 sg want.gguf &&
+	cmp want.gguf sg/model.gguf &&
+	icl-train -q -m $M/llama-tiny/model -o sl --max-steps 2 --seed 3 --no-shuffle --lora-r 2 --lr 1e-2 \
+		--save-gguf F32 $DATA/train/llama-tiny.tok >m &&
+	icl-convert --adapter sl $M/llama-tiny/model wantl.gguf &&
+	cmp wantl.gguf sl/model.gguf &&
+	test_must_fail icl-train -q -m $M/llama-tiny/model -o sx --save-gguf Q6_K $DATA/train/llama-tiny.tok 2>err &&
+	test_grep "not one of F32" err
+'
+
 test_done
