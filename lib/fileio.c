@@ -338,3 +338,19 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
     *len = b.len;
     return b.data;
 }
+
+int icl_mkdirs(const char *dir)
+{
+    char *p = icl_xstrdup(dir);
+    for (char *s = p + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+                free(p);
+                return -1;
+            }
+            *s = '/';
+        }
+    free(p);
+    return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}

@@ -69,4 +69,8 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
  * as /dev/null may be shared. */
 int icl_same_file(const char *a, const char *b);
 
+/* mkdir -p: dir and every missing parent, mode 0755 before the umask.
+ * Returns 0 (also when dir exists), or -1 with errno set. */
+int icl_mkdirs(const char *dir);
+
 #endif

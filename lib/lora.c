@@ -1,6 +1,7 @@
 /* lora.c - PEFT LoRA adapter folders: attaching, weights, merging (the
  * configuration is lora_config.c).  See lora.h. */
 #include "lora.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -108,21 +109,6 @@ out:
     return rc;
 }
 
-static int mkdirs(const char *dir)
-{
-    char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *s = '/';
-        }
-    free(p);
-    return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
 
 int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir, char *err, size_t errsz)
 {
@@ -131,7 +117,7 @@ int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir,
         icl_seterr(err, errsz, "the model has no adapters to save");
         return -1;
     }
-    if (mkdirs(dir)) {
+    if (icl_mkdirs(dir)) {
         icl_seterr(err, errsz, "%s: cannot create: %s", dir, strerror(errno));
         return -1;
     }

@@ -594,26 +594,10 @@ static int copy_file_atomic(const char *from, const char *to, char *err, size_t 
     return r;
 }
 
-/* mkdir -p */
-static int mkdirs(const char *dir)
-{
-    char *p = xstrdup(dir);
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = 0;
-            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-                free(p);
-                return -1;
-            }
-            *s = '/';
-        }
-    free(p);
-    return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
-}
 
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
 {
-    if (mkdirs(dir) < 0) {
+    if (icl_mkdirs(dir) < 0) {
         icl_seterr(err, errsz, "%s: cannot create folder: %s", dir, strerror(errno));
         return -1;
     }

@@ -12,7 +12,7 @@
  *     match finite differences of the model's loss;
  *   - model errors are returned (NAN and m->err, -1 and err), not fatal;
  *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
- *     make_fixtures2.py): PEFT's adapter file read into the set by its
+ *     tests/hf/fixtures/make_fixtures2.py): PEFT's adapter file read into the set by its
  *     names, then logits, loss, adapter gradients and one AdamW step
  *     (icl_train_step, base frozen) against PEFT's. */
 #include <setjmp.h>
