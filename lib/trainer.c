@@ -23,6 +23,7 @@
 #include "lora.h"
 #include "fileio.h"
 #include "generate.h"
+#include "gguf_model.h"
 #include "model.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -341,6 +342,13 @@ static int scratch_config(train_run *r, icl_config *c)
 
 /* The model: the newest checkpoint (--resume), the -m folder, or a random
  * one from --arch; and r->tokpath, its tokenizer.json. */
+/* Where the tokenizer of a model is: a GGUF file holds its own, a folder
+ * its tokenizer.json (malloc'd). */
+static char *tokenizer_of(const char *model)
+{
+    return icl_is_gguf_file(model) ? xstrdup(model) : join(model, "tokenizer.json");
+}
+
 static int open_lora(train_run *r);
 
 static int open_model(train_run *r)
@@ -358,7 +366,7 @@ static int open_model(train_run *r)
         if (!(r->m = icl_model_load(o->model_dir, e2, sizeof e2)))
             return fail(r, "%s: %s", o->model_dir, e2);
         r->from = o->model_dir;
-        r->tokpath = join(o->model_dir, "tokenizer.json");
+        r->tokpath = tokenizer_of(o->model_dir);
     } else {
         r->tokpath = is_dir(o->tokenizer) ? join(o->tokenizer, "tokenizer.json") : xstrdup(o->tokenizer);
         icl_config c;
@@ -395,7 +403,7 @@ static int open_lora(train_run *r)
         return -1;
     }
     r->from = o->model_dir ? o->model_dir : "the checkpoint's base";
-    r->tokpath = join(base, "tokenizer.json");
+    r->tokpath = tokenizer_of(base);
     if (o->adapter) {
         if (icl_lora_read_config(o->adapter, lc, e2, sizeof e2)) {
             free(base);
@@ -448,16 +456,17 @@ static int open_tokenizer(train_run *r)
 {
     const icl_train_opts *o = r->o;
     int scratch = o->arch && !r->ckpt;
-    size_t n;
+    size_t n = 0;
     char e2[1024];
-    char *bytes = icl_read_file(r->tokpath, (size_t)512 << 20, &n, e2, sizeof e2); /* tokenizer.json's cap */
-    if (!bytes) {
+    int gguf = icl_is_gguf_file(r->tokpath);
+    char *bytes = gguf ? NULL : icl_read_file(r->tokpath, (size_t)512 << 20, &n, e2, sizeof e2); /* tokenizer.json's cap */
+    if (!bytes && !gguf) {
         if (scratch)
             return fail(r, "%s", e2);
         r->tid.what = "the model folder has no tokenizer.json";
         return 0;
     }
-    icl_tokenizer *t = icl_tok_load_mem(bytes, n, NULL, e2, sizeof e2);
+    icl_tokenizer *t = gguf ? icl_tok_load(r->tokpath, e2, sizeof e2) : icl_tok_load_mem(bytes, n, NULL, e2, sizeof e2);
     if (t) {
         r->tid.present = 1;
         r->tid.fp = icl_tok_fingerprint(t);
@@ -490,6 +499,8 @@ static int open_tokenizer(train_run *r)
 static int check_eos(train_run *r, const icl_toklines_reader *tr, const char *name)
 {
     const char *dir = r->ckpt ? r->ckpt : r->o->model_dir;
+    if (dir && icl_is_gguf_file(dir))
+        dir = NULL; /* a GGUF's stop ids are in its metadata, read into the config */
     icl_gen_config g;
     char e2[512];
     if (tr->hdr.eos < 0)

@@ -50,4 +50,11 @@ test_expect_success 'the Hugging Face folder icl-convert writes gives the same l
 	test $(field records b) = 4
 '
 
+test_expect_success 'icl-train -m GGUF checks the token lines against the GGUF'"'"'s tokenizer' '
+	echo "{\"prompt\":\"x\",\"response\":\"y\"}" | icl-tok encode -t "$DATA/model/eos-mismatch" >other.tok &&
+	test_must_fail icl-train -m "$GGUF" --lora-r 2 --max-steps 1 -o r1 other.tok 2>err &&
+	test_grep "not the model" err &&
+	! grep -q "cannot check" err
+'
+
 test_done
