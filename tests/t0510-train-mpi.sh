@@ -86,17 +86,20 @@ test_expect_success 'SIGTERM to one rank: every rank stops at one checkpoint (14
 	pid=$! &&
 	i=0; while ! [ $(cat m.part 2>/dev/null | wc -l) -ge 2 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
 	kill -TERM $(cat pid.1) &&
-	rc=0; wait $pid || rc=$?; test $rc -eq 143 || { kill -9 $pid; false; } ;
-	test $(grep -c "interrupted at step" err) -eq 1 &&
-	ck=$(ls part | grep "^checkpoint-" | sed "s/checkpoint-//" | sort -n | tail -1) &&
-	test "$ck" -ge 20 && test "$ck" -lt 600 &&
+	rc=0; wait $pid || rc=$?
+	# each check says what it saw: a failure here must name its cause
+	test $rc -eq 143 || { echo "mpirun exited $rc, wanted 143:"; cat err; kill -9 $pid 2>/dev/null; false; }
+	n=$(grep -c "interrupted at step" err || :)
+	test "$n" -eq 1 || { echo "$n \"interrupted at step\" lines, wanted 1:"; cat err; false; }
+	ck=$(ls part | grep "^checkpoint-" | sed "s/checkpoint-//" | sort -n | tail -1)
+	{ test "$ck" -ge 20 && test "$ck" -lt 600; } || { echo "newest checkpoint \"$ck\", wanted 20..599:"; ls part; cat err; false; }
 	$MPI icl-train $L -o part --resume rand.tok >m.rest &&
 	cmp full/model.safetensors part/model.safetensors &&
 	cmp full/checkpoint-600/optimizer.safetensors part/checkpoint-600/optimizer.safetensors &&
 	# the resumed run replays the logged history, then logs the rest: the whole curve
 	sed "s/, \"tokens_per_s\": [0-9.]*//" m.full >a &&
 	sed "s/, \"tokens_per_s\": [0-9.]*//" m.rest >b &&
-	test $(wc -l <b) -eq 60 &&
+	{ test $(wc -l <b) -eq 60 || { echo "the resumed run logged $(wc -l <b) lines, wanted 60:"; diff -u a b | head -40; false; }; } &&
 	test_cmp a b
 '
 
