@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -353,4 +354,41 @@ int icl_mkdirs(const char *dir)
         }
     free(p);
     return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+int icl_map_file(const char *path, void **map, size_t *len, char *err, size_t errsz)
+{
+    *map = NULL;
+    *len = 0;
+    /* O_NONBLOCK: a FIFO named like a model file must not block the open */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        icl_seterr(err, errsz, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a folder" : "not a regular file");
+        close(fd);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    if (n > 0) {
+        void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            icl_seterr(err, errsz, "%s: mmap: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        *map = m;
+    }
+    close(fd);
+    *len = n;
+    return 0;
+}
+
+void icl_unmap_file(void *map, size_t len)
+{
+    if (map)
+        munmap(map, len);
 }

@@ -73,4 +73,11 @@ int icl_same_file(const char *a, const char *b);
  * Returns 0 (also when dir exists), or -1 with errno set. */
 int icl_mkdirs(const char *dir);
 
+/* Map the regular file path read-only (PROT_READ, MAP_PRIVATE): *map (NULL
+ * for an empty file) and *len bytes; release with icl_unmap_file.  A folder,
+ * FIFO or device is an error without blocking ("PATH: not a regular file").
+ * Returns 0, or -1 with "PATH: reason" in err. */
+int icl_map_file(const char *path, void **map, size_t *len, char *err, size_t errsz);
+void icl_unmap_file(void *map, size_t len);
+
 #endif

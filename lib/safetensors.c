@@ -276,32 +276,13 @@ fail:
 
 icl_st_file *icl_st_open(const char *path, char *err, size_t errsz)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+    void *map;
+    size_t len;
+    if (icl_map_file(path, &map, &len, err, errsz))
         return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        icl_seterr(err, errsz, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            icl_seterr(err, errsz, "%s: mmap: %s", path, strerror(errno));
-            close(fd);
-            return NULL;
-        }
-    }
-    close(fd);
     icl_st_file *f = icl_st_parse(map ? map : "", len, path, err, errsz);
     if (!f) {
-        if (map)
-            munmap(map, len);
+        icl_unmap_file(map, len);
         return NULL;
     }
     f->map = map;

@@ -65,4 +65,10 @@ test_expect_success 'a line longer than max_position_embeddings is an error nami
 	! test -s out
 '
 
+test_expect_success 'a FIFO named model.safetensors is refused at once, not waited on (issue 18 defect 10)' '
+	mkdir -p fifo && cp "$DATA/model/llama-tiny/model/config.json" fifo/ && mkfifo fifo/model.safetensors &&
+	test_must_fail timeout 20 icl-eval -m fifo /dev/null 2>err &&
+	test_grep "model.safetensors: not a regular file" err
+'
+
 test_done
