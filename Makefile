@@ -124,7 +124,8 @@ DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
         python3 python3-pip gnuplot-nox man-db bubblewrap openmpi-bin libopenmpi-dev
 # Peers used only by benchmarks.
-BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv
+BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv cmake g++
+BENCH_PYPI := tiktoken transformers==4.46.3 peft==0.13.2 accelerate gguf llama-cpp-python==0.3.36
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 define apt_install
@@ -158,9 +159,12 @@ model-deps:
 
 bench-deps: deps
 	$(call apt_install,$(BENCH_DEPS))
-	@# tiktoken from PyPI for bench-tok (the npm registry is not reachable here)
-	@bench/out/venv/bin/python -c 'import tiktoken' 2>/dev/null || \
-	  { python3 -m venv bench/out/venv && bench/out/venv/bin/pip install -q tiktoken; }
+	@# PyPI peers in one venv over Debian's torch and numpy: tiktoken for
+	@# bench-tok (the npm registry is not reachable here), transformers + PEFT
+	@# for bench-train's real model, llama-cpp-python for the GGUF checks
+	@bench/out/venv/bin/python -c 'import tiktoken, torch, transformers, peft, gguf, llama_cpp' 2>/dev/null || \
+	  { rm -rf bench/out/venv && python3 -m venv --system-site-packages bench/out/venv && \
+	    bench/out/venv/bin/pip install -q $(BENCH_PYPI); }
 
 # Headers installed by make install: the public interface of libicl, listed
 # one by one.  INTERNAL_H are shared between lib/ files only.  A header in

@@ -61,3 +61,57 @@ for T in 1 2; do
 	rm -rf "$TMP/out"
 done
 echo "(torch_tok/s: PyTorch as installed, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; torch_pass: OMP_WAIT_POLICY=passive; icl/best: against the faster of the two)"
+
+# The real model (issue 13): SmolLM2-135M-Instruct, batch BENCH_REAL_BATCH (8)
+# x seq BENCH_REAL_SEQ (256) packed rows of real Alpaca data (the chat template
+# applied, all ids targets), BENCH_REAL_STEPS (5; median after 2 warm-up
+# steps), 1 and 2 threads: icl full fine-tune and LoRA (r 16, all-linear) on
+# the float32 folder icl-convert writes from the GGUF, QLoRA on the Q4_1 GGUF
+# itself (without and with --gradient-checkpointing), against PyTorch +
+# transformers + PEFT LoRA on the same folder and rows (bench/peft_train.py,
+# bench-deps' venv).  Skipped when the GGUF is missing (make deps).
+GGUF=${ICL_SMOLLM2_GGUF:-${ICL_CACHE:-$HOME/.cache/icl}/SmolLM2-135M-Instruct.Q4_1.gguf}
+VPY=bench/out/venv/bin/python
+if [ "${BENCH_REAL:-1}" = 0 ] || [ ! -r "$GGUF" ]; then
+	echo "bench-train: real model skipped (${GGUF} missing or BENCH_REAL=0)"
+	exit 0
+fi
+if ! $VPY -c 'import peft, transformers' 2>/dev/null; then
+	echo "bench-train: real model skipped: $VPY lacks transformers/peft (make bench-deps)"
+	exit 0
+fi
+RB=${BENCH_REAL_BATCH:-8} RS=${BENCH_REAL_SEQ:-256} RN=${BENCH_REAL_STEPS:-5}
+bin/icl-convert "$GGUF" "$TMP/smol" >/dev/null
+bin/icl-fmt --chat-template "$GGUF" examples/data/alpaca_en_demo.json >"$TMP/alpaca.rec"
+bin/icl-tok encode -t "$GGUF" "$TMP/alpaca.rec" >"$TMP/alpaca.tok"
+# every id of every example in order, cut into rows of RS ids
+grep -v '^#' "$TMP/alpaca.tok" | tr -s '\t \n' '\n\n\n' | grep -v '^$' |
+	awk -v S="$RS" -v R=$((RB * RN)) '{ row = row (n ? " " : "") $1; if (++n == S) { print "\t" row; row = ""; n = 0; if (++r == R) exit } }' \
+	>"$TMP/real.tok"
+test "$(wc -l <"$TMP/real.tok")" -eq $((RB * RN)) || { echo "bench-train: too little Alpaca data for $((RB * RN)) rows" >&2; exit 1; }
+
+echo
+echo "bench-train: SmolLM2-135M-Instruct; batch $RB x seq $RS packed Alpaca; $RN steps; lr 1e-4"
+printf '%-8s %-34s %10s %10s %10s\n' threads run tokens/s vs_peft RSS_MB
+for T in 1 2; do
+	run() { # NAME CMD...: icl-train, median tokens/s after 2 warm-up steps
+		name=$1; shift
+		/usr/bin/time -v -o "$TMP/r.time" "$@" -q -o "$TMP/out" --batch-size "$RB" --seq-len "$RS" \
+			--max-steps "$RN" --no-shuffle --lr 1e-4 --threads "$T" "$TMP/real.tok" >"$TMP/r.jsonl" || {
+			echo "$name: failed" >&2; rm -rf "$TMP/out"; return 0; }
+		rm -rf "$TMP/out"
+		echo "$name $(tail -n +3 "$TMP/r.jsonl" | sed 's/.*"tokens_per_s": \([0-9.]*\).*/\1/' | median) $(rss "$TMP/r.time")" >>"$TMP/rows.$T"
+	}
+	/usr/bin/time -v -o "$TMP/p.time" $VPY bench/peft_train.py --model "$TMP/smol" --data "$TMP/real.tok" \
+		--lora-r 16 --batch "$RB" --steps "$RN" --threads "$T" >"$TMP/p.out"
+	peft=$(awk '{ print $3 }' "$TMP/p.out")
+	: >"$TMP/rows.$T"
+	run "icl full fine-tune (float32)" bin/icl-train -m "$TMP/smol"
+	run "icl LoRA r16 all-linear (float32)" bin/icl-train -m "$TMP/smol" --lora-r 16 --lora-alpha 32 --lora-targets all-linear
+	run "icl QLoRA r16 (Q4_1 GGUF)" bin/icl-train -m "$GGUF" --lora-r 16 --lora-alpha 32 --lora-targets all-linear
+	run "icl QLoRA r16 +checkpointing" bin/icl-train -m "$GGUF" --lora-r 16 --lora-alpha 32 --lora-targets all-linear \
+		--gradient-checkpointing
+	echo "peft LoRA r16 all-linear (torch) $peft $(rss "$TMP/p.time")" >>"$TMP/rows.$T"
+	awk -v T="$T" -v p="$peft" '{ r = $(NF - 1); m = $NF; $NF = ""; $(NF - 1) = ""; sub(/ +$/, "");
+		printf "%-8s %-34s %10.1f %9.2fx %10.1f\n", T, $0, r, r / p, m / 1024 }' "$TMP/rows.$T"
+done
