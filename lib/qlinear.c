@@ -10,8 +10,8 @@
 #include "quant.h"
 #include "util.h"
 
-/* Floats per tile (rows * in), about 1 MiB. */
-#define TILE_FLOATS (256 * 1024)
+/* Floats per tile (rows * in), about 4 MiB. */
+#define TILE_FLOATS (1024 * 1024)
 
 int icl_qblock_check(int qtype, int in, char *err, size_t errsz)
 {

@@ -20,7 +20,7 @@
  *                 bit-identical to the float32 rows kernel's on the
  *                 dequantized W (independent of N and the thread count)
  *   dequantize_row  one row of W.
- * A tile is about 256 Ki floats (1 MiB) of rows, a multiple of 16 rows.  The
+ * A tile is about 1 Mi floats (4 MiB) of rows, a multiple of 16 rows.  The
  * tile buffer belongs to the calling thread, is allocated the first time a
  * thread needs one that large and then reused (no allocation per call once
  * it has grown); icl_qblock_scratch_free releases it.  Results are

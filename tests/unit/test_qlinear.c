@@ -96,9 +96,9 @@ static const uint32_t TYPES[] = {ICL_GGML_Q8_0, ICL_GGML_Q4_0, ICL_GGML_Q4_1,
                                  ICL_GGML_Q4_K, ICL_GGML_Q5_K, ICL_GGML_Q6_K};
 #define NTYPES (sizeof TYPES / sizeof TYPES[0])
 
-/* IN a multiple of 256 (K-quants); OUT * IN spans several 256 Ki-float
+/* IN a multiple of 256 (K-quants); OUT * IN spans three 1 Mi-float
  * tiles; N odd; strides wider than the rows. */
-enum { N = 7, IN = 512, OUT = 1201, LDX = IN + 5, LDY = OUT + 3 };
+enum { N = 7, IN = 512, OUT = 4111, LDX = IN + 5, LDY = OUT + 3 };
 
 typedef struct {
     uint32_t t;
@@ -189,7 +189,7 @@ static void gemm_and_input_grad(void **state)
         }
         /* dequantize_row */
         float row[IN];
-        for (int r = 0; r < OUT; r += 397) {
+        for (int r = 0; r < OUT; r += 1397) {
             kq->dequantize_row(&c.q, r, row);
             assert_memory_equal(row, c.wf + (size_t)r * IN, sizeof row);
         }
