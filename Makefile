@@ -174,7 +174,7 @@ PUBLIC_H := lib/bpe_train.h lib/chat.h lib/cli.h lib/config.h lib/csvin.h lib/da
             lib/model.h lib/ops.h lib/optim.h lib/quant.h lib/reader.h lib/record.h lib/rng.h \
             lib/safetensors.h lib/sample.h lib/sandbox.h lib/shots.h lib/template.h lib/tokenizer.h lib/tokgguf.h lib/toklines.h \
             lib/tokrec.h lib/trainer.h lib/utf8.h lib/util.h
-INTERNAL_H := lib/tok_internal.h lib/hashtab.h
+INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h
 UNPLACED_H = $(filter-out $(PUBLIC_H) $(INTERNAL_H),$(wildcard lib/*.h))
 
 install: all

@@ -57,6 +57,9 @@ static const char usage_text[] =
     "      --use-rslora           scale alpha / sqrt(r) (rsLoRA)\n"
     "      --adapter DIR          start from the PEFT adapter folder DIR (its r,\n"
     "                             lora_alpha, target_modules, use_rslora)\n"
+    "      --dequantize           with a quantized GGUF base: dequantize it to\n"
+    "                             float32 (default: QLoRA, its Q8_0/Q4_0/Q4_1/Q4_K/\n"
+    "                             Q5_K/Q6_K... matrices stay in their blocks)\n"
     "\n"
     "Data:\n"
     "      --batch-size N         examples (rows) per micro-batch (default 8)\n"
@@ -123,7 +126,7 @@ static const char usage_text[] =
 enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
-    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER,
+    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER, O_DEQUANT,
     O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF
 };
 
@@ -300,6 +303,7 @@ int main(int argc, char **argv)
         {"lora-targets", required_argument, 0, O_LORA_TGT},
         {"use-rslora", no_argument, 0, O_RSLORA},
         {"adapter", required_argument, 0, O_ADAPTER},
+        {"dequantize", no_argument, 0, O_DEQUANT},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -369,6 +373,7 @@ int main(int argc, char **argv)
         case O_LORA_TGT: o.lora_targets = optarg; break;
         case O_RSLORA: o.use_rslora = 1; break;
         case O_ADAPTER: o.adapter = optarg; break;
+        case O_DEQUANT: o.dequantize = 1; break;
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qlinear.h"
 #include "quant.h"
 #include "util.h"
 
@@ -485,12 +486,77 @@ int icl_gguf_model_read_f32(const icl_gguf_model *gm, const icl_gguf_model_tenso
     return 0;
 }
 
-icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz)
+/* ------------------------------------------------------------------ quantized bases (QLoRA) */
+
+/* The tensor of role (a table row's role) in layer l, or NULL. */
+static const icl_gguf_model_tensor *part(const icl_gguf_model *gm, const char *role, int l)
 {
-    icl_gguf_model *gm = icl_gguf_model_open(path, err, errsz);
-    if (!gm)
-        return NULL;
-    icl_model *m = icl_model_new(&gm->cfg);
+    int n;
+    const icl_gguf_tensor_map *tab = icl_gguf_arch_table(gm->cfg.model_type, &n);
+    for (int r = 0; r < n; r++)
+        if (!strcmp(tab[r].role, role)) {
+            char hf[128];
+            snprintf(hf, sizeof hf, tab[r].hf, l);
+            return icl_gguf_model_find(gm, hf);
+        }
+    return NULL;
+}
+
+/* The GGUF tensors of product p of a block, in the order of its rows. */
+static int product_parts(const icl_gguf_model *gm, int l, int p, const icl_gguf_model_tensor **e)
+{
+    static const char *const llama[ICL_NPROJ][3] = {
+        {"attn_q", "attn_k", "attn_v"}, {"attn_output"}, {"ffn_gate", "ffn_up"}, {"ffn_down"}};
+    static const char *const gpt2[ICL_NPROJ][3] = {{"attn_qkv"}, {"attn_output"}, {"ffn_up"}, {"ffn_down"}};
+    const char *const *roles = gm->cfg.arch == ICL_ARCH_GPT2 ? gpt2[p] : llama[p];
+    int n = 0;
+    for (int i = 0; i < 3 && roles[i]; i++)
+        if ((e[n] = part(gm, roles[i], l)))
+            n++;
+    return n;
+}
+
+/* The ggml type a product keeps its blocks in: the type its parts share
+ * when that is a quantized block type icl computes with, else 0 (float32:
+ * a float type, or parts of different types). */
+static int block_type(const icl_gguf_model_tensor *const *e, int n)
+{
+    if (n < 1 || !e[0])
+        return 0;
+    uint32_t t = e[0]->t->type;
+    for (int i = 1; i < n; i++)
+        if (e[i]->t->type != t)
+            return 0;
+    return icl_qblock_check((int)t, (int)e[0]->t->ne[0], NULL, 0) ? 0 : (int)t;
+}
+
+/* Copy tensor e's blocks to dst in HF's row order (llama's q/k rows
+ * un-permuted: whole rows of blocks move).  Returns the bytes written. */
+static size_t copy_blocks(const icl_gguf_model *gm, const icl_gguf_model_tensor *e, uint8_t *dst)
+{
+    const icl_gguf_tensor *t = e->t;
+    const uint8_t *src = t->data;
+    icl_gguf_xform x = e->map->xform;
+    if (x == ICL_GGUF_PERMUTE_Q || x == ICL_GGUF_PERMUTE_K) {
+        size_t rb = icl_ggml_row_size(t->type, t->ne[0]);
+        int nh = x == ICL_GGUF_PERMUTE_Q ? gm->cfg.num_attention_heads : gm->cfg.num_key_value_heads;
+        int hd = gm->cfg.head_dim, half = hd / 2;
+        for (int h = 0; h < nh; h++)
+            for (int s = 0; s < 2; s++)
+                for (int i = 0; i < half; i++)
+                    memcpy(dst + ((size_t)h * hd + (size_t)s * half + i) * rb,
+                           src + ((size_t)h * hd + 2 * (size_t)i + s) * rb, rb);
+    } else { /* as is; gpt2's Conv1D weights are stored [out, in], the logical layout */
+        memcpy(dst, src, t->nbytes);
+    }
+    return t->nbytes;
+}
+
+/* Read every float32 view of m's base set from gm (in parallel); 0 ok, -1
+ * with err (the first failing view in order).  *n_read gets the count. */
+static int read_float_views(const icl_gguf_model *gm, icl_model *m, const char *path, int *n_read_out, char *err,
+                            size_t errsz)
+{
     int n_read = 0, bad = 0, first_bad = m->base.n_views;
     /* one view per thread at a time; the first failing view (in order) reports */
 #pragma omp parallel for schedule(dynamic) reduction(+ : n_read)
@@ -514,16 +580,89 @@ icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz)
                 icl_seterr(err, errsz, "%s", e2);
             }
     }
-    if (!bad && n_read != gm->n) {
-        icl_seterr(err, errsz, "%s: %d tensors mapped, the model has %d", path, gm->n, n_read);
+    *n_read_out = n_read;
+    return bad ? -1 : 0;
+}
+
+icl_model *icl_gguf_model_load(const icl_gguf_model *gm, int keep_blocks, char *err, size_t errsz)
+{
+    const char *path = icl_gguf_name(gm->g);
+    const icl_config *c = &gm->cfg;
+    int L = c->num_hidden_layers, n_blocks = 0, n_read = 0;
+    icl_model *m = NULL;
+    if (keep_blocks) {
+        icl_qlayout q = {0, 0, xcalloc((size_t)L * ICL_NPROJ, sizeof(int))};
+        const icl_gguf_model_tensor *e[3];
+        e[0] = part(gm, "token_embd", 0);
+        q.embed = block_type(e, 1);
+        if (!c->tie_word_embeddings) {
+            e[0] = part(gm, "output", 0);
+            q.head = block_type(e, 1);
+        }
+        for (int l = 0; l < L; l++)
+            for (int p = 0; p < ICL_NPROJ; p++) {
+                int n = product_parts(gm, l, p, e);
+                q.proj[(size_t)l * ICL_NPROJ + p] = block_type(e, n);
+            }
+        char e2[384];
+        m = icl_model_new_quantized(c, &q, e2, sizeof e2);
+        if (!m) { /* block_type checked each product: not expected */
+            icl_seterr(err, errsz, "%s: %s", path, e2);
+            free(q.proj);
+            return NULL;
+        }
+        /* the blocks, in the order icl_model_new_quantized laid them out */
+        if (q.embed) {
+            e[0] = part(gm, "token_embd", 0);
+            copy_blocks(gm, e[0], (uint8_t *)m->qembed.data);
+            n_blocks++;
+        }
+        for (int l = 0; l < L; l++)
+            for (int p = 0; p < ICL_NPROJ; p++) {
+                if (!q.proj[(size_t)l * ICL_NPROJ + p])
+                    continue;
+                int n = product_parts(gm, l, p, e);
+                uint8_t *dst = (uint8_t *)m->qproj[(size_t)l * ICL_NPROJ + p].data;
+                for (int i = 0; i < n; i++)
+                    dst += copy_blocks(gm, e[i], dst);
+                n_blocks += n;
+            }
+        if (q.head) {
+            e[0] = part(gm, "output", 0);
+            copy_blocks(gm, e[0], (uint8_t *)m->qhead.data);
+            n_blocks++;
+        }
+        free(q.proj);
+    } else {
+        m = icl_model_new(c);
+    }
+    int bad = read_float_views(gm, m, path, &n_read, err, errsz);
+    if (!bad && n_read + n_blocks != gm->n) {
+        icl_seterr(err, errsz, "%s: %d tensors mapped, the model has %d", path, gm->n, n_read + n_blocks);
         bad = 1;
     }
-    icl_gguf_model_close(gm);
     if (bad) {
         icl_model_free(m);
         return NULL;
     }
     return m;
+}
+
+static icl_model *load_gguf(const char *path, int keep_blocks, char *err, size_t errsz)
+{
+    icl_gguf_model *gm = icl_gguf_model_open(path, err, errsz);
+    if (!gm)
+        return NULL;
+    icl_model *m = icl_gguf_model_load(gm, keep_blocks, err, errsz);
+    icl_gguf_model_close(gm);
+    return m;
+}
+
+icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz) { return load_gguf(path, 0, err, errsz); }
+
+icl_model *icl_model_load_gguf_quantized(const char *path, char *err, size_t errsz)
+{
+    return load_gguf(path, 1, err, errsz);
 }
 
 int icl_is_gguf_file(const char *path)

@@ -100,6 +100,27 @@ int icl_gguf_model_read_f32(const icl_gguf_model *gm, const icl_gguf_model_tenso
 /* Load a GGUF file as a float32 model (every tensor dequantized).  The
  * model's src_dir is NULL.  NULL with err. */
 icl_model *icl_model_load_gguf(const char *path, char *err, size_t errsz);
+/* Load a GGUF file as a QLoRA base (icl_model_new_quantized): every matrix
+ * stored in a quantized block type icl computes with (Q4_0, Q4_1, Q5_0,
+ * Q5_1, Q8_0, Q2_K .. Q6_K; qlinear.h) stays in its blocks, copied into the
+ * model's own buffer m->qdata (the file is closed on return): the token
+ * embedding (dequantized row by row at lookup; also the LM head when tied),
+ * an untied output.weight, and each block product, fused as the model
+ * computes it: Llama/Qwen2's attn_q|attn_k|attn_v rows concatenated (q and k
+ * rows un-permuted by moving whole rows of blocks) and ffn_gate|ffn_up, when
+ * the parts share one type; a fused product whose parts have different
+ * types (e.g. a Q4_K_M file's Q6_K attn_v beside Q4_K attn_q), and every
+ * F32/F16/BF16 tensor (norms, biases, GPT-2's position_embd) are
+ * dequantized to float32 into the base set as icl_model_load_gguf does.
+ * icl_model_qsummary says what was kept.  The base is frozen: train
+ * adapters on it (icl_lora_attach); icl_model_save refuses it.  Results
+ * equal the float32 model's to float32 rounding (the forward's products
+ * are bit-identical, qlinear.h).  NULL with err as icl_model_load_gguf. */
+icl_model *icl_model_load_gguf_quantized(const char *path, char *err, size_t errsz);
+/* Either of the above from an opened model (gm stays the caller's: the
+ * model copies what it keeps): keep_blocks 0 as icl_model_load_gguf, 1 as
+ * icl_model_load_gguf_quantized.  NULL with err. */
+icl_model *icl_gguf_model_load(const icl_gguf_model *gm, int keep_blocks, char *err, size_t errsz);
 /* 1 if path names a regular file that starts with the GGUF magic. */
 int icl_is_gguf_file(const char *path);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "qlinear.h"
 
 /* Loops over fewer elements than this run on one thread (as ops.c). */
 #define ICL_PAR_MIN 32768
@@ -211,11 +212,12 @@ static const icl_weight_ops f32_ops = {
     .dequantize_row = f32_dequantize_row,
 };
 
-/* One row per icl_weight_type; NULL: no kernels yet (bf16, quantized blocks). */
+/* One row per icl_weight_type; NULL: no kernels yet (bf16).  Quantized
+ * blocks: qlinear.c. */
 static const icl_weight_ops *const kernels[ICL_WEIGHT_NTYPES] = {
     [ICL_WEIGHT_F32] = &f32_ops,
     [ICL_WEIGHT_BF16] = NULL,
-    [ICL_WEIGHT_QBLOCK] = NULL,
+    [ICL_WEIGHT_QBLOCK] = &icl_qblock_ops,
 };
 
 const icl_weight_ops *icl_weight_kernels(icl_weight_type t)

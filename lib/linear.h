@@ -3,10 +3,12 @@
  * Every matrix product of the model with a weight goes through
  * icl_linear_forward / icl_linear_backward.  A weight (icl_weight) knows its
  * storage type, and the kernels of each type sit in one table
- * (icl_weight_kernels): float32 today (BLIS sgemm with explicit strides for
- * many rows, a batch-invariant small-batch kernel for decoding); bfloat16
- * and quantized blocks (GGUF Q8_0, Q4_K, ...) get their own rows in that
- * table, so no call site branches on a type.
+ * (icl_weight_kernels): float32 (BLIS sgemm with explicit strides for
+ * many rows, a batch-invariant small-batch kernel for decoding) and GGUF
+ * quantized blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...: a frozen QLoRA
+ * base, dequantized tile by tile inside the products, lib/qlinear.c);
+ * bfloat16 gets its own row in that table, so no call site branches on a
+ * type.
  *
  * Conventions (torch.nn.Linear): a weight is logically W [out, in] and
  * y = x W^T + b.  Activations are row-major: x [N, in] with row stride ldx,
@@ -35,13 +37,15 @@
 
 #include <stddef.h>
 
-/* Storage types of weights.  Only F32 has kernels now; BF16 and QBLOCK are
- * the slots the bf16 and GGUF-quantized issues fill (icl_weight_kernels
- * returns NULL for a type without kernels). */
+/* Storage types of weights.  F32 and QBLOCK have kernels; BF16 is the slot
+ * the bf16 issue fills (icl_weight_kernels returns NULL for a type without
+ * kernels). */
 typedef enum {
     ICL_WEIGHT_F32 = 0, /* float32, row-major [out, in] (or [in, out] when conv1d) */
     ICL_WEIGHT_BF16,    /* bfloat16 [out, in] */
-    ICL_WEIGHT_QBLOCK,  /* quantized blocks along in (GGUF types; qtype says which) */
+    ICL_WEIGHT_QBLOCK,  /* quantized blocks along in (GGUF types; qtype says which):
+                         * out rows of in / blck blocks, ggml's layout; frozen
+                         * (no weight_grad); see qlinear.h */
     ICL_WEIGHT_NTYPES
 } icl_weight_type;
 
@@ -49,7 +53,7 @@ typedef struct {
     icl_weight_type type;
     int qtype;        /* QBLOCK: the GGUF ggml_type id; else 0 */
     int out, in;      /* logical shape [out, in] */
-    int conv1d;       /* F32: 1 when stored [in, out] (GPT-2 Conv1D) */
+    int conv1d;       /* F32: 1 when stored [in, out] (GPT-2 Conv1D); QBLOCK: 0 */
     const void *data; /* the storage, not owned */
     float *grad;      /* F32 only: dW in the storage layout (+=); NULL = frozen */
 } icl_weight;

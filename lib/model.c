@@ -13,7 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf.h"
 #include "ops.h"
+#include "qlinear.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -43,8 +45,9 @@ static size_t add_view(icl_param_set *m, int *cap, const char *name, int ndim, i
     return v->offset;
 }
 
-/* Lay out every tensor of the architecture in one buffer, in HF names. */
-static void build_views(icl_model *mo)
+/* Lay out every tensor of the architecture in one buffer, in HF names;
+ * the products q keeps quantized (q may be NULL) are left out. */
+static void build_views(icl_model *mo, const icl_qlayout *q)
 {
     const icl_config *c = &mo->cfg;
     icl_param_set *m = &mo->base;
@@ -53,74 +56,196 @@ static void build_views(icl_model *mo)
     int64_t Q = c->num_attention_heads * hd, K = c->num_key_value_heads * hd;
     char nm[128];
     mo->layer = xcalloc((size_t)L, sizeof *mo->layer);
-    mo->pos_embed = mo->normf_b = NONE;
+    mo->pos_embed = mo->normf_b = mo->embed = NONE;
+#define QT(l, p) (q && q->proj ? q->proj[(size_t)(l) * ICL_NPROJ + (p)] : 0)
+    int qe = q && q->embed, qh = q && (c->tie_word_embeddings ? q->embed : q->head);
     if (c->arch == ICL_ARCH_LLAMA) {
-        mo->embed = add_view(m, &cap, "model.embed_tokens.weight", 2, V, C);
+        if (!qe)
+            mo->embed = add_view(m, &cap, "model.embed_tokens.weight", 2, V, C);
         for (int l = 0; l < L; l++) {
             icl_layer_offsets *o = &mo->layer[l];
             memset(o, 0xff, sizeof *o);
 #define N(s) (snprintf(nm, sizeof nm, "model.layers.%d.%s", l, s), nm)
             o->ln1_w = add_view(m, &cap, N("input_layernorm.weight"), 1, C, 0);
-            o->qkv_w = add_view(m, &cap, N("self_attn.q_proj.weight"), 2, Q, C);
-            add_view(m, &cap, N("self_attn.k_proj.weight"), 2, K, C);
-            add_view(m, &cap, N("self_attn.v_proj.weight"), 2, K, C);
+            if (!QT(l, ICL_PROJ_QKV)) {
+                o->qkv_w = add_view(m, &cap, N("self_attn.q_proj.weight"), 2, Q, C);
+                add_view(m, &cap, N("self_attn.k_proj.weight"), 2, K, C);
+                add_view(m, &cap, N("self_attn.v_proj.weight"), 2, K, C);
+            }
             if (c->qkv_bias) {
                 o->qkv_b = add_view(m, &cap, N("self_attn.q_proj.bias"), 1, Q, 0);
                 add_view(m, &cap, N("self_attn.k_proj.bias"), 1, K, 0);
                 add_view(m, &cap, N("self_attn.v_proj.bias"), 1, K, 0);
             }
-            o->o_w = add_view(m, &cap, N("self_attn.o_proj.weight"), 2, C, Q);
+            if (!QT(l, ICL_PROJ_O))
+                o->o_w = add_view(m, &cap, N("self_attn.o_proj.weight"), 2, C, Q);
             if (c->o_bias)
                 o->o_b = add_view(m, &cap, N("self_attn.o_proj.bias"), 1, C, 0);
             o->ln2_w = add_view(m, &cap, N("post_attention_layernorm.weight"), 1, C, 0);
-            o->up_w = add_view(m, &cap, N("mlp.gate_proj.weight"), 2, I, C);
-            add_view(m, &cap, N("mlp.up_proj.weight"), 2, I, C);
+            if (!QT(l, ICL_PROJ_UP)) {
+                o->up_w = add_view(m, &cap, N("mlp.gate_proj.weight"), 2, I, C);
+                add_view(m, &cap, N("mlp.up_proj.weight"), 2, I, C);
+            }
             if (c->mlp_bias) {
                 o->up_b = add_view(m, &cap, N("mlp.gate_proj.bias"), 1, I, 0);
                 add_view(m, &cap, N("mlp.up_proj.bias"), 1, I, 0);
             }
-            o->down_w = add_view(m, &cap, N("mlp.down_proj.weight"), 2, C, I);
+            if (!QT(l, ICL_PROJ_DOWN))
+                o->down_w = add_view(m, &cap, N("mlp.down_proj.weight"), 2, C, I);
             if (c->mlp_bias)
                 o->down_b = add_view(m, &cap, N("mlp.down_proj.bias"), 1, C, 0);
 #undef N
         }
         mo->normf_w = add_view(m, &cap, "model.norm.weight", 1, C, 0);
     } else {
-        mo->embed = add_view(m, &cap, "transformer.wte.weight", 2, V, C);
+        if (!qe)
+            mo->embed = add_view(m, &cap, "transformer.wte.weight", 2, V, C);
         mo->pos_embed = add_view(m, &cap, "transformer.wpe.weight", 2, c->max_position_embeddings, C);
         for (int l = 0; l < L; l++) {
             icl_layer_offsets *o = &mo->layer[l];
+            memset(o, 0xff, sizeof *o);
 #define N(s) (snprintf(nm, sizeof nm, "transformer.h.%d.%s", l, s), nm)
             o->ln1_w = add_view(m, &cap, N("ln_1.weight"), 1, C, 0);
             o->ln1_b = add_view(m, &cap, N("ln_1.bias"), 1, C, 0);
-            o->qkv_w = add_view(m, &cap, N("attn.c_attn.weight"), 2, C, 3 * C);
+            if (!QT(l, ICL_PROJ_QKV))
+                o->qkv_w = add_view(m, &cap, N("attn.c_attn.weight"), 2, C, 3 * C);
             o->qkv_b = add_view(m, &cap, N("attn.c_attn.bias"), 1, 3 * C, 0);
-            o->o_w = add_view(m, &cap, N("attn.c_proj.weight"), 2, C, C);
+            if (!QT(l, ICL_PROJ_O))
+                o->o_w = add_view(m, &cap, N("attn.c_proj.weight"), 2, C, C);
             o->o_b = add_view(m, &cap, N("attn.c_proj.bias"), 1, C, 0);
             o->ln2_w = add_view(m, &cap, N("ln_2.weight"), 1, C, 0);
             o->ln2_b = add_view(m, &cap, N("ln_2.bias"), 1, C, 0);
-            o->up_w = add_view(m, &cap, N("mlp.c_fc.weight"), 2, C, I);
+            if (!QT(l, ICL_PROJ_UP))
+                o->up_w = add_view(m, &cap, N("mlp.c_fc.weight"), 2, C, I);
             o->up_b = add_view(m, &cap, N("mlp.c_fc.bias"), 1, I, 0);
-            o->down_w = add_view(m, &cap, N("mlp.c_proj.weight"), 2, I, C);
+            if (!QT(l, ICL_PROJ_DOWN))
+                o->down_w = add_view(m, &cap, N("mlp.c_proj.weight"), 2, I, C);
             o->down_b = add_view(m, &cap, N("mlp.c_proj.bias"), 1, C, 0);
 #undef N
         }
         mo->normf_w = add_view(m, &cap, "transformer.ln_f.weight", 1, C, 0);
         mo->normf_b = add_view(m, &cap, "transformer.ln_f.bias", 1, C, 0);
     }
-    mo->lm_head = c->tie_word_embeddings ? mo->embed : add_view(m, &cap, "lm_head.weight", 2, V, C);
+    mo->lm_head = c->tie_word_embeddings ? mo->embed : qh ? NONE : add_view(m, &cap, "lm_head.weight", 2, V, C);
+#undef QT
 }
 
-icl_model *icl_model_new(const icl_config *cfg)
+static icl_model *model_alloc(const icl_config *cfg, const icl_qlayout *q)
 {
     icl_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->cfg.raw = cfg->raw ? json_deep_copy(cfg->raw) : NULL;
-    build_views(m);
+    build_views(m, q);
     snprintf(m->base.name, sizeof m->base.name, "base");
     m->base.trainable = 1;
-    m->base.params = xcalloc(m->base.num_params, sizeof(float));
+    m->base.params = xcalloc(m->base.num_params ? m->base.num_params : 1, sizeof(float));
     return m;
+}
+
+icl_model *icl_model_new(const icl_config *cfg) { return model_alloc(cfg, NULL); }
+
+/* Logical shape [out, in] of product p of a block. */
+static void proj_shape(const icl_config *c, int p, int *in, int *out)
+{
+    int C = c->hidden_size, I = c->intermediate_size, g2 = c->arch == ICL_ARCH_GPT2;
+    int Datt = c->num_attention_heads * c->head_dim, Dqkv = Datt + 2 * c->num_key_value_heads * c->head_dim;
+    switch (p) {
+    case ICL_PROJ_QKV: *in = C, *out = Dqkv; break;
+    case ICL_PROJ_O: *in = Datt, *out = C; break;
+    case ICL_PROJ_UP: *in = C, *out = g2 ? I : 2 * I; break;
+    default: *in = I, *out = C; break;
+    }
+}
+
+#define QALIGN 64
+
+icl_model *icl_model_new_quantized(const icl_config *cfg, const icl_qlayout *q, char *err, size_t errsz)
+{
+    int L = cfg->num_hidden_layers, C = cfg->hidden_size, V = cfg->vocab_size;
+    int qh = cfg->tie_word_embeddings ? 0 : q->head;
+    /* check every entry, then size the blocks */
+    size_t bytes = 0;
+    char e2[256];
+    static const char *const pname[ICL_NPROJ] = {"q|k|v", "o", "up", "down"};
+#define NEED(qt, in, out, ...)                                                                    \
+    do {                                                                                          \
+        if (qt) {                                                                                 \
+            if (icl_qblock_check(qt, in, e2, sizeof e2)) {                                        \
+                icl_seterr(err, errsz, __VA_ARGS__);                                              \
+                return NULL;                                                                      \
+            }                                                                                     \
+            bytes += (icl_qblock_row_bytes(qt, in) * (size_t)(out) + QALIGN - 1) / QALIGN * QALIGN; \
+        }                                                                                         \
+    } while (0)
+    NEED(q->embed, C, V, "token embedding: %s", e2);
+    NEED(qh, C, V, "LM head: %s", e2);
+    for (int l = 0; q->proj && l < L; l++)
+        for (int p = 0; p < ICL_NPROJ; p++) {
+            int in, out;
+            proj_shape(cfg, p, &in, &out);
+            NEED(q->proj[(size_t)l * ICL_NPROJ + p], in, out, "layer %d %s product: %s", l, pname[p], e2);
+        }
+#undef NEED
+    icl_model *m = model_alloc(cfg, q);
+    icl_model_freeze_base(m);
+    m->qbytes = bytes;
+    m->qdata = bytes ? xmalloc(bytes) : NULL;
+    m->qproj = xcalloc((size_t)L * ICL_NPROJ, sizeof *m->qproj);
+    char *at = m->qdata;
+#define TAKE(w, qt, in, out)                                                                              \
+    do {                                                                                                  \
+        (w) = (icl_weight){ICL_WEIGHT_QBLOCK, qt, out, in, 0, at, NULL};                                  \
+        at += (icl_qblock_row_bytes(qt, in) * (size_t)(out) + QALIGN - 1) / QALIGN * QALIGN;              \
+    } while (0)
+    if (q->embed)
+        TAKE(m->qembed, q->embed, C, V);
+    for (int l = 0; q->proj && l < L; l++)
+        for (int p = 0; p < ICL_NPROJ; p++) {
+            int in, out, qt = q->proj[(size_t)l * ICL_NPROJ + p];
+            proj_shape(cfg, p, &in, &out);
+            if (qt)
+                TAKE(m->qproj[(size_t)l * ICL_NPROJ + p], qt, in, out);
+        }
+    if (qh)
+        TAKE(m->qhead, qh, C, V);
+    else if (cfg->tie_word_embeddings)
+        m->qhead = m->qembed;
+#undef TAKE
+    return m;
+}
+
+int icl_model_qsummary(const icl_model *m, char *buf, size_t bufsz)
+{
+    int cnt[64] = {0}, n = 0;
+    size_t bytes = 0;
+    const icl_weight *w[2] = {&m->qembed, m->cfg.tie_word_embeddings ? NULL : &m->qhead};
+    for (int i = 0; i < 2; i++)
+        if (w[i] && w[i]->data && w[i]->qtype >= 0 && w[i]->qtype < 64) {
+            cnt[w[i]->qtype]++, n++;
+            bytes += icl_qblock_row_bytes(w[i]->qtype, w[i]->in) * (size_t)w[i]->out;
+        }
+    for (int i = 0; m->qproj && i < m->cfg.num_hidden_layers * ICL_NPROJ; i++)
+        if (m->qproj[i].data && m->qproj[i].qtype >= 0 && m->qproj[i].qtype < 64) {
+            cnt[m->qproj[i].qtype]++, n++;
+            bytes += icl_qblock_row_bytes(m->qproj[i].qtype, m->qproj[i].in) * (size_t)m->qproj[i].out;
+        }
+    if (buf && bufsz) {
+        icl_buf b = {0};
+        char t[96];
+        snprintf(t, sizeof t, "%d %s in quantized blocks (", n, n == 1 ? "matrix" : "matrices");
+        buf_puts(&b, t);
+        for (int k = 0, first = 1; k < 64; k++)
+            if (cnt[k]) {
+                snprintf(t, sizeof t, "%s%s x %d", first ? "" : ", ", icl_ggml_type_name((uint32_t)k), cnt[k]);
+                buf_puts(&b, t);
+                first = 0;
+            }
+        snprintf(t, sizeof t, "), %.1f MB", bytes / 1e6);
+        buf_puts(&b, t);
+        snprintf(buf, bufsz, "%.*s", (int)b.len, b.data);
+        buf_free(&b);
+    }
+    return n;
 }
 
 static uint64_t splitmix(uint64_t *s)
@@ -161,7 +286,7 @@ void icl_model_init_random(icl_model *m, uint64_t seed, float std)
         }
     }
     /* and zeroes the padding_idx row of Llama/Qwen2 embeddings */
-    if (m->cfg.arch == ICL_ARCH_LLAMA && m->cfg.pad_token_id >= 0)
+    if (m->cfg.arch == ICL_ARCH_LLAMA && m->cfg.pad_token_id >= 0 && m->embed != NONE)
         memset(m->base.params + m->embed + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
                (size_t)m->cfg.hidden_size * sizeof(float));
 }
@@ -284,6 +409,8 @@ void icl_model_free(icl_model *m)
                 free(m->lora[l].lora[p]);
     free(m->lora);
     free(m->layer);
+    free(m->qproj);
+    free(m->qdata);
     free(m->src_dir);
     acts_free(m->acts);
     free(m);
@@ -597,6 +724,10 @@ static int copy_file_atomic(const char *from, const char *to, char *err, size_t 
 
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
 {
+    if (m->qdata) {
+        icl_seterr(err, errsz, "%s: a model with quantized base weights cannot be saved as a model folder", dir);
+        return -1;
+    }
     if (icl_mkdirs(dir) < 0) {
         icl_seterr(err, errsz, "%s: cannot create folder: %s", dir, strerror(errno));
         return -1;
@@ -864,7 +995,8 @@ static icl_linear lin(const icl_model *m, int l, int p)
     case ICL_PROJ_UP: w = o->up_w, b = o->up_b, in = C, out = (int)Dup; break;
     default: w = o->down_w, b = o->down_b, in = I, out = C; break;
     }
-    icl_linear L = {weight(m, w, in, out, g2), P(m, b), G(m, b), NULL, 0};
+    const icl_weight *qw = m->qproj ? &m->qproj[(size_t)l * ICL_NPROJ + p] : NULL;
+    icl_linear L = {qw && qw->data ? *qw : weight(m, w, in, out, g2), P(m, b), G(m, b), NULL, 0};
     if (m->lora) {
         L.lora = m->lora[l].lora[p];
         L.n_lora = m->lora[l].n[p];
@@ -875,7 +1007,8 @@ static icl_linear lin(const icl_model *m, int l, int p)
 /* The LM head: W [V, C] (the embedding when tied; never Conv1D). */
 static icl_linear head_lin(const icl_model *m)
 {
-    icl_linear L = {weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0), NULL, NULL, NULL, 0};
+    icl_linear L = {m->qhead.data ? m->qhead : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0),
+                    NULL, NULL, NULL, 0};
     return L;
 }
 
@@ -906,21 +1039,28 @@ static icl_rope_params rope_params(const icl_config *c)
     return p;
 }
 
-/* Embedding: x[N, C] = wte[ids] (+ wpe[pos] for GPT-2) */
+/* Embedding: x[N, C] = wte[ids] (+ wpe[pos] for GPT-2); a quantized wte's
+ * rows are dequantized into x. */
 static void embed_forward(const icl_model *m, float *x, const int32_t *ids, const int32_t *pos, int N)
 {
     int C = m->cfg.hidden_size;
     const float *E = P(m, m->embed), *Pe = P(m, m->pos_embed);
+    const icl_weight *qe = m->qembed.data ? &m->qembed : NULL;
+    const icl_weight_ops *qk = qe ? icl_weight_kernels(qe->type) : NULL;
 #pragma omp parallel for schedule(static) if ((long)N * C >= 32768)
     for (int i = 0; i < N; i++) {
-        const float *e = E + (size_t)ids[i] * C;
         float *xi = x + (size_t)i * C;
+        const float *e = xi;
+        if (qe)
+            qk->dequantize_row(qe, ids[i], xi);
+        else
+            e = E + (size_t)ids[i] * C;
         if (Pe) {
             const float *p = Pe + (size_t)pos[i] * C;
 #pragma omp simd
             for (int j = 0; j < C; j++)
                 xi[j] = e[j] + p[j];
-        } else {
+        } else if (e != xi) {
             memcpy(xi, e, (size_t)C * sizeof(float));
         }
     }

@@ -91,6 +91,17 @@ typedef struct {
 
 typedef struct icl_acts icl_acts;
 
+/* Which products of a model keep quantized GGUF blocks (QLoRA: a frozen base
+ * in Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K... dequantized tile by tile inside
+ * the matrix products, see qlinear.h): a ggml type id per product, 0 =
+ * float32 in the base set.  A fused product (Llama's q|k|v, gate|up) is one
+ * entry: all its parts share the type. */
+typedef struct {
+    int embed;  /* token embedding [V, C] (also the LM head when tied) */
+    int head;   /* untied LM head [V, C] (ignored when tied) */
+    int *proj;  /* [num_hidden_layers * ICL_NPROJ]: layer l's product p at l * ICL_NPROJ + p; NULL: none */
+} icl_qlayout;
+
 typedef struct {
     icl_config cfg;
     icl_param_set base;   /* the model's weights, HF names */
@@ -101,6 +112,14 @@ typedef struct {
     icl_param_set *lora_set;           /* the set holding them (one of sets), or NULL */
     size_t embed, pos_embed, normf_w, normf_b, lm_head; /* lm_head == embed when tied */
     char *src_dir;        /* folder loaded from (tokenizer files are copied from it), or NULL */
+    /* Quantized base (icl_model_new_quantized): the products kept in GGUF
+     * blocks are ICL_WEIGHT_QBLOCK weights whose data point into qdata (owned,
+     * qbytes bytes); their tensors are NOT views of base (their offsets in
+     * layer[] / embed / lm_head are SIZE_MAX).  NULL / data NULL: float32. */
+    icl_weight *qproj;    /* [num_hidden_layers * ICL_NPROJ] or NULL */
+    icl_weight qembed, qhead; /* token embedding, LM head (a copy of qembed when tied) */
+    void *qdata;
+    size_t qbytes;
     icl_acts *acts;       /* activations of the last forward (internal) */
     char err[256];        /* why the last icl_model_forward returned NAN */
 } icl_model;
@@ -134,6 +153,25 @@ typedef struct {
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
 /* A model with zeroed parameters for cfg (copied; cfg->raw is deep-copied). */
 icl_model *icl_model_new(const icl_config *cfg);
+/* A model with zeroed float32 parameters for cfg whose products named by q
+ * keep quantized blocks instead (see icl_qlayout): their tensors are left
+ * out of the base set, and m->qdata (uninitialised, qbytes bytes) holds, for
+ * each such product in the order embedding, layers 0.. (products q|k|v, o,
+ * gate|up or c_fc, down), head, its out rows of in / blck blocks in ggml's
+ * layout (Llama's fused q|k|v: the q_proj rows, then k_proj, then v_proj in
+ * HF's order; gate|up likewise), each product at a multiple of 64 bytes;
+ * m->qproj[l * ICL_NPROJ + p].data / m->qembed.data / m->qhead.data point
+ * at them.  The caller fills the blocks (icl_model_load_gguf_quantized).
+ * Such a model's base is frozen (icl_model_freeze_base is applied), and
+ * icl_model_save refuses it.  NULL with err when a type is not a quantized
+ * block type icl computes with or rows are not whole blocks
+ * (icl_qblock_check in qlinear.h). */
+icl_model *icl_model_new_quantized(const icl_config *cfg, const icl_qlayout *q, char *err, size_t errsz);
+/* Count and bytes of the quantized products of m (embedding and head
+ * counted once when tied), and a summary such as "211 matrices in
+ * quantized blocks (Q4_1 x 210, Q8_0 x 1), 97.9 MB" into buf (may be NULL).
+ * Returns the count (0: a float32 model). */
+int icl_model_qsummary(const icl_model *m, char *buf, size_t bufsz);
 /* Random initialisation as HF's _init_weights (pass std = initializer_range):
  * matrices ~ N(0, std) (std 0.02 if <= 0), GPT-2's c_proj weights
  * N(0, std / sqrt(2 n_layer)), norm weights 1, biases 0, the Llama pad_token_id
@@ -147,7 +185,8 @@ void icl_model_free(icl_model *m);
  * source folder if it had one, else made from the config), and copies of the
  * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
  * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model).  Every
- * file is written atomically.  0 ok, -1 with err. */
+ * file is written atomically.  0 ok, -1 with err (also for a model with
+ * quantized products, icl_model_new_quantized: not written from here). */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);
 
 /* Write a buffer laid out as the base set's params (params, grads, m or v:

@@ -396,11 +396,20 @@ static int open_lora(train_run *r)
     } else {
         base = xstrdup(o->model_dir);
     }
-    r->m = icl_model_load(base, e2, sizeof e2);
+    int qlora = !o->dequantize && icl_is_gguf_file(base);
+    r->m = qlora ? icl_model_load_gguf_quantized(base, e2, sizeof e2) : icl_model_load(base, e2, sizeof e2);
     if (!r->m) {
         fail(r, "%s: %s", base, e2);
         free(base);
         return -1;
+    }
+    if (qlora) {
+        char qs[256];
+        if (icl_model_qsummary(r->m, qs, sizeof qs))
+            note(r, 0, "%s: QLoRA: %s kept as stored, dequantized tile by tile in the products (--dequantize: "
+                       "float32)", base, qs);
+        else
+            note(r, 0, "%s: no matrix in a quantized block type: the base is float32", base);
     }
     r->from = o->model_dir ? o->model_dir : "the checkpoint's base";
     r->tokpath = tokenizer_of(base);
@@ -1447,10 +1456,18 @@ static void summary(const train_run *r)
     int ns = icl_model_trainable(r->m, sets, 16);
     for (int i = 0; i < ns && i < 16; i++)
         trainable += sets[i]->num_params;
+    size_t nparams = r->m->base.num_params; /* and the quantized matrices (QLoRA) */
+    const icl_weight *qe[2] = {&r->m->qembed, c->tie_word_embeddings ? NULL : &r->m->qhead};
+    for (int i = 0; i < 2; i++)
+        if (qe[i] && qe[i]->data)
+            nparams += (size_t)qe[i]->out * qe[i]->in;
+    for (int i = 0; r->m->qproj && i < c->num_hidden_layers * ICL_NPROJ; i++)
+        if (r->m->qproj[i].data)
+            nparams += (size_t)r->m->qproj[i].out * r->m->qproj[i].in;
     note(r, 0,
          "model %s (%s, %zu parameters, %zu trainable): vocab_size %d hidden_size %d intermediate_size %d "
          "num_hidden_layers %d num_attention_heads %d num_key_value_heads %d tie_word_embeddings %d",
-         r->from, c->model_type, r->m->base.num_params, trainable, c->vocab_size, c->hidden_size,
+         r->from, c->model_type, nparams, trainable, c->vocab_size, c->hidden_size,
          c->intermediate_size, c->num_hidden_layers, c->num_attention_heads, c->num_key_value_heads,
          c->tie_word_embeddings);
     note(r, 0,

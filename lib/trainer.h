@@ -141,6 +141,9 @@ typedef struct {
     const char *lora_targets;   /* comma list, "all-linear", or NULL: PEFT's default per architecture */
     int use_rslora;             /* scale alpha / sqrt(r) */
     const char *adapter;        /* a PEFT adapter folder to start from (its r, alpha, targets) */
+    int dequantize;             /* LoRA on a GGUF base: 0 keeps its quantized matrices in their
+                                 * blocks (QLoRA, icl_model_load_gguf_quantized), 1 dequantizes
+                                 * everything to float32 (icl_model_load_gguf) */
     /* data */
     const char *const *files;   /* token-line files; none = stdin */
     int nfiles;

@@ -5,7 +5,8 @@
  * build (tests/unit/test_fuzz_replay.c).
  *
  * Small tensors are dequantized (lib/quant.c), and a file that parses is
- * opened as a model (lib/gguf_model.c).  Besides not crashing: every key and tensor name is a NUL-free string, every
+ * opened as a model (lib/gguf_model.c); a small one is loaded as a float32
+ * model and as a QLoRA base (quantized blocks kept), which must agree.  Besides not crashing: every key and tensor name is a NUL-free string, every
  * tensor lies inside the input with the byte size its shape and type give,
  * and the typed getters agree with the value types. */
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "gguf.h"
 #include "gguf_model.h"
+#include "model.h"
 #include "quant.h"
 
 #ifndef FUZZ_CHECK
@@ -104,6 +106,28 @@ int icl_fuzz_gguf(const uint8_t *data, size_t size)
                 for (size_t j = 0; j < numel; j++)
                     sum += y[j] == y[j];
             free(y);
+        }
+        /* small models are loaded both ways (float32, and QLoRA's blocks):
+         * the quantized load's float tensors are the float32 load's */
+        const icl_config *c = icl_gguf_model_config(gm);
+        if ((int64_t)c->vocab_size * c->hidden_size <= 65536 && c->num_hidden_layers <= 4 &&
+            (int64_t)c->hidden_size * (c->intermediate_size + 4 * c->hidden_size) <= 262144 &&
+            (int64_t)c->max_position_embeddings * c->hidden_size <= 262144) {
+            icl_model *f = icl_gguf_model_load(gm, 0, err, sizeof err);
+            icl_model *q = icl_gguf_model_load(gm, 1, err, sizeof err);
+            FUZZ_CHECK(!f == !q);
+            if (f && q) {
+                FUZZ_CHECK(q->base.num_params <= f->base.num_params);
+                for (int i = 0; i < q->base.n_views; i++) {
+                    const icl_param_view *v = &q->base.views[i], *w = icl_model_view(f, v->name);
+                    FUZZ_CHECK(w && w->numel == v->numel);
+                    FUZZ_CHECK(!memcmp(q->base.params + v->offset, f->base.params + w->offset,
+                                       v->numel * sizeof(float)));
+                }
+                sum += (unsigned)icl_model_qsummary(q, NULL, 0);
+            }
+            icl_model_free(f);
+            icl_model_free(q);
         }
         icl_gguf_model_close(gm);
     }

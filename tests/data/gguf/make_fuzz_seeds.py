@@ -5,7 +5,7 @@ Small GGUF files written by the reference writer, the `gguf` Python package
 (llama.cpp's gguf-py): every metadata value type, arrays of numbers and of
 strings, tensors of several ggml types, a non-default alignment, a version-2
 header, a file with no tensors, and whole 1-layer llama, qwen2 and gpt2
-models.  Each stays under the fuzzer's 4096-byte
+models (and a llama of quantized blocks).  Each stays under the fuzzer's 4096-byte
 max_len.  Run with /work/ref/venv/bin/python (needs gguf, numpy):
 
     python tests/data/gguf/make_fuzz_seeds.py tests/fuzz/corpus/gguf
@@ -132,6 +132,35 @@ def micro(arch):
     return build
 
 
+def micro_q(w):
+    """A 1-layer llama of width 32 whose matrices are quantized blocks, so the
+    fuzzer reaches the QLoRA loader (icl_gguf_model_load keeping blocks):
+    Q8_0 token_embd, Q4_1 output, Q4_0 attention (q|k|v fused, q/k rows
+    un-permuted by whole rows of blocks), F32 FFN of width 1 (kept small)."""
+    rng = np.random.default_rng(2)
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    def qt(name, shape, t):
+        w.add_tensor(name, q(f(*shape), t), raw_dtype=t)
+    w.add_block_count(1)
+    w.add_context_length(8)
+    w.add_embedding_length(32)
+    w.add_feed_forward_length(1)
+    w.add_head_count(4)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    qt("token_embd.weight", (5, 32), T.Q8_0)
+    w.add_tensor("blk.0.attn_norm.weight", f(32))
+    for n, rows in [("attn_q", 32), ("attn_k", 8), ("attn_v", 8), ("attn_output", 32)]:
+        qt(f"blk.0.{n}.weight", (rows, 32), T.Q4_0)
+    w.add_tensor("blk.0.ffn_norm.weight", f(32))
+    w.add_tensor("blk.0.ffn_gate.weight", f(1, 32))
+    w.add_tensor("blk.0.ffn_up.weight", f(1, 32))
+    w.add_tensor("blk.0.ffn_down.weight", f(32, 1))
+    w.add_tensor("output_norm.weight", f(32))
+    qt("output.weight", (5, 32), T.Q4_1)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -144,6 +173,7 @@ def main():
     write(os.path.join(out, "seed-empty"), lambda w: None)
     for arch in ("llama", "qwen2", "gpt2"):
         write(os.path.join(out, "seed-micro-" + arch), micro(arch), arch=arch)
+    write(os.path.join(out, "seed-micro-quant"), micro_q)
     d = bytearray(write(os.path.join(out, "seed-v2"), tensors))
     d[4] = 2  # version 2 has the same layout (64-bit counts) as 3
     open(os.path.join(out, "seed-v2"), "wb").write(bytes(d))

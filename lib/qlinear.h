@@ -1,0 +1,49 @@
+/* qlinear.h - kernels of quantized-block weights (ICL_WEIGHT_QBLOCK), the
+ * QLoRA base (Dettmers et al., "QLoRA: Efficient Finetuning of Quantized
+ * LLMs", 2023).  Internal to lib/: linear.c puts icl_qblock_ops in its table;
+ * everyone else reaches them through icl_weight_kernels(ICL_WEIGHT_QBLOCK).
+ *
+ * A QBLOCK icl_weight holds W [out, in] as out rows of in / blck GGUF blocks
+ * each (ggml's layout: row r at byte r * icl_ggml_row_size(qtype, in)); qtype
+ * is any ggml type quant.c dequantizes whose block holds more than one value
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K); in is a multiple of the
+ * block size (icl_qblock_check).  conv1d is 0 and grad NULL: a quantized
+ * base is frozen (weight_grad is NULL).
+ *
+ * Every kernel dequantizes tiles of rows of W (quant.c, bit-identical to
+ * ggml's dequantize_row_*) into a float32 buffer and runs the float32
+ * kernel on the tile, so W is never whole in float32:
+ *   gemm_forward  y[:, tile] = x W_tile^T + beta y[:, tile]   (BLIS)
+ *   input_grad    dx = sum over tiles dy[:, tile] W_tile (+ beta dx), tiles
+ *                 in order (the first with beta, the rest accumulating)
+ *   rows_forward  the float32 rows kernel on each tile: row i of y is
+ *                 bit-identical to the float32 rows kernel's on the
+ *                 dequantized W (independent of N and the thread count)
+ *   dequantize_row  one row of W.
+ * A tile is about 1 Mi floats (4 MiB) of rows, a multiple of 16 rows.  The
+ * tile buffer belongs to the calling thread, is allocated the first time a
+ * thread needs one that large and then reused (no allocation per call once
+ * it has grown); icl_qblock_scratch_free releases it.  Results are
+ * bit-identical for the same inputs and thread count. */
+#ifndef ICL_QLINEAR_H
+#define ICL_QLINEAR_H
+
+#include <stddef.h>
+
+#include "linear.h"
+
+extern const icl_weight_ops icl_qblock_ops;
+
+/* Can a QBLOCK weight of ggml type qtype have rows of in values?  0 yes; -1
+ * with err (a type icl cannot dequantize, a float type, or in not a
+ * multiple of its block). */
+int icl_qblock_check(int qtype, int in, char *err, size_t errsz);
+
+/* Bytes of one row of in values of qtype (0 when icl_qblock_check fails). */
+size_t icl_qblock_row_bytes(int qtype, int in);
+
+/* Free the calling thread's tile buffer (the next kernel call allocates
+ * it again). */
+void icl_qblock_scratch_free(void);
+
+#endif

@@ -1,0 +1,292 @@
+/* Unit tests of lib/qlinear.c, the quantized-block (QBLOCK) weight kernels,
+ * against the float32 kernels on the dequantized matrix (quant.c's
+ * dequantizers are checked bit for bit against the gguf package in
+ * test_quant.c), for Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K:
+ *   - gemm_forward and input_grad, beta 0 and 1, row strides wider than the
+ *     rows, an odd number of rows, a matrix of several tiles: equal to the
+ *     float32 GEMM to float32 rounding, and bit-identical from call to call;
+ *   - rows_forward (with bias, beta 0/1, 1 and 2 threads) bit-identical to
+ *     the float32 rows kernel on the dequantized matrix, and a row's result
+ *     independent of the number of rows;
+ *   - dequantize_row equals icl_dequantize's row;
+ *   - icl_linear with a low-rank adapter over a QBLOCK weight gives the
+ *     float32 weight's output, input and adapter gradients;
+ *   - icl_qblock_check refuses float types and rows that are not whole
+ *     blocks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gguf.h"
+#include "linear.h"
+#include "qlinear.h"
+#include "quant.h"
+#include "util.h"
+
+static uint64_t rng = 777;
+static uint32_t rnd32(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 32);
+}
+static float frand(void) { return (float)(rnd32() / 4294967296.0 * 2 - 1); }
+static float *rnd(size_t n)
+{
+    float *p = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand();
+    return p;
+}
+
+static void put_f16(uint8_t *p, float f)
+{
+    uint16_t h = icl_f32_to_f16(f);
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+/* out rows of in values of type t: quantized from random floats where icl
+ * can quantize (Q8_0, Q4_0, Q4_1), else random blocks with sane fp16 scales. */
+static void *make_blocks(uint32_t t, int out, int in, size_t *nbytes)
+{
+    size_t rb = icl_ggml_row_size(t, in), n = rb * (size_t)out;
+    uint8_t *b = xmalloc(n);
+    *nbytes = n;
+    char err[256];
+    const icl_quant_traits *q = icl_quant_traits_of(t);
+    if (q->from_float) {
+        float *f = rnd((size_t)out * in);
+        if (icl_quantize(t, f, (int64_t)out * in, b, n, "w", err, sizeof err))
+            fail_msg("%s", err);
+        free(f);
+        return b;
+    }
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)rnd32();
+    for (size_t k = 0; k < n / q->size; k++) {
+        uint8_t *blk = b + k * q->size;
+        if (t == ICL_GGML_Q6_K) {
+            put_f16(blk + 208, 0.004f * (1 + frand()));
+        } else { /* Q4_K, Q5_K: d, dmin */
+            put_f16(blk, 0.01f * (1 + frand()));
+            put_f16(blk + 2, 0.02f * (1 + frand()));
+        }
+    }
+    return b;
+}
+
+static double max_rel(const float *a, const float *b, int rows, int cols, long lda, long ldb)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+            double d = fabs((double)a[i * lda + j] - b[i * ldb + j]), m = fabs((double)b[i * ldb + j]);
+            num = d > num ? d : num;
+            den = m > den ? m : den;
+        }
+    return num / (den > 0 ? den : 1);
+}
+
+static const uint32_t TYPES[] = {ICL_GGML_Q8_0, ICL_GGML_Q4_0, ICL_GGML_Q4_1,
+                                 ICL_GGML_Q4_K, ICL_GGML_Q5_K, ICL_GGML_Q6_K};
+#define NTYPES (sizeof TYPES / sizeof TYPES[0])
+
+/* IN a multiple of 256 (K-quants); OUT * IN spans three 1 Mi-float
+ * tiles; N odd; strides wider than the rows. */
+enum { N = 7, IN = 512, OUT = 4111, LDX = IN + 5, LDY = OUT + 3 };
+
+typedef struct {
+    uint32_t t;
+    void *blocks;
+    float *wf; /* dequantized [OUT, IN] */
+    icl_weight q, f;
+} wcase;
+
+static wcase make_case(uint32_t t)
+{
+    wcase c;
+    size_t nb;
+    char err[256];
+    c.t = t;
+    c.blocks = make_blocks(t, OUT, IN, &nb);
+    c.wf = xmalloc((size_t)OUT * IN * sizeof(float));
+    if (icl_dequantize(t, c.blocks, nb, c.wf, (int64_t)OUT * IN, "w", err, sizeof err))
+        fail_msg("%s", err);
+    c.q = (icl_weight){ICL_WEIGHT_QBLOCK, (int)t, OUT, IN, 0, c.blocks, NULL};
+    c.f = (icl_weight){ICL_WEIGHT_F32, 0, OUT, IN, 0, c.wf, NULL};
+    return c;
+}
+
+static void free_case(wcase *c)
+{
+    free(c->blocks);
+    free(c->wf);
+}
+
+static void table_entry(void **state)
+{
+    (void)state;
+    const icl_weight_ops *k = icl_weight_kernels(ICL_WEIGHT_QBLOCK);
+    assert_non_null(k);
+    assert_string_equal(k->name, "qblock");
+    assert_non_null(k->gemm_forward);
+    assert_non_null(k->rows_forward);
+    assert_non_null(k->input_grad);
+    assert_null(k->weight_grad); /* a quantized base is frozen */
+    assert_non_null(k->dequantize_row);
+}
+
+static void gemm_and_input_grad(void **state)
+{
+    (void)state;
+    const icl_weight_ops *kq = icl_weight_kernels(ICL_WEIGHT_QBLOCK), *kf = icl_weight_kernels(ICL_WEIGHT_F32);
+    icl_set_threads(2);
+    for (size_t ti = 0; ti < NTYPES; ti++) {
+        wcase c = make_case(TYPES[ti]);
+        float *x = rnd((size_t)N * LDX), *y0 = rnd((size_t)N * LDY);
+        float *yq = xmalloc((size_t)N * LDY * sizeof(float)), *yf = xmalloc((size_t)N * LDY * sizeof(float));
+        float *yq2 = xmalloc((size_t)N * LDY * sizeof(float));
+        for (int beta = 0; beta < 2; beta++) {
+            memcpy(yq, y0, (size_t)N * LDY * sizeof(float));
+            memcpy(yf, y0, (size_t)N * LDY * sizeof(float));
+            memcpy(yq2, y0, (size_t)N * LDY * sizeof(float));
+            kq->gemm_forward(&c.q, yq, LDY, x, LDX, N, (float)beta);
+            kq->gemm_forward(&c.q, yq2, LDY, x, LDX, N, (float)beta);
+            kf->gemm_forward(&c.f, yf, LDY, x, LDX, N, (float)beta);
+            double r = max_rel(yq, yf, N, OUT, LDY, LDY);
+            print_message("# %-5s gemm_forward  beta %d: max rel diff %.2e vs float32\n",
+                          icl_ggml_type_name(c.t), beta, r);
+            assert_true(r < 1e-6);
+            assert_memory_equal(yq, yq2, (size_t)N * LDY * sizeof(float)); /* deterministic, pads untouched */
+            for (int i = 0; i < N; i++) /* the stride's padding is not written */
+                for (int j = OUT; j < LDY; j++)
+                    assert_true(yq[i * LDY + j] == y0[i * LDY + j]);
+        }
+        /* input_grad: dx[N, IN] = dy[N, OUT] W + beta dx */
+        float *dy = rnd((size_t)N * LDY), *dx0 = rnd((size_t)N * LDX);
+        float *dxq = xmalloc((size_t)N * LDX * sizeof(float)), *dxf = xmalloc((size_t)N * LDX * sizeof(float));
+        float *dxq2 = xmalloc((size_t)N * LDX * sizeof(float));
+        for (int beta = 0; beta < 2; beta++) {
+            memcpy(dxq, dx0, (size_t)N * LDX * sizeof(float));
+            memcpy(dxf, dx0, (size_t)N * LDX * sizeof(float));
+            memcpy(dxq2, dx0, (size_t)N * LDX * sizeof(float));
+            kq->input_grad(&c.q, dxq, LDX, (float)beta, dy, LDY, N);
+            kq->input_grad(&c.q, dxq2, LDX, (float)beta, dy, LDY, N);
+            kf->input_grad(&c.f, dxf, LDX, (float)beta, dy, LDY, N);
+            double r = max_rel(dxq, dxf, N, IN, LDX, LDX);
+            print_message("# %-5s input_grad    beta %d: max rel diff %.2e vs float32\n",
+                          icl_ggml_type_name(c.t), beta, r);
+            assert_true(r < 1e-5);
+            assert_memory_equal(dxq, dxq2, (size_t)N * LDX * sizeof(float));
+            for (int i = 0; i < N; i++)
+                for (int j = IN; j < LDX; j++)
+                    assert_true(dxq[i * LDX + j] == dx0[i * LDX + j]);
+        }
+        /* dequantize_row */
+        float row[IN];
+        for (int r = 0; r < OUT; r += 1397) {
+            kq->dequantize_row(&c.q, r, row);
+            assert_memory_equal(row, c.wf + (size_t)r * IN, sizeof row);
+        }
+        free(x), free(y0), free(yq), free(yf), free(yq2), free(dy), free(dx0), free(dxq), free(dxf), free(dxq2);
+        free_case(&c);
+    }
+}
+
+static void rows_kernel(void **state)
+{
+    (void)state;
+    const icl_weight_ops *kq = icl_weight_kernels(ICL_WEIGHT_QBLOCK), *kf = icl_weight_kernels(ICL_WEIGHT_F32);
+    for (size_t ti = 0; ti < NTYPES; ti++) {
+        wcase c = make_case(TYPES[ti]);
+        float *x = rnd((size_t)N * LDX), *bias = rnd(OUT), *y0 = rnd((size_t)N * LDY);
+        float *yq = xmalloc((size_t)N * LDY * sizeof(float)), *yf = xmalloc((size_t)N * LDY * sizeof(float));
+        float *y1 = xmalloc((size_t)LDY * sizeof(float));
+        for (int nt = 1; nt <= 2; nt++)
+            for (int beta = 0; beta < 2; beta++) {
+                memcpy(yq, y0, (size_t)N * LDY * sizeof(float));
+                memcpy(yf, y0, (size_t)N * LDY * sizeof(float));
+                kq->rows_forward(&c.q, bias, yq, LDY, x, LDX, N, (float)beta, nt);
+                kf->rows_forward(&c.f, bias, yf, LDY, x, LDX, N, (float)beta, nt);
+                assert_memory_equal(yq, yf, (size_t)N * LDY * sizeof(float));
+                /* row 3 alone gives the same floats */
+                memcpy(y1, y0 + 3 * LDY, (size_t)LDY * sizeof(float));
+                kq->rows_forward(&c.q, bias, y1, LDY, x + 3 * LDX, LDX, 1, (float)beta, nt);
+                assert_memory_equal(y1, yq + 3 * LDY, (size_t)OUT * sizeof(float));
+            }
+        print_message("# %-5s rows_forward: bit-identical to float32 (1, 2 threads, beta 0/1, 1 or %d rows)\n",
+                      icl_ggml_type_name(c.t), N);
+        free(x), free(bias), free(y0), free(yq), free(yf), free(y1);
+        free_case(&c);
+    }
+}
+
+/* icl_linear over QBLOCK with an adapter on columns 100..399 equals the
+ * float32 weight's: output, input gradient and adapter gradients. */
+static void linear_with_adapter(void **state)
+{
+    (void)state;
+    enum { R = 4, AO = 300, OFF = 100 };
+    wcase c = make_case(ICL_GGML_Q4_1);
+    float *A = rnd((size_t)R * IN), *B = rnd((size_t)AO * R), *x = rnd((size_t)N * IN), *dy = rnd((size_t)N * OUT);
+    float *y[2], *dx[2], *dA[2], *dB[2];
+    for (int k = 0; k < 2; k++) {
+        y[k] = xmalloc((size_t)N * OUT * sizeof(float));
+        dx[k] = xmalloc((size_t)N * IN * sizeof(float));
+        dA[k] = xcalloc((size_t)R * IN, sizeof(float));
+        dB[k] = xcalloc((size_t)AO * R, sizeof(float));
+        icl_lora lo = {R, IN, AO, OFF, 0.5f, A, B, dA[k], dB[k]};
+        icl_linear l = {k ? c.f : c.q, NULL, NULL, &lo, 1};
+        float work[2 * N * R];
+        assert_int_equal(icl_linear_work(&l, N), 2 * N * R);
+        icl_linear_forward(&l, y[k], OUT, x, IN, N, 0.0f, ICL_LIN_GEMM, 0, work);
+        icl_linear_backward(&l, dx[k], IN, 0.0f, dy, OUT, x, IN, N, work);
+    }
+    assert_true(max_rel(y[0], y[1], N, OUT, OUT, OUT) < 1e-6);
+    assert_true(max_rel(dx[0], dx[1], N, IN, IN, IN) < 1e-5);
+    assert_memory_equal(dB[0], dB[1], (size_t)AO * R * sizeof(float)); /* dB needs no product with W */
+    assert_true(max_rel(dA[0], dA[1], R, IN, IN, IN) < 1e-6);
+    for (int k = 0; k < 2; k++)
+        free(y[k]), free(dx[k]), free(dA[k]), free(dB[k]);
+    free(A), free(B), free(x), free(dy);
+    free_case(&c);
+}
+
+static void check_errors(void **state)
+{
+    (void)state;
+    char err[256];
+    assert_int_equal(icl_qblock_check(ICL_GGML_Q4_1, 576, err, sizeof err), 0);
+    assert_int_equal(icl_qblock_row_bytes(ICL_GGML_Q4_1, 576), 18 * 20);
+    assert_int_equal(icl_qblock_check(ICL_GGML_Q4_K, 576, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a whole number of Q4_K blocks of 256"));
+    assert_int_equal(icl_qblock_row_bytes(ICL_GGML_Q4_K, 576), 0);
+    assert_int_equal(icl_qblock_check(ICL_GGML_F32, 64, err, sizeof err), -1);
+    assert_non_null(strstr(err, "F32"));
+    assert_int_equal(icl_qblock_check(ICL_GGML_F16, 64, err, sizeof err), -1);
+    assert_int_equal(icl_qblock_check(ICL_GGML_Q8_K, 256, err, sizeof err), -1); /* no dequantizer in icl */
+    assert_int_equal(icl_qblock_check(1000, 256, err, sizeof err), -1);
+    assert_non_null(strstr(err, "(1000)"));
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    icl_qblock_scratch_free();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(table_entry),        cmocka_unit_test(gemm_and_input_grad),
+        cmocka_unit_test(rows_kernel),        cmocka_unit_test(linear_with_adapter),
+        cmocka_unit_test(check_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, teardown);
+}
