@@ -45,6 +45,7 @@ void icl_train_opts_default(icl_train_opts *o)
     o->verbose = 1;
     o->world_size = 1;
     o->lora_alpha = 8;
+    o->lora_dropout = -1; /* not given */
 }
 
 /* ------------------------------------------------------------ the step */
@@ -289,7 +290,7 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--adapter adapts a pretrained model: give -m MODEL_DIR, not --arch");
     if (o->lora_r > 0 && o->arch)
         BAD("LoRA (--lora-r) adapts a pretrained model: give -m MODEL_DIR, not --arch");
-    if (!(o->lora_dropout >= 0 && o->lora_dropout < 1))
+    if (o->lora_dropout != -1 && !(o->lora_dropout >= 0 && o->lora_dropout < 1))
         BAD("--lora-dropout %g: want a probability in [0, 1)", o->lora_dropout);
     if (!isfinite(o->lora_alpha))
         BAD("--lora-alpha must be a finite number");
@@ -440,7 +441,10 @@ static int open_lora(train_run *r)
             return fail(r, "%s", e2);
         }
     }
-    lc->lora_dropout = o->lora_dropout;
+    if (o->lora_dropout >= 0) /* else 0, or --adapter's own as PEFT would train it */
+        lc->lora_dropout = o->lora_dropout;
+    else if (!o->adapter)
+        lc->lora_dropout = 0;
     lc->base_model_name_or_path = base;
     if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2))
         return fail(r, "%s", e2);

@@ -82,6 +82,17 @@ test_expect_success 'resume refuses another --lora-dropout' '
 	test_grep "cannot resume: its adapter_config.json has other r, lora_alpha, lora_dropout" err
 '
 
+test_expect_success '--adapter DIR trains with its lora_dropout unless --lora-dropout is given' '
+	icl-train -q -m "$LLAMA" --adapter la --max-steps 2 --batch-size 4 --lr 1e-2 -o ad1 rand.tok >/dev/null &&
+	icl-train -q -m "$LLAMA" --adapter la --lora-dropout 0.1 --max-steps 2 --batch-size 4 --lr 1e-2 -o ad2 rand.tok >/dev/null &&
+	icl-train -q -m "$LLAMA" --adapter la --lora-dropout 0 --max-steps 2 --batch-size 4 --lr 1e-2 -o ad3 rand.tok >/dev/null &&
+	cmp ad1/adapter_model.safetensors ad2/adapter_model.safetensors &&
+	! cmp -s ad1/adapter_model.safetensors ad3/adapter_model.safetensors &&
+	python3 -c "import json
+d=[json.load(open(f+\"/adapter_config.json\"))[\"lora_dropout\"] for f in (\"ad1\",\"ad2\",\"ad3\")]
+assert d==[0.1,0.1,0.0], d"
+'
+
 test_expect_code 2 '--lora-dropout without --lora-r is a usage error' 'icl-train -m "$LLAMA" -o x --lora-dropout 0.1 rand.tok'
 
 test_done
