@@ -227,12 +227,22 @@ const icl_weight_ops *icl_weight_kernels(icl_weight_type t)
 
 /* ---------------------------------------------------------------- linear maps */
 
-size_t icl_linear_work(const icl_linear *l, int N)
+static int lora_rmax(const icl_linear *l, int *drop_in)
 {
     int r = 0;
-    for (int i = 0; i < l->n_lora; i++)
+    *drop_in = 0;
+    for (int i = 0; i < l->n_lora; i++) {
         r = l->lora[i].r > r ? l->lora[i].r : r;
-    return 2 * (size_t)N * (size_t)r;
+        if (l->lora[i].dropout > 0 && l->lora[i].in > *drop_in)
+            *drop_in = l->lora[i].in;
+    }
+    return r;
+}
+
+size_t icl_linear_work(const icl_linear *l, int N)
+{
+    int din, r = lora_rmax(l, &din);
+    return (2 * (size_t)r + (size_t)din) * (size_t)N;
 }
 
 /* y[N, out] += b */
@@ -271,6 +281,32 @@ static void lora_down(const icl_lora *a, float *xa, const float *x, long ldx, in
     icl_gemm(N, a->r, a->in, 1.0f, x, ldx, 1, a->A, 1, a->in, 0.0f, xa, a->r, 1, 0);
 }
 
+/* Dropout of an adapter's input (linear.h): dst[i, j] = keep(i, j) src[i, j]
+ * / (1 - p), or dst += that when acc (the backward's masked dx).  keep:
+ * the top 32 bits of splitmix64's finalizer of key + (i in + j) golden
+ * are at least p 2^32. */
+static void lora_dropout(const icl_lora *a, float *dst, long ldd, const float *src, long lds, int N, int acc)
+{
+    uint64_t thr = (uint64_t)((double)a->dropout * 4294967296.0);
+    float s = 1.0f / (1.0f - a->dropout);
+    int in = a->in;
+#pragma omp parallel for schedule(static) if ((long)N * in >= ICL_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        float *d = dst + (long)i * ldd;
+        const float *x = src + (long)i * lds;
+        uint64_t base = (uint64_t)i * (uint64_t)in;
+#pragma omp simd
+        for (int j = 0; j < in; j++) {
+            uint64_t z = a->key + (base + (uint64_t)j + 1) * 0x9e3779b97f4a7c15ull;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            z ^= z >> 31;
+            float v = (z >> 32) >= thr ? x[j] * s : 0.0f;
+            d[j] = acc ? d[j] + v : v;
+        }
+    }
+}
+
 void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
                         icl_lin_kernel kernel, int nthreads, float *work)
 {
@@ -282,10 +318,19 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
         if (l->b)
             add_bias(y, ldy, l->b, N, l->w.out);
     }
+    int din, rmax = lora_rmax(l, &din);
+    float *xd = din ? work + 2 * (size_t)N * rmax : NULL; /* [N, in]: the dropped input */
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
+        const float *xs = x;
+        long lds = ldx;
+        if (a->dropout > 0) {
+            lora_dropout(a, xd, a->in, x, ldx, N, 0);
+            xs = xd;
+            lds = a->in;
+        }
         /* y[:, off:off+out] += scale * xa B^T, B [out, r] */
-        lora_down(a, work, x, ldx, N);
+        lora_down(a, work, xs, lds, N);
         icl_gemm(N, a->out, a->r, a->scale, work, a->r, 1, a->B, 1, a->r, 1.0f, y + a->out_off, ldy, 1, 0);
     }
 }
@@ -300,12 +345,20 @@ void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_d
         k->weight_grad(&l->w, dy, lddy, x, ldx, N);
     if (l->db)
         colsum_acc(l->db, dy, lddy, N, l->w.out);
+    int din, rmax = lora_rmax(l, &din);
+    float *xd = din ? work + 2 * (size_t)N * rmax : NULL; /* [N, in]: the dropped input, then t A */
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
-        const float *dys = dy + a->out_off;
+        const float *dys = dy + a->out_off, *xs = x;
+        long lds = ldx;
         float *xa = work, *t = work + (size_t)N * a->r;
+        if (a->dropout > 0 && (a->dA || a->dB)) {
+            lora_dropout(a, xd, a->in, x, ldx, N, 0);
+            xs = xd;
+            lds = a->in;
+        }
         if (a->dB) { /* dB [out, r] += scale * dys^T xa */
-            lora_down(a, xa, x, ldx, N);
+            lora_down(a, xa, xs, lds, N);
             icl_gemm(a->out, a->r, N, a->scale, dys, 1, lddy, xa, a->r, 1, 1.0f, a->dB, a->r, 1, 0);
         }
         if (!a->dA && !dx)
@@ -313,8 +366,12 @@ void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_d
         /* t [N, r] = scale * dys B */
         icl_gemm(N, a->r, a->out, a->scale, dys, lddy, 1, a->B, a->r, 1, 0.0f, t, a->r, 1, 0);
         if (a->dA) /* dA [r, in] += t^T x */
-            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, x, ldx, 1, 1.0f, a->dA, a->in, 1, 0);
-        if (dx) /* dx += t A */
+            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, xs, lds, 1, 1.0f, a->dA, a->in, 1, 0);
+        if (dx && a->dropout > 0) { /* dx += mask (t A) / (1 - p) */
+            icl_gemm(N, a->in, a->r, 1.0f, t, a->r, 1, a->A, a->in, 1, 0.0f, xd, a->in, 1, 0);
+            lora_dropout(a, dx, lddx, xd, a->in, N, 1);
+        } else if (dx) { /* dx += t A */
             icl_gemm(N, a->in, a->r, 1.0f, t, a->r, 1, a->A, a->in, 1, 1.0f, dx, lddx, 1, 0);
+        }
     }
 }

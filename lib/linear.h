@@ -21,7 +21,14 @@
  * columns, A [r, in], B [out, r], scale = lora_alpha / r as PEFT's default.
  * Several adapters on one linear cover a fused product (Llama's q|k|v
  * stacked weight: q_proj and v_proj adapters at their column offsets).
- * PEFT's lora_dropout is not applied (dropout 0).
+ * PEFT's lora_dropout: an adapter with dropout p > 0 sees dropout(x) =
+ * x * keep / (1 - p) (inverted dropout, as torch.nn.Dropout in training),
+ * the base product x undropped: y = x W^T + b + scale (dropout(x) A^T) B^T,
+ * as PEFT's lora.Linear.forward.  keep is a function of (key, element):
+ * element (i, j) of x [N, in] is dropped when the top 32 bits of a
+ * splitmix64 hash of (key, i in + j) are below p 2^32, so the backward
+ * (which applies the same mask to dx) and any recomputation reproduce it
+ * without storing it, whatever the thread count.
  *
  * Backward ACCUMULATES (+=) into weight, bias and adapter gradients, and
  * OVERWRITES (beta_dx 0) or accumulates (1) the input gradient.  A NULL
@@ -36,6 +43,7 @@
 #define ICL_LINEAR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Storage types of weights.  F32 and QBLOCK have kernels; BF16 is the slot
  * the bf16 issue fills (icl_weight_kernels returns NULL for a type without
@@ -84,14 +92,17 @@ typedef struct {
 const icl_weight_ops *icl_weight_kernels(icl_weight_type t);
 
 /* One low-rank adapter on a linear: y[:, out_off : out_off+out] +=
- * scale * (x A^T) B^T.  A [r, in] and B [out, r] row-major (PEFT's
+ * scale * (dropout(x) A^T) B^T.  A [r, in] and B [out, r] row-major (PEFT's
  * lora_A.weight and lora_B.weight); dA, dB their gradients (+=) or NULL
- * (frozen).  Not owned. */
+ * (frozen).  dropout in [0, 1) with the mask's key (see the top of this
+ * file); 0: dropout(x) = x.  Not owned. */
 typedef struct {
     int r, in, out, out_off;
     float scale;
     const float *A, *B;
     float *dA, *dB;
+    float dropout;
+    uint64_t key;
 } icl_lora;
 
 /* A linear map: weight, optional bias [out] and its gradient, and n_lora
@@ -105,7 +116,7 @@ typedef struct {
 } icl_linear;
 
 /* Scratch floats icl_linear_forward / _backward need for N rows: 2 N r_max
- * with adapters, 0 without. */
+ * with adapters, plus N in when one of them has dropout; 0 without. */
 size_t icl_linear_work(const icl_linear *l, int N);
 
 /* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W^T + b, plus the
@@ -119,7 +130,9 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
  * input x:  dx[N, in] = dy W (+ beta_dx * dx; dx NULL skips it, adapters
  * included) plus each adapter's scale (dy B) A;  dW += dy^T x when
  * w.grad;  db += column sums of dy when db;  dB += scale dy^T (x A^T) and
- * dA += scale (dy B)^T x when given.  work as for the forward. */
+ * dA += scale (dy B)^T x when given.  With an adapter's dropout, x is
+ * dropout(x) in its dA and dB and its part of dx is masked and scaled by
+ * the same mask (keep / (1 - p)).  work as for the forward. */
 void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
                          const float *x, long ldx, int N, float *work);
 

@@ -32,10 +32,6 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
         icl_seterr(err, errsz, "LoRA dropout %g is not in [0, 1)", c->lora_dropout);
         return NULL;
     }
-    if (c->lora_dropout > 0) {
-        icl_seterr(err, errsz, "LoRA dropout %g: only 0 is implemented", c->lora_dropout);
-        return NULL;
-    }
     const char *all[8];
     int n = 0;
     icl_lora_config tmp = {0};
@@ -48,6 +44,8 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
             all[i] = tmp.target_modules[i];
         targets = all;
     }
+    if (icl_model_set_lora_dropout(m, (float)c->lora_dropout, err, errsz))
+        return NULL;
     icl_model_freeze_base(m);
     icl_param_set *s = icl_model_add_lora(m, targets, n, c->r, (float)c->lora_alpha, seed, err, errsz);
     icl_lora_config_free(&tmp);

@@ -66,8 +66,9 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
 
 /* Freeze the base of m and add the trainable set "lora" of c's adapters
  * (icl_model_add_lora, A Kaiming-uniform as PEFT, B = 0, deterministic in
- * seed) with scale icl_lora_scale(c) and dropout c->lora_dropout.  Returns
- * the set (owned by m) or NULL with err. */
+ * seed) with scale icl_lora_scale(c) and dropout c->lora_dropout
+ * (icl_model_set_lora_dropout: training forwards only).  Returns the set
+ * (owned by m) or NULL with err. */
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
 
 /* Read the adapter weights of m's "lora" set from path (an

@@ -383,6 +383,23 @@ void icl_model_freeze_base(icl_model *m)
     set_free_state(&m->base);
 }
 
+void icl_model_set_gradient_checkpointing(icl_model *m, int on)
+{
+    m->gradient_checkpointing = on != 0; /* the next forward lays out its activations so */
+}
+
+int icl_model_set_lora_dropout(icl_model *m, float p, char *err, size_t errsz)
+{
+    if (!(p >= 0 && p < 1)) {
+        icl_seterr(err, errsz, "LoRA dropout %g is not in [0, 1)", (double)p);
+        return -1;
+    }
+    m->lora_dropout = p;
+    return 0;
+}
+
+void icl_model_set_dropout_key(icl_model *m, uint64_t key) { m->dropout_key = key; }
+
 static void set_free(icl_param_set *s)
 {
     set_free_state(s);
@@ -514,7 +531,7 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
             int p = site[i].proj;
             ll->lora[p] = xreallocarray(ll->lora[p], (size_t)ll->n[p] + 1, sizeof *ll->lora[p]);
             ll->lora[p][ll->n[p]++] = (icl_lora){r, site[i].in, site[i].out, site[i].out_off, alpha / (float)r, A,
-                                                 set->params + vb->offset, NULL, NULL};
+                                                 set->params + vb->offset, NULL, NULL, 0.0f, 0};
         }
     }
     m->sets = xreallocarray(m->sets, (size_t)m->n_sets + 1, sizeof *m->sets);
@@ -825,7 +842,12 @@ struct icl_acts {
     int fused;           /* last forward fused the head backward */
     long ntarg;
     size_t cur_n;        /* B * T of the last forward */
-    float *slab;         /* one allocation for everything */
+    float *slab;         /* one allocation for everything, 64-byte aligned */
+    void *slab_raw;      /* as allocated */
+    size_t slab_n;       /* its floats (buffers rounded up to 16 floats each) */
+    int ckpt;            /* gradient checkpointing layout: one set of layer buffers */
+    float drop_p;        /* LoRA dropout of the last forward (0: none, or not training) */
+    uint64_t drop_key;   /* and its key */
     float *lwork;        /* adapters' scratch (icl_linear_work), lwork_n floats */
     size_t lwork_n;
 };
@@ -835,7 +857,7 @@ static void acts_free(icl_acts *a)
     if (!a)
         return;
     free(a->x);
-    free(a->slab);
+    free(a->slab_raw);
     free(a->pos);
     free(a->trow);
     free(a->tlab);
@@ -852,10 +874,24 @@ static void dims(const icl_config *c, long *Dqkv, long *Dup, long *Datt)
     *Dup = c->arch == ICL_ARCH_LLAMA ? 2L * c->intermediate_size : c->intermediate_size;
 }
 
+/* Floats [*off, *off + n) of the slab (NULL while counting), every buffer
+ * starting on 64 bytes: with or without checkpointing a buffer has the same
+ * alignment, so vectorised loops split their work the same way. */
+static float *take(float *slab, size_t *off, size_t n)
+{
+    size_t o = *off;
+    *off += (n + 15) & ~(size_t)15;
+    return slab ? slab + o : NULL;
+}
+
+/* The activations for a B x T batch (kept while large enough).  Layout
+ * (model.h "Memory"): x[0..L] always; the per-layer buffers once per layer,
+ * or once for all layers with gradient checkpointing. */
 static icl_acts *acts_get(icl_model *m, int B, int T)
 {
     icl_acts *a = m->acts;
-    if (a && a->N >= (size_t)B * T && a->T >= T) {
+    int ckpt = m->gradient_checkpointing != 0;
+    if (a && a->N >= (size_t)B * T && a->T >= T && a->ckpt == ckpt) {
         a->B = B;
         return a;
     }
@@ -866,16 +902,13 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
     size_t H = c->num_attention_heads, half = c->head_dim / 2;
-    size_t per = N * (2 * C + 4 + Dqkv + (size_t)Datt + C + Dup + I) + H * N;
-    size_t total = (size_t)(L + 1) * N * C + L * per + N * (C + 2) + 2 * N * half + N * C +
-                   N * (2 * C + Dqkv + Datt + Dup + I) + (T < HEAD_ROWS ? (size_t)T : HEAD_ROWS) * (C + V);
     size_t hr = T < HEAD_ROWS ? (size_t)T : HEAD_ROWS;
     a = xcalloc(1, sizeof *a);
     a->hrows = (int)hr;
     a->B = B;
     a->T = T;
     a->N = N;
-    a->slab = xmalloc(total * sizeof(float));
+    a->ckpt = ckpt;
     a->x = xmalloc((size_t)(13 * L + 1) * sizeof(float *));
     float **pp = a->x + L + 1;
     a->ln1 = pp; pp += L;
@@ -890,39 +923,54 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     a->res2 = pp; pp += L;
     a->up = pp; pp += L;
     a->act = pp; pp += L;
-    float *s = a->slab;
-#define TAKE(n) (s += (n), s - (n))
-    for (int l = 0; l <= L; l++)
-        a->x[l] = TAKE(N * C);
-    for (int l = 0; l < L; l++) {
-        a->ln1[l] = TAKE(N * C);
-        a->ln2[l] = TAKE(N * C);
-        a->m1[l] = TAKE(N);
-        a->r1[l] = TAKE(N);
-        a->m2[l] = TAKE(N);
-        a->r2[l] = TAKE(N);
-        a->qkv[l] = TAKE(N * Dqkv);
-        a->lse[l] = TAKE(H * N);
-        a->att[l] = TAKE(N * Datt);
-        a->res2[l] = TAKE(N * C);
-        a->up[l] = TAKE(N * Dup);
-        a->act[l] = TAKE(N * I);
-    }
-    a->lnf = TAKE(N * C);
-    a->mf = TAKE(N);
-    a->rf = TAKE(N);
-    a->cos = TAKE(N * half);
-    a->sin = TAKE(N * half);
-    a->dlnf = TAKE(N * C);
-    a->dres = TAKE(N * C);
-    a->dtmp = TAKE(N * C);
-    a->dqkv = TAKE(N * Dqkv);
-    a->datt = TAKE(N * Datt);
-    a->dup = TAKE(N * Dup);
-    a->dact = TAKE(N * I);
-    a->hbuf = TAKE(hr * C);
-    a->lbuf = TAKE(hr * V);
+    /* pass 0 counts, pass 1 points into the slab */
+    for (int pass = 0; pass < 2; pass++) {
+        float *s = NULL;
+        size_t off = 0;
+        if (pass) {
+            a->slab_raw = xmalloc(a->slab_n * sizeof(float) + 64);
+            s = a->slab = (float *)(((uintptr_t)a->slab_raw + 63) & ~(uintptr_t)63);
+        }
+#define TAKE(n) take(s, &off, (n))
+        for (int l = 0; l <= L; l++)
+            a->x[l] = TAKE(N * C);
+        for (int l = 0; l < L; l++) {
+            if (ckpt && l > 0) { /* every layer uses layer 0's buffers */
+                a->ln1[l] = a->ln1[0], a->ln2[l] = a->ln2[0], a->m1[l] = a->m1[0], a->r1[l] = a->r1[0];
+                a->m2[l] = a->m2[0], a->r2[l] = a->r2[0], a->qkv[l] = a->qkv[0], a->lse[l] = a->lse[0];
+                a->att[l] = a->att[0], a->res2[l] = a->res2[0], a->up[l] = a->up[0], a->act[l] = a->act[0];
+                continue;
+            }
+            a->ln1[l] = TAKE(N * C);
+            a->ln2[l] = TAKE(N * C);
+            a->m1[l] = TAKE(N);
+            a->r1[l] = TAKE(N);
+            a->m2[l] = TAKE(N);
+            a->r2[l] = TAKE(N);
+            a->qkv[l] = TAKE(N * Dqkv);
+            a->lse[l] = TAKE(H * N);
+            a->att[l] = TAKE(N * Datt);
+            a->res2[l] = TAKE(N * C);
+            a->up[l] = TAKE(N * Dup);
+            a->act[l] = TAKE(N * I);
+        }
+        a->lnf = TAKE(N * C);
+        a->mf = TAKE(N);
+        a->rf = TAKE(N);
+        a->cos = TAKE(N * half);
+        a->sin = TAKE(N * half);
+        a->dlnf = TAKE(N * C);
+        a->dres = TAKE(N * C);
+        a->dtmp = TAKE(N * C);
+        a->dqkv = TAKE(N * Dqkv);
+        a->datt = TAKE(N * Datt);
+        a->dup = TAKE(N * Dup);
+        a->dact = TAKE(N * I);
+        a->hbuf = TAKE(hr * C);
+        a->lbuf = TAKE(hr * V);
 #undef TAKE
+        a->slab_n = off;
+    }
     a->pos = xmalloc(N * sizeof(int32_t));
     a->trow = xmalloc(N * sizeof(int32_t));
     a->tlab = xmalloc(N * sizeof(int32_t));
@@ -1112,10 +1160,38 @@ typedef struct {
     icl_lin_kernel kernel;  /* GEMM: batch and prefill; ROWS: decode steps */
     int nt, att_nt;         /* ROWS: threads of the products and of the attention */
     float *work;            /* adapters' scratch: icl_linear_work of the widest adapter for N rows */
+    float drop_p;           /* LoRA dropout of a training pass (0: none) */
+    uint64_t drop_key;      /* its masks' key (icl_model_set_dropout_key) */
 } layer_ctx;
 
+/* The key of adapter i of projection p of layer l from the pass's key. */
+static uint64_t adapter_key(uint64_t key, int l, int p, int i)
+{
+    uint64_t s = key ^ (((uint64_t)l * ICL_NPROJ + (uint64_t)p) * 8 + (uint64_t)i + 1) * 0xd1b54a32d192ed03ull;
+    return splitmix(&s);
+}
+
+/* lin(m, l, p) in the pass cx: during training with LoRA dropout its
+ * adapters are copies in tmp[4] (q|k|v: at most 3) with the dropout and
+ * each one's mask key. */
+static icl_linear lin_cx(const icl_model *m, int l, int p, const layer_ctx *cx, icl_lora *tmp)
+{
+    icl_linear L = lin(m, l, p);
+    if (cx->drop_p > 0 && L.n_lora > 0 && L.n_lora <= 4) {
+        for (int i = 0; i < L.n_lora; i++) {
+            tmp[i] = L.lora[i];
+            tmp[i].dropout = cx->drop_p;
+            tmp[i].key = adapter_key(cx->drop_key, l, p, i);
+        }
+        L.lora = tmp;
+    }
+    return L;
+}
+
 /* One layer's buffers.  The forward of a batch keeps them per layer for the
- * backward; decoding reuses one set in place (x_in == res2 == x_out). */
+ * backward (with gradient checkpointing all layers share one set, which
+ * the backward refills from x_in); decoding reuses one set in place
+ * (x_in == res2 == x_out). */
 typedef struct {
     float *x_in;      /* [N, C] block input (residual stream) */
     float *ln1, *ln2; /* [N, C] normalised inputs of attention and MLP */
@@ -1126,7 +1202,7 @@ typedef struct {
     float *res2;      /* [N, C] x_in + attention */
     float *up;        /* [N, Dup] gate|up (Llama) or c_fc output (GPT-2) */
     float *act;       /* [N, I] after SwiGLU / GELU */
-    float *x_out;     /* [N, C] block output */
+    float *x_out;     /* [N, C] block output; NULL: stop once act is made (a recomputation) */
 } layer_bufs;
 
 static layer_bufs batch_bufs(const icl_acts *a, int l)
@@ -1214,8 +1290,9 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
     int H = c->num_attention_heads, KV = c->num_key_value_heads, hd = c->head_dim;
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
+    icl_lora tmp[4];
     norm_fwd(m, a->ln1, a->m1, a->r1, a->x_in, P(m, o->ln1_w), P(m, o->ln1_b), N);
-    icl_linear L = lin(m, l, ICL_PROJ_QKV);
+    icl_linear L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp);
     icl_linear_forward(&L, a->qkv, Dqkv, a->ln1, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
     if (!g2) {
         icl_rope_apply(a->qkv, Dqkv, N, H, hd, cx->cos, cx->sin, 0);
@@ -1239,18 +1316,20 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
     }
     if (a->res2 != a->x_in)
         memcpy(a->res2, a->x_in, (size_t)N * C * sizeof(float));
-    L = lin(m, l, ICL_PROJ_O);
+    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp);
     icl_linear_forward(&L, a->res2, C, a->att, Datt, N, 1.0f, cx->kernel, cx->nt, cx->work);
     norm_fwd(m, a->ln2, a->m2, a->r2, a->res2, P(m, o->ln2_w), P(m, o->ln2_b), N);
-    L = lin(m, l, ICL_PROJ_UP);
+    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp);
     icl_linear_forward(&L, a->up, Dup, a->ln2, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
     if (g2)
         icl_gelu_forward(a->act, a->up, (size_t)N * I);
     else
         icl_swiglu_forward(a->act, a->up, Dup, N, I);
+    if (!a->x_out) /* a recomputation for the backward: act is all it needs */
+        return;
     if (a->x_out != a->res2)
         memcpy(a->x_out, a->res2, (size_t)N * C * sizeof(float));
-    L = lin(m, l, ICL_PROJ_DOWN);
+    L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp);
     icl_linear_forward(&L, a->x_out, C, a->act, I, N, 1.0f, cx->kernel, cx->nt, cx->work);
 }
 
@@ -1265,18 +1344,19 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
     int H = c->num_attention_heads, KV = c->num_key_value_heads, hd = c->head_dim;
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
+    icl_lora tmp[4];
     /* MLP: dact = dres Wdown; dup; dln2 = dup Wup; dres += norm'(dln2) */
-    icl_linear L = lin(m, l, ICL_PROJ_DOWN);
+    icl_linear L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp);
     icl_linear_backward(&L, d->dact, I, 0.0f, d->dres, C, a->act, I, N, cx->work);
     if (g2)
         icl_gelu_backward(d->dup, d->dact, a->up, (size_t)N * I);
     else
         icl_swiglu_backward(d->dup, Dup, d->dact, a->up, Dup, N, I);
-    L = lin(m, l, ICL_PROJ_UP);
+    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp);
     icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dup, Dup, a->ln2, C, N, cx->work);
     norm_bwd(m, d->dres, G(m, o->ln2_w), G(m, o->ln2_b), d->dtmp, a->res2, P(m, o->ln2_w), a->m2, a->r2, N);
     /* attention: datt = dres Wo; dqkv (flash-style recompute); inverse rotary; dres += norm'(dqkv Wqkv) */
-    L = lin(m, l, ICL_PROJ_O);
+    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp);
     icl_linear_backward(&L, d->datt, Datt, 0.0f, d->dres, C, a->att, Datt, N, cx->work);
     icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
                          1.0f / sqrtf((float)hd)};
@@ -1285,7 +1365,7 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
         icl_rope_apply(d->dqkv, Dqkv, N, H, hd, cx->cos, cx->sin, 1);
         icl_rope_apply(d->dqkv + Datt, Dqkv, N, KV, hd, cx->cos, cx->sin, 1);
     }
-    L = lin(m, l, ICL_PROJ_QKV);
+    L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp);
     icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dqkv, Dqkv, a->ln1, C, N, cx->work);
     norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
 }
@@ -1331,6 +1411,13 @@ static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, i
 static float *lwork_get(icl_acts *a, const icl_model *m, int N)
 {
     size_t need = 2 * (size_t)N * (size_t)lora_rmax(m);
+    if (m->lora && m->lora_dropout > 0) { /* the dropped input [N, in] of the widest adapter input */
+        const icl_config *c = &m->cfg;
+        size_t w = (size_t)c->hidden_size, att = (size_t)c->num_attention_heads * c->head_dim;
+        w = att > w ? att : w;
+        w = (size_t)c->intermediate_size > w ? (size_t)c->intermediate_size : w;
+        need += (size_t)N * w;
+    }
     if (need > a->lwork_n) {
         free(a->lwork);
         a->lwork = xmalloc(need * sizeof(float));
@@ -1339,10 +1426,11 @@ static float *lwork_get(icl_acts *a, const icl_model *m, int N)
     return a->lwork;
 }
 
-/* The batch's layer context (rotary tables of a must be filled). */
+/* The batch's layer context (rotary tables of a must be filled), with the
+ * LoRA dropout the forward chose (a->drop_p, a->drop_key). */
 static layer_ctx batch_ctx(const icl_acts *a, const icl_batch *b)
 {
-    layer_ctx cx = {b->B * b->T, b, NULL, 0, 0, a->cos, a->sin, ICL_LIN_GEMM, 0, 0, a->lwork};
+    layer_ctx cx = {b->B * b->T, b, NULL, 0, 0, a->cos, a->sin, ICL_LIN_GEMM, 0, 0, a->lwork, a->drop_p, a->drop_key};
     return cx;
 }
 
@@ -1401,6 +1489,9 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
         icl_rope_tables(a->cos, a->sin, a->pos, N, c->head_dim, &rp);
     }
     embed_forward(m, a->x[0], b->ids, a->pos, N);
+    /* LoRA dropout in training passes only; the backward uses the same */
+    a->drop_p = loss_scale != 0 && m->lora ? m->lora_dropout : 0.0f;
+    a->drop_key = m->dropout_key;
     layer_ctx cx = batch_ctx(a, b);
     for (int l = 0; l < L; l++) {
         layer_bufs lb = batch_bufs(a, l);
@@ -1462,6 +1553,12 @@ int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz
     layer_ctx cx = batch_ctx(a, b);
     for (int l = L - 1; l >= lmin; l--) {
         layer_bufs lb = batch_bufs(a, l);
+        if (a->ckpt && l < L - 1) {
+            /* checkpointing: the layer's activations again, from its input
+             * (the top layer's are still there from the forward) */
+            lb.x_out = NULL;
+            layer_forward(m, l, &cx, &lb);
+        }
         layer_backward(m, l, &cx, &lb, a);
     }
     if (G(m, m->embed))
@@ -1556,7 +1653,7 @@ int icl_model_decode(icl_model *m, icl_kv_cache *kc, const int32_t *ids, int n, 
             icl_seterr(err, errsz, "token id %d is not below vocab_size %d", ids[i], V);
             return -1;
         }
-    layer_ctx cx = {n, NULL, &kc, 1, n, NULL, NULL, ICL_LIN_GEMM, 0, 0, NULL};
+    layer_ctx cx = {n, NULL, &kc, 1, n, NULL, NULL, ICL_LIN_GEMM, 0, 0, NULL, 0.0f, 0}; /* never dropout */
     decode_rows(m, &cx, ids, logits, all_logits);
     return 0;
 }
@@ -1592,7 +1689,7 @@ int icl_model_step(icl_model *m, icl_kv_cache *const *caches, const int32_t *ids
     int nt = omp_get_max_threads(),
         att_nt = (double)B * c->num_attention_heads * maxlen * c->head_dim > 262144.0 ? nt : 1;
     omp_set_num_threads(1);
-    layer_ctx cx = {B, NULL, caches, B, 1, NULL, NULL, ICL_LIN_ROWS, nt, att_nt, NULL};
+    layer_ctx cx = {B, NULL, caches, B, 1, NULL, NULL, ICL_LIN_ROWS, nt, att_nt, NULL, 0.0f, 0}; /* never dropout */
     decode_rows(m, &cx, ids, logits, 1);
     omp_set_num_threads(nt);
     return 0;

@@ -37,9 +37,37 @@
  * against its logits, loss and gradients), including HF's padding_idx: for
  * Llama/Qwen2, lookups of pad_token_id give that embedding row no gradient.
  *
- * Memory: the forward keeps about (7C + Dqkv + 3I + 8) floats per token per
- * layer for the backward (Dqkv = (H + 2 KV) hd), plus min(T, 256) x V floats
- * for the loss head; nothing of size [B, T, V] unless asked for logits.
+ * Memory (floats per token of a batch; C hidden_size, I intermediate_size,
+ * H heads, hd head_dim, Datt = H hd, Dqkv = (H + 2 KV) hd, Dup = 2I for
+ * Llama/Qwen2 and I for GPT-2, L layers).  One layer's activations kept
+ * for its backward (ln1, ln2, res2 [C]; qkv [Dqkv]; att [Datt]; up [Dup];
+ * act [I]; lse [H]; four norm statistics):
+ *     A = 3C + Dqkv + Datt + Dup + I + H + 4
+ * and the residual stream x [C] entering each layer (and leaving the last).
+ * The forward keeps
+ *     L A + (L + 1) C     without gradient checkpointing,
+ *       A + (L + 1) C     with it (the layers' inputs and one set of layer
+ *                         buffers, reused by every layer),
+ * so checkpointing saves (L - 1) A floats per token: SmolLM2-135M (C 576,
+ * I 1536, H 9, KV 3, hd 64, L 30) has A = 7885 floats, 31.5 KB per token
+ * per layer: 1.87 GB of its 2.08 GB of activations at batch 8 x 256.  Both
+ * add the final norm (C + 2), rotary tables (hd), the backward's scratch
+ * (3C + Dqkv + Datt + Dup + I: dres, dtmp, dlnf, dqkv, datt, dup, dact),
+ * the adapters' scratch (2 r_max; plus max(C, Datt, I) with LoRA dropout)
+ * and min(T, 256) x (C + V) floats for the loss head; nothing of size
+ * [B, T, V] unless asked for logits.
+ *
+ * Gradient checkpointing (icl_model_set_gradient_checkpointing; as
+ * transformers' gradient_checkpointing_enable, Chen et al. 2016, "Training
+ * Deep Nets with Sublinear Memory Cost"): the forward keeps only each
+ * layer's input; the backward recomputes a layer's activations from it,
+ * layer by layer from the top (the top layer's are still there from the
+ * forward), with the same code on the same inputs, so losses, gradients
+ * and trained weights are bit-identical with and without it (same thread
+ * count).  Cost: one more forward of every layer but the top one, without
+ * its down projection: about a third more FLOPs for a full fine-tune
+ * (forward 2, backward 4 per weight and token), about a half with a frozen
+ * base (its backward has no weight-gradient products).
  *
  * Threads: set once with icl_set_threads (BLIS and OpenMP share the count).
  * Results are bit-identical for the same inputs and thread count.
@@ -121,6 +149,9 @@ typedef struct {
     void *qdata;
     size_t qbytes;
     icl_acts *acts;       /* activations of the last forward (internal) */
+    int gradient_checkpointing; /* icl_model_set_gradient_checkpointing */
+    float lora_dropout;   /* icl_model_set_lora_dropout (0: none) */
+    uint64_t dropout_key; /* icl_model_set_dropout_key */
     char err[256];        /* why the last icl_model_forward returned NAN */
 } icl_model;
 
@@ -230,6 +261,26 @@ int icl_model_trainable(icl_model *m, icl_param_set **out, int max);
  * projection, r < 1, adapters already present). */
 icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
                                   uint64_t seed, char *err, size_t errsz);
+
+/* Gradient checkpointing on (nonzero) or off (0) from the next forward on
+ * (see the top of this file: the forward keeps only each layer's input,
+ * the backward recomputes the rest).  Results do not change, bit for bit. */
+void icl_model_set_gradient_checkpointing(icl_model *m, int on);
+
+/* LoRA dropout (PEFT's lora_dropout): in training forwards (loss_scale != 0)
+ * and their backward, each adapter's input is x * keep / (1 - p), the base
+ * product still sees x: y = x W^T + b + scale B A (dropout(x)).  Evaluation
+ * (loss_scale 0), icl_model_decode and icl_model_step never drop.  The
+ * masks are a function of the key (icl_model_set_dropout_key), the adapter
+ * (layer, projection, index) and the element (row of the batch, column), so
+ * the backward, a recomputation under gradient checkpointing and a resumed
+ * run see the same ones; p 0 gives results bit-identical to no dropout.
+ * 0 ok; -1 with err when p is not in [0, 1). */
+int icl_model_set_lora_dropout(icl_model *m, float p, char *err, size_t errsz);
+/* The key of the dropout masks of the next training forwards (their
+ * backward uses its forward's); a trainer gives each micro-batch its own
+ * (trainer.h). */
+void icl_model_set_dropout_key(icl_model *m, uint64_t key);
 
 /* Check a batch against the model (ids in range, positions in range, sizes).
  * 0 ok, -1 with err.  icl_model_forward returns NAN on a batch this rejects. */

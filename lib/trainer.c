@@ -45,9 +45,23 @@ void icl_train_opts_default(icl_train_opts *o)
     o->verbose = 1;
     o->world_size = 1;
     o->lora_alpha = 8;
+    o->lora_dropout = -1; /* not given */
 }
 
 /* ------------------------------------------------------------ the step */
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+uint64_t icl_dropout_key(uint64_t seed, long t, long k)
+{
+    return mix64(mix64(mix64(seed) ^ (uint64_t)t) ^ (uint64_t)k);
+}
 
 int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, double lr, long t,
                    const icl_step_opts *o, icl_step_result *r, char *err, size_t errsz)
@@ -72,6 +86,8 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
         if (o->stop && *o->stop)
             return 1;
         long nt = 0;
+        int ws = o->world_size > 0 ? o->world_size : 1;
+        icl_model_set_dropout_key(m, icl_dropout_key(o->seed, t, (long)k * ws + o->rank));
         r->loss_sum += icl_model_forward(m, &mb[k], NULL, (float)(1.0 / (double)n_targets), &nt);
         r->n_targets += nt;
         if (icl_model_backward(m, &mb[k], err, errsz))
@@ -274,7 +290,7 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--adapter adapts a pretrained model: give -m MODEL_DIR, not --arch");
     if (o->lora_r > 0 && o->arch)
         BAD("LoRA (--lora-r) adapts a pretrained model: give -m MODEL_DIR, not --arch");
-    if (!(o->lora_dropout >= 0 && o->lora_dropout < 1))
+    if (o->lora_dropout != -1 && !(o->lora_dropout >= 0 && o->lora_dropout < 1))
         BAD("--lora-dropout %g: want a probability in [0, 1)", o->lora_dropout);
     if (!isfinite(o->lora_alpha))
         BAD("--lora-alpha must be a finite number");
@@ -434,7 +450,10 @@ static int open_lora(train_run *r)
             return fail(r, "%s", e2);
         }
     }
-    lc->lora_dropout = o->lora_dropout;
+    if (o->lora_dropout >= 0) /* else 0, or --adapter's own as PEFT would train it */
+        lc->lora_dropout = o->lora_dropout;
+    else if (!o->adapter)
+        lc->lora_dropout = 0;
     lc->base_model_name_or_path = base;
     if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2))
         return fail(r, "%s", e2);
@@ -443,13 +462,13 @@ static int open_lora(train_run *r)
         if (icl_lora_read_config(r->ckpt, &cc, e2, sizeof e2))
             return fail(r, "%s", e2);
         int same = cc.r == lc->r && cc.lora_alpha == lc->lora_alpha && cc.use_rslora == lc->use_rslora &&
-                   cc.n_targets == lc->n_targets;
+                   cc.lora_dropout == lc->lora_dropout && cc.n_targets == lc->n_targets;
         for (int i = 0; same && i < cc.n_targets; i++)
             same = !strcmp(cc.target_modules[i], lc->target_modules[i]);
         icl_lora_config_free(&cc);
         if (!same)
-            return fail(r, "%s: cannot resume: its adapter_config.json has other r, lora_alpha, use_rslora or "
-                           "target_modules than these options",
+            return fail(r, "%s: cannot resume: its adapter_config.json has other r, lora_alpha, lora_dropout, "
+                           "use_rslora or target_modules than these options",
                         r->ckpt);
         if (icl_lora_load_weights(r->m, r->ckpt, e2, sizeof e2))
             return fail(r, "%s", e2);
@@ -884,6 +903,7 @@ static char *state_json(const train_run *r)
     snprintf(hex, sizeof hex, "xxh3:%016" PRIx64, icl_dataset_hash(d));
     json_object_set_new(ic, "data_hash", json_string(hex));
     json_object_set_new(ic, "save_only_model", json_boolean(o->save_only_model));
+    json_object_set_new(ic, "gradient_checkpointing", json_boolean(o->gradient_checkpointing));
     /* the metrics of the steps since the last logged one, so that a resumed
      * run logs the same mean loss and tokens/s */
     json_object_set_new(ic, "log_window",
@@ -1473,11 +1493,15 @@ static void summary(const train_run *r)
     note(r, 0,
          "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
-         " threads %d | out %s",
+         " threads %d gradient_checkpointing %d | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
          r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
-         o->out_dir);
+         o->gradient_checkpointing, o->out_dir);
+    if (r->m->lora_set)
+        note(r, 0, "LoRA r %d lora_alpha %g (scale %g) lora_dropout %g use_rslora %d, %d adapted modules",
+             r->lcfg.r, r->lcfg.lora_alpha, icl_lora_scale(&r->lcfg), r->lcfg.lora_dropout, r->lcfg.use_rslora,
+             r->m->lora_set->n_views / 2);
 }
 
 /* At the end of an epoch, the next one's order. */
@@ -1545,7 +1569,8 @@ static int after_step(train_run *r, icl_train_progress *pr)
 static int run_steps(train_run *r)
 {
     const icl_train_opts *o = r->o;
-    icl_step_opts sopt = {o->adamw, o->clip, o->reduce, o->reduce_ctx, r->h ? r->h->stop : NULL};
+    icl_step_opts sopt = {o->adamw, o->clip, o->reduce, o->reduce_ctx, r->h ? r->h->stop : NULL,
+                          o->seed, o->rank, o->world_size};
     double t0 = icl_now(), run_t0 = t0;
     long start_step = r->pos.step;
     while (r->pos.step < r->sched.total_steps) {
@@ -1632,6 +1657,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     r->threads = icl_set_threads(o->threads);
     if (claim_dir(r) || open_model(r) || open_tokenizer(r) || open_data(r))
         goto out;
+    icl_model_set_gradient_checkpointing(r->m, o->gradient_checkpointing);
     plan_schedule(r);
     if (restore(r))
         goto out;

@@ -47,11 +47,15 @@
  *                              "icl": {step, epoch, cursor, seed, rng
  *                              [4 hex words], schedule, adamw, batch_size,
  *                              grad_accum, seq_len, packing, num_examples,
- *                              data_hash, save_only_model, settings}}
+ *                              data_hash, save_only_model,
+ *                              gradient_checkpointing, settings}}
  *   "settings" holds every setting that changes the computation (model,
  *   sizes, tokenizer, data hash, batch and optimizer options, the planned
  *   step count): --resume compares them with this run's and names each
- *   that differs.  With save_only_model there is no optimizer.safetensors
+ *   that differs.  gradient_checkpointing is recorded but a resume may
+ *   change it: it changes memory and time, not the numbers.  With LoRA the
+ *   checkpoint's adapter_config.json must have this run's r, lora_alpha,
+ *   lora_dropout, use_rslora and target_modules.  With save_only_model there is no optimizer.safetensors
  *   and such a checkpoint cannot be resumed.
  *   written in a temporary folder OUT_DIR/.tmp-checkpoint-STEP.XXXXXX (every
  *   file fsynced), then renamed into place and OUT_DIR fsynced: a folder
@@ -99,7 +103,18 @@ typedef struct {
     icl_grad_reduce_fn reduce;   /* NULL: one process */
     void *reduce_ctx;
     const volatile sig_atomic_t *stop; /* polled between micro-batches (may be NULL) */
+    /* LoRA dropout masks (icl_model_set_lora_dropout): micro-batch k of step
+     * t gets the key icl_dropout_key(seed, t, k world_size + rank), its
+     * index in the step's order over all processes (world_size 0 means 1),
+     * so a resumed run draws the same masks. */
+    uint64_t seed;
+    int rank, world_size;
 } icl_step_opts;
+
+/* The dropout key of micro-batch k (0-based, over all processes) of
+ * optimizer step t (1-based) of a run with this seed: splitmix64 of the
+ * three (see icl_step_opts). */
+uint64_t icl_dropout_key(uint64_t seed, long t, long k);
 
 typedef struct {
     double loss_sum;   /* summed -log p over the step's targets (after the reduce hook) */
@@ -109,7 +124,8 @@ typedef struct {
 } icl_step_result;
 
 /* One optimizer step over the trainable sets of m (icl_model_trainable):
- * zero their gradients; forward + backward of mb[0..n_mb) with loss_scale
+ * zero their gradients; forward + backward of mb[0..n_mb) (each with its
+ * dropout key, see icl_step_opts) with loss_scale
  * 1 / n_targets (n_targets: target tokens of all n_mb micro-batches, so
  * the gradient is that of the step's mean loss); the reduce hook; global
  * L2 norm (sets in order, tensors in order, accumulated in double);
@@ -137,13 +153,15 @@ typedef struct {
      * checkpoint's base_model_name_or_path). */
     int lora_r;                 /* 0: full fine-tuning */
     double lora_alpha;          /* default 8 (PEFT's) */
-    double lora_dropout;        /* default 0 */
+    double lora_dropout;        /* -1 (the default): not given, i.e. 0, or --adapter's lora_dropout */
     const char *lora_targets;   /* comma list, "all-linear", or NULL: PEFT's default per architecture */
     int use_rslora;             /* scale alpha / sqrt(r) */
     const char *adapter;        /* a PEFT adapter folder to start from (its r, alpha, targets) */
     int dequantize;             /* LoRA on a GGUF base: 0 keeps its quantized matrices in their
                                  * blocks (QLoRA, icl_model_load_gguf_quantized), 1 dequantizes
                                  * everything to float32 (icl_model_load_gguf) */
+    int gradient_checkpointing; /* keep only each layer's input, recompute in the backward
+                                   (model.h); same results, bit for bit */
     /* data */
     const char *const *files;   /* token-line files; none = stdin */
     int nfiles;

@@ -115,8 +115,8 @@ static void lora_linear_fd(void **state)
             float *dx = xcalloc((size_t)N * IN, 4), *dw = xcalloc((size_t)IN * OUT, 4), *db = xcalloc(OUT, 4);
             float *dA1 = xcalloc((size_t)R1 * IN, 4), *dB1 = xcalloc((size_t)4 * R1, 4);
             float *dA2 = xcalloc((size_t)R2 * IN, 4), *dB2 = xcalloc((size_t)3 * R2, 4);
-            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1};
-            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2};
+            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1, 0.0f, 0};
+            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2, 0.0f, 0};
             c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2};
             assert_int_equal(icl_linear_work(&c.l, N), 2 * N * R1);
             /* forward against double precision */
@@ -396,7 +396,7 @@ static void lora_peft_parity(void **state)
                    json_number_value(json_array_get(json_object_get(ad, "betas"), 1)),
                    json_number_value(json_object_get(ad, "eps")),
                    json_number_value(json_object_get(ad, "weight_decay"))};
-    icl_step_opts so = {h, 0.0, NULL, NULL, NULL};
+    icl_step_opts so = {h, 0.0, NULL, NULL, NULL, 0, 0, 1};
     icl_step_result r;
     float *before = xmalloc(s->num_params * sizeof(float));
     memcpy(before, s->params, s->num_params * sizeof(float));
