@@ -8,7 +8,10 @@ the same, so the ids should agree up to near-ties of two logits (llama.cpp
 sums in another order); a quantized export differs more, since llama.cpp
 quantizes activations to 8 bits for quantized weights (DESIGN.md).
 
-usage: gguf_llamacpp.py MODEL.gguf PROMPTS.tok EXPECTED.tok [N]
+usage: gguf_llamacpp.py [--lora LORA.gguf] MODEL.gguf PROMPTS.tok EXPECTED.tok [N]
+  --lora        a llama.cpp LoRA adapter GGUF applied at scale 1 (llama-cli's
+                --lora), e.g. written by icl-convert ADAPTER_DIR LORA.gguf;
+                compare with icl-gen -m MODEL --adapter ADAPTER_DIR
   PROMPTS.tok   one prompt per line (token ids), e.g. tests/data/smollm2/greedy.in
   EXPECTED.tok  prompt TAB ids, e.g. icl-gen -m MODEL.gguf --ids --greedy -n N
 A model needs its tokenizer.ggml.* keys for llama.cpp to load it: write it
@@ -27,9 +30,13 @@ from llama_cpp import Llama
 
 
 def main():
-    model, prompts, expected = sys.argv[1:4]
-    n = int(sys.argv[4]) if len(sys.argv) > 4 else 40
-    llm = Llama(model_path=model, n_ctx=1024, n_threads=2, verbose=False)
+    args = sys.argv[1:]
+    lora = None
+    if args[:1] == ["--lora"]:
+        lora, args = args[1], args[2:]
+    model, prompts, expected = args[:3]
+    n = int(args[3]) if len(args) > 3 else 40
+    llm = Llama(model_path=model, lora_path=lora, n_ctx=1024, n_threads=2, verbose=False)
     want = [line.rstrip("\n").split("\t")[1].split() for line in open(expected)]
     same = total = 0
     for i, line in enumerate(open(prompts)):
@@ -43,7 +50,9 @@ def main():
         k = next((j for j in range(min(len(out), len(w))) if out[j] != w[j]), min(len(out), len(w)))
         same += k
         total += len(w)
-        print(f"prompt {i}: {k} of {len(w)} ids identical" + ("" if k == len(w) else f" (first difference at {k})"))
+        diff = f" (first difference at {k}: icl {w[k]}, llama.cpp {out[k]})" if k < min(len(out), len(w)) else (
+            "" if k == len(w) == len(out) else f" (first difference at {k}: one stream ends)")
+        print(f"prompt {i}: {k} of {len(w)} ids identical" + diff)
     print(f"{same} of {total} ids identical")
     return 0 if same == total else 1
 

@@ -20,13 +20,17 @@ static void usage(FILE *f)
     fprintf(f,
 "Usage: icl-convert [OPTION]... MODEL.gguf DIR\n"
 "       icl-convert [OPTION]... DIR MODEL.gguf\n"
+"       icl-convert [OPTION]... ADAPTER_DIR LORA.gguf\n"
 "Convert a GGUF model file (llama.cpp's format) to a Hugging Face model folder\n"
 "(config.json, model.safetensors in float32, generation_config.json), or a\n"
-"folder to a GGUF file.  Architectures: llama, qwen2, gpt2.\n"
+"folder to a GGUF file.  Architectures: llama, qwen2, gpt2.  A PEFT LoRA\n"
+"adapter folder (adapter_config.json, no config.json) is written as a\n"
+"llama.cpp LoRA adapter GGUF (llama-cli --lora, llama_cpp.Llama(lora_path=)).\n"
 "\n"
 "  -T, --type TYPE   tensor type of the GGUF file written: F32 (default),\n"
 "                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
-"                    whose rows are not whole blocks stays F32)\n"
+"                    whose rows are not whole blocks stays F32); a LoRA\n"
+"                    adapter GGUF: F32, F16, BF16 or Q8_0\n"
 "  -L, --like FILE   writing a GGUF file: copy FILE's metadata (tokenizer.*,\n"
 "                    general.*) and, unless --type is given, give each tensor\n"
 "                    the type it has in FILE (e.g. the GGUF the folder was\n"
@@ -37,6 +41,9 @@ static void usage(FILE *f)
 "                    * lora_alpha/r * B A; SCALE default 1); repeatable,\n"
 "                    merged in order.  With --adapter, a folder is written\n"
 "                    as a folder when OUT does not end in .gguf\n"
+"  -b, --base MODEL  writing a LoRA adapter GGUF: the base model (folder or\n"
+"                    GGUF file) the adapter was trained on (default: its\n"
+"                    adapter_config.json's base_model_name_or_path)\n"
 "      --threads N   threads (default: all cores, or ICL_NUM_THREADS)\n"
 "  -h, --help        show this help and exit\n"
 "  -V, --version     show the version and exit\n"
@@ -48,6 +55,7 @@ static void usage(FILE *f)
 "  icl-convert SmolLM2-135M-Instruct.Q4_1.gguf smollm2/\n"
 "  icl-convert --type Q8_0 run/ run.q8_0.gguf\n"
 "  icl-convert --adapter lora-run/ base/ merged.f16.gguf --type F16\n"
+"  icl-convert --base smollm2/ lora-run/ lora-run.gguf\n"
 "\n"
 "Exit status: 0 ok, 1 bad input or failure, 2 bad usage.\n");
 }
@@ -71,6 +79,24 @@ static int tokenizer_gguf_to_folder(const icl_gguf *g, const char *dir, char *er
     return rc;
 }
 
+/* A PEFT adapter folder: adapter_config.json and no config.json. */
+static int is_adapter_dir(const char *p)
+{
+    struct stat st;
+    if (stat(p, &st) || !S_ISDIR(st.st_mode))
+        return 0;
+    size_t n = strlen(p) + 32;
+    char *a = malloc(n), *c = malloc(n);
+    if (!a || !c)
+        icl_die("out of memory");
+    snprintf(a, n, "%s/adapter_config.json", p);
+    snprintf(c, n, "%s/config.json", p);
+    int r = stat(a, &st) == 0 && stat(c, &st) != 0;
+    free(a);
+    free(c);
+    return r;
+}
+
 /* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
 static void merge_adapters(icl_model *m, const char *const *specs, int n)
 {
@@ -92,15 +118,16 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"type", required_argument, 0, 'T'}, {"like", required_argument, 0, 'L'},
         {"threads", required_argument, 0, 256}, {"adapter", required_argument, 0, 'a'},
-        {"help", no_argument, 0, 'h'},       {"version", no_argument, 0, 'V'},
+        {"base", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int c, type = ICL_GGML_F32, type_given = 0;
     long threads = 0;
-    const char *like = NULL;
+    const char *like = NULL, *base = NULL;
     static const char *adapters[64];
     int n_adapters = 0;
-    while ((c = getopt_long(argc, argv, "T:L:a:hV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "T:L:a:b:hV", opts, NULL)) != -1) {
         switch (c) {
         case 'T':
             type = icl_ggml_type_by_name(optarg);
@@ -110,6 +137,7 @@ int main(int argc, char **argv)
             type_given = 1;
             break;
         case 'L': like = optarg; break;
+        case 'b': base = optarg; break;
         case 'a':
             if (n_adapters == 64)
                 icl_usage_die("--adapter: at most 64");
@@ -127,6 +155,18 @@ int main(int argc, char **argv)
     icl_set_threads((int)threads);
     char err[1024];
     struct stat st;
+    if (is_adapter_dir(in)) {
+        if (n_adapters || like)
+            icl_usage_die("--%s: %s is a LoRA adapter folder, written as a llama.cpp LoRA GGUF as it is",
+                          like ? "like" : "adapter", in);
+        if (type != ICL_GGML_F32 && type != ICL_GGML_F16 && type != ICL_GGML_BF16 && type != ICL_GGML_Q8_0)
+            icl_usage_die("--type %s: a LoRA adapter GGUF is F32, F16, BF16 or Q8_0", icl_ggml_type_name((uint32_t)type));
+        if (icl_lora_save_gguf(in, base, out, (uint32_t)type, err, sizeof err))
+            icl_die("%s", err);
+        return ICL_EXIT_OK;
+    }
+    if (base)
+        icl_usage_die("--base applies to a LoRA adapter folder, and %s is not one", in);
     if (icl_is_gguf_file(in)) {
         if (type_given || like)
             icl_usage_die("--%s applies to writing a GGUF file, and %s is one being read", like ? "like" : "type", in);

@@ -147,6 +147,31 @@ static void gguf_ne(const icl_gguf_tensor_map *r, const int64_t shape[2], int *n
     }
 }
 
+const icl_gguf_tensor_map *icl_gguf_map_hf(const icl_config *c, const char *hf, int *layer, char *gguf, size_t gsz,
+                                           int64_t shape[2])
+{
+    int nrows;
+    const icl_gguf_tensor_map *tab = icl_gguf_arch_table(c->model_type, &nrows);
+    for (int r = 0; tab && r < nrows; r++) {
+        const icl_gguf_tensor_map *row = &tab[r];
+        if (!row_needed(c, row))
+            continue;
+        int per_layer = strstr(row->hf, "%d") != NULL;
+        for (int l = 0; l < (per_layer ? c->num_hidden_layers : 1); l++) {
+            char name[128];
+            snprintf(name, sizeof name, row->hf, l);
+            if (strcmp(name, hf))
+                continue;
+            *layer = per_layer ? l : -1;
+            snprintf(gguf, gsz, row->gguf, l);
+            shape[0] = dim_of(c, row->shape[0]);
+            shape[1] = row->shape[1] ? dim_of(c, row->shape[1]) : 0;
+            return row;
+        }
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ layout transforms */
 
 void icl_gguf_permute_rows(const float *src, float *dst, int n_heads, int hd, size_t row_len, int to_gguf)
@@ -681,8 +706,7 @@ int icl_is_gguf_file(const char *path)
 
 /* ------------------------------------------------------------------ writing */
 
-/* llama.cpp's llama_ftype for general.file_type */
-static int file_type_of(uint32_t t)
+int icl_gguf_file_type_of(uint32_t t)
 {
     switch (t) {
     case ICL_GGML_F32: return 0;
@@ -695,11 +719,37 @@ static int file_type_of(uint32_t t)
     }
 }
 
+void icl_gguf_set_hparams(icl_gguf_writer *w, const icl_config *c)
+{
+    const char *arch = c->model_type;
+    char k[128];
+#define K(s) (snprintf(k, sizeof k, "%s.%s", arch, s), k)
+    icl_gguf_set_u32(w, K("context_length"), (uint32_t)c->max_position_embeddings);
+    icl_gguf_set_u32(w, K("embedding_length"), (uint32_t)c->hidden_size);
+    icl_gguf_set_u32(w, K("block_count"), (uint32_t)c->num_hidden_layers);
+    icl_gguf_set_u32(w, K("feed_forward_length"), (uint32_t)c->intermediate_size);
+    icl_gguf_set_u32(w, K("attention.head_count"), (uint32_t)c->num_attention_heads);
+    if (c->arch == ICL_ARCH_GPT2) {
+        icl_gguf_set_f32(w, K("attention.layer_norm_epsilon"), (float)c->norm_eps);
+    } else {
+        icl_gguf_set_u32(w, K("attention.head_count_kv"), (uint32_t)c->num_key_value_heads);
+        icl_gguf_set_f32(w, K("rope.freq_base"), (float)c->rope_theta);
+        icl_gguf_set_f32(w, K("attention.layer_norm_rms_epsilon"), (float)c->norm_eps);
+        icl_gguf_set_u32(w, K("rope.dimension_count"), (uint32_t)c->head_dim);
+        if (c->head_dim * c->num_attention_heads != c->hidden_size) {
+            icl_gguf_set_u32(w, K("attention.key_length"), (uint32_t)c->head_dim);
+            icl_gguf_set_u32(w, K("attention.value_length"), (uint32_t)c->head_dim);
+        }
+        icl_gguf_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size);
+    }
+#undef K
+}
+
 int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra, int extra_types,
                         icl_gguf_tok_writer tok, char *err, size_t errsz)
 {
     const icl_config *c = &m->cfg;
-    if (file_type_of(type) < 0) {
+    if (icl_gguf_file_type_of(type) < 0) {
         icl_seterr(err, errsz, "%s: cannot write tensors as %s (F32, F16, BF16, Q8_0, Q4_0, Q4_1)", path,
                    icl_ggml_type_name(type) ? icl_ggml_type_name(type) : "an unknown type");
         return -1;
@@ -728,28 +778,8 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
         }
     if (!extra || !icl_gguf_find_kv(extra, "general.name"))
         icl_gguf_set_str(w, "general.name", "icl", 3);
-    char k[128];
-#define K(s) (snprintf(k, sizeof k, "%s.%s", arch, s), k)
-    icl_gguf_set_u32(w, K("context_length"), (uint32_t)c->max_position_embeddings);
-    icl_gguf_set_u32(w, K("embedding_length"), (uint32_t)c->hidden_size);
-    icl_gguf_set_u32(w, K("block_count"), (uint32_t)c->num_hidden_layers);
-    icl_gguf_set_u32(w, K("feed_forward_length"), (uint32_t)c->intermediate_size);
-    icl_gguf_set_u32(w, K("attention.head_count"), (uint32_t)c->num_attention_heads);
-    if (c->arch == ICL_ARCH_GPT2) {
-        icl_gguf_set_f32(w, K("attention.layer_norm_epsilon"), (float)c->norm_eps);
-    } else {
-        icl_gguf_set_u32(w, K("attention.head_count_kv"), (uint32_t)c->num_key_value_heads);
-        icl_gguf_set_f32(w, K("rope.freq_base"), (float)c->rope_theta);
-        icl_gguf_set_f32(w, K("attention.layer_norm_rms_epsilon"), (float)c->norm_eps);
-        icl_gguf_set_u32(w, K("rope.dimension_count"), (uint32_t)c->head_dim);
-        if (c->head_dim * c->num_attention_heads != c->hidden_size) {
-            icl_gguf_set_u32(w, K("attention.key_length"), (uint32_t)c->head_dim);
-            icl_gguf_set_u32(w, K("attention.value_length"), (uint32_t)c->head_dim);
-        }
-        icl_gguf_set_u32(w, K("vocab_size"), (uint32_t)c->vocab_size);
-    }
-#undef K
-    icl_gguf_set_u32(w, "general.file_type", (uint32_t)file_type_of(type));
+    icl_gguf_set_hparams(w, c);
+    icl_gguf_set_u32(w, "general.file_type", (uint32_t)icl_gguf_file_type_of(type));
     /* special token ids from the config unless the source GGUF had them */
     static const char *const idk[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                                       "tokenizer.ggml.padding_token_id"};
@@ -795,7 +825,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
             }
             uint32_t tt = nd == 1 ? ICL_GGML_F32 : type;
             const icl_gguf_tensor *like = extra && extra_types ? icl_gguf_find_tensor(extra, gn) : NULL;
-            if (like && file_type_of(like->type) >= 0)
+            if (like && icl_gguf_file_type_of(like->type) >= 0)
                 tt = like->type; /* the type the source file had */
             if (icl_ggml_row_size(tt, ne[0]) == 0)
                 tt = ICL_GGML_F32; /* rows not a whole number of blocks: kept as F32 */

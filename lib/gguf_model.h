@@ -68,6 +68,16 @@ typedef struct {
 /* The table of model_type "llama", "qwen2" or "gpt2" (n rows), or NULL. */
 const icl_gguf_tensor_map *icl_gguf_arch_table(const char *model_type, int *n);
 
+/* The row of c's table for the HF tensor name hf (layer filled in, e.g.
+ * "model.layers.3.self_attn.q_proj.weight"): *layer gets the layer (-1 for
+ * a tensor outside the blocks), gguf (gsz bytes) the GGUF name
+ * ("blk.3.attn_q.weight"), shape the HF shape (shape[1] = 0 for a vector;
+ * gpt2's Conv1D weights [in, out]).  NULL when the table has no such name
+ * or c's model has no such tensor (lm_head.weight with tied embeddings, a
+ * bias the config does not have, a layer past num_hidden_layers). */
+const icl_gguf_tensor_map *icl_gguf_map_hf(const icl_config *c, const char *hf, int *layer, char *gguf, size_t gsz,
+                                           int64_t shape[2]);
+
 /* One tensor of an opened model: HF name (layer filled in) and where it is. */
 typedef struct {
     char hf[128];
@@ -128,6 +138,19 @@ int icl_is_gguf_file(const char *path);
  * n_heads * hd, each row_len floats; src and dst distinct).  to_gguf 0:
  * GGUF -> HF (un-permute), 1: HF -> GGUF. */
 void icl_gguf_permute_rows(const float *src, float *dst, int n_heads, int hd, size_t row_len, int to_gguf);
+
+/* llama.cpp's llama_ftype (general.file_type) of a file whose matrices
+ * are of ggml type t: F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 7, BF16 32; -1 for
+ * a type icl does not write. */
+int icl_gguf_file_type_of(uint32_t t);
+
+/* Set the ARCH.* hyper-parameter keys llama.cpp reads for c (ARCH =
+ * c->model_type): context_length, embedding_length, block_count,
+ * feed_forward_length, attention.head_count; llama/qwen2 also
+ * attention.head_count_kv, rope.freq_base, attention.layer_norm_rms_epsilon,
+ * rope.dimension_count, vocab_size (and key_length/value_length when
+ * head_dim * heads != hidden); gpt2 attention.layer_norm_epsilon. */
+void icl_gguf_set_hparams(icl_gguf_writer *w, const icl_config *c);
 
 /* Hook for tokenizer metadata (lib/gguf_tok, the tokenizer side of issue
  * 11): called by icl_gguf_save_model to add tokenizer.ggml.* keys to w from

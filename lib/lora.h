@@ -92,6 +92,35 @@ int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir,
  * weight, wrong shapes, a config problem), m unchanged then. */
 int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t errsz);
 
+/* Write the adapter folder dir as a llama.cpp LoRA adapter GGUF at path
+ * (what llama.cpp's convert_lora_to_gguf.py writes and llama-adapter.cpp
+ * loads with --lora), atomically:
+ *   keys: general.architecture (the base's model_type), general.type
+ *     "adapter", general.name "icl", adapter.type "lora", adapter.lora.alpha
+ *     (f32: lora_alpha, times sqrt(r) with use_rslora, since llama.cpp
+ *     scales by alpha / r), general.file_type, the base's ARCH.* keys
+ *     (icl_gguf_set_hparams);
+ *   tensors, per adapted module, the GGUF name of its weight W
+ *     (icl_gguf_map_hf, e.g. blk.0.attn_q.weight) plus
+ *     ".lora_a": PEFT's lora_A [r, in], ne {in, r};
+ *     ".lora_b": PEFT's lora_B [out, r], ne {r, out}, its rows permuted as
+ *       llama.cpp permutes attn_q/attn_k rows (llama only:
+ *       icl_gguf_permute_rows with n_head / n_head_kv), so that
+ *       B_gguf A = (B A) in GGUF's row order;
+ *     (gpt2's Conv1D modules: in/out the logical sizes, no transpose), in
+ *     layer order.
+ * base: the base model (folder or GGUF file) giving the architecture, the
+ * head counts and the shapes the tensors must fit; NULL: the adapter's
+ * base_model_name_or_path (icl_lora_base_path).  type: ICL_GGML_F32,
+ * F16, BF16 or Q8_0 (convert_lora_to_gguf.py's --outtype choices; a tensor
+ * whose rows are not whole Q8_0 blocks stays F32).
+ * -1 with err: no base, a bad adapter (icl_lora_merge's checks), a module
+ * llama.cpp's GGUF lacks (lm_head of a base with tied embeddings, a name
+ * not in the architecture's table), an embedding adapter, lora_alpha 0
+ * (llama.cpp reads it as scale 1).  Nothing is written then. */
+int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint32_t type, char *err,
+                       size_t errsz);
+
 /* Split "DIR[:SCALE]" (SCALE a number, the last ':' when what follows
  * parses as one) into a malloc'd folder and *scale (1 when absent).
  * NULL with err when SCALE is not finite. */
