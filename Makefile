@@ -192,6 +192,8 @@ clean:
 	rm -rf build build-san build-fuzz bin lib/libicl.a
 
 # Benchmarks: each bench/NAME.sh is `make bench-NAME`; `make bench` runs all.
+# `make bench-peak` (bench/peak.c) measures this machine's limits (fp32 FMA,
+# bf16 and int8 dot products, memory bandwidth) that the others are ratios to.
 BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
 BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 $(B)/bench/%: $(B)/bench/%.o $(LIBA)
