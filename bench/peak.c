@@ -103,8 +103,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"), noinline)) static float k_
     return (float)_mm512_reduce_add_epi32(s);
 }
 
-/* Sum of n floats (n a multiple of 64, p 64-byte aligned). */
-__attribute__((target("avx512f"), noinline)) static float k_read512(const float *p, size_t n)
+/* Sum of n floats (n a multiple of 64, p 64-byte aligned).  noipa: gcc
+ * would otherwise see a pure function and call it once for all passes. */
+__attribute__((target("avx512f"), noipa)) static float k_read512(const float *p, size_t n)
 {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i < n; i += 64) {
@@ -117,7 +118,7 @@ __attribute__((target("avx512f"), noinline)) static float k_read512(const float 
 }
 
 /* The same without AVX-512 (what the compiler makes of it for the target). */
-__attribute__((noinline)) static float k_read_any(const float *p, size_t n)
+__attribute__((noipa)) static float k_read_any(const float *p, size_t n)
 {
     float s[16] = {0};
     for (size_t i = 0; i < n; i += 16)
