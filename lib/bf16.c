@@ -1,6 +1,7 @@
 /* bf16.c - bfloat16 products with float32 accumulation.  See bf16.h. */
 #include "bf16.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,3 +240,39 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
     free(xb);
     return 0;
 }
+
+/* ---------------------------------------------------------------- linear.c's BF16 row */
+
+static void nan_rows(float *y, long ldy, int N, int out)
+{
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < out; j++)
+            y[(size_t)i * ldy + j] = NAN;
+}
+
+static void w_gemm_forward(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta)
+{
+    if (icl_bf16_gemm(N, w->out, w->in, x, ldx, w->data, w->in, NULL, y, ldy, beta, omp_get_max_threads()))
+        nan_rows(y, ldy, N, w->out);
+}
+
+static void w_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
+                           float beta, int nthreads)
+{
+    if (icl_bf16_gemm(N, w->out, w->in, x, ldx, w->data, w->in, bias, y, ldy, beta, nthreads))
+        nan_rows(y, ldy, N, w->out);
+}
+
+static void w_dequantize_row(const icl_weight *w, int r, float *out)
+{
+    icl_bf16_to_f32_row((const uint16_t *)w->data + (size_t)r * w->in, out, (size_t)w->in);
+}
+
+const icl_weight_ops icl_bf16_weight_ops = {
+    .name = "bf16",
+    .gemm_forward = w_gemm_forward,
+    .rows_forward = w_rows_forward,
+    .input_grad = NULL,
+    .weight_grad = NULL,
+    .dequantize_row = w_dequantize_row,
+};

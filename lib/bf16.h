@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "linear.h"
+
 /* 1 when this CPU runs the AVX512-BF16 kernels; 0: the portable ones. */
 int icl_bf16_native(void);
 /* "avx512bf16" or "portable (this CPU lacks AVX512-BF16)". */
@@ -48,5 +50,12 @@ void icl_bf16_to_f32_row(const uint16_t *h, float *out, size_t n);
  * rounded x (M x K bf16) cannot be allocated (y untouched). */
 int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t *W, long ldw, const float *bias,
                   float *y, long ldy, float beta, int nthreads);
+
+/* The ICL_WEIGHT_BF16 row of linear.c's kernel table: weights bf16
+ * [out, in] (icl_weight.data), forward products through icl_bf16_gemm (GEMM
+ * on the global thread count, rows on the count given); no gradients
+ * (input_grad and weight_grad NULL: inference only).  If the rounded
+ * activations cannot be allocated the output rows are set to NaN. */
+extern const icl_weight_ops icl_bf16_weight_ops;
 
 #endif

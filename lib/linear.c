@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "ops.h"
 
 /* Loops over fewer elements than this run on one thread (as ops.c). */
@@ -214,7 +215,7 @@ static const icl_weight_ops f32_ops = {
 /* One row per icl_weight_type; NULL: no kernels yet (bf16, quantized blocks). */
 static const icl_weight_ops *const kernels[ICL_WEIGHT_NTYPES] = {
     [ICL_WEIGHT_F32] = &f32_ops,
-    [ICL_WEIGHT_BF16] = NULL,
+    [ICL_WEIGHT_BF16] = &icl_bf16_weight_ops, /* bf16.c */
     [ICL_WEIGHT_QBLOCK] = NULL,
 };
 
