@@ -171,10 +171,10 @@ bench-deps: deps
 # neither list stops make install (a new header must be placed).
 PUBLIC_H := lib/bpe_train.h lib/chat.h lib/cli.h lib/config.h lib/csvin.h lib/dataset.h lib/fileio.h \
             lib/fmt.h lib/generate.h lib/gguf.h lib/gguf_model.h lib/jinja.h lib/jsonin.h lib/jsonout.h lib/linear.h lib/lmeval.h lib/lora.h lib/metrics.h \
-            lib/model.h lib/ops.h lib/optim.h lib/quant.h lib/reader.h lib/record.h lib/rng.h \
+            lib/bf16.h lib/model.h lib/ops.h lib/optim.h lib/qdot.h lib/quant.h lib/reader.h lib/record.h lib/rng.h \
             lib/safetensors.h lib/sample.h lib/sandbox.h lib/shots.h lib/template.h lib/tokenizer.h lib/tokgguf.h lib/toklines.h \
             lib/tokrec.h lib/trainer.h lib/utf8.h lib/util.h
-INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h
+INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h lib/qdot_simd.h
 UNPLACED_H = $(filter-out $(PUBLIC_H) $(INTERNAL_H),$(wildcard lib/*.h))
 
 install: all
@@ -196,6 +196,8 @@ clean:
 	rm -rf build build-san build-fuzz bin lib/libicl.a
 
 # Benchmarks: each bench/NAME.sh is `make bench-NAME`; `make bench` runs all.
+# `make bench-peak` (bench/peak.c) measures this machine's limits (fp32 FMA,
+# bf16 and int8 dot products, memory bandwidth) that the others are ratios to.
 BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
 BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
 $(B)/bench/%: $(B)/bench/%.o $(LIBA)

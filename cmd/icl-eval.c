@@ -12,6 +12,7 @@
 
 #include <utf8proc.h>
 
+#include "bf16.h"
 #include "lmeval.h"
 #include "lora.h"
 #include "metrics.h"
@@ -65,6 +66,8 @@ static void usage(FILE *f)
 "                          per token over the whole input)\n"
 "      --threads N         threads for the model mode, samples run at once for\n"
 "                          pass@k (default: all cores)\n"
+"      --dtype TYPE        model mode: f32 (default) or bf16 (the matrix\n"
+"                          products in bfloat16 with float32 sums, as icl-gen)\n"
 "      --progress / --no-progress   model mode: force the progress line on\n"
 "                          standard error (count, rate, ETA) on or off\n"
 "                          (default: on when it is a terminal)\n"
@@ -122,12 +125,18 @@ typedef struct {
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files,
-                      int progress)
+                      int progress, int bf16)
 {
     char err[1024], *base = NULL;
     icl_model *m = icl_lora_load_merged(model_arg, adapters, n_adapters, &base, err, sizeof err);
     if (!m)
         icl_die("%s", err);
+    if (bf16) {
+        if (!icl_bf16_native())
+            icl_warn("--dtype bf16: this CPU lacks AVX512-BF16; using the portable (slower) bf16 kernels");
+        if (icl_model_set_bf16(m, err, sizeof err))
+            icl_die("%s", err);
+    }
     const char *model_dir = base;
     icl_tokenizer *tok = NULL;
     size_t pl = strlen(model_dir) + 32;
@@ -462,7 +471,7 @@ int main(int argc, char **argv)
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
     enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER, OPT_PROGRESS,
-           OPT_NO_PROGRESS };
+           OPT_NO_PROGRESS, OPT_DTYPE };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
@@ -473,11 +482,12 @@ int main(int argc, char **argv)
         {"adapter", required_argument, 0, OPT_ADAPTER},
         {"version", no_argument, 0, 'V'},        {"progress", no_argument, 0, OPT_PROGRESS},
         {"no-progress", no_argument, 0, OPT_NO_PROGRESS}, {"quiet", no_argument, 0, 'q'},
+        {"dtype", required_argument, 0, OPT_DTYPE},
         {0, 0, 0, 0},
     };
     int c, n_adapters = 0;
     static const char *adapters[64];
-    int threads = 0, progress = -1;
+    int threads = 0, progress = -1, bf16 = 0;
     char err[256];
     while ((c = getopt_long(argc, argv, "p:r:M:e:m:qhV", lo, NULL)) != -1) {
         switch (c) {
@@ -521,6 +531,11 @@ int main(int argc, char **argv)
             adapters[n_adapters++] = optarg;
             break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_DTYPE: {
+            static const char *const dtypes[] = {"f32", "bf16", NULL};
+            bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
+            break;
+        }
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
@@ -532,13 +547,15 @@ int main(int argc, char **argv)
     }
     if (n_adapters && !model)
         icl_usage_die("--adapter needs -m MODEL (the model mode)");
+    if (bf16 && !model)
+        icl_usage_die("--dtype needs -m MODEL (the model mode)");
     if (model) {
         if (text_opts)
             icl_usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
                       "apply to the model mode (-m)");
         if (threads)
             icl_set_threads(threads);
-        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress);
+        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress, bf16);
     }
     for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
         if (icl_same_file(argv[i], o.per_path))

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "chat.h"
 #include "generate.h"
 #include "lora.h"
@@ -72,6 +73,10 @@ static void usage(FILE *f)
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --dtype TYPE           f32 (default) or bf16: the matrix products with\n"
+"                             weights and activations rounded to bfloat16 and\n"
+"                             float32 sums (AVX512-BF16; slower portable code\n"
+"                             on CPUs without it, said on standard error)\n"
 "      --progress / --no-progress   force the progress line on standard error\n"
 "                             (count, rate, ETA) on or off (default: on when\n"
 "                             it is a terminal, unless text is streamed)\n"
@@ -102,7 +107,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -124,6 +129,7 @@ static const struct option longopts[] = {
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"dtype", required_argument, NULL, OPT_DTYPE},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
     {"quiet", no_argument, NULL, 'q'},
@@ -490,7 +496,7 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0, n_adapters = 0, progress = -1;
+    int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0;
     static const char *adapters[64];
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
@@ -524,6 +530,11 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_DTYPE: {
+            static const char *const dtypes[] = {"f32", "bf16", NULL};
+            bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
+            break;
+        }
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
@@ -553,6 +564,12 @@ int main(int argc, char **argv)
     cx.m = icl_lora_load_merged(model_dir, adapters, n_adapters, &base, err, sizeof err);
     if (!cx.m)
         icl_die("%s", err);
+    if (bf16) {
+        if (!icl_bf16_native())
+            icl_warn("--dtype bf16: this CPU lacks AVX512-BF16; using the portable (slower) bf16 kernels");
+        if (icl_model_set_bf16(cx.m, err, sizeof err))
+            icl_die("%s", err);
+    }
     model_dir = base;
     if (icl_gen_config_load(&cx.g, icl_is_gguf_file(model_dir) ? NULL : model_dir, &cx.m->cfg, err, sizeof err) != 0)
         icl_die("%s/%s", model_dir, err);

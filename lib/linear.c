@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "ops.h"
 #include "qlinear.h"
 
@@ -212,12 +213,11 @@ static const icl_weight_ops f32_ops = {
     .dequantize_row = f32_dequantize_row,
 };
 
-/* One row per icl_weight_type; NULL: no kernels yet (bf16).  Quantized
- * blocks: qlinear.c. */
+/* One row per icl_weight_type. */
 static const icl_weight_ops *const kernels[ICL_WEIGHT_NTYPES] = {
     [ICL_WEIGHT_F32] = &f32_ops,
-    [ICL_WEIGHT_BF16] = NULL,
-    [ICL_WEIGHT_QBLOCK] = &icl_qblock_ops,
+    [ICL_WEIGHT_BF16] = &icl_bf16_weight_ops, /* bf16.c */
+    [ICL_WEIGHT_QBLOCK] = &icl_qblock_ops,    /* qlinear.c */
 };
 
 const icl_weight_ops *icl_weight_kernels(icl_weight_type t)

@@ -1,5 +1,6 @@
 /* model.c - parameters, HF folders, forward/backward of Llama/Qwen2/GPT-2, KV cache. */
 #include "model.h"
+#include "bf16.h"
 #include "fileio.h"
 #include "gguf_model.h"
 
@@ -430,6 +431,7 @@ void icl_model_free(icl_model *m)
     free(m->qdata);
     free(m->src_dir);
     acts_free(m->acts);
+    free(m->bf16);
     free(m);
 }
 
@@ -1023,6 +1025,10 @@ static int lora_rmax(const icl_model *m)
  * [in, out]) as a float32 icl_weight, with its gradient when trainable. */
 static icl_weight weight(const icl_model *m, size_t w, int in, int out, int conv1d)
 {
+    if (m->bf16) { /* icl_model_set_bf16: [out, in] bfloat16, no gradient */
+        icl_weight B = {ICL_WEIGHT_BF16, 0, out, in, 0, m->bf16 + w, NULL};
+        return B;
+    }
     icl_weight W = {ICL_WEIGHT_F32, 0, out, in, conv1d, m->base.params + w, G(m, w)};
     return W;
 }
@@ -1058,6 +1064,33 @@ static icl_linear head_lin(const icl_model *m)
     icl_linear L = {m->qhead.data ? m->qhead : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0),
                     NULL, NULL, NULL, 0};
     return L;
+}
+
+int icl_model_set_bf16(icl_model *m, char *err, size_t errsz)
+{
+    (void)err, (void)errsz;
+    if (m->bf16)
+        return 0;
+    uint16_t *h = xcalloc(m->base.num_params, sizeof *h);
+    for (int l = 0; l <= m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < (l < m->cfg.num_hidden_layers ? ICL_NPROJ : 1); p++) {
+            icl_linear L = l < m->cfg.num_hidden_layers ? lin(m, l, p) : head_lin(m);
+            const float *src = L.w.data;
+            uint16_t *dst = h + (src - m->base.params);
+            if (!L.w.conv1d) {
+                icl_bf16_from_f32_row(src, dst, (size_t)L.w.out * L.w.in);
+                continue;
+            }
+            float *row = xmalloc((size_t)L.w.in * sizeof *row); /* Conv1D [in, out] -> [out, in] */
+            for (int o = 0; o < L.w.out; o++) {
+                for (int k = 0; k < L.w.in; k++)
+                    row[k] = src[(size_t)k * L.w.out + o];
+                icl_bf16_from_f32_row(row, dst + (size_t)o * L.w.in, (size_t)L.w.in);
+            }
+            free(row);
+        }
+    m->bf16 = h;
+    return 0;
 }
 
 static void norm_fwd(const icl_model *m, float *y, float *mean, float *rstd, const float *x, const float *w,
@@ -1476,6 +1509,13 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
             m->acts->fused = 0;
         return NAN;
     }
+    if (m->bf16 && loss_scale != 0) {
+        icl_seterr(m->err, sizeof m->err,
+                   "model forward: no training with bf16 weights (icl_model_set_bf16 is for inference)");
+        if (m->acts)
+            m->acts->fused = 0;
+        return NAN;
+    }
     const icl_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, C = c->hidden_size, L = c->num_hidden_layers;
     if (loss_scale != 0)
@@ -1531,6 +1571,10 @@ int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t er
 int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz)
 {
     icl_acts *a = m->acts;
+    if (m->bf16) {
+        icl_seterr(err, errsz, "model backward: no training with bf16 weights (icl_model_set_bf16 is for inference)");
+        return -1;
+    }
     if (!a || !a->fused || a->B != b->B || a->T < b->T) {
         icl_seterr(err, errsz, "model backward: no forward with loss_scale != 0 on this batch before it");
         return -1;

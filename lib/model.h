@@ -153,6 +153,7 @@ typedef struct {
     float lora_dropout;   /* icl_model_set_lora_dropout (0: none) */
     uint64_t dropout_key; /* icl_model_set_dropout_key */
     char err[256];        /* why the last icl_model_forward returned NAN */
+    uint16_t *bf16;       /* NULL, or the matrix products' weights in bfloat16 (icl_model_set_bf16) */
 } icl_model;
 
 /* A batch of B sequences of T positions (row-major [B, T] arrays).
@@ -175,6 +176,19 @@ typedef struct {
     const int32_t *doc;
     const int32_t *pos;
 } icl_batch;
+
+/* The bf16 compute path for inference (`--dtype bf16`): rounds the weights
+ * of the matrix products (each layer's fused q|k|v, o, gate|up and down
+ * projections and the LM head; GPT-2's Conv1D ones transposed to [out, in])
+ * to bfloat16 once, into m->bf16 (same offsets as base.params), and from
+ * then on the forward, decode and step products use them with activations
+ * rounded to bf16 and float32 sums (lib/bf16.h; AVX512-BF16 when the CPU has
+ * it, else a slower portable path).  Embeddings, norms, biases, adapters,
+ * attention and the softmax stay float32.  A snapshot: later changes to the
+ * float32 weights are not seen.  Inference only: a forward with
+ * loss_scale != 0 and icl_model_backward refuse (their message says so).
+ * Idempotent; 0 ok. */
+int icl_model_set_bf16(icl_model *m, char *err, size_t errsz);
 
 /* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
  * F16), or the shards named by model.safetensors.index.json.  dir may also
