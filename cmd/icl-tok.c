@@ -352,9 +352,6 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
 
 int main(int argc, char **argv)
 {
-    /* Threads that finish a batch sleep rather than spin: on a shared
-     * machine spinning slows the other threads down (unless the user says). */
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     icl_init(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage_text, stdout);
