@@ -336,6 +336,8 @@ void icl_progress_add(icl_progress *p, long n)
     if (!p->on)
         return;
     double now = icl_now();
+    if (!p->drawn && now - p->t0 < p->delay)
+        return;
     if (now - p->last >= 0.25 || !p->drawn)
         progress_draw(p, now);
 }
@@ -344,6 +346,10 @@ void icl_progress_end(icl_progress *p)
 {
     if (!p->on)
         return;
+    if (!p->drawn && icl_now() - p->t0 < p->delay) { /* quick: nothing to show */
+        p->on = 0;
+        return;
+    }
     progress_draw(p, icl_now());
     fputc('\n', stderr);
     p->on = 0;

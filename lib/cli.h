@@ -103,6 +103,8 @@ typedef struct {
     long done, total;   /* total <= 0: unknown */
     double t0, last;    /* icl_now() seconds */
     const char *what;   /* "records", "lines" */
+    double delay;       /* no line before this many seconds (0 after start; set it after
+                           icl_progress_start): work that ends sooner prints nothing */
 } icl_progress;
 /* mode 1: on; 0: off; -1: when stderr is a terminal (a program that streams
  * text to the terminal passes 0). */
