@@ -76,13 +76,17 @@ DPCC := $(CC)
 DPDEF :=
 endif
 DP_OBJ := $(B)/cmd/dp/dp.o
+# Linked into every program (and unit test), not into libicl.a: BLIS's
+# thread barrier made to sleep after a bounded spin (issue 18, "no collapse
+# under load"; see the file).
+COMMON_OBJ := $(B)/cmd/common/blis_wait.o
 $(DP_OBJ): cmd/dp/dp.c
 	@mkdir -p $(@D)
 	$(DPCC) $(ALLCFLAGS) $(DPDEF) -c -o $@ $<
 
-$(BINDIR)/icl-train: $(B)/cmd/icl-train.o $(DP_OBJ) $(LIBA)
+$(BINDIR)/icl-train: $(B)/cmd/icl-train.o $(DP_OBJ) $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(DPCC) $(LDFLAGS) -o $@ $< $(DP_OBJ) $(LIBA) $(LDLIBS)
+	$(DPCC) $(LDFLAGS) -o $@ $< $(DP_OBJ) $(COMMON_OBJ) $(LIBA) $(LDLIBS)
 
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
@@ -93,18 +97,18 @@ $(LIBA): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BINDIR)/%: $(B)/cmd/%.o $(LIBA)
+$(BINDIR)/%: $(B)/cmd/%.o $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBA) $(LDLIBS)
 
 # Unit tests find their data through TEST_DATA (absolute tests/data).
 $(B)/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -DTEST_DATA='"$(abspath tests/data)"' -c -o $@ $<
 
-$(B)/tests/%: $(B)/tests/unit/%.o $(LIBA)
+$(B)/tests/%: $(B)/tests/unit/%.o $(COMMON_OBJ) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBA) $(LDLIBS) -lcmocka
 
 tests: $(UNITS)
 
@@ -200,8 +204,8 @@ clean:
 # bf16 and int8 dot products, memory bandwidth) that the others are ratios to.
 BENCHES := $(patsubst bench/%.sh,bench-%,$(wildcard bench/*.sh))
 BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
-$(B)/bench/%: $(B)/bench/%.o $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+$(B)/bench/%: $(B)/bench/%.o $(COMMON_OBJ) $(LIBA)
+	$(CC) $(LDFLAGS) -o $@ $< $(COMMON_OBJ) $(LIBA) $(LDLIBS)
 bench: $(BENCHES)
 bench-%: all $(BENCH_BIN)
 	sh bench/$*.sh
@@ -239,4 +243,4 @@ demo:
 .PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
 .SECONDARY:
 
--include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d) $(COMMON_OBJ:.o=.d)

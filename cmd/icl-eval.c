@@ -142,8 +142,8 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (access(tokpath, R_OK) == 0 && !(tok = icl_tok_load(model_dir, err, sizeof err)))
-        icl_die("%s: %s", tokpath, err);
+    if ((access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) && !(tok = icl_tok_load(model_dir, err, sizeof err))) /* unreadable is not missing */
+        icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
     icl_lm_eval e;
     icl_lm_eval_init(&e);
     icl_progress prog;

@@ -463,10 +463,10 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (!ids_mode || access(tokpath, R_OK) == 0) {
+    if (!ids_mode || access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) { /* unreadable is not missing */
         cx->tok = icl_tok_load(model_dir, err, sizeof err);
         if (!cx->tok)
-            icl_die("%s: %s", tokpath, err);
+            icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
         if (icl_tok_vocab_size(cx->tok) > cx->m->cfg.vocab_size)
             icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
                 icl_tok_vocab_size(cx->tok), cx->m->cfg.vocab_size);

@@ -47,6 +47,11 @@ static const char usage_text[] =
     "                          the output order is the input order\n"
     "      --on-error stop|skip  a bad record stops the run (default) or is\n"
     "                          skipped and counted on stderr\n"
+    "      --progress / --no-progress  force the progress line on standard error\n"
+    "                          (records, rate, ETA for named files) on or off;\n"
+    "                          default: at a terminal, once encoding takes more\n"
+    "                          than a second\n"
+    "  -q, --quiet             no progress line\n"
     "\n"
     "decode: token lines back to records (prompt/response, arrays for turns,\n"
     "  text for lines starting with TAB); a leading BOS and the EOS ending a\n"
@@ -69,7 +74,7 @@ static const char usage_text[] =
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum { OPT_BOS = 256, OPT_NO_BOS, OPT_EOS, OPT_NO_EOS, OPT_PARSE_SPECIAL, OPT_MAX_LEN, OPT_THREADS,
-       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_ON_ERROR };
+       OPT_VOCAB, OPT_SPECIAL, OPT_MINFREQ, OPT_ON_ERROR, OPT_PROGRESS, OPT_NO_PROGRESS };
 
 static const struct option longopts[] = {
     {"tokenizer", required_argument, NULL, 't'},
@@ -85,6 +90,9 @@ static const struct option longopts[] = {
     {"special", required_argument, NULL, OPT_SPECIAL},
     {"min-frequency", required_argument, NULL, OPT_MINFREQ},
     {"output", required_argument, NULL, 'o'},
+    {"progress", no_argument, NULL, OPT_PROGRESS},
+    {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+    {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -140,8 +148,12 @@ static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl
 }
 
 static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
-                         int nthreads, int skip_bad, char **files, int nfiles)
+                         int nthreads, int skip_bad, int progress, char **files, int nfiles)
 {
+    icl_progress prog; /* records done; a total for named regular files */
+    icl_progress_start(&prog, progress, icl_count_lines(files, nfiles), "records");
+    if (progress < 0)
+        prog.delay = 1.0; /* at a terminal: only for inputs that take a while */
     icl_toklines_header h;
     icl_toklines_header_from_tok(&h, t, tokpath);
     if (!o->eos)
@@ -205,8 +217,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 it->special_text = icl_tok_state_special_text(ts, NULL) > before;
                 json_decref(rec);
             }
+            long done = 0;
             for (int i = 0; i < n; i++) {
                 item *it = &items[i];
+                done += it->status != 2;
                 if (it->status == -1) {
                     if (!skip_bad)
                         icl_die("%s:%ld: %s", it->file, it->lineno, it->err);
@@ -223,9 +237,11 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                     written++;
                 }
             }
+            icl_progress_add(&prog, done);
         }
         icl_lines_close(&r);
     }
+    icl_progress_end(&prog);
     encode_summary(t, o, st, nthreads, skipped, bad, special_text);
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
@@ -352,9 +368,6 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
 
 int main(int argc, char **argv)
 {
-    /* Threads that finish a batch sleep rather than spin: on a shared
-     * machine spinning slows the other threads down (unless the user says). */
-    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
     icl_init(argc, argv);
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
         fputs(usage_text, stdout);
@@ -371,12 +384,12 @@ int main(int argc, char **argv)
     argv++;
     argc--;
     const char *tokpath = NULL, *out = NULL;
-    int bos = -1, eos = -1, parse_special = 0, threads = 0, skip_bad = 0;
+    int bos = -1, eos = -1, parse_special = 0, threads = 0, skip_bad = 0, progress = -1;
     long max_len = 0, vocab = 0, minfreq = 0;
     static const char *const on_error[] = {"stop", "skip", NULL};
     char **specials = icl_xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
-    while ((c = getopt_long(argc, argv, "t:o:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:o:qhV", longopts, NULL)) != -1) {
         switch (c) {
         case 't': tokpath = optarg; break;
         case 'o': out = optarg; break;
@@ -390,6 +403,8 @@ int main(int argc, char **argv)
         case OPT_VOCAB: vocab = icl_opt_long("--vocab-size", optarg, 1, 10000000); break;
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
         case OPT_ON_ERROR: skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
+        case OPT_PROGRESS: progress = 1; break;
+        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
         case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
         case 'V': free(specials); icl_version_exit();
@@ -448,7 +463,7 @@ int main(int argc, char **argv)
             icl_usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;
         o.max_len = max_len;
-        encode_files(t, tokpath, &o, icl_set_threads(threads), skip_bad, files, nfiles);
+        encode_files(t, tokpath, &o, icl_set_threads(threads), skip_bad, progress, files, nfiles);
     }
     icl_tok_free(t);
     return 0;

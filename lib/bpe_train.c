@@ -2,7 +2,9 @@
  * BpeTrainer::do_train and Word::merge step by step, including its lazy
  * heap (an entry whose count went stale is re-pushed with the current
  * count) and its per-entry sets of words to update, so that the merges come
- * out in the same order. */
+ * out in the same order.  Unlike Word::merge, a merge does not scan and
+ * shift whole words: it visits the positions listed for its pair (see
+ * merge_words), so one long word costs about linear time, not quadratic. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,25 +218,56 @@ static qentry *hpop(heap *h)
     return top;
 }
 
-/* pair -> count (u64map a: index into counts) */
+/* Positions in the symbol arrays (below 2^32: the word arena is). */
+typedef struct {
+    uint32_t *v;
+    size_t n, cap;
+} uvec;
+
+static void uv_push(uvec *a, uint32_t x)
+{
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 4;
+        a->v = icl_xreallocarray(a->v, a->cap, sizeof *a->v);
+    }
+    a->v[a->n++] = x;
+}
+
+/* pair -> count and occurrences (u64map a: index into cnt and occ).
+ * occ[k] lists the positions p where pair k was formed (the symbol at p
+ * and the one after it); entries go stale as merges change the words and
+ * are checked when the pair is merged. */
 typedef struct {
     icl_u64map idx;
     int64_t *cnt;
+    uvec *occ;
     size_t n, cap;
 } pcounts;
 
-static int64_t *pc_ref(pcounts *p, uint64_t pair)
+static size_t pc_index(pcounts *p, uint64_t pair)
 {
     long s = icl_u64map_find(&p->idx, pair);
     if (s >= 0)
-        return &p->cnt[p->idx.e[s].a];
+        return (size_t)p->idx.e[s].a;
     if (p->n == p->cap) {
         p->cap = p->cap ? p->cap * 2 : 4096;
         p->cnt = icl_xreallocarray(p->cnt, p->cap, sizeof *p->cnt);
+        p->occ = icl_xreallocarray(p->occ, p->cap, sizeof *p->occ);
     }
     p->cnt[p->n] = 0;
+    memset(&p->occ[p->n], 0, sizeof(uvec));
     icl_u64map_put(&p->idx, pair, (int32_t)p->n, 0);
-    return &p->cnt[p->n++];
+    return p->n++;
+}
+
+static int64_t *pc_ref(pcounts *p, uint64_t pair) { return &p->cnt[pc_index(p, pair)]; }
+
+/* pair formed at position pos, its count changed by wc */
+static void pc_formed(pcounts *p, uint64_t pair, uint32_t pos, int64_t wc)
+{
+    size_t k = pc_index(p, pair);
+    p->cnt[k] += wc;
+    uv_push(&p->occ[k], pos);
 }
 
 /* where_to_update: pair -> word set (insertion order, deduplicated) */
@@ -366,34 +399,85 @@ static void write_json(const icl_bpe_trainer *tr, char **tok, size_t ntok, const
 
 }
 
-/* Merge the pair (a, b) into nid in every word listed in pos, as
- * Word::merge does, updating the pair counts and the words-to-update set. */
-static void merge_words(const icl_bpe_trainer *tr, const ivec *pos, int32_t a, int32_t b, int32_t nid,
-                        int32_t *sym, const size_t *soff, uint32_t *slen, pcounts *pc, wtu *w)
+#define NONE UINT32_MAX
+
+/* The distinct words as doubly linked lists of symbols over one array
+ * indexed like the word arena (word i starts at position woff[i]): sym[p]
+ * is the symbol at p (-1 once merged into the symbol before it), nxt[p]
+ * and prv[p] the positions of its neighbours in the same word (NONE at the
+ * ends), wid[p] its word.  mark[i] == gen lists word i in the merge being
+ * made; cand collects that merge's positions. */
+typedef struct {
+    int32_t *sym;
+    uint32_t *nxt, *prv, *wid, *mark;
+    uint32_t gen;
+    uvec cand;
+} symbols;
+
+/* 1 when the pair (a, b) starts at position p */
+static int pair_at(const symbols *S, uint32_t p, int32_t a, int32_t b)
 {
-    for (size_t q = 0; q < pos->n; q++) {
-        int32_t wi = pos->v[q];
-        int32_t *s = sym + soff[wi];
-        uint32_t n = slen[wi];
-        int64_t wc = (int64_t)tr->wcount[wi];
-        for (uint32_t i = 0; i < n; i++) {
-            if (s[i] == a && i + 1 < n && s[i + 1] == b) {
-                if (i > 0) {
-                    *pc_ref(pc, PAIR(s[i - 1], a)) -= wc;
-                    *pc_ref(pc, PAIR(s[i - 1], nid)) += wc;
-                    wtu_insert(w, PAIR(s[i - 1], nid), wi);
-                }
-                s[i] = nid;
-                memmove(s + i + 1, s + i + 2, (n - i - 2) * sizeof *s);
-                n--;
-                if (i + 1 < n) {
-                    *pc_ref(pc, PAIR(b, s[i + 1])) -= wc;
-                    *pc_ref(pc, PAIR(nid, s[i + 1])) += wc;
-                    wtu_insert(w, PAIR(nid, s[i + 1]), wi);
-                }
-            }
+    return S->sym[p] == a && S->nxt[p] != NONE && S->sym[S->nxt[p]] == b;
+}
+
+/* Merge the pair (a, b) into nid in every word listed in pos, as
+ * Word::merge does (left to right, an occurrence overlapping a merged one
+ * is skipped), updating the pair counts and the words-to-update set in the
+ * same order.  Only the pair's occurrences are visited (the positions in
+ * its occ list, in increasing order: by word, as pos lists them, then left
+ * to right), never whole words, so a merge costs its occurrences, not the
+ * length of the words holding them; occurrences in words not in pos stay
+ * listed for a later merge of the same pair. */
+static void merge_words(const icl_bpe_trainer *tr, symbols *S, const ivec *pos, uint64_t pair, int32_t nid,
+                        pcounts *pc, wtu *w)
+{
+    int32_t a = (int32_t)(pair >> 32), b = (int32_t)(pair & 0xffffffffu);
+    if (++S->gen == 0) {
+        memset(S->mark, 0, tr->nwords * sizeof *S->mark);
+        S->gen = 1;
+    }
+    for (size_t q = 0; q < pos->n; q++)
+        S->mark[pos->v[q]] = S->gen;
+    uvec *occ = &pc->occ[pc_index(pc, pair)];
+    size_t keep = 0;
+    int sorted = 1;
+    S->cand.n = 0;
+    for (size_t k = 0; k < occ->n; k++) {
+        uint32_t p = occ->v[k];
+        if (!pair_at(S, p, a, b))
+            continue; /* stale */
+        if (S->mark[S->wid[p]] != S->gen) {
+            occ->v[keep++] = p;
+            continue;
         }
-        slen[wi] = n;
+        if (S->cand.n && S->cand.v[S->cand.n - 1] >= p)
+            sorted = 0;
+        uv_push(&S->cand, p);
+    }
+    occ->n = keep; /* occ is not used below: pc_formed may move it */
+    if (!sorted)
+        qsort(S->cand.v, S->cand.n, sizeof *S->cand.v, cmp_u32);
+    for (size_t k = 0; k < S->cand.n; k++) {
+        uint32_t p = S->cand.v[k];
+        if ((k && p == S->cand.v[k - 1]) || !pair_at(S, p, a, b))
+            continue; /* listed twice, or overlapping the occurrence merged before it */
+        int32_t wi = (int32_t)S->wid[p];
+        int64_t wc = (int64_t)tr->wcount[wi];
+        uint32_t pv = S->prv[p], q = S->nxt[p], r = S->nxt[q];
+        if (pv != NONE) {
+            *pc_ref(pc, PAIR(S->sym[pv], a)) -= wc;
+            pc_formed(pc, PAIR(S->sym[pv], nid), pv, wc);
+            wtu_insert(w, PAIR(S->sym[pv], nid), wi);
+        }
+        S->sym[p] = nid;
+        S->sym[q] = -1;
+        S->nxt[p] = r;
+        if (r != NONE) {
+            S->prv[r] = p;
+            *pc_ref(pc, PAIR(b, S->sym[r])) -= wc;
+            pc_formed(pc, PAIR(nid, S->sym[r]), p, wc);
+            wtu_insert(w, PAIR(nid, S->sym[r]), wi);
+        }
     }
 }
 
@@ -429,36 +513,45 @@ static size_t init_vocab(const icl_bpe_trainer *tr, char **tok, int32_t sym_of_b
     return ntok;
 }
 
-/* Each distinct word as an array of byte-level symbol ids: word i is
- * sym[soff[i] .. soff[i] + slen[i]).  Caller frees the three arrays. */
-static int32_t *word_symbols(const icl_bpe_trainer *tr, const int32_t sym_of_byte[256], size_t **soffp,
-                             uint32_t **slenp)
+/* Each distinct word as a list of byte-level symbol ids (see symbols). */
+static void word_symbols(const icl_bpe_trainer *tr, const int32_t sym_of_byte[256], symbols *S)
 {
-    size_t nw = tr->nwords, total = 0;
-    size_t *soff = *soffp = icl_xmalloc((nw + 1) * sizeof *soff);
-    uint32_t *slen = *slenp = icl_xmalloc((nw + 1) * sizeof *slen);
-    for (size_t i = 0; i < nw; i++) {
-        soff[i] = total;
-        slen[i] = tr->wlen[i];
-        total += tr->wlen[i];
+    size_t total = tr->warena.len + 1;
+    S->sym = icl_xmalloc(total * sizeof *S->sym);
+    S->nxt = icl_xmalloc(total * sizeof *S->nxt);
+    S->prv = icl_xmalloc(total * sizeof *S->prv);
+    S->wid = icl_xmalloc(total * sizeof *S->wid);
+    S->mark = icl_xcalloc(tr->nwords + 1, sizeof *S->mark);
+    for (size_t i = 0; i < tr->nwords; i++) {
+        uint32_t o = tr->woff[i], n = tr->wlen[i];
+        for (uint32_t k = 0; k < n; k++) {
+            S->sym[o + k] = sym_of_byte[(uint8_t)tr->warena.data[o + k]];
+            S->prv[o + k] = k ? o + k - 1 : NONE;
+            S->nxt[o + k] = k + 1 < n ? o + k + 1 : NONE;
+            S->wid[o + k] = (uint32_t)i;
+        }
     }
-    int32_t *sym = icl_xmalloc((total + 1) * sizeof *sym);
-    for (size_t i = 0; i < nw; i++)
-        for (uint32_t k = 0; k < tr->wlen[i]; k++)
-            sym[soff[i] + k] = sym_of_byte[(uint8_t)tr->warena.data[tr->woff[i] + k]];
-    return sym;
+}
+
+static void symbols_free(symbols *S)
+{
+    free(S->sym);
+    free(S->nxt);
+    free(S->prv);
+    free(S->wid);
+    free(S->mark);
+    free(S->cand.v);
 }
 
 /* Count every adjacent pair of every word (times the word's count) into pc
- * and note in w which words hold it. */
-static void count_pairs(const icl_bpe_trainer *tr, const int32_t *sym, const size_t *soff, const uint32_t *slen,
-                        pcounts *pc, wtu *w)
+ * with its position, and note in w which words hold it. */
+static void count_pairs(const icl_bpe_trainer *tr, const symbols *S, pcounts *pc, wtu *w)
 {
     for (size_t i = 0; i < tr->nwords; i++) {
-        const int32_t *s = sym + soff[i];
-        for (uint32_t k = 0; k + 1 < slen[i]; k++) {
-            uint64_t p = PAIR(s[k], s[k + 1]);
-            *pc_ref(pc, p) += (int64_t)tr->wcount[i];
+        uint32_t o = tr->woff[i];
+        for (uint32_t k = 0; k + 1 < tr->wlen[i]; k++) {
+            uint64_t p = PAIR(S->sym[o + k], S->sym[o + k + 1]);
+            pc_formed(pc, p, o + k, (int64_t)tr->wcount[i]);
             wtu_insert(w, p, (int32_t)i);
         }
     }
@@ -473,14 +566,13 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     size_t ntok = init_vocab(tr, tok, sym_of_byte);
 
     /* words as symbol arrays, and the count of every adjacent pair */
-    size_t *soff;
-    uint32_t *slen;
-    int32_t *sym = word_symbols(tr, sym_of_byte, &soff, &slen);
+    symbols S = {0};
+    word_symbols(tr, sym_of_byte, &S);
     pcounts pc = {0};
     icl_u64map_init(&pc.idx, 1 << 16);
     wtu w = {0};
     icl_u64map_init(&w.idx, 1 << 16);
-    count_pairs(tr, sym, soff, slen, &pc, &w);
+    count_pairs(tr, &S, &pc, &w);
     heap h = {0};
     queue_pairs(&h, &w, &pc);
 
@@ -530,7 +622,7 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
                 icl_u64map_put(&th, hh, nid, 0);
         }
         merges[nmerges++] = top->pair;
-        merge_words(tr, &top->pos, a, b, nid, sym, soff, slen, &pc, &w);
+        merge_words(tr, &S, &top->pos, top->pair, nid, &pc, &w);
         queue_pairs(&h, &w, &pc);
         free(top->pos.v);
         free(top);
@@ -550,9 +642,10 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     free(merges);
     icl_u64map_free(&th);
     icl_buf_free(&nt);
-    free(soff);
-    free(slen);
-    free(sym);
+    symbols_free(&S);
+    for (size_t k = 0; k < pc.n; k++)
+        free(pc.occ[k].v);
+    free(pc.occ);
     icl_u64map_free(&pc.idx);
     free(pc.cnt);
     icl_u64map_free(&w.idx);

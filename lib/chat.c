@@ -1,6 +1,7 @@
 /* chat.c - chat templates: loading, rendering, assistant spans (see chat.h). */
 #define _GNU_SOURCE /* memmem */
 #include "chat.h"
+#include "fileio.h"
 #include "tokenizer.h"
 #include "tokgguf.h"
 
@@ -20,41 +21,23 @@ struct icl_chat {
     icl_jinja_limits lim;
 };
 
+/* a chat template or tokenizer_config.json: at most 64 MB; a FIFO never
+ * blocks (icl_read_file) */
 static char *read_file(const char *path, size_t *n, char *err, size_t errsz)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    icl_buf b = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        buf_append(&b, chunk, got);
-        if (b.len > ((size_t)64 << 20)) {
-            fclose(f);
-            buf_free(&b);
-            icl_seterr(err, errsz, "%s: file too large for a chat template", path);
-            return NULL;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        buf_free(&b);
-        icl_seterr(err, errsz, "%s: read error", path);
-        return NULL;
-    }
-    *n = b.len;
-    return b.data ? b.data : xstrdup("");
+    return icl_read_file(path, (size_t)64 << 20, n, err, errsz);
 }
 
 /* tokenizer_config.json: big integers (model_max_length 1e30) read as reals */
 static json_t *load_config(const char *path, char *err, size_t errsz)
 {
     json_error_t je;
-    json_t *j = json_load_file(path, JSON_DECODE_INT_AS_REAL, &je);
+    size_t n;
+    char *text = read_file(path, &n, err, errsz);
+    if (!text)
+        return NULL;
+    json_t *j = json_loadb(text, n, JSON_DECODE_INT_AS_REAL, &je);
+    free(text);
     if (!j) {
         icl_seterr(err, errsz, "%s:%d: %s", path, je.line, je.text);
         return NULL;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,9 +203,72 @@ static void on_signal(int sig)
     raise(sig);
 }
 
+/* ------------------------------------------------------------- waiting */
+
+unsigned long long icl_wait_spins = ICL_WAIT_SPINS;
+
+/* GOMP_SPINCOUNT as libgomp's parse_spincount reads it: spaces, "infinite"
+ * or "infinity", or a count with an optional k, M, G or T suffix.  0 ok. */
+static int parse_spincount(const char *s, unsigned long long *v)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (!strncasecmp(s, "infinite", 8) || !strncasecmp(s, "infinity", 8)) {
+        s += 8;
+        *v = ULLONG_MAX;
+    } else {
+        char *end;
+        errno = 0;
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned long long n = strtoull(s, &end, 10), mult = 1;
+        if (errno)
+            return -1;
+        s = end;
+        switch (*s) {
+        case 'k': case 'K': mult = 1000ULL; s++; break;
+        case 'M': mult = 1000000ULL; s++; break;
+        case 'G': mult = 1000000000ULL; s++; break;
+        case 'T': mult = 1000000000000ULL; s++; break;
+        }
+        *v = n > ULLONG_MAX / mult ? ULLONG_MAX : n * mult;
+    }
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s ? -1 : 0;
+}
+
+void icl_wait_setup(char **argv)
+{
+    const char *sc = getenv("GOMP_SPINCOUNT"), *pol = getenv("OMP_WAIT_POLICY");
+    unsigned long long v;
+    if (sc || pol) { /* the user's choice, read as libgomp reads it */
+        while (pol && (*pol == ' ' || *pol == '\t'))
+            pol++;
+        if (sc && parse_spincount(sc, &v) == 0)
+            icl_wait_spins = v;
+        else if (pol && !strncasecmp(pol, "active", 6))
+            icl_wait_spins = ULLONG_MAX;
+        else if (pol && !strncasecmp(pol, "passive", 7))
+            icl_wait_spins = 0;
+        else
+            icl_wait_spins = 300000; /* libgomp's default */
+        return;
+    }
+    char n[32];
+    snprintf(n, sizeof n, "%llu", ICL_WAIT_SPINS);
+    if (!argv || !argv[0] || setenv("GOMP_SPINCOUNT", n, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* no /proc (a sandbox): libgomp spins as it always did; BLIS's barriers
+     * still sleep after ICL_WAIT_SPINS spins */
+    unsetenv("GOMP_SPINCOUNT");
+}
+
 void icl_init(int argc, char **argv)
 {
     (void)argc;
+    icl_wait_setup(argv);
     if (argv && argv[0]) {
         const char *s = strrchr(argv[0], '/');
         icl_progname = s ? s + 1 : argv[0];
@@ -272,6 +336,8 @@ void icl_progress_add(icl_progress *p, long n)
     if (!p->on)
         return;
     double now = icl_now();
+    if (!p->drawn && now - p->t0 < p->delay)
+        return;
     if (now - p->last >= 0.25 || !p->drawn)
         progress_draw(p, now);
 }
@@ -280,6 +346,10 @@ void icl_progress_end(icl_progress *p)
 {
     if (!p->on)
         return;
+    if (!p->drawn && icl_now() - p->t0 < p->delay) { /* quick: nothing to show */
+        p->on = 0;
+        return;
+    }
     progress_draw(p, icl_now());
     fputc('\n', stderr);
     p->on = 0;

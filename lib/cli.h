@@ -20,7 +20,8 @@
 
 #include "util.h"
 
-/* Program start-up, first thing in main: records the program name for
+/* Program start-up, first thing in main: sets how idle threads wait
+ * (icl_wait_setup), records the program name for
  * messages (icl_progname), makes SIGPIPE quiet (`| head`), selects the
  * BLIS sub-configuration (icl_blis_setup), refuses an invalid
  * $ICL_NUM_THREADS, and arranges that at exit and on SIGINT, SIGTERM or
@@ -28,6 +29,26 @@
  * writes are removed (icl_atomic_cleanup, fileio.h) and that a failed
  * write to stdout fails the run (as in sbase). */
 void icl_init(int argc, char **argv);
+
+/* How long a thread waiting for others spins (pause instructions) before it
+ * sleeps, in OpenMP's loops (libgomp) and in BLIS's barriers alike
+ * (cmd/common/blis_wait.c).  Spinning forever, as libgomp does for 300,000
+ * spins (3 ms by its estimate; about 15 ms measured here) and BLIS 0.9 does
+ * without end, made 2 threads 3-5x slower than 1 while another program
+ * kept a core busy (issue 18): the waiting thread burns the core its
+ * descheduled partner needs.  icl_wait_setup, called first by icl_init:
+ *   - the user set GOMP_SPINCOUNT (a count with an optional k/M/G/T
+ *     suffix, or "infinite") or OMP_WAIT_POLICY (active: spin without end;
+ *     passive: sleep at once): their value, as libgomp reads them, is kept;
+ *   - neither set: GOMP_SPINCOUNT=ICL_WAIT_SPINS is put in the environment
+ *     and the program re-executes itself (/proc/self/exe, same arguments):
+ *     libgomp reads its settings in a constructor, before main, so a
+ *     setenv() in main changes nothing for the running process.  If exec
+ *     fails the program goes on with libgomp's own spinning.
+ * Waiting never changes what is computed: results are bit-identical. */
+#define ICL_WAIT_SPINS 1000ULL /* libgomp's own count for active, oversubscribed teams */
+extern unsigned long long icl_wait_spins; /* ULLONG_MAX: without end */
+void icl_wait_setup(char **argv);
 
 /* icl_die: print "prog: message\n" to stderr and exit 1.  A message ending
  * in ':' gets strerror(errno) appended, as in sbase's eprintf. */
@@ -82,6 +103,8 @@ typedef struct {
     long done, total;   /* total <= 0: unknown */
     double t0, last;    /* icl_now() seconds */
     const char *what;   /* "records", "lines" */
+    double delay;       /* no line before this many seconds (0 after start; set it after
+                           icl_progress_start): work that ends sooner prints nothing */
 } icl_progress;
 /* mode 1: on; 0: off; -1: when stderr is a terminal (a program that streams
  * text to the terminal passes 0). */

@@ -80,9 +80,45 @@ int icl_same_file(const char *a, const char *b)
     return S_ISREG(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+#define TMP_SUFFIX ".tmp.XXXXXX"
+
+/* The file a write to path lands on, malloc'd: path, or, when path is a
+ * symbolic link, what it points to, followed link by link as open() does
+ * (a relative target is relative to the link's folder; a dangling link
+ * names the file to create).  More than 40 links: path (open then fails). */
+static char *link_target(const char *path)
+{
+    char *p = icl_xstrdup(path);
+    for (int hop = 0; hop < 40; hop++) {
+        struct stat st;
+        char buf[PATH_MAX];
+        ssize_t n;
+        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode) || (n = readlink(p, buf, sizeof buf - 1)) <= 0)
+            return p;
+        buf[n] = 0;
+        char *q;
+        const char *slash = strrchr(p, '/');
+        if (buf[0] == '/' || !slash) {
+            q = icl_xstrdup(buf);
+        } else {
+            size_t dl = (size_t)(slash - p) + 1;
+            q = icl_xmalloc(dl + (size_t)n + 1);
+            memcpy(q, p, dl);
+            memcpy(q + dl, buf, (size_t)n + 1);
+        }
+        free(p);
+        p = q;
+    }
+    free(p);
+    return icl_xstrdup(path);
+}
+
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
 {
-    if ((size_t)snprintf(tmp, tmpsz, "%s.tmp.XXXXXX", path) >= tmpsz) {
+    char *target = link_target(path);
+    int fit = (size_t)snprintf(tmp, tmpsz, "%s" TMP_SUFFIX, target) < tmpsz;
+    free(target);
+    if (!fit) {
         icl_seterr(err, errsz, "%s: path too long", path);
         return -1;
     }
@@ -144,13 +180,20 @@ int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size
         icl_atomic_abort(-1, tmp);
         return -1;
     }
-    if (rename(tmp, path) < 0) {
+    /* the file tmp was made for: its name less the suffix (path itself, or
+     * the file path links to) */
+    size_t tl = strlen(tmp), sl = strlen(TMP_SUFFIX);
+    char *dest = icl_xstrdup(tmp);
+    if (tl > sl)
+        dest[tl - sl] = 0;
+    if (rename(tmp, dest) < 0) {
         icl_seterr(err, errsz, "%s: rename: %s", path, strerror(errno));
         icl_atomic_abort(-1, tmp);
+        free(dest);
         return -1;
     }
     pending_remove(tmp);
-    char *d = icl_xstrdup(path);
+    char *d = dest;
     int dfd = open(dirname(d), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     free(d);
     if (dfd >= 0) {
@@ -162,7 +205,7 @@ int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size
 
 int icl_write_file_atomic(const char *path, const void *data, size_t n, char *err, size_t errsz)
 {
-    size_t tsz = strlen(path) + 16;
+    size_t tsz = strlen(path) + ICL_ATOMIC_TMP_MAX;
     char *tmp = icl_xmalloc(tsz);
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
     if (fd >= 0) {
@@ -206,7 +249,7 @@ FILE *icl_out_open(const char *path, char *err, size_t errsz)
         outs[slot].f = f;
         return f;
     }
-    size_t tsz = strlen(path) + 16;
+    size_t tsz = strlen(path) + ICL_ATOMIC_TMP_MAX;
     char *tmp = icl_xmalloc(tsz);
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz);
     if (fd < 0) {
@@ -302,12 +345,29 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
 {
     int in = strcmp(path, "-") == 0;
     const char *name = in ? "<stdin>" : path;
-    FILE *f = in ? stdin : fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        icl_seterr(err, errsz, "%s: %s", name, strerror(e));
-        errno = e;
-        return NULL;
+    FILE *f = stdin;
+    int fifo = 0;
+    if (!in) {
+        /* O_NONBLOCK: a FIFO with no writer does not block open() (it then
+         * reads as empty, refused below); blocking again for the reads */
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), e = 0;
+        struct stat st = {0};
+        if (fd < 0)
+            e = errno;
+        else if (fstat(fd, &st) != 0)
+            e = errno;
+        else if (S_ISDIR(st.st_mode))
+            e = EISDIR;
+        else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb")))
+            e = errno;
+        if (e) {
+            if (fd >= 0)
+                close(fd);
+            icl_seterr(err, errsz, "%s: %s", name, strerror(e));
+            errno = e;
+            return NULL;
+        }
+        fifo = S_ISFIFO(st.st_mode);
     }
     icl_buf b = {0};
     char tmp[65536];
@@ -332,6 +392,11 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
             icl_seterr(err, errsz, "%s: read error: %s", name, strerror(e));
         }
         errno = e;
+        return NULL;
+    }
+    if (!b.data && fifo) { /* no writer (or one that wrote nothing): not a file */
+        icl_seterr(err, errsz, "%s: not a regular file (a FIFO with nothing written to it)", name);
+        errno = EINVAL;
         return NULL;
     }
     if (!b.data)

@@ -6,7 +6,10 @@
  * folder is then fsync'ed (best effort).  A failed or interrupted write
  * leaves an old PATH unchanged and no half-written one (doc/DESIGN.md,
  * stream 3).  The new file gets the mode of the file it replaces, or
- * 0666 & ~umask for a new file, as fopen(PATH, "w") would give.
+ * 0666 & ~umask for a new file, as fopen(PATH, "w") would give.  When PATH
+ * is a symbolic link, the file it points to (through every link, as open()
+ * follows them; a dangling link names the file to create) is the one
+ * replaced, and the link stays, as with fopen(PATH, "w").
  *
  * Temporary files not yet committed are registered here so that a program
  * can remove them when it exits or dies of a signal: icl_atomic_cleanup
@@ -24,14 +27,22 @@
 #ifndef ICL_FILEIO_H
 #define ICL_FILEIO_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 
-/* Create the temporary file for path and return its fd (write-only); its
- * name goes to tmp (tmpsz >= strlen(path) + 16).  -1 on error. */
+/* Always enough room for the temporary file's name (a symbolic link's
+ * target can be longer than the link's name). */
+#define ICL_ATOMIC_TMP_MAX (PATH_MAX + 16)
+
+/* Create the temporary file for path (beside the file a symbolic link
+ * points to) and return its fd (write-only); its name goes to tmp: tmpsz
+ * >= strlen(path) + 16, or ICL_ATOMIC_TMP_MAX through a link.  -1 on error
+ * ("path too long" when tmp is too small). */
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz);
-/* fsync and close fd, rename tmp to path, fsync the folder.  On failure
- * tmp is removed and -1 returned. */
+/* fsync and close fd, rename tmp to the file it was made for (path, or the
+ * file path links to), fsync the folder.  On failure tmp is removed and -1
+ * returned; messages name path. */
 int icl_atomic_commit(int fd, const char *tmp, const char *path, char *err, size_t errsz);
 /* Close fd (when >= 0) and remove tmp. */
 void icl_atomic_abort(int fd, const char *tmp);
@@ -60,7 +71,9 @@ void icl_out_abort(FILE *f);
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
  * message "PATH: reason" in err.  "-" reads standard input.  The cap makes
- * /dev/zero or a runaway FIFO an error instead of an unbounded allocation. */
+ * /dev/zero or a runaway FIFO an error instead of an unbounded allocation;
+ * a FIFO nobody writes to never blocks: it is an error ("not a regular
+ * file"), as is a folder (EISDIR). */
 char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz);
 
 /* 1 when paths a and b name the same existing regular file (st_dev and

@@ -66,6 +66,8 @@ struct icl_fmt {
     icl_buf sp, sr, sq;      /* scratch: one turn's prompt, response; the whole prompt */
     icl_ids ids;             /* scratch: the prompt's tokens (budget) */
     size_t *perm;
+    long nobj;               /* JSON records read */
+    long key_seen[ICL_F_N];  /* of them, records holding each --map key */
 };
 
 /* ---- options ---------------------------------------------------------- */
@@ -920,8 +922,10 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
 {
     const char **map = f->o.map;
     json_t *v[ICL_F_N];
+    f->nobj++;
     for (int k = 0; k < ICL_F_N; k++)
-        v[k] = get_path(o, map[k]);
+        if ((v[k] = get_path(o, map[k])))
+            f->key_seen[k]++;
     const char *used[4];
     size_t nused = 0;
     icl_str s[ICL_F_N];
@@ -1121,6 +1125,16 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
         icl_seterr(err, errsz, "%s", f->errmsg);
         return -1;
     }
+    /* a --map key that no JSON record has is a mistake (a typo, the wrong
+     * file), not records to pass on with an empty field (CSV: the header
+     * check says so at once); input and system may be absent everywhere */
+    for (int k = 0; k < ICL_F_N && f->nobj; k++)
+        if (k != ICL_F_INPUT && k != ICL_F_SYSTEM && f->o.map[k] != icl_fmt_field_names[k] && !f->key_seen[k]) {
+            char e[600];
+            snprintf(e, sizeof e, "--map %s=%s: no record has the key '%s'", icl_fmt_field_names[k], f->o.map[k],
+                     f->o.map[k]);
+            fail(f, e);
+        }
     if (f->o.shuffle || f->o.split > 0) {
         size_t n = f->n;
         if (f->off)

@@ -2,6 +2,7 @@
  * The model (prefill and batched decode steps) is model.c's. */
 #define _GNU_SOURCE
 #include "generate.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -57,17 +58,22 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
     size_t n = strlen(dir) + 32;
     char *path = xmalloc(n);
     snprintf(path, n, "%s/generation_config.json", dir);
-    FILE *f = fopen(path, "r");
+    size_t len;
+    char rerr[512];
+    /* icl_read_file: capped, and a FIFO there never blocks */
+    char *text = icl_read_file(path, (size_t)64 << 20, &len, rerr, sizeof rerr);
+    int e = errno;
     free(path);
-    if (!f) {
-        if (errno == ENOENT)
+    if (!text) {
+        if (e == ENOENT)
             return 0; /* no file: the defaults */
-        icl_seterr(err, errsz, "generation_config.json: %s", strerror(errno)); /* not silently ignored */
+        const char *why = strrchr(rerr, ':'); /* "PATH: reason" */
+        icl_seterr(err, errsz, "generation_config.json: %s", why ? why + 2 : rerr); /* not silently ignored */
         return -1;
     }
     json_error_t je;
-    json_t *root = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
-    fclose(f);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
     if (!root || !json_is_object(root)) {
         icl_seterr(err, errsz, "generation_config.json:%d: %s", root ? 1 : je.line,
                root ? "not a JSON object" : je.text);

@@ -903,7 +903,7 @@ int icl_gguf_write(icl_gguf_writer *w, const char *path, char *err, size_t errsz
         off += (t->nbytes + align - 1) / align * align;
     }
     size_t hpad = (align - h.len % align) % align;
-    size_t tmpsz = strlen(path) + 32;
+    size_t tmpsz = strlen(path) + ICL_ATOMIC_TMP_MAX;
     char *tmp = xmalloc(tmpsz);
     int fd = icl_atomic_open(path, tmp, tmpsz, err, errsz);
     if (fd < 0) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fileio.h"
 #include "util.h"
 
 static char *join2(const char *dir, const char *file)
@@ -166,27 +167,13 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
 {
     memset(c, 0, sizeof *c);
     char *path = join2(dir, "adapter_config.json");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        icl_seterr(err, errsz, "%s: cannot open: %s", path, strerror(errno));
-        free(path);
-        return -1;
-    }
-    icl_buf b = {0};
-    char tmp[65536];
-    size_t k;
-    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0 && b.len < (16u << 20))
-        buf_append(&b, tmp, k);
-    int bad = ferror(f);
-    fclose(f);
+    size_t n;
     int rc = -1;
-    if (bad)
-        icl_seterr(err, errsz, "%s: cannot read: %s", path, strerror(errno));
-    else if (b.len >= (16u << 20))
-        icl_seterr(err, errsz, "%s: larger than 16 MiB", path);
-    else
-        rc = icl_lora_parse_config(b.data ? b.data : "", b.len, path, c, err, errsz);
-    buf_free(&b);
+    /* capped at 16 MiB; a FIFO never blocks (icl_read_file) */
+    char *text = icl_read_file(path, 16u << 20, &n, err, errsz);
+    if (text)
+        rc = icl_lora_parse_config(text, n, path, c, err, errsz);
+    free(text);
     free(path);
     return rc;
 }

@@ -73,6 +73,11 @@ json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz)
                  (unsigned char)line[bad]);
         return NULL;
     }
+    if (len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) {
+        snprintf(err, errsz, "starts with a UTF-8 byte order mark (BOM); JSON Lines have none "
+                 "(icl-fmt reads such a file and writes it without)");
+        return NULL;
+    }
     json_error_t je;
     /* jansson rejects \u0000 (without JSON_ALLOW_NUL) and lone surrogates,
      * and decodes surrogate pairs. */

@@ -383,7 +383,7 @@ int icl_st_write(const char *path, const icl_st_entry *e, int n, char *err, size
     for (size_t i = 0; i < pad; i++)
         icl_buf_putc(&hb, ' ');
     free(js);
-    size_t tsz = strlen(path) + 16;
+    size_t tsz = strlen(path) + ICL_ATOMIC_TMP_MAX;
     char *tmp = icl_xmalloc(tsz);
     int fd = icl_atomic_open(path, tmp, tsz, err, errsz), rc = -1;
     if (fd >= 0) {

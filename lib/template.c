@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "record.h"
 
@@ -65,6 +66,68 @@ static int count_sub(const char *s, const char *sub)
     return n;
 }
 
+/* Levenshtein distance of a[0..na) and b[0..nb), both under 32 bytes */
+static int edit_distance(const char *a, size_t na, const char *b, size_t nb)
+{
+    int d[33][33];
+    for (size_t i = 0; i <= na; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= nb; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            int c = d[i - 1][j - 1] + ((a[i - 1] | 32) != (b[j - 1] | 32));
+            if (d[i - 1][j] + 1 < c)
+                c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c)
+                c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[na][nb];
+}
+
+/* A word in braces that is one or two letters away from a placeholder
+ * ({intruction}, {Input}, {outputs}) is a mistake, not literal text: it
+ * would silently drop the field from every prompt.  Other text in braces
+ * stays literal.  0, or -1 with "name:LINE: ..." in err. */
+static int check_placeholders(const char *text, size_t n, const char *name, char *err, size_t errsz)
+{
+    static const char *const ph[] = {"system", "instruction", "input", "output"};
+    long line = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '\n')
+            line++;
+        if (text[i] != '{')
+            continue;
+        size_t j = i + 1;
+        while (j < n && j - i <= 32 && ((text[j] | 32) >= 'a' && (text[j] | 32) <= 'z'))
+            j++;
+        if (j >= n || text[j] != '}' || j == i + 1 || j - i > 32)
+            continue;
+        const char *w = text + i + 1;
+        size_t wl = j - i - 1;
+        int best = 3, k_best = -1;
+        for (int k = 0; k < 4; k++) {
+            if (wl == strlen(ph[k]) && !memcmp(w, ph[k], wl)) {
+                k_best = -1; /* a placeholder */
+                best = 0;
+                break;
+            }
+            int dd = edit_distance(w, wl, ph[k], strlen(ph[k]));
+            if (dd < best) {
+                best = dd;
+                k_best = k;
+            }
+        }
+        if (k_best >= 0) {
+            snprintf(err, errsz, "%s:%ld: {%.*s} is not a placeholder; did you mean {%s}? (placeholders: "
+                     "{system} {instruction} {input} {output})", name, line, (int)wl, w, ph[k_best]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 icl_template *icl_template_parse(const char *text, size_t n, const char *name, char *err,
                                  size_t errsz)
 {
@@ -84,6 +147,8 @@ icl_template *icl_template_parse(const char *text, size_t n, const char *name, c
         snprintf(err, errsz, "%s:%ld: invalid UTF-8 at byte offset %zu", name, bl, bad_at - ls);
         return NULL;
     }
+    if (check_placeholders(text, n, name, err, errsz))
+        return NULL;
     /* Find the marker line "%%" (a line holding only %%, optionally with CR). */
     const char *marker = NULL, *after = NULL;
     int nmarkers = 0;
@@ -147,8 +212,8 @@ icl_template *icl_template_load(const char *name, char *err, size_t errsz)
     for (int k = 0; k < 4; k++)
         if (strcmp(name, names[k]) == 0)
             return make(k, name);
-    FILE *f = fopen(name, "r");
-    if (!f) {
+    struct stat st; /* not fopen: a FIFO would block it */
+    if (stat(name, &st) != 0) {
         if (errno == ENOENT && !strchr(name, '/') && !strchr(name, '.'))
             snprintf(err, errsz, "unknown template '%s' (built in: alpaca, chatml, llama2, plain; "
                      "or a template file)", name);
@@ -156,7 +221,6 @@ icl_template *icl_template_load(const char *name, char *err, size_t errsz)
             snprintf(err, errsz, "%s: %s", name, strerror(errno));
         return NULL;
     }
-    fclose(f);
     size_t n;
     char *text = icl_read_file(name, ICL_TEMPLATE_MAX_BYTES, &n, err, errsz);
     if (!text)

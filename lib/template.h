@@ -31,7 +31,8 @@
  * prompt part from the response part.  The newline ending the line before
  * the marker belongs to neither part, nor does the final newline of the
  * file.  {output} must appear in the response part exactly once and not in
- * the prompt part; any other text in braces is literal.
+ * the prompt part; any other text in braces is literal, except a word one
+ * or two letters from a placeholder ({intruction}): an error.
  */
 #ifndef ICL_TEMPLATE_H
 #define ICL_TEMPLATE_H

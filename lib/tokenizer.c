@@ -552,10 +552,16 @@ static int load_neighbour(const char *path, const char *name, json_t **out, errb
     if (stat(path, &st) != 0 && errno == ENOENT)
         return 0;
     json_error_t je;
+    size_t n;
+    char rerr[512];
+    char *text = icl_read_file(path, (size_t)64 << 20, &n, rerr, sizeof rerr); /* capped; a FIFO never blocks */
+    if (!text)
+        return fail(e, "%s", rerr);
     /* tokenizer_config.json: integers as reals, so transformers' "no limit"
      * sentinel (model_max_length 1000000000000000019884624838656, past
      * jansson's integers) loads; icl reads no integer from it */
-    json_t *c = json_load_file(path, strcmp(name, "tokenizer_config.json") ? 0 : JSON_DECODE_INT_AS_REAL, &je);
+    json_t *c = json_loadb(text, n, strcmp(name, "tokenizer_config.json") ? 0 : JSON_DECODE_INT_AS_REAL, &je);
+    free(text);
     if (!json_is_object(c)) {
         json_decref(c);
         if (c)

@@ -504,7 +504,7 @@ int icl_tok_gguf_to_hf_json(const icl_tok_gguf *m, char **tokenizer_json, char *
 
 static int write_file(const char *dir, const char *name, const char *text, char *err, size_t errsz)
 {
-    char *path = xmalloc(strlen(dir) + strlen(name) + 2), tmp[4096];
+    char *path = xmalloc(strlen(dir) + strlen(name) + 2), tmp[ICL_ATOMIC_TMP_MAX];
     sprintf(path, "%s/%s", dir, name);
     int fd = icl_atomic_open(path, tmp, sizeof tmp, err, errsz), rc = -1;
     if (fd >= 0) {

@@ -242,6 +242,18 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
             }
             continue;
         }
+        /* what a line that is not token ids usually is: say so */
+        const char *what = NULL;
+        if (len >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3))
+            what = "starts with a UTF-8 byte order mark (BOM); token lines have none (icl-tok encode writes them)";
+        else if (s[0] == '{' || (s[0] == '[' && len > 1 && s[1] != ']'))
+            what = "a JSON record, not token ids: make token lines with icl-tok encode -t MODEL";
+        else if (len && s[len - 1] == '\r')
+            what = "ends with a carriage return (CRLF line end); token lines end with LF alone (dos2unix converts)";
+        if (what) {
+            snprintf(err, errsz, "%s:%ld: %s", name, ln, what);
+            return -1;
+        }
         r->n = 0;
         r->nseg = 0;
         size_t i = 0;

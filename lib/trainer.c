@@ -489,7 +489,7 @@ static int open_tokenizer(train_run *r)
     int gguf = icl_is_gguf_file(r->tokpath);
     char *bytes = gguf ? NULL : icl_read_file(r->tokpath, (size_t)512 << 20, &n, e2, sizeof e2); /* tokenizer.json's cap */
     if (!bytes && !gguf) {
-        if (scratch)
+        if (scratch || (errno != ENOENT && errno != ENOTDIR)) /* there but unreadable is not missing */
             return fail(r, "%s", e2);
         r->tid.what = "the model folder has no tokenizer.json";
         return 0;

@@ -141,7 +141,7 @@ test_expect_code 2 'template file with invalid UTF-8: named, never copied into r
 
 test_expect_code 2 'a directory as template: the reason is given' '
     mkdir -p tdir && icl-fmt -T tdir one.jsonl 2>err; rc=$?
-    grep -q "tdir: read error: Is a directory" err || exit 9
+    grep -q "tdir: Is a directory" err || exit 9
     exit $rc
 '
 

@@ -1,6 +1,8 @@
 /* Unit tests of lib/bpe_train.c: training on the fixtures' corpus
  * (tinyshakespeare.txt then wiki_demo.txt) gives Hugging Face BpeTrainer's
- * merges, at vocabulary 512 and 2048 (tests/data/tok, made by tests/hf/fixtures/make_fixtures.py). */
+ * merges, at vocabulary 512 and 2048 (tests/data/tok, made by tests/hf/fixtures/make_fixtures.py),
+ * and on a corpus of very long words with overlapping merges at 1000
+ * (longwords*, made by tests/hf/bpe_long_words.py). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,46 +18,55 @@
 
 #define D "data/tok/"
 
-static char *corpus;
-static size_t corpus_len;
+static char *corpus, *longwords;
+static size_t corpus_len, longwords_len;
 
-static int setup(void **state)
+static char *gunzip(const char *path, size_t *len)
 {
-    (void)state;
-    FILE *f = popen("gzip -dc " D "corpus.txt.gz", "r");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "gzip -dc %s", path);
+    FILE *f = popen(cmd, "r");
     if (!f)
-        return -1;
+        return NULL;
     icl_buf b = {0};
     char tmp[1 << 16];
     size_t r;
     while ((r = fread(tmp, 1, sizeof tmp, f)) > 0)
         icl_buf_append(&b, tmp, r);
     pclose(f);
-    corpus = b.data;
-    corpus_len = b.len;
-    return corpus_len > 2000000 ? 0 : -1;
+    *len = b.len;
+    return b.data;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    corpus = gunzip(D "corpus.txt.gz", &corpus_len);
+    longwords = gunzip(D "longwords.txt.gz", &longwords_len);
+    return corpus_len > 2000000 && longwords_len > 100000 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
     free(corpus);
+    free(longwords);
     return 0;
 }
 
-static void same_as_hf(int vocab)
+static void same_as_hf_on(const char *text, size_t len, int vocab, const char *name)
 {
     const char *sp[] = {"<|endoftext|>"};
     double t0 = icl_now();
     icl_bpe_trainer *tr = icl_bpe_trainer_new(vocab, 0, sp, 1);
-    assert_int_equal(icl_bpe_trainer_feed_lines(tr, corpus, corpus_len, NULL, 0), 0);
+    assert_int_equal(icl_bpe_trainer_feed_lines(tr, text, len, NULL, 0), 0);
     icl_buf out = {0};
     size_t nm = icl_bpe_trainer_finish(tr, &out);
     icl_bpe_trainer_free(tr);
     double dt = icl_now() - t0;
 
     char path[64];
-    snprintf(path, sizeof path, D "bytelevel-%d.json", vocab);
+    snprintf(path, sizeof path, D "%s-%d.json", name, vocab);
     json_error_t je;
     json_t *ref = json_load_file(path, 0, &je), *ours = json_loadb(out.data, out.len, 0, &je);
     assert_non_null(ref);
@@ -67,8 +78,8 @@ static void same_as_hf(int vocab)
         same += json_equal(json_array_get(rm, i), json_array_get(om, i));
     int vocab_same = json_equal(json_object_get(json_object_get(ref, "model"), "vocab"),
                                 json_object_get(json_object_get(ours, "model"), "vocab"));
-    printf("# train vocab %5d: %zu merges, %zu of HF's %zu equal and in order, vocab %s (%.2f s)\n",
-           vocab, nm, same, n, vocab_same ? "identical" : "DIFFERENT", dt);
+    printf("# train %s vocab %5d: %zu merges, %zu of HF's %zu equal and in order, vocab %s (%.2f s)\n",
+           name, vocab, nm, same, n, vocab_same ? "identical" : "DIFFERENT", dt);
     assert_int_equal(nm, n);
     assert_int_equal(same, n);
     assert_true(vocab_same);
@@ -92,6 +103,8 @@ static void same_as_hf(int vocab)
     icl_buf_free(&out);
 }
 
+static void same_as_hf(int vocab) { same_as_hf_on(corpus, corpus_len, vocab, "bytelevel"); }
+
 static void train_512(void **state)
 {
     (void)state;
@@ -102,6 +115,15 @@ static void train_2048(void **state)
 {
     (void)state;
     same_as_hf(2048);
+}
+
+/* words of thousands of letters (one of 60,000), where merging was
+ * quadratic in a word's length, and runs like "aaaa" and "abab" whose
+ * occurrences overlap (merged left to right, as Word::merge does) */
+static void train_long_words(void **state)
+{
+    (void)state;
+    same_as_hf_on(longwords, longwords_len, 1000, "longwords");
 }
 
 static void min_frequency_stops(void **state)
@@ -123,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(train_512),
         cmocka_unit_test(train_2048),
+        cmocka_unit_test(train_long_words),
         cmocka_unit_test(min_frequency_stops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

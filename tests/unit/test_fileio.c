@@ -180,6 +180,64 @@ static void stdio_outputs(void **state)
     }
 }
 
+static char *contents(const char *p)
+{
+    size_t n;
+    char err[256];
+    return icl_read_file(p, 0, &n, err, sizeof err);
+}
+
+/* -o onto a symbolic link writes the file it points to and keeps the link
+ * (was: the link replaced by a file; issue 18, defect 7) */
+static void writes_through_links(void **state)
+{
+    (void)state;
+    char t[512], l[512], l2[512], d[512], dt[512], err[256];
+    struct stat st;
+    path_in(t, sizeof t, "lt-target");
+    path_in(l, sizeof l, "lt-link");
+    path_in(l2, sizeof l2, "lt-link2");
+    assert_int_equal(icl_write_file_atomic(t, "old", 3, err, sizeof err), 0);
+    assert_int_equal(chmod(t, 0600), 0);
+    assert_int_equal(symlink("lt-target", l), 0);  /* relative to the link's folder */
+    assert_int_equal(symlink("lt-link", l2), 0);   /* a chain */
+    assert_int_equal(icl_write_file_atomic(l2, "new", 3, err, sizeof err), 0);
+    assert_int_equal(lstat(l, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(lstat(l2, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    char *s = contents(t);
+    assert_string_equal(s, "new");
+    free(s);
+    assert_int_equal(stat(t, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600); /* the target's mode kept */
+    /* the stdio interface */
+    FILE *f = icl_out_open(l, err, sizeof err);
+    assert_non_null(f);
+    fputs("via stdio\n", f);
+    assert_int_equal(icl_out_commit(f, l, err, sizeof err), 0);
+    assert_int_equal(lstat(l, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    s = contents(t);
+    assert_string_equal(s, "via stdio\n");
+    free(s);
+    /* a dangling link: the file it names is created, the link stays */
+    path_in(d, sizeof d, "lt-dangling");
+    path_in(dt, sizeof dt, "lt-created");
+    assert_int_equal(symlink("lt-created", d), 0);
+    assert_int_equal(icl_write_file_atomic(d, "x", 1, err, sizeof err), 0);
+    assert_int_equal(lstat(d, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    s = contents(dt);
+    assert_string_equal(s, "x");
+    free(s);
+    unlink(l2);
+    unlink(l);
+    unlink(t);
+    unlink(d);
+    unlink(dt);
+}
+
 static void read_file_errors(void **state)
 {
     (void)state;
@@ -206,9 +264,31 @@ static void read_file_errors(void **state)
         assert_null(icl_read_file("/dev/zero", 1 << 20, &n, err, sizeof err));
         assert_int_equal(errno, EFBIG);
     }
-    /* a folder: a read error naming it */
+    /* a folder: refused, naming it */
+    errno = 0;
     assert_null(icl_read_file(dir, 0, &n, err, sizeof err));
-    assert_non_null(strstr(err, "read error: Is a directory"));
+    assert_int_equal(errno, EISDIR);
+    assert_non_null(strstr(err, ": Is a directory"));
+    /* a FIFO nobody writes to: an error at once, not a blocked open()
+     * (issue 18, defect 10) */
+    path_in(p, sizeof p, "fifo");
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_null(icl_read_file(p, 0, &n, err, sizeof err));
+    assert_non_null(strstr(err, "fifo: not a regular file (a FIFO with nothing written to it)"));
+    unlink(p);
+    /* a pipe with a writer (a shell's <(...)): read whole */
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    assert_int_equal(write(pfd[1], "abc", 3), 3);
+    close(pfd[1]);
+    char dev[64];
+    snprintf(dev, sizeof dev, "/dev/fd/%d", pfd[0]);
+    s = icl_read_file(dev, 0, &n, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(n, 3);
+    assert_string_equal(s, "abc");
+    free(s);
+    close(pfd[0]);
     /* an empty file: length 0, a valid empty string */
     path_in(p, sizeof p, "empty");
     assert_int_equal(icl_write_file_atomic(p, "", 0, err, sizeof err), 0);
@@ -227,6 +307,7 @@ int main(void)
         cmocka_unit_test(abort_and_cleanup),
         cmocka_unit_test(stdio_outputs),
         cmocka_unit_test(read_file_errors),
+        cmocka_unit_test(writes_through_links),
         cmocka_unit_test(same_file_by_inode),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

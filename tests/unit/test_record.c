@@ -50,6 +50,10 @@ static void hostile_lines_rejected(void **state)
     assert_null(icl_record_parse("[1,2]", 5, err, sizeof err));
     assert_null(icl_record_parse("{\"a\":1} x", 9, err, sizeof err));
     assert_null(icl_record_parse("{\"a\":1,\"a\":2}", 13, err, sizeof err));
+    /* a byte order mark (an editor's) is named as such (issue 18, defect 12) */
+    const char *bom = "\xEF\xBB\xBF{\"a\":1}";
+    assert_null(icl_record_parse(bom, strlen(bom), err, sizeof err));
+    assert_non_null(strstr(err, "starts with a UTF-8 byte order mark (BOM); JSON Lines have none"));
 }
 
 static void keys_keep_their_order(void **state)

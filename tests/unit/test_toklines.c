@@ -93,7 +93,12 @@ static void bad_lines_name_file_and_line(void **state)
     } bad[] = {
         {"1 2\n1  2\n", ":2: byte 3: expected a token id, found a second space"},
         {"1 2 \n", ":1: byte 5: expected a token id, found end of line"},
-        {"1 2\r\n", ":1: byte 4: expected a space, TAB or end of line"},
+        {"1 2\r\n", ":1: ends with a carriage return (CRLF line end); token lines end with LF alone"},
+        {"1 2\n3\t4\r\n", ":2: ends with a carriage return (CRLF line end)"},
+        {"\xEF\xBB\xBF" "1 2\n", ":1: starts with a UTF-8 byte order mark (BOM); token lines have none"},
+        {"{\"prompt\":\"a\",\"response\":\"b\"}\n", ":1: a JSON record, not token ids: make token lines with icl-tok encode"},
+        {"1 2\n[\"a\"]\n", ":2: a JSON record, not token ids"},
+        {"1 2\t\r\n", ":1: ends with a carriage return"},
         {"1 -2\n", ":1: byte 3: expected a token id, found a non-digit"},
         {"1 x\n", ":1: byte 3: expected a token id"},
         {"3 10\n", ":1: token id 10 is not below the vocabulary size 10"},
