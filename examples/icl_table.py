@@ -24,8 +24,9 @@ def load(p):
 
 def timed(run):
     with open(os.path.join(out, "time", "icl." + run), encoding="utf-8") as f:
-        w, rss = [x for x in f.read().split("\n") if x.strip()][-1].split()
-    return float(w), int(rss)
+        v = [x for x in f.read().split("\n") if x.strip()][-1].split()
+    cpu = float(v[2]) + float(v[3]) if len(v) >= 4 else None
+    return float(v[0]), int(v[1]), cpu
 
 
 def labels(run):
@@ -60,8 +61,8 @@ for t, name in TASKS:
     print("## %s\n" % name)
     print("Majority class of the training split (\"%s\") on these %d records: %.1f%%.\n"
           % (mlabel, len(zero), 100.0 * mfrac))
-    print("| prompt | accuracy | mean prompt tokens | wall time (s) | s per prompt | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+    print("| prompt | accuracy | mean prompt tokens | wall time (s) | s per prompt | CPU time (s) | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|")
     runs = [("0-shot (untuned)", "zero")]
     for s in P["ICL_SELECT"].split():
         for k in P["ICL_SHOTS"].split():
@@ -72,8 +73,8 @@ for t, name in TASKS:
         a = load(os.path.join(I, run + ".gen.acc.json"))
         with open(os.path.join(I, run + ".ptok"), encoding="utf-8") as f:
             ptok = float(f.read().split()[0])
-        w, rss = timed(run)
-        print("| %s | %d/%d (%.1f%%) | %.0f | %.1f | %.2f | %.0f |"
+        w, rss, cpu = timed(run)
+        print("| %s | %d/%d (%.1f%%) | %.0f | %.1f | %.2f | %s | %.0f |"
               % (label, a["correct"], a["records"], 100.0 * a["accuracy"], ptok, w,
-                 w / max(a["records"], 1), rss / 1024.0))
+                 w / max(a["records"], 1), "%.1f" % cpu if cpu is not None else "-", rss / 1024.0))
     print()

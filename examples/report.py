@@ -175,23 +175,27 @@ print()
 
 # --- time and memory
 print("## Wall time and peak memory of every step\n")
-print("| step | wall (s) | peak RSS (MB) |")
-print("|---|---|---|")
+print("| step | wall (s) | CPU (s) | peak RSS (MB) |")
+print("|---|---|---|---|")
 total = 0.0
+cpu = 0.0
 rows = []
 for f in sorted(os.listdir(path("time"))):
     with open(path(os.path.join("time", f)), encoding="utf-8") as fh:
         last = [x for x in fh.read().split("\n") if x.strip()][-1].split()
     wall, rss = float(last[0]), int(last[1])
+    c = float(last[2]) + float(last[3]) if len(last) >= 4 else None
     total += wall
-    rows.append((f, wall, rss))
-for f, wall, rss in rows:
-    print("| %s | %.1f | %.0f |" % (f, wall, rss / 1024.0))
-print("| all steps | %.1f | %.0f (largest) |" % (total, max(r[2] for r in rows) / 1024.0))
+    cpu += c or 0.0
+    rows.append((f, wall, c, rss))
+for f, wall, c, rss in rows:
+    print("| %s | %.1f | %s | %.0f |" % (f, wall, "%.1f" % c if c is not None else "-", rss / 1024.0))
+print("| all steps | %.1f | %.1f | %.0f (largest) |" % (total, cpu, max(r[3] for r in rows) / 1024.0))
 print()
 print("Steps are named `gen.MODEL.SET` (icl-gen), `ppl.MODEL` (icl-eval -m), `fmt.*` "
       "(icl-fmt), `tok.*` (icl-tok), `train` (icl-train), `export` (icl-convert); GNU "
-      "time's elapsed time and maximum resident set size.")
+      "time's elapsed time, user+system CPU time and maximum resident set size. On a "
+      "loaded machine the wall time grows with the load; the CPU time much less.")
 print()
 
 # --- side by side
