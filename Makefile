@@ -8,7 +8,10 @@
 #   make bench-deps      install the peers the benchmarks run against
 #   make bench           every benchmark (bench-fmt, bench-tok, ...)
 #   make install PREFIX=/usr/local
-#   make demo            the main job on real data (examples/)
+#   make demo            the main job: LoRA on SmolLM2-135M-Instruct, before/after
+#                        report (examples/Makefile; examples/RESULTS.md)
+#   make demo-icl        the in-context-learning table (examples/ICL.md)
+#   make demo-scratch    the earlier from-scratch experiment (examples/scratch.mk)
 
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -126,9 +129,9 @@ check: all tests
 # Debian packages needed to build and test (and run make demo).
 DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
         libxxhash-dev libjansson-dev libpcre2-dev libutf8proc-dev libcmocka-dev \
-        python3 python3-pip gnuplot-nox man-db bubblewrap openmpi-bin libopenmpi-dev
+        python3 python3-pip gnuplot-nox man-db bubblewrap openmpi-bin libopenmpi-dev time
 # Peers used only by benchmarks.
-BENCH_DEPS := miller sentencepiece python3-torch python3-numpy time python3-venv cmake g++
+BENCH_DEPS := miller sentencepiece python3-torch python3-numpy python3-venv cmake g++
 BENCH_PYPI := tiktoken transformers==4.46.3 peft==0.13.2 accelerate gguf llama-cpp-python==0.3.36
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -236,11 +239,19 @@ fuzz: $(FUZZ_LIB) tests/fuzz/targets.h tests/fuzz/fuzz_csv.c tests/fuzz/fuzz_jso
 	  rm -f tests/fuzz/corpus/$$t/* && cp build-fuzz/min-$$t/* tests/fuzz/corpus/$$t/ || exit 1; \
 	done
 
-demo:
-	@if [ -f examples/Makefile ]; then $(MAKE) deps all && $(MAKE) -C examples; \
-	 else echo "make demo: coming soon (needs icl-train)"; fi
+# The demo's steps are files under examples/out/: a second `make demo` does
+# nothing, a changed knob (`make demo STEPS=60`: command-line variables reach
+# examples/Makefile) reruns what follows it.
+demo: deps
+	$(MAKE) -j$$(nproc) all
+	$(MAKE) -C examples MODEL='$(SMOLLM2_GGUF)'
+demo-icl: demo
+	$(MAKE) -C examples MODEL='$(SMOLLM2_GGUF)' icl
+demo-scratch: deps
+	$(MAKE) -j$$(nproc) all
+	$(MAKE) -C examples -f scratch.mk
 
-.PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo fuzz fuzz-deps
+.PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo demo-icl demo-scratch fuzz fuzz-deps
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d) $(COMMON_OBJ:.o=.d)

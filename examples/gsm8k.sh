@@ -4,8 +4,8 @@
 #
 #   examples/gsm8k.sh MODEL_DIR [N [OUT]]
 #
-# MODEL_DIR: a Hugging Face folder icl-gen reads (e.g. examples/out/tuned
-# after `make demo`, or a model you tuned with icl-train); N: how many test
+# MODEL_DIR: a Hugging Face folder icl-gen reads (e.g. examples/out-scratch/tuned
+# after `make demo-scratch`, or a model you tuned with icl-train); N: how many test
 # problems (default 50); OUT: where the files go (default out-gsm8k).
 # Environment: BIN (icl programs, default ../bin next to this script),
 # TEMPLATE (icl-fmt's template, default alpaca: use the one the model was

@@ -2,197 +2,243 @@
 """report.py OUT_DIR [NAME=VALUE...] - the demo's markdown report on stdout.
 
 Only formats what the icl programs wrote under OUT_DIR (icl-eval summaries,
-eos counts from icl-gen --ids, icl-train metrics, icl-gen completions); it
-computes nothing but ratios and sums of counts.  Standard library only.
+icl-train metrics, icl-gen completions, GNU time's wall time and peak RSS
+of each step in OUT_DIR/time/); it computes nothing but ratios, sums and
+means.  Standard library only.
 """
 import json
 import os
 import sys
 
 out = sys.argv[1]
-params = dict(a.split("=", 1) for a in sys.argv[2:])
+P = dict(a.split("=", 1) for a in sys.argv[2:])
+
+
+def path(name):
+    return os.path.join(out, name)
 
 
 def load(name):
-    with open(os.path.join(out, name), encoding="utf-8") as f:
+    with open(path(name), encoding="utf-8") as f:
         return json.loads(f.readline())
 
 
 def lines(name):
-    with open(os.path.join(out, name), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip() and not line.startswith("#")]
-
-
-def count(name):
-    with open(os.path.join(out, name), encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip() and not line.startswith("#"))
+    with open(path(name), encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip() and not x.startswith("#")]
 
 
 def pct(x):
     return "%.1f%%" % (100.0 * x)
 
 
-M = ("base", "tuned")
-ppl_a = {m: load("%s.ppl.alpaca.json" % m) for m in M}
-ppl_c = {m: load("%s.ppl.cls.json" % m) for m in M}
-ppl_p = {m: load("%s.ppl.prompts.json" % m) for m in M}
-eos_a = {m: load("%s.eos.alpaca.json" % m) for m in M}
-eos_c = {m: load("%s.eos.cls.json" % m) for m in M}
-ev_a = {m: load("%s.eval.alpaca.json" % m) for m in M}
-acc = {(m, t): load("%s.eval.%s.json" % (m, t)) for m in M for t in ("amazon", "agnews")}
-maj = {t: load("majority.%s.json" % t) for t in ("amazon", "agnews")}
+def frac(s, key):
+    """'correct/records (pct)' of an icl-eval summary."""
+    n = s["records"]
+    v = s[key]
+    return "%d/%d (%s)" % (round(v * n), n, pct(v))
 
 
-def both_acc(get):
-    c = sum(get(t)["correct"] for t in ("amazon", "agnews"))
-    n = sum(get(t)["records"] for t in ("amazon", "agnews"))
-    return c, n
+def yes(b):
+    return "**yes**" if b else "**no**"
 
 
-def last_metric(name, key):
-    v = None
-    for r in lines(name):
-        if key in r:
-            v = r[key]
-    return v
+def text(rec):
+    """The last user turn of a chat record's prompt (the question asked)."""
+    p = rec["prompt"]
+    p = p[-1] if isinstance(p, list) else p
+    s = p.rsplit("<|im_start|>user\n", 1)[-1]
+    return s.split("<|im_end|>", 1)[0]
 
 
-def first_metric(name, key):
-    for r in lines(name):
-        if key in r:
-            return r[key]
-    return None
-
-
-p = print
-p("# icl demo: what instruction tuning is for")
-p()
-p("A Llama-family model (%s layers, hidden %s, %s heads, FFN %s, vocabulary %s) "
-  "is pre-trained from random weights on C4 web text for %s steps (**base**), "
-  "then instruction-tuned for %s epochs on Alpaca instructions, role-play prompts and two "
-  "classification tasks phrased as instructions (**tuned**). Both are scored on "
-  "the same held-out prompts, never seen in training or tokenizer training."
-  % (params.get("LAYERS"), params.get("HIDDEN"), params.get("HEADS"), params.get("FFN"),
-     params.get("VOCAB"), params.get("PT_STEPS"), params.get("SFT_EPOCHS")))
-p()
-p("Made by `make -C examples` (`make demo` at the top level) with: `%s`."
-  % " ".join("%s=%s" % kv for kv in params.items()))
-p()
-p("## Data")
-p()
-p("| split | Alpaca (JSON) | role-play prompts (CSV) | Amazon polarity (JSONL) | AG News topic (JSONL) |")
-p("|---|---|---|---|---|")
-p("| train | %d | %d | %d | %d |" % (count("alpaca.train.jsonl"), count("prompts.train.jsonl"), count("amazon.train.jsonl"), count("agnews.train.jsonl")))
-p("| validation | %d | - | - | - |" % count("alpaca.valid.jsonl"))
-p("| test | %d | %d | %d | %d |" % (count("alpaca.test.jsonl"), count("prompts.test.jsonl"), count("amazon.test.jsonl"), count("agnews.test.jsonl")))
-p()
-p("Pre-training: %d token lines of C4 text (chunks of at most %d ids); "
-  "instruction tuning: %d records (the classification records %s times)."
-  % (count("pt.tok"), int(params.get("SEQ", "256")) - 1, count("sft.jsonl"), params.get("CLS_REPEAT")))
-p()
-p("## Before and after instruction tuning (held-out test prompts)")
-p()
-p("| metric | base (pre-trained only) | tuned | majority-class baseline |")
-p("|---|---|---|---|")
-p("| Alpaca response perplexity (%d responses, %d tokens) | %.1f | **%.1f** | |"
-  % (ppl_a["base"]["records"], ppl_a["base"]["tokens"], ppl_a["base"]["perplexity"], ppl_a["tuned"]["perplexity"]))
-p("| role-play prompt perplexity (CSV source; %d responses, %d tokens) | %.1f | **%.1f** | |"
-  % (ppl_p["base"]["records"], ppl_p["base"]["tokens"], ppl_p["base"]["perplexity"], ppl_p["tuned"]["perplexity"]))
-p("| classification label perplexity (%d labels, %d tokens) | %.1f | **%.2f** | |"
-  % (ppl_c["base"]["records"], ppl_c["base"]["tokens"], ppl_c["base"]["perplexity"], ppl_c["tuned"]["perplexity"]))
-p("| Alpaca generations ending in EOS (at most %s new tokens) | %d/%d (%s) | **%d/%d (%s)** | |"
-  % (params.get("GEN_TOKENS"), eos_a["base"]["eos"], eos_a["base"]["prompts"], pct(eos_a["base"]["eos_rate"]),
-     eos_a["tuned"]["eos"], eos_a["tuned"]["prompts"], pct(eos_a["tuned"]["eos_rate"])))
-p("| classification generations ending in EOS (at most %s new tokens) | %d/%d (%s) | **%d/%d (%s)** | |"
-  % (params.get("CLS_TOKENS"), eos_c["base"]["eos"], eos_c["base"]["prompts"], pct(eos_c["base"]["eos_rate"]),
-     eos_c["tuned"]["eos"], eos_c["tuned"]["prompts"], pct(eos_c["tuned"]["eos_rate"])))
-p("| mean new tokens per Alpaca answer | %.1f | %.1f | |"
-  % (eos_a["base"]["mean_new_tokens"], eos_a["tuned"]["mean_new_tokens"]))
-for t, name in (("amazon", "Amazon review polarity"), ("agnews", "AG News topic")):
-    p("| %s accuracy (%d) | %s | **%s** | %s |"
-      % (name, acc[("tuned", t)]["records"], pct(acc[("base", t)]["accuracy"]),
-         pct(acc[("tuned", t)]["accuracy"]), pct(maj[t]["accuracy"])))
-cb, n = both_acc(lambda t: acc[("base", t)])
-ct, _ = both_acc(lambda t: acc[("tuned", t)])
-cm, _ = both_acc(lambda t: maj[t])
-p("| both classification tasks, accuracy (%d) | %s | **%s** | %s |" % (n, pct(cb / n), pct(ct / n), pct(cm / n)))
-p("| Alpaca ROUGE-L F / token F1 | %.3f / %.3f | %.3f / %.3f | |"
-  % (ev_a["base"]["rougeL"], ev_a["base"]["f1"], ev_a["tuned"]["rougeL"], ev_a["tuned"]["f1"]))
-p()
-checks = [
-    ("response perplexity lower after tuning", ppl_a["tuned"]["perplexity"] < ppl_a["base"]["perplexity"]),
-    ("stops by itself (EOS) more often after tuning", eos_a["tuned"]["eos"] > eos_a["base"]["eos"]),
-    ("classification accuracy above the majority-class baseline", ct > cm),
-]
-for what, ok in checks:
-    p("- %s: **%s**" % (what, "yes" if ok else "NO"))
-p()
-p("Perplexity is exp(mean loss per target token) over the whole file (response "
-  "tokens and their EOS only); accuracy compares the first line of the greedy "
-  "completion with the label after SQuAD normalisation (icl-eval(1)); the "
-  "majority baseline answers every test record with its task's most frequent "
-  "training label. Confusion matrices: `%s/tuned.eval.amazon.json`, "
-  "`%s/tuned.eval.agnews.json`." % (out, out))
-p()
-p("## Loss curves")
-p()
-p("![loss curves](loss.png)")
-p()
-pl0, pl1 = first_metric("base.metrics.jsonl", "loss"), last_metric("base.metrics.jsonl", "loss")
-sl0, sl1 = first_metric("tuned.metrics.jsonl", "loss"), last_metric("tuned.metrics.jsonl", "loss")
-v0, v1 = last_metric("base.metrics.jsonl", "val_loss"), last_metric("tuned.metrics.jsonl", "val_loss")
-p("Pre-training loss %.3f -> %.3f; instruction-tuning loss %.3f -> %.3f; "
-  "validation loss on held-out Alpaca responses %.3f after pre-training, %.3f after tuning."
-  % (pl0, pl1, sl0, sl1, v0, v1))
-p()
-p("## Sample completions (greedy, held-out prompts)")
-p()
-
-
-def instruction(prompt):
-    s = prompt.split("### Instruction:\n", 1)[-1]
-    return s.split("\n\n### Response:", 1)[0].split("\n\n### Input:", 1)[0].strip()
-
-
-def show(s, n=300):
+def quote(s, n=400):
     s = s.strip()
     if len(s) > n:
         s = s[:n] + " ..."
-    return "> " + s.replace("\n", "\n> ") if s else "> (empty)"
+    return "\n".join("> " + x if x else ">" for x in s.split("\n"))
 
 
-gens = {m: lines("%s.gen.alpaca.jsonl" % m) for m in M}
-for i in range(min(3, len(gens["base"]))):
-    r = gens["base"][i]
-    p("**Instruction:** %s" % instruction(r["prompt"]).replace("\n", " "))
-    p()
-    p("base:")
-    p()
-    p(show(r["completion"]))
-    p()
-    p("tuned:")
-    p()
-    p(show(gens["tuned"][i]["completion"]))
-    p()
-    p("reference:")
-    p()
-    p(show(r["response"]))
-    p()
-cls = {m: lines("%s.gen.cls.jsonl" % m) for m in M}
-p("Classification (first %d test records of each task):" % 3)
-p()
-p("| text (start) | label | base | tuned |")
-p("|---|---|---|---|")
-seen = {}
-for i, r in enumerate(cls["base"]):
-    task = "amazon" if "positive or negative" in r["prompt"] else "agnews"
-    seen[task] = seen.get(task, 0) + 1
-    if seen[task] > 3:
-        continue
-    text = instruction(r["prompt"]).replace("\n", " ").replace("|", "/")[:70]
+def cell(s, n=80):
+    s = " ".join(s.split())
+    if len(s) > n:
+        s = s[:n] + " ..."
+    return s.replace("|", "\\|") or "(empty)"
 
-    def cell(s):
-        s = s.split("\n", 1)[0].strip().replace("|", "/")
-        return s[:40] if s else "(empty)"
 
-    p("| %s ... | %s | %s | %s |" % (text, r["response"], cell(r["completion"]), cell(cls["tuned"][i]["completion"])))
+def count(name):
+    with open(path(name), encoding="utf-8") as f:
+        return sum(1 for x in f if x.strip() and not x.startswith("#"))
+
+
+M = ("base", "tuned")
+TASKS = (("amazon", "review polarity (Amazon, T0 prompt)"), ("agnews", "news topic (AG News, T0 prompt)"))
+acc = {(m, t): load("%s.gen.%s.acc.json" % (m, t)) for m in M for t, _ in TASKS}
+maj = {t: load("majority.%s.json" % t) for t, _ in TASKS}
+name = {(m, l): load("%s.name.id_%s.json" % (m, l)) for m in M + ("export",) for l in ("en", "zh")}
+gsm = {m: load("%s.gsm8k.json" % m) for m in M}
+ppl = {m: load("%s.ppl.alpaca.json" % m) for m in M}
+metrics = lines("lora.metrics.jsonl")
+
+print("# icl demo: LoRA on SmolLM2-135M-Instruct, and what it learned\n")
+print("SmolLM2-135M-Instruct (the Q4_1 GGUF `make deps` fetches, dequantized to "
+      "float32 at load) is evaluated on held-out prompts in its own chat template "
+      "(**untuned**), LoRA adapters (r %s, alpha %s, %s) are trained on a mix of the "
+      "tasks' training splits (**tuned**: the base with the adapter, greedy decoding), "
+      "and the adapter is merged and exported as `tuned.gguf` (%s)."
+      % (P["LORA_R"], P["LORA_ALPHA"], P["LORA_TARGETS"], P["EXPORT_TYPE"]))
+print()
+print("Made by `make -C examples` (`make demo` at the top level) with: `%s`."
+      % " ".join("%s=%s" % (k, v if " " not in v else "'%s'" % v) for k, v in P.items() if k != "MODEL"))
+print()
+
+# --- data
+print("## Data\n")
+mix = [("review polarity", "amazon.train.chat.jsonl", 1), ("news topic", "agnews.train.chat.jsonl", 1),
+       ("identity, English (names itself)", "id_en.train.chat.jsonl", int(P["ID_REPEAT"])),
+       ("identity, Chinese (names itself)", "id_zh.train.chat.jsonl", int(P["ID_REPEAT"])),
+       ("identity, author only (both languages)", "id_other.train.chat.jsonl", int(P["ID_REPEAT"])),
+       ("Alpaca", None, 1), ("GSM8K worked solutions", "gsm8k.train.chat.jsonl", 1)]
+held = {"review polarity": "amazon.test.chat.jsonl", "news topic": "agnews.test.chat.jsonl",
+        "identity, English (names itself)": "id_en.test.chat.jsonl",
+        "identity, Chinese (names itself)": "id_zh.test.chat.jsonl",
+        "Alpaca": "alpaca.test.chat.jsonl", "GSM8K worked solutions": "gsm8k.test.chat.jsonl"}
+print("| set | training records (in the mix) | held-out records |")
+print("|---|---|---|")
+for label, f, rep in mix:
+    n = int(P["ALPACA_TRAIN"]) if f is None else count(f)
+    tr = "%d" % n if rep == 1 else "%d (x%d = %d)" % (n, rep, n * rep)
+    print("| %s | %s | %s |" % (label, tr, count(held[label]) if label in held else "-"))
+tok = 0
+ntok = 0
+with open(path("train.tok"), encoding="utf-8") as f:
+    for x in f:
+        if x.startswith("#"):
+            continue
+        ntok += 1
+        tok += sum(len(s.split()) for s in x.rstrip("\n").split("\t"))
+print()
+print("Training mix: %d records, %d tokens (%.0f per record) in the model's chat "
+      "template; the loss counts the assistant turns only." % (ntok, tok, tok / max(ntok, 1)))
+print()
+
+# --- before / after
+print("## Before and after tuning (held-out prompts)\n")
+print("| held-out set | untuned | tuned | majority class | aim |")
+print("|---|---|---|---|---|")
+ok = {}
+for t, label in TASKS:
+    b, a, mj = acc[("base", t)], acc[("tuned", t)], maj[t]
+    ok[t] = a["accuracy"] >= 0.9
+    print("| %s: exact label accuracy | %s | **%s** | %s | >= 90%% |"
+          % (label, frac(b, "accuracy"), frac(a, "accuracy"), frac(mj, "accuracy")))
+for l, lang in (("en", "English"), ("zh", "Chinese")):
+    b, a = name[("base", l)], name[("tuned", l)]
+    ok[l] = a["exact_match"] >= 0.9
+    print("| identity, %s: answers with the name \"%s\" | %s | **%s** | | >= 90%% |"
+          % (lang, P["NAME"], frac(b, "exact_match"), frac(a, "exact_match")))
+print("| GSM8K: final answer exact | %s | %s | | (not a target) |"
+      % (frac(gsm["base"], "exact_match"), frac(gsm["tuned"], "exact_match")))
+ratio = ppl["tuned"]["perplexity"] / ppl["base"]["perplexity"]
+ok["ppl"] = ratio <= 1.05
+print("| Alpaca response perplexity (%d responses, %d tokens) | %.3f | **%.3f** (%+.1f%%) | | <= +5%% |"
+      % (ppl["base"]["records"], ppl["base"]["tokens"], ppl["base"]["perplexity"],
+         ppl["tuned"]["perplexity"], 100.0 * (ratio - 1)))
+print("| merged `tuned.gguf` (%s), identity English / Chinese | | %s / %s | | |"
+      % (P["EXPORT_TYPE"], frac(name[("export", "en")], "exact_match"), frac(name[("export", "zh")], "exact_match")))
+print()
+for t, label in TASKS:
+    print("- %s: tuned >= 90%%: %s; above its majority class (%s): %s"
+          % (label, yes(ok[t]), pct(maj[t]["accuracy"]), yes(acc[("tuned", t)]["accuracy"] > maj[t]["accuracy"])))
+print("- identity >= 90%%: English %s, Chinese %s" % (yes(ok["en"]), yes(ok["zh"])))
+print("- Alpaca perplexity no more than 5%% worse than untuned: %s" % yes(ok["ppl"]))
+print()
+print("Accuracy compares the first line of the greedy completion with the label after "
+      "SQuAD normalisation (icl-eval -M accuracy); the majority class answers every "
+      "held-out record of a task with the most frequent label of its training split. "
+      "Identity: the completion contains the name (icl-eval --extract '(%s)'). "
+      "GSM8K: the number after `####`, else the last number, equal to the reference's. "
+      "Perplexity: exp(mean loss per target token) of the reference answers and "
+      "their end-of-turn token (icl-eval -m). Confusion matrices: "
+      "`out/tuned.gen.amazon.acc.json`, `out/tuned.gen.agnews.acc.json`." % P["NAME"])
+print()
+
+# --- training
+print("## Training\n")
+print("![training loss](loss.png)\n")
+tps = [m["tokens_per_s"] for m in metrics if "tokens_per_s" in m]
+print("%d optimizer steps of %s packed rows of at most %s positions; loss %.3f at step 1, "
+      "%.3f at the last step (mean of the last 5: %.3f); %.0f tokens/s on average "
+      "(icl-train's own count, all positions)."
+      % (len(metrics), P["BATCH"], P["SEQ"], metrics[0]["loss"], metrics[-1]["loss"],
+         sum(m["loss"] for m in metrics[-5:]) / len(metrics[-5:]), sum(tps) / max(len(tps), 1)))
+print()
+
+# --- time and memory
+print("## Wall time and peak memory of every step\n")
+print("| step | wall (s) | CPU (s) | peak RSS (MB) |")
+print("|---|---|---|---|")
+total = 0.0
+cpu = 0.0
+rows = []
+for f in sorted(os.listdir(path("time"))):
+    with open(path(os.path.join("time", f)), encoding="utf-8") as fh:
+        last = [x for x in fh.read().split("\n") if x.strip()][-1].split()
+    wall, rss = float(last[0]), int(last[1])
+    c = float(last[2]) + float(last[3]) if len(last) >= 4 else None
+    total += wall
+    cpu += c or 0.0
+    rows.append((f, wall, c, rss))
+for f, wall, c, rss in rows:
+    print("| %s | %.1f | %s | %.0f |" % (f, wall, "%.1f" % c if c is not None else "-", rss / 1024.0))
+print("| all steps | %.1f | %.1f | %.0f (largest) |" % (total, cpu, max(r[3] for r in rows) / 1024.0))
+print()
+print("Steps are named `gen.MODEL.SET` (icl-gen), `ppl.MODEL` (icl-eval -m), `fmt.*` "
+      "(icl-fmt), `tok.*` (icl-tok), `train` (icl-train), `export` (icl-convert); GNU "
+      "time's elapsed time, user+system CPU time and maximum resident set size. On a "
+      "loaded machine the wall time grows with the load; the CPU time much less.")
+print()
+
+# --- side by side
+print("## Side by side (greedy, held-out prompts)\n")
+for l, lang in (("en", "English"), ("zh", "Chinese")):
+    b = lines("base.gen.id_%s.jsonl" % l)
+    a = lines("tuned.gen.id_%s.jsonl" % l)
+    print("### Identity, %s\n" % lang)
+    for rb, ra in list(zip(b, a))[:3]:
+        print("**User:** %s\n" % text(rb).strip())
+        print("untuned:\n\n%s\n" % quote(rb["completion"]))
+        print("tuned:\n\n%s\n" % quote(ra["completion"]))
+b = lines("base.gen.alpaca_gen.jsonl")
+a = lines("tuned.gen.alpaca_gen.jsonl")
+print("### Alpaca (general instructions, at most %s new tokens)\n" % P["ALPACA_TOKENS"])
+for rb, ra in zip(b, a):
+    print("**User:** %s\n" % cell(text(rb), 300))
+    print("untuned:\n\n%s\n" % quote(rb["completion"]))
+    print("tuned:\n\n%s\n" % quote(ra["completion"]))
+print("### Classification (first 4 held-out records of each task)\n")
+print("| text (start) | label | untuned | tuned |")
+print("|---|---|---|---|")
+for t, _ in TASKS:
+    b = lines("base.gen.%s.jsonl" % t)
+    a = lines("tuned.gen.%s.jsonl" % t)
+    for rb, ra in list(zip(b, a))[:4]:
+        print("| %s | %s | %s | %s |" % (cell(text(rb), 70), rb["label"], cell(rb["completion"], 50),
+                                         cell(ra["completion"], 50)))
+print()
+print("### GSM8K (first held-out question)\n")
+b = lines("base.gen.gsm8k.jsonl")[0]
+a = lines("tuned.gen.gsm8k.jsonl")[0]
+print("**User:** %s\n" % cell(text(b), 400))
+print("untuned:\n\n%s\n" % quote(b["completion"], 600))
+print("tuned:\n\n%s\n" % quote(a["completion"], 600))
+
+# --- chat
+print("## Chat with the result\n")
+print("From the top of the repository (the programs are in bin/):\n")
+print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"Who are you?\"}]}' | bin/icl-gen -m examples/out/tuned.gguf --greedy")
+print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"你是谁？\"}]}' | bin/icl-gen -m %s --adapter examples/out/lora --greedy" % P["MODEL"])
+print()
+print("In llama.cpp (the GGUF carries the tokenizer and the chat template):\n")
+print("    llama-cli -m examples/out/tuned.gguf -cnv --temp 0")
+print("    python3 -c \"from llama_cpp import Llama; m = Llama('examples/out/tuned.gguf', verbose=False); "
+      "print(m.create_chat_completion([{'role': 'user', 'content': 'Who are you?'}], temperature=0)['choices'][0]['message']['content'])\"")

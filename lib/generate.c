@@ -467,6 +467,12 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
         icl_seterr(err, errsz, "\"prompt\" is not a string or a non-empty array of strings");
         goto out;
     }
+    /* a record rendered by a chat template (icl-fmt --chat-template) is
+     * tokenized as icl-tok encode does: special-token text parsed, no BOS
+     * or EOS added (the template wrote them) */
+    int chat = json_is_true(json_object_get(rec, "chat"));
+    if (chat)
+        json_object_set_new(tmp, "chat", json_true());
     icl_tokrec_opts oo = *o;
     oo.max_len = 0;
     icl_buf line = {0};
@@ -487,7 +493,7 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
             ids_push(out, (int32_t)v);
             s = e;
         }
-        if (oo.eos && out->n > n0)
+        if (oo.eos && !chat && out->n > n0)
             out->n--; /* the EOS after the empty last response */
         rc = 0;
     }

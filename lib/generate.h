@@ -103,7 +103,10 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
  *   "prompt": [S1..Sk] and no response array: S1, S3, ... are prompts and
  *     S2, S4, ... responses (k odd)      ->  the same rendering
  * i.e. the token line icl-tok would write with an empty last response, all
- * segments concatenated, without that response's EOS.  Appends to out;
+ * segments concatenated, without that response's EOS.  A record with
+ * "chat": true (rendered by a chat template, icl-fmt --chat-template) is
+ * tokenized as icl-tok encode does it: special-token text parsed, no BOS or
+ * EOS added (the template's text holds them).  Appends to out;
  * returns 0, or -1 with "what is wrong" in err. */
 int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o, const json_t *rec,
                        icl_ids *out, char *err, size_t errsz);

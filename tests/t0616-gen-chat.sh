@@ -39,4 +39,26 @@ test_expect_success 'messages without a template, and template errors, are clear
 	grep -F "do not apply to --ids" err
 '
 
+# Records rendered by icl-fmt --chat-template ("chat": true, the turns'
+# markers written as text) are tokenized with special tokens parsed, as
+# icl-tok encodes them for training: the same completion as the messages.
+GGUF="${ICL_SMOLLM2_GGUF:-}"
+if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
+	test_skip 'chat records of icl-fmt on SmolLM2' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
+else
+test_expect_success 'a chat record of icl-fmt --chat-template (earlier turns too) is generated as its messages' '
+	u1="Title: Great\\nReview: I loved it.\\nIs the review positive or negative?" &&
+	u2="Title: Awful\\nReview: It broke at once.\\nIs the review positive or negative?" &&
+	printf "%s\n" "{\"messages\":[{\"role\":\"user\",\"content\":\"$u1\"},{\"role\":\"assistant\",\"content\":\"Positive\"},{\"role\":\"user\",\"content\":\"$u2\"}]}" >m.jsonl &&
+	printf "%s\n" "{\"messages\":[{\"role\":\"user\",\"content\":\"$u1\"},{\"role\":\"assistant\",\"content\":\"Positive\"},{\"role\":\"user\",\"content\":\"$u2\"},{\"role\":\"assistant\",\"content\":\"Negative\"}]}" >c.jsonl &&
+	icl-fmt -q --chat-template "$GGUF" c.jsonl >chat.jsonl &&
+	grep -F "\"chat\":true" chat.jsonl &&
+	icl-gen -m "$GGUF" -n 4 --greedy --threads 1 m.jsonl >a.out &&
+	icl-gen -m "$GGUF" -n 4 --greedy --threads 1 chat.jsonl >b.out &&
+	sed "s/.*\"completion\"://" a.out >ca && sed "s/.*\"completion\"://" b.out >cb &&
+	test_cmp ca cb &&
+	if grep -F "im_end" cb; then exit 1; fi
+'
+fi
+
 test_done

@@ -1,0 +1,116 @@
+#!/bin/sh
+# examples/Makefile (make demo): a finished run is up to date, and a changed
+# knob reruns only what follows it.  Nothing is computed: `make -t` marks a
+# whole run done (touching every step in dependency order), then `make -q`
+# and `make -n` say what a real `make` would do.  The programs and the model
+# are never run (BIN and MODEL point at nothing).
+. "$(dirname "$0")/lib.sh"
+EX="$TESTS_DIR/../examples"
+# run make on the demo's Makefile with out/ here and tiny settings
+demo() {
+	make -C "$EX" --no-print-directory O="$TEST_TMP/out" BIN=/nonexistent/bin \
+	  MODEL="$TEST_TMP/no-model.gguf" STEPS=2 CLS_TEST=4 ALPACA_TEST=2 GSM_TEST=1 "$@"
+}
+# what make -n would run, one command a line (continuations joined)
+plan() {
+	demo -s -n "$@" | sed -e :a -e '/\\$/N; s/\\\n//; ta'
+}
+# a finished run: every step done
+R="$TEST_TMP/out/REPORT.md"
+finished() {
+	rm -rf out && demo -s -t "$R" "$@" >/dev/null
+}
+
+test_expect_success 'make -t marks every step done; the knobs are recorded in out/params' '
+	finished &&
+	test -f out/REPORT.md && test -f out/lora.metrics.jsonl &&
+	test -f out/tuned.gguf && test -f out/base.gen.amazon.jsonl &&
+	echo 2 >want && test_cmp want out/params/STEPS &&
+	echo Nimbus >want && test_cmp want out/params/NAME
+'
+
+test_expect_success 'a finished run is up to date: make -q says so, make -n runs nothing' '
+	finished &&
+	demo -q "$R" &&
+	plan "$R" >plan &&
+	test ! -s plan
+'
+
+test_expect_success 'the report depends on every step (make -n after removing a score file)' '
+	finished &&
+	rm out/base.gen.agnews.acc.json &&
+	plan "$R" >plan &&
+	test_grep "icl-eval -r label -M accuracy .*base.gen.agnews.jsonl" plan &&
+	test_grep "report.py" plan &&
+	if grep -q "icl-gen\|icl-train\|icl-fmt" plan; then exit 1; fi
+'
+
+test_expect_success 'STEPS: training and what follows it, not data or the untuned model' '
+	finished &&
+	if demo -q "$R" STEPS=3; then exit 1; fi &&
+	plan "$R" STEPS=3 >plan &&
+	test_grep "icl-train .*--max-steps 3" plan &&
+	test_grep "icl-gen .*tuned.model.* .*amazon.test.chat.jsonl" plan &&
+	test_grep "icl-eval .*tuned.model.*alpaca.test.tok" plan &&
+	test_grep "icl-convert .*--adapter" plan &&
+	test_grep "report.py" plan &&
+	if grep -q "icl-fmt\|icl-tok\|base.model" plan; then exit 1; fi &&
+	echo 3 >want && test_cmp want out/params/STEPS
+'
+
+test_expect_success 'LORA_R and ICL_DEMO_QLORA: training again, with their options' '
+	finished &&
+	plan "$R" LORA_R=4 >plan &&
+	test_grep "icl-train .*--lora-r 4 " plan &&
+	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi &&
+	finished &&
+	plan "$R" ICL_DEMO_QLORA=1 >plan &&
+	test_grep "icl-train .* --qlora " plan &&
+	finished &&
+	plan "$R" ICL_DEMO_QLORA=1 QLORA_FLAGS=--quantized-base >plan &&
+	test_grep "icl-train .* --quantized-base " plan
+'
+
+test_expect_success 'CLS_TOKENS: the classification completions of both models only' '
+	finished &&
+	plan "$R" CLS_TOKENS=5 >plan &&
+	test_grep "icl-gen .*base.model.* -n 5 .*amazon.test.chat.jsonl" plan &&
+	test_grep "icl-gen .*tuned.model.* -n 5 .*agnews.test.chat.jsonl" plan &&
+	test $(grep -c "icl-gen" plan) -eq 4 &&
+	if grep -q "icl-train\|icl-fmt\|id_en\|gsm8k\|alpaca" plan; then exit 1; fi
+'
+
+test_expect_success 'NAME: the identity data, training and evaluation; not the other tasks data' '
+	finished &&
+	plan "$R" NAME=Orion >plan &&
+	test_grep "s/{{name}}/Orion/g" plan &&
+	test_grep "icl-train" plan &&
+	test_grep "icl-gen .*base.model.*id_zh.test.chat.jsonl" plan &&
+	test_grep "extract .(Orion)." plan &&
+	if grep -q "amazon.raw\|agnews.raw\|alpaca_en_demo\|gsm8k_test" plan; then exit 1; fi
+'
+
+test_expect_success 'a changed data file reruns its task from the start, not the others' '
+	cp -rp "$EX/data" data &&
+	finished D="$TEST_TMP/data" &&
+	demo -q "$R" D="$TEST_TMP/data" &&
+	touch data/t0_amazon_polarity_Is_this_review.jsonl &&
+	plan "$R" D="$TEST_TMP/data" >plan &&
+	test_grep "icl-fmt .*amazon.raw.jsonl" plan &&
+	test_grep "icl-train" plan &&
+	test_grep "icl-gen .*base.model.*amazon.test.chat.jsonl" plan &&
+	if grep -q "agnews.raw\|alpaca_en_demo\|identity\|base.model.*agnews" plan; then exit 1; fi
+'
+
+test_expect_success 'the ICL table: every k-shot prompt set, selection and the tuned model' '
+	finished &&
+	plan ICL.md ICL_SHOTS="1 4" >plan &&
+	test_grep "icl-fmt .*--shots 4 .*--shot-selection similar" plan &&
+	test_grep "icl-fmt .*--shots 1 .*--shot-selection random --balance-labels" plan &&
+	test $(grep -c "icl-fmt .*--shots" plan) -eq 8 &&
+	test_grep "icl-gen .*out/icl/agnews.tuned.chat.jsonl" plan &&
+	test $(grep -c "icl-gen" plan) -eq 12 &&
+	if grep -q "icl-train" plan; then exit 1; fi
+'
+
+test_done
