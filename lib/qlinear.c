@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "gguf.h"
+#include "qdot.h"
 #include "quant.h"
 #include "util.h"
 
@@ -117,12 +118,17 @@ static void q_input_grad(const icl_weight *w, float *dx, long lddx, float beta, 
     }
 }
 
-/* y = (x W^T + bias) + beta y with the float32 rows kernel per tile.  Kept
- * small on purpose: a kernel on the blocks themselves (integer dot products)
- * can take this slot. */
+/* y = (x W^T + bias) + beta y.  Decoding: the blocks' own integer dot
+ * products with x quantized per 32 to int8 (qdot.h, as llama.cpp's vec_dot
+ * with q8 activations) for the types qdot has; otherwise, or when qdot cannot
+ * allocate its activation blocks, the float32 rows kernel per dequantized
+ * tile (exact weights, float activations). */
 static void q_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
                            float beta, int nt)
 {
+    if (icl_qdot_supported(w->qtype) &&
+        icl_qmatvec(w->qtype, w->data, w->out, w->in, x, ldx, N, y, ldy, beta, bias, nt) == 0)
+        return;
     int tr = tile_rows(w);
     float *t = tile_get(w, tr);
     for (int j0 = 0; j0 < w->out; j0 += tr) {

@@ -24,6 +24,7 @@
 
 #include "gguf.h"
 #include "linear.h"
+#include "qdot.h"
 #include "qlinear.h"
 #include "quant.h"
 #include "util.h"
@@ -213,13 +214,39 @@ static void rows_kernel(void **state)
                 memcpy(yf, y0, (size_t)N * LDY * sizeof(float));
                 kq->rows_forward(&c.q, bias, yq, LDY, x, LDX, N, (float)beta, nt);
                 kf->rows_forward(&c.f, bias, yf, LDY, x, LDX, N, (float)beta, nt);
-                assert_memory_equal(yq, yf, (size_t)N * LDY * sizeof(float));
+                /* decoding runs on the blocks (icl_qmatvec, x quantized per
+                 * 32 to int8): its bits exactly, and float32's within the
+                 * activation-quantization bound: |x_i - d q_i| <= d / 2 with
+                 * d = amax / 127 of x_i's block, so |dy_j| <= sum_i |w_ji| d / 2. */
+                float *yd = xmalloc((size_t)N * LDY * sizeof(float));
+                memcpy(yd, y0, (size_t)N * LDY * sizeof(float));
+                assert_int_equal(icl_qmatvec(c.t, c.q.data, OUT, IN, x, LDX, N, yd, LDY, (float)beta, bias, nt), 0);
+                assert_memory_equal(yq, yd, (size_t)N * LDY * sizeof(float));
+                free(yd);
+                for (int i = 0; i < N; i++) {
+                    float dblk[IN / 32];
+                    for (int b = 0; b < IN / 32; b++) {
+                        float amax = 0;
+                        for (int k = 0; k < 32; k++)
+                            amax = fmaxf(amax, fabsf(x[i * LDX + b * 32 + k]));
+                        dblk[b] = amax / 127.0f;
+                    }
+                    for (int j = 0; j < OUT; j++) {
+                        double bound = 0;
+                        for (int k = 0; k < IN; k++)
+                            bound += fabs(c.wf[(size_t)j * IN + k]) * dblk[k / 32] / 2;
+                        double d = fabs((double)yq[i * LDY + j] - yf[i * LDY + j]);
+                        assert_true(d <= 1.01 * bound + 1e-5 * fabs(yf[i * LDY + j]) + 1e-6);
+                    }
+                    for (int j = OUT; j < LDY; j++)
+                        assert_true(yq[i * LDY + j] == y0[i * LDY + j]);
+                }
                 /* row 3 alone gives the same floats */
                 memcpy(y1, y0 + 3 * LDY, (size_t)LDY * sizeof(float));
                 kq->rows_forward(&c.q, bias, y1, LDY, x + 3 * LDX, LDX, 1, (float)beta, nt);
                 assert_memory_equal(y1, yq + 3 * LDY, (size_t)OUT * sizeof(float));
             }
-        print_message("# %-5s rows_forward: bit-identical to float32 (1, 2 threads, beta 0/1, 1 or %d rows)\n",
+        print_message("# %-5s rows_forward: icl_qmatvec's bits, float32's within the int8-activation bound (1, 2 threads, beta 0/1, 1 or %d rows)\n",
                       icl_ggml_type_name(c.t), N);
         free(x), free(bias), free(y0), free(yq), free(yf), free(y1);
         free_case(&c);
