@@ -296,6 +296,9 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--lora-alpha must be a finite number");
     if (!o->lora_r && !o->adapter && (o->lora_targets || o->use_rslora || o->lora_dropout > 0))
         BAD("--lora-targets, --lora-dropout and --use-rslora need --lora-r R");
+    if (o->dequantize && !o->lora_r && !o->adapter)
+        BAD("--dequantize chooses the base of LoRA (--lora-r R or --adapter DIR); full fine-tuning always "
+            "dequantizes a GGUF");
     return 0;
 #undef BAD
 }

@@ -20,6 +20,8 @@ test_expect_success '--help and the man page name --dequantize' '
 	icl-train --help >help && test_grep "dequantize" help
 '
 
+test_expect_code 2 '--dequantize without LoRA is a usage error' 'icl-train -m "$Q" -o out --dequantize rand.tok'
+
 test_expect_success 'a quantized GGUF base keeps its blocks and says so' '
 	icl-train $ARGS -o q rand.tok >m.q 2>err.q &&
 	test $(wc -l <m.q) -eq 12 &&
