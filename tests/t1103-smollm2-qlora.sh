@@ -23,7 +23,7 @@ if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
 fi
 # As t1102: the -O1 sanitizer build's loss head differs by about 1e-4
 # relative on the 49152-way softmax; the sanitizers run QLoRA's code in
-# test_qlinear, test_qlora and t0521.
+# test_qlinear, test_qlora and t0522.
 if [ "${ICL_SANITIZE:-0}" = 1 ]; then
 	test_skip 'QLoRA parity on SmolLM2' 'numerics are checked in the -O3 build (make check)'
 	test_done
