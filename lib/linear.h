@@ -91,6 +91,16 @@ typedef struct {
 /* The kernel table of a storage type, or NULL when it has none. */
 const icl_weight_ops *icl_weight_kernels(icl_weight_type t);
 
+/* Decoding (ICL_LIN_ROWS) with quantized-block weights: on (1, the default)
+ * runs the blocks' integer dot products with the activations quantized per
+ * 32 values to int8 (qdot.h: icl_qmatvec, as llama.cpp's vec_dot with q8
+ * activations); off (0) runs the float32 rows kernel on dequantized tiles
+ * (exact weights and activations: bit-identical to decoding the dequantized
+ * float32 model).  GEMM products (training, evaluation, prefill) are always
+ * exact.  Process-wide; change it only while no product runs.  Returns the
+ * previous setting. */
+int icl_linear_set_qdot(int on);
+
 /* One low-rank adapter on a linear: y[:, out_off : out_off+out] +=
  * scale * (dropout(x) A^T) B^T.  A [r, in] and B [out, r] row-major (PEFT's
  * lora_A.weight and lora_B.weight); dA, dB their gradients (+=) or NULL

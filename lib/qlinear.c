@@ -123,10 +123,19 @@ static void q_input_grad(const icl_weight *w, float *dx, long lddx, float beta, 
  * with q8 activations) for the types qdot has; otherwise, or when qdot cannot
  * allocate its activation blocks, the float32 rows kernel per dequantized
  * tile (exact weights, float activations). */
+static int use_qdot = 1;
+
+int icl_linear_set_qdot(int on)
+{
+    int was = use_qdot;
+    use_qdot = on != 0;
+    return was;
+}
+
 static void q_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
                            float beta, int nt)
 {
-    if (icl_qdot_supported(w->qtype) &&
+    if (use_qdot && icl_qdot_supported(w->qtype) &&
         icl_qmatvec(w->qtype, w->data, w->out, w->in, x, ldx, N, y, ldy, beta, bias, nt) == 0)
         return;
     int tr = tile_rows(w);

@@ -10,15 +10,18 @@
  * block size (icl_qblock_check).  conv1d is 0 and grad NULL: a quantized
  * base is frozen (weight_grad is NULL).
  *
- * Every kernel dequantizes tiles of rows of W (quant.c, bit-identical to
+ * Every kernel but the int8 decoding path dequantizes tiles of rows of W (quant.c, bit-identical to
  * ggml's dequantize_row_*) into a float32 buffer and runs the float32
  * kernel on the tile, so W is never whole in float32:
  *   gemm_forward  y[:, tile] = x W_tile^T + beta y[:, tile]   (BLIS)
  *   input_grad    dx = sum over tiles dy[:, tile] W_tile (+ beta dx), tiles
  *                 in order (the first with beta, the rest accumulating)
- *   rows_forward  the float32 rows kernel on each tile: row i of y is
+ *   rows_forward  decoding: icl_qmatvec (qdot.h: int8 activations) where
+ *                 it has the type and icl_linear_set_qdot is on; else the
+ *                 float32 rows kernel on each tile: row i of y then is
  *                 bit-identical to the float32 rows kernel's on the
- *                 dequantized W (independent of N and the thread count)
+ *                 dequantized W.  Either way row i is independent of N and
+ *                 the thread count
  *   dequantize_row  one row of W.
  * A tile is about 1 Mi floats (4 MiB) of rows, a multiple of 16 rows.  The
  * tile buffer belongs to the calling thread, is allocated the first time a

@@ -222,6 +222,12 @@ static void rows_kernel(void **state)
                 memcpy(yd, y0, (size_t)N * LDY * sizeof(float));
                 assert_int_equal(icl_qmatvec(c.t, c.q.data, OUT, IN, x, LDX, N, yd, LDY, (float)beta, bias, nt), 0);
                 assert_memory_equal(yq, yd, (size_t)N * LDY * sizeof(float));
+                /* icl_linear_set_qdot off: the dequantized tiles, float32's bits */
+                memcpy(yd, y0, (size_t)N * LDY * sizeof(float));
+                int was = icl_linear_set_qdot(0);
+                kq->rows_forward(&c.q, bias, yd, LDY, x, LDX, N, (float)beta, nt);
+                icl_linear_set_qdot(was);
+                assert_memory_equal(yd, yf, (size_t)N * LDY * sizeof(float));
                 free(yd);
                 for (int i = 0; i < N; i++) {
                     float dblk[IN / 32];

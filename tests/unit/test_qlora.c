@@ -215,7 +215,10 @@ static void compare(const char *path, int expect_fallback_views)
         if (!(r < 1e-5))
             fail_msg("%s: gradient rel L2 %.2e", v->name, r);
     }
-    /* decoding: prefill (GEMM) close, steps (rows kernel) bit-identical */
+    /* decoding: prefill (GEMM) close, steps (rows kernel on dequantized
+     * tiles, icl_linear_set_qdot off) bit-identical; the int8-activation
+     * path is checked in test_qlinear and icl-gen's tests */
+    int was_qdot = icl_linear_set_qdot(0);
     icl_kv_cache *kf = icl_kv_cache_new(f, 16), *kq = icl_kv_cache_new(q, 16);
     assert_int_equal(icl_model_decode(f, kf, ids, 5, lf, 0, err, sizeof err), 0);
     assert_int_equal(icl_model_decode(q, kq, ids, 5, lq, 0, err, sizeof err), 0);
@@ -229,6 +232,7 @@ static void compare(const char *path, int expect_fallback_views)
         if (gpt2 ? !(rel_l2(lq, lf, V) < 1e-5) : memcmp(lf, lq, V * sizeof(float)) != 0)
             fail_msg("decode step %d: logits differ (rel L2 %.2e)", s, rel_l2(lq, lf, V));
     }
+    icl_linear_set_qdot(was_qdot);
     icl_kv_cache_free(kf);
     icl_kv_cache_free(kq);
     /* saving a quantized model as a folder is refused */
