@@ -17,6 +17,7 @@
 # near-ties of two logits (llama.cpp sums in another order).
 #
 # usage: bench/lora_llamacpp.sh [WORKDIR]    (default: a temporary folder)
+# exit status 1 when any id differs (see the near-tie report it prints then)
 # env: ICL_SMOLLM2_GGUF (default ~/.cache/icl/SmolLM2-135M-Instruct.Q4_1.gguf),
 #      PY (default /work/ref/venv/bin/python, with llama-cpp-python 0.3.x)
 set -e
@@ -52,10 +53,11 @@ echo "# icl-gen -m BASE --adapter DIR against icl-gen -m MERGED.gguf:"
 if cmp -s "$W/lora.ids" "$W/merged.ids"; then echo "identical"; else echo "DIFFERENT"; fi
 rc=0
 echo "# 1. llama.cpp, F32 base + --lora lora.gguf, against icl-gen -m BASE --adapter DIR:"
-"$PY" bench/gguf_llamacpp.py --lora "$W/lora.gguf" "$W/base.f32.gguf" "$S/greedy.in" "$W/lora.ids" 40 | tee "$W/cmp1" ||
-	rc=1
+"$PY" bench/gguf_llamacpp.py --lora "$W/lora.gguf" "$W/base.f32.gguf" "$S/greedy.in" "$W/lora.ids" 40 >"$W/cmp1" || rc=1
+cat "$W/cmp1"
 echo "# 2. llama.cpp, merged F32 export, against icl-gen -m MERGED.gguf:"
-"$PY" bench/gguf_llamacpp.py "$W/merged.f32.gguf" "$S/greedy.in" "$W/merged.ids" 40 | tee "$W/cmp2" || rc=1
+"$PY" bench/gguf_llamacpp.py "$W/merged.f32.gguf" "$S/greedy.in" "$W/merged.ids" 40 >"$W/cmp2" || rc=1
+cat "$W/cmp2"
 # Where they differ: transformers' (float32, the merged folder) two best logits there
 diffs=$(sed -n 's/^prompt \([0-9]*\): .*first difference at \([0-9]*\): icl [0-9]*, llama.cpp \([0-9]*\).*/\1:\2:\3/p' \
 	"$W/cmp1" "$W/cmp2" | sort -u)

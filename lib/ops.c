@@ -487,12 +487,19 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         float *r = logits + (long)i * ld, m = -INFINITY;
         for (int j = 0; j < V; j++)
             m = r[j] > m ? r[j] : m;
-        float sum = 0;
+        /* summed in double: a float sum of V exps near 1 drops every term
+         * below half its ulp, and how many it drops depends on how the
+         * compiler splits the loop into lanes (the sanitizer build's scalar
+         * loop lost ~1e-4 of SmolLM2's loss, the 16-lane -O3 loop a
+         * sixteenth of that); in double the result is the same to float
+         * precision for any order */
+        double sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < V; j++)
-            sum += icl_expf(r[j] - m);
-        float lse = m + logf(sum);
-        li[i] = lse - r[target[i]];
+            sum += (double)icl_expf(r[j] - m);
+        double lsed = (double)m + log(sum);
+        float lse = (float)lsed;
+        li[i] = (float)(lsed - (double)r[target[i]]);
         if (scale != 0) {
 #pragma omp simd
             for (int j = 0; j < V; j++)

@@ -396,13 +396,53 @@ static void expf_accuracy(void **state)
     assert_true(icl_expf(-INFINITY) >= 0 && icl_expf(-INFINITY) < 1e-37);
 }
 
+/* A vocabulary-sized row whose softmax has one dominant entry and a long
+ * tail: the loss of the dominant token is log(1 + tail), about 1.6e-4.  A
+ * float sum of the exps drops every tail term below half an ulp of the
+ * running sum (about 6e-8 once it is near 1): summed one by one (what the
+ * sanitizer build's unvectorised loop did) it lost all of the tail, with
+ * 16 lanes (the -O3 build) a sixteenth of it; the sum must be exact to
+ * float precision whatever the compiler does with the loop. */
+static void xent_long_tail(void **state)
+{
+    (void)state;
+    enum { V = 49152 };
+    float *r = icl_xmalloc(V * sizeof *r), *c = icl_xmalloc(V * sizeof *c);
+    uint64_t st = 5;
+    for (int j = 0; j < V; j++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        r[j] = (float)((double)(st >> 40) / (double)(1ULL << 24)) * 2.0f - 1.0f; /* U(-1, 1) */
+    }
+    int32_t t = 1234;
+    r[t] = 20.0f;
+    double mx = 20, s = 0;
+    for (int j = 0; j < V; j++)
+        s += exp((double)r[j] - mx);
+    double ref = mx + log(s) - r[t];
+    assert_true(ref > 1e-4 && ref < 3e-4);
+    float loss;
+    memcpy(c, r, V * sizeof *c);
+    double got = icl_xent_rows(c, V, 1, V, &t, &loss, 1.0f);
+    if (!(fabs(got - ref) <= 1e-7 + 1e-6 * ref) || !(fabs(loss - ref) <= 1e-7))
+        fail_msg("loss %.9g (row %.9g), double reference %.9g", got, (double)loss, ref);
+    /* the gradient: softmax - onehot; its entries sum to 0 */
+    double gs = 0;
+    for (int j = 0; j < V; j++)
+        gs += c[j];
+    assert_true(fabs(gs) < 1e-6);
+    assert_float_equal(c[t], exp(r[t] - (mx + log(s))) - 1, 4e-6); /* r[t] - lse in float: 2 ulp of 20 */
+    free(r);
+    free(c);
+}
+
 int main(void)
 {
     icl_blis_setup();
     icl_set_threads(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
-        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference), cmocka_unit_test(activations_fd), cmocka_unit_test(expf_accuracy),
+        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
+        cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
