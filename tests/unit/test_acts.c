@@ -103,7 +103,13 @@ static void alternating_shapes(void **state)
     long slab_pages = 1024L * c.hidden_size * 12 * c.num_hidden_layers * 4 / 4096;
     print_message("# 2 rounds of 2 alternating shapes: %ld minor page faults (one slab ~%ld pages)\n", faults,
                   slab_pages);
+#ifdef __SANITIZE_ADDRESS__
+    /* ASan quarantines freed memory, so every small scratch allocation
+     * faults fresh pages in: the count means nothing there */
+    print_message("# (ASan build: the page-fault count is not checked)\n");
+#else
     assert_true(faults < slab_pages / 10);
+#endif
     icl_model_free(m);
     free(sh[0].ids);
     free(sh[1].ids);
