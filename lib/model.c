@@ -886,9 +886,14 @@ static float *take(float *slab, size_t *off, size_t n)
     return slab ? slab + o : NULL;
 }
 
-/* The activations for a B x T batch (kept while large enough).  Layout
- * (model.h "Memory"): x[0..L] always; the per-layer buffers once per layer,
- * or once for all layers with gradient checkpointing. */
+/* The activations for a B x T batch.  Layout (model.h "Memory"): x[0..L]
+ * always; the per-layer buffers once per layer, or once for all layers with
+ * gradient checkpointing.  They are reused while they hold the batch; else
+ * reallocated for the largest rows (B T) AND length (T) seen so far, so that
+ * batches of alternating shapes (8 x 150 then 4 x 300...) do not free and
+ * fault in the whole slab (about 1 GB for SmolLM2-135M at 1200 rows) at
+ * every step.  Capacity never changes results: every use is sized by the
+ * batch. */
 static icl_acts *acts_get(icl_model *m, int B, int T)
 {
     icl_acts *a = m->acts;
@@ -897,10 +902,15 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
         a->B = B;
         return a;
     }
+    size_t N = (size_t)B * T;
+    if (a) {
+        N = a->N > N ? a->N : N;
+        T = a->T > T ? a->T : T;
+    }
     acts_free(a);
     const icl_config *c = &m->cfg;
     int L = c->num_hidden_layers;
-    size_t N = (size_t)B * T, C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
+    size_t C = c->hidden_size, I = c->intermediate_size, V = c->vocab_size;
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
     size_t H = c->num_attention_heads, half = c->head_dim / 2;
