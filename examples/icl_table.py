@@ -47,8 +47,10 @@ print("Made by `make -C examples icl` (`make demo-icl` at the top level) after t
 print()
 print("Prompt tokens: mean length of the rendered prompt (system prompt, shots and "
       "query) in the model's tokens. Wall time: the whole icl-gen run (model load "
-      "included) for the %s prompts, %s threads, batches of %s."
-      % (P["ICL_TEST"], P.get("THREADS") or "all", P.get("GEN_BATCH", "8")))
+      "included) for the %s prompts, %s, batches of %s; it grows with the "
+      "machine's load, the CPU time (user + system) much less."
+      % (P["ICL_TEST"], "%s thread(s)" % P["THREADS"] if P.get("THREADS") else "all cores",
+         P.get("GEN_BATCH", "8")))
 print()
 for t, name in TASKS:
     zero = labels(t + ".zero")

@@ -180,7 +180,7 @@ print("|---|---|---|---|")
 total = 0.0
 cpu = 0.0
 rows = []
-for f in sorted(os.listdir(path("time"))):
+for f in sorted(x for x in os.listdir(path("time")) if not x.startswith("icl.")):
     with open(path(os.path.join("time", f)), encoding="utf-8") as fh:
         last = [x for x in fh.read().split("\n") if x.strip()][-1].split()
     wall, rss = float(last[0]), int(last[1])
