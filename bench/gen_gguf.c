@@ -1,7 +1,9 @@
 /* bench/gen_gguf.c - prefill and decode throughput of icl's generation
  * (lib/generate.c) on a real model file, loaded as icl-gen loads it (a GGUF
  * keeps its quantized blocks where the loader does), greedy, no eos.
- * usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE
+ * usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize]
+ *   MODEL is loaded by icl_lora_load (lora.h) as icl-gen loads it;
+ *   --dequantize: a GGUF as float32 (icl-gen --dequantize).
  *   IDS_FILE: whitespace-separated token ids; each of the BATCH prompts is
  *   PROMPT_LEN consecutive ids from it (prompt b starts at id b * 7).
  * Prints one line: prefill tokens/s (BATCH * PROMPT_LEN over the time of a
@@ -42,8 +44,9 @@ static double run(icl_model *m, icl_gen_config *g, icl_gen_seq *seqs, const int3
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    if (argc != 7) {
-        fprintf(stderr, "usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE\n");
+    int deq = argc == 8 && !strcmp(argv[7], "--dequantize");
+    if (argc != 7 && !deq) {
+        fprintf(stderr, "usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize]\n");
         return 2;
     }
     int threads = icl_set_threads(atoi(argv[2])), B = atoi(argv[3]), N = atoi(argv[4]), P = atoi(argv[5]);
@@ -52,7 +55,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[512], *base = NULL;
-    icl_model *m = icl_lora_load_merged(argv[1], NULL, 0, &base, err, sizeof err);
+    icl_model *m = icl_lora_load(argv[1], NULL, 0, deq ? ICL_LOAD_DEQUANTIZE : 0, &base, err, sizeof err);
     if (!m) {
         fprintf(stderr, "gen_gguf: %s\n", err);
         return 1;

@@ -5,7 +5,9 @@
  * -log p(response token | everything before) is summed from the logits that
  * precede each token.  For issue 14's check that Q4_1 decoding keeps
  * quality: run once on the GGUF's blocks and once --float (every tensor
- * dequantized to float32, icl_model_load_gguf) and compare.
+ * dequantized to float32), each loaded by icl_lora_load (lora.h) as icl-gen
+ * loads it (--float: as icl-gen --dequantize), and compare.  icl-eval -m
+ * MODEL --decode computes the same on token lines' target segments.
  * usage: ppl_decode [--float] MODEL.gguf THREADS FILE.tok
  *   FILE.tok: icl-tok encode's token lines; the last TAB-separated segment
  *   of a line is the response, the segments before it the prompt.
@@ -17,6 +19,7 @@
 
 #include "cli.h"
 #include "gguf_model.h"
+#include "lora.h"
 #include "model.h"
 #include "util.h"
 
@@ -38,8 +41,8 @@ int main(int argc, char **argv)
     }
     const char *path = argv[1 + fl], *file = argv[3 + fl];
     icl_set_threads(atoi(argv[2 + fl]));
-    char err[512];
-    icl_model *m = fl ? icl_model_load_gguf(path, err, sizeof err) : icl_model_load_gguf_quantized(path, err, sizeof err);
+    char err[512], *base = NULL;
+    icl_model *m = icl_lora_load(path, NULL, 0, fl ? ICL_LOAD_DEQUANTIZE : 0, &base, err, sizeof err);
     if (!m) {
         fprintf(stderr, "ppl_decode: %s\n", err);
         return 1;
@@ -94,5 +97,6 @@ int main(int argc, char **argv)
     free(line), free(p), free(r), free(logits);
     icl_kv_cache_free(kc);
     icl_model_free(m);
+    free(base);
     return 0;
 }

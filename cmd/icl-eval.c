@@ -14,6 +14,7 @@
 
 #include "bf16.h"
 #include "lmeval.h"
+#include "gguf_model.h"
 #include "lora.h"
 #include "metrics.h"
 #include "fileio.h"
@@ -59,8 +60,17 @@ static void usage(FILE *f)
 "                          (default 10)\n"
 "      --skip-bad          skip bad records (unreadable, key missing or not a\n"
 "                          string) and count them, instead of stopping\n"
-"      --adapter DIR[:SCALE] with -m: merge the PEFT LoRA adapter folder DIR,\n"
-"                          its output times SCALE (default 1); repeatable\n"
+"      --adapter DIR[:SCALE] with -m: apply the PEFT LoRA adapter folder DIR,\n"
+"                          its output times SCALE (default 1); repeatable (the\n"
+"                          sum); merged into a float32 model, unmerged on a\n"
+"                          quantized GGUF\n"
+"      --dequantize        model mode, a GGUF model: dequantize every matrix\n"
+"                          to float32 (default: keep the quantized blocks,\n"
+"                          dequantized tile by tile in the products)\n"
+"      --decode            model mode: score as icl-gen decodes: each line up\n"
+"                          to its first target token in one prefill, every\n"
+"                          later token by a decode step (on a quantized GGUF:\n"
+"                          integer dot products, activations in int8)\n"
 "  -m, --model DIR         model mode: masked loss, perplexity and token accuracy\n"
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
@@ -125,12 +135,19 @@ typedef struct {
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files,
-                      int progress, int bf16)
+                      int progress, int bf16, int dequantize, int decode)
 {
     char err[1024], *base = NULL;
-    icl_model *m = icl_lora_load_merged(model_arg, adapters, n_adapters, &base, err, sizeof err);
+    /* bf16 weights are made from float32 ones: a GGUF is dequantized then */
+    icl_model *m = icl_lora_load(model_arg, adapters, n_adapters, dequantize || bf16 ? ICL_LOAD_DEQUANTIZE : 0, &base,
+                                 err, sizeof err);
     if (!m)
         icl_die("%s", err);
+    if (n_adapters || icl_is_gguf_file(base)) {
+        char note[768];
+        icl_lora_describe(m, base, n_adapters + (strcmp(base, model_arg) != 0), note, sizeof note);
+        fprintf(stderr, "%s: %s\n", icl_progname, note);
+    }
     if (bf16) {
         if (!icl_bf16_native())
             icl_warn("--dtype bf16: this CPU lacks AVX512-BF16; using the portable (slower) bf16 kernels");
@@ -173,7 +190,7 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
                         (unsigned long long)hdr_fp, hdr_vocab);
                 have_hdr = 1, hdr_fp = r.hdr.fingerprint, hdr_vocab = r.hdr.vocab_size;
             }
-            if (icl_lm_eval_line(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
+            if ((decode ? icl_lm_eval_line_decode : icl_lm_eval_line)(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lines.lineno, err);
             icl_progress_add(&prog, 1);
         }
@@ -471,7 +488,7 @@ int main(int argc, char **argv)
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
     enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_DTYPE };
+           OPT_NO_PROGRESS, OPT_DTYPE, OPT_DEQUANTIZE, OPT_DECODE };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
@@ -483,11 +500,12 @@ int main(int argc, char **argv)
         {"version", no_argument, 0, 'V'},        {"progress", no_argument, 0, OPT_PROGRESS},
         {"no-progress", no_argument, 0, OPT_NO_PROGRESS}, {"quiet", no_argument, 0, 'q'},
         {"dtype", required_argument, 0, OPT_DTYPE},
+        {"dequantize", no_argument, 0, OPT_DEQUANTIZE}, {"decode", no_argument, 0, OPT_DECODE},
         {0, 0, 0, 0},
     };
     int c, n_adapters = 0;
     static const char *adapters[64];
-    int threads = 0, progress = -1, bf16 = 0;
+    int threads = 0, progress = -1, bf16 = 0, dequantize = 0, decode = 0;
     char err[256];
     while ((c = getopt_long(argc, argv, "p:r:M:e:m:qhV", lo, NULL)) != -1) {
         switch (c) {
@@ -531,6 +549,8 @@ int main(int argc, char **argv)
             adapters[n_adapters++] = optarg;
             break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_DEQUANTIZE: dequantize = 1; break;
+        case OPT_DECODE: decode = 1; break;
         case OPT_DTYPE: {
             static const char *const dtypes[] = {"f32", "bf16", NULL};
             bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
@@ -549,13 +569,16 @@ int main(int argc, char **argv)
         icl_usage_die("--adapter needs -m MODEL (the model mode)");
     if (bf16 && !model)
         icl_usage_die("--dtype needs -m MODEL (the model mode)");
+    if ((dequantize || decode) && !model)
+        icl_usage_die("--dequantize and --decode need -m MODEL (the model mode)");
     if (model) {
         if (text_opts)
             icl_usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
                       "apply to the model mode (-m)");
         if (threads)
             icl_set_threads(threads);
-        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress, bf16);
+        return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress, bf16,
+                          dequantize, decode);
     }
     for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
         if (icl_same_file(argv[i], o.per_path))

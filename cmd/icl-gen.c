@@ -32,10 +32,15 @@ static void usage(FILE *f)
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
 "                             model.safetensors, tokenizer.json), GGUF file, or\n"
 "                             PEFT adapter folder (its base_model_name_or_path\n"
-"                             is loaded and the adapter merged)\n"
-"      --adapter DIR[:SCALE]  merge the PEFT LoRA adapter folder DIR into the\n"
-"                             model, its output times SCALE (default 1);\n"
-"                             repeatable, merged in order\n"
+"                             is loaded with the adapter)\n"
+"      --adapter DIR[:SCALE]  apply the PEFT LoRA adapter folder DIR, its\n"
+"                             output times SCALE (default 1); repeatable: the\n"
+"                             sum of the adapters; merged into a float32\n"
+"                             model, applied unmerged on a quantized GGUF\n"
+"      --dequantize           a GGUF model: dequantize every matrix to float32\n"
+"                             (default: keep the quantized blocks; the prefill\n"
+"                             dequantizes tile by tile, decode steps use\n"
+"                             integer dot products, activations in int8)\n"
 "  -n, --max-new-tokens N     at most N new tokens per prompt (default:\n"
 "                             generation_config.json's, else 256)\n"
 "      --temperature F        sample at temperature F (0 = greedy)\n"
@@ -108,11 +113,13 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE };
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE,
+       OPT_DEQUANTIZE };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
     {"adapter", required_argument, NULL, OPT_ADAPTER},
+    {"dequantize", no_argument, NULL, OPT_DEQUANTIZE},
     {"max-new-tokens", required_argument, NULL, 'n'},
     {"temperature", required_argument, NULL, OPT_TEMP},
     {"top-k", required_argument, NULL, OPT_TOPK},
@@ -497,7 +504,7 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0;
+    int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0, dequantize = 0;
     static const char *adapters[64];
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
@@ -531,6 +538,7 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
+        case OPT_DEQUANTIZE: dequantize = 1; break;
         case OPT_DTYPE: {
             static const char *const dtypes[] = {"f32", "bf16", NULL};
             bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
@@ -562,9 +570,16 @@ int main(int argc, char **argv)
     memset(&cx, 0, sizeof cx);
     char err[1024];
     char *base = NULL;
-    cx.m = icl_lora_load_merged(model_dir, adapters, n_adapters, &base, err, sizeof err);
+    /* bf16 weights are made from float32 ones: a GGUF is dequantized then */
+    cx.m = icl_lora_load(model_dir, adapters, n_adapters, dequantize || bf16 ? ICL_LOAD_DEQUANTIZE : 0, &base, err,
+                         sizeof err);
     if (!cx.m)
         icl_die("%s", err);
+    if (n_adapters || icl_is_gguf_file(base)) {
+        char note[768];
+        icl_lora_describe(cx.m, base, n_adapters + (strcmp(base, model_dir) != 0), note, sizeof note);
+        fprintf(stderr, "%s: %s\n", icl_progname, note);
+    }
     if (bf16) {
         if (!icl_bf16_native())
             icl_warn("--dtype bf16: this CPU lacks AVX512-BF16; using the portable (slower) bf16 kernels");

@@ -40,6 +40,17 @@ void icl_lm_eval_free(icl_lm_eval *e);
 int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uint8_t *target, size_t n, char *err,
                      size_t errsz);
 
+/* Score one line as icl_lm_eval_line does, through the path icl-gen
+ * decodes with: ids[0..t0] in one prefill (icl_model_decode, batched
+ * products), t0 the first target position, then each later position by a
+ * decode step (icl_model_step: the rows kernels; on a quantized base,
+ * integer dot products with activations quantized per 32 to int8, qdot.h).
+ * Losses are -log softmax in double from the float32 logits.  Same totals
+ * and errors as icl_lm_eval_line (a line with no target position is a
+ * record with nothing scored). */
+int icl_lm_eval_line_decode(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uint8_t *target, size_t n,
+                            char *err, size_t errsz);
+
 /* loss, perplexity and token accuracy of what was scored; NAN when no target
  * position was seen. */
 double icl_lm_eval_loss(const icl_lm_eval *e);

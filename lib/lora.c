@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "gguf_model.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -278,8 +279,183 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
     return res;
 }
 
-icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int n_specs, char **base, char *err,
-                                size_t errsz)
+/* One adapter folder's tensors, checked: ni lora_A/lora_B pairs. */
+typedef struct {
+    char *path;                /* DIR/adapter_model.safetensors */
+    icl_st_file *f;
+    icl_lora_config c;
+    int ni;
+    const icl_st_tensor **A, **B;
+} unmerged_src;
+
+static void unmerged_free(unmerged_src *u)
+{
+    icl_st_close(u->f);
+    free(u->path);
+    free(u->A);
+    free(u->B);
+    icl_lora_config_free(&u->c);
+}
+
+/* Open dir's adapter and pair its tensors (the checks of icl_lora_merge
+ * that do not need the base's float weights). */
+static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t errsz)
+{
+    memset(u, 0, sizeof *u);
+    if (icl_lora_read_config(dir, &u->c, err, errsz))
+        return -1;
+    u->path = join2(dir, "adapter_model.safetensors");
+    char e2[256];
+    if (!(u->f = icl_st_open(u->path, e2, sizeof e2))) {
+        icl_seterr(err, errsz, "%s", e2);
+        return -1;
+    }
+    int nt = icl_st_count(u->f);
+    u->A = xcalloc((size_t)nt + 1, sizeof *u->A);
+    u->B = xcalloc((size_t)nt + 1, sizeof *u->B);
+    static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
+    size_t ls = sizeof sa - 1;
+    for (int i = 0; i < nt; i++) {
+        const icl_st_tensor *t = icl_st_get(u->f, i);
+        const char *nm = t->name;
+        size_t n = strlen(nm);
+        int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (!isA && !isB) {
+            icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", u->path, nm);
+            return -1;
+        }
+        if (isB)
+            continue;
+        if (strncmp(nm, PREFIX, strlen(PREFIX)) || n - ls - strlen(PREFIX) > 200) {
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, u->path, nm);
+            return -1;
+        }
+        char bn[288];
+        snprintf(bn, sizeof bn, "%.*s.lora_B.weight", (int)(n - ls), nm);
+        const icl_st_tensor *B = icl_st_find(u->f, bn);
+        if (!B) {
+            icl_seterr(err, errsz, "%s: %s has no %s", u->path, nm, bn);
+            return -1;
+        }
+        if (t->ndim != 2 || B->ndim != 2 || B->shape[1] != t->shape[0] || t->shape[0] != u->c.r) {
+            icl_seterr(err, errsz, "%s: %s and its lora_B are not [r %d, in] and [out, r %d]", u->path, nm, u->c.r,
+                       u->c.r);
+            return -1;
+        }
+        u->A[u->ni] = t;
+        u->B[u->ni++] = B;
+    }
+    if (2 * u->ni != nt) {
+        icl_seterr(err, errsz, "%s: %d tensors are not lora_A/lora_B pairs", u->path, nt - 2 * u->ni);
+        return -1;
+    }
+    return 0;
+}
+
+static const icl_param_view *set_view(const icl_param_set *s, const char *name)
+{
+    for (int i = 0; i < s->n_views; i++)
+        if (!strcmp(s->views[i].name, name))
+            return &s->views[i];
+    return NULL;
+}
+
+int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, int n, char *err, size_t errsz)
+{
+    if (n < 1)
+        return 0;
+    if (m->lora) {
+        icl_seterr(err, errsz, "the model has adapters already");
+        return -1;
+    }
+    unmerged_src *u = xcalloc((size_t)n, sizeof *u);
+    const char **leaf = NULL;
+    int nleaf = 0, R = 0, rc = -1;
+    for (int i = 0; i < n; i++) {
+        if (unmerged_open(&u[i], dirs[i], err, errsz))
+            goto out;
+        R += u[i].c.r;
+        for (int k = 0; k < u[i].ni; k++) { /* targets: the modules' last name components */
+            const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight"), *lf = end;
+            while (lf > nm && lf[-1] != '.')
+                lf--;
+            int seen = 0;
+            for (int j = 0; j < nleaf; j++)
+                seen |= strlen(leaf[j]) == (size_t)(end - lf) && !strncmp(leaf[j], lf, (size_t)(end - lf));
+            if (!seen) {
+                leaf = xreallocarray(leaf, (size_t)nleaf + 1, sizeof *leaf);
+                char *c = xmalloc((size_t)(end - lf) + 1);
+                memcpy(c, lf, (size_t)(end - lf));
+                c[end - lf] = 0;
+                leaf[nleaf++] = c;
+            }
+        }
+    }
+    if (!nleaf) { /* adapters without tensors change nothing */
+        rc = 0;
+        goto out;
+    }
+    char e2[256];
+    /* alpha R / rank R: each adapter's scale is 1, the weights carry mult * scaling */
+    icl_param_set *s = icl_model_add_lora(m, leaf, nleaf, R, (float)R, 0, e2, sizeof e2);
+    if (!s) {
+        icl_seterr(err, errsz, "%s: %s (such adapters apply only merged into float32 weights)", dirs[0], e2);
+        goto out;
+    }
+    s->trainable = 0;
+    memset(s->params, 0, s->num_params * sizeof *s->params);
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++)
+                m->lora[l].lora[p][i].scale = 1.0f;
+    int off = 0; /* rank rows [off, off + r) of the combined adapter are adapter i's */
+    for (int i = 0; i < n; i++) {
+        int r = u[i].c.r;
+        float sc = (float)(mults[i] * icl_lora_scale(&u[i].c));
+        for (int k = 0; k < u[i].ni; k++) {
+            const icl_st_tensor *A = u[i].A[k], *B = u[i].B[k];
+            const icl_param_view *va = set_view(s, A->name), *vb = set_view(s, B->name);
+            if (!va || !vb) {
+                icl_seterr(err, errsz, "%s: %s adapts a module the model does not have", u[i].path, A->name);
+                goto out;
+            }
+            int in = (int)va->shape[1], out = (int)vb->shape[0];
+            if (A->shape[1] != in || B->shape[0] != out) {
+                icl_seterr(err, errsz, "%s: %s and lora_B have shapes that do not fit the module [out %d, in %d]",
+                           u[i].path, A->name, out, in);
+                goto out;
+            }
+            float *a = xmalloc((size_t)r * in * sizeof *a), *b = xmalloc((size_t)out * r * sizeof *b);
+            if (icl_st_read_f32(A, a, (size_t)r * in, e2, sizeof e2) ||
+                icl_st_read_f32(B, b, (size_t)out * r, e2, sizeof e2)) {
+                free(a);
+                free(b);
+                icl_seterr(err, errsz, "%s: %s", u[i].path, e2);
+                goto out;
+            }
+            float *dA = s->params + va->offset, *dB = s->params + vb->offset;
+            memcpy(dA + (size_t)off * in, a, (size_t)r * in * sizeof *a);
+            for (int o = 0; o < out; o++)
+                for (int j = 0; j < r; j++)
+                    dB[(size_t)o * R + off + j] = sc * b[(size_t)o * r + j];
+            free(a);
+            free(b);
+        }
+        off += r;
+    }
+    rc = 0;
+out:
+    for (int i = 0; i < n; i++)
+        unmerged_free(&u[i]);
+    free(u);
+    for (int j = 0; j < nleaf; j++)
+        free((char *)leaf[j]);
+    free(leaf);
+    return rc;
+}
+
+icl_model *icl_lora_load(const char *model, const char *const *specs, int n_specs, int flags, char **base, char *err,
+                         size_t errsz)
 {
     *base = NULL;
     char *cfg = join2(model, "config.json"), *acfg = join2(model, "adapter_config.json"), e2[768];
@@ -290,28 +466,77 @@ icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int
     char *b = is_adapter ? icl_lora_base_path(model, err, errsz) : xstrdup(model);
     if (!b)
         return NULL;
-    icl_model *m = icl_model_load(b, e2, sizeof e2);
+    int quant = !(flags & ICL_LOAD_DEQUANTIZE) && icl_is_gguf_file(b);
+    icl_model *m = quant ? icl_model_load_gguf_quantized(b, e2, sizeof e2) : icl_model_load(b, e2, sizeof e2);
     if (!m) {
         icl_seterr(err, errsz, "%s: %s", b, e2);
         free(b);
         return NULL;
     }
-    if (is_adapter && icl_lora_merge(m, model, 1.0, err, errsz))
-        goto bad;
+    if (quant && !icl_model_qsummary(m, NULL, 0))
+        quant = 0; /* no matrix kept in blocks: a float32 model, merge as one */
+    int n = n_specs + is_adapter;
+    const char **dirs = xcalloc((size_t)n + 1, sizeof *dirs);
+    double *mults = xcalloc((size_t)n + 1, sizeof *mults);
+    int nd = 0, rc = -1;
+    if (is_adapter) {
+        dirs[nd] = xstrdup(model);
+        mults[nd++] = 1.0;
+    }
     for (int i = 0; i < n_specs; i++) {
-        double sc;
-        char *d = icl_lora_parse_spec(specs[i], &sc, err, errsz);
+        char *d = icl_lora_parse_spec(specs[i], &mults[nd], err, errsz);
         if (!d)
-            goto bad;
-        int rc = icl_lora_merge(m, d, sc, err, errsz);
-        free(d);
-        if (rc)
-            goto bad;
+            goto done;
+        dirs[nd++] = d;
+    }
+    if (quant)
+        rc = icl_lora_apply(m, dirs, mults, nd, err, errsz);
+    else {
+        rc = 0;
+        for (int i = 0; i < nd && !rc; i++)
+            rc = icl_lora_merge(m, dirs[i], mults[i], err, errsz);
+    }
+done:
+    for (int i = 0; i < nd; i++)
+        free((char *)dirs[i]);
+    free(dirs);
+    free(mults);
+    if (rc) {
+        icl_model_free(m);
+        free(b);
+        return NULL;
     }
     *base = b;
     return m;
-bad:
-    icl_model_free(m);
-    free(b);
-    return NULL;
+}
+
+icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int n_specs, char **base, char *err,
+                                size_t errsz)
+{
+    return icl_lora_load(model, specs, n_specs, ICL_LOAD_DEQUANTIZE, base, err, errsz);
+}
+
+void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, char *buf, size_t bufsz)
+{
+    char qs[256];
+    int R = 0;
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++)
+                R = m->lora[l].lora[p][i].r > R ? m->lora[l].lora[p][i].r : R;
+    char ad[128] = "";
+    if (n_adapters && m->lora)
+        snprintf(ad, sizeof ad, "; %d adapter%s applied unmerged (combined rank %d)", n_adapters,
+                 n_adapters > 1 ? "s" : "", R);
+    else if (n_adapters)
+        snprintf(ad, sizeof ad, "; %d adapter%s merged into the float32 weights", n_adapters, n_adapters > 1 ? "s" : "");
+    if (icl_model_qsummary(m, qs, sizeof qs))
+        snprintf(buf, bufsz,
+                 "%s: %s kept as stored: batched products dequantize tile by tile, decode steps use integer dot "
+                 "products (--dequantize: float32)%s",
+                 base, qs, ad);
+    else if (icl_is_gguf_file(base))
+        snprintf(buf, bufsz, "%s: dequantized to float32%s", base, ad);
+    else
+        snprintf(buf, bufsz, "%s: float32%s", base, ad);
 }

@@ -131,13 +131,55 @@ char *icl_lora_parse_spec(const char *spec, double *scale, char *err, size_t err
  * (no adapter_config.json, no base named, base not found). */
 char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
 
-/* The model of -m MODEL --adapter SPEC...: MODEL is a model folder or GGUF
- * file, or an adapter folder (adapter_config.json and no config.json), which
- * then stands for its base (icl_lora_base_path) plus itself as the first
- * adapter at scale 1.  Each SPEC is "DIR[:SCALE]" (icl_lora_parse_spec),
- * merged in order into the loaded base (icl_lora_merge).  *base gets the
- * model folder or file actually loaded (malloc'd; its tokenizer and
- * generation config are the model's).  NULL with err naming the file. */
+/* Apply n adapter folders dirs[i] with weights mults[i] to m UNMERGED, as
+ * low-rank adapters in its linear maps (linear.h) rather than added into
+ * its weights: what a base whose matrices stay in quantized blocks
+ * (icl_model_load_gguf_quantized) needs.  The result is the merge's
+ * W + sum_i mults[i] scaling_i B_i A_i (icl_lora_merge's semantics,
+ * scaling_i icl_lora_scale of adapter i) computed as
+ * x W^T + (x A^T) B^T with one combined adapter per module of rank
+ * R = sum_i r_i: A = [A_1; A_2; ...] [R, in] and
+ * B = [mults[1] scaling_1 B_1 | ...] [out, R], zero blocks where adapter i
+ * lacks the module, scale 1.  The adapters go into m's set "lora"
+ * (icl_model_add_lora; frozen: trainable 0) on the modules the files name.
+ * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
+ * on the tensors; a module that is not a projection of the blocks, e.g.
+ * lm_head or embed_tokens, which only merging into float32 weights applies;
+ * m has adapters already): m is then half-built, free it. */
+int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, int n, char *err, size_t errsz);
+
+/* icl_lora_load flags. */
+enum {
+    ICL_LOAD_DEQUANTIZE = 1 /* a GGUF is loaded as float32 (icl_model_load) and adapters are merged */
+};
+
+/* The model of -m MODEL --adapter SPEC... (icl-gen, icl-eval): MODEL is a
+ * model folder or GGUF file, or an adapter folder (adapter_config.json and
+ * no config.json), which then stands for its base (icl_lora_base_path) plus
+ * itself as the first adapter at scale 1.  Each SPEC is "DIR[:SCALE]"
+ * (icl_lora_parse_spec).  A GGUF base without ICL_LOAD_DEQUANTIZE in flags
+ * keeps its quantized matrices in their blocks
+ * (icl_model_load_gguf_quantized: batched products dequantize tile by tile,
+ * decode steps use integer dot products, qlinear.h) and the adapters are
+ * applied unmerged (icl_lora_apply); a folder, a GGUF with
+ * ICL_LOAD_DEQUANTIZE, or a GGUF with no matrix in a quantized block type
+ * gives a float32 model into which the adapters are merged in order
+ * (icl_lora_merge).  Which it was: m->qdata non-NULL when blocks were kept
+ * (icl_model_qsummary), m->lora non-NULL when adapters are unmerged.
+ * *base gets the model folder or file actually loaded (malloc'd; its
+ * tokenizer and generation config are the model's).  NULL with err naming
+ * the file. */
+icl_model *icl_lora_load(const char *model, const char *const *specs, int n_specs, int flags, char **base, char *err,
+                         size_t errsz);
+
+/* One line for the user on how icl_lora_load built m from base with
+ * n_adapters adapters (blocks kept or float32; adapters unmerged, merged or
+ * none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
+ * 1), 97.9 MB, kept as stored: ...; 1 adapter applied unmerged (rank 16)",
+ * into buf (NUL-terminated, truncated to bufsz). */
+void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, char *buf, size_t bufsz);
+
+/* icl_lora_load with ICL_LOAD_DEQUANTIZE: always float32, adapters merged. */
 icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int n_specs, char **base, char *err,
                                 size_t errsz);
 

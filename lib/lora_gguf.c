@@ -215,7 +215,7 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
             icl_gguf_permute_rows(B, P, heads, c->head_dim, (size_t)r, 1);
             B = P;
         }
-        char name[sizeof it->gguf + 8];
+        char name[sizeof it->gguf + 16]; /* ".lora_a" always fits: no truncation */
         snprintf(name, sizeof name, "%s.lora_a", it->gguf);
         if (add(w, name, type, A, r, it->in, bufs, &nb, err, errsz))
             goto out;

@@ -36,8 +36,10 @@ test_expect_success 'masked loss of 16 chat-rendered Alpaca examples equals tran
 	rel $(field loss sum) $want 1e-5
 '
 
+# (float32: the default keeps the blocks and decodes with int8 activations,
+# whose greedy ids may part from float32's where two logits are close: t1105)
 test_expect_success 'greedy continuations of 4 chat prompts are transformers'"'"' ids (40 tokens or up to <|im_end|>)' '
-	icl-gen -m "$GGUF" --ids --greedy -n 40 <$S/greedy.in >out &&
+	icl-gen -m "$GGUF" --dequantize --ids --greedy -n 40 <$S/greedy.in >out &&
 	test_cmp $S/greedy.out out
 '
 

@@ -3,9 +3,9 @@
  * float32 (icl_model_load_gguf), with the same LoRA adapters (B made
  * non-zero so every adapter matters):
  *   - loss, logits and every adapter gradient within 1e-5 relative;
- *   - decode steps (icl_model_step, the rows kernel) bit-identical (GPT-2:
- *     within 1e-5, its float32 weights being Conv1D) and prefill
- *     (icl_model_decode) within 1e-5;
+ *   - prefill (icl_model_decode) within 1e-5; decode steps (icl_model_step:
+ *     icl_qmatvec with int8 activations, compared with float32 in
+ *     test_qgen.c) the same bits alone as batched with another sequence;
  *   - the base set holds no matrix: only norms, biases (and GPT-2's wpe);
  *     the blocks take the GGUF's bytes;
  *   - a fused q|k|v whose parts have different types falls back to float32
@@ -215,26 +215,47 @@ static void compare(const char *path, int expect_fallback_views)
         if (!(r < 1e-5))
             fail_msg("%s: gradient rel L2 %.2e", v->name, r);
     }
-    /* decoding: prefill (GEMM) close, steps (rows kernel on dequantized
-     * tiles, icl_linear_set_qdot off) bit-identical; the int8-activation
-     * path is checked in test_qlinear and icl-gen's tests */
-    int was_qdot = icl_linear_set_qdot(0);
-    icl_kv_cache *kf = icl_kv_cache_new(f, 16), *kq = icl_kv_cache_new(q, 16);
+    /* decoding: prefill (GEMM) close; steps (icl_qmatvec, int8 activations:
+     * their agreement with float32 is test_qgen's) depend only on their own
+     * row: a step alone == the same step batched with another sequence */
+    icl_kv_cache *kf = icl_kv_cache_new(f, 16), *kq = icl_kv_cache_new(q, 16), *k2 = icl_kv_cache_new(q, 16),
+                 *k3 = icl_kv_cache_new(q, 16);
     assert_int_equal(icl_model_decode(f, kf, ids, 5, lf, 0, err, sizeof err), 0);
     assert_int_equal(icl_model_decode(q, kq, ids, 5, lq, 0, err, sizeof err), 0);
     assert_true(rel_l2(lq, lf, V) < 1e-5);
+    assert_int_equal(icl_model_decode(q, k2, ids, 5, lq, 0, err, sizeof err), 0);
+    assert_int_equal(icl_model_decode(q, k3, ids + T, 5, lq, 0, err, sizeof err), 0);
+    float *l2 = xmalloc(2 * V * sizeof(float));
+    for (int s = 5; s < 9; s++) {
+        icl_kv_cache *pair[2] = {k2, k3};
+        int32_t two[2] = {ids[s], ids[T + s]};
+        assert_int_equal(icl_model_step(q, &kq, ids + s, 1, lq, err, sizeof err), 0);
+        assert_int_equal(icl_model_step(q, pair, two, 2, l2, err, sizeof err), 0);
+        if (memcmp(lq, l2, V * sizeof(float)) != 0)
+            fail_msg("decode step %d: alone and batched differ (rel L2 %.2e)", s, rel_l2(lq, l2, V));
+    }
+    free(l2);
+    /* icl_linear_set_qdot off: steps run the float32 rows kernel on
+     * dequantized tiles, bit-identical to the float32 model's steps (GPT-2's
+     * float32 weights are Conv1D [in, out], summed by another kernel) */
+    int was_qdot = icl_linear_set_qdot(0);
+    icl_kv_cache_reset(kf);
+    icl_kv_cache_reset(kq);
+    assert_int_equal(icl_model_decode(f, kf, ids, 5, lf, 0, err, sizeof err), 0);
+    assert_int_equal(icl_model_decode(q, kq, ids, 5, lq, 0, err, sizeof err), 0);
     memcpy(kq->k, kf->k, (size_t)c->num_hidden_layers * kf->n_kv * kf->max_pos * kf->hd * sizeof(float));
     memcpy(kq->v, kf->v, (size_t)c->num_hidden_layers * kf->n_kv * kf->max_pos * kf->hd * sizeof(float));
     for (int s = 5; s < 9; s++) {
         assert_int_equal(icl_model_step(f, &kf, ids + s, 1, lf, err, sizeof err), 0);
         assert_int_equal(icl_model_step(q, &kq, ids + s, 1, lq, err, sizeof err), 0);
-        /* GPT-2's float32 weights are Conv1D [in, out], summed by another kernel */
         if (gpt2 ? !(rel_l2(lq, lf, V) < 1e-5) : memcmp(lf, lq, V * sizeof(float)) != 0)
-            fail_msg("decode step %d: logits differ (rel L2 %.2e)", s, rel_l2(lq, lf, V));
+            fail_msg("exact decode step %d: logits differ (rel L2 %.2e)", s, rel_l2(lq, lf, V));
     }
     icl_linear_set_qdot(was_qdot);
     icl_kv_cache_free(kf);
     icl_kv_cache_free(kq);
+    icl_kv_cache_free(k2);
+    icl_kv_cache_free(k3);
     /* saving a quantized model as a folder is refused */
     char dir[] = "/tmp/icl-qlora-save-XXXXXX";
     assert_non_null(mkdtemp(dir));

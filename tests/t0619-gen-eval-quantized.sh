@@ -1,0 +1,99 @@
+#!/bin/sh
+# icl-gen and icl-eval -m on a quantized GGUF keep its blocks (icl_lora_load,
+# lib/lora.h): batched products (icl-eval, icl-gen's prefill) dequantize tile
+# by tile and equal --dequantize's float32 model; decode steps use integer dot
+# products with activations quantized to int8 (qdot.h); adapters apply
+# unmerged (icl_lora_apply) and equal the float32 merge.  Greedy ids of the
+# decode path against float32 where the logit margin allows: test_qgen.c.
+# The real model (perplexity, memory): t1105.
+. "$(dirname "$0")/lib.sh"
+Q="$DATA/gguf/llama-tiny.q4_1.gguf" # Q4_1 blocks, Q8_0 token_embd and output
+PEFT="$DATA/lora-llama-tiny/adapter" # q_proj, v_proj (PEFT 0.21)
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1" <"$2"; }
+# rel A B TOL: |A - B| <= TOL * |B|
+rel() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= t * m) }'; }
+same_loss() { test $(field tokens "$1") = $(field tokens "$2") && rel $(field loss "$1") $(field loss "$2") "$3"; }
+
+awk 'BEGIN { srand(11); for (e = 0; e < 24; e++) { n = 4 + int(rand() * 10); np = 1 + int(rand() * (n - 2));
+	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >rand.tok
+
+test_expect_success '--help names --dequantize (and icl-eval --decode; t0011 checks the man pages)' '
+	icl-gen --help >h && grep -q -e "--dequantize" h &&
+	icl-eval --help >h && grep -q -e "--dequantize" h && grep -q -e "--decode" h
+'
+
+test_expect_code 2 'icl-eval --dequantize without -m is a usage error' 'icl-eval --dequantize rand.tok'
+test_expect_code 2 'icl-eval --decode without -m is a usage error' 'icl-eval --decode rand.tok'
+
+test_expect_success 'icl-eval -m GGUF keeps the blocks, says so, and equals --dequantize (1e-5 relative)' '
+	icl-eval -m "$Q" rand.tok >e.q 2>err.q &&
+	test_grep "10 matrices in quantized blocks (Q4_1 x 8, Q8_0 x 2)" err.q &&
+	icl-eval -m "$Q" --dequantize rand.tok >e.f 2>err.f &&
+	test_grep "dequantized to float32" err.f &&
+	test $(field records e.q) = 24 &&
+	same_loss e.q e.f 1e-5
+'
+
+# issue 14: quantized decoding keeps the perplexity within 1% of float32's
+test_expect_success 'icl-eval --decode: the decode path, quantized within 1% of float32; float32 == one forward' '
+	icl-eval -m "$Q" --decode rand.tok >d.q &&
+	icl-eval -m "$Q" --dequantize --decode rand.tok >d.f &&
+	same_loss d.f e.f 1e-5 &&
+	same_loss d.q d.f 0.01 &&
+	! test_cmp d.q d.f
+'
+
+test_expect_success 'an adapter on the quantized base: unmerged, equal to the float32 merge (1e-5)' '
+	icl-eval -m "$Q" --adapter "$PEFT" rand.tok >a.q 2>err &&
+	test_grep "1 adapter applied unmerged (combined rank 4)" err &&
+	icl-eval -m "$Q" --dequantize --adapter "$PEFT" rand.tok >a.f 2>err &&
+	test_grep "1 adapter merged" err &&
+	same_loss a.q a.f 1e-5 &&
+	! same_loss a.q e.q 1e-3
+'
+
+test_expect_success 'an icl-trained QLoRA adapter (all-linear) and PEFT'"'"'s, with scales: sum as merged (1e-5)' '
+	icl-train -q -m "$Q" --lora-r 3 --lora-targets all-linear --max-steps 4 --lr 2e-2 --batch-size 4 -o ql rand.tok >/dev/null &&
+	icl-eval -m "$Q" --adapter ql:0.7 --adapter "$PEFT:-1.5" rand.tok >s.q 2>err &&
+	test_grep "2 adapters applied unmerged (combined rank 7)" err &&
+	icl-eval -m "$Q" --dequantize --adapter ql:0.7 --adapter "$PEFT:-1.5" rand.tok >s.f &&
+	same_loss s.q s.f 1e-5 &&
+	icl-eval -m "$Q" --adapter ql rand.tok >o.q &&
+	! same_loss s.q o.q 1e-3 &&
+	icl-eval -m "$Q" --adapter "$PEFT:0.5" --adapter "$PEFT:0.5" rand.tok >h.q &&
+	same_loss h.q a.q 1e-5
+'
+
+test_expect_success '-m ADAPTER whose base is the GGUF: unmerged on the blocks; decode path within 1%' '
+	icl-eval -m ql rand.tok >m.q 2>err &&
+	test_grep "quantized blocks" err && test_grep "1 adapter applied unmerged" err &&
+	icl-eval -m "$Q" --adapter ql rand.tok >m2.q &&
+	test_cmp m.q m2.q &&
+	icl-eval -m ql --decode rand.tok >md.q &&
+	icl-eval -m ql --dequantize --decode rand.tok >md.f &&
+	same_loss md.q md.f 0.01
+'
+
+test_expect_success 'icl-gen -m GGUF: the blocks by default, --dequantize float32, each says so' '
+	cut -f1 rand.tok | head -6 >p.in &&
+	icl-gen -m "$Q" --ids --greedy -n 6 <p.in >g.q 2>err &&
+	test_grep "quantized blocks" err &&
+	test $(wc -l <g.q) = 6 &&
+	icl-gen -m "$Q" --dequantize --ids --greedy -n 6 <p.in >g.f 2>err &&
+	test_grep "dequantized to float32" err &&
+	icl-gen -m "$Q" --adapter "$PEFT" --ids --greedy -n 6 <p.in >g.a 2>err &&
+	test_grep "1 adapter applied unmerged" err
+'
+
+test_expect_success 'an adapter on a module the blocks cannot carry unmerged is an error naming the file' '
+	mkdir bad && cp "$PEFT/adapter_config.json" bad/ &&
+	python3 -c "import json,struct,sys
+h={\"base_model.model.lm_head.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[4,64],\"data_offsets\":[0,1024]},
+   \"base_model.model.lm_head.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[96,4],\"data_offsets\":[1024,2560]}}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"bad/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+bytes(2560))" &&
+	test_must_fail icl-eval -m "$Q" --adapter bad rand.tok 2>err &&
+	test_grep "bad" err && test_grep "lm_head" err
+'
+
+test_done
