@@ -114,6 +114,13 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
         return -1;
     }
     d->overlap = !ov || !strcmp(ov, "1");
+    const char *bk = getenv("ICL_MPI_BUCKET_MB");
+    long mb = 4;
+    if (bk && (parse_long(bk, &mb) || mb < 0 || mb > 65536)) {
+        icl_seterr(err, errsz, "ICL_MPI_BUCKET_MB=%s: want a whole number of MiB, 0 to 65536", bk);
+        return -1;
+    }
+    d->bucket = (size_t)mb << 18; /* floats */
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
         return 0; /* not under a launcher: the one-process program, MPI untouched */
     int provided = 0;
@@ -190,8 +197,9 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
         free(p);
     }
     int64_t out[7];
-    /* overlap or not: a different sequence of collectives, so all or none */
-    if (header(d, H_START, options_print(o) ^ (int64_t)d->overlap, ck, out, err, errsz))
+    /* overlap or not, the bucket size: a different sequence of collectives */
+    int64_t print = options_print(o) ^ (int64_t)d->overlap ^ ((int64_t)d->bucket << 1);
+    if (header(d, H_START, print & (((int64_t)1 << 61) - 1), ck, out, err, errsz))
         return -1;
     if (out[2] != -out[3]) {
         d->collective = 1;
@@ -305,9 +313,33 @@ int dp_reduce_begin(void *ctx, icl_param_set *const *sets, int n_sets, long *n_t
     d->begun = 1;
     d->failed = 0;
     d->n_req = 0;
+    memset(d->pend_b, 0, sizeof d->pend_b);
+    memset(d->pend_e, 0, sizeof d->pend_e);
     d->next_stage = INT_MIN; /* the first stage is the model's top one */
     d->reduce_s += MPI_Wtime() - t0;
     return 0;
+}
+
+/* Start the all-reduce of set i's pending range (chunks of at most CHUNK). */
+static void send_pending(icl_dp *d, int i)
+{
+    float *g = d->sets[i]->grads;
+    for (size_t off = d->pend_b[i], e = d->pend_e[i]; off < e;) {
+        size_t k = e - off < CHUNK ? e - off : CHUNK;
+        if (d->n_req == d->cap_req) {
+            d->cap_req = d->cap_req ? 2 * d->cap_req : 64;
+            d->req = xreallocarray(d->req, (size_t)d->cap_req, sizeof(MPI_Request));
+        }
+        MPI_Request *req = d->req;
+        if (MPI_Iallreduce(MPI_IN_PLACE, g + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[d->n_req]) !=
+            MPI_SUCCESS) {
+            d->failed = 1;
+            return;
+        }
+        d->n_req++;
+        off += k;
+    }
+    d->pend_b[i] = d->pend_e[i] = 0;
 }
 
 void dp_grads_ready(void *ctx, const icl_model *m, int stage)
@@ -321,31 +353,26 @@ void dp_grads_ready(void *ctx, const icl_model *m, int stage)
         return;
     }
     d->next_stage = stage - 1;
-    for (int i = 0; i < d->n_sets; i++) {
+    for (int i = 0; i < d->n_sets && !d->failed; i++) {
         size_t b, e;
         icl_model_grad_range(m, d->sets[i], stage, &b, &e);
         float *g = d->sets[i]->grads;
         if (d->scale != 1.0f)
             for (size_t j = b; j < e; j++)
                 g[j] *= d->scale;
-        for (size_t off = b; off < e;) {
-            size_t k = e - off < CHUNK ? e - off : CHUNK;
-            if (d->n_req == d->cap_req) {
-                d->cap_req = d->cap_req ? 2 * d->cap_req : 64;
-                d->req = xreallocarray(d->req, (size_t)d->cap_req, sizeof(MPI_Request));
-            }
-            MPI_Request *req = d->req;
-            if (MPI_Iallreduce(MPI_IN_PLACE, g + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[d->n_req]) !=
-                MPI_SUCCESS) {
-                d->failed = 1;
-                return;
-            }
-            d->n_req++;
-            off += k;
+        if (e > b) { /* the stages go down the buffer: grow the bucket downwards */
+            if (d->pend_e[i] > d->pend_b[i] && e != d->pend_b[i])
+                send_pending(d, i); /* not adjacent (no such layout today) */
+            if (d->pend_e[i] == d->pend_b[i])
+                d->pend_e[i] = e;
+            d->pend_b[i] = b;
         }
+        if (d->pend_e[i] > d->pend_b[i] && ((d->pend_e[i] - d->pend_b[i]) >= d->bucket || stage == -1))
+            send_pending(d, i);
     }
     int done;
-    if (d->n_req && MPI_Testall(d->n_req, (MPI_Request *)d->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+    if (d->n_req && !d->failed &&
+        MPI_Testall(d->n_req, (MPI_Request *)d->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
         d->failed = 1;
     d->reduce_s += MPI_Wtime() - t0;
 }

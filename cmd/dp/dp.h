@@ -35,8 +35,10 @@ typedef struct {
     double bytes;            /* bytes of gradients all-reduced per step (last step) */
     int overlap;             /* all-reduce during the last backward ($ICL_MPI_OVERLAP, default 1) */
     /* the step's overlapped all-reduce in flight (dp_reduce_begin .. dp_grad_reduce) */
+    size_t bucket;           /* floats per overlapped all-reduce at least ($ICL_MPI_BUCKET_MB, default 4) */
     int begun, next_stage, failed, n_sets, n_req, cap_req;
     icl_param_set *sets[16];
+    size_t pend_b[16], pend_e[16]; /* per set: final grads not sent yet */
     float scale;             /* n_r / N: the factor of this process's grads */
     void *req;               /* MPI_Request [cap_req] */
 } icl_dp;
@@ -47,7 +49,8 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
 
 /* Wire a run for data parallelism (no-op for one process): o's rank,
  * world_size, reduce (dp_grad_reduce), with overlap (d->overlap, from
- * $ICL_MPI_OVERLAP: 0 off, 1 or unset on; the processes must agree)
+ * $ICL_MPI_OVERLAP: 0 off, 1 or unset on; d->bucket from
+ * $ICL_MPI_BUCKET_MB; the processes must agree on both)
  * reduce_begin and grads_ready (dp_reduce_begin, dp_grads_ready) and, when --threads was not given
  * and $ICL_NUM_THREADS is unset, threads = online CPUs / processes on this
  * host; h->stop becomes the agreed stop; on ranks other than 0 the note and
@@ -76,9 +79,11 @@ int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_ta
  * {n_targets, loss_sum} as dp_grad_reduce does (both replaced by the global
  * ones); then dp_grads_ready, for each stage of the backward (model.h:
  * icl_grads_ready_fn, from num_hidden_layers down to -1), scales the
- * stage's range of each set's grads by n_r / N and starts an
- * MPI_Iallreduce (MPI_SUM) on it (chunks of at most 2^30 floats), then
- * drives the ones in flight with MPI_Testall; dp_grad_reduce then waits
+ * stage's range of each set's grads by n_r / N and adds it to the set's
+ * bucket (the stages' ranges are adjacent, going down the buffer); a
+ * bucket of d->bucket floats or more, and every bucket at the last stage,
+ * gets an MPI_Iallreduce (MPI_SUM, in place; chunks of at most 2^30
+ * floats); then the ones in flight are driven with MPI_Testall; dp_grad_reduce then waits
  * for all of them.  Every process starts the same all-reduces in the same
  * order (a process without a micro-batch gets every stage at once), and
  * a sum of two is the same bits in any chunking, so 2 processes give the
