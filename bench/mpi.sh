@@ -3,7 +3,9 @@
 # machine (loopback): SmolLM2-135M's architecture (hidden 576, 30 layers,
 # 9/3 heads, intermediate 1536, vocab 49152, tied; random weights: speed
 # does not depend on them), full fine-tune and LoRA, as
-#   2 ranks x 1 thread  (mpirun -np 2 icl-train --threads 1)
+#   2 ranks x 1 thread  (mpirun -np 2 icl-train --threads 1), with the
+#                       all-reduce overlapped with the backward (default)
+#                       and after it (ICL_MPI_OVERLAP=0)
 #   1 rank  x 2 threads (icl-train --threads 2)
 #   1 rank  x 1 thread  (icl-train --threads 1)
 # at the same global batch (2 ranks x BENCH_BATCH/2 rows = 1 x BENCH_BATCH).
@@ -55,29 +57,30 @@ tps() { # metrics ranks
 	sed -n 's/.*"tokens_per_s": \([0-9.]*\).*/\1/p' "$1" | tail -n +$((W + 1)) | sort -n |
 		awk -v k="$2" '{ a[NR] = $1 } END { m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "%.1f", m * k }'
 }
-run() { # label ranks threads extra...
-	label=$1 ranks=$2 th=$3; shift 3
+run() { # label ranks threads overlap extra...
+	label=$1 ranks=$2 th=$3 ov=$4; shift 4
 	common="-q -m $TMP/base --max-steps $N --no-shuffle --seq-len $((S + 2)) --lr 1e-5 --threads $th"
 	if [ "$ranks" -eq 1 ]; then
 		"$BIN/icl-train" $common --batch-size "$B" "$@" -o "$TMP/o" "$TMP/data.tok" >"$TMP/m"
 	else
-		mpirun -np "$ranks" --bind-to core "$BIN/icl-train" $common --batch-size $((B / ranks)) "$@" \
+		ICL_MPI_OVERLAP=$ov mpirun -np "$ranks" --bind-to core "$BIN/icl-train" $common --batch-size $((B / ranks)) "$@" \
 			-o "$TMP/o" "$TMP/data.tok" >"$TMP/m"
 	fi
-	printf '| %s | %d x %d | %s |\n' "$label" "$ranks" "$th" "$(tps "$TMP/m" "$ranks")"
+	ovl=-; [ "$ranks" -gt 1 ] && { [ "$ov" = 1 ] && ovl=on || ovl=off; }
+	printf '| %s | %d x %d | %s | %s |\n' "$label" "$ranks" "$th" "$ovl" "$(tps "$TMP/m" "$ranks")"
 	rm -rf "$TMP/o"
 }
 
-echo "| training | ranks x threads | tokens/s (global batch $B x $S) |"
-echo "|---|---|---:|"
-for cfg in "2 1" "1 2" "1 1"; do
+echo "| training | ranks x threads | overlapped all-reduce | tokens/s (global batch $B x $S) |"
+echo "|---|---|---|---:|"
+for cfg in "2 1 1" "2 1 0" "1 2 1" "1 1 1"; do
 	set -- $cfg
-	run full "$1" "$2"
+	run full "$1" "$2" "$3"
 done
 if "$BIN/icl-train" --help | grep -q -- "--lora"; then
-	for cfg in "2 1" "1 2" "1 1"; do
+	for cfg in "2 1 1" "2 1 0" "1 2 1" "1 1 1"; do
 		set -- $cfg
-		run "LoRA ($LORA_ARGS)" "$1" "$2" $LORA_ARGS
+		run "LoRA ($LORA_ARGS)" "$1" "$2" "$3" $LORA_ARGS
 	done
 else
 	echo "(LoRA: icl-train has no --lora option in this build)"

@@ -1578,7 +1578,55 @@ int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t er
     return 0;
 }
 
+/* First float of block l's tensors in set s (l == L: the end of the
+ * blocks); see icl_model_grad_range. */
+static size_t block_begin(const icl_model *m, const icl_param_set *s, int l)
+{
+    int L = m->cfg.num_hidden_layers;
+    if (s == &m->base)
+        return l < L ? m->layer[l].ln1_w : m->normf_w;
+    /* the LoRA set: its views go block by block (icl_model_add_lora) */
+    for (; l < L; l++) {
+        size_t lo = SIZE_MAX;
+        for (int p = 0; m->lora && p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++) {
+                const icl_lora *a = &m->lora[l].lora[p][i];
+                size_t oa = (size_t)(a->A - s->params), ob = (size_t)(a->B - s->params);
+                lo = oa < lo ? oa : lo;
+                lo = ob < lo ? ob : lo;
+            }
+        if (lo != SIZE_MAX)
+            return lo;
+    }
+    return s->num_params;
+}
+
+void icl_model_grad_range(const icl_model *m, const icl_param_set *s, int stage, size_t *begin, size_t *end)
+{
+    int L = m->cfg.num_hidden_layers;
+    *begin = *end = 0;
+    if (stage < -1 || stage > L)
+        return;
+    if (s != &m->base && s != m->lora_set) {
+        if (stage == -1)
+            *end = s->num_params;
+        return;
+    }
+    *begin = stage < 0 ? 0 : block_begin(m, s, stage);
+    *end = stage < L ? block_begin(m, s, stage + 1) : s->num_params;
+    if (s != &m->base && stage == -1)
+        *end = 0; /* adapters have no embeddings */
+    else if (s != &m->base && stage == L)
+        *begin = *end; /* nor a head */
+}
+
 int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz)
+{
+    return icl_model_backward_notify(m, b, NULL, NULL, err, errsz);
+}
+
+int icl_model_backward_notify(icl_model *m, const icl_batch *b, icl_grads_ready_fn ready, void *ctx, char *err,
+                              size_t errsz)
 {
     icl_acts *a = m->acts;
     if (m->bf16) {
@@ -1595,6 +1643,8 @@ int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz
     /* final norm: dres = dL/dx[L] */
     memset(a->dres, 0, (size_t)N * c->hidden_size * sizeof(float));
     norm_bwd(m, a->dres, G(m, m->normf_w), G(m, m->normf_b), a->dlnf, a->x[L], P(m, m->normf_w), a->mf, a->rf, N);
+    if (ready)
+        ready(ctx, m, L); /* the head's gradient was accumulated by the forward */
     /* with the base frozen nothing below the lowest adapter needs a gradient */
     int lmin = 0;
     if (!m->base.grads) {
@@ -1614,10 +1664,17 @@ int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz
             layer_forward(m, l, &cx, &lb);
         }
         layer_backward(m, l, &cx, &lb, a);
+        if (ready)
+            ready(ctx, m, l);
     }
+    if (ready) /* blocks below the lowest adapter of a frozen base */
+        for (int l = lmin - 1; l >= 0; l--)
+            ready(ctx, m, l);
     if (G(m, m->embed))
         embed_backward(m, a->dres, b->ids, a->pos, N);
     a->fused = 0;
+    if (ready)
+        ready(ctx, m, -1);
     return 0;
 }
 

@@ -322,6 +322,41 @@ int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t er
  * preceded it. */
 int icl_model_backward(icl_model *m, const icl_batch *b, char *err, size_t errsz);
 
+/* Gradient readiness during a backward (for overlapping a data-parallel
+ * all-reduce with the rest of it).  The backward goes from the top down:
+ * STAGES, in the order they become final, are
+ *   L = num_hidden_layers   the final norm and the LM head (untied),
+ *   L-1, ..., 0             block l (its norms, projections, biases and
+ *                           its adapters),
+ *   -1                      the embeddings (token; GPT-2's positions too;
+ *                           with tied embeddings also the LM head).
+ * Each stage owns one contiguous range of each set's flat buffers
+ * (icl_model_grad_range); the ranges of stages L..-1 partition [0,
+ * num_params) of every set.  Called as ready(ctx, m, stage) for every stage
+ * from L down to -1 exactly once, in that order: when it is called with
+ * stage s, the gradients of stage s and of every stage above it are final
+ * for this backward (nothing of this backward writes them again), in every
+ * set that has gradients.  Stages with nothing to compute (blocks below the
+ * lowest adapter of a frozen base, the embeddings of a frozen base) are
+ * called right after the lowest one that had; with gradient checkpointing
+ * block l's call comes after its recomputation and its backward.  Called
+ * from the calling thread, between the parallel regions. */
+typedef void (*icl_grads_ready_fn)(void *ctx, const icl_model *m, int stage);
+
+/* icl_model_backward, calling ready (if not NULL) as above; with ready NULL
+ * it is icl_model_backward.  Gradients are bit-identical either way. */
+int icl_model_backward_notify(icl_model *m, const icl_batch *b, icl_grads_ready_fn ready, void *ctx, char *err,
+                              size_t errsz);
+
+/* The range [*begin, *end) (floats into s's params / grads) that stage
+ * (see icl_grads_ready_fn: -1 .. num_hidden_layers) owns in set s, which
+ * is m->base or one of m->sets; empty (*begin == *end) where the stage has
+ * no tensor of s.  Base: -1 everything before block 0 (embeddings), l block
+ * l's tensors, L everything after block L-1 (final norm, untied LM head).
+ * The LoRA set (m->lora_set): l the adapters of block l, -1 and L empty.
+ * Another set: all of it at -1.  A stage out of range: empty at 0. */
+void icl_model_grad_range(const icl_model *m, const icl_param_set *s, int stage, size_t *begin, size_t *end);
+
 /* KV cache of one sequence, layout [layer, kv_head, pos, head_dim] for k and v. */
 typedef struct {
     int n_layer, n_kv, hd, max_pos;

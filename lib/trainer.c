@@ -82,6 +82,7 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
             return -1;
         }
     }
+    int overlap = o->reduce && o->reduce_begin && o->grads_ready, begun = 0;
     for (int k = 0; k < n_mb; k++) {
         if (o->stop && *o->stop)
             return 1;
@@ -90,15 +91,28 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
         icl_model_set_dropout_key(m, icl_dropout_key(o->seed, t, (long)k * ws + o->rank));
         r->loss_sum += icl_model_forward(m, &mb[k], NULL, (float)(1.0 / (double)n_targets), &nt);
         r->n_targets += nt;
-        if (icl_model_backward(m, &mb[k], err, errsz))
+        if (overlap && k == n_mb - 1) {
+            if (r->n_targets != n_targets)
+                break; /* the check below */
+            if (o->reduce_begin(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
+                return -1;
+            begun = 1;
+        }
+        if (icl_model_backward_notify(m, &mb[k], begun ? o->grads_ready : NULL, o->reduce_ctx, err, errsz))
             return -1;
     }
-    if (o->stop && *o->stop)
+    if (!begun && o->stop && *o->stop)
         return 1;
-    if (r->n_targets != n_targets) {
+    if (!begun && r->n_targets != n_targets) {
         icl_seterr(err, errsz, "internal error: the model counted %ld targets, the batches %ld", r->n_targets,
                    n_targets);
         return -1;
+    }
+    if (overlap && !begun) { /* no micro-batch here: every stage is final (zero) */
+        if (o->reduce_begin(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
+            return -1;
+        for (int s = m->cfg.num_hidden_layers; s >= -1; s--)
+            o->grads_ready(o->reduce_ctx, m, s);
     }
     if (o->reduce && o->reduce(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
         return -1;
@@ -1573,7 +1587,7 @@ static int run_steps(train_run *r)
 {
     const icl_train_opts *o = r->o;
     icl_step_opts sopt = {o->adamw, o->clip, o->reduce, o->reduce_ctx, r->h ? r->h->stop : NULL,
-                          o->seed, o->rank, o->world_size};
+                          o->seed, o->rank, o->world_size, o->reduce_begin, o->grads_ready};
     double t0 = icl_now(), run_t0 = t0;
     long start_step = r->pos.step;
     while (r->pos.step < r->sched.total_steps) {

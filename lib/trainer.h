@@ -109,6 +109,23 @@ typedef struct {
      * so a resumed run draws the same masks. */
     uint64_t seed;
     int rank, world_size;
+    /* Overlapping the reduce with the backward (optional, with reduce; both
+     * or neither): reduce_begin (an icl_grad_reduce_fn, ctx reduce_ctx) is
+     * called once per step after the forward of this process's last
+     * micro-batch, before its backward, when *n_targets and *loss_sum are
+     * this process's final ones and the grads are NOT final yet; it may
+     * replace the two by the global ones as reduce does.  The last
+     * backward then calls grads_ready(reduce_ctx, m, stage) as each
+     * stage's gradients become final (icl_model_backward_notify, model.h),
+     * where the hook may start sending them.  With no micro-batch here,
+     * reduce_begin comes after the loop, then grads_ready for every stage
+     * from num_hidden_layers down to -1 (all zero).  Then reduce is called
+     * as without overlap and must complete what the two started (the
+     * counts it gets are the ones reduce_begin left).  A stop seen once
+     * reduce_begin was called waits for the next step, as one seen inside
+     * reduce. */
+    icl_grad_reduce_fn reduce_begin;
+    icl_grads_ready_fn grads_ready;
 } icl_step_opts;
 
 /* The dropout key of micro-batch k (0-based, over all processes) of
@@ -194,6 +211,8 @@ typedef struct {
     int rank, world_size;
     icl_grad_reduce_fn reduce;
     void *reduce_ctx;
+    icl_grad_reduce_fn reduce_begin; /* overlap with the backward (icl_step_opts); NULL: none */
+    icl_grads_ready_fn grads_ready;
 } icl_train_opts;
 
 /* Defaults (as transformers' TrainingArguments where one exists): batch 8,

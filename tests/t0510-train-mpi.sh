@@ -72,6 +72,55 @@ test_expect_success 'packing too' '
 	python3 close.py onep/model.safetensors twop/model.safetensors 1e-5
 '
 
+# Overlap (default): each stage's gradients all-reduced during the last
+# backward (MPI_Iallreduce per layer); ICL_MPI_OVERLAP=0: one all-reduce
+# after it.  A sum of 2 is the same bits in any chunking: identical runs.
+# same_runs DIR_ON DIR_OFF: the same metrics (but tokens_per_s) and the same
+# bits in every safetensors file.
+same_runs() {
+	sed "s/, \"tokens_per_s\": [0-9.]*//" m.$1 >a.$1 && sed "s/, \"tokens_per_s\": [0-9.]*//" m.$2 >a.$2 &&
+	test_cmp a.$1 a.$2 && test $(wc -l <a.$1) -ge 4 &&
+	n=0 && for f in $1/*.safetensors; do cmp "$f" "$2/${f#$1/}" || return 1; n=$((n + 1)); done && test $n -ge 1
+}
+# ICL_MPI_BUCKET_MB=0: one all-reduce per stage (layer); the default (4 MiB
+# buckets) sends these tiny models in one bucket at the end.
+overlap_case() { # NAME ICL-TRAIN-OPTIONS...
+	name=$1; shift
+	ICL_MPI_OVERLAP=1 ICL_MPI_BUCKET_MB=0 $MPI icl-train "$@" -o $name.on rand.tok >m.$name.on &&
+	ICL_MPI_OVERLAP=1 $MPI icl-train "$@" -o $name.bk rand.tok >m.$name.bk &&
+	ICL_MPI_OVERLAP=0 $MPI icl-train "$@" -o $name.off rand.tok >m.$name.off &&
+	same_runs $name.on $name.off && same_runs $name.bk $name.off
+}
+test_expect_success 'overlapped all-reduce == one after the backward, bit for bit: full fine-tune, --grad-accum 2' '
+	overlap_case full $A --grad-accum 2 --batch-size 2 &&
+	! cmp full.on/model.safetensors $LLAMA/model.safetensors
+'
+test_expect_success 'overlap, bit for bit: full fine-tune with --gradient-checkpointing' '
+	overlap_case ckpt $A --grad-accum 2 --batch-size 2 --gradient-checkpointing
+'
+test_expect_success 'overlap, bit for bit: LoRA (with dropout), with and without --gradient-checkpointing' '
+	overlap_case lora $A --grad-accum 2 --batch-size 2 --lora-r 4 --lora-dropout 0.1 &&
+	overlap_case lorack $A --grad-accum 2 --batch-size 2 --lora-r 4 --lora-dropout 0.1 --gradient-checkpointing &&
+	test -f lora.on/adapter_model.safetensors
+'
+test_expect_success 'overlap, bit for bit: GPT-2 (tied, position embeddings); a rank without a micro-batch' '
+	overlap_case gpt2 $A -m $DATA/model/gpt2-tiny/model --grad-accum 2 --batch-size 2 &&
+	overlap_case nomb $A --batch-size 5 --grad-accum 2 &&
+	overlap_case nomb1 $A --batch-size 5
+'
+test_expect_success 'ICL_MPI_OVERLAP (0 or 1), ICL_MPI_BUCKET_MB (MiB); ranks that disagree refuse together' '
+	test_must_fail env ICL_MPI_OVERLAP=2 $MPI icl-train $A -o bad rand.tok >m 2>err &&
+	test_grep "ICL_MPI_OVERLAP=2: want 0 or 1" err &&
+	test_must_fail env ICL_MPI_BUCKET_MB=-1 $MPI icl-train $A -o bad rand.tok >m 2>err &&
+	test_grep "ICL_MPI_BUCKET_MB=-1: want a whole number of MiB" err &&
+	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o dis rand.tok : \
+		-np 1 env ICL_MPI_OVERLAP=0 icl-train $A -o dis rand.tok >m 2>err &&
+	test_grep "rank 0: the processes were given different options" err &&
+	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o dis rand.tok : \
+		-np 1 env ICL_MPI_BUCKET_MB=0 icl-train $A -o dis rand.tok >m 2>err &&
+	test_grep "rank 0: the processes were given different options" err
+'
+
 test_expect_success 'rank 0 alone reports; the effective batch is printed' '
 	$MPI icl-train -m $LLAMA --batch-size 3 --grad-accum 2 --max-steps 2 --threads 1 -o rep rand.tok >m 2>err &&
 	test $(wc -l <m) -eq 2 &&

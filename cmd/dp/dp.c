@@ -1,6 +1,7 @@
 /* dp.c - data-parallel icl-train over MPI (see dp.h). */
 #include "dp.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,12 +31,24 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
     return 0;
 }
 
+/* The step header, then MPI_Allreduce of {n_targets, loss_sum}: both become
+ * the global ones; *scale gets n_r / N (this process's grads are
+ * d(loss_r / n_r), the step's d(sum_r loss_r / N)). */
 int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
                    size_t errsz)
 {
     (void)ctx, (void)sets, (void)n_sets, (void)n_targets, (void)loss_sum, (void)err, (void)errsz;
     return 0;
 }
+
+int dp_reduce_begin(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                    size_t errsz)
+{
+    (void)ctx, (void)sets, (void)n_sets, (void)n_targets, (void)loss_sum, (void)err, (void)errsz;
+    return 0;
+}
+
+void dp_grads_ready(void *ctx, const icl_model *m, int stage) { (void)ctx, (void)m, (void)stage; }
 
 int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
 {
@@ -95,6 +108,19 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
     memset(d, 0, sizeof *d);
     d->world = d->local_size = 1;
     d->signal = sig;
+    const char *ov = getenv("ICL_MPI_OVERLAP");
+    if (ov && strcmp(ov, "0") && strcmp(ov, "1")) {
+        icl_seterr(err, errsz, "ICL_MPI_OVERLAP=%s: want 0 or 1", ov);
+        return -1;
+    }
+    d->overlap = !ov || !strcmp(ov, "1");
+    const char *bk = getenv("ICL_MPI_BUCKET_MB");
+    long mb = 4;
+    if (bk && (parse_long(bk, &mb) || mb < 0 || mb > 65536)) {
+        icl_seterr(err, errsz, "ICL_MPI_BUCKET_MB=%s: want a whole number of MiB, 0 to 65536", bk);
+        return -1;
+    }
+    d->bucket = (size_t)mb << 18; /* floats */
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
         return 0; /* not under a launcher: the one-process program, MPI untouched */
     int provided = 0;
@@ -149,6 +175,8 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
     if (d->world > 1) {
         o->reduce = dp_grad_reduce;
         o->reduce_ctx = d;
+        o->reduce_begin = d->overlap ? dp_reduce_begin : NULL;
+        o->grads_ready = d->overlap ? dp_grads_ready : NULL;
         h->stop = &d->stop;
     }
     if (o->threads == 0 && !getenv("ICL_NUM_THREADS") && d->local_size > 1) {
@@ -169,7 +197,9 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
         free(p);
     }
     int64_t out[7];
-    if (header(d, H_START, options_print(o), ck, out, err, errsz))
+    /* overlap or not, the bucket size: a different sequence of collectives */
+    int64_t print = options_print(o) ^ (int64_t)d->overlap ^ ((int64_t)d->bucket << 1);
+    if (header(d, H_START, print & (((int64_t)1 << 61) - 1), ck, out, err, errsz))
         return -1;
     if (out[2] != -out[3]) {
         d->collective = 1;
@@ -195,11 +225,8 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
     return 0;
 }
 
-int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
-                   size_t errsz)
+static int step_counts(icl_dp *d, long *n_targets, double *loss_sum, float *scale, char *err, size_t errsz)
 {
-    icl_dp *d = ctx;
-    double t0 = MPI_Wtime();
     int64_t out[7];
     if (header(d, H_STEP, 0, 0, out, err, errsz))
         return -1;
@@ -208,8 +235,41 @@ int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_ta
         icl_seterr(err, errsz, "MPI_Allreduce of the target count failed");
         return -1;
     }
-    /* this process's grads are d(loss_r / n_r); the step's are d(sum_r loss_r / N) */
-    float f = c[0] > 0 ? (float)((double)*n_targets / c[0]) : 1.0f;
+    *scale = c[0] > 0 ? (float)((double)*n_targets / c[0]) : 1.0f;
+    *n_targets = (long)c[0];
+    *loss_sum = c[1];
+    return 0;
+}
+
+#define CHUNK ((size_t)1 << 30) /* floats per all-reduce at most (MPI counts are int) */
+
+int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                   size_t errsz)
+{
+    icl_dp *d = ctx;
+    double t0 = MPI_Wtime();
+    if (d->begun) { /* dp_reduce_begin and dp_grads_ready started them: wait */
+        d->begun = 0;
+        MPI_Request *req = d->req;
+        int rc = MPI_Waitall(d->n_req, req, MPI_STATUSES_IGNORE);
+        d->n_req = 0;
+        if (d->failed || rc != MPI_SUCCESS) {
+            icl_seterr(err, errsz, "%s", d->failed == 2 ? "internal error: the backward's stages came out of order"
+                                                        : "MPI_Iallreduce of the gradients failed");
+            return -1;
+        }
+        if (d->next_stage != -2) {
+            icl_seterr(err, errsz, "internal error: the backward reported stages down to %d, not -1",
+                       d->next_stage + 1);
+            return -1;
+        }
+        d->steps++;
+        d->reduce_s += MPI_Wtime() - t0;
+        return 0;
+    }
+    float f;
+    if (step_counts(d, n_targets, loss_sum, &f, err, errsz))
+        return -1;
     double bytes = 0;
     for (int i = 0; i < n_sets; i++) {
         float *g = sets[i]->grads;
@@ -218,7 +278,7 @@ int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_ta
             for (size_t j = 0; j < n; j++)
                 g[j] *= f;
         for (size_t off = 0; off < n;) {
-            size_t k = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+            size_t k = n - off < CHUNK ? n - off : CHUNK;
             if (MPI_Allreduce(MPI_IN_PLACE, g + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS) {
                 icl_seterr(err, errsz, "MPI_Allreduce of the gradients of %s failed", sets[i]->name);
                 return -1;
@@ -227,12 +287,94 @@ int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_ta
         }
         bytes += (double)n * sizeof(float);
     }
-    *n_targets = (long)c[0];
-    *loss_sum = c[1];
     d->steps++;
     d->bytes = bytes;
     d->reduce_s += MPI_Wtime() - t0;
     return 0;
+}
+
+int dp_reduce_begin(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                    size_t errsz)
+{
+    icl_dp *d = ctx;
+    double t0 = MPI_Wtime();
+    if (n_sets > (int)(sizeof d->sets / sizeof *d->sets)) {
+        icl_seterr(err, errsz, "%d trainable parameter sets: at most 16", n_sets);
+        return -1;
+    }
+    if (step_counts(d, n_targets, loss_sum, &d->scale, err, errsz))
+        return -1;
+    d->n_sets = n_sets;
+    d->bytes = 0;
+    for (int i = 0; i < n_sets; i++) {
+        d->sets[i] = sets[i];
+        d->bytes += (double)sets[i]->num_params * sizeof(float);
+    }
+    d->begun = 1;
+    d->failed = 0;
+    d->n_req = 0;
+    memset(d->pend_b, 0, sizeof d->pend_b);
+    memset(d->pend_e, 0, sizeof d->pend_e);
+    d->next_stage = INT_MIN; /* the first stage is the model's top one */
+    d->reduce_s += MPI_Wtime() - t0;
+    return 0;
+}
+
+/* Start the all-reduce of set i's pending range (chunks of at most CHUNK). */
+static void send_pending(icl_dp *d, int i)
+{
+    float *g = d->sets[i]->grads;
+    for (size_t off = d->pend_b[i], e = d->pend_e[i]; off < e;) {
+        size_t k = e - off < CHUNK ? e - off : CHUNK;
+        if (d->n_req == d->cap_req) {
+            d->cap_req = d->cap_req ? 2 * d->cap_req : 64;
+            d->req = xreallocarray(d->req, (size_t)d->cap_req, sizeof(MPI_Request));
+        }
+        MPI_Request *req = d->req;
+        if (MPI_Iallreduce(MPI_IN_PLACE, g + off, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[d->n_req]) !=
+            MPI_SUCCESS) {
+            d->failed = 1;
+            return;
+        }
+        d->n_req++;
+        off += k;
+    }
+    d->pend_b[i] = d->pend_e[i] = 0;
+}
+
+void dp_grads_ready(void *ctx, const icl_model *m, int stage)
+{
+    icl_dp *d = ctx;
+    double t0 = MPI_Wtime();
+    if (!d->begun || d->failed)
+        return;
+    if (d->next_stage != INT_MIN && stage != d->next_stage) {
+        d->failed = 2; /* reported by dp_grad_reduce */
+        return;
+    }
+    d->next_stage = stage - 1;
+    for (int i = 0; i < d->n_sets && !d->failed; i++) {
+        size_t b, e;
+        icl_model_grad_range(m, d->sets[i], stage, &b, &e);
+        float *g = d->sets[i]->grads;
+        if (d->scale != 1.0f)
+            for (size_t j = b; j < e; j++)
+                g[j] *= d->scale;
+        if (e > b) { /* the stages go down the buffer: grow the bucket downwards */
+            if (d->pend_e[i] > d->pend_b[i] && e != d->pend_b[i])
+                send_pending(d, i); /* not adjacent (no such layout today) */
+            if (d->pend_e[i] == d->pend_b[i])
+                d->pend_e[i] = e;
+            d->pend_b[i] = b;
+        }
+        if (d->pend_e[i] > d->pend_b[i] && ((d->pend_e[i] - d->pend_b[i]) >= d->bucket || stage == -1))
+            send_pending(d, i);
+    }
+    int done;
+    if (d->n_req && !d->failed &&
+        MPI_Testall(d->n_req, (MPI_Request *)d->req, &done, MPI_STATUSES_IGNORE) != MPI_SUCCESS)
+        d->failed = 1;
+    d->reduce_s += MPI_Wtime() - t0;
 }
 
 int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
@@ -249,6 +391,8 @@ int dp_finish(icl_dp *d, int rc, char *err, size_t errsz)
     }
     MPI_Finalize();
     d->mpi = 0;
+    free(d->req);
+    d->req = NULL;
     return rc;
 }
 

@@ -33,6 +33,14 @@ typedef struct {
     long steps;              /* gradient reductions done */
     double reduce_s;         /* seconds spent in them (communication and waiting) */
     double bytes;            /* bytes of gradients all-reduced per step (last step) */
+    int overlap;             /* all-reduce during the last backward ($ICL_MPI_OVERLAP, default 1) */
+    /* the step's overlapped all-reduce in flight (dp_reduce_begin .. dp_grad_reduce) */
+    size_t bucket;           /* floats per overlapped all-reduce at least ($ICL_MPI_BUCKET_MB, default 4) */
+    int begun, next_stage, failed, n_sets, n_req, cap_req;
+    icl_param_set *sets[16];
+    size_t pend_b[16], pend_e[16]; /* per set: final grads not sent yet */
+    float scale;             /* n_r / N: the factor of this process's grads */
+    void *req;               /* MPI_Request [cap_req] */
 } icl_dp;
 
 /* Start: MPI_Init_thread (FUNNELED) when under a launcher, rank and world.
@@ -40,7 +48,10 @@ typedef struct {
 int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz);
 
 /* Wire a run for data parallelism (no-op for one process): o's rank,
- * world_size, reduce (dp_grad_reduce) and, when --threads was not given
+ * world_size, reduce (dp_grad_reduce), with overlap (d->overlap, from
+ * $ICL_MPI_OVERLAP: 0 off, 1 or unset on; d->bucket from
+ * $ICL_MPI_BUCKET_MB; the processes must agree on both)
+ * reduce_begin and grads_ready (dp_reduce_begin, dp_grads_ready) and, when --threads was not given
  * and $ICL_NUM_THREADS is unset, threads = online CPUs / processes on this
  * host; h->stop becomes the agreed stop; on ranks other than 0 the note and
  * step hooks are removed (rank 0 alone reports).  Then the start header:
@@ -49,7 +60,9 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
  * effective batch through h->note.  0, or -1 with err (collective). */
 int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t errsz);
 
-/* icl_grad_reduce_fn for the trainer (ctx: the icl_dp): the step header
+/* icl_grad_reduce_fn for the trainer (ctx: the icl_dp).  After
+ * dp_reduce_begin: waits for the all-reduces the hooks started (see
+ * below).  Otherwise: the step header
  * (agrees on a stop), MPI_Allreduce (MPI_SUM) of {n_targets, loss_sum}
  * (as doubles: exact below 2^53 targets), each set's grads scaled by
  * n_r / N (they were d(loss_r / n_r)), then MPI_Allreduce (MPI_SUM) of each
@@ -60,6 +73,25 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
  * identical. */
 int dp_grad_reduce(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
                    size_t errsz);
+
+/* Overlap (icl_step_opts' reduce_begin, ctx the icl_dp): after the forward
+ * of the step's last micro-batch, the step header and the MPI_Allreduce of
+ * {n_targets, loss_sum} as dp_grad_reduce does (both replaced by the global
+ * ones); then dp_grads_ready, for each stage of the backward (model.h:
+ * icl_grads_ready_fn, from num_hidden_layers down to -1), scales the
+ * stage's range of each set's grads by n_r / N and adds it to the set's
+ * bucket (the stages' ranges are adjacent, going down the buffer); a
+ * bucket of d->bucket floats or more, and every bucket at the last stage,
+ * gets an MPI_Iallreduce (MPI_SUM, in place; chunks of at most 2^30
+ * floats); then the ones in flight are driven with MPI_Testall; dp_grad_reduce then waits
+ * for all of them.  Every process starts the same all-reduces in the same
+ * order (a process without a micro-batch gets every stage at once), and
+ * a sum of two is the same bits in any chunking, so 2 processes give the
+ * same bits with and without overlap.  An MPI failure in the hook is
+ * reported by dp_grad_reduce. */
+int dp_reduce_begin(void *ctx, icl_param_set *const *sets, int n_sets, long *n_targets, double *loss_sum, char *err,
+                    size_t errsz);
+void dp_grads_ready(void *ctx, const icl_model *m, int stage);
 
 /* End of the run (rc from icl_train): the finish header (a process still
  * training elsewhere is an error here, not a hang), MPI_Finalize.  Returns

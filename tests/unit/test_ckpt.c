@@ -94,7 +94,7 @@ static void rss_child(int ckpt, int lora, int fd)
     for (int i = 0; i < RB * RT; i++)
         ids[i] = (int32_t)((i * 2654435761u) % 64u);
     icl_batch b = {RB, RT, ids, NULL, NULL, NULL};
-    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1};
+    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
     icl_step_result r;
     if (icl_train_step(m, &b, 1, (long)RB * (RT - 1), 1e-3, 1, &o, &r, err, sizeof err) != 0)
         _exit(4);
@@ -276,7 +276,7 @@ static void bit_identical(void **state)
                 assert_null(on->base.grads);
             }
             /* two optimizer steps; the second with checkpointing switched off and on again */
-            icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1};
+            icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1, NULL, NULL};
             char err[256];
             for (int t = 1; t <= 2; t++) {
                 icl_step_result r0, r1;

@@ -396,7 +396,7 @@ static void lora_peft_parity(void **state)
                    json_number_value(json_array_get(json_object_get(ad, "betas"), 1)),
                    json_number_value(json_object_get(ad, "eps")),
                    json_number_value(json_object_get(ad, "weight_decay"))};
-    icl_step_opts so = {h, 0.0, NULL, NULL, NULL, 0, 0, 1};
+    icl_step_opts so = {h, 0.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
     icl_step_result r;
     float *before = xmalloc(s->num_params * sizeof(float));
     memcpy(before, s->params, s->num_params * sizeof(float));
