@@ -29,21 +29,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/icl-bench-mpi.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
 # A byte-level tokenizer of exactly V ids (its vocabulary is what matters).
-python3 - "$V" >"$TMP/tok.json" <<'PYEOF'
-import json, sys
-V = int(sys.argv[1])
-bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-cs = bs[:]; n = 0
-for b in range(256):
-    if b not in bs: bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): i for i, c in enumerate(cs)}
-for i in range(256, V): vocab["<x%d>" % i] = i
-print(json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [],
-  "normalizer": None, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-  "post_processor": None, "decoder": {"type": "ByteLevel"},
-  "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False, "vocab": vocab, "merges": []}}))
-PYEOF
+python3 bench/bytelevel_tok.py "$V" >"$TMP/tok.json"
 awk -v V="$V" -v S="$S" -v R=$((B * (N + 1))) 'BEGIN { srand(1); for (r = 0; r < R; r++) {
 	s = "\t"; for (i = 0; i < S; i++) s = s (i ? " " : "") int(rand() * V); print s } }' >"$TMP/data.tok"
 

@@ -457,3 +457,14 @@ void icl_unmap_file(void *map, size_t len)
     if (map)
         munmap(map, len);
 }
+
+char *icl_path_join(const char *dir, const char *file)
+{
+    size_t la = strlen(dir), n = la + strlen(file) + 2;
+    while (la > 1 && dir[la - 1] == '/')
+        la--;
+    const char *sep = la == 0 || (la == 1 && dir[0] == '/') ? "" : "/";
+    char *p = icl_xmalloc(n);
+    snprintf(p, n, "%.*s%s%s", (int)la, dir, sep, file);
+    return p;
+}

@@ -82,6 +82,12 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
  * as /dev/null may be shared. */
 int icl_same_file(const char *a, const char *b);
 
+/* dir + "/" + file as a new string (free() it): trailing slashes of dir
+ * are dropped, so "run/" and "run" both give "run/file" (never "run//file");
+ * "/" gives "/file" and "" gives "file".  Aborts on out-of-memory as
+ * icl_xmalloc does. */
+char *icl_path_join(const char *dir, const char *file);
+
 /* mkdir -p: dir and every missing parent, mode 0755 before the umask.
  * Returns 0 (also when dir exists), or -1 with errno set. */
 int icl_mkdirs(const char *dir);

@@ -17,14 +17,6 @@
 
 #define PREFIX "base_model.model."
 
-static char *join2(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", file);
-    return p;
-}
-
 /* ------------------------------------------------------------ attaching */
 
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz)
@@ -70,7 +62,7 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
         return -1;
     }
     struct stat sb;
-    char *p = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? join2(path, "adapter_model.safetensors") : xstrdup(path);
+    char *p = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? icl_path_join(path, "adapter_model.safetensors") : xstrdup(path);
     char e2[256];
     int rc = -1;
     icl_st_file *f = icl_st_open(p, e2, sizeof e2);
@@ -121,7 +113,7 @@ int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir,
         return -1;
     }
     char *txt = icl_lora_config_json(c, m->cfg.arch == ICL_ARCH_GPT2);
-    char *cp = join2(dir, "adapter_config.json"), *wp = join2(dir, "adapter_model.safetensors");
+    char *cp = icl_path_join(dir, "adapter_config.json"), *wp = icl_path_join(dir, "adapter_model.safetensors");
     size_t len = strlen(txt);
     int rc = icl_write_file_atomic(cp, txt, len, err, errsz);
     free(txt);
@@ -156,7 +148,7 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return -1;
-    char *p = join2(dir, "adapter_model.safetensors"), e2[256];
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[256];
     icl_st_file *f = icl_st_open(p, e2, sizeof e2);
     int rc = -1, nt = 0, ni = 0;
     merge_item *items = NULL;
@@ -267,7 +259,7 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
     else if (stat(b, &sb) == 0)
         res = xstrdup(b);
     else if (b[0] != '/') {
-        char *p = join2(dir, b);
+        char *p = icl_path_join(dir, b);
         if (stat(p, &sb) == 0)
             res = p;
         else
@@ -304,7 +296,7 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
     memset(u, 0, sizeof *u);
     if (icl_lora_read_config(dir, &u->c, err, errsz))
         return -1;
-    u->path = join2(dir, "adapter_model.safetensors");
+    u->path = icl_path_join(dir, "adapter_model.safetensors");
     char e2[256];
     if (!(u->f = icl_st_open(u->path, e2, sizeof e2))) {
         icl_seterr(err, errsz, "%s", e2);
@@ -458,7 +450,7 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
                          size_t errsz)
 {
     *base = NULL;
-    char *cfg = join2(model, "config.json"), *acfg = join2(model, "adapter_config.json"), e2[768];
+    char *cfg = icl_path_join(model, "config.json"), *acfg = icl_path_join(model, "adapter_config.json"), e2[768];
     struct stat sb;
     int is_adapter = stat(cfg, &sb) != 0 && stat(acfg, &sb) == 0;
     free(cfg);

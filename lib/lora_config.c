@@ -12,14 +12,6 @@
 #include "fileio.h"
 #include "util.h"
 
-static char *join2(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", file);
-    return p;
-}
-
 double icl_lora_scale(const icl_lora_config *c)
 {
     return c->use_rslora ? c->lora_alpha / sqrt((double)c->r) : c->lora_alpha / (double)c->r;
@@ -166,7 +158,7 @@ out:
 int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t errsz)
 {
     memset(c, 0, sizeof *c);
-    char *path = join2(dir, "adapter_config.json");
+    char *path = icl_path_join(dir, "adapter_config.json");
     size_t n;
     int rc = -1;
     /* capped at 16 MiB; a FIFO never blocks (icl_read_file) */

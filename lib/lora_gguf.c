@@ -12,17 +12,10 @@
 #include "gguf_model.h"
 #include "quant.h"
 #include "safetensors.h"
+#include "fileio.h"
 #include "util.h"
 
 #define PREFIX "base_model.model."
-
-static char *join2(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/", file);
-    return p;
-}
 
 /* One adapted module: its table row, GGUF name, sizes and PEFT tensors. */
 typedef struct {
@@ -72,7 +65,7 @@ static const icl_config *base_config(const char *base, icl_gguf_model **gm, icl_
             return NULL;
         return icl_gguf_model_config(*gm);
     }
-    char *cp = join2(base, "config.json");
+    char *cp = icl_path_join(base, "config.json");
     int rc = icl_config_load(own, cp, err, errsz);
     free(cp);
     if (rc)
@@ -93,7 +86,7 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
         return -1;
     int rc = -1, ni = 0, nt = 0, nb = 0, own_set = 0;
     char *bp = base ? xstrdup(base) : icl_lora_base_path(dir, err, errsz);
-    char *ap = join2(dir, "adapter_model.safetensors"), e2[512];
+    char *ap = icl_path_join(dir, "adapter_model.safetensors"), e2[512];
     icl_gguf_model *gm = NULL;
     icl_config own;
     icl_st_file *f = NULL;

@@ -544,14 +544,6 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
 
 /* ---------------------------------------------------------------- loading and saving */
 
-static char *join(const char *dir, const char *file)
-{
-    size_t n = strlen(dir) + strlen(file) + 2;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%s%s%s", dir, (*dir && dir[strlen(dir) - 1] == '/') ? "" : "/", file);
-    return p;
-}
-
 /* The weight files of a folder: model.safetensors, or the shards listed by
  * model.safetensors.index.json ("weight_map": name -> file in the folder). */
 typedef struct {
@@ -574,7 +566,7 @@ static void shards_close(shards *s)
 static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
 {
     memset(s, 0, sizeof *s);
-    char *wp = join(dir, "model.safetensors"), *ip = join(dir, "model.safetensors.index.json");
+    char *wp = icl_path_join(dir, "model.safetensors"), *ip = icl_path_join(dir, "model.safetensors.index.json");
     struct stat st;
     int rc = -1;
     if (stat(wp, &st) == 0 || stat(ip, &st) != 0) {
@@ -604,7 +596,7 @@ static int shards_open(shards *s, const char *dir, char *err, size_t errsz)
             json_decref(ix);
             goto out;
         }
-        char *p = join(dir, fn);
+        char *p = icl_path_join(dir, fn);
         int seen = 0;
         for (int i = 0; i < s->n && !seen; i++)
             seen = !strcmp(s->path[i], p);
@@ -678,7 +670,7 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
     if (icl_is_gguf_file(dir)) /* a .gguf file instead of a folder: lib/gguf_model.c */
         return icl_model_load_gguf(dir, err, errsz);
-    char *cp = join(dir, "config.json");
+    char *cp = icl_path_join(dir, "config.json");
     icl_config cfg;
     icl_model *m = NULL;
     shards sh = {0};
@@ -752,17 +744,17 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         return -1;
     }
     int rc = -1;
-    char *p = join(dir, "config.json");
+    char *p = icl_path_join(dir, "config.json");
     if (icl_config_save(&m->cfg, p, err, errsz))
         goto out;
     free(p);
-    p = join(dir, "model.safetensors");
+    p = icl_path_join(dir, "model.safetensors");
     int r = icl_model_write_tensors(m, m->base.params, p, err, errsz);
     if (r)
         goto out;
     free(p);
-    p = join(dir, "generation_config.json");
-    char *src = m->src_dir ? join(m->src_dir, "generation_config.json") : NULL;
+    p = icl_path_join(dir, "generation_config.json");
+    char *src = m->src_dir ? icl_path_join(m->src_dir, "generation_config.json") : NULL;
     struct stat st;
     int same = 0;
     if (m->src_dir) {
@@ -802,7 +794,7 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         static const char *tok[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                     "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"};
         for (size_t i = 0; i < sizeof tok / sizeof tok[0]; i++) {
-            char *from = join(m->src_dir, tok[i]), *to = join(dir, tok[i]);
+            char *from = icl_path_join(m->src_dir, tok[i]), *to = icl_path_join(dir, tok[i]);
             r = copy_file_atomic(from, to, err, errsz);
             free(from);
             free(to);

@@ -144,16 +144,6 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
 /* ------------------------------------------------------------ small helpers */
 
 /* a/b, without doubling a slash that ends a ("out/" + "x" = "out/x"). */
-static char *join(const char *a, const char *b)
-{
-    size_t la = strlen(a), n = la + strlen(b) + 2;
-    while (la > 1 && a[la - 1] == '/')
-        la--;
-    char *p = xmalloc(n);
-    snprintf(p, n, "%.*s%s%s", (int)la, a, la == 1 && a[0] == '/' ? "" : "/", b);
-    return p;
-}
-
 static int is_dir(const char *p)
 {
     struct stat st;
@@ -379,7 +369,7 @@ static int scratch_config(train_run *r, icl_config *c)
  * its tokenizer.json (malloc'd). */
 static char *tokenizer_of(const char *model)
 {
-    return icl_is_gguf_file(model) ? xstrdup(model) : join(model, "tokenizer.json");
+    return icl_is_gguf_file(model) ? xstrdup(model) : icl_path_join(model, "tokenizer.json");
 }
 
 static int open_lora(train_run *r);
@@ -394,14 +384,14 @@ static int open_model(train_run *r)
         if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2)))
             return fail(r, "%s: %s", r->ckpt, e2);
         r->from = r->ckpt;
-        r->tokpath = join(r->ckpt, "tokenizer.json");
+        r->tokpath = icl_path_join(r->ckpt, "tokenizer.json");
     } else if (o->model_dir) {
         if (!(r->m = icl_model_load(o->model_dir, e2, sizeof e2)))
             return fail(r, "%s: %s", o->model_dir, e2);
         r->from = o->model_dir;
         r->tokpath = tokenizer_of(o->model_dir);
     } else {
-        r->tokpath = is_dir(o->tokenizer) ? join(o->tokenizer, "tokenizer.json") : xstrdup(o->tokenizer);
+        r->tokpath = is_dir(o->tokenizer) ? icl_path_join(o->tokenizer, "tokenizer.json") : xstrdup(o->tokenizer);
         icl_config c;
         if (scratch_config(r, &c))
             return -1;
@@ -793,7 +783,7 @@ static json_t *run_settings(const train_run *r)
     json_t *s = json_object();
     char *h;
     if (o->model_dir) {
-        char *cp = join(o->model_dir, "config.json"), e2[256];
+        char *cp = icl_path_join(o->model_dir, "config.json"), e2[256];
         size_t n = 0;
         char *txt = icl_read_file(cp, (size_t)64 << 20, &n, e2, sizeof e2);
         if (txt) {
@@ -985,7 +975,7 @@ static int read_state(train_run *r)
 {
     const icl_dataset *d = &r->data;
     train_pos *p = &r->pos;
-    char *path = join(r->ckpt, "trainer_state.json");
+    char *path = icl_path_join(r->ckpt, "trainer_state.json");
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je), *ic = json_object_get(root, "icl");
     long cursor = 0;
@@ -1136,7 +1126,7 @@ static int save_model_dir(train_run *r, const char *dir)
     if (icl_model_save(r->m, dir, r->err, r->errsz))
         return -1;
     if (r->tok_json) {
-        char *p = join(dir, "tokenizer.json");
+        char *p = icl_path_join(dir, "tokenizer.json");
         int rc = icl_write_file_atomic(p, r->tok_json, r->tok_len, r->err, r->errsz);
         free(p);
         return rc;
@@ -1158,7 +1148,7 @@ static size_t list_checkpoints(const char *out_dir, long **steps)
         long step;
         if (strncmp(de->d_name, "checkpoint-", 11) || parse_long(de->d_name + 11, &step) || step < 0)
             continue;
-        char *p = join(out_dir, de->d_name);
+        char *p = icl_path_join(out_dir, de->d_name);
         int d = is_dir(p);
         free(p);
         if (!d)
@@ -1210,7 +1200,7 @@ static int rotate_checkpoints(train_run *r)
     for (size_t i = 0; (long)i < (long)n - lim; i++) {
         char name[64];
         snprintf(name, sizeof name, "checkpoint-%ld", steps[i]);
-        char *p = join(out, name);
+        char *p = icl_path_join(out, name);
         note(r, 0, "deleting %s (--save-total-limit %ld)", p, r->o->save_total_limit);
         rm_rf(p);
         free(p);
@@ -1236,7 +1226,7 @@ static int claim_dir(train_run *r)
         return fail(r, "%s: cannot create: %s", out, strerror(errno));
     if (!is_dir(out))
         return fail(r, "%s: exists and is not a folder", out);
-    char *lp = join(out, ".lock");
+    char *lp = icl_path_join(out, ".lock");
     r->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     int e = errno;
     free(lp);
@@ -1254,7 +1244,7 @@ static int claim_dir(train_run *r)
         int tmpdir = !strncmp(n, ".tmp-checkpoint-", 16) || !strcmp(n, ".old-checkpoint");
         if (!tmpdir && !strstr(n, ".tmp."))
             continue;
-        char *p = join(out, n);
+        char *p = icl_path_join(out, n);
         struct stat sb;
         if (lstat(p, &sb) == 0 && (tmpdir ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode))) {
             note(r, 0, "removing %s, left by an interrupted run", p);
@@ -1289,7 +1279,7 @@ static int claim_dir(train_run *r)
     for (size_t i = 0; i < n; i++) {
         char name[64];
         snprintf(name, sizeof name, "checkpoint-%ld", steps[i]);
-        char *p = join(out, name);
+        char *p = icl_path_join(out, name);
         rm_rf(p);
         free(p);
     }
@@ -1311,7 +1301,7 @@ static int save_checkpoint(train_run *r)
     char name[64], tmpl[96];
     snprintf(name, sizeof name, "checkpoint-%ld", r->pos.step);
     snprintf(tmpl, sizeof tmpl, ".tmp-%s.XXXXXX", name);
-    char *final = join(out, name), *tmp = join(out, tmpl), *op = NULL, *sp = NULL, *st = NULL, *old = NULL;
+    char *final = icl_path_join(out, name), *tmp = icl_path_join(out, tmpl), *op = NULL, *sp = NULL, *st = NULL, *old = NULL;
     int rc = -1;
     if (!mkdtemp(tmp)) {
         fail(r, "%s: cannot create a temporary folder: %s", out, strerror(errno));
@@ -1320,8 +1310,8 @@ static int save_checkpoint(train_run *r)
     struct stat osb; /* a checkpoint folder gets OUT_DIR's permissions (mkdtemp makes it 0700) */
     if (stat(out, &osb) == 0)
         chmod(tmp, osb.st_mode & 07777);
-    op = join(tmp, "optimizer.safetensors");
-    sp = join(tmp, "trainer_state.json");
+    op = icl_path_join(tmp, "optimizer.safetensors");
+    sp = icl_path_join(tmp, "trainer_state.json");
     /* best_model_checkpoint: this one when its val_loss is the lowest yet */
     int was_best = 0;
     char *prev_best = r->best;
@@ -1345,7 +1335,7 @@ static int save_checkpoint(train_run *r)
         free(prev_best);
     fsync_path(tmp);
     if (is_dir(final)) { /* replace a checkpoint of the same step */
-        old = join(out, ".old-checkpoint");
+        old = icl_path_join(out, ".old-checkpoint");
         rm_rf(old);
         if (rename(final, old) < 0) {
             fail(r, "%s: cannot move aside: %s", final, strerror(errno));
@@ -1418,7 +1408,7 @@ static int restore(train_run *r)
     if (r->ckpt) {
         if (read_state(r))
             return -1;
-        char *op = join(r->ckpt, "optimizer.safetensors");
+        char *op = icl_path_join(r->ckpt, "optimizer.safetensors");
         int rc = load_optimizer(r->m, op, r->err, r->errsz);
         free(op);
         if (rc)
@@ -1448,8 +1438,8 @@ char *icl_train_latest_checkpoint(const char *out_dir)
         long step;
         if (parse_long(n + 11, &step) || step < 0)
             continue;
-        char *dir = join(out_dir, n);
-        char *st = join(dir, "trainer_state.json");
+        char *dir = icl_path_join(out_dir, n);
+        char *st = icl_path_join(dir, "trainer_state.json");
         struct stat sb;
         if (stat(st, &sb) == 0 && step > best)
             best = step;
@@ -1461,7 +1451,7 @@ char *icl_train_latest_checkpoint(const char *out_dir)
         return NULL;
     char name[64];
     snprintf(name, sizeof name, "checkpoint-%ld", best);
-    return join(out_dir, name);
+    return icl_path_join(out_dir, name);
 }
 
 /* ------------------------------------------------------------ the loop */

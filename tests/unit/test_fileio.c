@@ -238,6 +238,19 @@ static void writes_through_links(void **state)
     unlink(dt);
 }
 
+static void path_join(void **state)
+{
+    (void)state;
+    const char *cases[][3] = {{"run", "f", "run/f"},    {"run/", "f", "run/f"}, {"run//", "f", "run/f"},
+                              {"/", "f", "/f"},         {"", "f", "f"},         {"a/b", "c.json", "a/b/c.json"},
+                              {"//", "x", "/x"},        {".", "x", "./x"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *p = icl_path_join(cases[i][0], cases[i][1]);
+        assert_string_equal(p, cases[i][2]);
+        free(p);
+    }
+}
+
 static void read_file_errors(void **state)
 {
     (void)state;
@@ -307,6 +320,7 @@ int main(void)
         cmocka_unit_test(abort_and_cleanup),
         cmocka_unit_test(stdio_outputs),
         cmocka_unit_test(read_file_errors),
+        cmocka_unit_test(path_join),
         cmocka_unit_test(writes_through_links),
         cmocka_unit_test(same_file_by_inode),
     };
