@@ -93,7 +93,8 @@ print()
 
 # --- data
 print("## Data\n")
-mix = [("review polarity", "amazon.train.chat.jsonl", 1), ("news topic", "agnews.train.chat.jsonl", 1),
+mix = [("review polarity", "amazon.train.chat.jsonl", int(P.get("CLS_REPEAT", "1"))),
+       ("news topic", "agnews.train.chat.jsonl", int(P.get("CLS_REPEAT", "1"))),
        ("identity, English (names itself)", "id_en.train.chat.jsonl", int(P["ID_REPEAT"])),
        ("identity, Chinese (names itself)", "id_zh.train.chat.jsonl", int(P["ID_REPEAT"])),
        ("identity, author only (both languages)", "id_other.train.chat.jsonl", int(P["ID_REPEAT"])),

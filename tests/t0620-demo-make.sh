@@ -70,6 +70,17 @@ test_expect_success 'LORA_R and ICL_DEMO_QLORA: training again, with their optio
 	if grep -q "icl-train .*--dequantize" plan; then exit 1; fi
 '
 
+test_expect_success 'CLS_REPEAT: the mix, its tokens and training again, not the records' '
+	finished &&
+	plan "$R" CLS_REPEAT=2 >plan &&
+	test_grep "seq 2.*amazon.train.chat.jsonl .*agnews.train.chat.jsonl" plan &&
+	test_grep "icl-tok .*train.chat.jsonl" plan &&
+	test_grep "icl-train .*--max-steps 2" plan &&
+	test_grep "icl-gen .*tuned.model.* .*agnews.test.chat.jsonl" plan &&
+	if grep -q "icl-fmt\|base.model\|icl-tok .*alpaca" plan; then exit 1; fi &&
+	echo 2 >want && test_cmp want out/params/CLS_REPEAT
+'
+
 test_expect_success 'CLS_TOKENS: the classification completions of both models only' '
 	finished &&
 	plan "$R" CLS_TOKENS=5 >plan &&
