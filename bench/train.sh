@@ -26,6 +26,7 @@ awk -v V="$V" -v S="$S" -v R=$((B * (N + 2))) 'BEGIN { srand(1); for (r = 0; r <
 rss() { sed -n 's/.*Maximum resident set size (kbytes): //p' "$1"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
+if [ "${BENCH_SCRATCH:-1}" != 0 ]; then
 echo "bench-train: Llama hidden $H layers $L heads $NH kv $KV intermediate $I vocab $V; batch $B x seq $S; $N steps"
 echo "icl: $(bin/icl-train --version | tail -1); torch: $($PY -c 'import torch; print(torch.__version__)' 2>/dev/null)"
 printf '%-8s %12s %12s %12s %8s %8s %10s %10s %10s\n' threads icl_tok/s torch_tok/s torch_pass icl/torch icl/best icl_RSS_MB torch_MB torchp_MB
@@ -47,6 +48,7 @@ for T in 1 2; do
 	rm -rf "$TMP/out"
 done
 echo "(torch_tok/s: PyTorch as installed, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; torch_pass: OMP_WAIT_POLICY=passive; icl/best: against the faster of the two)"
+fi
 
 # The real model (issue 13): SmolLM2-135M-Instruct, batch BENCH_REAL_BATCH (8)
 # x seq BENCH_REAL_SEQ (256) packed rows of real Alpaca data (the chat template
@@ -56,6 +58,8 @@ echo "(torch_tok/s: PyTorch as installed, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:
 # itself (without and with --gradient-checkpointing), against PyTorch +
 # transformers + PEFT LoRA on the same folder and rows (bench/peft_train.py,
 # bench-deps' venv).  Skipped when the GGUF is missing (make deps).
+# BENCH_SCRATCH=0 skips the from-scratch table above; BENCH_REAL_THREADS
+# ("1 2") the thread counts of this one.
 GGUF=${ICL_SMOLLM2_GGUF:-${ICL_CACHE:-$HOME/.cache/icl}/SmolLM2-135M-Instruct.Q4_1.gguf}
 VPY=bench/out/venv/bin/python
 if [ "${BENCH_REAL:-1}" = 0 ] || [ ! -r "$GGUF" ]; then
@@ -79,7 +83,7 @@ test "$(wc -l <"$TMP/real.tok")" -eq $((RB * RN)) || { echo "bench-train: too li
 echo
 echo "bench-train: SmolLM2-135M-Instruct; batch $RB x seq $RS packed Alpaca; $RN steps; lr 1e-4"
 printf '%-8s %-34s %10s %10s %10s\n' threads run tokens/s vs_peft RSS_MB
-for T in 1 2; do
+for T in ${BENCH_REAL_THREADS:-1 2}; do
 	run() { # NAME CMD...: icl-train, median tokens/s after 2 warm-up steps
 		name=$1; shift
 		/usr/bin/time -v -o "$TMP/r.time" "$@" -q -o "$TMP/out" --batch-size "$RB" --seq-len "$RS" \
