@@ -415,6 +415,11 @@ int main(int argc, char **argv)
         fputc('\n', stderr);
     if (rc < 0 || (rc = dp_finish(&dp, rc, err, sizeof err)) < 0)
         dp_die(&dp, 1, err);
+    if (dp.world > 1 && dp.rank == 0 && o.verbose && dp.steps > 0)
+        fprintf(stderr,
+                "icl-train: gradient all-reduce: %.1f MB per step, %.2f s per step on rank 0 (communication and "
+                "waiting%s)\n",
+                dp.bytes / 1e6, dp.reduce_s / (double)dp.steps, dp.overlap ? ", beside the backward" : "");
     if (rp.metrics_errno)
         clearerr(stdout); /* reported here, not again at exit with a stale errno */
     if (rp.metrics_errno && rp.metrics_errno != EPIPE)

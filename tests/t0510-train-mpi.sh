@@ -72,9 +72,9 @@ test_expect_success 'packing too' '
 	python3 close.py onep/model.safetensors twop/model.safetensors 1e-5
 '
 
-# Overlap (default): each stage's gradients all-reduced during the last
-# backward (MPI_Iallreduce per layer); ICL_MPI_OVERLAP=0: one all-reduce
-# after it.  A sum of 2 is the same bits in any chunking: identical runs.
+# Overlap (ICL_MPI_OVERLAP=1; the default across hosts): each stage's
+# gradients all-reduced during the last backward (MPI_Iallreduce per layer);
+# ICL_MPI_OVERLAP=0 (the default on one host): one all-reduce after it.  A sum of 2 is the same bits in any chunking: identical runs.
 # same_runs DIR_ON DIR_OFF: the same metrics (but tokens_per_s) and the same
 # bits in every safetensors file.
 same_runs() {
@@ -114,7 +114,7 @@ test_expect_success 'ICL_MPI_OVERLAP (0 or 1), ICL_MPI_BUCKET_MB (MiB); ranks th
 	test_must_fail env ICL_MPI_BUCKET_MB=-1 $MPI icl-train $A -o bad rand.tok >m 2>err &&
 	test_grep "ICL_MPI_BUCKET_MB=-1: want a whole number of MiB" err &&
 	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o dis rand.tok : \
-		-np 1 env ICL_MPI_OVERLAP=0 icl-train $A -o dis rand.tok >m 2>err &&
+		-np 1 env ICL_MPI_OVERLAP=1 icl-train $A -o dis rand.tok >m 2>err &&
 	test_grep "rank 0: the processes were given different options" err &&
 	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o dis rand.tok : \
 		-np 1 env ICL_MPI_BUCKET_MB=0 icl-train $A -o dis rand.tok >m 2>err &&
@@ -125,7 +125,11 @@ test_expect_success 'rank 0 alone reports; the effective batch is printed' '
 	$MPI icl-train -m $LLAMA --batch-size 3 --grad-accum 2 --max-steps 2 --threads 1 -o rep rand.tok >m 2>err &&
 	test $(wc -l <m) -eq 2 &&
 	test_grep "2 processes x --batch-size 3 x --grad-accum 2 = effective batch 12 sequences" err &&
-	test $(grep -c "^icl-train: done" err) -eq 1
+	test $(grep -c "^icl-train: done" err) -eq 1 &&
+	test_grep "gradients all-reduced after the backward" err &&
+	test_grep "gradient all-reduce: [0-9.]* MB per step, [0-9.]* s per step on rank 0" err &&
+	ICL_MPI_OVERLAP=1 $MPI icl-train -m $LLAMA --batch-size 3 --max-steps 1 --threads 1 -o rep1 rand.tok >m 2>err &&
+	test_grep "gradients all-reduced during the backward" err
 '
 
 L="-q -m $LLAMA --batch-size 2 --threads 1 --schedule cosine --lr 1e-3 --epochs 100 --save-every 100 --log-every 10"

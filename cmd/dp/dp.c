@@ -113,7 +113,7 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
         icl_seterr(err, errsz, "ICL_MPI_OVERLAP=%s: want 0 or 1", ov);
         return -1;
     }
-    d->overlap = !ov || !strcmp(ov, "1");
+    d->overlap = ov ? !strcmp(ov, "1") : -1; /* -1: decided below, once the hosts are known */
     const char *bk = getenv("ICL_MPI_BUCKET_MB");
     long mb = 4;
     if (bk && (parse_long(bk, &mb) || mb < 0 || mb > 65536)) {
@@ -121,8 +121,10 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
         return -1;
     }
     d->bucket = (size_t)mb << 18; /* floats */
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) {
+        d->overlap = 0;
         return 0; /* not under a launcher: the one-process program, MPI untouched */
+    }
     int provided = 0;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         icl_seterr(err, errsz, "MPI_Init_thread failed");
@@ -136,6 +138,15 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
         MPI_Comm_size(local, &d->local_size);
         MPI_Comm_free(&local);
     }
+    /* The default: overlap only when the ranks span several hosts.  Within
+     * one host the all-reduce is a copy through shared memory that the
+     * rank's own thread makes while it progresses the transfer: nothing runs
+     * beside the compute, so there is nothing to hide and the copies in
+     * between layers cost cache (measured on loopback: full fine-tune 9%
+     * slower with overlap; bench/RESULTS.md).  Every rank sees local_size <
+     * world or none does, so the ranks agree. */
+    if (d->overlap < 0)
+        d->overlap = d->local_size < d->world;
     return 0;
 }
 
@@ -218,8 +229,9 @@ int dp_start(icl_dp *d, icl_train_opts *o, icl_train_hooks *h, char *err, size_t
         char msg[256];
         snprintf(msg, sizeof msg,
                  "data parallel: %d processes x --batch-size %d x --grad-accum %d = effective batch %ld sequences "
-                 "per optimizer step",
-                 d->world, o->batch_size, o->grad_accum, (long)d->world * o->batch_size * o->grad_accum);
+                 "per optimizer step; gradients all-reduced %s",
+                 d->world, o->batch_size, o->grad_accum, (long)d->world * o->batch_size * o->grad_accum,
+                 d->overlap ? "during the backward" : "after the backward");
         h->note(h->ctx, 0, msg);
     }
     return 0;

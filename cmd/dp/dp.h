@@ -33,7 +33,7 @@ typedef struct {
     long steps;              /* gradient reductions done */
     double reduce_s;         /* seconds spent in them (communication and waiting) */
     double bytes;            /* bytes of gradients all-reduced per step (last step) */
-    int overlap;             /* all-reduce during the last backward ($ICL_MPI_OVERLAP, default 1) */
+    int overlap;             /* all-reduce during the last backward ($ICL_MPI_OVERLAP; default: 1 when the ranks span several hosts) */
     /* the step's overlapped all-reduce in flight (dp_reduce_begin .. dp_grad_reduce) */
     size_t bucket;           /* floats per overlapped all-reduce at least ($ICL_MPI_BUCKET_MB, default 4) */
     int begun, next_stage, failed, n_sets, n_req, cap_req;
