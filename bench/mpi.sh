@@ -4,8 +4,9 @@
 # 9/3 heads, intermediate 1536, vocab 49152, tied; random weights: speed
 # does not depend on them), full fine-tune and LoRA, as
 #   2 ranks x 1 thread  (mpirun -np 2 icl-train --threads 1), with the
-#                       all-reduce overlapped with the backward (default)
-#                       and after it (ICL_MPI_OVERLAP=0)
+#                       all-reduce overlapped with the backward
+#                       (ICL_MPI_OVERLAP=1, the default across hosts) and
+#                       after it (ICL_MPI_OVERLAP=0, the default on one host)
 #   1 rank  x 2 threads (icl-train --threads 2)
 #   1 rank  x 1 thread  (icl-train --threads 1)
 # at the same global batch (2 ranks x BENCH_BATCH/2 rows = 1 x BENCH_BATCH).
