@@ -97,6 +97,84 @@ static double lin_loss(void *ctx)
     return dot(c->y, c->R, (size_t)N * OUT);
 }
 
+/* Adapters at sizes where linear.c's own rank-r kernel (lora_rows_expand)
+ * takes its 64-column blocks, a column tail and a partial block of rows,
+ * and runs on several threads: y and dx against double precision, and the
+ * same bits on 1 and 2 threads and for a row computed alone. */
+static void lora_linear_wide(void **state)
+{
+    (void)state;
+    enum { WN = 37, WIN = 130, WOUT = 200, WR = 5, WOUT1 = 150, WOFF1 = 40 };
+    float *x = rnd((size_t)WN * WIN, 1), *w = rnd((size_t)WIN * WOUT, 0.1f), *dy = rnd((size_t)WN * WOUT, 1);
+    float *A = rnd((size_t)WR * WIN, 0.3f), *B = rnd((size_t)WOUT1 * WR, 0.3f);
+    float *dA = xcalloc((size_t)WR * WIN, 4), *dB = xcalloc((size_t)WOUT1 * WR, 4);
+    for (int drop = 0; drop < 2; drop++) {
+        icl_lora lo = {WR, WIN, WOUT1, WOFF1, 1.5f, A, B, dA, dB, drop ? 0.25f : 0.0f, 77};
+        icl_linear l = {{ICL_WEIGHT_F32, 0, WOUT, WIN, 0, w, NULL}, NULL, NULL, &lo, 1};
+        float *work = xmalloc(icl_linear_work(&l, WN) * sizeof(float));
+        float *y[2], *dx[2], *y1 = xmalloc((size_t)WOUT * sizeof(float));
+        for (int t = 0; t < 2; t++) {
+            icl_set_threads(t + 1);
+            y[t] = xmalloc((size_t)WN * WOUT * sizeof(float));
+            dx[t] = xmalloc((size_t)WN * WIN * sizeof(float));
+            icl_linear_forward(&l, y[t], WOUT, x, WIN, WN, 0.0f, ICL_LIN_GEMM, t + 1, work);
+            icl_linear_backward(&l, dx[t], WIN, 0.0f, dy, WOUT, x, WIN, WN, work);
+        }
+        assert_memory_equal(y[0], y[1], (size_t)WN * WOUT * sizeof(float));
+        assert_memory_equal(dx[0], dx[1], (size_t)WN * WIN * sizeof(float));
+        if (!drop) { /* row 36 alone (the partial block) gives the same bits as in the batch */
+            icl_linear_forward(&l, y1, WOUT, x + (size_t)36 * WIN, WIN, 1, 0.0f, ICL_LIN_GEMM, 1, work);
+            assert_memory_equal(y1, y[0] + (size_t)36 * WOUT, (size_t)WOUT * sizeof(float));
+        }
+        double s = 1.0 / (1.0 - lo.dropout);
+        for (int i = 0; i < WN; i++) {
+            double xa[WR], t[WR];
+            for (int q = 0; q < WR; q++) {
+                xa[q] = 0;
+                t[q] = 0;
+                for (int k = 0; k < WIN; k++) { /* dropout(x): the mask as linear.h defines it */
+                    uint64_t z = lo.key + ((uint64_t)i * WIN + (uint64_t)k + 1) * 0x9e3779b97f4a7c15ull;
+                    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                    z ^= z >> 31;
+                    double keep = !drop || (z >> 32) >= (uint64_t)(0.25 * 4294967296.0) ? s : 0.0;
+                    xa[q] += keep * x[(size_t)i * WIN + k] * A[q * WIN + k];
+                }
+                for (int j = 0; j < WOUT1; j++)
+                    t[q] += (double)dy[(size_t)i * WOUT + WOFF1 + j] * B[j * WR + q];
+            }
+            for (int j = 0; j < WOUT; j++) {
+                double r = 0;
+                for (int k = 0; k < WIN; k++)
+                    r += (double)x[(size_t)i * WIN + k] * w[(size_t)j * WIN + k];
+                if (j >= WOFF1 && j < WOFF1 + WOUT1)
+                    for (int q = 0; q < WR; q++)
+                        r += lo.scale * xa[q] * B[(j - WOFF1) * WR + q];
+                assert_true(fabs(r - y[0][(size_t)i * WOUT + j]) <= 1e-4 * (1 + fabs(r)));
+            }
+            for (int k = 0; k < WIN; k++) {
+                uint64_t z = lo.key + ((uint64_t)i * WIN + (uint64_t)k + 1) * 0x9e3779b97f4a7c15ull;
+                z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+                z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+                z ^= z >> 31;
+                double keep = !drop || (z >> 32) >= (uint64_t)(0.25 * 4294967296.0) ? s : 0.0;
+                double r = 0, ra = 0;
+                for (int j = 0; j < WOUT; j++)
+                    r += (double)dy[(size_t)i * WOUT + j] * w[(size_t)j * WIN + k];
+                for (int q = 0; q < WR; q++)
+                    ra += lo.scale * t[q] * A[q * WIN + k];
+                r += keep * ra;
+                assert_true(fabs(r - dx[0][(size_t)i * WIN + k]) <= 1e-4 * (1 + fabs(r)));
+            }
+        }
+        for (int t = 0; t < 2; t++)
+            free(y[t]), free(dx[t]);
+        free(y1), free(work);
+    }
+    icl_set_threads(0);
+    free(x), free(w), free(dy), free(A), free(B), free(dA), free(dB);
+}
+
 static void lora_linear_fd(void **state)
 {
     (void)state;
@@ -450,6 +528,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lora_linear_fd),
+        cmocka_unit_test(lora_linear_wide),
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
         cmocka_unit_test(lora_peft_parity),
