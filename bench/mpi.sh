@@ -15,12 +15,13 @@
 # The cost of the all-reduce shows as 2x1 against twice 1x1.  Needs an idle
 # machine with 2+ cores; append the table to bench/RESULTS.md by hand.
 # Sizes: BENCH_BATCH (8) BENCH_SEQ (150) BENCH_STEPS (8) BENCH_WARMUP (2).
-# LoRA: BENCH_LORA_ARGS (default "--lora-r 16"), run only when icl-train
+# LoRA: BENCH_LORA_ARGS (default "--lora-r 16 --lora-targets all-linear",
+# as the model on paper in doc/mpi.md), run only when icl-train
 # --help mentions --lora.
 set -eu
 cd "$(dirname "$0")/.."
 B=${BENCH_BATCH:-8} S=${BENCH_SEQ:-150} N=${BENCH_STEPS:-8} W=${BENCH_WARMUP:-2}
-LORA_ARGS=${BENCH_LORA_ARGS:---lora-r 16}
+LORA_ARGS=${BENCH_LORA_ARGS:---lora-r 16 --lora-targets all-linear}
 V=49152
 BIN=$(pwd)/bin
 command -v mpirun >/dev/null || { echo "bench-mpi: no mpirun (make deps)"; exit 1; }
