@@ -97,8 +97,19 @@ mix = [("review polarity", "amazon.train.chat.jsonl", int(P.get("CLS_REPEAT", "1
        ("news topic", "agnews.train.chat.jsonl", int(P.get("CLS_REPEAT", "1"))),
        ("identity, English (names itself)", "id_en.train.chat.jsonl", int(P["ID_REPEAT"])),
        ("identity, Chinese (names itself)", "id_zh.train.chat.jsonl", int(P["ID_REPEAT"])),
-       ("identity, author only (both languages)", "id_other.train.chat.jsonl", int(P["ID_REPEAT"])),
+       ("identity, without the name (both languages)", "id_other.train.chat.jsonl",
+        int(P.get("ID_AUTHOR_REPEAT", P["ID_REPEAT"]))),
        ("Alpaca", None, 1), ("GSM8K worked solutions", "gsm8k.train.chat.jsonl", 1)]
+
+
+def labels(name):
+    """{label: records} of a set's rows."""
+    n = {}
+    for r in lines(name):
+        n[r["label"]] = n.get(r["label"], 0) + 1
+    return n
+
+
 held = {"review polarity": "amazon.test.chat.jsonl", "news topic": "agnews.test.chat.jsonl",
         "identity, English (names itself)": "id_en.test.chat.jsonl",
         "identity, Chinese (names itself)": "id_zh.test.chat.jsonl",
@@ -108,6 +119,15 @@ print("|---|---|---|")
 for label, f, rep in mix:
     n = int(P["ALPACA_TRAIN"]) if f is None else count(f)
     tr = "%d" % n if rep == 1 else "%d (x%d = %d)" % (n, rep, n * rep)
+    if rep == 0:
+        tr = "%d (not in the mix)" % n
+    elif label in ("review polarity", "news topic"):
+        lab = labels(f)
+        tr = "%d (%s)" % (n, ", ".join("%d %s" % (lab[k], k) for k in sorted(lab)))
+        if P.get("CLS_BALANCE") == "1":
+            n = max(lab.values()) * len(lab)
+            tr += ", balanced to %d" % n
+        tr += ", x%d = %d" % (rep, n * rep)
     print("| %s | %s | %s |" % (label, tr, count(held[label]) if label in held else "-"))
 tok = 0
 ntok = 0

@@ -72,13 +72,49 @@ test_expect_success 'LORA_R and ICL_DEMO_QLORA: training again, with their optio
 
 test_expect_success 'CLS_REPEAT: the mix, its tokens and training again, not the records' '
 	finished &&
-	plan "$R" CLS_REPEAT=2 >plan &&
-	test_grep "seq 2.*amazon.train.chat.jsonl .*agnews.train.chat.jsonl" plan &&
+	plan "$R" CLS_REPEAT=5 >plan &&
+	test_grep "seq 5.*amazon.train.chat.jsonl .*agnews.train.chat.jsonl" plan &&
 	test_grep "icl-tok .*train.chat.jsonl" plan &&
 	test_grep "icl-train .*--max-steps 2" plan &&
 	test_grep "icl-gen .*tuned.model.* .*agnews.test.chat.jsonl" plan &&
 	if grep -q "icl-fmt\|base.model\|icl-tok .*alpaca" plan; then exit 1; fi &&
-	echo 2 >want && test_cmp want out/params/CLS_REPEAT
+	echo 5 >want && test_cmp want out/params/CLS_REPEAT
+'
+
+test_expect_success 'CLS_BALANCE and ID_AUTHOR_REPEAT: the mix and training again, nothing before' '
+	finished &&
+	plan "$R" CLS_BALANCE=1 >plan &&
+	test_grep "seq 3.*amazon.train.chat.jsonl.*awk -f balance.awk \$f" plan &&
+	test_grep "icl-train" plan &&
+	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi &&
+	finished &&
+	plan "$R" >plan && test ! -s plan &&
+	plan "$R" ID_AUTHOR_REPEAT=0 >plan &&
+	test_grep "seq \$(( 3 > 0 ? 3 : 0 )).*-le 0 ] && echo .*id_other.train.chat.jsonl" plan &&
+	test_grep "icl-train" plan &&
+	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi
+'
+
+test_expect_success 'balance.awk repeats the rarer labels records until the labels are even' '
+	cat >mix.jsonl <<-\EOF &&
+	{"prompt":"a","label":"Yes"}
+	{"prompt":"b","label":"No"}
+	{"prompt":"c","label":"Yes"}
+	{"prompt":"d","label":"Yes"}
+	{"prompt":"e","label":"Maybe"}
+	{"prompt":"f","label":"Maybe"}
+	EOF
+	awk -f "$EX/balance.awk" mix.jsonl >out.jsonl &&
+	cat mix.jsonl >want &&
+	cat >>want <<-\EOF &&
+	{"prompt":"b","label":"No"}
+	{"prompt":"b","label":"No"}
+	{"prompt":"e","label":"Maybe"}
+	EOF
+	test_cmp want out.jsonl &&
+	echo "{\"prompt\":\"x\"}" >>mix.jsonl &&
+	test_must_fail awk -f "$EX/balance.awk" mix.jsonl 2>err &&
+	test_grep "mix.jsonl:7: no \"label\"" err
 '
 
 test_expect_success 'CLS_TOKENS: the classification completions of both models only' '
@@ -110,6 +146,36 @@ test_expect_success 'a changed data file reruns its task from the start, not the
 	test_grep "icl-train" plan &&
 	test_grep "icl-gen .*base.model.*amazon.test.chat.jsonl" plan &&
 	if grep -q "agnews.raw\|alpaca_en_demo\|identity\|base.model.*agnews" plan; then exit 1; fi
+'
+
+test_expect_success 'questions.awk holds out only questions that no training record asks' '
+	cat >train.jsonl <<-\EOF &&
+	{"prompt":"你是谁？","response":"a"}
+	{"prompt":"Who are you?","response":"b"}
+	EOF
+	cat >other.jsonl <<-\EOF &&
+	{"prompt":"Who built \"you\"?","response":"c"}
+	EOF
+	cat >rest.jsonl <<-\EOF &&
+	{"prompt":"你是谁","response":"d"}
+	{"prompt":"who are  you","response":"e"}
+	{"prompt":"你好","response":"f"}
+	{"prompt":"Who built you","response":"g"}
+	{"prompt":"Who are they?","response":"h"}
+	EOF
+	awk -f "$EX/questions.awk" train.jsonl other.jsonl rest.jsonl >out.jsonl &&
+	sed -n "3p;5p" rest.jsonl >want &&
+	test_cmp want out.jsonl &&
+	echo "{\"response\":\"x\"}" >>rest.jsonl &&
+	test_must_fail awk -f "$EX/questions.awk" train.jsonl rest.jsonl 2>err &&
+	test_grep "rest.jsonl:6: no \"prompt\" first" err
+'
+
+test_expect_success 'SEED: the identity held-out set is made again from the new split' '
+	finished &&
+	plan "$R" SEED=2 >plan &&
+	test_grep "icl-fmt .*--seed 2 --split 0.5 *--split-out .*id_zh.rest.rows.jsonl" plan &&
+	test_grep "awk -f questions.awk .*id_zh.train.rows.jsonl .*id_other.train.rows.jsonl .*id_zh.rest.rows.jsonl" plan
 '
 
 test_expect_success 'the ICL table: every k-shot prompt set, selection and the tuned model' '
