@@ -105,3 +105,32 @@ for T in ${BENCH_REAL_THREADS:-1 2}; do
 	awk -v T="$T" -v p="$peft" '{ r = $(NF - 1); m = $NF; $NF = ""; $(NF - 1) = ""; sub(/ +$/, "");
 		printf "%-8s %-34s %10.1f %9.2fx %10.1f\n", T, $0, r, r / p, m / 1024 }' "$TMP/rows.$T"
 done
+
+# --dtype bf16 (issue 14): the full fine-tune of the same model in float32
+# and in bf16 (products in bfloat16 with float32 sums, float32 master
+# weights) on the same BENCH_BF16_STEPS (50) steps of batch RB x RS packed
+# Alpaca rows, BENCH_BF16_THREADS (2): median tokens/s after 2 warm-up
+# steps, their ratio (goal >= 1.6x), and how far bf16's loss curve is from
+# float32's (largest and mean |relative difference| per step; goal < 1%).
+BN=${BENCH_BF16_STEPS:-50}
+grep -v '^#' "$TMP/alpaca.tok" | tr -s '\t \n' '\n\n\n' | grep -v '^$' |
+	awk -v S="$RS" -v R=$((RB * BN)) '{ row = row (n ? " " : "") $1; if (++n == S) { print "\t" row; row = ""; n = 0; if (++r == R) exit } }' \
+	>"$TMP/bf16.tok"
+echo
+echo "bench-train: --dtype bf16 against float32, SmolLM2-135M-Instruct full fine-tune; batch $RB x seq $RS packed Alpaca" \
+	"($(wc -l <"$TMP/bf16.tok") rows, repeated as needed); $BN steps; lr 1e-4"
+printf '%-8s %12s %12s %8s %14s %14s\n' threads f32_tok/s bf16_tok/s bf16/f32 max_loss_diff mean_loss_diff
+for T in ${BENCH_BF16_THREADS:-2}; do
+	for D in float32 bf16; do
+		bin/icl-train -m "$TMP/smol" -o "$TMP/out" --dtype "$D" --batch-size "$RB" --seq-len "$RS" --no-progress \
+			--max-steps "$BN" --no-shuffle --lr 1e-4 --threads "$T" "$TMP/bf16.tok" >"$TMP/$D.jsonl" 2>"$TMP/$D.err"
+		rm -rf "$TMP/out"
+	done
+	echo "# $(grep -o 'dtype bfloat16 ([a-z0-9]*)' "$TMP/bf16.err")"
+	f=$(tail -n +3 "$TMP/float32.jsonl" | sed 's/.*"tokens_per_s": \([0-9.]*\).*/\1/' | median)
+	b=$(tail -n +3 "$TMP/bf16.jsonl" | sed 's/.*"tokens_per_s": \([0-9.]*\).*/\1/' | median)
+	sed 's/.*"loss": \([-0-9.e+]*\).*/\1/' "$TMP/float32.jsonl" >"$TMP/lf"
+	sed 's/.*"loss": \([-0-9.e+]*\).*/\1/' "$TMP/bf16.jsonl" >"$TMP/lb"
+	paste "$TMP/lf" "$TMP/lb" | awk -v T="$T" -v f="$f" -v b="$b" '{ d = ($2 - $1) / $1; if (d < 0) d = -d;
+		if (d > mx) mx = d; s += d } END { printf "%-8s %12.1f %12.1f %7.2fx %13.3f%% %13.3f%%\n", T, f, b, b / f, 100 * mx, 100 * s / NR }'
+done

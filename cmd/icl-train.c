@@ -96,6 +96,11 @@ static const char usage_text[] =
     "                             and recompute the rest in the backward: far less\n"
     "                             memory, about a third more work, the same results\n"
     "                             bit for bit\n"
+    "      --dtype TYPE           float32 (default) or bf16: the matrix products\n"
+    "                             (forward and backward) with weights and\n"
+    "                             activations rounded to bfloat16, float32 sums\n"
+    "                             (AVX512-BF16); master weights, gradients, AdamW\n"
+    "                             state, norms and loss stay float32\n"
     "\n"
     "Run:\n"
     "      --save-every N         checkpoint every N steps (always at the end)\n"
@@ -135,7 +140,7 @@ enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
     O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER, O_DEQUANT,
-    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF, O_GCKPT
+    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF, O_GCKPT, O_DTYPE
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -285,6 +290,7 @@ int main(int argc, char **argv)
         {"clip", required_argument, 0, O_CLIP},
         {"max-grad-norm", required_argument, 0, O_CLIP},
         {"gradient-checkpointing", no_argument, 0, O_GCKPT},
+        {"dtype", required_argument, 0, O_DTYPE},
         {"packing", no_argument, 0, O_PACK},
         {"no-shuffle", no_argument, 0, O_NOSHUF},
         {"valid", required_argument, 0, O_VALID},
@@ -353,6 +359,11 @@ int main(int argc, char **argv)
         case O_EPS: o.adamw.eps = NUM_OPT("--eps"); break;
         case O_CLIP: o.clip = NUM_OPT("--clip"); break;
         case O_GCKPT: o.gradient_checkpointing = 1; break;
+        case O_DTYPE: {
+            static const char *const dtypes[] = {"float32", "f32", "bf16", "bfloat16", NULL};
+            o.bf16 = icl_opt_choice("--dtype", optarg, dtypes) >= 2;
+            break;
+        }
         case O_PACK: o.packing = 1; break;
         case O_NOSHUF: o.shuffle = 0; break;
         case O_VALID: o.valid = optarg; break;

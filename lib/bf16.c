@@ -241,6 +241,367 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
     return 0;
 }
 
+/* ---------------------------------------------------------------- packed products (GEMM and training) */
+
+/* Layout of a packed B [K, N] (bf16.h): panels of PNR columns; in a panel,
+ * pair p of rows (2p, 2p + 1) is PNR (B[2p, n], B[2p+1, n]) pairs, one
+ * 32-bit word each, the form vdpbf16ps multiplies with a broadcast pair of
+ * x.  Zero beyond K (odd K) and beyond N (the last panel). */
+#define PNR 64 /* columns per panel: 4 vectors of 16 float32 sums */
+#define PMR 6  /* rows of x per micro-tile: 6 x 4 = 24 accumulators */
+#define PMB 96 /* rows of x per work item (16 micro-tiles) */
+
+static inline int kpad(int K) { return K > 0 ? (K + 1) & ~1 : 0; }
+
+size_t icl_bf16_packed_size(int K, int N)
+{
+    if (K <= 0 || N <= 0)
+        return 0;
+    return (size_t)((N + PNR - 1) / PNR) * PNR * (size_t)kpad(K);
+}
+
+/* One panel from a [N, K] source (rows of K): converts each of its rows,
+ * then scatters the 32-bit pairs.  tmp: PNR kpad(K) bf16. */
+static void pack_panel_nk(const float *B, long ldb, int K, int N, int j0, uint16_t *dst, uint16_t *tmp)
+{
+    int Kp = kpad(K), nc = N - j0 < PNR ? N - j0 : PNR;
+    for (int c = 0; c < PNR; c++) {
+        uint16_t *t = tmp + (size_t)c * Kp;
+        if (c < nc) {
+            icl_bf16_from_f32_row(B + (size_t)(j0 + c) * ldb, t, (size_t)K);
+            if (Kp > K)
+                t[K] = 0;
+        } else {
+            memset(t, 0, (size_t)Kp * sizeof *t);
+        }
+    }
+    uint32_t *d = (uint32_t *)dst;
+    for (int p = 0; p < Kp / 2; p++)
+        for (int c = 0; c < PNR; c++) {
+            uint32_t w;
+            memcpy(&w, tmp + (size_t)c * Kp + 2 * p, 4);
+            d[(size_t)p * PNR + c] = w;
+        }
+}
+
+#if BF_X86
+/* One panel from a [K, N] source (rows of N): rows 2p and 2p + 1 converted
+ * 16 columns at a time and interleaved into pairs. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void pack_panel_kn_native(const float *B, long ldb,
+                                                                                          int K, int N, int j0,
+                                                                                          uint16_t *dst)
+{
+    int nc = N - j0 < PNR ? N - j0 : PNR;
+    for (int p = 0; p < kpad(K) / 2; p++) {
+        const float *r0 = B + (size_t)(2 * p) * ldb + j0, *r1 = 2 * p + 1 < K ? r0 + ldb : NULL;
+        for (int c = 0; c < PNR; c += 16) {
+            int n = nc - c < 0 ? 0 : nc - c > 16 ? 16 : nc - c;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            __m256bh h0 = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r0 + c));
+            __m512i w = _mm512_cvtepu16_epi32((__m256i)h0);
+            if (r1) {
+                __m256bh h1 = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, r1 + c));
+                w = _mm512_or_si512(w, _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h1), 16));
+            }
+            _mm512_storeu_si512(dst + (size_t)p * 2 * PNR + 2 * c, w);
+        }
+    }
+}
+#endif
+
+static void pack_panel_kn(const float *B, long ldb, int K, int N, int j0, uint16_t *dst)
+{
+#if BF_X86
+    if (use_native()) {
+        pack_panel_kn_native(B, ldb, K, N, j0, dst);
+        return;
+    }
+#endif
+    int nc = N - j0 < PNR ? N - j0 : PNR;
+    for (int p = 0; p < kpad(K) / 2; p++)
+        for (int c = 0; c < PNR; c++) {
+            uint16_t *o = dst + (size_t)p * 2 * PNR + 2 * c;
+            o[0] = c < nc ? to_bf16(B[(size_t)(2 * p) * ldb + j0 + c]) : 0;
+            o[1] = c < nc && 2 * p + 1 < K ? to_bf16(B[(size_t)(2 * p + 1) * ldb + j0 + c]) : 0;
+        }
+}
+
+int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads)
+{
+    if (K <= 0 || N <= 0)
+        return 0;
+    int np = (N + PNR - 1) / PNR, Kp = kpad(K), nt = nthreads < 1 ? 1 : nthreads, fail = 0;
+    if ((double)K * N < 65536.0)
+        nt = 1;
+#pragma omp parallel num_threads(nt) reduction(| : fail)
+    {
+        uint16_t *tmp = kn ? NULL : malloc((size_t)PNR * Kp * sizeof *tmp);
+        if (!kn && !tmp)
+            fail = 1;
+        else {
+#pragma omp for schedule(static)
+            for (int jp = 0; jp < np; jp++) {
+                uint16_t *d = P + (size_t)jp * PNR * Kp;
+                if (kn)
+                    pack_panel_kn(B, ldb, K, N, jp * PNR, d);
+                else
+                    pack_panel_nk(B, ldb, K, N, jp * PNR, d, tmp);
+            }
+        }
+        free(tmp);
+    }
+    return fail ? -1 : 0;
+}
+
+/* The epilogue of a micro-tile: o[i][j] (i < mr, j < nc) + bias into y
+ * (beta 0: overwrite, else add), or into y^T (yt: element (i, j) at
+ * y[j ldy + i]). */
+static inline void put_micro(float *y, long ldy, int yt, int mr, int nc, float o[PMR][PNR], const float *bias,
+                             float beta)
+{
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nc; j++) {
+            float t = o[i][j] + (bias ? bias[j] : 0.0f);
+            float *yo = yt ? y + (size_t)j * ldy + i : y + (size_t)i * ldy + j;
+            *yo = beta != 0.0f ? *yo + t : t;
+        }
+}
+
+#if BF_X86
+/* y[i, 0..nc) for mr rows of A (bf16, stride lda, padded to Kp with zero)
+ * times one packed panel: each sum runs over the pairs in order, one
+ * vdpbf16ps per pair, whatever mr, nc or the caller's tiling. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static inline __attribute__((always_inline)) void
+micro_native(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt, int nc,
+             const float *bias, float beta)
+{
+    __m512 acc[PMR][4];
+    for (int i = 0; i < PMR; i++)
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = _mm512_setzero_ps();
+    for (int p = 0; p < Kp / 2; p++) {
+        const uint16_t *bp = Pp + (size_t)p * 2 * PNR;
+        __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 32), b2 = _mm512_loadu_si512(bp + 64),
+                b3 = _mm512_loadu_si512(bp + 96);
+        for (int i = 0; i < mr; i++) {
+            int32_t w;
+            memcpy(&w, A + (size_t)i * lda + 2 * p, 4);
+            __m512bh a = (__m512bh)_mm512_set1_epi32(w);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, (__m512bh)b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, (__m512bh)b1);
+            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], a, (__m512bh)b2);
+            acc[i][3] = _mm512_dpbf16_ps(acc[i][3], a, (__m512bh)b3);
+        }
+    }
+    if (!yt) {
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < 4; v++) {
+                int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
+                if (!n)
+                    break;
+                __mmask16 m = (__mmask16)((1u << n) - 1);
+                float *yo = y + (size_t)i * ldy + 16 * v;
+                __m512 t = acc[i][v];
+                if (bias)
+                    t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+                if (beta != 0.0f)
+                    t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+                _mm512_mask_storeu_ps(yo, m, t);
+            }
+        return;
+    }
+    float o[PMR][PNR];
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++)
+            _mm512_storeu_ps(o[i] + 16 * v, acc[i][v]);
+    put_micro(y, ldy, yt, mr, nc, o, bias, beta);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void micro_any(int mr, int Kp, const uint16_t *A,
+                                                                               long lda, const uint16_t *Pp, float *y,
+                                                                               long ldy, int yt, int nc,
+                                                                               const float *bias, float beta)
+{
+    switch (mr) { /* constant row counts: the accumulators stay in registers */
+    case 1: micro_native(1, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    case 2: micro_native(2, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    case 3: micro_native(3, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    case 4: micro_native(4, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    case 5: micro_native(5, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    default: micro_native(6, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    }
+}
+#endif
+
+static inline float ftz(float x) { return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x; }
+
+/* vdpbf16ps on one lane, as the hardware rounds: the odd product added
+ * first, then the even one, each a single rounding (products of bf16
+ * values are exact), denormal sums flushed to zero. */
+static inline float dp_pair(float acc, uint32_t a, uint32_t b)
+{
+    acc = ftz(fmaf(from_bf16((uint16_t)(a >> 16)), from_bf16((uint16_t)(b >> 16)), ftz(acc)));
+    return ftz(fmaf(from_bf16((uint16_t)a), from_bf16((uint16_t)b), acc));
+}
+
+static void micro_portable(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy,
+                           int yt, int nc, const float *bias, float beta)
+{
+    float o[PMR][PNR];
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nc; j++) {
+            float s = 0.0f;
+            for (int p = 0; p < Kp / 2; p++) {
+                uint32_t a, b;
+                memcpy(&a, A + (size_t)i * lda + 2 * p, 4);
+                memcpy(&b, Pp + (size_t)p * 2 * PNR + 2 * j, 4);
+                s = dp_pair(s, a, b);
+            }
+            o[i][j] = s;
+        }
+    put_micro(y, ldy, yt, mr, nc, o, bias, beta);
+}
+
+/* y[M, N] (+)= A[M, Kp] P (+ bias), A bf16 rows of stride lda; work items
+ * of (panel, PMB rows), panel-major, split statically over nt threads. */
+static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const uint16_t *P, const float *bias,
+                      float *y, long ldy, int yt, float beta, int nt)
+{
+    int np = (N + PNR - 1) / PNR, nmb = (M + PMB - 1) / PMB, nat = use_native();
+    long items = (long)np * nmb;
+    if ((double)M * N * (Kp ? Kp : 1) < 65536.0 || items < 2)
+        nt = 1;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (long it = 0; it < items; it++) {
+        int jp = (int)(it / nmb), i0 = (int)(it % nmb) * PMB;
+        int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < PMB ? M : i0 + PMB;
+        const uint16_t *Pp = P + (size_t)jp * PNR * Kp;
+        const float *bj = bias ? bias + j0 : NULL;
+        for (int i = i0; i < ie; i += PMR) {
+            int mr = ie - i < PMR ? ie - i : PMR;
+            float *yo = yt ? y + (size_t)j0 * ldy + i : y + (size_t)i * ldy + j0;
+#if BF_X86
+            if (nat) {
+                micro_any(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+                continue;
+            }
+#endif
+            micro_portable(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+        }
+    }
+    (void)nat;
+}
+
+/* One reusable scratch block for the rounded operands: taken by the first
+ * product that needs it, given back after (another product running at the
+ * same time allocates its own), so steady-state training does not allocate
+ * (and page-fault) tens of MB per product. */
+static void *scratch_blk;
+static size_t scratch_n;
+
+static void *scratch_take(size_t n, size_t *got)
+{
+    void *p = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
+    size_t have = p ? __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) : 0;
+    if (p && have >= n) {
+        *got = have;
+        return p;
+    }
+    free(p);
+    *got = n;
+    return malloc(n ? n : 1);
+}
+
+static void scratch_give(void *p, size_t n)
+{
+    void *old = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
+    if (old && __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) > n) {
+        free(p); /* keep the larger */
+        p = old;
+        n = __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE);
+    } else {
+        free(old);
+    }
+    __atomic_store_n(&scratch_n, n, __ATOMIC_RELEASE);
+    __atomic_store_n(&scratch_blk, p, __ATOMIC_RELEASE);
+}
+
+void icl_bf16_release_scratch(void)
+{
+    free(__atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL));
+}
+
+/* A[M, Kp] = x[M, K] rounded, zero-padded. */
+static void round_rows(const float *x, long ldx, int M, int K, uint16_t *A, int nt)
+{
+    int Kp = kpad(K);
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
+    for (int i = 0; i < M; i++) {
+        icl_bf16_from_f32_row(x + (size_t)i * ldx, A + (size_t)i * Kp, (size_t)K);
+        if (Kp > K)
+            A[(size_t)i * Kp + K] = 0;
+    }
+}
+
+/* A[M, Tp] = a[T, M]^T rounded, zero-padded: blocks of 32 x 32, each row
+ * piece rounded with the row converter, then transposed. */
+static void round_transposed(const float *a, long lda, int T, int M, uint16_t *A, int nt)
+{
+    int Tp = kpad(T), nbt = (T + 31) / 32, nbm = (M + 31) / 32;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * T >= 65536.0)
+    for (long b = 0; b < (long)nbt * nbm; b++) {
+        int t0 = (int)(b / nbm) * 32, m0 = (int)(b % nbm) * 32;
+        int nt_ = T - t0 < 32 ? T - t0 : 32, nm = M - m0 < 32 ? M - m0 : 32;
+        uint16_t tile[32][32];
+        for (int t = 0; t < nt_; t++)
+            icl_bf16_from_f32_row(a + (size_t)(t0 + t) * lda + m0, tile[t], (size_t)nm);
+        for (int m = 0; m < nm; m++) {
+            uint16_t *o = A + (size_t)(m0 + m) * Tp + t0;
+            for (int t = 0; t < nt_; t++)
+                o[t] = tile[t][m];
+            if (t0 + nt_ == T && Tp > T)
+                o[nt_] = 0;
+        }
+    }
+}
+
+int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const uint16_t *P, const float *bias,
+                         float *y, long ldy, float beta, int nthreads)
+{
+    if (M <= 0 || N <= 0)
+        return 0;
+    int Kp = kpad(K), nt = nthreads < 1 ? 1 : nthreads;
+    size_t need = (size_t)M * (Kp ? Kp : 2) * sizeof(uint16_t), got;
+    uint16_t *A = scratch_take(need, &got);
+    if (!A)
+        return -1;
+    round_rows(x, ldx, M, K, A, nt);
+    gemm_core(M, N, Kp, A, Kp ? Kp : 2, P, bias, y, ldy, 0, beta, nt);
+    scratch_give(A, got);
+    return 0;
+}
+
+int icl_bf16_gemm_tn(int M, int N, int T, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                     int ctrans, int nthreads)
+{
+    if (M <= 0 || N <= 0 || T <= 0)
+        return 0;
+    int Tp = kpad(T), nt = nthreads < 1 ? 1 : nthreads;
+    size_t na = (size_t)M * Tp, need = (na + icl_bf16_packed_size(T, N)) * sizeof(uint16_t), got;
+    uint16_t *A = scratch_take(need, &got);
+    if (!A)
+        return -1;
+    uint16_t *P = A + na;
+    round_transposed(a, lda, T, M, A, nt);
+    if (icl_bf16_pack(b, ldb, 1, T, N, P, nt)) {
+        scratch_give(A, got);
+        return -1;
+    }
+    gemm_core(M, N, Tp, A, Tp, P, NULL, c, ldc, ctrans, 1.0f, nt);
+    scratch_give(A, got);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- linear.c's BF16 row */
 
 static void nan_rows(float *y, long ldy, int N, int out)
@@ -252,27 +613,56 @@ static void nan_rows(float *y, long ldy, int N, int out)
 
 static void w_gemm_forward(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta)
 {
-    if (icl_bf16_gemm(N, w->out, w->in, x, ldx, w->data, w->in, NULL, y, ldy, beta, omp_get_max_threads()))
+    const icl_bf16_weight *b = w->data;
+    if (icl_bf16_gemm_packed(N, w->out, w->in, x, ldx, b->fwd, NULL, y, ldy, beta, omp_get_max_threads()))
         nan_rows(y, ldy, N, w->out);
 }
 
 static void w_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
                            float beta, int nthreads)
 {
-    if (icl_bf16_gemm(N, w->out, w->in, x, ldx, w->data, w->in, bias, y, ldy, beta, nthreads))
+    const icl_bf16_weight *b = w->data;
+    if (icl_bf16_gemm_packed(N, w->out, w->in, x, ldx, b->fwd, bias, y, ldy, beta, nthreads))
         nan_rows(y, ldy, N, w->out);
+}
+
+static void w_input_grad(const icl_weight *w, float *dx, long lddx, float beta, const float *dy, long lddy, int N)
+{
+    const icl_bf16_weight *b = w->data;
+    if (!b->bwd ||
+        icl_bf16_gemm_packed(N, w->in, w->out, dy, lddy, b->bwd, NULL, dx, lddx, beta, omp_get_max_threads()))
+        nan_rows(dx, lddx, N, w->in);
+}
+
+/* dW += dy^T x: the narrower of dy [N, out] and x [N, in] is the one
+ * rounded transposed; the result lands in the master's layout. */
+static void w_weight_grad(const icl_weight *w, const float *dy, long lddy, const float *x, long ldx, int N)
+{
+    int nt = omp_get_max_threads(), rc;
+    if (w->out <= w->in) /* [out, in] += dy^T x as is; Conv1D's [in, out] transposed */
+        rc = icl_bf16_gemm_tn(w->out, w->in, N, dy, lddy, x, ldx, w->grad, w->conv1d ? w->out : w->in, w->conv1d,
+                              nt);
+    else /* [in, out] += x^T dy: Conv1D's as is, [out, in] transposed */
+        rc = icl_bf16_gemm_tn(w->in, w->out, N, x, ldx, dy, lddy, w->grad, w->conv1d ? w->out : w->in, !w->conv1d,
+                              nt);
+    if (rc)
+        nan_rows(w->grad, 1, 1, w->out * w->in);
 }
 
 static void w_dequantize_row(const icl_weight *w, int r, float *out)
 {
-    icl_bf16_to_f32_row((const uint16_t *)w->data + (size_t)r * w->in, out, (size_t)w->in);
+    const icl_bf16_weight *b = w->data;
+    int Kp = kpad(w->in);
+    const uint16_t *pp = b->fwd + (size_t)(r / PNR) * PNR * Kp + 2 * (r % PNR);
+    for (int k = 0; k < w->in; k++)
+        out[k] = from_bf16(pp[(size_t)(k / 2) * 2 * PNR + (k & 1)]);
 }
 
 const icl_weight_ops icl_bf16_weight_ops = {
     .name = "bf16",
     .gemm_forward = w_gemm_forward,
     .rows_forward = w_rows_forward,
-    .input_grad = NULL,
-    .weight_grad = NULL,
+    .input_grad = w_input_grad,
+    .weight_grad = w_weight_grad,
     .dequantize_row = w_dequantize_row,
 };

@@ -51,11 +51,74 @@ void icl_bf16_to_f32_row(const uint16_t *h, float *out, size_t n);
 int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t *W, long ldw, const float *bias,
                   float *y, long ldy, float beta, int nthreads);
 
-/* The ICL_WEIGHT_BF16 row of linear.c's kernel table: weights bf16
- * [out, in] (icl_weight.data), forward products through icl_bf16_gemm (GEMM
- * on the global thread count, rows on the count given); no gradients
- * (input_grad and weight_grad NULL: inference only).  If the rounded
- * activations cannot be allocated the output rows are set to NaN. */
+/* ---- Packed products: the GEMM path of inference and training.
+ *
+ * A packed operand holds a logical B [K, N] in bf16 for y = x B: panels of
+ * 64 columns, each panel (K + 1) / 2 pairs of rows, a pair being 64 32-bit
+ * words (B[2p, n], B[2p + 1, n]) (oneDNN's "VNNI" layout for vdpbf16ps),
+ * zero beyond K and N.  A micro-tile of 6 rows of x by one panel keeps 24
+ * float32 accumulators of 16 lanes in registers; each broadcast pair of x
+ * meets 4 vectors of the panel.  Every y[m, n] is the sum over the pairs p
+ * in order, acc = dp(acc, x pair p, B pair p), starting from 0, then
+ * + bias, then + beta y: the same operations whatever M, N, the tiling and
+ * the thread count (so results are batch-invariant: row m of y depends on
+ * row m of x only).  One vdpbf16ps lane adds the odd product, then the even
+ * one, each rounded once (products of bf16 are exact), flushing denormal
+ * sums to zero; the portable path does exactly that (fmaf), so both paths
+ * give the same bits (up to sums that round to the smallest normal float).
+ * Error bound per output: the one at the top of this file. */
+
+/* uint16 elements of a packed B [K, N] (0 when K or N < 1). */
+size_t icl_bf16_packed_size(int K, int N);
+
+/* P (icl_bf16_packed_size(K, N) elements) = B [K, N] rounded to bf16 and
+ * packed, from float32: element (k, n) is B[n ldb + k] when kn is 0 (rows
+ * of K: a torch.nn.Linear weight W [out, in] is B = W^T for y = x W^T,
+ * K = in, N = out) or B[k ldb + n] when kn is 1 (rows of N: the same W as
+ * B for dx = dy W, K = out, N = in).  Panels split over nthreads OpenMP
+ * threads.  Returns 0, or -1 when a row buffer (kn 0: 64 x K bf16 per
+ * thread) cannot be allocated (P then partly written). */
+int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads);
+
+/* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) B + bias + beta y
+ * (beta 0 overwrites, else adds), B packed by icl_bf16_pack with this K and
+ * N, bias [N] or NULL; x rounded to bf16 first (into a scratch block kept
+ * between calls, see icl_bf16_release_scratch).  Work split over nthreads
+ * threads; results as described above.  Returns 0, or -1 when the rounded
+ * x (M x K bf16) cannot be allocated (y untouched). */
+int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const uint16_t *P, const float *bias,
+                         float *y, long ldy, float beta, int nthreads);
+
+/* Weight gradients: c[M, N] += a^T b over T rows, a [T, M] (row stride lda)
+ * and b [T, N] (row stride ldb) float32, both rounded to bf16 (a^T
+ * transposed while rounding, b packed as B [T, N]), float32 sums over t in
+ * order as above, then added to c.  ctrans 1 stores c transposed: element
+ * (i, j) at c[j ldc + i] (so dW [out, in] += dy^T x can round the narrower
+ * of dy and x transposed).  Returns 0, or -1 when the rounded operands
+ * ((M + 64) x T bf16) cannot be allocated (c untouched). */
+int icl_bf16_gemm_tn(int M, int N, int T, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
+                     int ctrans, int nthreads);
+
+/* Frees the scratch block the packed products keep between calls (it is
+ * reused, never freed otherwise; a later product allocates it again). */
+void icl_bf16_release_scratch(void);
+
+/* A weight for ICL_WEIGHT_BF16 (icl_weight.data points to one): the weight
+ * W [out, in] packed twice, as B = W^T for the forward (K = in, N = out)
+ * and as B = W for the input gradient (K = out, N = in; NULL when no input
+ * gradient is wanted).  Not owned. */
+typedef struct {
+    const uint16_t *fwd, *bwd;
+} icl_bf16_weight;
+
+/* The ICL_WEIGHT_BF16 row of linear.c's kernel table: icl_weight.data is an
+ * icl_bf16_weight.  Forward (GEMM on the global thread count, rows on the
+ * count given) y = x W^T through icl_bf16_gemm_packed with fwd; input
+ * gradient dx = dy W with bwd; weight gradient dW += dy^T x through
+ * icl_bf16_gemm_tn into icl_weight.grad, float32 in the storage layout of
+ * the master weight ([out, in], or [in, out] when icl_weight.conv1d).  If
+ * scratch memory cannot be had the outputs are set to NaN (the loss then
+ * stops a run). */
 extern const icl_weight_ops icl_bf16_weight_ops;
 
 #endif

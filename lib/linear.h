@@ -45,12 +45,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Storage types of weights.  F32 and QBLOCK have kernels; BF16 is the slot
- * the bf16 issue fills (icl_weight_kernels returns NULL for a type without
- * kernels). */
+/* Storage types of weights (icl_weight_kernels returns NULL for a type
+ * without kernels). */
 typedef enum {
     ICL_WEIGHT_F32 = 0, /* float32, row-major [out, in] (or [in, out] when conv1d) */
-    ICL_WEIGHT_BF16,    /* bfloat16 [out, in] */
+    ICL_WEIGHT_BF16,    /* bfloat16, packed for vdpbf16ps: data is an icl_bf16_weight
+                         * (bf16.h); the float32 master and its gradient stay
+                         * in the storage layout (conv1d as for F32) */
     ICL_WEIGHT_QBLOCK,  /* quantized blocks along in (GGUF types; qtype says which):
                          * out rows of in / blck blocks, ggml's layout; frozen
                          * (no weight_grad); see qlinear.h */
@@ -61,9 +62,9 @@ typedef struct {
     icl_weight_type type;
     int qtype;        /* QBLOCK: the GGUF ggml_type id; else 0 */
     int out, in;      /* logical shape [out, in] */
-    int conv1d;       /* F32: 1 when stored [in, out] (GPT-2 Conv1D); QBLOCK: 0 */
+    int conv1d;       /* F32, BF16: 1 when stored [in, out] (GPT-2 Conv1D); QBLOCK: 0 */
     const void *data; /* the storage, not owned */
-    float *grad;      /* F32 only: dW in the storage layout (+=); NULL = frozen */
+    float *grad;      /* F32, BF16: float32 dW in the storage layout (+=); NULL = frozen */
 } icl_weight;
 
 /* Which forward kernel: GEMM (BLIS; training, evaluation, prefill) or ROWS

@@ -410,6 +410,29 @@ static void set_free(icl_param_set *s)
 
 static void acts_free(icl_acts *a);
 
+/* icl_model_set_bf16's packed weights: product l * ICL_NPROJ + p of layer
+ * l, the LM head at L * ICL_NPROJ; w[i].fwd NULL for a product in
+ * quantized blocks. */
+struct icl_model_bf16 {
+    int n, have_bwd;
+    icl_bf16_weight *w;
+    uint16_t **fwd, **bwd; /* owned: the buffers of w[i] */
+};
+
+static void bf16_free(struct icl_model_bf16 *h)
+{
+    if (!h)
+        return;
+    for (int i = 0; i < h->n; i++) {
+        free(h->fwd[i]);
+        free(h->bwd[i]);
+    }
+    free(h->w);
+    free(h->fwd);
+    free(h->bwd);
+    free(h);
+}
+
 void icl_model_free(icl_model *m)
 {
     if (!m)
@@ -431,7 +454,7 @@ void icl_model_free(icl_model *m)
     free(m->qdata);
     free(m->src_dir);
     acts_free(m->acts);
-    free(m->bf16);
+    bf16_free(m->bf16);
     free(m);
 }
 
@@ -1024,11 +1047,12 @@ static int lora_rmax(const icl_model *m)
 }
 
 /* The base weight at offset w (logical [out, in]; GPT-2 stores Conv1D
- * [in, out]) as a float32 icl_weight, with its gradient when trainable. */
-static icl_weight weight(const icl_model *m, size_t w, int in, int out, int conv1d)
+ * [in, out]) with its gradient when trainable: float32, or the packed
+ * bf16 copy idx (icl_model_set_bf16) when there is one. */
+static icl_weight weight(const icl_model *m, size_t w, int in, int out, int conv1d, int idx)
 {
-    if (m->bf16) { /* icl_model_set_bf16: [out, in] bfloat16, no gradient */
-        icl_weight B = {ICL_WEIGHT_BF16, 0, out, in, 0, m->bf16 + w, NULL};
+    if (m->bf16 && m->bf16->w[idx].fwd) {
+        icl_weight B = {ICL_WEIGHT_BF16, 0, out, in, conv1d, &m->bf16->w[idx], G(m, w)};
         return B;
     }
     icl_weight W = {ICL_WEIGHT_F32, 0, out, in, conv1d, m->base.params + w, G(m, w)};
@@ -1052,7 +1076,7 @@ static icl_linear lin(const icl_model *m, int l, int p)
     default: w = o->down_w, b = o->down_b, in = I, out = C; break;
     }
     const icl_weight *qw = m->qproj ? &m->qproj[(size_t)l * ICL_NPROJ + p] : NULL;
-    icl_linear L = {qw && qw->data ? *qw : weight(m, w, in, out, g2), P(m, b), G(m, b), NULL, 0};
+    icl_linear L = {qw && qw->data ? *qw : weight(m, w, in, out, g2, l * ICL_NPROJ + p), P(m, b), G(m, b), NULL, 0};
     if (m->lora) {
         L.lora = m->lora[l].lora[p];
         L.n_lora = m->lora[l].n[p];
@@ -1063,36 +1087,97 @@ static icl_linear lin(const icl_model *m, int l, int p)
 /* The LM head: W [V, C] (the embedding when tied; never Conv1D). */
 static icl_linear head_lin(const icl_model *m)
 {
-    icl_linear L = {m->qhead.data ? m->qhead : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0),
+    icl_linear L = {m->qhead.data ? m->qhead
+                                  : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0,
+                                           m->cfg.num_hidden_layers * ICL_NPROJ),
                     NULL, NULL, NULL, 0};
     return L;
 }
 
+/* Packs product i of m (float32 L.w) into h: the forward copy (B = W^T,
+ * K = in, N = out) and, when bwd, the input-gradient one (B = W, K = out,
+ * N = in).  Linear [out, in] and Conv1D [in, out] differ only in which
+ * side is the rows.  0, or -1 when memory fails. */
+static int bf16_pack_one(struct icl_model_bf16 *h, int i, const icl_weight *w, int bwd)
+{
+    int nt = omp_get_max_threads();
+    uint16_t **slot = bwd ? &h->bwd[i] : &h->fwd[i];
+    int K = bwd ? w->out : w->in, N = bwd ? w->in : w->out;
+    if (!*slot && !(*slot = malloc(icl_bf16_packed_size(K, N) * sizeof(uint16_t))))
+        return -1;
+    /* fwd: element (k = in, n = out) is W[n in + k] (Linear: rows of K) or
+     * W[k out + n] (Conv1D: rows of N); bwd the other way round */
+    if (icl_bf16_pack(w->data, w->conv1d ? w->out : w->in, w->conv1d != bwd, K, N, *slot, nt))
+        return -1;
+    if (bwd)
+        h->w[i].bwd = *slot;
+    else
+        h->w[i].fwd = *slot;
+    return 0;
+}
+
+/* The float32 product i (layer i / ICL_NPROJ, or the head), data NULL for
+ * one in quantized blocks. */
+static icl_weight f32_product(const icl_model *m, int i)
+{
+    int L = m->cfg.num_hidden_layers;
+    struct icl_model_bf16 *keep = m->bf16;
+    ((icl_model *)m)->bf16 = NULL; /* lin() and head_lin() without the bf16 copies */
+    icl_linear lw = i < L * ICL_NPROJ ? lin(m, i / ICL_NPROJ, i % ICL_NPROJ) : head_lin(m);
+    ((icl_model *)m)->bf16 = keep;
+    if (lw.w.type != ICL_WEIGHT_F32)
+        lw.w.data = NULL;
+    return lw.w;
+}
+
+/* (Re)packs every float32 product: the forward copies, and the backward
+ * ones when bwd (allocating those that are missing). */
+static int bf16_pack_all(icl_model *m, int bwd, char *err, size_t errsz)
+{
+    struct icl_model_bf16 *h = m->bf16;
+    for (int i = 0; i < h->n; i++) {
+        icl_weight w = f32_product(m, i);
+        if (!w.data)
+            continue;
+        if (bf16_pack_one(h, i, &w, 0) || ((bwd || h->bwd[i]) && bf16_pack_one(h, i, &w, 1))) {
+            icl_seterr(err, errsz, "bf16 weights: out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int icl_model_set_bf16(icl_model *m, char *err, size_t errsz)
 {
-    (void)err, (void)errsz;
     if (m->bf16)
         return 0;
-    uint16_t *h = xcalloc(m->base.num_params, sizeof *h);
-    for (int l = 0; l <= m->cfg.num_hidden_layers; l++)
-        for (int p = 0; p < (l < m->cfg.num_hidden_layers ? ICL_NPROJ : 1); p++) {
-            icl_linear L = l < m->cfg.num_hidden_layers ? lin(m, l, p) : head_lin(m);
-            const float *src = L.w.data;
-            uint16_t *dst = h + (src - m->base.params);
-            if (!L.w.conv1d) {
-                icl_bf16_from_f32_row(src, dst, (size_t)L.w.out * L.w.in);
-                continue;
-            }
-            float *row = xmalloc((size_t)L.w.in * sizeof *row); /* Conv1D [in, out] -> [out, in] */
-            for (int o = 0; o < L.w.out; o++) {
-                for (int k = 0; k < L.w.in; k++)
-                    row[k] = src[(size_t)k * L.w.out + o];
-                icl_bf16_from_f32_row(row, dst + (size_t)o * L.w.in, (size_t)L.w.in);
-            }
-            free(row);
-        }
+    struct icl_model_bf16 *h = calloc(1, sizeof *h);
+    int n = m->cfg.num_hidden_layers * ICL_NPROJ + 1;
+    if (h) {
+        h->n = n;
+        h->w = calloc((size_t)n, sizeof *h->w);
+        h->fwd = calloc((size_t)n, sizeof *h->fwd);
+        h->bwd = calloc((size_t)n, sizeof *h->bwd);
+    }
+    if (!h || !h->w || !h->fwd || !h->bwd) {
+        bf16_free(h);
+        icl_seterr(err, errsz, "bf16 weights: out of memory");
+        return -1;
+    }
     m->bf16 = h;
+    if (bf16_pack_all(m, 0, err, errsz)) {
+        bf16_free(h);
+        m->bf16 = NULL;
+        return -1;
+    }
     return 0;
+}
+
+int icl_model_bf16_sync(icl_model *m, char *err, size_t errsz)
+{
+    if (!m->bf16 || !m->base.trainable)
+        return 0;
+    return bf16_pack_all(m, 0, err, errsz);
 }
 
 static void norm_fwd(const icl_model *m, float *y, float *mean, float *rstd, const float *x, const float *w,
@@ -1511,12 +1596,13 @@ double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float 
             m->acts->fused = 0;
         return NAN;
     }
-    if (m->bf16 && loss_scale != 0) {
-        icl_seterr(m->err, sizeof m->err,
-                   "model forward: no training with bf16 weights (icl_model_set_bf16 is for inference)");
-        if (m->acts)
-            m->acts->fused = 0;
-        return NAN;
+    if (loss_scale != 0 && m->bf16 && !m->bf16->have_bwd) { /* bf16: the input-gradient copies, once */
+        if (bf16_pack_all(m, 1, m->err, sizeof m->err)) {
+            if (m->acts)
+                m->acts->fused = 0;
+            return NAN;
+        }
+        m->bf16->have_bwd = 1;
     }
     const icl_config *c = &m->cfg;
     int B = b->B, T = b->T, N = B * T, C = c->hidden_size, L = c->num_hidden_layers;
@@ -1621,10 +1707,6 @@ int icl_model_backward_notify(icl_model *m, const icl_batch *b, icl_grads_ready_
                               size_t errsz)
 {
     icl_acts *a = m->acts;
-    if (m->bf16) {
-        icl_seterr(err, errsz, "model backward: no training with bf16 weights (icl_model_set_bf16 is for inference)");
-        return -1;
-    }
     if (!a || !a->fused || a->B != b->B || a->T < b->T) {
         icl_seterr(err, errsz, "model backward: no forward with loss_scale != 0 on this batch before it");
         return -1;

@@ -153,7 +153,7 @@ typedef struct {
     float lora_dropout;   /* icl_model_set_lora_dropout (0: none) */
     uint64_t dropout_key; /* icl_model_set_dropout_key */
     char err[256];        /* why the last icl_model_forward returned NAN */
-    uint16_t *bf16;       /* NULL, or the matrix products' weights in bfloat16 (icl_model_set_bf16) */
+    struct icl_model_bf16 *bf16; /* NULL, or the products' packed bfloat16 weights (icl_model_set_bf16) */
 } icl_model;
 
 /* A batch of B sequences of T positions (row-major [B, T] arrays).
@@ -177,18 +177,29 @@ typedef struct {
     const int32_t *pos;
 } icl_batch;
 
-/* The bf16 compute path for inference (`--dtype bf16`): rounds the weights
- * of the matrix products (each layer's fused q|k|v, o, gate|up and down
- * projections and the LM head; GPT-2's Conv1D ones transposed to [out, in])
- * to bfloat16 once, into m->bf16 (same offsets as base.params), and from
- * then on the forward, decode and step products use them with activations
- * rounded to bf16 and float32 sums (lib/bf16.h; AVX512-BF16 when the CPU has
- * it, else a slower portable path).  Embeddings, norms, biases, adapters,
- * attention and the softmax stay float32.  A snapshot: later changes to the
- * float32 weights are not seen.  Inference only: a forward with
- * loss_scale != 0 and icl_model_backward refuse (their message says so).
- * Idempotent; 0 ok. */
+/* The bf16 compute path (`--dtype bf16`, inference and training): rounds
+ * the weights of the matrix products (each layer's fused q|k|v, o, gate|up
+ * and down projections and the LM head, the tied embedding included;
+ * GPT-2's Conv1D ones too) to bfloat16, packed for vdpbf16ps
+ * (icl_bf16_pack in lib/bf16.h: W^T for the forward, and W for the input
+ * gradient once a backward needs it), into m->bf16.  From then on every
+ * product of those weights takes activations (and, in the backward,
+ * output gradients) rounded to bf16 with float32 sums (AVX512-BF16 when
+ * the CPU has it, else a slower portable path with the same roundings):
+ * forward y = x W^T, input gradient dx = dy W, weight gradient dW += dy^T x
+ * (into the float32 gradient of the float32 master weight).  Embeddings,
+ * norms, biases, adapters (LoRA's A and B), attention, the softmax and the
+ * loss stay float32; products kept in quantized blocks (QLoRA) stay as
+ * they are.  The bf16 weights are a snapshot of the float32 ones: after
+ * changing those (an optimizer step) call icl_model_bf16_sync.
+ * Idempotent; 0 ok, -1 with err when memory for the packed weights cannot
+ * be had. */
 int icl_model_set_bf16(icl_model *m, char *err, size_t errsz);
+/* After the float32 weights of a trainable base changed (each optimizer
+ * step, trainer.h does it): rounds and packs them again into m->bf16.
+ * Nothing when m has no bf16 weights or its base is frozen (a frozen
+ * LoRA base is rounded once).  0 ok, -1 with err (memory). */
+int icl_model_bf16_sync(icl_model *m, char *err, size_t errsz);
 
 /* Load an HF model folder: config.json and model.safetensors (F32, BF16 or
  * F16), or the shards named by model.safetensors.index.json.  dir may also

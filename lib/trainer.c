@@ -1,6 +1,7 @@
 /* trainer.c - icl-train's loop: see trainer.h. */
 #define _GNU_SOURCE
 #include "trainer.h"
+#include "bf16.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -138,7 +139,8 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
                              v->numel, &o->adamw, lr, t, v->ndim >= 2);
         }
     }
-    return 0;
+    /* --dtype bf16: the products' bf16 weights follow the float32 masters */
+    return icl_model_bf16_sync(m, err, errsz);
 }
 
 /* ------------------------------------------------------------ small helpers */
@@ -748,6 +750,7 @@ static const struct {
     {"tokenizer", "the tokenizer (xxh3 fingerprint)"},
     {"num_examples", "the number of examples"},
     {"data_hash", "the training data (xxh3 of the kept examples)"},
+    {"dtype", "--dtype"},
     {"batch_size", "--batch-size"},
     {"grad_accum", "--grad-accum"},
     {"seq_len", "--seq-len"},
@@ -807,6 +810,7 @@ static json_t *run_settings(const train_run *r)
     json_object_set_new(s, "num_examples", json_integer((json_int_t)r->data.n));
     json_object_set_new(s, "data_hash", json_string(h = hex_hash("xxh3:", icl_dataset_hash(&r->data))));
     free(h);
+    json_object_set_new(s, "dtype", json_string(o->bf16 ? "bfloat16" : "float32"));
     json_object_set_new(s, "batch_size", json_integer(o->batch_size));
     json_object_set_new(s, "grad_accum", json_integer(o->grad_accum));
     json_object_set_new(s, "seq_len", json_integer(r->data.seq_len));
@@ -854,7 +858,12 @@ static int compare_settings(train_run *r, json_t *theirs)
     int n = 0;
     for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
         json_t *a = json_object_get(mine, setting_names[i].key), *t = json_object_get(theirs, setting_names[i].key);
-        if (!a || (t && json_equal(a, t)))
+        json_t *f32 = json_string("float32");
+        if (!t && !strcmp(setting_names[i].key, "dtype"))
+            t = f32; /* checkpoints from before --dtype: float32 */
+        int same = !a || (t && json_equal(a, t));
+        json_decref(f32);
+        if (same)
             continue;
         char *x = setting_text(a), *y = setting_text(t), line[600];
         snprintf(line, sizeof line, "%s%s is %s here but %s in the checkpoint", n++ ? "; " : "",
@@ -1500,11 +1509,13 @@ static void summary(const train_run *r)
     note(r, 0,
          "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
-         " threads %d gradient_checkpointing %d | out %s",
+         " threads %d gradient_checkpointing %d dtype %s | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
          r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
-         o->gradient_checkpointing, o->out_dir);
+         o->gradient_checkpointing, o->bf16 ? (icl_bf16_native() ? "bfloat16 (avx512bf16)" : "bfloat16 (portable)")
+                                            : "float32",
+         o->out_dir);
     if (r->m->lora_set)
         note(r, 0, "LoRA r %d lora_alpha %g (scale %g) lora_dropout %g use_rslora %d, %d adapted modules",
              r->lcfg.r, r->lcfg.lora_alpha, icl_lora_scale(&r->lcfg), r->lcfg.lora_dropout, r->lcfg.use_rslora,
@@ -1668,6 +1679,16 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     plan_schedule(r);
     if (restore(r))
         goto out;
+    if (o->bf16) { /* after restore: the weights the run continues from */
+        char e2[256];
+        if (!icl_bf16_native())
+            note(r, 1, "--dtype bf16: this CPU lacks AVX512-BF16 (avx512bf16, with avx512f and avx512bw): the "
+                       "products run the portable C path (the same results, several times slower than float32)");
+        if (icl_model_set_bf16(r->m, e2, sizeof e2)) {
+            fail(r, "%s", e2);
+            goto out;
+        }
+    }
     summary(r);
     r->bbs = xcalloc((size_t)o->grad_accum + 1, sizeof *r->bbs);
     r->mbs = xcalloc((size_t)o->grad_accum, sizeof *r->mbs);

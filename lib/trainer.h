@@ -148,8 +148,9 @@ typedef struct {
  * L2 norm (sets in order, tensors in order, accumulated in double);
  * clipping as torch.nn.utils.clip_grad_norm_; AdamW (optim.h) per tensor
  * with weight decay on tensors of 2+ dims, at learning rate lr and bias
- * correction step t (1-based).  Moments are allocated on first use.
- * Returns 0 (r filled), 1 when *o->stop became nonzero before the update
+ * correction step t (1-based); then, for a model with bf16 weights
+ * (icl_model_set_bf16), icl_model_bf16_sync.  Moments are allocated on
+ * first use.  Returns 0 (r filled), 1 when *o->stop became nonzero before the update
  * (parameters unchanged), -1 with err: a rejected batch, a target count
  * that differs from n_targets, the hook's failure, a non-finite loss or
  * norm ("the loss is NaN", parameters unchanged). */
@@ -179,6 +180,12 @@ typedef struct {
                                  * everything to float32 (icl_model_load_gguf) */
     int gradient_checkpointing; /* keep only each layer's input, recompute in the backward
                                    (model.h); same results, bit for bit */
+    int bf16;                   /* --dtype bf16: the matrix products in bfloat16 with float32
+                                 * sums (icl_model_set_bf16), float32 master weights, gradients,
+                                 * AdamW moments, norms and loss; the bf16 weights are re-rounded
+                                 * after every optimizer step (icl_train_step does it); without
+                                 * AVX512-BF16 a warning and the portable path.  Recorded in the
+                                 * checkpoint's settings as "dtype": a resume must keep it */
     /* data */
     const char *const *files;   /* token-line files; none = stdin */
     int nfiles;
