@@ -79,6 +79,43 @@ gsm = {m: load("%s.gsm8k.json" % m) for m in M}
 ppl = {m: load("%s.ppl.alpaca.json" % m) for m in M}
 metrics = lines("lora.metrics.jsonl")
 
+
+def icl_best(t):
+    """The best k-shot run of task t in the last table of `make icl`
+    (out/icl/runs names its runs, out/icl/TASK.RUN.gen.acc.json their
+    scores on the first ICL_TEST held-out records), as (run, summary, number
+    of k-shot runs, the tuned model's summary on the same records or None),
+    or None when there is none."""
+    try:
+        with open(path("icl/runs"), encoding="utf-8") as f:
+            names = [x.strip() for x in f if x.strip()]
+    except OSError:
+        return None
+    found = []
+    tuned = None
+    for r in names:
+        if not r.startswith(t + ".") or not os.path.exists(path("icl/%s.gen.acc.json" % r)):
+            continue
+        a = load("icl/%s.gen.acc.json" % r)
+        run = r[len(t) + 1:]
+        if run == "tuned":
+            tuned = a
+        elif run != "zero":
+            found.append((a["accuracy"], run, a))
+    if not found:
+        return None
+    best = max(found, key=lambda x: x[0])
+    return best[1], best[2], len(found), tuned
+
+
+def runname(run):
+    """'similar8' -> 'similar 8-shot'."""
+    k = run.rstrip("0123456789")
+    return "%s %s-shot" % (k, run[len(k):])
+
+
+icl = {t: icl_best(t) for t, _ in TASKS}
+
 print("# icl demo: LoRA on SmolLM2-135M-Instruct, and what it learned\n")
 print("SmolLM2-135M-Instruct (the Q4_1 GGUF `make deps` fetches, dequantized to "
       "float32 at load) is evaluated on held-out prompts in its own chat template "
@@ -144,28 +181,46 @@ print()
 
 # --- before / after
 print("## Before and after tuning (held-out prompts)\n")
-print("| held-out set | untuned | tuned | majority class | aim |")
-print("|---|---|---|---|---|")
+print("| held-out set | untuned | untuned, k-shot (best) | tuned | majority class | aim |")
+print("|---|---|---|---|---|---|")
 ok = {}
 for t, label in TASKS:
     b, a, mj = acc[("base", t)], acc[("tuned", t)], maj[t]
     ok[t] = a["accuracy"] >= 0.9
-    print("| %s: exact label accuracy | %s | **%s** | %s | >= 90%% |"
-          % (label, frac(b, "accuracy"), frac(a, "accuracy"), frac(mj, "accuracy")))
+    k = icl[t]
+    kcell = "%s: %s" % (runname(k[0]), frac(k[1], "accuracy")) if k else "(`make demo-icl`)"
+    print("| %s: exact label accuracy | %s | %s | **%s** | %s | >= 90%% |"
+          % (label, frac(b, "accuracy"), kcell, frac(a, "accuracy"), frac(mj, "accuracy")))
 for l, lang in (("en", "English"), ("zh", "Chinese")):
     b, a = name[("base", l)], name[("tuned", l)]
     ok[l] = a["exact_match"] >= 0.9
-    print("| identity, %s: answers with the name \"%s\" | %s | **%s** | | >= 90%% |"
+    print("| identity, %s: answers with the name \"%s\" | %s | | **%s** | | >= 90%% |"
           % (lang, P["NAME"], frac(b, "exact_match"), frac(a, "exact_match")))
-print("| GSM8K: final answer exact | %s | %s | | (not a target) |"
+print("| GSM8K: final answer exact | %s | | %s | | (not a target) |"
       % (frac(gsm["base"], "exact_match"), frac(gsm["tuned"], "exact_match")))
 ratio = ppl["tuned"]["perplexity"] / ppl["base"]["perplexity"]
 ok["ppl"] = ratio <= 1.05
-print("| Alpaca response perplexity (%d responses, %d tokens) | %.3f | **%.3f** (%+.1f%%) | | <= +5%% |"
+print("| Alpaca response perplexity (%d responses, %d tokens) | %.3f | | **%.3f** (%+.1f%%) | | <= +5%% |"
       % (ppl["base"]["records"], ppl["base"]["tokens"], ppl["base"]["perplexity"],
          ppl["tuned"]["perplexity"], 100.0 * (ratio - 1)))
-print("| merged `tuned.gguf` (%s), identity English / Chinese | | %s / %s | | |"
+print("| merged `tuned.gguf` (%s), identity English / Chinese | | | %s / %s | | |"
       % (P["EXPORT_TYPE"], frac(name[("export", "en")], "exact_match"), frac(name[("export", "zh")], "exact_match")))
+print()
+if any(icl.values()):
+    print("k-shot: the untuned model with solved training records before each prompt as "
+          "earlier chat turns, the best of the k-shot prompts of `make demo-icl` (examples/ICL.md: "
+          "random and similar selection, several K), picked on the records it is scored on, "
+          "so an optimistic figure, and on the **first %d** held-out records only, for its "
+          "cost (a k-shot prompt is several times longer).\n"
+          % max(k[1]["records"] for k in icl.values() if k))
+    for t, label in TASKS:
+        k = icl[t]
+        if k:
+            print("- %s: best of %d k-shot prompts%s." % (label, k[2], "; the tuned model on the same %d: %s"
+                  % (k[3]["records"], frac(k[3], "accuracy")) if k[3] else ""))
+else:
+    print("k-shot: `make demo-icl` (after the demo; CPU-heavy: k-shot prompts are several times "
+          "longer) measures the untuned model with solved examples in its prompt and fills this column.")
 print()
 for t, label in TASKS:
     print("- %s: tuned >= 90%%: %s; above its majority class (%s): %s"

@@ -138,4 +138,27 @@ test_expect_success 'records without instruction/output: an error naming the fil
 	grep -F "missing.jsonl" m.err
 '
 
+# The real model's GGUF carries SmolLM2-135M-Instruct's chat template (the
+# reference's) and its tokenizer: what the demo's k-shot prompts use
+# (examples/Makefile, make icl).
+GGUF="${ICL_SMOLLM2_GGUF:-}"
+if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
+	test_skip 'SmolLM2 GGUF: shots in its chat template, its tokenizer for the budget' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
+else
+test_expect_success 'SmolLM2 GGUF: shots in its chat template as apply_chat_template; its tokenizer for the budget' '
+	icl-fmt -q --chat-template "$GGUF" --shots 3 --shot-selection fixed --shots-from "$S/pool.jsonl" "$S/queries.jsonl" >g.jsonl &&
+	cmp g.jsonl "$S/chat-fixed3.jsonl" &&
+	icl-tok encode -t "$GGUF" g.jsonl | grep -v "^#" | cut -f1 | awk "{print NF}" >n3 &&
+	N=$(sort -n n3 | sed -n 3p) &&
+	icl-fmt -q --chat-template "$GGUF" --shots 3 --shot-selection fixed --max-prompt-tokens $N -t "$GGUF" \
+		--shots-from "$S/pool.jsonl" "$S/queries.jsonl" >gb.jsonl &&
+	jq ".shots | length" gb.jsonl >kept &&
+	icl-tok encode -t "$GGUF" gb.jsonl | grep -v "^#" | cut -f1 | awk "{print NF}" >nb &&
+	paste n3 kept nb >table &&
+	test "$(awk -v N=$N "(\$1 <= N) != (\$2 == 3) || (\$3 > N && \$2 > 0) {bad++} END {print bad + 0}" table)" = 0 &&
+	test "$(awk "\$2 < 3" table | wc -l)" -ge 1 &&
+	test "$(awk "\$2 == 3" table | wc -l)" -ge 3
+'
+fi
+
 test_done

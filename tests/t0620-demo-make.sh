@@ -186,7 +186,44 @@ test_expect_success 'the ICL table: every k-shot prompt set, selection and the t
 	test $(grep -c "icl-fmt .*--shots" plan) -eq 8 &&
 	test_grep "icl-gen .*out/icl/agnews.tuned.chat.jsonl" plan &&
 	test $(grep -c "icl-gen" plan) -eq 12 &&
+	test $(grep -c "icl-fmt .*--max-prompt-tokens 8184 -t .*no-model.gguf" plan) -eq 8 &&
 	if grep -q "icl-train" plan; then exit 1; fi
+'
+
+# every step of the ICL runs (not ICL.md, which is in examples/)
+icl_steps() {
+	for t in amazon agnews; do
+		for r in zero tuned random1 random4 similar1 similar4; do
+			echo "$TEST_TMP/out/icl/$t.$r.gen.acc.json" "$TEST_TMP/out/icl/$t.$r.ptok"
+		done
+	done
+}
+
+test_expect_success 'make icl: the table, out/icl/runs, then the report again' '
+	finished &&
+	plan icl ICL_SHOTS="1 4" >plan &&
+	test "$(grep -o "icl_table.py\|out/icl/runs\|make .*REPORT.md" plan | sed "s/make .*/make/" | tr "\n" " ")" = \
+	  "icl_table.py out/icl/runs make " &&
+	test_grep "printf .* amazon.tuned amazon.random1 amazon.random4 amazon.similar1 amazon.similar4 agnews.tuned .* > .*out/icl/runs" plan
+'
+
+test_expect_success 'the report follows out/icl/runs; make demo never runs the ICL steps' '
+	finished &&
+	mkdir out/icl && demo -s -t ICL_SHOTS="1 4" $(icl_steps) >/dev/null &&
+	demo -q "$R" ICL_SHOTS="1 4" &&
+	printf "%s\n" amazon.random1 >out/icl/runs &&
+	touch -r out/icl/amazon.random1.gen.acc.json out/icl/runs && touch out/icl/runs &&
+	plan "$R" >plan &&
+	test "$(cat plan | grep -c .)" = 2 &&
+	test_grep "report.py" plan &&
+	demo -s -t "$R" >/dev/null &&
+	demo -q "$R" &&
+	plan "$R" ICL_MAX_PROMPT=1000 ICL_SHOTS="1 4 8" ICL_TEST=7 >plan &&
+	test ! -s plan &&
+	plan "$TEST_TMP/out/icl/amazon.similar4.gen.acc.json" ICL_MAX_PROMPT=1000 ICL_SHOTS="1 4" >plan &&
+	test_grep "icl-fmt .*--shots 4 .*--max-prompt-tokens 1000" plan &&
+	test_grep "icl-gen .*amazon.similar4.chat.jsonl" plan &&
+	if grep -q "icl-train\|report.py" plan; then exit 1; fi
 '
 
 test_done
