@@ -79,10 +79,10 @@ DPCC := $(CC)
 DPDEF :=
 endif
 DP_OBJ := $(B)/cmd/dp/dp.o
-# Linked into every program (and unit test), not into libicl.a: BLIS's
-# thread barrier made to sleep after a bounded spin (issue 18, "no collapse
-# under load"; see the file).
-COMMON_OBJ := $(B)/cmd/common/blis_wait.o
+# Linked into every program (and unit test), not into libicl.a (issue 18,
+# "no collapse under load"; see the files): BLIS's thread barrier made to
+# sleep after a bounded spin, and the thread count that follows the load.
+COMMON_OBJ := $(B)/cmd/common/blis_wait.o $(B)/cmd/common/adapt.o
 $(DP_OBJ): cmd/dp/dp.c
 	@mkdir -p $(@D)
 	$(DPCC) $(ALLCFLAGS) $(DPDEF) -c -o $@ $<

@@ -24,6 +24,7 @@
 #include "record.h"
 #include "sandbox.h"
 #include "cli.h"
+#include "common/adapt.h"
 #include "util.h"
 
 /* Reals in the summary and per-example lines: 15 significant digits
@@ -75,13 +76,18 @@ static void usage(FILE *f)
 "                          of a model on token lines (target segments only;\n"
 "                          per token over the whole input)\n"
 "      --threads N         threads for the model mode, samples run at once for\n"
-"                          pass@k (default: all cores)\n"
+"                          pass@k (default: ICL_NUM_THREADS, else all cores;\n"
+"                          in the model mode, less those other programs keep\n"
+"                          busy, measured between lines, a notice naming\n"
+"                          each change; the results do not depend on it)\n"
+"      --no-adaptive-threads  model mode without --threads: all cores\n"
+"                          whatever the load\n"
 "      --dtype TYPE        model mode: f32 (default) or bf16 (the matrix\n"
 "                          products in bfloat16 with float32 sums, as icl-gen)\n"
 "      --progress / --no-progress   model mode: force the progress line on\n"
 "                          standard error (count, rate, ETA) on or off\n"
 "                          (default: on when it is a terminal)\n"
-"  -q, --quiet             no progress line\n"
+"  -q, --quiet             no progress line, no thread-count notice\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
 "\n"
@@ -135,7 +141,7 @@ typedef struct {
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files,
-                      int progress, int bf16, int dequantize, int decode)
+                      int progress, int bf16, int dequantize, int decode, int adaptive)
 {
     char err[1024], *base = NULL;
     /* bf16 weights are made from float32 ones: a GGUF is dequantized then */
@@ -165,6 +171,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     icl_lm_eval_init(&e);
     icl_progress prog;
     icl_progress_start(&prog, progress, icl_count_lines(files, nfiles), "lines");
+    icl_adapt adapt; /* the thread count follows the load unless fixed */
+    icl_adapt_start(&adapt, adaptive, 0, adaptive > 1);
+    adapt.line_open = &prog.drawn;
     int have_hdr = 0, hdr_vocab = 0;
     uint64_t hdr_fp = 0;
     for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
@@ -193,6 +202,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
             if ((decode ? icl_lm_eval_line_decode : icl_lm_eval_line)(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lines.lineno, err);
             icl_progress_add(&prog, 1);
+            char where[48];
+            snprintf(where, sizeof where, "line %ld", prog.done + 1);
+            icl_adapt_poll(&adapt, where);
         }
         icl_toklines_close(&r);
     }
@@ -488,14 +500,14 @@ int main(int argc, char **argv)
     icl_tokenize tok = ICL_TOK_13A;
     double timeout = 10;
     enum { OPT_SKIP_BAD = 256, OPT_TOKENIZE, OPT_EXTRACT, OPT_TIMEOUT, OPT_THREADS, OPT_ADAPTER, OPT_PROGRESS,
-           OPT_NO_PROGRESS, OPT_DTYPE, OPT_DEQUANTIZE, OPT_DECODE };
+           OPT_NO_PROGRESS, OPT_DTYPE, OPT_DEQUANTIZE, OPT_DECODE, OPT_NO_ADAPT };
     static const struct option lo[] = {
         {"pred", required_argument, 0, 'p'},     {"ref", required_argument, 0, 'r'},
         {"metrics", required_argument, 0, 'M'},  {"per-example", required_argument, 0, 'e'},
         {"per-record", required_argument, 0, 'e'}, {"tokenize", required_argument, 0, OPT_TOKENIZE},
         {"extract", required_argument, 0, OPT_EXTRACT}, {"timeout", required_argument, 0, OPT_TIMEOUT},
         {"skip-bad", no_argument, 0, OPT_SKIP_BAD}, {"model", required_argument, 0, 'm'},
-        {"threads", required_argument, 0, OPT_THREADS}, {"help", no_argument, 0, 'h'},
+        {"threads", required_argument, 0, OPT_THREADS}, {"no-adaptive-threads", no_argument, 0, OPT_NO_ADAPT}, {"help", no_argument, 0, 'h'},
         {"adapter", required_argument, 0, OPT_ADAPTER},
         {"version", no_argument, 0, 'V'},        {"progress", no_argument, 0, OPT_PROGRESS},
         {"no-progress", no_argument, 0, OPT_NO_PROGRESS}, {"quiet", no_argument, 0, 'q'},
@@ -505,7 +517,7 @@ int main(int argc, char **argv)
     };
     int c, n_adapters = 0;
     static const char *adapters[64];
-    int threads = 0, progress = -1, bf16 = 0, dequantize = 0, decode = 0;
+    int threads = 0, progress = -1, bf16 = 0, dequantize = 0, decode = 0, quiet = 0, adaptive = 1;
     char err[256];
     while ((c = getopt_long(argc, argv, "p:r:M:e:m:qhV", lo, NULL)) != -1) {
         switch (c) {
@@ -557,7 +569,9 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_PROGRESS: progress = 1; break;
-        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
+        case OPT_NO_PROGRESS: progress = 0; break;
+        case 'q': progress = 0, quiet = 1; break;
+        case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
         default:
@@ -575,10 +589,14 @@ int main(int argc, char **argv)
         if (text_opts)
             icl_usage_die("--pred, --ref, --metrics, --per-record, --tokenize, --extract and --timeout do not "
                       "apply to the model mode (-m)");
-        if (threads)
-            icl_set_threads(threads);
+        icl_set_threads(threads); /* 0: $ICL_NUM_THREADS or all cores, BLIS's too */
+        const char *env_threads = getenv("ICL_NUM_THREADS");
+        if (threads || (env_threads && *env_threads))
+            adaptive = 0;
+        else if (adaptive && !quiet)
+            adaptive = 2; /* with the notice */
         return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress, bf16,
-                          dequantize, decode);
+                          dequantize, decode, adaptive);
     }
     for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
         if (icl_same_file(argv[i], o.per_path))

@@ -20,6 +20,7 @@
 #include "toklines.h"
 #include "tokrec.h"
 #include "cli.h"
+#include "common/adapt.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -78,7 +79,11 @@ static void usage(FILE *f)
 "                             is JSON if it parses, else a string\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
-"      --threads N            threads (default: all cores, or ICL_NUM_THREADS)\n"
+"      --threads N            threads (default: ICL_NUM_THREADS, else all cores\n"
+"                             less those other programs keep busy, measured\n"
+"                             between batches; a notice names each change;\n"
+"                             the output does not depend on the count)\n"
+"      --no-adaptive-threads  without --threads: all cores whatever the load\n"
 "      --dtype TYPE           f32 (default) or bf16: the matrix products with\n"
 "                             weights and activations rounded to bfloat16 and\n"
 "                             float32 sums (AVX512-BF16; slower portable code\n"
@@ -86,7 +91,7 @@ static void usage(FILE *f)
 "      --progress / --no-progress   force the progress line on standard error\n"
 "                             (count, rate, ETA) on or off (default: on when\n"
 "                             it is a terminal, unless text is streamed)\n"
-"  -q, --quiet                no progress line\n"
+"  -q, --quiet                no progress line, no thread-count notice\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -113,7 +118,7 @@ static void usage(FILE *f)
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
-       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE,
+       OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE, OPT_NO_ADAPT,
        OPT_DEQUANTIZE };
 
 static const struct option longopts[] = {
@@ -137,6 +142,7 @@ static const struct option longopts[] = {
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"no-adaptive-threads", no_argument, NULL, OPT_NO_ADAPT},
     {"dtype", required_argument, NULL, OPT_DTYPE},
     {"progress", no_argument, NULL, OPT_PROGRESS},
     {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -163,7 +169,18 @@ typedef struct {
     int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
     icl_toklines_header hdr; /* the first one (source not kept) */
     icl_progress prog; /* completions (text) or lines (--ids) done */
+    icl_adapt adapt;   /* the thread count that follows the load (adapt.on: not fixed) */
 } ctx_t;
+
+/* After a batch of n: progress, then the thread count for the next one. */
+static void batch_done(ctx_t *c, int n)
+{
+    icl_progress_add(&c->prog, n);
+    char where[64];
+    /* "line 17", "completion 17": prog.what without its plural s */
+    snprintf(where, sizeof where, "%.*s %ld", (int)strlen(c->prog.what) - 1, c->prog.what, c->prog.done + 1);
+    icl_adapt_poll(&c->adapt, where);
+}
 
 /* A prompt must fit the model's context (icl_generate would refuse the
  * whole batch; say which record it is). */
@@ -324,7 +341,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             n++;
             if (n == c->batch) {
                 run_text_batch(c, recs, prompts, n, (const char **)where);
-                icl_progress_add(&c->prog, n);
+                batch_done(c, n);
                 for (int i = 0; i < n; i++)
                     json_decref(recs[i]);
                 n = 0;
@@ -335,7 +352,7 @@ static void gen_text_file(ctx_t *c, const char *path)
     }
     if (n > 0) {
         run_text_batch(c, recs, prompts, n, (const char **)where);
-        icl_progress_add(&c->prog, n);
+        batch_done(c, n);
     }
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
@@ -445,13 +462,13 @@ static void gen_ids_file(ctx_t *c, const char *path)
         c->index++;
         if (n == c->batch) {
             run_ids_batch(c, items, n, where);
-            icl_progress_add(&c->prog, n);
+            batch_done(c, n);
             n = 0;
         }
     }
     if (n > 0) {
         run_ids_batch(c, items, n, where);
-        icl_progress_add(&c->prog, n);
+        batch_done(c, n);
     }
     for (int i = 0; i < c->batch; i++) {
         icl_ids_free(&items[i].ids);
@@ -504,7 +521,7 @@ int main(int argc, char **argv)
     double temp = 0, top_p = 0, min_p = 0, rep = 0;
     int has_temp = 0, has_top_p = 0, has_min_p = 0, has_rep = 0, greedy = 0, ids_mode = 0, parse_special = 0, stream = 0, c;
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
-    int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0, dequantize = 0;
+    int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0, dequantize = 0, quiet = 0, adaptive = 1;
     static const char *adapters[64];
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
@@ -545,7 +562,9 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_PROGRESS: progress = 1; break;
-        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
+        case OPT_NO_PROGRESS: progress = 0; break;
+        case 'q': progress = 0, quiet = 1; break;
+        case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
         case 'V': free(stop); free(tvars); icl_version_exit();
         default: icl_usage_die("unknown option");
@@ -647,6 +666,9 @@ int main(int argc, char **argv)
     long total = icl_count_lines(argv + optind, argc - optind);
     icl_progress_start(&cx.prog, cx.stream ? 0 : progress, total > 0 && !ids_mode ? total * nret : total,
                        ids_mode ? "lines" : "completions");
+    const char *env_threads = getenv("ICL_NUM_THREADS");
+    icl_adapt_start(&cx.adapt, adaptive && !threads && !(env_threads && *env_threads), 0, !quiet);
+    cx.adapt.line_open = &cx.prog.drawn;
     for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
         (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
     icl_progress_end(&cx.prog);

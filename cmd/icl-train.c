@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/adapt.h"
 #include "dp/dp.h"
 #include "gguf.h"
 #include "gguf_model.h"
@@ -122,10 +123,15 @@ static const char usage_text[] =
     "      --overwrite-output-dir a new run may delete the checkpoints another run\n"
     "                             left in OUT_DIR (otherwise refused)\n"
     "      --seed N               initialisation and shuffling (default 42)\n"
-    "      --threads N            threads (default: ICL_NUM_THREADS or all cores)\n"
+    "      --threads N            threads (default: ICL_NUM_THREADS, else all cores\n"
+    "                             less those other programs keep busy, measured\n"
+    "                             between steps; a notice names each change;\n"
+    "                             results do not depend on the count)\n"
+    "      --no-adaptive-threads  without --threads: all cores whatever the load\n"
     "      --log-every N          metrics every N steps (default 1)\n"
     "      --progress / --no-progress   force the progress bar on or off\n"
-    "  -q, --quiet                no configuration summary on stderr\n"
+    "  -q, --quiet                no configuration summary or thread-count notice\n"
+    "                             on stderr\n"
     "  -h, --help                 this help\n"
     "  -V, --version              version and BLIS kernels\n"
     "\n"
@@ -139,7 +145,7 @@ static const char usage_text[] =
 enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
-    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER, O_DEQUANT,
+    O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER, O_DEQUANT, O_NOADAPT,
     O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF, O_GCKPT, O_DTYPE
 };
 
@@ -158,6 +164,7 @@ typedef struct {
     int replay;    /* print the resumed checkpoint's log history */
     int progress;  /* a progress bar on stderr */
     int bar_open;  /* the bar's line is not finished */
+    icl_adapt *adapt; /* the thread count that follows the load (NULL: fixed) */
 } reporter;
 
 static void fmt_time(char *b, size_t n, double s)
@@ -219,6 +226,11 @@ static void on_step(void *ctx, const icl_train_progress *p)
         rp->bar_open = p->step != p->total_steps;
         if (!rp->bar_open)
             fputc('\n', stderr);
+    }
+    if (rp->adapt && p->step != p->total_steps) {
+        char where[48];
+        snprintf(where, sizeof where, "step %ld", p->step + 1);
+        icl_adapt_poll(rp->adapt, where);
     }
 }
 
@@ -319,6 +331,7 @@ int main(int argc, char **argv)
         {"use-rslora", no_argument, 0, O_RSLORA},
         {"adapter", required_argument, 0, O_ADAPTER},
         {"dequantize", no_argument, 0, O_DEQUANT},
+        {"no-adaptive-threads", no_argument, 0, O_NOADAPT},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
@@ -329,6 +342,7 @@ int main(int argc, char **argv)
     int progress = -1; /* -1: when stderr is a terminal */
     int gguf_type = -1; /* --save-gguf */
     int replay = 1;
+    int adaptive = 1; /* --no-adaptive-threads: 0 */
     int c;
     while ((c = getopt_long(argc, argv, "m:t:o:qhV", lo, NULL)) != -1) {
         switch (c) {
@@ -395,6 +409,7 @@ int main(int argc, char **argv)
         case O_RSLORA: o.use_rslora = 1; break;
         case O_ADAPTER: o.adapter = optarg; break;
         case O_DEQUANT: o.dequantize = 1; break;
+        case O_NOADAPT: adaptive = 0; break;
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();
@@ -414,6 +429,14 @@ int main(int argc, char **argv)
     icl_train_hooks h = {.note = on_note, .step = on_step, .ctx = &rp, .stop = &got_signal, .replay = on_replay};
     if (dp_start(&dp, &o, &h, err, sizeof err))
         dp_die(&dp, 2, err);
+    /* the thread count follows the load unless fixed (--threads, $ICL_NUM_THREADS,
+     * several ranks: dp_start fixed it or other ranks are not ours to measure) */
+    const char *env_threads = getenv("ICL_NUM_THREADS");
+    static icl_adapt adapt;
+    icl_adapt_start(&adapt, adaptive && o.threads == 0 && !(env_threads && *env_threads) && dp.world == 1, 0,
+                    o.verbose);
+    adapt.line_open = &rp.bar_open;
+    rp.adapt = adapt.on ? &adapt : NULL;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

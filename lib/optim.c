@@ -30,12 +30,31 @@ void icl_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     }
 }
 
+/* Fixed blocks, whatever the thread count: each block summed in order (one
+ * simd loop), then the blocks' sums added in block order.  A reduction
+ * clause would split the sum where the team splits the loop, and the
+ * rounding (so the clipping coefficient, so the model) would depend on the
+ * thread count, which the programs change during a run (issue 18). */
+#define SUMSQ_BLOCKS 1024
 double icl_sumsq(const float *g, size_t n)
 {
+    size_t bs = (n + SUMSQ_BLOCKS - 1) / SUMSQ_BLOCKS;
+    bs = bs < 16384 ? 16384 : (bs + 15) / 16 * 16;
+    size_t nb = (n + bs - 1) / bs;
+    double part[SUMSQ_BLOCKS];
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (size_t b = 0; b < nb; b++) {
+        const float *x = g + b * bs;
+        size_t m = n - b * bs < bs ? n - b * bs : bs;
+        double s = 0.0;
+#pragma omp simd reduction(+ : s)
+        for (size_t i = 0; i < m; i++)
+            s += (double)x[i] * (double)x[i];
+        part[b] = s;
+    }
     double s = 0.0;
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        s += (double)g[i] * (double)g[i];
+    for (size_t b = 0; b < nb; b++)
+        s += part[b];
     return s;
 }
 

@@ -33,7 +33,9 @@ void icl_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                       const icl_adamw *h, double lr, long step, int decay);
 
 /* Sum of squares of g[0..n) accumulated in double (for a global L2 norm:
- * sqrt of the sum over all tensors). */
+ * sqrt of the sum over all tensors).  Summed in fixed blocks (at most 1024,
+ * of at least 16384 elements) whose sums are added in order: the same bits
+ * for any thread count. */
 double icl_sumsq(const float *g, size_t n);
 
 /* Clipping coefficient as torch.nn.utils.clip_grad_norm_: for the global

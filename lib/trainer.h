@@ -73,7 +73,8 @@
  * Resume: the newest checkpoint-STEP (largest STEP) holding trainer_state.json;
  * the model and moments are read back bit for bit and the data position is
  * (epoch, cursor) of the per-epoch permutation, so the continued run gives
- * bit-identical parameters to an uninterrupted one (same thread count).
+ * bit-identical parameters to an uninterrupted one (with any thread count:
+ * every sum is ordered the same way whatever the team size).
  */
 #ifndef ICL_TRAINER_H
 #define ICL_TRAINER_H

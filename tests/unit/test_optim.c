@@ -8,7 +8,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "optim.h"
 
@@ -86,6 +88,43 @@ static void clipping_as_torch(void **state)
     assert_true(fabs(sqrt(icl_sumsq(g, 3)) - 1.0) < 1e-6);
 }
 
+/* The global norm must not depend on the thread count (icl-train changes it
+ * during a run, issue 18): the same bits on 1, 2, 3 and 7 threads, for
+ * lengths around the block size, and the value of an exact sum. */
+static void sumsq_same_bits_for_any_thread_count(void **state)
+{
+    (void)state;
+    size_t lens[] = {1, 16383, 16384, 16385, 100003, 1000003, 17000003};
+    int saved = omp_get_max_threads();
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+        size_t n = lens[l];
+        float *g = malloc(n * sizeof *g);
+        assert_non_null(g);
+        uint64_t x = 88172645463325252ULL;
+        long double exact = 0;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* magnitudes from 1e-6 to 1e2: rounding depends on the order */
+            g[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) * powf(10.0f, (float)(x % 9) - 6.0f);
+            exact += (long double)g[i] * g[i];
+        }
+        double ref = 0;
+        for (int t = 1; t <= 7; t += t == 3 ? 4 : 1) {
+            if (t == 4)
+                continue;
+            omp_set_num_threads(t);
+            double s = icl_sumsq(g, n);
+            if (t == 1)
+                ref = s;
+            else
+                assert_memory_equal(&s, &ref, sizeof s);
+        }
+        assert_true(fabsl((long double)ref - exact) <= 1e-12L * exact);
+        free(g);
+    }
+    omp_set_num_threads(saved);
+}
+
 static void cosine_schedule_matches_transformers(void **state)
 {
     (void)state;
@@ -138,6 +177,7 @@ int main(void)
         cmocka_unit_test(adamw_first_step_is_signed_lr),
         cmocka_unit_test(adamw_matches_float64_over_many_steps),
         cmocka_unit_test(clipping_as_torch),
+        cmocka_unit_test(sumsq_same_bits_for_any_thread_count),
         cmocka_unit_test(cosine_schedule_matches_transformers),
         cmocka_unit_test(other_schedules),
     };
