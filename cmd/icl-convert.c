@@ -23,9 +23,11 @@ static void usage(FILE *f)
 "       icl-convert [OPTION]... ADAPTER_DIR LORA.gguf\n"
 "Convert a GGUF model file (llama.cpp's format) to a Hugging Face model folder\n"
 "(config.json, model.safetensors in float32, generation_config.json), or a\n"
-"folder to a GGUF file.  Architectures: llama, qwen2, gpt2.  A PEFT LoRA\n"
-"adapter folder (adapter_config.json, no config.json) is written as a\n"
-"llama.cpp LoRA adapter GGUF (llama-cli --lora, llama_cpp.Llama(lora_path=)).\n"
+"folder to a GGUF file (GGUF to GGUF goes through a folder: convert the\n"
+"folder back with --like and --type).  Architectures: llama, qwen2, gpt2.\n"
+"A PEFT LoRA adapter folder (adapter_config.json, no config.json) is written\n"
+"as a llama.cpp LoRA adapter GGUF (llama-cli --lora,\n"
+"llama_cpp.Llama(lora_path=)).\n"
 "\n"
 "  -T, --type TYPE   tensor type of the GGUF file written: F32 (default),\n"
 "                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
@@ -169,7 +171,15 @@ int main(int argc, char **argv)
         icl_usage_die("--base applies to a LoRA adapter folder, and %s is not one", in);
     if (icl_is_gguf_file(in)) {
         if (type_given || like)
-            icl_usage_die("--%s applies to writing a GGUF file, and %s is one being read", like ? "like" : "type", in);
+            icl_usage_die("--%s applies to writing a GGUF file, and %s is a GGUF file, converted to a folder "
+                          "(GGUF to GGUF goes through a folder: see icl-convert(1))",
+                          like ? "like" : "type", in);
+        size_t lo = strlen(out);
+        if (lo >= 5 && !strcmp(out + lo - 5, ".gguf"))
+            icl_usage_die("%s is a GGUF file, converted to a Hugging Face folder, and %s names a .gguf file: "
+                          "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
+                          "icl-convert --like IN.gguf [--type TYPE] DIR OUT.gguf)",
+                          in, out, n_adapters ? "--adapter ADAPTER " : "");
         icl_gguf *g = icl_gguf_open(in, err, sizeof err);
         if (!g)
             icl_die("%s", err);

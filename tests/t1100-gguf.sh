@@ -20,6 +20,16 @@ test_expect_success 'icl-convert --help teaches and exits 0; --version' '
 test_expect_code 2 'icl-convert with one argument is a usage error' 'icl-convert $GG/llama-tiny.f32.gguf'
 test_expect_code 2 'icl-convert --type Q4_K is a usage error' 'icl-convert --type Q4_K $M/llama-tiny/model x.gguf'
 test_expect_code 2 '--type with a GGUF input is a usage error' 'icl-convert --type F16 $GG/llama-tiny.f32.gguf out'
+test_expect_success 'a GGUF input with an output named .gguf is a usage error, not a folder named .gguf' '
+	rc=0; icl-convert $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
+	test $rc = 2 &&
+	test_grep "llama-tiny.f32.gguf is a GGUF file, converted to a Hugging Face folder, and o.gguf names a .gguf file" err &&
+	test ! -e o.gguf &&
+	rc=0; icl-convert --adapter x $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
+	test $rc = 2 &&
+	test_grep "icl-convert --adapter ADAPTER IN.gguf DIR" err &&
+	test ! -e o.gguf
+'
 test_expect_success 'icl-convert of something else names it' '
 	test_must_fail icl-convert help out 2>err &&
 	test_grep "help: neither a GGUF file nor a model folder" err
