@@ -19,6 +19,8 @@
  *   T         operands laid out otherwise: fwd from a row-major copy of
  *             W^T [in, out]; dW as dy^T x into a row-major [out, in]
  *   H         as blis, every operand on transparent huge pages (madvise)
+ *   K         as blis with KC (BLIS's k blocking) set per call so that k
+ *             splits into equal blocks (576: 2 x 288, not 256 + 256 + 64)
  * Not run by make bench (no .sh): make build/bench/gemm_shapes, then run it.
  * usage: gemm_shapes [N [REPS [FILTER]]]   N rows (default 2048 = 8 x 256),
  * REPS (default 5), FILTER: only the shapes whose name contains it.
@@ -62,13 +64,26 @@ typedef struct {
     int ways[3]; /* jc, ic, jr for 2 threads; 0: BLIS's choice */
     int wt;      /* products on transposed operands (see the top) */
     int hp;      /* operands on huge pages */
+    int kc;      /* k in blocks of equal size (see gemm) */
     char name[16];
 } variant;
 
 static void gemm(const variant *v, int th, int m, int n, int k, float beta, const float *a, long rsa, long csa,
-                 const float *b, long rsb, long csb, float *c, long rsc, long csc)
+                 const float *b_, long rsb, long csb, float *c, long rsc, long csc)
 {
-    if (th == 2 && v->ways[0] > 0) {
+    const float *b = b_;
+    if (v->kc) { /* KC: k split into ceil(k / KC0) equal blocks (a multiple of 8) */
+        cntx_t cx = *bli_gks_query_cntx();
+        blksz_t *b = bli_cntx_get_blksz(BLIS_KC, &cx);
+        long kc0 = bli_blksz_get_def(BLIS_FLOAT, b), nb = (k + kc0 - 1) / kc0, kc = ((k + nb - 1) / nb + 7) / 8 * 8;
+        bli_blksz_set_def(kc, BLIS_FLOAT, b);
+        bli_blksz_set_max(kc, BLIS_FLOAT, b);
+        float al = 1.0f, be = beta;
+        rntm_t rntm = BLIS_RNTM_INITIALIZER;
+        bli_rntm_set_num_threads(th, &rntm);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b_, rsb, csb,
+                     &be, c, rsc, csc, &cx, &rntm);
+    } else if (th == 2 && v->ways[0] > 0) {
         float al = 1.0f, be = beta;
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_ways(v->ways[0], 1, v->ways[1], v->ways[2], 1, &rntm);
@@ -93,14 +108,14 @@ int main(int argc, char **argv)
     const char *w = getenv("WAYS");
     int hchunks = getenv("HEAD_CHUNKS") ? atoi(getenv("HEAD_CHUNKS")) : 8;
     int hrows = getenv("HEAD_ROWS") ? atoi(getenv("HEAD_ROWS")) : 256;
-    variant V[MAXV] = {{{0, 0, 0}, 0, 0, "blis"}};
+    variant V[MAXV] = {{{0, 0, 0}, 0, 0, 0, "blis"}};
     int nv = 1;
     if (w) { /* ';'-separated: "blis", "T", or "jc,ic,jr" */
         char buf[256];
         snprintf(buf, sizeof buf, "%s", w);
         nv = 0;
         for (char *sp, *t = strtok_r(buf, ";", &sp); t && nv < MAXV; t = strtok_r(NULL, ";", &sp)) {
-            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H"), ""};
+            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H"), !strcmp(t, "K"), ""};
             if (sscanf(t, "%d,%d,%d", &v.ways[0], &v.ways[1], &v.ways[2]) != 3)
                 v.ways[0] = 0;
             snprintf(v.name, sizeof v.name, "%s", t);

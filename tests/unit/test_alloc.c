@@ -49,7 +49,7 @@ static void large_is_zeroed_and_aligned(void **state)
 }
 
 /* AnonHugePages (kB) of the mapping that holds p, from /proc/self/smaps; -1 if unknown */
-static long anon_huge_kb(const void *p)
+__attribute__((unused)) /* not under ASan */ static long anon_huge_kb(const void *p)
 {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f)
