@@ -139,7 +139,8 @@ static icl_model *model_alloc(const icl_config *cfg, const icl_qlayout *q)
     build_views(m, q);
     snprintf(m->base.name, sizeof m->base.name, "base");
     m->base.trainable = 1;
-    m->base.params = xcalloc(m->base.num_params ? m->base.num_params : 1, sizeof(float));
+    /* on huge pages: BLIS packs the weights (icl_xcalloc_huge) */
+    m->base.params = icl_xcalloc_huge(m->base.num_params ? m->base.num_params : 1, sizeof(float));
     return m;
 }
 
@@ -319,7 +320,7 @@ int icl_model_trainable(icl_model *m, icl_param_set **out, int max)
 static void set_alloc_grads(icl_param_set *s)
 {
     if (s->trainable && !s->grads)
-        s->grads = xcalloc(s->num_params, sizeof(float));
+        s->grads = icl_xcalloc_huge(s->num_params, sizeof(float)); /* dW of BLIS products */
 }
 
 /* Point the adapters' dA, dB at their set's gradients (NULL while it has none). */
@@ -955,7 +956,7 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
         float *s = NULL;
         size_t off = 0;
         if (pass) {
-            a->slab_raw = xmalloc(a->slab_n * sizeof(float) + 64);
+            a->slab_raw = icl_xcalloc_huge(a->slab_n * sizeof(float) + 64, 1); /* GEMM operands */
             s = a->slab = (float *)(((uintptr_t)a->slab_raw + 63) & ~(uintptr_t)63);
         }
 #define TAKE(n) take(s, &off, (n))

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <omp.h>
 
@@ -55,6 +56,23 @@ void *icl_xcalloc(size_t n, size_t size)
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
         oom("out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+void *icl_xcalloc_huge(size_t n, size_t size)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (size && n > SIZE_MAX / size)
+        oom("out of memory (%zu x %zu bytes)", n, size);
+    size_t b = n * size;
+    if (b < ICL_HUGE_MIN)
+        return icl_xcalloc(n, size);
+    size_t sz = (b + huge - 1) & ~(huge - 1); /* aligned_alloc: a multiple of the alignment */
+    void *p = aligned_alloc(huge, sz);
+    if (!p)
+        oom("out of memory (%zu x %zu bytes)", n, size);
+    (void)madvise(p, sz, MADV_HUGEPAGE); /* advice: EINVAL without THP, then plain pages */
+    memset(p, 0, sz);                    /* first touch after the advice */
     return p;
 }
 
