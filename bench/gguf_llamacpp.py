@@ -17,13 +17,19 @@ usage: gguf_llamacpp.py [--lora LORA.gguf] MODEL.gguf PROMPTS.tok EXPECTED.tok [
 A model needs its tokenizer.ggml.* keys for llama.cpp to load it: write it
 with icl-convert --type F32 --like SOURCE.gguf DIR OUT.gguf.
 
-Measured 2026-12-03 with llama-cpp-python 0.3.36 (SmolLM2-135M-Instruct,
+llama.cpp's KV cache is F16 by default; this script makes it F32
+(type_k/type_v 0) so that an F32 model is float32 everywhere, as in icl-gen;
+ICL_LLAMACPP_KV_F32=0 keeps the default.  With it, a merged F32 export and an
+adapter GGUF both give 128 of 128 of icl-gen's ids (bench/RESULTS.md).
+
+Measured earlier (F16 cache) 2026-12-03 with llama-cpp-python 0.3.36 (SmolLM2-135M-Instruct,
 F32 export of the Q4_1 file's dequantized weights, the 4 prompts of
 tests/data/smollm2/greedy.in, 40 tokens or up to <|im_end|>): 126 of 128 ids
 identical; prompt 1 differs from its 39th token on, where icl's two best
 logits are 27.6518 (id 5909, transformers' choice too) and 27.6502 (3445,
 llama.cpp's): a near-tie.
 """
+import os
 import sys
 
 from llama_cpp import Llama
@@ -36,7 +42,10 @@ def main():
         lora, args = args[1], args[2:]
     model, prompts, expected = args[:3]
     n = int(args[3]) if len(args) > 3 else 40
-    llm = Llama(model_path=model, lora_path=lora, n_ctx=1024, n_threads=2, verbose=False)
+    kv = {}
+    if os.environ.get("ICL_LLAMACPP_KV_F32", "1") != "0":
+        kv = dict(type_k=0, type_v=0)  # GGML_TYPE_F32: llama.cpp's KV cache is F16 by default
+    llm = Llama(model_path=model, lora_path=lora, n_ctx=1024, n_threads=2, verbose=False, **kv)
     want = [line.rstrip("\n").split("\t")[1].split() for line in open(expected)]
     same = total = 0
     for i, line in enumerate(open(prompts)):

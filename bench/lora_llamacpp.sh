@@ -14,7 +14,8 @@
 #      icl-gen -m MERGED.gguf.
 # It also shows that the adapter changes the base's greedy ids (else the
 # comparisons would prove nothing).  F32 everywhere, so the ids agree up to
-# near-ties of two logits (llama.cpp sums in another order).
+# near-ties of two logits (llama.cpp sums in another order; its KV cache is
+# made F32 by gguf_llamacpp.py).
 #
 # usage: bench/lora_llamacpp.sh [WORKDIR]    (default: a temporary folder)
 # exit status 1 when any id differs (see the near-tie report it prints then)
