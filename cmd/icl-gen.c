@@ -170,6 +170,7 @@ typedef struct {
     icl_toklines_header hdr; /* the first one (source not kept) */
     icl_progress prog; /* completions (text) or lines (--ids) done */
     icl_adapt adapt;   /* the thread count that follows the load (adapt.on: not fixed) */
+    int warned_special; /* the hint about special-token text was given */
 } ctx_t;
 
 /* After a batch of n: progress, then the thread count for the next one. */
@@ -304,6 +305,22 @@ static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err,
     return rc;
 }
 
+/* Once per run: a prompt held special-token text ("<|im_start|>") that was
+ * encoded as plain text, as icl-tok encode warns (a template's markers want
+ * --parse-special or records of icl-fmt --chat-template). */
+static void hint_special_text(ctx_t *c, const char *name, long lineno)
+{
+    int32_t id = -1;
+    if (c->warned_special || c->to.parse_special || icl_tok_state_special_text(c->st, &id) == 0)
+        return;
+    size_t pl = 0;
+    const char *piece = id >= 0 ? icl_tok_piece(c->tok, id, &pl) : NULL;
+    icl_warn("%s:%ld: the prompt contains special-token text such as \"%.*s\", encoded as plain text; "
+             "if a template wrote it, use --parse-special (this is said once)",
+             name, lineno, piece ? (int)pl : 0, piece ? piece : "");
+    c->warned_special = 1;
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
@@ -324,6 +341,7 @@ static void gen_text_file(ctx_t *c, const char *path)
             prompts[n].n = 0;
             if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lineno, err);
+            hint_special_text(c, name, r.lineno);
             if (prompts[n].n == 0)
                 icl_die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
             check_fits(c, name, r.lineno, prompts[n].n);

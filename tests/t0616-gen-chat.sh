@@ -59,6 +59,20 @@ test_expect_success 'a chat record of icl-fmt --chat-template (earlier turns too
 	test_cmp ca cb &&
 	if grep -F "im_end" cb; then exit 1; fi
 '
+
+test_expect_success 'special-token text in a plain prompt: warned once, as icl-tok encode does' '
+	p="<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n" &&
+	printf "%s\n" "{\"prompt\":\"$p\"}" "{\"prompt\":\"$p\"}" >sp.jsonl &&
+	icl-gen -m "$GGUF" -n 2 --greedy --threads 1 sp.jsonl >sp.out 2>err &&
+	test "$(wc -l <sp.out)" = 2 &&
+	test "$(grep -c "special-token text such as" err)" = 1 &&
+	grep -F "sp.jsonl:1: the prompt contains special-token text such as \"<|im_" err &&
+	grep -F "use --parse-special" err &&
+	icl-gen -m "$GGUF" -n 2 --greedy --threads 1 --parse-special sp.jsonl >sp2.out 2>err &&
+	! grep -F "special-token text" err &&
+	icl-gen -m "$GGUF" -n 2 --greedy --threads 1 chat.jsonl >/dev/null 2>err &&
+	! grep -F "special-token text" err
+'
 fi
 
 test_done
