@@ -56,7 +56,8 @@ test_expect_success "examples whose response cannot fit are dropped and counted"
 	icl-train -m "$LLAMA" -o out --seq-len 4 --max-steps 1 long.tok >m 2>err &&
 	test_grep "dropped 1 of 3 examples whose final response does not fit in --seq-len 4" err &&
 	test_grep "2 examples, 6 tokens" err &&
-	test_grep "1 truncated from the left" err
+	test_grep "1 truncated from the left" err &&
+	test_grep "done: 1 step; model in out," err
 '
 
 test_expect_success 'from scratch: a complete HF folder with the tokenizer, metrics JSONL, val_loss' '
