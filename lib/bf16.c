@@ -326,6 +326,16 @@ static void pack_panel_kn(const float *B, long ldb, int K, int N, int j0, uint16
         }
 }
 
+void icl_bf16_pack_panel(const float *B, long ldb, int kn, int K, int nc, uint16_t *dst, uint16_t *tmp)
+{
+    if (K <= 0 || nc <= 0)
+        return;
+    if (kn)
+        pack_panel_kn(B, ldb, K, nc, 0, dst);
+    else
+        pack_panel_nk(B, ldb, K, nc, 0, dst, tmp);
+}
+
 int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads)
 {
     if (K <= 0 || N <= 0)
@@ -577,6 +587,66 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
         return -1;
     round_rows(x, ldx, M, K, A, nt);
     gemm_core(M, N, Kp, A, Kp ? Kp : 2, P, bias, y, ldy, 0, beta, nt);
+    scratch_give(A, got);
+    return 0;
+}
+
+/* n rounded up to a multiple of 32 (64 bytes of bf16). */
+static size_t up32(size_t n) { return (n + 31) & ~(size_t)31; }
+
+int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_fill_fn fill, void *ctx, int group,
+                       size_t work_bytes, const float *bias, float *y, long ldy, float beta, int nthreads)
+{
+    if (M <= 0 || N <= 0)
+        return 0;
+    int Kp = kpad(K), Ka = Kp ? Kp : 2, nt = nthreads < 1 ? 1 : nthreads;
+    if (group < 1)
+        group = 1;
+    int np = (N + PNR - 1) / PNR, ng = (np + group - 1) / group, nmb = (M + PMB - 1) / PMB;
+    long items = (long)ng * nmb;
+    if ((double)M * N * Ka < 65536.0 || items < 2)
+        nt = 1;
+    size_t na = up32((size_t)M * Ka), npan = up32((size_t)group * PNR * Ka), per = npan + up32((work_bytes + 1) / 2);
+    size_t need = (na + (size_t)nt * per) * sizeof(uint16_t), got;
+    uint16_t *A = scratch_take(need, &got);
+    if (!A)
+        return -1;
+    round_rows(x, ldx, M, K, A, nt);
+    int nat = use_native();
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), T = omp_get_num_threads();
+        uint16_t *pan = A + na + (size_t)t * per;
+        void *work = pan + npan;
+        long i0 = items * t / T, i1 = items * (t + 1) / T;
+        long have = -1;
+        for (long it = i0; it < i1; it++) {
+            long g = it / nmb;
+            int jp0 = (int)g * group, ngp = np - jp0 < group ? np - jp0 : group;
+            if (g != have) {
+                fill(ctx, jp0, ngp, pan, work);
+                have = g;
+            }
+            int r0 = (int)(it % nmb) * PMB, re = M - r0 < PMB ? M : r0 + PMB;
+            for (int q = 0; q < ngp; q++) {
+                int j0 = (jp0 + q) * PNR, nc = N - j0 < PNR ? N - j0 : PNR;
+                const uint16_t *Pp = pan + (size_t)q * PNR * Ka;
+                const float *bj = bias ? bias + j0 : NULL;
+                for (int i = r0; i < re; i += PMR) {
+                    int mr = re - i < PMR ? re - i : PMR;
+                    float *yo = y + (size_t)i * ldy + j0;
+#if BF_X86
+                    if (nat) {
+                        micro_any(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);
+                        continue;
+                    }
+#endif
+                    micro_portable(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);
+                }
+            }
+        }
+    }
+    (void)nat;
     scratch_give(A, got);
     return 0;
 }

@@ -99,6 +99,44 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
 int icl_bf16_gemm_tn(int M, int N, int T, const float *a, long lda, const float *b, long ldb, float *c, long ldc,
                      int ctrans, int nthreads);
 
+/* ---- Products with B packed on demand: the QLoRA path (lib/qlinear.c
+ * dequantizes GGUF blocks straight into panels, so B is never whole).
+ *
+ * ICL_BF16_PANEL is the panel width above (64 columns); a packed B [K, N]
+ * is ceil(N / 64) panels of icl_bf16_packed_size(K, 64) elements each,
+ * panel j holding columns 64 j .. 64 j + 63. */
+#define ICL_BF16_PANEL 64
+
+/* One panel of a packed B from float32, as icl_bf16_pack would write it:
+ * dst (icl_bf16_packed_size(K, 64) elements) = columns 0 .. nc-1 (nc <= 64)
+ * of B [K, nc] rounded to bf16, zero beyond K and nc; element (k, n) is
+ * B[n ldb + k] when kn is 0 (tmp: 64 x (K rounded up to even) bf16 of
+ * scratch) or B[k ldb + n] when kn is 1 (tmp unused, may be NULL).  A
+ * panel of K rows can also be written in pieces: rows k0 .. k0+k-1, k0
+ * even, land at dst + k0 * 64 (pairs of rows are 64 consecutive 32-bit
+ * words). */
+void icl_bf16_pack_panel(const float *B, long ldb, int kn, int K, int nc, uint16_t *dst, uint16_t *tmp);
+
+/* Writes np consecutive panels (panels jp .. jp+np-1 of a packed B
+ * [K, N], the last one possibly partial) at dst, laid out as in a whole
+ * packed B (panel jp + i at dst + i icl_bf16_packed_size(K, 64)); work:
+ * the caller's work_bytes of scratch, private to the calling thread.  Runs
+ * inside an OpenMP team: must not start one of its own. */
+typedef void (*icl_bf16_fill_fn)(void *ctx, int jp, int np, uint16_t *dst, void *work);
+
+/* y[M, N] = x[M, K] B + bias + beta y, as icl_bf16_gemm_packed, with the
+ * panels of B made by fill, group panels at a time (the last group may be
+ * shorter), each by the thread that multiplies with it, into that thread's
+ * scratch: work is split in items of (group, 96 rows of x) in group-major
+ * order, statically over nthreads threads, so a group is filled by one
+ * thread or by two neighbours (then twice).  Every y[m, n] is the same sum
+ * as icl_bf16_gemm_packed's with the packed B that fill describes: the
+ * same bits.  Scratch: the rounded x (M x K bf16) plus, per thread, group
+ * panels and work_bytes, in the block icl_bf16_release_scratch frees.
+ * Returns 0, or -1 when that memory cannot be had (y untouched). */
+int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_fill_fn fill, void *ctx, int group,
+                       size_t work_bytes, const float *bias, float *y, long ldy, float beta, int nthreads);
+
 /* Frees the scratch block the packed products keep between calls (it is
  * reused, never freed otherwise; a later product allocates it again). */
 void icl_bf16_release_scratch(void);

@@ -220,6 +220,7 @@ static const icl_weight_ops *const kernels[ICL_WEIGHT_NTYPES] = {
     [ICL_WEIGHT_F32] = &f32_ops,
     [ICL_WEIGHT_BF16] = &icl_bf16_weight_ops, /* bf16.c */
     [ICL_WEIGHT_QBLOCK] = &icl_qblock_ops,    /* qlinear.c */
+    [ICL_WEIGHT_QBLOCK_BF16] = &icl_qblock_bf16_ops, /* qlinear.c */
 };
 
 const icl_weight_ops *icl_weight_kernels(icl_weight_type t)

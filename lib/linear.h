@@ -7,8 +7,8 @@
  * many rows, a batch-invariant small-batch kernel for decoding) and GGUF
  * quantized blocks (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K, ...: a frozen QLoRA
  * base, dequantized tile by tile inside the products, lib/qlinear.c);
- * bfloat16 gets its own row in that table, so no call site branches on a
- * type.
+ * bfloat16 gets its own row in that table, and so do quantized blocks on
+ * the bfloat16 path, so no call site branches on a type.
  *
  * Conventions (torch.nn.Linear): a weight is logically W [out, in] and
  * y = x W^T + b.  Activations are row-major: x [N, in] with row stride ldx,
@@ -55,14 +55,18 @@ typedef enum {
     ICL_WEIGHT_QBLOCK,  /* quantized blocks along in (GGUF types; qtype says which):
                          * out rows of in / blck blocks, ggml's layout; frozen
                          * (no weight_grad); see qlinear.h */
+    ICL_WEIGHT_QBLOCK_BF16, /* the same blocks (data, qtype as QBLOCK) on the bf16
+                             * path (`--dtype bf16` QLoRA): panels dequantized
+                             * straight to packed bf16 inside the products; see
+                             * qlinear.h */
     ICL_WEIGHT_NTYPES
 } icl_weight_type;
 
 typedef struct {
     icl_weight_type type;
-    int qtype;        /* QBLOCK: the GGUF ggml_type id; else 0 */
+    int qtype;        /* QBLOCK, QBLOCK_BF16: the GGUF ggml_type id; else 0 */
     int out, in;      /* logical shape [out, in] */
-    int conv1d;       /* F32, BF16: 1 when stored [in, out] (GPT-2 Conv1D); QBLOCK: 0 */
+    int conv1d;       /* F32, BF16: 1 when stored [in, out] (GPT-2 Conv1D); QBLOCK*: 0 */
     const void *data; /* the storage, not owned */
     float *grad;      /* F32, BF16: float32 dW in the storage layout (+=); NULL = frozen */
 } icl_weight;

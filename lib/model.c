@@ -1060,6 +1060,17 @@ static icl_weight weight(const icl_model *m, size_t w, int in, int out, int conv
     return W;
 }
 
+/* A product kept in quantized blocks: on the bf16 path (m->bf16) the
+ * blocks are dequantized straight to packed bf16 (ICL_WEIGHT_QBLOCK_BF16,
+ * qlinear.h), else tile by tile to float32. */
+static icl_weight qweight(const icl_model *m, const icl_weight *q)
+{
+    icl_weight w = *q;
+    if (m->bf16)
+        w.type = ICL_WEIGHT_QBLOCK_BF16;
+    return w;
+}
+
 /* The linear map of projection p of layer l, with its adapters. */
 static icl_linear lin(const icl_model *m, int l, int p)
 {
@@ -1077,7 +1088,8 @@ static icl_linear lin(const icl_model *m, int l, int p)
     default: w = o->down_w, b = o->down_b, in = I, out = C; break;
     }
     const icl_weight *qw = m->qproj ? &m->qproj[(size_t)l * ICL_NPROJ + p] : NULL;
-    icl_linear L = {qw && qw->data ? *qw : weight(m, w, in, out, g2, l * ICL_NPROJ + p), P(m, b), G(m, b), NULL, 0};
+    icl_linear L = {qw && qw->data ? qweight(m, qw) : weight(m, w, in, out, g2, l * ICL_NPROJ + p), P(m, b), G(m, b),
+                    NULL, 0};
     if (m->lora) {
         L.lora = m->lora[l].lora[p];
         L.n_lora = m->lora[l].n[p];
@@ -1088,7 +1100,7 @@ static icl_linear lin(const icl_model *m, int l, int p)
 /* The LM head: W [V, C] (the embedding when tied; never Conv1D). */
 static icl_linear head_lin(const icl_model *m)
 {
-    icl_linear L = {m->qhead.data ? m->qhead
+    icl_linear L = {m->qhead.data ? qweight(m, &m->qhead)
                                   : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0,
                                            m->cfg.num_hidden_layers * ICL_NPROJ),
                     NULL, NULL, NULL, 0};

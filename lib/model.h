@@ -189,8 +189,10 @@ typedef struct {
  * forward y = x W^T, input gradient dx = dy W, weight gradient dW += dy^T x
  * (into the float32 gradient of the float32 master weight).  Embeddings,
  * norms, biases, adapters (LoRA's A and B), attention, the softmax and the
- * loss stay float32; products kept in quantized blocks (QLoRA) stay as
- * they are.  The bf16 weights are a snapshot of the float32 ones: after
+ * loss stay float32; products kept in quantized blocks (QLoRA) stay in
+ * them and run as ICL_WEIGHT_QBLOCK_BF16 (qlinear.h: panels dequantized
+ * straight to packed bf16 inside each product, no copy; the bits of the
+ * dequantized model under this call).  The bf16 weights are a snapshot of the float32 ones: after
  * changing those (an optimizer step) call icl_model_bf16_sync.
  * Idempotent; 0 ok, -1 with err when memory for the packed weights cannot
  * be had. */

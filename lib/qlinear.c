@@ -2,10 +2,12 @@
  * float32 kernel on it.  See qlinear.h. */
 #include "qlinear.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "bf16.h"
 #include "gguf.h"
 #include "qdot.h"
 #include "quant.h"
@@ -58,13 +60,17 @@ static int tile_rows(const icl_weight *w)
     return tr > w->out ? w->out : (int)tr;
 }
 
+/* The tile buffer, at least 4 MiB so that icl_xcalloc_huge puts it on
+ * transparent huge pages (BLIS packs the tile's rows: with 4 KiB pages it
+ * misses the TLB at every row). */
 static float *tile_get(const icl_weight *w, int tr)
 {
     size_t need = (size_t)tr * (size_t)w->in;
     if (need > tile_cap) {
+        size_t n = need > ICL_HUGE_MIN / sizeof(float) ? need : ICL_HUGE_MIN / sizeof(float);
         free(tile_buf);
-        tile_buf = xmalloc(need * sizeof(float));
-        tile_cap = need;
+        tile_buf = icl_xcalloc_huge(n, sizeof(float));
+        tile_cap = n;
     }
     return tile_buf;
 }
@@ -160,6 +166,135 @@ const icl_weight_ops icl_qblock_ops = {
     .gemm_forward = q_gemm_forward,
     .rows_forward = q_rows_forward,
     .input_grad = q_input_grad,
+    .weight_grad = NULL,
+    .dequantize_row = q_dequantize_row,
+};
+
+/* ---------------------------------------------------------------- the bf16 path (QBLOCK_BF16)
+ *
+ * The packed products of bf16.c with B's panels filled on demand
+ * (icl_bf16_gemm_fill), each straight from the blocks: the forward's B =
+ * W^T (K = in, N = out) takes 64 whole rows of W per panel; the input
+ * gradient's B = W (K = out, N = in) 64 columns of every row, so a group
+ * of panels spans whole blocks (blck / 64 panels for 256-value K-quant
+ * blocks, 1 for 32-value ones) and each row's blocks of the group are
+ * dequantized once.  Values: to_float (float32, as the QBLOCK kernels and
+ * the dequantized model), then rounded to bf16 (icl_bf16_pack_panel) as
+ * icl_bf16_pack rounds the dequantized model's float32 weights: the same
+ * packed B, the same bits. */
+
+/* Rows of W per dequantized piece of an input-gradient panel (even). */
+#define QBF_KC 32
+
+typedef struct {
+    const icl_weight *w;
+    const icl_quant_traits *q;
+    size_t rb; /* bytes per row of W */
+    int group; /* input gradient: panels per group */
+} qbf_ctx;
+
+/* Forward panels: rows 64 jp .. of W, dequantized into work (64 x in
+ * floats), rounded and interleaved (tmp after them: 64 x kpad(in) bf16). */
+static void qbf_fill_fwd(void *vc, int jp, int np, uint16_t *dst, void *work)
+{
+    const qbf_ctx *c = vc;
+    const icl_weight *w = c->w;
+    const uint8_t *src = (const uint8_t *)w->data;
+    float *f = work;
+    uint16_t *tmp = (uint16_t *)(f + (size_t)ICL_BF16_PANEL * w->in);
+    size_t psz = icl_bf16_packed_size(w->in, ICL_BF16_PANEL);
+    for (int i = 0; i < np; i++) {
+        int r0 = (jp + i) * ICL_BF16_PANEL, nc = w->out - r0 < ICL_BF16_PANEL ? w->out - r0 : ICL_BF16_PANEL;
+        for (int r = 0; r < nc; r++)
+            c->q->to_float(src + (size_t)(r0 + r) * c->rb, f + (size_t)r * w->in, w->in);
+        icl_bf16_pack_panel(f, w->in, 0, w->in, nc, dst + (size_t)i * psz, tmp);
+    }
+}
+
+/* Input-gradient panels: columns 64 jp .. 64 (jp + np) of every row of W
+ * (whole blocks), QBF_KC rows at a time into work (QBF_KC x 64 np floats),
+ * each piece rounded into its pairs of rows. */
+static void qbf_fill_bwd(void *vc, int jp, int np, uint16_t *dst, void *work)
+{
+    const qbf_ctx *c = vc;
+    const icl_weight *w = c->w;
+    int c0 = jp * ICL_BF16_PANEL, ncol = w->in - c0 < np * ICL_BF16_PANEL ? w->in - c0 : np * ICL_BF16_PANEL;
+    const uint8_t *src = (const uint8_t *)w->data + (size_t)(c0 / c->q->blck) * c->q->size;
+    float *f = work;
+    size_t psz = icl_bf16_packed_size(w->out, ICL_BF16_PANEL);
+    for (int k0 = 0; k0 < w->out; k0 += QBF_KC) {
+        int kc = w->out - k0 < QBF_KC ? w->out - k0 : QBF_KC;
+        for (int r = 0; r < kc; r++)
+            c->q->to_float(src + (size_t)(k0 + r) * c->rb, f + (size_t)r * ncol, ncol);
+        for (int i = 0; i < np; i++) {
+            int nc = ncol - i * ICL_BF16_PANEL < ICL_BF16_PANEL ? ncol - i * ICL_BF16_PANEL : ICL_BF16_PANEL;
+            icl_bf16_pack_panel(f + (size_t)i * ICL_BF16_PANEL, ncol, 1, kc, nc,
+                                dst + (size_t)i * psz + (size_t)k0 * ICL_BF16_PANEL, NULL);
+        }
+    }
+}
+
+static qbf_ctx qbf_ctx_of(const icl_weight *w)
+{
+    qbf_ctx c = {w, icl_quant_traits_of((uint32_t)w->qtype), icl_ggml_row_size((uint32_t)w->qtype, w->in), 1};
+    if (c.q->blck > ICL_BF16_PANEL)
+        c.group = c.q->blck / ICL_BF16_PANEL;
+    return c;
+}
+
+static size_t qbf_fwd_work(const icl_weight *w)
+{
+    return (size_t)ICL_BF16_PANEL * w->in * sizeof(float) + icl_bf16_packed_size(w->in, ICL_BF16_PANEL) * 2;
+}
+
+static void nan_rows(float *y, long ldy, int N, int n)
+{
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < n; j++)
+            y[(size_t)i * ldy + j] = NAN;
+}
+
+/* y = x W^T + beta y (bias NULL) or + bias on nt threads; NaN when the
+ * scratch cannot be had (as the BF16 kernels). */
+static void qbf_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx, int N,
+                        float beta, int nt)
+{
+    qbf_ctx c = qbf_ctx_of(w);
+    if (icl_bf16_gemm_fill(N, w->out, w->in, x, ldx, qbf_fill_fwd, &c, 1, qbf_fwd_work(w), bias, y, ldy, beta, nt))
+        nan_rows(y, ldy, N, w->out);
+}
+
+static void qbf_gemm_forward(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta)
+{
+    qbf_forward(w, NULL, y, ldy, x, ldx, N, beta, omp_get_max_threads());
+}
+
+/* Decoding: as the QBLOCK kernel (the blocks' int8 dot products) when qdot
+ * is on and has the type; otherwise the bf16 product, with the bias. */
+static void qbf_rows_forward(const icl_weight *w, const float *bias, float *y, long ldy, const float *x, long ldx,
+                             int N, float beta, int nt)
+{
+    if (use_qdot && icl_qdot_supported(w->qtype) &&
+        icl_qmatvec(w->qtype, w->data, w->out, w->in, x, ldx, N, y, ldy, beta, bias, nt) == 0)
+        return;
+    qbf_forward(w, bias, y, ldy, x, ldx, N, beta, nt);
+}
+
+/* dx[N, in] = dy[N, out] W + beta dx: one product over all of K = out */
+static void qbf_input_grad(const icl_weight *w, float *dx, long lddx, float beta, const float *dy, long lddy, int N)
+{
+    qbf_ctx c = qbf_ctx_of(w);
+    size_t work = (size_t)QBF_KC * c.group * ICL_BF16_PANEL * sizeof(float);
+    if (icl_bf16_gemm_fill(N, w->in, w->out, dy, lddy, qbf_fill_bwd, &c, c.group, work, NULL, dx, lddx, beta,
+                           omp_get_max_threads()))
+        nan_rows(dx, lddx, N, w->in);
+}
+
+const icl_weight_ops icl_qblock_bf16_ops = {
+    .name = "qblock-bf16",
+    .gemm_forward = qbf_gemm_forward,
+    .rows_forward = qbf_rows_forward,
+    .input_grad = qbf_input_grad,
     .weight_grad = NULL,
     .dequantize_row = q_dequantize_row,
 };

@@ -1688,6 +1688,11 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
             fail(r, "%s", e2);
             goto out;
         }
+        int nq = icl_model_qsummary(r->m, NULL, 0);
+        if (nq)
+            note(r, 0, "--dtype bf16: the %d quantized %s dequantized 64 rows or columns at a time straight to "
+                       "bfloat16 inside the products (the values of --dequantize --dtype bf16, without a copy)",
+                 nq, nq == 1 ? "matrix is" : "matrices are");
     }
     summary(r);
     r->bbs = xcalloc((size_t)o->grad_accum + 1, sizeof *r->bbs);

@@ -2,9 +2,11 @@
 # icl-train --dtype bf16: the matrix products in bfloat16 (vdpbf16ps or the
 # portable path) with float32 master weights.  The loss curve follows
 # float32's within 1% step by step (full fine-tune of the tiny Llama and
-# GPT-2 fixtures, LoRA), differs from it (the products really are bf16),
-# QLoRA's quantized matrices are untouched by it, resume is bit-exact, and a
-# resume across dtypes is refused.  (Kernels and gradients against float32:
+# GPT-2 fixtures, LoRA, QLoRA), differs from it (the products really are
+# bf16), QLoRA's quantized matrices are dequantized straight to bf16 with
+# the results of --dequantize --dtype bf16 bit for bit (with and without
+# gradient checkpointing), resume is bit-exact (QLoRA too), and a resume
+# across dtypes is refused.  (Kernels and gradients against float32:
 # tests/unit/test_bf16_train.c.)
 . "$(dirname "$0")/lib.sh"
 LLAMA="$DATA/model/llama-tiny/model"
@@ -56,11 +58,34 @@ test_expect_success 'LoRA: bf16 within 1% of float32; the base stays as it was' 
 	test -s lb16/adapter_model.safetensors && ! test -e lb16/model.safetensors
 '
 
-test_expect_success 'QLoRA: the quantized matrices stay in their blocks, so bf16 changes nothing' '
+strip() { sed "s/, \"tokens_per_s\": [0-9.]*//" "$1"; }
+QA="-m $Q $A --lora-r 4 --lora-targets all-linear --dtype bf16"
+test_expect_success 'QLoRA bf16: the blocks dequantized straight to bf16 give --dequantize --dtype bf16 bit for bit' '
 	icl-train -m "$Q" $A --lora-r 4 --lora-targets all-linear -o qf32 rand.tok >q.f32 &&
-	icl-train -m "$Q" $A --lora-r 4 --lora-targets all-linear --dtype bf16 -o qb16 rand.tok >q.b16 2>err &&
+	icl-train $QA -o qb16 rand.tok >q.b16 2>err &&
 	test_grep "QLoRA: 10 matrices in quantized blocks" err &&
-	losses q.f32 >a && losses q.b16 >b && test_cmp a b
+	test_grep "the 10 quantized matrices are dequantized 64 rows or columns at a time straight to bfloat16" err &&
+	icl-train $QA --dequantize -o qd16 rand.tok >q.d16 2>errd &&
+	! grep -q "quantized matrices are" errd &&
+	strip q.b16 >a && strip q.d16 >b && test_cmp a b && test $(wc -l <a) -eq 30 &&
+	cmp qb16/adapter_model.safetensors qd16/adapter_model.safetensors &&
+	within q.b16 q.f32 0.01
+'
+
+test_expect_success 'QLoRA bf16 with --gradient-checkpointing: the same bits' '
+	icl-train $QA --gradient-checkpointing -o qc16 rand.tok >q.c16 &&
+	strip q.c16 >c && test_cmp a c &&
+	cmp qb16/adapter_model.safetensors qc16/adapter_model.safetensors
+'
+
+QR="$QA --max-steps 12 --save-every 5"
+test_expect_success 'QLoRA bf16 resume: 5 steps + resume == uninterrupted run, bit for bit' '
+	icl-train -q $QR -o qfull rand.tok >m.qfull &&
+	mkdir qpart && cp -r qfull/checkpoint-5 qpart/ &&
+	icl-train -q $QR -o qpart --resume rand.tok >m.qpart &&
+	cmp qfull/adapter_model.safetensors qpart/adapter_model.safetensors &&
+	cmp qfull/checkpoint-12/optimizer.safetensors qpart/checkpoint-12/optimizer.safetensors &&
+	strip m.qfull >a && strip m.qpart >b && test_cmp a b
 '
 
 R="-m $LLAMA --batch-size 3 --grad-accum 2 --epochs 3 --lr 1e-2 --weight-decay 0.1 --schedule cosine --save-every 5 --threads 2 --dtype bf16"

@@ -12,7 +12,14 @@
  *   - icl_linear with a low-rank adapter over a QBLOCK weight gives the
  *     float32 weight's output, input and adapter gradients;
  *   - icl_qblock_check refuses float types and rows that are not whole
- *     blocks. */
+ *     blocks;
+ *   - the bf16 path (ICL_WEIGHT_QBLOCK_BF16): gemm_forward, input_grad (K =
+ *     OUT odd) and rows_forward (qdot off, with bias) bit-identical to the
+ *     ICL_WEIGHT_BF16 kernels on the dequantized matrix packed by
+ *     icl_bf16_pack, on the AVX512-BF16 and the portable path, 1 and 2
+ *     threads, 7 rows and 200 rows (several row blocks: groups shared by
+ *     two threads), strides wider than the rows, beta 0 and 1; within the
+ *     bf16 error bound of bf16.h of the float32 product. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "gguf.h"
 #include "linear.h"
 #include "qdot.h"
@@ -290,6 +298,85 @@ static void linear_with_adapter(void **state)
     free_case(&c);
 }
 
+
+/* Bound of bf16.h: |y - y32| <= (2^-7 + 2^-16 + K 2^-24) sum_k |x_k w_k|,
+ * checked for y = x W^T (K = IN) row by row. */
+static void check_bf16_bound(const float *y, const float *x, const float *wf, int n, long ldx, long ldy)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < OUT; j += 37) {
+            double s = 0, a = 0;
+            for (int k = 0; k < IN; k++) {
+                s += (double)x[i * ldx + k] * wf[(size_t)j * IN + k];
+                a += fabs((double)x[i * ldx + k] * wf[(size_t)j * IN + k]);
+            }
+            assert_true(fabs(y[i * ldy + j] - s) <= (ldexp(1, -7) + ldexp(1, -16) + IN * ldexp(1, -24)) * a + 1e-6);
+        }
+}
+
+/* QBLOCK_BF16 against BF16 on the packed dequantized matrix: the same bits. */
+static void bf16_path(void **state)
+{
+    (void)state;
+    const icl_weight_ops *kq = icl_weight_kernels(ICL_WEIGHT_QBLOCK_BF16), *kb = icl_weight_kernels(ICL_WEIGHT_BF16);
+    assert_non_null(kq);
+    assert_string_equal(kq->name, "qblock-bf16");
+    assert_null(kq->weight_grad);
+    enum { NB = 200 };
+    for (size_t ti = 0; ti < NTYPES; ti++) {
+        wcase c = make_case(TYPES[ti]);
+        uint16_t *pf = xmalloc(icl_bf16_packed_size(IN, OUT) * sizeof(uint16_t));
+        uint16_t *pb = xmalloc(icl_bf16_packed_size(OUT, IN) * sizeof(uint16_t));
+        assert_int_equal(icl_bf16_pack(c.wf, IN, 0, IN, OUT, pf, 2), 0);
+        assert_int_equal(icl_bf16_pack(c.wf, IN, 1, OUT, IN, pb, 2), 0);
+        icl_bf16_weight bw = {pf, pb};
+        icl_weight wb = {ICL_WEIGHT_BF16, 0, OUT, IN, 0, &bw, NULL}, wq = c.q;
+        wq.type = ICL_WEIGHT_QBLOCK_BF16;
+        float row[IN];
+        kq->dequantize_row(&wq, 1000, row);
+        assert_memory_equal(row, c.wf + (size_t)1000 * IN, sizeof row);
+        float *x = rnd((size_t)NB * LDX), *y0 = rnd((size_t)NB * LDY), *bias = rnd(OUT);
+        float *dy = rnd((size_t)NB * LDY), *dx0 = rnd((size_t)NB * LDX);
+        float *a = xmalloc((size_t)NB * LDY * sizeof(float)), *b = xmalloc((size_t)NB * LDY * sizeof(float));
+        for (int port = 0; port < 2; port++) {
+            icl_bf16_force_portable(port);
+            for (int nt = 1; nt <= 2; nt++) {
+                icl_set_threads(nt);
+                for (int n = N; n <= NB; n += NB - N) {
+                    if (port && n > N) /* the portable path is slow: 7 rows */
+                        continue;
+                    for (int beta = 0; beta < 2; beta++) {
+                        size_t ny = (size_t)n * LDY * sizeof(float), nx = (size_t)n * LDX * sizeof(float);
+                        memcpy(a, y0, ny), memcpy(b, y0, ny);
+                        kq->gemm_forward(&wq, a, LDY, x, LDX, n, (float)beta);
+                        kb->gemm_forward(&wb, b, LDY, x, LDX, n, (float)beta);
+                        assert_memory_equal(a, b, ny); /* the strides' padding included */
+                        if (!beta && nt == 2)
+                            check_bf16_bound(a, x, c.wf, n < 9 ? n : 9, LDX, LDY);
+                        memcpy(a, dx0, nx), memcpy(b, dx0, nx);
+                        kq->input_grad(&wq, a, LDX, (float)beta, dy, LDY, n);
+                        kb->input_grad(&wb, b, LDX, (float)beta, dy, LDY, n);
+                        assert_memory_equal(a, b, nx);
+                        int was = icl_linear_set_qdot(0);
+                        memcpy(a, y0, ny), memcpy(b, y0, ny);
+                        kq->rows_forward(&wq, bias, a, LDY, x, LDX, n, (float)beta, nt);
+                        kb->rows_forward(&wb, bias, b, LDY, x, LDX, n, (float)beta, nt);
+                        icl_linear_set_qdot(was);
+                        assert_memory_equal(a, b, ny);
+                    }
+                }
+            }
+        }
+        icl_bf16_force_portable(0);
+        print_message("# %-5s qblock-bf16: forward, input gradient, rows: the bits of bf16 on the dequantized matrix "
+                      "(1 and 2 threads; avx512bf16%s: %d and %d rows, portable: %d)\n",
+                      icl_ggml_type_name(c.t), icl_bf16_native() ? "" : " [absent here]", N, NB, N);
+        free(x), free(y0), free(bias), free(dy), free(dx0), free(a), free(b), free(pf), free(pb);
+        free_case(&c);
+    }
+    icl_bf16_release_scratch();
+}
+
 static void check_errors(void **state)
 {
     (void)state;
@@ -311,6 +398,7 @@ static int teardown(void **state)
 {
     (void)state;
     icl_qblock_scratch_free();
+    icl_bf16_release_scratch();
     return 0;
 }
 
@@ -319,7 +407,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(table_entry),        cmocka_unit_test(gemm_and_input_grad),
         cmocka_unit_test(rows_kernel),        cmocka_unit_test(linear_with_adapter),
-        cmocka_unit_test(check_errors),
+        cmocka_unit_test(check_errors),       cmocka_unit_test(bf16_path),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -10,6 +10,10 @@
  *     the blocks take the GGUF's bytes;
  *   - a fused q|k|v whose parts have different types falls back to float32
  *     for that product only;
+ *   - under icl_model_set_bf16 (--dtype bf16) the quantized model's logits,
+ *     loss and adapter gradients are the bits of the dequantized model's
+ *     (ICL_WEIGHT_QBLOCK_BF16 against ICL_WEIGHT_BF16), on the AVX512-BF16
+ *     and the portable path;
  *   - icl_model_save refuses a quantized model.
  * Files: tests/data/gguf/llama-tiny.q4_1.gguf (Q4_1 blocks, Q8_0 embedding
  * and untied head), and the tiny models of tests/data/model written by
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "gguf.h"
 #include "gguf_model.h"
 #include "model.h"
@@ -256,6 +261,30 @@ static void compare(const char *path, int expect_fallback_views)
     icl_kv_cache_free(kq);
     icl_kv_cache_free(k2);
     icl_kv_cache_free(k3);
+    /* --dtype bf16: the blocks dequantized straight to packed bf16
+     * (ICL_WEIGHT_QBLOCK_BF16) give the bits of the dequantized float32
+     * model's bf16 path (icl_model_set_bf16 rounds its float32 weights):
+     * logits, loss and every adapter gradient, on both bf16 code paths */
+    assert_int_equal(icl_model_set_bf16(f, err, sizeof err), 0);
+    assert_int_equal(icl_model_set_bf16(q, err, sizeof err), 0);
+    for (int port = 0; port < 2; port++) {
+        icl_bf16_force_portable(port);
+        Lf = icl_model_forward(f, &b, lf, 0, NULL);
+        Lq = icl_model_forward(q, &b, lq, 0, NULL);
+        assert_true(Lq == Lf);
+        assert_memory_equal(lq, lf, B * T * V * sizeof(float));
+        icl_model_zero_grads(f);
+        icl_model_zero_grads(q);
+        Lf = icl_model_forward(f, &b, NULL, 1.0f / (B * (T - 1)), &nt);
+        Lq = icl_model_forward(q, &b, NULL, 1.0f / (B * (T - 1)), &nt);
+        assert_int_equal(icl_model_backward(f, &b, err, sizeof err), 0);
+        assert_int_equal(icl_model_backward(q, &b, err, sizeof err), 0);
+        assert_true(Lq == Lf);
+        assert_memory_equal(q->lora_set->grads, f->lora_set->grads, f->lora_set->num_params * sizeof(float));
+        print_message("#   bf16 (%s): training loss %.9g, logits and adapter gradients the bits of the "
+                      "dequantized model's\n", icl_bf16_path_name(), Lq);
+    }
+    icl_bf16_force_portable(0);
     /* saving a quantized model as a folder is refused */
     char dir[] = "/tmp/icl-qlora-save-XXXXXX";
     assert_non_null(mkdtemp(dir));
@@ -334,6 +363,7 @@ static int teardown(void **state)
 {
     (void)state;
     icl_qblock_scratch_free();
+    icl_bf16_release_scratch();
     return 0;
 }
 
