@@ -227,13 +227,14 @@ LA="--lora-r 16 --lora-alpha 32 --lora-targets all-linear"
 		else if ($5 > best[r]) { best[r] = $5; bsrc[r] = $4 " " d } } }
 	END {
 		printf "%-7s %-22s %-26s %-7s %9s %7s %8s %8s %8s %9s %8s %9s %11s\n", "threads", "program", "run", "dtype",
-			"tokens/s", "spread", "loss1", "lossN", "RSS_MB", "vs_peer", "GFLOP/s", "fp32pk_6N", "fp32pk_PaLM"
+			"tokens/s", "spread", "loss1", "lossN", "RSS_MB", "vs_peer", "GFLOP/s", "peak_6N", "peak_PaLM"
 		for (i = 1; i <= n; i++) {
 			split(row[i], f, " ")
 			if (f[5] == "failed") { printf "%-7s %-22s %-26s %-7s %9s\n", T, f[4], name(f[2]), f[3], "failed"; continue }
 			g = "-"; e6 = "-"; ep = "-"
 			if (f[2] == "full" || f[2] == "torch-full") {
-				g = sprintf("%.1f", f[5] * F6 / 1e9); e6 = pct(f[5] * F6 / 1e9, p32); ep = pct(f[5] * FP / 1e9, p32) }
+				pk = f[3] == "bf16" ? p16 : p32
+				g = sprintf("%.1f", f[5] * F6 / 1e9); e6 = pct(f[5] * F6 / 1e9, pk); ep = pct(f[5] * FP / 1e9, pk) }
 			dt = (f[3] == "bf16" && f[4] != "icl") ? "bf16amp" : f[3]
 			printf "%-7s %-22s %-26s %-7s %9.1f %6.1f%% %8.4f %8.4f %8.0f %9s %8s %9s %11s\n", T, f[4], name(f[2]),
 				dt, f[5], f[6], f[7], f[8], f[9], ratio(f[5], best[cls(f[2])]), g, e6, ep }
@@ -264,7 +265,8 @@ LA="--lora-r 16 --lora-alpha 32 --lora-targets all-linear"
 done
 [ -n "$ROWS" ] && echo "(spread: (largest - smallest) / median tokens/s of the measured steps; loss1: the first step's loss, the same for"
 [ -n "$ROWS" ] && echo " every row up to rounding (QLoRA's Q4_1 blocks dequantize to the folder's floats); vs_peer: against the fastest"
-[ -n "$ROWS" ] && echo " PyTorch row of the kind (full: torch-full, LoRA/QLoRA: PEFT LoRA); GFLOP/s at 6N per token, full fine-tunes only)"
+[ -n "$ROWS" ] && echo " PyTorch row of the kind (full: torch-full, LoRA/QLoRA: PEFT LoRA); GFLOP/s at 6N per token, full fine-tunes only;"
+[ -n "$ROWS" ] && echo " peak_6N, peak_PaLM: GFLOP/s at 6N and at 6N+12LdT / the fp32 FMA peak (float32 rows) or the bf16 dot-product peak (bf16))"
 echo "bench-train: real-model table: $(($(date +%s) - t0)) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --dtype bf16 (issue 14): the full fine-tune of the same model in float32
