@@ -133,6 +133,7 @@ DEPS := gcc make pkg-config libblis-dev libblis-openmp-dev libcsv-dev \
 # Peers used only by benchmarks.
 BENCH_DEPS := miller sentencepiece python3-torch python3-numpy python3-venv cmake g++
 BENCH_PYPI := tiktoken transformers==4.46.3 peft==0.13.2 accelerate gguf llama-cpp-python==0.3.36
+BENCH_DEB_PYPI := accelerate==0.34.2
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 define apt_install
@@ -172,6 +173,14 @@ bench-deps: deps
 	@bench/out/venv/bin/python -c 'import tiktoken, torch, transformers, peft, gguf, llama_cpp' 2>/dev/null || \
 	  { rm -rf bench/out/venv && python3 -m venv --system-site-packages bench/out/venv && \
 	    bench/out/venv/bin/pip install -q $(BENCH_PYPI); }
+	@# Debian's torch (1.13.0a0) under the venv's transformers/PEFT, for
+	@# bench-train's PyTorch peers: pip takes 1.13.0a0 for a pre-release below
+	@# PEFT's torch>=1.13 and puts PyPI's torch in the venv, and accelerate 1.x
+	@# needs torch >= 2, so bench/out/torch-deb holds an accelerate that runs on
+	@# 1.13, put first on PYTHONPATH with Debian's dist-packages (bench/train.sh)
+	@PYTHONPATH=bench/out/torch-deb:/usr/lib/python3/dist-packages bench/out/venv/bin/python -c \
+	  'import torch, peft, transformers; from transformers import AutoModelForCausalLM' 2>/dev/null || \
+	  { rm -rf bench/out/torch-deb && bench/out/venv/bin/pip install -q --no-deps --target bench/out/torch-deb $(BENCH_DEB_PYPI); }
 
 # Headers installed by make install: the public interface of libicl, listed
 # one by one.  INTERNAL_H are shared between lib/ files only.  A header in
