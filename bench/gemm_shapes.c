@@ -21,6 +21,10 @@
  *   H         as blis, every operand on transparent huge pages (madvise)
  *   K         as blis with KC (BLIS's k blocking) set per call so that k
  *             splits into equal blocks (576: 2 x 288, not 256 + 256 + 64)
+ *   S         as blis without BLIS's "sup" path for small dimensions
+ *             (bli_rntm_disable_l3_sup): products with m < 512, n < 200 or
+ *             k < 240 (zen3's thresholds: the head's 256-row chunks) go
+ *             through the packed large-matrix path instead
  * Not run by make bench (no .sh): make build/bench/gemm_shapes, then run it.
  * usage: gemm_shapes [N [REPS [FILTER]]]   N rows (default 2048 = 8 x 256),
  * REPS (default 5), FILTER: only the shapes whose name contains it.
@@ -65,6 +69,7 @@ typedef struct {
     int wt;      /* products on transposed operands (see the top) */
     int hp;      /* operands on huge pages */
     int kc;      /* k in blocks of equal size (see gemm) */
+    int nosup;   /* BLIS's sup path off */
     char name[16];
 } variant;
 
@@ -83,6 +88,14 @@ static void gemm(const variant *v, int th, int m, int n, int k, float beta, cons
         bli_rntm_set_num_threads(th, &rntm);
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b_, rsb, csb,
                      &be, c, rsc, csc, &cx, &rntm);
+    } else if (v->nosup) {
+        float al = 1.0f, be = beta;
+        rntm_t rntm;
+        bli_rntm_init_from_global(&rntm);
+        bli_rntm_set_num_threads(th, &rntm);
+        bli_rntm_disable_l3_sup(&rntm);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                     &be, c, rsc, csc, NULL, &rntm);
     } else if (th == 2 && v->ways[0] > 0) {
         float al = 1.0f, be = beta;
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
@@ -108,14 +121,14 @@ int main(int argc, char **argv)
     const char *w = getenv("WAYS");
     int hchunks = getenv("HEAD_CHUNKS") ? atoi(getenv("HEAD_CHUNKS")) : 8;
     int hrows = getenv("HEAD_ROWS") ? atoi(getenv("HEAD_ROWS")) : 256;
-    variant V[MAXV] = {{{0, 0, 0}, 0, 0, 0, "blis"}};
+    variant V[MAXV] = {{{0, 0, 0}, 0, 0, 0, 0, "blis"}};
     int nv = 1;
     if (w) { /* ';'-separated: "blis", "T", or "jc,ic,jr" */
         char buf[256];
         snprintf(buf, sizeof buf, "%s", w);
         nv = 0;
         for (char *sp, *t = strtok_r(buf, ";", &sp); t && nv < MAXV; t = strtok_r(NULL, ";", &sp)) {
-            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H"), !strcmp(t, "K"), ""};
+            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H") || !strcmp(t, "S"), !strcmp(t, "K"), !strcmp(t, "S"), ""};
             if (sscanf(t, "%d,%d,%d", &v.ways[0], &v.ways[1], &v.ways[2]) != 3)
                 v.ways[0] = 0;
             snprintf(v.name, sizeof v.name, "%s", t);
