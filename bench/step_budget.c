@@ -123,6 +123,7 @@ int main(int argc, char **argv)
     /* the parts' buffers, on huge pages as the model's */
     size_t big = (size_t)N * 2 * I > (size_t)HR * V ? (size_t)N * 2 * I : (size_t)HR * V;
     float *x = icl_xcalloc_huge((size_t)N * 2 * I, 4), *y = icl_xcalloc_huge(big, 4);
+    float *z = icl_xcalloc_huge((size_t)N * 2 * I, 4);
     float *w = icl_xcalloc_huge((size_t)V * C, 4), *g = icl_xcalloc_huge((size_t)V * C, 4);
     float *qkv = icl_xcalloc_huge((size_t)N * (Q + 2 * K), 4), *dqkv = icl_xcalloc_huge((size_t)N * (Q + 2 * K), 4);
     float *att = icl_xcalloc_huge((size_t)N * Q, 4), *datt = icl_xcalloc_huge((size_t)N * Q, 4);
@@ -187,11 +188,11 @@ int main(int argc, char **argv)
         b0 = now();
         for (int l = 0; l < 2 * L + 1; l++) {
             icl_rmsnorm_forward(y, rstd, x, nw, N, C, 1e-5f);
-            icl_rmsnorm_backward(x, 0.0f, dnw, y, x, nw, rstd, N, C);
+            icl_rmsnorm_backward(dqkv, 0.0f, dnw, y, x, nw, rstd, N, C);
         }
         for (int l = 0; l < L; l++) {
             icl_swiglu_forward(x, y, 2 * I, N, I);
-            icl_swiglu_backward(y, 2 * I, x, y, 2 * I, N, I);
+            icl_swiglu_backward(z, 2 * I, x, y, 2 * I, N, I);
         }
         t[NS] = now() - b0;
         for (int i = 0; r > 0 && i < NP; i++)
@@ -223,7 +224,7 @@ int main(int argc, char **argv)
     printf("tokens/s %.1f; the step at %.1f%% of peak; its GEMMs alone at %.1f%%\n", N / st,
            100 * fl_step / st * 1e-9 / peak, 100 * (fl_l + fl_h) / (best[GL] + best[GH]) * 1e-9 / peak);
     free(ids), free(tgt), free(loss), free(rstd), free(nw), free(dnw);
-    free(x), free(y), free(w), free(g), free(qkv), free(dqkv), free(att), free(datt), free(lse);
+    free(x), free(y), free(z), free(w), free(g), free(qkv), free(dqkv), free(att), free(datt), free(lse);
     icl_model_free(m);
     return 0;
 }
