@@ -21,11 +21,16 @@
  *   H         as blis, every operand on transparent huge pages (madvise)
  *   K         as blis with KC (BLIS's k blocking) set per call so that k
  *             splits into equal blocks (576: 2 x 288, not 256 + 256 + 64)
+ *   S         as blis without BLIS's "sup" path for small dimensions
+ *             (bli_rntm_disable_l3_sup): products with m < 512, n < 200 or
+ *             k < 240 (zen3's thresholds: the head's 256-row chunks) go
+ *             through the packed large-matrix path instead
  * Not run by make bench (no .sh): make build/bench/gemm_shapes, then run it.
  * usage: gemm_shapes [N [REPS [FILTER]]]   N rows (default 2048 = 8 x 256),
  * REPS (default 5), FILTER: only the shapes whose name contains it.
  * $HEAD_CHUNKS: time only that many of the head's N/256 chunks (default 8);
- * $ONLY2: skip the 1-thread runs.  $HEAD_ROWS: rows per head chunk (default 256, lib/model.c's HEAD_ROWS).
+ * $ONLY2: skip the 1-thread runs; $ONLY1: skip the 2-thread runs; $CPUTIME:
+ * time by process CPU seconds (see now()).  $HEAD_ROWS: rows per head chunk (default 256, lib/model.c's HEAD_ROWS).
  * The "step" line weighs each layer product by 30 (the layers), the head
  * by its N/256 chunks. */
 #define _GNU_SOURCE /* madvise, MADV_HUGEPAGE: blis.h sets _POSIX_C_SOURCE */
@@ -34,10 +39,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "cli.h"
 #include "ops.h"
 #include "util.h"
+
+/* Wall-clock seconds; with $CPUTIME set, the process's CPU seconds (with 1
+ * thread: the work itself, whatever else the machine runs). */
+static int cputime;
+static double now(void)
+{
+    if (!cputime)
+        return icl_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* n floats on transparent huge pages (2 MiB; THP is "madvise" here) */
 static float *huge(size_t n)
@@ -65,6 +83,7 @@ typedef struct {
     int wt;      /* products on transposed operands (see the top) */
     int hp;      /* operands on huge pages */
     int kc;      /* k in blocks of equal size (see gemm) */
+    int nosup;   /* BLIS's sup path off */
     char name[16];
 } variant;
 
@@ -83,6 +102,14 @@ static void gemm(const variant *v, int th, int m, int n, int k, float beta, cons
         bli_rntm_set_num_threads(th, &rntm);
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b_, rsb, csb,
                      &be, c, rsc, csc, &cx, &rntm);
+    } else if (v->nosup) {
+        float al = 1.0f, be = beta;
+        rntm_t rntm;
+        bli_rntm_init_from_global(&rntm);
+        bli_rntm_set_num_threads(th, &rntm);
+        bli_rntm_disable_l3_sup(&rntm);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                     &be, c, rsc, csc, NULL, &rntm);
     } else if (th == 2 && v->ways[0] > 0) {
         float al = 1.0f, be = beta;
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
@@ -101,6 +128,7 @@ typedef struct {
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
+    cputime = getenv("CPUTIME") != NULL;
     int N = argc > 1 ? atoi(argv[1]) : 2048, reps = argc > 2 ? atoi(argv[2]) : 5;
     const char *filter = argc > 3 ? argv[3] : "";
     double peak[2] = {getenv("PEAK1") ? atof(getenv("PEAK1")) : 116.1,
@@ -108,14 +136,14 @@ int main(int argc, char **argv)
     const char *w = getenv("WAYS");
     int hchunks = getenv("HEAD_CHUNKS") ? atoi(getenv("HEAD_CHUNKS")) : 8;
     int hrows = getenv("HEAD_ROWS") ? atoi(getenv("HEAD_ROWS")) : 256;
-    variant V[MAXV] = {{{0, 0, 0}, 0, 0, 0, "blis"}};
+    variant V[MAXV] = {{{0, 0, 0}, 0, 0, 0, 0, "blis"}};
     int nv = 1;
     if (w) { /* ';'-separated: "blis", "T", or "jc,ic,jr" */
         char buf[256];
         snprintf(buf, sizeof buf, "%s", w);
         nv = 0;
         for (char *sp, *t = strtok_r(buf, ";", &sp); t && nv < MAXV; t = strtok_r(NULL, ";", &sp)) {
-            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H"), !strcmp(t, "K"), ""};
+            variant v = {{0, 0, 0}, !strcmp(t, "T"), !strcmp(t, "H") || !strcmp(t, "S"), !strcmp(t, "K"), !strcmp(t, "S"), ""};
             if (sscanf(t, "%d,%d,%d", &v.ways[0], &v.ways[1], &v.ways[2]) != 3)
                 v.ways[0] = 0;
             snprintf(v.name, sizeof v.name, "%s", t);
@@ -151,14 +179,14 @@ int main(int argc, char **argv)
             for (int v = 0; v < nv; v++)
                 for (int k = 0; k < 3; k++)
                     best[v][th - 1][k] = 1e30;
-            if (th == 1 && getenv("ONLY2"))
+            if ((th == 1 && getenv("ONLY2")) || (th == 2 && getenv("ONLY1")))
                 continue;
             icl_set_threads(th);
             for (int r = 0; r < reps; r++)
                 for (int k = 0; k < 3; k++)
                     for (int v = 0; v < nv; v++) { /* interleaved: the machine's drift hits all alike */
                         const variant *vv = &V[v];
-                        double t0 = icl_now();
+                        double t0 = now();
                         for (int c = 0; c < calls; c++) {
                             if (vv->hp)
                                 switch (k) {
@@ -179,7 +207,7 @@ int main(int argc, char **argv)
                                 default: gemm(vv, th, out, in, R, 1.0f, dy, 1, out, x, in, 1, g, in, 1); break;
                                 }
                         }
-                        double d = icl_now() - t0;
+                        double d = now() - t0;
                         best[v][th - 1][k] = d < best[v][th - 1][k] ? d : best[v][th - 1][k];
                     }
         }
