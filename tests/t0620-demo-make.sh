@@ -101,13 +101,14 @@ test_expect_success 'CLS_REPEAT: the mix, its tokens and training again, not the
 test_expect_success 'CLS_BALANCE and ID_AUTHOR_REPEAT: the mix and training again, nothing before' '
 	finished &&
 	plan "$R" CLS_BALANCE=1 >plan &&
-	test_grep "seq 3.*amazon.train.chat.jsonl.*awk -f balance.awk \$f" plan &&
+	test_grep "seq $(cat out/params/CLS_REPEAT).*amazon.train.chat.jsonl.*awk -f balance.awk \$f" plan &&
 	test_grep "icl-train" plan &&
 	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi &&
 	finished &&
 	plan "$R" >plan && test ! -s plan &&
-	plan "$R" ID_AUTHOR_REPEAT=0 >plan &&
-	test_grep "seq \$(( 3 > 0 ? 3 : 0 )).*-le 0 ] && echo .*id_other.train.chat.jsonl" plan &&
+	r=$(cat out/params/ID_REPEAT) &&
+	plan "$R" ID_AUTHOR_REPEAT=7 >plan &&
+	test_grep "seq \$(( $r > 7 ? $r : 7 )).*-le 7 ] && echo .*id_other.train.chat.jsonl" plan &&
 	test_grep "icl-train" plan &&
 	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi
 '
