@@ -242,10 +242,14 @@ print()
 print("## Training\n")
 print("![training loss](loss.png)\n")
 tps = [m["tokens_per_s"] for m in metrics if "tokens_per_s" in m]
-print("%d optimizer steps of %s packed rows of at most %s positions; loss %.3f at step 1, "
+dtype = P.get("DTYPE", "float32")
+print("%d optimizer steps of %s packed rows of at most %s positions, the matrix products in "
+      "%s (icl-train --dtype %s%s); loss %.3f at step 1, "
       "%.3f at the last step (mean of the last 5: %.3f); %.0f tokens/s on average "
       "(icl-train's own count, all positions)."
-      % (len(metrics), P["BATCH"], P["SEQ"], metrics[0]["loss"], metrics[-1]["loss"],
+      % (len(metrics), P["BATCH"], P["SEQ"], dtype, dtype,
+         ": bfloat16 operands, float32 sums, master weights and optimizer state"
+         if dtype in ("bf16", "bfloat16") else "", metrics[0]["loss"], metrics[-1]["loss"],
          sum(m["loss"] for m in metrics[-5:]) / len(metrics[-5:]), sum(tps) / max(len(tps), 1)))
 print()
 

@@ -70,6 +70,23 @@ test_expect_success 'LORA_R and ICL_DEMO_QLORA: training again, with their optio
 	if grep -q "icl-train .*--dequantize" plan; then exit 1; fi
 '
 
+test_expect_success 'DTYPE: bf16 where the CPU has AVX512-BF16, else float32; a change trains again' '
+	finished &&
+	if grep -qw avx512_bf16 /proc/cpuinfo; then def=bf16 other=float32; else def=float32 other=bf16; fi &&
+	echo $def >want &&
+	test_cmp want out/params/DTYPE &&
+	plan "$R" DTYPE=$def >plan &&
+	test ! -s plan &&
+	plan "$R" STEPS=3 >plan &&
+	test_grep "icl-train .*--dtype $def " plan &&
+	finished &&
+	plan "$R" DTYPE=$other >plan &&
+	test_grep "icl-train .*--dtype $other " plan &&
+	test_grep "icl-gen .*tuned.model.* .*amazon.test.chat.jsonl" plan &&
+	test_grep "report.py" plan &&
+	if grep -q "icl-fmt\|icl-tok\|base.model" plan; then exit 1; fi
+'
+
 test_expect_success 'CLS_REPEAT: the mix, its tokens and training again, not the records' '
 	finished &&
 	plan "$R" CLS_REPEAT=5 >plan &&
@@ -84,13 +101,14 @@ test_expect_success 'CLS_REPEAT: the mix, its tokens and training again, not the
 test_expect_success 'CLS_BALANCE and ID_AUTHOR_REPEAT: the mix and training again, nothing before' '
 	finished &&
 	plan "$R" CLS_BALANCE=1 >plan &&
-	test_grep "seq 3.*amazon.train.chat.jsonl.*awk -f balance.awk \$f" plan &&
+	test_grep "seq $(cat out/params/CLS_REPEAT).*amazon.train.chat.jsonl.*awk -f balance.awk \$f" plan &&
 	test_grep "icl-train" plan &&
 	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi &&
 	finished &&
 	plan "$R" >plan && test ! -s plan &&
-	plan "$R" ID_AUTHOR_REPEAT=0 >plan &&
-	test_grep "seq \$(( 3 > 0 ? 3 : 0 )).*-le 0 ] && echo .*id_other.train.chat.jsonl" plan &&
+	r=$(cat out/params/ID_REPEAT) &&
+	plan "$R" ID_AUTHOR_REPEAT=7 >plan &&
+	test_grep "seq \$(( $r > 7 ? $r : 7 )).*-le 7 ] && echo .*id_other.train.chat.jsonl" plan &&
 	test_grep "icl-train" plan &&
 	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi
 '
