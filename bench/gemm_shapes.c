@@ -45,17 +45,7 @@
 #include "ops.h"
 #include "util.h"
 
-/* Wall-clock seconds; with $CPUTIME set, the process's CPU seconds (with 1
- * thread: the work itself, whatever else the machine runs). */
-static int cputime;
-static double now(void)
-{
-    if (!cputime)
-        return icl_now();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench_clock.h"
 
 /* n floats on transparent huge pages (2 MiB; THP is "madvise" here) */
 static float *huge(size_t n)
@@ -128,7 +118,7 @@ typedef struct {
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    cputime = getenv("CPUTIME") != NULL;
+    bench_clock_init();
     int N = argc > 1 ? atoi(argv[1]) : 2048, reps = argc > 2 ? atoi(argv[2]) : 5;
     const char *filter = argc > 3 ? argv[3] : "";
     double peak[2] = {getenv("PEAK1") ? atof(getenv("PEAK1")) : 116.1,

@@ -49,18 +49,7 @@
 #define N (B * T)
 #define HR 256 /* head rows per chunk (lib/model.c HEAD_ROWS) */
 
-/* Wall-clock seconds; with $CPUTIME set, the process's CPU seconds instead
- * (with 1 thread: the work itself, whatever else the machine runs; with 2,
- * OpenMP's and BLIS's spinning counts too). */
-static int cputime;
-static double now(void)
-{
-    if (!cputime)
-        return icl_now();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench_clock.h"
 
 static double gemm_layers(float *x, float *y, float *w, float *g, int C, int I, int Q, int K, int L)
 {
@@ -92,7 +81,7 @@ int main(int argc, char **argv)
     icl_init(argc, argv);
     int threads = icl_set_threads(argc > 1 ? atoi(argv[1]) : 2);
     int reps = argc > 2 ? atoi(argv[2]) : 3;
-    cputime = getenv("CPUTIME") != NULL;
+    bench_clock_init();
     double peak = getenv("PEAK") ? atof(getenv("PEAK")) : threads == 1 ? 116.1 : 227.6;
     icl_config cfg;
     icl_config_defaults(&cfg, "llama");
