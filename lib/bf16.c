@@ -389,6 +389,11 @@ micro_native(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, fl
     for (int i = 0; i < PMR; i++)
         for (int v = 0; v < 4; v++)
             acc[i][v] = _mm512_setzero_ps();
+    if (!yt) /* the tile's rows of y, into L1 with write intent while the sums run (y is
+                often out of L2: a store missing L1 stalls the next tile) */
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nc; v += 16)
+                __builtin_prefetch(y + (size_t)i * ldy + v, 1, 3);
     for (int p = 0; p < Kp / 2; p++) {
         const uint16_t *bp = Pp + (size_t)p * 2 * PNR;
         __m512i b0 = _mm512_loadu_si512(bp), b1 = _mm512_loadu_si512(bp + 32), b2 = _mm512_loadu_si512(bp + 64),
@@ -472,19 +477,40 @@ static void micro_portable(int mr, int Kp, const uint16_t *A, long lda, const ui
     put_micro(y, ldy, yt, mr, nc, o, bias, beta);
 }
 
+/* Work items of gemm_core: when the whole packed B is small enough to stay
+ * in L3 (LLC_B bytes), MC rows of A by one panel, row-block-major, MC as
+ * many rows as keep MC x Kp bf16 of A within L2_A bytes (1 MiB of L2 per
+ * core here, the rest for the panel streaming by): a thread's rows of A
+ * stay in its L2 while every panel passes by.  Else (the head's input
+ * gradient, K 49152) PMB rows by one panel, panel-major: the panel stays
+ * in L3 while the rows pass by. */
+#define L2_A (384 << 10)
+#define LLC_B (8 << 20)
+
+static int rows_per_block(int M, int N, int Kp, int *rowmajor)
+{
+    long mc = L2_A / (2L * (Kp ? Kp : 2)) / PMR * PMR;
+    *rowmajor = 2.0 * (Kp ? Kp : 2) * N <= LLC_B;
+    if (!*rowmajor || mc < PMR)
+        mc = *rowmajor ? PMR : PMB;
+    return mc > M ? M : (int)mc;
+}
+
 /* y[M, N] (+)= A[M, Kp] P (+ bias), A bf16 rows of stride lda; work items
- * of (panel, PMB rows), panel-major, split statically over nt threads. */
+ * as above, split statically over nt threads.  The order of the items
+ * changes no sum. */
 static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const uint16_t *P, const float *bias,
                       float *y, long ldy, int yt, float beta, int nt)
 {
-    int np = (N + PNR - 1) / PNR, nmb = (M + PMB - 1) / PMB, nat = use_native();
+    int rowmajor, np = (N + PNR - 1) / PNR, mc = rows_per_block(M, N, Kp, &rowmajor), nmb = (M + mc - 1) / mc,
+                  nat = use_native();
     long items = (long)np * nmb;
     if ((double)M * N * (Kp ? Kp : 1) < 65536.0 || items < 2)
         nt = 1;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (long it = 0; it < items; it++) {
-        int jp = (int)(it / nmb), i0 = (int)(it % nmb) * PMB;
-        int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < PMB ? M : i0 + PMB;
+        int jp = rowmajor ? (int)(it % np) : (int)(it / nmb), i0 = (int)(rowmajor ? it / np : it % nmb) * mc;
+        int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < mc ? M : i0 + mc;
         const uint16_t *Pp = P + (size_t)jp * PNR * Kp;
         const float *bj = bias ? bias + j0 : NULL;
         for (int i = i0; i < ie; i += PMR) {
@@ -553,11 +579,74 @@ static void round_rows(const float *x, long ldx, int M, int K, uint16_t *A, int 
     }
 }
 
+#if BF_X86
+/* round_transposed's block of 32 t by 16 m (AVX-512): rows t0 + 2q and
+ * t0 + 2q + 1 rounded 16 m at a time (vcvtneps2bf16) and interleaved into
+ * 16 pairs (a vector per q, lane m), then the 16 x 16 words transposed so
+ * that row m gets its 16 pairs as 64 contiguous bytes. */
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
+round_block_native(const float *a, long lda, int T, int t0, int m0, int nm, uint16_t *A, int Tp)
+{
+    __mmask16 mm = (__mmask16)((1u << nm) - 1);
+    __m512i w[16], u[16];
+    for (int q = 0; q < 16; q++) {
+        int t = t0 + 2 * q;
+        w[q] = _mm512_setzero_si512();
+        if (t < T) {
+            __m256bh h0 = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mm, a + (size_t)t * lda + m0));
+            w[q] = _mm512_cvtepu16_epi32((__m256i)h0);
+        }
+        if (t + 1 < T) {
+            __m256bh h1 = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mm, a + (size_t)(t + 1) * lda + m0));
+            w[q] = _mm512_or_si512(w[q], _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h1), 16));
+        }
+    }
+    /* 16 x 16 transpose of 32-bit words: unpack 32, unpack 64, then 128-bit lanes twice */
+    for (int q = 0; q < 16; q += 2) {
+        u[q] = _mm512_unpacklo_epi32(w[q], w[q + 1]);
+        u[q + 1] = _mm512_unpackhi_epi32(w[q], w[q + 1]);
+    }
+    for (int q = 0; q < 16; q += 4) {
+        w[q] = _mm512_unpacklo_epi64(u[q], u[q + 2]);
+        w[q + 1] = _mm512_unpackhi_epi64(u[q], u[q + 2]);
+        w[q + 2] = _mm512_unpacklo_epi64(u[q + 1], u[q + 3]);
+        w[q + 3] = _mm512_unpackhi_epi64(u[q + 1], u[q + 3]);
+    }
+    for (int q = 0; q < 8; q++) {
+        int g = q / 4 * 8 + q % 4; /* w[g], w[g + 4] */
+        u[q] = _mm512_shuffle_i32x4(w[g], w[g + 4], 0x88);
+        u[q + 8] = _mm512_shuffle_i32x4(w[g], w[g + 4], 0xDD);
+    }
+    for (int q = 0; q < 4; q++) {
+        w[q] = _mm512_shuffle_i32x4(u[q], u[q + 4], 0x88);
+        w[q + 4] = _mm512_shuffle_i32x4(u[q + 8], u[q + 12], 0x88);
+        w[q + 8] = _mm512_shuffle_i32x4(u[q], u[q + 4], 0xDD);
+        w[q + 12] = _mm512_shuffle_i32x4(u[q + 8], u[q + 12], 0xDD);
+    }
+    int np = (Tp - t0) / 2 < 16 ? (Tp - t0) / 2 : 16;
+    __mmask16 pm = (__mmask16)((1u << np) - 1);
+    for (int m = 0; m < nm; m++)
+        _mm512_mask_storeu_epi32(A + (size_t)(m0 + m) * Tp + t0, pm, w[m]);
+}
+#endif
+
 /* A[M, Tp] = a[T, M]^T rounded, zero-padded: blocks of 32 x 32, each row
- * piece rounded with the row converter, then transposed. */
+ * piece rounded with the row converter, then transposed (AVX-512: blocks
+ * of 32 x 16 rounded and transposed in registers). */
 static void round_transposed(const float *a, long lda, int T, int M, uint16_t *A, int nt)
 {
     int Tp = kpad(T), nbt = (T + 31) / 32, nbm = (M + 31) / 32;
+#if BF_X86
+    if (use_native()) {
+        int nb16 = (M + 15) / 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * T >= 65536.0)
+        for (long b = 0; b < (long)nbt * nb16; b++) {
+            int t0 = (int)(b / nb16) * 32, m0 = (int)(b % nb16) * 16;
+            round_block_native(a, lda, T, t0, m0, M - m0 < 16 ? M - m0 : 16, A, Tp);
+        }
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * T >= 65536.0)
     for (long b = 0; b < (long)nbt * nbm; b++) {
         int t0 = (int)(b / nbm) * 32, m0 = (int)(b % nbm) * 32;
@@ -704,17 +793,19 @@ static void w_input_grad(const icl_weight *w, float *dx, long lddx, float beta, 
         nan_rows(dx, lddx, N, w->in);
 }
 
-/* dW += dy^T x: the narrower of dy [N, out] and x [N, in] is the one
- * rounded transposed; the result lands in the master's layout. */
+/* dW += dy^T x, the result stored as it lies in the master's layout:
+ * [out, in] += dy^T x (dy rounded transposed, x packed), Conv1D's
+ * [in, out] += x^T dy.  (Storing transposed, ctrans 1, writes 6 floats to
+ * each of 64 lines per micro-tile, scalar; for the head's 256-row chunks
+ * that cost as much as the sums.)  Either way each element is the same
+ * sum of the same exact products: the same bits. */
 static void w_weight_grad(const icl_weight *w, const float *dy, long lddy, const float *x, long ldx, int N)
 {
     int nt = omp_get_max_threads(), rc;
-    if (w->out <= w->in) /* [out, in] += dy^T x as is; Conv1D's [in, out] transposed */
-        rc = icl_bf16_gemm_tn(w->out, w->in, N, dy, lddy, x, ldx, w->grad, w->conv1d ? w->out : w->in, w->conv1d,
-                              nt);
-    else /* [in, out] += x^T dy: Conv1D's as is, [out, in] transposed */
-        rc = icl_bf16_gemm_tn(w->in, w->out, N, x, ldx, dy, lddy, w->grad, w->conv1d ? w->out : w->in, !w->conv1d,
-                              nt);
+    if (!w->conv1d)
+        rc = icl_bf16_gemm_tn(w->out, w->in, N, dy, lddy, x, ldx, w->grad, w->in, 0, nt);
+    else
+        rc = icl_bf16_gemm_tn(w->in, w->out, N, x, ldx, dy, lddy, w->grad, w->out, 0, nt);
     if (rc)
         nan_rows(w->grad, 1, 1, w->out * w->in);
 }
