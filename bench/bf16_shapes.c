@@ -14,7 +14,9 @@
  * weighed by 30, the head by its N/256 chunks); the last line is the whole
  * step's products: the GFLOP/s the step would reach if it did nothing else.
  * Time: with 1 thread the process's CPU seconds (what the work costs,
- * whatever else the machine runs), else wall seconds.
+ * whatever else the machine runs), else wall seconds.  Operands on huge
+ * pages (icl_xcalloc_huge) as in training; the packed weights as
+ * lib/model.c allocates them (malloc).
  * usage: bf16_shapes [THREADS [N [REPS [FILTER]]]]  (defaults 1, 2048, 3;
  * FILTER: only shapes whose name contains it). */
 #include <immintrin.h>
@@ -111,8 +113,10 @@ int main(int argc, char **argv)
     int ns = sizeof sh / sizeof sh[0];
     double pk = icl_bf16_native() ? peak1() * nt : 0;
     size_t maxw = (size_t)576 * 49152, nx = (size_t)N * 3072, ny = nx > (size_t)hr * 49152 ? nx : (size_t)hr * 49152;
-    float *x = malloc(sizeof(float) * nx), *dy = malloc(sizeof(float) * ny), *w = malloc(sizeof(float) * maxw),
-          *y = malloc(sizeof(float) * ny), *dw = calloc(maxw, sizeof(float));
+    /* on huge pages, as lib/model.c's activations and gradients */
+    float *x = icl_xcalloc_huge(nx, sizeof(float)), *dy = icl_xcalloc_huge(ny, sizeof(float)),
+          *w = icl_xcalloc_huge(maxw, sizeof(float)), *y = icl_xcalloc_huge(ny, sizeof(float)),
+          *dw = icl_xcalloc_huge(maxw, sizeof(float));
     uint16_t *pf = malloc(sizeof(uint16_t) * icl_bf16_packed_size(576, 49152)),
              *pb = malloc(sizeof(uint16_t) * icl_bf16_packed_size(49152, 576));
     if (!x || !dy || !w || !y || !dw || !pf || !pb) {

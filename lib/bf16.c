@@ -5,6 +5,9 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include "util.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BF_X86 1
@@ -545,7 +548,18 @@ static void *scratch_take(size_t n, size_t *got)
     }
     free(p);
     *got = n;
-    return malloc(n ? n : 1);
+    if (n < ICL_HUGE_MIN)
+        return malloc(n ? n : 1);
+    /* on transparent huge pages where the kernel allows them (as
+     * icl_xcalloc_huge, but NULL when out of memory): the transposed
+     * rounding and the panels of a product walk tens of MB, with 4 KiB
+     * pages missing the TLB at every row */
+    size_t huge = (size_t)2 << 20, sz = (n + huge - 1) & ~(huge - 1);
+    p = aligned_alloc(huge, sz);
+    if (p)
+        (void)madvise(p, sz, MADV_HUGEPAGE); /* advice only: EINVAL without THP */
+    *got = p ? sz : n;
+    return p;
 }
 
 static void scratch_give(void *p, size_t n)
@@ -589,6 +603,8 @@ round_block_native(const float *a, long lda, int T, int t0, int m0, int nm, uint
 {
     __mmask16 mm = (__mmask16)((1u << nm) - 1);
     __m512i w[16], u[16];
+    for (int t = t0 + 32; t < t0 + 64 && t < T; t++) /* the next block's rows (round_transposed's order) */
+        _mm_prefetch((const char *)(a + (size_t)t * lda + m0), _MM_HINT_T0);
     for (int q = 0; q < 16; q++) {
         int t = t0 + 2 * q;
         w[q] = _mm512_setzero_si512();
@@ -641,7 +657,7 @@ static void round_transposed(const float *a, long lda, int T, int M, uint16_t *A
         int nb16 = (M + 15) / 16;
 #pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * T >= 65536.0)
         for (long b = 0; b < (long)nbt * nb16; b++) {
-            int t0 = (int)(b / nb16) * 32, m0 = (int)(b % nb16) * 16;
+            int t0 = (int)(b % nbt) * 32, m0 = (int)(b / nbt) * 16;
             round_block_native(a, lda, T, t0, m0, M - m0 < 16 ? M - m0 : 16, A, Tp);
         }
         return;
