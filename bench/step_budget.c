@@ -29,6 +29,10 @@
  * alone: caches).  The step's rate
  * counts 6 x 134.5M FLOP per token (issue 14's measure: attention excluded).
  *
+ * $STEP_ONLY=1: the step alone (no parts), with each repetition's wall and
+ * CPU seconds, the cores busy (CPU / wall), the voluntary and involuntary
+ * context switches and the minor page faults (getrusage), for perf record /
+ * perf stat; prints the best step.
  * Not run by make bench (no .sh): make build/bench/step_budget, then
  * usage: step_budget [threads [reps]]   (defaults 2 and 3) */
 #define _GNU_SOURCE
@@ -50,6 +54,15 @@
 #define HR 256 /* head rows per chunk (lib/model.c HEAD_ROWS) */
 
 #include "bench_clock.h"
+
+#include <sys/resource.h>
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static double gemm_layers(float *x, float *y, float *w, float *g, int C, int I, int Q, int K, int L)
 {
@@ -81,6 +94,7 @@ int main(int argc, char **argv)
     icl_init(argc, argv);
     int threads = icl_set_threads(argc > 1 ? atoi(argv[1]) : 2);
     int reps = argc > 2 ? atoi(argv[2]) : 3;
+    int step_only = getenv("STEP_ONLY") && atoi(getenv("STEP_ONLY")); /* the step alone (for perf) */
     bench_clock_init();
     double peak = getenv("PEAK") ? atof(getenv("PEAK")) : threads == 1 ? 116.1 : 227.6;
     icl_config cfg;
@@ -141,6 +155,9 @@ int main(int argc, char **argv)
         best[i] = 1e30;
     long nt = 0;
     for (int r = 0; r <= reps; r++) { /* r == 0: warm-up (first touch of the activations) */
+        struct rusage ru0;
+        getrusage(RUSAGE_SELF, &ru0);
+        double w0 = icl_now(), c0 = cpu_s();
         double t[NP], a = now();
         icl_model_zero_grads(m);
         t[ZERO] = now() - a;
@@ -158,6 +175,19 @@ int main(int argc, char **argv)
         icl_adamw_update(s->params, s->grads, s->m, s->v, s->num_params, &h, 1e-4, r + 1, 1);
         t[OPT] = now() - b0;
         t[STEP] = now() - a;
+        if (step_only) {
+            struct rusage ru1;
+            getrusage(RUSAGE_SELF, &ru1);
+            double w1 = icl_now(), c1 = cpu_s();
+            fprintf(stderr,
+                    "rep %d: step %.3f s (fwd %.3f, bwd %.3f, norm %.3f, AdamW %.3f); wall %.3f s, CPU %.3f s (%.2f "
+                    "cores busy), %ld voluntary and %ld involuntary context switches, %ld minor page faults\n",
+                    r, t[STEP], t[FWD], t[BWD], t[NORM], t[OPT], w1 - w0, c1 - c0, (c1 - c0) / (w1 - w0),
+                    ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw, ru1.ru_minflt - ru0.ru_minflt);
+            if (r > 0 && t[STEP] < best[STEP])
+                best[STEP] = t[STEP];
+            continue;
+        }
         t[GL] = gemm_layers(x, y, w, g, C, I, Q, K, L);
         t[GH] = gemm_head(x, y, w, g, C, V);
         b0 = now();
@@ -188,6 +218,12 @@ int main(int argc, char **argv)
             best[i] = t[i] < best[i] ? t[i] : best[i];
         fprintf(stderr, "rep %d: step %.3f s, layer GEMMs %.3f s, head GEMMs %.3f s, attention %.3f s\n", r, t[STEP],
                 t[GL], t[GH], t[ATT]);
+    }
+    if (step_only) {
+        printf("step_budget: step alone, %d threads, best %.3f s (%s)\n", threads, best[STEP],
+               cputime ? "CPU seconds" : "wall seconds");
+        icl_model_free(m);
+        return 0;
     }
     double fl_l = 6.0 * L * ((double)C * (Q + 2 * K) + (double)Q * C + 3.0 * C * I) * N, fl_h = 6.0 * V * C * (double)N;
     double fl_step = 6.0 * (double)s->num_params * N;
