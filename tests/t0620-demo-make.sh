@@ -115,8 +115,8 @@ test_expect_success 'CLS_BALANCE and ID_AUTHOR_REPEAT: the mix and training agai
 
 test_expect_success 'LOSS_AVERAGE: training and what follows, nothing before' '
 	finished &&
-	plan "$R" LOSS_AVERAGE=tokens >plan &&
-	test_grep "icl-train .*--loss-average tokens" plan &&
+	plan "$R" LOSS_AVERAGE=examples >plan &&
+	test_grep "icl-train .*--loss-average examples" plan &&
 	test_grep "icl-gen .*tuned.model.* .*amazon.test.chat.jsonl" plan &&
 	if grep -q "icl-fmt\|icl-tok\|base.model" plan; then exit 1; fi
 '
