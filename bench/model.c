@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     int32_t *ids = malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++)
         ids[i] = (i * 7919 + 13) % cfg.vocab_size;
-    icl_batch b = {B, T, ids, NULL, NULL, NULL};
+    icl_batch b = {B, T, ids, NULL, NULL, NULL, NULL};
     int C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size, L = cfg.num_hidden_layers;
     int Q = cfg.num_attention_heads * cfg.head_dim, K = cfg.num_key_value_heads * cfg.head_dim;
     double matp = (double)L * (C * (Q + 2.0 * K) + Q * C + 3.0 * C * I) + (double)V * C;

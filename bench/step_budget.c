@@ -120,7 +120,7 @@ int main(int argc, char **argv)
     int32_t *ids = malloc(sizeof(int32_t) * N);
     for (int i = 0; i < N; i++)
         ids[i] = (int32_t)((i * 7919L + 13) % V);
-    icl_batch bt = {B, T, ids, NULL, NULL, NULL};
+    icl_batch bt = {B, T, ids, NULL, NULL, NULL, NULL};
     icl_adamw h = {1e-4, 0.9, 0.999, 1e-8, 0.0};
 
     /* the parts' buffers, on huge pages as the model's */

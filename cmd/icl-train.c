@@ -93,6 +93,12 @@ static const char usage_text[] =
     "      --weight-decay F       AdamW decoupled decay, tensors of 2+ dims (0)\n"
     "      --beta1 F --beta2 F --eps F   AdamW (0.9, 0.999, 1e-8)\n"
     "      --clip F               max global gradient norm, 0 = off (default 1)\n"
+    "      --loss-average HOW     tokens (default): a step's loss is the mean over\n"
+    "                             all its target tokens (transformers' Trainer;\n"
+    "                             verl's loss_agg_mode token-mean); examples: the\n"
+    "                             mean over its examples of each example's mean\n"
+    "                             over its own target tokens (seq-mean-token-mean),\n"
+    "                             so a 2-token answer weighs as much as a long one\n"
     "      --gradient-checkpointing   keep only each layer's input in the forward\n"
     "                             and recompute the rest in the backward: far less\n"
     "                             memory, about a third more work, the same results\n"
@@ -148,7 +154,7 @@ enum {
     O_ARCH = 256, O_HID, O_NL, O_NH, O_NKV, O_INTER, O_BS, O_SL, O_GA, O_EP, O_MS, O_LR, O_SCHED, O_WU, O_MINLR,
     O_WD, O_B1, O_B2, O_EPS, O_CLIP, O_PACK, O_NOSHUF, O_VALID, O_EVAL, O_SAVE, O_RESUME, O_SEED, O_THREADS,
     O_LOG, O_PROG, O_NOPROG, O_VERSION, O_LORA_R, O_LORA_ALPHA, O_LORA_DROP, O_LORA_TGT, O_RSLORA, O_ADAPTER, O_DEQUANT, O_NOADAPT,
-    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF, O_GCKPT, O_DTYPE
+    O_LIMIT, O_ONLYMODEL, O_BEST, O_RESUME_IF, O_NOHIST, O_OVERWRITE, O_EOSMIS, O_GGUF, O_GCKPT, O_DTYPE, O_LOSSAVG
 };
 
 /* Option values: whole, in range, never truncated (lib/cli.h). */
@@ -305,6 +311,7 @@ int main(int argc, char **argv)
         {"max-grad-norm", required_argument, 0, O_CLIP},
         {"gradient-checkpointing", no_argument, 0, O_GCKPT},
         {"dtype", required_argument, 0, O_DTYPE},
+        {"loss-average", required_argument, 0, O_LOSSAVG},
         {"packing", no_argument, 0, O_PACK},
         {"no-shuffle", no_argument, 0, O_NOSHUF},
         {"valid", required_argument, 0, O_VALID},
@@ -378,6 +385,11 @@ int main(int argc, char **argv)
         case O_DTYPE: {
             static const char *const dtypes[] = {"float32", "f32", "bf16", "bfloat16", NULL};
             o.bf16 = icl_opt_choice("--dtype", optarg, dtypes) >= 2;
+            break;
+        }
+        case O_LOSSAVG: {
+            static const char *const how[] = {"tokens", "token-mean", "examples", "seq-mean-token-mean", NULL};
+            o.loss_average_examples = icl_opt_choice("--loss-average", optarg, how) >= 2;
             break;
         }
         case O_PACK: o.packing = 1; break;

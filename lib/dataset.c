@@ -125,6 +125,7 @@ void icl_batchbuf_free(icl_batchbuf *bb)
     free(bb->doc);
     free(bb->pos);
     free(bb->target);
+    free(bb->weight);
     memset(bb, 0, sizeof *bb);
 }
 
@@ -136,6 +137,7 @@ static void bb_reserve(icl_batchbuf *bb, size_t n)
     bb->doc = xreallocarray(bb->doc, n, sizeof *bb->doc);
     bb->pos = xreallocarray(bb->pos, n, sizeof *bb->pos);
     bb->target = xreallocarray(bb->target, n, sizeof *bb->target);
+    bb->weight = xreallocarray(bb->weight, n, sizeof *bb->weight);
     bb->cap = n;
 }
 
@@ -207,7 +209,30 @@ int icl_dataset_next(const icl_dataset *d, const size_t *perm, size_t *cursor, i
     bb->b.target = bb->target;
     bb->b.doc = bb->doc;
     bb->b.pos = bb->pos;
+    bb->b.weight = NULL;
     return bb->n_examples;
+}
+
+int icl_batchbuf_weigh_examples(icl_batchbuf *bb)
+{
+    int B = bb->b.B, T = bb->b.T, ne = 0;
+    for (int r = 0; r < B; r++) {
+        const int32_t *doc = bb->doc + (size_t)r * T;
+        const uint8_t *tg = bb->target + (size_t)r * T;
+        float *w = bb->weight + (size_t)r * T;
+        for (int s = 0, e; s < T; s = e) { /* the run [s, e) of one document */
+            long n = 0;
+            for (e = s + 1; e < T && doc[e] == doc[s]; e++)
+                n += tg[e] != 0;
+            float wt = n > 0 ? (float)(1.0 / (double)n) : 0.0f;
+            w[s] = 0;
+            for (int t = s + 1; t < e; t++)
+                w[t] = tg[t] ? wt : 0.0f;
+            ne += n > 0;
+        }
+    }
+    bb->b.weight = bb->weight;
+    return ne;
 }
 
 long icl_dataset_count_batches(const icl_dataset *d, const size_t *perm, int batch_size, int packing)

@@ -85,6 +85,7 @@ typedef struct {
     icl_batch b;         /* points into the arrays below */
     int32_t *ids, *doc, *pos;
     uint8_t *target;
+    float *weight;       /* icl_batchbuf_weigh_examples's weights (b.weight then points here) */
     size_t cap;          /* capacity of each array in positions */
     long n_targets;      /* trained positions in the batch */
     long n_tokens;       /* real (non-padding) positions */
@@ -99,6 +100,16 @@ void icl_batchbuf_free(icl_batchbuf *bb);
  * packing: see above; pad_id: id written at padding positions (>= 0). */
 int icl_dataset_next(const icl_dataset *d, const size_t *perm, size_t *cursor, int batch_size, int packing,
                      int32_t pad_id, icl_batchbuf *bb);
+
+/* Per-example loss weights for the batch icl_dataset_next just built (the
+ * loss averaged per example, as --loss-average examples): each example's
+ * trained positions (icl_batch: target[t] and doc[t] == doc[t-1]) get
+ * weight 1 / (their count), every other position 0, and bb->b.weight
+ * points at them, so the batch's weighted loss sum is the sum over its
+ * examples of each example's mean loss.  Returns the number of examples
+ * with a trained position (those the weighted sum averages).  The next
+ * icl_dataset_next clears b.weight again. */
+int icl_batchbuf_weigh_examples(icl_batchbuf *bb);
 
 /* Number of batches icl_dataset_next yields over one epoch in order perm. */
 long icl_dataset_count_batches(const icl_dataset *d, const size_t *perm, int batch_size, int packing);

@@ -33,7 +33,7 @@ int icl_lm_eval_line(icl_model *m, icl_lm_eval *e, const int32_t *ids, const uin
                  m->cfg.max_position_embeddings);
         return -1;
     }
-    icl_batch b = {1, (int)n, ids, target, NULL, NULL};
+    icl_batch b = {1, (int)n, ids, target, NULL, NULL, NULL};
     if (icl_batch_validate(m, &b, err, errsz) != 0)
         return -1;
     int V = m->cfg.vocab_size;
@@ -67,7 +67,7 @@ int icl_lm_eval_line_decode(icl_model *m, icl_lm_eval *e, const int32_t *ids, co
                  m->cfg.max_position_embeddings);
         return -1;
     }
-    icl_batch b = {1, (int)n, ids, target, NULL, NULL};
+    icl_batch b = {1, (int)n, ids, target, NULL, NULL, NULL};
     if (icl_batch_validate(m, &b, err, errsz) != 0)
         return -1;
     int V = m->cfg.vocab_size;

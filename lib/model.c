@@ -855,6 +855,8 @@ struct icl_acts {
     /* loss head */
     int32_t *trow, *tlab; /* [N] target rows and labels */
     float *tloss;         /* [N] loss of each target row */
+    float *twt;           /* [N] weight of each target row (icl_batch.weight), when tw */
+    int tw;               /* the last forward's batch had weights */
     int hrows;           /* rows per head chunk: min(T, HEAD_ROWS) */
     float *hbuf, *lbuf;  /* [hrows, C], [hrows, V] */
     int fused;           /* last forward fused the head backward */
@@ -880,6 +882,7 @@ static void acts_free(icl_acts *a)
     free(a->trow);
     free(a->tlab);
     free(a->tloss);
+    free(a->twt);
     free(a->lwork);
     free(a);
 }
@@ -1003,6 +1006,7 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     a->trow = xmalloc(N * sizeof(int32_t));
     a->tlab = xmalloc(N * sizeof(int32_t));
     a->tloss = xmalloc(N * sizeof(float));
+    a->twt = xmalloc(N * sizeof(float));
     m->acts = a;
     return a;
 }
@@ -1521,7 +1525,7 @@ static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, i
             memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
         /* logits [n, V] = h [n, C] W^T, W [V, C] */
         icl_linear_forward(&H, a->lbuf, V, a->hbuf, C, n, 0.0f, ICL_LIN_GEMM, 0, NULL);
-        total += icl_xent_rows(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale);
+        total += icl_xent_rows_w(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale, a->tw ? a->twt + r0 : NULL);
         if (scale != 0) {
             /* dh [n, C] = dlogits W, scattered to the target rows, then
              * dW [V, C] += dlogits^T h: h rows recomputed (hbuf held dh) */
@@ -1577,9 +1581,12 @@ static long find_targets(icl_acts *a, const icl_batch *b)
             long i = (long)bb * b->T + t;
             if ((!b->target || b->target[i + 1]) && (!b->doc || b->doc[i + 1] == b->doc[i])) {
                 a->trow[nt] = (int32_t)i;
+                if (b->weight)
+                    a->twt[nt] = b->weight[i + 1];
                 a->tlab[nt++] = b->ids[i + 1];
             }
         }
+    a->tw = b->weight != NULL;
     return nt;
 }
 
@@ -1597,7 +1604,7 @@ static double logits_loss(icl_acts *a, const float *logits, int V)
             s += exp((double)row[j] - mx);
         double l = mx + log(s) - row[a->tlab[r]];
         a->tloss[r] = (float)l;
-        loss += l;
+        loss += a->tw ? (double)a->twt[r] * l : l;
     }
     return loss;
 }

@@ -168,13 +168,19 @@ typedef struct {
  *           (e.g. -1) and target 0: it never affects real positions.
  *   pos     position ids (RoPE angle / GPT-2 wpe row), or NULL for 0..T-1.
  *           With packing, restart at 0 at each document.  GPT-2 needs
- *           pos < n_positions. */
+ *           pos < n_positions.
+ *   weight  NULL: every target weighs 1.  Else [B, T], indexed like target:
+ *           the loss of position t is weight[t+1] * -log p(ids[t+1]), and
+ *           the loss (and its gradient) is the weighted sum.  A trainer
+ *           averaging per example puts 1 / (the example's target count) at
+ *           each of its target positions (icl_batchbuf_weigh_examples). */
 typedef struct {
     int B, T;
     const int32_t *ids;
     const uint8_t *target;
     const int32_t *doc;
     const int32_t *pos;
+    const float *weight;
 } icl_batch;
 
 /* The bf16 compute path (`--dtype bf16`, inference and training): rounds
@@ -319,13 +325,13 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  *   * loss_scale) is accumulated into the head's gradient and kept for
  *   icl_model_backward, which must follow with the same batch.  For a mean
  *   over an optimizer step, pass 1 / (target tokens in the whole step).
- * Returns the SUM over target positions of -log p(next token) (0 when there
- * are none; never NaN from empty rows); *n_targets (if not NULL) gets their
- * count.  A batch icl_batch_validate rejects: NAN, the message in m->err.  Only target rows of the [T, V] logits are computed when logits is
+ * Returns the SUM over target positions of -log p(next token), each times
+ * its weight when b->weight is set (0 when there are none; never NaN from
+ * empty rows); *n_targets (if not NULL) gets their count (unweighted).  A batch icl_batch_validate rejects: NAN, the message in m->err.  Only target rows of the [T, V] logits are computed when logits is
  * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Per-position losses of the last forward: loss[B*T] gets -log p(ids[t+1])
- * at each target position t (see icl_batch) and 0 elsewhere, so an evaluator
+ * (unweighted) at each target position t (see icl_batch) and 0 elsewhere, so an evaluator
  * can sum per example.  Call after a successful icl_model_forward, before
  * the next one.  0 ok, -1 with err when there was none. */
 int icl_model_token_losses(const icl_model *m, float *loss, char *err, size_t errsz);

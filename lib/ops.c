@@ -481,6 +481,12 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
 
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale)
 {
+    return icl_xent_rows_w(logits, ld, n, V, target, loss, scale, NULL);
+}
+
+double icl_xent_rows_w(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale,
+                       const float *w)
+{
     float *li = loss ? loss : xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
 #pragma omp parallel for schedule(static) if ((long)n * V >= ICL_PAR_MIN)
     for (int i = 0; i < n; i++) {
@@ -501,15 +507,16 @@ double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target
         float lse = (float)lsed;
         li[i] = (float)(lsed - (double)r[target[i]]);
         if (scale != 0) {
+            float sc = w ? (float)((double)scale * (double)w[i]) : scale;
 #pragma omp simd
             for (int j = 0; j < V; j++)
-                r[j] = icl_expf(r[j] - lse) * scale;
-            r[target[i]] -= scale;
+                r[j] = icl_expf(r[j] - lse) * sc;
+            r[target[i]] -= sc;
         }
     }
     double total = 0; /* summed in row order: the same result for any thread count */
     for (int i = 0; i < n; i++)
-        total += li[i];
+        total += w ? (double)w[i] * (double)li[i] : li[i];
     if (!loss)
         free(li);
     return total;

@@ -99,6 +99,12 @@ void icl_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
  * = (softmax - onehot) * scale.  Returns the sum of losses (double), added in
  * row order so it does not depend on the thread count. */
 double icl_xent_rows(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale);
+/* icl_xent_rows with a weight per row: row i's gradient is scaled by
+ * scale * w[i] (the product rounded to float) and the return value is the
+ * sum of w[i] * loss[i] (in double, in row order); loss[i] stays the
+ * unweighted loss.  w NULL: icl_xent_rows, bit for bit. */
+double icl_xent_rows_w(float *logits, long ld, int n, int V, const int32_t *target, float *loss, float scale,
+                       const float *w);
 
 /* exp accurate to about 2 ulp on [-87, 88]; clamped outside (Cephes polynomial), vectorisable. */
 static inline float icl_expf(float x)

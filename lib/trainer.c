@@ -84,17 +84,20 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
         }
     }
     int overlap = o->reduce && o->reduce_begin && o->grads_ready, begun = 0;
+    /* the mean's denominator: target tokens, or examples (per-example weights) */
+    long norm = o->n_examples > 0 ? o->n_examples : n_targets, counted = 0;
     for (int k = 0; k < n_mb; k++) {
         if (o->stop && *o->stop)
             return 1;
         long nt = 0;
         int ws = o->world_size > 0 ? o->world_size : 1;
         icl_model_set_dropout_key(m, icl_dropout_key(o->seed, t, (long)k * ws + o->rank));
-        r->loss_sum += icl_model_forward(m, &mb[k], NULL, (float)(1.0 / (double)n_targets), &nt);
-        r->n_targets += nt;
+        r->loss_sum += icl_model_forward(m, &mb[k], NULL, (float)(1.0 / (double)norm), &nt);
+        counted += nt;
         if (overlap && k == n_mb - 1) {
-            if (r->n_targets != n_targets)
+            if (counted != n_targets)
                 break; /* the check below */
+            r->n_targets = norm;
             if (o->reduce_begin(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
                 return -1;
             begun = 1;
@@ -104,11 +107,13 @@ int icl_train_step(icl_model *m, const icl_batch *mb, int n_mb, long n_targets, 
     }
     if (!begun && o->stop && *o->stop)
         return 1;
-    if (!begun && r->n_targets != n_targets) {
-        icl_seterr(err, errsz, "internal error: the model counted %ld targets, the batches %ld", r->n_targets,
+    if (!begun && counted != n_targets) {
+        icl_seterr(err, errsz, "internal error: the model counted %ld targets, the batches %ld", counted,
                    n_targets);
         return -1;
     }
+    if (!begun)
+        r->n_targets = norm;
     if (overlap && !begun) { /* no micro-batch here: every stage is final (zero) */
         if (o->reduce_begin(o->reduce_ctx, sets, ns, &r->n_targets, &r->loss_sum, err, errsz))
             return -1;
@@ -751,6 +756,7 @@ static const struct {
     {"num_examples", "the number of examples"},
     {"data_hash", "the training data (xxh3 of the kept examples)"},
     {"dtype", "--dtype"},
+    {"loss_average", "--loss-average"},
     {"batch_size", "--batch-size"},
     {"grad_accum", "--grad-accum"},
     {"seq_len", "--seq-len"},
@@ -811,6 +817,7 @@ static json_t *run_settings(const train_run *r)
     json_object_set_new(s, "data_hash", json_string(h = hex_hash("xxh3:", icl_dataset_hash(&r->data))));
     free(h);
     json_object_set_new(s, "dtype", json_string(o->bf16 ? "bfloat16" : "float32"));
+    json_object_set_new(s, "loss_average", json_string(o->loss_average_examples ? "examples" : "tokens"));
     json_object_set_new(s, "batch_size", json_integer(o->batch_size));
     json_object_set_new(s, "grad_accum", json_integer(o->grad_accum));
     json_object_set_new(s, "seq_len", json_integer(r->data.seq_len));
@@ -858,11 +865,14 @@ static int compare_settings(train_run *r, json_t *theirs)
     int n = 0;
     for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
         json_t *a = json_object_get(mine, setting_names[i].key), *t = json_object_get(theirs, setting_names[i].key);
-        json_t *f32 = json_string("float32");
+        json_t *f32 = json_string("float32"), *tokens = json_string("tokens");
         if (!t && !strcmp(setting_names[i].key, "dtype"))
             t = f32; /* checkpoints from before --dtype: float32 */
+        if (!t && !strcmp(setting_names[i].key, "loss_average"))
+            t = tokens; /* checkpoints from before --loss-average: tokens */
         int same = !a || (t && json_equal(a, t));
         json_decref(f32);
+        json_decref(tokens);
         if (same)
             continue;
         char *x = setting_text(a), *y = setting_text(t), line[600];
@@ -1509,13 +1519,13 @@ static void summary(const train_run *r)
     note(r, 0,
          "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
-         " threads %d gradient_checkpointing %d dtype %s | out %s",
+         " threads %d gradient_checkpointing %d dtype %s loss_average %s | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
          r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
          o->gradient_checkpointing, o->bf16 ? (icl_bf16_native() ? "bfloat16 (avx512bf16)" : "bfloat16 (portable)")
                                             : "float32",
-         o->out_dir);
+         o->loss_average_examples ? "examples" : "tokens", o->out_dir);
     if (r->m->lora_set)
         note(r, 0, "LoRA r %d lora_alpha %g (scale %g) lora_dropout %g use_rslora %d, %d adapted modules",
              r->lcfg.r, r->lcfg.lora_alpha, icl_lora_scale(&r->lcfg), r->lcfg.lora_dropout, r->lcfg.use_rslora,
@@ -1537,18 +1547,20 @@ static void epoch_rollover(train_run *r)
  * current epoch (a step never spans two epochs); of each
  * world_size consecutive ones, this rank's.  Returns their count; *tg and
  * *ntok get the step's targets and real tokens. */
-static int next_microbatches(train_run *r, long *tg, long *ntok)
+static int next_microbatches(train_run *r, long *tg, long *ntok, long *nex)
 {
     const icl_train_opts *o = r->o;
     train_pos *p = &r->pos;
     int nmb = 0;
-    *tg = *ntok = 0;
+    *tg = *ntok = *nex = 0;
     for (int k = 0; k < o->grad_accum * o->world_size; k++) {
         /* bbs[grad_accum] takes the other ranks' micro-batches once this rank has its own */
         if (!icl_dataset_next(&r->data, r->perm, &p->cursor, o->batch_size, o->packing, r->pad, &r->bbs[nmb]))
             break;
         if (k % o->world_size != o->rank)
             continue;
+        if (o->loss_average_examples)
+            *nex += icl_batchbuf_weigh_examples(&r->bbs[nmb]);
         *tg += r->bbs[nmb].n_targets;
         *ntok += r->bbs[nmb].n_tokens;
         r->mbs[nmb] = r->bbs[nmb].b;
@@ -1588,14 +1600,14 @@ static int run_steps(train_run *r)
 {
     const icl_train_opts *o = r->o;
     icl_step_opts sopt = {o->adamw, o->clip, o->reduce, o->reduce_ctx, r->h ? r->h->stop : NULL,
-                          o->seed, o->rank, o->world_size, o->reduce_begin, o->grads_ready};
+                          o->seed, o->rank, o->world_size, o->reduce_begin, o->grads_ready, 0};
     double t0 = icl_now(), run_t0 = t0;
     long start_step = r->pos.step;
     while (r->pos.step < r->sched.total_steps) {
         epoch_rollover(r);
         train_pos at_start = r->pos;
         long tg, ntok;
-        int nmb = next_microbatches(r, &tg, &ntok);
+        int nmb = next_microbatches(r, &tg, &ntok, &sopt.n_examples);
         double lr = icl_lr_at(&r->sched, r->pos.step);
         long t = r->pos.step + 1;
         icl_step_result sr;

@@ -127,6 +127,14 @@ typedef struct {
      * reduce. */
     icl_grad_reduce_fn reduce_begin;
     icl_grads_ready_fn grads_ready;
+    /* 0: the step's loss is the mean over its target tokens (loss_scale
+     * 1 / n_targets).  > 0: the mean over this many examples: the
+     * micro-batches carry per-example weights (icl_batch.weight,
+     * icl_batchbuf_weigh_examples: 1 / the example's target tokens), the
+     * loss_scale is 1 / n_examples, and the count the reduce hooks and
+     * the result get is n_examples instead of n_targets (a data-parallel
+     * hook then averages over all processes' examples). */
+    long n_examples;
 } icl_step_opts;
 
 /* The dropout key of micro-batch k (0-based, over all processes) of
@@ -136,7 +144,8 @@ uint64_t icl_dropout_key(uint64_t seed, long t, long k);
 
 typedef struct {
     double loss_sum;   /* summed -log p over the step's targets (after the reduce hook) */
-    long n_targets;    /* their count (after the reduce hook) */
+    long n_targets;    /* their count (after the reduce hook); with n_examples (icl_step_opts)
+                        * the number of examples, loss_sum then the sum of their mean losses */
     double loss;       /* loss_sum / n_targets */
     double grad_norm;  /* global L2 norm over the trainable sets, before clipping */
 } icl_step_result;
@@ -187,6 +196,11 @@ typedef struct {
                                  * after every optimizer step (icl_train_step does it); without
                                  * AVX512-BF16 a warning and the portable path.  Recorded in the
                                  * checkpoint's settings as "dtype": a resume must keep it */
+    int loss_average_examples;  /* --loss-average examples: each step's loss is the mean over its
+                                 * examples of each example's mean loss over its target tokens
+                                 * (icl_step_opts.n_examples); 0 (tokens, the default): the mean
+                                 * over the step's target tokens.  Recorded in the checkpoint's
+                                 * settings as "loss_average" */
     /* data */
     const char *const *files;   /* token-line files; none = stdin */
     int nfiles;

@@ -72,6 +72,19 @@ test_expect_success 'packing too' '
 	python3 close.py onep/model.safetensors twop/model.safetensors 1e-5
 '
 
+test_expect_success '--loss-average examples: the mean over all ranks'"'"' examples (packed, accumulated, a rank left empty)' '
+	icl-train $A --loss-average examples --packing --seq-len 24 --grad-accum 2 --batch-size 4 -o onex rand.tok >m.onex &&
+	$MPI icl-train $A --loss-average examples --packing --seq-len 24 --grad-accum 2 --batch-size 2 -o twox rand.tok >m.twox &&
+	python3 close.py m.onex m.twox 1e-6 &&
+	python3 close.py onex/model.safetensors twox/model.safetensors 1e-5 &&
+	icl-train $A --packing --seq-len 24 --grad-accum 2 --batch-size 4 -o onet rand.tok >m.onet &&
+	! python3 close.py m.onet m.onex 1e-3 2>/dev/null &&
+	icl-train $A --loss-average examples --batch-size 10 -o onex5 rand.tok >m.onex5 &&
+	$MPI icl-train $A --loss-average examples --batch-size 5 -o twox5 rand.tok >m.twox5 &&
+	python3 close.py m.onex5 m.twox5 1e-6 &&
+	python3 close.py onex5/model.safetensors twox5/model.safetensors 1e-5
+'
+
 # Overlap (ICL_MPI_OVERLAP=1; the default across hosts): each stage's
 # gradients all-reduced during the last backward (MPI_Iallreduce per layer);
 # ICL_MPI_OVERLAP=0 (the default on one host): one all-reduce after it.  A sum of 2 is the same bits in any chunking: identical runs.

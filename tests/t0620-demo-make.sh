@@ -113,6 +113,28 @@ test_expect_success 'CLS_BALANCE and ID_AUTHOR_REPEAT: the mix and training agai
 	if grep -q "icl-fmt\|base.model" plan; then exit 1; fi
 '
 
+test_expect_success 'LOSS_AVERAGE: training and what follows, nothing before' '
+	finished &&
+	plan "$R" LOSS_AVERAGE=examples >plan &&
+	test_grep "icl-train .*--loss-average examples" plan &&
+	test_grep "icl-gen .*tuned.model.* .*amazon.test.chat.jsonl" plan &&
+	if grep -q "icl-fmt\|icl-tok\|base.model" plan; then exit 1; fi
+'
+
+test_expect_success 'CLS_DEV: the last N training records are the test set, the rest train' '
+	finished &&
+	plan "$R" CLS_DEV=3 >plan &&
+	test_grep "head -n \$(( n - 3 )) .*amazon.split.rows.jsonl > .*amazon.train.rows.jsonl" plan &&
+	test_grep "tail -n 3 .*amazon.split.rows.jsonl > .*amazon.test.rows.jsonl" plan &&
+	test_grep "icl-train" plan &&
+	test_grep "icl-gen .*base.model.* .*agnews.test.chat.jsonl" plan &&
+	if grep -q "icl-fmt .*--split\|icl-tok .*alpaca\|base.model.* .*id_zh" plan; then exit 1; fi &&
+	printf "%s\n" a b c d e f g >rows &&
+	n=$(wc -l <rows) && head -n $(( n - 3 )) rows >train && tail -n 3 rows >test &&
+	printf "%s\n" a b c d >want && test_cmp want train &&
+	printf "%s\n" e f g >want && test_cmp want test
+'
+
 test_expect_success 'balance.awk repeats the rarer labels records until the labels are even' '
 	cat >mix.jsonl <<-\EOF &&
 	{"prompt":"a","label":"Yes"}

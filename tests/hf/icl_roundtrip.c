@@ -33,7 +33,7 @@ int main(int argc, char **argv)
             id[b * T + t] = (int32_t)json_integer_value(json_array_get(json_array_get(ids, b), t));
             doc[b * T + t] = json_integer_value(json_array_get(json_array_get(am, b), t)) ? 0 : -1;
         }
-    icl_batch bt = {B, T, id, NULL, doc, NULL};
+    icl_batch bt = {B, T, id, NULL, doc, NULL, NULL};
     float *lg = icl_xmalloc(sizeof(float) * B * T * V);
     icl_model_forward(m, &bt, lg, 0, NULL);
     char p[1024];

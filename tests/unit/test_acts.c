@@ -52,7 +52,7 @@ typedef struct {
 /* Loss (forward + backward) of one batch, and the gradient norm. */
 static void step(icl_model *m, const shape *s, double *loss, double *gnorm)
 {
-    icl_batch b = {s->B, s->T, s->ids, NULL, NULL, NULL};
+    icl_batch b = {s->B, s->T, s->ids, NULL, NULL, NULL, NULL};
     long nt = 0;
     icl_model_zero_grads(m);
     *loss = icl_model_forward(m, &b, NULL, 1.0f / (float)(s->B * (s->T - 1)), &nt);

@@ -233,7 +233,7 @@ static void model_logits(const char *name)
     int32_t doc[24];
     for (int i = 0; i < 24; i++)
         doc[i] = am[i] ? 0 : -1;
-    icl_batch b = {2, 12, ids, NULL, doc, NULL};
+    icl_batch b = {2, 12, ids, NULL, doc, NULL, NULL};
     int V = m->cfg.vocab_size;
     float *f32 = xmalloc(sizeof(float) * 24 * V), *bf = xmalloc(sizeof(float) * 24 * V);
     assert_true(isfinite(icl_model_forward(m, &b, f32, 0, NULL)));

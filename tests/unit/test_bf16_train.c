@@ -204,7 +204,7 @@ static double fwd_bwd(icl_model *m, float *grads)
         ids[i] = (int32_t)((i * 7919 + 13) % m->cfg.vocab_size);
         tgt[i] = i % T >= 4;
     }
-    icl_batch b = {B, T, ids, tgt, NULL, NULL};
+    icl_batch b = {B, T, ids, tgt, NULL, NULL, NULL};
     char err[256];
     icl_model_zero_grads(m);
     long nt = 0;

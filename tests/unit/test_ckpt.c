@@ -93,8 +93,8 @@ static void rss_child(int ckpt, int lora, int fd)
     int32_t *ids = xmalloc(sizeof(int32_t) * RB * RT);
     for (int i = 0; i < RB * RT; i++)
         ids[i] = (int32_t)((i * 2654435761u) % 64u);
-    icl_batch b = {RB, RT, ids, NULL, NULL, NULL};
-    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
+    icl_batch b = {RB, RT, ids, NULL, NULL, NULL, NULL};
+    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL, 0};
     icl_step_result r;
     if (icl_train_step(m, &b, 1, (long)RB * (RT - 1), 1e-3, 1, &o, &r, err, sizeof err) != 0)
         _exit(4);
@@ -213,8 +213,8 @@ static void make_batches(batches *x, int V)
     }
     for (int i = 0; i < 32; i++)
         x->ids1[i] = (int32_t)((i * 53 + 5) % V);
-    x->b[0] = (icl_batch){3, 24, x->ids0, x->tg0, x->doc0, x->pos0};
-    x->b[1] = (icl_batch){2, 16, x->ids1, NULL, NULL, NULL};
+    x->b[0] = (icl_batch){3, 24, x->ids0, x->tg0, x->doc0, x->pos0, NULL};
+    x->b[1] = (icl_batch){2, 16, x->ids1, NULL, NULL, NULL, NULL};
     long nt = 0;
     for (int i = 0; i < 72; i++)
         nt += (i % 24) + 1 < 24 && x->tg0[i + 1] && x->doc0[i + 1] == x->doc0[i];
@@ -276,7 +276,7 @@ static void bit_identical(void **state)
                 assert_null(on->base.grads);
             }
             /* two optimizer steps; the second with checkpointing switched off and on again */
-            icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1, NULL, NULL};
+            icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1, NULL, NULL, 0};
             char err[256];
             for (int t = 1; t <= 2; t++) {
                 icl_step_result r0, r1;

@@ -68,7 +68,7 @@ static void step_matches_full_recompute(void **state)
                 ids[b][t] = (int32_t)((t * 31 + b * 17 + 3) % V);
         float *full = icl_xmalloc((size_t)B * T * V * sizeof(float)), *lg = icl_xmalloc((size_t)B * V * sizeof(float)),
               *ref = icl_xmalloc((size_t)V * sizeof(float));
-        icl_batch bt = {B, T, &ids[0][0], NULL, NULL, NULL};
+        icl_batch bt = {B, T, &ids[0][0], NULL, NULL, NULL, NULL};
         icl_model_forward(m, &bt, full, 0, NULL);
         icl_kv_cache *kc[3], *kr[3];
         char err[256];

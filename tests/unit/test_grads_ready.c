@@ -134,7 +134,7 @@ static void make_batch(batch *x, int V, int seed)
         x->ids[i] = (int32_t)((i * 37 + 11 + seed * 7) % V);
         x->tg[i] = i % 12 >= 3;
     }
-    x->b = (icl_batch){2, 12, x->ids, x->tg, NULL, NULL};
+    x->b = (icl_batch){2, 12, x->ids, x->tg, NULL, NULL, NULL};
 }
 
 typedef struct {
@@ -280,7 +280,7 @@ static void trainer_overlap(void **state)
     long nt = 2 * 2 * 9;
     int order[64];
     step_watch sw = {.w = {.m = b, .order = order}};
-    icl_step_opts plain = {{1e-2, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 3, 0, 1, NULL, NULL};
+    icl_step_opts plain = {{1e-2, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 3, 0, 1, NULL, NULL, 0};
     icl_step_opts ov = plain;
     ov.reduce = on_reduce;
     ov.reduce_ctx = &sw;

@@ -301,7 +301,7 @@ static void lora_model(void **state)
         int32_t ids[12];
         for (int i = 0; i < 12; i++)
             ids[i] = (i * 7 + 3) % V;
-        model_case c = {m, {2, T, ids, NULL, NULL, NULL}};
+        model_case c = {m, {2, T, ids, NULL, NULL, NULL, NULL}};
         float *l0 = xmalloc(sizeof(float) * 12 * V), *l1 = xmalloc(sizeof(float) * 12 * V);
         long nt;
         icl_model_forward(m, &c.b, l0, 0, &nt);
@@ -364,7 +364,7 @@ static void model_errors(void **state)
     assert_int_equal(icl_model_token_losses(m, loss, err, sizeof err), -1);
     assert_non_null(strstr(err, "no forward"));
     int32_t ids[4] = {1, 2, 96, 3};
-    icl_batch b = {1, 4, ids, NULL, NULL, NULL};
+    icl_batch b = {1, 4, ids, NULL, NULL, NULL, NULL};
     long nt = -1;
     assert_true(isnan(icl_model_forward(m, &b, NULL, 1.0f, &nt)));
     assert_non_null(strstr(m->err, "token id 96"));
@@ -426,7 +426,7 @@ static void lora_peft_parity(void **state)
             valid[i] = json_integer_value(json_array_get(json_array_get(am, b), t)) != 0;
             doc[i] = valid[i] ? 0 : -1;
         }
-    icl_batch batch = {B, T, ids, target, doc, NULL};
+    icl_batch batch = {B, T, ids, target, doc, NULL, NULL};
     /* the adapter: r 4, alpha 8 on q_proj, v_proj, down_proj, PEFT's file read by view name */
     static const char *const targets[] = {"q_proj", "v_proj", "down_proj"};
     json_t *lc = json_object_get(lexp, "lora");
@@ -474,7 +474,7 @@ static void lora_peft_parity(void **state)
                    json_number_value(json_array_get(json_object_get(ad, "betas"), 1)),
                    json_number_value(json_object_get(ad, "eps")),
                    json_number_value(json_object_get(ad, "weight_decay"))};
-    icl_step_opts so = {h, 0.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
+    icl_step_opts so = {h, 0.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL, 0};
     icl_step_result r;
     float *before = xmalloc(s->num_params * sizeof(float));
     memcpy(before, s->params, s->num_params * sizeof(float));

@@ -277,7 +277,7 @@ static void model_dropout(void **state)
         int32_t ids[16];
         for (int i = 0; i < 16; i++)
             ids[i] = (i * 7 + 3) % V;
-        model_case c = {m, {2, T, ids, NULL, NULL, NULL}};
+        model_case c = {m, {2, T, ids, NULL, NULL, NULL, NULL}};
         char err[256];
         long nt;
         /* evaluation and decoding never drop */

@@ -83,7 +83,7 @@ static void fixture_free(fixture *f)
 
 static icl_batch fixture_batch(const fixture *f)
 {
-    icl_batch b = {f->B, f->T, f->ids, f->target, f->doc, NULL};
+    icl_batch b = {f->B, f->T, f->ids, f->target, f->doc, NULL, NULL};
     return b;
 }
 
@@ -314,7 +314,7 @@ static void stories_greedy(void **state)
     seq[0] = 1;
     for (int i = 0; i < n; i++)
         seq[i + 1] = want[i];
-    icl_batch b = {1, 201, seq, NULL, NULL, NULL};
+    icl_batch b = {1, 201, seq, NULL, NULL, NULL, NULL};
     float *all = icl_xmalloc((size_t)201 * V * sizeof(float));
     long nt;
     double loss = icl_model_forward(m, &b, all, 0, &nt);
@@ -361,7 +361,7 @@ static void kv_cache_matches_full(void **state)
         fixture_load(&f, names[k]);
         icl_model *m = f.m;
         int V = m->cfg.vocab_size, T = f.T;
-        icl_batch b = {1, T, f.ids, NULL, NULL, NULL};
+        icl_batch b = {1, T, f.ids, NULL, NULL, NULL, NULL};
         float *full = icl_xmalloc((size_t)T * V * sizeof(float)), *inc = icl_xmalloc((size_t)T * V * sizeof(float));
         icl_model_forward(m, &b, full, 0, NULL);
         icl_kv_cache *kc = icl_kv_cache_new(m, T);
@@ -402,7 +402,7 @@ static void save_reload_and_packing(void **state)
         icl_model *m2 = icl_model_load(dir, err, sizeof err);
         if (!m2)
             fail_msg("%s", err);
-        icl_batch b = {f.B, T, f.ids, f.target, f.doc, NULL};
+        icl_batch b = {f.B, T, f.ids, f.target, f.doc, NULL, NULL};
         float *a = icl_xmalloc((size_t)f.B * T * V * sizeof(float)), *c = icl_xmalloc((size_t)f.B * T * V * sizeof(float));
         icl_model_forward(m, &b, a, 0, NULL);
         icl_model_forward(m2, &b, c, 0, NULL);
@@ -426,12 +426,12 @@ static void save_reload_and_packing(void **state)
             doc[t] = inA ? 0 : 1;
             pos[t] = inA ? t : t - 5;
         }
-        icl_batch pk = {1, 12, ids, NULL, doc, pos};
+        icl_batch pk = {1, 12, ids, NULL, doc, pos, NULL};
         float *pl = icl_xmalloc((size_t)12 * V * sizeof(float)), *sa = icl_xmalloc((size_t)7 * V * sizeof(float));
         long npk;
         double lpk = icl_model_forward(m, &pk, pl, 0, &npk);
         assert_int_equal(npk, 4 + 6); /* no target across the document boundary */
-        icl_batch ba = {1, 5, ids, NULL, NULL, NULL}, bb = {1, 7, ids + 5, NULL, NULL, NULL};
+        icl_batch ba = {1, 5, ids, NULL, NULL, NULL, NULL}, bb = {1, 7, ids + 5, NULL, NULL, NULL, NULL};
         long na, nb;
         double la = icl_model_forward(m, &ba, sa, 0, &na);
         double maxerr = 0;
@@ -445,7 +445,7 @@ static void save_reload_and_packing(void **state)
         assert_true(fabs(lpk - (la + lb)) < 1e-4);
         /* a batch with no targets: loss 0, no NaN */
         uint8_t none[12] = {0};
-        icl_batch nb0 = {1, 12, ids, none, doc, pos};
+        icl_batch nb0 = {1, 12, ids, none, doc, pos, NULL};
         long n0;
         icl_model_zero_grads(m);
         assert_true(icl_model_forward(m, &nb0, NULL, 1.0f, &n0) == 0.0);

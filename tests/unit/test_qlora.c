@@ -193,7 +193,7 @@ static void compare(const char *path, int expect_fallback_views)
     int32_t ids[B * T];
     for (int i = 0; i < B * T; i++)
         ids[i] = (int32_t)((frand() + 1) * 0.5 * (c->vocab_size - 1));
-    icl_batch b = {B, T, ids, NULL, NULL, NULL};
+    icl_batch b = {B, T, ids, NULL, NULL, NULL, NULL};
     size_t V = (size_t)c->vocab_size;
     float *lf = xmalloc(B * T * V * sizeof(float)), *lq = xmalloc(B * T * V * sizeof(float));
     double Lf = icl_model_forward(f, &b, lf, 0, NULL), Lq = icl_model_forward(q, &b, lq, 0, NULL);

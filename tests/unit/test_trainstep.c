@@ -59,7 +59,7 @@ static void fill_batch(icl_batch *b, int32_t *ids, int V)
 {
     for (int i = 0; i < B * T; i++)
         ids[i] = (int32_t)((i * 2654435761u) % (unsigned)V);
-    *b = (icl_batch){B, T, ids, NULL, NULL, NULL};
+    *b = (icl_batch){B, T, ids, NULL, NULL, NULL, NULL};
 }
 
 static const char *const lora_targets[] = {"q_proj", "v_proj"};
@@ -85,7 +85,7 @@ static void child(int mode, int fd)
     int32_t ids[B * T];
     icl_batch b;
     fill_batch(&b, ids, m->cfg.vocab_size);
-    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
+    icl_step_opts o = {{1e-3, 0.9, 0.999, 1e-8, 0.0}, 1.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL, 0};
     for (int t = 1; t <= 2; t++) {
         icl_step_result r;
         if (icl_train_step(m, &b, 1, (long)B * (T - 1), 1e-3, t, &o, &r, err, sizeof err) != 0)
@@ -188,7 +188,7 @@ static void reduce_hook_and_stop(void **state)
     b.T = 9;
     long nt = (long)B * (b.T - 1);
     char err[256];
-    icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.0}, 0.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL};
+    icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.0}, 0.0, NULL, NULL, NULL, 0, 0, 1, NULL, NULL, 0};
     icl_step_result r1, r2;
     assert_int_equal(icl_train_step(m1, &b, 1, nt, 1e-2, 1, &o, &r1, err, sizeof err), 0);
     hook_log h = {0, 0, 0, 2.0f, 0};
