@@ -29,6 +29,8 @@
 #include "cli.h"
 #include "util.h"
 
+#include "peak_kernels.h"
+
 static double clk(int nt)
 {
     if (nt != 1)
@@ -36,37 +38,6 @@ static double clk(int nt)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* bench/peak.c's k_bf16: 12 independent vdpbf16ps per iteration. */
-__attribute__((target("avx512f,avx512bf16"), noinline)) static float k_bf16(long iters)
-{
-    __m512 a0 = _mm512_set1_ps(0.0f), a1 = _mm512_set1_ps(0.001f), a2 = _mm512_set1_ps(0.002f),
-           a3 = _mm512_set1_ps(0.003f), a4 = _mm512_set1_ps(0.004f), a5 = _mm512_set1_ps(0.005f),
-           a6 = _mm512_set1_ps(0.006f), a7 = _mm512_set1_ps(0.007f), a8 = _mm512_set1_ps(0.008f),
-           a9 = _mm512_set1_ps(0.009f), a10 = _mm512_set1_ps(0.010f), a11 = _mm512_set1_ps(0.011f);
-    const __m512i x = _mm512_set1_epi16(0x3a83), y = _mm512_set1_epi16(0x3f80);
-    for (long it = 0; it < iters; it++)
-        __asm__ volatile("vdpbf16ps %[y], %[x], %[a0]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a1]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a2]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a3]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a4]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a5]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a6]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a7]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a8]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a9]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a10]\n\t"
-                         "vdpbf16ps %[y], %[x], %[a11]\n\t"
-                         : [a0] "+v"(a0), [a1] "+v"(a1), [a2] "+v"(a2), [a3] "+v"(a3), [a4] "+v"(a4), [a5] "+v"(a5),
-                           [a6] "+v"(a6), [a7] "+v"(a7), [a8] "+v"(a8), [a9] "+v"(a9), [a10] "+v"(a10),
-                           [a11] "+v"(a11)
-                         : [x] "v"(x), [y] "v"(y));
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    return _mm512_reduce_add_ps(s);
 }
 
 static volatile float sink;
