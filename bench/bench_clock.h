@@ -1,4 +1,5 @@
-/* bench_clock.h - the clock of bench/gemm_shapes.c and bench/step_budget.c:
+/* bench_clock.h - the clock of bench/gemm_shapes.c, bench/step_budget.c and
+ * bench/bf16_shapes.c:
  * wall-clock seconds, or with $CPUTIME set (bench_clock_init reads it) the
  * process's CPU seconds (with 1 thread: the work itself, whatever else the
  * machine runs; with more, OpenMP's and BLIS's spinning counts too). */
@@ -12,15 +13,16 @@
 
 static int cputime;
 
-static void bench_clock_init(void) { cputime = getenv("CPUTIME") != NULL; }
+static inline void bench_clock_init(void) { cputime = getenv("CPUTIME") != NULL; }
 
-static double now(void)
+/* The process's CPU seconds (all its threads). */
+static inline double bench_cpu_s(void)
 {
-    if (!cputime)
-        return icl_now();
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+static inline double now(void) { return cputime ? bench_cpu_s() : icl_now(); }
 
 #endif

@@ -57,13 +57,6 @@
 
 #include <sys/resource.h>
 
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double gemm_layers(float *x, float *y, float *w, float *g, int C, int I, int Q, int K, int L)
 {
     int sh[4][2] = {{C, Q + 2 * K}, {Q, C}, {C, 2 * I}, {I, C}}; /* in, out; W [out, in] */
@@ -157,7 +150,7 @@ int main(int argc, char **argv)
     for (int r = 0; r <= reps; r++) { /* r == 0: warm-up (first touch of the activations) */
         struct rusage ru0;
         getrusage(RUSAGE_SELF, &ru0);
-        double w0 = icl_now(), c0 = cpu_s();
+        double w0 = icl_now(), c0 = bench_cpu_s();
         double t[NP], a = now();
         icl_model_zero_grads(m);
         t[ZERO] = now() - a;
@@ -178,7 +171,7 @@ int main(int argc, char **argv)
         if (step_only) {
             struct rusage ru1;
             getrusage(RUSAGE_SELF, &ru1);
-            double w1 = icl_now(), c1 = cpu_s();
+            double w1 = icl_now(), c1 = bench_cpu_s();
             fprintf(stderr,
                     "rep %d: step %.3f s (fwd %.3f, bwd %.3f, norm %.3f, AdamW %.3f); wall %.3f s, CPU %.3f s (%.2f "
                     "cores busy), %ld voluntary and %ld involuntary context switches, %ld minor page faults\n",
