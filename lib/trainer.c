@@ -742,38 +742,40 @@ static void plan_schedule(train_run *r)
 
 /* The settings that change the computation ("settings" of trainer_state.json),
  * with the words that name them in a message, in this order. */
+/* legacy: the value a checkpoint written before the setting existed ran
+ * with (NULL: none; a checkpoint without it differs). */
 static const struct {
-    const char *key, *what;
+    const char *key, *what, *legacy;
 } setting_names[] = {
-    {"model", "the model (xxh3 of -m's config.json)"},
-    {"arch", "--arch"},
-    {"hidden_size", "--hidden-size"},
-    {"num_hidden_layers", "--num-hidden-layers"},
-    {"num_attention_heads", "--num-attention-heads"},
-    {"num_key_value_heads", "--num-key-value-heads"},
-    {"intermediate_size", "--intermediate-size"},
-    {"tokenizer", "the tokenizer (xxh3 fingerprint)"},
-    {"num_examples", "the number of examples"},
-    {"data_hash", "the training data (xxh3 of the kept examples)"},
-    {"dtype", "--dtype"},
-    {"loss_average", "--loss-average"},
-    {"batch_size", "--batch-size"},
-    {"grad_accum", "--grad-accum"},
-    {"seq_len", "--seq-len"},
-    {"packing", "--packing"},
-    {"shuffle", "shuffling (--no-shuffle)"},
-    {"seed", "--seed"},
-    {"lr", "--lr"},
-    {"schedule", "--schedule"},
-    {"warmup_steps", "--warmup-steps"},
-    {"min_lr", "--min-lr"},
-    {"weight_decay", "--weight-decay"},
-    {"beta1", "--beta1"},
-    {"beta2", "--beta2"},
-    {"eps", "--eps"},
-    {"clip", "--clip"},
-    {"total_steps", "the number of steps (--epochs, --max-steps)"},
-    {"world_size", "the number of processes"},
+    {"model", "the model (xxh3 of -m's config.json)", NULL},
+    {"arch", "--arch", NULL},
+    {"hidden_size", "--hidden-size", NULL},
+    {"num_hidden_layers", "--num-hidden-layers", NULL},
+    {"num_attention_heads", "--num-attention-heads", NULL},
+    {"num_key_value_heads", "--num-key-value-heads", NULL},
+    {"intermediate_size", "--intermediate-size", NULL},
+    {"tokenizer", "the tokenizer (xxh3 fingerprint)", NULL},
+    {"num_examples", "the number of examples", NULL},
+    {"data_hash", "the training data (xxh3 of the kept examples)", NULL},
+    {"dtype", "--dtype", "float32"},
+    {"loss_average", "--loss-average", "tokens"},
+    {"batch_size", "--batch-size", NULL},
+    {"grad_accum", "--grad-accum", NULL},
+    {"seq_len", "--seq-len", NULL},
+    {"packing", "--packing", NULL},
+    {"shuffle", "shuffling (--no-shuffle)", NULL},
+    {"seed", "--seed", NULL},
+    {"lr", "--lr", NULL},
+    {"schedule", "--schedule", NULL},
+    {"warmup_steps", "--warmup-steps", NULL},
+    {"min_lr", "--min-lr", NULL},
+    {"weight_decay", "--weight-decay", NULL},
+    {"beta1", "--beta1", NULL},
+    {"beta2", "--beta2", NULL},
+    {"eps", "--eps", NULL},
+    {"clip", "--clip", NULL},
+    {"total_steps", "the number of steps (--epochs, --max-steps)", NULL},
+    {"world_size", "the number of processes", NULL},
 };
 
 static char *hex_hash(const char *pre, uint64_t h)
@@ -865,17 +867,14 @@ static int compare_settings(train_run *r, json_t *theirs)
     int n = 0;
     for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
         json_t *a = json_object_get(mine, setting_names[i].key), *t = json_object_get(theirs, setting_names[i].key);
-        json_t *f32 = json_string("float32"), *tokens = json_string("tokens");
-        if (!t && !strcmp(setting_names[i].key, "dtype"))
-            t = f32; /* checkpoints from before --dtype: float32 */
-        if (!t && !strcmp(setting_names[i].key, "loss_average"))
-            t = tokens; /* checkpoints from before --loss-average: tokens */
+        json_t *legacy = !t && setting_names[i].legacy ? json_string(setting_names[i].legacy) : NULL;
+        if (legacy)
+            t = legacy; /* a checkpoint from before the setting existed */
         int same = !a || (t && json_equal(a, t));
-        json_decref(f32);
-        json_decref(tokens);
+        char *x = same ? NULL : setting_text(a), *y = same ? NULL : setting_text(t), line[600];
+        json_decref(legacy);
         if (same)
             continue;
-        char *x = setting_text(a), *y = setting_text(t), line[600];
         snprintf(line, sizeof line, "%s%s is %s here but %s in the checkpoint", n++ ? "; " : "",
                  setting_names[i].what, x, y);
         buf_append(&b, line, strlen(line));
