@@ -135,6 +135,18 @@ test_expect_success 'CLS_DEV: the last N training records are the test set, the 
 	printf "%s\n" e f g >want && test_cmp want test
 '
 
+test_expect_success 'CLS_DEV: not a whole number, or every training record, is refused' '
+	finished &&
+	test_must_fail demo -s -n "$R" CLS_DEV=abc 2>err &&
+	test_grep "CLS_DEV=.abc.: want a whole number of records" err &&
+	printf "%s\n" 1 2 3 4 5 >out/amazon.split.rows.jsonl &&
+	test_must_fail demo -s "$TEST_TMP/out/amazon.train.rows.jsonl" CLS_DEV=5 2>err &&
+	test_grep "CLS_DEV=5 holds out all 5 training records of amazon" err &&
+	test ! -s out/amazon.train.rows.jsonl &&
+	demo -s "$TEST_TMP/out/amazon.train.rows.jsonl" CLS_DEV=3 &&
+	printf "%s\n" 1 2 >want && test_cmp want out/amazon.train.rows.jsonl
+'
+
 test_expect_success 'balance.awk repeats the rarer labels records until the labels are even' '
 	cat >mix.jsonl <<-\EOF &&
 	{"prompt":"a","label":"Yes"}
