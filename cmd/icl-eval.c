@@ -82,8 +82,9 @@ static void usage(FILE *f)
 "                          each change; the results do not depend on it)\n"
 "      --no-adaptive-threads  model mode without --threads: all cores\n"
 "                          whatever the load\n"
-"      --dtype TYPE        model mode: f32 (default) or bf16 (the matrix\n"
-"                          products in bfloat16 with float32 sums, as icl-gen)\n"
+"      --dtype TYPE        model mode: f32 or float32 (default), bf16 or\n"
+"                          bfloat16 (the matrix products in bfloat16 with\n"
+"                          float32 sums, as icl-gen)\n"
 "      --progress / --no-progress   model mode: force the progress line on\n"
 "                          standard error (count, rate, ETA) on or off\n"
 "                          (default: on when it is a terminal)\n"
@@ -563,11 +564,7 @@ int main(int argc, char **argv)
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;
         case OPT_DECODE: decode = 1; break;
-        case OPT_DTYPE: {
-            static const char *const dtypes[] = {"f32", "bf16", NULL};
-            bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
-            break;
-        }
+        case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
         case 'q': progress = 0, quiet = 1; break;

@@ -84,10 +84,11 @@ static void usage(FILE *f)
 "                             between batches; a notice names each change;\n"
 "                             the output does not depend on the count)\n"
 "      --no-adaptive-threads  without --threads: all cores whatever the load\n"
-"      --dtype TYPE           f32 (default) or bf16: the matrix products with\n"
-"                             weights and activations rounded to bfloat16 and\n"
-"                             float32 sums (AVX512-BF16; slower portable code\n"
-"                             on CPUs without it, said on standard error)\n"
+"      --dtype TYPE           f32 or float32 (default), bf16 or bfloat16: the\n"
+"                             matrix products with weights and activations\n"
+"                             rounded to bfloat16 and float32 sums\n"
+"                             (AVX512-BF16; slower portable code on CPUs\n"
+"                             without it, said on standard error)\n"
 "      --progress / --no-progress   force the progress line on standard error\n"
 "                             (count, rate, ETA) on or off (default: on when\n"
 "                             it is a terminal, unless text is streamed)\n"
@@ -574,11 +575,7 @@ int main(int argc, char **argv)
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;
-        case OPT_DTYPE: {
-            static const char *const dtypes[] = {"f32", "bf16", NULL};
-            bf16 = icl_opt_choice("--dtype", optarg, dtypes) == 1;
-            break;
-        }
+        case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
         case 'q': progress = 0, quiet = 1; break;

@@ -93,23 +93,25 @@ static const char usage_text[] =
     "      --weight-decay F       AdamW decoupled decay, tensors of 2+ dims (0)\n"
     "      --beta1 F --beta2 F --eps F   AdamW (0.9, 0.999, 1e-8)\n"
     "      --clip F               max global gradient norm, 0 = off (default 1)\n"
-    "      --loss-average HOW     tokens (default): a step's loss is the mean over\n"
-    "                             all its target tokens (transformers' Trainer;\n"
-    "                             verl's loss_agg_mode token-mean); examples: the\n"
-    "                             mean over its examples of each example's mean\n"
-    "                             over its own target tokens (seq-mean-token-mean),\n"
-    "                             so a 2-token answer weighs as much as a long one\n"
+    "      --loss-average HOW     tokens or token-mean (default): a step's loss is\n"
+    "                             the mean over all its target tokens\n"
+    "                             (transformers' Trainer); examples or\n"
+    "                             seq-mean-token-mean: the mean over its examples\n"
+    "                             of each example's mean over its own target\n"
+    "                             tokens, so a 2-token answer weighs as much as a\n"
+    "                             long one (the synonyms are verl's loss_agg_mode)\n"
     "      --gradient-checkpointing   keep only each layer's input in the forward\n"
     "                             and recompute the rest in the backward: far less\n"
     "                             memory, about a third more work, the same results\n"
     "                             bit for bit\n"
-    "      --dtype TYPE           float32 (default) or bf16: the matrix products\n"
-    "                             (forward and backward) with weights and\n"
-    "                             activations rounded to bfloat16, float32 sums\n"
-    "                             (AVX512-BF16); master weights, gradients, AdamW\n"
-    "                             state, norms and loss stay float32; QLoRA's\n"
-    "                             blocks are dequantized straight to bf16 in the\n"
-    "                             products (as --dequantize --dtype bf16, no copy)\n"
+    "      --dtype TYPE           float32 or f32 (default), bf16 or bfloat16: the\n"
+    "                             matrix products (forward and backward) with\n"
+    "                             weights and activations rounded to bfloat16,\n"
+    "                             float32 sums (AVX512-BF16); master weights,\n"
+    "                             gradients, AdamW state, norms and loss stay\n"
+    "                             float32; QLoRA's blocks are dequantized straight\n"
+    "                             to bf16 in the products (as --dequantize --dtype\n"
+    "                             bf16, no copy)\n"
     "\n"
     "Run:\n"
     "      --save-every N         checkpoint every N steps (always at the end)\n"
@@ -382,11 +384,7 @@ int main(int argc, char **argv)
         case O_EPS: o.adamw.eps = NUM_OPT("--eps"); break;
         case O_CLIP: o.clip = NUM_OPT("--clip"); break;
         case O_GCKPT: o.gradient_checkpointing = 1; break;
-        case O_DTYPE: {
-            static const char *const dtypes[] = {"float32", "f32", "bf16", "bfloat16", NULL};
-            o.bf16 = icl_opt_choice("--dtype", optarg, dtypes) >= 2;
-            break;
-        }
+        case O_DTYPE: o.bf16 = icl_opt_bf16("--dtype", optarg); break;
         case O_LOSSAVG: {
             static const char *const how[] = {"tokens", "token-mean", "examples", "seq-mean-token-mean", NULL};
             o.loss_average_examples = icl_opt_choice("--loss-average", optarg, how) >= 2;

@@ -165,6 +165,12 @@ int icl_opt_choice(const char *opt, const char *arg, const char *const *choices)
     icl_usage_die("%s '%s': want %s", opt, arg, want);
 }
 
+int icl_opt_bf16(const char *opt, const char *arg)
+{
+    static const char *const dtypes[] = {"f32", "float32", "bf16", "bfloat16", NULL};
+    return icl_opt_choice(opt, arg, dtypes) >= 2;
+}
+
 /* ------------------------------------------------------------- version */
 
 void icl_print_version(void)

@@ -88,6 +88,9 @@ int icl_opt_threads(const char *opt, const char *arg);
 /* One of the strings in choices (NULL-terminated): returns its index; else
  * icl_usage_die("--on-error 'x': want stop or skip"). */
 int icl_opt_choice(const char *opt, const char *arg, const char *const *choices);
+/* --dtype of icl-train, icl-gen and icl-eval: 1 for bf16 or bfloat16, 0 for
+ * f32 or float32; anything else dies as icl_opt_choice. */
+int icl_opt_bf16(const char *opt, const char *arg);
 
 /* -V / --version: print "prog (icl) 0.1.0" and the BLIS kernels in use to
  * stdout and exit 0. */
