@@ -388,13 +388,13 @@ static int open_model(train_run *r)
     if (o->lora_r > 0 || o->adapter)
         return open_lora(r);
     if (r->ckpt) { /* claim_dir found it */
-        if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2)))
-            return fail(r, "%s: %s", r->ckpt, e2);
+        if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2))) /* e2 names the file */
+            return fail(r, "%s", e2);
         r->from = r->ckpt;
         r->tokpath = icl_path_join(r->ckpt, "tokenizer.json");
     } else if (o->model_dir) {
-        if (!(r->m = icl_model_load(o->model_dir, e2, sizeof e2)))
-            return fail(r, "%s: %s", o->model_dir, e2);
+        if (!(r->m = icl_model_load(o->model_dir, e2, sizeof e2))) /* e2 names the file */
+            return fail(r, "%s", e2);
         r->from = o->model_dir;
         r->tokpath = tokenizer_of(o->model_dir);
     } else {
@@ -429,7 +429,7 @@ static int open_lora(train_run *r)
     int qlora = !o->dequantize && icl_is_gguf_file(base);
     r->m = qlora ? icl_model_load_gguf_quantized(base, e2, sizeof e2) : icl_model_load(base, e2, sizeof e2);
     if (!r->m) {
-        fail(r, "%s: %s", base, e2);
+        fail(r, "%s", e2); /* it names the file */
         free(base);
         return -1;
     }
@@ -649,6 +649,17 @@ static void report_data(const train_run *r, const char *what, const icl_dataset 
          d->ntok, d->n_targets, d->max_len, d->n_truncated);
 }
 
+/* The training data's files for messages: "a.tok, b.tok", or "<stdin>"
+ * (malloc'd). */
+static char *data_names(const icl_train_opts *o)
+{
+    icl_buf b = {0};
+    buf_puts(&b, icl_display_name(o->nfiles ? o->files[0] : "-"));
+    for (int f = 1; f < o->nfiles; f++)
+        buf_printf(&b, ", %s", icl_display_name(o->files[f]));
+    return b.data;
+}
+
 /* seq_len, the pad id, the training and validation data. */
 static int open_data(train_run *r)
 {
@@ -670,8 +681,15 @@ static int open_data(train_run *r)
         if (load_file(r, &r->data, o->files[f]))
             return -1;
     report_data(r, "training data", &r->data);
-    if (r->data.n == 0)
-        return fail(r, "no training example left (see above)");
+    if (r->data.n == 0) {
+        char *names = data_names(o);
+        if (r->data.n_read == 0)
+            fail(r, "%s: no training example: no token line (an empty file, or a header alone)", names);
+        else
+            fail(r, "%s: no training example left of the %ld read (see above)", names, r->data.n_read);
+        free(names);
+        return -1;
+    }
     r->have_valid = o->valid != NULL;
     if (r->have_valid) {
         if (load_file(r, &r->valid, o->valid))
@@ -1668,7 +1686,7 @@ static int load_best(train_run *r)
     char e2[1024];
     icl_model *b = icl_model_load(r->best, e2, sizeof e2);
     if (!b)
-        return fail(r, "%s: %s", r->best, e2);
+        return fail(r, "%s", e2); /* it names the file */
     note(r, 0, "loading the best model (val_loss %.9g) from %s", r->best_val, r->best);
     icl_model_free(r->m);
     r->m = b;

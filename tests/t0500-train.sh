@@ -44,6 +44,34 @@ test_expect_success 'an id beyond the vocabulary is an error naming file:line' '
 	test_grep "bad.tok:2: token id 96 is not below the vocabulary size 96" err
 '
 
+test_expect_success 'no example in the data: an error naming the files' '
+	: >empty.tok &&
+	test_must_fail icl-train -q -m "$LLAMA" -o out empty.tok 2>err &&
+	test_grep "^icl-train: empty.tok: no training example: no token line" err &&
+	echo "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=96 bos=-1 eos=-1 pad=-1 source=x" >header.tok &&
+	icl-train -q -m "$LLAMA" -o out1 --max-steps 1 header.tok rand.tok >/dev/null &&
+	test_must_fail icl-train -q -m "$LLAMA" -o out empty.tok header.tok 2>err &&
+	test_grep "^icl-train: empty.tok, header.tok: no training example: no token line" err &&
+	test_must_fail icl-train -q -m "$LLAMA" -o out <empty.tok 2>err &&
+	test_grep "^icl-train: <stdin>: no training example" err &&
+	printf "1 2 3\t4 5 6 7\n" >long1.tok &&
+	test_must_fail icl-train -q -m "$LLAMA" -o out --seq-len 4 long1.tok 2>err &&
+	test_grep "dropped 1 of 1 examples" err &&
+	test_grep "^icl-train: long1.tok: no training example left of the 1 read (see above)" err
+'
+
+test_expect_success 'a model that does not load: its file named once' '
+	mkdir -p badmodel && echo "{" >badmodel/config.json &&
+	test_must_fail icl-train -q -m badmodel -o out rand.tok 2>err &&
+	test_grep "^icl-train: badmodel/config.json:2: " err &&
+	head -c 100 "$DATA/model/llama-tiny/model/model.safetensors" >cut.safetensors &&
+	mkdir -p cutmodel && cp "$LLAMA/config.json" cutmodel/ && mv cut.safetensors cutmodel/model.safetensors &&
+	test_must_fail icl-train -q -m cutmodel -o out rand.tok 2>err &&
+	test_grep "^icl-train: cutmodel/model.safetensors: " err &&
+	test_must_fail icl-train -q -m cutmodel -o out --lora-r 2 rand.tok 2>err &&
+	test_grep "^icl-train: cutmodel/model.safetensors: " err
+'
+
 test_expect_success 'a header naming another tokenizer is an error' '
 	icl-tok encode -t "$TOK2048" <recs.jsonl >other.tok &&
 	test_must_fail icl-train -q --arch llama --hidden-size 32 --num-hidden-layers 1 --num-attention-heads 2 \
