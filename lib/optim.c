@@ -6,11 +6,12 @@
 
 /* The loop below is vectorised (the Makefile compiles this file with
  * -fno-math-errno: a sqrtf that may set errno keeps it scalar).  Its
- * roundings are pinned to those of the scalar loop it replaced, whose
+ * roundings are pinned to those of the -O3 scalar loop it replaced, whose
  * contractions the compiler chose (-ffp-contract=fast): where the machine
  * has FMA, mi and vi in one fused step each and p updated by one fused
  * step from p * keep rounded; without FMA, every product rounded.  Left
- * to itself the vectoriser fuses p * keep into the last step instead. */
+ * to itself the vectoriser fuses p * keep into the last step instead, and
+ * -O1 (the sanitizer build) fused nothing: now every build rounds alike. */
 #ifdef __FMA__
 #define ADAMW_FMA(a, b, c) fmaf(a, b, c)
 #else
