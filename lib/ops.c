@@ -556,6 +556,7 @@ double icl_xent_rows_w(float *logits, long ld, int n, int V, const int32_t *targ
 #pragma omp parallel for schedule(static) if ((long)n * V >= ICL_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
+#pragma omp simd reduction(max : m) /* a maximum is the same in any order */
         for (int j = 0; j < V; j++)
             m = r[j] > m ? r[j] : m;
         /* summed in double: a float sum of V exps near 1 drops every term
