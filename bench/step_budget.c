@@ -33,6 +33,11 @@
  * CPU seconds, the cores busy (CPU / wall), the voluntary and involuntary
  * context switches and the minor page faults (getrusage), for perf record /
  * perf stat; prints the best step.
+ * $MODEL=DIR: the weights of a folder of SmolLM2-135M's shapes (bench-train's
+ * icl-convert of the GGUF) instead of random ones.  $PACKED=1: the batch as
+ * icl-train builds it (target, doc and pos set, one document per row).
+ * $TRAINSTEP=1: the step through icl_train_step (icl-train's: AdamW per
+ * tensor, clipping only when the norm exceeds 1) instead of the calls here.
  * Not run by make bench (no .sh): make build/bench/step_budget, then
  * usage: step_budget [threads [reps]]   (defaults 2 and 3) */
 #define _GNU_SOURCE
