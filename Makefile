@@ -99,6 +99,10 @@ $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALLCFLAGS) -c -o $@ $<
 
+# AdamW's loop (lib/optim.c) vectorises only when sqrtf need not set errno;
+# the square root rounds correctly either way, so the bits are the same.
+$(B)/lib/optim.o: ALLCFLAGS += -fno-math-errno
+
 $(LIBA): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@

@@ -33,6 +33,11 @@
  * CPU seconds, the cores busy (CPU / wall), the voluntary and involuntary
  * context switches and the minor page faults (getrusage), for perf record /
  * perf stat; prints the best step.
+ * $MODEL=DIR: the weights of a folder of SmolLM2-135M's shapes (bench-train's
+ * icl-convert of the GGUF) instead of random ones.  $PACKED=1: the batch as
+ * icl-train builds it (target, doc and pos set, one document per row).
+ * $TRAINSTEP=1: the step through icl_train_step (icl-train's: AdamW per
+ * tensor, clipping only when the norm exceeds 1) instead of the calls here.
  * Not run by make bench (no .sh): make build/bench/step_budget, then
  * usage: step_budget [threads [reps]]   (defaults 2 and 3) */
 #define _GNU_SOURCE
@@ -46,6 +51,7 @@
 #include "model.h"
 #include "ops.h"
 #include "optim.h"
+#include "trainer.h"
 #include "util.h"
 
 #define B 8
@@ -105,8 +111,22 @@ int main(int argc, char **argv)
     cfg.tie_word_embeddings = 1;
     int C = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size, L = cfg.num_hidden_layers;
     int Hh = cfg.num_attention_heads, KV = cfg.num_key_value_heads, hd = cfg.head_dim, Q = Hh * hd, K = KV * hd;
-    icl_model *m = icl_model_new(&cfg);
-    icl_model_init_random(m, 42, 0.02f);
+    const char *mdir = getenv("MODEL"); /* a folder (bench-train's icl-convert of the GGUF) instead of random weights */
+    icl_model *m;
+    if (mdir) {
+        char e2[512];
+        if (!(m = icl_model_load(mdir, e2, sizeof e2))) {
+            fprintf(stderr, "step_budget: %s\n", e2);
+            return 1;
+        }
+        if (m->cfg.vocab_size != V || m->cfg.hidden_size != C || m->cfg.num_hidden_layers != L) {
+            fprintf(stderr, "step_budget: %s is not SmolLM2-135M's shape\n", mdir);
+            return 1;
+        }
+    } else {
+        m = icl_model_new(&cfg);
+        icl_model_init_random(m, 42, 0.02f);
+    }
     icl_model_alloc_grads(m);
     icl_model_alloc_moments(m);
     icl_param_set *s = &m->base;
@@ -114,6 +134,21 @@ int main(int argc, char **argv)
     for (int i = 0; i < N; i++)
         ids[i] = (int32_t)((i * 7919L + 13) % V);
     icl_batch bt = {B, T, ids, NULL, NULL, NULL, NULL};
+    /* $PACKED=1: the batch as icl_dataset_next builds it for icl-train (one
+     * example of T ids per row, every id a target): target, doc and pos set */
+    int packed = getenv("PACKED") && atoi(getenv("PACKED"));
+    uint8_t *btg = malloc(N);
+    int32_t *bdoc = malloc(sizeof(int32_t) * N), *bpos = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++)
+        btg[i] = 1, bdoc[i] = 0, bpos[i] = i % T;
+    if (packed)
+        bt.target = btg, bt.doc = bdoc, bt.pos = bpos;
+    /* $TRAINSTEP=1: the step through icl_train_step (icl-train's), not the calls below */
+    int trainstep = getenv("TRAINSTEP") && atoi(getenv("TRAINSTEP"));
+    long ntg = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t + 1 < T; t++)
+            ntg += !bt.target || bt.target[b * T + t + 1];
     icl_adamw h = {1e-4, 0.9, 0.999, 1e-8, 0.0};
 
     /* the parts' buffers, on huge pages as the model's */
@@ -152,6 +187,18 @@ int main(int argc, char **argv)
         getrusage(RUSAGE_SELF, &ru0);
         double w0 = icl_now(), c0 = bench_cpu_s();
         double t[NP], a = now();
+        if (trainstep) {
+            icl_step_opts so = {h, 1.0, NULL, NULL, NULL, 42, 0, 1, NULL, NULL, 0};
+            icl_step_result sr;
+            char e2[256];
+            if (icl_train_step(m, &bt, 1, ntg, 1e-4, r + 1, &so, &sr, e2, sizeof e2)) {
+                fprintf(stderr, "step_budget: %s\n", e2);
+                return 1;
+            }
+            t[STEP] = now() - a;
+            t[FWD] = t[BWD] = t[NORM] = t[OPT] = 0;
+            goto stepped;
+        }
         icl_model_zero_grads(m);
         t[ZERO] = now() - a;
         double b0 = now();
@@ -168,6 +215,7 @@ int main(int argc, char **argv)
         icl_adamw_update(s->params, s->grads, s->m, s->v, s->num_params, &h, 1e-4, r + 1, 1);
         t[OPT] = now() - b0;
         t[STEP] = now() - a;
+    stepped:
         if (step_only) {
             struct rusage ru1;
             getrusage(RUSAGE_SELF, &ru1);
@@ -241,6 +289,7 @@ int main(int argc, char **argv)
     printf("%-26s %9.3f %6.1f%%\n", "rest (step - parts)", st - parts, 100 * (st - parts) / st);
     printf("tokens/s %.1f; the step at %.1f%% of peak; its GEMMs alone at %.1f%%\n", N / st,
            100 * fl_step / st * 1e-9 / peak, 100 * (fl_l + fl_h) / (best[GL] + best[GH]) * 1e-9 / peak);
+    free(btg), free(bdoc), free(bpos);
     free(ids), free(tgt), free(loss), free(rstd), free(nw), free(dnw);
     free(x), free(y), free(z), free(w), free(g), free(qkv), free(dqkv), free(att), free(datt), free(lse);
     icl_model_free(m);

@@ -278,6 +278,40 @@ static int *block_k0_table(const int32_t *doc, int B, int T)
     return k0;
 }
 
+/* The first key each query may attend: lo[b * T + t] = the start of the run
+ * of equal doc ids that holds t, when every row's documents are contiguous
+ * runs (each id in one run, as packing lays them out): then allowed(doc, t,
+ * s) holds exactly for lo <= s <= t and the softmax loops run over that
+ * range without a test per key (vectorised).  NULL (caller frees otherwise)
+ * when doc is NULL (lo = 0: every s <= t) or some id comes back after
+ * another run: the loops then test allowed() per key. */
+static int *doc_run_starts(const int32_t *doc, int B, int T)
+{
+    if (!doc)
+        return NULL;
+    int *lo = xmalloc((size_t)B * T * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        const int32_t *d = doc + (long)b * T;
+        int *l = lo + (long)b * T;
+        int32_t top = T > 0 ? d[0] : 0; /* the largest id of the runs so far */
+        for (int t = 0, s = 0; t < T; t++) {
+            if (t > 0 && d[t] != d[t - 1]) { /* a new run: its id must not occur before it */
+                if (d[t] > top) /* packing's increasing ids: nothing to search */
+                    top = d[t];
+                else
+                    for (int u = 0; u < t; u++) /* once per row for the padding's -1 */
+                        if (d[u] == d[t]) {
+                            free(lo);
+                            return NULL;
+                        }
+                s = t;
+            }
+            l[t] = s;
+        }
+    }
+    return lo;
+}
+
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *sh)
@@ -287,6 +321,8 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     int nt = omp_get_max_threads();
     float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+    int *lot = doc_run_starts(doc, B, T);
+    int ranged = !doc || lot; /* allowed(t, s) <=> lo(t) <= s <= t */
 #pragma omp parallel for schedule(dynamic, 1) if ((long)B * H * T * hd >= ICL_PAR_MIN)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
@@ -302,14 +338,28 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
             icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, k + (long)k0 * ld, 1, ld, 0.0f, S, T, 1, 1);
             for (int t = r0; t < r1; t++) {
                 float *r = S + (long)(t - r0) * T - k0, m = -INFINITY; /* r[s] for key s */
-                for (int s = k0; s <= t; s++)
-                    if (allowed(d, t, s) && r[s] > m)
-                        m = r[s];
                 float sum = 0;
-                for (int s = k0; s <= t; s++) {
-                    float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
-                    r[s] = e;
-                    sum += e;
+                if (ranged) { /* the same values and sums as below, vectorised */
+                    int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+#pragma omp simd reduction(max : m)
+                    for (int s = lo; s <= t; s++)
+                        m = r[s] > m ? r[s] : m;
+                    for (int s = k0; s < lo; s++)
+                        r[s] = 0;
+#pragma omp simd
+                    for (int s = lo; s <= t; s++)
+                        r[s] = icl_expf(r[s] - m);
+                    for (int s = lo; s <= t; s++) /* in order: the sum rounds as below */
+                        sum += r[s];
+                } else {
+                    for (int s = k0; s <= t; s++)
+                        if (allowed(d, t, s) && r[s] > m)
+                            m = r[s];
+                    for (int s = k0; s <= t; s++) {
+                        float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
+                        r[s] = e;
+                        sum += e;
+                    }
                 }
                 float inv = 1.0f / sum;
                 for (int s = k0; s <= t; s++)
@@ -325,6 +375,7 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
     }
     free(scr);
     free(k0t);
+    free(lot);
 }
 
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
@@ -336,6 +387,8 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     size_t per = 2 * (size_t)ATT_RB * T + T;
     float *scr = xmalloc((size_t)nt * per * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+    int *lot = doc_run_starts(doc, B, T);
+    int ranged = !doc || lot; /* as in the forward */
 #pragma omp parallel for schedule(dynamic, 1) if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
@@ -370,8 +423,19 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
                 for (int i = 0; i < nr; i++) {
                     float *r = P + (long)i * nc - k0;
                     int t = r0 + i;
-                    for (int s = k0; s < r1; s++)
-                        r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
+                    if (ranged) {
+                        int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+                        float Lt = L[t];
+                        for (int s = k0; s < lo; s++)
+                            r[s] = 0;
+#pragma omp simd
+                        for (int s = lo; s <= t; s++)
+                            r[s] = icl_expf(r[s] - Lt);
+                        for (int s = t + 1; s < r1; s++)
+                            r[s] = 0;
+                    } else
+                        for (int s = k0; s < r1; s++)
+                            r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
                 }
                 /* dP = dO v^T; dS = P (dP - D) */
                 icl_gemm(nr, nc, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, vb, 1, ld, 0.0f, dP, nc, 1, 1);
@@ -391,6 +455,7 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
     }
     free(scr);
     free(k0t);
+    free(lot);
 }
 
 void icl_attention_cached(float *out, long ldo, const float *q, long ldq, const float *kc, const float *vc, int n,
@@ -491,6 +556,7 @@ double icl_xent_rows_w(float *logits, long ld, int n, int V, const int32_t *targ
 #pragma omp parallel for schedule(static) if ((long)n * V >= ICL_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *r = logits + (long)i * ld, m = -INFINITY;
+#pragma omp simd reduction(max : m) /* a maximum is the same in any order */
         for (int j = 0; j < V; j++)
             m = r[j] > m ? r[j] : m;
         /* summed in double: a float sum of V exps near 1 drops every term

@@ -4,6 +4,20 @@
 #include <math.h>
 #include <string.h>
 
+/* The loop below is vectorised (the Makefile compiles this file with
+ * -fno-math-errno: a sqrtf that may set errno keeps it scalar).  Its
+ * roundings are pinned to those of the -O3 scalar loop it replaced, whose
+ * contractions the compiler chose (-ffp-contract=fast): where the machine
+ * has FMA, mi and vi in one fused step each and p updated by one fused
+ * step from p * keep rounded; without FMA, every product rounded.  Left
+ * to itself the vectoriser fuses p * keep into the last step instead, and
+ * -O1 (the sanitizer build) fused nothing: now every build rounds alike. */
+#ifdef __FMA__
+#define ADAMW_FMA(a, b, c) fmaf(a, b, c)
+#else
+#define ADAMW_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
 void icl_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
                       const icl_adamw *h, double lr, long step, int decay)
 {
@@ -21,10 +35,10 @@ void icl_adamw_update(float *p, const float *g, float *m, float *v, size_t n,
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float pi = p[i] * keep;
-        float mi = m[i] + w1 * (gi - m[i]); /* lerp(m, g, 1-b1) */
-        float vi = v[i] * b2 + w2 * gi * gi;
+        float mi = ADAMW_FMA(w1, gi - m[i], m[i]); /* lerp(m, g, 1-b1) */
+        float vi = ADAMW_FMA(v[i], b2, w2 * gi * gi);
         float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi - step_size * (mi / denom);
+        p[i] = ADAMW_FMA(-step_size, mi / denom, pi);
         m[i] = mi;
         v[i] = vi;
     }

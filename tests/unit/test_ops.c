@@ -325,6 +325,51 @@ static void attention_reference(void **state)
     free(doc); free(qkv); free(out); free(lse); free(dO); free(dqkv); free(ref); free(P); free(o);
 }
 
+/* The softmax loops over a key range (rows whose documents are contiguous
+ * runs, or no doc at all) against the loops that test every key (taken
+ * when any row of the batch has a document that comes back after another):
+ * the same rows through both give the same bits, forward and backward. */
+static void attention_ranged_exact(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {4, 200, 4, 2, 16, 0, 0, 0, 0, 0.25f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    int T = s.T, B = s.B, H = s.H;
+    long ld = s.ld, lo = (long)H * s.hd;
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * B * T);
+    for (int t = 0; t < T; t++) {
+        doc[t] = t < 70 ? 0 : t < 120 ? 1 : t < 180 ? 2 : -1; /* packed, runs across blocks, padding */
+        doc[T + t] = 0;                                      /* one document */
+        doc[2 * T + t] = t < 150 ? 3 : -1;                   /* one document, then padding */
+        doc[3 * T + t] = (t >= 40 && t < 90) ? 8 : 7;        /* 7 resumes after 8: every key tested */
+    }
+    size_t nq = (size_t)B * T * ld, no = (size_t)B * T * lo, nl = (size_t)B * H * T;
+    float *qkv = rnd(nq, 2.0f), *dO = rnd(no, 1);
+    float *o1 = icl_xmalloc(no * 4), *l1 = icl_xmalloc(nl * 4), *d1 = icl_xmalloc(nq * 4);
+    float *o2 = icl_xmalloc(no * 4), *l2 = icl_xmalloc(nl * 4), *d2 = icl_xmalloc(nq * 4);
+    float *o3 = icl_xmalloc(no * 4), *l3 = icl_xmalloc(nl * 4), *d3 = icl_xmalloc(nq * 4);
+    icl_attention_forward(o1, lo, l1, qkv, doc, &s); /* row 3: every key tested, for all rows */
+    icl_attention_backward(d1, dO, lo, o1, lo, l1, qkv, doc, &s);
+    icl_attn_shape s3 = s;
+    s3.B = 3; /* rows 0-2 alone: key ranges */
+    icl_attention_forward(o2, lo, l2, qkv, doc, &s3);
+    icl_attention_backward(d2, dO, lo, o2, lo, l2, qkv, doc, &s3);
+    assert_memory_equal(o1, o2, (size_t)3 * T * lo * 4);
+    assert_memory_equal(l1, l2, (size_t)3 * H * T * 4);
+    assert_memory_equal(d1, d2, (size_t)3 * T * ld * 4);
+    icl_attn_shape s1 = s;
+    s1.B = 1; /* row 1 without doc ids */
+    icl_attention_forward(o3, lo, l3, qkv + (size_t)T * ld, NULL, &s1);
+    icl_attention_backward(d3, dO + (size_t)T * lo, lo, o3, lo, l3, qkv + (size_t)T * ld, NULL, &s1);
+    assert_memory_equal(o1 + (size_t)T * lo, o3, (size_t)T * lo * 4);
+    assert_memory_equal(l1 + (size_t)H * T, l3, (size_t)H * T * 4);
+    assert_memory_equal(d1 + (size_t)T * ld, d3, (size_t)T * ld * 4);
+    free(doc); free(qkv); free(dO);
+    free(o1); free(l1); free(d1); free(o2); free(l2); free(d2); free(o3); free(l3); free(d3);
+}
+
 static int AN = 3, AI = 10;
 static float *gx, *gy, *gR;
 static double swiglu_loss(void)
@@ -441,7 +486,8 @@ int main(void)
     icl_set_threads(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
-        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
+        cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference),
+        cmocka_unit_test(attention_ranged_exact), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
         cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -171,11 +171,66 @@ static void other_schedules(void **state)
     assert_int_equal(icl_sched_parse("cosin", &k), -1);
 }
 
+/* lib/optim.c's loop with the same roundings (its fused steps where the
+ * machine has FMA), not vectorised: the vectorised loop must give the same
+ * bits for every lane and the tail.  (At -O3 these are also the bits of
+ * the scalar loop optim.c had before, whose fusions the compiler chose.) */
+#ifdef __FMA__
+#define REF_FMA(a, b, c) fmaf(a, b, c)
+#else
+#define REF_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+__attribute__((optimize("no-tree-vectorize"))) static void adamw_ref(float *p, const float *g, float *m, float *v, size_t n, const icl_adamw *h, double lr, long step,
+                      int decay)
+{
+    const float keep = decay ? (float)(1.0 - lr * h->weight_decay) : 1.0f;
+    const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2, w2 = (float)(1.0 - h->beta2);
+    const float step_size = (float)(lr / (1.0 - pow(h->beta1, (double)step)));
+    const float bc2_sqrt = (float)sqrt(1.0 - pow(h->beta2, (double)step)), eps = (float)h->eps;
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float pi = p[i] * keep;
+        float mi = REF_FMA(w1, gi - m[i], m[i]); /* lerp(m, g, 1-b1) */
+        float vi = REF_FMA(v[i], b2, w2 * gi * gi);
+        float denom = sqrtf(vi) / bc2_sqrt + eps;
+        p[i] = REF_FMA(-step_size, mi / denom, pi);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+static void adamw_same_bits_as_scalar(void **state)
+{
+    (void)state;
+    enum { N = 4099 }; /* lanes and a tail */
+    float *p = malloc(N * 4), *g = malloc(N * 4), *m = calloc(N, 4), *v = calloc(N, 4);
+    float *p2 = malloc(N * 4), *m2 = calloc(N, 4), *v2 = calloc(N, 4);
+    uint64_t r = 7;
+    for (int i = 0; i < N; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(r >> 11) / 9007199254740992.0; /* [0, 1) */
+        p[i] = p2[i] = (float)(u - 0.5);
+        /* magnitudes from 1e-30 to 1e2, both signs, some zeros */
+        g[i] = i % 17 == 0 ? 0.0f : (float)((i & 1 ? -1 : 1) * pow(10.0, -30.0 + 32.0 * u));
+    }
+    icl_adamw h = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1};
+    for (long t = 1; t <= 5; t++)
+        for (int decay = 0; decay < 2; decay++) {
+            icl_adamw_update(p, g, m, v, N, &h, 3e-4 * (double)t, t, decay);
+            adamw_ref(p2, g, m2, v2, N, &h, 3e-4 * (double)t, t, decay);
+            assert_memory_equal(p, p2, N * 4);
+            assert_memory_equal(m, m2, N * 4);
+            assert_memory_equal(v, v2, N * 4);
+        }
+    free(p), free(g), free(m), free(v), free(p2), free(m2), free(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(adamw_first_step_is_signed_lr),
         cmocka_unit_test(adamw_matches_float64_over_many_steps),
+        cmocka_unit_test(adamw_same_bits_as_scalar),
         cmocka_unit_test(clipping_as_torch),
         cmocka_unit_test(sumsq_same_bits_for_any_thread_count),
         cmocka_unit_test(cosine_schedule_matches_transformers),
