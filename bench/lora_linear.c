@@ -73,10 +73,11 @@ int main(int argc, char **argv)
             lo[i] = (icl_lora){R, in, o, off, 2.0f, rnd((size_t)R * in, &seed), rnd((size_t)o * R, &seed),
                                calloc((size_t)R * in, sizeof(float)), calloc((size_t)o * R, sizeof(float)), 0.0f, 0};
         }
-        icl_linear base = {{ICL_WEIGHT_F32, 0, out, in, 0, W, NULL}, NULL, NULL, NULL, 0};
+        icl_linear base = {{ICL_WEIGHT_F32, 0, out, in, 0, W, NULL}, NULL, NULL, NULL, 0, NULL};
         icl_linear with = base;
         with.lora = lo;
         with.n_lora = nl;
+        with.xa = malloc(icl_linear_xa_size(&with, N) * sizeof(float)); /* as the model: kept down products */
         float *work = malloc(icl_linear_work(&with, N) * sizeof(float));
         double t[2][4];
         for (int th = 1; th <= 2; th++) {
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             free((void *)lo[i].A), free((void *)lo[i].B), free(lo[i].dA), free(lo[i].dB);
         }
-        free(W), free(x), free(dy), free(y), free(dx), free(work);
+        free(W), free(x), free(dy), free(y), free(dx), free(work), free(with.xa);
     }
     const char *part[4] = {"fwd base", "fwd adapters", "bwd base dx", "bwd adapters"};
     double s1 = 0, s2 = 0;
