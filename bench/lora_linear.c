@@ -3,7 +3,9 @@
  * q|k|v 576+192+192, gate|up 2 x 1536, down 1536 -> 576) with r-R adapters
  * on every projection (all-linear: q, k, v on the fused q|k|v weight, o,
  * gate, up on the fused gate|up weight, down), through icl_linear_forward /
- * icl_linear_backward exactly as the model calls them, frozen float32 base.
+ * icl_linear_backward exactly as the model calls them (the forward keeping
+ * the adapters' down products for the backward: icl_linear.xa), frozen
+ * float32 base.
  * For each product: the base alone (forward GEMM, input gradient) and the
  * adapters' extra work (forward with adapters minus without; backward
  * likewise), the minimum over REPS repetitions (the minimum is what a
