@@ -3,7 +3,9 @@
  * q|k|v 576+192+192, gate|up 2 x 1536, down 1536 -> 576) with r-R adapters
  * on every projection (all-linear: q, k, v on the fused q|k|v weight, o,
  * gate, up on the fused gate|up weight, down), through icl_linear_forward /
- * icl_linear_backward exactly as the model calls them, frozen float32 base.
+ * icl_linear_backward exactly as the model calls them (the forward keeping
+ * the adapters' down products for the backward: icl_linear.xa), frozen
+ * float32 base.
  * For each product: the base alone (forward GEMM, input gradient) and the
  * adapters' extra work (forward with adapters minus without; backward
  * likewise), the minimum over REPS repetitions (the minimum is what a
@@ -73,10 +75,11 @@ int main(int argc, char **argv)
             lo[i] = (icl_lora){R, in, o, off, 2.0f, rnd((size_t)R * in, &seed), rnd((size_t)o * R, &seed),
                                calloc((size_t)R * in, sizeof(float)), calloc((size_t)o * R, sizeof(float)), 0.0f, 0};
         }
-        icl_linear base = {{ICL_WEIGHT_F32, 0, out, in, 0, W, NULL}, NULL, NULL, NULL, 0};
+        icl_linear base = {{ICL_WEIGHT_F32, 0, out, in, 0, W, NULL}, NULL, NULL, NULL, 0, NULL};
         icl_linear with = base;
         with.lora = lo;
         with.n_lora = nl;
+        with.xa = malloc(icl_linear_xa_size(&with, N) * sizeof(float)); /* as the model: kept down products */
         float *work = malloc(icl_linear_work(&with, N) * sizeof(float));
         double t[2][4];
         for (int th = 1; th <= 2; th++) {
@@ -109,7 +112,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             free((void *)lo[i].A), free((void *)lo[i].B), free(lo[i].dA), free(lo[i].dB);
         }
-        free(W), free(x), free(dy), free(y), free(dx), free(work);
+        free(W), free(x), free(dy), free(y), free(dx), free(work), free(with.xa);
     }
     const char *part[4] = {"fwd base", "fwd adapters", "bwd base dx", "bwd adapters"};
     double s1 = 0, s2 = 0;

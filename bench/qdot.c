@@ -98,7 +98,7 @@ int main(int argc, char **argv)
         for (int s = 0; s < ns; s++)
             for (int c = 0; c < sh[s].count; c++) {
                 icl_linear l = {{ICL_WEIGHT_F32, 0, sh[s].out, sh[s].in, 0,
-                                 sh[s].f + (size_t)sh[s].in * sh[s].out * c, NULL}, NULL, NULL, NULL, 0};
+                                 sh[s].f + (size_t)sh[s].in * sh[s].out * c, NULL}, NULL, NULL, NULL, 0, NULL};
                 icl_linear_forward(&l, y, sh[s].out, x, sh[s].in, B, 0.0f, ICL_LIN_ROWS, nt, NULL);
             }
         double t2 = icl_now();

@@ -230,12 +230,16 @@ const icl_weight_ops *icl_weight_kernels(icl_weight_type t)
 
 /* ---------------------------------------------------------------- linear maps */
 
-static int lora_rmax(const icl_linear *l, int *drop_in)
+/* Largest adapter rank of l (0: none); *drop_in: the widest input of an
+ * adapter with dropout (0: none); *rsum: the sum of the ranks. */
+static int lora_rmax(const icl_linear *l, int *drop_in, int *rsum)
 {
     int r = 0;
     *drop_in = 0;
+    *rsum = 0;
     for (int i = 0; i < l->n_lora; i++) {
         r = l->lora[i].r > r ? l->lora[i].r : r;
+        *rsum += l->lora[i].r;
         if (l->lora[i].dropout > 0 && l->lora[i].in > *drop_in)
             *drop_in = l->lora[i].in;
     }
@@ -244,8 +248,15 @@ static int lora_rmax(const icl_linear *l, int *drop_in)
 
 size_t icl_linear_work(const icl_linear *l, int N)
 {
-    int din, r = lora_rmax(l, &din);
-    return (2 * (size_t)r + (size_t)din) * (size_t)N;
+    int din, rsum, r = lora_rmax(l, &din, &rsum);
+    return ((size_t)r + (size_t)rsum + (size_t)din) * (size_t)N;
+}
+
+size_t icl_linear_xa_size(const icl_linear *l, int N)
+{
+    int din, rsum;
+    lora_rmax(l, &din, &rsum);
+    return (size_t)rsum * (size_t)N;
 }
 
 /* y[N, out] += b */
@@ -355,6 +366,60 @@ static void lora_rows_expand(float *C, long ldc, const float *P, long ldp, int N
     }
 }
 
+/* One rank-r term of lora_rows_expand_add: alpha * P[N, r] M, P row
+ * stride ldp, M [r, n] row stride ldm. */
+typedef struct {
+    const float *P;
+    long ldp;
+    const float *M;
+    long ldm;
+    int r;
+    float alpha;
+} lora_term;
+
+/* C[N, n] += term 0, then += term 1, ...: the same sums and additions, in
+ * the same order, as one lora_rows_expand(..., beta 1) per term, but in one
+ * pass over C (a block of 4 rows by 64 columns stays in L1 while every
+ * term is added to it): the input gradient of adapters that share their
+ * input (q, k, v on q|k|v; gate, up on gate|up). */
+static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_term *tm, int nterm)
+{
+    int nb = (N + RB - 1) / RB, n64 = n / 64 * 64;
+    double work = 0;
+    for (int u = 0; u < nterm; u++)
+        work += (double)N * tm[u].r * n;
+#pragma omp parallel for schedule(static) if (work >= LORA_PAR_MIN)
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * RB, nr = N - i0 < RB ? N - i0 : RB;
+        float *Cb = C + (size_t)i0 * ldc;
+        for (int j0 = 0; j0 < n64; j0 += 64)
+            for (int u = 0; u < nterm; u++) {
+                const float *Pb = tm[u].P + (size_t)i0 * tm[u].ldp;
+                long ldp = tm[u].ldp, ldm = tm[u].ldm;
+                const float *M = tm[u].M;
+                int r = tm[u].r;
+                float alpha = tm[u].alpha;
+                switch (nr) {
+                case 1: expand_block(Cb, ldc, Pb, ldp, M, ldm, r, 1, j0, alpha, 1); break;
+                case 2: expand_block(Cb, ldc, Pb, ldp, M, ldm, r, 2, j0, alpha, 1); break;
+                case 3: expand_block(Cb, ldc, Pb, ldp, M, ldm, r, 3, j0, alpha, 1); break;
+                default: expand_block(Cb, ldc, Pb, ldp, M, ldm, r, 4, j0, alpha, 1); break;
+                }
+            }
+        for (int u = 0; u < nterm; u++) { /* the last n % 64 columns */
+            const float *Pb = tm[u].P + (size_t)i0 * tm[u].ldp;
+            for (int q = 0; q < nr; q++)
+                for (int j = n64; j < n; j++) {
+                    float acc = 0;
+                    for (int k = 0; k < tm[u].r; k++)
+                        acc += Pb[(size_t)q * tm[u].ldp + k] * tm[u].M[(size_t)k * tm[u].ldm + j];
+                    float v = tm[u].alpha * acc;
+                    Cb[(size_t)q * ldc + j] = Cb[(size_t)q * ldc + j] + v;
+                }
+        }
+    }
+}
+
 /* B^T [r, out] of an adapter's B [out, r], malloc'd. */
 static float *lora_bt(const icl_lora *a)
 {
@@ -408,23 +473,74 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
         if (l->b)
             add_bias(y, ldy, l->b, N, l->w.out);
     }
-    int din, rmax = lora_rmax(l, &din);
-    float *xd = din ? work + 2 * (size_t)N * rmax : NULL; /* [N, in]: the dropped input */
+    int din, rsum, rmax = lora_rmax(l, &din, &rsum);
+    float *xd = din ? work + (size_t)N * (rmax + rsum) : NULL; /* [N, in]: the dropped input */
+    size_t off = 0;
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
         const float *xs = x;
         long lds = ldx;
+        float *xa = l->xa ? l->xa + (size_t)N * off : work; /* [N, r]: kept for the backward when xa */
+        off += (size_t)a->r;
         if (a->dropout > 0) {
             lora_dropout(a, xd, a->in, x, ldx, N, 0);
             xs = xd;
             lds = a->in;
         }
         /* y[:, off:off+out] += scale * xa B^T, B [out, r] */
-        lora_down(a, work, xs, lds, N);
+        lora_down(a, xa, xs, lds, N);
         float *bt = lora_bt(a);
-        lora_rows_expand(y + a->out_off, ldy, work, a->r, N, bt, a->out, a->r, a->out, a->scale, 1);
+        lora_rows_expand(y + a->out_off, ldy, xa, a->r, N, bt, a->out, a->r, a->out, a->scale, 1);
         free(bt);
     }
+}
+
+/* The adapters' part of icl_linear_backward.  Work: xa [N, r_max] (when
+ * l->xa is NULL), t [N, r_sum] (every adapter's scale dy B, at the same
+ * offsets as l->xa), then the dropped input [N, din].  Without dropout the
+ * adapters' input gradients are added to dx in one pass, adapter by
+ * adapter in order (lora_rows_expand_add); with it, each in turn. */
+static void lora_backward(const icl_linear *l, float *dx, long lddx, const float *dy, long lddy, const float *x,
+                          long ldx, int N, float *work)
+{
+    int din, rsum, rmax = lora_rmax(l, &din, &rsum);
+    float *tall = work + (size_t)N * rmax, *xd = din ? tall + (size_t)N * rsum : NULL;
+    lora_term tm[8];
+    int nterm = 0, fuse = !din && l->n_lora <= 8;
+    size_t off = 0;
+    for (int i = 0; i < l->n_lora; i++) {
+        const icl_lora *a = &l->lora[i];
+        const float *dys = dy + a->out_off, *xs = x;
+        long lds = ldx;
+        float *xa = l->xa ? l->xa + (size_t)N * off : work, *t = tall + (size_t)N * off;
+        off += (size_t)a->r;
+        if (a->dropout > 0 && (a->dA || a->dB)) {
+            lora_dropout(a, xd, a->in, x, ldx, N, 0);
+            xs = xd;
+            lds = a->in;
+        }
+        if (a->dB) { /* dB [out, r] += scale * dys^T xa */
+            if (!l->xa)
+                lora_down(a, xa, xs, lds, N);
+            icl_gemm(a->out, a->r, N, a->scale, dys, 1, lddy, xa, a->r, 1, 1.0f, a->dB, a->r, 1, 0);
+        }
+        if (!a->dA && !dx)
+            continue;
+        /* t [N, r] = scale * dys B */
+        icl_gemm(N, a->r, a->out, a->scale, dys, lddy, 1, a->B, a->r, 1, 0.0f, t, a->r, 1, 0);
+        if (a->dA) /* dA [r, in] += t^T x */
+            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, xs, lds, 1, 1.0f, a->dA, a->in, 1, 0);
+        if (dx && fuse) { /* dx += t A, below */
+            tm[nterm++] = (lora_term){t, a->r, a->A, a->in, a->r, 1.0f};
+        } else if (dx && a->dropout > 0) { /* dx += mask (t A) / (1 - p) */
+            lora_rows_expand(xd, a->in, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 0);
+            lora_dropout(a, dx, lddx, xd, a->in, N, 1);
+        } else if (dx) { /* dx += t A */
+            lora_rows_expand(dx, lddx, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 1);
+        }
+    }
+    if (nterm)
+        lora_rows_expand_add(dx, lddx, N, l->w.in, tm, nterm);
 }
 
 void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
@@ -437,33 +553,6 @@ void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_d
         k->weight_grad(&l->w, dy, lddy, x, ldx, N);
     if (l->db)
         colsum_acc(l->db, dy, lddy, N, l->w.out);
-    int din, rmax = lora_rmax(l, &din);
-    float *xd = din ? work + 2 * (size_t)N * rmax : NULL; /* [N, in]: the dropped input, then t A */
-    for (int i = 0; i < l->n_lora; i++) {
-        const icl_lora *a = &l->lora[i];
-        const float *dys = dy + a->out_off, *xs = x;
-        long lds = ldx;
-        float *xa = work, *t = work + (size_t)N * a->r;
-        if (a->dropout > 0 && (a->dA || a->dB)) {
-            lora_dropout(a, xd, a->in, x, ldx, N, 0);
-            xs = xd;
-            lds = a->in;
-        }
-        if (a->dB) { /* dB [out, r] += scale * dys^T xa */
-            lora_down(a, xa, xs, lds, N);
-            icl_gemm(a->out, a->r, N, a->scale, dys, 1, lddy, xa, a->r, 1, 1.0f, a->dB, a->r, 1, 0);
-        }
-        if (!a->dA && !dx)
-            continue;
-        /* t [N, r] = scale * dys B */
-        icl_gemm(N, a->r, a->out, a->scale, dys, lddy, 1, a->B, a->r, 1, 0.0f, t, a->r, 1, 0);
-        if (a->dA) /* dA [r, in] += t^T x */
-            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, xs, lds, 1, 1.0f, a->dA, a->in, 1, 0);
-        if (dx && a->dropout > 0) { /* dx += mask (t A) / (1 - p) */
-            lora_rows_expand(xd, a->in, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 0);
-            lora_dropout(a, dx, lddx, xd, a->in, N, 1);
-        } else if (dx) { /* dx += t A */
-            lora_rows_expand(dx, lddx, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 1);
-        }
-    }
+    if (l->n_lora)
+        lora_backward(l, dx, lddx, dy, lddy, x, ldx, N, work);
 }

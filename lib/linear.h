@@ -121,18 +121,28 @@ typedef struct {
 } icl_lora;
 
 /* A linear map: weight, optional bias [out] and its gradient, and n_lora
- * adapters (may be 0). */
+ * adapters (may be 0).  xa: NULL, or storage of the adapters' down products
+ * for one pass (icl_linear_xa_size floats): adapter i's dropout(x) A^T
+ * [N, r_i], row-major, at xa + N (r_0 + ... + r_{i-1}).  The forward writes
+ * it; the backward reads it instead of recomputing the product, so both
+ * must be given the same x, N, adapters (and dropout keys) and the same
+ * storage, with nothing writing it in between. */
 typedef struct {
     icl_weight w;
     const float *b;
     float *db;
     const icl_lora *lora;
     int n_lora;
+    float *xa;
 } icl_linear;
 
-/* Scratch floats icl_linear_forward / _backward need for N rows: 2 N r_max
- * with adapters, plus N in when one of them has dropout; 0 without. */
+/* Scratch floats icl_linear_forward / _backward need for N rows:
+ * N (r_max + r_sum) with adapters (r_sum: the sum of their ranks), plus
+ * N in when one of them has dropout; 0 without. */
 size_t icl_linear_work(const icl_linear *l, int N);
+
+/* Floats of icl_linear.xa for N rows: N r_sum (0 without adapters). */
+size_t icl_linear_xa_size(const icl_linear *l, int N);
 
 /* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W^T + b, plus the
  * adapters; beta 0 overwrites y, 1 adds (residual).  kernel and nthreads

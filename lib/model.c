@@ -870,6 +870,9 @@ struct icl_acts {
     uint64_t drop_key;   /* and its key */
     float *lwork;        /* adapters' scratch (icl_linear_work), lwork_n floats */
     size_t lwork_n;
+    float *xa;           /* adapters' down products kept for the backward (icl_linear.xa): */
+    size_t xa_n;         /* xa_n floats, layer l's at xa + l xa_layer (0 with checkpointing: */
+    size_t xa_layer;     /* one set, refilled by the recomputed forward) */
 };
 
 static void acts_free(icl_acts *a)
@@ -884,6 +887,7 @@ static void acts_free(icl_acts *a)
     free(a->tloss);
     free(a->twt);
     free(a->lwork);
+    free(a->xa);
     free(a);
 }
 
@@ -1051,6 +1055,31 @@ static int lora_rmax(const icl_model *m)
     return r;
 }
 
+/* Sum of the adapters' ranks on projection p of layer l. */
+static int lora_rsum_p(const icl_model *m, int l, int p)
+{
+    int r = 0;
+    for (int i = 0; m->lora && i < m->lora[l].n[p]; i++)
+        r += m->lora[l].lora[p][i].r;
+    return r;
+}
+
+/* Largest sum of ranks on one projection (icl_linear_work) and on one
+ * layer (the kept down products). */
+static void lora_rsums(const icl_model *m, int *proj, int *layer)
+{
+    *proj = *layer = 0;
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++) {
+        int t = 0;
+        for (int p = 0; p < ICL_NPROJ; p++) {
+            int r = lora_rsum_p(m, l, p);
+            *proj = r > *proj ? r : *proj;
+            t += r;
+        }
+        *layer = t > *layer ? t : *layer;
+    }
+}
+
 /* The base weight at offset w (logical [out, in]; GPT-2 stores Conv1D
  * [in, out]) with its gradient when trainable: float32, or the packed
  * bf16 copy idx (icl_model_set_bf16) when there is one. */
@@ -1093,7 +1122,7 @@ static icl_linear lin(const icl_model *m, int l, int p)
     }
     const icl_weight *qw = m->qproj ? &m->qproj[(size_t)l * ICL_NPROJ + p] : NULL;
     icl_linear L = {qw && qw->data ? qweight(m, qw) : weight(m, w, in, out, g2, l * ICL_NPROJ + p), P(m, b), G(m, b),
-                    NULL, 0};
+                    NULL, 0, NULL};
     if (m->lora) {
         L.lora = m->lora[l].lora[p];
         L.n_lora = m->lora[l].n[p];
@@ -1107,7 +1136,7 @@ static icl_linear head_lin(const icl_model *m)
     icl_linear L = {m->qhead.data ? qweight(m, &m->qhead)
                                   : weight(m, m->lm_head, m->cfg.hidden_size, m->cfg.vocab_size, 0,
                                            m->cfg.num_hidden_layers * ICL_NPROJ),
-                    NULL, NULL, NULL, 0};
+                    NULL, NULL, NULL, 0, NULL};
     return L;
 }
 
@@ -1296,7 +1325,7 @@ typedef struct {
     const float *cos, *sin; /* rotary tables [N, hd/2] (Llama/Qwen2) */
     icl_lin_kernel kernel;  /* GEMM: batch and prefill; ROWS: decode steps */
     int nt, att_nt;         /* ROWS: threads of the products and of the attention */
-    float *work;            /* adapters' scratch: icl_linear_work of the widest adapter for N rows */
+    float *work;            /* adapters' scratch: the largest icl_linear_work for N rows */
     float drop_p;           /* LoRA dropout of a training pass (0: none) */
     uint64_t drop_key;      /* its masks' key (icl_model_set_dropout_key) */
 } layer_ctx;
@@ -1310,10 +1339,17 @@ static uint64_t adapter_key(uint64_t key, int l, int p, int i)
 
 /* lin(m, l, p) in the pass cx: during training with LoRA dropout its
  * adapters are copies in tmp[4] (q|k|v: at most 3) with the dropout and
- * each one's mask key. */
-static icl_linear lin_cx(const icl_model *m, int l, int p, const layer_ctx *cx, icl_lora *tmp)
+ * each one's mask key.  xa: the layer's kept down products (NULL: none),
+ * projection p's after those of the projections before it. */
+static icl_linear lin_cx(const icl_model *m, int l, int p, const layer_ctx *cx, icl_lora *tmp, float *xa)
 {
     icl_linear L = lin(m, l, p);
+    if (xa && L.n_lora > 0) {
+        size_t off = 0;
+        for (int q = 0; q < p; q++)
+            off += (size_t)lora_rsum_p(m, l, q);
+        L.xa = xa + off * (size_t)cx->N;
+    }
     if (cx->drop_p > 0 && L.n_lora > 0 && L.n_lora <= 4) {
         for (int i = 0; i < L.n_lora; i++) {
             tmp[i] = L.lora[i];
@@ -1340,12 +1376,15 @@ typedef struct {
     float *up;        /* [N, Dup] gate|up (Llama) or c_fc output (GPT-2) */
     float *act;       /* [N, I] after SwiGLU / GELU */
     float *x_out;     /* [N, C] block output; NULL: stop once act is made (a recomputation) */
+    float *xa;        /* the adapters' kept down products (icl_linear.xa) of the 4 projections
+                       * in order, or NULL (decoding) */
 } layer_bufs;
 
 static layer_bufs batch_bufs(const icl_acts *a, int l)
 {
     layer_bufs lb = {a->x[l], a->ln1[l], a->ln2[l], a->m1[l], a->r1[l], a->m2[l], a->r2[l], a->qkv[l],
-                     a->lse[l], a->att[l], a->res2[l], a->up[l], a->act[l], a->x[l + 1]};
+                     a->lse[l], a->att[l], a->res2[l], a->up[l], a->act[l], a->x[l + 1],
+                     a->xa ? a->xa + (size_t)l * a->xa_layer : NULL};
     return lb;
 }
 
@@ -1429,7 +1468,7 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
     dims(c, &Dqkv, &Dup, &Datt);
     icl_lora tmp[4];
     norm_fwd(m, a->ln1, a->m1, a->r1, a->x_in, P(m, o->ln1_w), P(m, o->ln1_b), N);
-    icl_linear L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp);
+    icl_linear L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp, a->xa);
     icl_linear_forward(&L, a->qkv, Dqkv, a->ln1, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
     if (!g2) {
         icl_rope_apply(a->qkv, Dqkv, N, H, hd, cx->cos, cx->sin, 0);
@@ -1453,10 +1492,10 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
     }
     if (a->res2 != a->x_in)
         memcpy(a->res2, a->x_in, (size_t)N * C * sizeof(float));
-    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp, a->xa);
     icl_linear_forward(&L, a->res2, C, a->att, Datt, N, 1.0f, cx->kernel, cx->nt, cx->work);
     norm_fwd(m, a->ln2, a->m2, a->r2, a->res2, P(m, o->ln2_w), P(m, o->ln2_b), N);
-    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp, a->xa);
     icl_linear_forward(&L, a->up, Dup, a->ln2, C, N, 0.0f, cx->kernel, cx->nt, cx->work);
     if (g2)
         icl_gelu_forward(a->act, a->up, (size_t)N * I);
@@ -1466,7 +1505,7 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
         return;
     if (a->x_out != a->res2)
         memcpy(a->x_out, a->res2, (size_t)N * C * sizeof(float));
-    L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp, a->xa);
     icl_linear_forward(&L, a->x_out, C, a->act, I, N, 1.0f, cx->kernel, cx->nt, cx->work);
 }
 
@@ -1483,17 +1522,20 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
     dims(c, &Dqkv, &Dup, &Datt);
     icl_lora tmp[4];
     /* MLP: dact = dres Wdown; dup; dln2 = dup Wup; dres += norm'(dln2) */
-    icl_linear L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp);
+    /* a recomputed layer (checkpointing: x_out NULL) stopped before the down
+     * projection: its adapters' down products are not kept, the backward
+     * makes them */
+    icl_linear L = lin_cx(m, l, ICL_PROJ_DOWN, cx, tmp, a->x_out ? a->xa : NULL);
     icl_linear_backward(&L, d->dact, I, 0.0f, d->dres, C, a->act, I, N, cx->work);
     if (g2)
         icl_gelu_backward(d->dup, d->dact, a->up, (size_t)N * I);
     else
         icl_swiglu_backward(d->dup, Dup, d->dact, a->up, Dup, N, I);
-    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_UP, cx, tmp, a->xa);
     icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dup, Dup, a->ln2, C, N, cx->work);
     norm_bwd(m, d->dres, G(m, o->ln2_w), G(m, o->ln2_b), d->dtmp, a->res2, P(m, o->ln2_w), a->m2, a->r2, N);
     /* attention: datt = dres Wo; dqkv (flash-style recompute); inverse rotary; dres += norm'(dqkv Wqkv) */
-    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_O, cx, tmp, a->xa);
     icl_linear_backward(&L, d->datt, Datt, 0.0f, d->dres, C, a->att, Datt, N, cx->work);
     icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
                          1.0f / sqrtf((float)hd)};
@@ -1502,7 +1544,7 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
         icl_rope_apply(d->dqkv, Dqkv, N, H, hd, cx->cos, cx->sin, 1);
         icl_rope_apply(d->dqkv + Datt, Dqkv, N, KV, hd, cx->cos, cx->sin, 1);
     }
-    L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp);
+    L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp, a->xa);
     icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dqkv, Dqkv, a->ln1, C, N, cx->work);
     norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
 }
@@ -1544,10 +1586,20 @@ static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, i
     return total;
 }
 
-/* Make sure the adapters' scratch holds icl_linear_work for N rows. */
+/* Make sure the adapters' scratch holds icl_linear_work for N rows, and
+ * the kept down products (acts' xa) their N rows of every layer. */
 static float *lwork_get(icl_acts *a, const icl_model *m, int N)
 {
-    size_t need = 2 * (size_t)N * (size_t)lora_rmax(m);
+    int rproj, rlayer;
+    lora_rsums(m, &rproj, &rlayer);
+    size_t layers = a->ckpt ? 1 : (size_t)m->cfg.num_hidden_layers, xn = layers * (size_t)N * (size_t)rlayer;
+    a->xa_layer = a->ckpt ? 0 : (size_t)N * (size_t)rlayer;
+    if (xn > a->xa_n) {
+        free(a->xa);
+        a->xa = icl_xcalloc_huge(xn, sizeof(float));
+        a->xa_n = xn;
+    }
+    size_t need = (size_t)N * ((size_t)lora_rmax(m) + (size_t)rproj);
     if (m->lora && m->lora_dropout > 0) { /* the dropped input [N, in] of the widest adapter input */
         const icl_config *c = &m->cfg;
         size_t w = (size_t)c->hidden_size, att = (size_t)c->num_attention_heads * c->head_dim;
@@ -1810,7 +1862,9 @@ static void decode_rows(const icl_model *m, layer_ctx *cx, const int32_t *ids, f
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
     int half = hd / 2;
-    size_t nC = (size_t)n * C, nw = 2 * (size_t)n * (size_t)lora_rmax(m);
+    int rproj, rlayer;
+    lora_rsums(m, &rproj, &rlayer);
+    size_t nC = (size_t)n * C, nw = (size_t)n * ((size_t)lora_rmax(m) + (size_t)rproj);
     float *buf = xmalloc((nC * 2 + (size_t)n * (Dqkv + Datt + Dup + I + 4 + 2 * half) + nw) * sizeof(float));
     float *x = buf, *ln = x + nC, *qkv = ln + nC, *att = qkv + (size_t)n * Dqkv, *up = att + (size_t)n * Datt,
           *act = up + (size_t)n * Dup, *mean = act + (size_t)n * I, *rstd = mean + n, *cs = rstd + n,
@@ -1826,7 +1880,7 @@ static void decode_rows(const icl_model *m, layer_ctx *cx, const int32_t *ids, f
     cx->sin = sn;
     cx->work = nw ? sn + (size_t)n * half : NULL;
     embed_forward(m, x, ids, pos, n);
-    layer_bufs lb = {x, ln, ln, mean, rstd, mean, rstd, qkv, NULL, att, x, up, act, x};
+    layer_bufs lb = {x, ln, ln, mean, rstd, mean, rstd, qkv, NULL, att, x, up, act, x, NULL};
     for (int l = 0; l < c->num_hidden_layers; l++)
         layer_forward(m, l, cx, &lb);
     norm_fwd(m, ln, mean, rstd, x, P(m, m->normf_w), P(m, m->normf_b), n);

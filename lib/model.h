@@ -53,9 +53,12 @@
  * per layer: 1.87 GB of its 2.08 GB of activations at batch 8 x 256.  Both
  * add the final norm (C + 2), rotary tables (hd), the backward's scratch
  * (3C + Dqkv + Datt + Dup + I: dres, dtmp, dlnf, dqkv, datt, dup, dact),
- * the adapters' scratch (2 r_max; plus max(C, Datt, I) with LoRA dropout)
- * and min(T, 256) x (C + V) floats for the loss head; nothing of size
- * [B, T, V] unless asked for logits.
+ * the adapters' scratch (r_max + the largest sum of ranks on one
+ * projection; plus max(C, Datt, I) with LoRA dropout), the adapters' down
+ * products x A^T kept for the backward (the sum of a layer's ranks, per
+ * layer, or for one layer with checkpointing: 112 floats per token and
+ * layer for r 16 all-linear) and min(T, 256) x (C + V) floats for the
+ * loss head; nothing of size [B, T, V] unless asked for logits.
  *
  * Gradient checkpointing (icl_model_set_gradient_checkpointing; as
  * transformers' gradient_checkpointing_enable, Chen et al. 2016, "Training

@@ -6,6 +6,9 @@
  *     (no dW, input and adapter gradients unchanged);
  *   - the ROWS (decoding) kernel with adapters equals the GEMM kernel to
  *     float32 rounding;
+ *   - the down products kept for the backward (icl_linear.xa) and the one
+ *     pass adding adapters' input gradients give the bits of recomputing
+ *     and of adding them one at a time;
  *   - icl_model_add_lora on llama-tiny and gpt2-tiny: with B = 0 the logits
  *     are bit-identical to the base model's; with the base frozen no base
  *     gradient or moment buffer exists and the model's adapter gradients
@@ -110,7 +113,7 @@ static void lora_linear_wide(void **state)
     float *dA = xcalloc((size_t)WR * WIN, 4), *dB = xcalloc((size_t)WOUT1 * WR, 4);
     for (int drop = 0; drop < 2; drop++) {
         icl_lora lo = {WR, WIN, WOUT1, WOFF1, 1.5f, A, B, dA, dB, drop ? 0.25f : 0.0f, 77};
-        icl_linear l = {{ICL_WEIGHT_F32, 0, WOUT, WIN, 0, w, NULL}, NULL, NULL, &lo, 1};
+        icl_linear l = {{ICL_WEIGHT_F32, 0, WOUT, WIN, 0, w, NULL}, NULL, NULL, &lo, 1, NULL};
         float *work = xmalloc(icl_linear_work(&l, WN) * sizeof(float));
         float *y[2], *dx[2], *y1 = xmalloc((size_t)WOUT * sizeof(float));
         for (int t = 0; t < 2; t++) {
@@ -195,8 +198,8 @@ static void lora_linear_fd(void **state)
             float *dA2 = xcalloc((size_t)R2 * IN, 4), *dB2 = xcalloc((size_t)3 * R2, 4);
             c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1, 0.0f, 0};
             c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2, 0.0f, 0};
-            c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2};
-            assert_int_equal(icl_linear_work(&c.l, N), 2 * N * R1);
+            c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2, NULL};
+            assert_int_equal(icl_linear_work(&c.l, N), N * (R1 + R1 + R2)); /* N (r_max + r_sum) */
             /* forward against double precision */
             lin_loss(&c);
             for (int i = 0; i < N; i++)
@@ -217,7 +220,7 @@ static void lora_linear_fd(void **state)
                     }
                     assert_true(fabs(r - c.y[i * OUT + j]) <= 1e-5 * (1 + fabs(r)));
                 }
-            float work[2 * N * R1];
+            float work[N * (R1 + R1 + R2)];
             icl_linear_backward(&c.l, dx, IN, 0.0f, c.R, OUT, c.x, IN, N, work);
             assert_true(fd_check("lora dx", c.x, (size_t)N * IN, dx, lin_loss, &c, 1e-2f) < 1e-3);
             assert_true(fd_check("lora dA (q block)", c.A1, (size_t)R1 * IN, dA1, lin_loss, &c, 1e-2f) < 1e-3);
@@ -243,6 +246,82 @@ static void lora_linear_fd(void **state)
             free(c.A1); free(c.B1); free(c.A2); free(c.B2);
             free(dx); free(dw); free(db); free(dA1); free(dB1); free(dA2); free(dB2);
         }
+}
+
+/* The adapters' down products kept by the forward (icl_linear.xa) give the
+ * backward the same bits as recomputing them, with and without dropout,
+ * and the input gradients of adapters sharing the input (3 on column
+ * blocks, as q, k, v on q|k|v; ranks 5, 3, 4; in 150: not a multiple of
+ * the kernel's 64 columns), added to dx in one pass, equal adding them one
+ * linear at a time (the base first, then each adapter over a zero weight
+ * with beta_dx 1): bit for bit, on 1 and 2 threads. */
+enum { KN = 301, KIN = 150, KOUT = 100 };
+static void lora_kept_and_fused(void **state)
+{
+    (void)state;
+    static const int r[3] = {5, 3, 4}, off[3] = {0, 60, 80}, out[3] = {60, 20, 20};
+    float *x = rnd((size_t)KN * KIN, 1), *w = rnd((size_t)KOUT * KIN, 0.3f), *dy = rnd((size_t)KN * KOUT, 1);
+    float *zero = xcalloc((size_t)KOUT * KIN, sizeof(float)), *A[3], *B[3];
+    for (int i = 0; i < 3; i++) {
+        A[i] = rnd((size_t)r[i] * KIN, 0.5f);
+        B[i] = rnd((size_t)out[i] * r[i], 0.5f);
+    }
+    size_t ny = (size_t)KN * KOUT, nx = (size_t)KN * KIN;
+    for (int th = 1; th <= 2; th++)
+        for (int drop = 0; drop < 2; drop++) {
+            icl_set_threads(th);
+            float *y[2], *dx[2], *dA[2][3], *dB[2][3];
+            icl_lora lo[2][3];
+            for (int v = 0; v < 2; v++) {
+                y[v] = xmalloc(ny * sizeof(float));
+                dx[v] = xmalloc(nx * sizeof(float));
+                for (int i = 0; i < 3; i++) {
+                    dA[v][i] = xcalloc((size_t)r[i] * KIN, sizeof(float));
+                    dB[v][i] = xcalloc((size_t)out[i] * r[i], sizeof(float));
+                    lo[v][i] = (icl_lora){r[i], KIN, out[i], off[i], 2.0f / r[i], A[i], B[i], dA[v][i], dB[v][i],
+                                          drop ? 0.25f : 0.0f, 77 + (uint64_t)i};
+                }
+            }
+            /* v 0: recomputed; v 1: kept in xa */
+            icl_linear l0 = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, w, NULL}, NULL, NULL, lo[0], 3, NULL};
+            icl_linear l1 = l0;
+            l1.lora = lo[1];
+            assert_int_equal(icl_linear_xa_size(&l0, KN), (size_t)KN * 12);
+            assert_int_equal(icl_linear_work(&l0, KN), (size_t)KN * (5 + 12 + (drop ? KIN : 0)));
+            float *work = xmalloc(icl_linear_work(&l0, KN) * sizeof(float));
+            l1.xa = xmalloc(icl_linear_xa_size(&l1, KN) * sizeof(float));
+            icl_linear_forward(&l0, y[0], KOUT, x, KIN, KN, 0.0f, ICL_LIN_GEMM, th, work);
+            icl_linear_backward(&l0, dx[0], KIN, 0.0f, dy, KOUT, x, KIN, KN, work);
+            icl_linear_forward(&l1, y[1], KOUT, x, KIN, KN, 0.0f, ICL_LIN_GEMM, th, work);
+            memset(work, 0xff, icl_linear_work(&l0, KN) * sizeof(float)); /* NaNs: nothing read from it */
+            icl_linear_backward(&l1, dx[1], KIN, 0.0f, dy, KOUT, x, KIN, KN, work);
+            assert_memory_equal(y[0], y[1], ny * sizeof(float));
+            assert_memory_equal(dx[0], dx[1], nx * sizeof(float));
+            for (int i = 0; i < 3; i++) {
+                assert_memory_equal(dA[0][i], dA[1][i], (size_t)r[i] * KIN * sizeof(float));
+                assert_memory_equal(dB[0][i], dB[1][i], (size_t)out[i] * r[i] * sizeof(float));
+            }
+            if (!drop) { /* one linear at a time: base + adapter 0, then + 1, + 2 over W = 0 */
+                float *dxs = xmalloc(nx * sizeof(float));
+                for (int i = 0; i < 3; i++) {
+                    icl_linear li = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, i ? zero : w, NULL}, NULL, NULL, &lo[1][i], 1,
+                                     NULL};
+                    icl_linear_backward(&li, dxs, KIN, i ? 1.0f : 0.0f, dy, KOUT, x, KIN, KN, work);
+                }
+                assert_memory_equal(dxs, dx[0], nx * sizeof(float));
+                free(dxs);
+            }
+            for (int v = 0; v < 2; v++) {
+                free(y[v]), free(dx[v]);
+                for (int i = 0; i < 3; i++)
+                    free(dA[v][i]), free(dB[v][i]);
+            }
+            free(work), free(l1.xa);
+        }
+    icl_set_threads(0);
+    for (int i = 0; i < 3; i++)
+        free(A[i]), free(B[i]);
+    free(x), free(w), free(dy), free(zero);
 }
 
 static void kernel_table(void **state)
@@ -529,6 +608,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(lora_linear_fd),
         cmocka_unit_test(lora_linear_wide),
+        cmocka_unit_test(lora_kept_and_fused),
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
         cmocka_unit_test(lora_peft_parity),

@@ -282,7 +282,7 @@ static void linear_with_adapter(void **state)
         dA[k] = xcalloc((size_t)R * IN, sizeof(float));
         dB[k] = xcalloc((size_t)AO * R, sizeof(float));
         icl_lora lo = {R, IN, AO, OFF, 0.5f, A, B, dA[k], dB[k], 0.0f, 0};
-        icl_linear l = {k ? c.f : c.q, NULL, NULL, &lo, 1};
+        icl_linear l = {k ? c.f : c.q, NULL, NULL, &lo, 1, NULL};
         float work[2 * N * R];
         assert_int_equal(icl_linear_work(&l, N), 2 * N * R);
         icl_linear_forward(&l, y[k], OUT, x, IN, N, 0.0f, ICL_LIN_GEMM, 0, work);
