@@ -461,7 +461,7 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
     int quant = !(flags & ICL_LOAD_DEQUANTIZE) && icl_is_gguf_file(b);
     icl_model *m = quant ? icl_model_load_gguf_quantized(b, e2, sizeof e2) : icl_model_load(b, e2, sizeof e2);
     if (!m) {
-        icl_seterr(err, errsz, "%s: %s", b, e2);
+        icl_seterr(err, errsz, "%s", e2); /* the loader names the file */
         free(b);
         return NULL;
     }

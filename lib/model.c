@@ -694,6 +694,11 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
     if (icl_is_gguf_file(dir)) /* a .gguf file instead of a folder: lib/gguf_model.c */
         return icl_model_load_gguf(dir, err, errsz);
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder (config.json and *.safetensors)", dir);
+        return NULL;
+    }
     char *cp = icl_path_join(dir, "config.json");
     icl_config cfg;
     icl_model *m = NULL;

@@ -216,7 +216,8 @@ int icl_model_bf16_sync(icl_model *m, char *err, size_t errsz);
  * F16), or the shards named by model.safetensors.index.json.  dir may also
  * be a GGUF file (icl_model_load_gguf in gguf_model.h: dequantized to float32).  Weights named as HF does; a tied model may omit lm_head.weight.
  * NULL with a message in err on any problem (missing/misshapen tensor,
- * hostile file, bad config). */
+ * hostile file, bad config; a regular file that is not GGUF); the message
+ * starts with the file it is about. */
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz);
 /* A model with zeroed parameters for cfg (copied; cfg->raw is deep-copied). */
 icl_model *icl_model_new(const icl_config *cfg);

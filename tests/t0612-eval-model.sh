@@ -71,4 +71,17 @@ test_expect_success 'a FIFO named model.safetensors is refused at once, not wait
 	test_grep "model.safetensors: not a regular file" err
 '
 
+test_expect_success 'a model that does not load is named once; a file neither GGUF nor a folder says so' '
+	mkdir -p badm && echo "{" >badm/config.json &&
+	test_must_fail icl-eval -m badm /dev/null 2>err &&
+	test_grep "^icl-eval: badm/config.json:2: " err &&
+	test_must_fail icl-gen -m badm -n 1 --ids </dev/null 2>err &&
+	test_grep "^icl-gen: badm/config.json:2: " err &&
+	echo "not a model" >fake.gguf &&
+	test_must_fail icl-eval -m fake.gguf /dev/null 2>err &&
+	test_grep "^icl-eval: fake.gguf: neither a GGUF file nor a model folder" err &&
+	test_must_fail icl-gen -m fake.gguf -n 1 --ids </dev/null 2>err &&
+	test_grep "^icl-gen: fake.gguf: neither a GGUF file nor a model folder" err
+'
+
 test_done
