@@ -129,7 +129,7 @@ int main(int argc, char **argv)
     const char *like = NULL, *base = NULL;
     static const char *adapters[64];
     int n_adapters = 0;
-    while ((c = getopt_long(argc, argv, "T:L:a:b:hV", opts, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "T:L:a:b:hV", opts)) != -1) {
         switch (c) {
         case 'T':
             type = icl_ggml_type_by_name(optarg);
@@ -148,7 +148,7 @@ int main(int argc, char **argv)
         case 256: threads = icl_opt_threads("--threads", optarg); break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
-        default: icl_usage_die("unknown option");
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     if (argc - optind != 2)

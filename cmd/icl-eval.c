@@ -520,7 +520,7 @@ int main(int argc, char **argv)
     static const char *adapters[64];
     int threads = 0, progress = -1, bf16 = 0, dequantize = 0, decode = 0, quiet = 0, adaptive = 1;
     char err[256];
-    while ((c = getopt_long(argc, argv, "p:r:M:e:m:qhV", lo, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "p:r:M:e:m:qhV", lo)) != -1) {
         switch (c) {
         case 'p': o.pred_key = optarg; text_opts = 1; break;
         case 'r': o.ref_key = optarg; text_opts = 1; break;
@@ -571,9 +571,7 @@ int main(int argc, char **argv)
         case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();
-        default:
-            fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
-            return ICL_EXIT_USAGE;
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     if (n_adapters && !model)

@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     const char *pool_path = NULL, *tok_path = NULL;
     long max_pt = 0;
     static const char *const on_error[] = {"stop", "skip", NULL};
-    while ((c = getopt_long(argc, argv, "f:T:o:t:qhV", longopts, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "f:T:o:t:qhV", longopts)) != -1) {
         switch (c) {
         case 'f':
             if ((o.format = icl_fmt_parse_format(optarg)) < 0)
@@ -184,7 +184,7 @@ int main(int argc, char **argv)
         case 'q': o.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); free(tvars); return 0;
         case 'V': free(tvars); icl_version_exit();
-        default: icl_usage_die("bad usage");
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     if ((o.split > 0) != (split_path != NULL))

@@ -545,7 +545,7 @@ int main(int argc, char **argv)
     const char *chat_path = NULL;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
-    while ((c = getopt_long(argc, argv, "m:n:s:b:qhV", longopts, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "m:n:s:b:qhV", longopts)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case OPT_ADAPTER:
@@ -582,7 +582,7 @@ int main(int argc, char **argv)
         case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
         case 'V': free(stop); free(tvars); icl_version_exit();
-        default: icl_usage_die("unknown option");
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     if (!model_dir)

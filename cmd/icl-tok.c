@@ -379,6 +379,8 @@ int main(int argc, char **argv)
         icl_usage_die("missing command: encode, decode or train");
     const char *cmd = argv[1];
     int is_enc = !strcmp(cmd, "encode"), is_dec = !strcmp(cmd, "decode"), is_train = !strcmp(cmd, "train");
+    if (!is_enc && !is_dec && !is_train && cmd[0] == '-' && cmd[1])
+        icl_usage_die("unknown option '%s' (the command comes first: icl-tok encode|decode|train [OPTION]...)", cmd);
     if (!is_enc && !is_dec && !is_train)
         icl_usage_die("unknown command '%s' (want encode, decode or train)", cmd);
     argv++;
@@ -389,7 +391,7 @@ int main(int argc, char **argv)
     static const char *const on_error[] = {"stop", "skip", NULL};
     char **specials = icl_xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
-    while ((c = getopt_long(argc, argv, "t:o:qhV", longopts, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "t:o:qhV", longopts)) != -1) {
         switch (c) {
         case 't': tokpath = optarg; break;
         case 'o': out = optarg; break;
@@ -408,7 +410,7 @@ int main(int argc, char **argv)
         case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
         case 'V': free(specials); icl_version_exit();
-        default: icl_usage_die("bad option");
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     char **files = argv + optind;

@@ -355,7 +355,7 @@ int main(int argc, char **argv)
     int replay = 1;
     int adaptive = 1; /* --no-adaptive-threads: 0 */
     int c;
-    while ((c = getopt_long(argc, argv, "m:t:o:qhV", lo, NULL)) != -1) {
+    while ((c = icl_getopt(argc, argv, "m:t:o:qhV", lo)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case O_ARCH: o.arch = optarg; break;
@@ -425,7 +425,7 @@ int main(int argc, char **argv)
         case 'q': o.verbose = 0; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();
-        default: usage_die("bad option");
+        default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */
         }
     }
     o.files = (const char *const *)argv + optind;

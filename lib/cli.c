@@ -1,6 +1,7 @@
 /* cli.c - see cli.h. */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -58,6 +59,59 @@ void icl_usage_die(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", icl_progname);
     exit(ICL_EXIT_USAGE);
+}
+
+/* The long option word argv[optind-1] names, when it is one ("--name" or
+ * "--name=value"): its length without "=value" in *len, else NULL. */
+static const char *long_word(int argc, char **argv, size_t *len)
+{
+    if (optind < 1 || optind > argc || !argv[optind - 1] || strncmp(argv[optind - 1], "--", 2) != 0)
+        return NULL;
+    const char *w = argv[optind - 1];
+    *len = strcspn(w, "=");
+    return w;
+}
+
+int icl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    char so[256];
+    snprintf(so, sizeof so, ":%s", shortopts); /* ':' first: a missing value is ':', not '?' */
+    opterr = 0;
+    int c = getopt_long(argc, argv, so, longopts, NULL);
+    if (c != '?' && c != ':')
+        return c;
+    size_t n = 0;
+    const char *w = long_word(argc, argv, &n);
+    /* A long option's error always consumed its "--" word, and optopt is
+     * then its value (0: unknown or ambiguous); a short option's has optopt
+     * its character, and argv[optind-1] may be any earlier word. */
+    int is_long = w && optopt == 0 && c == '?';
+    for (const struct option *o = longopts; w && !is_long && o && o->name; o++)
+        if (o->val == optopt && !o->flag && n > 2 && !strncmp(o->name, w + 2, n - 2))
+            is_long = 1;
+    if (c == ':')
+        is_long ? icl_usage_die("option '%.*s' needs a value", (int)n, w)
+                : icl_usage_die("option '-%c' needs a value", optopt);
+    if (!is_long)
+        icl_usage_die("unknown option '-%c'", optopt > 0 && optopt < 256 && isprint(optopt) ? optopt : '?');
+    if (optopt != 0)
+        icl_usage_die("option '%.*s' takes no value ('%s')", (int)n, w, w);
+    /* unknown or ambiguous: the long options the word abbreviates */
+    char list[512];
+    size_t k = 0;
+    int matches = 0;
+    list[0] = 0;
+    for (const struct option *o = longopts; o && o->name && n > 2; o++)
+        if (!strncmp(o->name, w + 2, n - 2)) {
+            matches++;
+            if (k < sizeof list - 64)
+                k += (size_t)snprintf(list + k, sizeof list - k, "%s--%s", k ? ", " : "", o->name);
+            else if (k < sizeof list) /* once */
+                k = sizeof list + (size_t)snprintf(list + k, sizeof list - k, ", ...");
+        }
+    if (matches > 1)
+        icl_usage_die("ambiguous option '%.*s' (%s)", (int)n, w, list);
+    icl_usage_die("unknown option '%.*s'", (int)n, w);
 }
 
 FILE *icl_xfopen(const char *path, const char *mode)

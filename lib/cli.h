@@ -14,6 +14,7 @@
 #ifndef ICL_CLI_H
 #define ICL_CLI_H
 
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +59,18 @@ _Noreturn void icl_usage_die(const char *fmt, ...) __attribute__((format(printf,
 /* icl_warn: as icl_die without exiting. */
 void icl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void icl_vwarn(const char *fmt, va_list ap);
+
+/* getopt_long for the programs, with icl's own messages: the same parse
+ * (argv permuted as GNU getopt does; "--lora-r" abbreviable when the prefix
+ * is unique), but getopt prints nothing and a bad option dies here with one
+ * line and the --help hint (icl_usage_die, exit 2), naming the word as
+ * typed:
+ *   unknown option '--bogus'              (also '-Z')
+ *   option '--model' needs a value        (also '-m')
+ *   option '--quiet' takes no value ('--quiet=3')
+ *   ambiguous option '--lora' (--lora-r, --lora-alpha, ...)
+ * so it never returns '?' or ':'.  shortopts must not begin with ':'. */
+int icl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 /* Open a file named on the command line, or die naming it.  "-" is stdin
  * (mode "r") or stdout (mode "w").  icl_xfclose closes (never stdin or
