@@ -216,6 +216,10 @@ typedef struct {
     long last_saved;
     icl_lora_config lcfg; /* with --lora-r or --adapter: the adapters' configuration */
     int lock_fd;         /* OUT_DIR/.lock, flock'd for the run */
+    int made_dir;        /* this run created OUT_DIR */
+    char *made_lock;     /* OUT_DIR/.lock when this run created it, else NULL */
+    size_t n_old;        /* --overwrite-output-dir: checkpoints of an earlier run to delete */
+    long *old_steps;
     json_t *history;     /* log_history: the logged metrics objects */
     double epochs_run;   /* the epochs the planned steps cover */
     long val_step;       /* the step val_loss was last measured after (-1: none) */
@@ -1258,18 +1262,27 @@ static int claim_dir(train_run *r)
             r->ckpt = icl_train_latest_checkpoint(out);
         return 0;
     }
-    if (mkdir(out, 0777) < 0 && errno != EEXIST)
+    if (mkdir(out, 0777) == 0)
+        r->made_dir = 1;
+    else if (errno != EEXIST)
         return fail(r, "%s: cannot create: %s", out, strerror(errno));
     if (!is_dir(out))
         return fail(r, "%s: exists and is not a folder", out);
     char *lp = icl_path_join(out, ".lock");
-    r->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    r->lock_fd = open(lp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (r->lock_fd >= 0)
+        r->made_lock = lp, lp = NULL; /* removed again if the run fails */
+    else if (errno == EEXIST)
+        r->lock_fd = open(lp, O_RDWR | O_CLOEXEC);
     int e = errno;
     free(lp);
     if (r->lock_fd < 0)
         return fail(r, "%s: not writable (cannot create .lock: %s)", out, strerror(e));
-    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0)
+    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        free(r->made_lock); /* another run's lock now: not ours to remove */
+        r->made_lock = NULL;
         return fail(r, "%s: in use by another icl-train (%s/.lock is locked); give another -o", out, out);
+    }
     if (access(out, W_OK | X_OK) < 0)
         return fail(r, "%s: not writable: %s", out, strerror(errno));
     /* stale temporaries: only a killed run leaves them, and the lock says none runs */
@@ -1312,17 +1325,37 @@ static int claim_dir(train_run *r)
         free(steps);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
+    r->n_old = n; /* deleted by clear_old once the model and data have loaded */
+    r->old_steps = steps;
+    return 0;
+}
+
+/* --overwrite-output-dir: delete the earlier run's checkpoints that
+ * claim_dir found, once nothing that can fail before training is left
+ * (a run refused for its model or data leaves them). */
+static void clear_old(train_run *r)
+{
+    for (size_t i = 0; i < r->n_old; i++) {
         char name[64];
-        snprintf(name, sizeof name, "checkpoint-%ld", steps[i]);
-        char *p = icl_path_join(out, name);
+        snprintf(name, sizeof name, "checkpoint-%ld", r->old_steps[i]);
+        char *p = icl_path_join(r->o->out_dir, name);
         rm_rf(p);
         free(p);
     }
-    if (n)
-        note(r, 1, "%s: deleted %zu checkpoints of an earlier run (--overwrite-output-dir)", out, n);
-    free(steps);
-    return 0;
+    if (r->n_old)
+        note(r, 1, "%s: deleted %zu checkpoints of an earlier run (--overwrite-output-dir)", r->o->out_dir, r->n_old);
+    r->n_old = 0;
+}
+
+/* A failed run leaves OUT_DIR as it found it: the .lock it created is
+ * removed, and OUT_DIR too when it created it and nothing else is there.
+ * Checkpoints it saved before failing stay (with OUT_DIR), for --resume. */
+static void unclaim_dir(train_run *r)
+{
+    if (r->made_lock)
+        unlink(r->made_lock); /* still flock'd: no other run holds it */
+    if (r->made_dir)
+        rmdir(r->o->out_dir); /* fails, and keeps it, when not empty */
 }
 
 /* OUT/checkpoint-STEP, atomically: every file written (atomically) in a
@@ -1669,6 +1702,8 @@ static void run_free(train_run *r)
     json_decref(r->ckpt_settings);
     if (r->lock_fd >= 0)
         close(r->lock_fd); /* releases the flock */
+    free(r->made_lock);
+    free(r->old_steps);
     free(r->tokpath);
     free(r->tok_json);
     icl_dataset_free(&r->data);
@@ -1704,6 +1739,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     r->threads = icl_set_threads(o->threads);
     if (claim_dir(r) || open_model(r) || open_tokenizer(r) || open_data(r))
         goto out;
+    clear_old(r);
     icl_model_set_gradient_checkpointing(r->m, o->gradient_checkpointing);
     plan_schedule(r);
     if (restore(r))
@@ -1742,6 +1778,8 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
          r->last_good);
     rc = 0;
 out:
+    if (rc < 0)
+        unclaim_dir(r);
     run_free(r);
     return rc;
 }

@@ -66,7 +66,10 @@
  * writable, before any work.  Then stale ".tmp-checkpoint-*" folders and
  * "*.tmp.*" files (left by a killed run) are removed.  A fresh run into a
  * folder holding checkpoint-* folders is refused unless
- * overwrite_output_dir (which deletes them).  After each checkpoint, with
+ * overwrite_output_dir (which deletes them, once the model, tokenizer and
+ * data have loaded).  A run that returns -1 leaves OUT_DIR as it found it:
+ * the .lock it created is removed, and OUT_DIR when it created it and
+ * holds nothing else (checkpoints saved before the failure are kept).  After each checkpoint, with
  * save_total_limit N the oldest are deleted as transformers'
  * _rotate_checkpoints does: the best one (load_best_model_at_end) is kept
  * and counted, and with N = 1 the newest is kept too.
