@@ -458,6 +458,39 @@ void icl_unmap_file(void *map, size_t len)
         munmap(map, len);
 }
 
+char *icl_path_abs(const char *path, char *err, size_t errsz)
+{
+    char *cwd = NULL;
+    if (path[0] != '/' && !(cwd = getcwd(NULL, 0))) {
+        icl_seterr(err, errsz, "%s: cannot make the path absolute: the current folder: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *full = cwd ? icl_path_join(cwd, path) : icl_xstrdup(path), *out = icl_xmalloc(strlen(full) + 2);
+    free(cwd);
+    size_t k = 0; /* out[0..k): "" or "/a/b" */
+    for (char *seg = full; *seg;) {
+        size_t n = strcspn(seg, "/");
+        if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+            while (k > 0 && out[k - 1] != '/')
+                k--;
+            if (k > 0)
+                k--; /* the '/' before it; "/.." is "/" */
+        } else if (n > 0 && !(n == 1 && seg[0] == '.')) {
+            out[k++] = '/';
+            memcpy(out + k, seg, n);
+            k += n;
+        }
+        seg += n;
+        while (*seg == '/')
+            seg++;
+    }
+    if (k == 0)
+        out[k++] = '/';
+    out[k] = 0;
+    free(full);
+    return out;
+}
+
 char *icl_path_join(const char *dir, const char *file)
 {
     size_t la = strlen(dir), n = la + strlen(file) + 2;

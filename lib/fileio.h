@@ -88,6 +88,14 @@ int icl_same_file(const char *a, const char *b);
  * icl_xmalloc does. */
 char *icl_path_join(const char *dir, const char *file);
 
+/* path made absolute as Python's os.path.abspath does: a relative path is
+ * joined to the current folder (getcwd), then "." segments, repeated and
+ * trailing slashes are dropped and "x/.." removed lexically (symbolic
+ * links are not resolved: "run/../base" is "base" even if run is a link).
+ * A new string (free() it), or NULL with err when the current folder cannot
+ * be read (getcwd: removed, too long). */
+char *icl_path_abs(const char *path, char *err, size_t errsz);
+
 /* mkdir -p: dir and every missing parent, mode 0755 before the umask.
  * Returns 0 (also when dir exists), or -1 with errno set. */
 int icl_mkdirs(const char *dir);

@@ -252,21 +252,27 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return NULL;
-    char *b = c.base_model_name_or_path, *res = NULL;
+    char *b = c.base_model_name_or_path, *res = NULL, *cfg = icl_path_join(dir, "adapter_config.json");
     struct stat sb;
-    if (!b)
-        icl_seterr(err, errsz, "%s/adapter_config.json names no base_model_name_or_path: give -m BASE", dir);
-    else if (stat(b, &sb) == 0)
+    if (!b || !*b) {
+        icl_seterr(err, errsz, "%s names no base_model_name_or_path: give the base, -m BASE --adapter %s", cfg, dir);
+    } else if (stat(b, &sb) == 0) {
         res = xstrdup(b);
-    else if (b[0] != '/') {
+    } else if (b[0] == '/') {
+        icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) does not exist: give it, -m BASE "
+                               "--adapter %s", cfg, b, dir);
+    } else {
         char *p = icl_path_join(dir, b);
-        if (stat(p, &sb) == 0)
+        if (stat(p, &sb) == 0) {
             res = p;
-        else
+        } else {
+            icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) is neither %s (from the "
+                                   "current folder) nor %s (from the adapter's; icl reads no Hugging Face hub ids): "
+                                   "give it, -m BASE --adapter %s", cfg, b, b, p, dir);
             free(p);
+        }
     }
-    if (b && !res)
-        icl_seterr(err, errsz, "%s: the base model \"%s\" of adapter_config.json is not found (give -m BASE)", dir, b);
+    free(cfg);
     icl_lora_config_free(&c);
     return res;
 }

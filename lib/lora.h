@@ -127,8 +127,11 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
 char *icl_lora_parse_spec(const char *spec, double *scale, char *err, size_t errsz);
 
 /* The base model of an adapter folder: its base_model_name_or_path as
- * given when that exists, else relative to dir; malloc'd, or NULL with err
- * (no adapter_config.json, no base named, base not found). */
+ * given when that exists (absolute, or relative to the current folder),
+ * else a relative one relative to dir (an adapter shipped beside its
+ * base); malloc'd, or NULL with err (no adapter_config.json, no base named,
+ * base not found: the message names DIR/adapter_config.json and the paths
+ * tried).  icl-train writes the base's absolute path (icl_path_abs). */
 char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
 
 /* Apply n adapter folders dirs[i] with weights mults[i] to m UNMERGED, as

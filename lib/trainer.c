@@ -472,7 +472,12 @@ static int open_lora(train_run *r)
         lc->lora_dropout = o->lora_dropout;
     else if (!o->adapter)
         lc->lora_dropout = 0;
-    lc->base_model_name_or_path = base;
+    /* adapter_config.json names the base absolute: the adapter then finds
+     * it from any folder (as given, "../base" would mean the cwd of this run) */
+    lc->base_model_name_or_path = icl_path_abs(base, e2, sizeof e2);
+    free(base);
+    if (!lc->base_model_name_or_path)
+        return fail(r, "%s", e2);
     if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2))
         return fail(r, "%s", e2);
     if (r->ckpt) {

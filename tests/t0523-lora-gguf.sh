@@ -73,7 +73,7 @@ test_expect_success 'without --base: the base_model_name_or_path icl-train wrote
 test_expect_success 'a base that is missing or does not fit is an error naming it; nothing written' '
 	mkdir lost && cp "$PEFT"/* lost/ &&
 	test_must_fail icl-convert lost lost.gguf 2>err &&
-	test_grep "lost: the base model \"./llama-tiny/model\" of adapter_config.json is not found" err &&
+	test_grep "lost/adapter_config.json: the base model \"./llama-tiny/model\" (base_model_name_or_path) is neither ./llama-tiny/model (from the current folder) nor lost/./llama-tiny/model" err &&
 	test_must_fail icl-convert --base "$DATA/model/gpt2-tiny/model" lost lost.gguf 2>err &&
 	test_grep "adapts model.layers.0.mlp.down_proj.weight, which is not a matrix of llama.cpp.s gpt2 model" err &&
 	test_must_fail icl-convert --base "$DATA/model/stories260K/model" run lost.gguf 2>err &&

@@ -251,6 +251,35 @@ static void path_join(void **state)
     }
 }
 
+/* os.path.abspath's results (Python 3.11) for the same paths */
+static void path_abs(void **state)
+{
+    (void)state;
+    char err[256], *cwd = getcwd(NULL, 0), want[4096];
+    assert_non_null(cwd);
+    const char *abs[][2] = {{"/a/b/../c", "/a/c"}, {"/a/./b/", "/a/b"}, {"/..", "/"},        {"/", "/"},
+                            {"/a//b", "/a/b"},     {"/a/b/..", "/a"},   {"/a/../../b", "/b"}, {"/x/.../y", "/x/.../y"}};
+    for (size_t i = 0; i < sizeof abs / sizeof abs[0]; i++) {
+        char *p = icl_path_abs(abs[i][0], err, sizeof err);
+        assert_non_null(p);
+        assert_string_equal(p, abs[i][1]);
+        free(p);
+    }
+    const char *rel[][2] = {{"x/./y/", "/x/y"}, {"run", "/run"}, {"", ""}, {".", ""}, {"a/../b", "/b"}};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(want, sizeof want, "%s%s", cwd, rel[i][1]);
+        char *p = icl_path_abs(rel[i][0], err, sizeof err);
+        assert_non_null(p);
+        assert_string_equal(p, want);
+        free(p);
+    }
+    char *up = icl_path_abs("../z", err, sizeof err), *slash = strrchr(cwd, '/');
+    snprintf(want, sizeof want, "%.*s/z", (int)(slash - cwd), cwd);
+    assert_string_equal(up, slash == cwd ? "/z" : want);
+    free(up);
+    free(cwd);
+}
+
 static void read_file_errors(void **state)
 {
     (void)state;
@@ -321,6 +350,7 @@ int main(void)
         cmocka_unit_test(stdio_outputs),
         cmocka_unit_test(read_file_errors),
         cmocka_unit_test(path_join),
+        cmocka_unit_test(path_abs),
         cmocka_unit_test(writes_through_links),
         cmocka_unit_test(same_file_by_inode),
     };

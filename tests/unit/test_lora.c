@@ -253,7 +253,7 @@ static void hostile(void **state)
     write_text(p, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"], "
                   "\"base_model_name_or_path\": \"no/such/base\"}");
     assert_null(icl_lora_base_path(dir, err, sizeof err));
-    assert_non_null(strstr(err, "\"no/such/base\" of adapter_config.json is not found"));
+    assert_non_null(strstr(err, "/adapter_config.json: the base model \"no/such/base\" (base_model_name_or_path) is neither no/such/base (from the current folder) nor "));
     free(before);
     icl_model_free(m);
     snprintf(p, sizeof p, "rm -rf '%s'", dir);
