@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """report.py OUT_DIR [NAME=VALUE...] - the demo's markdown report on stdout.
 
-Only formats what the icl programs wrote under OUT_DIR (icl-eval summaries,
+OUT_DIR is the Makefile's O (default out, relative to examples/, where make
+runs this).  Only formats what the icl programs wrote under OUT_DIR (icl-eval summaries,
 icl-train metrics, icl-gen completions, GNU time's wall time and peak RSS
 of each step in OUT_DIR/time/); it computes nothing but ratios, sums and
 means.  Standard library only.
@@ -12,6 +13,17 @@ import sys
 
 out = sys.argv[1]
 P = dict(a.split("=", 1) for a in sys.argv[2:])
+# OUT_DIR as the commands in the report name it, from the top of the
+# repository (they run there): relative when inside it, else absolute.
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_TOP = os.path.relpath(os.path.abspath(out), TOP)
+if OUT_TOP == ".." or OUT_TOP.startswith(".." + os.sep):
+    OUT_TOP = os.path.abspath(out)
+
+
+def shq(s):
+    """s as one shell word."""
+    return s if s and all(c.isalnum() or c in "@%+=:,./_-" for c in s) else "'" + s.replace("'", "'\\''") + "'"
 
 
 def path(name):
@@ -82,7 +94,7 @@ metrics = lines("lora.metrics.jsonl")
 
 def icl_best(t):
     """The best k-shot run of task t in the last table of `make icl`
-    (out/icl/runs names its runs, out/icl/TASK.RUN.gen.acc.json their
+    (OUT_DIR/icl/runs names its runs, OUT_DIR/icl/TASK.RUN.gen.acc.json their
     scores on the first ICL_TEST held-out records), as (run, summary, number
     of k-shot runs, the tuned model's summary on the same records or None),
     or None when there is none."""
@@ -125,7 +137,8 @@ print("SmolLM2-135M-Instruct (the Q4_1 GGUF `make deps` fetches, dequantized to 
       % (P["LORA_R"], P["LORA_ALPHA"], P["LORA_TARGETS"], P["EXPORT_TYPE"]))
 print()
 print("Made by `make -C examples` (`make demo` at the top level) with: `%s`."
-      % " ".join("%s=%s" % (k, v if " " not in v else "'%s'" % v) for k, v in P.items() if k != "MODEL"))
+      % " ".join(["O=%s" % shq(out)] * (os.path.normpath(out) != "out") +
+                 ["%s=%s" % (k, v if " " not in v else "'%s'" % v) for k, v in P.items() if k != "MODEL"]))
 print()
 
 # --- data
@@ -235,7 +248,7 @@ print("Accuracy compares the first line of the greedy completion with the label 
       "GSM8K: the number after `####`, else the last number, equal to the reference's. "
       "Perplexity: exp(mean loss per target token) of the reference answers and "
       "their end-of-turn token (icl-eval -m). Confusion matrices: "
-      "`out/tuned.gen.amazon.acc.json`, `out/tuned.gen.agnews.acc.json`." % P["NAME"])
+      "`tuned.gen.amazon.acc.json` and `tuned.gen.agnews.acc.json` beside this report." % P["NAME"])
 print()
 
 # --- training
@@ -315,10 +328,13 @@ print("tuned:\n\n%s\n" % quote(a["completion"], 600))
 # --- chat
 print("## Chat with the result\n")
 print("From the top of the repository (the programs are in bin/):\n")
-print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"Who are you?\"}]}' | bin/icl-gen -m examples/out/tuned.gguf --greedy")
-print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"你是谁？\"}]}' | bin/icl-gen -m %s --adapter examples/out/lora --greedy" % P["MODEL"])
+GGUF = os.path.join(OUT_TOP, "tuned.gguf")
+print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"Who are you?\"}]}' | bin/icl-gen -m %s --greedy"
+      % shq(GGUF))
+print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"你是谁？\"}]}' | bin/icl-gen -m %s --adapter %s --greedy"
+      % (shq(P["MODEL"]), shq(os.path.join(OUT_TOP, "lora"))))
 print()
 print("In llama.cpp (the GGUF carries the tokenizer and the chat template):\n")
-print("    llama-cli -m examples/out/tuned.gguf -cnv --temp 0")
-print("    python3 -c \"from llama_cpp import Llama; m = Llama('examples/out/tuned.gguf', verbose=False); "
+print("    llama-cli -m %s -cnv --temp 0" % shq(GGUF))
+print("    python3 -c \"from llama_cpp import Llama; m = Llama(%r, verbose=False); " % GGUF +
       "print(m.create_chat_completion([{'role': 'user', 'content': 'Who are you?'}], temperature=0)['choices'][0]['message']['content'])\"")
