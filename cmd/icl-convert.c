@@ -1,5 +1,6 @@
 /* icl-convert - a GGUF file to a Hugging Face model folder, or a folder to a
  * GGUF file.  See icl-convert(1).  The work is in lib/gguf_model.c. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
             icl_die("%s", err);
         icl_model *m = icl_model_load(in, err, sizeof err);
         if (!m)
-            icl_die("%s: %s", in, err);
+            icl_die("%s", err); /* it names the file */
         merge_adapters(m, adapters, n_adapters);
         size_t lo = strlen(out);
         if (n_adapters && !(lo >= 5 && !strcmp(out + lo - 5, ".gguf"))) { /* merged folder -> folder */
@@ -210,6 +211,8 @@ int main(int argc, char **argv)
             icl_die("%s", err);
         icl_model_free(m);
         icl_gguf_close(lg);
+    } else if (stat(in, &st) != 0) {
+        icl_die("%s: %s (want a model folder or a GGUF file)", in, strerror(errno));
     } else {
         icl_die("%s: neither a GGUF file nor a model folder", in);
     }

@@ -88,7 +88,9 @@ static void usage(FILE *f)
 "      --progress / --no-progress   model mode: force the progress line on\n"
 "                          standard error (count, rate, ETA) on or off\n"
 "                          (default: on when it is a terminal)\n"
-"  -q, --quiet             no progress line, no thread-count notice\n"
+"  -q, --quiet             no progress line, no notice of the thread count or\n"
+"                          of how the model is loaded (errors and warnings\n"
+"                          still)\n"
 "  -h, --help              show this help and exit\n"
 "  -V, --version           show the version and exit\n"
 "\n"
@@ -142,7 +144,7 @@ typedef struct {
 
 /* Model mode: loss, perplexity and token accuracy of token lines (lmeval.h). */
 static int eval_model(const char *model_arg, const char *const *adapters, int n_adapters, int nfiles, char **files,
-                      int progress, int bf16, int dequantize, int decode, int adaptive)
+                      int progress, int bf16, int dequantize, int decode, int adaptive, int quiet)
 {
     char err[1024], *base = NULL;
     /* bf16 weights are made from float32 ones: a GGUF is dequantized then */
@@ -150,7 +152,7 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
                                  err, sizeof err);
     if (!m)
         icl_die("%s", err);
-    if (n_adapters || icl_is_gguf_file(base)) {
+    if (!quiet && (n_adapters || icl_is_gguf_file(base))) {
         char note[768];
         icl_lora_describe(m, base, n_adapters + (strcmp(base, model_arg) != 0), note, sizeof note);
         fprintf(stderr, "%s: %s\n", icl_progname, note);
@@ -591,7 +593,7 @@ int main(int argc, char **argv)
         else if (adaptive && !quiet)
             adaptive = 2; /* with the notice */
         return eval_model(model, adapters, n_adapters, argc - optind, argv + optind, progress, bf16,
-                          dequantize, decode, adaptive);
+                          dequantize, decode, adaptive, quiet);
     }
     for (int i = optind; i < argc; i++) /* -e is renamed over its path at the end */
         if (icl_same_file(argv[i], o.per_path))

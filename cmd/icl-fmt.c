@@ -243,7 +243,8 @@ int main(int argc, char **argv)
         o.shots = shots;
         if (tok_path) {
             if (!(btok = icl_tok_load(tok_path, err, sizeof err)))
-                icl_die("%s", err);
+                icl_die("%s%s%s", strncmp(err, tok_path, strlen(tok_path)) ? tok_path : "",
+                        strncmp(err, tok_path, strlen(tok_path)) ? ": " : "", err); /* a folder's names it */
             o.budget_tok = btok;
             o.max_prompt_tokens = max_pt;
         }

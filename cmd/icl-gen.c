@@ -2,6 +2,7 @@
  * records with "completion" out (or token lines in and out with --ids).
  * See icl-gen(1).  All computing is in lib/generate.c. */
 #include <errno.h>
+#include <float.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -92,7 +93,9 @@ static void usage(FILE *f)
 "      --progress / --no-progress   force the progress line on standard error\n"
 "                             (count, rate, ETA) on or off (default: on when\n"
 "                             it is a terminal, unless text is streamed)\n"
-"  -q, --quiet                no progress line, no thread-count notice\n"
+"  -q, --quiet                no progress line, no notice of the thread count\n"
+"                             or of how the model is loaded (errors and\n"
+"                             warnings still)\n"
 "  -h, --help                 show this help and exit\n"
 "  -V, --version              show the version and exit\n"
 "\n"
@@ -529,7 +532,9 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
 
 /* Any finite number: the sampler check (icl_sampler_check) says which are
  * meaningful, with the field's own words. */
-static double num_arg(const char *opt, const char *s) { return icl_opt_double(opt, s, -HUGE_VAL, HUGE_VAL); }
+/* The sampler's float parameters, range-checked here so that the message
+ * names the option and its range (a value past FLT_MAX would become inf). */
+static double num_arg(const char *opt, const char *s, double lo, double hi) { return icl_opt_double(opt, s, lo, hi); }
 
 int main(int argc, char **argv)
 {
@@ -554,11 +559,11 @@ int main(int argc, char **argv)
             adapters[n_adapters++] = optarg;
             break;
         case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
-        case OPT_TEMP: temp = num_arg("--temperature", optarg), has_temp = 1; break;
+        case OPT_TEMP: temp = num_arg("--temperature", optarg, 0, FLT_MAX), has_temp = 1; break;
         case OPT_TOPK: top_k = icl_opt_long("--top-k", optarg, 0, 1L << 30); break;
-        case OPT_TOPP: top_p = num_arg("--top-p", optarg), has_top_p = 1; break;
-        case OPT_MINP: min_p = num_arg("--min-p", optarg), has_min_p = 1; break;
-        case OPT_REP: rep = num_arg("--repetition-penalty", optarg), has_rep = 1; break;
+        case OPT_TOPP: top_p = num_arg("--top-p", optarg, 0, 1), has_top_p = 1; break;
+        case OPT_MINP: min_p = num_arg("--min-p", optarg, 0, 1), has_min_p = 1; break;
+        case OPT_REP: rep = icl_opt_double_gt("--repetition-penalty", optarg, 0, FLT_MAX), has_rep = 1; break;
         case OPT_GREEDY: greedy = 1; break;
         case 's': seed = icl_opt_u64("--seed", optarg); break;
         case OPT_STOP:
@@ -609,7 +614,7 @@ int main(int argc, char **argv)
                          sizeof err);
     if (!cx.m)
         icl_die("%s", err);
-    if (n_adapters || icl_is_gguf_file(base)) {
+    if (!quiet && (n_adapters || icl_is_gguf_file(base))) {
         char note[768];
         icl_lora_describe(cx.m, base, n_adapters + (strcmp(base, model_dir) != 0), note, sizeof note);
         fprintf(stderr, "%s: %s\n", icl_progname, note);

@@ -69,6 +69,7 @@ static const char usage_text[] =
     "      --min-frequency N   stop when the best pair is rarer (default 0)\n"
     "  -o, --output FILE       where to write tokenizer.json (required)\n"
     "\n"
+    "An option of one command given to another is refused (exit 2).\n"
     "  -h, --help              this help\n"
     "  -V, --version           version and BLIS kernels\n"
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
@@ -98,10 +99,25 @@ static const struct option longopts[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* The commands an option applies to (bits: 1 encode, 2 decode, 4 train);
+ * one given to another command is refused rather than ignored ("encode -o
+ * out.tok" would otherwise write to the terminal). */
+static int option_scope(int c)
+{
+    switch (c) {
+    case 't': return 1 | 2;
+    case 'o': case OPT_VOCAB: case OPT_SPECIAL: case OPT_MINFREQ: return 4;
+    case 'q': case 'h': case 'V': return 1 | 2 | 4;
+    default: return 1; /* --bos ... --threads, --on-error, --progress */
+    }
+}
+
 static icl_tokenizer *load_tok(const char *path)
 {
     char err[1024];
     icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
+    if (!t && !strncmp(err, path, strlen(path)) && err[strlen(path)] == '/')
+        icl_die("%s", err); /* a folder: the message names its tokenizer.json */
     if (!t)
         icl_die("%s: %s", path, err);
     return t;
@@ -392,6 +408,16 @@ int main(int argc, char **argv)
     char **specials = icl_xcalloc((size_t)argc + 1, sizeof *specials);
     int nspecial = 0, c;
     while ((c = icl_getopt(argc, argv, "t:o:qhV", longopts)) != -1) {
+        int scope = option_scope(c), bit = is_enc ? 1 : is_dec ? 2 : 4;
+        if (!(scope & bit)) {
+            const char *name = "?";
+            for (const struct option *lo = longopts; lo->name; lo++)
+                if (lo->val == c)
+                    name = lo->name;
+            icl_usage_die("--%s applies to %s, not %s%s", name,
+                          scope == 4 ? "train" : scope == 1 ? "encode" : "encode and decode", cmd,
+                          c == 'o' ? " (encode and decode write to standard output: > FILE)" : "");
+        }
         switch (c) {
         case 't': tokpath = optarg; break;
         case 'o': out = optarg; break;

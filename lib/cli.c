@@ -78,6 +78,12 @@ int icl_getopt(int argc, char **argv, const char *shortopts, const struct option
     snprintf(so, sizeof so, ":%s", shortopts); /* ':' first: a missing value is ':', not '?' */
     opterr = 0;
     int c = getopt_long(argc, argv, so, longopts, NULL);
+    if (c != '?' && c != ':' && optarg && !*optarg) { /* no option takes "": a file, a key, a number ... */
+        for (const struct option *o = longopts; o && o->name; o++)
+            if (o->val == c && o->has_arg != no_argument && !o->flag)
+                icl_usage_die("option '--%s' has an empty value ('')", o->name);
+        icl_usage_die("option '-%c' has an empty value ('')", c);
+    }
     if (c != '?' && c != ':')
         return c;
     size_t n = 0;
@@ -118,9 +124,12 @@ FILE *icl_xfopen(const char *path, const char *mode)
 {
     if (strcmp(path, "-") == 0)
         return mode[0] == 'r' ? stdin : stdout;
-    FILE *f = fopen(path, mode);
+    char err[512];
+    FILE *f = mode[0] == 'r' ? icl_fopen_in(path, err, sizeof err) : fopen(path, mode);
+    if (!f && mode[0] == 'r')
+        icl_die("%s", err);
     if (!f)
-        icl_die("%s:", path);
+        icl_die("%s:", *path ? path : "''");
     return f;
 }
 

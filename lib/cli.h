@@ -69,7 +69,9 @@ void icl_vwarn(const char *fmt, va_list ap);
  *   option '--model' needs a value        (also '-m')
  *   option '--quiet' takes no value ('--quiet=3')
  *   ambiguous option '--lora' (--lora-r, --lora-alpha, ...)
- * so it never returns '?' or ':'.  shortopts must not begin with ':'. */
+ *   option '--chat-template' has an empty value ('')
+ * so it never returns '?' or ':', and optarg is never "" (no option of
+ * icl's takes an empty value: a file, a key, a number, a pattern).  shortopts must not begin with ':'. */
 int icl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
 /* Open a file named on the command line, or die naming it.  "-" is stdin

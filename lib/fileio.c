@@ -341,12 +341,39 @@ int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz)
 
 /* ------------------------------------------------------------- reading */
 
+FILE *icl_fopen_in(const char *path, char *err, size_t errsz)
+{
+    if (strcmp(path, "-") == 0)
+        return stdin;
+    if (!*path) {
+        icl_seterr(err, errsz, "'': an empty file name");
+        errno = ENOENT;
+        return NULL;
+    }
+    FILE *f = fopen(path, "r");
+    struct stat st;
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        icl_seterr(err, errsz, "%s: is a folder, not a file", path);
+        errno = EISDIR;
+        return NULL;
+    }
+    if (!f)
+        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+    return f;
+}
+
 char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz)
 {
     int in = strcmp(path, "-") == 0;
     const char *name = in ? "<stdin>" : path;
     FILE *f = stdin;
     int fifo = 0;
+    if (!*path) {
+        icl_seterr(err, errsz, "'': an empty file name");
+        errno = ENOENT;
+        return NULL;
+    }
     if (!in) {
         /* O_NONBLOCK: a FIFO with no writer does not block open() (it then
          * reads as empty, refused below); blocking again for the reads */

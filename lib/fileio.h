@@ -67,6 +67,13 @@ int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz);
 /* Close f and remove its temporary file (stdout: nothing). */
 void icl_out_abort(FILE *f);
 
+/* Open an input file named on a command line for reading: "-" is stdin;
+ * "" (an empty name) and a folder are errors ("'': an empty file name",
+ * "PATH: is a folder, not a file"; errno ENOENT / EISDIR), not a file that
+ * reads as nothing or fails at its first read.  NULL with "PATH: reason" in
+ * err. */
+FILE *icl_fopen_in(const char *path, char *err, size_t errsz);
+
 /* Read a whole file into memory: returns a malloc'd buffer of *len bytes
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the

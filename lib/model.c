@@ -695,7 +695,15 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
     if (icl_is_gguf_file(dir)) /* a .gguf file instead of a folder: lib/gguf_model.c */
         return icl_model_load_gguf(dir, err, errsz);
     struct stat st;
-    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    if (!*dir) {
+        icl_seterr(err, errsz, "'': an empty model name (want a model folder or a GGUF file)");
+        return NULL;
+    }
+    if (stat(dir, &st) != 0) { /* not "DIR/config.json: No such file": the model itself is missing */
+        icl_seterr(err, errsz, "%s: %s (want a model folder or a GGUF file)", dir, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
         icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder (config.json and *.safetensors)", dir);
         return NULL;
     }

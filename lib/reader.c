@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "fileio.h"
 #include "util.h"
 
 #define READER_CHUNK (1u << 20)
@@ -13,11 +14,8 @@
 int icl_reader_open(icl_reader *r, const char *path, char *err, size_t errsz)
 {
     memset(r, 0, sizeof *r);
-    r->f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (!r->f) {
-        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+    if (!(r->f = icl_fopen_in(path, err, errsz)))
         return -1;
-    }
     r->name = icl_display_name(path);
     r->cap = READER_CHUNK;
     r->buf = icl_xmalloc(r->cap);

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "fileio.h"
+
 const char *icl_display_name(const char *path)
 {
     return strcmp(path, "-") == 0 ? "<stdin>" : path;
@@ -18,12 +20,10 @@ void icl_lines_init(icl_lines *r, FILE *f, const char *name)
 
 int icl_lines_open(icl_lines *r, const char *path, char *err, size_t errsz)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    FILE *f = icl_fopen_in(path, err, errsz);
     icl_lines_init(r, f, icl_display_name(path));
-    if (!f) {
-        icl_seterr(err, errsz, "%s: %s", path, strerror(errno));
+    if (!f)
         return -1;
-    }
     return 0;
 }
 

@@ -613,6 +613,8 @@ static int load_file(train_run *r, icl_dataset *d, const char *file)
     icl_toklines_reader tr;
     /* icl_reader_open dies on a missing file: report it here instead (an
      * MPI rank must end the job through its error path, dp.h) */
+    if (!*file)
+        return fail(r, "'': an empty file name");
     if (strcmp(file, "-") && access(file, R_OK) < 0)
         return fail(r, "%s: %s", file, strerror(errno));
     icl_toklines_open(&tr, file, 0);

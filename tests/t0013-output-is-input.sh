@@ -42,7 +42,7 @@ test_expect_success 'icl-tok train --special refuses invalid UTF-8 and the empty
 	code_is 2 icl-tok train --vocab-size 300 --special "$(printf "\377")" -o s.json c.txt 2>err &&
 	test_grep "special: not valid UTF-8" err &&
 	code_is 2 icl-tok train --vocab-size 300 --special "" -o s.json c.txt 2>err &&
-	test_grep "special: an empty token" err &&
+	test_grep "option .--special. has an empty value" err &&
 	! test -e s.json
 '
 

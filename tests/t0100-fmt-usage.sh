@@ -55,11 +55,11 @@ test_expect_success '-q silences warnings' '
     printf "instruction,output\na,\n" | icl-fmt -q >out 2>err
     test ! -s err && test ! -s out
 '
-test_expect_success 'an unreadable input (a folder) is one read error, exit 1, in every format' '
+test_expect_success 'an input that is a folder is one error, exit 1, in every format' '
     mkdir -p adir &&
     for fmt in "" "-f csv" "-f json" "-f jsonl" "--threads 2 -f tsv"; do
         rc=0; icl-fmt $fmt adir >out 2>err || rc=$?
-        echo "icl-fmt: adir: read error: Is a directory" >want &&
+        echo "icl-fmt: adir: is a folder, not a file" >want &&
         test $rc -eq 1 && test_cmp want err && test ! -s out || exit 1
     done
 '
