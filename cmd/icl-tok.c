@@ -414,6 +414,7 @@ int main(int argc, char **argv)
             for (const struct option *lo = longopts; lo->name; lo++)
                 if (lo->val == c)
                     name = lo->name;
+            free(specials); /* exit() leaves it unreachable to LeakSanitizer */
             icl_usage_die("--%s applies to %s, not %s%s", name,
                           scope == 4 ? "train" : scope == 1 ? "encode" : "encode and decode", cmd,
                           c == 'o' ? " (encode and decode write to standard output: > FILE)" : "");

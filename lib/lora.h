@@ -61,7 +61,9 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
 char *icl_lora_config_json(const icl_lora_config *c, int fan_in_fan_out);
 
 /* Read DIR/adapter_config.json (PEFT's).  0 ok, -1 with err naming the file
- * (unreadable, not JSON, peft_type not LORA, an unsupported setting). */
+ * (unreadable, not JSON, peft_type not LORA, an unsupported setting), or
+ * naming DIR when it has none ("DIR: not a LoRA adapter folder (no
+ * adapter_config.json)", "DIR: no such adapter folder ..."). */
 int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t errsz);
 
 /* Freeze the base of m and add the trainable set "lora" of c's adapters

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fileio.h"
 #include "util.h"
@@ -163,6 +164,12 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
     int rc = -1;
     /* capped at 16 MiB; a FIFO never blocks (icl_read_file) */
     char *text = icl_read_file(path, 16u << 20, &n, err, errsz);
+    struct stat st;
+    if (!text && (errno == ENOENT || errno == ENOTDIR)) /* name what the folder is not, not a missing file */
+        icl_seterr(err, errsz, "%s: %s", dir,
+                   stat(dir, &st) != 0 ? "no such adapter folder (no such file or folder)"
+                   : S_ISDIR(st.st_mode) ? "not a LoRA adapter folder (no adapter_config.json)"
+                                         : "not a LoRA adapter folder (a file)");
     if (text)
         rc = icl_lora_parse_config(text, n, path, c, err, errsz);
     free(text);

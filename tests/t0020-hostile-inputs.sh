@@ -96,6 +96,14 @@ test_expect_success 'icl-gen: sampler values out of range name the option and it
 		icl-gen --ids -m "$LLAMA" --repetition-penalty 0 ids.tok
 '
 
+test_expect_success '--adapter given a folder that is not one, or nothing, names it' '
+	fails 1 "icl-eval: adir: not a LoRA adapter folder (no adapter_config.json)" \
+		icl-eval -m "$LLAMA" --adapter adir ids.tok &&
+	fails 1 "icl-gen: nosuch: no such adapter folder (no such file or folder)" \
+		icl-gen --ids -m "$LLAMA" --adapter nosuch ids.tok &&
+	fails 1 "icl-eval: ids.tok: not a LoRA adapter folder (a file)" icl-eval -m "$LLAMA" --adapter ids.tok ids.tok
+'
+
 test_expect_success '-q silences how the model is loaded (icl-gen, icl-eval), not errors' '
 	icl-eval -m "$Q" ids.tok >/dev/null 2>err && test_grep "quantized blocks" err &&
 	icl-eval -q -m "$Q" ids.tok >/dev/null 2>err && test ! -s err &&

@@ -139,7 +139,7 @@ test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_must_fail icl-eval -m "$GPT2" --adapter "$PEFT" rand.tok 2>err &&
 	test_grep "adapts model.layers.0.mlp.down_proj.weight, which the model does not have" err &&
 	test_must_fail icl-eval -m "$LLAMA" --adapter nowhere rand.tok 2>err &&
-	test_grep "nowhere/adapter_config.json" err &&
+	test_grep "nowhere: no such adapter folder" err &&
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
 '
 
