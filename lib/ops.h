@@ -62,8 +62,10 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * call; queries in tiles of 16 rows of one head, the tile's scaled scores
  * S = scale q k^T over its key range in a per-thread buffer (16 x T floats),
  * the exact softmax of each row (maximum, exponentials, a sum in 16 lanes
- * summed pairwise), then P v by a register tile (4 rows x 64 columns); the
- * backward recomputes P = exp(S - lse) per tile and forms dP = dO v^T,
+ * summed pairwise; the tile's whole key range fits the buffer, so FA-2's
+ * online rescaling is not needed), then P v by a register tile (4 rows x
+ * 64 columns); the backward recomputes P = exp(S - lse) per tile and forms
+ * dP = dO v^T,
  * dS = P (dP - rowsum(dO o)), dq = scale dS k, dk += scale dS^T q,
  * dv += P^T dO (dk, dv summed over the group's heads and the tiles in a
  * fixed order).  Key tiles wholly masked (causally, or before the tile's
@@ -72,8 +74,9 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * vectorises otherwise (and for hd not a multiple of 16); both form every
  * element with the same multiply-adds in the same order.  Parallel over
  * (b, h) forward and (b, kv head) backward: results do not depend on the
- * thread count. */
-/* Causal attention with per-position document ids.
+ * thread count.  Scratch per call: threads x (16 + hd) x T floats forward,
+ * threads x (2 (16 + hd) + 1) x T backward (T rounded up to 16).
+ *
  * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
  * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
  * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
