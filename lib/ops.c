@@ -322,22 +322,38 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
     return lo;
 }
 
-#ifdef __AVX512F__
+/* The AVX-512 tiles are compiled in every x86-64 build (a target pragma,
+ * as qdot.c) and chosen at run time when the CPU has AVX-512F, so the
+ * generic build (PORTABLE=1) runs them too. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ATT_X86 1
 #include <immintrin.h>
-static int att_simd = 1;
 #else
-static int att_simd = 0;
+#define ATT_X86 0
 #endif
+
+static int att_cpu = -1, att_off; /* att_cpu: AVX-512F here (-1: not asked yet); att_off: set_simd(0) */
+
+static int att_avx512(void)
+{
+    int n = __atomic_load_n(&att_cpu, __ATOMIC_RELAXED);
+    if (n < 0) {
+#if ATT_X86
+        __builtin_cpu_init();
+        n = __builtin_cpu_supports("avx512f") != 0;
+#else
+        n = 0;
+#endif
+        __atomic_store_n(&att_cpu, n, __ATOMIC_RELAXED);
+    }
+    return n && !att_off;
+}
 
 int icl_attention_set_simd(int on)
 {
-    int was = att_simd;
-#ifdef __AVX512F__
+    int was = att_avx512();
     if (on >= 0)
-        att_simd = on != 0;
-#else
-    (void)on;
-#endif
+        att_off = !on;
     return was;
 }
 
@@ -414,7 +430,9 @@ static void att_cols_c(float *O, long ldo, const float *P, long ldp, const float
     }
 }
 
-#ifdef __AVX512F__
+#if ATT_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
 #define AI static inline __attribute__((always_inline))
 /* A loaded vector kept in a register: without it gcc folds the load into
  * each multiply-add that uses it (one 64-byte load per FMA, load-bound). */
@@ -581,13 +599,14 @@ static void att_cols_v(float *O, long ldo, const float *P, long ldp, const float
     }
 }
 #undef AI
+#pragma GCC pop_options
 #endif
 
 static void att_scores(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0, int c1,
                        int hd, float scale)
 {
-#ifdef __AVX512F__
-    if (att_simd) {
+#if ATT_X86
+    if (att_avx512()) {
         att_scores_v(S, lds, a, lda, bt, ldb, nr, c0, c1, hd, scale);
         return;
     }
@@ -598,8 +617,8 @@ static void att_scores(float *S, long lds, const float *a, long lda, const float
 static void att_rows(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
                      float scale)
 {
-#ifdef __AVX512F__
-    if (att_simd && hd % 16 == 0) {
+#if ATT_X86
+    if (att_avx512() && hd % 16 == 0) {
         att_rows_v(O, ldo, P, ldp, b, ldb, nr, n, hd, scale);
         return;
     }
@@ -610,8 +629,8 @@ static void att_rows(float *O, long ldo, const float *P, long ldp, const float *
 static void att_cols(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
                      float scale)
 {
-#ifdef __AVX512F__
-    if (att_simd && hd % 16 == 0) {
+#if ATT_X86
+    if (att_avx512() && hd % 16 == 0) {
         att_cols_v(O, ldo, P, ldp, a, lda, nr, n, hd, scale);
         return;
     }

@@ -69,10 +69,12 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, 
  * dS = P (dP - rowsum(dO o)), dq = scale dS k, dk += scale dS^T q,
  * dv += P^T dO (dk, dv summed over the group's heads and the tiles in a
  * fixed order).  Key tiles wholly masked (causally, or before the tile's
- * documents) are skipped.  AVX-512 tiles where the build targets it
- * (-march=native on an AVX-512 machine), generic C loops that gcc
- * vectorises otherwise (and for hd not a multiple of 16); both form every
- * element with the same multiply-adds in the same order.  Parallel over
+ * documents) are skipped.  AVX-512 tiles where the CPU has AVX-512F
+ * (compiled into every x86-64 build, PORTABLE=1 included, and chosen at
+ * run time), generic C loops that gcc vectorises otherwise (and for hd not
+ * a multiple of 16); both form every element with the same multiply-adds
+ * in the same order (the same bits where gcc fuses a * b + c, as with
+ * -march=native at -O2 and above).  Parallel over
  * (b, h) forward and (b, kv head) backward: results do not depend on the
  * thread count.  Scratch per call: threads x (16 + hd) x T floats forward,
  * threads x (2 (16 + hd) + 1) x T backward (T rounded up to 16).
@@ -98,10 +100,11 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
                             const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *s);
 
-/* Which kernels the two functions above use: on = 1 the AVX-512 tiles (in
- * builds for an AVX-512 target; elsewhere the call changes nothing), 0 the
- * generic C loops, -1 only asks.  Returns the setting before the call.  For
- * tests and benchmarks; not to be changed while attention runs. */
+/* Which kernels the two functions above use: on = 1 the AVX-512 tiles
+ * (where the CPU has AVX-512F; elsewhere the generic loops all the same),
+ * 0 the generic C loops, -1 only asks.  Returns whether the AVX-512 tiles
+ * were in use before the call.  For tests and benchmarks; not to be changed
+ * while attention runs. */
 int icl_attention_set_simd(int on);
 
 /* Attention of n new queries (positions p0..p0+n-1) against a KV cache.
