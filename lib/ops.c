@@ -1,4 +1,4 @@
-/* ops.c - transformer kernels: BLIS GEMM plus vectorised C with OpenMP. */
+/* ops.c - transformer kernels: BLIS GEMM, fused attention, vectorised C with OpenMP. */
 #include "ops.h"
 
 #include <blis.h>
@@ -235,12 +235,22 @@ void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cs, c
 
 static inline int allowed(const int32_t *doc, int t, int s) { return s <= t && (!doc || doc[s] == doc[t]); }
 
-/* Queries are processed in blocks of ATT_RB rows; block [r0, r1) only needs
- * keys [k0, r1): r1 by the causal mask, k0 = the first key that belongs to a
- * document of the block.  The GEMMs skip the masked upper triangle and, with
- * packed examples, everything before the block's documents, so attention
- * costs about sum(doc_len^2) instead of T^2. */
-#define ATT_RB 64
+/* The fused kernels (FlashAttention-2's tiling, Dao 2023, with its
+ * recomputation of P in the backward from q, k and the saved lse).  Queries
+ * go in tiles of ATT_RB rows of one head; tile [r0, r1) only needs keys
+ * [k0, r1): r1 by the causal mask, k0 = the first key that belongs to a
+ * document of the tile, so attention costs about sum(doc_len^2) instead of
+ * T^2.  A tile's scores over all its keys (at most ATT_RB x T floats: 16 KB
+ * at T = 256) stay in a per-thread buffer, so the softmax is the exact
+ * two-pass one (row maximum, then exponentials) rather than FA-2's online
+ * rescaling; every product is a register-blocked kernel below.  Scores are
+ * computed over whole 16-key chunks [c0, c1) (c0 = k0 rounded down, c1 =
+ * r1 rounded up, against a transposed, zero-padded copy of k or v), the
+ * masked ones set to 0 after the exponential; the products with v, k and
+ * q run over [k0, r1) with the zeros in (adding 0 changes no sum), so the
+ * key-range loops and the per-key tests give the same bits. */
+#define ATT_RB 16
+#define ATT_KW 16 /* key chunk: one 16-float vector */
 
 /* k0 of every block of every sequence: [B, ceil(T / ATT_RB)], caller frees. */
 static int *block_k0_table(const int32_t *doc, int B, int T)
@@ -312,65 +322,438 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
     return lo;
 }
 
+/* The AVX-512 tiles are compiled in every x86-64 build (a target pragma,
+ * as qdot.c) and chosen at run time when the CPU has AVX-512F, so the
+ * generic build (PORTABLE=1) runs them too. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ATT_X86 1
+#include <immintrin.h>
+#else
+#define ATT_X86 0
+#endif
+
+static int att_cpu = -1, att_off; /* att_cpu: AVX-512F here (-1: not asked yet); att_off: set_simd(0) */
+
+static int att_avx512(void)
+{
+    int n = __atomic_load_n(&att_cpu, __ATOMIC_RELAXED);
+    if (n < 0) {
+#if ATT_X86
+        __builtin_cpu_init();
+        n = __builtin_cpu_supports("avx512f") != 0;
+#else
+        n = 0;
+#endif
+        __atomic_store_n(&att_cpu, n, __ATOMIC_RELAXED);
+    }
+    return n && !att_off;
+}
+
+int icl_attention_set_simd(int on)
+{
+    int was = att_avx512();
+    if (on >= 0)
+        att_off = !on;
+    return was;
+}
+
+/* The three products, each element a chain of multiply-adds in a fixed
+ * order (the generic C loops and the AVX-512 tiles do the same per-element
+ * arithmetic; gcc contracts a * b + c to an FMA where the target has one).
+ *
+ * att_scores: S[i][s] = scale * sum_j a[i][j] bt[j][s] for i < nr, s in
+ * [c0, c1) (multiples of ATT_KW; S column s at S + i lds + s - c0);
+ * a [nr, hd] row stride lda, bt [hd, >= c1] row stride ldb. */
+static void att_scores_c(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0,
+                         int c1, int hd, float scale)
+{
+    for (int i = 0; i < nr; i++) {
+        float *Si = S + (long)i * lds - c0;
+        for (int s = c0; s < c1; s++)
+            Si[s] = 0;
+        for (int j = 0; j < hd; j++) {
+            float x = a[(long)i * lda + j];
+            const float *br = bt + (long)j * ldb;
+#pragma omp simd
+            for (int s = c0; s < c1; s++)
+                Si[s] += x * br[s];
+        }
+#pragma omp simd
+        for (int s = c0; s < c1; s++)
+            Si[s] *= scale;
+    }
+}
+
+/* att_rows: O[i][j] = scale * sum_{s < n} P[i][s] b[s][j], i < nr, j < hd;
+ * P row stride ldp, b [n, hd] row stride ldb, O row stride ldo. */
+static void att_rows_c(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
+                       float scale)
+{
+    float acc[hd];
+    for (int i = 0; i < nr; i++) {
+        for (int j = 0; j < hd; j++)
+            acc[j] = 0;
+        for (int s = 0; s < n; s++) {
+            float p = P[(long)i * ldp + s];
+            const float *br = b + (long)s * ldb;
+#pragma omp simd
+            for (int j = 0; j < hd; j++)
+                acc[j] += p * br[j];
+        }
+        float *Oi = O + (long)i * ldo;
+#pragma omp simd
+        for (int j = 0; j < hd; j++)
+            Oi[j] = acc[j] * scale;
+    }
+}
+
+/* att_cols: O[s][j] += scale * sum_{i < nr} P[i][s] a[i][j] for s < n, j <
+ * hd (the transposed product: dK += dS^T q, dV += P^T dO). */
+static void att_cols_c(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
+                       float scale)
+{
+    float acc[hd];
+    for (int s = 0; s < n; s++) {
+        for (int j = 0; j < hd; j++)
+            acc[j] = 0;
+        for (int i = 0; i < nr; i++) {
+            float p = P[(long)i * ldp + s];
+            const float *ar = a + (long)i * lda;
+#pragma omp simd
+            for (int j = 0; j < hd; j++)
+                acc[j] += p * ar[j];
+        }
+        float *Os = O + (long)s * ldo;
+#pragma omp simd
+        for (int j = 0; j < hd; j++)
+            Os[j] += acc[j] * scale;
+    }
+}
+
+#if ATT_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+#define AI static inline __attribute__((always_inline))
+/* A loaded vector kept in a register: without it gcc folds the load into
+ * each multiply-add that uses it (one 64-byte load per FMA, load-bound). */
+AI __m512 att_reg(__m512 x)
+{
+    __asm__("" : "+v"(x));
+    return x;
+}
+#define ATT_REG(x) att_reg(x)
+
+/* R rows (<= 8) x W vectors (<= 2) of scores */
+AI void sc_tile(int R, int W, float *S, long lds, const float *a, long lda, const float *bt, long ldb, int hd,
+                float scale)
+{
+    __m512 acc[8][2];
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            acc[r][w] = _mm512_setzero_ps();
+    for (int j = 0; j < hd; j++) {
+        __m512 bv[2];
+        for (int w = 0; w < W; w++)
+            bv[w] = ATT_REG(_mm512_loadu_ps(bt + (long)j * ldb + 16 * w));
+        for (int r = 0; r < R; r++) {
+            __m512 x = _mm512_set1_ps(a[(long)r * lda + j]);
+            for (int w = 0; w < W; w++)
+                acc[r][w] = _mm512_fmadd_ps(x, bv[w], acc[r][w]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            _mm512_storeu_ps(S + (long)r * lds + 16 * w, _mm512_mul_ps(acc[r][w], sc));
+}
+
+static void att_scores_v(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0,
+                         int c1, int hd, float scale)
+{
+    for (int i0 = 0; i0 < nr; i0 += 8) {
+        int R = nr - i0 < 8 ? nr - i0 : 8;
+        const float *ai = a + (long)i0 * lda;
+        for (int s0 = c0; s0 < c1; s0 += 32) {
+            int W = c1 - s0 >= 32 ? 2 : 1;
+            float *Sp = S + (long)i0 * lds + (s0 - c0);
+            const float *bp = bt + s0;
+#define SC(r, w) sc_tile(r, w, Sp, lds, ai, lda, bp, ldb, hd, scale)
+            switch (R * 2 + W - 1) {
+            case 2: SC(1, 1); break;
+            case 3: SC(1, 2); break;
+            case 4: SC(2, 1); break;
+            case 5: SC(2, 2); break;
+            case 6: SC(3, 1); break;
+            case 7: SC(3, 2); break;
+            case 8: SC(4, 1); break;
+            case 9: SC(4, 2); break;
+            case 10: SC(5, 1); break;
+            case 11: SC(5, 2); break;
+            case 12: SC(6, 1); break;
+            case 13: SC(6, 2); break;
+            case 14: SC(7, 1); break;
+            case 15: SC(7, 2); break;
+            case 16: SC(8, 1); break;
+            default: SC(8, 2); break;
+            }
+#undef SC
+        }
+    }
+}
+
+/* R rows (<= 4) x W vectors (<= 4) of att_rows */
+AI void rw_tile(int R, int W, float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int n,
+                float scale)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            acc[r][w] = _mm512_setzero_ps();
+    for (int s = 0; s < n; s++) {
+        __m512 bv[4];
+        for (int w = 0; w < W; w++)
+            bv[w] = ATT_REG(_mm512_loadu_ps(b + (long)s * ldb + 16 * w));
+        for (int r = 0; r < R; r++) {
+            __m512 p = _mm512_set1_ps(P[(long)r * ldp + s]);
+            for (int w = 0; w < W; w++)
+                acc[r][w] = _mm512_fmadd_ps(p, bv[w], acc[r][w]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            _mm512_storeu_ps(O + (long)r * ldo + 16 * w, _mm512_mul_ps(acc[r][w], sc));
+}
+
+/* R keys (<= 4) x W vectors (<= 4) of att_cols */
+AI void cl_tile(int R, int W, float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr,
+                float scale)
+{
+    __m512 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            acc[r][w] = _mm512_setzero_ps();
+    for (int i = 0; i < nr; i++) {
+        __m512 av[4];
+        for (int w = 0; w < W; w++)
+            av[w] = ATT_REG(_mm512_loadu_ps(a + (long)i * lda + 16 * w));
+        for (int r = 0; r < R; r++) {
+            __m512 p = _mm512_set1_ps(P[(long)i * ldp + r]);
+            for (int w = 0; w < W; w++)
+                acc[r][w] = _mm512_fmadd_ps(p, av[w], acc[r][w]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++) {
+            float *o = O + (long)r * ldo + 16 * w;
+            _mm512_storeu_ps(o, _mm512_fmadd_ps(acc[r][w], sc, _mm512_loadu_ps(o)));
+        }
+}
+
+#define RW_CASES(F, ...)                                                                                              \
+    switch (R * 4 + W - 1) {                                                                                          \
+    case 4: F(1, 1, __VA_ARGS__); break;                                                                              \
+    case 5: F(1, 2, __VA_ARGS__); break;                                                                              \
+    case 6: F(1, 3, __VA_ARGS__); break;                                                                              \
+    case 7: F(1, 4, __VA_ARGS__); break;                                                                              \
+    case 8: F(2, 1, __VA_ARGS__); break;                                                                              \
+    case 9: F(2, 2, __VA_ARGS__); break;                                                                              \
+    case 10: F(2, 3, __VA_ARGS__); break;                                                                             \
+    case 11: F(2, 4, __VA_ARGS__); break;                                                                             \
+    case 12: F(3, 1, __VA_ARGS__); break;                                                                             \
+    case 13: F(3, 2, __VA_ARGS__); break;                                                                             \
+    case 14: F(3, 3, __VA_ARGS__); break;                                                                             \
+    case 15: F(3, 4, __VA_ARGS__); break;                                                                             \
+    case 16: F(4, 1, __VA_ARGS__); break;                                                                             \
+    case 17: F(4, 2, __VA_ARGS__); break;                                                                             \
+    case 18: F(4, 3, __VA_ARGS__); break;                                                                             \
+    default: F(4, 4, __VA_ARGS__); break;                                                                             \
+    }
+
+static void att_rows_v(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
+                       float scale)
+{
+    for (int i0 = 0; i0 < nr; i0 += 4) {
+        int R = nr - i0 < 4 ? nr - i0 : 4;
+        for (int j0 = 0; j0 < hd; j0 += 64) {
+            int W = (hd - j0) / 16 < 4 ? (hd - j0) / 16 : 4;
+#define RW(r, w, ...) rw_tile(r, w, __VA_ARGS__)
+            RW_CASES(RW, O + (long)i0 * ldo + j0, ldo, P + (long)i0 * ldp, ldp, b + j0, ldb, n, scale)
+#undef RW
+        }
+    }
+}
+
+static void att_cols_v(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
+                       float scale)
+{
+    for (int s0 = 0; s0 < n; s0 += 4) {
+        int R = n - s0 < 4 ? n - s0 : 4;
+        for (int j0 = 0; j0 < hd; j0 += 64) {
+            int W = (hd - j0) / 16 < 4 ? (hd - j0) / 16 : 4;
+#define CL(r, w, ...) cl_tile(r, w, __VA_ARGS__)
+            RW_CASES(CL, O + (long)s0 * ldo + j0, ldo, P + s0, ldp, a + j0, lda, nr, scale)
+#undef CL
+        }
+    }
+}
+#undef AI
+#pragma GCC pop_options
+#endif
+
+static void att_scores(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0, int c1,
+                       int hd, float scale)
+{
+#if ATT_X86
+    if (att_avx512()) {
+        att_scores_v(S, lds, a, lda, bt, ldb, nr, c0, c1, hd, scale);
+        return;
+    }
+#endif
+    att_scores_c(S, lds, a, lda, bt, ldb, nr, c0, c1, hd, scale);
+}
+
+static void att_rows(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
+                     float scale)
+{
+#if ATT_X86
+    if (att_avx512() && hd % 16 == 0) {
+        att_rows_v(O, ldo, P, ldp, b, ldb, nr, n, hd, scale);
+        return;
+    }
+#endif
+    att_rows_c(O, ldo, P, ldp, b, ldb, nr, n, hd, scale);
+}
+
+static void att_cols(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
+                     float scale)
+{
+#if ATT_X86
+    if (att_avx512() && hd % 16 == 0) {
+        att_cols_v(O, ldo, P, ldp, a, lda, nr, n, hd, scale);
+        return;
+    }
+#endif
+    att_cols_c(O, ldo, P, ldp, a, lda, nr, n, hd, scale);
+}
+
+/* xt [hd, Tp] = x[0:T]^T (x row stride ld), columns T..Tp-1 zero */
+static void att_transpose(float *xt, long Tp, const float *x, long ld, int T, int hd)
+{
+    for (int s0 = 0; s0 < T; s0 += 16) {
+        int n = T - s0 < 16 ? T - s0 : 16;
+        for (int j = 0; j < hd; j++)
+            for (int s = 0; s < n; s++)
+                xt[(long)j * Tp + s0 + s] = x[(long)(s0 + s) * ld + j];
+    }
+    for (int j = 0; j < hd; j++)
+        for (long s = T; s < Tp; s++)
+            xt[(long)j * Tp + s] = 0;
+}
+
+/* The sum of r[c0:c1) (c1 - c0 a multiple of ATT_KW) in ATT_KW lanes, then
+ * the lanes pairwise: the same bits in any build. */
+static float att_sum(const float *r, int c0, int c1)
+{
+    float l[ATT_KW] = {0};
+    for (int s = c0; s < c1; s += ATT_KW)
+#pragma omp simd
+        for (int i = 0; i < ATT_KW; i++)
+            l[i] += r[s + i];
+    for (int w = ATT_KW / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++)
+            l[i] += l[i + w];
+    return l[0];
+}
+
+/* sum_j a[j] b[j] in ATT_KW lanes (j mod ATT_KW), then the lanes pairwise. */
+static float att_dot(const float *a, const float *b, int n)
+{
+    float l[ATT_KW] = {0};
+    int j0 = 0;
+    for (; j0 + ATT_KW <= n; j0 += ATT_KW)
+#pragma omp simd
+        for (int i = 0; i < ATT_KW; i++)
+            l[i] += a[j0 + i] * b[j0 + i];
+    for (int i = 0; j0 + i < n; i++)
+        l[i] += a[j0 + i] * b[j0 + i];
+    for (int w = ATT_KW / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++)
+            l[i] += l[i + w];
+    return l[0];
+}
+
+/* Row t's probabilities in place: r[s] (key s, s in [c0, c1)) holds the
+ * scaled score; afterwards exp(score - sub) for the keys t attends, 0 for
+ * the others.  sub = -INFINITY: the row maximum is found and subtracted
+ * (forward; returned), else sub (the backward's lse). */
+static float att_exp_row(float *r, int c0, int c1, int k0, int t, int lo, int ranged, const int32_t *d, float sub)
+{
+    if (ranged) {
+        if (sub == -INFINITY) {
+#pragma omp simd reduction(max : sub)
+            for (int s = lo; s <= t; s++)
+                sub = r[s] > sub ? r[s] : sub;
+        }
+        for (int s = c0; s < lo; s++)
+            r[s] = 0;
+#pragma omp simd
+        for (int s = lo; s <= t; s++)
+            r[s] = icl_expf(r[s] - sub);
+        for (int s = t + 1; s < c1; s++)
+            r[s] = 0;
+    } else {
+        if (sub == -INFINITY) {
+            for (int s = k0; s <= t; s++)
+                if (allowed(d, t, s) && r[s] > sub)
+                    sub = r[s];
+        }
+        for (int s = c0; s < c1; s++)
+            r[s] = s >= k0 && allowed(d, t, s) ? icl_expf(r[s] - sub) : 0.0f;
+    }
+    return sub;
+}
+
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *sh)
 {
     int B = sh->B, T = sh->T, H = sh->H, hd = sh->hd, grp = sh->H / sh->KV;
-    long ld = sh->ld;
+    long ld = sh->ld, Tp = (T + ATT_KW - 1) / ATT_KW * ATT_KW;
     int nt = omp_get_max_threads();
-    float *scr = xmalloc((size_t)nt * ATT_RB * T * sizeof(float));
+    size_t per = (size_t)ATT_RB * Tp + (size_t)hd * Tp;
+    float *scr = xmalloc((size_t)nt * per * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
     int *lot = doc_run_starts(doc, B, T);
     int ranged = !doc || lot; /* allowed(t, s) <=> lo(t) <= s <= t */
 #pragma omp parallel for schedule(dynamic, 1) if ((long)B * H * T * hd >= ICL_PAR_MIN)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H, g = h / grp;
-        float *S = scr + (size_t)omp_get_thread_num() * ATT_RB * T; /* [nr, r1 - k0], row stride T */
+        float *S = scr + (size_t)omp_get_thread_num() * per, *Kt = S + (size_t)ATT_RB * Tp;
         const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         const int32_t *d = doc ? doc + (long)b * T : NULL;
+        att_transpose(Kt, Tp, k, ld, T, hd);
         for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
-                nc = r1 - k0;
-            /* S = scale q[r0:r1] k[k0:r1]^T; column j is key k0 + j */
-            icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, k + (long)k0 * ld, 1, ld, 0.0f, S, T, 1, 1);
+            int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB];
+            int c0 = k0 / ATT_KW * ATT_KW, c1 = (r1 + ATT_KW - 1) / ATT_KW * ATT_KW;
+            /* S[i][s - c0] = scale q[r0 + i] . k[s] */
+            att_scores(S, Tp, q + (long)r0 * ld, ld, Kt, Tp, nr, c0, c1, hd, sh->scale);
             for (int t = r0; t < r1; t++) {
-                float *r = S + (long)(t - r0) * T - k0, m = -INFINITY; /* r[s] for key s */
-                float sum = 0;
-                if (ranged) { /* the same values and sums as below, vectorised */
-                    int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
-#pragma omp simd reduction(max : m)
-                    for (int s = lo; s <= t; s++)
-                        m = r[s] > m ? r[s] : m;
-                    for (int s = k0; s < lo; s++)
-                        r[s] = 0;
+                float *r = S + (long)(t - r0) * Tp - c0; /* r[s] for key s */
+                int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+                float m = att_exp_row(r, c0, c1, k0, t, lo, ranged, d, -INFINITY);
+                float sum = att_sum(r, c0, c1), inv = 1.0f / sum;
 #pragma omp simd
-                    for (int s = lo; s <= t; s++)
-                        r[s] = icl_expf(r[s] - m);
-                    for (int s = lo; s <= t; s++) /* in order: the sum rounds as below */
-                        sum += r[s];
-                } else {
-                    for (int s = k0; s <= t; s++)
-                        if (allowed(d, t, s) && r[s] > m)
-                            m = r[s];
-                    for (int s = k0; s <= t; s++) {
-                        float e = allowed(d, t, s) ? icl_expf(r[s] - m) : 0.0f;
-                        r[s] = e;
-                        sum += e;
-                    }
-                }
-                float inv = 1.0f / sum;
-                for (int s = k0; s <= t; s++)
+                for (int s = k0; s < r1; s++)
                     r[s] *= inv;
-                for (int s = t + 1; s < r1; s++)
-                    r[s] = 0;
                 lse[(long)bh * T + t] = m + logf(sum);
             }
             /* out[r0:r1] = P v[k0:r1] */
-            icl_gemm(nr, hd, nc, 1.0f, S, T, 1, v + (long)k0 * ld, ld, 1, 0.0f,
-                     out + ((long)b * T + r0) * ldo + (long)h * hd, ldo, 1, 1);
+            att_rows(out + ((long)b * T + r0) * ldo + (long)h * hd, ldo, S + (k0 - c0), Tp, v + (long)k0 * ld, ld, nr,
+                     r1 - k0, hd, 1.0f);
         }
     }
     free(scr);
@@ -382,9 +765,9 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
                             const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *sh)
 {
     int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
-    long ld = sh->ld;
+    long ld = sh->ld, Tp = (T + ATT_KW - 1) / ATT_KW * ATT_KW;
     int nt = omp_get_max_threads();
-    size_t per = 2 * (size_t)ATT_RB * T + T;
+    size_t per = 2 * (size_t)ATT_RB * Tp + 2 * (size_t)hd * Tp + (size_t)T;
     float *scr = xmalloc((size_t)nt * per * sizeof(float));
     int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
     int *lot = doc_run_starts(doc, B, T);
@@ -392,7 +775,8 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
 #pragma omp parallel for schedule(dynamic, 1) if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     for (int bg = 0; bg < B * KV; bg++) {
         int b = bg / KV, g = bg % KV;
-        float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * T, *D = dP + (size_t)ATT_RB * T;
+        float *P = scr + (size_t)omp_get_thread_num() * per, *dP = P + (size_t)ATT_RB * Tp,
+              *Kt = dP + (size_t)ATT_RB * Tp, *Vt = Kt + (size_t)hd * Tp, *D = Vt + (size_t)hd * Tp;
         const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
         const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
         float *dk = dqkv + (long)b * T * ld + sh->ko + (long)g * hd;
@@ -402,54 +786,35 @@ void icl_attention_backward(float *dqkv, const float *dout, long lddo, const flo
             memset(dk + (long)t * ld, 0, (size_t)hd * sizeof(float));
             memset(dv + (long)t * ld, 0, (size_t)hd * sizeof(float));
         }
+        att_transpose(Kt, Tp, k, ld, T, hd);
+        att_transpose(Vt, Tp, v, ld, T, hd);
         for (int h = g * grp; h < (g + 1) * grp; h++) {
             const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
             float *dq = dqkv + (long)b * T * ld + sh->qo + (long)h * hd;
             const float *o = out + (long)b * T * ldo + (long)h * hd;
             const float *dO = dout + (long)b * T * lddo + (long)h * hd;
             const float *L = lse + ((long)b * H + h) * T;
-            for (int t = 0; t < T; t++) {
-                float acc = 0;
-                for (int j = 0; j < hd; j++)
-                    acc += dO[(long)t * lddo + j] * o[(long)t * ldo + j];
-                D[t] = acc;
-            }
+            for (int t = 0; t < T; t++)
+                D[t] = att_dot(dO + (long)t * lddo, o + (long)t * ldo, hd);
             for (int r0 = 0; r0 < T; r0 += ATT_RB) {
-                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB],
-                    nc = r1 - k0;
-                const float *kb = k + (long)k0 * ld, *vb = v + (long)k0 * ld;
-                /* P block [nr, nc] (row stride nc; column j is key k0 + j) recomputed from q, k and lse */
-                icl_gemm(nr, nc, hd, sh->scale, q + (long)r0 * ld, ld, 1, kb, 1, ld, 0.0f, P, nc, 1, 1);
-                for (int i = 0; i < nr; i++) {
-                    float *r = P + (long)i * nc - k0;
-                    int t = r0 + i;
-                    if (ranged) {
-                        int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
-                        float Lt = L[t];
-                        for (int s = k0; s < lo; s++)
-                            r[s] = 0;
+                int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB];
+                int c0 = k0 / ATT_KW * ATT_KW, c1 = (r1 + ATT_KW - 1) / ATT_KW * ATT_KW;
+                /* P [nr, c1 - c0] (row stride Tp) recomputed from q, k and lse; dP = dO v^T */
+                att_scores(P, Tp, q + (long)r0 * ld, ld, Kt, Tp, nr, c0, c1, hd, sh->scale);
+                att_scores(dP, Tp, dO + (long)r0 * lddo, lddo, Vt, Tp, nr, c0, c1, hd, 1.0f);
+                for (int t = r0; t < r1; t++) {
+                    float *r = P + (long)(t - r0) * Tp - c0, *dr = dP + (long)(t - r0) * Tp - c0, Dt = D[t];
+                    int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+                    att_exp_row(r, c0, c1, k0, t, lo, ranged, d, L[t]);
 #pragma omp simd
-                        for (int s = lo; s <= t; s++)
-                            r[s] = icl_expf(r[s] - Lt);
-                        for (int s = t + 1; s < r1; s++)
-                            r[s] = 0;
-                    } else
-                        for (int s = k0; s < r1; s++)
-                            r[s] = allowed(d, t, s) ? icl_expf(r[s] - L[t]) : 0.0f;
-                }
-                /* dP = dO v^T; dS = P (dP - D) */
-                icl_gemm(nr, nc, hd, 1.0f, dO + (long)r0 * lddo, lddo, 1, vb, 1, ld, 0.0f, dP, nc, 1, 1);
-                for (int i = 0; i < nr; i++) {
-                    float *r = dP + (long)i * nc, Dt = D[r0 + i];
-                    const float *p = P + (long)i * nc;
-#pragma omp simd
-                    for (int j = 0; j < nc; j++)
-                        r[j] = p[j] * (r[j] - Dt);
+                    for (int s = c0; s < c1; s++) /* dS = P (dP - D) */
+                        dr[s] = r[s] * (dr[s] - Dt);
                 }
                 /* dq[r0:r1] = scale dS k[k0:r1]; dk[k0:r1] += scale dS^T q[r0:r1]; dv[k0:r1] += P^T dO[r0:r1] */
-                icl_gemm(nr, hd, nc, sh->scale, dP, nc, 1, kb, ld, 1, 0.0f, dq + (long)r0 * ld, ld, 1, 1);
-                icl_gemm(nc, hd, nr, sh->scale, dP, 1, nc, q + (long)r0 * ld, ld, 1, 1.0f, dk + (long)k0 * ld, ld, 1, 1);
-                icl_gemm(nc, hd, nr, 1.0f, P, 1, nc, dO + (long)r0 * lddo, lddo, 1, 1.0f, dv + (long)k0 * ld, ld, 1, 1);
+                const float *dS = dP + (k0 - c0), *Pk = P + (k0 - c0);
+                att_rows(dq + (long)r0 * ld, ld, dS, Tp, k + (long)k0 * ld, ld, nr, r1 - k0, hd, sh->scale);
+                att_cols(dk + (long)k0 * ld, ld, dS, Tp, q + (long)r0 * ld, ld, nr, r1 - k0, hd, sh->scale);
+                att_cols(dv + (long)k0 * ld, ld, Pk, Tp, dO + (long)r0 * lddo, lddo, nr, r1 - k0, hd, 1.0f);
             }
         }
     }

@@ -2,7 +2,8 @@
  *
  * Layout: activations are row-major; N = B*T rows (tokens), C channels, so an
  * activation [B, T, C] is N rows of C floats.  Every matrix product goes to
- * BLIS bli_sgemm with explicit strides (no transposed copies); everything else
+ * BLIS bli_sgemm with explicit strides (no transposed copies), except
+ * attention's (own fused kernels, see icl_attention_forward); everything else
  * is plain C that gcc vectorises, with OpenMP over rows (or over columns where
  * rows would race).  Backward functions ACCUMULATE (+=) into parameter
  * gradients and, unless said otherwise, OVERWRITE input gradients.
@@ -55,7 +56,29 @@ void icl_rope_tables(float *cos, float *sin, const int32_t *pos, int N, int hd, 
  * rotation (the gradient of the forward map). */
 void icl_rope_apply(float *x, long ld, int N, int nh, int hd, const float *cos, const float *sin, int backward);
 
-/* Causal attention with per-position document ids.
+/* Causal attention with per-position document ids (training and prefill).
+ * Fused kernels after FlashAttention-2 (Dao, "FlashAttention-2: Faster
+ * Attention with Better Parallelism and Work Partitioning", 2023): no BLIS
+ * call; queries in tiles of 16 rows of one head, the tile's scaled scores
+ * S = scale q k^T over its key range in a per-thread buffer (16 x T floats),
+ * the exact softmax of each row (maximum, exponentials, a sum in 16 lanes
+ * summed pairwise; the tile's whole key range fits the buffer, so FA-2's
+ * online rescaling is not needed), then P v by a register tile (4 rows x
+ * 64 columns); the backward recomputes P = exp(S - lse) per tile and forms
+ * dP = dO v^T,
+ * dS = P (dP - rowsum(dO o)), dq = scale dS k, dk += scale dS^T q,
+ * dv += P^T dO (dk, dv summed over the group's heads and the tiles in a
+ * fixed order).  Key tiles wholly masked (causally, or before the tile's
+ * documents) are skipped.  AVX-512 tiles where the CPU has AVX-512F
+ * (compiled into every x86-64 build, PORTABLE=1 included, and chosen at
+ * run time), generic C loops that gcc vectorises otherwise (and for hd not
+ * a multiple of 16); both form every element with the same multiply-adds
+ * in the same order (the same bits where gcc fuses a * b + c, as with
+ * -march=native at -O2 and above).  Parallel over
+ * (b, h) forward and (b, kv head) backward: results do not depend on the
+ * thread count.  Scratch per call: threads x (16 + hd) x T floats forward,
+ * threads x (2 (16 + hd) + 1) x T backward (T rounded up to 16).
+ *
  * qkv rows (row stride ld) hold q [H*hd] at column qo, k [KV*hd] at ko, v [KV*hd]
  * at vo; head h uses kv head h / (H/KV).  For sequence b, query t attends key s
  * when s <= t and doc[b,s] == doc[b,t] (doc NULL: one document), so packed
@@ -76,6 +99,13 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
  * (flash-attention style: no [T, T] tensor is kept between passes). */
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
                             const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *s);
+
+/* Which kernels the two functions above use: on = 1 the AVX-512 tiles
+ * (where the CPU has AVX-512F; elsewhere the generic loops all the same),
+ * 0 the generic C loops, -1 only asks.  Returns whether the AVX-512 tiles
+ * were in use before the call.  For tests and benchmarks; not to be changed
+ * while attention runs. */
+int icl_attention_set_simd(int on);
 
 /* Attention of n new queries (positions p0..p0+n-1) against a KV cache.
  * q [n, H*hd] (row stride ldq); kc, vc [KV, maxpos, hd] for one layer holding

@@ -195,7 +195,7 @@ static void rope_fd(void **state)
 /* ------------------------------------------------------------ attention */
 static icl_attn_shape ash;
 static float *aqkv, *aout, *alse, *aR;
-static int32_t adoc[2 * 6];
+static int32_t adoc_buf[2 * 6], *adoc = adoc_buf;
 static double attn_loss(void)
 {
     icl_attention_forward(aout, (long)ash.H * ash.hd, alse, aqkv, adoc, &ash);
@@ -211,6 +211,7 @@ static void attention_fd(void **state)
     ash = s;
     /* row 0: two packed documents; row 1: one document then padding */
     int32_t d[12] = {0, 0, 0, 1, 1, 1, 5, 5, 5, 5, -1, -1};
+    adoc = adoc_buf;
     memcpy(adoc, d, sizeof d);
     size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
     aqkv = rnd(n, 1);
@@ -230,6 +231,234 @@ static void attention_fd(void **state)
     attn_loss();
     assert_memory_equal(keep, aout, sizeof keep);
     free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+}
+
+/* The same finite-difference check at hd 16 (the AVX-512 tiles for every
+ * product where the build has them; hd 4 above takes the generic loops for
+ * P v, dq, dk and dv), T 19 (two query tiles of 16, the second partial),
+ * GQA 2/1, two documents with the boundary inside the first tile. */
+static void attention_fd_hd16(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {1, 19, 2, 1, 16, 0, 0, 0, 0, 0.25f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    ash = s;
+    int32_t d[19];
+    for (int t = 0; t < 19; t++)
+        d[t] = t < 7 ? 3 : 4;
+    adoc = d;
+    size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
+    aqkv = rnd(n, 1);
+    aout = icl_xmalloc(no * 4);
+    alse = icl_xmalloc((size_t)s.B * s.H * s.T * 4);
+    aR = rnd(no, 1);
+    attn_loss();
+    float *dqkv = icl_xmalloc(n * 4);
+    icl_attention_backward(dqkv, aR, s.H * s.hd, aout, s.H * s.hd, alse, aqkv, adoc, &s);
+    assert_true(fd_check("attention hd 16, T 19", aqkv, n, dqkv, attn_loss) < TOL);
+    adoc = adoc_buf;
+    free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+}
+
+/* Attention in float64, straight from the definition: out [B*T, H*hd],
+ * lse [B, H, T], dqkv [B*T, ld] (the q, k and v columns) for upstream dO
+ * [B*T, H*hd]. */
+static void attention_f64(const icl_attn_shape *s, const float *qkv, const int32_t *doc, const float *dO,
+                          double *out, double *lse, double *dqkv)
+{
+    int T = s->T, H = s->H, hd = s->hd, grp = s->H / s->KV;
+    long ld = s->ld, lo = (long)H * hd;
+    double *P = icl_xmalloc(sizeof(double) * T * T);
+    memset(dqkv, 0, sizeof(double) * s->B * T * ld);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < H; h++) {
+            int g = h / grp;
+            const float *q = qkv + (long)b * T * ld + s->qo + (long)h * hd,
+                        *k = qkv + (long)b * T * ld + s->ko + (long)g * hd,
+                        *v = qkv + (long)b * T * ld + s->vo + (long)g * hd, *dob = dO + (long)b * T * lo + (long)h * hd;
+            double *o = out + (long)b * T * lo + (long)h * hd, *dq = dqkv + (long)b * T * ld + s->qo + (long)h * hd,
+                   *dk = dqkv + (long)b * T * ld + s->ko + (long)g * hd,
+                   *dv = dqkv + (long)b * T * ld + s->vo + (long)g * hd;
+            const int32_t *d = doc ? doc + (long)b * T : NULL;
+            for (int t = 0; t < T; t++) {
+                double m = -1e300, sum = 0;
+                for (int u = 0; u <= t; u++) {
+                    double x = 0;
+                    for (int j = 0; j < hd; j++)
+                        x += (double)q[(long)t * ld + j] * k[(long)u * ld + j];
+                    P[(long)t * T + u] = x * s->scale;
+                    if (!d || d[u] == d[t])
+                        m = fmax(m, x * s->scale);
+                }
+                for (int u = 0; u < T; u++) {
+                    double e = (u <= t && (!d || d[u] == d[t])) ? exp(P[(long)t * T + u] - m) : 0;
+                    P[(long)t * T + u] = e;
+                    sum += e;
+                }
+                lse[((long)b * H + h) * T + t] = m + log(sum);
+                for (int u = 0; u < T; u++)
+                    P[(long)t * T + u] /= sum;
+                for (int j = 0; j < hd; j++) {
+                    double acc = 0;
+                    for (int u = 0; u <= t; u++)
+                        acc += P[(long)t * T + u] * v[(long)u * ld + j];
+                    o[(long)t * lo + j] = acc;
+                }
+            }
+            for (int t = 0; t < T; t++) {
+                double D = 0;
+                for (int j = 0; j < hd; j++)
+                    D += (double)dob[(long)t * lo + j] * o[(long)t * lo + j];
+                for (int u = 0; u <= t; u++) {
+                    double p = P[(long)t * T + u], dp = 0;
+                    for (int j = 0; j < hd; j++)
+                        dp += (double)dob[(long)t * lo + j] * v[(long)u * ld + j];
+                    double ds = p * (dp - D);
+                    for (int j = 0; j < hd; j++) {
+                        dq[(long)t * ld + j] += s->scale * ds * k[(long)u * ld + j];
+                        dk[(long)u * ld + j] += s->scale * ds * q[(long)t * ld + j];
+                        dv[(long)u * ld + j] += p * dob[(long)t * lo + j];
+                    }
+                }
+            }
+        }
+    free(P);
+}
+
+/* relative L2 error of x against the reference r over columns [c0, c1) of n rows of stride ld */
+static double rel_l2(const float *x, const double *r, int n, long ld, long c0, long c1)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++)
+        for (long j = c0; j < c1; j++) {
+            double e = x[i * ld + j] - r[i * ld + j];
+            num += e * e;
+            den += r[i * ld + j] * r[i * ld + j];
+        }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* One shape through icl_attention_forward/backward with the given kernels
+ * (simd 1: AVX-512 where built, 0: generic C) against attention_f64:
+ * out and lse to 1e-5 (max abs error over max(1, |value|)), dq, dk and dv
+ * each to a relative L2 error of 1e-5. */
+static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *doc, int simd)
+{
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    int N = s.B * s.T;
+    long ld = s.ld, lo = (long)s.H * s.hd;
+    size_t nl = (size_t)s.B * s.H * s.T;
+    float *qkv = rnd((size_t)N * ld, 2.0f), *dO = rnd((size_t)N * lo, 1), *out = icl_xmalloc(sizeof(float) * N * lo),
+          *lse = icl_xmalloc(sizeof(float) * nl), *dqkv = icl_xmalloc(sizeof(float) * N * ld);
+    double *ro = icl_xmalloc(sizeof(double) * N * lo), *rl = icl_xmalloc(sizeof(double) * nl),
+           *rd = icl_xmalloc(sizeof(double) * N * ld);
+    int was = icl_attention_set_simd(simd);
+    icl_attention_forward(out, lo, lse, qkv, doc, &s);
+    icl_attention_backward(dqkv, dO, lo, out, lo, lse, qkv, doc, &s);
+    icl_attention_set_simd(was);
+    attention_f64(&s, qkv, doc, dO, ro, rl, rd);
+    double fo = 0, fl = 0;
+    for (long i = 0; i < N * lo; i++)
+        fo = fmax(fo, fabs(out[i] - ro[i]) / fmax(1, fabs(ro[i])));
+    for (size_t i = 0; i < nl; i++)
+        fl = fmax(fl, fabs(lse[i] - rl[i]) / fmax(1, fabs(rl[i])));
+    double eq = rel_l2(dqkv, rd, N, ld, 0, s.ko), ek = rel_l2(dqkv, rd, N, ld, s.ko, s.vo),
+           ev = rel_l2(dqkv, rd, N, ld, s.vo, ld);
+    print_message("# %-34s %s: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", name,
+                  simd && icl_attention_set_simd(-1) ? "simd   " : "generic", fo, fl, eq, ek, ev);
+    assert_true(fo < 1e-5);
+    assert_true(fl < 1e-5);
+    assert_true(eq < 1e-5 && ek < 1e-5 && ev < 1e-5);
+    free(qkv); free(dO); free(out); free(lse); free(dqkv); free(ro); free(rl); free(rd);
+}
+
+/* Odd shapes against float64, through both kernel sets: T not a multiple
+ * of the 16-row tiles, several documents per row (key ranges, and ids that
+ * come back: a test per key), padding, GQA, hd 64 (SmolLM2), 24 (the
+ * generic P v / dq / dk / dv loops) and 8. */
+static void attention_kernels_f64(void **state)
+{
+    (void)state;
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * 3 * 150);
+    for (int simd = 1; simd >= 0; simd--) {
+        /* SmolLM2's heads (9 / 3 of 64), T 37: row 0 three packed documents, row 1 one then padding */
+        for (int t = 0; t < 37; t++) {
+            doc[t] = t < 10 ? 0 : t < 30 ? 1 : 2;
+            doc[37 + t] = t < 33 ? 5 : -1;
+        }
+        attention_vs_f64("B 2 T 37 H 9/3 hd 64, docs", (icl_attn_shape){2, 37, 9, 3, 64, 0, 0, 0, 0, 0.125f}, doc,
+                         simd);
+        attention_vs_f64("B 1 T 70 H 2/2 hd 16, no doc ids", (icl_attn_shape){1, 70, 2, 2, 16, 0, 0, 0, 0, 0.25f},
+                         NULL, simd);
+        for (int t = 0; t < 33; t++) {
+            doc[t] = t / 11;
+            doc[33 + t] = (t >= 5 && t < 20) ? 2 : 1; /* 1 comes back after 2 */
+        }
+        attention_vs_f64("B 2 T 33 H 6/2 hd 24, docs resumed", (icl_attn_shape){2, 33, 6, 2, 24, 0, 0, 0, 0, 0.2f}, doc,
+                         simd);
+        for (int t = 0; t < 150; t++) {
+            doc[t] = t < 64 ? 0 : t < 65 ? 1 : 2; /* a one-token document on a tile edge */
+            doc[150 + t] = 9;
+            doc[300 + t] = t < 149 ? 4 : -1;
+        }
+        attention_vs_f64("B 3 T 150 H 4/2 hd 8, docs", (icl_attn_shape){3, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f}, doc, simd);
+    }
+    free(doc);
+}
+
+/* The same bits for 1, 2 and 3 threads (each (b, h) forward and (b, kv
+ * head) backward is one thread's, summed in a fixed order), and the AVX-512
+ * kernels against the generic loops (the same multiply-adds in the same
+ * order: equal to float rounding, reported bit for bit). */
+static void attention_threads_kernels(void **state)
+{
+    (void)state;
+    icl_attn_shape s = {4, 100, 9, 3, 64, 0, 0, 0, 0, 0.125f};
+    s.ko = s.H * s.hd;
+    s.vo = s.ko + s.KV * s.hd;
+    s.ld = s.vo + s.KV * s.hd;
+    int T = s.T, N = s.B * T;
+    long ld = s.ld, lo = (long)s.H * s.hd;
+    size_t nq = (size_t)N * ld, no = (size_t)N * lo, nl = (size_t)s.B * s.H * T;
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * N);
+    for (int t = 0; t < N; t++)
+        doc[t] = (t % T) / 23 + t / T * 10;
+    float *qkv = rnd(nq, 2.0f), *dO = rnd(no, 1), *o[4], *l[4], *d[4];
+    for (int r = 0; r < 4; r++) {
+        o[r] = icl_xmalloc(no * 4), l[r] = icl_xmalloc(nl * 4), d[r] = icl_xcalloc(nq, 4);
+        int was = icl_attention_set_simd(r < 3);
+        icl_set_threads(r < 3 ? r + 1 : 2);
+        icl_attention_forward(o[r], lo, l[r], qkv, doc, &s);
+        icl_attention_backward(d[r], dO, lo, o[r], lo, l[r], qkv, doc, &s);
+        icl_attention_set_simd(was);
+    }
+    icl_set_threads(0);
+    for (int r = 1; r < 3; r++) {
+        assert_memory_equal(o[0], o[r], no * 4);
+        assert_memory_equal(l[0], l[r], nl * 4);
+        assert_memory_equal(d[0], d[r], nq * 4);
+    }
+    size_t same = 0;
+    double num = 0, den = 0;
+    for (size_t i = 0; i < nq; i++) {
+        same += d[0][i] == d[3][i];
+        num += ((double)d[0][i] - d[3][i]) * ((double)d[0][i] - d[3][i]);
+        den += (double)d[3][i] * d[3][i];
+    }
+    for (size_t i = 0; i < no; i++)
+        same += o[0][i] == o[3][i];
+    print_message("# attention simd vs generic: %zu of %zu values identical, dqkv rel L2 %.1e\n", same, nq + no,
+                  sqrt(num / den));
+    assert_true(sqrt(num / den) < 1e-6);
+    for (size_t i = 0; i < no; i++)
+        assert_true(fabs(o[0][i] - o[3][i]) <= 1e-6 * fmax(1, fabs(o[3][i])));
+    free(doc); free(qkv); free(dO);
+    for (int r = 0; r < 4; r++)
+        free(o[r]), free(l[r]), free(d[r]);
 }
 
 /* ------------------------------------------------------------ activations, cross-entropy */
@@ -487,7 +716,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
         cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference),
-        cmocka_unit_test(attention_ranged_exact), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
+        cmocka_unit_test(attention_ranged_exact), cmocka_unit_test(attention_fd_hd16),
+        cmocka_unit_test(attention_kernels_f64), cmocka_unit_test(attention_threads_kernels), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
         cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
