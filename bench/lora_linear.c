@@ -12,7 +12,8 @@
  * shared machine disturbs least), for 1 and 2 threads in the same run, and
  * the 2-thread speed-up of each.  A second table times each adapter
  * product alone through BLIS (icl_gemm) as linear.c called them before its
- * own rank-r kernel (lora_rows_expand replaced "up" and "dx+=t A").
+ * own kernels (lora_rows_expand replaced "up" and "dx+=t A"; lora_skinny
+ * "down" and "t=dy B"; lora_reduce "dB" and "dA": lora13b).
  * Not run by make bench (no .sh): make build/bench/lora_linear, then run it.
  * usage: lora_linear [N [R [REPS]]]   N rows (default 2048 = 8 x 256), R
  * rank (16), REPS (10) */

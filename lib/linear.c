@@ -300,9 +300,8 @@ static void colsum_acc(float *db, const float *dy, long ld, int N, int n)
  * fast on 1 and on 2 threads.  Every element is summed over k in order from
  * 0, then scaled and added, the same whatever N and the thread count (row
  * i depends only on row i).  The other products (x A^T, dy B: n = r with a
- * long k; dA, dB: sums over the N rows) stay in BLIS, which runs them near
- * its rate (a kernel of dot products over rows and one of column sums were
- * tried: no faster). */
+ * long k; dA, dB: sums over the N rows) have their own kernels below
+ * (lora_skinny, lora_reduce). */
 
 /* Products below this many multiply-adds run on one thread. */
 #define LORA_PAR_MIN 262144.0
@@ -420,6 +419,242 @@ static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_te
     }
 }
 
+/* ---------------------------------------------------------------- adapters' skinny products
+ *
+ * The other four products of an adapter have one side of rank r: the down
+ * product xa = x A^T and the backward's t = scale dy B ([N, K] times [K, r],
+ * K = in or out: one output row per input row, a sum over the long K), and
+ * the gradients dA += t^T x and dB += scale dy^T xa ([N, r]^T times [N, W],
+ * W = in or out: sums over the N rows).  BLIS ran them at 40-100 GFLOP/s on
+ * one core, and its sums can change with the thread count at some shapes
+ * (edge tiles split between threads); own kernels, whose sums never do:
+ *  - lora_skinny: blocks of SK_RB rows of P, each row's r sums in registers
+ *    (r / 16 vectors, a row of Q per step of K), parallel over row blocks:
+ *    row i's results are the sums over K in order from 0 of row i alone,
+ *    then scaled: the same whatever N and the thread count.  Adapters that
+ *    share their input (q, k, v; gate, up) take the same block of x from L1
+ *    one after the other (terms).
+ *  - lora_reduce: strips of 16 columns of X, up to 16 of the r sums per
+ *    column in registers (the 16 columns as lanes), over blocks of RD_RB
+ *    rows (each block's sums from 0 in row order, added to the element's
+ *    running sum block after block), then scaled and added to the
+ *    gradient; parallel over strips: every element is one thread's sum in
+ *    one order, whatever the thread count.  Adapters sharing X take each
+ *    strip of a block while it is in L1.
+ * Sources: Hu et al. 2021 (LoRA), PEFT's lora.Linear (the products). */
+
+#define SK_RB 6 /* rows of P per block of lora_skinny: 6 x 4 vectors of 16 sums */
+
+/* One term of lora_skinny: C[N, r] (row stride ldc) = alpha * P Q, Q [K,
+ * rp] row-major with rp = r rounded up to 16, zero beyond r. */
+typedef struct {
+    const float *Q;
+    int r;
+    float *C;
+    long ldc;
+    float alpha;
+} skinny_term;
+
+static inline int up16(int r) { return (r + 15) & ~15; }
+
+/* Rows i < nr of P (stride ldp): the 16 nv sums from vector v0 of Q. */
+static inline __attribute__((always_inline)) void skinny_block(const float *P, long ldp, int nr, int K, const float *Q,
+                                                               int rp, int v0, int nv, const skinny_term *t)
+{
+    v16 acc[SK_RB][4];
+    memset(acc, 0, sizeof acc);
+    const float *q = Q + 16 * v0;
+    for (int j = 0; j < K; j++, q += rp) {
+        v16 qv[4];
+        for (int v = 0; v < nv; v++)
+            qv[v] = ld16(q + 16 * v);
+        for (int i = 0; i < nr; i++) {
+            float p = P[(size_t)i * ldp + j];
+            for (int v = 0; v < nv; v++)
+                acc[i][v] += p * qv[v];
+        }
+    }
+    for (int i = 0; i < nr; i++)
+        for (int v = 0; v < nv; v++) {
+            int k0 = 16 * (v0 + v), n = t->r - k0 < 16 ? t->r - k0 : 16;
+            v16 s = t->alpha * acc[i][v];
+            float *c = t->C + (size_t)i * t->ldc + k0;
+            if (n == 16)
+                memcpy(c, &s, sizeof s);
+            else
+                for (int l = 0; l < n; l++)
+                    c[l] = s[l];
+        }
+}
+
+/* For each term: C[N, r] = alpha * P[N, K] Q (P row stride ldp). */
+static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_term *tm, int nterm)
+{
+    int nb = (N + SK_RB - 1) / SK_RB;
+    double work = 0;
+    for (int u = 0; u < nterm; u++)
+        work += (double)N * K * tm[u].r;
+#pragma omp parallel for schedule(static) if (work >= LORA_PAR_MIN)
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * SK_RB, nr = N - i0 < SK_RB ? N - i0 : SK_RB;
+        const float *Pb = P + (size_t)i0 * ldp;
+        for (int u = 0; u < nterm; u++) {
+            skinny_term t = tm[u];
+            t.C += (size_t)i0 * t.ldc;
+            int rp = up16(t.r);
+            for (int v0 = 0; v0 < rp / 16; v0 += 4) {
+                int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
+#define SK_(a, c)                                                                                                    \
+    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
+                switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
+                    SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
+                    SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
+                    SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
+                default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
+                }
+#undef SK_
+            }
+        }
+    }
+}
+
+/* Q [in, up16(r)] = A^T zero-padded (A [r, in]), malloc'd. */
+static float *lora_at(const icl_lora *a)
+{
+    int rp = up16(a->r);
+    float *q = xcalloc((size_t)a->in * rp, sizeof(float));
+    for (int k = 0; k < a->r; k++)
+        for (int c = 0; c < a->in; c++)
+            q[(size_t)c * rp + k] = a->A[(size_t)k * a->in + c];
+    return q;
+}
+
+/* B [out, r] as Q [out, up16(r)]: B itself when r is a multiple of 16
+ * (*own 0), else a zero-padded copy (*own 1, malloc'd). */
+static const float *lora_bq(const icl_lora *a, int *own)
+{
+    int rp = up16(a->r);
+    *own = rp != a->r;
+    if (!*own)
+        return a->B;
+    float *q = xcalloc((size_t)a->out * rp, sizeof(float));
+    for (int j = 0; j < a->out; j++)
+        memcpy(q + (size_t)j * rp, a->B + (size_t)j * a->r, (size_t)a->r * sizeof(float));
+    return q;
+}
+
+/* One term of lora_reduce: G += alpha * P[N, r]^T X, G [r, W] row-major
+ * (trans 0: dA) or G^T [W, r] row-major (trans 1: dB). */
+typedef struct {
+    const float *P;
+    long ldp;
+    int r;
+    float *G;
+    float alpha;
+    int trans;
+} reduce_term;
+
+#define RD_RB 64 /* rows of X per block of lora_reduce */
+
+/* S[k][0..16) += the sums over rows 0..nrow of P[i, k0 + k] X[i, w0..w0+nw)
+ * for k < nk (nw <= 16), each from 0 in row order; the lines 4 strips
+ * ahead are prefetched. */
+static inline __attribute__((always_inline)) void reduce_strip(const float *X, long ldx, int nrow, int w0, int nw,
+                                                               int W, const float *P, long ldp, int nk, float *S)
+{
+    v16 acc[16];
+    memset(acc, 0, sizeof acc);
+    int pf = w0 + 64 < W;
+    if (nw == 16) {
+        for (int i = 0; i < nrow; i++, P += ldp) {
+            const float *xr = X + (size_t)i * ldx + w0;
+            if (pf)
+                __builtin_prefetch(xr + 64);
+            v16 xv = ld16(xr);
+            for (int k = 0; k < nk; k++)
+                acc[k] += P[k] * xv;
+        }
+    } else {
+        for (int i = 0; i < nrow; i++, P += ldp) {
+            v16 xv = {0};
+            memcpy(&xv, X + (size_t)i * ldx + w0, (size_t)nw * sizeof(float));
+            for (int k = 0; k < nk; k++)
+                acc[k] += P[k] * xv;
+        }
+    }
+    for (int k = 0; k < nk; k++) {
+        v16 s = ld16(S + 16 * k) + acc[k];
+        memcpy(S + 16 * k, &s, sizeof s);
+    }
+}
+
+/* For each term: its G += alpha * P^T X, X [N, W] (row stride ldx).  Each
+ * thread takes a fixed range of 16-column strips and walks the rows in
+ * blocks of RD_RB (a block of X stays in L2 while its strips pass), each
+ * block's sums added to a running sum per element: the same order
+ * whatever the thread count. */
+static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_term *tm, int nterm)
+{
+    int ns = (W + 15) / 16, kt = 0;
+    double work = 0;
+    for (int u = 0; u < nterm; u++) {
+        work += (double)N * W * tm[u].r;
+        kt += tm[u].r;
+    }
+    float *S = xcalloc((size_t)ns * kt * 16, sizeof(float)); /* strip s, row k of the terms: 16 sums */
+    int nt = work >= LORA_PAR_MIN ? omp_get_max_threads() : 1;
+    if (nt > ns)
+        nt = ns;
+#pragma omp parallel num_threads(nt)
+    {
+        int th = omp_get_thread_num(), n = omp_get_num_threads();
+        int s0 = (int)((long)ns * th / n), s1 = (int)((long)ns * (th + 1) / n);
+        for (int i0 = 0; i0 < N; i0 += RD_RB) {
+            int nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
+            const float *Xb = X + (size_t)i0 * ldx;
+            for (int s = s0; s < s1; s++) {
+                int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
+                float *Ss = S + (size_t)s * kt * 16;
+                for (int u = 0; u < nterm; u++) {
+                    const float *Pb = tm[u].P + (size_t)i0 * tm[u].ldp;
+                    for (int k0 = 0; k0 < tm[u].r; k0 += 16) {
+                        int nk = tm[u].r - k0 < 16 ? tm[u].r - k0 : 16;
+#define RS_(c)                                                                                                       \
+    case c: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, c, Ss); break;
+                        switch (nk) { /* constant sizes: the sums stay in registers */
+                            RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
+                            RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
+                        default: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, 16, Ss); break;
+                        }
+#undef RS_
+                        Ss += 16 * nk;
+                    }
+                }
+            }
+        }
+    }
+    for (int s = 0; s < ns; s++) { /* G += alpha S */
+        int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
+        const float *Ss = S + (size_t)s * kt * 16;
+        for (int u = 0; u < nterm; u++) {
+            const reduce_term *t = &tm[u];
+            for (int k0 = 0; k0 < t->r; k0 += 16) {
+                int nk = t->r - k0 < 16 ? t->r - k0 : 16;
+                for (int k = 0; k < nk; k++)
+                    for (int l = 0; l < nw; l++) {
+                        float v = t->alpha * Ss[16 * k + l];
+                        if (t->trans)
+                            t->G[(size_t)(w0 + l) * t->r + k0 + k] += v;
+                        else
+                            t->G[(size_t)(k0 + k) * W + w0 + l] += v;
+                    }
+                Ss += 16 * nk;
+            }
+        }
+    }
+    free(S);
+}
+
 /* B^T [r, out] of an adapter's B [out, r], malloc'd. */
 static float *lora_bt(const icl_lora *a)
 {
@@ -433,7 +668,10 @@ static float *lora_bt(const icl_lora *a)
 /* xa[N, r] = x[N, in] A^T */
 static void lora_down(const icl_lora *a, float *xa, const float *x, long ldx, int N)
 {
-    icl_gemm(N, a->r, a->in, 1.0f, x, ldx, 1, a->A, 1, a->in, 0.0f, xa, a->r, 1, 0);
+    float *q = lora_at(a);
+    skinny_term t = {q, a->r, xa, a->r, 1.0f};
+    lora_skinny(x, ldx, N, a->in, &t, 1);
+    free(q);
 }
 
 /* Dropout of an adapter's input (linear.h): dst[i, j] = keep(i, j) src[i, j]
@@ -475,6 +713,23 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
     }
     int din, rsum, rmax = lora_rmax(l, &din, &rsum);
     float *xd = din ? work + (size_t)N * (rmax + rsum) : NULL; /* [N, in]: the dropped input */
+    /* kept down products of the adapters without dropout: one pass over x */
+    int shared = l->xa && l->n_lora <= 8;
+    if (shared) {
+        skinny_term st[8];
+        int ns = 0;
+        size_t o = 0;
+        for (int i = 0; i < l->n_lora; i++) {
+            const icl_lora *a = &l->lora[i];
+            if (a->dropout <= 0)
+                st[ns++] = (skinny_term){lora_at(a), a->r, l->xa + (size_t)N * o, a->r, 1.0f};
+            o += (size_t)a->r;
+        }
+        if (ns)
+            lora_skinny(x, ldx, N, l->w.in, st, ns);
+        for (int u = 0; u < ns; u++)
+            free((void *)st[u].Q);
+    }
     size_t off = 0;
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
@@ -488,7 +743,8 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
             lds = a->in;
         }
         /* y[:, off:off+out] += scale * xa B^T, B [out, r] */
-        lora_down(a, xa, xs, lds, N);
+        if (!shared || a->dropout > 0)
+            lora_down(a, xa, xs, lds, N);
         float *bt = lora_bt(a);
         lora_rows_expand(y + a->out_off, ldy, xa, a->r, N, bt, a->out, a->r, a->out, a->scale, 1);
         free(bt);
@@ -506,7 +762,8 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
     int din, rsum, rmax = lora_rmax(l, &din, &rsum);
     float *tall = work + (size_t)N * rmax, *xd = din ? tall + (size_t)N * rsum : NULL;
     lora_term tm[8];
-    int nterm = 0, fuse = !din && l->n_lora <= 8;
+    reduce_term rt[8];
+    int nterm = 0, nrt = 0, fuse = !din && l->n_lora <= 8;
     size_t off = 0;
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
@@ -522,14 +779,25 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
         if (a->dB) { /* dB [out, r] += scale * dys^T xa */
             if (!l->xa)
                 lora_down(a, xa, xs, lds, N);
-            icl_gemm(a->out, a->r, N, a->scale, dys, 1, lddy, xa, a->r, 1, 1.0f, a->dB, a->r, 1, 0);
+            reduce_term rd = {xa, a->r, a->r, a->dB, a->scale, 1};
+            lora_reduce(dys, lddy, N, a->out, &rd, 1);
         }
         if (!a->dA && !dx)
             continue;
         /* t [N, r] = scale * dys B */
-        icl_gemm(N, a->r, a->out, a->scale, dys, lddy, 1, a->B, a->r, 1, 0.0f, t, a->r, 1, 0);
-        if (a->dA) /* dA [r, in] += t^T x */
-            icl_gemm(a->r, a->in, N, 1.0f, t, 1, a->r, xs, lds, 1, 1.0f, a->dA, a->in, 1, 0);
+        int own;
+        const float *bq = lora_bq(a, &own);
+        skinny_term st = {bq, a->r, t, a->r, a->scale};
+        lora_skinny(dys, lddy, N, a->out, &st, 1);
+        if (own)
+            free((void *)bq);
+        if (a->dA) { /* dA [r, in] += t^T x: with x shared, after the loop in one pass */
+            reduce_term rd = {t, a->r, a->r, a->dA, 1.0f, 0};
+            if (a->dropout > 0 || nrt == 8)
+                lora_reduce(xs, lds, N, a->in, &rd, 1);
+            else
+                rt[nrt++] = rd;
+        }
         if (dx && fuse) { /* dx += t A, below */
             tm[nterm++] = (lora_term){t, a->r, a->A, a->in, a->r, 1.0f};
         } else if (dx && a->dropout > 0) { /* dx += mask (t A) / (1 - p) */
@@ -539,6 +807,8 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
             lora_rows_expand(dx, lddx, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 1);
         }
     }
+    if (nrt)
+        lora_reduce(x, ldx, N, l->w.in, rt, nrt);
     if (nterm)
         lora_rows_expand_add(dx, lddx, N, l->w.in, tm, nterm);
 }

@@ -34,10 +34,12 @@
  * OVERWRITES (beta_dx 0) or accumulates (1) the input gradient.  A NULL
  * gradient pointer means frozen: nothing is computed for it.
  *
- * Threads: GEMM kernels use the global setting (icl_set_threads); the rows
- * kernel the count it is given.  Results are bit-identical for the same
- * inputs and thread count; the rows kernel's row i depends only on row i of
- * x (never on N nor on the thread count).
+ * Threads: GEMM kernels and the adapters' kernels use the global setting
+ * (icl_set_threads); the rows kernel the count it is given.  Results are
+ * bit-identical for the same inputs and thread count; the rows kernel's
+ * row i depends only on row i of x (never on N nor on the thread count),
+ * and the adapters' products (x A^T, dy B, dA, dB and the rank-r updates
+ * of y and dx: own kernels, linear.c) never depend on the thread count.
  */
 #ifndef ICL_LINEAR_H
 #define ICL_LINEAR_H

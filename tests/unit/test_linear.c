@@ -6,6 +6,8 @@
  *     (no dW, input and adapter gradients unchanged);
  *   - the ROWS (decoding) kernel with adapters equals the GEMM kernel to
  *     float32 rounding;
+ *   - the adapters' own kernels at odd shapes and ranks 1 to 72 against
+ *     double precision, the same bits on 1, 2 and 3 threads;
  *   - the down products kept for the backward (icl_linear.xa) and the one
  *     pass adding adapters' input gradients give the bits of recomputing
  *     and of adding them one at a time;
@@ -176,6 +178,175 @@ static void lora_linear_wide(void **state)
     }
     icl_set_threads(0);
     free(x), free(w), free(dy), free(A), free(B), free(dA), free(dB);
+}
+
+/* The adapters' own kernels (linear.c: lora_skinny for x A^T and scale dy
+ * B, lora_reduce for dA and dB, lora_rows_expand* for the rank-r updates)
+ * at shapes that take every path: ranks 1, 8, 16, 64 and 72 (more than the
+ * 4 vectors and 16 sums a block holds), row counts not a multiple of the
+ * blocks (6 and 64 rows), in / out not multiples of 16, adapters sharing x
+ * (one pass) and one with dropout (its own pass), gradients accumulated
+ * onto nonzero ones, over a zero base weight.  y, dx, dA and dB against double precision (each
+ * element within 2e-5 of the sum of its terms' magnitudes), and the same
+ * bits on 1, 2 and 3 threads. */
+typedef struct {
+    int n, in, out, nl, r[3], off[3], width[3];
+    float drop[3];
+} kcase;
+
+static int keep_of(uint64_t key, float p, uint64_t e) /* linear.h's dropout mask */
+{
+    uint64_t z = key + (e + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return p <= 0 || (z >> 32) >= (uint64_t)((double)p * 4294967296.0);
+}
+
+static double kmax_err; /* the largest error / magnitude seen */
+static void kcheck(float got, double ref, double mag)
+{
+    double e = fabs((double)got - ref);
+    if (e / (mag + 1e-300) > kmax_err)
+        kmax_err = e / (mag + 1e-300);
+    assert_true(e <= 2e-5 * mag + 1e-30);
+}
+
+static void lora_kernels_ref(void **state)
+{
+    (void)state;
+    static const kcase cs[] = {
+        {301, 45, 83, 3, {1, 8, 16}, {0, 30, 50}, {30, 20, 33}, {0, 0, 0}},
+        {77, 83, 150, 3, {64, 72, 16}, {3, 50, 130}, {40, 80, 20}, {0, 0, 0.25f}},
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+        const kcase *k = &cs[c];
+        int n = k->n, in = k->in, out = k->out, nl = k->nl;
+        /* W = 0: BLIS's own sums can change with the thread count at such
+         * shapes (edge tiles split between threads), the adapters' must not */
+        float *x = rnd((size_t)n * in, 1), *w = xcalloc((size_t)out * in, sizeof(float)), *dy = rnd((size_t)n * out, 1);
+        float *A[3], *B[3], *dA0[3], *dB0[3], *dA[4][3], *dB[4][3], *y[4], *dx[4];
+        icl_lora lo[4][3];
+        for (int a = 0; a < nl; a++) {
+            A[a] = rnd((size_t)k->r[a] * in, 0.3f);
+            B[a] = rnd((size_t)k->width[a] * k->r[a], 0.3f);
+            dA0[a] = rnd((size_t)k->r[a] * in, 0.1f); /* gradients accumulate onto what is there */
+            dB0[a] = rnd((size_t)k->width[a] * k->r[a], 0.1f);
+        }
+        kmax_err = 0;
+        for (int t = 1; t <= 3; t++) { /* threads */
+            icl_set_threads(t);
+            for (int a = 0; a < nl; a++) {
+                size_t na = (size_t)k->r[a] * in, nb = (size_t)k->width[a] * k->r[a];
+                dA[t][a] = xmalloc(na * sizeof(float));
+                dB[t][a] = xmalloc(nb * sizeof(float));
+                memcpy(dA[t][a], dA0[a], na * sizeof(float));
+                memcpy(dB[t][a], dB0[a], nb * sizeof(float));
+                lo[t][a] = (icl_lora){k->r[a], in, k->width[a], k->off[a], 1.5f / k->r[a], A[a], B[a], dA[t][a],
+                                      dB[t][a], k->drop[a], 99 + (uint64_t)a};
+            }
+            icl_linear l = {{ICL_WEIGHT_F32, 0, out, in, 0, w, NULL}, NULL, NULL, lo[t], nl, NULL};
+            l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
+            float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
+            y[t] = xmalloc((size_t)n * out * sizeof(float));
+            dx[t] = xmalloc((size_t)n * in * sizeof(float));
+            icl_linear_forward(&l, y[t], out, x, in, n, 0.0f, ICL_LIN_GEMM, t, work);
+            icl_linear_backward(&l, dx[t], in, 0.0f, dy, out, x, in, n, work);
+            free(work), free(l.xa);
+            if (t > 1) {
+                assert_memory_equal(y[t], y[1], (size_t)n * out * sizeof(float));
+                assert_memory_equal(dx[t], dx[1], (size_t)n * in * sizeof(float));
+                for (int a = 0; a < nl; a++) {
+                    assert_memory_equal(dA[t][a], dA[1][a], (size_t)k->r[a] * in * sizeof(float));
+                    assert_memory_equal(dB[t][a], dB[1][a], (size_t)k->width[a] * k->r[a] * sizeof(float));
+                }
+            }
+        }
+        icl_set_threads(0);
+        /* double precision, with magnitudes (sums of |terms|): the base */
+        double *ry = xcalloc((size_t)n * out, sizeof(double)), *my = xcalloc((size_t)n * out, sizeof(double));
+        double *rx = xcalloc((size_t)n * in, sizeof(double)), *mx = xcalloc((size_t)n * in, sizeof(double));
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < out; j++)
+                for (int q = 0; q < in; q++) {
+                    double p = (double)x[(size_t)i * in + q] * w[(size_t)j * in + q];
+                    double g = (double)dy[(size_t)i * out + j] * w[(size_t)j * in + q];
+                    ry[(size_t)i * out + j] += p, my[(size_t)i * out + j] += fabs(p);
+                    rx[(size_t)i * in + q] += g, mx[(size_t)i * in + q] += fabs(g);
+                }
+        for (int a = 0; a < nl; a++) { /* each adapter: xd = dropout(x), xa = xd A^T, t = s dy B */
+            const icl_lora *L = &lo[1][a];
+            int r = L->r, wd = L->out;
+            double s = L->dropout > 0 ? 1.0 / (1.0 - L->dropout) : 1.0;
+            double *xd = xmalloc((size_t)n * in * sizeof(double)), *xa = xcalloc((size_t)n * r, sizeof(double));
+            double *xam = xcalloc((size_t)n * r, sizeof(double)), *tt = xcalloc((size_t)n * r, sizeof(double));
+            double *ttm = xcalloc((size_t)n * r, sizeof(double));
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < in; j++)
+                    xd[(size_t)i * in + j] =
+                        keep_of(L->key, L->dropout, (uint64_t)i * in + j) ? s * x[(size_t)i * in + j] : 0.0;
+            for (int i = 0; i < n; i++)
+                for (int q = 0; q < r; q++) {
+                    for (int j = 0; j < in; j++) {
+                        double p = xd[(size_t)i * in + j] * L->A[(size_t)q * in + j];
+                        xa[(size_t)i * r + q] += p, xam[(size_t)i * r + q] += fabs(p);
+                    }
+                    for (int j = 0; j < wd; j++) {
+                        double p = L->scale * (double)dy[(size_t)i * out + L->out_off + j] * L->B[(size_t)j * r + q];
+                        tt[(size_t)i * r + q] += p, ttm[(size_t)i * r + q] += fabs(p);
+                    }
+                }
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < wd; j++) /* y += s xa B^T */
+                    for (int q = 0; q < r; q++) {
+                        double bq = L->scale * (double)L->B[(size_t)j * r + q];
+                        ry[(size_t)i * out + L->out_off + j] += xa[(size_t)i * r + q] * bq;
+                        my[(size_t)i * out + L->out_off + j] += xam[(size_t)i * r + q] * fabs(bq);
+                    }
+                for (int j = 0; j < in; j++) { /* dx += mask (t A) */
+                    double ks = keep_of(L->key, L->dropout, (uint64_t)i * in + j) ? s : 0.0;
+                    for (int q = 0; q < r; q++) {
+                        rx[(size_t)i * in + j] += ks * tt[(size_t)i * r + q] * L->A[(size_t)q * in + j];
+                        mx[(size_t)i * in + j] += ks * ttm[(size_t)i * r + q] * fabs(L->A[(size_t)q * in + j]);
+                    }
+                }
+            }
+            for (int q = 0; q < r; q++) { /* dA = dA0 + t^T xd */
+                for (int j = 0; j < in; j++) {
+                    double v = dA0[a][(size_t)q * in + j], m = fabs(v);
+                    for (int i = 0; i < n; i++) {
+                        v += tt[(size_t)i * r + q] * xd[(size_t)i * in + j];
+                        m += ttm[(size_t)i * r + q] * fabs(xd[(size_t)i * in + j]);
+                    }
+                    kcheck(dA[1][a][(size_t)q * in + j], v, m);
+                }
+                for (int j = 0; j < wd; j++) { /* dB = dB0 + s dy^T xa */
+                    double v = dB0[a][(size_t)j * r + q], m = fabs(v);
+                    for (int i = 0; i < n; i++) {
+                        double d = L->scale * (double)dy[(size_t)i * out + L->out_off + j];
+                        v += d * xa[(size_t)i * r + q];
+                        m += fabs(d) * xam[(size_t)i * r + q];
+                    }
+                    kcheck(dB[1][a][(size_t)j * r + q], v, m);
+                }
+            }
+            free(xd), free(xa), free(xam), free(tt), free(ttm);
+        }
+        for (size_t e = 0; e < (size_t)n * out; e++)
+            kcheck(y[1][e], ry[e], my[e]);
+        for (size_t e = 0; e < (size_t)n * in; e++)
+            kcheck(dx[1][e], rx[e], mx[e]);
+        print_message("# lora kernels, case %zu: largest error / magnitude %.2e\n", c, kmax_err);
+        free(ry), free(my), free(rx), free(mx);
+        for (int a = 0; a < nl; a++) {
+            free(A[a]), free(B[a]), free(dA0[a]), free(dB0[a]);
+            for (int t = 1; t <= 3; t++)
+                free(dA[t][a]), free(dB[t][a]);
+        }
+        for (int t = 1; t <= 3; t++)
+            free(y[t]), free(dx[t]);
+        free(x), free(w), free(dy);
+    }
 }
 
 static void lora_linear_fd(void **state)
@@ -609,6 +780,7 @@ int main(void)
         cmocka_unit_test(lora_linear_fd),
         cmocka_unit_test(lora_linear_wide),
         cmocka_unit_test(lora_kept_and_fused),
+        cmocka_unit_test(lora_kernels_ref),
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
         cmocka_unit_test(lora_peft_parity),
