@@ -203,7 +203,127 @@ int icl_set_threads(int requested)
     return n;
 }
 
-static int blis_ours = -1; /* 1: icl set BLIS_ARCH_TYPE; 0: the user did or none needed */
+void icl_cpu_probe(icl_cpu_facts *cpu)
+{
+    memset(cpu, 0, sizeof *cpu);
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    /* the vendor string is EBX, EDX, ECX: "Genu" "ineI" "ntel", "Auth" "enti" "cAMD" */
+    if (b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e)
+        cpu->vendor = ICL_CPU_INTEL;
+    else if (b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163)
+        cpu->vendor = ICL_CPU_AMD;
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    unsigned base = (a >> 8) & 0xf;
+    cpu->family = base + (base == 0xf ? ((a >> 20) & 0xff) : 0);
+    __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    if (a >= 7) {
+        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+        cpu->amx = (d >> 24) & 1; /* AMX-TILE: CPUID.(7,0):EDX[24] */
+    }
+    __builtin_cpu_init();
+    cpu->avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#endif
+}
+
+int icl_blis_choose(const icl_cpu_facts *cpu, double fma512_ratio)
+{
+    if (!cpu->avx512)
+        return ICL_BLIS_KEEP; /* skx kernels need AVX-512 F/DQ/BW/VL; without them they crash */
+    if (cpu->vendor == ICL_CPU_AMD)
+        return cpu->family == 0x17 || cpu->family == 0x19 ? ICL_BLIS_KEEP : ICL_BLIS_SKX;
+    if (cpu->vendor == ICL_CPU_INTEL) {
+        if (cpu->amx)
+            return ICL_BLIS_SKX; /* Sapphire Rapids or later: 2 FMA units */
+        if (fma512_ratio < 0)
+            return ICL_BLIS_MEASURE;
+        return fma512_ratio >= ICL_BLIS_SKX_RATIO ? ICL_BLIS_SKX : ICL_BLIS_KEEP;
+    }
+    return ICL_BLIS_KEEP;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* FMA_CHAINS independent chains acc = acc * m + p of FMA_ITERS steps each:
+ * the fixed point is acc = 1 (p = 1 - m), so no value overflows or becomes
+ * subnormal.  The sum is returned so that nothing can be left out.  Seconds. */
+#define FMA_CHAINS 12
+#define FMA_ITERS 2048
+#define FMA_ROUNDS_MAX 64
+#define FMA_BUDGET_SECS 4e-4
+__attribute__((target("avx512f"), noinline)) static double fma_zmm_secs(float *sink)
+{
+    __m512 acc[FMA_CHAINS];
+    const __m512 m = _mm512_set1_ps(0.9990234375f), p = _mm512_set1_ps(0.0009765625f);
+    for (int j = 0; j < FMA_CHAINS; j++)
+        acc[j] = _mm512_set1_ps(1.0f + 0.001f * (float)j);
+    double t0 = icl_now();
+    for (int i = 0; i < FMA_ITERS; i++)
+        for (int j = 0; j < FMA_CHAINS; j++)
+            acc[j] = _mm512_fmadd_ps(acc[j], m, p);
+    double t = icl_now() - t0;
+    __m512 s = acc[0];
+    for (int j = 1; j < FMA_CHAINS; j++)
+        s = _mm512_add_ps(s, acc[j]);
+    *sink += _mm512_reduce_add_ps(s);
+    return t;
+}
+
+__attribute__((target("avx2,fma"), noinline)) static double fma_ymm_secs(float *sink)
+{
+    __m256 acc[FMA_CHAINS];
+    const __m256 m = _mm256_set1_ps(0.9990234375f), p = _mm256_set1_ps(0.0009765625f);
+    for (int j = 0; j < FMA_CHAINS; j++)
+        acc[j] = _mm256_set1_ps(1.0f + 0.001f * (float)j);
+    double t0 = icl_now();
+    for (int i = 0; i < FMA_ITERS; i++)
+        for (int j = 0; j < FMA_CHAINS; j++)
+            acc[j] = _mm256_fmadd_ps(acc[j], m, p);
+    double t = icl_now() - t0;
+    __m256 s = acc[0];
+    for (int j = 1; j < FMA_CHAINS; j++)
+        s = _mm256_add_ps(s, acc[j]);
+    float f[8];
+    _mm256_storeu_ps(f, s);
+    for (int k = 0; k < 8; k++)
+        *sink += f[k];
+    return t;
+}
+#endif
+
+double icl_fma512_ratio(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma"))
+        return -1;
+    volatile float keep;
+    float sink = 0;
+    double best = -1, prev = -1, t0 = icl_now();
+    for (int r = 0; r < FMA_ROUNDS_MAX && icl_now() - t0 < FMA_BUDGET_SECS; r++) {
+        double y1 = fma_ymm_secs(&sink), z = fma_zmm_secs(&sink), y2 = fma_ymm_secs(&sink);
+        if (!(z > 0) || !(y1 > 0) || !(y2 > 0))
+            continue; /* a clock too coarse to time it */
+        double ratio = 2.0 * fmin(y1, y2) / z; /* a zmm FMA does 16 floats, a ymm one 8 */
+        if (prev >= 0)
+            best = fmax(best, fmin(prev, ratio));
+        prev = ratio;
+        if (best >= ICL_BLIS_SKX_RATIO)
+            break;
+    }
+    keep = sink;
+    (void)keep;
+    return best;
+#else
+    return -1;
+#endif
+}
+
+static int blis_ours = -1;    /* 1: icl set BLIS_ARCH_TYPE; 0: the user did or none needed */
+static char blis_source[128]; /* icl_blis_arch_source's answer once decided */
 
 void icl_blis_setup(void)
 {
@@ -211,31 +331,38 @@ void icl_blis_setup(void)
         return;
     blis_ours = 0;
     if (getenv("BLIS_ARCH_TYPE"))
-        return; /* never override the user */
-    __builtin_cpu_init();
-    /* skx kernels need AVX-512 F/DQ/BW/VL; without them they crash. */
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
-        /* Only where BLIS 0.9.0 would not pick a tuned configuration itself:
-         * AMD families 0x17/0x19 (zen..zen3) and Intel skx are known to it.
-         * Family is read from CPUID leaf 1. */
-        unsigned a, b, c, d;
-        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
-        int amd = (b == 0x68747541); /* "Auth"enticAMD */
-        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
-        unsigned family = ((a >> 8) & 0xf) + (((a >> 8) & 0xf) == 0xf ? ((a >> 20) & 0xff) : 0);
-        if (amd && family != 0x17 && family != 0x19) {
-            setenv("BLIS_ARCH_TYPE", "0", 0);
-            blis_ours = 1;
-        }
+        return; /* never override the user, nor spend time measuring */
+    icl_cpu_facts cpu;
+    icl_cpu_probe(&cpu);
+    double ratio = -1;
+    int choice = icl_blis_choose(&cpu, ratio);
+    if (choice == ICL_BLIS_MEASURE) {
+        ratio = icl_fma512_ratio();
+        choice = ratio < 0 ? ICL_BLIS_KEEP : icl_blis_choose(&cpu, ratio);
+    }
+    if (choice == ICL_BLIS_SKX) {
+        setenv("BLIS_ARCH_TYPE", "0", 0);
+        blis_ours = 1;
+        if (ratio >= 0)
+            snprintf(blis_source, sizeof blis_source,
+                     "selected by icl: BLIS_ARCH_TYPE=0 (skx), 512-bit FMA measured %.1fx 256-bit", ratio);
+        else if (cpu.vendor == ICL_CPU_INTEL)
+            snprintf(blis_source, sizeof blis_source,
+                     "selected by icl: BLIS_ARCH_TYPE=0 (skx), Intel with AMX: 2 512-bit FMA units");
+        else
+            snprintf(blis_source, sizeof blis_source,
+                     "selected by icl: BLIS_ARCH_TYPE=0 (skx), AMD family 0x%x unknown to BLIS %s", cpu.family,
+                     bli_info_get_version_str());
+    } else if (ratio >= 0) {
+        snprintf(blis_source, sizeof blis_source, "selected by BLIS; 512-bit FMA measured %.1fx 256-bit", ratio);
     }
 }
 
 const char *icl_blis_arch_source(void)
 {
-    return blis_ours == 1 ? "selected by icl: BLIS_ARCH_TYPE=0 for this CPU"
-           : getenv("BLIS_ARCH_TYPE") ? "from BLIS_ARCH_TYPE in the environment"
-                                      : "selected by BLIS";
+    if (blis_ours == 1 || blis_source[0])
+        return blis_source;
+    return getenv("BLIS_ARCH_TYPE") ? "from BLIS_ARCH_TYPE in the environment" : "selected by BLIS";
 }
 
 const char *icl_blis_version(void) { return bli_info_get_version_str(); }

@@ -110,17 +110,77 @@ void icl_print_version(void);
  * OpenMP build shares).  Returns the count in use. */
 int icl_set_threads(int requested);
 
-/* BLIS sub-configuration.  Debian's BLIS 0.9.0 does not know AMD family 0x1A
- * (Zen 5) and falls back to slow generic kernels.  When the CPU has AVX-512
- * F/DQ/BW/VL and the user has not set BLIS_ARCH_TYPE, we set it to "0" (skx's
- * index in 0.9.0's arch_t enum; names are not understood by 0.9.0) before any
- * BLIS call.  Called by icl_init (lib/cli.h); idempotent. */
+/* BLIS sub-configuration.  Debian's BLIS 0.9.0 picks its kernels from CPUID,
+ * and two kinds of AVX-512 machine fall through to slower ones:
+ *  - AMD family 0x1A (Zen 5): unknown to 0.9.0 (it knows 0x17 and 0x19), so
+ *    it runs its generic reference kernels (~41 GFLOP/s against skx's ~243);
+ *  - Intel CPUs whose count of 512-bit FMA units 0.9.0 cannot read: it counts
+ *    them from the brand string ("Xeon(R) Platinum", "Gold 6xxx"...) and
+ *    takes skx only for 2, so a hypervisor's plain "Intel(R) Xeon(R)
+ *    Processor" gets haswell (AVX2) kernels at about 2/3 of skx's speed on
+ *    one thread (bench/RESULTS.md).
+ * Unless the user set BLIS_ARCH_TYPE (never overridden; nothing measured),
+ * icl_blis_choose decides on the CPUID facts (icl_cpu_probe) and, on Intel
+ * without AMX, the measured 512-bit FMA rate (icl_fma512_ratio); when it says
+ * skx we set BLIS_ARCH_TYPE to "0" (skx's index in 0.9.0's arch_t enum; names
+ * are not understood by 0.9.0) before any BLIS call.  Called by icl_init
+ * (lib/cli.h); idempotent.  Costs microseconds, at most ~0.4 ms (the
+ * measurement, Intel with AVX-512 and without AMX only). */
 void icl_blis_setup(void);
+
+/* The CPUID facts icl_blis_choose needs. */
+enum { ICL_CPU_OTHER = 0, ICL_CPU_INTEL, ICL_CPU_AMD };
+typedef struct {
+    int vendor;      /* ICL_CPU_INTEL ("GenuineIntel"), ICL_CPU_AMD ("AuthenticAMD") or ICL_CPU_OTHER */
+    unsigned family; /* display family: CPUID leaf 1 base family, plus the extended one when base is 0xF */
+    int avx512;      /* 1: AVX-512 F, DQ, BW and VL all usable (CPU and OS, as gcc's
+                      * __builtin_cpu_supports says); what skx's kernels need */
+    int amx;         /* 1: AMX-TILE (CPUID.(EAX=7,ECX=0):EDX bit 24) */
+} icl_cpu_facts;
+/* Fills *cpu from CPUID on x86-64; elsewhere all zeros (vendor other, no AVX-512). */
+void icl_cpu_probe(icl_cpu_facts *cpu);
+
+/* icl_blis_choose's answers. */
+enum { ICL_BLIS_KEEP = 0, ICL_BLIS_SKX, ICL_BLIS_MEASURE };
+/* Measured 512-bit / 256-bit FMA throughput from which icl selects skx on
+ * Intel: 2 FMA units give 2.0, one (Skylake-SP Silver/Bronze, Ice Lake and
+ * Tiger Lake client, Rocket Lake) 1.0. */
+#define ICL_BLIS_SKX_RATIO 1.6
+/* The decision, a pure function of its arguments (tests/unit/test_record.c):
+ *  - no AVX-512 F/DQ/BW/VL: KEEP (skx's kernels would crash);
+ *  - AMD: SKX unless family 0x17 or 0x19, which 0.9.0 serves itself (zen..
+ *    zen3 kernels; on Zen 4 skx is no faster, doc/DESIGN.md);
+ *  - Intel with AMX (Sapphire Rapids and later Xeons, which all have two
+ *    512-bit FMA units): SKX without measuring.  A hypervisor may hide the
+ *    brand string and even the model (here: "Intel(R) Xeon(R) Processor",
+ *    model 167, Rocket Lake's number, on a CPU with AMX), not the features;
+ *  - other Intel: with fma512_ratio < 0 (not measured yet) MEASURE; then SKX
+ *    when fma512_ratio >= ICL_BLIS_SKX_RATIO, else KEEP (BLIS's own choice,
+ *    which is skx anyway where its brand-string count says 2 units);
+ *  - any other vendor: KEEP.
+ * fma512_ratio: icl_fma512_ratio()'s value, or -1 when not measured. */
+int icl_blis_choose(const icl_cpu_facts *cpu, double fma512_ratio);
+/* Throughput of 512-bit FMAs (vfmadd231ps zmm) over 256-bit ones (ymm), in
+ * floats per second, ~2.0 with two 512-bit FMA units and ~1.0 with one.
+ * Each run: 12 independent accumulator chains (enough for a 4-cycle latency
+ * on 2 units) of 2048 FMAs, 3-8 us.  A round times ymm, zmm, ymm and takes
+ * 2 x (the faster ymm) / zmm; the answer is the best over rounds of the
+ * lesser of two consecutive rounds' ratios, stopping as soon as it reaches
+ * ICL_BLIS_SKX_RATIO, else after 0.4 ms (64 rounds at most).  Measured here
+ * (KVM guest, shared host): after idle, or while the host is busy, 512-bit
+ * FMAs may run at half rate for 1-3 ms (ratio ~1.0-1.5), so a low answer
+ * means "not shown", never "one unit"; disturbances only lower it (the zmm
+ * run sits between the two ymm ones), so a high one is trustworthy.
+ * Returns -1 without AVX-512F (and AVX2/FMA) or off x86-64. */
+double icl_fma512_ratio(void);
 /* Name of the BLIS sub-configuration in use ("skx", "haswell", "generic"...),
  * and whether icl chose it or the user's BLIS_ARCH_TYPE did. Initialises BLIS. */
 const char *icl_blis_arch(void);
-/* Who chose it: "selected by icl: ...", "from BLIS_ARCH_TYPE in the
- * environment" or "selected by BLIS" (for --version and benchmarks). */
+/* Who chose it (for --version and benchmarks): "selected by icl:
+ * BLIS_ARCH_TYPE=0 (skx), ..." with the reason (the AMD family, or the
+ * measured FMA ratio), "from BLIS_ARCH_TYPE in the environment" or
+ * "selected by BLIS" (with the ratio where icl measured one and kept
+ * BLIS's choice).  A static string, valid after icl_blis_setup. */
 const char *icl_blis_arch_source(void);
 /* BLIS's version string ("0.9.0"). */
 const char *icl_blis_version(void);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,6 +137,7 @@ static void blis_kernels_reported(void **state)
     icl_blis_setup();
     const char *arch = icl_blis_arch();
     assert_non_null(arch);
+    const char *src = icl_blis_arch_source();
     __builtin_cpu_init();
     if (!getenv("BLIS_ARCH_TYPE") || strcmp(getenv("BLIS_ARCH_TYPE"), "0") == 0) {
         /* On an AVX-512 machine BLIS must not be left on its generic kernels. */
@@ -143,6 +145,91 @@ static void blis_kernels_reported(void **state)
             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
             assert_string_not_equal(arch, "generic");
     }
+    /* What icl says it chose is what BLIS runs. */
+    if (strncmp(src, "selected by icl: BLIS_ARCH_TYPE=0 (skx)", 39) == 0)
+        assert_string_equal(arch, "skx");
+}
+
+/* icl_blis_choose on table values: every vendor / feature / ratio case of
+ * its comment in lib/util.h. */
+static void blis_choice_table(void **state)
+{
+    (void)state;
+    static const struct {
+        int vendor;
+        unsigned family;
+        int avx512, amx;
+        double ratio;
+        int want;
+    } t[] = {
+        {ICL_CPU_INTEL, 6, 0, 0, -1, ICL_BLIS_KEEP},    /* Haswell..Alder Lake: no AVX-512 */
+        {ICL_CPU_INTEL, 6, 0, 0, 2.0, ICL_BLIS_KEEP},   /* never skx without AVX-512 */
+        {ICL_CPU_INTEL, 6, 0, 1, -1, ICL_BLIS_KEEP},    /* AMX but AVX-512 off: still not */
+        {ICL_CPU_INTEL, 6, 1, 1, -1, ICL_BLIS_SKX},     /* Sapphire Rapids+: no measuring */
+        {ICL_CPU_INTEL, 6, 1, 1, 1.0, ICL_BLIS_SKX},    /* ... whatever a busy host showed */
+        {ICL_CPU_INTEL, 6, 1, 0, -1, ICL_BLIS_MEASURE}, /* Skylake-SP..Ice Lake: measure */
+        {ICL_CPU_INTEL, 6, 1, 0, 1.99, ICL_BLIS_SKX},   /* two 512-bit FMA units */
+        {ICL_CPU_INTEL, 6, 1, 0, 1.6, ICL_BLIS_SKX},
+        {ICL_CPU_INTEL, 6, 1, 0, 1.59, ICL_BLIS_KEEP},
+        {ICL_CPU_INTEL, 6, 1, 0, 1.0, ICL_BLIS_KEEP},   /* one unit: BLIS's choice */
+        {ICL_CPU_AMD, 0x1a, 1, 0, -1, ICL_BLIS_SKX},    /* Zen 5: unknown to BLIS 0.9.0 */
+        {ICL_CPU_AMD, 0x1a, 1, 0, 1.0, ICL_BLIS_SKX},   /* no measuring on AMD */
+        {ICL_CPU_AMD, 0x1a, 0, 0, -1, ICL_BLIS_KEEP},   /* AVX-512 disabled */
+        {ICL_CPU_AMD, 0x19, 1, 0, -1, ICL_BLIS_KEEP},   /* Zen 4: BLIS's zen3 */
+        {ICL_CPU_AMD, 0x17, 0, 0, -1, ICL_BLIS_KEEP},   /* Zen 1/2 */
+        {ICL_CPU_OTHER, 6, 1, 0, 2.0, ICL_BLIS_KEEP},   /* another vendor: BLIS's choice */
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        icl_cpu_facts c = {.vendor = t[i].vendor, .family = t[i].family, .avx512 = t[i].avx512, .amx = t[i].amx};
+        int got = icl_blis_choose(&c, t[i].ratio);
+        if (got != t[i].want)
+            fail_msg("case %zu: got %d, want %d", i, got, t[i].want);
+    }
+}
+
+/* icl_cpu_probe against the kernel's /proc/cpuinfo, and icl_fma512_ratio's
+ * range and cost. */
+static void cpu_probe_and_fma_ratio(void **state)
+{
+    (void)state;
+    icl_cpu_facts c;
+    icl_cpu_probe(&c);
+    __builtin_cpu_init();
+    int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    assert_int_equal(c.avx512, avx512);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[8192];
+        int seen_vendor = 0, seen_family = 0, seen_flags = 0;
+        while (fgets(line, sizeof line, f)) {
+            unsigned fam;
+            if (!seen_vendor && strncmp(line, "vendor_id", 9) == 0) {
+                seen_vendor = 1;
+                int want = strstr(line, "GenuineIntel") ? ICL_CPU_INTEL
+                           : strstr(line, "AuthenticAMD") ? ICL_CPU_AMD
+                                                          : ICL_CPU_OTHER;
+                assert_int_equal(c.vendor, want);
+            } else if (!seen_family && sscanf(line, "cpu family : %u", &fam) == 1) {
+                seen_family = 1;
+                assert_int_equal(c.family, fam);
+            } else if (!seen_flags && strncmp(line, "flags", 5) == 0) {
+                seen_flags = 1;
+                assert_int_equal(c.amx, strstr(line, " amx_tile") != NULL);
+            }
+        }
+        fclose(f);
+    }
+    if (!avx512) {
+        assert_true(icl_fma512_ratio() < 0);
+        return;
+    }
+    double t0 = icl_now(), r = icl_fma512_ratio(), dt = icl_now() - t0;
+    /* 16 floats per zmm FMA against 8 per ymm one: 2.0 at most (with rounding
+     * of the clock), ~1.0 with one unit or a throttled one; never 0. */
+    assert_true(r > 0.3 && r < 2.3);
+    /* 0.4 ms budget plus one round; generous for a preempted process */
+    assert_true(dt < 0.05);
 }
 
 int main(void)
@@ -156,6 +243,8 @@ int main(void)
         cmocka_unit_test(bad_line_is_named),
         cmocka_unit_test(numbers_parse_strictly),
         cmocka_unit_test(blis_kernels_reported),
+        cmocka_unit_test(blis_choice_table),
+        cmocka_unit_test(cpu_probe_and_fma_ratio),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
