@@ -613,6 +613,105 @@ amx_block(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float
         }
 }
 #undef AMX_CHUNK
+
+/* Two A tiles (rows 0-15 and 16-31, tmm4 and tmm5) by two B tiles
+ * (columns 16 v0 .. 16 v0 + 31 of the panel, tmm6 and tmm7): sums
+ * (rows 0-15, 16-31) x (columns v0, v0 + 1) in tmm0, tmm1, tmm2, tmm3. */
+#define AMX_CHUNK2(a0, a1, sa0, sa1, b, sb)                                                                          \
+    do {                                                                                                             \
+        _tile_loadd(4, (a0), (sa0));                                                                                 \
+        _tile_loadd(6, (b), (sb));                                                                                   \
+        _tile_loadd(7, (b) + 32, (sb));                                                                              \
+        _tile_dpbf16ps(0, 4, 6);                                                                                     \
+        _tile_loadd(5, (a1), (sa1));                                                                                 \
+        _tile_dpbf16ps(1, 4, 7);                                                                                     \
+        _tile_dpbf16ps(2, 5, 6);                                                                                     \
+        _tile_dpbf16ps(3, 5, 7);                                                                                     \
+    } while (0)
+
+/* As amx_block for AMR < mr <= 2 AMR rows: the panel in two halves of 32
+ * columns, each a 2 x 2 block of tiles (half the B traffic per product of
+ * amx_block's 1 x 4); rows beyond mr through a zero-padded copy.  Each sum
+ * is the same sequence of TDPBF16PS as amx_block's: the same bits. */
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16"))) static void
+amx_block2(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt, int nc,
+           const float *bias, float beta)
+{
+    _Alignas(64) float o[2 * AMR][PNR];
+    _Alignas(64) uint16_t ab[AMR][32], at[2 * AMR][32];
+    _Alignas(64) uint16_t bb[16][2 * PNR];
+    const int full = Kp / 32, rem = Kp % 32, m1 = mr - AMR; /* rows of the second A tile */
+    const long sa = lda * 2, sb = 2 * PNR * 2;
+    const uint16_t *A1 = A + (size_t)AMR * lda;
+    if (!yt)
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nc; v += 16)
+                __builtin_prefetch(y + (size_t)i * ldy + v, 1, 3);
+    if (rem) { /* the last chunk's operands, zero-padded */
+        memset(at, 0, sizeof at);
+        memset(bb, 0, sizeof bb);
+        for (int i = 0; i < mr; i++)
+            memcpy(at[i], A + (size_t)i * lda + 32 * full, (size_t)rem * 2);
+        memcpy(bb, Pp + (size_t)full * 32 * PNR, (size_t)rem / 2 * 2 * PNR * 2);
+    }
+    memset(ab, 0, sizeof ab);
+    __asm__ volatile("" ::: "memory"); /* the tile intrinsics name no memory operands */
+    for (int h = 0; h < (nc > 32 ? 2 : 1); h++) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        const uint16_t *Ph = Pp + 64 * h;
+        if (m1 == AMR) {
+            for (int c = 0; c < full; c++)
+                AMX_CHUNK2(A + 32 * c, A1 + 32 * c, sa, sa, Ph + (size_t)c * 32 * PNR, sb);
+        } else {
+            for (int c = 0; c < full; c++) {
+                for (int i = 0; i < m1; i++)
+                    memcpy(ab[i], A1 + (size_t)i * lda + 32 * c, 64);
+                __asm__ volatile("" ::: "memory");
+                AMX_CHUNK2(A + 32 * c, ab[0], sa, 64, Ph + (size_t)c * 32 * PNR, sb);
+                __asm__ volatile("" ::: "memory");
+            }
+        }
+        if (rem)
+            AMX_CHUNK2(at[0], at[AMR], 64, 64, bb[0] + 64 * h, sb);
+        _tile_stored(0, o[0] + 32 * h, PNR * 4);
+        _tile_stored(1, o[0] + 32 * h + 16, PNR * 4);
+        _tile_stored(2, o[AMR] + 32 * h, PNR * 4);
+        _tile_stored(3, o[AMR] + 32 * h + 16, PNR * 4);
+    }
+    __asm__ volatile("" ::: "memory");
+    if (yt) {
+        put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
+        return;
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) { /* micro_native's epilogue */
+            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
+            if (!n)
+                break;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            float *yo = y + (size_t)i * ldy + 16 * v;
+            __m512 t = _mm512_load_ps(o[i] + 16 * v);
+            if (bias)
+                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+            if (beta != 0.0f)
+                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+            _mm512_mask_storeu_ps(yo, m, t);
+        }
+}
+#undef AMX_CHUNK2
+
+/* mr <= 2 AMR rows by one panel: amx_block2, or amx_block for up to AMR. */
+static void amx_rows(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt,
+                     int nc, const float *bias, float beta)
+{
+    if (mr > AMR)
+        amx_block2(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
+    else
+        amx_block(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
+}
 #endif
 
 static inline float ftz(float x) { return fabsf(x) < 1.17549435e-38f ? copysignf(0.0f, x) : x; }
@@ -670,7 +769,7 @@ static int rows_per_block(int M, int N, int Kp, int unit, int *rowmajor)
 static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const uint16_t *P, const float *bias,
                       float *y, long ldy, int yt, float beta, int nt)
 {
-    int am = use_amx(), nat = use_native(), step = am ? AMR : PMR;
+    int am = use_amx(), nat = use_native(), step = am ? 2 * AMR : PMR;
     int rowmajor, np = (N + PNR - 1) / PNR, mc = rows_per_block(M, N, Kp, step, &rowmajor), nmb = (M + mc - 1) / mc;
     long items = (long)np * nmb;
     if ((double)M * N * (Kp ? Kp : 1) < 65536.0 || items < 2)
@@ -692,7 +791,7 @@ static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const u
                 float *yo = yt ? y + (size_t)j0 * ldy + i : y + (size_t)i * ldy + j0;
 #if BF_AMX
                 if (am) {
-                    amx_block(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+                    amx_rows(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
                     continue;
                 }
 #endif
@@ -899,7 +998,7 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
     if (!A)
         return -1;
     round_rows(x, ldx, M, K, A, nt);
-    int nat = use_native(), am = use_amx(), step = am ? AMR : PMR;
+    int nat = use_native(), am = use_amx(), step = am ? 2 * AMR : PMR;
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -928,7 +1027,7 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
                     float *yo = y + (size_t)i * ldy + j0;
 #if BF_AMX
                     if (am) {
-                        amx_block(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);
+                        amx_rows(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);
                         continue;
                     }
 #endif

@@ -83,8 +83,9 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
  * give the same bits (up to sums that round to the smallest normal float).
  * Error bound per output: the one at the top of this file.
  *
- * The AMX-BF16 path (icl_bf16_amx) computes 16 rows of x by one panel at
- * a time in four 16 x 16 float32 tiles; every y[m, n] is, starting from a
+ * The AMX-BF16 path (icl_bf16_amx) computes 32 rows of x by 32 columns
+ * of a panel at a time in four 16 x 16 float32 tiles (16 rows by the whole
+ * panel for the last rows of a block); every y[m, n] is, starting from a
  * zero tile, one TDPBF16PS per chunk of 32 k (16 pairs) in k order, the
  * last chunk zero-padded (zero columns of x, zero pairs of B), then
  * + bias, then + beta y as above: the same operands and operations for

@@ -141,7 +141,7 @@ static float *check_packed(int M, int N, int K, int kn, int nt, int with_bias, f
 static void packed(void **state)
 {
     (void)state;
-    static const int Ms[] = {1, 5, 6, 7, 97}, Ns[] = {1, 63, 64, 65, 130}, Ks[] = {1, 2, 33, 576};
+    static const int Ms[] = {1, 5, 6, 7, 113}, Ns[] = {1, 63, 64, 65, 130}, Ks[] = {1, 2, 33, 576};
     int cnt = 0;
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
@@ -208,7 +208,7 @@ static float *check_tn(int M, int N, int T, int ctrans, int nt, const float *vs)
 static void weight_grads(void **state)
 {
     (void)state;
-    static const int Ms[] = {1, 7, 70}, Ns[] = {3, 64, 100}, Ts[] = {1, 2, 31, 300};
+    static const int Ms[] = {1, 7, 90}, Ns[] = {3, 64, 100}, Ts[] = {1, 2, 31, 300};
     int cnt = 0;
     for (size_t x = 0; x < sizeof Ms / sizeof *Ms; x++)
         for (size_t y = 0; y < sizeof Ns / sizeof *Ns; y++)
