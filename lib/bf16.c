@@ -701,7 +701,80 @@ amx_block2(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, floa
             _mm512_mask_storeu_ps(yo, m, t);
         }
 }
-#undef AMX_CHUNK2
+
+/* ---- K blocks: when a panel's K is long (the head's input gradient: K =
+ * vocabulary), the blocks above stream the whole panel and their rows of A
+ * past the core once per 32 rows, from memory.  amx_item then runs the
+ * chunks in blocks of kblock (KBC: 2048 k, 256 KB of the panel and 96 rows
+ * x 4 KB of A, within L2) for every 32 rows before the next block, the
+ * sums kept in memory between blocks: float32 stored and loaded exactly,
+ * the same TDPBF16PS sequence per sum, so the same bits as amx_rows. */
+#define KBC 64
+#define AMX_IR 96 /* rows of an item whose sums stay in memory */
+static int kblock = KBC;
+
+void icl_bf16_set_amx_kblock(int chunks) { kblock = chunks > 0 ? chunks : KBC; }
+
+/* Chunks c0 .. c1-1 (and the zero-padded last one when dorem) of mr <= 2 AMR
+ * rows of A by columns 0 .. 32 nh - 1 of the panel, into the sums o (row
+ * stride PNR): from zero tiles when first, else from o. */
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16"))) static void
+amx_part(int mr, int c0, int c1, int dorem, int first, int nh, int Kp, const uint16_t *A, long lda, const uint16_t *Pp,
+         float (*o)[PNR])
+{
+    _Alignas(64) uint16_t ab[AMR][32], z[AMR][32], at[2 * AMR][32];
+    _Alignas(64) uint16_t bb[16][2 * PNR];
+    const int full = Kp / 32, rem = Kp % 32, m0 = mr < AMR ? mr : AMR, m1 = mr - AMR;
+    const long sa = lda * 2, sb = 2 * PNR * 2;
+    memset(z, 0, sizeof z);
+    if (dorem) {
+        memset(at, 0, sizeof at);
+        memset(bb, 0, sizeof bb);
+        for (int i = 0; i < mr; i++)
+            memcpy(at[i], A + (size_t)i * lda + 32 * full, (size_t)rem * 2);
+        memcpy(bb, Pp + (size_t)full * 32 * PNR, (size_t)rem / 2 * 2 * PNR * 2);
+    }
+    memset(ab, 0, sizeof ab);
+    __asm__ volatile("" ::: "memory"); /* the tile intrinsics name no memory operands */
+    for (int h = 0; h < nh; h++) {
+        if (first) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+        } else {
+            _tile_loadd(0, o[0] + 32 * h, PNR * 4);
+            _tile_loadd(1, o[0] + 32 * h + 16, PNR * 4);
+            _tile_loadd(2, o[AMR] + 32 * h, PNR * 4);
+            _tile_loadd(3, o[AMR] + 32 * h + 16, PNR * 4);
+        }
+        const uint16_t *Ph = Pp + 64 * h;
+        for (int c = c0; c < c1; c++) {
+            /* rows 0-15: A itself when all there; rows 16-31: A, a copy, or zeros */
+            const uint16_t *a0 = A + 32 * c, *a1 = A + (size_t)AMR * lda + 32 * c;
+            long s0 = sa, s1 = sa;
+            if (m0 < AMR) {
+                for (int i = 0; i < m0; i++)
+                    memcpy(ab[i], A + (size_t)i * lda + 32 * c, 64);
+                a0 = ab[0], s0 = 64, a1 = z[0], s1 = 64;
+            } else if (m1 < AMR) {
+                for (int i = 0; i < m1; i++)
+                    memcpy(ab[i], A + (size_t)(AMR + i) * lda + 32 * c, 64);
+                a1 = ab[0], s1 = 64;
+            }
+            __asm__ volatile("" ::: "memory");
+            AMX_CHUNK2(a0, a1, s0, s1, Ph + (size_t)c * 32 * PNR, sb);
+            __asm__ volatile("" ::: "memory");
+        }
+        if (dorem)
+            AMX_CHUNK2(at[0], at[AMR], 64, 64, bb[0] + 64 * h, sb);
+        _tile_stored(0, o[0] + 32 * h, PNR * 4);
+        _tile_stored(1, o[0] + 32 * h + 16, PNR * 4);
+        _tile_stored(2, o[AMR] + 32 * h, PNR * 4);
+        _tile_stored(3, o[AMR] + 32 * h + 16, PNR * 4);
+    }
+    __asm__ volatile("" ::: "memory");
+}
 
 /* mr <= 2 AMR rows by one panel: amx_block2, or amx_block for up to AMR. */
 static void amx_rows(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt,
@@ -711,6 +784,35 @@ static void amx_rows(int mr, int Kp, const uint16_t *A, long lda, const uint16_t
         amx_block2(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
     else
         amx_block(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
+}
+
+/* y (+)= mr rows of A by one panel (+ bias), as amx_rows on every 2 AMR
+ * rows; in K blocks (above) when the panel has more than kblock chunks. */
+static void amx_item(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt,
+                     int nc, const float *bias, float beta)
+{
+    const int full = Kp / 32, kb = kblock;
+    if (full <= kb) {
+        for (int i = 0; i < mr; i += 2 * AMR) {
+            float *yo = yt ? y + i : y + (size_t)i * ldy;
+            amx_rows(mr - i < 2 * AMR ? mr - i : 2 * AMR, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bias, beta);
+        }
+        return;
+    }
+    _Alignas(64) float o[AMX_IR][PNR];
+    const int nkb = (full + kb - 1) / kb, nh = nc > 32 ? 2 : 1;
+    for (int g = 0; g < mr; g += AMX_IR) {
+        int gm = mr - g < AMX_IR ? mr - g : AMX_IR;
+        const uint16_t *Ag = A + (size_t)g * lda;
+        for (int b = 0; b < nkb; b++) {
+            int c0 = b * kb, c1 = c0 + kb < full ? c0 + kb : full;
+            for (int i = 0; i < gm; i += 2 * AMR)
+                amx_part(gm - i < 2 * AMR ? gm - i : 2 * AMR, c0, c1, b == nkb - 1 && Kp % 32, b == 0, nh, Kp,
+                         Ag + (size_t)i * lda, lda, Pp, o + i);
+        }
+        float *yo = yt ? y + g : y + (size_t)g * ldy;
+        put_micro(yo, ldy, yt, gm, nc, (const float(*)[PNR])o, bias, beta);
+    }
 }
 #endif
 
@@ -786,15 +888,16 @@ static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const u
             int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < mc ? M : i0 + mc;
             const uint16_t *Pp = P + (size_t)jp * PNR * Kp;
             const float *bj = bias ? bias + j0 : NULL;
+#if BF_AMX
+            if (am) {
+                float *yo = yt ? y + (size_t)j0 * ldy + i0 : y + (size_t)i0 * ldy + j0;
+                amx_item(ie - i0, Kp, A + (size_t)i0 * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+                continue;
+            }
+#endif
             for (int i = i0; i < ie; i += step) {
                 int mr = ie - i < step ? ie - i : step;
                 float *yo = yt ? y + (size_t)j0 * ldy + i : y + (size_t)i * ldy + j0;
-#if BF_AMX
-                if (am) {
-                    amx_rows(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
-                    continue;
-                }
-#endif
 #if BF_X86
                 if (nat) {
                     micro_any(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
@@ -1022,15 +1125,15 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
                 int j0 = (jp0 + q) * PNR, nc = N - j0 < PNR ? N - j0 : PNR;
                 const uint16_t *Pp = pan + (size_t)q * PNR * Ka;
                 const float *bj = bias ? bias + j0 : NULL;
+#if BF_AMX
+                if (am) {
+                    amx_item(re - r0, Kp, A + (size_t)r0 * Ka, Ka, Pp, y + (size_t)r0 * ldy + j0, ldy, 0, nc, bj, beta);
+                    continue;
+                }
+#endif
                 for (int i = r0; i < re; i += step) {
                     int mr = re - i < step ? re - i : step;
                     float *yo = y + (size_t)i * ldy + j0;
-#if BF_AMX
-                    if (am) {
-                        amx_rows(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);
-                        continue;
-                    }
-#endif
 #if BF_X86
                     if (nat) {
                         micro_any(mr, Kp, A + (size_t)i * Ka, Ka, Pp, yo, ldy, 0, nc, bj, beta);

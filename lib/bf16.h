@@ -49,6 +49,12 @@ enum { ICL_BF16_BEST = 0, ICL_BF16_PORTABLE = 1, ICL_BF16_NO_AMX = 2 };
 void icl_bf16_force_path(int path);
 /* icl_bf16_force_path(force ? ICL_BF16_PORTABLE : ICL_BF16_BEST). */
 void icl_bf16_force_portable(int force);
+/* The AMX path's K blocks (see the packed products): a panel of more than
+ * chunks x 32 rows of K is multiplied chunks x 32 at a time across the rows
+ * of a work item, the sums kept in memory between blocks (the same bits as
+ * unblocked).  chunks <= 0: the default, 64 (2048 k).  For tests; not
+ * thread-safe. */
+void icl_bf16_set_amx_kblock(int chunks);
 
 /* out[i] = x[i] rounded to bf16 (as vcvtneps2bf16: nearest even, denormals
  * to zero; safetensors.h's icl_f32_to_bf16, for storage, keeps denormals). */
@@ -87,7 +93,9 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
  * of a panel at a time in four 16 x 16 float32 tiles (16 rows by the whole
  * panel for the last rows of a block); every y[m, n] is, starting from a
  * zero tile, one TDPBF16PS per chunk of 32 k (16 pairs) in k order, the
- * last chunk zero-padded (zero columns of x, zero pairs of B), then
+ * last chunk zero-padded (zero columns of x, zero pairs of B; a K over
+ * 2048 goes in blocks of 2048 across the rows of a work item, the sums
+ * stored to memory and loaded back between blocks, exactly), then
  * + bias, then + beta y as above: the same operands and operations for
  * each output whatever M, N, the tiling and the thread count, so results
  * stay batch-invariant and thread-count independent.  Inside one

@@ -12,7 +12,8 @@
  *  - where the CPU and OS allow AMX-BF16 (else skipped, saying so): the
  *    AMX path within the same bounds, rows independent of M and the thread
  *    count, and within the float32 summation bound of the AVX512-BF16
- *    path's results (each is, so the two are within twice that);
+ *    path's results (each is, so the two are within twice that); its K
+ *    blocks (long K) give the bits of unblocked sums;
  *  - whole models (tiny Llama and GPT-2 fixtures, Conv1D included): the
  *    loss and every gradient of a bf16 forward + backward against float32's
  *    (themselves checked against transformers and finite differences in
@@ -229,6 +230,36 @@ static void weight_grads(void **state)
     icl_bf16_release_scratch();
 }
 
+/* The AMX path's K blocks (icl_bf16_set_amx_kblock): a long K multiplied
+ * in blocks of 64 (the default) or 3 chunks of 32 gives the bits of the
+ * unblocked sums, within the bounds (K odd, partial last chunk and block,
+ * rows beyond a multiple of 32, transposed output). */
+static void amx_kblocks(void **state)
+{
+    (void)state;
+    if (!have_amx())
+        return;
+    static const int Ms[] = {40, 97}, Ks[] = {2100, 4097}, kb[3] = {1000, 0, 3};
+    for (int c = 0; c < 2; c++) {
+        uint64_t seed = st;
+        float *y[3], *w[3];
+        for (int q = 0; q < 3; q++) {
+            icl_bf16_set_amx_kblock(kb[q]);
+            st = seed;
+            y[q] = check_packed(Ms[c], 70, Ks[c], c, 1 + c, c, c ? 1.0f : 0.0f, NULL);
+            w[q] = check_tn(Ms[c], 70, Ks[c], c, 2 - c, NULL);
+        }
+        icl_bf16_set_amx_kblock(0);
+        for (int q = 1; q < 3; q++) {
+            assert_memory_equal(y[0], y[q], sizeof(float) * Ms[c] * 71);
+            assert_memory_equal(w[0], w[q], sizeof(float) * (c ? 70 : Ms[c]) * ((c ? Ms[c] : 70) + 2));
+        }
+        for (int q = 0; q < 3; q++)
+            free(y[q]), free(w[q]);
+    }
+    icl_bf16_release_scratch();
+}
+
 /* ---------------------------------------------------------------- whole models */
 
 static icl_model *load(const char *name)
@@ -346,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(packed),
         cmocka_unit_test(weight_grads),
+        cmocka_unit_test(amx_kblocks),
         cmocka_unit_test(models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
