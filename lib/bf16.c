@@ -74,6 +74,12 @@ int icl_bf16_amx(void)
     return a;
 }
 
+/* The AMX path's K block, in chunks of 32 k (see amx_item). */
+#define KBC 64
+static int kblock = KBC;
+
+void icl_bf16_set_amx_kblock(int chunks) { kblock = chunks > 0 ? chunks : KBC; }
+
 static int use_native(void) { return icl_bf16_native() && forced != ICL_BF16_PORTABLE; }
 static int use_amx(void) { return use_native() && forced == ICL_BF16_BEST && icl_bf16_amx(); }
 
@@ -299,6 +305,7 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
 #define PNR 64 /* columns per panel: 4 vectors of 16 float32 sums */
 #define PMR 6  /* rows of x per micro-tile: 6 x 4 = 24 accumulators */
 #define PMB 96 /* rows of x per work item (16 micro-tiles) */
+#define AMR 16 /* rows of an AMX tile (the AMX path: blocks of 2 AMR rows) */
 
 static inline int kpad(int K) { return K > 0 ? (K + 1) & ~1 : 0; }
 
@@ -503,7 +510,6 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void micro_any(int
  * tmm5-7 (16 pairs x 16 columns: the panel's pair rows, 64 bytes of each,
  * stride 2 PNR bf16).  Every sum: one TDPBF16PS per chunk of 32 k, in k
  * order from a zero tile, the last chunk zero-padded (bf16.h). */
-#define AMR 16
 
 /* The palette-1 tile configuration: tiles 0-7 all 16 rows of 64 bytes. */
 typedef struct {
@@ -709,11 +715,7 @@ amx_block2(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, floa
  * x 4 KB of A, within L2) for every 32 rows before the next block, the
  * sums kept in memory between blocks: float32 stored and loaded exactly,
  * the same TDPBF16PS sequence per sum, so the same bits as amx_rows. */
-#define KBC 64
 #define AMX_IR 96 /* rows of an item whose sums stay in memory */
-static int kblock = KBC;
-
-void icl_bf16_set_amx_kblock(int chunks) { kblock = chunks > 0 ? chunks : KBC; }
 
 /* Chunks c0 .. c1-1 (and the zero-padded last one when dorem) of mr <= 2 AMR
  * rows of A by columns 0 .. 32 nh - 1 of the panel, into the sums o (row
