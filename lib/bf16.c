@@ -16,7 +16,7 @@
 #define BF_X86 0
 #endif
 
-static int native = -1, forced;
+static int native = -1, amx = -1, forced;
 
 int icl_bf16_native(void)
 {
@@ -34,13 +34,65 @@ int icl_bf16_native(void)
     return n;
 }
 
-static int use_native(void) { return icl_bf16_native() && !forced; }
+#if BF_X86 && defined(__linux__)
+#define BF_AMX 1
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ARCH_REQ_XCOMP_PERM 0x1023 /* <asm/prctl.h>, Linux 5.16 */
+#define XFEATURE_XTILEDATA 18
+#else
+#define BF_AMX 0
+#endif
 
-void icl_bf16_force_portable(int force) { forced = force != 0; }
+/* AMX-BF16 usable: CPUID.(7,0):EDX bit 22 (AMX-BF16) and 24 (AMX-TILE),
+ * the OS enabling the tile state in XCR0 (bits 17 XTILECFG, 18 XTILEDATA,
+ * read with xgetbv once CPUID.1:ECX.OSXSAVE says it may be), and Linux
+ * granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM;
+ * Documentation/arch/x86/xstate.rst), asked once.  Also needs the
+ * AVX512-BF16 path (the conversions and epilogues).  ICL_BF16_AMX=0 in the
+ * environment turns it off (for comparisons). */
+int icl_bf16_amx(void)
+{
+    int a = __atomic_load_n(&amx, __ATOMIC_ACQUIRE);
+    if (a < 0) {
+        a = 0;
+#if BF_AMX
+        unsigned eax, ebx, ecx, edx;
+        const char *e = getenv("ICL_BF16_AMX");
+        if (icl_bf16_native() && !(e && e[0] == '0') && __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
+            (ecx >> 27 & 1) && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) &&
+            (edx >> 24 & 1)) {
+            unsigned lo, hi;
+            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+            if ((lo >> 17 & 3) == 3 && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
+                a = 1;
+        }
+#endif
+        __atomic_store_n(&amx, a, __ATOMIC_RELEASE);
+    }
+    return a;
+}
+
+/* The AMX path's K block, in chunks of 32 k (see amx_item). */
+#define KBC 64
+static int kblock = KBC;
+
+void icl_bf16_set_amx_kblock(int chunks) { kblock = chunks > 0 ? chunks : KBC; }
+
+static int use_native(void) { return icl_bf16_native() && forced != ICL_BF16_PORTABLE; }
+static int use_amx(void) { return use_native() && forced == ICL_BF16_BEST && icl_bf16_amx(); }
+
+void icl_bf16_force_path(int path) { forced = path; }
+
+void icl_bf16_force_portable(int force) { forced = force ? ICL_BF16_PORTABLE : ICL_BF16_BEST; }
 
 const char *icl_bf16_path_name(void)
 {
-    return use_native() ? "avx512bf16" : icl_bf16_native() ? "portable (forced)" : "portable (this CPU lacks AVX512-BF16)";
+    return use_amx()            ? "amx-bf16"
+           : use_native()       ? "avx512bf16"
+           : icl_bf16_native() ? "portable (forced)"
+                                : "portable (this CPU lacks AVX512-BF16)";
 }
 
 /* ---------------------------------------------------------------- conversions */
@@ -253,6 +305,7 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
 #define PNR 64 /* columns per panel: 4 vectors of 16 float32 sums */
 #define PMR 6  /* rows of x per micro-tile: 6 x 4 = 24 accumulators */
 #define PMB 96 /* rows of x per work item (16 micro-tiles) */
+#define AMR 16 /* rows of an AMX tile (the AMX path: blocks of 2 AMR rows) */
 
 static inline int kpad(int K) { return K > 0 ? (K + 1) & ~1 : 0; }
 
@@ -368,8 +421,8 @@ int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, i
 
 /* The epilogue of a micro-tile: o[i][j] (i < mr, j < nc) + bias into y
  * (beta 0: overwrite, else add), or into y^T (yt: element (i, j) at
- * y[j ldy + i]). */
-static inline void put_micro(float *y, long ldy, int yt, int mr, int nc, float o[PMR][PNR], const float *bias,
+ * y[j ldy + i]).  o: mr rows of PNR. */
+static inline void put_micro(float *y, long ldy, int yt, int mr, int nc, const float (*o)[PNR], const float *bias,
                              float beta)
 {
     for (int i = 0; i < mr; i++)
@@ -432,7 +485,7 @@ micro_native(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, fl
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < 4; v++)
             _mm512_storeu_ps(o[i] + 16 * v, acc[i][v]);
-    put_micro(y, ldy, yt, mr, nc, o, bias, beta);
+    put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void micro_any(int mr, int Kp, const uint16_t *A,
@@ -447,6 +500,320 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void micro_any(int
     case 4: micro_native(4, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
     case 5: micro_native(5, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
     default: micro_native(6, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta); break;
+    }
+}
+#endif
+
+#if BF_AMX
+/* ---- AMX-BF16: blocks of AMR rows of A by one panel, four 16 x 16
+ * float32 tiles of sums (tmm0-3), A in tmm4 (16 rows x 32 bf16), B in
+ * tmm5-7 (16 pairs x 16 columns: the panel's pair rows, 64 bytes of each,
+ * stride 2 PNR bf16).  Every sum: one TDPBF16PS per chunk of 32 k, in k
+ * order from a zero tile, the last chunk zero-padded (bf16.h). */
+
+/* The palette-1 tile configuration: tiles 0-7 all 16 rows of 64 bytes. */
+typedef struct {
+    uint8_t palette, start_row, rsv[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} amx_cfg;
+
+/* Loads the tile configuration on the calling thread (ldtilecfg): before
+ * its first amx_block; amx_end releases the tiles (tilerelease). */
+__attribute__((target("amx-tile"))) static void amx_begin(void)
+{
+    _Alignas(64) amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++)
+        c.rows[t] = 16, c.colsb[t] = 64;
+    __asm__ volatile("" ::: "memory"); /* the intrinsic names 8 bytes of c as its operand */
+    _tile_loadconfig(&c);
+}
+
+__attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release(); }
+
+/* One chunk: A tile from a (byte stride sa), the 4 B tiles from b (byte
+ * stride sb), into the 4 sums. */
+#define AMX_CHUNK(a, sa, b, sb)                                                                                      \
+    do {                                                                                                             \
+        _tile_loadd(4, (a), (sa));                                                                                   \
+        _tile_loadd(5, (b), (sb));                                                                                   \
+        _tile_loadd(6, (b) + 32, (sb));                                                                              \
+        _tile_dpbf16ps(0, 4, 5);                                                                                     \
+        _tile_loadd(7, (b) + 64, (sb));                                                                              \
+        _tile_dpbf16ps(1, 4, 6);                                                                                     \
+        _tile_loadd(5, (b) + 96, (sb));                                                                              \
+        _tile_dpbf16ps(2, 4, 7);                                                                                     \
+        _tile_dpbf16ps(3, 4, 5);                                                                                     \
+    } while (0)
+
+/* As micro_native, for mr <= AMR rows of A (bf16, stride lda, padded to Kp
+ * with zero) times one packed panel, with the tiles configured (amx_begin)
+ * on this thread.  Fewer than AMR rows, and the last chunk when Kp is not
+ * a multiple of 32, go through zero-padded copies (the sums of the rows
+ * that exist do not change: rows of a tile product are independent, and
+ * the padding adds exact zeros). */
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16"))) static void
+amx_block(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt, int nc,
+          const float *bias, float beta)
+{
+    _Alignas(64) float o[AMR][PNR];
+    _Alignas(64) uint16_t ab[AMR][32];
+    _Alignas(64) uint16_t bb[16][2 * PNR];
+    const int full = Kp / 32, rem = Kp % 32;
+    const long sa = lda * 2, sb = 2 * PNR * 2;
+    if (!yt)
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nc; v += 16)
+                __builtin_prefetch(y + (size_t)i * ldy + v, 1, 3);
+    __asm__ volatile("" ::: "memory"); /* the tile intrinsics name no memory operands */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    if (mr == AMR) {
+        for (int c = 0; c < full; c++)
+            AMX_CHUNK(A + 32 * c, sa, Pp + (size_t)c * 32 * PNR, sb);
+    } else {
+        memset(ab, 0, sizeof ab);
+        for (int c = 0; c < full; c++) {
+            for (int i = 0; i < mr; i++)
+                memcpy(ab[i], A + (size_t)i * lda + 32 * c, 64);
+            __asm__ volatile("" ::: "memory");
+            AMX_CHUNK(ab[0], 64, Pp + (size_t)c * 32 * PNR, sb);
+            __asm__ volatile("" ::: "memory");
+        }
+    }
+    if (rem) {
+        memset(ab, 0, sizeof ab);
+        memset(bb, 0, sizeof bb);
+        for (int i = 0; i < mr; i++)
+            memcpy(ab[i], A + (size_t)i * lda + 32 * full, (size_t)rem * 2);
+        memcpy(bb, Pp + (size_t)full * 32 * PNR, (size_t)rem / 2 * 2 * PNR * 2);
+        __asm__ volatile("" ::: "memory");
+        AMX_CHUNK(ab[0], 64, bb[0], sb);
+    }
+    _tile_stored(0, o[0], PNR * 4);
+    _tile_stored(1, o[0] + 16, PNR * 4);
+    _tile_stored(2, o[0] + 32, PNR * 4);
+    _tile_stored(3, o[0] + 48, PNR * 4);
+    __asm__ volatile("" ::: "memory");
+    if (yt) {
+        put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
+        return;
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) { /* micro_native's epilogue */
+            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
+            if (!n)
+                break;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            float *yo = y + (size_t)i * ldy + 16 * v;
+            __m512 t = _mm512_load_ps(o[i] + 16 * v);
+            if (bias)
+                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+            if (beta != 0.0f)
+                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+            _mm512_mask_storeu_ps(yo, m, t);
+        }
+}
+#undef AMX_CHUNK
+
+/* Two A tiles (rows 0-15 and 16-31, tmm4 and tmm5) by two B tiles
+ * (columns 16 v0 .. 16 v0 + 31 of the panel, tmm6 and tmm7): sums
+ * (rows 0-15, 16-31) x (columns v0, v0 + 1) in tmm0, tmm1, tmm2, tmm3. */
+#define AMX_CHUNK2(a0, a1, sa0, sa1, b, sb)                                                                          \
+    do {                                                                                                             \
+        _tile_loadd(4, (a0), (sa0));                                                                                 \
+        _tile_loadd(6, (b), (sb));                                                                                   \
+        _tile_loadd(7, (b) + 32, (sb));                                                                              \
+        _tile_dpbf16ps(0, 4, 6);                                                                                     \
+        _tile_loadd(5, (a1), (sa1));                                                                                 \
+        _tile_dpbf16ps(1, 4, 7);                                                                                     \
+        _tile_dpbf16ps(2, 5, 6);                                                                                     \
+        _tile_dpbf16ps(3, 5, 7);                                                                                     \
+    } while (0)
+
+/* As amx_block for AMR < mr <= 2 AMR rows: the panel in two halves of 32
+ * columns, each a 2 x 2 block of tiles (half the B traffic per product of
+ * amx_block's 1 x 4); rows beyond mr through a zero-padded copy.  Each sum
+ * is the same sequence of TDPBF16PS as amx_block's: the same bits. */
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16"))) static void
+amx_block2(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt, int nc,
+           const float *bias, float beta)
+{
+    _Alignas(64) float o[2 * AMR][PNR];
+    _Alignas(64) uint16_t ab[AMR][32], at[2 * AMR][32];
+    _Alignas(64) uint16_t bb[16][2 * PNR];
+    const int full = Kp / 32, rem = Kp % 32, m1 = mr - AMR; /* rows of the second A tile */
+    const long sa = lda * 2, sb = 2 * PNR * 2;
+    const uint16_t *A1 = A + (size_t)AMR * lda;
+    if (!yt)
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nc; v += 16)
+                __builtin_prefetch(y + (size_t)i * ldy + v, 1, 3);
+    if (rem) { /* the last chunk's operands, zero-padded */
+        memset(at, 0, sizeof at);
+        memset(bb, 0, sizeof bb);
+        for (int i = 0; i < mr; i++)
+            memcpy(at[i], A + (size_t)i * lda + 32 * full, (size_t)rem * 2);
+        memcpy(bb, Pp + (size_t)full * 32 * PNR, (size_t)rem / 2 * 2 * PNR * 2);
+    }
+    memset(ab, 0, sizeof ab);
+    __asm__ volatile("" ::: "memory"); /* the tile intrinsics name no memory operands */
+    for (int h = 0; h < (nc > 32 ? 2 : 1); h++) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        const uint16_t *Ph = Pp + 64 * h;
+        if (m1 == AMR) {
+            for (int c = 0; c < full; c++)
+                AMX_CHUNK2(A + 32 * c, A1 + 32 * c, sa, sa, Ph + (size_t)c * 32 * PNR, sb);
+        } else {
+            for (int c = 0; c < full; c++) {
+                for (int i = 0; i < m1; i++)
+                    memcpy(ab[i], A1 + (size_t)i * lda + 32 * c, 64);
+                __asm__ volatile("" ::: "memory");
+                AMX_CHUNK2(A + 32 * c, ab[0], sa, 64, Ph + (size_t)c * 32 * PNR, sb);
+                __asm__ volatile("" ::: "memory");
+            }
+        }
+        if (rem)
+            AMX_CHUNK2(at[0], at[AMR], 64, 64, bb[0] + 64 * h, sb);
+        _tile_stored(0, o[0] + 32 * h, PNR * 4);
+        _tile_stored(1, o[0] + 32 * h + 16, PNR * 4);
+        _tile_stored(2, o[AMR] + 32 * h, PNR * 4);
+        _tile_stored(3, o[AMR] + 32 * h + 16, PNR * 4);
+    }
+    __asm__ volatile("" ::: "memory");
+    if (yt) {
+        put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
+        return;
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) { /* micro_native's epilogue */
+            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
+            if (!n)
+                break;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            float *yo = y + (size_t)i * ldy + 16 * v;
+            __m512 t = _mm512_load_ps(o[i] + 16 * v);
+            if (bias)
+                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+            if (beta != 0.0f)
+                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+            _mm512_mask_storeu_ps(yo, m, t);
+        }
+}
+
+/* ---- K blocks: when a panel's K is long (the head's input gradient: K =
+ * vocabulary), the blocks above stream the whole panel and their rows of A
+ * past the core once per 32 rows, from memory.  amx_item then runs the
+ * chunks in blocks of kblock (KBC: 2048 k, 256 KB of the panel and 96 rows
+ * x 4 KB of A, within L2) for every 32 rows before the next block, the
+ * sums kept in memory between blocks: float32 stored and loaded exactly,
+ * the same TDPBF16PS sequence per sum, so the same bits as amx_rows. */
+#define AMX_IR 96 /* rows of an item whose sums stay in memory */
+
+/* Chunks c0 .. c1-1 (and the zero-padded last one when dorem) of mr <= 2 AMR
+ * rows of A by columns 0 .. 32 nh - 1 of the panel, into the sums o (row
+ * stride PNR): from zero tiles when first, else from o. */
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16"))) static void
+amx_part(int mr, int c0, int c1, int dorem, int first, int nh, int Kp, const uint16_t *A, long lda, const uint16_t *Pp,
+         float (*o)[PNR])
+{
+    _Alignas(64) uint16_t ab[AMR][32], z[AMR][32], at[2 * AMR][32];
+    _Alignas(64) uint16_t bb[16][2 * PNR];
+    const int full = Kp / 32, rem = Kp % 32, m0 = mr < AMR ? mr : AMR, m1 = mr - AMR;
+    const long sa = lda * 2, sb = 2 * PNR * 2;
+    memset(z, 0, sizeof z);
+    if (dorem) {
+        memset(at, 0, sizeof at);
+        memset(bb, 0, sizeof bb);
+        for (int i = 0; i < mr; i++)
+            memcpy(at[i], A + (size_t)i * lda + 32 * full, (size_t)rem * 2);
+        memcpy(bb, Pp + (size_t)full * 32 * PNR, (size_t)rem / 2 * 2 * PNR * 2);
+    }
+    memset(ab, 0, sizeof ab);
+    __asm__ volatile("" ::: "memory"); /* the tile intrinsics name no memory operands */
+    for (int h = 0; h < nh; h++) {
+        if (first) {
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+        } else {
+            _tile_loadd(0, o[0] + 32 * h, PNR * 4);
+            _tile_loadd(1, o[0] + 32 * h + 16, PNR * 4);
+            _tile_loadd(2, o[AMR] + 32 * h, PNR * 4);
+            _tile_loadd(3, o[AMR] + 32 * h + 16, PNR * 4);
+        }
+        const uint16_t *Ph = Pp + 64 * h;
+        for (int c = c0; c < c1; c++) {
+            /* rows 0-15: A itself when all there; rows 16-31: A, a copy, or zeros */
+            const uint16_t *a0 = A + 32 * c, *a1 = A + (size_t)AMR * lda + 32 * c;
+            long s0 = sa, s1 = sa;
+            if (m0 < AMR) {
+                for (int i = 0; i < m0; i++)
+                    memcpy(ab[i], A + (size_t)i * lda + 32 * c, 64);
+                a0 = ab[0], s0 = 64, a1 = z[0], s1 = 64;
+            } else if (m1 < AMR) {
+                for (int i = 0; i < m1; i++)
+                    memcpy(ab[i], A + (size_t)(AMR + i) * lda + 32 * c, 64);
+                a1 = ab[0], s1 = 64;
+            }
+            __asm__ volatile("" ::: "memory");
+            AMX_CHUNK2(a0, a1, s0, s1, Ph + (size_t)c * 32 * PNR, sb);
+            __asm__ volatile("" ::: "memory");
+        }
+        if (dorem)
+            AMX_CHUNK2(at[0], at[AMR], 64, 64, bb[0] + 64 * h, sb);
+        _tile_stored(0, o[0] + 32 * h, PNR * 4);
+        _tile_stored(1, o[0] + 32 * h + 16, PNR * 4);
+        _tile_stored(2, o[AMR] + 32 * h, PNR * 4);
+        _tile_stored(3, o[AMR] + 32 * h + 16, PNR * 4);
+    }
+    __asm__ volatile("" ::: "memory");
+}
+
+/* mr <= 2 AMR rows by one panel: amx_block2, or amx_block for up to AMR. */
+static void amx_rows(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt,
+                     int nc, const float *bias, float beta)
+{
+    if (mr > AMR)
+        amx_block2(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
+    else
+        amx_block(mr, Kp, A, lda, Pp, y, ldy, yt, nc, bias, beta);
+}
+
+/* y (+)= mr rows of A by one panel (+ bias), as amx_rows on every 2 AMR
+ * rows; in K blocks (above) when the panel has more than kblock chunks. */
+static void amx_item(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float *y, long ldy, int yt,
+                     int nc, const float *bias, float beta)
+{
+    const int full = Kp / 32, kb = kblock;
+    if (full <= kb) {
+        for (int i = 0; i < mr; i += 2 * AMR) {
+            float *yo = yt ? y + i : y + (size_t)i * ldy;
+            amx_rows(mr - i < 2 * AMR ? mr - i : 2 * AMR, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bias, beta);
+        }
+        return;
+    }
+    _Alignas(64) float o[AMX_IR][PNR];
+    const int nkb = (full + kb - 1) / kb, nh = nc > 32 ? 2 : 1;
+    for (int g = 0; g < mr; g += AMX_IR) {
+        int gm = mr - g < AMX_IR ? mr - g : AMX_IR;
+        const uint16_t *Ag = A + (size_t)g * lda;
+        for (int b = 0; b < nkb; b++) {
+            int c0 = b * kb, c1 = c0 + kb < full ? c0 + kb : full;
+            for (int i = 0; i < gm; i += 2 * AMR)
+                amx_part(gm - i < 2 * AMR ? gm - i : 2 * AMR, c0, c1, b == nkb - 1 && Kp % 32, b == 0, nh, Kp,
+                         Ag + (size_t)i * lda, lda, Pp, o + i);
+        }
+        float *yo = yt ? y + g : y + (size_t)g * ldy;
+        put_micro(yo, ldy, yt, gm, nc, (const float(*)[PNR])o, bias, beta);
     }
 }
 #endif
@@ -477,7 +844,7 @@ static void micro_portable(int mr, int Kp, const uint16_t *A, long lda, const ui
             }
             o[i][j] = s;
         }
-    put_micro(y, ldy, yt, mr, nc, o, bias, beta);
+    put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
 }
 
 /* Work items of gemm_core: when the whole packed B is small enough to stay
@@ -486,16 +853,17 @@ static void micro_portable(int mr, int Kp, const uint16_t *A, long lda, const ui
  * core here, the rest for the panel streaming by): a thread's rows of A
  * stay in its L2 while every panel passes by.  Else (the head's input
  * gradient, K 49152) PMB rows by one panel, panel-major: the panel stays
- * in L3 while the rows pass by. */
+ * in L3 while the rows pass by.  (MC: a multiple of the micro-tile's rows,
+ * unit: PMR, or AMR on the AMX path; PMB is a multiple of both.) */
 #define L2_A (384 << 10)
 #define LLC_B (8 << 20)
 
-static int rows_per_block(int M, int N, int Kp, int *rowmajor)
+static int rows_per_block(int M, int N, int Kp, int unit, int *rowmajor)
 {
-    long mc = L2_A / (2L * (Kp ? Kp : 2)) / PMR * PMR;
+    long mc = L2_A / (2L * (Kp ? Kp : 2)) / unit * unit;
     *rowmajor = 2.0 * (Kp ? Kp : 2) * N <= LLC_B;
-    if (!*rowmajor || mc < PMR)
-        mc = *rowmajor ? PMR : PMB;
+    if (!*rowmajor || mc < unit)
+        mc = *rowmajor ? unit : PMB;
     return mc > M ? M : (int)mc;
 }
 
@@ -505,30 +873,48 @@ static int rows_per_block(int M, int N, int Kp, int *rowmajor)
 static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const uint16_t *P, const float *bias,
                       float *y, long ldy, int yt, float beta, int nt)
 {
-    int rowmajor, np = (N + PNR - 1) / PNR, mc = rows_per_block(M, N, Kp, &rowmajor), nmb = (M + mc - 1) / mc,
-                  nat = use_native();
+    int am = use_amx(), nat = use_native(), step = am ? 2 * AMR : PMR;
+    int rowmajor, np = (N + PNR - 1) / PNR, mc = rows_per_block(M, N, Kp, step, &rowmajor), nmb = (M + mc - 1) / mc;
     long items = (long)np * nmb;
     if ((double)M * N * (Kp ? Kp : 1) < 65536.0 || items < 2)
         nt = 1;
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (long it = 0; it < items; it++) {
-        int jp = rowmajor ? (int)(it % np) : (int)(it / nmb), i0 = (int)(rowmajor ? it / np : it % nmb) * mc;
-        int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < mc ? M : i0 + mc;
-        const uint16_t *Pp = P + (size_t)jp * PNR * Kp;
-        const float *bj = bias ? bias + j0 : NULL;
-        for (int i = i0; i < ie; i += PMR) {
-            int mr = ie - i < PMR ? ie - i : PMR;
-            float *yo = yt ? y + (size_t)j0 * ldy + i : y + (size_t)i * ldy + j0;
-#if BF_X86
-            if (nat) {
-                micro_any(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+#pragma omp parallel num_threads(nt)
+    {
+#if BF_AMX
+        if (am)
+            amx_begin();
+#endif
+#pragma omp for schedule(static)
+        for (long it = 0; it < items; it++) {
+            int jp = rowmajor ? (int)(it % np) : (int)(it / nmb), i0 = (int)(rowmajor ? it / np : it % nmb) * mc;
+            int j0 = jp * PNR, nc = N - j0 < PNR ? N - j0 : PNR, ie = M - i0 < mc ? M : i0 + mc;
+            const uint16_t *Pp = P + (size_t)jp * PNR * Kp;
+            const float *bj = bias ? bias + j0 : NULL;
+#if BF_AMX
+            if (am) {
+                float *yo = yt ? y + (size_t)j0 * ldy + i0 : y + (size_t)i0 * ldy + j0;
+                amx_item(ie - i0, Kp, A + (size_t)i0 * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
                 continue;
             }
 #endif
-            micro_portable(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+            for (int i = i0; i < ie; i += step) {
+                int mr = ie - i < step ? ie - i : step;
+                float *yo = yt ? y + (size_t)j0 * ldy + i : y + (size_t)i * ldy + j0;
+#if BF_X86
+                if (nat) {
+                    micro_any(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+                    continue;
+                }
+#endif
+                micro_portable(mr, Kp, A + (size_t)i * lda, lda, Pp, yo, ldy, yt, nc, bj, beta);
+            }
         }
+#if BF_AMX
+        if (am)
+            amx_end();
+#endif
     }
-    (void)nat;
+    (void)nat, (void)am;
 }
 
 /* One reusable scratch block for the rounded operands: taken by the first
@@ -717,10 +1103,14 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
     if (!A)
         return -1;
     round_rows(x, ldx, M, K, A, nt);
-    int nat = use_native();
+    int nat = use_native(), am = use_amx(), step = am ? 2 * AMR : PMR;
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
+#if BF_AMX
+        if (am)
+            amx_begin();
+#endif
         uint16_t *pan = A + na + (size_t)t * per;
         void *work = pan + npan;
         long i0 = items * t / T, i1 = items * (t + 1) / T;
@@ -737,8 +1127,14 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
                 int j0 = (jp0 + q) * PNR, nc = N - j0 < PNR ? N - j0 : PNR;
                 const uint16_t *Pp = pan + (size_t)q * PNR * Ka;
                 const float *bj = bias ? bias + j0 : NULL;
-                for (int i = r0; i < re; i += PMR) {
-                    int mr = re - i < PMR ? re - i : PMR;
+#if BF_AMX
+                if (am) {
+                    amx_item(re - r0, Kp, A + (size_t)r0 * Ka, Ka, Pp, y + (size_t)r0 * ldy + j0, ldy, 0, nc, bj, beta);
+                    continue;
+                }
+#endif
+                for (int i = r0; i < re; i += step) {
+                    int mr = re - i < step ? re - i : step;
                     float *yo = y + (size_t)i * ldy + j0;
 #if BF_X86
                     if (nat) {
@@ -750,8 +1146,12 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
                 }
             }
         }
+#if BF_AMX
+        if (am)
+            amx_end();
+#endif
     }
-    (void)nat;
+    (void)nat, (void)am;
     scratch_give(A, got);
     return 0;
 }

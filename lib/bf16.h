@@ -18,6 +18,9 @@
  * Code paths: AVX512-BF16 (F/BW/BF16) when the CPU has it
  * (__builtin_cpu_supports), else portable C (same roundings of the
  * operands; float32 sums in another order, so the last bits may differ).
+ * The packed products (below) also have an AMX-BF16 path, used when the
+ * CPU and OS allow it (icl_bf16_amx): same operands, float32 sums in the
+ * tile unit's order (see there), so its last bits differ from the others'.
  */
 #ifndef ICL_BF16_H
 #define ICL_BF16_H
@@ -29,11 +32,29 @@
 
 /* 1 when this CPU runs the AVX512-BF16 kernels; 0: the portable ones. */
 int icl_bf16_native(void);
-/* "avx512bf16" or "portable (this CPU lacks AVX512-BF16)". */
+/* 1 when the packed products (below) run on AMX-BF16 tiles (TDPBF16PS):
+ * the CPU has AMX-BF16 and AMX-TILE and AVX512-BF16, the OS enables the
+ * tile state (XCR0) and Linux grants it to this process (arch_prctl
+ * ARCH_REQ_XCOMP_PERM, asked on the first call); 0 otherwise, or when the
+ * environment has ICL_BF16_AMX=0 (read once). */
+int icl_bf16_amx(void);
+/* "amx-bf16", "avx512bf16" or "portable (this CPU lacks AVX512-BF16)". */
 const char *icl_bf16_path_name(void);
-/* Use the portable path even on a capable CPU (force 1), or the best one
- * (0).  For tests; not thread-safe. */
+/* Code paths for icl_bf16_force_path: the best this machine has (AMX-BF16,
+ * else AVX512-BF16, else portable), portable C, or AVX512-BF16 without AMX
+ * (portable where the CPU lacks it). */
+enum { ICL_BF16_BEST = 0, ICL_BF16_PORTABLE = 1, ICL_BF16_NO_AMX = 2 };
+/* Use path (one of the above) from now on.  For tests and benchmarks; not
+ * thread-safe. */
+void icl_bf16_force_path(int path);
+/* icl_bf16_force_path(force ? ICL_BF16_PORTABLE : ICL_BF16_BEST). */
 void icl_bf16_force_portable(int force);
+/* The AMX path's K blocks (see the packed products): a panel of more than
+ * chunks x 32 rows of K is multiplied chunks x 32 at a time across the rows
+ * of a work item, the sums kept in memory between blocks (the same bits as
+ * unblocked).  chunks <= 0: the default, 64 (2048 k).  For tests; not
+ * thread-safe. */
+void icl_bf16_set_amx_kblock(int chunks);
 
 /* out[i] = x[i] rounded to bf16 (as vcvtneps2bf16: nearest even, denormals
  * to zero; safetensors.h's icl_f32_to_bf16, for storage, keeps denormals). */
@@ -66,7 +87,28 @@ int icl_bf16_gemm(int M, int N, int K, const float *x, long ldx, const uint16_t 
  * one, each rounded once (products of bf16 are exact), flushing denormal
  * sums to zero; the portable path does exactly that (fmaf), so both paths
  * give the same bits (up to sums that round to the smallest normal float).
- * Error bound per output: the one at the top of this file. */
+ * Error bound per output: the one at the top of this file.
+ *
+ * The AMX-BF16 path (icl_bf16_amx) computes 32 rows of x by 32 columns
+ * of a panel at a time in four 16 x 16 float32 tiles (16 rows by the whole
+ * panel for the last rows of a block); every y[m, n] is, starting from a
+ * zero tile, one TDPBF16PS per chunk of 32 k (16 pairs) in k order, the
+ * last chunk zero-padded (zero columns of x, zero pairs of B; a K over
+ * 2048 goes in blocks of 2048 across the rows of a work item, the sums
+ * stored to memory and loaded back between blocks, exactly), then
+ * + bias, then + beta y as above: the same operands and operations for
+ * each output whatever M, N, the tiling and the thread count, so results
+ * stay batch-invariant and thread-count independent.  Inside one
+ * TDPBF16PS the unit adds 32 exact products to the accumulator in an
+ * order and with internal roundings Intel does not specify bit for bit
+ * (the SDM's pseudocode: pair by pair, RNE, denormals flushed); measured
+ * on this project's Xeon (2026-12): a chunk of one pair is the exact pair
+ * sum rounded once, a full chunk matches no pair-by-pair order bit for
+ * bit, and its error stays within about 5 float32 roundings of the sum of
+ * |products|, inside the bound above (K 2^-24 sum |x^_k b^_k| for the
+ * sums), which the tests assert on this path too.  So its bits differ
+ * from the AVX512-BF16 path's in the last places, never between runs,
+ * shapes or thread counts. */
 
 /* uint16 elements of a packed B [K, N] (0 when K or N < 1). */
 size_t icl_bf16_packed_size(int K, int N);

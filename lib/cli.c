@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "fileio.h"
 
 static void vmsg(const char *fmt, va_list ap)
@@ -240,6 +241,7 @@ void icl_print_version(void)
 {
     const char *arch = icl_blis_arch();
     printf("%s (icl) %s\n", icl_progname, ICL_VERSION);
+    printf("bf16 products (--dtype bf16): %s\n", icl_bf16_path_name());
     printf("BLIS %s, kernels: %s (%s)\n", icl_blis_version(), arch, icl_blis_arch_source());
 }
 

@@ -107,8 +107,9 @@ int icl_opt_choice(const char *opt, const char *arg, const char *const *choices)
  * f32 or float32; anything else dies as icl_opt_choice. */
 int icl_opt_bf16(const char *opt, const char *arg);
 
-/* -V / --version: print "prog (icl) 0.1.0" and the BLIS kernels in use to
- * stdout and exit 0. */
+/* -V / --version: print "prog (icl) 0.1.0", the bf16 products' code path
+ * (bf16.h's icl_bf16_path_name) and the BLIS kernels in use to stdout and
+ * exit 0. */
 _Noreturn void icl_version_exit(void);
 /* The same text without exiting. */
 void icl_print_version(void);

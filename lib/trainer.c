@@ -1576,12 +1576,12 @@ static void summary(const train_run *r)
     note(r, 0,
          "batch_size %d grad_accum %d seq_len %d packing %d | steps %ld (from %ld) epochs %.4g | lr %g schedule %s "
          "warmup_steps %ld min_lr %g | adamw beta1 %g beta2 %g eps %g weight_decay %g | clip %g | seed %" PRIu64
-         " threads %d gradient_checkpointing %d dtype %s loss_average %s | out %s",
+         " threads %d gradient_checkpointing %d dtype %s%s%s%s loss_average %s | out %s",
          o->batch_size, o->grad_accum, r->seq_len, o->packing, s->total_steps, r->pos.step,
          r->epochs_run, s->lr, icl_sched_name(s->kind), s->warmup_steps, s->min_lr,
          o->adamw.beta1, o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->clip, o->seed, r->threads,
-         o->gradient_checkpointing, o->bf16 ? (icl_bf16_native() ? "bfloat16 (avx512bf16)" : "bfloat16 (portable)")
-                                            : "float32",
+         o->gradient_checkpointing, o->bf16 ? "bfloat16" : "float32", o->bf16 ? " (" : "",
+         o->bf16 ? icl_bf16_path_name() : "", o->bf16 ? ")" : "",
          o->loss_average_examples ? "examples" : "tokens", o->out_dir);
     if (r->m->lora_set)
         note(r, 0, "LoRA r %d lora_alpha %g (scale %g) lora_dropout %g use_rslora %d, %d adapted modules",

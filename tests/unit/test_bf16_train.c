@@ -9,11 +9,17 @@
  *  - the portable path gives the same bits as the AVX512-BF16 one (its
  *    vdpbf16ps emulation: odd product first, one rounding each), rows do
  *    not depend on M or the thread count;
+ *  - where the CPU and OS allow AMX-BF16 (else skipped, saying so): the
+ *    AMX path within the same bounds, rows independent of M and the thread
+ *    count, and within the float32 summation bound of the AVX512-BF16
+ *    path's results (each is, so the two are within twice that); its K
+ *    blocks (long K) give the bits of unblocked sums;
  *  - whole models (tiny Llama and GPT-2 fixtures, Conv1D included): the
  *    loss and every gradient of a bf16 forward + backward against float32's
  *    (themselves checked against transformers and finite differences in
- *    test_model.c), portable = native bit for bit, and icl_model_bf16_sync
- *    after a weight change equals packing afresh. */
+ *    test_model.c), portable = AVX512-BF16 bit for bit, and
+ *    icl_model_bf16_sync after a weight change equals packing afresh (on
+ *    the best path: AMX where there is one). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,9 +53,44 @@ static double rounded(float f)
     return r;
 }
 
+/* 1 when the AMX-BF16 path runs here; else says once why its checks are
+ * skipped. */
+static int have_amx(void)
+{
+    static int said;
+    int a = icl_bf16_amx();
+    if (!a && !said++)
+        print_message("# SKIP the AMX-BF16 checks: this CPU lacks AMX-BF16/AMX-TILE, or the OS does not grant the "
+                      "tile state, or ICL_BF16_AMX=0\n");
+    return a;
+}
+
+/* u (this path's result, AMX) within twice the float32 summation bound of
+ * v (the AVX512-BF16 path's) for every element (m, n) of a product over k
+ * with the same operands: X (m, k) at x[m xm + k xk], B (k, n) at
+ * b[k bk + n bn], outputs at [m om + n on]; bound 2 K 2^-24 sum_k
+ * |x^_k b^_k| + 2^-23 (|u| + |v|) + 2^-21 (the roundings of + bias and
+ * + beta y, whose terms are below 1.5 in these tests). */
+static void near_paths(const float *u, const float *v, int M, int N, int K, const float *x, long xm, long xk,
+                       const float *b, long bk, long bn, long om, long on)
+{
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double absr = 0;
+            for (int k = 0; k < K; k++)
+                absr += fabs(rounded(x[m * xm + k * xk]) * rounded(b[k * bk + n * bn]));
+            double p = u[m * om + n * on], q = v[m * om + n * on];
+            double bound = 2 * K * 0x1p-24 * absr + 0x1p-23 * (fabs(p) + fabs(q)) + 0x1p-21;
+            if (!(fabs(p - q) <= bound))
+                fail_msg("M %d N %d K %d: [%d,%d] AMX %.9g, AVX512-BF16 %.9g (bound %.3g)", M, N, K, m, n, p, q, bound);
+        }
+}
+
 /* y = x B + bias + beta y0 with B [K, N] given in layout kn, element by
- * element; returns y (caller frees) for the bit comparisons. */
-static float *check_packed(int M, int N, int K, int kn, int nt, int with_bias, float beta)
+ * element; returns y (caller frees) for the bit comparisons.  vs: NULL, or
+ * the AVX512-BF16 path's y on the same operands, which y must be near
+ * (near_paths). */
+static float *check_packed(int M, int N, int K, int kn, int nt, int with_bias, float beta, const float *vs)
 {
     long ldx = K + 3, ldy = N + 1, ldb = kn ? N + 2 : K + 2;
     float *x = xmalloc(sizeof(float) * M * ldx), *B = xmalloc(sizeof(float) * (kn ? K : N) * ldb);
@@ -92,6 +133,8 @@ static float *check_packed(int M, int N, int K, int kn, int nt, int with_bias, f
         assert_int_equal(icl_bf16_gemm_packed(1, N, K, x + (size_t)m * ldx, ldx, P, bias, y1, ldy, beta, 1), 0);
         assert_memory_equal(y1, y + (size_t)m * ldy, N * sizeof(float));
     }
+    if (vs)
+        near_paths(y, vs, M, N, K, x, ldx, 1, B, kn ? ldb : 1, kn ? 1 : ldb, ldy, 1);
     free(x), free(B), free(y0), free(y1), free(bias), free(P);
     return y;
 }
@@ -99,7 +142,7 @@ static float *check_packed(int M, int N, int K, int kn, int nt, int with_bias, f
 static void packed(void **state)
 {
     (void)state;
-    static const int Ms[] = {1, 5, 6, 7, 97}, Ns[] = {1, 63, 64, 65, 130}, Ks[] = {1, 2, 33, 576};
+    static const int Ms[] = {1, 5, 6, 7, 113}, Ns[] = {1, 63, 64, 65, 130}, Ks[] = {1, 2, 33, 576};
     int cnt = 0;
     for (size_t a = 0; a < sizeof Ms / sizeof *Ms; a++)
         for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++)
@@ -107,21 +150,23 @@ static void packed(void **state)
                 int kn = cnt % 2, nt = 1 + cnt % 3 / 2, wb = cnt % 3 == 0;
                 float beta = cnt % 4 == 1 ? 1.0f : 0.0f;
                 uint64_t seed = st;
-                float *y[2];
-                for (int pass = 0; pass < 2; pass++) {
+                float *y[3] = {NULL, NULL, NULL};
+                static const int path[3] = {ICL_BF16_NO_AMX, ICL_BF16_PORTABLE, ICL_BF16_BEST};
+                for (int pass = 0; pass < 2 + have_amx(); pass++) {
                     st = seed;
-                    icl_bf16_force_portable(pass);
-                    y[pass] = check_packed(Ms[a], Ns[b], Ks[c], kn, nt, wb, beta);
+                    icl_bf16_force_path(path[pass]);
+                    y[pass] = check_packed(Ms[a], Ns[b], Ks[c], kn, nt, wb, beta, pass == 2 ? y[0] : NULL);
                 }
-                icl_bf16_force_portable(0);
-                /* portable = native, bit for bit */
+                icl_bf16_force_path(ICL_BF16_BEST);
+                /* portable = AVX512-BF16, bit for bit */
                 assert_memory_equal(y[0], y[1], sizeof(float) * Ms[a] * (Ns[b] + 1));
-                free(y[0]), free(y[1]);
+                free(y[0]), free(y[1]), free(y[2]);
             }
 }
 
-/* c += a^T b, a [T, M], b [T, N]; ctrans: c stored [N, M]. */
-static float *check_tn(int M, int N, int T, int ctrans, int nt)
+/* c += a^T b, a [T, M], b [T, N]; ctrans: c stored [N, M].  vs: NULL, or
+ * the AVX512-BF16 path's c, which c must be near (near_paths). */
+static float *check_tn(int M, int N, int T, int ctrans, int nt, const float *vs)
 {
     long lda = M + 1, ldb = N + 3, ldc = (ctrans ? M : N) + 2;
     long rows = ctrans ? N : M;
@@ -155,6 +200,8 @@ static float *check_tn(int M, int N, int T, int ctrans, int nt)
     for (long r = 0; r < rows; r++) /* padding columns untouched */
         for (long k = ctrans ? M : N; k < ldc; k++)
             assert_true(c[r * ldc + k] == c0[r * ldc + k]);
+    if (vs)
+        near_paths(c, vs, M, N, T, a, 1, lda, b, ldb, 1, ctrans ? 1 : ldc, ctrans ? ldc : 1);
     free(a), free(b), free(c0);
     return c;
 }
@@ -162,23 +209,54 @@ static float *check_tn(int M, int N, int T, int ctrans, int nt)
 static void weight_grads(void **state)
 {
     (void)state;
-    static const int Ms[] = {1, 7, 70}, Ns[] = {3, 64, 100}, Ts[] = {1, 2, 31, 300};
+    static const int Ms[] = {1, 7, 90}, Ns[] = {3, 64, 100}, Ts[] = {1, 2, 31, 300};
     int cnt = 0;
     for (size_t x = 0; x < sizeof Ms / sizeof *Ms; x++)
         for (size_t y = 0; y < sizeof Ns / sizeof *Ns; y++)
             for (size_t z = 0; z < sizeof Ts / sizeof *Ts; z++, cnt++) {
                 int ct = cnt % 2, nt = 1 + cnt % 3 / 2;
                 uint64_t seed = st;
-                float *c[2];
-                for (int pass = 0; pass < 2; pass++) {
+                float *c[3] = {NULL, NULL, NULL};
+                static const int path[3] = {ICL_BF16_NO_AMX, ICL_BF16_PORTABLE, ICL_BF16_BEST};
+                for (int pass = 0; pass < 2 + have_amx(); pass++) {
                     st = seed;
-                    icl_bf16_force_portable(pass);
-                    c[pass] = check_tn(Ms[x], Ns[y], Ts[z], ct, nt);
+                    icl_bf16_force_path(path[pass]);
+                    c[pass] = check_tn(Ms[x], Ns[y], Ts[z], ct, nt, pass == 2 ? c[0] : NULL);
                 }
-                icl_bf16_force_portable(0);
+                icl_bf16_force_path(ICL_BF16_BEST);
                 assert_memory_equal(c[0], c[1], sizeof(float) * (ct ? Ns[y] : Ms[x]) * ((ct ? Ms[x] : Ns[y]) + 2));
-                free(c[0]), free(c[1]);
+                free(c[0]), free(c[1]), free(c[2]);
             }
+    icl_bf16_release_scratch();
+}
+
+/* The AMX path's K blocks (icl_bf16_set_amx_kblock): a long K multiplied
+ * in blocks of 64 (the default) or 3 chunks of 32 gives the bits of the
+ * unblocked sums, within the bounds (K odd, partial last chunk and block,
+ * rows beyond a multiple of 32, transposed output). */
+static void amx_kblocks(void **state)
+{
+    (void)state;
+    if (!have_amx())
+        return;
+    static const int Ms[] = {40, 97}, Ks[] = {2100, 4097}, kb[3] = {1000, 0, 3};
+    for (int c = 0; c < 2; c++) {
+        uint64_t seed = st;
+        float *y[3], *w[3];
+        for (int q = 0; q < 3; q++) {
+            icl_bf16_set_amx_kblock(kb[q]);
+            st = seed;
+            y[q] = check_packed(Ms[c], 70, Ks[c], c, 1 + c, c, c ? 1.0f : 0.0f, NULL);
+            w[q] = check_tn(Ms[c], 70, Ks[c], c, 2 - c, NULL);
+        }
+        icl_bf16_set_amx_kblock(0);
+        for (int q = 1; q < 3; q++) {
+            assert_memory_equal(y[0], y[q], sizeof(float) * Ms[c] * 71);
+            assert_memory_equal(w[0], w[q], sizeof(float) * (c ? 70 : Ms[c]) * ((c ? Ms[c] : 70) + 2));
+        }
+        for (int q = 0; q < 3; q++)
+            free(y[q]), free(w[q]);
+    }
     icl_bf16_release_scratch();
 }
 
@@ -249,12 +327,25 @@ static void model_grads(const char *name)
     }
     print_message("# %s: worst gradient relative L2 error %.3g (%s)\n", name, worst, wname);
     assert_true(worst <= 0.05);
-    /* the portable path: the same bits */
-    icl_bf16_force_portable(1);
+    /* the portable path: the AVX512-BF16 path's bits (the best path above
+     * when the CPU lacks AMX; else the AMX path was checked above against
+     * float32 like them) */
+    float *gn = xmalloc(np * sizeof(float));
+    icl_bf16_force_path(ICL_BF16_NO_AMX);
+    double ln = fwd_bwd(m, gn);
+    icl_bf16_force_path(ICL_BF16_PORTABLE);
     double lp = fwd_bwd(m, gp);
-    icl_bf16_force_portable(0);
-    assert_true(lp == l16);
-    assert_memory_equal(gp, g16, np * sizeof(float));
+    icl_bf16_force_path(ICL_BF16_BEST);
+    assert_true(lp == ln);
+    assert_memory_equal(gp, gn, np * sizeof(float));
+    if (!have_amx()) {
+        assert_true(ln == l16);
+        assert_memory_equal(gn, g16, np * sizeof(float));
+    } else {
+        print_message("# %s: mean loss AMX %.9g, AVX512-BF16 %.9g\n", name, l16, ln);
+        assert_true(fabs(l16 - ln) <= 1e-4 * fabs(ln));
+    }
+    free(gn);
     /* a weight change, then sync: as packing afresh */
     for (size_t i = 0; i < np; i++)
         m->base.params[i] *= 1.0f + 0.01f * (float)(i % 3);
@@ -286,6 +377,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(packed),
         cmocka_unit_test(weight_grads),
+        cmocka_unit_test(amx_kblocks),
         cmocka_unit_test(models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
