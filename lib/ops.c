@@ -385,48 +385,39 @@ static void att_scores_c(float *S, long lds, const float *a, long lda, const flo
 }
 
 /* att_rows: O[i][j] = scale * sum_{s < n} P[i][s] b[s][j], i < nr, j < hd;
- * P row stride ldp, b [n, hd] row stride ldb, O row stride ldo. */
-static void att_rows_c(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
-                       float scale)
+ * P row stride ldp, b [n, hd] row stride ldb, O row stride ldo.
+ * att_cols: O[s][j] += scale * sum_{i < nr} P[i][s] a[i][j] for s < n, j <
+ * hd (the transposed product: dK += dS^T q, dV += P^T dO).
+ *
+ * att_prod_c, the generic loops of both: C[r][j] = scale * sum_{k < K}
+ * A(r, k) B[k][j] (add 0) or C[r][j] += that (add 1), r < R, j < hd, with
+ * A(r, k) = A[r ars + k aks] (att_rows: ars ldp, aks 1; att_cols: P^T, ars
+ * 1, aks ldp), B row stride ldb, C row stride ldc.  Each sum runs over k in
+ * order from zero (as att_tile's FMA chains). */
+static void att_prod_c(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int R, int K,
+                       int hd, float scale, int add)
 {
     float acc[hd];
-    for (int i = 0; i < nr; i++) {
+    for (int r = 0; r < R; r++) {
         for (int j = 0; j < hd; j++)
             acc[j] = 0;
-        for (int s = 0; s < n; s++) {
-            float p = P[(long)i * ldp + s];
-            const float *br = b + (long)s * ldb;
+        for (int k = 0; k < K; k++) {
+            float p = A[(long)r * ars + (long)k * aks];
+            const float *br = B + (long)k * ldb;
 #pragma omp simd
             for (int j = 0; j < hd; j++)
                 acc[j] += p * br[j];
         }
-        float *Oi = O + (long)i * ldo;
-#pragma omp simd
-        for (int j = 0; j < hd; j++)
-            Oi[j] = acc[j] * scale;
-    }
-}
-
-/* att_cols: O[s][j] += scale * sum_{i < nr} P[i][s] a[i][j] for s < n, j <
- * hd (the transposed product: dK += dS^T q, dV += P^T dO). */
-static void att_cols_c(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
-                       float scale)
-{
-    float acc[hd];
-    for (int s = 0; s < n; s++) {
-        for (int j = 0; j < hd; j++)
-            acc[j] = 0;
-        for (int i = 0; i < nr; i++) {
-            float p = P[(long)i * ldp + s];
-            const float *ar = a + (long)i * lda;
+        float *Cr = C + (long)r * ldc;
+        if (add) {
 #pragma omp simd
             for (int j = 0; j < hd; j++)
-                acc[j] += p * ar[j];
-        }
-        float *Os = O + (long)s * ldo;
+                Cr[j] += acc[j] * scale;
+        } else {
 #pragma omp simd
-        for (int j = 0; j < hd; j++)
-            Os[j] += acc[j] * scale;
+            for (int j = 0; j < hd; j++)
+                Cr[j] = acc[j] * scale;
+        }
     }
 }
 
@@ -453,8 +444,9 @@ AI __m512 att_reg(__m512 x)
  * stride: A transposed); B [K, >= 16 W] row stride ldb; C row stride ldc.
  * Each element's sum is one FMA chain over k = 0, 1, ..., K - 1 from zero,
  * then times scale: rounded and stored (add 0), or one FMA into C (add 1);
- * the same arithmetic as the generic loops above (att_*_c).  The R x W
- * accumulators and the W vectors of B's row k fit the 32 zmm registers.
+ * the same arithmetic as the generic loops above (att_scores_c,
+ * att_prod_c).  The R x W accumulators and the W vectors of B's row k fit
+ * the 32 zmm registers.
  * R, W and add must be constants at each call (always_inline and the
  * switches below): gcc then unrolls the r and w loops and keeps acc in
  * registers; with variable bounds it would live in memory.
@@ -597,7 +589,7 @@ static void att_rows(float *O, long ldo, const float *P, long ldp, const float *
         return;
     }
 #endif
-    att_rows_c(O, ldo, P, ldp, b, ldb, nr, n, hd, scale);
+    att_prod_c(O, ldo, P, ldp, 1, b, ldb, nr, n, hd, scale, 0);
 }
 
 static void att_cols(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
@@ -609,7 +601,7 @@ static void att_cols(float *O, long ldo, const float *P, long ldp, const float *
         return;
     }
 #endif
-    att_cols_c(O, ldo, P, ldp, a, lda, nr, n, hd, scale);
+    att_prod_c(O, ldo, P, 1, ldp, a, lda, n, nr, hd, scale, 1);
 }
 
 /* xt [hd, Tp] = x[0:T]^T (x row stride ld), columns T..Tp-1 zero */
