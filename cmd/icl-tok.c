@@ -61,7 +61,8 @@ static const char usage_text[] =
     "train: byte-level BPE exactly as Hugging Face's BpeTrainer (GPT-2 split\n"
     "  regex, 256-byte alphabet, most frequent pair first, ties to the lower ids).\n"
     "  Plain text is read line by line; JSON Lines records (detected from the\n"
-    "  first line) contribute their text, prompt and response strings.\n"
+    "  first line) contribute their text, prompt and response strings; no text\n"
+    "  at all is an error (nothing written).\n"
     "      --vocab-size N      final vocabulary size, specials included (more than\n"
     "                          256 + the number of specials)\n"
     "      --special TOKEN     a special token (repeatable; ids from 0 in order;\n"
@@ -372,13 +373,19 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
         free(s);
     }
     icl_buf json = {0};
-    size_t merges = icl_bpe_trainer_finish(tr, &json);
+    long merges = icl_bpe_trainer_finish(tr, &json, err, sizeof err);
+    if (merges < 0) { /* nothing fed: the files' names, nothing written */
+        icl_buf names = {0};
+        for (int f = 0; f < nfiles; f++)
+            icl_buf_printf(&names, "%s%s", f ? ", " : "", icl_display_name(files[f]));
+        icl_die("%s: %s", names.data, err);
+    }
     FILE *fo = icl_xout_open(out); /* whole or not at all (fileio.h) */
     if (fwrite(json.data, 1, json.len, fo) != json.len)
         icl_die("%s: write error:", out);
     icl_xout_commit(fo, out);
     icl_buf_free(&json);
-    fprintf(stderr, "%s: %zu merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
+    fprintf(stderr, "%s: %ld merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
     icl_bpe_trainer_free(tr);
 }
 

@@ -145,11 +145,11 @@ static const char usage_text[] =
     "  -h, --help                 this help\n"
     "  -V, --version              version and BLIS kernels\n"
     "\n"
-    "OUT_DIR is locked while a run uses it (OUT_DIR/.lock): a second icl-train\n"
-    "on it is refused.  SIGINT, SIGTERM and a closed standard output (a reader\n"
-    "such as head that exited) save a checkpoint of the last finished step and\n"
-    "exit 130 / 143 / 141.  A loss that becomes NaN or infinite stops the run\n"
-    "(exit 1).\n"
+    "OUT_DIR is locked while a run uses it (OUT_DIR/.lock, removed when the run\n"
+    "ends): a second icl-train on it is refused.  SIGINT, SIGTERM and a closed\n"
+    "standard output (a reader such as head that exited) save a checkpoint of\n"
+    "the last finished step and exit 130 / 143 / 141.  A loss that becomes NaN\n"
+    "or infinite stops the run (exit 1).\n"
     "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n";
 
 enum {

@@ -557,8 +557,12 @@ static void count_pairs(const icl_bpe_trainer *tr, const symbols *S, pcounts *pc
     }
 }
 
-size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
+long icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out, char *err, size_t errsz)
 {
+    if (tr->nwords == 0) {
+        icl_seterr(err, errsz, "no training text");
+        return -1;
+    }
     /* vocabulary: specials, then the byte alphabet sorted by code point */
     size_t vcap = (size_t)tr->vocab_size + 300;
     char **tok = icl_xcalloc(vcap, sizeof *tok);
@@ -652,5 +656,5 @@ size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out)
     free(w.pair);
     free(w.set);
     free(h.a);
-    return nmerges;
+    return (long)nmerges;
 }

@@ -39,8 +39,11 @@ int icl_bpe_trainer_feed(icl_bpe_trainer *tr, const char *s, size_t n, char *err
 /* Feed a text split into lines, each keeping its line ending; as above. */
 int icl_bpe_trainer_feed_lines(icl_bpe_trainer *tr, const char *s, size_t n, char *err, size_t errsz);
 /* Train and write the tokenizer.json text into out.  Returns the number of
- * merges. */
-size_t icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out);
+ * merges (0 when no pair is frequent enough), or -1 with "no training text"
+ * in err and out untouched when no word was fed (nothing, or only empty
+ * strings: a tokenizer of the byte alphabet alone would be written
+ * otherwise, and vocab_size would mean nothing). */
+long icl_bpe_trainer_finish(icl_bpe_trainer *tr, icl_buf *out, char *err, size_t errsz);
 /* Entries in the vocabulary that finish wrote (specials + 256 byte
  * characters, less specials equal to one, + merges); 0 before finish.
  * Below vocab_size when the corpus runs out of pairs. */

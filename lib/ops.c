@@ -385,48 +385,39 @@ static void att_scores_c(float *S, long lds, const float *a, long lda, const flo
 }
 
 /* att_rows: O[i][j] = scale * sum_{s < n} P[i][s] b[s][j], i < nr, j < hd;
- * P row stride ldp, b [n, hd] row stride ldb, O row stride ldo. */
-static void att_rows_c(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
-                       float scale)
+ * P row stride ldp, b [n, hd] row stride ldb, O row stride ldo.
+ * att_cols: O[s][j] += scale * sum_{i < nr} P[i][s] a[i][j] for s < n, j <
+ * hd (the transposed product: dK += dS^T q, dV += P^T dO).
+ *
+ * att_prod_c, the generic loops of both: C[r][j] = scale * sum_{k < K}
+ * A(r, k) B[k][j] (add 0) or C[r][j] += that (add 1), r < R, j < hd, with
+ * A(r, k) = A[r ars + k aks] (att_rows: ars ldp, aks 1; att_cols: P^T, ars
+ * 1, aks ldp), B row stride ldb, C row stride ldc.  Each sum runs over k in
+ * order from zero (as att_tile's FMA chains). */
+static void att_prod_c(float *C, long ldc, const float *A, long ars, long aks, const float *B, long ldb, int R, int K,
+                       int hd, float scale, int add)
 {
     float acc[hd];
-    for (int i = 0; i < nr; i++) {
+    for (int r = 0; r < R; r++) {
         for (int j = 0; j < hd; j++)
             acc[j] = 0;
-        for (int s = 0; s < n; s++) {
-            float p = P[(long)i * ldp + s];
-            const float *br = b + (long)s * ldb;
+        for (int k = 0; k < K; k++) {
+            float p = A[(long)r * ars + (long)k * aks];
+            const float *br = B + (long)k * ldb;
 #pragma omp simd
             for (int j = 0; j < hd; j++)
                 acc[j] += p * br[j];
         }
-        float *Oi = O + (long)i * ldo;
-#pragma omp simd
-        for (int j = 0; j < hd; j++)
-            Oi[j] = acc[j] * scale;
-    }
-}
-
-/* att_cols: O[s][j] += scale * sum_{i < nr} P[i][s] a[i][j] for s < n, j <
- * hd (the transposed product: dK += dS^T q, dV += P^T dO). */
-static void att_cols_c(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
-                       float scale)
-{
-    float acc[hd];
-    for (int s = 0; s < n; s++) {
-        for (int j = 0; j < hd; j++)
-            acc[j] = 0;
-        for (int i = 0; i < nr; i++) {
-            float p = P[(long)i * ldp + s];
-            const float *ar = a + (long)i * lda;
+        float *Cr = C + (long)r * ldc;
+        if (add) {
 #pragma omp simd
             for (int j = 0; j < hd; j++)
-                acc[j] += p * ar[j];
-        }
-        float *Os = O + (long)s * ldo;
+                Cr[j] += acc[j] * scale;
+        } else {
 #pragma omp simd
-        for (int j = 0; j < hd; j++)
-            Os[j] += acc[j] * scale;
+            for (int j = 0; j < hd; j++)
+                Cr[j] = acc[j] * scale;
+        }
     }
 }
 
@@ -443,28 +434,51 @@ AI __m512 att_reg(__m512 x)
 }
 #define ATT_REG(x) att_reg(x)
 
-/* R rows (<= 8) x W vectors (<= 2) of scores */
-AI void sc_tile(int R, int W, float *S, long lds, const float *a, long lda, const float *bt, long ldb, int hd,
-                float scale)
+/* The register tile behind all three products, written once:
+ *
+ *   add 0:  C[r][16 w + l]  = scale * sum_{k < K} A(r, k) B[k][16 w + l]
+ *   add 1:  C[r][16 w + l] += scale * sum_{k < K} A(r, k) B[k][16 w + l]
+ *
+ * for r < R (<= 8), w < W (<= 4), R W <= 16, l < 16; A(r, k) = A[r ars +
+ * k aks] (ars the row stride and aks 1: A as stored; ars 1 and aks the row
+ * stride: A transposed); B [K, >= 16 W] row stride ldb; C row stride ldc.
+ * Each element's sum is one FMA chain over k = 0, 1, ..., K - 1 from zero,
+ * then times scale: rounded and stored (add 0), or one FMA into C (add 1);
+ * the same arithmetic as the generic loops above (att_scores_c,
+ * att_prod_c).  The R x W accumulators and the W vectors of B's row k fit
+ * the 32 zmm registers.
+ * R, W and add must be constants at each call (always_inline and the
+ * switches below): gcc then unrolls the r and w loops and keeps acc in
+ * registers; with variable bounds it would live in memory.
+ *
+ * The shapes used: att_scores 8 x 2 (8 rows of q or dO against 32 keys of
+ * k^T or v^T, K = hd), att_rows 4 x 4 (4 rows of P against 64 columns of v
+ * or k, K = keys), att_cols 4 x 4 transposed with add (4 keys' rows of dk or
+ * dv from P^T and 64 columns of q or dO, K = query rows). */
+AI void att_tile(int R, int W, int add, float *C, long ldc, const float *A, long ars, long aks, const float *B,
+                 long ldb, int K, float scale)
 {
-    __m512 acc[8][2];
+    __m512 acc[8][4];
     for (int r = 0; r < R; r++)
         for (int w = 0; w < W; w++)
             acc[r][w] = _mm512_setzero_ps();
-    for (int j = 0; j < hd; j++) {
-        __m512 bv[2];
+    for (int k = 0; k < K; k++) {
+        __m512 bv[4];
         for (int w = 0; w < W; w++)
-            bv[w] = ATT_REG(_mm512_loadu_ps(bt + (long)j * ldb + 16 * w));
+            bv[w] = ATT_REG(_mm512_loadu_ps(B + (long)k * ldb + 16 * w));
         for (int r = 0; r < R; r++) {
-            __m512 x = _mm512_set1_ps(a[(long)r * lda + j]);
+            __m512 x = _mm512_set1_ps(A[(long)r * ars + (long)k * aks]);
             for (int w = 0; w < W; w++)
                 acc[r][w] = _mm512_fmadd_ps(x, bv[w], acc[r][w]);
         }
     }
     __m512 sc = _mm512_set1_ps(scale);
     for (int r = 0; r < R; r++)
-        for (int w = 0; w < W; w++)
-            _mm512_storeu_ps(S + (long)r * lds + 16 * w, _mm512_mul_ps(acc[r][w], sc));
+        for (int w = 0; w < W; w++) {
+            float *c = C + (long)r * ldc + 16 * w;
+            __m512 y = add ? _mm512_fmadd_ps(acc[r][w], sc, _mm512_loadu_ps(c)) : _mm512_mul_ps(acc[r][w], sc);
+            _mm512_storeu_ps(c, y);
+        }
 }
 
 static void att_scores_v(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0,
@@ -477,7 +491,7 @@ static void att_scores_v(float *S, long lds, const float *a, long lda, const flo
             int W = c1 - s0 >= 32 ? 2 : 1;
             float *Sp = S + (long)i0 * lds + (s0 - c0);
             const float *bp = bt + s0;
-#define SC(r, w) sc_tile(r, w, Sp, lds, ai, lda, bp, ldb, hd, scale)
+#define SC(r, w) att_tile(r, w, 0, Sp, lds, ai, lda, 1, bp, ldb, hd, scale)
             switch (R * 2 + W - 1) {
             case 2: SC(1, 1); break;
             case 3: SC(1, 2); break;
@@ -501,74 +515,25 @@ static void att_scores_v(float *S, long lds, const float *a, long lda, const flo
     }
 }
 
-/* R rows (<= 4) x W vectors (<= 4) of att_rows */
-AI void rw_tile(int R, int W, float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int n,
-                float scale)
-{
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < W; w++)
-            acc[r][w] = _mm512_setzero_ps();
-    for (int s = 0; s < n; s++) {
-        __m512 bv[4];
-        for (int w = 0; w < W; w++)
-            bv[w] = ATT_REG(_mm512_loadu_ps(b + (long)s * ldb + 16 * w));
-        for (int r = 0; r < R; r++) {
-            __m512 p = _mm512_set1_ps(P[(long)r * ldp + s]);
-            for (int w = 0; w < W; w++)
-                acc[r][w] = _mm512_fmadd_ps(p, bv[w], acc[r][w]);
-        }
-    }
-    __m512 sc = _mm512_set1_ps(scale);
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < W; w++)
-            _mm512_storeu_ps(O + (long)r * ldo + 16 * w, _mm512_mul_ps(acc[r][w], sc));
-}
-
-/* R keys (<= 4) x W vectors (<= 4) of att_cols */
-AI void cl_tile(int R, int W, float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr,
-                float scale)
-{
-    __m512 acc[4][4];
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < W; w++)
-            acc[r][w] = _mm512_setzero_ps();
-    for (int i = 0; i < nr; i++) {
-        __m512 av[4];
-        for (int w = 0; w < W; w++)
-            av[w] = ATT_REG(_mm512_loadu_ps(a + (long)i * lda + 16 * w));
-        for (int r = 0; r < R; r++) {
-            __m512 p = _mm512_set1_ps(P[(long)i * ldp + r]);
-            for (int w = 0; w < W; w++)
-                acc[r][w] = _mm512_fmadd_ps(p, av[w], acc[r][w]);
-        }
-    }
-    __m512 sc = _mm512_set1_ps(scale);
-    for (int r = 0; r < R; r++)
-        for (int w = 0; w < W; w++) {
-            float *o = O + (long)r * ldo + 16 * w;
-            _mm512_storeu_ps(o, _mm512_fmadd_ps(acc[r][w], sc, _mm512_loadu_ps(o)));
-        }
-}
-
-#define RW_CASES(F, ...)                                                                                              \
+/* F(R, W) for the 4 x 4 tiles, R in 1..4 and W in 1..4 constants */
+#define RW_CASES(F)                                                                                                   \
     switch (R * 4 + W - 1) {                                                                                          \
-    case 4: F(1, 1, __VA_ARGS__); break;                                                                              \
-    case 5: F(1, 2, __VA_ARGS__); break;                                                                              \
-    case 6: F(1, 3, __VA_ARGS__); break;                                                                              \
-    case 7: F(1, 4, __VA_ARGS__); break;                                                                              \
-    case 8: F(2, 1, __VA_ARGS__); break;                                                                              \
-    case 9: F(2, 2, __VA_ARGS__); break;                                                                              \
-    case 10: F(2, 3, __VA_ARGS__); break;                                                                             \
-    case 11: F(2, 4, __VA_ARGS__); break;                                                                             \
-    case 12: F(3, 1, __VA_ARGS__); break;                                                                             \
-    case 13: F(3, 2, __VA_ARGS__); break;                                                                             \
-    case 14: F(3, 3, __VA_ARGS__); break;                                                                             \
-    case 15: F(3, 4, __VA_ARGS__); break;                                                                             \
-    case 16: F(4, 1, __VA_ARGS__); break;                                                                             \
-    case 17: F(4, 2, __VA_ARGS__); break;                                                                             \
-    case 18: F(4, 3, __VA_ARGS__); break;                                                                             \
-    default: F(4, 4, __VA_ARGS__); break;                                                                             \
+    case 4: F(1, 1); break;                                                                                           \
+    case 5: F(1, 2); break;                                                                                           \
+    case 6: F(1, 3); break;                                                                                           \
+    case 7: F(1, 4); break;                                                                                           \
+    case 8: F(2, 1); break;                                                                                           \
+    case 9: F(2, 2); break;                                                                                           \
+    case 10: F(2, 3); break;                                                                                          \
+    case 11: F(2, 4); break;                                                                                          \
+    case 12: F(3, 1); break;                                                                                          \
+    case 13: F(3, 2); break;                                                                                          \
+    case 14: F(3, 3); break;                                                                                          \
+    case 15: F(3, 4); break;                                                                                          \
+    case 16: F(4, 1); break;                                                                                          \
+    case 17: F(4, 2); break;                                                                                          \
+    case 18: F(4, 3); break;                                                                                          \
+    default: F(4, 4); break;                                                                                          \
     }
 
 static void att_rows_v(float *O, long ldo, const float *P, long ldp, const float *b, long ldb, int nr, int n, int hd,
@@ -578,8 +543,8 @@ static void att_rows_v(float *O, long ldo, const float *P, long ldp, const float
         int R = nr - i0 < 4 ? nr - i0 : 4;
         for (int j0 = 0; j0 < hd; j0 += 64) {
             int W = (hd - j0) / 16 < 4 ? (hd - j0) / 16 : 4;
-#define RW(r, w, ...) rw_tile(r, w, __VA_ARGS__)
-            RW_CASES(RW, O + (long)i0 * ldo + j0, ldo, P + (long)i0 * ldp, ldp, b + j0, ldb, n, scale)
+#define RW(r, w) att_tile(r, w, 0, O + (long)i0 * ldo + j0, ldo, P + (long)i0 * ldp, ldp, 1, b + j0, ldb, n, scale)
+            RW_CASES(RW)
 #undef RW
         }
     }
@@ -592,12 +557,13 @@ static void att_cols_v(float *O, long ldo, const float *P, long ldp, const float
         int R = n - s0 < 4 ? n - s0 : 4;
         for (int j0 = 0; j0 < hd; j0 += 64) {
             int W = (hd - j0) / 16 < 4 ? (hd - j0) / 16 : 4;
-#define CL(r, w, ...) cl_tile(r, w, __VA_ARGS__)
-            RW_CASES(CL, O + (long)s0 * ldo + j0, ldo, P + s0, ldp, a + j0, lda, nr, scale)
+#define CL(r, w) att_tile(r, w, 1, O + (long)s0 * ldo + j0, ldo, P + s0, 1, ldp, a + j0, lda, nr, scale)
+            RW_CASES(CL)
 #undef CL
         }
     }
 }
+#undef RW_CASES
 #undef AI
 #pragma GCC pop_options
 #endif
@@ -623,7 +589,7 @@ static void att_rows(float *O, long ldo, const float *P, long ldp, const float *
         return;
     }
 #endif
-    att_rows_c(O, ldo, P, ldp, b, ldb, nr, n, hd, scale);
+    att_prod_c(O, ldo, P, ldp, 1, b, ldb, nr, n, hd, scale, 0);
 }
 
 static void att_cols(float *O, long ldo, const float *P, long ldp, const float *a, long lda, int nr, int n, int hd,
@@ -635,7 +601,7 @@ static void att_cols(float *O, long ldo, const float *P, long ldp, const float *
         return;
     }
 #endif
-    att_cols_c(O, ldo, P, ldp, a, lda, nr, n, hd, scale);
+    att_prod_c(O, ldo, P, 1, ldp, a, lda, n, nr, hd, scale, 1);
 }
 
 /* xt [hd, Tp] = x[0:T]^T (x row stride ld), columns T..Tp-1 zero */

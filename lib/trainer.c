@@ -217,7 +217,8 @@ typedef struct {
     icl_lora_config lcfg; /* with --lora-r or --adapter: the adapters' configuration */
     int lock_fd;         /* OUT_DIR/.lock, flock'd for the run */
     int made_dir;        /* this run created OUT_DIR */
-    char *made_lock;     /* OUT_DIR/.lock when this run created it, else NULL */
+    int made_lock;       /* this run created OUT_DIR/.lock */
+    char *lock_path;     /* OUT_DIR/.lock while this run holds it, else NULL */
     size_t n_old;        /* --overwrite-output-dir: checkpoints of an earlier run to delete */
     long *old_steps;
     json_t *history;     /* log_history: the logged metrics objects */
@@ -1276,20 +1277,39 @@ static int claim_dir(train_run *r)
     if (!is_dir(out))
         return fail(r, "%s: exists and is not a folder", out);
     char *lp = icl_path_join(out, ".lock");
-    r->lock_fd = open(lp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (r->lock_fd >= 0)
-        r->made_lock = lp, lp = NULL; /* removed again if the run fails */
-    else if (errno == EEXIST)
-        r->lock_fd = open(lp, O_RDWR | O_CLOEXEC);
-    int e = errno;
-    free(lp);
-    if (r->lock_fd < 0)
-        return fail(r, "%s: not writable (cannot create .lock: %s)", out, strerror(e));
-    if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        free(r->made_lock); /* another run's lock now: not ours to remove */
-        r->made_lock = NULL;
-        return fail(r, "%s: in use by another icl-train (%s/.lock is locked); give another -o", out, out);
+    /* A run removes its .lock when it ends, while it still holds it: a lock
+     * taken on a file opened just before that is no longer OUT_DIR/.lock and
+     * locks nothing, so it is taken again. */
+    for (int tries = 0;; tries++) {
+        r->lock_fd = open(lp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        r->made_lock = r->lock_fd >= 0; /* removed again if the run fails */
+        if (r->lock_fd < 0 && errno == EEXIST)
+            r->lock_fd = open(lp, O_RDWR | O_CLOEXEC);
+        if (r->lock_fd < 0 && errno == ENOENT && tries < 8)
+            continue; /* removed between the two opens */
+        if (r->lock_fd < 0) {
+            int e = errno;
+            free(lp);
+            return fail(r, "%s: not writable (cannot create .lock: %s)", out, strerror(e));
+        }
+        if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+            r->made_lock = 0; /* another run's lock now: not ours to remove */
+            free(lp);
+            return fail(r, "%s: in use by another icl-train (%s/.lock is locked); give another -o", out, out);
+        }
+        struct stat held, now;
+        if (fstat(r->lock_fd, &held) == 0 && stat(lp, &now) == 0 && held.st_dev == now.st_dev &&
+            held.st_ino == now.st_ino)
+            break;
+        close(r->lock_fd);
+        r->lock_fd = -1;
+        r->made_lock = 0;
+        if (tries == 8) {
+            free(lp);
+            return fail(r, "%s: in use by another icl-train (%s/.lock keeps changing); give another -o", out, out);
+        }
     }
+    r->lock_path = lp;
     if (access(out, W_OK | X_OK) < 0)
         return fail(r, "%s: not writable: %s", out, strerror(errno));
     /* stale temporaries: only a killed run leaves them, and the lock says none runs */
@@ -1359,8 +1379,8 @@ static void clear_old(train_run *r)
  * Checkpoints it saved before failing stay (with OUT_DIR), for --resume. */
 static void unclaim_dir(train_run *r)
 {
-    if (r->made_lock)
-        unlink(r->made_lock); /* still flock'd: no other run holds it */
+    if (r->made_lock && r->lock_path)
+        unlink(r->lock_path); /* still flock'd: no other run holds it */
     if (r->made_dir)
         rmdir(r->o->out_dir); /* fails, and keeps it, when not empty */
 }
@@ -1709,7 +1729,7 @@ static void run_free(train_run *r)
     json_decref(r->ckpt_settings);
     if (r->lock_fd >= 0)
         close(r->lock_fd); /* releases the flock */
-    free(r->made_lock);
+    free(r->lock_path);
     free(r->old_steps);
     free(r->tokpath);
     free(r->tok_json);
@@ -1787,6 +1807,8 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
 out:
     if (rc < 0)
         unclaim_dir(r);
+    else if (r->lock_path)
+        unlink(r->lock_path); /* the run is over: its .lock goes (still flock'd: no other run holds it) */
     run_free(r);
     return rc;
 }

@@ -63,7 +63,8 @@
  *   final model.
  * Run folder: OUT_DIR/.lock is held (flock) for the run, so a second run on
  * the same folder is refused; creating it is also the check that OUT_DIR is
- * writable, before any work.  Then stale ".tmp-checkpoint-*" folders and
+ * writable, before any work.  A run that returns 0 or 1 removes the .lock
+ * (one a killed run left too) before it lets go of it.  Then stale ".tmp-checkpoint-*" folders and
  * "*.tmp.*" files (left by a killed run) are removed.  A fresh run into a
  * folder holding checkpoint-* folders is refused unless
  * overwrite_output_dir (which deletes them, once the model, tokenizer and

@@ -1,7 +1,7 @@
 #!/bin/sh
 # A failed icl-train leaves nothing it created: the -o folder it made is
 # removed with its .lock; a folder that existed is left as it was (its
-# files, its checkpoints even with --overwrite-output-dir, its own .lock).
+# files, its checkpoints even with --overwrite-output-dir, a .lock it had).
 . "$(dirname "$0")/lib.sh"
 LLAMA="$DATA/model/llama-tiny/model"
 
@@ -47,9 +47,14 @@ test_expect_success 'a folder that existed is left as it was' '
 	listing mine >after && test_cmp before after
 '
 
-test_expect_success 'a run folder of an earlier run keeps its checkpoints and .lock (--overwrite-output-dir)' '
+test_expect_success 'a run folder of an earlier run keeps its checkpoints and a .lock it had (--overwrite-output-dir)' '
 	icl-train $ARGS -m "$LLAMA" --save-every 1 -o prev good.tok >m &&
-	test -d prev/checkpoint-1 && test -d prev/checkpoint-2 && test -e prev/.lock &&
+	test -d prev/checkpoint-1 && test -d prev/checkpoint-2 && ! test -e prev/.lock &&
+	listing prev >before &&
+	test_must_fail icl-train $ARGS -m "$LLAMA" --overwrite-output-dir -o prev bad.tok 2>err &&
+	test_grep "bad.tok:2" err &&
+	listing prev >after && test_cmp before after &&
+	: >prev/.lock &&
 	listing prev >before &&
 	test_must_fail icl-train $ARGS -m "$LLAMA" --overwrite-output-dir -o prev bad.tok 2>err &&
 	test_grep "bad.tok:2" err &&

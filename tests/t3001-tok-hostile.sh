@@ -61,7 +61,7 @@ test_expect_success 'train: a repeated --special is kept once, as BpeTrainer doe
 '
 
 test_expect_success 'train: the vocabulary size reported is the one written' '
-	icl-tok train --vocab-size 300 -o e.json </dev/null 2>err &&
+	printf "a\n" | icl-tok train --vocab-size 300 -o e.json 2>err &&
 	test_grep "e.json: 0 merges, vocabulary 256" err
 '
 

@@ -61,7 +61,7 @@ static void same_as_hf_on(const char *text, size_t len, int vocab, const char *n
     icl_bpe_trainer *tr = icl_bpe_trainer_new(vocab, 0, sp, 1);
     assert_int_equal(icl_bpe_trainer_feed_lines(tr, text, len, NULL, 0), 0);
     icl_buf out = {0};
-    size_t nm = icl_bpe_trainer_finish(tr, &out);
+    long nm = icl_bpe_trainer_finish(tr, &out, NULL, 0);
     icl_bpe_trainer_free(tr);
     double dt = icl_now() - t0;
 
@@ -78,7 +78,7 @@ static void same_as_hf_on(const char *text, size_t len, int vocab, const char *n
         same += json_equal(json_array_get(rm, i), json_array_get(om, i));
     int vocab_same = json_equal(json_object_get(json_object_get(ref, "model"), "vocab"),
                                 json_object_get(json_object_get(ours, "model"), "vocab"));
-    printf("# train %s vocab %5d: %zu merges, %zu of HF's %zu equal and in order, vocab %s (%.2f s)\n",
+    printf("# train %s vocab %5d: %ld merges, %zu of HF's %zu equal and in order, vocab %s (%.2f s)\n",
            name, vocab, nm, same, n, vocab_same ? "identical" : "DIFFERENT", dt);
     assert_int_equal(nm, n);
     assert_int_equal(same, n);
@@ -134,8 +134,33 @@ static void min_frequency_stops(void **state)
     assert_int_equal(icl_bpe_trainer_feed_lines(tr, text, strlen(text), NULL, 0), 0);
     icl_buf out = {0};
     /* pairs: (a,b) x3, (Ġ,a) x2, (Ġ,c) x1, (c,d) x1, (d,\n)... only a+b reaches 3 */
-    assert_int_equal(icl_bpe_trainer_finish(tr, &out), 1);
+    assert_int_equal(icl_bpe_trainer_finish(tr, &out, NULL, 0), 1);
     assert_non_null(strstr(out.data, "\"ab\": 256"));
+    icl_bpe_trainer_free(tr);
+    icl_buf_free(&out);
+}
+
+/* Nothing to train on: finish refuses (no tokenizer of the bare byte
+ * alphabet), whether nothing or only empty strings were fed; one word is
+ * enough, even when it gives no pair (0 merges, vocabulary 256 + 1). */
+static void no_training_text(void **state)
+{
+    (void)state;
+    const char *sp[] = {"<s>"};
+    icl_bpe_trainer *tr = icl_bpe_trainer_new(300, 0, sp, 1);
+    icl_buf out = {0};
+    char err[64] = "";
+    assert_int_equal(icl_bpe_trainer_finish(tr, &out, err, sizeof err), -1);
+    assert_string_equal(err, "no training text");
+    assert_null(out.data);
+    assert_int_equal(icl_bpe_trainer_feed(tr, "", 0, err, sizeof err), 0);
+    assert_int_equal(icl_bpe_trainer_feed_lines(tr, "", 0, err, sizeof err), 0);
+    assert_int_equal(icl_bpe_trainer_finish(tr, &out, err, sizeof err), -1);
+    assert_null(out.data);
+    assert_int_equal(icl_bpe_trainer_feed_lines(tr, "a\n", 2, err, sizeof err), 0);
+    assert_int_equal(icl_bpe_trainer_finish(tr, &out, err, sizeof err), 0);
+    assert_int_equal(icl_bpe_trainer_vocab(tr), 257);
+    assert_non_null(strstr(out.data, "\"<s>\": 0"));
     icl_bpe_trainer_free(tr);
     icl_buf_free(&out);
 }
@@ -147,6 +172,7 @@ int main(void)
         cmocka_unit_test(train_2048),
         cmocka_unit_test(train_long_words),
         cmocka_unit_test(min_frequency_stops),
+        cmocka_unit_test(no_training_text),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -193,44 +193,66 @@ static void rope_fd(void **state)
 }
 
 /* ------------------------------------------------------------ attention */
+/* The finite-difference tests' state: attn_loss = sum(out * aR) with out
+ * the forward of aqkv under ash and adoc. */
 static icl_attn_shape ash;
 static float *aqkv, *aout, *alse, *aR;
-static int32_t adoc_buf[2 * 6], *adoc = adoc_buf;
+static const int32_t *adoc;
 static double attn_loss(void)
 {
     icl_attention_forward(aout, (long)ash.H * ash.hd, alse, aqkv, adoc, &ash);
     return dot(aout, aR, (size_t)ash.B * ash.T * ash.H * ash.hd);
 }
-static void attention_fd(void **state)
+
+/* The shared setup of the finite-difference tests: shape s (its k and v
+ * column offsets and row stride set here to q|k|v packed, H + 2 KV heads of
+ * hd a row) with document ids doc [B*T] (borrowed: must outlive the test),
+ * random q|k|v and upstream gradient aR, one forward (aout, alse) and the
+ * backward.  Returns dqkv [B*T, ld], *n its length; attn_fd_free frees it
+ * and the state. */
+static float *attn_fd_setup(icl_attn_shape s, const int32_t *doc, size_t *n)
 {
-    (void)state;
-    icl_attn_shape s = {2, 6, 4, 2, 4, 0, 0, 0, 0, 0.5f};
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
     s.ld = s.vo + s.KV * s.hd;
     ash = s;
-    /* row 0: two packed documents; row 1: one document then padding */
-    int32_t d[12] = {0, 0, 0, 1, 1, 1, 5, 5, 5, 5, -1, -1};
-    adoc = adoc_buf;
-    memcpy(adoc, d, sizeof d);
-    size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
-    aqkv = rnd(n, 1);
+    adoc = doc;
+    size_t no = (size_t)s.B * s.T * s.H * s.hd;
+    *n = (size_t)s.B * s.T * s.ld;
+    aqkv = rnd(*n, 1);
     aout = icl_xmalloc(no * 4);
     alse = icl_xmalloc((size_t)s.B * s.H * s.T * 4);
     aR = rnd(no, 1);
     attn_loss();
-    float *dqkv = icl_xmalloc(n * 4);
+    float *dqkv = icl_xmalloc(*n * 4);
     icl_attention_backward(dqkv, aR, s.H * s.hd, aout, s.H * s.hd, alse, aqkv, adoc, &s);
+    return dqkv;
+}
+
+static void attn_fd_free(float *dqkv)
+{
+    free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+    aqkv = aout = alse = aR = NULL;
+    adoc = NULL;
+}
+
+static void attention_fd(void **state)
+{
+    (void)state;
+    /* row 0: two packed documents; row 1: one document then padding */
+    static const int32_t d[12] = {0, 0, 0, 1, 1, 1, 5, 5, 5, 5, -1, -1};
+    size_t n;
+    float *dqkv = attn_fd_setup((icl_attn_shape){2, 6, 4, 2, 4, 0, 0, 0, 0, 0.5f}, d, &n);
     assert_true(fd_check("attention dq,dk,dv (GQA)", aqkv, n, dqkv, attn_loss) < TOL);
     /* isolation: changing document 1's values leaves document 0's outputs unchanged */
     float keep[3 * 16];
     memcpy(keep, aout, sizeof keep);
     for (int t = 3; t < 6; t++)
-        for (long j = 0; j < s.ld; j++)
-            aqkv[t * s.ld + j] += 1.0f;
+        for (long j = 0; j < ash.ld; j++)
+            aqkv[t * ash.ld + j] += 1.0f;
     attn_loss();
     assert_memory_equal(keep, aout, sizeof keep);
-    free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+    attn_fd_free(dqkv);
 }
 
 /* The same finite-difference check at hd 16 (the AVX-512 tiles for every
@@ -240,26 +262,13 @@ static void attention_fd(void **state)
 static void attention_fd_hd16(void **state)
 {
     (void)state;
-    icl_attn_shape s = {1, 19, 2, 1, 16, 0, 0, 0, 0, 0.25f};
-    s.ko = s.H * s.hd;
-    s.vo = s.ko + s.KV * s.hd;
-    s.ld = s.vo + s.KV * s.hd;
-    ash = s;
     int32_t d[19];
     for (int t = 0; t < 19; t++)
         d[t] = t < 7 ? 3 : 4;
-    adoc = d;
-    size_t n = (size_t)s.B * s.T * s.ld, no = (size_t)s.B * s.T * s.H * s.hd;
-    aqkv = rnd(n, 1);
-    aout = icl_xmalloc(no * 4);
-    alse = icl_xmalloc((size_t)s.B * s.H * s.T * 4);
-    aR = rnd(no, 1);
-    attn_loss();
-    float *dqkv = icl_xmalloc(n * 4);
-    icl_attention_backward(dqkv, aR, s.H * s.hd, aout, s.H * s.hd, alse, aqkv, adoc, &s);
+    size_t n;
+    float *dqkv = attn_fd_setup((icl_attn_shape){1, 19, 2, 1, 16, 0, 0, 0, 0, 0.25f}, d, &n);
     assert_true(fd_check("attention hd 16, T 19", aqkv, n, dqkv, attn_loss) < TOL);
-    adoc = adoc_buf;
-    free(aqkv); free(aout); free(alse); free(aR); free(dqkv);
+    attn_fd_free(dqkv);
 }
 
 /* Attention in float64, straight from the definition: out [B*T, H*hd],
