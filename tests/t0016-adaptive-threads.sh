@@ -59,8 +59,9 @@ test_expect_code 1 'a bad ICL_ADAPT_SECONDS is refused' '
 	test_grep "ICL_ADAPT_SECONDS=soon: not a number of seconds" err && exit $rc
 '
 
-# icl-gen and icl-eval -m: one poll per batch or line
-awk 'BEGIN { srand(9); for (e = 0; e < 600; e++) { s = ""; for (i = 0; i < 6; i++) s = s (i ? " " : "") int(rand() * 96); print s } }' >p.tok
+# icl-gen and icl-eval -m: one poll per batch or line; 2400 prompts so that
+# a run lasts several 0.1 s windows on a fast machine (600 took 0.09 s)
+awk 'BEGIN { srand(9); for (e = 0; e < 2400; e++) { s = ""; for (i = 0; i < 6; i++) s = s (i ? " " : "") int(rand() * 96); print s } }' >p.tok
 if [ "$NCPU" -lt 2 ]; then
 	test_skip 'icl-gen and icl-eval -m under load: the notice, the same output' "one core"
 else
