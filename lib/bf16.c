@@ -533,6 +533,32 @@ __attribute__((target("amx-tile"))) static void amx_begin(void)
 
 __attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release(); }
 
+/* The epilogue of an AMX block: the sums o[i][j] (i < mr, j < nc, stored
+ * from the tiles, 64-byte aligned rows) + bias into y (beta 0: overwrite,
+ * else add), or into y^T when yt (put_micro); micro_native's epilogue. */
+__attribute__((target("avx512f"))) static void amx_put(float *y, long ldy, int yt, int mr, int nc,
+                                                       const float (*o)[PNR], const float *bias, float beta)
+{
+    if (yt) {
+        put_micro(y, ldy, yt, mr, nc, o, bias, beta);
+        return;
+    }
+    for (int i = 0; i < mr; i++)
+        for (int v = 0; v < 4; v++) {
+            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
+            if (!n)
+                break;
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            float *yo = y + (size_t)i * ldy + 16 * v;
+            __m512 t = _mm512_load_ps(o[i] + 16 * v);
+            if (bias)
+                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
+            if (beta != 0.0f)
+                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+            _mm512_mask_storeu_ps(yo, m, t);
+        }
+}
+
 /* One chunk: A tile from a (byte stride sa), the 4 B tiles from b (byte
  * stride sb), into the 4 sums. */
 #define AMX_CHUNK(a, sa, b, sb)                                                                                      \
@@ -599,24 +625,7 @@ amx_block(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, float
     _tile_stored(2, o[0] + 32, PNR * 4);
     _tile_stored(3, o[0] + 48, PNR * 4);
     __asm__ volatile("" ::: "memory");
-    if (yt) {
-        put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
-        return;
-    }
-    for (int i = 0; i < mr; i++)
-        for (int v = 0; v < 4; v++) { /* micro_native's epilogue */
-            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
-            if (!n)
-                break;
-            __mmask16 m = (__mmask16)((1u << n) - 1);
-            float *yo = y + (size_t)i * ldy + 16 * v;
-            __m512 t = _mm512_load_ps(o[i] + 16 * v);
-            if (bias)
-                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-            if (beta != 0.0f)
-                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
-            _mm512_mask_storeu_ps(yo, m, t);
-        }
+    amx_put(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
 }
 #undef AMX_CHUNK
 
@@ -688,24 +697,7 @@ amx_block2(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, floa
         _tile_stored(3, o[AMR] + 32 * h + 16, PNR * 4);
     }
     __asm__ volatile("" ::: "memory");
-    if (yt) {
-        put_micro(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
-        return;
-    }
-    for (int i = 0; i < mr; i++)
-        for (int v = 0; v < 4; v++) { /* micro_native's epilogue */
-            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
-            if (!n)
-                break;
-            __mmask16 m = (__mmask16)((1u << n) - 1);
-            float *yo = y + (size_t)i * ldy + 16 * v;
-            __m512 t = _mm512_load_ps(o[i] + 16 * v);
-            if (bias)
-                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-            if (beta != 0.0f)
-                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
-            _mm512_mask_storeu_ps(yo, m, t);
-        }
+    amx_put(y, ldy, yt, mr, nc, (const float(*)[PNR])o, bias, beta);
 }
 
 /* ---- K blocks: when a panel's K is long (the head's input gradient: K =
