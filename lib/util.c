@@ -252,8 +252,8 @@ int icl_blis_choose(const icl_cpu_facts *cpu, double fma512_ratio)
  * subnormal.  The sum is returned so that nothing can be left out.  Seconds. */
 #define FMA_CHAINS 12
 #define FMA_ITERS 2048
-#define FMA_ROUNDS_MAX 64
-#define FMA_BUDGET_SECS 4e-4
+#define FMA_ROUNDS_MAX 1024
+#define FMA_BUDGET_SECS 5e-3 /* past the 0.7-3 ms of half-rate zmm after idle */
 __attribute__((target("avx512f"), noinline)) static double fma_zmm_secs(float *sink)
 {
     __m512 acc[FMA_CHAINS];

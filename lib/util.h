@@ -124,7 +124,7 @@ int icl_set_threads(int requested);
  * without AMX, the measured 512-bit FMA rate (icl_fma512_ratio); when it says
  * skx we set BLIS_ARCH_TYPE to "0" (skx's index in 0.9.0's arch_t enum; names
  * are not understood by 0.9.0) before any BLIS call.  Called by icl_init
- * (lib/cli.h); idempotent.  Costs microseconds, at most ~0.4 ms (the
+ * (lib/cli.h); idempotent.  Costs microseconds, at most ~5 ms (the
  * measurement, Intel with AVX-512 and without AMX only). */
 void icl_blis_setup(void);
 
@@ -166,11 +166,14 @@ int icl_blis_choose(const icl_cpu_facts *cpu, double fma512_ratio);
  * on 2 units) of 2048 FMAs, 3-8 us.  A round times ymm, zmm, ymm and takes
  * 2 x (the faster ymm) / zmm; the answer is the best over rounds of the
  * lesser of two consecutive rounds' ratios, stopping as soon as it reaches
- * ICL_BLIS_SKX_RATIO, else after 0.4 ms (64 rounds at most).  Measured here
+ * ICL_BLIS_SKX_RATIO, else after 5 ms (1024 rounds at most).  Measured here
  * (KVM guest, shared host): after idle, or while the host is busy, 512-bit
- * FMAs may run at half rate for 1-3 ms (ratio ~1.0-1.5), so a low answer
- * means "not shown", never "one unit"; disturbances only lower it (the zmm
- * run sits between the two ymm ones), so a high one is trustworthy.
+ * FMAs may run at half rate for 1-3 ms (ratio ~1.0-1.5); the 5 ms budget
+ * outlasts that, so that two processes on one machine choose alike (runs
+ * compared bit for bit, e.g. a resumed training against a whole one, need
+ * the same kernels).  A low answer still means "not shown", never "one
+ * unit"; disturbances only lower it (the zmm run sits between the two ymm
+ * ones), so a high one is trustworthy.
  * Returns -1 without AVX-512F (and AVX2/FMA) or off x86-64. */
 double icl_fma512_ratio(void);
 /* Name of the BLIS sub-configuration in use ("skx", "haswell", "generic"...),
