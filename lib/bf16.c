@@ -536,7 +536,7 @@ __attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release();
 /* The epilogue of an AMX block: the sums o[i][j] (i < mr, j < nc, stored
  * from the tiles, 64-byte aligned rows) + bias into y (beta 0: overwrite,
  * else add), or into y^T when yt (put_micro); micro_native's epilogue. */
-__attribute__((target("avx512f"))) static void amx_put(float *y, long ldy, int yt, int mr, int nc,
+__attribute__((target("avx512f"), always_inline)) static inline void amx_put(float *y, long ldy, int yt, int mr, int nc,
                                                        const float (*o)[PNR], const float *bias, float beta)
 {
     if (yt) {
