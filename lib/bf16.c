@@ -36,7 +36,6 @@ int icl_bf16_native(void)
 
 #if BF_X86 && defined(__linux__)
 #define BF_AMX 1
-#include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define ARCH_REQ_XCOMP_PERM 0x1023 /* <asm/prctl.h>, Linux 5.16 */
@@ -46,8 +45,8 @@ int icl_bf16_native(void)
 #endif
 
 /* AMX-BF16 usable: CPUID.(7,0):EDX bit 22 (AMX-BF16) and 24 (AMX-TILE),
- * the OS enabling the tile state in XCR0 (bits 17 XTILECFG, 18 XTILEDATA,
- * read with xgetbv once CPUID.1:ECX.OSXSAVE says it may be), and Linux
+ * the OS enabling the tile state in XCR0 (bits 17 XTILECFG, 18 XTILEDATA;
+ * all three from icl_cpu_probe, lib/util.h), and Linux
  * granting this process the tile data (arch_prctl ARCH_REQ_XCOMP_PERM;
  * Documentation/arch/x86/xstate.rst), asked once.  Also needs the
  * AVX512-BF16 path (the conversions and epilogues).  ICL_BF16_AMX=0 in the
@@ -58,16 +57,12 @@ int icl_bf16_amx(void)
     if (a < 0) {
         a = 0;
 #if BF_AMX
-        unsigned eax, ebx, ecx, edx;
         const char *e = getenv("ICL_BF16_AMX");
-        if (icl_bf16_native() && !(e && e[0] == '0') && __get_cpuid(1, &eax, &ebx, &ecx, &edx) &&
-            (ecx >> 27 & 1) && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (edx >> 22 & 1) &&
-            (edx >> 24 & 1)) {
-            unsigned lo, hi;
-            __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-            if ((lo >> 17 & 3) == 3 && syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
-                a = 1;
-        }
+        icl_cpu_facts cpu;
+        icl_cpu_probe(&cpu);
+        if (icl_bf16_native() && !(e && e[0] == '0') && cpu.amx && cpu.amx_bf16 && cpu.amx_os &&
+            syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
+            a = 1;
 #endif
         __atomic_store_n(&amx, a, __ATOMIC_RELEASE);
     }

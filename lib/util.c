@@ -215,12 +215,18 @@ void icl_cpu_probe(icl_cpu_facts *cpu)
     else if (b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163)
         cpu->vendor = ICL_CPU_AMD;
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
-    unsigned base = (a >> 8) & 0xf;
+    unsigned base = (a >> 8) & 0xf, osxsave = (c >> 27) & 1;
     cpu->family = base + (base == 0xf ? ((a >> 20) & 0xff) : 0);
     __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
     if (a >= 7) {
         __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
         cpu->amx = (d >> 24) & 1; /* AMX-TILE: CPUID.(7,0):EDX[24] */
+        cpu->amx_bf16 = (d >> 22) & 1;
+    }
+    if (osxsave) {
+        unsigned lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        cpu->amx_os = (lo >> 17 & 3) == 3;
     }
     __builtin_cpu_init();
     cpu->avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&

@@ -128,7 +128,8 @@ int icl_set_threads(int requested);
  * measurement, Intel with AVX-512 and without AMX only). */
 void icl_blis_setup(void);
 
-/* The CPUID facts icl_blis_choose needs. */
+/* The CPUID facts icl_blis_choose and the bf16 products' AMX path
+ * (lib/bf16.c icl_bf16_amx) need. */
 enum { ICL_CPU_OTHER = 0, ICL_CPU_INTEL, ICL_CPU_AMD };
 typedef struct {
     int vendor;      /* ICL_CPU_INTEL ("GenuineIntel"), ICL_CPU_AMD ("AuthenticAMD") or ICL_CPU_OTHER */
@@ -136,6 +137,10 @@ typedef struct {
     int avx512;      /* 1: AVX-512 F, DQ, BW and VL all usable (CPU and OS, as gcc's
                       * __builtin_cpu_supports says); what skx's kernels need */
     int amx;         /* 1: AMX-TILE (CPUID.(EAX=7,ECX=0):EDX bit 24) */
+    int amx_bf16;    /* 1: AMX-BF16 (the same leaf, EDX bit 22) */
+    int amx_os;      /* 1: the OS enables the tile state: XCR0 bits 17 (XTILECFG) and 18
+                      * (XTILEDATA), read with xgetbv where CPUID.1:ECX.OSXSAVE allows it
+                      * (Linux still grants the tile data per process: arch_prctl) */
 } icl_cpu_facts;
 /* Fills *cpu from CPUID on x86-64; elsewhere all zeros (vendor other, no AVX-512). */
 void icl_cpu_probe(icl_cpu_facts *cpu);

@@ -216,6 +216,7 @@ static void cpu_probe_and_fma_ratio(void **state)
             } else if (!seen_flags && strncmp(line, "flags", 5) == 0) {
                 seen_flags = 1;
                 assert_int_equal(c.amx, strstr(line, " amx_tile") != NULL);
+                assert_int_equal(c.amx_bf16, strstr(line, " amx_bf16") != NULL);
             }
         }
         fclose(f);
