@@ -21,9 +21,20 @@
 #include "util.h"
 
 #define NONE ((size_t)-1)
-/* Rows of logits the loss head computes at a time (at most T): bounds its
- * buffer to HEAD_ROWS x V floats whatever the batch. */
+/* The loss head's rows of logits at a time.  Its weight gradient dW +=
+ * dlogits^T h sums over rows: it is always accumulated over chunks of
+ * min(T, HEAD_ROWS) target rows (T the batch's length), so that its
+ * rounding depends on neither the buffers' capacity nor checkpointing.
+ * When the head is a float32 matrix with a vocabulary of at least
+ * ICL_GEMM_LONG (ops.h: BLIS's large path, each row's logits and dh the
+ * same whatever the rows around it), the logits and dh are computed over
+ * as many such chunks at once as HEAD_BYTES of logits hold (SmolLM2: 1280
+ * rows, whose products run 1.2-1.5x faster than 256 rows' on 2 threads of
+ * a Xeon: bench/gemm_shapes.c HEAD_ROWS=), except with gradient
+ * checkpointing (which asks for the least memory); else one chunk at a
+ * time. */
 #define HEAD_ROWS 256
+#define HEAD_BYTES ((size_t)256 << 20)
 
 
 /* ---------------------------------------------------------------- parameter table */
@@ -922,6 +933,15 @@ static float *take(float *slab, size_t *off, size_t n)
     return slab ? slab + o : NULL;
 }
 
+static icl_linear head_lin(const icl_model *m);
+
+/* Whether the loss head computes several chunks of rows at once (see
+ * HEAD_ROWS): a float32 head on BLIS's large path, no checkpointing. */
+static int head_wide(const icl_model *m, int ckpt)
+{
+    return !ckpt && m->cfg.vocab_size >= ICL_GEMM_LONG && head_lin(m).w.type == ICL_WEIGHT_F32;
+}
+
 /* The activations for a B x T batch.  Layout (model.h "Memory"): x[0..L]
  * always; the per-layer buffers once per layer, or once for all layers with
  * gradient checkpointing.  They are reused while they hold the batch; else
@@ -950,7 +970,11 @@ static icl_acts *acts_get(icl_model *m, int B, int T)
     long Dqkv, Dup, Datt;
     dims(c, &Dqkv, &Dup, &Datt);
     size_t H = c->num_attention_heads, half = c->head_dim / 2;
-    size_t hr = T < HEAD_ROWS ? (size_t)T : HEAD_ROWS;
+    size_t hr = T < HEAD_ROWS ? (size_t)T : HEAD_ROWS; /* a chunk of dW's rows (head_loss) */
+    if (head_wide(m, ckpt)) { /* as many chunks as HEAD_BYTES of logits hold, at most the batch's rows */
+        size_t k = HEAD_BYTES / (V * sizeof(float) * hr), kn = (N + hr - 1) / hr;
+        hr *= k < 1 ? 1 : k < kn ? k : kn;
+    }
     a = xcalloc(1, sizeof *a);
     a->hrows = (int)hr;
     a->B = B;
@@ -1562,25 +1586,28 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
     norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
 }
 
-/* Loss head over target rows, in chunks of at most min(T, hrows) rows:
- * logits = h W^T, cross-entropy, and (scale != 0) dh into dlnf,
- * dW += dlogits^T h (when the head is trainable).  T is the batch's (a->T
- * and a->hrows come from the buffers' capacity): the chunking, hence the
- * rounding of dW, must not depend on earlier, larger batches, or a resumed
- * run would not be bit-identical to an uninterrupted one. */
+/* Loss head over target rows, in chunks of R rows: logits = h W^T,
+ * cross-entropy, and (scale != 0) dh into dlnf, dW += dlogits^T h (when
+ * the head is trainable) over sub-chunks of t0 = min(T, HEAD_ROWS) rows.
+ * T is the batch's, R the largest multiple of t0 the buffers hold (a->hrows,
+ * from their capacity): dW's rounding depends on t0 alone and the rest on
+ * nothing of the chunking, so a resumed run (whose buffers may be smaller)
+ * and a checkpointed one (R = t0) are bit-identical to an uninterrupted
+ * one.  Returns the sum over the target rows, in order, of their
+ * (weighted) losses. */
 static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, int Tb)
 {
     const icl_config *c = &m->cfg;
-    int C = c->hidden_size, V = c->vocab_size, T = Tb < a->hrows ? Tb : a->hrows;
+    int C = c->hidden_size, V = c->vocab_size, t0 = Tb < HEAD_ROWS ? Tb : HEAD_ROWS;
+    int R = head_wide(m, a->ckpt) ? a->hrows / t0 * t0 : t0;
     icl_linear H = head_lin(m);
-    double total = 0;
-    for (long r0 = 0; r0 < nt; r0 += T) {
-        int n = (int)(nt - r0 < T ? nt - r0 : T);
+    for (long r0 = 0; r0 < nt; r0 += R) {
+        int n = (int)(nt - r0 < R ? nt - r0 : R);
         for (int i = 0; i < n; i++)
             memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
         /* logits [n, V] = h [n, C] W^T, W [V, C] */
         icl_linear_forward(&H, a->lbuf, V, a->hbuf, C, n, 0.0f, ICL_LIN_GEMM, 0, NULL);
-        total += icl_xent_rows_w(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale, a->tw ? a->twt + r0 : NULL);
+        icl_xent_rows_w(a->lbuf, V, n, V, a->tlab + r0, a->tloss + r0, scale, a->tw ? a->twt + r0 : NULL);
         if (scale != 0) {
             /* dh [n, C] = dlogits W, scattered to the target rows, then
              * dW [V, C] += dlogits^T h: h rows recomputed (hbuf held dh) */
@@ -1592,10 +1619,15 @@ static double head_loss(const icl_model *m, icl_acts *a, long nt, float scale, i
             if (H.w.grad) {
                 for (int i = 0; i < n; i++)
                     memcpy(a->hbuf + (size_t)i * C, a->lnf + (size_t)a->trow[r0 + i] * C, (size_t)C * sizeof(float));
-                icl_linear_backward(&H, NULL, 0, 0.0f, a->lbuf, V, a->hbuf, C, n, NULL);
+                for (int s0 = 0; s0 < n; s0 += t0)
+                    icl_linear_backward(&H, NULL, 0, 0.0f, a->lbuf + (size_t)s0 * V, V, a->hbuf + (size_t)s0 * C, C,
+                                        n - s0 < t0 ? n - s0 : t0, NULL);
             }
         }
     }
+    double total = 0; /* in row order: the same for any chunking or thread count */
+    for (long i = 0; i < nt; i++)
+        total += a->tw ? (double)a->twt[i] * (double)a->tloss[i] : a->tloss[i];
     return total;
 }
 

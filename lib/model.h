@@ -57,8 +57,11 @@
  * projection; plus max(C, Datt, I) with LoRA dropout), the adapters' down
  * products x A^T kept for the backward (the sum of a layer's ranks, per
  * layer, or for one layer with checkpointing: 112 floats per token and
- * layer for r 16 all-linear) and min(T, 256) x (C + V) floats for the
- * loss head; nothing of size [B, T, V] unless asked for logits.
+ * layer for r 16 all-linear) and R x (C + V) floats for the loss head:
+ * R = min(T, 256) rows, or for a float32 head with V >= ICL_GEMM_LONG
+ * (ops.h) without checkpointing as many multiples of them as 256 MiB of
+ * logits hold, at most B T (SmolLM2 at 8 x 256: 1280 rows, 252 MB);
+ * nothing of size [B, T, V] unless asked for logits.
  *
  * Gradient checkpointing (icl_model_set_gradient_checkpointing; as
  * transformers' gradient_checkpointing_enable, Chen et al. 2016, "Training
@@ -332,7 +335,7 @@ int icl_batch_validate(const icl_model *m, const icl_batch *b, char *err, size_t
  * Returns the SUM over target positions of -log p(next token), each times
  * its weight when b->weight is set (0 when there are none; never NaN from
  * empty rows); *n_targets (if not NULL) gets their count (unweighted).  A batch icl_batch_validate rejects: NAN, the message in m->err.  Only target rows of the [T, V] logits are computed when logits is
- * NULL, in chunks of at most min(T, 256) rows (never a [B, T, V] tensor). */
+ * NULL, in chunks of R rows ("Memory" above; never a [B, T, V] tensor). */
 double icl_model_forward(icl_model *m, const icl_batch *b, float *logits, float loss_scale, long *n_targets);
 /* Per-position losses of the last forward: loss[B*T] gets -log p(ids[t+1])
  * (unweighted) at each target position t (see icl_batch) and 0 elsewhere, so an evaluator

@@ -27,6 +27,14 @@ void icl_gemm(int m, int n, int k, float alpha, const float *a, long rsa, long c
     if (nthreads == 1 || (double)m * n * k < 262144.0) { /* tiny: threads cost more than they give */
         rntm_t rntm = BLIS_RNTM_INITIALIZER;
         bli_rntm_set_num_threads(1, &rntm);
+        if (n >= ICL_GEMM_LONG || k >= ICL_GEMM_LONG)
+            bli_rntm_disable_l3_sup(&rntm);
+        bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                     &be, c, rsc, csc, NULL, &rntm);
+    } else if (n >= ICL_GEMM_LONG || k >= ICL_GEMM_LONG) {
+        rntm_t rntm;
+        bli_rntm_init_from_global(&rntm);
+        bli_rntm_disable_l3_sup(&rntm);
         bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &al, (float *)a, rsa, csa, (float *)b, rsb, csb,
                      &be, c, rsc, csc, NULL, &rntm);
     } else {

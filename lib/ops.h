@@ -16,6 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Products with n or k at least this long (a vocabulary: the loss head's
+ * logits h W^T and dh = dlogits W) skip BLIS's "sup" path for small
+ * dimensions and take its large-matrix path, on which every element of C
+ * is the same sum (k blocked the same way, in order) whatever m and the
+ * thread count: the head's results do not depend on how many rows it is
+ * given at once (model.c, head_loss).  On the sup path they can (m 24 and
+ * 72 rows differ in the last bits).  It is also the faster path for these
+ * products on a 2-core Xeon (bench/gemm_shapes.c, WAYS=S: 5-9%). */
+#define ICL_GEMM_LONG 16384
+
 /* C[m,n] = alpha * A[m,k] B[k,n] + beta * C, each matrix given by pointer and
  * (row stride, column stride) in elements.  nthreads 0: the global setting
  * (icl_set_threads); 1: single-threaded (for calls inside an OpenMP region).

@@ -15,7 +15,9 @@
  *     biases) and gpt2-tiny (Conv1D, LayerNorm biases), each as a full
  *     fine-tune, LoRA on all linears of a frozen base, and LoRA with
  *     dropout 0.3 (the recomputation redraws the same masks);
- *   - switching it on and off on one model between steps changes nothing. */
+ *   - switching it on and off on one model between steps changes nothing;
+ *   - with a vocabulary whose head takes several chunks of rows at once
+ *     without checkpointing (model.c HEAD_ROWS), the same bits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +34,7 @@
 #include "config.h"
 #include "lora.h"
 #include "model.h"
+#include "ops.h"
 #include "trainer.h"
 #include "util.h"
 
@@ -303,11 +306,89 @@ static void bit_identical(void **state)
         }
 }
 
+/* ------------------------------------------------------------ a wide head */
+
+/* A vocabulary of ICL_GEMM_LONG: without checkpointing the loss head takes
+ * several chunks of min(T, 256) target rows at once (model.c, HEAD_ROWS), with it
+ * one at a time; the loss, every gradient (the tied head's dW accumulated
+ * over the same 256-row chunks either way) and the next step are the same
+ * bits.  B 3 x T 200: 597 target rows, chunks of 200 + 200 + 197 with
+ * checkpointing, one of 597 without (whose dW, in one product, BLIS would
+ * block as 256 + 256 + 85 rows: a different rounding); then 1 x 40. */
+static icl_model *wide_model(int lora)
+{
+    icl_config c;
+    assert_int_equal(icl_config_defaults(&c, "llama"), 0);
+    c.vocab_size = ICL_GEMM_LONG;
+    c.hidden_size = 32;
+    c.intermediate_size = 64;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 16;
+    c.max_position_embeddings = 512;
+    c.bos_token_id = c.pad_token_id = -1;
+    char err[256];
+    assert_int_equal(icl_config_validate(&c, "test", err, sizeof err), 0);
+    icl_model *m = icl_model_new(&c);
+    icl_config_free(&c);
+    icl_model_init_random(m, 5, 0.02f);
+    if (lora) {
+        static const char *const all[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+        icl_model_freeze_base(m);
+        if (!icl_model_add_lora(m, all, 7, 4, 8.0f, 1, err, sizeof err))
+            fail_msg("%s", err);
+    }
+    return m;
+}
+
+static void wide_head(void **state)
+{
+    (void)state;
+    enum { WB = 3, WT = 200 };
+    int32_t *ids = xmalloc(sizeof(int32_t) * WB * WT);
+    for (int i = 0; i < WB * WT; i++)
+        ids[i] = (int32_t)((i * 2654435761u) % (unsigned)ICL_GEMM_LONG);
+    icl_batch b[2] = {{WB, WT, ids, NULL, NULL, NULL, NULL}, {1, 40, ids + 7, NULL, NULL, NULL, NULL}};
+    long nt = (long)WB * (WT - 1) + 39;
+    for (int lora = 0; lora < 2; lora++) {
+        icl_model *off = wide_model(lora), *on = wide_model(lora);
+        icl_model_set_gradient_checkpointing(on, 1);
+        char err[256];
+        double l0[2], l1[2];
+        for (int k = 0; k < 2; k++) {
+            icl_model *m = k ? on : off;
+            double *l = k ? l1 : l0;
+            icl_model_zero_grads(m);
+            for (int j = 0; j < 2; j++) {
+                long n;
+                l[j] = icl_model_forward(m, &b[j], NULL, 1.0f / (float)nt, &n);
+                assert_true(isfinite(l[j]));
+                assert_int_equal(icl_model_backward(m, &b[j], err, sizeof err), 0);
+            }
+        }
+        print_message("# vocab %d, %s: losses %.9g %.9g\n", ICL_GEMM_LONG, lora ? "LoRA" : "full fine-tune", l0[0],
+                      l0[1]);
+        assert_true(l0[0] == l1[0] && l0[1] == l1[1]);
+        compare(off, on, 0);
+        icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1, NULL, NULL, 0};
+        icl_step_result r0, r1;
+        assert_int_equal(icl_train_step(off, b, 2, nt, 1e-2, 1, &o, &r0, err, sizeof err), 0);
+        assert_int_equal(icl_train_step(on, b, 2, nt, 1e-2, 1, &o, &r1, err, sizeof err), 0);
+        assert_true(r0.loss == r1.loss && r0.grad_norm == r1.grad_norm);
+        compare(off, on, 1);
+        icl_model_free(off);
+        icl_model_free(on);
+    }
+    free(ids);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(peak_memory), /* first: the children fork from a small process */
         cmocka_unit_test(bit_identical),
+        cmocka_unit_test(wide_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
