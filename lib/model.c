@@ -25,9 +25,10 @@
  * dlogits^T h sums over rows: it is always accumulated over chunks of
  * min(T, HEAD_ROWS) target rows (T the batch's length), so that its
  * rounding depends on neither the buffers' capacity nor checkpointing.
- * When the head is a float32 matrix with a vocabulary of at least
- * ICL_GEMM_LONG (ops.h: BLIS's large path, each row's logits and dh the
- * same whatever the rows around it), the logits and dh are computed over
+ * When the head is a float32 or packed bf16 matrix with a vocabulary of at
+ * least ICL_GEMM_LONG (float32: ops.h, BLIS's large path; bf16: bf16.h,
+ * every element one fixed sequence over K; either way each row's logits and
+ * dh the same whatever the rows around it), the logits and dh are computed over
  * as many such chunks at once as HEAD_BYTES of logits hold (SmolLM2: 1280
  * rows, whose products run 1.2-1.5x faster than 256 rows' on 2 threads of
  * a Xeon: bench/gemm_shapes.c HEAD_ROWS=), except with gradient
@@ -936,10 +937,13 @@ static float *take(float *slab, size_t *off, size_t n)
 static icl_linear head_lin(const icl_model *m);
 
 /* Whether the loss head computes several chunks of rows at once (see
- * HEAD_ROWS): a float32 head on BLIS's large path, no checkpointing. */
+ * HEAD_ROWS): a float32 head on BLIS's large path or a packed bf16 one, no
+ * checkpointing (not the quantized blocks: their products are not tested
+ * for it). */
 static int head_wide(const icl_model *m, int ckpt)
 {
-    return !ckpt && m->cfg.vocab_size >= ICL_GEMM_LONG && head_lin(m).w.type == ICL_WEIGHT_F32;
+    icl_weight_type t = head_lin(m).w.type;
+    return !ckpt && m->cfg.vocab_size >= ICL_GEMM_LONG && (t == ICL_WEIGHT_F32 || t == ICL_WEIGHT_BF16);
 }
 
 /* The activations for a B x T batch.  Layout (model.h "Memory"): x[0..L]

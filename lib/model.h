@@ -58,7 +58,7 @@
  * products x A^T kept for the backward (the sum of a layer's ranks, per
  * layer, or for one layer with checkpointing: 112 floats per token and
  * layer for r 16 all-linear) and R x (C + V) floats for the loss head:
- * R = min(T, 256) rows, or for a float32 head with V >= ICL_GEMM_LONG
+ * R = min(T, 256) rows, or for a float32 or bf16 head with V >= ICL_GEMM_LONG
  * (ops.h) without checkpointing as many multiples of them as 256 MiB of
  * logits hold, at most B T (SmolLM2 at 8 x 256: 1280 rows, 252 MB);
  * nothing of size [B, T, V] unless asked for logits.

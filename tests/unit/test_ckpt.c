@@ -17,7 +17,8 @@
  *     dropout 0.3 (the recomputation redraws the same masks);
  *   - switching it on and off on one model between steps changes nothing;
  *   - with a vocabulary whose head takes several chunks of rows at once
- *     without checkpointing (model.c HEAD_ROWS), the same bits. */
+ *     without checkpointing (model.c HEAD_ROWS), the same bits, float32
+ *     and bf16 (every path of lib/bf16.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bf16.h"
 #include "config.h"
 #include "lora.h"
 #include "model.h"
@@ -351,10 +353,19 @@ static void wide_head(void **state)
         ids[i] = (int32_t)((i * 2654435761u) % (unsigned)ICL_GEMM_LONG);
     icl_batch b[2] = {{WB, WT, ids, NULL, NULL, NULL, NULL}, {1, 40, ids + 7, NULL, NULL, NULL, NULL}};
     long nt = (long)WB * (WT - 1) + 39;
-    for (int lora = 0; lora < 2; lora++) {
+    /* float32, then bf16 products on each path (lib/bf16.h) */
+    static const int path[] = {-1, ICL_BF16_PORTABLE, ICL_BF16_NO_AMX, ICL_BF16_BEST};
+    static const char *const pname[] = {"float32", "bf16 portable", "bf16 AVX512-BF16", "bf16 best"};
+    for (int v = 0; v < 8; v++) {
+        int lora = v % 2, pv = v / 2;
         icl_model *off = wide_model(lora), *on = wide_model(lora);
         icl_model_set_gradient_checkpointing(on, 1);
         char err[256];
+        if (path[pv] >= 0) {
+            icl_bf16_force_path(path[pv]);
+            assert_int_equal(icl_model_set_bf16(off, err, sizeof err), 0);
+            assert_int_equal(icl_model_set_bf16(on, err, sizeof err), 0);
+        }
         double l0[2], l1[2];
         for (int k = 0; k < 2; k++) {
             icl_model *m = k ? on : off;
@@ -367,8 +378,8 @@ static void wide_head(void **state)
                 assert_int_equal(icl_model_backward(m, &b[j], err, sizeof err), 0);
             }
         }
-        print_message("# vocab %d, %s: losses %.9g %.9g\n", ICL_GEMM_LONG, lora ? "LoRA" : "full fine-tune", l0[0],
-                      l0[1]);
+        print_message("# vocab %d, %s, %s: losses %.9g %.9g\n", ICL_GEMM_LONG, pname[pv],
+                      lora ? "LoRA" : "full fine-tune", l0[0], l0[1]);
         assert_true(l0[0] == l1[0] && l0[1] == l1[1]);
         compare(off, on, 0);
         icl_step_opts o = {{1e-2, 0.9, 0.999, 1e-8, 0.01}, 1.0, NULL, NULL, NULL, 7, 0, 1, NULL, NULL, 0};
@@ -377,6 +388,7 @@ static void wide_head(void **state)
         assert_int_equal(icl_train_step(on, b, 2, nt, 1e-2, 1, &o, &r1, err, sizeof err), 0);
         assert_true(r0.loss == r1.loss && r0.grad_norm == r1.grad_norm);
         compare(off, on, 1);
+        icl_bf16_force_path(ICL_BF16_BEST);
         icl_model_free(off);
         icl_model_free(on);
     }
