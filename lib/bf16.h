@@ -36,7 +36,10 @@ int icl_bf16_native(void);
  * the CPU has AMX-BF16 and AMX-TILE and AVX512-BF16, the OS enables the
  * tile state (XCR0) and Linux grants it to this process (arch_prctl
  * ARCH_REQ_XCOMP_PERM, asked on the first call); 0 otherwise, or when the
- * environment has ICL_BF16_AMX=0 (read once). */
+ * environment has ICL_BF16_AMX=0 (read once).  Once granted, the kernel
+ * saves the 8 KiB of tile data with each thread's state: every signal
+ * frame of the process grows by about that much (sigaltstack users: size
+ * their stacks for it; Linux's Documentation/arch/x86/xstate.rst). */
 int icl_bf16_amx(void);
 /* "amx-bf16", "avx512bf16" or "portable (this CPU lacks AVX512-BF16)". */
 const char *icl_bf16_path_name(void);
