@@ -30,7 +30,9 @@
  * REPS (default 5), FILTER: only the shapes whose name contains it.
  * $HEAD_CHUNKS: time only that many of the head's N/256 chunks (default 8);
  * $ONLY2: skip the 1-thread runs; $ONLY1: skip the 2-thread runs; $CPUTIME:
- * time by process CPU seconds (see now()).  $HEAD_ROWS: rows per head chunk (default 256, lib/model.c's HEAD_ROWS).
+ * time by process CPU seconds (see now()).  $HEAD_ROWS: rows per head chunk (default 256, lib/model.c's HEAD_ROWS:
+ * its chunks with gradient checkpointing; without, a float32 or bf16 head takes 1280 rows of SmolLM2 at once, and
+ * the "blis" variant here, like icl_gemm, takes BLIS's large path for them: WAYS=S).
  * The "step" line weighs each layer product by 30 (the layers), the head
  * by its N/256 chunks. */
 #define _GNU_SOURCE /* madvise, MADV_HUGEPAGE: blis.h sets _POSIX_C_SOURCE */
