@@ -72,7 +72,7 @@ static const char usage_text[] =
     "                             their prompt (never the response; those whose\n"
     "                             response cannot fit are dropped and counted)\n"
     "                             (default: the model's max positions, <= 2048;\n"
-    "                             512 from scratch)\n"
+    "                             from scratch 2048, GPT-2 512)\n"
     "      --packing              several examples per row of --seq-len positions,\n"
     "                             attention kept inside each example\n"
     "      --no-shuffle           keep the file order (default: shuffle per epoch)\n"
