@@ -110,7 +110,7 @@ static void usage(FILE *f)
 "\n"
 "Example:\n"
 "  icl-gen -m run/ test.jsonl | icl-eval --metrics em,f1\n"
-"  {\"records\":200,\"exact_match\":0.41,\"f1\":0.5872,\"skipped\":0}\n"
+"  {\"records\":200,\"tokenize\":\"13a\",\"tokenize_auto\":true,\"exact_match\":0.41,\"f1\":0.5872,\"skipped\":0}\n"
 "\n"
 "Exit status: 0 ok, 1 bad data, 2 bad usage.\n");
 }

@@ -99,7 +99,7 @@ static const char usage_text[] =
     "\n"
     "Examples\n"
     "  icl-fmt alpaca_data.json > train.jsonl\n"
-    "  icl-fmt --map instruction=act,output=prompt -t chatml prompts.csv\n"
+    "  icl-fmt --map instruction=act,output=prompt -T chatml prompts.csv\n"
     "  icl-fmt --chat-template SmolLM2-135M-Instruct/ chats.jsonl | icl-tok encode ...\n"
     "  icl-fmt --map instruction=question,output=answer gsm8k.jsonl \\\n"
     "          --dedup --shuffle --seed 1 --split 0.9 --split-out val.jsonl > train.jsonl\n";

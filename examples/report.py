@@ -129,12 +129,15 @@ def runname(run):
 icl = {t: icl_best(t) for t, _ in TASKS}
 
 print("# icl demo: LoRA on SmolLM2-135M-Instruct, and what it learned\n")
-print("SmolLM2-135M-Instruct (the Q4_1 GGUF `make deps` fetches, dequantized to "
-      "float32 at load) is evaluated on held-out prompts in its own chat template "
+print("SmolLM2-135M-Instruct (the Q4_1 GGUF `make deps` fetches: icl-gen and icl-eval "
+      "keep its matrices in their quantized blocks, icl-train %s) is evaluated on "
+      "held-out prompts in its own chat template "
       "(**untuned**), LoRA adapters (r %s, alpha %s, %s) are trained on a mix of the "
       "tasks' training splits (**tuned**: the base with the adapter, greedy decoding), "
       "and the adapter is merged and exported as `tuned.gguf` (%s)."
-      % (P["LORA_R"], P["LORA_ALPHA"], P["LORA_TARGETS"], P["EXPORT_TYPE"]))
+      % ("trains over those blocks (QLoRA)" if P.get("ICL_DEMO_QLORA")
+         else "dequantizes them to float32 (`--dequantize`)",
+         P["LORA_R"], P["LORA_ALPHA"], P["LORA_TARGETS"], P["EXPORT_TYPE"]))
 print()
 print("Made by `make -C examples` (`make demo` at the top level) with: `%s`."
       % " ".join(["O=%s" % shq(out)] * (os.path.normpath(out) != "out") +

@@ -11,6 +11,13 @@ test_expect_success '--help teaches every option and exits 0' '
         grep -q -- "$o" out || { echo "missing $o"; exit 1; }
     done
 '
+test_expect_success 'the --help examples of --map and a template run as printed' '
+    printf "act,prompt\nLinux Terminal,Act as a terminal.\n" >prompts.csv &&
+    icl-fmt --help | sed -n "s/^  \(icl-fmt --map instruction=act.*\)/\1/p" >cmd &&
+    test $(wc -l <cmd) -eq 1 &&
+    sh -e cmd >out &&
+    grep -q "<|im_start|>user" out
+'
 test_expect_success '--version names icl and the version' '
     icl-fmt --version >out
     grep -q "^icl-fmt (icl) [0-9]" out

@@ -10,6 +10,17 @@ test_expect_success '--help teaches and exits 0' '
 	test_grep "Example:" out
 '
 
+# the summary line shown under "Example:" in --help and icl-eval(1) has the
+# keys, in their order, that icl-eval --metrics em,f1 prints
+test_expect_success 'the --help and man page example output has the real keys' '
+	printf "%s\n" "{\"response\":\"a b\",\"completion\":\"a c\"}" >pred.jsonl &&
+	icl-eval --metrics em,f1 pred.jsonl | grep -o "\"[a-z_0-9]*\":" >want &&
+	icl-eval --help | sed -n "/--metrics em,f1\$/{n;p;}" | grep -o "\"[a-z_0-9]*\":" >got &&
+	test_cmp want got &&
+	sed -n "/--metrics em,f1\$/{n;p;}" "$MAN" | grep -o "\"[a-z_0-9]*\":" >got &&
+	test_cmp want got
+'
+
 test_expect_success '--version names the program' '
 	icl-eval --version >out &&
 	test_grep "^icl-eval (icl) " out
