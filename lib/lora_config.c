@@ -78,6 +78,18 @@ int icl_lora_set_targets(icl_lora_config *c, const icl_config *mc, const char *s
     return 0;
 }
 
+/* The fewest significant digits (1-17) whose %g form of x reads back as x. */
+static int shortest_digits(double x)
+{
+    char b[40];
+    for (int p = 1; p < 17; p++) {
+        snprintf(b, sizeof b, "%.*g", p, x);
+        if (strtod(b, NULL) == x)
+            return p;
+    }
+    return 17;
+}
+
 /* ------------------------------------------------------------ adapter_config.json */
 
 int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lora_config *c, char *err,
@@ -216,7 +228,10 @@ char *icl_lora_config_json(const icl_lora_config *c, int fan_in_fan_out)
     json_object_set_new(o, "task_type", json_string("CAUSAL_LM"));
     json_object_set_new(o, "use_dora", json_false());
     json_object_set_new(o, "use_rslora", json_boolean(c->use_rslora));
-    char *txt = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    /* the reals with the fewest digits that read back as the same double
+     * (0.05, as PEFT's json.dump writes it, not 0.050000000000000003) */
+    int prec = shortest_digits(c->lora_dropout), pa = shortest_digits(c->lora_alpha);
+    char *txt = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(pa > prec ? pa : prec));
     json_decref(o);
     size_t len = strlen(txt);
     txt = xrealloc(txt, len + 2);

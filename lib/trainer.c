@@ -1370,7 +1370,8 @@ static void clear_old(train_run *r)
         free(p);
     }
     if (r->n_old)
-        note(r, 1, "%s: deleted %zu checkpoints of an earlier run (--overwrite-output-dir)", r->o->out_dir, r->n_old);
+        note(r, 1, "%s: deleted %zu checkpoint%s of an earlier run (--overwrite-output-dir)", r->o->out_dir, r->n_old,
+             r->n_old == 1 ? "" : "s");
     r->n_old = 0;
 }
 

@@ -55,7 +55,8 @@ test_expect_success 'LoRA with dropout: the same adapters with and without it; t
 test_expect_success 'adapter_config.json records lora_dropout as PEFT does' '
 	python3 -c "import json
 a=json.load(open(\"la/adapter_config.json\")); c=json.load(open(\"la/checkpoint-5/adapter_config.json\"))
-assert a[\"lora_dropout\"]==0.1 and c[\"lora_dropout\"]==0.1, (a[\"lora_dropout\"], c[\"lora_dropout\"])"
+assert a[\"lora_dropout\"]==0.1 and c[\"lora_dropout\"]==0.1, (a[\"lora_dropout\"], c[\"lora_dropout\"])" &&
+	test_grep "\"lora_dropout\": 0.1,\$" la/adapter_config.json
 '
 
 test_expect_success 'dropout changes training: another run than --lora-dropout 0, another for another --seed' '
