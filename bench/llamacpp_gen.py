@@ -7,12 +7,44 @@ the first new token to the N-th), each the best of 3 runs.  llama.cpp decodes on
 call, so BATCH sequences take BATCH times as long: its batch-B decode rate is
 its batch-1 rate, and the script measures batch 1 only.
 
+On a CPU with AMX-INT8 ggml routes the Q4_1 products to its AMX "extra
+buffer type", which crashed there (segmentation fault in
+ggml_backend_amx_mul_mat, llama-cpp-python 0.3.36 built natively on a
+2-core Xeon under KVM, 2026-12-04): the script then loads the model without
+extra buffer types (llama_model_params.use_extra_bufts false, as llama.cpp's
+--no-extra-bufts; for Q4_1 that leaves llama.cpp's AVX-512 VNNI kernels,
+the same instructions icl uses) and says so on stderr.
+ICL_LLAMACPP_EXTRA_BUFTS=1 keeps them.
+
 usage: llamacpp_gen.py MODEL.gguf THREADS NEW_TOKENS PROMPT_LEN IDS_FILE
 """
+import os
 import sys
 import time
 
+import llama_cpp.llama_cpp as lcpp
 from llama_cpp import Llama
+
+
+def has_amx():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(l.startswith("flags") and " amx_int8" in l for l in f)
+    except OSError:
+        return False
+
+
+if has_amx() and os.environ.get("ICL_LLAMACPP_EXTRA_BUFTS") != "1":
+    _defaults = lcpp.llama_model_default_params
+
+    def _no_extra_bufts():
+        p = _defaults()
+        p.use_extra_bufts = False
+        return p
+
+    lcpp.llama_model_default_params = _no_extra_bufts  # what Llama() calls
+    print("llamacpp_gen.py: AMX-INT8 CPU: llama.cpp without extra buffer types (its AMX path crashes here)",
+          file=sys.stderr)
 
 model, threads, N, P, ids_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 ids = [int(x) for x in open(ids_file).read().split()][:P]
