@@ -48,28 +48,31 @@
 
 enum { RB = 2, RT = 1024 };
 
-/* A random Llama whose activations dwarf its weights: hidden 32, FFN 512,
- * 8 layers, 2 heads of 16, 1 KV head. */
-static icl_model *long_model(void)
+/* A random Llama with 2 heads of 16, 1 KV head: vocabulary V, hidden 32,
+ * FFN I, L layers, positions P, weights from seed. */
+static icl_model *tiny_llama(int V, int I, int L, int P, uint64_t seed)
 {
     icl_config c;
     assert_int_equal(icl_config_defaults(&c, "llama"), 0);
-    c.vocab_size = 64;
+    c.vocab_size = V;
     c.hidden_size = 32;
-    c.intermediate_size = 512;
-    c.num_hidden_layers = 8;
+    c.intermediate_size = I;
+    c.num_hidden_layers = L;
     c.num_attention_heads = 2;
     c.num_key_value_heads = 1;
     c.head_dim = 16;
-    c.max_position_embeddings = 2048;
+    c.max_position_embeddings = P;
     c.bos_token_id = c.pad_token_id = -1;
     char err[256];
     assert_int_equal(icl_config_validate(&c, "test", err, sizeof err), 0);
     icl_model *m = icl_model_new(&c);
     icl_config_free(&c);
-    icl_model_init_random(m, 3, 0.02f);
+    icl_model_init_random(m, seed, 0.02f);
     return m;
 }
+
+/* One whose activations dwarf its weights: FFN 512, 8 layers. */
+static icl_model *long_model(void) { return tiny_llama(64, 512, 8, 2048, 3); }
 
 /* model.h: floats per token of one layer's kept activations */
 static double layer_floats(const icl_config *c)
@@ -319,22 +322,8 @@ static void bit_identical(void **state)
  * block as 256 + 256 + 85 rows: a different rounding); then 1 x 40. */
 static icl_model *wide_model(int lora)
 {
-    icl_config c;
-    assert_int_equal(icl_config_defaults(&c, "llama"), 0);
-    c.vocab_size = ICL_GEMM_LONG;
-    c.hidden_size = 32;
-    c.intermediate_size = 64;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 2;
-    c.num_key_value_heads = 1;
-    c.head_dim = 16;
-    c.max_position_embeddings = 512;
-    c.bos_token_id = c.pad_token_id = -1;
+    icl_model *m = tiny_llama(ICL_GEMM_LONG, 64, 2, 512, 5);
     char err[256];
-    assert_int_equal(icl_config_validate(&c, "test", err, sizeof err), 0);
-    icl_model *m = icl_model_new(&c);
-    icl_config_free(&c);
-    icl_model_init_random(m, 5, 0.02f);
     if (lora) {
         static const char *const all[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
         icl_model_freeze_base(m);
