@@ -178,10 +178,13 @@ typedef struct {
     int warned_special; /* the hint about special-token text was given */
 } ctx_t;
 
-/* After a batch of n: progress, then the thread count for the next one. */
-static void batch_done(ctx_t *c, int n)
+/* Before a batch after the first: the thread count for it (polled here,
+ * not after the last batch, so that the notice never names a completion
+ * that does not come). */
+static void batch_start(ctx_t *c)
 {
-    icl_progress_add(&c->prog, n);
+    if (c->prog.done == 0)
+        return;
     char where[64];
     /* "line 17", "completion 17": prog.what without its plural s */
     snprintf(where, sizeof where, "%.*s %ld", (int)strlen(c->prog.what) - 1, c->prog.what, c->prog.done + 1);
@@ -363,8 +366,9 @@ static void gen_text_file(ctx_t *c, const char *path)
             c->streams[n] = c->index + ((uint64_t)j << 32);
             n++;
             if (n == c->batch) {
+                batch_start(c);
                 run_text_batch(c, recs, prompts, n, (const char **)where);
-                batch_done(c, n);
+                icl_progress_add(&c->prog, n);
                 for (int i = 0; i < n; i++)
                     json_decref(recs[i]);
                 n = 0;
@@ -374,8 +378,9 @@ static void gen_text_file(ctx_t *c, const char *path)
         c->index++;
     }
     if (n > 0) {
+        batch_start(c);
         run_text_batch(c, recs, prompts, n, (const char **)where);
-        batch_done(c, n);
+        icl_progress_add(&c->prog, n);
     }
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
@@ -484,14 +489,16 @@ static void gen_ids_file(ctx_t *c, const char *path)
         n++;
         c->index++;
         if (n == c->batch) {
+            batch_start(c);
             run_ids_batch(c, items, n, where);
-            batch_done(c, n);
+            icl_progress_add(&c->prog, n);
             n = 0;
         }
     }
     if (n > 0) {
+        batch_start(c);
         run_ids_batch(c, items, n, where);
-        batch_done(c, n);
+        icl_progress_add(&c->prog, n);
     }
     for (int i = 0; i < c->batch; i++) {
         icl_ids_free(&items[i].ids);
