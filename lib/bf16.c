@@ -429,6 +429,24 @@ static inline void put_micro(float *y, long ldy, int yt, int mr, int nc, const f
 }
 
 #if BF_X86
+/* The first min(left, 16) floats of t (+ bias, when not NULL) into yo
+ * (beta 0: overwrite, else add): one 16-float piece of a row of a
+ * micro-tile's epilogue, from registers (micro_native) or from the sums
+ * stored from AMX tiles (amx_put).  0 when left <= 0 (nothing done). */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) int
+put16(float *yo, __m512 t, int left, const float *bias, float beta)
+{
+    if (left <= 0)
+        return 0;
+    __mmask16 m = (__mmask16)((1u << (left > 16 ? 16 : left)) - 1);
+    if (bias)
+        t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias));
+    if (beta != 0.0f)
+        t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
+    _mm512_mask_storeu_ps(yo, m, t);
+    return 1;
+}
+
 /* y[i, 0..nc) for mr rows of A (bf16, stride lda, padded to Kp with zero)
  * times one packed panel: each sum runs over the pairs in order, one
  * vdpbf16ps per pair, whatever mr, nc or the caller's tiling. */
@@ -462,17 +480,8 @@ micro_native(int mr, int Kp, const uint16_t *A, long lda, const uint16_t *Pp, fl
     if (!yt) {
         for (int i = 0; i < mr; i++)
             for (int v = 0; v < 4; v++) {
-                int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
-                if (!n)
+                if (!put16(y + (size_t)i * ldy + 16 * v, acc[i][v], nc - 16 * v, bias ? bias + 16 * v : NULL, beta))
                     break;
-                __mmask16 m = (__mmask16)((1u << n) - 1);
-                float *yo = y + (size_t)i * ldy + 16 * v;
-                __m512 t = acc[i][v];
-                if (bias)
-                    t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-                if (beta != 0.0f)
-                    t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
-                _mm512_mask_storeu_ps(yo, m, t);
             }
         return;
     }
@@ -540,17 +549,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void amx_put(flo
     }
     for (int i = 0; i < mr; i++)
         for (int v = 0; v < 4; v++) {
-            int n = nc - 16 * v < 0 ? 0 : nc - 16 * v > 16 ? 16 : nc - 16 * v;
-            if (!n)
+            if (!put16(y + (size_t)i * ldy + 16 * v, _mm512_load_ps(o[i] + 16 * v), nc - 16 * v,
+                       bias ? bias + 16 * v : NULL, beta))
                 break;
-            __mmask16 m = (__mmask16)((1u << n) - 1);
-            float *yo = y + (size_t)i * ldy + 16 * v;
-            __m512 t = _mm512_load_ps(o[i] + 16 * v);
-            if (bias)
-                t = _mm512_add_ps(t, _mm512_maskz_loadu_ps(m, bias + 16 * v));
-            if (beta != 0.0f)
-                t = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yo), t);
-            _mm512_mask_storeu_ps(yo, m, t);
         }
 }
 
