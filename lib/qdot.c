@@ -16,6 +16,14 @@
 
 #define QD_RB 4 /* rows of x per pass over a weight row */
 
+/* Eight activation rows' block b side by side, for the AVX-512 VNNI group
+ * kernel (qdot_simd.h, QD(g8)): q of rows 2p and 2p+1 are one aligned 64-byte
+ * load, d and s of the 8 rows one 32-byte load each.  Missing rows are 0. */
+typedef struct {
+    _Alignas(64) int8_t q[8][ICL_QK8];
+    float d[8], s[8];
+} qd_grp8;
+
 static inline float h2f(const uint8_t *p) { return icl_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
 
 /* ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j. */
@@ -216,6 +224,11 @@ static const rows_fn AVX2[6] = {avx2_q8_0, avx2_q4_0, avx2_q4_1, avx2_q4_k, avx2
 static const rows_fn VNNI[6] = {vnni_q8_0, vnni_q4_0, vnni_q4_1, vnni_q4_k, vnni_q5_k, vnni_q6_k};
 #endif
 
+typedef void (*g8_fn)(const uint8_t *w, const qd_grp8 *g, int np, int nb, float *out);
+#if QD_X86
+static const g8_fn VNNI_G8[6] = {vnni_g8_q8_0, vnni_g8_q4_0, vnni_g8_q4_1, vnni_g8_q4_k, vnni_g8_q5_k, vnni_g8_q6_k};
+#endif
+
 static int path = -1; /* icl_qdot_path; -1 until chosen (atomic accesses) */
 
 static int cpu_can(icl_qdot_path p)
@@ -270,6 +283,19 @@ static rows_fn kernel(int qtype)
     return NULL;
 }
 
+/* The 8-row group kernel of qtype, or NULL where the path has none. */
+static g8_fn kernel_g8(int qtype)
+{
+#if QD_X86
+    if (cur_path() == ICL_QDOT_VNNI)
+        for (int i = 0; i < 6; i++)
+            if (TYPES[i] == qtype)
+                return VNNI_G8[i];
+#endif
+    (void)qtype;
+    return NULL;
+}
+
 int icl_qdot_supported(int qtype)
 {
     for (int i = 0; i < 6; i++)
@@ -317,6 +343,25 @@ int icl_qmatvec(int qtype, const void *W, int out, int in, const float *x, long 
     for (int i = 0; i < N; i++)
         icl_q8_quantize_row(x + (size_t)i * ldx, in, xq + (size_t)i * nb);
     rows_fn k = kernel(qtype);
+    g8_fn k8 = N >= 2 ? kernel_g8(qtype) : NULL;
+    qd_grp8 *grp = NULL; /* group i, block b: grp[i * nb + b] */
+    if (k8) {
+        const int ngrp = (N + 7) / 8;
+        grp = aligned_alloc(64, (size_t)ngrp * nb * sizeof *grp);
+        if (!grp) {
+            free(xq);
+            return -1;
+        }
+        memset(grp, 0, (size_t)ngrp * nb * sizeof *grp);
+        for (int i = 0; i < N; i++)
+            for (int b = 0; b < nb; b++) {
+                qd_grp8 *g = &grp[(size_t)(i / 8) * nb + b];
+                const icl_q8blk *a = &xq[(size_t)i * nb + b];
+                memcpy(g->q[i % 8], a->q, ICL_QK8);
+                g->d[i % 8] = a->d;
+                g->s[i % 8] = a->s;
+            }
+    }
     int nt = nthreads < 1 ? 1 : nthreads;
     if ((double)N * in * out < 65536.0)
         nt = 1;
@@ -327,17 +372,27 @@ int icl_qmatvec(int qtype, const void *W, int out, int in, const float *x, long 
         for (int g0 = 0; g0 < N; g0 += 2 * QD_RB) {
             int ng = N - g0 < 2 * QD_RB ? N - g0 : 2 * QD_RB;
             float yl[2 * QD_RB][16];
-            for (int jj = 0; jj < nj; jj++) {
-                const uint8_t *w = (const uint8_t *)W + (size_t)(j0 + jj) * rowsz;
-                for (int b0 = 0; b0 < ng; b0 += QD_RB) {
-                    int nr = ng - b0 < QD_RB ? ng - b0 : QD_RB;
-                    const icl_q8blk *xs[QD_RB];
-                    float o[QD_RB];
-                    for (int r = 0; r < nr; r++)
-                        xs[r] = xq + (size_t)(g0 + b0 + r) * nb;
-                    k(w, xs, nr, nb, o);
-                    for (int r = 0; r < nr; r++)
-                        yl[b0 + r][jj] = o[r];
+            if (k8 && ng >= 2) { /* up to 8 rows per pass: the AVX-512 VNNI group kernel */
+                const qd_grp8 *g = grp + (size_t)(g0 / 8) * nb;
+                for (int jj = 0; jj < nj; jj++) {
+                    float o[8];
+                    k8((const uint8_t *)W + (size_t)(j0 + jj) * rowsz, g, (ng + 1) / 2, nb, o);
+                    for (int r = 0; r < ng; r++)
+                        yl[r][jj] = o[r];
+                }
+            } else {
+                for (int jj = 0; jj < nj; jj++) {
+                    const uint8_t *w = (const uint8_t *)W + (size_t)(j0 + jj) * rowsz;
+                    for (int b0 = 0; b0 < ng; b0 += QD_RB) {
+                        int nr = ng - b0 < QD_RB ? ng - b0 : QD_RB;
+                        const icl_q8blk *xs[QD_RB];
+                        float o[QD_RB];
+                        for (int r = 0; r < nr; r++)
+                            xs[r] = xq + (size_t)(g0 + b0 + r) * nb;
+                        k(w, xs, nr, nb, o);
+                        for (int r = 0; r < nr; r++)
+                            yl[b0 + r][jj] = o[r];
+                    }
                 }
             }
             for (int r = 0; r < ng; r++) {
@@ -349,6 +404,7 @@ int icl_qmatvec(int qtype, const void *W, int out, int in, const float *x, long 
             }
         }
     }
+    free(grp);
     free(xq);
     return 0;
 }

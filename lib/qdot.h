@@ -97,7 +97,8 @@ int icl_qmatvec(int qtype, const void *W, int out, int in, const float *x, long 
 typedef enum {
     ICL_QDOT_SCALAR = 0, /* portable C */
     ICL_QDOT_AVX2 = 1,   /* AVX2 + FMA (vpmaddubsw + vpmaddwd) */
-    ICL_QDOT_VNNI = 2,   /* AVX-512 VL + VNNI (vpdpbusd on 256-bit registers) */
+    ICL_QDOT_VNNI = 2,   /* AVX-512 VL + VNNI (vpdpbusd; 256-bit registers for one row of x, 512-bit
+                            registers holding two rows for icl_qmatvec's batches of 2 to 8) */
 } icl_qdot_path;
 
 /* The path in use ("scalar", "avx2", "avx512vnni"). */

@@ -174,3 +174,91 @@ QD_TYPE_FN(q4_k, ICL_GGML_Q4_K)
 QD_TYPE_FN(q5_k, ICL_GGML_Q5_K)
 QD_TYPE_FN(q6_k, ICL_GGML_Q6_K)
 #undef QD_TYPE_FN
+
+#if QD_VNNI
+/* Block b of the weight row into accumulator set par of the first 2 * np
+ * rows of group g (the offset terms of all 8 rows into off). */
+static inline __attribute__((always_inline)) void QD(g8block)(int type, int np, const uint8_t *w, int b, int par,
+                                                              const qd_grp8 *g, const __m512i *idx,
+                                                              __m512 acc[][2], __m256 *off)
+{
+    QD(wblk) o;
+    o.c = 0;
+    QD(decode)(type, w, b, &o);
+    const __m512i wq = _mm512_broadcast_i64x4(o.wq);
+    const __m512i wabs = qd_signed(type) ? _mm512_abs_epi8(wq) : wq;
+    const __mmask64 neg = qd_signed(type) ? _mm512_movepi8_mask(wq) : 0;
+    const __m512i lanemul = type == ICL_GGML_Q6_K ? _mm512_broadcast_i64x4(o.lanemul) : _mm512_setzero_si512();
+    const __m512 sc = _mm512_castps256_ps512(_mm256_mul_ps(_mm256_set1_ps(o.scale), _mm256_load_ps(g[b].d)));
+    for (int p = 0; p < np; p++) {
+        __m512i aq = _mm512_load_si512((const void *)g[b].q[2 * p]);
+        if (qd_signed(type)) /* _mm256_sign_epi8(aq, wq): -aq where w < 0 (where w == 0, |w| is 0) */
+            aq = _mm512_mask_sub_epi8(aq, neg, _mm512_setzero_si512(), aq);
+        __m512i prod = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wabs, aq);
+        if (type == ICL_GGML_Q6_K)
+            prod = _mm512_mullo_epi32(prod, lanemul);
+        acc[p][par] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(prod), _mm512_permutexvar_ps(idx[p], sc), acc[p][par]);
+    }
+    if (qd_hasoff(type))
+        *off = _mm256_fmadd_ps(_mm256_set1_ps(o.c), _mm256_load_ps(g[b].s), *off);
+}
+
+/* out[r] = dot(weight row w, activation row r of group g) for the first
+ * 2 * np (np <= 4) rows of a qd_grp8 group (rows past the caller's count are
+ * zero), in the order of QD(rows): rows r and r+1 share a 512-bit register,
+ * row r in the low half, each half an accumulator set of QD(rows) (8 lanes,
+ * blocks b and b+1 of a pair in sets 0 and 1, an odd tail in set 0), so
+ * every lane does the same integer dot, the same float product scale * d
+ * and the same fused multiply-add as there.  The weight block is decoded
+ * once for the 8 rows (QD(rows) decodes it once per 4); the offset terms of
+ * the 8 rows are one 8-lane fused multiply-add (lane r: fmaf(c, s_r, off_r)). */
+static inline __attribute__((always_inline)) void QD(g8)(int type, int np, const uint8_t *w, const qd_grp8 *g,
+                                                         int nb, float *out)
+{
+    __m512 acc[4][2];
+    __m512i idx[4];
+    for (int p = 0; p < np; p++) {
+        acc[p][0] = acc[p][1] = _mm512_setzero_ps();
+        idx[p] = _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1,
+                                   2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1);
+    }
+    __m256 off = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        QD(g8block)(type, np, w, b, 0, g, idx, acc, &off);
+        QD(g8block)(type, np, w, b + 1, 1, g, idx, acc, &off);
+    }
+    if (b < nb)
+        QD(g8block)(type, np, w, b, 0, g, idx, acc, &off);
+    float offs[8];
+    _mm256_storeu_ps(offs, off);
+    for (int p = 0; p < np; p++) {
+        __m512 t2 = _mm512_add_ps(acc[p][0], acc[p][1]);
+        for (int h = 0; h < 2; h++) {
+            __m256 t = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1)) : _mm512_castps512_ps256(t2);
+            __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+            __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));
+            __m128 s = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
+            out[2 * p + h] = _mm_cvtss_f32(s) + offs[2 * p + h];
+        }
+    }
+}
+
+#define QD_TYPE_FN(T, id)                                                                                            \
+    static void QD(g8_##T)(const uint8_t *w, const qd_grp8 *g, int np, int nb, float *out)                          \
+    {                                                                                                                \
+        switch (np) {                                                                                                \
+        case 1: QD(g8)(id, 1, w, g, nb, out); break;                                                                 \
+        case 2: QD(g8)(id, 2, w, g, nb, out); break;                                                                 \
+        case 3: QD(g8)(id, 3, w, g, nb, out); break;                                                                 \
+        default: QD(g8)(id, 4, w, g, nb, out); break;                                                                \
+        }                                                                                                            \
+    }
+QD_TYPE_FN(q8_0, ICL_GGML_Q8_0)
+QD_TYPE_FN(q4_0, ICL_GGML_Q4_0)
+QD_TYPE_FN(q4_1, ICL_GGML_Q4_1)
+QD_TYPE_FN(q4_k, ICL_GGML_Q4_K)
+QD_TYPE_FN(q5_k, ICL_GGML_Q5_K)
+QD_TYPE_FN(q6_k, ICL_GGML_Q6_K)
+#undef QD_TYPE_FN
+#endif

@@ -259,7 +259,7 @@ static void matvec(void **state)
         float *y = xmalloc(sizeof(float) * ldy * Nmax);
         for (int p = 0; p < np; p++) {
             icl_qdot_select(paths[p]);
-            for (int N = 1; N <= Nmax; N += 3)
+            for (int N = 1; N <= Nmax; N++)
                 for (int nt = 1; nt <= 2; nt++) {
                     for (long k = 0; k < ldy * Nmax; k++)
                         y[k] = -7.0f;
