@@ -23,6 +23,9 @@
 # BENCH_LOAD_POLICIES=1 adds the older table of ways of waiting, one
 # round: OMP_WAIT_POLICY=passive and GOMP_SPINCOUNT=300000 (libgomp's own
 # default, what icl ran with before), each with all cores fixed and 1 thread.
+# BENCH_LOAD_SPINS="1000 2000 ..." adds a table of spin counts, one round:
+# all cores fixed idle and loaded, and the default (auto) loaded, for each
+# GOMP_SPINCOUNT (icl's default: ICL_WAIT_SPINS, lib/cli.h).
 #
 # Model: the Llama of bench-train (BENCH_HIDDEN (256) BENCH_LAYERS (4)
 # BENCH_HEADS (4) BENCH_KV (2) BENCH_INTER (768) BENCH_VOCAB (4096)
@@ -55,6 +58,7 @@ run() {
 	icl) set -- "$2" env -u ICL_NUM_THREADS -u ICL_ADAPT_SECONDS -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT ;;
 	passive) set -- "$2" env -u ICL_NUM_THREADS -u ICL_ADAPT_SECONDS -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive ;;
 	spin) set -- "$2" env -u ICL_NUM_THREADS -u ICL_ADAPT_SECONDS -u OMP_WAIT_POLICY GOMP_SPINCOUNT=300000 ;;
+	spin=*) set -- "$2" env -u ICL_NUM_THREADS -u ICL_ADAPT_SECONDS -u OMP_WAIT_POLICY GOMP_SPINCOUNT="${1#spin=}" ;;
 	esac
 	case $1 in
 	auto) T= c=$CORES ;;
@@ -128,6 +132,18 @@ if [ "${BENCH_LOAD_POLICIES:-0}" = 1 ]; then
 			printf '%-8s %-8s %14.1f %14.1f %9.2fx\n' "$P" "$([ "$T" = all ] && echo "$CORES" || echo "$T")" "$idle" "$busy" \
 				"$(echo "$busy $idle" | awk '{ print $1 / $2 }')"
 		done
+	done
+fi
+if [ -n "${BENCH_LOAD_SPINS:-}" ]; then
+	echo "spin counts (one round; GOMP_SPINCOUNT, which icl keeps):"
+	printf '%-10s %14s %16s %16s\n' spins idle_all_tok/s loaded_all_tok/s loaded_auto_tok/s
+	for SC in $BENCH_LOAD_SPINS; do
+		set -- $(run "spin=$SC" all); idle=$1
+		busy_on
+		set -- $(run "spin=$SC" all); busy=$1
+		set -- $(run "spin=$SC" auto); bauto=$1
+		busy_off
+		printf '%-10s %14.1f %16.1f %16.1f\n' "$SC" "$idle" "$busy" "$bauto"
 	done
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); $(($(date +%s) - T0)) s"

@@ -47,7 +47,14 @@ void icl_init(int argc, char **argv);
  *     setenv() in main changes nothing for the running process.  If exec
  *     fails the program goes on with libgomp's own spinning.
  * Waiting never changes what is computed: results are bit-identical. */
-#define ICL_WAIT_SPINS 1000ULL /* libgomp's own count for active, oversubscribed teams */
+/* 2000: twice libgomp's count for oversubscribed teams.  On a 2-core Xeon
+ * under KVM (bench/RESULTS.md, "The spin count"), against 1000: two-thread
+ * decoding of SmolLM2-135M 1.5x faster at batch 1 (wake-ups there cost more
+ * than 1000 pauses), training 6% faster idle, and 6% slower with --threads 2
+ * fixed while another program keeps a core busy (10000: 37% slower); the
+ * default thread count, which follows the load (cmd/common/adapt.c), is not
+ * affected. */
+#define ICL_WAIT_SPINS 2000ULL
 extern unsigned long long icl_wait_spins; /* ULLONG_MAX: without end */
 void icl_wait_setup(char **argv);
 
