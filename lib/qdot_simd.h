@@ -130,6 +130,15 @@ static inline __attribute__((always_inline)) void QD(block)(int type, const uint
     }
 }
 
+/* The 8 lanes of t summed in qdot.h's order: (l + l+4), then + (l+2), then 0 + 1. */
+static inline float QD(hsum)(__m256 t)
+{
+    __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)); /* l + l+4 */
+    __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));                                 /* l + l+2 */
+    __m128 w = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));                              /* 0 + 1 */
+    return _mm_cvtss_f32(w);
+}
+
 /* out[r] = dot(weight row w, xs[r]) for r < nr (nr <= QD_RB), nb blocks. */
 static inline __attribute__((always_inline)) void QD(rows)(int type, const uint8_t *w, const icl_q8blk *const *xs,
                                                            int nr, int nb, float *out)
@@ -147,33 +156,10 @@ static inline __attribute__((always_inline)) void QD(rows)(int type, const uint8
     }
     if (b < nb)
         QD(block)(type, w, b, 0, xs, nr, acc, off);
-    for (int r = 0; r < nr; r++) {
-        __m256 t = _mm256_add_ps(acc[r][0], acc[r][1]);
-        __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)); /* l + l+4 */
-        __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));                                 /* l + l+2 */
-        __m128 s = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));                              /* 0 + 1 */
-        out[r] = _mm_cvtss_f32(s) + off[r];
-    }
+    for (int r = 0; r < nr; r++)
+        out[r] = QD(hsum)(_mm256_add_ps(acc[r][0], acc[r][1])) + off[r];
 }
 
-/* One function per type, nr made a constant for the compiler. */
-#define QD_TYPE_FN(T, id)                                                                                            \
-    static void QD(T)(const uint8_t *w, const icl_q8blk *const *xs, int nr, int nb, float *out)                     \
-    {                                                                                                                \
-        switch (nr) {                                                                                                \
-        case 1: QD(rows)(id, w, xs, 1, nb, out); break;                                                              \
-        case 2: QD(rows)(id, w, xs, 2, nb, out); break;                                                              \
-        case 3: QD(rows)(id, w, xs, 3, nb, out); break;                                                              \
-        default: QD(rows)(id, w, xs, 4, nb, out); break;                                                             \
-        }                                                                                                            \
-    }
-QD_TYPE_FN(q8_0, ICL_GGML_Q8_0)
-QD_TYPE_FN(q4_0, ICL_GGML_Q4_0)
-QD_TYPE_FN(q4_1, ICL_GGML_Q4_1)
-QD_TYPE_FN(q4_k, ICL_GGML_Q4_K)
-QD_TYPE_FN(q5_k, ICL_GGML_Q5_K)
-QD_TYPE_FN(q6_k, ICL_GGML_Q6_K)
-#undef QD_TYPE_FN
 
 #if QD_VNNI
 /* Block b of the weight row into accumulator set par of the first 2 * np
@@ -234,17 +220,17 @@ static inline __attribute__((always_inline)) void QD(g8)(int type, int np, const
     _mm256_storeu_ps(offs, off);
     for (int p = 0; p < np; p++) {
         __m512 t2 = _mm512_add_ps(acc[p][0], acc[p][1]);
-        for (int h = 0; h < 2; h++) {
-            __m256 t = h ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1)) : _mm512_castps512_ps256(t2);
-            __m128 u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
-            __m128 v = _mm_add_ps(u, _mm_movehl_ps(u, u));
-            __m128 s = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
-            out[2 * p + h] = _mm_cvtss_f32(s) + offs[2 * p + h];
-        }
+        out[2 * p] = QD(hsum)(_mm512_castps512_ps256(t2)) + offs[2 * p];
+        out[2 * p + 1] = QD(hsum)(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1))) + offs[2 * p + 1];
     }
 }
 
-#define QD_TYPE_FN(T, id)                                                                                            \
+#endif
+
+/* One function per type, nr (np) made a constant for the compiler; the
+ * group kernel on the VNNI path only. */
+#if QD_VNNI
+#define QD_G8_FN(T, id)                                                                                              \
     static void QD(g8_##T)(const uint8_t *w, const qd_grp8 *g, int np, int nb, float *out)                          \
     {                                                                                                                \
         switch (np) {                                                                                                \
@@ -254,6 +240,20 @@ static inline __attribute__((always_inline)) void QD(g8)(int type, int np, const
         default: QD(g8)(id, 4, w, g, nb, out); break;                                                                \
         }                                                                                                            \
     }
+#else
+#define QD_G8_FN(T, id)
+#endif
+#define QD_TYPE_FN(T, id)                                                                                            \
+    static void QD(T)(const uint8_t *w, const icl_q8blk *const *xs, int nr, int nb, float *out)                     \
+    {                                                                                                                \
+        switch (nr) {                                                                                                \
+        case 1: QD(rows)(id, w, xs, 1, nb, out); break;                                                              \
+        case 2: QD(rows)(id, w, xs, 2, nb, out); break;                                                              \
+        case 3: QD(rows)(id, w, xs, 3, nb, out); break;                                                              \
+        default: QD(rows)(id, w, xs, 4, nb, out); break;                                                             \
+        }                                                                                                            \
+    }                                                                                                                \
+    QD_G8_FN(T, id)
 QD_TYPE_FN(q8_0, ICL_GGML_Q8_0)
 QD_TYPE_FN(q4_0, ICL_GGML_Q4_0)
 QD_TYPE_FN(q4_1, ICL_GGML_Q4_1)
@@ -261,4 +261,4 @@ QD_TYPE_FN(q4_k, ICL_GGML_Q4_K)
 QD_TYPE_FN(q5_k, ICL_GGML_Q5_K)
 QD_TYPE_FN(q6_k, ICL_GGML_Q6_K)
 #undef QD_TYPE_FN
-#endif
+#undef QD_G8_FN
