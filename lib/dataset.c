@@ -237,13 +237,20 @@ int icl_batchbuf_weigh_examples(icl_batchbuf *bb)
 
 long icl_dataset_count_batches(const icl_dataset *d, const size_t *perm, int batch_size, int packing)
 {
+    return icl_dataset_count_batches_to(d, perm, d->n, batch_size, packing);
+}
+
+long icl_dataset_count_batches_to(const icl_dataset *d, const size_t *perm, size_t end, int batch_size, int packing)
+{
+    if (end > d->n)
+        end = d->n;
     if (!packing)
-        return (long)((d->n + (size_t)batch_size - 1) / (size_t)batch_size);
+        return (long)((end + (size_t)batch_size - 1) / (size_t)batch_size);
     size_t *first = xmalloc(((size_t)batch_size + 1) * sizeof *first);
     long nb = 0;
     size_t c = 0;
     int T;
-    while (c < d->n) {
+    while (c < end) {
         int rows = plan_rows(d, perm, c, batch_size, packing, first, &T);
         c = first[rows];
         nb++;

@@ -113,5 +113,11 @@ int icl_batchbuf_weigh_examples(icl_batchbuf *bb);
 
 /* Number of batches icl_dataset_next yields over one epoch in order perm. */
 long icl_dataset_count_batches(const icl_dataset *d, const size_t *perm, int batch_size, int packing);
+/* Number of batches icl_dataset_next yields from the start of an epoch in
+ * order perm until its cursor reaches end (end > d->n counts as d->n): the
+ * batches that begin before end.  At a cursor icl_dataset_next left, the
+ * batches taken so far this epoch.  O(end) with packing (each batch is
+ * planned again), O(1) without. */
+long icl_dataset_count_batches_to(const icl_dataset *d, const size_t *perm, size_t end, int batch_size, int packing);
 
 #endif

@@ -223,6 +223,8 @@ typedef struct {
     long *old_steps;
     json_t *history;     /* log_history: the logged metrics objects */
     double epochs_run;   /* the epochs the planned steps cover */
+    long ep_of;          /* the epoch ep_steps and ep_done count (-1: none yet) */
+    long ep_steps, ep_done; /* its optimizer steps, and those taken */
     long val_step;       /* the step val_loss was last measured after (-1: none) */
     double val_loss;
     char *best;          /* best_model_checkpoint (load_best_model_at_end) */
@@ -725,6 +727,37 @@ static long epoch_steps(train_run *r, long e)
     return (nb + per - 1) / per;
 }
 
+/* Epochs done, counted by steps as transformers' Trainer logs them: the
+ * whole epochs plus the current epoch's steps taken over its steps (with
+ * packing an epoch's steps depend on its order), as the summary counts
+ * the planned steps; never by examples, which a packed step takes in
+ * varying numbers.  r->perm must be the current epoch's order.  The
+ * counts are made once per epoch (and on resume), then kept up by
+ * epoch_step. */
+static double epoch_progress(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    const train_pos *p = &r->pos;
+    if (p->cursor >= r->data.n)
+        return (double)p->epoch + 1.0;
+    if (r->ep_of != p->epoch) {
+        long per = (long)o->grad_accum * o->world_size; /* micro-batches per step */
+        long all = icl_dataset_count_batches(&r->data, r->perm, o->batch_size, o->packing);
+        long done = icl_dataset_count_batches_to(&r->data, r->perm, p->cursor, o->batch_size, o->packing);
+        r->ep_of = p->epoch;
+        r->ep_steps = (all + per - 1) / per;
+        r->ep_done = (done + per - 1) / per;
+    }
+    return (double)p->epoch + (r->ep_steps > 0 ? (double)r->ep_done / (double)r->ep_steps : 0.0);
+}
+
+/* One more step taken in the current epoch (epoch_progress's count). */
+static void epoch_step(train_run *r)
+{
+    if (r->ep_of == r->pos.epoch)
+        r->ep_done++;
+}
+
 /* Optimizer steps of the run: max_steps, else the steps of the whole epochs
  * of --epochs plus, for a fraction f, ceil(f x the steps of the next epoch)
  * (transformers: ceil(num_train_epochs x steps per epoch)).  r->epochs_run:
@@ -921,7 +954,7 @@ static int compare_settings(train_run *r, json_t *theirs)
     return n ? -1 : 0;
 }
 
-static char *state_json(const train_run *r)
+static char *state_json(train_run *r)
 {
     const icl_train_opts *o = r->o;
     const icl_schedule *s = &r->sched;
@@ -977,7 +1010,7 @@ static char *state_json(const train_run *r)
     json_object_set_new(ic, "settings", st);
     json_t *root = json_object();
     json_object_set_new(root, "global_step", json_integer(p->step));
-    json_object_set_new(root, "epoch", json_real(p->epoch + (d->n ? (double)p->cursor / (double)d->n : 0)));
+    json_object_set_new(root, "epoch", json_real(epoch_progress(r)));
     json_object_set_new(root, "max_steps", json_integer(s->total_steps));
     json_object_set_new(root, "train_batch_size", json_integer(o->batch_size));
     json_object_set(root, "log_history", r->history);
@@ -1699,13 +1732,14 @@ static int run_steps(train_run *r)
             return fail(r, "step %ld: %s; stopping (last good checkpoint: %s)", t, e2,
                         r->last_good ? r->last_good : "none");
         r->pos.step = t;
+        epoch_step(r);
         r->log_loss += sr.loss_sum;
         r->log_targets += sr.n_targets;
         r->log_tokens += ntok;
         double t_end = icl_now(); /* tokens/s counts training only, not evaluation or saving */
         r->log_time += t_end - t0;
         icl_train_progress pr = {.step = t, .total_steps = r->sched.total_steps, .start_step = start_step,
-                                 .epoch = r->pos.epoch + (double)r->pos.cursor / (double)r->data.n,
+                                 .epoch = epoch_progress(r),
                                  .loss = sr.loss, .lr = lr, .grad_norm = sr.grad_norm, .tokens = ntok,
                                  .elapsed = t_end - run_t0};
         if (after_step(r, &pr))
@@ -1758,7 +1792,7 @@ static int load_best(train_run *r)
 
 int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz)
 {
-    train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1, .lock_fd = -1, .val_step = -1},
+    train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1, .lock_fd = -1, .val_step = -1, .ep_of = -1},
               *r = &run;
     int rc = -1;
     if (icl_train_opts_check(o, err, errsz))

@@ -145,6 +145,20 @@ test_expect_success '--epochs accepts fractions (ceil of the fraction of an epoc
 	icl-train $A --max-steps 9 -o ms rand.tok >m 2>err &&
 	test_grep "steps 9 (from 0) epochs 1.5 " err
 '
+test_expect_success 'the metrics'"'"' epoch counts steps as the summary does, across resume (packing: examples per step vary)' '
+	P="-m $LLAMA --batch-size 2 --seq-len 24 --packing --threads 1" &&
+	icl-train $P --max-steps 8 -o ep rand.tok >m 2>err &&
+	test_grep "steps 8 (from 0) epochs 1.6 " err &&
+	sed "s/, \"loss.*//" m >epochs &&
+	printf "{\"step\": %d, \"epoch\": %s\n" 1 0.2 2 0.4 3 0.6 4 0.8 5 1 6 1.2 7 1.4 8 1.6 >expect &&
+	test_cmp expect epochs &&
+	grep -m1 "\"epoch\": " ep/checkpoint-8/trainer_state.json | grep -q "\"epoch\": 1.6" &&
+	icl-train $P --max-steps 8 --save-every 3 -o ep2 rand.tok >/dev/null 2>&1 &&
+	rm -r ep2/checkpoint-6 ep2/checkpoint-8 &&
+	icl-train $P --max-steps 8 --save-every 3 --resume -o ep2 rand.tok >m2 2>err &&
+	sed "s/, \"loss.*//" m2 >epochs2 &&
+	test_cmp expect epochs2
+'
 test_expect_code 2 '--epochs 0 is a usage error' 'icl-train $A --epochs 0 -o x rand.tok'
 
 test_expect_success 'paths are printed without doubled slashes' '

@@ -121,6 +121,13 @@ static void padded_and_packed_layout(void **state)
     assert_int_equal(bb.n_targets, 6);
     assert_int_equal(icl_dataset_count_batches(&d, perm, 2, 1), 1);
     assert_int_equal(icl_dataset_count_batches(&d, perm, 1, 1), 2);
+    /* the batches begun before a cursor: batch 1 packed takes [ex0 ex1], then [ex2] */
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 0, 1, 1), 0);
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 2, 1, 1), 1);
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 3, 1, 1), 2);
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 99, 1, 1), 2);
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 1, 2, 0), 1);
+    assert_int_equal(icl_dataset_count_batches_to(&d, perm, 3, 2, 0), 2);
     icl_batchbuf_free(&bb);
     icl_dataset_free(&d);
 }
