@@ -487,6 +487,29 @@ static inline __attribute__((always_inline)) void skinny_block(const float *P, l
         }
 }
 
+/* For each term: rows i0 .. i0+nr-1 (nr <= SK_RB) of its C = alpha * P Q. */
+static void skinny_rows(const float *P, long ldp, int i0, int nr, int K, const skinny_term *tm, int nterm)
+{
+    const float *Pb = P + (size_t)i0 * ldp;
+    for (int u = 0; u < nterm; u++) {
+        skinny_term t = tm[u];
+        t.C += (size_t)i0 * t.ldc;
+        int rp = up16(t.r);
+        for (int v0 = 0; v0 < rp / 16; v0 += 4) {
+            int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
+#define SK_(a, c)                                                                                                    \
+    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
+            switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
+                SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
+                SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
+                SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
+            default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
+            }
+#undef SK_
+        }
+    }
+}
+
 /* For each term: C[N, r] = alpha * P[N, K] Q (P row stride ldp). */
 static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_term *tm, int nterm)
 {
@@ -497,24 +520,7 @@ static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_ter
 #pragma omp parallel for schedule(static) if (work >= LORA_PAR_MIN)
     for (int b = 0; b < nb; b++) {
         int i0 = b * SK_RB, nr = N - i0 < SK_RB ? N - i0 : SK_RB;
-        const float *Pb = P + (size_t)i0 * ldp;
-        for (int u = 0; u < nterm; u++) {
-            skinny_term t = tm[u];
-            t.C += (size_t)i0 * t.ldc;
-            int rp = up16(t.r);
-            for (int v0 = 0; v0 < rp / 16; v0 += 4) {
-                int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
-#define SK_(a, c)                                                                                                    \
-    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
-                switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
-                    SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
-                    SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
-                    SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
-                default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
-                }
-#undef SK_
-            }
-        }
+        skinny_rows(P, ldp, i0, nr, K, tm, nterm);
     }
 }
 
@@ -557,10 +563,11 @@ typedef struct {
 #define RD_RB 64 /* rows of X per block of lora_reduce */
 
 /* S[k][0..16) += the sums over rows 0..nrow of P[i, k0 + k] X[i, w0..w0+nw)
- * for k < nk (nw <= 16), each from 0 in row order; the lines 4 strips
- * ahead are prefetched. */
+ * for k < nk (nw <= 16), each from 0 in row order (add 0: S = the sums);
+ * the lines 4 strips ahead are prefetched. */
 static inline __attribute__((always_inline)) void reduce_strip(const float *X, long ldx, int nrow, int w0, int nw,
-                                                               int W, const float *P, long ldp, int nk, float *S)
+                                                               int W, const float *P, long ldp, int nk, float *S,
+                                                               int add)
 {
     v16 acc[16];
     memset(acc, 0, sizeof acc);
@@ -583,7 +590,7 @@ static inline __attribute__((always_inline)) void reduce_strip(const float *X, l
         }
     }
     for (int k = 0; k < nk; k++) {
-        v16 s = ld16(S + 16 * k) + acc[k];
+        v16 s = add ? ld16(S + 16 * k) + acc[k] : acc[k];
         memcpy(S + 16 * k, &s, sizeof s);
     }
 }
@@ -620,11 +627,11 @@ static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_ter
                     for (int k0 = 0; k0 < tm[u].r; k0 += 16) {
                         int nk = tm[u].r - k0 < 16 ? tm[u].r - k0 : 16;
 #define RS_(c)                                                                                                       \
-    case c: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, c, Ss); break;
+    case c: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, c, Ss, 1); break;
                         switch (nk) { /* constant sizes: the sums stay in registers */
                             RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
                             RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
-                        default: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, 16, Ss); break;
+                        default: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, 16, Ss, 1); break;
                         }
 #undef RS_
                         Ss += 16 * nk;
@@ -650,6 +657,62 @@ static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_ter
                     }
                 Ss += 16 * nk;
             }
+        }
+    }
+    free(S);
+}
+
+/* The backward's two products over dy in one pass: t[N, r] (row stride
+ * ldt) = alpha * D Q (Q: B [W, r] as lora_bq gives it, zero-padded to
+ * up16(r) columns) and dB [W, r] += alpha * D^T xa (xa [N, r], row stride
+ * r), D [N, W] with row stride ldd.  Parallel over blocks of RD_RB rows of
+ * D: each block's rows of t (lora_skinny's sums, row by row: the same
+ * bits), then, while the block is in cache, its sums for dB, each element
+ * from 0 in row order (as lora_reduce's blocks), kept per block; the
+ * blocks' sums are then added in block order from 0 and scaled: the very
+ * additions lora_reduce makes, so the same bits as lora_skinny followed by
+ * lora_reduce, whatever the thread count, with D read from memory once
+ * instead of twice.  Scratch: the blocks' sums, ceil(N / RD_RB) x W x
+ * up16(r) floats. */
+static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int r, const float *Q, float alpha,
+                    float *dB, float *t, long ldt)
+{
+    int nb = (N + RD_RB - 1) / RD_RB, ns = (W + 15) / 16, rp = up16(r);
+    size_t per = (size_t)ns * rp * 16; /* a block's sums: strip s, row k, 16 lanes at (s rp + k) 16 */
+    float *S = xmalloc((size_t)nb * per * sizeof(float));
+    skinny_term st = {Q, r, t, ldt, alpha};
+#pragma omp parallel for schedule(static) if (2.0 * N * W * r >= LORA_PAR_MIN)
+    for (int b = 0; b < nb; b++) {
+        int i0 = b * RD_RB, nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
+        for (int j = 0; j < nrow; j += SK_RB)
+            skinny_rows(D, ldd, i0 + j, nrow - j < SK_RB ? nrow - j : SK_RB, W, &st, 1);
+        const float *Db = D + (size_t)i0 * ldd, *Pb = xa + (size_t)i0 * r;
+        float *Sb = S + (size_t)b * per;
+        for (int s = 0; s < ns; s++) {
+            int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
+            for (int k0 = 0; k0 < r; k0 += 16) {
+                int nk = r - k0 < 16 ? r - k0 : 16;
+                float *Ss = Sb + ((size_t)s * rp + k0) * 16;
+#define RS_(c)                                                                                                       \
+    case c: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, c, Ss, 0); break;
+                switch (nk) { /* constant sizes: the sums stay in registers */
+                    RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
+                    RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
+                default: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, 16, Ss, 0); break;
+                }
+#undef RS_
+            }
+        }
+    }
+#pragma omp parallel for schedule(static) if ((double)nb * W * r >= LORA_PAR_MIN)
+    for (int s = 0; s < ns; s++) { /* dB += alpha (the blocks' sums in block order) */
+        int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
+        for (int k = 0; k < r; k++) {
+            v16 acc = {0};
+            for (int b = 0; b < nb; b++)
+                acc += ld16(S + (size_t)b * per + ((size_t)s * rp + k) * 16);
+            for (int l = 0; l < nw; l++)
+                dB[(size_t)(w0 + l) * r + k] += alpha * acc[l];
         }
     }
     free(S);
@@ -776,19 +839,24 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
             xs = xd;
             lds = a->in;
         }
-        if (a->dB) { /* dB [out, r] += scale * dys^T xa */
-            if (!l->xa)
-                lora_down(a, xa, xs, lds, N);
+        int want_t = a->dA || dx;
+        if (a->dB && !l->xa)
+            lora_down(a, xa, xs, lds, N);
+        if (a->dB && !want_t) { /* dB [out, r] += scale * dys^T xa */
             reduce_term rd = {xa, a->r, a->r, a->dB, a->scale, 1};
             lora_reduce(dys, lddy, N, a->out, &rd, 1);
         }
-        if (!a->dA && !dx)
+        if (!want_t)
             continue;
-        /* t [N, r] = scale * dys B */
+        /* t [N, r] = scale * dys B (and dB in the same pass over dys) */
         int own;
         const float *bq = lora_bq(a, &own);
-        skinny_term st = {bq, a->r, t, a->r, a->scale};
-        lora_skinny(dys, lddy, N, a->out, &st, 1);
+        if (a->dB) {
+            lora_dy(dys, lddy, N, a->out, xa, a->r, bq, a->scale, a->dB, t, a->r);
+        } else {
+            skinny_term st = {bq, a->r, t, a->r, a->scale};
+            lora_skinny(dys, lddy, N, a->out, &st, 1);
+        }
         if (own)
             free((void *)bq);
         if (a->dA) { /* dA [r, in] += t^T x: with x shared, after the loop in one pass */
