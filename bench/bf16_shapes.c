@@ -123,7 +123,7 @@ int main(int argc, char **argv)
         int in = sh[i].in, out = sh[i].out, R = sh[i].rows;
         icl_bf16_pack(w, in, 0, in, out, pf, nt); /* B = W^T [in, out] */
         icl_bf16_pack(w, in, 1, out, in, pb, nt); /* B = W [out, in] */
-        icl_bf16_weight bw = {pf, pb};
+        icl_bf16_weight bw = {pf, pb, 0};
         icl_weight W = {ICL_WEIGHT_BF16, 0, out, in, 0, &bw, dw};
         for (int f = 0; f < 3; f++) {
             double best = 1e30;

@@ -387,11 +387,13 @@ void icl_bf16_pack_panel(const float *B, long ldb, int kn, int K, int nc, uint16
         pack_panel_nk(B, ldb, K, nc, 0, dst, tmp);
 }
 
-int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads)
+/* icl_bf16_pack into panels of kpad(Kt) rows (Kt >= K, K even when
+ * Kt > K), the rows beyond K zero. */
+static int pack_into(const float *B, long ldb, int kn, int K, int Kt, int N, uint16_t *P, int nthreads)
 {
     if (K <= 0 || N <= 0)
         return 0;
-    int np = (N + PNR - 1) / PNR, Kp = kpad(K), nt = nthreads < 1 ? 1 : nthreads, fail = 0;
+    int np = (N + PNR - 1) / PNR, Kp = kpad(K), Ks = kpad(Kt), nt = nthreads < 1 ? 1 : nthreads, fail = 0;
     if ((double)K * N < 65536.0)
         nt = 1;
 #pragma omp parallel num_threads(nt) reduction(| : fail)
@@ -402,16 +404,39 @@ int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, i
         else {
 #pragma omp for schedule(static)
             for (int jp = 0; jp < np; jp++) {
-                uint16_t *d = P + (size_t)jp * PNR * Kp;
+                uint16_t *d = P + (size_t)jp * PNR * Ks;
                 if (kn)
                     pack_panel_kn(B, ldb, K, N, jp * PNR, d);
                 else
                     pack_panel_nk(B, ldb, K, N, jp * PNR, d, tmp);
+                if (Ks > Kp)
+                    memset(d + (size_t)Kp * PNR, 0, (size_t)(Ks - Kp) * PNR * sizeof *d);
             }
         }
         free(tmp);
     }
     return fail ? -1 : 0;
+}
+
+int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads)
+{
+    return pack_into(B, ldb, kn, K, K, N, P, nthreads);
+}
+
+int icl_bf16_pack_ext(const float *B, long ldb, int kn, int K, int kx, int N, uint16_t *P, int nthreads)
+{
+    if (kx > 0 && (K & 1))
+        return -1;
+    return pack_into(B, ldb, kn, K, K + (kx > 0 ? kx : 0), N, P, nthreads);
+}
+
+void icl_bf16_pack_rows(const float *E, long lde, int k0, int ke, int Kt, int N, uint16_t *P)
+{
+    if (ke <= 0 || N <= 0)
+        return;
+    int Ks = kpad(Kt);
+    for (int jp = 0; jp < (N + PNR - 1) / PNR; jp++)
+        pack_panel_kn(E, lde, ke, N, jp * PNR, P + (size_t)jp * PNR * Ks + (size_t)k0 * PNR);
 }
 
 /* The epilogue of a micro-tile: o[i][j] (i < mr, j < nc) + bias into y
@@ -1070,15 +1095,67 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
     return 0;
 }
 
+int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke,
+                             int kx, const uint16_t *P, const float *bias, float *y, long ldy, float beta,
+                             int nthreads)
+{
+    if (kx <= 0)
+        return icl_bf16_gemm_packed(M, N, K, x, ldx, P, bias, y, ldy, beta, nthreads);
+    if (M <= 0 || N <= 0)
+        return 0;
+    if ((K & 1) || ke > kx || (ke > 0 && !xe))
+        return -1;
+    int Kt = kpad(K + kx), nt = nthreads < 1 ? 1 : nthreads;
+    size_t got;
+    uint16_t *A = scratch_take((size_t)M * Kt * sizeof(uint16_t), &got);
+    if (!A)
+        return -1;
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
+    for (int i = 0; i < M; i++) {
+        uint16_t *a = A + (size_t)i * Kt;
+        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
+        if (ke > 0)
+            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
+        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
+    }
+    gemm_core(M, N, Kt, A, Kt, P, bias, y, ldy, 0, beta, nt);
+    scratch_give(A, got);
+    return 0;
+}
+
 /* n rounded up to a multiple of 32 (64 bytes of bf16). */
 static size_t up32(size_t n) { return (n + 31) & ~(size_t)31; }
 
 int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_fill_fn fill, void *ctx, int group,
                        size_t work_bytes, const float *bias, float *y, long ldy, float beta, int nthreads)
 {
+    return icl_bf16_gemm_fill_ext(M, N, K, x, ldx, NULL, 0, 0, 0, NULL, fill, ctx, group, work_bytes, bias, y, ldy,
+                                  beta, nthreads);
+}
+
+/* A[M, Kt] = [x | xe | 0] rounded (K even, or ke and kx 0). */
+static void round_rows_ext(const float *x, long ldx, int K, const float *xe, long ldxe, int ke, int M, int Kt,
+                           uint16_t *A, int nt)
+{
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
+    for (int i = 0; i < M; i++) {
+        uint16_t *a = A + (size_t)i * Kt;
+        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
+        if (ke > 0)
+            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
+        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
+    }
+}
+
+int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke, int kx,
+                           const uint16_t *Pe, icl_bf16_fill_fn fill, void *ctx, int group, size_t work_bytes,
+                           const float *bias, float *y, long ldy, float beta, int nthreads)
+{
     if (M <= 0 || N <= 0)
         return 0;
-    int Kp = kpad(K), Ka = Kp ? Kp : 2, nt = nthreads < 1 ? 1 : nthreads;
+    if (kx < 0 || ke > kx || (kx > 0 && ((K & 1) || !Pe || (ke > 0 && !xe))))
+        return -1;
+    int Kb = kpad(K), Kp = kpad(K + kx), Ka = Kp ? Kp : 2, nt = nthreads < 1 ? 1 : nthreads, Kep = Kp - Kb;
     if (group < 1)
         group = 1;
     int np = (N + PNR - 1) / PNR, ng = (np + group - 1) / group, nmb = (M + PMB - 1) / PMB;
@@ -1090,7 +1167,10 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
     uint16_t *A = scratch_take(need, &got);
     if (!A)
         return -1;
-    round_rows(x, ldx, M, K, A, nt);
+    if (kx)
+        round_rows_ext(x, ldx, K, xe, ldxe, ke, M, Ka, A, nt);
+    else
+        round_rows(x, ldx, M, K, A, nt);
     int nat = use_native(), am = use_amx(), step = am ? 2 * AMR : PMR;
 #pragma omp parallel num_threads(nt)
     {
@@ -1108,6 +1188,13 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
             int jp0 = (int)g * group, ngp = np - jp0 < group ? np - jp0 : group;
             if (g != have) {
                 fill(ctx, jp0, ngp, pan, work);
+                /* with room: the panels spread to K + kx rows each (last
+                 * first: they only move up), Pe's rows after W's */
+                for (int q = kx ? ngp - 1 : -1; q >= 0; q--) {
+                    uint16_t *d = pan + (size_t)q * PNR * Ka;
+                    memmove(d, pan + (size_t)q * PNR * Kb, (size_t)PNR * Kb * sizeof *d);
+                    memcpy(d + (size_t)Kb * PNR, Pe + (size_t)(jp0 + q) * PNR * Kep, (size_t)PNR * Kep * sizeof *d);
+                }
                 have = g;
             }
             int r0 = (int)(it % nmb) * PMB, re = M - r0 < PMB ? M : r0 + PMB;
@@ -1177,7 +1264,8 @@ static void nan_rows(float *y, long ldy, int N, int out)
 static void w_gemm_forward(const icl_weight *w, float *y, long ldy, const float *x, long ldx, int N, float beta)
 {
     const icl_bf16_weight *b = w->data;
-    if (icl_bf16_gemm_packed(N, w->out, w->in, x, ldx, b->fwd, NULL, y, ldy, beta, omp_get_max_threads()))
+    if (icl_bf16_gemm_packed_ext(N, w->out, w->in, x, ldx, NULL, 0, 0, b->kx, b->fwd, NULL, y, ldy, beta,
+                                 omp_get_max_threads()))
         nan_rows(y, ldy, N, w->out);
 }
 
@@ -1185,15 +1273,15 @@ static void w_rows_forward(const icl_weight *w, const float *bias, float *y, lon
                            float beta, int nthreads)
 {
     const icl_bf16_weight *b = w->data;
-    if (icl_bf16_gemm_packed(N, w->out, w->in, x, ldx, b->fwd, bias, y, ldy, beta, nthreads))
+    if (icl_bf16_gemm_packed_ext(N, w->out, w->in, x, ldx, NULL, 0, 0, b->kx, b->fwd, bias, y, ldy, beta, nthreads))
         nan_rows(y, ldy, N, w->out);
 }
 
 static void w_input_grad(const icl_weight *w, float *dx, long lddx, float beta, const float *dy, long lddy, int N)
 {
     const icl_bf16_weight *b = w->data;
-    if (!b->bwd ||
-        icl_bf16_gemm_packed(N, w->in, w->out, dy, lddy, b->bwd, NULL, dx, lddx, beta, omp_get_max_threads()))
+    if (!b->bwd || icl_bf16_gemm_packed_ext(N, w->in, w->out, dy, lddy, NULL, 0, 0, b->kx, b->bwd, NULL, dx, lddx,
+                                            beta, omp_get_max_threads()))
         nan_rows(dx, lddx, N, w->in);
 }
 
@@ -1217,10 +1305,33 @@ static void w_weight_grad(const icl_weight *w, const float *dy, long lddy, const
 static void w_dequantize_row(const icl_weight *w, int r, float *out)
 {
     const icl_bf16_weight *b = w->data;
-    int Kp = kpad(w->in);
+    int Kp = kpad(w->in + b->kx);
     const uint16_t *pp = b->fwd + (size_t)(r / PNR) * PNR * Kp + 2 * (r % PNR);
     for (int k = 0; k < w->in; k++)
         out[k] = from_bf16(pp[(size_t)(k / 2) * 2 * PNR + (k & 1)]);
+}
+
+/* The room rows icl_bf16_weight.kx keeps in the packs. */
+static int w_room(const icl_weight *w, int fwd)
+{
+    const icl_bf16_weight *b = w->data;
+    return fwd || b->bwd ? b->kx : 0;
+}
+
+/* E's rows into the pack's room, then one product over W's rows and them. */
+static void w_lowrank(const icl_weight *w, int fwd, float *y, long ldy, const float *x, long ldx, int N, float beta,
+                      const float *xe, int ke, const float *E)
+{
+    const icl_bf16_weight *b = w->data;
+    int K = fwd ? w->in : w->out, Nn = fwd ? w->out : w->in;
+    uint16_t *P = (uint16_t *)(fwd ? b->fwd : b->bwd);
+    if (!P || ke > b->kx || (K & 1)) {
+        nan_rows(y, ldy, N, Nn);
+        return;
+    }
+    icl_bf16_pack_rows(E, Nn, K, ke, K + b->kx, Nn, P);
+    if (icl_bf16_gemm_packed_ext(N, Nn, K, x, ldx, xe, ke, ke, b->kx, P, NULL, y, ldy, beta, omp_get_max_threads()))
+        nan_rows(y, ldy, N, Nn);
 }
 
 const icl_weight_ops icl_bf16_weight_ops = {
@@ -1230,4 +1341,6 @@ const icl_weight_ops icl_bf16_weight_ops = {
     .input_grad = w_input_grad,
     .weight_grad = w_weight_grad,
     .dequantize_row = w_dequantize_row,
+    .room = w_room,
+    .lowrank = w_lowrank,
 };

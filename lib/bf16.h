@@ -125,6 +125,32 @@ size_t icl_bf16_packed_size(int K, int N);
  * thread) cannot be allocated (P then partly written). */
 int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads);
 
+/* icl_bf16_pack into panels of K + kx rows (kx >= 0; K even when kx > 0,
+ * else -1), the kx rows after the K rows of B zero: room for
+ * icl_bf16_pack_rows.  P: icl_bf16_packed_size(K + kx, N) elements. */
+int icl_bf16_pack_ext(const float *B, long ldb, int kn, int K, int kx, int N, uint16_t *P, int nthreads);
+
+/* Overwrites rows k0 .. k0+ke-1 (k0 even) of the packed B [Kt, N] at P
+ * (panels of Kt rows, as icl_bf16_pack_ext made it) with E [ke, N] (row
+ * stride lde) rounded to bf16; an odd ke also zeroes row k0 + ke (its
+ * pair's partner), which must lie below Kt rounded up to even.  One
+ * thread; O(ke N). */
+void icl_bf16_pack_rows(const float *E, long lde, int k0, int ke, int Kt, int N, uint16_t *P);
+
+/* y = [x | xe | 0] P + bias + beta y: icl_bf16_gemm_packed over K + kx
+ * rows of K, P packed with K + kx rows (icl_bf16_pack_ext), x [M, K]
+ * (row stride ldx, K even) and xe [M, ke] (row stride ldxe, ke <= kx;
+ * NULL when ke is 0) rounded to bf16 side by side into one row, the last
+ * kx - ke columns zero.  So y[m, n] is one sum over the K + kx pairs
+ * in order, as icl_bf16_gemm_packed's over K + kx: a low-rank term folded
+ * into the product (icl_linear's adapters: y = x W^T + xa (s B)^T with
+ * y read and written once).  kx 0 is icl_bf16_gemm_packed.  Returns 0, or
+ * -1 when the rounded operand cannot be allocated or K is odd with kx > 0
+ * (y untouched). */
+int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke,
+                             int kx, const uint16_t *P, const float *bias, float *y, long ldy, float beta,
+                             int nthreads);
+
 /* y[M, N] (row stride ldy) = x[M, K] (row stride ldx) B + bias + beta y
  * (beta 0 overwrites, else adds), B packed by icl_bf16_pack with this K and
  * N, bias [N] or NULL; x rounded to bf16 first (into a scratch block kept
@@ -182,6 +208,18 @@ typedef void (*icl_bf16_fill_fn)(void *ctx, int jp, int np, uint16_t *dst, void 
 int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_fill_fn fill, void *ctx, int group,
                        size_t work_bytes, const float *bias, float *y, long ldy, float beta, int nthreads);
 
+/* icl_bf16_gemm_fill with kx rows of room after B's K (K even when kx >
+ * 0): x's rows rounded beside xe's ([x | xe | 0], xe [M, ke], ke <= kx,
+ * row stride ldxe) and each panel's rows after K taken from Pe, a packed
+ * [kx, N] (icl_bf16_pack, kn 1: the low-rank term's rows, zero where
+ * unused): y = [x | xe] [B; E] + bias + beta y in one product, each sum
+ * over B's k and then E's, as icl_bf16_gemm_packed_ext's.  kx 0 is
+ * icl_bf16_gemm_fill.  Returns 0, or -1 on bad arguments or when memory
+ * cannot be had (y untouched). */
+int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke, int kx,
+                           const uint16_t *Pe, icl_bf16_fill_fn fill, void *ctx, int group, size_t work_bytes,
+                           const float *bias, float *y, long ldy, float beta, int nthreads);
+
 /* Frees the scratch block the packed products keep between calls (it is
  * reused, never freed otherwise; a later product allocates it again). */
 void icl_bf16_release_scratch(void);
@@ -192,6 +230,13 @@ void icl_bf16_release_scratch(void);
  * gradient is wanted).  Not owned. */
 typedef struct {
     const uint16_t *fwd, *bwd;
+    /* kx > 0: both packs hold kx more rows of K after the weight's (fwd:
+     * K = in + kx, bwd: K = out + kx; icl_bf16_pack_ext), which
+     * icl_linear's adapters fill before each product (their up matrices,
+     * scaled, in fwd; their down matrices in bwd) so that one product
+     * adds the adapters' updates (linear.c); the plain products below
+     * multiply them by zero columns of x.  0: the weight alone. */
+    int kx;
 } icl_bf16_weight;
 
 /* The ICL_WEIGHT_BF16 row of linear.c's kernel table: icl_weight.data is an

@@ -1,6 +1,7 @@
 /* linear.c - weights by storage type, linear maps, low-rank adapters.  See linear.h. */
 #include "linear.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,7 +250,7 @@ static int lora_rmax(const icl_linear *l, int *drop_in, int *rsum)
 size_t icl_linear_work(const icl_linear *l, int N)
 {
     int din, rsum, r = lora_rmax(l, &din, &rsum);
-    return ((size_t)r + (size_t)rsum + (size_t)din) * (size_t)N;
+    return ((size_t)r + 2 * (size_t)rsum + (size_t)din) * (size_t)N;
 }
 
 size_t icl_linear_xa_size(const icl_linear *l, int N)
@@ -763,18 +764,95 @@ static void lora_dropout(const icl_lora *a, float *dst, long ldd, const float *s
     }
 }
 
+/* ---------------------------------------------------------------- adapters folded into bf16 products
+ *
+ * A bf16 weight packed with kx = r_sum rows of room (icl_bf16_weight.kx,
+ * model.c) takes its adapters into the base's product: the forward's
+ * y = [x | xa_0 | xa_1 ...] [W^T; s_0 B_0^T; s_1 B_1^T ...] (each B_i^T
+ * in its adapter's output columns, zero elsewhere) and the backward's
+ * dx = [dy | t_0 | t_1 ...] [W; A_0; A_1 ...] (t_i = s_i dy_i B_i) are one
+ * icl_bf16_gemm_packed_ext each: y and dx are read and written once, not
+ * again for rank-r updates that cost little arithmetic and much memory
+ * traffic.  Each sum then runs over the adapters' k after the base's, all
+ * in float32, with xa, t and s B rounded to bf16 as the product's other
+ * operands are (PEFT under autocast rounds them too).  The down products
+ * (xa, t) and the gradients dA, dB are the float32 kernels above. */
+
+/* 1 when l's weight type takes its adapters into its product (fwd: the
+ * forward, else the input gradient): a lowrank kernel with room for r_sum
+ * more rows of K. */
+static int folds(const icl_linear *l, int rsum, int fwd)
+{
+    const icl_weight_ops *k = icl_weight_kernels(l->w.type);
+    return l->n_lora && k && k->lowrank && k->room && k->room(&l->w, fwd) >= rsum;
+}
+
+/* Columns off .. off+r-1 of cat [N, rsum] = src [N, r]. */
+static void cat_ranks_one(float *cat, int rsum, const float *src, int r, size_t off, int N)
+{
+    for (int i = 0; i < N; i++)
+        memcpy(cat + (size_t)i * rsum + off, src + (size_t)i * r, (size_t)r * sizeof(float));
+}
+
+/* cat[N, rsum] = the adapters' [N, r_i] blocks side by side (block i at
+ * src + N off_i). */
+static void cat_ranks(float *cat, const float *src, const icl_linear *l, int N, int rsum)
+{
+#pragma omp parallel for schedule(static) if ((long)N * rsum >= ICL_PAR_MIN)
+    for (int i = 0; i < N; i++) {
+        size_t off = 0;
+        for (int u = 0; u < l->n_lora; u++) {
+            int r = l->lora[u].r;
+            memcpy(cat + (size_t)i * rsum + off, src + (size_t)N * off + (size_t)i * r, (size_t)r * sizeof(float));
+            off += (size_t)r;
+        }
+    }
+}
+
+/* E [rsum, out]: row off_i + k, column n = s_i B_i[n - out_off_i, k]
+ * inside adapter i's columns, else 0 (malloc'd). */
+static float *fold_fwd_rows(const icl_linear *l, int rsum)
+{
+    int out = l->w.out;
+    float *E = xcalloc((size_t)rsum * out, sizeof(float));
+    size_t off = 0;
+    for (int u = 0; u < l->n_lora; u++) {
+        const icl_lora *a = &l->lora[u];
+        for (int k = 0; k < a->r; k++)
+            for (int j = 0; j < a->out; j++)
+                E[(off + (size_t)k) * out + a->out_off + j] = a->scale * a->B[(size_t)j * a->r + k];
+        off += (size_t)a->r;
+    }
+    return E;
+}
+
+/* E [rsum, in]: rows off_i .. off_i + r_i - 1 = A_i (malloc'd). */
+static float *fold_bwd_rows(const icl_linear *l, int rsum)
+{
+    int in = l->w.in;
+    float *E = xmalloc((size_t)rsum * in * sizeof(float));
+    size_t off = 0;
+    for (int u = 0; u < l->n_lora; u++) {
+        memcpy(E + off * in, l->lora[u].A, (size_t)l->lora[u].r * in * sizeof(float));
+        off += (size_t)l->lora[u].r;
+    }
+    return E;
+}
+
 void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
                         icl_lin_kernel kernel, int nthreads, float *work)
 {
     const icl_weight_ops *k = icl_weight_kernels(l->w.type);
-    if (kernel == ICL_LIN_ROWS && k->rows_forward) {
+    int din, rsum, rmax = lora_rmax(l, &din, &rsum);
+    int bw = kernel != ICL_LIN_ROWS && folds(l, rsum, 1);
+    if (bw) {
+    } else if (kernel == ICL_LIN_ROWS && k->rows_forward) {
         k->rows_forward(&l->w, l->b, y, ldy, x, ldx, N, beta, nthreads);
     } else {
         k->gemm_forward(&l->w, y, ldy, x, ldx, N, beta);
         if (l->b)
             add_bias(y, ldy, l->b, N, l->w.out);
     }
-    int din, rsum, rmax = lora_rmax(l, &din, &rsum);
     float *xd = din ? work + (size_t)N * (rmax + rsum) : NULL; /* [N, in]: the dropped input */
     /* kept down products of the adapters without dropout: one pass over x */
     int shared = l->xa && l->n_lora <= 8;
@@ -808,9 +886,24 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
         /* y[:, off:off+out] += scale * xa B^T, B [out, r] */
         if (!shared || a->dropout > 0)
             lora_down(a, xa, xs, lds, N);
+        if (bw) { /* folded below: xa into its columns of cat */
+            if (!l->xa)
+                cat_ranks_one(work + (size_t)N * (rmax + rsum + din), rsum, xa, a->r, off - a->r, N);
+            continue;
+        }
         float *bt = lora_bt(a);
         lora_rows_expand(y + a->out_off, ldy, xa, a->r, N, bt, a->out, a->r, a->out, a->scale, 1);
         free(bt);
+    }
+    if (bw) { /* y = [x | xa...] [W^T; s B^T...] (+ beta y) */
+        float *cat = work + (size_t)N * (rmax + rsum + din);
+        if (l->xa)
+            cat_ranks(cat, l->xa, l, N, rsum);
+        float *E = fold_fwd_rows(l, rsum);
+        k->lowrank(&l->w, 1, y, ldy, x, ldx, N, beta, cat, rsum, E);
+        free(E);
+        if (l->b)
+            add_bias(y, ldy, l->b, N, l->w.out);
     }
 }
 
@@ -819,14 +912,14 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
  * offsets as l->xa), then the dropped input [N, din].  Without dropout the
  * adapters' input gradients are added to dx in one pass, adapter by
  * adapter in order (lora_rows_expand_add); with it, each in turn. */
-static void lora_backward(const icl_linear *l, float *dx, long lddx, const float *dy, long lddy, const float *x,
-                          long ldx, int N, float *work)
+static void lora_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
+                          const float *x, long ldx, int N, float *work, int bw)
 {
     int din, rsum, rmax = lora_rmax(l, &din, &rsum);
     float *tall = work + (size_t)N * rmax, *xd = din ? tall + (size_t)N * rsum : NULL;
     lora_term tm[8];
     reduce_term rt[8];
-    int nterm = 0, nrt = 0, fuse = !din && l->n_lora <= 8;
+    int nterm = 0, nrt = 0, fuse = !din && l->n_lora <= 8 && !bw;
     size_t off = 0;
     for (int i = 0; i < l->n_lora; i++) {
         const icl_lora *a = &l->lora[i];
@@ -866,7 +959,8 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
             else
                 rt[nrt++] = rd;
         }
-        if (dx && fuse) { /* dx += t A, below */
+        if (dx && bw) { /* folded below */
+        } else if (dx && fuse) { /* dx += t A, below */
             tm[nterm++] = (lora_term){t, a->r, a->A, a->in, a->r, 1.0f};
         } else if (dx && a->dropout > 0) { /* dx += mask (t A) / (1 - p) */
             lora_rows_expand(xd, a->in, t, a->r, N, a->A, a->in, a->r, a->in, 1.0f, 0);
@@ -879,18 +973,30 @@ static void lora_backward(const icl_linear *l, float *dx, long lddx, const float
         lora_reduce(x, ldx, N, l->w.in, rt, nrt);
     if (nterm)
         lora_rows_expand_add(dx, lddx, N, l->w.in, tm, nterm);
+    if (dx && bw) { /* dx = [dy | t...] [W; A...] + beta_dx dx */
+        float *cat = work + (size_t)N * (rmax + rsum + din);
+        cat_ranks(cat, tall, l, N, rsum);
+        float *E = fold_bwd_rows(l, rsum);
+        icl_weight_kernels(l->w.type)->lowrank(&l->w, 0, dx, lddx, dy, lddy, N, beta_dx, cat, rsum, E);
+        free(E);
+    }
 }
 
 void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
                          const float *x, long ldx, int N, float *work)
 {
     const icl_weight_ops *k = icl_weight_kernels(l->w.type);
-    if (dx)
+    int din, rsum;
+    lora_rmax(l, &din, &rsum);
+    /* the adapters' input gradients folded into the base's (no dropout: its
+     * mask applies to their part alone) */
+    int bw = dx && !din && folds(l, rsum, 0);
+    if (dx && !bw)
         k->input_grad(&l->w, dx, lddx, beta_dx, dy, lddy, N);
     if (l->w.grad)
         k->weight_grad(&l->w, dy, lddy, x, ldx, N);
     if (l->db)
         colsum_acc(l->db, dy, lddy, N, l->w.out);
     if (l->n_lora)
-        lora_backward(l, dx, lddx, dy, lddy, x, ldx, N, work);
+        lora_backward(l, dx, lddx, beta_dx, dy, lddy, x, ldx, N, work, bw);
 }

@@ -93,6 +93,17 @@ typedef struct {
     void (*weight_grad)(const icl_weight *w, const float *dy, long lddy, const float *x, long ldx, int N);
     /* out[in] = row r of the logical W as float32. */
     void (*dequantize_row)(const icl_weight *w, int r, float *out);
+    /* Optional (NULL: never): a low-rank term folded into the product.
+     * room: how many more rows of K the product can take (0: none; fwd 1
+     * the forward, 0 the input gradient).  lowrank, for ke <= room: fwd 1,
+     * y[N, out] = [x | xe] [W^T; E] + beta y, E [ke, out]; fwd 0,
+     * y[N, in] = [x | xe] [W; E] + beta y (x then dy, [N, out]), E
+     * [ke, in]; xe [N, ke] (row stride ke) and E float32 row-major, each
+     * sum over W's k and then E's in the type's order (bf16: rounded as
+     * the other operands).  NaN outputs when scratch cannot be had. */
+    int (*room)(const icl_weight *w, int fwd);
+    void (*lowrank)(const icl_weight *w, int fwd, float *y, long ldy, const float *x, long ldx, int N, float beta,
+                    const float *xe, int ke, const float *E);
 } icl_weight_ops;
 
 /* The kernel table of a storage type, or NULL when it has none. */
@@ -139,8 +150,10 @@ typedef struct {
 } icl_linear;
 
 /* Scratch floats icl_linear_forward / _backward need for N rows:
- * N (r_max + r_sum) with adapters (r_sum: the sum of their ranks), plus
- * N in when one of them has dropout; 0 without. */
+ * N (r_max + 2 r_sum) with adapters (r_sum: the sum of their ranks; the
+ * second r_sum: their down products or t side by side, [N, r_sum], for
+ * a bf16 weight with room for them), plus N in when one of them has
+ * dropout; 0 without. */
 size_t icl_linear_work(const icl_linear *l, int N);
 
 /* Floats of icl_linear.xa for N rows: N r_sum (0 without adapters). */
@@ -149,7 +162,11 @@ size_t icl_linear_xa_size(const icl_linear *l, int N);
 /* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W^T + b, plus the
  * adapters; beta 0 overwrites y, 1 adds (residual).  kernel and nthreads
  * choose the float32 path (nthreads is used by ICL_LIN_ROWS only).  work:
- * icl_linear_work(l, N) floats (NULL when that is 0). */
+ * icl_linear_work(l, N) floats (NULL when that is 0).  A bf16 weight whose
+ * packs have room for the adapters (icl_bf16_weight.kx >= r_sum) takes
+ * them into its product with the GEMM kernel: y = [x | xa] [W^T; s B^T],
+ * xa and s B rounded to bf16 like x and W (the room's rows are rewritten
+ * from B on each call); otherwise they are added after it in float32. */
 void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
                         icl_lin_kernel kernel, int nthreads, float *work);
 
@@ -159,7 +176,9 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
  * w.grad;  db += column sums of dy when db;  dB += scale dy^T (x A^T) and
  * dA += scale (dy B)^T x when given.  With an adapter's dropout, x is
  * dropout(x) in its dA and dB and its part of dx is masked and scaled by
- * the same mask (keep / (1 - p)).  work as for the forward. */
+ * the same mask (keep / (1 - p)).  work as for the forward.  With a bf16
+ * weight with room and no dropout, dx = [dy | t] [W; A] in one product
+ * (t = scale dy B, rounded to bf16); dA and dB are float32 in every case. */
 void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
                          const float *x, long ldx, int N, float *work);
 

@@ -290,6 +290,35 @@ static void qbf_input_grad(const icl_weight *w, float *dx, long lddx, float beta
         nan_rows(dx, lddx, N, w->in);
 }
 
+/* Any number of rows after an even K (the panels are made per product). */
+static int qbf_room(const icl_weight *w, int fwd) { return ((fwd ? w->in : w->out) & 1) ? 0 : 1 << 20; }
+
+/* A low-rank term folded into the product (linear.h): E packed as the
+ * panels' rows after W's, as many as a bf16 weight's packs keep for it
+ * (model.c: ke rounded up to 32 when in and out are multiples of 32), so
+ * both give the same sums. */
+static void qbf_lowrank(const icl_weight *w, int fwd, float *y, long ldy, const float *x, long ldx, int N, float beta,
+                        const float *xe, int ke, const float *E)
+{
+    int Nn = fwd ? w->out : w->in, kx = w->in % 32 == 0 && w->out % 32 == 0 ? (ke + 31) & ~31 : ke;
+    uint16_t *Pe = calloc(icl_bf16_packed_size(kx, Nn) + 1, sizeof(uint16_t));
+    qbf_ctx c = qbf_ctx_of(w);
+    int rc = -1;
+    if (Pe) {
+        icl_bf16_pack_rows(E, Nn, 0, ke, kx, Nn, Pe);
+        if (fwd)
+            rc = icl_bf16_gemm_fill_ext(N, w->out, w->in, x, ldx, xe, ke, ke, kx, Pe, qbf_fill_fwd, &c, 1,
+                                        qbf_fwd_work(w), NULL, y, ldy, beta, omp_get_max_threads());
+        else
+            rc = icl_bf16_gemm_fill_ext(N, w->in, w->out, x, ldx, xe, ke, ke, kx, Pe, qbf_fill_bwd, &c, c.group,
+                                        (size_t)QBF_KC * c.group * ICL_BF16_PANEL * sizeof(float), NULL, y, ldy, beta,
+                                        omp_get_max_threads());
+    }
+    free(Pe);
+    if (rc)
+        nan_rows(y, ldy, N, Nn);
+}
+
 const icl_weight_ops icl_qblock_bf16_ops = {
     .name = "qblock-bf16",
     .gemm_forward = qbf_gemm_forward,
@@ -297,4 +326,6 @@ const icl_weight_ops icl_qblock_bf16_ops = {
     .input_grad = qbf_input_grad,
     .weight_grad = NULL,
     .dequantize_row = q_dequantize_row,
+    .room = qbf_room,
+    .lowrank = qbf_lowrank,
 };

@@ -15,6 +15,10 @@
  *     are bit-identical to the base model's; with the base frozen no base
  *     gradient or moment buffer exists and the model's adapter gradients
  *     match finite differences of the model's loss;
+ *   - adapters folded into a bf16 weight's products (packs with room, kx):
+ *     y and dx within bf16's bound of double precision, dA and dB the bits
+ *     of the unfolded bf16 path, the same bits on 1 and 2 threads, and a
+ *     plain product through packs with room the bits of one without;
  *   - model errors are returned (NAN and m->err, -1 and err), not fatal;
  *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
  *     tests/hf/fixtures/make_fixtures2.py): PEFT's adapter file read into the set by its
@@ -31,6 +35,7 @@
 
 #include <jansson.h>
 
+#include "bf16.h"
 #include "linear.h"
 #include "model.h"
 #include "safetensors.h"
@@ -370,7 +375,7 @@ static void lora_linear_fd(void **state)
             c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1, 0.0f, 0};
             c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2, 0.0f, 0};
             c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2, NULL};
-            assert_int_equal(icl_linear_work(&c.l, N), N * (R1 + R1 + R2)); /* N (r_max + r_sum) */
+            assert_int_equal(icl_linear_work(&c.l, N), N * (R1 + 2 * (R1 + R2))); /* N (r_max + 2 r_sum) */
             /* forward against double precision */
             lin_loss(&c);
             for (int i = 0; i < N; i++)
@@ -458,7 +463,7 @@ static void lora_kept_and_fused(void **state)
             icl_linear l1 = l0;
             l1.lora = lo[1];
             assert_int_equal(icl_linear_xa_size(&l0, KN), (size_t)KN * 12);
-            assert_int_equal(icl_linear_work(&l0, KN), (size_t)KN * (5 + 12 + (drop ? KIN : 0)));
+            assert_int_equal(icl_linear_work(&l0, KN), (size_t)KN * (5 + 2 * 12 + (drop ? KIN : 0)));
             float *work = xmalloc(icl_linear_work(&l0, KN) * sizeof(float));
             l1.xa = xmalloc(icl_linear_xa_size(&l1, KN) * sizeof(float));
             icl_linear_forward(&l0, y[0], KOUT, x, KIN, KN, 0.0f, ICL_LIN_GEMM, th, work);
@@ -493,6 +498,140 @@ static void lora_kept_and_fused(void **state)
     for (int i = 0; i < 3; i++)
         free(A[i]), free(B[i]);
     free(x), free(w), free(dy), free(zero);
+}
+
+/* One bf16 weight [out, in] packed with kx rows of room (both packs). */
+static icl_bf16_weight bf16_packs(const float *w, int in, int out, int kx)
+{
+    uint16_t *f = xmalloc(icl_bf16_packed_size(in + kx, out) * sizeof(uint16_t));
+    uint16_t *b = xmalloc(icl_bf16_packed_size(out + kx, in) * sizeof(uint16_t));
+    assert_int_equal(icl_bf16_pack_ext(w, in, 0, in, kx, out, f, 2), 0);
+    assert_int_equal(icl_bf16_pack_ext(w, in, 1, out, kx, in, b, 2), 0);
+    return (icl_bf16_weight){f, b, kx};
+}
+
+static void lora_bf16_folded(void **state)
+{
+    (void)state;
+    /* in, out multiples of 32 (room rounded up to 32) and merely even (room = r_sum) */
+    static const int shp[2][3] = {{64, 96, 32}, {66, 98, 13}};
+    for (int c = 0; c < 2; c++) {
+        int n = 70, in = shp[c][0], out = shp[c][1], kx = shp[c][2];
+        int r[2] = {8, 5}, off[2] = {0, 50}, wid[2] = {40, out - 50};
+        float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.3f), *dy = rnd((size_t)n * out, 1);
+        float *A[2], *B[2];
+        for (int a = 0; a < 2; a++) {
+            A[a] = rnd((size_t)r[a] * in, 0.3f);
+            B[a] = rnd((size_t)wid[a] * r[a], 0.3f);
+        }
+        icl_bf16_weight pk[2] = {bf16_packs(w, in, out, 0), bf16_packs(w, in, out, kx)};
+        float *y[3], *dx[3], *dA[3][2], *dB[3][2];
+        for (int v = 0; v < 3; v++) { /* 0: unfolded; 1: folded, 1 thread; 2: folded, 2 threads */
+            icl_set_threads(v == 2 ? 2 : 1);
+            icl_lora lo[2];
+            for (int a = 0; a < 2; a++) {
+                dA[v][a] = xcalloc((size_t)r[a] * in, sizeof(float));
+                dB[v][a] = xcalloc((size_t)wid[a] * r[a], sizeof(float));
+                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], dA[v][a], dB[v][a], 0, 0};
+            }
+            icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[v > 0], NULL}, NULL, NULL, lo, 2, NULL};
+            l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
+            float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
+            y[v] = xmalloc((size_t)n * out * sizeof(float));
+            dx[v] = xmalloc((size_t)n * in * sizeof(float));
+            icl_linear_forward(&l, y[v], out, x, in, n, 0.0f, ICL_LIN_GEMM, 1, work);
+            icl_linear_backward(&l, dx[v], in, 0.0f, dy, out, x, in, n, work);
+            free(work), free(l.xa);
+        }
+        icl_set_threads(1);
+        /* y and dx against double precision: within bf16's bound (bf16.h:
+         * (2^-7 + 2^-16 + K 2^-24) sum |terms|, xa and t rounded once more) */
+        double worst = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < out; j++) {
+                double ref = 0, mag = 0;
+                for (int k = 0; k < in; k++) {
+                    double t = (double)x[(size_t)i * in + k] * w[(size_t)j * in + k];
+                    ref += t, mag += fabs(t);
+                }
+                for (int a = 0; a < 2; a++) {
+                    if (j < off[a] || j >= off[a] + wid[a])
+                        continue;
+                    for (int q = 0; q < r[a]; q++) {
+                        double xa = 0, xm = 0;
+                        for (int k = 0; k < in; k++) {
+                            xa += (double)x[(size_t)i * in + k] * A[a][(size_t)q * in + k];
+                            xm += fabs((double)x[(size_t)i * in + k] * A[a][(size_t)q * in + k]);
+                        }
+                        double bq = 2.0 / r[a] * B[a][(size_t)(j - off[a]) * r[a] + q];
+                        ref += xa * bq, mag += xm * fabs(bq);
+                    }
+                }
+                double e = fabs(y[1][(size_t)i * out + j] - ref) / mag;
+                worst = e > worst ? e : worst;
+                assert_true(e <= 2.0 * (0.0078125 + 1.6e-5 + (in + 16) * 6e-8));
+            }
+        print_message("# folded bf16 adapters (in %d, out %d, room %d): forward largest error / magnitude %.2e\n", in,
+                      out, kx, worst);
+        worst = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < in; k++) {
+                double ref = 0, mag = 0;
+                for (int j = 0; j < out; j++) {
+                    double t = (double)dy[(size_t)i * out + j] * w[(size_t)j * in + k];
+                    ref += t, mag += fabs(t);
+                }
+                for (int a = 0; a < 2; a++)
+                    for (int q = 0; q < r[a]; q++) {
+                        double tq = 0, tm = 0;
+                        for (int j = 0; j < wid[a]; j++) {
+                            double p = 2.0 / r[a] * dy[(size_t)i * out + off[a] + j] * B[a][(size_t)j * r[a] + q];
+                            tq += p, tm += fabs(p);
+                        }
+                        ref += tq * A[a][(size_t)q * in + k], mag += tm * fabs(A[a][(size_t)q * in + k]);
+                    }
+                double e = fabs(dx[1][(size_t)i * in + k] - ref) / mag;
+                worst = e > worst ? e : worst;
+                assert_true(e <= 2.0 * (0.0078125 + 1.6e-5 + (out + 16) * 6e-8));
+            }
+        print_message("# folded bf16 adapters (in %d, out %d, room %d): input gradient largest error / magnitude "
+                      "%.2e\n", in, out, kx, worst);
+        /* the adapters' own gradients are the float32 kernels' in both paths */
+        for (int a = 0; a < 2; a++) {
+            assert_memory_equal(dA[1][a], dA[0][a], (size_t)r[a] * in * sizeof(float));
+            assert_memory_equal(dB[1][a], dB[0][a], (size_t)wid[a] * r[a] * sizeof(float));
+            assert_memory_equal(dA[2][a], dA[1][a], (size_t)r[a] * in * sizeof(float));
+            assert_memory_equal(dB[2][a], dB[1][a], (size_t)wid[a] * r[a] * sizeof(float));
+        }
+        assert_memory_equal(y[2], y[1], (size_t)n * out * sizeof(float));
+        assert_memory_equal(dx[2], dx[1], (size_t)n * in * sizeof(float));
+        /* folded is not unfolded: the adapters' terms go into the same sums */
+        assert_memory_not_equal(y[1], y[0], (size_t)n * out * sizeof(float));
+        /* without adapters, packs with room give the bits of packs without */
+        float *p0 = xmalloc((size_t)n * out * sizeof(float)), *p1 = xmalloc((size_t)n * out * sizeof(float));
+        float *q0 = xmalloc((size_t)n * in * sizeof(float)), *q1 = xmalloc((size_t)n * in * sizeof(float));
+        float *row0 = xmalloc((size_t)in * sizeof(float)), *row1 = xmalloc((size_t)in * sizeof(float));
+        for (int v = 0; v < 2; v++) {
+            icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[v], NULL}, NULL, NULL, NULL, 0, NULL};
+            icl_linear_forward(&l, v ? p1 : p0, out, x, in, n, 0.0f, ICL_LIN_GEMM, 1, NULL);
+            icl_linear_backward(&l, v ? q1 : q0, in, 0.0f, dy, out, x, in, n, NULL);
+            icl_weight_kernels(ICL_WEIGHT_BF16)->dequantize_row(&l.w, 7, v ? row1 : row0);
+        }
+        assert_memory_equal(p1, p0, (size_t)n * out * sizeof(float));
+        assert_memory_equal(q1, q0, (size_t)n * in * sizeof(float));
+        assert_memory_equal(row1, row0, (size_t)in * sizeof(float));
+        free(p0), free(p1), free(q0), free(q1), free(row0), free(row1);
+        for (int v = 0; v < 3; v++) {
+            free(y[v]), free(dx[v]);
+            for (int a = 0; a < 2; a++)
+                free(dA[v][a]), free(dB[v][a]);
+        }
+        for (int v = 0; v < 2; v++)
+            free((void *)pk[v].fwd), free((void *)pk[v].bwd);
+        for (int a = 0; a < 2; a++)
+            free(A[a]), free(B[a]);
+        free(x), free(w), free(dy);
+    }
 }
 
 static void kernel_table(void **state)
@@ -781,6 +920,7 @@ int main(void)
         cmocka_unit_test(lora_linear_wide),
         cmocka_unit_test(lora_kept_and_fused),
         cmocka_unit_test(lora_kernels_ref),
+        cmocka_unit_test(lora_bf16_folded),
         cmocka_unit_test(kernel_table),
         cmocka_unit_test(lora_model),
         cmocka_unit_test(lora_peft_parity),

@@ -283,8 +283,8 @@ static void linear_with_adapter(void **state)
         dB[k] = xcalloc((size_t)AO * R, sizeof(float));
         icl_lora lo = {R, IN, AO, OFF, 0.5f, A, B, dA[k], dB[k], 0.0f, 0};
         icl_linear l = {k ? c.f : c.q, NULL, NULL, &lo, 1, NULL};
-        float work[2 * N * R];
-        assert_int_equal(icl_linear_work(&l, N), 2 * N * R);
+        float work[3 * N * R];
+        assert_int_equal(icl_linear_work(&l, N), 3 * N * R); /* N (r_max + 2 r_sum) */
         icl_linear_forward(&l, y[k], OUT, x, IN, N, 0.0f, ICL_LIN_GEMM, 0, work);
         icl_linear_backward(&l, dx[k], IN, 0.0f, dy, OUT, x, IN, N, work);
     }
@@ -329,7 +329,7 @@ static void bf16_path(void **state)
         uint16_t *pb = xmalloc(icl_bf16_packed_size(OUT, IN) * sizeof(uint16_t));
         assert_int_equal(icl_bf16_pack(c.wf, IN, 0, IN, OUT, pf, 2), 0);
         assert_int_equal(icl_bf16_pack(c.wf, IN, 1, OUT, IN, pb, 2), 0);
-        icl_bf16_weight bw = {pf, pb};
+        icl_bf16_weight bw = {pf, pb, 0};
         icl_weight wb = {ICL_WEIGHT_BF16, 0, OUT, IN, 0, &bw, NULL}, wq = c.q;
         wq.type = ICL_WEIGHT_QBLOCK_BF16;
         float row[IN];
