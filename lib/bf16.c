@@ -1095,6 +1095,20 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
     return 0;
 }
 
+/* A[M, Kt] = [x | xe | 0] rounded (K even, or ke and kx 0). */
+static void round_rows_ext(const float *x, long ldx, int K, const float *xe, long ldxe, int ke, int M, int Kt,
+                           uint16_t *A, int nt)
+{
+#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
+    for (int i = 0; i < M; i++) {
+        uint16_t *a = A + (size_t)i * Kt;
+        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
+        if (ke > 0)
+            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
+        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
+    }
+}
+
 int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke,
                              int kx, const uint16_t *P, const float *bias, float *y, long ldy, float beta,
                              int nthreads)
@@ -1110,14 +1124,7 @@ int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, cons
     uint16_t *A = scratch_take((size_t)M * Kt * sizeof(uint16_t), &got);
     if (!A)
         return -1;
-#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
-    for (int i = 0; i < M; i++) {
-        uint16_t *a = A + (size_t)i * Kt;
-        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
-        if (ke > 0)
-            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
-        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
-    }
+    round_rows_ext(x, ldx, K, xe, ldxe, ke, M, Kt, A, nt);
     gemm_core(M, N, Kt, A, Kt, P, bias, y, ldy, 0, beta, nt);
     scratch_give(A, got);
     return 0;
@@ -1131,20 +1138,6 @@ int icl_bf16_gemm_fill(int M, int N, int K, const float *x, long ldx, icl_bf16_f
 {
     return icl_bf16_gemm_fill_ext(M, N, K, x, ldx, NULL, 0, 0, 0, NULL, fill, ctx, group, work_bytes, bias, y, ldy,
                                   beta, nthreads);
-}
-
-/* A[M, Kt] = [x | xe | 0] rounded (K even, or ke and kx 0). */
-static void round_rows_ext(const float *x, long ldx, int K, const float *xe, long ldxe, int ke, int M, int Kt,
-                           uint16_t *A, int nt)
-{
-#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
-    for (int i = 0; i < M; i++) {
-        uint16_t *a = A + (size_t)i * Kt;
-        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
-        if (ke > 0)
-            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
-        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
-    }
 }
 
 int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke, int kx,
