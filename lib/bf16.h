@@ -145,8 +145,8 @@ void icl_bf16_pack_rows(const float *E, long lde, int k0, int ke, int Kt, int N,
  * in order, as icl_bf16_gemm_packed's over K + kx: a low-rank term folded
  * into the product (icl_linear's adapters: y = x W^T + xa (s B)^T with
  * y read and written once).  kx 0 is icl_bf16_gemm_packed.  Returns 0, or
- * -1 when the rounded operand cannot be allocated or K is odd with kx > 0
- * (y untouched). */
+ * -1 when the rounded operand cannot be allocated, K is odd with kx > 0,
+ * ke > kx or xe is NULL with ke > 0 (y untouched). */
 int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke,
                              int kx, const uint16_t *P, const float *bias, float *y, long ldy, float beta,
                              int nthreads);
@@ -241,12 +241,16 @@ typedef struct {
 
 /* The ICL_WEIGHT_BF16 row of linear.c's kernel table: icl_weight.data is an
  * icl_bf16_weight.  Forward (GEMM on the global thread count, rows on the
- * count given) y = x W^T through icl_bf16_gemm_packed with fwd; input
- * gradient dx = dy W with bwd; weight gradient dW += dy^T x through
- * icl_bf16_gemm_tn into icl_weight.grad, float32 in the storage layout of
- * the master weight ([out, in], or [in, out] when icl_weight.conv1d).  If
- * scratch memory cannot be had the outputs are set to NaN (the loss then
- * stops a run). */
+ * count given) y = x W^T through icl_bf16_gemm_packed_ext with fwd (its
+ * room, kx, multiplied by zero columns); input gradient dx = dy W with bwd;
+ * weight gradient dW += dy^T x through icl_bf16_gemm_tn into
+ * icl_weight.grad, float32 in the storage layout of the master weight
+ * ([out, in], or [in, out] when icl_weight.conv1d); room: kx (0 for the
+ * input gradient without bwd); lowrank: E rounded into the room rows of fwd
+ * or bwd (icl_bf16_pack_rows: it writes the packs, which are not const
+ * then: one product at a time per weight), then one
+ * icl_bf16_gemm_packed_ext.  If scratch memory cannot be had the outputs
+ * are set to NaN (the loss then stops a run). */
 extern const icl_weight_ops icl_bf16_weight_ops;
 
 #endif

@@ -669,54 +669,72 @@ static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_ter
  * r), D [N, W] with row stride ldd.  Parallel over blocks of RD_RB rows of
  * D: each block's rows of t (lora_skinny's sums, row by row: the same
  * bits), then, while the block is in cache, its sums for dB, each element
- * from 0 in row order (as lora_reduce's blocks), kept per block; the
- * blocks' sums are then added in block order from 0 and scaled: the very
- * additions lora_reduce makes, so the same bits as lora_skinny followed by
+ * from 0 in row order (as lora_reduce's blocks), kept per block for
+ * DY_CHUNK blocks at a time and added to a running sum in block order from
+ * 0, which is finally scaled and added to dB: the very additions
+ * lora_reduce makes, so the same bits as lora_skinny followed by
  * lora_reduce, whatever the thread count, with D read from memory once
- * instead of twice.  Scratch: the blocks' sums, ceil(N / RD_RB) x W x
- * up16(r) floats. */
+ * instead of twice.  Scratch: DY_CHUNK + 1 blocks' sums of W x up16(r)
+ * floats; above DY_MAX bytes of it (large ranks), the two passes
+ * instead. */
+#define DY_CHUNK 16
+#define DY_MAX ((size_t)64 << 20)
 static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int r, const float *Q, float alpha,
                     float *dB, float *t, long ldt)
 {
-    int nb = (N + RD_RB - 1) / RD_RB, ns = (W + 15) / 16, rp = up16(r);
+    int nb = (N + RD_RB - 1) / RD_RB, ns = (W + 15) / 16, rp = up16(r), nc = nb < DY_CHUNK ? nb : DY_CHUNK;
     size_t per = (size_t)ns * rp * 16; /* a block's sums: strip s, row k, 16 lanes at (s rp + k) 16 */
-    float *S = xmalloc((size_t)nb * per * sizeof(float));
     skinny_term st = {Q, r, t, ldt, alpha};
+    if ((size_t)(nc + 1) * per * sizeof(float) > DY_MAX) {
+        reduce_term rd = {xa, r, r, dB, alpha, 1};
+        lora_reduce(D, ldd, N, W, &rd, 1);
+        lora_skinny(D, ldd, N, W, &st, 1);
+        return;
+    }
+    float *S = xmalloc((size_t)nc * per * sizeof(float)), *R = xcalloc(per, sizeof(float));
+    for (int c0 = 0; c0 < nb; c0 += DY_CHUNK) {
+        int ce = nb - c0 < DY_CHUNK ? nb : c0 + DY_CHUNK;
 #pragma omp parallel for schedule(static) if (2.0 * N * W * r >= LORA_PAR_MIN)
-    for (int b = 0; b < nb; b++) {
-        int i0 = b * RD_RB, nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
-        for (int j = 0; j < nrow; j += SK_RB)
-            skinny_rows(D, ldd, i0 + j, nrow - j < SK_RB ? nrow - j : SK_RB, W, &st, 1);
-        const float *Db = D + (size_t)i0 * ldd, *Pb = xa + (size_t)i0 * r;
-        float *Sb = S + (size_t)b * per;
-        for (int s = 0; s < ns; s++) {
-            int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
-            for (int k0 = 0; k0 < r; k0 += 16) {
-                int nk = r - k0 < 16 ? r - k0 : 16;
-                float *Ss = Sb + ((size_t)s * rp + k0) * 16;
+        for (int b = c0; b < ce; b++) {
+            int i0 = b * RD_RB, nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
+            for (int j = 0; j < nrow; j += SK_RB)
+                skinny_rows(D, ldd, i0 + j, nrow - j < SK_RB ? nrow - j : SK_RB, W, &st, 1);
+            const float *Db = D + (size_t)i0 * ldd, *Pb = xa + (size_t)i0 * r;
+            float *Sb = S + (size_t)(b - c0) * per;
+            for (int s = 0; s < ns; s++) {
+                int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
+                for (int k0 = 0; k0 < r; k0 += 16) {
+                    int nk = r - k0 < 16 ? r - k0 : 16;
+                    float *Ss = Sb + ((size_t)s * rp + k0) * 16;
 #define RS_(c)                                                                                                       \
     case c: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, c, Ss, 0); break;
-                switch (nk) { /* constant sizes: the sums stay in registers */
-                    RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
-                    RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
-                default: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, 16, Ss, 0); break;
-                }
+                    switch (nk) { /* constant sizes: the sums stay in registers */
+                        RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
+                        RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
+                    default: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, 16, Ss, 0); break;
+                    }
 #undef RS_
+                }
             }
         }
+#pragma omp parallel for schedule(static) if ((double)(ce - c0) * W * r >= LORA_PAR_MIN)
+        for (int s = 0; s < ns; s++) /* the running sums += the chunk's blocks' sums, in block order */
+            for (int k = 0; k < r; k++) {
+                float *rs = R + ((size_t)s * rp + k) * 16;
+                v16 acc = ld16(rs);
+                for (int b = c0; b < ce; b++)
+                    acc += ld16(S + (size_t)(b - c0) * per + ((size_t)s * rp + k) * 16);
+                memcpy(rs, &acc, sizeof acc);
+            }
     }
-#pragma omp parallel for schedule(static) if ((double)nb * W * r >= LORA_PAR_MIN)
-    for (int s = 0; s < ns; s++) { /* dB += alpha (the blocks' sums in block order) */
+    for (int s = 0; s < ns; s++) { /* dB += alpha (the running sums) */
         int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
-        for (int k = 0; k < r; k++) {
-            v16 acc = {0};
-            for (int b = 0; b < nb; b++)
-                acc += ld16(S + (size_t)b * per + ((size_t)s * rp + k) * 16);
+        for (int k = 0; k < r; k++)
             for (int l = 0; l < nw; l++)
-                dB[(size_t)(w0 + l) * r + k] += alpha * acc[l];
-        }
+                dB[(size_t)(w0 + l) * r + k] += alpha * R[((size_t)s * rp + k) * 16 + l];
     }
     free(S);
+    free(R);
 }
 
 /* B^T [r, out] of an adapter's B [out, r], malloc'd. */

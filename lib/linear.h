@@ -162,11 +162,14 @@ size_t icl_linear_xa_size(const icl_linear *l, int N);
 /* y[N, out] (row stride ldy) = x[N, in] (row stride ldx) W^T + b, plus the
  * adapters; beta 0 overwrites y, 1 adds (residual).  kernel and nthreads
  * choose the float32 path (nthreads is used by ICL_LIN_ROWS only).  work:
- * icl_linear_work(l, N) floats (NULL when that is 0).  A bf16 weight whose
- * packs have room for the adapters (icl_bf16_weight.kx >= r_sum) takes
- * them into its product with the GEMM kernel: y = [x | xa] [W^T; s B^T],
- * xa and s B rounded to bf16 like x and W (the room's rows are rewritten
- * from B on each call); otherwise they are added after it in float32. */
+ * icl_linear_work(l, N) floats (NULL when that is 0).  A weight type whose
+ * kernels take low-rank terms (icl_weight_ops.lowrank, with room for r_sum
+ * rows: a bf16 weight packed with room, icl_bf16_weight.kx; quantized
+ * blocks under bf16 always) takes the adapters into its product with the
+ * GEMM kernel: y = [x | xa] [W^T; s B^T], xa and s B rounded to bf16 like
+ * x and W (a bf16 pack's room rows are rewritten from B on each call, so
+ * products of one weight must not run at the same time); otherwise they
+ * are added after it in float32. */
 void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x, long ldx, int N, float beta,
                         icl_lin_kernel kernel, int nthreads, float *work);
 
@@ -176,9 +179,10 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
  * w.grad;  db += column sums of dy when db;  dB += scale dy^T (x A^T) and
  * dA += scale (dy B)^T x when given.  With an adapter's dropout, x is
  * dropout(x) in its dA and dB and its part of dx is masked and scaled by
- * the same mask (keep / (1 - p)).  work as for the forward.  With a bf16
- * weight with room and no dropout, dx = [dy | t] [W; A] in one product
- * (t = scale dy B, rounded to bf16); dA and dB are float32 in every case. */
+ * the same mask (keep / (1 - p)).  work as for the forward.  With a weight
+ * type that takes them (as the forward; a bf16 weight needs its input-
+ * gradient pack) and no dropout, dx = [dy | t] [W; A] in one product (t =
+ * scale dy B, rounded to bf16); dA and dB are float32 in every case. */
 void icl_linear_backward(const icl_linear *l, float *dx, long lddx, float beta_dx, const float *dy, long lddy,
                          const float *x, long ldx, int N, float *work);
 

@@ -1249,17 +1249,19 @@ static int bf16_pack_all(icl_model *m, int bwd, char *err, size_t errsz)
         if (!w.data)
             continue;
         int kx = bf16_kx(m, i, &w);
-        if (kx != h->w[i].kx) {
-            int had_bwd = h->bwd[i] != NULL;
-            free(h->fwd[i]);
-            free(h->bwd[i]);
-            h->fwd[i] = h->bwd[i] = NULL;
-            h->w[i].fwd = h->w[i].bwd = NULL;
-            h->w[i].kx = kx;
-            if (had_bwd && !(h->bwd[i] = malloc(icl_bf16_packed_size(w.out + kx, w.in) * sizeof(uint16_t)))) {
+        if (kx != h->w[i].kx) { /* new packs of the new size (the old kept when memory fails) */
+            uint16_t *f = malloc(icl_bf16_packed_size(w.in + kx, w.out) * sizeof(uint16_t));
+            uint16_t *b = h->bwd[i] ? malloc(icl_bf16_packed_size(w.out + kx, w.in) * sizeof(uint16_t)) : NULL;
+            if (!f || (h->bwd[i] && !b)) {
+                free(f), free(b);
                 icl_seterr(err, errsz, "bf16 weights: out of memory");
                 return -1;
             }
+            free(h->fwd[i]);
+            free(h->bwd[i]);
+            h->fwd[i] = f, h->bwd[i] = b;
+            h->w[i].fwd = h->w[i].bwd = NULL;
+            h->w[i].kx = kx;
         }
         if (bf16_pack_one(h, i, &w, 0) || ((bwd || h->bwd[i]) && bf16_pack_one(h, i, &w, 1))) {
             icl_seterr(err, errsz, "bf16 weights: out of memory");

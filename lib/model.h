@@ -200,8 +200,12 @@ typedef struct {
  * the CPU has it, else a slower portable path with the same roundings):
  * forward y = x W^T, input gradient dx = dy W, weight gradient dW += dy^T x
  * (into the float32 gradient of the float32 master weight).  Embeddings,
- * norms, biases, adapters (LoRA's A and B), attention, the softmax and the
- * loss stay float32; products kept in quantized blocks (QLoRA) stay in
+ * norms, biases, attention, the softmax and the loss stay float32;
+ * adapters (LoRA's A and B and their gradients) stay float32, but when
+ * they are attached before this call each adapted product's packs keep
+ * room for them and their up products join the base's (linear.h:
+ * icl_linear_forward; xa, s B, t and A rounded to bf16 there); products
+ * kept in quantized blocks (QLoRA) stay in
  * them and run as ICL_WEIGHT_QBLOCK_BF16 (qlinear.h: panels dequantized
  * straight to packed bf16 inside each product, no copy; the bits of the
  * dequantized model under this call).  The bf16 weights are a snapshot of the float32 ones: after

@@ -44,10 +44,16 @@
  *                 panel; whole blocks: 256-value blocks fill 4 panels at once)
  *   rows_forward  decoding: icl_qmatvec as QBLOCK's when qdot is on and has
  *                 the type, else the bf16 product with the bias
- *   dequantize_row  as QBLOCK's (float32: the token embedding's rows).
+ *   dequantize_row  as QBLOCK's (float32: the token embedding's rows)
+ *   room, lowrank  adapters folded into the product (linear.h): any number
+ *                 of rows after an even K, E's rows packed per call and
+ *                 placed after each panel's (icl_bf16_gemm_fill_ext), as
+ *                 many as model.c's bf16 packs keep for the same adapters.
  * Each output is bit-identical to the ICL_WEIGHT_BF16 kernel's on the
  * dequantized W rounded by icl_bf16_pack (the dequantized model under
- * icl_model_set_bf16), on either bf16 code path, whatever the thread count.
+ * icl_model_set_bf16), on either bf16 code path, whatever the thread count;
+ * with adapters, when that model's packs have room for them (attached
+ * before icl_model_set_bf16, in and out even), as both then fold them.
  * If scratch memory cannot be had the outputs are NaN (as BF16's). */
 #ifndef ICL_QLINEAR_H
 #define ICL_QLINEAR_H

@@ -18,7 +18,9 @@
  *   - adapters folded into a bf16 weight's products (packs with room, kx):
  *     y and dx within bf16's bound of double precision, dA and dB the bits
  *     of the unfolded bf16 path, the same bits on 1 and 2 threads, and a
- *     plain product through packs with room the bits of one without;
+ *     plain product through packs with room the bits of one without, and
+ *     with a bias, beta 1 and the down products recomputed the bits of
+ *     the product plus those;
  *   - model errors are returned (NAN and m->err, -1 and err), not fatal;
  *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
  *     tests/hf/fixtures/make_fixtures2.py): PEFT's adapter file read into the set by its
@@ -525,8 +527,11 @@ static void lora_bf16_folded(void **state)
             B[a] = rnd((size_t)wid[a] * r[a], 0.3f);
         }
         icl_bf16_weight pk[2] = {bf16_packs(w, in, out, 0), bf16_packs(w, in, out, kx)};
-        float *y[3], *dx[3], *dA[3][2], *dB[3][2];
-        for (int v = 0; v < 3; v++) { /* 0: unfolded; 1: folded, 1 thread; 2: folded, 2 threads */
+        float *y[4], *dx[4], *dA[4][2], *dB[4][2], *bias = rnd((size_t)out, 1);
+        float *y0 = rnd((size_t)n * out, 1), *dx0 = rnd((size_t)n * in, 1);
+        /* 0: unfolded; 1: folded, 1 thread; 2: folded, 2 threads; 3: folded, the down products not kept
+         * (l.xa NULL: recomputed), a bias, and y and dx added to (beta 1) */
+        for (int v = 0; v < 4; v++) {
             icl_set_threads(v == 2 ? 2 : 1);
             icl_lora lo[2];
             for (int a = 0; a < 2; a++) {
@@ -534,16 +539,33 @@ static void lora_bf16_folded(void **state)
                 dB[v][a] = xcalloc((size_t)wid[a] * r[a], sizeof(float));
                 lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], dA[v][a], dB[v][a], 0, 0};
             }
-            icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[v > 0], NULL}, NULL, NULL, lo, 2, NULL};
-            l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
+            icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[v > 0], NULL}, v == 3 ? bias : NULL, NULL, lo, 2,
+                            NULL};
+            if (v < 3)
+                l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
             float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
             y[v] = xmalloc((size_t)n * out * sizeof(float));
             dx[v] = xmalloc((size_t)n * in * sizeof(float));
-            icl_linear_forward(&l, y[v], out, x, in, n, 0.0f, ICL_LIN_GEMM, 1, work);
-            icl_linear_backward(&l, dx[v], in, 0.0f, dy, out, x, in, n, work);
+            if (v == 3) {
+                memcpy(y[v], y0, (size_t)n * out * sizeof(float));
+                memcpy(dx[v], dx0, (size_t)n * in * sizeof(float));
+            }
+            icl_linear_forward(&l, y[v], out, x, in, n, v == 3 ? 1.0f : 0.0f, ICL_LIN_GEMM, 1, work);
+            icl_linear_backward(&l, dx[v], in, v == 3 ? 1.0f : 0.0f, dy, out, x, in, n, work);
             free(work), free(l.xa);
         }
-        icl_set_threads(1);
+        icl_set_threads(0);
+        /* beta 1 and a bias: the product's sums, then + y, then + bias, as without them */
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < out; j++) {
+                float e = (y[1][(size_t)i * out + j] + y0[(size_t)i * out + j]) + bias[j];
+                assert_memory_equal(&y[3][(size_t)i * out + j], &e, sizeof e);
+            }
+            for (int k = 0; k < in; k++) {
+                float e = dx[1][(size_t)i * in + k] + dx0[(size_t)i * in + k];
+                assert_memory_equal(&dx[3][(size_t)i * in + k], &e, sizeof e);
+            }
+        }
         /* y and dx against double precision: within bf16's bound (bf16.h:
          * (2^-7 + 2^-16 + K 2^-24) sum |terms|, xa and t rounded once more) */
         double worst = 0;
@@ -602,11 +624,14 @@ static void lora_bf16_folded(void **state)
             assert_memory_equal(dB[1][a], dB[0][a], (size_t)wid[a] * r[a] * sizeof(float));
             assert_memory_equal(dA[2][a], dA[1][a], (size_t)r[a] * in * sizeof(float));
             assert_memory_equal(dB[2][a], dB[1][a], (size_t)wid[a] * r[a] * sizeof(float));
+            assert_memory_equal(dA[3][a], dA[1][a], (size_t)r[a] * in * sizeof(float));
+            assert_memory_equal(dB[3][a], dB[1][a], (size_t)wid[a] * r[a] * sizeof(float));
         }
         assert_memory_equal(y[2], y[1], (size_t)n * out * sizeof(float));
         assert_memory_equal(dx[2], dx[1], (size_t)n * in * sizeof(float));
         /* folded is not unfolded: the adapters' terms go into the same sums */
         assert_memory_not_equal(y[1], y[0], (size_t)n * out * sizeof(float));
+        assert_memory_not_equal(dx[1], dx[0], (size_t)n * in * sizeof(float));
         /* without adapters, packs with room give the bits of packs without */
         float *p0 = xmalloc((size_t)n * out * sizeof(float)), *p1 = xmalloc((size_t)n * out * sizeof(float));
         float *q0 = xmalloc((size_t)n * in * sizeof(float)), *q1 = xmalloc((size_t)n * in * sizeof(float));
@@ -621,7 +646,8 @@ static void lora_bf16_folded(void **state)
         assert_memory_equal(q1, q0, (size_t)n * in * sizeof(float));
         assert_memory_equal(row1, row0, (size_t)in * sizeof(float));
         free(p0), free(p1), free(q0), free(q1), free(row0), free(row1);
-        for (int v = 0; v < 3; v++) {
+        free(bias), free(y0), free(dx0);
+        for (int v = 0; v < 4; v++) {
             free(y[v]), free(dx[v]);
             for (int a = 0; a < 2; a++)
                 free(dA[v][a]), free(dB[v][a]);
