@@ -1304,7 +1304,8 @@ static void w_dequantize_row(const icl_weight *w, int r, float *out)
         out[k] = from_bf16(pp[(size_t)(k / 2) * 2 * PNR + (k & 1)]);
 }
 
-/* The room rows icl_bf16_weight.kx keeps in the packs. */
+/* The room rows icl_bf16_weight.kx keeps in the packs (the ROWS kernel,
+ * fwd 2, is the same product). */
 static int w_room(const icl_weight *w, int fwd)
 {
     const icl_bf16_weight *b = w->data;

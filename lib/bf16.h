@@ -246,7 +246,8 @@ typedef struct {
  * weight gradient dW += dy^T x through icl_bf16_gemm_tn into
  * icl_weight.grad, float32 in the storage layout of the master weight
  * ([out, in], or [in, out] when icl_weight.conv1d); room: kx (0 for the
- * input gradient without bwd); lowrank: E rounded into the room rows of fwd
+ * input gradient without bwd; the same for decoding, whose rows kernel is
+ * this product too); lowrank: E rounded into the room rows of fwd
  * or bwd (icl_bf16_pack_rows: it writes the packs, which are not const
  * then: one product at a time per weight), then one
  * icl_bf16_gemm_packed_ext.  If scratch memory cannot be had the outputs

@@ -796,9 +796,9 @@ static void lora_dropout(const icl_lora *a, float *dst, long ldd, const float *s
  * operands are (PEFT under autocast rounds them too).  The down products
  * (xa, t) and the gradients dA, dB are the float32 kernels above. */
 
-/* 1 when l's weight type takes its adapters into its product (fwd: the
- * forward, else the input gradient): a lowrank kernel with room for r_sum
- * more rows of K. */
+/* 1 when l's weight type takes its adapters into its product (fwd: 1 the
+ * forward's GEMM kernel, 2 its ROWS kernel, 0 the input gradient): a
+ * lowrank kernel with room for r_sum more rows of K. */
 static int folds(const icl_linear *l, int rsum, int fwd)
 {
     const icl_weight_ops *k = icl_weight_kernels(l->w.type);
@@ -862,7 +862,7 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
 {
     const icl_weight_ops *k = icl_weight_kernels(l->w.type);
     int din, rsum, rmax = lora_rmax(l, &din, &rsum);
-    int bw = kernel != ICL_LIN_ROWS && folds(l, rsum, 1);
+    int bw = folds(l, rsum, kernel == ICL_LIN_ROWS ? 2 : 1);
     if (bw) {
     } else if (kernel == ICL_LIN_ROWS && k->rows_forward) {
         k->rows_forward(&l->w, l->b, y, ldy, x, ldx, N, beta, nthreads);

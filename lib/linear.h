@@ -95,7 +95,8 @@ typedef struct {
     void (*dequantize_row)(const icl_weight *w, int r, float *out);
     /* Optional (NULL: never): a low-rank term folded into the product.
      * room: how many more rows of K the product can take (0: none; fwd 1
-     * the forward, 0 the input gradient).  lowrank, for ke <= room: fwd 1,
+     * the forward's GEMM kernel, 2 its ROWS kernel (decoding), 0 the input
+     * gradient).  lowrank, for ke <= room: fwd 1 (or 2),
      * y[N, out] = [x | xe] [W^T; E] + beta y, E [ke, out]; fwd 0,
      * y[N, in] = [x | xe] [W; E] + beta y (x then dy, [N, out]), E
      * [ke, in]; xe [N, ke] (row stride ke) and E float32 row-major, each
@@ -164,9 +165,9 @@ size_t icl_linear_xa_size(const icl_linear *l, int N);
  * choose the float32 path (nthreads is used by ICL_LIN_ROWS only).  work:
  * icl_linear_work(l, N) floats (NULL when that is 0).  A weight type whose
  * kernels take low-rank terms (icl_weight_ops.lowrank, with room for r_sum
- * rows: a bf16 weight packed with room, icl_bf16_weight.kx; quantized
- * blocks under bf16 always) takes the adapters into its product with the
- * GEMM kernel: y = [x | xa] [W^T; s B^T], xa and s B rounded to bf16 like
+ * rows: a bf16 weight packed with room, icl_bf16_weight.kx, with either
+ * kernel; quantized blocks under bf16 with the GEMM kernel) takes the
+ * adapters into its product: y = [x | xa] [W^T; s B^T], xa and s B rounded to bf16 like
  * x and W (a bf16 pack's room rows are rewritten from B on each call, so
  * products of one weight must not run at the same time); otherwise they
  * are added after it in float32. */

@@ -290,8 +290,13 @@ static void qbf_input_grad(const icl_weight *w, float *dx, long lddx, float beta
         nan_rows(dx, lddx, N, w->in);
 }
 
-/* Any number of rows after an even K (the panels are made per product). */
-static int qbf_room(const icl_weight *w, int fwd) { return ((fwd ? w->in : w->out) & 1) ? 0 : 1 << 20; }
+/* Any number of rows after an even K (the panels are made per product);
+ * none for decoding (fwd 2), whose rows kernel runs the blocks' own dot
+ * products (icl_qmatvec), not the bf16 product. */
+static int qbf_room(const icl_weight *w, int fwd)
+{
+    return fwd == 2 || ((fwd ? w->in : w->out) & 1) ? 0 : 1 << 20;
+}
 
 /* A low-rank term folded into the product (linear.h): E packed as the
  * panels' rows after W's, as many as a bf16 weight's packs keep for it

@@ -46,7 +46,8 @@
  *                 the type, else the bf16 product with the bias
  *   dequantize_row  as QBLOCK's (float32: the token embedding's rows)
  *   room, lowrank  adapters folded into the product (linear.h): any number
- *                 of rows after an even K, E's rows packed per call and
+ *                 of rows after an even K (none when decoding: the rows
+ *                 kernel above), E's rows packed per call and
  *                 placed after each panel's (icl_bf16_gemm_fill_ext), as
  *                 many as model.c's bf16 packs keep for the same adapters.
  * Each output is bit-identical to the ICL_WEIGHT_BF16 kernel's on the

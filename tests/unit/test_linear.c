@@ -20,7 +20,7 @@
  *     of the unfolded bf16 path, the same bits on 1 and 2 threads, and a
  *     plain product through packs with room the bits of one without, and
  *     with a bias, beta 1 and the down products recomputed the bits of
- *     the product plus those;
+ *     the product plus those, decoding's ROWS kernel the GEMM's bits;
  *   - model errors are returned (NAN and m->err, -1 and err), not fatal;
  *   - parity with PEFT (tests/data/lora-llama-tiny, made by its
  *     tests/hf/fixtures/make_fixtures2.py): PEFT's adapter file read into the set by its
@@ -555,6 +555,16 @@ static void lora_bf16_folded(void **state)
             free(work), free(l.xa);
         }
         icl_set_threads(0);
+        { /* decoding's ROWS kernel folds too: the same product, the same bits */
+            icl_lora lo[2];
+            for (int a = 0; a < 2; a++)
+                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], NULL, NULL, 0, 0};
+            icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[1], NULL}, NULL, NULL, lo, 2, NULL};
+            float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float)), *yr = xmalloc((size_t)n * out * sizeof(float));
+            icl_linear_forward(&l, yr, out, x, in, n, 0.0f, ICL_LIN_ROWS, 2, work);
+            assert_memory_equal(yr, y[1], (size_t)n * out * sizeof(float));
+            free(work), free(yr);
+        }
         /* beta 1 and a bias: the product's sums, then + y, then + bias, as without them */
         for (int i = 0; i < n; i++) {
             for (int j = 0; j < out; j++) {
