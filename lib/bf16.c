@@ -5,7 +5,6 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "util.h"
 
@@ -930,55 +929,7 @@ static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const u
     (void)nat, (void)am;
 }
 
-/* One reusable scratch block for the rounded operands: taken by the first
- * product that needs it, given back after (another product running at the
- * same time allocates its own), so steady-state training does not allocate
- * (and page-fault) tens of MB per product. */
-static void *scratch_blk;
-static size_t scratch_n;
-
-static void *scratch_take(size_t n, size_t *got)
-{
-    void *p = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
-    size_t have = p ? __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) : 0;
-    if (p && have >= n) {
-        *got = have;
-        return p;
-    }
-    free(p);
-    *got = n;
-    if (n < ICL_HUGE_MIN)
-        return malloc(n ? n : 1);
-    /* on transparent huge pages where the kernel allows them (as
-     * icl_xcalloc_huge, but NULL when out of memory): the transposed
-     * rounding and the panels of a product walk tens of MB, with 4 KiB
-     * pages missing the TLB at every row */
-    size_t huge = (size_t)2 << 20, sz = (n + huge - 1) & ~(huge - 1);
-    p = aligned_alloc(huge, sz);
-    if (p)
-        (void)madvise(p, sz, MADV_HUGEPAGE); /* advice only: EINVAL without THP */
-    *got = p ? sz : n;
-    return p;
-}
-
-static void scratch_give(void *p, size_t n)
-{
-    void *old = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
-    if (old && __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) > n) {
-        free(p); /* keep the larger */
-        p = old;
-        n = __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE);
-    } else {
-        free(old);
-    }
-    __atomic_store_n(&scratch_n, n, __ATOMIC_RELEASE);
-    __atomic_store_n(&scratch_blk, p, __ATOMIC_RELEASE);
-}
-
-void icl_bf16_release_scratch(void)
-{
-    free(__atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL));
-}
+void icl_bf16_release_scratch(void) { icl_scratch_release(); }
 
 /* A[M, Kp] = x[M, K] rounded, zero-padded. */
 static void round_rows(const float *x, long ldx, int M, int K, uint16_t *A, int nt)
@@ -1086,12 +1037,12 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
         return 0;
     int Kp = kpad(K), nt = nthreads < 1 ? 1 : nthreads;
     size_t need = (size_t)M * (Kp ? Kp : 2) * sizeof(uint16_t), got;
-    uint16_t *A = scratch_take(need, &got);
+    uint16_t *A = icl_scratch_take(need, &got);
     if (!A)
         return -1;
     round_rows(x, ldx, M, K, A, nt);
     gemm_core(M, N, Kp, A, Kp ? Kp : 2, P, bias, y, ldy, 0, beta, nt);
-    scratch_give(A, got);
+    icl_scratch_give(A, got);
     return 0;
 }
 
@@ -1121,12 +1072,12 @@ int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, cons
         return -1;
     int Kt = kpad(K + kx), nt = nthreads < 1 ? 1 : nthreads;
     size_t got;
-    uint16_t *A = scratch_take((size_t)M * Kt * sizeof(uint16_t), &got);
+    uint16_t *A = icl_scratch_take((size_t)M * Kt * sizeof(uint16_t), &got);
     if (!A)
         return -1;
     round_rows_ext(x, ldx, K, xe, ldxe, ke, M, Kt, A, nt);
     gemm_core(M, N, Kt, A, Kt, P, bias, y, ldy, 0, beta, nt);
-    scratch_give(A, got);
+    icl_scratch_give(A, got);
     return 0;
 }
 
@@ -1157,7 +1108,7 @@ int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const 
         nt = 1;
     size_t na = up32((size_t)M * Ka), npan = up32((size_t)group * PNR * Ka), per = npan + up32((work_bytes + 1) / 2);
     size_t need = (na + (size_t)nt * per) * sizeof(uint16_t), got;
-    uint16_t *A = scratch_take(need, &got);
+    uint16_t *A = icl_scratch_take(need, &got);
     if (!A)
         return -1;
     if (kx)
@@ -1220,7 +1171,7 @@ int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const 
 #endif
     }
     (void)nat, (void)am;
-    scratch_give(A, got);
+    icl_scratch_give(A, got);
     return 0;
 }
 
@@ -1231,17 +1182,17 @@ int icl_bf16_gemm_tn(int M, int N, int T, const float *a, long lda, const float 
         return 0;
     int Tp = kpad(T), nt = nthreads < 1 ? 1 : nthreads;
     size_t na = (size_t)M * Tp, need = (na + icl_bf16_packed_size(T, N)) * sizeof(uint16_t), got;
-    uint16_t *A = scratch_take(need, &got);
+    uint16_t *A = icl_scratch_take(need, &got);
     if (!A)
         return -1;
     uint16_t *P = A + na;
     round_transposed(a, lda, T, M, A, nt);
     if (icl_bf16_pack(b, ldb, 1, T, N, P, nt)) {
-        scratch_give(A, got);
+        icl_scratch_give(A, got);
         return -1;
     }
     gemm_core(M, N, Tp, A, Tp, P, NULL, c, ldc, ctrans, 1.0f, nt);
-    scratch_give(A, got);
+    icl_scratch_give(A, got);
     return 0;
 }
 

@@ -674,9 +674,9 @@ static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_ter
  * 0, which is finally scaled and added to dB: the very additions
  * lora_reduce makes, so the same bits as lora_skinny followed by
  * lora_reduce, whatever the thread count, with D read from memory once
- * instead of twice.  Scratch: DY_CHUNK + 1 blocks' sums of W x up16(r)
- * floats; above DY_MAX bytes of it (large ranks), the two passes
- * instead. */
+ * instead of twice.  Scratch (icl_scratch_take: reused, not allocated per
+ * call): DY_CHUNK + 1 blocks' sums of W x up16(r) floats; above DY_MAX
+ * bytes of it (large ranks), the two passes instead. */
 #define DY_CHUNK 16
 #define DY_MAX ((size_t)64 << 20)
 static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int r, const float *Q, float alpha,
@@ -691,7 +691,11 @@ static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int
         lora_skinny(D, ldd, N, W, &st, 1);
         return;
     }
-    float *S = xmalloc((size_t)nc * per * sizeof(float)), *R = xcalloc(per, sizeof(float));
+    size_t got;
+    float *S = icl_scratch_take((size_t)(nc + 1) * per * sizeof(float), &got), *R = S + (size_t)nc * per;
+    if (!S)
+        icl_out_of_memory("LoRA backward sums");
+    memset(R, 0, per * sizeof(float));
     for (int c0 = 0; c0 < nb; c0 += DY_CHUNK) {
         int ce = nb - c0 < DY_CHUNK ? nb : c0 + DY_CHUNK;
 #pragma omp parallel for schedule(static) if (2.0 * N * W * r >= LORA_PAR_MIN)
@@ -733,8 +737,7 @@ static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int
             for (int l = 0; l < nw; l++)
                 dB[(size_t)(w0 + l) * r + k] += alpha * R[((size_t)s * rp + k) * 16 + l];
     }
-    free(S);
-    free(R);
+    icl_scratch_give(S, got);
 }
 
 /* B^T [r, out] of an adapter's B [out, r], malloc'd. */

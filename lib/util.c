@@ -76,6 +76,53 @@ void *icl_xcalloc_huge(size_t n, size_t size)
     return p;
 }
 
+/* icl_scratch_take / _give: see util.h. */
+static void *scratch_blk;
+static size_t scratch_n;
+
+void *icl_scratch_take(size_t n, size_t *got)
+{
+    void *p = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
+    size_t have = p ? __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) : 0;
+    if (p && have >= n) {
+        *got = have;
+        return p;
+    }
+    free(p);
+    *got = n;
+    if (n < ICL_HUGE_MIN)
+        return malloc(n ? n : 1);
+    /* on transparent huge pages where the kernel allows them (as
+     * icl_xcalloc_huge, but NULL when out of memory): bf16.c's transposed
+     * rounding and panels walk tens of MB, with 4 KiB pages missing the
+     * TLB at every row */
+    size_t huge = (size_t)2 << 20, sz = (n + huge - 1) & ~(huge - 1);
+    p = aligned_alloc(huge, sz);
+    if (p)
+        (void)madvise(p, sz, MADV_HUGEPAGE); /* advice only: EINVAL without THP */
+    *got = p ? sz : n;
+    return p;
+}
+
+void icl_scratch_give(void *p, size_t n)
+{
+    void *old = __atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL);
+    if (old && __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE) > n) {
+        free(p); /* keep the larger */
+        p = old;
+        n = __atomic_load_n(&scratch_n, __ATOMIC_ACQUIRE);
+    } else {
+        free(old);
+    }
+    __atomic_store_n(&scratch_n, n, __ATOMIC_RELEASE);
+    __atomic_store_n(&scratch_blk, p, __ATOMIC_RELEASE);
+}
+
+void icl_scratch_release(void)
+{
+    free(__atomic_exchange_n(&scratch_blk, NULL, __ATOMIC_ACQ_REL));
+}
+
 void *icl_xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);

@@ -45,6 +45,20 @@ void *icl_xcalloc(size_t n, size_t size);
  * (bench/gemm_shapes.c, variant H).  What is computed does not change. */
 #define ICL_HUGE_MIN ((size_t)4 << 20)
 void *icl_xcalloc_huge(size_t n, size_t size);
+/* One reusable scratch block for large temporaries of one product at a
+ * time (bf16.c's rounded operands and panels, linear.c's adapter sums):
+ * icl_scratch_take returns a block of at least n bytes (*got: its size) or
+ * NULL when out of memory; the caller has it alone until icl_scratch_give
+ * (p, *got) hands it back (the larger of it and a block given meanwhile is
+ * kept, the other freed).  A caller taking it while another has it
+ * allocates its own, so steady-state training neither allocates nor
+ * page-faults tens of MB per product.  From ICL_HUGE_MIN bytes on the
+ * memory is on transparent huge pages where allowed (as
+ * icl_xcalloc_huge).  Not zeroed.  icl_scratch_release frees the kept
+ * block.  Thread-safe (atomic exchanges). */
+void *icl_scratch_take(size_t n, size_t *got);
+void icl_scratch_give(void *p, size_t n);
+void icl_scratch_release(void);
 void *icl_xrealloc(void *p, size_t n);
 /* icl_xreallocarray: realloc to n*size bytes; exits on overflow. */
 void *icl_xreallocarray(void *p, size_t n, size_t size);
