@@ -422,6 +422,8 @@ int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, i
     return pack_into(B, ldb, kn, K, K, N, P, nthreads);
 }
 
+int icl_bf16_room(int in, int out, int ke) { return ke > 0 && in % 32 == 0 && out % 32 == 0 ? (ke + 31) & ~31 : ke; }
+
 int icl_bf16_pack_ext(const float *B, long ldb, int kn, int K, int kx, int N, uint16_t *P, int nthreads)
 {
     if (kx > 0 && (K & 1))
@@ -931,15 +933,19 @@ static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const u
 
 void icl_bf16_release_scratch(void) { icl_scratch_release(); }
 
-/* A[M, Kp] = x[M, K] rounded, zero-padded. */
-static void round_rows(const float *x, long ldx, int M, int K, uint16_t *A, int nt)
+
+/* A[M, Kt] = [x | xe | 0]: x [M, K] and xe [M, ke] rounded side by side,
+ * zero up to Kt (K even when ke > 0; ke 0: x rounded and zero-padded). */
+static void round_rows_ext(const float *x, long ldx, int K, const float *xe, long ldxe, int ke, int M, int Kt,
+                           uint16_t *A, int nt)
 {
-    int Kp = kpad(K);
 #pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
     for (int i = 0; i < M; i++) {
-        icl_bf16_from_f32_row(x + (size_t)i * ldx, A + (size_t)i * Kp, (size_t)K);
-        if (Kp > K)
-            A[(size_t)i * Kp + K] = 0;
+        uint16_t *a = A + (size_t)i * Kt;
+        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
+        if (ke > 0)
+            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
+        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
     }
 }
 
@@ -1040,25 +1046,12 @@ int icl_bf16_gemm_packed(int M, int N, int K, const float *x, long ldx, const ui
     uint16_t *A = icl_scratch_take(need, &got);
     if (!A)
         return -1;
-    round_rows(x, ldx, M, K, A, nt);
+    round_rows_ext(x, ldx, K, NULL, 0, 0, M, Kp, A, nt);
     gemm_core(M, N, Kp, A, Kp ? Kp : 2, P, bias, y, ldy, 0, beta, nt);
     icl_scratch_give(A, got);
     return 0;
 }
 
-/* A[M, Kt] = [x | xe | 0] rounded (K even, or ke and kx 0). */
-static void round_rows_ext(const float *x, long ldx, int K, const float *xe, long ldxe, int ke, int M, int Kt,
-                           uint16_t *A, int nt)
-{
-#pragma omp parallel for schedule(static) num_threads(nt) if ((double)M * K >= 65536.0)
-    for (int i = 0; i < M; i++) {
-        uint16_t *a = A + (size_t)i * Kt;
-        icl_bf16_from_f32_row(x + (size_t)i * ldx, a, (size_t)K);
-        if (ke > 0)
-            icl_bf16_from_f32_row(xe + (size_t)i * ldxe, a + K, (size_t)ke);
-        memset(a + K + ke, 0, (size_t)(Kt - K - ke) * sizeof *a);
-    }
-}
 
 int icl_bf16_gemm_packed_ext(int M, int N, int K, const float *x, long ldx, const float *xe, long ldxe, int ke,
                              int kx, const uint16_t *P, const float *bias, float *y, long ldy, float beta,
@@ -1111,10 +1104,7 @@ int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const 
     uint16_t *A = icl_scratch_take(need, &got);
     if (!A)
         return -1;
-    if (kx)
-        round_rows_ext(x, ldx, K, xe, ldxe, ke, M, Ka, A, nt);
-    else
-        round_rows(x, ldx, M, K, A, nt);
+    round_rows_ext(x, ldx, K, xe, ldxe, ke, M, Kp, A, nt);
     int nat = use_native(), am = use_amx(), step = am ? 2 * AMR : PMR;
 #pragma omp parallel num_threads(nt)
     {

@@ -125,6 +125,14 @@ size_t icl_bf16_packed_size(int K, int N);
  * thread) cannot be allocated (P then partly written). */
 int icl_bf16_pack(const float *B, long ldb, int kn, int K, int N, uint16_t *P, int nthreads);
 
+/* The rows of room a low-rank term of ke rows takes in the packs of a
+ * weight [out, in] (both its products): ke rounded up to 32 when in and
+ * out are multiples of 32 (a rounded row of activations then stays whole
+ * 64-byte lines, as the AMX tile loads want them), else ke.  model.c's
+ * packs and qlinear.c's per-product panels both take it, so that their
+ * sums agree. */
+int icl_bf16_room(int in, int out, int ke);
+
 /* icl_bf16_pack into panels of K + kx rows (kx >= 0; K even when kx > 0,
  * else -1), the kx rows after the K rows of B zero: room for
  * icl_bf16_pack_rows.  P: icl_bf16_packed_size(K + kx, N) elements. */

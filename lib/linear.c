@@ -811,6 +811,7 @@ static int folds(const icl_linear *l, int rsum, int fwd)
 /* Columns off .. off+r-1 of cat [N, rsum] = src [N, r]. */
 static void cat_ranks_one(float *cat, int rsum, const float *src, int r, size_t off, int N)
 {
+#pragma omp parallel for schedule(static) if ((long)N * r >= ICL_PAR_MIN)
     for (int i = 0; i < N; i++)
         memcpy(cat + (size_t)i * rsum + off, src + (size_t)i * r, (size_t)r * sizeof(float));
 }
@@ -819,14 +820,10 @@ static void cat_ranks_one(float *cat, int rsum, const float *src, int r, size_t 
  * src + N off_i). */
 static void cat_ranks(float *cat, const float *src, const icl_linear *l, int N, int rsum)
 {
-#pragma omp parallel for schedule(static) if ((long)N * rsum >= ICL_PAR_MIN)
-    for (int i = 0; i < N; i++) {
-        size_t off = 0;
-        for (int u = 0; u < l->n_lora; u++) {
-            int r = l->lora[u].r;
-            memcpy(cat + (size_t)i * rsum + off, src + (size_t)N * off + (size_t)i * r, (size_t)r * sizeof(float));
-            off += (size_t)r;
-        }
+    size_t off = 0;
+    for (int u = 0; u < l->n_lora; u++) {
+        cat_ranks_one(cat, rsum, src + (size_t)N * off, l->lora[u].r, off, N);
+        off += (size_t)l->lora[u].r;
     }
 }
 

@@ -1219,12 +1219,11 @@ static icl_weight f32_product(const icl_model *m, int i)
 }
 
 /* The rows of room product i's packs keep after the weight's for its
- * adapters (icl_bf16_weight.kx): the sum of their ranks, so that linear.c
- * folds their products into the base's, rounded up to 32 when in and out
- * are multiples of 32 (rows of the rounded x then stay whole 64-byte
- * lines, as the AMX tile loads want them: 576 + 48 columns ran the
- * products 14% slower than 576 + 64); 0 without adapters, for the head,
- * or when in or out is odd (the base's rows must end on a pair). */
+ * adapters (icl_bf16_weight.kx): icl_bf16_room of the sum of their ranks
+ * (576 + 48 unaligned columns ran the products 14% slower than 576 + 64),
+ * so that linear.c folds their products into the base's; 0 without
+ * adapters, for the head, or when in or out is odd (the base's rows must
+ * end on a pair). */
 static int bf16_kx(const icl_model *m, int i, const icl_weight *w)
 {
     if (!m->lora || i >= m->cfg.num_hidden_layers * ICL_NPROJ || (w->in & 1) || (w->out & 1))
@@ -1233,9 +1232,7 @@ static int bf16_kx(const icl_model *m, int i, const icl_weight *w)
     int p = i % ICL_NPROJ, k = 0;
     for (int u = 0; u < ll->n[p]; u++)
         k += ll->lora[p][u].r;
-    if (k && w->in % 32 == 0 && w->out % 32 == 0)
-        k = (k + 31) & ~31;
-    return k;
+    return icl_bf16_room(w->in, w->out, k);
 }
 
 /* (Re)packs every float32 product: the forward copies, and the backward

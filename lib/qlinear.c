@@ -300,12 +300,11 @@ static int qbf_room(const icl_weight *w, int fwd)
 
 /* A low-rank term folded into the product (linear.h): E packed as the
  * panels' rows after W's, as many as a bf16 weight's packs keep for it
- * (model.c: ke rounded up to 32 when in and out are multiples of 32), so
- * both give the same sums. */
+ * (icl_bf16_room), so both give the same sums. */
 static void qbf_lowrank(const icl_weight *w, int fwd, float *y, long ldy, const float *x, long ldx, int N, float beta,
                         const float *xe, int ke, const float *E)
 {
-    int Nn = fwd ? w->out : w->in, kx = w->in % 32 == 0 && w->out % 32 == 0 ? (ke + 31) & ~31 : ke;
+    int Nn = fwd ? w->out : w->in, kx = icl_bf16_room(w->in, w->out, ke);
     uint16_t *Pe = calloc(icl_bf16_packed_size(kx, Nn) + 1, sizeof(uint16_t));
     qbf_ctx c = qbf_ctx_of(w);
     int rc = -1;
