@@ -54,6 +54,53 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
 
 /* ------------------------------------------------------------ weights */
 
+/* The layer index N of a tensor named "...layers.N....", or -1. */
+static int layer_of(const char *name)
+{
+    const char *q = strstr(name, "layers.");
+    if (!q || q[7] < '0' || q[7] > '9')
+        return -1;
+    long n = strtol(q + 7, NULL, 10);
+    return n > 100000 ? 100000 : (int)n;
+}
+
+/* Why an adapter file does not hold this model's adapters (its tensor count
+ * differs): the layers it covers against the model's, else the first tensor
+ * one side has and the other lacks. */
+static void describe_mismatch(const icl_st_file *f, const icl_param_set *s, int layers, const char *p, char *err,
+                              size_t errsz)
+{
+    int nf = icl_st_count(f), top = -1;
+    for (int i = 0; i < nf; i++) {
+        int l = layer_of(icl_st_get(f, i)->name);
+        top = l > top ? l : top;
+    }
+    if (top >= 0 && top + 1 != layers) {
+        icl_seterr(err, errsz,
+                   "%s: adapters for %d layers, this model has %d: trained on another base model? (%d tensors, "
+                   "these options want %d)", p, top + 1, layers, nf, s->n_views);
+        return;
+    }
+    for (int i = 0; i < s->n_views; i++)
+        if (!icl_st_find(f, s->views[i].name)) {
+            icl_seterr(err, errsz, "%s: %d tensors, these options want %d: no tensor %s (adapter_config.json's "
+                       "target_modules or r do not match the weights?)", p, nf, s->n_views, s->views[i].name);
+            return;
+        }
+    for (int i = 0; i < nf; i++) {
+        const char *name = icl_st_get(f, i)->name;
+        int known = 0;
+        for (int j = 0; j < s->n_views && !known; j++)
+            known = !strcmp(s->views[j].name, name);
+        if (!known) {
+            icl_seterr(err, errsz, "%s: %d tensors, these options want %d: %s is not one of this model's adapters "
+                       "(adapter_config.json's target_modules do not match the weights?)", p, nf, s->n_views, name);
+            return;
+        }
+    }
+    icl_seterr(err, errsz, "%s: %d tensors, these options want %d (a name given twice?)", p, nf, s->n_views);
+}
+
 int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errsz)
 {
     icl_param_set *s = m->lora_set;
@@ -71,8 +118,7 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
         goto out;
     }
     if (icl_st_count(f) != s->n_views) {
-        icl_seterr(err, errsz, "%s: %d tensors, the adapters of these options have %d (other r or targets?)", p,
-                   icl_st_count(f), s->n_views);
+        describe_mismatch(f, s, m->cfg.num_hidden_layers, p, err, errsz);
         goto out;
     }
     for (int i = 0; i < s->n_views; i++) {

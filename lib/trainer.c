@@ -420,6 +420,47 @@ static int open_model(train_run *r)
 /* LoRA: the base (-m, or on --resume the checkpoint's base_model_name_or_path
  * when -m is not given), frozen, with adapters: fresh (seed) or the
  * checkpoint's, whose configuration must be this run's. */
+/* target_modules as "a,b,c" into b (size n). */
+static void targets_text(const icl_lora_config *c, char *b, size_t n)
+{
+    size_t k = 0;
+    b[0] = 0;
+    for (int i = 0; i < c->n_targets && k + 1 < n; i++)
+        k += (size_t)snprintf(b + k, n - k, "%s%s", i ? "," : "", c->target_modules[i]);
+}
+
+/* The settings of adapter config a (these options) that differ from b's
+ * (a checkpoint's), named with both values ("r is 8 here but 4 in the
+ * checkpoint; ..."), into out (size n); returns how many differ. */
+static int lora_config_diff(const icl_lora_config *a, const icl_lora_config *b, char *out, size_t n)
+{
+    int nd = 0;
+    size_t k = 0;
+    out[0] = 0;
+#define DIFF(cond, ...)                                                                                               \
+    if (cond && k + 1 < n) {                                                                                          \
+        k += (size_t)snprintf(out + k, n - k, "%s", nd++ ? "; " : "");                                               \
+        if (k + 1 < n)                                                                                                \
+            k += (size_t)snprintf(out + k, n - k, __VA_ARGS__);                                                       \
+    }
+    DIFF(a->r != b->r, "r is %d here but %d in the checkpoint", a->r, b->r)
+    DIFF(a->lora_alpha != b->lora_alpha, "lora_alpha is %g here but %g in the checkpoint", a->lora_alpha,
+         b->lora_alpha)
+    DIFF(a->lora_dropout != b->lora_dropout, "lora_dropout is %g here but %g in the checkpoint", a->lora_dropout,
+         b->lora_dropout)
+    DIFF(a->use_rslora != b->use_rslora, "use_rslora is %s here but %s in the checkpoint",
+         a->use_rslora ? "true" : "false", b->use_rslora ? "true" : "false")
+    int same = a->n_targets == b->n_targets;
+    for (int i = 0; same && i < a->n_targets; i++)
+        same = !strcmp(a->target_modules[i], b->target_modules[i]);
+    char ta[256], tb[256];
+    targets_text(a, ta, sizeof ta);
+    targets_text(b, tb, sizeof tb);
+    DIFF(!same, "target_modules is %s here but %s in the checkpoint", ta, tb)
+#undef DIFF
+    return nd;
+}
+
 static int open_lora(train_run *r)
 {
     const icl_train_opts *o = r->o;
@@ -487,15 +528,11 @@ static int open_lora(train_run *r)
         icl_lora_config cc;
         if (icl_lora_read_config(r->ckpt, &cc, e2, sizeof e2))
             return fail(r, "%s", e2);
-        int same = cc.r == lc->r && cc.lora_alpha == lc->lora_alpha && cc.use_rslora == lc->use_rslora &&
-                   cc.lora_dropout == lc->lora_dropout && cc.n_targets == lc->n_targets;
-        for (int i = 0; same && i < cc.n_targets; i++)
-            same = !strcmp(cc.target_modules[i], lc->target_modules[i]);
+        char diff[600];
+        int nd = lora_config_diff(lc, &cc, diff, sizeof diff);
         icl_lora_config_free(&cc);
-        if (!same)
-            return fail(r, "%s: cannot resume: its adapter_config.json has other r, lora_alpha, lora_dropout, "
-                           "use_rslora or target_modules than these options",
-                        r->ckpt);
+        if (nd)
+            return fail(r, "%s: cannot resume: %s (give the same LoRA options, or start a new run)", r->ckpt, diff);
         if (icl_lora_load_weights(r->m, r->ckpt, e2, sizeof e2))
             return fail(r, "%s", e2);
     } else if (o->adapter && icl_lora_load_weights(r->m, o->adapter, e2, sizeof e2)) {

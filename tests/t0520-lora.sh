@@ -79,7 +79,9 @@ test_expect_success 'resume without -m takes the base from base_model_name_or_pa
 
 test_expect_success 'resume refuses other LoRA options' '
 	test_must_fail icl-train $ARGS --lora-alpha 16 -o part --resume rand.tok 2>err &&
-	test_grep "cannot resume: its adapter_config.json has other r" err
+	test_grep "cannot resume: lora_alpha is 16 here but 8 in the checkpoint (give the same LoRA options" err &&
+	test_must_fail icl-train $(echo "$ARGS" | sed "s/--lora-r 4/--lora-r 2/; s/,down_proj//") -o part --resume rand.tok 2>err &&
+	test_grep "cannot resume: r is 2 here but 4 in the checkpoint; target_modules is q_proj,v_proj here but q_proj,v_proj,down_proj in the checkpoint" err
 '
 
 test_expect_success 'rsLoRA and all-linear: GPT-2 Conv1D modules, fan_in_fan_out as PEFT sets it' '

@@ -99,6 +99,50 @@ static void peft_adapter_round_trip(void **state)
     assert_int_equal(icl_lora_load_weights(m2, out, err, sizeof err), -1);
     assert_non_null(strstr(err, "shape [4, 64], want [2, 64]"));
     icl_model_free(m2);
+    /* other targets: the first tensor one side lacks is named */
+    c.r = 4;
+    char *t0 = c.target_modules[0];
+    int n0 = c.n_targets;
+    c.n_targets = 2; /* the file's v_proj and q_proj only: it holds more */
+    m2 = icl_model_load(BASE, err, sizeof err);
+    assert_non_null(icl_lora_attach(m2, &c, 1, err, sizeof err));
+    assert_int_equal(icl_lora_load_weights(m2, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "12 tensors, these options want 8: "));
+    assert_non_null(strstr(err, "is not one of this model's adapters"));
+    icl_model_free(m2);
+    char up[] = "up_proj";
+    c.target_modules[0] = up; /* up_proj, q_proj, k_proj: no up_proj in the file */
+    c.n_targets = n0;
+    m2 = icl_model_load(BASE, err, sizeof err);
+    assert_non_null(icl_lora_attach(m2, &c, 1, err, sizeof err));
+    assert_int_equal(icl_lora_load_weights(m2, out, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no tensor base_model.model.model.layers."));
+    assert_non_null(strstr(err, "up_proj.lora_"));
+    icl_model_free(m2);
+    c.target_modules[0] = t0;
+    /* an adapter of a model with fewer layers (its layer 0 only): another base */
+    icl_st_file *full = icl_st_open(p, err, sizeof err);
+    assert_non_null(full);
+    icl_st_entry e[12];
+    int ne = 0;
+    for (int i = 0; i < icl_st_count(full); i++) {
+        const icl_st_tensor *t = icl_st_get(full, i);
+        if (!strstr(t->name, "layers.0."))
+            continue;
+        e[ne] = (icl_st_entry){.name = t->name, .data = (const float *)t->data, .ndim = 2,
+                               .shape = {t->shape[0], t->shape[1]}};
+        ne++;
+    }
+    assert_int_equal(ne, 6);
+    char one[700];
+    snprintf(one, sizeof one, "%s/one.safetensors", dir);
+    assert_int_equal(icl_st_write(one, e, ne, err, sizeof err), 0);
+    icl_st_close(full);
+    m2 = icl_model_load(BASE, err, sizeof err);
+    assert_non_null(icl_lora_attach(m2, &c, 1, err, sizeof err));
+    assert_int_equal(icl_lora_load_weights(m2, one, err, sizeof err), -1);
+    assert_non_null(strstr(err, "adapters for 1 layers, this model has 2: trained on another base model?"));
+    icl_model_free(m2);
     snprintf(p, sizeof p, "rm -rf '%s'", dir);
     assert_int_equal(system(p), 0);
     icl_lora_config_free(&c);
