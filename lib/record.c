@@ -83,7 +83,17 @@ json_t *icl_record_parse(const char *line, size_t len, char *err, size_t errsz)
      * and decodes surrogate pairs. */
     json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
     if (!v) {
-        snprintf(err, errsz, "bad JSON at byte offset %d: %s", je.position, je.text);
+        /* jansson parsed this one line as a whole text: its "end of file"
+         * is the end of the line */
+        char *eof = strstr(je.text, "end of file");
+        if (strstr(je.text, "JSON_ALLOW_NUL"))
+            snprintf(err, errsz, "bad JSON at byte offset %d: a string holds \\u0000 (NUL), which records may not",
+                     je.position);
+        else if (eof)
+            snprintf(err, errsz, "bad JSON at byte offset %d: %.*send of line%s", je.position, (int)(eof - je.text),
+                     je.text, eof + strlen("end of file"));
+        else
+            snprintf(err, errsz, "bad JSON at byte offset %d: %s", je.position, je.text);
         return NULL;
     }
     if (!json_is_object(v)) {

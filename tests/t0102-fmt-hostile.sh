@@ -117,11 +117,11 @@ fails lone-surrogate 1 "icl-fmt: lone.jsonl:1: bad JSON at byte offset 36: inval
 printf '{"instruction":"a","output":"\\ud83e\\udd17"}\n' >pair.jsonl
 out_is surrogate-pair '{"prompt":"a\\n","response":"\360\237\244\227"}\n' pair.jsonl
 printf '{"instruction":"a","output":"x\\u0000"}\n' >nul.jsonl
-fails escaped-nul 1 "icl-fmt: nul.jsonl:1: bad JSON at byte offset 37: \\u0000 is not allowed without JSON_ALLOW_NUL near '\"x\\u0000\"'" nul.jsonl
+fails escaped-nul 1 "icl-fmt: nul.jsonl:1: bad JSON at byte offset 37: a string holds \\u0000 (NUL), which records may not" nul.jsonl
 printf '\r\n{"instruction":"a","output":"b"}\r\n\r\n{"instruction":"c","output":"d"}' >crlf.jsonl
 out_is jsonl-crlf-blank-no-final-newline '{"prompt":"a\\n","response":"b"}\n{"prompt":"c\\n","response":"d"}\n' crlf.jsonl
 printf '{"instruction":"a","output":"b"}\n{"instruction":"a",\n{"instruction":"c","output":"d"}\n' >badjson.jsonl
-fails bad-json-line 1 "icl-fmt: badjson.jsonl:2: bad JSON at byte offset 19: string or '}' expected near end of file" badjson.jsonl
+fails bad-json-line 1 "icl-fmt: badjson.jsonl:2: bad JSON at byte offset 19: string or '}' expected near end of line" badjson.jsonl
 test_expect_success 'bad JSON line skipped with --on-error skip' '
     icl-fmt -T plain --on-error skip badjson.jsonl >out 2>err
     test $(wc -l <out) -eq 2
