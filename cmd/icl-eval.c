@@ -209,6 +209,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
             snprintf(where, sizeof where, "line %ld", prog.done + 1);
             icl_adapt_poll(&adapt, where);
         }
+        if (!checked && r.examples > 0 && tok && !quiet)
+            icl_warn("%s: no #icl-tokens header (not from icl-tok encode?): its ids are checked against the "
+                     "vocabulary size %d only, not against the model's tokenizer", name, m->cfg.vocab_size);
         icl_toklines_close(&r);
     }
     icl_progress_end(&prog);

@@ -682,6 +682,9 @@ static int load_file(train_run *r, icl_dataset *d, const char *file)
         }
         icl_dataset_add(d, tr.ids, tr.target, tr.n);
     }
+    if (!checked && tr.examples > 0 && r->tid.present)
+        note(r, 1, "%s: no #icl-tokens header (not from icl-tok encode?): its ids are checked against the "
+                   "vocabulary size %d only, not against the model's tokenizer", name, vocab);
     rc = 0;
 out:
     icl_toklines_close(&tr);

@@ -62,4 +62,15 @@ test_expect_success 'icl-gen warns when the token lines'"'"' EOS is not one the 
 	! grep -q EOS err
 '
 
+test_expect_success 'token lines without a header: icl-train and icl-eval say the tokenizer goes unchecked' '
+	grep -v "^#" good.tok >nohdr.tok &&
+	icl-train -q -m model -o ft4 --max-steps 1 nohdr.tok >m 2>err &&
+	test_grep "icl-train: nohdr.tok: no #icl-tokens header (not from icl-tok encode?): its ids are checked against the vocabulary size [0-9]* only, not against the model" err &&
+	icl-eval -m model nohdr.tok >e 2>err &&
+	test_grep "icl-eval: nohdr.tok: no #icl-tokens header" err &&
+	icl-eval -q -m model nohdr.tok >e 2>err && ! test -s err &&
+	icl-eval -m model good.tok >e 2>err && ! test -s err &&
+	icl-train -q -m model -o ft5 --max-steps 1 good.tok >m 2>err && ! test -s err
+'
+
 test_done
