@@ -15,7 +15,7 @@ int main(int argc, char **argv)
     icl_set_threads(1);
     int B = 1, T = 2048, H = 8, hd = 64;
     long ld = 3L * H * hd;
-    icl_attn_shape s = {B, T, H, H, hd, ld, 0, (long)H * hd, 2L * H * hd, 0.125f};
+    icl_attn_shape s = {B, T, H, H, hd, ld, 0, (long)H * hd, 2L * H * hd, 0.125f, 0};
     size_t N = (size_t)B * T;
     float *qkv = calloc(N * ld, 4), *out = calloc(N * H * hd, 4), *lse = calloc((size_t)B * H * T, 4),
           *dq = calloc(N * ld, 4), *dout = calloc(N * H * hd, 4);

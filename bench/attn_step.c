@@ -23,7 +23,7 @@ int main(int argc, char **argv)
     icl_set_threads(threads);
     int B = 8, T = 256, H = 9, KV = 3, hd = 64, L = 30;
     long Q = (long)H * hd, ld = Q + 2L * KV * hd;
-    icl_attn_shape s = {B, T, H, KV, hd, ld, 0, Q, Q + (long)KV * hd, 0.125f};
+    icl_attn_shape s = {B, T, H, KV, hd, ld, 0, Q, Q + (long)KV * hd, 0.125f, 0};
     size_t N = (size_t)B * T;
     float *qkv = malloc(N * ld * 4), *out = malloc(N * Q * 4), *lse = malloc((size_t)B * H * T * 4),
           *dqkv = malloc(N * ld * 4), *dout = malloc(N * Q * 4);

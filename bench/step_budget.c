@@ -172,7 +172,7 @@ int main(int argc, char **argv)
         nw[i] = 1.0f;
     for (int i = 0; i < HR; i++)
         tgt[i] = ids[i];
-    icl_attn_shape ash = {B, T, Hh, KV, hd, Q + 2 * K, 0, Q, Q + K, 1.0f / sqrtf((float)hd)};
+    icl_attn_shape ash = {B, T, Hh, KV, hd, Q + 2 * K, 0, Q, Q + K, 1.0f / sqrtf((float)hd), 0};
 
     enum { ZERO, FWD, BWD, NORM, OPT, STEP, GL, GH, ATT, XENT, NS, NP };
     static const char *nm[NP] = {"zero_grads", "forward (with loss)", "backward", "grad norm + clip scale",

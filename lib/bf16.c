@@ -79,6 +79,8 @@ static int use_amx(void) { return use_native() && forced == ICL_BF16_BEST && icl
 
 void icl_bf16_force_path(int path) { forced = path; }
 
+int icl_bf16_amx_active(void) { return use_amx(); }
+
 void icl_bf16_force_portable(int force) { forced = force ? ICL_BF16_PORTABLE : ICL_BF16_BEST; }
 
 const char *icl_bf16_path_name(void)

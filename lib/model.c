@@ -1551,7 +1551,7 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
     }
     if (cx->b) {
         icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
-                             1.0f / sqrtf((float)hd)};
+                             1.0f / sqrtf((float)hd), m->bf16 != NULL};
         icl_attention_forward(a->att, Datt, a->lse, a->qkv, cx->b->doc, &sh);
     } else {
         kv_append(m, l, cx, a->qkv, Dqkv, Datt);
@@ -1613,7 +1613,7 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
     L = lin_cx(m, l, ICL_PROJ_O, cx, tmp, a->xa);
     icl_linear_backward(&L, d->datt, Datt, 0.0f, d->dres, C, a->att, Datt, N, cx->work);
     icl_attn_shape sh = {cx->b->B, cx->b->T, H, KV, hd, Dqkv, 0, Datt, Datt + (long)KV * hd,
-                         1.0f / sqrtf((float)hd)};
+                         1.0f / sqrtf((float)hd), m->bf16 != NULL};
     icl_attention_backward(d->dqkv, d->datt, Datt, a->att, Datt, a->lse, a->qkv, cx->b->doc, &sh);
     if (!g2) {
         icl_rope_apply(d->dqkv, Dqkv, N, H, hd, cx->cos, cx->sin, 1);

@@ -339,6 +339,13 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
 #else
 #define ATT_X86 0
 #endif
+#if ATT_X86 && defined(__linux__)
+#define ATT_AMX 1 /* AMX tiles for bf16 operands (icl_bf16_amx_active says whether they run) */
+#include <stdint.h>
+#include "bf16.h"
+#else
+#define ATT_AMX 0
+#endif
 
 static int att_cpu = -1, att_off; /* att_cpu: AVX-512F here (-1: not asked yet); att_off: set_simd(0) */
 
@@ -689,10 +696,469 @@ static float att_exp_row(float *r, int c0, int c1, int k0, int t, int lo, int ra
     return sub;
 }
 
+/* ---- bf16 operands on AMX tiles (icl_attn_shape.bf16; the `--dtype bf16`
+ * training path, as PyTorch's autocast runs scaled_dot_product_attention in
+ * bfloat16).  The same tiling, masks, softmax (float32, att_exp_row) and
+ * float32 D = rowsum(dO o) as above; the six products take bf16 operands
+ * (q, k, v, dO rounded as read, P and dS rounded after the float32
+ * softmax) with float32 sums on TDPBF16PS, 32 k per instruction in k order
+ * from a zero tile (bf16.h describes the unit's sums).  Parallel over (b,
+ * kv head), forward and backward: k and v are packed once for the group's
+ * heads.  dk and dv are summed in float32 buffers per kv head, transposed
+ * (dk^T += q^T dS, dv^T += dO^T P), over the group's heads and blocks of 64
+ * queries in order, dk scaled at the end; S, dP and dq are one sum each,
+ * times scale.  So the results do not depend on the thread count.
+ * Operands, all rounded to bf16 (pairs of bf16 in uint32, the tiles' "VNNI"
+ * rows, where a product's k runs over pairs):
+ *   A of S, dP:  16 query rows of q, dO [16][hd] (K = hd);
+ *   B of S, dP:  k, v by dim pairs, Xd[p][s] = (x[s][2p], x[s][2p+1]);
+ *   A of O, dq:  16 rows of P, dS [16][kp], kp keys from c0 (zero-padded);
+ *   B of O, dq:  v, k by key pairs, Xk[u][j] = (x[2u][j], x[2u+1][j]);
+ *   A of dk^T, dv^T: q^T, dO^T of a block [hd][64] (K = the 64 queries);
+ *   B of dk^T, dv^T: dS, P of a block by query pairs [32][keys].
+ * Zero rows and columns pad every operand to whole tiles (padding adds
+ * exact zeros), and key ranges start at multiples of 16. */
+#if ATT_AMX
+#define AMX_T __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
+#define ATT_QB 64 /* queries per block of the dk, dv products */
+
+typedef struct {
+    uint8_t palette, start_row, rsv[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} att_amx_cfg;
+
+/* tiles 0-7: 16 rows of 64 bytes */
+AMX_T static void att_amx_begin(void)
+{
+    _Alignas(64) att_amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++)
+        c.rows[t] = 16, c.colsb[t] = 64;
+    __asm__ volatile("" ::: "memory");
+    _tile_loadconfig(&c);
+}
+
+/* 16 floats -> 16 bf16 (vcvtneps2bf16, as icl_bf16_from_f32_row) */
+AMX_T static inline __m256i att_bf(const float *x) { return (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)); }
+
+/* r[i] (row i of a 16 x 16 matrix of 32-bit elements) becomes column i */
+AMX_T static inline void att_tr16(__m512i r[16])
+{
+    __m512i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+}
+
+/* out[j][i] = in[i][j] for i < 16 n (rows of in, row stride ldi 32-bit
+ * elements), j < 16 m (out row stride ldo); 32-bit elements */
+AMX_T static void att_transpose32(uint32_t *out, long ldo, const uint32_t *in, long ldi, int n, int m)
+{
+    __m512i r[16];
+    for (int bi = 0; bi < n; bi++)
+        for (int bj = 0; bj < m; bj++) {
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_loadu_si512(in + (long)(16 * bi + i) * ldi + 16 * bj);
+            att_tr16(r);
+            for (int j = 0; j < 16; j++)
+                _mm512_storeu_si512(out + (long)(16 * bj + j) * ldo + 16 * bi, r[j]);
+        }
+}
+
+/* Rows of x (row stride ld, n < np of them, the rest zero) rounded, in pairs:
+ * P[u][j] = (x[2u][j], x[2u+1][j]) for u < np / 2, j < hd (row stride hd) */
+AMX_T static void att_pairs(uint32_t *P, const float *x, long ld, int n, int np, int hd)
+{
+    for (int u = 0; u < np / 2; u++)
+        for (int j = 0; j < hd; j += 16) {
+            __m512i a = 2 * u < n ? _mm512_cvtepu16_epi32(att_bf(x + (long)(2 * u) * ld + j)) : _mm512_setzero_si512();
+            __m512i b = 2 * u + 1 < n ? _mm512_cvtepu16_epi32(att_bf(x + (long)(2 * u + 1) * ld + j))
+                                      : _mm512_setzero_si512();
+            _mm512_storeu_si512(P + (long)u * hd + j, _mm512_or_si512(a, _mm512_slli_epi32(b, 16)));
+        }
+}
+
+/* Xd [hd/2][Tp] (dim pairs by key) from x [T, hd] (row stride ld), keys past T zero.  tmp: 16 hd bf16. */
+AMX_T static void att_pack_dims(uint32_t *Xd, long Tp, const float *x, long ld, int T, int hd, uint16_t *tmp)
+{
+    for (int s0 = 0; s0 < Tp; s0 += 16) {
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < hd; j += 16)
+                _mm256_storeu_si256((__m256i *)(tmp + (long)i * hd + j),
+                                    s0 + i < T ? att_bf(x + (long)(s0 + i) * ld + j) : _mm256_setzero_si256());
+        att_transpose32(Xd + s0, Tp, (const uint32_t *)tmp, hd / 2, 1, hd / 32);
+    }
+}
+
+/* A [16][hd] bf16: rows of x (row stride ld), rows past nr zero */
+AMX_T static void att_round_rows(uint16_t *A, const float *x, long ld, int nr, int hd)
+{
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < hd; j += 16)
+            _mm256_storeu_si256((__m256i *)(A + (long)i * hd + j),
+                                i < nr ? att_bf(x + (long)i * ld + j) : _mm256_setzero_si256());
+}
+
+/* S[16][c1 - c0] (row stride lds floats) = scale * A Xd[:, c0:c1), A [16][hd] bf16 */
+AMX_T static void att_amx_scores(float *S, long lds, const uint16_t *A, const uint32_t *Xd, long Tp, int c0, int c1,
+                                 int hd, float scale)
+{
+    for (int s0 = c0; s0 < c1; s0 += 16) {
+        _tile_zero(0);
+        for (int kc = 0; kc < hd / 32; kc++) {
+            _tile_loadd(4, A + kc * 32, hd * 2);
+            _tile_loadd(5, Xd + (long)kc * 16 * Tp + s0, Tp * 4);
+            _tile_dpbf16ps(0, 4, 5);
+        }
+        _tile_stored(0, S + (s0 - c0), lds * 4);
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int i = 0; i < 16; i++)
+        for (int s = 0; s < c1 - c0; s += 16)
+            _mm512_storeu_ps(S + (long)i * lds + s, _mm512_mul_ps(_mm512_loadu_ps(S + (long)i * lds + s), sc));
+}
+
+/* Pr [16][kp] bf16 = rows of P [16][n] (row stride ldp) rounded, zero to kp (n, kp multiples of 16) */
+AMX_T static void att_round_tile(uint16_t *Pr, const float *P, long ldp, int n, int kp)
+{
+    for (int i = 0; i < 16; i++)
+        for (int s = 0; s < kp; s += 16)
+            _mm256_storeu_si256((__m256i *)(Pr + (long)i * kp + s),
+                                s < n ? att_bf(P + (long)i * ldp + s) : _mm256_setzero_si256());
+}
+
+/* O[16][hd] (row stride ldo) = Pr Xk[keys c0 .. c0 + kp), Pr [16][kp] bf16 (kp a multiple of 32), Xk from key
+ * pair c0 / 2 */
+AMX_T static void att_amx_rows(float *O, long ldo, const uint16_t *Pr, int kp, const uint32_t *Xk, int c0, int hd)
+{
+    for (int j0 = 0; j0 < hd; j0 += 64) {
+        int nw = (hd - j0) / 16 < 4 ? (hd - j0) / 16 : 4;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int k = 0; k < kp; k += 32) {
+            const uint32_t *b = Xk + (long)(c0 + k) / 2 * hd + j0;
+            _tile_loadd(4, Pr + k, kp * 2);
+            _tile_loadd(5, b, hd * 4);
+            _tile_dpbf16ps(0, 4, 5);
+            if (nw > 1) {
+                _tile_loadd(6, b + 16, hd * 4);
+                _tile_dpbf16ps(1, 4, 6);
+            }
+            if (nw > 2) {
+                _tile_loadd(7, b + 32, hd * 4);
+                _tile_dpbf16ps(2, 4, 7);
+            }
+            if (nw > 3) {
+                _tile_loadd(5, b + 48, hd * 4);
+                _tile_dpbf16ps(3, 4, 5);
+            }
+        }
+        _tile_stored(0, O + j0, ldo * 4);
+        if (nw > 1)
+            _tile_stored(1, O + j0 + 16, ldo * 4);
+        if (nw > 2)
+            _tile_stored(2, O + j0 + 32, ldo * 4);
+        if (nw > 3)
+            _tile_stored(3, O + j0 + 48, ldo * 4);
+    }
+}
+
+/* CT[j][s] (row stride ldc floats; keys s < n16 from the block's first key) += AT[j][0:64] Bp[0:32][s]: AT [hd][64]
+ * bf16 (a block's q^T or dO^T), Bp [32][ldb] pairs (its dS or P by query pairs) */
+AMX_T static void att_amx_cols(float *CT, long ldc, const uint16_t *AT, const uint32_t *Bp, long ldb, int n16, int hd)
+{
+    for (int s0 = 0; s0 < n16; s0 += 16) {
+        _tile_loadd(5, Bp + s0, ldb * 4);
+        _tile_loadd(6, Bp + 16 * ldb + s0, ldb * 4);
+        for (int j0 = 0; j0 < hd; j0 += 16) {
+            _tile_loadd(0, CT + (long)j0 * ldc + s0, ldc * 4);
+            _tile_loadd(4, AT + (long)j0 * 64, 128);
+            _tile_dpbf16ps(0, 4, 5);
+            _tile_loadd(7, AT + (long)j0 * 64 + 32, 128);
+            _tile_dpbf16ps(0, 7, 6);
+            _tile_stored(0, CT + (long)j0 * ldc + s0, ldc * 4);
+        }
+    }
+}
+
+/* Pairs of rows of a [16][n] tile (row stride ld, n a multiple of 16) into B [8][ldb] at column off: B[u][off + s]
+ * = (a[2u][s], a[2u+1][s]) */
+AMX_T static void att_tile_pairs(uint32_t *B, long ldb, long off, const float *a, long ld, int n)
+{
+    for (int u = 0; u < 8; u++)
+        for (int s = 0; s < n; s += 16) {
+            __m512i x = _mm512_cvtepu16_epi32(att_bf(a + (long)(2 * u) * ld + s));
+            __m512i y = _mm512_cvtepu16_epi32(att_bf(a + (long)(2 * u + 1) * ld + s));
+            _mm512_storeu_si512(B + (long)u * ldb + off + s, _mm512_or_si512(x, _mm512_slli_epi32(y, 16)));
+        }
+}
+
+/* Scratch of one thread: byte offsets of 64-byte aligned pieces.  Tp = T
+ * rounded up to 16; Tq = T rounded up to 32 plus 32 (a P tile of kp
+ * columns from c0 reads key pairs up to c0 + kp). */
+typedef struct {
+    long Tp, Tq;
+    size_t S, Pr, Kd, Vd, Kk, Vk, O, A, tmp, Pb, Sb, qT, oT, dKT, dVT, W, D, total;
+} att_amx_lay;
+
+static att_amx_lay att_amx_layout(int T, int hd, int bwd)
+{
+    att_amx_lay L;
+    L.Tp = (T + 15) / 16 * 16;
+    L.Tq = (T + 31) / 32 * 32 + 32;
+    size_t o = 0, b = (size_t)bwd;
+#define TAKE(f, bytes) (L.f = o, o += ((size_t)(bytes) + 63) / 64 * 64)
+    TAKE(S, (1 + b) * 16 * L.Tp * 4);             /* scores (P) and dP of a tile */
+    TAKE(Pr, (size_t)16 * L.Tq * 2);              /* a rounded P or dS tile */
+    TAKE(Kd, (size_t)(hd / 2) * L.Tp * 4);        /* k by dim pairs */
+    TAKE(Vd, b * (hd / 2) * L.Tp * 4);            /* v by dim pairs (dP) */
+    TAKE(Kk, b * (L.Tq / 2) * hd * 4);            /* k by key pairs (dq) */
+    TAKE(Vk, (1 - b) * (L.Tq / 2) * hd * 4);      /* v by key pairs (O) */
+    TAKE(O, (size_t)16 * hd * 4);                 /* an output tile */
+    TAKE(A, (1 + b) * 16 * hd * 2);               /* rounded q (and dO) rows */
+    TAKE(tmp, (size_t)16 * hd * 2);
+    TAKE(Pb, b * 32 * L.Tp * 4);                  /* a block's P by query pairs */
+    TAKE(Sb, b * 32 * L.Tp * 4);                  /* and its dS */
+    TAKE(qT, b * hd * ATT_QB * 2);                /* a block's q^T */
+    TAKE(oT, b * hd * ATT_QB * 2);                /* and dO^T */
+    TAKE(dKT, b * hd * L.Tp * 4);                 /* dk^T sums */
+    TAKE(dVT, b * hd * L.Tp * 4);                 /* dv^T sums */
+    TAKE(W, b * (ATT_QB / 2) * hd * 4);           /* a block's rows by pairs, before transposing */
+    TAKE(D, b * L.Tp * 4);
+    TAKE(total, 0);
+#undef TAKE
+    return L;
+}
+
+AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
+                                  const icl_attn_shape *sh)
+{
+    int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
+    long ld = sh->ld;
+    att_amx_lay L = att_amx_layout(T, hd, 0);
+    long Tp = L.Tp, Tq = L.Tq;
+    int nt = omp_get_max_threads();
+    char *base = xmalloc((size_t)nt * L.total + 64), *scr = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+    int *lot = doc_run_starts(doc, B, T);
+    int ranged = !doc || lot;
+#pragma omp parallel if ((long)B * H * T * hd >= ICL_PAR_MIN)
+    {
+        char *w = scr + (size_t)omp_get_thread_num() * L.total;
+        float *S = (float *)(w + L.S), *O = (float *)(w + L.O);
+        uint16_t *Pr = (uint16_t *)(w + L.Pr), *Aq = (uint16_t *)(w + L.A), *tmp = (uint16_t *)(w + L.tmp);
+        uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vk = (uint32_t *)(w + L.Vk);
+        att_amx_begin();
+#pragma omp for schedule(dynamic, 1)
+        for (int bg = 0; bg < B * KV; bg++) {
+            int b = bg / KV, g = bg % KV;
+            const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
+            const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
+            const int32_t *d = doc ? doc + (long)b * T : NULL;
+            att_pack_dims(Kd, Tp, k, ld, T, hd, tmp);
+            att_pairs(Vk, v, ld, T, (int)Tq, hd);
+            for (int h = g * grp; h < (g + 1) * grp; h++) {
+                const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
+                float *lh = lse + ((long)b * H + h) * T;
+                for (int r0 = 0; r0 < T; r0 += ATT_RB) {
+                    int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0, k0 = k0t[(long)b * nblk + r0 / ATT_RB];
+                    int c0 = k0 / ATT_KW * ATT_KW, c1 = (r1 + ATT_KW - 1) / ATT_KW * ATT_KW;
+                    int kp = (c1 - c0 + 31) / 32 * 32;
+                    att_round_rows(Aq, q + (long)r0 * ld, ld, nr, hd);
+                    att_amx_scores(S, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
+                    for (int t = r0; t < r1; t++) {
+                        float *r = S + (long)(t - r0) * Tp - c0;
+                        int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+                        float m = att_exp_row(r, c0, c1, k0, t, lo, ranged, d, -INFINITY);
+                        float sum = att_sum(r, c0, c1), inv = 1.0f / sum;
+#pragma omp simd
+                        for (int s = k0; s < r1; s++)
+                            r[s] *= inv;
+                        lh[t] = m + logf(sum);
+                    }
+                    att_round_tile(Pr, S, Tp, c1 - c0, kp);
+                    att_amx_rows(O, hd, Pr, kp, Vk, c0, hd);
+                    for (int i = 0; i < nr; i++)
+                        memcpy(out + ((long)b * T + r0 + i) * ldo + (long)h * hd, O + (long)i * hd, (size_t)hd * 4);
+                }
+            }
+        }
+        _tile_release();
+    }
+    free(base);
+    free(k0t);
+    free(lot);
+}
+
+AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
+                                   const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *sh)
+{
+    int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
+    long ld = sh->ld;
+    att_amx_lay L = att_amx_layout(T, hd, 1);
+    long Tp = L.Tp, Tq = L.Tq;
+    int nt = omp_get_max_threads();
+    char *base = xmalloc((size_t)nt * L.total + 64), *scr = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
+    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
+    int *lot = doc_run_starts(doc, B, T);
+    int ranged = !doc || lot;
+#pragma omp parallel if ((long)B * KV * T * hd >= ICL_PAR_MIN)
+    {
+        char *w = scr + (size_t)omp_get_thread_num() * L.total;
+        float *P = (float *)(w + L.S), *dP = P + 16 * Tp, *O = (float *)(w + L.O), *D = (float *)(w + L.D);
+        float *dKT = (float *)(w + L.dKT), *dVT = (float *)(w + L.dVT);
+        uint16_t *Pr = (uint16_t *)(w + L.Pr), *Aq = (uint16_t *)(w + L.A), *Ao = Aq + 16 * hd;
+        uint16_t *tmp = (uint16_t *)(w + L.tmp), *qT = (uint16_t *)(w + L.qT), *oT = (uint16_t *)(w + L.oT);
+        uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vd = (uint32_t *)(w + L.Vd), *Kk = (uint32_t *)(w + L.Kk);
+        uint32_t *Pb = (uint32_t *)(w + L.Pb), *Sb = (uint32_t *)(w + L.Sb), *W = (uint32_t *)(w + L.W);
+        att_amx_begin();
+#pragma omp for schedule(dynamic, 1)
+        for (int bg = 0; bg < B * KV; bg++) {
+            int b = bg / KV, g = bg % KV;
+            const float *k = qkv + (long)b * T * ld + sh->ko + (long)g * hd;
+            const float *v = qkv + (long)b * T * ld + sh->vo + (long)g * hd;
+            float *dk = dqkv + (long)b * T * ld + sh->ko + (long)g * hd;
+            float *dv = dqkv + (long)b * T * ld + sh->vo + (long)g * hd;
+            const int32_t *d = doc ? doc + (long)b * T : NULL;
+            memset(dKT, 0, (size_t)hd * Tp * 4);
+            memset(dVT, 0, (size_t)hd * Tp * 4);
+            att_pack_dims(Kd, Tp, k, ld, T, hd, tmp);
+            att_pack_dims(Vd, Tp, v, ld, T, hd, tmp);
+            att_pairs(Kk, k, ld, T, (int)Tq, hd);
+            for (int h = g * grp; h < (g + 1) * grp; h++) {
+                const float *q = qkv + (long)b * T * ld + sh->qo + (long)h * hd;
+                float *dq = dqkv + (long)b * T * ld + sh->qo + (long)h * hd;
+                const float *o = out + (long)b * T * ldo + (long)h * hd;
+                const float *dO = dout + (long)b * T * lddo + (long)h * hd;
+                const float *Lh = lse + ((long)b * H + h) * T;
+                for (int t = 0; t < T; t++)
+                    D[t] = att_dot(dO + (long)t * lddo, o + (long)t * ldo, hd);
+                for (int rb0 = 0; rb0 < T; rb0 += ATT_QB) {
+                    int rb1 = rb0 + ATT_QB < T ? rb0 + ATT_QB : T;
+                    int bc0 = k0t[(long)b * nblk + rb0 / ATT_RB] / ATT_KW * ATT_KW;
+                    for (int r0 = rb0 + ATT_RB; r0 < rb1; r0 += ATT_RB) { /* the block's first key (k0 may fall) */
+                        int c = k0t[(long)b * nblk + r0 / ATT_RB] / ATT_KW * ATT_KW;
+                        bc0 = c < bc0 ? c : bc0;
+                    }
+                    int bc1 = (rb1 + ATT_KW - 1) / ATT_KW * ATT_KW, nb = bc1 - bc0;
+                    for (int u = 0; u < ATT_QB / 2; u++) { /* rows past the block's and keys outside a tile's: 0 */
+                        memset(Pb + (long)u * Tp, 0, (size_t)nb * 4);
+                        memset(Sb + (long)u * Tp, 0, (size_t)nb * 4);
+                    }
+                    for (int r0 = rb0; r0 < rb1; r0 += ATT_RB) {
+                        int r1 = r0 + ATT_RB < T ? r0 + ATT_RB : T, nr = r1 - r0;
+                        int k0 = k0t[(long)b * nblk + r0 / ATT_RB];
+                        int c0 = k0 / ATT_KW * ATT_KW, c1 = (r1 + ATT_KW - 1) / ATT_KW * ATT_KW;
+                        int kp = (c1 - c0 + 31) / 32 * 32;
+                        att_round_rows(Aq, q + (long)r0 * ld, ld, nr, hd);
+                        att_round_rows(Ao, dO + (long)r0 * lddo, lddo, nr, hd);
+                        /* P [16, c1 - c0] recomputed from q, k and lse; dP = dO v^T; dS = P (dP - D) */
+                        att_amx_scores(P, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
+                        att_amx_scores(dP, Tp, Ao, Vd, Tp, c0, c1, hd, 1.0f);
+                        for (int t = r0; t < r1; t++) {
+                            float *r = P + (long)(t - r0) * Tp - c0, *dr = dP + (long)(t - r0) * Tp - c0, Dt = D[t];
+                            int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
+                            att_exp_row(r, c0, c1, k0, t, lo, ranged, d, Lh[t]);
+#pragma omp simd
+                            for (int s = c0; s < c1; s++)
+                                dr[s] = r[s] * (dr[s] - Dt);
+                        }
+                        for (int i = nr; i < 16; i++) { /* rows past T: no queries */
+                            memset(P + (long)i * Tp, 0, (size_t)(c1 - c0) * 4);
+                            memset(dP + (long)i * Tp, 0, (size_t)(c1 - c0) * 4);
+                        }
+                        /* dq = scale dS k */
+                        att_round_tile(Pr, dP, Tp, c1 - c0, kp);
+                        att_amx_rows(O, hd, Pr, kp, Kk, c0, hd);
+                        __m512 sc = _mm512_set1_ps(sh->scale);
+                        for (int i = 0; i < nr; i++)
+                            for (int j = 0; j < hd; j += 16)
+                                _mm512_storeu_ps(dq + (long)(r0 + i) * ld + j,
+                                                 _mm512_mul_ps(_mm512_loadu_ps(O + (long)i * hd + j), sc));
+                        /* the tile's P and dS rows by pairs, into the block's */
+                        long u0 = (r0 - rb0) / 2;
+                        att_tile_pairs(Pb + u0 * Tp, Tp, c0 - bc0, P, Tp, c1 - c0);
+                        att_tile_pairs(Sb + u0 * Tp, Tp, c0 - bc0, dP, Tp, c1 - c0);
+                    }
+                    /* q^T, dO^T of the block [hd][64] bf16: rows by pairs, transposed */
+                    att_pairs(W, q + (long)rb0 * ld, ld, rb1 - rb0, ATT_QB, hd);
+                    att_transpose32((uint32_t *)qT, ATT_QB / 2, W, hd, ATT_QB / 32, hd / 16);
+                    att_pairs(W, dO + (long)rb0 * lddo, lddo, rb1 - rb0, ATT_QB, hd);
+                    att_transpose32((uint32_t *)oT, ATT_QB / 2, W, hd, ATT_QB / 32, hd / 16);
+                    /* dk^T[:, bc0:bc1) += q^T dS; dv^T += dO^T P */
+                    att_amx_cols(dKT + bc0, Tp, qT, Sb, Tp, nb, hd);
+                    att_amx_cols(dVT + bc0, Tp, oT, Pb, Tp, nb, hd);
+                }
+            }
+            /* dk = scale (dk^T)^T, dv = (dv^T)^T, rows < T */
+            __m512 sc = _mm512_set1_ps(sh->scale);
+            for (int s0 = 0; s0 < T; s0 += 16) {
+                float blk[2][16 * 64];
+                for (int j0 = 0; j0 < hd; j0 += 16) {
+                    att_transpose32((uint32_t *)blk[0], 16, (const uint32_t *)(dKT + (long)j0 * Tp + s0), Tp, 1, 1);
+                    att_transpose32((uint32_t *)blk[1], 16, (const uint32_t *)(dVT + (long)j0 * Tp + s0), Tp, 1, 1);
+                    for (int i = 0; i < 16 && s0 + i < T; i++) {
+                        _mm512_storeu_ps(dk + (long)(s0 + i) * ld + j0, _mm512_mul_ps(_mm512_loadu_ps(blk[0] + 16 * i), sc));
+                        _mm512_storeu_ps(dv + (long)(s0 + i) * ld + j0, _mm512_loadu_ps(blk[1] + 16 * i));
+                    }
+                }
+            }
+        }
+        _tile_release();
+    }
+    free(base);
+    free(k0t);
+    free(lot);
+}
+#undef ATT_QB
+#undef AMX_T
+#endif
+
 /* out = softmax(scale q k^T + mask) v, per (b, h) */
+/* AMX for bf16 operands: asked (sh->bf16), the CPU and OS allow the tiles, whole tiles of hd, the AVX-512 kernels
+ * not turned off */
+static int att_amx_ok(const icl_attn_shape *sh)
+{
+#if ATT_AMX
+    return sh->bf16 && sh->hd % 32 == 0 && sh->hd <= 256 && att_avx512() && icl_bf16_amx_active();
+#else
+    (void)sh;
+    return 0;
+#endif
+}
+
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *sh)
 {
+#if ATT_AMX
+    if (att_amx_ok(sh)) {
+        att_amx_forward(out, ldo, lse, qkv, doc, sh);
+        return;
+    }
+#endif
     int B = sh->B, T = sh->T, H = sh->H, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld, Tp = (T + ATT_KW - 1) / ATT_KW * ATT_KW;
     int nt = omp_get_max_threads();
@@ -738,6 +1204,12 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
                             const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *sh)
 {
+#if ATT_AMX
+    if (att_amx_ok(sh)) {
+        att_amx_backward(dqkv, dout, lddo, out, ldo, lse, qkv, doc, sh);
+        return;
+    }
+#endif
     int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld, Tp = (T + ATT_KW - 1) / ATT_KW * ATT_KW;
     int nt = omp_get_max_threads();

@@ -101,6 +101,15 @@ typedef struct {
     int B, T, H, KV, hd;
     long ld, qo, ko, vo; /* qkv row stride and column offsets */
     float scale;
+    /* 1: bf16 operands (the `--dtype bf16` path, as PyTorch's autocast runs
+     * attention): q, k, v, dO, and P and dS after the float32 softmax,
+     * rounded to bfloat16, float32 sums (bf16.h's AMX sums), on AMX-BF16
+     * tiles, where icl_bf16_amx_active and hd is a multiple of 32 up to
+     * 256; elsewhere the float32 products above.  dk and dv are then summed
+     * per kv head over its heads and blocks of 64 queries in a fixed order:
+     * still independent of the thread count.  Scratch per thread about
+     * (3.5 hd + 105) T floats backward, (hd + 24) T forward.  0: float32. */
+    int bf16;
 } icl_attn_shape;
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *s);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "linear.h"
 #include "ops.h"
 #include "util.h"
@@ -242,7 +243,7 @@ static void attention_fd(void **state)
     /* row 0: two packed documents; row 1: one document then padding */
     static const int32_t d[12] = {0, 0, 0, 1, 1, 1, 5, 5, 5, 5, -1, -1};
     size_t n;
-    float *dqkv = attn_fd_setup((icl_attn_shape){2, 6, 4, 2, 4, 0, 0, 0, 0, 0.5f}, d, &n);
+    float *dqkv = attn_fd_setup((icl_attn_shape){2, 6, 4, 2, 4, 0, 0, 0, 0, 0.5f, 0}, d, &n);
     assert_true(fd_check("attention dq,dk,dv (GQA)", aqkv, n, dqkv, attn_loss) < TOL);
     /* isolation: changing document 1's values leaves document 0's outputs unchanged */
     float keep[3 * 16];
@@ -266,17 +267,38 @@ static void attention_fd_hd16(void **state)
     for (int t = 0; t < 19; t++)
         d[t] = t < 7 ? 3 : 4;
     size_t n;
-    float *dqkv = attn_fd_setup((icl_attn_shape){1, 19, 2, 1, 16, 0, 0, 0, 0, 0.25f}, d, &n);
+    float *dqkv = attn_fd_setup((icl_attn_shape){1, 19, 2, 1, 16, 0, 0, 0, 0, 0.25f, 0}, d, &n);
     assert_true(fd_check("attention hd 16, T 19", aqkv, n, dqkv, attn_loss) < TOL);
     attn_fd_free(dqkv);
 }
 
+/* x rounded to bf16 (vcvtneps2bf16's rounding, bf16.h) when bf, else x */
+static double bfr(int bf, double x)
+{
+    if (!bf)
+        return x;
+    float f = (float)x, r;
+    uint16_t h;
+    icl_bf16_from_f32_row(&f, &h, 1);
+    icl_bf16_to_f32_row(&h, &r, 1);
+    return r;
+}
+
 /* Attention in float64, straight from the definition: out [B*T, H*hd],
  * lse [B, H, T], dqkv [B*T, ld] (the q, k and v columns) for upstream dO
- * [B*T, H*hd]. */
-static void attention_f64(const icl_attn_shape *s, const float *qkv, const int32_t *doc, const float *dO,
+ * [B*T, H*hd].  s->bf16: the operands of the products rounded to bf16 as
+ * icl_attn_shape.bf16 says (q, k, v and dO as read; P before P v and P^T
+ * dO; dS before dS k and dS^T q), all else float64. */
+static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int32_t *doc, const float *dO0,
                           double *out, double *lse, double *dqkv)
 {
+    int bf = s->bf16;
+    size_t nq = (size_t)s->B * s->T * s->ld, no = (size_t)s->B * s->T * s->H * s->hd;
+    float *qkv = icl_xmalloc(sizeof(float) * nq), *dO = icl_xmalloc(sizeof(float) * no);
+    for (size_t i = 0; i < nq; i++)
+        qkv[i] = (float)bfr(bf, qkv0[i]);
+    for (size_t i = 0; i < no; i++)
+        dO[i] = (float)bfr(bf, dO0[i]);
     int T = s->T, H = s->H, hd = s->hd, grp = s->H / s->KV;
     long ld = s->ld, lo = (long)H * hd;
     double *P = icl_xmalloc(sizeof(double) * T * T);
@@ -312,28 +334,30 @@ static void attention_f64(const icl_attn_shape *s, const float *qkv, const int32
                 for (int j = 0; j < hd; j++) {
                     double acc = 0;
                     for (int u = 0; u <= t; u++)
-                        acc += P[(long)t * T + u] * v[(long)u * ld + j];
+                        acc += bfr(bf, P[(long)t * T + u]) * v[(long)u * ld + j];
                     o[(long)t * lo + j] = acc;
                 }
             }
             for (int t = 0; t < T; t++) {
-                double D = 0;
+                double D = 0; /* from dO as given */
                 for (int j = 0; j < hd; j++)
-                    D += (double)dob[(long)t * lo + j] * o[(long)t * lo + j];
+                    D += (double)dO0[(dob - dO) + (long)t * lo + j] * o[(long)t * lo + j];
                 for (int u = 0; u <= t; u++) {
                     double p = P[(long)t * T + u], dp = 0;
                     for (int j = 0; j < hd; j++)
                         dp += (double)dob[(long)t * lo + j] * v[(long)u * ld + j];
-                    double ds = p * (dp - D);
+                    double ds = bfr(bf, p * (dp - D)), pr = bfr(bf, p);
                     for (int j = 0; j < hd; j++) {
                         dq[(long)t * ld + j] += s->scale * ds * k[(long)u * ld + j];
                         dk[(long)u * ld + j] += s->scale * ds * q[(long)t * ld + j];
-                        dv[(long)u * ld + j] += p * dob[(long)t * lo + j];
+                        dv[(long)u * ld + j] += pr * dob[(long)t * lo + j];
                     }
                 }
             }
         }
     free(P);
+    free(qkv);
+    free(dO);
 }
 
 /* relative L2 error of x against the reference r over columns [c0, c1) of n rows of stride ld */
@@ -353,7 +377,14 @@ static double rel_l2(const float *x, const double *r, int n, long ld, long c0, l
  * (simd 1: AVX-512 where built, 0: generic C) against attention_f64:
  * out and lse to 1e-5 (max abs error over max(1, |value|)), dq, dk and dv
  * each to a relative L2 error of 1e-5. */
+static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol);
 static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *doc, int simd)
+{
+    attention_vs_tol(name, s, doc, simd, 1e-5);
+}
+
+/* attention_vs_f64 to tolerance tol */
+static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol)
 {
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
@@ -379,9 +410,18 @@ static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *
            ev = rel_l2(dqkv, rd, N, ld, s.vo, ld);
     print_message("# %-34s %s: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", name,
                   simd && icl_attention_set_simd(-1) ? "simd   " : "generic", fo, fl, eq, ek, ev);
-    assert_true(fo < 1e-5);
-    assert_true(fl < 1e-5);
-    assert_true(eq < 1e-5 && ek < 1e-5 && ev < 1e-5);
+    assert_true(fo < tol);
+    assert_true(fl < tol);
+    assert_true(eq < tol && ek < tol && ev < tol);
+    if (s.bf16) { /* the roundings matter: against the unrounded float64 the gradients are off by far more */
+        icl_attn_shape s0 = s;
+        s0.bf16 = 0;
+        attention_f64(&s0, qkv, doc, dO, ro, rl, rd);
+        double e0 = fmax(rel_l2(dqkv, rd, N, ld, 0, s.ko), fmax(rel_l2(dqkv, rd, N, ld, s.ko, s.vo),
+                                                                 rel_l2(dqkv, rd, N, ld, s.vo, ld)));
+        print_message("#   against float64 unrounded: dqkv rel L2 %.1e\n", e0);
+        assert_true(e0 > 5 * tol);
+    }
     free(qkv); free(dO); free(out); free(lse); free(dqkv); free(ro); free(rl); free(rd);
 }
 
@@ -399,22 +439,77 @@ static void attention_kernels_f64(void **state)
             doc[t] = t < 10 ? 0 : t < 30 ? 1 : 2;
             doc[37 + t] = t < 33 ? 5 : -1;
         }
-        attention_vs_f64("B 2 T 37 H 9/3 hd 64, docs", (icl_attn_shape){2, 37, 9, 3, 64, 0, 0, 0, 0, 0.125f}, doc,
+        attention_vs_f64("B 2 T 37 H 9/3 hd 64, docs", (icl_attn_shape){2, 37, 9, 3, 64, 0, 0, 0, 0, 0.125f, 0}, doc,
                          simd);
-        attention_vs_f64("B 1 T 70 H 2/2 hd 16, no doc ids", (icl_attn_shape){1, 70, 2, 2, 16, 0, 0, 0, 0, 0.25f},
+        attention_vs_f64("B 1 T 70 H 2/2 hd 16, no doc ids", (icl_attn_shape){1, 70, 2, 2, 16, 0, 0, 0, 0, 0.25f, 0},
                          NULL, simd);
         for (int t = 0; t < 33; t++) {
             doc[t] = t / 11;
             doc[33 + t] = (t >= 5 && t < 20) ? 2 : 1; /* 1 comes back after 2 */
         }
-        attention_vs_f64("B 2 T 33 H 6/2 hd 24, docs resumed", (icl_attn_shape){2, 33, 6, 2, 24, 0, 0, 0, 0, 0.2f}, doc,
+        attention_vs_f64("B 2 T 33 H 6/2 hd 24, docs resumed", (icl_attn_shape){2, 33, 6, 2, 24, 0, 0, 0, 0, 0.2f, 0}, doc,
                          simd);
         for (int t = 0; t < 150; t++) {
             doc[t] = t < 64 ? 0 : t < 65 ? 1 : 2; /* a one-token document on a tile edge */
             doc[150 + t] = 9;
             doc[300 + t] = t < 149 ? 4 : -1;
         }
-        attention_vs_f64("B 3 T 150 H 4/2 hd 8, docs", (icl_attn_shape){3, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f}, doc, simd);
+        attention_vs_f64("B 3 T 150 H 4/2 hd 8, docs", (icl_attn_shape){3, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f, 0}, doc, simd);
+    }
+    free(doc);
+}
+
+/* bf16 operands (icl_attn_shape.bf16): on AMX, against float64 with the
+ * same roundings (attention_f64), to 3e-4: what is left is float32's
+ * softmax and sums, and a P or dS rounded to the neighbouring bf16 where
+ * float32 and float64 straddle a rounding boundary (2^-8 of one term);
+ * against the unrounded float64 the errors are many times larger (the test
+ * prints both), so a missing rounding fails it.  Where AMX is not
+ * available, bf16 asks for nothing else: the float32 kernels' bits. */
+static void attention_bf16_amx(void **state)
+{
+    (void)state;
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * 3 * 150);
+    for (int t = 0; t < 37; t++) {
+        doc[t] = t < 10 ? 0 : t < 30 ? 1 : 2;
+        doc[37 + t] = t < 33 ? 5 : -1;
+    }
+    icl_attn_shape a = {2, 37, 9, 3, 64, 0, 0, 0, 0, 0.125f, 1};
+    for (int t = 0; t < 150; t++) {
+        doc[150 + t] = t < 64 ? 0 : t < 65 ? 1 : 2;
+        doc[300 + t] = t < 149 ? 4 : -1;
+    }
+    icl_attn_shape b = {2, 150, 4, 2, 32, 0, 0, 0, 0, 0.35f, 1}, c = {1, 70, 2, 1, 128, 0, 0, 0, 0, 0.09f, 1};
+    /* out and dqkv of shape a on 1 and 2 threads, bf16 and float32 */
+    icl_attn_shape r = a;
+    r.ko = r.H * r.hd, r.vo = r.ko + r.KV * r.hd, r.ld = r.vo + r.KV * r.hd;
+    size_t N = (size_t)r.B * r.T, lo = (size_t)r.H * r.hd, no = N * lo + N * r.ld;
+    float *qkv = rnd(N * r.ld, 2.0f), *dO = rnd(N * lo, 1), *lse = icl_xmalloc(sizeof(float) * r.B * r.H * r.T);
+    float *res[3];
+    for (int v = 0; v < 3; v++) { /* bf16 1 thread, bf16 2 threads, float32 */
+        res[v] = icl_xmalloc(sizeof(float) * no);
+        r.bf16 = v < 2;
+        icl_set_threads(v == 0 ? 1 : 2);
+        icl_attention_forward(res[v], (long)lo, lse, qkv, doc, &r);
+        icl_attention_backward(res[v] + N * lo, dO, (long)lo, res[v], (long)lo, lse, qkv, doc, &r);
+    }
+    icl_set_threads(0);
+    assert_memory_equal(res[0], res[1], sizeof(float) * no);
+    int same32 = !memcmp(res[0], res[2], sizeof(float) * no);
+    print_message("# bf16 attention: 1 and 2 threads the same bits; %s the float32 kernels'\n",
+                  same32 ? "equal to" : "not");
+    assert_int_equal(same32, !icl_bf16_amx_active());
+    for (int v = 0; v < 3; v++)
+        free(res[v]);
+    free(qkv);
+    free(dO);
+    free(lse);
+    if (icl_bf16_amx_active()) {
+        attention_vs_tol("bf16 B 2 T 37 H 9/3 hd 64, docs", a, doc, 1, 3e-4);
+        attention_vs_tol("bf16 B 2 T 150 H 4/2 hd 32, docs", b, doc + 150, 1, 3e-4);
+        attention_vs_tol("bf16 B 1 T 70 H 2/1 hd 128, no doc", c, NULL, 1, 3e-4);
+    } else {
+        print_message("# no AMX-BF16 here: bf16 attention is the float32 kernels'\n");
     }
     free(doc);
 }
@@ -426,7 +521,7 @@ static void attention_kernels_f64(void **state)
 static void attention_threads_kernels(void **state)
 {
     (void)state;
-    icl_attn_shape s = {4, 100, 9, 3, 64, 0, 0, 0, 0, 0.125f};
+    icl_attn_shape s = {4, 100, 9, 3, 64, 0, 0, 0, 0, 0.125f, 0};
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
     s.ld = s.vo + s.KV * s.hd;
@@ -478,7 +573,7 @@ static void attention_threads_kernels(void **state)
 static void attention_reference(void **state)
 {
     (void)state;
-    icl_attn_shape s = {2, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f};
+    icl_attn_shape s = {2, 150, 4, 2, 8, 0, 0, 0, 0, 0.35f, 0};
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
     s.ld = s.vo + s.KV * s.hd;
@@ -570,7 +665,7 @@ static void attention_reference(void **state)
 static void attention_ranged_exact(void **state)
 {
     (void)state;
-    icl_attn_shape s = {4, 200, 4, 2, 16, 0, 0, 0, 0, 0.25f};
+    icl_attn_shape s = {4, 200, 4, 2, 16, 0, 0, 0, 0, 0.25f, 0};
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
     s.ld = s.vo + s.KV * s.hd;
@@ -726,7 +821,7 @@ int main(void)
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
         cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference),
         cmocka_unit_test(attention_ranged_exact), cmocka_unit_test(attention_fd_hd16),
-        cmocka_unit_test(attention_kernels_f64), cmocka_unit_test(attention_threads_kernels), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
+        cmocka_unit_test(attention_kernels_f64), cmocka_unit_test(attention_bf16_amx), cmocka_unit_test(attention_threads_kernels), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
         cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
