@@ -1,5 +1,6 @@
 /* bf16.c - bfloat16 products with float32 accumulation.  See bf16.h. */
 #include "bf16.h"
+#include "tr16.h"
 
 #include <math.h>
 #include <omp.h>
@@ -960,7 +961,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
 round_block_native(const float *a, long lda, int T, int t0, int m0, int nm, uint16_t *A, int Tp)
 {
     __mmask16 mm = (__mmask16)((1u << nm) - 1);
-    __m512i w[16], u[16];
+    __m512i w[16];
     for (int t = t0 + 32; t < t0 + 64 && t < T; t++) /* the next block's rows (round_transposed's order) */
         _mm_prefetch((const char *)(a + (size_t)t * lda + m0), _MM_HINT_T0);
     for (int q = 0; q < 16; q++) {
@@ -975,28 +976,7 @@ round_block_native(const float *a, long lda, int T, int t0, int m0, int nm, uint
             w[q] = _mm512_or_si512(w[q], _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h1), 16));
         }
     }
-    /* 16 x 16 transpose of 32-bit words: unpack 32, unpack 64, then 128-bit lanes twice */
-    for (int q = 0; q < 16; q += 2) {
-        u[q] = _mm512_unpacklo_epi32(w[q], w[q + 1]);
-        u[q + 1] = _mm512_unpackhi_epi32(w[q], w[q + 1]);
-    }
-    for (int q = 0; q < 16; q += 4) {
-        w[q] = _mm512_unpacklo_epi64(u[q], u[q + 2]);
-        w[q + 1] = _mm512_unpackhi_epi64(u[q], u[q + 2]);
-        w[q + 2] = _mm512_unpacklo_epi64(u[q + 1], u[q + 3]);
-        w[q + 3] = _mm512_unpackhi_epi64(u[q + 1], u[q + 3]);
-    }
-    for (int q = 0; q < 8; q++) {
-        int g = q / 4 * 8 + q % 4; /* w[g], w[g + 4] */
-        u[q] = _mm512_shuffle_i32x4(w[g], w[g + 4], 0x88);
-        u[q + 8] = _mm512_shuffle_i32x4(w[g], w[g + 4], 0xDD);
-    }
-    for (int q = 0; q < 4; q++) {
-        w[q] = _mm512_shuffle_i32x4(u[q], u[q + 4], 0x88);
-        w[q + 4] = _mm512_shuffle_i32x4(u[q + 8], u[q + 12], 0x88);
-        w[q + 8] = _mm512_shuffle_i32x4(u[q], u[q + 4], 0xDD);
-        w[q + 12] = _mm512_shuffle_i32x4(u[q + 8], u[q + 12], 0xDD);
-    }
+    icl_tr16x16(w); /* w[m]: row m's 16 pairs */
     int np = (Tp - t0) / 2 < 16 ? (Tp - t0) / 2 : 16;
     __mmask16 pm = (__mmask16)((1u << np) - 1);
     for (int m = 0; m < nm; m++)

@@ -343,6 +343,7 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
 #define ATT_AMX 1 /* AMX tiles for bf16 operands (icl_bf16_amx_active says whether they run) */
 #include <stdint.h>
 #include "bf16.h"
+#include "tr16.h"
 #else
 #define ATT_AMX 0
 #endif
@@ -743,34 +744,6 @@ AMX_T static void att_amx_begin(void)
 /* 16 floats -> 16 bf16 (vcvtneps2bf16, as icl_bf16_from_f32_row) */
 AMX_T static inline __m256i att_bf(const float *x) { return (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)); }
 
-/* r[i] (row i of a 16 x 16 matrix of 32-bit elements) becomes column i */
-AMX_T static inline void att_tr16(__m512i r[16])
-{
-    __m512i t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
-        r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
-        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
-        r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xdd);
-    }
-}
-
 /* out[j][i] = in[i][j] for i < 16 n (rows of in, row stride ldi 32-bit
  * elements), j < 16 m (out row stride ldo); 32-bit elements */
 AMX_T static void att_transpose32(uint32_t *out, long ldo, const uint32_t *in, long ldi, int n, int m)
@@ -780,7 +753,7 @@ AMX_T static void att_transpose32(uint32_t *out, long ldo, const uint32_t *in, l
         for (int bj = 0; bj < m; bj++) {
             for (int i = 0; i < 16; i++)
                 r[i] = _mm512_loadu_si512(in + (long)(16 * bi + i) * ldi + 16 * bj);
-            att_tr16(r);
+            icl_tr16x16(r);
             for (int j = 0; j < 16; j++)
                 _mm512_storeu_si512(out + (long)(16 * bj + j) * ldo + 16 * bi, r[j]);
         }
