@@ -314,10 +314,11 @@ int icl_chat_render(const icl_chat *c, const json_t *messages, int agp, icl_buf 
     return render_spans(c, messages, agp, out, NULL, NULL, err, errsz);
 }
 
-/* the first end-of-turn marker in s[from..n): its end offset, or 0 */
-static size_t find_marker(const icl_chat *c, const char *s, size_t n, size_t from)
+/* the first end-of-turn marker in s[from..n): its end offset, or 0; *which
+ * (which may be NULL) the marker found, or NULL */
+static size_t find_marker_which(const icl_chat *c, const char *s, size_t n, size_t from, const char **which)
 {
-    const char *best = NULL;
+    const char *best = NULL, *bm = NULL;
     size_t blen = 0;
     const char *eos = icl_chat_eos(c);
     for (int k = -1; k < 0 || icl_chat_end_markers[k]; k++) {
@@ -328,9 +329,17 @@ static size_t find_marker(const icl_chat *c, const char *s, size_t n, size_t fro
         if (f && (!best || f < best || (f == best && strlen(m) > blen))) {
             best = f;
             blen = strlen(m);
+            bm = m;
         }
     }
+    if (which)
+        *which = bm;
     return best ? (size_t)(best - s) + blen : 0;
+}
+
+static size_t find_marker(const icl_chat *c, const char *s, size_t n, size_t from)
+{
+    return find_marker_which(c, s, n, from, NULL);
 }
 
 int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompts, json_t **responses, char *err,
@@ -432,6 +441,16 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
             goto bad;
         size_t from = st;
         json_t *content = json_object_get(m, "content");
+        if (json_is_string(content)) {
+            /* an end-of-turn marker inside the answer would end its turn
+             * there: the rest would be lost (or trained as prompt) */
+            const char *mark;
+            if (find_marker_which(c, json_string_value(content), json_string_length(content), 0, &mark)) {
+                icl_seterr(err, errsz, "assistant message %zu has the end-of-turn marker %s in its text: its turn "
+                           "would end there and the rest be lost; remove it from the data", i + 1, mark);
+                goto bad;
+            }
+        }
         if (json_is_string(content) && turn.len >= st && !memcmp(turn.data, full.data, st)) {
             /* the last occurrence of the (trimmed) content within this turn's text */
             const char *cs = json_string_value(content);

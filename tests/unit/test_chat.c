@@ -128,6 +128,31 @@ static void masks_from_generation_blocks(void **state)
 /* tokenizer_config.json as transformers writes it: model_max_length of
  * 1e30 (too big for a 64-bit integer), tokens as strings or AddedToken
  * objects, the template as a string or a list of named templates. */
+/* An answer holding the template's end-of-turn marker would end its turn
+ * there (the rest lost, or trained as prompt): refused, naming the marker;
+ * the same answer without it splits as usual. */
+static void marker_in_answer(void **state)
+{
+    (void)state;
+    static const char t[] = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    char err[600];
+    icl_chat *c = icl_chat_from_string(t, sizeof t - 1, "chatml", NULL, "<|im_end|>", err, sizeof err);
+    assert_non_null(c);
+    json_t *P, *R;
+    json_t *m = json_loads("[{\"role\": \"user\", \"content\": \"How do turns end?\"}, {\"role\": \"assistant\", "
+                           "\"content\": \"With <|im_end|>. The rest.\"}]", 0, NULL);
+    assert_int_equal(icl_chat_segments(c, m, &P, &R, err, sizeof err), -1);
+    assert_non_null(strstr(err, "assistant message 2 has the end-of-turn marker <|im_end|> in its text"));
+    json_object_set_new(json_array_get(m, 1), "content", json_string("With a marker. The rest."));
+    assert_int_equal(icl_chat_segments(c, m, &P, &R, err, sizeof err), 0);
+    assert_string_equal(json_string_value(json_array_get(R, 0)), "With a marker. The rest.<|im_end|>");
+    json_decref(P);
+    json_decref(R);
+    json_decref(m);
+    icl_chat_free(c);
+}
+
 static void load_config(void **state)
 {
     (void)state;
@@ -199,6 +224,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(masks_match_transformers),
         cmocka_unit_test(masks_from_generation_blocks),
+        cmocka_unit_test(marker_in_answer),
         cmocka_unit_test(load_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
