@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hashtab.h"
 #include "safetensors.h"
 #include "util.h"
 
@@ -107,7 +108,22 @@ typedef struct {
     char *err;
     size_t errsz;
     char where[160]; /* "key 3 (\"general.name\")" etc. */
+    icl_strmap seen;  /* the keys, then the tensor names, read so far (duplicates: linear, not quadratic) */
 } cursor;
+
+/* icl_strmap callbacks: the name of key / tensor id of the icl_gguf ctx */
+static const char *kv_name(const void *ctx, int32_t id, size_t *len)
+{
+    const char *k = ((const struct icl_gguf *)ctx)->kv[id].key;
+    *len = strlen(k);
+    return k;
+}
+static const char *tensor_name(const void *ctx, int32_t id, size_t *len)
+{
+    const char *k = ((const struct icl_gguf *)ctx)->t[id].name;
+    *len = strlen(k);
+    return k;
+}
 
 static int need(cursor *c, size_t n, const char *what)
 {
@@ -215,11 +231,11 @@ static int parse_kv(cursor *c, icl_gguf *g, int idx)
     }
     kv->key = xstrndup(key.p, key.len);
     snprintf(c->where, sizeof c->where, "key %d (\"%.100s\")", idx, kv->key);
-    for (int j = 0; j < idx; j++)
-        if (!strcmp(g->kv[j].key, kv->key)) {
-            icl_seterr(c->err, c->errsz, "%s: %s: duplicate key", c->name, c->where);
-            return -1;
-        }
+    if (icl_strmap_get(&c->seen, kv->key, strlen(kv->key), kv_name, g) >= 0) {
+        icl_seterr(c->err, c->errsz, "%s: %s: duplicate key", c->name, c->where);
+        return -1;
+    }
+    icl_strmap_put(&c->seen, idx, kv_name, g);
     uint32_t t;
     if (get_u32(c, &t, "value type"))
         return -1;
@@ -345,11 +361,11 @@ static int parse_tensor_info(cursor *c, icl_gguf *g, int idx)
         return -1;
     }
     t->nbytes = row * (size_t)rows;
-    for (int j = 0; j < idx; j++)
-        if (!strcmp(g->t[j].name, t->name)) {
-            icl_seterr(c->err, c->errsz, "%s: %s: duplicate tensor name", c->name, c->where);
-            return -1;
-        }
+    if (icl_strmap_get(&c->seen, t->name, strlen(t->name), tensor_name, g) >= 0) {
+        icl_seterr(c->err, c->errsz, "%s: %s: duplicate tensor name", c->name, c->where);
+        return -1;
+    }
+    icl_strmap_put(&c->seen, idx, tensor_name, g);
     return 0;
 }
 
@@ -392,11 +408,13 @@ icl_gguf *icl_gguf_parse(const void *bytes, size_t len, const char *name, char *
     }
     g->kv = xcalloc(nkv ? nkv : 1, sizeof *g->kv);
     g->strs = xcalloc(nkv ? nkv : 1, sizeof *g->strs);
+    icl_strmap_init(&c.seen, (size_t)nkv);
     for (uint64_t i = 0; i < nkv; i++) {
         g->n_kv = (int)i + 1;
         if (parse_kv(&c, g, (int)i))
             goto fail;
     }
+    icl_strmap_free(&c.seen);
     g->alignment = ICL_GGUF_DEFAULT_ALIGNMENT;
     const icl_gguf_kv *al = icl_gguf_find_kv(g, "general.alignment");
     if (al) {
@@ -408,11 +426,13 @@ icl_gguf *icl_gguf_parse(const void *bytes, size_t len, const char *name, char *
         g->alignment = (size_t)al->u;
     }
     g->t = xcalloc(nt ? nt : 1, sizeof *g->t);
+    icl_strmap_init(&c.seen, (size_t)nt);
     for (uint64_t i = 0; i < nt; i++) {
         g->n_tensors = (int)i + 1;
         if (parse_tensor_info(&c, g, (int)i))
             goto fail;
     }
+    icl_strmap_free(&c.seen);
     c.where[0] = 0;
     size_t pad = (g->alignment - c.off % g->alignment) % g->alignment;
     if (nt == 0 && c.off + pad > len) {
@@ -452,6 +472,7 @@ icl_gguf *icl_gguf_parse(const void *bytes, size_t len, const char *name, char *
     free(ord);
     return g;
 fail:
+    icl_strmap_free(&c.seen);
     icl_gguf_close(g);
     return NULL;
 }
