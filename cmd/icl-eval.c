@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "tokgguf.h"
 #include "toklines.h"
 #include "record.h"
 #include "sandbox.h"
@@ -168,8 +169,15 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if ((access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) && !(tok = icl_tok_load(model_dir, err, sizeof err))) /* unreadable is not missing */
+    if (icl_is_gguf_file(model_dir)) {
+        /* a GGUF's own tokenizer (tokenizer.ggml.*), when it has one */
+        int absent;
+        snprintf(tokpath, pl, "%s", model_dir);
+        if (!(tok = icl_tok_load_gguf_opt(model_dir, &absent, err, sizeof err)) && !absent && !quiet)
+            icl_warn("%s: cannot check the tokenizer of the token lines", err);
+    } else if ((access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) && !(tok = icl_tok_load(model_dir, err, sizeof err))) { /* unreadable is not missing */
         icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
+    }
     icl_lm_eval e;
     icl_lm_eval_init(&e);
     icl_progress prog;

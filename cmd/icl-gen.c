@@ -18,6 +18,7 @@
 #include "model.h"
 #include "record.h"
 #include "tokenizer.h"
+#include "tokgguf.h"
 #include "toklines.h"
 #include "tokrec.h"
 #include "cli.h"
@@ -512,16 +513,27 @@ static void gen_ids_file(ctx_t *c, const char *path)
 
 /* The model folder's tokenizer (needed for text; for --ids only when there
  * is one, to check ids and find the EOS). */
-static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special)
+static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special, int quiet)
 {
     char err[1024];
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (!ids_mode || access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) { /* unreadable is not missing */
+    int gguf = icl_is_gguf_file(model_dir);
+    if (gguf)
+        snprintf(tokpath, pl, "%s", model_dir);
+    if (gguf && ids_mode) {
+        /* a GGUF's own tokenizer (tokenizer.ggml.*), when it has one: to
+         * check the token lines' header against */
+        int absent;
+        if (!(cx->tok = icl_tok_load_gguf_opt(model_dir, &absent, err, sizeof err)) && !absent && !quiet)
+            icl_warn("%s: cannot check the tokenizer of the token lines", err);
+    } else if (!ids_mode || access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) { /* unreadable is not missing */
         cx->tok = icl_tok_load(model_dir, err, sizeof err);
         if (!cx->tok)
             icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
+    }
+    if (cx->tok) {
         if (icl_tok_vocab_size(cx->tok) > cx->m->cfg.vocab_size)
             icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
                 icl_tok_vocab_size(cx->tok), cx->m->cfg.vocab_size);
@@ -664,7 +676,7 @@ int main(int argc, char **argv)
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
-    load_tokenizer(&cx, model_dir, ids_mode, parse_special);
+    load_tokenizer(&cx, model_dir, ids_mode, parse_special, quiet);
     if (!ids_mode) {
         /* the chat template: given, else the model folder's own if it has one */
         cx.chat = icl_chat_load(chat_path ? chat_path : model_dir, err, sizeof err);
