@@ -61,7 +61,8 @@ static void usage(FILE *f)
 "                             one after another with \"sample\": 0..N-1;\n"
 "                             sample j of record i draws from stream\n"
 "                             (seed, i + j * 2^32): more samples keep the\n"
-"                             earlier ones (for pass@k; needs sampling)\n"
+"                             earlier ones (for pass@k; needs sampling: with\n"
+"                             greedy decoding N > 1 is a usage error)\n"
 "      --stop STR             end a completion where STR appears (STR is not\n"
 "                             included; taken literally: a newline is\n"
 "                             $'\\n' in bash); repeatable\n"
@@ -666,6 +667,12 @@ int main(int argc, char **argv)
         cx.g.sp.repetition_penalty = (float)rep;
     if (icl_sampler_check(&cx.g.sp, err, sizeof err) != 0)
         icl_usage_die("%s", err);
+    /* N greedy copies of the same completion are no samples (pass@k would
+     * score one answer N times) */
+    if (nret > 1 && (!cx.g.do_sample || icl_sampler_is_greedy(&cx.g.sp)))
+        icl_usage_die("--num-return-sequences %ld needs sampling (decoding is greedy%s: every sequence would be the "
+                      "same); give --temperature, --top-k, --top-p or --min-p",
+                      nret, greedy ? " with --greedy" : sampling ? "" : " by the model's generation_config.json");
     cx.g.seed = seed;
     cx.stop = stop;
     cx.n_stop = n_stop;
