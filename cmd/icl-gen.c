@@ -331,6 +331,32 @@ static void hint_special_text(ctx_t *c, const char *name, long lineno)
     c->warned_special = 1;
 }
 
+/* When the first line of an input is not a JSON record: what the file
+ * seems to be instead, as a hint appended to the error ("" if nothing
+ * fits).  A #icl-tokens header or lines of ids are token lines (--ids);
+ * anything else that does not start as JSON is CSV or text, which icl-fmt
+ * makes records of. */
+static const char *not_records_hint(const char *p, size_t n)
+{
+    size_t k = 0;
+    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+        k++;
+    if (n - k >= 11 && !memcmp(p + k, "#icl-tokens", 11))
+        return " (this is a token-line file, from icl-tok encode: give --ids to generate from token lines)";
+    if (k < n && (p[k] == '{' || p[k] == '['))
+        return ""; /* JSON, broken: the error says where */
+    size_t digits = 0, other = 0;
+    for (size_t i = k; i < n; i++)
+        if (p[i] >= '0' && p[i] <= '9')
+            digits++;
+        else if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            other++;
+    if (digits && !other)
+        return " (these look like token lines: give --ids to generate from token lines)";
+    return " (icl-gen reads JSON Lines records, {\"prompt\": ...} or {\"messages\": [...]}, one a line: "
+           "icl-fmt makes them from CSV, TSV or JSON data)";
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
@@ -344,9 +370,11 @@ static void gen_text_file(ctx_t *c, const char *path)
     int n = 0, st;
     char err[512];
     json_t *rec;
+    long records = 0;
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0)
-            icl_die("%s", err);
+            icl_die("%s%s", err, records ? "" : not_records_hint(r.line.data, r.line.len));
+        records++;
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
             if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
