@@ -20,7 +20,7 @@ t = {\"version\": \"1.0\", \"added_tokens\": [{\"id\": 95, \"content\": \"<|endo
      \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": True, \"trim_offsets\": True, \"use_regex\": True},
      \"model\": {\"type\": \"BPE\", \"vocab\": v, \"merges\": [\"l l\", \"\\u0120 w\"][::1 if sys.argv[2] == \"A\" else -1]}}
 json.dump(t, open(sys.argv[1] + \"/tokenizer.json\", \"w\"))
-json.dump({\"eos_token\": \"<|endoftext|>\"}, open(sys.argv[1] + \"/tokenizer_config.json\", \"w\"))
+json.dump({\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"{% for m in messages %}{{ m.content }} {% endfor %}\"}, open(sys.argv[1] + \"/tokenizer_config.json\", \"w\"))
 " "$1" "$2"
 }
 
@@ -67,6 +67,14 @@ test_expect_success 'icl-gen --ids -m GGUF (and -m ADAPTER on it): another token
 
 test_expect_success 'a GGUF without a tokenizer: token lines are bounded by its vocabulary only, as before' '
 	icl-eval -q -m "$DATA/gguf/llama-tiny.f32.gguf" other.tok >s && test_grep "\"records\": *2" s
+'
+
+test_expect_success '--chat-template takes a GGUF (its tokenizer.chat_template), and a GGUF model'"'"'s is the default' '
+	icl-gen --help >h && test_grep "GGUF file, tokenizer_config.json or .jinja" h &&
+	icl-fmt --help >h && test_grep "a GGUF file, a" h &&
+	echo "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}" >c.jsonl &&
+	icl-gen -q -m m.gguf -n 2 c.jsonl >a && test_grep "\"completion\"" a &&
+	icl-gen -q -m m.gguf --chat-template m.gguf -n 2 c.jsonl >b && test_cmp a b
 '
 
 test_done
