@@ -20,6 +20,13 @@ test_expect_success 'icl-convert --help teaches and exits 0; --version' '
 test_expect_code 2 'icl-convert with one argument is a usage error' 'icl-convert $GG/llama-tiny.f32.gguf'
 test_expect_code 2 'icl-convert --type Q4_K is a usage error' 'icl-convert --type Q4_K $M/llama-tiny/model x.gguf'
 test_expect_code 2 '--type with a GGUF input is a usage error' 'icl-convert --type F16 $GG/llama-tiny.f32.gguf out'
+test_expect_success 'a folder input with a folder output (new with /, or existing) is a usage error saying what OUT can be' '
+	{ icl-convert $M/llama-tiny/model s2/ 2>err; test $? -eq 2; } &&
+	test_grep "is a model folder, converted to a GGUF file, and s2/ is a folder: give a file name" err &&
+	test_grep "a folder is written to a folder only when merging adapters" err && ! test -e s2 &&
+	mkdir s3 && { icl-convert $M/llama-tiny/model s3 2>err; test $? -eq 2; } &&
+	test_grep "and s3 is a folder: give a file name" err && test -z "$(ls s3)"
+'
 test_expect_success 'a GGUF input with an output named .gguf is a usage error, not a folder named .gguf' '
 	rc=0; icl-convert $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
 	test $rc = 2 &&
