@@ -123,4 +123,9 @@ test_expect_success 'icl-train --save-gguf writes the final model as icl-convert
 	test_grep "not one of F32" err
 '
 
+test_expect_success 'icl-train -o DIR/ --save-gguf names DIR/model.gguf without a doubled slash' '
+	icl-train -m $M/llama-tiny/model -o sd/ --max-steps 1 --save-gguf F32 $DATA/train/llama-tiny.tok >m 2>err &&
+	test_grep "icl-train: wrote sd/model.gguf (F32)" err && ! test_grep "//" err && test -f sd/model.gguf
+'
+
 test_done
