@@ -25,7 +25,8 @@ static void usage(FILE *f)
 "Convert a GGUF model file (llama.cpp's format) to a Hugging Face model folder\n"
 "(config.json, model.safetensors in float32, generation_config.json), or a\n"
 "folder to a GGUF file (GGUF to GGUF goes through a folder: convert the\n"
-"folder back with --like and --type).  Architectures: llama, qwen2, gpt2.\n"
+"folder back with --like and --type; a folder is written to a folder only\n"
+"with --adapter, merging).  Architectures: llama, qwen2, gpt2.\n"
 "A PEFT LoRA adapter folder (adapter_config.json, no config.json) is written\n"
 "as a llama.cpp LoRA adapter GGUF (llama-cli --lora,\n"
 "llama_cpp.Llama(lora_path=)).\n"
@@ -160,8 +161,11 @@ int main(int argc, char **argv)
     struct stat st;
     if (is_adapter_dir(in)) {
         if (n_adapters || like)
-            icl_usage_die("--%s: %s is a LoRA adapter folder, written as a llama.cpp LoRA GGUF as it is",
-                          like ? "like" : "adapter", in);
+            icl_usage_die("--%s: %s is a LoRA adapter folder, written as a llama.cpp LoRA GGUF as it is, without "
+                          "--%s (icl-convert [--base BASE] %s OUT.gguf); to merge it into its base model instead, "
+                          "give the base as input: icl-convert --adapter %s BASE_DIR OUT.gguf (a GGUF base: "
+                          "icl-convert --adapter %s BASE.gguf DIR, then icl-convert --like BASE.gguf DIR OUT.gguf)",
+                          like ? "like" : "adapter", in, like ? "like" : "adapter", in, in, in);
         if (type != ICL_GGML_F32 && type != ICL_GGML_F16 && type != ICL_GGML_BF16 && type != ICL_GGML_Q8_0)
             icl_usage_die("--type %s: a LoRA adapter GGUF is F32, F16, BF16 or Q8_0", icl_ggml_type_name((uint32_t)type));
         if (icl_lora_save_gguf(in, base, out, (uint32_t)type, err, sizeof err))
@@ -193,6 +197,13 @@ int main(int argc, char **argv)
         icl_model_free(m);
         icl_gguf_close(g);
     } else if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
+        size_t lo = strlen(out);
+        int gguf_out = lo >= 5 && !strcmp(out + lo - 5, ".gguf");
+        if (!n_adapters && (out[lo ? lo - 1 : 0] == '/' || (stat(out, &st) == 0 && S_ISDIR(st.st_mode))))
+            icl_usage_die("%s is a model folder, converted to a GGUF file, and %s is a folder: give a file name "
+                          "(e.g. OUT.gguf); a folder is written to a folder only when merging adapters "
+                          "(icl-convert --adapter ADAPTER_DIR %s OUT_DIR)",
+                          in, out, in);
         icl_gguf *lg = NULL;
         if (like && !(lg = icl_gguf_open(like, err, sizeof err)))
             icl_die("%s", err);
@@ -200,8 +211,7 @@ int main(int argc, char **argv)
         if (!m)
             icl_die("%s", err); /* it names the file */
         merge_adapters(m, adapters, n_adapters);
-        size_t lo = strlen(out);
-        if (n_adapters && !(lo >= 5 && !strcmp(out + lo - 5, ".gguf"))) { /* merged folder -> folder */
+        if (n_adapters && !gguf_out) { /* merged folder -> folder */
             if (type_given || like)
                 icl_usage_die("--type and --like apply to writing a GGUF file (a name ending in .gguf)");
             if (icl_model_save(m, out, err, sizeof err))

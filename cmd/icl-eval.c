@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "model.h"
 #include "tokenizer.h"
+#include "tokgguf.h"
 #include "toklines.h"
 #include "record.h"
 #include "sandbox.h"
@@ -41,7 +42,10 @@ static void usage(FILE *f)
 "\n"
 "  -p, --pred KEY          key of the prediction (default \"completion\")\n"
 "  -r, --ref KEY           key of the reference: a string, or an array of\n"
-"                          strings for several references (default \"response\")\n"
+"                          strings for several references (default \"response\");\n"
+"                          in \"chat\": true records (icl-fmt --chat-template) a\n"
+"                          reference's trailing end-of-turn text (<|im_end|>,\n"
+"                          </s>...) is dropped when the prediction lacks it\n"
 "  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, chrf, chrf++,\n"
 "                          accuracy, all (all of those), pass@K (code: runs\n"
 "                          each completion with its test; pass@1,pass@10)\n"
@@ -124,6 +128,11 @@ typedef struct {
     FILE *per;
     const char *per_path;
     icl_extractor *extract;
+    /* references ending with a chat template's end-of-turn text the
+     * prediction lacks: stripped (records with "chat": true), or counted
+     * for one warning (others); eot_example is the first such text */
+    long eot_stripped, eot_kept, eot_kept_refs, text_records;
+    char eot_example[48];
 } opts;
 
 /* One scored record, kept until every record is read (the automatic
@@ -168,8 +177,15 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if ((access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) && !(tok = icl_tok_load(model_dir, err, sizeof err))) /* unreadable is not missing */
+    if (icl_is_gguf_file(model_dir)) {
+        /* a GGUF's own tokenizer (tokenizer.ggml.*), when it has one */
+        int absent;
+        snprintf(tokpath, pl, "%s", model_dir);
+        if (!(tok = icl_tok_load_gguf_opt(model_dir, &absent, err, sizeof err)) && !absent && !quiet)
+            icl_warn("%s: cannot check the tokenizer of the token lines", err);
+    } else if ((access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) && !(tok = icl_tok_load(model_dir, err, sizeof err))) { /* unreadable is not missing */
         icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
+    }
     icl_lm_eval e;
     icl_lm_eval_init(&e);
     icl_progress prog;
@@ -303,7 +319,66 @@ static const char *need_string(const opts *o, long *skipped, json_t *rec, const 
     return NULL;
 }
 
-static void eval_file(const opts *o, const char *path, items *it, long *skipped)
+/* The start of a chat template's end-of-turn text at the end of s[0..len)
+ * (a "<|...|>" token such as <|im_end|>, <|eot_id|>, <|end|>; DeepSeek's
+ * "<\uff5c...\uff5c>"; </s>, <end_of_turn>, <eos>), whitespace after it
+ * allowed; len when s ends with none. */
+static size_t eot_start(const char *s, size_t len)
+{
+    size_t e = len;
+    while (e > 0 && (s[e - 1] == ' ' || s[e - 1] == '\n' || s[e - 1] == '\r' || s[e - 1] == '\t'))
+        e--;
+    static const char *const plain[] = {"</s>", "<end_of_turn>", "<eos>"};
+    for (size_t i = 0; i < sizeof plain / sizeof *plain; i++) {
+        size_t n = strlen(plain[i]);
+        if (e >= n && !memcmp(s + e - n, plain[i], n))
+            return e - n;
+    }
+    /* "<|" NAME "|>" or "<\uff5c" NAME "\uff5c>": NAME 1..40 bytes without space, '<' or '>' */
+    static const char *const open[] = {"<|", "<\xef\xbd\x9c"}, *const close[] = {"|>", "\xef\xbd\x9c>"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t nc = strlen(close[k]), no = strlen(open[k]);
+        if (e < no + 1 + nc || memcmp(s + e - nc, close[k], nc))
+            continue;
+        size_t name_end = e - nc;
+        for (size_t nl = 1; nl <= 40 && nl + no <= name_end; nl++) { /* the name: s[b + no, name_end) */
+            size_t b = name_end - nl - no;
+            char ch = s[b + no];
+            if (ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r' || ch == '<' || ch == '>')
+                break;
+            if (!memcmp(s + b, open[k], no))
+                return b;
+        }
+    }
+    return len;
+}
+
+/* A reference as scored: with "chat": true records (icl-fmt
+ * --chat-template), a trailing end-of-turn text the prediction does not
+ * end with is dropped, since generation stops before it (icl-gen stops at
+ * the template's end-of-turn tokens and does not write them). */
+static const char *ref_text(opts *o, const char *ref, const char *pred, int chat, size_t *len)
+{
+    size_t n = strlen(ref), k = eot_start(ref, n);
+    *len = n;
+    if (k == n || eot_start(pred, strlen(pred)) != strlen(pred))
+        return ref;
+    if (!o->eot_example[0]) {
+        size_t e = n;
+        while (e > k && (ref[e - 1] == ' ' || ref[e - 1] == '\n' || ref[e - 1] == '\r' || ref[e - 1] == '\t'))
+            e--;
+        snprintf(o->eot_example, sizeof o->eot_example, "%.*s", (int)(e - k), ref + k);
+    }
+    if (!chat) {
+        o->eot_kept_refs++;
+        return ref;
+    }
+    o->eot_stripped++;
+    *len = k;
+    return ref;
+}
+
+static void eval_file(opts *o, const char *path, items *it, long *skipped)
 {
     icl_lines r;
     char oerr[512];
@@ -368,9 +443,20 @@ static void eval_file(const opts *o, const char *path, items *it, long *skipped)
             x->pred = extract(o, json_string_value(p), 0);
             x->nrefs = nrefs;
             x->refs = xcalloc(nrefs + 1, sizeof *x->refs);
-            for (size_t i = 0; i < nrefs; i++)
-                x->refs[i] = extract(o, json_is_string(f) ? json_string_value(f)
-                                                         : json_string_value(json_array_get(f, i)), 1);
+            int chat = json_is_true(json_object_get(rec, "chat"));
+            long kept_before = o->eot_kept_refs;
+            if (nrefs)
+                o->text_records++;
+            for (size_t i = 0; i < nrefs; i++) {
+                const char *ref = json_is_string(f) ? json_string_value(f) : json_string_value(json_array_get(f, i));
+                size_t rl;
+                ref = ref_text(o, ref, json_string_value(p), chat, &rl);
+                char *cut = xstrndup(ref, rl);
+                x->refs[i] = extract(o, cut, 1);
+                free(cut);
+            }
+            if (o->eot_kept_refs > kept_before)
+                o->eot_kept++; /* records, for the warning */
             if (o->per) {
                 x->scores = json_object();
                 json_object_set_new(x->scores, "file", json_string(name));
@@ -497,6 +583,18 @@ static void eval_pass(const opts *o, items *it, double timeout, long jobs, json_
     free(bwrap);
 }
 
+/* --adapter DIR[:SCALE]: a scale that is not a number is a usage error
+ * (icl_lora_parse_spec says which); the folder is read later. */
+static void check_adapter_spec(const char *spec)
+{
+    char err[1024];
+    double scale;
+    char *d = icl_lora_parse_spec(spec, &scale, err, sizeof err);
+    if (!d)
+        icl_usage_die("--adapter %s", err + strlen("adapter "));
+    free(d);
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -565,6 +663,7 @@ int main(int argc, char **argv)
             if (n_adapters == 64)
                 icl_usage_die("--adapter: at most 64");
             adapters[n_adapters++] = optarg;
+            check_adapter_spec(optarg);
             break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;
@@ -609,6 +708,15 @@ int main(int argc, char **argv)
         eval_file(&o, "-", &it, &skipped);
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &it, &skipped);
+    if (o.eot_stripped && !quiet)
+        fprintf(stderr, "%s: %ld reference%s of \"chat\": true records scored without the end-of-turn text the "
+                "completions stop before (%s)\n", icl_progname, o.eot_stripped, o.eot_stripped == 1 ? "" : "s",
+                o.eot_example);
+    if (o.eot_kept * 2 > o.text_records)
+        icl_warn("%ld of %ld records have references ending with a chat template's end-of-turn text (%s) that "
+                 "the predictions lack: they cannot match; score against a key without it (-r KEY), or mark the "
+                 "records \"chat\": true (as icl-fmt --chat-template does) to have it dropped",
+                 o.eot_kept, o.text_records, o.eot_example);
     icl_eval_acc acc;
     icl_eval_init(&acc, o.mask & ~(unsigned)ICL_METRIC_PASS);
     if (tok_auto) {

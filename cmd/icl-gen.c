@@ -18,6 +18,7 @@
 #include "model.h"
 #include "record.h"
 #include "tokenizer.h"
+#include "tokgguf.h"
 #include "toklines.h"
 #include "tokrec.h"
 #include "cli.h"
@@ -60,7 +61,8 @@ static void usage(FILE *f)
 "                             one after another with \"sample\": 0..N-1;\n"
 "                             sample j of record i draws from stream\n"
 "                             (seed, i + j * 2^32): more samples keep the\n"
-"                             earlier ones (for pass@k; needs sampling)\n"
+"                             earlier ones (for pass@k; needs sampling: with\n"
+"                             greedy decoding N > 1 is a usage error)\n"
 "      --stop STR             end a completion where STR appears (STR is not\n"
 "                             included; taken literally: a newline is\n"
 "                             $'\\n' in bash); repeatable\n"
@@ -72,10 +74,10 @@ static void usage(FILE *f)
 "                             (as icl-tok encode --parse-special; records of\n"
 "                             icl-fmt --chat-template always parse it)\n"
 "      --chat-template MODEL  render records with \"messages\" (OpenAI or ShareGPT\n"
-"                             form) by this chat template (a model folder,\n"
-"                             tokenizer_config.json or .jinja file) with\n"
-"                             add_generation_prompt; default: the model folder's\n"
-"                             own template, when it has one\n"
+"                             form) by this chat template (a model folder, a\n"
+"                             GGUF file, tokenizer_config.json or .jinja file)\n"
+"                             with add_generation_prompt; default: the model's\n"
+"                             own template (a folder's or a GGUF's), if any\n"
 "      --template-var NAME=VALUE  a chat-template variable (repeatable); VALUE\n"
 "                             is JSON if it parses, else a string\n"
 "      --stream               write plain text as it is generated (the default\n"
@@ -329,6 +331,32 @@ static void hint_special_text(ctx_t *c, const char *name, long lineno)
     c->warned_special = 1;
 }
 
+/* When the first line of an input is not a JSON record: what the file
+ * seems to be instead, as a hint appended to the error ("" if nothing
+ * fits).  A #icl-tokens header or lines of ids are token lines (--ids);
+ * anything else that does not start as JSON is CSV or text, which icl-fmt
+ * makes records of. */
+static const char *not_records_hint(const char *p, size_t n)
+{
+    size_t k = 0;
+    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
+        k++;
+    if (n - k >= 11 && !memcmp(p + k, "#icl-tokens", 11))
+        return " (this is a token-line file, from icl-tok encode: give --ids to generate from token lines)";
+    if (k < n && (p[k] == '{' || p[k] == '['))
+        return ""; /* JSON, broken: the error says where */
+    size_t digits = 0, other = 0;
+    for (size_t i = k; i < n; i++)
+        if (p[i] >= '0' && p[i] <= '9')
+            digits++;
+        else if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            other++;
+    if (digits && !other)
+        return " (these look like token lines: give --ids to generate from token lines)";
+    return " (icl-gen reads JSON Lines records, {\"prompt\": ...} or {\"messages\": [...]}, one a line: "
+           "icl-fmt makes them from CSV, TSV or JSON data)";
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
@@ -342,9 +370,11 @@ static void gen_text_file(ctx_t *c, const char *path)
     int n = 0, st;
     char err[512];
     json_t *rec;
+    long records = 0;
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0)
-            icl_die("%s", err);
+            icl_die("%s%s", err, records ? "" : not_records_hint(r.line.data, r.line.len));
+        records++;
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
             if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
@@ -512,16 +542,27 @@ static void gen_ids_file(ctx_t *c, const char *path)
 
 /* The model folder's tokenizer (needed for text; for --ids only when there
  * is one, to check ids and find the EOS). */
-static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special)
+static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int parse_special, int quiet)
 {
     char err[1024];
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
     snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
-    if (!ids_mode || access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) { /* unreadable is not missing */
+    int gguf = icl_is_gguf_file(model_dir);
+    if (gguf)
+        snprintf(tokpath, pl, "%s", model_dir);
+    if (gguf && ids_mode) {
+        /* a GGUF's own tokenizer (tokenizer.ggml.*), when it has one: to
+         * check the token lines' header against */
+        int absent;
+        if (!(cx->tok = icl_tok_load_gguf_opt(model_dir, &absent, err, sizeof err)) && !absent && !quiet)
+            icl_warn("%s: cannot check the tokenizer of the token lines", err);
+    } else if (!ids_mode || access(tokpath, F_OK) == 0 || (errno != ENOENT && errno != ENOTDIR)) { /* unreadable is not missing */
         cx->tok = icl_tok_load(model_dir, err, sizeof err);
         if (!cx->tok)
             icl_die("%s%s%s", strncmp(err, tokpath, strlen(tokpath)) ? tokpath : "", strncmp(err, tokpath, strlen(tokpath)) ? ": " : "", err); /* a read error names it already */
+    }
+    if (cx->tok) {
         if (icl_tok_vocab_size(cx->tok) > cx->m->cfg.vocab_size)
             icl_die("%s: the tokenizer has %d ids but the model's vocab_size is %d", tokpath,
                 icl_tok_vocab_size(cx->tok), cx->m->cfg.vocab_size);
@@ -544,6 +585,18 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
  * names the option and its range (a value past FLT_MAX would become inf). */
 static double num_arg(const char *opt, const char *s, double lo, double hi) { return icl_opt_double(opt, s, lo, hi); }
 
+/* --adapter DIR[:SCALE]: a scale that is not a number is a usage error
+ * (icl_lora_parse_spec says which); the folder is read later. */
+static void check_adapter_spec(const char *spec)
+{
+    char err[1024];
+    double scale;
+    char *d = icl_lora_parse_spec(spec, &scale, err, sizeof err);
+    if (!d)
+        icl_usage_die("--adapter %s", err + strlen("adapter "));
+    free(d);
+}
+
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -565,6 +618,7 @@ int main(int argc, char **argv)
             if (n_adapters == 64)
                 icl_usage_die("--adapter: at most 64");
             adapters[n_adapters++] = optarg;
+            check_adapter_spec(optarg);
             break;
         case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg, 0, FLT_MAX), has_temp = 1; break;
@@ -654,6 +708,12 @@ int main(int argc, char **argv)
         cx.g.sp.repetition_penalty = (float)rep;
     if (icl_sampler_check(&cx.g.sp, err, sizeof err) != 0)
         icl_usage_die("%s", err);
+    /* N greedy copies of the same completion are no samples (pass@k would
+     * score one answer N times) */
+    if (nret > 1 && (!cx.g.do_sample || icl_sampler_is_greedy(&cx.g.sp)))
+        icl_usage_die("--num-return-sequences %ld needs sampling (decoding is greedy%s: every sequence would be the "
+                      "same); give --temperature, --top-k, --top-p or --min-p",
+                      nret, greedy ? " with --greedy" : sampling ? "" : " by the model's generation_config.json");
     cx.g.seed = seed;
     cx.stop = stop;
     cx.n_stop = n_stop;
@@ -664,7 +724,7 @@ int main(int argc, char **argv)
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
-    load_tokenizer(&cx, model_dir, ids_mode, parse_special);
+    load_tokenizer(&cx, model_dir, ids_mode, parse_special, quiet);
     if (!ids_mode) {
         /* the chat template: given, else the model folder's own if it has one */
         cx.chat = icl_chat_load(chat_path ? chat_path : model_dir, err, sizeof err);

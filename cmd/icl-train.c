@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "fileio.h"
 #include "common/adapt.h"
 #include "dp/dp.h"
 #include "gguf.h"
@@ -263,9 +264,7 @@ static void save_gguf(const char *out_dir, uint32_t type, int verbose)
     icl_gguf *like = NULL;
     if (icl_is_gguf_file(base) && !(like = icl_gguf_open(base, err, sizeof err)))
         icl_die("--save-gguf: %s", err);
-    size_t n = strlen(out_dir) + 16;
-    char *path = icl_xmalloc(n);
-    snprintf(path, n, "%s/model.gguf", out_dir);
+    char *path = icl_path_join(out_dir, "model.gguf"); /* "full/" gives full/model.gguf */
     /* the tokenizer of the folder m was read from (m->src_dir): OUT_DIR's own
      * after a full fine-tune, the base's with LoRA */
     if (icl_gguf_save_model(m, path, type, like, 0, like ? NULL : icl_tok_gguf_folder_writer, err, sizeof err))

@@ -125,7 +125,9 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
 
 /* Split "DIR[:SCALE]" (SCALE a number, the last ':' when what follows
  * parses as one) into a malloc'd folder and *scale (1 when absent).
- * NULL with err when SCALE is not finite. */
+ * NULL with err when SCALE is not finite, or when what follows the last
+ * ':' is not a number while what precedes it exists and the whole spec
+ * does not (a mistyped scale, not a folder named "DIR:abc"). */
 char *icl_lora_parse_spec(const char *spec, double *scale, char *err, size_t errsz);
 
 /* The base model of an adapter folder: its base_model_name_or_path as

@@ -179,7 +179,7 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
     struct stat st;
     if (!text && (errno == ENOENT || errno == ENOTDIR)) /* name what the folder is not, not a missing file */
         icl_seterr(err, errsz, "%s: %s", dir,
-                   stat(dir, &st) != 0 ? "no such adapter folder (no such file or folder)"
+                   stat(dir, &st) != 0 ? "no such adapter folder"
                    : S_ISDIR(st.st_mode) ? "not a LoRA adapter folder (no adapter_config.json)"
                                          : "not a LoRA adapter folder (a file)");
     if (text)
@@ -253,6 +253,19 @@ char *icl_lora_parse_spec(const char *spec, double *scale, char *err, size_t err
         }
         *scale = v;
         return xstrndup(spec, (size_t)(c - spec));
+    }
+    /* "DIR:abc" where DIR exists and the whole is no path: a bad scale, not
+     * a missing folder named "DIR:abc" */
+    struct stat st;
+    if (c && c != spec && stat(spec, &st) != 0) {
+        char *dir = xstrndup(spec, (size_t)(c - spec));
+        int dir_exists = stat(dir, &st) == 0;
+        free(dir);
+        if (dir_exists) {
+            icl_seterr(err, errsz, "adapter %s: the scale '%s' is not a number (DIR:SCALE, e.g. %.*s:0.5)", spec,
+                       c + 1, (int)(c - spec), spec);
+            return NULL;
+        }
     }
     return xstrdup(spec);
 }

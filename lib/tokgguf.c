@@ -671,6 +671,23 @@ icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz)
     return t;
 }
 
+icl_tokenizer *icl_tok_load_gguf_opt(const char *path, int *absent, char *err, size_t errsz)
+{
+    *absent = 0;
+    icl_gguf *g = icl_gguf_open(path, err, errsz);
+    if (!g)
+        return NULL;
+    icl_tokenizer *t = NULL;
+    if (!icl_gguf_find_kv(g, "tokenizer.ggml.model")) {
+        *absent = 1;
+        ferr(err, errsz, "%s: no tokenizer (no tokenizer.ggml.model key)", icl_gguf_name(g));
+    } else {
+        t = icl_tok_from_gguf_file(g, err, errsz);
+    }
+    icl_gguf_close(g);
+    return t;
+}
+
 int icl_tok_gguf_set_kvs(const icl_tok_gguf *m, icl_gguf_writer *w, char *err, size_t errsz)
 {
     if (icl_tok_gguf_check(m, err, errsz))

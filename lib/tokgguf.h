@@ -118,6 +118,11 @@ int icl_tok_gguf_read(const struct icl_gguf *g, icl_tok_gguf *out, char *err, si
 /* The tokenizer of a GGUF file (path), or NULL with err naming the file.
  * icl_tok_load(path) calls it for any file that starts with "GGUF". */
 icl_tokenizer *icl_tok_load_gguf(const char *path, char *err, size_t errsz);
+/* As icl_tok_load_gguf, for a GGUF model file that may carry no tokenizer:
+ * then NULL with *absent = 1 and err set to "PATH: no tokenizer (...)";
+ * any other failure (unreadable file, a tokenizer icl cannot read) is NULL
+ * with *absent = 0 and err naming the file. */
+icl_tokenizer *icl_tok_load_gguf_opt(const char *path, int *absent, char *err, size_t errsz);
 /* The same from a GGUF file already open (g is only read; the tokenizer
  * owns copies, so g may be closed afterwards).  err names the file. */
 icl_tokenizer *icl_tok_from_gguf_file(const struct icl_gguf *g, char *err, size_t errsz);

@@ -967,7 +967,7 @@ static int compare_settings(train_run *r, json_t *theirs)
 {
     json_t *mine = run_settings(r);
     icl_buf b = {0};
-    int n = 0;
+    int n = 0, only_steps = 1;
     for (size_t i = 0; i < sizeof setting_names / sizeof *setting_names; i++) {
         json_t *a = json_object_get(mine, setting_names[i].key), *t = json_object_get(theirs, setting_names[i].key);
         json_t *legacy = !t && setting_names[i].legacy ? json_string(setting_names[i].legacy) : NULL;
@@ -978,6 +978,8 @@ static int compare_settings(train_run *r, json_t *theirs)
         json_decref(legacy);
         if (same)
             continue;
+        if (strcmp(setting_names[i].key, "total_steps"))
+            only_steps = 0;
         snprintf(line, sizeof line, "%s%s is %s here but %s in the checkpoint", n++ ? "; " : "",
                  setting_names[i].what, x, y);
         buf_append(&b, line, strlen(line));
@@ -985,7 +987,23 @@ static int compare_settings(train_run *r, json_t *theirs)
         free(y);
     }
     json_decref(mine);
-    if (n) {
+    if (n && only_steps) {
+        /* a run cannot be lengthened (the schedule depends on its length):
+         * training further is a new run that starts from what it wrote */
+        char *ac = icl_path_join(r->ckpt, "adapter_config.json");
+        int lora = access(ac, F_OK) == 0;
+        free(ac);
+        const char *out = r->o->out_dir ? r->o->out_dir : "OUT_DIR";
+        buf_append(&b, "", 1);
+        if (lora)
+            fail(r, "%s: cannot resume: %s (a run's length is fixed by its learning-rate schedule: give the same "
+                 "--epochs/--max-steps, or to train further start a new run from the adapter it wrote: "
+                 "icl-train -m BASE --adapter %s -o NEW_DIR ...)", r->ckpt, b.data, out);
+        else
+            fail(r, "%s: cannot resume: %s (a run's length is fixed by its learning-rate schedule: give the same "
+                 "--epochs/--max-steps, or to train further start a new run from the model it wrote: "
+                 "icl-train -m %s -o NEW_DIR ...)", r->ckpt, b.data, out);
+    } else if (n) {
         buf_append(&b, "", 1);
         fail(r, "%s: cannot resume: %s (give the same options, model and data, or start a new run)", r->ckpt,
              b.data);

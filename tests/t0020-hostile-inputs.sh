@@ -99,9 +99,17 @@ test_expect_success 'icl-gen: sampler values out of range name the option and it
 test_expect_success '--adapter given a folder that is not one, or nothing, names it' '
 	fails 1 "icl-eval: adir: not a LoRA adapter folder (no adapter_config.json)" \
 		icl-eval -m "$LLAMA" --adapter adir ids.tok &&
-	fails 1 "icl-gen: nosuch: no such adapter folder (no such file or folder)" \
+	fails 1 "icl-gen: nosuch: no such adapter folder" \
 		icl-gen --ids -m "$LLAMA" --adapter nosuch ids.tok &&
 	fails 1 "icl-eval: ids.tok: not a LoRA adapter folder (a file)" icl-eval -m "$LLAMA" --adapter ids.tok ids.tok
+'
+
+test_expect_success '--adapter DIR:SCALE with a scale that is not a number is a usage error naming it' '
+	fails 2 "icl-gen: --adapter adir:abc: the scale '"'"'abc'"'"' is not a number (DIR:SCALE, e.g. adir:0.5)" \
+		icl-gen --ids -m "$LLAMA" --adapter adir:abc ids.tok &&
+	fails 2 "icl-eval: --adapter adir:1,5: the scale '"'"'1,5'"'"' is not a number (DIR:SCALE, e.g. adir:0.5)" \
+		icl-eval -m "$LLAMA" --adapter adir:1,5 ids.tok &&
+	fails 1 "icl-gen: nosuch:abc: no such adapter folder" icl-gen --ids -m "$LLAMA" --adapter nosuch:abc ids.tok
 '
 
 test_expect_success '-q silences how the model is loaded (icl-gen, icl-eval), not errors' '

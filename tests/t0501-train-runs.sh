@@ -49,6 +49,12 @@ test_expect_success '--resume names every setting that differs' '
 	test_grep "rc/checkpoint-4: cannot resume: --lr is 0.001 here but 5e-05 in the checkpoint; --schedule is cosine here but linear in the checkpoint (give the same" err &&
 	test_must_fail icl-train -q $A --max-steps 5 -o rc --resume rand.tok 2>err &&
 	test_grep "the number of steps (--epochs, --max-steps) is 5 here but 4 in the checkpoint" err &&
+	test_grep "or to train further start a new run from the model it wrote: icl-train -m rc -o NEW_DIR" err &&
+	test_must_fail icl-train -q $A --max-steps 5 --lr 1e-3 -o rc --resume rand.tok 2>err &&
+	! test_grep "to train further" err &&
+	icl-train -q $A --lora-r 2 --max-steps 2 -o lr rand.tok >/dev/null &&
+	test_must_fail icl-train -q $A --lora-r 2 --max-steps 3 -o lr --resume rand.tok 2>err &&
+	test_grep "from the adapter it wrote: icl-train -m BASE --adapter lr -o NEW_DIR" err &&
 	mkdir other && cp "$LLAMA"/* other/ && sed "s/\"rms_norm_eps\"/ \"rms_norm_eps\"/" "$LLAMA/config.json" >other/config.json &&
 	! cmp -s other/config.json "$LLAMA/config.json" &&
 	test_must_fail icl-train -q -m other --batch-size 4 --threads 1 --max-steps 4 -o rc --resume rand.tok 2>err &&

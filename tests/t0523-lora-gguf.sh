@@ -99,6 +99,11 @@ open(\"q/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(j))+j+
 test_expect_code 2 '--base with a model folder is a usage error' 'icl-convert --base "$LLAMA" "$LLAMA" x.gguf'
 test_expect_code 2 '--type Q4_0 for a LoRA GGUF is a usage error' 'icl-convert --type Q4_0 -b "$LLAMA" "$PEFT" x.gguf'
 test_expect_code 2 '--adapter with an adapter folder as input is a usage error' 'icl-convert --adapter "$PEFT" "$PEFT" x.gguf'
-test_expect_code 2 '--like with an adapter folder as input is a usage error' 'icl-convert --like lora.gguf -b "$LLAMA" "$PEFT" x.gguf'
+test_expect_success '--like with an adapter folder as input is a usage error saying what to do instead' '
+	{ icl-convert --like lora.gguf -b "$LLAMA" "$PEFT" x.gguf 2>err; test $? -eq 2; } &&
+	test_grep "is a LoRA adapter folder, written as a llama.cpp LoRA GGUF as it is, without --like" err &&
+	test_grep "to merge it into its base model instead, give the base as input: icl-convert --adapter .*adapter BASE_DIR OUT.gguf" err &&
+	! test -e x.gguf
+'
 
 test_done

@@ -116,4 +116,40 @@ test_expect_success 'Unicode: case folding, NBSP and Greek final sigma' '
 	test_grep "\"exact_match\":1.0" out
 '
 
+# icl-fmt --chat-template records end each response with the template's
+# end-of-turn text; icl-gen stops before it (new-user trial: accuracy read 0)
+cat >chat.jsonl <<'J'
+{"prompt":["Review: great"],"response":["Positive<|im_end|>"],"chat":true,"label":"Positive","completion":"Positive"}
+{"prompt":["Review: bad"],"response":["Negative<|im_end|>\n"],"chat":true,"label":"Negative","completion":"Positive"}
+{"prompt":["Review: meh"],"response":["Negative<｜end▁of▁sentence｜>"],"chat":true,"label":"Negative","completion":"Negative"}
+{"prompt":["Review: ok"],"response":["Positive</s>"],"chat":true,"label":"Positive","completion":"Positive</s>"}
+J
+
+test_expect_success '"chat": true records: a trailing end-of-turn text the completion lacks is not scored, and said' '
+	icl-eval -M accuracy,em chat.jsonl >out 2>err &&
+	test_grep "\"accuracy\":0.75,\"correct\":3," out && test_grep "\"exact_match\":0.75" out &&
+	icl-eval -M accuracy -r label chat.jsonl >out 2>err2 && test_grep "\"accuracy\":0.5," out && test ! -s err2 &&
+	test_grep "icl-eval: 3 references of \"chat\": true records scored without the end-of-turn text the completions stop before (<|im_end|>)" err &&
+	icl-eval -q -M accuracy chat.jsonl >/dev/null 2>err && test ! -s err
+'
+
+test_expect_success 'without "chat": true they are scored as they are, with one warning saying what to do' '
+	sed "s/\"chat\":true,//" chat.jsonl >plain.jsonl &&
+	icl-eval -M accuracy plain.jsonl >out 2>err &&
+	test_grep "\"accuracy\":0.25," out &&
+	test $(wc -l <err) = 1 &&
+	test_grep "icl-eval: 3 of 4 records have references ending with a chat template.s end-of-turn text (<|im_end|>) that the predictions lack: they cannot match; score against a key without it (-r KEY)" err &&
+	head -1 plain.jsonl | icl-eval -M accuracy >/dev/null 2>err && test_grep "1 of 1 records" err &&
+	sed -n 1,1p plain.jsonl >two.jsonl && echo "{\"response\":\"a\",\"completion\":\"a\"}" >>two.jsonl &&
+	echo "{\"response\":\"b\",\"completion\":\"b\"}" >>two.jsonl &&
+	icl-eval -M accuracy two.jsonl >/dev/null 2>err && test ! -s err
+'
+
+test_expect_success 'text that only looks like a marker stays: <| b |> with spaces, <b>, a marker mid-text' '
+	printf "%s\n" "{\"response\":\"x <| b |>\",\"completion\":\"x\",\"chat\":true}" \
+		"{\"response\":\"x<b>\",\"completion\":\"x\",\"chat\":true}" \
+		"{\"response\":\"<|im_end|>x\",\"completion\":\"x\",\"chat\":true}" >look.jsonl &&
+	icl-eval -M em look.jsonl >out 2>err && test_grep "\"exact_match\":0.0" out && test ! -s err
+'
+
 test_done

@@ -49,4 +49,13 @@ test_expect_success '--num-return-sequences: bad values and --ids are usage erro
 	test_grep "does not apply to --ids" err
 '
 
+test_expect_success '--num-return-sequences N > 1 without sampling is a usage error (N greedy copies)' '
+	{ icl-gen -m m -n 4 --num-return-sequences 2 in.jsonl >out 2>err; test $? -eq 2; } &&
+	test_grep "num-return-sequences 2 needs sampling" err && test ! -s out &&
+	{ icl-gen -m m -n 4 --greedy --num-return-sequences 2 in.jsonl 2>err; test $? -eq 2; } &&
+	test_grep "greedy with --greedy" err &&
+	{ icl-gen -m m -n 4 --temperature 0 --num-return-sequences 2 in.jsonl 2>err; test $? -eq 2; } &&
+	icl-gen -m m -n 4 --num-return-sequences 1 in.jsonl >one && test $(wc -l <one) = 3
+'
+
 test_done

@@ -20,6 +20,13 @@ test_expect_success 'icl-convert --help teaches and exits 0; --version' '
 test_expect_code 2 'icl-convert with one argument is a usage error' 'icl-convert $GG/llama-tiny.f32.gguf'
 test_expect_code 2 'icl-convert --type Q4_K is a usage error' 'icl-convert --type Q4_K $M/llama-tiny/model x.gguf'
 test_expect_code 2 '--type with a GGUF input is a usage error' 'icl-convert --type F16 $GG/llama-tiny.f32.gguf out'
+test_expect_success 'a folder input with a folder output (new with /, or existing) is a usage error saying what OUT can be' '
+	{ icl-convert $M/llama-tiny/model s2/ 2>err; test $? -eq 2; } &&
+	test_grep "is a model folder, converted to a GGUF file, and s2/ is a folder: give a file name" err &&
+	test_grep "a folder is written to a folder only when merging adapters" err && ! test -e s2 &&
+	mkdir s3 && { icl-convert $M/llama-tiny/model s3 2>err; test $? -eq 2; } &&
+	test_grep "and s3 is a folder: give a file name" err && test -z "$(ls s3)"
+'
 test_expect_success 'a GGUF input with an output named .gguf is a usage error, not a folder named .gguf' '
 	rc=0; icl-convert $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
 	test $rc = 2 &&
@@ -114,6 +121,11 @@ test_expect_success 'icl-train --save-gguf writes the final model as icl-convert
 	cmp wantl.gguf sl/model.gguf &&
 	test_must_fail icl-train -q -m $M/llama-tiny/model -o sx --save-gguf Q6_K $DATA/train/llama-tiny.tok 2>err &&
 	test_grep "not one of F32" err
+'
+
+test_expect_success 'icl-train -o DIR/ --save-gguf names DIR/model.gguf without a doubled slash' '
+	icl-train -m $M/llama-tiny/model -o sd/ --max-steps 1 --save-gguf F32 $DATA/train/llama-tiny.tok >m 2>err &&
+	test_grep "icl-train: wrote sd/model.gguf (F32)" err && ! test_grep "//" err && test -f sd/model.gguf
 '
 
 test_done
