@@ -166,6 +166,7 @@ typedef struct {
     icl_tok_state *st;
     icl_tokrec_opts to;
     icl_chat *chat;  /* renders "messages" records; NULL: none */
+    char chat_why[1024]; /* when chat is NULL: why (the model has none, or its template failed to load) */
     char **stop;
     int n_stop;
     int batch;
@@ -299,8 +300,8 @@ static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err,
     if (!msgs || json_object_get(rec, "prompt"))
         return icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, out, err, errsz);
     if (!c->chat)
-        return snprintf(err, errsz, "a \"messages\" record needs a chat template (the model folder has "
-                        "none): --chat-template MODEL"), -1;
+        return snprintf(err, errsz, "a \"messages\" record needs a chat template (%.400s): --chat-template MODEL",
+                        c->chat_why), -1;
     json_t *m = icl_chat_messages(msgs, err, errsz);
     if (!m)
         return -1;
@@ -730,6 +731,12 @@ int main(int argc, char **argv)
         cx.chat = icl_chat_load(chat_path ? chat_path : model_dir, err, sizeof err);
         if (!cx.chat && chat_path)
             icl_die("%s", err);
+        if (!cx.chat) { /* the model's own: none ("path: no ..."), or one that cannot be used: say why */
+            snprintf(cx.chat_why, sizeof cx.chat_why, "%.1000s", err);
+            if (!strstr(err, ": no ") && !quiet)
+                icl_warn("the model's chat template cannot be used (\"messages\" records will be refused, and its "
+                         "end-of-turn texts are not stop strings): %s", err);
+        }
         for (int i = 0; cx.chat && i < ntvars; i++)
             if (icl_chat_set_var(cx.chat, tvars[i], err, sizeof err))
                 icl_usage_die("%s", err);

@@ -39,6 +39,16 @@ test_expect_success 'messages without a template, and template errors, are clear
 	grep -F "do not apply to --ids" err
 '
 
+test_expect_success 'a model whose own template does not parse: a warning, and the reason with the refusal' '
+	mkdir b && cp m/* b/ && printf "{%% for m in messages %%}{{ m.content }}{%% endfxr %%}" >b/chat_template.jinja &&
+	if icl-gen -m b -n 4 msg.jsonl 2>err; then exit 1; fi &&
+	grep -F "the model'"'"'s chat template cannot be used" err &&
+	grep -F "msg.jsonl:1: a \"messages\" record needs a chat template (b/chat_template.jinja:1:" err &&
+	grep -F "unexpected '"'"'endfxr'"'"'" err &&
+	if icl-gen -m m -n 4 msg.jsonl 2>err; then exit 1; fi &&
+	! grep -F "cannot be used" err
+'
+
 # Records rendered by icl-fmt --chat-template ("chat": true, the turns'
 # markers written as text) are tokenized with special tokens parsed, as
 # icl-tok encodes them for training: the same completion as the messages.
