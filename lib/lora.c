@@ -256,6 +256,38 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
     }
     float s = (float)(mult * icl_lora_scale(&c));
     int r = c.r;
+    /* finite values, and updates that stay finite (|s B A| <= |s| r max|B| max|A|), before anything is written */
+    double bound = 0;
+    for (int k = 0; k < ni && isfinite(s); k++) {
+        const icl_st_tensor *ts[2] = {items[k].A, items[k].B};
+        double mx[2] = {0, 0};
+        for (int q = 0; q < 2; q++) {
+            size_t n = (size_t)ts[q]->numel;
+            float *v = xmalloc(n * sizeof *v);
+            if (icl_st_read_f32(ts[q], v, n, e2, sizeof e2)) {
+                free(v);
+                icl_seterr(err, errsz, "%s: %s", p, e2);
+                goto out;
+            }
+            for (size_t i = 0; i < n; i++) {
+                double a = fabs(v[i]);
+                if (!(a <= mx[q])) /* larger, or NaN */
+                    mx[q] = isnan(a) ? INFINITY : a;
+            }
+            free(v);
+            if (!isfinite(mx[q])) {
+                icl_seterr(err, errsz, "%s: %s holds values that are not finite", p, ts[q]->name);
+                goto out;
+            }
+        }
+        double b = fabs((double)s) * r * mx[0] * mx[1];
+        bound = b > bound ? b : bound;
+    }
+    if (!isfinite(s) || bound > 1e30) {
+        icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g: not float32 weights",
+                   dir, c.lora_alpha, c.r, mult, isfinite(s) ? bound : (double)s);
+        goto out;
+    }
     for (int k = 0; k < ni; k++) {
         merge_item *it = &items[k];
         float *A = xmalloc((size_t)r * it->in * sizeof *A), *B = xmalloc((size_t)it->out * r * sizeof *B);

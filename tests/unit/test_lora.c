@@ -190,6 +190,43 @@ static void merge_equals_peft(void **state)
     assert_int_equal(icl_lora_merge(h, ADAPTER, 0.5, err, sizeof err), 0);
     for (size_t k = 0; k < m->base.num_params; k++)
         assert_true(fabsf(h->base.params[k] - m->base.params[k]) <= 1e-6f * (1 + fabsf(m->base.params[k])));
+    /* a scale that overflows float32, or a NaN in lora_B: refused, the model unchanged */
+    float *keep = malloc(h->base.num_params * sizeof *keep);
+    memcpy(keep, h->base.params, h->base.num_params * sizeof *keep);
+    assert_int_equal(icl_lora_merge(h, ADAPTER, 1e36, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not float32 weights"));
+    char dir[] = "/tmp/icl-test-nan.XXXXXX", cmd[800];
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "cp %s/adapter_config.json %s/", ADAPTER, dir);
+    assert_int_equal(system(cmd), 0);
+    icl_st_file *a = icl_st_open(ADAPTER "/adapter_model.safetensors", err, sizeof err);
+    assert_non_null(a);
+    int na = icl_st_count(a);
+    icl_st_entry *e = calloc((size_t)na, sizeof *e);
+    float **bufs = calloc((size_t)na, sizeof *bufs);
+    int nan_set = 0;
+    for (int i = 0; i < na; i++) {
+        const icl_st_tensor *t = icl_st_get(a, i);
+        bufs[i] = malloc(t->numel * sizeof(float));
+        assert_int_equal(icl_st_read_f32(t, bufs[i], t->numel, err, sizeof err), 0);
+        if (!nan_set && strstr(t->name, "lora_B"))
+            bufs[i][0] = NAN, nan_set = 1;
+        e[i] = (icl_st_entry){.name = t->name, .data = bufs[i], .ndim = 2, .shape = {t->shape[0], t->shape[1]}};
+    }
+    assert_true(nan_set);
+    snprintf(cmd, sizeof cmd, "%s/adapter_model.safetensors", dir);
+    assert_int_equal(icl_st_write(cmd, e, na, err, sizeof err), 0);
+    assert_int_equal(icl_lora_merge(h, dir, 1.0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "holds values that are not finite"));
+    assert_memory_equal(keep, h->base.params, h->base.num_params * sizeof *keep);
+    for (int i = 0; i < na; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(e);
+    icl_st_close(a);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    free(keep);
     icl_model_free(h);
     icl_model_free(m);
 }
