@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1677,11 +1678,26 @@ static void *ralloc(rctx *R, size_t n)
     return p;
 }
 
+/* Count n steps of work against lim.max_steps (steps never exceeds it, so
+ * the sum cannot overflow). */
 static void tick(rctx *R, long n)
 {
-    R->steps += n;
-    if (R->steps > R->lim.max_steps)
+    if (n > R->lim.max_steps - R->steps)
         rfail(R, R->at, "template ran more than %ld steps (limit): an endless or very long loop?", R->lim.max_steps);
+    R->steps += n;
+}
+
+/* Operations whose cost grows with their input (scanning a string, comparing
+ * strings, looking up a key among many) count one step per BYTES_PER_STEP
+ * bytes (or per 16 dict keys) they look at, so that the step limit bounds the
+ * time a render takes and not only the number of operations.  A scan of 64
+ * bytes costs far less than a loop iteration; real chat templates stay
+ * thousands of times under the limit. */
+#define BYTES_PER_STEP 64
+static __attribute__((unused)) void tick_bytes(rctx *R, size_t n)
+{
+    size_t k = n / BYTES_PER_STEP;
+    tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
 }
 
 /* ---- string builder */
@@ -1784,6 +1800,8 @@ static jlist *list_new(rctx *R, size_t cap)
     jlist *l = ralloc(R, sizeof *l);
     memset(l, 0, sizeof *l);
     if (cap) {
+        if (cap > SIZE_MAX / sizeof(jv))
+            rfail(R, R->at, "template used more than %zu bytes of memory (limit)", R->lim.max_memory);
         l->v = ralloc(R, cap * sizeof(jv));
         l->cap = cap;
     }
@@ -2908,6 +2926,15 @@ static void slice_idx(int64_t n, jv *a, jv *b, jv *c, int64_t *start, int64_t *s
     *step = st;
 }
 
+/* The number of elements of a slice from slice_idx (start and stop lie in
+ * [-1, n]): Python's slice length, without overflow for any step. */
+static uint64_t slice_len(int64_t s0, int64_t s1, int64_t st)
+{
+    if (st > 0)
+        return s1 > s0 ? ((uint64_t)(s1 - s0) - 1) / (uint64_t)st + 1 : 0;
+    return s0 > s1 ? ((uint64_t)(s0 - s1) - 1) / (0 - (uint64_t)st) + 1 : 0;
+}
+
 static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
 {
     if (o.t == V_UNDEF)
@@ -2915,11 +2942,12 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
     if (o.t == V_LIST) {
         int64_t s0, s1, st;
         slice_idx((int64_t)o.u.l->n, a, b, c, &s0, &s1, &st, R, at);
-        jlist *l = list_new(R, 0);
+        uint64_t cnt = slice_len(s0, s1, st);
+        tick(R, (long)cnt); /* cnt <= n */
+        jlist *l = list_new(R, (size_t)cnt);
         l->tuple = o.u.l->tuple;
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
-            list_push(R, l, o.u.l->v[i]);
-        tick(R, (long)l->n);
+        for (uint64_t k = 0; k < cnt; k++)
+            list_push(R, l, o.u.l->v[(uint64_t)s0 + k * (uint64_t)st]); /* in [0, n): modulo 2^64 */
         return vlist(l);
     }
     if (o.t == V_STR) {
@@ -2936,9 +2964,12 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
         slice_idx((int64_t)cnt, a, b, c, &s0, &s1, &st, R, at);
         if (st == 1)
             return s1 > s0 ? vstr(R, o.u.s->s + off[s0], off[s1] - off[s0]) : vstr(R, "", 0);
+        uint64_t m = slice_len(s0, s1, st);
         sb bb = {0};
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
+        for (uint64_t k = 0; k < m; k++) {
+            size_t i = (size_t)((uint64_t)s0 + k * (uint64_t)st); /* in [0, cnt) */
             sb_add(R, &bb, o.u.s->s + off[i], off[i + 1] - off[i]);
+        }
         return vsb(R, &bb);
     }
     rfail(R, at, "'%s' object is not subscriptable", tname(o));
@@ -3179,11 +3210,23 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         }
         if (step == 0)
             rfail(R, at, "range() arg 3 must not be zero");
-        int64_t cnt = step > 0 ? (en > st ? (en - st + step - 1) / step : 0) : (st > en ? (st - en - step - 1) / -step : 0);
-        tick(R, (long)(cnt > R->lim.max_steps ? R->lim.max_steps + 1 : cnt));
+        /* Python's len(range): ceil((en - st) / step) when positive, in
+         * unsigned arithmetic (the distance and |step| fit in 64 bits) */
+        uint64_t dist = 0, ustep = step > 0 ? (uint64_t)step : 0 - (uint64_t)step, cnt = 0;
+        if (step > 0 && en > st)
+            dist = (uint64_t)en - (uint64_t)st;
+        else if (step < 0 && st > en)
+            dist = (uint64_t)st - (uint64_t)en;
+        if (dist)
+            cnt = (dist - 1) / ustep + 1;
+        if (cnt > (uint64_t)(R->lim.max_steps - R->steps))
+            rfail(R, at, "range() of %" PRIu64 " elements: more than the %ld steps (limit) a render may take", cnt,
+                  R->lim.max_steps);
+        tick(R, (long)cnt);
         jlist *l = list_new(R, (size_t)cnt);
-        for (int64_t i = 0; i < cnt; i++)
-            list_push(R, l, vint(st + i * step));
+        /* st + i * step lies between st and en: computed modulo 2^64 */
+        for (uint64_t i = 0; i < cnt; i++)
+            list_push(R, l, vint((int64_t)((uint64_t)st + i * (uint64_t)step)));
         return vlist(l);
     }
     case F_NAMESPACE:

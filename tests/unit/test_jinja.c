@@ -272,6 +272,54 @@ static void hostile(void **state)
     expect_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", NULL, -1, "nested too deeply");
 }
 
+static void expect_text(const char *src, const char *vars, const icl_jinja_limits *lim, const char *want)
+{
+    icl_buf out = {0};
+    char err[600] = "";
+    int rc = run(src, vars, lim, &out, err, sizeof err);
+    const char *got = out.data ? out.data : "";
+    if (rc != 0 || strcmp(got, want))
+        fprintf(stderr, "template %.100s\n  rc %d err [%s]\n  got  [%s]\n  want [%s]\n", src, rc, err, got, want);
+    assert_int_equal(rc, 0);
+    assert_string_equal(got, want);
+    buf_free(&out);
+}
+
+/* range() and slices with bounds and steps near the 64-bit limits: Python's
+ * lengths, no overflow (these crashed or read outside the list) */
+static void range_and_slice_bounds(void **state)
+{
+    (void)state;
+    expect_error("{{ range(0, 9223372036854775807, 2) | length }}", NULL, -1,
+                 "range() of 4611686018427387904 elements: more than the 50000000 steps (limit)");
+    expect_error("{{ range(-9223372036854775807 - 1, 9223372036854775807) | length }}", NULL, -1,
+                 "range() of 18446744073709551615 elements");
+    expect_error("{% for i in range(9223372036854775807, -9223372036854775807 - 1, -1) %}{% endfor %}", NULL, -1,
+                 "range() of 18446744073709551615 elements");
+    expect_text("{{ range(0, 9223372036854775807, 9223372036854775807) | list }}", NULL, NULL, "[0]");
+    expect_text("{{ range(-1, -9223372036854775807 - 1, -9223372036854775807 - 1) | list }}", NULL, NULL, "[-1]");
+    expect_text("{{ range(9223372036854775807, -9223372036854775807 - 1, -9223372036854775807) | list }}", NULL, NULL,
+                "[9223372036854775807, 0, -9223372036854775807]");
+    expect_text("{{ range(9223372036854775806, 9223372036854775807) | list }}", NULL, NULL, "[9223372036854775806]");
+    expect_text("{{ range(5, 0, -2) | list }} {{ range(0, 10, 3) | list }} {{ range(3) | list }} {{ range(2, 2) | list }} "
+                "{{ range(0, 5, -1) | list }}", NULL, NULL, "[5, 3, 1] [0, 3, 6, 9] [0, 1, 2] [] []");
+    expect_error("{{ range(0, 5, 0) }}", NULL, -1, "range() arg 3 must not be zero");
+    /* slices: Python 3.11's results */
+    expect_text("{{ [10, 20, 30][1:9223372036854775807:9223372036854775807] }}", NULL, NULL, "[20]");
+    expect_text("{{ 'abc'[1:9223372036854775807:9223372036854775807] }}", NULL, NULL, "b");
+    expect_text("{{ [10, 20, 30][::-1] }} {{ [10, 20, 30][-9223372036854775807 - 1:9223372036854775807] }} "
+                "{{ [10, 20, 30][9223372036854775807:-9223372036854775807 - 1:-1] }}",
+                NULL, NULL, "[30, 20, 10] [10, 20, 30] [30, 20, 10]");
+    expect_text("{{ [10, 20, 30][::-9223372036854775807 - 1] }} {{ 'abc'[::-9223372036854775807 - 1] }} "
+                "{{ [10, 20, 30][-1:-9223372036854775807 - 1:-2] }} {{ (10, 20, 30)[-9223372036854775807:1:9223372036854775807] }}",
+                NULL, NULL, "[30] c [30, 10] (10,)");
+    expect_text("{{ 'h\u00e9llo'[4:0:-2] }} {{ 'h\u00e9llo'[-9223372036854775807:2] }} {{ 'abc'[5:9] }}|"
+                "{{ 'abc'[2:0] }}|{{ [1, 2][9223372036854775807:] }}",
+                NULL, NULL, "ol h\xc3\xa9 ||[]");
+    expect_error("{{ [1, 2][::0] }}", NULL, -1, "slice step cannot be zero");
+    expect_error("{{ 'ab'[::0] }}", NULL, -1, "slice step cannot be zero");
+}
+
 static void spans_and_floats(void **state)
 {
     (void)state;
@@ -319,6 +367,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(syntax_errors),
         cmocka_unit_test(hostile),
+        cmocka_unit_test(range_and_slice_bounds),
         cmocka_unit_test(spans_and_floats),
         cmocka_unit_test(features),
         cmocka_unit_test(real_templates),
