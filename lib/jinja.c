@@ -1694,7 +1694,7 @@ static void tick(rctx *R, long n)
  * bytes costs far less than a loop iteration; real chat templates stay
  * thousands of times under the limit. */
 #define BYTES_PER_STEP 64
-static __attribute__((unused)) void tick_bytes(rctx *R, size_t n)
+static void tick_bytes(rctx *R, size_t n)
 {
     size_t k = n / BYTES_PER_STEP;
     tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
@@ -1835,23 +1835,33 @@ static jdict *dict_new(rctx *R)
     return d;
 }
 
-static jv *dict_get(const jdict *d, const char *k, size_t n)
+/* Linear in the number of keys: counts d->n / 16 steps (see tick_bytes). */
+static jv *dict_get(rctx *R, const jdict *d, const char *k, size_t n)
 {
     if (!d)
         return NULL;
+    if (d->n >= 16)
+        tick(R, (long)(d->n / 16));
     for (size_t i = 0; i < d->n; i++)
         if (d->k[i]->len == n && !memcmp(d->k[i]->s, k, n))
             return &d->v[i];
     return NULL;
 }
 
+static void dict_append(rctx *R, jdict *d, const char *k, size_t n, jv v);
 static void dict_set(rctx *R, jdict *d, const char *k, size_t n, jv v)
 {
-    jv *o = dict_get(d, k, n);
+    jv *o = dict_get(R, d, k, n);
     if (o) {
         *o = v;
         return;
     }
+    dict_append(R, d, k, n, v);
+}
+
+/* Append a key known not to be in d (from a JSON object, whose keys are unique). */
+static void dict_append(rctx *R, jdict *d, const char *k, size_t n, jv v)
+{
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 8;
         jstr **nk = ralloc(R, cap * sizeof *nk);
@@ -2081,10 +2091,15 @@ static int eq(rctx *R, jv a, jv b)
         return 0;
     switch (a.t) {
     case V_UNDEF: case V_NONE: return 1;
-    case V_STR: return a.u.s->len == b.u.s->len && !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
+    case V_STR:
+        if (a.u.s->len != b.u.s->len)
+            return 0;
+        tick_bytes(R, a.u.s->len);
+        return !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
     case V_LIST: {
         if (a.u.l->tuple != b.u.l->tuple || a.u.l->n != b.u.l->n)
             return 0;
+        tick(R, (long)a.u.l->n);
         enter_value(R);
         int r = 1;
         for (size_t i = 0; r && i < a.u.l->n; i++)
@@ -2095,10 +2110,11 @@ static int eq(rctx *R, jv a, jv b)
     case V_DICT: {
         if (a.u.d->n != b.u.d->n)
             return 0;
+        tick(R, (long)a.u.d->n);
         enter_value(R);
         int r = 1;
         for (size_t i = 0; r && i < a.u.d->n; i++) {
-            jv *o = dict_get(b.u.d, a.u.d->k[i]->s, a.u.d->k[i]->len);
+            jv *o = dict_get(R, b.u.d, a.u.d->k[i]->s, a.u.d->k[i]->len);
             r = o && eq(R, a.u.d->v[i], *o);
         }
         R->vdepth--;
@@ -2126,6 +2142,7 @@ static int cmp(rctx *R, const node *at, jv a, jv b, const char *op)
         undef_fail(R, at, b);
     if (a.t == V_STR && b.t == V_STR) {
         size_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
+        tick_bytes(R, n);
         int c = memcmp(a.u.s->s, b.u.s->s, n);
         if (c)
             return c;
@@ -2134,6 +2151,7 @@ static int cmp(rctx *R, const node *at, jv a, jv b, const char *op)
     if (a.t == V_LIST && b.t == V_LIST && a.u.l->tuple == b.u.l->tuple) {
         enter_value(R);
         for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
+            tick(R, 1);
             if (!eq(R, a.u.l->v[i], b.u.l->v[i])) {
                 int c = cmp(R, at, a.u.l->v[i], b.u.l->v[i], op);
                 R->vdepth--;
@@ -2154,14 +2172,17 @@ static int contains(rctx *R, const node *at, jv hay, jv needle)
             rfail(R, at, "'in <string>' requires string as left operand, not %s", tname(needle));
         if (!needle.u.s->len)
             return 1;
+        tick_bytes(R, hay.u.s->len);
         return memmem(hay.u.s->s, hay.u.s->len, needle.u.s->s, needle.u.s->len) != NULL;
     case V_LIST:
-        for (size_t i = 0; i < hay.u.l->n; i++)
+        for (size_t i = 0; i < hay.u.l->n; i++) {
+            tick(R, 1);
             if (eq(R, hay.u.l->v[i], needle))
                 return 1;
+        }
         return 0;
     case V_DICT:
-        return needle.t == V_STR && dict_get(hay.u.d, needle.u.s->s, needle.u.s->len);
+        return needle.t == V_STR && dict_get(R, hay.u.d, needle.u.s->s, needle.u.s->len);
     case V_UNDEF:
         return 0;
     default:
@@ -2203,6 +2224,7 @@ static size_t vlen(rctx *R, const node *at, jv v)
     switch (v.t) {
     case V_STR: {
         size_t i = 0, c = 0;
+        tick_bytes(R, v.u.s->len);
         while (i < v.u.s->len) {
             u8_next(v.u.s->s, v.u.s->len, &i);
             c++;
@@ -2326,7 +2348,7 @@ static void to_json(rctx *R, sb *b, jv v, const jsonopt *o, int level)
             json_nl(R, b, o, level + 1);
             json_str(R, b, keys[i]->s, keys[i]->len, o->ensure_ascii);
             sb_puts(R, b, o->key_sep);
-            to_json(R, b, *dict_get(v.u.d, keys[i]->s, keys[i]->len), o, level + 1);
+            to_json(R, b, *dict_get(R, v.u.d, keys[i]->s, keys[i]->len), o, level + 1);
         }
         json_nl(R, b, o, level);
         sb_puts(R, b, "}");
@@ -2351,6 +2373,7 @@ static int is_cased(int32_t c)
 static jv recase(rctx *R, jv v, int mode)
 {
     v = vtostr(R, v);
+    tick_bytes(R, v.u.s->len);
     sb b = {0};
     sb_grow(R, &b, v.u.s->len);
     const char *s = v.u.s->s;
@@ -2395,8 +2418,10 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
         cs = chars->u.s->s;
         cn = chars->u.s->len;
     }
+    size_t work = 0; /* bytes of the set compared */
 #define IN_SET(c)                                                                             \
-    (cs ? ({                                                                                  \
+    (work += cn + 1, work >= (1u << 20) ? (tick_bytes(R, work), work = 0) : 0,               \
+     cs ? ({                                                                                  \
         int _f = 0;                                                                           \
         size_t _j = 0;                                                                        \
         while (_j < cn && !_f)                                                                \
@@ -2426,6 +2451,7 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
         }
     }
 #undef IN_SET
+    tick_bytes(R, work);
     return vstr(R, s + a, e - a);
 }
 
@@ -2436,6 +2462,7 @@ static jv replace(rctx *R, jv v, jv old, jv new_, int64_t count)
     new_ = vtostr(R, new_);
     const char *s = v.u.s->s;
     size_t n = v.u.s->len, on = old.u.s->len;
+    tick_bytes(R, n);
     sb b = {0};
     if (!on) { /* Python inserts new between every character */
         size_t i = 0;
@@ -2473,6 +2500,7 @@ static jv split(rctx *R, jv v, jv *sep, int64_t maxsplit)
     v = vtostr(R, v);
     const char *s = v.u.s->s;
     size_t n = v.u.s->len;
+    tick_bytes(R, n);
     jlist *l = list_new(R, 4);
     if (!sep || sep->t == V_NONE) {
         size_t i = 0;
@@ -2718,11 +2746,11 @@ static jv lookup(rctx *R, frame *f, const char *name)
 {
     size_t n = strlen(name);
     for (; f; f = f->up) {
-        jv *v = dict_get(f->vars, name, n);
+        jv *v = dict_get(R, f->vars, name, n);
         if (v)
             return *v;
     }
-    jv *v = dict_get(R->vars, name, n);
+    jv *v = dict_get(R, R->vars, name, n);
     if (v)
         return *v;
     static const struct {
@@ -2768,11 +2796,11 @@ static jv get_attr(rctx *R, const node *at, jv o, const char *name)
         for (int k = 0; MUT[k]; k++)
             if (!strcmp(name, MUT[k]))
                 rfail(R, at, "access to attribute '%s' of 'dict' object is unsafe.", name);
-        jv *v = dict_get(o.u.d, name, strlen(name));
+        jv *v = dict_get(R, o.u.d, name, strlen(name));
         return v ? *v : vundef("dict object", name);
     }
     case V_NS: {
-        jv *v = dict_get(o.u.d, name, strlen(name));
+        jv *v = dict_get(R, o.u.d, name, strlen(name));
         return v ? *v : vundef(obj_desc(o), name);
     }
     case V_STR:
@@ -2840,7 +2868,7 @@ static jv get_item(rctx *R, const node *at, jv o, jv k)
     case V_DICT:
     case V_NS:
         if (k.t == V_STR) {
-            jv *v = dict_get(o.u.d, k.u.s->s, k.u.s->len);
+            jv *v = dict_get(R, o.u.d, k.u.s->s, k.u.s->len);
             if (v)
                 return *v;
             if (o.t == V_DICT)
@@ -2953,6 +2981,7 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
     if (o.t == V_STR) {
         /* code point offsets */
         size_t n = o.u.s->len;
+        tick_bytes(R, n);
         size_t *off = ralloc(R, (n + 1) * sizeof *off);
         size_t cnt = 0, p = 0;
         while (p < n) {
@@ -3289,18 +3318,20 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
     case M_GET: {
         if (!a0)
             rfail(R, at, "get expected at least 1 argument, got 0");
-        jv *v = a0->t == V_STR ? dict_get(self.u.d, a0->u.s->s, a0->u.s->len) : NULL;
+        jv *v = a0->t == V_STR ? dict_get(R, self.u.d, a0->u.s->s, a0->u.s->len) : NULL;
         if (v)
             return *v;
         return a1 ? *a1 : NONE;
     }
     case M_LCOUNT: {
         int64_t c = 0;
+        tick(R, (long)self.u.l->n);
         for (size_t i = 0; a0 && i < self.u.l->n; i++)
             c += eq(R, self.u.l->v[i], *a0);
         return vint(c);
     }
     case M_LINDEX:
+        tick(R, (long)self.u.l->n);
         for (size_t i = 0; a0 && i < self.u.l->n; i++)
             if (eq(R, self.u.l->v[i], *a0))
                 return vint((int64_t)i);
@@ -3341,6 +3372,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
             if (p.t != V_STR)
                 rfail(R, at, "%s first arg must be str or a tuple of str, not %s", fn->name, tname(p));
             size_t pn = p.u.s->len;
+            tick_bytes(R, pn);
             if (pn <= n && !memcmp(fn->id == M_STARTSWITH ? s : s + n - pn, p.u.s->s, pn))
                 return vbool(1);
         }
@@ -3365,6 +3397,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
             rfail(R, at, "%s: must be str", fn->name);
         const char *p = a0->u.s->s;
         size_t pn = a0->u.s->len;
+        tick_bytes(R, n);
         if (fn->id == M_COUNT) {
             int64_t c = 0;
             if (!pn)
@@ -3375,11 +3408,18 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         }
         const char *f = NULL;
         if (fn->id == M_RFIND) {
-            for (size_t i = n + 1; i-- > 0;)
+            size_t work = 0; /* bytes compared, at most */
+            for (size_t i = n + 1; i-- > 0;) {
+                if ((work += pn + 1) >= (1u << 20)) {
+                    tick_bytes(R, work);
+                    work = 0;
+                }
                 if (i + pn <= n && !memcmp(s + i, p, pn)) {
                     f = s + i;
                     break;
                 }
+            }
+            tick_bytes(R, work);
         } else {
             f = pn ? memmem(s, n, p, pn) : s;
         }
@@ -3395,6 +3435,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         if (!a0)
             rfail(R, at, "join takes exactly one argument");
         jlist *l = iter_items(R, at, *a0);
+        tick(R, (long)l->n);
         sb b = {0};
         for (size_t i = 0; i < l->n; i++) {
             if (i)
@@ -3413,6 +3454,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
     case M_ISLOWER: {
         if (!n)
             return vbool(0);
+        tick_bytes(R, n);
         size_t i = 0;
         int cased = 0;
         while (i < n) {
@@ -3439,6 +3481,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         return vbool(fn->id == M_ISUPPER || fn->id == M_ISLOWER ? cased : 1);
     }
     case M_SPLITLINES: {
+        tick_bytes(R, n);
         jlist *l = list_new(R, 4);
         size_t st = 0;
         for (size_t i = 0; i < n; i++) {
@@ -3617,6 +3660,7 @@ static void merge_sort(rctx *R, const node *at, jv *keys, size_t *idx, size_t *t
     while (j < n)
         tmp[k++] = idx[j++];
     memcpy(idx, tmp, n * sizeof *idx);
+    tick(R, (long)n); /* n log n comparisons in all */
 }
 
 static jlist *sorted(rctx *R, const node *at, jlist *l, jv *keys, int reverse)
@@ -3703,6 +3747,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         return v.t == V_UNDEF ? vstr(R, "", 0) : v;
     if (!strcmp(name, "e") || !strcmp(name, "escape")) {
         jv s = vtostr(R, v);
+        tick_bytes(R, s.u.s->len);
         sb b = {0};
         for (size_t i = 0; i < s.u.s->len; i++) {
             char c = s.u.s->s[i];
@@ -3816,6 +3861,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jlist *l = iter_items(R, at, v);
         if (!l->n)
             return vundef(NULL, "min/max of an empty sequence");
+        tick(R, (long)l->n);
         size_t best = 0;
         jv bk = sort_key(R, attr ? attr_path(R, at, l->v[0], *attr) : l->v[0], cs);
         for (size_t i = 1; i < l->n; i++) {
@@ -3833,6 +3879,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jv *start = arg(a, 1, "start");
         jv acc = start ? *start : vint(0);
         jlist *l = iter_items(R, at, v);
+        tick(R, (long)l->n);
         for (size_t i = 0; i < l->n; i++)
             acc = arith(R, at, OP_ADD, acc, attr ? attr_path(R, at, l->v[i], *attr) : l->v[i]);
         return acc;
@@ -4383,7 +4430,7 @@ static jv from_json(rctx *R, const json_t *j, int depth)
         jdict *d = dict_new(R);
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) dict_set(R, d, k, strlen(k), from_json(R, v, depth + 1));
+        json_object_foreach((json_t *)j, k, v) dict_append(R, d, k, strlen(k), from_json(R, v, depth + 1));
         return vdict(d, V_DICT);
     }
     case JSON_ARRAY: {

@@ -320,6 +320,74 @@ static void range_and_slice_bounds(void **state)
     expect_error("{{ 'ab'[::0] }}", NULL, -1, "slice step cannot be zero");
 }
 
+/* Operations whose cost grows with their input count steps for the work
+ * they do (bytes scanned, elements compared, keys searched), so the step
+ * limit ends a template that repeats them: each of these ran to completion
+ * (or for hours at full size) when they counted as one step */
+static void work_counts_steps(void **state)
+{
+    (void)state;
+    icl_jinja_limits lim = {.max_steps = 1000000, .max_memory = 256 << 20};
+    const char *s1m = "{% set s = 'a' * 1000000 %}{% set t = 'a' * 1000000 %}{% set l = range(10000) | list %}"
+                      "{% set w = s[:10000] | list %}{% for i in range(1000) %}";
+    const char *body[] = {
+        "{% if 'b' in s %}{% endif %}",
+        "{% if -1 in l %}{% endif %}",
+        "{{ s[999999] }}",
+        "{{ s | length }}",
+        "{% if s == t %}{% endif %}",
+        "{% if s < t %}{% endif %}",
+        "{% if l == l %}{% endif %}",
+        "{% if l < l %}{% endif %}",
+        "{{ s.find('b') }}",
+        "{{ s.rfind('ab') }}",
+        "{{ s.count('b') }}",
+        "{{ s.startswith(t) }}",
+        "{{ s.strip('a') }}",
+        "{{ s.isupper() }}",
+        "{{ l.count(-1) }}",
+        "{{ l.index(9999) }}",
+        "{{ l | max }}",
+        "{{ l | sum }}",
+        "{{ ''.join(w) | length }}",
+        NULL,
+    };
+    for (int i = 0; body[i]; i++) {
+        char src[600];
+        snprintf(src, sizeof src, "%s%s{%% endfor %%}", s1m, body[i]);
+        expect_error(src, &lim, -1, "t.jinja:1: template ran more than 1000000 steps (limit)");
+    }
+    /* sorting counts n log n */
+    expect_error("{% set l = range(10000) | list %}{% for i in range(80) %}{{ l | sort | length }}{% endfor %}", &lim, -1,
+                 "steps (limit)");
+    /* a lookup among many keys is a linear search */
+    {
+        icl_buf vars = {0};
+        buf_puts(&vars, "{\"d\": {");
+        for (int i = 0; i < 20000; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "%s\"k%d\": %d", i ? ", " : "", i, i);
+            buf_puts(&vars, k);
+        }
+        buf_puts(&vars, "}}");
+        icl_buf out = {0};
+        char err[600] = "";
+        /* the keys load in linear time; one lookup is fine */
+        assert_int_equal(run("{{ d.k19999 }} {{ d | length }}", vars.data, &lim, &out, err, sizeof err), 0);
+        assert_string_equal(out.data, "19999 20000");
+        buf_clear(&out);
+        assert_int_equal(run("{% for i in range(1000) %}{{ d.zzz is defined }}{% endfor %}", vars.data, &lim, &out, err, sizeof err), -1);
+        assert_non_null(strstr(err, "steps (limit)"));
+        buf_free(&out);
+        buf_free(&vars);
+    }
+    /* the same operations on small values do not come near the limit */
+    expect_text("{% set s = 'abc' * 10 %}{% set l = range(20) | list %}{% for i in range(1000) %}"
+                "{% if 'b' in s and -1 not in l and s[5] == 'c' and s.find('x') < 0 and l.index(19) == 19 %}{% endif %}"
+                "{% endfor %}ok",
+                NULL, &(icl_jinja_limits){.max_steps = 100000}, "ok");
+}
+
 static void spans_and_floats(void **state)
 {
     (void)state;
@@ -368,6 +436,7 @@ int main(void)
         cmocka_unit_test(syntax_errors),
         cmocka_unit_test(hostile),
         cmocka_unit_test(range_and_slice_bounds),
+        cmocka_unit_test(work_counts_steps),
         cmocka_unit_test(spans_and_floats),
         cmocka_unit_test(features),
         cmocka_unit_test(real_templates),
