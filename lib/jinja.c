@@ -418,7 +418,9 @@ static const char *unescape(lexer *L, size_t off, const char *s, size_t n, size_
             cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
         }
     put:
-        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0)
+        /* '\x00' is a NUL character as in Python (strings carry their
+         * length); lone surrogates have no UTF-8 form */
+        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             lex_fail(L->e, off, "invalid code point in a string literal");
         w += utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w);
     }
@@ -2561,6 +2563,47 @@ static jv split(rctx *R, jv v, jv *sep, int64_t maxsplit)
     return vlist(l);
 }
 
+/* Whether a float's integer part is an int64_t (the cast is then defined). */
+static int float_fits_i64(double x) { return x >= -9223372036854775808.0 && x < 9223372036854775808.0; }
+
+/* One %d/%i/%x/%X/%o conversion as Python's printf-style formatting does it:
+ * the sign, then '0x'/'0X'/'0o' with '#', the digits of the magnitude
+ * (zero-padded to the precision), padded to the width with spaces (left, or
+ * right with '-') or zeros after the sign with '0'.  flags is spec's
+ * "-+ #0" part; digits the magnitude in the conversion's base. */
+static void format_int(rctx *R, sb *b, const char *flags, long width, long prec, int neg, char conv, const char *digits)
+{
+    char pre[4] = "";
+    size_t pn = 0;
+    if (neg)
+        pre[pn++] = '-';
+    else if (strchr(flags, '+'))
+        pre[pn++] = '+';
+    else if (strchr(flags, ' '))
+        pre[pn++] = ' ';
+    if (strchr(flags, '#') && (conv == 'x' || conv == 'X' || conv == 'o')) {
+        pre[pn++] = '0';
+        pre[pn++] = conv == 'o' ? 'o' : conv;
+    }
+    pre[pn] = 0;
+    size_t dn = strlen(digits);
+    size_t zeros = prec > 0 && (size_t)prec > dn ? (size_t)prec - dn : 0;
+    size_t len = pn + zeros + dn, pad = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+    int left = strchr(flags, '-') != NULL, zpad = !left && strchr(flags, '0') != NULL;
+    if (!left && !zpad)
+        for (size_t i = 0; i < pad; i++)
+            sb_puts(R, b, " ");
+    sb_puts(R, b, pre);
+    if (zpad)
+        zeros += pad;
+    for (size_t i = 0; i < zeros; i++)
+        sb_puts(R, b, "0");
+    sb_puts(R, b, digits);
+    if (left)
+        for (size_t i = 0; i < pad; i++)
+            sb_puts(R, b, " ");
+}
+
 /* Python's printf-style formatting: fmt % args */
 static jv pyformat(rctx *R, const node *at, jv fmt, jv args)
 {
@@ -2629,17 +2672,48 @@ static jv pyformat(rctx *R, const node *at, jv fmt, jv args)
         } else if (strchr("dixXoc", conv)) {
             if (!isnum(x))
                 rfail(R, at, "%%%c format: a real number is required, not %s", conv, tname(x));
-            int64_t iv = x.t == V_FLOAT ? (int64_t)x.u.f : numi(x);
             if (conv == 'c') {
-                sb_cp(R, &b, (int32_t)iv);
+                if (x.t == V_FLOAT)
+                    rfail(R, at, "%%c requires int or char");
+                int64_t c = numi(x);
+                if (c < 0 || c > 0x10ffff)
+                    rfail(R, at, "%%c arg not in range(0x110000)");
+                if (c >= 0xd800 && c <= 0xdfff)
+                    rfail(R, at, "%%c arg is a surrogate code point");
+                sb_cp(R, &b, (int32_t)c);
                 continue;
             }
-            spec[k++] = 'l';
-            spec[k++] = 'l';
-            spec[k++] = conv == 'i' ? 'd' : conv;
-            spec[k] = 0;
-            snprintf(out, sizeof out, spec, (long long)iv);
-            sb_puts(R, &b, out);
+            /* spec: '%', flags, width, '.', precision */
+            size_t q = 1;
+            char flags[16];
+            while (q < k && strchr("-+ #0", spec[q]) && q < sizeof flags) {
+                flags[q - 1] = spec[q];
+                q++;
+            }
+            flags[q - 1] = 0;
+            long width = strtol(spec + q, NULL, 10), prec = -1;
+            const char *dot = strchr(spec + q, '.');
+            if (dot)
+                prec = strtol(dot + 1, NULL, 10);
+            int neg;
+            char digits[400];
+            if (x.t == V_FLOAT && !float_fits_i64(x.u.f)) {
+                /* Python formats the float's exact integer value */
+                if (isnan(x.u.f))
+                    rfail(R, at, "cannot convert float NaN to integer");
+                if (isinf(x.u.f))
+                    rfail(R, at, "cannot convert float infinity to integer");
+                if (conv != 'd' && conv != 'i')
+                    rfail(R, at, "%%%c format: %s is out of the 64-bit integer range", conv, icl_py_float_repr(x.u.f, out));
+                neg = x.u.f < 0;
+                snprintf(digits, sizeof digits, "%.0f", fabs(x.u.f)); /* an integer: printed exactly */
+            } else {
+                int64_t iv = x.t == V_FLOAT ? (int64_t)x.u.f : numi(x);
+                neg = iv < 0;
+                uint64_t mag = neg ? 0 - (uint64_t)iv : (uint64_t)iv;
+                snprintf(digits, sizeof digits, conv == 'x' ? "%" PRIx64 : conv == 'X' ? "%" PRIX64 : conv == 'o' ? "%" PRIo64 : "%" PRIu64, mag);
+            }
+            format_int(R, &b, flags, width, prec, neg, conv, digits);
         } else if (strchr("eEfFgG", conv)) {
             if (!isnum(x))
                 rfail(R, at, "must be real number, not %s", tname(x));
@@ -3481,16 +3555,24 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         return vbool(fn->id == M_ISUPPER || fn->id == M_ISLOWER ? cased : 1);
     }
     case M_SPLITLINES: {
+        /* Python's line boundaries: \n \r \r\n \v \f \x1c \x1d \x1e
+         * U+0085 U+2028 U+2029; keepends keeps them on the lines */
+        jv *ke = arg(a, 0, "keepends");
+        int keep = ke ? truthy(*ke) : 0;
         tick_bytes(R, n);
         jlist *l = list_new(R, 4);
-        size_t st = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == '\n' || s[i] == '\r') {
-                list_push(R, l, vstr(R, s + st, i - st));
-                if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
-                    i++;
-                st = i + 1;
+        size_t st = 0, i = 0;
+        while (i < n) {
+            size_t j = i;
+            int32_t c = u8_next(s, n, &j);
+            if (c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x85 ||
+                c == 0x2028 || c == 0x2029) {
+                if (c == '\r' && j < n && s[j] == '\n')
+                    j++;
+                list_push(R, l, vstr(R, s + st, (keep ? j : i) - st));
+                st = j;
             }
+            i = j;
         }
         if (st < n)
             list_push(R, l, vstr(R, s + st, n - st));
@@ -3950,26 +4032,41 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         switch (v.t) {
         case V_INT: return v;
         case V_BOOL: return vint(v.u.b);
+        /* jinja2's do_int: int(value), else int(float(value)), else the
+         * default; Python's ints are unbounded, ours are 64-bit: a value
+         * outside that range is an error, not a wrong number */
         case V_FLOAT:
-            if (!isfinite(v.u.f) || fabs(v.u.f) >= 9.2e18)
-                return d;
+            if (isnan(v.u.f))
+                return d; /* ValueError */
+            if (!float_fits_i64(v.u.f))
+                rfail(R, at, "int filter: %s is out of the 64-bit integer range", icl_py_float_repr(v.u.f, (char[32]){0}));
             return vint((int64_t)v.u.f);
         case V_STR: {
             char *e;
+            tick_bytes(R, v.u.s->len);
             errno = 0;
             long long x = strtoll(v.u.s->s, &e, 10);
-            if (e != v.u.s->s && !errno) {
-                while (*e && py_space((unsigned char)*e))
-                    e++;
-                if (!*e)
+            if (e != v.u.s->s) {
+                char *t = e;
+                while (*t && py_space((unsigned char)*t))
+                    t++;
+                if (!*t) {
+                    if (errno == ERANGE)
+                        rfail(R, at, "int filter: '%.40s' is out of the 64-bit integer range", v.u.s->s);
                     return vint(x);
+                }
             }
+            if (strpbrk(v.u.s->s, "xXpP")) /* Python's float() reads no hexadecimal */
+                return d;
             double f = strtod(v.u.s->s, &e);
             if (e != v.u.s->s) {
                 while (*e && py_space((unsigned char)*e))
                     e++;
-                if (!*e && isfinite(f) && fabs(f) < 9.2e18)
+                if (!*e && !isnan(f)) {
+                    if (!float_fits_i64(f))
+                        rfail(R, at, "int filter: '%.40s' is out of the 64-bit integer range", v.u.s->s);
                     return vint((int64_t)f);
+                }
             }
             return d;
         }
@@ -3981,8 +4078,9 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jv d = dv ? *dv : vfloat(0);
         if (isnum(v))
             return vfloat(numf(v));
-        if (v.t == V_STR) {
+        if (v.t == V_STR && !strpbrk(v.u.s->s, "xXpP")) { /* Python's float() reads no hexadecimal */
             char *e;
+            tick_bytes(R, v.u.s->len);
             double f = strtod(v.u.s->s, &e);
             if (e != v.u.s->s) {
                 while (*e && py_space((unsigned char)*e))

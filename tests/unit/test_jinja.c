@@ -388,6 +388,34 @@ static void work_counts_steps(void **state)
                 NULL, &(icl_jinja_limits){.max_steps = 100000}, "ok");
 }
 
+/* Differences from Python found by testing (expected values from CPython 3.11
+ * and jinja2 3.1) */
+static void python_compat(void **state)
+{
+    (void)state;
+    /* %d of a float beyond 64 bits: the exact integer (was an undefined cast) */
+    expect_text("{{ '%d' % 1e19 }} {{ '%i' % -1e300 }}", NULL, NULL,
+                "10000000000000000000 -1000000000000000052504760255204420248704468581108159154915854115511802457988908195786371375080447864043704443832883878176942523235360430575644792184786706982848387200926575803737830233794788090059368953234970799945081119038967640880074652742780142494579258788820056842838115669472196386865459400540160");
+    expect_text("{{ '%5d|%-5d|%05d|%+d|% d|%x|%#x|%#o|%X|%.3d|%08.3d|%d|%d' % (42, 42, -42, 42, 42, -255, 255, 8, 255, 7, -7, 3.9, -9223372036854775807 - 1) }}",
+                NULL, NULL, "   42|42   |-0042|+42| 42|-ff|0xff|0o10|FF|007|-0000007|3|-9223372036854775808");
+    expect_error("{{ '%d' % (1e308 * 10) }}", NULL, -1, "cannot convert float infinity to integer");
+    expect_error("{{ '%x' % 1e19 }}", NULL, -1, "out of the 64-bit integer range");
+    expect_error("{{ '%c' % 1114112 }}", NULL, -1, "%c arg not in range(0x110000)");
+    /* int filter: jinja2 returns Python's unbounded int; beyond 64 bits an error, not 0 */
+    expect_error("{{ '99999999999999999999' | int }}", NULL, -1, "int filter: '99999999999999999999' is out of the 64-bit integer range");
+    expect_error("{{ 1e19 | int }}", NULL, -1, "int filter: 1e+19 is out of the 64-bit integer range");
+    expect_text("{{ '-9223372036854775808' | int }} {{ ' 42 ' | int }} {{ '4.7' | int }} {{ 'x' | int(5) }} {{ '0x10' | int }} "
+                "{{ 9.2e18 | int }} {{ '1e3' | int }} {{ '0x1p3' | float }}",
+                NULL, NULL, "-9223372036854775808 42 4 5 0 9200000000000000000 1000 0.0");
+    /* splitlines: Python's line boundaries, keepends */
+    expect_text("{{ 'a\\r\\nb\\x0bc\\x1cd\\u2028e\\n\\nf\\r'.splitlines(true) }} {{ 'a\\r\\nb\\x0bc\\x1cd\\u2028e\\n\\nf\\r'.splitlines() }} "
+                "{{ 'x\\ny'.splitlines(keepends=true) }} {{ ''.splitlines() }}",
+                NULL, NULL, "['a\\r\\n', 'b\\x0b', 'c\\x1c', 'd\\u2028', 'e\\n', '\\n', 'f\\r'] ['a', 'b', 'c', 'd', 'e', '', 'f'] ['x\\n', 'y'] []");
+    /* \x escapes, NUL included */
+    expect_text("{{ '\\x41\\x00b' | length }} {{ ['\\x41\\x00b'] }} {{ ['\\x00'] | tojson }} {{ '\\101' }}", NULL, NULL,
+                "3 ['A\\x00b'] [\"\\u0000\"] A");
+}
+
 static void spans_and_floats(void **state)
 {
     (void)state;
@@ -437,6 +465,7 @@ int main(void)
         cmocka_unit_test(hostile),
         cmocka_unit_test(range_and_slice_bounds),
         cmocka_unit_test(work_counts_steps),
+        cmocka_unit_test(python_compat),
         cmocka_unit_test(spans_and_floats),
         cmocka_unit_test(features),
         cmocka_unit_test(real_templates),
