@@ -1685,7 +1685,8 @@ static void *ralloc(rctx *R, size_t n)
 static void tick(rctx *R, long n)
 {
     if (n > R->lim.max_steps - R->steps)
-        rfail(R, R->at, "template ran more than %ld steps (limit): an endless or very long loop?", R->lim.max_steps);
+        rfail(R, R->at, "template ran more than %ld steps (limit): an endless loop, or too much work on large values?",
+              R->lim.max_steps);
     R->steps += n;
 }
 
@@ -1699,6 +1700,15 @@ static void tick(rctx *R, long n)
 static void tick_bytes(rctx *R, size_t n)
 {
     size_t k = n / BYTES_PER_STEP;
+    tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
+}
+
+/* Walks that decode UTF-8 code point by code point (len, s[i], strip, isupper...)
+ * cost some nanoseconds a byte, not a fraction: 1 step per 16 bytes. */
+#define CHAR_BYTES_PER_STEP 16
+static void tick_chars(rctx *R, size_t n)
+{
+    size_t k = n / CHAR_BYTES_PER_STEP;
     tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
 }
 
@@ -2226,7 +2236,7 @@ static size_t vlen(rctx *R, const node *at, jv v)
     switch (v.t) {
     case V_STR: {
         size_t i = 0, c = 0;
-        tick_bytes(R, v.u.s->len);
+        tick_chars(R, v.u.s->len);
         while (i < v.u.s->len) {
             u8_next(v.u.s->s, v.u.s->len, &i);
             c++;
@@ -2375,7 +2385,7 @@ static int is_cased(int32_t c)
 static jv recase(rctx *R, jv v, int mode)
 {
     v = vtostr(R, v);
-    tick_bytes(R, v.u.s->len);
+    tick_chars(R, v.u.s->len);
     sb b = {0};
     sb_grow(R, &b, v.u.s->len);
     const char *s = v.u.s->s;
@@ -2422,7 +2432,7 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
     }
     size_t work = 0; /* bytes of the set compared */
 #define IN_SET(c)                                                                             \
-    (work += cn + 1, work >= (1u << 20) ? (tick_bytes(R, work), work = 0) : 0,               \
+    (work += cn + 1, work >= (1u << 20) ? (tick_chars(R, work), work = 0) : 0,               \
      cs ? ({                                                                                  \
         int _f = 0;                                                                           \
         size_t _j = 0;                                                                        \
@@ -2453,7 +2463,7 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
         }
     }
 #undef IN_SET
-    tick_bytes(R, work);
+    tick_chars(R, work);
     return vstr(R, s + a, e - a);
 }
 
@@ -2505,6 +2515,7 @@ static jv split(rctx *R, jv v, jv *sep, int64_t maxsplit)
     tick_bytes(R, n);
     jlist *l = list_new(R, 4);
     if (!sep || sep->t == V_NONE) {
+        tick_chars(R, n);
         size_t i = 0;
         int64_t k = 0;
         for (;;) {
@@ -3055,7 +3066,7 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
     if (o.t == V_STR) {
         /* code point offsets */
         size_t n = o.u.s->len;
-        tick_bytes(R, n);
+        tick_chars(R, n);
         size_t *off = ralloc(R, (n + 1) * sizeof *off);
         size_t cnt = 0, p = 0;
         while (p < n) {
@@ -3485,7 +3496,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
             size_t work = 0; /* bytes compared, at most */
             for (size_t i = n + 1; i-- > 0;) {
                 if ((work += pn + 1) >= (1u << 20)) {
-                    tick_bytes(R, work);
+                    tick_chars(R, work);
                     work = 0;
                 }
                 if (i + pn <= n && !memcmp(s + i, p, pn)) {
@@ -3493,7 +3504,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
                     break;
                 }
             }
-            tick_bytes(R, work);
+            tick_chars(R, work);
         } else {
             f = pn ? memmem(s, n, p, pn) : s;
         }
@@ -3502,6 +3513,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
                 rfail(R, at, "substring not found");
             return vint(-1);
         }
+        tick_chars(R, (size_t)(f - s));
         return vint((int64_t)u8_len_cp(s, (size_t)(f - s)));
     }
     case M_FORMAT: return strformat(R, at, self, a->v, a->kw, a->n);
@@ -3528,7 +3540,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
     case M_ISLOWER: {
         if (!n)
             return vbool(0);
-        tick_bytes(R, n);
+        tick_chars(R, n);
         size_t i = 0;
         int cased = 0;
         while (i < n) {
@@ -3559,7 +3571,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
          * U+0085 U+2028 U+2029; keepends keeps them on the lines */
         jv *ke = arg(a, 0, "keepends");
         int keep = ke ? truthy(*ke) : 0;
-        tick_bytes(R, n);
+        tick_chars(R, n);
         jlist *l = list_new(R, 4);
         size_t st = 0, i = 0;
         while (i < n) {
