@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -417,7 +418,9 @@ static const char *unescape(lexer *L, size_t off, const char *s, size_t n, size_
             cp = cp * 16 + (uint32_t)(isdigit((unsigned char)h) ? h - '0' : (tolower((unsigned char)h) - 'a' + 10));
         }
     put:
-        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp == 0)
+        /* '\x00' is a NUL character as in Python (strings carry their
+         * length); lone surrogates have no UTF-8 form */
+        if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             lex_fail(L->e, off, "invalid code point in a string literal");
         w += utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w);
     }
@@ -1677,11 +1680,36 @@ static void *ralloc(rctx *R, size_t n)
     return p;
 }
 
+/* Count n steps of work against lim.max_steps (steps never exceeds it, so
+ * the sum cannot overflow). */
 static void tick(rctx *R, long n)
 {
+    if (n > R->lim.max_steps - R->steps)
+        rfail(R, R->at, "template ran more than %ld steps (limit): an endless loop, or too much work on large values?",
+              R->lim.max_steps);
     R->steps += n;
-    if (R->steps > R->lim.max_steps)
-        rfail(R, R->at, "template ran more than %ld steps (limit): an endless or very long loop?", R->lim.max_steps);
+}
+
+/* Operations whose cost grows with their input (scanning a string, comparing
+ * strings, looking up a key among many) count one step per BYTES_PER_STEP
+ * bytes (or per 16 dict keys) they look at, so that the step limit bounds the
+ * time a render takes and not only the number of operations.  A scan of 64
+ * bytes costs far less than a loop iteration; real chat templates stay
+ * thousands of times under the limit. */
+#define BYTES_PER_STEP 64
+static void tick_bytes(rctx *R, size_t n)
+{
+    size_t k = n / BYTES_PER_STEP;
+    tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
+}
+
+/* Walks that decode UTF-8 code point by code point (len, s[i], strip, isupper...)
+ * cost some nanoseconds a byte, not a fraction: 1 step per 16 bytes. */
+#define CHAR_BYTES_PER_STEP 16
+static void tick_chars(rctx *R, size_t n)
+{
+    size_t k = n / CHAR_BYTES_PER_STEP;
+    tick(R, k > (size_t)LONG_MAX ? LONG_MAX : (long)k);
 }
 
 /* ---- string builder */
@@ -1784,6 +1812,8 @@ static jlist *list_new(rctx *R, size_t cap)
     jlist *l = ralloc(R, sizeof *l);
     memset(l, 0, sizeof *l);
     if (cap) {
+        if (cap > SIZE_MAX / sizeof(jv))
+            rfail(R, R->at, "template used more than %zu bytes of memory (limit)", R->lim.max_memory);
         l->v = ralloc(R, cap * sizeof(jv));
         l->cap = cap;
     }
@@ -1817,23 +1847,33 @@ static jdict *dict_new(rctx *R)
     return d;
 }
 
-static jv *dict_get(const jdict *d, const char *k, size_t n)
+/* Linear in the number of keys: counts d->n / 16 steps (see tick_bytes). */
+static jv *dict_get(rctx *R, const jdict *d, const char *k, size_t n)
 {
     if (!d)
         return NULL;
+    if (d->n >= 16)
+        tick(R, (long)(d->n / 16));
     for (size_t i = 0; i < d->n; i++)
         if (d->k[i]->len == n && !memcmp(d->k[i]->s, k, n))
             return &d->v[i];
     return NULL;
 }
 
+static void dict_append(rctx *R, jdict *d, const char *k, size_t n, jv v);
 static void dict_set(rctx *R, jdict *d, const char *k, size_t n, jv v)
 {
-    jv *o = dict_get(d, k, n);
+    jv *o = dict_get(R, d, k, n);
     if (o) {
         *o = v;
         return;
     }
+    dict_append(R, d, k, n, v);
+}
+
+/* Append a key known not to be in d (from a JSON object, whose keys are unique). */
+static void dict_append(rctx *R, jdict *d, const char *k, size_t n, jv v)
+{
     if (d->n == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 8;
         jstr **nk = ralloc(R, cap * sizeof *nk);
@@ -2063,10 +2103,15 @@ static int eq(rctx *R, jv a, jv b)
         return 0;
     switch (a.t) {
     case V_UNDEF: case V_NONE: return 1;
-    case V_STR: return a.u.s->len == b.u.s->len && !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
+    case V_STR:
+        if (a.u.s->len != b.u.s->len)
+            return 0;
+        tick_bytes(R, a.u.s->len);
+        return !memcmp(a.u.s->s, b.u.s->s, a.u.s->len);
     case V_LIST: {
         if (a.u.l->tuple != b.u.l->tuple || a.u.l->n != b.u.l->n)
             return 0;
+        tick(R, (long)a.u.l->n);
         enter_value(R);
         int r = 1;
         for (size_t i = 0; r && i < a.u.l->n; i++)
@@ -2077,10 +2122,11 @@ static int eq(rctx *R, jv a, jv b)
     case V_DICT: {
         if (a.u.d->n != b.u.d->n)
             return 0;
+        tick(R, (long)a.u.d->n);
         enter_value(R);
         int r = 1;
         for (size_t i = 0; r && i < a.u.d->n; i++) {
-            jv *o = dict_get(b.u.d, a.u.d->k[i]->s, a.u.d->k[i]->len);
+            jv *o = dict_get(R, b.u.d, a.u.d->k[i]->s, a.u.d->k[i]->len);
             r = o && eq(R, a.u.d->v[i], *o);
         }
         R->vdepth--;
@@ -2108,6 +2154,7 @@ static int cmp(rctx *R, const node *at, jv a, jv b, const char *op)
         undef_fail(R, at, b);
     if (a.t == V_STR && b.t == V_STR) {
         size_t n = a.u.s->len < b.u.s->len ? a.u.s->len : b.u.s->len;
+        tick_bytes(R, n);
         int c = memcmp(a.u.s->s, b.u.s->s, n);
         if (c)
             return c;
@@ -2116,6 +2163,7 @@ static int cmp(rctx *R, const node *at, jv a, jv b, const char *op)
     if (a.t == V_LIST && b.t == V_LIST && a.u.l->tuple == b.u.l->tuple) {
         enter_value(R);
         for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
+            tick(R, 1);
             if (!eq(R, a.u.l->v[i], b.u.l->v[i])) {
                 int c = cmp(R, at, a.u.l->v[i], b.u.l->v[i], op);
                 R->vdepth--;
@@ -2136,14 +2184,17 @@ static int contains(rctx *R, const node *at, jv hay, jv needle)
             rfail(R, at, "'in <string>' requires string as left operand, not %s", tname(needle));
         if (!needle.u.s->len)
             return 1;
+        tick_bytes(R, hay.u.s->len);
         return memmem(hay.u.s->s, hay.u.s->len, needle.u.s->s, needle.u.s->len) != NULL;
     case V_LIST:
-        for (size_t i = 0; i < hay.u.l->n; i++)
+        for (size_t i = 0; i < hay.u.l->n; i++) {
+            tick(R, 1);
             if (eq(R, hay.u.l->v[i], needle))
                 return 1;
+        }
         return 0;
     case V_DICT:
-        return needle.t == V_STR && dict_get(hay.u.d, needle.u.s->s, needle.u.s->len);
+        return needle.t == V_STR && dict_get(R, hay.u.d, needle.u.s->s, needle.u.s->len);
     case V_UNDEF:
         return 0;
     default:
@@ -2185,6 +2236,7 @@ static size_t vlen(rctx *R, const node *at, jv v)
     switch (v.t) {
     case V_STR: {
         size_t i = 0, c = 0;
+        tick_chars(R, v.u.s->len);
         while (i < v.u.s->len) {
             u8_next(v.u.s->s, v.u.s->len, &i);
             c++;
@@ -2308,7 +2360,7 @@ static void to_json(rctx *R, sb *b, jv v, const jsonopt *o, int level)
             json_nl(R, b, o, level + 1);
             json_str(R, b, keys[i]->s, keys[i]->len, o->ensure_ascii);
             sb_puts(R, b, o->key_sep);
-            to_json(R, b, *dict_get(v.u.d, keys[i]->s, keys[i]->len), o, level + 1);
+            to_json(R, b, *dict_get(R, v.u.d, keys[i]->s, keys[i]->len), o, level + 1);
         }
         json_nl(R, b, o, level);
         sb_puts(R, b, "}");
@@ -2333,6 +2385,7 @@ static int is_cased(int32_t c)
 static jv recase(rctx *R, jv v, int mode)
 {
     v = vtostr(R, v);
+    tick_chars(R, v.u.s->len);
     sb b = {0};
     sb_grow(R, &b, v.u.s->len);
     const char *s = v.u.s->s;
@@ -2377,8 +2430,10 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
         cs = chars->u.s->s;
         cn = chars->u.s->len;
     }
+    size_t work = 0; /* bytes of the set compared */
 #define IN_SET(c)                                                                             \
-    (cs ? ({                                                                                  \
+    (work += cn + 1, work >= (1u << 20) ? (tick_chars(R, work), work = 0) : 0,               \
+     cs ? ({                                                                                  \
         int _f = 0;                                                                           \
         size_t _j = 0;                                                                        \
         while (_j < cn && !_f)                                                                \
@@ -2408,6 +2463,7 @@ static jv strip(rctx *R, jv v, jv *chars, int side)
         }
     }
 #undef IN_SET
+    tick_chars(R, work);
     return vstr(R, s + a, e - a);
 }
 
@@ -2418,6 +2474,7 @@ static jv replace(rctx *R, jv v, jv old, jv new_, int64_t count)
     new_ = vtostr(R, new_);
     const char *s = v.u.s->s;
     size_t n = v.u.s->len, on = old.u.s->len;
+    tick_bytes(R, n);
     sb b = {0};
     if (!on) { /* Python inserts new between every character */
         size_t i = 0;
@@ -2455,8 +2512,10 @@ static jv split(rctx *R, jv v, jv *sep, int64_t maxsplit)
     v = vtostr(R, v);
     const char *s = v.u.s->s;
     size_t n = v.u.s->len;
+    tick_bytes(R, n);
     jlist *l = list_new(R, 4);
     if (!sep || sep->t == V_NONE) {
+        tick_chars(R, n);
         size_t i = 0;
         int64_t k = 0;
         for (;;) {
@@ -2513,6 +2572,47 @@ static jv split(rctx *R, jv v, jv *sep, int64_t maxsplit)
         tick(R, 1);
     }
     return vlist(l);
+}
+
+/* Whether a float's integer part is an int64_t (the cast is then defined). */
+static int float_fits_i64(double x) { return x >= -9223372036854775808.0 && x < 9223372036854775808.0; }
+
+/* One %d/%i/%x/%X/%o conversion as Python's printf-style formatting does it:
+ * the sign, then '0x'/'0X'/'0o' with '#', the digits of the magnitude
+ * (zero-padded to the precision), padded to the width with spaces (left, or
+ * right with '-') or zeros after the sign with '0'.  flags is spec's
+ * "-+ #0" part; digits the magnitude in the conversion's base. */
+static void format_int(rctx *R, sb *b, const char *flags, long width, long prec, int neg, char conv, const char *digits)
+{
+    char pre[4] = "";
+    size_t pn = 0;
+    if (neg)
+        pre[pn++] = '-';
+    else if (strchr(flags, '+'))
+        pre[pn++] = '+';
+    else if (strchr(flags, ' '))
+        pre[pn++] = ' ';
+    if (strchr(flags, '#') && (conv == 'x' || conv == 'X' || conv == 'o')) {
+        pre[pn++] = '0';
+        pre[pn++] = conv == 'o' ? 'o' : conv;
+    }
+    pre[pn] = 0;
+    size_t dn = strlen(digits);
+    size_t zeros = prec > 0 && (size_t)prec > dn ? (size_t)prec - dn : 0;
+    size_t len = pn + zeros + dn, pad = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+    int left = strchr(flags, '-') != NULL, zpad = !left && strchr(flags, '0') != NULL;
+    if (!left && !zpad)
+        for (size_t i = 0; i < pad; i++)
+            sb_puts(R, b, " ");
+    sb_puts(R, b, pre);
+    if (zpad)
+        zeros += pad;
+    for (size_t i = 0; i < zeros; i++)
+        sb_puts(R, b, "0");
+    sb_puts(R, b, digits);
+    if (left)
+        for (size_t i = 0; i < pad; i++)
+            sb_puts(R, b, " ");
 }
 
 /* Python's printf-style formatting: fmt % args */
@@ -2583,17 +2683,48 @@ static jv pyformat(rctx *R, const node *at, jv fmt, jv args)
         } else if (strchr("dixXoc", conv)) {
             if (!isnum(x))
                 rfail(R, at, "%%%c format: a real number is required, not %s", conv, tname(x));
-            int64_t iv = x.t == V_FLOAT ? (int64_t)x.u.f : numi(x);
             if (conv == 'c') {
-                sb_cp(R, &b, (int32_t)iv);
+                if (x.t == V_FLOAT)
+                    rfail(R, at, "%%c requires int or char");
+                int64_t c = numi(x);
+                if (c < 0 || c > 0x10ffff)
+                    rfail(R, at, "%%c arg not in range(0x110000)");
+                if (c >= 0xd800 && c <= 0xdfff)
+                    rfail(R, at, "%%c arg is a surrogate code point");
+                sb_cp(R, &b, (int32_t)c);
                 continue;
             }
-            spec[k++] = 'l';
-            spec[k++] = 'l';
-            spec[k++] = conv == 'i' ? 'd' : conv;
-            spec[k] = 0;
-            snprintf(out, sizeof out, spec, (long long)iv);
-            sb_puts(R, &b, out);
+            /* spec: '%', flags, width, '.', precision */
+            size_t q = 1;
+            char flags[16];
+            while (q < k && strchr("-+ #0", spec[q]) && q < sizeof flags) {
+                flags[q - 1] = spec[q];
+                q++;
+            }
+            flags[q - 1] = 0;
+            long width = strtol(spec + q, NULL, 10), prec = -1;
+            const char *dot = strchr(spec + q, '.');
+            if (dot)
+                prec = strtol(dot + 1, NULL, 10);
+            int neg;
+            char digits[400];
+            if (x.t == V_FLOAT && !float_fits_i64(x.u.f)) {
+                /* Python formats the float's exact integer value */
+                if (isnan(x.u.f))
+                    rfail(R, at, "cannot convert float NaN to integer");
+                if (isinf(x.u.f))
+                    rfail(R, at, "cannot convert float infinity to integer");
+                if (conv != 'd' && conv != 'i')
+                    rfail(R, at, "%%%c format: %s is out of the 64-bit integer range", conv, icl_py_float_repr(x.u.f, out));
+                neg = x.u.f < 0;
+                snprintf(digits, sizeof digits, "%.0f", fabs(x.u.f)); /* an integer: printed exactly */
+            } else {
+                int64_t iv = x.t == V_FLOAT ? (int64_t)x.u.f : numi(x);
+                neg = iv < 0;
+                uint64_t mag = neg ? 0 - (uint64_t)iv : (uint64_t)iv;
+                snprintf(digits, sizeof digits, conv == 'x' ? "%" PRIx64 : conv == 'X' ? "%" PRIX64 : conv == 'o' ? "%" PRIo64 : "%" PRIu64, mag);
+            }
+            format_int(R, &b, flags, width, prec, neg, conv, digits);
         } else if (strchr("eEfFgG", conv)) {
             if (!isnum(x))
                 rfail(R, at, "must be real number, not %s", tname(x));
@@ -2700,11 +2831,11 @@ static jv lookup(rctx *R, frame *f, const char *name)
 {
     size_t n = strlen(name);
     for (; f; f = f->up) {
-        jv *v = dict_get(f->vars, name, n);
+        jv *v = dict_get(R, f->vars, name, n);
         if (v)
             return *v;
     }
-    jv *v = dict_get(R->vars, name, n);
+    jv *v = dict_get(R, R->vars, name, n);
     if (v)
         return *v;
     static const struct {
@@ -2750,11 +2881,11 @@ static jv get_attr(rctx *R, const node *at, jv o, const char *name)
         for (int k = 0; MUT[k]; k++)
             if (!strcmp(name, MUT[k]))
                 rfail(R, at, "access to attribute '%s' of 'dict' object is unsafe.", name);
-        jv *v = dict_get(o.u.d, name, strlen(name));
+        jv *v = dict_get(R, o.u.d, name, strlen(name));
         return v ? *v : vundef("dict object", name);
     }
     case V_NS: {
-        jv *v = dict_get(o.u.d, name, strlen(name));
+        jv *v = dict_get(R, o.u.d, name, strlen(name));
         return v ? *v : vundef(obj_desc(o), name);
     }
     case V_STR:
@@ -2822,7 +2953,7 @@ static jv get_item(rctx *R, const node *at, jv o, jv k)
     case V_DICT:
     case V_NS:
         if (k.t == V_STR) {
-            jv *v = dict_get(o.u.d, k.u.s->s, k.u.s->len);
+            jv *v = dict_get(R, o.u.d, k.u.s->s, k.u.s->len);
             if (v)
                 return *v;
             if (o.t == V_DICT)
@@ -2908,6 +3039,15 @@ static void slice_idx(int64_t n, jv *a, jv *b, jv *c, int64_t *start, int64_t *s
     *step = st;
 }
 
+/* The number of elements of a slice from slice_idx (start and stop lie in
+ * [-1, n]): Python's slice length, without overflow for any step. */
+static uint64_t slice_len(int64_t s0, int64_t s1, int64_t st)
+{
+    if (st > 0)
+        return s1 > s0 ? ((uint64_t)(s1 - s0) - 1) / (uint64_t)st + 1 : 0;
+    return s0 > s1 ? ((uint64_t)(s0 - s1) - 1) / (0 - (uint64_t)st) + 1 : 0;
+}
+
 static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
 {
     if (o.t == V_UNDEF)
@@ -2915,16 +3055,18 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
     if (o.t == V_LIST) {
         int64_t s0, s1, st;
         slice_idx((int64_t)o.u.l->n, a, b, c, &s0, &s1, &st, R, at);
-        jlist *l = list_new(R, 0);
+        uint64_t cnt = slice_len(s0, s1, st);
+        tick(R, (long)cnt); /* cnt <= n */
+        jlist *l = list_new(R, (size_t)cnt);
         l->tuple = o.u.l->tuple;
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
-            list_push(R, l, o.u.l->v[i]);
-        tick(R, (long)l->n);
+        for (uint64_t k = 0; k < cnt; k++)
+            list_push(R, l, o.u.l->v[(uint64_t)s0 + k * (uint64_t)st]); /* in [0, n): modulo 2^64 */
         return vlist(l);
     }
     if (o.t == V_STR) {
         /* code point offsets */
         size_t n = o.u.s->len;
+        tick_chars(R, n);
         size_t *off = ralloc(R, (n + 1) * sizeof *off);
         size_t cnt = 0, p = 0;
         while (p < n) {
@@ -2936,9 +3078,12 @@ static jv do_slice(rctx *R, const node *at, jv o, jv *a, jv *b, jv *c)
         slice_idx((int64_t)cnt, a, b, c, &s0, &s1, &st, R, at);
         if (st == 1)
             return s1 > s0 ? vstr(R, o.u.s->s + off[s0], off[s1] - off[s0]) : vstr(R, "", 0);
+        uint64_t m = slice_len(s0, s1, st);
         sb bb = {0};
-        for (int64_t i = s0; st > 0 ? i < s1 : i > s1; i += st)
+        for (uint64_t k = 0; k < m; k++) {
+            size_t i = (size_t)((uint64_t)s0 + k * (uint64_t)st); /* in [0, cnt) */
             sb_add(R, &bb, o.u.s->s + off[i], off[i + 1] - off[i]);
+        }
         return vsb(R, &bb);
     }
     rfail(R, at, "'%s' object is not subscriptable", tname(o));
@@ -3179,11 +3324,23 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         }
         if (step == 0)
             rfail(R, at, "range() arg 3 must not be zero");
-        int64_t cnt = step > 0 ? (en > st ? (en - st + step - 1) / step : 0) : (st > en ? (st - en - step - 1) / -step : 0);
-        tick(R, (long)(cnt > R->lim.max_steps ? R->lim.max_steps + 1 : cnt));
+        /* Python's len(range): ceil((en - st) / step) when positive, in
+         * unsigned arithmetic (the distance and |step| fit in 64 bits) */
+        uint64_t dist = 0, ustep = step > 0 ? (uint64_t)step : 0 - (uint64_t)step, cnt = 0;
+        if (step > 0 && en > st)
+            dist = (uint64_t)en - (uint64_t)st;
+        else if (step < 0 && st > en)
+            dist = (uint64_t)st - (uint64_t)en;
+        if (dist)
+            cnt = (dist - 1) / ustep + 1;
+        if (cnt > (uint64_t)(R->lim.max_steps - R->steps))
+            rfail(R, at, "range() of %" PRIu64 " elements: more than the %ld steps (limit) a render may take", cnt,
+                  R->lim.max_steps);
+        tick(R, (long)cnt);
         jlist *l = list_new(R, (size_t)cnt);
-        for (int64_t i = 0; i < cnt; i++)
-            list_push(R, l, vint(st + i * step));
+        /* st + i * step lies between st and en: computed modulo 2^64 */
+        for (uint64_t i = 0; i < cnt; i++)
+            list_push(R, l, vint((int64_t)((uint64_t)st + i * (uint64_t)step)));
         return vlist(l);
     }
     case F_NAMESPACE:
@@ -3246,18 +3403,20 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
     case M_GET: {
         if (!a0)
             rfail(R, at, "get expected at least 1 argument, got 0");
-        jv *v = a0->t == V_STR ? dict_get(self.u.d, a0->u.s->s, a0->u.s->len) : NULL;
+        jv *v = a0->t == V_STR ? dict_get(R, self.u.d, a0->u.s->s, a0->u.s->len) : NULL;
         if (v)
             return *v;
         return a1 ? *a1 : NONE;
     }
     case M_LCOUNT: {
         int64_t c = 0;
+        tick(R, (long)self.u.l->n);
         for (size_t i = 0; a0 && i < self.u.l->n; i++)
             c += eq(R, self.u.l->v[i], *a0);
         return vint(c);
     }
     case M_LINDEX:
+        tick(R, (long)self.u.l->n);
         for (size_t i = 0; a0 && i < self.u.l->n; i++)
             if (eq(R, self.u.l->v[i], *a0))
                 return vint((int64_t)i);
@@ -3298,6 +3457,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
             if (p.t != V_STR)
                 rfail(R, at, "%s first arg must be str or a tuple of str, not %s", fn->name, tname(p));
             size_t pn = p.u.s->len;
+            tick_bytes(R, pn);
             if (pn <= n && !memcmp(fn->id == M_STARTSWITH ? s : s + n - pn, p.u.s->s, pn))
                 return vbool(1);
         }
@@ -3322,6 +3482,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
             rfail(R, at, "%s: must be str", fn->name);
         const char *p = a0->u.s->s;
         size_t pn = a0->u.s->len;
+        tick_bytes(R, n);
         if (fn->id == M_COUNT) {
             int64_t c = 0;
             if (!pn)
@@ -3332,11 +3493,18 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         }
         const char *f = NULL;
         if (fn->id == M_RFIND) {
-            for (size_t i = n + 1; i-- > 0;)
+            size_t work = 0; /* bytes compared, at most */
+            for (size_t i = n + 1; i-- > 0;) {
+                if ((work += pn + 1) >= (1u << 20)) {
+                    tick_chars(R, work);
+                    work = 0;
+                }
                 if (i + pn <= n && !memcmp(s + i, p, pn)) {
                     f = s + i;
                     break;
                 }
+            }
+            tick_chars(R, work);
         } else {
             f = pn ? memmem(s, n, p, pn) : s;
         }
@@ -3345,6 +3513,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
                 rfail(R, at, "substring not found");
             return vint(-1);
         }
+        tick_chars(R, (size_t)(f - s));
         return vint((int64_t)u8_len_cp(s, (size_t)(f - s)));
     }
     case M_FORMAT: return strformat(R, at, self, a->v, a->kw, a->n);
@@ -3352,6 +3521,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         if (!a0)
             rfail(R, at, "join takes exactly one argument");
         jlist *l = iter_items(R, at, *a0);
+        tick(R, (long)l->n);
         sb b = {0};
         for (size_t i = 0; i < l->n; i++) {
             if (i)
@@ -3370,6 +3540,7 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
     case M_ISLOWER: {
         if (!n)
             return vbool(0);
+        tick_chars(R, n);
         size_t i = 0;
         int cased = 0;
         while (i < n) {
@@ -3396,15 +3567,24 @@ static jv call_func(rctx *R, const node *at, func *fn, args_t *a)
         return vbool(fn->id == M_ISUPPER || fn->id == M_ISLOWER ? cased : 1);
     }
     case M_SPLITLINES: {
+        /* Python's line boundaries: \n \r \r\n \v \f \x1c \x1d \x1e
+         * U+0085 U+2028 U+2029; keepends keeps them on the lines */
+        jv *ke = arg(a, 0, "keepends");
+        int keep = ke ? truthy(*ke) : 0;
+        tick_chars(R, n);
         jlist *l = list_new(R, 4);
-        size_t st = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] == '\n' || s[i] == '\r') {
-                list_push(R, l, vstr(R, s + st, i - st));
-                if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n')
-                    i++;
-                st = i + 1;
+        size_t st = 0, i = 0;
+        while (i < n) {
+            size_t j = i;
+            int32_t c = u8_next(s, n, &j);
+            if (c == '\n' || c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e || c == 0x85 ||
+                c == 0x2028 || c == 0x2029) {
+                if (c == '\r' && j < n && s[j] == '\n')
+                    j++;
+                list_push(R, l, vstr(R, s + st, (keep ? j : i) - st));
+                st = j;
             }
+            i = j;
         }
         if (st < n)
             list_push(R, l, vstr(R, s + st, n - st));
@@ -3574,6 +3754,7 @@ static void merge_sort(rctx *R, const node *at, jv *keys, size_t *idx, size_t *t
     while (j < n)
         tmp[k++] = idx[j++];
     memcpy(idx, tmp, n * sizeof *idx);
+    tick(R, (long)n); /* n log n comparisons in all */
 }
 
 static jlist *sorted(rctx *R, const node *at, jlist *l, jv *keys, int reverse)
@@ -3660,6 +3841,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         return v.t == V_UNDEF ? vstr(R, "", 0) : v;
     if (!strcmp(name, "e") || !strcmp(name, "escape")) {
         jv s = vtostr(R, v);
+        tick_bytes(R, s.u.s->len);
         sb b = {0};
         for (size_t i = 0; i < s.u.s->len; i++) {
             char c = s.u.s->s[i];
@@ -3773,6 +3955,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jlist *l = iter_items(R, at, v);
         if (!l->n)
             return vundef(NULL, "min/max of an empty sequence");
+        tick(R, (long)l->n);
         size_t best = 0;
         jv bk = sort_key(R, attr ? attr_path(R, at, l->v[0], *attr) : l->v[0], cs);
         for (size_t i = 1; i < l->n; i++) {
@@ -3790,6 +3973,7 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jv *start = arg(a, 1, "start");
         jv acc = start ? *start : vint(0);
         jlist *l = iter_items(R, at, v);
+        tick(R, (long)l->n);
         for (size_t i = 0; i < l->n; i++)
             acc = arith(R, at, OP_ADD, acc, attr ? attr_path(R, at, l->v[i], *attr) : l->v[i]);
         return acc;
@@ -3860,26 +4044,41 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         switch (v.t) {
         case V_INT: return v;
         case V_BOOL: return vint(v.u.b);
+        /* jinja2's do_int: int(value), else int(float(value)), else the
+         * default; Python's ints are unbounded, ours are 64-bit: a value
+         * outside that range is an error, not a wrong number */
         case V_FLOAT:
-            if (!isfinite(v.u.f) || fabs(v.u.f) >= 9.2e18)
-                return d;
+            if (isnan(v.u.f))
+                return d; /* ValueError */
+            if (!float_fits_i64(v.u.f))
+                rfail(R, at, "int filter: %s is out of the 64-bit integer range", icl_py_float_repr(v.u.f, (char[32]){0}));
             return vint((int64_t)v.u.f);
         case V_STR: {
             char *e;
+            tick_bytes(R, v.u.s->len);
             errno = 0;
             long long x = strtoll(v.u.s->s, &e, 10);
-            if (e != v.u.s->s && !errno) {
-                while (*e && py_space((unsigned char)*e))
-                    e++;
-                if (!*e)
+            if (e != v.u.s->s) {
+                char *t = e;
+                while (*t && py_space((unsigned char)*t))
+                    t++;
+                if (!*t) {
+                    if (errno == ERANGE)
+                        rfail(R, at, "int filter: '%.40s' is out of the 64-bit integer range", v.u.s->s);
                     return vint(x);
+                }
             }
+            if (strpbrk(v.u.s->s, "xXpP")) /* Python's float() reads no hexadecimal */
+                return d;
             double f = strtod(v.u.s->s, &e);
             if (e != v.u.s->s) {
                 while (*e && py_space((unsigned char)*e))
                     e++;
-                if (!*e && isfinite(f) && fabs(f) < 9.2e18)
+                if (!*e && !isnan(f)) {
+                    if (!float_fits_i64(f))
+                        rfail(R, at, "int filter: '%.40s' is out of the 64-bit integer range", v.u.s->s);
                     return vint((int64_t)f);
+                }
             }
             return d;
         }
@@ -3891,8 +4090,9 @@ static jv apply_filter(rctx *R, const node *at, const char *name, jv v, args_t *
         jv d = dv ? *dv : vfloat(0);
         if (isnum(v))
             return vfloat(numf(v));
-        if (v.t == V_STR) {
+        if (v.t == V_STR && !strpbrk(v.u.s->s, "xXpP")) { /* Python's float() reads no hexadecimal */
             char *e;
+            tick_bytes(R, v.u.s->len);
             double f = strtod(v.u.s->s, &e);
             if (e != v.u.s->s) {
                 while (*e && py_space((unsigned char)*e))
@@ -4340,7 +4540,7 @@ static jv from_json(rctx *R, const json_t *j, int depth)
         jdict *d = dict_new(R);
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)j, k, v) dict_set(R, d, k, strlen(k), from_json(R, v, depth + 1));
+        json_object_foreach((json_t *)j, k, v) dict_append(R, d, k, strlen(k), from_json(R, v, depth + 1));
         return vdict(d, V_DICT);
     }
     case JSON_ARRAY: {

@@ -49,7 +49,11 @@ typedef struct icl_jinja icl_jinja;
 typedef struct {
     size_t max_output; /* bytes of rendered text (default 64 MiB) */
     size_t max_memory; /* bytes of values built while rendering (default 512 MiB) */
-    long max_steps;    /* loop iterations + calls + list elements built (default 50M) */
+    long max_steps;    /* loop iterations + calls + list elements built + work of operations
+                        * that grow with their input: 1 step per 64 bytes scanned or
+                        * compared (16 where decoded code point by code point),
+                        * per list element compared, per 16 dict keys searched
+                        * (default 50M) */
     int max_depth;     /* nested macro calls (default 100) */
     time_t now;        /* the time strftime_now formats (local time); 0 = the clock */
 } icl_jinja_limits;
