@@ -488,6 +488,9 @@ static int open_lora(train_run *r)
                        "float32)", base, qs);
         else
             note(r, 0, "%s: no matrix in a quantized block type: the base is float32", base);
+    } else if (icl_is_gguf_file(base)) {
+        note(r, 0, "%s: dequantized to float32 (--dequantize; without it a LoRA run keeps the quantized blocks: "
+                   "QLoRA)", base);
     }
     r->from = o->model_dir ? o->model_dir : "the checkpoint's base";
     r->tokpath = tokenizer_of(base);
