@@ -18,9 +18,10 @@ test_expect_success 'a failed run keeps the old -o and --split-out files as they
 	test $(ls | grep -c "jsonl.tmp") -eq 0
 '
 
-test_expect_success '-o may name the input file' '
-	cp good.jsonl same.jsonl && icl-fmt -o same.jsonl same.jsonl &&
-	icl-fmt good.jsonl >want && test_cmp want same.jsonl
+test_expect_success '-o naming an input is refused; the input survives' '
+	cp good.jsonl same.jsonl && rc=0 && icl-fmt -q -o same.jsonl same.jsonl 2>err || rc=$?
+	test $rc -eq 2 && test_grep "same.jsonl is both an input and the output (-o): it would be destroyed" err &&
+	test_cmp good.jsonl same.jsonl
 '
 
 test_expect_success '-o file gets the usual permissions' '
