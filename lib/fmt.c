@@ -22,6 +22,7 @@
 const char *const icl_fmt_field_names[ICL_F_N] = {"instruction", "input",  "output",  "system",
                                                   "messages",    "prompt", "response"};
 
+#define SHAREGPT_KEY "conversations" /* read as messages when there is no "messages" */
 #define WARN_MAX 5           /* warnings of one kind shown before only counting */
 #define OUT_FLUSH (1u << 20) /* bytes buffered before a write */
 
@@ -601,6 +602,9 @@ static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
         for (size_t i = 0; i < nc; i++)
             if (strcmp(h->field[i], f->o.map[k]) == 0)
                 idx[k] = (long)i;
+        for (size_t i = 0; i < nc && k == ICL_F_MESSAGES && f->o.map[k] == icl_fmt_field_names[k]; i++)
+            if (idx[k] < 0 && strcmp(h->field[i], SHAREGPT_KEY) == 0)
+                idx[k] = (long)i; /* ShareGPT's name for it */
         if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
             icl_buf_clear(&f->cols);
             for (size_t i = 0; i < nc; i++)
@@ -814,23 +818,43 @@ static int is_used(const char *key, const char *used[], size_t nused)
     return 0;
 }
 
-/* Chat record: messages -> arrays.  Returns 0 if dropped or bad. */
-static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
+static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line);
+
+/* Chat record: messages (OpenAI or ShareGPT, from the key or column key)
+ * -> arrays.  Returns 0 if dropped or bad. */
+static int start_chat(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line)
 {
     if (no_shots(f, line))
         return 0;
     if (f->o.chat)
         return start_chat_tpl(f, m, sys, line);
     if (!json_is_array(m) || json_array_size(m) == 0) {
-        badf(f, line, "'%s' must be a non-empty array of {role, content}", f->o.map[ICL_F_MESSAGES]);
+        badf(f, line, "'%s' must be a non-empty array of {role, content} or {from, value}", key);
         return 0;
     }
+    /* ShareGPT {from, value} turns become {role, content} (chat.h) */
+    char err[700];
+    json_t *norm = icl_chat_messages(m, err, sizeof err);
+    if (!norm) {
+        badf(f, line, "%s", err);
+        return 0;
+    }
+    int ok = chat_turns(f, norm, sys, key, line);
+    json_decref(norm);
+    return ok;
+}
+
+/* The exchanges of the {role, content} messages m rendered by the template
+ * into a record.  Returns 0 if dropped or bad. */
+static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line)
+{
     size_t n = json_array_size(m);
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(m, i);
         if (!json_is_object(e) || !json_is_string(json_object_get(e, "role")) ||
             !json_is_string(json_object_get(e, "content"))) {
-            badf(f, line, "message %zu: want an object with string \"role\" and \"content\"", i + 1);
+            badf(f, line, "message %zu: want an object with string \"role\" and \"content\" (or ShareGPT "
+                 "\"from\" and \"value\")", i + 1);
             return 0;
         }
     }
@@ -882,7 +906,7 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
 #undef ROLE
 #undef CONTENT
     if (turn == 0) {
-        badf(f, line, "no user/assistant exchange in '%s'", f->o.map[ICL_F_MESSAGES]);
+        badf(f, line, "no user/assistant exchange in '%s'", key);
         return 0;
     }
     icl_buf_putc(&f->pj, ']');
@@ -926,6 +950,10 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
     for (int k = 0; k < ICL_F_N; k++)
         if ((v[k] = get_path(o, map[k])))
             f->key_seen[k]++;
+    const char *msgkey = map[ICL_F_MESSAGES];
+    if (!v[ICL_F_MESSAGES] && msgkey == icl_fmt_field_names[ICL_F_MESSAGES] &&
+        (v[ICL_F_MESSAGES] = json_object_get(o, SHAREGPT_KEY)))
+        msgkey = SHAREGPT_KEY; /* ShareGPT's name for it */
     const char *used[4];
     size_t nused = 0;
     icl_str s[ICL_F_N];
@@ -935,10 +963,10 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             return;
         }
     if (v[ICL_F_MESSAGES] && !json_is_null(v[ICL_F_MESSAGES])) {
-        used[nused++] = map[ICL_F_MESSAGES];
+        used[nused++] = msgkey;
         if (v[ICL_F_SYSTEM])
             used[nused++] = map[ICL_F_SYSTEM];
-        if (!start_chat(f, v[ICL_F_MESSAGES], s[ICL_F_SYSTEM], line))
+        if (!start_chat(f, v[ICL_F_MESSAGES], s[ICL_F_SYSTEM], msgkey, line))
             return;
     } else if ((v[ICL_F_INSTRUCTION] && !json_is_null(v[ICL_F_INSTRUCTION])) ||
                (v[ICL_F_OUTPUT] && !json_is_null(v[ICL_F_OUTPUT]))) {
@@ -984,8 +1012,8 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             badf(f, line, "a record with '%s' needs '%s' too", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
                  map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT]);
         else
-            badf(f, line, "no instruction/output, messages or prompt/response keys; name them "
-                 "with --map");
+            badf(f, line, "no instruction/output, messages (or ShareGPT conversations) or "
+                 "prompt/response keys; name them with --map");
         return;
     }
     const char *key;

@@ -34,6 +34,10 @@ test_expect_success 'ShareGPT, instruction records, CSV messages column, system 
 	printf "%s\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"}]}" >sg.jsonl &&
 	icl-fmt --chat-template smol --map messages=conversations sg.jsonl >sg.out &&
 	grep -F "\"prompt\":[\"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n\"],\"response\":[\"Yo<|im_end|>\"],\"chat\":true}" sg.out &&
+	icl-fmt --chat-template smol sg.jsonl >sg2.out && cmp sg.out sg2.out &&
+	printf "%s\n" "{\"conversations\":[{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"robot\",\"value\":\"Yo\"}]}" >sgbad.jsonl &&
+	if icl-fmt --chat-template smol sgbad.jsonl >sg3.out 2>sg3.err; then exit 1; fi &&
+	grep -F "sgbad.jsonl:1: message 2: unknown ShareGPT speaker \"from\": \"robot\"" sg3.err &&
 	printf "instruction,input,output,system\nAdd,2 and 3,5,Be exact.\n" >i.csv &&
 	icl-fmt --chat-template smol i.csv >i.out &&
 	grep -F "[\"<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nAdd\n\n2 and 3<|im_end|>\n<|im_start|>assistant\n\"],\"response\":[\"5<|im_end|>\"]" i.out &&
