@@ -339,6 +339,19 @@ static void emit(icl_fmt *f)
         flush_out(f, f->o.out, &f->out);
 }
 
+/* 1 if s[0..n) is only ASCII white space (or empty): such an output is no
+ * target to train on and is dropped as an empty one is */
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\n\r\v\f", s[i]) || !s[i])
+            return 0;
+    return 1;
+}
+
+/* the warning for a dropped output: "empty" or "whitespace-only" */
+static const char *empty_word(size_t n) { return n ? "whitespace-only" : "empty"; }
+
 /* A conversation rendered by the model's chat template (opts.chat) and
  * split into context/target arrays.  sys (may be empty) is put first as a
  * system message when the conversation has none.  Returns 0 if dropped or
@@ -362,9 +375,10 @@ static int start_chat_tpl(icl_fmt *f, const json_t *msgs, icl_str sys, long line
         json_t *e = json_array_get(m, i);
         json_t *ct = json_object_get(e, "content");
         if (!strcmp(json_string_value(json_object_get(e, "role")), "assistant") && json_is_string(ct) &&
-            !json_string_length(ct)) {
+            blank(json_string_value(ct), json_string_length(ct))) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name, line, i + 1);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name, line,
+                 empty_word(json_string_length(ct)), i + 1);
             json_decref(m);
             return 0;
         }
@@ -543,9 +557,10 @@ static int start_shots(icl_fmt *f, const icl_tfields *tf, long line)
  * Returns 0 if the record is dropped (empty output, duplicate). */
 static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
 {
-    if (tf->output.n == 0) {
+    if (blank(tf->output.s, tf->output.n)) {
         f->st.empty_output++;
-        note(f, W_EMPTY_OUT, "%s:%ld: empty or missing output; record dropped", f->name, line);
+        note(f, W_EMPTY_OUT, "%s:%ld: %s output; record dropped", f->name, line,
+             tf->output.n ? "whitespace-only" : "empty or missing");
         return 0;
     }
     if (tf->instruction.n == 0) {
@@ -708,9 +723,9 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             if (no_shots(f, row.line))
                 continue;
             icl_str p = COL(ICL_F_PROMPT), r = COL(ICL_F_RESPONSE);
-            if (r.n == 0) {
+            if (blank(r.s, r.n)) {
                 f->st.empty_output++;
-                note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, row.line);
+                note(f, W_EMPTY_OUT, "%s:%ld: %s response; record dropped", f->name, row.line, empty_word(r.n));
                 continue;
             }
             begin(f);
@@ -885,10 +900,10 @@ static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
             return 0;
         }
         icl_tfields tf = {sys, CONTENT(i), {"", 0}, CONTENT(i + 1)};
-        if (tf.output.n == 0) {
+        if (blank(tf.output.s, tf.output.n)) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name,
-                 line, i + 2);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name,
+                 line, empty_word(tf.output.n), i + 2);
             return 0;
         }
         if (tf.instruction.n == 0) {
@@ -920,12 +935,13 @@ static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
     return !is_dup(f);
 }
 
-/* A prompt/response value given as is: a string, or an array of strings. */
+/* A prompt/response value given as is: a string, or an array of strings.
+ * *empty: 1 if it (or one of them) is empty, 2 if whitespace-only. */
 static int check_pr(json_t *v, size_t *n, int *empty)
 {
     if (json_is_string(v)) {
         *n = 0;
-        *empty = json_string_length(v) == 0;
+        *empty = blank(json_string_value(v), json_string_length(v)) ? 1 + (json_string_length(v) > 0) : 0;
         return 1;
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
@@ -936,8 +952,8 @@ static int check_pr(json_t *v, size_t *n, int *empty)
         json_t *e = json_array_get(v, i);
         if (!json_is_string(e))
             return 0;
-        if (json_string_length(e) == 0)
-            *empty = 1;
+        if (blank(json_string_value(e), json_string_length(e)) && !*empty)
+            *empty = 1 + (json_string_length(e) > 0);
     }
     return 1;
 }
@@ -994,7 +1010,7 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         }
         if (er) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, line);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s response; record dropped", f->name, line, er == 2 ? "whitespace-only" : "empty");
             return;
         }
         used[nused++] = map[ICL_F_PROMPT];
@@ -1206,7 +1222,7 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
     if (f->st.bad)
         say(f, "%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");
     if (f->st.empty_output)
-        say(f, "%ld record%s with an empty or missing output dropped", f->st.empty_output,
+        say(f, "%ld record%s with an empty, whitespace-only or missing output dropped", f->st.empty_output,
             f->st.empty_output == 1 ? "" : "s");
     if (f->st.empty_instruction)
         say(f, "%ld record%s with an empty or missing instruction", f->st.empty_instruction,

@@ -113,8 +113,22 @@ test_expect_success 'chat: empty assistant message drops the record with a warni
     echo "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"\"}]}" >c.jsonl
     icl-fmt c.jsonl >out 2>err
     test ! -s out
-    printf "icl-fmt: c.jsonl:1: empty assistant message 2; record dropped\nicl-fmt: 1 record with an empty or missing output dropped\n" >want
+    printf "icl-fmt: c.jsonl:1: empty assistant message 2; record dropped\nicl-fmt: 1 record with an empty, whitespace-only or missing output dropped\n" >want
     test_cmp want err
+'
+test_expect_success 'whitespace-only outputs are dropped and counted as empty ones' '
+    printf "instruction,output\\na,  \\nb,\\nc,\"\\t \\n\"\\nd,x\\n" >ws.csv
+    icl-fmt -T plain ws.csv >out 2>err
+    printf "%s\\n" "{\"prompt\":\"d\\n\",\"response\":\"x\"}" >want && test_cmp want out
+    printf "%s\\n" "icl-fmt: ws.csv:2: whitespace-only output; record dropped" "icl-fmt: ws.csv:3: empty or missing output; record dropped" "icl-fmt: ws.csv:4: whitespace-only output; record dropped" "icl-fmt: 3 records with an empty, whitespace-only or missing output dropped" >want
+    test_cmp want err
+    printf "%s\\n" "{\"prompt\":\"p\",\"response\":\" \"}" "{\"prompt\":[\"p\",\"q\"],\"response\":[\"r\",\"\\n\"]}" "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\",\"content\":\"\\t\"}]}" >ws.jsonl
+    icl-fmt ws.jsonl >out 2>err
+    test ! -s out
+    printf "%s\\n" "icl-fmt: ws.jsonl:1: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:2: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:3: whitespace-only assistant message 2; record dropped" "icl-fmt: 3 records with an empty, whitespace-only or missing output dropped" >want
+    test_cmp want err
+    printf "prompt,response\\np, \\n" | icl-fmt -f csv >out 2>err
+    test ! -s out && test_grep "<stdin>:2: whitespace-only response; record dropped" err
 '
 test_expect_success 'ShareGPT conversations (from/value) are read as messages, with or without --map' '
     printf "%s\\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"},{\"from\":\"user\",\"value\":\"Q\"},{\"from\":\"assistant\",\"value\":\"A\"}],\"id\":4}" >sg.jsonl
