@@ -283,6 +283,7 @@ static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
     for (int f = 0; f < nfiles; f++) {
         icl_toklines_reader r;
         icl_toklines_open(&r, files[f], icl_tok_vocab_size(t));
+        r.check_tok = t; /* the header before the ids (their bound is this tokenizer's) */
         int rc;
         int checked = 0;
         while ((rc = icl_toklines_next(&r, err, sizeof err)) == 1) {

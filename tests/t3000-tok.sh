@@ -75,8 +75,10 @@ test_expect_success 'a model directory: specials from tokenizer_config.json' '
 	icl-tok encode -t qg --bos q.jsonl | head -1 | grep -q " bos=151643 eos=151643 "
 '
 
-test_expect_code 1 'decode refuses tokens of another tokenizer' '
-	icl-tok decode -t llama2.json r.tok
+test_expect_success 'decode refuses tokens of another tokenizer by the header, before their ids' '
+	test_must_fail icl-tok decode -t llama2.json r.tok 2>err &&
+	test_grep "^icl-tok: r.tok:1: tokens were made by another tokenizer (fingerprint xxh3:" err &&
+	test_grep ", vocab_size 50257; this one is xxh3:[0-9a-f]*, 32000)" err
 '
 
 test_expect_success 'decode names file and line of a bad id' '
