@@ -20,7 +20,10 @@
  *                merges, added tokens and components, independent of the
  *                file's formatting), 16 lower-case hex digits.
  *   vocab_size   1 + the largest id of the tokenizer (icl_tok_vocab_size).
- *   bos eos pad  special ids, -1 if the tokenizer has none; eos is the id
+ *   bos eos pad  special ids, -1 if the tokenizer has none; bos is the id
+ *                put first on each line (-1: none, the tokenizer's
+ *                add_bos_token false or icl-tok encode --no-bos; a chat
+ *                template's BOS text is not counted), eos the id
  *                appended after each response (-1: none, icl-tok encode
  *                --no-eos), as icl_tok_get_specials gives it (the model
  *                folder's generation_config.json first): icl-train checks

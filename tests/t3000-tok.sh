@@ -127,4 +127,24 @@ test_expect_success '--help and the man page list the same options' '
 	done
 '
 
+test_expect_success 'decode keeps a BOS id encode did not add (BOS is a chat token, as SmolLM2'"'"'s <|im_start|>): a round trip' '
+	mkdir -p qb && cp qwen/tokenizer.json qb/ &&
+	echo "{\"bos_token\": \"<|im_start|>\", \"eos_token\": \"<|im_end|>\", \"add_bos_token\": false}" >qb/tokenizer_config.json &&
+	printf "%s\n" "{\"prompt\":[\"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n\"],\"response\":[\"Yo<|im_end|>\"],\"chat\":true}" >chat.jsonl &&
+	icl-tok encode -t qb chat.jsonl >chat.tok &&
+	head -1 chat.tok | grep -q " bos=-1 eos=151645 " &&
+	sed -n 2p chat.tok | grep -q "^151644 872 " &&
+	icl-tok decode -t qb chat.tok >chat.back &&
+	printf "%s\n" "{\"prompt\":\"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n\",\"response\":\"Yo\"}" >want &&
+	test_cmp want chat.back &&
+	icl-tok encode -t qb --parse-special chat.back >again.tok && test_cmp chat.tok again.tok &&
+	echo "{\"prompt\":\"a\",\"response\":\"b\"}" >ab.jsonl &&
+	icl-tok encode -t qb --bos ab.jsonl >ab.tok &&
+	head -1 ab.tok | grep -q " bos=151644 eos=151645 " && sed -n 2p ab.tok | grep -q "^151644 64	65 151645$" &&
+	icl-tok decode -t qb ab.tok >ab.back && test_cmp ab.jsonl ab.back &&
+	icl-tok encode -t qb --no-eos ab.jsonl >ne.tok && head -1 ne.tok | grep -q " bos=-1 eos=-1 " &&
+	printf "64\t65 151645\n" >>ne.tok && icl-tok decode -t qb ne.tok >ne.back &&
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\",\"response\":\"b<|im_end|>\"}" >want && test_cmp want ne.back
+'
+
 test_done
