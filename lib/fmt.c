@@ -968,8 +968,10 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             f->key_seen[k]++;
     const char *msgkey = map[ICL_F_MESSAGES];
     if (!v[ICL_F_MESSAGES] && msgkey == icl_fmt_field_names[ICL_F_MESSAGES] &&
-        (v[ICL_F_MESSAGES] = json_object_get(o, SHAREGPT_KEY)))
-        msgkey = SHAREGPT_KEY; /* ShareGPT's name for it */
+        json_is_array(json_object_get(o, SHAREGPT_KEY))) {
+        v[ICL_F_MESSAGES] = json_object_get(o, SHAREGPT_KEY); /* ShareGPT's name for it */
+        msgkey = SHAREGPT_KEY;
+    }
     const char *used[4];
     size_t nused = 0;
     icl_str s[ICL_F_N];

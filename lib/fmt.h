@@ -16,7 +16,7 @@
  *     turn, the turn through its end marker) and "chat": true is added;
  *   - "messages" (OpenAI chat format, [{role, content}...], or ShareGPT
  *     [{from, value}...] as icl_chat_messages reads it; with the default map
- *     a "conversations" key or column stands for a missing "messages"): P and R are
+ *     a "conversations" array or column stands for a missing "messages"): P and R are
  *     arrays of equal length, one entry per user/assistant exchange, each
  *     rendered by the template; a leading system message goes into the
  *     first prompt;

@@ -140,6 +140,9 @@ test_expect_success 'ShareGPT conversations (from/value) are read as messages, w
     echo "{\"messages\":[{\"role\":\"user\",\"content\":\"M\"},{\"role\":\"assistant\",\"content\":\"N\"}],\"conversations\":1}" | icl-fmt -T plain >out3
     printf "%s\\n" "{\"prompt\":[\"M\\n\"],\"response\":[\"N\"],\"conversations\":1}" >want3
     test_cmp want3 out3
+    echo "{\"instruction\":\"I\",\"output\":\"O\",\"conversations\":\"none\"}" | icl-fmt -T plain >out4
+    printf "%s\\n" "{\"prompt\":\"I\\n\",\"response\":\"O\",\"conversations\":\"none\"}" >want4
+    test_cmp want4 out4
 '
 test_expect_success '--map renames, passes the rest through in order; response= for t0-style data' '
     echo "{\"a\":1,\"q\":\"Q\",\"b\":2,\"ans\":\"A\"}" | icl-fmt -T plain --map instruction=q --map output=ans >out
