@@ -199,6 +199,8 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
         const char *path = nfiles ? files[i] : "-", *name = icl_display_name(path);
         icl_toklines_reader r;
         icl_toklines_open(&r, path, m->cfg.vocab_size);
+        r.check_tok = tok; /* the header before the ids (their bound is the model's) */
+        r.check_name = tokpath;
         int st, checked = 0;
         while ((st = icl_toklines_next(&r, err, sizeof err)) != 0) {
             if (st < 0)

@@ -29,9 +29,11 @@ static const char usage_text[] =
     "                        (default: each field from the column of its own name)\n"
     "\n"
     "Records, by the first rule that applies\n"
-    "  messages [{role, content}...]  (OpenAI chat) prompt and response become arrays,\n"
-    "                        one entry per user/assistant exchange; system text goes\n"
-    "                        into the first prompt\n"
+    "  messages [{role, content}...]  (OpenAI chat; also ShareGPT conversations\n"
+    "                        [{from, value}...], from human, gpt or system, read when\n"
+    "                        there is no messages key) prompt and response become\n"
+    "                        arrays, one entry per user/assistant exchange; system\n"
+    "                        text goes into the first prompt\n"
     "  instruction/input/output  rendered by the template\n"
     "  prompt and response   passed through as they are\n"
     "\n"
@@ -42,10 +44,12 @@ static const char usage_text[] =
     "                        No EOS is added: the tokenizer adds it.\n"
     "      --chat-template=MODEL  render with the model's own chat template instead:\n"
     "                        MODEL is a model folder (chat_template.jinja or\n"
-    "                        tokenizer_config.json), a GGUF file, a\n"
-    "                        tokenizer_config.json or a .jinja file.  messages\n"
-    "                        (OpenAI role/content or ShareGPT from/value; in CSV\n"
-    "                        a column of JSON arrays) and\n"
+    "                        tokenizer_config.json), a GGUF model file (its\n"
+    "                        tokenizer.chat_template), a tokenizer_config.json or\n"
+    "                        a .jinja file (another file without Jinja markup, or\n"
+    "                        a template that writes no message text, is refused\n"
+    "                        as not a chat template).  messages (OpenAI role/content or ShareGPT\n"
+    "                        from/value; in CSV a column of JSON arrays) and\n"
     "                        instruction/input/output (one user turn) become\n"
     "                        {\"prompt\": [...], \"response\": [...], \"chat\": true}:\n"
     "                        each assistant turn and its end-of-turn marker is a\n"
@@ -74,7 +78,8 @@ static const char usage_text[] =
     "\n"
     "Output\n"
     "  -o, --output=FILE     write FILE instead of standard output (replaced only\n"
-    "                        when the run succeeds; so is --split-out)\n"
+    "                        when the run succeeds; so is --split-out); an input\n"
+    "                        as -o or --split-out is refused (exit 2)\n"
     "      --dedup           drop records whose prompt+response repeat an earlier one\n"
     "      --shuffle         write the records in a random order (see --seed)\n"
     "      --split=FRAC      write a random FRAC (0 < FRAC <= 1) of the records to the\n"
@@ -94,8 +99,8 @@ static const char usage_text[] =
     "                        (default: ICL_NUM_THREADS, else all cores)\n"
     "  -h, --help            this help;  -V, --version  version\n"
     "\n"
-    "Records with an empty output are dropped, records with an empty instruction\n"
-    "kept; both are reported on stderr with FILE:LINE and counted.\n"
+    "Records with an empty or whitespace-only output are dropped, records with an\n"
+    "empty instruction kept; both are reported on stderr with FILE:LINE and counted.\n"
     "Exit status: 0 ok, 1 bad data or failure, 2 bad usage.\n"
     "\n"
     "Examples\n"
@@ -192,9 +197,19 @@ int main(int argc, char **argv)
         icl_usage_die("--split and --split-out go together");
     if (split_path && same_file(split_path, out_path))
         icl_usage_die("--split-out and the output are the same file: %s", split_path);
-    for (int i = optind; i < argc; i++) /* --split-out is renamed over its path at the end */
-        if (icl_same_file(argv[i], split_path)) /* -o onto the input is an in-place rewrite (t0106) */
-            icl_usage_die("%s is both an input and --split-out: it would be destroyed", argv[i]);
+    /* the outputs are renamed over their paths at the end: an input (or the
+     * --shots-from pool) among them would be replaced by records */
+    for (int i = optind; i <= argc; i++) {
+        const char *in = i < argc ? argv[i] : pool_path;
+        if (i == argc && optind == argc && !in)
+            in = "-"; /* no FILE: standard input */
+        const char *probe = in && !strcmp(in, "-") ? "/dev/stdin" : in; /* followed to the file read */
+        const char *name = probe != in ? "standard input" : in;
+        if (icl_same_file(probe, out_path))
+            icl_usage_die("%s is both an input and the output (-o): it would be destroyed", name);
+        if (icl_same_file(probe, split_path))
+            icl_usage_die("%s is both an input and --split-out: it would be destroyed", name);
+    }
     if (chat_path && tname)
         icl_usage_die("--template and --chat-template exclude each other");
     if (ntvars && !chat_path)

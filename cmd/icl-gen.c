@@ -467,6 +467,7 @@ static void gen_ids_file(ctx_t *c, const char *path)
 {
     icl_toklines_reader r;
     icl_toklines_open(&r, path, c->m->cfg.vocab_size);
+    r.check_tok = c->tok; /* the header before the ids (their bound is the model's) */
     const char *name = icl_display_name(path);
     ids_item *items = icl_xcalloc((size_t)c->batch, sizeof *items);
     int n = 0, st, checked = 0;

@@ -54,9 +54,10 @@ static const char usage_text[] =
     "  -q, --quiet             no progress line\n"
     "\n"
     "decode: token lines back to records (prompt/response, arrays for turns,\n"
-    "  text for lines starting with TAB); a leading BOS and the EOS ending a\n"
-    "  response are removed; spaces are never \"cleaned up\".  A header naming\n"
-    "  another tokenizer is an error.\n"
+    "  text for lines starting with TAB); the BOS and EOS encode added (the\n"
+    "  header's bos and eos, -1: none) are removed, other special tokens kept\n"
+    "  as text: encode --parse-special gives the same ids again; spaces are\n"
+    "  never \"cleaned up\".  A header naming another tokenizer is an error.\n"
     "\n"
     "train: byte-level BPE exactly as Hugging Face's BpeTrainer (GPT-2 split\n"
     "  regex, 256-byte alphabet, most frequent pair first, ties to the lower ids).\n"
@@ -175,6 +176,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     icl_toklines_header_from_tok(&h, t, tokpath);
     if (!o->eos)
         h.eos = -1; /* the header records the EOS used: none appended */
+    if (!o->bos)
+        h.bos = -1; /* ... and the BOS: none added (decode keeps a leading BOS id then) */
     if (icl_toklines_write_header(stdout, &h) != 0)
         icl_die("<stdout>: write error:");
     icl_toklines_header_free(&h);
@@ -283,6 +286,7 @@ static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
     for (int f = 0; f < nfiles; f++) {
         icl_toklines_reader r;
         icl_toklines_open(&r, files[f], icl_tok_vocab_size(t));
+        r.check_tok = t; /* the header before the ids (their bound is this tokenizer's) */
         int rc;
         int checked = 0;
         while ((rc = icl_toklines_next(&r, err, sizeof err)) == 1) {
@@ -292,7 +296,11 @@ static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
                     icl_die("%s:%ld: %s", r.lines.name, r.header_line, e2);
                 checked = 1;
             }
-            json_t *rec = icl_tokrec_decode(t, r.ids, r.seg_end, r.nseg, err, sizeof err);
+            /* remove what encode added: the header says; without one, the
+             * tokenizer's BOS and EOS */
+            const icl_tok_specials *sp = icl_tok_get_specials(t);
+            json_t *rec = icl_tokrec_decode(t, r.ids, r.seg_end, r.nseg, r.hdr.present ? r.hdr.bos : sp->bos,
+                                            r.hdr.present ? r.hdr.eos : sp->eos, err, sizeof err);
             if (!rec)
                 icl_die("%s:%ld: %s", r.lines.name, r.lines.lineno, err);
             if (icl_record_write(stdout, rec) != 0)

@@ -142,6 +142,39 @@ static icl_chat *chat_from_gguf(const char *path, char *err, size_t errsz)
     return c;
 }
 
+/* 1 if path is a regular file that starts with GGUF's magic "GGUF" */
+static int gguf_magic(const char *path)
+{
+    struct stat st;
+    char m[4];
+    FILE *f = !stat(path, &st) && S_ISREG(st.st_mode) ? fopen(path, "rb") : NULL;
+    int yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+    if (f)
+        fclose(f);
+    return yes;
+}
+
+/* A loaded template must write the messages: one that renders a user and
+ * an assistant message without either text is not a chat template (a data
+ * file, a prompt).  One that fails on this conversation (a template that
+ * wants a system message, say) is given the benefit of the doubt.  0, or
+ * -1 with "path: not a chat template ..." in err. */
+static int probe(const icl_chat *c, const char *path, char *err, size_t errsz)
+{
+    static const char q[] = "icl probe question", a[] = "icl probe answer";
+    json_t *m = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "user", "content", q, "role", "assistant",
+                          "content", a);
+    icl_buf out = {0};
+    char e[300];
+    int bad = m && !icl_chat_render(c, m, 0, &out, e, sizeof e) &&
+              !(out.len && (memmem(out.data, out.len, q, strlen(q)) || memmem(out.data, out.len, a, strlen(a))));
+    json_decref(m);
+    buf_free(&out);
+    if (bad)
+        icl_seterr(err, errsz, "%s: not a chat template: it renders none of the messages' text", path);
+    return bad ? -1 : 0;
+}
+
 icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
 {
     struct stat st;
@@ -179,9 +212,17 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
         if (!(cfg = load_config(path, err, errsz)))
             goto out;
         buf_puts(&p, path);
+    } else if (gguf_magic(path)) { /* a GGUF file by another name */
+        c = chat_from_gguf(path, err, errsz);
+        goto out;
     } else {
         if (!(src = read_file(path, &n, err, errsz)))
             goto out;
+        if (!ends_with(path, ".jinja") && !memmem(src, n, "{{", 2) && !memmem(src, n, "{%", 2)) {
+            icl_seterr(err, errsz, "%s: not a chat template (no Jinja {{ }} or {%% %%} in it): give a model folder, "
+                       "a GGUF file, a tokenizer_config.json or a .jinja file", path);
+            goto out;
+        }
         /* special tokens from a tokenizer_config.json beside the file */
         const char *sl = strrchr(path, '/');
         icl_buf cp = {0};
@@ -205,6 +246,10 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
         c = chat_new(t, strlen(t), p.data, cfg, err, errsz);
     }
 out:
+    if (c && probe(c, path, err, errsz)) {
+        icl_chat_free(c);
+        c = NULL;
+    }
     free(src);
     json_decref(cfg);
     buf_free(&p);
@@ -378,11 +423,12 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
         rc = 0;
         goto out;
     }
-    size_t nmsg = json_array_size(messages);
+    size_t nmsg = json_array_size(messages), nth = 0; /* nth: the assistant reply's number, from 1 */
     for (size_t i = 0; i < nmsg; i++) {
         json_t *m = json_array_get(messages, i);
         if (strcmp(json_string_value(json_object_get(m, "role")), "assistant"))
             continue;
+        nth++;
         json_t *head = json_array();
         for (size_t j = 0; j < i; j++)
             json_array_append(head, json_array_get(messages, j));
@@ -399,9 +445,10 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
             while (st && (pd[st - 1] == ' ' || pd[st - 1] == '\n' || pd[st - 1] == '\t' || pd[st - 1] == '\r'))
                 st--;
             if (st > full.len || memcmp(pd, fd, st)) {
-                icl_seterr(err, errsz, "cannot locate assistant message %zu: the template renders the conversation "
-                           "before it differently when more messages follow (it rewrites earlier turns), so its "
-                           "span is unknown; train on one-turn records or use another template", i + 1);
+                icl_seterr(err, errsz, "cannot locate assistant reply %zu (message %zu of the conversation): the "
+                           "template renders the conversation before it differently when more messages follow (it "
+                           "rewrites earlier turns), so its span is unknown; train on one-turn records or use "
+                           "another template", nth, i + 1);
                 goto bad;
             }
         }
@@ -425,8 +472,8 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
                 st = cp;
         }
         if (st < done) {
-            icl_seterr(err, errsz, "cannot locate assistant message %zu: its generation prompt ends inside the "
-                       "previous assistant turn", i + 1);
+            icl_seterr(err, errsz, "cannot locate assistant reply %zu (message %zu of the conversation): its "
+                       "generation prompt ends inside the previous assistant turn", nth, i + 1);
             goto bad;
         }
         /* where the content ends: render through this message and look for
@@ -475,13 +522,13 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
          * would otherwise lend it a later marker) */
         if (end && turn.len <= full.len && !memcmp(turn.data ? turn.data : "", full.data, turn.len) &&
             end > turn.len) {
-            icl_seterr(err, errsz, "cannot find the end of assistant message %zu: no end-of-turn marker in "
-                       "its rendering (does the template write it?)", i + 1);
+            icl_seterr(err, errsz, "cannot find the end of assistant reply %zu (message %zu of the conversation): "
+                       "no end-of-turn marker in its rendering (does the template write it?)", nth, i + 1);
             goto bad;
         }
         if (!end) {
-            icl_seterr(err, errsz, "cannot find the end of assistant message %zu: no end-of-turn marker (%s or "
-                       "eos_token) after it", i + 1, icl_chat_end_markers[0]);
+            icl_seterr(err, errsz, "cannot find the end of assistant reply %zu (message %zu of the conversation): "
+                       "no end-of-turn marker (%s or eos_token) after it", nth, i + 1, icl_chat_end_markers[0]);
             goto bad;
         }
         json_array_append_new(P, json_stringn(full.data + done, st - done));

@@ -44,9 +44,11 @@ typedef struct icl_chat icl_chat;
  * tokenizer_config.json's "chat_template"), a tokenizer_config.json, or a
  * Jinja file (special tokens then come from a tokenizer_config.json in the
  * same folder, if any), or a GGUF file (tokenizer.chat_template, with the
- * BOS/EOS texts of its tokenizer.ggml.* metadata).  A template
- * given as a list of named templates uses the one named "default".  Returns
- * NULL with "path: what" in err. */
+ * BOS/EOS texts of its tokenizer.ggml.* metadata; by its magic whatever its
+ * name).  A template given as a list of named templates uses the one named
+ * "default".  A file not named .jinja without "{{" or "{%", or a template
+ * that renders a user and an assistant message without either's text, is
+ * "path: not a chat template ...".  Returns NULL with "path: what" in err. */
 icl_chat *icl_chat_load(const char *path, char *err, size_t errsz);
 
 /* A chat template from its text (name for messages); bos/eos may be NULL

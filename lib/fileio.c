@@ -141,7 +141,16 @@ int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t
         pending_add(tmp);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (fd < 0) {
-        icl_seterr(err, errsz, "%s: cannot create a temporary file: %s", path, strerror(e));
+        /* the temporary file goes beside the file: name that folder */
+        const char *sl = strrchr(tmp, '/');
+        int dl = sl ? (sl == tmp ? 1 : (int)(sl - tmp)) : 1;
+        const char *dir = sl ? tmp : ".";
+        if (e == ENOENT)
+            icl_seterr(err, errsz, "%s: no folder %.*s to create it in", path, dl, dir);
+        else if (e == ENOTDIR)
+            icl_seterr(err, errsz, "%s: %.*s is not a folder", path, dl, dir);
+        else
+            icl_seterr(err, errsz, "%s: cannot create a file in the folder %.*s: %s", path, dl, dir, strerror(e));
         return -1;
     }
     mode_t mode;

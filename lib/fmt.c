@@ -22,6 +22,7 @@
 const char *const icl_fmt_field_names[ICL_F_N] = {"instruction", "input",  "output",  "system",
                                                   "messages",    "prompt", "response"};
 
+#define SHAREGPT_KEY "conversations" /* read as messages when there is no "messages" */
 #define WARN_MAX 5           /* warnings of one kind shown before only counting */
 #define OUT_FLUSH (1u << 20) /* bytes buffered before a write */
 
@@ -338,6 +339,19 @@ static void emit(icl_fmt *f)
         flush_out(f, f->o.out, &f->out);
 }
 
+/* 1 if s[0..n) is only ASCII white space (or empty): such an output is no
+ * target to train on and is dropped as an empty one is */
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\n\r\v\f", s[i]) || !s[i])
+            return 0;
+    return 1;
+}
+
+/* the warning for a dropped output: "empty" or "whitespace-only" */
+static const char *empty_word(size_t n) { return n ? "whitespace-only" : "empty"; }
+
 /* A conversation rendered by the model's chat template (opts.chat) and
  * split into context/target arrays.  sys (may be empty) is put first as a
  * system message when the conversation has none.  Returns 0 if dropped or
@@ -361,9 +375,10 @@ static int start_chat_tpl(icl_fmt *f, const json_t *msgs, icl_str sys, long line
         json_t *e = json_array_get(m, i);
         json_t *ct = json_object_get(e, "content");
         if (!strcmp(json_string_value(json_object_get(e, "role")), "assistant") && json_is_string(ct) &&
-            !json_string_length(ct)) {
+            blank(json_string_value(ct), json_string_length(ct))) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name, line, i + 1);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name, line,
+                 empty_word(json_string_length(ct)), i + 1);
             json_decref(m);
             return 0;
         }
@@ -542,9 +557,10 @@ static int start_shots(icl_fmt *f, const icl_tfields *tf, long line)
  * Returns 0 if the record is dropped (empty output, duplicate). */
 static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
 {
-    if (tf->output.n == 0) {
+    if (blank(tf->output.s, tf->output.n)) {
         f->st.empty_output++;
-        note(f, W_EMPTY_OUT, "%s:%ld: empty or missing output; record dropped", f->name, line);
+        note(f, W_EMPTY_OUT, "%s:%ld: %s output; record dropped", f->name, line,
+             tf->output.n ? "whitespace-only" : "empty or missing");
         return 0;
     }
     if (tf->instruction.n == 0) {
@@ -601,6 +617,9 @@ static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
         for (size_t i = 0; i < nc; i++)
             if (strcmp(h->field[i], f->o.map[k]) == 0)
                 idx[k] = (long)i;
+        for (size_t i = 0; i < nc && k == ICL_F_MESSAGES && f->o.map[k] == icl_fmt_field_names[k]; i++)
+            if (idx[k] < 0 && strcmp(h->field[i], SHAREGPT_KEY) == 0)
+                idx[k] = (long)i; /* ShareGPT's name for it */
         if (idx[k] < 0 && f->o.map[k] != icl_fmt_field_names[k]) {
             icl_buf_clear(&f->cols);
             for (size_t i = 0; i < nc; i++)
@@ -704,9 +723,9 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             if (no_shots(f, row.line))
                 continue;
             icl_str p = COL(ICL_F_PROMPT), r = COL(ICL_F_RESPONSE);
-            if (r.n == 0) {
+            if (blank(r.s, r.n)) {
                 f->st.empty_output++;
-                note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, row.line);
+                note(f, W_EMPTY_OUT, "%s:%ld: %s response; record dropped", f->name, row.line, empty_word(r.n));
                 continue;
             }
             begin(f);
@@ -814,23 +833,43 @@ static int is_used(const char *key, const char *used[], size_t nused)
     return 0;
 }
 
-/* Chat record: messages -> arrays.  Returns 0 if dropped or bad. */
-static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
+static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line);
+
+/* Chat record: messages (OpenAI or ShareGPT, from the key or column key)
+ * -> arrays.  Returns 0 if dropped or bad. */
+static int start_chat(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line)
 {
     if (no_shots(f, line))
         return 0;
     if (f->o.chat)
         return start_chat_tpl(f, m, sys, line);
     if (!json_is_array(m) || json_array_size(m) == 0) {
-        badf(f, line, "'%s' must be a non-empty array of {role, content}", f->o.map[ICL_F_MESSAGES]);
+        badf(f, line, "'%s' must be a non-empty array of {role, content} or {from, value}", key);
         return 0;
     }
+    /* ShareGPT {from, value} turns become {role, content} (chat.h) */
+    char err[700];
+    json_t *norm = icl_chat_messages(m, err, sizeof err);
+    if (!norm) {
+        badf(f, line, "%s", err);
+        return 0;
+    }
+    int ok = chat_turns(f, norm, sys, key, line);
+    json_decref(norm);
+    return ok;
+}
+
+/* The exchanges of the {role, content} messages m rendered by the template
+ * into a record.  Returns 0 if dropped or bad. */
+static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long line)
+{
     size_t n = json_array_size(m);
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(m, i);
         if (!json_is_object(e) || !json_is_string(json_object_get(e, "role")) ||
             !json_is_string(json_object_get(e, "content"))) {
-            badf(f, line, "message %zu: want an object with string \"role\" and \"content\"", i + 1);
+            badf(f, line, "message %zu: want an object with string \"role\" and \"content\" (or ShareGPT "
+                 "\"from\" and \"value\")", i + 1);
             return 0;
         }
     }
@@ -861,10 +900,10 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
             return 0;
         }
         icl_tfields tf = {sys, CONTENT(i), {"", 0}, CONTENT(i + 1)};
-        if (tf.output.n == 0) {
+        if (blank(tf.output.s, tf.output.n)) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty assistant message %zu; record dropped", f->name,
-                 line, i + 2);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name,
+                 line, empty_word(tf.output.n), i + 2);
             return 0;
         }
         if (tf.instruction.n == 0) {
@@ -882,7 +921,7 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
 #undef ROLE
 #undef CONTENT
     if (turn == 0) {
-        badf(f, line, "no user/assistant exchange in '%s'", f->o.map[ICL_F_MESSAGES]);
+        badf(f, line, "no user/assistant exchange in '%s'", key);
         return 0;
     }
     icl_buf_putc(&f->pj, ']');
@@ -896,12 +935,13 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, long line)
     return !is_dup(f);
 }
 
-/* A prompt/response value given as is: a string, or an array of strings. */
+/* A prompt/response value given as is: a string, or an array of strings.
+ * *empty: 1 if it (or one of them) is empty, 2 if whitespace-only. */
 static int check_pr(json_t *v, size_t *n, int *empty)
 {
     if (json_is_string(v)) {
         *n = 0;
-        *empty = json_string_length(v) == 0;
+        *empty = blank(json_string_value(v), json_string_length(v)) ? 1 + (json_string_length(v) > 0) : 0;
         return 1;
     }
     if (!json_is_array(v) || json_array_size(v) == 0)
@@ -912,8 +952,8 @@ static int check_pr(json_t *v, size_t *n, int *empty)
         json_t *e = json_array_get(v, i);
         if (!json_is_string(e))
             return 0;
-        if (json_string_length(e) == 0)
-            *empty = 1;
+        if (blank(json_string_value(e), json_string_length(e)) && !*empty)
+            *empty = 1 + (json_string_length(e) > 0);
     }
     return 1;
 }
@@ -926,6 +966,12 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
     for (int k = 0; k < ICL_F_N; k++)
         if ((v[k] = get_path(o, map[k])))
             f->key_seen[k]++;
+    const char *msgkey = map[ICL_F_MESSAGES];
+    if (!v[ICL_F_MESSAGES] && msgkey == icl_fmt_field_names[ICL_F_MESSAGES] &&
+        json_is_array(json_object_get(o, SHAREGPT_KEY))) {
+        v[ICL_F_MESSAGES] = json_object_get(o, SHAREGPT_KEY); /* ShareGPT's name for it */
+        msgkey = SHAREGPT_KEY;
+    }
     const char *used[4];
     size_t nused = 0;
     icl_str s[ICL_F_N];
@@ -935,10 +981,10 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             return;
         }
     if (v[ICL_F_MESSAGES] && !json_is_null(v[ICL_F_MESSAGES])) {
-        used[nused++] = map[ICL_F_MESSAGES];
+        used[nused++] = msgkey;
         if (v[ICL_F_SYSTEM])
             used[nused++] = map[ICL_F_SYSTEM];
-        if (!start_chat(f, v[ICL_F_MESSAGES], s[ICL_F_SYSTEM], line))
+        if (!start_chat(f, v[ICL_F_MESSAGES], s[ICL_F_SYSTEM], msgkey, line))
             return;
     } else if ((v[ICL_F_INSTRUCTION] && !json_is_null(v[ICL_F_INSTRUCTION])) ||
                (v[ICL_F_OUTPUT] && !json_is_null(v[ICL_F_OUTPUT]))) {
@@ -966,7 +1012,7 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         }
         if (er) {
             f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: empty response; record dropped", f->name, line);
+            note(f, W_EMPTY_OUT, "%s:%ld: %s response; record dropped", f->name, line, er == 2 ? "whitespace-only" : "empty");
             return;
         }
         used[nused++] = map[ICL_F_PROMPT];
@@ -984,8 +1030,8 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
             badf(f, line, "a record with '%s' needs '%s' too", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
                  map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT]);
         else
-            badf(f, line, "no instruction/output, messages or prompt/response keys; name them "
-                 "with --map");
+            badf(f, line, "no instruction/output, messages (or ShareGPT conversations) or "
+                 "prompt/response keys; name them with --map");
         return;
     }
     const char *key;
@@ -1178,7 +1224,7 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
     if (f->st.bad)
         say(f, "%ld bad record%s skipped", f->st.bad, f->st.bad == 1 ? "" : "s");
     if (f->st.empty_output)
-        say(f, "%ld record%s with an empty or missing output dropped", f->st.empty_output,
+        say(f, "%ld record%s with an empty, whitespace-only or missing output dropped", f->st.empty_output,
             f->st.empty_output == 1 ? "" : "s");
     if (f->st.empty_instruction)
         say(f, "%ld record%s with an empty or missing instruction", f->st.empty_instruction,

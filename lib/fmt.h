@@ -14,7 +14,9 @@
  *     assistant's output) are rendered by it and split by
  *     icl_chat_segments: P and R are arrays (context before each assistant
  *     turn, the turn through its end marker) and "chat": true is added;
- *   - "messages" (OpenAI chat format, [{role, content}...]): P and R are
+ *   - "messages" (OpenAI chat format, [{role, content}...], or ShareGPT
+ *     [{from, value}...] as icl_chat_messages reads it; with the default map
+ *     a "conversations" array or column stands for a missing "messages"): P and R are
  *     arrays of equal length, one entry per user/assistant exchange, each
  *     rendered by the template; a leading system message goes into the
  *     first prompt;
@@ -22,7 +24,7 @@
  *   - prompt and response present: passed through as they are.
  * Columns used by the map (for a path, its first key) are not passed on.
  *
- * Records with an empty or missing output are dropped and records with an
+ * Records with an empty, whitespace-only (ASCII) or missing output are dropped and records with an
  * empty instruction are kept; both are warned about (first few with
  * FILE:LINE, then counts) through the on_warning callback.  Bad records (wrong
  * field count, invalid UTF-8, bad JSON, wrong types...) stop the conversion
@@ -102,7 +104,7 @@ typedef struct {
     long split_written; /* records written to split_out */
     long bad;           /* bad records skipped */
     long duplicates;    /* dropped by dedup */
-    long empty_output;  /* dropped: empty or missing output/response */
+    long empty_output;  /* dropped: empty, blank or missing output/response */
     long empty_instruction; /* kept, warned */
 } icl_fmt_stats;
 

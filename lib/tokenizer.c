@@ -1034,7 +1034,16 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
     json_error_t je;
     json_t *root = json_loadb(json, len, 0, &je);
     if (!root) {
-        snprintf(err, errsz, "line %d: %s", je.line, je.text);
+        size_t i = 0;
+        while (i < len && strchr(" \t\r\n", json[i]) && json[i])
+            i++;
+        /* not JSON at all (CSV, text) or JSON Lines: another kind of file */
+        if (i == len || json[i] != '{' || strstr(je.text, "end of file expected"))
+            snprintf(err, errsz, "not a tokenizer (%s): give a tokenizer.json, a model folder holding one, or a "
+                     "GGUF file", i == len ? "empty" : json[i] == '{' ? "JSON Lines, not one JSON object"
+                     : "not JSON");
+        else
+            snprintf(err, errsz, "line %d: %s", je.line, je.text);
         return NULL;
     }
     icl_tokenizer *t = icl_tok_load_json(root, NULL, dir, err, errsz);
@@ -1056,7 +1065,8 @@ icl_tokenizer *icl_tok_load_json(json_t *root, json_t *cfg, const char *dir, cha
         goto bad;
     }
     if (!json_is_object(root) || !json_is_object(json_object_get(root, "model"))) {
-        fail(&e, "not a tokenizer.json (no \"model\" object)");
+        fail(&e, "not a tokenizer (a JSON file without tokenizer.json's \"model\" object): give a tokenizer.json, a "
+              "model folder holding one, or a GGUF file");
         goto bad;
     }
     if ((v = json_object_get(root, "normalizer")) && !json_is_null(v)) {

@@ -236,6 +236,11 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
                 } else {
                     r->hdr = h;
                     r->header_line = ln;
+                    if (r->check_tok && icl_toklines_check(&r->hdr, r->check_tok, e, sizeof e)) {
+                        snprintf(err, errsz, "%s:%ld: %s%s%s%s", name, ln, e, r->check_name ? " (tokenizer " : "",
+                                 r->check_name ? r->check_name : "", r->check_name ? ")" : "");
+                        return -1;
+                    }
                     if (r->vocab_size <= 0)
                         r->vocab_size = h.vocab_size;
                 }

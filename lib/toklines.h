@@ -20,7 +20,10 @@
  *                merges, added tokens and components, independent of the
  *                file's formatting), 16 lower-case hex digits.
  *   vocab_size   1 + the largest id of the tokenizer (icl_tok_vocab_size).
- *   bos eos pad  special ids, -1 if the tokenizer has none; eos is the id
+ *   bos eos pad  special ids, -1 if the tokenizer has none; bos is the id
+ *                put first on each line (-1: none, the tokenizer's
+ *                add_bos_token false or icl-tok encode --no-bos; a chat
+ *                template's BOS text is not counted), eos the id
  *                appended after each response (-1: none, icl-tok encode
  *                --no-eos), as icl_tok_get_specials gives it (the model
  *                folder's generation_config.json first): icl-train checks
@@ -83,6 +86,13 @@ typedef struct {
     size_t *seg_end;
     size_t nseg, segcap;
     char open_err[300];     /* why icl_toklines_open failed, else "" */
+    /* set after icl_toklines_open (borrowed, may stay NULL): the first
+     * header is checked against this tokenizer (icl_toklines_check) as soon
+     * as it is read, before the ids after it, whose bound a header made by
+     * another tokenizer would not explain; check_name (may be NULL) is
+     * named in the error as " (tokenizer NAME)" */
+    const icl_tokenizer *check_tok;
+    const char *check_name;
 } icl_toklines_reader;
 
 /* Open path ("-" = stdin).  vocab_size > 0 bounds ids (the model's
@@ -92,7 +102,7 @@ typedef struct {
 void icl_toklines_open(icl_toklines_reader *r, const char *path, int vocab_size);
 /* Read the next example.  Returns 1, 0 at end of input, or -1 with
  * "FILE:LINE: what" in err (bad id, id >= vocab size, bad separator,
- * mismatched second header), "FILE: read error: ..." or the open error. */
+ * mismatched second header, a header check_tok refuses), "FILE: read error: ..." or the open error. */
 int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz);
 void icl_toklines_close(icl_toklines_reader *r);
 

@@ -169,9 +169,8 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
 }
 
 json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size_t *seg_end,
-                          size_t nseg, char *err, size_t errsz)
+                          size_t nseg, int32_t bos, int32_t eos, char *err, size_t errsz)
 {
-    const icl_tok_specials *sp = icl_tok_get_specials(t);
     json_t *prompts = json_array(), *responses = json_array();
     icl_buf b = {0};
     size_t start = 0;
@@ -179,9 +178,9 @@ json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size
     for (size_t k = 0; k < nseg; k++) {
         size_t a = start, e = seg_end[k];
         start = e;
-        if (k == 0 && e > a && sp->bos >= 0 && ids[a] == sp->bos)
+        if (k == 0 && e > a && bos >= 0 && ids[a] == bos)
             a++;
-        if (k % 2 == 1 && e > a && sp->eos >= 0 && ids[e - 1] == sp->eos)
+        if (k % 2 == 1 && e > a && eos >= 0 && ids[e - 1] == eos)
             e--;
         b.len = 0;
         if (icl_tok_decode(t, ids + a, e - a, 0, any ? ICL_TOK_CONTINUATION : 0, &b, err, errsz)) {

@@ -50,10 +50,13 @@ int icl_tokrec_encode_prompt(const icl_tokenizer *t, icl_tok_state *st, const ic
 /* Decode one token line (ids split in nseg segments, see toklines.h) into
  * a new record: "text" for a line whose first segment is empty and that has
  * one target; else "prompt"/"response" (strings for one turn, arrays for
- * more; a missing last response is ""). A leading BOS and an EOS ending a
- * response are removed when they are the tokenizer's.  Returns the record
- * (caller json_decref's), or NULL with a message in err. */
+ * more; a missing last response is "").  bos and eos are the ids the
+ * encoder added (the #icl-tokens header's bos and eos; -1: none): a
+ * leading bos and an eos ending a response are removed, any other id is
+ * decoded (a chat template's BOS text that is the BOS id stays in the
+ * prompt).  Returns the record (caller json_decref's), or NULL with a
+ * message in err. */
 json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size_t *seg_end,
-                          size_t nseg, char *err, size_t errsz);
+                          size_t nseg, int32_t bos, int32_t eos, char *err, size_t errsz);
 
 #endif

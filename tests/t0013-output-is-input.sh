@@ -38,6 +38,21 @@ test_expect_success 'icl-fmt --split-out onto an input is refused (-o onto it st
 	test_cmp keep in.jsonl
 '
 
+test_expect_success 'icl-fmt -o onto an input, the --shots-from pool or standard input is refused' '
+	printf "instruction,output\nq,a\n" >data.csv && cp data.csv keep.csv && ln -s data.csv data.link &&
+	code_is 2 icl-fmt -q -o data.csv data.csv 2>err &&
+	test_grep "data.csv is both an input and the output (-o): it would be destroyed" err &&
+	code_is 2 icl-fmt -q -o data.link in.jsonl data.csv 2>err &&
+	test_grep "data.csv is both an input and the output (-o)" err &&
+	code_is 2 icl-fmt -q --shots 1 --shots-from data.csv -o ./data.csv in.jsonl 2>err &&
+	test_grep "data.csv is both an input and the output (-o)" err &&
+	code_is 2 icl-fmt -q -o data.csv <data.csv 2>err &&
+	test_grep "standard input is both an input and the output (-o)" err &&
+	code_is 2 icl-fmt -q -o data.csv - <data.csv 2>err &&
+	test_cmp keep.csv data.csv &&
+	icl-fmt -q -o out.jsonl data.csv && test -s out.jsonl
+'
+
 test_expect_success 'icl-tok train --special refuses invalid UTF-8 and the empty token' '
 	code_is 2 icl-tok train --vocab-size 300 --special "$(printf "\377")" -o s.json c.txt 2>err &&
 	test_grep "special: not valid UTF-8" err &&

@@ -53,7 +53,7 @@ test_expect_success 'self-instruct without a map: every record dropped for missi
     icl-fmt "$D/self_instruct_seed_tasks.jsonl" >out 2>err
     test ! -s out
     test $(grep -c "empty or missing output; record dropped" err) -eq 5
-    grep -q "^icl-fmt: 175 records with an empty or missing output dropped$" err
+    grep -q "^icl-fmt: 175 records with an empty, whitespace-only or missing output dropped$" err
 '
 test_expect_success 'gsm8k: question/answer via --map, 200 records, keys consumed' '
     icl-fmt --map instruction=question,output=answer "$D/gsm8k_test_200.jsonl" >out

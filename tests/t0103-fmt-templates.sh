@@ -102,17 +102,47 @@ bad_chat() {
 bad_chat 'ends with user' '{"messages":[{"role":"user","content":"a"}]}' 'the conversation ends with a user message that has no answer'
 bad_chat 'two users in a row' '{"messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}]}' "message 2: role 'user' where 'assistant' was expected"
 bad_chat 'late system' '{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"system","content":"c"}]}' "message 3: role 'system' where 'user' was expected (a system message first, then user and assistant alternating)"
-bad_chat 'content not a string' '{"messages":[{"role":"user","content":1}]}' 'message 1: want an object with string "role" and "content"'
+bad_chat 'content not a string' '{"messages":[{"role":"user","content":1}]}' 'message 1: want {"role", "content"} or {"from", "value"} with a string'
+bad_chat 'content null' '{"messages":[{"role":"user","content":null}]}' 'message 1: want an object with string "role" and "content" (or ShareGPT "from" and "value")'
+bad_chat 'unknown ShareGPT speaker' '{"conversations":[{"from":"human","value":"a"},{"from":"bot","value":"b"}]}' 'message 2: unknown ShareGPT speaker "from": "bot"'
 bad_chat 'prompt without response' '{"prompt":"a"}' "a record with 'prompt' needs 'response' too"
 bad_chat 'arrays of unequal length' '{"prompt":["a","b"],"response":["c"]}' "'prompt' and 'response' must be two strings or two arrays of strings of equal length"
-bad_chat 'nothing to use' '{"text":"a"}' 'no instruction/output, messages or prompt/response keys; name them with --map'
+bad_chat 'nothing to use' '{"text":"a"}' 'no instruction/output, messages (or ShareGPT conversations) or prompt/response keys; name them with --map'
 bad_chat 'key would be overwritten' '{"instruction":"a","output":"b","prompt":"c"}' "key 'prompt' would be overwritten by the rendered record; use --map"
 test_expect_success 'chat: empty assistant message drops the record with a warning' '
     echo "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"\"}]}" >c.jsonl
     icl-fmt c.jsonl >out 2>err
     test ! -s out
-    printf "icl-fmt: c.jsonl:1: empty assistant message 2; record dropped\nicl-fmt: 1 record with an empty or missing output dropped\n" >want
+    printf "icl-fmt: c.jsonl:1: empty assistant message 2; record dropped\nicl-fmt: 1 record with an empty, whitespace-only or missing output dropped\n" >want
     test_cmp want err
+'
+test_expect_success 'whitespace-only outputs are dropped and counted as empty ones' '
+    printf "instruction,output\\na,  \\nb,\\nc,\"\\t \\n\"\\nd,x\\n" >ws.csv
+    icl-fmt -T plain ws.csv >out 2>err
+    printf "%s\\n" "{\"prompt\":\"d\\n\",\"response\":\"x\"}" >want && test_cmp want out
+    printf "%s\\n" "icl-fmt: ws.csv:2: whitespace-only output; record dropped" "icl-fmt: ws.csv:3: empty or missing output; record dropped" "icl-fmt: ws.csv:4: whitespace-only output; record dropped" "icl-fmt: 3 records with an empty, whitespace-only or missing output dropped" >want
+    test_cmp want err
+    printf "%s\\n" "{\"prompt\":\"p\",\"response\":\" \"}" "{\"prompt\":[\"p\",\"q\"],\"response\":[\"r\",\"\\n\"]}" "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\",\"content\":\"\\t\"}]}" >ws.jsonl
+    icl-fmt ws.jsonl >out 2>err
+    test ! -s out
+    printf "%s\\n" "icl-fmt: ws.jsonl:1: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:2: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:3: whitespace-only assistant message 2; record dropped" "icl-fmt: 3 records with an empty, whitespace-only or missing output dropped" >want
+    test_cmp want err
+    printf "prompt,response\\np, \\n" | icl-fmt -f csv >out 2>err
+    test ! -s out && test_grep "<stdin>:2: whitespace-only response; record dropped" err
+'
+test_expect_success 'ShareGPT conversations (from/value) are read as messages, with or without --map' '
+    printf "%s\\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"},{\"from\":\"user\",\"value\":\"Q\"},{\"from\":\"assistant\",\"value\":\"A\"}],\"id\":4}" >sg.jsonl
+    icl-fmt -T chatml sg.jsonl >out
+    printf "%s\\n" "{\"prompt\":[\"<|im_start|>system\\nS<|im_end|>\\n<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n\",\"\\n<|im_start|>user\\nQ<|im_end|>\\n<|im_start|>assistant\\n\"],\"response\":[\"Yo\",\"A\"],\"id\":4}" >want
+    test_cmp want out
+    sed s/conversations/turns/ sg.jsonl | icl-fmt -T chatml --map messages=turns >out2
+    test_cmp want out2
+    echo "{\"messages\":[{\"role\":\"user\",\"content\":\"M\"},{\"role\":\"assistant\",\"content\":\"N\"}],\"conversations\":1}" | icl-fmt -T plain >out3
+    printf "%s\\n" "{\"prompt\":[\"M\\n\"],\"response\":[\"N\"],\"conversations\":1}" >want3
+    test_cmp want3 out3
+    echo "{\"instruction\":\"I\",\"output\":\"O\",\"conversations\":\"none\"}" | icl-fmt -T plain >out4
+    printf "%s\\n" "{\"prompt\":\"I\\n\",\"response\":\"O\",\"conversations\":\"none\"}" >want4
+    test_cmp want4 out4
 '
 test_expect_success '--map renames, passes the rest through in order; response= for t0-style data' '
     echo "{\"a\":1,\"q\":\"Q\",\"b\":2,\"ans\":\"A\"}" | icl-fmt -T plain --map instruction=q --map output=ans >out

@@ -18,9 +18,10 @@ test_expect_success 'a failed run keeps the old -o and --split-out files as they
 	test $(ls | grep -c "jsonl.tmp") -eq 0
 '
 
-test_expect_success '-o may name the input file' '
-	cp good.jsonl same.jsonl && icl-fmt -o same.jsonl same.jsonl &&
-	icl-fmt good.jsonl >want && test_cmp want same.jsonl
+test_expect_success '-o naming an input is refused; the input survives' '
+	cp good.jsonl same.jsonl && rc=0 && icl-fmt -q -o same.jsonl same.jsonl 2>err || rc=$?
+	test $rc -eq 2 && test_grep "same.jsonl is both an input and the output (-o): it would be destroyed" err &&
+	test_cmp good.jsonl same.jsonl
 '
 
 test_expect_success '-o file gets the usual permissions' '
@@ -70,6 +71,17 @@ test_expect_success 'SIGTERM before the end removes the temporary file' '
 	n=0; while ! ls | grep -q "^sig\.jsonl\.tmp" && [ $n -lt 100 ]; do sleep 0.05; n=$((n+1)); done
 	kill -TERM $pid; rc=0; wait $pid || rc=$?
 	ls >ls.txt; if grep "^sig\.jsonl" ls.txt; then test $rc -eq 0 || exit 1; fi
+'
+
+test_expect_success 'an -o or --split-out in a missing folder names the folder' '
+	rc=0; icl-fmt -o nodir/out.jsonl good.jsonl 2>err || rc=$?
+	test $rc -eq 1 && echo "icl-fmt: nodir/out.jsonl: no folder nodir to create it in" >want && test_cmp want err &&
+	rc=0; icl-fmt --split 0.5 --split-out good.jsonl/v.jsonl good.jsonl >/dev/null 2>err || rc=$?
+	test $rc -eq 1 && echo "icl-fmt: good.jsonl/v.jsonl: good.jsonl is not a folder" >want && test_cmp want err &&
+	ln -s gone/t.jsonl dangling && rc=0; icl-fmt -o dangling good.jsonl 2>err || rc=$?
+	test $rc -eq 1 && echo "icl-fmt: dangling: no folder gone to create it in" >want && test_cmp want err &&
+	echo "some text to train on" >c.txt && rc=0; icl-tok train --vocab-size 300 -o nodir/t.json c.txt 2>err || rc=$?
+	test $rc -ne 0 && test_grep "nodir/t.json: no folder nodir to create it in" err
 '
 
 test_done

@@ -34,6 +34,10 @@ test_expect_success 'ShareGPT, instruction records, CSV messages column, system 
 	printf "%s\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"}]}" >sg.jsonl &&
 	icl-fmt --chat-template smol --map messages=conversations sg.jsonl >sg.out &&
 	grep -F "\"prompt\":[\"<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n\"],\"response\":[\"Yo<|im_end|>\"],\"chat\":true}" sg.out &&
+	icl-fmt --chat-template smol sg.jsonl >sg2.out && cmp sg.out sg2.out &&
+	printf "%s\n" "{\"conversations\":[{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"robot\",\"value\":\"Yo\"}]}" >sgbad.jsonl &&
+	if icl-fmt --chat-template smol sgbad.jsonl >sg3.out 2>sg3.err; then exit 1; fi &&
+	grep -F "sgbad.jsonl:1: message 2: unknown ShareGPT speaker \"from\": \"robot\"" sg3.err &&
 	printf "instruction,input,output,system\nAdd,2 and 3,5,Be exact.\n" >i.csv &&
 	icl-fmt --chat-template smol i.csv >i.out &&
 	grep -F "[\"<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\nAdd\n\n2 and 3<|im_end|>\n<|im_start|>assistant\n\"],\"response\":[\"5<|im_end|>\"]" i.out &&
@@ -61,7 +65,7 @@ test_expect_success 'a template that rewrites earlier turns is refused, not mis-
 	printf "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\"}" >mis/tokenizer_config.json &&
 	printf "%s\n" "{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"Q1\"},{\"role\":\"assistant\",\"content\":\"A1\"},{\"role\":\"user\",\"content\":\"Q2\"},{\"role\":\"assistant\",\"content\":\"A2\"}]}" >m2.jsonl &&
 	if icl-fmt --chat-template mis m2.jsonl >m2.out 2>m2.err; then exit 1; fi &&
-	grep -F "m2.jsonl:1: cannot locate assistant message 3" m2.err &&
+	grep -F "m2.jsonl:1: cannot locate assistant reply 1 (message 3 of the conversation)" m2.err &&
 	icl-fmt --chat-template mis --on-error skip m2.jsonl >m2.out 2>m2.err &&
 	test ! -s m2.out
 '
@@ -69,7 +73,19 @@ test_expect_success 'a template that rewrites earlier turns is refused, not mis-
 test_expect_success 'a template that drops assistant turns gets no borrowed marker' '
 	printf "{%% for m in messages %%}{%% if m.role == \"user\" %%}<u>{{ m.content }}</s>{%% endif %%}{%% endfor %%}" >drop.jinja &&
 	if icl-fmt --chat-template drop.jinja in.jsonl >d.out 2>d.err; then exit 1; fi &&
-	grep -F "in.jsonl:1: cannot find the end of assistant message 2" d.err
+	grep -F "in.jsonl:1: cannot find the end of assistant reply 1 (message 2 of the conversation)" d.err
+'
+
+test_expect_success 'a file that is not a chat template is refused by name' '
+	printf "instruction,output\nq,a\n" >data.csv &&
+	if icl-fmt --chat-template data.csv in.jsonl >o 2>e; then exit 1; fi &&
+	test_grep "^icl-fmt: data.csv: not a chat template (no Jinja {{ }} or {% %} in it): give a model folder, a GGUF file, a tokenizer_config.json or a .jinja file$" e &&
+	printf "Answer {{ question }} briefly.\n" >prompt.jinja &&
+	if icl-fmt --chat-template prompt.jinja in.jsonl >o 2>e; then exit 1; fi &&
+	test_grep "^icl-fmt: prompt.jinja: not a chat template: it renders none of the messages. text$" e &&
+	test ! -s o &&
+	printf "{%% for m in messages %%}{{ m.content }}</s>{%% endfor %%}" >plain.tmpl &&
+	icl-fmt --chat-template plain.tmpl in.jsonl >o && test_grep "Hello!</s>" o
 '
 
 test_expect_success 'usage errors' '

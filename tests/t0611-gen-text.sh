@@ -94,9 +94,9 @@ test_expect_code 1 'a model folder without tokenizer.json is an error in text mo
 '
 
 test_expect_code 1 '--ids: a header naming another tokenizer is an error' '
-	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=512 bos=1 eos=2 pad=-1 source=x\n1\n" |
+	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=4096 bos=1 eos=2 pad=-1 source=x\n1 3000\n" |
 		icl-gen -m m --ids -n 2 2>err; rc=$?
-	grep -q "<stdin>:1:" err || rc=99
+	grep -q "<stdin>:1: tokens were made by another tokenizer" err || rc=99
 	exit $rc
 '
 

@@ -48,6 +48,9 @@ test_expect_success 'a header naming another tokenizer is an error when the mode
 	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=512 bos=1 eos=2 pad=-1 source=x\n1\t2\n" >h.tok &&
 	{ icl-eval -m m h.tok 2>err; test $? = 1; } &&
 	test_grep "h.tok:1:" err &&
+	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=4096 bos=1 eos=2 pad=-1 source=x\n1\t3000\n" >h2.tok &&
+	{ icl-eval -m m h2.tok 2>err; test $? = 1; } &&
+	test_grep "h2.tok:1: tokens were made by another tokenizer .* (tokenizer m/tokenizer.json)" err &&
 	icl-eval -m $M/stories260K/model h.tok >ok && test $(field tokens ok) = 1
 '
 

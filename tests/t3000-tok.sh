@@ -75,8 +75,10 @@ test_expect_success 'a model directory: specials from tokenizer_config.json' '
 	icl-tok encode -t qg --bos q.jsonl | head -1 | grep -q " bos=151643 eos=151643 "
 '
 
-test_expect_code 1 'decode refuses tokens of another tokenizer' '
-	icl-tok decode -t llama2.json r.tok
+test_expect_success 'decode refuses tokens of another tokenizer by the header, before their ids' '
+	test_must_fail icl-tok decode -t llama2.json r.tok 2>err &&
+	test_grep "^icl-tok: r.tok:1: tokens were made by another tokenizer (fingerprint xxh3:" err &&
+	test_grep ", vocab_size 50257; this one is xxh3:[0-9a-f]*, 32000)" err
 '
 
 test_expect_success 'decode names file and line of a bad id' '
@@ -123,6 +125,26 @@ test_expect_success '--help and the man page list the same options' '
 		grep -q -- "$o" help || exit 1
 		grep -q -- "$(echo "$o" | sed "s/-/\\\\\\\\-/g")" "$TESTS_DIR/../man/man1/icl-tok.1" || { echo "man lacks $o"; exit 1; }
 	done
+'
+
+test_expect_success 'decode keeps a BOS id encode did not add (BOS is a chat token, as SmolLM2'"'"'s <|im_start|>): a round trip' '
+	mkdir -p qb && cp qwen/tokenizer.json qb/ &&
+	echo "{\"bos_token\": \"<|im_start|>\", \"eos_token\": \"<|im_end|>\", \"add_bos_token\": false}" >qb/tokenizer_config.json &&
+	printf "%s\n" "{\"prompt\":[\"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n\"],\"response\":[\"Yo<|im_end|>\"],\"chat\":true}" >chat.jsonl &&
+	icl-tok encode -t qb chat.jsonl >chat.tok &&
+	head -1 chat.tok | grep -q " bos=-1 eos=151645 " &&
+	sed -n 2p chat.tok | grep -q "^151644 872 " &&
+	icl-tok decode -t qb chat.tok >chat.back &&
+	printf "%s\n" "{\"prompt\":\"<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\n\",\"response\":\"Yo\"}" >want &&
+	test_cmp want chat.back &&
+	icl-tok encode -t qb --parse-special chat.back >again.tok && test_cmp chat.tok again.tok &&
+	echo "{\"prompt\":\"a\",\"response\":\"b\"}" >ab.jsonl &&
+	icl-tok encode -t qb --bos ab.jsonl >ab.tok &&
+	head -1 ab.tok | grep -q " bos=151644 eos=151645 " && sed -n 2p ab.tok | grep -q "^151644 64	65 151645$" &&
+	icl-tok decode -t qb ab.tok >ab.back && test_cmp ab.jsonl ab.back &&
+	icl-tok encode -t qb --no-eos ab.jsonl >ne.tok && head -1 ne.tok | grep -q " bos=-1 eos=-1 " &&
+	printf "64\t65 151645\n" >>ne.tok && icl-tok decode -t qb ne.tok >ne.back &&
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"a\",\"response\":\"b<|im_end|>\"}" >want && test_cmp want ne.back
 '
 
 test_done

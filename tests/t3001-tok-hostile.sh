@@ -101,6 +101,20 @@ test_expect_success 'added token ids must be the ones tokenizers would assign' '
 	tail -1 out | grep -q "^	64 50257 50256$"
 '
 
+test_expect_success 'a data file given as the tokenizer is called not a tokenizer, with what -t takes' '
+	printf "instruction,output\nq,a\n" >data.csv &&
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" "{\"prompt\":\"c\",\"response\":\"d\"}" >d.jsonl &&
+	echo "{\"vocab\": {}}" >notok.json &&
+	for f in data.csv d.jsonl notok.json; do
+		rc=0; icl-tok encode -t $f d.jsonl >out 2>err || rc=$?
+		test $rc -eq 1 && test_grep "^icl-tok: $f: not a tokenizer (.*): give a tokenizer.json, a model folder holding one, or a GGUF file$" err || exit 1
+	done &&
+	icl-tok encode -t data.csv d.jsonl 2>err >out || true; test_grep "data.csv: not a tokenizer (not JSON)" err &&
+	icl-tok encode -t d.jsonl d.jsonl 2>err >out || true; test_grep "d.jsonl: not a tokenizer (JSON Lines, not one JSON object)" err &&
+	echo "{\"model\": " >broken.json &&
+	{ icl-tok encode -t broken.json d.jsonl 2>err >out || true; } && test_grep "broken.json: line 2: " err
+'
+
 if test -r /dev/zero; then
 test_expect_success 'a tokenizer that never ends (/dev/zero) is refused at the size cap, not read forever' '
 	rc=0; icl-tok encode -t /dev/zero </dev/null >out 2>err || rc=$?

@@ -25,7 +25,7 @@ if [ -r "$SMOL" ]; then
 test_expect_success 'SmolLM2 GGUF: transformers'"'"' ids, no BOS (add_bos_token false), EOS 2' '
 	echo "{\"text\":\"Hello world, 12345 tokens! 你好\"}" >h.jsonl &&
 	icl-tok encode -t "$SMOL" h.jsonl >h.tok &&
-	head -1 h.tok | grep -q " vocab_size=49152 bos=1 eos=2 pad=2 " &&
+	head -1 h.tok | grep -q " vocab_size=49152 bos=-1 eos=2 pad=2 " &&
 	printf "\t19556 905 28 216 33 34 35 36 37 17837 17 216 18645 250 48392 138 2\n" >want &&
 	tail -1 h.tok >got && test_cmp want got &&
 	icl-tok decode -t "$SMOL" h.tok >back && test_cmp h.jsonl back

@@ -49,7 +49,7 @@ for t in range(files):
         elif row and r.line_num > 1:
             want.append(row)
         prev = r.line_num
-    want = [w for w in want if w[1] != '']  # empty output: dropped
+    want = [w for w in want if w[1].strip(' \t\n\r\v\f') != '']  # empty or whitespace-only output: dropped
     p = subprocess.run(['icl-fmt', '-q', '-T', tpl] + (['-f', 'tsv'] if tsv else []) + [path],
                        capture_output=True)
     got = [json.loads(l) for l in p.stdout.decode('utf-8').splitlines()]
