@@ -493,8 +493,9 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
              * there: the rest would be lost (or trained as prompt) */
             const char *mark;
             if (find_marker_which(c, json_string_value(content), json_string_length(content), 0, &mark)) {
-                icl_seterr(err, errsz, "assistant message %zu has the end-of-turn marker %s in its text: its turn "
-                           "would end there and the rest be lost; remove it from the data", i + 1, mark);
+                icl_seterr(err, errsz, "assistant reply %zu (message %zu of the conversation) has the end-of-turn "
+                           "marker %s in its text: its turn would end there and the rest be lost; remove it from the "
+                           "data", nth, i + 1, mark);
                 goto bad;
             }
         }

@@ -143,7 +143,7 @@ static void marker_in_answer(void **state)
     json_t *m = json_loads("[{\"role\": \"user\", \"content\": \"How do turns end?\"}, {\"role\": \"assistant\", "
                            "\"content\": \"With <|im_end|>. The rest.\"}]", 0, NULL);
     assert_int_equal(icl_chat_segments(c, m, &P, &R, err, sizeof err), -1);
-    assert_non_null(strstr(err, "assistant message 2 has the end-of-turn marker <|im_end|> in its text"));
+    assert_non_null(strstr(err, "assistant reply 1 (message 2 of the conversation) has the end-of-turn marker <|im_end|> in its text"));
     json_object_set_new(json_array_get(m, 1), "content", json_string("With a marker. The rest."));
     assert_int_equal(icl_chat_segments(c, m, &P, &R, err, sizeof err), 0);
     assert_string_equal(json_string_value(json_array_get(R, 0)), "With a marker. The rest.<|im_end|>");
