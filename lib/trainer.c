@@ -489,8 +489,7 @@ static int open_lora(train_run *r)
         else
             note(r, 0, "%s: no matrix in a quantized block type: the base is float32", base);
     } else if (icl_is_gguf_file(base)) {
-        note(r, 0, "%s: dequantized to float32 (--dequantize; without it a LoRA run keeps the quantized blocks: "
-                   "QLoRA)", base);
+        note(r, 0, "%s: dequantized to float32 (--dequantize; without it, LoRA keeps the quantized blocks)", base);
     }
     r->from = o->model_dir ? o->model_dir : "the checkpoint's base";
     r->tokpath = tokenizer_of(base);

@@ -71,7 +71,7 @@ test_expect_success 'a GGUF without a tokenizer: token lines are bounded by its 
 
 test_expect_success '--chat-template takes a GGUF (its tokenizer.chat_template), and a GGUF model'"'"'s is the default' '
 	icl-gen --help >h && test_grep "GGUF file, tokenizer_config.json or .jinja" h &&
-	icl-fmt --help >h && test_grep "a GGUF file, a" h &&
+	icl-fmt --help >h && test_grep "a GGUF model file (its" h &&
 	echo "{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]}" >c.jsonl &&
 	icl-gen -q -m m.gguf -n 2 c.jsonl >a && test_grep "\"completion\"" a &&
 	icl-gen -q -m m.gguf --chat-template m.gguf -n 2 c.jsonl >b && test_cmp a b
