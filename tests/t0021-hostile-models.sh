@@ -1,0 +1,33 @@
+#!/bin/sh
+# Hostile model folders and GGUF files: a config.json that claims a huge
+# model fails on the tensors' shapes before anything of its size is
+# allocated.
+. "$(dirname "$0")/lib.sh"
+LLAMA="$DATA/model/llama-tiny/model"
+printf '28 83 2 68\t4 32\n' >ok.tok
+
+# bigcfg DIR KEY=VALUE...: a copy of llama-tiny with config.json edited
+bigcfg() {
+	d=$1; shift
+	cp -r "$LLAMA" "$d" && chmod -R u+w "$d" &&
+	python3 - "$d/config.json" "$@" <<-'PY'
+	import json, sys
+	c = json.load(open(sys.argv[1]))
+	for kv in sys.argv[2:]:
+	    k, v = kv.split("=")
+	    c[k] = int(v)
+	json.dump(c, open(sys.argv[1], "w"))
+	PY
+}
+
+test_expect_success 'a config.json claiming a huge model fails on the shapes, not in an allocation' '
+	bigcfg big hidden_size=8192 intermediate_size=65536 num_hidden_layers=1 head_dim=2048 &&
+	bigcfg bigger hidden_size=65536 intermediate_size=262144 num_hidden_layers=4 head_dim=16384 &&
+	echo "icl-eval: big/model.safetensors: tensor \"model.embed_tokens.weight\" has shape [96, 64], config.json needs [96, 8192]" >want &&
+	(ulimit -v 1000000; test_must_fail icl-eval -q --threads 1 -m big ok.tok 2>err) && test_cmp want err &&
+	echo "icl-gen: bigger/model.safetensors: tensor \"model.embed_tokens.weight\" has shape [96, 64], config.json needs [96, 65536]" >want &&
+	(ulimit -v 1000000; test_must_fail icl-gen -q --threads 1 --ids -n 1 -m bigger ok.tok 2>err) && test_cmp want err &&
+	(ulimit -v 1000000; test_must_fail icl-convert --threads 1 big out.gguf 2>err) && test_grep "config.json needs \[96, 8192\]" err
+'
+
+test_done
