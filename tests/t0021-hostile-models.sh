@@ -1,7 +1,8 @@
 #!/bin/sh
 # Hostile model folders and GGUF files: a config.json that claims a huge
 # model fails on the tensors' shapes before anything of its size is
-# allocated.
+# allocated; control characters in a GGUF's metadata reach the terminal
+# escaped.
 . "$(dirname "$0")/lib.sh"
 LLAMA="$DATA/model/llama-tiny/model"
 printf '28 83 2 68\t4 32\n' >ok.tok
@@ -28,6 +29,20 @@ test_expect_success 'a config.json claiming a huge model fails on the shapes, no
 	echo "icl-gen: bigger/model.safetensors: tensor \"model.embed_tokens.weight\" has shape [96, 64], config.json needs [96, 65536]" >want &&
 	(ulimit -v 1000000; test_must_fail icl-gen -q --threads 1 --ids -n 1 -m bigger ok.tok 2>err) && test_cmp want err &&
 	(ulimit -v 1000000; test_must_fail icl-convert --threads 1 big out.gguf 2>err) && test_grep "config.json needs \[96, 8192\]" err
+'
+
+test_expect_success 'control characters from a GGUF are escaped in messages, UTF-8 kept' '
+	python3 - "$DATA/gguf/llama-tiny.q4_1.gguf" <<-\PY &&
+	import sys
+	b = open(sys.argv[1], "rb").read()
+	k = b"general.architecture"
+	i = b.index(k) + len(k) + 4 + 8
+	assert b[i - 8:i + 5] == b"\x05" + b"\0" * 7 + b"llama"
+	open("esc.gguf", "wb").write(b[:i] + "\u00e9\r\n\x1b".encode() + b[i + 5:])
+	PY
+	test_must_fail icl-gen -q --ids -m esc.gguf ok.tok 2>err &&
+	printf "icl-gen: esc.gguf: architecture \"\303\251\\\\x0d\\\\x0a\\\\x1b\" is not supported (llama, qwen2, gpt2)\n" >want &&
+	test_cmp want err
 '
 
 test_done
