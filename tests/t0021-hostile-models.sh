@@ -2,7 +2,7 @@
 # Hostile model folders and GGUF files: a config.json that claims a huge
 # model fails on the tensors' shapes before anything of its size is
 # allocated; control characters in a GGUF's metadata reach the terminal
-# escaped.
+# escaped; generation_config.json's eos ids are checked as config.json's.
 . "$(dirname "$0")/lib.sh"
 LLAMA="$DATA/model/llama-tiny/model"
 printf '28 83 2 68\t4 32\n' >ok.tok
@@ -43,6 +43,16 @@ test_expect_success 'control characters from a GGUF are escaped in messages, UTF
 	test_must_fail icl-gen -q --ids -m esc.gguf ok.tok 2>err &&
 	printf "icl-gen: esc.gguf: architecture \"\303\251\\\\x0d\\\\x0a\\\\x1b\" is not supported (llama, qwen2, gpt2)\n" >want &&
 	test_cmp want err
+'
+
+test_expect_success 'an eos id of generation_config.json beyond the vocabulary is an error naming the file' '
+	cp -r "$LLAMA" geos && chmod -R u+w geos &&
+	echo "{\"eos_token_id\": [2, 5000]}" >geos/generation_config.json &&
+	test_must_fail icl-gen -q --ids -n 2 -m geos ok.tok 2>err &&
+	echo "icl-gen: geos/generation_config.json: eos_token_id 5000 is not below vocab_size 96 (config.json)" >want &&
+	test_cmp want err &&
+	echo "{\"eos_token_id\": 95}" >geos/generation_config.json &&
+	icl-gen -q --ids -n 2 -m geos ok.tok >out && test $(wc -l <out) -eq 1
 '
 
 test_done
