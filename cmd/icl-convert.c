@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "gguf.h"
 #include "gguf_model.h"
 #include "tokgguf.h"
@@ -101,6 +102,33 @@ static int is_adapter_dir(const char *p)
     return r;
 }
 
+/* The files a model folder written here may hold (icl_model_save, the
+ * tokenizer side): when the output folder held an earlier conversion, those
+ * the new one does not write are removed (icl_stage_commit), so that no old
+ * tokenizer.json sits beside new weights. */
+static const char *const folder_files[] = {
+    "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+    "tokenizer.model", "added_tokens.json", NULL,
+};
+
+/* Write m (and, from g when not NULL, its tokenizer) as the model folder
+ * out, all or nothing: into a temporary sibling folder, moved into place
+ * only when every file is written (fileio.h, icl_stage_dir). */
+static void save_folder(const icl_model *m, const icl_gguf *g, const char *out)
+{
+    char err[1024];
+    char *tmp = icl_stage_dir(out, err, sizeof err);
+    if (!tmp)
+        icl_die("%s", err);
+    if (icl_model_save(m, tmp, err, sizeof err) || (g && tokenizer_gguf_to_folder(g, tmp, err, sizeof err)) ||
+        icl_stage_commit(tmp, out, folder_files, err, sizeof err)) {
+        icl_stage_abort(tmp);
+        icl_die("%s: %s", out, err);
+    }
+    free(tmp);
+}
+
 /* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
 static void merge_adapters(icl_model *m, const char *const *specs, int n)
 {
@@ -192,8 +220,7 @@ int main(int argc, char **argv)
         if (!m)
             icl_die("%s", err);
         merge_adapters(m, adapters, n_adapters);
-        if (icl_model_save(m, out, err, sizeof err) || tokenizer_gguf_to_folder(g, out, err, sizeof err))
-            icl_die("%s: %s", out, err);
+        save_folder(m, g, out);
         icl_model_free(m);
         icl_gguf_close(g);
     } else if (stat(in, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -214,8 +241,7 @@ int main(int argc, char **argv)
         if (n_adapters && !gguf_out) { /* merged folder -> folder */
             if (type_given || like)
                 icl_usage_die("--type and --like apply to writing a GGUF file (a name ending in .gguf)");
-            if (icl_model_save(m, out, err, sizeof err))
-                icl_die("%s: %s", out, err);
+            save_folder(m, NULL, out);
         } else if (icl_gguf_save_model(m, out, (uint32_t)type, lg, !type_given, icl_tok_gguf_folder_writer, err,
                                        sizeof err))
             icl_die("%s", err);

@@ -14,15 +14,62 @@
 
 #include "bf16.h"
 #include "fileio.h"
+#include "utf8.h"
+
+/* Write s to stderr with what could drive the terminal made visible: C0
+ * control characters other than tab (ESC, CR, LF...), DEL and bytes that
+ * are not UTF-8 as \xNN, the C1 controls U+0080-U+009F as \u00NN.  A
+ * message quotes names and values from hostile files (a GGUF's
+ * general.architecture, a tokenizer's strings): raw, they could clear the
+ * screen, recolour it or forge a line.  Other UTF-8 text is kept. */
+static void put_visible(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t len = c < 0x80 ? 1 : c >= 0xC2 && c < 0xE0 ? 2 : c >= 0xE0 && c < 0xF0 ? 3 : c >= 0xF0 && c < 0xF5 ? 4 : 0;
+        if (c < 0x80 && (c >= 0x20 || c == '\t') && c != 0x7f) {
+            fputc(c, stderr);
+            i++;
+        } else if (len < 2 || len > n - i || icl_utf8_valid(s + i, len) != len) {
+            fprintf(stderr, "\\x%02x", c);
+            i++;
+        } else if (c == 0xC2 && (unsigned char)s[i + 1] < 0xA0) {
+            fprintf(stderr, "\\u%04x", (unsigned)(unsigned char)s[i + 1]);
+            i += 2;
+        } else {
+            fwrite(s + i, 1, len, stderr);
+            i += len;
+        }
+    }
+}
 
 static void vmsg(const char *fmt, va_list ap)
 {
     int e = errno;
     fflush(stdout);
     fprintf(stderr, "%s: ", icl_progname);
-    vfprintf(stderr, fmt, ap);
-    size_t n = strlen(fmt);
-    if (n > 0 && fmt[n - 1] == ':')
+    va_list aq;
+    va_copy(aq, ap);
+    char small[1024], *buf = small;
+    int n = vsnprintf(small, sizeof small, fmt, aq);
+    va_end(aq);
+    if (n < 0)
+        n = 0;
+    else if ((size_t)n >= sizeof small && (buf = malloc((size_t)n + 1)))
+        vsnprintf(buf, (size_t)n + 1, fmt, ap);
+    else if (!buf) { /* no memory for a long message: its first part */
+        buf = small;
+        n = sizeof small - 1;
+    }
+    size_t len = (size_t)n;
+    int nl = len > 0 && buf[len - 1] == '\n'; /* a final newline is kept */
+    put_visible(buf, len - (size_t)nl);
+    if (nl)
+        fputc('\n', stderr);
+    if (buf != small)
+        free(buf);
+    size_t fl = strlen(fmt);
+    if (fl > 0 && fmt[fl - 1] == ':')
         fprintf(stderr, " %s", strerror(e));
     fputc('\n', stderr);
 }

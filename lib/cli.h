@@ -59,7 +59,12 @@ extern unsigned long long icl_wait_spins; /* ULLONG_MAX: without end */
 void icl_wait_setup(char **argv);
 
 /* icl_die: print "prog: message\n" to stderr and exit 1.  A message ending
- * in ':' gets strerror(errno) appended, as in sbase's eprintf. */
+ * in ':' gets strerror(errno) appended, as in sbase's eprintf.  The message
+ * is written with control characters made visible (messages quote hostile
+ * files): C0 controls but tab (ESC, CR, LF inside the message), DEL and
+ * bytes that are not UTF-8 as \xNN, C1 controls as \u00NN; a final newline
+ * and other UTF-8 text are kept.  The same for icl_usage_die, icl_warn and
+ * icl_vwarn. */
 _Noreturn void icl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* icl_usage_die: as icl_die, then "Try 'prog --help'..." and exit 2. */
 _Noreturn void icl_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,6 +1,7 @@
 /* fileio.c - see fileio.h. */
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -455,6 +456,126 @@ int icl_mkdirs(const char *dir)
         }
     free(p);
     return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* ------------------------------------------------ folders all or nothing */
+
+char *icl_stage_dir(const char *dir, char *err, size_t errsz)
+{
+    struct stat st;
+    char *real = NULL;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            icl_seterr(err, errsz, "%s: exists and is not a folder", dir);
+            return NULL;
+        }
+        real = realpath(dir, NULL); /* a link: the temporary goes beside its target (one file system) */
+    } else if (errno != ENOENT) {
+        icl_seterr(err, errsz, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    const char *base = real ? real : dir;
+    size_t n = strlen(base);
+    while (n > 1 && base[n - 1] == '/')
+        n--;
+    char *tmp = icl_xmalloc(n + 16);
+    memcpy(tmp, base, n);
+    strcpy(tmp + n, ".tmp.XXXXXX");
+    free(real);
+    char *par = icl_xstrdup(tmp), *slash = strrchr(par, '/');
+    int bad = 0;
+    if (slash && slash != par) {
+        *slash = 0;
+        bad = icl_mkdirs(par) < 0;
+    }
+    free(par);
+    if (bad || !mkdtemp(tmp)) {
+        icl_seterr(err, errsz, "%s: cannot create a folder beside it: %s", dir, strerror(errno));
+        free(tmp);
+        return NULL;
+    }
+    mode_t um = umask(0);
+    umask(um);
+    (void)chmod(tmp, 0755 & ~um); /* as icl_mkdirs would have made dir */
+    return tmp;
+}
+
+void icl_stage_abort(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                char *p = icl_path_join(tmp, e->d_name);
+                unlink(p);
+                free(p);
+            }
+        closedir(d);
+    }
+    rmdir(tmp);
+}
+
+/* rename tmp/name to dir/name; 0 or -1 with err */
+static int stage_move(const char *tmp, const char *dir, const char *name, char *err, size_t errsz)
+{
+    char *a = icl_path_join(tmp, name), *b = icl_path_join(dir, name);
+    int rc = rename(a, b);
+    if (rc)
+        icl_seterr(err, errsz, "%s: cannot move %s into place: %s", b, a, strerror(errno));
+    free(a);
+    free(b);
+    return rc;
+}
+
+static int stage_unlink(const char *dir, const char *name, char *err, size_t errsz)
+{
+    char *p = icl_path_join(dir, name);
+    int rc = unlink(p) && errno != ENOENT ? -1 : 0;
+    if (rc)
+        icl_seterr(err, errsz, "%s: cannot remove the old file: %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+int icl_stage_commit(const char *tmp, const char *dir, const char *const *owned, char *err, size_t errsz)
+{
+    if (rename(tmp, dir) == 0) /* dir absent or an empty folder */
+        return 0;
+    if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR) {
+        icl_seterr(err, errsz, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));
+        return -1;
+    }
+    /* a folder with files: its config.json out first, the new one in last */
+    struct stat st;
+    char *cj = icl_path_join(tmp, "config.json");
+    int have_cj = stat(cj, &st) == 0;
+    free(cj);
+    if (stage_unlink(dir, "config.json", err, errsz))
+        return -1;
+    for (int i = 0; owned && owned[i]; i++) { /* what the new folder lacks is stale */
+        char *p = icl_path_join(tmp, owned[i]);
+        int stale = stat(p, &st) != 0;
+        free(p);
+        if (stale && stage_unlink(dir, owned[i], err, errsz))
+            return -1;
+    }
+    DIR *d = opendir(tmp);
+    if (!d) {
+        icl_seterr(err, errsz, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "config.json"))
+            rc = stage_move(tmp, dir, e->d_name, err, errsz);
+    closedir(d);
+    if (!rc && have_cj)
+        rc = stage_move(tmp, dir, "config.json", err, errsz);
+    if (!rc)
+        rmdir(tmp);
+    return rc;
 }
 
 int icl_map_file(const char *path, void **map, size_t *len, char *err, size_t errsz)

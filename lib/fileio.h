@@ -107,6 +107,25 @@ char *icl_path_abs(const char *path, char *err, size_t errsz);
  * Returns 0 (also when dir exists), or -1 with errno set. */
 int icl_mkdirs(const char *dir);
 
+/* A folder written all or nothing (icl-convert's output folder).
+ * icl_stage_dir: create a temporary sibling of dir to write the files into
+ * ("DIR.tmp.XXXXXX" beside dir, or beside the folder dir links to; dir's
+ * missing parents are created) and return its name (free() it), or NULL
+ * with err ("DIR: ..."; dir existing as something other than a folder is
+ * an error).  icl_stage_commit(tmp, dir, owned): move it into place.  When
+ * dir does not exist or is an empty folder, one rename makes it dir.  Else
+ * (a folder holding earlier files) the files of tmp replace dir's one by
+ * one, each name in owned (NULL-terminated: the files a writer of such a
+ * folder may write) that tmp does not have is removed from dir so that no
+ * stale file is mixed with the new ones, other files of dir are kept, and
+ * config.json is removed first and moved in last, so a reader never sees a
+ * folder with config.json and a mixture.  tmp is removed.  0 ok, -1 with
+ * err.  icl_stage_abort: remove tmp and the files in it.  A run killed
+ * between the two leaves dir as it was and a DIR.tmp.XXXXXX folder. */
+char *icl_stage_dir(const char *dir, char *err, size_t errsz);
+int icl_stage_commit(const char *tmp, const char *dir, const char *const *owned, char *err, size_t errsz);
+void icl_stage_abort(const char *tmp);
+
 /* Map the regular file path read-only (PROT_READ, MAP_PRIVATE): *map (NULL
  * for an empty file) and *len bytes; release with icl_unmap_file.  A folder,
  * FIFO or device is an error without blocking ("PATH: not a regular file").

@@ -122,6 +122,14 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
             goto out;
         }
     }
+    /* as config.json's (icl_config_load): an id the model has no logit for
+     * could never stop generation */
+    for (int i = 0; cfg && i < g->n_eos; i++)
+        if (g->eos[i] >= cfg->vocab_size) {
+            icl_seterr(err, errsz, "generation_config.json: eos_token_id %d is not below vocab_size %d (config.json)",
+                       (int)g->eos[i], cfg->vocab_size);
+            goto out;
+        }
     if (icl_sampler_check(&g->sp, err, errsz) != 0) {
         char m2[256];
         snprintf(m2, sizeof m2, "generation_config.json: %s", err);

@@ -56,8 +56,11 @@ typedef struct {
  * NULL) holds a
  * generation_config.json, its do_sample, temperature, top_k, top_p, min_p,
  * repetition_penalty, max_new_tokens and eos_token_id (an int or a list)
- * override these (null values are ignored).  0 ok; -1 with err when the file
- * is not valid JSON or a value has the wrong type or range. */
+ * override these (null values are ignored).  0 ok; -1 with err
+ * ("generation_config.json: ...", the caller names the folder) when the
+ * file is not valid JSON, a value has the wrong type or range, or (cfg
+ * given) an eos id is not below cfg->vocab_size, as config.json's are
+ * checked. */
 int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cfg, char *err, size_t errsz);
 
 /* The sampler parameters generation uses: g->sp, or greedy (temperature 0,

@@ -143,7 +143,10 @@ static void build_views(icl_model *mo, const icl_qlayout *q)
 #undef QT
 }
 
-static icl_model *model_alloc(const icl_config *cfg, const icl_qlayout *q)
+/* The model without its parameter buffer (base.params NULL): the views
+ * laid out, so that a loader can check them against the files before
+ * allocating (icl_model_load). */
+static icl_model *model_shell(const icl_config *cfg, const icl_qlayout *q)
 {
     icl_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
@@ -151,6 +154,12 @@ static icl_model *model_alloc(const icl_config *cfg, const icl_qlayout *q)
     build_views(m, q);
     snprintf(m->base.name, sizeof m->base.name, "base");
     m->base.trainable = 1;
+    return m;
+}
+
+static icl_model *model_alloc(const icl_config *cfg, const icl_qlayout *q)
+{
+    icl_model *m = model_shell(cfg, q);
     /* on huge pages: BLIS packs the weights (icl_xcalloc_huge) */
     m->base.params = icl_xcalloc_huge(m->base.num_params ? m->base.num_params : 1, sizeof(float));
     return m;
@@ -671,28 +680,52 @@ static const icl_st_tensor *shards_find(const shards *s, const char *name, const
     return NULL;
 }
 
+/* The tensor of view v in the open files, its shape checked against v's
+ * (NULL with err naming the file; *wp: the file it is in). */
+static const icl_st_tensor *view_tensor(const icl_param_view *v, const shards *sh, const char *where, const char **wp,
+                                        char *err, size_t errsz)
+{
+    *wp = sh->path[0];
+    const icl_st_tensor *t = shards_find(sh, v->name, wp);
+    if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
+        t = shards_find(sh, v->name + 12, wp);
+    if (!t) {
+        icl_seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? *wp : where, v->name);
+        return NULL;
+    }
+    int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
+    if (!ok) {
+        char shp[64] = "";
+        for (int d = 0; d < t->ndim && d < 4; d++)
+            snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        icl_seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", *wp, v->name,
+                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
+        return NULL;
+    }
+    return t;
+}
+
+/* Check every view of m against the open files (present, same shape)
+ * before anything the size of the model is allocated: a config.json that
+ * claims a huge model fails here, not in an allocation of its size. */
+static int check_views(const icl_model *m, const shards *sh, const char *where, char *err, size_t errsz)
+{
+    const char *wp;
+    for (int i = 0; i < m->base.n_views; i++)
+        if (!view_tensor(&m->base.views[i], sh, where, &wp, err, errsz))
+            return -1;
+    return 0;
+}
+
 /* Read every view of m from the open files into buf (num_params floats). */
 static int read_views(const icl_model *m, float *buf, const shards *sh, const char *where, char *err, size_t errsz)
 {
     for (int i = 0; i < m->base.n_views; i++) {
         const icl_param_view *v = &m->base.views[i];
-        const char *wp = sh->path[0];
-        const icl_st_tensor *t = shards_find(sh, v->name, &wp);
-        if (!t && !strncmp(v->name, "transformer.", 12)) /* original GPT-2 checkpoints have no prefix */
-            t = shards_find(sh, v->name + 12, &wp);
-        if (!t) {
-            icl_seterr(err, errsz, "%s: missing tensor \"%s\"", sh->n == 1 ? wp : where, v->name);
+        const char *wp;
+        const icl_st_tensor *t = view_tensor(v, sh, where, &wp, err, errsz);
+        if (!t)
             return -1;
-        }
-        int ok = t->ndim == v->ndim && t->shape[0] == v->shape[0] && (v->ndim == 1 || t->shape[1] == v->shape[1]);
-        if (!ok) {
-            char shp[64] = "";
-            for (int d = 0; d < t->ndim && d < 4; d++)
-                snprintf(shp + strlen(shp), sizeof shp - strlen(shp), "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            icl_seterr(err, errsz, "%s: tensor \"%s\" has shape [%s], config.json needs [%lld%s%.0lld]", wp, v->name,
-                   shp, (long long)v->shape[0], v->ndim > 1 ? ", " : "", (long long)v->shape[1]);
-            return -1;
-        }
         char e2[256];
         if (icl_st_read_f32(t, buf + v->offset, v->numel, e2, sizeof e2)) {
             icl_seterr(err, errsz, "%s: %s", wp, e2);
@@ -725,9 +758,19 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
     shards sh = {0};
     if (icl_config_load(&cfg, cp, err, errsz))
         goto out;
-    m = icl_model_new(&cfg);
+    m = model_shell(&cfg, NULL);
     icl_config_free(&cfg);
-    if (shards_open(&sh, dir, err, errsz) || read_views(m, m->base.params, &sh, dir, err, errsz)) {
+    if (shards_open(&sh, dir, err, errsz) || check_views(m, &sh, dir, err, errsz)) {
+        icl_model_free(m);
+        m = NULL;
+        goto out;
+    }
+    /* the tensors are all there with their shapes: now the buffer */
+    m->base.params = icl_calloc_huge(m->base.num_params ? m->base.num_params : 1, sizeof(float));
+    if (!m->base.params)
+        icl_seterr(err, errsz, "%s: out of memory for %zu parameters (%zu MiB)", dir, m->base.num_params,
+                   m->base.num_params * sizeof(float) >> 20);
+    if (!m->base.params || read_views(m, m->base.params, &sh, dir, err, errsz)) {
         icl_model_free(m);
         m = NULL;
         goto out;

@@ -164,6 +164,7 @@ typedef struct {
     char *err;
     size_t errsz;
     int failed;
+    size_t cap; /* normalization: the most bytes the text may grow to (0: no bound) */
 } tok_fail;
 
 __attribute__((format(printf, 2, 3)))
@@ -176,6 +177,23 @@ static void failed(tok_fail *f, const char *fmt, ...)
     if (f->err && f->errsz)
         vsnprintf(f->err, f->errsz, fmt, ap);
     va_end(ap);
+}
+
+/* A normalized text may be this many times its input, plus NORM_SLACK
+ * bytes: a Replace of one character by 20000 on a 200 KB record would
+ * otherwise ask for 4 GB.  Real normalizers stay far below (NFKC's widest
+ * expansion, U+FDFA, is 11x in bytes). */
+#define NORM_GROWTH 16
+#define NORM_SLACK ((size_t)64 << 10)
+
+/* 1 (after failing fl) when a text of len bytes is past fl's cap. */
+static int too_long(tok_fail *fl, size_t len)
+{
+    if (!fl->cap || len <= fl->cap)
+        return 0;
+    failed(fl, "it makes the text longer than %d times its input plus %zu KiB (%zu bytes)", NORM_GROWTH,
+           NORM_SLACK >> 10, fl->cap);
+    return 1;
 }
 
 static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n,
@@ -345,7 +363,7 @@ static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, 
     if (re) {
         spans m = {0};
         re_matches(re, md, s, n, &m, fl);
-        for (size_t i = 0; i < m.n; i += 3) {
+        for (size_t i = 0; i < m.n && !too_long(fl, tmp->len + (m.a[i + 2] ? rl : 0)); i += 3) {
             if (m.a[i + 2])
                 icl_buf_append(tmp, rep, rl);
             else
@@ -361,6 +379,8 @@ static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, 
                 break;
             }
             icl_buf_append(tmp, s + i, (size_t)(f - (s + i)));
+            if (too_long(fl, tmp->len + rl))
+                break;
             icl_buf_append(tmp, rep, rl);
             i = (size_t)(f - s) + pl;
         }
@@ -459,7 +479,7 @@ static void norm_step(const tok_norm *nm, pcre2_match_data *md, icl_buf *cur, ic
         return;
     }
     case N_SEQ:
-        for (int i = 0; i < nm->nsub; i++)
+        for (int i = 0; i < nm->nsub && !too_long(fl, cur->len); i++)
             norm_step(&nm->sub[i], md, cur, tmp, cont, fl);
         return;
     }
@@ -471,9 +491,10 @@ int icl_normalize(const tok_norm *nm, pcre2_match_data *md, const char *s, size_
     buf_set(out, s, n);
     if (!nm)
         return 0;
-    tok_fail fl = {err, errsz, 0};
+    tok_fail fl = {err, errsz, 0, n < (SIZE_MAX - NORM_SLACK) / NORM_GROWTH ? n * NORM_GROWTH + NORM_SLACK : 0};
     icl_buf tmp = {0};
     norm_step(nm, md, out, &tmp, cont, &fl);
+    too_long(&fl, out->len);
     icl_buf_free(&tmp);
     return fl.failed ? -1 : 0;
 }
@@ -598,7 +619,7 @@ int icl_pretokenize(const tok_pre *p, pcre2_match_data *md, const char *s, size_
             icl_pl_push(out, 0, n, first);
         return 0;
     }
-    tok_fail fl = {err, errsz, 0};
+    tok_fail fl = {err, errsz, 0, 0};
     piece_list in = {0};
     icl_pl_push(&in, 0, n, first);
     pre_step(p, md, store, &in, out, cont_mode, &fl);

@@ -102,6 +102,7 @@ struct icl_tokenizer {
     uint64_t fingerprint;
     int has_pcre;                  /* any regex in use */
     char *chat_template;           /* tokenizer_config.json / tokenizer.chat_template, or NULL */
+    char *src;                     /* the tokenizer.json icl_tok_load read (errors name it), or NULL */
 };
 
 /* Ids are below this (tokenizer.json vocab and GGUF token counts). */

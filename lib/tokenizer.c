@@ -292,6 +292,9 @@ static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
 /* Ids are below 2^24 (16.7 million; real vocabularies stay under 1 million),
  * so a hostile file cannot make us allocate gigabytes. */
 #define MAX_IDS ICL_TOK_MAX_IDS
+/* A vocabulary's largest id is below twice its count of entries plus this
+ * (gaps allowed, not a vocabulary of mostly holes). */
+#define ID_SLACK 1024
 
 /* A special token id from the post-processor: an integer in 0..MAX_IDS-1
  * (range against the vocabulary is checked after loading).  Returns -1 on
@@ -806,6 +809,14 @@ static int load_model(icl_tokenizer *t, json_t *model, json_t *added, errbuf *e)
         if (json_integer_value(id) > maxid)
             maxid = (long)json_integer_value(id);
     }
+    /* ids are dense in real vocabularies (tokenizers numbers them 0..n-1,
+     * added tokens next); the vocabulary size is the largest id + 1 and
+     * sizes a new model's embeddings, so one entry with id 16777215 would
+     * make 16.7M rows of nothing: ids are bounded by the entries' count */
+    size_t nent = json_object_size(vocab) + json_array_size(added);
+    if (maxid >= 0 && (size_t)maxid >= 2 * nent + ID_SLACK)
+        return fail(e, "vocab: id %ld is far beyond the %zu tokens listed (ids must be below twice their count plus %d)",
+                    maxid, nent, ID_SLACK);
     t->nids = (int32_t)(maxid + 1);
     t->poff = icl_xcalloc((size_t)t->nids + 1, sizeof *t->poff);
     t->plen = icl_xcalloc((size_t)t->nids + 1, sizeof *t->plen);
@@ -1173,6 +1184,10 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     } else {
         t = icl_tok_load_mem(data, len, dir, err, errsz);
         free(data);
+        if (t) {
+            t->src = file;
+            file = NULL;
+        }
     }
     free(file);
     free(dir);
@@ -1183,6 +1198,7 @@ void icl_tok_free(icl_tokenizer *t)
 {
     if (!t)
         return;
+    free(t->src);
     free(t->arena);
     free(t->poff);
     free(t->plen);
@@ -1311,6 +1327,11 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         }
         int first = a == 0;
         if (icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm, err, errsz) != 0) {
+            if (t->src && err && errsz) { /* the fault is the tokenizer's: name it */
+                char m[512];
+                snprintf(m, sizeof m, "%s", err);
+                snprintf(err, errsz, "%s: normalizer: %s", t->src, m);
+            }
             rc = -1;
             break;
         }

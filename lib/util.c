@@ -59,20 +59,28 @@ void *icl_xcalloc(size_t n, size_t size)
     return p;
 }
 
-void *icl_xcalloc_huge(size_t n, size_t size)
+void *icl_calloc_huge(size_t n, size_t size)
 {
     const size_t huge = (size_t)2 << 20;
-    if (size && n > SIZE_MAX / size)
-        oom("out of memory (%zu x %zu bytes)", n, size);
+    if (size && n > SIZE_MAX / size - huge)
+        return NULL;
     size_t b = n * size;
     if (b < ICL_HUGE_MIN)
-        return icl_xcalloc(n, size);
+        return calloc(n ? n : 1, size ? size : 1);
     size_t sz = (b + huge - 1) & ~(huge - 1); /* aligned_alloc: a multiple of the alignment */
     void *p = aligned_alloc(huge, sz);
     if (!p)
-        oom("out of memory (%zu x %zu bytes)", n, size);
+        return NULL;
     (void)madvise(p, sz, MADV_HUGEPAGE); /* advice: EINVAL without THP, then plain pages */
     memset(p, 0, sz);                    /* first touch after the advice */
+    return p;
+}
+
+void *icl_xcalloc_huge(size_t n, size_t size)
+{
+    void *p = icl_calloc_huge(n, size);
+    if (!p)
+        oom("out of memory (%zu x %zu bytes)", n, size);
     return p;
 }
 

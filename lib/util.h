@@ -45,6 +45,9 @@ void *icl_xcalloc(size_t n, size_t size);
  * (bench/gemm_shapes.c, variant H).  What is computed does not change. */
 #define ICL_HUGE_MIN ((size_t)4 << 20)
 void *icl_xcalloc_huge(size_t n, size_t size);
+/* icl_calloc_huge: the same, but NULL when out of memory (for a caller
+ * that can name what it was allocating, as icl_model_load). */
+void *icl_calloc_huge(size_t n, size_t size);
 /* One reusable scratch block for large temporaries of one product at a
  * time (bf16.c's rounded operands and panels, linear.c's adapter sums):
  * icl_scratch_take returns a block of at least n bytes (*got: its size) or

@@ -124,4 +124,36 @@ else
 test_skip 'a tokenizer that never ends (/dev/zero) is refused at the size cap' 'no /dev/zero'
 fi
 
+test_expect_success 'a Replace normalizer that grows the text without bound is an error naming the tokenizer and line' '
+	python3 -c "
+import json
+t = json.load(open(\"$DATA/tok/bytelevel-512.json\"))
+t[\"normalizer\"] = {\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"a\" * 20000}
+json.dump(t, open(\"grow.json\", \"w\"))
+t[\"normalizer\"][\"content\"] = \"aa\"
+json.dump(t, open(\"grow2.json\", \"w\"))
+print(json.dumps({\"prompt\": \"hi\", \"response\": \"b\"}))
+print(json.dumps({\"prompt\": \"a\" * 200000, \"response\": \"b\"}))
+" >longa.jsonl &&
+	(ulimit -v 2000000; test_must_fail icl-tok encode -t grow.json longa.jsonl >out 2>err) &&
+	echo "icl-tok: longa.jsonl:2: grow.json: normalizer: it makes the text longer than 16 times its input plus 64 KiB (3265536 bytes)" >want &&
+	test_cmp want err &&
+	icl-tok encode -t grow2.json longa.jsonl >out && test $(wc -l <out) -eq 3
+'
+
+test_expect_success 'a vocabulary id far beyond the entries is refused (it would size a model by it)' '
+	python3 -c "
+import json
+t = json.load(open(\"$DATA/tok/bytelevel-512.json\"))
+t[\"model\"][\"vocab\"][\"zzz\"] = 16777215
+json.dump(t, open(\"gap.json\", \"w\"))
+t[\"model\"][\"vocab\"][\"zzz\"] = 2 * 514 + 1023
+json.dump(t, open(\"gap2.json\", \"w\"))
+" &&
+	test_must_fail icl-tok encode -t gap.json r.jsonl 2>err &&
+	echo "icl-tok: gap.json: vocab: id 16777215 is far beyond the 514 tokens listed (ids must be below twice their count plus 1024)" >want &&
+	test_cmp want err &&
+	icl-tok encode -t gap2.json r.jsonl >out && test_grep " vocab_size=2052 " out
+'
+
 test_done

@@ -63,4 +63,37 @@ else
 test_skip 'SmolLM2 GGUF -> folder -> GGUF' "$SMOL missing (make deps fetches it)"
 fi
 
+test_expect_success 'GGUF -> folder is all or nothing: a tokenizer error leaves no folder' '
+	python3 -c "
+import sys
+b = open(\"m.gguf\", \"rb\").read()
+k = b\"tokenizer.ggml.pre\"
+i = b.index(k) + len(k) + 4 + 8
+assert b[i - 8:i] == b\"\\x05\" + b\"\\0\" * 7
+open(\"badpre.gguf\", \"wb\").write(b[:i] + b\"zmoll\" + b[i + 5:])
+" &&
+	test_must_fail icl-convert badpre.gguf out 2>err &&
+	test_grep "zmoll" err &&
+	test ! -e out && ls >ls && ! grep "tmp" ls
+'
+
+test_expect_success '... and into a folder with an earlier conversion it leaves that one whole' '
+	icl-convert "$DATA/gguf/qwen2-tiny.f32.gguf" out2 && ls out2 >before && cksum out2/* >sums &&
+	test_must_fail icl-convert badpre.gguf out2 2>err &&
+	ls out2 >after && test_cmp before after && cksum out2/* >sums2 && test_cmp sums sums2 &&
+	ls >ls && ! grep "tmp" ls
+'
+
+test_expect_success 'a conversion into a folder with an earlier one leaves no stale tokenizer beside the new weights' '
+	icl-convert m.gguf out3 && test -f out3/tokenizer.json && echo keep >out3/README.md &&
+	mkdir -p plain && cp "$DATA/model/llama-tiny/model/"* plain/ &&
+	icl-convert plain plain.gguf &&
+	icl-convert plain.gguf out3 &&
+	test ! -e out3/tokenizer.json && test ! -e out3/tokenizer_config.json &&
+	test -f out3/config.json && test -f out3/model.safetensors && test -f out3/generation_config.json &&
+	echo keep >want && test_cmp want out3/README.md &&
+	ls >ls && ! grep "tmp" ls &&
+	icl-convert m.gguf out3 && ids out3 >a && ids m >b && test_cmp a b
+'
+
 test_done

@@ -353,6 +353,7 @@ static void gen_config(void **state)
     icl_config_defaults(&cfg, "llama");
     cfg.n_eos = 1;
     cfg.eos_token_id[0] = 2;
+    cfg.vocab_size = 128256; /* Llama 3's, whose eos ids are below */
     icl_gen_config g;
     assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), 0); /* no file: defaults */
     assert_int_equal(g.do_sample, 0);
@@ -371,6 +372,10 @@ static void gen_config(void **state)
     assert_int_equal(g.max_new_tokens, 7);
     assert_int_equal(g.n_eos, 2);
     assert_int_equal(g.eos[1], 128009);
+    /* an eos id past the vocabulary, as config.json's (the model could never emit it) */
+    write_file(path, "{\"eos_token_id\": [2, 128256]}");
+    assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), -1);
+    assert_string_equal(err, "generation_config.json: eos_token_id 128256 is not below vocab_size 128256 (config.json)");
     write_file(path, "{\"top_p\": 1.5}");
     assert_int_equal(icl_gen_config_load(&g, dir, &cfg, err, sizeof err), -1);
     assert_non_null(strstr(err, "top-p must be in [0, 1]"));
