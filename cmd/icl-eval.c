@@ -585,18 +585,6 @@ static void eval_pass(const opts *o, items *it, double timeout, long jobs, json_
     free(bwrap);
 }
 
-/* --adapter DIR[:SCALE]: a scale that is not a number is a usage error
- * (icl_lora_parse_spec says which); the folder is read later. */
-static void check_adapter_spec(const char *spec)
-{
-    char err[1024];
-    double scale;
-    char *d = icl_lora_parse_spec(spec, &scale, err, sizeof err);
-    if (!d)
-        icl_usage_die("--adapter %s", err + strlen("adapter "));
-    free(d);
-}
-
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -665,7 +653,7 @@ int main(int argc, char **argv)
             if (n_adapters == 64)
                 icl_usage_die("--adapter: at most 64");
             adapters[n_adapters++] = optarg;
-            check_adapter_spec(optarg);
+            icl_opt_adapter_spec(optarg);
             break;
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;

@@ -587,18 +587,6 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
  * names the option and its range (a value past FLT_MAX would become inf). */
 static double num_arg(const char *opt, const char *s, double lo, double hi) { return icl_opt_double(opt, s, lo, hi); }
 
-/* --adapter DIR[:SCALE]: a scale that is not a number is a usage error
- * (icl_lora_parse_spec says which); the folder is read later. */
-static void check_adapter_spec(const char *spec)
-{
-    char err[1024];
-    double scale;
-    char *d = icl_lora_parse_spec(spec, &scale, err, sizeof err);
-    if (!d)
-        icl_usage_die("--adapter %s", err + strlen("adapter "));
-    free(d);
-}
-
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
@@ -620,7 +608,7 @@ int main(int argc, char **argv)
             if (n_adapters == 64)
                 icl_usage_die("--adapter: at most 64");
             adapters[n_adapters++] = optarg;
-            check_adapter_spec(optarg);
+            icl_opt_adapter_spec(optarg);
             break;
         case 'n': max_new = icl_opt_long("--max-new-tokens", optarg, 1, 1L << 30); break;
         case OPT_TEMP: temp = num_arg("--temperature", optarg, 0, FLT_MAX), has_temp = 1; break;

@@ -14,6 +14,7 @@
 
 #include "bf16.h"
 #include "fileio.h"
+#include "lora.h"
 #include "utf8.h"
 
 /* Write s to stderr with what could drive the terminal made visible: C0
@@ -497,4 +498,14 @@ long icl_count_lines(char *const *files, int n)
         fclose(f);
     }
     return total;
+}
+
+void icl_opt_adapter_spec(const char *spec)
+{
+    char err[1024];
+    double scale;
+    char *d = icl_lora_parse_spec(spec, &scale, err, sizeof err);
+    if (!d)
+        icl_usage_die("--adapter %s", err + strlen("adapter "));
+    free(d);
 }

@@ -106,6 +106,10 @@ long icl_opt_long(const char *opt, const char *arg, long lo, long hi);
 int icl_opt_int(const char *opt, const char *arg, int lo, int hi);
 /* Any 64-bit unsigned value (seeds): 0 .. 18446744073709551615. */
 uint64_t icl_opt_u64(const char *opt, const char *arg);
+/* --adapter DIR[:SCALE] (icl-gen, icl-eval): a SCALE that is not a number
+ * is a usage error (exit 2, icl_lora_parse_spec's reason); the folder
+ * itself is read later. */
+void icl_opt_adapter_spec(const char *spec);
 /* A finite number in [lo, hi]; icl_opt_double_gt excludes lo: (lo, hi]. */
 double icl_opt_double(const char *opt, const char *arg, double lo, double hi);
 double icl_opt_double_gt(const char *opt, const char *arg, double lo, double hi);

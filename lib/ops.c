@@ -926,18 +926,44 @@ static att_amx_lay att_amx_layout(int T, int hd, int bwd)
     return L;
 }
 
+/* What a forward or backward shares: the layout, the threads' scratch
+ * (64-byte aligned), the key-block table and the documents' runs. */
+typedef struct {
+    att_amx_lay L;
+    char *base, *scr;
+    int *k0t, *lot, nblk, ranged;
+} att_amx_run;
+
+static void att_amx_run_init(att_amx_run *r, const icl_attn_shape *sh, const int32_t *doc, int bwd)
+{
+    r->L = att_amx_layout(sh->T, sh->hd, bwd);
+    r->base = xmalloc((size_t)omp_get_max_threads() * r->L.total + 64);
+    r->scr = (char *)(((uintptr_t)r->base + 63) & ~(uintptr_t)63);
+    r->k0t = block_k0_table(doc, sh->B, sh->T);
+    r->nblk = (sh->T + ATT_RB - 1) / ATT_RB;
+    r->lot = doc_run_starts(doc, sh->B, sh->T);
+    r->ranged = !doc || r->lot;
+}
+
+static void att_amx_run_free(att_amx_run *r)
+{
+    free(r->base);
+    free(r->k0t);
+    free(r->lot);
+}
+
 AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                                   const icl_attn_shape *sh)
 {
     int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld;
-    att_amx_lay L = att_amx_layout(T, hd, 0);
+    att_amx_run R;
+    att_amx_run_init(&R, sh, doc, 0);
+    att_amx_lay L = R.L;
     long Tp = L.Tp, Tq = L.Tq;
-    int nt = omp_get_max_threads();
-    char *base = xmalloc((size_t)nt * L.total + 64), *scr = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
-    int *lot = doc_run_starts(doc, B, T);
-    int ranged = !doc || lot;
+    char *scr = R.scr;
+    const int *k0t = R.k0t, *lot = R.lot;
+    int nblk = R.nblk, ranged = R.ranged;
 #pragma omp parallel if ((long)B * H * T * hd >= ICL_PAR_MIN)
     {
         char *w = scr + (size_t)omp_get_thread_num() * L.total;
@@ -981,9 +1007,7 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
         }
         _tile_release();
     }
-    free(base);
-    free(k0t);
-    free(lot);
+    att_amx_run_free(&R);
 }
 
 AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
@@ -991,13 +1015,13 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
 {
     int B = sh->B, T = sh->T, H = sh->H, KV = sh->KV, hd = sh->hd, grp = sh->H / sh->KV;
     long ld = sh->ld;
-    att_amx_lay L = att_amx_layout(T, hd, 1);
+    att_amx_run R;
+    att_amx_run_init(&R, sh, doc, 1);
+    att_amx_lay L = R.L;
     long Tp = L.Tp, Tq = L.Tq;
-    int nt = omp_get_max_threads();
-    char *base = xmalloc((size_t)nt * L.total + 64), *scr = (char *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
-    int *k0t = block_k0_table(doc, B, T), nblk = (T + ATT_RB - 1) / ATT_RB;
-    int *lot = doc_run_starts(doc, B, T);
-    int ranged = !doc || lot;
+    char *scr = R.scr;
+    const int *k0t = R.k0t, *lot = R.lot;
+    int nblk = R.nblk, ranged = R.ranged;
 #pragma omp parallel if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     {
         char *w = scr + (size_t)omp_get_thread_num() * L.total;
@@ -1102,9 +1126,7 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
         }
         _tile_release();
     }
-    free(base);
-    free(k0t);
-    free(lot);
+    att_amx_run_free(&R);
 }
 #undef ATT_QB
 #undef AMX_T
