@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -121,6 +122,29 @@ static const char *long_word(int argc, char **argv, size_t *len)
     return w;
 }
 
+/* Levenshtein distance of a[0..n) and b[0..m) (insertions, deletions,
+ * substitutions), for option names: words longer than 64 bytes count as far. */
+static size_t edit_distance(const char *a, size_t n, const char *b, size_t m)
+{
+    if (n > 64 || m > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= m; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            best = up + 1 < best ? up + 1 : best;
+            best = row[j - 1] + 1 < best ? row[j - 1] + 1 : best;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[m];
+}
+
 int icl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts)
 {
     char so[256];
@@ -166,6 +190,16 @@ int icl_getopt(int argc, char **argv, const char *shortopts, const struct option
         }
     if (matches > 1)
         icl_usage_die("ambiguous option '%.*s' (%s)", (int)n, w, list);
+    /* a typo: the long option nearest by edit distance, when it is near */
+    const char *best = NULL;
+    size_t bd = SIZE_MAX;
+    for (const struct option *o = longopts; o && o->name && n > 2; o++) {
+        size_t d = edit_distance(w + 2, n - 2, o->name, strlen(o->name));
+        if (d < bd)
+            bd = d, best = o->name;
+    }
+    if (best && bd <= (n - 2 >= 8 ? 2 : 1))
+        icl_usage_die("unknown option '%.*s' (did you mean --%s?)", (int)n, w, best);
     icl_usage_die("unknown option '%.*s'", (int)n, w);
 }
 

@@ -61,4 +61,14 @@ test_expect_success '-t is --tokenizer where a tokenizer is taken, and nothing e
 	test_grep "^{\"prompt\":\"a.*\"response\":\"b\"}$" out
 '
 
+# usage: exit 2 and the message
+usage2() { rc=0; "$@" </dev/null >/dev/null 2>err || rc=$?; test $rc -eq 2; }
+test_expect_success 'an unknown long option near a real one names it; far ones do not guess' '
+	usage2 icl-fmt --shufle x && test_grep "unknown option .--shufle. (did you mean --shuffle?)" err &&
+	usage2 icl-gen --tempreature 1 && test_grep "(did you mean --temperature?)" err &&
+	usage2 icl-train --lora-rank 4 && test_grep "unknown option .--lora-rank.$" err &&
+	usage2 icl-fmt --xyz && ! grep -q "did you mean" err &&
+	usage2 icl-fmt --sh && test_grep "ambiguous option .--sh. (--shuffle, --shots" err
+'
+
 test_done
