@@ -571,7 +571,7 @@ static int open_tokenizer(train_run *r)
         return fail(r, "%s: %s", r->tokpath, e2);
     } else {
         note(r, 1, "%s: %s", r->tokpath, e2);
-        r->tid.what = "its tokenizer.json cannot be read by icl";
+        r->tid.what = gguf ? "its GGUF tokenizer cannot be read by icl" : "its tokenizer.json cannot be read by icl";
     }
     if (!o->model_dir && !r->ckpt) {
         r->tok_json = bytes;
