@@ -545,7 +545,11 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
     int quant = !(flags & ICL_LOAD_DEQUANTIZE) && icl_is_gguf_file(b);
     icl_model *m = quant ? icl_model_load_gguf_quantized(b, e2, sizeof e2) : icl_model_load(b, e2, sizeof e2);
     if (!m) {
-        icl_seterr(err, errsz, "%s", e2); /* the loader names the file */
+        if (is_adapter) /* the loader names the file; say where its path came from */
+            icl_seterr(err, errsz, "%s (the base model of adapter %s, its adapter_config.json's "
+                       "base_model_name_or_path)", e2, model);
+        else
+            icl_seterr(err, errsz, "%s", e2);
         free(b);
         return NULL;
     }

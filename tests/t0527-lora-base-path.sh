@@ -48,7 +48,10 @@ test_expect_success 'a base not found names adapter_config.json and the paths tr
 	test_grep "ship/ad/adapter_config.json: the base model \"/nonexistent/base\" (base_model_name_or_path) does not exist: give it, -m BASE --adapter ship/ad" err &&
 	set_base ship/ad "" &&
 	test_must_fail icl-gen -m ship/ad <rand.tok 2>err &&
-	test_grep "ship/ad/adapter_config.json names no base_model_name_or_path" err
+	test_grep "ship/ad/adapter_config.json names no base_model_name_or_path" err &&
+	set_base ship/ad . &&
+	test_must_fail icl-gen -m ship/ad <rand.tok 2>err &&
+	test_grep "(the base model of adapter ship/ad, its adapter_config.json.s base_model_name_or_path)" err
 '
 
 test_expect_success 'resume without -m, from another folder: the base the checkpoint names' '
