@@ -56,6 +56,7 @@ struct icl_fmt {
     icl_csv *csv;            /* open CSV parser (its thread), freed on failure */
     icl_jarr *jarr;          /* open JSON array reader */
     json_t *obj;             /* object being converted */
+    json_t *msgs;            /* its messages as {role, content} while they are converted */
     icl_reader rd;           /* the input being read */
     char *used;              /* do_csv's scratch */
     size_t *koff;
@@ -864,7 +865,9 @@ static int start_chat(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
         badf(f, line, "%s", err);
         return 0;
     }
+    f->msgs = norm; /* freed by cleanup if a bad record stops the run */
     int ok = chat_turns(f, norm, sys, key, line);
+    f->msgs = NULL;
     json_decref(norm);
     return ok;
 }
@@ -1068,15 +1071,16 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
     json_t *o;
     long line, n = 0;
     int rc;
-    icl_jarr a;
+    icl_jarr *a = NULL; /* on the heap: a fatal error's longjmp leaves this frame, cleanup frees it */
     if (array) {
-        icl_jarr_init(&a, rd);
-        f->jarr = &a;
+        a = xcalloc(1, sizeof *a);
+        icl_jarr_init(a, rd);
+        f->jarr = a;
     }
     else
         icl_reader_skip_bom(rd);
     for (;;) {
-        rc = array ? icl_jarr_next(&a, &o, &line, err, sizeof err)
+        rc = array ? icl_jarr_next(a, &o, &line, err, sizeof err)
                    : icl_jsonl_next(rd, &o, &line, err, sizeof err);
         if (rc == 0)
             break;
@@ -1094,7 +1098,8 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
         json_decref(o);
     }
     if (array) {
-        icl_jarr_free(&a);
+        icl_jarr_free(a);
+        free(a);
         f->jarr = NULL;
     }
     check_read(f, rd);
@@ -1109,10 +1114,14 @@ static void cleanup(icl_fmt *f)
 {
     if (f->csv)
         icl_csv_free(f->csv);
-    if (f->jarr)
+    if (f->jarr) {
         icl_jarr_free(f->jarr);
+        free(f->jarr);
+    }
     if (f->obj)
         json_decref(f->obj);
+    json_decref(f->msgs);
+    f->msgs = NULL;
     f->csv = NULL;
     f->jarr = NULL;
     f->obj = NULL;
