@@ -43,9 +43,11 @@ static void usage(FILE *f)
 "  -p, --pred KEY          key of the prediction (default \"completion\")\n"
 "  -r, --ref KEY           key of the reference: a string, or an array of\n"
 "                          strings for several references (default \"response\");\n"
-"                          in \"chat\": true records (icl-fmt --chat-template) a\n"
-"                          reference's trailing end-of-turn text (<|im_end|>,\n"
-"                          </s>...) is dropped when the prediction lacks it\n"
+"                          in \"chat\": true records (icl-fmt --chat-template) an\n"
+"                          array holds one answer per assistant turn and the\n"
+"                          reference is the last (the turn icl-gen answers),\n"
+"                          its trailing end-of-turn text (<|im_end|>, </s>...)\n"
+"                          dropped when the prediction lacks it\n"
 "  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, chrf, chrf++,\n"
 "                          accuracy, all (all of those), pass@K (code: runs\n"
 "                          each completion with its test; pass@1,pass@10)\n"
@@ -417,7 +419,8 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
             if (i < json_array_size(f)) {
                 bad(o, skipped, "%s:%ld: \"%s\"[%zu] is not a string", name, r.lineno, o->ref_key, i);
             } else {
-                nrefs = json_array_size(f);
+                /* a chat record's array is its turns' answers: the last is the reference */
+                nrefs = json_is_true(json_object_get(rec, "chat")) ? 1 : json_array_size(f);
                 ok = 1;
             }
         } else {
@@ -450,7 +453,8 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
             if (nrefs)
                 o->text_records++;
             for (size_t i = 0; i < nrefs; i++) {
-                const char *ref = json_is_string(f) ? json_string_value(f) : json_string_value(json_array_get(f, i));
+                const char *ref = json_is_string(f) ? json_string_value(f)
+                                  : json_string_value(json_array_get(f, chat ? json_array_size(f) - 1 : i));
                 size_t rl;
                 ref = ref_text(o, ref, json_string_value(p), chat, &rl);
                 char *cut = xstrndup(ref, rl);

@@ -152,4 +152,11 @@ test_expect_success 'text that only looks like a marker stays: <| b |> with spac
 	icl-eval -M em look.jsonl >out 2>err && test_grep "\"exact_match\":0.0" out && test ! -s err
 '
 
+test_expect_success 'a multi-turn "chat": true record: its last answer is the reference (icl-gen answers that turn)' '
+	printf "%s\n" "{\"prompt\":[\"u1\",\"u2\"],\"response\":[\"Nice to meet you<|im_end|>\",\"Zoe.<|im_end|>\"],\"chat\":true,\"completion\":\"Nice to meet you\"}" \
+		"{\"prompt\":[\"u1\",\"u2\"],\"response\":[\"Nice to meet you<|im_end|>\",\"Zoe.<|im_end|>\"],\"chat\":true,\"completion\":\"Zoe.\"}" >mt.jsonl &&
+	icl-eval -q -M em mt.jsonl >out && test_grep "\"exact_match\":0.5," out &&
+	sed "s/\"chat\":true,//" mt.jsonl | icl-eval -q -M em >out && test_grep "\"exact_match\":0.0," out
+'
+
 test_done
