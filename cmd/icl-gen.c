@@ -113,9 +113,9 @@ static void usage(FILE *f)
 "generation_config.json or transformers' defaults (temperature 1, top-k 50).\n"
 "Prompts are tokenized as icl-tok encode does (BOS as the tokenizer adds it);\n"
 "a \"prompt\" array is a conversation: turns with the \"response\" array, or\n"
-"prompt, response, ..., prompt segments.  A record with \"messages\" and no\n"
-"\"prompt\" is rendered by the chat template (special tokens parsed, no BOS\n"
-"added: the template writes it).\n"
+"prompt, response, ..., prompt segments.  A record with \"messages\" (or\n"
+"ShareGPT's \"conversations\") and no \"prompt\" is rendered by the chat\n"
+"template (special tokens parsed, no BOS added: the template writes it).\n"
 "\n"
 "Example:\n"
 "  echo '{\"id\":1,\"prompt\":\"Once upon a time\"}' | icl-gen -m run/ -n 32\n"
@@ -291,12 +291,15 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
     free(texts);
 }
 
-/* The prompt ids of a record: a "messages" record (and no "prompt") is
+/* The prompt ids of a record: a "messages" (or ShareGPT "conversations")
+ * record, and no "prompt", is
  * rendered by the chat template with add_generation_prompt and tokenized
  * with special tokens parsed and no BOS added; others as icl-tok does. */
 static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err, size_t errsz)
 {
     json_t *msgs = json_object_get(rec, "messages");
+    if (!msgs && json_is_array(json_object_get(rec, "conversations")))
+        msgs = json_object_get(rec, "conversations"); /* ShareGPT's name for them, as icl-fmt reads it */
     if (!msgs || json_object_get(rec, "prompt"))
         return icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, out, err, errsz);
     if (!c->chat)

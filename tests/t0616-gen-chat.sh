@@ -20,6 +20,12 @@ test_expect_success 'a messages record renders with the folder template and add_
 	grep -F "\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"completion\":" a.out
 '
 
+test_expect_success 'ShareGPT records ("conversations" of from/value turns) render as messages records do' '
+	echo "{\"id\":1,\"conversations\":[{\"from\":\"human\",\"value\":\"Once upon a time\"}]}" >sg.jsonl &&
+	icl-gen -m c -n 12 --greedy sg.jsonl >s.out &&
+	sed "s/.*\"completion\"://" s.out >cs && test_cmp ca cs
+'
+
 test_expect_success '--chat-template and --template-var change the rendering' '
 	icl-gen -m m --chat-template c/chat_template.jinja --template-var "x= Once" -n 12 --greedy msg.jsonl >d.out &&
 	printf "%s\n" "{\"id\":1,\"prompt\":\"[user] Once upon a time\n[assistant] Once\"}" >q.jsonl &&
