@@ -388,10 +388,29 @@ static char *tokenizer_of(const char *model)
 
 static int open_lora(train_run *r);
 
+/* 1 when dir is a LoRA adapter folder (adapter_config.json, no config.json) */
+static int is_adapter_dir(const char *dir)
+{
+    if (!dir || !is_dir(dir))
+        return 0;
+    char *c = icl_path_join(dir, "config.json"), *a = icl_path_join(dir, "adapter_config.json");
+    int yes = access(c, F_OK) != 0 && access(a, F_OK) == 0;
+    free(c);
+    free(a);
+    return yes;
+}
+
 static int open_model(train_run *r)
 {
     const icl_train_opts *o = r->o;
     char e2[1024];
+    if (is_adapter_dir(o->model_dir)) {
+        char *b = icl_lora_base_path(o->model_dir, e2, sizeof e2);
+        fail(r, "-m %s: a LoRA adapter folder, not a model: train it further with -m %s --adapter %s", o->model_dir,
+             b ? b : "BASE", o->model_dir);
+        free(b);
+        return -1;
+    }
     if (o->lora_r > 0 || o->adapter)
         return open_lora(r);
     if (r->ckpt) { /* claim_dir found it */

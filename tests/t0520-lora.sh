@@ -77,6 +77,13 @@ test_expect_success 'resume without -m takes the base from base_model_name_or_pa
 	cmp full/adapter_model.safetensors part2/adapter_model.safetensors
 '
 
+test_expect_success '-m naming an adapter folder says how to train it further' '
+	test_must_fail icl-train -q -m full -o ad2 --max-steps 1 rand.tok 2>err &&
+	test_grep "icl-train: -m full: a LoRA adapter folder, not a model: train it further with -m .*llama-tiny/model --adapter full" err &&
+	test_must_fail icl-train -q -m full --lora-r 4 -o ad2 --max-steps 1 rand.tok 2>err &&
+	test_grep "a LoRA adapter folder, not a model" err
+'
+
 test_expect_success 'resume refuses other LoRA options' '
 	test_must_fail icl-train $ARGS --lora-alpha 16 -o part --resume rand.tok 2>err &&
 	test_grep "cannot resume: lora_alpha is 16 here but 8 in the checkpoint (give the same LoRA options" err &&
