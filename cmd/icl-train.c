@@ -82,7 +82,7 @@ static const char usage_text[] =
     "      --valid FILE           token lines for the validation loss (val_loss)\n"
     "      --allow-eos-mismatch   train on token lines whose EOS (their header's) is\n"
     "                             not one the model stops at (default: refused)\n"
-    "      --eval-every N         validate every N steps (and at the end)\n"
+    "      --eval-every N         validate every N steps (and at the end; needs --valid)\n"
     "\n"
     "Optimisation (names as transformers' TrainingArguments):\n"
     "      --grad-accum N         micro-batches per optimizer step (default 1)\n"

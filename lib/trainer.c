@@ -294,6 +294,8 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--save-total-limit must not be negative");
     if (o->load_best_model_at_end && !o->valid)
         BAD("--load-best-model-at-end needs --valid FILE");
+    if (o->eval_every > 0 && !o->valid)
+        BAD("--eval-every needs --valid FILE (the token lines to validate on)");
     if (o->load_best_model_at_end && o->save_every > 0 &&
         (o->eval_every <= 0 || o->save_every % o->eval_every))
         BAD("--load-best-model-at-end needs --save-every to be a multiple of --eval-every (as transformers)");

@@ -110,6 +110,7 @@ test_expect_success '--save-total-limit with --load-best-model-at-end keeps the 
 '
 
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
+test_expect_code 2 '--eval-every needs --valid' 'icl-train $A --eval-every 2 -o x rand.tok'
 test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \
 	'icl-train $A --valid val.tok --eval-every 3 --save-every 2 --load-best-model-at-end -o x rand.tok'
 
