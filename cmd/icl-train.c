@@ -128,7 +128,7 @@ static const char usage_text[] =
     "                             of --eval-every)\n"
     "      --resume               continue from the newest complete checkpoint in\n"
     "                             OUT_DIR: bit-identical to an uninterrupted run\n"
-    "                             (same options, data and --threads; what differs\n"
+    "                             (same options and data, any --threads; what differs\n"
     "                             is named); prints the checkpoint's logged\n"
     "                             metrics first, so the output is the whole run's\n"
     "      --resume-if-possible   --resume, but start a new run when OUT_DIR has\n"
