@@ -702,6 +702,8 @@ int main(int argc, char **argv)
         eval_file(&o, "-", &it, &skipped);
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &it, &skipped);
+    if (it.n == 0 && !quiet) /* a pipeline whose earlier step wrote nothing: the null scores say why */
+        icl_warn("no record to score%s", skipped ? " (every record was skipped)" : " (empty input)");
     if (o.eot_stripped && !quiet)
         fprintf(stderr, "%s: %ld reference%s of \"chat\": true records scored without the end-of-turn text the "
                 "completions stop before (%s)\n", icl_progname, o.eot_stripped, o.eot_stripped == 1 ? "" : "s",
