@@ -5,24 +5,10 @@
 # Tokens made by another tokenizer are refused, not scored.
 . "$(dirname "$0")/lib.sh"
 
-# A 96-token byte-level tokenizer for the 96-token llama-tiny model in $1
+# A 96-token byte-level tokenizer (tests/data/tok/tok96.py) for the 96-token llama-tiny model in $1
 # (as t3003): ASCII 33..124, space as "Ġ", two merges (order A or B: another
 # tokenizer with the same vocabulary), <|endoftext|>.
-mktok() {
-	python3 -c "
-import json, sys
-v = {chr(c): c - 33 for c in range(33, 125)}
-v.update({\"\\u0120\": 92, \"ll\": 93, \"\\u0120w\": 94, \"<|endoftext|>\": 95})
-t = {\"version\": \"1.0\", \"added_tokens\": [{\"id\": 95, \"content\": \"<|endoftext|>\", \"single_word\": False,
-     \"lstrip\": False, \"rstrip\": False, \"normalized\": False, \"special\": True}],
-     \"normalizer\": None, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": False, \"trim_offsets\": True, \"use_regex\": True},
-     \"post_processor\": None,
-     \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": True, \"trim_offsets\": True, \"use_regex\": True},
-     \"model\": {\"type\": \"BPE\", \"vocab\": v, \"merges\": [\"l l\", \"\\u0120 w\"][::1 if sys.argv[2] == \"A\" else -1]}}
-json.dump(t, open(sys.argv[1] + \"/tokenizer.json\", \"w\"))
-json.dump({\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"{% for m in messages %}{{ m.content }} {% endfor %}\"}, open(sys.argv[1] + \"/tokenizer_config.json\", \"w\"))
-" "$1" "$2"
-}
+mktok() { python3 "$DATA/tok/tok96.py" "$1" --merges "$2"; }
 
 cat >d.jsonl <<'J'
 {"prompt":"Hello world","response":"we will"}

@@ -8,22 +8,11 @@ SMOL=${ICL_SMOLLM2_GGUF:-$HOME/.cache/icl/SmolLM2-135M-Instruct.Q4_1.gguf}
 # fingerprint of the tokenizer icl-tok reads from $1 (header of an encode)
 fp() { echo '{"text":"Hello world 12"}' | icl-tok encode -t "$1" | head -1 | sed 's/ source=.*//'; }
 
-# A 96-token byte-level tokenizer for the 96-token model: ASCII 33..124,
+# A 96-token byte-level tokenizer (tests/data/tok/tok96.py) for the 96-token model: ASCII 33..124,
 # space as "Ġ", two merges, <|endoftext|>; $1 is the pre_tokenizer JSON.
 mktok() {
-	python3 -c "
-import json, sys
-v = {chr(c): c - 33 for c in range(33, 125)}
-v.update({\"\\u0120\": 92, \"ll\": 93, \"\\u0120w\": 94, \"<|endoftext|>\": 95})
-t = {\"version\": \"1.0\", \"added_tokens\": [{\"id\": 95, \"content\": \"<|endoftext|>\", \"single_word\": False,
-     \"lstrip\": False, \"rstrip\": False, \"normalized\": False, \"special\": True}],
-     \"normalizer\": None, \"pre_tokenizer\": json.loads(sys.argv[1]), \"post_processor\": None,
-     \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": True, \"trim_offsets\": True, \"use_regex\": True},
-     \"model\": {\"type\": \"BPE\", \"vocab\": v, \"merges\": [\"l l\", \"\\u0120 w\"]}}
-json.dump(t, open(sys.argv[2] + \"/tokenizer.json\", \"w\"))
-json.dump({\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"{{ messages }}\",
-           \"model_max_length\": 1000000000000000019884624838656}, open(sys.argv[2] + \"/tokenizer_config.json\", \"w\"))
-" "$1" "$2"
+	python3 "$DATA/tok/tok96.py" "$2" --pre "$1" \
+		--config "{\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"{{ messages }}\", \"model_max_length\": 1000000000000000019884624838656}"
 }
 
 # ids icl-tok gives for a text with tokenizer $1
