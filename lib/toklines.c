@@ -255,6 +255,9 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
             what = "a JSON record, not token ids: make token lines with icl-tok encode -t MODEL";
         else if (len && s[len - 1] == '\r')
             what = "ends with a carriage return (CRLF line end); token lines end with LF alone (dos2unix converts)";
+        else if (r->examples == 0 && len && !(s[0] >= '0' && s[0] <= '9') && s[0] != '\t')
+            what = "text, not token ids (CSV, TSV or plain text?): make records with icl-fmt, then token lines with "
+                   "icl-tok encode -t MODEL";
         if (what) {
             snprintf(err, errsz, "%s:%ld: %s", name, ln, what);
             return -1;
