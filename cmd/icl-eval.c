@@ -395,6 +395,10 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
     int text = (o->mask & ~(unsigned)ICL_METRIC_PASS) != 0, pass = (o->mask & ICL_METRIC_PASS) != 0;
     while ((st = icl_record_next(&r, &rec, err, sizeof err)) != 0) {
         if (st < 0) {
+            /* token lines given without -m: their loss needs the model */
+            if (r.lineno == 1 && r.line.len >= 11 && !memcmp(r.line.data, "#icl-tokens", 11))
+                icl_usage_die("%s: token lines (icl-tok encode): their loss and perplexity need -m MODEL; "
+                              "without it icl-eval scores predictions in JSON Lines records", name);
             bad(o, skipped, "%s", err);
             continue;
         }

@@ -52,4 +52,11 @@ test_expect_code 1 'a missing file is an error naming it' '
 	exit $rc
 '
 
+test_expect_success 'token lines without -m: a usage error saying -m MODEL is needed' '
+	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=96 bos=-1 eos=2 pad=2 source=x\n1 2\t3\n" >t.tok &&
+	rc=0; icl-eval t.tok >out 2>err || rc=$?
+	test $rc -eq 2 && test ! -s out &&
+	test_grep "icl-eval: t.tok: token lines (icl-tok encode): their loss and perplexity need -m MODEL" err
+'
+
 test_done
