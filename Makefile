@@ -198,7 +198,7 @@ PUBLIC_H := lib/bpe_train.h lib/chat.h lib/cli.h lib/config.h lib/csvin.h lib/da
             lib/bf16.h lib/model.h lib/ops.h lib/optim.h lib/qdot.h lib/quant.h lib/reader.h lib/record.h lib/rng.h \
             lib/safetensors.h lib/sample.h lib/sandbox.h lib/shots.h lib/template.h lib/tokenizer.h lib/tokgguf.h lib/toklines.h \
             lib/tokrec.h lib/trainer.h lib/utf8.h lib/util.h
-INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h lib/qdot_simd.h lib/tr16.h
+INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h lib/qdot_simd.h lib/x86tiles.h
 UNPLACED_H = $(filter-out $(PUBLIC_H) $(INTERNAL_H),$(wildcard lib/*.h))
 
 install: all

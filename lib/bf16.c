@@ -1,6 +1,6 @@
 /* bf16.c - bfloat16 products with float32 accumulation.  See bf16.h. */
 #include "bf16.h"
-#include "tr16.h"
+#include "x86tiles.h"
 
 #include <math.h>
 #include <omp.h>
@@ -544,26 +544,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void micro_any(int
  * stride 2 PNR bf16).  Every sum: one TDPBF16PS per chunk of 32 k, in k
  * order from a zero tile, the last chunk zero-padded (bf16.h). */
 
-/* The palette-1 tile configuration: tiles 0-7 all 16 rows of 64 bytes. */
-typedef struct {
-    uint8_t palette, start_row, rsv[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} amx_cfg;
-
-/* Loads the tile configuration on the calling thread (ldtilecfg): before
- * its first amx_block; amx_end releases the tiles (tilerelease). */
-__attribute__((target("amx-tile"))) static void amx_begin(void)
-{
-    _Alignas(64) amx_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++)
-        c.rows[t] = 16, c.colsb[t] = 64;
-    __asm__ volatile("" ::: "memory"); /* the intrinsic names 8 bytes of c as its operand */
-    _tile_loadconfig(&c);
-}
-
+/* Releases the tiles (tilerelease) after a thread's blocks (icl_amx_begin configured them). */
 __attribute__((target("amx-tile"))) static void amx_end(void) { _tile_release(); }
 
 /* The epilogue of an AMX block: the sums o[i][j] (i < mr, j < nc, stored
@@ -600,7 +581,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void amx_put(flo
     } while (0)
 
 /* As micro_native, for mr <= AMR rows of A (bf16, stride lda, padded to Kp
- * with zero) times one packed panel, with the tiles configured (amx_begin)
+ * with zero) times one packed panel, with the tiles configured (icl_amx_begin)
  * on this thread.  Fewer than AMR rows, and the last chunk when Kp is not
  * a multiple of 32, go through zero-padded copies (the sums of the rows
  * that exist do not change: rows of a tile product are independent, and
@@ -899,7 +880,7 @@ static void gemm_core(int M, int N, int Kp, const uint16_t *A, long lda, const u
     {
 #if BF_AMX
         if (am)
-            amx_begin();
+            icl_amx_begin();
 #endif
 #pragma omp for schedule(static)
         for (long it = 0; it < items; it++) {
@@ -1093,7 +1074,7 @@ int icl_bf16_gemm_fill_ext(int M, int N, int K, const float *x, long ldx, const 
         int t = omp_get_thread_num(), T = omp_get_num_threads();
 #if BF_AMX
         if (am)
-            amx_begin();
+            icl_amx_begin();
 #endif
         uint16_t *pan = A + na + (size_t)t * per;
         void *work = pan + npan;

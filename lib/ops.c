@@ -343,7 +343,7 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
 #define ATT_AMX 1 /* AMX tiles for bf16 operands (icl_bf16_amx_active says whether they run) */
 #include <stdint.h>
 #include "bf16.h"
-#include "tr16.h"
+#include "x86tiles.h"
 #else
 #define ATT_AMX 0
 #endif
@@ -723,24 +723,6 @@ static float att_exp_row(float *r, int c0, int c1, int k0, int t, int lo, int ra
 #define AMX_T __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512bf16")))
 #define ATT_QB 64 /* queries per block of the dk, dv products */
 
-typedef struct {
-    uint8_t palette, start_row, rsv[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} att_amx_cfg;
-
-/* tiles 0-7: 16 rows of 64 bytes */
-AMX_T static void att_amx_begin(void)
-{
-    _Alignas(64) att_amx_cfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++)
-        c.rows[t] = 16, c.colsb[t] = 64;
-    __asm__ volatile("" ::: "memory");
-    _tile_loadconfig(&c);
-}
-
 /* 16 floats -> 16 bf16 (vcvtneps2bf16, as icl_bf16_from_f32_row) */
 AMX_T static inline __m256i att_bf(const float *x) { return (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x)); }
 
@@ -970,7 +952,7 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
         float *S = (float *)(w + L.S), *O = (float *)(w + L.O);
         uint16_t *Pr = (uint16_t *)(w + L.Pr), *Aq = (uint16_t *)(w + L.A), *tmp = (uint16_t *)(w + L.tmp);
         uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vk = (uint32_t *)(w + L.Vk);
-        att_amx_begin();
+        icl_amx_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int bg = 0; bg < B * KV; bg++) {
             int b = bg / KV, g = bg % KV;
@@ -1031,7 +1013,7 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
         uint16_t *tmp = (uint16_t *)(w + L.tmp), *qT = (uint16_t *)(w + L.qT), *oT = (uint16_t *)(w + L.oT);
         uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vd = (uint32_t *)(w + L.Vd), *Kk = (uint32_t *)(w + L.Kk);
         uint32_t *Pb = (uint32_t *)(w + L.Pb), *Sb = (uint32_t *)(w + L.Sb), *W = (uint32_t *)(w + L.W);
-        att_amx_begin();
+        icl_amx_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int bg = 0; bg < B * KV; bg++) {
             int b = bg / KV, g = bg % KV;
