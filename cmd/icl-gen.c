@@ -1,6 +1,7 @@
 /* icl-gen - generate completions for prompts with a model folder: records in,
- * records with "completion" out (or token lines in and out with --ids).
- * See icl-gen(1).  All computing is in lib/generate.c. */
+ * records with "completion" out (or token lines in and out with --ids), or
+ * a chat on standard input (--chat).  See icl-gen(1).  All computing is in
+ * lib/generate.c. */
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
@@ -29,8 +30,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: icl-gen -m MODEL_DIR [OPTION]... [FILE]...\n"
+"  or:  icl-gen -m MODEL_DIR --chat [--system TEXT] [OPTION]...\n"
 "Generate a completion for the \"prompt\" of each JSON Lines record (FILEs, or\n"
-"standard input) and write the record back with \"completion\" added.\n"
+"standard input) and write the record back with \"completion\" added; or chat:\n"
+"one message a line of standard input, each reply written as it is generated.\n"
 "\n"
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
 "                             model.safetensors, tokenizer.json), GGUF file, or\n"
@@ -80,6 +83,18 @@ static void usage(FILE *f)
 "                             own template (a folder's or a GGUF's), if any\n"
 "      --template-var NAME=VALUE  a chat-template variable (repeatable); VALUE\n"
 "                             is JSON if it parses, else a string\n"
+"  -i, --chat, --interactive  chat with the model (its chat template, or\n"
+"                             --chat-template): each line of standard input\n"
+"                             is a user message; the reply is streamed to\n"
+"                             standard output, then a newline.  Lines /reset\n"
+"                             (forget the conversation), /exit or /quit (end;\n"
+"                             so does end of input), /help.  The keys and\n"
+"                             values of the conversation are kept between\n"
+"                             turns; when a reply of -n tokens would pass the\n"
+"                             context, the oldest exchanges are dropped (said\n"
+"                             on standard error); a message that cannot be\n"
+"                             sent is said there, and the exit status is 1\n"
+"      --system TEXT          with --chat: the system message (kept by /reset)\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: ICL_NUM_THREADS, else all cores\n"
@@ -117,9 +132,10 @@ static void usage(FILE *f)
 "ShareGPT's \"conversations\") and no \"prompt\" is rendered by the chat\n"
 "template (special tokens parsed, no BOS added: the template writes it).\n"
 "\n"
-"Example:\n"
+"Examples:\n"
 "  echo '{\"id\":1,\"prompt\":\"Once upon a time\"}' | icl-gen -m run/ -n 32\n"
 "  {\"id\":1,\"prompt\":\"Once upon a time\",\"completion\":\" there was ...\"}\n"
+"  icl-gen -m tuned.gguf --chat          # then type; Ctrl-D or /exit ends\n"
 "\n"
 "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n");
 }

@@ -149,6 +149,7 @@ test_expect_success 'a model without a chat template: an error naming --chat-tem
 GGUF="${ICL_SMOLLM2_GGUF:-}"
 if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
 	test_skip 'a chat with SmolLM2 (GGUF, its own template)' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
+	test_skip 'SmolLM2 with --adapter' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
 else
 test_expect_success 'a chat with SmolLM2 (GGUF, its own template): turn 2 as the record mode' '
 	q1="What is the capital of France?" && q2="And of Germany?" &&
@@ -160,6 +161,16 @@ test_expect_success 'a chat with SmolLM2 (GGUF, its own template): turn 2 as the
 		icl-gen -q -m "$GGUF" -n 24 --greedy --stream | sed "\$d" >r2 &&
 	cat r1 r2 >want && test_cmp want got &&
 	! grep -F "im_end" got
+'
+
+# the PEFT-initialised adapter (B zero: the same replies), applied unmerged
+# on the quantized blocks: the option goes through
+test_expect_success 'SmolLM2 with --adapter: the record mode'"'"'s reply' '
+	q1="What is the capital of France?" &&
+	printf "%s\n" "$q1" | icl-gen -q -m "$GGUF" --adapter "$DATA/smollm2/lora/init" -n 24 --greedy --chat >got &&
+	printf "%s\n" "{\"messages\":[{\"role\":\"user\",\"content\":\"$q1\"}]}" |
+		icl-gen -q -m "$GGUF" --adapter "$DATA/smollm2/lora/init" -n 24 --greedy --stream | sed "\$d" >want &&
+	test -s want && test_cmp want got
 '
 fi
 
