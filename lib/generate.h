@@ -102,7 +102,8 @@ typedef struct {
 typedef int (*icl_gen_token_fn)(void *ctx, int seq, int32_t id);
 
 /* Generate for B sequences together: each prompt is prefilled into its own
- * KV cache (icl_model_decode), then one icl_model_step per new token for the
+ * KV cache (icl_model_decode; with seqs[b].cache, the caller's, only the
+ * ids after what it holds), then one icl_model_step per new token for the
  * sequences still running.  A sequence stops after an id in g->eos, after
  * g->max_new_tokens ids, when the model's context (max_position_embeddings)
  * is full, or when on_token returns nonzero.  on_token may be NULL.
