@@ -1,6 +1,7 @@
 /* icl-gen - generate completions for prompts with a model folder: records in,
- * records with "completion" out (or token lines in and out with --ids).
- * See icl-gen(1).  All computing is in lib/generate.c. */
+ * records with "completion" out (or token lines in and out with --ids), or
+ * a chat on standard input (--chat).  See icl-gen(1).  All computing is in
+ * lib/generate.c. */
 #include <errno.h>
 #include <float.h>
 #include <getopt.h>
@@ -29,8 +30,10 @@ static void usage(FILE *f)
 {
     fprintf(f,
 "Usage: icl-gen -m MODEL_DIR [OPTION]... [FILE]...\n"
+"  or:  icl-gen -m MODEL_DIR --chat [--system TEXT] [OPTION]...\n"
 "Generate a completion for the \"prompt\" of each JSON Lines record (FILEs, or\n"
-"standard input) and write the record back with \"completion\" added.\n"
+"standard input) and write the record back with \"completion\" added; or chat:\n"
+"one message a line of standard input, each reply written as it is generated.\n"
 "\n"
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
 "                             model.safetensors, tokenizer.json), GGUF file, or\n"
@@ -80,6 +83,18 @@ static void usage(FILE *f)
 "                             own template (a folder's or a GGUF's), if any\n"
 "      --template-var NAME=VALUE  a chat-template variable (repeatable); VALUE\n"
 "                             is JSON if it parses, else a string\n"
+"  -i, --chat, --interactive  chat with the model (its chat template, or\n"
+"                             --chat-template): each line of standard input\n"
+"                             is a user message; the reply is streamed to\n"
+"                             standard output, then a newline.  Lines /reset\n"
+"                             (forget the conversation), /exit or /quit (end;\n"
+"                             so does end of input), /help.  The keys and\n"
+"                             values of the conversation are kept between\n"
+"                             turns; when a reply of -n tokens would pass the\n"
+"                             context, the oldest exchanges are dropped (said\n"
+"                             on standard error); a message that cannot be\n"
+"                             sent is said there, and the exit status is 1\n"
+"      --system TEXT          with --chat: the system message (kept by /reset)\n"
 "      --stream               write plain text as it is generated (the default\n"
 "                             when standard output is a terminal)\n"
 "      --threads N            threads (default: ICL_NUM_THREADS, else all cores\n"
@@ -117,16 +132,17 @@ static void usage(FILE *f)
 "ShareGPT's \"conversations\") and no \"prompt\" is rendered by the chat\n"
 "template (special tokens parsed, no BOS added: the template writes it).\n"
 "\n"
-"Example:\n"
+"Examples:\n"
 "  echo '{\"id\":1,\"prompt\":\"Once upon a time\"}' | icl-gen -m run/ -n 32\n"
 "  {\"id\":1,\"prompt\":\"Once upon a time\",\"completion\":\" there was ...\"}\n"
+"  icl-gen -m tuned.gguf --chat          # then type; Ctrl-D or /exit ends\n"
 "\n"
 "Exit status: 0 ok, 1 bad data or runtime failure, 2 bad usage.\n");
 }
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
        OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE, OPT_NO_ADAPT,
-       OPT_DEQUANTIZE };
+       OPT_DEQUANTIZE, OPT_SYSTEM };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -148,6 +164,9 @@ static const struct option longopts[] = {
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
+    {"chat", no_argument, NULL, 'i'},
+    {"interactive", no_argument, NULL, 'i'},
+    {"system", required_argument, NULL, OPT_SYSTEM},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"no-adaptive-threads", no_argument, NULL, OPT_NO_ADAPT},
     {"dtype", required_argument, NULL, OPT_DTYPE},
@@ -252,16 +271,13 @@ static int on_token(void *vp, int seq, int32_t id)
     return r == 1 && b->c->n_stop > 0;
 }
 
-static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, const char **where)
+/* Generate the n sequences (prompt, index and cache filled in) and decode
+ * their texts into texts[] (initialised here, finished; the caller frees
+ * them), streamed to stdout as they grow when c->stream. */
+static void generate_texts(ctx_t *c, icl_gen_seq *seqs, icl_gen_text *texts, int n, const char **where)
 {
-    icl_gen_seq *seqs = icl_xcalloc((size_t)n, sizeof *seqs);
-    icl_gen_text *texts = icl_xcalloc((size_t)n, sizeof *texts);
-    for (int i = 0; i < n; i++) {
-        seqs[i].prompt = prompts[i].v;
-        seqs[i].n_prompt = prompts[i].n;
-        seqs[i].index = c->streams[i];
+    for (int i = 0; i < n; i++)
         icl_gen_text_init(&texts[i], c->tok, c->stop, c->n_stop);
-    }
     batch_ctx b = {c, seqs, texts, where};
     char err[512];
     if (icl_generate(c->m, &c->g, seqs, n, on_token, &b, err, sizeof err) != 0) {
@@ -274,7 +290,25 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
         if (c->stream) {
             size_t len;
             const char *p = icl_gen_text_stream(&texts[i], &len);
-            if ((len && fwrite(p, 1, len, stdout) != len) || fputs("\n\n", stdout) == EOF)
+            if (len && fwrite(p, 1, len, stdout) != len)
+                icl_die("write error:");
+        }
+    }
+}
+
+static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, const char **where)
+{
+    icl_gen_seq *seqs = icl_xcalloc((size_t)n, sizeof *seqs);
+    icl_gen_text *texts = icl_xcalloc((size_t)n, sizeof *texts);
+    for (int i = 0; i < n; i++) {
+        seqs[i].prompt = prompts[i].v;
+        seqs[i].n_prompt = prompts[i].n;
+        seqs[i].index = c->streams[i];
+    }
+    generate_texts(c, seqs, texts, n, where);
+    for (int i = 0; i < n; i++) {
+        if (c->stream) {
+            if (fputs("\n\n", stdout) == EOF)
                 icl_die("write error:");
             flush_stdout();
         } else {
@@ -426,6 +460,202 @@ static void gen_text_file(ctx_t *c, const char *path)
     free(recs);
     free(where);
     icl_lines_close(&r);
+}
+
+/* ---------------------------------------------------------------- --chat */
+
+/* A conversation read from standard input, one user turn a line.  Each
+ * turn renders the whole history as a "messages" record is rendered
+ * (chat_prompt_ids: the same template, variables and tokenization), and
+ * the keys and values of the ids the last turn fed stay in kc: only the
+ * ids after the longest common prefix with them are prefilled. */
+typedef struct {
+    json_t *msgs;      /* the history: {role, content} objects */
+    size_t n_keep;     /* leading messages never dropped (the --system one) */
+    icl_kv_cache *kc;  /* the keys and values of ids */
+    icl_ids ids;       /* the ids in kc (kc->len of them) */
+    uint64_t turns;    /* turns generated (the RNG stream of the next) */
+    int tty;           /* standard input is a terminal: prompt and banner */
+} chat_session;
+
+static const char chat_help[] =
+    "one line is one message; commands on a line of their own:\n"
+    "  /reset  forget the conversation (the --system message stays)\n"
+    "  /exit   end (also /quit, or end of input: Ctrl-D)\n"
+    "  /help   this text\n";
+
+/* Drop the oldest exchange after the kept messages: the first user
+ * message and everything up to the next user message.  0 when there is
+ * nothing to drop but the last message (the turn being answered). */
+static int chat_drop_oldest(chat_session *cs)
+{
+    size_t n = json_array_size(cs->msgs), end = cs->n_keep + 1;
+    while (end < n && strcmp(json_string_value(json_object_get(json_array_get(cs->msgs, end), "role")), "user"))
+        end++;
+    if (end >= n)
+        return 0;
+    for (size_t i = cs->n_keep; i < end; i++)
+        json_array_remove(cs->msgs, cs->n_keep);
+    return 1;
+}
+
+/* Answer the user message text (len bytes, line lineno): append it,
+ * render and tokenize the history, generate the reply (streamed, then a
+ * newline), append it.  When the history and a reply of max_new_tokens
+ * (at most half the context) would pass the context, the oldest exchanges
+ * are dropped first (said on stderr).  A message that cannot be sent (not
+ * UTF-8, the template refuses it, longer than the context by itself) is
+ * said on stderr and forgotten, the history kept as it was: returns -1. */
+static int chat_turn(ctx_t *c, chat_session *cs, const char *text, size_t len, long lineno)
+{
+    char err[1024], where[64];
+    snprintf(where, sizeof where, "<stdin>:%ld", lineno);
+    json_t *content = json_stringn(text, len);
+    if (!content) {
+        icl_warn("%s: the message is not UTF-8 text: not sent", where);
+        return -1;
+    }
+    json_t *msg = json_object();
+    json_object_set_new(msg, "role", json_string("user"));
+    json_object_set_new(msg, "content", content);
+    json_array_append_new(cs->msgs, msg);
+    json_t *rec = json_object(), *before = json_copy(cs->msgs); /* the history to go back to */
+    json_object_set(rec, "messages", cs->msgs);
+    icl_ids prompt = {0};
+    long maxpos = c->m->cfg.max_position_embeddings;
+    /* room for a whole reply (at most half the context): else the oldest
+     * exchanges go, the system message staying */
+    long room = c->g.max_new_tokens < maxpos / 2 ? c->g.max_new_tokens : maxpos / 2;
+    int dropped = 0, rc = -1;
+    for (;;) {
+        prompt.n = 0;
+        if (chat_prompt_ids(c, rec, &prompt, err, sizeof err) != 0) {
+            icl_warn("%s: %s: not sent", where, err);
+            goto forget;
+        }
+        if ((long)prompt.n + room - 1 <= maxpos || !chat_drop_oldest(cs))
+            break;
+        dropped++;
+    }
+    if ((long)prompt.n > maxpos) {
+        icl_warn("%s: the message has %zu tokens with the template, more than the model's context "
+                 "(max_position_embeddings %ld): not sent", where, prompt.n, maxpos);
+        goto forget;
+    }
+    if (dropped)
+        icl_warn("%s: the conversation would pass the model's context (max_position_embeddings %ld) with a reply "
+                 "of %ld tokens: dropped the %d oldest exchange%s",
+                 where, maxpos, room, dropped, dropped > 1 ? "s" : "");
+    /* keep the cache's longest common prefix with the new ids */
+    size_t keep = 0;
+    while (keep < cs->ids.n && keep < prompt.n && cs->ids.v[keep] == prompt.v[keep])
+        keep++;
+    if (icl_kv_cache_truncate(cs->kc, (int)keep, err, sizeof err) != 0)
+        icl_die("%s: %s (a bug)", where, err);
+    cs->ids.n = keep;
+    batch_start(c);
+    icl_gen_seq seq = {.prompt = prompt.v, .n_prompt = prompt.n, .index = cs->turns++, .cache = cs->kc};
+    icl_gen_text reply;
+    const char *w = where;
+    generate_texts(c, &seq, &reply, 1, &w);
+    if (fputc('\n', stdout) == EOF)
+        icl_die("write error:");
+    flush_stdout();
+    icl_progress_add(&c->prog, 1);
+    /* the cache now holds the prompt and the reply's ids but the last */
+    cs->ids.n = 0;
+    for (size_t i = 0; i < prompt.n; i++)
+        icl_ids_push(&cs->ids, prompt.v[i]);
+    for (size_t i = 0; i + 1 < seq.out.n; i++)
+        icl_ids_push(&cs->ids, seq.out.v[i]);
+    if ((size_t)cs->kc->len != cs->ids.n)
+        icl_die("%s: the KV cache holds %d positions, not %zu (a bug)", where, cs->kc->len, cs->ids.n);
+    msg = json_object();
+    json_object_set_new(msg, "role", json_string("assistant"));
+    json_object_set_new(msg, "content", json_stringn(reply.text.data ? reply.text.data : "", reply.text.len));
+    json_array_append_new(cs->msgs, msg);
+    icl_gen_text_free(&reply);
+    icl_ids_free(&seq.out);
+    rc = 0;
+    goto out;
+forget: /* the history as it was */
+    json_array_clear(cs->msgs);
+    json_array_extend(cs->msgs, before);
+    json_array_remove(cs->msgs, json_array_size(cs->msgs) - 1);
+out:
+    icl_ids_free(&prompt);
+    json_decref(rec);
+    json_decref(before);
+    return rc;
+}
+
+/* The chat loop (--chat): returns the exit status, 1 if a message was not
+ * sent. */
+static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
+{
+    chat_session cs = {.msgs = json_array(), .kc = icl_kv_cache_new(c->m, 1), .tty = isatty(STDIN_FILENO)};
+    if (system) {
+        json_t *msg = json_object();
+        json_t *content = json_string(system);
+        if (!content)
+            icl_usage_die("--system: the text is not UTF-8");
+        json_object_set_new(msg, "role", json_string("system"));
+        json_object_set_new(msg, "content", content);
+        json_array_append_new(cs.msgs, msg);
+        cs.n_keep = 1;
+    }
+    if (cs.tty && !quiet)
+        fprintf(stderr, "%s: chatting with %s: one line a message; /help for commands, /exit or Ctrl-D to end\n",
+                icl_progname, model);
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int status = ICL_EXIT_OK, eof = 1;
+    for (;;) {
+        if (cs.tty)
+            fputs("> ", stderr);
+        if ((n = getline(&line, &cap, stdin)) < 0)
+            break;
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        /* a command: one word starting with '/', blanks around it ignored */
+        size_t b = strspn(line, " \t"), e = (size_t)n;
+        while (e > b && (line[e - 1] == ' ' || line[e - 1] == '\t'))
+            e--;
+        if (e == b)
+            continue; /* a blank line: nothing to say */
+        if (line[b] == '/' && !memchr(line + b, ' ', e - b) && !memchr(line + b, '\t', e - b)) {
+            line[e] = '\0';
+            const char *cmd = line + b;
+            if (!strcmp(cmd, "/exit") || !strcmp(cmd, "/quit")) {
+                eof = 0;
+                break;
+            }
+            if (!strcmp(cmd, "/reset")) {
+                while (json_array_size(cs.msgs) > cs.n_keep)
+                    json_array_remove(cs.msgs, cs.n_keep);
+            } else if (!strcmp(cmd, "/help")) {
+                fputs(chat_help, stderr);
+            } else {
+                icl_warn("<stdin>:%ld: unknown command '%s' (/help lists them): not sent", lineno, cmd);
+                status = ICL_EXIT_FAIL;
+            }
+            continue;
+        }
+        if (chat_turn(c, &cs, line, (size_t)n, lineno) != 0)
+            status = ICL_EXIT_FAIL;
+    }
+    if (ferror(stdin))
+        icl_die("<stdin>: read error:");
+    if (cs.tty && eof)
+        fputc('\n', stderr); /* past the last "> " */
+    free(line);
+    json_decref(cs.msgs);
+    icl_kv_cache_free(cs.kc);
+    icl_ids_free(&cs.ids);
+    return status;
 }
 
 /* ---------------------------------------------------------------- --ids mode */
@@ -601,10 +831,11 @@ int main(int argc, char **argv)
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0, dequantize = 0, quiet = 0, adaptive = 1;
     static const char *adapters[64];
-    const char *chat_path = NULL;
+    const char *chat_path = NULL, *system_msg = NULL;
+    int chat_mode = 0;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
-    while ((c = icl_getopt(argc, argv, "m:n:s:b:qhV", longopts)) != -1) {
+    while ((c = icl_getopt(argc, argv, "m:n:s:b:iqhV", longopts)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case OPT_ADAPTER:
@@ -629,6 +860,8 @@ int main(int argc, char **argv)
         case 'b': batch = icl_opt_long("--batch-size", optarg, 1, 4096); break;
         case OPT_CHAT: chat_path = optarg; break;
         case OPT_TVAR: tvars[ntvars++] = optarg; break;
+        case 'i': chat_mode = 1; break;
+        case OPT_SYSTEM: system_msg = optarg; break;
         case OPT_IDS: ids_mode = 1; break;
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
@@ -655,6 +888,14 @@ int main(int argc, char **argv)
         icl_usage_die("--num-return-sequences writes records: it does not apply to --ids");
     if (ids_mode && (chat_path || ntvars))
         icl_usage_die("--chat-template and --template-var render text: they do not apply to --ids");
+    if (system_msg && !chat_mode)
+        icl_usage_die("--system is the system message of --chat: give --chat too");
+    if (chat_mode && ids_mode)
+        icl_usage_die("--chat writes text: it does not apply to --ids");
+    if (chat_mode && nret > 1)
+        icl_usage_die("--chat gives one reply a message: --num-return-sequences does not apply");
+    if (chat_mode && optind < argc)
+        icl_usage_die("--chat reads the messages from standard input, one a line: no FILE ('%s')", argv[optind]);
     int sampling = has_temp || top_k >= 0 || has_top_p || has_min_p;
     if (greedy && sampling)
         icl_usage_die("--greedy does not mix with --temperature, --top-k, --top-p or --min-p");
@@ -680,6 +921,7 @@ int main(int argc, char **argv)
         if (icl_model_set_bf16(cx.m, err, sizeof err))
             icl_die("%s", err);
     }
+    const char *model_arg = model_dir; /* as given (the banner names it) */
     model_dir = base;
     if (icl_gen_config_load(&cx.g, icl_is_gguf_file(model_dir) ? NULL : model_dir, &cx.m->cfg, err, sizeof err) != 0)
         icl_die("%s/%s", model_dir, err);
@@ -713,7 +955,7 @@ int main(int argc, char **argv)
     cx.batch = (int)batch;
     cx.nret = (int)nret;
     cx.streams = icl_xcalloc((size_t)batch, sizeof *cx.streams);
-    cx.stream = !ids_mode && (stream || isatty(STDOUT_FILENO));
+    cx.stream = !ids_mode && (stream || chat_mode || isatty(STDOUT_FILENO));
     if (cx.stream)
         cx.batch = 1; /* one completion at a time on the screen */
 
@@ -734,6 +976,9 @@ int main(int argc, char **argv)
                 icl_usage_die("%s", err);
         if (!cx.chat && ntvars)
             icl_usage_die("--template-var: %s", err);
+        if (!cx.chat && chat_mode)
+            icl_die("--chat needs a chat template (%s): give one with --chat-template MODEL (a model folder, "
+                    "GGUF file, tokenizer_config.json or .jinja file)", cx.chat_why);
         /* stop also at the template's end-of-turn tokens */
         for (int k = -1; cx.chat && (k < 0 || icl_chat_end_markers[k]); k++) {
             const char *mk = k < 0 ? icl_chat_eos(cx.chat) : icl_chat_end_markers[k];
@@ -750,13 +995,16 @@ int main(int argc, char **argv)
 
     char *stdin_only[] = {"-"};
     char **files = optind < argc ? argv + optind : stdin_only;
-    long total = icl_count_lines(argv + optind, argc - optind);
+    long total = chat_mode ? 0 : icl_count_lines(argv + optind, argc - optind);
     icl_progress_start(&cx.prog, cx.stream ? 0 : progress, total > 0 && !ids_mode ? total * nret : total,
-                       ids_mode ? "lines" : "completions");
+                       chat_mode ? "turns" : ids_mode ? "lines" : "completions");
     const char *env_threads = getenv("ICL_NUM_THREADS");
     icl_adapt_start(&cx.adapt, adaptive && !threads && !(env_threads && *env_threads), 0, !quiet);
     cx.adapt.line_open = &cx.prog.drawn;
-    for (int i = 0, n = optind < argc ? argc - optind : 1; i < n; i++)
+    int status = ICL_EXIT_OK;
+    if (chat_mode)
+        status = chat_loop(&cx, model_arg, system_msg, quiet);
+    for (int i = 0, n = optind < argc ? argc - optind : 1; !chat_mode && i < n; i++)
         (ids_mode ? gen_ids_file : gen_text_file)(&cx, files[i]);
     icl_progress_end(&cx.prog);
     if (cx.st)
@@ -769,5 +1017,5 @@ int main(int argc, char **argv)
     free(stop);
     free(cx.streams);
     free(tvars);
-    return ICL_EXIT_OK;
+    return status;
 }

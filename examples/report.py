@@ -330,8 +330,13 @@ print("tuned:\n\n%s\n" % quote(a["completion"], 600))
 
 # --- chat
 print("## Chat with the result\n")
-print("From the top of the repository (the programs are in bin/):\n")
+print("From the top of the repository (the programs are in bin/); type a message and Enter, "
+      "`/reset` forgets the conversation, `/exit` or Ctrl-D ends:\n")
 GGUF = os.path.join(OUT_TOP, "tuned.gguf")
+print("    bin/icl-gen -m %s --chat --greedy" % shq(GGUF))
+print("    bin/icl-gen -m %s --adapter %s --chat --greedy" % (shq(P["MODEL"]), shq(os.path.join(OUT_TOP, "lora"))))
+print()
+print("One conversation as a JSON record (the same reply):\n")
 print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"Who are you?\"}]}' | bin/icl-gen -m %s --greedy"
       % shq(GGUF))
 print("    echo '{\"messages\":[{\"role\":\"user\",\"content\":\"你是谁？\"}]}' | bin/icl-gen -m %s --adapter %s --greedy"

@@ -230,17 +230,26 @@ static int start_seq(icl_model *m, const icl_gen_config *g, icl_gen_seq *s, icl_
     icl_rng_seed(rng, g->seed, s->index);
     for (size_t i = 0; i < s->n_prompt; i++)
         ids_push(hist, s->prompt[i]);
-    *kc = icl_kv_cache_new(m, (int)(s->n_prompt + (size_t)*limit - 1));
+    int need = (int)(s->n_prompt + (size_t)*limit - 1), from = 0; /* positions, prompt ids already cached */
+    if (s->cache) { /* the caller's, holding prompt[0 .. len) */
+        *kc = s->cache;
+        if ((size_t)(*kc)->len >= s->n_prompt)
+            (*kc)->len = (int)s->n_prompt - 1;
+        icl_kv_cache_reserve(*kc, m, need);
+        from = (*kc)->len;
+    } else {
+        *kc = icl_kv_cache_new(m, need);
+    }
     int one = pick_threads(&prefill_tuner, nt);
     double t0 = icl_now();
     if (one)
         icl_set_threads(1); /* OpenMP and BLIS */
-    int st = icl_model_decode(m, *kc, s->prompt, (int)s->n_prompt, logits, 0, err, errsz);
+    int st = icl_model_decode(m, *kc, s->prompt + from, (int)s->n_prompt - from, logits, 0, err, errsz);
     if (one)
         icl_set_threads(nt);
     if (st != 0)
         return -1;
-    tuner_record(&prefill_tuner, one, (icl_now() - t0) / (double)s->n_prompt);
+    tuner_record(&prefill_tuner, one, (icl_now() - t0) / (double)(s->n_prompt - (size_t)from));
     return 0;
 }
 
@@ -312,7 +321,8 @@ int icl_generate(icl_model *m, const icl_gen_config *g, icl_gen_seq *seqs, int B
     rc = 0;
 out:
     for (int b = 0; b < B; b++) {
-        icl_kv_cache_free(kc[b]);
+        if (!seqs[b].cache)
+            icl_kv_cache_free(kc[b]);
         ids_free(&hist[b]);
     }
     free(kc);

@@ -73,13 +73,27 @@ typedef enum { ICL_STOP_NONE, ICL_STOP_EOS, ICL_STOP_LENGTH, ICL_STOP_CONTEXT, I
 /* One sequence of a batch.  The caller fills prompt/n_prompt (not owned,
  * n_prompt >= 1) and index (the RNG stream: the record's number in the whole
  * input); icl_generate fills out (the generated ids, an eos id that ended
- * the sequence included; owned, free with ids_free) and stop. */
+ * the sequence included; owned, free with ids_free) and stop.
+ *
+ * cache (optional, zeroed: NULL) lets a caller keep the keys and values
+ * between calls (a chat, each turn's prompt extending the last): NULL,
+ * icl_generate uses a cache of its own; else the caller's (still the
+ * caller's: icl_kv_cache_new, icl_kv_cache_free), which must hold the
+ * keys and values of prompt[0 .. cache->len) exactly (the caller keeps the
+ * ids it fed and truncates the cache to the common prefix with the new
+ * prompt, icl_kv_cache_truncate).  Positions from n_prompt - 1 on are
+ * dropped (the last prompt id is always fed: its logits pick the first
+ * new id), only the rest of the prompt is prefilled, and the cache is
+ * grown as needed (icl_kv_cache_reserve).  On return it holds prompt and
+ * out less its last id (never fed): cache->len == n_prompt + out.n - 1.
+ * After an error its contents are undefined: reset it. */
 typedef struct {
     const int32_t *prompt;
     size_t n_prompt;
     uint64_t index;
     icl_ids out;
     icl_stop_reason stop;
+    icl_kv_cache *cache;
 } icl_gen_seq;
 
 /* Called after each generated token of sequence seq (its ids so far in
@@ -88,7 +102,8 @@ typedef struct {
 typedef int (*icl_gen_token_fn)(void *ctx, int seq, int32_t id);
 
 /* Generate for B sequences together: each prompt is prefilled into its own
- * KV cache (icl_model_decode), then one icl_model_step per new token for the
+ * KV cache (icl_model_decode; with seqs[b].cache, the caller's, only the
+ * ids after what it holds), then one icl_model_step per new token for the
  * sequences still running.  A sequence stops after an id in g->eos, after
  * g->max_new_tokens ids, when the model's context (max_position_embeddings)
  * is full, or when on_token returns nonzero.  on_token may be NULL.

@@ -1977,6 +1977,36 @@ void icl_kv_cache_free(icl_kv_cache *c)
     free(c);
 }
 
+int icl_kv_cache_truncate(icl_kv_cache *c, int len, char *err, size_t errsz)
+{
+    if (len < 0 || len > c->len) {
+        icl_seterr(err, errsz, "cannot truncate a KV cache of %d positions to %d", c->len, len);
+        return -1;
+    }
+    c->len = len;
+    return 0;
+}
+
+void icl_kv_cache_reserve(icl_kv_cache *c, const icl_model *m, int max_pos)
+{
+    if (m->cfg.arch == ICL_ARCH_GPT2 && max_pos > m->cfg.max_position_embeddings)
+        max_pos = m->cfg.max_position_embeddings;
+    if (max_pos <= c->max_pos)
+        return;
+    size_t rows = (size_t)c->n_layer * c->n_kv, hd = (size_t)c->hd;
+    float *k = xcalloc(rows * (size_t)max_pos * hd, sizeof(float));
+    float *v = xcalloc(rows * (size_t)max_pos * hd, sizeof(float));
+    for (size_t r = 0; r < rows; r++) { /* each (layer, head): its c->len positions */
+        memcpy(k + r * (size_t)max_pos * hd, c->k + r * (size_t)c->max_pos * hd, (size_t)c->len * hd * sizeof(float));
+        memcpy(v + r * (size_t)max_pos * hd, c->v + r * (size_t)c->max_pos * hd, (size_t)c->len * hd * sizeof(float));
+    }
+    free(c->k);
+    free(c->v);
+    c->k = k;
+    c->v = v;
+    c->max_pos = max_pos;
+}
+
 /* Decode the rows of cx (cached mode: n_cache caches, n_new tokens each):
  * embeddings, every layer in place on one set of buffers, final norm, LM
  * head (logits [N, V] when all_logits, else the last row of each cache),

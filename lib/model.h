@@ -400,6 +400,19 @@ typedef struct {
 icl_kv_cache *icl_kv_cache_new(const icl_model *m, int max_pos);
 void icl_kv_cache_free(icl_kv_cache *c);
 static inline void icl_kv_cache_reset(icl_kv_cache *c) { c->len = 0; }
+/* Keep the first len positions of c (0 <= len <= c->len) and forget the
+ * others: the next icl_model_decode or icl_model_step writes position len,
+ * which is how a caller reuses the cache of a prompt for a longer one that
+ * starts with the same ids (the keys and values of a position depend only
+ * on the ids up to it).  Nothing is freed or moved (c->max_pos unchanged).
+ * 0 ok; -1 with err (c unchanged) if len is negative or above c->len. */
+int icl_kv_cache_truncate(icl_kv_cache *c, int len, char *err, size_t errsz);
+/* Make room for at least max_pos positions (for GPT-2 at most n_positions,
+ * as icl_kv_cache_new): when c->max_pos is smaller, k and v are reallocated
+ * to [n_layer, n_kv, max_pos, hd] with the c->len filled positions of each
+ * (layer, head) copied, and c->max_pos set; else nothing changes.  The
+ * cache stays the caller's; dies if memory runs out. */
+void icl_kv_cache_reserve(icl_kv_cache *c, const icl_model *m, int max_pos);
 /* Feed n tokens at positions c->len .. c->len+n-1 (prefill when n > 1),
  * append their keys/values, advance c->len.  logits gets [n, V] when
  * all_logits, else the last token's [V].  Linear maps run on BLIS

@@ -110,7 +110,7 @@ test_expect_code 2 '--stop with --ids is a usage error' 'icl-gen -m m --ids --st
 test_expect_code 2 '--greedy with --temperature is a usage error' 'icl-gen -m m --greedy --temperature 1 </dev/null'
 
 test_expect_success '--help teaches, --version names the program' '
-	icl-gen --help >out && test_grep "^Usage: icl-gen" out && test_grep "Example:" out &&
+	icl-gen --help >out && test_grep "^Usage: icl-gen" out && test_grep "^Examples*:" out &&
 	icl-gen --version >v && test_grep "^icl-gen (icl) " v
 '
 

@@ -62,6 +62,8 @@ test_expect_success 'O outside the repository: read from there, commands name it
 	test_grep "| all steps | 25.0 | 42.0 | 200 (largest) |" R &&
 	test_grep "O='"'"'$TEST_TMP/else where/run'"'"' LORA_R=16" R &&
 	test_grep "icl-gen -m '"'"'$TEST_TMP/else where/run/tuned.gguf'"'"' --greedy" R &&
+	test_grep "icl-gen -m '"'"'$TEST_TMP/else where/run/tuned.gguf'"'"' --chat --greedy" R &&
+	test_grep "--adapter '"'"'$TEST_TMP/else where/run/lora'"'"' --chat --greedy" R &&
 	test_grep "--adapter '"'"'$TEST_TMP/else where/run/lora'"'"' --greedy" R &&
 	test_grep "llama-cli -m '"'"'$TEST_TMP/else where/run/tuned.gguf'"'"' -cnv" R &&
 	test_grep "Llama('"'"'$TEST_TMP/else where/run/tuned.gguf'"'"'" R &&

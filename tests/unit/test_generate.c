@@ -548,6 +548,129 @@ static void threads_do_not_change_results(void **state)
     icl_set_threads(2);
 }
 
+/* icl_kv_cache_reserve keeps the filled positions, icl_kv_cache_truncate
+ * forgets the later ones: decoding after either gives the logits of a
+ * fresh cache fed the same ids in the same pieces; a bad length is refused
+ * and changes nothing. */
+static void cache_truncate_reserve(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 4; k++) {
+        icl_model *m = load(k < 3 ? tiny[k] : "stories260K");
+        int V = m->cfg.vocab_size, T = 20;
+        int32_t ids[20], alt[20];
+        for (int t = 0; t < T; t++) {
+            ids[t] = (int32_t)((t * 31 + 3) % V);
+            alt[t] = (int32_t)((t * 7 + 11) % V);
+        }
+        float *la = icl_xmalloc((size_t)T * V * sizeof(float)), *lb = icl_xmalloc((size_t)T * V * sizeof(float));
+        char err[256];
+        /* grown from 6 positions to 20 after 6 were filled */
+        icl_kv_cache *kc = icl_kv_cache_new(m, 6), *kr = icl_kv_cache_new(m, T);
+        assert_int_equal(icl_model_decode(m, kc, ids, 6, la, 0, err, sizeof err), 0);
+        assert_int_equal(icl_model_decode(m, kc, ids + 6, 1, la, 0, err, sizeof err), -1); /* full */
+        icl_kv_cache_reserve(kc, m, T);
+        assert_int_equal(kc->max_pos, T);
+        assert_int_equal(kc->len, 6);
+        icl_kv_cache_reserve(kc, m, 3); /* smaller: nothing changes */
+        assert_int_equal(kc->max_pos, T);
+        assert_int_equal(icl_model_decode(m, kc, ids + 6, T - 6, la, 1, err, sizeof err), 0);
+        assert_int_equal(icl_model_decode(m, kr, ids, 6, lb, 0, err, sizeof err), 0);
+        assert_int_equal(icl_model_decode(m, kr, ids + 6, T - 6, lb, 1, err, sizeof err), 0);
+        assert_memory_equal(la, lb, (size_t)(T - 6) * V * sizeof(float));
+        /* cut back to 10 positions, then another suffix: as a fresh cache fed
+         * ids[0..6), ids[6..10), alt[10..20) (positions 6..9 came from a
+         * longer piece: the same values, each row of a prefill being
+         * computed alone) */
+        assert_int_equal(icl_kv_cache_truncate(kc, T + 1, err, sizeof err), -1);
+        assert_non_null(strstr(err, "cannot truncate"));
+        assert_int_equal(icl_kv_cache_truncate(kc, -1, err, sizeof err), -1);
+        assert_int_equal(kc->len, T);
+        assert_int_equal(icl_kv_cache_truncate(kc, 10, err, sizeof err), 0);
+        assert_int_equal(kc->len, 10);
+        assert_int_equal(icl_model_decode(m, kc, alt + 10, T - 10, la, 1, err, sizeof err), 0);
+        icl_kv_cache_reset(kr);
+        assert_int_equal(icl_model_decode(m, kr, ids, 6, lb, 0, err, sizeof err), 0);
+        assert_int_equal(icl_model_decode(m, kr, ids + 6, 4, lb, 0, err, sizeof err), 0);
+        assert_int_equal(icl_model_decode(m, kr, alt + 10, T - 10, lb, 1, err, sizeof err), 0);
+        double maxerr = 0, maxabs = 0;
+        for (size_t i = 0; i < (size_t)(T - 10) * V; i++) {
+            maxerr = fmax(maxerr, fabs((double)la[i] - lb[i]));
+            maxabs = fmax(maxabs, fabs((double)lb[i]));
+        }
+        print_message("cache_truncate_reserve %s: max |diff| %g of |logit| %g\n", k < 3 ? tiny[k] : "stories260K",
+                      maxerr, maxabs);
+        assert_true(maxerr == 0);
+        icl_kv_cache_free(kc);
+        icl_kv_cache_free(kr);
+        free(la);
+        free(lb);
+        icl_model_free(m);
+    }
+}
+
+/* icl_generate with the caller's cache (icl_gen_seq.cache): the same ids as
+ * with its own cache, and the cache then holds the prompt and the new ids
+ * but the last, so that a longer prompt starting with them (a chat's next
+ * turn), or one sharing a shorter prefix once the cache is truncated to it,
+ * generates what a fresh start on that prompt generates. */
+static void generate_with_cache(void **state)
+{
+    (void)state;
+    icl_model *m = load("stories260K");
+    icl_gen_config g;
+    char err[256];
+    assert_int_equal(icl_gen_config_load(&g, NULL, &m->cfg, err, sizeof err), 0);
+    g.max_new_tokens = 12;
+    g.n_eos = 0;
+    int32_t p1[4] = {1, 400, 260, 300};
+    icl_kv_cache *kc = icl_kv_cache_new(m, 1);
+    icl_gen_seq a, b;
+    memset(&a, 0, sizeof a);
+    memset(&b, 0, sizeof b);
+    a.prompt = b.prompt = p1;
+    a.n_prompt = b.n_prompt = 4;
+    a.cache = kc;
+    assert_int_equal(icl_generate(m, &g, &a, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(icl_generate(m, &g, &b, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(a.out.n, 12);
+    assert_int_equal(b.out.n, 12);
+    assert_memory_equal(a.out.v, b.out.v, 12 * sizeof(int32_t));
+    assert_int_equal(kc->len, 4 + 12 - 1);
+    /* the next turn: prompt, reply, 3 more ids */
+    int32_t p2[4 + 12 + 3];
+    memcpy(p2, p1, sizeof p1);
+    memcpy(p2 + 4, a.out.v, 12 * sizeof(int32_t));
+    p2[16] = 13, p2[17] = 300, p2[18] = 280;
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 1: a prompt that shares only its first 2 ids with the cache */
+        if (pass == 1) {
+            p2[2] = 290;
+            assert_int_equal(icl_kv_cache_truncate(kc, 2, err, sizeof err), 0);
+        }
+        icl_ids_free(&a.out);
+        icl_ids_free(&b.out);
+        a.prompt = b.prompt = p2;
+        a.n_prompt = b.n_prompt = 19;
+        assert_int_equal(icl_generate(m, &g, &a, 1, NULL, NULL, err, sizeof err), 0);
+        assert_int_equal(icl_generate(m, &g, &b, 1, NULL, NULL, err, sizeof err), 0);
+        assert_int_equal(a.out.n, b.out.n);
+        assert_memory_equal(a.out.v, b.out.v, a.out.n * sizeof(int32_t));
+        assert_int_equal(kc->len, 19 + (int)a.out.n - 1);
+    }
+    /* the whole prompt cached (and more): its last id is fed again */
+    icl_ids_free(&a.out);
+    icl_ids_free(&b.out);
+    a.n_prompt = b.n_prompt = 10;
+    assert_int_equal(icl_generate(m, &g, &a, 1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(icl_generate(m, &g, &b, 1, NULL, NULL, err, sizeof err), 0);
+    assert_memory_equal(a.out.v, b.out.v, 12 * sizeof(int32_t));
+    icl_ids_free(&a.out);
+    icl_ids_free(&b.out);
+    icl_kv_cache_free(kc);
+    icl_model_free(m);
+}
+
 int main(void)
 {
     icl_set_threads(2);
@@ -561,6 +684,8 @@ int main(void)
         cmocka_unit_test(gen_config),
         cmocka_unit_test(text_stream),
         cmocka_unit_test(threads_do_not_change_results),
+        cmocka_unit_test(cache_truncate_reserve),
+        cmocka_unit_test(generate_with_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
