@@ -669,7 +669,7 @@ int main(int argc, char **argv)
         case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
-        case 'q': progress = 0, quiet = 1; break;
+        case 'q': progress = 0, quiet = icl_quiet = 1; break;
         case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();

@@ -448,7 +448,8 @@ int main(int argc, char **argv)
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
         case OPT_ON_ERROR: skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
         case OPT_PROGRESS: progress = 1; break;
-        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
+        case OPT_NO_PROGRESS: progress = 0; break;
+        case 'q': progress = 0, icl_quiet = 1; break;
         case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
         case 'V': free(specials); icl_version_exit();

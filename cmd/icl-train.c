@@ -424,7 +424,7 @@ int main(int argc, char **argv)
         case O_ADAPTER: o.adapter = optarg; break;
         case O_DEQUANT: o.dequantize = 1; break;
         case O_NOADAPT: adaptive = 0; break;
-        case 'q': o.verbose = 0; break;
+        case 'q': o.verbose = 0, icl_quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();
         default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */

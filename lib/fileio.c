@@ -351,10 +351,15 @@ int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz)
 
 /* ------------------------------------------------------------- reading */
 
+void (*icl_on_stdin)(void);
+
 FILE *icl_fopen_in(const char *path, char *err, size_t errsz)
 {
-    if (strcmp(path, "-") == 0)
+    if (strcmp(path, "-") == 0) {
+        if (icl_on_stdin)
+            icl_on_stdin();
         return stdin;
+    }
     if (!*path) {
         icl_seterr(err, errsz, "'': an empty file name");
         errno = ENOENT;
@@ -384,6 +389,8 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
         errno = ENOENT;
         return NULL;
     }
+    if (in && icl_on_stdin)
+        icl_on_stdin();
     if (!in) {
         /* O_NONBLOCK: a FIFO with no writer does not block open() (it then
          * reads as empty, refused below); blocking again for the reads */

@@ -74,6 +74,12 @@ void icl_out_abort(FILE *f);
  * err. */
 FILE *icl_fopen_in(const char *path, char *err, size_t errsz);
 
+/* Called, when set, each time icl_fopen_in or icl_read_file is about to
+ * read standard input ("-"), before the first read.  The library prints
+ * nothing: a program sets it (icl_init, lib/cli.c) to say on stderr that it
+ * waits for a terminal's input. */
+extern void (*icl_on_stdin)(void);
+
 /* Read a whole file into memory: returns a malloc'd buffer of *len bytes
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
