@@ -196,7 +196,7 @@ bench-deps: deps
 PUBLIC_H := lib/bpe_train.h lib/chat.h lib/cli.h lib/config.h lib/csvin.h lib/dataset.h lib/fileio.h \
             lib/fmt.h lib/generate.h lib/gguf.h lib/gguf_model.h lib/jinja.h lib/jsonin.h lib/jsonout.h lib/linear.h lib/lmeval.h lib/lora.h lib/metrics.h \
             lib/bf16.h lib/model.h lib/ops.h lib/optim.h lib/qdot.h lib/quant.h lib/reader.h lib/record.h lib/rng.h \
-            lib/safetensors.h lib/sample.h lib/sandbox.h lib/shots.h lib/template.h lib/tokenizer.h lib/tokgguf.h lib/toklines.h \
+            lib/safetensors.h lib/sample.h lib/sandbox.h lib/shots.h lib/sniff.h lib/template.h lib/tokenizer.h lib/tokgguf.h lib/toklines.h \
             lib/tokrec.h lib/trainer.h lib/utf8.h lib/util.h
 INTERNAL_H := lib/tok_internal.h lib/hashtab.h lib/qlinear.h lib/qdot_simd.h lib/x86tiles.h
 UNPLACED_H = $(filter-out $(PUBLIC_H) $(INTERNAL_H),$(wildcard lib/*.h))

@@ -31,6 +31,7 @@ static void usage(FILE *f)
 "A PEFT LoRA adapter folder (adapter_config.json, no config.json) is written\n"
 "as a llama.cpp LoRA adapter GGUF (llama-cli --lora,\n"
 "llama_cpp.Llama(lora_path=)).\n"
+"An output folder is made if missing; the folder it goes in must exist.\n"
 "\n"
 "  -T, --type TYPE   tensor type of the GGUF file written: F32 (default),\n"
 "                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
@@ -213,6 +214,8 @@ int main(int argc, char **argv)
                           "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
                           "icl-convert --like IN.gguf [--type TYPE] DIR OUT.gguf)",
                           in, out, n_adapters ? "--adapter ADAPTER " : "");
+        if (icl_out_dir_check(out, err, sizeof err)) /* before the work: its parent must exist */
+            icl_die("%s", err);
         icl_gguf *g = icl_gguf_open(in, err, sizeof err);
         if (!g)
             icl_die("%s", err);
@@ -231,6 +234,8 @@ int main(int argc, char **argv)
                           "(e.g. OUT.gguf); a folder is written to a folder only when merging adapters "
                           "(icl-convert --adapter ADAPTER_DIR %s OUT_DIR)",
                           in, out, in);
+        if (n_adapters && !gguf_out && icl_out_dir_check(out, err, sizeof err))
+            icl_die("%s", err);
         icl_gguf *lg = NULL;
         if (like && !(lg = icl_gguf_open(like, err, sizeof err)))
             icl_die("%s", err);

@@ -51,7 +51,10 @@ static void usage(FILE *f)
 "  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, chrf, chrf++,\n"
 "                          accuracy, all (all of those), pass@K (code: runs\n"
 "                          each completion with its test; pass@1,pass@10)\n"
-"                          (default em,f1,rougeL,bleu)\n"
+"                          (default em,f1,rougeL,bleu); case, '-' and '_' do\n"
+"                          not matter, and synonyms are accepted: exact_match\n"
+"                          (exact-match) for em, rouge-l or rouge for rougeL,\n"
+"                          f1_score, sacrebleu, chrfpp, acc\n"
 "      --tokenize T        tokenization of f1, rougeL and bleu: auto (default),\n"
 "                          13a, intl, zh, char, none (sacreBLEU's names); 13a\n"
 "                          keeps SQuAD's f1 and rouge-score's rougeL; auto is 13a\n"
@@ -669,7 +672,7 @@ int main(int argc, char **argv)
         case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
-        case 'q': progress = 0, quiet = 1; break;
+        case 'q': progress = 0, quiet = icl_quiet = 1; break;
         case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); return ICL_EXIT_OK;
         case 'V': icl_version_exit();

@@ -187,7 +187,7 @@ int main(int argc, char **argv)
         case O_BALANCE: balance = 1; break;
         case O_MAXPT: max_pt = icl_opt_long("--max-prompt-tokens", optarg, 1, 1L << 40); break;
         case 't': tok_path = optarg; break;
-        case 'q': o.quiet = 1; break;
+        case 'q': o.quiet = icl_quiet = 1; break;
         case 'h': fputs(usage_text, stdout); free(tvars); return 0;
         case 'V': free(tvars); icl_version_exit();
         default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */

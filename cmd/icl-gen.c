@@ -18,6 +18,7 @@
 #include "gguf_model.h"
 #include "model.h"
 #include "record.h"
+#include "sniff.h"
 #include "tokenizer.h"
 #include "tokgguf.h"
 #include "toklines.h"
@@ -370,29 +371,20 @@ static void hint_special_text(ctx_t *c, const char *name, long lineno)
 }
 
 /* When the first line of an input is not a JSON record: what the file
- * seems to be instead, as a hint appended to the error ("" if nothing
- * fits).  A #icl-tokens header or lines of ids are token lines (--ids);
- * anything else that does not start as JSON is CSV or text, which icl-fmt
- * makes records of. */
+ * seems to be instead (sniff.h), as a hint appended to the error ("" if
+ * nothing fits).  Token lines want --ids; anything else that does not start
+ * as JSON is CSV or text, which icl-fmt makes records of. */
 static const char *not_records_hint(const char *p, size_t n)
 {
-    size_t k = 0;
-    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r'))
-        k++;
-    if (n - k >= 11 && !memcmp(p + k, "#icl-tokens", 11))
-        return " (this is a token-line file, from icl-tok encode: give --ids to generate from token lines)";
-    if (k < n && (p[k] == '{' || p[k] == '['))
+    switch (icl_sniff_line(p, n)) {
+    case ICL_KIND_TOKEN_LINES:
+        return " (these are token lines, from icl-tok encode: give --ids to generate from token lines)";
+    case ICL_KIND_RECORDS: case ICL_KIND_JSON: case ICL_KIND_EMPTY:
         return ""; /* JSON, broken: the error says where */
-    size_t digits = 0, other = 0;
-    for (size_t i = k; i < n; i++)
-        if (p[i] >= '0' && p[i] <= '9')
-            digits++;
-        else if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
-            other++;
-    if (digits && !other)
-        return " (these look like token lines: give --ids to generate from token lines)";
-    return " (icl-gen reads JSON Lines records, {\"prompt\": ...} or {\"messages\": [...]}, one a line: "
-           "icl-fmt makes them from CSV, TSV or JSON data)";
+    default:
+        return " (icl-gen reads JSON Lines records, {\"prompt\": ...} or {\"messages\": [...]}, one a line: "
+               "icl-fmt makes them from CSV, TSV or JSON data)";
+    }
 }
 
 static void gen_text_file(ctx_t *c, const char *path)
@@ -871,7 +863,7 @@ int main(int argc, char **argv)
         case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
         case OPT_PROGRESS: progress = 1; break;
         case OPT_NO_PROGRESS: progress = 0; break;
-        case 'q': progress = 0, quiet = 1; break;
+        case 'q': progress = 0, quiet = icl_quiet = 1; break;
         case OPT_NO_ADAPT: adaptive = 0; break;
         case 'h': usage(stdout); free(stop); free(tvars); return ICL_EXIT_OK;
         case 'V': free(stop); free(tvars); icl_version_exit();

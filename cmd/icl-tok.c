@@ -8,6 +8,7 @@
 
 #include "bpe_train.h"
 #include "record.h"
+#include "sniff.h"
 #include "tokenizer.h"
 #include "cli.h"
 #include "fileio.h"
@@ -165,6 +166,23 @@ static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl
     }
 }
 
+/* When the first line of an input to encode is not a JSON record: what it
+ * seems to be (sniff.h), as a hint appended to the error ("" if nothing
+ * fits: broken JSON, where the error says where). */
+static const char *not_records_hint(const char *p, size_t n)
+{
+    switch (icl_sniff_line(p, n)) {
+    case ICL_KIND_TOKEN_LINES:
+        return " (these are token lines, from icl-tok encode: encoded already; icl-tok decode -t TOKENIZER "
+               "turns them back into records)";
+    case ICL_KIND_TEXT: case ICL_KIND_JSON:
+        return " (icl-tok encode reads JSON Lines records, {\"prompt\": ..., \"response\": ...} or "
+               "{\"text\": ...}, one a line: icl-fmt makes them from CSV, TSV or JSON data)";
+    default:
+        return "";
+    }
+}
+
 static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_tokrec_opts *o,
                          int nthreads, int skip_bad, int progress, char **files, int nfiles)
 {
@@ -194,6 +212,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int f = 0; f < nfiles; f++) {
         icl_lines r;
         char oerr[512];
+        long in_file = 0; /* lines of this file read before (not empty): no hint after one */
         if (icl_lines_open(&r, files[f], oerr, sizeof oerr) != 0)
             icl_die("%s", oerr);
         for (;;) {
@@ -243,13 +262,15 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 done += it->status != 2;
                 if (it->status == -1) {
                     if (!skip_bad)
-                        icl_die("%s:%ld: %s", it->file, it->lineno, it->err);
+                        icl_die("%s:%ld: %s%s", it->file, it->lineno, it->err,
+                                in_file ? "" : not_records_hint(it->text, it->len));
                     if (bad < 10)
                         icl_warn("%s:%ld: %s (skipped)", it->file, it->lineno, it->err);
                     bad++;
                 }
                 if (it->status == 1)
                     skipped++;
+                in_file += it->status != 2;
                 if (it->status == 0) {
                     special_text += it->special_text;
                     icl_buf_putc(&it->out, '\n');
@@ -307,6 +328,9 @@ static void decode_files(const icl_tokenizer *t, char **files, int nfiles)
                 icl_die("<stdout>: write error:");
             json_decref(rec);
         }
+        if (rc < 0 && r.examples == 0 && icl_sniff_line(r.lines.line.data, r.lines.line.len) == ICL_KIND_RECORDS)
+            icl_die("%s:%ld: a JSON record, not token ids: records are text already (decode reads token lines, "
+                    "icl-tok encode's output)", r.lines.name, r.lines.lineno);
         if (rc < 0)
             icl_die("%s", err);
         icl_toklines_close(&r);
@@ -448,7 +472,8 @@ int main(int argc, char **argv)
         case OPT_SPECIAL: specials[nspecial++] = optarg; break;
         case OPT_ON_ERROR: skip_bad = icl_opt_choice("--on-error", optarg, on_error); break;
         case OPT_PROGRESS: progress = 1; break;
-        case OPT_NO_PROGRESS: case 'q': progress = 0; break;
+        case OPT_NO_PROGRESS: progress = 0; break;
+        case 'q': progress = 0, icl_quiet = 1; break;
         case OPT_MINFREQ: minfreq = icl_opt_long("--min-frequency", optarg, 0, LONG_MAX); break;
         case 'h': fputs(usage_text, stdout); free(specials); return 0;
         case 'V': free(specials); icl_version_exit();

@@ -45,6 +45,7 @@ static const char usage_text[] =
     "                             vocabulary size and special ids; copied into\n"
     "                             OUT_DIR so it is a complete model folder\n"
     "  -o, --output-dir DIR       checkpoints DIR/checkpoint-STEP/; the final model\n"
+    "                             (DIR is made if missing; its parent must exist)\n"
     "      --save-gguf TYPE       also write the final model as DIR/model.gguf for\n"
     "                             llama.cpp: F32, F16, BF16, Q8_0, Q4_0 or Q4_1 (with\n"
     "                             LoRA: the base with the adapter merged)\n"
@@ -424,7 +425,7 @@ int main(int argc, char **argv)
         case O_ADAPTER: o.adapter = optarg; break;
         case O_DEQUANT: o.dequantize = 1; break;
         case O_NOADAPT: adaptive = 0; break;
-        case 'q': o.verbose = 0; break;
+        case 'q': o.verbose = 0, icl_quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
         case 'V': icl_version_exit();
         default: icl_die("option %d not handled (a bug)", c); /* icl_getopt reported bad ones */

@@ -418,6 +418,18 @@ void icl_wait_setup(char **argv)
     unsetenv("GOMP_SPINCOUNT");
 }
 
+int icl_quiet;
+
+static void stdin_notice(void)
+{
+    static int said;
+    if (said || icl_quiet || !isatty(STDIN_FILENO))
+        return;
+    said = 1;
+    fflush(stdout);
+    fprintf(stderr, "%s: reading standard input (end with Ctrl-D; --help for usage)\n", icl_progname);
+}
+
 void icl_init(int argc, char **argv)
 {
     (void)argc;
@@ -439,6 +451,7 @@ void icl_init(int argc, char **argv)
     if (e && *e && (icl_parse_long(e, &v) || v < 1 || v > ICL_MAX_THREADS))
         icl_die("ICL_NUM_THREADS=%s: not a thread count (want 1..%d)", e, ICL_MAX_THREADS);
     icl_blis_setup();
+    icl_on_stdin = stdin_notice;
     atexit(icl_atomic_cleanup);
     atexit(check_stdout);
 }

@@ -31,6 +31,14 @@
  * write to stdout fails the run (as in sbase). */
 void icl_init(int argc, char **argv);
 
+/* Standard input at a terminal: when a program is about to read it (no
+ * FILE given, or "-"; fileio.h's icl_on_stdin, set by icl_init), it says
+ * once on stderr "prog: reading standard input (end with Ctrl-D; --help
+ * for usage)", so that a program waiting for typed input is not taken for
+ * one that hangs.  Nothing when standard input is a pipe or a file, or when
+ * icl_quiet is set (the programs set it for -q / --quiet before reading). */
+extern int icl_quiet;
+
 /* How long a thread waiting for others spins (pause instructions) before it
  * sleeps, in OpenMP's loops (libgomp) and in BLIS's barriers alike
  * (cmd/common/blis_wait.c).  Spinning forever, as libgomp does for 300,000

@@ -351,10 +351,15 @@ int icl_out_commit(FILE *f, const char *path, char *err, size_t errsz)
 
 /* ------------------------------------------------------------- reading */
 
+void (*icl_on_stdin)(void);
+
 FILE *icl_fopen_in(const char *path, char *err, size_t errsz)
 {
-    if (strcmp(path, "-") == 0)
+    if (strcmp(path, "-") == 0) {
+        if (icl_on_stdin)
+            icl_on_stdin();
         return stdin;
+    }
     if (!*path) {
         icl_seterr(err, errsz, "'': an empty file name");
         errno = ENOENT;
@@ -384,6 +389,8 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
         errno = ENOENT;
         return NULL;
     }
+    if (in && icl_on_stdin)
+        icl_on_stdin();
     if (!in) {
         /* O_NONBLOCK: a FIFO with no writer does not block open() (it then
          * reads as empty, refused below); blocking again for the reads */
@@ -458,6 +465,72 @@ int icl_mkdirs(const char *dir)
     return mkdir(dir, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* dir's parent folder, for messages and checks: "a/b/" -> "a", "b" -> ".",
+ * "/b" -> "/".  A new string. */
+static char *parent_of(const char *dir)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    while (n > 0 && dir[n - 1] != '/')
+        n--;
+    if (n == 0)
+        return icl_xstrdup(".");
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    return icl_xstrndup(dir, n);
+}
+
+/* why dir cannot be made (errno e of mkdir or stat), in err; -1 */
+static int out_dir_error(const char *dir, int e, char *err, size_t errsz)
+{
+    char *par = parent_of(dir);
+    struct stat st;
+    if (e == ENOENT && stat(par, &st) != 0)
+        icl_seterr(err, errsz, "%s: no folder %s to create it in", dir, par);
+    else if (e == ENOTDIR || (e == ENOENT && !S_ISDIR(st.st_mode)))
+        icl_seterr(err, errsz, "%s: %s is not a folder", dir, par);
+    else
+        icl_seterr(err, errsz, "%s: cannot create: %s", dir, strerror(e));
+    free(par);
+    errno = e;
+    return -1;
+}
+
+int icl_out_dir_check(const char *dir, char *err, size_t errsz)
+{
+    struct stat st;
+    if (!*dir) {
+        icl_seterr(err, errsz, "'': an empty folder name");
+        errno = ENOENT;
+        return -1;
+    }
+    if (stat(dir, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        icl_seterr(err, errsz, "%s: exists and is not a folder", dir);
+        errno = ENOTDIR;
+        return -1;
+    }
+    if (errno != ENOENT)
+        return out_dir_error(dir, errno, err, errsz);
+    char *par = parent_of(dir);
+    int e = stat(par, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+    free(par);
+    return e ? out_dir_error(dir, e, err, errsz) : 0;
+}
+
+int icl_out_dir_make(const char *dir, char *err, size_t errsz)
+{
+    if (!*dir)
+        return icl_out_dir_check(dir, err, errsz);
+    if (mkdir(dir, 0777) == 0)
+        return 1;
+    if (errno != EEXIST)
+        return out_dir_error(dir, errno, err, errsz);
+    return icl_out_dir_check(dir, err, errsz);
+}
+
 /* ------------------------------------------------ folders all or nothing */
 
 char *icl_stage_dir(const char *dir, char *err, size_t errsz)
@@ -470,8 +543,7 @@ char *icl_stage_dir(const char *dir, char *err, size_t errsz)
             return NULL;
         }
         real = realpath(dir, NULL); /* a link: the temporary goes beside its target (one file system) */
-    } else if (errno != ENOENT) {
-        icl_seterr(err, errsz, "%s: %s", dir, strerror(errno));
+    } else if (icl_out_dir_check(dir, err, errsz) != 0) { /* its parent must exist */
         return NULL;
     }
     const char *base = real ? real : dir;
@@ -482,14 +554,7 @@ char *icl_stage_dir(const char *dir, char *err, size_t errsz)
     memcpy(tmp, base, n);
     strcpy(tmp + n, ".tmp.XXXXXX");
     free(real);
-    char *par = icl_xstrdup(tmp), *slash = strrchr(par, '/');
-    int bad = 0;
-    if (slash && slash != par) {
-        *slash = 0;
-        bad = icl_mkdirs(par) < 0;
-    }
-    free(par);
-    if (bad || !mkdtemp(tmp)) {
+    if (!mkdtemp(tmp)) {
         icl_seterr(err, errsz, "%s: cannot create a folder beside it: %s", dir, strerror(errno));
         free(tmp);
         return NULL;

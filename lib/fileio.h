@@ -74,6 +74,12 @@ void icl_out_abort(FILE *f);
  * err. */
 FILE *icl_fopen_in(const char *path, char *err, size_t errsz);
 
+/* Called, when set, each time icl_fopen_in or icl_read_file is about to
+ * read standard input ("-"), before the first read.  The library prints
+ * nothing: a program sets it (icl_init, lib/cli.c) to say on stderr that it
+ * waits for a terminal's input. */
+extern void (*icl_on_stdin)(void);
+
 /* Read a whole file into memory: returns a malloc'd buffer of *len bytes
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
@@ -107,12 +113,27 @@ char *icl_path_abs(const char *path, char *err, size_t errsz);
  * Returns 0 (also when dir exists), or -1 with errno set. */
 int icl_mkdirs(const char *dir);
 
+/* An output folder named on a command line (icl-train -o, icl-convert's
+ * DIR): dir is created when missing, as mkdir(1) without -p does, in a
+ * folder that must exist, so that a mistyped path is an error rather than
+ * a new tree of folders (the same rule as an output file's folder,
+ * icl_out_open).  Returns 1 when dir was created (mode 0777 before the
+ * umask), 0 when it is an existing folder (or a link to one), -1 with err:
+ * "DIR: no folder PARENT to create it in", "DIR: PARENT is not a folder",
+ * "DIR: exists and is not a folder" or "DIR: cannot create: REASON". */
+int icl_out_dir_make(const char *dir, char *err, size_t errsz);
+
+/* The check of icl_out_dir_make without creating anything: 0 when dir is
+ * a folder or could be created (its parent is a folder), -1 with the same
+ * messages. */
+int icl_out_dir_check(const char *dir, char *err, size_t errsz);
+
 /* A folder written all or nothing (icl-convert's output folder).
  * icl_stage_dir: create a temporary sibling of dir to write the files into
  * ("DIR.tmp.XXXXXX" beside dir, or beside the folder dir links to; dir's
- * missing parents are created) and return its name (free() it), or NULL
- * with err ("DIR: ..."; dir existing as something other than a folder is
- * an error).  icl_stage_commit(tmp, dir, owned): move it into place.  When
+ * parent must exist, as icl_out_dir_check says) and return its name (free()
+ * it), or NULL with err ("DIR: ..."; dir existing as something other than a
+ * folder is an error).  icl_stage_commit(tmp, dir, owned): move it into place.  When
  * dir does not exist or is an empty folder, one rename makes it dir.  Else
  * (a folder holding earlier files) the files of tmp replace dir's one by
  * one, each name in owned (NULL-terminated: the files a writer of such a

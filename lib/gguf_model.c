@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ops.h"
 #include "qlinear.h"
 #include "quant.h"
 #include "util.h"
@@ -276,6 +278,81 @@ static int tok_id(const icl_gguf *g, const char *k, int *out, char *err, size_t 
     return 0;
 }
 
+void icl_gguf_llama3_rope_factors(const icl_config *c, float *out)
+{
+    int half = c->head_dim / 2;
+    float *inv = xmalloc((size_t)(half > 0 ? half : 1) * sizeof *inv);
+    icl_rope_params p = {c->rope_theta, 0, 0, 0, 0, 0};
+    icl_rope_inv_freq(inv, c->head_dim, &p); /* freqs = 1 / base^(2i/dim), float32 as torch */
+    double old = c->rope_original_max_pos, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    double low_wl = old / lo, high_wl = old / hi;
+    for (int i = 0; i < half; i++) {
+        double wl = 2 * M_PI / inv[i], f;
+        if (wl < high_wl) {
+            f = 1;
+        } else if (wl > low_wl) {
+            f = c->rope_factor;
+        } else {
+            double smooth = (old / wl - lo) / (hi - lo);
+            f = 1 / ((1 - smooth) / c->rope_factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+    free(inv);
+}
+
+/* rope_freqs.weight (llama.cpp's per-frequency rope divisors, which its
+ * converter writes for llama3 rope scaling: Llama 3.1, 3.2, 3.3) as
+ * llama3 parameters in c: factor is the largest divisor; low_freq_factor,
+ * high_freq_factor and original_max_position_embeddings (not in the
+ * metadata) are the first of the usual values (Llama 3.1+: 1, 4, 8192;
+ * then low 1 or 2, high 4, 2 or 8, a power of two up to 2^20) whose
+ * divisors (icl_gguf_llama3_rope_factors) match the tensor to 1e-5
+ * relative; all that match give the same frequencies.  0, or -1 with err:
+ * factors that are not llama3 scaling are not supported. */
+static int rope_freqs_llama3(icl_config *c, const icl_gguf_tensor *t, const char *name, char *err, size_t errsz)
+{
+    int half = c->head_dim / 2;
+    if (t->type != ICL_GGML_F32 || t->n_dims != 1 || t->nelements != half || half < 1) {
+        icl_seterr(err, errsz, "%s: tensor rope_freqs.weight is not %d F32 values (half the head size %d)", name, half,
+                   c->head_dim);
+        return -1;
+    }
+    float *have = xmalloc((size_t)half * sizeof *have), *want = xmalloc((size_t)half * sizeof *want);
+    memcpy(have, t->data, (size_t)half * sizeof *have);
+    double factor = 0;
+    for (int i = 0; i < half; i++)
+        factor = have[i] > factor ? have[i] : factor;
+    /* (original_max_position_embeddings, low, high) and (k times each) give
+     * the same divisors: low_freq_factor 1 first, then the powers of two */
+    static const double los[] = {1, 2}, his[] = {4, 2, 8};
+    int found = 0;
+    for (size_t b = 0; !found && factor >= 1 && b < sizeof los / sizeof *los; b++)
+        for (size_t h = 0; !found && h < sizeof his / sizeof *his; h++)
+            for (int a = -1; !found && a <= 20; a++) {
+                int old = a < 0 ? 8192 : 1 << a; /* Llama 3.1+'s 8192 first */
+                if (!(his[h] > los[b]) || (a >= 0 && old == 8192))
+                    continue;
+                c->rope_factor = factor;
+                c->rope_low_freq_factor = los[b];
+                c->rope_high_freq_factor = his[h];
+                c->rope_original_max_pos = old;
+                icl_gguf_llama3_rope_factors(c, want);
+                found = 1;
+                for (int i = 0; found && i < half; i++)
+                    found = fabs((double)want[i] - have[i]) <= 1e-5 * fabs((double)have[i]);
+            }
+    free(have);
+    free(want);
+    if (!found) {
+        icl_seterr(err, errsz, "%s: tensor rope_freqs.weight holds rope frequency factors that are not llama3 rope "
+                   "scaling (Llama 3.1+) with the usual low/high frequency factors: not supported", name);
+        return -1;
+    }
+    c->rope_llama3 = 1;
+    return 0;
+}
+
 static int config_from_gguf(const icl_gguf *g, icl_config *c, char *err, size_t errsz)
 {
     const char *name = icl_gguf_name(g);
@@ -359,10 +436,13 @@ static int config_from_gguf(const icl_gguf *g, icl_config *c, char *err, size_t 
         icl_seterr(err, errsz, "%s: %s = %g: rope scaling from GGUF is not supported", name, k, sf);
         return -1;
     }
-    if (icl_gguf_find_tensor(g, "rope_freqs.weight")) {
-        icl_seterr(err, errsz, "%s: tensor rope_freqs.weight (llama3 rope scaling) is not supported from GGUF", name);
+    const icl_gguf_tensor *rf = icl_gguf_find_tensor(g, "rope_freqs.weight");
+    if (rf && gpt2) {
+        icl_seterr(err, errsz, "%s: tensor rope_freqs.weight in a gpt2 model (no rope)", name);
         return -1;
     }
+    if (rf && rope_freqs_llama3(c, rf, name, err, errsz))
+        return -1;
     const icl_gguf_tensor *emb = icl_gguf_find_tensor(g, "token_embd.weight");
     if (!emb || emb->n_dims != 2 || emb->ne[0] != c->hidden_size || emb->ne[1] > INT32_MAX) {
         icl_seterr(err, errsz, "%s: %s", name,
@@ -461,7 +541,7 @@ icl_gguf_model *icl_gguf_model_from(icl_gguf *g, char *err, size_t errsz)
     for (int i = 0; i < icl_gguf_n_tensors(g); i++) {
         const icl_gguf_tensor *t = icl_gguf_tensor_at(g, i);
         int tied_copy = c->tie_word_embeddings && !strcmp(t->name, "output.weight");
-        if (!used[i] && !tied_copy) {
+        if (!used[i] && !tied_copy && !(c->rope_llama3 && !strcmp(t->name, "rope_freqs.weight"))) {
             icl_seterr(err, errsz, "%s: tensor %s is not part of a %s model as icl knows it", name, t->name,
                        c->model_type);
             free(used);
@@ -754,10 +834,6 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
                    icl_ggml_type_name(type) ? icl_ggml_type_name(type) : "an unknown type");
         return -1;
     }
-    if (c->rope_llama3) {
-        icl_seterr(err, errsz, "%s: llama3 rope scaling cannot be written to GGUF by icl yet", path);
-        return -1;
-    }
     int nrows;
     const icl_gguf_tensor_map *tab = icl_gguf_arch_table(c->model_type, &nrows);
     if (!tab) {
@@ -791,7 +867,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
     if (tok && tok(w, m->src_dir, err, errsz))
         goto out;
     /* tensors */
-    void **bufs = xcalloc(2 * (size_t)m->base.n_views + 1, sizeof *bufs);
+    void **bufs = xcalloc(2 * (size_t)m->base.n_views + 2, sizeof *bufs);
     int nb = 0;
     for (int r = 0; r < nrows; r++) {
         const icl_gguf_tensor_map *row = &tab[r];
@@ -842,6 +918,15 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
             if (icl_gguf_add_tensor(w, gn, tt, nd, ne, data, nbytes, err, errsz))
                 goto free_bufs;
         }
+    }
+    if (c->rope_llama3) { /* as llama.cpp's converter: the divisors of each frequency */
+        float *rf = xmalloc((size_t)(c->head_dim / 2) * sizeof *rf);
+        bufs[nb++] = rf;
+        icl_gguf_llama3_rope_factors(c, rf);
+        int64_t ne[1] = {c->head_dim / 2};
+        if (icl_gguf_add_tensor(w, "rope_freqs.weight", ICL_GGML_F32, 1, ne, rf, (size_t)ne[0] * sizeof *rf, err,
+                                errsz))
+            goto free_bufs;
     }
     rc = icl_gguf_write(w, path, err, errsz);
 free_bufs:

@@ -131,6 +131,20 @@ icl_model *icl_model_load_gguf_quantized(const char *path, char *err, size_t err
  * model copies what it keeps): keep_blocks 0 as icl_model_load_gguf, 1 as
  * icl_model_load_gguf_quantized.  NULL with err. */
 icl_model *icl_gguf_model_load(const icl_gguf_model *gm, int keep_blocks, char *err, size_t errsz);
+/* llama.cpp's rope_freqs.weight for c's llama3 rope scaling, as its
+ * converter (convert_hf_to_gguf.py, LlamaModel) computes it from
+ * transformers' parameters: for each of the head_dim/2 frequencies
+ * f_i = 1/theta^(2i/head_dim), wavelength w = 2 pi / f_i, the divisor 1 when
+ * w < original_max_position_embeddings / high_freq_factor, factor when
+ * w > original_max_position_embeddings / low_freq_factor, else
+ * 1 / ((1 - s) / factor + s) with s = (original_max_position_embeddings / w
+ * - low_freq_factor) / (high_freq_factor - low_freq_factor).  llama.cpp
+ * divides each frequency by it, which is transformers'
+ * _compute_llama3_parameters.  out: head_dim/2 floats.  A GGUF file with
+ * such a tensor loads as llama3 rope scaling (the parameters found back
+ * from it); a model with llama3 rope scaling is written with it. */
+void icl_gguf_llama3_rope_factors(const icl_config *c, float *out);
+
 /* 1 if path names a regular file that starts with the GGUF magic. */
 int icl_is_gguf_file(const char *path);
 

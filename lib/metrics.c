@@ -1259,16 +1259,36 @@ void icl_confusion_add(json_t *matrix, const char *gold, const char *pred)
 
 /* ---- aggregation ---- */
 
+/* A metric name as icl_metrics_parse compares it: lower case, without '-',
+ * '_' and spaces ("Rouge-L" -> "rougel"), in out[outsz]; 0, or -1 when it
+ * does not fit (no metric name is that long). */
+static int metric_key(const char *p, size_t n, char *out, size_t outsz)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '-' || c == '_' || c == ' ' || c == '\t')
+            continue;
+        if (k + 1 >= outsz)
+            return -1;
+        out[k++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    out[k] = 0;
+    return 0;
+}
+
 int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_pass_k, char *err,
                       size_t errsz)
 {
-    static const struct { const char *name; unsigned bit; } names[] = {
-        {"exact_match", ICL_METRIC_EM}, {"em", ICL_METRIC_EM}, {"f1", ICL_METRIC_F1},
-        {"rougeL", ICL_METRIC_ROUGE_L}, {"rouge_l", ICL_METRIC_ROUGE_L},
-        {"rouge-l", ICL_METRIC_ROUGE_L}, {"rouge", ICL_METRIC_ROUGE_L},
-        {"bleu", ICL_METRIC_BLEU}, {"accuracy", ICL_METRIC_ACCURACY},
-        {"acc", ICL_METRIC_ACCURACY}, {"chrf", ICL_METRIC_CHRF}, {"chrF", ICL_METRIC_CHRF},
-        {"chrf++", ICL_METRIC_CHRFPP}, {"chrF++", ICL_METRIC_CHRFPP}, {"chrfpp", ICL_METRIC_CHRFPP},
+    /* keys as metric_key makes them: case, '-', '_' and spaces do not count */
+    static const struct { const char *key; unsigned bit; } names[] = {
+        {"em", ICL_METRIC_EM}, {"exactmatch", ICL_METRIC_EM}, {"exact", ICL_METRIC_EM},
+        {"f1", ICL_METRIC_F1}, {"f1score", ICL_METRIC_F1},
+        {"rougel", ICL_METRIC_ROUGE_L}, {"rouge", ICL_METRIC_ROUGE_L},
+        {"bleu", ICL_METRIC_BLEU}, {"sacrebleu", ICL_METRIC_BLEU},
+        {"accuracy", ICL_METRIC_ACCURACY}, {"acc", ICL_METRIC_ACCURACY},
+        {"chrf", ICL_METRIC_CHRF},
+        {"chrf++", ICL_METRIC_CHRFPP}, {"chrfpp", ICL_METRIC_CHRFPP}, {"chrfplusplus", ICL_METRIC_CHRFPP},
         {"all", ICL_METRIC_ALL},
     };
     unsigned m = 0;
@@ -1277,18 +1297,21 @@ int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_
     for (;;) {
         const char *e = strchr(p, ',');
         size_t n = e ? (size_t)(e - p) : strlen(p);
-        size_t i;
-        for (i = 0; i < sizeof names / sizeof names[0]; i++)
-            if (strlen(names[i].name) == n && strncmp(names[i].name, p, n) == 0)
-                break;
+        char key[32];
+        size_t i = sizeof names / sizeof names[0];
+        int ok = metric_key(p, n, key, sizeof key) == 0;
+        if (ok)
+            for (i = 0; i < sizeof names / sizeof names[0]; i++)
+                if (strcmp(names[i].key, key) == 0)
+                    break;
         if (i < sizeof names / sizeof names[0]) {
             m |= names[i].bit;
-        } else if (n > 5 && strncmp(p, "pass@", 5) == 0) {
+        } else if (ok && strlen(key) > 5 && strncmp(key, "pass@", 5) == 0) {
             long k = 0;
-            size_t j;
-            for (j = 5; j < n && p[j] >= '0' && p[j] <= '9' && k <= 1000000; j++)
-                k = 10 * k + (p[j] - '0');
-            if (j < n || k < 1 || k > 1000000) {
+            size_t j, kl = strlen(key);
+            for (j = 5; j < kl && key[j] >= '0' && key[j] <= '9' && k <= 1000000; j++)
+                k = 10 * k + (key[j] - '0');
+            if (j < kl || k < 1 || k > 1000000) {
                 snprintf(err, errsz, "'%.*s': k must be a number from 1 to 1000000", (int)n, p);
                 return -1;
             }
@@ -1305,7 +1328,8 @@ int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_
             m |= ICL_METRIC_PASS;
         } else {
             snprintf(err, errsz,
-                     "unknown metric '%.*s' (known: em, f1, rougeL, bleu, chrf, chrf++, accuracy, all, pass@K)",
+                     "unknown metric '%.*s' (known: em, f1, rougeL, bleu, chrf, chrf++, accuracy, all, pass@K; "
+                     "also exact_match, rouge-l, acc, chrfpp...: case, '-' and '_' do not matter)",
                      (int)n, p);
             return -1;
         }

@@ -251,8 +251,12 @@ enum {
 /* Parse a comma-separated metric list ("em,f1,bleu", "all", "pass@1,pass@10")
  * into a mask; each pass@K (1 <= K <= 1000000, at most ICL_MAX_PASS_K of
  * them, repeated ones once) sets ICL_METRIC_PASS and is appended to
- * pass_k[*n_pass_k] in the order given.  Returns 0, or -1 with
- * "unknown metric 'x'" in err. */
+ * pass_k[*n_pass_k] in the order given.  Names are compared without case,
+ * '-', '_' and spaces, and the usual synonyms are accepted: em, exact_match
+ * (exact-match, EM, exact); f1 (f1_score); rougeL (rouge-l, rouge_l, rouge);
+ * bleu (sacrebleu); accuracy (acc); chrf; chrf++ (chrfpp); all; pass@K
+ * (Pass@K).  Returns 0, or -1 with "unknown metric 'x' (known: ...)" in
+ * err. */
 int icl_metrics_parse(const char *list, unsigned *mask, long *pass_k, size_t *n_pass_k, char *err,
                       size_t errsz);
 

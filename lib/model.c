@@ -18,6 +18,7 @@
 #include "ops.h"
 #include "qlinear.h"
 #include "safetensors.h"
+#include "sniff.h"
 #include "util.h"
 
 #define NONE ((size_t)-1)
@@ -735,6 +736,40 @@ static int read_views(const icl_model *m, float *buf, const shards *sh, const ch
     return 0;
 }
 
+/* What a file given as the model looks like (sniff.h), as "; it looks
+ * like ..." for the message, "" when nothing is recognised: a file of a
+ * model folder (its config.json, weights, tokenizer.json) is told to give
+ * the folder, data to be given as data. */
+static void not_model_hint(const char *path, char *hint, size_t n)
+{
+    icl_file_kind k = icl_sniff_file(path);
+    hint[0] = 0;
+    switch (k) {
+    case ICL_KIND_TOKENIZER_JSON: case ICL_KIND_MODEL_CONFIG: case ICL_KIND_SAFETENSORS:
+    case ICL_KIND_TOKENIZER_CONFIG: case ICL_KIND_ADAPTER_CONFIG: {
+        const char *sl = strrchr(path, '/');
+        char *par = sl ? xstrndup(path, sl == path ? 1 : (size_t)(sl - path)) : xstrdup(".");
+        char *cfg = icl_path_join(par, k == ICL_KIND_ADAPTER_CONFIG ? "adapter_config.json" : "config.json");
+        struct stat st;
+        if (stat(cfg, &st) == 0 && S_ISREG(st.st_mode))
+            snprintf(hint, n, "; it looks like %s: give its folder %s", icl_file_kind_name(k), par);
+        else
+            snprintf(hint, n, "; it looks like %s: give the model folder that holds it", icl_file_kind_name(k));
+        free(cfg);
+        free(par);
+        break;
+    }
+    case ICL_KIND_TOKEN_LINES: case ICL_KIND_RECORDS: case ICL_KIND_TEXT: case ICL_KIND_JSON:
+        snprintf(hint, n, "; it looks like %s, which is data, not a model", icl_file_kind_name(k));
+        break;
+    case ICL_KIND_EMPTY:
+        snprintf(hint, n, "; it is empty");
+        break;
+    default:
+        break;
+    }
+}
+
 icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
 {
     if (icl_is_gguf_file(dir)) /* a .gguf file instead of a folder: lib/gguf_model.c */
@@ -749,7 +784,10 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
         return NULL;
     }
     if (!S_ISDIR(st.st_mode)) {
-        icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder (config.json and *.safetensors)", dir);
+        char hint[512];
+        not_model_hint(dir, hint, sizeof hint);
+        icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder (config.json and *.safetensors)%s", dir,
+                   hint);
         return NULL;
     }
     char *cp = icl_path_join(dir, "config.json");

@@ -14,6 +14,7 @@
 
 #include "fileio.h"
 #include "record.h"
+#include "sniff.h"
 #include "tok_internal.h"
 #include "tokgguf.h"
 
@@ -1039,6 +1040,35 @@ static uint64_t fingerprint(const icl_tokenizer *t, json_t *root)
     return r;
 }
 
+/* The message for a file that is not a tokenizer.json: what it looks like
+ * (sniff.h; one_json: it parsed as one JSON document) and what -t takes; a file of a model folder that holds a
+ * tokenizer.json (its config.json, its weights) is told to give the folder. */
+static void not_a_tokenizer(const char *data, size_t len, const char *dir, int one_json, char *err, size_t errsz)
+{
+    icl_file_kind k = icl_sniff_mem(data, len);
+    if (one_json && k == ICL_KIND_RECORDS) /* one JSON object, on one line */
+        k = ICL_KIND_JSON;
+    char what[160];
+    if (k == ICL_KIND_EMPTY)
+        snprintf(what, sizeof what, "an empty file");
+    else if (k == ICL_KIND_JSON || (k == ICL_KIND_UNKNOWN && one_json))
+        snprintf(what, sizeof what, "a JSON file without tokenizer.json's \"model\" object");
+    else if (k == ICL_KIND_UNKNOWN)
+        snprintf(what, sizeof what, "not JSON");
+    else
+        snprintf(what, sizeof what, "it looks like %s", icl_file_kind_name(k));
+    char *tj = dir ? icl_path_join(dir, "tokenizer.json") : NULL;
+    struct stat st;
+    int sibling = tj && (k == ICL_KIND_MODEL_CONFIG || k == ICL_KIND_SAFETENSORS || k == ICL_KIND_TOKENIZER_CONFIG ||
+                         k == ICL_KIND_GGUF) && stat(tj, &st) == 0 && S_ISREG(st.st_mode);
+    if (sibling)
+        snprintf(err, errsz, "not a tokenizer: %s; give its folder %s, which holds a tokenizer.json", what, dir);
+    else
+        snprintf(err, errsz, "not a tokenizer: %s; give a tokenizer.json, a model folder holding one, or a "
+                 "GGUF file", what);
+    free(tj);
+}
+
 icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, char *err,
                                 size_t errsz)
 {
@@ -1048,13 +1078,17 @@ icl_tokenizer *icl_tok_load_mem(const char *json, size_t len, const char *dir, c
         size_t i = 0;
         while (i < len && strchr(" \t\r\n", json[i]) && json[i])
             i++;
-        /* not JSON at all (CSV, text) or JSON Lines: another kind of file */
+        /* not JSON at all (CSV, text, token lines, weights) or JSON Lines:
+         * another kind of file, said as sniff.h sees it */
         if (i == len || json[i] != '{' || strstr(je.text, "end of file expected"))
-            snprintf(err, errsz, "not a tokenizer (%s): give a tokenizer.json, a model folder holding one, or a "
-                     "GGUF file", i == len ? "empty" : json[i] == '{' ? "JSON Lines, not one JSON object"
-                     : "not JSON");
+            not_a_tokenizer(json, len, dir, 0, err, errsz);
         else
             snprintf(err, errsz, "line %d: %s", je.line, je.text);
+        return NULL;
+    }
+    if (!json_is_object(root) || !json_is_object(json_object_get(root, "model"))) {
+        json_decref(root);
+        not_a_tokenizer(json, len, dir, 1, err, errsz);
         return NULL;
     }
     icl_tokenizer *t = icl_tok_load_json(root, NULL, dir, err, errsz);

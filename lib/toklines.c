@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "toklines.h"
+#include "sniff.h"
 
 void icl_toklines_header_from_tok(icl_toklines_header *h, const icl_tokenizer *t,
                                   const char *source)
@@ -249,13 +250,14 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
         }
         /* what a line that is not token ids usually is: say so */
         const char *what = NULL;
+        icl_file_kind kind = icl_sniff_line(s, len); /* as every program guesses (sniff.h) */
         if (len >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3))
             what = "starts with a UTF-8 byte order mark (BOM); token lines have none (icl-tok encode writes them)";
-        else if (s[0] == '{' || (s[0] == '[' && len > 1 && s[1] != ']'))
+        else if (kind == ICL_KIND_RECORDS || (kind == ICL_KIND_JSON && !(len > 1 && s[1] == ']')))
             what = "a JSON record, not token ids: make token lines with icl-tok encode -t MODEL";
         else if (len && s[len - 1] == '\r')
             what = "ends with a carriage return (CRLF line end); token lines end with LF alone (dos2unix converts)";
-        else if (r->examples == 0 && len && !(s[0] >= '0' && s[0] <= '9') && s[0] != '\t')
+        else if (r->examples == 0 && kind == ICL_KIND_TEXT && !(s[0] >= '0' && s[0] <= '9') && s[0] != '\t')
             what = "text, not token ids (CSV, TSV or plain text?): make records with icl-fmt, then token lines with "
                    "icl-tok encode -t MODEL";
         if (what) {

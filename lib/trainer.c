@@ -1384,12 +1384,11 @@ static int claim_dir(train_run *r)
             r->ckpt = icl_train_latest_checkpoint(out);
         return 0;
     }
-    if (mkdir(out, 0777) == 0)
-        r->made_dir = 1;
-    else if (errno != EEXIST)
-        return fail(r, "%s: cannot create: %s", out, strerror(errno));
-    if (!is_dir(out))
-        return fail(r, "%s: exists and is not a folder", out);
+    char e2[1024];
+    int made = icl_out_dir_make(out, e2, sizeof e2); /* its parent must exist (fileio.h) */
+    if (made < 0)
+        return fail(r, "%s", e2);
+    r->made_dir = made;
     char *lp = icl_path_join(out, ".lock");
     /* A run removes its .lock when it ends, while it still holds it: a lock
      * taken on a file opened just before that is no longer OUT_DIR/.lock and

@@ -3,7 +3,8 @@
 # symbolic link writes the file it points to; a FIFO where a file is
 # expected is an error, never a hang; an unreadable tokenizer.json is not
 # "missing"; messages that say what is wrong (BOM, CRLF, JSON records given
-# as token lines, a mistyped template placeholder, a --map key no record has).
+# as token lines, a mistyped template placeholder, a --map key no record has;
+# a tokenizer.json, config.json, weights or data given as the model).
 . "$(dirname "$0")/lib.sh"
 LLAMA="$DATA/model/llama-tiny/model"
 # code_is CODE COMMAND...: COMMAND exits with CODE
@@ -91,6 +92,23 @@ test_expect_success '--map to a key no record has is an error, not empty fields'
 	test_grep "map prompt=question: no record has the key" err &&
 	icl-fmt --map instruction=q,output=a,input=context qa.jsonl >fout &&
 	test $(wc -l <fout) -eq 2
+'
+
+test_expect_success 'a tokenizer.json, config.json, weights or data given as the model: what it looks like, what to give' '
+	mkdir -p lm && cp "$LLAMA"/* lm/ && cp "$DATA/tok/bytelevel-512.json" lm/tokenizer.json &&
+	NEITHER="neither a GGUF file nor a model folder (config.json and \*.safetensors)" &&
+	test_must_fail icl-train -q -m lm/tokenizer.json -o out --max-steps 1 rand.tok 2>err >/dev/null &&
+	test_grep "^icl-train: lm/tokenizer.json: $NEITHER; it looks like a tokenizer.json: give its folder lm$" err &&
+	test_must_fail icl-gen -m lm/model.safetensors --ids rand.tok 2>err >/dev/null &&
+	test_grep "^icl-gen: lm/model.safetensors: $NEITHER; it looks like model weights (safetensors): give its folder lm$" err &&
+	test_must_fail icl-eval -m lm/config.json rand.tok 2>err >/dev/null &&
+	test_grep "^icl-eval: lm/config.json: $NEITHER; it looks like a model.s config.json: give its folder lm$" err &&
+	cp "$DATA/tok/bytelevel-512.json" alone.json &&
+	test_must_fail icl-eval -m alone.json rand.tok 2>err >/dev/null &&
+	test_grep "^icl-eval: alone.json: $NEITHER; it looks like a tokenizer.json: give the model folder that holds it$" err &&
+	test_must_fail icl-train -q -m rand.tok -o out --max-steps 1 rand.tok 2>err >/dev/null &&
+	test_grep "^icl-train: rand.tok: $NEITHER; it looks like token lines (icl-tok encode.s output), which is data, not a model$" err &&
+	test ! -e out
 '
 
 test_done

@@ -32,6 +32,21 @@ test_expect_code 2 'an unknown metric is a usage error' '
 	exit $rc
 '
 
+test_expect_success 'metric names: any case, - or _, the usual synonyms; the keys stay the same' '
+	printf "%s\n" "{\"completion\":\"the cat sat\",\"response\":\"The cat sat down\"}" \
+		"{\"completion\":\"a dog\",\"response\":\"a dog\"}" >syn.jsonl &&
+	icl-eval -M em,rougeL,f1,bleu,chrf++ syn.jsonl >want &&
+	icl-eval -M Exact-Match,ROUGE-L,F1_score,sacreBLEU,chrF_pp syn.jsonl >got && test_cmp want got &&
+	icl-eval -M exact_match,rougel,f1,BLEU,CHRF++ syn.jsonl >got && test_cmp want got &&
+	grep -q "\"exact_match\":0.5,.*\"rougeL\":" got
+'
+
+test_expect_code 2 'an unknown metric lists the known names' '
+	icl-eval -M rougeLsum </dev/null 2>err; rc=$?
+	grep -q "^icl-eval: --metrics: unknown metric .rougeLsum. (known: em, f1, rougeL, bleu, chrf, chrf++, accuracy, all, pass@K;" err || rc=99
+	exit $rc
+'
+
 test_expect_code 2 'an unknown option is a usage error' '
 	icl-eval --frobnicate </dev/null
 '

@@ -117,10 +117,10 @@ test_expect_success '--help teaches, --version names the program' '
 test_expect_success 'input that is not records: token lines say --ids, CSV or text says icl-fmt' '
 	echo "{\"prompt\":\"Hi there\",\"response\":\"ok\"}" | icl-tok encode -t m >t.tok &&
 	test_must_fail icl-gen -q -m m -n 2 t.tok >out 2>err && test ! -s out &&
-	test_grep "t.tok:1: .*this is a token-line file, from icl-tok encode: give --ids" err &&
+	test_grep "t.tok:1: .*these are token lines, from icl-tok encode: give --ids" err &&
 	icl-gen -q -m m -n 2 --ids t.tok >out && test $(wc -l <out) = 2 &&
 	printf "1 2\t3\n" >bare.tok && test_must_fail icl-gen -q -m m -n 2 bare.tok 2>err &&
-	test_grep "look like token lines: give --ids" err &&
+	test_grep "bare.tok:1: .*these are token lines, from icl-tok encode: give --ids" err &&
 	printf "prompt,response\nHi,Hello\n" >d.csv && test_must_fail icl-gen -q -m m -n 2 d.csv 2>err &&
 	test_grep "d.csv:1: .*icl-fmt makes them from CSV" err &&
 	printf "{\"prompt\":\"a\"}\nfoo\n" >late.jsonl && test_must_fail icl-gen -q -m m -n 2 late.jsonl >/dev/null 2>err &&

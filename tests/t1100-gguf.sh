@@ -128,4 +128,17 @@ test_expect_success 'icl-train -o DIR/ --save-gguf names DIR/model.gguf without 
 	test_grep "icl-train: wrote sd/model.gguf (F32)" err && ! test_grep "//" err && test -f sd/model.gguf
 '
 
+test_expect_success 'llama3 rope scaling (Llama 3.1+) goes to GGUF as rope_freqs.weight and comes back' '
+	icl-convert $M/llama3-bias-tiny/model l3.gguf &&
+	icl-convert l3.gguf l3 &&
+	tr -d " \n" <l3/config.json >c1 &&
+	test_grep "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":4.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,\"original_max_position_embeddings\":16}" c1 &&
+	icl-eval -q -m $M/llama3-bias-tiny/model $DATA/gen/llama-tiny.tok >want &&
+	icl-eval -q -m l3.gguf $DATA/gen/llama-tiny.tok >got && test_cmp want got &&
+	icl-eval -q -m l3 $DATA/gen/llama-tiny.tok >got && test_cmp want got &&
+	# the same weights without the scaling (the fixture) score otherwise: the rope counts
+	icl-eval -q -m $DATA/gguf/llama-bias-tiny.f32.gguf $DATA/gen/llama-tiny.tok >other &&
+	! cmp -s want other
+'
+
 test_done

@@ -107,12 +107,46 @@ test_expect_success 'a data file given as the tokenizer is called not a tokenize
 	echo "{\"vocab\": {}}" >notok.json &&
 	for f in data.csv d.jsonl notok.json; do
 		rc=0; icl-tok encode -t $f d.jsonl >out 2>err || rc=$?
-		test $rc -eq 1 && test_grep "^icl-tok: $f: not a tokenizer (.*): give a tokenizer.json, a model folder holding one, or a GGUF file$" err || exit 1
+		test $rc -eq 1 && test_grep "^icl-tok: $f: not a tokenizer: .*; give a tokenizer.json, a model folder holding one, or a GGUF file$" err || exit 1
 	done &&
-	icl-tok encode -t data.csv d.jsonl 2>err >out || true; test_grep "data.csv: not a tokenizer (not JSON)" err &&
-	icl-tok encode -t d.jsonl d.jsonl 2>err >out || true; test_grep "d.jsonl: not a tokenizer (JSON Lines, not one JSON object)" err &&
+	icl-tok encode -t data.csv d.jsonl 2>err >out || true; test_grep "data.csv: not a tokenizer: it looks like CSV, TSV or plain text;" err &&
+	icl-tok encode -t d.jsonl d.jsonl 2>err >out || true; test_grep "d.jsonl: not a tokenizer: it looks like JSON Lines records;" err &&
+	icl-tok encode -t notok.json d.jsonl 2>err >out || true; test_grep "notok.json: not a tokenizer: a JSON file without tokenizer.json.s \"model\" object;" err &&
 	echo "{\"model\": " >broken.json &&
 	{ icl-tok encode -t broken.json d.jsonl 2>err >out || true; } && test_grep "broken.json: line 2: " err
+'
+
+test_expect_success '-t given token lines, a model file or a config says what it looks like and what to give' '
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\"}" >one.jsonl &&
+	icl-tok encode -t gpt2.json one.jsonl >one.tok &&
+	test_must_fail icl-tok encode -t one.tok one.jsonl 2>err >out &&
+	echo "icl-tok: one.tok: not a tokenizer: it looks like token lines (icl-tok encode'"'"'s output); give a tokenizer.json, a model folder holding one, or a GGUF file" >want &&
+	test_cmp want err &&
+	mkdir -p mf && cp "$DATA/model/gpt2-tiny/model/"* mf/ &&
+	test_must_fail icl-tok encode -t mf/model.safetensors one.jsonl 2>err >out &&
+	test_grep "^icl-tok: mf/model.safetensors: not a tokenizer: it looks like model weights (safetensors); give a tokenizer.json, a model folder holding one" err &&
+	cp gpt2.json mf/tokenizer.json &&
+	test_must_fail icl-tok decode -t mf/model.safetensors one.tok 2>err >out &&
+	echo "icl-tok: mf/model.safetensors: not a tokenizer: it looks like model weights (safetensors); give its folder mf, which holds a tokenizer.json" >want &&
+	test_cmp want err &&
+	test_must_fail icl-tok encode -t mf/config.json one.jsonl 2>err >out &&
+	test_grep "^icl-tok: mf/config.json: not a tokenizer: it looks like a model.s config.json; give its folder mf, which holds" err &&
+	icl-tok encode -t mf one.jsonl >out && test_grep " source=mf$" out
+'
+
+test_expect_success 'encode given token lines or CSV, decode given records: what they are and what to run' '
+	test_must_fail icl-tok encode -t gpt2.json one.tok 2>err >out &&
+	test_grep "^icl-tok: one.tok:1: .* (these are token lines, from icl-tok encode: encoded already; icl-tok decode -t TOKENIZER turns them back into records)$" err &&
+	test_must_fail icl-tok encode -t gpt2.json one.jsonl data.csv 2>err >out &&
+	test_grep "^icl-tok: data.csv:1: .* (icl-tok encode reads JSON Lines records, .*: icl-fmt makes them from CSV, TSV or JSON data)$" err &&
+	printf "{\"prompt\":\"a\",\"response\":\"b\"}\nnot json\n" >late.jsonl &&
+	test_must_fail icl-tok encode -t gpt2.json late.jsonl 2>err >out &&
+	test_grep "^icl-tok: late.jsonl:2: bad JSON" err && ! grep -q "icl-fmt\|token lines" err &&
+	test_must_fail icl-tok decode -t gpt2.json one.jsonl 2>err >out &&
+	echo "icl-tok: one.jsonl:1: a JSON record, not token ids: records are text already (decode reads token lines, icl-tok encode'"'"'s output)" >want &&
+	test_cmp want err &&
+	test_must_fail icl-tok decode -t gpt2.json <one.jsonl 2>err >out &&
+	test_grep "^icl-tok: <stdin>:1: a JSON record, not token ids: records are text already" err
 '
 
 if test -r /dev/zero; then

@@ -341,6 +341,57 @@ static void read_file_errors(void **state)
     free(s);
 }
 
+/* Output folders: the last component is created, a missing parent is an
+ * error naming it (mkdir without -p); icl_stage_dir keeps the same rule. */
+static void out_dirs(void **state)
+{
+    (void)state;
+    char d[512], deep[600], want[1400], file[512], under[600], err[1024];
+    struct stat st;
+    path_in(d, sizeof d, "outdir");
+    assert_int_equal(icl_out_dir_check(d, err, sizeof err), 0);
+    assert_int_equal(stat(d, &st), -1); /* the check creates nothing */
+    assert_int_equal(icl_out_dir_make(d, err, sizeof err), 1);
+    assert_int_equal(stat(d, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(icl_out_dir_make(d, err, sizeof err), 0); /* there: fine */
+    snprintf(deep, sizeof deep, "%s/missing/run/", dir);
+    assert_int_equal(icl_out_dir_make(deep, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: no folder %s/missing to create it in", deep, dir);
+    assert_string_equal(err, want);
+    assert_int_equal(icl_out_dir_check(deep, err, sizeof err), -1);
+    assert_string_equal(err, want);
+    assert_null(icl_stage_dir(deep, err, sizeof err));
+    assert_string_equal(err, want);
+    snprintf(want, sizeof want, "%s/missing", dir);
+    assert_int_equal(stat(want, &st), -1); /* nothing made */
+    path_in(file, sizeof file, "outfile");
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(icl_out_dir_make(file, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: exists and is not a folder", file);
+    assert_string_equal(err, want);
+    snprintf(under, sizeof under, "%s/run", file);
+    assert_int_equal(icl_out_dir_make(under, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: %s is not a folder", under, file);
+    assert_string_equal(err, want);
+    assert_int_equal(icl_out_dir_make("", err, sizeof err), -1);
+    assert_string_equal(err, "'': an empty folder name");
+    /* a relative name: its parent is the current folder */
+    char cwd[512];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    assert_int_equal(icl_out_dir_make("rel", err, sizeof err), 1);
+    assert_int_equal(icl_out_dir_make("nope/rel", err, sizeof err), -1);
+    assert_string_equal(err, "nope/rel: no folder nope to create it in");
+    char *tmp = icl_stage_dir("staged", err, sizeof err);
+    assert_non_null(tmp);
+    icl_stage_abort(tmp);
+    free(tmp);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -353,6 +404,7 @@ int main(void)
         cmocka_unit_test(path_abs),
         cmocka_unit_test(writes_through_links),
         cmocka_unit_test(same_file_by_inode),
+        cmocka_unit_test(out_dirs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

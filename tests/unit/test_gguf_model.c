@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,8 @@ typedef struct {
     const char *drop, *add, *setarch, *dropkey;
     const char *retype;
     uint32_t type;
+    const float *add_data; /* the added tensor's values (add_n floats); NULL: 4 zeros */
+    int add_n;
 } edit;
 
 static char *edited(const char *src, const edit *e)
@@ -150,8 +153,9 @@ static char *edited(const char *src, const edit *e)
         assert_int_equal(icl_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, t->data, t->nbytes, err, sizeof err), 0);
     }
     if (e->add) {
-        int64_t ne[1] = {4};
-        assert_int_equal(icl_gguf_add_tensor(w, e->add, ICL_GGML_F32, 1, ne, blob, 16, err, sizeof err), 0);
+        int64_t ne[1] = {e->add_data ? e->add_n : 4};
+        assert_int_equal(icl_gguf_add_tensor(w, e->add, ICL_GGML_F32, 1, ne, e->add_data ? (const void *)e->add_data : blob,
+                                             (size_t)ne[0] * 4, err, sizeof err), 0);
     }
     char *path = xstrdup("/tmp/icl-ggufm-XXXXXX");
     int fd = mkstemp(path);
@@ -186,7 +190,13 @@ static void bad_models(void **state)
     e = (edit){.dropkey = "llama.block_count"}, expect_load_error(&e, ": missing key llama.block_count");
     e = (edit){.retype = "blk.0.attn_v.weight", .type = 20}, expect_load_error(&e, "tensor blk.0.attn_v.weight: ggml type IQ4_NL (20) cannot be dequantized by icl");
     e = (edit){.drop = "token_embd.weight"}, expect_load_error(&e, ": missing tensor token_embd.weight");
-    e = (edit){.add = "rope_freqs.weight"}, expect_load_error(&e, "rope_freqs.weight (llama3 rope scaling) is not supported");
+    e = (edit){.add = "rope_freqs.weight"}, expect_load_error(&e, ": tensor rope_freqs.weight is not 8 F32 values (half the head size 16)");
+    static const float zeros[8], bumpy[8] = {1, 2, 1, 2, 1, 2, 1, 2};
+    e = (edit){.add = "rope_freqs.weight", .add_data = zeros, .add_n = 8};
+    expect_load_error(&e, ": tensor rope_freqs.weight holds rope frequency factors that are not llama3 rope scaling "
+                          "(Llama 3.1+) with the usual low/high frequency factors: not supported");
+    e = (edit){.add = "rope_freqs.weight", .add_data = bumpy, .add_n = 8};
+    expect_load_error(&e, "that are not llama3 rope scaling (Llama 3.1+)");
     /* a folder that is not a GGUF file still goes to the folder loader */
     char err[256];
     assert_null(icl_model_load(TEST_DATA "/gguf", err, sizeof err));
@@ -206,7 +216,7 @@ static void save_like_llama_cpp(void **state)
         snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", PAIRS[k][0]);
         snprintf(ref, sizeof ref, TEST_DATA "/gguf/%s.f32.gguf", PAIRS[k][1]);
         if (strstr(PAIRS[k][0], "llama3"))
-            continue; /* llama3 rope: not written to GGUF yet */
+            continue; /* its reference was written without the rope scaling: llama3_gguf below */
         int fd = mkstemp(out);
         close(fd);
         icl_model *m = load(dir);
@@ -332,11 +342,133 @@ static void smollm2_round_trip(void **state)
     unlink(out);
 }
 
+/* llama3-bias-tiny: theta 10000, head_dim 8, factor 4, low 1, high 4, original 16 */
+static const float RF_llama3_bias_tiny[4] = {
+    1.5707963705062866f, 4.0f, 4.0f, 4.0f,
+};
+/* llama-3.2: theta 500000, head_dim 64, factor 32, low 1, high 4, original 8192 */
+static const float RF_llama_3_2[32] = {
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.6513291597366333f,
+    3.2922627925872803f, 9.666728019714355f, 32.0f, 32.0f,
+    32.0f, 32.0f, 32.0f, 32.0f,
+    32.0f, 32.0f, 32.0f, 32.0f,
+    32.0f, 32.0f, 32.0f, 32.0f,
+};
+/* llama-3.1: theta 500000, head_dim 128, factor 8, low 1, high 4, original 8192 */
+static const float RF_llama_3_1[64] = {
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.2074838876724243f, 1.5534145832061768f, 2.026313304901123f,
+    2.6945300102233887f, 3.684253215789795f, 5.257326602935791f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+    8.0f, 8.0f, 8.0f, 8.0f,
+};
+/* llama-tiny-3.2: theta 10000, head_dim 16, factor 32, low 1, high 4, original 8192 */
+static const float RF_llama_tiny_3_2[8] = {
+    1.0f, 1.0f, 1.0f, 1.0f,
+    1.0f, 1.0f, 7.730889320373535f, 32.0f,
+};
+
+/* icl_gguf_llama3_rope_factors against convert_hf_to_gguf.py's formula
+ * (tests/data/gguf/llama3_rope_factors.py printed the arrays above). */
+static void check_factors(const char *what, double theta, int hd, double factor, double lo, double hi, int old,
+                          const float *want)
+{
+    icl_config c;
+    memset(&c, 0, sizeof c);
+    c.rope_theta = theta;
+    c.head_dim = hd;
+    c.rope_llama3 = 1;
+    c.rope_factor = factor;
+    c.rope_low_freq_factor = lo;
+    c.rope_high_freq_factor = hi;
+    c.rope_original_max_pos = old;
+    float got[64];
+    icl_gguf_llama3_rope_factors(&c, got);
+    for (int i = 0; i < hd / 2; i++)
+        if (!(fabsf(got[i] - want[i]) <= 1e-6f * want[i]))
+            fail_msg("%s: factor %d is %.9g, the converter's %.9g", what, i, got[i], want[i]);
+}
+
+static void llama3_rope_freqs(void **state)
+{
+    (void)state;
+    check_factors("llama3-bias-tiny", 10000, 8, 4, 1, 4, 16, RF_llama3_bias_tiny);
+    check_factors("Llama 3.2", 500000, 64, 32, 1, 4, 8192, RF_llama_3_2);
+    check_factors("Llama 3.1", 500000, 128, 8, 1, 4, 8192, RF_llama_3_1);
+    check_factors("llama-tiny sizes, Llama 3.2 scaling", 10000, 16, 32, 1, 4, 8192, RF_llama_tiny_3_2);
+}
+
+/* llama3 rope scaling through GGUF: the folder's model is written with
+ * llama.cpp's rope_freqs.weight, which loads back as the same llama3
+ * parameters (so the same rotary tables) and weights; a GGUF such as
+ * llama.cpp writes for Llama 3.2 (its tensor on llama-tiny's sizes) loads
+ * with Llama 3.2's parameters, and back to a folder's config.json. */
+static void llama3_gguf(void **state)
+{
+    (void)state;
+    char err[512], out[] = "/tmp/icl-l3-XXXXXX";
+    close(mkstemp(out));
+    icl_model *m = load(TEST_DATA "/model/llama3-bias-tiny/model");
+    assert_int_equal(m->cfg.rope_llama3, 1);
+    if (icl_gguf_save_model(m, out, ICL_GGML_F32, NULL, 0, NULL, err, sizeof err))
+        fail_msg("%s", err);
+    icl_gguf *g = icl_gguf_open(out, err, sizeof err);
+    assert_non_null(g);
+    const icl_gguf_tensor *t = icl_gguf_find_tensor(g, "rope_freqs.weight");
+    assert_non_null(t);
+    assert_int_equal(t->type, ICL_GGML_F32);
+    assert_int_equal(t->nelements, 4);
+    for (int i = 0; i < 4; i++)
+        assert_true(fabsf(((const float *)t->data)[i] - RF_llama3_bias_tiny[i]) <= 1e-6f * RF_llama3_bias_tiny[i]);
+    icl_gguf_close(g);
+    icl_model *m2 = load(out);
+    const icl_config *x = &m->cfg, *y = &m2->cfg;
+    assert_int_equal(y->rope_llama3, 1);
+    assert_true(y->rope_factor == x->rope_factor && y->rope_low_freq_factor == x->rope_low_freq_factor &&
+                y->rope_high_freq_factor == x->rope_high_freq_factor &&
+                y->rope_original_max_pos == x->rope_original_max_pos);
+    assert_int_equal(m2->base.num_params, m->base.num_params);
+    assert_memory_equal(m2->base.params, m->base.params, m->base.num_params * 4);
+    icl_model_free(m2);
+    icl_model_free(m);
+    unlink(out);
+    edit e = {.add = "rope_freqs.weight", .add_data = RF_llama_tiny_3_2, .add_n = 8};
+    char *p = edited(TEST_DATA "/gguf/llama-tiny.f32.gguf", &e);
+    m = load(p);
+    assert_int_equal(m->cfg.rope_llama3, 1);
+    assert_true(m->cfg.rope_factor == 32 && m->cfg.rope_low_freq_factor == 1 && m->cfg.rope_high_freq_factor == 4 &&
+                m->cfg.rope_original_max_pos == 8192);
+    icl_model_free(m);
+    /* the quantized-blocks loader (QLoRA, icl-gen) takes it too */
+    icl_model *q = icl_model_load_gguf_quantized(p, err, sizeof err);
+    if (!q)
+        fail_msg("%s", err);
+    assert_int_equal(q->cfg.rope_llama3, 1);
+    icl_model_free(q);
+    unlink(p);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
         cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(smollm2_round_trip),
+        cmocka_unit_test(llama3_rope_freqs), cmocka_unit_test(llama3_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -411,6 +411,48 @@ static void identical_non_latin(void **state)
     assert_int_equal(icl_script_choose(&en), ICL_TOK_13A);
 }
 
+/* -M names: the usual synonyms, any case, '-' and '_' ignored; unknown
+ * names list the valid ones. */
+static void metric_names(void **state)
+{
+    (void)state;
+    static const struct { const char *list; unsigned mask; } ok[] = {
+        {"em,f1,rougeL,bleu", ICL_METRIC_DEFAULT},
+        {"exact_match", ICL_METRIC_EM}, {"exact-match", ICL_METRIC_EM}, {"EM", ICL_METRIC_EM},
+        {"Exact_Match", ICL_METRIC_EM}, {"exactmatch", ICL_METRIC_EM},
+        {"F1", ICL_METRIC_F1}, {"f1_score", ICL_METRIC_F1},
+        {"rougel", ICL_METRIC_ROUGE_L}, {"rouge-l", ICL_METRIC_ROUGE_L}, {"ROUGE-L", ICL_METRIC_ROUGE_L},
+        {"rouge_l", ICL_METRIC_ROUGE_L}, {"rouge", ICL_METRIC_ROUGE_L},
+        {"BLEU", ICL_METRIC_BLEU}, {"sacrebleu", ICL_METRIC_BLEU},
+        {"Accuracy", ICL_METRIC_ACCURACY}, {"acc", ICL_METRIC_ACCURACY},
+        {"chrF", ICL_METRIC_CHRF}, {"chrF++", ICL_METRIC_CHRFPP}, {"chrf_pp", ICL_METRIC_CHRFPP},
+        {"ALL", ICL_METRIC_ALL}, {"em, f1", ICL_METRIC_EM | ICL_METRIC_F1},
+    };
+    long k[ICL_MAX_PASS_K];
+    size_t nk;
+    unsigned m;
+    char err[512];
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        if (icl_metrics_parse(ok[i].list, &m, k, &nk, err, sizeof err) != 0)
+            fail_msg("%s: %s", ok[i].list, err);
+        assert_int_equal(m, ok[i].mask);
+        assert_int_equal(nk, 0);
+    }
+    assert_int_equal(icl_metrics_parse("Pass@1,pass@10,em", &m, k, &nk, err, sizeof err), 0);
+    assert_int_equal(m, ICL_METRIC_PASS | ICL_METRIC_EM);
+    assert_int_equal(nk, 2);
+    assert_int_equal(k[0], 1);
+    assert_int_equal(k[1], 10);
+    static const char *bad[] = {"meteor", "rougeLsum", "rouge-2", "", "em,", "bleu4"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(icl_metrics_parse(bad[i], &m, k, &nk, err, sizeof err), -1);
+        assert_non_null(strstr(err, "unknown metric '"));
+        assert_non_null(strstr(err, "(known: em, f1, rougeL, bleu, chrf, chrf++, accuracy, all, pass@K;"));
+    }
+    assert_int_equal(icl_metrics_parse("pass@0", &m, k, &nk, err, sizeof err), -1);
+    assert_string_equal(err, "'pass@0': k must be a number from 1 to 1000000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +463,7 @@ int main(void)
         cmocka_unit_test(sacrebleu_fixture),
         cmocka_unit_test(sacrebleu_tokenizers_and_chrf),
         cmocka_unit_test(pass_at_k),
+        cmocka_unit_test(metric_names),
         cmocka_unit_test(extraction),
         cmocka_unit_test(identical_non_latin),
     };

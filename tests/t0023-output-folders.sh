@@ -1,0 +1,40 @@
+#!/bin/sh
+# One rule for every output, file or folder: it is created in a folder that
+# exists.  An output folder (icl-train -o, icl-convert's DIR) is made when
+# missing, as mkdir(1) without -p; a missing parent is refused naming it,
+# as for an output file (icl-fmt -o, icl-tok train -o), so a mistyped path
+# is an error, not a new tree (new-user trial: icl-convert made every
+# missing parent, icl-train refused with "cannot create: No such file").
+. "$(dirname "$0")/lib.sh"
+LLAMA="$DATA/model/llama-tiny/model"
+TOK="$DATA/gen/llama-tiny.tok"
+printf '{"instruction":"Say hi","output":"hi"}\n' >i.jsonl
+
+test_expect_success 'icl-train -o: the folder is made, a missing parent is refused and nothing is made' '
+	icl-train -q -m "$LLAMA" -o run --max-steps 1 "$TOK" >/dev/null &&
+	test -f run/model.safetensors &&
+	test_must_fail icl-train -q -m "$LLAMA" -o nope/deeper/run --max-steps 1 "$TOK" 2>err >/dev/null &&
+	echo "icl-train: nope/deeper/run: no folder nope/deeper to create it in" >want && test_cmp want err &&
+	test ! -e nope &&
+	test_must_fail icl-train -q -m "$LLAMA" -o i.jsonl/run --max-steps 1 "$TOK" 2>err >/dev/null &&
+	echo "icl-train: i.jsonl/run: i.jsonl is not a folder" >want && test_cmp want err
+'
+
+test_expect_success 'icl-convert DIR: the same rule, checked before converting' '
+	icl-convert "$LLAMA" m.gguf &&
+	icl-convert m.gguf conv && test -f conv/config.json &&
+	test_must_fail icl-convert m.gguf nope/deeper/conv 2>err &&
+	echo "icl-convert: nope/deeper/conv: no folder nope/deeper to create it in" >want && test_cmp want err &&
+	test ! -e nope &&
+	icl-convert m.gguf conv2/ && test -f conv2/config.json
+'
+
+test_expect_success 'output files: the same message (icl-fmt -o, icl-convert OUT.gguf)' '
+	test_must_fail icl-fmt -o nope/x.jsonl i.jsonl 2>err &&
+	echo "icl-fmt: nope/x.jsonl: no folder nope to create it in" >want && test_cmp want err &&
+	test_must_fail icl-convert "$LLAMA" nope/m.gguf 2>err &&
+	echo "icl-convert: nope/m.gguf: no folder nope to create it in" >want && test_cmp want err &&
+	test ! -e nope
+'
+
+test_done
