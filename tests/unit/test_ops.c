@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
@@ -288,9 +289,13 @@ static double bfr(int bf, double x)
  * lse [B, H, T], dqkv [B*T, ld] (the q, k and v columns) for upstream dO
  * [B*T, H*hd].  s->bf16: the operands of the products rounded to bf16 as
  * icl_attn_shape.bf16 says (q, k, v and dO as read; P before P v and P^T
- * dO; dS before dS k and dS^T q), all else float64. */
-static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int32_t *doc, const float *dO0,
-                          double *out, double *lse, double *dqkv)
+ * dO; dS before dS k and dS^T q), all else float64.  cnd (NULL: none;
+ * else [B*T, ld], the q and k columns): the scale of dq and dk before the
+ * cancellation in dS = P (dP - D), dq and dk's sums with P (|dP| + |D|) in
+ * place of dS and |k|, |q|: float32's error in dP - D is relative to it
+ * (with one key, dP - D is only the rounding of dO: noise). */
+static void attention_f64_cnd(const icl_attn_shape *s, const float *qkv0, const int32_t *doc, const float *dO0,
+                              double *out, double *lse, double *dqkv, double *cnd)
 {
     int bf = s->bf16;
     size_t nq = (size_t)s->B * s->T * s->ld, no = (size_t)s->B * s->T * s->H * s->hd;
@@ -303,6 +308,8 @@ static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int3
     long ld = s->ld, lo = (long)H * hd;
     double *P = icl_xmalloc(sizeof(double) * T * T);
     memset(dqkv, 0, sizeof(double) * s->B * T * ld);
+    if (cnd)
+        memset(cnd, 0, sizeof(double) * s->B * T * ld);
     for (int b = 0; b < s->B; b++)
         for (int h = 0; h < H; h++) {
             int g = h / grp;
@@ -346,11 +353,18 @@ static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int3
                     double p = P[(long)t * T + u], dp = 0;
                     for (int j = 0; j < hd; j++)
                         dp += (double)dob[(long)t * lo + j] * v[(long)u * ld + j];
-                    double ds = bfr(bf, p * (dp - D)), pr = bfr(bf, p);
+                    double ds = bfr(bf, p * (dp - D)), pr = bfr(bf, p), cs = s->scale * p * (fabs(dp) + fabs(D));
                     for (int j = 0; j < hd; j++) {
                         dq[(long)t * ld + j] += s->scale * ds * k[(long)u * ld + j];
                         dk[(long)u * ld + j] += s->scale * ds * q[(long)t * ld + j];
                         dv[(long)u * ld + j] += pr * dob[(long)t * lo + j];
+                    }
+                    if (cnd) {
+                        double *cq = cnd + (dq - dqkv), *ck = cnd + (dk - dqkv);
+                        for (int j = 0; j < hd; j++) {
+                            cq[(long)t * ld + j] += cs * fabs(k[(long)u * ld + j]);
+                            ck[(long)u * ld + j] += cs * fabs(q[(long)t * ld + j]);
+                        }
                     }
                 }
             }
@@ -358,6 +372,12 @@ static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int3
     free(P);
     free(qkv);
     free(dO);
+}
+
+static void attention_f64(const icl_attn_shape *s, const float *qkv0, const int32_t *doc, const float *dO0,
+                          double *out, double *lse, double *dqkv)
+{
+    attention_f64_cnd(s, qkv0, doc, dO0, out, lse, dqkv, NULL);
 }
 
 /* relative L2 error of x against the reference r over columns [c0, c1) of n rows of stride ld */
@@ -378,6 +398,7 @@ static double rel_l2(const float *x, const double *r, int n, long ld, long c0, l
  * out and lse to 1e-5 (max abs error over max(1, |value|)), dq, dk and dv
  * each to a relative L2 error of 1e-5. */
 static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol);
+static void attention_vs_ref(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol, int cond);
 static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *doc, int simd)
 {
     attention_vs_tol(name, s, doc, simd, 1e-5);
@@ -385,6 +406,34 @@ static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *
 
 /* attention_vs_f64 to tolerance tol */
 static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol)
+{
+    attention_vs_ref(name, s, doc, simd, tol, 0);
+}
+
+/* L2 norm of x - r over columns [c0, c1) of n rows of stride ld, relative
+ * to that of c */
+static double rel_l2_to(const float *x, const double *r, const double *c, int n, long ld, long c0, long c1)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++)
+        for (long j = c0; j < c1; j++) {
+            double e = x[i * ld + j] - r[i * ld + j];
+            num += e * e;
+            den += c[i * ld + j] * c[i * ld + j];
+        }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* attention_vs_tol; cond 1, for many shapes, each with a chance of a P or
+ * dS that float32 and float64 round to neighbouring bf16s: out as a
+ * relative L2 error over all of it (not the largest error of one value);
+ * dq and dk relative to their scale before the cancellation in dS
+ * (attention_f64_cnd), not to themselves: shapes with rows of one or two
+ * keys (T 1, one-token documents), where dP - D is mostly the rounding of
+ * dO and float32's error in it moves dS by more than a bf16 step (not a
+ * kernel's error; the float32 kernels' too); and no check against the
+ * unrounded reference (attention_bf16_amx has it). */
+static void attention_vs_ref(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol, int cond)
 {
     s.ko = s.H * s.hd;
     s.vo = s.ko + s.KV * s.hd;
@@ -395,25 +444,34 @@ static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *
     float *qkv = rnd((size_t)N * ld, 2.0f), *dO = rnd((size_t)N * lo, 1), *out = icl_xmalloc(sizeof(float) * N * lo),
           *lse = icl_xmalloc(sizeof(float) * nl), *dqkv = icl_xmalloc(sizeof(float) * N * ld);
     double *ro = icl_xmalloc(sizeof(double) * N * lo), *rl = icl_xmalloc(sizeof(double) * nl),
-           *rd = icl_xmalloc(sizeof(double) * N * ld);
+           *rd = icl_xmalloc(sizeof(double) * N * ld), *rc = cond ? icl_xmalloc(sizeof(double) * N * ld) : NULL;
+    for (long i = 0; i < N * lo; i++) /* what the kernels leave unwritten shows */
+        out[i] = NAN;
+    for (size_t i = 0; i < nl; i++)
+        lse[i] = NAN;
+    for (long i = 0; i < N * ld; i++)
+        dqkv[i] = NAN;
     int was = icl_attention_set_simd(simd);
     icl_attention_forward(out, lo, lse, qkv, doc, &s);
     icl_attention_backward(dqkv, dO, lo, out, lo, lse, qkv, doc, &s);
     icl_attention_set_simd(was);
-    attention_f64(&s, qkv, doc, dO, ro, rl, rd);
+    attention_f64_cnd(&s, qkv, doc, dO, ro, rl, rd, rc);
     double fo = 0, fl = 0;
     for (long i = 0; i < N * lo; i++)
         fo = fmax(fo, fabs(out[i] - ro[i]) / fmax(1, fabs(ro[i])));
+    if (cond) /* one P on a bf16 midpoint, rounded the other way, moves an output by up to 2^-8 P |v|: over all */
+        fo = rel_l2(out, ro, N, lo, 0, lo);
     for (size_t i = 0; i < nl; i++)
         fl = fmax(fl, fabs(lse[i] - rl[i]) / fmax(1, fabs(rl[i])));
-    double eq = rel_l2(dqkv, rd, N, ld, 0, s.ko), ek = rel_l2(dqkv, rd, N, ld, s.ko, s.vo),
+    double eq = cond ? rel_l2_to(dqkv, rd, rc, N, ld, 0, s.ko) : rel_l2(dqkv, rd, N, ld, 0, s.ko),
+           ek = cond ? rel_l2_to(dqkv, rd, rc, N, ld, s.ko, s.vo) : rel_l2(dqkv, rd, N, ld, s.ko, s.vo),
            ev = rel_l2(dqkv, rd, N, ld, s.vo, ld);
     print_message("# %-34s %s: out %.1e lse %.1e dq %.1e dk %.1e dv %.1e\n", name,
                   simd && icl_attention_set_simd(-1) ? "simd   " : "generic", fo, fl, eq, ek, ev);
     assert_true(fo < tol);
     assert_true(fl < tol);
     assert_true(eq < tol && ek < tol && ev < tol);
-    if (s.bf16) { /* the roundings matter: against the unrounded float64 the gradients are off by far more */
+    if (s.bf16 && !cond) { /* the roundings matter: against the unrounded float64 the gradients are off by far more */
         icl_attn_shape s0 = s;
         s0.bf16 = 0;
         attention_f64(&s0, qkv, doc, dO, ro, rl, rd);
@@ -422,7 +480,7 @@ static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *
         print_message("#   against float64 unrounded: dqkv rel L2 %.1e\n", e0);
         assert_true(e0 > 5 * tol);
     }
-    free(qkv); free(dO); free(out); free(lse); free(dqkv); free(ro); free(rl); free(rd);
+    free(qkv); free(dO); free(out); free(lse); free(dqkv); free(ro); free(rl); free(rd); free(rc);
 }
 
 /* Odd shapes against float64, through both kernel sets: T not a multiple
@@ -511,6 +569,132 @@ static void attention_bf16_amx(void **state)
     } else {
         print_message("# no AMX-BF16 here: bf16 attention is the float32 kernels'\n");
     }
+    free(doc);
+}
+
+/* out, lse and dqkv of shape s (ko, vo, ld set) on the given thread count,
+ * into fresh buffers filled with NaN first (a value the kernels leave
+ * unwritten shows). */
+static void attn_run(const icl_attn_shape *s, const float *qkv, const float *dO, const int32_t *doc, int threads,
+                     float **out, float **lse, float **dqkv)
+{
+    size_t N = (size_t)s->B * s->T, lo = (size_t)s->H * s->hd, nl = (size_t)s->B * s->H * s->T;
+    *out = icl_xmalloc(sizeof(float) * N * lo), *lse = icl_xmalloc(sizeof(float) * nl);
+    *dqkv = icl_xmalloc(sizeof(float) * N * s->ld);
+    for (size_t i = 0; i < N * lo; i++)
+        (*out)[i] = NAN;
+    for (size_t i = 0; i < nl; i++)
+        (*lse)[i] = NAN;
+    for (size_t i = 0; i < N * s->ld; i++)
+        (*dqkv)[i] = NAN;
+    icl_set_threads(threads);
+    icl_attention_forward(*out, (long)lo, *lse, qkv, doc, s);
+    icl_attention_backward(*dqkv, dO, (long)lo, *out, (long)lo, *lse, qkv, doc, s);
+    icl_set_threads(0);
+}
+
+/* Whether shapes s and r (r: s with other settings) give the same bits, each
+ * on the given thread count */
+static int attn_same(icl_attn_shape s, icl_attn_shape r, const int32_t *doc, int ts, int tr)
+{
+    s.ko = s.H * s.hd, s.vo = s.ko + s.KV * s.hd, s.ld = s.vo + s.KV * s.hd;
+    r.ko = s.ko, r.vo = s.vo, r.ld = s.ld;
+    size_t N = (size_t)s.B * s.T, lo = (size_t)s.H * s.hd, nl = (size_t)s.B * s.H * s.T;
+    float *qkv = rnd(N * s.ld, 2.0f), *dO = rnd(N * lo, 1), *o[2], *l[2], *d[2];
+    attn_run(&s, qkv, dO, doc, ts, &o[0], &l[0], &d[0]);
+    attn_run(&r, qkv, dO, doc, tr, &o[1], &l[1], &d[1]);
+    int same = !memcmp(o[0], o[1], sizeof(float) * N * lo) && !memcmp(l[0], l[1], sizeof(float) * nl) &&
+               !memcmp(d[0], d[1], sizeof(float) * N * s.ld);
+    for (int i = 0; i < 2; i++)
+        free(o[i]), free(l[i]), free(d[i]);
+    free(qkv);
+    free(dO);
+    return same;
+}
+
+/* Row b of doc [B, T] in pattern p: 0 one document (as doc NULL, through
+ * the ranges), 1 packed documents with edges on the 16-query tiles and
+ * 64-query blocks (16, 17: a one-token document; 32, 64) then padding, 2
+ * every token its own document (more than 8 per tile: k0 = 0, rows of one
+ * key), 3 ids that come back (a test per key), 4 edges just off the blocks
+ * (31, 63, 65) and a trailing one-token document, 5 two documents in turns
+ * of 16 (0 1 0 0 1 0 ...): a 64-query block whose later tiles reach keys
+ * before its first tile's. */
+static void doc_pattern(int32_t *d, int T, int p)
+{
+    for (int t = 0; t < T; t++)
+        switch (p) {
+        case 0: d[t] = 3; break;
+        case 1: d[t] = t < 16 ? 0 : t < 17 ? 1 : t < 32 ? 2 : t < 64 ? 3 : t < T - 3 ? 4 : -1; break;
+        case 2: d[t] = t; break;
+        case 3: d[t] = (t / 5) % 2 + 1; break;
+        case 4: d[t] = t < 31 ? 0 : t < 63 ? 1 : t < 65 ? 2 : t < T - 1 ? 3 : 4; break;
+        default: d[t] = (t / 16) % 3 == 1; break;
+        }
+}
+
+/* bf16 attention at the edge shapes of the AMX kernels: T around the 16-row
+ * tiles, 32-key pairs and 64-query blocks of dk and dv (1 .. 200), hd 32,
+ * 64 and 96 (not a multiple of the 64-column output tiles), GQA 1, 3 and 4,
+ * the document patterns above (doc_pattern); each against float64 with the
+ * same roundings (attention_vs_ref, outputs filled with NaN first) and on
+ * 1, 2 and 3 threads to the same bits.  Where the AMX path does not apply
+ * (hd not a multiple of 32, or over 256; AMX turned off; the generic C
+ * kernels) bf16 must be the float32 kernels' bits. */
+static void attention_bf16_edges(void **state)
+{
+    (void)state;
+    static const int Ts[] = {1, 2, 15, 17, 31, 33, 63, 65, 200}, hds[] = {32, 96, 64}, grps[] = {1, 3, 4};
+    int32_t *doc = icl_xmalloc(sizeof(int32_t) * 2 * 200);
+    int amx = icl_bf16_amx_active();
+    for (int i = 0; i < 9; i++)
+        for (int p = 0; p < 6; p++) {
+            int T = Ts[i], hd = hds[(i + p) % 3], grp = grps[(i + 2 * p) % 3], KV = 1 + (p & 1);
+            doc_pattern(doc, T, p);
+            doc_pattern(doc + T, T, (p + 2) % 6);
+            icl_attn_shape s = {2, T, grp * KV, KV, hd, 0, 0, 0, 0, 1.0f / sqrtf((float)hd), 1};
+            char name[64];
+            if (p)
+                snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d docs %d,%d", T, hd, s.H, KV, p, (p + 2) % 6);
+            else
+                snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d no doc ids", T, hd, s.H, KV);
+            if (amx)
+                attention_vs_ref(name, s, p == 0 ? NULL : doc, 1, 1e-3, 1);
+            for (int th = 2; th <= 3; th++)
+                assert_true(attn_same(s, s, p == 0 ? NULL : doc, 1, th));
+        }
+    /* the thread counts on shapes large enough for the parallel loops
+     * (B KV T hd >= ICL_PAR_MIN, backward too) */
+    for (int p = 1; p < 6; p += 2) {
+        icl_attn_shape s = {2, 200, 12, 3, 96, 0, 0, 0, 0, 0.1f, 1};
+        doc_pattern(doc, 200, p);
+        doc_pattern(doc + 200, 200, (p + 1) % 6);
+        assert_true(attn_same(s, s, doc, 1, 2));
+        assert_true(attn_same(s, s, doc, 1, 3));
+        if (amx)
+            attention_vs_ref("bf16 B 2 T 200 H 12/3 hd 96", s, doc, 1, 1e-3, 1);
+    }
+    /* where the AMX path does not apply: the float32 kernels' bits */
+    for (int i = 0; i < 4; i++) {
+        static const int fh[] = {48, 16, 80, 288};
+        icl_attn_shape s = {2, 65, 4, 2, fh[i], 0, 0, 0, 0, 0.2f, 1}, f = s;
+        f.bf16 = 0;
+        doc_pattern(doc, 65, 1);
+        doc_pattern(doc + 65, 65, 3);
+        assert_true(attn_same(s, f, doc, 2, 2));
+    }
+    icl_attn_shape s = {2, 65, 6, 2, 64, 0, 0, 0, 0, 0.125f, 1}, f = s;
+    f.bf16 = 0;
+    icl_bf16_force_path(ICL_BF16_NO_AMX);
+    assert_false(icl_bf16_amx_active());
+    assert_true(attn_same(s, f, doc, 2, 2));
+    icl_bf16_force_path(ICL_BF16_BEST);
+    int was = icl_attention_set_simd(0);
+    assert_true(attn_same(s, f, doc, 2, 2));
+    icl_attention_set_simd(was);
+    assert_int_equal(icl_bf16_amx_active(), amx);
+    if (amx)
+        assert_false(attn_same(s, f, doc, 2, 2));
     free(doc);
 }
 
@@ -821,7 +1005,7 @@ int main(void)
         cmocka_unit_test(linear_fd), cmocka_unit_test(norms_fd), cmocka_unit_test(rope_fd),
         cmocka_unit_test(attention_fd), cmocka_unit_test(attention_reference),
         cmocka_unit_test(attention_ranged_exact), cmocka_unit_test(attention_fd_hd16),
-        cmocka_unit_test(attention_kernels_f64), cmocka_unit_test(attention_bf16_amx), cmocka_unit_test(attention_threads_kernels), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
+        cmocka_unit_test(attention_kernels_f64), cmocka_unit_test(attention_bf16_amx), cmocka_unit_test(attention_bf16_edges), cmocka_unit_test(attention_threads_kernels), cmocka_unit_test(activations_fd), cmocka_unit_test(xent_long_tail),
         cmocka_unit_test(expf_accuracy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
