@@ -143,8 +143,13 @@ enum {
 
 /* Encode s[0..n) (valid UTF-8; icl_utf8_valid is the check) and append the
  * ids to out.  No post-processing: BOS/EOS are the caller's (see specials).
- * st may be NULL (a temporary state is used).  Returns 0, or -1 with a
- * message in err if s is not valid UTF-8. */
+ * st may be NULL (a temporary state is used).  A character with no token,
+ * no byte-fallback token and no unknown token is dropped as HF tokenizers
+ * drops it, except for a tokenizer read from a GGUF file
+ * (icl_tok_from_gguf: llama.cpp never drops one), where it is an error
+ * naming the character and its position, and out is left as it was.
+ * Returns 0, or -1 with a message in err (s is not valid UTF-8, such a
+ * character, a normalizer that failed). */
 int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
                    int flags, icl_ids *out, char *err, size_t errsz);
 

@@ -78,6 +78,19 @@ static int record_turns(const json_t *rec, json_t **pp, json_t **rp, json_t **tx
     return 0;
 }
 
+/* Say which field (turn: 1-based, 0 for a string field) an encoding error
+ * err is about: "\"response\" (turn 2): ...". */
+static void field_error(const char *field, size_t turn, char *err, size_t errsz)
+{
+    if (!err || !errsz)
+        return;
+    char m[512], tn[32] = "";
+    snprintf(m, sizeof m, "%s", err);
+    if (turn)
+        snprintf(tn, sizeof tn, " (turn %zu)", turn);
+    snprintf(err, errsz, "\"%s\"%s: %s", field, tn, m);
+}
+
 int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
                       const json_t *rec, icl_buf *out, char *err, size_t errsz)
 {
@@ -110,6 +123,8 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         if (pi) {
             rc = encode_part(t, st, o, json_string_value(pi), json_string_length(pi), any_text,
                              o->bos && i == 0, &L->ids, err, errsz);
+            if (rc)
+                field_error("prompt", json_is_array(p) ? i + 1 : 0, err, errsz);
             any_text |= json_string_length(pi) > 0;
         } else if (o->bos) {
             /* text record: BOS alone in the context (a BOS text starting the
@@ -131,6 +146,8 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
             }
         }
         rc = encode_part(t, st, o, s, n, any_text, 0, &L->ids, err, errsz);
+        if (rc)
+            field_error(is_text ? "text" : "response", !is_text && json_is_array(r) ? i + 1 : 0, err, errsz);
         any_text |= n > 0;
         if (o->eos)
             icl_ids_push(&L->ids, sp->eos);
