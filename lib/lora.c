@@ -81,8 +81,8 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
     for (int i = 0; i < icl_st_count(f); i++) {
         const char *name = icl_st_get(f, i)->name;
         size_t n = strlen(name);
-        if (n < lp + ls + 1 || strncmp(name, PREFIX, lp))
-            continue; /* the callers refuse such names */
+        if (n < lp + ls + 1 || strncmp(name, PREFIX, lp) || (strcmp(name + n - ls, sa) && strcmp(name + n - ls, sb)))
+            continue; /* not a lora_A/lora_B weight: the callers refuse such names */
         int hit = 0;
         for (int k = 0; k < t->n_targets && !hit; k++)
             hit = target_selects(t->target_modules[k], name + lp, n - lp - ls);
@@ -115,6 +115,24 @@ out:
         free(mods[i]);
     free(mods);
     icl_lora_config_free(&all);
+    return rc;
+}
+
+int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz)
+{
+    icl_lora_config c;
+    if (icl_lora_read_config(dir, &c, err, errsz))
+        return -1;
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[256];
+    icl_st_file *f = icl_st_open(p, e2, sizeof e2);
+    int rc = -1;
+    if (!f)
+        icl_seterr(err, errsz, "%s", e2);
+    else
+        rc = icl_lora_check_targets(&c, mc, f, p, err, errsz);
+    icl_st_close(f);
+    free(p);
+    icl_lora_config_free(&c);
     return rc;
 }
 

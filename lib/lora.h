@@ -101,6 +101,10 @@ int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir,
  * generic lists name the projections of several architectures). */
 int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const icl_st_file *f, const char *path,
                            char *err, size_t errsz);
+/* icl_lora_check_targets on the adapter folder dir (its
+ * adapter_config.json and adapter_model.safetensors): 0, or -1 with err
+ * (those checks, or a file that does not read). */
+int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz);
 
 /* Merge the adapter folder dir into m's base weights as PEFT's
  * merge_and_unload: W += (mult * scaling) * (B A) per adapted module

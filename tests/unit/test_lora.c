@@ -394,6 +394,9 @@ static void targets_and_tensors(void **state)
         icl_lora_config c;
         assert_int_equal(icl_lora_read_config(dir, &c, err, sizeof err), 0);
         m = icl_model_load(BASE, err, sizeof err);
+        assert_int_equal(icl_lora_check_dir(dir, &m->cfg, err, sizeof err), -1); /* icl-train --adapter's check */
+        if (!strstr(err, cases[i].want1) || !strstr(err, cases[i].want2))
+            fail_msg("case %zu, check_dir: %s", i, err);
         if (i == 3) /* as icl-train expands it */
             assert_int_equal(icl_lora_set_targets(&c, &m->cfg, "all-linear", err, sizeof err), 0);
         if (i != 1) { /* "proj" names no projection: attaching refuses it by name */
@@ -408,6 +411,7 @@ static void targets_and_tensors(void **state)
     write_text(p, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\", \"c_attn\", "
                   "\"v_proj\", \"down_proj\"]}");
     icl_model *m = icl_model_load(BASE, err, sizeof err), *ref = icl_model_load(BASE, err, sizeof err);
+    assert_int_equal(icl_lora_check_dir(dir, &m->cfg, err, sizeof err), 0);
     assert_int_equal(icl_lora_merge(m, dir, 1, err, sizeof err), 0);
     assert_int_equal(icl_lora_merge(ref, ADAPTER, 1, err, sizeof err), 0);
     assert_memory_equal(m->base.params, ref->base.params, m->base.num_params * sizeof(float));
