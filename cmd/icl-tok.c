@@ -142,13 +142,25 @@ typedef struct {
     int status; /* icl_tokrec_encode's: 0 line, 1 skipped (--max-len), 2 dropped (blank responses),
                  * 3 line with blank responses as context; 4 blank input line; -1 error */
     int special_text; /* special-token text left as text (no --parse-special) */
+    int dropped;      /* characters the tokenizer dropped (no token, byte fallback or unk) */
     char err[512];
 } item;
 
 /* The counts of encode_files, on stderr. */
 static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl_tok_state **st, int nthreads,
-                           long skipped, long bad, long special_text, long blank, long blank_turns)
+                           long skipped, long bad, long special_text, long blank, long blank_turns, long dropped)
 {
+    if (dropped) {
+        /* tokenizers drops what the vocabulary cannot spell; say so (a GGUF tokenizer refuses it) */
+        uint32_t cp = 0;
+        long nch = 0;
+        for (int i = 0; i < nthreads; i++)
+            if (icl_tok_state_dropped(st[i], nch ? NULL : &cp))
+                nch += icl_tok_state_dropped(st[i], NULL);
+        icl_warn("%ld record%s characters the tokenizer has no token, byte-fallback token or unk_token for "
+                 "(%ld in all, e.g. U+%04X): dropped from the ids, as Hugging Face tokenizers drops them",
+                 dropped, dropped == 1 ? " has" : "s have", nch, (unsigned)cp);
+    }
     if (blank)
         icl_warn("%ld record%s with an empty or whitespace-only response (or text) dropped", blank,
                  blank == 1 ? "" : "s");
@@ -195,7 +207,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
     item *items = icl_xcalloc(BATCH, sizeof *items);
-    long skipped = 0, written = 0, bad = 0, special_text = 0, blank = 0, blank_turns = 0;
+    long skipped = 0, written = 0, bad = 0, special_text = 0, blank = 0, blank_turns = 0, dropped = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
         files = stdin_only;
@@ -242,9 +254,10 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                     continue;
                 }
                 icl_tok_state *ts = st[omp_get_thread_num()];
-                long before = icl_tok_state_special_text(ts, NULL);
+                long before = icl_tok_state_special_text(ts, NULL), dbefore = icl_tok_state_dropped(ts, NULL);
                 it->status = icl_tokrec_encode(t, ts, o, rec, &it->out, it->err, sizeof it->err);
                 it->special_text = icl_tok_state_special_text(ts, NULL) > before;
+                it->dropped = icl_tok_state_dropped(ts, NULL) > dbefore;
                 json_decref(rec);
             }
             long done = 0;
@@ -268,6 +281,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                              "record's other responses are", it->file, it->lineno, it->err);
                 if (it->status == 0 || it->status == 3) {
                     special_text += it->special_text;
+                    dropped += it->dropped;
                     icl_buf_putc(&it->out, '\n');
                     fwrite(it->out.data, 1, it->out.len, stdout);
                     written++;
@@ -278,7 +292,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         icl_lines_close(&r);
     }
     icl_progress_end(&prog);
-    encode_summary(t, o, st, nthreads, skipped, bad, special_text, blank, blank_turns);
+    encode_summary(t, o, st, nthreads, skipped, bad, special_text, blank, blank_turns, dropped);
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         icl_buf_free(&items[i].out);

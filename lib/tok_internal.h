@@ -168,6 +168,8 @@ struct icl_tok_state {
     piece_list pieces;
     long special_text;       /* special tokens left as text (no PARSE_SPECIAL) */
     int32_t special_text_id; /* the last of them */
+    long dropped;            /* characters dropped (icl_tok_state_dropped) */
+    uint32_t dropped_cp;     /* the first of them */
 };
 
 #endif

@@ -1297,6 +1297,13 @@ static int encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s,
     return 0;
 }
 
+long icl_tok_state_dropped(const icl_tok_state *st, uint32_t *cp)
+{
+    if (st->dropped && cp)
+        *cp = st->dropped_cp;
+    return st->dropped;
+}
+
 long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id)
 {
     if (st->special_text && id)
@@ -1384,10 +1391,21 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
                 rc = encode_text(t, st, st->norm.data + a2, b2 - a2, first && a2 == 0, cont, out, err, errsz);
         }
     }
-    if (rc == 0 && icl_bpe_dropped(st->cache, dc, &dl) && t->unknown_is_error) {
+    size_t nd = rc == 0 ? icl_bpe_dropped(st->cache, dc, &dl) : 0;
+    if (nd && t->unknown_is_error) {
         unknown_char_error(s, n, dc, dl, err, errsz);
         out->n = n0;
         rc = -1;
+    } else if (nd) {
+        if (!st->dropped) { /* the character in s holding it (a byte-level byte), else as made */
+            const char *p = memmem(s, n, dc, dl);
+            size_t k = p ? (size_t)(p - s) : 0, e;
+            while (p && k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80)
+                k--;
+            e = k;
+            st->dropped_cp = p ? icl_utf8_next(s, n, &e) : icl_utf8_next(dc, dl, &(size_t){0});
+        }
+        st->dropped += (long)nd;
     }
     free(raw.a);
     free(nseg.a);

@@ -128,6 +128,13 @@ void icl_tok_state_free(icl_tok_state *s);
  * st; *id (if not NULL) gets the id of the last one, untouched when none.
  * Lets a program hint that a template's "<|im_start|>" wants --parse-special. */
 long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id);
+/* How many characters icl_tok_encode dropped (no token, no byte-fallback
+ * token, no unk_token: Hugging Face tokenizers drops them; a GGUF
+ * tokenizer refuses them instead) over all calls with st; *cp (if not
+ * NULL) gets the code point of the first, untouched when none (a raw byte
+ * of byte-level text: that byte's value).  Lets a program say that text was
+ * lost. */
+long icl_tok_state_dropped(const icl_tok_state *st, uint32_t *cp);
 
 /* Encoding flags. */
 enum {

@@ -140,6 +140,18 @@ test_expect_success 'encode: empty or whitespace-only responses are no targets: 
 	test $(wc -l <got2) = 3 && test ! -s err2
 '
 
+test_expect_success 'encode: characters a tokenizer.json cannot spell are dropped as tokenizers drops them, and counted' '
+	cat >mini.json <<-\EOT &&
+	{"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+	"model":{"type":"BPE","dropout":null,"unk_token":null,"fuse_unk":false,"byte_fallback":false,"vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}
+	EOT
+	printf "%s\n" "{\"prompt\":\"ab\",\"response\":\"bxa\"}" "{\"prompt\":\"ab\",\"response\":\"b\"}" "{\"prompt\":\"\\u00e9\",\"response\":\"b\"}" >d.jsonl &&
+	icl-tok encode -t mini.json --no-eos d.jsonl >d.tok 2>err &&
+	printf "2\t1 0\n2\t1\n\t1\n" >want && grep -v "^#" d.tok >got && test_cmp want got &&
+	echo "icl-tok: 2 records have characters the tokenizer has no token, byte-fallback token or unk_token for (2 in all, e.g. U+0078): dropped from the ids, as Hugging Face tokenizers drops them" >want &&
+	test_cmp want err
+'
+
 test_expect_success '--help and the man page list the same options' '
 	icl-tok --help >help &&
 	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --on-error --vocab-size --special --min-frequency --output; do
