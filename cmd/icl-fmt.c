@@ -101,6 +101,8 @@ static const char usage_text[] =
     "\n"
     "Records with an empty or whitespace-only output are dropped, records with an\n"
     "empty instruction kept; both are reported on stderr with FILE:LINE and counted.\n"
+    "In a multi-turn record an empty answer among non-empty ones is not trained on\n"
+    "(its exchange becomes context of the next; reported and counted too).\n"
     "Exit status: 0 ok, 1 bad data or failure, 2 bad usage.\n"
     "\n"
     "Examples\n"

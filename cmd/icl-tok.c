@@ -31,6 +31,9 @@ static const char usage_text[] =
     "  prompt/response arrays (turns) ->  more segments, EOS after each response\n"
     "  \"chat\": true (icl-fmt --chat-template) -> special tokens parsed, no BOS/EOS added\n"
     "  {\"text\":T}                   ->  TAB ids(T) EOS   (all target)\n"
+    "  An empty or whitespace-only response is no target (as in icl-fmt): a record\n"
+    "  with no other response, or a blank text, is dropped; among others it joins\n"
+    "  the next prompt (a last one is left out); both are counted on stderr.\n"
     "  The first line is a '#icl-tokens' header naming the tokenizer.\n"
     "  -t, --tokenizer PATH    tokenizer.json, model directory or GGUF file\n"
     "      --bos / --no-bos    add BOS before the prompt (default: as the\n"
@@ -137,15 +140,34 @@ typedef struct {
     char *text;
     size_t len;
     icl_buf out;
-    int status; /* 0 line, 1 skipped, 2 blank, -1 error */
+    int status; /* icl_tokrec_encode's: 0 line, 1 skipped (--max-len), 2 dropped (blank responses),
+                 * 3 line with blank responses as context; 4 blank input line; -1 error */
     int special_text; /* special-token text left as text (no --parse-special) */
+    int dropped;      /* characters the tokenizer dropped (no token, byte fallback or unk) */
     char err[512];
 } item;
 
 /* The counts of encode_files, on stderr. */
 static void encode_summary(const icl_tokenizer *t, const icl_tokrec_opts *o, icl_tok_state **st, int nthreads,
-                           long skipped, long bad, long special_text)
+                           long skipped, long bad, long special_text, long blank, long blank_turns, long dropped)
 {
+    if (dropped) {
+        /* tokenizers drops what the vocabulary cannot spell; say so (a GGUF tokenizer refuses it) */
+        uint32_t cp = 0;
+        long nch = 0;
+        for (int i = 0; i < nthreads; i++)
+            if (icl_tok_state_dropped(st[i], nch ? NULL : &cp))
+                nch += icl_tok_state_dropped(st[i], NULL);
+        icl_warn("%ld record%s characters the tokenizer has no token, byte-fallback token or unk_token for "
+                 "(%ld in all, e.g. U+%04X): dropped from the ids, as Hugging Face tokenizers drops them",
+                 dropped, dropped == 1 ? " has" : "s have", nch, (unsigned)cp);
+    }
+    if (blank)
+        icl_warn("%ld record%s with an empty or whitespace-only response (or text) dropped", blank,
+                 blank == 1 ? "" : "s");
+    if (blank_turns)
+        icl_warn("%ld multi-turn record%s with an empty or whitespace-only response among others kept: those "
+                 "responses are not trained on", blank_turns, blank_turns == 1 ? "" : "s");
     if (skipped)
         icl_warn("%ld example%s skipped: response longer than --max-len %ld", skipped,
              skipped == 1 ? "" : "s", o->max_len);
@@ -203,7 +225,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
     for (int i = 0; i < nthreads; i++)
         st[i] = icl_tok_state_new(t);
     item *items = icl_xcalloc(BATCH, sizeof *items);
-    long skipped = 0, written = 0, bad = 0, special_text = 0;
+    long skipped = 0, written = 0, bad = 0, special_text = 0, blank = 0, blank_turns = 0, dropped = 0;
     char *stdin_only[] = {"-"};
     if (nfiles == 0) {
         files = stdin_only;
@@ -242,7 +264,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 while (k < it->len && (it->text[k] == ' ' || it->text[k] == '\t' || it->text[k] == '\r'))
                     k++;
                 if (k == it->len) {
-                    it->status = 2;
+                    it->status = 4;
                     continue;
                 }
                 json_t *rec = icl_record_parse(it->text, it->len, it->err, sizeof it->err);
@@ -251,15 +273,16 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                     continue;
                 }
                 icl_tok_state *ts = st[omp_get_thread_num()];
-                long before = icl_tok_state_special_text(ts, NULL);
+                long before = icl_tok_state_special_text(ts, NULL), dbefore = icl_tok_state_dropped(ts, NULL);
                 it->status = icl_tokrec_encode(t, ts, o, rec, &it->out, it->err, sizeof it->err);
                 it->special_text = icl_tok_state_special_text(ts, NULL) > before;
+                it->dropped = icl_tok_state_dropped(ts, NULL) > dbefore;
                 json_decref(rec);
             }
             long done = 0;
             for (int i = 0; i < n; i++) {
                 item *it = &items[i];
-                done += it->status != 2;
+                done += it->status != 4;
                 if (it->status == -1) {
                     if (!skip_bad)
                         icl_die("%s:%ld: %s%s", it->file, it->lineno, it->err,
@@ -270,9 +293,16 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 }
                 if (it->status == 1)
                     skipped++;
-                in_file += it->status != 2;
-                if (it->status == 0) {
+                in_file += it->status != 4;
+                /* as icl-fmt: the first five of each kind with FILE:LINE, all counted */
+                if (it->status == 2 && blank++ < 5)
+                    icl_warn("%s:%ld: %s; record dropped", it->file, it->lineno, it->err);
+                if (it->status == 3 && blank_turns++ < 5)
+                    icl_warn("%s:%ld: %s: not trained on (context of the next turn, or left out when last); the "
+                             "record's other responses are", it->file, it->lineno, it->err);
+                if (it->status == 0 || it->status == 3) {
                     special_text += it->special_text;
+                    dropped += it->dropped;
                     icl_buf_putc(&it->out, '\n');
                     fwrite(it->out.data, 1, it->out.len, stdout);
                     written++;
@@ -283,7 +313,7 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
         icl_lines_close(&r);
     }
     icl_progress_end(&prog);
-    encode_summary(t, o, st, nthreads, skipped, bad, special_text);
+    encode_summary(t, o, st, nthreads, skipped, bad, special_text, blank, blank_turns, dropped);
     for (int i = 0; i < BATCH; i++) {
         free(items[i].text);
         icl_buf_free(&items[i].out);
@@ -532,6 +562,7 @@ int main(int argc, char **argv)
             icl_usage_die("--eos: %s has no EOS token", tokpath);
         o.parse_special = parse_special;
         o.max_len = max_len;
+        o.drop_blank = 1; /* as icl-fmt: an empty response is no target */
         encode_files(t, tokpath, &o, icl_set_threads(threads), skip_bad, progress, files, nfiles);
     }
     icl_tok_free(t);

@@ -21,6 +21,9 @@ typedef struct {
     int32_t *id, *prev, *next;
     uint64_t *heap; /* (rank << 32) | pos */
     size_t nheap, cap, hcap;
+    size_t ndrop;   /* characters dropped (no token, byte fallback or unk) */
+    char drop[4];   /* the first of them */
+    size_t drop_len;
 } word_ws;
 
 
@@ -141,8 +144,9 @@ static inline long pair_rank(const icl_tokenizer *t, int32_t a, int32_t b, int32
     return t->merges.e[s].a;
 }
 
-/* One character (s[0..n)) into symbols, with HF's unk / byte_fallback rules. */
-static void add_char(const icl_tokenizer *t, word_ws *w, size_t *ns, const char *s, size_t n,
+/* One character (s[0..n)) into symbols, with HF's unk / byte_fallback
+ * rules.  Returns 1 when it is dropped (none of them applies), else 0. */
+static int add_char(const icl_tokenizer *t, word_ws *w, size_t *ns, const char *s, size_t n,
                      int32_t id, int32_t *unk_pending)
 {
     if (id >= 0) {
@@ -151,7 +155,7 @@ static void add_char(const icl_tokenizer *t, word_ws *w, size_t *ns, const char 
             *unk_pending = -1;
         }
         sym_push(w, ns, id);
-        return;
+        return 0;
     }
     if (t->byte_fallback) {
         size_t k;
@@ -161,15 +165,38 @@ static void add_char(const icl_tokenizer *t, word_ws *w, size_t *ns, const char 
         if (k == n) { /* as HF: a pending unk is not flushed here */
             for (k = 0; k < n; k++)
                 sym_push(w, ns, t->byte_fallback_id[(uint8_t)s[k]]);
-            return;
+            return 0;
         }
     }
     if (t->unk_id >= 0) {
         if (*unk_pending >= 0 && !t->fuse_unk)
             sym_push(w, ns, *unk_pending);
         *unk_pending = t->unk_id;
+        return 0;
     }
-    /* no unk token: the character is dropped, as tokenizers does */
+    /* no unk token: the character is dropped, as tokenizers does (counted:
+     * t->unknown_is_error makes it the caller's error) */
+    return 1;
+}
+
+/* Count a dropped character s[0..n). */
+static void note_drop(word_ws *w, const char *s, size_t n)
+{
+    if (!w->ndrop++) {
+        w->drop_len = n < sizeof w->drop ? n : sizeof w->drop;
+        memcpy(w->drop, s, w->drop_len);
+    }
+}
+
+size_t icl_bpe_dropped(bpe_cache *c, char ch[4], size_t *len)
+{
+    size_t n = c->ws.ndrop;
+    if (n) {
+        memcpy(ch, c->ws.drop, c->ws.drop_len);
+        *len = c->ws.drop_len;
+    }
+    c->ws.ndrop = 0;
+    return n;
 }
 
 static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t n, icl_ids *out)
@@ -182,7 +209,8 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
             int32_t id = t->byte_sym[b];
             char tmp[4];
             int l = icl_utf8_put(icl_byte_to_cp[b], tmp);
-            add_char(t, w, &ns, tmp, (size_t)l, id, &unk);
+            if (add_char(t, w, &ns, tmp, (size_t)l, id, &unk))
+                note_drop(w, s + i, 1);
         }
     } else {
         size_t i = 0;
@@ -197,7 +225,8 @@ static void merge_word(const icl_tokenizer *t, word_ws *w, const char *s, size_t
                 icl_utf8_next(s, n, &i);
                 id = vocab_lookup(t, s + st, i - st);
             }
-            add_char(t, w, &ns, s + st, i - st, id, &unk);
+            if (add_char(t, w, &ns, s + st, i - st, id, &unk))
+                note_drop(w, s + st, i - st);
         }
     }
     if (unk >= 0)
@@ -340,9 +369,9 @@ static void bpe_cached(const icl_tokenizer *t, bpe_cache *c, const char *s, size
             slot = (slot + 1) & (CACHE_SLOTS - 1);
         }
     }
-    size_t before = out->n;
+    size_t before = out->n, dropped = c->ws.ndrop;
     merge_word(t, &c->ws, s, n, out);
-    if (cacheable) {
+    if (cacheable && c->ws.ndrop == dropped) { /* a word that dropped a character is not cached: counted each time */
         if (c->n >= CACHE_MAX_ENTRIES) {
             cache_clear(c);
             slot = (size_t)h & (CACHE_SLOTS - 1);

@@ -26,7 +26,7 @@ const char *const icl_fmt_field_names[ICL_F_N] = {"instruction", "input",  "outp
 #define WARN_MAX 5           /* warnings of one kind shown before only counting */
 #define OUT_FLUSH (1u << 20) /* bytes buffered before a write */
 
-enum { W_BAD, W_EMPTY_OUT, W_EMPTY_INSTR, W_N };
+enum { W_BAD, W_EMPTY_OUT, W_EMPTY_INSTR, W_EMPTY_TURN, W_N };
 
 struct icl_fmt {
     icl_fmt_opts o;
@@ -35,6 +35,7 @@ struct icl_fmt {
     size_t rec_start;        /* its first byte in *L */
     icl_buf p, r;            /* rendered prompt and response of one turn */
     icl_buf pj, rj;          /* JSON arrays of prompts/responses (chat) */
+    icl_buf carry;           /* context of exchanges with a blank answer, put before the next prompt */
     icl_buf num[ICL_F_N];    /* text of non-string JSON scalars */
     icl_buf out;             /* output waiting to be written */
     size_t hash_end;         /* line bytes covered by the dedup hash */
@@ -163,6 +164,7 @@ void icl_fmt_free(icl_fmt *f)
     icl_buf_free(&f->p);
     icl_buf_free(&f->r);
     icl_buf_free(&f->pj);
+    icl_buf_free(&f->carry);
     icl_buf_free(&f->rj);
     for (int k = 0; k < ICL_F_N; k++)
         icl_buf_free(&f->num[k]);
@@ -353,6 +355,59 @@ static int blank(const char *s, size_t n)
 /* the warning for a dropped output: "empty" or "whitespace-only" */
 static const char *empty_word(size_t n) { return n ? "whitespace-only" : "empty"; }
 
+/* A multi-turn record whose exchanges k have blank answers (blank[k]: 0, 1
+ * empty, 2 whitespace-only) among others: such an answer is no target (an
+ * empty one would train the model to end its turn at once), so exchange k
+ * becomes context, folded into the next exchange's prompt (P[k] + R[k] +
+ * P[k+1]), and a blank last answer is left out with its prompt.  P and R
+ * (equal-length arrays of strings) are changed in place; the warnings name
+ * exchange k as what num[k] (num NULL: k + 1).  Returns how many exchanges remain: 0 when
+ * every answer is blank (the record is then dropped, warned and counted as
+ * an empty output). */
+static size_t fold_blank(icl_fmt *f, long line, json_t *P, json_t *R, const int *blank, const char *what,
+                         const size_t *num)
+{
+    size_t n = json_array_size(R), kept = 0, nblank = 0, k0 = n;
+    for (size_t k = 0; k < n; k++)
+        if (blank[k] && !nblank++)
+            k0 = k;
+    if (!nblank)
+        return n;
+    if (nblank == n) {
+        f->st.empty_output++;
+        note(f, W_EMPTY_OUT, "%s:%ld: %s %s %zu; record dropped%s", f->name, line,
+             blank[k0] == 2 ? "whitespace-only" : "empty", what, num ? num[k0] : k0 + 1,
+             n > 1 ? " (no answer to train on)" : "");
+        return 0;
+    }
+    f->st.empty_turns++;
+    note(f, W_EMPTY_TURN, "%s:%ld: %s %s %zu%s: not trained on (%s); the record's other answers are", f->name,
+         line, blank[k0] == 2 ? "whitespace-only" : "empty", what, num ? num[k0] : k0 + 1,
+         nblank > 1 ? " and others" : "", k0 + 1 == n ? "the last exchange, left out" : "context of the next turn");
+    json_t *nP = json_array(), *nR = json_array();
+    icl_buf c = {0};
+    for (size_t k = 0; k < n; k++) {
+        json_t *p = json_array_get(P, k), *r = json_array_get(R, k);
+        icl_buf_append(&c, json_string_value(p), json_string_length(p));
+        if (blank[k]) {
+            icl_buf_append(&c, json_string_value(r), json_string_length(r));
+            continue;
+        }
+        json_array_append_new(nP, json_stringn(c.data ? c.data : "", c.len));
+        json_array_append(nR, r);
+        icl_buf_clear(&c);
+        kept++;
+    }
+    icl_buf_free(&c);
+    json_array_clear(P);
+    json_array_clear(R);
+    json_array_extend(P, nP);
+    json_array_extend(R, nR);
+    json_decref(nP);
+    json_decref(nR);
+    return kept;
+}
+
 /* A conversation rendered by the model's chat template (opts.chat) and
  * split into context/target arrays.  sys (may be empty) is put first as a
  * system message when the conversation has none.  Returns 0 if dropped or
@@ -372,25 +427,48 @@ static int start_chat_tpl(icl_fmt *f, const json_t *msgs, icl_str sys, long line
         json_object_set_new(s, "content", json_stringn(sys.s, sys.n));
         json_array_insert_new(m, 0, s);
     }
-    for (size_t i = 0; i < json_array_size(m); i++) {
+    /* blank answers: which, and the message number of the first assistant message */
+    size_t nm = json_array_size(m), na = 0, nblank = 0, k0 = 0, *num = xcalloc(nm + 1, sizeof *num);
+    int *bl = xcalloc(nm + 1, sizeof *bl), kind0 = 0;
+    for (size_t i = 0; i < nm; i++) {
         json_t *e = json_array_get(m, i);
         json_t *ct = json_object_get(e, "content");
-        if (!strcmp(json_string_value(json_object_get(e, "role")), "assistant") && json_is_string(ct) &&
-            blank(json_string_value(ct), json_string_length(ct))) {
-            f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name, line,
-                 empty_word(json_string_length(ct)), i + 1);
-            json_decref(m);
-            return 0;
+        if (strcmp(json_string_value(json_object_get(e, "role")), "assistant"))
+            continue;
+        num[na] = i + 1;
+        if (json_is_string(ct) && blank(json_string_value(ct), json_string_length(ct))) {
+            bl[na] = 1 + (json_string_length(ct) > 0);
+            if (!nblank++) {
+                k0 = i + 1;
+                kind0 = bl[na];
+            }
         }
+        na++;
     }
     json_t *P, *R;
     if (icl_chat_segments(f->o.chat, m, &P, &R, err, sizeof err)) {
         json_decref(m);
+        free(bl);
+        free(num);
         badf(f, line, "%s", err);
         return 0;
     }
     json_decref(m);
+    if (nblank && (json_array_size(R) != na || nblank == na)) {
+        /* every answer blank, or {% generation %} spans that are not one per
+         * assistant message: no way to tell which to leave out */
+        f->st.empty_output++;
+        note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped%s", f->name, line,
+             kind0 == 2 ? "whitespace-only" : "empty", k0, nblank == na && na > 1 ? " (no answer to train on)" : "");
+        free(bl);
+        free(num);
+        json_decref(P);
+        json_decref(R);
+        return 0;
+    }
+    fold_blank(f, line, P, R, bl, "assistant message", num); /* not every answer is blank: some remain */
+    free(bl);
+    free(num);
     begin(f);
     buf_puts(f->L, "{\"prompt\":");
     icl_json_put_value(f->L, P);
@@ -896,7 +974,9 @@ static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
     }
     icl_buf_clear(&f->pj);
     icl_buf_clear(&f->rj);
-    int turn = 0;
+    icl_buf_clear(&f->carry);
+    int turn = 0, kept = 0, kind0 = 0;
+    size_t nblank = 0, k0 = 0;
     for (; i < n; i += 2, turn++) {
         if (strcmp(ROLE(i), "user") != 0) {
             badf(f, line, "message %zu: role '%s' where 'user' was expected (a system message "
@@ -913,11 +993,10 @@ static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
             return 0;
         }
         icl_tfields tf = {sys, CONTENT(i), {"", 0}, CONTENT(i + 1)};
-        if (blank(tf.output.s, tf.output.n)) {
-            f->st.empty_output++;
-            note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped", f->name,
-                 line, empty_word(tf.output.n), i + 2);
-            return 0;
+        int bl = blank(tf.output.s, tf.output.n);
+        if (bl && !nblank++) {
+            k0 = i + 2;
+            kind0 = tf.output.n > 0;
         }
         if (tf.instruction.n == 0) {
             f->st.empty_instruction++;
@@ -926,16 +1005,39 @@ static int chat_turns(icl_fmt *f, json_t *m, icl_str sys, const char *key, long 
         icl_buf_clear(&f->p);
         icl_buf_clear(&f->r);
         icl_template_render(f->o.tpl, &tf, turn, &f->p, &f->r);
-        icl_buf_putc(&f->pj, turn ? ',' : '[');
-        icl_buf_putc(&f->rj, turn ? ',' : '[');
-        icl_json_put_str(&f->pj, f->p.data, f->p.len);
+        if (bl) { /* no target (fold_blank): context of the next exchange */
+            icl_buf_append(&f->carry, f->p.data, f->p.len);
+            icl_buf_append(&f->carry, f->r.data, f->r.len);
+            continue;
+        }
+        icl_buf_putc(&f->pj, kept ? ',' : '[');
+        icl_buf_putc(&f->rj, kept ? ',' : '[');
+        if (f->carry.len) {
+            icl_buf_append(&f->carry, f->p.data, f->p.len);
+            icl_json_put_str(&f->pj, f->carry.data, f->carry.len);
+            icl_buf_clear(&f->carry);
+        } else
+            icl_json_put_str(&f->pj, f->p.data, f->p.len);
         icl_json_put_str(&f->rj, f->r.data, f->r.len);
+        kept++;
     }
 #undef ROLE
 #undef CONTENT
     if (turn == 0) {
         badf(f, line, "no user/assistant exchange in '%s'", key);
         return 0;
+    }
+    if (!kept) {
+        f->st.empty_output++;
+        note(f, W_EMPTY_OUT, "%s:%ld: %s assistant message %zu; record dropped%s", f->name, line,
+             kind0 ? "whitespace-only" : "empty", k0, turn > 1 ? " (no answer to train on)" : "");
+        return 0;
+    }
+    if (nblank) {
+        f->st.empty_turns++;
+        note(f, W_EMPTY_TURN, "%s:%ld: %s assistant message %zu%s: not trained on (%s); the record's other answers "
+             "are", f->name, line, kind0 ? "whitespace-only" : "empty", k0, nblank > 1 ? " and others" : "",
+             k0 == n ? "the last exchange, left out" : "context of the next turn");
     }
     icl_buf_putc(&f->pj, ']');
     icl_buf_putc(&f->rj, ']');
@@ -1023,7 +1125,23 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
                  "length", map[ICL_F_PROMPT], map[ICL_F_RESPONSE]);
             return;
         }
-        if (er) {
+        json_t *P = v[ICL_F_PROMPT], *R = v[ICL_F_RESPONSE], *cP = NULL, *cR = NULL;
+        if (er && nr) { /* arrays: the exchanges with a blank response become context (fold_blank) */
+            int *bl = xcalloc(nr, sizeof *bl);
+            for (size_t k = 0; k < nr; k++) {
+                json_t *e = json_array_get(R, k);
+                bl[k] = blank(json_string_value(e), json_string_length(e)) ? 1 + (json_string_length(e) > 0) : 0;
+            }
+            P = cP = json_copy(P);
+            R = cR = json_copy(R);
+            size_t kept = fold_blank(f, line, P, R, bl, "response", NULL);
+            free(bl);
+            if (!kept) {
+                json_decref(cP);
+                json_decref(cR);
+                return;
+            }
+        } else if (er) {
             f->st.empty_output++;
             note(f, W_EMPTY_OUT, "%s:%ld: %s response; record dropped", f->name, line, er == 2 ? "whitespace-only" : "empty");
             return;
@@ -1032,9 +1150,11 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         used[nused++] = map[ICL_F_RESPONSE];
         begin(f);
         icl_buf_puts(f->L, "{\"prompt\":");
-        icl_json_put_value(f->L, v[ICL_F_PROMPT]);
+        icl_json_put_value(f->L, P);
         icl_buf_puts(f->L, ",\"response\":");
-        icl_json_put_value(f->L, v[ICL_F_RESPONSE]);
+        icl_json_put_value(f->L, R);
+        json_decref(cP);
+        json_decref(cR);
         f->hash_end = f->L->len;
         if (is_dup(f))
             return;
@@ -1248,6 +1368,9 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
     if (f->st.empty_instruction)
         say(f, "%ld record%s with an empty or missing instruction", f->st.empty_instruction,
             f->st.empty_instruction == 1 ? "" : "s");
+    if (f->st.empty_turns)
+        say(f, "%ld multi-turn record%s with an empty or whitespace-only answer among others kept: those answers "
+            "are not trained on", f->st.empty_turns, f->st.empty_turns == 1 ? "" : "s");
     if (f->st.duplicates)
         say(f, "%ld duplicate record%s dropped", f->st.duplicates, f->st.duplicates == 1 ? "" : "s");
     if (st)

@@ -106,6 +106,8 @@ typedef struct {
     long duplicates;    /* dropped by dedup */
     long empty_output;  /* dropped: empty, blank or missing output/response */
     long empty_instruction; /* kept, warned */
+    long empty_turns;   /* kept: multi-turn records with some empty or blank answers among
+                         * non-empty ones; those exchanges are context, not targets */
 } icl_fmt_stats;
 
 typedef struct icl_fmt icl_fmt;

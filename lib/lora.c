@@ -54,6 +54,88 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
 
 /* ------------------------------------------------------------ weights */
 
+/* PEFT's match of a module path against one target_modules entry: equal,
+ * or ending in "." target.  n: the length of mod. */
+static int target_selects(const char *target, const char *mod, size_t n)
+{
+    size_t t = strlen(target);
+    return t <= n && !memcmp(mod + n - t, target, t) && (t == n || mod[n - t - 1] == '.');
+}
+
+int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const icl_st_file *f, const char *path,
+                           char *err, size_t errsz)
+{
+    static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
+    const size_t ls = sizeof sa - 1, lp = strlen(PREFIX);
+    icl_lora_config all = {0};
+    const icl_lora_config *t = c;
+    if (c->n_targets == 1 && !strcmp(c->target_modules[0], "all-linear")) {
+        icl_lora_set_targets(&all, mc, "all-linear", NULL, 0);
+        t = &all;
+    }
+    char list[256] = "", *lend = list;
+    for (int i = 0; i < c->n_targets && lend < list + sizeof list - 1; i++)
+        lend += snprintf(lend, (size_t)(list + sizeof list - lend), "%s%s", i ? ", " : "", c->target_modules[i]);
+    int rc = -1, nm = 0;
+    char **mods = NULL;
+    for (int i = 0; i < icl_st_count(f); i++) {
+        const char *name = icl_st_get(f, i)->name;
+        size_t n = strlen(name);
+        if (n < lp + ls + 1 || strncmp(name, PREFIX, lp) || (strcmp(name + n - ls, sa) && strcmp(name + n - ls, sb)))
+            continue; /* not a lora_A/lora_B weight: the callers refuse such names */
+        int hit = 0;
+        for (int k = 0; k < t->n_targets && !hit; k++)
+            hit = target_selects(t->target_modules[k], name + lp, n - lp - ls);
+        if (!hit) {
+            icl_seterr(err, errsz, "%s: tensor %s adapts %.*s, which adapter_config.json's target_modules [%s] do "
+                       "not select: PEFT would not load it (the weights and the config of different adapters?)",
+                       path, name, (int)(n - lp - ls), name + lp, list);
+            goto out;
+        }
+    }
+    mods = icl_config_modules(mc, &nm);
+    for (int i = 0; i < nm; i++) {
+        int hit = 0;
+        for (int k = 0; k < t->n_targets && !hit; k++)
+            hit = target_selects(t->target_modules[k], mods[i], strlen(mods[i]));
+        for (int ab = 0; hit && ab < 2; ab++) {
+            char tn[320];
+            snprintf(tn, sizeof tn, PREFIX "%.200s%s", mods[i], ab ? sb : sa);
+            if (!icl_st_find(f, tn)) {
+                icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
+                           "whose adapter the file lacks (a truncated file, or the config of another adapter?)",
+                           path, tn, list, mods[i]);
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    for (int i = 0; i < nm; i++)
+        free(mods[i]);
+    free(mods);
+    icl_lora_config_free(&all);
+    return rc;
+}
+
+int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz)
+{
+    icl_lora_config c;
+    if (icl_lora_read_config(dir, &c, err, errsz))
+        return -1;
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[256];
+    icl_st_file *f = icl_st_open(p, e2, sizeof e2);
+    int rc = -1;
+    if (!f)
+        icl_seterr(err, errsz, "%s", e2);
+    else
+        rc = icl_lora_check_targets(&c, mc, f, p, err, errsz);
+    icl_st_close(f);
+    free(p);
+    icl_lora_config_free(&c);
+    return rc;
+}
+
 /* The layer index N of a tensor named "...layers.N....", or -1. */
 static int layer_of(const char *name)
 {
@@ -254,6 +336,8 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         icl_seterr(err, errsz, "%s: %d tensors are not lora_A/lora_B pairs", p, nt - 2 * ni);
         goto out;
     }
+    if (icl_lora_check_targets(&c, &m->cfg, f, p, err, errsz))
+        goto out;
     float s = (float)(mult * icl_lora_scale(&c));
     int r = c.r;
     /* finite values, and updates that stay finite (|s B A| <= |s| r max|B| max|A|), before anything is written */
@@ -448,7 +532,8 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     const char **leaf = NULL;
     int nleaf = 0, R = 0, rc = -1;
     for (int i = 0; i < n; i++) {
-        if (unmerged_open(&u[i], dirs[i], err, errsz))
+        if (unmerged_open(&u[i], dirs[i], err, errsz) ||
+            icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
             goto out;
         R += u[i].c.r;
         for (int k = 0; k < u[i].ni; k++) { /* targets: the modules' last name components */

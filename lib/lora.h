@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "safetensors.h"
 
 typedef struct {
     int r;                       /* rank */
@@ -85,13 +86,35 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
  * adapter_model.safetensors (F32), each atomically.  0 ok, -1 with err. */
 int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir, char *err, size_t errsz);
 
+/* Check that the tensors of an adapter file f (path names it in messages)
+ * are the ones its configuration c selects in a model of configuration mc,
+ * as PEFT loads them: PEFT attaches adapters only to the modules
+ * target_modules selects (a module whose path equals a target or ends in
+ * "." target; "all-linear" as icl_lora_set_targets) and would not load a
+ * tensor of any other module into anything; and a selected module whose
+ * tensors are missing would keep its fresh initialisation.  Call after the
+ * tensors have been paired (every name PREFIX<module>.lora_A.weight or
+ * .lora_B.weight).  0 ok; -1 with err naming the first tensor that no
+ * target selects, or the first lora_A/lora_B tensor missing for a selected
+ * module of mc (icl_config_modules), and target_modules either way.  A
+ * target that selects no module of the model is not an error (PEFT's
+ * generic lists name the projections of several architectures). */
+int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const icl_st_file *f, const char *path,
+                           char *err, size_t errsz);
+/* icl_lora_check_targets on the adapter folder dir (its
+ * adapter_config.json and adapter_model.safetensors): 0, or -1 with err
+ * (those checks, or a file that does not read). */
+int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz);
+
 /* Merge the adapter folder dir into m's base weights as PEFT's
  * merge_and_unload: W += (mult * scaling) * (B A) per adapted module
  * (Conv1D: W^T += ...), B A summed in float32 over r in order.  mult is
  * the user's weight of this adapter (1: PEFT's merge; as llama.cpp's
  * export-lora --lora-scaled).  Several adapters: call once per adapter.
  * 0 ok; -1 with err (a tensor that is not a lora_A/lora_B pair of a base
- * weight, wrong shapes, a config problem), m unchanged then. */
+ * weight, wrong shapes, a config problem, tensors that target_modules does
+ * not select or selected modules without tensors: icl_lora_check_targets),
+ * m unchanged then. */
 int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t errsz);
 
 /* Write the adapter folder dir as a llama.cpp LoRA adapter GGUF at path
@@ -150,7 +173,7 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
  * lacks the module, scale 1.  The adapters go into m's set "lora"
  * (icl_model_add_lora; frozen: trainable 0) on the modules the files name.
  * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
- * on the tensors; a module that is not a projection of the blocks, e.g.
+ * on the tensors, icl_lora_check_targets included; a module that is not a projection of the blocks, e.g.
  * lm_head or embed_tokens, which only merging into float32 weights applies;
  * m has adapters already): m is then half-built, free it. */
 int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, int n, char *err, size_t errsz);

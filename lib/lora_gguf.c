@@ -177,6 +177,8 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
                    nt - 2 * ni);
         goto out;
     }
+    if (icl_lora_check_targets(&lc, c, f, ap, err, errsz))
+        goto out;
     qsort(items, (size_t)ni, sizeof *items, item_order);
 
     w = icl_gguf_writer_new();

@@ -337,6 +337,112 @@ size_t icl_rouge_tokenize(const char *s, icl_buf *out)
     return n;
 }
 
+typedef struct {
+    int32_t sym;
+    size_t count;
+} symcount;
+
+static int by_count_desc(const void *x, const void *y)
+{
+    const symcount *a = x, *b = y;
+    return (a->count < b->count) - (a->count > b->count);
+}
+
+size_t icl_lcs_length(const int32_t *a, size_t n, const int32_t *b, size_t m)
+{
+    if (m > n) { /* the bit vector spans the shorter sequence */
+        const int32_t *t = a;
+        a = b;
+        b = t;
+        size_t k = n;
+        n = m;
+        m = k;
+    }
+    if (m == 0)
+        return 0;
+    int32_t nsym = 0;
+    for (size_t i = 0; i < n; i++)
+        nsym = a[i] >= nsym ? a[i] + 1 : nsym;
+    for (size_t j = 0; j < m; j++)
+        nsym = b[j] >= nsym ? b[j] + 1 : nsym;
+    size_t W = (m + 63) / 64;
+    /* positions of each symbol in b, grouped by symbol (counting sort) */
+    size_t *start = icl_xcalloc((size_t)nsym + 1, sizeof *start), *pos = icl_xmalloc(m * sizeof *pos);
+    for (size_t j = 0; j < m; j++)
+        start[b[j] + 1]++;
+    for (int32_t c = 0; c < nsym; c++)
+        start[c + 1] += start[c];
+    {
+        size_t *fill = icl_xmalloc((size_t)nsym * sizeof *fill);
+        memcpy(fill, start, (size_t)nsym * sizeof *fill);
+        for (size_t j = 0; j < m; j++)
+            pos[fill[b[j]]++] = j;
+        free(fill);
+    }
+    /* whole masks for the most frequent symbols (at least 64 occurrences,
+     * where setting the bits costs more than reading a mask), within 64 MB */
+    int32_t *slot = icl_xmalloc((size_t)nsym * sizeof *slot);
+    symcount *cand = icl_xmalloc(((size_t)nsym + 1) * sizeof *cand);
+    size_t nc = 0;
+    for (int32_t c = 0; c < nsym; c++) {
+        slot[c] = -1;
+        if (start[c + 1] - start[c] >= 64)
+            cand[nc++] = (symcount){c, start[c + 1] - start[c]};
+    }
+    qsort(cand, nc, sizeof *cand, by_count_desc);
+    size_t nmask = nc, cap = ((size_t)64 << 20) / (W * sizeof(uint64_t));
+    nmask = nmask < cap ? nmask : cap;
+    uint64_t *masks = icl_xcalloc(nmask * W + 1, sizeof *masks);
+    for (size_t k = 0; k < nmask; k++) {
+        int32_t c = cand[k].sym;
+        slot[c] = (int32_t)k;
+        for (size_t q = start[c]; q < start[c + 1]; q++)
+            masks[k * W + pos[q] / 64] |= (uint64_t)1 << (pos[q] % 64);
+    }
+    free(cand);
+    uint64_t *V = icl_xmalloc(W * sizeof *V), *scratch = icl_xcalloc(W, sizeof *scratch);
+    for (size_t w = 0; w < W; w++)
+        V[w] = ~(uint64_t)0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = a[i];
+        if (start[c + 1] == start[c])
+            continue; /* M = 0: V unchanged */
+        const uint64_t *M;
+        if (slot[c] >= 0) {
+            M = masks + (size_t)slot[c] * W;
+        } else {
+            for (size_t q = start[c]; q < start[c + 1]; q++)
+                scratch[pos[q] / 64] |= (uint64_t)1 << (pos[q] % 64);
+            M = scratch;
+        }
+        /* V = (V + (V & M)) | (V & ~M), a W-word addition with carry */
+        uint64_t carry = 0;
+        for (size_t w = 0; w < W; w++) {
+            uint64_t v = V[w], u = v & M[w], t = v + u, t2 = t + carry;
+            carry = (t < v) | (t2 < t);
+            V[w] = t2 | (v & ~M[w]);
+        }
+        if (slot[c] < 0)
+            for (size_t q = start[c]; q < start[c + 1]; q++)
+                scratch[pos[q] / 64] = 0;
+    }
+    /* L = the zero bits among V's low m (bits above m never reach below) */
+    size_t ones = 0;
+    for (size_t w = 0; w < W; w++) {
+        uint64_t v = V[w];
+        if (w == W - 1 && m % 64)
+            v &= ((uint64_t)1 << (m % 64)) - 1;
+        ones += (size_t)__builtin_popcountll(v);
+    }
+    free(V);
+    free(scratch);
+    free(masks);
+    free(slot);
+    free(start);
+    free(pos);
+    return m - ones;
+}
+
 /* ROUGE-L F of two space-separated token strings (rouge-score's _score_lcs). */
 static double rouge_l_tokens(const icl_buf *a, const icl_buf *b, double *pp, double *rp)
 {
@@ -349,22 +455,10 @@ static double rouge_l_tokens(const icl_buf *a, const icl_buf *b, double *pp, dou
         toks *lists[2] = {&ta, &tb};
         int32_t *ids[2] = {ia, ib};
         intern(lists, ids, 2);
-        /* LCS by dynamic programming, one row of |ref|+1 at a time. */
-        size_t *prev = icl_xcalloc(tb.n + 1, sizeof *prev), *cur = icl_xcalloc(tb.n + 1, sizeof *cur);
-        for (size_t i = 1; i <= ta.n; i++) {
-            for (size_t j = 1; j <= tb.n; j++)
-                cur[j] = ia[i - 1] == ib[j - 1] ? prev[j - 1] + 1
-                         : (prev[j] > cur[j - 1] ? prev[j] : cur[j - 1]);
-            size_t *t = prev;
-            prev = cur;
-            cur = t;
-        }
-        size_t lcs = prev[tb.n];
+        size_t lcs = icl_lcs_length(ia, ta.n, ib, tb.n);
         p = (double)lcs / ta.n;
         r = (double)lcs / tb.n;
         f = p + r > 0 ? 2 * p * r / (p + r) : 0.0;
-        free(prev);
-        free(cur);
         free(ia);
         free(ib);
     }

@@ -69,6 +69,17 @@ size_t icl_rouge_tokenize(const char *s, icl_buf *out);
  * p and r may be NULL. */
 double icl_rouge_l(const char *pred, const char *ref, double *p, double *r);
 
+/* The length of the longest common subsequence of a[0..n) and b[0..m)
+ * (symbol ids >= 0, e.g. interned tokens): exact, by the bit-parallel
+ * algorithm of Allison and Dix (1986) in Hyyro's form (Hyyro 2004,
+ * "Bit-parallel LCS-length computation revisited": per symbol of the longer
+ * sequence, V = (V + (V & M)) | (V & ~M) over a bit vector of the shorter,
+ * M that symbol's match mask; L = the zero bits of V).  Time
+ * O(max(n, m) * min(n, m) / 64) plus the match masks (of symbols frequent in
+ * the shorter sequence, at most 64 MB; rarer ones are built per row);
+ * memory O(n + m) besides those (the DP's O(n m) table is never made). */
+size_t icl_lcs_length(const int32_t *a, size_t n, const int32_t *b, size_t m);
+
 /* sacreBLEU's Tokenizer13a applied after str.rstrip(), as
  * BLEU._preprocess_segment does: removes "<skipped>", "-\n", turns "\n"
  * into " ", unescapes &quot; &amp; &lt; &gt; (in that order), pads with

@@ -491,10 +491,10 @@ typedef struct {
     int proj, out_off, out, in;
 } lora_site;
 
-/* The adaptable projections of layer l, in the order of HF's modules. */
-static int lora_sites(const icl_model *m, int l, lora_site *s)
+/* The adaptable projections of layer l of a model of configuration c, in
+ * the order of HF's modules. */
+static int lora_sites_cfg(const icl_config *c, int l, lora_site *s)
 {
-    const icl_config *c = &m->cfg;
     int C = c->hidden_size, I = c->intermediate_size, n = 0;
     int Q = c->num_attention_heads * c->head_dim, K = c->num_key_value_heads * c->head_dim;
 #define SITE(fmt, lf, p, off, o, i)                                                                     \
@@ -516,6 +516,31 @@ static int lora_sites(const icl_model *m, int l, lora_site *s)
     }
 #undef SITE
     return n;
+}
+
+static int lora_sites(const icl_model *m, int l, lora_site *s)
+{
+    return lora_sites_cfg(&m->cfg, l, s);
+}
+
+char **icl_config_modules(const icl_config *c, int *n)
+{
+    lora_site site[8];
+    int L = c->num_hidden_layers, ns = lora_sites_cfg(c, 0, site), k = 0;
+    char **out = xcalloc((size_t)L * ns + 4, sizeof *out);
+    for (int l = 0; l < L; l++) {
+        lora_sites_cfg(c, l, site);
+        for (int i = 0; i < ns; i++)
+            out[k++] = xstrdup(site[i].path);
+    }
+    if (c->arch == ICL_ARCH_GPT2) {
+        out[k++] = xstrdup("transformer.wte");
+        out[k++] = xstrdup("transformer.wpe");
+    } else
+        out[k++] = xstrdup("model.embed_tokens");
+    out[k++] = xstrdup("lm_head");
+    *n = k;
+    return out;
 }
 
 static int lora_wanted(const char *leaf, const char *const *targets, int n)

@@ -306,6 +306,16 @@ int icl_model_trainable(icl_model *m, icl_param_set **out, int max);
 icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
                                   uint64_t seed, char *err, size_t errsz);
 
+/* The modules of a model of configuration c that a LoRA target can select,
+ * as PEFT names them without its "base_model.model." prefix: each layer's
+ * block projections in HF's order (those icl_model_add_lora adapts, e.g.
+ * model.layers.3.self_attn.q_proj, transformer.h.0.mlp.c_fc), then the
+ * embeddings (model.embed_tokens; GPT-2: transformer.wte, transformer.wpe)
+ * and lm_head (listed even when tied to the embeddings).  Returns a
+ * malloc'd array of *n malloc'd strings (the caller frees each, then the
+ * array). */
+char **icl_config_modules(const icl_config *c, int *n);
+
 /* Gradient checkpointing on (nonzero) or off (0) from the next forward on
  * (see the top of this file: the forward keeps only each layer's input,
  * the backward recomputes the rest).  Results do not change, bit for bit. */

@@ -84,6 +84,10 @@ struct icl_tokenizer {
     size_t max_piece_len; /* longest vocab token, bytes */
     int32_t unk_id;
     int fuse_unk, byte_fallback, ignore_merges;
+    int unknown_is_error;          /* a character with no token, no byte-fallback token and no unk_id
+                                      fails the encode (icl_bpe_dropped) instead of being dropped as
+                                      tokenizers drops it: GGUF tokenizers (icl_tok_from_gguf), as
+                                      llama.cpp never drops one */
     int32_t byte_fallback_id[256]; /* <0xNN> ids or -1 */
     /* byte level */
     int byte_level;                /* pre-tokenizer ends with ByteLevel: words are raw bytes mapped by byte_sym */
@@ -152,6 +156,10 @@ bpe_cache *icl_bpe_cache_new(void);
 void icl_bpe_cache_free(bpe_cache *c);
 /* BPE one word (raw bytes if t->byte_level, else the chars themselves). */
 void icl_bpe_word(const icl_tokenizer *t, bpe_cache *c, const char *w, size_t n, icl_ids *out);
+/* Characters icl_bpe_word dropped since the last call (no token, no
+ * byte-fallback token, no unk_id): their count, and the first one's bytes in
+ * ch[0..*len) (a raw byte for byte-level words); resets the count. */
+size_t icl_bpe_dropped(bpe_cache *c, char ch[4], size_t *len);
 
 struct icl_tok_state {
     bpe_cache *cache;
@@ -160,6 +168,8 @@ struct icl_tok_state {
     piece_list pieces;
     long special_text;       /* special tokens left as text (no PARSE_SPECIAL) */
     int32_t special_text_id; /* the last of them */
+    long dropped;            /* characters dropped (icl_tok_state_dropped) */
+    uint32_t dropped_cp;     /* the first of them */
 };
 
 #endif

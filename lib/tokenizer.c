@@ -2,6 +2,7 @@
  * See tokenizer.h; the behaviour mirrors the Rust crate `tokenizers`
  * (tokenizer/added_vocabulary.rs, the decoders, models/bpe/model.rs).
  */
+#define _GNU_SOURCE
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
@@ -1330,11 +1331,52 @@ static int encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s,
     return 0;
 }
 
+long icl_tok_state_dropped(const icl_tok_state *st, uint32_t *cp)
+{
+    if (st->dropped && cp)
+        *cp = st->dropped_cp;
+    return st->dropped;
+}
+
 long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id)
 {
     if (st->special_text && id)
         *id = st->special_text_id;
     return st->special_text;
+}
+
+/* The error of a character c[0..cl) that the vocabulary cannot spell (no
+ * token, no byte-fallback token, no unknown token): where it first is in
+ * s[0..n) (a raw byte of byte-level text: the character holding it; the
+ * metaspace a space became: that space), as a character and a byte index. */
+static void unknown_char_error(const char *s, size_t n, const char *c, size_t cl, char *err, size_t errsz)
+{
+    static const char meta[] = "\xe2\x96\x81";
+    const char *p = memmem(s, n, c, cl);
+    if (!p && cl == 3 && !memcmp(c, meta, 3))
+        p = memchr(s, ' ', n);
+    static const char why[] = "the tokenizer has no token for it, no byte-fallback token and no unknown token: "
+                              "refused rather than dropped";
+    if (!p) { /* made by the normalizer */
+        size_t e = 0;
+        uint32_t cp = icl_utf8_next(c, cl, &e);
+        snprintf(err, errsz, "U+%04X%s: %s", (unsigned)cp,
+                 cl == 3 && !memcmp(c, meta, 3) ? " '\xe2\x96\x81' (the mark SentencePiece puts at the start of the "
+                                                  "text and for each space)" : " (made by the tokenizer's normalizer)",
+                 why);
+        return;
+    }
+    size_t at = (size_t)(p - s), k = at, chars = 0;
+    while (k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80)
+        k--; /* the start of the character holding a byte-level byte */
+    for (size_t i = 0; i < k; i++)
+        chars += ((uint8_t)s[i] & 0xC0) != 0x80;
+    size_t e = k;
+    uint32_t cp = icl_utf8_next(s, n, &e);
+    char shown[16] = "";
+    if (cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0))
+        snprintf(shown, sizeof shown, " '%.*s'", (int)(e - k), s + k);
+    snprintf(err, errsz, "character %zu (byte %zu), U+%04X%s: %s", chars + 1, k, (unsigned)cp, shown, why);
 }
 
 int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n, int flags,
@@ -1351,6 +1393,9 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
     int ps = flags & ICL_TOK_PARSE_SPECIAL, cont = (flags & ICL_TOK_CONTINUATION) != 0;
     segs raw = {0}, nseg = {0};
     int rc = 0;
+    size_t n0 = out->n, dl;
+    char dc[4];
+    icl_bpe_dropped(st->cache, dc, &dl); /* count this text's drops only */
     added_split(t, &t->trie_raw, s, n, ps, st, &raw);
     for (size_t i = 0; i < raw.n && rc == 0; i += 3) {
         size_t a = raw.a[i], b = raw.a[i + 1];
@@ -1379,6 +1424,22 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
             else
                 rc = encode_text(t, st, st->norm.data + a2, b2 - a2, first && a2 == 0, cont, out, err, errsz);
         }
+    }
+    size_t nd = rc == 0 ? icl_bpe_dropped(st->cache, dc, &dl) : 0;
+    if (nd && t->unknown_is_error) {
+        unknown_char_error(s, n, dc, dl, err, errsz);
+        out->n = n0;
+        rc = -1;
+    } else if (nd) {
+        if (!st->dropped) { /* the character in s holding it (a byte-level byte), else as made */
+            const char *p = memmem(s, n, dc, dl);
+            size_t k = p ? (size_t)(p - s) : 0, e;
+            while (p && k > 0 && ((uint8_t)s[k] & 0xC0) == 0x80)
+                k--;
+            e = k;
+            st->dropped_cp = p ? icl_utf8_next(s, n, &e) : icl_utf8_next(dc, dl, &(size_t){0});
+        }
+        st->dropped += (long)nd;
     }
     free(raw.a);
     free(nseg.a);

@@ -128,6 +128,13 @@ void icl_tok_state_free(icl_tok_state *s);
  * st; *id (if not NULL) gets the id of the last one, untouched when none.
  * Lets a program hint that a template's "<|im_start|>" wants --parse-special. */
 long icl_tok_state_special_text(const icl_tok_state *st, int32_t *id);
+/* How many characters icl_tok_encode dropped (no token, no byte-fallback
+ * token, no unk_token: Hugging Face tokenizers drops them; a GGUF
+ * tokenizer refuses them instead) over all calls with st; *cp (if not
+ * NULL) gets the code point of the first, untouched when none (a raw byte
+ * of byte-level text: that byte's value).  Lets a program say that text was
+ * lost. */
+long icl_tok_state_dropped(const icl_tok_state *st, uint32_t *cp);
 
 /* Encoding flags. */
 enum {
@@ -143,8 +150,13 @@ enum {
 
 /* Encode s[0..n) (valid UTF-8; icl_utf8_valid is the check) and append the
  * ids to out.  No post-processing: BOS/EOS are the caller's (see specials).
- * st may be NULL (a temporary state is used).  Returns 0, or -1 with a
- * message in err if s is not valid UTF-8. */
+ * st may be NULL (a temporary state is used).  A character with no token,
+ * no byte-fallback token and no unknown token is dropped as HF tokenizers
+ * drops it, except for a tokenizer read from a GGUF file
+ * (icl_tok_from_gguf: llama.cpp never drops one), where it is an error
+ * naming the character and its position, and out is left as it was.
+ * Returns 0, or -1 with a message in err (s is not valid UTF-8, such a
+ * character, a normalizer that failed). */
 int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
                    int flags, icl_ids *out, char *err, size_t errsz);
 

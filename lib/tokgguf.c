@@ -475,6 +475,10 @@ icl_tokenizer *icl_tok_from_gguf(const icl_tok_gguf *m, char *err, size_t errsz)
         t->sp.unk = (int32_t)m->unk;
     t->sp.add_bos = default_add_bos(m) && m->bos >= 0;
     t->sp.add_eos = m->add_eos > 0 && m->eos >= 0;
+    /* llama.cpp never drops a character (it maps it to its unknown token or
+     * fails): no token, no byte token and no tokenizer.ggml.unknown_token_id
+     * is an encoding error, not lost text */
+    t->unknown_is_error = 1;
     return t;
 }
 
@@ -856,6 +860,7 @@ static int candidate_ids(const icl_tok_gguf *m, const char *pre, const icl_buf *
     icl_tokenizer *t = icl_tok_from_gguf(&s, err, sizeof err);
     int rc = -1;
     if (t) {
+        t->unknown_is_error = 0; /* a cut-down vocabulary: as tokenizers, which it is compared with */
         check_ids(t, text, out);
         for (size_t i = 0; i < out->n; i++)
             out->v[i] = orig[out->v[i]];
@@ -1063,6 +1068,7 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
             ferr(err, errsz, "%s: %s", file, e2);
             goto out;
         }
+        t2->unknown_is_error = 0; /* compared with tokenizers' behaviour on the same vocabulary */
         check_ids(t, NULL, &want);
         check_ids(t2, NULL, &got);
         icl_tok_free(t2);

@@ -78,6 +78,28 @@ static int record_turns(const json_t *rec, json_t **pp, json_t **rp, json_t **tx
     return 0;
 }
 
+/* 1 if s[0..n) is empty or only ASCII white space (icl-fmt's rule). */
+static int blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || !strchr(" \t\n\r\v\f", s[i]))
+            return 0;
+    return 1;
+}
+
+/* Say which field (turn: 1-based, 0 for a string field) an encoding error
+ * err is about: "\"response\" (turn 2): ...". */
+static void field_error(const char *field, size_t turn, char *err, size_t errsz)
+{
+    if (!err || !errsz)
+        return;
+    char m[512], tn[32] = "";
+    snprintf(m, sizeof m, "%s", err);
+    if (turn)
+        snprintf(tn, sizeof tn, " (turn %zu)", turn);
+    snprintf(err, errsz, "\"%s\"%s: %s", field, tn, m);
+}
+
 int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
                       const json_t *rec, icl_buf *out, char *err, size_t errsz)
 {
@@ -102,7 +124,8 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         return snprintf(err, errsz, "the tokenizer has no EOS token"), -1;
 
     line_t *L = icl_xcalloc(1, sizeof *L);
-    int any_text = 0, rc = 0;
+    int any_text = 0, rc = 0, kind0 = 0;
+    size_t nblank = 0, blank0 = 0;
     for (size_t i = 0; i < nturn && rc == 0; i++) {
         json_t *pi = is_text ? NULL : json_is_array(p) ? json_array_get(p, i) : p;
         json_t *ri = is_text ? tx : json_is_array(r) ? json_array_get(r, i) : r;
@@ -110,18 +133,33 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         if (pi) {
             rc = encode_part(t, st, o, json_string_value(pi), json_string_length(pi), any_text,
                              o->bos && i == 0, &L->ids, err, errsz);
+            if (rc)
+                field_error("prompt", json_is_array(p) ? i + 1 : 0, err, errsz);
             any_text |= json_string_length(pi) > 0;
         } else if (o->bos) {
             /* text record: BOS alone in the context (a BOS text starting the
              * text is skipped below); the text is not a continuation */
             icl_ids_push(&L->ids, sp->bos);
         }
-        L->seg_end[L->nseg++] = L->ids.n;
         if (rc)
             break;
         /* target segment */
         const char *s = json_string_value(ri);
         size_t n = json_string_length(ri);
+        if (o->drop_blank && blank(s, n)) {
+            if (!nblank++) {
+                blank0 = i + 1;
+                kind0 = n > 0;
+            }
+            if (!is_text) { /* context: joins the next prompt's segment */
+                rc = encode_part(t, st, o, s, n, any_text, 0, &L->ids, err, errsz);
+                if (rc)
+                    field_error("response", json_is_array(r) ? i + 1 : 0, err, errsz);
+                any_text |= n > 0;
+            }
+            continue;
+        }
+        L->seg_end[L->nseg++] = L->ids.n;
         if (!pi && o->bos) {
             size_t bl = 0;
             const char *bt = icl_tok_piece(t, sp->bos, &bl);
@@ -131,6 +169,8 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
             }
         }
         rc = encode_part(t, st, o, s, n, any_text, 0, &L->ids, err, errsz);
+        if (rc)
+            field_error(is_text ? "text" : "response", !is_text && json_is_array(r) ? i + 1 : 0, err, errsz);
         any_text |= n > 0;
         if (o->eos)
             icl_ids_push(&L->ids, sp->eos);
@@ -140,6 +180,21 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
         icl_ids_free(&L->ids);
         free(L);
         return -1;
+    }
+    if (nblank) {
+        const char *what = is_text ? "text" : "response";
+        char num[32] = "";
+        if (!is_text && json_is_array(r))
+            snprintf(num, sizeof num, " %zu", blank0);
+        if (L->nseg == 0) { /* no response to train on */
+            snprintf(err, errsz, "%s %s%s", kind0 ? "whitespace-only" : "empty", what, num);
+            icl_ids_free(&L->ids);
+            free(L);
+            return 2;
+        }
+        snprintf(err, errsz, "%s %s%s%s", kind0 ? "whitespace-only" : "empty", what, num,
+                 nblank > 1 ? " and others" : "");
+        L->ids.n = L->seg_end[L->nseg - 1]; /* a blank last turn: its context is left out */
     }
     size_t total = L->ids.n, nbos = (o->bos && total && L->ids.v[0] == sp->bos) ? 1 : 0;
     size_t start = 0;
@@ -165,7 +220,7 @@ int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokre
     }
     icl_ids_free(&L->ids);
     free(L);
-    return 0;
+    return nblank ? 3 : 0;
 }
 
 json_t *icl_tokrec_decode(const icl_tokenizer *t, const int32_t *ids, const size_t *seg_end,

@@ -33,11 +33,21 @@ typedef struct {
     int eos;           /* add EOS after each response / text (needs specials.eos >= 0) */
     int parse_special; /* special-token text in the data becomes special ids */
     long max_len;      /* 0: no limit */
+    int drop_blank;    /* responses that are empty or whitespace-only (ASCII) are no targets, as
+                        * icl-fmt treats them: such a turn among others is context (its text
+                        * joins the next prompt's segment, no EOS; a last one is left out), and
+                        * a record with no other response, or a blank "text", is dropped.
+                        * 0: encoded as any other (a target of EOS alone): what icl-gen's
+                        * generation prompts, whose last response is "", need */
 } icl_tokrec_opts;
 
 /* Encode rec into one token line appended to out (no '\n').  Returns 0, 1
- * if the example was skipped by max_len (out unchanged), or -1 with "what is
- * wrong" in err (missing fields, wrong types, unequal turn counts). */
+ * if the example was skipped by max_len (out unchanged), with drop_blank 2
+ * if it was dropped for blank responses (out unchanged; err says which,
+ * "empty response", "whitespace-only response 2", "empty text") or 3 when
+ * the line was written with some blank responses as context (err names the
+ * first: "empty response 2"), or -1 with "what is wrong" in err (missing
+ * fields, wrong types, unequal turn counts, text the tokenizer refuses). */
 int icl_tokrec_encode(const icl_tokenizer *t, icl_tok_state *st, const icl_tokrec_opts *o,
                       const json_t *rec, icl_buf *out, char *err, size_t errsz);
 

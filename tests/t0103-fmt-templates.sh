@@ -124,11 +124,33 @@ test_expect_success 'whitespace-only outputs are dropped and counted as empty on
     test_cmp want err
     printf "%s\\n" "{\"prompt\":\"p\",\"response\":\" \"}" "{\"prompt\":[\"p\",\"q\"],\"response\":[\"r\",\"\\n\"]}" "{\"messages\":[{\"role\":\"user\",\"content\":\"u\"},{\"role\":\"assistant\",\"content\":\"\\t\"}]}" >ws.jsonl
     icl-fmt ws.jsonl >out 2>err
-    test ! -s out
-    printf "%s\\n" "icl-fmt: ws.jsonl:1: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:2: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:3: whitespace-only assistant message 2; record dropped" "icl-fmt: 3 records with an empty, whitespace-only or missing output dropped" >want
+    printf "%s\\n" "{\"prompt\":[\"p\"],\"response\":[\"r\"]}" >want && test_cmp want out
+    printf "%s\\n" "icl-fmt: ws.jsonl:1: whitespace-only response; record dropped" "icl-fmt: ws.jsonl:2: whitespace-only response 2: not trained on (the last exchange, left out); the record'"'"'s other answers are" "icl-fmt: ws.jsonl:3: whitespace-only assistant message 2; record dropped" "icl-fmt: 2 records with an empty, whitespace-only or missing output dropped" "icl-fmt: 1 multi-turn record with an empty or whitespace-only answer among others kept: those answers are not trained on" >want
     test_cmp want err
     printf "prompt,response\\np, \\n" | icl-fmt -f csv >out 2>err
     test ! -s out && test_grep "<stdin>:2: whitespace-only response; record dropped" err
+'
+test_expect_success 'multi-turn records with one empty answer keep the others as targets, the empty one as context' '
+    printf "%s\\n" "{\"messages\":[{\"role\":\"user\",\"content\":\"q1\"},{\"role\":\"assistant\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"q2\"},{\"role\":\"assistant\",\"content\":\"a2\"}]}" \
+        "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"q1\"},{\"from\":\"gpt\",\"value\":\"a1\"},{\"from\":\"human\",\"value\":\"q2\"},{\"from\":\"gpt\",\"value\":\" \"},{\"from\":\"human\",\"value\":\"q3\"},{\"from\":\"gpt\",\"value\":\"a3\"}]}" \
+        "{\"prompt\":[\"p1\",\"p2\",\"p3\"],\"response\":[\"r1\",\"\",\"r3\"]}" \
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"q1\"},{\"role\":\"assistant\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"q2\"},{\"role\":\"assistant\",\"content\":\"\"}]}" >mt.jsonl
+    icl-fmt -T plain mt.jsonl >out 2>err
+    cat >want <<-\EOT
+	{"prompt":["q1\n\nq2\n"],"response":["a2"]}
+	{"prompt":["S\n\nq1\n","\nq2\n \nq3\n"],"response":["a1","a3"]}
+	{"prompt":["p1","p2p3"],"response":["r1","r3"]}
+	EOT
+    test_cmp want out
+    cat >want <<-\EOT
+	icl-fmt: mt.jsonl:1: empty assistant message 2: not trained on (context of the next turn); the record'"'"'s other answers are
+	icl-fmt: mt.jsonl:2: whitespace-only assistant message 5: not trained on (context of the next turn); the record'"'"'s other answers are
+	icl-fmt: mt.jsonl:3: empty response 2: not trained on (context of the next turn); the record'"'"'s other answers are
+	icl-fmt: mt.jsonl:4: empty assistant message 2; record dropped (no answer to train on)
+	icl-fmt: 1 record with an empty, whitespace-only or missing output dropped
+	icl-fmt: 3 multi-turn records with an empty or whitespace-only answer among others kept: those answers are not trained on
+	EOT
+    test_cmp want err
 '
 test_expect_success 'ShareGPT conversations (from/value) are read as messages, with or without --map' '
     printf "%s\\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"},{\"from\":\"user\",\"value\":\"Q\"},{\"from\":\"assistant\",\"value\":\"A\"}],\"id\":4}" >sg.jsonl

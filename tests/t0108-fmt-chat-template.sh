@@ -30,6 +30,17 @@ test_expect_success 'segments: context before each assistant turn, the turn thro
 	cmp out.jsonl want.jsonl
 '
 
+test_expect_success 'an empty assistant answer among others: its turn is context, the others targets' '
+	printf "%s\n" "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"2+2?\"},{\"role\":\"assistant\",\"content\":\"4\"},{\"role\":\"user\",\"content\":\"3+3?\"},{\"role\":\"assistant\",\"content\":\" \"}]}" >e.jsonl &&
+	icl-fmt --chat-template smol e.jsonl >out.jsonl 2>err &&
+	cat >want.jsonl <<-\EOT &&
+	{"prompt":["<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"],"response":["4<|im_end|>"],"chat":true}
+	EOT
+	cmp out.jsonl want.jsonl &&
+	test_grep "e.jsonl:1: empty assistant message 2 and others: not trained on (context of the next turn); the record.s other answers are" err &&
+	test_grep "1 multi-turn record with an empty or whitespace-only answer among others kept" err
+'
+
 test_expect_success 'ShareGPT, instruction records, CSV messages column, system column' '
 	printf "%s\n" "{\"conversations\":[{\"from\":\"system\",\"value\":\"S\"},{\"from\":\"human\",\"value\":\"Hi\"},{\"from\":\"gpt\",\"value\":\"Yo\"}]}" >sg.jsonl &&
 	icl-fmt --chat-template smol --map messages=conversations sg.jsonl >sg.out &&

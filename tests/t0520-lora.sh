@@ -152,6 +152,22 @@ test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
 '
 
+test_expect_success 'weights target_modules does not select, or selected modules without weights, are refused' '
+	mkdir -p part && cp "$PEFT/adapter_model.safetensors" part/ &&
+	sed "s/\"down_proj\",//" "$PEFT/adapter_config.json" >part/adapter_config.json &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter part rand.tok 2>err &&
+	test_grep "part/adapter_model.safetensors: tensor base_model.model.model.layers.0.mlp.down_proj.lora_A.weight adapts model.layers.0.mlp.down_proj, which adapter_config.json.s target_modules \[v_proj, q_proj\] do not select: PEFT would not load it" err &&
+	test_must_fail icl-convert --adapter part "$LLAMA" x.gguf 2>err &&
+	test_grep "do not select: PEFT would not load it" err &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter part --max-steps 1 -o x rand.tok 2>err &&
+	test_grep "part/adapter_model.safetensors: tensor base_model.model.model.layers.0.mlp.down_proj.lora_A.weight adapts model.layers.0.mlp.down_proj, which adapter_config.json.s target_modules \\[v_proj, q_proj\\] do not select" err &&
+	sed "s/\"q_proj\"/\"q_proj\", \"o_proj\"/" "$PEFT/adapter_config.json" >part/adapter_config.json &&
+	test_must_fail icl-gen --ids -n 1 -m "$LLAMA" --adapter part <rand.tok 2>err &&
+	test_grep "no tensor base_model.model.model.layers.0.self_attn.o_proj.lora_A.weight: adapter_config.json.s target_modules \[v_proj, down_proj, q_proj, o_proj\] select model.layers.0.self_attn.o_proj" err &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter part --max-steps 1 -o y rand.tok 2>err &&
+	test_grep "no tensor base_model.model.model.layers.0.self_attn.o_proj.lora_" err
+'
+
 test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&

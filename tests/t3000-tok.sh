@@ -119,6 +119,39 @@ test_expect_success 'train writes a tokenizer that encodes' '
 	icl-tok decode -t t.json e.tok >got && test_cmp want got
 '
 
+test_expect_success 'encode: empty or whitespace-only responses are no targets: dropped or context, counted (as icl-fmt)' '
+	printf "%s\n" "{\"prompt\":\"Hello\",\"response\":\"\"}" "{\"prompt\":\"Hi\",\"response\":\" ok\"}" \
+		"{\"prompt\":[\"a\",\"b\"],\"response\":[\"x\",\"\"]}" "{\"prompt\":\"Hello\",\"response\":\"  \"}" \
+		"{\"text\":\"\"}" "{\"prompt\":[\"a\",\"b\",\"c\"],\"response\":[\" \",\"y\",\"\"]}" >e.jsonl &&
+	icl-tok encode -t gpt2.json e.jsonl >e.tok 2>err &&
+	printf "17250\t12876 50256\n64\t87 50256\n64 220 65\t88 50256\n" >want &&
+	grep -v "^#" e.tok >got && test_cmp want got &&
+	cat >want <<-\EOT &&
+	icl-tok: e.jsonl:1: empty response; record dropped
+	icl-tok: e.jsonl:3: empty response 2: not trained on (context of the next turn, or left out when last); the record'"'"'s other responses are
+	icl-tok: e.jsonl:4: whitespace-only response; record dropped
+	icl-tok: e.jsonl:5: empty text; record dropped
+	icl-tok: e.jsonl:6: whitespace-only response 1 and others: not trained on (context of the next turn, or left out when last); the record'"'"'s other responses are
+	icl-tok: 3 records with an empty or whitespace-only response (or text) dropped
+	icl-tok: 2 multi-turn records with an empty or whitespace-only response among others kept: those responses are not trained on
+	EOT
+	test_cmp want err &&
+	grep -v text e.jsonl | icl-fmt 2>/dev/null | icl-tok encode -t gpt2.json 2>err2 | grep -v "^#" >got2 &&
+	test $(wc -l <got2) = 3 && test ! -s err2
+'
+
+test_expect_success 'encode: characters a tokenizer.json cannot spell are dropped as tokenizers drops them, and counted' '
+	cat >mini.json <<-\EOT &&
+	{"version":"1.0","added_tokens":[],"normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+	"model":{"type":"BPE","dropout":null,"unk_token":null,"fuse_unk":false,"byte_fallback":false,"vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]}}
+	EOT
+	printf "%s\n" "{\"prompt\":\"ab\",\"response\":\"bxa\"}" "{\"prompt\":\"ab\",\"response\":\"b\"}" "{\"prompt\":\"\\u00e9\",\"response\":\"b\"}" >d.jsonl &&
+	icl-tok encode -t mini.json --no-eos d.jsonl >d.tok 2>err &&
+	printf "2\t1 0\n2\t1\n\t1\n" >want && grep -v "^#" d.tok >got && test_cmp want got &&
+	echo "icl-tok: 2 records have characters the tokenizer has no token, byte-fallback token or unk_token for (2 in all, e.g. U+0078): dropped from the ids, as Hugging Face tokenizers drops them" >want &&
+	test_cmp want err
+'
+
 test_expect_success '--help and the man page list the same options' '
 	icl-tok --help >help &&
 	for o in --bos --no-bos --eos --no-eos --parse-special --max-len --threads --on-error --vocab-size --special --min-frequency --output; do

@@ -172,7 +172,7 @@ print(json.dumps({\"prompt\": \"hi\", \"response\": \"b\"}))
 print(json.dumps({\"prompt\": \"a\" * 200000, \"response\": \"b\"}))
 " >longa.jsonl &&
 	(vlimit; test_must_fail icl-tok encode -t grow.json longa.jsonl >out 2>err) &&
-	echo "icl-tok: longa.jsonl:2: grow.json: normalizer: it makes the text longer than 16 times its input plus 64 KiB (3265536 bytes)" >want &&
+	echo "icl-tok: longa.jsonl:2: \"prompt\": grow.json: normalizer: it makes the text longer than 16 times its input plus 64 KiB (3265536 bytes)" >want &&
 	test_cmp want err &&
 	icl-tok encode -t grow2.json longa.jsonl >out && test $(wc -l <out) -eq 3
 '

@@ -41,4 +41,41 @@ test_skip 'SmolLM2 GGUF encode' "$SMOL missing (make deps fetches it)"
 test_skip 'SmolLM2 GGUF specials' "$SMOL missing"
 fi
 
+# spm_gguf FILE [UNK]: a SentencePiece ("llama") tokenizer GGUF written by
+# hand: <s> </s> ▁ a b ▁a <0xC3> <0xA9> (é's bytes), and <unk> as
+# tokenizer.ggml.unknown_token_id when UNK is given.
+spm_gguf() {
+	python3 - "$@" <<'PY'
+import struct, sys
+def s(b): b = b.encode(); return struct.pack("<Q", len(b)) + b
+toks = ["<s>", "</s>", "\u2581", "a", "b", "\u2581a", "<0xC3>", "<0xA9>"]
+types = [3, 3, 1, 1, 1, 1, 6, 6]
+unk = len(sys.argv) > 2
+if unk:
+    toks.append("<unk>"); types.append(2)
+kv = [("general.architecture", 8, s("llama")), ("tokenizer.ggml.model", 8, s("llama")),
+      ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(toks)) + b"".join(s(t) for t in toks)),
+      ("tokenizer.ggml.scores", 9, struct.pack("<IQ", 6, len(toks)) + struct.pack("<%df" % len(toks), *[-float(i) for i in range(len(toks))])),
+      ("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, len(toks)) + struct.pack("<%di" % len(toks), *types)),
+      ("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 0)), ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 1))]
+if unk:
+    kv.append(("tokenizer.ggml.unknown_token_id", 4, struct.pack("<I", 8)))
+out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(s(k) + struct.pack("<I", t) + v for k, t, v in kv)
+open(sys.argv[1], "wb").write(out)
+PY
+}
+
+test_expect_success 'a SentencePiece GGUF without an unknown token refuses a character it cannot spell, naming it' '
+	spm_gguf spm.gguf &&
+	printf "%s\n" "{\"prompt\":\"a b\",\"response\":\"ab\"}" "{\"prompt\":\"a\",\"response\":\"b\\u00e9\"}" >ok.jsonl &&
+	icl-tok encode -t spm.gguf ok.jsonl >ok.tok &&
+	printf "%s\n" "{\"prompt\":\"a\",\"response\":\"b\\u00fc a\"}" >bad.jsonl &&
+	cat ok.jsonl bad.jsonl >mixed.jsonl &&
+	test_must_fail icl-tok encode -t spm.gguf mixed.jsonl >out 2>err &&
+	test_grep "mixed.jsonl:3: \"response\": character 2 (byte 1), U+00FC .*: the tokenizer has no token for it, no byte-fallback token and no unknown token: refused rather than dropped" err &&
+	spm_gguf unk.gguf unk &&
+	icl-tok encode -t unk.gguf bad.jsonl >unk.tok &&
+	grep -q "	.* 8 " unk.tok
+'
+
 test_done

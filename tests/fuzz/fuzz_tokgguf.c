@@ -7,7 +7,8 @@
  *
  * Besides not crashing: a refused file has an error message; a loaded
  * tokenizer encodes texts to ids inside its vocabulary, decodes them, and its
- * tokenizer.json (icl_tok_gguf_to_hf_json) loads and gives the same ids. */
+ * tokenizer.json (icl_tok_gguf_to_hf_json) loads and gives the same ids (or,
+ * where the GGUF tokenizer refuses a character it cannot spell, any). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,8 +35,15 @@ static void fuzz_tok_text(const icl_tokenizer *t, const icl_tokenizer *th, const
     char err[512];
     for (int flags = 0; flags <= ICL_TOK_PARSE_SPECIAL; flags += ICL_TOK_PARSE_SPECIAL) {
         icl_ids a = {0}, b = {0};
-        FUZZ_CHECK(icl_tok_encode(t, NULL, s, n, flags, &a, err, sizeof err) == 0);
+        int ra = icl_tok_encode(t, NULL, s, n, flags, &a, err, sizeof err);
+        /* a character the vocabulary cannot spell: the GGUF tokenizer refuses
+         * it (as llama.cpp), its tokenizer.json drops it (as tokenizers) */
+        FUZZ_CHECK(ra == 0 || (a.n == 0 && strstr(err, "the tokenizer has no token for it")));
         FUZZ_CHECK(icl_tok_encode(th, NULL, s, n, flags, &b, err, sizeof err) == 0);
+        if (ra) {
+            ids_free(&b);
+            continue;
+        }
         FUZZ_CHECK(a.n == b.n && (a.n == 0 || !memcmp(a.v, b.v, a.n * sizeof *a.v)));
         for (size_t i = 0; i < a.n; i++)
             FUZZ_CHECK(a.v[i] >= 0 && a.v[i] < icl_tok_vocab_size(t));

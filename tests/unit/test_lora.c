@@ -341,6 +341,86 @@ static void hostile(void **state)
     assert_int_equal(system(p), 0);
 }
 
+/* Weights and target_modules that do not belong together (break-it review):
+ * PEFT attaches adapters to the modules target_modules selects only, so a
+ * tensor of another module would be loaded into nothing, and a selected
+ * module without tensors would stay at its initialisation.  Merging,
+ * applying unmerged and training from the adapter each refuse, naming the
+ * tensor and target_modules; a target naming no module of this
+ * architecture (a generic list) is PEFT's no-op. */
+static void targets_and_tensors(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/icl-test-lora-tg.XXXXXX", p[600], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "cp " ADAPTER "/adapter_model.safetensors '%s'/", dir);
+    assert_int_equal(system(p), 0);
+    snprintf(p, sizeof p, "%s/adapter_config.json", dir);
+    const char *dirs[1] = {dir};
+    double mult[1] = {1};
+    static const struct {
+        const char *targets, *want1, *want2;
+    } cases[] = {
+        /* down_proj's tensors: not selected */
+        {"[\"v_proj\", \"q_proj\"]", ".mlp.down_proj.lora_", "which adapter_config.json's target_modules [v_proj, q_proj] "
+                                                         "do not select: PEFT would not load it"},
+        {"[\"v_proj\", \"proj\", \"q_proj\"]", ".mlp.down_proj.lora_", "[v_proj, proj, q_proj] do not select"},
+        /* k_proj selected, no tensors */
+        {"[\"v_proj\", \"down_proj\", \"q_proj\", \"k_proj\"]",
+         "no tensor base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight: adapter_config.json's "
+         "target_modules [v_proj, down_proj, q_proj, k_proj] select model.layers.0.self_attn.k_proj",
+         "whose adapter the file lacks"},
+        {"\"all-linear\"", "no tensor base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight", "[all-linear]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char cfg[300];
+        snprintf(cfg, sizeof cfg, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": %s}",
+                 cases[i].targets);
+        write_text(p, cfg);
+        icl_model *m = icl_model_load(BASE, err, sizeof err);
+        assert_non_null(m);
+        float *before = malloc(m->base.num_params * sizeof *before);
+        memcpy(before, m->base.params, m->base.num_params * sizeof *before);
+        assert_int_equal(icl_lora_merge(m, dir, 1, err, sizeof err), -1);
+        if (!strstr(err, cases[i].want1) || !strstr(err, cases[i].want2))
+            fail_msg("case %zu, merge: %s", i, err);
+        assert_memory_equal(before, m->base.params, m->base.num_params * sizeof *before);
+        free(before);
+        assert_int_equal(icl_lora_apply(m, dirs, mult, 1, err, sizeof err), -1);
+        if (!strstr(err, cases[i].want1) || !strstr(err, cases[i].want2))
+            fail_msg("case %zu, apply: %s", i, err);
+        icl_model_free(m);
+        /* icl-train --adapter: its config's adapters, the file's tensors */
+        icl_lora_config c;
+        assert_int_equal(icl_lora_read_config(dir, &c, err, sizeof err), 0);
+        m = icl_model_load(BASE, err, sizeof err);
+        assert_int_equal(icl_lora_check_dir(dir, &m->cfg, err, sizeof err), -1); /* icl-train --adapter's check */
+        if (!strstr(err, cases[i].want1) || !strstr(err, cases[i].want2))
+            fail_msg("case %zu, check_dir: %s", i, err);
+        if (i == 3) /* as icl-train expands it */
+            assert_int_equal(icl_lora_set_targets(&c, &m->cfg, "all-linear", err, sizeof err), 0);
+        if (i != 1) { /* "proj" names no projection: attaching refuses it by name */
+            assert_non_null(icl_lora_attach(m, &c, 1, err, sizeof err));
+            assert_int_equal(icl_lora_load_weights(m, dir, err, sizeof err), -1);
+            assert_non_null(strstr(err, i < 2 ? "down_proj.lora_" : "k_proj.lora_"));
+        }
+        icl_lora_config_free(&c);
+        icl_model_free(m);
+    }
+    /* a generic list (GPT-2's c_attn too) and the same weights: merged as with the adapter's own config */
+    write_text(p, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\", \"c_attn\", "
+                  "\"v_proj\", \"down_proj\"]}");
+    icl_model *m = icl_model_load(BASE, err, sizeof err), *ref = icl_model_load(BASE, err, sizeof err);
+    assert_int_equal(icl_lora_check_dir(dir, &m->cfg, err, sizeof err), 0);
+    assert_int_equal(icl_lora_merge(m, dir, 1, err, sizeof err), 0);
+    assert_int_equal(icl_lora_merge(ref, ADAPTER, 1, err, sizeof err), 0);
+    assert_memory_equal(m->base.params, ref->base.params, m->base.num_params * sizeof(float));
+    icl_model_free(m);
+    icl_model_free(ref);
+    snprintf(p, sizeof p, "rm -rf '%s'", dir);
+    assert_int_equal(system(p), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +428,7 @@ int main(void)
         cmocka_unit_test(merge_equals_peft),
         cmocka_unit_test(scales_and_specs),
         cmocka_unit_test(hostile),
+        cmocka_unit_test(targets_and_tensors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

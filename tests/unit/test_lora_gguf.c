@@ -331,12 +331,14 @@ static void hostile(void **state)
     write_text(p, "{\"peft_type\": \"LORA\", \"r\": 4, \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"], "
                   "\"base_model_name_or_path\": \"no/such/base\"}");
     float A[4 * 160] = {1}, B[96 * 4] = {1};
-    icl_st_entry e[2] = {
+    icl_st_entry e[4] = {
         {.name = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", .data = A, .ndim = 2, .shape = {4, 64}},
         {.name = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", .data = B, .ndim = 2, .shape = {64, 4}},
+        {.name = "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", .data = A, .ndim = 2, .shape = {4, 64}},
+        {.name = "base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", .data = B, .ndim = 2, .shape = {64, 4}},
     };
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-    assert_int_equal(icl_st_write(p, e, 2, err, sizeof err), 0);
+    assert_int_equal(icl_st_write(p, e, 4, err, sizeof err), 0);
     /* the base: named by the adapter and missing, or given and not a model */
     assert_int_equal(icl_lora_save_gguf(dir, NULL, out, ICL_GGML_F32, err, sizeof err), -1);
     assert_non_null(strstr(err, "/adapter_config.json: the base model \"no/such/base\" (base_model_name_or_path) is neither no/such/base (from the current folder) nor "));
@@ -345,6 +347,22 @@ static void hostile(void **state)
     /* the same adapter with a good base is written */
     assert_int_equal(icl_lora_save_gguf(dir, LLAMA, out, ICL_GGML_F32, err, sizeof err), 0);
     assert_int_equal(unlink(out), 0);
+    /* its layer 1 missing: target_modules select it, PEFT would leave it untrained */
+    assert_int_equal(icl_st_write(p, e, 2, err, sizeof err), 0);
+    assert_int_equal(icl_lora_save_gguf(dir, LLAMA, out, ICL_GGML_F32, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no tensor base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight: "
+                                "adapter_config.json's target_modules [q_proj] select model.layers.1.self_attn.q_proj"));
+    assert_int_equal(access(out, F_OK), -1);
+    /* a module the config does not select (v_proj for q_proj's layer 1): PEFT would not load it */
+    e[2].name = "base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight";
+    e[3].name = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight";
+    e[3].shape[0] = 32;
+    assert_int_equal(icl_st_write(p, e, 4, err, sizeof err), 0);
+    assert_int_equal(icl_lora_save_gguf(dir, LLAMA, out, ICL_GGML_F32, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tensor base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight adapts "
+                                "model.layers.1.self_attn.v_proj, which adapter_config.json's target_modules [q_proj] "
+                                "do not select"));
+    assert_int_equal(access(out, F_OK), -1);
     static const struct {
         const char *a, *b, *base;
         int64_t ra, ca, rb, cb;

@@ -453,10 +453,68 @@ static void metric_names(void **state)
     assert_string_equal(err, "'pass@0': k must be a number from 1 to 1000000");
 }
 
+/* The LCS by dynamic programming, one row at a time: the reference. */
+static size_t lcs_dp(const int32_t *a, size_t n, const int32_t *b, size_t m)
+{
+    size_t *prev = calloc(m + 1, sizeof *prev), *cur = calloc(m + 1, sizeof *cur);
+    for (size_t i = 1; i <= n; i++) {
+        for (size_t j = 1; j <= m; j++)
+            cur[j] = a[i - 1] == b[j - 1] ? prev[j - 1] + 1 : (prev[j] > cur[j - 1] ? prev[j] : cur[j - 1]);
+        size_t *t = prev;
+        prev = cur;
+        cur = t;
+    }
+    size_t l = prev[m];
+    free(prev);
+    free(cur);
+    return l;
+}
+
+static uint64_t lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *s >> 33;
+}
+
+/* icl_lcs_length (bit-parallel) equals the DP on random sequences: lengths
+ * across 64-bit word boundaries, both orders, alphabets from 1 symbol (every
+ * symbol frequent: whole masks) to many (masks built per row), and long
+ * ones with a mix (break-it review: ROUGE-L of 40k-word texts). */
+static void lcs_bit_parallel(void **state)
+{
+    (void)state;
+    uint64_t seed = 7;
+    static const size_t lens[] = {0, 1, 2, 63, 64, 65, 127, 128, 129, 200, 300, 1000};
+    static const int alpha[] = {1, 2, 3, 5, 26, 500};
+    int32_t *a = malloc(5000 * sizeof *a), *b = malloc(5000 * sizeof *b);
+    for (size_t x = 0; x < sizeof lens / sizeof *lens; x++)
+        for (size_t y = 0; y < sizeof lens / sizeof *lens; y++)
+            for (size_t k = 0; k < sizeof alpha / sizeof *alpha; k++) {
+                size_t n = lens[x], m = lens[y];
+                for (size_t i = 0; i < n; i++)
+                    a[i] = (int32_t)(lcg(&seed) % (uint64_t)alpha[k]);
+                for (size_t j = 0; j < m; j++)
+                    b[j] = (int32_t)(lcg(&seed) % (uint64_t)alpha[k]) + (k == 5 && j % 3 == 0 ? 7 : 0);
+                size_t want = lcs_dp(a, n, b, m), got = icl_lcs_length(a, n, b, m);
+                if (got != want)
+                    fail_msg("n %zu m %zu alphabet %d: %zu, DP %zu", n, m, alpha[k], got, want);
+                assert_int_equal(icl_lcs_length(b, m, a, n), want);
+            }
+    /* 5000 x 4000: frequent symbols (0..3) among rare ones */
+    for (size_t i = 0; i < 5000; i++)
+        a[i] = (int32_t)(i % 7 ? lcg(&seed) % 4 : 4 + lcg(&seed) % 3000);
+    for (size_t j = 0; j < 4000; j++)
+        b[j] = (int32_t)(j % 5 ? lcg(&seed) % 4 : 4 + lcg(&seed) % 3000);
+    assert_int_equal(icl_lcs_length(a, 5000, b, 4000), lcs_dp(a, 5000, b, 4000));
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(hand_computed),
+        cmocka_unit_test(lcs_bit_parallel),
         cmocka_unit_test(label_first_line),
         cmocka_unit_test(tok13a_cases),
         cmocka_unit_test(reference_implementations),

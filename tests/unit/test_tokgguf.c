@@ -773,6 +773,84 @@ static void hostile_files(void **state)
     rmdir(dir);
 }
 
+/* A SentencePiece ("llama") GGUF without tokenizer.ggml.unknown_token_id
+ * (break-it review): a character with no piece and no byte token was
+ * dropped silently (as tokenizers drops it); llama.cpp never drops one.
+ * Encoding it is an error naming the character and where it is; with an
+ * unknown token it becomes that token, with its byte tokens those bytes. */
+static void spm_without_unk(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/icl-tokgguf-unk-XXXXXX", path[128], err[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/spm.gguf", dir);
+    /* 0 <s>, 1 </s>, 2 ▁, 3 a, 4 b, 5 ▁a, 6 <0xC3>, 7 <0xA9> (é's bytes), 8 <unk> (in the last file only) */
+    const char *toks[] = {"<s>", "</s>", "\xe2\x96\x81", "a", "b", "\xe2\x96\x81" "a", "<0xC3>", "<0xA9>", "<unk>"};
+    float sc[] = {0, 0, -1, -2, -3, -1.5f, 0, 0, 0};
+    int32_t ty[] = {3, 3, 1, 1, 1, 1, 6, 6, 2};
+    static const struct {
+        int ntok, unk;
+        const char *text;
+        int32_t want[8];
+        int nwant;
+        const char *err;
+    } cases[] = {
+        {8, 0, "a ab", {5, 5, 4}, 3, NULL},
+        {8, 0, "a b\xc3\xa9", {5, 2, 4, 6, 7}, 5, NULL}, /* é: its byte tokens */
+        /* ü (U+00FC): no piece, no <0xBC>: refused, not dropped */
+        {8, 0, "ab a\xc3\xbc!", {0}, 0, "character 5 (byte 4), U+00FC '\xc3\xbc': the tokenizer has no token for it"},
+        {8, 0, "\xe6\x97\xa5", {0}, 0, "character 1 (byte 0), U+65E5"},
+        {8, 0, "a\x01", {0}, 0, "character 2 (byte 1), U+0001: the"},
+        /* with tokenizer.ggml.unknown_token_id: <unk>, as llama.cpp */
+        {9, 1, "ab a\xc3\xbc", {5, 4, 5, 8}, 4, NULL},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        icl_gguf_writer *w = icl_gguf_writer_new();
+        icl_gguf_set_str(w, "general.architecture", "llama", 5);
+        icl_gguf_set_str(w, "tokenizer.ggml.model", "llama", 5);
+        icl_gguf_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, (size_t)cases[c].ntok);
+        icl_gguf_set_arr(w, "tokenizer.ggml.scores", ICL_GGUF_FLOAT32, sc, (size_t)cases[c].ntok);
+        icl_gguf_set_arr(w, "tokenizer.ggml.token_type", ICL_GGUF_INT32, ty, (size_t)cases[c].ntok);
+        icl_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", 0);
+        icl_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", 1);
+        if (cases[c].unk)
+            icl_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", 8);
+        assert_int_equal(icl_gguf_write(w, path, err, sizeof err), 0);
+        icl_gguf_writer_free(w);
+        icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
+        if (!t)
+            fail_msg("case %zu: %s", c, err);
+        icl_ids ids = {0};
+        icl_ids_push(&ids, 99); /* kept as it was on an error */
+        err[0] = 0;
+        int rc = icl_tok_encode(t, NULL, cases[c].text, strlen(cases[c].text), 0, &ids, err, sizeof err);
+        if (cases[c].err) {
+            if (rc != -1 || !strstr(err, cases[c].err))
+                fail_msg("case %zu: rc %d, error \"%s\" lacks \"%s\"", c, rc, err, cases[c].err);
+            assert_int_equal(ids.n, 1);
+            /* a state reused afterwards starts clean */
+            icl_tok_state *st = icl_tok_state_new(t);
+            assert_int_equal(icl_tok_encode(t, st, cases[c].text, strlen(cases[c].text), 0, &ids, err, sizeof err), -1);
+            ids.n = 1;
+            assert_int_equal(icl_tok_encode(t, st, "ab", 2, 0, &ids, err, sizeof err), 0);
+            assert_int_equal(ids.n, 3);
+            icl_tok_state_free(st);
+        } else {
+            if (rc)
+                fail_msg("case %zu: %s", c, err);
+            if (ids.n != (size_t)cases[c].nwant + 1 || memcmp(ids.v + 1, cases[c].want, (size_t)cases[c].nwant * sizeof *ids.v))
+            {
+                show("got", &ids);
+                fail_msg("case %zu: ids differ", c);
+            }
+        }
+        ids_free(&ids);
+        icl_tok_free(t);
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -781,6 +859,7 @@ int main(void)
         cmocka_unit_test(hf_round_trip),    cmocka_unit_test(smollm2),
         cmocka_unit_test(hostile_metadata), cmocka_unit_test(hostile_files),
         cmocka_unit_test(hf_folder_sentinel),
+        cmocka_unit_test(spm_without_unk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
