@@ -335,6 +335,9 @@ static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err,
     json_t *msgs = json_object_get(rec, "messages");
     if (!msgs && json_is_array(json_object_get(rec, "conversations")))
         msgs = json_object_get(rec, "conversations"); /* ShareGPT's name for them, as icl-fmt reads it */
+    if (!msgs && !json_object_get(rec, "prompt"))
+        return snprintf(err, errsz, "no \"prompt\" (nor \"messages\"): icl-gen reads records such as "
+                        "icl-fmt writes; icl-fmt makes them from rows such as instruction/output"), -1;
     if (!msgs || json_object_get(rec, "prompt"))
         return icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, out, err, errsz);
     if (!c->chat)

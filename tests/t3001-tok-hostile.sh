@@ -139,6 +139,9 @@ test_expect_success 'encode given token lines or CSV, decode given records: what
 	test_grep "^icl-tok: one.tok:1: .* (these are token lines, from icl-tok encode: encoded already; icl-tok decode -t TOKENIZER turns them back into records)$" err &&
 	test_must_fail icl-tok encode -t gpt2.json one.jsonl data.csv 2>err >out &&
 	test_grep "^icl-tok: data.csv:1: .* (icl-tok encode reads JSON Lines records, .*: icl-fmt makes them from CSV, TSV or JSON data)$" err &&
+	echo "{\"instruction\":\"Hi\",\"output\":\"Hello\"}" >rows.jsonl &&
+	test_must_fail icl-tok encode -t gpt2.json rows.jsonl 2>err >out &&
+	test_grep "^icl-tok: rows.jsonl:1: record has neither prompt/response nor text (icl-fmt makes such records from rows such as instruction/output)$" err &&
 	printf "{\"prompt\":\"a\",\"response\":\"b\"}\nnot json\n" >late.jsonl &&
 	test_must_fail icl-tok encode -t gpt2.json late.jsonl 2>err >out &&
 	test_grep "^icl-tok: late.jsonl:2: bad JSON" err && ! grep -q "icl-fmt\|token lines" err &&
