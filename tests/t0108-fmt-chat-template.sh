@@ -126,4 +126,15 @@ test_expect_success 'prompt/response rows are refused, naming the --map that ren
 	icl-fmt --chat-template smol r1 >r2 && test_cmp r1 r2
 '
 
+test_expect_success 'a folder without a template: an adapter folder names its base' '
+	printf "instruction,output\nHi?,Hello.\n" >io.csv &&
+	mkdir ad empty && echo "{\"base_model_name_or_path\": \"/models/smol\", \"r\": 4}" >ad/adapter_config.json &&
+	test_must_fail icl-fmt --chat-template ad io.csv >o 2>e && test ! -s o &&
+	echo "icl-fmt: ad: no tokenizer_config.json or chat_template.jinja: a LoRA adapter folder, whose chat template is its base model'"'"'s: give the base (/models/smol)" >want &&
+	test_cmp want e &&
+	test_must_fail icl-fmt --chat-template empty io.csv >o 2>e &&
+	echo "icl-fmt: empty: no chat template here (no tokenizer_config.json or chat_template.jinja; a model trained with --arch has none)" >want &&
+	test_cmp want e
+'
+
 test_done
