@@ -56,6 +56,7 @@ test_expect_success 'train: a repeated --special is kept once, as BpeTrainer doe
 	gzip -dc "$DATA/tok/corpus.txt.gz" | head -2000 >c.txt &&
 	icl-tok train --vocab-size 300 --special "<s>" --special "<s>" -o t.json c.txt 2>err &&
 	test_grep "t.json: 43 merges, vocabulary 300" err &&
+	icl-tok train -q --vocab-size 300 -o q.json c.txt 2>err && test ! -s err && test -s q.json &&
 	test $(grep -c "\"content\": \"<s>\"" t.json) -eq 1 &&
 	grep -q "\"<s>\": 0," t.json && grep -q "\"!\": 1," t.json
 '
