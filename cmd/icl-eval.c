@@ -409,7 +409,10 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
         size_t nrefs = 0;
         int ok = 0;
         if (!p) {
-            bad(o, skipped, "%s:%ld: no \"%s\" key (the prediction; see --pred)", name, r.lineno, o->pred_key);
+            bad(o, skipped, "%s:%ld: no \"%s\" key (the prediction; see --pred)%s", name, r.lineno, o->pred_key,
+                strcmp(o->pred_key, "completion") ? ""
+                : ": icl-gen -m MODEL adds it to records; to score a model on them without generating, "
+                  "icl-tok encode them and give the token lines with -m MODEL");
         } else if (!json_is_string(p)) {
             bad(o, skipped, "%s:%ld: \"%s\" is not a string", name, r.lineno, o->pred_key);
         } else if (!text) {

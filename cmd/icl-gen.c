@@ -90,8 +90,10 @@ static void usage(FILE *f)
 "                             standard output, then a newline.  Lines /reset\n"
 "                             (forget the conversation), /exit or /quit (end;\n"
 "                             so does end of input), /help.  The keys and\n"
-"                             values of the conversation are kept between\n"
-"                             turns; when a reply of -n tokens would pass the\n"
+"                             values of each prompt are kept, so a turn\n"
+"                             prefills only the last reply and the new\n"
+"                             message (a reply may hold newlines); when a\n"
+"                             reply of -n tokens would pass the\n"
 "                             context, the oldest exchanges are dropped (said\n"
 "                             on standard error); a message that cannot be\n"
 "                             sent is said there, and the exit status is 1\n"
@@ -335,6 +337,9 @@ static int chat_prompt_ids(ctx_t *c, const json_t *rec, icl_ids *out, char *err,
     json_t *msgs = json_object_get(rec, "messages");
     if (!msgs && json_is_array(json_object_get(rec, "conversations")))
         msgs = json_object_get(rec, "conversations"); /* ShareGPT's name for them, as icl-fmt reads it */
+    if (!msgs && !json_object_get(rec, "prompt"))
+        return snprintf(err, errsz, "no \"prompt\" (nor \"messages\"): icl-gen reads records such as "
+                        "icl-fmt writes; icl-fmt makes them from rows such as instruction/output"), -1;
     if (!msgs || json_object_get(rec, "prompt"))
         return icl_gen_prompt_ids(c->tok, c->st, &c->to, rec, out, err, errsz);
     if (!c->chat)
@@ -554,14 +559,20 @@ static int chat_turn(ctx_t *c, chat_session *cs, const char *text, size_t len, l
         icl_die("write error:");
     flush_stdout();
     icl_progress_add(&c->prog, 1);
-    /* the cache now holds the prompt and the reply's ids but the last */
+    /* the cache now holds the prompt and the reply's ids but the last; the
+     * reply's keys and values came from decode steps, which on a quantized
+     * GGUF run on int8 activations (and elsewhere round differently from a
+     * prefill): keep only the prompt's, so that the next turn prefills the
+     * reply as the record mode prefills the whole conversation and the
+     * replies are the record mode's */
+    if ((size_t)cs->kc->len + 1 != prompt.n + (seq.out.n ? seq.out.n : 1))
+        icl_die("%s: the KV cache holds %d positions, not %zu (a bug)", where, cs->kc->len,
+                prompt.n + (seq.out.n ? seq.out.n : 1) - 1);
+    if (icl_kv_cache_truncate(cs->kc, (int)prompt.n, err, sizeof err) != 0)
+        icl_die("%s: %s (a bug)", where, err);
     cs->ids.n = 0;
     for (size_t i = 0; i < prompt.n; i++)
         icl_ids_push(&cs->ids, prompt.v[i]);
-    for (size_t i = 0; i + 1 < seq.out.n; i++)
-        icl_ids_push(&cs->ids, seq.out.v[i]);
-    if ((size_t)cs->kc->len != cs->ids.n)
-        icl_die("%s: the KV cache holds %d positions, not %zu (a bug)", where, cs->kc->len, cs->ids.n);
     msg = json_object();
     json_object_set_new(msg, "role", json_string("assistant"));
     json_object_set_new(msg, "content", json_stringn(reply.text.data ? reply.text.data : "", reply.text.len));

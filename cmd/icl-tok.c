@@ -55,7 +55,7 @@ static const char usage_text[] =
     "                          (records, rate, ETA for named files) on or off;\n"
     "                          default: at a terminal, once encoding takes more\n"
     "                          than a second\n"
-    "  -q, --quiet             no progress line\n"
+    "  -q, --quiet             no progress line (train: no closing summary)\n"
     "\n"
     "decode: token lines back to records (prompt/response, arrays for turns,\n"
     "  text for lines starting with TAB); the BOS and EOS encode added (the\n"
@@ -447,7 +447,8 @@ static void train_files(int vocab, long minfreq, char **specials, int nspecial, 
         icl_die("%s: write error:", out);
     icl_xout_commit(fo, out);
     icl_buf_free(&json);
-    fprintf(stderr, "%s: %ld merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
+    if (!icl_quiet)
+        fprintf(stderr, "%s: %ld merges, vocabulary %zu\n", out, merges, icl_bpe_trainer_vocab(tr));
     icl_bpe_trainer_free(tr);
 }
 

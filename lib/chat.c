@@ -200,7 +200,18 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
             goto out;
         }
         if (!cfg) {
-            icl_seterr(err, errsz, "%s: no tokenizer_config.json or chat_template.jinja", path);
+            /* a PEFT adapter folder: its template is its base model's */
+            buf_clear(&p);
+            buf_printf(&p, "%s/adapter_config.json", path);
+            json_t *ac = stat(p.data, &st) ? NULL : json_load_file(p.data, 0, NULL);
+            const char *base = json_string_value(json_object_get(ac, "base_model_name_or_path"));
+            if (base && *base)
+                icl_seterr(err, errsz, "%s: no tokenizer_config.json or chat_template.jinja: a LoRA adapter "
+                           "folder, whose chat template is its base model's: give the base (%s)", path, base);
+            else
+                icl_seterr(err, errsz, "%s: no chat template here (no tokenizer_config.json or "
+                           "chat_template.jinja; a model trained with --arch has none)", path);
+            json_decref(ac);
             goto out;
         }
         buf_clear(&p);

@@ -48,7 +48,9 @@ typedef struct icl_chat icl_chat;
  * name).  A template given as a list of named templates uses the one named
  * "default".  A file not named .jinja without "{{" or "{%", or a template
  * that renders a user and an assistant message without either's text, is
- * "path: not a chat template ...".  Returns NULL with "path: what" in err. */
+ * "path: not a chat template ...".  A folder with neither file is an error
+ * that names, for a PEFT adapter folder, its base_model_name_or_path (the
+ * template is the base's).  Returns NULL with "path: what" in err. */
 icl_chat *icl_chat_load(const char *path, char *err, size_t errsz);
 
 /* A chat template from its text (name for messages); bos/eos may be NULL

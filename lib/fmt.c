@@ -514,6 +514,20 @@ static int no_shots(icl_fmt *f, long line)
     return 1;
 }
 
+/* A prompt/response record given with --chat-template: refused as a bad
+ * record (1), since it would pass through unrendered, without the template
+ * the user asked for; 0 otherwise.  rendered: the record says "chat": true
+ * (icl-fmt --chat-template's own output), which passes. */
+static int no_chat_passthrough(icl_fmt *f, long line, int rendered)
+{
+    if (!f->o.chat || rendered)
+        return 0;
+    badf(f, line, "--chat-template renders messages or instruction/output records; prompt/response would "
+         "pass through without the template: to render the prompt as the user message and the response "
+         "as the answer, --map instruction=%s,output=%s", f->o.map[ICL_F_PROMPT], f->o.map[ICL_F_RESPONSE]);
+    return 1;
+}
+
 /* The user text of a one-turn conversation: instruction, "\n\n", input. */
 static json_t *user_text(const icl_tfields *tf)
 {
@@ -809,7 +823,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             if (!ok)
                 continue;
         } else {
-            if (no_shots(f, row.line))
+            if (no_shots(f, row.line) || no_chat_passthrough(f, row.line, 0))
                 continue;
             icl_str p = COL(ICL_F_PROMPT), r = COL(ICL_F_RESPONSE);
             if (blank(r.s, r.n)) {
@@ -1115,7 +1129,7 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         if (!ok)
             return;
     } else if (v[ICL_F_PROMPT] && v[ICL_F_RESPONSE]) {
-        if (no_shots(f, line))
+        if (no_shots(f, line) || no_chat_passthrough(f, line, json_is_true(json_object_get(o, "chat"))))
             return;
         size_t np, nr;
         int ep, er;

@@ -660,6 +660,21 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
         apply_config(t, c);
         json_decref(c);
     }
+    /* chat_template.jinja (transformers >= 4.43 saves the template there)
+     * wins over tokenizer_config.json's, as in icl_chat_load */
+    sprintf(p, "%s/chat_template.jinja", dir);
+    struct stat cst;
+    if (stat(p, &cst) == 0) {
+        char rerr[512];
+        size_t n;
+        char *text = icl_read_file(p, (size_t)64 << 20, &n, rerr, sizeof rerr);
+        if (!text) {
+            fail(err, "%s", rerr);
+            goto bad;
+        }
+        free(t->chat_template);
+        t->chat_template = text;
+    }
     /* the model's own say wins: generation_config.json, then config.json
      * (what icl-gen stops at), over tokenizer_config.json */
     static const char *const model_files[] = {"generation_config.json", "config.json"};

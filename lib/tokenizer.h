@@ -115,7 +115,8 @@ const icl_tok_specials *icl_tok_get_specials(const icl_tokenizer *t);
 int icl_tok_is_byte_level(const icl_tokenizer *t);
 /* The chat template (Jinja source) kept with the tokenizer: tokenizer_config.json's
  * "chat_template" (a string, or of a list of {name, template} the "default"
- * one) or GGUF's tokenizer.chat_template; NULL when there is none.  Owned by t. */
+ * one), overridden by a chat_template.jinja beside tokenizer.json, or GGUF's
+ * tokenizer.chat_template; NULL when there is none.  Owned by t. */
 const char *icl_tok_chat_template(const icl_tokenizer *t);
 
 /* Per-thread encoding state: a word cache keyed by XXH3 (as HF's BPE cache,

@@ -73,7 +73,8 @@ static int record_turns(const json_t *rec, json_t **pp, json_t **rp, json_t **tx
         *is_text = 1;
         *nturn = 1;
     } else {
-        return snprintf(err, errsz, "record has neither prompt/response nor text"), -1;
+        return snprintf(err, errsz, "record has neither prompt/response nor text "
+                        "(icl-fmt makes such records from rows such as instruction/output)"), -1;
     }
     return 0;
 }

@@ -110,4 +110,31 @@ test_expect_success 'usage errors' '
 	grep -F "nowhere" e
 '
 
+test_expect_success 'prompt/response rows are refused, naming the --map that renders them; rendered records pass' '
+	printf "prompt,response\nHi?,Hello.\n" >pr.csv &&
+	test_must_fail icl-fmt --chat-template smol pr.csv >o 2>e && test ! -s o &&
+	echo "icl-fmt: pr.csv:2: --chat-template renders messages or instruction/output records; prompt/response would pass through without the template: to render the prompt as the user message and the response as the answer, --map instruction=prompt,output=response" >want &&
+	test_cmp want e &&
+	icl-fmt --chat-template smol --map instruction=prompt,output=response pr.csv >o &&
+	test_grep "\"prompt\":\[\"<|im_start|>system.*<|im_start|>user\\\\nHi?<|im_end|>\\\\n<|im_start|>assistant\\\\n\"\],\"response\":\[\"Hello.<|im_end|>\"\],\"chat\":true}" o &&
+	printf "{\"q\":\"Hi?\",\"a\":\"Hello.\"}\n" >pr.jsonl &&
+	test_must_fail icl-fmt --chat-template smol --map prompt=q,response=a pr.jsonl >o 2>e &&
+	test_grep "pr.jsonl:1: .*--map instruction=q,output=a$" e &&
+	icl-fmt --chat-template smol --on-error=skip --map prompt=q,response=a pr.jsonl >o 2>e && test ! -s o &&
+	test_grep "1 bad record skipped" e &&
+	icl-fmt --chat-template smol --map instruction=prompt,output=response pr.csv >r1 &&
+	icl-fmt --chat-template smol r1 >r2 && test_cmp r1 r2
+'
+
+test_expect_success 'a folder without a template: an adapter folder names its base' '
+	printf "instruction,output\nHi?,Hello.\n" >io.csv &&
+	mkdir ad empty && echo "{\"base_model_name_or_path\": \"/models/smol\", \"r\": 4}" >ad/adapter_config.json &&
+	test_must_fail icl-fmt --chat-template ad io.csv >o 2>e && test ! -s o &&
+	echo "icl-fmt: ad: no tokenizer_config.json or chat_template.jinja: a LoRA adapter folder, whose chat template is its base model'"'"'s: give the base (/models/smol)" >want &&
+	test_cmp want e &&
+	test_must_fail icl-fmt --chat-template empty io.csv >o 2>e &&
+	echo "icl-fmt: empty: no chat template here (no tokenizer_config.json or chat_template.jinja; a model trained with --arch has none)" >want &&
+	test_cmp want e
+'
+
 test_done

@@ -24,6 +24,12 @@ test_expect_code 2 'LoRA options without --lora-r are a usage error' 'icl-train 
 test_expect_code 2 'LoRA with --arch is a usage error' 'icl-train --arch llama -t x -o out --lora-r 4 rand.tok'
 test_expect_code 2 '--lora-dropout 1 is a usage error' 'icl-train -m "$LLAMA" -o out --lora-r 4 --lora-dropout 1 rand.tok'
 
+test_expect_success 'the closing note says the output folder holds an adapter' '
+	icl-train -m "$LLAMA" -o done --lora-r 4 --max-steps 1 rand.tok >m 2>err &&
+	test_grep "done: 1 step; adapter in done, last checkpoint done/checkpoint-1" err &&
+	test -f done/adapter_config.json
+'
+
 test_expect_success 'a target the model does not have is an error naming it' '
 	test_must_fail icl-train -q -m "$LLAMA" -o out --lora-r 4 --lora-targets q_proj,c_attn rand.tok 2>err &&
 	test_grep "LoRA target \"c_attn\" names no projection of this llama model" err

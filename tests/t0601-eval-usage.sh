@@ -74,4 +74,12 @@ test_expect_success 'token lines without -m: a usage error saying -m MODEL is ne
 	test_grep "icl-eval: t.tok: token lines (icl-tok encode): their loss and perplexity need -m MODEL" err
 '
 
+test_expect_success 'records without a completion: the error says icl-gen adds it' '
+	echo "{\"prompt\":\"a\",\"response\":\"b\"}" >recs.jsonl &&
+	test_must_fail icl-eval recs.jsonl >out 2>err && test ! -s out &&
+	test_grep "^icl-eval: recs.jsonl:1: no \"completion\" key (the prediction; see --pred): icl-gen -m MODEL adds it to records; to score a model on them without generating, icl-tok encode them and give the token lines with -m MODEL$" err &&
+	test_must_fail icl-eval -p pred recs.jsonl 2>err &&
+	echo "icl-eval: recs.jsonl:1: no \"pred\" key (the prediction; see --pred)" >want && test_cmp want err
+'
+
 test_done

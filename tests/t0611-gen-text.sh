@@ -114,7 +114,7 @@ test_expect_success '--help teaches, --version names the program' '
 	icl-gen --version >v && test_grep "^icl-gen (icl) " v
 '
 
-test_expect_success 'input that is not records: token lines say --ids, CSV or text says icl-fmt' '
+test_expect_success 'input that is not records: token lines say --ids, CSV, text or rows say icl-fmt' '
 	echo "{\"prompt\":\"Hi there\",\"response\":\"ok\"}" | icl-tok encode -t m >t.tok &&
 	test_must_fail icl-gen -q -m m -n 2 t.tok >out 2>err && test ! -s out &&
 	test_grep "t.tok:1: .*these are token lines, from icl-tok encode: give --ids" err &&
@@ -123,6 +123,10 @@ test_expect_success 'input that is not records: token lines say --ids, CSV or te
 	test_grep "bare.tok:1: .*these are token lines, from icl-tok encode: give --ids" err &&
 	printf "prompt,response\nHi,Hello\n" >d.csv && test_must_fail icl-gen -q -m m -n 2 d.csv 2>err &&
 	test_grep "d.csv:1: .*icl-fmt makes them from CSV" err &&
+	echo "{\"instruction\":\"Hi\",\"output\":\"Hello\"}" >rows.jsonl &&
+	test_must_fail icl-gen -q -m m -n 2 rows.jsonl >out 2>err && test ! -s out &&
+	echo "icl-gen: rows.jsonl:1: no \"prompt\" (nor \"messages\"): icl-gen reads records such as icl-fmt writes; icl-fmt makes them from rows such as instruction/output" >want &&
+	test_cmp want err &&
 	printf "{\"prompt\":\"a\"}\nfoo\n" >late.jsonl && test_must_fail icl-gen -q -m m -n 2 late.jsonl >/dev/null 2>err &&
 	test_grep "late.jsonl:2: bad JSON" err && ! test_grep "icl-fmt\|--ids" err
 '

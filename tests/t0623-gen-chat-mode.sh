@@ -149,6 +149,7 @@ test_expect_success 'a model without a chat template: an error naming --chat-tem
 GGUF="${ICL_SMOLLM2_GGUF:-}"
 if [ -z "$GGUF" ] || [ ! -r "$GGUF" ]; then
 	test_skip 'a chat with SmolLM2 (GGUF, its own template)' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
+	test_skip 'a Q8_0 GGUF, three turns' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
 	test_skip 'SmolLM2 with --adapter' 'ICL_SMOLLM2_GGUF missing: make deps fetches it'
 else
 test_expect_success 'a chat with SmolLM2 (GGUF, its own template): turn 2 as the record mode' '
@@ -161,6 +162,25 @@ test_expect_success 'a chat with SmolLM2 (GGUF, its own template): turn 2 as the
 		icl-gen -q -m "$GGUF" -n 24 --greedy --stream | sed "\$d" >r2 &&
 	cat r1 r2 >want && test_cmp want got &&
 	! grep -F "im_end" got
+'
+
+# On a quantized GGUF the decode steps run on int8 activations: the keys
+# and values of a reply kept from them made turn 3 here differ from the
+# record mode's (the elephant a herbivore, not a carnivore); the reply is
+# now prefilled at the next turn, as the record mode prefills it.
+test_expect_success 'a Q8_0 GGUF, three turns: each turn as the record mode (a reply re-prefilled)' '
+	icl-convert "$GGUF" base && icl-convert --like "$GGUF" --type Q8_0 base q8.gguf &&
+	q1="Name an animal." && q2="Where does it live?" && q3="What does it eat?" &&
+	printf "%s\n" "$q1" "$q2" "$q3" | icl-gen -q -m q8.gguf -n 32 --greedy --chat >got &&
+	test $(wc -l <got) = 3 &&
+	r1=$(sed -n 1p got) && r2=$(sed -n 2p got) &&
+	U="{\"role\":\"user\",\"content\":" && A="{\"role\":\"assistant\",\"content\":" &&
+	printf "%s\n" "{\"messages\":[$U\"$q1\"}]}" \
+		"{\"messages\":[$U\"$q1\"},$A\"$(json "$r1")\"},$U\"$q2\"}]}" \
+		"{\"messages\":[$U\"$q1\"},$A\"$(json "$r1")\"},$U\"$q2\"},$A\"$(json "$r2")\"},$U\"$q3\"}]}" >recs.jsonl &&
+	icl-gen -q -m q8.gguf -n 32 --greedy recs.jsonl >pred.jsonl &&
+	python3 -c "import json,sys; [print(json.loads(l)[\"completion\"]) for l in open(sys.argv[1])]" pred.jsonl >want &&
+	test_cmp want got
 '
 
 # the PEFT-initialised adapter (B zero: the same replies), applied unmerged

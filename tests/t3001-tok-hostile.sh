@@ -56,6 +56,7 @@ test_expect_success 'train: a repeated --special is kept once, as BpeTrainer doe
 	gzip -dc "$DATA/tok/corpus.txt.gz" | head -2000 >c.txt &&
 	icl-tok train --vocab-size 300 --special "<s>" --special "<s>" -o t.json c.txt 2>err &&
 	test_grep "t.json: 43 merges, vocabulary 300" err &&
+	icl-tok train -q --vocab-size 300 -o q.json c.txt 2>err && test ! -s err && test -s q.json &&
 	test $(grep -c "\"content\": \"<s>\"" t.json) -eq 1 &&
 	grep -q "\"<s>\": 0," t.json && grep -q "\"!\": 1," t.json
 '
@@ -139,6 +140,9 @@ test_expect_success 'encode given token lines or CSV, decode given records: what
 	test_grep "^icl-tok: one.tok:1: .* (these are token lines, from icl-tok encode: encoded already; icl-tok decode -t TOKENIZER turns them back into records)$" err &&
 	test_must_fail icl-tok encode -t gpt2.json one.jsonl data.csv 2>err >out &&
 	test_grep "^icl-tok: data.csv:1: .* (icl-tok encode reads JSON Lines records, .*: icl-fmt makes them from CSV, TSV or JSON data)$" err &&
+	echo "{\"instruction\":\"Hi\",\"output\":\"Hello\"}" >rows.jsonl &&
+	test_must_fail icl-tok encode -t gpt2.json rows.jsonl 2>err >out &&
+	test_grep "^icl-tok: rows.jsonl:1: record has neither prompt/response nor text (icl-fmt makes such records from rows such as instruction/output)$" err &&
 	printf "{\"prompt\":\"a\",\"response\":\"b\"}\nnot json\n" >late.jsonl &&
 	test_must_fail icl-tok encode -t gpt2.json late.jsonl 2>err >out &&
 	test_grep "^icl-tok: late.jsonl:2: bad JSON" err && ! grep -q "icl-fmt\|token lines" err &&

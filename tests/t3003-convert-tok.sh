@@ -33,6 +33,16 @@ test_expect_success 'folder with a byte-level tokenizer -> GGUF (gpt2, pre gpt-2
 	test_grep "chat_template" m2/tokenizer_config.json
 '
 
+test_expect_success 'a chat_template.jinja (transformers >= 4.43) goes into the GGUF, over tokenizer_config.json'"'"'s' '
+	mkdir -p j && cp m/* j/ && rm -f j/*.gguf &&
+	printf "%s" "{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}" >j/chat_template.jinja &&
+	icl-convert j j.gguf && icl-convert j.gguf j2 &&
+	python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"chat_template\"], end=\"\")" j2/tokenizer_config.json >got &&
+	test_cmp j/chat_template.jinja got &&
+	rm j/chat_template.jinja && icl-convert j k.gguf && icl-convert k.gguf k2 &&
+	test_grep "\"chat_template\": \"{{ messages }}\"" k2/tokenizer_config.json
+'
+
 test_expect_success 'a folder tokenizer GGUF cannot name is refused by name' '
 	mkdir -p bad && cp m/config.json m/generation_config.json m/model.safetensors bad/ &&
 	mktok "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"l\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}" bad &&
