@@ -402,7 +402,13 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
             e = errno;
         else if (S_ISDIR(st.st_mode))
             e = EISDIR;
-        else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb")))
+        else if (max && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > max) {
+            /* known too big (a sparse 10 GB file): refused without reading the cap's worth */
+            close(fd);
+            icl_seterr(err, errsz, "%s: larger than %zu bytes", name, max);
+            errno = EFBIG;
+            return NULL;
+        } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb")))
             e = errno;
         if (e) {
             if (fd >= 0)

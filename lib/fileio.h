@@ -84,7 +84,9 @@ extern void (*icl_on_stdin)(void);
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
  * message "PATH: reason" in err.  "-" reads standard input.  The cap makes
- * /dev/zero or a runaway FIFO an error instead of an unbounded allocation;
+ * /dev/zero or a runaway FIFO an error instead of an unbounded allocation,
+ * and a regular file larger than the cap (a sparse one) an error before
+ * any read;
  * a FIFO nobody writes to never blocks: it is an error ("not a regular
  * file"), as is a folder (EISDIR). */
 char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz);
