@@ -122,7 +122,8 @@ int icl_mkdirs(const char *dir);
  * icl_out_open).  Returns 1 when dir was created (mode 0777 before the
  * umask), 0 when it is an existing folder (or a link to one), -1 with err:
  * "DIR: no folder PARENT to create it in", "DIR: PARENT is not a folder",
- * "DIR: exists and is not a folder" or "DIR: cannot create: REASON". */
+ * "DIR: exists and is not a folder", "DIR: a link to TARGET, which does not
+ * exist" or "DIR: cannot create: REASON". */
 int icl_out_dir_make(const char *dir, char *err, size_t errsz);
 
 /* The check of icl_out_dir_make without creating anything: 0 when dir is
