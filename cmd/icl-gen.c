@@ -586,6 +586,35 @@ out:
     return rc;
 }
 
+/* One line of f into *buf (grown, *cap bytes), its '\n' kept: its length,
+ * -1 at the end of input, -2 when it passes max bytes (the bytes read so
+ * far kept).  getline without a bound grew until memory ran out on an
+ * endless line (/dev/zero). */
+static ssize_t read_line_max(FILE *f, char **buf, size_t *cap, size_t max)
+{
+    size_t n = 0;
+    int ch = EOF;
+    while ((ch = getc(f)) != EOF) {
+        if (n + 2 > *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *buf = icl_xrealloc(*buf, *cap);
+        }
+        (*buf)[n++] = (char)ch;
+        if (ch == '\n')
+            break;
+        if (n > max)
+            return -2;
+    }
+    if (n == 0)
+        return -1;
+    (*buf)[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* a chat message's line at most: more could not be sent (no model's
+ * context holds it; the template's output is capped at 64 MiB) */
+#define CHAT_LINE_MAX ((size_t)16 << 20)
+
 /* The chat loop (--chat): returns the exit status, 1 if a message was not
  * sent. */
 static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
@@ -624,9 +653,11 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
     for (;;) {
         if (cs.tty)
             fputs("> ", stderr);
-        if ((n = getline(&line, &cap, stdin)) < 0)
+        if ((n = read_line_max(stdin, &line, &cap, CHAT_LINE_MAX)) == -1)
             break;
         lineno++;
+        if (n == -2)
+            icl_die("<stdin>:%ld: a line longer than %zu MiB: not a chat message", lineno, CHAT_LINE_MAX >> 20);
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         /* a command: one word starting with '/', blanks around it ignored */

@@ -90,4 +90,22 @@ for i in range(300):
 "
 '
 
+# a line without end (/dev/zero): getline grew until memory ran out, then
+# the chat ended with status 0 and nothing said
+test_expect_success 'an endless line (/dev/zero) is an error at 16 MiB, not all the memory' '
+	python3 -c "
+import resource, subprocess
+r = subprocess.run([\"timeout\", \"60\", \"icl-gen\", \"-m\", \"c\", \"-n\", \"4\", \"--chat\"],
+                   stdin=open(\"/dev/zero\"), capture_output=True, text=True)
+assert r.returncode == 1, r
+assert r.stderr == \"icl-gen: <stdin>:1: a line longer than 16 MiB: not a chat message\n\", r.stderr
+kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+assert kb < 400000, kb
+" &&
+	head -c 3000000 /dev/zero | tr "\000" a >long && echo >>long && echo "The dog" >>long &&
+	printf "The dog\n" | icl-gen -m c -n 12 --greedy --chat >want &&
+	rc=0; icl-gen -m c -n 12 --greedy --chat <long >got 2>err || rc=$?
+	test $rc -eq 1 && test_cmp want got && grep -F "<stdin>:1: the message has" err
+'
+
 test_done
