@@ -502,11 +502,16 @@ static int chat_drop_oldest(chat_session *cs)
  * (at most half the context) would pass the context, the oldest exchanges
  * are dropped first (said on stderr).  A message that cannot be sent (not
  * UTF-8, the template refuses it, longer than the context by itself) is
- * said on stderr and forgotten, the history kept as it was: returns -1. */
+ * said on stderr and forgotten, the history kept as it was: returns -1.
+ * A NUL byte is refused, as a record's \u0000 is. */
 static int chat_turn(ctx_t *c, chat_session *cs, const char *text, size_t len, long lineno)
 {
     char err[1024], where[64];
     snprintf(where, sizeof where, "<stdin>:%ld", lineno);
+    if (memchr(text, 0, len)) {
+        icl_warn("%s: the message holds a NUL byte: not sent", where);
+        return -1;
+    }
     json_t *content = json_stringn(text, len);
     if (!content) {
         icl_warn("%s: the message is not UTF-8 text: not sent", where);
@@ -592,6 +597,35 @@ out:
     return rc;
 }
 
+/* One line of f into *buf (grown, *cap bytes), its '\n' kept: its length,
+ * -1 at the end of input, -2 when it passes max bytes (the bytes read so
+ * far kept).  getline without a bound grew until memory ran out on an
+ * endless line (/dev/zero). */
+static ssize_t read_line_max(FILE *f, char **buf, size_t *cap, size_t max)
+{
+    size_t n = 0;
+    int ch = EOF;
+    while ((ch = getc(f)) != EOF) {
+        if (n + 2 > *cap) {
+            *cap = *cap ? *cap * 2 : 256;
+            *buf = icl_xrealloc(*buf, *cap);
+        }
+        (*buf)[n++] = (char)ch;
+        if (ch == '\n')
+            break;
+        if (n > max)
+            return -2;
+    }
+    if (n == 0)
+        return -1;
+    (*buf)[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* a chat message's line at most: more could not be sent (no model's
+ * context holds it; the template's output is capped at 64 MiB) */
+#define CHAT_LINE_MAX ((size_t)16 << 20)
+
 /* The chat loop (--chat): returns the exit status, 1 if a message was not
  * sent. */
 static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
@@ -606,6 +640,18 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
         json_object_set_new(msg, "content", content);
         json_array_append_new(cs.msgs, msg);
         cs.n_keep = 1;
+        /* a template that refuses a system message (one that raises on the
+         * role) would refuse every turn: said once, before any */
+        char err[1024], err2[64];
+        icl_ids probe = {0};
+        json_t *rec = json_pack("{s:[O,{s:s,s:s}]}", "messages", msg, "role", "user", "content", "Hi");
+        json_t *rec2 = json_pack("{s:[{s:s,s:s}]}", "messages", "role", "user", "content", "Hi");
+        if (chat_prompt_ids(c, rec, &probe, err, sizeof err) != 0 &&
+            (probe.n = 0, chat_prompt_ids(c, rec2, &probe, err2, sizeof err2) == 0))
+            icl_die("--system: the chat template refuses a system message (%s)", err);
+        json_decref(rec);
+        json_decref(rec2);
+        icl_ids_free(&probe);
     }
     if (cs.tty && !quiet)
         fprintf(stderr, "%s: chatting with %s: one line a message; /help for commands, /exit or Ctrl-D to end\n",
@@ -618,9 +664,11 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
     for (;;) {
         if (cs.tty)
             fputs("> ", stderr);
-        if ((n = getline(&line, &cap, stdin)) < 0)
+        if ((n = read_line_max(stdin, &line, &cap, CHAT_LINE_MAX)) == -1)
             break;
         lineno++;
+        if (n == -2)
+            icl_die("<stdin>:%ld: a line longer than %zu MiB: not a chat message", lineno, CHAT_LINE_MAX >> 20);
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         /* a command: one word starting with '/', blanks around it ignored */
@@ -629,7 +677,8 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
             e--;
         if (e == b)
             continue; /* a blank line: nothing to say */
-        if (line[b] == '/' && !memchr(line + b, ' ', e - b) && !memchr(line + b, '\t', e - b)) {
+        if (line[b] == '/' && !memchr(line + b, ' ', e - b) && !memchr(line + b, '\t', e - b) &&
+            !memchr(line + b, 0, e - b)) {
             line[e] = '\0';
             const char *cmd = line + b;
             if (!strcmp(cmd, "/exit") || !strcmp(cmd, "/quit")) {

@@ -1,5 +1,6 @@
 /* icl-tok - records <-> token lines through a Hugging Face tokenizer.json,
  * and byte-level BPE training.  See icl-tok(1). */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <omp.h>
@@ -253,6 +254,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
                 it->len = r.line.len;
                 it->out.len = 0;
             }
+            if (got < 0 && r.errnum == EFBIG)
+                icl_die("%s:%ld: a line longer than %zu MiB", r.name, r.lineno, ICL_LINE_MAX >> 20);
             if (got < 0)
                 icl_die("%s: read error: %s", r.name, strerror(r.errnum));
             if (n == 0)

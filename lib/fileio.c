@@ -402,7 +402,13 @@ char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t
             e = errno;
         else if (S_ISDIR(st.st_mode))
             e = EISDIR;
-        else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb")))
+        else if (max && S_ISREG(st.st_mode) && (unsigned long long)st.st_size > max) {
+            /* known too big (a sparse 10 GB file): refused without reading the cap's worth */
+            close(fd);
+            icl_seterr(err, errsz, "%s: larger than %zu bytes", name, max);
+            errno = EFBIG;
+            return NULL;
+        } else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0 || !(f = fdopen(fd, "rb")))
             e = errno;
         if (e) {
             if (fd >= 0)
@@ -514,6 +520,21 @@ int icl_out_dir_check(const char *dir, char *err, size_t errsz)
     }
     if (errno != ENOENT)
         return out_dir_error(dir, errno, err, errsz);
+    /* a link to nothing (mkdir(1): "File exists"; the files would go
+     * nowhere): lstat on the name without its trailing slashes, which
+     * would follow the link */
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    char *name = icl_xstrndup(dir, n), to[512];
+    ssize_t tl = lstat(name, &st) == 0 && S_ISLNK(st.st_mode) ? readlink(name, to, sizeof to - 1) : -1;
+    free(name);
+    if (tl >= 0) {
+        to[tl] = '\0';
+        icl_seterr(err, errsz, "%s: a link to %s, which does not exist", dir, to);
+        errno = ENOENT;
+        return -1;
+    }
     char *par = parent_of(dir);
     int e = stat(par, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
     free(par);
@@ -607,7 +628,8 @@ int icl_stage_commit(const char *tmp, const char *dir, const char *const *owned,
 {
     if (rename(tmp, dir) == 0) /* dir absent or an empty folder */
         return 0;
-    if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR) {
+    /* EBUSY: dir is "." or ".." (or a mount point): moved file by file */
+    if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOTDIR && errno != EBUSY) {
         icl_seterr(err, errsz, "%s: cannot move %s into place: %s", dir, tmp, strerror(errno));
         return -1;
     }

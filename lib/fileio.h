@@ -84,7 +84,9 @@ extern void (*icl_on_stdin)(void);
  * plus a terminating NUL (caller frees), or NULL on error with errno set
  * (EFBIG when the file is larger than max bytes; max 0 = no limit) and the
  * message "PATH: reason" in err.  "-" reads standard input.  The cap makes
- * /dev/zero or a runaway FIFO an error instead of an unbounded allocation;
+ * /dev/zero or a runaway FIFO an error instead of an unbounded allocation,
+ * and a regular file larger than the cap (a sparse one) an error before
+ * any read;
  * a FIFO nobody writes to never blocks: it is an error ("not a regular
  * file"), as is a folder (EISDIR). */
 char *icl_read_file(const char *path, size_t max, size_t *len, char *err, size_t errsz);
@@ -120,7 +122,8 @@ int icl_mkdirs(const char *dir);
  * icl_out_open).  Returns 1 when dir was created (mode 0777 before the
  * umask), 0 when it is an existing folder (or a link to one), -1 with err:
  * "DIR: no folder PARENT to create it in", "DIR: PARENT is not a folder",
- * "DIR: exists and is not a folder" or "DIR: cannot create: REASON". */
+ * "DIR: exists and is not a folder", "DIR: a link to TARGET, which does not
+ * exist" or "DIR: cannot create: REASON". */
 int icl_out_dir_make(const char *dir, char *err, size_t errsz);
 
 /* The check of icl_out_dir_make without creating anything: 0 when dir is

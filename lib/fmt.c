@@ -684,12 +684,22 @@ static int start_instr(icl_fmt *f, const icl_tfields *tf, long line)
     return !is_dup(f);
 }
 
+/* why the reader stopped early, in e: a read error, or EFBIG, a line (a
+ * record) longer than the reader holds (ICL_READER_MAX: /dev/zero) */
+static void read_error_msg(const icl_reader *rd, char *e, size_t n)
+{
+    if (rd->errnum == EFBIG)
+        snprintf(e, n, "%s: a line longer than %zu MiB", rd->name, ICL_READER_MAX >> 20);
+    else
+        snprintf(e, n, "%s: read error: %s", rd->name, strerror(rd->errnum));
+}
+
 /* The input ended: because it could not be read?  Then that is the error. */
 static void check_read(icl_fmt *f, const icl_reader *rd)
 {
     if (rd->errnum) {
         char e[600];
-        snprintf(e, sizeof e, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        read_error_msg(rd, e, sizeof e);
         fatal(f, e);
     }
 }
@@ -1274,7 +1284,7 @@ int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz)
     memset(rd, 0, sizeof *rd);
     if (setjmp(f->jb)) {
         if (rd->errnum) /* the input ended early because it could not be read */
-            icl_seterr(err, errsz, "%s: read error: %s", rd->name, strerror(rd->errnum));
+            read_error_msg(rd, err, errsz);
         else
             icl_seterr(err, errsz, "%s", f->errmsg);
         cleanup(f);
@@ -1299,7 +1309,7 @@ int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz)
     }
     if (rd->errnum) {
         char e[600];
-        snprintf(e, sizeof e, "%s: read error: %s", rd->name, strerror(rd->errnum));
+        read_error_msg(rd, e, sizeof e);
         fatal(f, e);
     }
     icl_reader_close(rd);

@@ -51,6 +51,11 @@ static size_t fill(icl_reader *r)
         r->pos = 0;
     }
     if (r->cap - r->len < READER_CHUNK / 2) {
+        if (r->cap >= ICL_READER_MAX) { /* a line without end (/dev/zero): an error, not all the memory */
+            r->errnum = EFBIG;
+            r->eof = 1;
+            return 0;
+        }
         r->cap *= 2;
         r->buf = icl_xrealloc(r->buf, r->cap);
     }

@@ -38,11 +38,16 @@ size_t icl_reader_peek(icl_reader *r, size_t n, const char **p);
 /* Consume n bytes that icl_reader_peek made available. */
 void icl_reader_skip(icl_reader *r, size_t n);
 
+/* The most the reader holds at once: a line (or a peek) longer than about
+ * this ends the input with r->errnum EFBIG, so an endless line (/dev/zero)
+ * is an error instead of all the memory. */
+#define ICL_READER_MAX ((size_t)256 << 20)
+
 /* Next physical line, including its '\n' when it has one (the last line of
  * a file may not).  *p points into the reader's buffer and stays valid until
  * the next call.  Returns the length (> 0), or 0 at end of input.  Lines
- * may be of any length and contain any bytes, NUL included.  Increments
- * r->lineno. */
+ * may be of any length up to about ICL_READER_MAX and contain any bytes,
+ * NUL included.  Increments r->lineno. */
 size_t icl_reader_line(icl_reader *r, const char **p);
 
 /* A run of whole lines: at most about `want` bytes when the lines are shorter

@@ -27,11 +27,45 @@ int icl_lines_open(icl_lines *r, const char *path, char *err, size_t errsz)
     return 0;
 }
 
+/* getline bounded by max bytes (NUL bytes counted): the length, -1 at the
+ * end of input or on a read error, -2 past max.  getline itself grew
+ * without bound on an endless line (/dev/zero) until an allocation failed,
+ * which it returned as the end of input. */
+static ssize_t getline_max(icl_buf *b, FILE *f, size_t max)
+{
+    size_t n = 0;
+    int c;
+    flockfile(f);
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (n + 2 > b->cap) {
+            b->cap = b->cap ? b->cap * 2 : 256;
+            b->data = icl_xrealloc(b->data, b->cap);
+        }
+        b->data[n++] = (char)c;
+        if (c == '\n')
+            break;
+        if (n > max) {
+            funlockfile(f);
+            return -2;
+        }
+    }
+    funlockfile(f);
+    if (n == 0)
+        return -1;
+    b->data[n] = '\0';
+    return (ssize_t)n;
+}
+
 int icl_lines_next(icl_lines *r)
 {
-    /* getline: lines of any length, and it counts embedded NUL bytes. */
     errno = 0;
-    ssize_t n = getline(&r->line.data, &r->line.cap, r->f);
+    ssize_t n = getline_max(&r->line, r->f, ICL_LINE_MAX);
+    if (n == -2) {
+        r->line.len = 0;
+        r->lineno++;
+        r->errnum = errno = EFBIG;
+        return -1;
+    }
     if (n < 0) {
         r->line.len = 0;
         if (ferror(r->f)) {
@@ -123,6 +157,10 @@ int icl_record_next(icl_lines *r, json_t **out, char *err, size_t errsz)
         }
         *out = v;
         return 1;
+    }
+    if (got < 0 && r->errnum == EFBIG) {
+        icl_seterr(err, errsz, "%s:%ld: a line longer than %zu MiB", r->name, r->lineno, ICL_LINE_MAX >> 20);
+        return -1;
     }
     if (got < 0) {
         icl_seterr(err, errsz, "%s: read error: %s", r->name, strerror(r->errnum));

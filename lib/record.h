@@ -17,7 +17,11 @@
 #include "utf8.h"
 #include "util.h"
 
-/* Line reader over a FILE: lines of any length, numbered from 1.
+/* The longest line icl_lines reads (256 MiB): past it, an error (EFBIG),
+ * not all the memory (an endless line: /dev/zero). */
+#define ICL_LINE_MAX ((size_t)256 << 20)
+
+/* Line reader over a FILE: lines up to ICL_LINE_MAX bytes, numbered from 1.
  * name is used in messages ("-" shows as "<stdin>"); not owned. */
 typedef struct {
     FILE *f;
@@ -36,7 +40,8 @@ int icl_lines_open(icl_lines *r, const char *path, char *err, size_t errsz);
 void icl_lines_init(icl_lines *r, FILE *f, const char *name);
 /* Read the next line into r->line.  Returns 1, 0 at end of input (a last
  * line without '\n' is still returned), or -1 on a read error (errno and
- * r->errnum set; the message is the caller's: "NAME: read error: ..."). */
+ * r->errnum set; the message is the caller's: "NAME: read error: ...") or
+ * a line longer than ICL_LINE_MAX (errnum EFBIG, lineno its number). */
 int icl_lines_next(icl_lines *r);
 /* Close (not stdin) and free the buffer. */
 void icl_lines_close(icl_lines *r);

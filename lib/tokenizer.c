@@ -1227,10 +1227,11 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
     icl_tokenizer *t = NULL;
     char rerr[512];
     if (!(data = icl_read_file(file, ICL_TOK_MAX_BYTES, &len, rerr, sizeof rerr))) {
+        size_t fl = strlen(file);
         if (strcmp(file, path)) /* a directory: name the file looked for */
             snprintf(err, errsz, "%s", rerr);
-        else
-            snprintf(err, errsz, "%s", strerror(errno));
+        else /* the reader's reason ("larger than N bytes", "not a regular file"), without the path the caller prefixes */
+            snprintf(err, errsz, "%s", !strncmp(rerr, file, fl) && !strncmp(rerr + fl, ": ", 2) ? rerr + fl + 2 : rerr);
     } else {
         t = icl_tok_load_mem(data, len, dir, err, errsz);
         free(data);

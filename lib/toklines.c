@@ -1,4 +1,5 @@
 /* toklines.c - see toklines.h. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,10 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
         }
         r->examples++;
         return 1;
+    }
+    if (got < 0 && r->lines.errnum == EFBIG) {
+        icl_seterr(err, errsz, "%s:%ld: a line longer than %zu MiB", name, r->lines.lineno, ICL_LINE_MAX >> 20);
+        return -1;
     }
     if (got < 0) {
         icl_seterr(err, errsz, "%s: read error: %s", name, strerror(r->lines.errnum));

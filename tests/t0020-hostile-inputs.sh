@@ -120,4 +120,24 @@ test_expect_success '-q silences how the model is loaded (icl-gen, icl-eval), no
 	fails 1 "icl-gen: nosuch.tok: No such file or directory" icl-gen -q --ids -m "$Q" nosuch.tok
 '
 
+# an endless line (/dev/zero as the input): getline grew until an
+# allocation failed, then returned it as the end of input: all the memory,
+# then status 0 and "no record" or nothing said
+test_expect_success 'an endless line is an error at 256 MiB naming the line, not all the memory' '
+	mkdir c && cp "$DATA"/model/stories260K/model/* c/ && cp "$TOK" c/tokenizer.json &&
+	python3 -c "
+import resource, subprocess
+for cmd, msg in (([\"icl-eval\"], \"icl-eval: <stdin>:1: a line longer than 256 MiB\n\"),
+                 ([\"icl-gen\", \"-m\", \"c\", \"-n\", \"2\"], \"icl-gen: <stdin>:1: a line longer than 256 MiB\n\"),
+                 ([\"icl-gen\", \"-m\", \"c\", \"--ids\"], \"icl-gen: <stdin>:1: a line longer than 256 MiB\n\"),
+                 ([\"icl-tok\", \"encode\", \"-t\", \"c\"], \"icl-tok: <stdin>:1: a line longer than 256 MiB\n\"),
+                 ([\"icl-tok\", \"decode\", \"-t\", \"c\"], \"icl-tok: <stdin>:1: a line longer than 256 MiB\n\"),
+                 ([\"icl-fmt\"], \"icl-fmt: <stdin>: a line longer than 256 MiB\n\")):
+    r = subprocess.run([\"timeout\", \"120\"] + cmd, stdin=open(\"/dev/zero\"), capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr == msg, (cmd, r)
+    kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert kb < 1500000, (cmd, kb)
+"
+'
+
 test_done

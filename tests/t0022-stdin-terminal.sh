@@ -14,9 +14,11 @@ gzip -dc "$DATA/tok/gpt2.json.gz" >gpt2.json
 # terminal that gets end-of-file (^D) after a second; CMD redirects what it
 # wants to check.  A ^D typed before the program reads still ends its input
 # (the terminal queues it).
+# With EOFS=2, a second ^D half a second after the first (a program that
+# reads standard input twice: a terminal's end-of-file is not sticky).
 at_tty() {
 	rm -f tty.in && mkfifo tty.in &&
-	{ (sleep 1; printf '\004'; exec sleep 60) >tty.in & } &&
+	{ (sleep 1; printf '\004'; [ "${EOFS:-1}" = 1 ] || { sleep 0.5; printf '\004'; }; exec sleep 60) >tty.in & } &&
 	feeder=$! &&
 	_rc=0 && timeout 60 script -qec "$1" /dev/null <tty.in >tty.out 2>&1 || _rc=$?
 	kill "$feeder" 2>/dev/null
@@ -44,6 +46,18 @@ test_expect_success 'icl-gen --ids and icl-train, after loading the model: the n
 	test_grep "^icl-gen: $NOTICE" err && test "$(grep -c "$NOTICE" err)" = 1 &&
 	at_tty "icl-train -m \"$LLAMA\" -o run --max-steps 1 2>err >out; true" &&
 	test_grep "^icl-train: $NOTICE" err
+'
+
+test_expect_success 'standard input read twice (icl-fmt - -): said once; the chat'"'"'s own banner only' '
+	EOFS=2 at_tty "icl-fmt - - 2>err >out; true" &&
+	test "$(grep -c "$NOTICE" err)" = 1 && test "$(grep -c "empty input" err)" = 2 && test_cmp /dev/null out &&
+	at_tty "icl-tok encode -t - - 2>err >out; true" &&
+	test "$(grep -c "$NOTICE" err)" = 1 && test_cmp /dev/null out &&
+	mkdir c && cp "$DATA"/model/stories260K/model/* c/ && cp "$DATA/tok/bytelevel-512.json" c/tokenizer.json &&
+	printf "%s" "{% for m in messages %}{{ m.content }}{% endfor %}" >c/chat_template.jinja &&
+	at_tty "icl-gen -m c --chat 2>err >out" && test_cmp /dev/null out &&
+	test_grep "^icl-gen: chatting with c" err && ! grep -F "$NOTICE" err &&
+	at_tty "icl-gen -q -m c --chat 2>err >out" && test_cmp /dev/null out && ! grep -F "chatting" err
 '
 
 test_expect_success 'no notice with -q, with a FILE, or with standard input from a file' '

@@ -37,4 +37,18 @@ test_expect_success 'output files: the same message (icl-fmt -o, icl-convert OUT
 	test ! -e nope
 '
 
+test_expect_success 'a link to nothing is refused, as mkdir(1) does; a link to a folder is the folder; "." takes the files' '
+	ln -s nowhere/run dangling &&
+	test_must_fail icl-train -q -m "$LLAMA" -o dangling --max-steps 1 "$TOK" 2>err >/dev/null &&
+	echo "icl-train: dangling: a link to nowhere/run, which does not exist" >want && test_cmp want err &&
+	icl-convert "$LLAMA" m.gguf &&
+	test_must_fail icl-convert m.gguf dangling/ 2>err &&
+	echo "icl-convert: dangling/: a link to nowhere/run, which does not exist" >want && test_cmp want err &&
+	test ! -e nowhere && ! ls -d dangling.tmp.* 2>/dev/null &&
+	mkdir real && ln -s real tolink &&
+	icl-convert m.gguf tolink && test -f real/config.json && test -L tolink &&
+	mkdir here && (cd here && icl-convert ../m.gguf .) && test -f here/config.json && test -f here/model.safetensors &&
+	! ls -d here.tmp.* 2>/dev/null
+'
+
 test_done

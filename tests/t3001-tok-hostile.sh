@@ -156,7 +156,7 @@ test_expect_success 'encode given token lines or CSV, decode given records: what
 if test -r /dev/zero; then
 test_expect_success 'a tokenizer that never ends (/dev/zero) is refused at the size cap, not read forever' '
 	rc=0; icl-tok encode -t /dev/zero </dev/null >out 2>err || rc=$?
-	test $rc -eq 1 && test_grep "^icl-tok: /dev/zero: File too large" err
+	test $rc -eq 1 && test_grep "^icl-tok: /dev/zero: larger than 536870912 bytes" err
 '
 else
 test_skip 'a tokenizer that never ends (/dev/zero) is refused at the size cap' 'no /dev/zero'
@@ -194,6 +194,24 @@ json.dump(t, open(\"gap2.json\", \"w\"))
 	echo "icl-tok: gap.json: vocab: id 16777215 is far beyond the 514 tokens listed (ids must be below twice their count plus 1024)" >want &&
 	test_cmp want err &&
 	icl-tok encode -t gap2.json r.jsonl >out && test_grep " vocab_size=2052 " out
+'
+
+# -t naming what is no tokenizer.json: the reader's reason, not strerror's
+# ("File too large", "Invalid argument"); a file over the cap (a sparse
+# 10 GB one) refused from its size, not read up to the 512 MiB cap
+test_expect_success '-t a FIFO, a sparse 10 GB file: said plainly, nothing big read' '
+	mkfifo fifo &&
+	test_must_fail icl-tok encode -t fifo r.jsonl 2>err &&
+	test_grep "fifo: not a regular file (a FIFO with nothing written to it)" err &&
+	truncate -s 10G sparse &&
+	python3 -c "
+import resource, subprocess
+r = subprocess.run([\"icl-tok\", \"encode\", \"-t\", \"sparse\", \"r.jsonl\"], capture_output=True, text=True)
+assert r.returncode == 1, r
+assert \"sparse: larger than 536870912 bytes\" in r.stderr, r.stderr
+kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+assert kb < 100000, kb
+"
 '
 
 test_done

@@ -389,6 +389,32 @@ static void out_dirs(void **state)
     assert_non_null(tmp);
     icl_stage_abort(tmp);
     free(tmp);
+    /* a link to nothing: refused (mkdir(1) says "File exists"; the files
+     * would go nowhere), with or without a trailing slash; a link to a
+     * folder is that folder */
+    assert_int_equal(symlink("nowhere/run", "dangling"), 0);
+    assert_int_equal(icl_out_dir_make("dangling", err, sizeof err), -1);
+    assert_string_equal(err, "dangling: a link to nowhere/run, which does not exist");
+    assert_int_equal(icl_out_dir_check("dangling/", err, sizeof err), -1);
+    assert_string_equal(err, "dangling/: a link to nowhere/run, which does not exist");
+    assert_null(icl_stage_dir("dangling", err, sizeof err));
+    assert_string_equal(err, "dangling: a link to nowhere/run, which does not exist");
+    assert_int_equal(symlink("rel", "torel"), 0);
+    assert_int_equal(icl_out_dir_make("torel/", err, sizeof err), 0);
+    /* "." and "..": existing folders; a staged folder committed into "."
+     * file by file (rename(2) over "." is EBUSY) */
+    assert_int_equal(icl_out_dir_make(".", err, sizeof err), 0);
+    assert_int_equal(icl_out_dir_make("..", err, sizeof err), 0);
+    assert_int_equal(chdir("rel"), 0);
+    tmp = icl_stage_dir(".", err, sizeof err);
+    assert_non_null(tmp);
+    char *cfg = icl_path_join(tmp, "config.json");
+    assert_int_equal(icl_write_file_atomic(cfg, "{}", 2, err, sizeof err), 0);
+    free(cfg);
+    assert_int_equal(icl_stage_commit(tmp, ".", NULL, err, sizeof err), 0);
+    assert_int_equal(stat("config.json", &st), 0);
+    assert_int_equal(stat(tmp, &st), -1); /* the staging folder gone */
+    free(tmp);
     assert_int_equal(chdir(cwd), 0);
 }
 

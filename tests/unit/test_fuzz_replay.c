@@ -2,7 +2,7 @@
  * normal compiler (and with ASan+UBSan under make check SANITIZE=1):
  * - tests/fuzz/corpus/{csv,json} and the inputs of past findings
  *   tests/fuzz/regress/{csv,json} (what `make fuzz` found stays found);
- * - tests/fuzz/corpus/{safetensors,config,jinja,gguf,tokgguf,lora_config} (every input handled without a crash).
+ * - tests/fuzz/corpus/{safetensors,config,jinja,gguf,tokgguf,lora_config,sniff} (every input handled without a crash).
  * The folders are under $TESTS_DIR/fuzz (tests/run.sh sets TESTS_DIR), else
  * tests/fuzz from the current folder. */
 #include <setjmp.h>
@@ -73,6 +73,7 @@ static void json_corpus(void **state)
 #include "../fuzz/fuzz_gguf.c"
 #include "../fuzz/fuzz_tokgguf.c"
 #include "../fuzz/fuzz_lora_config.c"
+#include "../fuzz/fuzz_sniff.c"
 #include "util.h"
 
 static int replay_corpus(const char *sub, int (*fn)(const uint8_t *, size_t), int *accepted)
@@ -158,11 +159,21 @@ static void replay_lora_config(void **state)
     assert_true(ok >= 5); /* PEFT 0.21's and 0.13's, rslora, gpt2, all-linear */
 }
 
+static void replay_sniff(void **state)
+{
+    (void)state;
+    int ok = 0, n = replay_corpus("sniff", icl_fuzz_sniff, &ok);
+    print_message("# sniff corpus: %d inputs, %d recognised\n", n, ok);
+    assert_true(n >= 14);
+    assert_true(ok >= 13); /* the seeds: every kind but the unknown */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(csv_corpus), cmocka_unit_test(json_corpus),
                                        cmocka_unit_test(replay_safetensors), cmocka_unit_test(replay_config),
                                        cmocka_unit_test(replay_jinja), cmocka_unit_test(replay_gguf),
-                                       cmocka_unit_test(replay_tokgguf), cmocka_unit_test(replay_lora_config)};
+                                       cmocka_unit_test(replay_tokgguf), cmocka_unit_test(replay_lora_config),
+                                       cmocka_unit_test(replay_sniff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
