@@ -438,8 +438,12 @@ static void att_prod_c(float *C, long ldc, const float *A, long ars, long aks, c
 }
 
 #if ATT_X86
+#ifdef __clang__ /* clang ignores GCC's target pragma (clang 14: always_inline errors) */
+#pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
+#endif
 #define AI static inline __attribute__((always_inline))
 /* A loaded vector kept in a register: without it gcc folds the load into
  * each multiply-add that uses it (one 64-byte load per FMA, load-bound). */
@@ -581,7 +585,11 @@ static void att_cols_v(float *O, long ldo, const float *P, long ldp, const float
 }
 #undef RW_CASES
 #undef AI
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 static void att_scores(float *S, long lds, const float *a, long lda, const float *bt, long ldb, int nr, int c0, int c1,
@@ -987,10 +995,27 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
                 }
             }
         }
+#ifdef __clang__
+        icl_amx_end();
+#else
         _tile_release();
+#endif
     }
     att_amx_run_free(&R);
 }
+
+#ifdef __clang__
+/* y[j] = x[j] * s for j < n (n a multiple of 16), one rounding each: what
+ * att_amx_backward's loops do inline under gcc.  clang 14 compiles an
+ * OpenMP region without its function's target attribute, so AVX-512
+ * intrinsics there do not compile; the region calls this instead. */
+AMX_T static void att_scale16(float *y, const float *x, int n, float s)
+{
+    __m512 sc = _mm512_set1_ps(s);
+    for (int j = 0; j < n; j += 16)
+        _mm512_storeu_ps(y + j, _mm512_mul_ps(_mm512_loadu_ps(x + j), sc));
+}
+#endif
 
 AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
                                    const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *sh)
@@ -1072,11 +1097,16 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
                         /* dq = scale dS k */
                         att_round_tile(Pr, dP, Tp, c1 - c0, kp);
                         att_amx_rows(O, hd, Pr, kp, Kk, c0, hd);
+#ifdef __clang__
+                        for (int i = 0; i < nr; i++)
+                            att_scale16(dq + (long)(r0 + i) * ld, O + (long)i * hd, hd, sh->scale);
+#else
                         __m512 sc = _mm512_set1_ps(sh->scale);
                         for (int i = 0; i < nr; i++)
                             for (int j = 0; j < hd; j += 16)
                                 _mm512_storeu_ps(dq + (long)(r0 + i) * ld + j,
                                                  _mm512_mul_ps(_mm512_loadu_ps(O + (long)i * hd + j), sc));
+#endif
                         /* the tile's P and dS rows by pairs, into the block's */
                         long u0 = (r0 - rb0) / 2;
                         att_tile_pairs(Pb + u0 * Tp, Tp, c0 - bc0, P, Tp, c1 - c0);
@@ -1093,20 +1123,31 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
                 }
             }
             /* dk = scale (dk^T)^T, dv = (dv^T)^T, rows < T */
+#ifndef __clang__
             __m512 sc = _mm512_set1_ps(sh->scale);
+#endif
             for (int s0 = 0; s0 < T; s0 += 16) {
                 float blk[2][16 * 64];
                 for (int j0 = 0; j0 < hd; j0 += 16) {
                     att_transpose32((uint32_t *)blk[0], 16, (const uint32_t *)(dKT + (long)j0 * Tp + s0), Tp, 1, 1);
                     att_transpose32((uint32_t *)blk[1], 16, (const uint32_t *)(dVT + (long)j0 * Tp + s0), Tp, 1, 1);
                     for (int i = 0; i < 16 && s0 + i < T; i++) {
+#ifdef __clang__
+                        att_scale16(dk + (long)(s0 + i) * ld + j0, blk[0] + 16 * i, 16, sh->scale);
+                        memcpy(dv + (long)(s0 + i) * ld + j0, blk[1] + 16 * i, 16 * sizeof(float));
+#else
                         _mm512_storeu_ps(dk + (long)(s0 + i) * ld + j0, _mm512_mul_ps(_mm512_loadu_ps(blk[0] + 16 * i), sc));
                         _mm512_storeu_ps(dv + (long)(s0 + i) * ld + j0, _mm512_loadu_ps(blk[1] + 16 * i));
+#endif
                     }
                 }
             }
         }
+#ifdef __clang__
+        icl_amx_end();
+#else
         _tile_release();
+#endif
     }
     att_amx_run_free(&R);
 }

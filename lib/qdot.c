@@ -191,23 +191,39 @@ SC_TYPE_FN(q6_k, ICL_GGML_Q6_K)
 #define QD_X86 1
 #include <immintrin.h>
 
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #define QD(name) avx2_##name
 #define QD_VNNI 0
 #include "qdot_simd.h"
 #undef QD
 #undef QD_VNNI
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")
+#endif
 #define QD(name) vnni_##name
 #define QD_VNNI 1
 #include "qdot_simd.h"
 #undef QD
 #undef QD_VNNI
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 #define QD_X86 0
 #endif
@@ -231,12 +247,27 @@ static const g8_fn VNNI_G8[6] = {vnni_g8_q8_0, vnni_g8_q4_0, vnni_g8_q4_1, vnni_
 
 static int path = -1; /* icl_qdot_path; -1 until chosen (atomic accesses) */
 
+#if QD_X86 && defined(__clang__)
+/* clang 14's __builtin_cpu_supports does not know "f16c": CPUID leaf 1, ECX
+ * bit 29 (Intel SDM vol. 2A, CPUID).  The OS's saving of the ymm state is
+ * checked by the avx2 test beside it. */
+#include <cpuid.h>
+static int cpu_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+}
+#define CPU_F16C() cpu_f16c()
+#else
+#define CPU_F16C() __builtin_cpu_supports("f16c")
+#endif
+
 static int cpu_can(icl_qdot_path p)
 {
 #if QD_X86
     __builtin_cpu_init();
     if (p == ICL_QDOT_AVX2)
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CPU_F16C();
     if (p == ICL_QDOT_VNNI)
         return cpu_can(ICL_QDOT_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");

@@ -61,5 +61,10 @@ __attribute__((target("amx-tile"))) static inline void icl_amx_begin(void)
     __asm__ volatile("" ::: "memory"); /* the intrinsic names 8 bytes of c as its operand */
     _tile_loadconfig(&c);
 }
+
+/* Releases the tiles (tilerelease) on the calling thread: _tile_release()
+ * as a function, for OpenMP regions under clang 14 (which compiles them
+ * without the enclosing function's target attribute). */
+__attribute__((target("amx-tile"))) static inline void icl_amx_end(void) { _tile_release(); }
 #endif
 #endif
