@@ -332,8 +332,11 @@ static int scratch_config(train_run *r, icl_config *c)
     const icl_train_opts *o = r->o;
     char e2[512];
     icl_tokenizer *t = icl_tok_load(o->tokenizer, e2, sizeof e2);
-    if (!t)
-        return fail(r, "%s: %s", o->tokenizer, e2);
+    size_t pl = strlen(o->tokenizer);
+    if (!t && !strncmp(e2, o->tokenizer, pl) && e2[pl] == '/')
+        return fail(r, "%s", e2); /* a folder: the message names its tokenizer.json */
+    if (!t) /* r->tokpath: the folder's tokenizer.json, or the file given */
+        return fail(r, "%s: %s", r->tokpath, e2);
     if (icl_config_defaults(c, o->arch)) {
         icl_tok_free(t);
         return fail(r, "--arch %s: not one of llama, qwen2, gpt2", o->arch);

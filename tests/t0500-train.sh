@@ -33,6 +33,21 @@ test_expect_code 2 'no model is a usage error' 'icl-train -o out </dev/null'
 test_expect_code 2 '--arch without -t is a usage error' 'icl-train --arch llama -o out </dev/null'
 test_expect_code 2 'a bad --schedule is a usage error' 'icl-train -m "$LLAMA" -o out --schedule wavy </dev/null'
 
+test_expect_success '-t: a folder without a tokenizer, or with a bad one, is named once with its tokenizer.json' '
+	mkdir adir bdir && printf "{bad\n" >bdir/tokenizer.json &&
+	test_must_fail icl-train --arch llama -t adir -o out </dev/null 2>err &&
+	echo "icl-train: adir/tokenizer.json: No such file or directory" >want &&
+	test_cmp want err &&
+	test_must_fail icl-train --arch llama -t bdir -o out </dev/null 2>err &&
+	echo "icl-train: bdir/tokenizer.json: line 1: string or '"'"'}'"'"' expected near '"'"'bad'"'"'" >want &&
+	test_cmp want err &&
+	test_must_fail icl-train --arch llama -t bdir/tokenizer.json -o out </dev/null 2>err &&
+	test_cmp want err &&
+	test_must_fail icl-train --arch llama -t nodir -o out </dev/null 2>err &&
+	echo "icl-train: nodir: No such file or directory" >want &&
+	test_cmp want err
+'
+
 test_expect_success 'an output folder that is a file is an error' '
 	test_must_fail icl-train -q -m "$LLAMA" -o help rand.tok 2>err &&
 	test_grep "help: exists and is not a folder" err
