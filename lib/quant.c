@@ -4,7 +4,11 @@
  * Contraction of a*b+c into one fused multiply-add would change the last bit
  * against ggml's reference (and the gguf package's numpy), so it is off for
  * this file. */
+#ifdef __clang__ /* which ignores GCC's optimize pragma */
+#pragma STDC FP_CONTRACT OFF
+#else
 #pragma GCC optimize("fp-contract=off")
+#endif
 
 #include "quant.h"
 
