@@ -597,31 +597,6 @@ out:
     return rc;
 }
 
-/* One line of f into *buf (grown, *cap bytes), its '\n' kept: its length,
- * -1 at the end of input, -2 when it passes max bytes (the bytes read so
- * far kept).  getline without a bound grew until memory ran out on an
- * endless line (/dev/zero). */
-static ssize_t read_line_max(FILE *f, char **buf, size_t *cap, size_t max)
-{
-    size_t n = 0;
-    int ch = EOF;
-    while ((ch = getc(f)) != EOF) {
-        if (n + 2 > *cap) {
-            *cap = *cap ? *cap * 2 : 256;
-            *buf = icl_xrealloc(*buf, *cap);
-        }
-        (*buf)[n++] = (char)ch;
-        if (ch == '\n')
-            break;
-        if (n > max)
-            return -2;
-    }
-    if (n == 0)
-        return -1;
-    (*buf)[n] = '\0';
-    return (ssize_t)n;
-}
-
 /* a chat message's line at most: more could not be sent (no model's
  * context holds it; the template's output is capped at 64 MiB) */
 #define CHAT_LINE_MAX ((size_t)16 << 20)
@@ -656,20 +631,24 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
     if (cs.tty && !quiet)
         fprintf(stderr, "%s: chatting with %s: one line a message; /help for commands, /exit or Ctrl-D to end\n",
                 icl_progname, model);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
+    icl_lines rd;
+    icl_lines_init(&rd, stdin, "<stdin>");
+    rd.max = CHAT_LINE_MAX;
     int status = ICL_EXIT_OK, eof = 1;
     for (;;) {
         if (cs.tty)
             fputs("> ", stderr);
-        if ((n = read_line_max(stdin, &line, &cap, CHAT_LINE_MAX)) == -1)
+        int got = icl_lines_next(&rd);
+        if (got == 0)
             break;
-        lineno++;
-        if (n == -2)
+        long lineno = rd.lineno;
+        if (got < 0 && rd.errnum == EFBIG)
             icl_die("<stdin>:%ld: a line longer than %zu MiB: not a chat message", lineno, CHAT_LINE_MAX >> 20);
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        if (got < 0)
+            icl_die("<stdin>: read error:");
+        char *line = rd.line.data;
+        size_t n = rd.line.len;
+        while (n > 0 && line[n - 1] == '\r')
             line[--n] = '\0';
         /* a command: one word starting with '/', blanks around it ignored */
         size_t b = strspn(line, " \t"), e = (size_t)n;
@@ -696,14 +675,12 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
             }
             continue;
         }
-        if (chat_turn(c, &cs, line, (size_t)n, lineno) != 0)
+        if (chat_turn(c, &cs, line, n, lineno) != 0)
             status = ICL_EXIT_FAIL;
     }
-    if (ferror(stdin))
-        icl_die("<stdin>: read error:");
     if (cs.tty && eof)
         fputc('\n', stderr); /* past the last "> " */
-    free(line);
+    icl_lines_close(&rd);
     json_decref(cs.msgs);
     icl_kv_cache_free(cs.kc);
     icl_ids_free(&cs.ids);

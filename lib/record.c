@@ -59,7 +59,7 @@ static ssize_t getline_max(icl_buf *b, FILE *f, size_t max)
 int icl_lines_next(icl_lines *r)
 {
     errno = 0;
-    ssize_t n = getline_max(&r->line, r->f, ICL_LINE_MAX);
+    ssize_t n = getline_max(&r->line, r->f, r->max ? r->max : ICL_LINE_MAX);
     if (n == -2) {
         r->line.len = 0;
         r->lineno++;

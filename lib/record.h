@@ -21,8 +21,9 @@
  * not all the memory (an endless line: /dev/zero). */
 #define ICL_LINE_MAX ((size_t)256 << 20)
 
-/* Line reader over a FILE: lines up to ICL_LINE_MAX bytes, numbered from 1.
- * name is used in messages ("-" shows as "<stdin>"); not owned. */
+/* Line reader over a FILE: lines up to max bytes (ICL_LINE_MAX when 0, as
+ * icl_lines_init leaves it), numbered from 1.  name is used in messages
+ * ("-" shows as "<stdin>"); not owned. */
 typedef struct {
     FILE *f;
     const char *name;
@@ -31,6 +32,7 @@ typedef struct {
     int nul;       /* line contains a NUL byte (offset in nul_at) */
     size_t nul_at;
     int errnum;    /* errno of a read error (icl_lines_next returned -1), else 0 */
+    size_t max;    /* the longest line, 0: ICL_LINE_MAX (icl-gen --chat: a message's) */
 } icl_lines;
 
 /* Open a line reader on path ("-" = stdin).  0, or -1 with "PATH: reason"
@@ -41,7 +43,7 @@ void icl_lines_init(icl_lines *r, FILE *f, const char *name);
 /* Read the next line into r->line.  Returns 1, 0 at end of input (a last
  * line without '\n' is still returned), or -1 on a read error (errno and
  * r->errnum set; the message is the caller's: "NAME: read error: ...") or
- * a line longer than ICL_LINE_MAX (errnum EFBIG, lineno its number). */
+ * a line longer than the maximum (errnum EFBIG, lineno its number). */
 int icl_lines_next(icl_lines *r);
 /* Close (not stdin) and free the buffer. */
 void icl_lines_close(icl_lines *r);
