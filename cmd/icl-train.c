@@ -440,7 +440,7 @@ int main(int argc, char **argv)
 
     icl_dp dp; /* mpirun -np N: data parallelism (dp/dp.h) */
     if (dp_init(&dp, &got_signal, err, sizeof err))
-        icl_die("%s", err);
+        dp_die(&dp, 1, err);
     reporter rp = {.metrics = stdout, .replay = replay, .progress = progress < 0 ? isatty(2) : progress};
     icl_train_hooks h = {.note = on_note, .step = on_step, .ctx = &rp, .stop = &got_signal, .replay = on_replay};
     if (dp_start(&dp, &o, &h, err, sizeof err))

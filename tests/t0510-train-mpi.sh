@@ -125,7 +125,13 @@ test_expect_success 'ICL_MPI_OVERLAP (0 or 1), ICL_MPI_BUCKET_MB (MiB); ranks th
 	test_must_fail env ICL_MPI_OVERLAP=2 $MPI icl-train $A -o bad rand.tok >m 2>err &&
 	test_grep "ICL_MPI_OVERLAP=2: want 0 or 1" err &&
 	test_must_fail env ICL_MPI_BUCKET_MB=-1 $MPI icl-train $A -o bad rand.tok >m 2>err &&
-	test_grep "ICL_MPI_BUCKET_MB=-1: want a whole number of MiB" err &&
+	test_grep "rank 0: ICL_MPI_BUCKET_MB=-1: want a whole number of MiB" err &&
+	test $(grep -c "want a whole number" err) -eq 1 &&
+	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o bad rand.tok : \
+		-np 1 env ICL_MPI_OVERLAP=x icl-train $A -o bad rand.tok >m 2>err &&
+	test_grep "rank 1: ICL_MPI_OVERLAP=x: want 0 or 1" err &&
+	test_must_fail env ICL_MPI_OVERLAP=x icl-train $A -o bad rand.tok >m 2>err &&
+	test_grep "^icl-train: ICL_MPI_OVERLAP=x: want 0 or 1" err &&
 	test_must_fail timeout 60 mpirun -np 1 icl-train $A -o dis rand.tok : \
 		-np 1 env ICL_MPI_OVERLAP=1 icl-train $A -o dis rand.tok >m 2>err &&
 	test_grep "rank 0: the processes were given different options" err &&

@@ -108,22 +108,23 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
     memset(d, 0, sizeof *d);
     d->world = d->local_size = 1;
     d->signal = sig;
+    int bad = 0; /* an environment variable refused: err says which */
     const char *ov = getenv("ICL_MPI_OVERLAP");
     if (ov && strcmp(ov, "0") && strcmp(ov, "1")) {
         icl_seterr(err, errsz, "ICL_MPI_OVERLAP=%s: want 0 or 1", ov);
-        return -1;
+        bad = 1;
     }
     d->overlap = ov ? !strcmp(ov, "1") : -1; /* -1: decided below, once the hosts are known */
     const char *bk = getenv("ICL_MPI_BUCKET_MB");
     long mb = 4;
-    if (bk && (parse_long(bk, &mb) || mb < 0 || mb > 65536)) {
+    if (!bad && bk && (parse_long(bk, &mb) || mb < 0 || mb > 65536)) {
         icl_seterr(err, errsz, "ICL_MPI_BUCKET_MB=%s: want a whole number of MiB, 0 to 65536", bk);
-        return -1;
+        bad = 1;
     }
     d->bucket = (size_t)mb << 18; /* floats */
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK")) {
         d->overlap = 0;
-        return 0; /* not under a launcher: the one-process program, MPI untouched */
+        return -bad; /* not under a launcher: the one-process program, MPI untouched */
     }
     int provided = 0;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
@@ -133,6 +134,15 @@ int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz
     d->mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    /* A variable exported to the whole job is refused by every process: say
+     * so once (rank 0, collective), not N times interleaved on mpirun's
+     * stderr.  Set for one process alone, it is that process's error. */
+    int all_bad = bad;
+    MPI_Allreduce(&bad, &all_bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (bad) {
+        d->collective = all_bad;
+        return -1;
+    }
     MPI_Comm local;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &local) == MPI_SUCCESS) {
         MPI_Comm_size(local, &d->local_size);

@@ -43,8 +43,10 @@ typedef struct {
     void *req;               /* MPI_Request [cap_req] */
 } icl_dp;
 
-/* Start: MPI_Init_thread (FUNNELED) when under a launcher, rank and world.
- * sig: the program's signal flag.  0, or -1 with err. */
+/* Start: MPI_Init_thread (FUNNELED) when under a launcher, rank and world;
+ * reads $ICL_MPI_OVERLAP and $ICL_MPI_BUCKET_MB.  sig: the program's signal
+ * flag.  0, or -1 with err: for dp_die, collective when every process refused
+ * the same environment (rank 0 alone tells). */
 int dp_init(icl_dp *d, const volatile sig_atomic_t *sig, char *err, size_t errsz);
 
 /* Wire a run for data parallelism (no-op for one process): o's rank,
