@@ -271,4 +271,4 @@ demo-scratch: deps
 .PHONY: all tests check deps model-deps bench-deps install uninstall clean bench demo demo-icl demo-scratch fuzz fuzz-deps
 .SECONDARY:
 
--include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d) $(COMMON_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CMD_SRC:%.c=$(B)/%.d) $(UNIT_SRC:%.c=$(B)/%.d) $(DP_OBJ:.o=.d) $(COMMON_OBJ:.o=.d) $(BENCH_BIN:=.d)
