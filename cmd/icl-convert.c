@@ -91,12 +91,7 @@ static int is_adapter_dir(const char *p)
     struct stat st;
     if (stat(p, &st) || !S_ISDIR(st.st_mode))
         return 0;
-    size_t n = strlen(p) + 32;
-    char *a = malloc(n), *c = malloc(n);
-    if (!a || !c)
-        icl_die("out of memory");
-    snprintf(a, n, "%s/adapter_config.json", p);
-    snprintf(c, n, "%s/config.json", p);
+    char *a = icl_path_join(p, "adapter_config.json"), *c = icl_path_join(p, "config.json");
     int r = stat(a, &st) == 0 && stat(c, &st) != 0;
     free(a);
     free(c);

@@ -181,7 +181,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     icl_tokenizer *tok = NULL;
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
-    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    char *joined = icl_path_join(model_dir, "tokenizer.json");
+    snprintf(tokpath, pl, "%s", joined);
+    free(joined);
     if (icl_is_gguf_file(model_dir)) {
         /* a GGUF's own tokenizer (tokenizer.ggml.*), when it has one */
         int absent;

@@ -811,7 +811,9 @@ static void load_tokenizer(ctx_t *cx, const char *model_dir, int ids_mode, int p
     char err[1024];
     size_t pl = strlen(model_dir) + 32;
     char *tokpath = icl_xmalloc(pl);
-    snprintf(tokpath, pl, "%s/tokenizer.json", model_dir);
+    char *joined = icl_path_join(model_dir, "tokenizer.json");
+    snprintf(tokpath, pl, "%s", joined);
+    free(joined);
     int gguf = icl_is_gguf_file(model_dir);
     if (gguf)
         snprintf(tokpath, pl, "%s", model_dir);

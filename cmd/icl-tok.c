@@ -123,7 +123,8 @@ static icl_tokenizer *load_tok(const char *path)
 {
     char err[1024];
     icl_tokenizer *t = icl_tok_load(path, err, sizeof err);
-    if (!t && !strncmp(err, path, strlen(path)) && err[strlen(path)] == '/')
+    size_t pl = strlen(path);
+    if (!t && !strncmp(err, path, pl) && (err[pl] == '/' || (pl && path[pl - 1] == '/')))
         icl_die("%s", err); /* a folder: the message names its tokenizer.json */
     if (!t)
         icl_die("%s: %s", path, err);

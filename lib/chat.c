@@ -23,6 +23,14 @@ struct icl_chat {
 
 /* a chat template or tokenizer_config.json: at most 64 MB; a FIFO never
  * blocks (icl_read_file) */
+/* b = DIR/FILE (one slash between, whatever DIR ends with) */
+static void buf_join(icl_buf *b, const char *dir, const char *file)
+{
+    char *j = icl_path_join(dir, file);
+    buf_printf(b, "%s", j);
+    free(j);
+}
+
 static char *read_file(const char *path, size_t *n, char *err, size_t errsz)
 {
     return icl_read_file(path, (size_t)64 << 20, n, err, errsz);
@@ -188,11 +196,11 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
     char *src = NULL;
     size_t n = 0;
     if (S_ISDIR(st.st_mode)) {
-        buf_printf(&p, "%s/tokenizer_config.json", path);
+        buf_join(&p, path, "tokenizer_config.json");
         if (!stat(p.data, &st) && !(cfg = load_config(p.data, err, errsz)))
             goto out;
         buf_clear(&p);
-        buf_printf(&p, "%s/chat_template.jinja", path);
+        buf_join(&p, path, "chat_template.jinja");
         if (!stat(p.data, &st)) {
             if (!(src = read_file(p.data, &n, err, errsz)))
                 goto out;
@@ -202,7 +210,7 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
         if (!cfg) {
             /* a PEFT adapter folder: its template is its base model's */
             buf_clear(&p);
-            buf_printf(&p, "%s/adapter_config.json", path);
+            buf_join(&p, path, "adapter_config.json");
             json_t *ac = stat(p.data, &st) ? NULL : json_load_file(p.data, 0, NULL);
             const char *base = json_string_value(json_object_get(ac, "base_model_name_or_path"));
             if (base && *base)
@@ -215,7 +223,7 @@ icl_chat *icl_chat_load(const char *path, char *err, size_t errsz)
             goto out;
         }
         buf_clear(&p);
-        buf_printf(&p, "%s/tokenizer_config.json", path);
+        buf_join(&p, path, "tokenizer_config.json");
     } else if (ends_with(path, ".gguf")) {
         c = chat_from_gguf(path, err, errsz);
         goto out;

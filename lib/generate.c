@@ -55,9 +55,7 @@ int icl_gen_config_load(icl_gen_config *g, const char *dir, const icl_config *cf
             g->eos[g->n_eos++] = cfg->eos_token_id[i];
     if (!dir)
         return 0;
-    size_t n = strlen(dir) + 32;
-    char *path = xmalloc(n);
-    snprintf(path, n, "%s/generation_config.json", dir);
+    char *path = icl_path_join(dir, "generation_config.json");
     size_t len;
     char rerr[512];
     /* icl_read_file: capped, and a FIFO there never blocks */

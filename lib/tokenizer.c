@@ -642,9 +642,8 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
 {
     if (!dir)
         return 0;
-    char *p = icl_xmalloc(strlen(dir) + 32);
+    char *p = icl_path_join(dir, "tokenizer_config.json");
     json_t *c;
-    sprintf(p, "%s/tokenizer_config.json", dir);
     if (load_neighbour(p, "tokenizer_config.json", &c, err))
         goto bad;
     if (c) {
@@ -662,7 +661,8 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
     }
     /* chat_template.jinja (transformers >= 4.43 saves the template there)
      * wins over tokenizer_config.json's, as in icl_chat_load */
-    sprintf(p, "%s/chat_template.jinja", dir);
+    free(p);
+    p = icl_path_join(dir, "chat_template.jinja");
     struct stat cst;
     if (stat(p, &cst) == 0) {
         char rerr[512];
@@ -680,7 +680,8 @@ static int read_neighbours(icl_tokenizer *t, const char *dir, errbuf *err)
     static const char *const model_files[] = {"generation_config.json", "config.json"};
     int32_t ids[3] = {-1, -1, -1}; /* bos, eos, pad */
     for (int f = 0; f < 2; f++) {
-        sprintf(p, "%s/%s", dir, model_files[f]);
+        free(p);
+        p = icl_path_join(dir, model_files[f]);
         if (load_neighbour(p, model_files[f], &c, err))
             goto bad;
         if (!c)
@@ -1214,8 +1215,7 @@ icl_tokenizer *icl_tok_load(const char *path, char *err, size_t errsz)
         return t;
     }
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        file = icl_xmalloc(strlen(path) + 32);
-        sprintf(file, "%s/tokenizer.json", path);
+        file = icl_path_join(path, "tokenizer.json");
         dir = icl_xstrdup(path);
     } else {
         file = icl_xstrdup(path);

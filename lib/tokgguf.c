@@ -508,8 +508,7 @@ int icl_tok_gguf_to_hf_json(const icl_tok_gguf *m, char **tokenizer_json, char *
 
 static int write_file(const char *dir, const char *name, const char *text, char *err, size_t errsz)
 {
-    char *path = xmalloc(strlen(dir) + strlen(name) + 2), tmp[ICL_ATOMIC_TMP_MAX];
-    sprintf(path, "%s/%s", dir, name);
+    char *path = icl_path_join(dir, name), tmp[ICL_ATOMIC_TMP_MAX];
     int fd = icl_atomic_open(path, tmp, sizeof tmp, err, errsz), rc = -1;
     if (fd >= 0) {
         size_t n = strlen(text), off = 0;
@@ -925,8 +924,7 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
     struct stat st;
     char *file;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        file = xmalloc(strlen(path) + 32);
-        sprintf(file, "%s/tokenizer.json", path);
+        file = icl_path_join(path, "tokenizer.json");
     } else {
         file = xstrdup(path);
     }
@@ -1100,9 +1098,7 @@ int icl_tok_gguf_folder_writer(icl_gguf_writer *w, const char *src_dir, char *er
 {
     if (!src_dir)
         return 0;
-    size_t n = strlen(src_dir) + 32;
-    char *p = icl_xmalloc(n);
-    snprintf(p, n, "%s/tokenizer.json", src_dir);
+    char *p = icl_path_join(src_dir, "tokenizer.json");
     int have = access(p, R_OK) == 0;
     free(p);
     if (!have)

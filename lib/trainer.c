@@ -333,7 +333,7 @@ static int scratch_config(train_run *r, icl_config *c)
     char e2[512];
     icl_tokenizer *t = icl_tok_load(o->tokenizer, e2, sizeof e2);
     size_t pl = strlen(o->tokenizer);
-    if (!t && !strncmp(e2, o->tokenizer, pl) && e2[pl] == '/')
+    if (!t && !strncmp(e2, o->tokenizer, pl) && (e2[pl] == '/' || (pl && o->tokenizer[pl - 1] == '/')))
         return fail(r, "%s", e2); /* a folder: the message names its tokenizer.json */
     if (!t) /* r->tokpath: the folder's tokenizer.json, or the file given */
         return fail(r, "%s: %s", r->tokpath, e2);

@@ -33,7 +33,7 @@ test_expect_code 2 'no model is a usage error' 'icl-train -o out </dev/null'
 test_expect_code 2 '--arch without -t is a usage error' 'icl-train --arch llama -o out </dev/null'
 test_expect_code 2 'a bad --schedule is a usage error' 'icl-train -m "$LLAMA" -o out --schedule wavy </dev/null'
 
-test_expect_success '-t: a folder without a tokenizer, or with a bad one, is named once with its tokenizer.json' '
+test_expect_success '-t: a folder without a tokenizer, or with a bad one, is named once with its tokenizer.json (a trailing slash too)' '
 	mkdir adir bdir && printf "{bad\n" >bdir/tokenizer.json &&
 	test_must_fail icl-train --arch llama -t adir -o out </dev/null 2>err &&
 	echo "icl-train: adir/tokenizer.json: No such file or directory" >want &&
@@ -45,6 +45,15 @@ test_expect_success '-t: a folder without a tokenizer, or with a bad one, is nam
 	test_cmp want err &&
 	test_must_fail icl-train --arch llama -t nodir -o out </dev/null 2>err &&
 	echo "icl-train: nodir: No such file or directory" >want &&
+	test_cmp want err &&
+	test_must_fail icl-train --arch llama -t adir/ -o out </dev/null 2>err &&
+	echo "icl-train: adir/tokenizer.json: No such file or directory" >want &&
+	test_cmp want err &&
+	test_must_fail icl-tok encode -t adir/ </dev/null 2>err &&
+	echo "icl-tok: adir/tokenizer.json: No such file or directory" >want &&
+	test_cmp want err &&
+	test_must_fail icl-gen -m adir/ </dev/null 2>err &&
+	echo "icl-gen: adir/config.json: No such file or directory" >want &&
 	test_cmp want err
 '
 
