@@ -203,33 +203,6 @@ int icl_getopt(int argc, char **argv, const char *shortopts, const struct option
     icl_usage_die("unknown option '%.*s'", (int)n, w);
 }
 
-FILE *icl_xfopen(const char *path, const char *mode)
-{
-    if (strcmp(path, "-") == 0)
-        return mode[0] == 'r' ? stdin : stdout;
-    char err[512];
-    FILE *f = mode[0] == 'r' ? icl_fopen_in(path, err, sizeof err) : fopen(path, mode);
-    if (!f && mode[0] == 'r')
-        icl_die("%s", err);
-    if (!f)
-        icl_die("%s:", *path ? path : "''");
-    return f;
-}
-
-void icl_xfclose(FILE *f, const char *path)
-{
-    if (f == stdin)
-        return;
-    if (f == stdout) {
-        if (fflush(f) == EOF || ferror(f))
-            icl_die("%s: write error:", path);
-        return;
-    }
-    int bad = ferror(f);
-    if (fclose(f) == EOF || bad)
-        icl_die("%s: %s error:", path, bad ? "I/O" : "close");
-}
-
 FILE *icl_xout_open(const char *path)
 {
     char err[1024];

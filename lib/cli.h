@@ -94,11 +94,6 @@ void icl_vwarn(const char *fmt, va_list ap);
  * icl's takes an empty value: a file, a key, a number, a pattern).  shortopts must not begin with ':'. */
 int icl_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
 
-/* Open a file named on the command line, or die naming it.  "-" is stdin
- * (mode "r") or stdout (mode "w").  icl_xfclose closes (never stdin or
- * stdout, which it only flushes) and dies naming path on a write error. */
-FILE *icl_xfopen(const char *path, const char *mode);
-void icl_xfclose(FILE *f, const char *path);
 
 /* The atomic output files of fileio.h (icl_out_open/commit), dying with
  * the library's message on failure. */
