@@ -71,6 +71,7 @@ struct icl_fmt {
     size_t *perm;
     long nobj;               /* JSON records read */
     long key_seen[ICL_F_N];  /* of them, records holding each --map key */
+    icl_buf keys1;           /* the first JSON record's keys, ", "-separated */
 };
 
 /* ---- options ---------------------------------------------------------- */
@@ -172,6 +173,7 @@ void icl_fmt_free(icl_fmt *f)
     icl_buf_free(&f->store);
     icl_buf_free(&f->keys);
     icl_buf_free(&f->cols);
+    icl_buf_free(&f->keys1);
     free(f->off);
     free(f->set);
     free(f);
@@ -763,12 +765,22 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     long idx[ICL_F_N];
     csv_columns(f, &h, idx);
     int msgs = f->o.chat && idx[ICL_F_MESSAGES] >= 0; /* a column of JSON arrays */
-    if (!msgs && f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES])
-        fatalf(f, "%s: chat messages are read from CSV only with --chat-template", f->name);
     int instr = !msgs && (idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0);
-    if (!msgs && !instr && (idx[ICL_F_PROMPT] < 0 || idx[ICL_F_RESPONSE] < 0))
-        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns; name them with --map",
-            f->name, h.line);
+    int pr = !msgs && !instr && idx[ICL_F_PROMPT] >= 0 && idx[ICL_F_RESPONSE] >= 0;
+    if (!msgs && (f->o.map[ICL_F_MESSAGES] != icl_fmt_field_names[ICL_F_MESSAGES] ||
+                  (!instr && !pr && idx[ICL_F_MESSAGES] >= 0)))
+        fatalf(f, "%s: chat messages (column '%s') are read from CSV only with --chat-template MODEL", f->name,
+            f->o.map[ICL_F_MESSAGES]);
+    if (!msgs && (instr ? idx[ICL_F_OUTPUT] < 0 : !pr)) { /* every row would be dropped or refused */
+        icl_buf_clear(&f->cols);
+        for (size_t i = 0; i < nc; i++)
+            icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h.field[i]);
+        if (instr)
+            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s); name it with --map output=COL",
+                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data);
+        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s); name them with --map "
+            "instruction=COL,output=COL", f->name, h.line, f->cols.data);
+    }
     char *used = f->used = icl_xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
          k++)
@@ -781,8 +793,10 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     }
     for (size_t i = 0; i < nc; i++)
         if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0))
-            fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map",
-                f->name, h.line, h.field[i]);
+            fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map (%s)",
+                f->name, h.line, h.field[i], !instr ? "--map prompt=COL,response=COL"
+                : h.field[i][0] == 'p' ? "--map instruction=prompt reads it as the instruction"
+                : "--map output=response reads it as the answer");
     /* JSON text of the passed-through column names, made once. */
     icl_buf *keys = &f->keys;
     icl_buf_clear(keys);
@@ -1101,7 +1115,13 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
 {
     const char **map = f->o.map;
     json_t *v[ICL_F_N];
-    f->nobj++;
+    if (f->nobj++ == 0 && json_is_object(o)) { /* named if no record turns out to hold an answer */
+        const char *key;
+        json_t *val;
+        icl_buf_clear(&f->keys1);
+        json_object_foreach(o, key, val)
+            icl_buf_printf(&f->keys1, "%s%s", f->keys1.len ? ", " : "", key);
+    }
     for (int k = 0; k < ICL_F_N; k++)
         if ((v[k] = get_path(o, map[k])))
             f->key_seen[k]++;
@@ -1344,6 +1364,15 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
                      f->o.map[k]);
             fail(f, e);
         }
+    /* instruction records and not one answer: the answers' key is named
+     * otherwise (every record was dropped) */
+    if (f->key_seen[ICL_F_INSTRUCTION] && !f->key_seen[ICL_F_OUTPUT] && f->st.empty_output >= f->nobj &&
+        !f->o.collect) {
+        char e[900];
+        snprintf(e, sizeof e, "no record has the key '%s' for the answers (the first record's keys: %.600s); name "
+                 "it with --map output=KEY", f->o.map[ICL_F_OUTPUT], f->keys1.data ? f->keys1.data : "");
+        fail(f, e);
+    }
     if (f->o.shuffle || f->o.split > 0) {
         size_t n = f->n;
         if (f->off)

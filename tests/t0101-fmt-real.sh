@@ -49,11 +49,11 @@ test_expect_success 'self-instruct seed tasks: instances[0] via --map paths, 175
 X
     test_cmp want first
 '
-test_expect_success 'self-instruct without a map: every record dropped for missing output, counted' '
-    icl-fmt "$D/self_instruct_seed_tasks.jsonl" >out 2>err
-    test ! -s out
-    test $(grep -c "empty or missing output; record dropped" err) -eq 5
-    grep -q "^icl-fmt: 175 records with an empty, whitespace-only or missing output dropped$" err
+test_expect_success 'self-instruct without a map: no record has an answer: exit 1 naming the keys and --map' '
+    { icl-fmt "$D/self_instruct_seed_tasks.jsonl" >out 2>err; test $? -eq 1; } &&
+    test ! -s out &&
+    test $(grep -c "empty or missing output; record dropped" err) -eq 5 &&
+    test_grep "^icl-fmt: no record has the key '"'"'output'"'"' for the answers (the first record'"'"'s keys: id, name, instruction, instances, is_classification); name it with --map output=KEY$" err
 '
 test_expect_success 'gsm8k: question/answer via --map, 200 records, keys consumed' '
     icl-fmt --map instruction=question,output=answer "$D/gsm8k_test_200.jsonl" >out

@@ -14,7 +14,7 @@ fails() {
     shift 3
     test_expect_success "$name: exit $code, right message" "
         rc=0; icl-fmt -T plain $* >$name.out 2>$name.err || rc=\$?
-        test \$rc -eq $code
+        test \$rc -eq $code &&
         test_cmp want.$n_fail $name.err
     "
 }
@@ -99,7 +99,26 @@ test_expect_success 'header only: no records, a warning, exit 0' '
 printf 'a,a\nx,y\n' >dup.csv
 fails duplicate-column 1 "icl-fmt: dup.csv:1: duplicate column name 'a'" dup.csv
 printf 'q,a\nx,y\n' >nocols.csv
-fails no-known-columns 1 'icl-fmt: nocols.csv:1: no instruction/output or prompt/response columns; name them with --map' nocols.csv
+fails no-known-columns 1 'icl-fmt: nocols.csv:1: no instruction/output or prompt/response columns (columns: q, a); name them with --map instruction=COL,output=COL' nocols.csv
+printf 'instruction,answer\nx,y\n' >noout.csv
+fails no-answer-column 1 "icl-fmt: noout.csv:1: no column 'output' for the answers (columns: instruction, answer); name it with --map output=COL" noout.csv
+printf 'instruction,response\nx,y\n' >ir.csv
+fails instruction-response 1 "icl-fmt: ir.csv:1: no column 'output' for the answers (columns: instruction, response); name it with --map output=COL" ir.csv
+printf 'prompt,output\nx,y\n' >po.csv
+fails prompt-output 1 "icl-fmt: po.csv:1: column 'prompt' would be overwritten by the rendered record; use --map (--map instruction=prompt reads it as the instruction)" po.csv
+printf 'messages\n"[{""role"":""user"",""content"":""Hi""}]"\n' >msgs.csv
+fails csv-messages-no-template 1 "icl-fmt: msgs.csv: chat messages (column 'messages') are read from CSV only with --chat-template MODEL" msgs.csv
+printf '{"instruction":"a","answer":"b"}\n{"instruction":"c","answer":"d"}\n' >noout.jsonl
+test_expect_success 'JSON Lines whose records have no answer key: exit 1 naming the keys; one with an answer: kept' '
+    { icl-fmt noout.jsonl >out 2>err; test $? -eq 1; } &&
+    test ! -s out &&
+    test_grep "^icl-fmt: no record has the key .output. for the answers (the first record.s keys: instruction, answer); name it with --map output=KEY$" err &&
+    printf "{\"instruction\":\"e\",\"output\":\"f\"}\n" >>noout.jsonl &&
+    icl-fmt noout.jsonl >out 2>err &&
+    test $(wc -l <out) -eq 1 &&
+    test_grep "2 records with an empty, whitespace-only or missing output dropped" err
+'
+
 fails missing-mapped-column 1 "icl-fmt: nocols.csv:1: no column 'zz' for --map output (columns: q, a)" --map output=zz nocols.csv
 head -c 1048576 /dev/zero | tr '\000' y >y1m
 { echo instruction,output; printf 'x,"'; cat y1m; printf '"\n'; } >big.csv
