@@ -192,6 +192,10 @@ int main(int argc, char **argv)
                           like ? "like" : "adapter", in, like ? "like" : "adapter", in, in, in);
         if (type != ICL_GGML_F32 && type != ICL_GGML_F16 && type != ICL_GGML_BF16 && type != ICL_GGML_Q8_0)
             icl_usage_die("--type %s: a LoRA adapter GGUF is F32, F16, BF16 or Q8_0", icl_ggml_type_name((uint32_t)type));
+        size_t lo = strlen(out);
+        if (out[lo ? lo - 1 : 0] == '/' || (stat(out, &st) == 0 && S_ISDIR(st.st_mode)))
+            icl_usage_die("%s is a LoRA adapter folder, written as a llama.cpp LoRA GGUF file, and %s is a folder: "
+                          "give a file name (e.g. OUT.gguf)", in, out);
         if (icl_lora_save_gguf(in, base, out, (uint32_t)type, err, sizeof err))
             icl_die("%s", err);
         return ICL_EXIT_OK;

@@ -105,5 +105,13 @@ test_expect_success '--like with an adapter folder as input is a usage error say
 	test_grep "to merge it into its base model instead, give the base as input: icl-convert --adapter .*adapter BASE_DIR OUT.gguf" err &&
 	! test -e x.gguf
 '
+test_expect_success 'an adapter folder written to a folder (existing, or named with a slash): a usage error asking for a file name' '
+	mkdir outdir &&
+	{ icl-convert -b "$LLAMA" "$PEFT" outdir 2>err; test $? -eq 2; } &&
+	test_grep "is a LoRA adapter folder, written as a llama.cpp LoRA GGUF file, and outdir is a folder: give a file name (e.g. OUT.gguf)" err &&
+	{ icl-convert -b "$LLAMA" "$PEFT" newdir/ 2>err; test $? -eq 2; } &&
+	test_grep "and newdir/ is a folder: give a file name" err &&
+	! test -e newdir && test -z "$(ls outdir)"
+'
 
 test_done
