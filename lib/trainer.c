@@ -1411,8 +1411,9 @@ static int claim_dir(train_run *r)
         }
         if (flock(r->lock_fd, LOCK_EX | LOCK_NB) < 0) {
             r->made_lock = 0; /* another run's lock now: not ours to remove */
+            int rc = fail(r, "%s: in use by another icl-train (%s is locked); give another -o", out, lp);
             free(lp);
-            return fail(r, "%s: in use by another icl-train (%s/.lock is locked); give another -o", out, out);
+            return rc;
         }
         struct stat held, now;
         if (fstat(r->lock_fd, &held) == 0 && stat(lp, &now) == 0 && held.st_dev == now.st_dev &&
@@ -1422,8 +1423,9 @@ static int claim_dir(train_run *r)
         r->lock_fd = -1;
         r->made_lock = 0;
         if (tries == 8) {
+            int rc = fail(r, "%s: in use by another icl-train (%s keeps changing); give another -o", out, lp);
             free(lp);
-            return fail(r, "%s: in use by another icl-train (%s/.lock keeps changing); give another -o", out, out);
+            return rc;
         }
     }
     r->lock_path = lp;

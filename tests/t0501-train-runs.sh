@@ -12,17 +12,20 @@ awk 'BEGIN { srand(11); for (e = 0; e < 8; e++) { n = 4 + int(rand() * 10); np =
 	s = ""; for (i = 0; i < n; i++) s = s (i == 0 ? "" : i == np ? "\t" : " ") int(rand() * 96); print s } }' >val.tok
 A="-m $LLAMA --batch-size 4 --threads 1"
 
-test_expect_success 'a second run on a folder in use is refused while the first runs' '
+test_expect_success 'a second run on a folder in use is refused while the first runs (named once, with or without a trailing slash)' '
 	icl-train -q $A --max-steps 100000 -o busy rand.tok >m.busy 2>err.busy &
 	pid=$! &&
 	i=0; while ! [ $(cat m.busy 2>/dev/null | wc -l) -ge 1 ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done &&
 	{ icl-train -q $A --max-steps 2 -o busy rand.tok >m2 2>err; echo $? >rc.second; } &&
+	{ icl-train -q $A --max-steps 2 -o busy/ rand.tok >m3 2>err3; echo $? >rc.third; } &&
 	kill -TERM $pid &&
 	{ wait $pid; echo $? >rc.first; } &&
 	test "$(cat rc.first)" -eq 143 &&
 	test "$(cat rc.second)" -eq 1 &&
 	test_grep "busy: in use by another icl-train (busy/.lock is locked)" err &&
 	! test -s m2 &&
+	test "$(cat rc.third)" -eq 1 &&
+	test_grep "busy/: in use by another icl-train (busy/.lock is locked)" err3 &&
 	icl-train -q $A --max-steps 2 -o busy --overwrite-output-dir rand.tok >m2 2>err &&
 	test $(wc -l <m2) -eq 2
 '
