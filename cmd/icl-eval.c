@@ -24,6 +24,7 @@
 #include "toklines.h"
 #include "record.h"
 #include "sandbox.h"
+#include "sniff.h"
 #include "cli.h"
 #include "common/adapt.h"
 #include "util.h"
@@ -404,7 +405,10 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
             if (r.lineno == 1 && r.line.len >= 11 && !memcmp(r.line.data, "#icl-tokens", 11))
                 icl_usage_die("%s: token lines (icl-tok encode): their loss and perplexity need -m MODEL; "
                               "without it icl-eval scores predictions in JSON Lines records", name);
-            bad(o, skipped, "%s", err);
+            int other = r.lineno == 1 && icl_sniff_line(r.line.data, r.line.len) == ICL_KIND_TEXT;
+            bad(o, skipped, "%s%s", err,
+                other ? " (icl-eval reads JSON Lines records, {\"completion\": ..., \"response\": ...} one a "
+                        "line, as icl-gen writes them: icl-fmt makes records from CSV, TSV or JSON data)" : "");
             continue;
         }
         json_t *p = json_object_get(rec, o->pred_key), *f = json_object_get(rec, o->ref_key);

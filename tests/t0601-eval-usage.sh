@@ -82,4 +82,13 @@ test_expect_success 'records without a completion: the error says icl-gen adds i
 	echo "icl-eval: recs.jsonl:1: no \"pred\" key (the prediction; see --pred)" >want && test_cmp want err
 '
 
+test_expect_success 'a CSV file: the error says what icl-eval reads and what makes it; a bad later line: no hint' '
+	printf "instruction,output\na,b\n" >d.csv &&
+	test_must_fail icl-eval d.csv >out 2>err && test ! -s out &&
+	test_grep "^icl-eval: d.csv:1: bad JSON at byte offset 11: .* (icl-eval reads JSON Lines records, {\"completion\": ..., \"response\": ...} one a line, as icl-gen writes them: icl-fmt makes records from CSV, TSV or JSON data)$" err &&
+	printf "{\"completion\":\"a\",\"response\":\"a\"}\n{bad\n" >b.jsonl &&
+	test_must_fail icl-eval b.jsonl >out 2>err &&
+	test_grep "^icl-eval: b.jsonl:2: bad JSON at byte offset 4: string or .}. expected near .bad.$" err
+'
+
 test_done
