@@ -1,6 +1,7 @@
 /* lora_config.c - PEFT's adapter_config.json: reading, writing, targets,
- * scale.  No model code (the fuzz target links it alone).  See lora.h. */
+ * scale.  No model code.  See lora.h. */
 #include "lora.h"
+#include "sniff.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -177,11 +178,19 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
     /* capped at 16 MiB; a FIFO never blocks (icl_read_file) */
     char *text = icl_read_file(path, 16u << 20, &n, err, errsz);
     struct stat st;
-    if (!text && (errno == ENOENT || errno == ENOTDIR)) /* name what the folder is not, not a missing file */
+    if (!text && (errno == ENOENT || errno == ENOTDIR)) { /* name what the folder is not, not a missing file */
+        const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+        icl_file_kind k = icl_sniff_file(dir);
         icl_seterr(err, errsz, "%s: %s", dir,
                    stat(dir, &st) != 0 ? "no such adapter folder"
                    : S_ISDIR(st.st_mode) ? "not a LoRA adapter folder (no adapter_config.json)"
-                                         : "not a LoRA adapter folder (a file)");
+                   : k == ICL_KIND_GGUF ? "a GGUF file, not a LoRA adapter folder: adapters are read in PEFT's "
+                                          "format (a folder of adapter_config.json and adapter_model.safetensors); "
+                                          "a llama.cpp LoRA GGUF is written from one (icl-convert), not read"
+                   : k == ICL_KIND_ADAPTER_CONFIG || k == ICL_KIND_SAFETENSORS || !strcmp(base, "adapter_config.json")
+                       ? "a file of a LoRA adapter folder: give the folder that holds it"
+                       : "not a LoRA adapter folder (a file)");
+    }
     if (text)
         rc = icl_lora_parse_config(text, n, path, c, err, errsz);
     free(text);

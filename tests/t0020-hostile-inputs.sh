@@ -96,12 +96,18 @@ test_expect_success 'icl-gen: sampler values out of range name the option and it
 		icl-gen --ids -m "$LLAMA" --repetition-penalty 0 ids.tok
 '
 
-test_expect_success '--adapter given a folder that is not one, or nothing, names it' '
+test_expect_success '--adapter given a folder that is not one, or nothing, or a file (a GGUF, a file of the folder), names it' '
 	fails 1 "icl-eval: adir: not a LoRA adapter folder (no adapter_config.json)" \
 		icl-eval -m "$LLAMA" --adapter adir ids.tok &&
 	fails 1 "icl-gen: nosuch: no such adapter folder" \
 		icl-gen --ids -m "$LLAMA" --adapter nosuch ids.tok &&
-	fails 1 "icl-eval: ids.tok: not a LoRA adapter folder (a file)" icl-eval -m "$LLAMA" --adapter ids.tok ids.tok
+	fails 1 "icl-eval: ids.tok: not a LoRA adapter folder (a file)" icl-eval -m "$LLAMA" --adapter ids.tok ids.tok &&
+	printf "GGUF\003\000\000\000" >a.gguf &&
+	fails 1 "icl-gen: a.gguf: a GGUF file, not a LoRA adapter folder: adapters are read in PEFT'"'"'s format (a folder of adapter_config.json and adapter_model.safetensors); a llama.cpp LoRA GGUF is written from one (icl-convert), not read" \
+		icl-gen --ids -m "$LLAMA" --adapter a.gguf ids.tok &&
+	mkdir -p cdir && echo "{\"peft_type\": \"LORA\"}" >cdir/adapter_config.json &&
+	fails 1 "icl-eval: cdir/adapter_config.json: a file of a LoRA adapter folder: give the folder that holds it" \
+		icl-eval -m "$LLAMA" --adapter cdir/adapter_config.json ids.tok
 '
 
 test_expect_success '--adapter DIR:SCALE with a scale that is not a number is a usage error naming it' '
