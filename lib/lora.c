@@ -17,6 +17,17 @@
 
 #define PREFIX "base_model.model."
 
+/* A hint for an adapter that does not fit the model: most likely one of
+ * another base, which its config names ("" when it names none). */
+static const char *other_base(const icl_lora_config *c, char *buf, size_t n)
+{
+    if (!c->base_model_name_or_path || !*c->base_model_name_or_path)
+        return "";
+    snprintf(buf, n, " (an adapter of another base model? its adapter_config.json names %.400s)",
+             c->base_model_name_or_path);
+    return buf;
+}
+
 /* ------------------------------------------------------------ attaching */
 
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz)
@@ -304,7 +315,7 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, p, nm);
             goto out;
         }
-        char mod[256], bn[288];
+        char mod[256], bn[288], mb[600];
         snprintf(mod, sizeof mod, "%.*s", (int)(n - ls - strlen(PREFIX)), nm + strlen(PREFIX));
         snprintf(bn, sizeof bn, PREFIX "%s.lora_B.weight", mod);
         const icl_st_tensor *B = icl_st_find(f, bn);
@@ -315,14 +326,15 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         snprintf(bn, sizeof bn, "%s.weight", mod);
         const icl_param_view *v = icl_model_view(m, bn);
         if (!v || v->ndim != 2) {
-            icl_seterr(err, errsz, "%s: %s adapts %s, which the model does not have", p, nm, bn);
+            icl_seterr(err, errsz, "%s: %s adapts %s, which the model does not have%s", p, nm, bn,
+                       other_base(&c, mb, sizeof mb));
             goto out;
         }
         int conv1d = m->cfg.arch == ICL_ARCH_GPT2;
         int out = (int)(conv1d ? v->shape[1] : v->shape[0]), in = (int)(conv1d ? v->shape[0] : v->shape[1]);
         if (t->ndim != 2 || B->ndim != 2 || t->shape[1] != in || B->shape[0] != out || B->shape[1] != t->shape[0]) {
-            icl_seterr(err, errsz, "%s: %s and lora_B have shapes that do not fit %s [out %d, in %d]", p, nm, bn, out,
-                       in);
+            icl_seterr(err, errsz, "%s: %s and lora_B have shapes that do not fit %s [out %d, in %d]%s", p, nm, bn,
+                       out, in, other_base(&c, mb, sizeof mb));
             goto out;
         }
         if (t->shape[0] != c.r) {
@@ -577,13 +589,16 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
             const icl_st_tensor *A = u[i].A[k], *B = u[i].B[k];
             const icl_param_view *va = set_view(s, A->name), *vb = set_view(s, B->name);
             if (!va || !vb) {
-                icl_seterr(err, errsz, "%s: %s adapts a module the model does not have", u[i].path, A->name);
+                char mb[600];
+                icl_seterr(err, errsz, "%s: %s adapts a module the model does not have%s", u[i].path, A->name,
+                           other_base(&u[i].c, mb, sizeof mb));
                 goto out;
             }
             int in = (int)va->shape[1], out = (int)vb->shape[0];
             if (A->shape[1] != in || B->shape[0] != out) {
-                icl_seterr(err, errsz, "%s: %s and lora_B have shapes that do not fit the module [out %d, in %d]",
-                           u[i].path, A->name, out, in);
+                char mb[600];
+                icl_seterr(err, errsz, "%s: %s and lora_B have shapes that do not fit the module [out %d, in %d]%s",
+                           u[i].path, A->name, out, in, other_base(&u[i].c, mb, sizeof mb));
                 goto out;
             }
             float *a = xmalloc((size_t)r * in * sizeof *a), *b = xmalloc((size_t)out * r * sizeof *b);

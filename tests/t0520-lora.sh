@@ -152,7 +152,9 @@ assert abs(a[\"loss\"]-b[\"loss\"]) < 0.02*abs(a[\"loss\"]), (a,b)"
 
 test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_must_fail icl-eval -m "$GPT2" --adapter "$PEFT" rand.tok 2>err &&
-	test_grep "adapts model.layers.0.mlp.down_proj.weight, which the model does not have" err &&
+	test_grep "adapts model.layers.0.mlp.down_proj.weight, which the model does not have (an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
+	test_must_fail icl-eval -m "$DATA/model/stories260K/model" --adapter "$PEFT" rand.tok 2>err &&
+	test_grep "have shapes that do not fit .* (an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
 	test_must_fail icl-eval -m "$LLAMA" --adapter nowhere rand.tok 2>err &&
 	test_grep "nowhere: no such adapter folder" err &&
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
