@@ -1922,8 +1922,13 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
     }
     if (load_best(r) || (o->rank == 0 && save_model_dir(r, o->out_dir)))
         goto out;
-    note(r, 0, "done: %ld step%s; %s in %s, last checkpoint %s", r->pos.step, r->pos.step == 1 ? "" : "s",
-         o->lora_r > 0 || o->adapter ? "adapter" : "model", o->out_dir, r->last_good);
+    if (o->load_best_model_at_end && r->best)
+        note(r, 0, "done: %ld step%s; %s of the best checkpoint, %s (val_loss %.9g), in %s; last checkpoint %s",
+             r->pos.step, r->pos.step == 1 ? "" : "s", o->lora_r > 0 || o->adapter ? "adapter" : "model", r->best,
+             r->best_val, o->out_dir, r->last_good);
+    else
+        note(r, 0, "done: %ld step%s; %s in %s, last checkpoint %s", r->pos.step, r->pos.step == 1 ? "" : "s",
+             o->lora_r > 0 || o->adapter ? "adapter" : "model", o->out_dir, r->last_good);
     rc = 0;
 out:
     if (rc < 0)

@@ -101,15 +101,16 @@ test_expect_success '--save-total-limit keeps the newest N' '
 	test "$(ls rot | grep checkpoint | tr "\n" " ")" = "checkpoint-10 checkpoint-8 "
 '
 
-test_expect_success '--save-total-limit with --load-best-model-at-end keeps the best too and loads it' '
-	icl-train -q $A --max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 1 \
-		--load-best-model-at-end -o best rand.tok >m &&
+test_expect_success '--save-total-limit with --load-best-model-at-end keeps the best too, loads it and names it' '
+	icl-train $A --max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 1 \
+		--load-best-model-at-end -o best rand.tok >m 2>err &&
 	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
 	echo "best step $best" &&
 	test "$best" -lt 12 &&
 	test "$(ls best | grep checkpoint | sort | tr "\n" " ")" = "$(printf "checkpoint-%s\ncheckpoint-12\n" $best | sort | tr "\n" " ")" &&
 	cmp best/model.safetensors best/checkpoint-$best/model.safetensors &&
-	test_grep "\"best_model_checkpoint\": \"best/checkpoint-$best\"" best/checkpoint-12/trainer_state.json
+	test_grep "\"best_model_checkpoint\": \"best/checkpoint-$best\"" best/checkpoint-12/trainer_state.json &&
+	test_grep "^icl-train: done: 12 steps; model of the best checkpoint, best/checkpoint-$best (val_loss [0-9.]*), in best; last checkpoint best/checkpoint-12$" err
 '
 
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
