@@ -719,7 +719,7 @@ int main(int argc, char **argv)
     for (int i = optind; i < argc; i++)
         eval_file(&o, argv[i], &it, &skipped);
     if (it.n == 0 && !quiet) /* a pipeline whose earlier step wrote nothing: the null scores say why */
-        icl_warn("no record to score%s", skipped ? " (every record was skipped)" : " (empty input)");
+        icl_warn("%s", skipped ? "no record to score (every record was skipped)" : "empty input, no records");
     if (o.eot_stripped && !quiet)
         fprintf(stderr, "%s: %ld reference%s of \"chat\": true records scored without the end-of-turn text the "
                 "completions stop before (%s)\n", icl_progname, o.eot_stripped, o.eot_stripped == 1 ? "" : "s",

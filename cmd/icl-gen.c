@@ -447,6 +447,8 @@ static void gen_text_file(ctx_t *c, const char *path)
         run_text_batch(c, recs, prompts, n, (const char **)where);
         icl_progress_add(&c->prog, n);
     }
+    if (!records && !icl_quiet) /* as icl-fmt says it */
+        icl_warn("%s: empty input, no records", name);
     for (int i = 0; i < n; i++)
         json_decref(recs[i]);
     for (int i = 0; i < c->batch; i++) {

@@ -314,6 +314,8 @@ static void encode_files(const icl_tokenizer *t, const char *tokpath, const icl_
             }
             icl_progress_add(&prog, done);
         }
+        if (!in_file && !icl_quiet) /* as icl-fmt says it */
+            icl_warn("%s: empty input, no records", icl_display_name(files[f]));
         icl_lines_close(&r);
     }
     icl_progress_end(&prog);
