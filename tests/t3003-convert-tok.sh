@@ -51,6 +51,14 @@ test_expect_success 'a folder tokenizer GGUF cannot name is refused by name' '
 	test ! -e bad.gguf
 '
 
+test_expect_success 'a folder whose tokenizer.json is no tokenizer is refused by name, no crash; nothing written' '
+	mkdir -p notok && cp m/config.json m/generation_config.json m/model.safetensors notok/ &&
+	echo "{}" >notok/tokenizer.json &&
+	test_must_fail icl-convert notok notok.gguf 2>err &&
+	test_grep "^icl-convert: notok: not a tokenizer: a JSON file without tokenizer.json.s \"model\" object" err &&
+	test ! -e notok.gguf
+'
+
 if [ -r "$SMOL" ]; then
 test_expect_success 'SmolLM2: GGUF -> folder -> GGUF (Q8_0) keeps the tokenizer and chat template' '
 	icl-convert "$SMOL" s &&
