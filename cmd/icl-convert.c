@@ -1,5 +1,6 @@
 /* icl-convert - a GGUF file to a Hugging Face model folder, or a folder to a
  * GGUF file.  See icl-convert(1).  The work is in lib/gguf_model.c. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -125,6 +126,52 @@ static void save_folder(const icl_model *m, const icl_gguf *g, const char *out)
     free(tmp);
 }
 
+/* Refuse (usage error, before any work) an output that would destroy an
+ * input: out the same file as the input file f, a file (not a .gguf: no
+ * folder's .gguf is read) of the input folder f, or, when out is a folder,
+ * the input folder f itself. */
+static void refuse_onto_input(const char *out, const char *f)
+{
+    struct stat so, sf;
+    if (!f || stat(out, &so) || stat(f, &sf))
+        return;
+    if (S_ISDIR(sf.st_mode) && S_ISDIR(so.st_mode) && so.st_dev == sf.st_dev && so.st_ino == sf.st_ino)
+        icl_usage_die("%s is the input folder %s: it would be overwritten", out, f);
+    if (!S_ISDIR(sf.st_mode)) {
+        if (icl_same_file(f, out))
+            icl_usage_die("%s is both an input and the output: it would be destroyed", out);
+        return;
+    }
+    DIR *d = opendir(f);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l >= 5 && !strcmp(e->d_name + l - 5, ".gguf"))
+            continue;
+        char *p = icl_path_join(f, e->d_name);
+        int same = icl_same_file(p, out);
+        free(p);
+        if (same)
+            icl_usage_die("%s is %s of the input folder %s: it would be destroyed", out, e->d_name, f);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* refuse_onto_input for each --adapter DIR[:SCALE]'s folder. */
+static void refuse_onto_adapters(const char *out, const char *const *specs, int n)
+{
+    char err[1024];
+    for (int i = 0; i < n; i++) {
+        double sc;
+        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
+        if (!d)
+            icl_usage_die("%s", err);
+        refuse_onto_input(out, d);
+        free(d);
+    }
+}
+
 /* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
 static void merge_adapters(icl_model *m, const char *const *specs, int n)
 {
@@ -192,6 +239,10 @@ int main(int argc, char **argv)
                           like ? "like" : "adapter", in, like ? "like" : "adapter", in, in, in);
         if (type != ICL_GGML_F32 && type != ICL_GGML_F16 && type != ICL_GGML_BF16 && type != ICL_GGML_Q8_0)
             icl_usage_die("--type %s: a LoRA adapter GGUF is F32, F16, BF16 or Q8_0", icl_ggml_type_name((uint32_t)type));
+        refuse_onto_input(out, in);
+        char *bp = base ? NULL : icl_lora_base_path(in, err, sizeof err); /* its errors: icl_lora_save_gguf's */
+        refuse_onto_input(out, base ? base : bp);
+        free(bp);
         if (icl_lora_save_gguf(in, base, out, (uint32_t)type, err, sizeof err))
             icl_die("%s", err);
         return ICL_EXIT_OK;
@@ -209,6 +260,8 @@ int main(int argc, char **argv)
                           "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
                           "icl-convert --like IN.gguf [--type TYPE] DIR OUT.gguf)",
                           in, out, n_adapters ? "--adapter ADAPTER " : "");
+        refuse_onto_input(out, in);
+        refuse_onto_adapters(out, adapters, n_adapters);
         if (icl_out_dir_check(out, err, sizeof err)) /* before the work: its parent must exist */
             icl_die("%s", err);
         icl_gguf *g = icl_gguf_open(in, err, sizeof err);
@@ -229,6 +282,9 @@ int main(int argc, char **argv)
                           "(e.g. OUT.gguf); a folder is written to a folder only when merging adapters "
                           "(icl-convert --adapter ADAPTER_DIR %s OUT_DIR)",
                           in, out, in);
+        refuse_onto_input(out, in);
+        refuse_onto_input(out, like);
+        refuse_onto_adapters(out, adapters, n_adapters);
         if (n_adapters && !gguf_out && icl_out_dir_check(out, err, sizeof err))
             icl_die("%s", err);
         icl_gguf *lg = NULL;
