@@ -29,13 +29,19 @@ void icl_lora_config_free(icl_lora_config *c)
     c->n_targets = 0;
 }
 
+static void push_target(icl_lora_config *c, const char *s, size_t n)
+{
+    c->target_modules = xreallocarray(c->target_modules, (size_t)c->n_targets + 1, sizeof *c->target_modules);
+    c->target_modules[c->n_targets++] = xstrndup(s, n);
+}
+
+/* push_target unless s is there already (a linear search: short lists) */
 static void add_target(icl_lora_config *c, const char *s, size_t n)
 {
     for (int i = 0; i < c->n_targets; i++)
         if (strlen(c->target_modules[i]) == n && !strncmp(c->target_modules[i], s, n))
             return;
-    c->target_modules = xreallocarray(c->target_modules, (size_t)c->n_targets + 1, sizeof *c->target_modules);
-    c->target_modules[c->n_targets++] = xstrndup(s, n);
+    push_target(c, s, n);
 }
 
 int icl_lora_set_targets(icl_lora_config *c, const icl_config *mc, const char *spec, char *err, size_t errsz)
@@ -97,7 +103,7 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
 {
     memset(c, 0, sizeof *c);
     json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je), *seen = NULL;
     int rc = -1;
 #define BAD(...) do { icl_seterr(err, errsz, __VA_ARGS__); goto out; } while (0)
     if (!root)
@@ -141,11 +147,17 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
     if (json_is_array(v)) {
         size_t i;
         json_t *t;
+        seen = json_object(); /* names so far: a list of a million names is no quadratic search */
         json_array_foreach(v, i, t)
         {
-            if (!json_is_string(t) || !json_string_length(t))
+            const char *name = json_string_value(t);
+            size_t n = json_string_length(t);
+            if (!json_is_string(t) || !n)
                 BAD("%s: target_modules[%zu] is not a module name", path, i);
-            add_target(c, json_string_value(t), json_string_length(t));
+            if (!json_object_getn(seen, name, n)) {
+                json_object_setn_new(seen, name, n, json_null());
+                push_target(c, name, n);
+            }
         }
     } else if (json_is_string(v)) { /* PEFT: a string is a regular expression, or all-linear */
         if (strcmp(json_string_value(v), "all-linear"))
@@ -164,6 +176,7 @@ out:
 #undef BAD
     if (rc)
         icl_lora_config_free(c);
+    json_decref(seen);
     json_decref(root);
     return rc;
 }

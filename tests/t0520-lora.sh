@@ -174,6 +174,15 @@ test_expect_success 'weights target_modules does not select, or selected modules
 	test_grep "no tensor base_model.model.model.layers.0.self_attn.o_proj.lora_" err
 '
 
+test_expect_success 'target_modules of 300000 names loads at once (no quadratic search)' '
+	mkdir -p many && cp "$PEFT/adapter_model.safetensors" many/ &&
+	python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); a[\"target_modules\"]=[\"t%d\" % i for i in range(300000)]+a[\"target_modules\"]
+json.dump(a, open(\"many/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
+	timeout 60 icl-eval -m "$LLAMA" --adapter many rand.tok >e.many &&
+	test_cmp e.adapter e.many
+'
+
 test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&
