@@ -15,8 +15,10 @@
  * Scale (PEFT's "scaling"): lora_alpha / r, or lora_alpha / sqrt(r) with
  * use_rslora (Kalajdzievski 2023, rsLoRA).
  * Supported: plain LoRA (no DoRA, no rank_pattern/alpha_pattern, bias
- * "none", no modules_to_save, no layers_to_transform); any other setting
- * is refused by name.
+ * "none", no modules_to_save, no layers_to_transform, no exclude_modules,
+ * no alora_invocation_tokens); any other setting is refused by name, as
+ * are use_rslora / use_dora that are not booleans and a lora_dropout that
+ * is not a number.
  */
 #ifndef ICL_LORA_H
 #define ICL_LORA_H

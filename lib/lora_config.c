@@ -122,16 +122,28 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
         BAD("%s: \"lora_alpha\" is not a number", path);
     c->lora_alpha = json_number_value(v);
     v = json_object_get(root, "lora_dropout");
+    if (v && !json_is_null(v) && !json_is_number(v))
+        BAD("%s: \"lora_dropout\" is not a number", path);
     c->lora_dropout = json_is_number(v) ? json_number_value(v) : 0;
     if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
         BAD("%s: \"lora_dropout\" is not in [0, 1)", path);
+    /* PEFT takes any non-empty string as true: "false" is no false */
+    static const char *const flags[] = {"use_rslora", "use_dora"};
+    for (size_t i = 0; i < 2; i++) {
+        v = json_object_get(root, flags[i]);
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+            BAD("%s: \"%s\" is not true or false", path, flags[i]);
+    }
     c->use_rslora = json_is_true(json_object_get(root, "use_rslora"));
     if (json_is_true(json_object_get(root, "use_dora")))
         BAD("%s: use_dora: DoRA adapters are not supported", path);
     v = json_object_get(root, "bias");
     if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "none")))
         BAD("%s: \"bias\" other than \"none\" is not supported", path);
-    static const char *const unsupported[] = {"modules_to_save", "layers_to_transform", "layer_replication"};
+    /* alora_invocation_tokens (activated LoRA) and exclude_modules (below) would change which tokens or
+     * modules the same lora_A/lora_B tensors adapt: not to be applied as plain LoRA */
+    static const char *const unsupported[] = {"modules_to_save", "layers_to_transform", "layer_replication",
+                                              "alora_invocation_tokens"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         v = json_object_get(root, unsupported[i]);
         if (v && !json_is_null(v))
@@ -143,6 +155,9 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
         if (v && !json_is_null(v) && (!json_is_object(v) || json_object_size(v)))
             BAD("%s: \"%s\" is not supported", path, patterns[i]);
     }
+    v = json_object_get(root, "exclude_modules");
+    if (v && !json_is_null(v) && (!json_is_array(v) || json_array_size(v)))
+        BAD("%s: \"exclude_modules\" is not supported", path);
     v = json_object_get(root, "target_modules");
     if (json_is_array(v)) {
         size_t i;

@@ -183,6 +183,23 @@ json.dump(a, open(\"many/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.j
 	test_cmp e.adapter e.many
 '
 
+test_expect_success 'adapter_config.json: flags that are not booleans, a lora_dropout not a number, exclude_modules and activated LoRA are refused by name' '
+	mkdir -p types && cp "$PEFT/adapter_model.safetensors" types/ &&
+	for kv in "use_rslora=\"false\"|\"use_rslora\" is not true or false" "use_dora=1|\"use_dora\" is not true or false" \
+		"lora_dropout=\"0.1\"|\"lora_dropout\" is not a number" "exclude_modules=[\"q_proj\"]|\"exclude_modules\" is not supported" \
+		"alora_invocation_tokens=[1, 2]|\"alora_invocation_tokens\" is not supported"; do
+		python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); k,v=sys.argv[2].split(\"=\",1); a[k]=json.loads(v)
+json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" "${kv%%|*}" &&
+		test_must_fail icl-eval -m "$LLAMA" --adapter types rand.tok 2>err &&
+		echo "icl-eval: types/adapter_config.json: ${kv#*|}" >want && test_cmp want err || return 1
+	done &&
+	python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); a[\"exclude_modules\"]=[]; a[\"lora_dropout\"]=None; a[\"use_rslora\"]=None
+json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
+	icl-eval -m "$LLAMA" --adapter types rand.tok >e.types && test_cmp e.adapter e.types
+'
+
 test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&
