@@ -594,6 +594,29 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 icl_seterr(err, errsz, "%s: %s", u[i].path, e2);
                 goto out;
             }
+            /* as icl_lora_merge: finite values, and updates that stay finite */
+            double mx[2] = {0, 0};
+            const float *ab[2] = {a, b};
+            size_t nab[2] = {(size_t)r * in, (size_t)out * r};
+            for (int q = 0; q < 2; q++)
+                for (size_t j = 0; j < nab[q] && isfinite(mx[q]); j++) {
+                    double x = fabs(ab[q][j]);
+                    if (!(x <= mx[q])) /* larger, or NaN */
+                        mx[q] = isnan(x) ? INFINITY : x;
+                }
+            double bound = fabs((double)sc) * r * mx[0] * mx[1];
+            if (!isfinite(mx[0]) || !isfinite(mx[1]) || !isfinite(sc) || bound > 1e30) {
+                if (!isfinite(mx[0]) || !isfinite(mx[1]))
+                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", u[i].path,
+                               isfinite(mx[0]) ? B->name : A->name);
+                else
+                    icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g: not "
+                               "float32 weights", dirs[i], u[i].c.lora_alpha, r, mults[i],
+                               isfinite(sc) ? bound : (double)sc);
+                free(a);
+                free(b);
+                goto out;
+            }
             float *dA = s->params + va->offset, *dB = s->params + vb->offset;
             memcpy(dA + (size_t)off * in, a, (size_t)r * in * sizeof *a);
             for (int o = 0; o < out; o++)

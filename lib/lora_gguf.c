@@ -202,6 +202,14 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
             icl_seterr(err, errsz, "%s: %s", ap, e2);
             goto out;
         }
+        const float *ab[2] = {A, B}; /* as icl_lora_merge: llama.cpp would compute with them */
+        size_t nab[2] = {(size_t)r * (size_t)it->in, (size_t)it->out * r};
+        for (int q = 0; q < 2; q++)
+            for (size_t j = 0; j < nab[q]; j++)
+                if (!isfinite(ab[q][j])) {
+                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", ap, q ? it->B->name : it->A->name);
+                    goto out;
+                }
         /* llama's q/k rope permutation acts on the output rows: lora_b's */
         if (it->row->xform == ICL_GGUF_PERMUTE_Q || it->row->xform == ICL_GGUF_PERMUTE_K) {
             int heads = it->row->xform == ICL_GGUF_PERMUTE_Q ? c->num_attention_heads : c->num_key_value_heads;
