@@ -530,14 +530,23 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     }
     unmerged_src *u = xcalloc((size_t)n, sizeof *u);
     const char **leaf = NULL;
-    int nleaf = 0, R = 0, rc = -1;
+    int nleaf = 0, R = 0, rc = -1, nmod = 0;
+    char **mods = icl_config_modules(&m->cfg, &nmod);
+    json_t *modset = json_object(); /* the model's modules: an adapter's 10^5 others are no quadratic search */
+    for (int j = 0; j < nmod; j++)
+        json_object_set_new(modset, mods[j], json_null());
     for (int i = 0; i < n; i++) {
-        if (unmerged_open(&u[i], dirs[i], err, errsz) ||
-            icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
+        if (unmerged_open(&u[i], dirs[i], err, errsz))
             goto out;
         R += u[i].c.r;
         for (int k = 0; k < u[i].ni; k++) { /* targets: the modules' last name components */
             const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight"), *lf = end;
+            const char *mod = nm + strlen(PREFIX);
+            if (!json_object_getn(modset, mod, (size_t)(end - mod))) {
+                icl_seterr(err, errsz, "%s: %s adapts %.*s, which the model does not have", u[i].path, nm,
+                           (int)(end - mod), mod);
+                goto out;
+            }
             while (lf > nm && lf[-1] != '.')
                 lf--;
             int seen = 0;
@@ -551,6 +560,9 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 leaf[nleaf++] = c;
             }
         }
+        /* after the modules are known to be the model's: tensors x targets stays small */
+        if (icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
+            goto out;
     }
     if (!nleaf) { /* adapters without tensors change nothing */
         rc = 0;
@@ -635,6 +647,10 @@ out:
     for (int j = 0; j < nleaf; j++)
         free((char *)leaf[j]);
     free(leaf);
+    for (int j = 0; j < nmod; j++)
+        free(mods[j]);
+    free(mods);
+    json_decref(modset);
     return rc;
 }
 

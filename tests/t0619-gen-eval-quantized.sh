@@ -111,4 +111,18 @@ open(\"nan/adapter_model.safetensors\",\"wb\").write(f[:o]+struct.pack(\"<f\",fl
 	test_grep "lora_alpha 8 over r 4 (times 1e+300) makes updates of up to inf: not float32 weights" err
 '
 
+test_expect_success 'an adapter file of 200000 tensor pairs is refused at once (no quadratic search), naming the first module the model lacks' '
+	mkdir many && cp "$PEFT/adapter_config.json" many/ &&
+	python3 -c "import json,struct
+h={}
+for ab, shape in ((\"B\", [0, 4]), (\"A\", [4, 0])):
+    for i in range(200000):
+        h[\"base_model.model.z%d.lora_%s.weight\" % (i, ab)] = {\"dtype\": \"F32\", \"shape\": shape, \"data_offsets\": [0, 0]}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"many/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b)" &&
+	test_must_fail timeout 60 icl-eval -m "$Q" --adapter many rand.tok 2>err &&
+	echo "icl-eval: many/adapter_model.safetensors: base_model.model.z0.lora_A.weight adapts z0, which the model does not have" >want &&
+	test_cmp want err
+'
+
 test_done
