@@ -106,4 +106,16 @@ test_expect_success '--like with an adapter folder as input is a usage error say
 	! test -e x.gguf
 '
 
+test_expect_success '--like a LoRA adapter GGUF, or the GGUF of another architecture, is refused by name; nothing written' '
+	icl-convert -b "$LLAMA" "$PEFT" like.gguf &&
+	test_must_fail icl-convert --like like.gguf "$LLAMA" x.gguf 2>err &&
+	echo "icl-convert: like.gguf: general.type is \"adapter\", not a model: its metadata cannot be a model'"'"'s" >want &&
+	test_cmp want err &&
+	test_must_fail icl-convert --like "$DATA/gguf/gpt2-tiny.f32.gguf" "$LLAMA" x.gguf 2>err &&
+	echo "icl-convert: $DATA/gguf/gpt2-tiny.f32.gguf: its general.architecture is not \"llama\", the model'"'"'s: its metadata cannot be this model'"'"'s" >want &&
+	test_cmp want err &&
+	! test -e x.gguf &&
+	icl-convert --like "$DATA/gguf/llama-tiny.f32.gguf" "$LLAMA" x.gguf
+'
+
 test_done
