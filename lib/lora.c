@@ -16,6 +16,9 @@
 #include "util.h"
 
 #define PREFIX "base_model.model."
+/* a tensor name longer than PREFIX + 200 + ".lora_A.weight": said before the
+ * other messages, which it would cut before their reason */
+#define LONG_NAME "%s: tensor %.60s... has a name of %zu bytes: no PEFT module name is that long (at most 200 bytes)"
 
 /* ------------------------------------------------------------ attaching */
 
@@ -81,6 +84,10 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
     for (int i = 0; i < icl_st_count(f); i++) {
         const char *name = icl_st_get(f, i)->name;
         size_t n = strlen(name);
+        if (n > lp + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, path, name, n);
+            goto out;
+        }
         if (n < lp + ls + 1 || strncmp(name, PREFIX, lp) || (strcmp(name + n - ls, sa) && strcmp(name + n - ls, sb)))
             continue; /* not a lora_A/lora_B weight: the callers refuse such names */
         int hit = 0;
@@ -294,13 +301,17 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
         size_t ls = sizeof sa - 1;
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > strlen(PREFIX) + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, p, nm, n);
+            goto out;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", p, nm);
             goto out;
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX)) || n - ls - strlen(PREFIX) > 200) {
+        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, p, nm);
             goto out;
         }
@@ -480,13 +491,17 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
         const char *nm = t->name;
         size_t n = strlen(nm);
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > strlen(PREFIX) + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, u->path, nm, n);
+            return -1;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", u->path, nm);
             return -1;
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX)) || n - ls - strlen(PREFIX) > 200) {
+        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, u->path, nm);
             return -1;
         }

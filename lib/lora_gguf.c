@@ -16,6 +16,9 @@
 #include "util.h"
 
 #define PREFIX "base_model.model."
+/* a tensor name longer than PREFIX + 200 + ".lora_A.weight": said before the
+ * other messages, which it would cut before their reason */
+#define LONG_NAME "%s: tensor %.60s... has a name of %zu bytes: no PEFT module name is that long (at most 200 bytes)"
 
 /* One adapted module: its table row, GGUF name, sizes and PEFT tensors. */
 typedef struct {
@@ -121,13 +124,17 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
         const char *nm = t->name;
         size_t n = strlen(nm);
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > lp + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, ap, nm, n);
+            goto out;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", ap, nm);
             goto out;
         }
         if (isB)
             continue;
-        if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp) || n - ls - lp > 200) {
+        if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp)) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, ap, nm);
             goto out;
         }

@@ -200,6 +200,22 @@ json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.
 	icl-eval -m "$LLAMA" --adapter types rand.tok >e.types && test_cmp e.adapter e.types
 '
 
+test_expect_success 'a tensor name of 100000 bytes is refused saying so, not with a message cut before its reason' '
+	mkdir -p long && cp "$PEFT/adapter_config.json" long/ &&
+	python3 -c "import json,struct,sys
+f=open(sys.argv[1],\"rb\").read(); n=struct.unpack(\"<Q\",f[:8])[0]; h=json.loads(f[8:8+n])
+h[\"base_model.model.\"+\"x\"*99969+\".lora_A.weight\"]={\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"long/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+f[8+n:])" "$PEFT/adapter_model.safetensors" &&
+	msg="long/adapter_model.safetensors: tensor base_model.model.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... has a name of 100000 bytes: no PEFT module name is that long (at most 200 bytes)" &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter long rand.tok 2>err &&
+	echo "icl-eval: $msg" >want && test_cmp want err &&
+	test_must_fail icl-convert -b "$LLAMA" long long.gguf 2>err &&
+	echo "icl-convert: $msg" >want && test_cmp want err &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter long --max-steps 1 -o tl rand.tok 2>err &&
+	echo "icl-train: $msg" >want && test_cmp want err
+'
+
 test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&
