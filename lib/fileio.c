@@ -527,6 +527,20 @@ int icl_out_dir_check(const char *dir, char *err, size_t errsz)
         errno = ENOTDIR;
         return -1;
     }
+    if (errno == ENOTDIR) { /* "file/": the file itself is what is not a folder, not its parent */
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            n--;
+        char *name = icl_xstrndup(dir, n);
+        int file = n < strlen(dir) && stat(name, &st) == 0 && !S_ISDIR(st.st_mode);
+        free(name);
+        if (file) {
+            icl_seterr(err, errsz, "%s: exists and is not a folder", dir);
+            errno = ENOTDIR;
+            return -1;
+        }
+        errno = ENOTDIR;
+    }
     if (errno != ENOENT)
         return out_dir_error(dir, errno, err, errsz);
     /* a link to nothing (mkdir(1): "File exists"; the files would go
