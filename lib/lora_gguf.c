@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gguf.h"
 #include "gguf_model.h"
@@ -67,6 +68,11 @@ static const icl_config *base_config(const char *base, icl_gguf_model **gm, icl_
         if (!(*gm = icl_gguf_model_open(base, err, errsz)))
             return NULL;
         return icl_gguf_model_config(*gm);
+    }
+    struct stat st;
+    if (stat(base, &st) == 0 && !S_ISDIR(st.st_mode)) { /* not "FILE/config.json: Not a directory" */
+        icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder", base);
+        return NULL;
     }
     char *cp = icl_path_join(base, "config.json");
     int rc = icl_config_load(own, cp, err, errsz);

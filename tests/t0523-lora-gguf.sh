@@ -118,4 +118,11 @@ test_expect_success '--like a LoRA adapter GGUF, or the GGUF of another architec
 	icl-convert --like "$DATA/gguf/llama-tiny.f32.gguf" "$LLAMA" x.gguf
 '
 
+test_expect_success '--base naming a file that is no GGUF says so, not FILE/config.json: Not a directory' '
+	printf "GGU" >short.gguf &&
+	test_must_fail icl-convert -b short.gguf "$PEFT" short-out.gguf 2>err &&
+	echo "icl-convert: the base model of $PEFT: short.gguf: neither a GGUF file nor a model folder" >want &&
+	test_cmp want err && ! test -e short-out.gguf
+'
+
 test_done
