@@ -31,7 +31,9 @@ void icl_lora_config_free(icl_lora_config *c)
 
 static void push_target(icl_lora_config *c, const char *s, size_t n)
 {
-    c->target_modules = xreallocarray(c->target_modules, (size_t)c->n_targets + 1, sizeof *c->target_modules);
+    size_t k = (size_t)c->n_targets; /* room for a power of two: grown at 0, 1, 2, 4, ... (a list of 10^5) */
+    if (!(k & (k - 1)))
+        c->target_modules = xreallocarray(c->target_modules, k ? 2 * k : 1, sizeof *c->target_modules);
     c->target_modules[c->n_targets++] = xstrndup(s, n);
 }
 
