@@ -106,7 +106,7 @@ static int is_adapter_dir(const char *p)
 static const char *const folder_files[] = {
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-    "tokenizer.model", "added_tokens.json", NULL,
+    "tokenizer.model", "added_tokens.json", "chat_template.jinja", NULL,
 };
 
 /* Write m (and, from g when not NULL, its tokenizer) as the model folder
