@@ -420,12 +420,21 @@ out:
 
 /* ------------------------------------------------------------ specs and bases */
 
+/* s for a message: its first 200 bytes and "...", so that a path of a
+ * megabyte does not cut the message before its reason */
+static const char *shortened(char buf[208], const char *s)
+{
+    snprintf(buf, 208, "%.200s%s", s, strlen(s) > 200 ? "..." : "");
+    return buf;
+}
+
 char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
 {
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return NULL;
     char *b = c.base_model_name_or_path, *res = NULL, *cfg = icl_path_join(dir, "adapter_config.json");
+    char sh1[208], sh2[208];
     struct stat sb;
     if (!b || !*b) {
         icl_seterr(err, errsz, "%s names no base_model_name_or_path: give the base, -m BASE --adapter %s", cfg, dir);
@@ -433,7 +442,7 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
         res = xstrdup(b);
     } else if (b[0] == '/') {
         icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) does not exist: give it, -m BASE "
-                               "--adapter %s", cfg, b, dir);
+                               "--adapter %s", cfg, shortened(sh1, b), dir);
     } else {
         char *p = icl_path_join(dir, b);
         if (stat(p, &sb) == 0) {
@@ -441,7 +450,8 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
         } else {
             icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) is neither %s (from the "
                                    "current folder) nor %s (from the adapter's; icl reads no Hugging Face hub ids): "
-                                   "give it, -m BASE --adapter %s", cfg, b, b, p, dir);
+                                   "give it, -m BASE --adapter %s", cfg, shortened(sh1, b), shortened(sh1, b),
+                       shortened(sh2, p), dir);
             free(p);
         }
     }
