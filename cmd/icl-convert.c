@@ -1,5 +1,6 @@
 /* icl-convert - a GGUF file to a Hugging Face model folder, or a folder to a
  * GGUF file.  See icl-convert(1).  The work is in lib/gguf_model.c. */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -105,7 +106,7 @@ static int is_adapter_dir(const char *p)
 static const char *const folder_files[] = {
     "config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-    "tokenizer.model", "added_tokens.json", NULL,
+    "tokenizer.model", "added_tokens.json", "chat_template.jinja", NULL,
 };
 
 /* Write m (and, from g when not NULL, its tokenizer) as the model folder
@@ -123,6 +124,52 @@ static void save_folder(const icl_model *m, const icl_gguf *g, const char *out)
         icl_die("%s: %s", out, err);
     }
     free(tmp);
+}
+
+/* Refuse (usage error, before any work) an output that would destroy an
+ * input: out the same file as the input file f, a file (not a .gguf: no
+ * folder's .gguf is read) of the input folder f, or, when out is a folder,
+ * the input folder f itself. */
+static void refuse_onto_input(const char *out, const char *f)
+{
+    struct stat so, sf;
+    if (!f || stat(out, &so) || stat(f, &sf))
+        return;
+    if (S_ISDIR(sf.st_mode) && S_ISDIR(so.st_mode) && so.st_dev == sf.st_dev && so.st_ino == sf.st_ino)
+        icl_usage_die("%s is the input folder %s: it would be overwritten", out, f);
+    if (!S_ISDIR(sf.st_mode)) {
+        if (icl_same_file(f, out))
+            icl_usage_die("%s is both an input and the output: it would be destroyed", out);
+        return;
+    }
+    DIR *d = opendir(f);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l >= 5 && !strcmp(e->d_name + l - 5, ".gguf"))
+            continue;
+        char *p = icl_path_join(f, e->d_name);
+        int same = icl_same_file(p, out);
+        free(p);
+        if (same)
+            icl_usage_die("%s is %s of the input folder %s: it would be destroyed", out, e->d_name, f);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* refuse_onto_input for each --adapter DIR[:SCALE]'s folder. */
+static void refuse_onto_adapters(const char *out, const char *const *specs, int n)
+{
+    char err[1024];
+    for (int i = 0; i < n; i++) {
+        double sc;
+        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
+        if (!d)
+            icl_usage_die("%s", err);
+        refuse_onto_input(out, d);
+        free(d);
+    }
 }
 
 /* --adapter DIR[:SCALE]...: merged into m in order (lora.h). */
@@ -196,6 +243,10 @@ int main(int argc, char **argv)
         if (out[lo ? lo - 1 : 0] == '/' || (stat(out, &st) == 0 && S_ISDIR(st.st_mode)))
             icl_usage_die("%s is a LoRA adapter folder, written as a llama.cpp LoRA GGUF file, and %s is a folder: "
                           "give a file name (e.g. OUT.gguf)", in, out);
+        refuse_onto_input(out, in);
+        char *bp = base ? NULL : icl_lora_base_path(in, err, sizeof err); /* its errors: icl_lora_save_gguf's */
+        refuse_onto_input(out, base ? base : bp);
+        free(bp);
         if (icl_lora_save_gguf(in, base, out, (uint32_t)type, err, sizeof err))
             icl_die("%s", err);
         return ICL_EXIT_OK;
@@ -213,6 +264,8 @@ int main(int argc, char **argv)
                           "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
                           "icl-convert --like IN.gguf [--type TYPE] DIR OUT.gguf)",
                           in, out, n_adapters ? "--adapter ADAPTER " : "");
+        refuse_onto_input(out, in);
+        refuse_onto_adapters(out, adapters, n_adapters);
         if (icl_out_dir_check(out, err, sizeof err)) /* before the work: its parent must exist */
             icl_die("%s", err);
         icl_gguf *g = icl_gguf_open(in, err, sizeof err);
@@ -233,6 +286,9 @@ int main(int argc, char **argv)
                           "(e.g. OUT.gguf); a folder is written to a folder only when merging adapters "
                           "(icl-convert --adapter ADAPTER_DIR %s OUT_DIR)",
                           in, out, in);
+        refuse_onto_input(out, in);
+        refuse_onto_input(out, like);
+        refuse_onto_adapters(out, adapters, n_adapters);
         if (n_adapters && !gguf_out && icl_out_dir_check(out, err, sizeof err))
             icl_die("%s", err);
         icl_gguf *lg = NULL;

@@ -116,6 +116,10 @@ static char *link_target(const char *path)
 
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz)
 {
+    if (!*path) { /* "" would make tmp ".tmp.XXXXXX" here, "renamed" onto itself */
+        icl_seterr(err, errsz, "'': an empty file name");
+        return -1;
+    }
     char *target = link_target(path);
     int fit = (size_t)snprintf(tmp, tmpsz, "%s" TMP_SUFFIX, target) < tmpsz;
     free(target);
@@ -127,6 +131,11 @@ int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t
     int have = stat(path, &st) == 0;
     if (have && S_ISDIR(st.st_mode)) {
         icl_seterr(err, errsz, "%s: %s", path, strerror(EISDIR));
+        return -1;
+    }
+    if (have && !S_ISREG(st.st_mode)) { /* a device, FIFO or socket: rename would replace it (as root, /dev/null) */
+        icl_seterr(err, errsz, "%s: not a regular file: this file is written whole beside it and renamed over it, "
+                   "which would replace it", path);
         return -1;
     }
     /* create and register with the clean-up signals held, so that a
@@ -517,6 +526,20 @@ int icl_out_dir_check(const char *dir, char *err, size_t errsz)
         icl_seterr(err, errsz, "%s: exists and is not a folder", dir);
         errno = ENOTDIR;
         return -1;
+    }
+    if (errno == ENOTDIR) { /* "file/": the file itself is what is not a folder, not its parent */
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            n--;
+        char *name = icl_xstrndup(dir, n);
+        int file = n < strlen(dir) && stat(name, &st) == 0 && !S_ISDIR(st.st_mode);
+        free(name);
+        if (file) {
+            icl_seterr(err, errsz, "%s: exists and is not a folder", dir);
+            errno = ENOTDIR;
+            return -1;
+        }
+        errno = ENOTDIR;
     }
     if (errno != ENOENT)
         return out_dir_error(dir, errno, err, errsz);

@@ -38,7 +38,10 @@
 /* Create the temporary file for path (beside the file a symbolic link
  * points to) and return its fd (write-only); its name goes to tmp: tmpsz
  * >= strlen(path) + 16, or ICL_ATOMIC_TMP_MAX through a link.  -1 on error
- * ("path too long" when tmp is too small). */
+ * ("path too long" when tmp is too small; "'': an empty file name"; path a
+ * folder, or an existing file that is not a regular one, such as /dev/null
+ * or a FIFO, which the rename would replace: icl_out_open writes those
+ * directly). */
 int icl_atomic_open(const char *path, char *tmp, size_t tmpsz, char *err, size_t errsz);
 /* fsync and close fd, rename tmp to the file it was made for (path, or the
  * file path links to), fsync the folder.  On failure tmp is removed and -1

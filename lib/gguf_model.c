@@ -841,6 +841,21 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
         return -1;
     }
     const char *arch = c->model_type;
+    /* extra's keys describe a model of this architecture: another's ARCH.*
+     * keys and tokenizer, or a LoRA adapter's general.type and adapter.*,
+     * would make a file that is no such model */
+    icl_gguf_str es;
+    if (extra && icl_gguf_get_str(extra, "general.type", &es, NULL, 0) == 0 && !(es.len == 5 && !memcmp(es.p, "model", 5))) {
+        icl_seterr(err, errsz, "%s: general.type is \"%.*s\", not a model: its metadata cannot be a model's",
+                   icl_gguf_name(extra), (int)(es.len < 40 ? es.len : 40), es.p);
+        return -1;
+    }
+    if (extra && (icl_gguf_get_str(extra, "general.architecture", &es, NULL, 0) != 0 || es.len != strlen(arch) ||
+                  memcmp(es.p, arch, es.len))) {
+        icl_seterr(err, errsz, "%s: its general.architecture is not \"%s\", the model's: its metadata cannot be this "
+                   "model's", icl_gguf_name(extra), arch);
+        return -1;
+    }
     icl_gguf_writer *w = icl_gguf_writer_new();
     icl_gguf_set_str(w, "general.architecture", arch, strlen(arch));
     if (extra)

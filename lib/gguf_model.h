@@ -182,7 +182,8 @@ typedef int (*icl_gguf_tok_writer)(icl_gguf_writer *w, const char *src_dir, char
  * general.file_type and ARCH.* are icl's); with extra_types, a tensor it
  * has under the same name keeps that tensor's type when icl can write it
  * (so GGUF -> model -> GGUF gives the same blocks).  tok: see above.
- * Atomic.  0 ok, -1 with err. */
+ * Atomic.  0 ok, -1 with err (an extra whose general.type is not "model",
+ * e.g. a LoRA adapter GGUF, or whose general.architecture is not m's). */
 int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, const icl_gguf *extra, int extra_types,
                         icl_gguf_tok_writer tok, char *err, size_t errsz);
 

@@ -16,6 +16,9 @@
 #include "util.h"
 
 #define PREFIX "base_model.model."
+/* a tensor name longer than PREFIX + 200 + ".lora_A.weight": said before the
+ * other messages, which it would cut before their reason */
+#define LONG_NAME "%s: tensor %.60s... has a name of %zu bytes: no PEFT module name is that long (at most 200 bytes)"
 
 /* A hint for an adapter that does not fit the model: most likely one of
  * another base, which its config names ("" when it names none). */
@@ -92,6 +95,10 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
     for (int i = 0; i < icl_st_count(f); i++) {
         const char *name = icl_st_get(f, i)->name;
         size_t n = strlen(name);
+        if (n > lp + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, path, name, n);
+            goto out;
+        }
         if (n < lp + ls + 1 || strncmp(name, PREFIX, lp) || (strcmp(name + n - ls, sa) && strcmp(name + n - ls, sb)))
             continue; /* not a lora_A/lora_B weight: the callers refuse such names */
         int hit = 0;
@@ -305,13 +312,17 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
         size_t ls = sizeof sa - 1;
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > strlen(PREFIX) + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, p, nm, n);
+            goto out;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", p, nm);
             goto out;
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX)) || n - ls - strlen(PREFIX) > 200) {
+        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, p, nm);
             goto out;
         }
@@ -421,12 +432,21 @@ out:
 
 /* ------------------------------------------------------------ specs and bases */
 
+/* s for a message: its first 200 bytes and "...", so that a path of a
+ * megabyte does not cut the message before its reason */
+static const char *shortened(char buf[208], const char *s)
+{
+    snprintf(buf, 208, "%.200s%s", s, strlen(s) > 200 ? "..." : "");
+    return buf;
+}
+
 char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
 {
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return NULL;
     char *b = c.base_model_name_or_path, *res = NULL, *cfg = icl_path_join(dir, "adapter_config.json");
+    char sh1[208], sh2[208];
     struct stat sb;
     if (!b || !*b) {
         icl_seterr(err, errsz, "%s names no base_model_name_or_path: give the base, -m BASE --adapter %s", cfg, dir);
@@ -434,7 +454,7 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
         res = xstrdup(b);
     } else if (b[0] == '/') {
         icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) does not exist: give it, -m BASE "
-                               "--adapter %s", cfg, b, dir);
+                               "--adapter %s", cfg, shortened(sh1, b), dir);
     } else {
         char *p = icl_path_join(dir, b);
         if (stat(p, &sb) == 0) {
@@ -442,7 +462,8 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz)
         } else {
             icl_seterr(err, errsz, "%s: the base model \"%s\" (base_model_name_or_path) is neither %s (from the "
                                    "current folder) nor %s (from the adapter's; icl reads no Hugging Face hub ids): "
-                                   "give it, -m BASE --adapter %s", cfg, b, b, p, dir);
+                                   "give it, -m BASE --adapter %s", cfg, shortened(sh1, b), shortened(sh1, b),
+                       shortened(sh2, p), dir);
             free(p);
         }
     }
@@ -492,13 +513,17 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
         const char *nm = t->name;
         size_t n = strlen(nm);
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > strlen(PREFIX) + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, u->path, nm, n);
+            return -1;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", u->path, nm);
             return -1;
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX)) || n - ls - strlen(PREFIX) > 200) {
+        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, u->path, nm);
             return -1;
         }
@@ -542,14 +567,23 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     }
     unmerged_src *u = xcalloc((size_t)n, sizeof *u);
     const char **leaf = NULL;
-    int nleaf = 0, R = 0, rc = -1;
+    int nleaf = 0, R = 0, rc = -1, nmod = 0;
+    char **mods = icl_config_modules(&m->cfg, &nmod);
+    json_t *modset = json_object(); /* the model's modules: an adapter's 10^5 others are no quadratic search */
+    for (int j = 0; j < nmod; j++)
+        json_object_set_new(modset, mods[j], json_null());
     for (int i = 0; i < n; i++) {
-        if (unmerged_open(&u[i], dirs[i], err, errsz) ||
-            icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
+        if (unmerged_open(&u[i], dirs[i], err, errsz))
             goto out;
         R += u[i].c.r;
         for (int k = 0; k < u[i].ni; k++) { /* targets: the modules' last name components */
             const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight"), *lf = end;
+            const char *mod = nm + strlen(PREFIX);
+            if (!json_object_getn(modset, mod, (size_t)(end - mod))) {
+                icl_seterr(err, errsz, "%s: %s adapts %.*s, which the model does not have", u[i].path, nm,
+                           (int)(end - mod), mod);
+                goto out;
+            }
             while (lf > nm && lf[-1] != '.')
                 lf--;
             int seen = 0;
@@ -563,6 +597,9 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 leaf[nleaf++] = c;
             }
         }
+        /* after the modules are known to be the model's: tensors x targets stays small */
+        if (icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
+            goto out;
     }
     if (!nleaf) { /* adapters without tensors change nothing */
         rc = 0;
@@ -609,6 +646,29 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 icl_seterr(err, errsz, "%s: %s", u[i].path, e2);
                 goto out;
             }
+            /* as icl_lora_merge: finite values, and updates that stay finite */
+            double mx[2] = {0, 0};
+            const float *ab[2] = {a, b};
+            size_t nab[2] = {(size_t)r * in, (size_t)out * r};
+            for (int q = 0; q < 2; q++)
+                for (size_t j = 0; j < nab[q] && isfinite(mx[q]); j++) {
+                    double x = fabs(ab[q][j]);
+                    if (!(x <= mx[q])) /* larger, or NaN */
+                        mx[q] = isnan(x) ? INFINITY : x;
+                }
+            double bound = fabs((double)sc) * r * mx[0] * mx[1];
+            if (!isfinite(mx[0]) || !isfinite(mx[1]) || !isfinite(sc) || bound > 1e30) {
+                if (!isfinite(mx[0]) || !isfinite(mx[1]))
+                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", u[i].path,
+                               isfinite(mx[0]) ? B->name : A->name);
+                else
+                    icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g: not "
+                               "float32 weights", dirs[i], u[i].c.lora_alpha, r, mults[i],
+                               isfinite(sc) ? bound : (double)sc);
+                free(a);
+                free(b);
+                goto out;
+            }
             float *dA = s->params + va->offset, *dB = s->params + vb->offset;
             memcpy(dA + (size_t)off * in, a, (size_t)r * in * sizeof *a);
             for (int o = 0; o < out; o++)
@@ -627,6 +687,10 @@ out:
     for (int j = 0; j < nleaf; j++)
         free((char *)leaf[j]);
     free(leaf);
+    for (int j = 0; j < nmod; j++)
+        free(mods[j]);
+    free(mods);
+    json_decref(modset);
     return rc;
 }
 

@@ -15,8 +15,10 @@
  * Scale (PEFT's "scaling"): lora_alpha / r, or lora_alpha / sqrt(r) with
  * use_rslora (Kalajdzievski 2023, rsLoRA).
  * Supported: plain LoRA (no DoRA, no rank_pattern/alpha_pattern, bias
- * "none", no modules_to_save, no layers_to_transform); any other setting
- * is refused by name.
+ * "none", no modules_to_save, no layers_to_transform, no exclude_modules,
+ * no alora_invocation_tokens); any other setting is refused by name, as
+ * are use_rslora / use_dora that are not booleans and a lora_dropout that
+ * is not a number.
  */
 #ifndef ICL_LORA_H
 #define ICL_LORA_H
@@ -142,7 +144,8 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
  * -1 with err: no base, a bad adapter (icl_lora_merge's checks), a module
  * llama.cpp's GGUF lacks (lm_head of a base with tied embeddings, a name
  * not in the architecture's table), an embedding adapter, lora_alpha 0
- * (llama.cpp reads it as scale 1).  Nothing is written then. */
+ * (llama.cpp reads it as scale 1), a tensor holding values that are not
+ * finite.  Nothing is written then. */
 int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint32_t type, char *err,
                        size_t errsz);
 
@@ -173,7 +176,9 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
  * lacks the module, scale 1.  The adapters go into m's set "lora"
  * (icl_model_add_lora; frozen: trainable 0) on the modules the files name.
  * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
- * on the tensors, icl_lora_check_targets included; a module that is not a projection of the blocks, e.g.
+ * on the tensors, icl_lora_check_targets included, and its refusal of
+ * values that are not finite or of updates |s B A| beyond 1e30; a module
+ * that is not a projection of the blocks, e.g.
  * lm_head or embed_tokens, which only merging into float32 weights applies;
  * m has adapters already): m is then half-built, free it. */
 int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, int n, char *err, size_t errsz);

@@ -30,13 +30,21 @@ void icl_lora_config_free(icl_lora_config *c)
     c->n_targets = 0;
 }
 
+static void push_target(icl_lora_config *c, const char *s, size_t n)
+{
+    size_t k = (size_t)c->n_targets; /* room for a power of two: grown at 0, 1, 2, 4, ... (a list of 10^5) */
+    if (!(k & (k - 1)))
+        c->target_modules = xreallocarray(c->target_modules, k ? 2 * k : 1, sizeof *c->target_modules);
+    c->target_modules[c->n_targets++] = xstrndup(s, n);
+}
+
+/* push_target unless s is there already (a linear search: short lists) */
 static void add_target(icl_lora_config *c, const char *s, size_t n)
 {
     for (int i = 0; i < c->n_targets; i++)
         if (strlen(c->target_modules[i]) == n && !strncmp(c->target_modules[i], s, n))
             return;
-    c->target_modules = xreallocarray(c->target_modules, (size_t)c->n_targets + 1, sizeof *c->target_modules);
-    c->target_modules[c->n_targets++] = xstrndup(s, n);
+    push_target(c, s, n);
 }
 
 int icl_lora_set_targets(icl_lora_config *c, const icl_config *mc, const char *spec, char *err, size_t errsz)
@@ -98,7 +106,7 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
 {
     memset(c, 0, sizeof *c);
     json_error_t je;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je), *seen = NULL;
     int rc = -1;
 #define BAD(...) do { icl_seterr(err, errsz, __VA_ARGS__); goto out; } while (0)
     if (!root)
@@ -117,16 +125,28 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
         BAD("%s: \"lora_alpha\" is not a number", path);
     c->lora_alpha = json_number_value(v);
     v = json_object_get(root, "lora_dropout");
+    if (v && !json_is_null(v) && !json_is_number(v))
+        BAD("%s: \"lora_dropout\" is not a number", path);
     c->lora_dropout = json_is_number(v) ? json_number_value(v) : 0;
     if (!(c->lora_dropout >= 0 && c->lora_dropout < 1))
         BAD("%s: \"lora_dropout\" is not in [0, 1)", path);
+    /* PEFT takes any non-empty string as true: "false" is no false */
+    static const char *const flags[] = {"use_rslora", "use_dora"};
+    for (size_t i = 0; i < 2; i++) {
+        v = json_object_get(root, flags[i]);
+        if (v && !json_is_null(v) && !json_is_boolean(v))
+            BAD("%s: \"%s\" is not true or false", path, flags[i]);
+    }
     c->use_rslora = json_is_true(json_object_get(root, "use_rslora"));
     if (json_is_true(json_object_get(root, "use_dora")))
         BAD("%s: use_dora: DoRA adapters are not supported", path);
     v = json_object_get(root, "bias");
     if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "none")))
         BAD("%s: \"bias\" other than \"none\" is not supported", path);
-    static const char *const unsupported[] = {"modules_to_save", "layers_to_transform", "layer_replication"};
+    /* alora_invocation_tokens (activated LoRA) and exclude_modules (below) would change which tokens or
+     * modules the same lora_A/lora_B tensors adapt: not to be applied as plain LoRA */
+    static const char *const unsupported[] = {"modules_to_save", "layers_to_transform", "layer_replication",
+                                              "alora_invocation_tokens"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         v = json_object_get(root, unsupported[i]);
         if (v && !json_is_null(v))
@@ -138,15 +158,24 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
         if (v && !json_is_null(v) && (!json_is_object(v) || json_object_size(v)))
             BAD("%s: \"%s\" is not supported", path, patterns[i]);
     }
+    v = json_object_get(root, "exclude_modules");
+    if (v && !json_is_null(v) && (!json_is_array(v) || json_array_size(v)))
+        BAD("%s: \"exclude_modules\" is not supported", path);
     v = json_object_get(root, "target_modules");
     if (json_is_array(v)) {
         size_t i;
         json_t *t;
+        seen = json_object(); /* names so far: a list of a million names is no quadratic search */
         json_array_foreach(v, i, t)
         {
-            if (!json_is_string(t) || !json_string_length(t))
+            const char *name = json_string_value(t);
+            size_t n = json_string_length(t);
+            if (!json_is_string(t) || !n)
                 BAD("%s: target_modules[%zu] is not a module name", path, i);
-            add_target(c, json_string_value(t), json_string_length(t));
+            if (!json_object_getn(seen, name, n)) {
+                json_object_setn_new(seen, name, n, json_null());
+                push_target(c, name, n);
+            }
         }
     } else if (json_is_string(v)) { /* PEFT: a string is a regular expression, or all-linear */
         if (strcmp(json_string_value(v), "all-linear"))
@@ -165,6 +194,7 @@ out:
 #undef BAD
     if (rc)
         icl_lora_config_free(c);
+    json_decref(seen);
     json_decref(root);
     return rc;
 }

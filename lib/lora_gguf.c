@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gguf.h"
 #include "gguf_model.h"
@@ -16,6 +17,9 @@
 #include "util.h"
 
 #define PREFIX "base_model.model."
+/* a tensor name longer than PREFIX + 200 + ".lora_A.weight": said before the
+ * other messages, which it would cut before their reason */
+#define LONG_NAME "%s: tensor %.60s... has a name of %zu bytes: no PEFT module name is that long (at most 200 bytes)"
 
 /* One adapted module: its table row, GGUF name, sizes and PEFT tensors. */
 typedef struct {
@@ -64,6 +68,11 @@ static const icl_config *base_config(const char *base, icl_gguf_model **gm, icl_
         if (!(*gm = icl_gguf_model_open(base, err, errsz)))
             return NULL;
         return icl_gguf_model_config(*gm);
+    }
+    struct stat st;
+    if (stat(base, &st) == 0 && !S_ISDIR(st.st_mode)) { /* not "FILE/config.json: Not a directory" */
+        icl_seterr(err, errsz, "%s: neither a GGUF file nor a model folder", base);
+        return NULL;
     }
     char *cp = icl_path_join(base, "config.json");
     int rc = icl_config_load(own, cp, err, errsz);
@@ -121,13 +130,17 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
         const char *nm = t->name;
         size_t n = strlen(nm);
         int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
+        if (n > lp + 200 + ls) {
+            icl_seterr(err, errsz, LONG_NAME, ap, nm, n);
+            goto out;
+        }
         if (!isA && !isB) {
             icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", ap, nm);
             goto out;
         }
         if (isB)
             continue;
-        if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp) || n - ls - lp > 200) {
+        if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp)) {
             icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, ap, nm);
             goto out;
         }
@@ -202,6 +215,14 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
             icl_seterr(err, errsz, "%s: %s", ap, e2);
             goto out;
         }
+        const float *ab[2] = {A, B}; /* as icl_lora_merge: llama.cpp would compute with them */
+        size_t nab[2] = {(size_t)r * (size_t)it->in, (size_t)it->out * r};
+        for (int q = 0; q < 2; q++)
+            for (size_t j = 0; j < nab[q]; j++)
+                if (!isfinite(ab[q][j])) {
+                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", ap, q ? it->B->name : it->A->name);
+                    goto out;
+                }
         /* llama's q/k rope permutation acts on the output rows: lora_b's */
         if (it->row->xform == ICL_GGUF_PERMUTE_Q || it->row->xform == ICL_GGUF_PERMUTE_K) {
             int heads = it->row->xform == ICL_GGUF_PERMUTE_Q ? c->num_attention_heads : c->num_key_value_heads;

@@ -947,7 +947,8 @@ int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz)
         goto out;
     if (m->src_dir && !same) {
         static const char *tok[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json"};
+                                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
+                                    "chat_template.jinja"};
         for (size_t i = 0; i < sizeof tok / sizeof tok[0]; i++) {
             char *from = icl_path_join(m->src_dir, tok[i]), *to = icl_path_join(dir, tok[i]);
             r = copy_file_atomic(from, to, err, errsz);

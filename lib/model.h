@@ -259,7 +259,9 @@ void icl_model_free(icl_model *m);
  * (F32, tied embeddings stored once), generation_config.json (from the
  * source folder if it had one, else made from the config), and copies of the
  * tokenizer files of the source folder (tokenizer.json, tokenizer_config.json,
- * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model).  Every
+ * special_tokens_map.json, vocab.json, merges.txt, tokenizer.model,
+ * added_tokens.json, chat_template.jinja: transformers >= 4.43 keeps the chat
+ * template there, over tokenizer_config.json's).  Every
  * file is written atomically.  0 ok, -1 with err (also for a model with
  * quantized products, icl_model_new_quantized: not written from here). */
 int icl_model_save(const icl_model *m, const char *dir, char *err, size_t errsz);

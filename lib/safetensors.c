@@ -23,6 +23,7 @@ struct icl_st_file {
     size_t maplen;
     int n;
     icl_st_tensor *t;
+    icl_st_tensor **byname;    /* [n] sorted by name: icl_st_find's binary search */
     json_t *meta;              /* "__metadata__" or NULL */
 };
 
@@ -88,6 +89,11 @@ static int dtype_of(const char *s, icl_st_dtype *dt, size_t *esz)
     return -1;
 }
 
+static int cmp_by_name(const void *a, const void *b)
+{
+    return strcmp((*(icl_st_tensor *const *)a)->name, (*(icl_st_tensor *const *)b)->name);
+}
+
 static int cmp_by_offset(const void *a, const void *b)
 {
     const icl_st_tensor *x = *(icl_st_tensor *const *)a, *y = *(icl_st_tensor *const *)b;
@@ -102,6 +108,7 @@ void icl_st_close(icl_st_file *f)
     for (int i = 0; i < f->n; i++)
         free(f->t[i].name);
     free(f->t);
+    free(f->byname);
     json_decref(f->meta);
     if (f->map)
         munmap(f->map, f->maplen);
@@ -266,6 +273,12 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
     }
     if (check_overlap(f, name, err, errsz))
         goto fail;
+    /* names are unique (JSON_REJECT_DUPLICATES): a lookup per tensor of a
+     * file of 10^5 tensors (an adapter's pairs) is no quadratic search */
+    f->byname = icl_xmalloc(((size_t)f->n + 1) * sizeof *f->byname);
+    for (int i = 0; i < f->n; i++)
+        f->byname[i] = &f->t[i];
+    qsort(f->byname, (size_t)f->n, sizeof *f->byname, cmp_by_name);
     json_decref(h);
     return f;
 fail:
@@ -295,9 +308,15 @@ const icl_st_tensor *icl_st_get(const icl_st_file *f, int i) { return i >= 0 && 
 
 const icl_st_tensor *icl_st_find(const icl_st_file *f, const char *name)
 {
-    for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->t[i].name, name))
-            return &f->t[i];
+    for (int lo = 0, hi = f->n; lo < hi;) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(f->byname[mid]->name, name);
+        if (!c)
+            return f->byname[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 

@@ -58,7 +58,7 @@ void icl_st_close(icl_st_file *f);
 /* Number of tensors (not counting __metadata__). */
 int icl_st_count(const icl_st_file *f);
 const icl_st_tensor *icl_st_get(const icl_st_file *f, int i);       /* in file order */
-const icl_st_tensor *icl_st_find(const icl_st_file *f, const char *name); /* NULL if absent */
+const icl_st_tensor *icl_st_find(const icl_st_file *f, const char *name); /* NULL if absent; O(log n) */
 /* The "__metadata__" value for key, or NULL. */
 const char *icl_st_metadata(const icl_st_file *f, const char *key);
 

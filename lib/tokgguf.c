@@ -933,6 +933,7 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
     json_error_t je;
     json_t *root = t ? json_load_file(file, 0, &je) : NULL;
     icl_ids want = {0}, got = {0};
+    icl_buf text = {0}; /* before the first goto out, which frees it */
     int rc = -1;
     if (!t) {
         ferr(err, errsz, "%s: %s", path, e2);
@@ -973,7 +974,6 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
     m->add_eos = t->sp.add_eos;
     if (t->chat_template)
         m->chat_template = xstrdup(t->chat_template);
-    icl_buf text = {0};
     int clean = -1; /* tokenizer_config.json's clean_up_tokenization_spaces */
     {
         char *cp = xmalloc(strlen(file) + 32);

@@ -53,6 +53,28 @@ test_expect_success 'icl-fmt -o onto an input, the --shots-from pool or standard
 	icl-fmt -q -o out.jsonl data.csv && test -s out.jsonl
 '
 
+test_expect_success 'icl-convert onto an input file or folder (a base, --like, an adapter) is refused; the inputs survive' '
+	cp -r "$DATA/model/llama-tiny/model" base && cp -r "$DATA/lora-llama-tiny/adapter" ad && cp -r base keep.base && cp -r ad keep.ad &&
+	code_is 2 icl-convert -b base ad ad/adapter_model.safetensors 2>err &&
+	test_grep "icl-convert: ad/adapter_model.safetensors is adapter_model.safetensors of the input folder ad: it would be destroyed" err &&
+	code_is 2 icl-convert -b base ad base/config.json 2>err &&
+	test_grep "icl-convert: base/config.json is config.json of the input folder base: it would be destroyed" err &&
+	code_is 2 icl-convert --adapter ad base ad 2>err &&
+	test_grep "icl-convert: ad is the input folder ad: it would be overwritten" err &&
+	code_is 2 icl-convert --adapter ad base ./base/ 2>err &&
+	test_grep "icl-convert: ./base/ is the input folder base: it would be overwritten" err &&
+	ln -s base/model.safetensors link &&
+	code_is 2 icl-convert base link 2>err &&
+	test_grep "icl-convert: link is model.safetensors of the input folder base: it would be destroyed" err &&
+	diff -r keep.base base && diff -r keep.ad ad &&
+	icl-convert base base/m.gguf && icl-convert base base/m.gguf && cp base/m.gguf m.gguf &&
+	code_is 2 icl-convert -b base/m.gguf ad base/m.gguf 2>err &&
+	test_grep "icl-convert: base/m.gguf is both an input and the output: it would be destroyed" err &&
+	code_is 2 icl-convert --like base/m.gguf base base/m.gguf 2>err &&
+	code_is 2 icl-convert --adapter ad base/m.gguf ad 2>err &&
+	cmp m.gguf base/m.gguf && diff -r keep.ad ad
+'
+
 test_expect_success 'icl-tok train --special refuses invalid UTF-8 and the empty token' '
 	code_is 2 icl-tok train --vocab-size 300 --special "$(printf "\377")" -o s.json c.txt 2>err &&
 	test_grep "special: not valid UTF-8" err &&

@@ -37,6 +37,29 @@ test_expect_success 'output files: the same message (icl-fmt -o, icl-convert OUT
 	test ! -e nope
 '
 
+test_expect_success 'an output folder FILE/ where FILE is a file names FILE, not its parent' '
+	icl-convert "$LLAMA" m.gguf && echo x >afile &&
+	test_must_fail icl-convert m.gguf afile/ 2>err &&
+	echo "icl-convert: afile/: exists and is not a folder" >want && test_cmp want err &&
+	test_must_fail icl-train -q -m "$LLAMA" -o afile/ --max-steps 1 "$TOK" 2>err >/dev/null &&
+	echo "icl-train: afile/: exists and is not a folder" >want && test_cmp want err &&
+	test_must_fail icl-convert m.gguf afile/sub 2>err &&
+	echo "icl-convert: afile/sub: afile is not a folder" >want && test_cmp want err &&
+	echo x >want && test_cmp want afile
+'
+
+test_expect_success 'an output file named "" or naming a FIFO (or a device) is refused; nothing written, the FIFO stays' '
+	mkdir e && (cd e && test_must_fail icl-convert "$LLAMA" "" 2>../err) &&
+	echo "icl-convert: '"''"': an empty file name" >want && test_cmp want err &&
+	test -z "$(ls -A e)" &&
+	mkfifo fifo.gguf &&
+	test_must_fail icl-convert "$LLAMA" fifo.gguf 2>err &&
+	echo "icl-convert: fifo.gguf: not a regular file: this file is written whole beside it and renamed over it, which would replace it" >want &&
+	test_cmp want err && test -p fifo.gguf && ! ls -d fifo.gguf.tmp.* 2>/dev/null &&
+	test_must_fail icl-convert -b "$LLAMA" "$DATA/lora-llama-tiny/adapter" fifo.gguf 2>err &&
+	test_cmp want err && test -p fifo.gguf
+'
+
 test_expect_success 'a link to nothing is refused, as mkdir(1) does; a link to a folder is the folder; "." takes the files' '
 	ln -s nowhere/run dangling &&
 	test_must_fail icl-train -q -m "$LLAMA" -o dangling --max-steps 1 "$TOK" 2>err >/dev/null &&

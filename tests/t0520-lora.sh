@@ -176,6 +176,48 @@ test_expect_success 'weights target_modules does not select, or selected modules
 	test_grep "no tensor base_model.model.model.layers.0.self_attn.o_proj.lora_" err
 '
 
+test_expect_success 'target_modules of 300000 names loads at once (no quadratic search)' '
+	mkdir -p many && cp "$PEFT/adapter_model.safetensors" many/ &&
+	python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); a[\"target_modules\"]=[\"t%d\" % i for i in range(300000)]+a[\"target_modules\"]
+json.dump(a, open(\"many/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
+	timeout 60 icl-eval -m "$LLAMA" --adapter many rand.tok >e.many &&
+	test_cmp e.adapter e.many
+'
+
+test_expect_success 'adapter_config.json: flags that are not booleans, a lora_dropout not a number, exclude_modules and activated LoRA are refused by name' '
+	mkdir -p types && cp "$PEFT/adapter_model.safetensors" types/ &&
+	for kv in "use_rslora=\"false\"|\"use_rslora\" is not true or false" "use_dora=1|\"use_dora\" is not true or false" \
+		"lora_dropout=\"0.1\"|\"lora_dropout\" is not a number" "exclude_modules=[\"q_proj\"]|\"exclude_modules\" is not supported" \
+		"alora_invocation_tokens=[1, 2]|\"alora_invocation_tokens\" is not supported"; do
+		python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); k,v=sys.argv[2].split(\"=\",1); a[k]=json.loads(v)
+json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" "${kv%%|*}" &&
+		test_must_fail icl-eval -m "$LLAMA" --adapter types rand.tok 2>err &&
+		echo "icl-eval: types/adapter_config.json: ${kv#*|}" >want && test_cmp want err || return 1
+	done &&
+	python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); a[\"exclude_modules\"]=[]; a[\"lora_dropout\"]=None; a[\"use_rslora\"]=None
+json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
+	icl-eval -m "$LLAMA" --adapter types rand.tok >e.types && test_cmp e.adapter e.types
+'
+
+test_expect_success 'a tensor name of 100000 bytes is refused saying so, not with a message cut before its reason' '
+	mkdir -p long && cp "$PEFT/adapter_config.json" long/ &&
+	python3 -c "import json,struct,sys
+f=open(sys.argv[1],\"rb\").read(); n=struct.unpack(\"<Q\",f[:8])[0]; h=json.loads(f[8:8+n])
+h[\"base_model.model.\"+\"x\"*99969+\".lora_A.weight\"]={\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"long/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+f[8+n:])" "$PEFT/adapter_model.safetensors" &&
+	msg="long/adapter_model.safetensors: tensor base_model.model.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... has a name of 100000 bytes: no PEFT module name is that long (at most 200 bytes)" &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter long rand.tok 2>err &&
+	echo "icl-eval: $msg" >want && test_cmp want err &&
+	test_must_fail icl-convert -b "$LLAMA" long long.gguf 2>err &&
+	echo "icl-convert: $msg" >want && test_cmp want err &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter long --max-steps 1 -o tl rand.tok 2>err &&
+	echo "icl-train: $msg" >want && test_cmp want err
+'
+
 test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&

@@ -114,4 +114,23 @@ test_expect_success 'an adapter folder written to a folder (existing, or named w
 	! test -e newdir && test -z "$(ls outdir)"
 '
 
+test_expect_success '--like a LoRA adapter GGUF, or the GGUF of another architecture, is refused by name; nothing written' '
+	icl-convert -b "$LLAMA" "$PEFT" like.gguf &&
+	test_must_fail icl-convert --like like.gguf "$LLAMA" x.gguf 2>err &&
+	echo "icl-convert: like.gguf: general.type is \"adapter\", not a model: its metadata cannot be a model'"'"'s" >want &&
+	test_cmp want err &&
+	test_must_fail icl-convert --like "$DATA/gguf/gpt2-tiny.f32.gguf" "$LLAMA" x.gguf 2>err &&
+	echo "icl-convert: $DATA/gguf/gpt2-tiny.f32.gguf: its general.architecture is not \"llama\", the model'"'"'s: its metadata cannot be this model'"'"'s" >want &&
+	test_cmp want err &&
+	! test -e x.gguf &&
+	icl-convert --like "$DATA/gguf/llama-tiny.f32.gguf" "$LLAMA" x.gguf
+'
+
+test_expect_success '--base naming a file that is no GGUF says so, not FILE/config.json: Not a directory' '
+	printf "GGU" >short.gguf &&
+	test_must_fail icl-convert -b short.gguf "$PEFT" short-out.gguf 2>err &&
+	echo "icl-convert: the base model of $PEFT: short.gguf: neither a GGUF file nor a model folder" >want &&
+	test_cmp want err && ! test -e short-out.gguf
+'
+
 test_done

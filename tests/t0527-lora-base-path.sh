@@ -54,6 +54,17 @@ test_expect_success 'a base not found names adapter_config.json and the paths tr
 	test_grep "(the base model of adapter ship/ad, its adapter_config.json.s base_model_name_or_path)" err
 '
 
+test_expect_success 'a base_model_name_or_path of 6 MB is shown shortened, the message whole' '
+	python3 -c "import json
+p = \"ship/ad/adapter_config.json\"; c = json.load(open(p)); c[\"base_model_name_or_path\"] = \"x/\" * 3000000
+json.dump(c, open(p, \"w\"))" &&
+	test_must_fail icl-eval -m ship/ad rand.tok 2>err &&
+	python3 -c "b = \"x/\" * 100 + \"...\"; p = (\"ship/ad/\" + \"x/\" * 100)[:200] + \"...\"
+print(\"icl-eval: ship/ad/adapter_config.json: the base model \\\"%s\\\" (base_model_name_or_path) is neither %s (from the \"
+      \"current folder) nor %s (from the adapter\\x27s; icl reads no Hugging Face hub ids): give it, -m BASE --adapter ship/ad\" % (b, b, p))" >want &&
+	test_cmp want err
+'
+
 test_expect_success 'resume without -m, from another folder: the base the checkpoint names' '
 	mkdir r2 && cp -r ad/checkpoint-2 r2/ && cd work &&
 	icl-train -q --lora-r 2 --max-steps 3 --batch-size 4 --threads 1 -o ../r2 --resume ../rand.tok >/dev/null &&

@@ -96,4 +96,33 @@ open(\"bad/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+
 	test_grep "bad" err && test_grep "lm_head" err
 '
 
+test_expect_success 'non-finite adapter values or updates are refused on the blocks as by the float32 merge (and by icl-convert to a LoRA GGUF)' '
+	mkdir nan && cp "$PEFT/adapter_config.json" nan/ &&
+	python3 -c "import json,struct,sys
+f=open(sys.argv[1],\"rb\").read(); n=struct.unpack(\"<Q\",f[:8])[0]; h=json.loads(f[8:8+n])
+k=\"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight\"; o=8+n+h[k][\"data_offsets\"][0]
+open(\"nan/adapter_model.safetensors\",\"wb\").write(f[:o]+struct.pack(\"<f\",float(\"nan\"))+f[o+4:])" "$PEFT/adapter_model.safetensors" &&
+	echo "icl-eval: nan/adapter_model.safetensors: base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight holds values that are not finite" >want &&
+	test_must_fail icl-eval -m "$Q" --adapter nan rand.tok 2>err && test_cmp want err &&
+	test_must_fail icl-eval -m "$Q" --dequantize --adapter nan rand.tok 2>err && test_cmp want err &&
+	test_must_fail icl-convert -b "$Q" nan nan.gguf 2>err &&
+	sed "s/^icl-eval/icl-convert/" want >want2 && test_cmp want2 err && test ! -e nan.gguf &&
+	test_must_fail icl-gen --ids -n 1 -m "$Q" --adapter "$PEFT:1e300" <rand.tok 2>err &&
+	test_grep "lora_alpha 8 over r 4 (times 1e+300) makes updates of up to inf: not float32 weights" err
+'
+
+test_expect_success 'an adapter file of 200000 tensor pairs is refused at once (no quadratic search), naming the first module the model lacks' '
+	mkdir many && cp "$PEFT/adapter_config.json" many/ &&
+	python3 -c "import json,struct
+h={}
+for ab, shape in ((\"B\", [0, 4]), (\"A\", [4, 0])):
+    for i in range(200000):
+        h[\"base_model.model.z%d.lora_%s.weight\" % (i, ab)] = {\"dtype\": \"F32\", \"shape\": shape, \"data_offsets\": [0, 0]}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"many/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b)" &&
+	test_must_fail timeout 60 icl-eval -m "$Q" --adapter many rand.tok 2>err &&
+	echo "icl-eval: many/adapter_model.safetensors: base_model.model.z0.lora_A.weight adapts z0, which the model does not have" >want &&
+	test_cmp want err
+'
+
 test_done

@@ -43,12 +43,31 @@ test_expect_success 'a chat_template.jinja (transformers >= 4.43) goes into the 
 	test_grep "\"chat_template\": \"{{ messages }}\"" k2/tokenizer_config.json
 '
 
+test_expect_success 'a merged or trained folder keeps the chat_template.jinja; a GGUF converted over a folder leaves no stale one' '
+	mkdir -p cj && cp m/* cj/ && rm -f cj/*.gguf &&
+	printf "%s" "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}" >cj/chat_template.jinja &&
+	icl-convert --adapter "$DATA/lora-llama-tiny/adapter" cj cjm &&
+	test_cmp cj/chat_template.jinja cjm/chat_template.jinja &&
+	icl-train -q -m cj -o cjt --max-steps 1 "$DATA/gen/llama-tiny.tok" >/dev/null &&
+	test_cmp cj/chat_template.jinja cjt/chat_template.jinja &&
+	icl-convert m.gguf cjm &&
+	! test -e cjm/chat_template.jinja && test_grep "\"chat_template\": \"{{ messages }}\"" cjm/tokenizer_config.json
+'
+
 test_expect_success 'a folder tokenizer GGUF cannot name is refused by name' '
 	mkdir -p bad && cp m/config.json m/generation_config.json m/model.safetensors bad/ &&
 	mktok "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"String\": \"l\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}" bad &&
 	test_must_fail icl-convert bad bad.gguf 2>err &&
 	test_grep "bad/tokenizer.json: its pre-tokenizer matches none" err &&
 	test ! -e bad.gguf
+'
+
+test_expect_success 'a folder whose tokenizer.json is no tokenizer is refused by name, no crash; nothing written' '
+	mkdir -p notok && cp m/config.json m/generation_config.json m/model.safetensors notok/ &&
+	echo "{}" >notok/tokenizer.json &&
+	test_must_fail icl-convert notok notok.gguf 2>err &&
+	test_grep "^icl-convert: notok: not a tokenizer: a JSON file without tokenizer.json.s \"model\" object" err &&
+	test ! -e notok.gguf
 '
 
 if [ -r "$SMOL" ]; then
