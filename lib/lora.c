@@ -136,13 +136,29 @@ out:
     return rc;
 }
 
+icl_st_file *icl_lora_open_weights(const char *dir, char *err, size_t errsz)
+{
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), *bin = icl_path_join(dir, "adapter_model.bin");
+    icl_st_file *f = NULL;
+    struct stat sb;
+    if (stat(p, &sb) != 0 && errno == ENOENT && stat(bin, &sb) == 0)
+        icl_seterr(err, errsz, "%s: no adapter_model.safetensors, only adapter_model.bin: PyTorch pickles are not "
+                   "read (loading one can run code); save the adapter with safe_serialization=True (PEFT's "
+                   "default since 0.6)", dir);
+    else
+        f = icl_st_open(p, err, errsz);
+    free(p);
+    free(bin);
+    return f;
+}
+
 int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz)
 {
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return -1;
-    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[256];
-    icl_st_file *f = icl_st_open(p, e2, sizeof e2);
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[512];
+    icl_st_file *f = icl_lora_open_weights(dir, e2, sizeof e2);
     int rc = -1;
     if (!f)
         icl_seterr(err, errsz, "%s", e2);
@@ -294,8 +310,8 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
     icl_lora_config c;
     if (icl_lora_read_config(dir, &c, err, errsz))
         return -1;
-    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[256];
-    icl_st_file *f = icl_st_open(p, e2, sizeof e2);
+    char *p = icl_path_join(dir, "adapter_model.safetensors"), e2[512];
+    icl_st_file *f = icl_lora_open_weights(dir, e2, sizeof e2);
     int rc = -1, nt = 0, ni = 0;
     merge_item *items = NULL;
     if (!f) {
@@ -498,8 +514,8 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
     if (icl_lora_read_config(dir, &u->c, err, errsz))
         return -1;
     u->path = icl_path_join(dir, "adapter_model.safetensors");
-    char e2[256];
-    if (!(u->f = icl_st_open(u->path, e2, sizeof e2))) {
+    char e2[512];
+    if (!(u->f = icl_lora_open_weights(dir, e2, sizeof e2))) {
         icl_seterr(err, errsz, "%s", e2);
         return -1;
     }

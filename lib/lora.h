@@ -108,6 +108,11 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
  * (those checks, or a file that does not read). */
 int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz);
 
+/* Open DIR/adapter_model.safetensors (icl_st_open; the caller closes).
+ * NULL with err naming the file; a folder holding adapter_model.bin
+ * instead says that PyTorch pickles are not read. */
+icl_st_file *icl_lora_open_weights(const char *dir, char *err, size_t errsz);
+
 /* Merge the adapter folder dir into m's base weights as PEFT's
  * merge_and_unload: W += (mult * scaling) * (B A) per adapted module
  * (Conv1D: W^T += ...), B A summed in float32 over r in order.  mult is

@@ -117,7 +117,7 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
                    "alpha of 0 as a scale of 1)", dir, lc.lora_alpha);
         goto out;
     }
-    if (!(f = icl_st_open(ap, e2, sizeof e2))) {
+    if (!(f = icl_lora_open_weights(dir, e2, sizeof e2))) {
         icl_seterr(err, errsz, "%s", e2);
         goto out;
     }

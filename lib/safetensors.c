@@ -273,6 +273,16 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
     }
     if (check_overlap(f, name, err, errsz))
         goto fail;
+    size_t end = 0; /* the data ends with the last tensor's, as the safetensors library requires */
+    for (int i = 0; i < f->n; i++) {
+        size_t e = (size_t)((const unsigned char *)f->t[i].data - data) + f->t[i].nbytes;
+        end = e > end ? e : end;
+    }
+    if (end != dlen) {
+        icl_seterr(err, errsz, "%s: %zu bytes after the last tensor's data (a safetensors file ends with its last "
+                   "tensor): a damaged or appended-to file?", name, dlen - end);
+        goto fail;
+    }
     /* names are unique (JSON_REJECT_DUPLICATES): a lookup per tensor of a
      * file of 10^5 tensors (an adapter's pairs) is no quadratic search */
     f->byname = icl_xmalloc(((size_t)f->n + 1) * sizeof *f->byname);

@@ -160,6 +160,17 @@ test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
 '
 
+test_expect_success 'an adapter folder with adapter_model.bin alone: pickles are not read, said by every program' '
+	mkdir -p binonly && cp "$PEFT/adapter_config.json" binonly/ && echo x >binonly/adapter_model.bin &&
+	echo "binonly: no adapter_model.safetensors, only adapter_model.bin: PyTorch pickles are not read (loading one can run code); save the adapter with safe_serialization=True (PEFT'"'"'s default since 0.6)" >want.bin &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter binonly rand.tok 2>err &&
+	sed "s/^icl-eval: //" err >got && test_cmp want.bin got &&
+	test_must_fail icl-convert -b "$LLAMA" binonly bin.gguf 2>err &&
+	sed "s/^icl-convert: //" err >got && test_cmp want.bin got && ! test -e bin.gguf &&
+	test_must_fail icl-convert --adapter binonly "$LLAMA" binmerged 2>err &&
+	sed "s/^icl-convert: //" err >got && test_cmp want.bin got && ! test -e binmerged
+'
+
 test_expect_success 'weights target_modules does not select, or selected modules without weights, are refused' '
 	mkdir -p part && cp "$PEFT/adapter_model.safetensors" part/ &&
 	sed "s/\"down_proj\",//" "$PEFT/adapter_config.json" >part/adapter_config.json &&

@@ -71,6 +71,10 @@ static void hostile_safetensors(void **state)
     expect_error("[1,2]", -1, 0, "not a JSON object");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,", -1, 8, "not valid JSON");
     expect_error("{\"__metadata__\":{\"format\":1}}", -1, 0, "not a string");
+    /* data past the last tensor's (the safetensors library refuses it too) */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1, 8,
+                 "4 bytes after the last tensor's data");
+    expect_error("{}", -1, 3, "3 bytes after the last tensor's data");
     /* a valid file whose tensor has a non-float dtype: open works, reading as float says why not */
     size_t len;
     const char *h64 = "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
