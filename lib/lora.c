@@ -582,8 +582,8 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
         return -1;
     }
     unmerged_src *u = xcalloc((size_t)n, sizeof *u);
-    const char **leaf = NULL;
-    int nleaf = 0, R = 0, rc = -1, nmod = 0;
+    const char **tg = NULL;
+    int ntg = 0, R = 0, rc = -1, nmod = 0;
     char **mods = icl_config_modules(&m->cfg, &nmod);
     json_t *modset = json_object(); /* the model's modules: an adapter's 10^5 others are no quadratic search */
     for (int j = 0; j < nmod; j++)
@@ -592,38 +592,36 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
         if (unmerged_open(&u[i], dirs[i], err, errsz))
             goto out;
         R += u[i].c.r;
-        for (int k = 0; k < u[i].ni; k++) { /* targets: the modules' last name components */
-            const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight"), *lf = end;
-            const char *mod = nm + strlen(PREFIX);
+        for (int k = 0; k < u[i].ni; k++) { /* targets: the modules the files adapt, by their whole names */
+            const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight");
+            const char *mod = nm + strlen(PREFIX), *lf = mod; /* the module: its whole name */
             if (!json_object_getn(modset, mod, (size_t)(end - mod))) {
                 icl_seterr(err, errsz, "%s: %s adapts %.*s, which the model does not have", u[i].path, nm,
                            (int)(end - mod), mod);
                 goto out;
             }
-            while (lf > nm && lf[-1] != '.')
-                lf--;
             int seen = 0;
-            for (int j = 0; j < nleaf; j++)
-                seen |= strlen(leaf[j]) == (size_t)(end - lf) && !strncmp(leaf[j], lf, (size_t)(end - lf));
+            for (int j = 0; j < ntg; j++)
+                seen |= strlen(tg[j]) == (size_t)(end - lf) && !strncmp(tg[j], lf, (size_t)(end - lf));
             if (!seen) {
-                leaf = xreallocarray(leaf, (size_t)nleaf + 1, sizeof *leaf);
+                tg = xreallocarray(tg, (size_t)ntg + 1, sizeof *tg);
                 char *c = xmalloc((size_t)(end - lf) + 1);
                 memcpy(c, lf, (size_t)(end - lf));
                 c[end - lf] = 0;
-                leaf[nleaf++] = c;
+                tg[ntg++] = c;
             }
         }
         /* after the modules are known to be the model's: tensors x targets stays small */
         if (icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
             goto out;
     }
-    if (!nleaf) { /* adapters without tensors change nothing */
+    if (!ntg) { /* adapters without tensors change nothing */
         rc = 0;
         goto out;
     }
     char e2[256];
     /* alpha R / rank R: each adapter's scale is 1, the weights carry mult * scaling */
-    icl_param_set *s = icl_model_add_lora(m, leaf, nleaf, R, (float)R, 0, e2, sizeof e2);
+    icl_param_set *s = icl_model_add_lora(m, tg, ntg, R, (float)R, 0, e2, sizeof e2);
     if (!s) {
         icl_seterr(err, errsz, "%s: %s (such adapters apply only merged into float32 weights)", dirs[0], e2);
         goto out;
@@ -700,9 +698,9 @@ out:
     for (int i = 0; i < n; i++)
         unmerged_free(&u[i]);
     free(u);
-    for (int j = 0; j < nleaf; j++)
-        free((char *)leaf[j]);
-    free(leaf);
+    for (int j = 0; j < ntg; j++)
+        free((char *)tg[j]);
+    free(tg);
     for (int j = 0; j < nmod; j++)
         free(mods[j]);
     free(mods);

@@ -543,10 +543,19 @@ char **icl_config_modules(const icl_config *c, int *n)
     return out;
 }
 
-static int lora_wanted(const char *leaf, const char *const *targets, int n)
+/* PEFT's match of a module name against a target: the name itself, or the
+ * name ending in "." target (peft.tuners.tuners_utils.check_target_module_exists):
+ * "q_proj" selects every layer's, "model.layers.0.self_attn.q_proj" one. */
+static int lora_match(const char *path, const char *target)
+{
+    size_t lp = strlen(path), lt = strlen(target);
+    return lp == lt ? !strcmp(path, target) : lp > lt && path[lp - lt - 1] == '.' && !strcmp(path + lp - lt, target);
+}
+
+static int lora_wanted(const char *path, const char *const *targets, int n)
 {
     for (int i = 0; i < n; i++)
-        if (!strcmp(leaf, targets[i]))
+        if (lora_match(path, targets[i]))
             return 1;
     return 0;
 }
@@ -565,6 +574,11 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
         int hit = 0;
         for (int i = 0; i < ns; i++)
             hit |= !strcmp(site[i].leaf, targets[t]);
+        for (int l = 0; l < L && !hit && strchr(targets[t], '.'); l++) { /* a path: some layer's module */
+            lora_sites(m, l, site);
+            for (int i = 0; i < ns; i++)
+                hit |= lora_match(site[i].path, targets[t]);
+        }
         if (!hit) {
             icl_seterr(err, errsz, "LoRA target \"%s\" names no projection of this %s model", targets[t],
                        m->cfg.model_type);
@@ -579,7 +593,7 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
     for (int l = 0; l < L; l++) {
         lora_sites(m, l, site);
         for (int i = 0; i < ns; i++)
-            if (lora_wanted(site[i].leaf, targets, n_targets)) {
+            if (lora_wanted(site[i].path, targets, n_targets)) {
                 snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_A.weight", site[i].path);
                 add_view(set, &cap, nm, 2, r, site[i].in);
                 snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_B.weight", site[i].path);
@@ -593,7 +607,7 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
     for (int l = 0; l < L; l++) {
         lora_sites(m, l, site);
         for (int i = 0; i < ns; i++) {
-            if (!lora_wanted(site[i].leaf, targets, n_targets))
+            if (!lora_wanted(site[i].path, targets, n_targets))
                 continue;
             const icl_param_view *va = &set->views[v++], *vb = &set->views[v++];
             /* PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */

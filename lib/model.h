@@ -294,10 +294,11 @@ void icl_model_freeze_base(icl_model *m);
 int icl_model_trainable(icl_model *m, icl_param_set **out, int max);
 
 /* Add a trainable set "lora" of low-rank adapters (linear.h) on the
- * projections named by targets (PEFT's target_modules, matched as the last
- * name component: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj
- * for Llama/Qwen2; c_attn c_proj c_fc for GPT-2, c_proj meaning both
- * attn.c_proj and mlp.c_proj as PEFT's suffix match does), rank r, scale
+ * projections named by targets (PEFT's target_modules, matched as PEFT
+ * does: a module's name, or its end after a dot: q_proj k_proj v_proj
+ * o_proj gate_proj up_proj down_proj for Llama/Qwen2; c_attn c_proj c_fc
+ * for GPT-2, c_proj meaning both attn.c_proj and mlp.c_proj; or one
+ * module, model.layers.0.self_attn.q_proj), rank r, scale
  * alpha / r.  Views are PEFT's names:
  *   base_model.model.<module>.lora_A.weight [r, in]
  *   base_model.model.<module>.lora_B.weight [out, r]

@@ -52,6 +52,40 @@ test_expect_success 'an adapter on the quantized base: unmerged, equal to the fl
 	! same_loss a.q e.q 1e-3
 '
 
+test_expect_success 'an adapter of one module (target_modules a whole name, as PEFT matches): unmerged == merged; icl-train continues it' '
+	mkdir -p one && python3 -c "
+import json, struct, sys
+src = sys.argv[1]
+b = open(src + \"/adapter_model.safetensors\", \"rb\").read()
+n = struct.unpack(\"<Q\", b[:8])[0]
+h = json.loads(b[8:8 + n]); data = b[8 + n:]
+keep = [k for k in h if k.startswith(\"base_model.model.model.layers.0.self_attn.q_proj.\")]
+assert len(keep) == 2, keep
+out, off = {}, 0
+blob = b\"\"
+for k in sorted(keep):
+    s, e = h[k][\"data_offsets\"]
+    out[k] = dict(h[k], data_offsets=[off, off + e - s]); blob += data[s:e]; off += e - s
+hj = json.dumps(out).encode(); hj += b\" \" * (-len(hj) % 8)
+open(\"one/adapter_model.safetensors\", \"wb\").write(struct.pack(\"<Q\", len(hj)) + hj + blob)
+c = json.load(open(src + \"/adapter_config.json\")); c[\"target_modules\"] = [\"model.layers.0.self_attn.q_proj\"]
+json.dump(c, open(\"one/adapter_config.json\", \"w\"))
+" "$PEFT" &&
+	icl-eval -m "$Q" --adapter one rand.tok >one.q 2>err &&
+	test_grep "1 adapter applied unmerged" err &&
+	icl-eval -m "$Q" --dequantize --adapter one rand.tok >one.f &&
+	same_loss one.q one.f 1e-5 && ! same_loss one.q e.q 1e-4 && ! same_loss one.q a.q 1e-4 &&
+	icl-train -m "$Q" --adapter one --max-steps 2 --lr 1e-2 --batch-size 4 -o onet rand.tok >/dev/null 2>err &&
+	test_grep "98624 parameters, 512 trainable" err &&
+	python3 -c "
+import json, struct
+b = open(\"onet/adapter_model.safetensors\", \"rb\").read()
+h = json.loads(b[8:8 + struct.unpack(\"<Q\", b[:8])[0]])
+assert sorted(k for k in h if k != \"__metadata__\") == [\"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight\", \"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight\"], list(h)
+assert json.load(open(\"onet/adapter_config.json\"))[\"target_modules\"] == [\"model.layers.0.self_attn.q_proj\"]
+"
+'
+
 test_expect_success 'an icl-trained QLoRA adapter (all-linear) and PEFT'"'"'s, with scales: sum as merged (1e-5)' '
 	icl-train -q -m "$Q" --lora-r 3 --lora-targets all-linear --max-steps 4 --lr 2e-2 --batch-size 4 -o ql rand.tok >/dev/null &&
 	icl-eval -m "$Q" --adapter ql:0.7 --adapter "$PEFT:-1.5" rand.tok >s.q 2>err &&
