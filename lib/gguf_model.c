@@ -926,7 +926,8 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
                 nbytes = icl_ggml_row_size(tt, ne[0]) * (size_t)ne[1];
                 void *q = xmalloc(nbytes);
                 bufs[nb++] = q;
-                if (icl_quantize(tt, src, (int64_t)v->numel, q, nbytes, gn, err, errsz))
+                if (icl_quant_check_range(tt, src, (int64_t)v->numel, gn, err, errsz) ||
+                    icl_quantize(tt, src, (int64_t)v->numel, q, nbytes, gn, err, errsz))
                     goto free_bufs;
                 data = q;
             }

@@ -52,7 +52,8 @@ static int add(icl_gguf_writer *w, const char *name, uint32_t type, const float 
         nbytes = icl_ggml_row_size(tt, cols) * (size_t)rows;
         void *q = xmalloc(nbytes);
         bufs[(*nb)++] = q;
-        if (icl_quantize(tt, src, rows * cols, q, nbytes, name, err, errsz))
+        if (icl_quant_check_range(tt, src, rows * cols, name, err, errsz) ||
+            icl_quantize(tt, src, rows * cols, q, nbytes, name, err, errsz))
             return -1;
         data = q;
     }

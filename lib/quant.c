@@ -475,6 +475,31 @@ int icl_dequantize(uint32_t type, const void *src, size_t nbytes, float *dst, in
     return 0;
 }
 
+/* See quant.h. */
+int icl_quant_check_range(uint32_t type, const float *x, int64_t n, const char *what, char *err, size_t errsz)
+{
+    const float lim = 65520.0f;
+    int bs = type == ICL_GGML_F16 ? 1 : 32;
+    for (int64_t b = 0; b < n; b += bs) {
+        float mx = -INFINITY, mn = INFINITY, am = 0;
+        for (int64_t i = b; i < b + bs && i < n; i++)
+            if (isfinite(x[i])) {
+                mx = x[i] > mx ? x[i] : mx;
+                mn = x[i] < mn ? x[i] : mn;
+                am = fabsf(x[i]) > am ? fabsf(x[i]) : am;
+            }
+        float need = type == ICL_GGML_F16 ? am : type == ICL_GGML_Q8_0 ? am / 127.0f : type == ICL_GGML_Q4_0 ? am / 8.0f
+                   : type == ICL_GGML_Q4_1 ? fmaxf(fabsf(mn), (mx - mn) / 15.0f) : 0;
+        if (mx >= mn && need >= lim) {
+            icl_seterr(err, errsz, "%s: a value of magnitude %g is beyond what %s holds (its F16 %s would be "
+                       "infinite): write F32 or BF16", what, (double)am, icl_ggml_type_name(type),
+                       type == ICL_GGML_F16 ? "value" : "block scale");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int icl_quantize(uint32_t type, const float *src, int64_t n, void *dst, size_t dstsz, const char *what, char *err,
                  size_t errsz)
 {

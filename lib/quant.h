@@ -47,9 +47,17 @@ const icl_quant_traits *icl_quant_traits_of(uint32_t type);
 int icl_dequantize(uint32_t type, const void *src, size_t nbytes, float *dst, int64_t n, const char *what, char *err,
                    size_t errsz);
 /* Quantize n floats into dst (dstsz bytes, exactly the size of n values of
- * type) for the types with a from_float.  0 ok, -1 with err. */
+ * type) for the types with a from_float, as gguf.quants.quantize does (a
+ * value beyond F16's range becomes inf there too).  0 ok, -1 with err. */
 int icl_quantize(uint32_t type, const float *src, int64_t n, void *dst, size_t dstsz, const char *what, char *err,
                  size_t errsz);
+
+/* Before writing n floats as type: the F16 values they would need (F16's
+ * own, or a Q8_0/Q4_0/Q4_1 block's scale, and Q4_1's minimum) must be
+ * finite; one of 65520 or more rounds to infinity (IEEE half's largest
+ * finite is 65504).  0, or -1 with err naming what and the magnitude.
+ * Values that are not finite already are the source's, not checked. */
+int icl_quant_check_range(uint32_t type, const float *x, int64_t n, const char *what, char *err, size_t errsz);
 
 /* IEEE half from float, rounding to nearest even (ggml's FP32_TO_FP16). */
 uint16_t icl_f32_to_f16(float f);

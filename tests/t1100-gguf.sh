@@ -141,4 +141,22 @@ test_expect_success 'llama3 rope scaling (Llama 3.1+) goes to GGUF as rope_freqs
 	! cmp -s want other
 '
 
+test_expect_success 'a weight beyond F16'"'"'s range: F16 refuses it naming the tensor, nothing written; BF16 and Q8_0 (scale 70000 / 127) write it' '
+	mkdir -p big && cp $M/llama-tiny/model/* big/ &&
+	python3 -c "
+import json, struct
+p = \"big/model.safetensors\"; b = bytearray(open(p, \"rb\").read())
+n = struct.unpack(\"<Q\", b[:8])[0]; h = json.loads(b[8:8 + n])
+t = h[\"model.layers.1.mlp.up_proj.weight\"]; assert t[\"dtype\"] == \"F32\"
+o = 8 + n + t[\"data_offsets\"][0] + 4 * 7
+b[o:o + 4] = struct.pack(\"<f\", -70000.0)
+open(p, \"wb\").write(b)
+" &&
+	test_must_fail icl-convert --type F16 big big.gguf 2>err &&
+	test_grep "^icl-convert: .*blk.1.ffn_up.weight: a value of magnitude 70000 is beyond what F16 holds (its F16 value would be infinite): write F32 or BF16$" err &&
+	! test -e big.gguf &&
+	icl-convert --type BF16 big big.gguf && test -s big.gguf &&
+	icl-convert --type Q8_0 big big8.gguf && test -s big8.gguf
+'
+
 test_done

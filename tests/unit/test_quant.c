@@ -131,6 +131,28 @@ static void errors(void **state)
     assert_int_equal(icl_dequantize(ICL_GGML_Q4_K, blk, 144, y, 32, "t", err, sizeof err), -1);
     assert_int_equal(icl_quantize(ICL_GGML_Q4_K, y, 256, blk, 144, "t", err, sizeof err), -1);
     assert_string_equal(err, "t: ggml type Q4_K (12) cannot be written by icl");
+    /* before writing: a value whose F16 (itself, or a block's scale or minimum) would be infinite */
+    float z[32] = {0};
+    z[5] = 65504.0f; /* F16's largest */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_F16, z, 32, "w", err, sizeof err), 0);
+    z[7] = -65520.0f; /* rounds to -inf */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_F16, z, 32, "w", err, sizeof err), -1);
+    assert_string_equal(err, "w: a value of magnitude 65520 is beyond what F16 holds (its F16 value would be infinite): "
+                             "write F32 or BF16");
+    assert_int_equal(icl_quant_check_range(ICL_GGML_BF16, z, 32, "w", err, sizeof err), 0);
+    z[7] = INFINITY; /* the source's own */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_F16, z, 32, "w", err, sizeof err), 0);
+    z[7] = 0;
+    z[9] = 8.3e6f; /* Q8_0's scale 8.3e6 / 127 = 65354: fits; 8.33e6 does not */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_Q8_0, z, 32, "w", err, sizeof err), 0);
+    z[9] = 8.33e6f;
+    assert_int_equal(icl_quant_check_range(ICL_GGML_Q8_0, z, 32, "w", err, sizeof err), -1);
+    assert_non_null(strstr(err, "beyond what Q8_0 holds (its F16 block scale would be infinite)"));
+    z[9] = 0;
+    z[3] = -70000.0f; /* Q4_1's minimum is an F16 */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_Q4_1, z, 32, "w", err, sizeof err), -1);
+    z[3] = -5e5f; /* Q4_0's scale 5e5 / 8 = 62500: fits */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_Q4_0, z, 32, "w", err, sizeof err), 0);
     const icl_quant_traits *t = icl_quant_traits_of(ICL_GGML_Q6_K);
     assert_int_equal(t->blck, 256);
     assert_int_equal(t->size, 210);
