@@ -1876,6 +1876,27 @@ static int load_best(train_run *r)
     return 0;
 }
 
+/* The token-line files and --valid exist and are files, before the model
+ * loads (seconds for a dequantized GGUF) and the output folder is claimed:
+ * stat only, so that a FIFO's writer is not disturbed. */
+static int inputs_exist(train_run *r)
+{
+    const icl_train_opts *o = r->o;
+    for (int f = 0; f <= o->nfiles; f++) {
+        const char *p = f < o->nfiles ? o->files[f] : o->valid;
+        struct stat st;
+        if (!p || !strcmp(p, "-"))
+            continue;
+        if (!*p)
+            return fail(r, "'': an empty file name");
+        if (stat(p, &st) != 0)
+            return fail(r, "%s: %s", p, strerror(errno));
+        if (S_ISDIR(st.st_mode))
+            return fail(r, "%s: is a folder, not a file", p);
+    }
+    return 0;
+}
+
 int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size_t errsz)
 {
     train_run run = {.o = o, .h = h, .err = err, .errsz = errsz, .last_saved = -1, .lock_fd = -1, .val_step = -1, .ep_of = -1},
@@ -1885,7 +1906,7 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
         return -1;
     r->history = json_array();
     r->threads = icl_set_threads(o->threads);
-    if (claim_dir(r) || open_model(r) || open_tokenizer(r) || open_data(r))
+    if (inputs_exist(r) || claim_dir(r) || open_model(r) || open_tokenizer(r) || open_data(r))
         goto out;
     clear_old(r);
     icl_model_set_gradient_checkpointing(r->m, o->gradient_checkpointing);

@@ -57,6 +57,16 @@ test_expect_success '-t: a folder without a tokenizer, or with a bad one, is nam
 	test_cmp want err
 '
 
+test_expect_success 'a missing token file or --valid is named before the model loads, and no output folder is made' '
+	test_must_fail icl-train -q -m nomodel -o out missing.tok 2>err &&
+	echo "icl-train: missing.tok: No such file or directory" >want &&
+	test_cmp want err &&
+	test_must_fail icl-train -q -m "$LLAMA" -o out --valid adir rand.tok 2>err &&
+	echo "icl-train: adir: is a folder, not a file" >want &&
+	test_cmp want err &&
+	! test -e out
+'
+
 test_expect_success 'an output folder that is a file is an error' '
 	test_must_fail icl-train -q -m "$LLAMA" -o help rand.tok 2>err &&
 	test_grep "help: exists and is not a folder" err
