@@ -169,7 +169,8 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
         icl_die("%s", err);
     if (!quiet && (n_adapters || icl_is_gguf_file(base))) {
         char note[768];
-        icl_lora_describe(m, base, n_adapters + (strcmp(base, model_arg) != 0), note, sizeof note);
+        icl_lora_describe(m, base, n_adapters + (strcmp(base, model_arg) != 0),
+                          ICL_DESCRIBE_BATCHED | (decode ? ICL_DESCRIBE_DECODE : 0), note, sizeof note);
         fprintf(stderr, "%s: %s\n", icl_progname, note);
     }
     if (bf16) {

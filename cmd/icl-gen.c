@@ -945,7 +945,8 @@ int main(int argc, char **argv)
         icl_die("%s", err);
     if (!quiet && (n_adapters || icl_is_gguf_file(base))) {
         char note[768];
-        icl_lora_describe(cx.m, base, n_adapters + (strcmp(base, model_dir) != 0), note, sizeof note);
+        icl_lora_describe(cx.m, base, n_adapters + (strcmp(base, model_dir) != 0),
+                          ICL_DESCRIBE_BATCHED | ICL_DESCRIBE_DECODE, note, sizeof note);
         fprintf(stderr, "%s: %s\n", icl_progname, note);
     }
     if (bf16) {

@@ -774,7 +774,7 @@ icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int
     return icl_lora_load(model, specs, n_specs, ICL_LOAD_DEQUANTIZE, base, err, errsz);
 }
 
-void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, char *buf, size_t bufsz)
+void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, int uses, char *buf, size_t bufsz)
 {
     char qs[256];
     int R = 0;
@@ -788,11 +788,14 @@ void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, cha
                  n_adapters > 1 ? "s" : "", R);
     else if (n_adapters)
         snprintf(ad, sizeof ad, "; %d adapter%s merged into the float32 weights", n_adapters, n_adapters > 1 ? "s" : "");
+    const char *how = (uses & ICL_DESCRIBE_BATCHED) && (uses & ICL_DESCRIBE_DECODE)
+                          ? "batched products dequantize tile by tile, decode steps use integer dot products"
+                      : uses & ICL_DESCRIBE_DECODE ? "decode steps use integer dot products"
+                                                   : "products dequantize tile by tile";
+    /* (icl-gen and icl-eval --decode: prefill batched, then decode steps;
+     * icl-eval's scoring: batched only) */
     if (icl_model_qsummary(m, qs, sizeof qs))
-        snprintf(buf, bufsz,
-                 "%s: %s kept as stored: batched products dequantize tile by tile, decode steps use integer dot "
-                 "products (--dequantize: float32)%s",
-                 base, qs, ad);
+        snprintf(buf, bufsz, "%s: %s kept as stored: %s (--dequantize: float32)%s", base, qs, how, ad);
     else if (icl_is_gguf_file(base))
         snprintf(buf, bufsz, "%s: dequantized to float32%s", base, ad);
     else

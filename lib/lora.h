@@ -212,12 +212,17 @@ enum {
 icl_model *icl_lora_load(const char *model, const char *const *specs, int n_specs, int flags, char **base, char *err,
                          size_t errsz);
 
+/* How the products of kept blocks run, for icl_lora_describe's line: the
+ * program's batched products (prefill, scoring), its decode steps, or both. */
+enum { ICL_DESCRIBE_BATCHED = 1, ICL_DESCRIBE_DECODE = 2 };
+
 /* One line for the user on how icl_lora_load built m from base with
  * n_adapters adapters (blocks kept or float32; adapters unmerged, merged or
  * none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
  * 1), 97.9 MB, kept as stored: ...; 1 adapter applied unmerged (rank 16)",
- * into buf (NUL-terminated, truncated to bufsz). */
-void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, char *buf, size_t bufsz);
+ * into buf (NUL-terminated, truncated to bufsz).  uses: ICL_DESCRIBE_*
+ * bits, the paths the caller will run (only those are described). */
+void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, int uses, char *buf, size_t bufsz);
 
 /* icl_lora_load with ICL_LOAD_DEQUANTIZE: always float32, adapters merged. */
 icl_model *icl_lora_load_merged(const char *model, const char *const *specs, int n_specs, char **base, char *err,

@@ -28,6 +28,7 @@ test_expect_code 2 'icl-eval --decode without -m is a usage error' 'icl-eval --d
 test_expect_success 'icl-eval -m GGUF keeps the blocks, says so, and equals --dequantize (1e-5 relative)' '
 	icl-eval -m "$Q" rand.tok >e.q 2>err.q &&
 	test_grep "10 matrices in quantized blocks (Q4_1 x 8, Q8_0 x 2)" err.q &&
+	test_grep "kept as stored: products dequantize tile by tile (" err.q &&
 	icl-eval -m "$Q" --dequantize rand.tok >e.f 2>err.f &&
 	test_grep "dequantized to float32" err.f &&
 	test $(field records e.q) = 24 &&
@@ -36,7 +37,8 @@ test_expect_success 'icl-eval -m GGUF keeps the blocks, says so, and equals --de
 
 # issue 14: quantized decoding keeps the perplexity within 1% of float32's
 test_expect_success 'icl-eval --decode: the decode path, quantized within 1% of float32; float32 == one forward' '
-	icl-eval -m "$Q" --decode rand.tok >d.q &&
+	icl-eval -m "$Q" --decode rand.tok >d.q 2>err.d &&
+	test_grep "kept as stored: batched products dequantize tile by tile, decode steps use integer dot products (" err.d &&
 	icl-eval -m "$Q" --dequantize --decode rand.tok >d.f &&
 	same_loss d.f e.f 1e-5 &&
 	same_loss d.q d.f 0.01 &&
