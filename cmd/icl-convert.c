@@ -158,15 +158,23 @@ static void refuse_onto_input(const char *out, const char *f)
         closedir(d);
 }
 
+/* The folder of an --adapter DIR[:SCALE] (malloc'd) and its scale; a bad
+ * spec is a usage error. */
+static char *spec_dir(const char *spec, double *sc)
+{
+    char err[1024];
+    char *d = icl_lora_parse_spec(spec, sc, err, sizeof err);
+    if (!d)
+        icl_usage_die("%s", err);
+    return d;
+}
+
 /* refuse_onto_input for each --adapter DIR[:SCALE]'s folder. */
 static void refuse_onto_adapters(const char *out, const char *const *specs, int n)
 {
-    char err[1024];
     for (int i = 0; i < n; i++) {
         double sc;
-        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
-        if (!d)
-            icl_usage_die("%s", err);
+        char *d = spec_dir(specs[i], &sc);
         refuse_onto_input(out, d);
         free(d);
     }
@@ -178,9 +186,7 @@ static void merge_adapters(icl_model *m, const char *const *specs, int n)
     char err[1024];
     for (int i = 0; i < n; i++) {
         double sc;
-        char *d = icl_lora_parse_spec(specs[i], &sc, err, sizeof err);
-        if (!d)
-            icl_usage_die("%s", err);
+        char *d = spec_dir(specs[i], &sc);
         if (icl_lora_merge(m, d, sc, err, sizeof err))
             icl_die("%s", err);
         free(d);
