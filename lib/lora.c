@@ -338,8 +338,8 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, p, nm);
+        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", p, nm);
             goto out;
         }
         char mod[256], bn[288], mb[600];
@@ -539,8 +539,8 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, u->path, nm);
+        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", u->path, nm);
             return -1;
         }
         char bn[288];

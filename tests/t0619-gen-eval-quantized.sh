@@ -130,6 +130,18 @@ open(\"bad/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+
 	test_grep "bad" err && test_grep "lm_head" err
 '
 
+test_expect_success 'a tensor base_model.model.lora_A.weight (no module between) is refused, not a crash' '
+	mkdir nomod && cp "$PEFT/adapter_config.json" nomod/ &&
+	python3 -c "import json,struct
+h={\"base_model.model.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[4,64],\"data_offsets\":[0,1024]},
+   \"base_model.model.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[64,4],\"data_offsets\":[1024,2048]}}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"nomod/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+bytes(2048))" &&
+	echo "icl-eval: nomod/adapter_model.safetensors: tensor base_model.model.lora_A.weight does not start with base_model.model. and a module name" >want &&
+	test_must_fail icl-eval -m "$Q" --adapter nomod rand.tok 2>err && test_cmp want err &&
+	test_must_fail icl-eval -m "$Q" --dequantize --adapter nomod rand.tok 2>err && test_cmp want err
+'
+
 test_expect_success 'non-finite adapter values or updates are refused on the blocks as by the float32 merge (and by icl-convert to a LoRA GGUF)' '
 	mkdir nan && cp "$PEFT/adapter_config.json" nan/ &&
 	python3 -c "import json,struct,sys
