@@ -495,6 +495,7 @@ typedef struct {
     icl_lora_config c;
     int ni;
     const icl_st_tensor **A, **B;
+    int *tix;                  /* [ni] pair k adapts module tix[k] of icl_lora_apply's targets */
 } unmerged_src;
 
 static void unmerged_free(unmerged_src *u)
@@ -503,6 +504,7 @@ static void unmerged_free(unmerged_src *u)
     free(u->path);
     free(u->A);
     free(u->B);
+    free(u->tix);
     icl_lora_config_free(&u->c);
 }
 
@@ -583,7 +585,7 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     }
     unmerged_src *u = xcalloc((size_t)n, sizeof *u);
     const char **tg = NULL;
-    int ntg = 0, R = 0, rc = -1, nmod = 0;
+    int ntg = 0, rc = -1, nmod = 0, *rk = NULL, *fill = NULL; /* per target: the ranks on it; rows filled */
     char **mods = icl_config_modules(&m->cfg, &nmod);
     json_t *modset = json_object(); /* the model's modules: an adapter's 10^5 others are no quadratic search */
     for (int j = 0; j < nmod; j++)
@@ -591,7 +593,7 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     for (int i = 0; i < n; i++) {
         if (unmerged_open(&u[i], dirs[i], err, errsz))
             goto out;
-        R += u[i].c.r;
+        u[i].tix = xcalloc((size_t)u[i].ni + 1, sizeof *u[i].tix);
         for (int k = 0; k < u[i].ni; k++) { /* targets: the modules the files adapt, by their whole names */
             const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight");
             const char *mod = nm + strlen(PREFIX), *lf = mod; /* the module: its whole name */
@@ -600,16 +602,21 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                            (int)(end - mod), mod);
                 goto out;
             }
-            int seen = 0;
-            for (int j = 0; j < ntg; j++)
-                seen |= strlen(tg[j]) == (size_t)(end - lf) && !strncmp(tg[j], lf, (size_t)(end - lf));
-            if (!seen) {
+            int seen = -1;
+            for (int j = 0; j < ntg && seen < 0; j++)
+                if (strlen(tg[j]) == (size_t)(end - lf) && !strncmp(tg[j], lf, (size_t)(end - lf)))
+                    seen = j;
+            if (seen < 0) {
                 tg = xreallocarray(tg, (size_t)ntg + 1, sizeof *tg);
+                rk = xreallocarray(rk, (size_t)ntg + 1, sizeof *rk);
                 char *c = xmalloc((size_t)(end - lf) + 1);
                 memcpy(c, lf, (size_t)(end - lf));
                 c[end - lf] = 0;
-                tg[ntg++] = c;
+                rk[ntg] = 0;
+                tg[seen = ntg++] = c;
             }
+            u[i].tix[k] = seen;
+            rk[seen] += u[i].c.r; /* r <= 65536 (adapter_config.json), a module at most once a file */
         }
         /* after the modules are known to be the model's: tensors x targets stays small */
         if (icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
@@ -620,19 +627,17 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
         goto out;
     }
     char e2[256];
-    /* alpha R / rank R: each adapter's scale is 1, the weights carry mult * scaling */
-    icl_param_set *s = icl_model_add_lora(m, tg, ntg, R, (float)R, 0, e2, sizeof e2);
+    /* each module's rank: the sum of the ranks of the adapters on it, not of
+     * all (an adapter of one module and rank 65536 enlarges that one); scale
+     * 1: the weights carry mult * scaling */
+    icl_param_set *s = icl_model_add_lora_ranked(m, tg, rk, ntg, e2, sizeof e2);
     if (!s) {
         icl_seterr(err, errsz, "%s: %s (such adapters apply only merged into float32 weights)", dirs[0], e2);
         goto out;
     }
     s->trainable = 0;
     memset(s->params, 0, s->num_params * sizeof *s->params);
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
-        for (int p = 0; p < ICL_NPROJ; p++)
-            for (int i = 0; i < m->lora[l].n[p]; i++)
-                m->lora[l].lora[p][i].scale = 1.0f;
-    int off = 0; /* rank rows [off, off + r) of the combined adapter are adapter i's */
+    fill = xcalloc((size_t)ntg, sizeof *fill); /* a module's rank rows [fill, fill + r) are the next adapter's */
     for (int i = 0; i < n; i++) {
         int r = u[i].c.r;
         float sc = (float)(mults[i] * icl_lora_scale(&u[i].c));
@@ -684,14 +689,15 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 goto out;
             }
             float *dA = s->params + va->offset, *dB = s->params + vb->offset;
+            int Rm = (int)va->shape[0], off = fill[u[i].tix[k]]; /* the module's rank: its adapters' */
             memcpy(dA + (size_t)off * in, a, (size_t)r * in * sizeof *a);
             for (int o = 0; o < out; o++)
                 for (int j = 0; j < r; j++)
-                    dB[(size_t)o * R + off + j] = sc * b[(size_t)o * r + j];
+                    dB[(size_t)o * Rm + off + j] = sc * b[(size_t)o * r + j];
+            fill[u[i].tix[k]] += r;
             free(a);
             free(b);
         }
-        off += r;
     }
     rc = 0;
 out:
@@ -701,6 +707,8 @@ out:
     for (int j = 0; j < ntg; j++)
         free((char *)tg[j]);
     free(tg);
+    free(rk);
+    free(fill);
     for (int j = 0; j < nmod; j++)
         free(mods[j]);
     free(mods);

@@ -176,10 +176,10 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
  * W + sum_i mults[i] scaling_i B_i A_i (icl_lora_merge's semantics,
  * scaling_i icl_lora_scale of adapter i) computed as
  * x W^T + (x A^T) B^T with one combined adapter per module of rank
- * R = sum_i r_i: A = [A_1; A_2; ...] [R, in] and
- * B = [mults[1] scaling_1 B_1 | ...] [out, R], zero blocks where adapter i
- * lacks the module, scale 1.  The adapters go into m's set "lora"
- * (icl_model_add_lora; frozen: trainable 0) on the modules the files name.
+ * R = sum r_i over the adapters i on that module: A = [A_1; A_2; ...]
+ * [R, in] and B = [mults[1] scaling_1 B_1 | ...] [out, R], scale 1.  The
+ * adapters go into m's set "lora" (icl_model_add_lora_ranked; frozen:
+ * trainable 0) on the modules the files name.
  * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
  * on the tensors, icl_lora_check_targets included, and its refusal of
  * values that are not finite or of updates |s B A| beyond 1e30; a module

@@ -130,6 +130,17 @@ open(\"bad/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+
 	test_grep "bad" err && test_grep "lm_head" err
 '
 
+test_expect_success 'each module carries the ranks of the adapters on it: an adapter of rank 65536 and no tensors adds none (was every module rank 65540)' '
+	mkdir empty && sed "s/\"r\": 4/\"r\": 65536/; s/\"q_proj\"/\"no_such_proj\"/; s/\"v_proj\",//; s/\"down_proj\",//" \
+		"$PEFT/adapter_config.json" >empty/adapter_config.json &&
+	grep -q "\"r\": 65536" empty/adapter_config.json &&
+	printf "\002\000\000\000\000\000\000\000{}" >empty/adapter_model.safetensors &&
+	icl-eval -m "$Q" --adapter "$PEFT" rand.tok >e1.q &&
+	icl-eval -m "$Q" --adapter "$PEFT" --adapter empty rand.tok >e2.q 2>err &&
+	test_grep "2 adapters applied unmerged (combined rank 4)" err &&
+	test_cmp e1.q e2.q
+'
+
 test_expect_success 'a tensor base_model.model.lora_A.weight (no module between) is refused, not a crash' '
 	mkdir nomod && cp "$PEFT/adapter_config.json" nomod/ &&
 	python3 -c "import json,struct
