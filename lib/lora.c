@@ -791,12 +791,16 @@ void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, cha
             for (int i = 0; i < m->lora[l].n[p]; i++)
                 R = m->lora[l].lora[p][i].r > R ? m->lora[l].lora[p][i].r : R;
     char ad[128] = "";
+    int blocks = icl_model_qsummary(m, qs, sizeof qs);
     if (n_adapters && m->lora)
         snprintf(ad, sizeof ad, "; %d adapter%s applied unmerged (combined rank %d)", n_adapters,
                  n_adapters > 1 ? "s" : "", R);
+    else if (n_adapters && blocks) /* icl_lora_apply added nothing: no adapter had a tensor */
+        snprintf(ad, sizeof ad, "; %d adapter%s without tensors: nothing applied", n_adapters,
+                 n_adapters > 1 ? "s" : "");
     else if (n_adapters)
         snprintf(ad, sizeof ad, "; %d adapter%s merged into the float32 weights", n_adapters, n_adapters > 1 ? "s" : "");
-    if (icl_model_qsummary(m, qs, sizeof qs))
+    if (blocks)
         snprintf(buf, bufsz,
                  "%s: %s kept as stored: batched products dequantize tile by tile, decode steps use integer dot "
                  "products (--dequantize: float32)%s",

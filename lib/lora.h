@@ -213,8 +213,8 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
                          size_t errsz);
 
 /* One line for the user on how icl_lora_load built m from base with
- * n_adapters adapters (blocks kept or float32; adapters unmerged, merged or
- * none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
+ * n_adapters adapters (blocks kept or float32; adapters unmerged, merged,
+ * without tensors on blocks, or none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
  * 1), 97.9 MB, kept as stored: ...; 1 adapter applied unmerged (rank 16)",
  * into buf (NUL-terminated, truncated to bufsz). */
 void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, char *buf, size_t bufsz);

@@ -138,7 +138,10 @@ test_expect_success 'each module carries the ranks of the adapters on it: an ada
 	icl-eval -m "$Q" --adapter "$PEFT" rand.tok >e1.q &&
 	icl-eval -m "$Q" --adapter "$PEFT" --adapter empty rand.tok >e2.q 2>err &&
 	test_grep "2 adapters applied unmerged (combined rank 4)" err &&
-	test_cmp e1.q e2.q
+	test_cmp e1.q e2.q &&
+	icl-eval -m "$Q" --adapter empty rand.tok >e3.q 2>err &&
+	test_grep "kept as stored.*; 1 adapter without tensors: nothing applied" err &&
+	! grep -q "merged into the float32 weights" err
 '
 
 test_expect_success 'a tensor base_model.model.lora_A.weight (no module between) is refused, not a crash' '
