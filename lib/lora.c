@@ -338,8 +338,8 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, p, nm);
+        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", p, nm);
             goto out;
         }
         char mod[256], bn[288], mb[600];
@@ -495,6 +495,7 @@ typedef struct {
     icl_lora_config c;
     int ni;
     const icl_st_tensor **A, **B;
+    int *tix;                  /* [ni] pair k adapts module tix[k] of icl_lora_apply's targets */
 } unmerged_src;
 
 static void unmerged_free(unmerged_src *u)
@@ -503,6 +504,7 @@ static void unmerged_free(unmerged_src *u)
     free(u->path);
     free(u->A);
     free(u->B);
+    free(u->tix);
     icl_lora_config_free(&u->c);
 }
 
@@ -539,8 +541,8 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
         }
         if (isB)
             continue;
-        if (strncmp(nm, PREFIX, strlen(PREFIX))) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, u->path, nm);
+        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", u->path, nm);
             return -1;
         }
         char bn[288];
@@ -583,7 +585,7 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     }
     unmerged_src *u = xcalloc((size_t)n, sizeof *u);
     const char **tg = NULL;
-    int ntg = 0, R = 0, rc = -1, nmod = 0;
+    int ntg = 0, rc = -1, nmod = 0, *rk = NULL, *fill = NULL; /* per target: the ranks on it; rows filled */
     char **mods = icl_config_modules(&m->cfg, &nmod);
     json_t *modset = json_object(); /* the model's modules: an adapter's 10^5 others are no quadratic search */
     for (int j = 0; j < nmod; j++)
@@ -591,7 +593,7 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
     for (int i = 0; i < n; i++) {
         if (unmerged_open(&u[i], dirs[i], err, errsz))
             goto out;
-        R += u[i].c.r;
+        u[i].tix = xcalloc((size_t)u[i].ni + 1, sizeof *u[i].tix);
         for (int k = 0; k < u[i].ni; k++) { /* targets: the modules the files adapt, by their whole names */
             const char *nm = u[i].A[k]->name, *end = nm + strlen(nm) - strlen(".lora_A.weight");
             const char *mod = nm + strlen(PREFIX), *lf = mod; /* the module: its whole name */
@@ -600,16 +602,21 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                            (int)(end - mod), mod);
                 goto out;
             }
-            int seen = 0;
-            for (int j = 0; j < ntg; j++)
-                seen |= strlen(tg[j]) == (size_t)(end - lf) && !strncmp(tg[j], lf, (size_t)(end - lf));
-            if (!seen) {
+            int seen = -1;
+            for (int j = 0; j < ntg && seen < 0; j++)
+                if (strlen(tg[j]) == (size_t)(end - lf) && !strncmp(tg[j], lf, (size_t)(end - lf)))
+                    seen = j;
+            if (seen < 0) {
                 tg = xreallocarray(tg, (size_t)ntg + 1, sizeof *tg);
+                rk = xreallocarray(rk, (size_t)ntg + 1, sizeof *rk);
                 char *c = xmalloc((size_t)(end - lf) + 1);
                 memcpy(c, lf, (size_t)(end - lf));
                 c[end - lf] = 0;
-                tg[ntg++] = c;
+                rk[ntg] = 0;
+                tg[seen = ntg++] = c;
             }
+            u[i].tix[k] = seen;
+            rk[seen] += u[i].c.r; /* r <= 65536 (adapter_config.json), a module at most once a file */
         }
         /* after the modules are known to be the model's: tensors x targets stays small */
         if (icl_lora_check_targets(&u[i].c, &m->cfg, u[i].f, u[i].path, err, errsz))
@@ -620,19 +627,17 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
         goto out;
     }
     char e2[256];
-    /* alpha R / rank R: each adapter's scale is 1, the weights carry mult * scaling */
-    icl_param_set *s = icl_model_add_lora(m, tg, ntg, R, (float)R, 0, e2, sizeof e2);
+    /* each module's rank: the sum of the ranks of the adapters on it, not of
+     * all (an adapter of one module and rank 65536 enlarges that one); scale
+     * 1: the weights carry mult * scaling */
+    icl_param_set *s = icl_model_add_lora_ranked(m, tg, rk, ntg, e2, sizeof e2);
     if (!s) {
         icl_seterr(err, errsz, "%s: %s (such adapters apply only merged into float32 weights)", dirs[0], e2);
         goto out;
     }
     s->trainable = 0;
     memset(s->params, 0, s->num_params * sizeof *s->params);
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
-        for (int p = 0; p < ICL_NPROJ; p++)
-            for (int i = 0; i < m->lora[l].n[p]; i++)
-                m->lora[l].lora[p][i].scale = 1.0f;
-    int off = 0; /* rank rows [off, off + r) of the combined adapter are adapter i's */
+    fill = xcalloc((size_t)ntg, sizeof *fill); /* a module's rank rows [fill, fill + r) are the next adapter's */
     for (int i = 0; i < n; i++) {
         int r = u[i].c.r;
         float sc = (float)(mults[i] * icl_lora_scale(&u[i].c));
@@ -684,14 +689,15 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 goto out;
             }
             float *dA = s->params + va->offset, *dB = s->params + vb->offset;
+            int Rm = (int)va->shape[0], off = fill[u[i].tix[k]]; /* the module's rank: its adapters' */
             memcpy(dA + (size_t)off * in, a, (size_t)r * in * sizeof *a);
             for (int o = 0; o < out; o++)
                 for (int j = 0; j < r; j++)
-                    dB[(size_t)o * R + off + j] = sc * b[(size_t)o * r + j];
+                    dB[(size_t)o * Rm + off + j] = sc * b[(size_t)o * r + j];
+            fill[u[i].tix[k]] += r;
             free(a);
             free(b);
         }
-        off += r;
     }
     rc = 0;
 out:
@@ -701,6 +707,8 @@ out:
     for (int j = 0; j < ntg; j++)
         free((char *)tg[j]);
     free(tg);
+    free(rk);
+    free(fill);
     for (int j = 0; j < nmod; j++)
         free(mods[j]);
     free(mods);
@@ -783,9 +791,13 @@ void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, int
             for (int i = 0; i < m->lora[l].n[p]; i++)
                 R = m->lora[l].lora[p][i].r > R ? m->lora[l].lora[p][i].r : R;
     char ad[128] = "";
+    int blocks = icl_model_qsummary(m, qs, sizeof qs);
     if (n_adapters && m->lora)
         snprintf(ad, sizeof ad, "; %d adapter%s applied unmerged (combined rank %d)", n_adapters,
                  n_adapters > 1 ? "s" : "", R);
+    else if (n_adapters && blocks) /* icl_lora_apply added nothing: no adapter had a tensor */
+        snprintf(ad, sizeof ad, "; %d adapter%s without tensors: nothing applied", n_adapters,
+                 n_adapters > 1 ? "s" : "");
     else if (n_adapters)
         snprintf(ad, sizeof ad, "; %d adapter%s merged into the float32 weights", n_adapters, n_adapters > 1 ? "s" : "");
     const char *how = (uses & ICL_DESCRIBE_BATCHED) && (uses & ICL_DESCRIBE_DECODE)
@@ -794,7 +806,7 @@ void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, int
                                                    : "products dequantize tile by tile";
     /* (icl-gen and icl-eval --decode: prefill batched, then decode steps;
      * icl-eval's scoring: batched only) */
-    if (icl_model_qsummary(m, qs, sizeof qs))
+    if (blocks)
         snprintf(buf, bufsz, "%s: %s kept as stored: %s (--dequantize: float32)%s", base, qs, how, ad);
     else if (icl_is_gguf_file(base))
         snprintf(buf, bufsz, "%s: dequantized to float32%s", base, ad);

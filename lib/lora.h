@@ -176,10 +176,10 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
  * W + sum_i mults[i] scaling_i B_i A_i (icl_lora_merge's semantics,
  * scaling_i icl_lora_scale of adapter i) computed as
  * x W^T + (x A^T) B^T with one combined adapter per module of rank
- * R = sum_i r_i: A = [A_1; A_2; ...] [R, in] and
- * B = [mults[1] scaling_1 B_1 | ...] [out, R], zero blocks where adapter i
- * lacks the module, scale 1.  The adapters go into m's set "lora"
- * (icl_model_add_lora; frozen: trainable 0) on the modules the files name.
+ * R = sum r_i over the adapters i on that module: A = [A_1; A_2; ...]
+ * [R, in] and B = [mults[1] scaling_1 B_1 | ...] [out, R], scale 1.  The
+ * adapters go into m's set "lora" (icl_model_add_lora_ranked; frozen:
+ * trainable 0) on the modules the files name.
  * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
  * on the tensors, icl_lora_check_targets included, and its refusal of
  * values that are not finite or of updates |s B A| beyond 1e30; a module
@@ -217,8 +217,8 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
 enum { ICL_DESCRIBE_BATCHED = 1, ICL_DESCRIBE_DECODE = 2 };
 
 /* One line for the user on how icl_lora_load built m from base with
- * n_adapters adapters (blocks kept or float32; adapters unmerged, merged or
- * none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
+ * n_adapters adapters (blocks kept or float32; adapters unmerged, merged,
+ * without tensors on blocks, or none), e.g. "m.gguf: 211 matrices in quantized blocks (Q4_1 x 210, Q8_0 x
  * 1), 97.9 MB, kept as stored: ...; 1 adapter applied unmerged (rank 16)",
  * into buf (NUL-terminated, truncated to bufsz).  uses: ICL_DESCRIBE_*
  * bits, the paths the caller will run (only those are described). */

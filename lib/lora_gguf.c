@@ -142,7 +142,7 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
         if (isB)
             continue;
         if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp)) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX, ap, nm);
+            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", ap, nm);
             goto out;
         }
         char mod[256], bn[320];

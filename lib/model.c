@@ -552,19 +552,24 @@ static int lora_match(const char *path, const char *target)
     return lp == lt ? !strcmp(path, target) : lp > lt && path[lp - lt - 1] == '.' && !strcmp(path + lp - lt, target);
 }
 
+/* The first of the n targets that selects path: its index, or -1. */
 static int lora_wanted(const char *path, const char *const *targets, int n)
 {
     for (int i = 0; i < n; i++)
         if (lora_match(path, targets[i]))
-            return 1;
-    return 0;
+            return i;
+    return -1;
 }
 
-icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
-                                  uint64_t seed, char *err, size_t errsz)
+/* icl_model_add_lora; with ranks, a module's rank is ranks[t] of the first
+ * target t selecting it and its scale 1 (r and alpha unused). */
+static icl_param_set *add_lora(icl_model *m, const char *const *targets, const int *ranks, int n_targets, int r,
+                               float alpha, uint64_t seed, char *err, size_t errsz)
 {
     int L = m->cfg.num_hidden_layers;
     lora_site site[8];
+    for (int t = 0; ranks && t < n_targets && r >= 1; t++)
+        r = ranks[t] < r ? ranks[t] : r; /* the smallest, for the check below */
     if (r < 1 || m->lora) {
         icl_seterr(err, errsz, r < 1 ? "LoRA rank %d is below 1" : "the model has adapters already (rank %d)", r);
         return NULL;
@@ -592,13 +597,16 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
     char nm[128];
     for (int l = 0; l < L; l++) {
         lora_sites(m, l, site);
-        for (int i = 0; i < ns; i++)
-            if (lora_wanted(site[i].path, targets, n_targets)) {
+        for (int i = 0; i < ns; i++) {
+            int t = lora_wanted(site[i].path, targets, n_targets);
+            if (t >= 0) {
+                int rs = ranks ? ranks[t] : r;
                 snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_A.weight", site[i].path);
-                add_view(set, &cap, nm, 2, r, site[i].in);
+                add_view(set, &cap, nm, 2, rs, site[i].in);
                 snprintf(nm, sizeof nm, "base_model.model.%.95s.lora_B.weight", site[i].path);
-                add_view(set, &cap, nm, 2, site[i].out, r);
+                add_view(set, &cap, nm, 2, site[i].out, rs);
             }
+        }
     }
     set->params = xcalloc(set->num_params, sizeof(float));
     m->lora = xcalloc((size_t)L, sizeof *m->lora);
@@ -607,8 +615,11 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
     for (int l = 0; l < L; l++) {
         lora_sites(m, l, site);
         for (int i = 0; i < ns; i++) {
-            if (!lora_wanted(site[i].path, targets, n_targets))
+            int t = lora_wanted(site[i].path, targets, n_targets);
+            if (t < 0)
                 continue;
+            int rs = ranks ? ranks[t] : r;
+            float scale = ranks ? 1.0f : alpha / (float)r;
             const icl_param_view *va = &set->views[v++], *vb = &set->views[v++];
             /* PEFT: kaiming_uniform_(A, a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0 */
             float *A = set->params + va->offset, bound = 1.0f / sqrtf((float)site[i].in);
@@ -617,7 +628,7 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
             icl_layer_lora *ll = &m->lora[l];
             int p = site[i].proj;
             ll->lora[p] = xreallocarray(ll->lora[p], (size_t)ll->n[p] + 1, sizeof *ll->lora[p]);
-            ll->lora[p][ll->n[p]++] = (icl_lora){r, site[i].in, site[i].out, site[i].out_off, alpha / (float)r, A,
+            ll->lora[p][ll->n[p]++] = (icl_lora){rs, site[i].in, site[i].out, site[i].out_off, scale, A,
                                                  set->params + vb->offset, NULL, NULL, 0.0f, 0};
         }
     }
@@ -625,6 +636,18 @@ icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int 
     m->sets[m->n_sets++] = set;
     m->lora_set = set;
     return set;
+}
+
+icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
+                                  uint64_t seed, char *err, size_t errsz)
+{
+    return add_lora(m, targets, NULL, n_targets, r, alpha, seed, err, errsz);
+}
+
+icl_param_set *icl_model_add_lora_ranked(icl_model *m, const char *const *targets, const int *ranks, int n_targets,
+                                         char *err, size_t errsz)
+{
+    return add_lora(m, targets, ranks, n_targets, 1, 1.0f, 0, err, errsz);
 }
 
 /* ---------------------------------------------------------------- loading and saving */

@@ -308,6 +308,14 @@ int icl_model_trainable(icl_model *m, icl_param_set **out, int max);
  * projection, r < 1, adapters already present). */
 icl_param_set *icl_model_add_lora(icl_model *m, const char *const *targets, int n_targets, int r, float alpha,
                                   uint64_t seed, char *err, size_t errsz);
+/* As icl_model_add_lora, with a rank per target: a module's rank is
+ * ranks[t] of the first target t that selects it, its scale 1, A as with
+ * seed 0.  For adapters applied unmerged (icl_lora_apply): targets are
+ * whole module names, each with the ranks of the adapters on it, so that
+ * no module carries another's rank.  NULL with err as icl_model_add_lora
+ * (a rank below 1). */
+icl_param_set *icl_model_add_lora_ranked(icl_model *m, const char *const *targets, const int *ranks, int n_targets,
+                                         char *err, size_t errsz);
 
 /* The modules of a model of configuration c that a LoRA target can select,
  * as PEFT names them without its "base_model.model." prefix: each layer's

@@ -98,7 +98,9 @@ static int cmp_by_offset(const void *a, const void *b)
 {
     const icl_st_tensor *x = *(icl_st_tensor *const *)a, *y = *(icl_st_tensor *const *)b;
     const unsigned char *p = x->data, *q = y->data;
-    return p < q ? -1 : p > q;
+    if (p != q)
+        return p < q ? -1 : 1;
+    return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes; /* an empty one first, as the library sorts */
 }
 
 void icl_st_close(icl_st_file *f)
@@ -181,10 +183,13 @@ static int parse_tensor(icl_st_tensor *t, const char *key, json_t *v, const unsi
     return 0;
 }
 
-/* No two tensors of f may overlap. */
-static int check_overlap(icl_st_file *f, const char *name, char *err, size_t errsz)
+/* No two tensors of f may overlap, and (as the safetensors library
+ * requires) the data is theirs alone: the tensors, sorted by offset, start
+ * at 0 and each where the one before ends (bytes between them, or before
+ * the first, belong to none: a damaged file).  data: where it begins. */
+static int check_overlap(icl_st_file *f, const unsigned char *data, const char *name, char *err, size_t errsz)
 {
-    if (f->n > 1) {
+    if (f->n > 0) {
         icl_st_tensor **s = icl_xmalloc((size_t)f->n * sizeof *s);
         for (int i = 0; i < f->n; i++)
             s[i] = &f->t[i];
@@ -201,6 +206,24 @@ static int check_overlap(icl_st_file *f, const char *name, char *err, size_t err
                 return -1;
             }
             far = s[i]; /* sorted by start and disjoint so far: s[i] ends furthest */
+        }
+        size_t at = 0; /* where the next tensor's data must start */
+        for (int i = 0; i < f->n; i++) {
+            size_t b = (size_t)((const unsigned char *)s[i]->data - data);
+            if (b < at) { /* an empty tensor inside another's data: the library refuses it too */
+                icl_seterr(err, errsz, "%s: tensor \"%s\" of no data is at byte %zu, inside the data before it "
+                           "(which ends at %zu)", name, s[i]->name, b, at);
+                free(s);
+                return -1;
+            }
+            if (b > at) {
+                icl_seterr(err, errsz, "%s: data bytes %zu to %zu belong to no tensor (\"%s\" starts at %zu; a "
+                           "safetensors file's tensors follow each other from byte 0): a damaged file?", name, at, b,
+                           s[i]->name, b);
+                free(s);
+                return -1;
+            }
+            at = b + s[i]->nbytes;
         }
         free(s);
     }
@@ -271,7 +294,7 @@ icl_st_file *icl_st_parse(const void *bytes, size_t len, const char *name, char 
             goto fail;
         f->n++;
     }
-    if (check_overlap(f, name, err, errsz))
+    if (check_overlap(f, data, name, err, errsz))
         goto fail;
     size_t end = 0; /* the data ends with the last tensor's, as the safetensors library requires */
     for (int i = 0; i < f->n; i++) {

@@ -10,7 +10,9 @@
  * The reader maps the file (mmap, read-only) and validates everything before
  * handing out a pointer: header length against the file size (and a 100 MB
  * cap), JSON shape, dtype, shape x element size == end - begin (overflow
- * checked), end within the data buffer, and no two tensors overlapping.  A
+ * checked), end within the data buffer, no two tensors overlapping, and
+ * the data theirs alone (from byte 0, one after another, to the end of the
+ * file, as the safetensors library requires: no bytes between or after).  A
  * malformed or hostile file is an error message, never a crash or overread.
  * F32 data that is 4-byte aligned is used in place (zero copy); BF16 and F16
  * (and unaligned F32) are converted to float on request.

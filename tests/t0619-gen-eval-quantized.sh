@@ -132,6 +132,32 @@ open(\"bad/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+
 	test_grep "bad" err && test_grep "lm_head" err
 '
 
+test_expect_success 'each module carries the ranks of the adapters on it: an adapter of rank 65536 and no tensors adds none (was every module rank 65540)' '
+	mkdir empty && sed "s/\"r\": 4/\"r\": 65536/; s/\"q_proj\"/\"no_such_proj\"/; s/\"v_proj\",//; s/\"down_proj\",//" \
+		"$PEFT/adapter_config.json" >empty/adapter_config.json &&
+	grep -q "\"r\": 65536" empty/adapter_config.json &&
+	printf "\002\000\000\000\000\000\000\000{}" >empty/adapter_model.safetensors &&
+	icl-eval -m "$Q" --adapter "$PEFT" rand.tok >e1.q &&
+	icl-eval -m "$Q" --adapter "$PEFT" --adapter empty rand.tok >e2.q 2>err &&
+	test_grep "2 adapters applied unmerged (combined rank 4)" err &&
+	test_cmp e1.q e2.q &&
+	icl-eval -m "$Q" --adapter empty rand.tok >e3.q 2>err &&
+	test_grep "kept as stored.*; 1 adapter without tensors: nothing applied" err &&
+	! grep -q "merged into the float32 weights" err
+'
+
+test_expect_success 'a tensor base_model.model.lora_A.weight (no module between) is refused, not a crash' '
+	mkdir nomod && cp "$PEFT/adapter_config.json" nomod/ &&
+	python3 -c "import json,struct
+h={\"base_model.model.lora_A.weight\":{\"dtype\":\"F32\",\"shape\":[4,64],\"data_offsets\":[0,1024]},
+   \"base_model.model.lora_B.weight\":{\"dtype\":\"F32\",\"shape\":[64,4],\"data_offsets\":[1024,2048]}}
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"nomod/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+bytes(2048))" &&
+	echo "icl-eval: nomod/adapter_model.safetensors: tensor base_model.model.lora_A.weight does not start with base_model.model. and a module name" >want &&
+	test_must_fail icl-eval -m "$Q" --adapter nomod rand.tok 2>err && test_cmp want err &&
+	test_must_fail icl-eval -m "$Q" --dequantize --adapter nomod rand.tok 2>err && test_cmp want err
+'
+
 test_expect_success 'non-finite adapter values or updates are refused on the blocks as by the float32 merge (and by icl-convert to a LoRA GGUF)' '
 	mkdir nan && cp "$PEFT/adapter_config.json" nan/ &&
 	python3 -c "import json,struct,sys

@@ -75,6 +75,31 @@ static void hostile_safetensors(void **state)
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1, 8,
                  "4 bytes after the last tensor's data");
     expect_error("{}", -1, 3, "3 bytes after the last tensor's data");
+    /* bytes between tensors or before the first (the library refuses them too) */
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                 "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", -1, 12,
+                 "data bytes 4 to 8 belong to no tensor");
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", -1, 8,
+                 "data bytes 0 to 4 belong to no tensor");
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                 "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}", -1, 8,
+                 "of no data is at byte 4, inside the data before it");
+    { /* empty tensors where the next one starts, named in any order, and at the end: contiguous */
+        const char *h = "{\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]},"
+                        "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                        "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]}}";
+        size_t len;
+        unsigned char *b = image(h, (int64_t)strlen(h), 8, &len);
+        char e2[512] = "";
+        icl_st_file *f = icl_st_parse(b, len, "x", e2, sizeof e2);
+        if (!f)
+            fail_msg("refused a contiguous file: %s", e2);
+        assert_int_equal(icl_st_count(f), 4);
+        assert_non_null(icl_st_find(f, "z"));
+        icl_st_close(f);
+        free(b);
+    }
     /* a valid file whose tensor has a non-float dtype: open works, reading as float says why not */
     size_t len;
     const char *h64 = "{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
