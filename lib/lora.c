@@ -87,9 +87,12 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
         icl_lora_set_targets(&all, mc, "all-linear", NULL, 0);
         t = &all;
     }
-    char list[256] = "", *lend = list;
-    for (int i = 0; i < c->n_targets && lend < list + sizeof list - 1; i++)
-        lend += snprintf(lend, (size_t)(list + sizeof list - lend), "%s%s", i ? ", " : "", c->target_modules[i]);
+    char list[256] = ""; /* for the messages: the targets, truncated */
+    size_t ll = 0;
+    for (int i = 0; i < c->n_targets && ll < sizeof list - 1; i++) {
+        int k = snprintf(list + ll, sizeof list - ll, "%s%s", i ? ", " : "", c->target_modules[i]);
+        ll = k < 0 ? sizeof list - 1 : ll + (size_t)k; /* past the end: truncated, the loop ends */
+    }
     int rc = -1, nm = 0;
     char **mods = NULL;
     for (int i = 0; i < icl_st_count(f); i++) {

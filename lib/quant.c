@@ -493,7 +493,9 @@ int icl_quant_check_range(uint32_t type, const float *x, int64_t n, const char *
         if (mx >= mn && need >= lim) {
             icl_seterr(err, errsz, "%s: a value of magnitude %g is beyond what %s holds (its F16 %s would be "
                        "infinite): write F32 or BF16", what, (double)am, icl_ggml_type_name(type),
-                       type == ICL_GGML_F16 ? "value" : "block scale");
+                       type == ICL_GGML_F16                                 ? "value"
+                       : type == ICL_GGML_Q4_1 && fabsf(mn) >= (mx - mn) / 15.0f ? "block minimum"
+                                                                                 : "block scale");
             return -1;
         }
     }

@@ -151,6 +151,12 @@ static void errors(void **state)
     z[9] = 0;
     z[3] = -70000.0f; /* Q4_1's minimum is an F16 */
     assert_int_equal(icl_quant_check_range(ICL_GGML_Q4_1, z, 32, "w", err, sizeof err), -1);
+    assert_non_null(strstr(err, "beyond what Q4_1 holds (its F16 block minimum would be infinite)"));
+    z[3] = 0;
+    z[4] = 1e6f; /* Q4_1's scale (1e6 - 0) / 15 = 66667; its minimum 0 */
+    assert_int_equal(icl_quant_check_range(ICL_GGML_Q4_1, z, 32, "w", err, sizeof err), -1);
+    assert_non_null(strstr(err, "beyond what Q4_1 holds (its F16 block scale would be infinite)"));
+    z[4] = 0;
     z[3] = -5e5f; /* Q4_0's scale 5e5 / 8 = 62500: fits */
     assert_int_equal(icl_quant_check_range(ICL_GGML_Q4_0, z, 32, "w", err, sizeof err), 0);
     const icl_quant_traits *t = icl_quant_traits_of(ICL_GGML_Q6_K);
