@@ -775,9 +775,14 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         icl_buf_clear(&f->cols);
         for (size_t i = 0; i < nc; i++)
             icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h.field[i]);
-        if (instr)
-            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s); name it with --map output=COL",
-                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data);
+        if (instr) {
+            const char *resp = NULL; /* a column named as the other scheme's answer: the likely one */
+            for (size_t i = 0; i < nc && !resp; i++)
+                if (!strcmp(h.field[i], "response"))
+                    resp = h.field[i];
+            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s); name it with --map output=%s",
+                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data, resp ? resp : "COL");
+        }
         fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s); name them with --map "
             "instruction=COL,output=COL", f->name, h.line, f->cols.data);
     }
@@ -792,11 +797,18 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             used[idx[ICL_F_SYSTEM]] = 1;
     }
     for (size_t i = 0; i < nc; i++)
-        if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0))
+        if (!used[i] && (strcmp(h.field[i], "prompt") == 0 || strcmp(h.field[i], "response") == 0)) {
+            int p = h.field[i][0] == 'p', k = p ? ICL_F_INSTRUCTION : ICL_F_OUTPUT; /* the role it resembles */
+            if (instr && idx[k] >= 0) /* that role has its column already: one of the two is extra */
+                fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record, and column '%s' is "
+                    "the %s already: drop one of them, or --map %s=%s to read '%s' as the %s instead",
+                    f->name, h.line, h.field[i], f->o.map[k], p ? "instruction" : "answer", p ? "instruction" : "output",
+                    h.field[i], h.field[i], p ? "instruction" : "answer");
             fatalf(f, "%s:%ld: column '%s' would be overwritten by the rendered record; use --map (%s)",
                 f->name, h.line, h.field[i], !instr ? "--map prompt=COL,response=COL"
-                : h.field[i][0] == 'p' ? "--map instruction=prompt reads it as the instruction"
+                : p ? "--map instruction=prompt reads it as the instruction"
                 : "--map output=response reads it as the answer");
+        }
     /* JSON text of the passed-through column names, made once. */
     icl_buf *keys = &f->keys;
     icl_buf_clear(keys);

@@ -103,7 +103,11 @@ fails no-known-columns 1 'icl-fmt: nocols.csv:1: no instruction/output or prompt
 printf 'instruction,answer\nx,y\n' >noout.csv
 fails no-answer-column 1 "icl-fmt: noout.csv:1: no column 'output' for the answers (columns: instruction, answer); name it with --map output=COL" noout.csv
 printf 'instruction,response\nx,y\n' >ir.csv
-fails instruction-response 1 "icl-fmt: ir.csv:1: no column 'output' for the answers (columns: instruction, response); name it with --map output=COL" ir.csv
+fails instruction-response 1 "icl-fmt: ir.csv:1: no column 'output' for the answers (columns: instruction, response); name it with --map output=response" ir.csv
+printf 'instruction,output,response\nx,y,z\n' >ior.csv
+fails instruction-output-response 1 "icl-fmt: ior.csv:1: column 'response' would be overwritten by the rendered record, and column 'output' is the answer already: drop one of them, or --map output=response to read 'response' as the answer instead" ior.csv
+printf 'q,prompt,output\nx,y,z\n' >qpo.csv
+fails mapped-instruction-prompt 1 "icl-fmt: qpo.csv:1: column 'prompt' would be overwritten by the rendered record, and column 'q' is the instruction already: drop one of them, or --map instruction=prompt to read 'prompt' as the instruction instead" --map instruction=q qpo.csv
 printf 'prompt,output\nx,y\n' >po.csv
 fails prompt-output 1 "icl-fmt: po.csv:1: column 'prompt' would be overwritten by the rendered record; use --map (--map instruction=prompt reads it as the instruction)" po.csv
 printf 'messages\n"[{""role"":""user"",""content"":""Hi""}]"\n' >msgs.csv
