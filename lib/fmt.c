@@ -1426,6 +1426,15 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
             "are not trained on", f->st.empty_turns, f->st.empty_turns == 1 ? "" : "s");
     if (f->st.duplicates)
         say(f, "%ld duplicate record%s dropped", f->st.duplicates, f->st.duplicates == 1 ? "" : "s");
+    /* a split that rounds to an empty part (few records): said, not silent
+     * (--split 1 asks for an empty --split-out) */
+    long nsplit = f->st.written + f->st.split_written;
+    if (f->o.split > 0 && nsplit > 0 && (f->st.written == 0 || (f->st.split_written == 0 && f->o.split < 1)))
+        say(f, "--split %g of %ld record%s leaves %s empty: round(%g x %ld) = %ld to the output, %ld to %s",
+            f->o.split, nsplit, nsplit == 1 ? "" : "s",
+            f->st.written == 0 ? (f->o.out_name ? f->o.out_name : "the output")
+                               : (f->o.split_name ? f->o.split_name : "--split-out"),
+            f->o.split, nsplit, f->st.written, f->st.split_written, f->o.split_name ? f->o.split_name : "--split-out");
     if (st)
         *st = f->st;
     return 0;
