@@ -78,7 +78,7 @@ static const char usage_text[] =
     "                             the left, their prompt's start or earlier turns\n"
     "                             (with those turns' answers), never the last\n"
     "                             response; those whose last response cannot fit\n"
-    "                             are dropped and counted)\n"
+    "                             are dropped and counted\n"
     "                             (default: the model's max positions, <= 2048;\n"
     "                             from scratch 2048, GPT-2 512)\n"
     "      --packing              several examples per row of --seq-len positions,\n"
