@@ -57,6 +57,7 @@ struct icl_fmt {
     icl_csv *csv;            /* open CSV parser (its thread), freed on failure */
     icl_jarr *jarr;          /* open JSON array reader */
     json_t *obj;             /* object being converted */
+    long elem;               /* its element number (from 1) in a JSON array; 0: not in one */
     json_t *msgs;            /* its messages as {role, content} while they are converted */
     icl_reader rd;           /* the input being read */
     char *used;              /* do_csv's scratch */
@@ -182,6 +183,27 @@ void icl_fmt_free(icl_fmt *f)
 /* ---- messages ---------------------------------------------------------- */
 
 /* A warning, through the caller's callback (none: dropped). */
+/* msg, or in buf msg with "array element N: " after its "FILE:LINE: " when
+ * the record being converted is element N of a JSON array: a compact array
+ * (json.dump's) is one line, so the line alone does not find the record. */
+static const char *at_elem(const icl_fmt *f, const char *msg, char *buf, size_t n)
+{
+    if (!f->elem || !f->name)
+        return msg;
+    size_t nl = strlen(f->name);
+    if (strncmp(msg, f->name, nl) || msg[nl] != ':')
+        return msg;
+    const char *p = msg + nl + 1;
+    if (!(*p >= '0' && *p <= '9'))
+        return msg;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p[0] != ':' || p[1] != ' ' || !strncmp(p + 2, "array element ", 14))
+        return msg;
+    snprintf(buf, n, "%.*sarray element %ld: %s", (int)(p + 2 - msg), msg, f->elem, p + 2);
+    return buf;
+}
+
 __attribute__((format(printf, 2, 3)))
 static void say(icl_fmt *f, const char *fmt, ...)
 {
@@ -192,7 +214,8 @@ static void say(icl_fmt *f, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    f->o.on_warning(f->o.warning_ctx, msg);
+    char el[1100];
+    f->o.on_warning(f->o.warning_ctx, at_elem(f, msg, el, sizeof el));
 }
 
 /* A warning of a kind shown WARN_MAX times at most. */
@@ -234,6 +257,8 @@ _Noreturn static void fatalf(icl_fmt *f, const char *fmt, ...)
 /* A bad record: stop (exit 1) or skip and count. */
 static void bad(icl_fmt *f, const char *err)
 {
+    char el[1100];
+    err = at_elem(f, err, el, sizeof el);
     if (!f->o.skip_bad)
         fatal(f, err);
     f->st.bad++;
@@ -1257,7 +1282,9 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
             continue;
         }
         f->obj = o;
+        f->elem = array ? a->count : 0;
         do_obj(f, o, line);
+        f->elem = 0;
         f->obj = NULL;
         json_decref(o);
     }
@@ -1289,6 +1316,7 @@ static void cleanup(icl_fmt *f)
     f->csv = NULL;
     f->jarr = NULL;
     f->obj = NULL;
+    f->elem = 0;
     json_decref(f->rec_id);
     f->rec_id = NULL;
     icl_reader_close(&f->rd);
