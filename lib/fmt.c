@@ -737,7 +737,20 @@ static void check_read(icl_fmt *f, const icl_reader *rd)
  * duplicate name or a --map naming no column stops the conversion. */
 static int cmp_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
+/* When the format was detected and a column name holds the other
+ * delimiter (a TSV header with a comma read as CSV, say): what to add to a
+ * message naming the columns. */
+static const char *delim_hint(const icl_fmt *f, const icl_csv_row *h, char delim)
+{
+    if (f->o.format != ICL_FMT_AUTO)
+        return "";
+    for (size_t i = 0; i < h->nfields; i++)
+        if (strchr(h->field[i], delim == ',' ? '\t' : ','))
+            return delim == ',' ? "; read as CSV: if it is TSV, give -f tsv" : "; read as TSV: if it is CSV, give -f csv";
+    return "";
+}
+
+static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N], char delim)
 {
     size_t nc = h->nfields;
     if (nc > 1) { /* duplicates: neighbours once sorted (n log n: a header of 100k columns is no longer minutes) */
@@ -764,8 +777,8 @@ static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
             icl_buf_clear(&f->cols);
             for (size_t i = 0; i < nc; i++)
                 icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h->field[i]);
-            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h->line, f->o.map[k],
-                icl_fmt_field_names[k], f->cols.data);
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s%s)", f->name, h->line, f->o.map[k],
+                icl_fmt_field_names[k], f->cols.data, delim_hint(f, h, delim));
         }
     }
 }
@@ -788,7 +801,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     }
     size_t nc = h.nfields;
     long idx[ICL_F_N];
-    csv_columns(f, &h, idx);
+    csv_columns(f, &h, idx, delim);
     int msgs = f->o.chat && idx[ICL_F_MESSAGES] >= 0; /* a column of JSON arrays */
     int instr = !msgs && (idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0);
     int pr = !msgs && !instr && idx[ICL_F_PROMPT] >= 0 && idx[ICL_F_RESPONSE] >= 0;
@@ -801,10 +814,10 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         for (size_t i = 0; i < nc; i++)
             icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h.field[i]);
         if (instr)
-            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s); name it with --map output=COL",
-                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data);
-        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s); name them with --map "
-            "instruction=COL,output=COL", f->name, h.line, f->cols.data);
+            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s%s); name it with --map output=COL",
+                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data, delim_hint(f, &h, delim));
+        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s%s); name them with --map "
+            "instruction=COL,output=COL", f->name, h.line, f->cols.data, delim_hint(f, &h, delim));
     }
     char *used = f->used = icl_xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
