@@ -36,7 +36,9 @@ static void usage(FILE *f)
 "\n"
 "  -T, --type TYPE   tensor type of the GGUF file written: F32 (default),\n"
 "                    F16, BF16, Q8_0, Q4_0 or Q4_1 (vectors stay F32; a matrix\n"
-"                    whose rows are not whole blocks stays F32); a LoRA\n"
+"                    whose rows are not whole blocks stays F32; with Q4_0/\n"
+"                    Q4_1 the output head, or tied embedding, is Q8_0 as\n"
+"                    llama.cpp's quantizer keeps it); a LoRA\n"
 "                    adapter GGUF: F32, F16, BF16 or Q8_0\n"
 "  -L, --like FILE   writing a GGUF file: copy FILE's metadata (tokenizer.*,\n"
 "                    general.*) and, unless --type is given, give each tensor\n"
@@ -260,16 +262,18 @@ int main(int argc, char **argv)
     if (base)
         icl_usage_die("--base applies to a LoRA adapter folder, and %s is not one", in);
     if (icl_is_gguf_file(in)) {
+        size_t lo = strlen(out);
+        /* before --type/--like: with an output named .gguf, the two commands that do it are the answer */
+        if (lo >= 5 && !strcmp(out + lo - 5, ".gguf"))
+            icl_usage_die("%s is a GGUF file, converted to a Hugging Face folder, and %s names a .gguf file: "
+                          "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
+                          "icl-convert --like IN.gguf %s%s DIR OUT.gguf)",
+                          in, out, n_adapters ? "--adapter ADAPTER " : "", type_given ? "--type " : "[--type TYPE]",
+                          type_given ? icl_ggml_type_name((uint32_t)type) : "");
         if (type_given || like)
             icl_usage_die("--%s applies to writing a GGUF file, and %s is a GGUF file, converted to a folder "
                           "(GGUF to GGUF goes through a folder: see icl-convert(1))",
                           like ? "like" : "type", in);
-        size_t lo = strlen(out);
-        if (lo >= 5 && !strcmp(out + lo - 5, ".gguf"))
-            icl_usage_die("%s is a GGUF file, converted to a Hugging Face folder, and %s names a .gguf file: "
-                          "convert to a folder first, then the folder to GGUF (icl-convert %sIN.gguf DIR; "
-                          "icl-convert --like IN.gguf [--type TYPE] DIR OUT.gguf)",
-                          in, out, n_adapters ? "--adapter ADAPTER " : "");
         refuse_onto_input(out, in);
         refuse_onto_adapters(out, adapters, n_adapters);
         if (icl_out_dir_check(out, err, sizeof err)) /* before the work: its parent must exist */

@@ -44,11 +44,13 @@ static void usage(FILE *f)
 "  -p, --pred KEY          key of the prediction (default \"completion\")\n"
 "  -r, --ref KEY           key of the reference: a string, or an array of\n"
 "                          strings for several references (default \"response\");\n"
-"                          in \"chat\": true records (icl-fmt --chat-template) an\n"
-"                          array holds one answer per assistant turn and the\n"
-"                          reference is the last (the turn icl-gen answers),\n"
-"                          its trailing end-of-turn text (<|im_end|>, </s>...)\n"
-"                          dropped when the prediction lacks it\n"
+"                          in \"chat\": true records (icl-fmt --chat-template)\n"
+"                          and records whose prompt is an array (turns), the\n"
+"                          array holds one answer per turn and the\n"
+"                          reference is the last (the turn icl-gen answers);\n"
+"                          in chat records its trailing end-of-turn text\n"
+"                          (<|im_end|>, </s>...) dropped when the prediction\n"
+"                          lacks it\n"
 "  -M, --metrics LIST      comma-separated: em, f1, rougeL, bleu, chrf, chrf++,\n"
 "                          accuracy, all (all of those), pass@K (code: runs\n"
 "                          each completion with its test; pass@1,pass@10)\n"
@@ -413,6 +415,14 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
             continue;
         }
         json_t *p = json_object_get(rec, o->pred_key), *f = json_object_get(rec, o->ref_key);
+        /* a conversation's response array is its turns' answers, not
+         * several references: a chat record's (icl-fmt --chat-template), or
+         * one whose prompt is an array too (icl-fmt's multi-turn records
+         * with any template); icl-gen answers the last turn, so the last
+         * answer is the reference */
+        json_t *pa = json_object_get(rec, "prompt");
+        int turns = json_is_true(json_object_get(rec, "chat")) ||
+                    (json_is_array(pa) && !strcmp(o->ref_key, "response"));
         size_t nrefs = 0;
         int ok = 0;
         if (!p) {
@@ -435,9 +445,14 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
             json_array_foreach(f, i, x) if (!json_is_string(x)) break;
             if (i < json_array_size(f)) {
                 bad(o, skipped, "%s:%ld: \"%s\"[%zu] is not a string", name, r.lineno, o->ref_key, i);
+            } else if (!turns) {
+                nrefs = json_array_size(f);
+                ok = 1;
+            } else if (json_is_array(pa) && json_array_size(pa) != json_array_size(f)) {
+                bad(o, skipped, "%s:%ld: a conversation of %zu prompts and %zu responses: the last turn, which "
+                    "icl-gen answers, has no reference", name, r.lineno, json_array_size(pa), json_array_size(f));
             } else {
-                /* a chat record's array is its turns' answers: the last is the reference */
-                nrefs = json_is_true(json_object_get(rec, "chat")) ? 1 : json_array_size(f);
+                nrefs = 1; /* the answer to the last turn */
                 ok = 1;
             }
         } else {
@@ -471,7 +486,7 @@ static void eval_file(opts *o, const char *path, items *it, long *skipped)
                 o->text_records++;
             for (size_t i = 0; i < nrefs; i++) {
                 const char *ref = json_is_string(f) ? json_string_value(f)
-                                  : json_string_value(json_array_get(f, chat ? json_array_size(f) - 1 : i));
+                                  : json_string_value(json_array_get(f, turns ? json_array_size(f) - 1 : i));
                 size_t rl;
                 ref = ref_text(o, ref, json_string_value(p), chat, &rl);
                 char *cut = xstrndup(ref, rl);

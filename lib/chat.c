@@ -464,10 +464,20 @@ int icl_chat_segments(const icl_chat *c, const json_t *messages, json_t **prompt
             while (st && (pd[st - 1] == ' ' || pd[st - 1] == '\n' || pd[st - 1] == '\t' || pd[st - 1] == '\r'))
                 st--;
             if (st > full.len || memcmp(pd, fd, st)) {
-                icl_seterr(err, errsz, "cannot locate assistant reply %zu (message %zu of the conversation): the "
-                           "template renders the conversation before it differently when more messages follow (it "
-                           "rewrites earlier turns), so its span is unknown; train on one-turn records or use "
-                           "another template", nth, i + 1);
+                int user_before = 0;
+                for (size_t j = 0; j < i && !user_before; j++)
+                    user_before = !strcmp(json_string_value(json_object_get(json_array_get(messages, j), "role")),
+                                          "user");
+                if (!user_before) /* the usual cause: a greeting before the user's first message */
+                    icl_seterr(err, errsz, "cannot locate assistant reply %zu (message %zu of the conversation): it "
+                               "comes before any user message, and the template renders the messages before it "
+                               "differently on their own (without a user turn), so its span is unknown; start the "
+                               "conversation with a user message", nth, i + 1);
+                else
+                    icl_seterr(err, errsz, "cannot locate assistant reply %zu (message %zu of the conversation): "
+                               "the template renders the conversation before it differently when more messages "
+                               "follow (it rewrites earlier turns), so its span is unknown; train on one-turn "
+                               "records or use another template", nth, i + 1);
                 goto bad;
             }
         }

@@ -57,6 +57,7 @@ struct icl_fmt {
     icl_csv *csv;            /* open CSV parser (its thread), freed on failure */
     icl_jarr *jarr;          /* open JSON array reader */
     json_t *obj;             /* object being converted */
+    long elem;               /* its element number (from 1) in a JSON array; 0: not in one */
     json_t *msgs;            /* its messages as {role, content} while they are converted */
     icl_reader rd;           /* the input being read */
     char *used;              /* do_csv's scratch */
@@ -182,6 +183,27 @@ void icl_fmt_free(icl_fmt *f)
 /* ---- messages ---------------------------------------------------------- */
 
 /* A warning, through the caller's callback (none: dropped). */
+/* msg, or in buf msg with "array element N: " after its "FILE:LINE: " when
+ * the record being converted is element N of a JSON array: a compact array
+ * (json.dump's) is one line, so the line alone does not find the record. */
+static const char *at_elem(const icl_fmt *f, const char *msg, char *buf, size_t n)
+{
+    if (!f->elem || !f->name)
+        return msg;
+    size_t nl = strlen(f->name);
+    if (strncmp(msg, f->name, nl) || msg[nl] != ':')
+        return msg;
+    const char *p = msg + nl + 1;
+    if (!(*p >= '0' && *p <= '9'))
+        return msg;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (p[0] != ':' || p[1] != ' ' || !strncmp(p + 2, "array element ", 14))
+        return msg;
+    snprintf(buf, n, "%.*sarray element %ld: %s", (int)(p + 2 - msg), msg, f->elem, p + 2);
+    return buf;
+}
+
 __attribute__((format(printf, 2, 3)))
 static void say(icl_fmt *f, const char *fmt, ...)
 {
@@ -192,7 +214,8 @@ static void say(icl_fmt *f, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    f->o.on_warning(f->o.warning_ctx, msg);
+    char el[1100];
+    f->o.on_warning(f->o.warning_ctx, at_elem(f, msg, el, sizeof el));
 }
 
 /* A warning of a kind shown WARN_MAX times at most. */
@@ -234,6 +257,8 @@ _Noreturn static void fatalf(icl_fmt *f, const char *fmt, ...)
 /* A bad record: stop (exit 1) or skip and count. */
 static void bad(icl_fmt *f, const char *err)
 {
+    char el[1100];
+    err = at_elem(f, err, el, sizeof el);
     if (!f->o.skip_bad)
         fatal(f, err);
     f->st.bad++;
@@ -712,7 +737,20 @@ static void check_read(icl_fmt *f, const icl_reader *rd)
  * duplicate name or a --map naming no column stops the conversion. */
 static int cmp_names(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
+/* When the format was detected and a column name holds the other
+ * delimiter (a TSV header with a comma read as CSV, say): what to add to a
+ * message naming the columns. */
+static const char *delim_hint(const icl_fmt *f, const icl_csv_row *h, char delim)
+{
+    if (f->o.format != ICL_FMT_AUTO)
+        return "";
+    for (size_t i = 0; i < h->nfields; i++)
+        if (strchr(h->field[i], delim == ',' ? '\t' : ','))
+            return delim == ',' ? "; read as CSV: if it is TSV, give -f tsv" : "; read as TSV: if it is CSV, give -f csv";
+    return "";
+}
+
+static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N], char delim)
 {
     size_t nc = h->nfields;
     if (nc > 1) { /* duplicates: neighbours once sorted (n log n: a header of 100k columns is no longer minutes) */
@@ -739,8 +777,8 @@ static void csv_columns(icl_fmt *f, const icl_csv_row *h, long idx[ICL_F_N])
             icl_buf_clear(&f->cols);
             for (size_t i = 0; i < nc; i++)
                 icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h->field[i]);
-            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s)", f->name, h->line, f->o.map[k],
-                icl_fmt_field_names[k], f->cols.data);
+            fatalf(f, "%s:%ld: no column '%s' for --map %s (columns: %s%s)", f->name, h->line, f->o.map[k],
+                icl_fmt_field_names[k], f->cols.data, delim_hint(f, h, delim));
         }
     }
 }
@@ -763,7 +801,7 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
     }
     size_t nc = h.nfields;
     long idx[ICL_F_N];
-    csv_columns(f, &h, idx);
+    csv_columns(f, &h, idx, delim);
     int msgs = f->o.chat && idx[ICL_F_MESSAGES] >= 0; /* a column of JSON arrays */
     int instr = !msgs && (idx[ICL_F_INSTRUCTION] >= 0 || idx[ICL_F_OUTPUT] >= 0);
     int pr = !msgs && !instr && idx[ICL_F_PROMPT] >= 0 && idx[ICL_F_RESPONSE] >= 0;
@@ -780,11 +818,12 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
             for (size_t i = 0; i < nc && !resp; i++)
                 if (!strcmp(h.field[i], "response"))
                     resp = h.field[i];
-            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s); name it with --map output=%s",
-                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data, resp ? resp : "COL");
+            fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s%s); name it with --map output=%s",
+                f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data, delim_hint(f, &h, delim),
+                resp ? resp : "COL");
         }
-        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s); name them with --map "
-            "instruction=COL,output=COL", f->name, h.line, f->cols.data);
+        fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s%s); name them with --map "
+            "instruction=COL,output=COL", f->name, h.line, f->cols.data, delim_hint(f, &h, delim));
     }
     char *used = f->used = icl_xcalloc(nc, 1);
     for (int k = instr ? ICL_F_INSTRUCTION : ICL_F_PROMPT; k <= (instr ? ICL_F_SYSTEM : ICL_F_RESPONSE);
@@ -1269,7 +1308,9 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
             continue;
         }
         f->obj = o;
+        f->elem = array ? a->count : 0;
         do_obj(f, o, line);
+        f->elem = 0;
         f->obj = NULL;
         json_decref(o);
     }
@@ -1301,6 +1342,7 @@ static void cleanup(icl_fmt *f)
     f->csv = NULL;
     f->jarr = NULL;
     f->obj = NULL;
+    f->elem = 0;
     json_decref(f->rec_id);
     f->rec_id = NULL;
     icl_reader_close(&f->rd);
@@ -1438,6 +1480,15 @@ int icl_fmt_finish(icl_fmt *f, icl_fmt_stats *st, char *err, size_t errsz)
             "are not trained on", f->st.empty_turns, f->st.empty_turns == 1 ? "" : "s");
     if (f->st.duplicates)
         say(f, "%ld duplicate record%s dropped", f->st.duplicates, f->st.duplicates == 1 ? "" : "s");
+    /* a split that rounds to an empty part (few records): said, not silent
+     * (--split 1 asks for an empty --split-out) */
+    long nsplit = f->st.written + f->st.split_written;
+    if (f->o.split > 0 && nsplit > 0 && (f->st.written == 0 || (f->st.split_written == 0 && f->o.split < 1)))
+        say(f, "--split %g of %ld record%s leaves %s empty: round(%g x %ld) = %ld to the output, %ld to %s",
+            f->o.split, nsplit, nsplit == 1 ? "" : "s",
+            f->st.written == 0 ? (f->o.out_name ? f->o.out_name : "the output")
+                               : (f->o.split_name ? f->o.split_name : "--split-out"),
+            f->o.split, nsplit, f->st.written, f->st.split_written, f->o.split_name ? f->o.split_name : "--split-out");
     if (st)
         *st = f->st;
     return 0;

@@ -176,7 +176,8 @@ typedef int (*icl_gguf_tok_writer)(icl_gguf_writer *w, const char *src_dir, char
  * and ARCH.* keys as llama.cpp reads them) with the weights in type
  * (ICL_GGML_F32, F16, BF16, Q8_0, Q4_0 or Q4_1; 1-D tensors (norms, biases)
  * stay F32 as llama.cpp's converter keeps them; a matrix whose rows are not
- * a whole number of blocks stays F32).  extra (NULL: none), e.g. the GGUF
+ * a whole number of blocks stays F32; with Q4_0/Q4_1 the output head,
+ * output.weight or a tied token_embd.weight, is Q8_0).  extra (NULL: none), e.g. the GGUF
  * the model came from: its key/values are copied first (tokenizer.ggml.*,
  * general.name...; general.architecture, general.alignment,
  * general.file_type and ARCH.* are icl's); with extra_types, a tensor it

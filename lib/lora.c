@@ -123,9 +123,10 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
             char tn[320];
             snprintf(tn, sizeof tn, PREFIX "%.200s%s", mods[i], ab ? sb : sa);
             if (!icl_st_find(f, tn)) {
+                char mb[500];
                 icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
-                           "whose adapter the file lacks (a truncated file, or the config of another adapter?)",
-                           path, tn, list, mods[i]);
+                           "whose adapter the file lacks (a truncated file, or the config of another adapter?)%s",
+                           path, tn, list, mods[i], other_base(c, mb, sizeof mb));
                 goto out;
             }
         }

@@ -256,11 +256,13 @@ int icl_toklines_next(icl_toklines_reader *r, char *err, size_t errsz)
             what = "starts with a UTF-8 byte order mark (BOM); token lines have none (icl-tok encode writes them)";
         else if (kind == ICL_KIND_RECORDS || (kind == ICL_KIND_JSON && !(len > 1 && s[1] == ']')))
             what = "a JSON record, not token ids: make token lines with icl-tok encode -t MODEL";
-        else if (len && s[len - 1] == '\r')
-            what = "ends with a carriage return (CRLF line end); token lines end with LF alone (dos2unix converts)";
+        /* text before CRLF: a CSV written with CRLF (Python's csv module's
+         * line end) is data for icl-fmt, which dos2unix would not help */
         else if (r->examples == 0 && kind == ICL_KIND_TEXT && !(s[0] >= '0' && s[0] <= '9') && s[0] != '\t')
             what = "text, not token ids (CSV, TSV or plain text?): make records with icl-fmt, then token lines with "
                    "icl-tok encode -t MODEL";
+        else if (len && s[len - 1] == '\r')
+            what = "ends with a carriage return (CRLF line end); token lines end with LF alone (dos2unix converts)";
         if (what) {
             snprintf(err, errsz, "%s:%ld: %s", name, ln, what);
             return -1;

@@ -221,6 +221,8 @@ typedef struct {
     char *lock_path;     /* OUT_DIR/.lock while this run holds it, else NULL */
     size_t n_old;        /* --overwrite-output-dir: checkpoints of an earlier run to delete */
     long *old_steps;
+    const char *const *old_other; /* --overwrite-output-dir: the other kind's final files to delete
+                                   * (a model's beside this LoRA run's adapter, or an adapter's) */
     json_t *history;     /* log_history: the logged metrics objects */
     double epochs_run;   /* the epochs the planned steps cover */
     long ep_of;          /* the epoch ep_steps and ep_done count (-1: none yet) */
@@ -1473,6 +1475,36 @@ static int claim_dir(train_run *r)
     }
     r->n_old = n; /* deleted by clear_old once the model and data have loaded */
     r->old_steps = steps;
+    /* The final files of the other kind, left by an earlier run or another
+     * program: a model folder's beside this LoRA run's adapter (-m OUT_DIR
+     * would load that model and ignore the adapter), or an adapter's beside
+     * this full run's model (PEFT and transformers would load the adapter). */
+    static const char *const model_files[] = {"config.json", "model.safetensors", "model.safetensors.index.json",
+                                              "generation_config.json", NULL};
+    static const char *const adapter_files[] = {"adapter_config.json", "adapter_model.safetensors", NULL};
+    int lora = o->lora_r > 0 || o->adapter;
+    const char *const *other = lora ? model_files : adapter_files;
+    char found[256] = "";
+    for (int i = 0; other[i]; i++) {
+        char *p = icl_path_join(out, other[i]);
+        struct stat sb;
+        if (stat(p, &sb) == 0)
+            snprintf(found + strlen(found), sizeof found - strlen(found), "%s%s", found[0] ? ", " : "", other[i]);
+        free(p);
+    }
+    if (found[0]) {
+        struct stat sm, so;
+        if (lora && o->model_dir && stat(o->model_dir, &sm) == 0 && stat(out, &so) == 0 && sm.st_dev == so.st_dev &&
+            sm.st_ino == so.st_ino)
+            return fail(r, "%s: is the folder of the base model (-m): the adapter would be written beside the model "
+                           "it adapts, and -m %s would then load the model alone; give another -o", out, out);
+        if (!o->overwrite_output_dir)
+            return fail(r, "%s: holds %s (%s): this run's %s would be written beside it, and -m %s would load %s; "
+                           "give another -o, or --overwrite-output-dir to delete them",
+                        out, lora ? "a model" : "a LoRA adapter", found, lora ? "adapter" : "model", out,
+                        lora ? "that model and ignore the adapter" : "the adapter in transformers and PEFT");
+        r->old_other = other;
+    }
     return 0;
 }
 
@@ -1492,6 +1524,20 @@ static void clear_old(train_run *r)
         note(r, 1, "%s: deleted %zu checkpoint%s of an earlier run (--overwrite-output-dir)", r->o->out_dir, r->n_old,
              r->n_old == 1 ? "" : "s");
     r->n_old = 0;
+    if (r->old_other) {
+        char gone[256] = "";
+        for (int i = 0; r->old_other[i]; i++) {
+            char *p = icl_path_join(r->o->out_dir, r->old_other[i]);
+            if (unlink(p) == 0)
+                snprintf(gone + strlen(gone), sizeof gone - strlen(gone), "%s%s", gone[0] ? ", " : "",
+                         r->old_other[i]);
+            free(p);
+        }
+        if (gone[0])
+            note(r, 1, "%s: deleted %s of an earlier %s (--overwrite-output-dir)", r->o->out_dir, gone,
+                 r->old_other[0][0] == 'a' ? "adapter" : "model");
+        r->old_other = NULL;
+    }
 }
 
 /* A failed run leaves OUT_DIR as it found it: the .lock it created is

@@ -164,6 +164,15 @@ printf '[{"instruction":"a","output":"b"},\n{"instruction":"c"' >bad3.json
 fails json-array-truncated 1 'icl-fmt: bad3.json:2: end of input inside array element 2' bad3.json
 printf '[{"instruction":"a","output":"b"}, 7]' >bad4.json
 fails json-array-non-object 1 'icl-fmt: bad4.json:1: array element 2 is not a JSON object' bad4.json
+# a TSV header whose column name holds a comma (as many commas as TABs) is
+# read as CSV: the message says so and how to read it as TSV (not with -f)
+printf 'instruction\tanswer, short\nhi\tthere, you\n' >comma.tsv
+fails tsv-header-read-as-csv 1 "icl-fmt: comma.tsv:1: no instruction/output or prompt/response columns (columns: instruction	answer,  short; read as CSV: if it is TSV, give -f tsv); name them with --map instruction=COL,output=COL" comma.tsv
+fails tsv-header-given-f 1 "icl-fmt: comma.tsv:1: no column 'output' for the answers (columns: instruction, answer, short); name it with --map output=COL" -f tsv comma.tsv
+# json.dump writes an array on one line: a record's messages name its element
+printf '[{"instruction":"a","output":"b"},{"instruction":"c","output":""},{"instruction":"d","output":{"x":1}}]' >one.json
+fails json-array-one-line-element 1 "icl-fmt: one.json:1: array element 2: empty or missing output; record dropped
+icl-fmt: one.json:1: array element 3: 'output' is an object" one.json
 printf '\357\273\277 [ {"instruction":"a","output":"}]\\"{"} ]' >ok.json
 out_is json-array-bom-brackets-in-strings '{"prompt":"a\\n","response":"}]\\"{"}\n' ok.json
 printf '[]' >e.json

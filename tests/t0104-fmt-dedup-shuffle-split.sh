@@ -64,6 +64,17 @@ test_expect_success '--split 1: everything to the output, an empty --split-out' 
     test_cmp all x
     test -f none && test ! -s none
 '
+test_expect_success '--split that rounds to an empty part says so (few records); --split 1 does not' '
+    head -20 all >few.json && n=20 &&
+    icl-fmt --split 0.99 --split-out v99 few.json >t99 2>err &&
+    test_grep "icl-fmt: --split 0.99 of $n records leaves v99 empty: round(0.99 x $n) = $n to the output, 0 to v99" err &&
+    test ! -s v99 &&
+    icl-fmt --split 0.001 --split-out v0 -o t0 few.json 2>err &&
+    test_grep "icl-fmt: --split 0.001 of $n records leaves t0 empty: round(0.001 x $n) = 0 to the output, $n to v0" err &&
+    test ! -s t0 &&
+    icl-fmt --split 1 --split-out v1 few.json >/dev/null 2>err && test ! -s err &&
+    icl-fmt --split 0.5 --split-out v5 few.json >/dev/null 2>err && test ! -s err
+'
 test_expect_success '--dedup --shuffle --split together on a doubled input' '
     icl-fmt --dedup --shuffle --split 0.8 --split-out v --seed 5 a.json a.json >t 2>err
     test $(wc -l <t) -eq 794 && test $(wc -l <v) -eq 198

@@ -81,6 +81,14 @@ test_expect_success 'a template that rewrites earlier turns is refused, not mis-
 	test ! -s m2.out
 '
 
+test_expect_success 'a conversation that opens with an assistant message is refused as such, not as a rewriting template' '
+	printf "%s\n" "{\"conversations\":[{\"from\":\"gpt\",\"value\":\"Hi, how can I help?\"},{\"from\":\"human\",\"value\":\"Q\"},{\"from\":\"gpt\",\"value\":\"A\"}]}" >greet.jsonl &&
+	if icl-fmt --chat-template smol greet.jsonl >gr.out 2>gr.err; then exit 1; fi &&
+	grep -F "greet.jsonl:1: cannot locate assistant reply 1 (message 1 of the conversation): it comes before any user message" gr.err &&
+	grep -F "start the conversation with a user message" gr.err &&
+	! grep -F "rewrites earlier turns" gr.err
+'
+
 test_expect_success 'a template that drops assistant turns gets no borrowed marker' '
 	printf "{%% for m in messages %%}{%% if m.role == \"user\" %%}<u>{{ m.content }}</s>{%% endif %%}{%% endfor %%}" >drop.jinja &&
 	if icl-fmt --chat-template drop.jinja in.jsonl >d.out 2>d.err; then exit 1; fi &&

@@ -47,6 +47,28 @@ test_expect_success '--overwrite-output-dir deletes them; --resume then continue
 	cmp m4.safetensors rc/model.safetensors
 '
 
+test_expect_success 'a LoRA run into a model folder, or a full run into an adapter folder, is refused (-m DIR would load the other); --overwrite-output-dir deletes the other kind'"'"'s files' '
+	icl-train -q $A --max-steps 1 -o kind rand.tok >/dev/null && rm -r kind/checkpoint-1 &&
+	test_must_fail icl-train -q $A --lora-r 2 --max-steps 1 -o kind rand.tok >m 2>err &&
+	test_grep "kind: holds a model (config.json, model.safetensors, generation_config.json): this run.s adapter would be written beside it, and -m kind would load that model and ignore the adapter; give another -o, or --overwrite-output-dir" err &&
+	! test -s m && test -f kind/config.json && ! test -e kind/adapter_config.json &&
+	icl-train $A --lora-r 2 --max-steps 1 -o kind --overwrite-output-dir rand.tok >m 2>err &&
+	test_grep "kind: deleted config.json, model.safetensors, generation_config.json of an earlier model (--overwrite-output-dir)" err &&
+	! test -e kind/config.json && ! test -e kind/model.safetensors && test -f kind/adapter_config.json &&
+	rm -r kind/checkpoint-1 &&
+	test_must_fail icl-train -q $A --max-steps 1 -o kind rand.tok 2>err &&
+	test_grep "kind: holds a LoRA adapter (adapter_config.json, adapter_model.safetensors): this run.s model would be written beside it" err &&
+	icl-train -q $A --max-steps 1 -o kind --overwrite-output-dir rand.tok >/dev/null 2>err &&
+	! test -e kind/adapter_config.json && ! test -e kind/adapter_model.safetensors && test -f kind/config.json
+'
+
+test_expect_success 'a LoRA run whose -o is the base model'"'"'s own folder is refused, even with --overwrite-output-dir, and deletes nothing' '
+	icl-train -q $A --max-steps 1 -o base rand.tok >/dev/null &&
+	test_must_fail icl-train -q -m base/ --threads 1 --lora-r 2 --max-steps 1 -o ./base --overwrite-output-dir rand.tok 2>err &&
+	test_grep "./base: is the folder of the base model (-m): the adapter would be written beside the model it adapts" err &&
+	test -f base/config.json && test -f base/model.safetensors && test -d base/checkpoint-1 && ! test -e base/adapter_config.json
+'
+
 test_expect_success '--resume names every setting that differs' '
 	test_must_fail icl-train -q $A --max-steps 4 --lr 1e-3 --schedule cosine -o rc --resume rand.tok 2>err &&
 	test_grep "rc/checkpoint-4: cannot resume: --lr is 0.001 here but 5e-05 in the checkpoint; --schedule is cosine here but linear in the checkpoint (give the same" err &&

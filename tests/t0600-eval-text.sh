@@ -161,4 +161,16 @@ test_expect_success 'a multi-turn "chat": true record: its last answer is the re
 	sed "s/\"chat\":true,//" mt.jsonl | icl-eval -q -M em >out && test_grep "\"exact_match\":0.0," out
 '
 
+test_expect_success 'a multi-turn record of any template (prompt and response arrays, no "chat" mark): the last answer is the reference, not one of several' '
+	printf "%s\n" "{\"prompt\":[\"Q: 2+3?\",\"Q: thanks\"],\"response\":[\"5\",\"You are welcome.\"],\"completion\":\"5\"}" \
+		"{\"prompt\":[\"Q: 2+3?\",\"Q: thanks\"],\"response\":[\"5\",\"You are welcome.\"],\"completion\":\"You are welcome.\"}" >turns.jsonl &&
+	icl-eval -M em,f1 turns.jsonl >out 2>err && test ! -s err &&
+	test_grep "\"exact_match\":0.5,\"f1\":0.5," out &&
+	echo "{\"prompt\":\"Q\",\"response\":[\"5\",\"five\"],\"completion\":\"five\"}" | icl-eval -q -M em >out &&
+	test_grep "\"exact_match\":1.0," out &&
+	echo "{\"prompt\":[\"a\",\"b\",\"c\"],\"response\":[\"x\",\"y\"],\"completion\":\"x\"}" >open.jsonl &&
+	test_must_fail icl-eval open.jsonl 2>err &&
+	test_grep "open.jsonl:1: a conversation of 3 prompts and 2 responses: the last turn, which icl-gen answers, has no reference" err
+'
+
 test_done

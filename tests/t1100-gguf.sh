@@ -37,6 +37,15 @@ test_expect_success 'a GGUF input with an output named .gguf is a usage error, n
 	test_grep "icl-convert --adapter ADAPTER IN.gguf DIR" err &&
 	test ! -e o.gguf
 '
+test_expect_success 'README'"'"'s merge-and-quantize line on a GGUF base (--adapter, --type, OUT.gguf) names the two steps with that --type' '
+	rc=0; icl-convert --adapter x --type Q8_0 $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
+	test $rc = 2 &&
+	test_grep "and o.gguf names a .gguf file: convert to a folder first" err &&
+	test_grep "icl-convert --like IN.gguf --type Q8_0 DIR OUT.gguf" err &&
+	rc=0; icl-convert --like $GG/llama-tiny.f32.gguf $GG/llama-tiny.f32.gguf o.gguf 2>err || rc=$?
+	test $rc = 2 && test_grep "names a .gguf file" err &&
+	test ! -e o.gguf
+'
 test_expect_success 'icl-convert of something else names it' '
 	test_must_fail icl-convert help out 2>err &&
 	test_grep "help: neither a GGUF file nor a model folder" err

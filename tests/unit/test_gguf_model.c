@@ -309,6 +309,50 @@ static void round_trips(void **state)
         }
 }
 
+/* --type Q4_0/Q4_1 writes the output head in Q8_0 (llama.cpp's quantizer
+ * keeps it in a higher type): output.weight when the model has one, else
+ * the tied token embedding; the other matrices in the type asked for. */
+static void q4_output_head_q8_0(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *model;
+        int tied;
+    } cases[] = {{"llama-tiny", 0}, {"qwen2-tiny", 1}, {"gpt2-tiny", 1}};
+    static const uint32_t types[] = {ICL_GGML_Q4_0, ICL_GGML_Q4_1, ICL_GGML_Q8_0, ICL_GGML_F16};
+    char err[512];
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+        for (size_t j = 0; j < sizeof types / sizeof types[0]; j++) {
+            char dir[512], a[] = "/tmp/icl-q4h-XXXXXX";
+            snprintf(dir, sizeof dir, TEST_DATA "/model/%s/model", cases[k].model);
+            close(mkstemp(a));
+            icl_model *m = load(dir);
+            if (icl_gguf_save_model(m, a, types[j], NULL, 0, NULL, err, sizeof err))
+                fail_msg("%s", err);
+            icl_gguf *g = icl_gguf_open(a, err, sizeof err);
+            assert_non_null(g);
+            int q4 = types[j] == ICL_GGML_Q4_0 || types[j] == ICL_GGML_Q4_1;
+            uint32_t head = q4 ? ICL_GGML_Q8_0 : types[j];
+            const icl_gguf_tensor *e = icl_gguf_find_tensor(g, "token_embd.weight"),
+                                  *o = icl_gguf_find_tensor(g, "output.weight"),
+                                  *b = icl_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+            assert_non_null(e);
+            assert_non_null(b);
+            assert_int_equal(b->type, types[j]);
+            if (cases[k].tied) {
+                assert_null(o);
+                assert_int_equal(e->type, head);
+            } else {
+                assert_non_null(o);
+                assert_int_equal(o->type, head);
+                assert_int_equal(e->type, types[j]);
+            }
+            icl_gguf_close(g);
+            icl_model_free(m);
+            unlink(a);
+        }
+}
+
 /* The real model (make deps): GGUF -> float32 model -> GGUF like the source:
  * every Q4_1 and Q8_0 block and every F32 vector comes back byte for byte,
  * with the source's metadata keys. */
@@ -467,7 +511,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_as_folder), cmocka_unit_test(quantized_as_transformers), cmocka_unit_test(permutation),
-        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(smollm2_round_trip),
+        cmocka_unit_test(bad_models),     cmocka_unit_test(save_like_llama_cpp), cmocka_unit_test(round_trips), cmocka_unit_test(q4_output_head_q8_0),
+        cmocka_unit_test(smollm2_round_trip),
         cmocka_unit_test(llama3_rope_freqs), cmocka_unit_test(llama3_gguf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -371,6 +371,9 @@ static void targets_and_tensors(void **state)
          "target_modules [v_proj, down_proj, q_proj, k_proj] select model.layers.0.self_attn.k_proj",
          "whose adapter the file lacks"},
         {"\"all-linear\"", "no tensor base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight", "[all-linear]"},
+        /* the config names its base: the likely cause is said (another base model's adapter lacks layers) */
+        {"[\"v_proj\", \"down_proj\", \"q_proj\", \"k_proj\"], \"base_model_name_or_path\": \"/elsewhere/base\"",
+         "whose adapter the file lacks", "an adapter of another base model? its adapter_config.json names /elsewhere/base"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char cfg[300];

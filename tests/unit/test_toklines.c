@@ -100,6 +100,7 @@ static void bad_lines_name_file_and_line(void **state)
         {"1 2\n[\"a\"]\n", ":2: a JSON record, not token ids"},
         {"1 2\t\r\n", ":1: ends with a carriage return"},
         {"instruction,output\na,b\n", ":1: text, not token ids (CSV, TSV or plain text?): make records with icl-fmt"},
+        {"question,answer\r\na,b\r\n", ":1: text, not token ids (CSV, TSV or plain text?)"}, /* Python's csv: CRLF */
         {"1 2\nx y\n", ":2: byte 1: expected a token id, found a non-digit"}, /* after ids: the exact fault */
         {"1 -2\n", ":1: byte 3: expected a token id, found a non-digit"},
         {"1 x\n", ":1: byte 3: expected a token id"},
