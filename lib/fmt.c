@@ -1242,10 +1242,14 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         if (is_dup(f))
             return;
     } else {
-        if (v[ICL_F_PROMPT] || v[ICL_F_RESPONSE])
-            badf(f, line, "a record with '%s' needs '%s' too", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
-                 map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT]);
-        else {
+        if (v[ICL_F_PROMPT] || v[ICL_F_RESPONSE]) {
+            /* OpenAI's legacy fine-tuning data is {"prompt", "completion"} */
+            int compl = v[ICL_F_PROMPT] && map[ICL_F_RESPONSE] == icl_fmt_field_names[ICL_F_RESPONSE] &&
+                        json_is_string(json_object_get(o, "completion"));
+            badf(f, line, "a record with '%s' needs '%s' too%s", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
+                 map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT],
+                 compl ? " (prompt/completion data, as OpenAI's: --map response=completion)" : "");
+        } else {
             /* name the keys, and a key holding the records themselves ({"data": [...]}) */
             char keys[300] = "", nest[400] = "";
             size_t kl = 0;
