@@ -65,7 +65,9 @@ static void usage(FILE *f)
 "                          or char); the summary's \"tokenize\" names the choice\n"
 "      --extract RE        score the answers: the first capture group of the\n"
 "                          PCRE2 regex RE in predictions and references, or RE =\n"
-"                          gsm8k: the number after ####, else the last number\n"
+"                          gsm8k: the number after ####, else the last number;\n"
+"                          em and accuracy then keep signs and points (\"-3\"\n"
+"                          is not \"3\"), ignoring only case and spacing\n"
 "  -e, --per-record FILE   also write one JSON line of scores per record to FILE\n"
 "                          (\"file\", \"line\", the record's \"id\" if any, scores;\n"
 "                          --per-example is the same option)\n"
@@ -109,6 +111,7 @@ static void usage(FILE *f)
 "Metrics (all in [0, 1]; exact definitions in icl-eval(1)):\n"
 "  exact_match, f1  SQuAD v1.1: lower-case, drop ASCII punctuation and the\n"
 "                   articles a/an/the, collapse white space; empty vs empty = 1\n"
+"                   (exact_match under --extract: case and spacing only)\n"
 "  rougeL           rouge-score's ROUGE-L F-measure, no stemming\n"
 "  bleu             sacreBLEU's corpus BLEU (13a, exp smoothing) divided by 100;\n"
 "                   bleu_detail has sacreBLEU's score, counts, totals, bp, lengths\n"
@@ -756,6 +759,7 @@ int main(int argc, char **argv)
     }
     acc.tok = tok;
     acc.tok_auto = tok_auto;
+    acc.answers = o.extract != NULL; /* exact match and accuracy keep the answers' signs and points */
     if (acc.mask)
         for (size_t i = 0; i < it.n; i++)
             icl_eval_add(&acc, it.v[i].pred, (const char *const *)it.v[i].refs, it.v[i].nrefs, it.v[i].scores);

@@ -58,6 +58,7 @@ struct icl_fmt {
     icl_jarr *jarr;          /* open JSON array reader */
     json_t *obj;             /* object being converted */
     long elem;               /* its element number (from 1) in a JSON array; 0: not in one */
+    int open_brace_line;     /* the input's first line is a lone "{": a JSON object over several lines */
     json_t *msgs;            /* its messages as {role, content} while they are converted */
     icl_reader rd;           /* the input being read */
     char *used;              /* do_csv's scratch */
@@ -1254,12 +1255,33 @@ static void do_obj(icl_fmt *f, json_t *o, long line)
         if (is_dup(f))
             return;
     } else {
-        if (v[ICL_F_PROMPT] || v[ICL_F_RESPONSE])
-            badf(f, line, "a record with '%s' needs '%s' too", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
-                 map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT]);
-        else
+        if (v[ICL_F_PROMPT] || v[ICL_F_RESPONSE]) {
+            /* OpenAI's legacy fine-tuning data is {"prompt", "completion"} */
+            int compl = v[ICL_F_PROMPT] && map[ICL_F_RESPONSE] == icl_fmt_field_names[ICL_F_RESPONSE] &&
+                        json_is_string(json_object_get(o, "completion"));
+            badf(f, line, "a record with '%s' needs '%s' too%s", v[ICL_F_PROMPT] ? map[ICL_F_PROMPT] :
+                 map[ICL_F_RESPONSE], v[ICL_F_PROMPT] ? map[ICL_F_RESPONSE] : map[ICL_F_PROMPT],
+                 compl ? " (prompt/completion data, as OpenAI's: --map response=completion)" : "");
+        } else {
+            /* name the keys, and a key holding the records themselves ({"data": [...]}) */
+            char keys[300] = "", nest[400] = "";
+            size_t kl = 0;
+            const char *key;
+            json_t *val;
+            json_object_foreach(o, key, val) {
+                if (kl < sizeof keys - 1) {
+                    int w = snprintf(keys + kl, sizeof keys - kl, "%s%.100s", kl ? ", " : "", key);
+                    kl = w < 0 ? kl : kl + (size_t)w;
+                }
+                if (!nest[0] && json_is_array(val) && json_is_object(json_array_get(val, 0)))
+                    snprintf(nest, sizeof nest, "; '%.100s' holds an array of objects: if they are the records, "
+                             "give icl-fmt that array (jq '.%.100s' FILE > rows.json)", key, key);
+            }
+            if (kl >= sizeof keys - 1)
+                memcpy(keys + sizeof keys - 4, "...", 4);
             badf(f, line, "no instruction/output, messages (or ShareGPT conversations) or "
-                 "prompt/response keys; name them with --map");
+                 "prompt/response keys (keys: %s%s); name them with --map", keys, nest);
+        }
         return;
     }
     const char *key;
@@ -1301,6 +1323,16 @@ static void do_json(icl_fmt *f, icl_reader *rd, int array)
             break;
         n++;
         f->st.read++;
+        if (rc < 0 && !array && n == 1 && f->open_brace_line) {
+            /* valid JSON, but one object pretty-printed: not JSON Lines */
+            char e2[900];
+            snprintf(e2, sizeof e2, "%s:1: a JSON object over several lines, not JSON Lines (one object a line) "
+                     "nor a JSON array of objects: if it holds the records in a key ({\"data\": [...]}), give "
+                     "icl-fmt that array (jq '.data' FILE > rows.json); pretty-printed objects one after another: "
+                     "jq -c . FILE > rows.jsonl",
+                     f->name);
+            fatal(f, e2);
+        }
         if (rc == -2)
             fatal(f, err);
         if (rc < 0) {
@@ -1374,6 +1406,21 @@ int icl_fmt_file(icl_fmt *f, const char *path, char *err, size_t errsz)
         const char *p;
         size_t n = icl_reader_peek(rd, 65536, &p);
         fmt = icl_fmt_detect(p, n);
+    }
+    f->open_brace_line = 0;
+    if (fmt == ICL_FMT_JSONL) { /* a lone "{" first: no JSON Lines record is that */
+        const char *p;
+        size_t n = icl_reader_peek(rd, 65536, &p), i = 0;
+        if (n >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3))
+            i = 3;
+        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r' || p[i] == '\n'))
+            i++;
+        if (i < n && p[i] == '{') {
+            i++;
+            while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r'))
+                i++;
+            f->open_brace_line = i < n && p[i] == '\n';
+        }
     }
     switch (fmt) {
     case ICL_FMT_TSV: do_csv(f, rd, '\t'); break;

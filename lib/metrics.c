@@ -210,6 +210,27 @@ void icl_squad_normalize(const char *s, icl_buf *out)
     free(v.cp);
 }
 
+void icl_answer_normalize(const char *s, icl_buf *out)
+{
+    cpvec v = {0}, low = {0};
+    decode(s, &v);
+    lower_cp(&v, &low);
+    ws_join(low.cp, low.n, out);
+    free(v.cp);
+    free(low.cp);
+}
+
+static double answer_match(const char *pred, const char *ref)
+{
+    icl_buf a = {0}, b = {0};
+    icl_answer_normalize(pred, &a);
+    icl_answer_normalize(ref, &b);
+    double r = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+    icl_buf_free(&a);
+    icl_buf_free(&b);
+    return r;
+}
+
 double icl_exact_match(const char *pred, const char *ref)
 {
     icl_buf a = {0}, b = {0};
@@ -1457,7 +1478,7 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
         double em = 0, f1 = 0, rl = 0;
         for (size_t i = 0; i < nrefs; i++) {
             if (a->mask & ICL_METRIC_EM)
-                em = fmax(em, icl_exact_match(pred, refs[i]));
+                em = fmax(em, a->answers ? answer_match(pred, refs[i]) : icl_exact_match(pred, refs[i]));
             if (a->mask & ICL_METRIC_F1)
                 f1 = fmax(f1, icl_token_f1_tok(pred, refs[i], a->tok));
             if (a->mask & ICL_METRIC_ROUGE_L)
@@ -1503,12 +1524,18 @@ void icl_eval_add(icl_eval_acc *a, const char *pred, const char *const *refs, si
     }
     if (a->mask & ICL_METRIC_ACCURACY) {
         icl_buf p = {0}, g = {0};
-        icl_label_normalize(pred, &p);
+        if (a->answers)
+            icl_answer_normalize(pred, &p);
+        else
+            icl_label_normalize(pred, &p);
         icl_buf_puts(&p, "");
         int ok = 0;
         for (size_t i = 0; i < nrefs; i++) {
             icl_buf_clear(&g);
-            icl_squad_normalize(refs[i], &g);
+            if (a->answers)
+                icl_answer_normalize(refs[i], &g);
+            else
+                icl_squad_normalize(refs[i], &g);
             icl_buf_puts(&g, "");
             if (i == 0)
                 icl_confusion_add(a->confusion, g.data, p.data);

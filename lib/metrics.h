@@ -49,6 +49,11 @@ void icl_squad_normalize(const char *s, icl_buf *out);
 
 /* 1 if the normalised strings are equal, else 0. */
 double icl_exact_match(const char *pred, const char *ref);
+/* An extracted answer as exact match compares it under --extract: Python's
+ * str.lower, then split on white space and joined with single spaces; no
+ * punctuation or article is removed (a sign, a decimal point and "a" of a
+ * multiple choice are the answer).  Appends to out. */
+void icl_answer_normalize(const char *s, icl_buf *out);
 
 /* SQuAD token F1 over the normalised strings split on spaces: common =
  * multiset intersection size; P = common/|pred|, R = common/|ref|,
@@ -282,6 +287,10 @@ typedef struct {
     unsigned mask;
     icl_tokenize tok;      /* F1, ROUGE-L and BLEU tokenization (0: 13a) */
     int tok_auto;          /* tok was chosen by icl_script_choose (for the summary) */
+    int answers;           /* pred and refs are extracted answers (icl-eval --extract): exact
+                            * match and accuracy compare them lower-cased with white space
+                            * collapsed, punctuation and articles kept (icl_answer_normalize:
+                            * "-3" is not "3", nor "1.5" "15") */
     long n;                /* records added */
     double em, f1, rouge_l;/* sums of per-record scores */
     long correct;          /* accuracy: records whose label matched */

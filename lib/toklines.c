@@ -338,8 +338,9 @@ int icl_toklines_check(const icl_toklines_header *h, const icl_tokenizer *t, cha
     if (h->fingerprint != icl_tok_fingerprint(t) || h->vocab_size != icl_tok_vocab_size(t)) {
         snprintf(err, errsz,
                  "tokens were made by another tokenizer (fingerprint xxh3:%016" PRIx64
-                 ", vocab_size %d; this one is xxh3:%016" PRIx64 ", %d)",
-                 h->fingerprint, h->vocab_size, icl_tok_fingerprint(t), icl_tok_vocab_size(t));
+                 ", vocab_size %d; this one is xxh3:%016" PRIx64 ", %d)%s%.300s",
+                 h->fingerprint, h->vocab_size, icl_tok_fingerprint(t), icl_tok_vocab_size(t),
+                 h->source ? ": the lines' header names " : "", h->source ? h->source : "");
         return -1;
     }
     return 0;

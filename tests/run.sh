@@ -14,6 +14,10 @@ export CMOCKA_MESSAGE_OUTPUT=TAP
 export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$TESTS_DIR/lsan.supp}"
+# Tests that run make (t7000, the demo's plans) must not inherit the
+# variables of the make that runs them: `make check T=t7000-pipeline.sh`
+# passed T (examples/*.mk's thread option) down through MAKEFLAGS.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 # Tests run with a small, fixed thread count so results do not depend on the machine.
 export ICL_NUM_THREADS="${ICL_NUM_THREADS:-2}"
 pass=0 fail=0 files_failed=""

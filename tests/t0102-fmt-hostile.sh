@@ -169,6 +169,9 @@ fails json-array-non-object 1 'icl-fmt: bad4.json:1: array element 2 is not a JS
 printf 'instruction\tanswer, short\nhi\tthere, you\n' >comma.tsv
 fails tsv-header-read-as-csv 1 "icl-fmt: comma.tsv:1: no instruction/output or prompt/response columns (columns: instruction	answer,  short; read as CSV: if it is TSV, give -f tsv); name them with --map instruction=COL,output=COL" comma.tsv
 fails tsv-header-given-f 1 "icl-fmt: comma.tsv:1: no column 'output' for the answers (columns: instruction, answer, short); name it with --map output=COL" -f tsv comma.tsv
+# one JSON object over several lines (json.dump(..., indent=2) of {"data": [...]}) is not JSON Lines
+printf '{\n  "data": [\n    {"instruction": "a", "output": "b"}\n  ]\n}\n' >wrapped.json
+fails json-object-several-lines 1 "icl-fmt: wrapped.json:1: a JSON object over several lines, not JSON Lines (one object a line) nor a JSON array of objects: if it holds the records in a key ({\"data\": [...]}), give icl-fmt that array (jq '.data' FILE > rows.json); pretty-printed objects one after another: jq -c . FILE > rows.jsonl" wrapped.json
 # json.dump writes an array on one line: a record's messages name its element
 printf '[{"instruction":"a","output":"b"},{"instruction":"c","output":""},{"instruction":"d","output":{"x":1}}]' >one.json
 fails json-array-one-line-element 1 "icl-fmt: one.json:1: array element 2: empty or missing output; record dropped

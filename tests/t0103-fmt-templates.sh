@@ -106,8 +106,10 @@ bad_chat 'content not a string' '{"messages":[{"role":"user","content":1}]}' 'me
 bad_chat 'content null' '{"messages":[{"role":"user","content":null}]}' 'message 1: want an object with string "role" and "content" (or ShareGPT "from" and "value")'
 bad_chat 'unknown ShareGPT speaker' '{"conversations":[{"from":"human","value":"a"},{"from":"bot","value":"b"}]}' 'message 2: unknown ShareGPT speaker "from": "bot"'
 bad_chat 'prompt without response' '{"prompt":"a"}' "a record with 'prompt' needs 'response' too"
+bad_chat 'prompt/completion (OpenAI legacy fine-tuning data)' '{"prompt":"a","completion":"b"}' "a record with 'prompt' needs 'response' too (prompt/completion data, as OpenAI's: --map response=completion)"
 bad_chat 'arrays of unequal length' '{"prompt":["a","b"],"response":["c"]}' "'prompt' and 'response' must be two strings or two arrays of strings of equal length"
-bad_chat 'nothing to use' '{"text":"a"}' 'no instruction/output, messages (or ShareGPT conversations) or prompt/response keys; name them with --map'
+bad_chat 'nothing to use' '{"text":"a"}' 'no instruction/output, messages (or ShareGPT conversations) or prompt/response keys (keys: text); name them with --map'
+bad_chat 'records wrapped in a key' '{"version":1,"data":[{"instruction":"a","output":"b"}]}' "no instruction/output, messages (or ShareGPT conversations) or prompt/response keys (keys: version, data; 'data' holds an array of objects: if they are the records, give icl-fmt that array (jq '.data' FILE > rows.json)); name them with --map"
 bad_chat 'key would be overwritten' '{"instruction":"a","output":"b","prompt":"c"}' "key 'prompt' would be overwritten by the rendered record; use --map"
 test_expect_success 'chat: empty assistant message drops the record with a warning' '
     echo "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"assistant\",\"content\":\"\"}]}" >c.jsonl

@@ -102,6 +102,21 @@ test_expect_success 'GSM8K: answers stated in prose match the #### numbers' '
 	test_grep "\"exact_match\":0.0," out
 '
 
+test_expect_success '--extract: exact match and accuracy keep a sign and a decimal point ("-3" is not "3", "1.5" not "15"); case and spaces do not matter' '
+	cat >sign.jsonl <<-\EOF &&
+	{"completion":"It is 3.","response":"#### -3"}
+	{"completion":"15 in all","response":"#### 1.5"}
+	{"completion":"so -3","response":"#### -3"}
+	{"completion":"1,234 apples","response":"#### 1234"}
+	EOF
+	icl-eval -M em,accuracy --extract gsm8k --per-record pr sign.jsonl >out &&
+	test_grep "\"exact_match\":0.5,\"accuracy\":0.5,\"correct\":2," out &&
+	sed -n 1p pr >l1 && test_grep "\"answer\":\"3\",\"ref_answers\":\[\"-3\"\],\"exact_match\":0.0,\"correct\":false" l1 &&
+	printf "%s\n" "{\"completion\":\"The answer is (b)\",\"response\":\"B\"}" |
+		icl-eval -M em --extract "answer is \\(?([A-Da-d])" >out &&
+	test_grep "\"exact_match\":1.0," out
+'
+
 test_expect_success '--extract REGEX: first group; no match is an empty prediction' '
 	cat >mc.jsonl <<-\EOF &&
 	{"completion":"The answer is (B) since...","response":"B"}
