@@ -101,13 +101,13 @@ const icl_gguf_tensor_map *icl_gguf_arch_table(const char *mt, int *n)
     return NULL;
 }
 
-/* Does the config have this row's tensor? */
 /* Whether the model has an output.weight of its own (untied embeddings). */
 static int row_needed_output(const icl_config *c)
 {
     return !c->tie_word_embeddings;
 }
 
+/* Does the config have this row's tensor? */
 static int row_needed(const icl_config *c, const icl_gguf_tensor_map *r)
 {
     if (!strcmp(r->role, "output"))
