@@ -220,27 +220,21 @@ void icl_answer_normalize(const char *s, icl_buf *out)
     free(low.cp);
 }
 
-static double answer_match(const char *pred, const char *ref)
+/* 1 when pred and ref are equal after norm, else 0. */
+static double match_after(void (*norm)(const char *, icl_buf *), const char *pred, const char *ref)
 {
     icl_buf a = {0}, b = {0};
-    icl_answer_normalize(pred, &a);
-    icl_answer_normalize(ref, &b);
+    norm(pred, &a);
+    norm(ref, &b);
     double r = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
     icl_buf_free(&a);
     icl_buf_free(&b);
     return r;
 }
 
-double icl_exact_match(const char *pred, const char *ref)
-{
-    icl_buf a = {0}, b = {0};
-    icl_squad_normalize(pred, &a);
-    icl_squad_normalize(ref, &b);
-    double r = a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-    icl_buf_free(&a);
-    icl_buf_free(&b);
-    return r;
-}
+static double answer_match(const char *pred, const char *ref) { return match_after(icl_answer_normalize, pred, ref); }
+
+double icl_exact_match(const char *pred, const char *ref) { return match_after(icl_squad_normalize, pred, ref); }
 
 /* ---- tokens as interned integers ---- */
 
