@@ -244,6 +244,8 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
         if (!checked && r.examples > 0 && tok && !quiet)
             icl_warn("%s: no #icl-tokens header (not from icl-tok encode?): its ids are checked against the "
                      "vocabulary size %d only, not against the model's tokenizer", name, m->cfg.vocab_size);
+        if (r.examples == 0 && !quiet) /* a pipeline whose earlier step wrote nothing: the null scores say why */
+            icl_warn("%s: empty input, no records", name);
         icl_toklines_close(&r);
     }
     icl_progress_end(&prog);

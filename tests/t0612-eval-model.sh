@@ -43,6 +43,17 @@ test_expect_success 'only target segments count; no targets gives null' '
 	test $(field tokens s) = 2
 '
 
+test_expect_success 'an empty file or input: null scores and a warning naming it (-q: none)' '
+	: >empty.tok &&
+	icl-eval -m $M/stories260K/model empty.tok >e 2>err &&
+	test $(field records e) = 0 && test $(field loss e) = null &&
+	test_grep "^icl-eval: empty.tok: empty input, no records$" err &&
+	icl-eval -m $M/stories260K/model </dev/null >e 2>err &&
+	test_grep "^icl-eval: <stdin>: empty input, no records$" err &&
+	icl-eval -q -m $M/stories260K/model empty.tok >e 2>err &&
+	! test -s err
+'
+
 test_expect_success 'a header naming another tokenizer is an error when the model has one' '
 	mkdir m && cp $M/stories260K/model/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json &&
 	printf "#icl-tokens 1 fingerprint=xxh3:0123456789abcdef vocab_size=512 bos=1 eos=2 pad=-1 source=x\n1\t2\n" >h.tok &&
