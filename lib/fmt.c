@@ -815,13 +815,12 @@ static void do_csv(icl_fmt *f, icl_reader *rd, char delim)
         for (size_t i = 0; i < nc; i++)
             icl_buf_printf(&f->cols, "%s%s", i ? ", " : "", h.field[i]);
         if (instr) {
-            const char *resp = NULL; /* a column named as the other scheme's answer: the likely one */
+            int resp = 0; /* a column named as the other scheme's answer: the likely one */
             for (size_t i = 0; i < nc && !resp; i++)
-                if (!strcmp(h.field[i], "response"))
-                    resp = h.field[i];
+                resp = !strcmp(h.field[i], "response");
             fatalf(f, "%s:%ld: no column '%s' for the answers (columns: %s%s); name it with --map output=%s",
                 f->name, h.line, f->o.map[ICL_F_OUTPUT], f->cols.data, delim_hint(f, &h, delim),
-                resp ? resp : "COL");
+                resp ? "response" : "COL");
         }
         fatalf(f, "%s:%ld: no instruction/output or prompt/response columns (columns: %s%s); name them with --map "
             "instruction=COL,output=COL", f->name, h.line, f->cols.data, delim_hint(f, &h, delim));

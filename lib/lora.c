@@ -156,6 +156,25 @@ icl_st_file *icl_lora_open_weights(const char *dir, char *err, size_t errsz)
     return f;
 }
 
+int icl_lora_tensor_kind(const char *path, const char *name, const char **mod, size_t *modlen, char *err,
+                         size_t errsz)
+{
+    static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
+    const size_t ls = sizeof sa - 1, lp = strlen(PREFIX), n = strlen(name);
+    int isA = n > ls && !strcmp(name + n - ls, sa), isB = n > ls && !strcmp(name + n - ls, sb);
+    if (n > lp + 200 + ls)
+        return icl_seterr(err, errsz, LONG_NAME, path, name, n), -1;
+    if (!isA && !isB)
+        return icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", path, name), -1;
+    if (isB)
+        return 2;
+    if (n < lp + ls + 1 || strncmp(name, PREFIX, lp)) /* a module between */
+        return icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", path, name), -1;
+    *mod = name + lp;
+    *modlen = n - lp - ls;
+    return 1;
+}
+
 int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz)
 {
     icl_lora_config c;
@@ -327,27 +346,15 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
     /* check everything first: m is unchanged on any error */
     for (int i = 0; i < nt; i++) {
         const icl_st_tensor *t = icl_st_get(f, i);
-        const char *nm = t->name;
-        size_t n = strlen(nm);
-        static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
-        size_t ls = sizeof sa - 1;
-        int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
-        if (n > strlen(PREFIX) + 200 + ls) {
-            icl_seterr(err, errsz, LONG_NAME, p, nm, n);
+        const char *nm = t->name, *mp;
+        size_t ml;
+        int kind = icl_lora_tensor_kind(p, nm, &mp, &ml, err, errsz);
+        if (kind < 0)
             goto out;
-        }
-        if (!isA && !isB) {
-            icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", p, nm);
-            goto out;
-        }
-        if (isB)
+        if (kind == 2)
             continue;
-        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", p, nm);
-            goto out;
-        }
         char mod[256], bn[288], mb[600];
-        snprintf(mod, sizeof mod, "%.*s", (int)(n - ls - strlen(PREFIX)), nm + strlen(PREFIX));
+        snprintf(mod, sizeof mod, "%.*s", (int)ml, mp);
         snprintf(bn, sizeof bn, PREFIX "%s.lora_B.weight", mod);
         const icl_st_tensor *B = icl_st_find(f, bn);
         if (!B) {
@@ -528,29 +535,17 @@ static int unmerged_open(unmerged_src *u, const char *dir, char *err, size_t err
     int nt = icl_st_count(u->f);
     u->A = xcalloc((size_t)nt + 1, sizeof *u->A);
     u->B = xcalloc((size_t)nt + 1, sizeof *u->B);
-    static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
-    size_t ls = sizeof sa - 1;
     for (int i = 0; i < nt; i++) {
         const icl_st_tensor *t = icl_st_get(u->f, i);
-        const char *nm = t->name;
-        size_t n = strlen(nm);
-        int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
-        if (n > strlen(PREFIX) + 200 + ls) {
-            icl_seterr(err, errsz, LONG_NAME, u->path, nm, n);
+        const char *nm = t->name, *mp;
+        size_t ml;
+        int kind = icl_lora_tensor_kind(u->path, nm, &mp, &ml, err, errsz);
+        if (kind < 0)
             return -1;
-        }
-        if (!isA && !isB) {
-            icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", u->path, nm);
-            return -1;
-        }
-        if (isB)
+        if (kind == 2)
             continue;
-        if (n < strlen(PREFIX) + ls + 1 || strncmp(nm, PREFIX, strlen(PREFIX))) { /* a module between */
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", u->path, nm);
-            return -1;
-        }
         char bn[288];
-        snprintf(bn, sizeof bn, "%.*s.lora_B.weight", (int)(n - ls), nm);
+        snprintf(bn, sizeof bn, PREFIX "%.*s.lora_B.weight", (int)ml, mp);
         const icl_st_tensor *B = icl_st_find(u->f, bn);
         if (!B) {
             icl_seterr(err, errsz, "%s: %s has no %s", u->path, nm, bn);

@@ -113,6 +113,15 @@ int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t 
  * instead says that PyTorch pickles are not read. */
 icl_st_file *icl_lora_open_weights(const char *dir, char *err, size_t errsz);
 
+/* What an adapter file's tensor name is, as PEFT names them:
+ * "base_model.model.<module>.lora_A.weight" gives 1 with *mod, *modlen the
+ * module (inside name), a name ending ".lora_B.weight" gives 2 (its pairing
+ * is the caller's), else -1 with err naming path: a name over 200 bytes of
+ * module, a tensor that is not lora_A/lora_B, a lora_A without the prefix
+ * or a module. */
+int icl_lora_tensor_kind(const char *path, const char *name, const char **mod, size_t *modlen, char *err,
+                         size_t errsz);
+
 /* Merge the adapter folder dir into m's base weights as PEFT's
  * merge_and_unload: W += (mult * scaling) * (B A) per adapted module
  * (Conv1D: W^T += ...), B A summed in float32 over r in order.  mult is

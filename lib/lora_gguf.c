@@ -17,9 +17,6 @@
 #include "util.h"
 
 #define PREFIX "base_model.model."
-/* a tensor name longer than PREFIX + 200 + ".lora_A.weight": said before the
- * other messages, which it would cut before their reason */
-#define LONG_NAME "%s: tensor %.60s... has a name of %zu bytes: no PEFT module name is that long (at most 200 bytes)"
 
 /* One adapted module: its table row, GGUF name, sizes and PEFT tensors. */
 typedef struct {
@@ -124,30 +121,18 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
     }
     nt = icl_st_count(f);
     items = xcalloc((size_t)nt + 1, sizeof *items);
-    static const char sa[] = ".lora_A.weight", sb[] = ".lora_B.weight";
-    const size_t ls = sizeof sa - 1, lp = strlen(PREFIX);
     for (int i = 0; i < nt; i++) {
         const icl_st_tensor *t = icl_st_get(f, i);
-        const char *nm = t->name;
-        size_t n = strlen(nm);
-        int isA = n > ls && !strcmp(nm + n - ls, sa), isB = n > ls && !strcmp(nm + n - ls, sb);
-        if (n > lp + 200 + ls) {
-            icl_seterr(err, errsz, LONG_NAME, ap, nm, n);
+        const char *nm = t->name, *mp;
+        size_t ml;
+        int kind = icl_lora_tensor_kind(ap, nm, &mp, &ml, err, errsz);
+        if (kind < 0)
             goto out;
-        }
-        if (!isA && !isB) {
-            icl_seterr(err, errsz, "%s: tensor %s is not a lora_A/lora_B weight (not supported)", ap, nm);
-            goto out;
-        }
-        if (isB)
+        if (kind == 2)
             continue;
-        if (n < lp + ls + 1 || strncmp(nm, PREFIX, lp)) {
-            icl_seterr(err, errsz, "%s: tensor %s does not start with " PREFIX " and a module name", ap, nm);
-            goto out;
-        }
         char mod[256], bn[320];
-        snprintf(mod, sizeof mod, "%.*s", (int)(n - ls - lp), nm + lp);
-        snprintf(bn, sizeof bn, PREFIX "%s%s", mod, sb);
+        snprintf(mod, sizeof mod, "%.*s", (int)ml, mp);
+        snprintf(bn, sizeof bn, PREFIX "%s.lora_B.weight", mod);
         const icl_st_tensor *B = icl_st_find(f, bn);
         if (!B) {
             icl_seterr(err, errsz, "%s: %s has no %s", ap, nm, bn);
