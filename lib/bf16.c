@@ -82,6 +82,8 @@ void icl_bf16_force_path(int path) { forced = path; }
 
 int icl_bf16_amx_active(void) { return use_amx(); }
 
+int icl_bf16_native_active(void) { return use_native(); }
+
 void icl_bf16_force_portable(int force) { forced = force ? ICL_BF16_PORTABLE : ICL_BF16_BEST; }
 
 const char *icl_bf16_path_name(void)

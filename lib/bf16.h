@@ -41,10 +41,15 @@ int icl_bf16_native(void);
  * frame of the process grows by about that much (sigaltstack users: size
  * their stacks for it; Linux's Documentation/arch/x86/xstate.rst). */
 int icl_bf16_amx(void);
+/* 1 when the AVX512-BF16 kernels run now: icl_bf16_native and the path
+ * not forced portable (icl_bf16_force_path).  Attention's bf16 operands
+ * (ops.h, icl_attn_shape.bf16) take vdpbf16ps then, where there is no AMX;
+ * forced portable, the float32 kernels (icl_attention_bf16_kernels). */
+int icl_bf16_native_active(void);
 /* 1 when the packed products run on AMX-BF16 now: icl_bf16_amx and no
  * other path forced (icl_bf16_force_path).  Attention's bf16 operands
- * (ops.h, icl_attn_shape.bf16) take AMX tiles only then, so a forced path
- * gives the bits of a machine that has only that path. */
+ * take AMX tiles only then, so a forced path gives the bits of a machine
+ * that has only that path. */
 int icl_bf16_amx_active(void);
 /* "amx-bf16", "avx512bf16" or "portable (this CPU lacks AVX512-BF16)". */
 const char *icl_bf16_path_name(void);

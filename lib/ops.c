@@ -705,13 +705,15 @@ static float att_exp_row(float *r, int c0, int c1, int k0, int t, int lo, int ra
     return sub;
 }
 
-/* ---- bf16 operands on AMX tiles (icl_attn_shape.bf16; the `--dtype bf16`
- * training path, as PyTorch's autocast runs scaled_dot_product_attention in
- * bfloat16).  The same tiling, masks, softmax (float32, att_exp_row) and
- * float32 D = rowsum(dO o) as above; the six products take bf16 operands
- * (q, k, v, dO rounded as read, P and dS rounded after the float32
- * softmax) with float32 sums on TDPBF16PS, 32 k per instruction in k order
- * from a zero tile (bf16.h describes the unit's sums).  Parallel over (b,
+/* ---- bf16 operands on AMX tiles, or on AVX512-BF16 where there is no AMX
+ * (icl_attn_shape.bf16; the `--dtype bf16` training path, as PyTorch's
+ * autocast runs scaled_dot_product_attention in bfloat16).  The same
+ * tiling, masks, softmax (float32, att_exp_row) and float32 D = rowsum(dO
+ * o) as above; the six products take bf16 operands (q, k, v, dO rounded as
+ * read, P and dS rounded after the float32 softmax) with float32 sums on
+ * TDPBF16PS, 32 k per instruction in k order from a zero tile (bf16.h
+ * describes the unit's sums), or on vdpbf16ps, a pair per instruction in k
+ * order (vdp_gemm).  Parallel over (b,
  * kv head), forward and backward: k and v are packed once for the group's
  * heads.  dk and dv are summed in float32 buffers per kv head, transposed
  * (dk^T += q^T dS, dv^T += dO^T P), over the group's heads and blocks of 64
@@ -879,6 +881,110 @@ AMX_T static void att_tile_pairs(uint32_t *B, long ldb, long off, const float *a
         }
 }
 
+/* The same three products on AVX512-BF16 (vdpbf16ps), for CPUs with it
+ * and without AMX (icl_bf16_native_active; Zen 4, say): the operands in the
+ * layouts above, each output's sum from zero (or from C, att_amx_cols's
+ * add) over the pairs in order, one vdpbf16ps per pair (bf16.h: the odd
+ * product, then the even one, each rounded once; products of bf16 are
+ * exact), then times scale.  Within a TDPBF16PS chunk the AMX unit sums
+ * in another order (bf16.h), so the two paths agree to float32's
+ * summation error, not bit for bit; each is independent of the thread
+ * count.  Registers: R x W accumulators of 16 floats (R <= 6 rows of A, W
+ * <= 4 vectors of 16 columns; constants at each call, as att_tile), the W
+ * vectors of B's pair row and a broadcast pair of A: 29 of the 32. */
+#define VDP_T __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+VDP_T static inline __attribute__((always_inline)) void vdp_tile(int R, int W, int add, float *C, long ldc,
+                                                                 const uint16_t *A, long lda, const uint32_t *B,
+                                                                 long ldb, int np, float scale)
+{
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            acc[r][w] = add ? _mm512_loadu_ps(C + (long)r * ldc + 16 * w) : _mm512_setzero_ps();
+    for (int p = 0; p < np; p++) {
+        __m512i bv[4];
+        for (int w = 0; w < W; w++)
+            bv[w] = _mm512_loadu_si512(B + (long)p * ldb + 16 * w);
+        for (int r = 0; r < R; r++) {
+            int32_t x;
+            memcpy(&x, A + (long)r * lda + 2 * p, 4);
+            __m512bh a = (__m512bh)_mm512_set1_epi32(x);
+            for (int w = 0; w < W; w++)
+                acc[r][w] = _mm512_dpbf16_ps(acc[r][w], a, (__m512bh)bv[w]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int r = 0; r < R; r++)
+        for (int w = 0; w < W; w++)
+            _mm512_storeu_ps(C + (long)r * ldc + 16 * w, scale != 1.0f ? _mm512_mul_ps(acc[r][w], sc) : acc[r][w]);
+}
+
+/* C[i][j] = scale * sum_{p < np} A(i, p) . B[p][j] (add 0), or C[i][j] +=
+ * the sum (add 1, scale 1), for i < M, j < N (a multiple of 16): A [M][2
+ * np] bf16 (row stride lda bf16; A(i, p) its pair p), B [np][N] pairs (row
+ * stride ldb). */
+VDP_T static void vdp_gemm(float *C, long ldc, const uint16_t *A, long lda, const uint32_t *B, long ldb, int M, int N,
+                           int np, int add, float scale)
+{
+    for (int j0 = 0; j0 < N; j0 += 64) {
+        int W = (N - j0) / 16 < 4 ? (N - j0) / 16 : 4;
+        for (int i0 = 0; i0 < M; i0 += 6) {
+            int R = M - i0 < 6 ? M - i0 : 6;
+            float *c = C + (long)i0 * ldc + j0;
+            const uint16_t *a = A + (long)i0 * lda;
+            const uint32_t *b = B + j0;
+#define VT(r, w)                                                                                                      \
+    case r * 4 + w - 1:                                                                                               \
+        if (add)                                                                                                      \
+            vdp_tile(r, w, 1, c, ldc, a, lda, b, ldb, np, 1.0f);                                                      \
+        else                                                                                                          \
+            vdp_tile(r, w, 0, c, ldc, a, lda, b, ldb, np, scale);                                                     \
+        break;
+#define VT4(r) VT(r, 1) VT(r, 2) VT(r, 3) VT(r, 4)
+            switch (R * 4 + W - 1) {
+                VT4(1)
+                VT4(2)
+                VT4(3)
+                VT4(4)
+                VT4(5)
+                VT4(6)
+            }
+#undef VT4
+#undef VT
+        }
+    }
+}
+
+/* The products of a forward or backward on AMX tiles (amx) or AVX512-BF16,
+ * in att_amx_scores', att_amx_rows' and att_amx_cols' terms. */
+AMX_T static void att_bf_scores(int amx, float *S, long lds, const uint16_t *A, const uint32_t *Xd, long Tp, int c0,
+                                int c1, int hd, float scale)
+{
+    if (amx)
+        att_amx_scores(S, lds, A, Xd, Tp, c0, c1, hd, scale);
+    else
+        vdp_gemm(S, lds, A, hd, Xd + c0, Tp, 16, c1 - c0, hd / 2, 0, scale);
+}
+
+AMX_T static void att_bf_rows(int amx, float *O, long ldo, const uint16_t *Pr, int kp, const uint32_t *Xk, int c0,
+                              int hd)
+{
+    if (amx)
+        att_amx_rows(O, ldo, Pr, kp, Xk, c0, hd);
+    else
+        vdp_gemm(O, ldo, Pr, kp, Xk + (long)c0 / 2 * hd, hd, 16, hd, kp / 2, 0, 1.0f);
+}
+
+AMX_T static void att_bf_cols(int amx, float *CT, long ldc, const uint16_t *AT, const uint32_t *Bp, long ldb, int n16,
+                              int hd)
+{
+    if (amx)
+        att_amx_cols(CT, ldc, AT, Bp, ldb, n16, hd);
+    else
+        vdp_gemm(CT, ldc, AT, 64, Bp, ldb, hd, n16, 32, 1, 1.0f);
+}
+
 /* Scratch of one thread: byte offsets of 64-byte aligned pieces.  Tp = T
  * rounded up to 16; Tq = T rounded up to 32 plus 32 (a P tile of kp
  * columns from c0 reads key pairs up to c0 + kp). */
@@ -921,7 +1027,7 @@ static att_amx_lay att_amx_layout(int T, int hd, int bwd)
 typedef struct {
     att_amx_lay L;
     char *base, *scr;
-    int *k0t, *lot, nblk, ranged;
+    int *k0t, *lot, nblk, ranged, amx; /* amx: the products on AMX tiles, else AVX512-BF16 */
 } att_amx_run;
 
 static void att_amx_run_init(att_amx_run *r, const icl_attn_shape *sh, const int32_t *doc, int bwd)
@@ -933,6 +1039,7 @@ static void att_amx_run_init(att_amx_run *r, const icl_attn_shape *sh, const int
     r->nblk = (sh->T + ATT_RB - 1) / ATT_RB;
     r->lot = doc_run_starts(doc, sh->B, sh->T);
     r->ranged = !doc || r->lot;
+    r->amx = icl_bf16_amx_active();
 }
 
 static void att_amx_run_free(att_amx_run *r)
@@ -953,14 +1060,15 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
     long Tp = L.Tp, Tq = L.Tq;
     char *scr = R.scr;
     const int *k0t = R.k0t, *lot = R.lot;
-    int nblk = R.nblk, ranged = R.ranged;
+    int nblk = R.nblk, ranged = R.ranged, amx = R.amx;
 #pragma omp parallel if ((long)B * H * T * hd >= ICL_PAR_MIN)
     {
         char *w = scr + (size_t)omp_get_thread_num() * L.total;
         float *S = (float *)(w + L.S), *O = (float *)(w + L.O);
         uint16_t *Pr = (uint16_t *)(w + L.Pr), *Aq = (uint16_t *)(w + L.A), *tmp = (uint16_t *)(w + L.tmp);
         uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vk = (uint32_t *)(w + L.Vk);
-        icl_amx_begin();
+        if (amx)
+            icl_amx_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int bg = 0; bg < B * KV; bg++) {
             int b = bg / KV, g = bg % KV;
@@ -977,7 +1085,7 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
                     int c0 = k0 / ATT_KW * ATT_KW, c1 = (r1 + ATT_KW - 1) / ATT_KW * ATT_KW;
                     int kp = (c1 - c0 + 31) / 32 * 32;
                     att_round_rows(Aq, q + (long)r0 * ld, ld, nr, hd);
-                    att_amx_scores(S, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
+                    att_bf_scores(amx, S, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
                     for (int t = r0; t < r1; t++) {
                         float *r = S + (long)(t - r0) * Tp - c0;
                         int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
@@ -989,16 +1097,18 @@ AMX_T static void att_amx_forward(float *out, long ldo, float *lse, const float 
                         lh[t] = m + logf(sum);
                     }
                     att_round_tile(Pr, S, Tp, c1 - c0, kp);
-                    att_amx_rows(O, hd, Pr, kp, Vk, c0, hd);
+                    att_bf_rows(amx, O, hd, Pr, kp, Vk, c0, hd);
                     for (int i = 0; i < nr; i++)
                         memcpy(out + ((long)b * T + r0 + i) * ldo + (long)h * hd, O + (long)i * hd, (size_t)hd * 4);
                 }
             }
         }
 #ifdef __clang__
-        icl_amx_end();
+        if (amx)
+            icl_amx_end();
 #else
-        _tile_release();
+        if (amx)
+            _tile_release();
 #endif
     }
     att_amx_run_free(&R);
@@ -1028,7 +1138,7 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
     long Tp = L.Tp, Tq = L.Tq;
     char *scr = R.scr;
     const int *k0t = R.k0t, *lot = R.lot;
-    int nblk = R.nblk, ranged = R.ranged;
+    int nblk = R.nblk, ranged = R.ranged, amx = R.amx;
 #pragma omp parallel if ((long)B * KV * T * hd >= ICL_PAR_MIN)
     {
         char *w = scr + (size_t)omp_get_thread_num() * L.total;
@@ -1038,7 +1148,8 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
         uint16_t *tmp = (uint16_t *)(w + L.tmp), *qT = (uint16_t *)(w + L.qT), *oT = (uint16_t *)(w + L.oT);
         uint32_t *Kd = (uint32_t *)(w + L.Kd), *Vd = (uint32_t *)(w + L.Vd), *Kk = (uint32_t *)(w + L.Kk);
         uint32_t *Pb = (uint32_t *)(w + L.Pb), *Sb = (uint32_t *)(w + L.Sb), *W = (uint32_t *)(w + L.W);
-        icl_amx_begin();
+        if (amx)
+            icl_amx_begin();
 #pragma omp for schedule(dynamic, 1)
         for (int bg = 0; bg < B * KV; bg++) {
             int b = bg / KV, g = bg % KV;
@@ -1080,8 +1191,8 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
                         att_round_rows(Aq, q + (long)r0 * ld, ld, nr, hd);
                         att_round_rows(Ao, dO + (long)r0 * lddo, lddo, nr, hd);
                         /* P [16, c1 - c0] recomputed from q, k and lse; dP = dO v^T; dS = P (dP - D) */
-                        att_amx_scores(P, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
-                        att_amx_scores(dP, Tp, Ao, Vd, Tp, c0, c1, hd, 1.0f);
+                        att_bf_scores(amx, P, Tp, Aq, Kd, Tp, c0, c1, hd, sh->scale);
+                        att_bf_scores(amx, dP, Tp, Ao, Vd, Tp, c0, c1, hd, 1.0f);
                         for (int t = r0; t < r1; t++) {
                             float *r = P + (long)(t - r0) * Tp - c0, *dr = dP + (long)(t - r0) * Tp - c0, Dt = D[t];
                             int lo = lot && lot[(long)b * T + t] > k0 ? lot[(long)b * T + t] : k0;
@@ -1096,7 +1207,7 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
                         }
                         /* dq = scale dS k */
                         att_round_tile(Pr, dP, Tp, c1 - c0, kp);
-                        att_amx_rows(O, hd, Pr, kp, Kk, c0, hd);
+                        att_bf_rows(amx, O, hd, Pr, kp, Kk, c0, hd);
 #ifdef __clang__
                         for (int i = 0; i < nr; i++)
                             att_scale16(dq + (long)(r0 + i) * ld, O + (long)i * hd, hd, sh->scale);
@@ -1118,8 +1229,8 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
                     att_pairs(W, dO + (long)rb0 * lddo, lddo, rb1 - rb0, ATT_QB, hd);
                     att_transpose32((uint32_t *)oT, ATT_QB / 2, W, hd, ATT_QB / 32, hd / 16);
                     /* dk^T[:, bc0:bc1) += q^T dS; dv^T += dO^T P */
-                    att_amx_cols(dKT + bc0, Tp, qT, Sb, Tp, nb, hd);
-                    att_amx_cols(dVT + bc0, Tp, oT, Pb, Tp, nb, hd);
+                    att_bf_cols(amx, dKT + bc0, Tp, qT, Sb, Tp, nb, hd);
+                    att_bf_cols(amx, dVT + bc0, Tp, oT, Pb, Tp, nb, hd);
                 }
             }
             /* dk = scale (dk^T)^T, dv = (dv^T)^T, rows < T */
@@ -1144,9 +1255,11 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
             }
         }
 #ifdef __clang__
-        icl_amx_end();
+        if (amx)
+            icl_amx_end();
 #else
-        _tile_release();
+        if (amx)
+            _tile_release();
 #endif
     }
     att_amx_run_free(&R);
@@ -1155,19 +1268,22 @@ AMX_T static void att_amx_backward(float *dqkv, const float *dout, long lddo, co
 #undef AMX_T
 #endif
 
-/* out = softmax(scale q k^T + mask) v, per (b, h) */
-/* AMX for bf16 operands: asked (sh->bf16), the CPU and OS allow the tiles, whole tiles of hd, the AVX-512 kernels
- * not turned off */
-static int att_amx_ok(const icl_attn_shape *sh)
+int icl_attention_bf16_kernels(int hd)
 {
 #if ATT_AMX
-    return sh->bf16 && sh->hd % 32 == 0 && sh->hd <= 256 && att_avx512() && icl_bf16_amx_active();
+    if (hd % 32 || hd > 256 || !att_avx512())
+        return 0;
+    return icl_bf16_amx_active() ? 2 : icl_bf16_native_active() ? 1 : 0;
 #else
-    (void)sh;
+    (void)hd;
     return 0;
 #endif
 }
 
+/* bf16 operands asked (sh->bf16) and kernels for them here */
+static int att_amx_ok(const icl_attn_shape *sh) { return sh->bf16 && icl_attention_bf16_kernels(sh->hd); }
+
+/* out = softmax(scale q k^T + mask) v, per (b, h) */
 void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, const int32_t *doc,
                            const icl_attn_shape *sh)
 {

@@ -103,9 +103,10 @@ typedef struct {
     float scale;
     /* 1: bf16 operands (the `--dtype bf16` path, as PyTorch's autocast runs
      * attention): q, k, v, dO, and P and dS after the float32 softmax,
-     * rounded to bfloat16, float32 sums (bf16.h's AMX sums), on AMX-BF16
-     * tiles, where icl_bf16_amx_active and hd is a multiple of 32 up to
-     * 256; elsewhere the float32 products above.  dk and dv are then summed
+     * rounded to bfloat16, float32 sums, on AMX-BF16 tiles (bf16.h's AMX
+     * sums) or AVX512-BF16's vdpbf16ps (its sums), where
+     * icl_attention_bf16_kernels(hd) says; elsewhere the float32 products
+     * above.  dk and dv are then summed
      * per kv head over its heads and blocks of 64 queries in a fixed order:
      * still independent of the thread count.  Scratch per thread about
      * (3.5 hd + 105) T floats backward, (hd + 24) T forward.  0: float32. */
@@ -118,6 +119,14 @@ void icl_attention_forward(float *out, long ldo, float *lse, const float *qkv, c
  * (flash-attention style: no [T, T] tensor is kept between passes). */
 void icl_attention_backward(float *dqkv, const float *dout, long lddo, const float *out, long ldo,
                             const float *lse, const float *qkv, const int32_t *doc, const icl_attn_shape *s);
+
+/* Which kernels take the bf16 operands of attention with heads of hd
+ * (icl_attn_shape.bf16): 2 AMX-BF16 tiles (icl_bf16_amx_active), 1
+ * AVX512-BF16 (icl_bf16_native_active, no AMX), 0 none: bf16 then gives the
+ * float32 kernels' bits (hd not a multiple of 32 or over 256, a CPU without
+ * AVX512-BF16 or the bf16 path forced portable, or the AVX-512 tiles turned
+ * off by icl_attention_set_simd). */
+int icl_attention_bf16_kernels(int hd);
 
 /* Which kernels the two functions above use: on = 1 the AVX-512 tiles
  * (where the CPU has AVX-512F; elsewhere the generic loops all the same),

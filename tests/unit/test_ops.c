@@ -398,6 +398,7 @@ static double rel_l2(const float *x, const double *r, int n, long ld, long c0, l
  * out and lse to 1e-5 (max abs error over max(1, |value|)), dq, dk and dv
  * each to a relative L2 error of 1e-5. */
 static void attention_vs_tol(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol);
+static void attention_near_paths(icl_attn_shape s, const int32_t *doc);
 static void attention_vs_ref(const char *name, icl_attn_shape s, const int32_t *doc, int simd, double tol, int cond);
 static void attention_vs_f64(const char *name, icl_attn_shape s, const int32_t *doc, int simd)
 {
@@ -517,13 +518,16 @@ static void attention_kernels_f64(void **state)
     free(doc);
 }
 
-/* bf16 operands (icl_attn_shape.bf16): on AMX, against float64 with the
- * same roundings (attention_f64), to 3e-4: what is left is float32's
- * softmax and sums, and a P or dS rounded to the neighbouring bf16 where
- * float32 and float64 straddle a rounding boundary (2^-8 of one term);
- * against the unrounded float64 the errors are many times larger (the test
- * prints both), so a missing rounding fails it.  Where AMX is not
- * available, bf16 asks for nothing else: the float32 kernels' bits. */
+/* bf16 operands (icl_attn_shape.bf16): on AMX or AVX512-BF16, against
+ * float64 with the same roundings (attention_f64), to 3e-4: what is left
+ * is float32's softmax and sums, and a P or dS rounded to the neighbouring
+ * bf16 where float32 and float64 straddle a rounding boundary (2^-8 of one
+ * term); against the unrounded float64 the errors are many times larger
+ * (the test prints both), so a missing rounding fails it.  Where neither
+ * is available, bf16 asks for nothing else: the float32 kernels' bits.
+ * Where both are, the AVX512-BF16 kernels (AMX turned off) within 1e-5 of
+ * the AMX ones, relative to the largest |value|: the same operands, the
+ * sums in another order. */
 static void attention_bf16_amx(void **state)
 {
     (void)state;
@@ -556,19 +560,29 @@ static void attention_bf16_amx(void **state)
     int same32 = !memcmp(res[0], res[2], sizeof(float) * no);
     print_message("# bf16 attention: 1 and 2 threads the same bits; %s the float32 kernels'\n",
                   same32 ? "equal to" : "not");
-    assert_int_equal(same32, !icl_bf16_amx_active());
+    assert_int_equal(same32, !icl_attention_bf16_kernels(64));
     for (int v = 0; v < 3; v++)
         free(res[v]);
     free(qkv);
     free(dO);
     free(lse);
-    if (icl_bf16_amx_active()) {
-        attention_vs_tol("bf16 B 2 T 37 H 9/3 hd 64, docs", a, doc, 1, 3e-4);
-        attention_vs_tol("bf16 B 2 T 150 H 4/2 hd 32, docs", b, doc + 150, 1, 3e-4);
-        attention_vs_tol("bf16 B 1 T 70 H 2/1 hd 128, no doc", c, NULL, 1, 3e-4);
-    } else {
-        print_message("# no AMX-BF16 here: bf16 attention is the float32 kernels'\n");
+    for (int path = 0; path < 2; path++) { /* the best path here; then AVX512-BF16 alone where there is AMX */
+        if (path)
+            icl_bf16_force_path(ICL_BF16_NO_AMX);
+        if (icl_attention_bf16_kernels(64)) {
+            print_message("# bf16 attention on %s\n", icl_attention_bf16_kernels(64) == 2 ? "AMX-BF16" : "AVX512-BF16");
+            attention_vs_tol("bf16 B 2 T 37 H 9/3 hd 64, docs", a, doc, 1, 3e-4);
+            attention_vs_tol("bf16 B 2 T 150 H 4/2 hd 32, docs", b, doc + 150, 1, 3e-4);
+            attention_vs_tol("bf16 B 1 T 70 H 2/1 hd 128, no doc", c, NULL, 1, 3e-4);
+        } else if (!path) {
+            print_message("# no AMX-BF16 or AVX512-BF16 here: bf16 attention is the float32 kernels'\n");
+        }
+        icl_bf16_force_path(ICL_BF16_BEST);
+        if (!icl_bf16_amx_active() || !icl_bf16_native())
+            break;
     }
+    if (icl_bf16_amx_active()) /* AMX against vdpbf16ps: sums in another order */
+        attention_near_paths(b, doc + 150);
     free(doc);
 }
 
@@ -612,6 +626,38 @@ static int attn_same(icl_attn_shape s, icl_attn_shape r, const int32_t *doc, int
     return same;
 }
 
+/* Where AMX and AVX512-BF16 both run: bf16 attention of shape s on AMX
+ * tiles and on vdpbf16ps (AMX turned off), out, lse and dqkv within 1e-5 of
+ * each array's largest |value| (the same bf16 operands, float32 sums in
+ * another order; a wrong operand or layout gives O(1)). */
+static void attention_near_paths(icl_attn_shape s, const int32_t *doc)
+{
+    s.ko = s.H * s.hd, s.vo = s.ko + s.KV * s.hd, s.ld = s.vo + s.KV * s.hd;
+    size_t N = (size_t)s.B * s.T, lo = (size_t)s.H * s.hd, nl = (size_t)s.B * s.H * s.T;
+    float *qkv = rnd(N * s.ld, 2.0f), *dO = rnd(N * lo, 1), *o[2], *l[2], *d[2];
+    attn_run(&s, qkv, dO, doc, 2, &o[0], &l[0], &d[0]);
+    icl_bf16_force_path(ICL_BF16_NO_AMX);
+    assert_int_equal(icl_attention_bf16_kernels(s.hd), 1);
+    attn_run(&s, qkv, dO, doc, 2, &o[1], &l[1], &d[1]);
+    icl_bf16_force_path(ICL_BF16_BEST);
+    const float *a[3][2] = {{o[0], o[1]}, {l[0], l[1]}, {d[0], d[1]}};
+    size_t n[3] = {N * lo, nl, N * s.ld};
+    for (int k = 0; k < 3; k++) {
+        double mx = 0, err = 0;
+        for (size_t i = 0; i < n[k]; i++) {
+            mx = fabs(a[k][0][i]) > mx ? fabs(a[k][0][i]) : mx;
+            err = fabs((double)a[k][0][i] - a[k][1][i]) > err ? fabs((double)a[k][0][i] - a[k][1][i]) : err;
+        }
+        print_message("# AMX against AVX512-BF16 (%s): largest difference %.3g of %.3g\n",
+                      k == 0 ? "out" : k == 1 ? "lse" : "dqkv", err, mx);
+        assert_true(err <= 1e-5 * mx);
+    }
+    for (int i = 0; i < 2; i++)
+        free(o[i]), free(l[i]), free(d[i]);
+    free(qkv);
+    free(dO);
+}
+
 /* Row b of doc [B, T] in pattern p: 0 one document (as doc NULL, through
  * the ranges), 1 packed documents with edges on the 16-query tiles and
  * 64-query blocks (16, 17: a one-token document; 32, 64) then padding, 2
@@ -633,36 +679,42 @@ static void doc_pattern(int32_t *d, int T, int p)
         }
 }
 
-/* bf16 attention at the edge shapes of the AMX kernels: T around the 16-row
- * tiles, 32-key pairs and 64-query blocks of dk and dv (1 .. 200), hd 32,
- * 64 and 96 (not a multiple of the 64-column output tiles), GQA 1, 3 and 4,
- * the document patterns above (doc_pattern); each against float64 with the
+/* bf16 attention at the edge shapes of its kernels (AMX tiles, or
+ * AVX512-BF16; where there are both, each): T around the 16-row tiles,
+ * 32-key pairs and 64-query blocks of dk and dv (1 .. 200), hd 32, 64 and
+ * 96 (not a multiple of the 64-column output tiles), GQA 1, 3 and 4, the
+ * document patterns above (doc_pattern); each against float64 with the
  * same roundings (attention_vs_ref, outputs filled with NaN first) and on
- * 1, 2 and 3 threads to the same bits.  Where the AMX path does not apply
- * (hd not a multiple of 32, or over 256; AMX turned off; the generic C
- * kernels) bf16 must be the float32 kernels' bits. */
+ * 1, 2 and 3 threads to the same bits.  Where no bf16 kernel applies (hd
+ * not a multiple of 32, or over 256; the path forced portable; the generic
+ * C kernels) bf16 must be the float32 kernels' bits. */
 static void attention_bf16_edges(void **state)
 {
     (void)state;
     static const int Ts[] = {1, 2, 15, 17, 31, 33, 63, 65, 200}, hds[] = {32, 96, 64}, grps[] = {1, 3, 4};
     int32_t *doc = icl_xmalloc(sizeof(int32_t) * 2 * 200);
-    int amx = icl_bf16_amx_active();
-    for (int i = 0; i < 9; i++)
-        for (int p = 0; p < 6; p++) {
-            int T = Ts[i], hd = hds[(i + p) % 3], grp = grps[(i + 2 * p) % 3], KV = 1 + (p & 1);
-            doc_pattern(doc, T, p);
-            doc_pattern(doc + T, T, (p + 2) % 6);
-            icl_attn_shape s = {2, T, grp * KV, KV, hd, 0, 0, 0, 0, 1.0f / sqrtf((float)hd), 1};
-            char name[64];
-            if (p)
-                snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d docs %d,%d", T, hd, s.H, KV, p, (p + 2) % 6);
-            else
-                snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d no doc ids", T, hd, s.H, KV);
-            if (amx)
-                attention_vs_ref(name, s, p == 0 ? NULL : doc, 1, 1e-3, 1);
-            for (int th = 2; th <= 3; th++)
-                assert_true(attn_same(s, s, p == 0 ? NULL : doc, 1, th));
-        }
+    int bfk = icl_attention_bf16_kernels(32), paths = bfk == 2 && icl_bf16_native() ? 2 : 1;
+    for (int path = 0; path < paths; path++) {
+        if (path)
+            icl_bf16_force_path(ICL_BF16_NO_AMX);
+        for (int i = 0; i < 9; i++)
+            for (int p = 0; p < 6; p++) {
+                int T = Ts[i], hd = hds[(i + p) % 3], grp = grps[(i + 2 * p) % 3], KV = 1 + (p & 1);
+                doc_pattern(doc, T, p);
+                doc_pattern(doc + T, T, (p + 2) % 6);
+                icl_attn_shape s = {2, T, grp * KV, KV, hd, 0, 0, 0, 0, 1.0f / sqrtf((float)hd), 1};
+                char name[64];
+                if (p)
+                    snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d docs %d,%d", T, hd, s.H, KV, p, (p + 2) % 6);
+                else
+                    snprintf(name, sizeof name, "bf16 T %d hd %d H %d/%d no doc ids", T, hd, s.H, KV);
+                if (bfk)
+                    attention_vs_ref(name, s, p == 0 ? NULL : doc, 1, 1e-3, 1);
+                for (int th = 2; th <= 3; th++)
+                    assert_true(attn_same(s, s, p == 0 ? NULL : doc, 1, th));
+            }
+        icl_bf16_force_path(ICL_BF16_BEST);
+    }
     /* the thread counts on shapes large enough for the parallel loops
      * (B KV T hd >= ICL_PAR_MIN, backward too) */
     for (int p = 1; p < 6; p += 2) {
@@ -671,10 +723,10 @@ static void attention_bf16_edges(void **state)
         doc_pattern(doc + 200, 200, (p + 1) % 6);
         assert_true(attn_same(s, s, doc, 1, 2));
         assert_true(attn_same(s, s, doc, 1, 3));
-        if (amx)
+        if (bfk)
             attention_vs_ref("bf16 B 2 T 200 H 12/3 hd 96", s, doc, 1, 1e-3, 1);
     }
-    /* where the AMX path does not apply: the float32 kernels' bits */
+    /* where no bf16 kernel applies: the float32 kernels' bits */
     for (int i = 0; i < 4; i++) {
         static const int fh[] = {48, 16, 80, 288};
         icl_attn_shape s = {2, 65, 4, 2, fh[i], 0, 0, 0, 0, 0.2f, 1}, f = s;
@@ -685,15 +737,20 @@ static void attention_bf16_edges(void **state)
     }
     icl_attn_shape s = {2, 65, 6, 2, 64, 0, 0, 0, 0, 0.125f, 1}, f = s;
     f.bf16 = 0;
+    icl_bf16_force_path(ICL_BF16_PORTABLE);
+    assert_int_equal(icl_attention_bf16_kernels(64), 0);
+    assert_true(attn_same(s, f, doc, 2, 2));
     icl_bf16_force_path(ICL_BF16_NO_AMX);
     assert_false(icl_bf16_amx_active());
-    assert_true(attn_same(s, f, doc, 2, 2));
+    assert_int_equal(icl_attention_bf16_kernels(64), bfk ? 1 : 0);
+    assert_int_equal(attn_same(s, f, doc, 2, 2), !bfk);
     icl_bf16_force_path(ICL_BF16_BEST);
     int was = icl_attention_set_simd(0);
+    assert_int_equal(icl_attention_bf16_kernels(64), 0);
     assert_true(attn_same(s, f, doc, 2, 2));
     icl_attention_set_simd(was);
-    assert_int_equal(icl_bf16_amx_active(), amx);
-    if (amx)
+    assert_int_equal(icl_attention_bf16_kernels(64), bfk);
+    if (bfk)
         assert_false(attn_same(s, f, doc, 2, 2));
     free(doc);
 }
