@@ -25,8 +25,8 @@ int main(int argc, char **argv)
     long Q = (long)H * hd, ld = Q + 2L * KV * hd;
     icl_attn_shape s = {B, T, H, KV, hd, ld, 0, Q, Q + (long)KV * hd, 0.125f, 0};
     size_t N = (size_t)B * T;
-    float *qkv = malloc(N * ld * 4), *out = malloc(N * Q * 4), *lse = malloc((size_t)B * H * T * 4),
-          *dqkv = malloc(N * ld * 4), *dout = malloc(N * Q * 4);
+    float *qkv = aligned_alloc(64, N * ld * 4), *out = aligned_alloc(64, N * Q * 4), *lse = malloc((size_t)B * H * T * 4),
+          *dqkv = aligned_alloc(64, N * ld * 4), *dout = aligned_alloc(64, N * Q * 4);
     uint64_t x = 1;
     for (size_t i = 0; i < N * ld; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
