@@ -224,7 +224,7 @@ LA="--lora-r 16 --lora-alpha 32 --lora-targets all-linear"
 	$1 != T { next }
 	{ n++; row[n] = $0; src[n] = $4; r = $2; d = $3
 	  if ($5 != "failed") { tok[r, d, $4] = $5; if ($4 == "icl") { it[r, d] = $5; rs[r, d] = $9 }
-		else if ($5 > best[r]) { best[r] = $5; bsrc[r] = $4 " " d } } }
+		else { if ($5 > best[r]) { best[r] = $5; bsrc[r] = $4 " " d }; if ($5 > bestd[r, d]) bestd[r, d] = $5 } } }
 	END {
 		printf "%-7s %-22s %-26s %-7s %9s %7s %8s %8s %8s %9s %8s %9s %11s\n", "threads", "program", "run", "dtype",
 			"tokens/s", "spread", "loss1", "lossN", "RSS_MB", "vs_peer", "GFLOP/s", "peak_6N", "peak_PaLM"
@@ -247,6 +247,9 @@ LA="--lora-r 16 --lora-alpha 32 --lora-targets all-linear"
 			d = ds[k]
 			v = ratio(it["lora", d], it["full", d]); printf "  %-7s LoRA / icl full fine-tune: %s%s [>= 1.4x]\n", d, v, goal(it["lora", d] >= 1.4 * it["full", d], v)
 			v = ratio(it["lora", d], best["peft-lora"]); printf "  %-7s LoRA / best PyTorch+PEFT LoRA: %s%s [>= 2.5x]\n", d, v, goal(it["lora", d] >= 2.5 * best["peft-lora"], v)
+			v = ratio(it["lora", d], bestd["peft-lora", d])
+			printf "  %-7s LoRA / PyTorch+PEFT LoRA in %s: %s (like for like; the aim is judged on the line above)\n", d,
+				d == "bf16" ? "bf16 autocast" : d, v
 			a = it["qlora-ckpt", d]; b = it["lora", d]
 			v = (a > 0 && b > 0) ? sprintf("%+.1f%%", 100 * (a / b - 1)) : "n/a"
 			printf "  %-7s QLoRA+ckpt tokens/s against LoRA without ckpt: %s%s [at most 35%% lower]\n", d, v, goal(a >= 0.65 * b, v)
