@@ -340,7 +340,7 @@ static int *doc_run_starts(const int32_t *doc, int B, int T)
 #define ATT_X86 0
 #endif
 #if ATT_X86 && defined(__linux__)
-#define ATT_AMX 1 /* AMX tiles for bf16 operands (icl_bf16_amx_active says whether they run) */
+#define ATT_AMX 1 /* bf16 operands on AMX tiles or AVX512-BF16 (icl_attention_bf16_kernels says which run) */
 #include <stdint.h>
 #include "bf16.h"
 #include "x86tiles.h"
@@ -927,7 +927,7 @@ VDP_T static inline __attribute__((always_inline)) void vdp_tile(int R, int W, i
 VDP_T static void vdp_gemm(float *C, long ldc, const uint16_t *A, long lda, const uint32_t *B, long ldb, int M, int N,
                            int np, int add, float scale)
 {
-    for (int j0 = 0; j0 < N; j0 += 64) {
+    for (int j0 = 0; j0 + 16 <= N; j0 += 64) { /* W >= 1: N a multiple of 16, as every caller's */
         int W = (N - j0) / 16 < 4 ? (N - j0) / 16 : 4;
         for (int i0 = 0; i0 < M; i0 += 6) {
             int R = M - i0 < 6 ? M - i0 : 6;

@@ -92,7 +92,12 @@ static void amx_refused(void **state)
 
     /* bf16 attention: no tiles; the AVX512-BF16 kernels where the CPU has
      * them (their bits differ from float32's), else the float32 kernels' bits */
-    assert_int_equal(icl_attention_bf16_kernels(64), icl_bf16_native() ? 1 : 0);
+    int vdp = icl_attention_bf16_kernels(64); /* never 2 (AMX) here */
+#if defined(__linux__) && defined(__x86_64__)
+    assert_int_equal(vdp, icl_bf16_native() ? 1 : 0);
+#else
+    assert_int_equal(vdp, 0);
+#endif
     size_t N = 2 * 70, ld = (9 + 3 + 3) * 64, lo = 9 * 64, nres = N * lo + N * 9 + N * ld;
     float *qkv = icl_xmalloc(sizeof(float) * N * ld), *dO = icl_xmalloc(sizeof(float) * N * lo);
     float *r[2] = {icl_xmalloc(sizeof(float) * nres), icl_xmalloc(sizeof(float) * nres)};
@@ -105,7 +110,7 @@ static void amx_refused(void **state)
         doc[t] = t < 17 ? 0 : t < 50 ? 1 : 2, doc[70 + t] = t < 66 ? 4 : -1;
     attention_run(1, qkv, dO, doc, r[0]);
     attention_run(0, qkv, dO, doc, r[1]);
-    if (icl_bf16_native())
+    if (vdp)
         assert_true(memcmp(r[0], r[1], sizeof(float) * nres) != 0);
     else
         assert_memory_equal(r[0], r[1], sizeof(float) * nres);

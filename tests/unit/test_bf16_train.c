@@ -269,7 +269,7 @@ static void amx_kblocks(void **state)
 static icl_model *load(const char *name)
 {
     char err[512], path[512];
-    if (!strcmp(name, "llama-hd32")) { /* heads of 32: attention's bf16 operands on AMX tiles where there are */
+    if (!strcmp(name, "llama-hd32")) { /* heads of 32: attention's bf16 operands on AMX or AVX512-BF16 */
         static const char cfg[] = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"num_attention_heads\": 2, "
                                   "\"num_key_value_heads\": 1, \"intermediate_size\": 96, \"num_hidden_layers\": 2, "
                                   "\"vocab_size\": 128, \"max_position_embeddings\": 64}";
@@ -310,6 +310,28 @@ static double fwd_bwd(icl_model *m, float *grads)
     return loss / (double)nt;
 }
 
+/* The largest relative L2 distance ||b - a|| / ||a|| over m's tensors
+ * (gradients a and b laid out as m's parameters), *wname the tensor's. */
+static double worst_rel(const icl_model *m, const float *a, const float *b, const char **wname)
+{
+    double worst = 0;
+    *wname = "";
+    for (int v = 0; v < m->base.n_views; v++) {
+        const icl_param_view *pv = &m->base.views[v];
+        double d = 0, r = 0;
+        for (size_t i = 0; i < pv->numel; i++) {
+            double x = a[pv->offset + i], y = b[pv->offset + i];
+            d += (x - y) * (x - y);
+            r += x * x;
+        }
+        double rel = r > 0 ? sqrt(d / r) : sqrt(d);
+        assert_true(isfinite(rel));
+        if (rel > worst)
+            worst = rel, *wname = pv->name;
+    }
+    return worst;
+}
+
 static void model_grads(const char *name)
 {
     char err[256];
@@ -326,21 +348,8 @@ static void model_grads(const char *name)
     /* every tensor's gradient: relative L2 distance to float32's; a
      * product with a wrong layout, a missing gradient or a transposed
      * store gives O(1) */
-    double worst = 0;
-    const char *wname = "";
-    for (int v = 0; v < m->base.n_views; v++) {
-        const icl_param_view *pv = &m->base.views[v];
-        double d = 0, r = 0;
-        for (size_t i = 0; i < pv->numel; i++) {
-            double a = g32[pv->offset + i], b = g16[pv->offset + i];
-            d += (a - b) * (a - b);
-            r += a * a;
-        }
-        double rel = r > 0 ? sqrt(d / r) : sqrt(d);
-        assert_true(isfinite(rel));
-        if (rel > worst)
-            worst = rel, wname = pv->name;
-    }
+    const char *wname;
+    double worst = worst_rel(m, g32, g16, &wname);
     print_message("# %s: worst gradient relative L2 error %.3g (%s)\n", name, worst, wname);
     assert_true(worst <= 0.05);
     /* the portable path: the AVX512-BF16 path's bits (the best path above
@@ -364,6 +373,10 @@ static void model_grads(const char *name)
                       name, ln, lp);
         assert_true(fabs(lp - ln) <= 1e-3 * fabs(ln));
         assert_true(lp != ln);
+        const char *wn;
+        double w = worst_rel(m, gp, gn, &wn);
+        print_message("# %s: gradients AVX512-BF16 against portable: worst relative L2 %.3g (%s)\n", name, w, wn);
+        assert_true(w > 0 && w <= 0.05); /* as bf16 against float32 above */
     }
     if (!have_amx()) {
         assert_true(ln == l16);
