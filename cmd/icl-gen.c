@@ -33,7 +33,8 @@ static void usage(FILE *f)
 "Usage: icl-gen -m MODEL_DIR [OPTION]... [FILE]...\n"
 "  or:  icl-gen -m MODEL_DIR --chat [--system TEXT] [OPTION]...\n"
 "Generate a completion for the \"prompt\" of each JSON Lines record (FILEs, or\n"
-"standard input) and write the record back with \"completion\" added; or chat:\n"
+"standard input) and write the record back with \"completion\" added (a record\n"
+"that has one already is an error: see --output-key); or chat:\n"
 "one message a line of standard input, each reply written as it is generated.\n"
 "\n"
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
@@ -70,6 +71,10 @@ static void usage(FILE *f)
 "      --stop STR             end a completion where STR appears (STR is not\n"
 "                             included; taken literally: a newline is\n"
 "                             $'\\n' in bash); repeatable\n"
+"      --output-key KEY       write each completion under KEY (default\n"
+"                             \"completion\"; icl-eval --pred KEY reads it); a\n"
+"                             record that has KEY already is an error, not\n"
+"                             overwritten\n"
 "  -b, --batch-size N         prompts decoded together (default 8)\n"
 "      --ids                  read token lines, write token lines: each input\n"
 "                             line's segments (less a last target segment, the\n"
@@ -145,7 +150,7 @@ static void usage(FILE *f)
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
        OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE, OPT_NO_ADAPT,
-       OPT_DEQUANTIZE, OPT_SYSTEM };
+       OPT_DEQUANTIZE, OPT_SYSTEM, OPT_OUTKEY };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -165,6 +170,7 @@ static const struct option longopts[] = {
     {"parse-special", no_argument, NULL, OPT_PARSE_SPECIAL},
     {"stream", no_argument, NULL, OPT_STREAM},
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
+    {"output-key", required_argument, NULL, OPT_OUTKEY},
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
     {"chat", no_argument, NULL, 'i'},
@@ -195,6 +201,7 @@ typedef struct {
     int stream;
     uint64_t index;  /* records seen so far (the RNG stream of the next one) */
     int nret;        /* --num-return-sequences */
+    const char *out_key; /* --output-key: the completion's key in text mode */
     uint64_t *streams; /* text mode: the RNG stream of each batch slot */
     int have_hdr;    /* --ids: a #icl-tokens header was seen (in any file) */
     icl_toklines_header hdr; /* the first one (source not kept) */
@@ -315,7 +322,7 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
                 icl_die("write error:");
             flush_stdout();
         } else {
-            json_object_set_new(recs[i], "completion",
+            json_object_set_new(recs[i], c->out_key,
                                 json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
             if (icl_record_write(stdout, recs[i]) != 0)
                 icl_die("<stdout>: write error:");
@@ -392,6 +399,25 @@ static const char *not_records_hint(const char *p, size_t n)
     }
 }
 
+/* Dies when record rec (line lineno of name) has the key the completion
+ * goes in (or "sample", which --num-return-sequences sets): icl-gen adds
+ * keys, it never overwrites the input's. */
+static void check_free_keys(const ctx_t *c, json_t *rec, const char *name, long lineno)
+{
+    if (json_object_get(rec, c->out_key))
+        icl_die("%s:%ld: the record has a \"%s\" key already, which the completion would overwrite: write "
+                "the completions under another key (--output-key KEY; icl-eval --pred KEY reads them), or "
+                "rename that one first%s",
+                name, lineno, c->out_key,
+                strcmp(c->out_key, "completion") ? ""
+                                                 : " (icl-fmt reads {\"prompt\", \"completion\"} records as prompt and "
+                                                   "response)");
+    if (c->nret > 1 && json_object_get(rec, "sample"))
+        icl_die("%s:%ld: the record has a \"sample\" key already, which --num-return-sequences would overwrite "
+                "with the sample's number: rename it first",
+                name, lineno);
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
@@ -410,6 +436,8 @@ static void gen_text_file(ctx_t *c, const char *path)
         if (st < 0)
             icl_die("%s%s", err, records ? "" : not_records_hint(r.line.data, r.line.len));
         records++;
+        if (!c->stream) /* the records written back: nothing of them is lost */
+            check_free_keys(c, rec, name, r.lineno);
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
             if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
@@ -864,7 +892,7 @@ int main(int argc, char **argv)
     char **stop = icl_xcalloc((size_t)argc + 1, sizeof *stop);
     int n_stop = 0, n_adapters = 0, progress = -1, bf16 = 0, dequantize = 0, quiet = 0, adaptive = 1;
     static const char *adapters[64];
-    const char *chat_path = NULL, *system_msg = NULL;
+    const char *chat_path = NULL, *system_msg = NULL, *out_key = NULL;
     int chat_mode = 0;
     char **tvars = icl_xcalloc((size_t)argc + 1, sizeof *tvars);
     int ntvars = 0;
@@ -899,6 +927,7 @@ int main(int argc, char **argv)
         case OPT_PARSE_SPECIAL: parse_special = 1; break;
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
+        case OPT_OUTKEY: out_key = optarg; break; /* icl_getopt refuses an empty value */
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;
         case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
@@ -919,6 +948,10 @@ int main(int argc, char **argv)
         icl_usage_die("--stream writes text: it does not apply to --ids");
     if (ids_mode && nret > 1)
         icl_usage_die("--num-return-sequences writes records: it does not apply to --ids");
+    if ((ids_mode || chat_mode) && out_key)
+        icl_usage_die("--output-key names a key of the records: it does not apply to %s", ids_mode ? "--ids" : "--chat");
+    if (nret > 1 && out_key && !strcmp(out_key, "sample"))
+        icl_usage_die("--output-key sample: --num-return-sequences numbers the samples in \"sample\"; choose another key");
     if (ids_mode && (chat_path || ntvars))
         icl_usage_die("--chat-template and --template-var render text: they do not apply to --ids");
     if (system_msg && !chat_mode)
@@ -988,6 +1021,7 @@ int main(int argc, char **argv)
     cx.n_stop = n_stop;
     cx.batch = (int)batch;
     cx.nret = (int)nret;
+    cx.out_key = out_key ? out_key : "completion";
     cx.streams = icl_xcalloc((size_t)batch, sizeof *cx.streams);
     cx.stream = !ids_mode && (stream || chat_mode || isatty(STDOUT_FILENO));
     if (cx.stream)

@@ -131,4 +131,28 @@ test_expect_success 'input that is not records: token lines say --ids, CSV, text
 	test_grep "late.jsonl:2: bad JSON" err && ! test_grep "icl-fmt\|--ids" err
 '
 
+test_expect_success 'a record with the output key already is an error, not overwritten; --output-key writes elsewhere' '
+	printf "{\"prompt\":\"a\"}\n{\"prompt\":\"Hi\",\"completion\":\"ref\"}\n" >has.jsonl &&
+	test_must_fail icl-gen -q -m m -n 2 has.jsonl >out 2>err &&
+	test_grep "has.jsonl:2: the record has a \"completion\" key already, which the completion would overwrite" err &&
+	test_grep "icl-fmt reads {\"prompt\", \"completion\"} records as prompt and response" err &&
+	icl-gen -q -m m -n 2 --output-key gen has.jsonl >out &&
+	sed -n 2p out | json completion >c && echo "\"ref\"" >want && test_cmp want c &&
+	python3 -c "
+import json
+for a, b in zip(open(\"has.jsonl\"), open(\"out\")):
+    a, b = json.loads(a), json.loads(b)
+    assert list(b) == list(a) + [\"gen\"] and all(a[k] == b[k] for k in a), (a, b)
+" &&
+	icl-gen -q -m m -n 2 in.jsonl | test_must_fail icl-gen -q -m m -n 2 >/dev/null 2>err &&
+	test_grep "<stdin>:1: the record has a \"completion\" key" err &&
+	printf "{\"prompt\":\"a\",\"sample\":7}\n" >s.jsonl &&
+	test_must_fail icl-gen -q -m m -n 2 --temperature 1 --num-return-sequences 2 s.jsonl 2>err &&
+	test_grep "s.jsonl:1: the record has a \"sample\" key already" err &&
+	test_must_fail icl-gen -q -m m --output-key "" in.jsonl 2>err && test_grep "option .--output-key. has an empty value" err &&
+	test_must_fail icl-gen -q -m m --ids --output-key x in.jsonl 2>err && test_grep "does not apply to --ids" err &&
+	test_must_fail icl-gen -q -m m --temperature 1 --num-return-sequences 2 --output-key sample in.jsonl 2>err &&
+	test_grep "choose another key" err
+'
+
 test_done
