@@ -6,6 +6,8 @@
  * packed with documents of lengths cycling through 40, 90, 150, 60, ...
  * (N distinct lengths; icl-train's packing).  Prints, per repetition, the
  * wall and process CPU seconds of the 30 layers, and the best of each.
+ * $BF16=1: bf16 operands (icl_attn_shape.bf16, `--dtype bf16`'s attention:
+ * AMX tiles or AVX512-BF16 where there are, icl_attention_bf16_kernels).
  * For A/B runs of two builds (the program uses only ops.h's API). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +25,8 @@ int main(int argc, char **argv)
     icl_set_threads(threads);
     int B = 8, T = 256, H = 9, KV = 3, hd = 64, L = 30;
     long Q = (long)H * hd, ld = Q + 2L * KV * hd;
-    icl_attn_shape s = {B, T, H, KV, hd, ld, 0, Q, Q + (long)KV * hd, 0.125f, 0};
+    int bf16 = getenv("BF16") && atoi(getenv("BF16"));
+    icl_attn_shape s = {B, T, H, KV, hd, ld, 0, Q, Q + (long)KV * hd, 0.125f, bf16};
     size_t N = (size_t)B * T;
     float *qkv = aligned_alloc(64, N * ld * 4), *out = aligned_alloc(64, N * Q * 4), *lse = malloc((size_t)B * H * T * 4),
           *dqkv = aligned_alloc(64, N * ld * 4), *dout = aligned_alloc(64, N * Q * 4);
@@ -51,7 +54,12 @@ int main(int argc, char **argv)
             icl_attention_backward(dqkv, dout, Q, out, Q, lse, qkv, docs ? doc : NULL, &s);
         }
         double w = icl_now() - w0, c = bench_cpu_s() - c0;
-        printf("rep %d: %d layers fwd+bwd, %d threads, docs %d: wall %.3f s, CPU %.3f s\n", r, L, threads, docs, w, c);
+        printf("rep %d: %d layers fwd+bwd, %d threads, docs %d, %s: wall %.3f s, CPU %.3f s\n", r, L, threads, docs,
+               !bf16                               ? "float32"
+               : icl_attention_bf16_kernels(hd) == 2 ? "bf16 on AMX"
+               : icl_attention_bf16_kernels(hd) == 1 ? "bf16 on AVX512-BF16"
+                                                   : "bf16 asked, float32 kernels",
+               w, c);
         bw = w < bw ? w : bw;
         bc = c < bc ? c : bc;
     }
