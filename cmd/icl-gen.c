@@ -35,7 +35,8 @@ static void usage(FILE *f)
 "Generate a completion for the \"prompt\" of each JSON Lines record (FILEs, or\n"
 "standard input) and write the record back with \"completion\" added (a record\n"
 "that has one already is an error: see --output-key); or chat:\n"
-"one message a line of standard input, each reply written as it is generated.\n"
+"one message a line of standard input (a line ending in \\ goes on on the\n"
+"next), each reply written as it is generated.\n"
 "\n"
 "  -m, --model DIR            Hugging Face model folder (config.json,\n"
 "                             model.safetensors, tokenizer.json), GGUF file, or\n"
@@ -506,7 +507,8 @@ typedef struct {
 } chat_session;
 
 static const char chat_help[] =
-    "one line is one message; commands on a line of their own:\n"
+    "one line is one message; a line ending in \\ goes on on the next line\n"
+    "(the message then has a newline there); commands on a line of their own:\n"
     "  /reset  forget the conversation (the --system message stays)\n"
     "  /exit   end (also /quit, or end of input: Ctrl-D)\n"
     "  /help   this text\n";
@@ -659,18 +661,25 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
         icl_ids_free(&probe);
     }
     if (cs.tty && !quiet)
-        fprintf(stderr, "%s: chatting with %s: one line a message; /help for commands, /exit or Ctrl-D to end\n",
+        fprintf(stderr, "%s: chatting with %s: one line a message (\\ at the end: more lines); /help for commands, "
+                        "/exit or Ctrl-D to end\n",
                 icl_progname, model);
     icl_lines rd;
     icl_lines_init(&rd, stdin, "<stdin>");
     rd.max = CHAT_LINE_MAX;
     int status = ICL_EXIT_OK, eof = 1;
+    icl_buf msg = {0}; /* a message of several lines, so far (each continued line's \ made a newline) */
+    long first = 0;    /* its first line */
     for (;;) {
         if (cs.tty)
-            fputs("> ", stderr);
+            fputs(first ? "... " : "> ", stderr);
         int got = icl_lines_next(&rd);
-        if (got == 0)
+        if (got == 0) {
+            /* input ended inside a continued message: what was typed is the message */
+            if (first && msg.len > strspn(msg.data, " \t\n") && chat_turn(c, &cs, msg.data, msg.len, first) != 0)
+                status = ICL_EXIT_FAIL;
             break;
+        }
         long lineno = rd.lineno;
         if (got < 0 && rd.errnum == EFBIG)
             icl_die("<stdin>:%ld: a line longer than %zu MiB: not a chat message", lineno, CHAT_LINE_MAX >> 20);
@@ -680,6 +689,26 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
         size_t n = rd.line.len;
         while (n > 0 && line[n - 1] == '\r')
             line[--n] = '\0';
+        /* a line ending in a backslash goes on on the next one (llama.cpp's
+         * interactive mode has the same rule), the backslash a newline */
+        int cont = n > 0 && line[n - 1] == '\\';
+        if (cont || first) {
+            if (!first)
+                first = lineno;
+            if (msg.len + n > CHAT_LINE_MAX)
+                icl_die("<stdin>:%ld: a message longer than %zu MiB (lines %ld on): not a chat message", lineno,
+                        CHAT_LINE_MAX >> 20, first);
+            icl_buf_append(&msg, line, cont ? n - 1 : n);
+            if (cont) {
+                icl_buf_putc(&msg, '\n');
+                continue;
+            }
+            if (msg.len > strspn(msg.data, " \t\n") && chat_turn(c, &cs, msg.data, msg.len, first) != 0)
+                status = ICL_EXIT_FAIL; /* (blanks alone: nothing to say, as a blank line) */
+            icl_buf_clear(&msg);
+            first = 0;
+            continue;
+        }
         /* a command: one word starting with '/', blanks around it ignored */
         size_t b = strspn(line, " \t"), e = (size_t)n;
         while (e > b && (line[e - 1] == ' ' || line[e - 1] == '\t'))
@@ -710,6 +739,7 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
     }
     if (cs.tty && eof)
         fputc('\n', stderr); /* past the last "> " */
+    icl_buf_free(&msg);
     icl_lines_close(&rd);
     json_decref(cs.msgs);
     icl_kv_cache_free(cs.kc);

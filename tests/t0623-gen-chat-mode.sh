@@ -3,7 +3,8 @@
 # streamed and ended by a newline.  Turn k gives exactly what the record
 # mode gives on a "messages" record holding the conversation so far (the
 # KV cache kept between turns feeds only the new ids: the same ids prove
-# the reuse exact); /reset, /exit, EOF, --system; the context full (oldest
+# the reuse exact); /reset, /exit, EOF, --system; lines continued by a
+# trailing backslash; the context full (oldest
 # exchanges dropped, a message too long refused); errors.
 # stories260K with the byte-level tokenizer bytelevel-512 and a small
 # template (as t0616).
@@ -45,6 +46,20 @@ test_expect_success 'two turns piped in: turn 2 is the record mode on turn 1, it
 	printf "%s\n" "$u1" "$u2" | icl-gen -m c -n 12 --greedy --interactive --threads 1 >got3 &&
 	test_cmp want got3 &&
 	reply c "{\"messages\":[$U2]}" >r2alone && ! cmp -s r2 r2alone
+'
+
+test_expect_success 'a line ending in a backslash goes on on the next: one message with a newline there' '
+	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\\na time\\n\\nthe end\"}]}" >r1 &&
+	test -s r1 &&
+	printf "%s\n" "Once upon\\" "a time\\" "\\" "the end" | icl-gen -m c -n 12 --greedy --chat >got 2>err &&
+	test_cmp r1 got && test ! -s err &&
+	printf "%s\n" "Once upon\\" "a time\\" "\\" "the end" "$u2" | icl-gen -m c -n 12 --greedy --chat >got2 &&
+	test $(wc -l <got2) -ge 2 && head -c $(wc -c <r1) got2 >first && test_cmp r1 first &&
+	printf "%s\n" "Once upon\\" "a time\\" "\\" | icl-gen -m c -n 12 --greedy --chat >got3 &&
+	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\\na time\\n\\n\"}]}" >r3 &&
+	test_cmp r3 got3 &&
+	printf "%s\n" "\\" "  \\" "" | icl-gen -m c -n 12 --greedy --chat >got4 2>err && test ! -s got4 && test ! -s err &&
+	printf "%s\n" "/reset\\" "x" | icl-gen -m c -n 12 --greedy --chat >got5 2>err && test -s got5 && test ! -s err
 '
 
 test_expect_success '/reset forgets the conversation: the first answer again; blank lines are nothing' '
