@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bf16.h"
@@ -64,7 +65,8 @@ static void usage(FILE *f)
 "                             from stream (N, i): same output at any batch size\n"
 "      --num-return-sequences N\n"
 "                             N samples of each record (default 1), written\n"
-"                             one after another with \"sample\": 0..N-1;\n"
+"                             one after another with \"sample\": 0..N-1 (a\n"
+"                             record with \"sample\" already is an error);\n"
 "                             sample j of record i draws from stream\n"
 "                             (seed, i + j * 2^32): more samples keep the\n"
 "                             earlier ones (for pass@k; needs sampling: with\n"
@@ -151,7 +153,7 @@ static void usage(FILE *f)
 
 enum { OPT_TEMP = 256, OPT_TOPK, OPT_TOPP, OPT_MINP, OPT_REP, OPT_GREEDY, OPT_STOP, OPT_IDS, OPT_PARSE_SPECIAL,
        OPT_STREAM, OPT_NRET, OPT_THREADS, OPT_CHAT, OPT_TVAR, OPT_ADAPTER, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_DTYPE, OPT_NO_ADAPT,
-       OPT_DEQUANTIZE, OPT_SYSTEM, OPT_OUTKEY };
+       OPT_DEQUANTIZE, OPT_SYSTEM, OPT_OUTKEY, OPT_OUTPUT };
 
 static const struct option longopts[] = {
     {"model", required_argument, NULL, 'm'},
@@ -172,6 +174,9 @@ static const struct option longopts[] = {
     {"stream", no_argument, NULL, OPT_STREAM},
     {"num-return-sequences", required_argument, NULL, OPT_NRET},
     {"output-key", required_argument, NULL, OPT_OUTKEY},
+    /* not an option: refused with a hint, so that getopt does not take
+     * --output FILE for an abbreviation of --output-key */
+    {"output", required_argument, NULL, OPT_OUTPUT},
     {"chat-template", required_argument, NULL, OPT_CHAT},
     {"template-var", required_argument, NULL, OPT_TVAR},
     {"chat", no_argument, NULL, 'i'},
@@ -323,8 +328,9 @@ static void run_text_batch(ctx_t *c, json_t **recs, icl_ids *prompts, int n, con
                 icl_die("write error:");
             flush_stdout();
         } else {
-            json_object_set_new(recs[i], c->out_key,
-                                json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len));
+            if (json_object_set_new(recs[i], c->out_key,
+                                    json_stringn(texts[i].text.data ? texts[i].text.data : "", texts[i].text.len)))
+                icl_die("%s: the completion could not be added to the record (out of memory?)", where[i]);
             if (icl_record_write(stdout, recs[i]) != 0)
                 icl_die("<stdout>: write error:");
         }
@@ -411,18 +417,44 @@ static void check_free_keys(const ctx_t *c, json_t *rec, const char *name, long 
                 "rename that one first%s",
                 name, lineno, c->out_key,
                 strcmp(c->out_key, "completion") ? ""
-                                                 : " (icl-fmt reads {\"prompt\", \"completion\"} records as prompt and "
-                                                   "response)");
+                                                 : " (icl-fmt --map response=completion reads {\"prompt\", "
+                                                   "\"completion\"} records as prompt and response)");
     if (c->nret > 1 && json_object_get(rec, "sample"))
         icl_die("%s:%ld: the record has a \"sample\" key already, which --num-return-sequences would overwrite "
                 "with the sample's number: rename it first",
                 name, lineno);
 }
 
+/* Before generating from a regular file: its records' keys checked in a
+ * quick pass (check_free_keys), so that a conflict near the end of a long
+ * file is found before hours of generation, not after.  A record that
+ * does not parse is left to the generating pass, which says why. */
+static void prescan_keys(const ctx_t *c, const char *path)
+{
+    struct stat sb;
+    icl_lines r;
+    char err[512];
+    json_t *rec;
+    if (c->stream || !strcmp(path, "-") || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+        icl_lines_open(&r, path, err, sizeof err) != 0)
+        return;
+    const char *name = icl_display_name(path);
+    int st;
+    while ((st = icl_record_next(&r, &rec, err, sizeof err)) > 0) {
+        int has_prompt = json_object_get(rec, "prompt") || json_object_get(rec, "messages") ||
+                         json_object_get(rec, "conversations");
+        if (has_prompt) /* else the generating pass says what is missing first */
+            check_free_keys(c, rec, name, r.lineno);
+        json_decref(rec);
+    }
+    icl_lines_close(&r);
+}
+
 static void gen_text_file(ctx_t *c, const char *path)
 {
     icl_lines r;
     char oerr[512];
+    prescan_keys(c, path);
     if (icl_lines_open(&r, path, oerr, sizeof oerr) != 0)
         icl_die("%s", oerr);
     const char *name = icl_display_name(path);
@@ -437,12 +469,12 @@ static void gen_text_file(ctx_t *c, const char *path)
         if (st < 0)
             icl_die("%s%s", err, records ? "" : not_records_hint(r.line.data, r.line.len));
         records++;
-        if (!c->stream) /* the records written back: nothing of them is lost */
-            check_free_keys(c, rec, name, r.lineno);
         for (int j = 0; j < c->nret; j++) { /* sample j of this record */
             prompts[n].n = 0;
             if (chat_prompt_ids(c, rec, &prompts[n], err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lineno, err);
+            if (j == 0 && !c->stream) /* the records written back: nothing of them is lost */
+                check_free_keys(c, rec, name, r.lineno);
             hint_special_text(c, name, r.lineno);
             if (prompts[n].n == 0)
                 icl_die("%s:%ld: the prompt is empty (no tokens, no BOS)", name, r.lineno);
@@ -958,6 +990,9 @@ int main(int argc, char **argv)
         case OPT_STREAM: stream = 1; break;
         case OPT_NRET: nret = icl_opt_long("--num-return-sequences", optarg, 1, 1L << 20); break;
         case OPT_OUTKEY: out_key = optarg; break; /* icl_getopt refuses an empty value */
+        case OPT_OUTPUT:
+            icl_usage_die("--output: icl-gen writes the records to standard output: redirect it (icl-gen ... > "
+                          "FILE); --output-key KEY names the completion's key");
         case OPT_THREADS: threads = icl_opt_threads("--threads", optarg); break;
         case OPT_DEQUANTIZE: dequantize = 1; break;
         case OPT_DTYPE: bf16 = icl_opt_bf16("--dtype", optarg); break;
@@ -978,8 +1013,22 @@ int main(int argc, char **argv)
         icl_usage_die("--stream writes text: it does not apply to --ids");
     if (ids_mode && nret > 1)
         icl_usage_die("--num-return-sequences writes records: it does not apply to --ids");
-    if ((ids_mode || chat_mode) && out_key)
-        icl_usage_die("--output-key names a key of the records: it does not apply to %s", ids_mode ? "--ids" : "--chat");
+    if ((ids_mode || chat_mode || stream) && out_key)
+        icl_usage_die("--output-key names a key of the records: it does not apply to %s",
+                      ids_mode ? "--ids" : chat_mode ? "--chat" : "--stream (text, not records)");
+    if (out_key) { /* JSON keys are UTF-8 (jansson refuses others) */
+        json_t *probe = json_object();
+        int bad = json_object_set_new(probe, out_key, json_null()) != 0;
+        json_decref(probe);
+        if (bad)
+            icl_usage_die("--output-key: the key is not UTF-8 text (JSON keys are)");
+        /* the keys icl-gen reads: the completion there would be read back as the prompt */
+        static const char *const reads[] = {"prompt", "messages", "conversations", "response", "chat"};
+        for (size_t i = 0; i < sizeof reads / sizeof *reads; i++)
+            if (!strcmp(out_key, reads[i]))
+                icl_usage_die("--output-key %s: icl-gen reads \"%s\" from the records; choose another key", out_key,
+                              out_key);
+    }
     if (nret > 1 && out_key && !strcmp(out_key, "sample"))
         icl_usage_die("--output-key sample: --num-return-sequences numbers the samples in \"sample\"; choose another key");
     if (ids_mode && (chat_path || ntvars))

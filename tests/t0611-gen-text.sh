@@ -7,6 +7,8 @@
 . "$(dirname "$0")/lib.sh"
 MAN="$TESTS_DIR/../man/man1/icl-gen.1"
 mkdir m && cp "$DATA"/model/stories260K/model/* m/ && cp "$DATA/tok/bytelevel-512.json" m/tokenizer.json
+# exits CODE COMMAND...: COMMAND ends with status CODE
+exits() { want=$1; shift; rc=0; "$@" || rc=$?; test $rc -eq "$want"; }
 json() { python3 -c 'import json,sys; [print(json.dumps(json.loads(l)[sys.argv[1]], ensure_ascii=False)) for l in sys.stdin]' "$1"; }
 
 cat >in.jsonl <<'J'
@@ -135,7 +137,9 @@ test_expect_success 'a record with the output key already is an error, not overw
 	printf "{\"prompt\":\"a\"}\n{\"prompt\":\"Hi\",\"completion\":\"ref\"}\n" >has.jsonl &&
 	test_must_fail icl-gen -q -m m -n 2 has.jsonl >out 2>err &&
 	test_grep "has.jsonl:2: the record has a \"completion\" key already, which the completion would overwrite" err &&
-	test_grep "icl-fmt reads {\"prompt\", \"completion\"} records as prompt and response" err &&
+	test_grep "icl-fmt --map response=completion reads {\"prompt\", \"completion\"} records as prompt and response" err &&
+	test ! -s out &&
+	sed -n 2p has.jsonl | icl-fmt --map response=completion >fmt.out && test_grep "\"response\":\"ref\"" fmt.out &&
 	icl-gen -q -m m -n 2 --output-key gen has.jsonl >out &&
 	sed -n 2p out | json completion >c && echo "\"ref\"" >want && test_cmp want c &&
 	python3 -c "
@@ -152,7 +156,26 @@ for a, b in zip(open(\"has.jsonl\"), open(\"out\")):
 	test_must_fail icl-gen -q -m m --output-key "" in.jsonl 2>err && test_grep "option .--output-key. has an empty value" err &&
 	test_must_fail icl-gen -q -m m --ids --output-key x in.jsonl 2>err && test_grep "does not apply to --ids" err &&
 	test_must_fail icl-gen -q -m m --temperature 1 --num-return-sequences 2 --output-key sample in.jsonl 2>err &&
-	test_grep "choose another key" err
+	test_grep "choose another key" err &&
+	for k in prompt messages response; do
+		exits 2 icl-gen -q -m m --output-key $k in.jsonl 2>err && test_grep "reads \"$k\"" err || return 1
+	done &&
+	exits 2 icl-gen -q -m m --output-key "$(printf "\377")" in.jsonl >out 2>err &&
+	test_grep "not UTF-8" err && test ! -s out &&
+	exits 2 icl-gen -q -m m --stream --output-key x in.jsonl 2>err && test_grep "does not apply to --stream" err &&
+	exits 2 icl-gen -q -m m --output pred.jsonl in.jsonl >out 2>err && test ! -s out &&
+	test_grep "writes the records to standard output: redirect it" err && test ! -e pred.jsonl
+'
+
+test_expect_success 'a conflict late in a FILE is found before any generation (nothing written); on stdin, where it comes' '
+	for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "{\"prompt\":\"a$i\"}"; done >late.jsonl &&
+	echo "{\"prompt\":\"b\",\"completion\":\"x\"}" >>late.jsonl &&
+	exits 1 icl-gen -q -m m -n 2 -b 1 late.jsonl >out 2>err &&
+	test ! -s out && test_grep "late.jsonl:13: the record has a \"completion\" key" err &&
+	exits 1 icl-gen -q -m m -n 2 -b 1 <late.jsonl >out 2>err &&
+	test $(wc -l <out) = 12 && test_grep "<stdin>:13: the record has a \"completion\" key" err &&
+	echo "{\"text\":\"hi\",\"completion\":\"x\"}" >np.jsonl &&
+	exits 1 icl-gen -q -m m -n 2 np.jsonl 2>err && test_grep "np.jsonl:1: no \"prompt\"" err
 '
 
 test_done
