@@ -129,7 +129,7 @@ int icl_fmt_detect(const char *p, size_t n)
     if (i < n && p[i] == '{')
         return ICL_FMT_JSONL;
     long tabs = 0, commas = 0;
-    int q = 0;
+    int q = 0, quoted = i < n && p[i] == '"';
     for (; i < n && (q || (p[i] != '\n' && p[i] != '\r')); i++) {
         if (p[i] == '"')
             q = !q;
@@ -138,6 +138,14 @@ int icl_fmt_detect(const char *p, size_t n)
         else if (!q && p[i] == ',')
             commas++;
     }
+    /* a first line that is one quoted field followed by a line of "{": JSON
+     * Lines whose first record is a string (its reader then says so), not a
+     * one-column CSV */
+    size_t j = i;
+    while (j < n && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r' || p[j] == '\n'))
+        j++;
+    if (quoted && !tabs && !commas && j < n && p[j] == '{')
+        return ICL_FMT_JSONL;
     return tabs > commas ? ICL_FMT_TSV : ICL_FMT_CSV;
 }
 

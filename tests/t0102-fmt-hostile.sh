@@ -156,6 +156,11 @@ printf '{"instruction":"a","output":["x"]}\n' >arr.jsonl
 fails output-is-array 1 "icl-fmt: arr.jsonl:1: 'output' is an array" arr.jsonl
 printf '[1]\n' >x.jsonl
 fails jsonl-not-object 1 'icl-fmt: x.jsonl:1: a record must be a JSON object' -f jsonl x.jsonl
+# a first record that is a JSON string, then records: JSON Lines (its error), not a one-column CSV
+printf '"hello"\n{"instruction":"a","output":"b"}\n' >str.jsonl
+fails jsonl-string-first 1 "icl-fmt: str.jsonl:1: bad JSON at byte offset 7: '[' or '{' expected near '\"hello\"'" str.jsonl
+printf '"hello"\nworld\n' >one.csv
+out_is one-quoted-column-csv '{"prompt":"world\\n","response":"world"}\n' --map instruction=hello,output=hello one.csv
 printf '[{"instruction":"a","output":"b"},\n {"instruction":"c","output":"d\377"}]\n' >bad.json
 fails json-array-invalid-utf8 1 'icl-fmt: bad.json:2: array element 2: invalid UTF-8 at byte offset 31 (byte 0xFF)' bad.json
 printf '[{"instruction":"a","output":"b"} {"x":1}]' >bad2.json
