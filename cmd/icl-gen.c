@@ -94,7 +94,8 @@ static void usage(FILE *f)
 "                             is JSON if it parses, else a string\n"
 "  -i, --chat, --interactive  chat with the model (its chat template, or\n"
 "                             --chat-template): each line of standard input\n"
-"                             is a user message; the reply is streamed to\n"
+"                             is a user message (a line ending in \\ goes on\n"
+"                             on the next); the reply is streamed to\n"
 "                             standard output, then a newline.  Lines /reset\n"
 "                             (forget the conversation), /exit or /quit (end;\n"
 "                             so does end of input), /help.  The keys and\n"
@@ -707,9 +708,18 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
             fputs(first ? "... " : "> ", stderr);
         int got = icl_lines_next(&rd);
         if (got == 0) {
-            /* input ended inside a continued message: what was typed is the message */
-            if (first && msg.len > strspn(msg.data, " \t\n") && chat_turn(c, &cs, msg.data, msg.len, first) != 0)
-                status = ICL_EXIT_FAIL;
+            /* input ended inside a continued message: what was typed is the
+             * message, less the newline of the backslash that promised more */
+            if (first) {
+                if (cs.tty) { /* past the "... " prompt, before the reply */
+                    fputc('\n', stderr);
+                    eof = 0;
+                }
+                if (msg.len && msg.data[msg.len - 1] == '\n')
+                    msg.data[--msg.len] = '\0';
+                if (msg.len > strspn(msg.data, " \t\n") && chat_turn(c, &cs, msg.data, msg.len, first) != 0)
+                    status = ICL_EXIT_FAIL;
+            }
             break;
         }
         long lineno = rd.lineno;
@@ -728,8 +738,8 @@ static int chat_loop(ctx_t *c, const char *model, const char *system, int quiet)
             if (!first)
                 first = lineno;
             if (msg.len + n > CHAT_LINE_MAX)
-                icl_die("<stdin>:%ld: a message longer than %zu MiB (lines %ld on): not a chat message", lineno,
-                        CHAT_LINE_MAX >> 20, first);
+                icl_die("<stdin>:%ld: a message longer than %zu MiB (continued from line %ld): not a chat message",
+                        lineno, CHAT_LINE_MAX >> 20, first);
             icl_buf_append(&msg, line, cont ? n - 1 : n);
             if (cont) {
                 icl_buf_putc(&msg, '\n');

@@ -129,7 +129,8 @@ int icl_fmt_detect(const char *p, size_t n)
     if (i < n && p[i] == '{')
         return ICL_FMT_JSONL;
     long tabs = 0, commas = 0;
-    int q = 0, quoted = i < n && p[i] == '"';
+    int q = 0;
+    size_t first = i;
     for (; i < n && (q || (p[i] != '\n' && p[i] != '\r')); i++) {
         if (p[i] == '"')
             q = !q;
@@ -138,14 +139,25 @@ int icl_fmt_detect(const char *p, size_t n)
         else if (!q && p[i] == ',')
             commas++;
     }
-    /* a first line that is one quoted field followed by a line of "{": JSON
-     * Lines whose first record is a string (its reader then says so), not a
-     * one-column CSV */
-    size_t j = i;
+    /* a first line that is a JSON value but not an object ("hello", 42,
+     * null) followed by a line that is a whole JSON object with a key: JSON
+     * Lines whose first record is bad (its reader then says so at line 1),
+     * not a one-column CSV (a CSV row is no such object: its quotes would
+     * be doubled) */
+    size_t j = i, k;
     while (j < n && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r' || p[j] == '\n'))
         j++;
-    if (quoted && !tabs && !commas && j < n && p[j] == '{')
-        return ICL_FMT_JSONL;
+    for (k = j; k < n && p[k] != '\n' && p[k] != '\r';)
+        k++;
+    if (!tabs && !commas && j < n && p[j] == '{' && k < n) {
+        json_t *a = json_loadb(p + first, i - first, JSON_DECODE_ANY, NULL);
+        json_t *b = a ? json_loadb(p + j, k - j, 0, NULL) : NULL;
+        int jsonl = a && json_is_object(b) && json_object_size(b) > 0;
+        json_decref(a);
+        json_decref(b);
+        if (jsonl)
+            return ICL_FMT_JSONL;
+    }
     return tabs > commas ? ICL_FMT_TSV : ICL_FMT_CSV;
 }
 

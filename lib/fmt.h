@@ -120,8 +120,11 @@ int icl_fmt_parse_map(const char *spec, const char *map[ICL_F_N], char *err, siz
 /* Parse a format name ("csv", "tsv", "jsonl", "json"); -1 if unknown. */
 int icl_fmt_parse_format(const char *name);
 /* Guess the format of an input from its first bytes: '[' -> JSON, '{' ->
- * JSONL, else TSV if the first line has more TABs than commas outside
- * quotes, else CSV.  Leading BOM and whitespace are ignored. */
+ * JSONL; a first line that is a JSON value (a string, a number, ...)
+ * followed by a line that is a JSON object with a key -> JSONL (a bad
+ * first record, not a one-column CSV); else TSV if the first line has more
+ * TABs than commas outside quotes, else CSV.  Leading BOM and whitespace
+ * are ignored. */
 int icl_fmt_detect(const char *p, size_t n);
 
 /* A converter writing to o->out (and o->split_out).  *o is copied, but what

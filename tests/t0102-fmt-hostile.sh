@@ -159,8 +159,12 @@ fails jsonl-not-object 1 'icl-fmt: x.jsonl:1: a record must be a JSON object' -f
 # a first record that is a JSON string, then records: JSON Lines (its error), not a one-column CSV
 printf '"hello"\n{"instruction":"a","output":"b"}\n' >str.jsonl
 fails jsonl-string-first 1 "icl-fmt: str.jsonl:1: bad JSON at byte offset 7: '[' or '{' expected near '\"hello\"'" str.jsonl
+printf '42\n\n{"instruction":"a","output":"b"}\n' >num1.jsonl
+fails jsonl-number-first 1 "icl-fmt: num1.jsonl:1: bad JSON at byte offset 2: '[' or '{' expected near '42'" num1.jsonl
 printf '"hello"\nworld\n' >one.csv
 out_is one-quoted-column-csv '{"prompt":"world\\n","response":"world"}\n' --map instruction=hello,output=hello one.csv
+printf '"prompt"\n{name} is a placeholder\n{}\n' >brace.csv
+out_is one-column-csv-brace-rows '{"prompt":"{name} is a placeholder\\n","response":"{name} is a placeholder"}\n{"prompt":"{}\\n","response":"{}"}\n' --map instruction=prompt,output=prompt brace.csv
 printf '[{"instruction":"a","output":"b"},\n {"instruction":"c","output":"d\377"}]\n' >bad.json
 fails json-array-invalid-utf8 1 'icl-fmt: bad.json:2: array element 2: invalid UTF-8 at byte offset 31 (byte 0xFF)' bad.json
 printf '[{"instruction":"a","output":"b"} {"x":1}]' >bad2.json

@@ -56,10 +56,15 @@ test_expect_success 'a line ending in a backslash goes on on the next: one messa
 	printf "%s\n" "Once upon\\" "a time\\" "\\" "the end" "$u2" | icl-gen -m c -n 12 --greedy --chat >got2 &&
 	test $(wc -l <got2) -ge 2 && head -c $(wc -c <r1) got2 >first && test_cmp r1 first &&
 	printf "%s\n" "Once upon\\" "a time\\" "\\" | icl-gen -m c -n 12 --greedy --chat >got3 &&
-	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\\na time\\n\\n\"}]}" >r3 &&
+	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\\na time\\n\"}]}" >r3 &&
 	test_cmp r3 got3 &&
 	printf "%s\n" "\\" "  \\" "" | icl-gen -m c -n 12 --greedy --chat >got4 2>err && test ! -s got4 && test ! -s err &&
-	printf "%s\n" "/reset\\" "x" | icl-gen -m c -n 12 --greedy --chat >got5 2>err && test -s got5 && test ! -s err
+	printf "%s\n" "/reset\\" "x" | icl-gen -m c -n 12 --greedy --chat >got5 2>err && test -s got5 && test ! -s err &&
+	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\"}]}" >r6 &&
+	printf "%s" "Once upon\\" | icl-gen -m c -n 12 --greedy --chat >got6 && test_cmp r6 got6 &&
+	printf "%s\n" "Once upon\\" "" "$u1" | icl-gen -m c -n 12 --greedy --chat >got7 &&
+	reply c "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon\\n\"}]}" >r7 &&
+	head -c $(wc -c <r7) got7 >first7 && test_cmp r7 first7
 '
 
 test_expect_success '/reset forgets the conversation: the first answer again; blank lines are nothing' '
