@@ -74,7 +74,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < nl; i++) {
             int o = p == 0 ? outs[i] : P[p].lout[i], off = p == 0 ? offs[i] : P[p].lo[i];
             lo[i] = (icl_lora){R, in, o, off, 2.0f, rnd((size_t)R * in, &seed), rnd((size_t)o * R, &seed),
-                               calloc((size_t)R * in, sizeof(float)), calloc((size_t)o * R, sizeof(float)), 0.0f, 0};
+                               calloc((size_t)R * in, sizeof(float)), calloc((size_t)o * R, sizeof(float)), 0.0f, 0, NULL, NULL};
         }
         icl_linear base = {{ICL_WEIGHT_F32, 0, out, in, 0, W, NULL}, NULL, NULL, NULL, 0, NULL};
         icl_linear with = base;

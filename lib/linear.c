@@ -526,7 +526,7 @@ static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_ter
 }
 
 /* Q [in, up16(r)] = A^T zero-padded (A [r, in]), malloc'd. */
-static float *lora_at(const icl_lora *a)
+static float *lora_at_new(const icl_lora *a)
 {
     int rp = up16(a->r);
     float *q = xcalloc((size_t)a->in * rp, sizeof(float));
@@ -534,6 +534,14 @@ static float *lora_at(const icl_lora *a)
         for (int c = 0; c < a->in; c++)
             q[(size_t)c * rp + k] = a->A[(size_t)k * a->in + c];
     return q;
+}
+
+/* lora_at_new's Q: a->At when icl_lora_pack made it (*own 0), else a new
+ * one (*own 1: the caller frees it). */
+static const float *lora_at(const icl_lora *a, int *own)
+{
+    *own = a->At == NULL;
+    return a->At ? a->At : lora_at_new(a);
 }
 
 /* B [out, r] as Q [out, up16(r)]: B itself when r is a multiple of 16
@@ -741,7 +749,7 @@ static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int
 }
 
 /* B^T [r, out] of an adapter's B [out, r], malloc'd. */
-static float *lora_bt(const icl_lora *a)
+static float *lora_bt_new(const icl_lora *a)
 {
     float *bt = xmalloc((size_t)a->r * a->out * sizeof(float));
     for (int j = 0; j < a->out; j++)
@@ -750,13 +758,37 @@ static float *lora_bt(const icl_lora *a)
     return bt;
 }
 
+/* lora_bt_new's B^T: a->Bt when icl_lora_pack made it (*own 0), else a
+ * new one (*own 1: the caller frees it). */
+static const float *lora_bt(const icl_lora *a, int *own)
+{
+    *own = a->Bt == NULL;
+    return a->Bt ? a->Bt : lora_bt_new(a);
+}
+
+void icl_lora_pack(icl_lora *a)
+{
+    icl_lora_unpack(a);
+    a->At = lora_at_new(a);
+    a->Bt = lora_bt_new(a);
+}
+
+void icl_lora_unpack(icl_lora *a)
+{
+    free((void *)a->At);
+    free((void *)a->Bt);
+    a->At = a->Bt = NULL;
+}
+
 /* xa[N, r] = x[N, in] A^T */
 static void lora_down(const icl_lora *a, float *xa, const float *x, long ldx, int N)
 {
-    float *q = lora_at(a);
+    int own;
+    const float *q = lora_at(a, &own);
     skinny_term t = {q, a->r, xa, a->r, 1.0f};
     lora_skinny(x, ldx, N, a->in, &t, 1);
-    free(q);
+    if (own)
+        free((void *)q);
 }
 
 /* Dropout of an adapter's input (linear.h): dst[i, j] = keep(i, j) src[i, j]
@@ -876,18 +908,21 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
     int shared = l->xa && l->n_lora <= 8;
     if (shared) {
         skinny_term st[8];
-        int ns = 0;
+        int ns = 0, own[8];
         size_t o = 0;
         for (int i = 0; i < l->n_lora; i++) {
             const icl_lora *a = &l->lora[i];
-            if (a->dropout <= 0)
-                st[ns++] = (skinny_term){lora_at(a), a->r, l->xa + (size_t)N * o, a->r, 1.0f};
+            if (a->dropout <= 0) {
+                st[ns] = (skinny_term){lora_at(a, &own[ns]), a->r, l->xa + (size_t)N * o, a->r, 1.0f};
+                ns++;
+            }
             o += (size_t)a->r;
         }
         if (ns)
             lora_skinny(x, ldx, N, l->w.in, st, ns);
         for (int u = 0; u < ns; u++)
-            free((void *)st[u].Q);
+            if (own[u])
+                free((void *)st[u].Q);
     }
     size_t off = 0;
     for (int i = 0; i < l->n_lora; i++) {
@@ -909,9 +944,11 @@ void icl_linear_forward(const icl_linear *l, float *y, long ldy, const float *x,
                 cat_ranks_one(work + (size_t)N * (rmax + rsum + din), rsum, xa, a->r, off - a->r, N);
             continue;
         }
-        float *bt = lora_bt(a);
+        int own;
+        const float *bt = lora_bt(a, &own);
         lora_rows_expand(y + a->out_off, ldy, xa, a->r, N, bt, a->out, a->r, a->out, a->scale, 1);
-        free(bt);
+        if (own)
+            free((void *)bt);
     }
     if (bw) { /* y = [x | xa...] [W^T; s B^T...] (+ beta y) */
         float *cat = work + (size_t)N * (rmax + rsum + din);

@@ -124,7 +124,8 @@ int icl_linear_set_qdot(int on);
  * scale * (dropout(x) A^T) B^T.  A [r, in] and B [out, r] row-major (PEFT's
  * lora_A.weight and lora_B.weight); dA, dB their gradients (+=) or NULL
  * (frozen).  dropout in [0, 1) with the mask's key (see the top of this
- * file); 0: dropout(x) = x.  Not owned. */
+ * file); 0: dropout(x) = x.  A, B, dA, dB not owned.  At, Bt: NULL, or A
+ * and B laid out for the products (icl_lora_pack, which owns them). */
 typedef struct {
     int r, in, out, out_off;
     float scale;
@@ -132,7 +133,19 @@ typedef struct {
     float *dA, *dB;
     float dropout;
     uint64_t key;
+    const float *At, *Bt;
 } icl_lora;
+
+/* Lay out a's A and B once for the products (At: A^T [in, r rounded up to
+ * 16], zero-padded; Bt: B^T [r, out]) instead of at every call, which
+ * costs as much as the product itself when N is a few rows (decoding).
+ * For adapters whose A and B no longer change (icl_lora_apply's, frozen);
+ * whoever changes A or B afterwards must call it again, or
+ * icl_lora_unpack.  Results are the same bits either way.  Dies only when
+ * memory runs out (util.h xmalloc). */
+void icl_lora_pack(icl_lora *a);
+/* Free a's At and Bt (icl_lora_pack) and set them NULL; NULL ones are fine. */
+void icl_lora_unpack(icl_lora *a);
 
 /* A linear map: weight, optional bias [out] and its gradient, and n_lora
  * adapters (may be 0).  xa: NULL, or storage of the adapters' down products

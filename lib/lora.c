@@ -698,6 +698,11 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
             free(b);
         }
     }
+    /* frozen from here on: A and B laid out once for the products */
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int q = 0; q < m->lora[l].n[p]; q++)
+                icl_lora_pack(&m->lora[l].lora[p][q]);
     rc = 0;
 out:
     for (int i = 0; i < n; i++)

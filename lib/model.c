@@ -469,8 +469,11 @@ void icl_model_free(icl_model *m)
     free(m->sets);
     if (m->lora)
         for (int l = 0; l < m->cfg.num_hidden_layers; l++)
-            for (int p = 0; p < ICL_NPROJ; p++)
+            for (int p = 0; p < ICL_NPROJ; p++) {
+                for (int i = 0; i < m->lora[l].n[p]; i++)
+                    icl_lora_unpack(&m->lora[l].lora[p][i]);
                 free(m->lora[l].lora[p]);
+            }
     free(m->lora);
     free(m->layer);
     free(m->qproj);
@@ -629,7 +632,7 @@ static icl_param_set *add_lora(icl_model *m, const char *const *targets, const i
             int p = site[i].proj;
             ll->lora[p] = xreallocarray(ll->lora[p], (size_t)ll->n[p] + 1, sizeof *ll->lora[p]);
             ll->lora[p][ll->n[p]++] = (icl_lora){rs, site[i].in, site[i].out, site[i].out_off, scale, A,
-                                                 set->params + vb->offset, NULL, NULL, 0.0f, 0};
+                                                 set->params + vb->offset, NULL, NULL, 0.0f, 0, NULL, NULL};
         }
     }
     m->sets = xreallocarray(m->sets, (size_t)m->n_sets + 1, sizeof *m->sets);

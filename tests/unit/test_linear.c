@@ -121,7 +121,7 @@ static void lora_linear_wide(void **state)
     float *A = rnd((size_t)WR * WIN, 0.3f), *B = rnd((size_t)WOUT1 * WR, 0.3f);
     float *dA = xcalloc((size_t)WR * WIN, 4), *dB = xcalloc((size_t)WOUT1 * WR, 4);
     for (int drop = 0; drop < 2; drop++) {
-        icl_lora lo = {WR, WIN, WOUT1, WOFF1, 1.5f, A, B, dA, dB, drop ? 0.25f : 0.0f, 77};
+        icl_lora lo = {WR, WIN, WOUT1, WOFF1, 1.5f, A, B, dA, dB, drop ? 0.25f : 0.0f, 77, NULL, NULL};
         icl_linear l = {{ICL_WEIGHT_F32, 0, WOUT, WIN, 0, w, NULL}, NULL, NULL, &lo, 1, NULL};
         float *work = xmalloc(icl_linear_work(&l, WN) * sizeof(float));
         float *y[2], *dx[2], *y1 = xmalloc((size_t)WOUT * sizeof(float));
@@ -250,7 +250,7 @@ static void lora_kernels_ref(void **state)
                 memcpy(dA[t][a], dA0[a], na * sizeof(float));
                 memcpy(dB[t][a], dB0[a], nb * sizeof(float));
                 lo[t][a] = (icl_lora){k->r[a], in, k->width[a], k->off[a], 1.5f / k->r[a], A[a], B[a], dA[t][a],
-                                      dB[t][a], k->drop[a], 99 + (uint64_t)a};
+                                      dB[t][a], k->drop[a], 99 + (uint64_t)a, NULL, NULL};
             }
             icl_linear l = {{ICL_WEIGHT_F32, 0, out, in, 0, w, NULL}, NULL, NULL, lo[t], nl, NULL};
             l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
@@ -374,8 +374,8 @@ static void lora_linear_fd(void **state)
             float *dx = xcalloc((size_t)N * IN, 4), *dw = xcalloc((size_t)IN * OUT, 4), *db = xcalloc(OUT, 4);
             float *dA1 = xcalloc((size_t)R1 * IN, 4), *dB1 = xcalloc((size_t)4 * R1, 4);
             float *dA2 = xcalloc((size_t)R2 * IN, 4), *dB2 = xcalloc((size_t)3 * R2, 4);
-            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1, 0.0f, 0};
-            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2, 0.0f, 0};
+            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, c.A1, c.B1, dA1, dB1, 0.0f, 0, NULL, NULL};
+            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, c.A2, c.B2, dA2, dB2, 0.0f, 0, NULL, NULL};
             c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2, NULL};
             assert_int_equal(icl_linear_work(&c.l, N), N * (R1 + 2 * (R1 + R2))); /* N (r_max + 2 r_sum) */
             /* forward against double precision */
@@ -457,7 +457,7 @@ static void lora_kept_and_fused(void **state)
                     dA[v][i] = xcalloc((size_t)r[i] * KIN, sizeof(float));
                     dB[v][i] = xcalloc((size_t)out[i] * r[i], sizeof(float));
                     lo[v][i] = (icl_lora){r[i], KIN, out[i], off[i], 2.0f / r[i], A[i], B[i], dA[v][i], dB[v][i],
-                                          drop ? 0.25f : 0.0f, 77 + (uint64_t)i};
+                                          drop ? 0.25f : 0.0f, 77 + (uint64_t)i, NULL, NULL};
                 }
             }
             /* v 0: recomputed; v 1: kept in xa */
@@ -502,6 +502,84 @@ static void lora_kept_and_fused(void **state)
     free(x), free(w), free(dy), free(zero);
 }
 
+/* icl_lora_pack: A and B laid out once give the same bits as laid out at
+ * every call, for decoding's few rows (ROWS kernel) and a batch's (GEMM),
+ * with the down products kept or recomputed, ranks with and without
+ * padding to 16; the backward (which reads them when xa is not kept) too.
+ * And packing again after A or B changed follows the change. */
+static void lora_packed(void **state)
+{
+    (void)state;
+    static const int r[3] = {5, 16, 4}, off[3] = {0, 60, 80}, out[3] = {60, 20, 20}, ns[4] = {1, 3, 8, KN};
+    float *x = rnd((size_t)KN * KIN, 1), *w = rnd((size_t)KOUT * KIN, 0.3f), *dy = rnd((size_t)KN * KOUT, 1);
+    float *A[3], *B[3];
+    for (int i = 0; i < 3; i++) {
+        A[i] = rnd((size_t)r[i] * KIN, 0.5f);
+        B[i] = rnd((size_t)out[i] * r[i], 0.5f);
+    }
+    for (int t = 0; t < 4; t++)
+        for (int kept = 0; kept < 2; kept++)
+            for (int kern = 0; kern < 2; kern++) {
+                int n = ns[t];
+                icl_lin_kernel kk = kern ? ICL_LIN_ROWS : ICL_LIN_GEMM;
+                float *y[2], *dx[2], *dA[2][3], *dB[2][3];
+                icl_lora lo[2][3];
+                for (int v = 0; v < 2; v++) {
+                    y[v] = xmalloc((size_t)n * KOUT * sizeof(float));
+                    dx[v] = xmalloc((size_t)n * KIN * sizeof(float));
+                    for (int i = 0; i < 3; i++) {
+                        dA[v][i] = xcalloc((size_t)r[i] * KIN, sizeof(float));
+                        dB[v][i] = xcalloc((size_t)out[i] * r[i], sizeof(float));
+                        lo[v][i] = (icl_lora){r[i], KIN, out[i], off[i], 2.0f / r[i], A[i], B[i], dA[v][i], dB[v][i],
+                                              0.0f, 0, NULL, NULL};
+                        if (v)
+                            icl_lora_pack(&lo[v][i]);
+                    }
+                }
+                for (int v = 0; v < 2; v++) {
+                    icl_linear l = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, w, NULL}, NULL, NULL, lo[v], 3, NULL};
+                    float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
+                    if (kept)
+                        l.xa = xmalloc(icl_linear_xa_size(&l, n) * sizeof(float));
+                    icl_linear_forward(&l, y[v], KOUT, x, KIN, n, 0.0f, kk, 2, work);
+                    icl_linear_backward(&l, dx[v], KIN, 0.0f, dy, KOUT, x, KIN, n, work);
+                    free(work), free(l.xa);
+                }
+                assert_non_null(lo[1][0].At);
+                assert_non_null(lo[1][1].Bt);
+                assert_memory_equal(y[0], y[1], (size_t)n * KOUT * sizeof(float));
+                assert_memory_equal(dx[0], dx[1], (size_t)n * KIN * sizeof(float));
+                for (int i = 0; i < 3; i++) {
+                    assert_memory_equal(dA[0][i], dA[1][i], (size_t)r[i] * KIN * sizeof(float));
+                    assert_memory_equal(dB[0][i], dB[1][i], (size_t)out[i] * r[i] * sizeof(float));
+                }
+                /* a changed B, packed again: the change shows, as unpacked */
+                B[1][3] += 0.25f;
+                icl_lora_pack(&lo[1][1]);
+                icl_lora_unpack(&lo[1][0]);
+                assert_null(lo[1][0].At);
+                assert_null(lo[1][0].Bt);
+                for (int v = 0; v < 2; v++) {
+                    icl_linear l = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, w, NULL}, NULL, NULL, lo[v], 3, NULL};
+                    float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
+                    icl_linear_forward(&l, y[v], KOUT, x, KIN, n, 0.0f, kk, 2, work);
+                    free(work);
+                }
+                assert_memory_equal(y[0], y[1], (size_t)n * KOUT * sizeof(float));
+                B[1][3] -= 0.25f;
+                for (int v = 0; v < 2; v++) {
+                    free(y[v]), free(dx[v]);
+                    for (int i = 0; i < 3; i++) {
+                        icl_lora_unpack(&lo[v][i]);
+                        free(dA[v][i]), free(dB[v][i]);
+                    }
+                }
+            }
+    for (int i = 0; i < 3; i++)
+        free(A[i]), free(B[i]);
+    free(x), free(w), free(dy);
+}
+
 /* One bf16 weight [out, in] packed with kx rows of room (both packs). */
 static icl_bf16_weight bf16_packs(const float *w, int in, int out, int kx)
 {
@@ -537,7 +615,7 @@ static void lora_bf16_folded(void **state)
             for (int a = 0; a < 2; a++) {
                 dA[v][a] = xcalloc((size_t)r[a] * in, sizeof(float));
                 dB[v][a] = xcalloc((size_t)wid[a] * r[a], sizeof(float));
-                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], dA[v][a], dB[v][a], 0, 0};
+                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], dA[v][a], dB[v][a], 0, 0, NULL, NULL};
             }
             icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[v > 0], NULL}, v == 3 ? bias : NULL, NULL, lo, 2,
                             NULL};
@@ -558,7 +636,7 @@ static void lora_bf16_folded(void **state)
         { /* decoding's ROWS kernel folds too: the same product, the same bits */
             icl_lora lo[2];
             for (int a = 0; a < 2; a++)
-                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], NULL, NULL, 0, 0};
+                lo[a] = (icl_lora){r[a], in, wid[a], off[a], 2.0f / r[a], A[a], B[a], NULL, NULL, 0, 0, NULL, NULL};
             icl_linear l = {{ICL_WEIGHT_BF16, 0, out, in, 0, &pk[1], NULL}, NULL, NULL, lo, 2, NULL};
             float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float)), *yr = xmalloc((size_t)n * out * sizeof(float));
             icl_linear_forward(&l, yr, out, x, in, n, 0.0f, ICL_LIN_ROWS, 2, work);
@@ -955,6 +1033,7 @@ int main(void)
         cmocka_unit_test(lora_linear_fd),
         cmocka_unit_test(lora_linear_wide),
         cmocka_unit_test(lora_kept_and_fused),
+        cmocka_unit_test(lora_packed),
         cmocka_unit_test(lora_kernels_ref),
         cmocka_unit_test(lora_bf16_folded),
         cmocka_unit_test(kernel_table),

@@ -87,7 +87,7 @@ static void identity_run(float p, uint64_t key, float *y, int threads)
         eye[i * SD + i] = 1.0f;
     for (int i = 0; i < SN * SD; i++)
         x[i] = 1.0f;
-    icl_lora a = {SD, SD, SD, 0, 1.0f, eye, eye, NULL, NULL, p, key};
+    icl_lora a = {SD, SD, SD, 0, 1.0f, eye, eye, NULL, NULL, p, key, NULL, NULL};
     icl_linear l = {{ICL_WEIGHT_F32, 0, SD, SD, 0, eye, NULL}, NULL, NULL, &a, 1, NULL};
     size_t nw = icl_linear_work(&l, SN);
     assert_int_equal(nw, (size_t)SN * (3 * SD + (p > 0 ? SD : 0))); /* N (r_max + 2 r_sum + in) */
@@ -190,8 +190,8 @@ static void linear_fd(void **state)
             float *dx = xcalloc((size_t)N * IN, 4), *dw = xcalloc((size_t)IN * OUT, 4), *db = xcalloc(OUT, 4);
             float *dA1 = xcalloc((size_t)R1 * IN, 4), *dB1 = xcalloc((size_t)4 * R1, 4);
             float *dA2 = xcalloc((size_t)R2 * IN, 4), *dB2 = xcalloc((size_t)3 * R2, 4);
-            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, A1, B1, dA1, dB1, 0.4f, 11};
-            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, A2, B2, dA2, dB2, 0.25f, 12};
+            c.lo[0] = (icl_lora){R1, IN, 4, 0, 2.0f / R1, A1, B1, dA1, dB1, 0.4f, 11, NULL, NULL};
+            c.lo[1] = (icl_lora){R2, IN, 3, 6, 0.5f, A2, B2, dA2, dB2, 0.25f, 12, NULL, NULL};
             c.l = (icl_linear){{ICL_WEIGHT_F32, 0, OUT, IN, conv, c.w, frozen ? NULL : dw}, c.b, db, c.lo, 2, NULL};
             assert_int_equal(icl_linear_work(&c.l, N), N * (R1 + 2 * (R1 + R2) + IN)); /* N (r_max + 2 r_sum + in) */
             c.work = xmalloc(icl_linear_work(&c.l, N) * sizeof(float));

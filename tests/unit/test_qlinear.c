@@ -281,7 +281,7 @@ static void linear_with_adapter(void **state)
         dx[k] = xmalloc((size_t)N * IN * sizeof(float));
         dA[k] = xcalloc((size_t)R * IN, sizeof(float));
         dB[k] = xcalloc((size_t)AO * R, sizeof(float));
-        icl_lora lo = {R, IN, AO, OFF, 0.5f, A, B, dA[k], dB[k], 0.0f, 0};
+        icl_lora lo = {R, IN, AO, OFF, 0.5f, A, B, dA[k], dB[k], 0.0f, 0, NULL, NULL};
         icl_linear l = {k ? c.f : c.q, NULL, NULL, &lo, 1, NULL};
         float work[3 * N * R];
         assert_int_equal(icl_linear_work(&l, N), 3 * N * R); /* N (r_max + 2 r_sum) */
