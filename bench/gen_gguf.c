@@ -1,9 +1,11 @@
 /* bench/gen_gguf.c - prefill and decode throughput of icl's generation
  * (lib/generate.c) on a real model file, loaded as icl-gen loads it (a GGUF
  * keeps its quantized blocks where the loader does), greedy, no eos.
- * usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize]
+ * usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize | --adapter DIR]
  *   MODEL is loaded by icl_lora_load (lora.h) as icl-gen loads it;
- *   --dequantize: a GGUF as float32 (icl-gen --dequantize).
+ *   --dequantize: a GGUF as float32 (icl-gen --dequantize);
+ *   --adapter DIR: with the PEFT adapter DIR applied unmerged, as
+ *   icl-gen -m MODEL --adapter DIR applies it (over a GGUF's blocks).
  *   IDS_FILE: whitespace-separated token ids; each of the BATCH prompts is
  *   PROMPT_LEN consecutive ids from it (prompt b starts at id b * 7).
  * Prints one line: prefill tokens/s (BATCH * PROMPT_LEN over the time of a
@@ -44,9 +46,10 @@ static double run(icl_model *m, icl_gen_config *g, icl_gen_seq *seqs, const int3
 int main(int argc, char **argv)
 {
     icl_init(argc, argv);
-    int deq = argc == 8 && !strcmp(argv[7], "--dequantize");
-    if (argc != 7 && !deq) {
-        fprintf(stderr, "usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize]\n");
+    int deq = argc == 8 && !strcmp(argv[7], "--dequantize"), ad = argc == 9 && !strcmp(argv[7], "--adapter");
+    if (argc != 7 && !deq && !ad) {
+        fprintf(stderr, "usage: gen_gguf MODEL THREADS BATCH NEW_TOKENS PROMPT_LEN IDS_FILE [--dequantize | "
+                        "--adapter DIR]\n");
         return 2;
     }
     int threads = icl_set_threads(atoi(argv[2])), B = atoi(argv[3]), N = atoi(argv[4]), P = atoi(argv[5]);
@@ -55,7 +58,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[512], *base = NULL;
-    icl_model *m = icl_lora_load(argv[1], NULL, 0, deq ? ICL_LOAD_DEQUANTIZE : 0, &base, err, sizeof err);
+    icl_model *m = icl_lora_load(argv[1], ad ? (const char *const *)&argv[8] : NULL, ad, deq ? ICL_LOAD_DEQUANTIZE : 0, &base, err, sizeof err);
     if (!m) {
         fprintf(stderr, "gen_gguf: %s\n", err);
         return 1;

@@ -6,7 +6,8 @@
 # in the same run: greedy decode tokens/s at batch 1 and 8 (prompt 16 ids,
 # NEW (128) new tokens; llama.cpp decodes one sequence per call, so its
 # batch-8 rate is its batch-1 rate) and prefill tokens/s of a 512-id prompt,
-# 1 and 2 threads.  Needs the GGUF (make deps) and an idle machine.
+# 1 and 2 threads; then decoding with a LoRA adapter applied unmerged
+# (below).  Needs the GGUF (make deps) and an idle machine.
 set -eu
 cd "$(dirname "$0")/.."
 GGUF=${ICL_SMOLLM2_GGUF:-${ICL_CACHE:-$HOME/.cache/icl}/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -29,10 +30,34 @@ for T in 1 2; do
 		i=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids")
 		id=$(echo "$i" | field decode)
 		echo "threads $T batch $B decode: icl $id tokens/s, llama.cpp $ld tokens/s (batch 1), ratio $(ratio "$id" "$ld")"
+		eval "base_${T}_$B=$id"
 	done
 	l=$($VPY bench/llamacpp_gen.py "$GGUF" "$T" 2 512 "$TMP/ids")
 	i=$(build/bench/gen_gguf "$GGUF" "$T" 1 2 512 "$TMP/ids")
 	lp=$(echo "$l" | field prefill) ip=$(echo "$i" | field prefill)
 	echo "threads $T prefill 512 ids: icl $ip tokens/s, llama.cpp $lp tokens/s, ratio $(ratio "$ip" "$lp")"
 done
+# Decoding with an adapter applied unmerged (icl-gen -m GGUF --adapter DIR
+# over the Q4_1 blocks; llama.cpp's --lora with the same adapter as a LoRA
+# GGUF): LoRA r 16 all-linear, from one QLoRA step (its values do not change
+# the speed), against the same decoding without it (the rows above).
+# BENCH_GEN_ADAPTER=0 skips it.
+if [ "${BENCH_GEN_ADAPTER:-1}" != 0 ]; then
+	head -8 "$TMP/ids" | sed 's/^/\t/' >"$TMP/train.tok"
+	bin/icl-train -q -m "$GGUF" -o "$TMP/ad" --lora-r 16 --lora-alpha 32 --lora-targets all-linear --batch-size 2 \
+		--seq-len 512 --max-steps 1 --threads "$(nproc)" "$TMP/train.tok" >/dev/null 2>"$TMP/train.err" ||
+		{ cat "$TMP/train.err" >&2; exit 1; }
+	bin/icl-convert --base "$GGUF" "$TMP/ad" "$TMP/lora.gguf" >/dev/null
+	for T in 1 2; do
+		l=$($VPY bench/llamacpp_gen.py "$GGUF" "$T" "$N" 16 "$TMP/ids" "$TMP/lora.gguf")
+		ld=$(echo "$l" | field decode)
+		for B in 1 8; do
+			i=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids" --adapter "$TMP/ad")
+			id=$(echo "$i" | field decode)
+			b=; eval "b=\$base_${T}_$B"
+			echo "threads $T batch $B decode with the adapter: icl $id tokens/s, llama.cpp --lora $ld tokens/s" \
+				"(batch 1), ratio $(ratio "$id" "$ld"); icl $(ratio "$id" "$b") of its rate without it"
+		done
+	done
+fi
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"

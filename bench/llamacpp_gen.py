@@ -16,7 +16,9 @@ extra buffer types (llama_model_params.use_extra_bufts false, as llama.cpp's
 the same instructions icl uses) and says so on stderr.
 ICL_LLAMACPP_EXTRA_BUFTS=1 keeps them.
 
-usage: llamacpp_gen.py MODEL.gguf THREADS NEW_TOKENS PROMPT_LEN IDS_FILE
+usage: llamacpp_gen.py MODEL.gguf THREADS NEW_TOKENS PROMPT_LEN IDS_FILE [LORA.gguf]
+  LORA.gguf: a llama.cpp LoRA adapter applied at scale 1 (llama-cli's --lora;
+  icl-convert ADAPTER_DIR LORA.gguf writes one), unmerged
 """
 import os
 import sys
@@ -47,9 +49,10 @@ if has_amx() and os.environ.get("ICL_LLAMACPP_EXTRA_BUFTS") != "1":
           file=sys.stderr)
 
 model, threads, N, P, ids_file = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+lora = sys.argv[6] if len(sys.argv) > 6 else None
 ids = [int(x) for x in open(ids_file).read().split()][:P]
-llm = Llama(model_path=model, n_ctx=P + N + 8, n_batch=512, n_threads=threads, n_threads_batch=threads,
-            verbose=False)
+llm = Llama(model_path=model, lora_path=lora, n_ctx=P + N + 8, n_batch=512, n_threads=threads,
+            n_threads_batch=threads, verbose=False)
 best_pre = best_dec = 0.0
 for rep in range(3):
     # prefill: one eval call of the P ids
@@ -71,5 +74,5 @@ for rep in range(3):
             break
     t2 = time.perf_counter()
     best_dec = max(best_dec, (N - 1) / (t2 - t1))
-print("llama.cpp threads %d batch 1 prompt %d new %d: prefill %.1f tokens/s decode %.1f tokens/s"
-      % (threads, P, N, best_pre, best_dec))
+print("llama.cpp threads %d batch 1 prompt %d new %d%s: prefill %.1f tokens/s decode %.1f tokens/s"
+      % (threads, P, N, " lora" if lora else "", best_pre, best_dec))
