@@ -30,7 +30,6 @@ for T in 1 2; do
 		i=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids")
 		id=$(echo "$i" | field decode)
 		echo "threads $T batch $B decode: icl $id tokens/s, llama.cpp $ld tokens/s (batch 1), ratio $(ratio "$id" "$ld")"
-		eval "base_${T}_$B=$id"
 	done
 	l=$($VPY bench/llamacpp_gen.py "$GGUF" "$T" 2 512 "$TMP/ids")
 	i=$(build/bench/gen_gguf "$GGUF" "$T" 1 2 512 "$TMP/ids")
@@ -40,10 +39,11 @@ done
 # Decoding with an adapter applied unmerged (icl-gen -m GGUF --adapter DIR
 # over the Q4_1 blocks; llama.cpp's --lora with the same adapter as a LoRA
 # GGUF): LoRA r 16 all-linear, from one QLoRA step (its values do not change
-# the speed), against the same decoding without it (the rows above).
+# the speed), against the same decoding without it (measured again right
+# after, for the ratio).
 # BENCH_GEN_ADAPTER=0 skips it.
 if [ "${BENCH_GEN_ADAPTER:-1}" != 0 ]; then
-	head -8 "$TMP/ids" | sed 's/^/\t/' >"$TMP/train.tok"
+	head -8 "$TMP/ids" | awk '{ print "\t" $0 }' >"$TMP/train.tok"
 	bin/icl-train -q -m "$GGUF" -o "$TMP/ad" --lora-r 16 --lora-alpha 32 --lora-targets all-linear --batch-size 2 \
 		--seq-len 512 --max-steps 1 --threads "$(nproc)" "$TMP/train.tok" >/dev/null 2>"$TMP/train.err" ||
 		{ cat "$TMP/train.err" >&2; exit 1; }
@@ -52,9 +52,10 @@ if [ "${BENCH_GEN_ADAPTER:-1}" != 0 ]; then
 		l=$($VPY bench/llamacpp_gen.py "$GGUF" "$T" "$N" 16 "$TMP/ids" "$TMP/lora.gguf")
 		ld=$(echo "$l" | field decode)
 		for B in 1 8; do
-			i=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids" --adapter "$TMP/ad")
+			# ":1": the scale, so that a ':' in $TMP is not read as one
+			i=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids" --adapter "$TMP/ad:1")
 			id=$(echo "$i" | field decode)
-			b=; eval "b=\$base_${T}_$B"
+			b=$(build/bench/gen_gguf "$GGUF" "$T" "$B" "$N" 16 "$TMP/ids" | field decode)
 			echo "threads $T batch $B decode with the adapter: icl $id tokens/s, llama.cpp --lora $ld tokens/s" \
 				"(batch 1), ratio $(ratio "$id" "$ld"); icl $(ratio "$id" "$b") of its rate without it"
 		done

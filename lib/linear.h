@@ -125,7 +125,9 @@ int icl_linear_set_qdot(int on);
  * lora_A.weight and lora_B.weight); dA, dB their gradients (+=) or NULL
  * (frozen).  dropout in [0, 1) with the mask's key (see the top of this
  * file); 0: dropout(x) = x.  A, B, dA, dB not owned.  At, Bt: NULL, or A
- * and B laid out for the products (icl_lora_pack, which owns them). */
+ * and B laid out for the products by icl_lora_pack, owned by the struct
+ * it packed (icl_lora_unpack frees them); a copy of that struct shares
+ * them and must be neither packed nor unpacked. */
 typedef struct {
     int r, in, out, out_off;
     float scale;
@@ -137,12 +139,14 @@ typedef struct {
 } icl_lora;
 
 /* Lay out a's A and B once for the products (At: A^T [in, r rounded up to
- * 16], zero-padded; Bt: B^T [r, out]) instead of at every call, which
- * costs as much as the product itself when N is a few rows (decoding).
- * For adapters whose A and B no longer change (icl_lora_apply's, frozen);
- * whoever changes A or B afterwards must call it again, or
- * icl_lora_unpack.  Results are the same bits either way.  Dies only when
- * memory runs out (util.h xmalloc). */
+ * 16], zero-padded; Bt: B^T [r, out]: in * up16(r) + r * out floats,
+ * malloc'd into a, about the adapter's own size again) instead of at every
+ * call, which costs as much as the product itself when N is a few rows
+ * (decoding).  For adapters whose A and B no longer change (icl_lora_apply's,
+ * frozen); whoever changes A, B, r, in or out afterwards must call it
+ * again, or icl_lora_unpack.  a's At and Bt must be NULL or an earlier
+ * icl_lora_pack's (they are freed first).  Products give the same bits
+ * either way.  Dies only when memory runs out (util.h xmalloc). */
 void icl_lora_pack(icl_lora *a);
 /* Free a's At and Bt (icl_lora_pack) and set them NULL; NULL ones are fine. */
 void icl_lora_unpack(icl_lora *a);

@@ -240,6 +240,17 @@ static void describe_mismatch(const icl_st_file *f, const icl_param_set *s, int 
     icl_seterr(err, errsz, "%s: %d tensors, these options want %d (a name given twice?)", p, nf, s->n_views);
 }
 
+/* Lay out again (icl_lora_pack) m's adapters that are laid out (all: every
+ * adapter), after their A and B were written. */
+static void lora_repack(icl_model *m, int all)
+{
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int q = 0; q < m->lora[l].n[p]; q++)
+                if (all || m->lora[l].lora[p][q].At)
+                    icl_lora_pack(&m->lora[l].lora[p][q]);
+}
+
 int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errsz)
 {
     icl_param_set *s = m->lora_set;
@@ -280,6 +291,7 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
     }
     rc = 0;
 out:
+    lora_repack(m, 0); /* adapters laid out before (icl_lora_apply's) follow what was read */
     icl_st_close(f);
     free(p);
     return rc;
@@ -698,11 +710,7 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
             free(b);
         }
     }
-    /* frozen from here on: A and B laid out once for the products */
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
-        for (int p = 0; p < ICL_NPROJ; p++)
-            for (int q = 0; q < m->lora[l].n[p]; q++)
-                icl_lora_pack(&m->lora[l].lora[p][q]);
+    lora_repack(m, 1); /* frozen from here on: A and B laid out once for the products */
     rc = 0;
 out:
     for (int i = 0; i < n; i++)

@@ -79,7 +79,8 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
 /* Read the adapter weights of m's "lora" set from path (an
  * adapter_model.safetensors, or a folder holding one): every view of the
  * set must be there with its shape (F32/BF16/F16), and nothing else.
- * 0 ok, -1 with err. */
+ * Adapters laid out for the products (icl_lora_pack) are laid out again,
+ * also after a failure that wrote part of the set.  0 ok, -1 with err. */
 int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errsz);
 
 /* Write m's "lora" set as a PEFT adapter folder: dir (created with its
@@ -188,7 +189,10 @@ char *icl_lora_base_path(const char *dir, char *err, size_t errsz);
  * R = sum r_i over the adapters i on that module: A = [A_1; A_2; ...]
  * [R, in] and B = [mults[1] scaling_1 B_1 | ...] [out, R], scale 1.  The
  * adapters go into m's set "lora" (icl_model_add_lora_ranked; frozen:
- * trainable 0) on the modules the files name.
+ * trainable 0) on the modules the files name, each laid out once for the
+ * products (icl_lora_pack: about twice the adapters' memory); whoever
+ * writes their A or B afterwards must lay them out again
+ * (icl_lora_load_weights does).
  * n 0: nothing.  0 ok; -1 with err naming the file (icl_lora_merge's checks
  * on the tensors, icl_lora_check_targets included, and its refusal of
  * values that are not finite or of updates |s B A| beyond 1e30; a module

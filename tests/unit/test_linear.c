@@ -504,9 +504,11 @@ static void lora_kept_and_fused(void **state)
 
 /* icl_lora_pack: A and B laid out once give the same bits as laid out at
  * every call, for decoding's few rows (ROWS kernel) and a batch's (GEMM),
- * with the down products kept or recomputed, ranks with and without
- * padding to 16; the backward (which reads them when xa is not kept) too.
- * And packing again after A or B changed follows the change. */
+ * with the down products kept or recomputed, with and without dropout,
+ * ranks with and without padding to 16; the backward (which reads them
+ * when xa is not kept) too.  The laid-out copies are what the products
+ * read (a change of B alone does not show), and packing again follows the
+ * change. */
 static void lora_packed(void **state)
 {
     (void)state;
@@ -519,9 +521,9 @@ static void lora_packed(void **state)
     }
     for (int t = 0; t < 4; t++)
         for (int kept = 0; kept < 2; kept++)
-            for (int kern = 0; kern < 2; kern++) {
-                int n = ns[t];
-                icl_lin_kernel kk = kern ? ICL_LIN_ROWS : ICL_LIN_GEMM;
+            for (int kern = 0; kern < 4; kern++) {
+                int n = ns[t], drop = kern >= 2;
+                icl_lin_kernel kk = kern & 1 ? ICL_LIN_ROWS : ICL_LIN_GEMM;
                 float *y[2], *dx[2], *dA[2][3], *dB[2][3];
                 icl_lora lo[2][3];
                 for (int v = 0; v < 2; v++) {
@@ -531,7 +533,7 @@ static void lora_packed(void **state)
                         dA[v][i] = xcalloc((size_t)r[i] * KIN, sizeof(float));
                         dB[v][i] = xcalloc((size_t)out[i] * r[i], sizeof(float));
                         lo[v][i] = (icl_lora){r[i], KIN, out[i], off[i], 2.0f / r[i], A[i], B[i], dA[v][i], dB[v][i],
-                                              0.0f, 0, NULL, NULL};
+                                              drop ? 0.25f : 0.0f, 31 + (uint64_t)i, NULL, NULL};
                         if (v)
                             icl_lora_pack(&lo[v][i]);
                     }
@@ -553,19 +555,31 @@ static void lora_packed(void **state)
                     assert_memory_equal(dA[0][i], dA[1][i], (size_t)r[i] * KIN * sizeof(float));
                     assert_memory_equal(dB[0][i], dB[1][i], (size_t)out[i] * r[i] * sizeof(float));
                 }
-                /* a changed B, packed again: the change shows, as unpacked */
+                /* B changed: unpacked, the change shows; packed, not until packed again */
                 B[1][3] += 0.25f;
-                icl_lora_pack(&lo[1][1]);
-                icl_lora_unpack(&lo[1][0]);
-                assert_null(lo[1][0].At);
-                assert_null(lo[1][0].Bt);
-                for (int v = 0; v < 2; v++) {
-                    icl_linear l = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, w, NULL}, NULL, NULL, lo[v], 3, NULL};
-                    float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
-                    icl_linear_forward(&l, y[v], KOUT, x, KIN, n, 0.0f, kk, 2, work);
-                    free(work);
+                float *yp = xmalloc((size_t)n * KOUT * sizeof(float));
+                for (int pass = 0; pass < 2; pass++) {
+                    if (pass) {
+                        icl_lora_pack(&lo[1][1]);
+                        icl_lora_unpack(&lo[1][0]);
+                        assert_null(lo[1][0].At);
+                        assert_null(lo[1][0].Bt);
+                    }
+                    memcpy(yp, y[1], (size_t)n * KOUT * sizeof(float));
+                    for (int v = 0; v < 2; v++) {
+                        icl_linear l = {{ICL_WEIGHT_F32, 0, KOUT, KIN, 0, w, NULL}, NULL, NULL, lo[v], 3, NULL};
+                        float *work = xmalloc(icl_linear_work(&l, n) * sizeof(float));
+                        icl_linear_forward(&l, y[v], KOUT, x, KIN, n, 0.0f, kk, 2, work);
+                        free(work);
+                    }
+                    if (pass) {
+                        assert_memory_equal(y[0], y[1], (size_t)n * KOUT * sizeof(float));
+                    } else {
+                        assert_memory_equal(y[1], yp, (size_t)n * KOUT * sizeof(float));
+                        assert_memory_not_equal(y[0], y[1], (size_t)n * KOUT * sizeof(float));
+                    }
                 }
-                assert_memory_equal(y[0], y[1], (size_t)n * KOUT * sizeof(float));
+                free(yp);
                 B[1][3] -= 0.25f;
                 for (int v = 0; v < 2; v++) {
                     free(y[v]), free(dx[v]);

@@ -159,6 +159,28 @@ static void greedy_margins(void **state)
     assert_true(margins(GGUF, NP, prompts, plen, 24) >= NP);
 }
 
+/* Every adapter of m laid out (icl_lora_pack) as its A and B are now:
+ * At = A^T zero-padded to 16 columns, Bt = B^T. */
+static void check_packed(const icl_model *m)
+{
+    int n = 0;
+    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+        for (int p = 0; p < ICL_NPROJ; p++)
+            for (int i = 0; i < m->lora[l].n[p]; i++, n++) {
+                const icl_lora *a = &m->lora[l].lora[p][i];
+                int rp = (a->r + 15) / 16 * 16;
+                assert_non_null(a->At);
+                assert_non_null(a->Bt);
+                for (int c = 0; c < a->in; c++)
+                    for (int k = 0; k < rp; k++)
+                        assert_true(a->At[(size_t)c * rp + k] == (k < a->r ? a->A[(size_t)k * a->in + c] : 0.0f));
+                for (int k = 0; k < a->r; k++)
+                    for (int j = 0; j < a->out; j++)
+                        assert_true(a->Bt[(size_t)k * a->out + j] == a->B[(size_t)j * a->r + k]);
+            }
+    assert_true(n > 0);
+}
+
 static void adapters_unmerged(void **state)
 {
     (void)state;
@@ -181,6 +203,13 @@ static void adapters_unmerged(void **state)
     icl_kv_cache_reset(kq);
     assert_int_equal(icl_model_decode(b, kq, ids, 9, zq, 1, err, sizeof err), 0);
     assert_true(rel_l2(zq, zf, 9 * (size_t)V) > 1e-3);
+    /* laid out once, and again when icl_lora_load_weights writes A and B
+     * (the file's B without the 0.7 x scaling icl_lora_apply put in) */
+    check_packed(q);
+    float b0 = q->lora[0].lora[ICL_PROJ_QKV][0].B[0];
+    assert_int_equal(icl_lora_load_weights(q, PEFT, err, sizeof err), 0);
+    assert_true(q->lora[0].lora[ICL_PROJ_QKV][0].B[0] != b0);
+    check_packed(q);
     icl_kv_cache_free(kf);
     icl_kv_cache_free(kq);
     free(zf);
