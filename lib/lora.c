@@ -446,16 +446,27 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
             icl_seterr(err, errsz, "%s: %s", p, e2);
             goto out;
         }
-#pragma omp parallel for schedule(static)
-        for (int o = 0; o < it->out; o++) {
-            const float *b = B + (size_t)o * r;
-            for (int i = 0; i < it->in; i++) {
-                float d = 0;
-                for (int j = 0; j < r; j++)
-                    d += b[j] * A[(size_t)j * it->in + i];
-                float *w = it->conv1d ? &it->W[(size_t)i * it->out + o] : &it->W[(size_t)o * it->in + i];
-                *w += d * s;
+        /* W[o, i] += s (B A)[o, i], each (B A)[o, i] summed over j in order
+         * from 0: row o of B A built a row of A at a time (A's rows
+         * contiguous, not one column walk per element) */
+#pragma omp parallel
+        {
+            float *d = xmalloc((size_t)it->in * sizeof *d);
+#pragma omp for schedule(static)
+            for (int o = 0; o < it->out; o++) {
+                const float *b = B + (size_t)o * r;
+                memset(d, 0, (size_t)it->in * sizeof *d);
+                for (int j = 0; j < r; j++) {
+                    const float bj = b[j], *a = A + (size_t)j * it->in;
+                    for (int i = 0; i < it->in; i++)
+                        d[i] += bj * a[i];
+                }
+                for (int i = 0; i < it->in; i++) {
+                    float *w = it->conv1d ? &it->W[(size_t)i * it->out + o] : &it->W[(size_t)o * it->in + i];
+                    *w += d[i] * s;
+                }
             }
+            free(d);
         }
         free(A);
         free(B);
