@@ -429,7 +429,12 @@ int main(int argc, char **argv)
         case O_LORA_DROP: o.lora_dropout = icl_opt_double("--lora-dropout", optarg, 0, 1); break;
         case O_LORA_TGT: o.lora_targets = optarg; break;
         case O_RSLORA: o.use_rslora = 1; break;
-        case O_ADAPTER: o.adapter = optarg; break;
+        case O_ADAPTER:
+            if (o.adapter)
+                usage_die("--adapter %s: given twice (icl-train starts from one adapter; icl-convert --adapter A "
+                          "--adapter B merges several into a model)", optarg);
+            o.adapter = optarg;
+            break;
         case O_DEQUANT: o.dequantize = 1; break;
         case O_NOADAPT: adaptive = 0; break;
         case 'q': o.verbose = 0, icl_quiet = 1; break;

@@ -1185,6 +1185,22 @@ static int read_state(train_run *r)
         fail(r, "%s: data position out of range", path);
         goto out;
     }
+    /* the state is the one its folder's name says: checkpoint-N after step N */
+    const char *fmt = json_string_value(json_object_get(ic, "format")), *slash = strrchr(r->ckpt, '/');
+    const char *bn = slash ? slash + 1 : r->ckpt;
+    char *end = NULL;
+    long n = strncmp(bn, "checkpoint-", 11) ? -1 : strtol(bn + 11, &end, 10);
+    json_t *gs = json_object_get(root, "global_step");
+    if (!fmt || strcmp(fmt, "icl-trainer-state 1")) {
+        fail(r, "%s: \"icl.format\" is %s%s%s, not \"icl-trainer-state 1\" (another icl-train's?)", path,
+             fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
+        goto out;
+    }
+    if ((end && !*end && n != p->step) || (gs && (!json_is_integer(gs) || json_integer_value(gs) != p->step))) {
+        fail(r, "%s: \"icl.step\" is %ld, but the folder is %s%s", path, p->step, bn,
+             gs && json_is_integer(gs) && json_integer_value(gs) != p->step ? " and global_step differs" : "");
+        goto out;
+    }
     p->cursor = (size_t)cursor;
     json_t *lw = json_object_get(ic, "log_window");
     if (json_is_object(lw)) {
@@ -1249,6 +1265,22 @@ static int save_optimizer(icl_model *m, const char *path, char *err, size_t errs
     return rc;
 }
 
+/* "[d0, d1, ...]" of a shape, for messages. */
+typedef struct {
+    char s[96];
+} shape_buf;
+
+static shape_buf shape_str(const int64_t *shape, int ndim)
+{
+    shape_buf b;
+    size_t n = 0;
+    b.s[n++] = '[';
+    for (int d = 0; d < ndim && n < sizeof b.s - 24; d++)
+        n += (size_t)snprintf(b.s + n, sizeof b.s - n, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    snprintf(b.s + n, sizeof b.s - n, "]");
+    return b;
+}
+
 static int load_optimizer(icl_model *m, const char *path, char *err, size_t errsz)
 {
     icl_st_file *f = icl_st_open(path, err, errsz);
@@ -1274,10 +1306,27 @@ static int load_optimizer(icl_model *m, const char *path, char *err, size_t errs
                     icl_seterr(err, errsz, "%s: %s is %s, not F32", path, name, t->dtype_name);
                     goto out;
                 }
-                if (icl_st_read_f32(t, (k ? s->v : s->m) + v->offset, v->numel, e2, sizeof e2)) {
+                int same = t->ndim == v->ndim;
+                for (int d = 0; same && d < v->ndim; d++)
+                    same = t->shape[d] == v->shape[d];
+                if (!same) {
+                    icl_seterr(err, errsz, "%s: %s has shape %s, its parameter's is %s", path, name,
+                               shape_str(t->shape, t->ndim).s, shape_str(v->shape, v->ndim).s);
+                    goto out;
+                }
+                float *dst = (k ? s->v : s->m) + v->offset;
+                if (icl_st_read_f32(t, dst, v->numel, e2, sizeof e2)) {
                     icl_seterr(err, errsz, "%s: %s", path, e2);
                     goto out;
                 }
+                /* AdamW's moments: finite, the second (a mean of squares) not negative;
+                 * else the first step's update is NaN */
+                for (size_t j = 0; j < v->numel; j++)
+                    if (!isfinite(dst[j]) || (k && dst[j] < 0)) {
+                        icl_seterr(err, errsz, "%s: %s[%zu] is %g: not an AdamW %s moment", path, name, j,
+                                   (double)dst[j], k ? "second" : "first");
+                        goto out;
+                    }
             }
         }
     rc = 0;

@@ -218,4 +218,41 @@ test_expect_success 'messages name the cause (issue 18 defect 12): sizes, and an
 	test_grep "big.tok:1: token id 18446744073709551616 is out of range (ids are below 2^31)" err
 '
 
+test_expect_success 'a checkpoint edited by hand is refused by name: moments (NaN, a negative second moment, a transposed shape), its step, its format' '
+	icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 --save-every 2 -o hcfull rand.tok >m &&
+	mkdir hc0 && cp -r hcfull/checkpoint-2 hc0/ &&
+	edit_moment() { # FOLDER TENSOR-SUFFIX VALUE|transpose
+		python3 -c "import json,struct,sys
+p=sys.argv[1]+\"/checkpoint-2/optimizer.safetensors\"; f=open(p,\"rb\"); n=struct.unpack(\"<Q\",f.read(8))[0]; h=json.loads(f.read(n)); d=bytearray(f.read())
+k=[k for k in h if k.endswith(sys.argv[2])][0]; a,b=h[k][\"data_offsets\"]
+if sys.argv[3]==\"transpose\": h[k][\"shape\"]=h[k][\"shape\"][::-1]
+else: d[a:a+4]=struct.pack(\"<f\",float(sys.argv[3]))
+hb=json.dumps(h).encode(); open(p,\"wb\").write(struct.pack(\"<Q\",len(hb))+hb+d)" "$@"
+	} &&
+	for c in "exp_avg nan first" "exp_avg_sq -1 second" "exp_avg_sq inf second"; do
+		set -- $c && rm -rf hc && cp -r hc0 hc && edit_moment hc "lora_A.weight.$1" "$2" &&
+		test_must_fail icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 -o hc --resume rand.tok 2>err &&
+		test_grep "hc/checkpoint-2/optimizer.safetensors: base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight.$1\[0\] is -*[a-z0-9]*: not an AdamW $3 moment" err &&
+		! test -e hc/checkpoint-3 || return 1
+	done &&
+	rm -rf hc && cp -r hc0 hc && edit_moment hc lora_A.weight.exp_avg transpose &&
+	test_must_fail icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 -o hc --resume rand.tok 2>err &&
+	test_grep "lora_A.weight.exp_avg has shape \[64, 2\], its parameter.s is \[2, 64\]" err &&
+	rm -rf hc && cp -r hc0 hc &&
+	sed "s/\"step\": 2,/\"step\": 4611686018427387904,/" hc0/checkpoint-2/trainer_state.json >hc/checkpoint-2/trainer_state.json &&
+	test_must_fail icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 -o hc --resume rand.tok 2>err &&
+	test_grep "trainer_state.json: \"icl.step\" is 4611686018427387904, but the folder is checkpoint-2" err &&
+	sed "s/icl-trainer-state 1/icl-trainer-state 99/" hc0/checkpoint-2/trainer_state.json >hc/checkpoint-2/trainer_state.json &&
+	test_must_fail icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 -o hc --resume rand.tok 2>err &&
+	test_grep "\"icl.format\" is \"icl-trainer-state 99\", not \"icl-trainer-state 1\"" err &&
+	rm -rf hc && cp -r hc0 hc &&
+	icl-train -q $A --lora-r 2 --lora-targets q_proj --max-steps 3 -o hc --resume rand.tok >m &&
+	test -d hc/checkpoint-3
+'
+
+test_expect_success '--adapter given twice is refused' '
+	test_must_fail icl-train -q $A -o two --adapter hcfull --adapter hcfull rand.tok 2>err &&
+	test_grep "icl-train: --adapter hcfull: given twice (icl-train starts from one adapter" err
+'
+
 test_done
