@@ -236,6 +236,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
             }
             if ((decode ? icl_lm_eval_line_decode : icl_lm_eval_line)(m, &e, r.ids, r.target, r.n, err, sizeof err) != 0)
                 icl_die("%s:%ld: %s", name, r.lines.lineno, err);
+            if (e.tokens > 0 && !isfinite(icl_lm_eval_loss(&e))) /* NaN or Inf logits: no score is meaningful */
+                icl_die("%s:%ld: the loss is not finite (NaN or Inf): so are the model's logits (weights or an "
+                        "adapter's scale too large?)", name, r.lines.lineno);
             icl_progress_add(&prog, 1);
             char where[48];
             snprintf(where, sizeof where, "line %ld", prog.done + 1);
@@ -252,7 +255,7 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     json_t *sum = json_object();
     json_object_set_new(sum, "records", json_integer(e.records));
     json_object_set_new(sum, "tokens", json_integer(e.tokens));
-#define REAL_OR_NULL(x) (isnan(x) ? json_null() : json_real(x))
+#define REAL_OR_NULL(x) (isfinite(x) ? json_real(x) : json_null())
     json_object_set_new(sum, "loss", REAL_OR_NULL(icl_lm_eval_loss(&e)));
     json_object_set_new(sum, "perplexity", REAL_OR_NULL(icl_lm_eval_perplexity(&e)));
     json_object_set_new(sum, "token_accuracy", REAL_OR_NULL(icl_lm_eval_accuracy(&e)));

@@ -187,6 +187,17 @@ int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t 
         icl_seterr(err, errsz, "%s", e2);
     else
         rc = icl_lora_check_targets(&c, mc, f, p, err, errsz);
+    /* the rank the config gives is the tensors': a caller sizes buffers by it */
+    for (int i = 0; rc == 0 && i < icl_st_count(f); i++) {
+        const icl_st_tensor *t = icl_st_get(f, i);
+        size_t n = strlen(t->name);
+        int a = n >= 13 && !strcmp(t->name + n - 13, "lora_A.weight"), b = n >= 13 && !strcmp(t->name + n - 13, "lora_B.weight");
+        if ((a || b) && (t->ndim != 2 || t->shape[a ? 0 : 1] != c.r)) {
+            icl_seterr(err, errsz, "%s: %s has rank %lld, adapter_config.json says r %d", p, t->name,
+                       (long long)(t->ndim == 2 ? t->shape[a ? 0 : 1] : -1), c.r);
+            rc = -1;
+        }
+    }
     icl_st_close(f);
     free(p);
     icl_lora_config_free(&c);
@@ -240,6 +251,17 @@ static void describe_mismatch(const icl_st_file *f, const icl_param_set *s, int 
     icl_seterr(err, errsz, "%s: %d tensors, these options want %d (a name given twice?)", p, nf, s->n_views);
 }
 
+double icl_lora_max_abs(const float *v, size_t n)
+{
+    double mx = 0;
+    for (size_t j = 0; j < n && isfinite(mx); j++) {
+        double x = fabs(v[j]);
+        if (!(x <= mx)) /* larger, or NaN */
+            mx = isnan(x) ? INFINITY : x;
+    }
+    return mx;
+}
+
 /* Lay out again (icl_lora_pack) m's adapters that are laid out (all: every
  * adapter), after their A and B were written. */
 static void lora_repack(icl_model *m, int all)
@@ -289,6 +311,28 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
             goto out;
         }
     }
+    /* as icl_lora_merge: finite values, and updates that stay finite */
+    for (int l = 0; m->lora && l < m->cfg.num_hidden_layers; l++)
+        for (int q = 0; q < ICL_NPROJ; q++)
+            for (int i = 0; i < m->lora[l].n[q]; i++) {
+                const icl_lora *a = &m->lora[l].lora[q][i];
+                double mx[2] = {icl_lora_max_abs(a->A, (size_t)a->r * a->in),
+                                icl_lora_max_abs(a->B, (size_t)a->out * a->r)};
+                double bound = fabs((double)a->scale) * a->r * mx[0] * mx[1];
+                if (isfinite(mx[0]) && isfinite(mx[1]) && bound <= ICL_LORA_MAX_UPDATE)
+                    continue;
+                const char *nm = "?";
+                for (int j = 0; j < s->n_views; j++)
+                    if (s->params + s->views[j].offset == (isfinite(mx[0]) ? a->B : a->A))
+                        nm = s->views[j].name;
+                if (!isfinite(mx[0]) || !isfinite(mx[1]))
+                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", p, nm);
+                else
+                    icl_seterr(err, errsz, "%s: %s and its lora_A make updates of up to %g at scale %g "
+                               "(lora_alpha over r), beyond %g, where float32 activations overflow", p, nm, bound,
+                               (double)a->scale, ICL_LORA_MAX_UPDATE);
+                goto out;
+            }
     rc = 0;
 out:
     lora_repack(m, 0); /* adapters laid out before (icl_lora_apply's) follow what was read */
@@ -415,11 +459,7 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
                 icl_seterr(err, errsz, "%s: %s", p, e2);
                 goto out;
             }
-            for (size_t i = 0; i < n; i++) {
-                double a = fabs(v[i]);
-                if (!(a <= mx[q])) /* larger, or NaN */
-                    mx[q] = isnan(a) ? INFINITY : a;
-            }
+            mx[q] = icl_lora_max_abs(v, n);
             free(v);
             if (!isfinite(mx[q])) {
                 icl_seterr(err, errsz, "%s: %s holds values that are not finite", p, ts[q]->name);
@@ -429,9 +469,10 @@ int icl_lora_merge(icl_model *m, const char *dir, double mult, char *err, size_t
         double b = fabs((double)s) * r * mx[0] * mx[1];
         bound = b > bound ? b : bound;
     }
-    if (!isfinite(s) || bound > 1e30) {
-        icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g: not float32 weights",
-                   dir, c.lora_alpha, c.r, mult, isfinite(s) ? bound : (double)s);
+    if (!isfinite(s) || bound > ICL_LORA_MAX_UPDATE) {
+        icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g, beyond %g, where "
+                   "float32 activations overflow", dir, c.lora_alpha, c.r, mult, isfinite(s) ? bound : (double)s,
+                   ICL_LORA_MAX_UPDATE);
         goto out;
     }
     for (int k = 0; k < ni; k++) {
@@ -688,24 +729,16 @@ int icl_lora_apply(icl_model *m, const char *const *dirs, const double *mults, i
                 goto out;
             }
             /* as icl_lora_merge: finite values, and updates that stay finite */
-            double mx[2] = {0, 0};
-            const float *ab[2] = {a, b};
-            size_t nab[2] = {(size_t)r * in, (size_t)out * r};
-            for (int q = 0; q < 2; q++)
-                for (size_t j = 0; j < nab[q] && isfinite(mx[q]); j++) {
-                    double x = fabs(ab[q][j]);
-                    if (!(x <= mx[q])) /* larger, or NaN */
-                        mx[q] = isnan(x) ? INFINITY : x;
-                }
+            double mx[2] = {icl_lora_max_abs(a, (size_t)r * in), icl_lora_max_abs(b, (size_t)out * r)};
             double bound = fabs((double)sc) * r * mx[0] * mx[1];
-            if (!isfinite(mx[0]) || !isfinite(mx[1]) || !isfinite(sc) || bound > 1e30) {
+            if (!isfinite(mx[0]) || !isfinite(mx[1]) || !isfinite(sc) || bound > ICL_LORA_MAX_UPDATE) {
                 if (!isfinite(mx[0]) || !isfinite(mx[1]))
                     icl_seterr(err, errsz, "%s: %s holds values that are not finite", u[i].path,
                                isfinite(mx[0]) ? B->name : A->name);
                 else
-                    icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g: not "
-                               "float32 weights", dirs[i], u[i].c.lora_alpha, r, mults[i],
-                               isfinite(sc) ? bound : (double)sc);
+                    icl_seterr(err, errsz, "%s: lora_alpha %g over r %d (times %g) makes updates of up to %g, "
+                               "beyond %g, where float32 activations overflow", dirs[i], u[i].c.lora_alpha, r,
+                               mults[i], isfinite(sc) ? bound : (double)sc, ICL_LORA_MAX_UPDATE);
                 free(a);
                 free(b);
                 goto out;

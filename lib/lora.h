@@ -76,11 +76,26 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
  * (owned by m) or NULL with err. */
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
 
+/* Largest update an adapter may make, refused above it wherever an
+ * adapter is read: |scale| r max|A| max|B|, a bound of every |scale (B
+ * A)[o, i]|.  A layer's output sums up to ~1e4 inputs of activations up to
+ * ~1e3 (a trained model's are far smaller); with weights of 1e12 that is
+ * beyond 1e19, whose square overflows float32 in the next RMSNorm (icl's as
+ * Hugging Face's: its rstd becomes 0), and the outputs turn to NaN or
+ * uniform logits.  Trained adapters' bounds are below 1e2. */
+#define ICL_LORA_MAX_UPDATE 1e12
+
+/* max |v[j]| over v[0..n), or INFINITY when one is NaN or infinite. */
+double icl_lora_max_abs(const float *v, size_t n);
+
 /* Read the adapter weights of m's "lora" set from path (an
  * adapter_model.safetensors, or a folder holding one): every view of the
  * set must be there with its shape (F32/BF16/F16), and nothing else.
- * Adapters laid out for the products (icl_lora_pack) are laid out again,
- * also after a failure that wrote part of the set.  0 ok, -1 with err. */
+ * Their values must be finite, and each adapter's updates within
+ * ICL_LORA_MAX_UPDATE at its scale (as icl_lora_merge checks).  Adapters
+ * laid out for the products (icl_lora_pack) are laid out again, also after
+ * a failure that wrote part of the set.  0 ok, -1 with err naming the file
+ * and tensor (the set then holds what was read). */
 int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errsz);
 
 /* Write m's "lora" set as a PEFT adapter folder: dir (created with its
@@ -105,8 +120,9 @@ int icl_lora_save(const icl_model *m, const icl_lora_config *c, const char *dir,
 int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const icl_st_file *f, const char *path,
                            char *err, size_t errsz);
 /* icl_lora_check_targets on the adapter folder dir (its
- * adapter_config.json and adapter_model.safetensors): 0, or -1 with err
- * (those checks, or a file that does not read). */
+ * adapter_config.json and adapter_model.safetensors), and every lora_A
+ * [r, in] and lora_B [out, r] of the config's r: 0, or -1 with err (those
+ * checks, or a file that does not read). */
 int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t errsz);
 
 /* Open DIR/adapter_model.safetensors (icl_st_open; the caller closes).

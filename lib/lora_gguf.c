@@ -201,14 +201,19 @@ int icl_lora_save_gguf(const char *dir, const char *base, const char *path, uint
             icl_seterr(err, errsz, "%s: %s", ap, e2);
             goto out;
         }
-        const float *ab[2] = {A, B}; /* as icl_lora_merge: llama.cpp would compute with them */
-        size_t nab[2] = {(size_t)r * (size_t)it->in, (size_t)it->out * r};
-        for (int q = 0; q < 2; q++)
-            for (size_t j = 0; j < nab[q]; j++)
-                if (!isfinite(ab[q][j])) {
-                    icl_seterr(err, errsz, "%s: %s holds values that are not finite", ap, q ? it->B->name : it->A->name);
-                    goto out;
-                }
+        /* as icl_lora_merge: llama.cpp would compute with them */
+        double mx[2] = {icl_lora_max_abs(A, (size_t)r * (size_t)it->in), icl_lora_max_abs(B, (size_t)it->out * r)};
+        if (!isfinite(mx[0]) || !isfinite(mx[1])) {
+            icl_seterr(err, errsz, "%s: %s holds values that are not finite", ap,
+                       isfinite(mx[0]) ? it->B->name : it->A->name);
+            goto out;
+        }
+        double bound = fabs(icl_lora_scale(&lc)) * r * mx[0] * mx[1];
+        if (bound > ICL_LORA_MAX_UPDATE) {
+            icl_seterr(err, errsz, "%s: lora_alpha %g over r %d makes updates of up to %g, beyond %g, where float32 "
+                       "activations overflow", dir, lc.lora_alpha, lc.r, bound, ICL_LORA_MAX_UPDATE);
+            goto out;
+        }
         /* llama's q/k rope permutation acts on the output rows: lora_b's */
         if (it->row->xform == ICL_GGUF_PERMUTE_Q || it->row->xform == ICL_GGUF_PERMUTE_K) {
             int heads = it->row->xform == ICL_GGUF_PERMUTE_Q ? c->num_attention_heads : c->num_key_value_heads;

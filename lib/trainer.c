@@ -550,6 +550,9 @@ static int open_lora(train_run *r)
     free(base);
     if (!lc->base_model_name_or_path)
         return fail(r, "%s", e2);
+    /* the adapter's tensors checked before the set is sized by its config */
+    if (!r->ckpt && o->adapter && icl_lora_check_dir(o->adapter, &r->m->cfg, e2, sizeof e2))
+        return fail(r, "%s", e2);
     if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2))
         return fail(r, "%s", e2);
     if (r->ckpt) {
@@ -563,8 +566,7 @@ static int open_lora(train_run *r)
             return fail(r, "%s: cannot resume: %s (give the same LoRA options, or start a new run)", r->ckpt, diff);
         if (icl_lora_load_weights(r->m, r->ckpt, e2, sizeof e2))
             return fail(r, "%s", e2);
-    } else if (o->adapter && (icl_lora_check_dir(o->adapter, &r->m->cfg, e2, sizeof e2) ||
-                              icl_lora_load_weights(r->m, o->adapter, e2, sizeof e2))) {
+    } else if (o->adapter && icl_lora_load_weights(r->m, o->adapter, e2, sizeof e2)) {
         return fail(r, "%s", e2);
     }
     return 0;

@@ -170,7 +170,37 @@ open(\"nan/adapter_model.safetensors\",\"wb\").write(f[:o]+struct.pack(\"<f\",fl
 	test_must_fail icl-convert -b "$Q" nan nan.gguf 2>err &&
 	sed "s/^icl-eval/icl-convert/" want >want2 && test_cmp want2 err && test ! -e nan.gguf &&
 	test_must_fail icl-gen --ids -n 1 -m "$Q" --adapter "$PEFT:1e300" <rand.tok 2>err &&
-	test_grep "lora_alpha 8 over r 4 (times 1e+300) makes updates of up to inf: not float32 weights" err
+	test_grep "lora_alpha 8 over r 4 (times 1e+300) makes updates of up to inf, beyond 1e+12, where float32 activations overflow" err
+'
+
+test_expect_success 'finite updates beyond 1e12 are refused too (they gave uniform logits: loss ln V, exit 0), by icl-train --adapter and the LoRA GGUF export as well; NaN by icl-train too' '
+	test_must_fail icl-eval -m "$Q" --adapter "$PEFT:1e15" rand.tok 2>err &&
+	test_grep "^icl-eval: .*adapter: lora_alpha 8 over r 4 (times 1e+15) makes updates of up to [0-9.e+]*, beyond 1e+12" err &&
+	icl-eval -m "$Q" --adapter "$PEFT:1000" rand.tok >ok.json &&
+	mkdir big && sed "s/\"lora_alpha\": *8/\"lora_alpha\": 8e15/" "$PEFT/adapter_config.json" >big/adapter_config.json &&
+	cp "$PEFT/adapter_model.safetensors" big/ && grep -q 8e15 big/adapter_config.json &&
+	test_must_fail icl-train -q -m "$Q" --adapter big -o tb --max-steps 1 --batch-size 2 rand.tok 2>err &&
+	test_grep "^icl-train: big/adapter_model.safetensors: base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight and its lora_A make updates of up to .*, beyond 1e+12" err &&
+	test_must_fail icl-convert -b "$Q" big big.gguf 2>err &&
+	test_grep "^icl-convert: big: lora_alpha 8e+15 over r 4 makes updates of up to .*, beyond 1e+12" err && test ! -e big.gguf &&
+	test_must_fail icl-train -q -m "$Q" --adapter nan -o tn --max-steps 1 --batch-size 2 rand.tok 2>err &&
+	test_grep "^icl-train: nan/adapter_model.safetensors: base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight holds values that are not finite" err &&
+	mkdir r64k && sed "s/\"r\": *4/\"r\": 65536/" "$PEFT/adapter_config.json" >r64k/adapter_config.json &&
+	cp "$PEFT/adapter_model.safetensors" r64k/ && grep -q 65536 r64k/adapter_config.json &&
+	test_must_fail icl-train -q -m "$Q" --adapter r64k -o tr --max-steps 1 --batch-size 2 rand.tok 2>err &&
+	test_grep "^icl-train: r64k/adapter_model.safetensors: base_model.model.model.layers.0.[a-z_.]*.lora_A.weight has rank 4, adapter_config.json says r 65536" err &&
+	test ! -e tr
+'
+
+test_expect_success 'icl-eval -m fails, naming the line, when the loss is not finite (it printed null and exited 0)' '
+	cp -r "$DATA/model/llama-tiny/model" inf &&
+	python3 -c "import json,struct
+p=\"inf/model.safetensors\"; f=open(p,\"rb\"); n=struct.unpack(\"<Q\",f.read(8))[0]; hr=f.read(n); d=bytearray(f.read()); h=json.loads(hr)
+a,b=h[\"model.layers.0.mlp.down_proj.weight\"][\"data_offsets\"]
+d[a:b]=struct.pack(\"<f\",3e38)*((b-a)//4)
+open(p,\"wb\").write(struct.pack(\"<Q\",n)+hr+d)" &&
+	test_must_fail icl-eval -m inf rand.tok >out 2>err &&
+	test_grep "^icl-eval: rand.tok:1: the loss is not finite (NaN or Inf)" err && test ! -s out
 '
 
 test_expect_success 'an adapter file of 200000 tensor pairs is refused at once (no quadratic search), naming the first module the model lacks' '
