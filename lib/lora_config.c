@@ -144,9 +144,10 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
     if (v && !json_is_null(v) && (!json_is_string(v) || strcmp(json_string_value(v), "none")))
         BAD("%s: \"bias\" other than \"none\" is not supported", path);
     /* alora_invocation_tokens (activated LoRA) and exclude_modules (below) would change which tokens or
-     * modules the same lora_A/lora_B tensors adapt: not to be applied as plain LoRA */
+     * modules the same lora_A/lora_B tensors adapt: not to be applied as plain LoRA; trainable_token_indices
+     * (PEFT 0.15's trained embedding rows) would be an update icl does not apply */
     static const char *const unsupported[] = {"modules_to_save", "layers_to_transform", "layer_replication",
-                                              "alora_invocation_tokens"};
+                                              "alora_invocation_tokens", "trainable_token_indices"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         v = json_object_get(root, unsupported[i]);
         if (v && !json_is_null(v))

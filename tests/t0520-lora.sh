@@ -200,7 +200,8 @@ test_expect_success 'adapter_config.json: flags that are not booleans, a lora_dr
 	mkdir -p types && cp "$PEFT/adapter_model.safetensors" types/ &&
 	for kv in "use_rslora=\"false\"|\"use_rslora\" is not true or false" "use_dora=1|\"use_dora\" is not true or false" \
 		"lora_dropout=\"0.1\"|\"lora_dropout\" is not a number" "exclude_modules=[\"q_proj\"]|\"exclude_modules\" is not supported" \
-		"alora_invocation_tokens=[1, 2]|\"alora_invocation_tokens\" is not supported"; do
+		"alora_invocation_tokens=[1, 2]|\"alora_invocation_tokens\" is not supported" \
+		"trainable_token_indices=[5, 7]|\"trainable_token_indices\" is not supported"; do
 		python3 -c "import json,sys
 a=json.load(open(sys.argv[1])); k,v=sys.argv[2].split(\"=\",1); a[k]=json.loads(v)
 json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" "${kv%%|*}" &&
@@ -208,9 +209,19 @@ json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.
 		echo "icl-eval: types/adapter_config.json: ${kv#*|}" >want && test_cmp want err || return 1
 	done &&
 	python3 -c "import json,sys
-a=json.load(open(sys.argv[1])); a[\"exclude_modules\"]=[]; a[\"lora_dropout\"]=None; a[\"use_rslora\"]=None
+a=json.load(open(sys.argv[1])); a[\"exclude_modules\"]=[]; a[\"lora_dropout\"]=None; a[\"use_rslora\"]=None; a[\"trainable_token_indices\"]=None
 json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
 	icl-eval -m "$LLAMA" --adapter types rand.tok >e.types && test_cmp e.adapter e.types
+'
+
+test_expect_success 'icl-train --adapter: options its adapter_config.json gives that do not fit the model name that file' '
+	mkdir -p tfoo && cp "$PEFT/adapter_model.safetensors" tfoo/ &&
+	python3 -c "import json,sys
+a=json.load(open(sys.argv[1])); a[\"target_modules\"]=list(a[\"target_modules\"])+[\"foo_proj\"]
+json.dump(a, open(\"tfoo/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter tfoo -o tfo --max-steps 1 rand.tok 2>err &&
+	echo "icl-train: tfoo/adapter_config.json: LoRA target \"foo_proj\" names no projection of this llama model" >want &&
+	test_cmp want err && test ! -e tfo
 '
 
 test_expect_success 'a tensor name of 100000 bytes is refused saying so, not with a message cut before its reason' '

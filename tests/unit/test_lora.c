@@ -190,11 +190,15 @@ static void merge_equals_peft(void **state)
     assert_int_equal(icl_lora_merge(h, ADAPTER, 0.5, err, sizeof err), 0);
     for (size_t k = 0; k < m->base.num_params; k++)
         assert_true(fabsf(h->base.params[k] - m->base.params[k]) <= 1e-6f * (1 + fabsf(m->base.params[k])));
-    /* a scale that overflows float32, or a NaN in lora_B: refused, the model unchanged */
+    /* a scale whose updates pass ICL_LORA_MAX_UPDATE (1e36, and 1e15: finite
+     * sums that overflow in the next RMSNorm), or a NaN in lora_B: refused,
+     * the model unchanged */
     float *keep = malloc(h->base.num_params * sizeof *keep);
     memcpy(keep, h->base.params, h->base.num_params * sizeof *keep);
     assert_int_equal(icl_lora_merge(h, ADAPTER, 1e36, err, sizeof err), -1);
-    assert_non_null(strstr(err, "not float32 weights"));
+    assert_non_null(strstr(err, "beyond 1e+12, where float32 activations overflow"));
+    assert_int_equal(icl_lora_merge(h, ADAPTER, 1e15, err, sizeof err), -1);
+    assert_non_null(strstr(err, "(times 1e+15) makes updates of up to"));
     char dir[] = "/tmp/icl-test-nan.XXXXXX", cmd[800];
     assert_non_null(mkdtemp(dir));
     snprintf(cmd, sizeof cmd, "cp %s/adapter_config.json %s/", ADAPTER, dir);
