@@ -876,6 +876,8 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
     if (!extra || !icl_gguf_find_kv(extra, "general.name"))
         icl_gguf_set_str(w, "general.name", "icl", 3);
     icl_gguf_set_hparams(w, c);
+    /* the file type names the matrices' main type, set again below from
+     * the types written (here for its place among the keys) */
     icl_gguf_set_u32(w, "general.file_type", (uint32_t)icl_gguf_file_type_of(type));
     /* special token ids from the config unless the source GGUF had them */
     static const char *const idk[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
@@ -889,7 +891,7 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
         goto out;
     /* tensors */
     void **bufs = xcalloc(2 * (size_t)m->base.n_views + 2, sizeof *bufs);
-    int nb = 0;
+    int nb = 0, ntype[40] = {0}; /* matrices written per ggml type */
     for (int r = 0; r < nrows; r++) {
         const icl_gguf_tensor_map *row = &tab[r];
         if (!row_needed(c, row))
@@ -946,8 +948,23 @@ int icl_gguf_save_model(const icl_model *m, const char *path, uint32_t type, con
             }
             if (icl_gguf_add_tensor(w, gn, tt, nd, ne, data, nbytes, err, errsz))
                 goto free_bufs;
+            if (nd == 2 && tt < 40)
+                ntype[tt]++;
         }
     }
+    /* "mostly" that type, as llama.cpp's file types say (the head's Q8_0
+     * does not make a Q4_1 file Q8_0): with the source's types (--like
+     * without --type) its own file type when it has one, else the type of
+     * most matrices among those with a file type, else type's */
+    uint64_t eft;
+    int most = -1;
+    for (int t = 0; t < 40; t++)
+        if (ntype[t] && icl_gguf_file_type_of((uint32_t)t) >= 0 && (most < 0 || ntype[t] > ntype[most]))
+            most = t;
+    if (extra && extra_types && icl_gguf_get_uint(extra, "general.file_type", &eft, NULL, 0) == 0 && eft < 1024)
+        icl_gguf_set_u32(w, "general.file_type", (uint32_t)eft);
+    else if (extra && extra_types && most >= 0)
+        icl_gguf_set_u32(w, "general.file_type", (uint32_t)icl_gguf_file_type_of((uint32_t)most));
     if (c->rope_llama3) { /* as llama.cpp's converter: the divisors of each frequency */
         float *rf = xmalloc((size_t)(c->head_dim / 2) * sizeof *rf);
         bufs[nb++] = rf;

@@ -118,7 +118,11 @@ test_expect_success 'icl-gen -m GGUF: the blocks by default, --dequantize float3
 	icl-gen -m "$Q" --dequantize --ids --greedy -n 6 <p.in >g.f 2>err &&
 	test_grep "dequantized to float32" err &&
 	icl-gen -m "$Q" --adapter "$PEFT" --ids --greedy -n 6 <p.in >g.a 2>err &&
-	test_grep "1 adapter applied unmerged" err
+	test_grep "1 adapter applied unmerged" err &&
+	icl-gen -m "$Q" --dtype bf16 --ids --greedy -n 6 <p.in >g.b 2>err &&
+	test_grep "dequantized to float32; --dtype bf16: the products then take these weights rounded to bf16$" err &&
+	icl-eval -m "$Q" --dtype bf16 rand.tok >e.b 2>err &&
+	test_grep "dequantized to float32; --dtype bf16: the products then take these weights rounded to bf16$" err
 '
 
 test_expect_success 'an adapter on a module the blocks cannot carry unmerged is an error naming the file' '

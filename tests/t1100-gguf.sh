@@ -94,6 +94,32 @@ test_expect_success 'GGUF (as llama.cpp lays it out) -> folder -> GGUF: the same
 	grep -q "\"model_type\": \"qwen2\"" q/config.json
 '
 
+test_expect_success 'icl-convert --like Q.gguf without --type writes the general.file_type of its tensor types (was 0, F32): the source'"'"'s, else that of most matrices' '
+	icl-convert "$GG/llama-tiny.q4_1.gguf" q41dir >/dev/null &&
+	icl-convert --like "$GG/llama-tiny.q4_1.gguf" q41dir q41.gguf >/dev/null &&
+	icl-convert --like "$GG/llama-tiny.q4_1.gguf" --type Q8_0 q41dir q80.gguf >/dev/null &&
+	for f in "$GG/llama-tiny.q4_1.gguf" q41.gguf q80.gguf; do
+		python3 -c "import struct,sys
+d=open(sys.argv[1],\"rb\").read(); o=[8]
+def u(f,n): v=struct.unpack_from(f,d,o[0])[0]; o[0]+=n; return v
+def s(): n=u(\"<Q\",8); v=d[o[0]:o[0]+n].decode(); o[0]+=n; return v
+size={0:1,1:1,2:2,3:2,4:4,5:4,6:4,7:1,10:8,11:8,12:8}
+def skip(t):
+    if t==8: s()
+    elif t==9:
+        et=u(\"<I\",4); n=u(\"<Q\",8)
+        for _ in range(n): skip(et)
+    else: o[0]+=size[t]
+nt=u(\"<Q\",8); nk=u(\"<Q\",8)
+for _ in range(nk):
+    k=s(); t=u(\"<I\",4)
+    if k==\"general.file_type\": print(u(\"<I\",4)); break
+    skip(t)
+else: print(\"none\")" "$f" || return 1
+	done >ft &&
+	printf "none\n3\n7\n" >want && test_cmp want ft
+'
+
 test_expect_success 'a truncated GGUF is an error naming the file, not a crash' '
 	head -c 3000 $GG/llama-tiny.f32.gguf >t.gguf &&
 	test_must_fail icl-eval -m t.gguf $G/llama-tiny.tok 2>err &&
