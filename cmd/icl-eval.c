@@ -175,10 +175,9 @@ static int eval_model(const char *model_arg, const char *const *adapters, int n_
     if (!quiet && (n_adapters || icl_is_gguf_file(base))) {
         char note[768];
         icl_lora_describe(m, base, n_adapters + (strcmp(base, model_arg) != 0),
-                          ICL_DESCRIBE_BATCHED | (decode ? ICL_DESCRIBE_DECODE : 0), note, sizeof note);
-        /* the loader's line says float32; --dtype bf16 rounds those weights next */
-        fprintf(stderr, "%s: %s%s\n", icl_progname, note,
-                bf16 ? "; --dtype bf16: the products then take these weights rounded to bf16" : "");
+                          ICL_DESCRIBE_BATCHED | (decode ? ICL_DESCRIBE_DECODE : 0) | (bf16 ? ICL_DESCRIBE_BF16 : 0),
+                          note, sizeof note);
+        fprintf(stderr, "%s: %s\n", icl_progname, note);
     }
     if (bf16) {
         if (!icl_bf16_native())

@@ -862,10 +862,12 @@ void icl_lora_describe(const icl_model *m, const char *base, int n_adapters, int
                                                    : "products dequantize tile by tile";
     /* (icl-gen and icl-eval --decode: prefill batched, then decode steps;
      * icl-eval's scoring: batched only) */
+    const char *bf = uses & ICL_DESCRIBE_BF16 ? "; --dtype bf16: the products then take these weights rounded to bf16"
+                                              : "";
     if (blocks)
-        snprintf(buf, bufsz, "%s: %s kept as stored: %s (--dequantize: float32)%s", base, qs, how, ad);
+        snprintf(buf, bufsz, "%s: %s kept as stored: %s (--dequantize: float32)%s%s", base, qs, how, ad, bf);
     else if (icl_is_gguf_file(base))
-        snprintf(buf, bufsz, "%s: dequantized to float32%s", base, ad);
+        snprintf(buf, bufsz, "%s: dequantized to float32%s%s", base, ad, bf);
     else
-        snprintf(buf, bufsz, "%s: float32%s", base, ad);
+        snprintf(buf, bufsz, "%s: float32%s%s", base, ad, bf);
 }

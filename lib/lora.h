@@ -242,8 +242,10 @@ icl_model *icl_lora_load(const char *model, const char *const *specs, int n_spec
                          size_t errsz);
 
 /* How the products of kept blocks run, for icl_lora_describe's line: the
- * program's batched products (prefill, scoring), its decode steps, or both. */
-enum { ICL_DESCRIBE_BATCHED = 1, ICL_DESCRIBE_DECODE = 2 };
+ * program's batched products (prefill, scoring), its decode steps, or both;
+ * ICL_DESCRIBE_BF16: the float32 weights will be rounded to bf16
+ * (icl_model_set_bf16, --dtype bf16), which the line then says. */
+enum { ICL_DESCRIBE_BATCHED = 1, ICL_DESCRIBE_DECODE = 2, ICL_DESCRIBE_BF16 = 4 };
 
 /* One line for the user on how icl_lora_load built m from base with
  * n_adapters adapters (blocks kept or float32; adapters unmerged, merged,
