@@ -1732,9 +1732,12 @@ static void layer_forward(const icl_model *m, int l, const layer_ctx *cx, const 
 }
 
 /* Backward of block l over a batch: the acts' dres holds dL/dx_out on
- * entry and dL/dx_in on exit; weight, bias and adapter gradients
+ * entry and dL/dx_in on exit (need_dx 0: dL/dx_in is not wanted, and the
+ * q|k|v input gradient and ln1's backward are skipped; dres then holds
+ * only the residual path's part); weight, bias and adapter gradients
  * accumulate (+=) into the trainable sets, nothing into a frozen base. */
-static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const layer_bufs *a, icl_acts *d)
+static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const layer_bufs *a, icl_acts *d,
+                           int need_dx)
 {
     const icl_config *c = &m->cfg;
     const icl_layer_offsets *o = &m->layer[l];
@@ -1767,8 +1770,9 @@ static void layer_backward(const icl_model *m, int l, const layer_ctx *cx, const
         icl_rope_apply(d->dqkv + Datt, Dqkv, N, KV, hd, cx->cos, cx->sin, 1);
     }
     L = lin_cx(m, l, ICL_PROJ_QKV, cx, tmp, a->xa);
-    icl_linear_backward(&L, d->dtmp, C, 0.0f, d->dqkv, Dqkv, a->ln1, C, N, cx->work);
-    norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
+    icl_linear_backward(&L, need_dx ? d->dtmp : NULL, C, 0.0f, d->dqkv, Dqkv, a->ln1, C, N, cx->work);
+    if (need_dx)
+        norm_bwd(m, d->dres, G(m, o->ln1_w), G(m, o->ln1_b), d->dtmp, a->x_in, P(m, o->ln1_w), a->m1, a->r1, N);
 }
 
 /* Loss head over target rows, in chunks of R rows: logits = h W^T,
@@ -2039,7 +2043,9 @@ int icl_model_backward_notify(icl_model *m, const icl_batch *b, icl_grads_ready_
             lb.x_out = NULL;
             layer_forward(m, l, &cx, &lb);
         }
-        layer_backward(m, l, &cx, &lb, a);
+        /* the lowest layer of a frozen base: no gradient below its q|k|v
+         * products (its ln1 weight and the embedding are frozen) */
+        layer_backward(m, l, &cx, &lb, a, l > lmin || m->base.grads);
         if (ready)
             ready(ctx, m, l);
     }
