@@ -883,6 +883,22 @@ static icl_tok_str str_of(const char *s, size_t n)
     return r;
 }
 
+/* The add_prefix_space of the first ByteLevel step of pre-tokenizer p
+ * (within Sequences), -1 when it has none. */
+static int bytelevel_prefix(const tok_pre *p)
+{
+    if (!p)
+        return -1;
+    if (p->type == P_BYTELEVEL)
+        return p->add_prefix_space != 0;
+    for (int i = 0; p->type == P_SEQ && i < p->nsub; i++) {
+        int v = bytelevel_prefix(&p->sub[i]);
+        if (v >= 0)
+            return v;
+    }
+    return -1;
+}
+
 /* Does the normalizer / pre-tokenizer JSON put "▁" for spaces and one in
  * front?  *space: " " -> "▁" replaced; *prefix: a leading "▁" added. */
 static void spm_shape(json_t *v, int *space, int *prefix)
@@ -955,7 +971,11 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
             const tok_added *a = &t->added[t->added_of_id[i]];
             s = a->content;
             l = strlen(s);
-            ty = a->special ? (i == t->sp.unk ? TT_UNKNOWN : TT_CONTROL) : TT_USER;
+            /* as llama.cpp's convert_hf_to_gguf.py types them: a special
+             * added token CONTROL, except SentencePiece's unk, UNKNOWN (a
+             * byte-level vocabulary's unk_token, SmolLM2's <|endoftext|>,
+             * is CONTROL there) */
+            ty = a->special ? (i == t->sp.unk && !t->byte_level ? TT_UNKNOWN : TT_CONTROL) : TT_USER;
         } else if (!(s = icl_tok_piece(t, i, &l))) {
             ferr(err, errsz, "%s: id %d has no token (GGUF needs ids 0..%d without holes)", file, i, n - 1);
             goto out;
@@ -987,6 +1007,10 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
         free(cp);
     }
     if (t->byte_level) {
+        /* the ByteLevel step's add_prefix_space, as the SmolLM2 GGUF carries
+         * it (llama.cpp reads the key for every vocabulary, uses it for
+         * SentencePiece's) */
+        m->add_space_prefix = bytelevel_prefix(t->pre);
         spellable_text(m, &text);
         check_ids(t, &text, &want);
         m->model = xstrdup("gpt2");

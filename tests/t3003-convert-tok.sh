@@ -75,7 +75,13 @@ test_expect_success 'SmolLM2: GGUF -> folder -> GGUF (Q8_0) keeps the tokenizer 
 	icl-convert "$SMOL" s &&
 	icl-convert -T Q8_0 s s.gguf &&
 	fp "$SMOL" >a && fp s >b && fp s.gguf >c && test_cmp a b && test_cmp a c &&
-	test_grep "You are a helpful AI assistant named SmolLM" s/tokenizer_config.json
+	test_grep "You are a helpful AI assistant named SmolLM" s/tokenizer_config.json &&
+	# every tokenizer key llama.cpp reads, as the source has it: token_type 3
+	# (CONTROL) for the unk_token <|endoftext|> (was 2), add_space_prefix
+	# false (was missing); add_eos_token false (llama.cpp'"'"'s default) is extra
+	python3 "$DATA/gguf/gguf_kv.py" "$SMOL" tokenizer. | sort >ka &&
+	python3 "$DATA/gguf/gguf_kv.py" s.gguf tokenizer. | grep -v "^tokenizer.ggml.add_eos_token bool False$" | sort >kb &&
+	test "$(wc -l <ka)" -eq 12 && test_cmp ka kb
 '
 else
 test_skip 'SmolLM2 GGUF -> folder -> GGUF' "$SMOL missing (make deps fetches it)"
