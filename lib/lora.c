@@ -33,29 +33,52 @@ static const char *other_base(const icl_lora_config *c, char *buf, size_t n)
 
 /* ------------------------------------------------------------ attaching */
 
-icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz)
+static int target_selects(const char *target, const char *mod, size_t n);
+
+/* icl_lora_attach (peft 0) and icl_lora_attach_peft (peft 1) */
+static icl_param_set *attach(icl_model *m, const icl_lora_config *c, uint64_t seed, int peft, char *err,
+                             size_t errsz)
 {
     if (!(c->lora_dropout >= 0 && c->lora_dropout < 1)) {
         icl_seterr(err, errsz, "LoRA dropout %g is not in [0, 1)", c->lora_dropout);
         return NULL;
     }
-    const char *all[8];
-    int n = 0;
     icl_lora_config tmp = {0};
-    const char *const *targets = (const char *const *)c->target_modules;
-    n = c->n_targets;
-    if (n == 1 && !strcmp(c->target_modules[0], "all-linear")) {
+    const char **targets = xcalloc((size_t)c->n_targets + 8, sizeof *targets);
+    int n = 0;
+    if (c->n_targets == 1 && !strcmp(c->target_modules[0], "all-linear")) {
         icl_lora_set_targets(&tmp, &m->cfg, "all-linear", NULL, 0);
-        n = tmp.n_targets;
-        for (int i = 0; i < n; i++)
-            all[i] = tmp.target_modules[i];
-        targets = all;
+        for (int i = 0; i < tmp.n_targets; i++)
+            targets[n++] = tmp.target_modules[i];
+    } else {
+        int nm = 0;
+        char **mods = peft ? icl_config_modules(&m->cfg, &nm) : NULL;
+        for (int i = 0; i < c->n_targets; i++) {
+            int hit = !peft; /* PEFT: a name that selects none of the model's modules is left out */
+            for (int k = 0; k < nm && !hit; k++)
+                hit = target_selects(c->target_modules[i], mods[k], strlen(mods[k]));
+            if (hit)
+                targets[n++] = c->target_modules[i];
+        }
+        for (int k = 0; k < nm; k++)
+            free(mods[k]);
+        free(mods);
     }
-    if (icl_model_set_lora_dropout(m, (float)c->lora_dropout, err, errsz))
-        return NULL;
-    icl_model_freeze_base(m);
-    icl_param_set *s = icl_model_add_lora(m, targets, n, c->r, (float)c->lora_alpha, seed, err, errsz);
+    icl_param_set *s = NULL;
+    if (!n) {
+        char list[256] = "";
+        size_t ll = 0;
+        for (int i = 0; i < c->n_targets && ll < sizeof list - 1; i++) {
+            int k = snprintf(list + ll, sizeof list - ll, "%s%s", i ? ", " : "", c->target_modules[i]);
+            ll = k < 0 ? sizeof list - 1 : ll + (size_t)k;
+        }
+        icl_seterr(err, errsz, "target_modules [%s] select no module of this %s model", list, m->cfg.model_type);
+    } else if (!icl_model_set_lora_dropout(m, (float)c->lora_dropout, err, errsz)) {
+        icl_model_freeze_base(m);
+        s = icl_model_add_lora(m, targets, n, c->r, (float)c->lora_alpha, seed, err, errsz);
+    }
     icl_lora_config_free(&tmp);
+    free(targets);
     if (!s)
         return NULL;
     float scale = (float)icl_lora_scale(c);
@@ -64,6 +87,16 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
             for (int i = 0; i < m->lora[l].n[p]; i++)
                 m->lora[l].lora[p][i].scale = scale;
     return s;
+}
+
+icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz)
+{
+    return attach(m, c, seed, 0, err, errsz);
+}
+
+icl_param_set *icl_lora_attach_peft(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz)
+{
+    return attach(m, c, seed, 1, err, errsz);
 }
 
 /* ------------------------------------------------------------ weights */

@@ -75,6 +75,13 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
  * (icl_model_set_lora_dropout: training forwards only).  Returns the set
  * (owned by m) or NULL with err. */
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
+/* As icl_lora_attach, for an adapter_config.json read from a PEFT adapter
+ * (icl-train --adapter): as PEFT's inject_adapter, a target_modules name
+ * that selects none of the model's modules (icl_config_modules) is left
+ * out, and only targets that together select none are an error ("target_modules
+ * [...] select no module of this llama model").  c is unchanged (a saved
+ * adapter_config.json keeps every name). */
+icl_param_set *icl_lora_attach_peft(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
 
 /* Largest update an adapter may make, refused above it wherever an
  * adapter is read: |scale| r max|A| max|B|, a bound of every |scale (B

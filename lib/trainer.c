@@ -553,7 +553,7 @@ static int open_lora(train_run *r)
     /* the adapter's tensors checked before the set is sized by its config */
     if (!r->ckpt && o->adapter && icl_lora_check_dir(o->adapter, &r->m->cfg, e2, sizeof e2))
         return fail(r, "%s", e2);
-    if (!icl_lora_attach(r->m, lc, o->seed, e2, sizeof e2)) {
+    if (!(o->adapter ? icl_lora_attach_peft : icl_lora_attach)(r->m, lc, o->seed, e2, sizeof e2)) {
         if (!r->ckpt && o->adapter) /* the options came from its adapter_config.json */
             return fail(r, "%s/adapter_config.json: %s", o->adapter, e2);
         return fail(r, "%s", e2);

@@ -214,14 +214,24 @@ json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.
 	icl-eval -m "$LLAMA" --adapter types rand.tok >e.types && test_cmp e.adapter e.types
 '
 
-test_expect_success 'icl-train --adapter: options its adapter_config.json gives that do not fit the model name that file' '
+test_expect_success 'icl-train --adapter: a target_modules name the model lacks is left out as PEFT (and icl-eval) do; targets that select nothing name the file' '
 	mkdir -p tfoo && cp "$PEFT/adapter_model.safetensors" tfoo/ &&
 	python3 -c "import json,sys
 a=json.load(open(sys.argv[1])); a[\"target_modules\"]=list(a[\"target_modules\"])+[\"foo_proj\"]
 json.dump(a, open(\"tfoo/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" &&
-	test_must_fail icl-train -q -m "$LLAMA" --adapter tfoo -o tfo --max-steps 1 rand.tok 2>err &&
-	echo "icl-train: tfoo/adapter_config.json: LoRA target \"foo_proj\" names no projection of this llama model" >want &&
-	test_cmp want err && test ! -e tfo
+	icl-train -q -m "$LLAMA" --adapter tfoo -o tfo --max-steps 1 --seed 3 rand.tok >l.foo &&
+	icl-train -q -m "$LLAMA" --adapter "$PEFT" -o tpe --max-steps 1 --seed 3 rand.tok >l.peft &&
+	sed "s/, \"tokens_per_s.*//" l.peft >a && sed "s/, \"tokens_per_s.*//" l.foo >b && test_cmp a b &&
+	cmp tpe/adapter_model.safetensors tfo/adapter_model.safetensors &&
+	test_grep "\"foo_proj\"" tfo/adapter_config.json &&
+	mkdir -p tnone && cp "$PEFT/adapter_config.json" tnone/ &&
+	python3 -c "import json,struct
+open(\"tnone/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",8)+b\"{}      \")
+a=json.load(open(\"tnone/adapter_config.json\")); a[\"target_modules\"]=[\"foo_proj\", \"bar\"]
+json.dump(a, open(\"tnone/adapter_config.json\", \"w\"))" &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter tnone -o tno --max-steps 1 rand.tok 2>err &&
+	echo "icl-train: tnone/adapter_config.json: target_modules [foo_proj, bar] select no module of this llama model" >want &&
+	test_cmp want err && test ! -e tno
 '
 
 test_expect_success 'a tensor name of 100000 bytes is refused saying so, not with a message cut before its reason' '
