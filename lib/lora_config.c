@@ -188,6 +188,8 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
     if (c->n_targets == 0)
         BAD("%s: target_modules is empty", path);
     v = json_object_get(root, "base_model_name_or_path");
+    if (v && !json_is_null(v) && !json_is_string(v))
+        BAD("%s: base_model_name_or_path is not a string (a model folder or name, or null)", path);
     if (json_is_string(v) && json_string_length(v))
         c->base_model_name_or_path = xstrdup(json_string_value(v));
     rc = 0;

@@ -1356,6 +1356,20 @@ static int save_model_dir(train_run *r, const char *dir)
     return 0;
 }
 
+/* The step of a folder name "checkpoint-STEP" as icl-train and HF's Trainer
+ * write it (STEP in decimal, no sign, no leading zero), or -1 for any other
+ * name (checkpoint-01 is no checkpoint: the folder built from its step
+ * would be another). */
+static long ckpt_step(const char *name)
+{
+    long step;
+    char canon[48];
+    if (strncmp(name, "checkpoint-", 11) || parse_long(name + 11, &step) || step < 0)
+        return -1;
+    snprintf(canon, sizeof canon, "checkpoint-%ld", step);
+    return strcmp(canon, name) ? -1 : step;
+}
+
 /* The steps of OUT_DIR's checkpoint-STEP folders (complete or not), sorted
  * ascending; returns their count, *steps malloc'd. */
 static size_t list_checkpoints(const char *out_dir, long **steps)
@@ -1367,8 +1381,8 @@ static size_t list_checkpoints(const char *out_dir, long **steps)
         return 0;
     struct dirent *de;
     while ((de = readdir(dp))) {
-        long step;
-        if (strncmp(de->d_name, "checkpoint-", 11) || parse_long(de->d_name + 11, &step) || step < 0)
+        long step = ckpt_step(de->d_name);
+        if (step < 0)
             continue;
         char *p = icl_path_join(out_dir, de->d_name);
         int d = is_dir(p);
@@ -1749,10 +1763,8 @@ char *icl_train_latest_checkpoint(const char *out_dir)
     long best = -1;
     while ((de = readdir(dp))) {
         const char *n = de->d_name;
-        if (strncmp(n, "checkpoint-", 11))
-            continue;
-        long step;
-        if (parse_long(n + 11, &step) || step < 0)
+        long step = ckpt_step(n);
+        if (step < 0)
             continue;
         char *dir = icl_path_join(out_dir, n);
         char *st = icl_path_join(dir, "trainer_state.json");

@@ -97,6 +97,14 @@ test_expect_success '--resume without a checkpoint fails; --resume-if-possible s
 	test $(wc -l <m) -eq 2 && test -d fresh/checkpoint-2
 '
 
+test_expect_success '--resume takes the newest checkpoint-N by its canonical name: checkpoint-02 is no checkpoint (was: resumed a missing checkpoint-2)' '
+	icl-train -q $A --max-steps 2 --save-steps 1 -o zero rand.tok >/dev/null &&
+	mv zero/checkpoint-2 zero/checkpoint-02 &&
+	icl-train $A --max-steps 2 --save-steps 1 -o zero --resume rand.tok >m 2>err &&
+	test_grep "resuming from zero/checkpoint-1" err && test $(wc -l <m) -eq 2 &&
+	test -d zero/checkpoint-2 && test -d zero/checkpoint-02
+'
+
 test_expect_success 'temporaries left by a killed run are removed on the next start' '
 	mkdir rc/.tmp-checkpoint-6.AbCdEf && echo x >rc/.tmp-checkpoint-6.AbCdEf/model.safetensors &&
 	echo x >rc/model.safetensors.tmp.XyZ123 && echo keep >rc/notes.txt &&

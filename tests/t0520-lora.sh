@@ -196,12 +196,13 @@ json.dump(a, open(\"many/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.j
 	test_cmp e.adapter e.many
 '
 
-test_expect_success 'adapter_config.json: flags that are not booleans, a lora_dropout not a number, exclude_modules and activated LoRA are refused by name' '
+test_expect_success 'adapter_config.json: flags that are not booleans, a lora_dropout not a number, a base_model_name_or_path not a string, exclude_modules and activated LoRA are refused by name' '
 	mkdir -p types && cp "$PEFT/adapter_model.safetensors" types/ &&
 	for kv in "use_rslora=\"false\"|\"use_rslora\" is not true or false" "use_dora=1|\"use_dora\" is not true or false" \
 		"lora_dropout=\"0.1\"|\"lora_dropout\" is not a number" "exclude_modules=[\"q_proj\"]|\"exclude_modules\" is not supported" \
 		"alora_invocation_tokens=[1, 2]|\"alora_invocation_tokens\" is not supported" \
-		"trainable_token_indices=[5, 7]|\"trainable_token_indices\" is not supported"; do
+		"trainable_token_indices=[5, 7]|\"trainable_token_indices\" is not supported" \
+		"base_model_name_or_path=42|base_model_name_or_path is not a string (a model folder or name, or null)"; do
 		python3 -c "import json,sys
 a=json.load(open(sys.argv[1])); k,v=sys.argv[2].split(\"=\",1); a[k]=json.loads(v)
 json.dump(a, open(\"types/adapter_config.json\", \"w\"))" "$PEFT/adapter_config.json" "${kv%%|*}" &&
