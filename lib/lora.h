@@ -77,8 +77,8 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
 icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);
 /* As icl_lora_attach, for an adapter_config.json read from a PEFT adapter
  * (icl-train --adapter): as PEFT's inject_adapter, a target_modules name
- * that selects none of the model's modules (icl_config_modules) is left
- * out, and only targets that together select none are an error ("target_modules
+ * that selects none of the modules icl_config_modules lists is left out
+ * (PEFT would refuse one that selects another module, "mlp", say), and only targets that together select none are an error ("target_modules
  * [...] select no module of this llama model").  c is unchanged (a saved
  * adapter_config.json keeps every name). */
 icl_param_set *icl_lora_attach_peft(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);

@@ -971,10 +971,12 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
             const tok_added *a = &t->added[t->added_of_id[i]];
             s = a->content;
             l = strlen(s);
-            /* as llama.cpp's convert_hf_to_gguf.py types them: a special
-             * added token CONTROL, except SentencePiece's unk, UNKNOWN (a
-             * byte-level vocabulary's unk_token, SmolLM2's <|endoftext|>,
-             * is CONTROL there) */
+            /* a special added token CONTROL, as llama.cpp's
+             * convert_hf_to_gguf.py types a byte-level vocabulary's (its
+             * unk_token too: SmolLM2's <|endoftext|>); a SentencePiece-like
+             * vocabulary's unk UNKNOWN, as sentencepiece's model types it
+             * (and the Llama 2 GGUFs have it; newer converters write CONTROL,
+             * which icl reads alike) */
             ty = a->special ? (i == t->sp.unk && !t->byte_level ? TT_UNKNOWN : TT_CONTROL) : TT_USER;
         } else if (!(s = icl_tok_piece(t, i, &l))) {
             ferr(err, errsz, "%s: id %d has no token (GGUF needs ids 0..%d without holes)", file, i, n - 1);
@@ -1007,9 +1009,10 @@ int icl_tok_gguf_from_hf(const char *path, icl_tok_gguf *m, char *err, size_t er
         free(cp);
     }
     if (t->byte_level) {
-        /* the ByteLevel step's add_prefix_space, as the SmolLM2 GGUF carries
-         * it (llama.cpp reads the key for every vocabulary, uses it for
-         * SentencePiece's) */
+        /* the ByteLevel step's add_prefix_space (false: with true no GGUF
+         * pre-tokenizer matches, below), as SmolLM2's GGUF carries the key;
+         * llama.cpp reads it for every vocabulary and uses it for
+         * SentencePiece's */
         m->add_space_prefix = bytelevel_prefix(t->pre);
         spellable_text(m, &text);
         check_ids(t, &text, &want);

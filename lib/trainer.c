@@ -1417,9 +1417,7 @@ static int rotate_checkpoints(train_run *r)
     long best = -1;
     if (r->best) {
         const char *b = strrchr(r->best, '/');
-        b = b ? b + 1 : r->best;
-        if (parse_long(b + 11, &best))
-            best = -1;
+        best = ckpt_step(b ? b + 1 : r->best); /* -1: no checkpoint of ours (a hand-edited state) */
     }
     size_t bi = n;
     for (size_t i = 0; i < n; i++)

@@ -143,6 +143,20 @@ test_expect_success '--save-total-limit with --load-best-model-at-end keeps the 
 	test_grep "^icl-train: done: 12 steps; model of the best checkpoint, best/checkpoint-$best (val_loss [0-9.]*), in best; last checkpoint best/checkpoint-12$" err
 '
 
+test_expect_success 'a resumed best_model_checkpoint edited to a short name that is no checkpoint-N protects nothing (was read past its end)' '
+	icl-train -q $A --max-steps 6 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 2 \
+		--load-best-model-at-end -o hb rand.tok >/dev/null &&
+	rm -r hb/checkpoint-6 && mkdir hb/x &&
+	st=$(ls -d hb/checkpoint-* | sort -t- -k2 -n | tail -1) &&
+	sed -e "s|\"best_model_checkpoint\": \"[^\"]*\"|\"best_model_checkpoint\": \"hb/x\"|" \
+		-e "s|\"best_metric\": [0-9.e+-]*|\"best_metric\": 0.0|" $st/trainer_state.json >st &&
+	cp st $st/trainer_state.json && test_grep "\"best_model_checkpoint\": \"hb/x\"" $st/trainer_state.json &&
+	test_grep "\"best_metric\": 0.0" $st/trainer_state.json &&
+	icl-train -q $A --max-steps 6 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 2 \
+		--load-best-model-at-end -o hb --resume rand.tok >/dev/null &&
+	test -d hb/checkpoint-6
+'
+
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
 test_expect_code 2 '--eval-every needs --valid' 'icl-train $A --eval-every 2 -o x rand.tok'
 test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \
