@@ -1142,6 +1142,20 @@ static int get_long(train_run *r, json_t *ic, const char *path, const char *k, l
     return 0;
 }
 
+/* The step of a folder name "checkpoint-STEP" as icl-train and HF's Trainer
+ * write it (STEP in decimal, no sign, no leading zero), or -1 for any other
+ * name (checkpoint-01 is no checkpoint: the folder built from its step
+ * would be another). */
+static long ckpt_step(const char *name)
+{
+    long step;
+    char canon[48];
+    if (strncmp(name, "checkpoint-", 11) || parse_long(name + 11, &step) || step < 0)
+        return -1;
+    snprintf(canon, sizeof canon, "checkpoint-%ld", step);
+    return strcmp(canon, name) ? -1 : step;
+}
+
 /* Read trainer_state.json of the checkpoint into r->pos, r->history and the
  * best checkpoint, and check it fits this run. */
 static int read_state(train_run *r)
@@ -1225,6 +1239,11 @@ static int read_state(train_run *r)
     const char *best = json_string_value(json_object_get(root, "best_model_checkpoint"));
     json_t *bm = json_object_get(root, "best_metric");
     if (best && json_is_number(bm) && is_dir(best)) {
+        const char *sl = strrchr(best, '/');
+        if (ckpt_step(sl ? sl + 1 : best) < 0) {
+            fail(r, "%s: \"best_model_checkpoint\" \"%s\" is no checkpoint-N folder (edited by hand?)", path, best);
+            goto out;
+        }
         r->best = xstrdup(best);
         r->best_val = json_number_value(bm);
     }
@@ -1356,19 +1375,6 @@ static int save_model_dir(train_run *r, const char *dir)
     return 0;
 }
 
-/* The step of a folder name "checkpoint-STEP" as icl-train and HF's Trainer
- * write it (STEP in decimal, no sign, no leading zero), or -1 for any other
- * name (checkpoint-01 is no checkpoint: the folder built from its step
- * would be another). */
-static long ckpt_step(const char *name)
-{
-    long step;
-    char canon[48];
-    if (strncmp(name, "checkpoint-", 11) || parse_long(name + 11, &step) || step < 0)
-        return -1;
-    snprintf(canon, sizeof canon, "checkpoint-%ld", step);
-    return strcmp(canon, name) ? -1 : step;
-}
 
 /* The steps of OUT_DIR's checkpoint-STEP folders (complete or not), sorted
  * ascending; returns their count, *steps malloc'd. */

@@ -143,7 +143,7 @@ test_expect_success '--save-total-limit with --load-best-model-at-end keeps the 
 	test_grep "^icl-train: done: 12 steps; model of the best checkpoint, best/checkpoint-$best (val_loss [0-9.]*), in best; last checkpoint best/checkpoint-12$" err
 '
 
-test_expect_success 'a resumed best_model_checkpoint edited to a short name that is no checkpoint-N protects nothing (was read past its end)' '
+test_expect_success 'a best_model_checkpoint edited to a short name that is no checkpoint-N is refused by name on --resume (was read past its end by the rotation)' '
 	icl-train -q $A --max-steps 6 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 2 \
 		--load-best-model-at-end -o hb rand.tok >/dev/null &&
 	rm -r hb/checkpoint-6 && mkdir hb/x &&
@@ -152,9 +152,10 @@ test_expect_success 'a resumed best_model_checkpoint edited to a short name that
 		-e "s|\"best_metric\": [0-9.e+-]*|\"best_metric\": 0.0|" $st/trainer_state.json >st &&
 	cp st $st/trainer_state.json && test_grep "\"best_model_checkpoint\": \"hb/x\"" $st/trainer_state.json &&
 	test_grep "\"best_metric\": 0.0" $st/trainer_state.json &&
-	icl-train -q $A --max-steps 6 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 2 \
-		--load-best-model-at-end -o hb --resume rand.tok >/dev/null &&
-	test -d hb/checkpoint-6
+	test_must_fail icl-train -q $A --max-steps 6 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 2 \
+		--load-best-model-at-end -o hb --resume rand.tok >/dev/null 2>err &&
+	test_grep "trainer_state.json: \"best_model_checkpoint\" \"hb/x\" is no checkpoint-N folder (edited by hand?)" err &&
+	test ! -e hb/checkpoint-6
 '
 
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
