@@ -139,6 +139,26 @@ static inline float QD(hsum)(__m256 t)
     return _mm_cvtss_f32(w);
 }
 
+/* Software prefetch of the weight bytes QD_PF ahead of block b's (rows of a
+ * matrix lie back to back, so past a row's end it fetches the next row's).
+ * Each block is under 64 bytes and each gets one, so no cache line is
+ * skipped.  On a 2-core Xeon under KVM (family 6 model 167, 2026-12-05)
+ * batch-1 decoding of SmolLM2's Q4_1 GGUF stalled on these loads, 48 ->
+ * 73 tokens/s on 1 thread and 75 -> 128 on 2 with it (flat from 2 to 4 KB);
+ * the products are unchanged.  Bytes per activation block of 32: Q8_0 34,
+ * Q4_0 18, Q4_1 20, Q4_K 144/8, Q5_K 176/8, Q6_K 210/8 (rounded down). */
+#define QD_PF 2048
+static inline __attribute__((always_inline)) void QD(prefetch)(int type, const uint8_t *w, int b)
+{
+    size_t bs = type == ICL_GGML_Q8_0   ? 34
+                : type == ICL_GGML_Q4_0 ? 18
+                : type == ICL_GGML_Q4_1 ? 20
+                : type == ICL_GGML_Q4_K ? 18
+                : type == ICL_GGML_Q5_K ? 22
+                                        : 26;
+    _mm_prefetch((const char *)w + bs * (size_t)b + QD_PF, _MM_HINT_T0);
+}
+
 /* out[r] = dot(weight row w, xs[r]) for r < nr (nr <= QD_RB), nb blocks. */
 static inline __attribute__((always_inline)) void QD(rows)(int type, const uint8_t *w, const icl_q8blk *const *xs,
                                                            int nr, int nb, float *out)
@@ -151,6 +171,8 @@ static inline __attribute__((always_inline)) void QD(rows)(int type, const uint8
     }
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
+        QD(prefetch)(type, w, b);
+        QD(prefetch)(type, w, b + 1);
         QD(block)(type, w, b, 0, xs, nr, acc, off);
         QD(block)(type, w, b + 1, 1, xs, nr, acc, off);
     }
@@ -211,6 +233,8 @@ static inline __attribute__((always_inline)) void QD(g8)(int type, int np, const
     __m256 off = _mm256_setzero_ps();
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
+        QD(prefetch)(type, w, b);
+        QD(prefetch)(type, w, b + 1);
         QD(g8block)(type, np, w, b, 0, g, idx, acc, &off);
         QD(g8block)(type, np, w, b + 1, 1, g, idx, acc, &off);
     }
