@@ -140,9 +140,9 @@ static inline float QD(hsum)(__m256 t)
 }
 
 /* Software prefetch of the weight bytes QD_PF ahead of block b's (rows of a
- * matrix lie back to back, so past a row's end it fetches the next row's).
- * Each block is under 64 bytes and each gets one, so no cache line is
- * skipped.  On a 2-core Xeon under KVM (family 6 model 167, 2026-12-05)
+ * matrix lie back to back, so past a row's end it fetches the next row's;
+ * past the matrix's end it is a hint that cannot fault).  Each block is
+ * under 64 bytes and each gets one, so no cache line is skipped.  On a 2-core Xeon under KVM (family 6 model 167, 2026-12-05)
  * batch-1 decoding of SmolLM2's Q4_1 GGUF stalled on these loads, 48 ->
  * 73 tokens/s on 1 thread and 75 -> 128 on 2 with it (flat from 2 to 4 KB);
  * the products are unchanged.  Bytes per activation block of 32: Q8_0 34,
