@@ -421,6 +421,10 @@ static int open_model(train_run *r)
     if (o->lora_r > 0 || o->adapter)
         return open_lora(r);
     if (r->ckpt) { /* claim_dir found it */
+        if (is_adapter_dir(r->ckpt))
+            return fail(r, "%s holds a LoRA adapter: resume the run with the LoRA options it was started with "
+                           "(--lora-r R ... or --adapter DIR)",
+                        r->ckpt);
         if (!(r->m = icl_model_load(r->ckpt, e2, sizeof e2))) /* e2 names the file */
             return fail(r, "%s", e2);
         r->from = r->ckpt;
@@ -1236,16 +1240,34 @@ static int read_state(train_run *r)
         if (json_is_object(e) && json_is_integer(sv) && json_integer_value(sv) <= p->step)
             json_array_append(r->history, e);
     }
-    const char *best = json_string_value(json_object_get(root, "best_model_checkpoint"));
-    json_t *bm = json_object_get(root, "best_metric");
-    if (best && json_is_number(bm) && is_dir(best)) {
-        const char *sl = strrchr(best, '/');
-        if (ckpt_step(sl ? sl + 1 : best) < 0) {
+    /* best_model_checkpoint: the path the run wrote (OUT_DIR/checkpoint-N as
+     * given, relative to that run's folder), read by its last part only, in
+     * this run's OUT_DIR: a run folder moved or copied, or resumed from
+     * another folder, keeps its own best, and no name leads outside it.  Its
+     * best_metric stays even when the folder is gone (deleted by hand), so
+     * that no worse checkpoint is taken for the best (as transformers). */
+    json_t *bj = json_object_get(root, "best_model_checkpoint"), *bm = json_object_get(root, "best_metric");
+    if (bj && !json_is_null(bj)) {
+        const char *best = json_string_value(bj), *sl = best ? strrchr(best, '/') : NULL, *bn = sl ? sl + 1 : best;
+        if (!best) {
+            fail(r, "%s: \"best_model_checkpoint\" is neither a string nor null (edited by hand?)", path);
+            goto out;
+        }
+        if (ckpt_step(bn) < 0) {
             fail(r, "%s: \"best_model_checkpoint\" \"%s\" is no checkpoint-N folder (edited by hand?)", path, best);
             goto out;
         }
-        r->best = xstrdup(best);
+        if (!json_is_number(bm)) {
+            fail(r, "%s: \"best_metric\" is not a number, with \"best_model_checkpoint\" \"%s\" (edited by hand?)",
+                 path, best);
+            goto out;
+        }
+        r->best = icl_path_join(r->o->out_dir, bn);
         r->best_val = json_number_value(bm);
+        if (r->o->load_best_model_at_end && !is_dir(r->best))
+            note(r, 1, "%s: the best checkpoint so far, %s (val_loss %.9g), is gone: only a lower val_loss makes a "
+                       "new best, and without one the run ends with the last step's %s",
+                 path, r->best, r->best_val, r->o->lora_r > 0 || r->o->adapter ? "adapter" : "model");
     }
     rc = 0;
 out:
@@ -1983,6 +2005,20 @@ static int load_best(train_run *r)
     if (!r->o->load_best_model_at_end || !r->best || (r->last_good && !strcmp(r->best, r->last_good)))
         return 0;
     char e2[1024];
+    int lora = r->o->lora_r > 0 || r->o->adapter;
+    if (!is_dir(r->best)) { /* deleted by hand during the run or before --resume (read_state said so) */
+        note(r, 1, "the best checkpoint, %s (val_loss %.9g), is gone: %s gets the last step's %s", r->best,
+             r->best_val, r->o->out_dir, lora ? "adapter" : "model");
+        free(r->best);
+        r->best = NULL;
+        return 0;
+    }
+    if (lora) { /* the frozen base stays; the adapters take the checkpoint's weights */
+        if (icl_lora_load_weights(r->m, r->best, e2, sizeof e2))
+            return fail(r, "%s", e2);
+        note(r, 0, "loading the best adapter (val_loss %.9g) from %s", r->best_val, r->best);
+        return 0;
+    }
     icl_model *b = icl_model_load(r->best, e2, sizeof e2);
     if (!b)
         return fail(r, "%s", e2); /* it names the file */

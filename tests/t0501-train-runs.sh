@@ -158,6 +158,66 @@ test_expect_success 'a best_model_checkpoint edited to a short name that is no c
 	test ! -e hb/checkpoint-6
 '
 
+test_expect_success 'best_model_checkpoint is read in the run folder by its last part: a moved run keeps its best, a path outside it leads nowhere else' '
+	B="--max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --load-best-model-at-end" &&
+	icl-train -q $A $B -o mv1 rand.tok >m &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	echo "best step $best" && test "$best" -lt 10 &&
+	mv mv1 mv2 && rm -r mv2/checkpoint-12 mv2/model.safetensors &&
+	test_grep "\"best_model_checkpoint\": \"mv1/checkpoint-$best\"" mv2/checkpoint-10/trainer_state.json &&
+	mkdir -p elsewhere && cp -r mv2/checkpoint-10 elsewhere/checkpoint-$best &&
+	sed "s|\"best_model_checkpoint\": \"[^\"]*\"|\"best_model_checkpoint\": \"$PWD/elsewhere/checkpoint-$best\"|" \
+		mv2/checkpoint-10/trainer_state.json >st && cp st mv2/checkpoint-10/trainer_state.json &&
+	icl-train $A $B --save-total-limit 2 -o mv2 --resume rand.tok >/dev/null 2>err &&
+	test_grep "^icl-train: loading the best model (val_loss [0-9.]*) from mv2/checkpoint-$best$" err &&
+	cmp mv2/model.safetensors mv2/checkpoint-$best/model.safetensors &&
+	test "$(ls mv2 | grep checkpoint | sort | tr "\n" " ")" = "$(printf "checkpoint-%s\ncheckpoint-12\n" $best | sort | tr "\n" " ")" &&
+	test_grep "\"best_model_checkpoint\": \"mv2/checkpoint-$best\"" mv2/checkpoint-12/trainer_state.json
+'
+
+test_expect_success 'a best checkpoint deleted by hand keeps its val_loss: no worse one is taken for the best, the last model stays' '
+	B="--max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --load-best-model-at-end" &&
+	icl-train -q $A $B -o gone rand.tok >m &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	test "$best" -lt 10 &&
+	rm -r gone/checkpoint-12 gone/checkpoint-$best &&
+	icl-train $A $B -o gone --resume rand.tok >/dev/null 2>err &&
+	test_grep "the best checkpoint so far, gone/checkpoint-$best (val_loss [0-9.]*), is gone: only a lower val_loss makes a new best" err &&
+	test_grep "^icl-train: the best checkpoint, gone/checkpoint-$best (val_loss [0-9.]*), is gone: gone gets the last step.s model$" err &&
+	test_grep "^icl-train: done: 12 steps; model in gone, last checkpoint gone/checkpoint-12$" err &&
+	cmp gone/model.safetensors gone/checkpoint-12/model.safetensors &&
+	test_grep "\"best_model_checkpoint\": \"gone/checkpoint-$best\"" gone/checkpoint-12/trainer_state.json
+'
+
+test_expect_success 'best_model_checkpoint not a string, or best_metric not a number, is refused by name on --resume' '
+	B="--max-steps 4 --save-every 2 --eval-every 2 --valid val.tok --load-best-model-at-end" &&
+	icl-train -q $A $B -o bn rand.tok >/dev/null && rm -r bn/checkpoint-4 &&
+	cp bn/checkpoint-2/trainer_state.json st.orig &&
+	sed "s|\"best_model_checkpoint\": \"[^\"]*\"|\"best_model_checkpoint\": 42|" st.orig >bn/checkpoint-2/trainer_state.json &&
+	test_must_fail icl-train -q $A $B -o bn --resume rand.tok >/dev/null 2>err &&
+	test_grep "trainer_state.json: \"best_model_checkpoint\" is neither a string nor null (edited by hand?)" err &&
+	sed "s|\"best_metric\": [0-9.e+-]*|\"best_metric\": \"x\"|" st.orig >bn/checkpoint-2/trainer_state.json &&
+	test_must_fail icl-train -q $A $B -o bn --resume rand.tok >/dev/null 2>err &&
+	test_grep "trainer_state.json: \"best_metric\" is not a number, with \"best_model_checkpoint\" \"bn/checkpoint-2\" (edited by hand?)" err
+'
+
+test_expect_success 'LoRA with --load-best-model-at-end: OUT_DIR gets the adapter of the best checkpoint' '
+	icl-train $A --lora-r 4 --max-steps 12 --lr 3 --save-every 2 --eval-every 2 --valid val.tok \
+		--load-best-model-at-end -o lb rand.tok >m 2>err &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	echo "best step $best" && test "$best" -lt 12 &&
+	cmp lb/adapter_model.safetensors lb/checkpoint-$best/adapter_model.safetensors &&
+	! cmp lb/adapter_model.safetensors lb/checkpoint-12/adapter_model.safetensors &&
+	test_grep "^icl-train: loading the best adapter (val_loss [0-9.]*) from lb/checkpoint-$best$" err &&
+	test_grep "^icl-train: done: 12 steps; adapter of the best checkpoint, lb/checkpoint-$best" err
+'
+
+test_expect_success 'resuming a LoRA run without its LoRA options says so (was: checkpoint-N/config.json missing)' '
+	icl-train -q $A --lora-r 2 --max-steps 2 --save-every 1 -o lrn rand.tok >/dev/null && rm -r lrn/checkpoint-2 &&
+	test_must_fail icl-train -q $A --max-steps 2 --save-every 1 -o lrn --resume rand.tok >/dev/null 2>err &&
+	test_grep "lrn/checkpoint-1 holds a LoRA adapter: resume the run with the LoRA options it was started with" err
+'
+
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
 test_expect_code 2 '--eval-every needs --valid' 'icl-train $A --eval-every 2 -o x rand.tok'
 test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \
