@@ -35,6 +35,34 @@ static const char *other_base(const icl_lora_config *c, char *buf, size_t n)
 
 static int target_selects(const char *target, const char *mod, size_t n);
 
+/* c's target_modules as "a, b, c" for a message, into list[n] (n > 8): a
+ * list that does not fit ends in "..." after the last whole character. */
+static void targets_list(const icl_lora_config *c, char *list, size_t n)
+{
+    size_t ll = 0;
+    list[0] = 0;
+    for (int i = 0; i < c->n_targets; i++) {
+        const char *t = c->target_modules[i];
+        size_t need = (i ? 2 : 0) + strlen(t);
+        if (ll + need + 4 > n) { /* room for "..." and the NUL */
+            size_t k = n - 4 - ll, j = 0;
+            if (i && k >= 2) {
+                memcpy(list + ll, ", ", 2);
+                ll += 2;
+                k -= 2;
+            }
+            while (j < k && t[j]) /* whole UTF-8 sequences only: stop before a lead byte that does not fit */
+                j++;
+            while (j > 0 && j < strlen(t) && ((unsigned char)t[j] & 0xC0) == 0x80)
+                j--;
+            memcpy(list + ll, t, j);
+            memcpy(list + ll + j, "...", 4);
+            return;
+        }
+        ll += (size_t)snprintf(list + ll, n - ll, "%s%s", i ? ", " : "", t);
+    }
+}
+
 /* icl_lora_attach (peft 0) and icl_lora_attach_peft (peft 1) */
 static icl_param_set *attach(icl_model *m, const icl_lora_config *c, uint64_t seed, int peft, char *err,
                              size_t errsz)
@@ -66,12 +94,8 @@ static icl_param_set *attach(icl_model *m, const icl_lora_config *c, uint64_t se
     }
     icl_param_set *s = NULL;
     if (!n) {
-        char list[256] = "";
-        size_t ll = 0;
-        for (int i = 0; i < c->n_targets && ll < sizeof list - 1; i++) {
-            int k = snprintf(list + ll, sizeof list - ll, "%s%s", i ? ", " : "", c->target_modules[i]);
-            ll = k < 0 ? sizeof list - 1 : ll + (size_t)k;
-        }
+        char list[256];
+        targets_list(c, list, sizeof list);
         icl_seterr(err, errsz, "target_modules [%s] select no module of this %s model", list, m->cfg.model_type);
     } else if (!icl_model_set_lora_dropout(m, (float)c->lora_dropout, err, errsz)) {
         icl_model_freeze_base(m);
@@ -120,12 +144,8 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
         icl_lora_set_targets(&all, mc, "all-linear", NULL, 0);
         t = &all;
     }
-    char list[256] = ""; /* for the messages: the targets, truncated */
-    size_t ll = 0;
-    for (int i = 0; i < c->n_targets && ll < sizeof list - 1; i++) {
-        int k = snprintf(list + ll, sizeof list - ll, "%s%s", i ? ", " : "", c->target_modules[i]);
-        ll = k < 0 ? sizeof list - 1 : ll + (size_t)k; /* past the end: truncated, the loop ends */
-    }
+    char list[256]; /* for the messages: the targets, cut to fit */
+    targets_list(c, list, sizeof list);
     int rc = -1, nm = 0;
     char **mods = NULL;
     for (int i = 0; i < icl_st_count(f); i++) {
@@ -225,9 +245,13 @@ int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t 
         const icl_st_tensor *t = icl_st_get(f, i);
         size_t n = strlen(t->name);
         int a = n >= 13 && !strcmp(t->name + n - 13, "lora_A.weight"), b = n >= 13 && !strcmp(t->name + n - 13, "lora_B.weight");
-        if ((a || b) && (t->ndim != 2 || t->shape[a ? 0 : 1] != c.r)) {
+        if ((a || b) && t->ndim != 2) {
+            icl_seterr(err, errsz, "%s: %s has %d dimensions, not 2 (lora_A [r, in], lora_B [out, r])", p, t->name,
+                       t->ndim);
+            rc = -1;
+        } else if ((a || b) && t->shape[a ? 0 : 1] != c.r) {
             icl_seterr(err, errsz, "%s: %s has rank %lld, adapter_config.json says r %d", p, t->name,
-                       (long long)(t->ndim == 2 ? t->shape[a ? 0 : 1] : -1), c.r);
+                       (long long)t->shape[a ? 0 : 1], c.r);
             rc = -1;
         }
     }

@@ -499,8 +499,12 @@ static int open_lora(train_run *r)
     char *base = NULL;
     if (r->ckpt) { /* claim_dir found it */
         base = o->model_dir ? xstrdup(o->model_dir) : icl_lora_base_path(r->ckpt, e2, sizeof e2);
-        if (!base)
+        if (!base) { /* its hint, "-m BASE --adapter CKPT", would start a new run: resuming takes -m BASE */
+            char *h = strstr(e2, "-m BASE --adapter ");
+            if (h)
+                snprintf(h, sizeof e2 - (size_t)(h - e2), "-m BASE with --resume");
             return fail(r, "%s", e2);
+        }
     } else {
         base = xstrdup(o->model_dir);
     }

@@ -218,6 +218,13 @@ test_expect_success 'resuming a LoRA run without its LoRA options says so (was: 
 	test_grep "lrn/checkpoint-1 holds a LoRA adapter: resume the run with the LoRA options it was started with" err
 '
 
+test_expect_success 'resuming a LoRA run whose checkpoint names no base asks for -m BASE with --resume (was: --adapter, a new run)' '
+	sed "s|\"base_model_name_or_path\": \"[^\"]*\"|\"base_model_name_or_path\": \"\"|" lrn/checkpoint-1/adapter_config.json >ac &&
+	cp ac lrn/checkpoint-1/adapter_config.json &&
+	test_must_fail icl-train -q --batch-size 4 --threads 1 --lora-r 2 --max-steps 2 --save-every 1 -o lrn --resume rand.tok >/dev/null 2>err &&
+	test_grep "lrn/checkpoint-1/adapter_config.json names no base_model_name_or_path: give the base, -m BASE with --resume$" err
+'
+
 test_expect_code 2 '--load-best-model-at-end needs --valid' 'icl-train $A --load-best-model-at-end -o x rand.tok'
 test_expect_code 2 '--eval-every needs --valid' 'icl-train $A --eval-every 2 -o x rand.tok'
 test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \

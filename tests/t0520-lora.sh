@@ -235,6 +235,36 @@ json.dump(a, open(\"tnone/adapter_config.json\", \"w\"))" &&
 	test_cmp want err && test ! -e tno
 '
 
+test_expect_success 'a target list too long for the message ends in "..." after a whole character' '
+	mkdir -p tlong && cp tnone/adapter_model.safetensors tnone/adapter_config.json tlong/ &&
+	python3 -c "import json
+a=json.load(open(\"tlong/adapter_config.json\")); a[\"target_modules\"]=[\"t%d\" % i for i in range(40)]+[\"\u00e9\"*200]
+json.dump(a, open(\"tlong/adapter_config.json\", \"w\"))" &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter tlong -o tlo --max-steps 1 rand.tok 2>err &&
+	cat err &&
+	python3 -c "import re, sys
+s = open(sys.argv[1], \"rb\").read().decode(\"utf-8\")  # strict: a cut character fails here
+assert re.fullmatch(r\"icl-train: tlong/adapter_config.json: target_modules \[t0, t1, .*, t39, \u00e9+[.][.][.]\] \"
+                    r\"select no module of this llama model\n\", s), s" err
+'
+
+test_expect_success 'a lora_A of other than 2 dimensions is named with its dimensions' '
+	mkdir -p t1d && cp "$PEFT/adapter_config.json" t1d/ &&
+	python3 -c "import json,struct,sys
+f=open(sys.argv[1],\"rb\").read(); n=struct.unpack(\"<Q\",f[:8])[0]; h=json.loads(f[8:8+n])
+k=[k for k in h if k.endswith(\"lora_A.weight\")][0]; s=h[k][\"shape\"]; h[k][\"shape\"]=[s[0]*s[1]]
+b=json.dumps(h).encode(); b+=b\" \"*(-len(b)%8)
+open(\"t1d/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))+b+f[8+n:])
+print(k)" "$PEFT/adapter_model.safetensors" >k &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter t1d -o t1o --max-steps 1 rand.tok 2>err &&
+	test_grep "t1d/adapter_model.safetensors: $(cat k) has 1 dimensions, not 2 (lora_A \[r, in\], lora_B \[out, r\])" err
+'
+
+test_expect_success 'an lm_head target is refused as one icl-train does not adapt, not as a missing module' '
+	test_must_fail icl-train -q -m "$LLAMA" --lora-r 2 --lora-targets q_proj,lm_head -o tlm --max-steps 1 rand.tok 2>err &&
+	test_grep "LoRA target \"lm_head\": adapters of the embeddings and the output head are not trained" err
+'
+
 test_expect_success 'a tensor name of 100000 bytes is refused saying so, not with a message cut before its reason' '
 	mkdir -p long && cp "$PEFT/adapter_config.json" long/ &&
 	python3 -c "import json,struct,sys
