@@ -46,10 +46,12 @@ static void targets_list(const icl_lora_config *c, char *list, size_t n)
         size_t need = (i ? 2 : 0) + strlen(t);
         if (ll + need + 4 > n) { /* room for "..." and the NUL */
             size_t k = n - 4 - ll, j = 0;
-            if (i && k >= 2) {
+            if (i && k >= 3) { /* ", " and at least a byte of the name */
                 memcpy(list + ll, ", ", 2);
                 ll += 2;
                 k -= 2;
+            } else if (i) { /* "a..." rather than a name run into the last */
+                k = 0;
             }
             while (j < k && t[j]) /* whole UTF-8 sequences only: stop before a lead byte that does not fit */
                 j++;

@@ -592,8 +592,8 @@ static icl_param_set *add_lora(icl_model *m, const char *const *targets, const i
             if (!strcmp(leaf, "lm_head") || !strcmp(leaf, "embed_tokens") || !strcmp(leaf, "wte") ||
                 !strcmp(leaf, "wpe"))
                 icl_seterr(err, errsz, "LoRA target \"%s\": adapters of the embeddings and the output head are "
-                           "not trained, only of the layers' projections (icl-gen, icl-eval and icl-convert apply "
-                           "such adapters)", targets[t]);
+                           "not trained, only of the layers' projections (merged into float32 weights, as icl-convert "
+                           "--adapter does, such adapters apply)", targets[t]);
             else
                 icl_seterr(err, errsz, "LoRA target \"%s\" names no projection of this %s model", targets[t],
                            m->cfg.model_type);

@@ -499,8 +499,10 @@ static int open_lora(train_run *r)
     char *base = NULL;
     if (r->ckpt) { /* claim_dir found it */
         base = o->model_dir ? xstrdup(o->model_dir) : icl_lora_base_path(r->ckpt, e2, sizeof e2);
-        if (!base) { /* its hint, "-m BASE --adapter CKPT", would start a new run: resuming takes -m BASE */
-            char *h = strstr(e2, "-m BASE --adapter ");
+        if (!base) { /* its hint, "-m BASE --adapter CKPT" at the end, would start a new run: resuming takes -m BASE */
+            char *h = NULL;
+            for (char *q = strstr(e2, "-m BASE --adapter "); q; q = strstr(q + 1, "-m BASE --adapter "))
+                h = q; /* the last: the paths before it may hold anything */
             if (h)
                 snprintf(h, sizeof e2 - (size_t)(h - e2), "-m BASE with --resume");
             return fail(r, "%s", e2);
@@ -1245,7 +1247,7 @@ static int read_state(train_run *r)
             json_array_append(r->history, e);
     }
     /* best_model_checkpoint: the path the run wrote (OUT_DIR/checkpoint-N as
-     * given, relative to that run's folder), read by its last part only, in
+     * given, relative to that run's working folder), read by its last part only, in
      * this run's OUT_DIR: a run folder moved or copied, or resumed from
      * another folder, keeps its own best, and no name leads outside it.  Its
      * best_metric stays even when the folder is gone (deleted by hand), so
@@ -2017,7 +2019,15 @@ static int load_best(train_run *r)
         r->best = NULL;
         return 0;
     }
-    if (lora) { /* the frozen base stays; the adapters take the checkpoint's weights */
+    if (lora) { /* the frozen base stays; the adapters take the checkpoint's weights, of the same config */
+        icl_lora_config cc;
+        if (icl_lora_read_config(r->best, &cc, e2, sizeof e2))
+            return fail(r, "%s", e2);
+        char diff[600];
+        int nd = lora_config_diff(&r->lcfg, &cc, diff, sizeof diff);
+        icl_lora_config_free(&cc);
+        if (nd)
+            return fail(r, "%s: the best checkpoint is not this run's adapter: %s", r->best, diff);
         if (icl_lora_load_weights(r->m, r->best, e2, sizeof e2))
             return fail(r, "%s", e2);
         note(r, 0, "loading the best adapter (val_loss %.9g) from %s", r->best_val, r->best);

@@ -134,7 +134,7 @@ test_expect_success '--save-total-limit keeps the newest N' '
 test_expect_success '--save-total-limit with --load-best-model-at-end keeps the best too, loads it and names it' '
 	icl-train $A --max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --save-total-limit 1 \
 		--load-best-model-at-end -o best rand.tok >m 2>err &&
-	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -k1,1g -k2,2n | head -1 | cut -d" " -f2) &&
 	echo "best step $best" &&
 	test "$best" -lt 12 &&
 	test "$(ls best | grep checkpoint | sort | tr "\n" " ")" = "$(printf "checkpoint-%s\ncheckpoint-12\n" $best | sort | tr "\n" " ")" &&
@@ -161,7 +161,7 @@ test_expect_success 'a best_model_checkpoint edited to a short name that is no c
 test_expect_success 'best_model_checkpoint is read in the run folder by its last part: a moved run keeps its best, a path outside it leads nowhere else' '
 	B="--max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --load-best-model-at-end" &&
 	icl-train -q $A $B -o mv1 rand.tok >m &&
-	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -k1,1g -k2,2n | head -1 | cut -d" " -f2) &&
 	echo "best step $best" && test "$best" -lt 10 &&
 	mv mv1 mv2 && rm -r mv2/checkpoint-12 mv2/model.safetensors &&
 	test_grep "\"best_model_checkpoint\": \"mv1/checkpoint-$best\"" mv2/checkpoint-10/trainer_state.json &&
@@ -178,7 +178,7 @@ test_expect_success 'best_model_checkpoint is read in the run folder by its last
 test_expect_success 'a best checkpoint deleted by hand keeps its val_loss: no worse one is taken for the best, the last model stays' '
 	B="--max-steps 12 --lr 0.05 --save-every 2 --eval-every 2 --valid val.tok --load-best-model-at-end" &&
 	icl-train -q $A $B -o gone rand.tok >m &&
-	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -k1,1g -k2,2n | head -1 | cut -d" " -f2) &&
 	test "$best" -lt 10 &&
 	rm -r gone/checkpoint-12 gone/checkpoint-$best &&
 	icl-train $A $B -o gone --resume rand.tok >/dev/null 2>err &&
@@ -204,12 +204,18 @@ test_expect_success 'best_model_checkpoint not a string, or best_metric not a nu
 test_expect_success 'LoRA with --load-best-model-at-end: OUT_DIR gets the adapter of the best checkpoint' '
 	icl-train $A --lora-r 4 --max-steps 12 --lr 3 --save-every 2 --eval-every 2 --valid val.tok \
 		--load-best-model-at-end -o lb rand.tok >m 2>err &&
-	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -g | head -1 | cut -d" " -f2) &&
+	best=$(grep val_loss m | sed "s/.*\"step\": \([0-9]*\),.*\"val_loss\": \([0-9.e+-]*\)}/\2 \1/" | sort -k1,1g -k2,2n | head -1 | cut -d" " -f2) &&
 	echo "best step $best" && test "$best" -lt 12 &&
 	cmp lb/adapter_model.safetensors lb/checkpoint-$best/adapter_model.safetensors &&
 	! cmp lb/adapter_model.safetensors lb/checkpoint-12/adapter_model.safetensors &&
 	test_grep "^icl-train: loading the best adapter (val_loss [0-9.]*) from lb/checkpoint-$best$" err &&
-	test_grep "^icl-train: done: 12 steps; adapter of the best checkpoint, lb/checkpoint-$best" err
+	test_grep "^icl-train: done: 12 steps; adapter of the best checkpoint, lb/checkpoint-$best" err &&
+	rm -r lb/checkpoint-12 &&
+	sed "s|\"lora_alpha\": [0-9.]*|\"lora_alpha\": 99|" lb/checkpoint-$best/adapter_config.json >ac &&
+	cp ac lb/checkpoint-$best/adapter_config.json &&
+	test_must_fail icl-train -q $A --lora-r 4 --max-steps 12 --lr 3 --save-every 2 --eval-every 2 --valid val.tok \
+		--load-best-model-at-end -o lb --resume rand.tok >/dev/null 2>err &&
+	test_grep "lb/checkpoint-$best: the best checkpoint is not this run.s adapter: lora_alpha is 8 here but 99 in the checkpoint" err
 '
 
 test_expect_success 'resuming a LoRA run without its LoRA options says so (was: checkpoint-N/config.json missing)' '
