@@ -298,8 +298,13 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--load-best-model-at-end needs --valid FILE");
     if (o->eval_every > 0 && !o->valid)
         BAD("--eval-every needs --valid FILE (the token lines to validate on)");
-    if (o->load_best_model_at_end && o->save_every > 0 &&
-        (o->eval_every <= 0 || o->save_every % o->eval_every))
+    /* as transformers: the best of the saved, validated checkpoints */
+    if (o->load_best_model_at_end && o->eval_every <= 0)
+        BAD("--load-best-model-at-end needs --eval-every N (without it the run validates only at its end)");
+    if (o->load_best_model_at_end && o->save_every <= 0)
+        BAD("--load-best-model-at-end needs --save-every N, a multiple of --eval-every (only saved checkpoints can "
+            "be loaded)");
+    if (o->load_best_model_at_end && o->save_every % o->eval_every)
         BAD("--load-best-model-at-end needs --save-every to be a multiple of --eval-every (as transformers)");
     if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
         BAD("rank %d of %d processes", o->rank, o->world_size);
@@ -1186,9 +1191,14 @@ static int read_state(train_run *r)
         goto out;
     }
     if (json_is_true(json_object_get(ic, "save_only_model"))) {
-        fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
-                "from it with -m %s",
-             r->ckpt, r->ckpt);
+        if (r->o->lora_r > 0 || r->o->adapter)
+            fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
+                    "from its adapter with -m BASE --adapter %s",
+                 r->ckpt, r->ckpt);
+        else
+            fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
+                    "from it with -m %s",
+                 r->ckpt, r->ckpt);
         goto out;
     }
     json_t *st = json_object_get(ic, "settings");

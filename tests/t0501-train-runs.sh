@@ -236,11 +236,26 @@ test_expect_code 2 '--eval-every needs --valid' 'icl-train $A --eval-every 2 -o 
 test_expect_code 2 '--load-best-model-at-end needs --save-every a multiple of --eval-every' \
 	'icl-train $A --valid val.tok --eval-every 3 --save-every 2 --load-best-model-at-end -o x rand.tok'
 
+test_expect_success '--load-best-model-at-end needs --eval-every and --save-every, each named (was: the last step called the best)' '
+	{ icl-train $A --valid val.tok --eval-every 2 --load-best-model-at-end -o x rand.tok 2>err; echo $? >rc.lb; } &&
+	test "$(cat rc.lb)" -eq 2 &&
+	test_grep "load-best-model-at-end needs --save-every N, a multiple of --eval-every (only saved checkpoints can be loaded)" err &&
+	{ icl-train $A --valid val.tok --save-every 2 --load-best-model-at-end -o x rand.tok 2>err; echo $? >rc.lb; } &&
+	test "$(cat rc.lb)" -eq 2 &&
+	test_grep "load-best-model-at-end needs --eval-every N (without it the run validates only at its end)" err &&
+	test ! -e x
+'
+
 test_expect_success '--save-only-model: no optimizer state, and --resume says it cannot' '
 	icl-train -q $A --max-steps 3 --save-every 2 --save-only-model -o slim rand.tok >m &&
 	test -f slim/checkpoint-2/model.safetensors && ! test -e slim/checkpoint-2/optimizer.safetensors &&
 	test_must_fail icl-train -q $A --max-steps 3 -o slim --resume rand.tok 2>err &&
-	test_grep "slim/checkpoint-3: saved with --save-only-model (no optimizer state): it cannot be resumed" err
+	test_grep "slim/checkpoint-3: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run from it with -m slim/checkpoint-3$" err &&
+	icl-train -q $A --lora-r 2 --max-steps 2 --save-every 1 --save-only-model -o slimlo rand.tok >m &&
+	test_must_fail icl-train -q $A --lora-r 2 --max-steps 2 -o slimlo --resume rand.tok 2>err &&
+	test_grep "start a new run from its adapter with -m BASE --adapter slimlo/checkpoint-2$" err &&
+	icl-train -q $A --adapter slimlo/checkpoint-2 --max-steps 1 -o slimlo2 rand.tok >m &&
+	test -f slimlo2/adapter_model.safetensors
 '
 
 test_expect_success 'trainer_state.json keeps the log history; --resume re-emits it, --no-log-history not' '
