@@ -147,8 +147,9 @@ static inline float QD(hsum)(__m256 t)
  * 2026-12-05) decoding SmolLM2's Q4_1 GGUF stalled on these loads: with
  * it, batch 1 48 -> 86 tokens/s on 1 thread and 75 -> 130 on 2, batch 8
  * 192 -> 233 and 256 -> 320 (the distance flat from 2 to 4 KB, row kernel
- * alone); the products are unchanged.  Bytes per activation block of 32: Q8_0 34,
- * Q4_0 18, Q4_1 20, Q4_K 144/8, Q5_K 176/8, Q6_K 210/8 (rounded down). */
+ * alone); the products are unchanged.  Bytes per activation block of 32:
+ * Q8_0 34, Q4_0 18, Q4_1 20, Q4_K 144/8, Q5_K 176/8, Q6_K 210/8 (rounded
+ * down). */
 #define QD_PF 2048
 static inline __attribute__((always_inline)) void QD(prefetch)(int type, const uint8_t *w, int b)
 {
