@@ -43,9 +43,9 @@ static void targets_list(const icl_lora_config *c, char *list, size_t n)
     list[0] = 0;
     for (int i = 0; i < c->n_targets; i++) {
         const char *t = c->target_modules[i];
-        size_t need = (i ? 2 : 0) + strlen(t);
-        if (ll + need + 4 > n) { /* room for "..." and the NUL */
-            size_t k = n - 4 - ll, j = 0;
+        size_t tl = strlen(t);
+        if (ll + (i ? 2 : 0) + tl + 4 > n) { /* room for "..." and the NUL */
+            size_t k = n - 4 - ll;
             if (i && k >= 3) { /* ", " and at least a byte of the name */
                 memcpy(list + ll, ", ", 2);
                 ll += 2;
@@ -53,9 +53,8 @@ static void targets_list(const icl_lora_config *c, char *list, size_t n)
             } else if (i) { /* "a..." rather than a name run into the last */
                 k = 0;
             }
-            while (j < k && t[j]) /* whole UTF-8 sequences only: stop before a lead byte that does not fit */
-                j++;
-            while (j > 0 && j < strlen(t) && ((unsigned char)t[j] & 0xC0) == 0x80)
+            size_t j = tl < k ? tl : k; /* whole UTF-8 sequences only: back to the lead byte that does not fit */
+            while (j > 0 && j < tl && ((unsigned char)t[j] & 0xC0) == 0x80)
                 j--;
             memcpy(list + ll, t, j);
             memcpy(list + ll + j, "...", 4);

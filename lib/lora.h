@@ -78,7 +78,8 @@ icl_param_set *icl_lora_attach(icl_model *m, const icl_lora_config *c, uint64_t 
 /* As icl_lora_attach, for an adapter_config.json read from a PEFT adapter
  * (icl-train --adapter): as PEFT's inject_adapter, a target_modules name
  * that selects none of the modules icl_config_modules lists is left out
- * (PEFT would refuse one that selects another module, "mlp", say), and only targets that together select none are an error ("target_modules
+ * (PEFT would refuse one that selects another module, "mlp", say), and
+ * only targets that together select none are an error ("target_modules
  * [...] select no module of this llama model").  c is unchanged (a saved
  * adapter_config.json keeps every name). */
 icl_param_set *icl_lora_attach_peft(icl_model *m, const icl_lora_config *c, uint64_t seed, char *err, size_t errsz);

@@ -400,6 +400,9 @@ static char *tokenizer_of(const char *model)
 
 static int open_lora(train_run *r);
 
+/* 1 when the run trains adapters (--lora-r or --adapter), not the model */
+static int lora_run(const icl_train_opts *o) { return o->lora_r > 0 || o->adapter; }
+
 /* 1 when dir is a LoRA adapter folder (adapter_config.json, no config.json) */
 static int is_adapter_dir(const char *dir)
 {
@@ -423,7 +426,7 @@ static int open_model(train_run *r)
         free(b);
         return -1;
     }
-    if (o->lora_r > 0 || o->adapter)
+    if (lora_run(o))
         return open_lora(r);
     if (r->ckpt) { /* claim_dir found it */
         if (is_adapter_dir(r->ckpt))
@@ -1191,14 +1194,9 @@ static int read_state(train_run *r)
         goto out;
     }
     if (json_is_true(json_object_get(ic, "save_only_model"))) {
-        if (r->o->lora_r > 0 || r->o->adapter)
-            fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
-                    "from its adapter with -m BASE --adapter %s",
-                 r->ckpt, r->ckpt);
-        else
-            fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
-                    "from it with -m %s",
-                 r->ckpt, r->ckpt);
+        fail(r, "%s: saved with --save-only-model (no optimizer state): it cannot be resumed; start a new run "
+                "from %s %s",
+             r->ckpt, lora_run(r->o) ? "its adapter with -m BASE --adapter" : "it with -m", r->ckpt);
         goto out;
     }
     json_t *st = json_object_get(ic, "settings");
@@ -1283,7 +1281,7 @@ static int read_state(train_run *r)
         if (r->o->load_best_model_at_end && !is_dir(r->best))
             note(r, 1, "%s: the best checkpoint so far, %s (val_loss %.9g), is gone: only a lower val_loss makes a "
                        "new best, and without one the run ends with the last step's %s",
-                 path, r->best, r->best_val, r->o->lora_r > 0 || r->o->adapter ? "adapter" : "model");
+                 path, r->best, r->best_val, lora_run(r->o) ? "adapter" : "model");
     }
     rc = 0;
 out:
@@ -1400,7 +1398,7 @@ out:
 /* The model folder files plus, from scratch, tokenizer.json. */
 static int save_model_dir(train_run *r, const char *dir)
 {
-    if (r->o->lora_r > 0 || r->o->adapter)
+    if (lora_run(r->o))
         return icl_lora_save(r->m, &r->lcfg, dir, r->err, r->errsz);
     if (icl_model_save(r->m, dir, r->err, r->errsz))
         return -1;
@@ -1592,7 +1590,7 @@ static int claim_dir(train_run *r)
     static const char *const model_files[] = {"config.json", "model.safetensors", "model.safetensors.index.json",
                                               "generation_config.json", NULL};
     static const char *const adapter_files[] = {"adapter_config.json", "adapter_model.safetensors", NULL};
-    int lora = o->lora_r > 0 || o->adapter;
+    int lora = lora_run(o);
     const char *const *other = lora ? model_files : adapter_files;
     char found[256] = "";
     for (int i = 0; other[i]; i++) {
@@ -2021,7 +2019,7 @@ static int load_best(train_run *r)
     if (!r->o->load_best_model_at_end || !r->best || (r->last_good && !strcmp(r->best, r->last_good)))
         return 0;
     char e2[1024];
-    int lora = r->o->lora_r > 0 || r->o->adapter;
+    int lora = lora_run(r->o);
     if (!is_dir(r->best)) { /* deleted by hand during the run or before --resume (read_state said so) */
         note(r, 1, "the best checkpoint, %s (val_loss %.9g), is gone: %s gets the last step's %s", r->best,
              r->best_val, r->o->out_dir, lora ? "adapter" : "model");
@@ -2121,11 +2119,11 @@ int icl_train(const icl_train_opts *o, const icl_train_hooks *h, char *err, size
         goto out;
     if (o->load_best_model_at_end && r->best)
         note(r, 0, "done: %ld step%s; %s of the best checkpoint, %s (val_loss %.9g), in %s; last checkpoint %s",
-             r->pos.step, r->pos.step == 1 ? "" : "s", o->lora_r > 0 || o->adapter ? "adapter" : "model", r->best,
+             r->pos.step, r->pos.step == 1 ? "" : "s", lora_run(o) ? "adapter" : "model", r->best,
              r->best_val, o->out_dir, r->last_good);
     else
         note(r, 0, "done: %ld step%s; %s in %s, last checkpoint %s", r->pos.step, r->pos.step == 1 ? "" : "s",
-             o->lora_r > 0 || o->adapter ? "adapter" : "model", o->out_dir, r->last_good);
+             lora_run(o) ? "adapter" : "model", o->out_dir, r->last_good);
     rc = 0;
 out:
     if (rc < 0)
