@@ -96,6 +96,7 @@ struct icl_tokenizer {
     tok_norm *norm;
     tok_pre *pre;
     tok_dec *dec;
+    int dec_bytefallback;          /* a ByteFallback somewhere in dec (icl_tok_stream_put holds byte tokens) */
     tok_added *added;
     int nadded;
     tok_trie trie_raw, trie_norm;

@@ -240,6 +240,17 @@ static int parse_pre(json_t *j, tok_pre *p, errbuf *e)
     return 0;
 }
 
+/* 1 if the decoder d or one in its Sequence is of type ty. */
+static int dec_has(const tok_dec *d, int ty)
+{
+    if ((int)d->type == ty)
+        return 1;
+    for (int i = 0; i < d->nsub; i++)
+        if (dec_has(&d->sub[i], ty))
+            return 1;
+    return 0;
+}
+
 static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
 {
     const char *ty = jstr(j, "type");
@@ -1148,6 +1159,7 @@ icl_tokenizer *icl_tok_load_json(json_t *root, json_t *cfg, const char *dir, cha
         t->dec = icl_xcalloc(1, sizeof *t->dec);
         if (parse_dec(v, t->dec, &e))
             goto bad;
+        t->dec_bytefallback = dec_has(t->dec, D_BYTEFALLBACK);
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
@@ -1777,9 +1789,35 @@ static int ends_incomplete(const icl_buf *b)
     return b->len >= 3 && !memcmp(b->data + b->len - 3, "\xEF\xBF\xBD", 3);
 }
 
+/* 1 if id's token is a byte token <0xNN> that a ByteFallback decoder of t
+ * reads: its text is not final while the run of byte tokens it ends may
+ * go on (a run that is not UTF-8 as a whole becomes one U+FFFD per token,
+ * so "<0x41>" alone is "A", followed by "<0xA0>" it is two U+FFFD). */
+static int ends_byte_run(const icl_tokenizer *t, int32_t id)
+{
+    size_t n;
+    const char *s = t->dec_bytefallback ? icl_tok_piece(t, id, &n) : NULL;
+    return s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hexval(s[3]) >= 0 && hexval(s[4]) >= 0;
+}
+
+/* Appends to out what the window's text b adds to the released ids' text
+ * a.  When a is not a prefix of b (a decoder changed text already
+ * released: none of those icl reads does, given ends_byte_run), what was
+ * released stays and the rest starts at b's first character boundary at
+ * or after a's length, so that out stays UTF-8 and the window does not
+ * grow without end. */
+static void stream_release(const icl_tok_stream *s, icl_buf *out)
+{
+    size_t from = s->a.len < s->b.len ? s->a.len : s->b.len;
+    while (from < s->b.len && ((uint8_t)s->b.data[from] & 0xC0) == 0x80)
+        from++;
+    icl_buf_append(out, s->b.data + from, s->b.len - from);
+}
+
 /* As tokenizers' DecodeStream::step: decode the window without and with
- * the ids not yet released; release the difference when it grew and does
- * not end in U+FFFD; then the window starts at the ids just released. */
+ * the ids not yet released; release the difference when it grew, does not
+ * end in U+FFFD and does not end in a byte token (ends_byte_run) or a
+ * skipped special token; then the window starts at the ids just released. */
 int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
                        char *err, size_t errsz)
 {
@@ -1788,15 +1826,17 @@ int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, ic
         return -1;
     }
     icl_ids_push(&s->ids, id);
+    /* a skipped special token adds no text, nor ends a run of byte tokens */
+    if (ends_byte_run(t, id) || (s->skip_special && icl_tok_is_special(t, id)))
+        return 0;
     int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
     s->a.len = 0;
     s->b.len = 0;
     if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
         icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
         return -1;
-    if (s->b.len > s->a.len && !ends_incomplete(&s->b) &&
-        (s->a.len == 0 || !memcmp(s->a.data, s->b.data, s->a.len))) {
-        icl_buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+    if (s->b.len > s->a.len && !ends_incomplete(&s->b)) {
+        stream_release(s, out);
         /* keep the ids just released as the new prefix */
         size_t keep = s->ids.n - s->read;
         memmove(s->ids.v, s->ids.v + s->read, keep * sizeof *s->ids.v);
@@ -1818,8 +1858,7 @@ int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out
     if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
         icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
         return -1;
-    if (s->b.len > s->a.len)
-        icl_buf_append(out, s->b.data + s->a.len, s->b.len - s->a.len);
+    stream_release(s, out);
     s->ids.n = 0;
     s->read = 0;
     s->started = 1;

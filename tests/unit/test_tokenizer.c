@@ -669,6 +669,57 @@ static void stream_decode(void **state)
     }
 }
 
+/* Streaming ids whose byte tokens form runs a ByteFallback decoder reads
+ * as a whole (<0x41> alone is "A", <0x41><0xA0> two U+FFFD), also with a
+ * special token between them that skip_special drops: the text released
+ * is icl_tok_decode's, and UTF-8.  The released " " of <0x20> once became
+ * U+FFFD in the whole text and the stream put out bytes cut from the
+ * middle of a character. */
+static void stream_byte_runs(void **state)
+{
+    (void)state;
+    const char *names[] = {"<0x41>", "<0xA0>", "<0x20>", "<0xE4>", "<0xBD>", "<0x0A>", "<0xF0>", "<0x9F>",
+                           "<s>",    "</s>",   "<unk>",  "\xE2\x96\x81Hello", "\xE2\x96\x81", "x", "\xE2\x96\x81world"};
+    enum { NP = sizeof names / sizeof *names };
+    int32_t pool[NP];
+    for (int i = 0; i < NP; i++) {
+        pool[i] = icl_tok_id(llama2, names[i], strlen(names[i]));
+        assert_true(pool[i] >= 0);
+    }
+    size_t n = 0, good = 0;
+    for (int trial = 0; trial < 4000; trial++) {
+        int32_t ids[12];
+        size_t len = 1 + rnd() % 12;
+        for (size_t q = 0; q < len; q++)
+            ids[q] = pool[rnd() % NP];
+        int skip = trial & 1, fl = trial & 2 ? ICL_TOK_CONTINUATION : 0;
+        icl_buf whole = {0}, got = {0};
+        char err[128];
+        assert_int_equal(icl_tok_decode(llama2, ids, len, skip, fl, &whole, err, sizeof err), 0);
+        icl_tok_stream st;
+        icl_tok_stream_init(&st, fl, skip);
+        for (size_t q = 0; q < len; q++)
+            assert_int_equal(icl_tok_stream_put(llama2, &st, ids[q], &got, err, sizeof err), 0);
+        assert_int_equal(icl_tok_stream_flush(llama2, &st, &got, err, sizeof err), 0);
+        icl_tok_stream_free(&st);
+        int same = got.len == whole.len && !memcmp(got.data ? got.data : "", whole.data ? whole.data : "", got.len) &&
+                   icl_utf8_valid(got.data ? got.data : "", got.len) == got.len;
+        if (!same && n - good < 3) {
+            fprintf(stderr, "stream of");
+            for (size_t q = 0; q < len; q++)
+                fprintf(stderr, " %d", ids[q]);
+            fprintf(stderr, " (skip %d, flags %d): got '%.*s' want '%.*s'\n", skip, fl, (int)got.len,
+                    got.data ? got.data : "", (int)whole.len, whole.data ? whole.data : "");
+        }
+        good += same;
+        n++;
+        icl_buf_free(&whole);
+        icl_buf_free(&got);
+    }
+    printf("# stream decode of byte-token runs: %zu sequences, %zu identical\n", n, good);
+    assert_int_equal(good, n);
+}
+
 /* The fingerprint ignores formatting and key order, not content. */
 static void fingerprint_is_semantic(void **state)
 {
@@ -777,7 +828,7 @@ int main(void)
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
         cmocka_unit_test(fingerprint_is_semantic),
-        cmocka_unit_test(stream_decode),
+        cmocka_unit_test(stream_decode), cmocka_unit_test(stream_byte_runs),
         cmocka_unit_test(merges_forms_and_templates),
         cmocka_unit_test(catastrophic_regex_is_an_error),
     };
