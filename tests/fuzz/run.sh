@@ -1,10 +1,10 @@
 #!/bin/sh
-# Fuzz a parser with libFuzzer: sh tests/fuzz/run.sh safetensors|config|jinja|gguf|tokgguf|lora_config|sniff|csv|json [seconds]
+# Fuzz a parser with libFuzzer: sh tests/fuzz/run.sh safetensors|config|jinja|gguf|tokgguf|tokjson|lora_config|sniff|csv|json [seconds]
 # Builds build-fuzz/fuzz_NAME with clang -fsanitize=fuzzer,address,undefined
 # and runs it on tests/fuzz/corpus/NAME (new interesting inputs are added
 # there; minimise with -merge=1 before committing). Needs clang.
 set -eu
-name=${1:?usage: run.sh safetensors|config|jinja|gguf|tokgguf|lora_config|sniff|csv|json [seconds]}
+name=${1:?usage: run.sh safetensors|config|jinja|gguf|tokgguf|tokjson|lora_config|sniff|csv|json [seconds]}
 secs=${2:-60}
 cd "$(dirname "$0")/../.."
 mkdir -p build-fuzz

@@ -2,7 +2,7 @@
  * normal compiler (and with ASan+UBSan under make check SANITIZE=1):
  * - tests/fuzz/corpus/{csv,json} and the inputs of past findings
  *   tests/fuzz/regress/{csv,json} (what `make fuzz` found stays found);
- * - tests/fuzz/corpus/{safetensors,config,jinja,gguf,tokgguf,lora_config,sniff} (every input handled without a crash).
+ * - tests/fuzz/corpus/{safetensors,config,jinja,gguf,tokgguf,tokjson,lora_config,sniff} (every input handled without a crash).
  * The folders are under $TESTS_DIR/fuzz (tests/run.sh sets TESTS_DIR), else
  * tests/fuzz from the current folder. */
 #include <setjmp.h>
@@ -72,6 +72,7 @@ static void json_corpus(void **state)
 #include "../fuzz/fuzz_jinja.c"
 #include "../fuzz/fuzz_gguf.c"
 #include "../fuzz/fuzz_tokgguf.c"
+#include "../fuzz/fuzz_tokjson.c"
 #include "../fuzz/fuzz_lora_config.c"
 #include "../fuzz/fuzz_sniff.c"
 #include "util.h"
@@ -150,6 +151,15 @@ static void replay_tokgguf(void **state)
     assert_true(ok >= 9); /* the valid seeds (tests/data/tok/gguf/make_fuzz_seeds.py) load */
 }
 
+static void replay_tokjson(void **state)
+{
+    (void)state;
+    int ok = 0, n = replay_corpus("tokjson", icl_fuzz_tokjson, &ok);
+    print_message("# tokjson corpus: %d inputs, %d made a tokenizer\n", n, ok);
+    assert_true(n >= 6);
+    assert_true(ok >= 5); /* the valid seeds (tests/data/tok/make_tokjson_seeds.py) load */
+}
+
 static void replay_lora_config(void **state)
 {
     (void)state;
@@ -173,7 +183,7 @@ int main(void)
     const struct CMUnitTest tests[] = {cmocka_unit_test(csv_corpus), cmocka_unit_test(json_corpus),
                                        cmocka_unit_test(replay_safetensors), cmocka_unit_test(replay_config),
                                        cmocka_unit_test(replay_jinja), cmocka_unit_test(replay_gguf),
-                                       cmocka_unit_test(replay_tokgguf), cmocka_unit_test(replay_lora_config),
+                                       cmocka_unit_test(replay_tokgguf), cmocka_unit_test(replay_tokjson), cmocka_unit_test(replay_lora_config),
                                        cmocka_unit_test(replay_sniff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
