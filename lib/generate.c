@@ -356,13 +356,11 @@ void icl_gen_text_free(icl_gen_text *t)
     buf_free(&t->text);
 }
 
-/* Look for the stop strings in text that appeared since `from` bytes (an
- * occurrence may start up to max_stop - 1 bytes earlier); cut before the
- * earliest. */
-static int find_stop(icl_gen_text *t, size_t from)
+/* The earliest occurrence of a stop string in text that appeared since
+ * `from` bytes (an occurrence may start up to max_stop - 1 bytes
+ * earlier), as a byte offset; t->text.len when there is none. */
+static size_t stop_at(const icl_gen_text *t, size_t from)
 {
-    if (!t->n_stop)
-        return 0;
     size_t start = from >= t->max_stop ? from - t->max_stop + 1 : 0, cut = t->text.len;
     for (int i = 0; i < t->n_stop; i++) {
         size_t sl = strlen(t->stop[i]);
@@ -370,6 +368,16 @@ static int find_stop(icl_gen_text *t, size_t from)
         if (p && (size_t)(p - t->text.data) < cut)
             cut = (size_t)(p - t->text.data);
     }
+    return cut;
+}
+
+/* Look for the stop strings in text that appeared since `from` bytes; cut
+ * before the earliest. */
+static int find_stop(icl_gen_text *t, size_t from)
+{
+    if (!t->n_stop)
+        return 0;
+    size_t cut = stop_at(t, from);
     if (cut == t->text.len)
         return 0;
     t->text.len = cut;
@@ -388,6 +396,24 @@ int icl_gen_text_update(icl_gen_text *t, const int32_t *ids, size_t n, char *err
     for (; t->fed < n; t->fed++)
         if (icl_tok_stream_put(t->tok, &t->ds, ids[t->fed], &t->text, err, errsz) != 0)
             return -1;
+    int r = find_stop(t, from);
+    if (r || !t->n_stop || t->ds.ids.n == t->ds.read)
+        return r;
+    /* Text the decoder holds back (a run of <0xNN> tokens whose text a
+     * later byte could still change, a skipped special token) may already
+     * hold a stop string ("\n" is <0x0A> in SentencePiece vocabularies):
+     * were the sequence to end here, the flush would release it.  Look in
+     * it; on a hit, end the sequence: flush and cut. */
+    size_t len = t->text.len;
+    if (icl_tok_stream_peek(t->tok, &t->ds, &t->text, err, errsz) != 0)
+        return -1;
+    int hit = stop_at(t, from) < t->text.len;
+    t->text.len = len;
+    t->text.data[len] = '\0';
+    if (!hit)
+        return 0;
+    if (icl_tok_stream_flush(t->tok, &t->ds, &t->text, err, errsz) != 0)
+        return -1;
     return find_stop(t, from);
 }
 

@@ -135,8 +135,10 @@ int icl_gen_prompt_ids(const icl_tokenizer *t, icl_tok_state *st, const icl_tokr
  * text of prompt ids + ids), special tokens skipped.  Text is appended only
  * once its characters are complete, so a character whose bytes span tokens
  * never shows as U+FFFD; stop strings are looked for in what was appended
- * (and the text cut before the earliest one); the streamable part also holds
- * back any tail that could still become a stop string. */
+ * and in what the decoder holds back (icl_tok_stream_peek: a run of <0xNN>
+ * tokens, "\n" in SentencePiece vocabularies), and the text cut before the
+ * earliest one; the streamable part also holds back any tail that could
+ * still become a stop string. */
 typedef struct {
     const icl_tokenizer *tok;
     char **stop;         /* stop strings (not owned), n_stop of them, non-empty */

@@ -240,15 +240,33 @@ static int parse_pre(json_t *j, tok_pre *p, errbuf *e)
     return 0;
 }
 
-/* 1 if the decoder d or one in its Sequence is of type ty. */
-static int dec_has(const tok_dec *d, int ty)
+/* Walks the decoders in the order they apply: *bf is set by a
+ * ByteFallback; *whole by a Replace, or a Strip of the end, after a
+ * ByteLevel or a Fuse (which join the tokens into one text, so such a step
+ * may change text that earlier tokens made once later ones come). */
+static void dec_kinds(const tok_dec *d, int *joined, int *bf, int *whole)
 {
-    if ((int)d->type == ty)
-        return 1;
-    for (int i = 0; i < d->nsub; i++)
-        if (dec_has(&d->sub[i], ty))
-            return 1;
-    return 0;
+    switch (d->type) {
+    case D_SEQ:
+        for (int i = 0; i < d->nsub; i++)
+            dec_kinds(&d->sub[i], joined, bf, whole);
+        return;
+    case D_BYTELEVEL:
+    case D_FUSE:
+        *joined = 1;
+        return;
+    case D_BYTEFALLBACK:
+        *bf = 1;
+        return;
+    case D_REPLACE:
+        *whole |= *joined;
+        return;
+    case D_STRIP:
+        *whole |= *joined && d->stop > 0;
+        return;
+    case D_METASPACE:
+        return;
+    }
 }
 
 static int parse_dec(json_t *j, tok_dec *d, errbuf *e)
@@ -1159,7 +1177,8 @@ icl_tokenizer *icl_tok_load_json(json_t *root, json_t *cfg, const char *dir, cha
         t->dec = icl_xcalloc(1, sizeof *t->dec);
         if (parse_dec(v, t->dec, &e))
             goto bad;
-        t->dec_bytefallback = dec_has(t->dec, D_BYTEFALLBACK);
+        int joined = 0;
+        dec_kinds(t->dec, &joined, &t->dec_bytefallback, &t->dec_whole);
     }
     if (load_model(t, json_object_get(root, "model"), added, &e))
         goto bad;
@@ -1595,23 +1614,30 @@ static void dec_bytelevel(const toklist *in, toklist *out)
     icl_buf_free(&bytes);
 }
 
+/* The byte of a piece "<0xNN>" (two hex digits), or -1. */
+static int byte_token(const char *s, size_t n)
+{
+    if (!s || n != 6 || memcmp(s, "<0x", 3) || s[5] != '>')
+        return -1;
+    int h = hexval(s[3]), l = hexval(s[4]);
+    return h >= 0 && l >= 0 ? h * 16 + l : -1;
+}
+
 /* ByteFallback decoder: runs of <0xNN> pieces become their bytes when valid
- * UTF-8, else one U+FFFD per byte. */
-static void dec_bytefallback(const toklist *in, toklist *out)
+ * UTF-8, else one U+FFFD per byte.  *tail is set when the last piece is
+ * one (its run may go on: icl_tok_stream_put). */
+static void dec_bytefallback(const toklist *in, toklist *out, int *tail)
 {
     icl_buf pend = {0};
     const char *B = in->b.data;
     for (size_t k = 0; k <= in->p.n; k++) {
         const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
         size_t n = k < in->p.n ? in->p.len[k] : 0;
-        int byte = -1;
-        if (s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>') {
-            int h = hexval(s[3]), l = hexval(s[4]);
-            if (h >= 0 && l >= 0)
-                byte = h * 16 + l;
-        }
+        int byte = s ? byte_token(s, n) : -1;
         if (byte >= 0) {
             icl_buf_putc(&pend, byte);
+            if (k + 1 == in->p.n)
+                *tail = 1;
             continue;
         }
         if (pend.len) {
@@ -1631,7 +1657,7 @@ static void dec_bytefallback(const toklist *in, toklist *out)
 /* A failure (a Replace regex that gave up) is counted in *nfail, its
  * message written to err for the first one; the step goes on. */
 static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_data *md, int cont,
-                     int *nfail, char *err, size_t errsz)
+                     int *nfail, char *err, size_t errsz, int *tail)
 {
     tl_reset(out);
     switch (d->type) {
@@ -1639,7 +1665,7 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
         dec_bytelevel(in, out);
         return;
     case D_BYTEFALLBACK:
-        dec_bytefallback(in, out);
+        dec_bytefallback(in, out, tail);
         return;
     case D_FUSE: {
         icl_buf all = {0};
@@ -1715,7 +1741,7 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
             tl_add(&a, in->b.data + in->p.off[k], in->p.len[k]);
         toklist b = {0};
         for (int i = 0; i < d->nsub; i++) {
-            dec_step(&d->sub[i], &a, &b, md, cont, nfail, err, errsz);
+            dec_step(&d->sub[i], &a, &b, md, cont, nfail, err, errsz, tail);
             tl_swap(&a, &b);
         }
         for (size_t k = 0; k < a.p.n; k++)
@@ -1729,8 +1755,10 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
     }
 }
 
-int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
-                   int flags, icl_buf *out, char *err, size_t errsz)
+/* icl_tok_decode; *tail is set when a ByteFallback decoder's text ends in
+ * a run of byte tokens. */
+static int decode_ids(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special, int flags,
+                      icl_buf *out, char *err, size_t errsz, int *tail)
 {
     toklist in = {0}, res = {0};
     int nfail = 0;
@@ -1756,7 +1784,7 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
         }
     } else if (in.p.n) {
         pcre2_match_data *md = pcre2_match_data_create(16, NULL);
-        dec_step(t->dec, &in, &res, md, (flags & ICL_TOK_CONTINUATION) != 0, &nfail, err, errsz);
+        dec_step(t->dec, &in, &res, md, (flags & ICL_TOK_CONTINUATION) != 0, &nfail, err, errsz, tail);
         pcre2_match_data_free(md);
         for (size_t k = 0; k < res.p.n; k++)
             icl_buf_append(out, res.b.data + res.p.off[k], res.p.len[k]);
@@ -1766,6 +1794,13 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
     icl_buf_free(&res.b);
     icl_pl_free(&res.p);
     return nfail ? -1 : 0;
+}
+
+int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
+                   int flags, icl_buf *out, char *err, size_t errsz)
+{
+    int tail = 0;
+    return decode_ids(t, ids, n, skip_special, flags, out, err, errsz, &tail);
 }
 
 /* ---- streaming decode ---- */
@@ -1789,23 +1824,25 @@ static int ends_incomplete(const icl_buf *b)
     return b->len >= 3 && !memcmp(b->data + b->len - 3, "\xEF\xBF\xBD", 3);
 }
 
-/* 1 if id's token is a byte token <0xNN> that a ByteFallback decoder of t
- * reads: its text is not final while the run of byte tokens it ends may
- * go on (a run that is not UTF-8 as a whole becomes one U+FFFD per token,
- * so "<0x41>" alone is "A", followed by "<0xA0>" it is two U+FFFD). */
-static int ends_byte_run(const icl_tokenizer *t, int32_t id)
+/* Decodes the window without (s->a) and with (s->b) the ids not yet
+ * released; *tail as decode_ids gives it for s->b. */
+static int stream_decode(const icl_tokenizer *t, icl_tok_stream *s, int *tail, char *err, size_t errsz)
 {
-    size_t n;
-    const char *s = t->dec_bytefallback ? icl_tok_piece(t, id, &n) : NULL;
-    return s && n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hexval(s[3]) >= 0 && hexval(s[4]) >= 0;
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0), ta = 0;
+    s->a.len = 0;
+    s->b.len = 0;
+    *tail = 0;
+    return decode_ids(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz, &ta) ||
+                   decode_ids(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz, tail)
+               ? -1
+               : 0;
 }
 
-/* Appends to out what the window's text b adds to the released ids' text
- * a.  When a is not a prefix of b (a decoder changed text already
- * released: none of those icl reads does, given ends_byte_run), what was
- * released stays and the rest starts at b's first character boundary at
- * or after a's length, so that out stays UTF-8 and the window does not
- * grow without end. */
+/* Appends to out what the window's text s->b adds to the released ids'
+ * text s->a.  Should a decoder have changed text already released (a is
+ * not a prefix of b: not with the decoders icl reads, as put holds what
+ * may change), the rest starts at b's first character boundary at or
+ * after a's length: out stays UTF-8. */
 static void stream_release(const icl_tok_stream *s, icl_buf *out)
 {
     size_t from = s->a.len < s->b.len ? s->a.len : s->b.len;
@@ -1816,26 +1853,30 @@ static void stream_release(const icl_tok_stream *s, icl_buf *out)
 
 /* As tokenizers' DecodeStream::step: decode the window without and with
  * the ids not yet released; release the difference when it grew, does not
- * end in U+FFFD and does not end in a byte token (ends_byte_run) or a
- * skipped special token; then the window starts at the ids just released. */
+ * end in U+FFFD and does not end in a run of byte tokens (a ByteFallback
+ * decoder makes a run that is not UTF-8 as a whole one U+FFFD per token:
+ * "<0x41>" alone is "A", followed by "<0xA0>" two U+FFFD); then the window
+ * starts at the ids just released.  Held without decoding: a skipped
+ * special token (no text), a piece "<0xNN>" under a ByteFallback decoder,
+ * and every id under a decoder that rewrites the joined text (t->dec_whole:
+ * released at the flush). */
 int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
                        char *err, size_t errsz)
 {
-    if (id < 0 || id >= t->nids || !icl_tok_piece(t, id, &(size_t){0})) {
+    size_t n;
+    const char *p = icl_tok_piece(t, id, &n);
+    if (!p) {
         snprintf(err, errsz, "token id %d is not in the vocabulary (size %d)", id, t->nids);
         return -1;
     }
     icl_ids_push(&s->ids, id);
-    /* a skipped special token adds no text, nor ends a run of byte tokens */
-    if (ends_byte_run(t, id) || (s->skip_special && icl_tok_is_special(t, id)))
+    if (t->dec_whole || (s->skip_special && icl_tok_is_special(t, id)) ||
+        (t->dec_bytefallback && byte_token(p, n) >= 0))
         return 0;
-    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
-    s->a.len = 0;
-    s->b.len = 0;
-    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
-        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+    int tail;
+    if (stream_decode(t, s, &tail, err, errsz))
         return -1;
-    if (s->b.len > s->a.len && !ends_incomplete(&s->b)) {
+    if (s->b.len > s->a.len && !ends_incomplete(&s->b) && !tail) {
         stream_release(s, out);
         /* keep the ids just released as the new prefix */
         size_t keep = s->ids.n - s->read;
@@ -1847,18 +1888,24 @@ int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, ic
     return 0;
 }
 
+int icl_tok_stream_peek(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err, size_t errsz)
+{
+    int tail;
+    if (s->ids.n == s->read)
+        return 0;
+    if (stream_decode(t, s, &tail, err, errsz))
+        return -1;
+    stream_release(s, out);
+    return 0;
+}
+
 int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
                          size_t errsz)
 {
     if (s->ids.n == s->read)
         return 0;
-    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
-    s->a.len = 0;
-    s->b.len = 0;
-    if (icl_tok_decode(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz) ||
-        icl_tok_decode(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz))
+    if (icl_tok_stream_peek(t, s, out, err, errsz))
         return -1;
-    stream_release(s, out);
     s->ids.n = 0;
     s->read = 0;
     s->started = 1;

@@ -175,7 +175,12 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
  * ends in an incomplete character, so a character spread over several
  * byte-level or <0xNN> tokens never shows as U+FFFD in the middle of valid
  * text, and the concatenation of everything released (after flush) equals
- * icl_tok_decode of all the ids.  Only a short window of ids is kept. */
+ * icl_tok_decode of all the ids; each release is UTF-8.  The window keeps
+ * the ids since the last release: a few, but a run of <0xNN> tokens under a
+ * ByteFallback decoder is held until a token of another kind ends it (a
+ * later byte can turn the run's text into U+FFFD), and under a decoder
+ * that rewrites the joined text (a Replace, or a Strip of the end, after a
+ * ByteLevel or Fuse) everything is held until the flush. */
 typedef struct {
     icl_ids ids;         /* the window: ids[0..read) already released */
     size_t read;
@@ -190,6 +195,12 @@ void icl_tok_stream_init(icl_tok_stream *s, int flags, int skip_special);
  * or -1 with a message in err for an id outside the vocabulary. */
 int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
                        char *err, size_t errsz);
+/* Append to out what icl_tok_stream_flush would release now, leaving the
+ * stream as it is: text held back, e.g. to look for a stop string in it
+ * (generate.c).  Returns 0, or -1 with a message in err (a decoder's regex
+ * that gave up). */
+int icl_tok_stream_peek(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
+                        size_t errsz);
 /* Release what is left (an incomplete character as U+FFFD). */
 int icl_tok_stream_flush(const icl_tokenizer *t, icl_tok_stream *s, icl_buf *out, char *err,
                          size_t errsz);

@@ -14,8 +14,11 @@
  *    cap, a regex past its match limit) to ids inside the vocabulary, with
  *    and without ICL_TOK_PARSE_SPECIAL and as a continuation;
  *  - those ids, and ids taken from the input's bytes, decode to valid
- *    UTF-8 (an id no token has: an error with a message), and icl_tok_stream_put / _flush release exactly what
- *    icl_tok_decode gives for the same ids (tokenizer.h's promise). */
+ *    UTF-8 (an id no token has, a decoder's regex past its match limit: an
+ *    error with a message), and icl_tok_stream_put / _flush release
+ *    exactly what icl_tok_decode gives for the same ids, each release
+ *    UTF-8 (tokenizer.h's promise); icl_tok_stream_peek gives what the
+ *    flush then releases. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,31 +40,53 @@
     } while (0)
 #endif
 
-/* ids decode to valid UTF-8, and streaming them gives the same bytes. */
+/* ids decode to valid UTF-8 (or fail with a message: a decoder's regex
+ * past its match limit), and streaming them gives the same bytes: each
+ * release UTF-8, a peek before the flush what the flush releases. */
 static void fuzz_tokjson_decode(const icl_tokenizer *t, const int32_t *ids, size_t n)
 {
     char err[512];
     for (int skip = 0; skip <= 1; skip++)
         for (int flags = 0; flags <= ICL_TOK_CONTINUATION; flags += ICL_TOK_CONTINUATION) {
-            icl_buf d = {0}, s = {0};
-            FUZZ_CHECK(icl_tok_decode(t, ids, n, skip, flags, &d, err, sizeof err) == 0);
+            icl_buf d = {0}, s = {0}, pk = {0};
+            err[0] = 0;
+            if (icl_tok_decode(t, ids, n, skip, flags, &d, err, sizeof err)) {
+                FUZZ_CHECK(err[0] != 0);
+                icl_buf_free(&d);
+                continue;
+            }
             FUZZ_CHECK(icl_utf8_valid(d.data ? d.data : "", d.len) == d.len);
             icl_tok_stream st;
             icl_tok_stream_init(&st, flags, skip);
-            for (size_t i = 0; i < n; i++)
-                FUZZ_CHECK(icl_tok_stream_put(t, &st, ids[i], &s, err, sizeof err) == 0);
-            FUZZ_CHECK(icl_tok_stream_flush(t, &st, &s, err, sizeof err) == 0);
+            int failed = 0;
+            for (size_t i = 0; i < n && !failed; i++) {
+                size_t at = s.len;
+                err[0] = 0;
+                if (icl_tok_stream_put(t, &st, ids[i], &s, err, sizeof err)) {
+                    FUZZ_CHECK(err[0] != 0);
+                    failed = 1;
+                } else {
+                    FUZZ_CHECK(icl_utf8_valid(s.data ? s.data + at : "", s.len - at) == s.len - at);
+                }
+            }
+            if (!failed) {
+                size_t at = s.len;
+                FUZZ_CHECK(icl_tok_stream_peek(t, &st, &pk, err, sizeof err) == 0);
+                FUZZ_CHECK(icl_tok_stream_flush(t, &st, &s, err, sizeof err) == 0);
+                FUZZ_CHECK(s.len - at == pk.len && (!pk.len || !memcmp(s.data + at, pk.data, pk.len)));
+            }
             icl_tok_stream_free(&st);
-            if (d.len != s.len || (d.len && memcmp(d.data, s.data, d.len))) {
-                fprintf(stderr, "decode %zu bytes '%.*s', stream %zu bytes '%.*s' (skip %d, flags %d)\n", d.len,
+            if (!failed && (d.len != s.len || (d.len && memcmp(d.data, s.data, d.len)))) {
+                fprintf(stderr, "decode %zu bytes '%.*s', stream %zu bytes '%.*s' (skip %d, flags %d), ids", d.len,
                         (int)d.len, d.data ? d.data : "", s.len, (int)s.len, s.data ? s.data : "", skip, flags);
                 for (size_t i = 0; i < n; i++)
-                    fprintf(stderr, "%d ", ids[i]);
+                    fprintf(stderr, " %d", ids[i]);
                 fprintf(stderr, "\n");
                 FUZZ_CHECK(!"stream == decode");
             }
             icl_buf_free(&d);
             icl_buf_free(&s);
+            icl_buf_free(&pk);
         }
 }
 

@@ -1,7 +1,7 @@
 /* Replays the committed fuzz corpora through the fuzz targets, built with the
  * normal compiler (and with ASan+UBSan under make check SANITIZE=1):
  * - tests/fuzz/corpus/{csv,json} and the inputs of past findings
- *   tests/fuzz/regress/{csv,json} (what `make fuzz` found stays found);
+ *   tests/fuzz/regress/{csv,json,tokjson} (what fuzzing found stays found);
  * - tests/fuzz/corpus/{safetensors,config,jinja,gguf,tokgguf,tokjson,lora_config,sniff} (every input handled without a crash).
  * The folders are under $TESTS_DIR/fuzz (tests/run.sh sets TESTS_DIR), else
  * tests/fuzz from the current folder. */
@@ -158,6 +158,8 @@ static void replay_tokjson(void **state)
     print_message("# tokjson corpus: %d inputs, %d made a tokenizer\n", n, ok);
     assert_true(n >= 6);
     assert_true(ok >= 5); /* the valid seeds (tests/data/tok/make_tokjson_seeds.py) load */
+    /* past findings (streamed text against icl_tok_decode's, a decoder's regex that gave up) */
+    assert_true(replay_dir("regress", "tokjson", icl_fuzz_tokjson) >= 5);
 }
 
 static void replay_lora_config(void **state)
@@ -180,10 +182,10 @@ static void replay_sniff(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(csv_corpus), cmocka_unit_test(json_corpus),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(csv_corpus),         cmocka_unit_test(json_corpus),
                                        cmocka_unit_test(replay_safetensors), cmocka_unit_test(replay_config),
-                                       cmocka_unit_test(replay_jinja), cmocka_unit_test(replay_gguf),
-                                       cmocka_unit_test(replay_tokgguf), cmocka_unit_test(replay_tokjson), cmocka_unit_test(replay_lora_config),
-                                       cmocka_unit_test(replay_sniff)};
+                                       cmocka_unit_test(replay_jinja),       cmocka_unit_test(replay_gguf),
+                                       cmocka_unit_test(replay_tokgguf),     cmocka_unit_test(replay_tokjson),
+                                       cmocka_unit_test(replay_lora_config), cmocka_unit_test(replay_sniff)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

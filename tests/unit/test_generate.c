@@ -493,6 +493,42 @@ static void text_stream(void **state)
     stream_case("tok/llama2.json.gz", 1);
 }
 
+/* A stop string made by a byte token: Llama 2 spells "\n" as <0x0A>,
+ * whose text the stream holds while the run of byte tokens may go on; the
+ * sequence still stops at that token, not at the next one (or never, in a
+ * run of newlines). */
+static void stop_in_byte_run(void **state)
+{
+    (void)state;
+    char err[512];
+    icl_tokenizer *tok = load_tok("tok/llama2.json.gz");
+    const char *text = "Hello there\n\n\nworld";
+    int32_t nl = icl_tok_id(tok, "<0x0A>", 6);
+    assert_true(nl >= 0);
+    icl_ids ids = {0};
+    assert_int_equal(icl_tok_encode(tok, NULL, text, strlen(text), 0, &ids, err, sizeof err), 0);
+    size_t first = 0;
+    while (first < ids.n && ids.v[first] != nl)
+        first++;
+    assert_true(first + 3 < ids.n && ids.v[first + 1] == nl && ids.v[first + 2] == nl);
+    char *stops[] = {"\n"};
+    icl_gen_text t;
+    icl_gen_text_init(&t, tok, stops, 1);
+    size_t n;
+    for (n = 1; n <= ids.n; n++)
+        if (icl_gen_text_update(&t, ids.v, n, err, sizeof err) != 0)
+            break;
+    assert_int_equal(n, first + 1);
+    assert_true(icl_gen_text_finish(&t, err, sizeof err) == 1);
+    size_t len;
+    const char *s = icl_gen_text_stream(&t, &len);
+    assert_int_equal(len, strlen(" Hello there"));
+    assert_memory_equal(s, " Hello there", len);
+    icl_gen_text_free(&t);
+    icl_ids_free(&ids);
+    icl_tok_free(tok);
+}
+
 /* The thread count never changes a result: the prefill (BLIS, threaded over
  * m and n, never k) and the decode step are bit-identical on 1 and 2
  * threads, so icl_generate may pick either by timing. */
@@ -683,6 +719,7 @@ int main(void)
         cmocka_unit_test(sampling_reproducible),
         cmocka_unit_test(gen_config),
         cmocka_unit_test(text_stream),
+        cmocka_unit_test(stop_in_byte_run),
         cmocka_unit_test(threads_do_not_change_results),
         cmocka_unit_test(cache_truncate_reserve),
         cmocka_unit_test(generate_with_cache),

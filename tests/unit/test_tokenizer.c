@@ -672,7 +672,7 @@ static void stream_decode(void **state)
 /* Streaming ids whose byte tokens form runs a ByteFallback decoder reads
  * as a whole (<0x41> alone is "A", <0x41><0xA0> two U+FFFD), also with a
  * special token between them that skip_special drops: the text released
- * is icl_tok_decode's, and UTF-8.  The released " " of <0x20> once became
+ * is icl_tok_decode's, and each release UTF-8.  The released " " of <0x20> once became
  * U+FFFD in the whole text and the stream put out bytes cut from the
  * middle of a character. */
 static void stream_byte_runs(void **state)
@@ -698,8 +698,11 @@ static void stream_byte_runs(void **state)
         assert_int_equal(icl_tok_decode(llama2, ids, len, skip, fl, &whole, err, sizeof err), 0);
         icl_tok_stream st;
         icl_tok_stream_init(&st, fl, skip);
-        for (size_t q = 0; q < len; q++)
+        for (size_t q = 0; q < len; q++) {
+            size_t at = got.len;
             assert_int_equal(icl_tok_stream_put(llama2, &st, ids[q], &got, err, sizeof err), 0);
+            assert_int_equal(icl_utf8_valid(got.data ? got.data + at : "", got.len - at), got.len - at);
+        }
         assert_int_equal(icl_tok_stream_flush(llama2, &st, &got, err, sizeof err), 0);
         icl_tok_stream_free(&st);
         int same = got.len == whole.len && !memcmp(got.data ? got.data : "", whole.data ? whole.data : "", got.len) &&
@@ -828,7 +831,8 @@ int main(void)
         cmocka_unit_test(unsupported_component_named),
         cmocka_unit_test(specials),
         cmocka_unit_test(fingerprint_is_semantic),
-        cmocka_unit_test(stream_decode), cmocka_unit_test(stream_byte_runs),
+        cmocka_unit_test(stream_decode),
+        cmocka_unit_test(stream_byte_runs),
         cmocka_unit_test(merges_forms_and_templates),
         cmocka_unit_test(catastrophic_regex_is_an_error),
     };
