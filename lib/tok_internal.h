@@ -97,8 +97,9 @@ struct icl_tokenizer {
     tok_pre *pre;
     tok_dec *dec;
     int dec_bytefallback;          /* a ByteFallback in dec (icl_tok_stream_put holds runs of byte tokens) */
-    int dec_whole;                 /* a Replace or an end Strip after a ByteLevel or Fuse in dec: the
-                                      stream holds every id until the flush (dec_kinds) */
+    int dec_whole;                 /* a decoder that works on the text a ByteLevel or Fuse joined (not a
+                                      Fuse or a start Strip): the stream holds every id until the flush
+                                      (dec_kinds) */
     tok_added *added;
     int nadded;
     tok_trie trie_raw, trie_norm;

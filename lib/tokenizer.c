@@ -241,9 +241,11 @@ static int parse_pre(json_t *j, tok_pre *p, errbuf *e)
 }
 
 /* Walks the decoders in the order they apply: *bf is set by a
- * ByteFallback; *whole by a Replace, or a Strip of the end, after a
- * ByteLevel or a Fuse (which join the tokens into one text, so such a step
- * may change text that earlier tokens made once later ones come). */
+ * ByteFallback; *whole by any decoder but a Fuse or a Strip of the start
+ * alone after a ByteLevel or a Fuse (which join the tokens into one piece:
+ * a Replace, a Strip of the end, a Metaspace, a ByteLevel or a ByteFallback
+ * of that piece may change text that earlier tokens made once later ones
+ * come). */
 static void dec_kinds(const tok_dec *d, int *joined, int *bf, int *whole)
 {
     switch (d->type) {
@@ -251,20 +253,23 @@ static void dec_kinds(const tok_dec *d, int *joined, int *bf, int *whole)
         for (int i = 0; i < d->nsub; i++)
             dec_kinds(&d->sub[i], joined, bf, whole);
         return;
-    case D_BYTELEVEL:
     case D_FUSE:
         *joined = 1;
-        return;
-    case D_BYTEFALLBACK:
-        *bf = 1;
-        return;
-    case D_REPLACE:
-        *whole |= *joined;
         return;
     case D_STRIP:
         *whole |= *joined && d->stop > 0;
         return;
+    case D_BYTELEVEL:
+        *whole |= *joined;
+        *joined = 1;
+        return;
+    case D_BYTEFALLBACK:
+        *bf = 1;
+        *whole |= *joined;
+        return;
+    case D_REPLACE:
     case D_METASPACE:
+        *whole |= *joined;
         return;
     }
 }
@@ -1840,9 +1845,9 @@ static int stream_decode(const icl_tokenizer *t, icl_tok_stream *s, int *tail, c
 
 /* Appends to out what the window's text s->b adds to the released ids'
  * text s->a.  Should a decoder have changed text already released (a is
- * not a prefix of b: not with the decoders icl reads, as put holds what
- * may change), the rest starts at b's first character boundary at or
- * after a's length: out stays UTF-8. */
+ * not a prefix of b: put holds what may change, so this is a guard), the
+ * rest starts at b's first character boundary at or after a's length: out
+ * stays UTF-8. */
 static void stream_release(const icl_tok_stream *s, icl_buf *out)
 {
     size_t from = s->a.len < s->b.len ? s->a.len : s->b.len;
@@ -1858,8 +1863,8 @@ static void stream_release(const icl_tok_stream *s, icl_buf *out)
  * "<0x41>" alone is "A", followed by "<0xA0>" two U+FFFD); then the window
  * starts at the ids just released.  Held without decoding: a skipped
  * special token (no text), a piece "<0xNN>" under a ByteFallback decoder,
- * and every id under a decoder that rewrites the joined text (t->dec_whole:
- * released at the flush). */
+ * and every id under a decoder that works on the joined text (t->dec_whole,
+ * dec_kinds: released at the flush). */
 int icl_tok_stream_put(const icl_tokenizer *t, icl_tok_stream *s, int32_t id, icl_buf *out,
                        char *err, size_t errsz)
 {

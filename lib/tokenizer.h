@@ -176,11 +176,12 @@ int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int ski
  * byte-level or <0xNN> tokens never shows as U+FFFD in the middle of valid
  * text, and the concatenation of everything released (after flush) equals
  * icl_tok_decode of all the ids; each release is UTF-8.  The window keeps
- * the ids since the last release: a few, but a run of <0xNN> tokens under a
- * ByteFallback decoder is held until a token of another kind ends it (a
- * later byte can turn the run's text into U+FFFD), and under a decoder
- * that rewrites the joined text (a Replace, or a Strip of the end, after a
- * ByteLevel or Fuse) everything is held until the flush. */
+ * the ids of the last release and those since: a few, but a run of <0xNN>
+ * tokens under a ByteFallback decoder is held until a token of another
+ * kind ends it (a later byte can turn the run's text into U+FFFD), and
+ * under a decoder that works on the text a ByteLevel or Fuse joined (any
+ * but a Fuse or a Strip of the start: never in the files Hugging Face's
+ * converters write) everything is held until the flush. */
 typedef struct {
     icl_ids ids;         /* the window: ids[0..read) already released */
     size_t read;
