@@ -27,18 +27,9 @@
 #include <string.h>
 
 #include "record.h"
+#include "targets.h" /* FUZZ_CHECK */
 #include "tokenizer.h"
 #include "utf8.h"
-
-#ifndef FUZZ_CHECK
-#define FUZZ_CHECK(cond)                                                                         \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "fuzz check failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);       \
-            abort();                                                                             \
-        }                                                                                        \
-    } while (0)
-#endif
 
 /* ids decode to valid UTF-8 (or fail with a message: a decoder's regex
  * past its match limit), and streaming them gives the same bytes: each
