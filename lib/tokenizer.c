@@ -1629,8 +1629,8 @@ static int byte_token(const char *s, size_t n)
 }
 
 /* ByteFallback decoder: runs of <0xNN> pieces become their bytes when valid
- * UTF-8, else one U+FFFD per byte.  *tail is set when the last piece is
- * one (its run may go on: icl_tok_stream_put). */
+ * UTF-8, else one U+FFFD per byte.  *tail (if tail) is set when the last
+ * piece is one (its run may go on: icl_tok_stream_put). */
 static void dec_bytefallback(const toklist *in, toklist *out, int *tail)
 {
     icl_buf pend = {0};
@@ -1638,10 +1638,10 @@ static void dec_bytefallback(const toklist *in, toklist *out, int *tail)
     for (size_t k = 0; k <= in->p.n; k++) {
         const char *s = k < in->p.n ? B + in->p.off[k] : NULL;
         size_t n = k < in->p.n ? in->p.len[k] : 0;
-        int byte = s ? byte_token(s, n) : -1;
+        int byte = byte_token(s, n);
         if (byte >= 0) {
             icl_buf_putc(&pend, byte);
-            if (k + 1 == in->p.n)
+            if (tail && k + 1 == in->p.n)
                 *tail = 1;
             continue;
         }
@@ -1760,8 +1760,8 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
     }
 }
 
-/* icl_tok_decode; *tail is set when a ByteFallback decoder's text ends in
- * a run of byte tokens. */
+/* icl_tok_decode; *tail (if tail) is set when a ByteFallback decoder's
+ * text ends in a run of byte tokens. */
 static int decode_ids(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special, int flags,
                       icl_buf *out, char *err, size_t errsz, int *tail)
 {
@@ -1804,8 +1804,7 @@ static int decode_ids(const icl_tokenizer *t, const int32_t *ids, size_t n, int 
 int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                    int flags, icl_buf *out, char *err, size_t errsz)
 {
-    int tail = 0;
-    return decode_ids(t, ids, n, skip_special, flags, out, err, errsz, &tail);
+    return decode_ids(t, ids, n, skip_special, flags, out, err, errsz, NULL);
 }
 
 /* ---- streaming decode ---- */
@@ -1833,14 +1832,14 @@ static int ends_incomplete(const icl_buf *b)
  * released; *tail as decode_ids gives it for s->b. */
 static int stream_decode(const icl_tokenizer *t, icl_tok_stream *s, int *tail, char *err, size_t errsz)
 {
-    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0), ta = 0;
+    int fl = s->flags | (s->started ? ICL_TOK_CONTINUATION : 0);
     s->a.len = 0;
     s->b.len = 0;
     *tail = 0;
-    return decode_ids(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz, &ta) ||
-                   decode_ids(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz, tail)
-               ? -1
-               : 0;
+    if (decode_ids(t, s->ids.v, s->read, s->skip_special, fl, &s->a, err, errsz, NULL) ||
+        decode_ids(t, s->ids.v, s->ids.n, s->skip_special, fl, &s->b, err, errsz, tail))
+        return -1;
+    return 0;
 }
 
 /* Appends to out what the window's text s->b adds to the released ids'
