@@ -23,6 +23,7 @@
 #include "tokenizer.h"
 #include "tokgguf.h"
 #include "toklines.h"
+#include "utf8.h"
 #include "tokrec.h"
 #include "cli.h"
 #include "common/adapt.h"
@@ -988,6 +989,8 @@ int main(int argc, char **argv)
         case OPT_STOP:
             if (!*optarg)
                 icl_usage_die("--stop: the string is empty");
+            if (icl_utf8_valid(optarg, strlen(optarg)) != strlen(optarg)) /* completions are UTF-8: it could never match */
+                icl_usage_die("--stop: the string is not UTF-8 text (completions are, so it would never match)");
             stop[n_stop++] = optarg;
             break;
         case 'b': batch = icl_opt_long("--batch-size", optarg, 1, 4096); break;

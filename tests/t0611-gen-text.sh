@@ -109,6 +109,11 @@ test_expect_code 2 'a bad sampler value is a usage error' '
 	exit $rc
 '
 test_expect_code 2 '--stop with --ids is a usage error' 'icl-gen -m m --ids --stop x </dev/null'
+test_expect_code 2 'a --stop that is not UTF-8 is a usage error (it could never match)' '
+	icl-gen -m m --stop "$(printf "\377\376")" </dev/null 2>err; rc=$?
+	grep -q "not UTF-8" err || rc=99
+	exit $rc
+'
 test_expect_code 2 '--greedy with --temperature is a usage error' 'icl-gen -m m --greedy --temperature 1 </dev/null'
 
 test_expect_success '--help teaches, --version names the program' '
