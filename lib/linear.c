@@ -429,14 +429,16 @@ static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_te
  * W = in or out: sums over the N rows).  BLIS ran them at 40-100 GFLOP/s on
  * one core, and its sums can change with the thread count at some shapes
  * (edge tiles split between threads); own kernels, whose sums never do:
- *  - lora_skinny: blocks of SK_RB rows of P, each row's r sums in registers
- *    (r / 16 vectors, a row of Q per step of K), parallel over row blocks:
+ *  - lora_skinny: blocks of SK_RB1 rows of P, each row's r sums in registers
+ *    (r / 16 vectors, a row of Q per step of K; 12 rows at once where r <=
+ *    16, 6 at a time otherwise), parallel over row blocks:
  *    row i's results are the sums over K in order from 0 of row i alone,
  *    then scaled: the same whatever N and the thread count.  Adapters that
  *    share their input (q, k, v; gate, up) take the same block of x from L1
  *    one after the other (terms).
  *  - lora_reduce: strips of 16 columns of X, up to 16 of the r sums per
- *    column in registers (the 16 columns as lanes), over blocks of RD_RB
+ *    column in registers (the 16 columns as lanes; 3 strips x 8 ranks at
+ *    once where they remain, fewer loads per FMA), over blocks of RD_RB
  *    rows (each block's sums from 0 in row order, added to the element's
  *    running sum block after block), then scaled and added to the
  *    gradient; parallel over strips: every element is one thread's sum in
@@ -444,7 +446,8 @@ static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_te
  *    strip of a block while it is in L1.
  * Sources: Hu et al. 2021 (LoRA), PEFT's lora.Linear (the products). */
 
-#define SK_RB 6 /* rows of P per block of lora_skinny: 6 x 4 vectors of 16 sums */
+#define SK_RB 6   /* rows of P per register block of lora_skinny: 6 x 4 vectors of 16 sums */
+#define SK_RB1 12 /* rows per block of the callers: 12 x 1 vector where r <= 16 */
 
 /* One term of lora_skinny: C[N, r] (row stride ldc) = alpha * P Q, Q [K,
  * rp] row-major with rp = r rounded up to 16, zero beyond r. */
@@ -462,7 +465,7 @@ static inline int up16(int r) { return (r + 15) & ~15; }
 static inline __attribute__((always_inline)) void skinny_block(const float *P, long ldp, int nr, int K, const float *Q,
                                                                int rp, int v0, int nv, const skinny_term *t)
 {
-    v16 acc[SK_RB][4];
+    v16 acc[SK_RB1][4];
     memset(acc, 0, sizeof acc);
     const float *q = Q + 16 * v0;
     for (int j = 0; j < K; j++, q += rp) {
@@ -488,7 +491,27 @@ static inline __attribute__((always_inline)) void skinny_block(const float *P, l
         }
 }
 
-/* For each term: rows i0 .. i0+nr-1 (nr <= SK_RB) of its C = alpha * P Q. */
+/* Rows 0 .. nr-1 (nr <= SK_RB) of t's C = alpha * P Q, Q with rp columns. */
+static void skinny_rows6(const float *Pb, long ldp, int nr, int K, int rp, const skinny_term *tp)
+{
+    skinny_term t = *tp;
+    for (int v0 = 0; v0 < rp / 16; v0 += 4) {
+        int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
+#define SK_(a, c)                                                                                                    \
+    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
+        switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
+            SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
+            SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
+            SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
+        default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
+        }
+#undef SK_
+    }
+}
+
+/* For each term: rows i0 .. i0+nr-1 (nr <= SK_RB1) of its C = alpha * P Q.
+ * One vector of sums a row (r <= 16) takes 12 rows at once, so that 12
+ * FMA chains hide the FMA's latency; more vectors take 6 rows at a time. */
 static void skinny_rows(const float *P, long ldp, int i0, int nr, int K, const skinny_term *tm, int nterm)
 {
     const float *Pb = P + (size_t)i0 * ldp;
@@ -496,17 +519,14 @@ static void skinny_rows(const float *P, long ldp, int i0, int nr, int K, const s
         skinny_term t = tm[u];
         t.C += (size_t)i0 * t.ldc;
         int rp = up16(t.r);
-        for (int v0 = 0; v0 < rp / 16; v0 += 4) {
-            int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
-#define SK_(a, c)                                                                                                    \
-    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
-            switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
-                SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
-                SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
-                SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
-            default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
-            }
-#undef SK_
+        if (rp == 16 && nr == SK_RB1) {
+            skinny_block(Pb, ldp, SK_RB1, K, t.Q, rp, 0, 1, &t);
+            continue;
+        }
+        for (int j = 0; j < nr; j += SK_RB) {
+            skinny_term tj = t;
+            tj.C += (size_t)j * t.ldc;
+            skinny_rows6(Pb + (size_t)j * ldp, ldp, nr - j < SK_RB ? nr - j : SK_RB, K, rp, &tj);
         }
     }
 }
@@ -514,13 +534,13 @@ static void skinny_rows(const float *P, long ldp, int i0, int nr, int K, const s
 /* For each term: C[N, r] = alpha * P[N, K] Q (P row stride ldp). */
 static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_term *tm, int nterm)
 {
-    int nb = (N + SK_RB - 1) / SK_RB;
+    int nb = (N + SK_RB1 - 1) / SK_RB1;
     double work = 0;
     for (int u = 0; u < nterm; u++)
         work += (double)N * K * tm[u].r;
 #pragma omp parallel for schedule(static) if (work >= LORA_PAR_MIN)
     for (int b = 0; b < nb; b++) {
-        int i0 = b * SK_RB, nr = N - i0 < SK_RB ? N - i0 : SK_RB;
+        int i0 = b * SK_RB1, nr = N - i0 < SK_RB1 ? N - i0 : SK_RB1;
         skinny_rows(P, ldp, i0, nr, K, tm, nterm);
     }
 }
@@ -604,6 +624,75 @@ static inline __attribute__((always_inline)) void reduce_strip(const float *X, l
     }
 }
 
+/* reduce_strip for 3 whole strips (columns w0 .. w0+47) and 8 of the
+ * ranks at once: S[j sstr + 16 k] (+)= the sums over rows 0..nrow of
+ * P[i, k] X[i, w0 + 16 j + l], j < 3, k < 8.  Per row 3 loads of X and 8
+ * of P feed 24 FMAs (reduce_strip: 1 + nk loads for nk), and each sum is
+ * the same as reduce_strip's: from 0 in row order, one FMA a row.  The
+ * lines two groups ahead are prefetched. */
+static inline __attribute__((always_inline)) void reduce_tile(const float *X, long ldx, int nrow, int w0, int W,
+                                                              const float *P, long ldp, float *S, long sstr,
+                                                              int add)
+{
+    v16 acc[3][8];
+    memset(acc, 0, sizeof acc);
+    int pf = w0 + 144 <= W;
+    for (int i = 0; i < nrow; i++, P += ldp) {
+        const float *xr = X + (size_t)i * ldx + w0;
+        if (pf) {
+            __builtin_prefetch(xr + 96);
+            __builtin_prefetch(xr + 112);
+            __builtin_prefetch(xr + 128);
+        }
+        v16 x0 = ld16(xr), x1 = ld16(xr + 16), x2 = ld16(xr + 32);
+        for (int k = 0; k < 8; k++) {
+            float p = P[k];
+            acc[0][k] += p * x0;
+            acc[1][k] += p * x1;
+            acc[2][k] += p * x2;
+        }
+    }
+    for (int j = 0; j < 3; j++)
+        for (int k = 0; k < 8; k++) {
+            float *d = S + j * sstr + 16 * k;
+            v16 s = add ? ld16(d) + acc[j][k] : acc[j][k];
+            memcpy(d, &s, sizeof s);
+        }
+}
+
+/* The sums of strips s0 .. s1-1 of X [nrow, W] against ranks 0 .. r-1 of
+ * P (row stride ldp): strip s, rank k at S[(s - s0) sstr + 16 k] (add 0:
+ * set, 1: added).  reduce_tile where 3 whole strips and 8 ranks remain,
+ * reduce_strip for the rest; every sum the same either way. */
+static inline __attribute__((always_inline)) void reduce_strips(const float *X, long ldx, int nrow, int s0, int s1,
+                                                                int W, const float *P, long ldp, int r, float *S,
+                                                                long sstr, int add)
+{
+    for (int s = s0; s < s1;) {
+        int g = s1 - s >= 3 && 16 * (s + 3) <= W ? 3 : 1, k0 = 0;
+        float *Ss = S + (size_t)(s - s0) * sstr;
+        if (g == 3)
+            for (; k0 + 8 <= r; k0 += 8)
+                reduce_tile(X, ldx, nrow, 16 * s, W, P + k0, ldp, Ss + 16 * k0, sstr, add);
+        for (int j = 0; j < g; j++) {
+            int w0 = 16 * (s + j), nw = W - w0 < 16 ? W - w0 : 16;
+            for (int k = k0; k < r; k += 16) {
+                int nk = r - k < 16 ? r - k : 16;
+                float *d = Ss + (size_t)j * sstr + 16 * k;
+#define RS_(c)                                                                                                       \
+    case c: reduce_strip(X, ldx, nrow, w0, nw, W, P + k, ldp, c, d, add); break;
+                switch (nk) { /* constant sizes: the sums stay in registers */
+                    RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
+                    RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
+                default: reduce_strip(X, ldx, nrow, w0, nw, W, P + k, ldp, 16, d, add); break;
+                }
+#undef RS_
+            }
+        }
+        s += g;
+    }
+}
+
 /* For each term: its G += alpha * P^T X, X [N, W] (row stride ldx).  Each
  * thread takes a fixed range of 16-column strips and walks the rows in
  * blocks of RD_RB (a block of X stays in L2 while its strips pass), each
@@ -628,23 +717,13 @@ static void lora_reduce(const float *X, long ldx, int N, int W, const reduce_ter
         for (int i0 = 0; i0 < N; i0 += RD_RB) {
             int nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
             const float *Xb = X + (size_t)i0 * ldx;
-            for (int s = s0; s < s1; s++) {
-                int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
-                float *Ss = S + (size_t)s * kt * 16;
+            for (int s = s0; s < s1; s += 3) { /* 3 strips of the block at a time, every term */
+                int se = s1 - s < 3 ? s1 : s + 3, ko = 0;
                 for (int u = 0; u < nterm; u++) {
                     const float *Pb = tm[u].P + (size_t)i0 * tm[u].ldp;
-                    for (int k0 = 0; k0 < tm[u].r; k0 += 16) {
-                        int nk = tm[u].r - k0 < 16 ? tm[u].r - k0 : 16;
-#define RS_(c)                                                                                                       \
-    case c: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, c, Ss, 1); break;
-                        switch (nk) { /* constant sizes: the sums stay in registers */
-                            RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
-                            RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
-                        default: reduce_strip(Xb, ldx, nrow, w0, nw, W, Pb + k0, tm[u].ldp, 16, Ss, 1); break;
-                        }
-#undef RS_
-                        Ss += 16 * nk;
-                    }
+                    reduce_strips(Xb, ldx, nrow, s, se, W, Pb, tm[u].ldp, tm[u].r, S + ((size_t)s * kt + ko) * 16,
+                                  (long)kt * 16, 1);
+                    ko += tm[u].r;
                 }
             }
         }
@@ -709,25 +788,11 @@ static void lora_dy(const float *D, long ldd, int N, int W, const float *xa, int
 #pragma omp parallel for schedule(static) if (2.0 * N * W * r >= LORA_PAR_MIN)
         for (int b = c0; b < ce; b++) {
             int i0 = b * RD_RB, nrow = N - i0 < RD_RB ? N - i0 : RD_RB;
-            for (int j = 0; j < nrow; j += SK_RB)
-                skinny_rows(D, ldd, i0 + j, nrow - j < SK_RB ? nrow - j : SK_RB, W, &st, 1);
+            for (int j = 0; j < nrow; j += SK_RB1)
+                skinny_rows(D, ldd, i0 + j, nrow - j < SK_RB1 ? nrow - j : SK_RB1, W, &st, 1);
             const float *Db = D + (size_t)i0 * ldd, *Pb = xa + (size_t)i0 * r;
             float *Sb = S + (size_t)(b - c0) * per;
-            for (int s = 0; s < ns; s++) {
-                int w0 = 16 * s, nw = W - w0 < 16 ? W - w0 : 16;
-                for (int k0 = 0; k0 < r; k0 += 16) {
-                    int nk = r - k0 < 16 ? r - k0 : 16;
-                    float *Ss = Sb + ((size_t)s * rp + k0) * 16;
-#define RS_(c)                                                                                                       \
-    case c: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, c, Ss, 0); break;
-                    switch (nk) { /* constant sizes: the sums stay in registers */
-                        RS_(1) RS_(2) RS_(3) RS_(4) RS_(5) RS_(6) RS_(7) RS_(8)
-                        RS_(9) RS_(10) RS_(11) RS_(12) RS_(13) RS_(14) RS_(15)
-                    default: reduce_strip(Db, ldd, nrow, w0, nw, W, Pb + k0, r, 16, Ss, 0); break;
-                    }
-#undef RS_
-                }
-            }
+            reduce_strips(Db, ldd, nrow, 0, ns, W, Pb, r, r, Sb, (long)rp * 16, 0);
         }
 #pragma omp parallel for schedule(static) if ((double)(ce - c0) * W * r >= LORA_PAR_MIN)
         for (int s = 0; s < ns; s++) /* the running sums += the chunk's blocks' sums, in block order */
