@@ -196,8 +196,10 @@ static int too_long(tok_fail *fl, size_t len)
     return 1;
 }
 
+/* The matches of re in s[0..n) as spans; a failed match (PCRE2's limits)
+ * fails fl with what, the component that runs re, in the message. */
 static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n,
-                       spans *out, tok_fail *fl)
+                       spans *out, tok_fail *fl, const char *what)
 {
     size_t prev = 0, pos = 0;
     out->n = 0;
@@ -212,7 +214,7 @@ static void re_matches(const pcre2_code *re, pcre2_match_data *md, const char *s
         if (rc < 0) { /* e.g. the match limit of a catastrophic pattern */
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            failed(fl, "pre-tokenizer regex failed: %s", (char *)msg);
+            failed(fl, "%s regex failed: %s", what, (char *)msg);
             break;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
@@ -362,7 +364,7 @@ static void replace_all(icl_buf *cur, icl_buf *tmp, const char *pat, size_t pl, 
     size_t n = cur->len;
     if (re) {
         spans m = {0};
-        re_matches(re, md, s, n, &m, fl);
+        re_matches(re, md, s, n, &m, fl, "Replace");
         for (size_t i = 0; i < m.n && !too_long(fl, tmp->len + (m.a[i + 2] ? rl : 0)); i += 3) {
             if (m.a[i + 2])
                 icl_buf_append(tmp, rep, rl);
@@ -543,7 +545,7 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
                 len++;
             }
             if (p->use_regex) {
-                re_matches(p->re, md, store->data + off, len, &m, fl);
+                re_matches(p->re, md, store->data + off, len, &m, fl, "pre-tokenizer ByteLevel");
                 apply_behavior(&m, B_ISOLATED, 0);
                 split_pieces(&m, off, first, out);
             } else if (len) {
@@ -551,7 +553,7 @@ static void pre_step(const tok_pre *p, pcre2_match_data *md, icl_buf *store, pie
             }
             break;
         case P_SPLIT:
-            re_matches(p->re, md, store->data + off, len, &m, fl);
+            re_matches(p->re, md, store->data + off, len, &m, fl, "pre-tokenizer Split");
             apply_behavior(&m, p->behavior, p->invert);
             split_pieces(&m, off, first, out);
             break;

@@ -1711,8 +1711,14 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
         tok_norm fake = {.type = N_REPLACE, .s1 = d->s1, .s2 = d->s2, .re = d->re};
         for (size_t k = 0; k < in->p.n; k++) {
             if (icl_normalize(&fake, md, in->b.data + in->p.off[k], in->p.len[k], 0, &cur, *nfail ? NULL : err,
-                              *nfail ? 0 : errsz) != 0)
+                              *nfail ? 0 : errsz) != 0) {
+                if (!*nfail && err && errsz) { /* the first failure's message: name the component */
+                    char m[512];
+                    snprintf(m, sizeof m, "%s", err);
+                    snprintf(err, errsz, "decoder %s", m);
+                }
                 ++*nfail;
+            }
             tl_add(out, cur.data, cur.len);
         }
         icl_buf_free(&cur);

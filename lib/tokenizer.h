@@ -166,7 +166,9 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
  * "cleaned up".  skip_special drops added tokens marked special.
  * continuation (ICL_TOK_CONTINUATION) decodes ids that follow others: the
  * start-of-text strip of Metaspace/Strip decoders is not applied.  Returns 0,
- * or -1 with a message in err if an id is out of range. */
+ * or -1 with a message in err if an id is out of range or a decoder Replace's
+ * regex gives up (PCRE2's match limit: "decoder Replace regex failed"; out's
+ * text is then not the whole decoding). */
 int icl_tok_decode(const icl_tokenizer *t, const int32_t *ids, size_t n, int skip_special,
                    int flags, icl_buf *out, char *err, size_t errsz);
 
