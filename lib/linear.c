@@ -429,9 +429,10 @@ static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_te
  * W = in or out: sums over the N rows).  BLIS ran them at 40-100 GFLOP/s on
  * one core, and its sums can change with the thread count at some shapes
  * (edge tiles split between threads); own kernels, whose sums never do:
- *  - lora_skinny: blocks of SK_RB1 rows of P, each row's r sums in registers
- *    (r / 16 vectors, a row of Q per step of K; 12 rows at once where r <=
- *    16, 6 at a time otherwise), parallel over row blocks:
+ *  - lora_skinny: blocks of rows of P, each row's r sums in registers
+ *    (r / 16 vectors, a row of Q per step of K; a block of 12 rows at once
+ *    where r <= 16, 6 rows at a time otherwise and in shorter blocks),
+ *    parallel over row blocks:
  *    row i's results are the sums over K in order from 0 of row i alone,
  *    then scaled: the same whatever N and the thread count.  Adapters that
  *    share their input (q, k, v; gate, up) take the same block of x from L1
@@ -447,7 +448,7 @@ static void lora_rows_expand_add(float *C, long ldc, int N, int n, const lora_te
  * Sources: Hu et al. 2021 (LoRA), PEFT's lora.Linear (the products). */
 
 #define SK_RB 6   /* rows of P per register block of lora_skinny: 6 x 4 vectors of 16 sums */
-#define SK_RB1 12 /* rows per block of the callers: 12 x 1 vector where r <= 16 */
+#define SK_RB1 12 /* rows of P per block where r <= 16: 12 x 1 vector of 16 sums */
 
 /* One term of lora_skinny: C[N, r] (row stride ldc) = alpha * P Q, Q [K,
  * rp] row-major with rp = r rounded up to 16, zero beyond r. */
@@ -461,11 +462,13 @@ typedef struct {
 
 static inline int up16(int r) { return (r + 15) & ~15; }
 
-/* Rows i < nr of P (stride ldp): the 16 nv sums from vector v0 of Q. */
+/* Rows i < nr of P (stride ldp): the 16 nv sums from vector v0 of Q (nr
+ * nv <= 24: SK_RB x 4 or SK_RB1 x 1; constant at every call, so that the
+ * sums stay in registers). */
 static inline __attribute__((always_inline)) void skinny_block(const float *P, long ldp, int nr, int K, const float *Q,
                                                                int rp, int v0, int nv, const skinny_term *t)
 {
-    v16 acc[SK_RB1][4];
+    v16 acc[SK_RB * 4];
     memset(acc, 0, sizeof acc);
     const float *q = Q + 16 * v0;
     for (int j = 0; j < K; j++, q += rp) {
@@ -475,13 +478,13 @@ static inline __attribute__((always_inline)) void skinny_block(const float *P, l
         for (int i = 0; i < nr; i++) {
             float p = P[(size_t)i * ldp + j];
             for (int v = 0; v < nv; v++)
-                acc[i][v] += p * qv[v];
+                acc[i * nv + v] += p * qv[v];
         }
     }
     for (int i = 0; i < nr; i++)
         for (int v = 0; v < nv; v++) {
             int k0 = 16 * (v0 + v), n = t->r - k0 < 16 ? t->r - k0 : 16;
-            v16 s = t->alpha * acc[i][v];
+            v16 s = t->alpha * acc[i * nv + v];
             float *c = t->C + (size_t)i * t->ldc + k0;
             if (n == 16)
                 memcpy(c, &s, sizeof s);
@@ -492,18 +495,17 @@ static inline __attribute__((always_inline)) void skinny_block(const float *P, l
 }
 
 /* Rows 0 .. nr-1 (nr <= SK_RB) of t's C = alpha * P Q, Q with rp columns. */
-static void skinny_rows6(const float *Pb, long ldp, int nr, int K, int rp, const skinny_term *tp)
+static void skinny_rows6(const float *Pb, long ldp, int nr, int K, int rp, const skinny_term *t)
 {
-    skinny_term t = *tp;
     for (int v0 = 0; v0 < rp / 16; v0 += 4) {
         int nv = rp / 16 - v0 < 4 ? rp / 16 - v0 : 4;
 #define SK_(a, c)                                                                                                    \
-    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t.Q, rp, v0, c, &t); break;
+    case (a) * 8 + (c): skinny_block(Pb, ldp, a, K, t->Q, rp, v0, c, t); break;
         switch (nr * 8 + nv) { /* constant sizes: the sums stay in registers */
             SK_(1, 1) SK_(1, 2) SK_(1, 3) SK_(1, 4) SK_(2, 1) SK_(2, 2) SK_(2, 3) SK_(2, 4)
             SK_(3, 1) SK_(3, 2) SK_(3, 3) SK_(3, 4) SK_(4, 1) SK_(4, 2) SK_(4, 3) SK_(4, 4)
             SK_(5, 1) SK_(5, 2) SK_(5, 3) SK_(5, 4) SK_(6, 1) SK_(6, 2) SK_(6, 3)
-        default: skinny_block(Pb, ldp, SK_RB, K, t.Q, rp, v0, 4, &t); break;
+        default: skinny_block(Pb, ldp, SK_RB, K, t->Q, rp, v0, 4, t); break;
         }
 #undef SK_
     }
@@ -534,13 +536,18 @@ static void skinny_rows(const float *P, long ldp, int i0, int nr, int K, const s
 /* For each term: C[N, r] = alpha * P[N, K] Q (P row stride ldp). */
 static void lora_skinny(const float *P, long ldp, int N, int K, const skinny_term *tm, int nterm)
 {
-    int nb = (N + SK_RB1 - 1) / SK_RB1;
     double work = 0;
-    for (int u = 0; u < nterm; u++)
+    int narrow = 1;
+    for (int u = 0; u < nterm; u++) {
         work += (double)N * K * tm[u].r;
+        narrow &= tm[u].r <= 16;
+    }
+    /* 12-row blocks where they are whole 12-row kernels and leave blocks for
+     * both threads at decoding's few rows; 6 rows otherwise */
+    int rb = narrow && N >= 4 * SK_RB1 ? SK_RB1 : SK_RB, nb = (N + rb - 1) / rb;
 #pragma omp parallel for schedule(static) if (work >= LORA_PAR_MIN)
     for (int b = 0; b < nb; b++) {
-        int i0 = b * SK_RB1, nr = N - i0 < SK_RB1 ? N - i0 : SK_RB1;
+        int i0 = b * rb, nr = N - i0 < rb ? N - i0 : rb;
         skinny_rows(P, ldp, i0, nr, K, tm, nterm);
     }
 }
@@ -591,7 +598,7 @@ typedef struct {
 
 #define RD_RB 64 /* rows of X per block of lora_reduce */
 
-/* S[k][0..16) += the sums over rows 0..nrow of P[i, k0 + k] X[i, w0..w0+nw)
+/* S[k][0..16) += the sums over rows 0 .. nrow-1 of P[i, k0 + k] X[i, w0..w0+nw)
  * for k < nk (nw <= 16), each from 0 in row order (add 0: S = the sums);
  * the lines 4 strips ahead are prefetched. */
 static inline __attribute__((always_inline)) void reduce_strip(const float *X, long ldx, int nrow, int w0, int nw,
@@ -625,7 +632,7 @@ static inline __attribute__((always_inline)) void reduce_strip(const float *X, l
 }
 
 /* reduce_strip for 3 whole strips (columns w0 .. w0+47) and 8 of the
- * ranks at once: S[j sstr + 16 k] (+)= the sums over rows 0..nrow of
+ * ranks at once: S[j sstr + 16 k] (+)= the sums over rows 0 .. nrow-1 of
  * P[i, k] X[i, w0 + 16 j + l], j < 3, k < 8.  Per row 3 loads of X and 8
  * of P feed 24 FMAs (reduce_strip: 1 + nk loads for nk), and each sum is
  * the same as reduce_strip's: from 0 in row order, one FMA a row.  The
