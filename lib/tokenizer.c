@@ -38,6 +38,17 @@ typedef struct {
     size_t sz;
 } errbuf;
 
+/* Puts a, then sep, before the message in err (errsz bytes, cut to fit;
+ * nothing when err is NULL or errsz 0). */
+static void err_prefix(char *err, size_t errsz, const char *a, const char *sep)
+{
+    if (!err || !errsz)
+        return;
+    char m[512];
+    snprintf(m, sizeof m, "%s", err);
+    snprintf(err, errsz, "%s%s%s", a, sep, m);
+}
+
 static int fail(errbuf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(errbuf *e, const char *fmt, ...)
 {
@@ -1458,11 +1469,8 @@ int icl_tok_encode(const icl_tokenizer *t, icl_tok_state *st, const char *s, siz
         }
         int first = a == 0;
         if (icl_normalize(t->norm, st->md, s + a, b - a, first && cont, &st->norm, err, errsz) != 0) {
-            if (t->src && err && errsz) { /* the fault is the tokenizer's: name it */
-                char m[512];
-                snprintf(m, sizeof m, "%s", err);
-                snprintf(err, errsz, "%s: normalizer: %s", t->src, m);
-            }
+            if (t->src) /* the fault is the tokenizer's: name it */
+                err_prefix(err, errsz, t->src, ": normalizer: ");
             rc = -1;
             break;
         }
@@ -1712,11 +1720,8 @@ static void dec_step(const tok_dec *d, toklist *in, toklist *out, pcre2_match_da
         for (size_t k = 0; k < in->p.n; k++) {
             if (icl_normalize(&fake, md, in->b.data + in->p.off[k], in->p.len[k], 0, &cur, *nfail ? NULL : err,
                               *nfail ? 0 : errsz) != 0) {
-                if (!*nfail && err && errsz) { /* the first failure's message: name the component */
-                    char m[512];
-                    snprintf(m, sizeof m, "%s", err);
-                    snprintf(err, errsz, "decoder %s", m);
-                }
+                if (!*nfail) /* the first failure's message: name the component */
+                    err_prefix(err, errsz, "decoder", " ");
                 ++*nfail;
             }
             tl_add(out, cur.data, cur.len);
