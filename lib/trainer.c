@@ -1045,7 +1045,15 @@ static int compare_settings(train_run *r, json_t *theirs)
         char *ac = icl_path_join(r->ckpt, "adapter_config.json");
         int lora = access(ac, F_OK) == 0;
         free(ac);
+        /* the run's final adapter or model, or, where it stopped before
+         * writing them (interrupted), the checkpoint itself */
         const char *out = r->o->out_dir ? r->o->out_dir : "OUT_DIR";
+        if (r->o->out_dir) {
+            char *fin = icl_path_join(out, lora ? "adapter_config.json" : "config.json");
+            if (access(fin, F_OK) != 0)
+                out = r->ckpt;
+            free(fin);
+        }
         buf_append(&b, "", 1);
         if (lora)
             fail(r, "%s: cannot resume: %s (a run's length is fixed by its learning-rate schedule: give the same "

@@ -80,6 +80,14 @@ test_expect_success '--resume names every setting that differs' '
 	icl-train -q $A --lora-r 2 --max-steps 2 -o lr rand.tok >/dev/null &&
 	test_must_fail icl-train -q $A --lora-r 2 --max-steps 3 -o lr --resume rand.tok 2>err &&
 	test_grep "from the adapter it wrote: icl-train -m BASE --adapter lr -o NEW_DIR" err &&
+	mkdir cut && cp -R lr/checkpoint-2 cut/ &&
+	test_must_fail icl-train -q $A --lora-r 2 --max-steps 3 -o cut --resume rand.tok 2>err &&
+	test_grep "from the adapter it wrote: icl-train -m BASE --adapter cut/checkpoint-2 -o NEW_DIR" err &&
+	icl-train -q $A --adapter cut/checkpoint-2 --max-steps 1 -o cut2 rand.tok >/dev/null &&
+	test -f cut2/adapter_model.safetensors &&
+	mkdir rcut && cp -R rc/checkpoint-4 rcut/ &&
+	test_must_fail icl-train -q $A --max-steps 5 -o rcut --resume rand.tok 2>err &&
+	test_grep "from the model it wrote: icl-train -m rcut/checkpoint-4 -o NEW_DIR" err &&
 	mkdir other && cp "$LLAMA"/* other/ && sed "s/\"rms_norm_eps\"/ \"rms_norm_eps\"/" "$LLAMA/config.json" >other/config.json &&
 	! cmp -s other/config.json "$LLAMA/config.json" &&
 	test_must_fail icl-train -q -m other --batch-size 4 --threads 1 --max-steps 4 -o rc --resume rand.tok 2>err &&
