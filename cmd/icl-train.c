@@ -426,7 +426,7 @@ int main(int argc, char **argv)
         case O_PROG: progress = 1; break;
         case O_NOPROG: progress = 0; break;
         case O_LORA_R: o.lora_r = INT_OPT("--lora-r", 1); break;
-        case O_LORA_ALPHA: o.lora_alpha = NUM_OPT("--lora-alpha"); break;
+        case O_LORA_ALPHA: o.lora_alpha = NUM_OPT("--lora-alpha"), o.lora_alpha_given = 1; break;
         case O_LORA_DROP: o.lora_dropout = icl_opt_double("--lora-dropout", optarg, 0, 1); break;
         case O_LORA_TGT: o.lora_targets = optarg; break;
         case O_RSLORA: o.use_rslora = 1; break;

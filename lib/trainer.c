@@ -310,9 +310,9 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("rank %d of %d processes", o->rank, o->world_size);
     if (o->lora_r < 0)
         BAD("--lora-r must not be negative");
-    if (o->adapter && (o->lora_r || o->lora_targets || o->use_rslora))
+    if (o->adapter && (o->lora_r || o->lora_alpha_given || o->lora_targets || o->use_rslora))
         BAD("--adapter DIR brings its own r, lora_alpha, target_modules and use_rslora: no --lora-r, "
-            "--lora-targets or --use-rslora with it");
+            "--lora-alpha, --lora-targets or --use-rslora with it");
     if (o->adapter && o->arch)
         BAD("--adapter adapts a pretrained model: give -m MODEL_DIR, not --arch");
     if (o->lora_r > 0 && o->arch)
@@ -321,8 +321,9 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("--lora-dropout %g: want a probability in [0, 1)", o->lora_dropout);
     if (!isfinite(o->lora_alpha))
         BAD("--lora-alpha must be a finite number");
-    if (!o->lora_r && !o->adapter && (o->lora_targets || o->use_rslora || o->lora_dropout > 0))
-        BAD("--lora-targets, --lora-dropout and --use-rslora need --lora-r R");
+    if (!o->lora_r && !o->adapter && (o->lora_alpha_given || o->lora_targets || o->use_rslora || o->lora_dropout > 0))
+        BAD("--lora-alpha, --lora-targets, --lora-dropout and --use-rslora need --lora-r R (without it every "
+            "weight is trained)");
     if (o->dequantize && !o->lora_r && !o->adapter)
         BAD("--dequantize chooses the base of LoRA (--lora-r R or --adapter DIR); full fine-tuning always "
             "dequantizes a GGUF");

@@ -185,6 +185,7 @@ typedef struct {
      * checkpoint's base_model_name_or_path). */
     int lora_r;                 /* 0: full fine-tuning */
     double lora_alpha;          /* default 8 (PEFT's) */
+    int lora_alpha_given;       /* 1: --lora-alpha was given (it needs --lora-r, and --adapter brings its own) */
     double lora_dropout;        /* -1 (the default): not given, i.e. 0, or --adapter's lora_dropout */
     const char *lora_targets;   /* comma list, "all-linear", or NULL: PEFT's default per architecture */
     int use_rslora;             /* scale alpha / sqrt(r) */

@@ -281,9 +281,14 @@ open(\"long/adapter_model.safetensors\",\"wb\").write(struct.pack(\"<Q\",len(b))
 	echo "icl-train: $msg" >want && test_cmp want err
 '
 
-test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model)' '
+test_expect_success 'icl-train --adapter starts from a PEFT adapter (lr 0 keeps it: same merged model); --lora-alpha needs --lora-r and is not taken with --adapter (was: a silent full fine-tune)' '
 	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-r 4 -o x rand.tok 2>err &&
 	test_grep "brings its own r" err &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter "$PEFT" --lora-alpha 16 -o x rand.tok 2>err &&
+	test_grep "brings its own r, lora_alpha" err &&
+	test_must_fail icl-train -q -m "$LLAMA" --lora-alpha 16 --max-steps 1 -o x rand.tok 2>err &&
+	test_grep "lora-alpha, --lora-targets, --lora-dropout and --use-rslora need --lora-r R (without it every weight is trained)" err &&
+	! test -e x &&
 	icl-train -q -m "$LLAMA" --adapter "$PEFT" --lr 0 --max-steps 2 --batch-size 4 -o keep rand.tok >m.keep &&
 	python3 -c "import json
 a=json.load(open(\"keep/adapter_config.json\"))
