@@ -1387,8 +1387,11 @@ void icl_tok_state_free(icl_tok_state *s)
 static int encode_text(const icl_tokenizer *t, icl_tok_state *st, const char *s, size_t n,
                        int first, int cont_mode, icl_ids *out, char *err, size_t errsz)
 {
-    if (icl_pretokenize(t->pre, st->md, s, n, first, cont_mode, &st->store, &st->pieces, err, errsz) != 0)
+    if (icl_pretokenize(t->pre, st->md, s, n, first, cont_mode, &st->store, &st->pieces, err, errsz) != 0) {
+        if (t->src) /* the fault is the tokenizer's: name it */
+            err_prefix(err, errsz, t->src, ": ");
         return -1;
+    }
     for (size_t k = 0; k < st->pieces.n; k++)
         icl_bpe_word(t, st->cache, st->store.data + st->pieces.off[k], st->pieces.len[k], out);
     return 0;
@@ -1809,6 +1812,8 @@ static int decode_ids(const icl_tokenizer *t, const int32_t *ids, size_t n, int 
     icl_pl_free(&in.p);
     icl_buf_free(&res.b);
     icl_pl_free(&res.p);
+    if (nfail && t->src) /* the fault is the tokenizer's: name it */
+        err_prefix(err, errsz, t->src, ": ");
     return nfail ? -1 : 0;
 }
 

@@ -214,4 +214,14 @@ assert kb < 100000, kb
 "
 '
 
+test_expect_success 'a regex that gives up names the tokenizer and its component: a Split pre-tokenizer (encode), a Replace decoder (decode)' '
+	printf "%s\n" "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a+)+\$\"},\"behavior\":\"Isolated\",\"invert\":false},\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Fuse\"},{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"(a+)+\$\"},\"content\":\"x\"}]},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"x\":2,\"aa\":3},\"merges\":[\"a a\"]}}" >cat.json &&
+	printf "{\"text\":\"%s\"}\n" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab" >cat.jsonl &&
+	test_must_fail icl-tok encode -t cat.json cat.jsonl >/dev/null 2>err &&
+	test_grep "cat.jsonl:1: .*cat.json: pre-tokenizer Split regex failed" err &&
+	printf "3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 3 1\n" >cat.ids &&
+	test_must_fail icl-tok decode -t cat.json cat.ids >/dev/null 2>err &&
+	test_grep "cat.ids:1: cat.json: decoder Replace regex failed" err
+'
+
 test_done
