@@ -34,6 +34,7 @@ static const char *other_base(const icl_lora_config *c, char *buf, size_t n)
 /* ------------------------------------------------------------ attaching */
 
 static int target_selects(const char *target, const char *mod, size_t n);
+static int layer_of(const char *name);
 
 /* c's target_modules as "a, b, c" for a message, into list[n] (n > 8): a
  * list that does not fit ends in "..." after the last whole character. */
@@ -178,9 +179,19 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
             snprintf(tn, sizeof tn, PREFIX "%.200s%s", mods[i], ab ? sb : sa);
             if (!icl_st_find(f, tn)) {
                 char mb[500];
-                icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
-                           "whose adapter the file lacks (a truncated file, or the config of another adapter?)%s",
-                           path, tn, list, mods[i], other_base(c, mb, sizeof mb));
+                int top = -1, l = layer_of(mods[i]);
+                for (int j = 0; j < icl_st_count(f); j++) {
+                    int lj = layer_of(icl_st_get(f, j)->name);
+                    top = lj > top ? lj : top;
+                }
+                if (top >= 0 && l > top && top + 1 != mc->num_hidden_layers) /* a shallower model's */
+                    icl_seterr(err, errsz, "%s: adapters for %d layers, this model has %d: no tensor %s%s", path,
+                               top + 1, mc->num_hidden_layers, tn,
+                               *other_base(c, mb, sizeof mb) ? mb : " (an adapter of another base model?)");
+                else
+                    icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
+                               "whose adapter the file lacks (a truncated file, or the config of another adapter?)%s",
+                               path, tn, list, mods[i], other_base(c, mb, sizeof mb));
                 goto out;
             }
         }
@@ -359,9 +370,19 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
             goto out;
         }
         if (t->ndim != 2 || t->shape[0] != v->shape[0] || t->shape[1] != v->shape[1]) {
-            icl_seterr(err, errsz, "%s: %s has shape [%lld, %lld], want [%lld, %lld]", p, v->name,
+            /* the names fit and a width does not: another model of this depth
+             * (its config, when path is the folder, names the base) */
+            icl_lora_config c;
+            char mb[600], ce[64];
+            const char *hint = " (an adapter of another base model?)";
+            if (p != path && !icl_lora_read_config(path, &c, ce, sizeof ce)) {
+                if (*other_base(&c, mb, sizeof mb))
+                    hint = mb;
+                icl_lora_config_free(&c);
+            }
+            icl_seterr(err, errsz, "%s: %s has shape [%lld, %lld], want [%lld, %lld]%s", p, v->name,
                        (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0),
-                       (long long)v->shape[0], (long long)v->shape[1]);
+                       (long long)v->shape[0], (long long)v->shape[1], hint);
             goto out;
         }
         if (icl_st_read_f32(t, s->params + v->offset, v->numel, e2, sizeof e2)) {

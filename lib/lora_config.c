@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "fileio.h"
 #include "util.h"
@@ -214,8 +215,14 @@ int icl_lora_read_config(const char *dir, icl_lora_config *c, char *err, size_t 
     if (!text && (errno == ENOENT || errno == ENOTDIR)) { /* name what the folder is not, not a missing file */
         const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
         icl_file_kind k = icl_sniff_file(dir);
+        char *mc = icl_path_join(dir, "config.json");
+        int model = access(mc, F_OK) == 0;
+        free(mc);
         icl_seterr(err, errsz, "%s: %s", dir,
                    stat(dir, &st) != 0 ? "no such adapter folder"
+                   : S_ISDIR(st.st_mode) && model
+                       ? "a model folder (config.json), not a LoRA adapter folder (adapter_config.json and "
+                         "adapter_model.safetensors)"
                    : S_ISDIR(st.st_mode) ? "not a LoRA adapter folder (no adapter_config.json)"
                    : k == ICL_KIND_GGUF ? "a GGUF file, not a LoRA adapter folder: adapters are read in PEFT's "
                                           "format (a folder of adapter_config.json and adapter_model.safetensors); "

@@ -157,7 +157,19 @@ test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_grep "have shapes that do not fit .* (an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
 	test_must_fail icl-eval -m "$LLAMA" --adapter nowhere rand.tok 2>err &&
 	test_grep "nowhere: no such adapter folder" err &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter "$LLAMA" rand.tok 2>err &&
+	test_grep "model: a model folder (config.json), not a LoRA adapter folder (adapter_config.json and adapter_model.safetensors)$" err &&
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
+'
+
+test_expect_success 'icl-train --adapter of another model: the depths, or the width, and the base it names' '
+	test_must_fail icl-train -q -m "$DATA/model/stories260K/model" --adapter "$PEFT" --max-steps 1 -o deep rand.tok 2>err &&
+	test_grep "adapter_model.safetensors: adapters for 2 layers, this model has 5: no tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight (an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
+	icl-train -q --arch llama --hidden-size 64 --num-hidden-layers 2 --num-attention-heads 4 --num-key-value-heads 2 \
+		--intermediate-size 96 -t "$DATA/tok/bytelevel-512.json" --max-steps 1 -o narrow rand.tok >/dev/null 2>&1 &&
+	test_must_fail icl-train -q -m narrow --adapter "$PEFT" --max-steps 1 -o wide rand.tok 2>err &&
+	test_grep "adapter_model.safetensors: base_model.model.model.layers.0.mlp.down_proj.lora_A.weight has shape \[4, 160\], want \[4, 96\] (an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
+	! test -e deep && ! test -e wide
 '
 
 test_expect_success 'an adapter folder with adapter_model.bin alone: pickles are not read, said by every program' '
