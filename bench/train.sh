@@ -67,6 +67,10 @@ fi
 #               rows (bench/peft_train.py --lora-r 0)
 #   peft-lora   PyTorch + transformers + PEFT LoRA r 16 all-linear, same
 #               folder and rows (bench/peft_train.py --lora-r 16)
+# BENCH_REAL_ROUNDS (1) > 1 runs the rows of a thread count that many times
+# in turn (full, LoRA, ..., full, LoRA, ...): each row's tokens/s is then the
+# median of its measured steps over all rounds, so a host whose speed drifts
+# over minutes moves every row alike and the ratios between rows hold.
 # icl's bf16 is `--dtype bf16`; the peers' is torch.autocast("cpu", bfloat16)
 # (PyTorch's mixed precision on a CPU).  The peers run on the PyTorch builds
 # named in BENCH_REAL_TORCH ("debian"): debian = Debian's python3-torch 1.13
@@ -97,12 +101,13 @@ if [ "${BENCH_REAL:-1}" = 0 ] || [ ! -r "$GGUF" ]; then
 	echo "bench-train: real model skipped (${GGUF} missing or BENCH_REAL=0)"
 	exit 0
 fi
-RB=${BENCH_REAL_BATCH:-8} RS=${BENCH_REAL_SEQ:-256} RN=${BENCH_REAL_STEPS:-6}
+RB=${BENCH_REAL_BATCH:-8} RS=${BENCH_REAL_SEQ:-256} RN=${BENCH_REAL_STEPS:-6} RR=${BENCH_REAL_ROUNDS:-1}
 RT=${BENCH_REAL_THREADS:-1 2}
 ROWS=${BENCH_REAL_ROWS-full lora qlora qlora-ckpt torch-full peft-lora}
 DTYPES=${BENCH_REAL_DTYPES:-float32 bf16}
 BN=${BENCH_BF16_STEPS:-50} BT=${BENCH_BF16_THREADS:-2}
 [ "$RN" -ge 3 ] || { echo "bench-train: BENCH_REAL_STEPS must be >= 3 (2 warm-up steps)" >&2; exit 1; }
+case $RR in '' | *[!0-9]* | 0*) echo "bench-train: BENCH_REAL_ROUNDS must be a count >= 1" >&2; exit 1 ;; esac
 for R in $ROWS; do case $R in full | lora | qlora | qlora-ckpt | torch-full | peft-lora) ;;
 	*) echo "bench-train: unknown BENCH_REAL_ROWS entry '$R'" >&2; exit 1 ;; esac; done
 for D in $DTYPES; do case $D in float32 | bf16) ;;
@@ -176,21 +181,31 @@ esac
 
 echo
 echo "bench-train: SmolLM2-135M-Instruct ($NP parameters, $NL layers, hidden $ND); batch $RB x seq $RS packed Alpaca;" \
-	"$RN steps (median of the last $((RN - 2))); lr 1e-4 constant"
+	"$RN steps (median of the last $((RN - 2))$([ "$RR" -gt 1 ] && echo " of each of $RR rounds, the rows run in turn in each round")); lr 1e-4 constant"
 echo "icl: $(bin/icl-train --version | tail -1)"
 [ -s "$TMP/torches" ] && while read -r P v d; do echo "peer '$P': torch $v ($d)"; done <"$TMP/torches"
 [ -s "$TMP/peak.out" ] && grep -E '^ *(fp32_fma|bf16_dot)' "$TMP/peak.out" | sed 's/^ */peak: /'
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-res() { # T ROW DTYPE SOURCE JSONL TIMEFILE: one line of $TMP/res (or "failed")
-	awk -v T="$1" -v R="$2" -v D="$3" -v S="$4" -v W="$RN" -v kb="$(rss "$6")" '
-		/"tokens_per_s"/ { n++; l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l);
+keep() { # T ROW DTYPE SOURCE: keep this round's $TMP/r.jsonl and r.time for res (the row's key in $TMP/keys.T)
+	grep -qxF "$1 $2 $3 $4" "$TMP/keys.$1" 2>/dev/null || echo "$1 $2 $3 $4" >>"$TMP/keys.$1"
+	mv "$TMP/r.jsonl" "$TMP/acc/$1.$2.$3.$4.$k.jsonl"
+	mv "$TMP/r.time" "$TMP/acc/$1.$2.$3.$4.$k.time" 2>/dev/null || : >"$TMP/acc/$1.$2.$3.$4.$k.time"
+}
+res() { # T ROW DTYPE SOURCE: one line of $TMP/res from the row's rounds (or "failed": a round short of RN steps)
+	key="$TMP/acc/$1.$2.$3.$4" ok=1 kb=0
+	for f in "$key".*.jsonl; do [ "$(grep -c '"tokens_per_s"' "$f")" -ge "$RN" ] || ok=0; done
+	for f in "$key".*.time; do v=$(rss "$f"); [ "${v:-0}" -gt "$kb" ] && kb=$v; done
+	[ "$ok" = 1 ] || { echo "$1 $2 $3 $4 failed" >>"$TMP/res"; return; }
+	awk -v T="$1" -v R="$2" -v D="$3" -v S="$4" -v kb="$kb" '
+		FNR == 1 { fn = 0 }
+		/"tokens_per_s"/ { n++; fn++; l = $0; sub(/.*"loss": /, "", l); sub(/[,}].*/, "", l);
 			r = $0; sub(/.*"tokens_per_s": /, "", r); sub(/[,}].*/, "", r);
-			if (n == 1) l0 = l; ll = l; if (n > 2) x[++m] = r + 0 }
-		END { if (n < W || m < 1) { print T, R, D, S, "failed"; exit }
+			if (n == 1) l0 = l; ll = l; if (fn > 2) x[++m] = r + 0 }
+		END { if (m < 1) { print T, R, D, S, "failed"; exit }
 			for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
 			med = (m % 2) ? x[(m + 1) / 2] : (x[m / 2] + x[m / 2 + 1]) / 2
-			print T, R, D, S, med, 100 * (x[m] - x[1]) / med, l0, ll, kb / 1024 }' "$5" >>"$TMP/res"
+			print T, R, D, S, med, 100 * (x[m] - x[1]) / med, l0, ll, kb / 1024 }' "$key".*.jsonl >>"$TMP/res"
 }
 icl() { # T ROW DTYPE ARGS...: one icl-train row
 	t=$1 r=$2 d=$3; shift 3
@@ -198,31 +213,35 @@ icl() { # T ROW DTYPE ARGS...: one icl-train row
 		--max-steps "$RN" --no-shuffle --lr 1e-4 --schedule constant --dtype "$d" --threads "$t" "$TMP/real.tok" \
 		>"$TMP/r.jsonl" 2>"$TMP/r.err" || { echo "bench-train: icl $r $d failed:" >&2; tail -3 "$TMP/r.err" >&2; }
 	rm -rf "$TMP/out"
-	res "$t" "$r" "$d" icl "$TMP/r.jsonl" "$TMP/r.time"
+	keep "$t" "$r" "$d" icl
 }
 torchrow() { # T ROW DTYPE BUILD LORA_R: one bench/peft_train.py row
 	bf=; [ "$3" = bf16 ] && bf=--bf16
 	peer "$4" /usr/bin/time -v -o "$TMP/r.time" $VPY bench/peft_train.py --model "$TMP/smol" --data "$TMP/real.tok" \
 		--lora-r "$5" $bf --batch "$RB" --steps "$RN" --threads "$1" >"$TMP/r.jsonl" 2>"$TMP/r.err" ||
 		{ echo "bench-train: torch $2 $3 ($4) failed:" >&2; tail -3 "$TMP/r.err" >&2; }
-	res "$1" "$2" "$3" "torch-$(awk -v p="$4" '$1 == p { print $2 }' "$TMP/torches")${4#"${4%+passive}"}" "$TMP/r.jsonl" "$TMP/r.time"
+	keep "$1" "$2" "$3" "torch-$(awk -v p="$4" '$1 == p { print $2 }' "$TMP/torches")${4#"${4%+passive}"}"
 }
 LA="--lora-r 16 --lora-alpha 32 --lora-targets all-linear"
 : >"$TMP/res"
+mkdir "$TMP/acc"
 [ -n "$ROWS" ] && for T in $RT; do
-	for R in $ROWS; do
-		for D in $DTYPES; do
-			# shellcheck disable=SC2086
-			case $R in
-			full) icl "$T" "$R" "$D" -m "$TMP/smol" ;;
-			lora) icl "$T" "$R" "$D" -m "$TMP/smol" $LA ;;
-			qlora) icl "$T" "$R" "$D" -m "$GGUF" $LA ;;
-			qlora-ckpt) icl "$T" "$R" "$D" -m "$GGUF" $LA --gradient-checkpointing ;;
-			torch-full) for P in $PEERS; do torchrow "$T" "$R" "$D" "$P" 0; done ;;
-			peft-lora) for P in $PEERS; do torchrow "$T" "$R" "$D" "$P" 16; done ;;
-			esac
+	for k in $(seq "$RR"); do
+		for R in $ROWS; do
+			for D in $DTYPES; do
+				# shellcheck disable=SC2086
+				case $R in
+				full) icl "$T" "$R" "$D" -m "$TMP/smol" ;;
+				lora) icl "$T" "$R" "$D" -m "$TMP/smol" $LA ;;
+				qlora) icl "$T" "$R" "$D" -m "$GGUF" $LA ;;
+				qlora-ckpt) icl "$T" "$R" "$D" -m "$GGUF" $LA --gradient-checkpointing ;;
+				torch-full) for P in $PEERS; do torchrow "$T" "$R" "$D" "$P" 0; done ;;
+				peft-lora) for P in $PEERS; do torchrow "$T" "$R" "$D" "$P" 16; done ;;
+				esac
+			done
 		done
 	done
+	while read -r a b c d; do res "$a" "$b" "$c" "$d"; done <"$TMP/keys.$T"
 	echo
 	awk -v T="$T" -v F6="$F6" -v FP="$FP" -v FL="$FL" -v FA="$FA" -v p32="$(peak fp32_fma_avx512 "$T")" -v p16="$(peak bf16_dot_vdpbf16ps "$T")" \
 		-v DT="$DTYPES" '
