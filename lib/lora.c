@@ -178,20 +178,22 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
             char tn[320];
             snprintf(tn, sizeof tn, PREFIX "%.200s%s", mods[i], ab ? sb : sa);
             if (!icl_st_find(f, tn)) {
-                char mb[500];
+                char mb[500], why[640];
                 int top = -1, l = layer_of(mods[i]);
                 for (int j = 0; j < icl_st_count(f); j++) {
                     int lj = layer_of(icl_st_get(f, j)->name);
                     top = lj > top ? lj : top;
                 }
-                if (top >= 0 && l > top && top + 1 != mc->num_hidden_layers) /* a shallower model's */
-                    icl_seterr(err, errsz, "%s: adapters for %d layers, this model has %d: no tensor %s%s", path,
-                               top + 1, mc->num_hidden_layers, tn,
-                               *other_base(c, mb, sizeof mb) ? mb : " (an adapter of another base model?)");
+                const char *ob = other_base(c, mb, sizeof mb);
+                if (top >= 0 && l > top) /* the file stops below this layer: cut short, or a shallower model's */
+                    snprintf(why, sizeof why, ": its adapters cover %d layer%s, this model has %d (a truncated file, "
+                             "or an adapter of another base model?%s%s)", top + 1, top ? "s" : "",
+                             mc->num_hidden_layers, *ob ? " its adapter_config.json names " : "",
+                             *ob ? c->base_model_name_or_path : "");
                 else
-                    icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
-                               "whose adapter the file lacks (a truncated file, or the config of another adapter?)%s",
-                               path, tn, list, mods[i], other_base(c, mb, sizeof mb));
+                    snprintf(why, sizeof why, " (a truncated file, or the config of another adapter?)%s", ob);
+                icl_seterr(err, errsz, "%s: no tensor %s: adapter_config.json's target_modules [%s] select %s, "
+                           "whose adapter the file lacks%s", path, tn, list, mods[i], why);
                 goto out;
             }
         }
@@ -273,13 +275,17 @@ int icl_lora_check_dir(const char *dir, const icl_config *mc, char *err, size_t 
     return rc;
 }
 
-/* The layer index N of a tensor named "...layers.N....", or -1. */
+/* The layer index N of a tensor or module named "...layers.N...." (Llama,
+ * Qwen2) or "...h.N...." (GPT-2's transformer.h.N), or -1. */
 static int layer_of(const char *name)
 {
-    const char *q = strstr(name, "layers.");
-    if (!q || q[7] < '0' || q[7] > '9')
+    const char *q = strstr(name, "layers."), *d = q ? q + 7 : NULL;
+    for (q = name; !d && (q = strstr(q, "h.")); q += 2)
+        if ((q == name || q[-1] == '.') && q[2] >= '0' && q[2] <= '9')
+            d = q + 2;
+    if (!d || *d < '0' || *d > '9')
         return -1;
-    long n = strtol(q + 7, NULL, 10);
+    long n = strtol(d, NULL, 10);
     return n > 100000 ? 100000 : (int)n;
 }
 
@@ -350,7 +356,8 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
         return -1;
     }
     struct stat sb;
-    char *p = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? icl_path_join(path, "adapter_model.safetensors") : xstrdup(path);
+    int isdir = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+    char *p = isdir ? icl_path_join(path, "adapter_model.safetensors") : xstrdup(path);
     char e2[256];
     int rc = -1;
     icl_st_file *f = icl_st_open(p, e2, sizeof e2);
@@ -374,8 +381,8 @@ int icl_lora_load_weights(icl_model *m, const char *path, char *err, size_t errs
              * (its config, when path is the folder, names the base) */
             icl_lora_config c;
             char mb[600], ce[64];
-            const char *hint = " (an adapter of another base model?)";
-            if (p != path && !icl_lora_read_config(path, &c, ce, sizeof ce)) {
+            const char *hint = t->ndim != 2 ? "" : " (an adapter of another base model?)";
+            if (*hint && isdir && !icl_lora_read_config(path, &c, ce, sizeof ce)) {
                 if (*other_base(&c, mb, sizeof mb))
                     hint = mb;
                 icl_lora_config_free(&c);

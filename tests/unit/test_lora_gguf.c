@@ -352,6 +352,8 @@ static void hostile(void **state)
     assert_int_equal(icl_lora_save_gguf(dir, LLAMA, out, ICL_GGML_F32, err, sizeof err), -1);
     assert_non_null(strstr(err, "no tensor base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight: "
                                 "adapter_config.json's target_modules [q_proj] select model.layers.1.self_attn.q_proj"));
+    assert_non_null(strstr(err, "whose adapter the file lacks: its adapters cover 1 layer, this model has 2 (a truncated "
+                                "file, or an adapter of another base model? its adapter_config.json names no/such/base)"));
     assert_int_equal(access(out, F_OK), -1);
     /* a module the config does not select (v_proj for q_proj's layer 1): PEFT would not load it */
     e[2].name = "base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight";
