@@ -35,6 +35,7 @@ static const char *other_base(const icl_lora_config *c, char *buf, size_t n)
 
 static int target_selects(const char *target, const char *mod, size_t n);
 static int layer_of(const char *name);
+static int file_layers(const icl_st_file *f);
 
 /* c's target_modules as "a, b, c" for a message, into list[n] (n > 8): a
  * list that does not fit ends in "..." after the last whole character. */
@@ -179,15 +180,11 @@ int icl_lora_check_targets(const icl_lora_config *c, const icl_config *mc, const
             snprintf(tn, sizeof tn, PREFIX "%.200s%s", mods[i], ab ? sb : sa);
             if (!icl_st_find(f, tn)) {
                 char mb[500], why[640];
-                int top = -1, l = layer_of(mods[i]);
-                for (int j = 0; j < icl_st_count(f); j++) {
-                    int lj = layer_of(icl_st_get(f, j)->name);
-                    top = lj > top ? lj : top;
-                }
+                int nl = file_layers(f);
                 const char *ob = other_base(c, mb, sizeof mb);
-                if (top >= 0 && l > top) /* the file stops below this layer: cut short, or a shallower model's */
+                if (nl > 0 && layer_of(mods[i]) >= nl) /* the file stops below this layer: cut short, or a shallower model's */
                     snprintf(why, sizeof why, ": its adapters cover %d layer%s, this model has %d (a truncated file, "
-                             "or an adapter of another base model?%s%s)", top + 1, top ? "s" : "",
+                             "or an adapter of another base model?%s%s)", nl, nl > 1 ? "s" : "",
                              mc->num_hidden_layers, *ob ? " its adapter_config.json names " : "",
                              *ob ? c->base_model_name_or_path : "");
                 else
@@ -289,21 +286,29 @@ static int layer_of(const char *name)
     return n > 100000 ? 100000 : (int)n;
 }
 
+/* The layers an adapter file covers: 1 + its largest layer_of, or 0 when no
+ * tensor names a layer. */
+static int file_layers(const icl_st_file *f)
+{
+    int top = -1;
+    for (int i = 0; i < icl_st_count(f); i++) {
+        int l = layer_of(icl_st_get(f, i)->name);
+        top = l > top ? l : top;
+    }
+    return top + 1;
+}
+
 /* Why an adapter file does not hold this model's adapters (its tensor count
  * differs): the layers it covers against the model's, else the first tensor
  * one side has and the other lacks. */
 static void describe_mismatch(const icl_st_file *f, const icl_param_set *s, int layers, const char *p, char *err,
                               size_t errsz)
 {
-    int nf = icl_st_count(f), top = -1;
-    for (int i = 0; i < nf; i++) {
-        int l = layer_of(icl_st_get(f, i)->name);
-        top = l > top ? l : top;
-    }
-    if (top >= 0 && top + 1 != layers) {
+    int nf = icl_st_count(f), nl = file_layers(f);
+    if (nl > 0 && nl != layers) {
         icl_seterr(err, errsz,
                    "%s: adapters for %d layers, this model has %d: trained on another base model? (%d tensors, "
-                   "these options want %d)", p, top + 1, layers, nf, s->n_views);
+                   "these options want %d)", p, nl, layers, nf, s->n_views);
         return;
     }
     for (int i = 0; i < s->n_views; i++)
