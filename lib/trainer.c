@@ -1609,12 +1609,7 @@ static int claim_dir(train_run *r)
             snprintf(found + strlen(found), sizeof found - strlen(found), "%s%s", found[0] ? ", " : "", other[i]);
         free(p);
     }
-    if (found[0]) {
-        struct stat sm, so;
-        if (lora && o->model_dir && stat(o->model_dir, &sm) == 0 && stat(out, &so) == 0 && sm.st_dev == so.st_dev &&
-            sm.st_ino == so.st_ino)
-            return fail(r, "%s: is the folder of the base model (-m): the adapter would be written beside the model "
-                           "it adapts, and -m %s would then load the model alone; give another -o", out, out);
+    if (found[0]) { /* (not -m's own folder: inputs_exist) */
         if (!o->overwrite_output_dir)
             return fail(r, "%s: holds %s (%s): this run's %s would be written beside it, and -m %s would load %s; "
                            "give another -o, or --overwrite-output-dir to delete them",
@@ -2059,9 +2054,10 @@ static int load_best(train_run *r)
     return 0;
 }
 
-/* The token-line files and --valid exist and are files, before the model
- * loads (seconds for a dequantized GGUF) and the output folder is claimed:
- * stat only, so that a FIFO's writer is not disturbed. */
+/* The token-line files and --valid exist and are files, and the folders the
+ * run starts from are out of OUT_DIR's way, before the model loads (seconds
+ * for a dequantized GGUF) and the output folder is claimed: stat only, so
+ * that a FIFO's writer is not disturbed. */
 static int inputs_exist(train_run *r)
 {
     const icl_train_opts *o = r->o;
@@ -2077,6 +2073,31 @@ static int inputs_exist(train_run *r)
         if (S_ISDIR(st.st_mode))
             return fail(r, "%s: is a folder, not a file", p);
     }
+    /* The folder a run starts from (-m, --adapter) is neither OUT_DIR, where
+     * its results would go over or beside it (-m OUT_DIR would then load
+     * the base alone), nor one of OUT_DIR's checkpoint-N, which a new run
+     * there deletes (--overwrite-output-dir); a resumed run's were checked
+     * when it started. */
+    char *ro = o->out_dir && !o->resume ? realpath(o->out_dir, NULL) : NULL;
+    const char *in[2][2] = {{o->adapter, "--adapter"}, {o->model_dir, "-m"}};
+    for (int i = 0; ro && i < 2; i++) {
+        struct stat st;
+        char *ri = in[i][0] && stat(in[i][0], &st) == 0 && S_ISDIR(st.st_mode) ? realpath(in[i][0], NULL) : NULL;
+        size_t n = strlen(ro);
+        int same = ri && !strncmp(ri, ro, n) && ri[n] == '\0',
+            ckpt = ri && !strncmp(ri, ro, n) && ri[n] == '/' && !strncmp(ri + n + 1, "checkpoint-", 11);
+        free(ri);
+        if (same || ckpt) {
+            fail(r, same ? "-o %s is the folder of %s %s, which this run starts from: its results would be written "
+                           "over or beside it; give another -o"
+                         : "-o %s holds %s %s, which this run starts from, as a checkpoint of an earlier run there "
+                           "(a new run deletes them); give another -o",
+                 o->out_dir, in[i][1], in[i][0]);
+            free(ro);
+            return -1;
+        }
+    }
+    free(ro);
     return 0;
 }
 

@@ -65,7 +65,7 @@ test_expect_success 'a LoRA run into a model folder, or a full run into an adapt
 test_expect_success 'a LoRA run whose -o is the base model'"'"'s own folder is refused, even with --overwrite-output-dir, and deletes nothing' '
 	icl-train -q $A --max-steps 1 -o base rand.tok >/dev/null &&
 	test_must_fail icl-train -q -m base/ --threads 1 --lora-r 2 --max-steps 1 -o ./base --overwrite-output-dir rand.tok 2>err &&
-	test_grep "./base: is the folder of the base model (-m): the adapter would be written beside the model it adapts" err &&
+	test_grep "^icl-train: -o ./base is the folder of -m base/, which this run starts from: its results would be written over or beside it; give another -o$" err &&
 	test -f base/config.json && test -f base/model.safetensors && test -d base/checkpoint-1 && ! test -e base/adapter_config.json
 '
 

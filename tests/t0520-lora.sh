@@ -162,6 +162,21 @@ test_expect_success 'adapters that do not fit the model are refused by name' '
 	test_must_fail icl-eval --adapter "$PEFT" rand.tok 2>err
 '
 
+test_expect_success 'icl-train -o that is the --adapter or -m folder it starts from, or one of its checkpoints, is refused (it replaced the input)' '
+	cp -r "$PEFT" start && cp -r "$LLAMA" base0 && cp start/adapter_model.safetensors keep.st &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter start --max-steps 1 -o start/ rand.tok 2>err &&
+	echo "icl-train: -o start/ is the folder of --adapter start, which this run starts from: its results would be written over or beside it; give another -o" >want &&
+	test_cmp want err && cmp keep.st start/adapter_model.safetensors &&
+	icl-train -q -m "$LLAMA" --adapter start --max-steps 2 --save-every 1 -o run1 rand.tok >/dev/null &&
+	test_must_fail icl-train -q -m "$LLAMA" --adapter run1/checkpoint-1 --max-steps 1 --overwrite-output-dir \
+		-o run1 rand.tok 2>err && test -d run1/checkpoint-1 &&
+	test_grep "^icl-train: -o run1 holds --adapter run1/checkpoint-1, which this run starts from, as a checkpoint of an earlier run there (a new run deletes them); give another -o$" err &&
+	test_must_fail icl-train -q -m base0 --max-steps 1 -o ./base0 rand.tok 2>err &&
+	test_grep "is the folder of -m base0, which this run starts from" err &&
+	mkdir outer && cp -r start outer/ad && icl-train -q -m "$LLAMA" --adapter outer/ad --max-steps 1 -o outer rand.tok >/dev/null &&
+	cmp keep.st outer/ad/adapter_model.safetensors
+'
+
 test_expect_success 'icl-train --adapter of another model: the depths, or the width, and the base it names' '
 	test_must_fail icl-train -q -m "$DATA/model/stories260K/model" --adapter "$PEFT" --max-steps 1 -o deep rand.tok 2>err &&
 	test_grep "adapter_model.safetensors: no tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight: .* whose adapter the file lacks: its adapters cover 2 layers, this model has 5 (a truncated file, or an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
