@@ -118,10 +118,14 @@ int icl_lora_parse_config(const char *text, size_t len, const char *path, icl_lo
     if (!json_is_string(v) || strcmp(json_string_value(v), "LORA"))
         BAD("%s: peft_type is not \"LORA\"", path);
     v = json_object_get(root, "r");
+    if (!v)
+        BAD("%s: no \"r\" (PEFT writes the rank; a config written by hand must give it)", path);
     if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65536)
         BAD("%s: \"r\" is not an integer in [1, 65536]", path);
     c->r = (int)json_integer_value(v);
     v = json_object_get(root, "lora_alpha");
+    if (!v)
+        BAD("%s: no \"lora_alpha\" (PEFT writes it; a config written by hand must give it)", path);
     if (!json_is_number(v) || !isfinite(json_number_value(v)))
         BAD("%s: \"lora_alpha\" is not a number", path);
     c->lora_alpha = json_number_value(v);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "gguf.h"
 #include "ops.h"
@@ -866,6 +867,16 @@ icl_model *icl_model_load(const char *dir, char *err, size_t errsz)
     icl_config cfg;
     icl_model *m = NULL;
     shards sh = {0};
+    if (access(cp, F_OK) != 0 && errno == ENOENT) { /* say what the folder holds instead, when it is an adapter's */
+        char *aw = icl_path_join(dir, "adapter_model.safetensors");
+        int ad = access(aw, F_OK) == 0;
+        free(aw);
+        if (ad) {
+            icl_seterr(err, errsz, "%s: no config.json but adapter_model.safetensors: the weights of a LoRA adapter "
+                       "whose adapter_config.json is missing, not a model", dir);
+            goto out;
+        }
+    }
     if (icl_config_load(&cfg, cp, err, errsz))
         goto out;
     m = model_shell(&cfg, NULL);

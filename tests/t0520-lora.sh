@@ -177,6 +177,19 @@ test_expect_success 'icl-train -o that is the --adapter or -m folder it starts f
 	cmp keep.st outer/ad/adapter_model.safetensors
 '
 
+test_expect_success 'an adapter folder without adapter_config.json given as the model, and a config without r or lora_alpha, say so' '
+	mkdir -p wonly && cp "$PEFT/adapter_model.safetensors" wonly/ &&
+	echo "wonly: no config.json but adapter_model.safetensors: the weights of a LoRA adapter whose adapter_config.json is missing, not a model" >want &&
+	test_must_fail icl-gen --ids -n 2 -m wonly <rand.tok 2>err && sed "s/^icl-gen: //" err >got && test_cmp want got &&
+	test_must_fail icl-convert wonly w.gguf 2>err && sed "s/^icl-convert: //" err >got && test_cmp want got && ! test -e w.gguf &&
+	printf "{\"peft_type\": \"LORA\", \"r\": 4, \"target_modules\": [\"q_proj\"]}" >wonly/adapter_config.json &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter wonly rand.tok 2>err &&
+	test_grep "wonly/adapter_config.json: no \"lora_alpha\" (PEFT writes it; a config written by hand must give it)$" err &&
+	printf "{\"peft_type\": \"LORA\", \"lora_alpha\": 8, \"target_modules\": [\"q_proj\"]}" >wonly/adapter_config.json &&
+	test_must_fail icl-eval -m "$LLAMA" --adapter wonly rand.tok 2>err &&
+	test_grep "wonly/adapter_config.json: no \"r\" (PEFT writes the rank; a config written by hand must give it)$" err
+'
+
 test_expect_success 'icl-train --adapter of another model: the depths, or the width, and the base it names' '
 	test_must_fail icl-train -q -m "$DATA/model/stories260K/model" --adapter "$PEFT" --max-steps 1 -o deep rand.tok 2>err &&
 	test_grep "adapter_model.safetensors: no tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight: .* whose adapter the file lacks: its adapters cover 2 layers, this model has 5 (a truncated file, or an adapter of another base model? its adapter_config.json names ./llama-tiny/model)$" err &&
