@@ -166,7 +166,7 @@ static int parse_tensor(icl_st_tensor *t, const char *key, json_t *v, const unsi
     }
     uint64_t beg = (uint64_t)json_integer_value(o0), end = (uint64_t)json_integer_value(o1);
     if (end > dlen) {
-        icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes)",
+        icl_seterr(err, errsz, "%s: tensor \"%s\": data_offsets [%llu, %llu] past the end of the data (%zu bytes): truncated?",
                name, key, (unsigned long long)beg, (unsigned long long)end, dlen);
         return -1;
     }

@@ -310,6 +310,8 @@ int icl_train_opts_check(const icl_train_opts *o, char *err, size_t errsz)
         BAD("rank %d of %d processes", o->rank, o->world_size);
     if (o->lora_r < 0)
         BAD("--lora-r must not be negative");
+    if (o->lora_r > 65536) /* what adapter_config.json may hold (lora_config.c): the adapter must load again */
+        BAD("--lora-r %d: at most 65536", o->lora_r);
     if (o->adapter && (o->lora_r || o->lora_alpha_given || o->lora_targets || o->use_rslora))
         BAD("--adapter DIR brings its own r, lora_alpha, target_modules and use_rslora: no --lora-r, "
             "--lora-alpha, --lora-targets or --use-rslora with it");

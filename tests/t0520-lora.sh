@@ -22,6 +22,7 @@ test_expect_success '--help lists the LoRA options' '
 
 test_expect_code 2 'LoRA options without --lora-r are a usage error' 'icl-train -m "$LLAMA" -o out --use-rslora rand.tok'
 test_expect_code 2 'LoRA with --arch is a usage error' 'icl-train --arch llama -t x -o out --lora-r 4 rand.tok'
+test_expect_code 2 'an --lora-r above what adapter_config.json may hold (65536) is a usage error' 'icl-train -m "$LLAMA" -o out --lora-r 65537 rand.tok'
 test_expect_code 2 '--lora-dropout 1 is a usage error' 'icl-train -m "$LLAMA" -o out --lora-r 4 --lora-dropout 1 rand.tok'
 
 test_expect_success 'the closing note says the output folder holds an adapter' '

@@ -53,7 +53,7 @@ static void hostile_safetensors(void **state)
     assert_non_null(strstr(err, "shorter than the 8-byte header length"));
     expect_error("{}", 1ull << 62, 0, "is absurd");
     expect_error("{}", 1000, 0, "runs past the end of the file");
-    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 4, "past the end of the data");
+    expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", -1, 4, "past the end of the data (4 bytes): truncated?");
     expect_error("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                  "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", -1, 8, "overlap");
     /* an empty tensor between two overlapping ones used to hide the overlap */
